@@ -171,12 +171,20 @@ def sparsek_tau(z, k):
     if k >= n:
         return -math.inf
     a = np.sort(live)
+    kth, next_ = a[n - k], a[n - k - 1]  # z(k) and z(k+1) of the descending order
+    if kth - next_ >= 1.0:
+        # Hard case: f = k on all of [z(k+1), z(k) - 1]. Decided from the
+        # scores themselves, because f evaluated in float at z(k) - 1 can
+        # round just below k and the bracket search below would then return
+        # the left end of the flat piece instead of its largest point.
+        return float(kth - 1.0)
     prefix = np.concatenate(([0.0], np.cumsum(a)))
     breakpoints = np.unique(np.concatenate((a, a - 1.0)))  # ascending
     f = _f_at(a, prefix, breakpoints)
     # f is non-increasing: f(min z - 1) = n > k and f(max z) = 0 < k, so the
-    # last breakpoint with f >= k exists and is not the final one. Taking the
-    # last such one returns the largest root on a flat piece (the hard case).
+    # last breakpoint with f >= k exists and is not the final one. Outside
+    # the hard case f has no flat piece at height k (flat pieces sit at
+    # integers U != k), so rounding in f moves tau by no more than it moves f.
     i = int(np.nonzero(f >= k)[0][-1])
     if f[i] == k:
         return float(breakpoints[i])
