@@ -178,6 +178,10 @@ def sparsek_tau(z, k):
         # round just below k and the bracket search below would then return
         # the left end of the flat piece instead of its largest point.
         return float(kth - 1.0)
+    # Shift invariance lets us anchor at the row maximum: the prefix sums
+    # then scale with the spread of the scores, not with their magnitude.
+    anchor = a[-1]
+    a = a - anchor
     prefix = np.concatenate(([0.0], np.cumsum(a)))
     breakpoints = np.unique(np.concatenate((a, a - 1.0)))  # ascending
     f = _f_at(a, prefix, breakpoints)
@@ -187,9 +191,9 @@ def sparsek_tau(z, k):
     # integers U != k), so rounding in f moves tau by no more than it moves f.
     i = int(np.nonzero(f >= k)[0][-1])
     if f[i] == k:
-        return float(breakpoints[i])
+        return float(breakpoints[i] + anchor)
     lo, hi = breakpoints[i], breakpoints[i + 1]
-    return float(lo + (f[i] - k) * (hi - lo) / (f[i] - f[i + 1]))
+    return float(lo + (f[i] - k) * (hi - lo) / (f[i] - f[i + 1]) + anchor)
 
 
 def _clip_gate(z, tau):
