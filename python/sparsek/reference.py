@@ -18,6 +18,7 @@ API
   attention(q, key, value, indices, gates, w, scale=None) -> o [B, Hq, T, Dv]
   sparsek_attention(q, key, value, u, k, w, scale=None) -> o
   dense_causal_attention(q, key, value, scale=None)     -> o
+  score_vjp, attention_vjp, sparsek_attention_vjp       SPEC 5 backward
   DecodeCache(num_kv_heads, k, w)                       SPEC 6, token by token
   decode_attention(q, kslots, vslots, slot_scores, tau, pool_count, pos, k, w, scale=None)
 """
@@ -36,6 +37,9 @@ __all__ = [
     "attention",
     "sparsek_attention",
     "dense_causal_attention",
+    "score_vjp",
+    "attention_vjp",
+    "sparsek_attention_vjp",
     "DecodeCache",
     "DecodeSlots",
     "decode_attention",
@@ -318,17 +322,10 @@ def _gated_softmax_attention(q, key, value, allowed, gate, scale):
     return (a * gate[allowed]) @ value[allowed]
 
 
-def attention(q, key, value, indices, gates, w, scale=None):
-    """SparseK attention over Win(t) U Sel(t) given a materialized selection.
-
-    q [B, Hq, T, D]; key [B, Hkv, S, D]; value [B, Hkv, S, Dv];
-    indices, gates [B, Hkv, T, K]. Query head hq uses KV head hq // G.
-    Index entries < 0 are padding; entries outside 0..pos(t) - w (which would
-    overlap the window or the future) are ignored. Window gates are 1.
-    """
+def _check_selection(q, key, value, indices, gates, w, scale):
     q, key, value = _check_qkv(q, key, value)
     B, Hq, T, D = q.shape
-    Hkv, S = key.shape[1], key.shape[2]
+    Hkv = key.shape[1]
     indices = _as_index(indices, "indices", 4)
     gates = _as_float(gates, "gates", 4)
     K = indices.shape[3]
@@ -337,14 +334,22 @@ def attention(q, key, value, indices, gates, w, scale=None):
     if gates.shape != indices.shape:
         raise ValueError(f"gates: expected indices' shape {indices.shape}, got {gates.shape}")
     _, w = _check_k_w(K, w)
-    scale = _check_scale(scale, D)
-    G = Hq // Hkv
+    return q, key, value, indices, gates, w, _check_scale(scale, D)
 
-    # Dense allowed/gate matrices per (b, h, t): the window, then the
-    # in-range selected entries. A selection is a set: repeated positions
-    # have no meaning, so they are rejected rather than silently merged.
+
+def _attended_sets(indices, gates, w, S):
+    """Dense per-query view of Win(t) U Sel(t) for every (b, h, t).
+
+    Returns allowed [B, Hkv, T, S] bool, gate [B, Hkv, T, S] and entry
+    [B, Hkv, T, S] (which slot of indices holds a selected position, -1 for
+    window and unattended positions; the backward pass scatters dgates by it).
+    A selection is a set: repeated positions have no meaning, so they are
+    rejected rather than silently merged.
+    """
+    B, Hkv, T, K = indices.shape
     allowed = np.zeros((B, Hkv, T, S), dtype=bool)
-    gate = np.zeros((B, Hkv, T, S), dtype=np.float64)
+    gate = np.zeros((B, Hkv, T, S))
+    entry = np.full((B, Hkv, T, S), -1, dtype=np.int64)
     for t in range(T):
         pos = S - T + t
         lo = max(0, pos - w + 1)
@@ -353,13 +358,29 @@ def attention(q, key, value, indices, gates, w, scale=None):
         for b in range(B):
             for h in range(Hkv):
                 idx = indices[b, h, t]
-                keep = (idx >= 0) & (idx <= pos - w)
+                keep = np.nonzero((idx >= 0) & (idx <= pos - w))[0]
                 chosen = idx[keep]
                 if np.unique(chosen).size != chosen.size:
                     raise ValueError(f"indices: repeated position at batch {b}, head {h}, query {t}")
                 allowed[b, h, t, chosen] = True
-                gate[b, h, t, chosen] = gates[b, h, t][keep]
+                gate[b, h, t, chosen] = gates[b, h, t, keep]
+                entry[b, h, t, chosen] = keep
+    return allowed, gate, entry
 
+
+def attention(q, key, value, indices, gates, w, scale=None):
+    """SparseK attention over Win(t) U Sel(t) given a materialized selection.
+
+    q [B, Hq, T, D]; key [B, Hkv, S, D]; value [B, Hkv, S, Dv];
+    indices, gates [B, Hkv, T, K]. Query head hq uses KV head hq // G.
+    Index entries < 0 are padding; entries outside 0..pos(t) - w (which would
+    overlap the window or the future) are ignored. Window gates are 1.
+    """
+    q, key, value, indices, gates, w, scale = _check_selection(q, key, value, indices, gates, w, scale)
+    B, Hq, T, _ = q.shape
+    Hkv, S = key.shape[1], key.shape[2]
+    G = Hq // Hkv
+    allowed, gate, _ = _attended_sets(indices, gates, w, S)
     o = np.zeros((B, Hq, T, value.shape[3]))
     for b in range(B):
         for hq in range(Hq):
@@ -371,6 +392,43 @@ def attention(q, key, value, indices, gates, w, scale=None):
     return o
 
 
+def attention_vjp(q, key, value, indices, gates, w, do, scale=None):
+    """SPEC 5 backward of attention(): (dq, dkey, dvalue, dgates) given do = dL/do.
+
+    dgates has the shape of gates; padding and ignored entries get 0.
+    """
+    q, key, value, indices, gates, w, scale = _check_selection(q, key, value, indices, gates, w, scale)
+    B, Hq, T, _ = q.shape
+    Hkv, S, Dv = key.shape[1], key.shape[2], value.shape[3]
+    do = _as_float(do, "do", 4)
+    if do.shape != (B, Hq, T, Dv):
+        raise ValueError(f"do: expected the output's shape {(B, Hq, T, Dv)}, got {do.shape}")
+    G = Hq // Hkv
+    allowed, gate, entry = _attended_sets(indices, gates, w, S)
+    dq, dkey, dvalue = np.zeros_like(q), np.zeros_like(key), np.zeros_like(value)
+    dgates = np.zeros_like(gates)
+    for b in range(B):
+        for hq in range(Hq):
+            h = hq // G
+            for t in range(T):
+                J = np.nonzero(allowed[b, h, t])[0]
+                if J.size == 0:
+                    continue
+                g, kJ, vJ, dot = gate[b, h, t, J], key[b, h, J], value[b, h, J], do[b, hq, t]
+                s = scale * (kJ @ q[b, hq, t])
+                a = np.exp(s - s.max())
+                a /= a.sum()
+                dP = g * (vJ @ dot)  # <do, vt(t, j)> with vt = g * value
+                ds = a * (dP - a @ dP)
+                dq[b, hq, t] = scale * (ds @ kJ)
+                dkey[b, h, J] += scale * np.outer(ds, q[b, hq, t])
+                dvalue[b, h, J] += np.outer(a * g, dot)
+                slots = entry[b, h, t, J]
+                sel = slots >= 0  # window keys have fixed gates
+                dgates[b, h, t, slots[sel]] += (a * (vJ @ dot))[sel]
+    return dq, dkey, dvalue, dgates
+
+
 def sparsek_attention(q, key, value, u, k, w, scale=None):
     """The composite layer (SPEC 7): select(u, k, w) then attention."""
     q, key, value = _check_qkv(q, key, value)
@@ -380,6 +438,54 @@ def sparsek_attention(q, key, value, u, k, w, scale=None):
         raise ValueError(f"u: expected [{B}, {Hkv}, {S}] to match key, got {u.shape}")
     indices, gates, _ = select(u, k, w, T=q.shape[2])
     return attention(q, key, value, indices, gates, w, scale)
+
+
+def sparsek_attention_vjp(q, key, value, u, k, w, do, scale=None):
+    """SPEC 5 backward of sparsek_attention(): (dq, dkey, dvalue, du).
+
+    du[h, j] = sum_t [j in Supp(t)] (dg(t, j) - mean_{l in Supp(t)} dg(t, l)),
+    with Supp(t) the candidates with 0 < p < 1 and dg = 0 for support
+    entries truncated out of Sel(t): the SPARSEK VJP of each query's
+    candidate row, with the gate gradients scattered into it.
+    """
+    q, key, value = _check_qkv(q, key, value)
+    u = _as_float(u, "u", 3)
+    B, Hkv, S = key.shape[0], key.shape[1], key.shape[2]
+    if u.shape != (B, Hkv, S):
+        raise ValueError(f"u: expected [{B}, {Hkv}, {S}] to match key, got {u.shape}")
+    T = q.shape[2]
+    indices, gates, tau = select(u, k, w, T=T)
+    dq, dkey, dvalue, dgates = attention_vjp(q, key, value, indices, gates, w, do, scale)
+    du = np.zeros_like(u)
+    for b in range(B):
+        for h in range(Hkv):
+            for t in range(T):
+                candidates = np.arange(0, max(S - T + t - w + 1, 0))
+                candidates = candidates[u[b, h, candidates] > -np.inf]
+                p = _clip_gate(u[b, h, candidates], tau[b, h, t])
+                dg = np.zeros(candidates.size)
+                chosen = indices[b, h, t] >= 0
+                dg[np.searchsorted(candidates, indices[b, h, t, chosen])] = dgates[b, h, t, chosen]
+                du[b, h, candidates] += sparsek_mask_vjp(p, dg)
+    return dq, dkey, dvalue, du
+
+
+def score_vjp(x, wsc, du, offset=0):
+    """Backward of score(): (dx, dwsc, dbias, dslope) given du = dL/du [B, Hkv, T]."""
+    x = _as_float(x, "x", 3)
+    wsc = _as_float(wsc, "wsc", 2)
+    du = _as_float(du, "du", 3)
+    B, T, C = x.shape
+    Hkv = wsc.shape[0]
+    if wsc.shape[1] != C:
+        raise ValueError(f"wsc: expected [Hkv, {C}] to match x's width, got {wsc.shape}")
+    if du.shape != (B, Hkv, T):
+        raise ValueError(f"du: expected [{B}, {Hkv}, {T}], got {du.shape}")
+    offset = _as_count(offset, "offset")
+    positions = offset + np.arange(T, dtype=np.float64)
+    dx = np.einsum("bht,hc->btc", du, wsc)
+    dwsc = np.einsum("bht,btc->hc", du, x)
+    return dx, dwsc, du.sum(axis=(0, 2)), (du * positions).sum(axis=(0, 2))
 
 
 def dense_causal_attention(q, key, value, scale=None):

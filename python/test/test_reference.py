@@ -475,6 +475,81 @@ def test_dense_causal_matches_torch_sdpa():
 
 
 # ----------------------------------------------------------------------------
+# SPEC 5 backward, against central finite differences of the forward.
+# ----------------------------------------------------------------------------
+
+
+def finite_difference(fn, x, eps=1e-6):
+    grad = np.zeros_like(x)
+    for i in np.ndindex(*x.shape):
+        old = x[i]
+        x[i] = old + eps
+        hi = fn()
+        x[i] = old - eps
+        lo = fn()
+        x[i] = old
+        grad[i] = (hi - lo) / (2 * eps)
+    return grad
+
+
+def far_from_kinks(u, k, w, T, margin=1e-3):
+    """No clip kink (u = tau, u = tau + 1) and no top-k crossing within margin."""
+    S = u.shape[-1]
+    for row in u.reshape(-1, S):
+        for t in range(T):
+            cand = sorted((row[j] for j in range(0, S - T + t - w + 1) if row[j] != -INF), reverse=True)
+            tau = tau_bisect(cand, k)
+            if math.isfinite(tau) and min(min(abs(c - tau), abs(c - tau - 1)) for c in cand) < margin:
+                return False
+            if len(cand) > k and cand[k - 1] - cand[k] < margin:
+                return False
+    return True
+
+
+def test_score_vjp_matches_finite_differences():
+    rng = np.random.default_rng(15)
+    x, wsc, bias, slope = rng.normal(size=(2, 4, 3)), rng.normal(size=(2, 3)), rng.normal(size=2), rng.normal(size=2)
+    du = rng.normal(size=(2, 2, 4))
+    loss = lambda: float((du * R.score(x, wsc, bias, slope, offset=5)).sum())
+    dx, dwsc, dbias, dslope = R.score_vjp(x, wsc, du, offset=5)
+    for grad, var in [(dx, x), (dwsc, wsc), (dbias, bias), (dslope, slope)]:
+        assert np.allclose(grad, finite_difference(loss, var), atol=1e-7)
+
+
+@pytest.mark.parametrize("G,S,T,K,w", [(2, 9, 6, 3, 2), (1, 7, 7, 4, 0)])
+def test_attention_vjp_matches_finite_differences(G, S, T, K, w):
+    rng = np.random.default_rng(16 + G)
+    q, key, value = random_qkv(rng, 1, 2 * G, 2, T, S, D=3, Dv=2)
+    indices = np.stack([rng.permutation(S)[:K] for _ in range(2 * T)]).reshape(1, 2, T, K)
+    indices[rng.random(indices.shape) < 0.2] = -1
+    gates = rng.random(indices.shape)
+    do = rng.normal(size=(1, 2 * G, T, 2))
+    loss = lambda: float((do * R.attention(q, key, value, indices, gates, w, 0.8)).sum())
+    grads = R.attention_vjp(q, key, value, indices, gates, w, do, 0.8)
+    for grad, var in zip(grads, (q, key, value, gates)):
+        assert np.allclose(grad, finite_difference(loss, var), atol=1e-7)
+
+
+@pytest.mark.parametrize("G,S,T,k,w", [(2, 12, 8, 3, 2), (1, 10, 10, 4, 0), (4, 9, 9, 2, 3)])
+def test_sparsek_attention_vjp_matches_finite_differences(G, S, T, k, w):
+    rng = np.random.default_rng(17 + S)
+    q, key, value = random_qkv(rng, 1, 2 * G, 2, T, S, D=3, Dv=2)
+    do = rng.normal(size=(1, 2 * G, T, 2))
+    while True:  # scores with mostly fractional gates, away from every kink
+        u = rng.normal(size=(1, 2, S)) * 0.6
+        u[0, 1, 2] = -INF
+        if far_from_kinks(u, k, w, T):
+            break
+    loss = lambda: float((do * R.sparsek_attention(q, key, value, u, k, w)).sum())
+    dq, dkey, dvalue, du = R.sparsek_attention_vjp(q, key, value, u, k, w, do)
+    for grad, var in [(dq, q), (dkey, key), (dvalue, value)]:
+        assert np.allclose(grad, finite_difference(loss, var), atol=1e-7)
+    # a -inf score stays -inf under a step, so its difference is 0 as well
+    assert np.allclose(du, finite_difference(loss, u), atol=1e-7)
+    assert du[0, 1, 2] == 0.0 and np.abs(du).max() > 1e-3  # the gradient path is exercised
+
+
+# ----------------------------------------------------------------------------
 # SPEC 6: incremental decoding.
 # ----------------------------------------------------------------------------
 
