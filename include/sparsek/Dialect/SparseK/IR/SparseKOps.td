@@ -1,0 +1,294 @@
+// Operations of the sparsek dialect. Each op's semantics is the section of
+// SPEC.md named in its description; verifiers live in SparseKOps.cpp so that
+// every diagnostic can name the operand at fault.
+#ifndef SPARSEK_OPS_TD
+#define SPARSEK_OPS_TD
+
+include "sparsek/Dialect/SparseK/IR/SparseKDialect.td"
+include "mlir/Interfaces/DestinationStyleOpInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/IR/OpAsmInterface.td"
+
+// Traits shared by every op: pure tensor semantics, destination-passing
+// style, and a hand-written verifier.
+class SparseK_DpsOp<string mnemonic, list<Trait> traits = []>
+    : SparseK_Op<mnemonic, !listconcat(traits, [
+        Pure, DeclareOpInterfaceMethods<DestinationStyleOpInterface>])> {
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// score (SPEC 2)
+//===----------------------------------------------------------------------===//
+
+def SparseK_ScoreOp : SparseK_DpsOp<"score", [
+    AttrSizedOperandSegments, AllTypesMatch<["init", "result"]>]> {
+  let summary = "Scoring network: one query-independent score per KV head and token";
+  let description = [{
+    Computes, for every batch `b`, KV head `h` and token `t` of this call,
+
+        u[b, h, t] = sum_c input[b, t, c] * weight[h, c]
+                     + bias[h] + slope[h] * (offset + t)
+
+    `input` is `[B, T, C]` hidden states (f16, bf16 or f32), `weight` is
+    `[Hkv, C]` of the same element type, the optional `bias` and `slope` are
+    `[Hkv]` f32 (zero when absent) and `offset` (index, default 0) is the
+    absolute position of the first token, so that with a cached prefix the
+    slope sees positions counted from the start of the sequence. The result is
+    `[B, Hkv, T]` f32, accumulated in f32.
+
+    Example:
+
+    ```mlir
+    %u = sparsek.score ins(%x, %wsc : tensor<2x?x64xbf16>, tensor<4x64xbf16>)
+           bias(%b : tensor<4xf32>) slope(%s : tensor<4xf32>) offset(%off)
+           outs(%init : tensor<2x4x?xf32>) -> tensor<2x4x?xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$weight,
+                       Optional<AnyRankedTensor>:$bias,
+                       Optional<AnyRankedTensor>:$slope,
+                       Optional<Index>:$offset, AnyRankedTensor:$init);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = [{
+    `ins` `(` $input `,` $weight `:` type($input) `,` type($weight) `)`
+    (`bias` `(` $bias^ `:` type($bias) `)`)?
+    (`slope` `(` $slope^ `:` type($slope) `)`)?
+    (`offset` `(` $offset^ `)`)?
+    `outs` `(` $init `:` type($init) `)` attr-dict `->` type($result)
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// mask (SPEC 3)
+//===----------------------------------------------------------------------===//
+
+def SparseK_MaskOp : SparseK_DpsOp<"mask", [
+    AllTypesMatch<["mask_init", "mask"]>,
+    AllTypesMatch<["tau_init", "tau"]>]> {
+  let summary = "SPARSEK operator: differentiable top-k mask on the last axis";
+  let description = [{
+    The Euclidean projection of each row `z` (the last axis of `input`) onto
+    the capped simplex `{p : 0 <= p_i <= 1, sum p = min(k, n)}`:
+    `mask = clip(z - tau, 0, 1)` with the threshold `tau` solving
+    `sum_i clip(z_i - tau, 0, 1) = min(k, n)`. Entries equal to `-inf` are
+    masked: never in the support and not counted in `n`. `k = 0` gives
+    `mask = 0, tau = +inf`; `k >= n` gives `mask = 1` on unmasked entries and
+    `tau = -inf`; in the hard case the largest valid `tau` is reported.
+
+    `input` and `mask` are f32 of any rank >= 1; `tau` has the shape of
+    `input` without its last dimension.
+
+    Example:
+
+    ```mlir
+    %p, %tau = sparsek.mask ins(%z : tensor<8x?xf32>) k = 16
+                 outs(%p0, %t0 : tensor<8x?xf32>, tensor<8xf32>)
+                 -> tensor<8x?xf32>, tensor<8xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$input, I64Attr:$k,
+                       AnyRankedTensor:$mask_init, AnyRankedTensor:$tau_init);
+  let results = (outs AnyRankedTensor:$mask, AnyRankedTensor:$tau);
+  let assemblyFormat = [{
+    `ins` `(` $input `:` type($input) `)` `k` `=` $k
+    `outs` `(` $mask_init `,` $tau_init `:` type($mask_init) `,` type($tau_init) `)`
+    attr-dict `->` type($mask) `,` type($tau)
+  }];
+  let hasCanonicalizer = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// select (SPEC 4)
+//===----------------------------------------------------------------------===//
+
+def SparseK_SelectOp : SparseK_DpsOp<"select", [
+    AllTypesMatch<["indices_init", "indices"]>,
+    AllTypesMatch<["gates_init", "gates"]>,
+    AllTypesMatch<["tau_init", "tau"]>]> {
+  let summary = "Causal SparseK selection: top-k candidates, gates and tau per query";
+  let description = [{
+    `scores` is `[B, Hkv, S]` f32 (one score per KV head and absolute
+    position). The `T` queries (taken from the result shapes) are the last `T`
+    positions: query `t` sits at `pos(t) = S - T + t`. For each query its
+    window is the `w` most recent positions up to and including `pos(t)`;
+    its candidates are the earlier positions `j <= pos(t) - w` whose score is
+    not `-inf`. `tau` is the SPARSEK threshold of the candidates' scores with
+    budget `k`; the selected set is the `k` candidates largest in the order
+    (score, -position); the gate of a selected position is
+    `clip(score - tau, 0, 1)`.
+
+    Results: `indices` `[B, Hkv, T, k]` (i32 or i64) lists the selected
+    positions ascending, padded with -1; `gates` `[B, Hkv, T, k]` f32 padded
+    with 0; `tau` `[B, Hkv, T]` f32. Window positions are implicit (gate 1)
+    and never appear in `indices`.
+
+    Example:
+
+    ```mlir
+    %idx, %g, %tau = sparsek.select ins(%u : tensor<1x8x?xf32>) k = 64 w = 32
+        outs(%i0, %g0, %t0 : tensor<1x8x?x64xi32>, tensor<1x8x?x64xf32>,
+                             tensor<1x8x?xf32>)
+        -> tensor<1x8x?x64xi32>, tensor<1x8x?x64xf32>, tensor<1x8x?xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$scores, I64Attr:$k, I64Attr:$w,
+                       AnyRankedTensor:$indices_init,
+                       AnyRankedTensor:$gates_init, AnyRankedTensor:$tau_init);
+  let results = (outs AnyRankedTensor:$indices, AnyRankedTensor:$gates,
+                      AnyRankedTensor:$tau);
+  let assemblyFormat = [{
+    `ins` `(` $scores `:` type($scores) `)` `k` `=` $k `w` `=` $w
+    `outs` `(` $indices_init `,` $gates_init `,` $tau_init `:`
+        type($indices_init) `,` type($gates_init) `,` type($tau_init) `)`
+    attr-dict `->` type($indices) `,` type($gates) `,` type($tau)
+  }];
+  let hasCanonicalizer = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// attention (SPEC 5)
+//===----------------------------------------------------------------------===//
+
+def SparseK_AttentionOp : SparseK_DpsOp<"attention", [
+    AllTypesMatch<["init", "result"]>]> {
+  let summary = "Sparse attention over a sliding window plus gated selected keys";
+  let description = [{
+    For query head `hq` (KV head `h = hq / G`, `G = Hq / Hkv`) and query `t`
+    at position `pos(t) = S - T + t`:
+
+        s(t, j) = scale * <query[hq, t], key[h, j]>
+        a(t, j) = softmax of s over Win(t) U Sel(t)
+        o[hq, t] = sum_j a(t, j) * g(t, j) * value[h, j]
+
+    `Win(t)` is the `w` most recent positions up to `pos(t)` (gate 1);
+    `Sel(t)` are the entries of `indices[b, h, t, :]` with gates from
+    `gates[b, h, t, :]`. Index entries `< 0` are padding; entries outside
+    the candidate range `0 <= j <= pos(t) - w` are ignored. Gates scale the
+    values and are not renormalized. An empty set gives a zero output.
+
+    Shapes: `query [B, Hq, T, D]`, `key [B, Hkv, S, D]`,
+    `value [B, Hkv, S, Dv]`, `indices [B, Hkv, T, K]` (i32 or i64),
+    `gates [B, Hkv, T, K]` f32, result `[B, Hq, T, Dv]` of value's element
+    type. `scale` defaults to `1/sqrt(D)`.
+
+    Example:
+
+    ```mlir
+    %o = sparsek.attention
+           ins(%q, %k, %v, %idx, %g : tensor<1x32x?x128xbf16>,
+               tensor<1x8x?x128xbf16>, tensor<1x8x?x128xbf16>,
+               tensor<1x8x?x64xi32>, tensor<1x8x?x64xf32>)
+           w = 32 outs(%o0 : tensor<1x32x?x128xbf16>) -> tensor<1x32x?x128xbf16>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$query, AnyRankedTensor:$key,
+                       AnyRankedTensor:$value, AnyRankedTensor:$indices,
+                       AnyRankedTensor:$gates, I64Attr:$w,
+                       OptionalAttr<F32Attr>:$scale, AnyRankedTensor:$init);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = [{
+    `ins` `(` $query `,` $key `,` $value `,` $indices `,` $gates `:`
+        type($query) `,` type($key) `,` type($value) `,` type($indices) `,`
+        type($gates) `)`
+    `w` `=` $w (`scale` `=` $scale^)?
+    `outs` `(` $init `:` type($init) `)` attr-dict `->` type($result)
+  }];
+  let hasCanonicalizer = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// select_attention (SPEC 7)
+//===----------------------------------------------------------------------===//
+
+def SparseK_SelectAttentionOp : SparseK_DpsOp<"select_attention", [
+    AllTypesMatch<["init", "result"]>]> {
+  let summary = "Composite SparseK attention: selection from scores, then attention";
+  let description = [{
+    Means `sparsek.select` on `scores` with budget `k` and window `w`,
+    followed by `sparsek.attention` with the same window (SPEC 7). The
+    `sparsek-decompose-select-attention` pass rewrites it into those two ops;
+    a fused GPU lowering may instead compute each query's membership from
+    `tau(t)` and the k-th largest candidate without materializing indices.
+
+    Shapes: `query [B, Hq, T, D]`, `key [B, Hkv, S, D]`,
+    `value [B, Hkv, S, Dv]`, `scores [B, Hkv, S]` f32, result
+    `[B, Hq, T, Dv]` of value's element type.
+
+    Example:
+
+    ```mlir
+    %o = sparsek.select_attention
+           ins(%q, %k, %v, %u : tensor<1x32x?x128xbf16>, tensor<1x8x?x128xbf16>,
+               tensor<1x8x?x128xbf16>, tensor<1x8x?xf32>)
+           k = 2048 w = 512 outs(%o0 : tensor<1x32x?x128xbf16>)
+           -> tensor<1x32x?x128xbf16>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$query, AnyRankedTensor:$key,
+                       AnyRankedTensor:$value, AnyRankedTensor:$scores,
+                       I64Attr:$k, I64Attr:$w, OptionalAttr<F32Attr>:$scale,
+                       AnyRankedTensor:$init);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = [{
+    `ins` `(` $query `,` $key `,` $value `,` $scores `:`
+        type($query) `,` type($key) `,` type($value) `,` type($scores) `)`
+    `k` `=` $k `w` `=` $w (`scale` `=` $scale^)?
+    `outs` `(` $init `:` type($init) `)` attr-dict `->` type($result)
+  }];
+  let hasCanonicalizer = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// decode_attention (SPEC 6)
+//===----------------------------------------------------------------------===//
+
+def SparseK_DecodeAttentionOp : SparseK_DpsOp<"decode_attention", [
+    AllTypesMatch<["init", "result"]>]> {
+  let summary = "One decoding step of SparseK attention over the runtime's KV cache";
+  let description = [{
+    Attention of one new query per sequence over the constant-size cache of
+    SPEC 6, laid out as the runtime keeps it, for a batch of sequences at
+    different positions. Per sequence `b` and KV head `h` there are `k + w`
+    slots: slots `[0, k)` are the selected pool, valid in
+    `[0, pool_count[b, h])`, with gate `clip(slot_scores - tau[b, h], 0, 1)`;
+    slots `[k, k + w)` are the window ring holding token `p` in slot
+    `k + (p mod w)`, valid for positions `max(0, pos[b] - w + 1) .. pos[b]`,
+    with gate 1. `pos[b]` is the position of the token just appended, whose
+    query this is.
+
+    Shapes: `query [B, Hq, D]`, `key_slots [B, Hkv, k + w, D]`,
+    `value_slots [B, Hkv, k + w, Dv]`, `slot_scores [B, Hkv, k + w]` f32,
+    `tau [B, Hkv]` f32, `pool_count [B, Hkv]` i32, `positions [B]` i64,
+    result `[B, Hq, Dv]` of value's element type.
+
+    Example:
+
+    ```mlir
+    %o = sparsek.decode_attention
+           ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : tensor<?x32x128xbf16>,
+               tensor<?x8x2560x128xbf16>, tensor<?x8x2560x128xbf16>,
+               tensor<?x8x2560xf32>, tensor<?x8xf32>, tensor<?x8xi32>,
+               tensor<?xi64>)
+           k = 2048 w = 512 outs(%o0 : tensor<?x32x128xbf16>)
+           -> tensor<?x32x128xbf16>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$query, AnyRankedTensor:$key_slots,
+                       AnyRankedTensor:$value_slots,
+                       AnyRankedTensor:$slot_scores, AnyRankedTensor:$tau,
+                       AnyRankedTensor:$pool_count,
+                       AnyRankedTensor:$positions, I64Attr:$k, I64Attr:$w,
+                       OptionalAttr<F32Attr>:$scale, AnyRankedTensor:$init);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = [{
+    `ins` `(` $query `,` $key_slots `,` $value_slots `,` $slot_scores `,`
+        $tau `,` $pool_count `,` $positions `:` type($query) `,`
+        type($key_slots) `,` type($value_slots) `,` type($slot_scores) `,`
+        type($tau) `,` type($pool_count) `,` type($positions) `)`
+    `k` `=` $k `w` `=` $w (`scale` `=` $scale^)?
+    `outs` `(` $init `:` type($init) `)` attr-dict `->` type($result)
+  }];
+}
+
+#endif // SPARSEK_OPS_TD

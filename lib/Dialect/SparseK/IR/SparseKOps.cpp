@@ -1,0 +1,422 @@
+//===- SparseKOps.cpp - Verifiers and interfaces of sparsek ops -----------===//
+//
+// Every verifier diagnostic names the operand at fault and says what was
+// expected, so that a user can fix the IR from the message alone. Dimensions
+// are compared only when both sides are static: dynamic sizes are checked at
+// run time by the lowerings.
+//
+//===----------------------------------------------------------------------===//
+#include "sparsek/Dialect/SparseK/IR/SparseKOps.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+#include "llvm/ADT/STLExtras.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+namespace {
+/// An operand as the verifier talks about it: its name in the op's
+/// documentation, its layout ("[B, Hq, T, D]") and its type.
+struct NamedOperand {
+  StringRef name;
+  StringRef layout;
+  RankedTensorType type;
+  int64_t dim(unsigned i) const { return type.getDimSize(i); }
+};
+
+/// Checks operands of one op and reports the first problem found.
+class OperandChecker {
+public:
+  explicit OperandChecker(Operation *op) : op(op) {}
+
+  /// `v` must be a ranked tensor of the rank its layout spells.
+  FailureOr<NamedOperand> get(Value v, StringRef name, StringRef layout,
+                              int64_t rank) {
+    auto type = cast<RankedTensorType>(v.getType());
+    if (type.getRank() != rank) {
+      op->emitOpError() << "'" << name << "' must be a rank-" << rank
+                        << " tensor " << layout << ", got " << type;
+      return failure();
+    }
+    return NamedOperand{name, layout, type};
+  }
+
+  /// The element type of `o` must be f32.
+  LogicalResult f32(const NamedOperand &o) {
+    if (o.type.getElementType().isF32())
+      return success();
+    return op->emitOpError() << "'" << o.name
+                             << "' must have element type f32, got "
+                             << o.type.getElementType();
+  }
+
+  /// The element type of `o` must be f16, bf16 or f32.
+  LogicalResult floatData(const NamedOperand &o) {
+    Type e = o.type.getElementType();
+    if (e.isF16() || e.isBF16() || e.isF32())
+      return success();
+    return op->emitOpError() << "'" << o.name
+                             << "' must have element type f16, bf16 or f32, "
+                                "got "
+                             << e;
+  }
+
+  /// The element type of `o` must be a signless integer of `width` bits (or
+  /// either 32 or 64 when `width` is 0).
+  LogicalResult integer(const NamedOperand &o, unsigned width) {
+    auto it = dyn_cast<IntegerType>(o.type.getElementType());
+    bool ok = it && it.isSignless() &&
+              (width ? it.getWidth() == width
+                     : (it.getWidth() == 32 || it.getWidth() == 64));
+    if (ok)
+      return success();
+    auto diag = op->emitOpError() << "'" << o.name << "' must have element type ";
+    if (width)
+      diag << "i" << width;
+    else
+      diag << "i32 or i64";
+    return diag << ", got " << o.type.getElementType();
+  }
+
+  /// `b` must have the element type of `a`.
+  LogicalResult sameElementType(const NamedOperand &a, const NamedOperand &b) {
+    if (a.type.getElementType() == b.type.getElementType())
+      return success();
+    return op->emitOpError()
+           << "'" << b.name << "' must have the element type of '" << a.name
+           << "' (" << a.type.getElementType() << "), got "
+           << b.type.getElementType();
+  }
+
+  /// Dimension `bd` of `b` (named `sym`) must equal dimension `ad` of `a`.
+  LogicalResult sameDim(const NamedOperand &a, unsigned ad,
+                        const NamedOperand &b, unsigned bd, StringRef sym) {
+    int64_t x = a.dim(ad), y = b.dim(bd);
+    if (ShapedType::isDynamic(x) || ShapedType::isDynamic(y) || x == y)
+      return success();
+    return op->emitOpError()
+           << "'" << b.name << "' dimension " << bd << " (" << sym << ") is "
+           << y << " but must equal '" << a.name << "' dimension " << ad
+           << " (" << sym << ") = " << x;
+  }
+
+  /// Dimension `d` of `o` (named `sym`) must be static and equal `expected`.
+  LogicalResult staticDim(const NamedOperand &o, unsigned d, StringRef sym,
+                          int64_t expected, StringRef why) {
+    if (o.dim(d) == expected)
+      return success();
+    auto diag = op->emitOpError() << "'" << o.name << "' dimension " << d
+                                  << " (" << sym << ") must be static and "
+                                  << "equal " << why << " = " << expected
+                                  << ", got ";
+    if (ShapedType::isDynamic(o.dim(d)))
+      diag << "?";
+    else
+      diag << o.dim(d);
+    return diag;
+  }
+
+  /// Checks every pair (a, ad, b, bd, sym) with sameDim.
+  LogicalResult
+  sameDims(ArrayRef<std::tuple<const NamedOperand *, unsigned,
+                               const NamedOperand *, unsigned, StringRef>>
+               pairs) {
+    for (auto [a, ad, b, bd, sym] : pairs)
+      if (failed(sameDim(*a, ad, *b, bd, sym)))
+        return failure();
+    return success();
+  }
+
+  LogicalResult budget(int64_t k, int64_t w, bool kKnown = true) {
+    if (k < 0)
+      return op->emitOpError() << "budget k must be >= 0, got " << k;
+    if (w < 0)
+      return op->emitOpError() << "window w must be >= 0, got " << w;
+    if (kKnown && k == 0 && w == 0)
+      return op->emitOpError()
+             << "k = 0 with w = 0 leaves no key to attend to; "
+                "give a positive budget k or window w";
+    return success();
+  }
+
+  /// Hq must be a multiple of Hkv (grouped-query attention).
+  LogicalResult headRatio(const NamedOperand &q, const NamedOperand &kv) {
+    int64_t hq = q.dim(1), hkv = kv.dim(1);
+    if (ShapedType::isDynamic(hq) || ShapedType::isDynamic(hkv))
+      return success();
+    if (hkv > 0 && hq % hkv == 0)
+      return success();
+    return op->emitOpError()
+           << "query heads Hq = " << hq << " ('" << q.name
+           << "' dimension 1) must be a positive multiple of KV heads Hkv = "
+           << hkv << " ('" << kv.name << "' dimension 1)";
+  }
+
+  /// T (dimension `td` of `q`) must not exceed S (dimension `sd` of `kv`).
+  LogicalResult queriesFitKeys(const NamedOperand &q, unsigned td,
+                               const NamedOperand &kv, unsigned sd) {
+    int64_t t = q.dim(td), s = kv.dim(sd);
+    if (ShapedType::isDynamic(t) || ShapedType::isDynamic(s) || t <= s)
+      return success();
+    return op->emitOpError()
+           << "the " << t << " queries of '" << q.name
+           << "' must be the last of the " << s << " positions of '"
+           << kv.name << "' (T <= S)";
+  }
+
+  LogicalResult scale(std::optional<APFloat> scale) {
+    if (!scale)
+      return success();
+    double s = scale->convertToDouble();
+    if (std::isfinite(s) && s > 0)
+      return success();
+    return op->emitOpError() << "scale must be a finite positive number, got "
+                             << s;
+  }
+
+private:
+  Operation *op;
+};
+} // namespace
+
+/// The inits of every sparsek op are its trailing `n` operands.
+static MutableOperandRange trailingInits(Operation *op, unsigned n) {
+  return MutableOperandRange(op, op->getNumOperands() - n, n);
+}
+
+/// Binds `dst` to the checked operand or returns failure from the caller.
+#define SPARSEK_GET(dst, expr)                                                 \
+  auto dst##OrFail = (expr);                                                   \
+  if (failed(dst##OrFail))                                                     \
+    return failure();                                                          \
+  NamedOperand dst = *dst##OrFail;
+
+/// Shared checks of q, key and value in the attention ops: `key` is always
+/// [B, Hkv, S or slots, D]; `q` has its T dimension at `tDim` (0: none) and
+/// its head dimension D at `qHeadDim`.
+static LogicalResult verifyQKV(OperandChecker &c, const NamedOperand &q,
+                               const NamedOperand &key,
+                               const NamedOperand &value,
+                               const NamedOperand &out, unsigned tDim,
+                               unsigned qHeadDim) {
+  if (failed(c.floatData(q)) || failed(c.sameElementType(q, key)) ||
+      failed(c.sameElementType(q, value)) ||
+      failed(c.sameElementType(value, out)))
+    return failure();
+  if (failed(c.sameDims({{&q, 0, &key, 0, "B"},
+                         {&q, 0, &value, 0, "B"},
+                         {&q, 0, &out, 0, "B"},
+                         {&key, 1, &value, 1, "Hkv"},
+                         {&q, 1, &out, 1, "Hq"},
+                         {&q, qHeadDim, &key, 3, "D"},
+                         {&value, value.type.getRank() - 1, &out,
+                          out.type.getRank() - 1, "Dv"}})))
+    return failure();
+  if (tDim && failed(c.sameDims({{&key, 2, &value, 2, "S"},
+                                 {&q, tDim, &out, tDim, "T"}})))
+    return failure();
+  return c.headRatio(q, key);
+}
+
+//===----------------------------------------------------------------------===//
+// ScoreOp
+//===----------------------------------------------------------------------===//
+
+MutableOperandRange ScoreOp::getDpsInitsMutable() { return getInitMutable(); }
+
+LogicalResult ScoreOp::verify() {
+  OperandChecker c(*this);
+  SPARSEK_GET(x, c.get(getInput(), "input", "[B, T, C]", 3));
+  SPARSEK_GET(wsc, c.get(getWeight(), "weight", "[Hkv, C]", 2));
+  SPARSEK_GET(u, c.get(getInit(), "init", "[B, Hkv, T]", 3));
+  if (failed(c.floatData(x)) || failed(c.sameElementType(x, wsc)) ||
+      failed(c.f32(u)))
+    return failure();
+  if (failed(c.sameDims({{&x, 0, &u, 0, "B"},
+                         {&x, 1, &u, 2, "T"},
+                         {&x, 2, &wsc, 1, "C"},
+                         {&wsc, 0, &u, 1, "Hkv"}})))
+    return failure();
+  for (auto [v, name] :
+       {std::pair{getBias(), StringRef("bias")}, {getSlope(), "slope"}}) {
+    if (!v)
+      continue;
+    SPARSEK_GET(o, c.get(v, name, "[Hkv]", 1));
+    if (failed(c.f32(o)) || failed(c.sameDim(wsc, 0, o, 0, "Hkv")))
+      return failure();
+  }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// MaskOp
+//===----------------------------------------------------------------------===//
+
+MutableOperandRange MaskOp::getDpsInitsMutable() {
+  return trailingInits(*this, 2);
+}
+
+LogicalResult MaskOp::verify() {
+  OperandChecker c(*this);
+  if (getKAttr().getInt() < 0)
+    return emitOpError() << "budget k must be >= 0, got " << getKAttr().getInt();
+  auto zType = cast<RankedTensorType>(getInput().getType());
+  if (zType.getRank() < 1)
+    return emitOpError() << "'input' must be a tensor of rank >= 1 "
+                            "(rows on the last axis), got "
+                         << zType;
+  int64_t rank = zType.getRank();
+  SPARSEK_GET(z, c.get(getInput(), "input", "[..., N]", rank));
+  SPARSEK_GET(p, c.get(getMaskInit(), "mask_init", "[..., N]", rank));
+  SPARSEK_GET(tau, c.get(getTauInit(), "tau_init", "[...]", rank - 1));
+  if (failed(c.f32(z)) || failed(c.f32(p)) || failed(c.f32(tau)))
+    return failure();
+  for (unsigned d = 0; d < rank; ++d) {
+    if (failed(c.sameDim(z, d, p, d, d + 1 == rank ? "N" : "batch")))
+      return failure();
+    if (d + 1 < rank && failed(c.sameDim(z, d, tau, d, "batch")))
+      return failure();
+  }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// SelectOp
+//===----------------------------------------------------------------------===//
+
+MutableOperandRange SelectOp::getDpsInitsMutable() {
+  return trailingInits(*this, 3);
+}
+
+LogicalResult SelectOp::verify() {
+  OperandChecker c(*this);
+  if (failed(c.budget(getKAttr().getInt(), getWAttr().getInt())))
+    return failure();
+  SPARSEK_GET(u, c.get(getScores(), "scores", "[B, Hkv, S]", 3));
+  SPARSEK_GET(idx, c.get(getIndicesInit(), "indices_init", "[B, Hkv, T, k]", 4));
+  SPARSEK_GET(g, c.get(getGatesInit(), "gates_init", "[B, Hkv, T, k]", 4));
+  SPARSEK_GET(tau, c.get(getTauInit(), "tau_init", "[B, Hkv, T]", 3));
+  if (failed(c.f32(u)) || failed(c.integer(idx, 0)) || failed(c.f32(g)) ||
+      failed(c.f32(tau)))
+    return failure();
+  if (failed(c.staticDim(idx, 3, "k", getKAttr().getInt(), "the budget k")))
+    return failure();
+  if (failed(c.sameDims({{&u, 0, &idx, 0, "B"},
+                         {&u, 1, &idx, 1, "Hkv"},
+                         {&idx, 0, &g, 0, "B"},
+                         {&idx, 1, &g, 1, "Hkv"},
+                         {&idx, 2, &g, 2, "T"},
+                         {&idx, 3, &g, 3, "k"},
+                         {&u, 0, &tau, 0, "B"},
+                         {&u, 1, &tau, 1, "Hkv"},
+                         {&idx, 2, &tau, 2, "T"}})))
+    return failure();
+  return c.queriesFitKeys(tau, 2, u, 2);
+}
+
+//===----------------------------------------------------------------------===//
+// AttentionOp
+//===----------------------------------------------------------------------===//
+
+MutableOperandRange AttentionOp::getDpsInitsMutable() {
+  return getInitMutable();
+}
+
+LogicalResult AttentionOp::verify() {
+  OperandChecker c(*this);
+  SPARSEK_GET(q, c.get(getQuery(), "query", "[B, Hq, T, D]", 4));
+  SPARSEK_GET(key, c.get(getKey(), "key", "[B, Hkv, S, D]", 4));
+  SPARSEK_GET(value, c.get(getValue(), "value", "[B, Hkv, S, Dv]", 4));
+  SPARSEK_GET(idx, c.get(getIndices(), "indices", "[B, Hkv, T, K]", 4));
+  SPARSEK_GET(g, c.get(getGates(), "gates", "[B, Hkv, T, K]", 4));
+  SPARSEK_GET(out, c.get(getInit(), "init", "[B, Hq, T, Dv]", 4));
+  int64_t k = idx.dim(3);
+  if (failed(c.budget(ShapedType::isDynamic(k) ? 1 : k, getWAttr().getInt(),
+                      !ShapedType::isDynamic(k))) ||
+      failed(c.scale(getScale())))
+    return failure();
+  if (failed(verifyQKV(c, q, key, value, out, 2, 3)))
+    return failure();
+  if (failed(c.integer(idx, 0)) || failed(c.f32(g)))
+    return failure();
+  if (failed(c.sameDims({{&key, 0, &idx, 0, "B"},
+                         {&key, 1, &idx, 1, "Hkv"},
+                         {&q, 2, &idx, 2, "T"},
+                         {&idx, 0, &g, 0, "B"},
+                         {&idx, 1, &g, 1, "Hkv"},
+                         {&idx, 2, &g, 2, "T"},
+                         {&idx, 3, &g, 3, "K"}})))
+    return failure();
+  return c.queriesFitKeys(q, 2, key, 2);
+}
+
+//===----------------------------------------------------------------------===//
+// SelectAttentionOp
+//===----------------------------------------------------------------------===//
+
+MutableOperandRange SelectAttentionOp::getDpsInitsMutable() {
+  return getInitMutable();
+}
+
+LogicalResult SelectAttentionOp::verify() {
+  OperandChecker c(*this);
+  if (failed(c.budget(getKAttr().getInt(), getWAttr().getInt())) || failed(c.scale(getScale())))
+    return failure();
+  SPARSEK_GET(q, c.get(getQuery(), "query", "[B, Hq, T, D]", 4));
+  SPARSEK_GET(key, c.get(getKey(), "key", "[B, Hkv, S, D]", 4));
+  SPARSEK_GET(value, c.get(getValue(), "value", "[B, Hkv, S, Dv]", 4));
+  SPARSEK_GET(u, c.get(getScores(), "scores", "[B, Hkv, S]", 3));
+  SPARSEK_GET(out, c.get(getInit(), "init", "[B, Hq, T, Dv]", 4));
+  if (failed(verifyQKV(c, q, key, value, out, 2, 3)) || failed(c.f32(u)))
+    return failure();
+  if (failed(c.sameDims({{&key, 0, &u, 0, "B"},
+                         {&key, 1, &u, 1, "Hkv"},
+                         {&key, 2, &u, 2, "S"}})))
+    return failure();
+  return c.queriesFitKeys(q, 2, key, 2);
+}
+
+//===----------------------------------------------------------------------===//
+// DecodeAttentionOp
+//===----------------------------------------------------------------------===//
+
+MutableOperandRange DecodeAttentionOp::getDpsInitsMutable() {
+  return getInitMutable();
+}
+
+LogicalResult DecodeAttentionOp::verify() {
+  OperandChecker c(*this);
+  if (failed(c.budget(getKAttr().getInt(), getWAttr().getInt())) || failed(c.scale(getScale())))
+    return failure();
+  SPARSEK_GET(q, c.get(getQuery(), "query", "[B, Hq, D]", 3));
+  SPARSEK_GET(key, c.get(getKeySlots(), "key_slots", "[B, Hkv, k + w, D]", 4));
+  SPARSEK_GET(value,
+              c.get(getValueSlots(), "value_slots", "[B, Hkv, k + w, Dv]", 4));
+  SPARSEK_GET(sc, c.get(getSlotScores(), "slot_scores", "[B, Hkv, k + w]", 3));
+  SPARSEK_GET(tau, c.get(getTau(), "tau", "[B, Hkv]", 2));
+  SPARSEK_GET(cnt, c.get(getPoolCount(), "pool_count", "[B, Hkv]", 2));
+  SPARSEK_GET(pos, c.get(getPositions(), "positions", "[B]", 1));
+  SPARSEK_GET(out, c.get(getInit(), "init", "[B, Hq, Dv]", 3));
+  if (failed(verifyQKV(c, q, key, value, out, /*tDim=*/0, /*qHeadDim=*/2)))
+    return failure();
+  if (failed(c.staticDim(key, 2, "slots", getKAttr().getInt() + getWAttr().getInt(), "k + w")))
+    return failure();
+  if (failed(c.f32(sc)) || failed(c.f32(tau)) || failed(c.integer(cnt, 32)) ||
+      failed(c.integer(pos, 64)))
+    return failure();
+  return c.sameDims({{&key, 2, &value, 2, "slots"},
+                     {&key, 0, &sc, 0, "B"},
+                     {&key, 1, &sc, 1, "Hkv"},
+                     {&key, 2, &sc, 2, "slots"},
+                     {&key, 0, &tau, 0, "B"},
+                     {&key, 1, &tau, 1, "Hkv"},
+                     {&key, 0, &cnt, 0, "B"},
+                     {&key, 1, &cnt, 1, "Hkv"},
+                     {&key, 0, &pos, 0, "B"}});
+}
+
+#define GET_OP_CLASSES
+#include "sparsek/Dialect/SparseK/IR/SparseKOps.cpp.inc"

@@ -1,0 +1,79 @@
+//===- DecomposeSelectAttention.cpp - select_attention -> select + attention =//
+//
+// The composite op means selection followed by attention (SPEC 7). Paths that
+// do not fuse the two lower this pair instead of the composite.
+//
+//===----------------------------------------------------------------------===//
+#include "sparsek/Dialect/SparseK/IR/SparseKOps.h"
+#include "sparsek/Dialect/SparseK/Transforms/Passes.h"
+
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+namespace mlir::sparsek {
+#define GEN_PASS_DEF_SPARSEKDECOMPOSESELECTATTENTION
+#include "sparsek/Dialect/SparseK/Transforms/Passes.h.inc"
+} // namespace mlir::sparsek
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+namespace {
+struct DecomposeSelectAttention : OpRewritePattern<SelectAttentionOp> {
+  DecomposeSelectAttention(MLIRContext *ctx, unsigned indexBitwidth)
+      : OpRewritePattern(ctx), indexBitwidth(indexBitwidth) {}
+
+  LogicalResult matchAndRewrite(SelectAttentionOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    OpFoldResult b = tensor::getMixedSize(rewriter, loc, op.getScores(), 0);
+    OpFoldResult h = tensor::getMixedSize(rewriter, loc, op.getScores(), 1);
+    OpFoldResult t = tensor::getMixedSize(rewriter, loc, op.getQuery(), 2);
+    OpFoldResult k = rewriter.getIndexAttr(op.getK());
+    Type f32 = rewriter.getF32Type();
+    Value indices = tensor::EmptyOp::create(
+        rewriter, loc, ArrayRef<OpFoldResult>{b, h, t, k},
+        rewriter.getIntegerType(indexBitwidth));
+    Value gates = tensor::EmptyOp::create(
+        rewriter, loc, ArrayRef<OpFoldResult>{b, h, t, k}, f32);
+    Value tau = tensor::EmptyOp::create(rewriter, loc,
+                                        ArrayRef<OpFoldResult>{b, h, t}, f32);
+    auto select =
+        SelectOp::create(rewriter, loc, indices.getType(), gates.getType(),
+                         tau.getType(), op.getScores(), op.getKAttr(), op.getWAttr(),
+                         indices, gates, tau);
+    rewriter.replaceOpWithNewOp<AttentionOp>(
+        op, op.getResult().getType(), op.getQuery(), op.getKey(),
+        op.getValue(), select.getIndices(), select.getGates(), op.getWAttr(),
+        op.getScaleAttr(), op.getInit());
+    return success();
+  }
+
+  unsigned indexBitwidth;
+};
+
+struct SparseKDecomposeSelectAttentionPass
+    : mlir::sparsek::impl::SparseKDecomposeSelectAttentionBase<
+          SparseKDecomposeSelectAttentionPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    if (indexBitwidth != 32 && indexBitwidth != 64) {
+      getOperation()->emitError()
+          << "sparsek-decompose-select-attention: index-bitwidth must be 32 "
+             "or 64, got "
+          << indexBitwidth;
+      return signalPassFailure();
+    }
+    RewritePatternSet patterns(&getContext());
+    populateDecomposeSelectAttentionPatterns(patterns, indexBitwidth);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+      signalPassFailure();
+  }
+};
+} // namespace
+
+void mlir::sparsek::populateDecomposeSelectAttentionPatterns(
+    RewritePatternSet &patterns, unsigned indexBitwidth) {
+  patterns.add<DecomposeSelectAttention>(patterns.getContext(), indexBitwidth);
+}

@@ -1,0 +1,26 @@
+# lit configuration of the SparseK test suite (FileCheck, -verify-diagnostics
+# and, under Integration/, tests that execute compiled code).
+import os
+
+import lit.formats
+from lit.llvm import llvm_config
+from lit.llvm.subst import ToolSubst
+
+config.name = "SPARSEK"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.sparsek_obj_root, "test")
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py"]
+
+# Fail on checks whose variables leak across CHECK-LABELs.
+config.environment["FILECHECK_OPTS"] = "-enable-var-scope"
+config.substitutions.append(("%PATH%", config.environment["PATH"]))
+config.substitutions.append(("%sparsek_src_root", config.sparsek_src_root))
+
+llvm_config.use_default_substitutions()
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+llvm_config.add_tool_substitutions(
+    [ToolSubst("sparsek-opt", unresolved="fatal")],
+    [config.sparsek_tools_dir, config.llvm_tools_dir],
+)

@@ -1,0 +1,27 @@
+//===- sparsek-opt.cpp - mlir-opt with the sparsek dialect and passes -----===//
+//
+// Every upstream dialect, extension and pass, plus ours: what a user needs to
+// run and test the SparseK pipelines from the command line.
+//
+//===----------------------------------------------------------------------===//
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+#include "mlir/Tools/mlir-opt/MlirOptMain.h"
+
+#include "sparsek/Dialect/SparseK/IR/SparseKDialect.h"
+#include "sparsek/Dialect/SparseK/Transforms/Passes.h"
+
+int main(int argc, char **argv) {
+  mlir::registerAllPasses();
+  mlir::sparsek::registerSparseKPasses();
+
+  mlir::DialectRegistry registry;
+  mlir::registerAllDialects(registry);
+  mlir::registerAllExtensions(registry);
+  registry.insert<mlir::sparsek::SparseKDialect>();
+
+  return mlir::asMainReturnCode(mlir::MlirOptMain(
+      argc, argv, "SparseK optimizer driver\n", registry));
+}
