@@ -544,17 +544,26 @@ class DecodeCache:
 
     Per KV head: a window ring of the last w tokens, a pool of at most k
     selected tokens (a new candidate replaces the weakest pool entry in its
-    slot, as a runtime would), and tau. As the reference it keeps every
-    candidate score and recomputes tau exactly from all of them; the runtime
-    may prune scores at or below tau (they never return), which gives the
-    same tau. `live_scores(h)` lists what such a runtime must still keep.
+    slot, as a runtime would), and tau.
+
+    With capacity=None (the reference) it keeps every candidate score and
+    solves tau over all of them. With an integer capacity it follows the
+    runtime procedure of SPEC 6 instead: solve tau over the kept scores plus
+    the newcomer, drop every score at or below it, and if more than capacity
+    remain keep the highest ones and set `tau_approximate` (tau is then a
+    lower bound, sticky for the sequence). Without overflow both modes give
+    the same tau up to rounding. `live_scores(h)` is the kept scalar state.
     """
 
-    def __init__(self, num_kv_heads, k, w):
+    def __init__(self, num_kv_heads, k, w, capacity=None):
         self.num_kv_heads = _as_count(num_kv_heads, "num_kv_heads")
         if self.num_kv_heads == 0:
             raise ValueError("num_kv_heads: must be >= 1")
         self.k, self.w = _check_k_w(k, w)
+        if capacity is not None and _as_count(capacity, "capacity") < self.k:
+            raise ValueError(f"capacity: must be >= k = {self.k} to hold the pool's scores, got {capacity}")
+        self.capacity = capacity
+        self.tau_approximate = False
         self.length = 0  # tokens appended so far; the last one is at length - 1
         self._window = [[] for _ in range(self.num_kv_heads)]  # oldest first
         self._pool = [[] for _ in range(self.num_kv_heads)]  # slot order
@@ -595,6 +604,14 @@ class DecodeCache:
         scores = self._candidate_scores[h]
         scores.append(entry.score)
         self.tau[h] = sparsek_tau(np.array(scores), self.k)
+        if self.capacity is not None:
+            # Scores at or below tau never return (monotonicity), so only the
+            # ones above it stay; what overflows is lost and tau can only be
+            # underestimated from then on.
+            scores[:] = [s for s in scores if s > self.tau[h]]
+            if len(scores) > self.capacity:
+                scores[:] = sorted(scores, reverse=True)[: self.capacity]
+                self.tau_approximate = True
         pool = self._pool[h]
         if len(pool) < self.k:
             pool.append(entry)
@@ -608,7 +625,7 @@ class DecodeCache:
             pool[weakest] = entry
 
     def live_scores(self, h):
-        """Candidate scores strictly above tau: the scalar state SPEC 6 must keep."""
+        """Candidate scores strictly above tau, descending: the scalar state SPEC 6 keeps."""
         return sorted((s for s in self._candidate_scores[h] if s > self.tau[h]), reverse=True)
 
     def pool_positions(self, h):

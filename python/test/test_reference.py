@@ -562,7 +562,7 @@ def run_decode(seed, n, Hkv, G, k, w, D=6, Dv=4, masked=0.15):
     u = np.round(rng.normal(size=(1, Hkv, n)) * 4) / 8  # spread < ~1: large tau state, ties
     u[rng.random(u.shape) < masked] = -INF
     cache = R.DecodeCache(Hkv, k, w)
-    taus, outputs, slots = [], [], []
+    taus, slots = [], []
     pruned = [[] for _ in range(Hkv)]  # the scalar state a runtime keeps
     for p in range(n):
         cache.append(keys[0, :, p], values[0, :, p], u[0, :, p])
@@ -603,6 +603,30 @@ def test_decode_cache_matches_full_recompute(Hkv, G, k, w):
     taus, _, _ = run_decode(seed=k * 10 + w, n=40, Hkv=Hkv, G=G, k=k, w=w)
     # monotonicity: tau never decreases as candidates arrive
     assert (taus[1:] >= taus[:-1]).all()  # (inf - inf would be NaN in np.diff)
+
+
+def test_decode_cache_capacity_overflow_gives_lower_bound():
+    # Scores spanning well under 1 keep many candidates above tau (SPEC 6).
+    rng = np.random.default_rng(18)
+    n, k, w = 80, 4, 2
+    u = rng.normal(size=(2, n)) * 0.1
+    exact, roomy, tight = (R.DecodeCache(2, k, w, capacity=c) for c in (None, 10**6, 6))
+    z = np.zeros((2, 1))
+    for p in range(n):
+        for cache in (exact, roomy, tight):
+            cache.append(z, z, u[:, p])
+        assert np.allclose(roomy.tau, exact.tau, atol=1e-12, rtol=0)
+        assert not roomy.tau_approximate
+        assert (tight.tau <= exact.tau + 1e-12).all()
+        if not tight.tau_approximate:
+            assert np.allclose(tight.tau, exact.tau, atol=1e-12, rtol=0)
+        assert all(len(tight.live_scores(h)) <= 6 for h in range(2))
+    assert max(len(exact.live_scores(h)) for h in range(2)) > 6  # the tight cache did overflow
+    assert tight.tau_approximate and (tight.tau < exact.tau - 1e-6).any()
+    for h in range(2):
+        assert tight.pool_positions(h) == exact.pool_positions(h)  # the pool does not depend on tau
+    with pytest.raises(ValueError, match="capacity"):
+        R.DecodeCache(1, 4, 1, capacity=3)
 
 
 def test_decode_attention_batched_slots():
