@@ -114,7 +114,13 @@ struct AttentionUnitGates : OpRewritePattern<AttentionOp> {
         op.getIndices() != select.getIndices() ||
         select.getWAttr().getInt() != op.getWAttr().getInt() || !selectNeverExceedsBudget(select))
       return rewriter.notifyMatchFailure(op, "gates may be fractional");
-    Value ones = fillF32(rewriter, op.getLoc(), select.getGatesInit(), 1.0f);
+    // A fresh destination: writing into the select's own gates_init would
+    // force a copy once bufferized.
+    Location loc = op.getLoc();
+    Value empty = tensor::EmptyOp::create(
+        rewriter, loc, tensor::getMixedSizes(rewriter, loc, op.getGates()),
+        rewriter.getF32Type());
+    Value ones = fillF32(rewriter, loc, empty, 1.0f);
     rewriter.modifyOpInPlace(op,
                              [&] { op.getGatesMutable().assign(ones); });
     return success();

@@ -11,6 +11,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringMap.h"
 
 #include <cmath>
 
@@ -91,16 +92,16 @@ public:
            << b.type.getElementType();
   }
 
-  /// Dimension `bd` of `b` (named `sym`) must equal dimension `ad` of `a`.
+  /// Dimension `bd` of `b` and dimension `ad` of `a` both have the size
+  /// named `sym`. Every static size bound to one name must agree, across all
+  /// calls on this checker, so mismatches are found through dynamic operands
+  /// too (a static B of the query against a static B of the positions when
+  /// the KV slots in between are dynamic).
   LogicalResult sameDim(const NamedOperand &a, unsigned ad,
                         const NamedOperand &b, unsigned bd, StringRef sym) {
-    int64_t x = a.dim(ad), y = b.dim(bd);
-    if (ShapedType::isDynamic(x) || ShapedType::isDynamic(y) || x == y)
-      return success();
-    return op->emitOpError()
-           << "'" << b.name << "' dimension " << bd << " (" << sym << ") is "
-           << y << " but must equal '" << a.name << "' dimension " << ad
-           << " (" << sym << ") = " << x;
+    if (failed(bind(a, ad, sym)))
+      return failure();
+    return bind(b, bd, sym);
   }
 
   /// Dimension `d` of `o` (named `sym`) must be static and equal `expected`.
@@ -173,12 +174,36 @@ public:
     double s = scale->convertToDouble();
     if (std::isfinite(s) && s > 0)
       return success();
-    return op->emitOpError() << "scale must be a finite positive number, got "
-                             << s;
+    auto diag = op->emitOpError()
+                << "scale must be a finite positive number, got ";
+    if (std::isnan(s))
+      return diag << "nan";
+    if (std::isinf(s))
+      return diag << (s > 0 ? "inf" : "-inf");
+    return diag << s;
   }
 
 private:
+  LogicalResult bind(const NamedOperand &o, unsigned d, StringRef sym) {
+    if (ShapedType::isDynamic(o.dim(d)))
+      return success();
+    auto [it, inserted] = sizes.try_emplace(sym, Binding{o, d});
+    const Binding &first = it->second;
+    if (inserted || first.operand.dim(first.dim) == o.dim(d))
+      return success();
+    return op->emitOpError()
+           << "'" << o.name << "' dimension " << d << " (" << sym << ") is "
+           << o.dim(d) << " but must equal '" << first.operand.name
+           << "' dimension " << first.dim << " (" << sym
+           << ") = " << first.operand.dim(first.dim);
+  }
+
+  struct Binding {
+    NamedOperand operand;
+    unsigned dim;
+  };
   Operation *op;
+  llvm::StringMap<Binding> sizes;
 };
 } // namespace
 
@@ -275,9 +300,10 @@ LogicalResult MaskOp::verify() {
   if (failed(c.f32(z)) || failed(c.f32(p)) || failed(c.f32(tau)))
     return failure();
   for (unsigned d = 0; d < rank; ++d) {
-    if (failed(c.sameDim(z, d, p, d, d + 1 == rank ? "N" : "batch")))
+    std::string sym = d + 1 == rank ? "N" : "batch " + std::to_string(d);
+    if (failed(c.sameDim(z, d, p, d, sym)))
       return failure();
-    if (d + 1 < rank && failed(c.sameDim(z, d, tau, d, "batch")))
+    if (d + 1 < rank && failed(c.sameDim(z, d, tau, d, sym)))
       return failure();
   }
   return success();
@@ -407,7 +433,8 @@ LogicalResult DecodeAttentionOp::verify() {
   if (failed(c.f32(sc)) || failed(c.f32(tau)) || failed(c.integer(cnt, 32)) ||
       failed(c.integer(pos, 64)))
     return failure();
-  return c.sameDims({{&key, 2, &value, 2, "slots"},
+  return c.sameDims({{&q, 0, &key, 0, "B"},
+                     {&key, 2, &value, 2, "slots"},
                      {&key, 0, &sc, 0, "B"},
                      {&key, 1, &sc, 1, "Hkv"},
                      {&key, 2, &sc, 2, "slots"},

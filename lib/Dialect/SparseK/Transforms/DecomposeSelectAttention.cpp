@@ -59,10 +59,10 @@ struct SparseKDecomposeSelectAttentionPass
 
   void runOnOperation() override {
     if (indexBitwidth != 32 && indexBitwidth != 64) {
-      getOperation()->emitError()
+      mlir::emitError(getOperation()->getLoc())
           << "sparsek-decompose-select-attention: index-bitwidth must be 32 "
              "or 64, got "
-          << indexBitwidth;
+          << static_cast<unsigned>(indexBitwidth);
       return signalPassFailure();
     }
     RewritePatternSet patterns(&getContext());
