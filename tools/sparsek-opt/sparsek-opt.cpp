@@ -11,6 +11,7 @@
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 
 #include "sparsek/Dialect/SparseK/IR/SparseKDialect.h"
+#include "sparsek/Dialect/SparseK/Transforms/BufferizableOpInterfaceImpl.h"
 #include "sparsek/Dialect/SparseK/Transforms/Passes.h"
 
 int main(int argc, char **argv) {
@@ -21,6 +22,7 @@ int main(int argc, char **argv) {
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
   registry.insert<mlir::sparsek::SparseKDialect>();
+  mlir::sparsek::registerBufferizableOpInterfaceExternalModels(registry);
 
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "SparseK optimizer driver\n", registry));

@@ -2,7 +2,7 @@
 // RUN: sparsek-opt %s -split-input-file -verify-diagnostics
 
 func.func @score_input_rank(%x: tensor<16x64xbf16>, %w: tensor<4x64xbf16>, %o: tensor<2x4x16xf32>) {
-  // expected-error@+1 {{'input' must be a rank-3 tensor [B, T, C], got 'tensor<16x64xbf16>'}}
+  // expected-error@+1 {{'input' must have rank 3 [B, T, C], got 'tensor<16x64xbf16>'}}
   %u = sparsek.score ins(%x, %w : tensor<16x64xbf16>, tensor<4x64xbf16>) outs(%o : tensor<2x4x16xf32>) -> tensor<2x4x16xf32>
   return
 }
@@ -10,7 +10,7 @@ func.func @score_input_rank(%x: tensor<16x64xbf16>, %w: tensor<4x64xbf16>, %o: t
 // -----
 
 func.func @score_weight_rank(%x: tensor<2x16x64xbf16>, %w: tensor<4x64x1xbf16>, %o: tensor<2x4x16xf32>) {
-  // expected-error@+1 {{'weight' must be a rank-2 tensor [Hkv, C], got 'tensor<4x64x1xbf16>'}}
+  // expected-error@+1 {{'weight' must have rank 2 [Hkv, C], got 'tensor<4x64x1xbf16>'}}
   %u = sparsek.score ins(%x, %w : tensor<2x16x64xbf16>, tensor<4x64x1xbf16>) outs(%o : tensor<2x4x16xf32>) -> tensor<2x4x16xf32>
   return
 }
@@ -18,7 +18,7 @@ func.func @score_weight_rank(%x: tensor<2x16x64xbf16>, %w: tensor<4x64x1xbf16>, 
 // -----
 
 func.func @score_init_rank(%x: tensor<2x16x64xbf16>, %w: tensor<4x64xbf16>, %o: tensor<2x4xf32>) {
-  // expected-error@+1 {{'init' must be a rank-3 tensor [B, Hkv, T], got 'tensor<2x4xf32>'}}
+  // expected-error@+1 {{'init' must have rank 3 [B, Hkv, T], got 'tensor<2x4xf32>'}}
   %u = sparsek.score ins(%x, %w : tensor<2x16x64xbf16>, tensor<4x64xbf16>) outs(%o : tensor<2x4xf32>) -> tensor<2x4xf32>
   return
 }
@@ -82,7 +82,7 @@ func.func @score_heads(%x: tensor<2x16x64xbf16>, %w: tensor<4x64xbf16>, %o: tens
 // -----
 
 func.func @score_bias_rank(%x: tensor<2x16x64xbf16>, %w: tensor<4x64xbf16>, %o: tensor<2x4x16xf32>, %b: tensor<4x1xf32>) {
-  // expected-error@+1 {{'bias' must be a rank-1 tensor [Hkv], got 'tensor<4x1xf32>'}}
+  // expected-error@+1 {{'bias' must have rank 1 [Hkv], got 'tensor<4x1xf32>'}}
   %u = sparsek.score ins(%x, %w : tensor<2x16x64xbf16>, tensor<4x64xbf16>) bias(%b : tensor<4x1xf32>) outs(%o : tensor<2x4x16xf32>) -> tensor<2x4x16xf32>
   return
 }
@@ -114,7 +114,7 @@ func.func @mask_negative_k(%z: tensor<4x?xf32>, %p: tensor<4x?xf32>, %t: tensor<
 // -----
 
 func.func @mask_scalar_input(%z: tensor<f32>, %p: tensor<f32>, %t: tensor<f32>) {
-  // expected-error@+1 {{'input' must be a tensor of rank >= 1 (rows on the last axis), got 'tensor<f32>'}}
+  // expected-error@+1 {{'input' must have rank >= 1 (rows on the last axis), got 'tensor<f32>'}}
   %m, %tau = sparsek.mask ins(%z : tensor<f32>) k = 3 outs(%p, %t : tensor<f32>, tensor<f32>) -> tensor<f32>, tensor<f32>
   return
 }
@@ -122,7 +122,7 @@ func.func @mask_scalar_input(%z: tensor<f32>, %p: tensor<f32>, %t: tensor<f32>) 
 // -----
 
 func.func @mask_mask_rank(%z: tensor<4x?xf32>, %p: tensor<?xf32>, %t: tensor<4xf32>) {
-  // expected-error@+1 {{'mask_init' must be a rank-2 tensor [..., N], got 'tensor<?xf32>'}}
+  // expected-error@+1 {{'mask_init' must have rank 2 [..., N], got 'tensor<?xf32>'}}
   %m, %tau = sparsek.mask ins(%z : tensor<4x?xf32>) k = 3 outs(%p, %t : tensor<?xf32>, tensor<4xf32>) -> tensor<?xf32>, tensor<4xf32>
   return
 }
@@ -130,7 +130,7 @@ func.func @mask_mask_rank(%z: tensor<4x?xf32>, %p: tensor<?xf32>, %t: tensor<4xf
 // -----
 
 func.func @mask_tau_rank(%z: tensor<4x?xf32>, %p: tensor<4x?xf32>, %t: tensor<4x1xf32>) {
-  // expected-error@+1 {{'tau_init' must be a rank-1 tensor [...], got 'tensor<4x1xf32>'}}
+  // expected-error@+1 {{'tau_init' must have rank 1 [...], got 'tensor<4x1xf32>'}}
   %m, %tau = sparsek.mask ins(%z : tensor<4x?xf32>) k = 3 outs(%p, %t : tensor<4x?xf32>, tensor<4x1xf32>) -> tensor<4x?xf32>, tensor<4x1xf32>
   return
 }
@@ -186,7 +186,7 @@ func.func @select_nothing_to_attend(%u: tensor<1x2x?xf32>, %i: tensor<1x2x?x0xi3
 // -----
 
 func.func @select_scores_rank(%u: tensor<2x?xf32>, %i: tensor<1x2x?x8xi32>, %g: tensor<1x2x?x8xf32>, %t: tensor<1x2x?xf32>) {
-  // expected-error@+1 {{'scores' must be a rank-3 tensor [B, Hkv, S], got 'tensor<2x?xf32>'}}
+  // expected-error@+1 {{'scores' must have rank 3 [B, Hkv, S], got 'tensor<2x?xf32>'}}
   %idx, %gates, %tau = sparsek.select ins(%u : tensor<2x?xf32>) k = 8 w = 4 outs(%i, %g, %t : tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x2x?xf32>) -> tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x2x?xf32>
   return
 }
@@ -194,7 +194,7 @@ func.func @select_scores_rank(%u: tensor<2x?xf32>, %i: tensor<1x2x?x8xi32>, %g: 
 // -----
 
 func.func @select_indices_rank(%u: tensor<1x2x?xf32>, %i: tensor<1x2x8xi32>, %g: tensor<1x2x?x8xf32>, %t: tensor<1x2x?xf32>) {
-  // expected-error@+1 {{'indices_init' must be a rank-4 tensor [B, Hkv, T, k], got 'tensor<1x2x8xi32>'}}
+  // expected-error@+1 {{'indices_init' must have rank 4 [B, Hkv, T, k], got 'tensor<1x2x8xi32>'}}
   %idx, %gates, %tau = sparsek.select ins(%u : tensor<1x2x?xf32>) k = 8 w = 4 outs(%i, %g, %t : tensor<1x2x8xi32>, tensor<1x2x?x8xf32>, tensor<1x2x?xf32>) -> tensor<1x2x8xi32>, tensor<1x2x?x8xf32>, tensor<1x2x?xf32>
   return
 }
@@ -202,7 +202,7 @@ func.func @select_indices_rank(%u: tensor<1x2x?xf32>, %i: tensor<1x2x8xi32>, %g:
 // -----
 
 func.func @select_gates_rank(%u: tensor<1x2x?xf32>, %i: tensor<1x2x?x8xi32>, %g: tensor<2x?x8xf32>, %t: tensor<1x2x?xf32>) {
-  // expected-error@+1 {{'gates_init' must be a rank-4 tensor [B, Hkv, T, k], got 'tensor<2x?x8xf32>'}}
+  // expected-error@+1 {{'gates_init' must have rank 4 [B, Hkv, T, k], got 'tensor<2x?x8xf32>'}}
   %idx, %gates, %tau = sparsek.select ins(%u : tensor<1x2x?xf32>) k = 8 w = 4 outs(%i, %g, %t : tensor<1x2x?x8xi32>, tensor<2x?x8xf32>, tensor<1x2x?xf32>) -> tensor<1x2x?x8xi32>, tensor<2x?x8xf32>, tensor<1x2x?xf32>
   return
 }
@@ -210,7 +210,7 @@ func.func @select_gates_rank(%u: tensor<1x2x?xf32>, %i: tensor<1x2x?x8xi32>, %g:
 // -----
 
 func.func @select_tau_rank(%u: tensor<1x2x?xf32>, %i: tensor<1x2x?x8xi32>, %g: tensor<1x2x?x8xf32>, %t: tensor<1x2xf32>) {
-  // expected-error@+1 {{'tau_init' must be a rank-3 tensor [B, Hkv, T], got 'tensor<1x2xf32>'}}
+  // expected-error@+1 {{'tau_init' must have rank 3 [B, Hkv, T], got 'tensor<1x2xf32>'}}
   %idx, %gates, %tau = sparsek.select ins(%u : tensor<1x2x?xf32>) k = 8 w = 4 outs(%i, %g, %t : tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x2xf32>) -> tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x2xf32>
   return
 }
@@ -282,7 +282,7 @@ func.func @select_more_queries_than_keys(%u: tensor<1x2x8xf32>, %i: tensor<1x2x?
 // -----
 
 func.func @attention_query_rank(%q: tensor<4x?x16xf32>, %k: tensor<1x2x?x16xf32>, %v: tensor<1x2x?x8xf32>, %i: tensor<1x2x?x4xi32>, %g: tensor<1x2x?x4xf32>, %o: tensor<1x4x?x8xf32>) {
-  // expected-error@+1 {{'query' must be a rank-4 tensor [B, Hq, T, D], got 'tensor<4x?x16xf32>'}}
+  // expected-error@+1 {{'query' must have rank 4 [B, Hq, T, D], got 'tensor<4x?x16xf32>'}}
   %r = sparsek.attention ins(%q, %k, %v, %i, %g : tensor<4x?x16xf32>, tensor<1x2x?x16xf32>, tensor<1x2x?x8xf32>, tensor<1x2x?x4xi32>, tensor<1x2x?x4xf32>) w = 2 outs(%o : tensor<1x4x?x8xf32>) -> tensor<1x4x?x8xf32>
   return
 }
@@ -290,7 +290,7 @@ func.func @attention_query_rank(%q: tensor<4x?x16xf32>, %k: tensor<1x2x?x16xf32>
 // -----
 
 func.func @attention_key_rank(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x?xf32>, %v: tensor<1x2x?x8xf32>, %i: tensor<1x2x?x4xi32>, %g: tensor<1x2x?x4xf32>, %o: tensor<1x4x?x8xf32>) {
-  // expected-error@+1 {{'key' must be a rank-4 tensor [B, Hkv, S, D], got 'tensor<1x2x?xf32>'}}
+  // expected-error@+1 {{'key' must have rank 4 [B, Hkv, S, D], got 'tensor<1x2x?xf32>'}}
   %r = sparsek.attention ins(%q, %k, %v, %i, %g : tensor<1x4x?x16xf32>, tensor<1x2x?xf32>, tensor<1x2x?x8xf32>, tensor<1x2x?x4xi32>, tensor<1x2x?x4xf32>) w = 2 outs(%o : tensor<1x4x?x8xf32>) -> tensor<1x4x?x8xf32>
   return
 }
@@ -298,7 +298,7 @@ func.func @attention_key_rank(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x?xf32>, %
 // -----
 
 func.func @attention_value_rank(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x?x16xf32>, %v: tensor<2x?x8xf32>, %i: tensor<1x2x?x4xi32>, %g: tensor<1x2x?x4xf32>, %o: tensor<1x4x?x8xf32>) {
-  // expected-error@+1 {{'value' must be a rank-4 tensor [B, Hkv, S, Dv], got 'tensor<2x?x8xf32>'}}
+  // expected-error@+1 {{'value' must have rank 4 [B, Hkv, S, Dv], got 'tensor<2x?x8xf32>'}}
   %r = sparsek.attention ins(%q, %k, %v, %i, %g : tensor<1x4x?x16xf32>, tensor<1x2x?x16xf32>, tensor<2x?x8xf32>, tensor<1x2x?x4xi32>, tensor<1x2x?x4xf32>) w = 2 outs(%o : tensor<1x4x?x8xf32>) -> tensor<1x4x?x8xf32>
   return
 }
@@ -306,7 +306,7 @@ func.func @attention_value_rank(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x?x16xf3
 // -----
 
 func.func @attention_indices_rank(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x?x16xf32>, %v: tensor<1x2x?x8xf32>, %i: tensor<1x2x4xi32>, %g: tensor<1x2x?x4xf32>, %o: tensor<1x4x?x8xf32>) {
-  // expected-error@+1 {{'indices' must be a rank-4 tensor [B, Hkv, T, K], got 'tensor<1x2x4xi32>'}}
+  // expected-error@+1 {{'indices' must have rank 4 [B, Hkv, T, K], got 'tensor<1x2x4xi32>'}}
   %r = sparsek.attention ins(%q, %k, %v, %i, %g : tensor<1x4x?x16xf32>, tensor<1x2x?x16xf32>, tensor<1x2x?x8xf32>, tensor<1x2x4xi32>, tensor<1x2x?x4xf32>) w = 2 outs(%o : tensor<1x4x?x8xf32>) -> tensor<1x4x?x8xf32>
   return
 }
@@ -314,7 +314,7 @@ func.func @attention_indices_rank(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x?x16x
 // -----
 
 func.func @attention_gates_rank(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x?x16xf32>, %v: tensor<1x2x?x8xf32>, %i: tensor<1x2x?x4xi32>, %g: tensor<1x2x?x4x1xf32>, %o: tensor<1x4x?x8xf32>) {
-  // expected-error@+1 {{'gates' must be a rank-4 tensor [B, Hkv, T, K], got 'tensor<1x2x?x4x1xf32>'}}
+  // expected-error@+1 {{'gates' must have rank 4 [B, Hkv, T, K], got 'tensor<1x2x?x4x1xf32>'}}
   %r = sparsek.attention ins(%q, %k, %v, %i, %g : tensor<1x4x?x16xf32>, tensor<1x2x?x16xf32>, tensor<1x2x?x8xf32>, tensor<1x2x?x4xi32>, tensor<1x2x?x4x1xf32>) w = 2 outs(%o : tensor<1x4x?x8xf32>) -> tensor<1x4x?x8xf32>
   return
 }
@@ -322,7 +322,7 @@ func.func @attention_gates_rank(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x?x16xf3
 // -----
 
 func.func @attention_init_rank(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x?x16xf32>, %v: tensor<1x2x?x8xf32>, %i: tensor<1x2x?x4xi32>, %g: tensor<1x2x?x4xf32>, %o: tensor<1x4x8xf32>) {
-  // expected-error@+1 {{'init' must be a rank-4 tensor [B, Hq, T, Dv], got 'tensor<1x4x8xf32>'}}
+  // expected-error@+1 {{'init' must have rank 4 [B, Hq, T, Dv], got 'tensor<1x4x8xf32>'}}
   %r = sparsek.attention ins(%q, %k, %v, %i, %g : tensor<1x4x?x16xf32>, tensor<1x2x?x16xf32>, tensor<1x2x?x8xf32>, tensor<1x2x?x4xi32>, tensor<1x2x?x4xf32>) w = 2 outs(%o : tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
   return
 }
@@ -506,7 +506,7 @@ func.func @select_attention_scale(%q: tensor<?x4x?x16xbf16>, %k: tensor<?x2x?x16
 // -----
 
 func.func @select_attention_scores_rank(%q: tensor<?x4x?x16xbf16>, %k: tensor<?x2x?x16xbf16>, %v: tensor<?x2x?x16xbf16>, %u: tensor<?x2x?x1xf32>, %o: tensor<?x4x?x16xbf16>) {
-  // expected-error@+1 {{'scores' must be a rank-3 tensor [B, Hkv, S], got 'tensor<?x2x?x1xf32>'}}
+  // expected-error@+1 {{'scores' must have rank 3 [B, Hkv, S], got 'tensor<?x2x?x1xf32>'}}
   %r = sparsek.select_attention ins(%q, %k, %v, %u : tensor<?x4x?x16xbf16>, tensor<?x2x?x16xbf16>, tensor<?x2x?x16xbf16>, tensor<?x2x?x1xf32>) k = 8 w = 2 outs(%o : tensor<?x4x?x16xbf16>) -> tensor<?x4x?x16xbf16>
   return
 }
@@ -586,7 +586,7 @@ func.func @decode_scale(%q: tensor<?x4x16xf16>, %kc: tensor<?x2x12x16xf16>, %vc:
 // -----
 
 func.func @decode_query_rank(%q: tensor<?x4x1x16xf16>, %kc: tensor<?x2x12x16xf16>, %vc: tensor<?x2x12x8xf16>, %sc: tensor<?x2x12xf32>, %tau: tensor<?x2xf32>, %cnt: tensor<?x2xi32>, %pos: tensor<?xi64>, %o: tensor<?x4x8xf16>) {
-  // expected-error@+1 {{'query' must be a rank-3 tensor [B, Hq, D], got 'tensor<?x4x1x16xf16>'}}
+  // expected-error@+1 {{'query' must have rank 3 [B, Hq, D], got 'tensor<?x4x1x16xf16>'}}
   %r = sparsek.decode_attention ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : tensor<?x4x1x16xf16>, tensor<?x2x12x16xf16>, tensor<?x2x12x8xf16>, tensor<?x2x12xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?xi64>) k = 8 w = 4 outs(%o : tensor<?x4x8xf16>) -> tensor<?x4x8xf16>
   return
 }
@@ -594,7 +594,7 @@ func.func @decode_query_rank(%q: tensor<?x4x1x16xf16>, %kc: tensor<?x2x12x16xf16
 // -----
 
 func.func @decode_key_slots_rank(%q: tensor<?x4x16xf16>, %kc: tensor<?x12x16xf16>, %vc: tensor<?x2x12x8xf16>, %sc: tensor<?x2x12xf32>, %tau: tensor<?x2xf32>, %cnt: tensor<?x2xi32>, %pos: tensor<?xi64>, %o: tensor<?x4x8xf16>) {
-  // expected-error@+1 {{'key_slots' must be a rank-4 tensor [B, Hkv, k + w, D], got 'tensor<?x12x16xf16>'}}
+  // expected-error@+1 {{'key_slots' must have rank 4 [B, Hkv, k + w, D], got 'tensor<?x12x16xf16>'}}
   %r = sparsek.decode_attention ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : tensor<?x4x16xf16>, tensor<?x12x16xf16>, tensor<?x2x12x8xf16>, tensor<?x2x12xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?xi64>) k = 8 w = 4 outs(%o : tensor<?x4x8xf16>) -> tensor<?x4x8xf16>
   return
 }
@@ -602,7 +602,7 @@ func.func @decode_key_slots_rank(%q: tensor<?x4x16xf16>, %kc: tensor<?x12x16xf16
 // -----
 
 func.func @decode_slot_scores_rank(%q: tensor<?x4x16xf16>, %kc: tensor<?x2x12x16xf16>, %vc: tensor<?x2x12x8xf16>, %sc: tensor<?x2x12x1xf32>, %tau: tensor<?x2xf32>, %cnt: tensor<?x2xi32>, %pos: tensor<?xi64>, %o: tensor<?x4x8xf16>) {
-  // expected-error@+1 {{'slot_scores' must be a rank-3 tensor [B, Hkv, k + w], got 'tensor<?x2x12x1xf32>'}}
+  // expected-error@+1 {{'slot_scores' must have rank 3 [B, Hkv, k + w], got 'tensor<?x2x12x1xf32>'}}
   %r = sparsek.decode_attention ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : tensor<?x4x16xf16>, tensor<?x2x12x16xf16>, tensor<?x2x12x8xf16>, tensor<?x2x12x1xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?xi64>) k = 8 w = 4 outs(%o : tensor<?x4x8xf16>) -> tensor<?x4x8xf16>
   return
 }
@@ -610,7 +610,7 @@ func.func @decode_slot_scores_rank(%q: tensor<?x4x16xf16>, %kc: tensor<?x2x12x16
 // -----
 
 func.func @decode_tau_rank(%q: tensor<?x4x16xf16>, %kc: tensor<?x2x12x16xf16>, %vc: tensor<?x2x12x8xf16>, %sc: tensor<?x2x12xf32>, %tau: tensor<?xf32>, %cnt: tensor<?x2xi32>, %pos: tensor<?xi64>, %o: tensor<?x4x8xf16>) {
-  // expected-error@+1 {{'tau' must be a rank-2 tensor [B, Hkv], got 'tensor<?xf32>'}}
+  // expected-error@+1 {{'tau' must have rank 2 [B, Hkv], got 'tensor<?xf32>'}}
   %r = sparsek.decode_attention ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : tensor<?x4x16xf16>, tensor<?x2x12x16xf16>, tensor<?x2x12x8xf16>, tensor<?x2x12xf32>, tensor<?xf32>, tensor<?x2xi32>, tensor<?xi64>) k = 8 w = 4 outs(%o : tensor<?x4x8xf16>) -> tensor<?x4x8xf16>
   return
 }
@@ -618,7 +618,7 @@ func.func @decode_tau_rank(%q: tensor<?x4x16xf16>, %kc: tensor<?x2x12x16xf16>, %
 // -----
 
 func.func @decode_positions_rank(%q: tensor<?x4x16xf16>, %kc: tensor<?x2x12x16xf16>, %vc: tensor<?x2x12x8xf16>, %sc: tensor<?x2x12xf32>, %tau: tensor<?x2xf32>, %cnt: tensor<?x2xi32>, %pos: tensor<?x1xi64>, %o: tensor<?x4x8xf16>) {
-  // expected-error@+1 {{'positions' must be a rank-1 tensor [B], got 'tensor<?x1xi64>'}}
+  // expected-error@+1 {{'positions' must have rank 1 [B], got 'tensor<?x1xi64>'}}
   %r = sparsek.decode_attention ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : tensor<?x4x16xf16>, tensor<?x2x12x16xf16>, tensor<?x2x12x8xf16>, tensor<?x2x12xf32>, tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x1xi64>) k = 8 w = 4 outs(%o : tensor<?x4x8xf16>) -> tensor<?x4x8xf16>
   return
 }
@@ -700,5 +700,21 @@ func.func @decode_batch(%q: tensor<3x4x16xf16>, %kc: tensor<?x2x12x16xf16>, %vc:
 func.func @decode_tau_heads(%q: tensor<?x4x16xf16>, %kc: tensor<?x2x12x16xf16>, %vc: tensor<?x2x12x8xf16>, %sc: tensor<?x2x12xf32>, %tau: tensor<?x4xf32>, %cnt: tensor<?x2xi32>, %pos: tensor<?xi64>, %o: tensor<?x4x8xf16>) {
   // expected-error@+1 {{'tau' dimension 1 (Hkv) is 4 but must equal 'key_slots' dimension 1 (Hkv) = 2}}
   %r = sparsek.decode_attention ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : tensor<?x4x16xf16>, tensor<?x2x12x16xf16>, tensor<?x2x12x8xf16>, tensor<?x2x12xf32>, tensor<?x4xf32>, tensor<?x2xi32>, tensor<?xi64>) k = 8 w = 4 outs(%o : tensor<?x4x8xf16>) -> tensor<?x4x8xf16>
+  return
+}
+
+// -----
+
+func.func @mixed_forms(%u: tensor<1x2x?xf32>, %i: memref<1x2x?x8xi32>, %g: memref<1x2x?x8xf32>, %t: memref<1x2x?xf32>) {
+  // expected-error@+1 {{operands must be all ranked tensors (tensor form) or all memrefs (buffer form)}}
+  sparsek.select ins(%u : tensor<1x2x?xf32>) k = 8 w = 4 outs(%i, %g, %t : memref<1x2x?x8xi32>, memref<1x2x?x8xf32>, memref<1x2x?xf32>)
+  return
+}
+
+// -----
+
+func.func @buffer_form_with_result(%z: memref<4xf32>, %p: memref<4xf32>, %t: memref<f32>) {
+  // expected-error@+1 {{expected the number of tensor results (2) to be equal to the number of output tensors (0)}}
+  %r:2 = sparsek.mask ins(%z : memref<4xf32>) k = 3 outs(%p, %t : memref<4xf32>, memref<f32>) -> tensor<4xf32>, tensor<f32>
   return
 }

@@ -140,3 +140,23 @@ func.func @decode_attention_static(%q: tensor<4x4x16xf32>, %kc: tensor<4x4x12x16
          k = 8 w = 4 scale = 0.5 outs(%o0 : tensor<4x4x8xf32>) -> tensor<4x4x8xf32>
   return %o : tensor<4x4x8xf32>
 }
+
+// Buffer form (after bufferization): memref operands, no results.
+// CHECK-LABEL: func.func @buffer_form
+func.func @buffer_form(%u: memref<1x2x?xf32>, %i: memref<1x2x?x8xi32>,
+                       %g: memref<1x2x?x8xf32>, %t: memref<1x2x?xf32>,
+                       %q: memref<1x4x?x16xf32>, %k: memref<1x2x?x16xf32>,
+                       %v: memref<1x2x?x16xf32>, %o: memref<1x4x?x16xf32>,
+                       %z: memref<?xf32>, %p: memref<?xf32>, %tz: memref<f32>) {
+  // CHECK: sparsek.select ins(%{{.*}} : memref<1x2x?xf32>) k = 8 w = 4 outs(%{{.*}}, %{{.*}}, %{{.*}} : memref<1x2x?x8xi32>, memref<1x2x?x8xf32>, memref<1x2x?xf32>)
+  // CHECK-NOT: ->
+  sparsek.select ins(%u : memref<1x2x?xf32>) k = 8 w = 4
+      outs(%i, %g, %t : memref<1x2x?x8xi32>, memref<1x2x?x8xf32>, memref<1x2x?xf32>)
+  // CHECK: sparsek.attention ins({{.*}}) w = 4 outs(%{{.*}} : memref<1x4x?x16xf32>)
+  sparsek.attention ins(%q, %k, %v, %i, %g : memref<1x4x?x16xf32>, memref<1x2x?x16xf32>,
+                        memref<1x2x?x16xf32>, memref<1x2x?x8xi32>, memref<1x2x?x8xf32>)
+      w = 4 outs(%o : memref<1x4x?x16xf32>)
+  // CHECK: sparsek.mask ins(%{{.*}} : memref<?xf32>) k = 3 outs(%{{.*}}, %{{.*}} : memref<?xf32>, memref<f32>)
+  sparsek.mask ins(%z : memref<?xf32>) k = 3 outs(%p, %tz : memref<?xf32>, memref<f32>)
+  return
+}

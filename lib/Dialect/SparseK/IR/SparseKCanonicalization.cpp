@@ -42,7 +42,7 @@ struct MaskZeroBudget : OpRewritePattern<MaskOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(MaskOp op,
                                 PatternRewriter &rewriter) const override {
-    if (op.getKAttr().getInt() != 0)
+    if (!op.hasPureTensorSemantics() || op.getKAttr().getInt() != 0)
       return rewriter.notifyMatchFailure(op, "budget is not zero");
     Location loc = op.getLoc();
     rewriter.replaceOp(op, {fillF32(rewriter, loc, op.getMaskInit(), 0.0f),
@@ -57,12 +57,14 @@ struct MaskRowWithinBudget : OpRewritePattern<MaskOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(MaskOp op,
                                 PatternRewriter &rewriter) const override {
-    auto z = cast<RankedTensorType>(op.getInput().getType());
-    if (op.getKAttr().getInt() == 0 || op.getTau().use_empty() ||
+    auto z = cast<ShapedType>(op.getInput().getType());
+    if (!op.hasPureTensorSemantics() || op.getKAttr().getInt() == 0 ||
+        op->getResult(1).use_empty() ||
         !neverExceedsBudget(z.getShape().back(), op.getKAttr().getInt()))
       return rewriter.notifyMatchFailure(op, "rows may exceed the budget");
     rewriter.replaceAllUsesWith(
-        op.getTau(), fillF32(rewriter, op.getLoc(), op.getTauInit(), -kInf));
+        op->getResult(1),
+        fillF32(rewriter, op.getLoc(), op.getTauInit(), -kInf));
     return success();
   }
 };
@@ -73,7 +75,7 @@ struct SelectZeroBudget : OpRewritePattern<SelectOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(SelectOp op,
                                 PatternRewriter &rewriter) const override {
-    if (op.getKAttr().getInt() != 0)
+    if (!op.hasPureTensorSemantics() || op.getKAttr().getInt() != 0)
       return rewriter.notifyMatchFailure(op, "budget is not zero");
     rewriter.replaceOp(op,
                        {op.getIndicesInit(), op.getGatesInit(),
@@ -85,8 +87,8 @@ struct SelectZeroBudget : OpRewritePattern<SelectOp> {
 /// The largest candidate count of any query is S - w (the last query at
 /// position S - 1 sees candidates 0 .. S - 1 - w).
 static bool selectNeverExceedsBudget(SelectOp op) {
-  int64_t s = cast<RankedTensorType>(op.getScores().getType()).getDimSize(2);
-  return op.getKAttr().getInt() > 0 && !ShapedType::isDynamic(s) &&
+  int64_t s = cast<ShapedType>(op.getScores().getType()).getDimSize(2);
+  return op.hasPureTensorSemantics() && op.getKAttr().getInt() > 0 && !ShapedType::isDynamic(s) &&
          neverExceedsBudget(s - op.getWAttr().getInt(), op.getKAttr().getInt());
 }
 
@@ -95,10 +97,10 @@ struct SelectWithinBudgetTau : OpRewritePattern<SelectOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(SelectOp op,
                                 PatternRewriter &rewriter) const override {
-    if (op.getTau().use_empty() || !selectNeverExceedsBudget(op))
+    if (!selectNeverExceedsBudget(op) || op->getResult(2).use_empty())
       return rewriter.notifyMatchFailure(op, "queries may exceed the budget");
     rewriter.replaceAllUsesWith(
-        op.getTau(), fillF32(rewriter, op.getLoc(), op.getTauInit(), -kInf));
+        op->getResult(2), fillF32(rewriter, op.getLoc(), op.getTauInit(), -kInf));
     return success();
   }
 };
@@ -110,8 +112,8 @@ struct AttentionUnitGates : OpRewritePattern<AttentionOp> {
   LogicalResult matchAndRewrite(AttentionOp op,
                                 PatternRewriter &rewriter) const override {
     auto select = op.getGates().getDefiningOp<SelectOp>();
-    if (!select || op.getGates() != select.getGates() ||
-        op.getIndices() != select.getIndices() ||
+    if (!select || op.getGates() != select->getResult(1) ||
+        op.getIndices() != select->getResult(0) ||
         select.getWAttr().getInt() != op.getWAttr().getInt() || !selectNeverExceedsBudget(select))
       return rewriter.notifyMatchFailure(op, "gates may be fractional");
     // A fresh destination: writing into the select's own gates_init would
@@ -133,7 +135,7 @@ struct SelectAttentionZeroBudget : OpRewritePattern<SelectAttentionOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(SelectAttentionOp op,
                                 PatternRewriter &rewriter) const override {
-    if (op.getKAttr().getInt() != 0)
+    if (!op.hasPureTensorSemantics() || op.getKAttr().getInt() != 0)
       return rewriter.notifyMatchFailure(op, "budget is not zero");
     Location loc = op.getLoc();
     // [B, Hkv, T, 0]: B and Hkv from the key, T from the query.
@@ -147,7 +149,7 @@ struct SelectAttentionZeroBudget : OpRewritePattern<SelectAttentionOp> {
     Value gates =
         tensor::EmptyOp::create(rewriter, loc, sizes, rewriter.getF32Type());
     rewriter.replaceOpWithNewOp<AttentionOp>(
-        op, op.getResult().getType(), op.getQuery(), op.getKey(),
+        op, op->getResultTypes(), op.getQuery(), op.getKey(),
         op.getValue(), indices, gates, op.getWAttr(), op.getScaleAttr(),
         op.getInit());
     return success();

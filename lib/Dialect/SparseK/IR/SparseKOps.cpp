@@ -24,7 +24,7 @@ namespace {
 struct NamedOperand {
   StringRef name;
   StringRef layout;
-  RankedTensorType type;
+  ShapedType type;
   int64_t dim(unsigned i) const { return type.getDimSize(i); }
 };
 
@@ -33,13 +33,13 @@ class OperandChecker {
 public:
   explicit OperandChecker(Operation *op) : op(op) {}
 
-  /// `v` must be a ranked tensor of the rank its layout spells.
+  /// `v` must have the rank its layout spells.
   FailureOr<NamedOperand> get(Value v, StringRef name, StringRef layout,
                               int64_t rank) {
-    auto type = cast<RankedTensorType>(v.getType());
+    auto type = cast<ShapedType>(v.getType());
     if (type.getRank() != rank) {
-      op->emitOpError() << "'" << name << "' must be a rank-" << rank
-                        << " tensor " << layout << ", got " << type;
+      op->emitOpError() << "'" << name << "' must have rank " << rank << " "
+                        << layout << ", got " << type;
       return failure();
     }
     return NamedOperand{name, layout, type};
@@ -212,6 +212,52 @@ static MutableOperandRange trailingInits(Operation *op, unsigned n) {
   return MutableOperandRange(op, op->getNumOperands() - n, n);
 }
 
+/// Tensor and buffer forms do not mix: with tensor destinations every shaped
+/// operand is a tensor, with memref destinations every one is a memref.
+/// (The DPS interface itself checks destinations against results.)
+static LogicalResult verifyOneForm(Operation *op) {
+  auto dps = cast<DestinationStyleOpInterface>(op);
+  bool buffers = dps.hasPureBufferSemantics();
+  if (!buffers && !dps.hasPureTensorSemantics())
+    return op->emitOpError()
+           << "operands must be all ranked tensors (tensor form) or all "
+              "memrefs (buffer form)";
+  return success();
+}
+
+/// Buffer form reads the inputs and overwrites the destinations completely
+/// (no destination is read); tensor form has no memory effects.
+static void
+getDpsEffects(Operation *op,
+              SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>
+                  &effects) {
+  auto dps = cast<DestinationStyleOpInterface>(op);
+  for (OpOperand &operand : op->getOpOperands()) {
+    if (!isa<MemRefType>(operand.get().getType()))
+      continue;
+    if (dps.isDpsInit(&operand))
+      effects.emplace_back(MemoryEffects::Write::get(), &operand,
+                           SideEffects::DefaultResource::get());
+    else
+      effects.emplace_back(MemoryEffects::Read::get(), &operand,
+                           SideEffects::DefaultResource::get());
+  }
+}
+
+#define SPARSEK_DPS_EFFECTS(OP)                                                \
+  void OP::getEffects(                                                         \
+      SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>      \
+          &effects) {                                                          \
+    getDpsEffects(*this, effects);                                             \
+  }
+SPARSEK_DPS_EFFECTS(ScoreOp)
+SPARSEK_DPS_EFFECTS(MaskOp)
+SPARSEK_DPS_EFFECTS(SelectOp)
+SPARSEK_DPS_EFFECTS(AttentionOp)
+SPARSEK_DPS_EFFECTS(SelectAttentionOp)
+SPARSEK_DPS_EFFECTS(DecodeAttentionOp)
+#undef SPARSEK_DPS_EFFECTS
+
 /// Binds `dst` to the checked operand or returns failure from the caller.
 #define SPARSEK_GET(dst, expr)                                                 \
   auto dst##OrFail = (expr);                                                   \
@@ -253,6 +299,8 @@ static LogicalResult verifyQKV(OperandChecker &c, const NamedOperand &q,
 MutableOperandRange ScoreOp::getDpsInitsMutable() { return getInitMutable(); }
 
 LogicalResult ScoreOp::verify() {
+  if (failed(verifyOneForm(*this)))
+    return failure();
   OperandChecker c(*this);
   SPARSEK_GET(x, c.get(getInput(), "input", "[B, T, C]", 3));
   SPARSEK_GET(wsc, c.get(getWeight(), "weight", "[Hkv, C]", 2));
@@ -284,14 +332,23 @@ MutableOperandRange MaskOp::getDpsInitsMutable() {
   return trailingInits(*this, 2);
 }
 
+void MaskOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  if (getNumResults() == 2) {
+    setNameFn(getResult(0), "mask");
+    setNameFn(getResult(1), "tau");
+  }
+}
+
 LogicalResult MaskOp::verify() {
+  if (failed(verifyOneForm(*this)))
+    return failure();
   OperandChecker c(*this);
   if (getKAttr().getInt() < 0)
     return emitOpError() << "budget k must be >= 0, got " << getKAttr().getInt();
-  auto zType = cast<RankedTensorType>(getInput().getType());
+  auto zType = cast<ShapedType>(getInput().getType());
   if (zType.getRank() < 1)
-    return emitOpError() << "'input' must be a tensor of rank >= 1 "
-                            "(rows on the last axis), got "
+    return emitOpError() << "'input' must have rank >= 1 (rows on the last "
+                            "axis), got "
                          << zType;
   int64_t rank = zType.getRank();
   SPARSEK_GET(z, c.get(getInput(), "input", "[..., N]", rank));
@@ -317,7 +374,17 @@ MutableOperandRange SelectOp::getDpsInitsMutable() {
   return trailingInits(*this, 3);
 }
 
+void SelectOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  if (getNumResults() == 3) {
+    setNameFn(getResult(0), "indices");
+    setNameFn(getResult(1), "gates");
+    setNameFn(getResult(2), "tau");
+  }
+}
+
 LogicalResult SelectOp::verify() {
+  if (failed(verifyOneForm(*this)))
+    return failure();
   OperandChecker c(*this);
   if (failed(c.budget(getKAttr().getInt(), getWAttr().getInt())))
     return failure();
@@ -352,6 +419,8 @@ MutableOperandRange AttentionOp::getDpsInitsMutable() {
 }
 
 LogicalResult AttentionOp::verify() {
+  if (failed(verifyOneForm(*this)))
+    return failure();
   OperandChecker c(*this);
   SPARSEK_GET(q, c.get(getQuery(), "query", "[B, Hq, T, D]", 4));
   SPARSEK_GET(key, c.get(getKey(), "key", "[B, Hkv, S, D]", 4));
@@ -388,6 +457,8 @@ MutableOperandRange SelectAttentionOp::getDpsInitsMutable() {
 }
 
 LogicalResult SelectAttentionOp::verify() {
+  if (failed(verifyOneForm(*this)))
+    return failure();
   OperandChecker c(*this);
   if (failed(c.budget(getKAttr().getInt(), getWAttr().getInt())) || failed(c.scale(getScale())))
     return failure();
@@ -414,6 +485,8 @@ MutableOperandRange DecodeAttentionOp::getDpsInitsMutable() {
 }
 
 LogicalResult DecodeAttentionOp::verify() {
+  if (failed(verifyOneForm(*this)))
+    return failure();
   OperandChecker c(*this);
   if (failed(c.budget(getKAttr().getInt(), getWAttr().getInt())) || failed(c.scale(getScale())))
     return failure();

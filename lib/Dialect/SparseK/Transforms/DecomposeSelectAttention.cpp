@@ -25,6 +25,8 @@ struct DecomposeSelectAttention : OpRewritePattern<SelectAttentionOp> {
 
   LogicalResult matchAndRewrite(SelectAttentionOp op,
                                 PatternRewriter &rewriter) const override {
+    if (!op.hasPureTensorSemantics())
+      return rewriter.notifyMatchFailure(op, "only the tensor form is split");
     Location loc = op.getLoc();
     OpFoldResult b = tensor::getMixedSize(rewriter, loc, op.getScores(), 0);
     OpFoldResult h = tensor::getMixedSize(rewriter, loc, op.getScores(), 1);
@@ -38,13 +40,13 @@ struct DecomposeSelectAttention : OpRewritePattern<SelectAttentionOp> {
         rewriter, loc, ArrayRef<OpFoldResult>{b, h, t, k}, f32);
     Value tau = tensor::EmptyOp::create(rewriter, loc,
                                         ArrayRef<OpFoldResult>{b, h, t}, f32);
-    auto select =
-        SelectOp::create(rewriter, loc, indices.getType(), gates.getType(),
-                         tau.getType(), op.getScores(), op.getKAttr(), op.getWAttr(),
-                         indices, gates, tau);
+    auto select = SelectOp::create(
+        rewriter, loc,
+        TypeRange{indices.getType(), gates.getType(), tau.getType()},
+        op.getScores(), op.getKAttr(), op.getWAttr(), indices, gates, tau);
     rewriter.replaceOpWithNewOp<AttentionOp>(
-        op, op.getResult().getType(), op.getQuery(), op.getKey(),
-        op.getValue(), select.getIndices(), select.getGates(), op.getWAttr(),
+        op, op->getResultTypes(), op.getQuery(), op.getKey(), op.getValue(),
+        select->getResult(0), select->getResult(1), op.getWAttr(),
         op.getScaleAttr(), op.getInit());
     return success();
   }

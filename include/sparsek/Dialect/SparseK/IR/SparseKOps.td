@@ -9,11 +9,21 @@ include "mlir/Interfaces/DestinationStyleOpInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/IR/OpAsmInterface.td"
 
-// Traits shared by every op: pure tensor semantics, destination-passing
-// style, and a hand-written verifier.
+// Operands are all ranked tensors (and the op returns one tensor per
+// destination) or all memrefs (and the op writes its destinations and
+// returns nothing), like linalg: tensor form for tiling and fusion, buffer
+// form after one-shot bufferization, where the loop lowerings apply.
+def SparseK_TensorOrMemRef : AnyTypeOf<[AnyRankedTensor, AnyMemRef],
+                                       "ranked tensor or memref">;
+
+// Traits shared by every op: destination-passing style, memory effects only
+// in buffer form, and a hand-written verifier.
 class SparseK_DpsOp<string mnemonic, list<Trait> traits = []>
     : SparseK_Op<mnemonic, !listconcat(traits, [
-        Pure, DeclareOpInterfaceMethods<DestinationStyleOpInterface>])> {
+        DeclareOpInterfaceMethods<MemoryEffectsOpInterface>,
+        DeclareOpInterfaceMethods<DestinationStyleOpInterface>])> {
+  // One tensor per destination in tensor form, none in buffer form.
+  let results = (outs Variadic<AnyRankedTensor>:$results);
   let hasVerifier = 1;
 }
 
@@ -22,7 +32,7 @@ class SparseK_DpsOp<string mnemonic, list<Trait> traits = []>
 //===----------------------------------------------------------------------===//
 
 def SparseK_ScoreOp : SparseK_DpsOp<"score", [
-    AttrSizedOperandSegments, AllTypesMatch<["init", "result"]>]> {
+    AttrSizedOperandSegments]> {
   let summary = "Scoring network: one query-independent score per KV head and token";
   let description = [{
     Computes, for every batch `b`, KV head `h` and token `t` of this call,
@@ -45,17 +55,16 @@ def SparseK_ScoreOp : SparseK_DpsOp<"score", [
            outs(%init : tensor<2x4x?xf32>) -> tensor<2x4x?xf32>
     ```
   }];
-  let arguments = (ins AnyRankedTensor:$input, AnyRankedTensor:$weight,
+  let arguments = (ins SparseK_TensorOrMemRef:$input, SparseK_TensorOrMemRef:$weight,
                        Optional<AnyRankedTensor>:$bias,
                        Optional<AnyRankedTensor>:$slope,
-                       Optional<Index>:$offset, AnyRankedTensor:$init);
-  let results = (outs AnyRankedTensor:$result);
+                       Optional<Index>:$offset, SparseK_TensorOrMemRef:$init);
   let assemblyFormat = [{
     `ins` `(` $input `,` $weight `:` type($input) `,` type($weight) `)`
     (`bias` `(` $bias^ `:` type($bias) `)`)?
     (`slope` `(` $slope^ `:` type($slope) `)`)?
     (`offset` `(` $offset^ `)`)?
-    `outs` `(` $init `:` type($init) `)` attr-dict `->` type($result)
+    `outs` `(` $init `:` type($init) `)` attr-dict (`->` type($results)^)?
   }];
 }
 
@@ -64,8 +73,7 @@ def SparseK_ScoreOp : SparseK_DpsOp<"score", [
 //===----------------------------------------------------------------------===//
 
 def SparseK_MaskOp : SparseK_DpsOp<"mask", [
-    AllTypesMatch<["mask_init", "mask"]>,
-    AllTypesMatch<["tau_init", "tau"]>]> {
+    DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmResultNames"]>]> {
   let summary = "SPARSEK operator: differentiable top-k mask on the last axis";
   let description = [{
     The Euclidean projection of each row `z` (the last axis of `input`) onto
@@ -87,13 +95,12 @@ def SparseK_MaskOp : SparseK_DpsOp<"mask", [
                  -> tensor<8x?xf32>, tensor<8xf32>
     ```
   }];
-  let arguments = (ins AnyRankedTensor:$input, I64Attr:$k,
-                       AnyRankedTensor:$mask_init, AnyRankedTensor:$tau_init);
-  let results = (outs AnyRankedTensor:$mask, AnyRankedTensor:$tau);
+  let arguments = (ins SparseK_TensorOrMemRef:$input, I64Attr:$k,
+                       SparseK_TensorOrMemRef:$mask_init, SparseK_TensorOrMemRef:$tau_init);
   let assemblyFormat = [{
     `ins` `(` $input `:` type($input) `)` `k` `=` $k
     `outs` `(` $mask_init `,` $tau_init `:` type($mask_init) `,` type($tau_init) `)`
-    attr-dict `->` type($mask) `,` type($tau)
+    attr-dict (`->` type($results)^)?
   }];
   let hasCanonicalizer = 1;
 }
@@ -103,9 +110,7 @@ def SparseK_MaskOp : SparseK_DpsOp<"mask", [
 //===----------------------------------------------------------------------===//
 
 def SparseK_SelectOp : SparseK_DpsOp<"select", [
-    AllTypesMatch<["indices_init", "indices"]>,
-    AllTypesMatch<["gates_init", "gates"]>,
-    AllTypesMatch<["tau_init", "tau"]>]> {
+    DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmResultNames"]>]> {
   let summary = "Causal SparseK selection: top-k candidates, gates and tau per query";
   let description = [{
     `scores` is `[B, Hkv, S]` f32 (one score per KV head and absolute
@@ -132,16 +137,14 @@ def SparseK_SelectOp : SparseK_DpsOp<"select", [
         -> tensor<1x8x?x64xi32>, tensor<1x8x?x64xf32>, tensor<1x8x?xf32>
     ```
   }];
-  let arguments = (ins AnyRankedTensor:$scores, I64Attr:$k, I64Attr:$w,
-                       AnyRankedTensor:$indices_init,
-                       AnyRankedTensor:$gates_init, AnyRankedTensor:$tau_init);
-  let results = (outs AnyRankedTensor:$indices, AnyRankedTensor:$gates,
-                      AnyRankedTensor:$tau);
+  let arguments = (ins SparseK_TensorOrMemRef:$scores, I64Attr:$k, I64Attr:$w,
+                       SparseK_TensorOrMemRef:$indices_init,
+                       SparseK_TensorOrMemRef:$gates_init, SparseK_TensorOrMemRef:$tau_init);
   let assemblyFormat = [{
     `ins` `(` $scores `:` type($scores) `)` `k` `=` $k `w` `=` $w
     `outs` `(` $indices_init `,` $gates_init `,` $tau_init `:`
         type($indices_init) `,` type($gates_init) `,` type($tau_init) `)`
-    attr-dict `->` type($indices) `,` type($gates) `,` type($tau)
+    attr-dict (`->` type($results)^)?
   }];
   let hasCanonicalizer = 1;
 }
@@ -150,8 +153,7 @@ def SparseK_SelectOp : SparseK_DpsOp<"select", [
 // attention (SPEC 5)
 //===----------------------------------------------------------------------===//
 
-def SparseK_AttentionOp : SparseK_DpsOp<"attention", [
-    AllTypesMatch<["init", "result"]>]> {
+def SparseK_AttentionOp : SparseK_DpsOp<"attention"> {
   let summary = "Sparse attention over a sliding window plus gated selected keys";
   let description = [{
     For query head `hq` (KV head `h = hq / G`, `G = Hq / Hkv`) and query `t`
@@ -182,17 +184,16 @@ def SparseK_AttentionOp : SparseK_DpsOp<"attention", [
            w = 32 outs(%o0 : tensor<1x32x?x128xbf16>) -> tensor<1x32x?x128xbf16>
     ```
   }];
-  let arguments = (ins AnyRankedTensor:$query, AnyRankedTensor:$key,
-                       AnyRankedTensor:$value, AnyRankedTensor:$indices,
-                       AnyRankedTensor:$gates, I64Attr:$w,
-                       OptionalAttr<F32Attr>:$scale, AnyRankedTensor:$init);
-  let results = (outs AnyRankedTensor:$result);
+  let arguments = (ins SparseK_TensorOrMemRef:$query, SparseK_TensorOrMemRef:$key,
+                       SparseK_TensorOrMemRef:$value, SparseK_TensorOrMemRef:$indices,
+                       SparseK_TensorOrMemRef:$gates, I64Attr:$w,
+                       OptionalAttr<F32Attr>:$scale, SparseK_TensorOrMemRef:$init);
   let assemblyFormat = [{
     `ins` `(` $query `,` $key `,` $value `,` $indices `,` $gates `:`
         type($query) `,` type($key) `,` type($value) `,` type($indices) `,`
         type($gates) `)`
     `w` `=` $w (`scale` `=` $scale^)?
-    `outs` `(` $init `:` type($init) `)` attr-dict `->` type($result)
+    `outs` `(` $init `:` type($init) `)` attr-dict (`->` type($results)^)?
   }];
   let hasCanonicalizer = 1;
 }
@@ -201,8 +202,7 @@ def SparseK_AttentionOp : SparseK_DpsOp<"attention", [
 // select_attention (SPEC 7)
 //===----------------------------------------------------------------------===//
 
-def SparseK_SelectAttentionOp : SparseK_DpsOp<"select_attention", [
-    AllTypesMatch<["init", "result"]>]> {
+def SparseK_SelectAttentionOp : SparseK_DpsOp<"select_attention"> {
   let summary = "Composite SparseK attention: selection from scores, then attention";
   let description = [{
     Means `sparsek.select` on `scores` with budget `k` and window `w`,
@@ -225,16 +225,15 @@ def SparseK_SelectAttentionOp : SparseK_DpsOp<"select_attention", [
            -> tensor<1x32x?x128xbf16>
     ```
   }];
-  let arguments = (ins AnyRankedTensor:$query, AnyRankedTensor:$key,
-                       AnyRankedTensor:$value, AnyRankedTensor:$scores,
+  let arguments = (ins SparseK_TensorOrMemRef:$query, SparseK_TensorOrMemRef:$key,
+                       SparseK_TensorOrMemRef:$value, SparseK_TensorOrMemRef:$scores,
                        I64Attr:$k, I64Attr:$w, OptionalAttr<F32Attr>:$scale,
-                       AnyRankedTensor:$init);
-  let results = (outs AnyRankedTensor:$result);
+                       SparseK_TensorOrMemRef:$init);
   let assemblyFormat = [{
     `ins` `(` $query `,` $key `,` $value `,` $scores `:`
         type($query) `,` type($key) `,` type($value) `,` type($scores) `)`
     `k` `=` $k `w` `=` $w (`scale` `=` $scale^)?
-    `outs` `(` $init `:` type($init) `)` attr-dict `->` type($result)
+    `outs` `(` $init `:` type($init) `)` attr-dict (`->` type($results)^)?
   }];
   let hasCanonicalizer = 1;
 }
@@ -243,8 +242,7 @@ def SparseK_SelectAttentionOp : SparseK_DpsOp<"select_attention", [
 // decode_attention (SPEC 6)
 //===----------------------------------------------------------------------===//
 
-def SparseK_DecodeAttentionOp : SparseK_DpsOp<"decode_attention", [
-    AllTypesMatch<["init", "result"]>]> {
+def SparseK_DecodeAttentionOp : SparseK_DpsOp<"decode_attention"> {
   let summary = "One decoding step of SparseK attention over the runtime's KV cache";
   let description = [{
     Attention of one new query per sequence over the constant-size cache of
@@ -274,20 +272,19 @@ def SparseK_DecodeAttentionOp : SparseK_DpsOp<"decode_attention", [
            -> tensor<?x32x128xbf16>
     ```
   }];
-  let arguments = (ins AnyRankedTensor:$query, AnyRankedTensor:$key_slots,
-                       AnyRankedTensor:$value_slots,
-                       AnyRankedTensor:$slot_scores, AnyRankedTensor:$tau,
-                       AnyRankedTensor:$pool_count,
-                       AnyRankedTensor:$positions, I64Attr:$k, I64Attr:$w,
-                       OptionalAttr<F32Attr>:$scale, AnyRankedTensor:$init);
-  let results = (outs AnyRankedTensor:$result);
+  let arguments = (ins SparseK_TensorOrMemRef:$query, SparseK_TensorOrMemRef:$key_slots,
+                       SparseK_TensorOrMemRef:$value_slots,
+                       SparseK_TensorOrMemRef:$slot_scores, SparseK_TensorOrMemRef:$tau,
+                       SparseK_TensorOrMemRef:$pool_count,
+                       SparseK_TensorOrMemRef:$positions, I64Attr:$k, I64Attr:$w,
+                       OptionalAttr<F32Attr>:$scale, SparseK_TensorOrMemRef:$init);
   let assemblyFormat = [{
     `ins` `(` $query `,` $key_slots `,` $value_slots `,` $slot_scores `,`
         $tau `,` $pool_count `,` $positions `:` type($query) `,`
         type($key_slots) `,` type($value_slots) `,` type($slot_scores) `,`
         type($tau) `,` type($pool_count) `,` type($positions) `)`
     `k` `=` $k `w` `=` $w (`scale` `=` $scale^)?
-    `outs` `(` $init `:` type($init) `)` attr-dict `->` type($result)
+    `outs` `(` $init `:` type($init) `)` attr-dict (`->` type($results)^)?
   }];
 }
 
