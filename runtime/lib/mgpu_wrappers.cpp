@@ -1,0 +1,629 @@
+// The mgpu* functions that MLIR 22's gpu-to-llvm host code calls, on the CUDA
+// driver API in the device's primary context (the one PyTorch uses, so that
+// pointers and streams from torch work here). Failures become the sticky
+// error; nothing aborts or prints.
+#include "sparsek/runtime/mgpu.h"
+
+#include "sticky_error.h"
+
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#if SK_RT_HAVE_CUDA
+#include "cuda_driver.h"
+
+using namespace sparsek::rt;
+
+namespace {
+
+// Generated code calls mgpuSetDefaultDevice per thread, like upstream.
+thread_local int32_t defaultDevice = 0;
+thread_local void *callerStream = nullptr;
+
+constexpr int32_t kMaxDevices = 64;
+
+/// Primary contexts, retained on first use and kept for the life of the
+/// process (releasing them at exit races with other users such as torch).
+struct ContextTable {
+  std::mutex mutex;
+  bool initDone = false;
+  CUresult initResult = CUDA_SUCCESS;
+  CUcontext contexts[kMaxDevices] = {};
+};
+ContextTable contextTable;
+
+/// Returns the primary context of `device` or null, with the status and a
+/// message describing the failure.
+CUcontext primaryContext(int32_t device, sk_status *status,
+                         const char **message, CUresult *result) {
+  *result = CUDA_SUCCESS;
+  const char *why = nullptr;
+  const DriverApi *driver = driverApi(&why);
+  if (!driver) {
+    *status = SK_ERR_NO_DEVICE;
+    *message = why;
+    return nullptr;
+  }
+  if (device < 0 || device >= kMaxDevices) {
+    *status = SK_ERR_INVALID_ARGUMENT;
+    *message = "device ordinal out of range";
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lock(contextTable.mutex);
+  if (!contextTable.initDone) {
+    contextTable.initResult = driver->cuInit(0);
+    contextTable.initDone = true;
+  }
+  *result = contextTable.initResult;
+  if (*result != CUDA_SUCCESS) {
+    *status = *result == CUDA_ERROR_NO_DEVICE ? SK_ERR_NO_DEVICE : SK_ERR_CUDA;
+    *message = "cuInit";
+    return nullptr;
+  }
+  if (CUcontext ctx = contextTable.contexts[device])
+    return ctx;
+  CUdevice dev;
+  *result = driver->cuDeviceGet(&dev, device);
+  if (*result != CUDA_SUCCESS) {
+    *status = *result == CUDA_ERROR_INVALID_DEVICE ? SK_ERR_NO_DEVICE
+                                                   : SK_ERR_CUDA;
+    *message = "cuDeviceGet";
+    return nullptr;
+  }
+  CUcontext ctx = nullptr;
+  *result = driver->cuDevicePrimaryCtxRetain(&ctx, dev);
+  if (*result != CUDA_SUCCESS) {
+    *status = SK_ERR_CUDA;
+    *message = "cuDevicePrimaryCtxRetain";
+    return nullptr;
+  }
+  contextTable.contexts[device] = ctx;
+  return ctx;
+}
+
+/// Makes the default device's primary context current for one wrapper call
+/// and restores the caller's context after it. `caller` names the wrapper in
+/// error messages.
+class ScopedContext {
+public:
+  explicit ScopedContext(const char *caller) : caller(caller) {
+    sk_status status = SK_OK;
+    const char *message = nullptr;
+    CUresult result;
+    CUcontext ctx = primaryContext(defaultDevice, &status, &message, &result);
+    if (!ctx) {
+      if (result != CUDA_SUCCESS)
+        recordError(status, "%s: %s failed with %s", caller, message,
+                    driverErrorName(result));
+      else
+        recordError(status, "%s: %s", caller, message);
+      return;
+    }
+    driver = driverApi();
+    if (!check(driver->cuCtxPushCurrent(ctx), "cuCtxPushCurrent")) {
+      driver = nullptr;
+      return;
+    }
+    pushed = true;
+  }
+  ~ScopedContext() {
+    if (pushed)
+      driver->cuCtxPopCurrent(nullptr);
+  }
+  ScopedContext(const ScopedContext &) = delete;
+  ScopedContext &operator=(const ScopedContext &) = delete;
+
+  /// The driver, or null if there is no usable context (already recorded).
+  const DriverApi *api() const { return driver; }
+
+  /// Records a failed driver call; true when `result` is success.
+  bool check(CUresult result, const char *call) const {
+    if (result == CUDA_SUCCESS)
+      return true;
+    recordError(result == CUDA_ERROR_OUT_OF_MEMORY ? SK_ERR_OUT_OF_MEMORY
+                                                   : SK_ERR_CUDA,
+                "%s: %s failed with %s", caller, call,
+                driverErrorName(result));
+    return false;
+  }
+
+  /// Records that an optional driver entry point is missing; true if present.
+  bool has(const void *entry, const char *call) const {
+    if (entry)
+      return true;
+    recordError(SK_ERR_UNSUPPORTED, "%s: the driver lacks %s", caller, call);
+    return false;
+  }
+
+private:
+  const char *caller;
+  const DriverApi *driver = nullptr;
+  bool pushed = false;
+};
+
+#define SK_CALL(scope, fn, ...)                                                \
+  ((scope).has(reinterpret_cast<const void *>((scope).api()->fn), #fn) &&      \
+   (scope).check((scope).api()->fn(__VA_ARGS__), #fn))
+
+CUdeviceptr devicePtr(const void *ptr) {
+  return reinterpret_cast<CUdeviceptr>(ptr);
+}
+
+/// Kernels asking for more than the 48 KiB default of dynamic shared memory
+/// must opt in per function before launch.
+bool allowDynamicSharedMemory(const ScopedContext &scope, CUfunction function,
+                              int32_t smem) {
+  constexpr int32_t kDefaultLimit = 48 * 1024;
+  if (smem <= kDefaultLimit)
+    return true;
+  return SK_CALL(scope, cuFuncSetAttribute, function,
+                 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem);
+}
+
+/// Layout of a ranked memref descriptor as generated code passes it.
+struct MemRefHeader {
+  char *allocated;
+  char *aligned;
+  int64_t offset;
+  int64_t sizesAndStrides[]; // sizes[rank] then strides[rank]
+};
+
+/// Byte extent of a dense memref; false (recorded) if it is not dense.
+bool denseMemRefBytes(const char *caller, int64_t rank, const void *descriptor,
+                      int64_t elementSize, char **start, uint64_t *bytes) {
+  if (!descriptor || rank < 0 || elementSize <= 0) {
+    recordError(SK_ERR_INVALID_ARGUMENT, "%s: invalid memref descriptor",
+                caller);
+    return false;
+  }
+  auto *header = static_cast<const MemRefHeader *>(descriptor);
+  const int64_t *sizes = header->sizesAndStrides;
+  const int64_t *strides = sizes + rank;
+  int64_t expectedStride = 1;
+  for (int64_t i = rank - 1; i >= 0; --i) {
+    if (sizes[i] != 1 && strides[i] != expectedStride) {
+      recordError(SK_ERR_INVALID_ARGUMENT,
+                  "%s: only dense memrefs can be registered", caller);
+      return false;
+    }
+    expectedStride *= sizes[i];
+  }
+  *start = header->aligned + header->offset * elementSize;
+  *bytes = static_cast<uint64_t>(expectedStride * elementSize);
+  return true;
+}
+
+} // namespace
+
+extern "C" {
+
+void *mgpuModuleLoad(void *data, size_t /*gpuBlobSize*/) {
+  ScopedContext scope("mgpuModuleLoad");
+  CUmodule module = nullptr;
+  if (!scope.api() || !SK_CALL(scope, cuModuleLoadData, &module, data))
+    return nullptr;
+  return module;
+}
+
+void *mgpuModuleLoadJIT(void *data, int optLevel) {
+  ScopedContext scope("mgpuModuleLoadJIT");
+  if (!scope.api())
+    return nullptr;
+  char log[1024] = "";
+  CUjit_option options[] = {CU_JIT_ERROR_LOG_BUFFER,
+                            CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
+                            CU_JIT_OPTIMIZATION_LEVEL};
+  void *values[] = {log, reinterpret_cast<void *>(sizeof(log)),
+                    reinterpret_cast<void *>(static_cast<intptr_t>(optLevel))};
+  CUmodule module = nullptr;
+  CUresult result =
+      scope.api()->cuModuleLoadDataEx(&module, data, 3, options, values);
+  if (result != CUDA_SUCCESS) {
+    recordError(SK_ERR_CUDA,
+                "mgpuModuleLoadJIT: cuModuleLoadDataEx failed with %s: %s",
+                driverErrorName(result), log);
+    return nullptr;
+  }
+  return module;
+}
+
+void mgpuModuleUnload(void *module) {
+  ScopedContext scope("mgpuModuleUnload");
+  if (scope.api() && module)
+    SK_CALL(scope, cuModuleUnload, static_cast<CUmodule>(module));
+}
+
+void *mgpuModuleGetFunction(void *module, const char *name) {
+  ScopedContext scope("mgpuModuleGetFunction");
+  CUfunction function = nullptr;
+  if (!scope.api())
+    return nullptr;
+  if (!module || !name) {
+    recordError(SK_ERR_INVALID_ARGUMENT,
+                "mgpuModuleGetFunction: null module or name (did the module "
+                "fail to load?)");
+    return nullptr;
+  }
+  SK_CALL(scope, cuModuleGetFunction, &function, static_cast<CUmodule>(module),
+          name);
+  return function;
+}
+
+void mgpuLaunchKernel(void *function, intptr_t gridX, intptr_t gridY,
+                      intptr_t gridZ, intptr_t blockX, intptr_t blockY,
+                      intptr_t blockZ, int32_t smem, void *stream,
+                      void **params, void **extra, size_t /*paramsCount*/) {
+  ScopedContext scope("mgpuLaunchKernel");
+  if (!scope.api())
+    return;
+  if (!function) {
+    recordError(SK_ERR_INVALID_ARGUMENT, "mgpuLaunchKernel: null function");
+    return;
+  }
+  auto fn = static_cast<CUfunction>(function);
+  if (!allowDynamicSharedMemory(scope, fn, smem))
+    return;
+  SK_CALL(scope, cuLaunchKernel, fn, gridX, gridY, gridZ, blockX, blockY,
+          blockZ, smem, static_cast<CUstream>(stream), params, extra);
+}
+
+void mgpuLaunchClusterKernel(void *function, intptr_t clusterX,
+                             intptr_t clusterY, intptr_t clusterZ,
+                             intptr_t gridX, intptr_t gridY, intptr_t gridZ,
+                             intptr_t blockX, intptr_t blockY, intptr_t blockZ,
+                             int32_t smem, void *stream, void **params,
+                             void **extra) {
+  ScopedContext scope("mgpuLaunchClusterKernel");
+  if (!scope.api())
+    return;
+  if (!function) {
+    recordError(SK_ERR_INVALID_ARGUMENT,
+                "mgpuLaunchClusterKernel: null function");
+    return;
+  }
+  auto fn = static_cast<CUfunction>(function);
+  if (!allowDynamicSharedMemory(scope, fn, smem))
+    return;
+  CUlaunchAttribute attributes[2] = {};
+  attributes[0].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+  attributes[0].value.clusterDim.x = static_cast<unsigned>(clusterX);
+  attributes[0].value.clusterDim.y = static_cast<unsigned>(clusterY);
+  attributes[0].value.clusterDim.z = static_cast<unsigned>(clusterZ);
+  attributes[1].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE;
+  attributes[1].value.clusterSchedulingPolicyPreference =
+      CU_CLUSTER_SCHEDULING_POLICY_SPREAD;
+  CUlaunchConfig config = {};
+  config.gridDimX = static_cast<unsigned>(gridX);
+  config.gridDimY = static_cast<unsigned>(gridY);
+  config.gridDimZ = static_cast<unsigned>(gridZ);
+  config.blockDimX = static_cast<unsigned>(blockX);
+  config.blockDimY = static_cast<unsigned>(blockY);
+  config.blockDimZ = static_cast<unsigned>(blockZ);
+  config.sharedMemBytes = static_cast<unsigned>(smem);
+  config.hStream = static_cast<CUstream>(stream);
+  config.attrs = attributes;
+  config.numAttrs = 2;
+  SK_CALL(scope, cuLaunchKernelEx, &config, fn, params, extra);
+}
+
+void *mgpuStreamCreate(void) {
+  if (callerStream)
+    return callerStream;
+  ScopedContext scope("mgpuStreamCreate");
+  CUstream stream = nullptr;
+  if (scope.api())
+    SK_CALL(scope, cuStreamCreate, &stream, CU_STREAM_NON_BLOCKING);
+  return stream;
+}
+
+void mgpuStreamDestroy(void *stream) {
+  // The caller's stream (sk_rt_set_current_stream) is borrowed, not owned.
+  if (!stream || stream == callerStream)
+    return;
+  ScopedContext scope("mgpuStreamDestroy");
+  if (scope.api())
+    SK_CALL(scope, cuStreamDestroy, static_cast<CUstream>(stream));
+}
+
+void mgpuStreamSynchronize(void *stream) {
+  ScopedContext scope("mgpuStreamSynchronize");
+  if (scope.api())
+    SK_CALL(scope, cuStreamSynchronize, static_cast<CUstream>(stream));
+}
+
+void mgpuStreamWaitEvent(void *stream, void *event) {
+  ScopedContext scope("mgpuStreamWaitEvent");
+  if (scope.api())
+    SK_CALL(scope, cuStreamWaitEvent, static_cast<CUstream>(stream),
+            static_cast<CUevent>(event), 0);
+}
+
+void *mgpuEventCreate(void) {
+  ScopedContext scope("mgpuEventCreate");
+  CUevent event = nullptr;
+  if (scope.api())
+    SK_CALL(scope, cuEventCreate, &event, CU_EVENT_DISABLE_TIMING);
+  return event;
+}
+
+void mgpuEventDestroy(void *event) {
+  ScopedContext scope("mgpuEventDestroy");
+  if (scope.api() && event)
+    SK_CALL(scope, cuEventDestroy, static_cast<CUevent>(event));
+}
+
+void mgpuEventSynchronize(void *event) {
+  ScopedContext scope("mgpuEventSynchronize");
+  if (scope.api())
+    SK_CALL(scope, cuEventSynchronize, static_cast<CUevent>(event));
+}
+
+void mgpuEventRecord(void *event, void *stream) {
+  ScopedContext scope("mgpuEventRecord");
+  if (scope.api())
+    SK_CALL(scope, cuEventRecord, static_cast<CUevent>(event),
+            static_cast<CUstream>(stream));
+}
+
+void *mgpuMemAlloc(uint64_t sizeBytes, void * /*stream*/, bool isHostShared) {
+  ScopedContext scope("mgpuMemAlloc");
+  CUdeviceptr ptr = 0;
+  if (!scope.api() || sizeBytes == 0)
+    return nullptr;
+  if (isHostShared)
+    SK_CALL(scope, cuMemAllocManaged, &ptr, sizeBytes, CU_MEM_ATTACH_GLOBAL);
+  else
+    SK_CALL(scope, cuMemAlloc, &ptr, sizeBytes);
+  return reinterpret_cast<void *>(ptr);
+}
+
+void mgpuMemFree(void *ptr, void * /*stream*/) {
+  ScopedContext scope("mgpuMemFree");
+  if (scope.api() && ptr)
+    SK_CALL(scope, cuMemFree, devicePtr(ptr));
+}
+
+void mgpuMemcpy(void *dst, void *src, size_t sizeBytes, void *stream) {
+  ScopedContext scope("mgpuMemcpy");
+  if (scope.api() && sizeBytes > 0)
+    SK_CALL(scope, cuMemcpyAsync, devicePtr(dst), devicePtr(src), sizeBytes,
+            static_cast<CUstream>(stream));
+}
+
+void mgpuMemset32(void *dst, uint32_t value, size_t count, void *stream) {
+  ScopedContext scope("mgpuMemset32");
+  if (scope.api() && count > 0)
+    SK_CALL(scope, cuMemsetD32Async, devicePtr(dst), value, count,
+            static_cast<CUstream>(stream));
+}
+
+void mgpuMemset16(void *dst, uint16_t value, size_t count, void *stream) {
+  ScopedContext scope("mgpuMemset16");
+  if (scope.api() && count > 0)
+    SK_CALL(scope, cuMemsetD16Async, devicePtr(dst), value, count,
+            static_cast<CUstream>(stream));
+}
+
+void mgpuMemHostRegister(void *ptr, uint64_t sizeBytes) {
+  ScopedContext scope("mgpuMemHostRegister");
+  if (scope.api() && ptr && sizeBytes > 0)
+    SK_CALL(scope, cuMemHostRegister, ptr, sizeBytes, 0);
+}
+
+void mgpuMemHostRegisterMemRef(int64_t rank, void *descriptor,
+                               int64_t elementSizeBytes) {
+  char *start = nullptr;
+  uint64_t bytes = 0;
+  if (denseMemRefBytes("mgpuMemHostRegisterMemRef", rank, descriptor,
+                       elementSizeBytes, &start, &bytes))
+    mgpuMemHostRegister(start, bytes);
+}
+
+void mgpuMemHostUnregister(void *ptr) {
+  ScopedContext scope("mgpuMemHostUnregister");
+  if (scope.api() && ptr)
+    SK_CALL(scope, cuMemHostUnregister, ptr);
+}
+
+void mgpuMemHostUnregisterMemRef(int64_t rank, void *descriptor,
+                                 int64_t elementSizeBytes) {
+  char *start = nullptr;
+  uint64_t bytes = 0;
+  if (denseMemRefBytes("mgpuMemHostUnregisterMemRef", rank, descriptor,
+                       elementSizeBytes, &start, &bytes) &&
+      bytes > 0)
+    mgpuMemHostUnregister(start);
+}
+
+void mgpuSetDefaultDevice(int32_t device) { defaultDevice = device; }
+
+void *mgpuTensorMapEncodeTiledMemref(int64_t tensorRank,
+                                     void *rankedDescriptor,
+                                     int64_t tensorDataType,
+                                     int64_t interleave, int64_t swizzle,
+                                     int64_t l2Promotion, int64_t oobFill,
+                                     int64_t *inputBoxDims) {
+  const char *caller = "mgpuTensorMapEncodeTiledMemref";
+  // Bytes per element, indexed by CUtensorMapDataType (UINT8 .. TFLOAT32_FTZ).
+  static const int64_t kElementBytes[] = {1, 2, 4, 4, 8, 8, 2,
+                                          4, 8, 2, 4, 4, 4};
+  constexpr int64_t kNumTypes = sizeof(kElementBytes) / sizeof(int64_t);
+  if (tensorRank < 1 || tensorRank > 5 || !rankedDescriptor ||
+      !inputBoxDims || tensorDataType < 0 || tensorDataType >= kNumTypes) {
+    recordError(SK_ERR_INVALID_ARGUMENT,
+                "%s: rank must be 1..5 with a known data type", caller);
+    return nullptr;
+  }
+  ScopedContext scope(caller);
+  if (!scope.api())
+    return nullptr;
+  auto *header = static_cast<const MemRefHeader *>(rankedDescriptor);
+  const int64_t *sizes = header->sizesAndStrides;
+  const int64_t *strides = sizes + tensorRank;
+  const int64_t elementBytes = kElementBytes[tensorDataType];
+  // TMA lists dimensions innermost first; memrefs list them outermost first.
+  cuuint64_t globalDim[5] = {1, 1, 1, 1, 1}, globalStrides[5] = {0};
+  cuuint32_t boxDim[5] = {1, 1, 1, 1, 1}, elementStrides[5] = {1, 1, 1, 1, 1};
+  for (int64_t i = 0; i < tensorRank; ++i) {
+    globalDim[i] = static_cast<cuuint64_t>(sizes[tensorRank - 1 - i]);
+    boxDim[i] = static_cast<cuuint32_t>(inputBoxDims[tensorRank - 1 - i]);
+  }
+  for (int64_t i = 0; i + 1 < tensorRank; ++i)
+    globalStrides[i] =
+        static_cast<cuuint64_t>(strides[tensorRank - 2 - i] * elementBytes);
+  CUtensorMap map;
+  if (!SK_CALL(scope, cuTensorMapEncodeTiled, &map,
+               static_cast<CUtensorMapDataType>(tensorDataType),
+               static_cast<cuuint32_t>(tensorRank),
+               header->aligned + header->offset * elementBytes, globalDim,
+               globalStrides, boxDim, elementStrides,
+               static_cast<CUtensorMapInterleave>(interleave),
+               static_cast<CUtensorMapSwizzle>(swizzle),
+               static_cast<CUtensorMapL2promotion>(l2Promotion),
+               static_cast<CUtensorMapFloatOOBfill>(oobFill)))
+    return nullptr;
+  // Kernels take the descriptor by device pointer, as upstream does.
+  CUdeviceptr deviceMap = 0;
+  if (!SK_CALL(scope, cuMemAlloc, &deviceMap, sizeof(map)))
+    return nullptr;
+  if (!SK_CALL(scope, cuMemcpy, deviceMap, reinterpret_cast<CUdeviceptr>(&map),
+               sizeof(map))) {
+    scope.api()->cuMemFree(deviceMap);
+    return nullptr;
+  }
+  return reinterpret_cast<void *>(deviceMap);
+}
+
+sk_status sk_rt_init(void) {
+  sk_status status = SK_OK;
+  const char *message = nullptr;
+  CUresult result;
+  return primaryContext(defaultDevice, &status, &message, &result) ? SK_OK
+                                                                   : status;
+}
+
+int sk_rt_has_device(void) { return sk_rt_init() == SK_OK ? 1 : 0; }
+
+void sk_rt_set_current_stream(void *stream) { callerStream = stream; }
+
+void *sk_rt_get_current_stream(void) { return callerStream; }
+
+void *sk_rt_event_create_timed(void) {
+  ScopedContext scope("sk_rt_event_create_timed");
+  CUevent event = nullptr;
+  if (scope.api())
+    SK_CALL(scope, cuEventCreate, &event, CU_EVENT_DEFAULT);
+  return event;
+}
+
+float sk_rt_event_elapsed_ms(void *start, void *end) {
+  ScopedContext scope("sk_rt_event_elapsed_ms");
+  float ms = -1.0f;
+  if (!scope.api() ||
+      !SK_CALL(scope, cuEventElapsedTime, &ms, static_cast<CUevent>(start),
+               static_cast<CUevent>(end)))
+    return -1.0f;
+  return ms;
+}
+
+} // extern "C"
+
+#else // !SK_RT_HAVE_CUDA
+
+// Built without a CUDA toolkit: the symbols exist (so generated host code
+// still links and loads) and every call records SK_ERR_UNSUPPORTED.
+using sparsek::rt::recordError;
+
+namespace {
+thread_local void *callerStream = nullptr;
+void unsupported(const char *caller) {
+  recordError(SK_ERR_UNSUPPORTED, "%s: runtime built without CUDA", caller);
+}
+} // namespace
+
+extern "C" {
+void *mgpuModuleLoad(void *, size_t) {
+  unsupported("mgpuModuleLoad");
+  return nullptr;
+}
+void *mgpuModuleLoadJIT(void *, int) {
+  unsupported("mgpuModuleLoadJIT");
+  return nullptr;
+}
+void mgpuModuleUnload(void *) { unsupported("mgpuModuleUnload"); }
+void *mgpuModuleGetFunction(void *, const char *) {
+  unsupported("mgpuModuleGetFunction");
+  return nullptr;
+}
+void mgpuLaunchKernel(void *, intptr_t, intptr_t, intptr_t, intptr_t,
+                      intptr_t, intptr_t, int32_t, void *, void **, void **,
+                      size_t) {
+  unsupported("mgpuLaunchKernel");
+}
+void mgpuLaunchClusterKernel(void *, intptr_t, intptr_t, intptr_t, intptr_t,
+                             intptr_t, intptr_t, intptr_t, intptr_t, intptr_t,
+                             int32_t, void *, void **, void **) {
+  unsupported("mgpuLaunchClusterKernel");
+}
+void *mgpuStreamCreate(void) {
+  if (callerStream)
+    return callerStream;
+  unsupported("mgpuStreamCreate");
+  return nullptr;
+}
+void mgpuStreamDestroy(void *) {}
+void mgpuStreamSynchronize(void *) { unsupported("mgpuStreamSynchronize"); }
+void mgpuStreamWaitEvent(void *, void *) { unsupported("mgpuStreamWaitEvent"); }
+void *mgpuEventCreate(void) {
+  unsupported("mgpuEventCreate");
+  return nullptr;
+}
+void mgpuEventDestroy(void *) {}
+void mgpuEventSynchronize(void *) { unsupported("mgpuEventSynchronize"); }
+void mgpuEventRecord(void *, void *) { unsupported("mgpuEventRecord"); }
+void *mgpuMemAlloc(uint64_t, void *, bool) {
+  unsupported("mgpuMemAlloc");
+  return nullptr;
+}
+void mgpuMemFree(void *, void *) {}
+void mgpuMemcpy(void *, void *, size_t, void *) { unsupported("mgpuMemcpy"); }
+void mgpuMemset32(void *, uint32_t, size_t, void *) {
+  unsupported("mgpuMemset32");
+}
+void mgpuMemset16(void *, uint16_t, size_t, void *) {
+  unsupported("mgpuMemset16");
+}
+void mgpuMemHostRegister(void *, uint64_t) {
+  unsupported("mgpuMemHostRegister");
+}
+void mgpuMemHostRegisterMemRef(int64_t, void *, int64_t) {
+  unsupported("mgpuMemHostRegisterMemRef");
+}
+void mgpuMemHostUnregister(void *) {}
+void mgpuMemHostUnregisterMemRef(int64_t, void *, int64_t) {}
+void mgpuSetDefaultDevice(int32_t) {}
+void *mgpuTensorMapEncodeTiledMemref(int64_t, void *, int64_t, int64_t,
+                                     int64_t, int64_t, int64_t, int64_t *) {
+  unsupported("mgpuTensorMapEncodeTiledMemref");
+  return nullptr;
+}
+sk_status sk_rt_init(void) { return SK_ERR_UNSUPPORTED; }
+int sk_rt_has_device(void) { return 0; }
+void sk_rt_set_current_stream(void *stream) { callerStream = stream; }
+void *sk_rt_get_current_stream(void) { return callerStream; }
+void *sk_rt_event_create_timed(void) {
+  unsupported("sk_rt_event_create_timed");
+  return nullptr;
+}
+float sk_rt_event_elapsed_ms(void *, void *) {
+  unsupported("sk_rt_event_elapsed_ms");
+  return -1.0f;
+}
+} // extern "C"
+
+#endif // SK_RT_HAVE_CUDA
+
+extern "C" void *sk_rt_stream_from_ptr(uintptr_t handle) {
+  return reinterpret_cast<void *>(handle);
+}

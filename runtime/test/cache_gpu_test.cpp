@@ -1,0 +1,268 @@
+// CUDA cache == CPU cache: pool, window and K/V bit for bit, tau within
+// 1e-6 relative, for token batches and chunks; device-side score errors.
+// Skips where there is no GPU.
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+
+using namespace sparsek::test;
+
+namespace {
+
+/// Device copy of a host buffer, freed with the object.
+struct DeviceBuffer {
+  void *ptr = nullptr;
+  DeviceBuffer(const void *host, size_t bytes) {
+    ptr = mgpuMemAlloc(bytes, nullptr, false);
+    mgpuMemcpy(ptr, const_cast<void *>(host), bytes, nullptr);
+  }
+  ~DeviceBuffer() { mgpuMemFree(ptr, nullptr); }
+  DeviceBuffer(const DeviceBuffer &) = delete;
+  DeviceBuffer &operator=(const DeviceBuffer &) = delete;
+};
+
+struct DeviceBatch {
+  DeviceBuffer keys, values, scores;
+  explicit DeviceBatch(const TokenBatch &b)
+      : keys(b.keys.data(), b.keys.size()),
+        values(b.values.data(), b.values.size()),
+        scores(b.scores.data(), b.scores.size() * 4) {}
+};
+
+struct GpuCase {
+  const char *name;
+  int32_t heads, k, w, dim;
+  sk_dtype dtype;
+  int32_t seqs;
+  int64_t tokens;
+  int32_t capacity;
+};
+
+// Short names in test listings instead of gtest's byte dump.
+void PrintTo(const GpuCase &c, std::ostream *os) { *os << c.name; }
+
+class GpuCache : public ::testing::TestWithParam<GpuCase> {
+protected:
+  void SetUp() override {
+    if (!sk_rt_has_device())
+      GTEST_SKIP() << "no GPU or driver";
+  }
+};
+
+std::vector<std::vector<float>> makeStreams(const GpuCase &c) {
+  std::vector<std::vector<float>> streams;
+  const Scores kinds[] = {Scores::Normal, Scores::Quantized, Scores::Masked,
+                          Scores::Narrow};
+  for (int32_t i = 0; i < c.seqs * c.heads; ++i)
+    streams.push_back(makeScores(kinds[i % 4], c.tokens, 300 + i));
+  return streams;
+}
+
+void expectSame(const Snapshot &cpu, const Snapshot &gpu, const char *when) {
+  ASSERT_EQ(cpu.pos, gpu.pos) << when;
+  ASSERT_EQ(cpu.poolCount, gpu.poolCount) << when;
+  ASSERT_EQ(cpu.slotPos, gpu.slotPos) << when;
+  ASSERT_EQ(0, std::memcmp(cpu.scores.data(), gpu.scores.data(),
+                           cpu.scores.size() * 4))
+      << when;
+  ASSERT_EQ(cpu.keys, gpu.keys) << when;
+  ASSERT_EQ(cpu.values, gpu.values) << when;
+  for (size_t r = 0; r < cpu.tau.size(); ++r) {
+    float a = cpu.tau[r], b = gpu.tau[r];
+    if (std::isinf(a) || std::isinf(b))
+      ASSERT_EQ(a, b) << when << " row " << r;
+    else
+      ASSERT_LE(std::fabs(a - b), 1e-6f * std::max(1.0f, std::fabs(a)))
+          << when << " row " << r;
+  }
+}
+
+struct CachePair {
+  sk_cache *cpu = nullptr, *gpu = nullptr;
+  std::vector<int32_t> ids;
+  CachePair(sk_cache_config cfg) {
+    cfg.backend = SK_BACKEND_CPU;
+    EXPECT_EQ(sk_cache_create(&cfg, &cpu), SK_OK) << sk_cache_last_error();
+    cfg.backend = SK_BACKEND_CUDA;
+    EXPECT_EQ(sk_cache_create(&cfg, &gpu), SK_OK) << sk_cache_last_error();
+    for (int32_t i = 0; i < cfg.max_seqs; ++i) {
+      int32_t a = -1, b = -1;
+      EXPECT_EQ(sk_cache_alloc_seq(cpu, &a), SK_OK);
+      EXPECT_EQ(sk_cache_alloc_seq(gpu, &b), SK_OK);
+      EXPECT_EQ(a, b);
+      ids.push_back(a);
+    }
+  }
+  ~CachePair() {
+    sk_cache_destroy(cpu);
+    sk_cache_destroy(gpu);
+  }
+};
+
+TEST_P(GpuCache, TokenBatchesMatchCpu) {
+  const GpuCase &tc = GetParam();
+  sk_cache_config cfg = makeConfig(SK_BACKEND_CUDA, tc.heads, tc.k, tc.w,
+                                   tc.dim, tc.dtype, tc.seqs, tc.capacity);
+  sk_kv_shape shape = shapeOf(cfg);
+  CachePair caches(cfg);
+  auto streams = makeStreams(tc);
+  for (int64_t p = 0; p < tc.tokens; ++p) {
+    TokenBatch b = makeTokenBatch(cfg, caches.ids, streams, p);
+    DeviceBatch d(b);
+    ASSERT_EQ(sk_cache_append_tokens(caches.cpu, 0, &shape, tc.seqs,
+                                     caches.ids.data(), b.keys.data(),
+                                     b.values.data(), b.scores.data(),
+                                     nullptr),
+              SK_OK);
+    ASSERT_EQ(sk_cache_append_tokens(caches.gpu, 0, &shape, tc.seqs,
+                                     caches.ids.data(), d.keys.ptr,
+                                     d.values.ptr,
+                                     static_cast<float *>(d.scores.ptr),
+                                     nullptr),
+              SK_OK)
+        << sk_cache_last_error();
+    if (p % 97 == 0 || p + 1 == tc.tokens) {
+      ASSERT_EQ(sk_cache_check_device_error(caches.gpu, nullptr), SK_OK)
+          << sk_cache_last_error();
+      std::string when = "after position " + std::to_string(p);
+      expectSame(snapshot(caches.cpu, 0), snapshot(caches.gpu, 0),
+                 when.c_str());
+    }
+  }
+  for (int32_t seq : caches.ids) {
+    int32_t a = -1, b = -1;
+    ASSERT_EQ(sk_cache_seq_is_approximate(caches.cpu, seq, &a), SK_OK);
+    ASSERT_EQ(sk_cache_seq_is_approximate(caches.gpu, seq, &b), SK_OK);
+    EXPECT_EQ(a, b) << "seq " << seq;
+  }
+}
+
+TEST_P(GpuCache, ChunksMatchCpuTokens) {
+  const GpuCase &tc = GetParam();
+  sk_cache_config cfg = makeConfig(SK_BACKEND_CUDA, tc.heads, tc.k, tc.w,
+                                   tc.dim, tc.dtype, tc.seqs, tc.capacity);
+  sk_kv_shape shape = shapeOf(cfg);
+  CachePair caches(cfg);
+  auto streams = makeStreams(tc);
+  for (int64_t p = 0; p < tc.tokens; ++p) {
+    TokenBatch b = makeTokenBatch(cfg, caches.ids, streams, p);
+    ASSERT_EQ(sk_cache_append_tokens(caches.cpu, 0, &shape, tc.seqs,
+                                     caches.ids.data(), b.keys.data(),
+                                     b.values.data(), b.scores.data(),
+                                     nullptr),
+              SK_OK);
+  }
+  // Each sequence gets its stream in chunks of its own sizes: shorter and
+  // longer than the window, the first one a whole "prompt".
+  for (int32_t seq : caches.ids) {
+    int64_t start = 0, size = tc.tokens / 2 + seq;
+    while (start < tc.tokens) {
+      int64_t count = std::min(size, tc.tokens - start);
+      TokenBatch c = makeChunk(cfg, seq, streams, start, count);
+      DeviceBatch d(c);
+      ASSERT_EQ(sk_cache_append_chunk(caches.gpu, 0, &shape, seq, count,
+                                      d.keys.ptr, d.values.ptr,
+                                      static_cast<float *>(d.scores.ptr),
+                                      nullptr),
+                SK_OK)
+          << sk_cache_last_error();
+      start += count;
+      size = 1 + (size * 7 + seq) % (2 * tc.w + 5);
+    }
+  }
+  ASSERT_EQ(sk_cache_check_device_error(caches.gpu, nullptr), SK_OK)
+      << sk_cache_last_error();
+  expectSame(snapshot(caches.cpu, 0), snapshot(caches.gpu, 0), "chunks");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, GpuCache,
+    ::testing::Values(GpuCase{"small", 4, 32, 8, 64, SK_DTYPE_BF16, 8, 700,
+                              4096},
+                      GpuCase{"large_k", 2, 512, 64, 128, SK_DTYPE_F16, 4,
+                              3000, 8192},
+                      GpuCase{"k0", 2, 0, 16, 32, SK_DTYPE_F32, 3, 200, 0},
+                      GpuCase{"w0", 2, 16, 0, 32, SK_DTYPE_F32, 3, 400, 1024},
+                      GpuCase{"overflow", 2, 8, 4, 16, SK_DTYPE_BF16, 4, 600,
+                              12}),
+    [](const ::testing::TestParamInfo<GpuCase> &info) {
+      return std::string(info.param.name);
+    });
+
+// A NaN reaches the device: the call itself succeeds (no host sync), the
+// next error check reports it, its sequence is unchanged, the others moved.
+TEST(GpuCacheErrors, DeviceScoreErrorsAreStickyAndLocal) {
+  if (!sk_rt_has_device())
+    GTEST_SKIP() << "no GPU or driver";
+  sk_cache_config cfg =
+      makeConfig(SK_BACKEND_CUDA, 2, 4, 2, 16, SK_DTYPE_BF16, 3, 64);
+  sk_kv_shape shape = shapeOf(cfg);
+  CachePair caches(cfg);
+  std::vector<std::vector<float>> streams;
+  for (int i = 0; i < 6; ++i)
+    streams.push_back(makeScores(Scores::Normal, 40, 70 + i));
+  for (int64_t p = 0; p < 30; ++p) {
+    TokenBatch b = makeTokenBatch(cfg, caches.ids, streams, p);
+    DeviceBatch d(b);
+    ASSERT_EQ(sk_cache_append_tokens(caches.gpu, 0, &shape, 3,
+                                     caches.ids.data(), d.keys.ptr,
+                                     d.values.ptr,
+                                     static_cast<float *>(d.scores.ptr),
+                                     nullptr),
+              SK_OK);
+  }
+  Snapshot before = snapshot(caches.gpu, 0);
+  TokenBatch b = makeTokenBatch(cfg, caches.ids, streams, 30);
+  b.scores[1 * 2 + 1] = NAN; // sequence 1, head 1
+  DeviceBatch d(b);
+  ASSERT_EQ(sk_cache_append_tokens(caches.gpu, 0, &shape, 3,
+                                   caches.ids.data(), d.keys.ptr, d.values.ptr,
+                                   static_cast<float *>(d.scores.ptr),
+                                   nullptr),
+            SK_OK);
+  EXPECT_EQ(sk_cache_check_device_error(caches.gpu, nullptr),
+            SK_ERR_INVALID_SCORE);
+  std::string message = sk_cache_last_error();
+  EXPECT_NE(message.find("sequence 1"), std::string::npos) << message;
+  EXPECT_EQ(sk_cache_check_device_error(caches.gpu, nullptr), SK_OK)
+      << "reading the error clears it";
+  Snapshot after = snapshot(caches.gpu, 0);
+  EXPECT_EQ(after.pos[1], before.pos[1]);
+  EXPECT_EQ(after.pos[0], before.pos[0] + 1);
+  EXPECT_EQ(after.pos[2], before.pos[2] + 1);
+  size_t perSeq = 2 * 6;
+  for (size_t i = perSeq; i < 2 * perSeq; ++i) {
+    EXPECT_EQ(after.slotPos[i], before.slotPos[i]);
+    EXPECT_EQ(std::memcmp(&after.scores[i], &before.scores[i], 4), 0);
+  }
+  // +inf in a chunk: the whole chunk is refused.
+  TokenBatch c = makeChunk(cfg, 2, streams, 31, 5);
+  c.scores[7] = INFINITY;
+  DeviceBatch dc(c);
+  ASSERT_EQ(sk_cache_append_chunk(caches.gpu, 0, &shape, 2, 5, dc.keys.ptr,
+                                  dc.values.ptr,
+                                  static_cast<float *>(dc.scores.ptr),
+                                  nullptr),
+            SK_OK);
+  EXPECT_EQ(sk_cache_check_device_error(caches.gpu, nullptr),
+            SK_ERR_INVALID_SCORE);
+  Snapshot last = snapshot(caches.gpu, 0);
+  EXPECT_EQ(last.pos[2], after.pos[2]);
+  EXPECT_EQ(last.slotPos, after.slotPos);
+}
+
+TEST(GpuCacheErrors, NoDeviceIsAnErrorNotACrash) {
+  if (sk_rt_has_device())
+    GTEST_SKIP() << "a GPU is present";
+  sk_cache_config cfg =
+      makeConfig(SK_BACKEND_CUDA, 2, 4, 2, 16, SK_DTYPE_BF16, 3, 64);
+  sk_cache *cache = nullptr;
+  sk_status status = sk_cache_create(&cfg, &cache);
+  EXPECT_TRUE(status == SK_ERR_NO_DEVICE || status == SK_ERR_UNSUPPORTED ||
+              status == SK_ERR_CUDA)
+      << sk_status_name(status);
+  EXPECT_EQ(cache, nullptr);
+  EXPECT_STRNE(sk_cache_last_error(), "");
+}
+
+} // namespace
