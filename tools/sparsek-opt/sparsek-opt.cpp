@@ -10,6 +10,7 @@
 #include "mlir/InitAllPasses.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
 
+#include "sparsek/Conversion/Passes.h"
 #include "sparsek/Dialect/SparseK/IR/SparseKDialect.h"
 #include "sparsek/Dialect/SparseK/Transforms/BufferizableOpInterfaceImpl.h"
 #include "sparsek/Dialect/SparseK/Transforms/Passes.h"
@@ -17,6 +18,7 @@
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
   mlir::sparsek::registerSparseKPasses();
+  mlir::sparsek::registerSparseKConversionPasses();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);

@@ -1,0 +1,53 @@
+/* Status.h - error codes that compiled SparseK entry points report.
+ *
+ * Generated code never aborts: a check that fails records the first error in
+ * the library's status word and skips the computation it guards. Callers read
+ * it with `int32_t sparsek_status(void)` and reset it with
+ * `void sparsek_clear_status(void)`, both emitted into every compiled module.
+ * The status word is per loaded library and not thread-safe: serialize calls
+ * into one library, or check the status after each call.
+ */
+#ifndef SPARSEK_C_STATUS_H
+#define SPARSEK_C_STATUS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum sparsek_status_code {
+  SPARSEK_OK = 0,
+  /* A score is NaN or +inf (SPEC 3: invalid input). */
+  SPARSEK_ERROR_INVALID_SCORE = 1,
+  /* Dynamic sizes of two operands that must agree do not. */
+  SPARSEK_ERROR_SHAPE_MISMATCH = 2,
+  /* More queries than keys (T > S). */
+  SPARSEK_ERROR_QUERIES_EXCEED_KEYS = 3,
+  /* A decode position or pool count is outside what the cache can hold. */
+  SPARSEK_ERROR_INVALID_CACHE_STATE = 4,
+};
+
+/* A message for a status code, for logs and exceptions. */
+static inline const char *sparsek_status_message(int32_t code) {
+  switch (code) {
+  case SPARSEK_OK:
+    return "ok";
+  case SPARSEK_ERROR_INVALID_SCORE:
+    return "invalid score: NaN or +inf in the scores (use -inf to mask a key)";
+  case SPARSEK_ERROR_SHAPE_MISMATCH:
+    return "shape mismatch: dynamic sizes of the operands disagree";
+  case SPARSEK_ERROR_QUERIES_EXCEED_KEYS:
+    return "more queries than keys: T must not exceed S";
+  case SPARSEK_ERROR_INVALID_CACHE_STATE:
+    return "invalid cache state: a position or pool count is out of range";
+  default:
+    return "unknown SparseK status code";
+  }
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SPARSEK_C_STATUS_H */

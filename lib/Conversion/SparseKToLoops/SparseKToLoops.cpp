@@ -1,0 +1,66 @@
+//===- SparseKToLoops.cpp - The sparsek-lower-to-loops pass ---------------===//
+//
+// Dispatches every buffer-form sparsek op to its loop lowering. The composite
+// select_attention must be decomposed first (it is a tensor-level op).
+//
+//===----------------------------------------------------------------------===//
+#include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
+#include "sparsek/Conversion/Passes.h"
+#include "sparsek/Conversion/SparseKToLoops/Status.h"
+
+#include "llvm/ADT/TypeSwitch.h"
+
+namespace mlir::sparsek {
+#define GEN_PASS_DEF_SPARSEKLOWERTOLOOPS
+#include "sparsek/Conversion/Passes.h.inc"
+} // namespace mlir::sparsek
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+namespace {
+struct SparseKLowerToLoopsPass
+    : mlir::sparsek::impl::SparseKLowerToLoopsBase<SparseKLowerToLoopsPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SmallVector<Operation *> ops;
+    module.walk([&](Operation *op) {
+      if (isa<SparseKDialect>(op->getDialect()))
+        ops.push_back(op);
+    });
+    ensureStatusSymbols(module);
+    IRRewriter rewriter(&getContext());
+    for (Operation *op : ops) {
+      auto dps = cast<DestinationStyleOpInterface>(op);
+      if (!dps.hasPureBufferSemantics()) {
+        op->emitOpError() << "is in tensor form; sparsek-lower-to-loops "
+                             "lowers the buffer form: run one-shot-bufferize "
+                             "first (sparsek-cpu-pipeline does)";
+        return signalPassFailure();
+      }
+      rewriter.setInsertionPoint(op);
+      LogicalResult lowered =
+          llvm::TypeSwitch<Operation *, LogicalResult>(op)
+              .Case([&](ScoreOp o) { return lowerScoreToLoops(rewriter, o); })
+              .Case([&](MaskOp o) { return lowerMaskToLoops(rewriter, o); })
+              .Case([&](SelectOp o) { return lowerSelectToLoops(rewriter, o); })
+              .Case([&](AttentionOp o) {
+                return lowerAttentionToLoops(rewriter, o);
+              })
+              .Case([&](DecodeAttentionOp o) {
+                return lowerDecodeAttentionToLoops(rewriter, o);
+              })
+              .Case([&](SelectAttentionOp o) {
+                return o.emitOpError()
+                       << "must be decomposed before lowering to loops: run "
+                          "sparsek-decompose-select-attention first";
+              })
+              .Default([](Operation *o) {
+                return o->emitOpError() << "has no loop lowering";
+              });
+      if (failed(lowered))
+        return signalPassFailure();
+    }
+  }
+};
+} // namespace
