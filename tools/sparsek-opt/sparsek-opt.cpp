@@ -14,11 +14,13 @@
 #include "sparsek/Dialect/SparseK/IR/SparseKDialect.h"
 #include "sparsek/Dialect/SparseK/Transforms/BufferizableOpInterfaceImpl.h"
 #include "sparsek/Dialect/SparseK/Transforms/Passes.h"
+#include "sparsek/Pipelines/Pipelines.h"
 
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
   mlir::sparsek::registerSparseKPasses();
   mlir::sparsek::registerSparseKConversionPasses();
+  mlir::sparsek::registerSparseKPipelines();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);

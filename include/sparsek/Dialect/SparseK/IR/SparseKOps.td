@@ -56,8 +56,8 @@ def SparseK_ScoreOp : SparseK_DpsOp<"score", [
     ```
   }];
   let arguments = (ins SparseK_TensorOrMemRef:$input, SparseK_TensorOrMemRef:$weight,
-                       Optional<AnyRankedTensor>:$bias,
-                       Optional<AnyRankedTensor>:$slope,
+                       Optional<SparseK_TensorOrMemRef>:$bias,
+                       Optional<SparseK_TensorOrMemRef>:$slope,
                        Optional<Index>:$offset, SparseK_TensorOrMemRef:$init);
   let assemblyFormat = [{
     `ins` `(` $input `,` $weight `:` type($input) `,` type($weight) `)`

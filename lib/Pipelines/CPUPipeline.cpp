@@ -1,0 +1,57 @@
+//===- CPUPipeline.cpp - sparsek-cpu-pipeline -----------------------------===//
+//
+// Tensor-level sparsek IR -> decomposed ops -> one-shot bufferization (in
+// place into destinations; function results that alias arguments dropped,
+// the rest turned into out-parameters, so entry points take every buffer from
+// the caller) -> explicit deallocation -> loops -> LLVM dialect.
+//
+//===----------------------------------------------------------------------===//
+#include "sparsek/Pipelines/Pipelines.h"
+
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "llvm/Support/ErrorHandling.h"
+#include "llvm/Support/FormatVariadic.h"
+
+using namespace mlir;
+
+LogicalResult
+sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
+                                 const SparseKCPUPipelineOptions &options) {
+  // index-bitwidth is validated by sparsek-decompose-select-attention, which
+  // fails the pipeline with a message when it is neither 32 nor 64.
+  // Spelled as a textual pipeline: every stage is an upstream pass whose
+  // textual options are its stable interface.
+  std::string pipeline = llvm::formatv(
+      "sparsek-decompose-select-attention{{index-bitwidth={0}},"
+      "canonicalize,cse,"
+      "one-shot-bufferize{{bufferize-function-boundaries "
+      "function-boundary-type-conversion=identity-layout-map},"
+      "drop-equivalent-buffer-results,buffer-results-to-out-params,"
+      "func.func(ownership-based-buffer-deallocation),"
+      "buffer-deallocation-simplification,bufferization-lower-deallocations,"
+      "canonicalize,"
+      "sparsek-lower-to-loops,"
+      "func.func(convert-linalg-to-loops),"
+      "canonicalize,cse,"
+      "expand-strided-metadata,lower-affine,convert-scf-to-cf,"
+      "{1}"
+      "convert-math-to-llvm,convert-arith-to-llvm,"
+      "finalize-memref-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,"
+      "reconcile-unrealized-casts",
+      static_cast<unsigned>(options.indexBitwidth),
+      options.cWrappers ? "func.func(llvm-request-c-wrappers)," : "");
+  return parsePassPipeline(pipeline, pm);
+}
+
+void sparsek::registerSparseKPipelines() {
+  PassPipelineRegistration<SparseKCPUPipelineOptions>(
+      "sparsek-cpu-pipeline",
+      "Lower tensor-level sparsek IR to the LLVM dialect for the CPU "
+      "(reference path)",
+      [](OpPassManager &pm, const SparseKCPUPipelineOptions &options) {
+        if (failed(buildSparseKCPUPipeline(pm, options)))
+          llvm::report_fatal_error("sparsek-cpu-pipeline: an upstream pass "
+                                   "of the pipeline is not registered");
+      });
+}

@@ -1,0 +1,58 @@
+# Loads a compiled SparseK library and calls its entry points on numpy arrays.
+"""Run compiled SparseK functions on the CPU.
+
+Entry points come from the `sparsek-cpu-pipeline` (C wrappers on): every
+tensor argument is a memref descriptor, `index` arguments are int64, and
+results that alias `outs` arguments are written in place into the arrays
+passed for them. Only LLVM-free code runs here: loading and calling needs
+nothing but the shared library.
+"""
+
+import ctypes
+
+import numpy as np
+
+from .memref import to_descriptor
+from .status import SparseKError
+
+
+class CompiledLibrary:
+    """A shared library built by `sparsek.toolchain.compile_shared_library`."""
+
+    def __init__(self, path):
+        self.path = path
+        self._lib = ctypes.CDLL(path)
+        self._lib.sparsek_status.restype = ctypes.c_int32
+        self._lib.sparsek_status.argtypes = []
+        self._lib.sparsek_clear_status.restype = None
+
+    def status(self):
+        return int(self._lib.sparsek_status())
+
+    def call(self, name, *args):
+        """Calls `name` with numpy arrays (memrefs) and ints (index values).
+
+        Raises SparseKError with the library's status when the compiled code
+        rejected the input; the library's status is cleared first.
+        """
+        try:
+            fn = getattr(self._lib, f"_mlir_ciface_{name}")
+        except AttributeError:
+            raise AttributeError(f"{self.path} has no entry point {name!r}") from None
+        fn.restype = None
+        keep = []
+        c_args = []
+        for a in args:
+            if isinstance(a, np.ndarray):
+                desc = to_descriptor(a)
+                keep.append(desc)
+                c_args.append(ctypes.byref(desc))
+            elif isinstance(a, (int, np.integer)):
+                c_args.append(ctypes.c_int64(int(a)))
+            else:
+                raise TypeError(f"unsupported argument type {type(a).__name__}")
+        self._lib.sparsek_clear_status()
+        fn(*c_args)
+        code = self.status()
+        if code:
+            raise SparseKError(code, name)

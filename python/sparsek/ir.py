@@ -1,0 +1,111 @@
+# Builds the MLIR text of sparsek functions from shapes and options.
+"""MLIR text for SparseK functions.
+
+Every builder returns one `func.func` in tensor form whose results are its
+`outs` arguments, so after `sparsek-cpu-pipeline` the entry point takes
+inputs and destinations and writes the destinations in place. A dimension
+given as None is dynamic (`?`): one compiled function then serves every
+size. `module(*funcs)` joins functions into a module.
+"""
+
+ELEMENT_TYPES = ("f32", "f16", "bf16")
+
+
+def tensor(shape, elem):
+    dims = "x".join("?" if d is None else str(int(d)) for d in shape)
+    return f"tensor<{dims}x{elem}>" if dims else f"tensor<{elem}>"
+
+
+def module(*funcs):
+    return "module {\n" + "\n".join(funcs) + "}\n"
+
+
+def _check_elem(elem):
+    if elem not in ELEMENT_TYPES:
+        raise ValueError(f"element type must be one of {ELEMENT_TYPES}, got {elem!r}")
+
+
+def _func(name, args, results, body):
+    sig = ", ".join(f"%{n}: {t}" for n, t in args)
+    res = ", ".join(results)
+    return f"func.func @{name}({sig}) -> ({res}) {{\n{body}\n}}\n"
+
+
+def _scale(scale):
+    return "" if scale is None else f" scale = {float(scale)!r}"
+
+
+def score_function(name, elem="f32", bias=False, slope=False, offset=False, kv_heads=None):
+    """u = score(x [B, T, C], wsc [Hkv, C] (, bias, slope [Hkv]) (, offset))."""
+    _check_elem(elem)
+    x, w, u = tensor([None] * 3, elem), tensor([kv_heads, None], elem), tensor([None, kv_heads, None], "f32")
+    vec = tensor([kv_heads], "f32")
+    args = [("x", x), ("wsc", w)]
+    extra = ""
+    if bias:
+        args.append(("bias", vec))
+        extra += f" bias(%bias : {vec})"
+    if slope:
+        args.append(("slope", vec))
+        extra += f" slope(%slope : {vec})"
+    if offset:
+        args.append(("offset", "index"))
+        extra += " offset(%offset)"
+    args.append(("u0", u))
+    body = (f"  %u = sparsek.score ins(%x, %wsc : {x}, {w}){extra} outs(%u0 : {u}) -> {u}\n"
+            f"  return %u : {u}")
+    return _func(name, args, [u], body)
+
+
+def mask_function(name, k, rank=2):
+    """p, tau = mask(z [..., N], k) on f32 rows."""
+    z, t = tensor([None] * rank, "f32"), tensor([None] * (rank - 1), "f32")
+    body = (f"  %p, %tau = sparsek.mask ins(%z : {z}) k = {k} outs(%p0, %t0 : {z}, {t}) -> {z}, {t}\n"
+            f"  return %p, %tau : {z}, {t}")
+    return _func(name, [("z", z), ("p0", z), ("t0", t)], [z, t], body)
+
+
+def select_function(name, k, w, index_type="i32"):
+    """indices, gates, tau = select(u [B, Hkv, S], k, w); T from the outputs."""
+    u = tensor([None] * 3, "f32")
+    i, g, t = tensor([None] * 3 + [k], index_type), tensor([None] * 3 + [k], "f32"), tensor([None] * 3, "f32")
+    body = (f"  %i, %g, %t = sparsek.select ins(%u : {u}) k = {k} w = {w} "
+            f"outs(%i0, %g0, %t0 : {i}, {g}, {t}) -> {i}, {g}, {t}\n"
+            f"  return %i, %g, %t : {i}, {g}, {t}")
+    return _func(name, [("u", u), ("i0", i), ("g0", g), ("t0", t)], [i, g, t], body)
+
+
+def attention_function(name, w, elem="f32", index_type="i32", scale=None, k=None):
+    """o = attention(q, key, value, indices, gates; w) with every size dynamic."""
+    _check_elem(elem)
+    q = tensor([None] * 4, elem)
+    idx, g = tensor([None] * 3 + [k], index_type), tensor([None] * 3 + [k], "f32")
+    body = (f"  %o = sparsek.attention ins(%q, %k, %v, %i, %g : {q}, {q}, {q}, {idx}, {g}) "
+            f"w = {w}{_scale(scale)} outs(%o0 : {q}) -> {q}\n"
+            f"  return %o : {q}")
+    return _func(name, [("q", q), ("k", q), ("v", q), ("i", idx), ("g", g), ("o0", q)], [q], body)
+
+
+def select_attention_function(name, k, w, elem="f32", scale=None):
+    """o = select_attention(q, key, value, u; k, w): selection then attention."""
+    _check_elem(elem)
+    q, u = tensor([None] * 4, elem), tensor([None] * 3, "f32")
+    body = (f"  %o = sparsek.select_attention ins(%q, %k, %v, %u : {q}, {q}, {q}, {u}) "
+            f"k = {k} w = {w}{_scale(scale)} outs(%o0 : {q}) -> {q}\n"
+            f"  return %o : {q}")
+    return _func(name, [("q", q), ("k", q), ("v", q), ("u", u), ("o0", q)], [q], body)
+
+
+def decode_function(name, k, w, elem="f32", scale=None):
+    """o = decode_attention over the runtime's slot layout (k + w slots)."""
+    _check_elem(elem)
+    q, kv = tensor([None] * 3, elem), tensor([None, None, k + w, None], elem)
+    sc, tau = tensor([None, None, k + w], "f32"), tensor([None, None], "f32")
+    cnt, pos = tensor([None, None], "i32"), tensor([None], "i64")
+    body = (f"  %o = sparsek.decode_attention ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : "
+            f"{q}, {kv}, {kv}, {sc}, {tau}, {cnt}, {pos}) k = {k} w = {w}{_scale(scale)} "
+            f"outs(%o0 : {q}) -> {q}\n"
+            f"  return %o : {q}")
+    args = [("q", q), ("kc", kv), ("vc", kv), ("sc", sc), ("tau", tau), ("cnt", cnt),
+            ("pos", pos), ("o0", q)]
+    return _func(name, args, [q], body)
