@@ -1,8 +1,254 @@
-//===- LowerDecodeAttention.cpp - Loop lowering of sparsek.decode_attention (work in progress) ----===//
+//===- LowerDecodeAttention.cpp - Loop lowering of sparsek.decode_attention
+//===//
+//
+// For every sequence b, KV head h and query head hq = h * G + g of h's
+// group, one online softmax (Softmax.h) visits the pool slots
+// [0, pool_count[b, h]) with gate clip(slot_score - tau[b, h], 0, 1), then
+// the window ring slots k + (p mod w) of positions
+// p = max(0, pos[b] - w + 1) .. pos[b] with gate 1 (the slot layout of the
+// op's description, SPEC 6).
+//
+// The cache state comes from the runtime, so it is validated before any
+// slot is read: pool counts outside [0, k] or negative positions are
+// INVALID_CACHE_STATE, and NaN or +inf pool scores or a NaN tau are
+// INVALID_SCORE (SPEC 3); either skips the whole op.
+//
+//===----------------------------------------------------------------------===//
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
 
-using namespace mlir;
+#include "LoopUtils.h"
+#include "Softmax.h"
+#include "sparsek/Conversion/SparseKToLoops/Status.h"
 
-LogicalResult mlir::sparsek::lowerDecodeAttentionToLoops(RewriterBase &rewriter, DecodeAttentionOp op) {
-  return op.emitOpError() << "loop lowering not implemented yet";
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+namespace {
+/// Run-time sizes of one sparsek.decode_attention.
+struct DecodeSizes {
+  Value batch, hq, hkv, d, dv;
+  Value group; // G = Hq / Hkv
+
+  DecodeSizes(OpBuilder &b, Location loc, DecodeAttentionOp op)
+      : batch(emitDim(b, loc, op.getQuery(), 0)),
+        hq(emitDim(b, loc, op.getQuery(), 1)),
+        hkv(emitDim(b, loc, op.getKeySlots(), 1)),
+        d(emitDim(b, loc, op.getQuery(), 2)),
+        dv(emitDim(b, loc, op.getValueSlots(), 3)) {}
+};
+
+/// What the cache-state scan found: i1 flags for the two error codes.
+struct CacheValidity {
+  Value stateOk;  // 0 <= pool_count <= k and pos >= 0 everywhere
+  Value scoresOk; // pool scores neither NaN nor +inf, tau not NaN
+};
+} // namespace
+
+/// The dynamic sizes that must agree; the verifier checked static ones.
+static Value emitDecodeShapesOk(OpBuilder &b, Location loc,
+                                DecodeAttentionOp op, DecodeSizes &sizes) {
+  Value q = op.getQuery(), key = op.getKeySlots(), value = op.getValueSlots(),
+        sc = op.getSlotScores(), tau = op.getTau(), cnt = op.getPoolCount(),
+        pos = op.getPositions(), out = op.getInit();
+  Value groupOk;
+  sizes.group = emitGroupSize(b, loc, sizes.hq, sizes.hkv, groupOk);
+  Value dimsOk = emitDimsAllEqual(b, loc,
+                                  {// B
+                                   {q, 0, key, 0},
+                                   {q, 0, value, 0},
+                                   {q, 0, sc, 0},
+                                   {q, 0, tau, 0},
+                                   {q, 0, cnt, 0},
+                                   {q, 0, pos, 0},
+                                   {q, 0, out, 0},
+                                   // Hkv
+                                   {key, 1, value, 1},
+                                   {key, 1, sc, 1},
+                                   {key, 1, tau, 1},
+                                   {key, 1, cnt, 1},
+                                   // Hq, D, Dv
+                                   {q, 1, out, 1},
+                                   {q, 2, key, 3},
+                                   {value, 3, out, 2},
+                                   // slots (k + w, static on key_slots)
+                                   {key, 2, value, 2},
+                                   {key, 2, sc, 2}});
+  return emitAnd(b, loc, {dimsOk, groupOk});
+}
+
+/// i1: `x` is neither NaN nor +inf (a valid score; -inf masks).
+static Value emitValidScore(OpBuilder &b, Location loc, Value x) {
+  Value inf = emitF32(b, loc, std::numeric_limits<double>::infinity());
+  return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OLT, x, inf);
+}
+
+/// Scans positions, pool counts and pool scores. Must only run once the
+/// shapes agree, since it indexes every operand with the query's B.
+static CacheValidity emitScanCache(OpBuilder &b, Location loc,
+                                   DecodeAttentionOp op,
+                                   const DecodeSizes &sizes) {
+  int64_t k = op.getKAttr().getInt();
+  Value zero = emitIndex(b, loc, 0), kBound = emitIndex(b, loc, k);
+  Value yes = emitBool(b, loc, true);
+  SmallVector<Value> flags = emitForCarrying(
+      b, loc, zero, sizes.batch, {yes, yes},
+      [&](OpBuilder &b1, Location l1, Value bi,
+          ValueRange acc) -> SmallVector<Value> {
+        Value pos = emitLoadIndex(b1, l1, op.getPositions(), bi);
+        Value posOk =
+            arith::CmpIOp::create(b1, l1, arith::CmpIPredicate::sge, pos, zero);
+        SmallVector<Value> headAcc = {
+            arith::AndIOp::create(b1, l1, acc[0], posOk), acc[1]};
+        return emitForCarrying(
+            b1, l1, zero, sizes.hkv, headAcc,
+            [&](OpBuilder &b2, Location l2, Value h,
+                ValueRange acc2) -> SmallVector<Value> {
+              Value n = emitLoadIndex(b2, l2, op.getPoolCount(), {bi, h});
+              Value countOk = arith::AndIOp::create(
+                  b2, l2,
+                  arith::CmpIOp::create(b2, l2, arith::CmpIPredicate::sge, n,
+                                        zero),
+                  arith::CmpIOp::create(b2, l2, arith::CmpIPredicate::sle, n,
+                                        kBound));
+              Value tau = memref::LoadOp::create(b2, l2, op.getTau(), {bi, h});
+              Value tauOk = arith::CmpFOp::create(
+                  b2, l2, arith::CmpFPredicate::ORD, tau, tau);
+              // Pool scores are read only below a count known to fit.
+              Value bound = arith::SelectOp::create(b2, l2, countOk, n, zero);
+              Value poolOk = emitForCarrying(
+                  b2, l2, zero, bound, tauOk,
+                  [&](OpBuilder &b3, Location l3, Value slot,
+                      ValueRange acc3) -> SmallVector<Value> {
+                    Value s = memref::LoadOp::create(b3, l3, op.getSlotScores(),
+                                                     {bi, h, slot});
+                    return {arith::AndIOp::create(b3, l3, acc3[0],
+                                                  emitValidScore(b3, l3, s))};
+                  })[0];
+              return {arith::AndIOp::create(b2, l2, acc2[0], countOk),
+                      arith::AndIOp::create(b2, l2, acc2[1], poolOk)};
+            });
+      });
+  return {flags[0], flags[1]};
+}
+
+/// Records every failed check; returns the i1 that guards the computation.
+static Value emitDecodeChecks(OpBuilder &b, Location loc, DecodeAttentionOp op,
+                              DecodeSizes &sizes) {
+  Value shapesOk = emitCheck(b, loc, op, emitDecodeShapesOk(b, loc, op, sizes),
+                             SPARSEK_ERROR_SHAPE_MISMATCH);
+  Value yes = emitBool(b, loc, true);
+  auto scan = scf::IfOp::create(
+      b, loc, shapesOk,
+      [&](OpBuilder &nb, Location nl) {
+        CacheValidity v = emitScanCache(nb, nl, op, sizes);
+        scf::YieldOp::create(nb, nl, ValueRange{v.stateOk, v.scoresOk});
+      },
+      [&](OpBuilder &nb, Location nl) {
+        scf::YieldOp::create(nb, nl, ValueRange{yes, yes});
+      });
+  Value stateOk = emitCheck(b, loc, op, scan.getResult(0),
+                            SPARSEK_ERROR_INVALID_CACHE_STATE);
+  Value scoresOk =
+      emitCheck(b, loc, op, scan.getResult(1), SPARSEK_ERROR_INVALID_SCORE);
+  return emitAnd(b, loc, {shapesOk, stateOk, scoresOk});
+}
+
+/// clip(score - tau, 0, 1), written so that infinities give no NaN:
+/// tau = -inf gates every finite score 1, tau = +inf gates everything 0,
+/// and a masked score (-inf) is gated 0 even when tau = -inf.
+static Value emitPoolGate(OpBuilder &b, Location loc, Value score, Value tau) {
+  Value above =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, score, tau);
+  Value excess = arith::MinimumFOp::create(
+      b, loc, arith::SubFOp::create(b, loc, score, tau), emitF32(b, loc, 1.0));
+  return arith::SelectOp::create(b, loc, above, excess, emitF32(b, loc, 0.0));
+}
+
+/// One query head hq of sequence b, attending through KV head h.
+static void emitDecodeQuery(OpBuilder &b, Location loc, DecodeAttentionOp op,
+                            const SoftmaxAccumulator &acc, Value bi, Value h,
+                            Value hq) {
+  int64_t k = op.getKAttr().getInt(), w = op.getWAttr().getInt();
+  Value key = op.getKeySlots(), value = op.getValueSlots();
+  Row query{op.getQuery(), {bi, hq}};
+  Value zero = emitIndex(b, loc, 0);
+  SoftmaxAccumulator::State st = acc.begin(b, loc);
+
+  if (k > 0) {
+    Value count = emitLoadIndex(b, loc, op.getPoolCount(), {bi, h});
+    Value tau = memref::LoadOp::create(b, loc, op.getTau(), {bi, h});
+    st = SoftmaxAccumulator::State::from(emitForCarrying(
+        b, loc, zero, count, st.values(),
+        [&](OpBuilder &nb, Location nl, Value slot,
+            ValueRange carried) -> SmallVector<Value> {
+          Value score =
+              memref::LoadOp::create(nb, nl, op.getSlotScores(), {bi, h, slot});
+          return acc
+              .add(nb, nl, SoftmaxAccumulator::State::from(carried), query,
+                   Row{key, {bi, h, slot}}, Row{value, {bi, h, slot}},
+                   emitPoolGate(nb, nl, score, tau))
+              .values();
+        }));
+  }
+
+  if (w > 0) {
+    Value pos = emitLoadIndex(b, loc, op.getPositions(), bi);
+    Value end = arith::AddIOp::create(b, loc, pos, emitIndex(b, loc, 1));
+    Value first = arith::MaxSIOp::create(
+        b, loc, arith::SubIOp::create(b, loc, end, emitIndex(b, loc, w)), zero);
+    Value gate = emitF32(b, loc, 1.0);
+    st = SoftmaxAccumulator::State::from(emitForCarrying(
+        b, loc, first, end, st.values(),
+        [&](OpBuilder &nb, Location nl, Value p,
+            ValueRange carried) -> SmallVector<Value> {
+          // Positions are >= 0 here (checked), so the unsigned remainder
+          // is the ring's p mod w.
+          Value slot = arith::AddIOp::create(
+              nb, nl, emitIndex(nb, nl, k),
+              arith::RemUIOp::create(nb, nl, p, emitIndex(nb, nl, w)));
+          return acc
+              .add(nb, nl, SoftmaxAccumulator::State::from(carried), query,
+                   Row{key, {bi, h, slot}}, Row{value, {bi, h, slot}}, gate)
+              .values();
+        }));
+  }
+
+  acc.finish(b, loc, st, Row{op.getInit(), {bi, hq}});
+}
+
+/// The loop nest over (b, h, g), run once the checks passed.
+static void emitDecodeLoops(OpBuilder &b, Location loc, DecodeAttentionOp op,
+                            const DecodeSizes &sizes) {
+  Value scale = emitAttentionScale(b, loc, op.getScale(), sizes.d);
+  auto acc = SoftmaxAccumulator::create(b, loc, sizes.d, sizes.dv, scale);
+  Value zero = emitIndex(b, loc, 0);
+  emitFor(b, loc, zero, sizes.batch, [&](OpBuilder &b1, Location l1, Value bi) {
+    emitFor(b1, l1, zero, sizes.hkv, [&](OpBuilder &b2, Location l2, Value h) {
+      emitFor(b2, l2, zero, sizes.group,
+              [&](OpBuilder &b3, Location l3, Value g) {
+                Value hq = arith::AddIOp::create(
+                    b3, l3, arith::MulIOp::create(b3, l3, h, sizes.group), g);
+                emitDecodeQuery(b3, l3, op, acc, bi, h, hq);
+              });
+    });
+  });
+  acc.release(b, loc);
+}
+
+LogicalResult mlir::sparsek::lowerDecodeAttentionToLoops(RewriterBase &rewriter,
+                                                         DecodeAttentionOp op) {
+  Location loc = op.getLoc();
+  DecodeSizes sizes(rewriter, loc, op);
+  Value ok = emitDecodeChecks(rewriter, loc, op, sizes);
+  emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location loc) {
+    emitDecodeLoops(b, loc, op, sizes);
+  });
+  rewriter.eraseOp(op);
+  return success();
 }

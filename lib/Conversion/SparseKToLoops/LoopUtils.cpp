@@ -1,0 +1,145 @@
+//===- LoopUtils.cpp - IR-building helpers shared by the loop lowerings ---===//
+#include "LoopUtils.h"
+
+#include "sparsek/Conversion/SparseKToLoops/Status.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+Value sparsek::emitIndex(OpBuilder &b, Location loc, int64_t v) {
+  return arith::ConstantIndexOp::create(b, loc, v);
+}
+
+Value sparsek::emitF32(OpBuilder &b, Location loc, double v) {
+  return arith::ConstantFloatOp::create(b, loc, b.getF32Type(),
+                                        APFloat(static_cast<float>(v)));
+}
+
+Value sparsek::emitBool(OpBuilder &b, Location loc, bool v) {
+  return arith::ConstantIntOp::create(b, loc, b.getI1Type(), v);
+}
+
+Value sparsek::emitDim(OpBuilder &b, Location loc, Value buf, int64_t d) {
+  auto type = cast<MemRefType>(buf.getType());
+  if (!type.isDynamicDim(d))
+    return emitIndex(b, loc, type.getDimSize(d));
+  return memref::DimOp::create(b, loc, buf, d);
+}
+
+Value sparsek::emitAnd(OpBuilder &b, Location loc, ArrayRef<Value> conds) {
+  Value all;
+  for (Value c : conds) {
+    // Constant-true terms (static checks) would only clutter the IR.
+    if (auto cst = getConstantIntValue(c); cst && *cst)
+      continue;
+    all = all ? arith::AndIOp::create(b, loc, all, c).getResult() : c;
+  }
+  return all ? all : emitBool(b, loc, true);
+}
+
+Value sparsek::emitDimsAllEqual(OpBuilder &b, Location loc,
+                                ArrayRef<DimPair> pairs) {
+  SmallVector<Value> conds;
+  for (auto [a, ad, c, cd] : pairs)
+    conds.push_back(emitDimsEqual(b, loc, a, ad, c, cd));
+  return emitAnd(b, loc, conds);
+}
+
+Value sparsek::emitLoadF32(OpBuilder &b, Location loc, Value buf,
+                           ValueRange indices) {
+  Value v = memref::LoadOp::create(b, loc, buf, indices);
+  if (v.getType().isF32())
+    return v;
+  return arith::ExtFOp::create(b, loc, b.getF32Type(), v);
+}
+
+void sparsek::emitStoreF32(OpBuilder &b, Location loc, Value v, Value buf,
+                           ValueRange indices) {
+  Type elem = cast<MemRefType>(buf.getType()).getElementType();
+  if (elem != v.getType())
+    v = arith::TruncFOp::create(b, loc, elem, v);
+  memref::StoreOp::create(b, loc, v, buf, indices);
+}
+
+Value sparsek::emitLoadIndex(OpBuilder &b, Location loc, Value buf,
+                             ValueRange indices) {
+  Value v = memref::LoadOp::create(b, loc, buf, indices);
+  // index_cast sign-extends, which keeps -1 padding negative.
+  return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+}
+
+void sparsek::emitIf(OpBuilder &b, Location loc, Value cond,
+                     function_ref<void(OpBuilder &, Location)> thenBody) {
+  scf::IfOp::create(b, loc, cond, [&](OpBuilder &nb, Location nl) {
+    thenBody(nb, nl);
+    scf::YieldOp::create(nb, nl);
+  });
+}
+
+void sparsek::emitFor(OpBuilder &b, Location loc, Value lb, Value ub,
+                      function_ref<void(OpBuilder &, Location, Value)> body) {
+  scf::ForOp::create(b, loc, lb, ub, emitIndex(b, loc, 1), ValueRange{},
+                     [&](OpBuilder &nb, Location nl, Value iv, ValueRange) {
+                       body(nb, nl, iv);
+                       scf::YieldOp::create(nb, nl);
+                     });
+}
+
+SmallVector<Value> sparsek::emitForCarrying(
+    OpBuilder &b, Location loc, Value lb, Value ub, ValueRange init,
+    function_ref<SmallVector<Value>(OpBuilder &, Location, Value, ValueRange)>
+        body) {
+  auto loop = scf::ForOp::create(
+      b, loc, lb, ub, emitIndex(b, loc, 1), init,
+      [&](OpBuilder &nb, Location nl, Value iv, ValueRange args) {
+        scf::YieldOp::create(nb, nl, body(nb, nl, iv, args));
+      });
+  return SmallVector<Value>(loop.getResults());
+}
+
+Value sparsek::emitGroupSize(OpBuilder &b, Location loc, Value hq, Value hkv,
+                             Value &ok) {
+  auto cst = [](Value v) { return getConstantIntValue(v); };
+  if (auto q = cst(hq), kv = cst(hkv); q && kv && *kv > 0) {
+    // Both static: the verifier already required an exact split.
+    ok = emitBool(b, loc, true);
+    return emitIndex(b, loc, *q / *kv);
+  }
+  Value one = emitIndex(b, loc, 1);
+  Value safe = arith::MaxUIOp::create(b, loc, hkv, one);
+  Value g = arith::DivUIOp::create(b, loc, hq, safe);
+  Value back = arith::MulIOp::create(b, loc, g, hkv);
+  ok = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, back, hq);
+  return g;
+}
+
+static SmallVector<Value, 4> withLast(ArrayRef<Value> lead, Value i) {
+  SmallVector<Value, 4> all(lead);
+  all.push_back(i);
+  return all;
+}
+
+Value Row::loadF32(OpBuilder &b, Location loc, Value i) const {
+  return emitLoadF32(b, loc, buf, withLast(lead, i));
+}
+
+void Row::storeF32(OpBuilder &b, Location loc, Value v, Value i) const {
+  emitStoreF32(b, loc, v, buf, withLast(lead, i));
+}
+
+Value sparsek::emitDotF32(OpBuilder &b, Location loc, const Row &x,
+                          const Row &y, Value n) {
+  Value zero = emitF32(b, loc, 0.0);
+  return emitForCarrying(b, loc, emitIndex(b, loc, 0), n, zero,
+                         [&](OpBuilder &nb, Location nl, Value i,
+                             ValueRange sum) -> SmallVector<Value> {
+                           Value p = arith::MulFOp::create(
+                               nb, nl, x.loadF32(nb, nl, i),
+                               y.loadF32(nb, nl, i));
+                           return {arith::AddFOp::create(nb, nl, sum[0], p)};
+                         })[0];
+}

@@ -1,0 +1,86 @@
+//===- LoopUtils.h - IR-building helpers shared by the loop lowerings -*- C++
+//-*-===//
+//
+// Small builders that every buffer-form lowering needs: sizes of memrefs
+// whose dimensions may be dynamic, loads widened to f32 and stores narrowed
+// back, run-time shape checks and the grouped-query head split. Private to
+// lib/Conversion/SparseKToLoops.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_LOOPUTILS_H
+#define SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_LOOPUTILS_H
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/SmallVector.h"
+
+#include <tuple>
+
+namespace mlir::sparsek {
+
+Value emitIndex(OpBuilder &b, Location loc, int64_t v);
+Value emitF32(OpBuilder &b, Location loc, double v);
+Value emitBool(OpBuilder &b, Location loc, bool v);
+
+/// Size of dimension `d` of the memref `buf` (a constant when static).
+Value emitDim(OpBuilder &b, Location loc, Value buf, int64_t d);
+
+/// Conjunction of i1 values (true when `conds` is empty).
+Value emitAnd(OpBuilder &b, Location loc, ArrayRef<Value> conds);
+
+/// One pair of dimensions that must have the same size: (a, ad, c, cd).
+using DimPair = std::tuple<Value, unsigned, Value, unsigned>;
+
+/// i1: every pair agrees. Static pairs were checked by the verifier, so
+/// only dynamic ones cost run-time code.
+Value emitDimsAllEqual(OpBuilder &b, Location loc, ArrayRef<DimPair> pairs);
+
+/// Loads `buf[indices]` (f16, bf16 or f32) and widens it to f32: the
+/// lowerings compute and accumulate in f32 whatever the storage type.
+Value emitLoadF32(OpBuilder &b, Location loc, Value buf, ValueRange indices);
+
+/// Narrows the f32 `v` to the element type of `buf` and stores it.
+void emitStoreF32(OpBuilder &b, Location loc, Value v, Value buf,
+                  ValueRange indices);
+
+/// Loads an i32 or i64 element as a signed index, so that negative padding
+/// entries stay negative.
+Value emitLoadIndex(OpBuilder &b, Location loc, Value buf, ValueRange indices);
+
+/// scf.if without results.
+void emitIf(OpBuilder &b, Location loc, Value cond,
+            function_ref<void(OpBuilder &, Location)> thenBody);
+
+/// scf.for over [lb, ub) with unit step and no loop-carried values.
+void emitFor(OpBuilder &b, Location loc, Value lb, Value ub,
+             function_ref<void(OpBuilder &, Location, Value)> body);
+
+/// scf.for over [lb, ub) with unit step carrying `init`; `body` returns the
+/// values for the next iteration. Returns the loop's results.
+SmallVector<Value> emitForCarrying(
+    OpBuilder &b, Location loc, Value lb, Value ub, ValueRange init,
+    function_ref<SmallVector<Value>(OpBuilder &, Location, Value, ValueRange)>
+        body);
+
+/// Grouped-query attention: the query heads `hq` split into `hkv` groups of
+/// G = hq / hkv. Sets `ok` to whether the split is exact (hq is a multiple
+/// of hkv, and hkv = 0 only with hq = 0) and returns G. Never divides by
+/// zero, so it may run before the check is acted on.
+Value emitGroupSize(OpBuilder &b, Location loc, Value hq, Value hkv, Value &ok);
+
+/// A row of a memref: every index but the last fixed. The attention
+/// lowerings read q, key and value rows and write output rows through it.
+struct Row {
+  Value buf;
+  SmallVector<Value, 4> lead;
+
+  Value loadF32(OpBuilder &b, Location loc, Value i) const;
+  void storeF32(OpBuilder &b, Location loc, Value v, Value i) const;
+};
+
+/// f32 dot product of rows `x` and `y` over [0, n).
+Value emitDotF32(OpBuilder &b, Location loc, const Row &x, const Row &y,
+                 Value n);
+
+} // namespace mlir::sparsek
+
+#endif // SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_LOOPUTILS_H

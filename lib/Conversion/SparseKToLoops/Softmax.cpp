@@ -1,0 +1,112 @@
+//===- Softmax.cpp - Online gated softmax shared by the attention lowerings
+//===//
+#include "Softmax.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <cmath>
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+Value sparsek::emitAttentionScale(OpBuilder &b, Location loc,
+                                  std::optional<APFloat> scale, Value d) {
+  if (scale)
+    return emitF32(b, loc, scale->convertToDouble());
+  if (auto cst = getConstantIntValue(d))
+    return emitF32(b, loc, 1.0 / std::sqrt(static_cast<double>(*cst)));
+  Value i64 = arith::IndexCastOp::create(b, loc, b.getI64Type(), d);
+  Value f = arith::SIToFPOp::create(b, loc, b.getF32Type(), i64);
+  return arith::DivFOp::create(b, loc, emitF32(b, loc, 1.0),
+                               math::SqrtOp::create(b, loc, f));
+}
+
+SoftmaxAccumulator SoftmaxAccumulator::create(OpBuilder &b, Location loc,
+                                              Value d, Value dv, Value scale) {
+  auto type = MemRefType::get({ShapedType::kDynamic}, b.getF32Type());
+  SmallVector<Value, 1> sizes{dv};
+  if (auto cst = getConstantIntValue(dv)) {
+    type = MemRefType::get({*cst}, b.getF32Type());
+    sizes.clear();
+  }
+  Value acc = memref::AllocOp::create(b, loc, type, sizes);
+  return SoftmaxAccumulator(acc, d, dv, scale);
+}
+
+SoftmaxAccumulator::State SoftmaxAccumulator::begin(OpBuilder &b,
+                                                    Location loc) const {
+  Value zero = emitF32(b, loc, 0.0);
+  emitFor(b, loc, emitIndex(b, loc, 0), dv,
+          [&](OpBuilder &nb, Location nl, Value c) {
+            memref::StoreOp::create(nb, nl, zero, acc, c);
+          });
+  return {emitF32(b, loc, -std::numeric_limits<double>::infinity()), zero};
+}
+
+SoftmaxAccumulator::State
+SoftmaxAccumulator::add(OpBuilder &b, Location loc, State st, const Row &query,
+                        const Row &key, const Row &value, Value gate) const {
+  Value s =
+      arith::MulFOp::create(b, loc, scale, emitDotF32(b, loc, query, key, d));
+  // The first key meets max = -inf: alpha = exp(-inf) = 0 scales away
+  // nothing (the scratch and the sum are still 0).
+  Value max = arith::MaximumFOp::create(b, loc, st.max, s);
+  Value alpha =
+      math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, st.max, max));
+  Value p = math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, s, max));
+  Value sum = arith::AddFOp::create(
+      b, loc, arith::MulFOp::create(b, loc, st.sum, alpha), p);
+  // The gate weighs the value only; the normalizer `sum` stays ungated.
+  Value weight = arith::MulFOp::create(b, loc, p, gate);
+  emitFor(b, loc, emitIndex(b, loc, 0), dv,
+          [&](OpBuilder &nb, Location nl, Value c) {
+            Value old = memref::LoadOp::create(nb, nl, acc, c);
+            Value scaled = arith::MulFOp::create(nb, nl, old, alpha);
+            Value v = value.loadF32(nb, nl, c);
+            Value next = arith::AddFOp::create(
+                nb, nl, scaled, arith::MulFOp::create(nb, nl, weight, v));
+            memref::StoreOp::create(nb, nl, next, acc, c);
+          });
+  return {max, sum};
+}
+
+SoftmaxAccumulator::State
+SoftmaxAccumulator::addIf(OpBuilder &b, Location loc, Value cond, State st,
+                          const Row &query, const Row &key, const Row &value,
+                          Value gate) const {
+  auto ifOp = scf::IfOp::create(
+      b, loc, cond,
+      [&](OpBuilder &nb, Location nl) {
+        State next = add(nb, nl, st, query, key, value, gate);
+        scf::YieldOp::create(nb, nl, next.values());
+      },
+      [&](OpBuilder &nb, Location nl) {
+        scf::YieldOp::create(nb, nl, st.values());
+      });
+  return State::from(ifOp.getResults());
+}
+
+void SoftmaxAccumulator::finish(OpBuilder &b, Location loc, State st,
+                                const Row &out) const {
+  // An empty key set leaves sum = 0 and the scratch 0: write 0, not 0/0.
+  // (A NaN sum from NaN inputs still propagates.)
+  Value zero = emitF32(b, loc, 0.0);
+  Value empty =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, st.sum, zero);
+  Value inv = arith::SelectOp::create(
+      b, loc, empty, zero,
+      arith::DivFOp::create(b, loc, emitF32(b, loc, 1.0), st.sum));
+  emitFor(b, loc, emitIndex(b, loc, 0), dv,
+          [&](OpBuilder &nb, Location nl, Value c) {
+            Value a = memref::LoadOp::create(nb, nl, acc, c);
+            out.storeF32(nb, nl, arith::MulFOp::create(nb, nl, a, inv), c);
+          });
+}
+
+void SoftmaxAccumulator::release(OpBuilder &b, Location loc) const {
+  memref::DeallocOp::create(b, loc, acc);
+}

@@ -1,0 +1,81 @@
+//===- Softmax.h - Online gated softmax shared by the attention lowerings -*-
+//C++ -*-===//
+//
+// sparsek.attention and sparsek.decode_attention both compute, for one
+// query q over a set of keys j with gates g_j,
+//
+//   o = (sum_j exp(s_j - m) g_j v_j) / (sum_j exp(s_j - m)),
+//   s_j = scale <q, k_j>,  m = max_j s_j,
+//
+// (SPEC 5: the gates scale the values, not the normalizer; an empty set
+// gives o = 0). SoftmaxAccumulator emits that as an online softmax: one pass
+// over the keys, the running maximum and sum carried through the caller's
+// loops as f32 values, the weighted value sum in a Dv-float scratch buffer.
+// Only the order in which the keys are visited differs between the ops.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_SOFTMAX_H
+#define SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_SOFTMAX_H
+
+#include "LoopUtils.h"
+
+#include "llvm/ADT/APFloat.h"
+
+#include <optional>
+
+namespace mlir::sparsek {
+
+/// The f32 score scale: `scale` when given, else 1/sqrt(d) (SPEC 5).
+Value emitAttentionScale(OpBuilder &b, Location loc,
+                         std::optional<APFloat> scale, Value d);
+
+class SoftmaxAccumulator {
+public:
+  /// The loop-carried part of one query's softmax: running maximum of the
+  /// scores and running sum of exp(score - max).
+  struct State {
+    Value max;
+    Value sum;
+
+    SmallVector<Value> values() const { return {max, sum}; }
+    static State from(ValueRange v) { return {v[0], v[1]}; }
+  };
+
+  /// Allocates the scratch of `dv` floats, once per op and reused by every
+  /// query; `d` is the length of the q and key rows. Pair with release().
+  static SoftmaxAccumulator create(OpBuilder &b, Location loc, Value d,
+                                   Value dv, Value scale);
+
+  /// Starts a query: zeroes the scratch; max = -inf, sum = 0.
+  State begin(OpBuilder &b, Location loc) const;
+
+  /// Adds the key row `key` with value row `value` and f32 `gate`.
+  State add(OpBuilder &b, Location loc, State st, const Row &query,
+            const Row &key, const Row &value, Value gate) const;
+
+  /// Adds the key only when the i1 `cond` holds; the rows are read only
+  /// then, so they may point out of bounds otherwise.
+  State addIf(OpBuilder &b, Location loc, Value cond, State st,
+              const Row &query, const Row &key, const Row &value,
+              Value gate) const;
+
+  /// Writes the normalized output row (0 when no key was added), narrowed
+  /// to the element type of `out`.
+  void finish(OpBuilder &b, Location loc, State st, const Row &out) const;
+
+  /// Frees the scratch.
+  void release(OpBuilder &b, Location loc) const;
+
+private:
+  SoftmaxAccumulator(Value acc, Value d, Value dv, Value scale)
+      : acc(acc), d(d), dv(dv), scale(scale) {}
+
+  Value acc;   // memref<Dv x f32>: sum_j exp(s_j - max) g_j v_j
+  Value d;     // length of q and key rows
+  Value dv;    // length of value and output rows
+  Value scale; // f32 factor of the dot products
+};
+
+} // namespace mlir::sparsek
+
+#endif // SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_SOFTMAX_H
