@@ -27,7 +27,7 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
       "canonicalize,cse,"
       "one-shot-bufferize{{bufferize-function-boundaries "
       "function-boundary-type-conversion=identity-layout-map},"
-      "drop-equivalent-buffer-results,buffer-results-to-out-params,"
+      "sparsek-drop-returned-arguments,buffer-results-to-out-params,"
       "func.func(ownership-based-buffer-deallocation),"
       "buffer-deallocation-simplification,bufferization-lower-deallocations,"
       "canonicalize,"

@@ -38,4 +38,35 @@ def SparseKDecomposeSelectAttention
   let dependentDialects = ["::mlir::tensor::TensorDialect"];
 }
 
+def SparseKDropReturnedArguments
+    : Pass<"sparsek-drop-returned-arguments", "ModuleOp"> {
+  let summary = "Make bufferized entry points destination-passing: drop results that are arguments";
+  let description = [{
+    After one-shot bufferization with function boundaries, a function whose
+    tensor results were its `outs` arguments returns those argument buffers.
+    This pass removes such results from every function, public ones
+    included, and updates call sites, so that a C caller passes every buffer
+    and nothing is returned (or cloned, or leaked). Upstream's
+    `drop-equivalent-buffer-results` does the same for private functions
+    only; this pass applies it to the public entry points too.
+
+    Before:
+
+    ```mlir
+    func.func @f(%a: memref<4xf32>) -> memref<4xf32> {
+      return %a : memref<4xf32>
+    }
+    ```
+
+    After:
+
+    ```mlir
+    func.func @f(%a: memref<4xf32>) {
+      return
+    }
+    ```
+  }];
+  let dependentDialects = ["::mlir::memref::MemRefDialect"];
+}
+
 #endif // SPARSEK_TRANSFORMS_PASSES_TD

@@ -1,0 +1,31 @@
+// Bufferized functions stop returning their argument buffers, public entry
+// points included; call sites use the argument instead.
+// RUN: sparsek-opt %s -sparsek-drop-returned-arguments | FileCheck %s
+
+// CHECK-LABEL: func.func @entry
+// CHECK-SAME: (%[[A:.*]]: memref<4xf32>, %[[B:.*]]: memref<?xf32>) -> memref<2xf32>
+// CHECK: %[[N:.*]] = memref.alloc() : memref<2xf32>
+// CHECK: return %[[N]] : memref<2xf32>
+func.func @entry(%a: memref<4xf32>, %b: memref<?xf32>)
+    -> (memref<4xf32>, memref<2xf32>, memref<4xf32, strided<[?], offset: ?>>) {
+  %n = memref.alloc() : memref<2xf32>
+  %c = memref.cast %a : memref<4xf32> to memref<4xf32, strided<[?], offset: ?>>
+  return %a, %n, %c : memref<4xf32>, memref<2xf32>, memref<4xf32, strided<[?], offset: ?>>
+}
+
+// CHECK-LABEL: func.func private @helper
+// CHECK-SAME: (%{{.*}}: memref<4xf32>){{ *}}{
+func.func private @helper(%a: memref<4xf32>) -> memref<4xf32> {
+  return %a : memref<4xf32>
+}
+
+// CHECK-LABEL: func.func @caller
+// CHECK-SAME: (%[[X:.*]]: memref<4xf32>) -> f32
+// CHECK: call @helper(%[[X]]) : (memref<4xf32>) -> ()
+// CHECK: memref.load %[[X]]
+func.func @caller(%x: memref<4xf32>) -> f32 {
+  %c0 = arith.constant 0 : index
+  %r = call @helper(%x) : (memref<4xf32>) -> memref<4xf32>
+  %v = memref.load %r[%c0] : memref<4xf32>
+  return %v : f32
+}
