@@ -1,5 +1,4 @@
-//===- LoopUtils.h - IR-building helpers shared by the loop lowerings -*- C++
-//-*-===//
+//===- LoopUtils.h - Helpers shared by the loop lowerings ---*- C++ -*-===//
 //
 // Small builders that every buffer-form lowering needs: sizes of memrefs
 // whose dimensions may be dynamic, loads widened to f32 and stores narrowed

@@ -1,5 +1,4 @@
-//===- LowerDecodeAttention.cpp - Loop lowering of sparsek.decode_attention
-//===//
+//===- LowerDecodeAttention.cpp - Loop lowering of decode_attention ===//
 //
 // For every sequence b, KV head h and query head hq = h * G + g of h's
 // group, one online softmax (Softmax.h) visits the pool slots

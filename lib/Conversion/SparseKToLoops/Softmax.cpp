@@ -1,5 +1,4 @@
-//===- Softmax.cpp - Online gated softmax shared by the attention lowerings
-//===//
+//===- Softmax.cpp - Online gated softmax for attention ------------===//
 #include "Softmax.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"

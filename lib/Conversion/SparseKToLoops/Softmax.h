@@ -1,5 +1,4 @@
-//===- Softmax.h - Online gated softmax shared by the attention lowerings -*-
-//C++ -*-===//
+//===- Softmax.h - Online gated softmax for attention ------*- C++ -*-===//
 //
 // sparsek.attention and sparsek.decode_attention both compute, for one
 // query q over a set of keys j with gates g_j,
