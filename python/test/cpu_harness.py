@@ -1,0 +1,61 @@
+# Shared helpers of the CPU execution tests: compile-once fixtures, random
+# data, and SPEC 8 comparisons.
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from sparsek import ir, toolchain
+from sparsek.cpu import CompiledLibrary
+
+
+def require_compiler():
+    """Skips the test where sparsek-opt is not built, unless CI requires it."""
+    try:
+        toolchain.find_tool("sparsek-opt")
+        toolchain.find_tool("mlir-translate")
+        toolchain.find_tool("llc")
+    except toolchain.ToolchainError as e:
+        if os.environ.get("SPARSEK_REQUIRE_COMPILER"):
+            raise
+        pytest.skip(f"compiler not available: {e}")
+    if shutil.which(os.environ.get("CC", "cc")) is None:
+        pytest.skip("no C compiler to link shared libraries")
+
+
+_LIBS = {}
+
+
+def library(*funcs):
+    """Compiles (once per process, and cached on disk) a module of `funcs`."""
+    require_compiler()
+    text = ir.module(*funcs)
+    if text not in _LIBS:
+        _LIBS[text] = CompiledLibrary(toolchain.compile_shared_library(text))
+    return _LIBS[text]
+
+
+def rng(seed):
+    return np.random.default_rng(seed)
+
+
+def assert_gates_close(got, want, u_rows):
+    """SPEC 8: tau and gates within 1e-6 x max(1, max |u| of the row)."""
+    scale = np.maximum(1.0, np.max(np.abs(np.where(np.isfinite(u_rows), u_rows, 0)), axis=-1))
+    tol = 1e-6 * scale
+    got = np.asarray(got, np.float64)
+    want = np.asarray(want, np.float64)
+    same_inf = (np.isinf(got) & np.isinf(want) & (np.sign(got) == np.sign(want)))
+    diff = np.where(same_inf, 0.0, np.abs(got - want))
+    extra = got.ndim - tol.ndim
+    bound = tol.reshape(tol.shape + (1,) * extra)
+    bad = ~(diff <= bound)
+    assert not bad.any(), f"{bad.sum()} entries off; worst {np.nanmax(np.where(bad, diff, 0))}"
+
+
+def assert_output_close(got, want, value, gate_tol=1e-6):
+    """SPEC 8 (f32 CPU): 1e-5 relative + (1e-6 + gate tol) x max |v|."""
+    vmax = float(np.max(np.abs(value))) if value.size else 0.0
+    atol = (1e-6 + gate_tol) * vmax
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=atol)
