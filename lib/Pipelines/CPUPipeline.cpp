@@ -1,9 +1,10 @@
 //===- CPUPipeline.cpp - sparsek-cpu-pipeline -----------------------------===//
 //
-// Tensor-level sparsek IR -> decomposed ops -> one-shot bufferization (in
-// place into destinations; function results that alias arguments dropped,
-// the rest turned into out-parameters, so entry points take every buffer from
-// the caller) -> explicit deallocation -> loops -> LLVM dialect.
+// Tensor-level sparsek IR -> private functions inlined, composite ops
+// decomposed -> one-shot bufferization (in place into destinations; results
+// that are `outs` arguments dropped, so entry points take every buffer from
+// the caller; a result that is a fresh buffer is returned, owned by the
+// caller) -> explicit deallocation -> loops -> LLVM dialect.
 //
 //===----------------------------------------------------------------------===//
 #include "sparsek/Pipelines/Pipelines.h"
@@ -23,11 +24,11 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
   // Spelled as a textual pipeline: every stage is an upstream pass whose
   // textual options are its stable interface.
   std::string pipeline = llvm::formatv(
-      "sparsek-decompose-select-attention{{index-bitwidth={0}},"
+      "inline,sparsek-decompose-select-attention{{index-bitwidth={0}},"
       "canonicalize,cse,"
       "one-shot-bufferize{{bufferize-function-boundaries "
       "function-boundary-type-conversion=identity-layout-map},"
-      "sparsek-drop-returned-arguments,buffer-results-to-out-params,"
+      "sparsek-drop-returned-arguments,"
       "func.func(ownership-based-buffer-deallocation),"
       "buffer-deallocation-simplification,bufferization-lower-deallocations,"
       "canonicalize,"
