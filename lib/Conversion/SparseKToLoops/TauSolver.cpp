@@ -1,0 +1,268 @@
+//===- TauSolver.cpp - Exact SPARSEK threshold over scores fed one by one -===//
+//
+// Correctness notes (SPEC 3). f(x) = sum_i clip(z_i - x, 0, 1) is
+// non-increasing; between consecutive breakpoints ({z_i}, {z_i - 1}) it is
+// U + sum(MIDDLE) - M x. Adding a score only raises f, so the new root lies
+// at or above the old tau, and the solver walks breakpoints upwards from it,
+// always crossing the smallest next one (popping MIDDLE first when an UPPER
+// entry leaves p = 1 earlier would drop scores that still count). SPEC 3 asks
+// for the largest root: a piece of slope zero at height k (the hard case,
+// M = 0 and U = k) resolves to its right end min(UPPER) - 1; a piece with
+// M > 0 and U >= k cannot hold a root before its right end (its root would be
+// the mean of MIDDLE, at or past min(MIDDLE)), so it is crossed without
+// computing a root that rounding could place just inside.
+//
+//===----------------------------------------------------------------------===//
+#include "TauSolver.h"
+
+#include "sparsek/Conversion/SparseKToLoops/Status.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+static constexpr double kInf = std::numeric_limits<double>::infinity();
+
+static Value f64Const(OpBuilder &b, Location loc, double v) {
+  return arith::ConstantFloatOp::create(b, loc, b.getF64Type(),
+                                        llvm::APFloat(v));
+}
+
+static Value cmpf(OpBuilder &b, Location loc, arith::CmpFPredicate pred,
+                  Value x, Value y) {
+  return arith::CmpFOp::create(b, loc, pred, x, y);
+}
+
+static Value cmpi(OpBuilder &b, Location loc, arith::CmpIPredicate pred,
+                  Value x, Value y) {
+  return arith::CmpIOp::create(b, loc, pred, x, y);
+}
+
+static Value toF64(OpBuilder &b, Location loc, Value v) {
+  if (v.getType().isIndex())
+    return arith::UIToFPOp::create(
+        b, loc, b.getF64Type(),
+        arith::IndexCastUIOp::create(b, loc, b.getI64Type(), v));
+  return arith::ExtFOp::create(b, loc, b.getF64Type(), v);
+}
+
+/// Scores in the heaps stay f32 (the inputs, exactly); the order is "less".
+static ScratchHeap scoreMinHeap(Value scores) {
+  return ScratchHeap(
+      {scores}, [](OpBuilder &b, Location loc, ValueRange x, ValueRange y) {
+        return cmpf(b, loc, arith::CmpFPredicate::OLT, x[0], y[0]);
+      });
+}
+
+static Value allocScores(OpBuilder &b, Location loc, Value capacity) {
+  auto type = MemRefType::get({ShapedType::kDynamic}, b.getF32Type());
+  return memref::AllocOp::create(b, loc, type, ValueRange{capacity});
+}
+
+SmallVector<Value> TauState::values() const {
+  return {count, upperSize, middleSize, middleSum, tau};
+}
+
+TauState TauState::fromValues(ValueRange v) {
+  assert(v.size() == kNumValues && "not a TauState");
+  return {v[0], v[1], v[2], v[3], v[4]};
+}
+
+TauSolver::TauSolver(OpBuilder &b, Location loc, int64_t k, Value capacity)
+    : k(k), upperScores(allocScores(b, loc, capacity)),
+      middleScores(allocScores(b, loc, capacity)),
+      upper(scoreMinHeap(upperScores)), middle(scoreMinHeap(middleScores)) {
+  assert(k >= 1 && "k = 0 has tau = +inf without a solver");
+}
+
+TauState TauSolver::emitEmpty(OpBuilder &b, Location loc) const {
+  Value zero = indexConst(b, loc, 0);
+  return {zero, zero, zero, f64Const(b, loc, 0.0), f64Const(b, loc, -kInf)};
+}
+
+void TauSolver::emitDealloc(OpBuilder &b, Location loc) const {
+  memref::DeallocOp::create(b, loc, upperScores);
+  memref::DeallocOp::create(b, loc, middleScores);
+}
+
+TauState TauSolver::emitAdd(OpBuilder &b, Location loc, const TauState &s,
+                            Value score) const {
+  Value count = arith::AddIOp::create(b, loc, s.count, indexConst(b, loc, 1));
+  Value atMostK =
+      cmpi(b, loc, arith::CmpIPredicate::ule, count, indexConst(b, loc, k));
+  SmallVector<Value> next = emitIfElse(
+      b, loc, atMostK,
+      [&](OpBuilder &nb, Location nl) {
+        // n <= k: every score has p = 1 and tau stays -inf (SPEC 3).
+        Value upperSize = upper.emitPush(nb, nl, s.upperSize, score);
+        return TauState{count, upperSize, s.middleSize, s.middleSum, s.tau}
+            .values();
+      },
+      [&](OpBuilder &nb, Location nl) {
+        Value z = toF64(nb, nl, score);
+        Value above = cmpf(nb, nl, arith::CmpFPredicate::OGT, z, s.tau);
+        return emitIfElse(
+            nb, nl, above,
+            [&](OpBuilder &tb, Location tl) {
+              // Classify for the piece of f just above the old tau, then
+              // move tau up to the new root.
+              Value one = f64Const(tb, tl, 1.0);
+              Value isUpper = cmpf(tb, tl, arith::CmpFPredicate::OGT, z,
+                                   arith::AddFOp::create(tb, tl, s.tau, one));
+              SmallVector<Value> sets = emitIfElse(
+                  tb, tl, isUpper,
+                  [&](OpBuilder &ub, Location ul) {
+                    return SmallVector<Value>{
+                        upper.emitPush(ub, ul, s.upperSize, score),
+                        s.middleSize, s.middleSum};
+                  },
+                  [&](OpBuilder &mb, Location ml) {
+                    return SmallVector<Value>{
+                        s.upperSize,
+                        middle.emitPush(mb, ml, s.middleSize, score),
+                        arith::AddFOp::create(mb, ml, s.middleSum, z)};
+                  });
+              return emitSolve(tb, tl,
+                               {count, sets[0], sets[1], sets[2], s.tau})
+                  .values();
+            },
+            [&](OpBuilder &, Location) {
+              // p = 0 now and forever: tau never decreases.
+              return TauState{count, s.upperSize, s.middleSize, s.middleSum,
+                              s.tau}
+                  .values();
+            });
+      });
+  return TauState::fromValues(next);
+}
+
+/// The f64 root score of a heap of `size` entries, or +inf when empty.
+static Value emitTopOrInf(OpBuilder &b, Location loc, const ScratchHeap &heap,
+                          Value size) {
+  Value nonEmpty =
+      cmpi(b, loc, arith::CmpIPredicate::ugt, size, indexConst(b, loc, 0));
+  return emitIfElse(
+      b, loc, nonEmpty,
+      [&](OpBuilder &tb, Location tl) {
+        return SmallVector<Value>{toF64(tb, tl, heap.emitTop(tb, tl)[0])};
+      },
+      [&](OpBuilder &eb, Location el) {
+        return SmallVector<Value>{f64Const(eb, el, kInf)};
+      })[0];
+}
+
+TauState TauSolver::emitSolve(OpBuilder &b, Location loc,
+                              const TauState &s) const {
+  Type indexType = b.getIndexType(), f64 = b.getF64Type();
+  // Carried: (U, M, sumMid, floor); the condition adds tau for the exit.
+  SmallVector<Type> exitTypes{indexType, indexType, f64, f64, f64};
+  auto loop = scf::WhileOp::create(
+      b, loc, exitTypes,
+      ValueRange{s.upperSize, s.middleSize, s.middleSum, s.tau},
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        Value u = args[0], m = args[1], sum = args[2], floor = args[3];
+        Value one = f64Const(nb, nl, 1.0);
+        // The next breakpoint above floor: a MIDDLE score reaching p = 0
+        // or an UPPER score leaving p = 1.
+        Value next = arith::MinimumFOp::create(
+            nb, nl, emitTopOrInf(nb, nl, middle, m),
+            arith::SubFOp::create(nb, nl, emitTopOrInf(nb, nl, upper, u), one));
+        Value kIdx = indexConst(nb, nl, k);
+        Value hasMiddle =
+            cmpi(nb, nl, arith::CmpIPredicate::ugt, m, indexConst(nb, nl, 0));
+        // Root of the linear piece: U + sumMid - M x = k.
+        Value root = arith::DivFOp::create(
+            nb, nl,
+            arith::SubFOp::create(
+                nb, nl, arith::AddFOp::create(nb, nl, sum, toF64(nb, nl, u)),
+                f64Const(nb, nl, static_cast<double>(k))),
+            toF64(nb, nl, m));
+        Value sloped = arith::AndIOp::create(
+            nb, nl,
+            arith::AndIOp::create(
+                nb, nl, hasMiddle,
+                cmpi(nb, nl, arith::CmpIPredicate::ult, u, kIdx)),
+            cmpf(nb, nl, arith::CmpFPredicate::OLT, root, next));
+        // M = 0: f is flat at U up to next. U = k is the hard case (the
+        // largest root is next); U < k only happens by rounding.
+        Value flat = arith::AndIOp::create(
+            nb, nl,
+            arith::XOrIOp::create(nb, nl, hasMiddle, boolConst(nb, nl, true)),
+            cmpi(nb, nl, arith::CmpIPredicate::ule, u, kIdx));
+        Value flatTau = arith::SelectOp::create(
+            nb, nl, cmpi(nb, nl, arith::CmpIPredicate::eq, u, kIdx), next,
+            floor);
+        Value tau = arith::SelectOp::create(
+            nb, nl, sloped, arith::MaximumFOp::create(nb, nl, root, floor),
+            flatTau);
+        Value done = arith::OrIOp::create(nb, nl, sloped, flat);
+        Value cross =
+            arith::XOrIOp::create(nb, nl, done, boolConst(nb, nl, true));
+        scf::ConditionOp::create(nb, nl, cross,
+                                 ValueRange{u, m, sum, next, tau});
+      },
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        Value next = args[3];
+        Value one = f64Const(nb, nl, 1.0);
+        // Cross `next`: MIDDLE scores at or below it reach p = 0 for good,
+        // UPPER scores at or below next + 1 join MIDDLE.
+        SmallVector<Value> mid = middle.emitPopWhile(
+            nb, nl, args[1], ValueRange{args[2]},
+            [&](OpBuilder &tb, Location tl, ValueRange top) {
+              return cmpf(tb, tl, arith::CmpFPredicate::OLE,
+                          toF64(tb, tl, top[0]), next);
+            },
+            [&](OpBuilder &fb, Location fl, ValueRange top,
+                ValueRange carried) {
+              return SmallVector<Value>{arith::SubFOp::create(
+                  fb, fl, carried[0], toF64(fb, fl, top[0]))};
+            });
+        SmallVector<Value> up = upper.emitPopWhile(
+            nb, nl, args[0], ValueRange{mid[0], mid[1]},
+            [&](OpBuilder &tb, Location tl, ValueRange top) {
+              return cmpf(
+                  tb, tl, arith::CmpFPredicate::OLE,
+                  arith::SubFOp::create(tb, tl, toF64(tb, tl, top[0]), one),
+                  next);
+            },
+            [&](OpBuilder &fb, Location fl, ValueRange top,
+                ValueRange carried) {
+              Value m = middle.emitPush(fb, fl, carried[0], top);
+              return SmallVector<Value>{
+                  m, arith::AddFOp::create(fb, fl, carried[1],
+                                           toF64(fb, fl, top[0]))};
+            });
+        scf::YieldOp::create(nb, nl, ValueRange{up[0], up[1], up[2], next});
+      });
+  return {s.count, loop.getResult(0), loop.getResult(1), loop.getResult(2),
+          loop.getResult(4)};
+}
+
+Value sparsek::emitIsCandidateScore(OpBuilder &b, Location loc,
+                                    Operation *anchor, Value score) {
+  Value inf = arith::ConstantFloatOp::create(b, loc, b.getF32Type(),
+                                             llvm::APFloat(float(kInf)));
+  Value negInf = arith::ConstantFloatOp::create(b, loc, b.getF32Type(),
+                                                llvm::APFloat(-float(kInf)));
+  // Ordered compares are false for NaN.
+  Value valid = emitCheck(b, loc, anchor,
+                          cmpf(b, loc, arith::CmpFPredicate::OLT, score, inf),
+                          SPARSEK_ERROR_INVALID_SCORE);
+  return arith::AndIOp::create(
+      b, loc, valid, cmpf(b, loc, arith::CmpFPredicate::OGT, score, negInf));
+}
+
+Value sparsek::emitClipGate(OpBuilder &b, Location loc, Value score,
+                            Value tau) {
+  // maxnumf ignores the NaN of -inf - (-inf) and of NaN scores: they get 0.
+  Value d = arith::SubFOp::create(b, loc, toF64(b, loc, score), tau);
+  Value p = arith::MinNumFOp::create(
+      b, loc, arith::MaxNumFOp::create(b, loc, d, f64Const(b, loc, 0.0)),
+      f64Const(b, loc, 1.0));
+  return arith::TruncFOp::create(b, loc, b.getF32Type(), p);
+}

@@ -1,0 +1,66 @@
+//===- TauSolver.h - Exact SPARSEK threshold over scores fed one by one ---===//
+//
+// Emits the incremental exact tau of SPEC 3 / SPEC 6: scores arrive one at a
+// time (the candidates of a selection row in position order, or the entries
+// of a mask row) and after each the threshold of everything seen so far is
+// exact. tau never decreases as scores are added, so every kept score moves
+// UPPER (p = 1) -> MIDDLE (0 < p < 1) -> dropped at most once: two min-heaps
+// and an f64 sum of MIDDLE give amortized O(log n) per score.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_TAUSOLVER_H
+#define SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_TAUSOLVER_H
+
+#include "TopKHeap.h"
+
+namespace mlir::sparsek {
+
+/// The solver's scalar state as SSA values, threaded through loops.
+struct TauState {
+  Value count;      // index: scores added so far
+  Value upperSize;  // index: |UPPER|, scores with p = 1
+  Value middleSize; // index: |MIDDLE|, scores with 0 < p < 1
+  Value middleSum;  // f64: sum of MIDDLE
+  Value tau;        // f64: the exact threshold of the scores added so far
+
+  static constexpr unsigned kNumValues = 5;
+  SmallVector<Value> values() const;
+  static TauState fromValues(ValueRange values);
+};
+
+/// Emits the solver for budget k >= 1 over scratch heaps for up to
+/// `capacity` scores (allocated by the constructor, at its insertion point).
+class TauSolver {
+public:
+  TauSolver(OpBuilder &b, Location loc, int64_t k, Value capacity);
+
+  /// No scores: tau = -inf (n = 0 <= k).
+  TauState emitEmpty(OpBuilder &b, Location loc) const;
+  /// Adds the finite f32 `score` and re-solves tau.
+  TauState emitAdd(OpBuilder &b, Location loc, const TauState &state,
+                   Value score) const;
+  void emitDealloc(OpBuilder &b, Location loc) const;
+
+private:
+  /// Walks the breakpoints of f up from `floor` (where f >= k) to the
+  /// largest root of f = k; returns the updated heaps' state and tau.
+  TauState emitSolve(OpBuilder &b, Location loc, const TauState &state) const;
+
+  int64_t k;
+  Value upperScores, middleScores;
+  ScratchHeap upper, middle;
+};
+
+/// i1: the f32 `score` is a candidate (finite). NaN and +inf are invalid
+/// input: they record SPARSEK_ERROR_INVALID_SCORE and are not candidates;
+/// -inf is masked (not a candidate, no error).
+Value emitIsCandidateScore(OpBuilder &b, Location loc, Operation *anchor,
+                           Value score);
+
+/// f32 clip(score - tau, 0, 1) for an f32 score and f64 tau; 0 for masked
+/// (-inf) and invalid (NaN) scores, also when tau = -inf.
+Value emitClipGate(OpBuilder &b, Location loc, Value score, Value tau);
+
+} // namespace mlir::sparsek
+
+#endif // SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_TAUSOLVER_H

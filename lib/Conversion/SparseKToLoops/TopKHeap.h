@@ -1,0 +1,86 @@
+//===- TopKHeap.h - Binary heaps on scratch memrefs, emitted as scf loops -===//
+//
+// The selection and SPARSEK lowerings keep running top-k pools and the
+// threshold's score sets in binary heaps. The heap lives in scratch memrefs
+// (slot i of every array holds entry i, so a (score, position) entry is two
+// arrays); its size is an SSA value the caller threads through its loops.
+// One emitter serves every heap: only the order between entries differs.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_TOPKHEAP_H
+#define SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_TOPKHEAP_H
+
+#include "mlir/IR/Builders.h"
+
+#include <functional>
+
+namespace mlir::sparsek {
+
+/// Builds the yielded values of one branch of an scf.if.
+using BranchBuilder =
+    llvm::function_ref<SmallVector<Value>(OpBuilder &, Location)>;
+
+/// Emits `scf.if cond` whose branches yield what the builders return (both
+/// the same types) and returns the results.
+SmallVector<Value> emitIfElse(OpBuilder &b, Location loc, Value cond,
+                              BranchBuilder thenBuilder,
+                              BranchBuilder elseBuilder);
+
+/// Index constant.
+Value indexConst(OpBuilder &b, Location loc, int64_t v);
+/// i1 constant.
+Value boolConst(OpBuilder &b, Location loc, bool v);
+
+/// A binary heap of entries spread over parallel 1-D scratch memrefs. The
+/// root is the entry that precedes all others in the order `precedes`
+/// (a min-heap when `precedes` is "less than").
+class ScratchHeap {
+public:
+  /// i1: entry `a` must sit above entry `b` (strict order).
+  using Order =
+      std::function<Value(OpBuilder &, Location, ValueRange a, ValueRange b)>;
+
+  ScratchHeap(SmallVector<Value> arrays, Order precedes);
+
+  SmallVector<Value> emitLoad(OpBuilder &b, Location loc, Value slot) const;
+  void emitStore(OpBuilder &b, Location loc, ValueRange entry,
+                 Value slot) const;
+
+  /// The root entry; the heap must not be empty.
+  SmallVector<Value> emitTop(OpBuilder &b, Location loc) const;
+  /// Inserts `entry` into a heap of `size` entries (with room for one more)
+  /// and returns the new size.
+  Value emitPush(OpBuilder &b, Location loc, Value size,
+                 ValueRange entry) const;
+  /// Replaces the root of a non-empty heap of `size` entries by `entry`.
+  void emitReplaceTop(OpBuilder &b, Location loc, Value size,
+                      ValueRange entry) const;
+  /// Removes the root of a non-empty heap and returns the new size.
+  Value emitPop(OpBuilder &b, Location loc, Value size) const;
+
+  /// i1 from the root entry, asked only while the heap is not empty.
+  using TopTest =
+      llvm::function_ref<Value(OpBuilder &, Location, ValueRange top)>;
+  /// Folds a popped root entry into the values carried along.
+  using PopFold = llvm::function_ref<SmallVector<Value>(
+      OpBuilder &, Location, ValueRange top, ValueRange carried)>;
+  /// Pops roots while `test` holds for them, folding each into `carried`.
+  /// Returns the new size followed by the final carried values.
+  SmallVector<Value> emitPopWhile(OpBuilder &b, Location loc, Value size,
+                                  ValueRange carried, TopTest test,
+                                  PopFold fold) const;
+
+private:
+  /// Sifts `entry` down from the root of a heap of `size` slots (the root
+  /// slot being a hole) and stores it where the order holds.
+  void emitSiftDown(OpBuilder &b, Location loc, Value size,
+                    ValueRange entry) const;
+
+  SmallVector<Value> arrays;
+  SmallVector<Type> types;
+  Order precedes;
+};
+
+} // namespace mlir::sparsek
+
+#endif // SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_TOPKHEAP_H
