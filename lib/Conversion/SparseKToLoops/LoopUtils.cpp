@@ -44,8 +44,12 @@ Value sparsek::emitAnd(OpBuilder &b, Location loc, ArrayRef<Value> conds) {
 Value sparsek::emitDimsAllEqual(OpBuilder &b, Location loc,
                                 ArrayRef<DimPair> pairs) {
   SmallVector<Value> conds;
-  for (auto [a, ad, c, cd] : pairs)
+  for (auto [a, ad, c, cd] : pairs) {
+    if (!cast<ShapedType>(a.getType()).isDynamicDim(ad) &&
+        !cast<ShapedType>(c.getType()).isDynamicDim(cd))
+      continue;
     conds.push_back(emitDimsEqual(b, loc, a, ad, c, cd));
+  }
   return emitAnd(b, loc, conds);
 }
 

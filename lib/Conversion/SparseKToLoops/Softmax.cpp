@@ -5,6 +5,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/Matchers.h"
 
 #include <cmath>
 #include <limits>
@@ -60,7 +61,9 @@ SoftmaxAccumulator::add(OpBuilder &b, Location loc, State st, const Row &query,
   Value sum = arith::AddFOp::create(
       b, loc, arith::MulFOp::create(b, loc, st.sum, alpha), p);
   // The gate weighs the value only; the normalizer `sum` stays ungated.
-  Value weight = arith::MulFOp::create(b, loc, p, gate);
+  Value weight = p;
+  if (!matchPattern(gate, m_OneFloat())) // window keys: skip the * 1
+    weight = arith::MulFOp::create(b, loc, p, gate);
   emitFor(b, loc, emitIndex(b, loc, 0), dv,
           [&](OpBuilder &nb, Location nl, Value c) {
             Value old = memref::LoadOp::create(nb, nl, acc, c);
