@@ -11,6 +11,9 @@ function(add_sparsek_library name)
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
     $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/include>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  # Consumers of the package compile against the same LLVM/MLIR headers.
+  target_include_directories(${name} SYSTEM PUBLIC ${LLVM_INCLUDE_DIRS}
+                             ${MLIR_INCLUDE_DIRS})
   # MLIR and LLVM are built without RTTI; match them.
   target_compile_options(${name} PRIVATE -fno-rtti)
   target_link_libraries(${name} PUBLIC ${ARG_LIBS} MLIR LLVM)

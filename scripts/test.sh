@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds SparseK and runs the whole test suite: lit (dialect, passes,
+# pipelines), the runtime's GoogleTest suite (plus its ASan/UBSan build),
+# the Python tests (reference and compiled CPU code against it), the
+# out-of-tree CMake consumer, the docs check and the bundled example.
+# Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+build=${SPARSEK_BUILD_DIR:-$root/build}
+export SPARSEK_BUILD_DIR=$build
+jobs=$(nproc)
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "build"
+bash scripts/build.sh
+
+step "lit: check-sparsek"
+cmake --build "$build" --target check-sparsek
+
+step "runtime: ctest"
+ctest --test-dir "$build/runtime" --output-on-failure -j "$jobs"
+
+if [ -f runtime/scripts/check.sh ]; then
+  step "runtime: sanitizer build (ASan/UBSan)"
+  bash runtime/scripts/check.sh "$build/runtime-asan" --sanitize-only
+fi
+
+step "CMake package: install and build an out-of-tree consumer"
+rm -rf "$build/install" "$build/consumer"
+cmake --install "$build" --prefix "$build/install" > /dev/null
+cmake -G Ninja -S test/consumer -B "$build/consumer" \
+  -DSparseK_DIR="$build/install/lib/cmake/SparseK" > /dev/null
+cmake --build "$build/consumer" > /dev/null
+"$build/consumer/sparsek-consumer" | tail -n 1
+
+step "docs: docs/ matches ODS"
+cmake --build "$build" --target sparsek-doc > /dev/null
+for f in "$build"/docs/SparseK/*.md; do
+  if ! cmp -s "$f" "docs/$(basename "$f")"; then
+    echo "docs/$(basename "$f") is out of date: run scripts/update-docs.sh" >&2
+    exit 1
+  fi
+done
+echo "docs up to date"
+
+step "example: the SparseK layer on the CPU"
+/usr/bin/python3 examples/run_layer.py
+
+step "python: pytest"
+cd python
+/usr/bin/python3 -m pytest -q -p no:cacheprovider test
