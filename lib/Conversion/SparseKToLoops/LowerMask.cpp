@@ -5,6 +5,7 @@
 // written as p = clip(z - tau, 0, 1).
 //
 //===----------------------------------------------------------------------===//
+#include "LoopUtils.h"
 #include "TauSolver.h"
 
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
@@ -24,71 +25,65 @@ using namespace mlir::sparsek;
 static Value emitMaskShapesAgree(OpBuilder &b, Location loc, MaskOp op) {
   Value z = op.getInput();
   unsigned rank = cast<ShapedType>(z.getType()).getRank();
-  Value ok = boolConst(b, loc, true);
+  SmallVector<DimPair> pairs;
   for (unsigned d = 0; d < rank; ++d) {
-    ok = arith::AndIOp::create(
-        b, loc, ok, emitDimsEqual(b, loc, z, d, op.getMaskInit(), d));
+    pairs.push_back({z, d, op.getMaskInit(), d});
     if (d + 1 < rank)
-      ok = arith::AndIOp::create(
-          b, loc, ok, emitDimsEqual(b, loc, z, d, op.getTauInit(), d));
+      pairs.push_back({z, d, op.getTauInit(), d});
   }
-  return ok;
+  return emitDimsAllEqual(b, loc, pairs);
 }
 
-/// tau of the row at `rowIndices` (f64); checks every score. Without a
-/// solver (k = 0) tau is +inf.
+/// The score z[row, j], where `row` fixes every index but the last.
+static Value emitLoadScore(OpBuilder &b, Location loc, MaskOp op,
+                           ValueRange row, Value j) {
+  SmallVector<Value> idx(row);
+  idx.push_back(j);
+  return memref::LoadOp::create(b, loc, op.getInput(), idx);
+}
+
+/// f64 tau of one row; checks every score. Without a solver (k = 0) tau is
+/// +inf.
 static Value emitRowTau(OpBuilder &b, Location loc, MaskOp op,
-                        const TauSolver *solver, ValueRange rowIndices,
-                        Value n) {
-  auto loadScore = [&](OpBuilder &nb, Location nl, Value j) {
-    SmallVector<Value> idx(rowIndices);
-    idx.push_back(j);
-    return memref::LoadOp::create(nb, nl, op.getInput(), idx).getResult();
-  };
-  Value zero = indexConst(b, loc, 0), one = indexConst(b, loc, 1);
+                        const TauSolver *solver, ValueRange row, Value n) {
+  Value zero = emitIndex(b, loc, 0);
   if (!solver) {
-    scf::ForOp::create(b, loc, zero, n, one, ValueRange{},
-                       [&](OpBuilder &nb, Location nl, Value j, ValueRange) {
-                         emitIsCandidateScore(nb, nl, op, loadScore(nb, nl, j));
-                         scf::YieldOp::create(nb, nl);
-                       });
+    emitFor(b, loc, zero, n, [&](OpBuilder &nb, Location nl, Value j) {
+      emitIsCandidateScore(nb, nl, op, emitLoadScore(nb, nl, op, row, j));
+    });
     return arith::ConstantFloatOp::create(
         b, loc, b.getF64Type(),
         llvm::APFloat(std::numeric_limits<double>::infinity()));
   }
-  auto feed = scf::ForOp::create(
-      b, loc, zero, n, one, solver->emitEmpty(b, loc).values(),
-      [&](OpBuilder &nb, Location nl, Value j, ValueRange state) {
-        Value z = loadScore(nb, nl, j);
-        Value candidate = emitIsCandidateScore(nb, nl, op, z);
-        SmallVector<Value> next = emitIfElse(
-            nb, nl, candidate,
+  SmallVector<Value> state = emitForCarrying(
+      b, loc, zero, n, solver->emitEmpty(b, loc).values(),
+      [&](OpBuilder &nb, Location nl, Value j, ValueRange carried) {
+        Value z = emitLoadScore(nb, nl, op, row, j);
+        return emitIfElse(
+            nb, nl, emitIsCandidateScore(nb, nl, op, z),
             [&](OpBuilder &tb, Location tl) {
-              return solver->emitAdd(tb, tl, TauState::fromValues(state), z)
+              return solver->emitAdd(tb, tl, TauState::fromValues(carried), z)
                   .values();
             },
-            [&](OpBuilder &, Location) { return SmallVector<Value>(state); });
-        scf::YieldOp::create(nb, nl, next);
+            [&](OpBuilder &, Location) { return SmallVector<Value>(carried); });
       });
-  return TauState::fromValues(feed.getResults()).tau;
+  return TauState::fromValues(state).tau;
 }
 
 static void emitRow(OpBuilder &b, Location loc, MaskOp op,
-                    const TauSolver *solver, ValueRange rowIndices, Value n) {
-  Value tau = emitRowTau(b, loc, op, solver, rowIndices, n);
-  scf::ForOp::create(
-      b, loc, indexConst(b, loc, 0), n, indexConst(b, loc, 1), ValueRange{},
-      [&](OpBuilder &nb, Location nl, Value j, ValueRange) {
-        SmallVector<Value> idx(rowIndices);
-        idx.push_back(j);
-        Value z = memref::LoadOp::create(nb, nl, op.getInput(), idx);
-        memref::StoreOp::create(nb, nl, emitClipGate(nb, nl, z, tau),
-                                op.getMaskInit(), idx);
-        scf::YieldOp::create(nb, nl);
-      });
+                    const TauSolver *solver, ValueRange row, Value n) {
+  Value tau = emitRowTau(b, loc, op, solver, row, n);
+  emitFor(b, loc, emitIndex(b, loc, 0), n,
+          [&](OpBuilder &nb, Location nl, Value j) {
+            SmallVector<Value> idx(row);
+            idx.push_back(j);
+            Value z = memref::LoadOp::create(nb, nl, op.getInput(), idx);
+            memref::StoreOp::create(nb, nl, emitClipGate(nb, nl, z, tau),
+                                    op.getMaskInit(), idx);
+          });
   memref::StoreOp::create(b, loc,
                           arith::TruncFOp::create(b, loc, b.getF32Type(), tau),
-                          op.getTauInit(), rowIndices);
+                          op.getTauInit(), row);
 }
 
 LogicalResult mlir::sparsek::lowerMaskToLoops(RewriterBase &rewriter,
@@ -101,16 +96,16 @@ LogicalResult mlir::sparsek::lowerMaskToLoops(RewriterBase &rewriter,
   Value ok =
       emitCheck(rewriter, loc, op, emitMaskShapesAgree(rewriter, loc, op),
                 SPARSEK_ERROR_SHAPE_MISMATCH);
-  scf::IfOp::create(rewriter, loc, ok, [&](OpBuilder &b, Location l) {
-    Value n = memref::DimOp::create(b, l, z, rank - 1);
+  emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location l) {
+    Value n = emitDim(b, l, z, rank - 1);
     std::optional<TauSolver> solver;
     if (k > 0)
       solver.emplace(b, l, k, n);
     SmallVector<Value> lbs, ubs, steps;
     for (unsigned d = 0; d + 1 < rank; ++d) {
-      lbs.push_back(indexConst(b, l, 0));
-      ubs.push_back(memref::DimOp::create(b, l, z, d));
-      steps.push_back(indexConst(b, l, 1));
+      lbs.push_back(emitIndex(b, l, 0));
+      ubs.push_back(emitDim(b, l, z, d));
+      steps.push_back(emitIndex(b, l, 1));
     }
     scf::buildLoopNest(
         b, l, lbs, ubs, steps, [&](OpBuilder &nb, Location nl, ValueRange row) {
@@ -118,7 +113,6 @@ LogicalResult mlir::sparsek::lowerMaskToLoops(RewriterBase &rewriter,
         });
     if (solver)
       solver->emitDealloc(b, l);
-    scf::YieldOp::create(b, l);
   });
   rewriter.eraseOp(op);
   return success();

@@ -81,7 +81,7 @@ TauSolver::TauSolver(OpBuilder &b, Location loc, int64_t k, Value capacity)
 }
 
 TauState TauSolver::emitEmpty(OpBuilder &b, Location loc) const {
-  Value zero = indexConst(b, loc, 0);
+  Value zero = emitIndex(b, loc, 0);
   return {zero, zero, zero, f64Const(b, loc, 0.0), f64Const(b, loc, -kInf)};
 }
 
@@ -92,9 +92,9 @@ void TauSolver::emitDealloc(OpBuilder &b, Location loc) const {
 
 TauState TauSolver::emitAdd(OpBuilder &b, Location loc, const TauState &s,
                             Value score) const {
-  Value count = arith::AddIOp::create(b, loc, s.count, indexConst(b, loc, 1));
+  Value count = arith::AddIOp::create(b, loc, s.count, emitIndex(b, loc, 1));
   Value atMostK =
-      cmpi(b, loc, arith::CmpIPredicate::ule, count, indexConst(b, loc, k));
+      cmpi(b, loc, arith::CmpIPredicate::ule, count, emitIndex(b, loc, k));
   SmallVector<Value> next = emitIfElse(
       b, loc, atMostK,
       [&](OpBuilder &nb, Location nl) {
@@ -145,7 +145,7 @@ TauState TauSolver::emitAdd(OpBuilder &b, Location loc, const TauState &s,
 static Value emitTopOrInf(OpBuilder &b, Location loc, const ScratchHeap &heap,
                           Value size) {
   Value nonEmpty =
-      cmpi(b, loc, arith::CmpIPredicate::ugt, size, indexConst(b, loc, 0));
+      cmpi(b, loc, arith::CmpIPredicate::ugt, size, emitIndex(b, loc, 0));
   return emitIfElse(
       b, loc, nonEmpty,
       [&](OpBuilder &tb, Location tl) {
@@ -172,9 +172,9 @@ TauState TauSolver::emitSolve(OpBuilder &b, Location loc,
         Value next = arith::MinimumFOp::create(
             nb, nl, emitTopOrInf(nb, nl, middle, m),
             arith::SubFOp::create(nb, nl, emitTopOrInf(nb, nl, upper, u), one));
-        Value kIdx = indexConst(nb, nl, k);
+        Value kIdx = emitIndex(nb, nl, k);
         Value hasMiddle =
-            cmpi(nb, nl, arith::CmpIPredicate::ugt, m, indexConst(nb, nl, 0));
+            cmpi(nb, nl, arith::CmpIPredicate::ugt, m, emitIndex(nb, nl, 0));
         // Root of the linear piece: U + sumMid - M x = k.
         Value root = arith::DivFOp::create(
             nb, nl,
@@ -192,7 +192,7 @@ TauState TauSolver::emitSolve(OpBuilder &b, Location loc,
         // largest root is next); U < k only happens by rounding.
         Value flat = arith::AndIOp::create(
             nb, nl,
-            arith::XOrIOp::create(nb, nl, hasMiddle, boolConst(nb, nl, true)),
+            arith::XOrIOp::create(nb, nl, hasMiddle, emitBool(nb, nl, true)),
             cmpi(nb, nl, arith::CmpIPredicate::ule, u, kIdx));
         Value flatTau = arith::SelectOp::create(
             nb, nl, cmpi(nb, nl, arith::CmpIPredicate::eq, u, kIdx), next,
@@ -202,7 +202,7 @@ TauState TauSolver::emitSolve(OpBuilder &b, Location loc,
             flatTau);
         Value done = arith::OrIOp::create(nb, nl, sloped, flat);
         Value cross =
-            arith::XOrIOp::create(nb, nl, done, boolConst(nb, nl, true));
+            arith::XOrIOp::create(nb, nl, done, emitBool(nb, nl, true));
         scf::ConditionOp::create(nb, nl, cross,
                                  ValueRange{u, m, sum, next, tau});
       },

@@ -23,14 +23,6 @@ SmallVector<Value> sparsek::emitIfElse(OpBuilder &b, Location loc, Value cond,
   return SmallVector<Value>(ifOp.getResults());
 }
 
-Value sparsek::indexConst(OpBuilder &b, Location loc, int64_t v) {
-  return arith::ConstantIndexOp::create(b, loc, v);
-}
-
-Value sparsek::boolConst(OpBuilder &b, Location loc, bool v) {
-  return arith::ConstantIntOp::create(b, loc, b.getI1Type(), v);
-}
-
 static SmallVector<Value> concat(ValueRange head, ValueRange tail) {
   SmallVector<Value> all(head);
   llvm::append_range(all, tail);
@@ -58,7 +50,7 @@ void ScratchHeap::emitStore(OpBuilder &b, Location loc, ValueRange entry,
 }
 
 SmallVector<Value> ScratchHeap::emitTop(OpBuilder &b, Location loc) const {
-  return emitLoad(b, loc, indexConst(b, loc, 0));
+  return emitLoad(b, loc, emitIndex(b, loc, 0));
 }
 
 // The loops below move a hole instead of swapping: each step copies one
@@ -75,7 +67,7 @@ Value ScratchHeap::emitPush(OpBuilder &b, Location loc, Value size,
       b, loc, carried, ValueRange{size},
       [&](OpBuilder &nb, Location nl, ValueRange args) {
         Value hole = args[0];
-        Value zero = indexConst(nb, nl, 0);
+        Value zero = emitIndex(nb, nl, 0);
         Value hasParent = arith::CmpIOp::create(
             nb, nl, arith::CmpIPredicate::ugt, hole, zero);
         SmallVector<Value> step = emitIfElse(
@@ -83,13 +75,13 @@ Value ScratchHeap::emitPush(OpBuilder &b, Location loc, Value size,
             [&](OpBuilder &tb, Location tl) {
               Value parent = arith::DivUIOp::create(
                   tb, tl,
-                  arith::SubIOp::create(tb, tl, hole, indexConst(tb, tl, 1)),
-                  indexConst(tb, tl, 2));
+                  arith::SubIOp::create(tb, tl, hole, emitIndex(tb, tl, 1)),
+                  emitIndex(tb, tl, 2));
               SmallVector<Value> up = emitLoad(tb, tl, parent);
               return concat({precedes(tb, tl, entry, up), parent}, up);
             },
             [&](OpBuilder &eb, Location el) {
-              return concat({boolConst(eb, el, false), hole}, entry);
+              return concat({emitBool(eb, el, false), hole}, entry);
             });
         scf::ConditionOp::create(nb, nl, step[0],
                                  concat({hole}, ArrayRef(step).drop_front()));
@@ -100,7 +92,7 @@ Value ScratchHeap::emitPush(OpBuilder &b, Location loc, Value size,
         scf::YieldOp::create(nb, nl, args[1]);
       });
   emitStore(b, loc, entry, loop.getResult(0));
-  return arith::AddIOp::create(b, loc, size, indexConst(b, loc, 1));
+  return arith::AddIOp::create(b, loc, size, emitIndex(b, loc, 1));
 }
 
 void ScratchHeap::emitSiftDown(OpBuilder &b, Location loc, Value size,
@@ -110,10 +102,10 @@ void ScratchHeap::emitSiftDown(OpBuilder &b, Location loc, Value size,
   SmallVector<Type> carried{indexType, indexType};
   llvm::append_range(carried, types);
   auto loop = scf::WhileOp::create(
-      b, loc, carried, ValueRange{indexConst(b, loc, 0)},
+      b, loc, carried, ValueRange{emitIndex(b, loc, 0)},
       [&](OpBuilder &nb, Location nl, ValueRange args) {
         Value hole = args[0];
-        Value one = indexConst(nb, nl, 1);
+        Value one = emitIndex(nb, nl, 1);
         Value left = arith::AddIOp::create(
             nb, nl, arith::ShLIOp::create(nb, nl, hole, one), one);
         Value hasLeft = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::ult,
@@ -141,7 +133,7 @@ void ScratchHeap::emitSiftDown(OpBuilder &b, Location loc, Value size,
               return concat({precedes(tb, tl, down, entry), child}, down);
             },
             [&](OpBuilder &eb, Location el) {
-              return concat({boolConst(eb, el, false), hole}, entry);
+              return concat({emitBool(eb, el, false), hole}, entry);
             });
         scf::ConditionOp::create(nb, nl, step[0],
                                  concat({hole}, ArrayRef(step).drop_front()));
@@ -161,7 +153,7 @@ void ScratchHeap::emitReplaceTop(OpBuilder &b, Location loc, Value size,
 
 Value ScratchHeap::emitPop(OpBuilder &b, Location loc, Value size) const {
   // The last entry refills the root's slot in the heap one shorter.
-  Value last = arith::SubIOp::create(b, loc, size, indexConst(b, loc, 1));
+  Value last = arith::SubIOp::create(b, loc, size, emitIndex(b, loc, 1));
   SmallVector<Value> moved = emitLoad(b, loc, last);
   emitSiftDown(b, loc, last, moved);
   return last;
@@ -176,14 +168,14 @@ SmallVector<Value> ScratchHeap::emitPopWhile(OpBuilder &b, Location loc,
       b, loc, loopTypes, inits,
       [&](OpBuilder &nb, Location nl, ValueRange args) {
         Value nonEmpty = arith::CmpIOp::create(
-            nb, nl, arith::CmpIPredicate::ugt, args[0], indexConst(nb, nl, 0));
+            nb, nl, arith::CmpIPredicate::ugt, args[0], emitIndex(nb, nl, 0));
         Value more = emitIfElse(
             nb, nl, nonEmpty,
             [&](OpBuilder &tb, Location tl) {
               return SmallVector<Value>{test(tb, tl, emitTop(tb, tl))};
             },
             [&](OpBuilder &eb, Location el) {
-              return SmallVector<Value>{boolConst(eb, el, false)};
+              return SmallVector<Value>{emitBool(eb, el, false)};
             })[0];
         scf::ConditionOp::create(nb, nl, more, args);
       },

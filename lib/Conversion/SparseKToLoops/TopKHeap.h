@@ -10,6 +10,8 @@
 #ifndef SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_TOPKHEAP_H
 #define SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_TOPKHEAP_H
 
+#include "LoopUtils.h"
+
 #include "mlir/IR/Builders.h"
 
 #include <functional>
@@ -25,11 +27,6 @@ using BranchBuilder =
 SmallVector<Value> emitIfElse(OpBuilder &b, Location loc, Value cond,
                               BranchBuilder thenBuilder,
                               BranchBuilder elseBuilder);
-
-/// Index constant.
-Value indexConst(OpBuilder &b, Location loc, int64_t v);
-/// i1 constant.
-Value boolConst(OpBuilder &b, Location loc, bool v);
 
 /// A binary heap of entries spread over parallel 1-D scratch memrefs. The
 /// root is the entry that precedes all others in the order `precedes`
