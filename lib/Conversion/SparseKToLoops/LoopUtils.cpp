@@ -121,6 +121,15 @@ Value sparsek::emitGroupSize(OpBuilder &b, Location loc, Value hq, Value hkv,
   return g;
 }
 
+Value sparsek::emitInRange(OpBuilder &b, Location loc, Value x, Value lo,
+                           Value hi) {
+  Value aboveLo =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, x, lo);
+  Value belowHi =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, x, hi);
+  return arith::AndIOp::create(b, loc, aboveLo, belowHi);
+}
+
 static SmallVector<Value, 4> withLast(ArrayRef<Value> lead, Value i) {
   SmallVector<Value, 4> all(lead);
   all.push_back(i);
@@ -141,9 +150,9 @@ Value sparsek::emitDotF32(OpBuilder &b, Location loc, const Row &x,
   return emitForCarrying(b, loc, emitIndex(b, loc, 0), n, zero,
                          [&](OpBuilder &nb, Location nl, Value i,
                              ValueRange sum) -> SmallVector<Value> {
-                           Value p = arith::MulFOp::create(
-                               nb, nl, x.loadF32(nb, nl, i),
-                               y.loadF32(nb, nl, i));
+                           Value xi = x.loadF32(nb, nl, i);
+                           Value yi = y.loadF32(nb, nl, i);
+                           Value p = arith::MulFOp::create(nb, nl, xi, yi);
                            return {arith::AddFOp::create(nb, nl, sum[0], p)};
                          })[0];
 }

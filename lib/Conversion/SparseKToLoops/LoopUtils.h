@@ -45,6 +45,9 @@ void emitStoreF32(OpBuilder &b, Location loc, Value v, Value buf,
 /// entries stay negative.
 Value emitLoadIndex(OpBuilder &b, Location loc, Value buf, ValueRange indices);
 
+/// i1: lo <= x <= hi, as signed indices.
+Value emitInRange(OpBuilder &b, Location loc, Value x, Value lo, Value hi);
+
 /// scf.if without results.
 void emitIf(OpBuilder &b, Location loc, Value cond,
             function_ref<void(OpBuilder &, Location)> thenBody);

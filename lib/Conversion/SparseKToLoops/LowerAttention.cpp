@@ -76,8 +76,13 @@ static Value emitAttentionChecks(OpBuilder &b, Location loc, AttentionOp op,
                                               {idx, 3, gates, 3}}),
                             groupOk});
   Value ok = emitCheck(b, loc, op, shapesOk, SPARSEK_ERROR_SHAPE_MISMATCH);
-  Value fits = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, sizes.t,
-                                     sizes.s);
+  // Static T and S were compared by the verifier.
+  std::optional<int64_t> t = getConstantIntValue(sizes.t),
+                         s = getConstantIntValue(sizes.s);
+  Value fits = t && s ? emitBool(b, loc, true)
+                      : arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
+                                              sizes.t, sizes.s)
+                            .getResult();
   fits = emitCheck(b, loc, op, fits, SPARSEK_ERROR_QUERIES_EXCEED_KEYS);
   return emitAnd(b, loc, {ok, fits});
 }
@@ -95,9 +100,8 @@ static void emitQuery(OpBuilder &b, Location loc, AttentionOp op,
   if (w > 0) {
     Value one = emitIndex(b, loc, 1);
     Value end = arith::AddIOp::create(b, loc, pos, one);
-    Value first = arith::MaxSIOp::create(
-        b, loc, arith::SubIOp::create(b, loc, end, emitIndex(b, loc, w)),
-        emitIndex(b, loc, 0));
+    Value start = arith::SubIOp::create(b, loc, end, emitIndex(b, loc, w));
+    Value first = arith::MaxSIOp::create(b, loc, start, emitIndex(b, loc, 0));
     Value gate = emitF32(b, loc, 1.0);
     st = SoftmaxAccumulator::State::from(emitForCarrying(
         b, loc, first, end, st.values(),
@@ -123,11 +127,7 @@ static void emitQuery(OpBuilder &b, Location loc, AttentionOp op,
           Value j = emitLoadIndex(nb, nl, op.getIndices(), {bi, h, t, i});
           Value gate =
               memref::LoadOp::create(nb, nl, op.getGates(), {bi, h, t, i});
-          Value valid = arith::AndIOp::create(
-              nb, nl,
-              arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::sge, j, zero),
-              arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::sle, j,
-                                    lastCandidate));
+          Value valid = emitInRange(nb, nl, j, zero, lastCandidate);
           return acc
               .addIf(nb, nl, valid, SoftmaxAccumulator::State::from(carried),
                      query, Row{key, {bi, h, j}}, Row{value, {bi, h, j}}, gate)

@@ -109,12 +109,7 @@ static CacheValidity emitScanCache(OpBuilder &b, Location loc,
             [&](OpBuilder &b2, Location l2, Value h,
                 ValueRange acc2) -> SmallVector<Value> {
               Value n = emitLoadIndex(b2, l2, op.getPoolCount(), {bi, h});
-              Value countOk = arith::AndIOp::create(
-                  b2, l2,
-                  arith::CmpIOp::create(b2, l2, arith::CmpIPredicate::sge, n,
-                                        zero),
-                  arith::CmpIOp::create(b2, l2, arith::CmpIPredicate::sle, n,
-                                        kBound));
+              Value countOk = emitInRange(b2, l2, n, zero, kBound);
               Value tau = memref::LoadOp::create(b2, l2, op.getTau(), {bi, h});
               Value tauOk = arith::CmpFOp::create(
                   b2, l2, arith::CmpFPredicate::ORD, tau, tau);
@@ -164,8 +159,8 @@ static Value emitDecodeChecks(OpBuilder &b, Location loc, DecodeAttentionOp op,
 static Value emitPoolGate(OpBuilder &b, Location loc, Value score, Value tau) {
   Value above =
       arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, score, tau);
-  Value excess = arith::MinimumFOp::create(
-      b, loc, arith::SubFOp::create(b, loc, score, tau), emitF32(b, loc, 1.0));
+  Value diff = arith::SubFOp::create(b, loc, score, tau);
+  Value excess = arith::MinimumFOp::create(b, loc, diff, emitF32(b, loc, 1.0));
   return arith::SelectOp::create(b, loc, above, excess, emitF32(b, loc, 0.0));
 }
 
@@ -208,9 +203,9 @@ static void emitDecodeQuery(OpBuilder &b, Location loc, DecodeAttentionOp op,
             ValueRange carried) -> SmallVector<Value> {
           // Positions are >= 0 here (checked), so the unsigned remainder
           // is the ring's p mod w.
-          Value slot = arith::AddIOp::create(
-              nb, nl, emitIndex(nb, nl, k),
-              arith::RemUIOp::create(nb, nl, p, emitIndex(nb, nl, w)));
+          Value ring = arith::RemUIOp::create(nb, nl, p, emitIndex(nb, nl, w));
+          Value slot =
+              arith::AddIOp::create(nb, nl, emitIndex(nb, nl, k), ring);
           return acc
               .add(nb, nl, SoftmaxAccumulator::State::from(carried), query,
                    Row{key, {bi, h, slot}}, Row{value, {bi, h, slot}}, gate)

@@ -21,8 +21,8 @@ Value sparsek::emitAttentionScale(OpBuilder &b, Location loc,
     return emitF32(b, loc, 1.0 / std::sqrt(static_cast<double>(*cst)));
   Value i64 = arith::IndexCastOp::create(b, loc, b.getI64Type(), d);
   Value f = arith::SIToFPOp::create(b, loc, b.getF32Type(), i64);
-  return arith::DivFOp::create(b, loc, emitF32(b, loc, 1.0),
-                               math::SqrtOp::create(b, loc, f));
+  Value root = math::SqrtOp::create(b, loc, f);
+  return arith::DivFOp::create(b, loc, emitF32(b, loc, 1.0), root);
 }
 
 SoftmaxAccumulator SoftmaxAccumulator::create(OpBuilder &b, Location loc,
