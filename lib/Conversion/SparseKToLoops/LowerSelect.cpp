@@ -1,8 +1,368 @@
-//===- LowerSelect.cpp - Loop lowering of sparsek.select (work in progress) ----===//
+//===- LowerSelect.cpp - Loop lowering of sparsek.select ------------------===//
+//
+// Linear in T: per (b, h) row the candidates are walked once in position
+// order, and query t is emitted right after its last candidate pos(t) - w
+// joined. Two pieces of state follow the prefix: the running top-k pool of
+// SPEC 6 (a heap with the weakest entry at the root, plus its positions in
+// ascending order so that emitting a query is a copy) and the incremental
+// exact tau (TauSolver.h). Scratch memory is O(S + k), allocated once per op
+// and reused by every row.
+//
+//===----------------------------------------------------------------------===//
+#include "LoopUtils.h"
+#include "TauSolver.h"
+#include "TopKHeap.h"
+
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
+#include "sparsek/Conversion/SparseKToLoops/Status.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <limits>
 
 using namespace mlir;
+using namespace mlir::sparsek;
 
-LogicalResult mlir::sparsek::lowerSelectToLoops(RewriterBase &rewriter, SelectOp op) {
-  return op.emitOpError() << "loop lowering not implemented yet";
+namespace {
+
+/// The selected set of a growing prefix (SPEC 6): at most k (score,
+/// position) entries in a heap whose root is the weakest in the order of
+/// SPEC 4, and the same positions sorted ascending.
+class TopKPool {
+public:
+  TopKPool(OpBuilder &b, Location loc, int64_t k, Value capacity);
+
+  /// Offers a candidate to a pool of `size` entries; returns the new size.
+  /// Candidates come in increasing position, so a newcomer with the score of
+  /// the weakest entry loses the tie and the sorted positions only ever
+  /// grow at the end.
+  Value emitOffer(OpBuilder &b, Location loc, Value size, Value score,
+                  Value pos) const;
+  /// The i-th smallest selected position.
+  Value emitSortedPosition(OpBuilder &b, Location loc, Value i) const;
+  void emitDealloc(OpBuilder &b, Location loc) const;
+
+private:
+  /// Removes `victim` from the sorted positions [0, size) (binary search,
+  /// then the tail moves left: O(k), like emitting one query).
+  void emitRemoveSorted(OpBuilder &b, Location loc, Value size,
+                        Value victim) const;
+
+  int64_t k;
+  Value scores, positions, sorted;
+  ScratchHeap heap;
+};
+
+/// The operands and sizes of one select op, and the per-row code.
+struct SelectLowering {
+  SelectOp op;
+  int64_t k, w;
+  Value scores, indices, gates, tau;
+
+  /// Writes query t of row (bi, h): the pool's positions ascending, gates
+  /// from the f64 `rowTau`, padding after `size` entries.
+  void emitQuery(OpBuilder &b, Location loc, ValueRange row, Value t,
+                 const TopKPool *pool, Value size, Value rowTau) const;
+  /// Adds position j of the row to the pool and the tau state (if it is a
+  /// candidate) and returns the carried values (TauState, pool size).
+  SmallVector<Value> emitCandidate(OpBuilder &b, Location loc, ValueRange row,
+                                   Value j, const TopKPool &pool,
+                                   const TauSolver &solver,
+                                   ValueRange carried) const;
+  /// One (b, h) row with k >= 1.
+  void emitRow(OpBuilder &b, Location loc, ValueRange row, Value s, Value t,
+               const TopKPool &pool, const TauSolver &solver) const;
+  /// One (b, h) row with k = 0: only checks and tau = +inf.
+  void emitWindowOnlyRow(OpBuilder &b, Location loc, ValueRange row, Value s,
+                         Value t) const;
+  Value emitLoadScore(OpBuilder &b, Location loc, ValueRange row,
+                      Value j) const;
+};
+
+} // namespace
+
+static Value cmpi(OpBuilder &b, Location loc, arith::CmpIPredicate pred,
+                  Value x, Value y) {
+  return arith::CmpIOp::create(b, loc, pred, x, y);
+}
+
+static Value allocVector(OpBuilder &b, Location loc, Type elementType,
+                         Value size) {
+  auto type = MemRefType::get({ShapedType::kDynamic}, elementType);
+  return memref::AllocOp::create(b, loc, type, ValueRange{size});
+}
+
+TopKPool::TopKPool(OpBuilder &b, Location loc, int64_t k, Value capacity)
+    : k(k), scores(allocVector(b, loc, b.getF32Type(), capacity)),
+      positions(allocVector(b, loc, b.getIndexType(), capacity)),
+      sorted(allocVector(b, loc, b.getIndexType(), capacity)),
+      heap({scores, positions},
+           [](OpBuilder &nb, Location nl, ValueRange x, ValueRange y) {
+             // x is weaker than y: lower score, or the same score at a
+             // larger position.
+             Value lower = arith::CmpFOp::create(
+                 nb, nl, arith::CmpFPredicate::OLT, x[0], y[0]);
+             Value tie = arith::AndIOp::create(
+                 nb, nl,
+                 arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::OEQ, x[0],
+                                       y[0]),
+                 cmpi(nb, nl, arith::CmpIPredicate::ugt, x[1], y[1]));
+             return arith::OrIOp::create(nb, nl, lower, tie).getResult();
+           }) {}
+
+void TopKPool::emitDealloc(OpBuilder &b, Location loc) const {
+  for (Value v : {scores, positions, sorted})
+    memref::DeallocOp::create(b, loc, v);
+}
+
+Value TopKPool::emitSortedPosition(OpBuilder &b, Location loc, Value i) const {
+  return memref::LoadOp::create(b, loc, sorted, i);
+}
+
+Value TopKPool::emitOffer(OpBuilder &b, Location loc, Value size, Value score,
+                          Value pos) const {
+  Value one = emitIndex(b, loc, 1);
+  Value notFull =
+      cmpi(b, loc, arith::CmpIPredicate::ult, size, emitIndex(b, loc, k));
+  return emitIfElse(
+      b, loc, notFull,
+      [&](OpBuilder &nb, Location nl) {
+        memref::StoreOp::create(nb, nl, pos, sorted, size);
+        return SmallVector<Value>{
+            heap.emitPush(nb, nl, size, ValueRange{score, pos})};
+      },
+      [&](OpBuilder &nb, Location nl) {
+        SmallVector<Value> weakest = heap.emitTop(nb, nl);
+        Value beats = arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::OGT,
+                                            score, weakest[0]);
+        emitIf(nb, nl, beats, [&](OpBuilder &tb, Location tl) {
+          // The evicted entry never returns (SPEC 6).
+          heap.emitReplaceTop(tb, tl, size, ValueRange{score, pos});
+          emitRemoveSorted(tb, tl, size, weakest[1]);
+          Value last = arith::SubIOp::create(tb, tl, size, one);
+          memref::StoreOp::create(tb, tl, pos, sorted, last);
+        });
+        return SmallVector<Value>{size};
+      })[0];
+}
+
+void TopKPool::emitRemoveSorted(OpBuilder &b, Location loc, Value size,
+                                Value victim) const {
+  Type indexType = b.getIndexType();
+  // Lower bound of victim in sorted[0, size): positions are distinct.
+  auto search = scf::WhileOp::create(
+      b, loc, TypeRange{indexType, indexType},
+      ValueRange{emitIndex(b, loc, 0), size},
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        scf::ConditionOp::create(
+            nb, nl, cmpi(nb, nl, arith::CmpIPredicate::ult, args[0], args[1]),
+            args);
+      },
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        Value lo = args[0], hi = args[1];
+        Value one = emitIndex(nb, nl, 1);
+        Value mid = arith::ShRUIOp::create(
+            nb, nl, arith::AddIOp::create(nb, nl, lo, hi), one);
+        Value below = cmpi(nb, nl, arith::CmpIPredicate::ult,
+                           memref::LoadOp::create(nb, nl, sorted, mid), victim);
+        scf::YieldOp::create(
+            nb, nl,
+            ValueRange{
+                arith::SelectOp::create(
+                    nb, nl, below, arith::AddIOp::create(nb, nl, mid, one), lo),
+                arith::SelectOp::create(nb, nl, below, hi, mid)});
+      });
+  Value last = arith::SubIOp::create(b, loc, size, emitIndex(b, loc, 1));
+  emitFor(b, loc, search.getResult(0), last,
+          [&](OpBuilder &nb, Location nl, Value q) {
+            Value next = arith::AddIOp::create(nb, nl, q, emitIndex(nb, nl, 1));
+            memref::StoreOp::create(
+                nb, nl, memref::LoadOp::create(nb, nl, sorted, next), sorted,
+                q);
+          });
+}
+
+Value SelectLowering::emitLoadScore(OpBuilder &b, Location loc, ValueRange row,
+                                    Value j) const {
+  return memref::LoadOp::create(b, loc, scores, ValueRange{row[0], row[1], j});
+}
+
+void SelectLowering::emitQuery(OpBuilder &b, Location loc, ValueRange row,
+                               Value t, const TopKPool *pool, Value size,
+                               Value rowTau) const {
+  Type indexType = cast<MemRefType>(indices.getType()).getElementType();
+  auto at = [&](Value i) { return SmallVector<Value>{row[0], row[1], t, i}; };
+  if (pool)
+    emitFor(b, loc, emitIndex(b, loc, 0), size,
+            [&](OpBuilder &nb, Location nl, Value i) {
+              Value pos = pool->emitSortedPosition(nb, nl, i);
+              Value gate =
+                  emitClipGate(nb, nl, emitLoadScore(nb, nl, row, pos), rowTau);
+              memref::StoreOp::create(
+                  nb, nl, arith::IndexCastOp::create(nb, nl, indexType, pos),
+                  indices, at(i));
+              memref::StoreOp::create(nb, nl, gate, gates, at(i));
+            });
+  emitFor(b, loc, size, emitIndex(b, loc, k),
+          [&](OpBuilder &nb, Location nl, Value i) {
+            memref::StoreOp::create(
+                nb, nl, arith::ConstantIntOp::create(nb, nl, indexType, -1),
+                indices, at(i));
+            memref::StoreOp::create(nb, nl, emitF32(nb, nl, 0.0), gates, at(i));
+          });
+  memref::StoreOp::create(
+      b, loc, arith::TruncFOp::create(b, loc, b.getF32Type(), rowTau), tau,
+      ValueRange{row[0], row[1], t});
+}
+
+SmallVector<Value> SelectLowering::emitCandidate(OpBuilder &b, Location loc,
+                                                 ValueRange row, Value j,
+                                                 const TopKPool &pool,
+                                                 const TauSolver &solver,
+                                                 ValueRange carried) const {
+  Value z = emitLoadScore(b, loc, row, j);
+  return emitIfElse(
+      b, loc, emitIsCandidateScore(b, loc, op, z),
+      [&](OpBuilder &nb, Location nl) {
+        auto state = TauState::fromValues(carried.drop_back());
+        SmallVector<Value> next = solver.emitAdd(nb, nl, state, z).values();
+        next.push_back(pool.emitOffer(nb, nl, carried.back(), z, j));
+        return next;
+      },
+      [&](OpBuilder &, Location) { return SmallVector<Value>(carried); });
+}
+
+/// max(lo, min(v, hi)) on signed index values.
+static Value clampSigned(OpBuilder &b, Location loc, Value v, Value lo,
+                         Value hi) {
+  return arith::MaxSIOp::create(b, loc, lo,
+                                arith::MinSIOp::create(b, loc, v, hi));
+}
+
+void SelectLowering::emitRow(OpBuilder &b, Location loc, ValueRange row,
+                             Value s, Value t, const TopKPool &pool,
+                             const TauSolver &solver) const {
+  Value zero = emitIndex(b, loc, 0);
+  Value wIdx = emitIndex(b, loc, w);
+  TauState empty = solver.emitEmpty(b, loc);
+  // Query q's candidates are j <= pos(q) - w = q + lag, lag = S - T - w
+  // (signed). Queries q < -lag have none: all padding, tau = -inf.
+  Value lag =
+      arith::SubIOp::create(b, loc, arith::SubIOp::create(b, loc, s, t), wIdx);
+  Value numEmpty =
+      clampSigned(b, loc, arith::SubIOp::create(b, loc, zero, lag), zero, t);
+  emitFor(b, loc, zero, numEmpty, [&](OpBuilder &nb, Location nl, Value q) {
+    emitQuery(nb, nl, row, q, /*pool=*/nullptr, zero, empty.tau);
+  });
+  // Candidates j < S - w; query j - lag is complete once j has joined.
+  Value numCand = arith::MaxSIOp::create(
+      b, loc, zero, arith::SubIOp::create(b, loc, s, wIdx));
+  Value firstEmit = clampSigned(b, loc, lag, zero, numCand);
+  SmallVector<Value> init = empty.values();
+  init.push_back(zero);
+  SmallVector<Value> prefix = emitForCarrying(
+      b, loc, zero, firstEmit, init,
+      [&](OpBuilder &nb, Location nl, Value j, ValueRange carried) {
+        return emitCandidate(nb, nl, row, j, pool, solver, carried);
+      });
+  emitForCarrying(b, loc, firstEmit, numCand, prefix,
+                  [&](OpBuilder &nb, Location nl, Value j, ValueRange carried) {
+                    SmallVector<Value> next =
+                        emitCandidate(nb, nl, row, j, pool, solver, carried);
+                    Value q = arith::SubIOp::create(nb, nl, j, lag);
+                    emitQuery(
+                        nb, nl, row, q, &pool, next.back(),
+                        TauState::fromValues(ArrayRef(next).drop_back()).tau);
+                    return next;
+                  });
+  // Window-only positions are never candidates, but bad scores there are
+  // still bad input.
+  emitFor(b, loc, numCand, s, [&](OpBuilder &nb, Location nl, Value j) {
+    emitIsCandidateScore(nb, nl, op, emitLoadScore(nb, nl, row, j));
+  });
+}
+
+void SelectLowering::emitWindowOnlyRow(OpBuilder &b, Location loc,
+                                       ValueRange row, Value s, Value t) const {
+  Value zero = emitIndex(b, loc, 0);
+  emitFor(b, loc, zero, s, [&](OpBuilder &nb, Location nl, Value j) {
+    emitIsCandidateScore(nb, nl, op, emitLoadScore(nb, nl, row, j));
+  });
+  Value inf = emitF32(b, loc, std::numeric_limits<double>::infinity());
+  emitFor(b, loc, zero, t, [&](OpBuilder &nb, Location nl, Value q) {
+    memref::StoreOp::create(nb, nl, inf, tau, ValueRange{row[0], row[1], q});
+  });
+}
+
+/// i1: the sizes the verifier could not compare agree (B, Hkv and T across
+/// operands; the last dimension of indices and gates equals k).
+static Value emitSelectShapesAgree(OpBuilder &b, Location loc,
+                                   const SelectLowering &s) {
+  Value ok = emitDimsAllEqual(b, loc,
+                              {{s.scores, 0, s.indices, 0},
+                               {s.scores, 1, s.indices, 1},
+                               {s.indices, 0, s.gates, 0},
+                               {s.indices, 1, s.gates, 1},
+                               {s.indices, 2, s.gates, 2},
+                               {s.indices, 3, s.gates, 3},
+                               {s.scores, 0, s.tau, 0},
+                               {s.scores, 1, s.tau, 1},
+                               {s.indices, 2, s.tau, 2}});
+  if (!cast<MemRefType>(s.indices.getType()).isDynamicDim(3))
+    return ok;
+  Value kOk = cmpi(b, loc, arith::CmpIPredicate::eq,
+                   emitDim(b, loc, s.indices, 3), emitIndex(b, loc, s.k));
+  return emitAnd(b, loc, {ok, kOk});
+}
+
+LogicalResult mlir::sparsek::lowerSelectToLoops(RewriterBase &rewriter,
+                                                SelectOp op) {
+  Location loc = op.getLoc();
+  SelectLowering s{op,
+                   op.getKAttr().getInt(),
+                   op.getWAttr().getInt(),
+                   op.getScores(),
+                   op.getIndicesInit(),
+                   op.getGatesInit(),
+                   op.getTauInit()};
+  Value shapesOk =
+      emitCheck(rewriter, loc, op, emitSelectShapesAgree(rewriter, loc, s),
+                SPARSEK_ERROR_SHAPE_MISMATCH);
+  Value numKeys = emitDim(rewriter, loc, s.scores, 2);
+  Value numQueries = emitDim(rewriter, loc, s.tau, 2);
+  Value fits = emitCheck(
+      rewriter, loc, op,
+      cmpi(rewriter, loc, arith::CmpIPredicate::ule, numQueries, numKeys),
+      SPARSEK_ERROR_QUERIES_EXCEED_KEYS);
+  emitIf(rewriter, loc, emitAnd(rewriter, loc, {shapesOk, fits}),
+         [&](OpBuilder &b, Location l) {
+           SmallVector<Value> lbs(2, emitIndex(b, l, 0));
+           SmallVector<Value> steps(2, emitIndex(b, l, 1));
+           SmallVector<Value> ubs{emitDim(b, l, s.scores, 0),
+                                  emitDim(b, l, s.scores, 1)};
+           if (s.k == 0) {
+             scf::buildLoopNest(
+                 b, l, lbs, ubs, steps,
+                 [&](OpBuilder &nb, Location nl, ValueRange row) {
+                   s.emitWindowOnlyRow(nb, nl, row, numKeys, numQueries);
+                 });
+             return;
+           }
+           // The pool never holds more than min(k, S) entries.
+           Value poolCapacity =
+               arith::MinUIOp::create(b, l, numKeys, emitIndex(b, l, s.k));
+           TopKPool pool(b, l, s.k, poolCapacity);
+           TauSolver solver(b, l, s.k, numKeys);
+           scf::buildLoopNest(b, l, lbs, ubs, steps,
+                              [&](OpBuilder &nb, Location nl, ValueRange row) {
+                                s.emitRow(nb, nl, row, numKeys, numQueries,
+                                          pool, solver);
+                              });
+           pool.emitDealloc(b, l);
+           solver.emitDealloc(b, l);
+         });
+  rewriter.eraseOp(op);
+  return success();
 }
