@@ -6,6 +6,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace sparsek::rt {
@@ -47,7 +48,12 @@ __global__ void resetSeqsKernel(LayerArgs a, int firstSeq) {
   }
 }
 
-__global__ void __launch_bounds__(kThreads)
+/// Threads of a decode-step block: enough to copy a K/V row; the heavy work
+/// goes to finishPendingKernel, so this kernel stays small and all
+/// (sequence, head) blocks of a step fit on the GPU at once.
+constexpr int kLightThreads = 32;
+
+__global__ void __launch_bounds__(kLightThreads)
     appendTokensKernel(LayerArgs a, SeqBatch batch, const uint8_t *keys,
                        const uint8_t *values, const float *scores) {
   const CacheLayout &l = a.layout;
@@ -75,14 +81,48 @@ __global__ void __launch_bounds__(kThreads)
     return;
   const long long p = st.lastPos + 1;
   const size_t input = static_cast<size_t>(i) * l.heads + head;
-  cuda::appendToken(a, st, seq, head, p, scores[input],
-                    keys + input * l.keyRowBytes(),
-                    values + input * l.valueRowBytes(), true,
-                    cuda::TokenSource{});
+  cuda::appendTokenLight(a, st, seq, head, p, scores[input],
+                         keys + input * l.keyRowBytes(),
+                         values + input * l.valueRowBytes(), true,
+                         cuda::TokenSource{});
   if (threadIdx.x == 0) {
     a.states[row] = st;
     if (head == 0)
       a.pos[seq] = p;
+    if (st.pending)
+      a.worklist[atomicAdd(&a.counters[0], 1)] = static_cast<int>(row);
+  }
+}
+
+/// Second kernel of a decode step: the rows whose append left heavy work
+/// (pool rescan, tau walk, compaction), a few blocks per SM looping over
+/// them. The last block to finish resets the worklist for the next step.
+__global__ void __launch_bounds__(kThreads)
+    finishPendingKernel(LayerArgs a) {
+  const CacheLayout &l = a.layout;
+  __shared__ HeadState st;
+  __shared__ int count;
+  __shared__ int last;
+  if (threadIdx.x == 0)
+    count = a.counters[0];
+  __syncthreads();
+  for (int item = blockIdx.x; item < count; item += gridDim.x) {
+    const int row = a.worklist[item];
+    if (threadIdx.x == 0)
+      st = a.states[row];
+    __syncthreads();
+    cuda::finishPending(a, st, row / l.heads, row % l.heads);
+    if (threadIdx.x == 0)
+      a.states[row] = st;
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    __threadfence();
+    last = atomicAdd(&a.counters[1], 1) == static_cast<int>(gridDim.x) - 1;
+    if (last) {
+      a.counters[0] = 0;
+      a.counters[1] = 0;
+    }
   }
 }
 
@@ -119,9 +159,11 @@ __global__ void __launch_bounds__(kThreads)
   for (long long t = 0; t < count; ++t) {
     // Rows are written to the window only for the tokens still there at the
     // end; earlier ones are read from the input if they reach the pool.
-    cuda::appendToken(a, st, seq, head, start + t, scores[head * count + t],
-                      source.keys + t * kb, source.values + t * vb,
-                      t >= count - l.w, source);
+    cuda::appendTokenLight(a, st, seq, head, start + t,
+                           scores[head * count + t], source.keys + t * kb,
+                           source.values + t * vb, t >= count - l.w, source);
+    if (st.pending)
+      cuda::finishPending(a, st, seq, head);
   }
   if (threadIdx.x == 0) {
     a.states[row] = st;
@@ -172,6 +214,7 @@ private:
 
   std::vector<LayerArgs> layers_;
   std::vector<void *> allocations_;
+  int finishBlocks_ = 1;
   DeviceError *error_ = nullptr;
 };
 
@@ -218,6 +261,10 @@ sk_status CudaCache::allocate() {
                       "sk_cache_create: device %d of %d", config_.device,
                       devices);
   DeviceGuard guard(config_.device);
+  int sms = 0;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
+                         config_.device);
+  finishBlocks_ = std::max(1, 4 * sms);
   if (sk_status status = alloc(&error_, 1))
     return status;
   cudaMemset(error_, 0, sizeof(DeviceError));
@@ -237,9 +284,11 @@ sk_status CudaCache::allocate() {
         (status = alloc(&a.poolCount, l.rows())) ||
         (status = alloc(&a.pos, static_cast<size_t>(l.maxSeqs))) ||
         (status = alloc(&a.states, l.rows())) ||
-        (status = alloc(&a.support,
-                        l.rows() * static_cast<size_t>(l.scoreCapacity))))
+        (status = alloc(&a.support, l.rows() * l.supportStride())) ||
+        (status = alloc(&a.worklist, l.rows())) ||
+        (status = alloc(&a.counters, 2)))
       return status;
+    cudaMemset(a.counters, 0, 2 * sizeof(int));
   }
   if (sk_status status = resetSeqs(0, config_.max_seqs))
     return status;
@@ -287,11 +336,13 @@ sk_status CudaCache::appendTokens(int32_t layer, int32_t numSeqs,
     SeqBatch batch;
     for (int32_t i = 0; i < n; ++i)
       batch.ids[i] = seqIds[done + i];
-    appendTokensKernel<<<n * layout_.heads, kThreads, 0,
+    appendTokensKernel<<<n * layout_.heads, kLightThreads, 0,
                          static_cast<cudaStream_t>(stream)>>>(
         a, batch, static_cast<const uint8_t *>(keys) + done * heads * kb,
         static_cast<const uint8_t *>(values) + done * heads * vb,
         scores + done * heads);
+    finishPendingKernel<<<finishBlocks_, kThreads, 0,
+                          static_cast<cudaStream_t>(stream)>>>(a);
   }
   return launched("sk_cache_append_tokens");
 }

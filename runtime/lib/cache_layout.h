@@ -37,6 +37,11 @@ struct CacheLayout {
   SK_HOST_DEVICE size_t valueRowBytes() const {
     return static_cast<size_t>(valueDim) * elementBytes;
   }
+  /// Floats per (sequence, head) of the scalar score array: the capacity
+  /// rounded up to a multiple of 4, so that every row can be read as float4.
+  SK_HOST_DEVICE size_t supportStride() const {
+    return (static_cast<size_t>(scoreCapacity) + 3) / 4 * 4;
+  }
   SK_HOST_DEVICE size_t rows() const {
     return static_cast<size_t>(maxSeqs) * heads;
   }
