@@ -297,24 +297,20 @@ void SelectLowering::emitWindowOnlyRow(OpBuilder &b, Location loc,
 }
 
 /// i1: the sizes the verifier could not compare agree (B, Hkv and T across
-/// operands; the last dimension of indices and gates equals k).
+/// operands, k between indices and gates; the verifier pins indices' last
+/// dimension to k).
 static Value emitSelectShapesAgree(OpBuilder &b, Location loc,
                                    const SelectLowering &s) {
-  Value ok = emitDimsAllEqual(b, loc,
-                              {{s.scores, 0, s.indices, 0},
-                               {s.scores, 1, s.indices, 1},
-                               {s.indices, 0, s.gates, 0},
-                               {s.indices, 1, s.gates, 1},
-                               {s.indices, 2, s.gates, 2},
-                               {s.indices, 3, s.gates, 3},
-                               {s.scores, 0, s.tau, 0},
-                               {s.scores, 1, s.tau, 1},
-                               {s.indices, 2, s.tau, 2}});
-  if (!cast<MemRefType>(s.indices.getType()).isDynamicDim(3))
-    return ok;
-  Value kOk = cmpi(b, loc, arith::CmpIPredicate::eq,
-                   emitDim(b, loc, s.indices, 3), emitIndex(b, loc, s.k));
-  return emitAnd(b, loc, {ok, kOk});
+  return emitDimsAllEqual(b, loc,
+                          {{s.scores, 0, s.indices, 0},
+                           {s.scores, 1, s.indices, 1},
+                           {s.indices, 0, s.gates, 0},
+                           {s.indices, 1, s.gates, 1},
+                           {s.indices, 2, s.gates, 2},
+                           {s.indices, 3, s.gates, 3},
+                           {s.scores, 0, s.tau, 0},
+                           {s.scores, 1, s.tau, 1},
+                           {s.indices, 2, s.tau, 2}});
 }
 
 LogicalResult mlir::sparsek::lowerSelectToLoops(RewriterBase &rewriter,
