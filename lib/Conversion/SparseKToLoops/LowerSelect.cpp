@@ -259,24 +259,21 @@ void SelectLowering::emitRow(OpBuilder &b, Location loc, ValueRange row,
   // Candidates j < S - w; query j - lag is complete once j has joined.
   Value numCand = arith::MaxSIOp::create(
       b, loc, zero, arith::SubIOp::create(b, loc, s, wIdx));
-  Value firstEmit = clampSigned(b, loc, lag, zero, numCand);
   SmallVector<Value> init = empty.values();
   init.push_back(zero);
-  SmallVector<Value> prefix = emitForCarrying(
-      b, loc, zero, firstEmit, init,
+  emitForCarrying(
+      b, loc, zero, numCand, init,
       [&](OpBuilder &nb, Location nl, Value j, ValueRange carried) {
-        return emitCandidate(nb, nl, row, j, pool, solver, carried);
+        SmallVector<Value> next =
+            emitCandidate(nb, nl, row, j, pool, solver, carried);
+        Value completes = cmpi(nb, nl, arith::CmpIPredicate::sge, j, lag);
+        emitIf(nb, nl, completes, [&](OpBuilder &qb, Location ql) {
+          emitQuery(qb, ql, row, arith::SubIOp::create(qb, ql, j, lag), &pool,
+                    next.back(),
+                    TauState::fromValues(ArrayRef(next).drop_back()).tau);
+        });
+        return next;
       });
-  emitForCarrying(b, loc, firstEmit, numCand, prefix,
-                  [&](OpBuilder &nb, Location nl, Value j, ValueRange carried) {
-                    SmallVector<Value> next =
-                        emitCandidate(nb, nl, row, j, pool, solver, carried);
-                    Value q = arith::SubIOp::create(nb, nl, j, lag);
-                    emitQuery(
-                        nb, nl, row, q, &pool, next.back(),
-                        TauState::fromValues(ArrayRef(next).drop_back()).tau);
-                    return next;
-                  });
   // Window-only positions are never candidates, but bad scores there are
   // still bad input.
   emitFor(b, loc, numCand, s, [&](OpBuilder &nb, Location nl, Value j) {

@@ -93,50 +93,42 @@ void TauSolver::emitDealloc(OpBuilder &b, Location loc) const {
 TauState TauSolver::emitAdd(OpBuilder &b, Location loc, const TauState &s,
                             Value score) const {
   Value count = arith::AddIOp::create(b, loc, s.count, emitIndex(b, loc, 1));
-  Value atMostK =
-      cmpi(b, loc, arith::CmpIPredicate::ule, count, emitIndex(b, loc, k));
+  Value z = toF64(b, loc, score);
+  // While n <= k, tau = -inf (SPEC 3) and every score lands in UPPER.
+  Value above = cmpf(b, loc, arith::CmpFPredicate::OGT, z, s.tau);
   SmallVector<Value> next = emitIfElse(
-      b, loc, atMostK,
+      b, loc, above,
       [&](OpBuilder &nb, Location nl) {
-        // n <= k: every score has p = 1 and tau stays -inf (SPEC 3).
-        Value upperSize = upper.emitPush(nb, nl, s.upperSize, score);
-        return TauState{count, upperSize, s.middleSize, s.middleSum, s.tau}
-            .values();
-      },
-      [&](OpBuilder &nb, Location nl) {
-        Value z = toF64(nb, nl, score);
-        Value above = cmpf(nb, nl, arith::CmpFPredicate::OGT, z, s.tau);
-        return emitIfElse(
-            nb, nl, above,
-            [&](OpBuilder &tb, Location tl) {
-              // Classify for the piece of f just above the old tau, then
-              // move tau up to the new root.
-              Value one = f64Const(tb, tl, 1.0);
-              Value isUpper = cmpf(tb, tl, arith::CmpFPredicate::OGT, z,
-                                   arith::AddFOp::create(tb, tl, s.tau, one));
-              SmallVector<Value> sets = emitIfElse(
-                  tb, tl, isUpper,
-                  [&](OpBuilder &ub, Location ul) {
-                    return SmallVector<Value>{
-                        upper.emitPush(ub, ul, s.upperSize, score),
-                        s.middleSize, s.middleSum};
-                  },
-                  [&](OpBuilder &mb, Location ml) {
-                    return SmallVector<Value>{
-                        s.upperSize,
-                        middle.emitPush(mb, ml, s.middleSize, score),
-                        arith::AddFOp::create(mb, ml, s.middleSum, z)};
-                  });
-              return emitSolve(tb, tl,
-                               {count, sets[0], sets[1], sets[2], s.tau})
-                  .values();
+        // Classify for the piece of f just above the old tau.
+        Value isUpper =
+            cmpf(nb, nl, arith::CmpFPredicate::OGT, z,
+                 arith::AddFOp::create(nb, nl, s.tau, f64Const(nb, nl, 1.0)));
+        SmallVector<Value> sets = emitIfElse(
+            nb, nl, isUpper,
+            [&](OpBuilder &ub, Location ul) {
+              return SmallVector<Value>{
+                  upper.emitPush(ub, ul, s.upperSize, score), s.middleSize,
+                  s.middleSum};
             },
-            [&](OpBuilder &, Location) {
-              // p = 0 now and forever: tau never decreases.
-              return TauState{count, s.upperSize, s.middleSize, s.middleSum,
-                              s.tau}
-                  .values();
+            [&](OpBuilder &mb, Location ml) {
+              return SmallVector<Value>{
+                  s.upperSize, middle.emitPush(mb, ml, s.middleSize, score),
+                  arith::AddFOp::create(mb, ml, s.middleSum, z)};
             });
+        TauState added{count, sets[0], sets[1], sets[2], s.tau};
+        Value overBudget = cmpi(nb, nl, arith::CmpIPredicate::ugt, count,
+                                emitIndex(nb, nl, k));
+        return emitIfElse(
+            nb, nl, overBudget,
+            [&](OpBuilder &tb, Location tl) {
+              return emitSolve(tb, tl, added).values();
+            },
+            [&](OpBuilder &, Location) { return added.values(); });
+      },
+      [&](OpBuilder &, Location) {
+        // p = 0 now and forever: tau never decreases.
+        return TauState{count, s.upperSize, s.middleSize, s.middleSum, s.tau}
+            .values();
       });
   return TauState::fromValues(next);
 }
