@@ -9,8 +9,9 @@
 //
 // Entries outside the candidate range (padding -1, window or future
 // positions) are skipped, which also keeps every read in bounds. Repeated
-// entries are not merged: each one adds its key once more. The selection op
-// never produces them, and SPEC 5 attends to a set.
+// entries are not merged: a position listed twice enters the softmax twice.
+// SPEC 5 attends to a set and sparsek.select never repeats a position, so
+// deduplicating (O(K) more work per query) would only serve malformed input.
 //
 //===----------------------------------------------------------------------===//
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
