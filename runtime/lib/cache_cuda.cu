@@ -53,6 +53,14 @@ __global__ void resetSeqsKernel(LayerArgs a, int firstSeq) {
 /// (sequence, head) blocks of a step fit on the GPU at once.
 constexpr int kLightThreads = 32;
 
+/// SK_DECODE_FUSED=1 does the heavy work in the decode block itself (one
+/// launch per step, blocks of kThreads limited to the registers that let
+/// 2048 of them run at once) instead of in a second kernel.
+#ifndef SK_DECODE_FUSED
+#define SK_DECODE_FUSED 0
+#endif
+constexpr int kFusedMinBlocks = 1024 / kThreads;
+
 __global__ void __launch_bounds__(kLightThreads)
     appendTokensKernel(LayerArgs a, SeqBatch batch, const uint8_t *keys,
                        const uint8_t *values, const float *scores) {
@@ -91,6 +99,45 @@ __global__ void __launch_bounds__(kLightThreads)
       a.pos[seq] = p;
     if (st.pending)
       a.worklist[atomicAdd(&a.counters[0], 1)] = static_cast<int>(row);
+  }
+}
+
+__global__ void __launch_bounds__(kThreads, kFusedMinBlocks)
+    appendTokensFusedKernel(LayerArgs a, SeqBatch batch, const uint8_t *keys,
+                            const uint8_t *values, const float *scores) {
+  const CacheLayout &l = a.layout;
+  const int i = blockIdx.x / l.heads, head = blockIdx.x % l.heads;
+  const int seq = batch.ids[i];
+  const size_t row = l.row(seq, head);
+  __shared__ HeadState st;
+  __shared__ int bad;
+  if (threadIdx.x == 0) {
+    st = a.states[row];
+    bad = 0;
+    for (int h = 0; h < l.heads; ++h) {
+      float z = scores[static_cast<size_t>(i) * l.heads + h];
+      if (cuda::invalidScore(z)) {
+        bad = 1;
+        cuda::reportScoreError(a.error, SK_ERR_INVALID_SCORE, seq, a.layer, h,
+                               st.lastPos + 1, z);
+      }
+    }
+  }
+  __syncthreads();
+  if (bad)
+    return;
+  const long long p = st.lastPos + 1;
+  const size_t input = static_cast<size_t>(i) * l.heads + head;
+  cuda::appendTokenLight(a, st, seq, head, p, scores[input],
+                         keys + input * l.keyRowBytes(),
+                         values + input * l.valueRowBytes(), true,
+                         cuda::TokenSource{});
+  if (st.pending)
+    cuda::finishPending(a, st, seq, head);
+  if (threadIdx.x == 0) {
+    a.states[row] = st;
+    if (head == 0)
+      a.pos[seq] = p;
   }
 }
 
@@ -264,7 +311,7 @@ sk_status CudaCache::allocate() {
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
                          config_.device);
-  finishBlocks_ = std::max(1, 4 * sms);
+  finishBlocks_ = std::max(1, 4 * sms * 128 / kThreads);
   if (sk_status status = alloc(&error_, 1))
     return status;
   cudaMemset(error_, 0, sizeof(DeviceError));
@@ -336,13 +383,18 @@ sk_status CudaCache::appendTokens(int32_t layer, int32_t numSeqs,
     SeqBatch batch;
     for (int32_t i = 0; i < n; ++i)
       batch.ids[i] = seqIds[done + i];
-    appendTokensKernel<<<n * layout_.heads, kLightThreads, 0,
-                         static_cast<cudaStream_t>(stream)>>>(
-        a, batch, static_cast<const uint8_t *>(keys) + done * heads * kb,
-        static_cast<const uint8_t *>(values) + done * heads * vb,
-        scores + done * heads);
-    finishPendingKernel<<<finishBlocks_, kThreads, 0,
-                          static_cast<cudaStream_t>(stream)>>>(a);
+    const uint8_t *k = static_cast<const uint8_t *>(keys) + done * heads * kb;
+    const uint8_t *v =
+        static_cast<const uint8_t *>(values) + done * heads * vb;
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    if (SK_DECODE_FUSED) {
+      appendTokensFusedKernel<<<n * layout_.heads, kThreads, 0, s>>>(
+          a, batch, k, v, scores + done * heads);
+    } else {
+      appendTokensKernel<<<n * layout_.heads, kLightThreads, 0, s>>>(
+          a, batch, k, v, scores + done * heads);
+      finishPendingKernel<<<finishBlocks_, kThreads, 0, s>>>(a);
+    }
   }
   return launched("sk_cache_append_tokens");
 }

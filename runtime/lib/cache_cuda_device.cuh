@@ -12,7 +12,12 @@
 
 namespace sparsek::rt::cuda {
 
-constexpr int kThreads = 128;
+// Threads of a block doing the heavy work (passes over score arrays). A
+// compile-time knob so that the decode variants can be measured.
+#ifndef SK_CACHE_THREADS
+#define SK_CACHE_THREADS 128
+#endif
+constexpr int kThreads = SK_CACHE_THREADS;
 constexpr int kWarps = kThreads / 32;
 
 /// Incremental tau state of one (layer, sequence, head). The kept scores
