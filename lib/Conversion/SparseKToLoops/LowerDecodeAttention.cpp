@@ -17,6 +17,7 @@
 
 #include "LoopUtils.h"
 #include "Softmax.h"
+#include "TauSolver.h"
 #include "sparsek/Conversion/SparseKToLoops/Status.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -153,17 +154,6 @@ static Value emitDecodeChecks(OpBuilder &b, Location loc, DecodeAttentionOp op,
   return emitAnd(b, loc, {shapesOk, stateOk, scoresOk});
 }
 
-/// clip(score - tau, 0, 1), written so that infinities give no NaN:
-/// tau = -inf gates every finite score 1, tau = +inf gates everything 0,
-/// and a masked score (-inf) is gated 0 even when tau = -inf.
-static Value emitPoolGate(OpBuilder &b, Location loc, Value score, Value tau) {
-  Value above =
-      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, score, tau);
-  Value diff = arith::SubFOp::create(b, loc, score, tau);
-  Value excess = arith::MinimumFOp::create(b, loc, diff, emitF32(b, loc, 1.0));
-  return arith::SelectOp::create(b, loc, above, excess, emitF32(b, loc, 0.0));
-}
-
 /// One query head hq of sequence b, attending through KV head h.
 static void emitDecodeQuery(OpBuilder &b, Location loc, DecodeAttentionOp op,
                             const SoftmaxAccumulator &acc, Value bi, Value h,
@@ -176,7 +166,10 @@ static void emitDecodeQuery(OpBuilder &b, Location loc, DecodeAttentionOp op,
 
   if (k > 0) {
     Value count = emitLoadIndex(b, loc, op.getPoolCount(), {bi, h});
-    Value tau = memref::LoadOp::create(b, loc, op.getTau(), {bi, h});
+    // The gate is the one sparsek.select computes (TauSolver.h): infinite
+    // tau and masked scores give 0 or 1, never NaN.
+    Value tau32 = memref::LoadOp::create(b, loc, op.getTau(), {bi, h});
+    Value tau = arith::ExtFOp::create(b, loc, b.getF64Type(), tau32);
     st = SoftmaxAccumulator::State::from(emitForCarrying(
         b, loc, zero, count, st.values(),
         [&](OpBuilder &nb, Location nl, Value slot,
@@ -186,7 +179,7 @@ static void emitDecodeQuery(OpBuilder &b, Location loc, DecodeAttentionOp op,
           return acc
               .add(nb, nl, SoftmaxAccumulator::State::from(carried), query,
                    Row{key, {bi, h, slot}}, Row{value, {bi, h, slot}},
-                   emitPoolGate(nb, nl, score, tau))
+                   emitClipGate(nb, nl, score, tau))
               .values();
         }));
   }

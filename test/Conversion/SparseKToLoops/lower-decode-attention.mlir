@@ -57,13 +57,15 @@
 // Pool slots [0, count) with gate clip(score - tau, 0, 1).
 // CHECK: %[[CNT0:.*]] = memref.load %[[CNT]][%[[BI]], %[[H]]] : memref<?x2xi32>
 // CHECK: %[[COUNT:.*]] = arith.index_cast %[[CNT0]] : i32 to index
-// CHECK: %[[TAUV:.*]] = memref.load %[[TAU]][%[[BI]], %[[H]]]
+// CHECK: %[[TAU32:.*]] = memref.load %[[TAU]][%[[BI]], %[[H]]]
+// CHECK: %[[TAUV:.*]] = arith.extf %[[TAU32]] : f32 to f64
 // CHECK: %[[POOL:.*]]:2 = scf.for %[[SLOT:[^ ]*]] = %{{.*}} to %[[COUNT]] step %{{.*}} iter_args({{.*}}) -> (f32, f32) {
 // CHECK: %[[SCORE:.*]] = memref.load %[[SC]][%[[BI]], %[[H]], %[[SLOT]]]
-// CHECK: %[[ABOVE:.*]] = arith.cmpf ogt, %[[SCORE]], %[[TAUV]] : f32
-// CHECK: %[[DIFF:.*]] = arith.subf %[[SCORE]], %[[TAUV]] : f32
-// CHECK: %[[CLIP:.*]] = arith.minimumf %[[DIFF]], %{{.*}} : f32
-// CHECK: %[[GATE:.*]] = arith.select %[[ABOVE]], %[[CLIP]], %{{.*}} : f32
+// CHECK: %[[S64:.*]] = arith.extf %[[SCORE]] : f32 to f64
+// CHECK: %[[DIFF:.*]] = arith.subf %[[S64]], %[[TAUV]] : f64
+// CHECK: %[[LOW:.*]] = arith.maxnumf %[[DIFF]], %{{.*}} : f64
+// CHECK: %[[CLIP:.*]] = arith.minnumf %[[LOW]], %{{.*}} : f64
+// CHECK: %[[GATE:.*]] = arith.truncf %[[CLIP]] : f64 to f32
 // CHECK: memref.load %[[Q]][%[[BI]], %[[HQ]], %{{.*}}] : memref<?x8x64xbf16>
 // CHECK: arith.extf {{.*}} : bf16 to f32
 // CHECK: memref.load %[[KC]][%[[BI]], %[[H]], %[[SLOT]], %{{.*}}] : memref<?x2x48x64xbf16>
@@ -104,7 +106,7 @@ func.func @decode_bf16(%q: memref<?x8x64xbf16>, %kc: memref<?x2x48x64xbf16>,
 
 // k = 0: the window ring only, no pool loop; f32 needs no widening.
 // CHECK-LABEL: func.func @decode_window_only
-// CHECK-NOT: arith.minimumf
+// CHECK-NOT: arith.minnumf
 // CHECK: arith.remui
 // CHECK-NOT: arith.extf
 // CHECK-NOT: sparsek.decode_attention
@@ -123,7 +125,7 @@ func.func @decode_window_only(%q: memref<2x4x16xf32>, %kc: memref<2x4x8x16xf32>,
 
 // w = 0: the pool only, no ring remainder.
 // CHECK-LABEL: func.func @decode_pool_only
-// CHECK: arith.minimumf
+// CHECK: arith.minnumf
 // CHECK-NOT: arith.remui
 // CHECK-NOT: sparsek.decode_attention
 func.func @decode_pool_only(%q: memref<2x4x16xf32>, %kc: memref<2x4x8x16xf32>,
