@@ -36,6 +36,9 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
       "func.func(convert-linalg-to-loops),"
       "canonicalize,cse,"
       "expand-strided-metadata,lower-affine,convert-scf-to-cf,"
+      // bf16 truncation in integer arithmetic: LLVM would otherwise call
+      // __truncsfbf2, which GCC 12's libgcc lacks.
+      "arith-expand{{include-bf16=true},"
       "{1}"
       "convert-math-to-llvm,convert-arith-to-llvm,"
       "finalize-memref-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,"

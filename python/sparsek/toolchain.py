@@ -13,6 +13,9 @@ import subprocess
 import tempfile
 
 _LLVM_BIN = "/usr/lib/llvm-22/bin"
+# Bumped whenever the way libraries are built changes (flags, steps), so the
+# on-disk cache never serves a library built the old way.
+_BUILD_RECIPE = 2
 
 
 class ToolchainError(RuntimeError):
@@ -61,7 +64,11 @@ def compile_shared_library(mlir_text, output=None, pipeline="sparsek-cpu-pipelin
     and the pipeline, so recompiling the same module is free.
     """
     if output is None:
-        key = hashlib.sha256(f"{pipeline}\0{opt_level}\0{mlir_text}".encode()).hexdigest()[:20]
+        # The compiler is part of the key: a rebuilt sparsek-opt must not
+        # reuse libraries compiled by an older one.
+        opt = os.stat(find_tool("sparsek-opt"))
+        compiler = f"{opt.st_size}:{opt.st_mtime_ns}"
+        key = hashlib.sha256(f"{_BUILD_RECIPE}\0{compiler}\0{pipeline}\0{opt_level}\0{mlir_text}".encode()).hexdigest()[:20]
         cache = os.environ.get("SPARSEK_CACHE_DIR",
                                os.path.join(tempfile.gettempdir(), f"sparsek-cache-{os.getuid()}"))
         os.makedirs(cache, exist_ok=True)
@@ -74,6 +81,9 @@ def compile_shared_library(mlir_text, output=None, pipeline="sparsek-cpu-pipelin
         _run([find_tool("llc"), f"-O{opt_level}", "-filetype=obj", "-relocation-model=pic",
               "-o", obj, "-"], stdin=llvm_ir)
         partial = output + f".tmp{os.getpid()}"
-        _run([os.environ.get("CC", "cc"), "-shared", "-o", partial, obj, "-lm"])
+        # -Bsymbolic: calls between the library's own functions bind inside
+        # it, so an entry point named like a libc function (`select`) cannot
+        # be interposed by libc.
+        _run([os.environ.get("CC", "cc"), "-shared", "-Wl,-Bsymbolic", "-o", partial, obj, "-lm"])
         os.replace(partial, output)  # atomic: concurrent test workers never see half a file
     return output
