@@ -1,0 +1,26 @@
+// The CPU pipeline takes a tensor-level SparseK layer to the LLVM dialect:
+// no sparsek, tensor, linalg or scf op is left; the entry point takes its
+// destination instead of returning it and gets a C wrapper; the status
+// word and its accessors are there.
+// RUN: sparsek-opt %s --sparsek-cpu-pipeline | FileCheck %s
+// RUN: sparsek-opt %s --sparsek-cpu-pipeline=c-wrappers=false | FileCheck %s --check-prefix=NOWRAP
+// RUN: not sparsek-opt %s --sparsek-cpu-pipeline=index-bitwidth=16 2>&1 | FileCheck %s --check-prefix=BAD
+
+// CHECK: llvm.mlir.global private @__sparsek_status(0 : i32)
+// CHECK-DAG: llvm.func @sparsek_status() -> i32
+// CHECK-DAG: llvm.func @sparsek_clear_status()
+// CHECK-DAG: llvm.func @layer(%{{.*}}) attributes {llvm.emit_c_interface}
+// CHECK-DAG: llvm.func @_mlir_ciface_layer(%{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr)
+// CHECK-NOT: sparsek.
+// CHECK-NOT: linalg.
+// CHECK-NOT: scf.
+// NOWRAP-NOT: _mlir_ciface_layer
+// BAD: index-bitwidth must be 32 or 64, got 16
+func.func @layer(%q: tensor<1x4x?x8xbf16>, %k: tensor<1x2x?x8xbf16>,
+                 %v: tensor<1x2x?x8xbf16>, %u: tensor<1x2x?xf32>,
+                 %o0: tensor<1x4x?x8xbf16>) -> tensor<1x4x?x8xbf16> {
+  %o = sparsek.select_attention ins(%q, %k, %v, %u : tensor<1x4x?x8xbf16>, tensor<1x2x?x8xbf16>,
+                                    tensor<1x2x?x8xbf16>, tensor<1x2x?xf32>)
+         k = 8 w = 4 outs(%o0 : tensor<1x4x?x8xbf16>) -> tensor<1x4x?x8xbf16>
+  return %o : tensor<1x4x?x8xbf16>
+}
