@@ -68,8 +68,9 @@ double median(std::vector<double> v) {
 int main(int argc, char **argv) {
   Options o;
   if (!parse(argc, argv, &o)) {
-    std::fprintf(stderr, "usage: %s [--seqs N] [--heads H] [--k K] [--w W] "
-                         "[--dim D] [--context T] [--capacity C] [--iters N]\n",
+    std::fprintf(stderr,
+                 "usage: %s [--seqs N] [--heads H] [--k K] [--w W] "
+                 "[--dim D] [--context T] [--capacity C] [--iters N]\n",
                  argv[0]);
     return 2;
   }
@@ -228,12 +229,11 @@ int main(int argc, char **argv) {
               "  \"back_to_back_us_per_step\": %.3f,\n"
               "  \"verified_against_cpu_seqs\": %d,\n"
               "  \"seq0_tau_approximate\": %d\n}\n",
-              o.seqs, o.heads, o.k, o.w, o.dim, o.capacity, o.context,
-              o.warmup, o.iters, median(times),
+              o.seqs, o.heads, o.k, o.w, o.dim, o.capacity, o.context, o.warmup,
+              o.iters, median(times),
               *std::min_element(times.begin(), times.end()),
               *std::max_element(times.begin(), times.end()), median(timesIdle),
-              burstUs,
-              verified, approx);
+              burstUs, verified, approx);
   sk_cache_destroy(cache);
   sk_cache_destroy(mirror);
   return 0;

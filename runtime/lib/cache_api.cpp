@@ -4,6 +4,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <unordered_set>
 #include <vector>
@@ -18,6 +19,16 @@ struct sk_cache {
 namespace {
 
 thread_local char lastError[512] = "";
+
+/// The integer a C caller stored in an enum field. Reading an enum object
+/// that holds a value outside its enumerators is undefined in C++, and
+/// callers such as ctypes can store anything, so the bytes are read as int.
+template <typename Enum> int32_t rawEnum(const Enum &value) {
+  static_assert(sizeof(Enum) == sizeof(int32_t), "C enums are int-sized");
+  int32_t raw;
+  std::memcpy(&raw, &value, sizeof(raw));
+  return raw;
+}
 
 /// Live caches, so that a stale or foreign pointer is reported instead of
 /// being dereferenced.
@@ -34,8 +45,7 @@ bool isLive(const sk_cache *cache) {
 
 sk_status checkCache(const sk_cache *cache, const char *caller) {
   if (!isLive(cache))
-    return cacheError(SK_ERR_BAD_HANDLE, "%s: not a live cache handle",
-                      caller);
+    return cacheError(SK_ERR_BAD_HANDLE, "%s: not a live cache handle", caller);
   return SK_OK;
 }
 
@@ -47,8 +57,7 @@ sk_status checkSeq(const sk_cache *cache, int32_t seq, const char *caller) {
   return SK_OK;
 }
 
-sk_status checkLayer(const sk_cache *cache, int32_t layer,
-                     const char *caller) {
+sk_status checkLayer(const sk_cache *cache, int32_t layer, const char *caller) {
   int32_t layers = cache->backend->config().num_layers;
   if (layer < 0 || layer >= layers)
     return cacheError(SK_ERR_INVALID_ARGUMENT,
@@ -63,14 +72,14 @@ sk_status checkShape(const sk_cache *cache, const sk_kv_shape *shape,
   if (!shape)
     return cacheError(SK_ERR_INVALID_ARGUMENT, "%s: null shape", caller);
   if (shape->num_kv_heads != c.num_kv_heads || shape->head_dim != c.head_dim ||
-      shape->value_dim != c.value_dim || shape->dtype != c.dtype)
+      shape->value_dim != c.value_dim || rawEnum(shape->dtype) != c.dtype)
     return cacheError(
         SK_ERR_INVALID_ARGUMENT,
         "%s: input has heads=%d D=%d Dv=%d dtype=%d but the cache has "
         "heads=%d D=%d Dv=%d dtype=%d",
         caller, shape->num_kv_heads, shape->head_dim, shape->value_dim,
-        static_cast<int>(shape->dtype), c.num_kv_heads, c.head_dim,
-        c.value_dim, static_cast<int>(c.dtype));
+        rawEnum(shape->dtype), c.num_kv_heads, c.head_dim, c.value_dim,
+        static_cast<int>(c.dtype));
   return SK_OK;
 }
 
@@ -78,12 +87,13 @@ sk_status checkConfig(const sk_cache_config *c) {
   const char *caller = "sk_cache_create";
   if (!c)
     return cacheError(SK_ERR_INVALID_ARGUMENT, "%s: null config", caller);
-  if (c->backend != SK_BACKEND_CPU && c->backend != SK_BACKEND_CUDA)
-    return cacheError(SK_ERR_INVALID_ARGUMENT, "%s: unknown backend %d",
-                      caller, static_cast<int>(c->backend));
-  if (dtypeBytes(c->dtype) == 0)
+  const int32_t backend = rawEnum(c->backend), dtype = rawEnum(c->dtype);
+  if (backend != SK_BACKEND_CPU && backend != SK_BACKEND_CUDA)
+    return cacheError(SK_ERR_INVALID_ARGUMENT, "%s: unknown backend %d", caller,
+                      backend);
+  if (dtype != SK_DTYPE_F32 && dtype != SK_DTYPE_F16 && dtype != SK_DTYPE_BF16)
     return cacheError(SK_ERR_INVALID_ARGUMENT, "%s: unknown dtype %d", caller,
-                      static_cast<int>(c->dtype));
+                      dtype);
   if (c->num_layers < 1 || c->num_kv_heads < 1 || c->head_dim < 1 ||
       c->value_dim < 1 || c->max_seqs < 1)
     return cacheError(SK_ERR_INVALID_ARGUMENT,

@@ -55,9 +55,8 @@ private:
 
   void appendHead(Layer &layer, int32_t seq, int32_t head, int64_t position,
                   float score, const uint8_t *key, const uint8_t *value);
-  void offerCandidate(Layer &layer, int32_t seq, int32_t head,
-                      int64_t position, float score, const uint8_t *key,
-                      const uint8_t *value);
+  void offerCandidate(Layer &layer, int32_t seq, int32_t head, int64_t position,
+                      float score, const uint8_t *key, const uint8_t *value);
   void writeSlot(Layer &layer, size_t slot, int64_t position, float score,
                  const uint8_t *key, const uint8_t *value) const;
 
@@ -135,8 +134,8 @@ void CpuCache::writeSlot(Layer &layer, size_t slot, int64_t position,
 }
 
 void CpuCache::offerCandidate(Layer &layer, int32_t seq, int32_t head,
-                              int64_t position, float score,
-                              const uint8_t *key, const uint8_t *value) {
+                              int64_t position, float score, const uint8_t *key,
+                              const uint8_t *value) {
   if (score == -kInfF)
     return; // Masked keys are never candidates.
   const CacheLayout &l = layout_;
@@ -191,9 +190,9 @@ sk_status CpuCache::appendTokens(int32_t layerIndex, int32_t numSeqs,
                                  const void *values, const float *scores,
                                  void *) {
   const CacheLayout &l = layout_;
-  if (sk_status status = checkScores(
-          scores, static_cast<int64_t>(numSeqs) * l.heads,
-          "sk_cache_append_tokens"))
+  if (sk_status status =
+          checkScores(scores, static_cast<int64_t>(numSeqs) * l.heads,
+                      "sk_cache_append_tokens"))
     return status;
   Layer &layer = layers_[layerIndex];
   auto *keyBytes = static_cast<const uint8_t *>(keys);
@@ -217,8 +216,8 @@ sk_status CpuCache::appendChunk(int32_t layerIndex, int32_t seq,
                                 const void *values, const float *scores,
                                 void *) {
   const CacheLayout &l = layout_;
-  if (sk_status status = checkScores(scores, numTokens * l.heads,
-                                     "sk_cache_append_chunk"))
+  if (sk_status status =
+          checkScores(scores, numTokens * l.heads, "sk_cache_append_chunk"))
     return status;
   Layer &layer = layers_[layerIndex];
   auto *keyBytes = static_cast<const uint8_t *>(keys);

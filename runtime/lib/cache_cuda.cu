@@ -89,10 +89,9 @@ __global__ void __launch_bounds__(kLightThreads)
     return;
   const long long p = st.lastPos + 1;
   const size_t input = static_cast<size_t>(i) * l.heads + head;
-  cuda::appendTokenLight(a, st, seq, head, p, scores[input],
-                         keys + input * l.keyRowBytes(),
-                         values + input * l.valueRowBytes(), true,
-                         cuda::TokenSource{});
+  cuda::appendTokenLight(
+      a, st, seq, head, p, scores[input], keys + input * l.keyRowBytes(),
+      values + input * l.valueRowBytes(), true, cuda::TokenSource{});
   if (threadIdx.x == 0) {
     a.states[row] = st;
     if (head == 0)
@@ -128,10 +127,9 @@ __global__ void __launch_bounds__(kThreads, kFusedMinBlocks)
     return;
   const long long p = st.lastPos + 1;
   const size_t input = static_cast<size_t>(i) * l.heads + head;
-  cuda::appendTokenLight(a, st, seq, head, p, scores[input],
-                         keys + input * l.keyRowBytes(),
-                         values + input * l.valueRowBytes(), true,
-                         cuda::TokenSource{});
+  cuda::appendTokenLight(
+      a, st, seq, head, p, scores[input], keys + input * l.keyRowBytes(),
+      values + input * l.valueRowBytes(), true, cuda::TokenSource{});
   if (st.pending)
     cuda::finishPending(a, st, seq, head);
   if (threadIdx.x == 0) {
@@ -144,8 +142,7 @@ __global__ void __launch_bounds__(kThreads, kFusedMinBlocks)
 /// Second kernel of a decode step: the rows whose append left heavy work
 /// (pool rescan, tau walk, compaction), a few blocks per SM looping over
 /// them. The last block to finish resets the worklist for the next step.
-__global__ void __launch_bounds__(kThreads)
-    finishPendingKernel(LayerArgs a) {
+__global__ void __launch_bounds__(kThreads) finishPendingKernel(LayerArgs a) {
   const CacheLayout &l = a.layout;
   __shared__ HeadState st;
   __shared__ int count;
@@ -300,8 +297,7 @@ sk_status CudaCache::allocate() {
   if (err != cudaSuccess || devices == 0) {
     cudaGetLastError();
     return cacheError(SK_ERR_NO_DEVICE, "sk_cache_create: no CUDA device (%s)",
-                      err != cudaSuccess ? cudaGetErrorName(err)
-                                         : "0 devices");
+                      err != cudaSuccess ? cudaGetErrorName(err) : "0 devices");
   }
   if (config_.device >= devices)
     return cacheError(SK_ERR_INVALID_ARGUMENT,
@@ -309,8 +305,7 @@ sk_status CudaCache::allocate() {
                       devices);
   DeviceGuard guard(config_.device);
   int sms = 0;
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
-                         config_.device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, config_.device);
   finishBlocks_ = std::max(1, 4 * sms * 128 / kThreads);
   if (sk_status status = alloc(&error_, 1))
     return status;
@@ -341,8 +336,9 @@ sk_status CudaCache::allocate() {
     return status;
   err = cudaDeviceSynchronize();
   if (err != cudaSuccess)
-    return cacheError(SK_ERR_CUDA, "sk_cache_create: initialization failed "
-                                   "with %s",
+    return cacheError(SK_ERR_CUDA,
+                      "sk_cache_create: initialization failed "
+                      "with %s",
                       cudaGetErrorName(err));
   return SK_OK;
 }
@@ -384,8 +380,7 @@ sk_status CudaCache::appendTokens(int32_t layer, int32_t numSeqs,
     for (int32_t i = 0; i < n; ++i)
       batch.ids[i] = seqIds[done + i];
     const uint8_t *k = static_cast<const uint8_t *>(keys) + done * heads * kb;
-    const uint8_t *v =
-        static_cast<const uint8_t *>(values) + done * heads * vb;
+    const uint8_t *v = static_cast<const uint8_t *>(values) + done * heads * vb;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     if (SK_DECODE_FUSED) {
       appendTokensFusedKernel<<<n * layout_.heads, kThreads, 0, s>>>(
@@ -399,10 +394,9 @@ sk_status CudaCache::appendTokens(int32_t layer, int32_t numSeqs,
   return launched("sk_cache_append_tokens");
 }
 
-sk_status CudaCache::appendChunk(int32_t layer, int32_t seq,
-                                 int64_t numTokens, const void *keys,
-                                 const void *values, const float *scores,
-                                 void *stream) {
+sk_status CudaCache::appendChunk(int32_t layer, int32_t seq, int64_t numTokens,
+                                 const void *keys, const void *values,
+                                 const float *scores, void *stream) {
   DeviceGuard guard(config_.device);
   appendChunkKernel<<<layout_.heads, kThreads, 0,
                       static_cast<cudaStream_t>(stream)>>>(
@@ -427,9 +421,9 @@ sk_status CudaCache::isApproximate(int32_t seq, int32_t *approx) {
   *approx = 0;
   std::vector<HeadState> states(layout_.heads);
   for (const LayerArgs &a : layers_) {
-    cudaError_t err = cudaMemcpy(states.data(), a.states + layout_.row(seq, 0),
-                                 states.size() * sizeof(HeadState),
-                                 cudaMemcpyDeviceToHost);
+    cudaError_t err =
+        cudaMemcpy(states.data(), a.states + layout_.row(seq, 0),
+                   states.size() * sizeof(HeadState), cudaMemcpyDeviceToHost);
     if (err != cudaSuccess)
       return cacheError(SK_ERR_CUDA,
                         "sk_cache_seq_is_approximate: cudaMemcpy failed "

@@ -82,8 +82,8 @@ __device__ inline bool invalidScore(float z) {
 }
 
 __device__ inline void reportScoreError(DeviceError *error, int code, int seq,
-                                        int layer, int head,
-                                        long long position, float value) {
+                                        int layer, int head, long long position,
+                                        float value) {
   if (atomicCAS(&error->code, 0, code) == 0) {
     error->seq = seq;
     error->layer = layer;
@@ -94,8 +94,7 @@ __device__ inline void reportScoreError(DeviceError *error, int code, int seq,
 }
 
 /// Copies one row with the widest aligned accesses available.
-__device__ inline void copyRow(uint8_t *dst, const uint8_t *src,
-                               size_t bytes) {
+__device__ inline void copyRow(uint8_t *dst, const uint8_t *src, size_t bytes) {
   uintptr_t align = reinterpret_cast<uintptr_t>(dst) |
                     reinterpret_cast<uintptr_t>(src) | bytes;
   if ((align & 15) == 0) {
@@ -546,8 +545,8 @@ __device__ inline bool solveOnPiece(HeadState &st, int k) {
 
 /// Thread 0: the O(1) part of adding one unmasked candidate score. Returns
 /// the pending work (0, kPendingSolve or kPendingRoom) for supportFinish.
-__device__ inline int supportStart(HeadState &st, float *values, float z,
-                                   int k, int capacity) {
+__device__ inline int supportStart(HeadState &st, float *values, float z, int k,
+                                   int capacity) {
   ++st.candidates;
   if (k == 0)
     return 0; // tau = +inf: nothing is ever selected.
@@ -649,10 +648,9 @@ struct TokenSource {
 /// are the token's rows; writeRows = false skips copying them into the
 /// window (a chunk token overwritten again within the same chunk).
 __device__ inline void appendTokenLight(const LayerArgs &a, HeadState &st,
-                                        int seq, int head, long long p,
-                                        float z, const uint8_t *newKey,
-                                        const uint8_t *newValue,
-                                        bool writeRows,
+                                        int seq, int head, long long p, float z,
+                                        const uint8_t *newKey,
+                                        const uint8_t *newValue, bool writeRows,
                                         const TokenSource &chunk) {
   const CacheLayout &l = a.layout;
   const size_t first = l.slot(seq, head, 0);
@@ -703,9 +701,9 @@ __device__ inline void appendTokenLight(const LayerArgs &a, HeadState &st,
       }
     }
     if (candPos >= 0) {
-      st.pending |= supportStart(
-          st, a.support + l.row(seq, head) * l.supportStride(), candScore, l.k,
-          l.scoreCapacity);
+      st.pending |=
+          supportStart(st, a.support + l.row(seq, head) * l.supportStride(),
+                       candScore, l.k, l.scoreCapacity);
       st.pendingScore = candScore;
     }
   }
@@ -739,14 +737,13 @@ __device__ inline void appendTokenLight(const LayerArgs &a, HeadState &st,
 }
 
 /// Does the work appendTokenLight left pending (a block of kThreads).
-__device__ inline void finishPending(const LayerArgs &a, HeadState &st,
-                                     int seq, int head) {
+__device__ inline void finishPending(const LayerArgs &a, HeadState &st, int seq,
+                                     int head) {
   const CacheLayout &l = a.layout;
   const int pending = st.pending;
   if (pending & kPendingRescan) {
     const size_t first = l.slot(seq, head, 0);
-    int weakest =
-        weakestPoolSlot(a.slotScores + first, a.slotPos + first, l.k);
+    int weakest = weakestPoolSlot(a.slotScores + first, a.slotPos + first, l.k);
     if (threadIdx.x == 0) {
       st.weak = weakest;
       st.weakScore = a.slotScores[first + weakest];

@@ -29,8 +29,8 @@ void loadDriver() {
   // Missing optional entry points (e.g. cuEventElapsedTime_v2 on an old
   // driver) stay null; the wrappers that need them report it when called.
 #define SK_LOAD_MEMBER(name)                                                   \
-  api.name = reinterpret_cast<decltype(api.name)>(                             \
-      dlsym(handle, SK_STRINGIFY(name)));
+  api.name =                                                                   \
+      reinterpret_cast<decltype(api.name)>(dlsym(handle, SK_STRINGIFY(name)));
   SK_DRIVER_FUNCTIONS(SK_LOAD_MEMBER)
 #undef SK_LOAD_MEMBER
   if (!api.cuInit || !api.cuGetErrorName || !api.cuDeviceGet ||

@@ -66,8 +66,8 @@ CUcontext primaryContext(int32_t device, sk_status *status,
   CUdevice dev;
   *result = driver->cuDeviceGet(&dev, device);
   if (*result != CUDA_SUCCESS) {
-    *status = *result == CUDA_ERROR_INVALID_DEVICE ? SK_ERR_NO_DEVICE
-                                                   : SK_ERR_CUDA;
+    *status =
+        *result == CUDA_ERROR_INVALID_DEVICE ? SK_ERR_NO_DEVICE : SK_ERR_CUDA;
     *message = "cuDeviceGet";
     return nullptr;
   }
@@ -123,8 +123,7 @@ public:
       return true;
     recordError(result == CUDA_ERROR_OUT_OF_MEMORY ? SK_ERR_OUT_OF_MEMORY
                                                    : SK_ERR_CUDA,
-                "%s: %s failed with %s", caller, call,
-                driverErrorName(result));
+                "%s: %s failed with %s", caller, call, driverErrorName(result));
     return false;
   }
 
@@ -438,19 +437,17 @@ void mgpuMemHostUnregisterMemRef(int64_t rank, void *descriptor,
 
 void mgpuSetDefaultDevice(int32_t device) { defaultDevice = device; }
 
-void *mgpuTensorMapEncodeTiledMemref(int64_t tensorRank,
-                                     void *rankedDescriptor,
-                                     int64_t tensorDataType,
-                                     int64_t interleave, int64_t swizzle,
-                                     int64_t l2Promotion, int64_t oobFill,
-                                     int64_t *inputBoxDims) {
+void *mgpuTensorMapEncodeTiledMemref(int64_t tensorRank, void *rankedDescriptor,
+                                     int64_t tensorDataType, int64_t interleave,
+                                     int64_t swizzle, int64_t l2Promotion,
+                                     int64_t oobFill, int64_t *inputBoxDims) {
   const char *caller = "mgpuTensorMapEncodeTiledMemref";
   // Bytes per element, indexed by CUtensorMapDataType (UINT8 .. TFLOAT32_FTZ).
   static const int64_t kElementBytes[] = {1, 2, 4, 4, 8, 8, 2,
                                           4, 8, 2, 4, 4, 4};
   constexpr int64_t kNumTypes = sizeof(kElementBytes) / sizeof(int64_t);
-  if (tensorRank < 1 || tensorRank > 5 || !rankedDescriptor ||
-      !inputBoxDims || tensorDataType < 0 || tensorDataType >= kNumTypes) {
+  if (tensorRank < 1 || tensorRank > 5 || !rankedDescriptor || !inputBoxDims ||
+      tensorDataType < 0 || tensorDataType >= kNumTypes) {
     recordError(SK_ERR_INVALID_ARGUMENT,
                 "%s: rank must be 1..5 with a known data type", caller);
     return nullptr;
@@ -556,9 +553,8 @@ void *mgpuModuleGetFunction(void *, const char *) {
   unsupported("mgpuModuleGetFunction");
   return nullptr;
 }
-void mgpuLaunchKernel(void *, intptr_t, intptr_t, intptr_t, intptr_t,
-                      intptr_t, intptr_t, int32_t, void *, void **, void **,
-                      size_t) {
+void mgpuLaunchKernel(void *, intptr_t, intptr_t, intptr_t, intptr_t, intptr_t,
+                      intptr_t, int32_t, void *, void **, void **, size_t) {
   unsupported("mgpuLaunchKernel");
 }
 void mgpuLaunchClusterKernel(void *, intptr_t, intptr_t, intptr_t, intptr_t,
@@ -603,8 +599,8 @@ void mgpuMemHostRegisterMemRef(int64_t, void *, int64_t) {
 void mgpuMemHostUnregister(void *) {}
 void mgpuMemHostUnregisterMemRef(int64_t, void *, int64_t) {}
 void mgpuSetDefaultDevice(int32_t) {}
-void *mgpuTensorMapEncodeTiledMemref(int64_t, void *, int64_t, int64_t,
-                                     int64_t, int64_t, int64_t, int64_t *) {
+void *mgpuTensorMapEncodeTiledMemref(int64_t, void *, int64_t, int64_t, int64_t,
+                                     int64_t, int64_t, int64_t *) {
   unsupported("mgpuTensorMapEncodeTiledMemref");
   return nullptr;
 }

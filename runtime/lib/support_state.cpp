@@ -108,7 +108,8 @@ void sparsek::rt::SupportState::solve() {
     floor = std::max(floor, next);
     while (!middle_.empty() && middle_.front() <= next)
       middleSum_ -= heapPop(middle_);
-    while (!upper_.empty() && static_cast<double>(upper_.front()) - 1.0 <= next) {
+    while (!upper_.empty() &&
+           static_cast<double>(upper_.front()) - 1.0 <= next) {
       float moved = heapPop(upper_);
       heapPush(middle_, moved);
       middleSum_ += moved;

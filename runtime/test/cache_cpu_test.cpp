@@ -67,15 +67,14 @@ TEST_P(CpuCacheReference, MatchesBruteForceAfterEveryAppend) {
     Snapshot s = snapshot(cache, 0);
     for (int32_t seq : batch)
       for (int32_t h = 0; h < heads; ++h) {
-        std::string diff = compareWithReference(
-            s, cfg, seq, h, streams[seq * heads + h], p);
+        std::string diff =
+            compareWithReference(s, cfg, seq, h, streams[seq * heads + h], p);
         ASSERT_EQ(diff, "");
       }
     if (chunked)
       for (int32_t h = 0; h < heads; ++h) {
-        std::string diff =
-            compareWithReference(s, cfg, ids[2], h,
-                                 streams[ids[2] * heads + h], chunkEnd - 1);
+        std::string diff = compareWithReference(
+            s, cfg, ids[2], h, streams[ids[2] * heads + h], chunkEnd - 1);
         ASSERT_EQ(diff, "");
       }
   }
@@ -101,8 +100,7 @@ TEST_P(CpuCacheReference, ChunkEqualsTokensBitForBit) {
   for (int64_t p = 0; p < tc.tokens; ++p) {
     TokenBatch t = makeTokenBatch(cfg, {a}, streams, p);
     ASSERT_EQ(sk_cache_append_tokens(tokens, 0, &shape, 1, &a, t.keys.data(),
-                                     t.values.data(), t.scores.data(),
-                                     nullptr),
+                                     t.values.data(), t.scores.data(), nullptr),
               SK_OK);
   }
   // One prompt-sized chunk, then the rest in two pieces.
@@ -120,8 +118,8 @@ TEST_P(CpuCacheReference, ChunkEqualsTokensBitForBit) {
   EXPECT_EQ(x.keys, y.keys);
   EXPECT_EQ(x.values, y.values);
   EXPECT_EQ(x.slotPos, y.slotPos);
-  EXPECT_EQ(0, std::memcmp(x.scores.data(), y.scores.data(),
-                           x.scores.size() * 4));
+  EXPECT_EQ(0,
+            std::memcmp(x.scores.data(), y.scores.data(), x.scores.size() * 4));
   EXPECT_EQ(0, std::memcmp(x.tau.data(), y.tau.data(), x.tau.size() * 4));
   EXPECT_EQ(x.poolCount, y.poolCount);
   EXPECT_EQ(x.pos, y.pos);

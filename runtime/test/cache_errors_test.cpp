@@ -28,10 +28,9 @@ protected:
   }
   sk_status append(const std::vector<int32_t> &seqs, int64_t p) {
     TokenBatch b = makeTokenBatch(cfg, seqs, streams, p);
-    return sk_cache_append_tokens(cache, 0, &shape,
-                                  static_cast<int32_t>(seqs.size()),
-                                  seqs.data(), b.keys.data(), b.values.data(),
-                                  b.scores.data(), nullptr);
+    return sk_cache_append_tokens(
+        cache, 0, &shape, static_cast<int32_t>(seqs.size()), seqs.data(),
+        b.keys.data(), b.values.data(), b.scores.data(), nullptr);
   }
   void expectUnchanged(const Snapshot &before) {
     Snapshot after = snapshot(cache, 0);
@@ -70,9 +69,8 @@ TEST_F(CacheErrors, NanAndPlusInfScoresRejectedWithoutChange) {
     // A chunk with one bad score deep inside is rejected as a whole.
     TokenBatch c = makeChunk(cfg, ids[1], streams, 20, 30);
     c.scores[30 + 17] = bad;
-    EXPECT_EQ(sk_cache_append_chunk(cache, 0, &shape, ids[1], 30,
-                                    c.keys.data(), c.values.data(),
-                                    c.scores.data(), nullptr),
+    EXPECT_EQ(sk_cache_append_chunk(cache, 0, &shape, ids[1], 30, c.keys.data(),
+                                    c.values.data(), c.scores.data(), nullptr),
               SK_ERR_INVALID_SCORE);
     expectUnchanged(before);
   }
@@ -200,9 +198,16 @@ TEST_F(CacheErrors, InvalidConfigs) {
   bad = cfg;
   bad.head_dim = 0;
   EXPECT_EQ(sk_cache_create(&bad, &c), SK_ERR_INVALID_ARGUMENT);
-  bad = cfg;
-  bad.dtype = static_cast<sk_dtype>(9);
-  EXPECT_EQ(sk_cache_create(&bad, &c), SK_ERR_INVALID_ARGUMENT);
+  // A C caller (ctypes) can store any int in an enum field.
+  for (int32_t raw : {9, -1}) {
+    bad = cfg;
+    std::memcpy(&bad.dtype, &raw, sizeof(raw));
+    EXPECT_EQ(sk_cache_create(&bad, &c), SK_ERR_INVALID_ARGUMENT);
+    bad = cfg;
+    std::memcpy(&bad.backend, &raw, sizeof(raw));
+    EXPECT_EQ(sk_cache_create(&bad, &c), SK_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(message().find("unknown"), std::string::npos);
+  }
   bad = cfg;
   bad.max_seqs = 1 << 30;
   bad.k = 1 << 20;

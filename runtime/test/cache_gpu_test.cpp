@@ -111,14 +111,11 @@ TEST_P(GpuCache, TokenBatchesMatchCpu) {
     DeviceBatch d(b);
     ASSERT_EQ(sk_cache_append_tokens(caches.cpu, 0, &shape, tc.seqs,
                                      caches.ids.data(), b.keys.data(),
-                                     b.values.data(), b.scores.data(),
-                                     nullptr),
+                                     b.values.data(), b.scores.data(), nullptr),
               SK_OK);
-    ASSERT_EQ(sk_cache_append_tokens(caches.gpu, 0, &shape, tc.seqs,
-                                     caches.ids.data(), d.keys.ptr,
-                                     d.values.ptr,
-                                     static_cast<float *>(d.scores.ptr),
-                                     nullptr),
+    ASSERT_EQ(sk_cache_append_tokens(
+                  caches.gpu, 0, &shape, tc.seqs, caches.ids.data(), d.keys.ptr,
+                  d.values.ptr, static_cast<float *>(d.scores.ptr), nullptr),
               SK_OK)
         << sk_cache_last_error();
     if (p % 97 == 0 || p + 1 == tc.tokens) {
@@ -148,8 +145,7 @@ TEST_P(GpuCache, ChunksMatchCpuTokens) {
     TokenBatch b = makeTokenBatch(cfg, caches.ids, streams, p);
     ASSERT_EQ(sk_cache_append_tokens(caches.cpu, 0, &shape, tc.seqs,
                                      caches.ids.data(), b.keys.data(),
-                                     b.values.data(), b.scores.data(),
-                                     nullptr),
+                                     b.values.data(), b.scores.data(), nullptr),
               SK_OK);
   }
   // Each sequence gets its stream in chunks of its own sizes: shorter and
@@ -160,10 +156,9 @@ TEST_P(GpuCache, ChunksMatchCpuTokens) {
       int64_t count = std::min(size, tc.tokens - start);
       TokenBatch c = makeChunk(cfg, seq, streams, start, count);
       DeviceBatch d(c);
-      ASSERT_EQ(sk_cache_append_chunk(caches.gpu, 0, &shape, seq, count,
-                                      d.keys.ptr, d.values.ptr,
-                                      static_cast<float *>(d.scores.ptr),
-                                      nullptr),
+      ASSERT_EQ(sk_cache_append_chunk(
+                    caches.gpu, 0, &shape, seq, count, d.keys.ptr, d.values.ptr,
+                    static_cast<float *>(d.scores.ptr), nullptr),
                 SK_OK)
           << sk_cache_last_error();
       start += count;
@@ -177,14 +172,12 @@ TEST_P(GpuCache, ChunksMatchCpuTokens) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, GpuCache,
-    ::testing::Values(GpuCase{"small", 4, 32, 8, 64, SK_DTYPE_BF16, 8, 700,
-                              4096},
-                      GpuCase{"large_k", 2, 512, 64, 128, SK_DTYPE_F16, 4,
-                              3000, 8192},
-                      GpuCase{"k0", 2, 0, 16, 32, SK_DTYPE_F32, 3, 200, 0},
-                      GpuCase{"w0", 2, 16, 0, 32, SK_DTYPE_F32, 3, 400, 1024},
-                      GpuCase{"overflow", 2, 8, 4, 16, SK_DTYPE_BF16, 4, 600,
-                              12}),
+    ::testing::Values(
+        GpuCase{"small", 4, 32, 8, 64, SK_DTYPE_BF16, 8, 700, 4096},
+        GpuCase{"large_k", 2, 512, 64, 128, SK_DTYPE_F16, 4, 3000, 8192},
+        GpuCase{"k0", 2, 0, 16, 32, SK_DTYPE_F32, 3, 200, 0},
+        GpuCase{"w0", 2, 16, 0, 32, SK_DTYPE_F32, 3, 400, 1024},
+        GpuCase{"overflow", 2, 8, 4, 16, SK_DTYPE_BF16, 4, 600, 12}),
     [](const ::testing::TestParamInfo<GpuCase> &info) {
       return std::string(info.param.name);
     });
@@ -204,21 +197,18 @@ TEST(GpuCacheErrors, DeviceScoreErrorsAreStickyAndLocal) {
   for (int64_t p = 0; p < 30; ++p) {
     TokenBatch b = makeTokenBatch(cfg, caches.ids, streams, p);
     DeviceBatch d(b);
-    ASSERT_EQ(sk_cache_append_tokens(caches.gpu, 0, &shape, 3,
-                                     caches.ids.data(), d.keys.ptr,
-                                     d.values.ptr,
-                                     static_cast<float *>(d.scores.ptr),
-                                     nullptr),
+    ASSERT_EQ(sk_cache_append_tokens(
+                  caches.gpu, 0, &shape, 3, caches.ids.data(), d.keys.ptr,
+                  d.values.ptr, static_cast<float *>(d.scores.ptr), nullptr),
               SK_OK);
   }
   Snapshot before = snapshot(caches.gpu, 0);
   TokenBatch b = makeTokenBatch(cfg, caches.ids, streams, 30);
   b.scores[1 * 2 + 1] = NAN; // sequence 1, head 1
   DeviceBatch d(b);
-  ASSERT_EQ(sk_cache_append_tokens(caches.gpu, 0, &shape, 3,
-                                   caches.ids.data(), d.keys.ptr, d.values.ptr,
-                                   static_cast<float *>(d.scores.ptr),
-                                   nullptr),
+  ASSERT_EQ(sk_cache_append_tokens(caches.gpu, 0, &shape, 3, caches.ids.data(),
+                                   d.keys.ptr, d.values.ptr,
+                                   static_cast<float *>(d.scores.ptr), nullptr),
             SK_OK);
   EXPECT_EQ(sk_cache_check_device_error(caches.gpu, nullptr),
             SK_ERR_INVALID_SCORE);
@@ -241,8 +231,7 @@ TEST(GpuCacheErrors, DeviceScoreErrorsAreStickyAndLocal) {
   DeviceBatch dc(c);
   ASSERT_EQ(sk_cache_append_chunk(caches.gpu, 0, &shape, 2, 5, dc.keys.ptr,
                                   dc.values.ptr,
-                                  static_cast<float *>(dc.scores.ptr),
-                                  nullptr),
+                                  static_cast<float *>(dc.scores.ptr), nullptr),
             SK_OK);
   EXPECT_EQ(sk_cache_check_device_error(caches.gpu, nullptr),
             SK_ERR_INVALID_SCORE);

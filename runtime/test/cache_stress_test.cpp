@@ -23,8 +23,8 @@ TEST(CacheStress, MillionAppendsOverManySequences) {
   // Scores: one long stream per (sequence, head), kept for the final check.
   std::vector<std::vector<float>> streams;
   for (int32_t i = 0; i < seqs * heads; ++i)
-    streams.push_back(makeScores(i % 2 ? Scores::Quantized : Scores::Masked,
-                                 steps, 900 + i));
+    streams.push_back(
+        makeScores(i % 2 ? Scores::Quantized : Scores::Masked, steps, 900 + i));
   size_t kb = cfg.head_dim * 2, vb = cfg.value_dim * 2;
   std::vector<uint8_t> keys(seqs * heads * kb), values(seqs * heads * vb);
   std::vector<float> scores(seqs * heads);
@@ -39,8 +39,8 @@ TEST(CacheStress, MillionAppendsOverManySequences) {
         scores[row] = streams[ids[i] * heads + h][p];
       }
     ASSERT_EQ(sk_cache_append_tokens(cache, 0, &shape, seqs, ids.data(),
-                                     keys.data(), values.data(),
-                                     scores.data(), nullptr),
+                                     keys.data(), values.data(), scores.data(),
+                                     nullptr),
               SK_OK);
     for (int64_t &n : length)
       ++n;
@@ -81,9 +81,8 @@ TEST(CacheConstantMemory, SameKvBytesAfterThousandAndMillionTokens) {
   sk_cache_view at1k{};
   for (int64_t start = 0; start < 1000000; start += chunk) {
     TokenBatch c = makeChunk(cfg, seq, streams, start, chunk);
-    ASSERT_EQ(sk_cache_append_chunk(cache, 0, &shape, seq, chunk,
-                                    c.keys.data(), c.values.data(),
-                                    c.scores.data(), nullptr),
+    ASSERT_EQ(sk_cache_append_chunk(cache, 0, &shape, seq, chunk, c.keys.data(),
+                                    c.values.data(), c.scores.data(), nullptr),
               SK_OK);
     if (start == 0) {
       ASSERT_EQ(sk_cache_kv_bytes(cache, &bytesAt1k), SK_OK);

@@ -31,8 +31,7 @@ TEST(MgpuErrors, FirstErrorWinsUntilCleared) {
   EXPECT_EQ(sk_rt_get_status(), SK_OK);
   EXPECT_EQ(lastError(), "");
   // A null function fails whether or not a GPU is present.
-  mgpuLaunchKernel(nullptr, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr,
-                   0);
+  mgpuLaunchKernel(nullptr, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr, 0);
   sk_status first = sk_rt_get_status();
   std::string firstMessage = lastError();
   EXPECT_NE(first, SK_OK);

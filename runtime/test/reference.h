@@ -81,11 +81,10 @@ inline Expected referenceState(const std::vector<float> &u, int64_t p,
     values.push_back(u[j]);
   }
   e.tau = referenceTau(values, k);
-  std::sort(candidates.begin(), candidates.end(),
-            [](const Entry &a, const Entry &b) {
-              return a.score != b.score ? a.score > b.score
-                                        : a.position < b.position;
-            });
+  std::sort(
+      candidates.begin(), candidates.end(), [](const Entry &a, const Entry &b) {
+        return a.score != b.score ? a.score > b.score : a.position < b.position;
+      });
   if (static_cast<int64_t>(candidates.size()) > k)
     candidates.resize(k);
   std::sort(candidates.begin(), candidates.end());

@@ -131,11 +131,9 @@ inline Snapshot snapshot(const sk_cache *cache, int32_t layer) {
 /// Checks one (seq, head) of a snapshot against the brute-force state after
 /// appending position p of stream u. Returns a description of the first
 /// mismatch ("" if none) so that loops can stop at the first failure.
-inline std::string compareWithReference(const Snapshot &s,
-                                        const sk_cache_config &c, int32_t seq,
-                                        int32_t head,
-                                        const std::vector<float> &u,
-                                        int64_t p) {
+inline std::string
+compareWithReference(const Snapshot &s, const sk_cache_config &c, int32_t seq,
+                     int32_t head, const std::vector<float> &u, int64_t p) {
   const int32_t k = c.k, w = c.w, n = k + w;
   Expected e = referenceState(u, p, k, w);
   size_t row = static_cast<size_t>(seq) * c.num_kv_heads + head;

@@ -96,16 +96,16 @@ SK_RT_API sk_status sk_cache_append_tokens(sk_cache *cache, int32_t layer,
                                            const sk_kv_shape *shape,
                                            int32_t num_seqs,
                                            const int32_t *seq_ids,
-                                           const void *keys,
-                                           const void *values,
+                                           const void *keys, const void *values,
                                            const float *scores, void *stream);
 
 /// Appends `num_tokens` consecutive tokens (a prompt) to one sequence in one
 /// layer: keys [H][T][D], values [H][T][Dv], scores [H][T] (SPEC's [B,H,T,D]
 /// order for one batch element). Same result as T single appends.
 SK_RT_API sk_status sk_cache_append_chunk(sk_cache *cache, int32_t layer,
-                                          const sk_kv_shape *shape, int32_t seq, int64_t num_tokens,
-                                          const void *keys, const void *values,
+                                          const sk_kv_shape *shape, int32_t seq,
+                                          int64_t num_tokens, const void *keys,
+                                          const void *values,
                                           const float *scores, void *stream);
 
 SK_RT_API sk_status sk_cache_get_view(const sk_cache *cache, int32_t layer,

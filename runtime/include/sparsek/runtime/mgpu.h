@@ -46,7 +46,8 @@ SK_RT_API void *mgpuEventCreate(void);
 SK_RT_API void mgpuEventDestroy(void *event);
 SK_RT_API void mgpuEventSynchronize(void *event);
 SK_RT_API void mgpuEventRecord(void *event, void *stream);
-SK_RT_API void *mgpuMemAlloc(uint64_t sizeBytes, void *stream, bool isHostShared);
+SK_RT_API void *mgpuMemAlloc(uint64_t sizeBytes, void *stream,
+                             bool isHostShared);
 SK_RT_API void mgpuMemFree(void *ptr, void *stream);
 SK_RT_API void mgpuMemcpy(void *dst, void *src, size_t sizeBytes, void *stream);
 SK_RT_API void mgpuMemset32(void *dst, uint32_t value, size_t count,
@@ -63,10 +64,11 @@ SK_RT_API void mgpuSetDefaultDevice(int32_t device);
 /// Encodes a TMA descriptor for a ranked memref (rank 1..5) and returns a
 /// device pointer to it (freed with mgpuMemFree), as upstream does. The enum
 /// operands arrive as i64 from generated code.
-SK_RT_API void *mgpuTensorMapEncodeTiledMemref(
-    int64_t tensorRank, void *rankedDescriptor, int64_t tensorDataType,
-    int64_t interleave, int64_t swizzle, int64_t l2Promotion, int64_t oobFill,
-    int64_t *inputBoxDims);
+SK_RT_API void *
+mgpuTensorMapEncodeTiledMemref(int64_t tensorRank, void *rankedDescriptor,
+                               int64_t tensorDataType, int64_t interleave,
+                               int64_t swizzle, int64_t l2Promotion,
+                               int64_t oobFill, int64_t *inputBoxDims);
 
 // ---------------------------------------------------------------------------
 // Helpers for callers (frameworks, tests, benchmarks).
