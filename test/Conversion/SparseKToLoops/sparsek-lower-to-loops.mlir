@@ -1,0 +1,34 @@
+// The pass lowers buffer-form ops only, and says what to run first
+// otherwise; every module it touches gets the status word and accessors.
+// RUN: sparsek-opt %s -sparsek-lower-to-loops -split-input-file -verify-diagnostics | FileCheck %s
+
+// CHECK: memref.global "private" @__sparsek_status : memref<i32> = dense<0>
+// CHECK-LABEL: func.func @sparsek_status() -> i32
+// CHECK: %[[W:.*]] = memref.get_global @__sparsek_status : memref<i32>
+// CHECK: %[[V:.*]] = memref.load %[[W]][] : memref<i32>
+// CHECK: return %[[V]] : i32
+// CHECK-LABEL: func.func @sparsek_clear_status()
+// CHECK: memref.store %{{.*}}, %{{.*}}[] : memref<i32>
+// CHECK-LABEL: func.func @no_sparsek_ops
+func.func @no_sparsek_ops() {
+  return
+}
+
+// -----
+
+func.func @tensor_form(%z: tensor<8xf32>, %p: tensor<8xf32>, %t: tensor<f32>) -> tensor<8xf32> {
+  // expected-error@+1 {{is in tensor form; sparsek-lower-to-loops lowers the buffer form: run one-shot-bufferize first (sparsek-cpu-pipeline does)}}
+  %m, %tau = sparsek.mask ins(%z : tensor<8xf32>) k = 2 outs(%p, %t : tensor<8xf32>, tensor<f32>) -> tensor<8xf32>, tensor<f32>
+  return %m : tensor<8xf32>
+}
+
+// -----
+
+func.func @composite(%q: memref<1x2x8x4xf32>, %k: memref<1x2x8x4xf32>, %v: memref<1x2x8x4xf32>,
+                     %u: memref<1x2x8xf32>, %o: memref<1x2x8x4xf32>) {
+  // expected-error@+1 {{must be decomposed before lowering to loops: run sparsek-decompose-select-attention first}}
+  sparsek.select_attention ins(%q, %k, %v, %u : memref<1x2x8x4xf32>, memref<1x2x8x4xf32>,
+                               memref<1x2x8x4xf32>, memref<1x2x8xf32>)
+      k = 2 w = 2 outs(%o : memref<1x2x8x4xf32>)
+  return
+}
