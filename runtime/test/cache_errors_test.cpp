@@ -23,8 +23,9 @@ protected:
       append(ids, p);
   }
   void TearDown() override {
-    if (cache)
+    if (cache) {
       EXPECT_EQ(sk_cache_destroy(cache), SK_OK);
+    }
   }
   sk_status append(const std::vector<int32_t> &seqs, int64_t p) {
     TokenBatch b = makeTokenBatch(cfg, seqs, streams, p);
@@ -260,8 +261,9 @@ TEST(CacheCapacity, OverflowIsReportedAndTauIsALowerBound) {
               SK_OK);
     Snapshot s = snapshot(cache, 0);
     Expected e = referenceState(streams[0], p, cfg.k, cfg.w);
-    if (std::isfinite(static_cast<double>(e.tau)))
+    if (std::isfinite(static_cast<double>(e.tau))) {
       ASSERT_LE(s.tau[narrow], e.tau + 1e-6L) << "p = " << p;
+    }
     std::vector<Entry> pool;
     for (int32_t i = 0; i < s.poolCount[narrow]; ++i)
       pool.push_back({s.slotPos[narrow * 10 + i], s.scores[narrow * 10 + i]});
