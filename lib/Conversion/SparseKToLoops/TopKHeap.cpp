@@ -1,5 +1,4 @@
-//===- TopKHeap.cpp - Binary heaps on scratch memrefs, emitted as scf loops
-//===//
+//===- TopKHeap.cpp - Binary heaps on scratch memrefs as scf loops -------===//
 #include "TopKHeap.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -53,68 +52,79 @@ SmallVector<Value> ScratchHeap::emitTop(OpBuilder &b, Location loc) const {
   return emitLoad(b, loc, emitIndex(b, loc, 0));
 }
 
-// The loops below move a hole instead of swapping: each step copies one
-// entry, and `entry` is stored once where the hole stops. The loop condition
-// forwards the neighbour it compared against, so it is loaded once.
-
-Value ScratchHeap::emitPush(OpBuilder &b, Location loc, Value size,
-                            ValueRange entry) const {
+// Sifting moves a hole instead of swapping: each step copies one entry, and
+// `entry` is stored once where the hole stops. The loop condition forwards
+// the neighbour it compared against, so every entry is loaded once.
+void ScratchHeap::emitMoveHole(OpBuilder &b, Location loc, Value start,
+                               ValueRange entry, HoleStep step) const {
   Type indexType = b.getIndexType();
-  // Carried from the condition: (hole, parent, parent's entry).
+  // Carried from the condition: (hole, neighbour, neighbour's entry).
   SmallVector<Type> carried{indexType, indexType};
   llvm::append_range(carried, types);
   auto loop = scf::WhileOp::create(
-      b, loc, carried, ValueRange{size},
+      b, loc, carried, ValueRange{start},
       [&](OpBuilder &nb, Location nl, ValueRange args) {
         Value hole = args[0];
-        Value zero = emitIndex(nb, nl, 0);
-        Value hasParent = arith::CmpIOp::create(
-            nb, nl, arith::CmpIPredicate::ugt, hole, zero);
-        SmallVector<Value> step = emitIfElse(
-            nb, nl, hasParent,
+        auto [exists, neighbourOf] = step(nb, nl, hole);
+        SmallVector<Value> next = emitIfElse(
+            nb, nl, exists,
             [&](OpBuilder &tb, Location tl) {
-              Value parent = arith::DivUIOp::create(
-                  tb, tl,
-                  arith::SubIOp::create(tb, tl, hole, emitIndex(tb, tl, 1)),
-                  emitIndex(tb, tl, 2));
-              SmallVector<Value> up = emitLoad(tb, tl, parent);
-              return concat({precedes(tb, tl, entry, up), parent}, up);
+              auto [slot, moves] = neighbourOf(tb, tl);
+              SmallVector<Value> other = emitLoad(tb, tl, slot);
+              return concat({moves(tb, tl, other), slot}, other);
             },
             [&](OpBuilder &eb, Location el) {
               return concat({emitBool(eb, el, false), hole}, entry);
             });
-        scf::ConditionOp::create(nb, nl, step[0],
-                                 concat({hole}, ArrayRef(step).drop_front()));
+        scf::ConditionOp::create(nb, nl, next[0],
+                                 concat({hole}, ArrayRef(next).drop_front()));
       },
       [&](OpBuilder &nb, Location nl, ValueRange args) {
-        // Move the parent down into the hole; the hole rises.
         emitStore(nb, nl, args.drop_front(2), args[0]);
         scf::YieldOp::create(nb, nl, args[1]);
       });
   emitStore(b, loc, entry, loop.getResult(0));
+}
+
+Value ScratchHeap::emitPush(OpBuilder &b, Location loc, Value size,
+                            ValueRange entry) const {
+  // The hole starts at the new last slot and rises while `entry` precedes
+  // the parent, which moves down.
+  emitMoveHole(
+      b, loc, size, entry,
+      [&](OpBuilder &nb, Location nl, Value hole) -> HoleNeighbour {
+        Value hasParent = arith::CmpIOp::create(
+            nb, nl, arith::CmpIPredicate::ugt, hole, emitIndex(nb, nl, 0));
+        return {
+            hasParent, [&, hole](OpBuilder &tb, Location tl) -> NeighbourMove {
+              Value parent = arith::DivUIOp::create(
+                  tb, tl,
+                  arith::SubIOp::create(tb, tl, hole, emitIndex(tb, tl, 1)),
+                  emitIndex(tb, tl, 2));
+              return {parent, [&](OpBuilder &mb, Location ml, ValueRange up) {
+                        return precedes(mb, ml, entry, up);
+                      }};
+            }};
+      });
   return arith::AddIOp::create(b, loc, size, emitIndex(b, loc, 1));
 }
 
-void ScratchHeap::emitSiftDown(OpBuilder &b, Location loc, Value size,
-                               ValueRange entry) const {
-  Type indexType = b.getIndexType();
-  // Carried from the condition: (hole, child, child's entry).
-  SmallVector<Type> carried{indexType, indexType};
-  llvm::append_range(carried, types);
-  auto loop = scf::WhileOp::create(
-      b, loc, carried, ValueRange{emitIndex(b, loc, 0)},
-      [&](OpBuilder &nb, Location nl, ValueRange args) {
-        Value hole = args[0];
+void ScratchHeap::emitReplaceTop(OpBuilder &b, Location loc, Value size,
+                                 ValueRange entry) const {
+  // The hole starts at the root and sinks while the child that precedes its
+  // sibling also precedes `entry`; that child moves up.
+  emitMoveHole(
+      b, loc, emitIndex(b, loc, 0), entry,
+      [&](OpBuilder &nb, Location nl, Value hole) -> HoleNeighbour {
         Value one = emitIndex(nb, nl, 1);
         Value left = arith::AddIOp::create(
             nb, nl, arith::ShLIOp::create(nb, nl, hole, one), one);
         Value hasLeft = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::ult,
                                               left, size);
-        SmallVector<Value> step = emitIfElse(
-            nb, nl, hasLeft,
-            [&](OpBuilder &tb, Location tl) {
-              // The child that precedes the other moves up, if it precedes
-              // `entry`. The right child is loaded only when it exists.
+        return {
+            hasLeft,
+            [&, left, one](OpBuilder &tb, Location tl) -> NeighbourMove {
+              // The right child is loaded only when it exists.
               Value right = arith::AddIOp::create(tb, tl, left, one);
               Value hasRight = arith::CmpIOp::create(
                   tb, tl, arith::CmpIPredicate::ult, right, size);
@@ -129,33 +139,18 @@ void ScratchHeap::emitSiftDown(OpBuilder &b, Location loc, Value size,
                   [&](OpBuilder &, Location) {
                     return SmallVector<Value>{left};
                   })[0];
-              SmallVector<Value> down = emitLoad(tb, tl, child);
-              return concat({precedes(tb, tl, down, entry), child}, down);
-            },
-            [&](OpBuilder &eb, Location el) {
-              return concat({emitBool(eb, el, false), hole}, entry);
-            });
-        scf::ConditionOp::create(nb, nl, step[0],
-                                 concat({hole}, ArrayRef(step).drop_front()));
-      },
-      [&](OpBuilder &nb, Location nl, ValueRange args) {
-        // Move the child up into the hole; the hole sinks.
-        emitStore(nb, nl, args.drop_front(2), args[0]);
-        scf::YieldOp::create(nb, nl, args[1]);
+              return {child, [&](OpBuilder &mb, Location ml, ValueRange down) {
+                        return precedes(mb, ml, down, entry);
+                      }};
+            }};
       });
-  emitStore(b, loc, entry, loop.getResult(0));
-}
-
-void ScratchHeap::emitReplaceTop(OpBuilder &b, Location loc, Value size,
-                                 ValueRange entry) const {
-  emitSiftDown(b, loc, size, entry);
 }
 
 Value ScratchHeap::emitPop(OpBuilder &b, Location loc, Value size) const {
   // The last entry refills the root's slot in the heap one shorter.
   Value last = arith::SubIOp::create(b, loc, size, emitIndex(b, loc, 1));
   SmallVector<Value> moved = emitLoad(b, loc, last);
-  emitSiftDown(b, loc, last, moved);
+  emitReplaceTop(b, loc, last, moved);
   return last;
 }
 

@@ -68,10 +68,26 @@ public:
                                   PopFold fold) const;
 
 private:
-  /// Sifts `entry` down from the root of a heap of `size` slots (the root
-  /// slot being a hole) and stores it where the order holds.
-  void emitSiftDown(OpBuilder &b, Location loc, Value size,
-                    ValueRange entry) const;
+  /// Whether a hole's next neighbour must move into it (given its entry).
+  using MoveTest =
+      std::function<Value(OpBuilder &, Location, ValueRange neighbour)>;
+  /// The neighbour's slot and its test, built only where it exists.
+  struct NeighbourMove {
+    Value slot;
+    MoveTest moves;
+  };
+  /// i1 "the hole has a next neighbour" and, for where it does, the
+  /// builder of that neighbour's slot and test.
+  struct HoleNeighbour {
+    Value exists;
+    std::function<NeighbourMove(OpBuilder &, Location)> neighbour;
+  };
+  using HoleStep =
+      llvm::function_ref<HoleNeighbour(OpBuilder &, Location, Value hole)>;
+  /// Walks a hole from slot `start`, moving neighbours into it while they
+  /// must move, and stores `entry` where it stops: sift-up and sift-down.
+  void emitMoveHole(OpBuilder &b, Location loc, Value start, ValueRange entry,
+                    HoleStep step) const;
 
   SmallVector<Value> arrays;
   SmallVector<Type> types;
