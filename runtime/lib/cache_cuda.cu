@@ -1,7 +1,7 @@
 // CUDA backend of the KV cache: all state in device memory, one launch per
 // append (one block per sequence and head), score errors reported through a
 // sticky device-side record that the host reads on demand.
-#include "cache_cuda_device.cuh"
+#include "cache_cuda_token.cuh"
 #include "cache_impl.h"
 
 #include <cuda_runtime.h>
@@ -363,7 +363,19 @@ sk_status CudaCache::resetSeqs(int32_t first, int32_t count) {
 
 sk_status CudaCache::clearSeq(int32_t seq) {
   DeviceGuard guard(config_.device);
-  return resetSeqs(seq, 1);
+  // Slots are recycled per request, not per token, so a device-wide sync is
+  // affordable: it orders the reset after in-flight appends and before later
+  // ones, whatever (possibly non-blocking) streams the caller uses.
+  cudaError_t err = cudaDeviceSynchronize();
+  if (err == cudaSuccess) {
+    if (sk_status status = resetSeqs(seq, 1))
+      return status;
+    err = cudaDeviceSynchronize();
+  }
+  if (err != cudaSuccess)
+    return cacheError(SK_ERR_CUDA, "sk_cache_alloc/reset_seq: %s: %s",
+                      cudaGetErrorName(err), cudaGetErrorString(err));
+  return SK_OK;
 }
 
 sk_status CudaCache::appendTokens(int32_t layer, int32_t numSeqs,

@@ -1,0 +1,359 @@
+// Exact incremental tau on the GPU (the CPU model is SupportState): an O(1)
+// step per candidate, and block-wide passes when a breakpoint is crossed.
+// Functions taking a block are called by all its threads: thread 0 takes
+// the scalar decisions, the block does the data-parallel work.
+#ifndef SPARSEK_RUNTIME_LIB_CACHE_CUDA_SUPPORT_CUH
+#define SPARSEK_RUNTIME_LIB_CACHE_CUDA_SUPPORT_CUH
+
+#include "cache_cuda_block.cuh"
+
+namespace sparsek::rt::cuda {
+
+/// Index of the lowest kept score (valid in thread 0).
+__device__ inline int lowestSupportIndex(const float *values, int count) {
+  Ranked best{INFINITY, 0, -1};
+  for (int i = threadIdx.x; i < count; i += blockDim.x)
+    if (best.index < 0 || values[i] < best.score)
+      best = Ranked{values[i], 0, i};
+  for (int offset = 16; offset > 0; offset /= 2) {
+    float s = __shfl_down_sync(0xffffffffu, best.score, offset);
+    int i = __shfl_down_sync(0xffffffffu, best.index, offset);
+    if (i >= 0 && (best.index < 0 || s < best.score))
+      best = Ranked{s, 0, i};
+  }
+  __shared__ Ranked partial[kWarps];
+  __syncthreads();
+  if (threadIdx.x % 32 == 0)
+    partial[threadIdx.x / 32] = best;
+  __syncthreads();
+  if (threadIdx.x == 0)
+    for (int w = 1; w < kWarps; ++w)
+      if (partial[w].index >= 0 &&
+          (best.index < 0 || partial[w].score < best.score))
+        best = partial[w];
+  return best.index;
+}
+
+// --- Support (tau) ---------------------------------------------------------
+
+/// Thread 0: files a kept score under the partition right of x.
+__device__ inline void classifyInsert(HeadState &st, float z, int sign) {
+  double v = z;
+  if (v > st.x + 1.0) {
+    st.upper += sign;
+    if (sign > 0)
+      st.next = fmin(st.next, v - 1.0);
+  } else {
+    st.middle += sign;
+    st.sum += sign * v;
+    if (sign > 0)
+      st.next = fmin(st.next, v);
+  }
+}
+
+/// Compacts the kept scores in place, dropping those <= st.x (p = 0 for
+/// good), and recomputes the partition right of x and the next breakpoint.
+/// `values` is 16-byte aligned with room up to a multiple of 4 (see
+/// CacheLayout::supportStride), so it is read as float4.
+__device__ inline void supportPass(HeadState &st, float *values) {
+  constexpr int kVec = 4;
+  const double x = st.x;
+  const int count = st.count;
+  const int quads = (count + 3) / 4;
+  const float4 *in = reinterpret_cast<const float4 *>(values);
+  int upper = 0, middle = 0, written = 0;
+  double sum = 0.0, next = INFINITY;
+  for (int base = 0; base < quads; base += kThreads * kVec) {
+    float r[4 * kVec];
+    int keep = 0;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      int q = base + j * kThreads + threadIdx.x;
+      float4 v = q < quads ? in[q] : make_float4(0, 0, 0, 0);
+      r[4 * j] = v.x;
+      r[4 * j + 1] = v.y;
+      r[4 * j + 2] = v.z;
+      r[4 * j + 3] = v.w;
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        if (4 * q + c >= count)
+          r[4 * j + c] = -INFINITY; // past the end: treat as dropped
+        keep += static_cast<double>(r[4 * j + c]) > x;
+      }
+    }
+    // The tile is read into registers before the scan's barrier, and every
+    // write lands before the next tile: in-place compaction is safe. The
+    // order of the scores does not matter.
+    int tileTotal = 0;
+    int offset = written + blockExclusiveScan(keep, &tileTotal);
+#pragma unroll
+    for (int j = 0; j < 4 * kVec; ++j) {
+      double z = r[j];
+      if (z <= x)
+        continue;
+      values[offset++] = r[j];
+      if (z > x + 1.0) {
+        ++upper;
+        next = fmin(next, z - 1.0);
+      } else {
+        ++middle;
+        sum += z;
+        next = fmin(next, z);
+      }
+    }
+    written += tileTotal;
+  }
+  upper = blockReduce(upper, SumOp(), 0);
+  middle = blockReduce(middle, SumOp(), 0);
+  sum = blockReduce(sum, SumOp(), 0.0);
+  next = blockReduce(next, MinOp(), static_cast<double>(INFINITY));
+  if (threadIdx.x == 0) {
+    st.upper = upper;
+    st.middle = middle;
+    st.sum = sum;
+    st.next = next;
+    st.count = written;
+  }
+  __syncthreads();
+}
+
+constexpr int kBandCapacity = 1024;
+
+/// Crosses the breakpoint st.next (x := next) and keeps walking, exactly as
+/// the CPU model does, until tau is found or the walk reaches a breakpoint
+/// outside the band. One pass over the kept scores classifies them for the
+/// whole interval (x, x + delta]: the partition sums include every score,
+/// and only the few "band" scores whose class can change there (middle
+/// scores <= x + delta, upper scores <= x + 1 + delta) are gathered in
+/// shared memory, where warp 0 walks their breakpoints in order.
+/// Returns kBandSolved, kBandStopped (the walk stopped at st.next, a
+/// breakpoint outside the band) or kBandOverflow (state unchanged: the band
+/// did not fit in shared memory).
+enum BandResult { kBandOverflow = -1, kBandStopped = 0, kBandSolved = 1 };
+
+__device__ inline int crossWithBand(HeadState &st, const float *values,
+                                    int budget, double delta) {
+  __shared__ float band[kBandCapacity];
+  __shared__ int bandCount;
+  __shared__ int solved;
+  __shared__ int totals[2];
+  __shared__ double totalSum, totalFarNext;
+  const double x = st.next;
+  if (threadIdx.x == 0)
+    bandCount = 0;
+  __syncthreads();
+  int upper = 0, middle = 0;
+  double sum = 0.0, farNext = INFINITY;
+  scanValues(values, st.count, [&](float value, int) {
+    double z = value;
+    if (z <= x)
+      return; // p = 0 for good (dead until the next compaction)
+    bool inBand;
+    if (z > x + 1.0) {
+      ++upper;
+      inBand = z <= x + 1.0 + delta;
+      if (!inBand)
+        farNext = fmin(farNext, z - 1.0);
+    } else {
+      ++middle;
+      sum += z;
+      inBand = z <= x + delta;
+      if (!inBand)
+        farNext = fmin(farNext, z);
+    }
+    if (inBand) {
+      int slot = atomicAdd(&bandCount, 1);
+      if (slot < kBandCapacity)
+        band[slot] = value;
+    }
+  });
+  upper = blockReduce(upper, SumOp(), 0);
+  middle = blockReduce(middle, SumOp(), 0);
+  sum = blockReduce(sum, SumOp(), 0.0);
+  farNext = blockReduce(farNext, MinOp(), static_cast<double>(INFINITY));
+  if (threadIdx.x == 0) {
+    totals[0] = upper;
+    totals[1] = middle;
+    totalSum = sum;
+    totalFarNext = farNext;
+  }
+  __syncthreads();
+  const int n = bandCount;
+  if (n > kBandCapacity) {
+    __syncthreads(); // everyone has read bandCount before it is reused
+    return kBandOverflow;
+  }
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    int u = totals[0], m = totals[1];
+    double s = totalSum, at = x;
+    const double far = totalFarNext;
+    bool done = false;
+    for (;;) {
+      // Next band breakpoint above `at`: z for a middle score, z - 1 for an
+      // upper one (it then joins the middle, whose scores the walk never
+      // reaches inside the band).
+      double local = INFINITY;
+      for (int i = lane; i < n; i += 32) {
+        double z = band[i];
+        double bp = z > x + 1.0 ? z - 1.0 : z;
+        if (bp > at)
+          local = fmin(local, bp);
+      }
+      const double bandNext = warpMinAll(local);
+      const double next = fmin(bandNext, far);
+      if (m > 0) {
+        double t = (s + u - static_cast<double>(budget)) / m;
+        if (t < next) {
+          if (lane == 0)
+            st.tau = fmax(t, at);
+          done = true;
+        }
+      } else if (u <= budget) {
+        if (lane == 0)
+          st.tau = u == budget ? next : at; // hard top-k: largest tau
+        done = true;
+      }
+      if (done || !(bandNext < far)) {
+        if (lane == 0) {
+          st.x = at;
+          st.upper = u;
+          st.middle = m;
+          st.sum = s;
+          st.next = next;
+          solved = done;
+        }
+        break;
+      }
+      // Cross `next`: middle scores equal to it drop out, upper scores
+      // equal to next + 1 (exact in double) join the middle.
+      at = next;
+      int dropped = 0, moved = 0;
+      for (int i = lane; i < n; i += 32) {
+        double z = band[i];
+        if (z > x + 1.0)
+          moved += z - 1.0 == at;
+        else
+          dropped += z == at;
+      }
+      dropped = warpSumAll(dropped);
+      moved = warpSumAll(moved);
+      s += moved * (at + 1.0) - dropped * at;
+      m += moved - dropped;
+      u -= moved;
+    }
+  }
+  __syncthreads();
+  return solved ? kBandSolved : kBandStopped;
+}
+
+/// Thread 0: solves tau if the root lies on the current linear piece of f;
+/// false when a breakpoint must be crossed first.
+__device__ inline bool solveOnPiece(HeadState &st, int k) {
+  if (st.middle > 0) {
+    double t = (st.sum + st.upper - static_cast<double>(k)) / st.middle;
+    if (!(t < st.next))
+      return false;
+    st.tau = fmax(t, st.x);
+    return true;
+  }
+  if (st.upper > k)
+    return false;
+  // Flat f = U up to `next`: the hard top-k case (largest tau). U < k only
+  // after a capacity overflow; tau then stays put.
+  st.tau = st.upper == k ? st.next : st.x;
+  return true;
+}
+
+/// Thread 0: the O(1) part of adding one unmasked candidate score. Returns
+/// the pending work (0, kPendingSolve or kPendingRoom) for supportFinish.
+__device__ inline int supportStart(HeadState &st, float *values, float z, int k,
+                                   int capacity) {
+  ++st.candidates;
+  if (k == 0)
+    return 0; // tau = +inf: nothing is ever selected.
+  if (st.candidates <= k) {
+    values[st.count++] = z; // at most k candidates: all have p = 1
+    classifyInsert(st, z, +1);
+    st.tau = -INFINITY;
+    return 0;
+  }
+  if (!(static_cast<double>(z) > st.tau))
+    return 0; // p = 0 now, and tau never decreases.
+  // Dead scores (<= x) are dropped lazily: compact when they are many or
+  // when the array is full.
+  int dead = st.count - st.upper - st.middle;
+  if (st.count >= capacity || dead > st.count / 4 + 64)
+    return kPendingRoom;
+  values[st.count++] = z;
+  classifyInsert(st, z, +1);
+  return solveOnPiece(st, k) ? 0 : kPendingSolve;
+}
+
+/// The rest of adding score z after supportStart returned `work` (whole
+/// block): compaction / overflow, then the exact walk over breakpoints (the
+/// same walk as the CPU model, SupportState::solve), a band at a time.
+__device__ inline void supportFinish(HeadState &st, float *values, float z,
+                                     int k, int capacity, int work) {
+  __shared__ int go;
+  __shared__ double delta;
+  if (work & kPendingRoom) {
+    supportPass(st, values); // compaction; the partition is unchanged
+    if (st.count >= capacity) {
+      // Keep the highest scores; tau becomes a lower bound (SPEC 6).
+      int lowest = lowestSupportIndex(values, st.count);
+      if (threadIdx.x == 0) {
+        st.approx = 1;
+        float low = values[lowest];
+        go = z > low;
+        if (go) {
+          classifyInsert(st, low, -1);
+          values[lowest] = z;
+          classifyInsert(st, z, +1);
+        }
+      }
+    } else if (threadIdx.x == 0) {
+      values[st.count++] = z;
+      classifyInsert(st, z, +1);
+      go = 1;
+    }
+    __syncthreads();
+    if (!go)
+      return;
+    if (threadIdx.x == 0)
+      go = !solveOnPiece(st, k);
+    __syncthreads();
+    if (!go)
+      return;
+  }
+  for (;;) {
+    if (threadIdx.x == 0) {
+      // Band width: well past where this piece's root would move tau (so
+      // one pass usually finishes the walk), at least 1/64, and at most 1/4
+      // so that the two halves of the band stay apart.
+      double estimate = st.next + 0.0625;
+      if (st.middle > 0)
+        estimate = (st.sum + st.upper - static_cast<double>(k)) / st.middle;
+      delta = fmin(0.25, fmax(16.0 * (estimate - st.next), 1.0 / 64));
+    }
+    __syncthreads();
+    int result;
+    while ((result = crossWithBand(st, values, k, delta)) == kBandOverflow) {
+      if (threadIdx.x == 0)
+        delta /= 16.0; // too many scores in the band: narrow it
+      __syncthreads();
+    }
+    if (result == kBandSolved)
+      return;
+    // Stopped at a breakpoint outside the band: check the new piece.
+    if (threadIdx.x == 0)
+      go = !solveOnPiece(st, k);
+    __syncthreads();
+    if (!go)
+      return;
+  }
+}
+
+} // namespace sparsek::rt::cuda
+
+#endif // SPARSEK_RUNTIME_LIB_CACHE_CUDA_SUPPORT_CUH
