@@ -1,0 +1,182 @@
+# ctypes binding of the compiler's C API (libSparseKCompiler.so): pipelines and MLIR -> shared library, in process.
+"""Compile MLIR with the SparseK compiler library.
+
+`libSparseKCompiler.so` (include/sparsek-c/Compiler.h) is loaded on the
+first call that compiles, never on `import sparsek`, so machines without
+LLVM/MLIR can still load and run libraries compiled elsewhere. It is looked
+up in this order:
+  1. `$SPARSEK_COMPILER_LIB` (the file itself);
+  2. `$SPARSEK_BUILD_DIR/lib/`;
+  3. the build tree next to this package (`<repo>/build/lib/`).
+
+`compile()` caches libraries on disk (`$SPARSEK_CACHE_DIR`, default
+`<tmp>/sparsek-cache-<uid>`), keyed by the MLIR text, the pipeline, the
+optimization level and the compiler build. Where no compiler is available
+it serves the newest cached library built from the same text, so a cache
+directory compiled on a development machine can be carried to a machine
+without LLVM (e.g. the GPU host) and used there.
+"""
+
+import ctypes
+import glob
+import hashlib
+import os
+import tempfile
+import threading
+
+# Bumped whenever the way libraries are built changes (flags, steps), so the
+# on-disk cache never serves a library built the old way.
+_BUILD_RECIPE = 3
+_LIB_NAME = "libSparseKCompiler.so"
+
+
+class CompilerError(RuntimeError):
+    """Compilation failed; the message holds the compiler's diagnostics."""
+
+
+class CompilerNotFound(CompilerError):
+    """libSparseKCompiler.so is not built or not where we looked."""
+
+
+def _candidates():
+    env = os.environ.get("SPARSEK_COMPILER_LIB")
+    if env:
+        return [env]
+    build = os.environ.get("SPARSEK_BUILD_DIR")
+    if not build:
+        here = os.path.dirname(os.path.abspath(__file__))
+        build = os.path.join(os.path.dirname(os.path.dirname(here)), "build")
+    return [os.path.join(build, "lib", _LIB_NAME)]
+
+
+def library_path():
+    """Path of libSparseKCompiler.so, or CompilerNotFound saying where we looked."""
+    paths = _candidates()
+    for path in paths:
+        if os.path.isfile(path):
+            return os.path.abspath(path)
+    raise CompilerNotFound(f"{_LIB_NAME} not found (looked at {', '.join(paths)}); build the "
+                           "project (ninja -C build) or set SPARSEK_BUILD_DIR or "
+                           "SPARSEK_COMPILER_LIB")
+
+
+def available():
+    """True when the compiler library can be found (it is not loaded)."""
+    try:
+        library_path()
+        return True
+    except CompilerNotFound:
+        return False
+
+
+_lock = threading.Lock()
+_loaded = {}
+
+
+def _lib():
+    path = library_path()
+    with _lock:
+        if path not in _loaded:
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError as e:
+                raise CompilerError(f"cannot load {path}: {e}") from None
+            out = ctypes.POINTER(ctypes.c_void_p)
+            lib.sparsek_compiler_version.restype = ctypes.c_char_p
+            lib.sparsek_compiler_version.argtypes = []
+            for name in ("sparsek_compiler_run_pipeline", "sparsek_compiler_translate_to_llvm_ir"):
+                fn = getattr(lib, name)
+                fn.restype = ctypes.c_int
+                fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, out, out]
+            fn = lib.sparsek_compiler_compile_shared_library
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, out]
+            lib.sparsek_compiler_free.restype = None
+            lib.sparsek_compiler_free.argtypes = [ctypes.c_void_p]
+            _loaded[path] = lib
+        return _loaded[path]
+
+
+def _take_string(lib, ptr):
+    """Copies a string the C API returned and releases it."""
+    if not ptr.value:
+        return ""
+    try:
+        return ctypes.string_at(ptr.value).decode("utf-8", errors="replace")
+    finally:
+        lib.sparsek_compiler_free(ptr.value)
+
+
+def _check(lib, rc, error, what):
+    message = _take_string(lib, error)
+    if rc != 0:
+        raise CompilerError(f"{what}: {message or 'failed (no message)'}")
+
+
+def version():
+    """The compiler build, e.g. 'SparseK 0.1.0 (LLVM 22.1.8)'."""
+    return _lib().sparsek_compiler_version().decode()
+
+
+def _text_call(fn_name, mlir_text, pipeline):
+    lib = _lib()
+    text, error = ctypes.c_void_p(), ctypes.c_void_p()
+    rc = getattr(lib, fn_name)(mlir_text.encode(), pipeline.encode(), ctypes.byref(text),
+                               ctypes.byref(error))
+    out = _take_string(lib, text)
+    _check(lib, rc, error, f"pipeline {pipeline!r}" if pipeline else "verification")
+    return out
+
+
+def run_pipeline(mlir_text, pipeline="sparsek-cpu-pipeline"):
+    """Runs `pipeline` (textual, module-anchored; "" only verifies) and returns the IR."""
+    return _text_call("sparsek_compiler_run_pipeline", mlir_text, pipeline)
+
+
+def translate_to_llvm_ir(mlir_text, pipeline="sparsek-cpu-pipeline"):
+    """Runs `pipeline`, which must end in the LLVM dialect, and returns LLVM IR text."""
+    return _text_call("sparsek_compiler_translate_to_llvm_ir", mlir_text, pipeline)
+
+
+def _cache_dir():
+    cache = os.environ.get("SPARSEK_CACHE_DIR",
+                           os.path.join(tempfile.gettempdir(), f"sparsek-cache-{os.getuid()}"))
+    os.makedirs(cache, exist_ok=True)
+    return cache
+
+
+def _digest(*parts):
+    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:20]
+
+
+def compile(mlir_text, pipeline="sparsek-cpu-pipeline", output=None, opt_level=2):
+    """Compiles `mlir_text` into a shared library for the host; returns its path.
+
+    Without `output`, the library goes to (or comes from) the on-disk cache.
+    Raises CompilerError with the diagnostics when a step fails, and
+    CompilerNotFound when there is neither a compiler nor a cached library.
+    """
+    if output is None:
+        source_key = _digest(_BUILD_RECIPE, pipeline, opt_level, mlir_text)
+        cache = _cache_dir()
+        try:
+            path = library_path()
+        except CompilerNotFound as e:
+            built = sorted(glob.glob(os.path.join(cache, f"sparsek_{source_key}_*.so")),
+                           key=os.path.getmtime)
+            if built:
+                return built[-1]
+            raise CompilerNotFound(f"{e}; no library compiled from this module is cached in "
+                                   f"{cache} either") from None
+        st = os.stat(path)
+        compiler_key = _digest(version(), st.st_size, st.st_mtime_ns)
+        output = os.path.join(cache, f"sparsek_{source_key}_{compiler_key}.so")
+        if os.path.exists(output):
+            return output
+    lib = _lib()
+    error = ctypes.c_void_p()
+    rc = lib.sparsek_compiler_compile_shared_library(
+        mlir_text.encode(), pipeline.encode(), os.fsencode(output), int(opt_level),
+        ctypes.byref(error))
+    _check(lib, rc, error, f"compiling with {pipeline!r}")
+    return output

@@ -1,0 +1,68 @@
+# The compiler's C API through sparsek.compiler: pipelines, compiling, caching and error messages.
+import os
+
+import numpy as np
+import pytest
+
+from cpu_harness import require_compiler
+from sparsek import compiler, ir
+from sparsek.cpu import CompiledLibrary
+
+MASK = ir.module(ir.mask_function("mask", k=2))
+
+
+@pytest.fixture(autouse=True)
+def _compiler():
+    require_compiler()
+
+
+def test_version_names_llvm_22():
+    assert compiler.version().startswith("SparseK ") and "LLVM 22." in compiler.version()
+
+
+def test_run_pipeline_verifies_and_lowers():
+    assert "sparsek.mask" in compiler.run_pipeline(MASK, "")
+    lowered = compiler.run_pipeline(MASK)
+    assert "llvm.func @_mlir_ciface_mask" in lowered and "sparsek." not in lowered
+    assert "define void @_mlir_ciface_mask" in compiler.translate_to_llvm_ir(MASK)
+
+
+def test_compile_to_explicit_output_and_run(tmp_path):
+    out = str(tmp_path / "mask.so")
+    assert compiler.compile(MASK, output=out) == out
+    z = np.array([[3.0, 1.0, 0.5, -2.0]], np.float32)
+    p, tau = np.zeros_like(z), np.zeros(1, np.float32)
+    CompiledLibrary(out).call("mask", z, p, tau)
+    np.testing.assert_allclose(p, [[1.0, 0.75, 0.25, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(tau, [0.25], atol=1e-6)
+
+
+def test_cache_hit_and_offline_fallback(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSEK_CACHE_DIR", str(tmp_path))
+    first = compiler.compile(MASK)
+    assert os.path.dirname(first) == str(tmp_path)
+    mtime = os.stat(first).st_mtime_ns
+    assert compiler.compile(MASK) == first and os.stat(first).st_mtime_ns == mtime
+    # Without a compiler the cached library still serves the same module ...
+    monkeypatch.setenv("SPARSEK_COMPILER_LIB", str(tmp_path / "missing.so"))
+    assert compiler.compile(MASK) == first
+    # ... but not another one.
+    with pytest.raises(compiler.CompilerNotFound, match="no library compiled from this module"):
+        compiler.compile(ir.module(ir.mask_function("mask", k=3)))
+
+
+def test_errors_carry_diagnostics(tmp_path):
+    with pytest.raises(compiler.CompilerError, match=r"input:1:\d+: error"):
+        compiler.run_pipeline("func.func @f( {", "")
+    with pytest.raises(compiler.CompilerError, match="'no-such-pass' does not refer"):
+        compiler.run_pipeline(MASK, "no-such-pass")
+    with pytest.raises(compiler.CompilerError, match="translation to LLVM IR failed"):
+        compiler.compile(MASK, pipeline="canonicalize", output=str(tmp_path / "x.so"))
+    assert not os.listdir(tmp_path)  # no partial library left behind
+
+
+def test_missing_compiler_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("SPARSEK_COMPILER_LIB", "/nonexistent/libSparseKCompiler.so")
+    assert not compiler.available()
+    with pytest.raises(compiler.CompilerNotFound, match="SPARSEK_COMPILER_LIB"):
+        compiler.run_pipeline(MASK, "")
