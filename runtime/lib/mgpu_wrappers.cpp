@@ -10,7 +10,7 @@
 #include <mutex>
 #include <vector>
 
-#if SK_RT_HAVE_CUDA
+#include "caller_stream.h"
 #include "cuda_driver.h"
 
 using namespace sparsek::rt;
@@ -19,7 +19,6 @@ namespace {
 
 // Generated code calls mgpuSetDefaultDevice per thread, like upstream.
 thread_local int32_t defaultDevice = 0;
-thread_local void *callerStream = nullptr;
 
 constexpr int32_t kMaxDevices = 64;
 
@@ -307,8 +306,8 @@ void mgpuLaunchClusterKernel(void *function, intptr_t clusterX,
 }
 
 void *mgpuStreamCreate(void) {
-  if (callerStream)
-    return callerStream;
+  if (void *borrowed = callerStream())
+    return borrowed;
   ScopedContext scope("mgpuStreamCreate");
   CUstream stream = nullptr;
   if (scope.api())
@@ -318,7 +317,7 @@ void *mgpuStreamCreate(void) {
 
 void mgpuStreamDestroy(void *stream) {
   // The caller's stream (sk_rt_set_current_stream) is borrowed, not owned.
-  if (!stream || stream == callerStream)
+  if (!stream || stream == callerStream())
     return;
   ScopedContext scope("mgpuStreamDestroy");
   if (scope.api())
@@ -502,10 +501,6 @@ sk_status sk_rt_init(void) {
 
 int sk_rt_has_device(void) { return sk_rt_init() == SK_OK ? 1 : 0; }
 
-void sk_rt_set_current_stream(void *stream) { callerStream = stream; }
-
-void *sk_rt_get_current_stream(void) { return callerStream; }
-
 void *sk_rt_event_create_timed(void) {
   ScopedContext scope("sk_rt_event_create_timed");
   CUevent event = nullptr;
@@ -525,101 +520,3 @@ float sk_rt_event_elapsed_ms(void *start, void *end) {
 }
 
 } // extern "C"
-
-#else // !SK_RT_HAVE_CUDA
-
-// Built without a CUDA toolkit: the symbols exist (so generated host code
-// still links and loads) and every call records SK_ERR_UNSUPPORTED.
-using sparsek::rt::recordError;
-
-namespace {
-thread_local void *callerStream = nullptr;
-void unsupported(const char *caller) {
-  recordError(SK_ERR_UNSUPPORTED, "%s: runtime built without CUDA", caller);
-}
-} // namespace
-
-extern "C" {
-void *mgpuModuleLoad(void *, size_t) {
-  unsupported("mgpuModuleLoad");
-  return nullptr;
-}
-void *mgpuModuleLoadJIT(void *, int) {
-  unsupported("mgpuModuleLoadJIT");
-  return nullptr;
-}
-void mgpuModuleUnload(void *) { unsupported("mgpuModuleUnload"); }
-void *mgpuModuleGetFunction(void *, const char *) {
-  unsupported("mgpuModuleGetFunction");
-  return nullptr;
-}
-void mgpuLaunchKernel(void *, intptr_t, intptr_t, intptr_t, intptr_t, intptr_t,
-                      intptr_t, int32_t, void *, void **, void **, size_t) {
-  unsupported("mgpuLaunchKernel");
-}
-void mgpuLaunchClusterKernel(void *, intptr_t, intptr_t, intptr_t, intptr_t,
-                             intptr_t, intptr_t, intptr_t, intptr_t, intptr_t,
-                             int32_t, void *, void **, void **) {
-  unsupported("mgpuLaunchClusterKernel");
-}
-void *mgpuStreamCreate(void) {
-  if (callerStream)
-    return callerStream;
-  unsupported("mgpuStreamCreate");
-  return nullptr;
-}
-void mgpuStreamDestroy(void *) {}
-void mgpuStreamSynchronize(void *) { unsupported("mgpuStreamSynchronize"); }
-void mgpuStreamWaitEvent(void *, void *) { unsupported("mgpuStreamWaitEvent"); }
-void *mgpuEventCreate(void) {
-  unsupported("mgpuEventCreate");
-  return nullptr;
-}
-void mgpuEventDestroy(void *) {}
-void mgpuEventSynchronize(void *) { unsupported("mgpuEventSynchronize"); }
-void mgpuEventRecord(void *, void *) { unsupported("mgpuEventRecord"); }
-void *mgpuMemAlloc(uint64_t, void *, bool) {
-  unsupported("mgpuMemAlloc");
-  return nullptr;
-}
-void mgpuMemFree(void *, void *) {}
-void mgpuMemcpy(void *, void *, size_t, void *) { unsupported("mgpuMemcpy"); }
-void mgpuMemset32(void *, uint32_t, size_t, void *) {
-  unsupported("mgpuMemset32");
-}
-void mgpuMemset16(void *, uint16_t, size_t, void *) {
-  unsupported("mgpuMemset16");
-}
-void mgpuMemHostRegister(void *, uint64_t) {
-  unsupported("mgpuMemHostRegister");
-}
-void mgpuMemHostRegisterMemRef(int64_t, void *, int64_t) {
-  unsupported("mgpuMemHostRegisterMemRef");
-}
-void mgpuMemHostUnregister(void *) {}
-void mgpuMemHostUnregisterMemRef(int64_t, void *, int64_t) {}
-void mgpuSetDefaultDevice(int32_t) {}
-void *mgpuTensorMapEncodeTiledMemref(int64_t, void *, int64_t, int64_t, int64_t,
-                                     int64_t, int64_t, int64_t *) {
-  unsupported("mgpuTensorMapEncodeTiledMemref");
-  return nullptr;
-}
-sk_status sk_rt_init(void) { return SK_ERR_UNSUPPORTED; }
-int sk_rt_has_device(void) { return 0; }
-void sk_rt_set_current_stream(void *stream) { callerStream = stream; }
-void *sk_rt_get_current_stream(void) { return callerStream; }
-void *sk_rt_event_create_timed(void) {
-  unsupported("sk_rt_event_create_timed");
-  return nullptr;
-}
-float sk_rt_event_elapsed_ms(void *, void *) {
-  unsupported("sk_rt_event_elapsed_ms");
-  return -1.0f;
-}
-} // extern "C"
-
-#endif // SK_RT_HAVE_CUDA
-
-extern "C" void *sk_rt_stream_from_ptr(uintptr_t handle) {
-  return reinterpret_cast<void *>(handle);
-}
