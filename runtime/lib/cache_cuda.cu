@@ -400,7 +400,9 @@ sk_status CudaCache::appendTokens(int32_t layer, int32_t numSeqs,
     } else {
       appendTokensKernel<<<n * layout_.heads, kLightThreads, 0, s>>>(
           a, batch, k, v, scores + done * heads);
-      finishPendingKernel<<<finishBlocks_, kThreads, 0, s>>>(a);
+      // At most one pending row per (sequence, head) of this launch.
+      int blocks = std::min(finishBlocks_, n * layout_.heads);
+      finishPendingKernel<<<blocks, kThreads, 0, s>>>(a);
     }
   }
   return launched("sk_cache_append_tokens");
