@@ -98,19 +98,18 @@ TopKPool::TopKPool(OpBuilder &b, Location loc, int64_t k, Value capacity)
     : k(k), scores(allocVector(b, loc, b.getF32Type(), capacity)),
       positions(allocVector(b, loc, b.getIndexType(), capacity)),
       sorted(allocVector(b, loc, b.getIndexType(), capacity)),
-      heap({scores, positions},
-           [](OpBuilder &nb, Location nl, ValueRange x, ValueRange y) {
-             // x is weaker than y: lower score, or the same score at a
-             // larger position.
-             Value lower = arith::CmpFOp::create(
-                 nb, nl, arith::CmpFPredicate::OLT, x[0], y[0]);
-             Value tie = arith::AndIOp::create(
-                 nb, nl,
-                 arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::OEQ, x[0],
-                                       y[0]),
-                 cmpi(nb, nl, arith::CmpIPredicate::ugt, x[1], y[1]));
-             return arith::OrIOp::create(nb, nl, lower, tie).getResult();
-           }) {}
+      heap({scores, positions}, [](OpBuilder &nb, Location nl, ValueRange x,
+                                   ValueRange y) {
+        // x is weaker than y: lower score, or the same score at a
+        // larger position.
+        Value lower = arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::OLT,
+                                            x[0], y[0]);
+        Value equal = arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::OEQ,
+                                            x[0], y[0]);
+        Value later = cmpi(nb, nl, arith::CmpIPredicate::ugt, x[1], y[1]);
+        Value tie = arith::AndIOp::create(nb, nl, equal, later);
+        return arith::OrIOp::create(nb, nl, lower, tie).getResult();
+      }) {}
 
 void TopKPool::emitDealloc(OpBuilder &b, Location loc) const {
   for (Value v : {scores, positions, sorted})
@@ -165,14 +164,12 @@ void TopKPool::emitRemoveSorted(OpBuilder &b, Location loc, Value size,
         Value one = emitIndex(nb, nl, 1);
         Value mid = arith::ShRUIOp::create(
             nb, nl, arith::AddIOp::create(nb, nl, lo, hi), one);
-        Value below = cmpi(nb, nl, arith::CmpIPredicate::ult,
-                           memref::LoadOp::create(nb, nl, sorted, mid), victim);
-        scf::YieldOp::create(
-            nb, nl,
-            ValueRange{
-                arith::SelectOp::create(
-                    nb, nl, below, arith::AddIOp::create(nb, nl, mid, one), lo),
-                arith::SelectOp::create(nb, nl, below, hi, mid)});
+        Value atMid = memref::LoadOp::create(nb, nl, sorted, mid);
+        Value below = cmpi(nb, nl, arith::CmpIPredicate::ult, atMid, victim);
+        Value afterMid = arith::AddIOp::create(nb, nl, mid, one);
+        Value nextLo = arith::SelectOp::create(nb, nl, below, afterMid, lo);
+        Value nextHi = arith::SelectOp::create(nb, nl, below, hi, mid);
+        scf::YieldOp::create(nb, nl, ValueRange{nextLo, nextHi});
       });
   Value last = arith::SubIOp::create(b, loc, size, emitIndex(b, loc, 1));
   emitFor(b, loc, search.getResult(0), last,
@@ -325,10 +322,12 @@ LogicalResult mlir::sparsek::lowerSelectToLoops(RewriterBase &rewriter,
                 SPARSEK_ERROR_SHAPE_MISMATCH);
   Value numKeys = emitDim(rewriter, loc, s.scores, 2);
   Value numQueries = emitDim(rewriter, loc, s.tau, 2);
-  Value fits = emitCheck(
-      rewriter, loc, op,
-      cmpi(rewriter, loc, arith::CmpIPredicate::ule, numQueries, numKeys),
-      SPARSEK_ERROR_QUERIES_EXCEED_KEYS);
+  // Static T and S were compared by the verifier.
+  Value fits =
+      getConstantIntValue(numKeys) && getConstantIntValue(numQueries)
+          ? emitBool(rewriter, loc, true)
+          : cmpi(rewriter, loc, arith::CmpIPredicate::ule, numQueries, numKeys);
+  fits = emitCheck(rewriter, loc, op, fits, SPARSEK_ERROR_QUERIES_EXCEED_KEYS);
   emitIf(rewriter, loc, emitAnd(rewriter, loc, {shapesOk, fits}),
          [&](OpBuilder &b, Location l) {
            SmallVector<Value> lbs(2, emitIndex(b, l, 0));

@@ -14,6 +14,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "TauSolver.h"
+#include "LoopUtils.h"
 
 #include "sparsek/Conversion/SparseKToLoops/Status.h"
 
@@ -82,7 +83,9 @@ TauSolver::TauSolver(OpBuilder &b, Location loc, int64_t k, Value capacity)
 
 TauState TauSolver::emitEmpty(OpBuilder &b, Location loc) const {
   Value zero = emitIndex(b, loc, 0);
-  return {zero, zero, zero, f64Const(b, loc, 0.0), f64Const(b, loc, -kInf)};
+  Value sum = f64Const(b, loc, 0.0);
+  Value tau = f64Const(b, loc, -kInf);
+  return {zero, zero, zero, sum, tau};
 }
 
 void TauSolver::emitDealloc(OpBuilder &b, Location loc) const {
@@ -92,7 +95,8 @@ void TauSolver::emitDealloc(OpBuilder &b, Location loc) const {
 
 TauState TauSolver::emitAdd(OpBuilder &b, Location loc, const TauState &s,
                             Value score) const {
-  Value count = arith::AddIOp::create(b, loc, s.count, emitIndex(b, loc, 1));
+  Value one = emitIndex(b, loc, 1);
+  Value count = arith::AddIOp::create(b, loc, s.count, one);
   Value z = toF64(b, loc, score);
   // While n <= k, tau = -inf (SPEC 3) and every score lands in UPPER.
   Value above = cmpf(b, loc, arith::CmpFPredicate::OGT, z, s.tau);
@@ -100,20 +104,19 @@ TauState TauSolver::emitAdd(OpBuilder &b, Location loc, const TauState &s,
       b, loc, above,
       [&](OpBuilder &nb, Location nl) {
         // Classify for the piece of f just above the old tau.
-        Value isUpper =
-            cmpf(nb, nl, arith::CmpFPredicate::OGT, z,
-                 arith::AddFOp::create(nb, nl, s.tau, f64Const(nb, nl, 1.0)));
+        Value tauPlusOne =
+            arith::AddFOp::create(nb, nl, s.tau, f64Const(nb, nl, 1.0));
+        Value isUpper = cmpf(nb, nl, arith::CmpFPredicate::OGT, z, tauPlusOne);
         SmallVector<Value> sets = emitIfElse(
             nb, nl, isUpper,
             [&](OpBuilder &ub, Location ul) {
-              return SmallVector<Value>{
-                  upper.emitPush(ub, ul, s.upperSize, score), s.middleSize,
-                  s.middleSum};
+              Value upperSize = upper.emitPush(ub, ul, s.upperSize, score);
+              return SmallVector<Value>{upperSize, s.middleSize, s.middleSum};
             },
             [&](OpBuilder &mb, Location ml) {
-              return SmallVector<Value>{
-                  s.upperSize, middle.emitPush(mb, ml, s.middleSize, score),
-                  arith::AddFOp::create(mb, ml, s.middleSum, z)};
+              Value middleSize = middle.emitPush(mb, ml, s.middleSize, score);
+              Value sum = arith::AddFOp::create(mb, ml, s.middleSum, z);
+              return SmallVector<Value>{s.upperSize, middleSize, sum};
             });
         TauState added{count, sets[0], sets[1], sets[2], s.tau};
         Value overBudget = cmpi(nb, nl, arith::CmpIPredicate::ugt, count,
@@ -148,6 +151,42 @@ static Value emitTopOrInf(OpBuilder &b, Location loc, const ScratchHeap &heap,
       })[0];
 }
 
+static Value emitNot(OpBuilder &b, Location loc, Value v) {
+  return arith::XOrIOp::create(b, loc, v, emitBool(b, loc, true));
+}
+
+/// The exit test of the breakpoint walk at the piece (U, M, sum) just above
+/// `floor`, whose right end is `next`. Returns (done, tau if done).
+static std::pair<Value, Value> emitPieceRoot(OpBuilder &b, Location loc,
+                                             int64_t k, Value u, Value m,
+                                             Value sum, Value floor,
+                                             Value next) {
+  Value kIdx = emitIndex(b, loc, k);
+  Value uF = toF64(b, loc, u);
+  Value mF = toF64(b, loc, m);
+  // Root of the linear piece U + sum - M x = k (meaningful when M > 0).
+  Value kF = f64Const(b, loc, static_cast<double>(k));
+  Value total = arith::AddFOp::create(b, loc, sum, uF);
+  Value excess = arith::SubFOp::create(b, loc, total, kF);
+  Value root = arith::DivFOp::create(b, loc, excess, mF);
+  Value hasMiddle =
+      cmpi(b, loc, arith::CmpIPredicate::ugt, m, emitIndex(b, loc, 0));
+  Value belowBudget = cmpi(b, loc, arith::CmpIPredicate::ult, u, kIdx);
+  Value rootInPiece = cmpf(b, loc, arith::CmpFPredicate::OLT, root, next);
+  Value sloped = emitAnd(b, loc, {hasMiddle, belowBudget, rootInPiece});
+  // M = 0: f is flat at U up to next. U = k is the hard case (the largest
+  // root is next); U < k only happens by rounding, and tau stays.
+  Value atBudget = cmpi(b, loc, arith::CmpIPredicate::eq, u, kIdx);
+  Value atMostBudget = cmpi(b, loc, arith::CmpIPredicate::ule, u, kIdx);
+  Value flat = emitAnd(b, loc, {emitNot(b, loc, hasMiddle), atMostBudget});
+  Value flatTau = arith::SelectOp::create(b, loc, atBudget, next, floor);
+  // Rounding must not move tau below where the walk already is.
+  Value slopedTau = arith::MaximumFOp::create(b, loc, root, floor);
+  Value tau = arith::SelectOp::create(b, loc, sloped, slopedTau, flatTau);
+  Value done = arith::OrIOp::create(b, loc, sloped, flat);
+  return {done, tau};
+}
+
 TauState TauSolver::emitSolve(OpBuilder &b, Location loc,
                               const TauState &s) const {
   Type indexType = b.getIndexType(), f64 = b.getF64Type();
@@ -158,44 +197,15 @@ TauState TauSolver::emitSolve(OpBuilder &b, Location loc,
       ValueRange{s.upperSize, s.middleSize, s.middleSum, s.tau},
       [&](OpBuilder &nb, Location nl, ValueRange args) {
         Value u = args[0], m = args[1], sum = args[2], floor = args[3];
-        Value one = f64Const(nb, nl, 1.0);
         // The next breakpoint above floor: a MIDDLE score reaching p = 0
         // or an UPPER score leaving p = 1.
-        Value next = arith::MinimumFOp::create(
-            nb, nl, emitTopOrInf(nb, nl, middle, m),
-            arith::SubFOp::create(nb, nl, emitTopOrInf(nb, nl, upper, u), one));
-        Value kIdx = emitIndex(nb, nl, k);
-        Value hasMiddle =
-            cmpi(nb, nl, arith::CmpIPredicate::ugt, m, emitIndex(nb, nl, 0));
-        // Root of the linear piece: U + sumMid - M x = k.
-        Value root = arith::DivFOp::create(
-            nb, nl,
-            arith::SubFOp::create(
-                nb, nl, arith::AddFOp::create(nb, nl, sum, toF64(nb, nl, u)),
-                f64Const(nb, nl, static_cast<double>(k))),
-            toF64(nb, nl, m));
-        Value sloped = arith::AndIOp::create(
-            nb, nl,
-            arith::AndIOp::create(
-                nb, nl, hasMiddle,
-                cmpi(nb, nl, arith::CmpIPredicate::ult, u, kIdx)),
-            cmpf(nb, nl, arith::CmpFPredicate::OLT, root, next));
-        // M = 0: f is flat at U up to next. U = k is the hard case (the
-        // largest root is next); U < k only happens by rounding.
-        Value flat = arith::AndIOp::create(
-            nb, nl,
-            arith::XOrIOp::create(nb, nl, hasMiddle, emitBool(nb, nl, true)),
-            cmpi(nb, nl, arith::CmpIPredicate::ule, u, kIdx));
-        Value flatTau = arith::SelectOp::create(
-            nb, nl, cmpi(nb, nl, arith::CmpIPredicate::eq, u, kIdx), next,
-            floor);
-        Value tau = arith::SelectOp::create(
-            nb, nl, sloped, arith::MaximumFOp::create(nb, nl, root, floor),
-            flatTau);
-        Value done = arith::OrIOp::create(nb, nl, sloped, flat);
-        Value cross =
-            arith::XOrIOp::create(nb, nl, done, emitBool(nb, nl, true));
-        scf::ConditionOp::create(nb, nl, cross,
+        Value middleTop = emitTopOrInf(nb, nl, middle, m);
+        Value upperTop = emitTopOrInf(nb, nl, upper, u);
+        Value upperLeaves =
+            arith::SubFOp::create(nb, nl, upperTop, f64Const(nb, nl, 1.0));
+        Value next = arith::MinimumFOp::create(nb, nl, middleTop, upperLeaves);
+        auto [done, tau] = emitPieceRoot(nb, nl, k, u, m, sum, floor, next);
+        scf::ConditionOp::create(nb, nl, emitNot(nb, nl, done),
                                  ValueRange{u, m, sum, next, tau});
       },
       [&](OpBuilder &nb, Location nl, ValueRange args) {
@@ -206,28 +216,28 @@ TauState TauSolver::emitSolve(OpBuilder &b, Location loc,
         SmallVector<Value> mid = middle.emitPopWhile(
             nb, nl, args[1], ValueRange{args[2]},
             [&](OpBuilder &tb, Location tl, ValueRange top) {
-              return cmpf(tb, tl, arith::CmpFPredicate::OLE,
-                          toF64(tb, tl, top[0]), next);
+              Value z = toF64(tb, tl, top[0]);
+              return cmpf(tb, tl, arith::CmpFPredicate::OLE, z, next);
             },
             [&](OpBuilder &fb, Location fl, ValueRange top,
                 ValueRange carried) {
-              return SmallVector<Value>{arith::SubFOp::create(
-                  fb, fl, carried[0], toF64(fb, fl, top[0]))};
+              Value z = toF64(fb, fl, top[0]);
+              return SmallVector<Value>{
+                  arith::SubFOp::create(fb, fl, carried[0], z)};
             });
         SmallVector<Value> up = upper.emitPopWhile(
             nb, nl, args[0], ValueRange{mid[0], mid[1]},
             [&](OpBuilder &tb, Location tl, ValueRange top) {
-              return cmpf(
-                  tb, tl, arith::CmpFPredicate::OLE,
-                  arith::SubFOp::create(tb, tl, toF64(tb, tl, top[0]), one),
-                  next);
+              Value z = toF64(tb, tl, top[0]);
+              Value leaves = arith::SubFOp::create(tb, tl, z, one);
+              return cmpf(tb, tl, arith::CmpFPredicate::OLE, leaves, next);
             },
             [&](OpBuilder &fb, Location fl, ValueRange top,
                 ValueRange carried) {
               Value m = middle.emitPush(fb, fl, carried[0], top);
-              return SmallVector<Value>{
-                  m, arith::AddFOp::create(fb, fl, carried[1],
-                                           toF64(fb, fl, top[0]))};
+              Value z = toF64(fb, fl, top[0]);
+              Value sum = arith::AddFOp::create(fb, fl, carried[1], z);
+              return SmallVector<Value>{m, sum};
             });
         scf::YieldOp::create(nb, nl, ValueRange{up[0], up[1], up[2], next});
       });
@@ -237,24 +247,24 @@ TauState TauSolver::emitSolve(OpBuilder &b, Location loc,
 
 Value sparsek::emitIsCandidateScore(OpBuilder &b, Location loc,
                                     Operation *anchor, Value score) {
-  Value inf = arith::ConstantFloatOp::create(b, loc, b.getF32Type(),
-                                             llvm::APFloat(float(kInf)));
-  Value negInf = arith::ConstantFloatOp::create(b, loc, b.getF32Type(),
-                                                llvm::APFloat(-float(kInf)));
+  Value inf = emitF32(b, loc, kInf);
+  Value negInf = emitF32(b, loc, -kInf);
   // Ordered compares are false for NaN.
-  Value valid = emitCheck(b, loc, anchor,
-                          cmpf(b, loc, arith::CmpFPredicate::OLT, score, inf),
-                          SPARSEK_ERROR_INVALID_SCORE);
-  return arith::AndIOp::create(
-      b, loc, valid, cmpf(b, loc, arith::CmpFPredicate::OGT, score, negInf));
+  Value belowInf = cmpf(b, loc, arith::CmpFPredicate::OLT, score, inf);
+  Value valid =
+      emitCheck(b, loc, anchor, belowInf, SPARSEK_ERROR_INVALID_SCORE);
+  Value unmasked = cmpf(b, loc, arith::CmpFPredicate::OGT, score, negInf);
+  return arith::AndIOp::create(b, loc, valid, unmasked);
 }
 
 Value sparsek::emitClipGate(OpBuilder &b, Location loc, Value score,
                             Value tau) {
   // maxnumf ignores the NaN of -inf - (-inf) and of NaN scores: they get 0.
-  Value d = arith::SubFOp::create(b, loc, toF64(b, loc, score), tau);
-  Value p = arith::MinNumFOp::create(
-      b, loc, arith::MaxNumFOp::create(b, loc, d, f64Const(b, loc, 0.0)),
-      f64Const(b, loc, 1.0));
+  Value z = toF64(b, loc, score);
+  Value d = arith::SubFOp::create(b, loc, z, tau);
+  Value zero = f64Const(b, loc, 0.0);
+  Value one = f64Const(b, loc, 1.0);
+  Value atLeastZero = arith::MaxNumFOp::create(b, loc, d, zero);
+  Value p = arith::MinNumFOp::create(b, loc, atLeastZero, one);
   return arith::TruncFOp::create(b, loc, b.getF32Type(), p);
 }

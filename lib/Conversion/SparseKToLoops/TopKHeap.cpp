@@ -97,10 +97,10 @@ Value ScratchHeap::emitPush(OpBuilder &b, Location loc, Value size,
             nb, nl, arith::CmpIPredicate::ugt, hole, emitIndex(nb, nl, 0));
         return {
             hasParent, [&, hole](OpBuilder &tb, Location tl) -> NeighbourMove {
-              Value parent = arith::DivUIOp::create(
-                  tb, tl,
-                  arith::SubIOp::create(tb, tl, hole, emitIndex(tb, tl, 1)),
-                  emitIndex(tb, tl, 2));
+              Value one = emitIndex(tb, tl, 1);
+              Value two = emitIndex(tb, tl, 2);
+              Value above = arith::SubIOp::create(tb, tl, hole, one);
+              Value parent = arith::DivUIOp::create(tb, tl, above, two);
               return {parent, [&](OpBuilder &mb, Location ml, ValueRange up) {
                         return precedes(mb, ml, entry, up);
                       }};
@@ -121,28 +121,29 @@ void ScratchHeap::emitReplaceTop(OpBuilder &b, Location loc, Value size,
             nb, nl, arith::ShLIOp::create(nb, nl, hole, one), one);
         Value hasLeft = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::ult,
                                               left, size);
-        return {
-            hasLeft,
-            [&, left, one](OpBuilder &tb, Location tl) -> NeighbourMove {
-              // The right child is loaded only when it exists.
-              Value right = arith::AddIOp::create(tb, tl, left, one);
-              Value hasRight = arith::CmpIOp::create(
-                  tb, tl, arith::CmpIPredicate::ult, right, size);
-              Value child = emitIfElse(
-                  tb, tl, hasRight,
-                  [&](OpBuilder &rb, Location rl) {
-                    Value rightFirst = precedes(rb, rl, emitLoad(rb, rl, right),
-                                                emitLoad(rb, rl, left));
-                    return SmallVector<Value>{arith::SelectOp::create(
-                        rb, rl, rightFirst, right, left)};
-                  },
-                  [&](OpBuilder &, Location) {
-                    return SmallVector<Value>{left};
-                  })[0];
-              return {child, [&](OpBuilder &mb, Location ml, ValueRange down) {
-                        return precedes(mb, ml, down, entry);
-                      }};
-            }};
+        return {hasLeft,
+                [&, left, one](OpBuilder &tb, Location tl) -> NeighbourMove {
+                  // The right child is loaded only when it exists.
+                  Value right = arith::AddIOp::create(tb, tl, left, one);
+                  Value hasRight = arith::CmpIOp::create(
+                      tb, tl, arith::CmpIPredicate::ult, right, size);
+                  Value child = emitIfElse(
+                      tb, tl, hasRight,
+                      [&](OpBuilder &rb, Location rl) {
+                        SmallVector<Value> r = emitLoad(rb, rl, right);
+                        SmallVector<Value> l = emitLoad(rb, rl, left);
+                        Value rightFirst = precedes(rb, rl, r, l);
+                        return SmallVector<Value>{arith::SelectOp::create(
+                            rb, rl, rightFirst, right, left)};
+                      },
+                      [&](OpBuilder &, Location) {
+                        return SmallVector<Value>{left};
+                      })[0];
+                  return {child,
+                          [&](OpBuilder &mb, Location ml, ValueRange down) {
+                            return precedes(mb, ml, down, entry);
+                          }};
+                }};
       });
 }
 
