@@ -19,8 +19,8 @@ bash scripts/build.sh
 step "lit: check-sparsek"
 cmake --build "$build" --target check-sparsek
 
-step "runtime: ctest"
-ctest --test-dir "$build/runtime" --output-on-failure -j "$jobs"
+step "ctest (runtime GoogleTest suites, C API tests)"
+ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 600
 
 if [ -f runtime/scripts/check.sh ]; then
   step "runtime: sanitizer build (ASan/UBSan)"

@@ -49,6 +49,7 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
 }
 
 void sparsek::registerSparseKPipelines() {
+  registerSparseKGPUPipeline();
   PassPipelineRegistration<SparseKCPUPipelineOptions>(
       "sparsek-cpu-pipeline",
       "Lower tensor-level sparsek IR to the LLVM dialect for the CPU "

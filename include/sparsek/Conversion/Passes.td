@@ -22,6 +22,14 @@ def SparseKLowerToLoops : Pass<"sparsek-lower-to-loops", "ModuleOp"> {
     Ops still in tensor form are an error: run one-shot-bufferize first (the
     `sparsek-cpu-pipeline` does).
   }];
+  let options = [
+    Option<"parallelLoops", "parallel-loops", "bool", /*default=*/"false",
+           "Emit scf.parallel over independent (batch, head, query-block) "
+           "iterations and per-query stack scratch, for mapping to a GPU; "
+           "ops without a parallel lowering are rejected">,
+    Option<"queryBlock", "query-block", "int64_t", /*default=*/"64",
+           "With parallel-loops: queries per outer parallel iteration">
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
     "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",

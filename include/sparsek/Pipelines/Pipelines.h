@@ -32,7 +32,44 @@ struct SparseKCPUPipelineOptions
 LogicalResult buildSparseKCPUPipeline(OpPassManager &pm,
                                       const SparseKCPUPipelineOptions &options);
 
-/// Registers sparsek-cpu-pipeline for sparsek-opt and mlir-opt-like tools.
+struct SparseKGPUPipelineOptions
+    : public PassPipelineOptions<SparseKGPUPipelineOptions> {
+  PassOptions::Option<unsigned> indexBitwidth{
+      *this, "index-bitwidth",
+      llvm::cl::desc("Bit width of materialized selection indices (32 or 64)"),
+      llvm::cl::init(32)};
+  PassOptions::Option<int64_t> queryBlock{
+      *this, "query-block",
+      llvm::cl::desc("Queries per GPU block (one query per thread)"),
+      llvm::cl::init(64)};
+  PassOptions::Option<std::string> chip{
+      *this, "chip", llvm::cl::desc("GPU architecture"),
+      llvm::cl::init("sm_90")};
+  PassOptions::Option<std::string> features{
+      *this, "features", llvm::cl::desc("PTX features"),
+      llvm::cl::init("+ptx80")};
+  PassOptions::Option<std::string> format{
+      *this, "format",
+      llvm::cl::desc("Embedded GPU binary: fatbin, bin (cubin) or isa (PTX)"),
+      llvm::cl::init("fatbin")};
+  PassOptions::Option<int> optLevel{
+      *this, "opt-level", llvm::cl::desc("NVVM optimization level"),
+      llvm::cl::init(3)};
+  PassOptions::Option<bool> cWrappers{
+      *this, "c-wrappers",
+      llvm::cl::desc("Emit _mlir_ciface_ wrappers for host entry points"),
+      llvm::cl::init(true)};
+};
+
+/// Appends the GPU pipeline to `pm` (anchored on builtin.module).
+LogicalResult buildSparseKGPUPipeline(OpPassManager &pm,
+                                      const SparseKGPUPipelineOptions &options);
+
+/// Registers sparsek-gpu-pipeline.
+void registerSparseKGPUPipeline();
+
+/// Registers sparsek-cpu-pipeline and sparsek-gpu-pipeline for sparsek-opt
+/// and mlir-opt-like tools.
 void registerSparseKPipelines();
 
 } // namespace sparsek

@@ -22,6 +22,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 
 using namespace mlir;
 using namespace mlir::sparsek;
@@ -164,13 +165,55 @@ static void emitAttentionLoops(OpBuilder &b, Location loc, AttentionOp op,
   acc.release(b, loc);
 }
 
-LogicalResult mlir::sparsek::lowerAttentionToLoops(RewriterBase &rewriter,
-                                                   AttentionOp op) {
+/// The parallel form of the nest: scf.parallel over (b, hq, query block)
+/// around scf.parallel over the queries of the block, each query with its
+/// own stack scratch. gpu-map-parallel-loops maps the outer loop to blocks
+/// and the inner one to threads (one query per thread).
+static void emitParallelAttentionLoops(OpBuilder &b, Location loc,
+                                       AttentionOp op,
+                                       const AttentionSizes &sizes,
+                                       int64_t queryBlock) {
+  Value scale = emitAttentionScale(b, loc, op.getScale(), sizes.d);
+  Value zero = emitIndex(b, loc, 0), one = emitIndex(b, loc, 1);
+  Value block = emitIndex(b, loc, queryBlock);
+  Value firstPos = arith::SubIOp::create(b, loc, sizes.s, sizes.t);
+  scf::ParallelOp::create(
+      b, loc, ValueRange{zero, zero, zero},
+      ValueRange{sizes.batch, sizes.hq, sizes.t}, ValueRange{one, one, block},
+      [&](OpBuilder &b1, Location l1, ValueRange outer) {
+        Value bi = outer[0], hq = outer[1], t0 = outer[2];
+        Value h = arith::DivUIOp::create(b1, l1, hq, sizes.group);
+        scf::ParallelOp::create(
+            b1, l1, ValueRange{zero}, ValueRange{block}, ValueRange{one},
+            [&](OpBuilder &b2, Location l2, ValueRange inner) {
+              Value t = arith::AddIOp::create(b2, l2, t0, inner[0]);
+              Value inside = arith::CmpIOp::create(
+                  b2, l2, arith::CmpIPredicate::ult, t, sizes.t);
+              emitIf(b2, l2, inside, [&](OpBuilder &b3, Location l3) {
+                auto acc = SoftmaxAccumulator::create(
+                    b3, l3, sizes.d, sizes.dv, scale, /*onStack=*/true);
+                Value pos = arith::AddIOp::create(b3, l3, firstPos, t);
+                emitQuery(b3, l3, op, acc, bi, h, hq, t, pos, sizes.k);
+              });
+            });
+      });
+}
+
+LogicalResult mlir::sparsek::lowerAttentionToLoops(
+    RewriterBase &rewriter, AttentionOp op, const LoopLoweringOptions &options) {
   Location loc = op.getLoc();
+  if (options.parallelLoops &&
+      cast<ShapedType>(op.getValue().getType()).isDynamicDim(3))
+    return op.emitOpError()
+           << "needs a static value head dimension Dv for the parallel (GPU) "
+              "lowering: its per-query scratch lives on the stack";
   AttentionSizes sizes(rewriter, loc, op);
   Value ok = emitAttentionChecks(rewriter, loc, op, sizes);
   emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location loc) {
-    emitAttentionLoops(b, loc, op, sizes);
+    if (options.parallelLoops)
+      emitParallelAttentionLoops(b, loc, op, sizes, options.queryBlock);
+    else
+      emitAttentionLoops(b, loc, op, sizes);
   });
   rewriter.eraseOp(op);
   return success();

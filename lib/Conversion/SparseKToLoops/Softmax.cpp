@@ -26,15 +26,17 @@ Value sparsek::emitAttentionScale(OpBuilder &b, Location loc,
 }
 
 SoftmaxAccumulator SoftmaxAccumulator::create(OpBuilder &b, Location loc,
-                                              Value d, Value dv, Value scale) {
+                                              Value d, Value dv, Value scale,
+                                              bool onStack) {
   auto type = MemRefType::get({ShapedType::kDynamic}, b.getF32Type());
   SmallVector<Value, 1> sizes{dv};
   if (auto cst = getConstantIntValue(dv)) {
     type = MemRefType::get({*cst}, b.getF32Type());
     sizes.clear();
   }
-  Value acc = memref::AllocOp::create(b, loc, type, sizes);
-  return SoftmaxAccumulator(acc, d, dv, scale);
+  Value acc = onStack ? memref::AllocaOp::create(b, loc, type, sizes).getResult()
+                      : memref::AllocOp::create(b, loc, type, sizes).getResult();
+  return SoftmaxAccumulator(acc, d, dv, scale, onStack);
 }
 
 SoftmaxAccumulator::State SoftmaxAccumulator::begin(OpBuilder &b,
@@ -110,5 +112,6 @@ void SoftmaxAccumulator::finish(OpBuilder &b, Location loc, State st,
 }
 
 void SoftmaxAccumulator::release(OpBuilder &b, Location loc) const {
-  memref::DeallocOp::create(b, loc, acc);
+  if (!onStack)
+    memref::DeallocOp::create(b, loc, acc);
 }

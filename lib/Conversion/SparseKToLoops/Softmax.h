@@ -42,8 +42,10 @@ public:
 
   /// Allocates the scratch of `dv` floats, once per op and reused by every
   /// query; `d` is the length of the q and key rows. Pair with release().
+  /// `onStack` puts it on the stack of the enclosing iteration instead (one
+  /// per parallel iteration: per GPU thread once the loops are mapped).
   static SoftmaxAccumulator create(OpBuilder &b, Location loc, Value d,
-                                   Value dv, Value scale);
+                                   Value dv, Value scale, bool onStack = false);
 
   /// Starts a query: zeroes the scratch; max = -inf, sum = 0.
   State begin(OpBuilder &b, Location loc) const;
@@ -66,13 +68,14 @@ public:
   void release(OpBuilder &b, Location loc) const;
 
 private:
-  SoftmaxAccumulator(Value acc, Value d, Value dv, Value scale)
-      : acc(acc), d(d), dv(dv), scale(scale) {}
+  SoftmaxAccumulator(Value acc, Value d, Value dv, Value scale, bool onStack)
+      : acc(acc), d(d), dv(dv), scale(scale), onStack(onStack) {}
 
   Value acc;   // memref<Dv x f32>: sum_j exp(s_j - max) g_j v_j
   Value d;     // length of q and key rows
   Value dv;    // length of value and output rows
   Value scale; // f32 factor of the dot products
+  bool onStack; // alloca'd: released with its scope, not freed
 };
 
 } // namespace mlir::sparsek

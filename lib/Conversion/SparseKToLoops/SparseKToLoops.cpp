@@ -21,8 +21,17 @@ using namespace mlir::sparsek;
 namespace {
 struct SparseKLowerToLoopsPass
     : mlir::sparsek::impl::SparseKLowerToLoopsBase<SparseKLowerToLoopsPass> {
+  using Base::Base;
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    LoopLoweringOptions options{parallelLoops, queryBlock};
+    if (options.queryBlock <= 0) {
+      mlir::emitError(module.getLoc())
+          << "sparsek-lower-to-loops: query-block must be positive, got "
+          << options.queryBlock;
+      return signalPassFailure();
+    }
     SmallVector<Operation *> ops;
     module.walk([&](Operation *op) {
       if (isa<SparseKDialect>(op->getDialect()))
@@ -39,13 +48,18 @@ struct SparseKLowerToLoopsPass
         return signalPassFailure();
       }
       rewriter.setInsertionPoint(op);
+      if (options.parallelLoops && !isa<AttentionOp>(op)) {
+        op->emitOpError() << "has no parallel (GPU) lowering yet; only "
+                             "sparsek.attention does";
+        return signalPassFailure();
+      }
       LogicalResult lowered =
           llvm::TypeSwitch<Operation *, LogicalResult>(op)
               .Case([&](ScoreOp o) { return lowerScoreToLoops(rewriter, o); })
               .Case([&](MaskOp o) { return lowerMaskToLoops(rewriter, o); })
               .Case([&](SelectOp o) { return lowerSelectToLoops(rewriter, o); })
               .Case([&](AttentionOp o) {
-                return lowerAttentionToLoops(rewriter, o);
+                return lowerAttentionToLoops(rewriter, o, options);
               })
               .Case([&](DecodeAttentionOp o) {
                 return lowerDecodeAttentionToLoops(rewriter, o);

@@ -13,10 +13,22 @@
 
 namespace mlir::sparsek {
 
+/// How the loop lowerings shape their loop nests.
+struct LoopLoweringOptions {
+  /// Emit scf.parallel over independent iterations with per-iteration
+  /// scratch on the stack, so that gpu-map-parallel-loops can map them to
+  /// blocks and threads. Only reads of operand data happen inside them.
+  bool parallelLoops = false;
+  /// With parallelLoops: queries per outer iteration (the inner parallel
+  /// loop, one query per GPU thread).
+  int64_t queryBlock = 64;
+};
+
 LogicalResult lowerScoreToLoops(RewriterBase &rewriter, ScoreOp op);
 LogicalResult lowerMaskToLoops(RewriterBase &rewriter, MaskOp op);
 LogicalResult lowerSelectToLoops(RewriterBase &rewriter, SelectOp op);
-LogicalResult lowerAttentionToLoops(RewriterBase &rewriter, AttentionOp op);
+LogicalResult lowerAttentionToLoops(RewriterBase &rewriter, AttentionOp op,
+                                    const LoopLoweringOptions &options = {});
 LogicalResult lowerDecodeAttentionToLoops(RewriterBase &rewriter,
                                           DecodeAttentionOp op);
 
