@@ -72,11 +72,12 @@ struct SelectLowering {
                                    const TauSolver &solver,
                                    ValueRange carried) const;
   /// One (b, h) row with k >= 1.
-  void emitRow(OpBuilder &b, Location loc, ValueRange row, Value s, Value t,
-               const TopKPool &pool, const TauSolver &solver) const;
+  void emitRow(OpBuilder &b, Location loc, ValueRange row, Value numKeys,
+               Value numQueries, const TopKPool &pool,
+               const TauSolver &solver) const;
   /// One (b, h) row with k = 0: only checks and tau = +inf.
-  void emitWindowOnlyRow(OpBuilder &b, Location loc, ValueRange row, Value s,
-                         Value t) const;
+  void emitWindowOnlyRow(OpBuilder &b, Location loc, ValueRange row,
+                         Value numKeys, Value numQueries) const;
   Value emitLoadScore(OpBuilder &b, Location loc, ValueRange row,
                       Value j) const;
 };
@@ -239,23 +240,24 @@ static Value clampSigned(OpBuilder &b, Location loc, Value v, Value lo,
 }
 
 void SelectLowering::emitRow(OpBuilder &b, Location loc, ValueRange row,
-                             Value s, Value t, const TopKPool &pool,
+                             Value numKeys, Value numQueries,
+                             const TopKPool &pool,
                              const TauSolver &solver) const {
   Value zero = emitIndex(b, loc, 0);
   Value wIdx = emitIndex(b, loc, w);
   TauState empty = solver.emitEmpty(b, loc);
   // Query q's candidates are j <= pos(q) - w = q + lag, lag = S - T - w
   // (signed). Queries q < -lag have none: all padding, tau = -inf.
-  Value lag =
-      arith::SubIOp::create(b, loc, arith::SubIOp::create(b, loc, s, t), wIdx);
-  Value numEmpty =
-      clampSigned(b, loc, arith::SubIOp::create(b, loc, zero, lag), zero, t);
+  Value lag = arith::SubIOp::create(
+      b, loc, arith::SubIOp::create(b, loc, numKeys, numQueries), wIdx);
+  Value numEmpty = clampSigned(b, loc, arith::SubIOp::create(b, loc, zero, lag),
+                               zero, numQueries);
   emitFor(b, loc, zero, numEmpty, [&](OpBuilder &nb, Location nl, Value q) {
     emitQuery(nb, nl, row, q, /*pool=*/nullptr, zero, empty.tau);
   });
   // Candidates j < S - w; query j - lag is complete once j has joined.
   Value numCand = arith::MaxSIOp::create(
-      b, loc, zero, arith::SubIOp::create(b, loc, s, wIdx));
+      b, loc, zero, arith::SubIOp::create(b, loc, numKeys, wIdx));
   SmallVector<Value> init = empty.values();
   init.push_back(zero);
   emitForCarrying(
@@ -273,19 +275,20 @@ void SelectLowering::emitRow(OpBuilder &b, Location loc, ValueRange row,
       });
   // Window-only positions are never candidates, but bad scores there are
   // still bad input.
-  emitFor(b, loc, numCand, s, [&](OpBuilder &nb, Location nl, Value j) {
+  emitFor(b, loc, numCand, numKeys, [&](OpBuilder &nb, Location nl, Value j) {
     emitIsCandidateScore(nb, nl, op, emitLoadScore(nb, nl, row, j));
   });
 }
 
 void SelectLowering::emitWindowOnlyRow(OpBuilder &b, Location loc,
-                                       ValueRange row, Value s, Value t) const {
+                                       ValueRange row, Value numKeys,
+                                       Value numQueries) const {
   Value zero = emitIndex(b, loc, 0);
-  emitFor(b, loc, zero, s, [&](OpBuilder &nb, Location nl, Value j) {
+  emitFor(b, loc, zero, numKeys, [&](OpBuilder &nb, Location nl, Value j) {
     emitIsCandidateScore(nb, nl, op, emitLoadScore(nb, nl, row, j));
   });
   Value inf = emitF32(b, loc, std::numeric_limits<double>::infinity());
-  emitFor(b, loc, zero, t, [&](OpBuilder &nb, Location nl, Value q) {
+  emitFor(b, loc, zero, numQueries, [&](OpBuilder &nb, Location nl, Value q) {
     memref::StoreOp::create(nb, nl, inf, tau, ValueRange{row[0], row[1], q});
   });
 }
