@@ -32,17 +32,38 @@ def descriptor_type(rank):
     return _DESCRIPTOR_TYPES[rank]
 
 
+def descriptor_from_pointer(ptr, shape, strides):
+    """A descriptor over raw memory: `ptr` (host or device address), sizes
+    and strides in elements. Used for torch CUDA tensors (device pointers)."""
+    if len(shape) != len(strides):
+        raise ValueError("shape and strides must have the same rank")
+    if any(s < 0 for s in strides):
+        raise ValueError("memref strides must be non-negative")
+    desc = descriptor_type(len(shape))()
+    desc.allocated = ptr
+    desc.aligned = ptr
+    desc.offset = 0
+    for i, (n, s) in enumerate(zip(shape, strides)):
+        desc.sizes[i] = n
+        desc.strides[i] = s
+    return desc
+
+
 def to_descriptor(array):
     """A descriptor viewing `array` (which must outlive the call).
 
-    Any strided layout numpy can express with non-negative element strides
-    is passed as is; the callee receives the strides.
+    The array must be C-contiguous: entry points of the CPU pipeline take
+    identity-layout memrefs, whose static strides the callee computes from
+    the static sizes instead of reading the descriptor (a strided view would
+    be read wrongly). Copy with np.ascontiguousarray where needed; outputs
+    must be contiguous arrays to be written in place.
     """
     if not isinstance(array, np.ndarray):
         raise TypeError(f"expected a numpy array, got {type(array).__name__}")
+    if not array.flags.c_contiguous:
+        raise ValueError(f"memref arguments must be C-contiguous arrays (got strides {array.strides} "
+                         f"for shape {array.shape}); pass np.ascontiguousarray(a)")
     item = array.itemsize
-    if any(s < 0 or s % item for s in array.strides):
-        raise ValueError("memref strides must be non-negative multiples of the element size")
     desc = descriptor_type(array.ndim)()
     ptr = array.ctypes.data
     desc.allocated = ptr

@@ -1,0 +1,341 @@
+# MLIR of a whole SparseK attention layer (prefill and decode steps) from shapes and options, and its float64 reference.
+"""A SparseK attention layer as MLIR, parameterized by shapes and options.
+
+The layer (SPEC 7): q/k/v projections, the scoring network, selection +
+sparse attention, the output projection. Weights are in the layout
+`y = x @ W`:
+  wq [C, Hq*D], wk [C, Hkv*D], wv [C, Hkv*D], wsc [Hkv, C],
+  bias, slope [Hkv] (optional, f32), wo [Hq*D, C].
+Batch B and sequence length T are dynamic. Three entry points:
+  prefill      x [B, T, C] -> out [B, T, C]  (+ key, value [B, Hkv, T, D] and
+               u [B, Hkv, T] with return_kv, to fill a KV cache);
+  decode_qkv   x [B, C], pos [B] -> q [B, Hq, D], key, value [B, Hkv, D], u [B, Hkv]
+               for the token at absolute position pos of each sequence;
+  decode_attend q [B, Hq, D] + the runtime's slot arrays -> out [B, C].
+Between the two decode steps the caller appends (key, value, u) to the KV
+cache (sparsek.kv_cache). Projections accumulate in f32; with dtype f16 or
+bf16 the activations, weights and K/V are stored in that type.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from . import ir
+
+_F32 = "f32"
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    C: int
+    Hq: int
+    Hkv: int
+    D: int
+    k: int
+    w: int
+    dtype: str = "f32"
+    bias: bool = False
+    slope: bool = False
+    scale: Optional[float] = None
+
+    def __post_init__(self):
+        for name in ("C", "Hq", "Hkv", "D"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.Hq % self.Hkv:
+            raise ValueError(f"Hq = {self.Hq} must be a multiple of Hkv = {self.Hkv}")
+        if self.k < 0 or self.w < 0 or self.k + self.w == 0:
+            raise ValueError(f"need k >= 0, w >= 0 and k + w >= 1, got k = {self.k}, w = {self.w}")
+        if self.dtype not in ir.ELEMENT_TYPES:
+            raise ValueError(f"dtype must be one of {ir.ELEMENT_TYPES}, got {self.dtype!r}")
+
+    def weight_names(self):
+        """Names of the weight arguments, in call order."""
+        return (["wq", "wk", "wv", "wsc"] + (["bias"] if self.bias else [])
+                + (["slope"] if self.slope else []) + ["wo"])
+
+    def weight_shapes(self):
+        C, Hq, Hkv, D = self.C, self.Hq, self.Hkv, self.D
+        shapes = {"wq": (C, Hq * D), "wk": (C, Hkv * D), "wv": (C, Hkv * D), "wsc": (Hkv, C),
+                  "bias": (Hkv,), "slope": (Hkv,), "wo": (Hq * D, C)}
+        return {n: shapes[n] for n in self.weight_names()}
+
+    def weight_dtype(self, name):
+        """Element type of a weight: bias and slope are f32, the rest `dtype`."""
+        return _F32 if name in ("bias", "slope") else self.dtype
+
+
+class _Body:
+    """Accumulates the lines of one function body with fresh SSA names."""
+
+    def __init__(self):
+        self.lines = []
+        self._n = 0
+
+    def fresh(self, stem):
+        self._n += 1
+        return f"%{stem}{self._n}"
+
+    def emit(self, line):
+        self.lines.append("  " + line)
+
+    def text(self):
+        return "\n".join(self.lines)
+
+
+def _map(ndims, exprs):
+    dims = ", ".join(f"d{i}" for i in range(ndims))
+    return f"affine_map<({dims}) -> ({', '.join(exprs)})>"
+
+
+def _ext(body, value, elem):
+    """`value` widened to f32 inside a linalg region."""
+    if elem == _F32:
+        return value
+    wide = body.fresh("e")
+    body.emit(f"  {wide} = arith.extf {value} : {elem} to f32")
+    return wide
+
+
+def _contract(body, lhs, lhs_t, lhs_map, rhs, rhs_t, rhs_map, out_t, out_map, ndims, reduced,
+              elem, dyn, init=None):
+    """f32 [out] = sum over `reduced` dims of lhs * rhs (elem inputs); returns the SSA name.
+
+    Accumulates into `init` (zeroed first) when given, else into a new tensor.
+    """
+    if init is None:
+        init = body.fresh("empty")
+        body.emit(f"{init} = tensor.empty({', '.join(dyn)}) : {out_t}")
+    zero, acc = body.fresh("zero"), body.fresh("acc")
+    body.emit(f"{zero} = linalg.fill ins(%f0 : f32) outs({init} : {out_t}) -> {out_t}")
+    iters = ", ".join('"reduction"' if i in reduced else '"parallel"' for i in range(ndims))
+    maps = ", ".join(_map(ndims, m) for m in (lhs_map, rhs_map, out_map))
+    body.emit(f"{acc} = linalg.generic {{indexing_maps = [{maps}], iterator_types = [{iters}]}} "
+              f"ins({lhs}, {rhs} : {lhs_t}, {rhs_t}) outs({zero} : {out_t}) {{")
+    body.emit(f"^bb0(%a: {elem}, %b: {elem}, %s: f32):")
+    a, b = _ext(body, "%a", elem), _ext(body, "%b", elem)
+    body.emit(f"  %m = arith.mulf {a}, {b} : f32")
+    body.emit("  %r = arith.addf %s, %m : f32")
+    body.emit("  linalg.yield %r : f32")
+    body.emit(f"}} -> {out_t}")
+    return acc
+
+
+def _truncate(body, acc, acc_t, dest, dest_t, elem, rank):
+    """Writes f32 `acc` into `dest` (of the narrower `elem`)."""
+    out = body.fresh("cast")
+    ident = _map(rank, [f"d{i}" for i in range(rank)])
+    iters = ", ".join(['"parallel"'] * rank)
+    body.emit(f"{out} = linalg.generic {{indexing_maps = [{ident}, {ident}], iterator_types = [{iters}]}} "
+              f"ins({acc} : {acc_t}) outs({dest} : {dest_t}) {{")
+    body.emit(f"^bb0(%a: f32, %dst: {elem}):")
+    body.emit(f"  %t = arith.truncf %a : f32 to {elem}")
+    body.emit(f"  linalg.yield %t : {elem}")
+    body.emit(f"}} -> {dest_t}")
+    return out
+
+
+def _contract_into(body, lhs, lhs_t, lhs_map, rhs, rhs_t, rhs_map, out_shape, out_map, ndims,
+                   reduced, elem, dyn, dest=None):
+    """A contraction whose result has type `elem`: accumulated in place for f32,
+    in an f32 temporary then truncated for f16/bf16. Writes `dest` when given."""
+    acc_t, out_t = ir.tensor(out_shape, _F32), ir.tensor(out_shape, elem)
+    if elem == _F32:
+        return _contract(body, lhs, lhs_t, lhs_map, rhs, rhs_t, rhs_map, acc_t, out_map, ndims,
+                         reduced, elem, dyn, init=dest)
+    acc = _contract(body, lhs, lhs_t, lhs_map, rhs, rhs_t, rhs_map, acc_t, out_map, ndims, reduced,
+                    elem, dyn)
+    return _truncate(body, acc, acc_t, dest or _empty(body, out_t, dyn), out_t, elem, len(out_shape))
+
+
+def _empty(body, shape_t, dyn):
+    name = body.fresh("init")
+    body.emit(f"{name} = tensor.empty({', '.join(dyn)}) : {shape_t}")
+    return name
+
+
+def _project(body, cfg, x, x_t, w, heads, lead, dyn, dest=None):
+    """x [lead..., C] @ w [C, heads*D] -> [lead[0], heads, lead[1:]..., D] in cfg.dtype.
+
+    lead has 2 dims (b, t) for prefill, 1 (b) for decode.
+    """
+    D, E = cfg.D, cfg.dtype
+    n = len(lead)
+    # Loop dims: (b, h, [t,] d, c).
+    b, h, d, c = "d0", "d1", f"d{n + 1}", f"d{n + 2}"
+    t = ["d2"] if n == 2 else []
+    out_shape = [None, heads] + [None] * (n - 1) + [D]
+    return _contract_into(body, x, x_t, [b] + t + [c], w, ir.tensor([cfg.C, heads * D], E),
+                          [c, f"{h} * {D} + {d}"], out_shape, [b, h] + t + [d], n + 3, {n + 2}, E,
+                          dyn, dest=dest)
+
+
+def _output_projection(body, cfg, o, o_t, wo, out, decode):
+    """out [b, (t,) c] = sum_{h, d} o [b, h, (t,) d] * wo [h*D + d, c]."""
+    D, E = cfg.D, cfg.dtype
+    wo_t = ir.tensor([cfg.Hq * D, cfg.C], E)
+    if decode:  # loops (b, c, h, d)
+        return _contract_into(body, o, o_t, ["d0", "d2", "d3"], wo, wo_t, [f"d2 * {D} + d3", "d1"],
+                              [None, cfg.C], ["d0", "d1"], 4, {2, 3}, E, ["%nb"], dest=out)
+    # loops (b, t, c, h, d)
+    return _contract_into(body, o, o_t, ["d0", "d3", "d1", "d4"], wo, wo_t, [f"d3 * {D} + d4", "d2"],
+                          [None, None, cfg.C], ["d0", "d1", "d2"], 5, {3, 4}, E, ["%nb", "%nt"],
+                          dest=out)
+
+
+def _weight_args(cfg):
+    return [(n, ir.tensor(s, cfg.weight_dtype(n))) for n, s in cfg.weight_shapes().items()]
+
+
+def _func(name, args, results, body):
+    sig = ", ".join(f"%{n}: {t}" for n, t in args)
+    res_t = ", ".join(t for _, t in results)
+    ret = ", ".join(v for v, _ in results)
+    return (f"func.func @{name}({sig}) -> ({res_t}) {{\n"
+            "  %c0 = arith.constant 0 : index\n  %c1 = arith.constant 1 : index\n"
+            "  %f0 = arith.constant 0.0 : f32\n"
+            f"{body.text()}\n  return {ret} : {res_t}\n}}\n")
+
+
+def prefill_function(name, cfg, return_kv=False):
+    """The whole layer over x [B, T, C] (positions 0..T-1) into out [B, T, C]."""
+    E, Hq, Hkv, D = cfg.dtype, cfg.Hq, cfg.Hkv, cfg.D
+    x_t = ir.tensor([None, None, cfg.C], E)
+    q_t, kv_t = ir.tensor([None, Hq, None, D], E), ir.tensor([None, Hkv, None, D], E)
+    u_t = ir.tensor([None, Hkv, None], _F32)
+    args = [("x", x_t)] + _weight_args(cfg) + [("out", x_t)]
+    if return_kv:
+        args += [("key_out", kv_t), ("value_out", kv_t), ("u_out", u_t)]
+    body = _Body()
+    body.emit(f"%nb = tensor.dim %x, %c0 : {x_t}")
+    body.emit(f"%nt = tensor.dim %x, %c1 : {x_t}")
+    dyn = ["%nb", "%nt"]
+    q = _project(body, cfg, "%x", x_t, "%wq", Hq, ["b", "t"], dyn)
+    key = _project(body, cfg, "%x", x_t, "%wk", Hkv, ["b", "t"], dyn,
+                   dest="%key_out" if return_kv else None)
+    value = _project(body, cfg, "%x", x_t, "%wv", Hkv, ["b", "t"], dyn,
+                     dest="%value_out" if return_kv else None)
+    u0 = "%u_out" if return_kv else _empty(body, u_t, dyn)
+    extra = (f" bias(%bias : {ir.tensor([Hkv], _F32)})" if cfg.bias else "") + \
+            (f" slope(%slope : {ir.tensor([Hkv], _F32)})" if cfg.slope else "")
+    body.emit(f"%u = sparsek.score ins(%x, %wsc : {x_t}, {ir.tensor([Hkv, cfg.C], E)}){extra} "
+              f"outs({u0} : {u_t}) -> {u_t}")
+    o0 = _empty(body, q_t, dyn)
+    scale = "" if cfg.scale is None else f" scale = {float(cfg.scale)!r}"
+    body.emit(f"%o = sparsek.select_attention ins({q}, {key}, {value}, %u : {q_t}, {kv_t}, {kv_t}, {u_t}) "
+              f"k = {cfg.k} w = {cfg.w}{scale} outs({o0} : {q_t}) -> {q_t}")
+    out = _output_projection(body, cfg, "%o", q_t, "%wo", "%out", decode=False)
+    results = [(out, x_t)]
+    if return_kv:
+        results += [(key, kv_t), (value, kv_t), ("%u", u_t)]
+    return _func(name, args, results, body)
+
+
+def decode_qkv_function(name, cfg):
+    """q, key, value, u of one new token per sequence: x [B, C] at positions pos [B]."""
+    E, Hq, Hkv, D = cfg.dtype, cfg.Hq, cfg.Hkv, cfg.D
+    x_t, pos_t = ir.tensor([None, cfg.C], E), ir.tensor([None], "i64")
+    q_t, kv_t, u_t = ir.tensor([None, Hq, D], E), ir.tensor([None, Hkv, D], E), ir.tensor([None, Hkv], _F32)
+    args = ([("x", x_t), ("pos", pos_t)] + [a for a in _weight_args(cfg) if a[0] != "wo"]
+            + [("q_out", q_t), ("key_out", kv_t), ("value_out", kv_t), ("u_out", u_t)])
+    body = _Body()
+    body.emit(f"%nb = tensor.dim %x, %c0 : {x_t}")
+    dyn = ["%nb"]
+    q = _project(body, cfg, "%x", x_t, "%wq", Hq, ["b"], dyn, dest="%q_out")
+    key = _project(body, cfg, "%x", x_t, "%wk", Hkv, ["b"], dyn, dest="%key_out")
+    value = _project(body, cfg, "%x", x_t, "%wv", Hkv, ["b"], dyn, dest="%value_out")
+    # u[b, h] = x[b] . wsc[h] (+ bias[h]) (+ slope[h] * pos[b]): SPEC 2 at the
+    # token's absolute position, which differs per sequence.
+    ins = [("%x", x_t, ["d0", "d2"]), ("%wsc", ir.tensor([Hkv, cfg.C], E), ["d1", "d2"])]
+    if cfg.bias:
+        ins.append(("%bias", ir.tensor([Hkv], _F32), ["d1"]))
+    if cfg.slope:
+        ins += [("%slope", ir.tensor([Hkv], _F32), ["d1"]), ("%pos", pos_t, ["d0"])]
+    zero = body.fresh("zero")
+    body.emit(f"{zero} = linalg.fill ins(%f0 : f32) outs(%u_out : {u_t}) -> {u_t}")
+    maps = ", ".join(_map(3, m) for _, _, m in ins) + ", " + _map(3, ["d0", "d1"])
+    body.emit(f"%u = linalg.generic {{indexing_maps = [{maps}], iterator_types = "
+              f"[\"parallel\", \"parallel\", \"reduction\"]}} ins({', '.join(v for v, _, _ in ins)} : "
+              f"{', '.join(t for _, t, _ in ins)}) outs({zero} : {u_t}) {{")
+    block = ["%a: " + E, "%w: " + E] + (["%bi: f32"] if cfg.bias else []) + \
+            (["%sl: f32", "%p: i64"] if cfg.slope else []) + ["%s: f32"]
+    body.emit(f"^bb0({', '.join(block)}):")
+    a, w = _ext(body, "%a", E), _ext(body, "%w", E)
+    body.emit(f"  %m = arith.mulf {a}, {w} : f32")
+    body.emit("  %r = arith.addf %s, %m : f32")
+    # Bias and slope are added once per (b, h): on the first reduction step.
+    last = "%r"
+    if cfg.bias or cfg.slope:
+        body.emit("  %ci = linalg.index 2 : index")
+        body.emit("  %first = arith.cmpi eq, %ci, %c0 : index")
+        extra = "%f0"
+        if cfg.bias:
+            body.emit(f"  %eb = arith.addf {extra}, %bi : f32")
+            extra = "%eb"
+        if cfg.slope:
+            body.emit("  %pf = arith.sitofp %p : i64 to f32")
+            body.emit("  %sp = arith.mulf %sl, %pf : f32")
+            body.emit(f"  %es = arith.addf {extra}, %sp : f32")
+            extra = "%es"
+        body.emit(f"  %plus = arith.addf %r, {extra} : f32")
+        body.emit("  %rr = arith.select %first, %plus, %r : f32")
+        last = "%rr"
+    body.emit(f"  linalg.yield {last} : f32")
+    body.emit(f"}} -> {u_t}")
+    return _func(name, args, [(q, q_t), (key, kv_t), (value, kv_t), ("%u", u_t)], body)
+
+
+def decode_attend_function(name, cfg):
+    """out [B, C] from q [B, Hq, D] and the runtime's slot arrays of those B sequences."""
+    E, Hq, Hkv, D, N = cfg.dtype, cfg.Hq, cfg.Hkv, cfg.D, cfg.k + cfg.w
+    q_t, kv_t = ir.tensor([None, Hq, D], E), ir.tensor([None, Hkv, N, D], E)
+    sc_t, tau_t = ir.tensor([None, Hkv, N], _F32), ir.tensor([None, Hkv], _F32)
+    cnt_t, pos_t, out_t = ir.tensor([None, Hkv], "i32"), ir.tensor([None], "i64"), ir.tensor([None, cfg.C], E)
+    args = [("q", q_t), ("kc", kv_t), ("vc", kv_t), ("sc", sc_t), ("tau", tau_t), ("cnt", cnt_t),
+            ("pos", pos_t), ("wo", ir.tensor([Hq * D, cfg.C], E)), ("out", out_t)]
+    body = _Body()
+    body.emit(f"%nb = tensor.dim %q, %c0 : {q_t}")
+    o0 = _empty(body, q_t, ["%nb"])
+    scale = "" if cfg.scale is None else f" scale = {float(cfg.scale)!r}"
+    body.emit(f"%o = sparsek.decode_attention ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : "
+              f"{q_t}, {kv_t}, {kv_t}, {sc_t}, {tau_t}, {cnt_t}, {pos_t}) k = {cfg.k} w = {cfg.w}{scale} "
+              f"outs({o0} : {q_t}) -> {q_t}")
+    out = _output_projection(body, cfg, "%o", q_t, "%wo", "%out", decode=True)
+    return _func(name, args, [(out, out_t)], body)
+
+
+def layer_module(cfg, name="sparsek_layer", return_kv=False, decode=True):
+    """A module with `<name>_prefill` and, with decode, `<name>_decode_qkv` / `_decode_attend`."""
+    funcs = [prefill_function(f"{name}_prefill", cfg, return_kv=return_kv)]
+    if decode:
+        funcs += [decode_qkv_function(f"{name}_decode_qkv", cfg),
+                  decode_attend_function(f"{name}_decode_attend", cfg)]
+    return ir.module(*funcs)
+
+
+# ----------------------------------------------------------------------------
+# float64 reference of the same layer (numpy only).
+# ----------------------------------------------------------------------------
+
+
+def _f64(a):
+    return np.asarray(a, dtype=np.float64)
+
+
+def reference_prefill(cfg, x, weights):
+    """out, key, value, u of the layer in float64; `weights` maps names to arrays."""
+    from . import reference
+
+    x = _f64(x)
+    B, T, C = x.shape
+    Hq, Hkv, D = cfg.Hq, cfg.Hkv, cfg.D
+    q = np.einsum("btc,chd->bhtd", x, _f64(weights["wq"]).reshape(C, Hq, D))
+    key = np.einsum("btc,chd->bhtd", x, _f64(weights["wk"]).reshape(C, Hkv, D))
+    value = np.einsum("btc,chd->bhtd", x, _f64(weights["wv"]).reshape(C, Hkv, D))
+    u = reference.score(x, weights["wsc"], weights.get("bias") if cfg.bias else None,
+                        weights.get("slope") if cfg.slope else None)
+    o = reference.sparsek_attention(q, key, value, u, cfg.k, cfg.w, scale=cfg.scale)
+    out = np.einsum("bhtd,hdc->btc", o, _f64(weights["wo"]).reshape(Hq, D, C))
+    return out, key, value, u
