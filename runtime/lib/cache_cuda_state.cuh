@@ -10,10 +10,11 @@
 
 namespace sparsek::rt::cuda {
 
-// Threads of a block doing the heavy work (passes over score arrays). A
-// compile-time knob so that the decode variants can be measured.
+// Threads of a block doing the heavy work (passes over score arrays). 256
+// measured fastest on the H200 (bench/results/runtime_decode_append_D1.json);
+// a compile-time knob so that variants can be measured.
 #ifndef SK_CACHE_THREADS
-#define SK_CACHE_THREADS 128
+#define SK_CACHE_THREADS 256
 #endif
 constexpr int kThreads = SK_CACHE_THREADS;
 constexpr int kWarps = kThreads / 32;
