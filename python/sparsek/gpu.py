@@ -1,0 +1,92 @@
+# Loads GPU artifacts built by sparsek-gpu-pipeline and calls them on torch CUDA tensors.
+"""Run compiled SparseK GPU functions on torch CUDA tensors.
+
+A GPU artifact is a shared library holding host code and an embedded sm_90
+binary; its host code calls the `mgpu*` functions of libsparsek_runtime.so,
+which is loaded first (RTLD_GLOBAL) from the same folder. Tensors are passed
+as memref descriptors over their device pointers (no host copies), and the
+generated code runs on torch's current stream. Errors (bad sizes found by
+the compiled checks, CUDA failures recorded by the runtime) raise.
+"""
+
+import ctypes
+import os
+
+from .memref import descriptor_from_pointer
+from .status import SparseKError
+
+_RUNTIME = None
+
+
+class GPUError(RuntimeError):
+    """The runtime recorded a CUDA failure (its message attached)."""
+
+
+def load_runtime(folder):
+    """Loads libsparsek_runtime.so from `folder` once, globally."""
+    global _RUNTIME
+    if _RUNTIME is None:
+        lib = ctypes.CDLL(os.path.join(folder, "libsparsek_runtime.so"), mode=ctypes.RTLD_GLOBAL)
+        lib.sk_rt_init.restype = ctypes.c_int
+        lib.sk_rt_get_status.restype = ctypes.c_int
+        lib.sk_rt_get_last_error.restype = ctypes.c_int
+        lib.sk_rt_get_last_error.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        lib.sk_rt_stream_from_ptr.restype = ctypes.c_void_p
+        lib.sk_rt_stream_from_ptr.argtypes = [ctypes.c_size_t]
+        lib.sk_rt_set_current_stream.argtypes = [ctypes.c_void_p]
+        lib.sk_rt_has_device.restype = ctypes.c_int
+        _RUNTIME = lib
+    return _RUNTIME
+
+
+class GPULibrary:
+    """A GPU artifact next to libsparsek_runtime.so."""
+
+    def __init__(self, path):
+        self.path = path
+        self.runtime = load_runtime(os.path.dirname(os.path.abspath(path)))
+        self._lib = ctypes.CDLL(path)
+        self._lib.sparsek_status.restype = ctypes.c_int32
+        self._lib.sparsek_clear_status.restype = None
+
+    def _check_runtime(self, name):
+        if self.runtime.sk_rt_get_status():
+            buf = ctypes.create_string_buffer(512)
+            self.runtime.sk_rt_get_last_error(buf, len(buf))
+            self.runtime.sk_rt_clear_error()
+            raise GPUError(f"{name}: {buf.value.decode(errors='replace')}")
+
+    def call(self, name, *args, stream=None):
+        """Calls `name` on torch CUDA tensors (and ints for index operands),
+        on `stream` (default: torch's current stream). Returns when the
+        generated code has synchronized its stream."""
+        import torch
+
+        fn = getattr(self._lib, f"_mlir_ciface_{name}")
+        fn.restype = None
+        keep, c_args = [], []
+        for a in args:
+            if isinstance(a, torch.Tensor):
+                if not a.is_cuda:
+                    raise ValueError(f"{name}: expected CUDA tensors, got one on {a.device}")
+                desc = descriptor_from_pointer(a.data_ptr(), tuple(a.shape), tuple(a.stride()))
+                keep.append(desc)
+                c_args.append(ctypes.byref(desc))
+            elif isinstance(a, int):
+                c_args.append(ctypes.c_int64(a))
+            else:
+                raise TypeError(f"{name}: unsupported argument type {type(a).__name__}")
+        if stream is None:
+            stream = torch.cuda.current_stream()
+        handle = self.runtime.sk_rt_stream_from_ptr(stream.cuda_stream)
+        self._check_runtime(name)
+        self._lib.sparsek_clear_status()
+        self.runtime.sk_rt_set_current_stream(handle)
+        try:
+            fn(*c_args)
+        finally:
+            self.runtime.sk_rt_set_current_stream(None)
+        self._check_runtime(name)
+        code = self._lib.sparsek_status()
+        if code:
+            raise SparseKError(code, name)

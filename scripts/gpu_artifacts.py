@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+# Builds the GPU test/bench artifacts on a machine with LLVM/MLIR and the CUDA
+# toolkit (no GPU needed): sparsek-gpu-pipeline -> LLVM IR -> object -> a
+# shared library linked against libsparsek_runtime.so, copied next to it.
+"""Build GPU artifacts into a folder small enough to carry to the GPU machine.
+
+    python3 scripts/gpu_artifacts.py OUT_DIR
+
+OUT_DIR receives libsparsek_runtime.so, libsparsek_gpu_tests.so (every
+function the GPU suite calls, dynamic B, H, T, S; one per element type,
+window and head dim) and manifest.json describing them.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+from sparsek import ir  # noqa: E402
+
+# What the GPU suite calls: attention with explicit indices and gates.
+ELEMENTS = ("f32", "bf16", "f16")
+WINDOWS = (0, 3, 16, 64)
+HEAD_DIMS = (64,)
+
+
+def attention_name(elem, w, d):
+    return f"attention_{elem}_w{w}_d{d}"
+
+
+def attention_module():
+    funcs = []
+    for elem in ELEMENTS:
+        for w in WINDOWS:
+            for d in HEAD_DIMS:
+                text = ir.attention_function(attention_name(elem, w, d), w, elem)
+                # Static head dims: the per-query scratch lives on the GPU stack.
+                four_d = f"tensor<?x?x?x?x{elem}>"
+                funcs.append(text.replace(four_d, f"tensor<?x?x?x{d}x{elem}>"))
+    return ir.module(*funcs)
+
+
+def tool(name):
+    """sparsek-opt from the build, LLVM's tools from LLVM 22."""
+    build = os.environ.get("SPARSEK_BUILD_DIR", os.path.join(ROOT, "build"))
+    for path in (os.path.join(build, "bin", name), os.path.join("/usr/lib/llvm-22/bin", name)):
+        if os.access(path, os.X_OK):
+            return path
+    found = shutil.which(name)
+    if not found:
+        sys.exit(f"{name} not found: build the project (and install LLVM 22)")
+    return found
+
+
+def run(cmd, stdin=None):
+    proc = subprocess.run(cmd, input=stdin, capture_output=True)
+    if proc.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr.decode(errors='replace')}")
+    return proc.stdout
+
+
+def compile_gpu_library(mlir_text, out_so, runtime_dir, pipeline_options=""):
+    env_path = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"/usr/local/cuda/bin:{env_path}"  # ptxas for fatbin
+    pipeline = "--sparsek-gpu-pipeline" + (f"={pipeline_options}" if pipeline_options else "")
+    llvm = run([tool("sparsek-opt"), pipeline, "-"], mlir_text.encode())
+    llvm_ir = run([tool("mlir-translate"), "--mlir-to-llvmir", "-"], llvm)
+    with tempfile.TemporaryDirectory() as tmp:
+        obj = os.path.join(tmp, "module.o")
+        run([tool("llc"), "-O2", "-filetype=obj", "-relocation-model=pic", "-o", obj, "-"],
+            llvm_ir)
+        run([os.environ.get("CC", "cc"), "-shared", "-Wl,-Bsymbolic", "-o", out_so, obj,
+             f"-L{runtime_dir}", "-lsparsek_runtime", "-Wl,-rpath,$ORIGIN", "-lm"])
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    out = os.path.abspath(sys.argv[1])
+    os.makedirs(out, exist_ok=True)
+    build = os.environ.get("SPARSEK_BUILD_DIR", os.path.join(ROOT, "build"))
+    runtime = os.path.join(build, "runtime", "libsparsek_runtime.so")
+    if not os.path.exists(runtime):
+        sys.exit(f"{runtime} is missing: build the project with the CUDA toolkit first")
+    shutil.copy2(runtime, out)
+    compile_gpu_library(attention_module(), os.path.join(out, "libsparsek_gpu_tests.so"), out)
+    manifest = {"library": "libsparsek_gpu_tests.so", "elements": ELEMENTS, "windows": WINDOWS,
+                "head_dims": HEAD_DIMS,
+                "attention": {f"{e}/{w}/{d}": attention_name(e, w, d)
+                              for e in ELEMENTS for w in WINDOWS for d in HEAD_DIMS}}
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    size = sum(os.path.getsize(os.path.join(out, n)) for n in os.listdir(out))
+    print(f"GPU artifacts in {out}: {size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

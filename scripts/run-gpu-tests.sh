@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# On the GPU machine (torch, numpy, pytest, a GPU; no LLVM needed): runs the
+# GPU suite against the artifacts of scripts/build-gpu-artifacts.sh. A skipped
+# test is a failure here: every GPU test must run on this machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SPARSEK_GPU_ARTIFACTS=$(cd "${1:-build/gpu-artifacts}" && pwd)
+export SPARSEK_GPU_REQUIRED=1
+nvidia-smi -L || true
+cd python
+python3 -m pytest -q -p no:cacheprovider -rs test/gpu "${@:2}"
