@@ -1,0 +1,107 @@
+# KVCache (the runtime through ctypes) against reference.DecodeCache: slots, tau, errors as exceptions.
+import numpy as np
+import pytest
+
+from runtime_harness import require_runtime
+from sparsek import reference
+from sparsek.kv_cache import BAD_HANDLE, INVALID_ARGUMENT, INVALID_SCORE, OUT_OF_SLOTS, KVCache, RuntimeCacheError
+
+
+@pytest.fixture(autouse=True)
+def _runtime():
+    require_runtime()
+
+
+def assert_matches_reference(view, seq, ref):
+    sl = ref.slots()
+    assert view.pos[seq] == sl.pos
+    np.testing.assert_array_equal(view.pool_count[seq], sl.pool_count)
+    np.testing.assert_array_equal(view.slot_pos[seq], sl.slot_pos)
+    filled = sl.slot_pos >= 0
+    np.testing.assert_array_equal(view.slot_scores[seq][filled], sl.slot_scores[filled].astype(np.float32))
+    np.testing.assert_array_equal(view.k_slots[seq][filled], sl.kslots[filled].astype(np.float32))
+    np.testing.assert_array_equal(view.v_slots[seq][filled], sl.vslots[filled].astype(np.float32))
+    np.testing.assert_allclose(view.tau[seq], sl.tau, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,w", [(4, 3), (0, 5), (6, 0)])
+def test_token_appends_match_reference(k, w):
+    g = np.random.default_rng(k * 10 + w)
+    H, D = 2, 4
+    with KVCache(2, H, k, w, D, max_seqs=3) as cache:
+        seqs = [cache.alloc_seq() for _ in range(2)]
+        refs = [reference.DecodeCache(H, k, w) for _ in seqs]
+        for t in range(40):
+            keys = g.normal(size=(2, H, D)).astype(np.float32)
+            values = g.normal(size=(2, H, D)).astype(np.float32)
+            scores = g.normal(size=(2, H)).astype(np.float32)
+            if t % 7 == 2:
+                scores[0, 1] = -np.inf  # masked: never a candidate
+            cache.append(1, seqs, keys, values, scores)
+            for b, ref in enumerate(refs):
+                ref.append(keys[b], values[b], scores[b])
+        view = cache.view(1)
+        for seq, ref in zip(seqs, refs):
+            assert_matches_reference(view, seq, ref)
+        assert (cache.view(0).pos == -1).all()  # the other layer is untouched
+        assert not cache.is_approximate(seqs[0])
+
+
+def test_chunk_equals_token_appends_and_views_alias():
+    g = np.random.default_rng(3)
+    H, D, T, k, w = 2, 8, 33, 5, 4
+    keys, values = g.normal(size=(H, T, D)), g.normal(size=(H, T, D))
+    scores = g.normal(size=(H, T))
+    with KVCache(1, H, k, w, D, max_seqs=1) as cache:
+        seq = cache.alloc_seq()
+        view = cache.view(0)
+        assert view.pos[seq] == -1
+        cache.append_chunk(0, seq, keys, values, scores)
+        ref = reference.DecodeCache(H, k, w)
+        for t in range(T):
+            ref.append(keys[:, t], values[:, t], scores[:, t])
+        assert_matches_reference(view, seq, ref)  # the view taken before shows the append
+
+
+def test_bf16_cache_stores_bit_patterns():
+    from sparsek.memref import from_bf16_bits, to_bf16_bits
+    g = np.random.default_rng(4)
+    keys = g.normal(size=(1, 1, 4)).astype(np.float32)
+    with KVCache(1, 1, 2, 2, 4, dtype="bf16") as cache:
+        seq = cache.alloc_seq()
+        cache.append(0, [seq], keys, keys, np.zeros((1, 1), np.float32))
+        view = cache.view(0)
+        assert view.k_slots.dtype == np.uint16
+        np.testing.assert_array_equal(view.k_slots[seq, 0, 2], to_bf16_bits(keys[0, 0]))
+        np.testing.assert_allclose(from_bf16_bits(view.k_slots[seq, 0, 2]), keys[0, 0], rtol=1e-2)
+
+
+def test_errors_carry_the_runtime_message():
+    with KVCache(1, 2, 3, 2, 4, max_seqs=1) as cache:
+        seq = cache.alloc_seq()
+        with pytest.raises(RuntimeCacheError, match="NaN") as e:
+            cache.append(0, [seq], np.zeros((1, 2, 4)), np.zeros((1, 2, 4)), [[np.nan, 0.0]])
+        assert e.value.status == INVALID_SCORE
+        assert cache.view(0).pos[seq] == -1  # nothing changed
+        with pytest.raises(RuntimeCacheError) as e:
+            cache.alloc_seq()
+        assert e.value.status == OUT_OF_SLOTS
+        with pytest.raises(RuntimeCacheError, match="not allocated") as e:
+            cache.free_seq(5)
+        assert e.value.status == BAD_HANDLE
+        with pytest.raises(ValueError, match=r"keys: expected shape \(1, 2, 4\)"):
+            cache.append(0, [seq], np.zeros((1, 2, 5)), np.zeros((1, 2, 4)), np.zeros((1, 2)))
+        cache.free_seq(seq)
+        assert cache.alloc_seq() == seq
+    with pytest.raises(RuntimeCacheError) as e:
+        KVCache(1, 2, -1, 2, 4)
+    assert e.value.status == INVALID_ARGUMENT
+    with pytest.raises(ValueError, match="backend"):
+        KVCache(1, 2, 3, 2, 4, backend="tpu")
+
+
+def test_closed_cache_is_an_error():
+    cache = KVCache(1, 1, 1, 1, 4)
+    cache.close()
+    with pytest.raises(ValueError, match="closed"):
+        cache.alloc_seq()
