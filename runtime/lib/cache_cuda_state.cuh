@@ -19,12 +19,13 @@ namespace sparsek::rt::cuda {
 constexpr int kThreads = SK_CACHE_THREADS;
 constexpr int kWarps = kThreads / 32;
 
-/// Incremental tau state of one (layer, sequence, head). The kept scores
-/// (all > tau) live unsorted in a scalar array; (upper, middle, sum) is the
-/// partition of f's linear piece just right of `x`, and `next` the first
-/// breakpoint above x. Most appends touch only these scalars; crossing a
-/// breakpoint costs one block-wide pass over the array (amortized O(1) per
-/// candidate, since every score crosses at most twice).
+/// Incremental tau state of one (layer, sequence, head). The scores with
+/// p > 0 live unsorted in a scalar array (dropped ones, <= x, stay until the
+/// next compaction); (upper, middle, sum) is the partition of f's linear
+/// piece just right of `x`, and `next` the first breakpoint above x. Most
+/// appends touch only these scalars; crossing breakpoints costs a block-wide
+/// pass over the array, which is rare since tau rises slowly and every
+/// score is crossed at most twice.
 struct HeadState {
   double x;    // walk position: tau never goes below it
   double sum;  // sum of the middle scores (0 < p < 1)
