@@ -38,10 +38,8 @@ def attention_module():
     for elem in ELEMENTS:
         for w in WINDOWS:
             for d in HEAD_DIMS:
-                text = ir.attention_function(attention_name(elem, w, d), w, elem)
                 # Static head dims: the per-query scratch lives on the GPU stack.
-                four_d = f"tensor<?x?x?x?x{elem}>"
-                funcs.append(text.replace(four_d, f"tensor<?x?x?x{d}x{elem}>"))
+                funcs.append(ir.attention_function(attention_name(elem, w, d), w, elem, head_dim=d))
     return ir.module(*funcs)
 
 

@@ -75,10 +75,11 @@ def select_function(name, k, w, index_type="i32"):
     return _func(name, [("u", u), ("i0", i), ("g0", g), ("t0", t)], [i, g, t], body)
 
 
-def attention_function(name, w, elem="f32", index_type="i32", scale=None, k=None):
-    """o = attention(q, key, value, indices, gates; w) with every size dynamic."""
+def attention_function(name, w, elem="f32", index_type="i32", scale=None, k=None, head_dim=None):
+    """o = attention(q, key, value, indices, gates; w); sizes dynamic except
+    the head dim D = Dv when `head_dim` is given (the GPU path needs it)."""
     _check_elem(elem)
-    q = tensor([None] * 4, elem)
+    q = tensor([None] * 3 + [head_dim], elem)
     idx, g = tensor([None] * 3 + [k], index_type), tensor([None] * 3 + [k], "f32")
     body = (f"  %o = sparsek.attention ins(%q, %k, %v, %i, %g : {q}, {q}, {q}, {idx}, {g}) "
             f"w = {w}{_scale(scale)} outs(%o0 : {q}) -> {q}\n"
