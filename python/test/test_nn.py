@@ -1,0 +1,83 @@
+# SparseKAttention (torch) on CPU tensors against the float64 reference; CUDA and backward are clear errors.
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cpu_harness import require_compiler  # noqa: E402
+from runtime_harness import require_runtime  # noqa: E402
+from sparsek.layer import reference_prefill  # noqa: E402
+from sparsek.nn import SparseKAttention  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _compiler():
+    require_compiler()
+
+
+def module(seed=0, **kw):
+    torch.manual_seed(seed)
+    opts = dict(embed_dim=32, num_heads=4, num_kv_heads=2, k=5, w=3, score_slope=True)
+    opts.update(kw)
+    attn = SparseKAttention(**opts)
+    with torch.no_grad():
+        attn.score_bias.normal_()
+        if attn.score_slope is not None:
+            attn.score_slope.normal_(std=0.05)
+    return attn
+
+
+def weights(attn):
+    named = {"wq": attn.wq, "wk": attn.wk, "wv": attn.wv, "wsc": attn.wsc, "bias": attn.score_bias,
+             "slope": attn.score_slope, "wo": attn.wo}
+    return {n: named[n].detach().float().numpy() for n in attn.cfg.weight_names()}
+
+
+def test_forward_matches_reference():
+    attn = module()
+    x = torch.randn(2, 29, 32)
+    with torch.no_grad():
+        y = attn(x)
+    want = reference_prefill(attn.cfg, x.numpy(), weights(attn))[0]
+    assert y.shape == x.shape and y.dtype == torch.float32
+    np.testing.assert_allclose(y.numpy(), want, atol=1e-4 * max(1.0, np.abs(want).max()))
+
+
+def test_prefill_then_decode_matches_full_recompute():
+    require_runtime()
+    attn = module(1)
+    x = torch.randn(2, 24, 32)
+    cache = attn.new_cache(max_seqs=2)
+    seqs = [cache.alloc_seq() for _ in range(2)]
+    with torch.no_grad():
+        y = attn.prefill(x[:, :12], cache, seqs)
+        np.testing.assert_allclose(y.numpy(), attn(x[:, :12]).numpy(), atol=1e-6)
+        for t in range(12, 24):
+            y_t = attn.decode(x[:, t], cache, seqs)
+            want = reference_prefill(attn.cfg, x[:, :t + 1].numpy(), weights(attn))[0][:, -1]
+            np.testing.assert_allclose(y_t.numpy(), want, atol=1e-4 * max(1.0, np.abs(want).max()))
+
+
+def test_bf16_module():
+    attn = module(2, dtype=torch.bfloat16, score_slope=False)
+    x = torch.randn(1, 16, 32).to(torch.bfloat16)
+    with torch.no_grad():
+        y = attn(x)
+    assert y.dtype == torch.bfloat16
+    want = reference_prefill(attn.cfg, x.float().numpy(), weights(attn))[0]
+    np.testing.assert_allclose(y.float().numpy(), want, atol=5e-2)
+
+
+def test_backward_is_a_clear_error():
+    attn = module(3)
+    y = attn(torch.randn(1, 8, 32))
+    assert y.requires_grad
+    with pytest.raises(RuntimeError, match="forward-only"):
+        y.sum().backward()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_are_not_available_yet():
+    attn = module(4).cuda()
+    with pytest.raises(NotImplementedError, match="not available yet"):
+        attn(torch.randn(1, 8, 32, device="cuda"))
