@@ -182,7 +182,7 @@ def main():
     args = parser.parse_args()
     cfg = TinyConfig()
     weights = init_weights(cfg, args.seed)
-    prompt = list(np.random.default_rng(args.seed + 1).integers(0, cfg.vocab, size=12))
+    prompt = [int(t) for t in np.random.default_rng(args.seed + 1).integers(0, cfg.vocab, size=12)]
 
     try:
         import torch  # noqa: F401
