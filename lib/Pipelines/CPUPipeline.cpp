@@ -34,6 +34,8 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
       "canonicalize,"
       "sparsek-lower-to-loops,"
       "func.func(convert-linalg-to-loops),"
+      // Tiled ops (sparsek-tile) leave scf.forall, which runs sequentially.
+      "func.func(scf-forall-to-for),"
       "canonicalize,cse,"
       "expand-strided-metadata,lower-affine,convert-scf-to-cf,"
       // bf16 truncation in integer arithmetic: LLVM would otherwise call

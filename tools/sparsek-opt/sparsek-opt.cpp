@@ -13,6 +13,7 @@
 
 #include "sparsek/Conversion/Passes.h"
 #include "sparsek/Dialect/SparseK/IR/SparseKDialect.h"
+#include "sparsek/Dialect/SparseK/IR/TilingInterfaceImpl.h"
 #include "sparsek/Dialect/SparseK/Transforms/BufferizableOpInterfaceImpl.h"
 #include "sparsek/Dialect/SparseK/Transforms/Passes.h"
 #include "sparsek/Pipelines/Pipelines.h"
@@ -30,6 +31,7 @@ int main(int argc, char **argv) {
   mlir::registerAllToLLVMIRTranslations(registry);
   registry.insert<mlir::sparsek::SparseKDialect>();
   mlir::sparsek::registerBufferizableOpInterfaceExternalModels(registry);
+  mlir::sparsek::registerTilingInterfaceExternalModels(registry);
 
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "SparseK optimizer driver\n", registry));

@@ -69,4 +69,50 @@ def SparseKDropReturnedArguments
   let dependentDialects = ["::mlir::memref::MemRefDialect"];
 }
 
+def SparseKTile : Pass<"sparsek-tile"> {
+  let summary = "Tile sparsek ops into scf.forall over batch, head and query blocks";
+  let description = [{
+    Tiles every `sparsek.attention` (loops B, Hq, T), `sparsek.score`
+    (B, Hkv, T) and `sparsek.decode_attention` (B, Hq) in tensor form with
+    `scf.forall`, through their TilingInterface. Each tile is an op of the
+    same kind on `tensor.extract_slice`s; a query tile of attention reads the
+    key prefix that ends at its last query. A size of 0 leaves a dimension
+    untiled. Query-head tiles must cover whole GQA groups (1 or a multiple of
+    Hq / Hkv). With `map-to-blocks`, the foralls carry `#gpu.block` mappings.
+
+    Before:
+
+    ```mlir
+    %o = sparsek.attention ins(%q, %k, %v, %i, %g : ...) w = 16
+           outs(%init : tensor<1x8x?x64xf32>) -> tensor<1x8x?x64xf32>
+    ```
+
+    After (`attention-tile-sizes=1,1,64`):
+
+    ```mlir
+    %o = scf.forall (%b, %h, %t) = (0, 0, 0) to (1, 8, %T) step (1, 1, 64)
+           shared_outs(%out = %init) -> (tensor<1x8x?x64xf32>) {
+      %qs = tensor.extract_slice %q[%b, %h, %t, 0] ...
+      %ks = tensor.extract_slice %k[%b, %kvh, 0, 0] [1, 1, %prefix, 64] ...
+      %r = sparsek.attention ins(%qs, %ks, ...) w = 16 outs(%os : ...) -> ...
+      scf.forall.in_parallel { tensor.parallel_insert_slice %r into %out[...] }
+    }
+    ```
+  }];
+  let options = [
+    ListOption<"attentionTileSizes", "attention-tile-sizes", "int64_t",
+               "Tile sizes of attention's (B, Hq, T) loops">,
+    ListOption<"scoreTileSizes", "score-tile-sizes", "int64_t",
+               "Tile sizes of score's (B, Hkv, T) loops">,
+    ListOption<"decodeTileSizes", "decode-tile-sizes", "int64_t",
+               "Tile sizes of decode_attention's (B, Hq) loops">,
+    Option<"mapToBlocks", "map-to-blocks", "bool", /*default=*/"false",
+           "Attach #gpu.block<x/y/z> mappings to the generated foralls">
+  ];
+  let dependentDialects = [
+    "::mlir::affine::AffineDialect", "::mlir::gpu::GPUDialect",
+    "::mlir::scf::SCFDialect", "::mlir::tensor::TensorDialect"
+  ];
+}
+
 #endif // SPARSEK_TRANSFORMS_PASSES_TD
