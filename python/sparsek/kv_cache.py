@@ -30,6 +30,7 @@ _BACKENDS = {"cpu": CPU, "cuda": CUDA}
 _DTYPES = {"f32": 0, "f16": 1, "bf16": 2}
 # numpy storage of each element type (bf16 as its bit pattern).
 NUMPY_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16}
+_TORCH_DTYPES = {"f32": "torch.float32", "f16": "torch.float16", "bf16": "torch.bfloat16"}
 
 # sk_status codes (runtime/include/sparsek/runtime/status.h).
 OK, INVALID_ARGUMENT, BAD_HANDLE, OUT_OF_SLOTS, INVALID_SCORE = 0, 1, 2, 3, 4
@@ -109,6 +110,7 @@ def _lib():
                 fn.argtypes, fn.restype = argtypes, ctypes.c_int
             lib.sk_cache_last_error.argtypes, lib.sk_cache_last_error.restype = [], ctypes.c_char_p
             lib.sk_status_name.argtypes, lib.sk_status_name.restype = [ctypes.c_int], ctypes.c_char_p
+            lib.sk_rt_has_device.argtypes, lib.sk_rt_has_device.restype = [], ctypes.c_int
             _loaded[path] = lib
         return _loaded[path]
 
@@ -118,6 +120,11 @@ def _check(lib, status, what):
         message = (lib.sk_cache_last_error() or b"").decode(errors="replace")
         name = lib.sk_status_name(status).decode()
         raise RuntimeCacheError(status, name, f"{what}: {message}" if message else what)
+
+
+def cuda_available():
+    """True when the runtime was built with CUDA and sees a GPU (the CUDA backend works)."""
+    return bool(_lib().sk_rt_has_device())
 
 
 class CacheView(NamedTuple):
@@ -244,14 +251,26 @@ class KVCache:
                       self._host(scores, shapes[2], "scores", f32=True)]
             return [a.ctypes.data for a in arrays], arrays
         ptrs = []
+        want = {"keys": self.dtype, "values": self.dtype, "scores": "f32"}
         for t, shape, name in zip((keys, values, scores), shapes, ("keys", "values", "scores")):
             if not hasattr(t, "data_ptr") or not getattr(t, "is_cuda", False):
                 raise TypeError(f"{name}: the CUDA cache takes CUDA tensors (torch), got {type(t).__name__}")
             if tuple(t.shape) != tuple(shape) or not t.is_contiguous():
                 raise ValueError(f"{name}: expected a contiguous tensor of shape {tuple(shape)}, "
                                  f"got {tuple(t.shape)}")
+            if str(t.dtype) != _TORCH_DTYPES[want[name]]:
+                raise TypeError(f"{name}: expected {_TORCH_DTYPES[want[name]]}, got {t.dtype}")
+            if t.device.index != self.config.device:
+                raise ValueError(f"{name}: the cache lives on cuda:{self.config.device}, got {t.device}")
             ptrs.append(t.data_ptr())
         return ptrs, [keys, values, scores]
+
+    def _stream(self, stream):
+        """The stream to order CUDA work on: the caller's, else torch's current one."""
+        if stream is not None or self.backend == "cpu":
+            return stream
+        import torch
+        return torch.cuda.current_stream(self.config.device).cuda_stream
 
     def append(self, layer, seq_ids, keys, values, scores, stream=None):
         """One token for each sequence: keys [n, Hkv, D], values [n, Hkv, Dv], scores [n, Hkv]."""
@@ -261,7 +280,7 @@ class KVCache:
                                     [(n, H, self.head_dim), (n, H, self.value_dim), (n, H)])
         status = self._lib.sk_cache_append_tokens(
             self._h(), int(layer), ctypes.byref(self._shape), n,
-            ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), *ptrs, stream)
+            ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), *ptrs, self._stream(stream))
         del keep
         _check(self._lib, status, f"append(layer {layer})")
 
@@ -272,13 +291,14 @@ class KVCache:
         ptrs, keep = self._pointers(keys, values, scores,
                                     [(H, T, self.head_dim), (H, T, self.value_dim), (H, T)])
         status = self._lib.sk_cache_append_chunk(self._h(), int(layer), ctypes.byref(self._shape),
-                                                 int(seq), T, *ptrs, stream)
+                                                 int(seq), T, *ptrs, self._stream(stream))
         del keep
         _check(self._lib, status, f"append_chunk(layer {layer}, seq {seq})")
 
     def check_device_error(self, stream=None):
         """Raises the first error recorded by CUDA kernels since the last check."""
-        _check(self._lib, self._lib.sk_cache_check_device_error(self._h(), stream), "device")
+        _check(self._lib, self._lib.sk_cache_check_device_error(self._h(), self._stream(stream)),
+               "device")
 
     # -- views ----------------------------------------------------------------
     def raw_view(self, layer):
@@ -305,3 +325,39 @@ class KVCache:
                 _as_numpy(v.pool_count, ctypes.c_int32, (S, H), self),
                 _as_numpy(v.pos, ctypes.c_int64, (S,), self))
         return self._views[layer]
+
+    def torch_view(self, layer):
+        """torch tensors over `layer`'s slots, no copy (same fields as view()).
+
+        CPU backend: CPU tensors sharing the numpy views' memory. CUDA backend:
+        tensors on the cache's device, through __cuda_array_interface__. bf16
+        slots come back as torch.bfloat16.
+        """
+        import torch
+        bf16 = self.dtype == "bf16"
+        if self.backend == "cpu":
+            def wrap(a, slots):
+                t = torch.from_numpy(a.view(np.int16) if slots and bf16 else a)
+                return t.view(torch.bfloat16) if slots and bf16 else t
+            return CacheView(*(wrap(a, i < 2) for i, a in enumerate(self.view(layer))))
+        v = self.raw_view(layer)
+        S, H, N, D, Dv = self.max_seqs, self.num_kv_heads, self.k + self.w, self.head_dim, self.value_dim
+        slot = "<i2" if bf16 else np.dtype(NUMPY_DTYPES[self.dtype]).str
+        fields = [(v.k_slots, (S, H, N, D), slot), (v.v_slots, (S, H, N, Dv), slot),
+                  (v.slot_scores, (S, H, N), "<f4"), (v.slot_pos, (S, H, N), "<i8"),
+                  (v.tau, (S, H), "<f4"), (v.pool_count, (S, H), "<i4"), (v.pos, (S,), "<i8")]
+        device = torch.device("cuda", self.config.device)
+        out = [torch.as_tensor(_DeviceArray(ptr, shape, typestr, self), device=device)
+               for ptr, shape, typestr in fields]
+        if bf16:
+            out[0], out[1] = out[0].view(torch.bfloat16), out[1].view(torch.bfloat16)
+        return CacheView(*out)
+
+
+class _DeviceArray:
+    """A device buffer described by __cuda_array_interface__; keeps the cache alive."""
+
+    def __init__(self, ptr, shape, typestr, owner):
+        self._owner = owner
+        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": typestr,
+                                         "data": (int(ptr), False), "version": 3, "strides": None}
