@@ -16,6 +16,23 @@ from .memref import to_descriptor
 from .status import SparseKError
 
 
+def _host_array(a):
+    """CPU torch tensors as numpy views (no copy); CUDA tensors are refused clearly."""
+    if type(a).__module__.split(".")[0] != "torch" or not hasattr(a, "is_cuda"):
+        return a
+    if a.is_cuda:
+        # The GPU call path passes device-pointer descriptors on torch's current
+        # stream to GPU entry points, which the CPU pipeline does not produce.
+        raise NotImplementedError("CUDA tensors cannot be passed to a CPU library; GPU entry points "
+                                  "(sparsek-gpu-pipeline) are not available yet")
+    import torch  # already loaded: `a` is a torch tensor
+
+    t = a.detach()
+    if t.dtype == torch.bfloat16:  # numpy has no bf16: its bit patterns, as memref.py expects
+        return t.view(torch.int16).numpy().view(np.uint16)
+    return t.numpy()
+
+
 class CompiledLibrary:
     """A shared library built by `sparsek.toolchain.compile_shared_library`."""
 
@@ -30,7 +47,7 @@ class CompiledLibrary:
         return int(self._lib.sparsek_status())
 
     def call(self, name, *args):
-        """Calls `name` with numpy arrays (memrefs) and ints (index values).
+        """Calls `name` with numpy arrays or CPU torch tensors (memrefs) and ints (index values).
 
         Raises SparseKError with the library's status when the compiled code
         rejected the input; the library's status is cleared first.
@@ -43,6 +60,7 @@ class CompiledLibrary:
         keep = []
         c_args = []
         for a in args:
+            a = _host_array(a)
             if isinstance(a, np.ndarray):
                 desc = to_descriptor(a)
                 keep.append(desc)

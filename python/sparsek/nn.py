@@ -16,10 +16,10 @@ compiled entry points (see `_cuda_call`), with no host copies.
 The module is forward-only: backward raises a RuntimeError.
 """
 
-import numpy as np
 import torch
 
 from .compiled_layer import CompiledLayer
+from .cpu import _host_array
 from .kv_cache import KVCache
 from .layer import LayerConfig
 
@@ -31,10 +31,7 @@ def _to_numpy(t, dtype):
     t = t.detach()
     if t.dtype != dtype:
         raise TypeError(f"expected a {dtype} tensor, got {t.dtype}")
-    t = t.contiguous()
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().view(np.uint16)
-    return t.numpy()
+    return _host_array(t.contiguous())
 
 
 def _from_numpy(a, dtype):

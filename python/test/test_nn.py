@@ -81,3 +81,16 @@ def test_cuda_tensors_are_not_available_yet():
     attn = module(4).cuda()
     with pytest.raises(NotImplementedError, match="not available yet"):
         attn(torch.randn(1, 8, 32, device="cuda"))
+
+
+def test_compiled_library_takes_cpu_tensors():
+    from sparsek import compiler, ir
+    from sparsek.cpu import CompiledLibrary
+    lib = CompiledLibrary(compiler.compile(ir.module(ir.mask_function("mask", k=2))))
+    z = torch.tensor([[3.0, 1.0, 0.5, -2.0]])
+    p, tau = torch.zeros_like(z), torch.zeros(1)
+    lib.call("mask", z, p, tau)  # written in place through numpy views of the tensors
+    assert torch.allclose(p, torch.tensor([[1.0, 0.75, 0.25, 0.0]])) and abs(float(tau) - 0.25) < 1e-6
+    if torch.cuda.is_available():
+        with pytest.raises(NotImplementedError, match="GPU entry points"):
+            lib.call("mask", z.cuda(), p, tau)
