@@ -24,3 +24,9 @@ llvm_config.add_tool_substitutions(
     [ToolSubst("sparsek-opt", unresolved="fatal")],
     [config.sparsek_tools_dir, config.llvm_tools_dir],
 )
+
+# The CUDA toolkit's ptxas turns PTX into sm_90 binaries (no GPU needed).
+_cuda_bin = os.environ.get("CUDA_HOME", "/usr/local/cuda") + "/bin"
+if os.path.exists(os.path.join(_cuda_bin, "ptxas")):
+    config.available_features.add("ptxas")
+    llvm_config.with_environment("PATH", _cuda_bin, append_path=True)

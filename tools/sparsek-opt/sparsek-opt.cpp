@@ -10,6 +10,9 @@
 #include "mlir/InitAllPasses.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
+#include "llvm/Support/FileSystem.h"
+
+#include <cstdlib>
 
 #include "sparsek/Conversion/Passes.h"
 #include "sparsek/Dialect/SparseK/IR/SparseKDialect.h"
@@ -18,7 +21,19 @@
 #include "sparsek/Dialect/SparseK/Transforms/Passes.h"
 #include "sparsek/Pipelines/Pipelines.h"
 
+/// MLIR's NVVM target finds ptxas and libdevice (needed for math functions
+/// in kernels) through CUDA_ROOT, CUDA_HOME or CUDA_PATH; Debian's build has
+/// no default, so point it at the standard toolkit location when unset.
+static void defaultCudaToolkitPath() {
+  for (const char *var : {"CUDA_ROOT", "CUDA_HOME", "CUDA_PATH"})
+    if (std::getenv(var))
+      return;
+  if (llvm::sys::fs::is_directory("/usr/local/cuda"))
+    setenv("CUDA_HOME", "/usr/local/cuda", /*overwrite=*/0);
+}
+
 int main(int argc, char **argv) {
+  defaultCudaToolkitPath();
   mlir::registerAllPasses();
   mlir::sparsek::registerSparseKPasses();
   mlir::sparsek::registerSparseKConversionPasses();

@@ -1,0 +1,20 @@
+// The GPU pipeline turns attention into an outlined kernel (one query per
+// thread, blocks over batch x query head x query block), NVVM, an embedded
+// binary, and host code that checks sizes and launches through mgpu*.
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa query-block=32" | FileCheck %s
+
+// CHECK: llvm.func @attention(
+// CHECK: gpu.launch_func {{ *}}@attention_kernel::@attention_kernel blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%[[C32:.*]], %{{.*}}, %{{.*}}) : i64
+// CHECK: llvm.func @_mlir_ciface_attention(
+// CHECK: gpu.binary @attention_kernel
+// CHECK-SAME: #nvvm.target<O = 3, chip = "sm_90", features = "+ptx80">
+// CHECK-SAME: .target sm_90
+// CHECK-NOT: sparsek.
+func.func @attention(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tensor<?x?x?x64xbf16>,
+                     %i: tensor<?x?x?x8xi32>, %g: tensor<?x?x?x8xf32>, %o0: tensor<?x?x?x64xbf16>)
+    -> tensor<?x?x?x64xbf16> {
+  %o = sparsek.attention ins(%q, %k, %v, %i, %g : tensor<?x?x?x64xbf16>, tensor<?x?x?x64xbf16>,
+                             tensor<?x?x?x64xbf16>, tensor<?x?x?x8xi32>, tensor<?x?x?x8xf32>)
+         w = 16 outs(%o0 : tensor<?x?x?x64xbf16>) -> tensor<?x?x?x64xbf16>
+  return %o : tensor<?x?x?x64xbf16>
+}
