@@ -45,6 +45,11 @@ for f in "$build"/docs/SparseK/*.md; do
 done
 echo "docs up to date"
 
+if command -v ptxas > /dev/null || [ -x /usr/local/cuda/bin/ptxas ]; then
+  step "GPU artifacts: attention kernels to sm_90 fatbins (ptxas; run on the GPU machine)"
+  /usr/bin/python3 scripts/gpu_artifacts.py "$build/gpu-artifacts"
+fi
+
 step "example: the SparseK layer on the CPU"
 /usr/bin/python3 examples/run_layer.py
 
