@@ -97,3 +97,18 @@ def test_layer_ir_is_tensor_level_and_verifies():
     for op in ("sparsek.score", "sparsek.select_attention", "sparsek.decode_attention"):
         assert op in text
     compiler.run_pipeline(text, "")  # raises with diagnostics if it does not verify
+
+
+def test_decode_from_an_empty_cache():
+    require_runtime()
+    layer = compile_layer(C=16, Hq=2, Hkv=1, D=8, k=3, w=2, bias=True)
+    w = weights(layer.cfg, 8)
+    x = np.random.default_rng(9).normal(size=(1, 12, 16)).astype(np.float32)
+    with KVCache(1, 1, 3, 2, 8) as cache:
+        seq = [cache.alloc_seq()]
+        for t in range(12):
+            want = reference_prefill(layer.cfg, x[:, :t + 1], w)[0][:, -1]
+            np.testing.assert_allclose(layer.decode(x[:, t], w, cache, 0, seq), want, atol=tolerance(want))
+    with KVCache(1, 2, 3, 2, 8) as other:
+        with pytest.raises(ValueError, match="does not match the layer"):
+            layer.decode(x[:, 0], w, other, 0, [other.alloc_seq()])
