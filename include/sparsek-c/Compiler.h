@@ -11,6 +11,10 @@
  * input. Strings returned through `out_text` / `error` are owned by the
  * caller and released with sparsek_compiler_free. Calls are thread-safe:
  * each builds its own MLIR context.
+ *
+ * Like sparsek-opt, the first call sets CUDA_HOME=/usr/local/cuda when none
+ * of CUDA_ROOT, CUDA_HOME, CUDA_PATH is set and that folder exists (the GPU
+ * pipeline finds ptxas and libdevice through it).
  */
 #ifndef SPARSEK_C_COMPILER_H
 #define SPARSEK_C_COMPILER_H
@@ -55,6 +59,14 @@ SPARSEK_COMPILER_API int
 sparsek_compiler_compile_shared_library(const char *mlir, const char *pipeline,
                                         const char *output_path, int opt_level,
                                         char **error);
+
+/* As above, with `num_link_args` extra arguments for the link step, placed
+ * after the object file (e.g. "-L<dir>", "-lsparsek_runtime",
+ * "-Wl,-rpath,$ORIGIN" for GPU code that calls the runtime's mgpu*). */
+SPARSEK_COMPILER_API int sparsek_compiler_compile_shared_library_ex(
+    const char *mlir, const char *pipeline, const char *output_path,
+    int opt_level, const char *const *link_args, int num_link_args,
+    char **error);
 
 /* Releases a string returned by this API (null is ignored). */
 SPARSEK_COMPILER_API void sparsek_compiler_free(char *str);

@@ -21,6 +21,7 @@
 
 #include "sparsek/Conversion/Passes.h"
 #include "sparsek/Dialect/SparseK/IR/SparseKDialect.h"
+#include "sparsek/Dialect/SparseK/IR/TilingInterfaceImpl.h"
 #include "sparsek/Dialect/SparseK/Transforms/BufferizableOpInterfaceImpl.h"
 #include "sparsek/Dialect/SparseK/Transforms/Passes.h"
 #include "sparsek/Pipelines/Pipelines.h"
@@ -53,11 +54,25 @@ using namespace mlir;
 
 namespace {
 
+/// MLIR's NVVM target finds ptxas and libdevice through CUDA_ROOT, CUDA_HOME
+/// or CUDA_PATH; as sparsek-opt does, default to the standard toolkit
+/// location when none is set.
+void defaultCudaToolkitPath() {
+  for (const char *var : {"CUDA_ROOT", "CUDA_HOME", "CUDA_PATH"})
+    if (std::getenv(var))
+      return;
+  if (llvm::sys::fs::is_directory("/usr/local/cuda"))
+    setenv("CUDA_HOME", "/usr/local/cuda", /*overwrite=*/0);
+}
+
 /// Registers passes, pipelines and native codegen once per process: the
 /// registries are global, and a pipeline string can only name what they hold.
+/// Mirrors tools/sparsek-opt/sparsek-opt.cpp (the lit test runs both
+/// pipelines through this API to keep them in step).
 void initializeOnce() {
   static std::once_flag flag;
   std::call_once(flag, [] {
+    defaultCudaToolkitPath();
     registerAllPasses();
     sparsek::registerSparseKPasses();
     sparsek::registerSparseKConversionPasses();
@@ -74,6 +89,8 @@ DialectRegistry makeRegistry() {
   registerAllExtensions(registry);
   registry.insert<sparsek::SparseKDialect>();
   sparsek::registerBufferizableOpInterfaceExternalModels(registry);
+  sparsek::registerTilingInterfaceExternalModels(registry);
+  // Translation to LLVM IR, also of GPU kernels inside gpu-module-to-binary.
   registerAllToLLVMIRTranslations(registry);
   return registry;
 }
@@ -249,6 +266,7 @@ struct TempFile {
 
 /// Links `object` into the shared library `output` with the C compiler.
 bool linkSharedLibrary(llvm::StringRef object, llvm::StringRef output,
+                       llvm::ArrayRef<llvm::StringRef> extraArgs,
                        std::string &error) {
   const char *cc = std::getenv("CC");
   std::string driver = cc && *cc ? cc : "cc";
@@ -266,7 +284,9 @@ bool linkSharedLibrary(llvm::StringRef object, llvm::StringRef output,
   // so an entry point named like a libc function (`select`) is not
   // interposed by libc.
   llvm::SmallVector<llvm::StringRef> args = {
-      *program, "-shared", "-Wl,-Bsymbolic", "-o", output, object, "-lm"};
+      *program, "-shared", "-Wl,-Bsymbolic", "-o", output, object};
+  args.append(extraArgs.begin(), extraArgs.end());
+  args.push_back("-lm");
   std::optional<llvm::StringRef> redirects[] = {std::nullopt, log.path.str(),
                                                 log.path.str()};
   std::string execError;
@@ -334,7 +354,23 @@ int sparsek_compiler_compile_shared_library(const char *mlir,
                                             const char *pipeline,
                                             const char *output_path,
                                             int opt_level, char **error) {
+  return sparsek_compiler_compile_shared_library_ex(
+      mlir, pipeline, output_path, opt_level, nullptr, 0, error);
+}
+
+int sparsek_compiler_compile_shared_library_ex(
+    const char *mlir, const char *pipeline, const char *output_path,
+    int opt_level, const char *const *link_args, int num_link_args,
+    char **error) {
   initializeOnce();
+  if (num_link_args < 0 || (num_link_args > 0 && !link_args))
+    return fail(error, "link_args must hold num_link_args strings");
+  llvm::SmallVector<llvm::StringRef> extraArgs;
+  for (int i = 0; i < num_link_args; ++i) {
+    if (!link_args[i])
+      return fail(error, "link_args[" + llvm::Twine(i) + "] is null");
+    extraArgs.push_back(link_args[i]);
+  }
   if (!output_path || !*output_path)
     return fail(error, "no output path given");
   if (opt_level < 0 || opt_level > 3)
@@ -381,7 +417,7 @@ int sparsek_compiler_compile_shared_library(const char *mlir,
   // `output_path` see the old file or the whole new one.
   std::string partial = std::string(output_path) + ".tmp" +
                         std::to_string(llvm::sys::Process::getProcessId());
-  if (!linkSharedLibrary(object.path, partial, message)) {
+  if (!linkSharedLibrary(object.path, partial, extraArgs, message)) {
     llvm::sys::fs::remove(partial);
     return fail(error, message);
   }

@@ -88,9 +88,10 @@ def _lib():
                 fn = getattr(lib, name)
                 fn.restype = ctypes.c_int
                 fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, out, out]
-            fn = lib.sparsek_compiler_compile_shared_library
+            fn = lib.sparsek_compiler_compile_shared_library_ex
             fn.restype = ctypes.c_int
-            fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, out]
+            fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int,
+                           ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, out]
             lib.sparsek_compiler_free.restype = None
             lib.sparsek_compiler_free.argtypes = [ctypes.c_void_p]
             _loaded[path] = lib
@@ -149,15 +150,18 @@ def _digest(*parts):
     return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:20]
 
 
-def compile(mlir_text, pipeline="sparsek-cpu-pipeline", output=None, opt_level=2):
+def compile(mlir_text, pipeline="sparsek-cpu-pipeline", output=None, opt_level=2, link_args=()):
     """Compiles `mlir_text` into a shared library for the host; returns its path.
 
-    Without `output`, the library goes to (or comes from) the on-disk cache.
+    `link_args` go to the link step after the object file (e.g. "-L<dir>",
+    "-lsparsek_runtime" for GPU code). Without `output`, the library goes to
+    (or comes from) the on-disk cache.
     Raises CompilerError with the diagnostics when a step fails, and
     CompilerNotFound when there is neither a compiler nor a cached library.
     """
     if output is None:
-        source_key = _digest(_BUILD_RECIPE, pipeline, opt_level, mlir_text)
+        link_args = tuple(link_args)
+        source_key = _digest(_BUILD_RECIPE, pipeline, opt_level, link_args, mlir_text)
         cache = _cache_dir()
         try:
             path = library_path()
@@ -175,8 +179,9 @@ def compile(mlir_text, pipeline="sparsek-cpu-pipeline", output=None, opt_level=2
             return output
     lib = _lib()
     error = ctypes.c_void_p()
-    rc = lib.sparsek_compiler_compile_shared_library(
-        mlir_text.encode(), pipeline.encode(), os.fsencode(output), int(opt_level),
-        ctypes.byref(error))
+    args = (ctypes.c_char_p * max(1, len(link_args)))(*[os.fsencode(a) for a in link_args])
+    rc = lib.sparsek_compiler_compile_shared_library_ex(
+        mlir_text.encode(), pipeline.encode(), os.fsencode(output), int(opt_level), args,
+        len(link_args), ctypes.byref(error))
     _check(lib, rc, error, f"compiling with {pipeline!r}")
     return output

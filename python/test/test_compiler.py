@@ -66,3 +66,18 @@ def test_missing_compiler_is_a_clear_error(monkeypatch):
     assert not compiler.available()
     with pytest.raises(compiler.CompilerNotFound, match="SPARSEK_COMPILER_LIB"):
         compiler.run_pipeline(MASK, "")
+
+
+def test_link_args_reach_the_linker(tmp_path):
+    with pytest.raises(compiler.CompilerError, match="cannot find -lsparsek_no_such_lib"):
+        compiler.compile(MASK, output=str(tmp_path / "x.so"), link_args=["-lsparsek_no_such_lib"])
+    out = compiler.compile(MASK, output=str(tmp_path / "m.so"), link_args=["-Wl,-soname,libmask.so"])
+    with open(out, "rb") as f:
+        assert b"libmask.so" in f.read()
+
+
+def test_gpu_pipeline_runs_through_the_api():
+    lowered = compiler.run_pipeline(
+        ir.module(ir.attention_function("attn", 16, "bf16", k=8, head_dim=64)),
+        "sparsek-gpu-pipeline{format=isa}")
+    assert "gpu.binary @" in lowered and "llvm.func @_mlir_ciface_attn" in lowered

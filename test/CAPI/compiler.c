@@ -33,6 +33,18 @@ static const char *kInvalid =
     "  return %o : tensor<1x1x4x8xf32>\n"
     "}\n";
 
+static const char *kAttention =
+    "func.func @attention(%q: tensor<?x?x?x64xbf16>, %k: "
+    "tensor<?x?x?x64xbf16>, %v: tensor<?x?x?x64xbf16>, %i: "
+    "tensor<?x?x?x8xi32>, %g: tensor<?x?x?x8xf32>, %o0: "
+    "tensor<?x?x?x64xbf16>) -> tensor<?x?x?x64xbf16> {\n"
+    "  %o = sparsek.attention ins(%q, %k, %v, %i, %g : tensor<?x?x?x64xbf16>, "
+    "tensor<?x?x?x64xbf16>, tensor<?x?x?x64xbf16>, tensor<?x?x?x8xi32>, "
+    "tensor<?x?x?x8xf32>) w = 16 outs(%o0 : tensor<?x?x?x64xbf16>) -> "
+    "tensor<?x?x?x64xbf16>\n"
+    "  return %o : tensor<?x?x?x64xbf16>\n"
+    "}\n";
+
 typedef struct {
   float *allocated, *aligned;
   int64_t offset, sizes[2], strides[2];
@@ -125,6 +137,33 @@ int main(int argc, char **argv) {
   printf("p = %.4f %.4f %.4f %.4f tau = %.4f\n", p[0], p[1], p[2], p[3],
          tau[0]);
   dlclose(lib);
+
+  // The GPU pipeline runs through the same registrations as sparsek-opt
+  // (PTX only: no ptxas needed).
+  // CHECK-LABEL: gpu pipeline: rc=0
+  // CHECK: gpu.binary @attention_kernel
+  rc = sparsek_compiler_run_pipeline(
+      kAttention, "sparsek-gpu-pipeline{format=isa}", &text, &error);
+  printf("gpu pipeline: rc=%d\n", rc);
+  if (rc)
+    printf("%s\n", error);
+  else
+    printLineWith(text, "gpu.binary");
+  sparsek_compiler_free(text);
+
+  // Extra link arguments reach the linker, after the object file.
+  // CHECK-LABEL: link args: rc=0
+  const char *soname[] = {"-Wl,-soname,libmask.so"};
+  rc = sparsek_compiler_compile_shared_library_ex(kMask, "sparsek-cpu-pipeline",
+                                                  path, 2, soname, 1, &error);
+  printf("link args: rc=%d\n", rc);
+  // CHECK-LABEL: missing library: rc=1
+  // CHECK-NEXT: linking failed: {{.*}}.o -lsparsek_no_such_lib -lm
+  // CHECK: sparsek_no_such_lib
+  const char *missing[] = {"-lsparsek_no_such_lib"};
+  rc = sparsek_compiler_compile_shared_library_ex(kMask, "sparsek-cpu-pipeline",
+                                                  path, 2, missing, 1, &error);
+  expectFailure("missing library", rc, error);
 
   // Errors come back as messages with the diagnostics, never an abort.
   // CHECK-LABEL: parse error: rc=1
