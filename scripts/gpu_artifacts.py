@@ -33,6 +33,14 @@ def attention_name(elem, w, d):
     return f"attention_{elem}_w{w}_d{d}"
 
 
+# Decode over the runtime's slot layout: (k, w) pairs the suite uses.
+DECODE_CONFIGS = ((8, 4), (64, 16), (0, 8))
+
+
+def decode_name(elem, k, w, d):
+    return f"decode_{elem}_k{k}_w{w}_d{d}"
+
+
 def attention_module():
     funcs = []
     for elem in ELEMENTS:
@@ -40,6 +48,10 @@ def attention_module():
             for d in HEAD_DIMS:
                 # Static head dims: the per-query scratch lives on the GPU stack.
                 funcs.append(ir.attention_function(attention_name(elem, w, d), w, elem, head_dim=d))
+    for elem in ELEMENTS:
+        for k, w in DECODE_CONFIGS:
+            for d in HEAD_DIMS:
+                funcs.append(ir.decode_function(decode_name(elem, k, w, d), k, w, elem, head_dim=d))
     return ir.module(*funcs)
 
 
@@ -90,7 +102,9 @@ def main():
     manifest = {"library": "libsparsek_gpu_tests.so", "elements": ELEMENTS, "windows": WINDOWS,
                 "head_dims": HEAD_DIMS,
                 "attention": {f"{e}/{w}/{d}": attention_name(e, w, d)
-                              for e in ELEMENTS for w in WINDOWS for d in HEAD_DIMS}}
+                              for e in ELEMENTS for w in WINDOWS for d in HEAD_DIMS},
+                "decode": {f"{e}/{k}/{w}/{d}": decode_name(e, k, w, d)
+                           for e in ELEMENTS for k, w in DECODE_CONFIGS for d in HEAD_DIMS}}
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     size = sum(os.path.getsize(os.path.join(out, n)) for n in os.listdir(out))

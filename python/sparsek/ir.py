@@ -97,10 +97,11 @@ def select_attention_function(name, k, w, elem="f32", scale=None):
     return _func(name, [("q", q), ("k", q), ("v", q), ("u", u), ("o0", q)], [q], body)
 
 
-def decode_function(name, k, w, elem="f32", scale=None):
-    """o = decode_attention over the runtime's slot layout (k + w slots)."""
+def decode_function(name, k, w, elem="f32", scale=None, head_dim=None):
+    """o = decode_attention over the runtime's slot layout (k + w slots);
+    D = Dv static when `head_dim` is given (the GPU path needs it)."""
     _check_elem(elem)
-    q, kv = tensor([None] * 3, elem), tensor([None, None, k + w, None], elem)
+    q, kv = tensor([None, None, head_dim], elem), tensor([None, None, k + w, head_dim], elem)
     sc, tau = tensor([None, None, k + w], "f32"), tensor([None, None], "f32")
     cnt, pos = tensor([None, None], "i32"), tensor([None], "i64")
     body = (f"  %o = sparsek.decode_attention ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : "

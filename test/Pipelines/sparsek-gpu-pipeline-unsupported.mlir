@@ -4,7 +4,7 @@
 
 // Selection has no GPU lowering yet: a clear error, not host code reading
 // device memory.
-// CHECK: 'sparsek.select' op has no parallel (GPU) lowering yet; only sparsek.attention does
+// CHECK: 'sparsek.select' op has no parallel (GPU) lowering yet; only sparsek.attention and sparsek.decode_attention do
 func.func @select(%u: tensor<1x2x?xf32>, %i0: tensor<1x2x?x8xi32>, %g0: tensor<1x2x?x8xf32>,
                   %t0: tensor<1x2x?xf32>) -> tensor<1x2x?x8xi32> {
   %i, %g, %t = sparsek.select ins(%u : tensor<1x2x?xf32>) k = 8 w = 4

@@ -154,10 +154,15 @@ static Value emitDecodeChecks(OpBuilder &b, Location loc, DecodeAttentionOp op,
   return emitAnd(b, loc, {shapesOk, stateOk, scoresOk});
 }
 
-/// One query head hq of sequence b, attending through KV head h.
+/// One query head hq of sequence b, attending through KV head h. With
+/// `guarded` (the GPU form, where the host cannot scan device memory first)
+/// the cache state is made safe in place instead of rejected: the pool count
+/// is clamped to [0, k], a negative position leaves the window empty, and a
+/// NaN or +inf pool score is skipped like a masked key (SPEC 3: kernels
+/// treat NaN as -inf).
 static void emitDecodeQuery(OpBuilder &b, Location loc, DecodeAttentionOp op,
                             const SoftmaxAccumulator &acc, Value bi, Value h,
-                            Value hq) {
+                            Value hq, bool guarded = false) {
   int64_t k = op.getKAttr().getInt(), w = op.getWAttr().getInt();
   Value key = op.getKeySlots(), value = op.getValueSlots();
   Row query{op.getQuery(), {bi, hq}};
@@ -166,6 +171,10 @@ static void emitDecodeQuery(OpBuilder &b, Location loc, DecodeAttentionOp op,
 
   if (k > 0) {
     Value count = emitLoadIndex(b, loc, op.getPoolCount(), {bi, h});
+    if (guarded)
+      count = arith::MinSIOp::create(
+          b, loc, arith::MaxSIOp::create(b, loc, count, zero),
+          emitIndex(b, loc, k));
     // The gate is the one sparsek.select computes (TauSolver.h): infinite
     // tau and masked scores give 0 or 1, never NaN.
     Value tau32 = memref::LoadOp::create(b, loc, op.getTau(), {bi, h});
@@ -176,16 +185,22 @@ static void emitDecodeQuery(OpBuilder &b, Location loc, DecodeAttentionOp op,
             ValueRange carried) -> SmallVector<Value> {
           Value score =
               memref::LoadOp::create(nb, nl, op.getSlotScores(), {bi, h, slot});
-          return acc
-              .add(nb, nl, SoftmaxAccumulator::State::from(carried), query,
-                   Row{key, {bi, h, slot}}, Row{value, {bi, h, slot}},
-                   emitClipGate(nb, nl, score, tau))
-              .values();
+          auto st = SoftmaxAccumulator::State::from(carried);
+          Row keyRow{key, {bi, h, slot}}, valueRow{value, {bi, h, slot}};
+          Value gate = emitClipGate(nb, nl, score, tau);
+          if (guarded)
+            return acc
+                .addIf(nb, nl, emitValidScore(nb, nl, score), st, query,
+                       keyRow, valueRow, gate)
+                .values();
+          return acc.add(nb, nl, st, query, keyRow, valueRow, gate).values();
         }));
   }
 
   if (w > 0) {
     Value pos = emitLoadIndex(b, loc, op.getPositions(), bi);
+    if (guarded) // a negative position: no window (end <= first below)
+      pos = arith::MaxSIOp::create(b, loc, pos, emitIndex(b, loc, -1));
     Value end = arith::AddIOp::create(b, loc, pos, emitIndex(b, loc, 1));
     Value first = arith::MaxSIOp::create(
         b, loc, arith::SubIOp::create(b, loc, end, emitIndex(b, loc, w)), zero);
@@ -228,10 +243,56 @@ static void emitDecodeLoops(OpBuilder &b, Location loc, DecodeAttentionOp op,
   acc.release(b, loc);
 }
 
-LogicalResult mlir::sparsek::lowerDecodeAttentionToLoops(RewriterBase &rewriter,
-                                                         DecodeAttentionOp op) {
+/// The parallel (GPU) form: scf.parallel over (b, query-head block) around
+/// scf.parallel over the heads of the block, one (sequence, head) query per
+/// iteration with its own stack scratch, and the cache guarded in place.
+static void emitParallelDecodeLoops(OpBuilder &b, Location loc,
+                                    DecodeAttentionOp op,
+                                    const DecodeSizes &sizes,
+                                    int64_t headBlock) {
+  Value scale = emitAttentionScale(b, loc, op.getScale(), sizes.d);
+  Value zero = emitIndex(b, loc, 0), one = emitIndex(b, loc, 1);
+  Value block = emitIndex(b, loc, headBlock);
+  scf::ParallelOp::create(
+      b, loc, ValueRange{zero, zero}, ValueRange{sizes.batch, sizes.hq},
+      ValueRange{one, block}, [&](OpBuilder &b1, Location l1, ValueRange outer) {
+        scf::ParallelOp::create(
+            b1, l1, ValueRange{zero}, ValueRange{block}, ValueRange{one},
+            [&](OpBuilder &b2, Location l2, ValueRange inner) {
+              Value hq = arith::AddIOp::create(b2, l2, outer[1], inner[0]);
+              Value inside = arith::CmpIOp::create(
+                  b2, l2, arith::CmpIPredicate::ult, hq, sizes.hq);
+              emitIf(b2, l2, inside, [&](OpBuilder &b3, Location l3) {
+                Value h = arith::DivUIOp::create(b3, l3, hq, sizes.group);
+                auto acc = SoftmaxAccumulator::create(
+                    b3, l3, sizes.d, sizes.dv, scale, /*onStack=*/true);
+                emitDecodeQuery(b3, l3, op, acc, outer[0], h, hq,
+                                /*guarded=*/true);
+              });
+            });
+      });
+}
+
+LogicalResult mlir::sparsek::lowerDecodeAttentionToLoops(
+    RewriterBase &rewriter, DecodeAttentionOp op,
+    const LoopLoweringOptions &options) {
   Location loc = op.getLoc();
   DecodeSizes sizes(rewriter, loc, op);
+  if (options.parallelLoops) {
+    if (cast<ShapedType>(op.getValueSlots().getType()).isDynamicDim(3))
+      return op.emitOpError()
+             << "needs a static value head dimension Dv for the parallel "
+                "(GPU) lowering: its per-query scratch lives on the stack";
+    // Only sizes are checked on the host; the kernel guards the cache.
+    Value ok = emitCheck(rewriter, loc, op,
+                         emitDecodeShapesOk(rewriter, loc, op, sizes),
+                         SPARSEK_ERROR_SHAPE_MISMATCH);
+    emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location loc) {
+      emitParallelDecodeLoops(b, loc, op, sizes, options.queryBlock);
+    });
+    rewriter.eraseOp(op);
+    return success();
+  }
   Value ok = emitDecodeChecks(rewriter, loc, op, sizes);
   emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location loc) {
     emitDecodeLoops(b, loc, op, sizes);

@@ -48,9 +48,10 @@ struct SparseKLowerToLoopsPass
         return signalPassFailure();
       }
       rewriter.setInsertionPoint(op);
-      if (options.parallelLoops && !isa<AttentionOp>(op)) {
+      if (options.parallelLoops && !isa<AttentionOp, DecodeAttentionOp>(op)) {
         op->emitOpError() << "has no parallel (GPU) lowering yet; only "
-                             "sparsek.attention does";
+                             "sparsek.attention and sparsek.decode_attention "
+                             "do";
         return signalPassFailure();
       }
       LogicalResult lowered =
@@ -62,7 +63,7 @@ struct SparseKLowerToLoopsPass
                 return lowerAttentionToLoops(rewriter, o, options);
               })
               .Case([&](DecodeAttentionOp o) {
-                return lowerDecodeAttentionToLoops(rewriter, o);
+                return lowerDecodeAttentionToLoops(rewriter, o, options);
               })
               .Case([&](SelectAttentionOp o) {
                 return o.emitOpError()

@@ -29,8 +29,9 @@ LogicalResult lowerMaskToLoops(RewriterBase &rewriter, MaskOp op);
 LogicalResult lowerSelectToLoops(RewriterBase &rewriter, SelectOp op);
 LogicalResult lowerAttentionToLoops(RewriterBase &rewriter, AttentionOp op,
                                     const LoopLoweringOptions &options = {});
-LogicalResult lowerDecodeAttentionToLoops(RewriterBase &rewriter,
-                                          DecodeAttentionOp op);
+LogicalResult
+lowerDecodeAttentionToLoops(RewriterBase &rewriter, DecodeAttentionOp op,
+                            const LoopLoweringOptions &options = {});
 
 } // namespace mlir::sparsek
 
