@@ -99,21 +99,22 @@ def _ext(body, value, elem):
     return wide
 
 
-def _contract(body, lhs, lhs_t, lhs_map, rhs, rhs_t, rhs_map, out_t, out_map, ndims, reduced,
-              elem, dyn, init=None):
-    """f32 [out] = sum over `reduced` dims of lhs * rhs (elem inputs); returns the SSA name.
+def _contract(body, lhs, rhs, out_t, out_map, reduced, elem, dyn, init=None):
+    """f32 out = sum over the `reduced` loop dims of lhs * rhs; returns its SSA name.
 
-    Accumulates into `init` (zeroed first) when given, else into a new tensor.
+    lhs and rhs are (value, type, indexing exprs) of `elem` operands; loop
+    dims are d0..d{n-1} with n = len(out_map) + len(reduced). Accumulates
+    into `init` (zeroed first) when given, else into a new tensor.
     """
+    ndims = len(out_map) + len(reduced)
     if init is None:
-        init = body.fresh("empty")
-        body.emit(f"{init} = tensor.empty({', '.join(dyn)}) : {out_t}")
+        init = _empty(body, out_t, dyn)
     zero, acc = body.fresh("zero"), body.fresh("acc")
     body.emit(f"{zero} = linalg.fill ins(%f0 : f32) outs({init} : {out_t}) -> {out_t}")
     iters = ", ".join('"reduction"' if i in reduced else '"parallel"' for i in range(ndims))
-    maps = ", ".join(_map(ndims, m) for m in (lhs_map, rhs_map, out_map))
+    maps = ", ".join(_map(ndims, m) for m in (lhs[2], rhs[2], out_map))
     body.emit(f"{acc} = linalg.generic {{indexing_maps = [{maps}], iterator_types = [{iters}]}} "
-              f"ins({lhs}, {rhs} : {lhs_t}, {rhs_t}) outs({zero} : {out_t}) {{")
+              f"ins({lhs[0]}, {rhs[0]} : {lhs[1]}, {rhs[1]}) outs({zero} : {out_t}) {{")
     body.emit(f"^bb0(%a: {elem}, %b: {elem}, %s: f32):")
     a, b = _ext(body, "%a", elem), _ext(body, "%b", elem)
     body.emit(f"  %m = arith.mulf {a}, {b} : f32")
@@ -137,16 +138,13 @@ def _truncate(body, acc, acc_t, dest, dest_t, elem, rank):
     return out
 
 
-def _contract_into(body, lhs, lhs_t, lhs_map, rhs, rhs_t, rhs_map, out_shape, out_map, ndims,
-                   reduced, elem, dyn, dest=None):
+def _contract_into(body, lhs, rhs, out_shape, out_map, reduced, elem, dyn, dest=None):
     """A contraction whose result has type `elem`: accumulated in place for f32,
     in an f32 temporary then truncated for f16/bf16. Writes `dest` when given."""
     acc_t, out_t = ir.tensor(out_shape, _F32), ir.tensor(out_shape, elem)
     if elem == _F32:
-        return _contract(body, lhs, lhs_t, lhs_map, rhs, rhs_t, rhs_map, acc_t, out_map, ndims,
-                         reduced, elem, dyn, init=dest)
-    acc = _contract(body, lhs, lhs_t, lhs_map, rhs, rhs_t, rhs_map, acc_t, out_map, ndims, reduced,
-                    elem, dyn)
+        return _contract(body, lhs, rhs, acc_t, out_map, reduced, elem, dyn, init=dest)
+    acc = _contract(body, lhs, rhs, acc_t, out_map, reduced, elem, dyn)
     return _truncate(body, acc, acc_t, dest or _empty(body, out_t, dyn), out_t, elem, len(out_shape))
 
 
@@ -167,9 +165,9 @@ def _project(body, cfg, x, x_t, w, heads, lead, dyn, dest=None):
     b, h, d, c = "d0", "d1", f"d{n + 1}", f"d{n + 2}"
     t = ["d2"] if n == 2 else []
     out_shape = [None, heads] + [None] * (n - 1) + [D]
-    return _contract_into(body, x, x_t, [b] + t + [c], w, ir.tensor([cfg.C, heads * D], E),
-                          [c, f"{h} * {D} + {d}"], out_shape, [b, h] + t + [d], n + 3, {n + 2}, E,
-                          dyn, dest=dest)
+    lhs = (x, x_t, [b] + t + [c])
+    rhs = (w, ir.tensor([cfg.C, heads * D], E), [c, f"{h} * {D} + {d}"])
+    return _contract_into(body, lhs, rhs, out_shape, [b, h] + t + [d], {n + 2}, E, dyn, dest=dest)
 
 
 def _output_projection(body, cfg, o, o_t, wo, out, decode):
@@ -177,12 +175,11 @@ def _output_projection(body, cfg, o, o_t, wo, out, decode):
     D, E = cfg.D, cfg.dtype
     wo_t = ir.tensor([cfg.Hq * D, cfg.C], E)
     if decode:  # loops (b, c, h, d)
-        return _contract_into(body, o, o_t, ["d0", "d2", "d3"], wo, wo_t, [f"d2 * {D} + d3", "d1"],
-                              [None, cfg.C], ["d0", "d1"], 4, {2, 3}, E, ["%nb"], dest=out)
+        return _contract_into(body, (o, o_t, ["d0", "d2", "d3"]), (wo, wo_t, [f"d2 * {D} + d3", "d1"]),
+                              [None, cfg.C], ["d0", "d1"], {2, 3}, E, ["%nb"], dest=out)
     # loops (b, t, c, h, d)
-    return _contract_into(body, o, o_t, ["d0", "d3", "d1", "d4"], wo, wo_t, [f"d3 * {D} + d4", "d2"],
-                          [None, None, cfg.C], ["d0", "d1", "d2"], 5, {3, 4}, E, ["%nb", "%nt"],
-                          dest=out)
+    return _contract_into(body, (o, o_t, ["d0", "d3", "d1", "d4"]), (wo, wo_t, [f"d3 * {D} + d4", "d2"]),
+                          [None, None, cfg.C], ["d0", "d1", "d2"], {3, 4}, E, ["%nb", "%nt"], dest=out)
 
 
 def _weight_args(cfg):
