@@ -97,8 +97,17 @@ class CompiledLayer:
             raise ValueError(f"cache (Hkv, k, w, D, Dv, dtype) = {got} does not match the layer's {want}")
 
     def fill_cache(self, cache, layer, seq_ids, key, value, u):
-        """Appends a prefill's key, value [B, Hkv, T, D] and u [B, Hkv, T] to the sequences."""
+        """Appends a prefill's key, value [B, Hkv, T, D] and u [B, Hkv, T] to the sequences.
+
+        The sequences must be empty in `layer`: the prefill computed positions
+        0..T-1 (continue a sequence with decode, one token at a time).
+        """
         self._check_cache(cache)
+        pos = cache.view(layer).pos
+        busy = [int(s) for s in seq_ids if pos[int(s)] != -1]
+        if busy:
+            raise ValueError(f"sequences {busy} already hold tokens in layer {layer}; a prefill "
+                             "fills empty sequences (reset_seq, or continue with decode)")
         for b, seq in enumerate(seq_ids):
             cache.append_chunk(layer, seq, key[b], value[b], u[b])
 

@@ -73,6 +73,8 @@ def test_decode_over_the_cache_matches_full_recompute():
             want = reference_prefill(cfg, x[:, :t + 1], w)[0][:, -1]
             np.testing.assert_allclose(got, want, atol=tolerance(want), err_msg=f"step {t}")
         assert list(cache.view(0).pos[seqs]) == [39, 39]
+        with pytest.raises(ValueError, match="already hold tokens"):
+            layer.fill_cache(cache, 0, seqs, key, value, u)
 
 
 def test_bad_arguments_are_clear_errors():
