@@ -52,6 +52,8 @@ fi
 
 step "example: the SparseK layer on the CPU"
 /usr/bin/python3 examples/run_layer.py
+step "example: a tiny transformer generating tokens with SparseK attention"
+/usr/bin/python3 examples/tiny_transformer.py
 
 step "python: pytest"
 cd python

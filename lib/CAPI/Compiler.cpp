@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "sparsek-c/Compiler.h"
+#include "sparsek/InitAllSparseK.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectRegistry.h"
@@ -19,12 +20,6 @@
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Target/LLVMIR/Export.h"
 
-#include "sparsek/Conversion/Passes.h"
-#include "sparsek/Dialect/SparseK/IR/SparseKDialect.h"
-#include "sparsek/Dialect/SparseK/IR/TilingInterfaceImpl.h"
-#include "sparsek/Dialect/SparseK/Transforms/BufferizableOpInterfaceImpl.h"
-#include "sparsek/Dialect/SparseK/Transforms/Passes.h"
-#include "sparsek/Pipelines/Pipelines.h"
 
 #include "llvm/ADT/ScopeExit.h"
 #include "llvm/IR/LLVMContext.h"
@@ -57,26 +52,15 @@ namespace {
 /// MLIR's NVVM target finds ptxas and libdevice through CUDA_ROOT, CUDA_HOME
 /// or CUDA_PATH; as sparsek-opt does, default to the standard toolkit
 /// location when none is set.
-void defaultCudaToolkitPath() {
-  for (const char *var : {"CUDA_ROOT", "CUDA_HOME", "CUDA_PATH"})
-    if (std::getenv(var))
-      return;
-  if (llvm::sys::fs::is_directory("/usr/local/cuda"))
-    setenv("CUDA_HOME", "/usr/local/cuda", /*overwrite=*/0);
-}
-
 /// Registers passes, pipelines and native codegen once per process: the
 /// registries are global, and a pipeline string can only name what they hold.
-/// Mirrors tools/sparsek-opt/sparsek-opt.cpp (the lit test runs both
-/// pipelines through this API to keep them in step).
+/// The same registrations as tools/sparsek-opt (sparsek/InitAllSparseK.h).
 void initializeOnce() {
   static std::once_flag flag;
   std::call_once(flag, [] {
-    defaultCudaToolkitPath();
+    sparsek::setDefaultCudaToolkitPath();
     registerAllPasses();
-    sparsek::registerSparseKPasses();
-    sparsek::registerSparseKConversionPasses();
-    sparsek::registerSparseKPipelines();
+    sparsek::registerAllSparseKPasses();
     llvm::InitializeNativeTarget();
     llvm::InitializeNativeTargetAsmPrinter();
   });
@@ -87,9 +71,7 @@ DialectRegistry makeRegistry() {
   DialectRegistry registry;
   registerAllDialects(registry);
   registerAllExtensions(registry);
-  registry.insert<sparsek::SparseKDialect>();
-  sparsek::registerBufferizableOpInterfaceExternalModels(registry);
-  sparsek::registerTilingInterfaceExternalModels(registry);
+  sparsek::registerAllSparseKDialects(registry);
   // Translation to LLVM IR, also of GPU kernels inside gpu-module-to-binary.
   registerAllToLLVMIRTranslations(registry);
   return registry;

@@ -10,43 +10,19 @@
 #include "mlir/InitAllPasses.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
-#include "llvm/Support/FileSystem.h"
-
-#include <cstdlib>
-
-#include "sparsek/Conversion/Passes.h"
-#include "sparsek/Dialect/SparseK/IR/SparseKDialect.h"
-#include "sparsek/Dialect/SparseK/IR/TilingInterfaceImpl.h"
-#include "sparsek/Dialect/SparseK/Transforms/BufferizableOpInterfaceImpl.h"
-#include "sparsek/Dialect/SparseK/Transforms/Passes.h"
-#include "sparsek/Pipelines/Pipelines.h"
-
-/// MLIR's NVVM target finds ptxas and libdevice (needed for math functions
-/// in kernels) through CUDA_ROOT, CUDA_HOME or CUDA_PATH; Debian's build has
-/// no default, so point it at the standard toolkit location when unset.
-static void defaultCudaToolkitPath() {
-  for (const char *var : {"CUDA_ROOT", "CUDA_HOME", "CUDA_PATH"})
-    if (std::getenv(var))
-      return;
-  if (llvm::sys::fs::is_directory("/usr/local/cuda"))
-    setenv("CUDA_HOME", "/usr/local/cuda", /*overwrite=*/0);
-}
+#include "sparsek/InitAllSparseK.h"
 
 int main(int argc, char **argv) {
-  defaultCudaToolkitPath();
+  mlir::sparsek::setDefaultCudaToolkitPath();
   mlir::registerAllPasses();
-  mlir::sparsek::registerSparseKPasses();
-  mlir::sparsek::registerSparseKConversionPasses();
-  mlir::sparsek::registerSparseKPipelines();
+  mlir::sparsek::registerAllSparseKPasses();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
   // gpu-module-to-binary translates kernels to LLVM IR in process.
   mlir::registerAllToLLVMIRTranslations(registry);
-  registry.insert<mlir::sparsek::SparseKDialect>();
-  mlir::sparsek::registerBufferizableOpInterfaceExternalModels(registry);
-  mlir::sparsek::registerTilingInterfaceExternalModels(registry);
+  mlir::sparsek::registerAllSparseKDialects(registry);
 
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "SparseK optimizer driver\n", registry));
