@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Builds the GPU test/bench artifacts on a machine with LLVM/MLIR and the CUDA
-# toolkit (no GPU needed): sparsek-gpu-pipeline -> LLVM IR -> object -> a
-# shared library linked against libsparsek_runtime.so, copied next to it.
+# toolkit (no GPU needed) with sparsek-compile --target=gpu: a shared library
+# with embedded sm_90 kernels, linked against libsparsek_runtime.so, which is
+# copied next to it.
 """Build GPU artifacts into a folder small enough to carry to the GPU machine.
 
     python3 scripts/gpu_artifacts.py OUT_DIR
@@ -75,17 +76,15 @@ def run(cmd, stdin=None):
 
 
 def compile_gpu_library(mlir_text, out_so, runtime_dir, pipeline_options=""):
-    env_path = os.environ.get("PATH", "")
-    os.environ["PATH"] = f"/usr/local/cuda/bin:{env_path}"  # ptxas for fatbin
-    pipeline = "--sparsek-gpu-pipeline" + (f"={pipeline_options}" if pipeline_options else "")
-    llvm = run([tool("sparsek-opt"), pipeline, "-"], mlir_text.encode())
-    llvm_ir = run([tool("mlir-translate"), "--mlir-to-llvmir", "-"], llvm)
+    """sparsek-compile --target=gpu: kernels embedded, linked to the runtime."""
     with tempfile.TemporaryDirectory() as tmp:
-        obj = os.path.join(tmp, "module.o")
-        run([tool("llc"), "-O2", "-filetype=obj", "-relocation-model=pic", "-o", obj, "-"],
-            llvm_ir)
-        run([os.environ.get("CC", "cc"), "-shared", "-Wl,-Bsymbolic", "-o", out_so, obj,
-             f"-L{runtime_dir}", "-lsparsek_runtime", "-Wl,-rpath,$ORIGIN", "-lm"])
+        src = os.path.join(tmp, "module.mlir")
+        with open(src, "w") as f:
+            f.write(mlir_text)
+        cmd = [tool("sparsek-compile"), src, "-o", out_so, "--target=gpu", f"--runtime-dir={runtime_dir}"]
+        if pipeline_options:
+            cmd.append(f"--pipeline-options={pipeline_options}")
+        run(cmd)
 
 
 def main():

@@ -21,7 +21,8 @@ config.substitutions.append(("%sparsek_src_root", config.sparsek_src_root))
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
-    [ToolSubst("sparsek-opt", unresolved="fatal")],
+    [ToolSubst("sparsek-opt", unresolved="fatal"),
+     ToolSubst("sparsek-compile", unresolved="fatal")],
     [config.sparsek_tools_dir, config.llvm_tools_dir],
 )
 

@@ -26,6 +26,9 @@ enum sparsek_status_code {
   SPARSEK_ERROR_QUERIES_EXCEED_KEYS = 3,
   /* A decode position or pool count is outside what the cache can hold. */
   SPARSEK_ERROR_INVALID_CACHE_STATE = 4,
+  /* A CUDA call of the runtime failed (GPU entry points); the runtime's
+   * sk_rt_get_last_error() has the message. */
+  SPARSEK_ERROR_RUNTIME = 5,
 };
 
 /* A message for a status code, for logs and exceptions. */
@@ -41,6 +44,8 @@ static inline const char *sparsek_status_message(int32_t code) {
     return "more queries than keys: T must not exceed S";
   case SPARSEK_ERROR_INVALID_CACHE_STATE:
     return "invalid cache state: a position or pool count is out of range";
+  case SPARSEK_ERROR_RUNTIME:
+    return "runtime error: a CUDA call failed (see sk_rt_get_last_error)";
   default:
     return "unknown SparseK status code";
   }

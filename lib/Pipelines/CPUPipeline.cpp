@@ -32,7 +32,7 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
       "func.func(ownership-based-buffer-deallocation),"
       "buffer-deallocation-simplification,bufferization-lower-deallocations,"
       "canonicalize,"
-      "sparsek-lower-to-loops,"
+      "sparsek-lower-to-loops,sparsek-entry-points,"
       "func.func(convert-linalg-to-loops),"
       // Tiled ops (sparsek-tile) leave scf.forall, which runs sequentially.
       "func.func(scf-forall-to-for),"

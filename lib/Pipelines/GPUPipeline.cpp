@@ -5,7 +5,9 @@
 // over (batch, query head, query block), inner loop over the block's
 // queries) -> mapped to GPU blocks and threads -> kernels outlined ->
 // upstream gpu-lower-to-nvvm-pipeline: NVVM, sm_90 binary embedded in the
-// module, host code calling the runtime's mgpu* functions.
+// module, host code calling the runtime's mgpu* functions. Every public
+// function `f` also gets `f_entry(stream, buffers...) -> status`
+// (sparsek-entry-points), the C entry point frameworks call.
 //
 // Correct first: one thread per query, scalar loops inside. Operand data
 // is only read inside the kernels; the host checks sizes (descriptors).
@@ -33,11 +35,14 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
       "buffer-deallocation-simplification,bufferization-lower-deallocations,"
       "canonicalize,"
       "sparsek-lower-to-loops{{parallel-loops=true query-block={1}},"
+      // C wrappers before the entry points: those declare runtime functions
+      // that must keep their plain C names.
+      "{2}"
+      "sparsek-entry-points{{gpu=true},"
       "canonicalize,cse,"
       "func.func(gpu-map-parallel-loops),convert-parallel-loops-to-gpu,"
       "canonicalize,gpu-kernel-outlining,"
       "expand-strided-metadata,lower-affine,"
-      "{2}"
       "gpu-lower-to-nvvm-pipeline{{cubin-chip={3} cubin-features={4} "
       "cubin-format={5} opt-level={6}},"
       "reconcile-unrealized-casts",

@@ -13,7 +13,7 @@ import ctypes
 import os
 
 from .memref import descriptor_from_pointer
-from .status import SparseKError
+from .status import RUNTIME, SparseKError
 
 _RUNTIME = None
 
@@ -58,17 +58,21 @@ class GPULibrary:
 
     def call(self, name, *args, stream=None):
         """Calls `name` on torch CUDA tensors (and ints for index operands),
-        on `stream` (default: torch's current stream). Returns when the
-        generated code has synchronized its stream."""
+        on `stream` (default: torch's current stream), through the generated
+        `<name>_entry(stream, buffers...) -> status`. Returns when the
+        generated code has synchronized the stream."""
         import torch
 
-        fn = getattr(self._lib, f"_mlir_ciface_{name}")
-        fn.restype = None
+        fn = getattr(self._lib, f"_mlir_ciface_{name}_entry")
+        fn.restype = ctypes.c_int32
         keep, c_args = [], []
         for a in args:
             if isinstance(a, torch.Tensor):
                 if not a.is_cuda:
                     raise ValueError(f"{name}: expected CUDA tensors, got one on {a.device}")
+                if not a.is_contiguous():
+                    raise ValueError(f"{name}: tensors must be contiguous (entry points take "
+                                     "identity layouts)")
                 desc = descriptor_from_pointer(a.data_ptr(), tuple(a.shape), tuple(a.stride()))
                 keep.append(desc)
                 c_args.append(ctypes.byref(desc))
@@ -79,14 +83,9 @@ class GPULibrary:
         if stream is None:
             stream = torch.cuda.current_stream()
         handle = self.runtime.sk_rt_stream_from_ptr(stream.cuda_stream)
-        self._check_runtime(name)
-        self._lib.sparsek_clear_status()
-        self.runtime.sk_rt_set_current_stream(handle)
-        try:
-            fn(*c_args)
-        finally:
-            self.runtime.sk_rt_set_current_stream(None)
-        self._check_runtime(name)
-        code = self._lib.sparsek_status()
+        self._check_runtime(name)  # an error left over from earlier calls
+        code = fn(ctypes.c_void_p(handle), *c_args)
+        if code == RUNTIME:
+            self._check_runtime(name)
         if code:
             raise SparseKError(code, name)

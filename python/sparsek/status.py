@@ -10,6 +10,7 @@ INVALID_SCORE = 1
 SHAPE_MISMATCH = 2
 QUERIES_EXCEED_KEYS = 3
 INVALID_CACHE_STATE = 4
+RUNTIME = 5
 
 MESSAGES = {
     OK: "ok",
@@ -17,6 +18,7 @@ MESSAGES = {
     SHAPE_MISMATCH: "shape mismatch: dynamic sizes of the operands disagree",
     QUERIES_EXCEED_KEYS: "more queries than keys: T must not exceed S",
     INVALID_CACHE_STATE: "invalid cache state: a position or pool count is out of range",
+    RUNTIME: "runtime error: a CUDA call failed (see sk_rt_get_last_error)",
 }
 
 

@@ -1,7 +1,8 @@
 // The CPU pipeline takes a tensor-level SparseK layer to the LLVM dialect:
 // no sparsek, tensor, linalg or scf op is left; the entry point takes its
-// destination instead of returning it and gets a C wrapper; the status
-// word and its accessors are there.
+// destination instead of returning it and gets a C wrapper, plus a
+// `layer_entry` that returns the status; the status word and its
+// accessors are there.
 // RUN: sparsek-opt %s --sparsek-cpu-pipeline | FileCheck %s
 // RUN: sparsek-opt %s --sparsek-cpu-pipeline=c-wrappers=false | FileCheck %s --check-prefix=NOWRAP
 // RUN: not sparsek-opt %s --sparsek-cpu-pipeline=index-bitwidth=16 2>&1 | FileCheck %s --check-prefix=BAD
@@ -11,10 +12,12 @@
 // CHECK-DAG: llvm.func @sparsek_clear_status()
 // CHECK-DAG: llvm.func @layer(%{{.*}}) attributes {llvm.emit_c_interface}
 // CHECK-DAG: llvm.func @_mlir_ciface_layer(%{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr)
+// CHECK-DAG: llvm.func @_mlir_ciface_layer_entry(%{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr, %{{.*}}: !llvm.ptr) -> i32
 // CHECK-NOT: sparsek.
 // CHECK-NOT: linalg.
 // CHECK-NOT: scf.
-// NOWRAP-NOT: _mlir_ciface_layer
+// NOWRAP-NOT: @_mlir_ciface_layer(
+// NOWRAP: llvm.func @_mlir_ciface_layer_entry(
 // BAD: index-bitwidth must be 32 or 64, got 16
 func.func @layer(%q: tensor<1x4x?x8xbf16>, %k: tensor<1x2x?x8xbf16>,
                  %v: tensor<1x2x?x8xbf16>, %u: tensor<1x2x?xf32>,

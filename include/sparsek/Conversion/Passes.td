@@ -37,4 +37,42 @@ def SparseKLowerToLoops : Pass<"sparsek-lower-to-loops", "ModuleOp"> {
   ];
 }
 
+def SparseKEntryPoints : Pass<"sparsek-entry-points", "ModuleOp"> {
+  let summary = "Add a C entry point per public function that returns a status (and takes a stream)";
+  let description = [{
+    For every public function `@f` with a body (the status accessors
+    excluded), adds `@f_entry`, which clears the status word, calls `@f` and
+    returns the `i32` status of include/sparsek-c/Status.h. With `gpu`, the
+    entry point's first argument is the CUDA stream (`!llvm.ptr`, e.g.
+    torch's current stream) on which the generated launches run, through
+    the runtime's `sk_rt_set_current_stream`; a CUDA failure recorded by the
+    runtime during the call becomes SPARSEK_ERROR_RUNTIME (its message is
+    `sk_rt_get_last_error`). Buffers are passed as memref descriptors over
+    device pointers; their sizes are the shapes. Run after
+    bufferization (the functions take memrefs) and before the lowering to
+    LLVM, with C wrappers requested, so that C sees
+    `int32_t _mlir_ciface_f_entry(void *stream, Memref *...)`.
+
+    After (`gpu=true`):
+
+    ```mlir
+    func.func @attn_entry(%stream: !llvm.ptr, %q: memref<?x?x?x64xbf16>, ...) -> i32 {
+      call @sk_rt_set_current_stream(%stream) : (!llvm.ptr) -> ()
+      call @sparsek_clear_status() : () -> ()
+      call @attn(%q, ...) : (...) -> ()
+      ...
+      return %status : i32
+    }
+    ```
+  }];
+  let options = [
+    Option<"gpu", "gpu", "bool", /*default=*/"false",
+           "Take a CUDA stream first and fold the runtime's CUDA status in">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::LLVM::LLVMDialect", "::mlir::memref::MemRefDialect"
+  ];
+}
+
 #endif // SPARSEK_CONVERSION_PASSES_TD
