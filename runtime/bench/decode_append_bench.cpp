@@ -13,6 +13,9 @@
 #include <string>
 #include <vector>
 
+extern "C" int skBenchLaunchEmpty(void *stream, int blocks, int threads,
+                                  int launches);
+
 namespace {
 
 struct Options {
@@ -201,6 +204,26 @@ int main(int argc, char **argv) {
         (idle ? timesIdle : times).push_back(us);
     }
   }
+  // Launch-overhead baseline in the same harness: one empty kernel with the
+  // step's grid (one warp per sequence and head), and two of them back to
+  // back (the floor of a two-launch step).
+  std::vector<double> empty1, empty2;
+  const int emptyBlocks = static_cast<int>(rows);
+  for (int launches = 1; launches <= 2; ++launches) {
+    for (int i = 0; i < o.warmup + o.iters; ++i) {
+      mgpuMemset32(busy, 0, busyWords, stream);
+      mgpuEventRecord(start, stream);
+      if (skBenchLaunchEmpty(stream, emptyBlocks, 32, launches) != 0) {
+        std::fprintf(stderr, "empty kernel launch failed\n");
+        return 1;
+      }
+      mgpuEventRecord(stop, stream);
+      mgpuEventSynchronize(stop);
+      if (i >= o.warmup)
+        (launches == 1 ? empty1 : empty2)
+            .push_back(1000.0 * sk_rt_event_elapsed_ms(start, stop));
+    }
+  }
   mgpuMemFree(busy, nullptr);
   // Back-to-back steps: throughput when launches queue up.
   const int burst = 200;
@@ -227,13 +250,15 @@ int main(int argc, char **argv) {
               "  \"median_us\": %.3f, \"min_us\": %.3f, \"max_us\": %.3f,\n"
               "  \"median_us_gpu_idle_incl_host_submit\": %.3f,\n"
               "  \"back_to_back_us_per_step\": %.3f,\n"
+              "  \"empty_kernel_us\": %.3f,\n"
+              "  \"two_empty_kernels_us\": %.3f,\n"
               "  \"verified_against_cpu_seqs\": %d,\n"
               "  \"seq0_tau_approximate\": %d\n}\n",
               o.seqs, o.heads, o.k, o.w, o.dim, o.capacity, o.context, o.warmup,
               o.iters, median(times),
               *std::min_element(times.begin(), times.end()),
               *std::max_element(times.begin(), times.end()), median(timesIdle),
-              burstUs, verified, approx);
+              burstUs, median(empty1), median(empty2), verified, approx);
   sk_cache_destroy(cache);
   sk_cache_destroy(mirror);
   return 0;

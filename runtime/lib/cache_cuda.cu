@@ -48,18 +48,40 @@ __global__ void resetSeqsKernel(LayerArgs a, int firstSeq) {
   }
 }
 
-/// Threads of a decode-step block: enough to copy a K/V row; the heavy work
-/// goes to finishPendingKernel, so this kernel stays small and all
-/// (sequence, head) blocks of a step fit on the GPU at once.
-constexpr int kLightThreads = 32;
-
-/// SK_DECODE_FUSED=1 does the heavy work in the decode block itself (one
-/// launch per step, blocks of kThreads limited to the registers that let
-/// 2048 of them run at once) instead of in a second kernel.
-#ifndef SK_DECODE_FUSED
-#define SK_DECODE_FUSED 0
+/// Decode-step strategy (a compile-time knob so that variants can be
+/// measured; D1 medians on the H200 with SK_BLOCK_SCAN_VEC=2 unless noted,
+/// bench/results/runtime_decode_append_D1.json):
+///  0: two launches, appendTokensKernel (a block of 32 threads per row,
+///     thread 0 deciding) queues the rows with heavy work, and
+///     finishPendingKernel (blocks of kThreads) does that work (27.2 us
+///     with SK_BLOCK_SCAN_VEC=4);
+///  1: one launch, decodeWarpKernel<true>: one warp per row doing the light
+///     part and, for the rows that need it, the heavy part itself (80.7 us:
+///     one warp is far too slow for the heavy scans);
+///  2 (default, 21.8 us): two launches, decodeWarpKernel<false> (the warp
+///     light part, queueing the heavy rows) and finishPendingKernel
+///     launched as a programmatic dependent launch, so that it is scheduled
+///     while the first one runs and only waits for its results
+///     (griddepcontrol; 25.5 us as two plain launches with
+///     SK_BLOCK_SCAN_VEC=4 against 24.0 us with PDL);
+///  3: one launch, decodeBlockKernel: SK_DECODE_BLOCK / 32 rows per block,
+///     a warp each for the light part, then the whole block for the heavy
+///     work of each of its rows in turn (29.2 us; a block with several
+///     heavy rows does them one after another).
+#ifndef SK_DECODE_MODE
+#define SK_DECODE_MODE 2
 #endif
-constexpr int kFusedMinBlocks = 1024 / kThreads;
+#ifndef SK_DECODE_BLOCK
+#define SK_DECODE_BLOCK 256
+#endif
+/// Mode 2 without the programmatic dependent launch (SK_DECODE_PDL=0): two
+/// plain launches, to measure what the overlap buys.
+#ifndef SK_DECODE_PDL
+#define SK_DECODE_PDL 1
+#endif
+
+/// Threads of a decode-step block in mode 0: enough to copy a K/V row.
+constexpr int kLightThreads = 32;
 
 __global__ void __launch_bounds__(kLightThreads)
     appendTokensKernel(LayerArgs a, SeqBatch batch, const uint8_t *keys,
@@ -101,42 +123,293 @@ __global__ void __launch_bounds__(kLightThreads)
   }
 }
 
-__global__ void __launch_bounds__(kThreads, kFusedMinBlocks)
-    appendTokensFusedKernel(LayerArgs a, SeqBatch batch, const uint8_t *keys,
-                            const uint8_t *values, const float *scores) {
+// --- The light part of a decode step, one warp per row ----------------------
+
+/// Rows travel through registers: kRowQuads uint4 per lane, so rows up to
+/// 32 * 2 * 16 = 1024 bytes (other shapes take copyRow).
+constexpr int kRowQuads = 2;
+
+struct RowRegs {
+  uint4 k[kRowQuads], v[kRowQuads];
+};
+
+__device__ inline void loadRows(RowRegs &r, const uint8_t *k, const uint8_t *v,
+                                int kq, int vq, int lane) {
+  const uint4 *k4 = reinterpret_cast<const uint4 *>(k);
+  const uint4 *v4 = reinterpret_cast<const uint4 *>(v);
+#pragma unroll
+  for (int j = 0; j < kRowQuads; ++j) {
+    int q = lane + 32 * j;
+    if (q < kq)
+      r.k[j] = k4[q];
+    if (q < vq)
+      r.v[j] = v4[q];
+  }
+}
+
+__device__ inline void storeRows(const RowRegs &r, uint8_t *k, uint8_t *v,
+                                 int kq, int vq, int lane) {
+  uint4 *k4 = reinterpret_cast<uint4 *>(k);
+  uint4 *v4 = reinterpret_cast<uint4 *>(v);
+#pragma unroll
+  for (int j = 0; j < kRowQuads; ++j) {
+    int q = lane + 32 * j;
+    if (q < kq)
+      k4[q] = r.k[j];
+    if (q < vq)
+      v4[q] = r.v[j];
+  }
+}
+
+/// Copies one row with the lanes of one warp.
+__device__ inline void warpCopyRow(uint8_t *dst, const uint8_t *src,
+                                   size_t bytes, int lane) {
+  uintptr_t align = reinterpret_cast<uintptr_t>(dst) |
+                    reinterpret_cast<uintptr_t>(src) | bytes;
+  if ((align & 3) == 0) {
+#pragma unroll 1
+    for (size_t i = lane; i < bytes / 4; i += 32)
+      reinterpret_cast<uint32_t *>(dst)[i] =
+          reinterpret_cast<const uint32_t *>(src)[i];
+  } else {
+#pragma unroll 1
+    for (size_t i = lane; i < bytes; i += 32)
+      dst[i] = src[i];
+  }
+}
+
+/// Where a warp's row is, for the heavy part and the final write-back.
+struct WarpRow {
+  int seq, head;
+  size_t row;
+  long long p;
+};
+
+/// The light part of one decode step for batch row `index` (sequence
+/// index * heads + head), done by one warp (all its lanes call it): window,
+/// pool, the O(1) part of tau; heavy work is left in st.pending. It issues
+/// every load it can up front: the state, the scores and the new rows, then
+/// the leaving window token's score, position and rows together, so it
+/// waits for two memory round trips. Returns false when a score of the
+/// sequence is invalid (reported; nothing changed, st must not be stored).
+/// `st` and `target` are this warp's shared memory.
+__device__ inline bool warpAppendLight(const LayerArgs &a, const SeqBatch &batch,
+                                       const uint8_t *keys,
+                                       const uint8_t *values,
+                                       const float *scores, int index,
+                                       HeadState &st, int &target,
+                                       WarpRow &out) {
   const CacheLayout &l = a.layout;
-  const int i = blockIdx.x / l.heads, head = blockIdx.x % l.heads;
+  const int lane = threadIdx.x % 32;
+  const int i = index / l.heads, head = index % l.heads;
   const int seq = batch.ids[i];
   const size_t row = l.row(seq, head);
-  __shared__ HeadState st;
-  __shared__ int bad;
-  if (threadIdx.x == 0) {
-    st = a.states[row];
-    bad = 0;
-    for (int h = 0; h < l.heads; ++h) {
-      float z = scores[static_cast<size_t>(i) * l.heads + h];
-      if (cuda::invalidScore(z)) {
-        bad = 1;
-        cuda::reportScoreError(a.error, SK_ERR_INVALID_SCORE, seq, a.layer, h,
-                               st.lastPos + 1, z);
+  const size_t first = l.slot(seq, head, 0);
+  const size_t kb = l.keyRowBytes(), vb = l.valueRowBytes();
+  const size_t input = static_cast<size_t>(index);
+  const uint8_t *newKey = keys + input * kb;
+  const uint8_t *newValue = values + input * vb;
+  float *slotScores = a.slotScores + first;
+  long long *slotPos = a.slotPos + first;
+  // Rows go through registers when they are whole uint4s and fit; other
+  // shapes are copied after the decisions (same result, more waiting).
+  const bool fast =
+      kb % 16 == 0 && vb % 16 == 0 && kb <= 32 * 16 * kRowQuads &&
+      vb <= 32 * 16 * kRowQuads &&
+      ((reinterpret_cast<uintptr_t>(newKey) |
+        reinterpret_cast<uintptr_t>(newValue) |
+        reinterpret_cast<uintptr_t>(a.keys) |
+        reinterpret_cast<uintptr_t>(a.values)) &
+       15) == 0;
+  const int kq = static_cast<int>(kb / 16), vq = static_cast<int>(vb / 16);
+
+  // Round 1: the state (one coalesced request), the scores of this sequence
+  // (every head's warp validates them all), the new rows.
+  static_assert(sizeof(HeadState) % 8 == 0, "HeadState is copied as words");
+  constexpr int kStateWords = sizeof(HeadState) / 8;
+  static_assert(kStateWords <= 32, "HeadState fits one warp load");
+  if (lane < kStateWords)
+    reinterpret_cast<long long *>(&st)[lane] =
+        reinterpret_cast<const long long *>(a.states + row)[lane];
+  const float z = scores[input];
+  const float *seqScores = scores + static_cast<size_t>(i) * l.heads;
+  unsigned badHeads = 0;
+#pragma unroll 1
+  for (int h0 = 0; h0 < l.heads; h0 += 32) {
+    const int h = h0 + lane;
+    float zh = h < l.heads ? seqScores[h] : 0.0f;
+    badHeads |= __ballot_sync(0xffffffffu, cuda::invalidScore(zh));
+  }
+  RowRegs incoming;
+  if (fast)
+    loadRows(incoming, newKey, newValue, kq, vq, lane);
+  __syncwarp();
+  const long long p = st.lastPos + 1;
+  out = WarpRow{seq, head, row, p};
+  if (badHeads) {
+    // Validate before mutating: a bad score leaves the sequence untouched.
+    if (lane == 0)
+#pragma unroll 1
+      for (int h = 0; h < l.heads; ++h)
+        if (cuda::invalidScore(seqScores[h]))
+          cuda::reportScoreError(a.error, SK_ERR_INVALID_SCORE, seq, a.layer,
+                                 h, p, seqScores[h]);
+    return false;
+  }
+
+  // Round 2: the token leaving the window (score, position, rows).
+  const int windowSlot = l.w > 0 ? l.k + static_cast<int>(p % l.w) : -1;
+  RowRegs leaving;
+  if (l.w > 0 && fast)
+    loadRows(leaving, a.keys + (first + windowSlot) * kb,
+             a.values + (first + windowSlot) * vb, kq, vq, lane);
+  if (lane == 0) {
+    long long candPos;
+    float candScore;
+    int t = -1;
+    st.pending = 0;
+    if (l.w > 0) {
+      // The token at p - w leaves the window and becomes a candidate.
+      candPos = slotPos[windowSlot];
+      candScore = slotScores[windowSlot];
+    } else {
+      candPos = p;
+      candScore = z;
+    }
+    if (candPos >= 0 && candScore == -INFINITY)
+      candPos = -1; // masked keys are never candidates
+    if (candPos >= 0 && l.k > 0) {
+      if (st.poolCount < l.k) {
+        // The newcomer has the largest position: on a tie it is weaker.
+        if (st.poolCount == 0 || candScore <= st.weakScore) {
+          st.weak = st.poolCount;
+          st.weakScore = candScore;
+        }
+        t = st.poolCount++;
+        a.poolCount[row] = st.poolCount;
+      } else if (candScore > st.weakScore) {
+        t = st.weak;
+        st.pending |= cuda::kPendingRescan;
       }
     }
+    if (candPos >= 0) {
+      st.pending |= cuda::supportStart(st, a.support + row * l.supportStride(),
+                                       candScore, l.k, l.scoreCapacity);
+      st.pendingScore = candScore;
+    }
+    if (t >= 0) {
+      slotScores[t] = candScore;
+      slotPos[t] = candPos;
+    }
+    if (l.w > 0) {
+      slotScores[windowSlot] = z;
+      slotPos[windowSlot] = p;
+    }
+    st.lastPos = p;
+    if (!(st.pending & (cuda::kPendingSolve | cuda::kPendingRoom)))
+      a.tau[row] = static_cast<float>(st.tau);
+    target = t;
+  }
+  __syncwarp();
+  const int t = target;
+  if (fast) {
+    if (t >= 0 && l.w > 0)
+      storeRows(leaving, a.keys + (first + t) * kb,
+                a.values + (first + t) * vb, kq, vq, lane);
+    else if (t >= 0)
+      storeRows(incoming, a.keys + (first + t) * kb,
+                a.values + (first + t) * vb, kq, vq, lane);
+    if (l.w > 0)
+      storeRows(incoming, a.keys + (first + windowSlot) * kb,
+                a.values + (first + windowSlot) * vb, kq, vq, lane);
+  } else {
+    if (t >= 0) {
+      // Copy the candidate's rows before its window slot is overwritten.
+      const uint8_t *ck = l.w > 0 ? a.keys + (first + windowSlot) * kb : newKey;
+      const uint8_t *cv =
+          l.w > 0 ? a.values + (first + windowSlot) * vb : newValue;
+      warpCopyRow(a.keys + (first + t) * kb, ck, kb, lane);
+      warpCopyRow(a.values + (first + t) * vb, cv, vb, lane);
+      __syncwarp();
+    }
+    if (l.w > 0) {
+      warpCopyRow(a.keys + (first + windowSlot) * kb, newKey, kb, lane);
+      warpCopyRow(a.values + (first + windowSlot) * vb, newValue, vb, lane);
+    }
+  }
+  __syncwarp();
+  return true;
+}
+
+/// Stores a warp's row state back (all lanes call it).
+__device__ inline void warpStoreState(const LayerArgs &a, const HeadState &st,
+                                      const WarpRow &r) {
+  constexpr int kStateWords = sizeof(HeadState) / 8;
+  const int lane = threadIdx.x % 32;
+  if (lane < kStateWords)
+    reinterpret_cast<long long *>(a.states + r.row)[lane] =
+        reinterpret_cast<const long long *>(&st)[lane];
+  if (lane == 0 && r.head == 0)
+    a.pos[r.seq] = r.p;
+}
+
+/// Modes 1 and 2: one warp per row. kInlineHeavy (mode 1): the warp does
+/// its row's heavy work itself (16 blocks per SM so that the 2048 rows of
+/// D1 all fit at once); otherwise (mode 2) the row is queued for
+/// finishPendingKernel and the block lets it launch right away.
+template <bool kInlineHeavy>
+__global__ void __launch_bounds__(32, kInlineHeavy ? 16 : 1)
+    decodeWarpKernel(LayerArgs a, SeqBatch batch, const uint8_t *keys,
+                     const uint8_t *values, const float *scores) {
+  if (!kInlineHeavy)
+    asm volatile("griddepcontrol.launch_dependents;");
+  __shared__ HeadState st;
+  __shared__ int target;
+  WarpRow r;
+  if (!warpAppendLight(a, batch, keys, values, scores, blockIdx.x, st, target,
+                       r))
+    return;
+  if constexpr (kInlineHeavy) {
+    if (st.pending) // uniform: st is shared and stable since the syncwarp
+      cuda::finishPending<32>(a, st, r.seq, r.head);
+    __syncwarp();
+  } else {
+    if (threadIdx.x == 0 && st.pending)
+      a.worklist[atomicAdd(&a.counters[0], 1)] = static_cast<int>(r.row);
+  }
+  warpStoreState(a, st, r);
+}
+
+/// Mode 3: kRows = NT / 32 rows per block, a warp each for the light part,
+/// then the whole block for the heavy work of each of its rows in turn.
+template <int NT>
+__global__ void __launch_bounds__(NT, 512 / NT)
+    decodeBlockKernel(LayerArgs a, SeqBatch batch, const uint8_t *keys,
+                      const uint8_t *values, const float *scores, int total) {
+  constexpr int kRows = NT / 32;
+  __shared__ HeadState st[kRows];
+  __shared__ int target[kRows];
+  __shared__ int heavy[kRows]; // pending work of a valid row, else 0
+  __shared__ WarpRow rows[kRows];
+  const int warp = threadIdx.x / 32;
+  const int index = blockIdx.x * kRows + warp;
+  if (index < total) {
+    WarpRow r;
+    bool ok = warpAppendLight(a, batch, keys, values, scores, index, st[warp],
+                              target[warp], r);
+    if (threadIdx.x % 32 == 0) {
+      heavy[warp] = ok ? st[warp].pending | 0x100 : 0; // 0x100: store state
+      rows[warp] = r;
+    }
+  } else if (threadIdx.x % 32 == 0) {
+    heavy[warp] = 0;
   }
   __syncthreads();
-  if (bad)
-    return;
-  const long long p = st.lastPos + 1;
-  const size_t input = static_cast<size_t>(i) * l.heads + head;
-  cuda::appendTokenLight(
-      a, st, seq, head, p, scores[input], keys + input * l.keyRowBytes(),
-      values + input * l.valueRowBytes(), true, cuda::TokenSource{});
-  if (st.pending)
-    cuda::finishPending(a, st, seq, head);
-  if (threadIdx.x == 0) {
-    a.states[row] = st;
-    if (head == 0)
-      a.pos[seq] = p;
-  }
+  for (int w = 0; w < kRows; ++w)
+    if (heavy[w] & 0xff) // uniform: shared, read after a barrier
+      cuda::finishPending<NT>(a, st[w], rows[w].seq, rows[w].head);
+  if (heavy[warp])
+    warpStoreState(a, st[warp], rows[warp]);
 }
 
 /// Second kernel of a decode step: the rows whose append left heavy work
@@ -147,6 +420,10 @@ __global__ void __launch_bounds__(kThreads) finishPendingKernel(LayerArgs a) {
   __shared__ HeadState st;
   __shared__ int count;
   __shared__ int last;
+  // Launched as a programmatic dependent launch (mode 2): wait until the
+  // decode kernel has finished and its writes are visible. A no-op when
+  // launched normally.
+  asm volatile("griddepcontrol.wait;" ::: "memory");
   if (threadIdx.x == 0)
     count = a.counters[0];
   __syncthreads();
@@ -155,7 +432,7 @@ __global__ void __launch_bounds__(kThreads) finishPendingKernel(LayerArgs a) {
     if (threadIdx.x == 0)
       st = a.states[row];
     __syncthreads();
-    cuda::finishPending(a, st, row / l.heads, row % l.heads);
+    cuda::finishPending<kThreads>(a, st, row / l.heads, row % l.heads);
     if (threadIdx.x == 0)
       a.states[row] = st;
     __syncthreads();
@@ -207,7 +484,7 @@ __global__ void __launch_bounds__(kThreads)
                            scores[head * count + t], source.keys + t * kb,
                            source.values + t * vb, t >= count - l.w, source);
     if (st.pending)
-      cuda::finishPending(a, st, seq, head);
+      cuda::finishPending<kThreads>(a, st, seq, head);
   }
   if (threadIdx.x == 0) {
     a.states[row] = st;
@@ -394,15 +671,37 @@ sk_status CudaCache::appendTokens(int32_t layer, int32_t numSeqs,
     const uint8_t *k = static_cast<const uint8_t *>(keys) + done * heads * kb;
     const uint8_t *v = static_cast<const uint8_t *>(values) + done * heads * vb;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (SK_DECODE_FUSED) {
-      appendTokensFusedKernel<<<n * layout_.heads, kThreads, 0, s>>>(
-          a, batch, k, v, scores + done * heads);
+    const float *z = scores + done * heads;
+    const int rows = n * layout_.heads;
+    if (SK_DECODE_MODE == 1) {
+      decodeWarpKernel<true><<<rows, 32, 0, s>>>(a, batch, k, v, z);
+    } else if (SK_DECODE_MODE == 3) {
+      constexpr int kRows = SK_DECODE_BLOCK / 32;
+      decodeBlockKernel<SK_DECODE_BLOCK>
+          <<<(rows + kRows - 1) / kRows, SK_DECODE_BLOCK, 0, s>>>(a, batch, k,
+                                                                 v, z, rows);
     } else {
-      appendTokensKernel<<<n * layout_.heads, kLightThreads, 0, s>>>(
-          a, batch, k, v, scores + done * heads);
+      if (SK_DECODE_MODE == 2)
+        decodeWarpKernel<false><<<rows, 32, 0, s>>>(a, batch, k, v, z);
+      else
+        appendTokensKernel<<<rows, kLightThreads, 0, s>>>(a, batch, k, v, z);
       // At most one pending row per (sequence, head) of this launch.
-      int blocks = std::min(finishBlocks_, n * layout_.heads);
-      finishPendingKernel<<<blocks, kThreads, 0, s>>>(a);
+      cudaLaunchConfig_t launch = {};
+      launch.gridDim = dim3(std::min(finishBlocks_, rows));
+      launch.blockDim = dim3(kThreads);
+      launch.stream = s;
+      cudaLaunchAttribute attribute[1];
+      attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attribute[0].val.programmaticStreamSerializationAllowed = 1;
+      launch.attrs = attribute;
+      launch.numAttrs = SK_DECODE_MODE == 2 && SK_DECODE_PDL ? 1 : 0;
+      if (cudaLaunchKernelEx(&launch, finishPendingKernel, a) != cudaSuccess &&
+          launch.numAttrs > 0) {
+        // No programmatic dependent launch here: a plain one is as correct.
+        cudaGetLastError();
+        launch.numAttrs = 0;
+        cudaLaunchKernelEx(&launch, finishPendingKernel, a);
+      }
     }
   }
   return launched("sk_cache_append_tokens");

@@ -11,14 +11,20 @@ namespace sparsek::rt::cuda {
 
 template <typename T, typename Op>
 __device__ inline T warpReduce(T value, Op op) {
+#pragma unroll 1
   for (int offset = 16; offset > 0; offset /= 2)
     value = op(value, __shfl_down_sync(0xffffffffu, value, offset));
   return value;
 }
 
-/// Reduces one value per thread; the result is valid in thread 0.
-template <typename T, typename Op>
+/// Reduces one value per thread of a block of NT threads; the result is
+/// valid in thread 0. A one-warp block needs no shared memory or barrier.
+template <int NT, typename T, typename Op>
 __device__ inline T blockReduce(T value, Op op, T identity) {
+  constexpr int kWarps = NT / 32;
+  if constexpr (NT == 32) {
+    return warpReduce(value, op);
+  }
   __shared__ T partial[kWarps];
   value = warpReduce(value, op);
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -39,6 +45,9 @@ struct MinOp {
     return a < b ? a : b;
   }
 };
+struct FloatMinOp {
+  __device__ float operator()(float a, float b) const { return fminf(a, b); }
+};
 struct MaxOp {
   __device__ long long operator()(long long a, long long b) const {
     return a > b ? a : b;
@@ -50,6 +59,49 @@ struct SumOp {
   }
 };
 
+/// Counts, sum and next breakpoint of a partition of kept scores, reduced
+/// over a block in one go (four separate reductions cost four times the
+/// code, and the heavy paths are bound by instruction fetch).
+struct Partition {
+  int upper, middle;
+  double sum, next;
+};
+
+__device__ inline Partition combine(Partition a, const Partition &b) {
+  a.upper += b.upper;
+  a.middle += b.middle;
+  a.sum += b.sum;
+  a.next = fmin(a.next, b.next);
+  return a;
+}
+
+/// Reduces one Partition per thread of a block of NT threads; the result is
+/// valid in thread 0.
+template <int NT> __device__ inline Partition blockReducePartition(Partition p) {
+#pragma unroll 1
+  for (int offset = 16; offset > 0; offset /= 2) {
+    Partition o;
+    o.upper = __shfl_down_sync(0xffffffffu, p.upper, offset);
+    o.middle = __shfl_down_sync(0xffffffffu, p.middle, offset);
+    o.sum = __shfl_down_sync(0xffffffffu, p.sum, offset);
+    o.next = __shfl_down_sync(0xffffffffu, p.next, offset);
+    p = combine(p, o);
+  }
+  if constexpr (NT > 32) {
+    __shared__ Partition partial[NT / 32];
+    __syncthreads(); // `partial` may still be read by a previous reduction
+    if (threadIdx.x % 32 == 0)
+      partial[threadIdx.x / 32] = p;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+#pragma unroll 1
+      for (int w = 1; w < NT / 32; ++w)
+        p = combine(p, partial[w]);
+    }
+  }
+  return p;
+}
+
 /// A score with its position and array index, for arg-min reductions.
 struct Ranked {
   float score;
@@ -57,58 +109,87 @@ struct Ranked {
   int index;
 };
 
-/// Calls f(value, index) for values[0, count), each thread keeping 16
-/// loads in flight (float4 when aligned): the scans of the cache are bound
-/// by memory latency, not bandwidth. The visiting order is unspecified.
-template <typename F>
+/// float4 loads in flight per thread of a block of NT threads:
+/// SK_BLOCK_SCAN_VEC (2) for blocks of several warps, SK_WARP_SCAN_VEC (16)
+/// for a one-warp block (decode mode 1). With the register shift of
+/// scanValues, 2 measured fastest on the H200 (D1: 21.8 us against 24.0
+/// us with 4; bench/results/runtime_decode_append_D1.json): the heavy scans
+/// are bound by instructions per value more than by memory latency.
+#ifndef SK_WARP_SCAN_VEC
+#define SK_WARP_SCAN_VEC 16
+#endif
+#ifndef SK_BLOCK_SCAN_VEC
+#define SK_BLOCK_SCAN_VEC 2
+#endif
+template <int NT> __host__ __device__ constexpr int scanVec() {
+  return NT <= 32 ? SK_WARP_SCAN_VEC : SK_BLOCK_SCAN_VEC;
+}
+
+/// Calls f(value, index) for values[0, count) with a block of NT threads,
+/// each keeping 4 * scanVec<NT>() loads in flight (float4 when aligned):
+/// the scans of the cache are bound by memory latency, not bandwidth. The
+/// visiting order is unspecified.
+///
+/// f is expanded once, not once per loaded value (this took the heavy
+/// kernel from 136 KB of SASS to 49 KB): the loaded values are consumed
+/// from the front of a register array that shifts by one after each call
+/// (constant indices only, so it stays in registers). The shift costs
+/// 4 * kVec - 1 moves per value, hence the small kVec of scanVec.
+template <int NT, typename F>
 __device__ inline void scanValues(const float *values, int count, F f) {
-  constexpr int kVec = 4;
-  if ((reinterpret_cast<uintptr_t>(values) & 15) == 0) {
-    const float4 *quads = reinterpret_cast<const float4 *>(values);
-    const int n4 = count / 4;
-    for (int base = 0; base < n4; base += kThreads * kVec) {
-      float4 r[kVec];
+  constexpr int kVec = scanVec<NT>();
+  constexpr int kLoads = 4 * kVec;
+  float r[kLoads];
+  const bool quads = (reinterpret_cast<uintptr_t>(values) & 15) == 0;
+  // Aligned: tiles of NT * kLoads floats, thread t reading float4 number
+  // base + j * NT + t of the tile; otherwise single floats.
+  const int n = quads ? count / 4 * 4 : 0;
+#pragma unroll 1
+  for (int base = 0; base < n; base += NT * kLoads) {
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) {
-        int i = base + j * kThreads + threadIdx.x;
-        if (i < n4)
-          r[j] = quads[i];
-      }
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) {
-        int i = base + j * kThreads + threadIdx.x;
-        if (i < n4) {
-          f(r[j].x, 4 * i);
-          f(r[j].y, 4 * i + 1);
-          f(r[j].z, 4 * i + 2);
-          f(r[j].w, 4 * i + 3);
-        }
-      }
+    for (int j = 0; j < kVec; ++j) {
+      int i = base + 4 * (j * NT + threadIdx.x);
+      float4 v = i < n ? *reinterpret_cast<const float4 *>(values + i)
+                       : make_float4(0, 0, 0, 0);
+      r[4 * j] = v.x;
+      r[4 * j + 1] = v.y;
+      r[4 * j + 2] = v.z;
+      r[4 * j + 3] = v.w;
     }
-    for (int i = 4 * n4 + threadIdx.x; i < count; i += kThreads)
-      f(values[i], i);
-    return;
-  }
-  constexpr int kScalar = 16;
-  for (int base = 0; base < count; base += kThreads * kScalar) {
-    float r[kScalar];
+#pragma unroll 1
+    for (int e = 0; e < kLoads; ++e) {
+      int i = base + 4 * ((e / 4) * NT + threadIdx.x) + e % 4;
+      if (i < n)
+        f(r[0], i);
 #pragma unroll
-    for (int j = 0; j < kScalar; ++j) {
-      int i = base + j * kThreads + threadIdx.x;
+      for (int j = 0; j + 1 < kLoads; ++j)
+        r[j] = r[j + 1];
+    }
+  }
+#pragma unroll 1
+  for (int base = n; base < count; base += NT * kLoads) {
+#pragma unroll
+    for (int j = 0; j < kLoads; ++j) {
+      int i = base + j * NT + threadIdx.x;
       r[j] = i < count ? values[i] : 0.0f;
     }
-#pragma unroll
-    for (int j = 0; j < kScalar; ++j) {
-      int i = base + j * kThreads + threadIdx.x;
+#pragma unroll 1
+    for (int e = 0; e < kLoads; ++e) {
+      int i = base + e * NT + threadIdx.x;
       if (i < count)
-        f(r[j], i);
+        f(r[0], i);
+#pragma unroll
+      for (int j = 0; j + 1 < kLoads; ++j)
+        r[j] = r[j + 1];
     }
   }
 }
 
-/// Exclusive prefix sum of one int per thread over the block, and the
-/// block total (both valid in every thread).
+/// Exclusive prefix sum of one int per thread over a block of NT threads,
+/// and the block total (both valid in every thread).
+template <int NT>
 __device__ inline int blockExclusiveScan(int value, int *total) {
+  constexpr int kWarps = NT / 32;
   __shared__ int warpTotals[kWarps];
   int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   int inclusive = value;

@@ -9,10 +9,12 @@
 
 namespace sparsek::rt::cuda {
 
-/// Index of the lowest kept score (valid in thread 0).
+/// Index of the lowest kept score (valid in thread 0); a block of NT threads.
+template <int NT>
 __device__ inline int lowestSupportIndex(const float *values, int count) {
+  constexpr int kWarps = NT / 32;
   Ranked best{INFINITY, 0, -1};
-  for (int i = threadIdx.x; i < count; i += blockDim.x)
+  for (int i = threadIdx.x; i < count; i += NT)
     if (best.index < 0 || values[i] < best.score)
       best = Ranked{values[i], 0, i};
   for (int offset = 16; offset > 0; offset /= 2) {
@@ -54,9 +56,17 @@ __device__ inline void classifyInsert(HeadState &st, float z, int sign) {
 /// Compacts the kept scores in place, dropping those <= st.x (p = 0 for
 /// good), and recomputes the partition right of x and the next breakpoint.
 /// `values` is 16-byte aligned with room up to a multiple of 4 (see
-/// CacheLayout::supportStride), so it is read as float4.
+/// CacheLayout::supportStride), so it is read as float4. A block of NT
+/// threads.
+template <int NT>
 __device__ inline void supportPass(HeadState &st, float *values) {
-  constexpr int kVec = 4;
+  constexpr int kThreads = NT;
+  // Compaction is rare: fewer loads in flight than a scan keep a one-warp
+  // block (at most 128 registers) from spilling.
+#ifndef SK_WARP_PASS_VEC
+#define SK_WARP_PASS_VEC 4
+#endif
+  constexpr int kVec = NT <= 32 ? SK_WARP_PASS_VEC : SK_BLOCK_SCAN_VEC;
   const double x = st.x;
   const int count = st.count;
   const int quads = (count + 3) / 4;
@@ -85,7 +95,7 @@ __device__ inline void supportPass(HeadState &st, float *values) {
     // write lands before the next tile: in-place compaction is safe. The
     // order of the scores does not matter.
     int tileTotal = 0;
-    int offset = written + blockExclusiveScan(keep, &tileTotal);
+    int offset = written + blockExclusiveScan<NT>(keep, &tileTotal);
 #pragma unroll
     for (int j = 0; j < 4 * kVec; ++j) {
       double z = r[j];
@@ -103,15 +113,13 @@ __device__ inline void supportPass(HeadState &st, float *values) {
     }
     written += tileTotal;
   }
-  upper = blockReduce(upper, SumOp(), 0);
-  middle = blockReduce(middle, SumOp(), 0);
-  sum = blockReduce(sum, SumOp(), 0.0);
-  next = blockReduce(next, MinOp(), static_cast<double>(INFINITY));
+  const Partition total =
+      blockReducePartition<NT>(Partition{upper, middle, sum, next});
   if (threadIdx.x == 0) {
-    st.upper = upper;
-    st.middle = middle;
-    st.sum = sum;
-    st.next = next;
+    st.upper = total.upper;
+    st.middle = total.middle;
+    st.sum = total.sum;
+    st.next = total.next;
     st.count = written;
   }
   __syncthreads();
@@ -131,6 +139,7 @@ constexpr int kBandCapacity = 1024;
 /// did not fit in shared memory).
 enum BandResult { kBandOverflow = -1, kBandStopped = 0, kBandSolved = 1 };
 
+template <int NT>
 __device__ inline int crossWithBand(HeadState &st, const float *values,
                                     int budget, double delta) {
   __shared__ float band[kBandCapacity];
@@ -144,7 +153,7 @@ __device__ inline int crossWithBand(HeadState &st, const float *values,
   __syncthreads();
   int upper = 0, middle = 0;
   double sum = 0.0, farNext = INFINITY;
-  scanValues(values, st.count, [&](float value, int) {
+  scanValues<NT>(values, st.count, [&](float value, int) {
     double z = value;
     if (z <= x)
       return; // p = 0 for good (dead until the next compaction)
@@ -167,15 +176,13 @@ __device__ inline int crossWithBand(HeadState &st, const float *values,
         band[slot] = value;
     }
   });
-  upper = blockReduce(upper, SumOp(), 0);
-  middle = blockReduce(middle, SumOp(), 0);
-  sum = blockReduce(sum, SumOp(), 0.0);
-  farNext = blockReduce(farNext, MinOp(), static_cast<double>(INFINITY));
+  const Partition total =
+      blockReducePartition<NT>(Partition{upper, middle, sum, farNext});
   if (threadIdx.x == 0) {
-    totals[0] = upper;
-    totals[1] = middle;
-    totalSum = sum;
-    totalFarNext = farNext;
+    totals[0] = total.upper;
+    totals[1] = total.middle;
+    totalSum = total.sum;
+    totalFarNext = total.next;
   }
   __syncthreads();
   const int n = bandCount;
@@ -194,6 +201,7 @@ __device__ inline int crossWithBand(HeadState &st, const float *values,
       // upper one (it then joins the middle, whose scores the walk never
       // reaches inside the band).
       double local = INFINITY;
+#pragma unroll 1
       for (int i = lane; i < n; i += 32) {
         double z = band[i];
         double bp = z > x + 1.0 ? z - 1.0 : z;
@@ -229,6 +237,7 @@ __device__ inline int crossWithBand(HeadState &st, const float *values,
       // equal to next + 1 (exact in double) join the middle.
       at = next;
       int dropped = 0, moved = 0;
+#pragma unroll 1
       for (int i = lane; i < n; i += 32) {
         double z = band[i];
         if (z > x + 1.0)
@@ -292,16 +301,18 @@ __device__ inline int supportStart(HeadState &st, float *values, float z, int k,
 
 /// The rest of adding score z after supportStart returned `work` (whole
 /// block): compaction / overflow, then the exact walk over breakpoints (the
-/// same walk as the CPU model, SupportState::solve), a band at a time.
+/// same walk as the CPU model, SupportState::solve), a band at a time. A
+/// block of NT threads.
+template <int NT>
 __device__ inline void supportFinish(HeadState &st, float *values, float z,
                                      int k, int capacity, int work) {
   __shared__ int go;
   __shared__ double delta;
   if (work & kPendingRoom) {
-    supportPass(st, values); // compaction; the partition is unchanged
+    supportPass<NT>(st, values); // compaction; the partition is unchanged
     if (st.count >= capacity) {
       // Keep the highest scores; tau becomes a lower bound (SPEC 6).
-      int lowest = lowestSupportIndex(values, st.count);
+      int lowest = lowestSupportIndex<NT>(values, st.count);
       if (threadIdx.x == 0) {
         st.approx = 1;
         float low = values[lowest];
@@ -338,7 +349,8 @@ __device__ inline void supportFinish(HeadState &st, float *values, float z,
     }
     __syncthreads();
     int result;
-    while ((result = crossWithBand(st, values, k, delta)) == kBandOverflow) {
+    while ((result = crossWithBand<NT>(st, values, k, delta)) ==
+           kBandOverflow) {
       if (threadIdx.x == 0)
         delta /= 16.0; // too many scores in the band: narrow it
       __syncthreads();

@@ -11,28 +11,29 @@ namespace sparsek::rt::cuda {
 
 /// Index of the weakest of `count` pool entries (valid in thread 0): the
 /// minimum score first, then, among entries holding it, the largest
-/// position (a second, cache-hot scan, since ties are rare).
+/// position (a second, cache-hot scan, since ties are rare). A block of NT
+/// threads.
+template <int NT>
 __device__ inline int weakestPoolSlot(const float *scores,
                                       const long long *positions, int count) {
-  __shared__ double lowest;
-  double m = INFINITY;
-  scanValues(scores, count,
-             [&](float v, int) { m = fmin(m, static_cast<double>(v)); });
-  m = blockReduce(m, MinOp(), static_cast<double>(INFINITY));
+  __shared__ float lowest;
+  float m = INFINITY; // pool scores are finite or -inf: fminf is exact
+  scanValues<NT>(scores, count, [&](float v, int) { m = fminf(m, v); });
+  m = blockReduce<NT>(m, FloatMinOp(), INFINITY);
   if (threadIdx.x == 0)
     lowest = m;
   __syncthreads();
-  const float target = static_cast<float>(lowest);
+  const float target = lowest;
   long long bestPos = -1;
   int bestIndex = -1;
-  scanValues(scores, count, [&](float v, int i) {
+  scanValues<NT>(scores, count, [&](float v, int i) {
     if (v == target && positions[i] > bestPos) {
       bestPos = positions[i];
       bestIndex = i;
     }
   });
   // Positions in a pool are distinct, so the largest one names one slot.
-  long long top = blockReduce(bestPos, MaxOp(), -1LL);
+  long long top = blockReduce<NT>(bestPos, MaxOp(), -1LL);
   __shared__ long long topPos;
   __shared__ int topIndex;
   if (threadIdx.x == 0)
@@ -148,21 +149,23 @@ __device__ inline void appendTokenLight(const LayerArgs &a, HeadState &st,
   __syncthreads();
 }
 
-/// Does the work appendTokenLight left pending (a block of kThreads).
+/// Does the work appendTokenLight left pending (a block of NT threads).
+template <int NT>
 __device__ inline void finishPending(const LayerArgs &a, HeadState &st, int seq,
                                      int head) {
   const CacheLayout &l = a.layout;
   const int pending = st.pending;
   if (pending & kPendingRescan) {
     const size_t first = l.slot(seq, head, 0);
-    int weakest = weakestPoolSlot(a.slotScores + first, a.slotPos + first, l.k);
+    int weakest =
+        weakestPoolSlot<NT>(a.slotScores + first, a.slotPos + first, l.k);
     if (threadIdx.x == 0) {
       st.weak = weakest;
       st.weakScore = a.slotScores[first + weakest];
     }
   }
   if (pending & (kPendingSolve | kPendingRoom))
-    supportFinish(st, a.support + l.row(seq, head) * l.supportStride(),
+    supportFinish<NT>(st, a.support + l.row(seq, head) * l.supportStride(),
                   st.pendingScore, l.k, l.scoreCapacity,
                   pending & (kPendingSolve | kPendingRoom));
   if (threadIdx.x == 0) {
