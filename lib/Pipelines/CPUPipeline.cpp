@@ -32,7 +32,9 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
       "func.func(ownership-based-buffer-deallocation),"
       "buffer-deallocation-simplification,bufferization-lower-deallocations,"
       "canonicalize,"
-      "sparsek-lower-to-loops,sparsek-entry-points,"
+      // parallel-loops: the GPU pipeline's loop form, run sequentially here,
+      // so that its logic is tested where there is no GPU.
+      "sparsek-lower-to-loops{{parallel-loops={2}},sparsek-entry-points,"
       "func.func(convert-linalg-to-loops),"
       // Tiled ops (sparsek-tile) leave scf.forall, which runs sequentially.
       "func.func(scf-forall-to-for),"
@@ -46,7 +48,8 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
       "finalize-memref-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,"
       "reconcile-unrealized-casts",
       static_cast<unsigned>(options.indexBitwidth),
-      options.cWrappers ? "func.func(llvm-request-c-wrappers)," : "");
+      options.cWrappers ? "func.func(llvm-request-c-wrappers)," : "",
+      options.parallelLoops ? "true" : "false");
   return parsePassPipeline(pipeline, pm);
 }
 

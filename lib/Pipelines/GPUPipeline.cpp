@@ -2,15 +2,20 @@
 //
 // Tensor-level sparsek IR -> bufferized, destination-passing entry points
 // (as on the CPU) -> sparsek ops lowered to scf.parallel nests (outer loop
-// over (batch, query head, query block), inner loop over the block's
-// queries) -> mapped to GPU blocks and threads -> kernels outlined ->
-// upstream gpu-lower-to-nvvm-pipeline: NVVM, sm_90 binary embedded in the
-// module, host code calling the runtime's mgpu* functions. Every public
-// function `f` also gets `f_entry(stream, buffers...) -> status`
+// over (batch, head, query block), inner loop over the block's queries;
+// selection one iteration per (batch, head) row), linalg ops (a layer's
+// projections) to scf.parallel over their parallel dimensions -> mapped to
+// GPU blocks and threads -> kernels outlined -> host buffers the kernels use
+// moved to the GPU (sparsek-gpu-host-allocs) -> upstream
+// gpu-lower-to-nvvm-pipeline: NVVM, sm_90 binary embedded in the module,
+// host code calling the runtime's mgpu* functions. Every public function
+// `f` also gets `f_entry(stream, buffers...) -> status`
 // (sparsek-entry-points), the C entry point frameworks call.
 //
-// Correct first: one thread per query, scalar loops inside. Operand data
-// is only read inside the kernels; the host checks sizes (descriptors).
+// Correct first: one thread per query (per row for selection, per output
+// element for linalg ops, one thread per block there), scalar loops inside.
+// Operand data is only read inside the kernels; the host checks sizes
+// (descriptors).
 //
 //===----------------------------------------------------------------------===//
 #include "sparsek/Pipelines/Pipelines.h"
@@ -35,13 +40,14 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
       "buffer-deallocation-simplification,bufferization-lower-deallocations,"
       "canonicalize,"
       "sparsek-lower-to-loops{{parallel-loops=true query-block={1}},"
+      "func.func(convert-linalg-to-parallel-loops),"
       // C wrappers before the entry points: those declare runtime functions
       // that must keep their plain C names.
       "{2}"
       "sparsek-entry-points{{gpu=true},"
       "canonicalize,cse,"
       "func.func(gpu-map-parallel-loops),convert-parallel-loops-to-gpu,"
-      "canonicalize,gpu-kernel-outlining,"
+      "canonicalize,gpu-kernel-outlining,sparsek-gpu-host-allocs,"
       "expand-strided-metadata,lower-affine,"
       "gpu-lower-to-nvvm-pipeline{{cubin-chip={3} cubin-features={4} "
       "cubin-format={5} opt-level={6}},"

@@ -2,13 +2,11 @@
 // RUN: not sparsek-opt %s --sparsek-gpu-pipeline=format=isa 2>&1 | FileCheck %s
 
 
-// Selection has no GPU lowering yet: a clear error, not host code reading
-// device memory.
-// CHECK: 'sparsek.select' op has no parallel (GPU) lowering yet; only sparsek.attention and sparsek.decode_attention do
-func.func @select(%u: tensor<1x2x?xf32>, %i0: tensor<1x2x?x8xi32>, %g0: tensor<1x2x?x8xf32>,
-                  %t0: tensor<1x2x?xf32>) -> tensor<1x2x?x8xi32> {
-  %i, %g, %t = sparsek.select ins(%u : tensor<1x2x?xf32>) k = 8 w = 4
-      outs(%i0, %g0, %t0 : tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x2x?xf32>)
-      -> tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x2x?xf32>
-  return %i : tensor<1x2x?x8xi32>
+// The standalone mask has no GPU lowering yet (selection computes its own
+// thresholds): a clear error, not host code reading device memory.
+// CHECK: 'sparsek.mask' op has no parallel (GPU) lowering yet; score, select, attention and decode_attention do
+func.func @mask(%z: tensor<?x?xf32>, %p0: tensor<?x?xf32>, %t0: tensor<?xf32>) -> tensor<?x?xf32> {
+  %p, %tau = sparsek.mask ins(%z : tensor<?x?xf32>) k = 4 outs(%p0, %t0 : tensor<?x?xf32>, tensor<?xf32>)
+      -> tensor<?x?xf32>, tensor<?xf32>
+  return %p : tensor<?x?xf32>
 }

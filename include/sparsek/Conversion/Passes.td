@@ -25,8 +25,10 @@ def SparseKLowerToLoops : Pass<"sparsek-lower-to-loops", "ModuleOp"> {
   let options = [
     Option<"parallelLoops", "parallel-loops", "bool", /*default=*/"false",
            "Emit scf.parallel over independent (batch, head, query-block) "
-           "iterations and per-query stack scratch, for mapping to a GPU; "
-           "ops without a parallel lowering are rejected">,
+           "iterations with per-query stack scratch (select: one iteration "
+           "per (batch, head) row, scratch allocated outside), for mapping "
+           "to a GPU; no status inside, NaN and +inf scores are masked; "
+           "ops without a parallel lowering (mask) are rejected">,
     Option<"queryBlock", "query-block", "int64_t", /*default=*/"64",
            "With parallel-loops: queries per outer parallel iteration">
   ];
@@ -73,6 +75,51 @@ def SparseKEntryPoints : Pass<"sparsek-entry-points", "ModuleOp"> {
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
     "::mlir::LLVM::LLVMDialect", "::mlir::memref::MemRefDialect"
   ];
+}
+
+def SparseKGPUHostAllocs : Pass<"sparsek-gpu-host-allocs", "ModuleOp"> {
+  let summary = "Move host-side buffers that GPU kernels use to device memory (gpu.alloc)";
+  let description = [{
+    Bufferization gives intermediate tensors (a decomposed composite op's
+    indices and gates, a layer's projections) and the lowerings' scratch a
+    `memref.alloc` in host code, which becomes `malloc`: a kernel that
+    reads it faults. In code from `sparsek-gpu-pipeline` every buffer the
+    host passes around is device memory (entry points take device
+    pointers), so this pass, run once the parallel loops are launches,
+    rewrites host code:
+    - a `memref.alloc` whose buffer reaches a kernel (a `gpu.launch_func`
+      operand or a use inside a `gpu.launch`, possibly through views or a
+      `memref.copy`) becomes `gpu.alloc`, and its `memref.dealloc`s become
+      `gpu.dealloc`;
+    - a `memref.copy` between device buffers (function arguments or moved
+      allocations) becomes `gpu.memcpy`.
+    Each new op runs on the stream of `gpu.wait async` (the caller's stream
+    under `sparsek-entry-points{gpu}`) and is waited for, as the
+    synchronous launches around it are. Allocations inside kernels stay.
+    A buffer that kernels use and host code also loads or stores is an
+    error: host code cannot read device memory.
+
+    Before:
+
+    ```mlir
+    %m = memref.alloc(%n) : memref<?xf32>
+    gpu.launch_func @k::@k blocks in (...) threads in (...) args(%m : memref<?xf32>)
+    memref.dealloc %m : memref<?xf32>
+    ```
+
+    After:
+
+    ```mlir
+    %0 = gpu.wait async
+    %m, %1 = gpu.alloc async [%0] (%n) : memref<?xf32>
+    gpu.wait [%1]
+    gpu.launch_func @k::@k blocks in (...) threads in (...) args(%m : memref<?xf32>)
+    %2 = gpu.wait async
+    %3 = gpu.dealloc async [%2] %m : memref<?xf32>
+    gpu.wait [%3]
+    ```
+  }];
+  let dependentDialects = ["::mlir::gpu::GPUDialect"];
 }
 
 #endif // SPARSEK_CONVERSION_PASSES_TD

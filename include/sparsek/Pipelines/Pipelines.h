@@ -25,6 +25,13 @@ struct SparseKCPUPipelineOptions
       llvm::cl::desc("Emit _mlir_ciface_ wrappers (memref descriptors by "
                      "pointer) for every function, for C and ctypes callers"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> parallelLoops{
+      *this, "parallel-loops",
+      llvm::cl::desc("Lower sparsek ops in the GPU pipeline's parallel loop "
+                     "form (run sequentially): tests that form's logic on "
+                     "the CPU. NaN and +inf scores are then masked, not "
+                     "reported"),
+      llvm::cl::init(false)};
 };
 
 /// Appends the CPU pipeline to `pm` (anchored on builtin.module). Fails only

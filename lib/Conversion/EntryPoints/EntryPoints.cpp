@@ -41,9 +41,15 @@ struct SparseKEntryPointsPass
     Type i32 = IntegerType::get(ctx, 32);
     Type ptr = LLVM::LLVMPointerType::get(ctx);
     SmallVector<func::FuncOp> targets;
+    // Only the status accessors are skipped: a user function may well be
+    // called sparsek_layer.
+    auto isStatusAccessor = [](func::FuncOp f) {
+      return f.getName() == "sparsek_status" ||
+             f.getName() == "sparsek_clear_status";
+    };
     for (auto f : module.getOps<func::FuncOp>())
-      if (f.isPublic() && !f.isExternal() &&
-          !f.getName().starts_with("sparsek_") && f.getNumResults() == 0)
+      if (f.isPublic() && !f.isExternal() && !isStatusAccessor(f) &&
+          f.getNumResults() == 0)
         targets.push_back(f);
     SymbolTable symbols(module);
     for (func::FuncOp f : targets) {

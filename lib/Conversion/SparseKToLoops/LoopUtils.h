@@ -63,6 +63,16 @@ SmallVector<Value> emitForCarrying(
     function_ref<SmallVector<Value>(OpBuilder &, Location, Value, ValueRange)>
         body);
 
+/// The parallel (GPU) form shared by the per-query lowerings: scf.parallel
+/// over (d0, d1, query block) around scf.parallel over the `block` queries
+/// of the block; `body` runs for every query t < numQueries with (i0, i1, t).
+/// gpu-map-parallel-loops maps the outer loop to blocks and the inner one to
+/// threads, so one query is one GPU thread.
+void emitParallelQueryBlocks(
+    OpBuilder &b, Location loc, Value d0, Value d1, Value numQueries,
+    int64_t block,
+    function_ref<void(OpBuilder &, Location, Value, Value, Value)> body);
+
 /// Grouped-query attention: the query heads `hq` split into `hkv` groups of
 /// G = hq / hkv. Sets `ok` to whether the split is exact (hq is a multiple
 /// of hkv, and hkv = 0 only with hq = 0) and returns G. Never divides by

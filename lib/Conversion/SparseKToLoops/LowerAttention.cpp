@@ -165,42 +165,28 @@ static void emitAttentionLoops(OpBuilder &b, Location loc, AttentionOp op,
   acc.release(b, loc);
 }
 
-/// The parallel form of the nest: scf.parallel over (b, hq, query block)
-/// around scf.parallel over the queries of the block, each query with its
-/// own stack scratch. gpu-map-parallel-loops maps the outer loop to blocks
-/// and the inner one to threads (one query per thread).
+/// The parallel form of the nest (emitParallelQueryBlocks): blocks of
+/// queries of one (b, hq), each query with its own stack scratch.
 static void emitParallelAttentionLoops(OpBuilder &b, Location loc,
                                        AttentionOp op,
                                        const AttentionSizes &sizes,
                                        int64_t queryBlock) {
   Value scale = emitAttentionScale(b, loc, op.getScale(), sizes.d);
-  Value zero = emitIndex(b, loc, 0), one = emitIndex(b, loc, 1);
-  Value block = emitIndex(b, loc, queryBlock);
   Value firstPos = arith::SubIOp::create(b, loc, sizes.s, sizes.t);
-  scf::ParallelOp::create(
-      b, loc, ValueRange{zero, zero, zero},
-      ValueRange{sizes.batch, sizes.hq, sizes.t}, ValueRange{one, one, block},
-      [&](OpBuilder &b1, Location l1, ValueRange outer) {
-        Value bi = outer[0], hq = outer[1], t0 = outer[2];
-        Value h = arith::DivUIOp::create(b1, l1, hq, sizes.group);
-        scf::ParallelOp::create(
-            b1, l1, ValueRange{zero}, ValueRange{block}, ValueRange{one},
-            [&](OpBuilder &b2, Location l2, ValueRange inner) {
-              Value t = arith::AddIOp::create(b2, l2, t0, inner[0]);
-              Value inside = arith::CmpIOp::create(
-                  b2, l2, arith::CmpIPredicate::ult, t, sizes.t);
-              emitIf(b2, l2, inside, [&](OpBuilder &b3, Location l3) {
-                auto acc = SoftmaxAccumulator::create(
-                    b3, l3, sizes.d, sizes.dv, scale, /*onStack=*/true);
-                Value pos = arith::AddIOp::create(b3, l3, firstPos, t);
-                emitQuery(b3, l3, op, acc, bi, h, hq, t, pos, sizes.k);
-              });
-            });
+  emitParallelQueryBlocks(
+      b, loc, sizes.batch, sizes.hq, sizes.t, queryBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value hq, Value t) {
+        Value h = arith::DivUIOp::create(nb, nl, hq, sizes.group);
+        auto acc = SoftmaxAccumulator::create(nb, nl, sizes.d, sizes.dv, scale,
+                                              /*onStack=*/true);
+        Value pos = arith::AddIOp::create(nb, nl, firstPos, t);
+        emitQuery(nb, nl, op, acc, bi, h, hq, t, pos, sizes.k);
       });
 }
 
-LogicalResult mlir::sparsek::lowerAttentionToLoops(
-    RewriterBase &rewriter, AttentionOp op, const LoopLoweringOptions &options) {
+LogicalResult
+mlir::sparsek::lowerAttentionToLoops(RewriterBase &rewriter, AttentionOp op,
+                                     const LoopLoweringOptions &options) {
   Location loc = op.getLoc();
   if (options.parallelLoops &&
       cast<ShapedType>(op.getValue().getType()).isDynamicDim(3))

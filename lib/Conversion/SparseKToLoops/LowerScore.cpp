@@ -2,7 +2,10 @@
 //
 // u[b, h, t] = sum_c x[b, t, c] * Wsc[h, c] + bias[h] + slope[h] * (offset + t)
 // (SPEC 2) as a loop nest over (b, h, t) with the reduction over c carried
-// in f32, whatever the storage type of x and Wsc.
+// in f32, whatever the storage type of x and Wsc. The parallel (GPU) form
+// runs one token per thread over blocks of tokens of one (b, h)
+// (emitParallelQueryBlocks); it reads only x, Wsc, bias and slope, so the
+// host keeps nothing but the size checks.
 //
 //===----------------------------------------------------------------------===//
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
@@ -55,8 +58,9 @@ static Value emitScore(OpBuilder &b, Location loc, ScoreOp op, Value bi,
   return u;
 }
 
-LogicalResult mlir::sparsek::lowerScoreToLoops(RewriterBase &rewriter,
-                                               ScoreOp op) {
+LogicalResult
+mlir::sparsek::lowerScoreToLoops(RewriterBase &rewriter, ScoreOp op,
+                                 const LoopLoweringOptions &options) {
   Location loc = op.getLoc();
   Value x = op.getInput(), u = op.getInit();
   Value ok = emitScoreChecks(rewriter, loc, op);
@@ -64,6 +68,15 @@ LogicalResult mlir::sparsek::lowerScoreToLoops(RewriterBase &rewriter,
     Value zero = emitIndex(b, loc, 0);
     Value batch = emitDim(b, loc, x, 0), tokens = emitDim(b, loc, x, 1),
           width = emitDim(b, loc, x, 2), heads = emitDim(b, loc, u, 1);
+    if (options.parallelLoops) {
+      emitParallelQueryBlocks(
+          b, loc, batch, heads, tokens, options.queryBlock,
+          [&](OpBuilder &nb, Location nl, Value bi, Value h, Value t) {
+            Value score = emitScore(nb, nl, op, bi, h, t, width);
+            memref::StoreOp::create(nb, nl, score, u, ValueRange{bi, h, t});
+          });
+      return;
+    }
     emitFor(b, loc, zero, batch, [&](OpBuilder &b1, Location l1, Value bi) {
       emitFor(b1, l1, zero, heads, [&](OpBuilder &b2, Location l2, Value h) {
         emitFor(b2, l2, zero, tokens, [&](OpBuilder &b3, Location l3, Value t) {

@@ -8,6 +8,12 @@
 // exact tau (TauSolver.h). Scratch memory is O(S + k), allocated once per op
 // and reused by every row.
 //
+// The parallel (GPU) form runs the same row code once per (b, h) in one
+// scf.parallel, over slices of scratch allocated for all rows (see
+// emitParallelRows). Inside it there is no status word: NaN and +inf scores
+// are masked like -inf (SPEC 3, "kernels treat NaN as -inf"); only the
+// sizes are checked, on the host.
+//
 //===----------------------------------------------------------------------===//
 #include "LoopUtils.h"
 #include "TauSolver.h"
@@ -20,6 +26,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
+#include <array>
 #include <limits>
 
 using namespace mlir;
@@ -32,8 +39,19 @@ namespace {
 /// SPEC 4, and the same positions sorted ascending.
 class TopKPool {
 public:
+  /// Allocates its three buffers of `capacity` entries (emitDealloc frees
+  /// them).
   TopKPool(OpBuilder &b, Location loc, int64_t k, Value capacity);
+  /// Uses the caller's 1-D buffers of equal capacity (f32 scores, index
+  /// positions, index sorted positions); the caller frees them.
+  TopKPool(int64_t k, Value scores, Value positions, Value sorted);
 
+private:
+  /// Braced lists evaluate in order, so the allocations keep theirs.
+  TopKPool(int64_t k, std::array<Value, 3> buffers)
+      : TopKPool(k, buffers[0], buffers[1], buffers[2]) {}
+
+public:
   /// Offers a candidate to a pool of `size` entries; returns the new size.
   /// Candidates come in increasing position, so a newcomer with the score of
   /// the weakest entry loses the tie and the sorted positions only ever
@@ -60,6 +78,8 @@ struct SelectLowering {
   SelectOp op;
   int64_t k, w;
   Value scores, indices, gates, tau;
+  /// Emitting kernel code (parallel form): no status word to report in.
+  bool inKernel;
 
   /// Writes query t of row (bi, h): the pool's positions ascending, gates
   /// from the f64 `rowTau`, padding after `size` entries.
@@ -80,6 +100,12 @@ struct SelectLowering {
                          Value numKeys, Value numQueries) const;
   Value emitLoadScore(OpBuilder &b, Location loc, ValueRange row,
                       Value j) const;
+  /// i1: score `z` is a candidate (finite; see inKernel for NaN, +inf).
+  Value emitIsCandidate(OpBuilder &b, Location loc, Value z) const;
+  /// Reports NaN and +inf scores of window-only positions (never
+  /// candidates); nothing in kernels.
+  void emitCheckScores(OpBuilder &b, Location loc, ValueRange row, Value from,
+                       Value to) const;
 };
 
 } // namespace
@@ -96,9 +122,13 @@ static Value allocVector(OpBuilder &b, Location loc, Type elementType,
 }
 
 TopKPool::TopKPool(OpBuilder &b, Location loc, int64_t k, Value capacity)
-    : k(k), scores(allocVector(b, loc, b.getF32Type(), capacity)),
-      positions(allocVector(b, loc, b.getIndexType(), capacity)),
-      sorted(allocVector(b, loc, b.getIndexType(), capacity)),
+    : TopKPool(k, std::array<Value, 3>{
+                      allocVector(b, loc, b.getF32Type(), capacity),
+                      allocVector(b, loc, b.getIndexType(), capacity),
+                      allocVector(b, loc, b.getIndexType(), capacity)}) {}
+
+TopKPool::TopKPool(int64_t k, Value scores, Value positions, Value sorted)
+    : k(k), scores(scores), positions(positions), sorted(sorted),
       heap({scores, positions}, [](OpBuilder &nb, Location nl, ValueRange x,
                                    ValueRange y) {
         // x is weaker than y: lower score, or the same score at a
@@ -187,6 +217,21 @@ Value SelectLowering::emitLoadScore(OpBuilder &b, Location loc, ValueRange row,
   return memref::LoadOp::create(b, loc, scores, ValueRange{row[0], row[1], j});
 }
 
+Value SelectLowering::emitIsCandidate(OpBuilder &b, Location loc,
+                                      Value z) const {
+  return inKernel ? emitIsFiniteScore(b, loc, z)
+                  : emitIsCandidateScore(b, loc, op, z);
+}
+
+void SelectLowering::emitCheckScores(OpBuilder &b, Location loc, ValueRange row,
+                                     Value from, Value to) const {
+  if (inKernel)
+    return;
+  emitFor(b, loc, from, to, [&](OpBuilder &nb, Location nl, Value j) {
+    emitIsCandidateScore(nb, nl, op, emitLoadScore(nb, nl, row, j));
+  });
+}
+
 void SelectLowering::emitQuery(OpBuilder &b, Location loc, ValueRange row,
                                Value t, const TopKPool *pool, Value size,
                                Value rowTau) const {
@@ -222,7 +267,7 @@ SmallVector<Value> SelectLowering::emitCandidate(OpBuilder &b, Location loc,
                                                  ValueRange carried) const {
   Value z = emitLoadScore(b, loc, row, j);
   return emitIfElse(
-      b, loc, emitIsCandidateScore(b, loc, op, z),
+      b, loc, emitIsCandidate(b, loc, z),
       [&](OpBuilder &nb, Location nl) {
         auto state = TauState::fromValues(carried.drop_back());
         SmallVector<Value> next = solver.emitAdd(nb, nl, state, z).values();
@@ -275,22 +320,83 @@ void SelectLowering::emitRow(OpBuilder &b, Location loc, ValueRange row,
       });
   // Window-only positions are never candidates, but bad scores there are
   // still bad input.
-  emitFor(b, loc, numCand, numKeys, [&](OpBuilder &nb, Location nl, Value j) {
-    emitIsCandidateScore(nb, nl, op, emitLoadScore(nb, nl, row, j));
-  });
+  emitCheckScores(b, loc, row, numCand, numKeys);
 }
 
 void SelectLowering::emitWindowOnlyRow(OpBuilder &b, Location loc,
                                        ValueRange row, Value numKeys,
                                        Value numQueries) const {
   Value zero = emitIndex(b, loc, 0);
-  emitFor(b, loc, zero, numKeys, [&](OpBuilder &nb, Location nl, Value j) {
-    emitIsCandidateScore(nb, nl, op, emitLoadScore(nb, nl, row, j));
-  });
+  emitCheckScores(b, loc, row, zero, numKeys);
   Value inf = emitF32(b, loc, std::numeric_limits<double>::infinity());
   emitFor(b, loc, zero, numQueries, [&](OpBuilder &nb, Location nl, Value q) {
     memref::StoreOp::create(nb, nl, inf, tau, ValueRange{row[0], row[1], q});
   });
+}
+
+/// Row `r` of the 2-D scratch `buf`, as a 1-D memref.
+static Value emitRowSlice(OpBuilder &b, Location loc, Value buf, Value r) {
+  auto type = cast<MemRefType>(buf.getType());
+  SmallVector<OpFoldResult> offsets{r, b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> sizes{b.getIndexAttr(1), emitDim(b, loc, buf, 1)};
+  SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+  auto sliceType = memref::SubViewOp::inferRankReducedResultType(
+      {ShapedType::kDynamic}, type, offsets, sizes, strides);
+  return memref::SubViewOp::create(b, loc, sliceType, buf, offsets, sizes,
+                                   strides);
+}
+
+/// The parallel (GPU) form: one scf.parallel iteration, i.e. one GPU thread,
+/// per (b, h) row, which walks the whole row sequentially. Correct but
+/// slow: only B x Hkv threads. A later version goes parallel over query
+/// chunks (DESIGN.md: per-chunk top-k lists merged by a scan).
+/// A kernel can neither malloc nor read host memory, so the heaps of all
+/// rows are allocated once, outside the loop, and each row uses its slice.
+/// The allocations are host code; sparsek-gpu-host-allocs turns them into
+/// gpu.alloc once the loop has become a launch.
+static void emitParallelRows(OpBuilder &b, Location loc,
+                             const SelectLowering &s, Value batch, Value heads,
+                             Value numKeys, Value numQueries) {
+  Value zero = emitIndex(b, loc, 0), one = emitIndex(b, loc, 1);
+  auto forEachRow =
+      [&](function_ref<void(OpBuilder &, Location, ValueRange)> body) {
+        scf::ParallelOp::create(b, loc, ValueRange{zero, zero},
+                                ValueRange{batch, heads}, ValueRange{one, one},
+                                body);
+      };
+  if (s.k == 0) {
+    forEachRow([&](OpBuilder &nb, Location nl, ValueRange row) {
+      s.emitWindowOnlyRow(nb, nl, row, numKeys, numQueries);
+    });
+    return;
+  }
+  Value rows = arith::MulIOp::create(b, loc, batch, heads);
+  // As in the sequential form: the pool holds at most min(k, S) entries,
+  // the threshold's heaps at most S scores.
+  Value poolCapacity =
+      arith::MinUIOp::create(b, loc, numKeys, emitIndex(b, loc, s.k));
+  auto allocRows = [&](Type elementType, Value capacity) -> Value {
+    auto type = MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic},
+                                elementType);
+    return memref::AllocOp::create(b, loc, type, ValueRange{rows, capacity});
+  };
+  Type f32 = b.getF32Type(), index = b.getIndexType();
+  SmallVector<Value> scratch{allocRows(f32, poolCapacity),
+                             allocRows(index, poolCapacity),
+                             allocRows(index, poolCapacity),
+                             allocRows(f32, numKeys), allocRows(f32, numKeys)};
+  forEachRow([&](OpBuilder &nb, Location nl, ValueRange row) {
+    Value r = arith::AddIOp::create(
+        nb, nl, arith::MulIOp::create(nb, nl, row[0], heads), row[1]);
+    SmallVector<Value> slices;
+    for (Value buf : scratch)
+      slices.push_back(emitRowSlice(nb, nl, buf, r));
+    TopKPool pool(s.k, slices[0], slices[1], slices[2]);
+    TauSolver solver(s.k, slices[3], slices[4]);
+    s.emitRow(nb, nl, row, numKeys, numQueries, pool, solver);
+  });
+  for (Value buf : scratch)
+    memref::DeallocOp::create(b, loc, buf);
 }
 
 /// i1: the sizes the verifier could not compare agree (B, Hkv and T across
@@ -310,8 +416,9 @@ static Value emitSelectShapesAgree(OpBuilder &b, Location loc,
                            {s.indices, 2, s.tau, 2}});
 }
 
-LogicalResult mlir::sparsek::lowerSelectToLoops(RewriterBase &rewriter,
-                                                SelectOp op) {
+LogicalResult
+mlir::sparsek::lowerSelectToLoops(RewriterBase &rewriter, SelectOp op,
+                                  const LoopLoweringOptions &options) {
   Location loc = op.getLoc();
   SelectLowering s{op,
                    op.getKAttr().getInt(),
@@ -319,7 +426,8 @@ LogicalResult mlir::sparsek::lowerSelectToLoops(RewriterBase &rewriter,
                    op.getScores(),
                    op.getIndicesInit(),
                    op.getGatesInit(),
-                   op.getTauInit()};
+                   op.getTauInit(),
+                   options.parallelLoops};
   Value shapesOk =
       emitCheck(rewriter, loc, op, emitSelectShapesAgree(rewriter, loc, s),
                 SPARSEK_ERROR_SHAPE_MISMATCH);
@@ -337,6 +445,10 @@ LogicalResult mlir::sparsek::lowerSelectToLoops(RewriterBase &rewriter,
            SmallVector<Value> steps(2, emitIndex(b, l, 1));
            SmallVector<Value> ubs{emitDim(b, l, s.scores, 0),
                                   emitDim(b, l, s.scores, 1)};
+           if (options.parallelLoops) {
+             emitParallelRows(b, l, s, ubs[0], ubs[1], numKeys, numQueries);
+             return;
+           }
            if (s.k == 0) {
              scf::buildLoopNest(
                  b, l, lbs, ubs, steps,

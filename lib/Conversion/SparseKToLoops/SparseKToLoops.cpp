@@ -48,17 +48,23 @@ struct SparseKLowerToLoopsPass
         return signalPassFailure();
       }
       rewriter.setInsertionPoint(op);
-      if (options.parallelLoops && !isa<AttentionOp, DecodeAttentionOp>(op)) {
-        op->emitOpError() << "has no parallel (GPU) lowering yet; only "
-                             "sparsek.attention and sparsek.decode_attention "
-                             "do";
+      // The composite op falls through to its decomposition error.
+      if (options.parallelLoops &&
+          !isa<ScoreOp, SelectOp, AttentionOp, DecodeAttentionOp,
+               SelectAttentionOp>(op)) {
+        op->emitOpError() << "has no parallel (GPU) lowering yet; score, "
+                             "select, attention and decode_attention do";
         return signalPassFailure();
       }
       LogicalResult lowered =
           llvm::TypeSwitch<Operation *, LogicalResult>(op)
-              .Case([&](ScoreOp o) { return lowerScoreToLoops(rewriter, o); })
+              .Case([&](ScoreOp o) {
+                return lowerScoreToLoops(rewriter, o, options);
+              })
               .Case([&](MaskOp o) { return lowerMaskToLoops(rewriter, o); })
-              .Case([&](SelectOp o) { return lowerSelectToLoops(rewriter, o); })
+              .Case([&](SelectOp o) {
+                return lowerSelectToLoops(rewriter, o, options);
+              })
               .Case([&](AttentionOp o) {
                 return lowerAttentionToLoops(rewriter, o, options);
               })

@@ -75,8 +75,11 @@ TauState TauState::fromValues(ValueRange v) {
 }
 
 TauSolver::TauSolver(OpBuilder &b, Location loc, int64_t k, Value capacity)
-    : k(k), upperScores(allocScores(b, loc, capacity)),
-      middleScores(allocScores(b, loc, capacity)),
+    : TauSolver(k, std::array<Value, 2>{allocScores(b, loc, capacity),
+                                        allocScores(b, loc, capacity)}) {}
+
+TauSolver::TauSolver(int64_t k, Value upperScores, Value middleScores)
+    : k(k), upperScores(upperScores), middleScores(middleScores),
       upper(scoreMinHeap(upperScores)), middle(scoreMinHeap(middleScores)) {
   assert(k >= 1 && "k = 0 has tau = +inf without a solver");
 }
@@ -255,6 +258,15 @@ Value sparsek::emitIsCandidateScore(OpBuilder &b, Location loc,
       emitCheck(b, loc, anchor, belowInf, SPARSEK_ERROR_INVALID_SCORE);
   Value unmasked = cmpf(b, loc, arith::CmpFPredicate::OGT, score, negInf);
   return arith::AndIOp::create(b, loc, valid, unmasked);
+}
+
+Value sparsek::emitIsFiniteScore(OpBuilder &b, Location loc, Value score) {
+  // Ordered compares are false for NaN.
+  Value belowInf =
+      cmpf(b, loc, arith::CmpFPredicate::OLT, score, emitF32(b, loc, kInf));
+  Value aboveNegInf =
+      cmpf(b, loc, arith::CmpFPredicate::OGT, score, emitF32(b, loc, -kInf));
+  return arith::AndIOp::create(b, loc, belowInf, aboveNegInf);
 }
 
 Value sparsek::emitClipGate(OpBuilder &b, Location loc, Value score,

@@ -13,6 +13,8 @@
 
 #include "TopKHeap.h"
 
+#include <array>
+
 namespace mlir::sparsek {
 
 /// The solver's scalar state as SSA values, threaded through loops.
@@ -29,10 +31,15 @@ struct TauState {
 };
 
 /// Emits the solver for budget k >= 1 over scratch heaps for up to
-/// `capacity` scores (allocated by the constructor, at its insertion point).
+/// `capacity` scores.
 class TauSolver {
 public:
+  /// Allocates the heaps at the builder's insertion point (emitDealloc
+  /// frees them).
   TauSolver(OpBuilder &b, Location loc, int64_t k, Value capacity);
+  /// Uses the caller's 1-D f32 buffers of `capacity` entries each (e.g.
+  /// one row of scratch allocated for many rows); the caller frees them.
+  TauSolver(int64_t k, Value upperScores, Value middleScores);
 
   /// No scores: tau = -inf (n = 0 <= k).
   TauState emitEmpty(OpBuilder &b, Location loc) const;
@@ -42,6 +49,10 @@ public:
   void emitDealloc(OpBuilder &b, Location loc) const;
 
 private:
+  /// Braced lists evaluate in order, so the allocations keep theirs.
+  TauSolver(int64_t k, std::array<Value, 2> heaps)
+      : TauSolver(k, heaps[0], heaps[1]) {}
+
   /// Walks the breakpoints of f up from `floor` (where f >= k) to the
   /// largest root of f = k; returns the updated heaps' state and tau.
   TauState emitSolve(OpBuilder &b, Location loc, const TauState &state) const;
@@ -56,6 +67,11 @@ private:
 /// -inf is masked (not a candidate, no error).
 Value emitIsCandidateScore(OpBuilder &b, Location loc, Operation *anchor,
                            Value score);
+
+/// i1: the f32 `score` is finite. Kernels have no status word to report
+/// NaN or +inf in, so there they are masked like -inf (SPEC 3: "kernels
+/// treat NaN as -inf").
+Value emitIsFiniteScore(OpBuilder &b, Location loc, Value score);
 
 /// f32 clip(score - tau, 0, 1) for an f32 score and f64 tau; 0 for masked
 /// (-inf) and invalid (NaN) scores, also when tau = -inf.

@@ -14,6 +14,11 @@
 // CHECK-NOT: func.func @helper_entry
 // CHECK-NOT: func.func @returns_entry
 // CHECK-NOT: sk_rt
+// A user function may start with sparsek_; only the status accessors (which
+// the pass creates) get no entry point.
+// CHECK-LABEL: func.func @sparsek_layer_entry(
+// CHECK-NOT: func.func @sparsek_status_entry
+// CHECK-NOT: func.func @sparsek_clear_status_entry
 
 // GPU-LABEL: func.func @layer_entry(
 // GPU-SAME: %[[STREAM:.*]]: !llvm.ptr, %[[A:.*]]: memref<?xf32>) -> i32
@@ -41,4 +46,8 @@ func.func private @helper(%a: memref<?xf32>) {
 
 func.func @returns(%a: memref<?xf32>) -> memref<?xf32> {
   return %a : memref<?xf32>
+}
+
+func.func @sparsek_layer(%a: memref<?xf32>) {
+  return
 }

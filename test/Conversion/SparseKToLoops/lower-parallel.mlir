@@ -1,6 +1,8 @@
-// parallel-loops: attention and decode become scf.parallel nests (blocks of
-// queries or heads around one iteration per query) with per-iteration stack
-// scratch, ready for gpu-map-parallel-loops; sizes are checked outside.
+// parallel-loops: score, attention and decode become scf.parallel nests
+// (blocks of queries or heads around one iteration per query) with
+// per-iteration stack scratch, select one iteration per (b, h) row over
+// slices of scratch allocated outside; ready for gpu-map-parallel-loops;
+// sizes are checked outside.
 // RUN: sparsek-opt %s -split-input-file "-sparsek-lower-to-loops=parallel-loops query-block=32" | FileCheck %s
 // RUN: not sparsek-opt %s -split-input-file "-sparsek-lower-to-loops=parallel-loops query-block=0" 2>&1 | FileCheck %s --check-prefix=BAD
 
@@ -40,5 +42,60 @@ func.func @decode(%q: memref<?x4x16xf32>, %kc: memref<?x2x12x16xf32>, %vc: memre
   sparsek.decode_attention ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : memref<?x4x16xf32>,
       memref<?x2x12x16xf32>, memref<?x2x12x16xf32>, memref<?x2x12xf32>, memref<?x2xf32>,
       memref<?x2xi32>, memref<?xi64>) k = 8 w = 4 outs(%o : memref<?x4x16xf32>)
+  return
+}
+
+// -----
+
+// Score: blocks of tokens of one (b, h), one token per iteration, the
+// reduction over C carried in f32.
+// CHECK-LABEL: func.func @score
+// CHECK: scf.parallel (%[[B:.*]], %[[H:.*]], %[[T0:.*]]) = ({{.*}}) to ({{.*}}) step ({{.*}}, %[[C32:.*]])
+// CHECK:   scf.parallel (%[[TI:.*]]) = (%{{.*}}) to (%[[C32]])
+// CHECK:     %[[T:.*]] = arith.addi %[[T0]], %[[TI]]
+// CHECK:     scf.if
+// CHECK:       scf.for {{.*}} iter_args(%{{.*}} = %{{.*}}) -> (f32)
+// CHECK:         arith.extf %{{.*}} : bf16 to f32
+// CHECK:       memref.store %{{.*}}, %{{.*}}[%[[B]], %[[H]], %[[T]]] : memref<?x2x?xf32>
+func.func @score(%x: memref<?x?x64xbf16>, %w: memref<2x64xbf16>, %u: memref<?x2x?xf32>) {
+  sparsek.score ins(%x, %w : memref<?x?x64xbf16>, memref<2x64xbf16>) outs(%u : memref<?x2x?xf32>)
+  return
+}
+
+// -----
+
+// Select: one iteration per (b, h) row; the heaps of all rows are allocated
+// once outside the loop (host code) and each row works on its slice. No
+// status word inside: NaN and +inf scores are masked, not reported.
+// CHECK-LABEL: func.func @select
+// CHECK-DAG: %[[POOL:.*]] = memref.alloc(%[[ROWS:.*]], %{{.*}}) : memref<?x?xf32>
+// CHECK-DAG: memref.alloc(%[[ROWS]], %{{.*}}) : memref<?x?xindex>
+// CHECK-DAG: %[[UPPER:.*]] = memref.alloc(%[[ROWS]], %[[S:.*]]) : memref<?x?xf32>
+// CHECK: scf.parallel (%[[B:.*]], %[[H:.*]]) =
+// CHECK-NOT: memref.alloc
+// CHECK-NOT: memref.get_global
+// CHECK:   memref.subview %[[POOL]][%{{.*}}, 0] [1, %{{.*}}] [1, 1] : memref<?x?xf32> to memref<?xf32, strided<[1], offset: ?>>
+// CHECK-NOT: memref.get_global
+// CHECK: scf.reduce
+// CHECK: memref.dealloc %[[POOL]]
+// CHECK: memref.dealloc %[[UPPER]]
+func.func @select(%u: memref<?x2x?xf32>, %i: memref<?x2x?x8xi32>, %g: memref<?x2x?x8xf32>,
+                  %t: memref<?x2x?xf32>) {
+  sparsek.select ins(%u : memref<?x2x?xf32>) k = 8 w = 4
+      outs(%i, %g, %t : memref<?x2x?x8xi32>, memref<?x2x?x8xf32>, memref<?x2x?xf32>)
+  return
+}
+
+// -----
+
+// k = 0: no scratch, tau = +inf per query.
+// CHECK-LABEL: func.func @select_window_only
+// CHECK-NOT: memref.alloc
+// CHECK: scf.parallel
+// CHECK: memref.store %{{.*}}, %{{.*}} : memref<?x2x?xf32>
+func.func @select_window_only(%u: memref<?x2x?xf32>, %i: memref<?x2x?x0xi32>,
+                              %g: memref<?x2x?x0xf32>, %t: memref<?x2x?xf32>) {
+  sparsek.select ins(%u : memref<?x2x?xf32>) k = 0 w = 4
+      outs(%i, %g, %t : memref<?x2x?x0xi32>, memref<?x2x?x0xf32>, memref<?x2x?xf32>)
   return
 }

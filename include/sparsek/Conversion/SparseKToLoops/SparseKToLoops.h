@@ -16,17 +16,24 @@ namespace mlir::sparsek {
 /// How the loop lowerings shape their loop nests.
 struct LoopLoweringOptions {
   /// Emit scf.parallel over independent iterations with per-iteration
-  /// scratch on the stack, so that gpu-map-parallel-loops can map them to
-  /// blocks and threads. Only reads of operand data happen inside them.
+  /// scratch on the stack (or, for select, slices of buffers allocated
+  /// outside), so that gpu-map-parallel-loops can map them to blocks and
+  /// threads. Operand data is only read inside them, and they record no
+  /// status: kernels treat NaN and +inf scores as masked (SPEC 3).
   bool parallelLoops = false;
   /// With parallelLoops: queries per outer iteration (the inner parallel
   /// loop, one query per GPU thread).
   int64_t queryBlock = 64;
 };
 
-LogicalResult lowerScoreToLoops(RewriterBase &rewriter, ScoreOp op);
+LogicalResult lowerScoreToLoops(RewriterBase &rewriter, ScoreOp op,
+                                const LoopLoweringOptions &options = {});
 LogicalResult lowerMaskToLoops(RewriterBase &rewriter, MaskOp op);
-LogicalResult lowerSelectToLoops(RewriterBase &rewriter, SelectOp op);
+/// With options.parallelLoops, one scf.parallel iteration per (b, h) row
+/// whose scratch is one slice of buffers allocated for all rows outside the
+/// loop (host allocations that sparsek-gpu-host-allocs moves to the GPU).
+LogicalResult lowerSelectToLoops(RewriterBase &rewriter, SelectOp op,
+                                 const LoopLoweringOptions &options = {});
 LogicalResult lowerAttentionToLoops(RewriterBase &rewriter, AttentionOp op,
                                     const LoopLoweringOptions &options = {});
 LogicalResult
