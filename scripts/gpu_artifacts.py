@@ -9,7 +9,8 @@
 
 OUT_DIR receives libsparsek_runtime.so, libsparsek_gpu_tests.so (every
 function the GPU suite calls, dynamic B, H, T, S; one per element type,
-window and head dim) and manifest.json describing them.
+window and head dim), libsparsek_gpu_layer.so (examples/sparsek_layer.mlir)
+and manifest.json describing them.
 """
 
 import json
@@ -42,6 +43,34 @@ def decode_name(elem, k, w, d):
     return f"decode_{elem}_k{k}_w{w}_d{d}"
 
 
+# Selection (k, w) pairs: k = 0 (window only), k = 1, the common case, and a
+# k large enough for k >= S at the suite's sizes.
+SELECT_CONFIGS = ((8, 4), (1, 0), (16, 16), (0, 8), (256, 3))
+
+
+def select_name(k, w):
+    return f"select_k{k}_w{w}"
+
+
+# Scoring: every optional term in f32, the plain form in the 16-bit types.
+SCORE_CONFIGS = (("f32", True), ("bf16", False), ("f16", False))
+
+
+def score_name(elem, full):
+    return f"score_{elem}_{'full' if full else 'plain'}"
+
+
+# The composite op (select + attention): (k, w) pairs; k = 256 covers k >= S.
+COMPOSITE_CONFIGS = ((8, 4), (16, 16), (256, 16))
+
+
+def composite_name(elem, k, w, d):
+    return f"select_attention_{elem}_k{k}_w{w}_d{d}"
+
+
+LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
+
+
 def attention_module():
     funcs = []
     for elem in ELEMENTS:
@@ -53,6 +82,15 @@ def attention_module():
         for k, w in DECODE_CONFIGS:
             for d in HEAD_DIMS:
                 funcs.append(ir.decode_function(decode_name(elem, k, w, d), k, w, elem, head_dim=d))
+    for k, w in SELECT_CONFIGS:
+        funcs.append(ir.select_function(select_name(k, w), k, w))
+    for elem, full in SCORE_CONFIGS:
+        funcs.append(ir.score_function(score_name(elem, full), elem, bias=full, slope=full, offset=full))
+    for elem in ELEMENTS:
+        for k, w in COMPOSITE_CONFIGS:
+            for d in HEAD_DIMS:
+                funcs.append(ir.select_attention_function(composite_name(elem, k, w, d), k, w, elem,
+                                                          head_dim=d))
     return ir.module(*funcs)
 
 
@@ -98,12 +136,23 @@ def main():
         sys.exit(f"{runtime} is missing: build the project with the CUDA toolkit first")
     shutil.copy2(runtime, out)
     compile_gpu_library(attention_module(), os.path.join(out, "libsparsek_gpu_tests.so"), out)
+    # The example layer as written (linalg projections, score, composite op).
+    with open(LAYER_SOURCE) as f:
+        compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out)
     manifest = {"library": "libsparsek_gpu_tests.so", "elements": ELEMENTS, "windows": WINDOWS,
                 "head_dims": HEAD_DIMS,
                 "attention": {f"{e}/{w}/{d}": attention_name(e, w, d)
                               for e in ELEMENTS for w in WINDOWS for d in HEAD_DIMS},
                 "decode": {f"{e}/{k}/{w}/{d}": decode_name(e, k, w, d)
-                           for e in ELEMENTS for k, w in DECODE_CONFIGS for d in HEAD_DIMS}}
+                           for e in ELEMENTS for k, w in DECODE_CONFIGS for d in HEAD_DIMS},
+                "select": {f"{k}/{w}": select_name(k, w) for k, w in SELECT_CONFIGS},
+                "score": {f"{e}/{'full' if full else 'plain'}": score_name(e, full)
+                          for e, full in SCORE_CONFIGS},
+                "select_attention": {f"{e}/{k}/{w}/{d}": composite_name(e, k, w, d)
+                                     for e in ELEMENTS for k, w in COMPOSITE_CONFIGS
+                                     for d in HEAD_DIMS},
+                "layer_library": "libsparsek_gpu_layer.so",
+                "layer": "sparsek_layer"}
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     size = sum(os.path.getsize(os.path.join(out, n)) for n in os.listdir(out))

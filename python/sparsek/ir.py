@@ -87,10 +87,11 @@ def attention_function(name, w, elem="f32", index_type="i32", scale=None, k=None
     return _func(name, [("q", q), ("k", q), ("v", q), ("i", idx), ("g", g), ("o0", q)], [q], body)
 
 
-def select_attention_function(name, k, w, elem="f32", scale=None):
-    """o = select_attention(q, key, value, u; k, w): selection then attention."""
+def select_attention_function(name, k, w, elem="f32", scale=None, head_dim=None):
+    """o = select_attention(q, key, value, u; k, w): selection then attention;
+    D = Dv static when `head_dim` is given (the GPU path needs it)."""
     _check_elem(elem)
-    q, u = tensor([None] * 4, elem), tensor([None] * 3, "f32")
+    q, u = tensor([None] * 3 + [head_dim], elem), tensor([None] * 3, "f32")
     body = (f"  %o = sparsek.select_attention ins(%q, %k, %v, %u : {q}, {q}, {q}, {u}) "
             f"k = {k} w = {w}{_scale(scale)} outs(%o0 : {q}) -> {q}\n"
             f"  return %o : {q}")

@@ -25,13 +25,14 @@ def require_compiler():
 _LIBS = {}
 
 
-def library(*funcs):
+def library(*funcs, pipeline="sparsek-cpu-pipeline"):
     """Compiles (once per process, and cached on disk) a module of `funcs`."""
     require_compiler()
     text = ir.module(*funcs)
-    if text not in _LIBS:
-        _LIBS[text] = CompiledLibrary(toolchain.compile_shared_library(text))
-    return _LIBS[text]
+    if (text, pipeline) not in _LIBS:
+        _LIBS[text, pipeline] = CompiledLibrary(
+            toolchain.compile_shared_library(text, pipeline=pipeline))
+    return _LIBS[text, pipeline]
 
 
 def rng(seed):

@@ -42,3 +42,11 @@ def gpu_lib(torch, manifest):
     from sparsek.gpu import GPULibrary
 
     return GPULibrary(os.path.join(ARTIFACTS, manifest["library"]))
+
+
+@pytest.fixture(scope="session")
+def gpu_layer_lib(torch, manifest):
+    """examples/sparsek_layer.mlir compiled for the GPU."""
+    from sparsek.gpu import GPULibrary
+
+    return GPULibrary(os.path.join(ARTIFACTS, manifest["layer_library"]))

@@ -1,0 +1,76 @@
+# The composite sparsek.select_attention (decomposed into the select and
+# attention kernels, indices and gates in device memory) against
+# reference.sparsek_attention (SPEC 8) and, for k >= S, torch's SDPA.
+import numpy as np
+import pytest
+
+from sparsek import reference
+
+D = 64
+DTYPES = ("f32", "bf16", "f16")
+
+
+def make_inputs(seed, B, Hq, Hkv, T, S, masked=0.0):
+    g = np.random.default_rng(seed)
+    q = g.normal(size=(B, Hq, T, D)).astype(np.float32)
+    key = g.normal(size=(B, Hkv, S, D)).astype(np.float32)
+    value = g.normal(size=(B, Hkv, S, D)).astype(np.float32)
+    u = (g.normal(size=(B, Hkv, S)) * 2).astype(np.float32)
+    if masked:
+        u[g.random(u.shape) < masked] = -np.inf
+    return q, key, value, u
+
+
+def run_composite(torch, gpu_lib, manifest, elem, k, w, q, key, value, u):
+    """Returns the output and the rounded q, key, value (as float32 numpy)."""
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[elem]
+    dev = [torch.from_numpy(a).cuda().to(dtype) for a in (q, key, value)]
+    out = torch.full(q.shape, 7.0, dtype=dtype, device="cuda")
+    gpu_lib.call(manifest["select_attention"][f"{elem}/{k}/{w}/{D}"], *dev,
+                 torch.from_numpy(u).cuda(), out)
+    torch.cuda.synchronize()
+    return out.float().cpu().numpy(), [t.float().cpu().numpy() for t in dev]
+
+
+SHAPES = [  # B, Hq, Hkv, T, S
+    (1, 1, 1, 1, 1),
+    (2, 4, 4, 96, 96),
+    (1, 8, 2, 70, 200),   # GQA, cached prefix
+    (3, 4, 2, 33, 65),
+]
+
+
+@pytest.mark.parametrize("elem", DTYPES)
+@pytest.mark.parametrize("k,w", [(8, 4), (16, 16)])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_composite_matches_reference(torch, gpu_lib, manifest, elem, k, w, shape):
+    B, Hq, Hkv, T, S = shape
+    q, key, value, u = make_inputs(sum(shape) + k, B, Hq, Hkv, T, S, masked=0.1)
+    out, (rq, rk, rv) = run_composite(torch, gpu_lib, manifest, elem, k, w, q, key, value, u)
+    u64 = u.astype(np.float64)  # bit-identical scores: identical selections
+    if elem == "f32":
+        want = reference.sparsek_attention(q, key, value, u64, k, w)
+        np.testing.assert_allclose(out, want, atol=1e-4, rtol=1e-4)
+    else:  # SPEC 8: float32 reference on the same rounded inputs, 2e-2
+        want = reference.sparsek_attention(rq, rk, rv, u64, k, w)
+        np.testing.assert_allclose(out, want, atol=2e-2)
+
+
+@pytest.mark.parametrize("elem", DTYPES)
+@pytest.mark.parametrize("B,Hq,Hkv,T,S", [(1, 4, 4, 128, 128), (2, 8, 2, 64, 192),
+                                          (1, 8, 2, 100, 100)])
+def test_composite_k_at_least_s_equals_sdpa(torch, gpu_lib, manifest, elem, B, Hq, Hkv, T, S):
+    k, w = 256, 16
+    assert k >= S
+    q, key, value, u = make_inputs(S * 3 + T, B, Hq, Hkv, T, S)
+    out, (rq, rk, rv) = run_composite(torch, gpu_lib, manifest, elem, k, w, q, key, value, u)
+    tq, tk, tv = (torch.from_numpy(a).cuda() for a in (rq, rk, rv))
+    if S == T:
+        ref = torch.nn.functional.scaled_dot_product_attention(
+            tq, tk, tv, is_causal=True, enable_gqa=Hq != Hkv)
+    else:  # lower-right causal: query t sees keys 0 .. S - T + t
+        mask = torch.ones(T, S, dtype=torch.bool, device="cuda").tril(diagonal=S - T)
+        ref = torch.nn.functional.scaled_dot_product_attention(
+            tq, tk, tv, attn_mask=mask, enable_gqa=Hq != Hkv)
+    tol = 1e-4 if elem == "f32" else 2e-2
+    np.testing.assert_allclose(out, ref.cpu().numpy(), atol=tol, rtol=tol)
