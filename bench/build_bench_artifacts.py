@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+# Builds the compiled functions the GPU benchmark calls (bench/gpu_bench.py)
+# with `sparsek-compile --target=gpu`, one library per op family, so that an
+# op the GPU pipeline does not lower yet is recorded as unavailable instead of
+# breaking the whole build.
+"""Build bench artifacts (no GPU needed):
+
+    python3 bench/build_bench_artifacts.py OUT_DIR
+
+OUT_DIR receives libsparsek_runtime.so, one shared library per family below
+and manifest.json: for each family the library and function names, or the
+compiler's error when the GPU pipeline rejected it.
+"""
+
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+from sparsek import ir  # noqa: E402
+
+# Workloads (BENCHMARKS.md): P1/D1/S1 use k = 2048, w = 512, D = 128;
+# P3 uses k = 256, w = 256, D = 64.
+FAMILIES = {
+    "attention": [
+        ("attention_bf16_w512_d128", lambda n: ir.attention_function(n, 512, "bf16", head_dim=128)),
+        ("attention_bf16_w256_d64", lambda n: ir.attention_function(n, 256, "bf16", head_dim=64)),
+    ],
+    "decode": [
+        ("decode_bf16_k2048_w512_d128", lambda n: ir.decode_function(n, 2048, 512, "bf16", head_dim=128)),
+    ],
+    "select": [
+        ("select_k2048_w512", lambda n: ir.select_function(n, 2048, 512)),
+        ("select_k256_w256", lambda n: ir.select_function(n, 256, 256)),
+    ],
+    "select_attention": [
+        ("select_attention_bf16_k2048_w512", lambda n: _select_attention(n, 2048, 512, 128)),
+        ("select_attention_bf16_k256_w256", lambda n: _select_attention(n, 256, 256, 64)),
+    ],
+}
+
+
+def _select_attention(name, k, w, d):
+    """The composite op, with a static head dim where the builder takes one
+    (the GPU path needs it)."""
+    if "head_dim" in inspect.signature(ir.select_attention_function).parameters:
+        return ir.select_attention_function(name, k, w, "bf16", head_dim=d)
+    return ir.select_attention_function(name, k, w, "bf16")
+
+
+def compiler():
+    build = os.environ.get("SPARSEK_BUILD_DIR", os.path.join(ROOT, "build"))
+    path = os.path.join(build, "bin", "sparsek-compile")
+    if not os.access(path, os.X_OK):
+        sys.exit(f"{path} not found: build the project first (bash scripts/build.sh)")
+    return path
+
+
+def compile_family(funcs, out_so, runtime_dir):
+    """Returns None on success, else the compiler's error text."""
+    text = ir.module(*[make(name) for name, make in funcs])
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "module.mlir")
+        with open(src, "w") as f:
+            f.write(text)
+        cmd = [compiler(), src, "-o", out_so, "--target=gpu", f"--runtime-dir={runtime_dir}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            return (proc.stderr or proc.stdout).strip()[-2000:]
+    return None
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    out = os.path.abspath(sys.argv[1])
+    os.makedirs(out, exist_ok=True)
+    build = os.environ.get("SPARSEK_BUILD_DIR", os.path.join(ROOT, "build"))
+    runtime = os.path.join(build, "runtime", "libsparsek_runtime.so")
+    if not os.path.exists(runtime):
+        sys.exit(f"{runtime} is missing: build the project with the CUDA toolkit first")
+    shutil.copy2(runtime, out)
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.rstrip()
+    diff = subprocess.run(["git", "-C", ROOT, "diff", "HEAD"], capture_output=True).stdout
+    manifest = {"commit": commit, "worktree_dirty": bool(dirty),
+                "worktree_modified": dirty.splitlines(),
+                "worktree_diff_sha256": hashlib.sha256(diff).hexdigest(), "families": {}}
+    for family, funcs in FAMILIES.items():
+        lib = f"libbench_{family}.so"
+        path = os.path.join(out, lib)
+        if os.path.exists(path):
+            os.remove(path)
+        error = compile_family(funcs, path, out)
+        entry = {"functions": [n for n, _ in funcs]}
+        if error is None:
+            entry["library"] = lib
+            print(f"{family}: built {lib}")
+        else:
+            entry["error"] = error
+            print(f"{family}: not available ({error.splitlines()[-1] if error else 'failed'})")
+        manifest["families"][family] = entry
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    size = sum(os.path.getsize(os.path.join(out, n)) for n in os.listdir(out))
+    print(f"bench artifacts in {out}: {size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
