@@ -8,4 +8,4 @@ export SPARSEK_GPU_ARTIFACTS=$(cd "${1:-build/gpu-artifacts}" && pwd)
 export SPARSEK_GPU_REQUIRED=1
 nvidia-smi -L || true
 cd python
-python3 -m pytest -q -p no:cacheprovider -rs test/gpu "${@:2}"
+"${PYTHON:-python3}" -m pytest -q -p no:cacheprovider -rs test/gpu "${@:2}"
