@@ -816,6 +816,29 @@ SMOKE = {
 }
 
 
+def summarize(record):
+    """One line per (workload, implementation): the figures of the report."""
+    rows = []
+    for rec in record["results"]:
+        if "impl" not in rec:
+            rows.append({"workload": rec.get("workload"), "error": rec.get("error")})
+            continue
+        sh = rec["shape"]
+        size = f"B={sh['B']}" if rec["workload"] == "D1" else f"T={sh['T']}"
+        for name, r in rec["impl"].items():
+            row = {"workload": rec["workload"], "size": size, "impl": name}
+            for key in ("median_ms", "tflops", "GBps", "fraction_of_copy_rate", "check_passed", "repeats",
+                        "skipped", "error", "best", "reduced"):
+                if r.get(key) is not None:
+                    row[key] = r[key]
+            if "median_ms" in r and "check_passed" not in r and r.get("best") and "backends" in r:
+                row["check_passed"] = r["backends"][r["best"]].get("check_passed")
+            rows.append(row)
+        for ratio, v in rec.get("ratios_time", {}).items():
+            rows.append({"workload": rec["workload"], "size": size, "ratio": ratio, "value": v})
+    return rows
+
+
 def run_workload(wl, a, wls, ours, budget, copy_gbs, p1_ours_ms, record, save):
     """One workload (in a child process): appends to record["results"] /
     record["skipped"], calling save() after each step."""
@@ -952,7 +975,13 @@ def main():
                     p1_ours_ms = {n: rec["impl"][n].get("median_ms")
                                   for n in ("ours_attention", "ours_select_attention") if n in rec["impl"]}
         save()
+    record["summary"] = summarize(record)
     save()
+    for row in record["summary"]:
+        print("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in row.items() if k not in ("error", "skipped", "reduced"))
+              + (f", skipped: {row['skipped'][:160]}" if "skipped" in row else "")
+              + (f", ERROR: {row['error'][:160]}" if "error" in row else ""), flush=True)
     print(f"wrote {path} ({record['elapsed_s']} s)", flush=True)
 
 

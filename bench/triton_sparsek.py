@@ -179,8 +179,9 @@ def _sparsek_block_kernel(Q, K, V, U, GD, O,
                           sqb, sqh, sqt, skb, skh, sks, svb, svh, svs, sub, suh, sun,
                           sgb, sgh, sgt, sob, soh, sot,
                           HKV, T, S, NSEL, W, qk_scale,
-                          G: tl.constexpr, BT: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr):
-    M: tl.constexpr = BT * G
+                          G: tl.constexpr, BT: tl.constexpr, M: tl.constexpr, D: tl.constexpr,
+                          BLOCK_N: tl.constexpr):
+    # M = BT * G rows: row r is query t0 + r // G of query head h * G + r % G
     blk = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // HKV
@@ -305,7 +306,7 @@ def attention_block(q, key, value, indices, gates, w, scale=None, out=None, prep
         value.stride(0), value.stride(1), value.stride(2), union.stride(0), union.stride(1), union.stride(2),
         dense.stride(0), dense.stride(1), dense.stride(2), out.stride(0), out.stride(1), out.stride(2),
         Hkv, T, S, K, w, scale * 1.4426950408889634,
-        G=G, BT=BT, D=D, BLOCK_N=block_n, num_warps=num_warps, num_stages=num_stages)
+        G=G, BT=BT, M=BT * G, D=D, BLOCK_N=block_n, num_warps=num_warps, num_stages=num_stages)
     return out
 
 
