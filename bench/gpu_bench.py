@@ -880,11 +880,11 @@ def main():
     p.add_argument("--artifacts", default=os.path.join(ROOT, "build", "bench-artifacts"))
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     p.add_argument("--name", default="gpu_bench.json")
-    p.add_argument("--budget", type=float, default=300.0, help="total seconds for all workloads")
+    p.add_argument("--budget", type=float, default=320.0, help="total seconds for all workloads")
     p.add_argument("--cap", type=float, default=15.0, help="seconds at most per configuration's timing")
     p.add_argument("--workloads", default="D1,P3,P1,S1,P1-32k")
     p.add_argument("--decode-batches", default="1,16,64,256")
-    p.add_argument("--rows", type=int, default=12, help="sampled query rows checked per prefill")
+    p.add_argument("--rows", type=int, default=10, help="sampled query rows checked per prefill")
     p.add_argument("--smoke", action="store_true", help="tiny shapes (a dry run of the code paths; "
                    "without a GPU: CPU tensors, wall clock, TRITON_INTERPRET=1, float16, and the "
                    "compiled functions replaced by the Triton kernel / reference)")

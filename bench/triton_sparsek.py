@@ -114,7 +114,6 @@ CONFIGS = [
     {"BLOCK_N": 64, "num_warps": 4, "num_stages": 2},
     {"BLOCK_N": 32, "num_warps": 4, "num_stages": 3},
     {"BLOCK_N": 128, "num_warps": 8, "num_stages": 2},
-    {"BLOCK_N": 64, "num_warps": 4, "num_stages": 4},
 ]
 
 
