@@ -921,6 +921,7 @@ def main():
     with open(os.path.join(a.artifacts, "manifest.json")) as f:
         manifest = json.load(f)
     record = {"benchmark": "gpu_bench", "command": " ".join(["python3", "bench/gpu_bench.py"] + sys.argv[1:]),
+              "invoked_as": os.environ.get("SPARSEK_BENCH_INVOCATION"),
               "environment": environment(a.artifacts),
               "method": __doc__.split("Timing:")[1].strip(),
               "artifacts_missing": {k: v.get("error", "not built") for k, v in manifest["families"].items()

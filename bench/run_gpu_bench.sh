@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 out=${1:-bench/results}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
+export SPARSEK_BENCH_INVOCATION="bash bench/run_gpu_bench.sh $*"
 PYTHONUNBUFFERED=1 python3 bench/gpu_bench.py --artifacts build/bench-artifacts --out "$out" "${@:2}"
