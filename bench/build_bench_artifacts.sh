@@ -6,4 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${SPARSEK_BENCH_REBUILD:-0}" = 1 ]; then bash scripts/build.sh; fi
-/usr/bin/python3 bench/build_bench_artifacts.py "${1:-build/bench-artifacts}"
+out=${1:-build/bench-artifacts}
+/usr/bin/python3 bench/build_bench_artifacts.py "$out"
+# The committed python package (sparsek.gpu, .reference) travels with them.
+rm -rf "$out/python" && mkdir -p "$out/python"
+git archive HEAD python/sparsek | tar -x -C "$out"
+echo "python/sparsek of $(git rev-parse --short HEAD) in $out/python"

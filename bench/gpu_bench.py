@@ -40,6 +40,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
+
+def _artifacts_arg():
+    for i, x in enumerate(sys.argv):
+        if x == "--artifacts" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if x.startswith("--artifacts="):
+            return x.split("=", 1)[1]
+    return os.path.join(ROOT, "build", "bench-artifacts")
+
+
+# The artifacts carry the committed python/sparsek they were built with
+# (build_bench_artifacts.sh): use it, not whatever the work tree holds now.
+PY_PACKAGE = os.path.join(_artifacts_arg(), "python")
+if os.path.isdir(os.path.join(PY_PACKAGE, "sparsek")):
+    sys.path.insert(0, PY_PACKAGE)
+else:
+    PY_PACKAGE = os.path.join(ROOT, "python")
+
 from sparsek import reference  # noqa: E402
 
 if "--smoke" in sys.argv and not torch.cuda.is_available():
@@ -794,6 +812,7 @@ def environment(artifacts):
         env["nvidia_smi"] = f"unavailable: {e}"
     with open(os.path.join(artifacts, "manifest.json")) as f:
         m = json.load(f)
+    env["python_package"] = os.path.relpath(PY_PACKAGE, ROOT)
     env["artifacts_commit"] = m.get("commit")
     env["artifacts_worktree_dirty"] = m.get("worktree_dirty")
     return env
