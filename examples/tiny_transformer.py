@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-# A tiny causal transformer (random seeded weights) whose attention is SparseKAttention; generates tokens on the CPU path.
+# A tiny causal transformer (random seeded weights) whose attention is SparseKAttention; generates tokens on the CPU or the GPU.
 """Generate tokens with a tiny SparseK transformer, and check its logits.
 
-    python3 examples/tiny_transformer.py [--steps N] [--seed S]
+    python3 examples/tiny_transformer.py [--steps N] [--seed S] [--device cpu|cuda]
+    python3 examples/tiny_transformer.py --prebuild DIR   # compile ahead into DIR (no GPU, no torch)
 
 Each block is RMSNorm -> SparseKAttention (compiled CPU layer, KV cache of
 the runtime) -> residual -> RMSNorm -> ReLU MLP -> residual; the LM head is
@@ -10,6 +11,22 @@ a separate projection. The prompt is prefilled, then tokens are generated
 greedily one at a time through the KV cache. The logits of every step are
 compared with a float64 numpy forward over the whole sequence (teacher
 forcing: the reference sees the tokens that were generated).
+
+With --device cuda the model runs on the GPU: SparseKAttention calls the
+layer compiled by sparsek-gpu-pipeline over a CUDA KV cache, on torch's
+current stream, with no host copies. The CPU path is then run on the GPU's
+tokens (teacher forcing), and the two are compared: whether the CPU would
+have picked the same tokens, and the max difference of their logits.
+
+Compiled libraries come from the compiler's disk cache ($SPARSEK_CACHE_DIR).
+A GPU machine has no LLVM, so compile here and carry the folder there:
+
+    bash scripts/build-gpu-artifacts.sh      # here: build/gpu-artifacts, its cache/ included
+    # on the GPU machine, with build/gpu-artifacts carried (no compiler there, so
+    # its cache/ and libsparsek_runtime.so are used; --artifacts DIR elsewhere):
+    python3 examples/tiny_transformer.py --device cuda
+
+(`--prebuild DIR` compiles only this model's libraries into the cache DIR.)
 
 The numeric core (`reference_logits`, `generate_numpy`) needs only numpy
 and is what the Python tests check; the torch model needs torch and is
@@ -115,8 +132,30 @@ def logits_error(got, want):
     return float(np.max(np.abs(got - want)) / max(1.0, np.max(np.abs(want))))
 
 
-def torch_model(cfg, weights):
-    """The same model as a torch.nn.Module using SparseKAttention (needs torch)."""
+def prebuild(folder, cfg=None):
+    """Compiles the model's CPU and GPU libraries into the disk cache `folder`
+    (needs the compiler and the runtime built with CUDA, not a GPU); returns their paths."""
+    folder = os.path.abspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    os.environ["SPARSEK_CACHE_DIR"] = folder
+    return CompiledLayer((cfg or TinyConfig()).attention()).prebuild()
+
+
+def use_carried_artifacts(folder):
+    """On a machine without the compiler, serve libraries from `folder`/cache and load
+    `folder`/libsparsek_runtime.so (scripts/build-gpu-artifacts.sh), unless set otherwise."""
+    from sparsek import compiler
+
+    if compiler.available() or not os.path.isdir(os.path.join(folder, "cache")):
+        return
+    os.environ.setdefault("SPARSEK_CACHE_DIR", os.path.abspath(os.path.join(folder, "cache")))
+    runtime = os.path.join(folder, "libsparsek_runtime.so")
+    if os.path.isfile(runtime):
+        os.environ.setdefault("SPARSEK_RUNTIME_LIB", os.path.abspath(runtime))
+
+
+def torch_model(cfg, weights, device="cpu"):
+    """The same model as a torch.nn.Module using SparseKAttention (needs torch), on `device`."""
     import torch
 
     from sparsek.nn import SparseKAttention
@@ -152,17 +191,22 @@ def torch_model(cfg, weights):
             return rms(h, self.norm) @ self.head
 
         @torch.no_grad()
-        def generate(self, prompt, steps):
+        def generate(self, prompt, steps, force=None):
+            """Greedy tokens and logits [len(tokens) - 1, vocab] (as generate_numpy), on the
+            module's device. With `force` (a whole token sequence), feeds those tokens
+            instead of the greedy ones (teacher forcing)."""
+            device = self.emb.device
             cache = self.blocks[0].attn.new_cache(max_seqs=1, num_layers=cfg.layers)
             seq = [cache.alloc_seq()]
-            h = self.emb[torch.tensor(prompt)][None]
+            h = self.emb[torch.tensor(prompt, device=device)][None]
             for i, b in enumerate(self.blocks):
                 h = h + b.attn.prefill(rms(h, b.norm1), cache, seq, layer=i)
                 h = h + b.mlp(rms(h, b.norm2))
             logits = list(self.logits(h)[0])
             tokens = list(prompt)
             for _ in range(steps):
-                tokens.append(int(torch.argmax(logits[-1])))
+                nxt = force[len(tokens)] if force is not None else int(torch.argmax(logits[-1]))
+                tokens.append(nxt)
                 h = self.emb[tokens[-1]][None]
                 for i, b in enumerate(self.blocks):
                     h = h + b.attn.decode(rms(h, b.norm1), cache, seq, layer=i)
@@ -171,7 +215,20 @@ def torch_model(cfg, weights):
             cache.close()
             return tokens, torch.stack(logits[:-1])
 
-    return TinyTransformer()
+    return TinyTransformer().to(device)
+
+
+def compare_devices(cfg, weights, prompt, steps):
+    """Generates on the GPU, then runs the CPU path on the GPU's tokens (teacher forcing).
+
+    Returns (tokens, gpu logits, cpu logits) as numpy arrays, and the CPU's own
+    greedy choices at every generated step."""
+    gpu_tokens, gpu_logits = torch_model(cfg, weights, "cuda").generate(prompt, steps)
+    cpu_tokens, cpu_logits = torch_model(cfg, weights, "cpu").generate(prompt, steps, force=gpu_tokens)
+    assert cpu_tokens == gpu_tokens
+    gpu_logits, cpu_logits = gpu_logits.cpu().numpy(), cpu_logits.numpy()
+    cpu_choices = [int(np.argmax(row)) for row in cpu_logits[len(prompt) - 1:]]
+    return gpu_tokens, gpu_logits, cpu_logits, cpu_choices
 
 
 def main():
@@ -179,27 +236,58 @@ def main():
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tolerance", type=float, default=1e-4)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: generate on the GPU and compare with the CPU path")
+    parser.add_argument("--artifacts", metavar="DIR", default=os.path.join(ROOT, "build", "gpu-artifacts"),
+                        help="without a compiler: the carried folder of scripts/build-gpu-artifacts.sh "
+                             "(its cache/ and runtime are used unless SPARSEK_CACHE_DIR / "
+                             "SPARSEK_RUNTIME_LIB are set; default %(default)s)")
+    parser.add_argument("--prebuild", metavar="DIR",
+                        help="only compile the CPU and GPU libraries into the cache folder DIR")
     args = parser.parse_args()
     cfg = TinyConfig()
+    if args.prebuild:
+        paths = prebuild(args.prebuild, cfg)
+        print(f"{len(paths)} libraries in {os.path.abspath(args.prebuild)}")
+        return 0
+    use_carried_artifacts(args.artifacts)
     weights = init_weights(cfg, args.seed)
     prompt = [int(t) for t in np.random.default_rng(args.seed + 1).integers(0, cfg.vocab, size=12)]
 
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
+        if args.device == "cuda":
+            print("--device cuda needs torch with CUDA, which is not installed")
+            return 2
         print("torch is not installed: skipping the torch model; running the numpy core instead")
         tokens, logits = generate_numpy(cfg, weights, prompt, args.steps)
         path = "numpy core"
     else:
-        tokens, logits = torch_model(cfg, weights).generate(prompt, args.steps)
-        logits = logits.numpy()
-        path = "torch SparseKAttention"
+        if args.device == "cuda" and not torch.cuda.is_available():
+            print("--device cuda: torch sees no CUDA device")
+            return 2
+        if args.device == "cuda":
+            tokens, logits, cpu_logits, cpu_choices = compare_devices(cfg, weights, prompt, args.steps)
+            path = f"torch SparseKAttention on {torch.cuda.get_device_name()}"
+        else:
+            tokens, logits = torch_model(cfg, weights).generate(prompt, args.steps)
+            logits = logits.numpy()
+            path = "torch SparseKAttention on the CPU"
     print(f"{path}: prompt {prompt}")
     print(f"generated {tokens[len(prompt):]}")
     err = logits_error(logits, reference_logits(cfg, weights, tokens)[:-1])
     ok = err <= args.tolerance
     print(f"teacher-forced logits vs float64 reference: max rel error {err:.2e} "
           f"(tolerance {args.tolerance:.0e}) {'OK' if ok else 'MISMATCH'}")
+    if args.device == "cuda":
+        same = cpu_choices == tokens[len(prompt):]
+        diff = logits_error(logits, cpu_logits)
+        agree = same and diff <= args.tolerance
+        print(f"GPU vs CPU path: tokens {'identical' if same else 'DIFFER'}, logits max rel difference "
+              f"{diff:.2e} (max abs {np.max(np.abs(logits - cpu_logits)):.2e}) "
+              f"{'OK' if agree else 'MISMATCH'}")
+        ok = ok and agree
     return 0 if ok else 1
 
 

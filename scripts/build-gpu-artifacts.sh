@@ -6,3 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
 /usr/bin/python3 scripts/gpu_artifacts.py "${1:-build/gpu-artifacts}"
+# SparseKAttention's and examples/tiny_transformer.py's layers (CPU and GPU) into the
+# compiler's cache inside the same folder; python/test/gpu/conftest.py points there.
+/usr/bin/python3 scripts/prebuild_gpu_layers.py "${1:-build/gpu-artifacts}/cache"

@@ -8,12 +8,13 @@ below are imported on first attribute access:
   sparsek.layer              MLIR of a whole layer from shapes and options
   sparsek.compile_layer      a compiled layer callable on numpy arrays
   sparsek.KVCache            the runtime's KV cache (libsparsek_runtime.so)
-  sparsek.nn                 SparseKAttention, a torch.nn.Module (needs torch)
+  sparsek.nn                 SparseKAttention, a torch.nn.Module (needs torch; CPU or CUDA)
+  sparsek.gpu                GPU libraries called on torch CUDA tensors
 """
 
 import importlib
 
-_SUBMODULES = ("reference", "compiler", "layer", "ir", "cpu", "kv_cache", "nn", "toolchain")
+_SUBMODULES = ("reference", "compiler", "layer", "ir", "cpu", "gpu", "kv_cache", "nn", "toolchain")
 _NAMES = {
     "compile_layer": "compiled_layer",
     "CompiledLayer": "compiled_layer",

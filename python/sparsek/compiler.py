@@ -15,6 +15,14 @@ optimization level and the compiler build. Where no compiler is available
 it serves the newest cached library built from the same text, so a cache
 directory compiled on a development machine can be carried to a machine
 without LLVM (e.g. the GPU host) and used there.
+
+GPU libraries (`pipeline="sparsek-gpu-pipeline..."`) link against
+libsparsek_runtime.so (the `mgpu*` functions). Without explicit `link_args`
+the runtime found by `sparsek.kv_cache.library_path()` is linked, and the
+cache key names only "the runtime", not its folder, so a library built here
+is found again on a machine where the repository lives elsewhere. At load
+time `sparsek.gpu.GPULibrary` loads the runtime first (next to the library,
+else `$SPARSEK_RUNTIME_LIB` / `$SPARSEK_BUILD_DIR/runtime/`).
 """
 
 import ctypes
@@ -150,18 +158,37 @@ def _digest(*parts):
     return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:20]
 
 
-def compile(mlir_text, pipeline="sparsek-cpu-pipeline", output=None, opt_level=2, link_args=()):
+def is_gpu_pipeline(pipeline):
+    return pipeline.strip().startswith("sparsek-gpu-pipeline")
+
+
+def runtime_link_args():
+    """Link arguments of a GPU library: the runtime of `sparsek.kv_cache.library_path()`."""
+    from .kv_cache import library_path as runtime_library
+
+    folder = os.path.dirname(runtime_library())
+    return ["-L" + folder, "-lsparsek_runtime", "-Wl,-rpath,$ORIGIN", "-Wl,-rpath," + folder]
+
+
+def compile(mlir_text, pipeline="sparsek-cpu-pipeline", output=None, opt_level=2, link_args=None):
     """Compiles `mlir_text` into a shared library for the host; returns its path.
 
     `link_args` go to the link step after the object file (e.g. "-L<dir>",
-    "-lsparsek_runtime" for GPU code). Without `output`, the library goes to
-    (or comes from) the on-disk cache.
+    "-lsparsek_runtime" for GPU code). Left out for a GPU pipeline, the
+    runtime is linked (`runtime_link_args()`) and the cache key does not
+    depend on where it lives. Without `output`, the library goes to (or comes
+    from) the on-disk cache.
     Raises CompilerError with the diagnostics when a step fails, and
     CompilerNotFound when there is neither a compiler nor a cached library.
     """
+    key_link_args = tuple(link_args or ())
+    if link_args is None and is_gpu_pipeline(pipeline):
+        key_link_args = ("<sparsek_runtime>",)
+        link_args = None  # resolved below, only when something is compiled
+    else:
+        link_args = tuple(link_args or ())
     if output is None:
-        link_args = tuple(link_args)
-        source_key = _digest(_BUILD_RECIPE, pipeline, opt_level, link_args, mlir_text)
+        source_key = _digest(_BUILD_RECIPE, pipeline, opt_level, key_link_args, mlir_text)
         cache = _cache_dir()
         try:
             path = library_path()
@@ -178,6 +205,8 @@ def compile(mlir_text, pipeline="sparsek-cpu-pipeline", output=None, opt_level=2
         if os.path.exists(output):
             return output
     lib = _lib()
+    if link_args is None:
+        link_args = tuple(runtime_link_args())
     error = ctypes.c_void_p()
     args = (ctypes.c_char_p * max(1, len(link_args)))(*[os.fsencode(a) for a in link_args])
     rc = lib.sparsek_compiler_compile_shared_library_ex(

@@ -21,10 +21,11 @@ def _host_array(a):
     if type(a).__module__.split(".")[0] != "torch" or not hasattr(a, "is_cuda"):
         return a
     if a.is_cuda:
-        # The GPU call path passes device-pointer descriptors on torch's current
-        # stream to GPU entry points, which the CPU pipeline does not produce.
-        raise NotImplementedError("CUDA tensors cannot be passed to a CPU library; GPU entry points "
-                                  "(sparsek-gpu-pipeline) are not available yet")
+        # Libraries of sparsek-gpu-pipeline take CUDA tensors (device pointers,
+        # torch's current stream) through sparsek.gpu.GPULibrary instead.
+        raise NotImplementedError("CUDA tensors cannot be passed to a CPU library; compile the module "
+                                  "with sparsek-gpu-pipeline and call it through sparsek.gpu.GPULibrary "
+                                  "(GPU entry points)")
     import torch  # already loaded: `a` is a torch tensor
 
     t = a.detach()

@@ -3,7 +3,11 @@
 
 A GPU artifact is a shared library holding host code and an embedded sm_90
 binary; its host code calls the `mgpu*` functions of libsparsek_runtime.so,
-which is loaded first (RTLD_GLOBAL) from the same folder. Tensors are passed
+which is loaded first (RTLD_GLOBAL): the one next to the artifact, else the
+one `sparsek.kv_cache` uses ($SPARSEK_RUNTIME_LIB, $SPARSEK_BUILD_DIR/runtime,
+the build tree), so libraries from the compiler's cache and the KV cache
+share one runtime. `compile(mlir_text)` builds one through the compiler's
+disk cache (which a machine without LLVM serves from a carried folder). Tensors are passed
 as memref descriptors over their device pointers (no host copies), and the
 generated code runs on torch's current stream. Errors (bad sizes found by
 the compiled checks, CUDA failures recorded by the runtime) raise.
@@ -22,11 +26,22 @@ class GPUError(RuntimeError):
     """The runtime recorded a CUDA failure (its message attached)."""
 
 
-def load_runtime(folder):
-    """Loads libsparsek_runtime.so from `folder` once, globally."""
+def runtime_path(folder=None):
+    """libsparsek_runtime.so in `folder` if there, else the KV cache's (sparsek.kv_cache)."""
+    if folder is not None:
+        path = os.path.join(folder, "libsparsek_runtime.so")
+        if os.path.isfile(path):
+            return os.path.abspath(path)
+    from .kv_cache import library_path
+
+    return library_path()
+
+
+def load_runtime(folder=None):
+    """Loads the runtime (see runtime_path) once, globally; later calls return that one."""
     global _RUNTIME
     if _RUNTIME is None:
-        lib = ctypes.CDLL(os.path.join(folder, "libsparsek_runtime.so"), mode=ctypes.RTLD_GLOBAL)
+        lib = ctypes.CDLL(runtime_path(folder), mode=ctypes.RTLD_GLOBAL)
         lib.sk_rt_init.restype = ctypes.c_int
         lib.sk_rt_get_status.restype = ctypes.c_int
         lib.sk_rt_get_last_error.restype = ctypes.c_int
@@ -35,8 +50,19 @@ def load_runtime(folder):
         lib.sk_rt_stream_from_ptr.argtypes = [ctypes.c_size_t]
         lib.sk_rt_set_current_stream.argtypes = [ctypes.c_void_p]
         lib.sk_rt_has_device.restype = ctypes.c_int
+        lib.sk_rt_clear_error.restype = None
         _RUNTIME = lib
     return _RUNTIME
+
+
+def compile(mlir_text, pipeline="sparsek-gpu-pipeline", opt_level=2):
+    """Path of `mlir_text` compiled for the GPU (linked to the runtime), through the
+    compiler's disk cache; no GPU needed. Where no compiler is available a
+    cached library built from the same text is served (CompilerNotFound
+    otherwise)."""
+    from . import compiler
+
+    return compiler.compile(mlir_text, pipeline=pipeline, opt_level=opt_level)
 
 
 class GPULibrary:
@@ -55,6 +81,9 @@ class GPULibrary:
             self.runtime.sk_rt_get_last_error(buf, len(buf))
             self.runtime.sk_rt_clear_error()
             raise GPUError(f"{name}: {buf.value.decode(errors='replace')}")
+
+    def has(self, name):
+        return hasattr(self._lib, f"_mlir_ciface_{name}_entry")
 
     def call(self, name, *args, stream=None):
         """Calls `name` on torch CUDA tensors (and ints for index operands),

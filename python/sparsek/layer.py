@@ -67,6 +67,17 @@ class LayerConfig:
         return _F32 if name in ("bias", "slope") else self.dtype
 
 
+def attention_config(embed_dim, num_heads, num_kv_heads=None, head_dim=None, k=64, w=64,
+                     score_bias=True, score_slope=False, scale=None, dtype="f32"):
+    """The LayerConfig of `sparsek.nn.SparseKAttention(...)` with these arguments
+    (dtype as "f32", "f16" or "bf16"), without torch: what ahead-of-time
+    builds (CompiledLayer(cfg).prebuild()) compile for a module."""
+    num_kv_heads = num_kv_heads or num_heads
+    head_dim = head_dim or embed_dim // num_heads
+    return LayerConfig(C=embed_dim, Hq=num_heads, Hkv=num_kv_heads, D=head_dim, k=k, w=w, dtype=dtype,
+                       bias=score_bias, slope=score_slope, scale=scale)
+
+
 class _Body:
     """Accumulates the lines of one function body with fresh SSA names."""
 

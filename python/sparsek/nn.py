@@ -1,19 +1,22 @@
-# SparseKAttention: a forward-only torch.nn.Module over the compiled layer (CPU tensors now; CUDA raises until the GPU issues land).
+# SparseKAttention: a forward-only torch.nn.Module over the compiled layer (CPU tensors: the CPU library; CUDA tensors: the GPU library).
 """PyTorch integration: `SparseKAttention`.
 
     attn = SparseKAttention(embed_dim=64, num_heads=4, num_kv_heads=2, k=16, w=16)
     y = attn(x)                                   # x [B, T, C], positions 0..T-1
-    cache = attn.new_cache(max_seqs=B)            # runtime KV cache (one layer)
+    cache = attn.new_cache(max_seqs=B)            # runtime KV cache (one layer), on the module's device
     seqs = [cache.alloc_seq() for _ in range(B)]
     y = attn.prefill(x, cache, seqs)              # also fills the cache
     y_t = attn.decode(x_t, cache, seqs)           # x_t [B, C], one new token each
 
 CPU tensors run the CPU library compiled from `sparsek.layer` (numpy views
-of contiguous tensors, no copies). CUDA tensors raise NotImplementedError:
-the GPU entry points come with the GPU pipeline. The intended path passes
-device pointers and `torch.cuda.current_stream().cuda_stream` to the
-compiled entry points (see `_cuda_call`), with no host copies.
-The module is forward-only: backward raises a RuntimeError.
+of contiguous tensors, no copies) over a CPU KV cache. CUDA tensors run the
+same layer compiled by sparsek-gpu-pipeline (`CompiledLayer.cuda_*`): the
+compiled entry points get the tensors' device pointers and torch's current
+stream of their device, over a KV cache with the CUDA backend (its slots
+viewed as CUDA tensors); nothing is copied to the host. Libraries come from
+the compiler's disk cache, so a machine without LLVM runs the ones carried
+from a machine with it (`CompiledLayer.prebuild`, examples/tiny_transformer.py
+--prebuild). The module is forward-only: backward raises a RuntimeError.
 """
 
 import torch
@@ -21,9 +24,10 @@ import torch
 from .compiled_layer import CompiledLayer
 from .cpu import _host_array
 from .kv_cache import KVCache
-from .layer import LayerConfig
+from .layer import attention_config
 
 _DTYPES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+TORCH_DTYPES = {v: k for k, v in _DTYPES.items()}
 
 
 def _to_numpy(t, dtype):
@@ -52,20 +56,14 @@ class _ForwardOnly(torch.autograd.Function):
                            "backward yet (use sparsek.reference's *_vjp functions for gradients)")
 
 
-def _cuda_call(module, *tensors):
-    """The CUDA call path: device pointers of contiguous tensors and torch's current stream.
-
-    Raises NotImplementedError until sparsek-gpu-pipeline produces entry
-    points to call; nothing is copied to the host.
-    """
-    device = tensors[0].device
-    for t in tensors:
-        if not t.is_cuda or t.device != device:
-            raise ValueError(f"all tensors must be on {device}, got one on {t.device}")
-    raise NotImplementedError(
-        f"SparseKAttention on CUDA tensors ({device}) is not available yet: the GPU entry points "
-        "(sparsek-gpu-pipeline) have not landed. Move the module and inputs to the CPU to use the "
-        "compiled CPU path.")
+def _check_device(x, params):
+    """All tensors on x's device; a clear error otherwise."""
+    for t in params:
+        if t.device != x.device:
+            raise ValueError(f"SparseKAttention: the input is on {x.device} but a parameter is on "
+                             f"{t.device}; move the module with .to(device)")
+    if x.device.type not in ("cpu", "cuda"):
+        raise NotImplementedError(f"SparseKAttention runs on CPU and CUDA tensors, got {x.device}")
 
 
 class SparseKAttention(torch.nn.Module):
@@ -80,12 +78,11 @@ class SparseKAttention(torch.nn.Module):
         super().__init__()
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {dtype}")
-        num_kv_heads = num_kv_heads or num_heads
-        head_dim = head_dim or embed_dim // num_heads
-        self.cfg = LayerConfig(C=embed_dim, Hq=num_heads, Hkv=num_kv_heads, D=head_dim, k=k, w=w,
-                               dtype=_DTYPES[dtype], bias=score_bias, slope=score_slope, scale=scale)
+        self.cfg = attention_config(embed_dim, num_heads, num_kv_heads, head_dim, k=k, w=w,
+                                    score_bias=score_bias, score_slope=score_slope, scale=scale,
+                                    dtype=_DTYPES[dtype])
         self.dtype = dtype
-        C, Hq, Hkv, D = embed_dim, num_heads, num_kv_heads, head_dim
+        C, Hq, Hkv, D = self.cfg.C, self.cfg.Hq, self.cfg.Hkv, self.cfg.D
         p = lambda *shape, dt=dtype: torch.nn.Parameter(torch.empty(*shape, dtype=dt))  # noqa: E731
         self.wq, self.wk, self.wv = p(C, Hq * D), p(C, Hkv * D), p(C, Hkv * D)
         self.wsc, self.wo = p(Hkv, C), p(Hq * D, C)
@@ -108,28 +105,42 @@ class SparseKAttention(torch.nn.Module):
         return [t for t in (self.wq, self.wk, self.wv, self.wsc, self.score_bias, self.score_slope,
                             self.wo) if t is not None]
 
-    def _weights(self):
+    def _named(self):
         named = {"wq": self.wq, "wk": self.wk, "wv": self.wv, "wsc": self.wsc,
                  "bias": self.score_bias, "slope": self.score_slope, "wo": self.wo}
-        return {n: _to_numpy(named[n], torch.float32 if n in ("bias", "slope") else self.dtype)
-                for n in self.cfg.weight_names()}
+        return {n: named[n] for n in self.cfg.weight_names()}
 
-    def _run(self, fn, x, out_dtype):
-        if x.is_cuda or any(p.is_cuda for p in self._params()):
-            _cuda_call(self, x, *self._params())
-        if x.device.type != "cpu":
-            raise NotImplementedError(f"SparseKAttention runs on CPU tensors only, got {x.device}")
+    def _weights(self):
+        return {n: _to_numpy(t, torch.float32 if n in ("bias", "slope") else self.dtype)
+                for n, t in self._named().items()}
 
-        def call():
-            return _from_numpy(fn(), out_dtype)
+    def _cuda_weights(self):
+        return {n: t.detach() for n, t in self._named().items()}
+
+    def _run(self, fn, x, out_dtype, cuda_fn=None):
+        """fn() (numpy out) on CPU tensors, cuda_fn() (a CUDA tensor) on CUDA tensors."""
+        _check_device(x, self._params())
+        if x.is_cuda:
+            call = cuda_fn
+        else:
+            def call():
+                return _from_numpy(fn(), out_dtype)
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self._params()))
         return _ForwardOnly.apply(call, x, *self._params()) if needs_grad else call()
 
-    def new_cache(self, max_seqs=1, num_layers=1, score_capacity=None):
-        """A CPU KV cache shaped for this module (layer index 0..num_layers-1)."""
+    def new_cache(self, max_seqs=1, num_layers=1, score_capacity=None, device=None):
+        """A KV cache shaped for this module (layer index 0..num_layers-1), on `device`
+        (default: the module's): the CPU backend for the CPU, the CUDA backend for a GPU."""
         c = self.cfg
+        device = torch.device(device) if device is not None else self.wq.device
+        backend, index = ("cuda", device.index if device.index is not None else torch.cuda.current_device()) \
+            if device.type == "cuda" else ("cpu", 0)
         return KVCache(num_layers, c.Hkv, c.k, c.w, c.D, dtype=c.dtype, max_seqs=max_seqs,
-                       score_capacity=score_capacity)
+                       score_capacity=score_capacity, backend=backend, device=index)
+
+    def _check_x(self, x):
+        if x.dtype != self.dtype:
+            raise TypeError(f"expected a {self.dtype} tensor, got {x.dtype}")
 
     def forward(self, x):
         """x [B, T, C] at positions 0..T-1 -> [B, T, C], without a cache."""
@@ -147,9 +158,22 @@ class SparseKAttention(torch.nn.Module):
             out, key, value, u = self._layer(xa, self._weights(), return_kv=True)
             self._layer.fill_cache(cache, layer, seq_ids, key, value, u)
             return out
-        return self._run(fn, x, self.dtype)
+
+        def cuda_fn():
+            self._check_x(x)
+            if cache is None:
+                return self._layer.cuda_prefill(x, self._cuda_weights())
+            # Check the cache before computing anything.
+            self._layer._cuda_check_cache(cache, x.device)
+            out, key, value, u = self._layer.cuda_prefill(x, self._cuda_weights(), return_kv=True)
+            self._layer.cuda_fill_cache(cache, layer, seq_ids, key, value, u)
+            return out
+        return self._run(fn, x, self.dtype, cuda_fn)
 
     def decode(self, x, cache, seq_ids, layer=0):
         """x [B, C], the next token of each sequence seq_ids[b] -> [B, C]; appends it to the cache."""
+        def cuda_fn():
+            self._check_x(x)
+            return self._layer.cuda_decode(x, self._cuda_weights(), cache, layer, seq_ids)
         return self._run(lambda: self._layer.decode(_to_numpy(x, self.dtype), self._weights(), cache,
-                                                    layer, seq_ids), x, self.dtype)
+                                                    layer, seq_ids), x, self.dtype, cuda_fn)

@@ -81,3 +81,26 @@ def test_gpu_pipeline_runs_through_the_api():
         ir.module(ir.attention_function("attn", 16, "bf16", k=8, head_dim=64)),
         "sparsek-gpu-pipeline{format=isa}")
     assert "gpu.binary @" in lowered and "llvm.func @_mlir_ciface_attn" in lowered
+
+
+def test_gpu_libraries_link_the_runtime_and_cache_independently_of_its_folder(tmp_path, monkeypatch):
+    import shutil
+
+    from runtime_harness import require_runtime
+    from sparsek import kv_cache
+
+    require_runtime()
+    monkeypatch.setenv("SPARSEK_CACHE_DIR", str(tmp_path / "cache"))
+    text = ir.module(ir.select_function("sel", 2, 1))
+    pipeline = "sparsek-gpu-pipeline{format=isa}"  # PTX: no CUDA toolkit needed to build it
+    first = compiler.compile(text, pipeline=pipeline)
+    with open(first, "rb") as f:
+        assert b"libsparsek_runtime.so" in f.read()  # DT_NEEDED: the mgpu* functions
+    # The runtime elsewhere (the GPU machine's checkout): the same cache entry.
+    (tmp_path / "rt").mkdir()
+    moved = shutil.copy(kv_cache.library_path(), tmp_path / "rt")
+    monkeypatch.setenv("SPARSEK_RUNTIME_LIB", str(moved))
+    assert compiler.compile(text, pipeline=pipeline) == first
+    # Without a compiler, the cache serves it.
+    monkeypatch.setenv("SPARSEK_COMPILER_LIB", str(tmp_path / "missing.so"))
+    assert compiler.compile(text, pipeline=pipeline) == first

@@ -1,4 +1,4 @@
-# SparseKAttention (torch) on CPU tensors against the float64 reference; CUDA and backward are clear errors.
+# SparseKAttention (torch) on CPU tensors against the float64 reference; backward is a clear error (CUDA: test/gpu/test_gpu_nn.py).
 import numpy as np
 import pytest
 
@@ -74,13 +74,6 @@ def test_backward_is_a_clear_error():
     assert y.requires_grad
     with pytest.raises(RuntimeError, match="forward-only"):
         y.sum().backward()
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_tensors_are_not_available_yet():
-    attn = module(4).cuda()
-    with pytest.raises(NotImplementedError, match="not available yet"):
-        attn(torch.randn(1, 8, 32, device="cuda"))
 
 
 def test_compiled_library_takes_cpu_tensors():

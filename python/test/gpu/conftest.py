@@ -50,3 +50,28 @@ def gpu_layer_lib(torch, manifest):
     from sparsek.gpu import GPULibrary
 
     return GPULibrary(os.path.join(ARTIFACTS, manifest["layer_library"]))
+
+
+@pytest.fixture(scope="session")
+def layer_cache(torch):
+    """Compiled layers for SparseKAttention on the GPU and on the CPU, from the compiler's
+    disk cache: the artifact folder's cache/ (scripts/prebuild_gpu_layers.py) and its
+    runtime, unless SPARSEK_CACHE_DIR / SPARSEK_RUNTIME_LIB say otherwise. On a machine
+    with the compiler, missing libraries are compiled into that cache."""
+    from sparsek import compiler, kv_cache
+
+    cache = os.path.abspath(os.path.join(ARTIFACTS, "cache"))
+    runtime = os.path.abspath(os.path.join(ARTIFACTS, "libsparsek_runtime.so"))
+    if not os.environ.get("SPARSEK_CACHE_DIR") and os.path.isdir(cache):
+        os.environ["SPARSEK_CACHE_DIR"] = cache
+    if not os.environ.get("SPARSEK_RUNTIME_LIB") and os.path.isfile(runtime):
+        os.environ["SPARSEK_RUNTIME_LIB"] = runtime
+    if not compiler.available() and not os.environ.get("SPARSEK_CACHE_DIR"):
+        _unavailable(f"no compiler and no prebuilt layers at {cache} (run scripts/build-gpu-artifacts.sh)")
+    try:
+        has_device = kv_cache.cuda_available()
+    except kv_cache.RuntimeNotFound as e:
+        _unavailable(str(e))
+    if not has_device:
+        _unavailable("the runtime has no CUDA backend or sees no GPU")
+    return os.environ.get("SPARSEK_CACHE_DIR")

@@ -1,0 +1,18 @@
+# SparseKAttention configurations of test_gpu_nn.py (no torch needed): scripts/prebuild_gpu_layers.py
+# compiles their CPU and GPU libraries ahead, into the cache folder carried to the GPU machine.
+"""Keyword arguments of SparseKAttention (dtype as a string) for the GPU tests."""
+
+CONFIGS = {
+    # G = 2, bias and slope; k + w small enough that decoding evicts from the pool.
+    "f32": dict(embed_dim=64, num_heads=4, num_kv_heads=2, k=8, w=4, score_slope=True),
+    # k = 0 (window only), G = 4, no score bias, head_dim given.
+    "f32_window": dict(embed_dim=32, num_heads=4, num_kv_heads=1, head_dim=16, k=0, w=6,
+                       score_bias=False),
+    "bf16": dict(embed_dim=64, num_heads=4, num_kv_heads=2, k=8, w=4, dtype="bf16"),
+}
+
+
+def layer_config(name):
+    from sparsek.layer import attention_config
+
+    return attention_config(**CONFIGS[name])

@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+# Compiles the SparseK layers that SparseKAttention's GPU tests and examples/tiny_transformer.py
+# run (CPU and GPU libraries) into a compiler cache folder, carried to the GPU machine, which has no LLVM.
+"""Prebuild the layer libraries of the GPU suite into a cache folder.
+
+    python3 scripts/prebuild_gpu_layers.py CACHE_DIR     # e.g. build/gpu-artifacts/cache
+
+On the GPU machine, SPARSEK_CACHE_DIR=CACHE_DIR and SPARSEK_RUNTIME_LIB=<the
+runtime of the same build> make `sparsek.compiler.compile` serve these
+libraries (python/test/gpu/conftest.py sets both from the artifact folder).
+Needs the compiler and libsparsek_runtime.so built with CUDA; no GPU.
+"""
+
+import importlib.util
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, os.path.join(ROOT, "python", "test", "gpu"))
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location(
+        "tiny_transformer", os.path.join(ROOT, "examples", "tiny_transformer.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    folder = os.path.abspath(sys.argv[1])
+    os.makedirs(folder, exist_ok=True)
+    os.environ["SPARSEK_CACHE_DIR"] = folder
+    from nn_configs import CONFIGS, layer_config
+    from sparsek.compiled_layer import CompiledLayer
+
+    paths = _example().prebuild(folder)
+    for name in CONFIGS:
+        paths += CompiledLayer(layer_config(name)).prebuild()
+    size = sum(os.path.getsize(p) for p in set(paths))
+    print(f"{len(set(paths))} layer libraries in {folder}: {size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
