@@ -273,7 +273,7 @@ def block_gates(indices, gates, w, S, BT):
     valid = (j >= 0) & (j <= (pos - w)[:, None])
     in_base = j <= c0[:, None]
     sb = torch.searchsorted(base, j.contiguous(), out_int32=True).clamp_(max=K - 1)
-    found = torch.gather(base, 3, sb) == j
+    found = torch.gather(base, 3, sb.long()) == j
     misses = int((valid & in_base & ~found).sum()) + int((valid & ~in_base & (j > (c0 + BT)[:, None])).sum())
     slot = torch.where(in_base, sb, (K + (j - c0[:, None] - 1)).to(torch.int32))
     slot = torch.where(valid & (~in_base | found), slot, K + BT)  # dump column
