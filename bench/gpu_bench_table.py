@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+# Prints the figures of a bench/gpu_bench.py record as markdown tables.
+"""python3 bench/gpu_bench_table.py bench/results/gpu_bench_h200.json"""
+
+import json
+import sys
+
+
+def fmt(x, digits=4):
+    return "" if x is None else (f"{x:.{digits}g}" if isinstance(x, float) else str(x))
+
+
+def main():
+    r = json.load(open(sys.argv[1]))
+    env = r["environment"]
+    print(f"{env.get('gpu')}, driver {env.get('driver')}, torch {env.get('torch')}, triton {env.get('triton')}, "
+          f"artifacts commit {str(env.get('artifacts_commit'))[:12]}"
+          f"{' (work tree dirty)' if env.get('artifacts_worktree_dirty') else ''}; "
+          f"device copy {r['copy_rate']['GBps']:.0f} GB/s\n")
+    print("| workload | size | implementation | median ms | TFLOP/s | GB/s | check | note |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    ratios = []
+    for row in r.get("summary", []):
+        if "ratio" in row:
+            ratios.append(row)
+            continue
+        if "impl" not in row:
+            print(f"| {row.get('workload')} | | | | | | | ERROR {fmt(row.get('error'))[:120]} |")
+            continue
+        note = row.get("skipped") or row.get("error") or ""
+        if row.get("best"):
+            note = f"best: {row['best']} " + note
+        if row.get("reduced"):
+            note += f" {row.get('repeats')} timed (slow)"
+        check = {True: "ok", False: "FAILED", None: ""}[row.get("check_passed")]
+        print(f"| {row['workload']} | {row['size']} | {row['impl']} | {fmt(row.get('median_ms'))} | "
+              f"{fmt(row.get('tflops'), 3)} | {fmt(row.get('GBps'), 4)} | {check} | {note[:160]} |")
+    print("\n| workload | size | time ratio (> 1: ours slower) | value |")
+    print("| --- | --- | --- | --- |")
+    for row in ratios:
+        print(f"| {row['workload']} | {row['size']} | {row['ratio']} | {fmt(row['value'])} |")
+    for s in r.get("skipped", []):
+        print(f"\nskipped: {s['workload']}: {s['why']}")
+
+
+if __name__ == "__main__":
+    main()
