@@ -48,6 +48,7 @@ echo "docs up to date"
 if command -v ptxas > /dev/null || [ -x /usr/local/cuda/bin/ptxas ]; then
   step "GPU artifacts: attention kernels to sm_90 fatbins (ptxas; run on the GPU machine)"
   /usr/bin/python3 scripts/gpu_artifacts.py "$build/gpu-artifacts"
+  /usr/bin/python3 scripts/prebuild_gpu_layers.py "$build/gpu-artifacts/cache"
 fi
 
 step "example: the SparseK layer on the CPU"
