@@ -20,6 +20,8 @@
 //===----------------------------------------------------------------------===//
 #include "sparsek/Pipelines/Pipelines.h"
 
+#include "FrontStages.h"
+
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "llvm/Support/ErrorHandling.h"
@@ -30,33 +32,27 @@ using namespace mlir;
 LogicalResult
 sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
                                  const SparseKGPUPipelineOptions &options) {
-  std::string pipeline = llvm::formatv(
-      "inline,sparsek-decompose-select-attention{{index-bitwidth={0}},"
-      "canonicalize,cse,"
-      "one-shot-bufferize{{bufferize-function-boundaries "
-      "function-boundary-type-conversion=identity-layout-map},"
-      "sparsek-drop-returned-arguments,"
-      "func.func(ownership-based-buffer-deallocation),"
-      "buffer-deallocation-simplification,bufferization-lower-deallocations,"
-      "canonicalize,"
-      "sparsek-lower-to-loops{{parallel-loops=true query-block={1}},"
-      "func.func(convert-linalg-to-parallel-loops),"
-      // C wrappers before the entry points: those declare runtime functions
-      // that must keep their plain C names.
-      "{2}"
-      "sparsek-entry-points{{gpu=true},"
-      "canonicalize,cse,"
-      "func.func(gpu-map-parallel-loops),convert-parallel-loops-to-gpu,"
-      "canonicalize,gpu-kernel-outlining,sparsek-gpu-host-allocs,"
-      "expand-strided-metadata,lower-affine,"
-      "gpu-lower-to-nvvm-pipeline{{cubin-chip={3} cubin-features={4} "
-      "cubin-format={5} opt-level={6}},"
-      "reconcile-unrealized-casts",
-      static_cast<unsigned>(options.indexBitwidth),
-      static_cast<int64_t>(options.queryBlock),
-      options.cWrappers ? "func.func(llvm-request-c-wrappers)," : "",
-      std::string(options.chip), std::string(options.features),
-      std::string(options.format), static_cast<int>(options.optLevel));
+  std::string pipeline =
+      frontStages(options.indexBitwidth) +
+      llvm::formatv(
+          "sparsek-lower-to-loops{{parallel-loops=true query-block={0}},"
+          "func.func(convert-linalg-to-parallel-loops),"
+          // C wrappers before the entry points: those declare runtime functions
+          // that must keep their plain C names.
+          "{1}"
+          "sparsek-entry-points{{gpu=true},"
+          "canonicalize,cse,"
+          "func.func(gpu-map-parallel-loops),convert-parallel-loops-to-gpu,"
+          "canonicalize,gpu-kernel-outlining,sparsek-gpu-host-allocs,"
+          "expand-strided-metadata,lower-affine,"
+          "gpu-lower-to-nvvm-pipeline{{cubin-chip={2} cubin-features={3} "
+          "cubin-format={4} opt-level={5}},"
+          "reconcile-unrealized-casts",
+          static_cast<int64_t>(options.queryBlock),
+          options.cWrappers ? "func.func(llvm-request-c-wrappers)," : "",
+          std::string(options.chip), std::string(options.features),
+          std::string(options.format), static_cast<int>(options.optLevel))
+          .str();
   return parsePassPipeline(pipeline, pm);
 }
 

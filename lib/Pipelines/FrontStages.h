@@ -1,0 +1,38 @@
+//===- FrontStages.h - The stages both SparseK pipelines start with -------===//
+//
+// Tensor-level sparsek IR -> private functions inlined, composite ops
+// decomposed -> one-shot bufferization (in place into destinations; results
+// that are `outs` arguments dropped, so entry points take every buffer from
+// the caller; a result that is a fresh buffer is returned, owned by the
+// caller) -> explicit deallocation. The CPU and GPU pipelines differ only
+// after this point.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SPARSEK_LIB_PIPELINES_FRONTSTAGES_H
+#define SPARSEK_LIB_PIPELINES_FRONTSTAGES_H
+
+#include "llvm/Support/FormatVariadic.h"
+
+#include <string>
+
+namespace mlir::sparsek {
+
+/// The textual pipeline of the shared front stages, ending in a comma.
+/// index-bitwidth is validated by sparsek-decompose-select-attention, which
+/// fails the pipeline with a message when it is neither 32 nor 64.
+inline std::string frontStages(unsigned indexBitwidth) {
+  return llvm::formatv(
+      "inline,sparsek-decompose-select-attention{{index-bitwidth={0}},"
+      "canonicalize,cse,"
+      "one-shot-bufferize{{bufferize-function-boundaries "
+      "function-boundary-type-conversion=identity-layout-map},"
+      "sparsek-drop-returned-arguments,"
+      "func.func(ownership-based-buffer-deallocation),"
+      "buffer-deallocation-simplification,bufferization-lower-deallocations,"
+      "canonicalize,",
+      indexBitwidth);
+}
+
+} // namespace mlir::sparsek
+
+#endif // SPARSEK_LIB_PIPELINES_FRONTSTAGES_H
