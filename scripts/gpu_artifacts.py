@@ -9,8 +9,10 @@
 
 OUT_DIR receives libsparsek_runtime.so, libsparsek_gpu_tests.so (every
 function the GPU suite calls, dynamic B, H, T, S; one per element type,
-window and head dim), libsparsek_gpu_layer.so (examples/sparsek_layer.mlir)
-and manifest.json describing them.
+window and head dim; the composite op fused), libsparsek_gpu_decomposed.so
+(the composite op decomposed), libsparsek_gpu_auto.so (default pipeline
+options, for larger rows), libsparsek_gpu_layer.so
+(examples/sparsek_layer.mlir) and manifest.json describing them.
 """
 
 import json
@@ -70,6 +72,17 @@ def composite_name(elem, k, w, d):
 
 LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
 
+# Pipeline options per library. The suite's sizes are small, so its
+# selection runs in chunks of 16 candidates: a row spans many chunks and the
+# chunk lists, the scan and the boundary thresholds all take part. The
+# composite op is fused in the main library (the GPU pipeline's default) and
+# decomposed in a second one; a third keeps every default (automatic chunk
+# length) for larger rows.
+TEST_OPTIONS = "select-chunk=16"
+DECOMPOSED_OPTIONS = "fuse-select-attention=false select-chunk=16"
+AUTO_SELECT_CONFIGS = ((64, 16),)
+AUTO_COMPOSITE = (("f32", 64, 16), ("bf16", 64, 16))
+
 
 def attention_module():
     funcs = []
@@ -91,6 +104,19 @@ def attention_module():
             for d in HEAD_DIMS:
                 funcs.append(ir.select_attention_function(composite_name(elem, k, w, d), k, w, elem,
                                                           head_dim=d))
+    return ir.module(*funcs)
+
+
+def composite_module():
+    return ir.module(*[ir.select_attention_function(composite_name(elem, k, w, d), k, w, elem,
+                                                    head_dim=d)
+                       for elem in ELEMENTS for k, w in COMPOSITE_CONFIGS for d in HEAD_DIMS])
+
+
+def auto_module():
+    funcs = [ir.select_function(select_name(k, w), k, w) for k, w in AUTO_SELECT_CONFIGS]
+    funcs += [ir.select_attention_function(composite_name(e, k, w, d), k, w, e, head_dim=d)
+              for e, k, w in AUTO_COMPOSITE for d in HEAD_DIMS]
     return ir.module(*funcs)
 
 
@@ -135,7 +161,11 @@ def main():
     if not os.path.exists(runtime):
         sys.exit(f"{runtime} is missing: build the project with the CUDA toolkit first")
     shutil.copy2(runtime, out)
-    compile_gpu_library(attention_module(), os.path.join(out, "libsparsek_gpu_tests.so"), out)
+    compile_gpu_library(attention_module(), os.path.join(out, "libsparsek_gpu_tests.so"), out,
+                        TEST_OPTIONS)
+    compile_gpu_library(composite_module(), os.path.join(out, "libsparsek_gpu_decomposed.so"),
+                        out, DECOMPOSED_OPTIONS)
+    compile_gpu_library(auto_module(), os.path.join(out, "libsparsek_gpu_auto.so"), out)
     # The example layer as written (linalg projections, score, composite op).
     with open(LAYER_SOURCE) as f:
         compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out)
@@ -151,6 +181,13 @@ def main():
                 "select_attention": {f"{e}/{k}/{w}/{d}": composite_name(e, k, w, d)
                                      for e in ELEMENTS for k, w in COMPOSITE_CONFIGS
                                      for d in HEAD_DIMS},
+                "decomposed_library": "libsparsek_gpu_decomposed.so",
+                "auto_library": "libsparsek_gpu_auto.so",
+                "auto_select": {f"{k}/{w}": select_name(k, w) for k, w in AUTO_SELECT_CONFIGS},
+                "auto_select_attention": {f"{e}/{k}/{w}/{d}": composite_name(e, k, w, d)
+                                          for e, k, w in AUTO_COMPOSITE for d in HEAD_DIMS},
+                "options": {"library": TEST_OPTIONS, "decomposed_library": DECOMPOSED_OPTIONS,
+                            "auto_library": ""},
                 "layer_library": "libsparsek_gpu_layer.so",
                 "layer": "sparsek_layer"}
     with open(os.path.join(out, "manifest.json"), "w") as f:

@@ -21,11 +21,12 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
   // Spelled as a textual pipeline: every stage is an upstream pass whose
   // textual options are its stable interface.
   std::string pipeline =
-      frontStages(options.indexBitwidth) +
+      frontStages(options.indexBitwidth, !options.fuseSelectAttention) +
       llvm::formatv(
           // parallel-loops: the GPU pipeline's loop form, run sequentially
           // here, so that its logic is tested where there is no GPU.
-          "sparsek-lower-to-loops{{parallel-loops={1}},sparsek-entry-points,"
+          "sparsek-lower-to-loops{{parallel-loops={1} select-chunk={2}},"
+          "sparsek-entry-points,"
           "func.func(convert-linalg-to-loops),"
           // Tiled ops (sparsek-tile) leave scf.forall, which runs sequentially.
           "func.func(scf-forall-to-for),"
@@ -39,7 +40,8 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
           "finalize-memref-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,"
           "reconcile-unrealized-casts",
           options.cWrappers ? "func.func(llvm-request-c-wrappers)," : "",
-          options.parallelLoops ? "true" : "false")
+          options.parallelLoops ? "true" : "false",
+          static_cast<int64_t>(options.selectChunk))
           .str();
   return parsePassPipeline(pipeline, pm);
 }

@@ -1,7 +1,7 @@
 //===- FrontStages.h - The stages both SparseK pipelines start with -------===//
 //
 // Tensor-level sparsek IR -> private functions inlined, composite ops
-// decomposed -> one-shot bufferization (in place into destinations; results
+// decomposed (unless they are to be lowered fused) -> one-shot bufferization (in place into destinations; results
 // that are `outs` arguments dropped, so entry points take every buffer from
 // the caller; a result that is a fresh buffer is returned, owned by the
 // caller) -> explicit deallocation. The CPU and GPU pipelines differ only
@@ -20,9 +20,18 @@ namespace mlir::sparsek {
 /// The textual pipeline of the shared front stages, ending in a comma.
 /// index-bitwidth is validated by sparsek-decompose-select-attention, which
 /// fails the pipeline with a message when it is neither 32 nor 64.
-inline std::string frontStages(unsigned indexBitwidth) {
+/// With `decompose` false the composite select_attention stays whole, for
+/// sparsek-lower-to-loops' fused lowering (and index-bitwidth, which only
+/// types the decomposition's indices, is unused).
+inline std::string frontStages(unsigned indexBitwidth, bool decompose = true) {
+  std::string decomposition =
+      decompose ? llvm::formatv("sparsek-decompose-select-attention{{"
+                                "index-bitwidth={0}},",
+                                indexBitwidth)
+                      .str()
+                : std::string();
   return llvm::formatv(
-      "inline,sparsek-decompose-select-attention{{index-bitwidth={0}},"
+      "inline,{0}"
       "canonicalize,cse,"
       "one-shot-bufferize{{bufferize-function-boundaries "
       "function-boundary-type-conversion=identity-layout-map},"
@@ -30,7 +39,7 @@ inline std::string frontStages(unsigned indexBitwidth) {
       "func.func(ownership-based-buffer-deallocation),"
       "buffer-deallocation-simplification,bufferization-lower-deallocations,"
       "canonicalize,",
-      indexBitwidth);
+      decomposition);
 }
 
 } // namespace mlir::sparsek

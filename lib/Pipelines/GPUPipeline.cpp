@@ -1,9 +1,10 @@
 //===- GPUPipeline.cpp - sparsek-gpu-pipeline -----------------------------===//
 //
 // Tensor-level sparsek IR -> bufferized, destination-passing entry points
-// (as on the CPU) -> sparsek ops lowered to scf.parallel nests (outer loop
-// over (batch, head, query block), inner loop over the block's queries;
-// selection one iteration per (batch, head) row), linalg ops (a layer's
+// (as on the CPU; select_attention kept whole for its fused lowering unless
+// fuse-select-attention=false) -> sparsek ops lowered to scf.parallel nests
+// (outer loop over (batch, head, query block), inner loop over the block's
+// queries; selection in kernels over query chunks), linalg ops (a layer's
 // projections) to scf.parallel over their parallel dimensions -> mapped to
 // GPU blocks and threads -> kernels outlined -> host buffers the kernels use
 // moved to the GPU (sparsek-gpu-host-allocs) -> upstream
@@ -12,8 +13,9 @@
 // `f` also gets `f_entry(stream, buffers...) -> status`
 // (sparsek-entry-points), the C entry point frameworks call.
 //
-// Correct first: one thread per query (per row for selection, per output
-// element for linalg ops, one thread per block there), scalar loops inside.
+// Correct first: one thread per query (per candidate, chunk or list entry
+// in the selection kernels, per output element for linalg ops, one thread
+// per block there), scalar loops inside.
 // Operand data is only read inside the kernels; the host checks sizes
 // (descriptors).
 //
@@ -33,9 +35,10 @@ LogicalResult
 sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
                                  const SparseKGPUPipelineOptions &options) {
   std::string pipeline =
-      frontStages(options.indexBitwidth) +
+      frontStages(options.indexBitwidth, !options.fuseSelectAttention) +
       llvm::formatv(
-          "sparsek-lower-to-loops{{parallel-loops=true query-block={0}},"
+          "sparsek-lower-to-loops{{parallel-loops=true query-block={0} "
+          "select-chunk={6}},"
           "func.func(convert-linalg-to-parallel-loops),"
           // C wrappers before the entry points: those declare runtime functions
           // that must keep their plain C names.
@@ -51,7 +54,8 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
           static_cast<int64_t>(options.queryBlock),
           options.cWrappers ? "func.func(llvm-request-c-wrappers)," : "",
           std::string(options.chip), std::string(options.features),
-          std::string(options.format), static_cast<int>(options.optLevel))
+          std::string(options.format), static_cast<int>(options.optLevel),
+          static_cast<int64_t>(options.selectChunk))
           .str();
   return parsePassPipeline(pipeline, pm);
 }

@@ -16,8 +16,13 @@ PARALLEL = "sparsek-cpu-pipeline{parallel-loops=true}"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run_select(u, k, w, T):
-    lib = library(ir.select_function("select", k, w), pipeline=PARALLEL)
+def chunked(chunk):
+    """The parallel form with `chunk` candidates per selection chunk."""
+    return f"sparsek-cpu-pipeline{{parallel-loops=true select-chunk={chunk}}}"
+
+
+def run_select(u, k, w, T, pipeline=PARALLEL):
+    lib = library(ir.select_function("select", k, w), pipeline=pipeline)
     B, H, _ = u.shape
     idx = np.full((B, H, T, k), 7, np.int32)
     gates = np.full((B, H, T, k), 7, np.float32)
@@ -41,6 +46,98 @@ def test_select_parallel_form(B, H, S, T, k, w):
     np.testing.assert_array_equal(idx, r_idx)
     np.testing.assert_allclose(gates, r_gates, rtol=0, atol=1e-6 * 4)
     np.testing.assert_allclose(tau, r_tau, rtol=0, atol=1e-6 * 4)
+
+
+def check_select(u, k, w, T, pipeline):
+    idx, gates, tau = run_select(u, k, w, T, pipeline)
+    masked = np.where(np.isfinite(u), u, -np.inf).astype(np.float64)
+    r_idx, r_gates, r_tau = reference.select(masked, k, w, T)
+    np.testing.assert_array_equal(idx, r_idx)
+    scale = max(1.0, float(np.max(np.abs(np.where(np.isfinite(u), u, 0)))))
+    np.testing.assert_allclose(gates, r_gates, rtol=0, atol=1e-6 * scale)
+    np.testing.assert_allclose(tau, r_tau, rtol=0, atol=1e-6 * scale)
+
+
+# The chunked selection with chunks far shorter than the rows: per-chunk
+# lists, several scan rounds, boundary thresholds and chunk walks all take
+# part. Chunk 1 is the extreme; chunks longer than the row make one chunk.
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64, 1000])
+@pytest.mark.parametrize("kind", ["normal", "ties", "narrow", "gaps"])
+@pytest.mark.parametrize("B,H,S,T,k,w", [(1, 2, 300, 300, 16, 8), (2, 1, 260, 90, 5, 0),
+                                         (1, 1, 120, 120, 40, 3)])
+def test_chunked_select(chunk, kind, B, H, S, T, k, w):
+    g = rng(S + T + k + chunk)
+    if kind == "normal":
+        u = g.normal(size=(B, H, S)).astype(np.float32)
+    elif kind == "ties":
+        u = g.integers(0, 4, size=(B, H, S)).astype(np.float32)
+        u[g.random(u.shape) < 0.2] = -np.inf
+    elif kind == "narrow":  # many scores within 1 of tau: wide solver bands
+        u = (g.normal(size=(B, H, S)) * 0.05).astype(np.float32)
+    else:  # gaps >= 1: the exact hard top-k, tau = z(k) - 1
+        u = (g.permutation(B * H * S).reshape(B, H, S) * 3.0).astype(np.float32)
+    check_select(u, k, w, T, chunked(chunk))
+
+
+def test_chunked_select_masked_rows():
+    # Whole chunks of -inf, NaN and +inf (masked in kernels), and a row with
+    # fewer candidates than k.
+    g = rng(11)
+    u = g.normal(size=(2, 2, 150)).astype(np.float32)
+    u[0, 0, 20:90] = -np.inf
+    u[0, 1, ::3] = np.nan
+    u[1, 0, 100:] = np.inf
+    u[1, 1, 10:] = -np.inf
+    masked = np.where(np.isfinite(u), u, -np.inf)
+    for chunk in (4, 16):
+        idx, gates, tau = run_select(u, 12, 5, 150, chunked(chunk))
+        r_idx, r_gates, r_tau = reference.select(masked.astype(np.float64), 12, 5, 150)
+        np.testing.assert_array_equal(idx, r_idx)
+        np.testing.assert_allclose(gates, r_gates, rtol=0, atol=1e-6 * 4)
+        np.testing.assert_allclose(tau, r_tau, rtol=0, atol=1e-6 * 4)
+
+
+def fused(parallel, chunk):
+    return (f"sparsek-cpu-pipeline{{parallel-loops={str(parallel).lower()} "
+            f"fuse-select-attention=true select-chunk={chunk}}}")
+
+
+# The fused composite (SPEC 7: thresholds per query, no materialized
+# indices) in the sequential and the parallel loop form.
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("chunk", [0, 5])
+@pytest.mark.parametrize("B,Hq,Hkv,S,T,k,w", [(1, 4, 2, 80, 50, 8, 4), (2, 2, 2, 120, 120, 16, 0),
+                                              (1, 3, 1, 60, 60, 64, 3), (1, 2, 1, 100, 100, 0, 5)])
+def test_fused_composite(parallel, chunk, B, Hq, Hkv, S, T, k, w):
+    D = 8
+    lib = library(ir.select_attention_function("sa", k, w, head_dim=D),
+                  pipeline=fused(parallel, chunk))
+    g = rng(S + T + k + chunk)
+    q = g.normal(size=(B, Hq, T, D)).astype(np.float32)
+    key, value = (g.normal(size=(B, Hkv, S, D)).astype(np.float32) for _ in range(2))
+    u = g.normal(size=(B, Hkv, S)).astype(np.float32)
+    u[g.random(u.shape) < 0.1] = -np.inf
+    out = np.full_like(q, 7)
+    lib.call("sa", q, key, value, u, out)
+    want = reference.sparsek_attention(q, key, value, u.astype(np.float64), k, w)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_composite_reports_bad_scores():
+    # Outside kernels the fused form still reports NaN / +inf, also in
+    # window-only positions the selection never reads.
+    from sparsek.status import SparseKError
+
+    lib = library(ir.select_attention_function("sa", 4, 3, head_dim=8),
+                  pipeline=fused(False, 0))
+    g = rng(12)
+    q = g.normal(size=(1, 1, 20, 8)).astype(np.float32)
+    key, value = (g.normal(size=(1, 1, 20, 8)).astype(np.float32) for _ in range(2))
+    for pos in (2, 19):
+        u = g.normal(size=(1, 1, 20)).astype(np.float32)
+        u[0, 0, pos] = np.nan
+        with pytest.raises(SparseKError):
+            lib.call("sa", q, key, value, u, np.zeros_like(q))
 
 
 def test_score_and_composite_parallel_form():

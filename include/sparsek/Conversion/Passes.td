@@ -14,6 +14,16 @@ def SparseKLowerToLoops : Pass<"sparsek-lower-to-loops", "ModuleOp"> {
     and attention with an online softmax over the window and the selected
     keys (no T x S intermediate; extra memory O(k) per row).
 
+    The composite `select_attention`, when it was not decomposed, is lowered
+    fused (SPEC 7): per-query thresholds tau(t) and theta(t) from the chunked
+    selection below, then attention that visits each query's selection
+    without materializing indices or gates.
+
+    With `parallel-loops`, selection is parallel over query chunks of
+    `select-chunk` candidates: per-chunk sorted top-(k+1) lists, a
+    logarithmic scan that merges them, exact boundary thresholds, and one
+    walk per chunk; no step is sequential over a whole row.
+
     Bad input found at run time (NaN or +inf scores, dynamic sizes that
     disagree, more queries than keys) is recorded in the module's status word
     (`sparsek_status()`, codes in include/sparsek-c/Status.h) and the op's
@@ -25,12 +35,16 @@ def SparseKLowerToLoops : Pass<"sparsek-lower-to-loops", "ModuleOp"> {
   let options = [
     Option<"parallelLoops", "parallel-loops", "bool", /*default=*/"false",
            "Emit scf.parallel over independent (batch, head, query-block) "
-           "iterations with per-query stack scratch (select: one iteration "
-           "per (batch, head) row, scratch allocated outside), for mapping "
+           "iterations with per-query stack scratch (select: kernels over "
+           "query chunks, scratch allocated outside), for mapping "
            "to a GPU; no status inside, NaN and +inf scores are masked; "
            "ops without a parallel lowering (mask) are rejected">,
     Option<"queryBlock", "query-block", "int64_t", /*default=*/"64",
-           "With parallel-loops: queries per outer parallel iteration">
+           "With parallel-loops: queries per outer parallel iteration">,
+    Option<"selectChunk", "select-chunk", "int64_t", /*default=*/"0",
+           "Candidates per chunk of the chunked (parallel) selection used by "
+           "select with parallel-loops and by the fused select_attention; "
+           "0 picks max(256, ceil(C / 64)) for C candidates per row">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",

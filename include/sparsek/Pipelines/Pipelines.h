@@ -25,6 +25,18 @@ struct SparseKCPUPipelineOptions
       llvm::cl::desc("Emit _mlir_ciface_ wrappers (memref descriptors by "
                      "pointer) for every function, for C and ctypes callers"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> fuseSelectAttention{
+      *this, "fuse-select-attention",
+      llvm::cl::desc("Lower select_attention fused (SPEC 7: per-query "
+                     "thresholds, no materialized indices) instead of "
+                     "decomposing it into select + attention"),
+      llvm::cl::init(false)};
+  PassOptions::Option<int64_t> selectChunk{
+      *this, "select-chunk",
+      llvm::cl::desc("Candidates per chunk of the chunked selection (fused "
+                     "select_attention; select with parallel-loops); 0 "
+                     "picks one"),
+      llvm::cl::init(0)};
   PassOptions::Option<bool> parallelLoops{
       *this, "parallel-loops",
       llvm::cl::desc("Lower sparsek ops in the GPU pipeline's parallel loop "
@@ -66,6 +78,18 @@ struct SparseKGPUPipelineOptions
       *this, "c-wrappers",
       llvm::cl::desc("Emit _mlir_ciface_ wrappers for host entry points"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> fuseSelectAttention{
+      *this, "fuse-select-attention",
+      llvm::cl::desc("Lower select_attention as one fused computation (SPEC "
+                     "7: chunked selection thresholds, then attention that "
+                     "never materializes indices or gates); false decomposes "
+                     "it into select + attention kernels"),
+      llvm::cl::init(true)};
+  PassOptions::Option<int64_t> selectChunk{
+      *this, "select-chunk",
+      llvm::cl::desc("Candidates per chunk of the parallel selection; 0 "
+                     "picks max(256, ceil(C / 64)) for C candidates per row"),
+      llvm::cl::init(0)};
 };
 
 /// Appends the GPU pipeline to `pm` (anchored on builtin.module).

@@ -53,6 +53,11 @@ static void collectUses(Value buffer, BufferUses &uses) {
         collectUses(result, uses);
       continue;
     }
+    // Choosing between buffers (a scan's ping-pong) reads none of them.
+    if (isa<arith::SelectOp>(user) && use.getOperandNumber() != 0) {
+      collectUses(user->getResult(0), uses);
+      continue;
+    }
     // A device-to-device copy (rewritten below) counts as device use; sizes,
     // deallocation and passing the buffer on to generated functions read no
     // element on the host.

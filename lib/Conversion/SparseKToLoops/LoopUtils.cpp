@@ -72,6 +72,8 @@ void sparsek::emitStoreF32(OpBuilder &b, Location loc, Value v, Value buf,
 Value sparsek::emitLoadIndex(OpBuilder &b, Location loc, Value buf,
                              ValueRange indices) {
   Value v = memref::LoadOp::create(b, loc, buf, indices);
+  if (v.getType().isIndex())
+    return v;
   // index_cast sign-extends, which keeps -1 padding negative.
   return arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
 }

@@ -98,23 +98,7 @@ static void emitQuery(OpBuilder &b, Location loc, AttentionOp op,
   Row query{op.getQuery(), {bi, hq, t}};
   SoftmaxAccumulator::State st = acc.begin(b, loc);
 
-  // Window: gate 1.
-  if (w > 0) {
-    Value one = emitIndex(b, loc, 1);
-    Value end = arith::AddIOp::create(b, loc, pos, one);
-    Value start = arith::SubIOp::create(b, loc, end, emitIndex(b, loc, w));
-    Value first = arith::MaxSIOp::create(b, loc, start, emitIndex(b, loc, 0));
-    Value gate = emitF32(b, loc, 1.0);
-    st = SoftmaxAccumulator::State::from(emitForCarrying(
-        b, loc, first, end, st.values(),
-        [&](OpBuilder &nb, Location nl, Value j,
-            ValueRange carried) -> SmallVector<Value> {
-          return acc
-              .add(nb, nl, SoftmaxAccumulator::State::from(carried), query,
-                   Row{key, {bi, h, j}}, Row{value, {bi, h, j}}, gate)
-              .values();
-        }));
-  }
+  st = emitWindowKeys(b, loc, acc, st, query, key, value, bi, h, pos, w);
 
   // Selected entries that are candidates, 0 <= j <= pos - w; the rest is
   // padding or would double the window, and is ignored.

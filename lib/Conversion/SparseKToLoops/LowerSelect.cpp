@@ -8,13 +8,13 @@
 // exact tau (TauSolver.h). Scratch memory is O(S + k), allocated once per op
 // and reused by every row.
 //
-// The parallel (GPU) form runs the same row code once per (b, h) in one
-// scf.parallel, over slices of scratch allocated for all rows (see
-// emitParallelRows). Inside it there is no status word: NaN and +inf scores
-// are masked like -inf (SPEC 3, "kernels treat NaN as -inf"); only the
-// sizes are checked, on the host.
+// The parallel (GPU) form is parallel over query chunks instead
+// (ChunkedSelection.h). Inside its kernels there is no status word: NaN and
+// +inf scores are masked like -inf (SPEC 3, "kernels treat NaN as -inf");
+// only the sizes are checked, on the host.
 //
 //===----------------------------------------------------------------------===//
+#include "ChunkedSelection.h"
 #include "LoopUtils.h"
 #include "TauSolver.h"
 #include "TopKHeap.h"
@@ -334,69 +334,81 @@ void SelectLowering::emitWindowOnlyRow(OpBuilder &b, Location loc,
   });
 }
 
-/// Row `r` of the 2-D scratch `buf`, as a 1-D memref.
-static Value emitRowSlice(OpBuilder &b, Location loc, Value buf, Value r) {
-  auto type = cast<MemRefType>(buf.getType());
-  SmallVector<OpFoldResult> offsets{r, b.getIndexAttr(0)};
-  SmallVector<OpFoldResult> sizes{b.getIndexAttr(1), emitDim(b, loc, buf, 1)};
-  SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-  auto sliceType = memref::SubViewOp::inferRankReducedResultType(
-      {ShapedType::kDynamic}, type, offsets, sizes, strides);
-  return memref::SubViewOp::create(b, loc, sliceType, buf, offsets, sizes,
-                                   strides);
-}
-
-/// The parallel (GPU) form: one scf.parallel iteration, i.e. one GPU thread,
-/// per (b, h) row, which walks the whole row sequentially. Correct but
-/// slow: only B x Hkv threads. A later version goes parallel over query
-/// chunks (DESIGN.md: per-chunk top-k lists merged by a scan).
-/// A kernel can neither malloc nor read host memory, so the heaps of all
-/// rows are allocated once, outside the loop, and each row uses its slice.
-/// The allocations are host code; sparsek-gpu-host-allocs turns them into
-/// gpu.alloc once the loop has become a launch.
-static void emitParallelRows(OpBuilder &b, Location loc,
-                             const SelectLowering &s, Value batch, Value heads,
-                             Value numKeys, Value numQueries) {
-  Value zero = emitIndex(b, loc, 0), one = emitIndex(b, loc, 1);
-  auto forEachRow =
-      [&](function_ref<void(OpBuilder &, Location, ValueRange)> body) {
-        scf::ParallelOp::create(b, loc, ValueRange{zero, zero},
-                                ValueRange{batch, heads}, ValueRange{one, one},
-                                body);
-      };
+/// The parallel (GPU) form (ChunkedSelection.h): the thresholds in chunk
+/// kernels, then one thread per query writes its positions (the chunk's
+/// first query's are already in place), gates and tau.
+static void emitParallelSelect(OpBuilder &b, Location loc,
+                               const SelectLowering &s, Value batch,
+                               Value heads, Value numKeys, Value numQueries,
+                               int64_t queryBlock, int64_t chunk) {
   if (s.k == 0) {
-    forEachRow([&](OpBuilder &nb, Location nl, ValueRange row) {
-      s.emitWindowOnlyRow(nb, nl, row, numKeys, numQueries);
-    });
+    Value zero = emitIndex(b, loc, 0), one = emitIndex(b, loc, 1);
+    scf::ParallelOp::create(b, loc, ValueRange{zero, zero},
+                            ValueRange{batch, heads}, ValueRange{one, one},
+                            [&](OpBuilder &nb, Location nl, ValueRange row) {
+                              s.emitWindowOnlyRow(nb, nl, row, numKeys,
+                                                  numQueries);
+                            });
     return;
   }
-  Value rows = arith::MulIOp::create(b, loc, batch, heads);
-  // As in the sequential form: the pool holds at most min(k, S) entries,
-  // the threshold's heaps at most S scores.
-  Value poolCapacity =
-      arith::MinUIOp::create(b, loc, numKeys, emitIndex(b, loc, s.k));
-  auto allocRows = [&](Type elementType, Value capacity) -> Value {
-    auto type = MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic},
-                                elementType);
-    return memref::AllocOp::create(b, loc, type, ValueRange{rows, capacity});
-  };
-  Type f32 = b.getF32Type(), index = b.getIndexType();
-  SmallVector<Value> scratch{allocRows(f32, poolCapacity),
-                             allocRows(index, poolCapacity),
-                             allocRows(index, poolCapacity),
-                             allocRows(f32, numKeys), allocRows(f32, numKeys)};
-  forEachRow([&](OpBuilder &nb, Location nl, ValueRange row) {
-    Value r = arith::AddIOp::create(
-        nb, nl, arith::MulIOp::create(nb, nl, row[0], heads), row[1]);
-    SmallVector<Value> slices;
-    for (Value buf : scratch)
-      slices.push_back(emitRowSlice(nb, nl, buf, r));
-    TopKPool pool(s.k, slices[0], slices[1], slices[2]);
-    TauSolver solver(s.k, slices[3], slices[4]);
-    s.emitRow(nb, nl, row, numKeys, numQueries, pool, solver);
-  });
-  for (Value buf : scratch)
-    memref::DeallocOp::create(b, loc, buf);
+  ChunkedSelection sel(s.op, s.k, s.w, s.scores, numQueries,
+                       /*inKernel=*/true, chunk);
+  FirstLists firsts{s.indices,
+                    [](OpBuilder &, Location, Value bi, Value h, Value,
+                       Value q0) { return SmallVector<Value>{bi, h, q0}; }};
+  sel.emitThresholds(b, loc, firsts);
+  Type indexType = cast<MemRefType>(s.indices.getType()).getElementType();
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, numQueries, queryBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value t) {
+        QueryPlace place = sel.emitPlace(nb, nl, t);
+        Value negInf = arith::ConstantFloatOp::create(
+            nb, nl, nb.getF64Type(),
+            llvm::APFloat(-std::numeric_limits<double>::infinity()));
+        Value rowTau =
+            arith::SelectOp::create(nb, nl, place.hasCandidates,
+                                    sel.emitTau(nb, nl, bi, h, t), negInf);
+        // The first query's positions were written by the chunk walk.
+        Value isFirst = arith::AndIOp::create(
+            nb, nl, place.hasCandidates,
+            cmpi(nb, nl, arith::CmpIPredicate::eq, t, place.firstQuery));
+        Value rewrite = arith::XOrIOp::create(nb, nl, isFirst,
+                                              emitBool(nb, nl, true));
+        auto at = [&](Value i) { return SmallVector<Value>{bi, h, t, i}; };
+        Value count =
+            sel.emitVisitSelected(
+                nb, nl, bi, h, t, place, ValueRange{emitIndex(nb, nl, 0)},
+                [&](OpBuilder &vb, Location vl, Value pos, Value z,
+                    ValueRange carried) -> SmallVector<Value> {
+                  Value i = carried[0];
+                  emitIf(vb, vl, rewrite, [&](OpBuilder &wb, Location wl) {
+                    memref::StoreOp::create(
+                        wb, wl,
+                        arith::IndexCastOp::create(wb, wl, indexType, pos),
+                        s.indices, at(i));
+                  });
+                  memref::StoreOp::create(vb, vl,
+                                          emitClipGate(vb, vl, z, rowTau),
+                                          s.gates, at(i));
+                  return {arith::AddIOp::create(vb, vl, i,
+                                                emitIndex(vb, vl, 1))};
+                })[0];
+        emitFor(nb, nl, count, emitIndex(nb, nl, s.k),
+                [&](OpBuilder &fb, Location fl, Value i) {
+                  emitIf(fb, fl, rewrite, [&](OpBuilder &wb, Location wl) {
+                    memref::StoreOp::create(
+                        wb, wl,
+                        arith::ConstantIntOp::create(wb, wl, indexType, -1),
+                        s.indices, at(i));
+                  });
+                  memref::StoreOp::create(fb, fl, emitF32(fb, fl, 0.0),
+                                          s.gates, at(i));
+                });
+        memref::StoreOp::create(
+            nb, nl, arith::TruncFOp::create(nb, nl, nb.getF32Type(), rowTau),
+            s.tau, ValueRange{bi, h, t});
+      });
+  sel.emitDealloc(b, loc);
 }
 
 /// i1: the sizes the verifier could not compare agree (B, Hkv and T across
@@ -446,7 +458,8 @@ mlir::sparsek::lowerSelectToLoops(RewriterBase &rewriter, SelectOp op,
            SmallVector<Value> ubs{emitDim(b, l, s.scores, 0),
                                   emitDim(b, l, s.scores, 1)};
            if (options.parallelLoops) {
-             emitParallelRows(b, l, s, ubs[0], ubs[1], numKeys, numQueries);
+             emitParallelSelect(b, l, s, ubs[0], ubs[1], numKeys, numQueries,
+                                options.queryBlock, options.selectChunk);
              return;
            }
            if (s.k == 0) {

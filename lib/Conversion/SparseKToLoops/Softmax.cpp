@@ -115,3 +115,26 @@ void SoftmaxAccumulator::release(OpBuilder &b, Location loc) const {
   if (!onStack)
     memref::DeallocOp::create(b, loc, acc);
 }
+
+SoftmaxAccumulator::State
+sparsek::emitWindowKeys(OpBuilder &b, Location loc,
+                        const SoftmaxAccumulator &acc,
+                        SoftmaxAccumulator::State st, const Row &query,
+                        Value key, Value value, Value bi, Value h, Value pos,
+                        int64_t w) {
+  if (w == 0)
+    return st;
+  Value end = arith::AddIOp::create(b, loc, pos, emitIndex(b, loc, 1));
+  Value start = arith::SubIOp::create(b, loc, end, emitIndex(b, loc, w));
+  Value first = arith::MaxSIOp::create(b, loc, start, emitIndex(b, loc, 0));
+  Value gate = emitF32(b, loc, 1.0);
+  return SoftmaxAccumulator::State::from(emitForCarrying(
+      b, loc, first, end, st.values(),
+      [&](OpBuilder &nb, Location nl, Value j,
+          ValueRange carried) -> SmallVector<Value> {
+        return acc
+            .add(nb, nl, SoftmaxAccumulator::State::from(carried), query,
+                 Row{key, {bi, h, j}}, Row{value, {bi, h, j}}, gate)
+            .values();
+      }));
+}

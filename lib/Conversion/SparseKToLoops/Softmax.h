@@ -78,6 +78,13 @@ private:
   bool onStack; // alloca'd: released with its scope, not freed
 };
 
+/// Adds the window keys max(0, pos - w + 1) .. pos of KV head h (rows
+/// [bi, h, j] of `key` and `value`) with gate 1; returns the new state.
+SoftmaxAccumulator::State
+emitWindowKeys(OpBuilder &b, Location loc, const SoftmaxAccumulator &acc,
+               SoftmaxAccumulator::State st, const Row &query, Value key,
+               Value value, Value bi, Value h, Value pos, int64_t w);
+
 } // namespace mlir::sparsek
 
 #endif // SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_SOFTMAX_H

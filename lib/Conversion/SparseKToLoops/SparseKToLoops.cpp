@@ -1,7 +1,8 @@
 //===- SparseKToLoops.cpp - The sparsek-lower-to-loops pass ---------------===//
 //
 // Dispatches every buffer-form sparsek op to its loop lowering. The composite
-// select_attention must be decomposed first (it is a tensor-level op).
+// select_attention is lowered fused (SPEC 7) unless it was decomposed
+// before.
 //
 //===----------------------------------------------------------------------===//
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
@@ -25,11 +26,18 @@ struct SparseKLowerToLoopsPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    LoopLoweringOptions options{parallelLoops, queryBlock};
+    LoopLoweringOptions options{parallelLoops, queryBlock, selectChunk};
     if (options.queryBlock <= 0) {
       mlir::emitError(module.getLoc())
           << "sparsek-lower-to-loops: query-block must be positive, got "
           << options.queryBlock;
+      return signalPassFailure();
+    }
+    if (options.selectChunk < 0) {
+      mlir::emitError(module.getLoc())
+          << "sparsek-lower-to-loops: select-chunk must be 0 (automatic) or "
+             "positive, got "
+          << options.selectChunk;
       return signalPassFailure();
     }
     SmallVector<Operation *> ops;
@@ -48,7 +56,6 @@ struct SparseKLowerToLoopsPass
         return signalPassFailure();
       }
       rewriter.setInsertionPoint(op);
-      // The composite op falls through to its decomposition error.
       if (options.parallelLoops &&
           !isa<ScoreOp, SelectOp, AttentionOp, DecodeAttentionOp,
                SelectAttentionOp>(op)) {
@@ -72,9 +79,7 @@ struct SparseKLowerToLoopsPass
                 return lowerDecodeAttentionToLoops(rewriter, o, options);
               })
               .Case([&](SelectAttentionOp o) {
-                return o.emitOpError()
-                       << "must be decomposed before lowering to loops: run "
-                          "sparsek-decompose-select-attention first";
+                return lowerSelectAttentionToLoops(rewriter, o, options);
               })
               .Default([](Operation *o) {
                 return o->emitOpError() << "has no loop lowering";

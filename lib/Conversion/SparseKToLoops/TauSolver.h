@@ -31,7 +31,7 @@ struct TauState {
 };
 
 /// Emits the solver for budget k >= 1 over scratch heaps for up to
-/// `capacity` scores.
+/// `capacity` scores. Scores may come in any order: f only grows.
 class TauSolver {
 public:
   /// Allocates the heaps at the builder's insertion point (emitDealloc
@@ -43,6 +43,29 @@ public:
 
   /// No scores: tau = -inf (n = 0 <= k).
   TauState emitEmpty(OpBuilder &b, Location loc) const;
+  /// Scores that sit in UPPER (`upper`) or MIDDLE (`middle`, their sum
+  /// included in TauState::middleSum) without being in the heaps, because
+  /// tau is known never to reach their breakpoints while this solver runs
+  /// (a selection chunk whose tau stays below a known bound; see
+  /// ChunkedSelection.cpp). They count in the pieces of f but are never
+  /// popped. Index values; zero unless set.
+  void setUnheapedCounts(Value upper, Value middle) {
+    upperBase = upper;
+    middleBase = middle;
+  }
+
+  /// Puts the f32 `score` straight into UPPER or MIDDLE (heaps of `size`
+  /// entries) and returns the new size: for seeding a state whose tau is
+  /// known, where the caller keeps TauState's sizes and MIDDLE sum.
+  Value emitPushUpper(OpBuilder &b, Location loc, Value size,
+                      Value score) const {
+    return upper.emitPush(b, loc, size, score);
+  }
+  Value emitPushMiddle(OpBuilder &b, Location loc, Value size,
+                       Value score) const {
+    return middle.emitPush(b, loc, size, score);
+  }
+
   /// Adds the finite f32 `score` and re-solves tau.
   TauState emitAdd(OpBuilder &b, Location loc, const TauState &state,
                    Value score) const;
@@ -60,6 +83,7 @@ private:
   int64_t k;
   Value upperScores, middleScores;
   ScratchHeap upper, middle;
+  Value upperBase, middleBase;
 };
 
 /// i1: the f32 `score` is a candidate (finite). NaN and +inf are invalid

@@ -45,6 +45,22 @@ def gpu_lib(torch, manifest):
 
 
 @pytest.fixture(scope="session")
+def gpu_decomposed_lib(torch, manifest):
+    """The composite op compiled with fuse-select-attention=false."""
+    from sparsek.gpu import GPULibrary
+
+    return GPULibrary(os.path.join(ARTIFACTS, manifest["decomposed_library"]))
+
+
+@pytest.fixture(scope="session")
+def gpu_auto_lib(torch, manifest):
+    """select and the composite op with every GPU pipeline default."""
+    from sparsek.gpu import GPULibrary
+
+    return GPULibrary(os.path.join(ARTIFACTS, manifest["auto_library"]))
+
+
+@pytest.fixture(scope="session")
 def gpu_layer_lib(torch, manifest):
     """examples/sparsek_layer.mlir compiled for the GPU."""
     from sparsek.gpu import GPULibrary

@@ -8,22 +8,22 @@ from sparsek import reference
 from sparsek.status import SparseKError, QUERIES_EXCEED_KEYS
 
 
-def run_select(torch, gpu_lib, manifest, u, k, w, T):
+def run_select(torch, gpu_lib, manifest, u, k, w, T, key_set="select"):
     """u: float32 [B, H, S]; returns (indices, gates, tau) as numpy."""
     B, H, _ = u.shape
     tu = torch.from_numpy(u).cuda()
     idx = torch.full((B, H, T, k), 7, dtype=torch.int32, device="cuda")
     gates = torch.full((B, H, T, k), 7.0, device="cuda")
     tau = torch.full((B, H, T), 7.0, device="cuda")
-    gpu_lib.call(manifest["select"][f"{k}/{w}"], tu, idx, gates, tau)
+    gpu_lib.call(manifest[key_set][f"{k}/{w}"], tu, idx, gates, tau)
     torch.cuda.synchronize()
     return idx.cpu().numpy(), gates.cpu().numpy(), tau.cpu().numpy()
 
 
-def check_select(torch, gpu_lib, manifest, u, k, w, T, reference_u=None):
+def check_select(torch, gpu_lib, manifest, u, k, w, T, reference_u=None, key_set="select"):
     """Runs the kernel on the float32 u and compares with the reference on
     the same values (or on `reference_u`, e.g. with NaN replaced by -inf)."""
-    idx, gates, tau = run_select(torch, gpu_lib, manifest, u, k, w, T)
+    idx, gates, tau = run_select(torch, gpu_lib, manifest, u, k, w, T, key_set)
     ref_u = (u if reference_u is None else reference_u).astype(np.float64)
     want_i, want_g, want_t = reference.select(ref_u, k, w, T)
     np.testing.assert_array_equal(idx, want_i)
@@ -129,3 +129,13 @@ def test_score_matches_reference(torch, gpu_lib, manifest, elem, B, T, C, H):
     scale = max(1.0, float(np.abs(want).max()))
     tol = 1e-4 if full else 2e-2  # SPEC 8; 16-bit: f32 reference on rounded inputs
     np.testing.assert_allclose(got, want, rtol=0, atol=tol * scale)
+
+
+@pytest.mark.parametrize("B,H,S,T,spread", [(1, 2, 5000, 5000, 2.0), (2, 1, 3000, 1000, 0.05),
+                                            (1, 1, 2000, 2000, 0.0)])
+def test_select_default_chunks(torch, gpu_auto_lib, manifest, B, H, S, T, spread):
+    # The GPU pipeline's default chunking (256 candidates per chunk here)
+    # over long rows; spread 0 makes every score tie.
+    g = np.random.default_rng(S + T)
+    u = (g.normal(size=(B, H, S)) * spread).astype(np.float32)
+    check_select(torch, gpu_auto_lib, manifest, u, 64, 16, T, key_set="auto_select")

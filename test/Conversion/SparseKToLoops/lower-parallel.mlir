@@ -1,12 +1,14 @@
 // parallel-loops: score, attention and decode become scf.parallel nests
 // (blocks of queries or heads around one iteration per query) with
-// per-iteration stack scratch, select one iteration per (b, h) row over
-// slices of scratch allocated outside; ready for gpu-map-parallel-loops;
-// sizes are checked outside.
+// per-iteration stack scratch, select a sequence of nests parallel over
+// candidates, chunks and queries with scratch allocated outside; ready for
+// gpu-map-parallel-loops; sizes are checked outside.
 // RUN: sparsek-opt %s -split-input-file "-sparsek-lower-to-loops=parallel-loops query-block=32" | FileCheck %s
 // RUN: not sparsek-opt %s -split-input-file "-sparsek-lower-to-loops=parallel-loops query-block=0" 2>&1 | FileCheck %s --check-prefix=BAD
+// RUN: not sparsek-opt %s -split-input-file "-sparsek-lower-to-loops=parallel-loops select-chunk=-1" 2>&1 | FileCheck %s --check-prefix=BADCHUNK
 
 // BAD: query-block must be positive, got 0
+// BADCHUNK: select-chunk must be 0 (automatic) or positive, got -1
 
 // CHECK-LABEL: func.func @attention
 // CHECK: %[[C32:.*]] = arith.constant 32 : index
@@ -64,21 +66,36 @@ func.func @score(%x: memref<?x?x64xbf16>, %w: memref<2x64xbf16>, %u: memref<?x2x
 
 // -----
 
-// Select: one iteration per (b, h) row; the heaps of all rows are allocated
-// once outside the loop (host code) and each row works on its slice. No
-// status word inside: NaN and +inf scores are masked, not reported.
+// Select: parallel over chunks of candidates, never one thread per row
+// (ChunkedSelection.h). Scratch is host allocations; then, in order:
+// per-candidate chunk ranks, the scan rounds (a host loop around a kernel,
+// ping-pong buffers picked on the host), the boundary taus, the chunk walks
+// and one iteration per query writing its row. No status word inside: NaN
+// and +inf scores are masked, not reported.
 // CHECK-LABEL: func.func @select
-// CHECK-DAG: %[[POOL:.*]] = memref.alloc(%[[ROWS:.*]], %{{.*}}) : memref<?x?xf32>
-// CHECK-DAG: memref.alloc(%[[ROWS]], %{{.*}}) : memref<?x?xindex>
-// CHECK-DAG: %[[UPPER:.*]] = memref.alloc(%[[ROWS]], %[[S:.*]]) : memref<?x?xf32>
-// CHECK: scf.parallel (%[[B:.*]], %[[H:.*]]) =
-// CHECK-NOT: memref.alloc
+// CHECK: %[[L0:.*]] = memref.alloc(%[[ROWS:.*]], %[[N:.*]], %{{.*}}) : memref<?x?x?xf32>
 // CHECK-NOT: memref.get_global
-// CHECK:   memref.subview %[[POOL]][%{{.*}}, 0] [1, %{{.*}}] [1, 1] : memref<?x?xf32> to memref<?xf32, strided<[1], offset: ?>>
+// CHECK: memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?xf32>
+// Chunk lists: one iteration per candidate, ranked by a scan of its chunk.
+// CHECK: scf.parallel
+// CHECK:   scf.parallel
+// CHECK:     scf.for {{.*}} -> (index, index)
+// The scan: rounds while d < N.
+// CHECK: scf.while
+// CHECK:   arith.cmpi slt, %{{.*}}, %[[N]]
+// CHECK:   arith.select %{{.*}}, %[[L0]], %{{.*}} : memref<?x?x?xf32>
+// CHECK:   scf.parallel
+// Boundary taus: a bracketed search, a pass over the prefix per step.
+// CHECK: scf.parallel
+// CHECK:   scf.while
+// Chunk walks over slices of the per-chunk heaps.
+// CHECK: scf.parallel
+// CHECK:   memref.subview
+// Per-query rows.
+// CHECK: scf.parallel
+// CHECK:   scf.parallel
 // CHECK-NOT: memref.get_global
-// CHECK: scf.reduce
-// CHECK: memref.dealloc %[[POOL]]
-// CHECK: memref.dealloc %[[UPPER]]
+// CHECK: memref.dealloc %[[L0]]
 func.func @select(%u: memref<?x2x?xf32>, %i: memref<?x2x?x8xi32>, %g: memref<?x2x?x8xf32>,
                   %t: memref<?x2x?xf32>) {
   sparsek.select ins(%u : memref<?x2x?xf32>) k = 8 w = 4

@@ -24,11 +24,14 @@ func.func @tensor_form(%z: tensor<8xf32>, %p: tensor<8xf32>, %t: tensor<f32>) ->
 
 // -----
 
-func.func @composite(%q: memref<1x2x8x4xf32>, %k: memref<1x2x8x4xf32>, %v: memref<1x2x8x4xf32>,
-                     %u: memref<1x2x8xf32>, %o: memref<1x2x8x4xf32>) {
-  // expected-error@+1 {{must be decomposed before lowering to loops: run sparsek-decompose-select-attention first}}
+// The composite op is lowered fused when it reaches the pass whole; its
+// fused form keeps per-query scratch on the stack, so Dv must be static.
+func.func @composite_dynamic_dv(%q: memref<1x2x8x4xf32>, %k: memref<1x2x8x4xf32>,
+                                %v: memref<1x2x8x?xf32>, %u: memref<1x2x8xf32>,
+                                %o: memref<1x2x8x?xf32>) {
+  // expected-error@+1 {{needs a static value head dimension Dv for the fused lowering: its per-query scratch lives on the stack}}
   sparsek.select_attention ins(%q, %k, %v, %u : memref<1x2x8x4xf32>, memref<1x2x8x4xf32>,
-                               memref<1x2x8x4xf32>, memref<1x2x8xf32>)
-      k = 2 w = 2 outs(%o : memref<1x2x8x4xf32>)
+                               memref<1x2x8x?xf32>, memref<1x2x8xf32>)
+      k = 2 w = 2 outs(%o : memref<1x2x8x?xf32>)
   return
 }

@@ -24,16 +24,23 @@ struct LoopLoweringOptions {
   /// With parallelLoops: queries per outer iteration (the inner parallel
   /// loop, one query per GPU thread).
   int64_t queryBlock = 64;
+  /// With parallelLoops: candidates per selection chunk (ChunkedSelection);
+  /// 0 picks a length from the row's size.
+  int64_t selectChunk = 0;
 };
 
 LogicalResult lowerScoreToLoops(RewriterBase &rewriter, ScoreOp op,
                                 const LoopLoweringOptions &options = {});
 LogicalResult lowerMaskToLoops(RewriterBase &rewriter, MaskOp op);
-/// With options.parallelLoops, one scf.parallel iteration per (b, h) row
-/// whose scratch is one slice of buffers allocated for all rows outside the
-/// loop (host allocations that sparsek-gpu-host-allocs moves to the GPU).
+/// With options.parallelLoops, kernels parallel over query chunks (scratch
+/// allocated on the host, which sparsek-gpu-host-allocs moves to the GPU).
 LogicalResult lowerSelectToLoops(RewriterBase &rewriter, SelectOp op,
                                  const LoopLoweringOptions &options = {});
+/// The fused composite (SPEC 7): the chunked selection's thresholds, then
+/// attention that visits each query's selection without materializing it.
+LogicalResult
+lowerSelectAttentionToLoops(RewriterBase &rewriter, SelectAttentionOp op,
+                            const LoopLoweringOptions &options = {});
 LogicalResult lowerAttentionToLoops(RewriterBase &rewriter, AttentionOp op,
                                     const LoopLoweringOptions &options = {});
 LogicalResult

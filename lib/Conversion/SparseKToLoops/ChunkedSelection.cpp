@@ -1,0 +1,865 @@
+//===- ChunkedSelection.cpp - SPEC 4 selection, parallel over chunks ------===//
+//
+// See ChunkedSelection.h for the steps. Notes on exactness:
+// - Lists hold k + 1 entries: the (k + 1)-th tells whether a prefix has more
+//   than k candidates (tau finite) without a separate count.
+// - A boundary's tau lies in [z(k) - 1, z(k)) (z(k) its k-th largest
+//   score): f(z(k) - 1) >= k and f(z(k)) <= k - 1. The search keeps that
+//   bracket; a step evaluates, in one pass, the piece of f just right of a
+//   point x (U scores above x + 1, M in (x, x + 1] with their sum, and the
+//   next breakpoint) and stops when the piece's root lies inside it: that
+//   is the same piece formula as the incremental solver's, so both agree to
+//   rounding. Otherwise it tries the piece's root, then the secant, then
+//   bisects.
+// - A chunk's queries have tau in [tau_lo, tau_hi], the boundary taus
+//   before and after it. Prefix scores whose breakpoints (z and z - 1) lie
+//   above tau_hi (plus a margin for rounding) keep their class for the whole
+//   chunk, so the solver only counts them; the rest (a narrow band, as tau
+//   moves little over one chunk) go into its heaps.
+//
+//===----------------------------------------------------------------------===//
+#include "ChunkedSelection.h"
+
+#include "LoopUtils.h"
+#include "TauSolver.h"
+#include "TopKHeap.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+static constexpr double kInf = std::numeric_limits<double>::infinity();
+/// Chunks per row when the length is picked: enough parallel work per row,
+/// few enough that per-chunk scratch (O(C) each) stays bounded.
+static constexpr int64_t kMaxChunks = 64;
+/// Shortest picked chunk: below it a chunk's walk costs less than its setup.
+static constexpr int64_t kMinChunk = 256;
+/// Threads per block of the per-candidate and per-entry kernels, and of the
+/// per-chunk ones (few threads, each long-running).
+static constexpr int64_t kWideBlock = 128;
+static constexpr int64_t kChunkBlock = 32;
+/// The boundary search stops after this many passes (bisection alone
+/// reaches f64 resolution well before), keeping its lower bracket.
+static constexpr int64_t kMaxSearchSteps = 100;
+
+namespace {
+/// Small builders local to this file.
+struct B {
+  OpBuilder &b;
+  Location loc;
+
+  Value idx(int64_t v) { return emitIndex(b, loc, v); }
+  Value f64(double v) {
+    return arith::ConstantFloatOp::create(b, loc, b.getF64Type(),
+                                          llvm::APFloat(v));
+  }
+  Value add(Value x, Value y) {
+    return x.getType().isIndex() ? arith::AddIOp::create(b, loc, x, y)
+                                       .getResult()
+                                 : arith::AddFOp::create(b, loc, x, y)
+                                       .getResult();
+  }
+  Value sub(Value x, Value y) {
+    return x.getType().isIndex() ? arith::SubIOp::create(b, loc, x, y)
+                                       .getResult()
+                                 : arith::SubFOp::create(b, loc, x, y)
+                                       .getResult();
+  }
+  Value mul(Value x, Value y) {
+    return x.getType().isIndex() ? arith::MulIOp::create(b, loc, x, y)
+                                       .getResult()
+                                 : arith::MulFOp::create(b, loc, x, y)
+                                       .getResult();
+  }
+  Value div(Value x, Value y) { return arith::DivUIOp::create(b, loc, x, y); }
+  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, loc, x, y); }
+  Value min(Value x, Value y) { return arith::MinSIOp::create(b, loc, x, y); }
+  Value max(Value x, Value y) { return arith::MaxSIOp::create(b, loc, x, y); }
+  Value cmp(arith::CmpIPredicate p, Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, p, x, y);
+  }
+  Value cmpf(arith::CmpFPredicate p, Value x, Value y) {
+    return arith::CmpFOp::create(b, loc, p, x, y);
+  }
+  Value lt(Value x, Value y) { return cmp(arith::CmpIPredicate::slt, x, y); }
+  Value le(Value x, Value y) { return cmp(arith::CmpIPredicate::sle, x, y); }
+  Value eq(Value x, Value y) { return cmp(arith::CmpIPredicate::eq, x, y); }
+  Value sel(Value c, Value x, Value y) {
+    return arith::SelectOp::create(b, loc, c, x, y);
+  }
+  Value andI(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
+  Value orI(Value x, Value y) { return arith::OrIOp::create(b, loc, x, y); }
+  Value notI(Value x) {
+    return arith::XOrIOp::create(b, loc, x, emitBool(b, loc, true));
+  }
+  /// 1 or 0 as an index.
+  Value count(Value cond) { return sel(cond, idx(1), idx(0)); }
+  Value toF64(Value f32) {
+    return arith::ExtFOp::create(b, loc, b.getF64Type(), f32);
+  }
+  Value load(Value buf, ValueRange at) {
+    return memref::LoadOp::create(b, loc, buf, at);
+  }
+  void store(Value v, Value buf, ValueRange at) {
+    memref::StoreOp::create(b, loc, v, buf, at);
+  }
+  Value ceilDiv(Value x, Value y) { return div(add(x, sub(y, idx(1))), y); }
+};
+} // namespace
+
+/// i1: (xs, xp) precedes (ys, yp) in SPEC 4's order: higher score, then
+/// smaller position.
+static Value emitStronger(OpBuilder &b, Location loc, Value xs, Value xp,
+                          Value ys, Value yp) {
+  B h{b, loc};
+  Value higher = h.cmpf(arith::CmpFPredicate::OGT, xs, ys);
+  Value equal = h.cmpf(arith::CmpFPredicate::OEQ, xs, ys);
+  Value earlier = h.cmp(arith::CmpIPredicate::ult, xp, yp);
+  return h.orI(higher, h.andI(equal, earlier));
+}
+
+static Value allocScratch(OpBuilder &b, Location loc, Type elementType,
+                          ArrayRef<Value> sizes) {
+  SmallVector<int64_t> shape(sizes.size(), ShapedType::kDynamic);
+  return memref::AllocOp::create(b, loc, MemRefType::get(shape, elementType),
+                                 sizes);
+}
+
+/// Row `r` of the 2-D `buf` as a 1-D memref (one thread's heap).
+static Value emitRowSlice(OpBuilder &b, Location loc, Value buf, Value r) {
+  auto type = cast<MemRefType>(buf.getType());
+  SmallVector<OpFoldResult> offsets{r, b.getIndexAttr(0)};
+  SmallVector<OpFoldResult> sizes{b.getIndexAttr(1), emitDim(b, loc, buf, 1)};
+  SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+  auto sliceType = memref::SubViewOp::inferRankReducedResultType(
+      {ShapedType::kDynamic}, type, offsets, sizes, strides);
+  return memref::SubViewOp::create(b, loc, sliceType, buf, offsets, sizes,
+                                   strides);
+}
+
+/// Stores an index value into an integer (or index) memref.
+static void storeIndexAs(OpBuilder &b, Location loc, Value v, Value buf,
+                         ValueRange at) {
+  Type elem = cast<MemRefType>(buf.getType()).getElementType();
+  if (!elem.isIndex())
+    v = arith::IndexCastOp::create(b, loc, elem, v);
+  memref::StoreOp::create(b, loc, v, buf, at);
+}
+
+ChunkedSelection::ChunkedSelection(Operation *anchor, int64_t k, int64_t w,
+                                   Value scores, Value numQueries,
+                                   bool inKernel, int64_t chunk)
+    : anchor(anchor), k(k), w(w), scores(scores), numQueries(numQueries),
+      inKernel(inKernel), chunkOption(chunk) {}
+
+Value ChunkedSelection::emitIsCandidate(OpBuilder &b, Location loc, Value z,
+                                        bool report) const {
+  return inKernel || !report ? emitIsFiniteScore(b, loc, z)
+                             : emitIsCandidateScore(b, loc, anchor, z);
+}
+
+Value ChunkedSelection::emitRowIndex(OpBuilder &b, Location loc, Value bi,
+                                     Value h) const {
+  B x{b, loc};
+  return x.add(x.mul(bi, heads), h);
+}
+
+Value ChunkedSelection::emitScore(OpBuilder &b, Location loc, Value bi,
+                                  Value h, Value j) const {
+  return memref::LoadOp::create(b, loc, scores, ValueRange{bi, h, j});
+}
+
+Value ChunkedSelection::emitReaches(OpBuilder &b, Location loc, Value z,
+                                    Value j, Value thetaS,
+                                    Value thetaP) const {
+  // At least as strong as theta: theta itself, or stronger.
+  B x{b, loc};
+  Value same = x.andI(x.cmpf(arith::CmpFPredicate::OEQ, z, thetaS),
+                      x.eq(j, thetaP));
+  return x.orI(same, emitStronger(b, loc, z, j, thetaS, thetaP));
+}
+
+void ChunkedSelection::emitSizes(OpBuilder &b, Location loc) {
+  B x{b, loc};
+  batch = emitDim(b, loc, scores, 0);
+  heads = emitDim(b, loc, scores, 1);
+  numKeys = emitDim(b, loc, scores, 2);
+  Value wIdx = x.idx(w);
+  candidates = x.max(x.idx(0), x.sub(numKeys, wIdx));
+  lag = x.sub(x.sub(numKeys, numQueries), wIdx);
+  chunkLen = chunkOption > 0
+                 ? x.idx(chunkOption)
+                 : x.max(x.idx(kMinChunk), x.ceilDiv(candidates,
+                                                      x.idx(kMaxChunks)));
+  chunks = x.ceilDiv(candidates, chunkLen);
+}
+
+void ChunkedSelection::emitThresholds(OpBuilder &b, Location loc,
+                                      const FirstLists &firsts) {
+  assert(k >= 1 && "k = 0 selects nothing");
+  if (!chunks)
+    emitSizes(b, loc);
+  B x{b, loc};
+  Value rows = x.mul(batch, heads);
+  Value rowChunks = x.mul(rows, chunks);
+  Value entries = x.idx(k + 1);
+  Type f32 = b.getF32Type(), f64 = b.getF64Type(), index = b.getIndexType();
+  for (int i = 0; i < 2; ++i) {
+    listScores[i] = allocScratch(b, loc, f32, {rows, chunks, entries});
+    listPos[i] = allocScratch(b, loc, index, {rows, chunks, entries});
+    this->listLen[i] = allocScratch(b, loc, index, {rows, chunks});
+  }
+  boundaryTau = allocScratch(b, loc, f64, {rows, x.add(chunks, x.idx(1))});
+  queryTau = allocScratch(b, loc, f64, {rows, numQueries});
+  thetaScore = allocScratch(b, loc, f32, {rows, numQueries});
+  thetaPos = allocScratch(b, loc, index, {rows, numQueries});
+  poolScores = allocScratch(b, loc, f32, {rowChunks, x.idx(k)});
+  poolPos = allocScratch(b, loc, index, {rowChunks, x.idx(k)});
+  // A chunk's solver holds at most every candidate.
+  Value capacity = x.max(candidates, x.idx(1));
+  upperHeap = allocScratch(b, loc, f32, {rowChunks, capacity});
+  middleHeap = allocScratch(b, loc, f32, {rowChunks, capacity});
+  firstLists = firsts;
+
+  emitChunkLists(b, loc);
+  emitScan(b, loc);
+  emitBoundaryTaus(b, loc);
+  emitChunkWalks(b, loc, firsts);
+}
+
+void ChunkedSelection::emitDealloc(OpBuilder &b, Location loc) const {
+  for (int i = 0; i < 2; ++i)
+    for (Value v : {listScores[i], listPos[i], listLen[i]})
+      memref::DeallocOp::create(b, loc, v);
+  for (Value v : {boundaryTau, queryTau, thetaScore, thetaPos, poolScores,
+                  poolPos, upperHeap, middleHeap})
+    memref::DeallocOp::create(b, loc, v);
+}
+
+// Step 1: one thread per candidate j ranks it inside its chunk; the k + 1
+// strongest finite ones are the chunk's sorted list.
+void ChunkedSelection::emitChunkLists(OpBuilder &b, Location loc) {
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, candidates, kWideBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value j) {
+        B x{nb, nl};
+        Value r = emitRowIndex(nb, nl, bi, h);
+        Value c = x.div(j, chunkLen);
+        Value start = x.mul(c, chunkLen);
+        Value end = x.min(x.add(start, chunkLen), candidates);
+        Value z = emitScore(nb, nl, bi, h, j);
+        Value own = emitIsCandidate(nb, nl, z, /*report=*/true);
+        SmallVector<Value> cr = emitForCarrying(
+            nb, nl, start, end, ValueRange{x.idx(0), x.idx(0)},
+            [&](OpBuilder &fb, Location fl, Value i,
+                ValueRange carried) -> SmallVector<Value> {
+              B y{fb, fl};
+              Value zi = emitScore(fb, fl, bi, h, i);
+              Value fin = emitIsCandidate(fb, fl, zi, /*report=*/false);
+              Value beats =
+                  y.andI(fin, emitStronger(fb, fl, zi, i, z, j));
+              return {y.add(carried[0], y.count(fin)),
+                      y.add(carried[1], y.count(beats))};
+            });
+        Value keep = x.andI(own, x.le(cr[1], x.idx(k)));
+        emitIf(nb, nl, keep, [&](OpBuilder &ib, Location il) {
+          B y{ib, il};
+          y.store(z, listScores[0], {r, c, cr[1]});
+          y.store(j, listPos[0], {r, c, cr[1]});
+        });
+        emitIf(nb, nl, x.eq(j, start), [&](OpBuilder &ib, Location il) {
+          B y{ib, il};
+          y.store(y.min(cr[0], y.idx(k + 1)), listLen[0], {r, c});
+        });
+      });
+}
+
+/// Number of entries of the sorted list (r, c) of `len` entries that are
+/// stronger than (s, p): a binary search.
+static Value emitCountStronger(OpBuilder &b, Location loc, Value scoresBuf,
+                               Value posBuf, Value r, Value c, Value len,
+                               Value s, Value p) {
+  Type index = b.getIndexType();
+  auto loop = scf::WhileOp::create(
+      b, loc, TypeRange{index, index}, ValueRange{emitIndex(b, loc, 0), len},
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        B x{nb, nl};
+        scf::ConditionOp::create(nb, nl, x.lt(args[0], args[1]), args);
+      },
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        B x{nb, nl};
+        Value mid = x.div(x.add(args[0], args[1]), x.idx(2));
+        Value ms = x.load(scoresBuf, {r, c, mid});
+        Value mp = x.load(posBuf, {r, c, mid});
+        Value beats = emitStronger(nb, nl, ms, mp, s, p);
+        scf::YieldOp::create(
+            nb, nl,
+            ValueRange{x.sel(beats, x.add(mid, x.idx(1)), args[0]),
+                       x.sel(beats, args[1], mid)});
+      });
+  return loop.getResult(0);
+}
+
+// Step 2: Hillis-Steele inclusive scan over the chunk lists, in rounds of
+// distance d = 1, 2, 4, ...: list c merges list c - d into itself. Each
+// output entry is placed by its own thread: its rank in the merged order is
+// its index plus the number of stronger entries in the other list.
+void ChunkedSelection::emitScan(OpBuilder &b, Location loc) {
+  B x{b, loc};
+  Type index = b.getIndexType();
+  Value perChunk = x.idx(2 * (k + 1));
+  Value work = x.mul(chunks, perChunk);
+  auto pick = [&](OpBuilder &nb, Location nl, Value parity, Value *bufs,
+                  bool other) {
+    B y{nb, nl};
+    Value isZero = y.eq(parity, y.idx(0));
+    return other ? y.sel(isZero, bufs[1], bufs[0])
+                 : y.sel(isZero, bufs[0], bufs[1]);
+  };
+  auto loop = scf::WhileOp::create(
+      b, loc, TypeRange{index, index}, ValueRange{x.idx(1), x.idx(0)},
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        B y{nb, nl};
+        scf::ConditionOp::create(nb, nl, y.lt(args[0], chunks), args);
+      },
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        B y{nb, nl};
+        Value d = args[0], parity = args[1];
+        Value srcS = pick(nb, nl, parity, listScores, false);
+        Value srcP = pick(nb, nl, parity, listPos, false);
+        Value srcL = pick(nb, nl, parity, listLen, false);
+        Value dstS = pick(nb, nl, parity, listScores, true);
+        Value dstP = pick(nb, nl, parity, listPos, true);
+        Value dstL = pick(nb, nl, parity, listLen, true);
+        emitParallelQueryBlocks(
+            nb, nl, batch, heads, work, kWideBlock,
+            [&](OpBuilder &pb, Location pl, Value bi, Value h, Value item) {
+              B z{pb, pl};
+              Value r = emitRowIndex(pb, pl, bi, h);
+              Value c = z.div(item, perChunk);
+              Value i = z.rem(item, perChunk);
+              Value isFirst = z.eq(i, z.idx(0));
+              Value copies = z.lt(c, d);
+              emitIf(pb, pl, copies, [&](OpBuilder &cb, Location cl) {
+                B u{cb, cl};
+                Value len = u.load(srcL, {r, c});
+                emitIf(cb, cl, u.lt(i, len), [&](OpBuilder &sb, Location sl) {
+                  B v{sb, sl};
+                  v.store(v.load(srcS, {r, c, i}), dstS, {r, c, i});
+                  v.store(v.load(srcP, {r, c, i}), dstP, {r, c, i});
+                });
+                emitIf(cb, cl, isFirst, [&](OpBuilder &sb, Location sl) {
+                  B{sb, sl}.store(len, dstL, {r, c});
+                });
+              });
+              emitIf(pb, pl, z.notI(copies), [&](OpBuilder &mb, Location ml) {
+                B u{mb, ml};
+                Value a = u.sub(c, d);
+                Value lenA = u.load(srcL, {r, a});
+                Value lenB = u.load(srcL, {r, c});
+                Value inA = u.lt(i, u.idx(k + 1));
+                Value own = u.sel(inA, a, c), other = u.sel(inA, c, a);
+                Value at = u.sel(inA, i, u.sub(i, u.idx(k + 1)));
+                Value ownLen = u.sel(inA, lenA, lenB);
+                Value otherLen = u.sel(inA, lenB, lenA);
+                emitIf(mb, ml, u.lt(at, ownLen),
+                       [&](OpBuilder &sb, Location sl) {
+                         B v{sb, sl};
+                         Value s = v.load(srcS, {r, own, at});
+                         Value p = v.load(srcP, {r, own, at});
+                         Value rank = v.add(
+                             at, emitCountStronger(sb, sl, srcS, srcP, r,
+                                                   other, otherLen, s, p));
+                         emitIf(sb, sl, v.le(rank, v.idx(k)),
+                                [&](OpBuilder &tb, Location tl) {
+                                  B t{tb, tl};
+                                  t.store(s, dstS, {r, c, rank});
+                                  t.store(p, dstP, {r, c, rank});
+                                });
+                       });
+                emitIf(mb, ml, isFirst, [&](OpBuilder &sb, Location sl) {
+                  B v{sb, sl};
+                  v.store(v.min(v.add(lenA, lenB), v.idx(k + 1)), dstL,
+                          {r, c});
+                });
+              });
+            });
+        scf::YieldOp::create(
+            nb, nl, ValueRange{y.mul(d, y.idx(2)), y.sub(y.idx(1), parity)});
+      });
+  Value parity = loop.getResult(1);
+  finalScores = pick(b, loc, parity, listScores, false);
+  finalPos = pick(b, loc, parity, listPos, false);
+  finalLen = pick(b, loc, parity, listLen, false);
+}
+
+Value ChunkedSelection::emitPrefixTau(OpBuilder &b, Location loc, Value bi,
+                                      Value h, Value e, Value zk) const {
+  B x{b, loc};
+  Type f64 = b.getF64Type(), index = b.getIndexType(), i1 = b.getI1Type();
+  Value kF = x.f64(static_cast<double>(k));
+  // One pass: the piece of f just right of `at`.
+  auto piece = [&](OpBuilder &pb, Location pl, Value at) {
+    B y{pb, pl};
+    Value atPlusOne = y.add(at, y.f64(1.0));
+    return emitForCarrying(
+        pb, pl, y.idx(0), e,
+        ValueRange{y.idx(0), y.idx(0), y.f64(0.0), y.f64(kInf)},
+        [&](OpBuilder &fb, Location fl, Value j,
+            ValueRange c) -> SmallVector<Value> {
+          B v{fb, fl};
+          Value z32 = emitScore(fb, fl, bi, h, j);
+          Value z = v.toF64(z32);
+          Value above = v.andI(emitIsCandidate(fb, fl, z32, false),
+                               v.cmpf(arith::CmpFPredicate::OGT, z, at));
+          Value up = v.andI(above,
+                            v.cmpf(arith::CmpFPredicate::OGT, z, atPlusOne));
+          Value mid = v.andI(above, v.notI(up));
+          Value bp = v.sel(up, v.sub(z, v.f64(1.0)),
+                           v.sel(mid, z, v.f64(kInf)));
+          return {v.add(c[0], v.count(up)), v.add(c[1], v.count(mid)),
+                  v.add(c[2], v.sel(mid, z, v.f64(0.0))),
+                  arith::MinimumFOp::create(fb, fl, c[3], bp)};
+        });
+  };
+  Value lo0 = x.sub(zk, x.f64(1.0));
+  // Carried: lo, f(lo), hi, f(hi), next x, steps, found, tau, last failed.
+  SmallVector<Type> types{f64, f64, f64, f64, f64, index, i1, f64, i1};
+  SmallVector<Value> init{lo0,        kF,          zk,
+                          x.sub(kF, x.f64(1.0)), lo0, x.idx(0),
+                          emitBool(b, loc, false), lo0,
+                          emitBool(b, loc, false)};
+  auto loop = scf::WhileOp::create(
+      b, loc, types, init,
+      [&](OpBuilder &nb, Location nl, ValueRange a) {
+        B y{nb, nl};
+        Value more = y.andI(y.notI(a[6]), y.lt(a[5], y.idx(kMaxSearchSteps)));
+        scf::ConditionOp::create(nb, nl, more, a);
+      },
+      [&](OpBuilder &nb, Location nl, ValueRange a) {
+        B y{nb, nl};
+        Value lo = a[0], flo = a[1], hi = a[2], fhi = a[3], at = a[4];
+        Value steps = a[5], failed = a[8];
+        SmallVector<Value> pc = piece(nb, nl, at);
+        Value uF = arith::UIToFPOp::create(
+            nb, nl, f64, arith::IndexCastUIOp::create(nb, nl, nb.getI64Type(),
+                                                      pc[0]));
+        Value mF = arith::UIToFPOp::create(
+            nb, nl, f64, arith::IndexCastUIOp::create(nb, nl, nb.getI64Type(),
+                                                      pc[1]));
+        Value fx = y.sub(y.add(uF, pc[2]), y.mul(mF, at));
+        // The first point, z(k) - 1, is a lower bracket by construction;
+        // rounding in fx must not say otherwise.
+        Value ok = y.orI(y.eq(steps, y.idx(0)),
+                         y.cmpf(arith::CmpFPredicate::OGE, fx, kF));
+        Value hasMid = y.cmp(arith::CmpIPredicate::ugt, pc[1], y.idx(0));
+        Value root = arith::DivFOp::create(nb, nl, y.sub(y.add(uF, pc[2]), kF),
+                                           mF);
+        Value belowK = y.cmp(arith::CmpIPredicate::ult, pc[0], y.idx(k));
+        Value inPiece = y.cmpf(arith::CmpFPredicate::OLE, root, pc[3]);
+        Value exact = y.andI(y.andI(hasMid, belowK), inPiece);
+        Value flat = y.andI(y.notI(hasMid), y.eq(pc[0], y.idx(k)));
+        Value found = y.andI(ok, y.orI(exact, flat));
+        Value tau = y.sel(exact, arith::MaximumFOp::create(nb, nl, root, at),
+                          pc[3]);
+        Value nlo = y.sel(ok, at, lo), nflo = y.sel(ok, fx, flo);
+        Value nhi = y.sel(ok, hi, at), nfhi = y.sel(ok, fhi, fx);
+        Value mid = y.mul(y.add(nlo, nhi), y.f64(0.5));
+        auto inside = [&](Value v) {
+          return y.andI(y.cmpf(arith::CmpFPredicate::OGT, v, nlo),
+                        y.cmpf(arith::CmpFPredicate::OLT, v, nhi));
+        };
+        // From a new lower point: its piece's root (Newton). After a miss:
+        // the secant, and bisection after two misses in a row.
+        Value secant = y.add(
+            nlo, arith::DivFOp::create(
+                     nb, nl, y.mul(y.sub(nhi, nlo), y.sub(nflo, kF)),
+                     y.sub(nflo, nfhi)));
+        Value newton = y.andI(hasMid, inside(root));
+        Value tryNewton = y.andI(ok, newton);
+        Value trySecant = y.andI(y.andI(y.notI(ok), y.notI(failed)),
+                                 inside(secant));
+        Value next = y.sel(tryNewton, root, y.sel(trySecant, secant, mid));
+        scf::YieldOp::create(
+            nb, nl,
+            ValueRange{nlo, nflo, nhi, nfhi, next, y.add(steps, y.idx(1)),
+                       found, tau, y.notI(ok)});
+      });
+  return x.sel(loop.getResult(6), loop.getResult(7), loop.getResult(0));
+}
+
+// Step 3: the exact tau of the candidates before each chunk boundary
+// (boundary c is position min(c Lc, C); boundary N is the whole row).
+void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
+  B x{b, loc};
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, x.add(chunks, x.idx(1)), kChunkBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
+        B y{nb, nl};
+        Value r = emitRowIndex(nb, nl, bi, h);
+        Value e = y.min(y.mul(c, chunkLen), candidates);
+        Value hasPrefix = y.cmp(arith::CmpIPredicate::ugt, c, y.idx(0));
+        Value tau = emitIfElse(
+            nb, nl, hasPrefix,
+            [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+              B t{tb, tl};
+              Value prev = t.sub(c, t.idx(1));
+              Value len = t.load(finalLen, {r, prev});
+              Value overBudget = t.cmp(arith::CmpIPredicate::ugt, len,
+                                       t.idx(k));
+              return emitIfElse(
+                  tb, tl, overBudget,
+                  [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
+                    B o{ob, ol};
+                    Value zk = o.toF64(
+                        o.load(finalScores, {r, prev, o.idx(k - 1)}));
+                    return {emitPrefixTau(ob, ol, bi, h, e, zk)};
+                  },
+                  [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
+                    return {B{ob, ol}.f64(-kInf)};
+                  });
+            },
+            [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+              return {B{tb, tl}.f64(-kInf)};
+            })[0];
+        y.store(tau, boundaryTau, {r, c});
+      });
+}
+
+// Step 4: per chunk with queries, seed the pool and the solver with the
+// state before the chunk, walk its candidates recording each query's tau and
+// theta, then write the first query's selected positions.
+void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc,
+                                      const FirstLists &firsts) {
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, chunks, kChunkBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
+        B x{nb, nl};
+        Value start = x.mul(c, chunkLen);
+        Value end = x.min(x.add(start, chunkLen), candidates);
+        Value firstLast = x.max(start, lag);
+        emitIf(nb, nl, x.lt(firstLast, end), [&](OpBuilder &qb, Location ql) {
+          emitChunkWalk(qb, ql, bi, h, c, start, end, firstLast, firsts);
+        });
+      });
+}
+
+void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
+                                     Value h, Value c, Value start, Value end,
+                                     Value firstLast,
+                                     const FirstLists &firsts) const {
+  B x{b, loc};
+  Value r = emitRowIndex(b, loc, bi, h);
+  Value rc = x.add(x.mul(r, chunks), c);
+  Value one = x.idx(1), zero = x.idx(0), kIdx = x.idx(k);
+  ScratchHeap pool({emitRowSlice(b, loc, poolScores, rc),
+                    emitRowSlice(b, loc, poolPos, rc)},
+                   [](OpBuilder &hb, Location hl, ValueRange p, ValueRange q) {
+                     // The root is the weakest entry.
+                     return emitStronger(hb, hl, q[0], q[1], p[0], p[1]);
+                   });
+  TauSolver solver(k, emitRowSlice(b, loc, upperHeap, rc),
+                   emitRowSlice(b, loc, middleHeap, rc));
+  // The list of chunks 0..c-1 (none for c = 0).
+  Value hasPrefix = x.cmp(arith::CmpIPredicate::ugt, c, zero);
+  Value prev = x.sub(x.max(c, one), one);
+  Value startLen =
+      emitIfElse(
+          b, loc, hasPrefix,
+          [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+            return {B{tb, tl}.load(finalLen, {r, prev})};
+          },
+          [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+            return {B{tb, tl}.idx(0)};
+          })[0];
+  // Pool: the strongest min(len, k) entries, weakest first (ascending
+  // strength is a valid heap with the weakest at the root).
+  Value poolSize = x.min(startLen, kIdx);
+  emitFor(b, loc, zero, poolSize, [&](OpBuilder &fb, Location fl, Value i) {
+    B y{fb, fl};
+    Value from = y.sub(y.sub(poolSize, y.idx(1)), i);
+    pool.emitStore(fb, fl,
+                   ValueRange{y.load(finalScores, {r, prev, from}),
+                              y.load(finalPos, {r, prev, from})},
+                   i);
+  });
+  // Solver state before the chunk, plus its unheaped counts.
+  Value overBudget = x.cmp(arith::CmpIPredicate::ugt, startLen, kIdx);
+  SmallVector<Value> seeded = emitIfElse(
+      b, loc, overBudget,
+      [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
+        return emitBandSeed(ob, ol, bi, h, r, c, start, solver);
+      },
+      [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
+        // At most k candidates so far: the list holds them all.
+        B y{ob, ol};
+        TauState s = solver.emitEmpty(ob, ol);
+        SmallVector<Value> v = emitForCarrying(
+            ob, ol, y.idx(0), startLen, s.values(),
+            [&](OpBuilder &fb, Location fl, Value i,
+                ValueRange carried) -> SmallVector<Value> {
+              Value z = B{fb, fl}.load(finalScores, {r, prev, i});
+              return solver.emitAdd(fb, fl, TauState::fromValues(carried), z)
+                  .values();
+            });
+        v.push_back(y.idx(0));
+        v.push_back(y.idx(0));
+        return v;
+      });
+  solver.setUnheapedCounts(seeded[TauState::kNumValues],
+                           seeded[TauState::kNumValues + 1]);
+  SmallVector<Value> init(ArrayRef<Value>(seeded).take_front(TauState::kNumValues));
+  init.push_back(poolSize);
+  Value negInf = emitF32(b, loc, -kInf);
+  emitForCarrying(
+      b, loc, start, end, init,
+      [&](OpBuilder &fb, Location fl, Value j,
+          ValueRange carried) -> SmallVector<Value> {
+        B y{fb, fl};
+        Value z = emitScore(fb, fl, bi, h, j);
+        SmallVector<Value> next = emitIfElse(
+            fb, fl, emitIsCandidate(fb, fl, z, false),
+            [&](OpBuilder &cb, Location cl) -> SmallVector<Value> {
+              auto s = TauState::fromValues(carried.drop_back());
+              SmallVector<Value> v = solver.emitAdd(cb, cl, s, z).values();
+              v.push_back(emitPoolOffer(cb, cl, pool, carried.back(), z, j));
+              return v;
+            },
+            [&](OpBuilder &, Location) -> SmallVector<Value> {
+              return SmallVector<Value>(carried);
+            });
+        emitIf(fb, fl, y.le(lag, j), [&](OpBuilder &qb, Location ql) {
+          B q{qb, ql};
+          Value t = q.sub(j, lag);
+          q.store(TauState::fromValues(ArrayRef<Value>(next).drop_back()).tau,
+                  queryTau, {r, t});
+          Value full = q.eq(next.back(), q.idx(k));
+          SmallVector<Value> theta = emitIfElse(
+              qb, ql, full,
+              [&](OpBuilder &tb, Location tl) { return pool.emitTop(tb, tl); },
+              [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+                // Fewer than k candidates: all are selected.
+                return {negInf, B{tb, tl}.idx(0)};
+              });
+          q.store(theta[0], thetaScore, {r, t});
+          q.store(theta[1], thetaPos, {r, t});
+        });
+        return next;
+      });
+  // The first query's selection, ascending: candidates up to its last one
+  // that reach its theta.
+  Value q0 = x.sub(firstLast, lag);
+  Value ts = x.load(thetaScore, {r, q0}), tp = x.load(thetaPos, {r, q0});
+  SmallVector<Value> lead = firsts.lead(b, loc, bi, h, c, q0);
+  auto at = [&](SmallVector<Value> l, Value i) {
+    l.push_back(i);
+    return l;
+  };
+  Value written =
+      emitForCarrying(
+          b, loc, zero, x.add(firstLast, one), ValueRange{zero},
+          [&](OpBuilder &fb, Location fl, Value j,
+              ValueRange carried) -> SmallVector<Value> {
+            B y{fb, fl};
+            Value z = emitScore(fb, fl, bi, h, j);
+            Value take = y.andI(emitIsCandidate(fb, fl, z, false),
+                                emitReaches(fb, fl, z, j, ts, tp));
+            return emitIfElse(
+                fb, fl, take,
+                [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+                  storeIndexAs(tb, tl, j, firsts.buf, at(lead, carried[0]));
+                  return {B{tb, tl}.add(carried[0], B{tb, tl}.idx(1))};
+                },
+                [&](OpBuilder &, Location) -> SmallVector<Value> {
+                  return {carried[0]};
+                });
+          })[0];
+  emitFor(b, loc, written, kIdx, [&](OpBuilder &fb, Location fl, Value i) {
+    storeIndexAs(fb, fl, B{fb, fl}.idx(-1), firsts.buf, at(lead, i));
+  });
+}
+
+SmallVector<Value>
+ChunkedSelection::emitBandSeed(OpBuilder &b, Location loc, Value bi, Value h,
+                               Value r, Value c, Value start,
+                               const TauSolver &solver) const {
+  B x{b, loc};
+  Value lo = x.load(boundaryTau, {r, c});
+  Value hi = x.load(boundaryTau, {r, x.add(c, x.idx(1))});
+  // Rounding between the boundary search and the solver must not let tau
+  // pass a breakpoint the solver does not hold.
+  Value margin =
+      x.mul(x.f64(1e-6),
+            arith::MaximumFOp::create(b, loc, x.f64(1.0),
+                                      math::AbsFOp::create(b, loc, hi)));
+  Value bound = x.add(hi, margin);
+  Value loPlusOne = x.add(lo, x.f64(1.0));
+  Value zero = x.idx(0);
+  // Carried: count, UPPER heap size, MIDDLE heap size, MIDDLE sum, unheaped
+  // UPPER, unheaped MIDDLE.
+  SmallVector<Value> init{zero, zero, zero, x.f64(0.0), zero, zero};
+  SmallVector<Value> s = emitForCarrying(
+      b, loc, zero, start, init,
+      [&](OpBuilder &fb, Location fl, Value j,
+          ValueRange a) -> SmallVector<Value> {
+        B y{fb, fl};
+        Value z32 = emitScore(fb, fl, bi, h, j);
+        Value fin = emitIsCandidate(fb, fl, z32, false);
+        SmallVector<Value> counted(a);
+        counted[0] = y.add(a[0], y.count(fin));
+        Value z = y.toF64(z32);
+        Value above = y.andI(fin, y.cmpf(arith::CmpFPredicate::OGT, z, lo));
+        return emitIfElse(
+            fb, fl, above,
+            [&](OpBuilder &ub, Location ul) -> SmallVector<Value> {
+              B u{ub, ul};
+              SmallVector<Value> v(counted);
+              Value isUpper =
+                  u.cmpf(arith::CmpFPredicate::OGT, z, loPlusOne);
+              return emitIfElse(
+                  ub, ul, isUpper,
+                  [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+                    B t{tb, tl};
+                    Value fixed = t.cmpf(arith::CmpFPredicate::OGT,
+                                         t.sub(z, t.f64(1.0)), bound);
+                    SmallVector<Value> o(v);
+                    o[4] = t.add(v[4], t.count(fixed));
+                    o[1] = emitIfElse(
+                        tb, tl, fixed,
+                        [&](OpBuilder &, Location) -> SmallVector<Value> {
+                          return {v[1]};
+                        },
+                        [&](OpBuilder &pb, Location pl) -> SmallVector<Value> {
+                          return {solver.emitPushUpper(pb, pl, v[1], z32)};
+                        })[0];
+                    return o;
+                  },
+                  [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+                    B t{tb, tl};
+                    Value fixed = t.cmpf(arith::CmpFPredicate::OGT, z, bound);
+                    SmallVector<Value> o(v);
+                    o[3] = t.add(v[3], z);
+                    o[5] = t.add(v[5], t.count(fixed));
+                    o[2] = emitIfElse(
+                        tb, tl, fixed,
+                        [&](OpBuilder &, Location) -> SmallVector<Value> {
+                          return {v[2]};
+                        },
+                        [&](OpBuilder &pb, Location pl) -> SmallVector<Value> {
+                          return {solver.emitPushMiddle(pb, pl, v[2], z32)};
+                        })[0];
+                    return o;
+                  });
+            },
+            [&](OpBuilder &, Location) -> SmallVector<Value> {
+              return counted;
+            });
+      });
+  return {s[0], s[1], s[2], s[3], lo, s[4], s[5]};
+}
+
+Value ChunkedSelection::emitPoolOffer(OpBuilder &b, Location loc,
+                                      const ScratchHeap &pool, Value size,
+                                      Value z, Value j) const {
+  B x{b, loc};
+  Value notFull = x.cmp(arith::CmpIPredicate::ult, size, x.idx(k));
+  return emitIfElse(
+      b, loc, notFull,
+      [&](OpBuilder &nb, Location nl) -> SmallVector<Value> {
+        return {pool.emitPush(nb, nl, size, ValueRange{z, j})};
+      },
+      [&](OpBuilder &nb, Location nl) -> SmallVector<Value> {
+        // Candidates come in increasing position: a newcomer with the
+        // weakest entry's score loses the tie.
+        SmallVector<Value> weakest = pool.emitTop(nb, nl);
+        Value beats = B{nb, nl}.cmpf(arith::CmpFPredicate::OGT, z, weakest[0]);
+        emitIf(nb, nl, beats, [&](OpBuilder &tb, Location tl) {
+          pool.emitReplaceTop(tb, tl, size, ValueRange{z, j});
+        });
+        return {size};
+      })[0];
+}
+
+QueryPlace ChunkedSelection::emitPlace(OpBuilder &b, Location loc,
+                                       Value t) const {
+  B x{b, loc};
+  Value last = x.add(t, lag);
+  Value has = x.le(x.idx(0), last);
+  Value safeLast = x.max(last, x.idx(0));
+  Value chunk = x.div(safeLast, chunkLen);
+  Value firstLast = x.max(x.mul(chunk, chunkLen), lag);
+  return {has, safeLast, chunk, firstLast, x.sub(firstLast, lag)};
+}
+
+Value ChunkedSelection::emitTau(OpBuilder &b, Location loc, Value bi, Value h,
+                                Value t) const {
+  return B{b, loc}.load(queryTau, {emitRowIndex(b, loc, bi, h), t});
+}
+
+SmallVector<Value> ChunkedSelection::emitVisitSelected(
+    OpBuilder &b, Location loc, Value bi, Value h, Value t,
+    const QueryPlace &place, ValueRange init, Visitor visit) const {
+  return emitIfElse(
+      b, loc, place.hasCandidates,
+      [&](OpBuilder &nb, Location nl) -> SmallVector<Value> {
+        B x{nb, nl};
+        Value r = emitRowIndex(nb, nl, bi, h);
+        Value ts = x.load(thetaScore, {r, t}), tp = x.load(thetaPos, {r, t});
+        SmallVector<Value> lead = firstLists.lead(nb, nl, bi, h, place.chunk,
+                                                  place.firstQuery);
+        lead.push_back(Value());
+        auto offer = [&](OpBuilder &fb, Location fl, Value cond, Value p,
+                         Value z, ValueRange carried) {
+          B y{fb, fl};
+          Value take = y.andI(cond, emitReaches(fb, fl, z, p, ts, tp));
+          return emitIfElse(
+              fb, fl, take,
+              [&](OpBuilder &tb, Location tl) {
+                return visit(tb, tl, p, z, carried);
+              },
+              [&](OpBuilder &, Location) {
+                return SmallVector<Value>(carried);
+              });
+        };
+        // The first query's list (padding is negative).
+        SmallVector<Value> acc = emitForCarrying(
+            nb, nl, x.idx(0), x.idx(k), init,
+            [&](OpBuilder &fb, Location fl, Value i,
+                ValueRange carried) -> SmallVector<Value> {
+              B y{fb, fl};
+              SmallVector<Value> at(lead);
+              at.back() = i;
+              Value p = emitLoadIndex(fb, fl, firstLists.buf, at);
+              Value valid = y.le(y.idx(0), p);
+              return emitIfElse(
+                  fb, fl, valid,
+                  [&](OpBuilder &vb, Location vl) -> SmallVector<Value> {
+                    Value z = emitScore(vb, vl, bi, h, p);
+                    return offer(vb, vl, emitBool(vb, vl, true), p, z,
+                                 carried);
+                  },
+                  [&](OpBuilder &, Location) -> SmallVector<Value> {
+                    return SmallVector<Value>(carried);
+                  });
+            });
+        // Then the chunk's candidates after it, up to the query's last.
+        return emitForCarrying(
+            nb, nl, x.add(place.firstLast, x.idx(1)),
+            x.add(place.last, x.idx(1)), acc,
+            [&](OpBuilder &fb, Location fl, Value j,
+                ValueRange carried) -> SmallVector<Value> {
+              Value z = emitScore(fb, fl, bi, h, j);
+              return offer(fb, fl, emitIsCandidate(fb, fl, z, false), j, z,
+                           carried);
+            });
+      },
+      [&](OpBuilder &, Location) -> SmallVector<Value> {
+        return SmallVector<Value>(init);
+      });
+}

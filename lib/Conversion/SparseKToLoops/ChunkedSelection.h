@@ -1,0 +1,154 @@
+//===- ChunkedSelection.h - SPEC 4 selection, parallel over query chunks --===//
+//
+// The parallel (GPU) form of causal selection, shared by sparsek.select and
+// the fused sparsek.select_attention. Per (batch, KV head) row the candidate
+// positions [0, C), C = S - w, are cut into chunks of Lc; query t's
+// candidates end at e(t) - 1 = t + lag (lag = S - T - w), so every query
+// belongs to the chunk of its last candidate. Host code emits, as separate
+// scf.parallel nests (separate kernels once mapped):
+//
+//   1. per candidate: its rank inside its chunk; the strongest k + 1 of each
+//      chunk land, sorted, in that chunk's list (SPEC 4 order: higher score,
+//      then smaller position);
+//   2. ceil(log2 N) rounds of an inclusive scan over the chunk lists, each
+//      output entry placed by a binary search in the other list (top-k of a
+//      union = merge of top-k lists): list c becomes the top k + 1 of
+//      chunks 0..c;
+//   3. per chunk boundary: the exact tau of the prefix before it (a
+//      bracketed search over the pieces of f from [z(k) - 1, z(k)], each
+//      step one streaming pass over the prefix);
+//   4. per chunk: the running top-k pool (seeded from the scanned list) and
+//      the incremental tau (TauSolver, seeded with the prefix scores whose
+//      breakpoints fall between the chunk's two boundary taus; the others
+//      only counted) walk the chunk's candidates and record, per query,
+//      tau(t) and theta(t), the weakest selected (score, position); the
+//      chunk's first query's selected positions are written out;
+//
+// Then per query, in any kernel: Sel(t) = the first query's list filtered by
+// theta(t), plus the chunk's candidates up to e(t) - 1 that reach theta(t)
+// (DESIGN.md: Sel(t) lies in the first query's top k plus the range after
+// it). The decomposed select writes that out; the fused attention visits it.
+// No step is a sequential pass over a whole row.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_CHUNKEDSELECTION_H
+#define SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_CHUNKEDSELECTION_H
+
+#include "mlir/IR/Builders.h"
+
+#include <functional>
+
+namespace mlir::sparsek {
+
+class ScratchHeap;
+class TauSolver;
+
+/// Where the selected positions of each chunk's first query go, ascending
+/// and padded with -1: rows of `buf` (last dimension k, i32 or i64 or
+/// index), addressed by `lead(b, loc, batch, head, chunk, query)`.
+struct FirstLists {
+  Value buf;
+  std::function<SmallVector<Value>(OpBuilder &, Location, Value, Value, Value,
+                                   Value)>
+      lead;
+};
+
+/// Where query t's candidates sit relative to its chunk (device values).
+struct QueryPlace {
+  Value hasCandidates; // i1: e(t) >= 1
+  Value last;          // e(t) - 1, its last candidate (when it has any)
+  Value chunk;         // the chunk of `last`
+  Value firstLast;     // the last candidate of the chunk's first query
+  Value firstQuery;    // that query
+};
+
+class ChunkedSelection {
+public:
+  /// `scores` is the [B, Hkv, S] f32 memref; `inKernel` masks NaN and +inf
+  /// instead of reporting them through `anchor`'s status word. `chunk` > 0
+  /// fixes the chunk length (tests use small ones); 0 picks one.
+  ChunkedSelection(Operation *anchor, int64_t k, int64_t w, Value scores,
+                   Value numQueries, bool inKernel, int64_t chunk);
+
+  /// Host code: the sizes (chunk length and count); emitThresholds calls
+  /// it when the caller has not.
+  void emitSizes(OpBuilder &b, Location loc);
+  /// Host code: allocates the scratch and emits steps 1-4. Needs k >= 1.
+  void emitThresholds(OpBuilder &b, Location loc, const FirstLists &firsts);
+  /// Host code: frees the scratch.
+  void emitDealloc(OpBuilder &b, Location loc) const;
+
+  /// Device code for query t of row (bi, h), after emitThresholds.
+  QueryPlace emitPlace(OpBuilder &b, Location loc, Value t) const;
+  /// f64 tau(t) (when the query has candidates).
+  Value emitTau(OpBuilder &b, Location loc, Value bi, Value h, Value t) const;
+
+  /// Called for every selected position (index) with its f32 score and the
+  /// carried values; returns the next carried values.
+  using Visitor = llvm::function_ref<SmallVector<Value>(
+      OpBuilder &, Location, Value pos, Value score, ValueRange carried)>;
+  /// Visits Sel(t) in ascending position order (nothing when the query has
+  /// no candidates); returns the final carried values.
+  SmallVector<Value> emitVisitSelected(OpBuilder &b, Location loc, Value bi,
+                                       Value h, Value t,
+                                       const QueryPlace &place,
+                                       ValueRange init, Visitor visit) const;
+
+  /// Host size after emitSizes: chunks per row (to size FirstLists).
+  Value numChunks() const { return chunks; }
+  /// i1: score `z` is a candidate (finite), reporting NaN and +inf outside
+  /// kernels.
+  Value emitIsCandidate(OpBuilder &b, Location loc, Value z,
+                        bool report) const;
+
+private:
+  Value emitRowIndex(OpBuilder &b, Location loc, Value bi, Value h) const;
+  Value emitScore(OpBuilder &b, Location loc, Value bi, Value h,
+                  Value j) const;
+  /// i1: (z, j) is at least as strong as theta (thetaScore, thetaPos).
+  Value emitReaches(OpBuilder &b, Location loc, Value z, Value j,
+                    Value thetaScore, Value thetaPos) const;
+
+  void emitChunkLists(OpBuilder &b, Location loc);
+  void emitScan(OpBuilder &b, Location loc);
+  void emitBoundaryTaus(OpBuilder &b, Location loc);
+  void emitChunkWalks(OpBuilder &b, Location loc, const FirstLists &firsts);
+  /// One chunk's walk (chunk c of row (bi, h): candidates [start, end), the
+  /// first query's last candidate `firstLast`).
+  void emitChunkWalk(OpBuilder &b, Location loc, Value bi, Value h, Value c,
+                     Value start, Value end, Value firstLast,
+                     const FirstLists &firsts) const;
+  /// Seeds `solver` with the candidates before `start` when there are more
+  /// than k: the TauState values at the chunk's lower boundary tau, then the
+  /// unheaped UPPER and MIDDLE counts.
+  SmallVector<Value> emitBandSeed(OpBuilder &b, Location loc, Value bi,
+                                  Value h, Value r, Value c, Value start,
+                                  const TauSolver &solver) const;
+  /// Offers candidate (z, j) to a pool heap of `size` (weakest at the root);
+  /// returns the new size.
+  Value emitPoolOffer(OpBuilder &b, Location loc, const ScratchHeap &pool,
+                      Value size, Value z, Value j) const;
+  /// f64 exact tau of the candidates [0, e) given their k-th strongest
+  /// score zk (the prefix holds more than k candidates).
+  Value emitPrefixTau(OpBuilder &b, Location loc, Value bi, Value h, Value e,
+                      Value zk) const;
+
+  Operation *anchor;
+  int64_t k, w;
+  Value scores, numQueries;
+  bool inKernel;
+  int64_t chunkOption;
+  // Host sizes.
+  Value batch, heads, numKeys, candidates, lag, chunkLen, chunks;
+  // Scratch: chunk lists (two for the scan's ping-pong; `final*` after it),
+  // boundary taus, per-query thresholds, per-chunk heaps.
+  Value listScores[2], listPos[2], listLen[2];
+  Value finalScores, finalPos, finalLen;
+  Value boundaryTau, queryTau, thetaScore, thetaPos;
+  Value poolScores, poolPos, upperHeap, middleHeap;
+  FirstLists firstLists;
+};
+
+} // namespace mlir::sparsek
+
+#endif // SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_CHUNKEDSELECTION_H
