@@ -60,22 +60,19 @@ struct B {
                                           llvm::APFloat(v));
   }
   Value add(Value x, Value y) {
-    return x.getType().isIndex() ? arith::AddIOp::create(b, loc, x, y)
-                                       .getResult()
-                                 : arith::AddFOp::create(b, loc, x, y)
-                                       .getResult();
+    return x.getType().isIndex()
+               ? arith::AddIOp::create(b, loc, x, y).getResult()
+               : arith::AddFOp::create(b, loc, x, y).getResult();
   }
   Value sub(Value x, Value y) {
-    return x.getType().isIndex() ? arith::SubIOp::create(b, loc, x, y)
-                                       .getResult()
-                                 : arith::SubFOp::create(b, loc, x, y)
-                                       .getResult();
+    return x.getType().isIndex()
+               ? arith::SubIOp::create(b, loc, x, y).getResult()
+               : arith::SubFOp::create(b, loc, x, y).getResult();
   }
   Value mul(Value x, Value y) {
-    return x.getType().isIndex() ? arith::MulIOp::create(b, loc, x, y)
-                                       .getResult()
-                                 : arith::MulFOp::create(b, loc, x, y)
-                                       .getResult();
+    return x.getType().isIndex()
+               ? arith::MulIOp::create(b, loc, x, y).getResult()
+               : arith::MulFOp::create(b, loc, x, y).getResult();
   }
   Value div(Value x, Value y) { return arith::DivUIOp::create(b, loc, x, y); }
   Value rem(Value x, Value y) { return arith::RemUIOp::create(b, loc, x, y); }
@@ -170,18 +167,17 @@ Value ChunkedSelection::emitRowIndex(OpBuilder &b, Location loc, Value bi,
   return x.add(x.mul(bi, heads), h);
 }
 
-Value ChunkedSelection::emitScore(OpBuilder &b, Location loc, Value bi,
-                                  Value h, Value j) const {
+Value ChunkedSelection::emitScore(OpBuilder &b, Location loc, Value bi, Value h,
+                                  Value j) const {
   return memref::LoadOp::create(b, loc, scores, ValueRange{bi, h, j});
 }
 
 Value ChunkedSelection::emitReaches(OpBuilder &b, Location loc, Value z,
-                                    Value j, Value thetaS,
-                                    Value thetaP) const {
+                                    Value j, Value thetaS, Value thetaP) const {
   // At least as strong as theta: theta itself, or stronger.
   B x{b, loc};
-  Value same = x.andI(x.cmpf(arith::CmpFPredicate::OEQ, z, thetaS),
-                      x.eq(j, thetaP));
+  Value same =
+      x.andI(x.cmpf(arith::CmpFPredicate::OEQ, z, thetaS), x.eq(j, thetaP));
   return x.orI(same, emitStronger(b, loc, z, j, thetaS, thetaP));
 }
 
@@ -193,10 +189,9 @@ void ChunkedSelection::emitSizes(OpBuilder &b, Location loc) {
   Value wIdx = x.idx(w);
   candidates = x.max(x.idx(0), x.sub(numKeys, wIdx));
   lag = x.sub(x.sub(numKeys, numQueries), wIdx);
-  chunkLen = chunkOption > 0
-                 ? x.idx(chunkOption)
-                 : x.max(x.idx(kMinChunk), x.ceilDiv(candidates,
-                                                      x.idx(kMaxChunks)));
+  chunkLen = chunkOption > 0 ? x.idx(chunkOption)
+                             : x.max(x.idx(kMinChunk),
+                                     x.ceilDiv(candidates, x.idx(kMaxChunks)));
   chunks = x.ceilDiv(candidates, chunkLen);
 }
 
@@ -262,8 +257,7 @@ void ChunkedSelection::emitChunkLists(OpBuilder &b, Location loc) {
               B y{fb, fl};
               Value zi = emitScore(fb, fl, bi, h, i);
               Value fin = emitIsCandidate(fb, fl, zi, /*report=*/false);
-              Value beats =
-                  y.andI(fin, emitStronger(fb, fl, zi, i, z, j));
+              Value beats = y.andI(fin, emitStronger(fb, fl, zi, i, z, j));
               return {y.add(carried[0], y.count(fin)),
                       y.add(carried[1], y.count(beats))};
             });
@@ -368,25 +362,24 @@ void ChunkedSelection::emitScan(OpBuilder &b, Location loc) {
                 Value at = u.sel(inA, i, u.sub(i, u.idx(k + 1)));
                 Value ownLen = u.sel(inA, lenA, lenB);
                 Value otherLen = u.sel(inA, lenB, lenA);
-                emitIf(mb, ml, u.lt(at, ownLen),
-                       [&](OpBuilder &sb, Location sl) {
-                         B v{sb, sl};
-                         Value s = v.load(srcS, {r, own, at});
-                         Value p = v.load(srcP, {r, own, at});
-                         Value rank = v.add(
-                             at, emitCountStronger(sb, sl, srcS, srcP, r,
-                                                   other, otherLen, s, p));
-                         emitIf(sb, sl, v.le(rank, v.idx(k)),
-                                [&](OpBuilder &tb, Location tl) {
-                                  B t{tb, tl};
-                                  t.store(s, dstS, {r, c, rank});
-                                  t.store(p, dstP, {r, c, rank});
-                                });
-                       });
+                emitIf(
+                    mb, ml, u.lt(at, ownLen), [&](OpBuilder &sb, Location sl) {
+                      B v{sb, sl};
+                      Value s = v.load(srcS, {r, own, at});
+                      Value p = v.load(srcP, {r, own, at});
+                      Value rank =
+                          v.add(at, emitCountStronger(sb, sl, srcS, srcP, r,
+                                                      other, otherLen, s, p));
+                      emitIf(sb, sl, v.le(rank, v.idx(k)),
+                             [&](OpBuilder &tb, Location tl) {
+                               B t{tb, tl};
+                               t.store(s, dstS, {r, c, rank});
+                               t.store(p, dstP, {r, c, rank});
+                             });
+                    });
                 emitIf(mb, ml, isFirst, [&](OpBuilder &sb, Location sl) {
                   B v{sb, sl};
-                  v.store(v.min(v.add(lenA, lenB), v.idx(k + 1)), dstL,
-                          {r, c});
+                  v.store(v.min(v.add(lenA, lenB), v.idx(k + 1)), dstL, {r, c});
                 });
               });
             });
@@ -418,11 +411,11 @@ Value ChunkedSelection::emitPrefixTau(OpBuilder &b, Location loc, Value bi,
           Value z = v.toF64(z32);
           Value above = v.andI(emitIsCandidate(fb, fl, z32, false),
                                v.cmpf(arith::CmpFPredicate::OGT, z, at));
-          Value up = v.andI(above,
-                            v.cmpf(arith::CmpFPredicate::OGT, z, atPlusOne));
+          Value up =
+              v.andI(above, v.cmpf(arith::CmpFPredicate::OGT, z, atPlusOne));
           Value mid = v.andI(above, v.notI(up));
-          Value bp = v.sel(up, v.sub(z, v.f64(1.0)),
-                           v.sel(mid, z, v.f64(kInf)));
+          Value bp =
+              v.sel(up, v.sub(z, v.f64(1.0)), v.sel(mid, z, v.f64(kInf)));
           return {v.add(c[0], v.count(up)), v.add(c[1], v.count(mid)),
                   v.add(c[2], v.sel(mid, z, v.f64(0.0))),
                   arith::MinimumFOp::create(fb, fl, c[3], bp)};
@@ -431,9 +424,14 @@ Value ChunkedSelection::emitPrefixTau(OpBuilder &b, Location loc, Value bi,
   Value lo0 = x.sub(zk, x.f64(1.0));
   // Carried: lo, f(lo), hi, f(hi), next x, steps, found, tau, last failed.
   SmallVector<Type> types{f64, f64, f64, f64, f64, index, i1, f64, i1};
-  SmallVector<Value> init{lo0,        kF,          zk,
-                          x.sub(kF, x.f64(1.0)), lo0, x.idx(0),
-                          emitBool(b, loc, false), lo0,
+  SmallVector<Value> init{lo0,
+                          kF,
+                          zk,
+                          x.sub(kF, x.f64(1.0)),
+                          lo0,
+                          x.idx(0),
+                          emitBool(b, loc, false),
+                          lo0,
                           emitBool(b, loc, false)};
   auto loop = scf::WhileOp::create(
       b, loc, types, init,
@@ -448,26 +446,26 @@ Value ChunkedSelection::emitPrefixTau(OpBuilder &b, Location loc, Value bi,
         Value steps = a[5], failed = a[8];
         SmallVector<Value> pc = piece(nb, nl, at);
         Value uF = arith::UIToFPOp::create(
-            nb, nl, f64, arith::IndexCastUIOp::create(nb, nl, nb.getI64Type(),
-                                                      pc[0]));
+            nb, nl, f64,
+            arith::IndexCastUIOp::create(nb, nl, nb.getI64Type(), pc[0]));
         Value mF = arith::UIToFPOp::create(
-            nb, nl, f64, arith::IndexCastUIOp::create(nb, nl, nb.getI64Type(),
-                                                      pc[1]));
+            nb, nl, f64,
+            arith::IndexCastUIOp::create(nb, nl, nb.getI64Type(), pc[1]));
         Value fx = y.sub(y.add(uF, pc[2]), y.mul(mF, at));
         // The first point, z(k) - 1, is a lower bracket by construction;
         // rounding in fx must not say otherwise.
         Value ok = y.orI(y.eq(steps, y.idx(0)),
                          y.cmpf(arith::CmpFPredicate::OGE, fx, kF));
         Value hasMid = y.cmp(arith::CmpIPredicate::ugt, pc[1], y.idx(0));
-        Value root = arith::DivFOp::create(nb, nl, y.sub(y.add(uF, pc[2]), kF),
-                                           mF);
+        Value root =
+            arith::DivFOp::create(nb, nl, y.sub(y.add(uF, pc[2]), kF), mF);
         Value belowK = y.cmp(arith::CmpIPredicate::ult, pc[0], y.idx(k));
         Value inPiece = y.cmpf(arith::CmpFPredicate::OLE, root, pc[3]);
         Value exact = y.andI(y.andI(hasMid, belowK), inPiece);
         Value flat = y.andI(y.notI(hasMid), y.eq(pc[0], y.idx(k)));
         Value found = y.andI(ok, y.orI(exact, flat));
-        Value tau = y.sel(exact, arith::MaximumFOp::create(nb, nl, root, at),
-                          pc[3]);
+        Value tau =
+            y.sel(exact, arith::MaximumFOp::create(nb, nl, root, at), pc[3]);
         Value nlo = y.sel(ok, at, lo), nflo = y.sel(ok, fx, flo);
         Value nhi = y.sel(ok, hi, at), nfhi = y.sel(ok, fhi, fx);
         Value mid = y.mul(y.add(nlo, nhi), y.f64(0.5));
@@ -477,19 +475,19 @@ Value ChunkedSelection::emitPrefixTau(OpBuilder &b, Location loc, Value bi,
         };
         // From a new lower point: its piece's root (Newton). After a miss:
         // the secant, and bisection after two misses in a row.
-        Value secant = y.add(
-            nlo, arith::DivFOp::create(
-                     nb, nl, y.mul(y.sub(nhi, nlo), y.sub(nflo, kF)),
-                     y.sub(nflo, nfhi)));
+        Value secant =
+            y.add(nlo, arith::DivFOp::create(
+                           nb, nl, y.mul(y.sub(nhi, nlo), y.sub(nflo, kF)),
+                           y.sub(nflo, nfhi)));
         Value newton = y.andI(hasMid, inside(root));
         Value tryNewton = y.andI(ok, newton);
-        Value trySecant = y.andI(y.andI(y.notI(ok), y.notI(failed)),
-                                 inside(secant));
+        Value trySecant =
+            y.andI(y.andI(y.notI(ok), y.notI(failed)), inside(secant));
         Value next = y.sel(tryNewton, root, y.sel(trySecant, secant, mid));
-        scf::YieldOp::create(
-            nb, nl,
-            ValueRange{nlo, nflo, nhi, nfhi, next, y.add(steps, y.idx(1)),
-                       found, tau, y.notI(ok)});
+        scf::YieldOp::create(nb, nl,
+                             ValueRange{nlo, nflo, nhi, nfhi, next,
+                                        y.add(steps, y.idx(1)), found, tau,
+                                        y.notI(ok)});
       });
   return x.sel(loop.getResult(6), loop.getResult(7), loop.getResult(0));
 }
@@ -511,14 +509,14 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
               B t{tb, tl};
               Value prev = t.sub(c, t.idx(1));
               Value len = t.load(finalLen, {r, prev});
-              Value overBudget = t.cmp(arith::CmpIPredicate::ugt, len,
-                                       t.idx(k));
+              Value overBudget =
+                  t.cmp(arith::CmpIPredicate::ugt, len, t.idx(k));
               return emitIfElse(
                   tb, tl, overBudget,
                   [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
                     B o{ob, ol};
-                    Value zk = o.toF64(
-                        o.load(finalScores, {r, prev, o.idx(k - 1)}));
+                    Value zk =
+                        o.toF64(o.load(finalScores, {r, prev, o.idx(k - 1)}));
                     return {emitPrefixTau(ob, ol, bi, h, e, zk)};
                   },
                   [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
@@ -558,26 +556,25 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
   Value r = emitRowIndex(b, loc, bi, h);
   Value rc = x.add(x.mul(r, chunks), c);
   Value one = x.idx(1), zero = x.idx(0), kIdx = x.idx(k);
-  ScratchHeap pool({emitRowSlice(b, loc, poolScores, rc),
-                    emitRowSlice(b, loc, poolPos, rc)},
-                   [](OpBuilder &hb, Location hl, ValueRange p, ValueRange q) {
-                     // The root is the weakest entry.
-                     return emitStronger(hb, hl, q[0], q[1], p[0], p[1]);
-                   });
+  ScratchHeap pool(
+      {emitRowSlice(b, loc, poolScores, rc), emitRowSlice(b, loc, poolPos, rc)},
+      [](OpBuilder &hb, Location hl, ValueRange p, ValueRange q) {
+        // The root is the weakest entry.
+        return emitStronger(hb, hl, q[0], q[1], p[0], p[1]);
+      });
   TauSolver solver(k, emitRowSlice(b, loc, upperHeap, rc),
                    emitRowSlice(b, loc, middleHeap, rc));
   // The list of chunks 0..c-1 (none for c = 0).
   Value hasPrefix = x.cmp(arith::CmpIPredicate::ugt, c, zero);
   Value prev = x.sub(x.max(c, one), one);
-  Value startLen =
-      emitIfElse(
-          b, loc, hasPrefix,
-          [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-            return {B{tb, tl}.load(finalLen, {r, prev})};
-          },
-          [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-            return {B{tb, tl}.idx(0)};
-          })[0];
+  Value startLen = emitIfElse(
+      b, loc, hasPrefix,
+      [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+        return {B{tb, tl}.load(finalLen, {r, prev})};
+      },
+      [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+        return {B{tb, tl}.idx(0)};
+      })[0];
   // Pool: the strongest min(len, k) entries, weakest first (ascending
   // strength is a valid heap with the weakest at the root).
   Value poolSize = x.min(startLen, kIdx);
@@ -614,7 +611,8 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
       });
   solver.setUnheapedCounts(seeded[TauState::kNumValues],
                            seeded[TauState::kNumValues + 1]);
-  SmallVector<Value> init(ArrayRef<Value>(seeded).take_front(TauState::kNumValues));
+  SmallVector<Value> init(
+      ArrayRef<Value>(seeded).take_front(TauState::kNumValues));
   init.push_back(poolSize);
   Value negInf = emitF32(b, loc, -kInf);
   emitForCarrying(
@@ -661,25 +659,24 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
     l.push_back(i);
     return l;
   };
-  Value written =
-      emitForCarrying(
-          b, loc, zero, x.add(firstLast, one), ValueRange{zero},
-          [&](OpBuilder &fb, Location fl, Value j,
-              ValueRange carried) -> SmallVector<Value> {
-            B y{fb, fl};
-            Value z = emitScore(fb, fl, bi, h, j);
-            Value take = y.andI(emitIsCandidate(fb, fl, z, false),
-                                emitReaches(fb, fl, z, j, ts, tp));
-            return emitIfElse(
-                fb, fl, take,
-                [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-                  storeIndexAs(tb, tl, j, firsts.buf, at(lead, carried[0]));
-                  return {B{tb, tl}.add(carried[0], B{tb, tl}.idx(1))};
-                },
-                [&](OpBuilder &, Location) -> SmallVector<Value> {
-                  return {carried[0]};
-                });
-          })[0];
+  Value written = emitForCarrying(
+      b, loc, zero, x.add(firstLast, one), ValueRange{zero},
+      [&](OpBuilder &fb, Location fl, Value j,
+          ValueRange carried) -> SmallVector<Value> {
+        B y{fb, fl};
+        Value z = emitScore(fb, fl, bi, h, j);
+        Value take = y.andI(emitIsCandidate(fb, fl, z, false),
+                            emitReaches(fb, fl, z, j, ts, tp));
+        return emitIfElse(
+            fb, fl, take,
+            [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+              storeIndexAs(tb, tl, j, firsts.buf, at(lead, carried[0]));
+              return {B{tb, tl}.add(carried[0], B{tb, tl}.idx(1))};
+            },
+            [&](OpBuilder &, Location) -> SmallVector<Value> {
+              return {carried[0]};
+            });
+      })[0];
   emitFor(b, loc, written, kIdx, [&](OpBuilder &fb, Location fl, Value i) {
     storeIndexAs(fb, fl, B{fb, fl}.idx(-1), firsts.buf, at(lead, i));
   });
@@ -694,10 +691,9 @@ ChunkedSelection::emitBandSeed(OpBuilder &b, Location loc, Value bi, Value h,
   Value hi = x.load(boundaryTau, {r, x.add(c, x.idx(1))});
   // Rounding between the boundary search and the solver must not let tau
   // pass a breakpoint the solver does not hold.
-  Value margin =
-      x.mul(x.f64(1e-6),
-            arith::MaximumFOp::create(b, loc, x.f64(1.0),
-                                      math::AbsFOp::create(b, loc, hi)));
+  Value margin = x.mul(
+      x.f64(1e-6), arith::MaximumFOp::create(b, loc, x.f64(1.0),
+                                             math::AbsFOp::create(b, loc, hi)));
   Value bound = x.add(hi, margin);
   Value loPlusOne = x.add(lo, x.f64(1.0));
   Value zero = x.idx(0);
@@ -720,8 +716,7 @@ ChunkedSelection::emitBandSeed(OpBuilder &b, Location loc, Value bi, Value h,
             [&](OpBuilder &ub, Location ul) -> SmallVector<Value> {
               B u{ub, ul};
               SmallVector<Value> v(counted);
-              Value isUpper =
-                  u.cmpf(arith::CmpFPredicate::OGT, z, loPlusOne);
+              Value isUpper = u.cmpf(arith::CmpFPredicate::OGT, z, loPlusOne);
               return emitIfElse(
                   ub, ul, isUpper,
                   [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
@@ -802,17 +797,18 @@ Value ChunkedSelection::emitTau(OpBuilder &b, Location loc, Value bi, Value h,
   return B{b, loc}.load(queryTau, {emitRowIndex(b, loc, bi, h), t});
 }
 
-SmallVector<Value> ChunkedSelection::emitVisitSelected(
-    OpBuilder &b, Location loc, Value bi, Value h, Value t,
-    const QueryPlace &place, ValueRange init, Visitor visit) const {
+SmallVector<Value>
+ChunkedSelection::emitVisitSelected(OpBuilder &b, Location loc, Value bi,
+                                    Value h, Value t, const QueryPlace &place,
+                                    ValueRange init, Visitor visit) const {
   return emitIfElse(
       b, loc, place.hasCandidates,
       [&](OpBuilder &nb, Location nl) -> SmallVector<Value> {
         B x{nb, nl};
         Value r = emitRowIndex(nb, nl, bi, h);
         Value ts = x.load(thetaScore, {r, t}), tp = x.load(thetaPos, {r, t});
-        SmallVector<Value> lead = firstLists.lead(nb, nl, bi, h, place.chunk,
-                                                  place.firstQuery);
+        SmallVector<Value> lead =
+            firstLists.lead(nb, nl, bi, h, place.chunk, place.firstQuery);
         lead.push_back(Value());
         auto offer = [&](OpBuilder &fb, Location fl, Value cond, Value p,
                          Value z, ValueRange carried) {
@@ -841,23 +837,22 @@ SmallVector<Value> ChunkedSelection::emitVisitSelected(
                   fb, fl, valid,
                   [&](OpBuilder &vb, Location vl) -> SmallVector<Value> {
                     Value z = emitScore(vb, vl, bi, h, p);
-                    return offer(vb, vl, emitBool(vb, vl, true), p, z,
-                                 carried);
+                    return offer(vb, vl, emitBool(vb, vl, true), p, z, carried);
                   },
                   [&](OpBuilder &, Location) -> SmallVector<Value> {
                     return SmallVector<Value>(carried);
                   });
             });
         // Then the chunk's candidates after it, up to the query's last.
-        return emitForCarrying(
-            nb, nl, x.add(place.firstLast, x.idx(1)),
-            x.add(place.last, x.idx(1)), acc,
-            [&](OpBuilder &fb, Location fl, Value j,
-                ValueRange carried) -> SmallVector<Value> {
-              Value z = emitScore(fb, fl, bi, h, j);
-              return offer(fb, fl, emitIsCandidate(fb, fl, z, false), j, z,
-                           carried);
-            });
+        return emitForCarrying(nb, nl, x.add(place.firstLast, x.idx(1)),
+                               x.add(place.last, x.idx(1)), acc,
+                               [&](OpBuilder &fb, Location fl, Value j,
+                                   ValueRange carried) -> SmallVector<Value> {
+                                 Value z = emitScore(fb, fl, bi, h, j);
+                                 return offer(fb, fl,
+                                              emitIsCandidate(fb, fl, z, false),
+                                              j, z, carried);
+                               });
       },
       [&](OpBuilder &, Location) -> SmallVector<Value> {
         return SmallVector<Value>(init);

@@ -91,20 +91,18 @@ public:
   /// no candidates); returns the final carried values.
   SmallVector<Value> emitVisitSelected(OpBuilder &b, Location loc, Value bi,
                                        Value h, Value t,
-                                       const QueryPlace &place,
-                                       ValueRange init, Visitor visit) const;
+                                       const QueryPlace &place, ValueRange init,
+                                       Visitor visit) const;
 
   /// Host size after emitSizes: chunks per row (to size FirstLists).
   Value numChunks() const { return chunks; }
   /// i1: score `z` is a candidate (finite), reporting NaN and +inf outside
   /// kernels.
-  Value emitIsCandidate(OpBuilder &b, Location loc, Value z,
-                        bool report) const;
+  Value emitIsCandidate(OpBuilder &b, Location loc, Value z, bool report) const;
 
 private:
   Value emitRowIndex(OpBuilder &b, Location loc, Value bi, Value h) const;
-  Value emitScore(OpBuilder &b, Location loc, Value bi, Value h,
-                  Value j) const;
+  Value emitScore(OpBuilder &b, Location loc, Value bi, Value h, Value j) const;
   /// i1: (z, j) is at least as strong as theta (thetaScore, thetaPos).
   Value emitReaches(OpBuilder &b, Location loc, Value z, Value j,
                     Value thetaScore, Value thetaPos) const;
@@ -121,8 +119,8 @@ private:
   /// Seeds `solver` with the candidates before `start` when there are more
   /// than k: the TauState values at the chunk's lower boundary tau, then the
   /// unheaped UPPER and MIDDLE counts.
-  SmallVector<Value> emitBandSeed(OpBuilder &b, Location loc, Value bi,
-                                  Value h, Value r, Value c, Value start,
+  SmallVector<Value> emitBandSeed(OpBuilder &b, Location loc, Value bi, Value h,
+                                  Value r, Value c, Value start,
                                   const TauSolver &solver) const;
   /// Offers candidate (z, j) to a pool heap of `size` (weakest at the root);
   /// returns the new size.

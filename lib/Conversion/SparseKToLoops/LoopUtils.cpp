@@ -107,27 +107,45 @@ SmallVector<Value> sparsek::emitForCarrying(
   return SmallVector<Value>(loop.getResults());
 }
 
+void sparsek::emitIfNonEmpty(OpBuilder &b, Location loc, ArrayRef<Value> sizes,
+                             function_ref<void(OpBuilder &, Location)> body) {
+  SmallVector<Value> nonEmpty;
+  for (Value d : sizes) {
+    std::optional<int64_t> cst = getConstantIntValue(d);
+    if (cst && *cst == 0)
+      return;
+    if (!cst)
+      nonEmpty.push_back(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne,
+                                               d, emitIndex(b, loc, 0)));
+  }
+  if (nonEmpty.empty())
+    return body(b, loc);
+  emitIf(b, loc, emitAnd(b, loc, nonEmpty), body);
+}
+
 void sparsek::emitParallelQueryBlocks(
     OpBuilder &b, Location loc, Value d0, Value d1, Value numQueries,
     int64_t block,
     function_ref<void(OpBuilder &, Location, Value, Value, Value)> body) {
   Value zero = emitIndex(b, loc, 0), one = emitIndex(b, loc, 1);
   Value blockSize = emitIndex(b, loc, block);
-  scf::ParallelOp::create(
-      b, loc, ValueRange{zero, zero, zero}, ValueRange{d0, d1, numQueries},
-      ValueRange{one, one, blockSize},
-      [&](OpBuilder &b1, Location l1, ValueRange outer) {
-        scf::ParallelOp::create(
-            b1, l1, ValueRange{zero}, ValueRange{blockSize}, ValueRange{one},
-            [&](OpBuilder &b2, Location l2, ValueRange inner) {
-              Value t = arith::AddIOp::create(b2, l2, outer[2], inner[0]);
-              Value inside = arith::CmpIOp::create(
-                  b2, l2, arith::CmpIPredicate::ult, t, numQueries);
-              emitIf(b2, l2, inside, [&](OpBuilder &b3, Location l3) {
-                body(b3, l3, outer[0], outer[1], t);
+  emitIfNonEmpty(b, loc, {d0, d1, numQueries}, [&](OpBuilder &nb, Location nl) {
+    scf::ParallelOp::create(
+        nb, nl, ValueRange{zero, zero, zero}, ValueRange{d0, d1, numQueries},
+        ValueRange{one, one, blockSize},
+        [&](OpBuilder &b1, Location l1, ValueRange outer) {
+          scf::ParallelOp::create(
+              b1, l1, ValueRange{zero}, ValueRange{blockSize}, ValueRange{one},
+              [&](OpBuilder &b2, Location l2, ValueRange inner) {
+                Value t = arith::AddIOp::create(b2, l2, outer[2], inner[0]);
+                Value inside = arith::CmpIOp::create(
+                    b2, l2, arith::CmpIPredicate::ult, t, numQueries);
+                emitIf(b2, l2, inside, [&](OpBuilder &b3, Location l3) {
+                  body(b3, l3, outer[0], outer[1], t);
+                });
               });
-            });
-      });
+        });
+  });
 }
 
 Value sparsek::emitGroupSize(OpBuilder &b, Location loc, Value hq, Value hkv,

@@ -63,6 +63,12 @@ SmallVector<Value> emitForCarrying(
     function_ref<SmallVector<Value>(OpBuilder &, Location, Value, ValueRange)>
         body);
 
+/// Runs `body` only when every size is non-zero: a GPU launch with an empty
+/// grid is an error for CUDA (S <= w leaves no candidates; T or B may be 0).
+/// Static sizes decide at compile time.
+void emitIfNonEmpty(OpBuilder &b, Location loc, ArrayRef<Value> sizes,
+                    function_ref<void(OpBuilder &, Location)> body);
+
 /// The parallel (GPU) form shared by the per-query lowerings: scf.parallel
 /// over (d0, d1, query block) around scf.parallel over the `block` queries
 /// of the block; `body` runs for every query t < numQueries with (i0, i1, t).

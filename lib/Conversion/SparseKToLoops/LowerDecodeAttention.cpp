@@ -190,8 +190,8 @@ static void emitDecodeQuery(OpBuilder &b, Location loc, DecodeAttentionOp op,
           Value gate = emitClipGate(nb, nl, score, tau);
           if (guarded)
             return acc
-                .addIf(nb, nl, emitValidScore(nb, nl, score), st, query,
-                       keyRow, valueRow, gate)
+                .addIf(nb, nl, emitValidScore(nb, nl, score), st, query, keyRow,
+                       valueRow, gate)
                 .values();
           return acc.add(nb, nl, st, query, keyRow, valueRow, gate).values();
         }));
@@ -253,29 +253,35 @@ static void emitParallelDecodeLoops(OpBuilder &b, Location loc,
   Value scale = emitAttentionScale(b, loc, op.getScale(), sizes.d);
   Value zero = emitIndex(b, loc, 0), one = emitIndex(b, loc, 1);
   Value block = emitIndex(b, loc, headBlock);
-  scf::ParallelOp::create(
-      b, loc, ValueRange{zero, zero}, ValueRange{sizes.batch, sizes.hq},
-      ValueRange{one, block}, [&](OpBuilder &b1, Location l1, ValueRange outer) {
+  emitIfNonEmpty(
+      b, loc, {sizes.batch, sizes.hq}, [&](OpBuilder &nb, Location nl) {
         scf::ParallelOp::create(
-            b1, l1, ValueRange{zero}, ValueRange{block}, ValueRange{one},
-            [&](OpBuilder &b2, Location l2, ValueRange inner) {
-              Value hq = arith::AddIOp::create(b2, l2, outer[1], inner[0]);
-              Value inside = arith::CmpIOp::create(
-                  b2, l2, arith::CmpIPredicate::ult, hq, sizes.hq);
-              emitIf(b2, l2, inside, [&](OpBuilder &b3, Location l3) {
-                Value h = arith::DivUIOp::create(b3, l3, hq, sizes.group);
-                auto acc = SoftmaxAccumulator::create(
-                    b3, l3, sizes.d, sizes.dv, scale, /*onStack=*/true);
-                emitDecodeQuery(b3, l3, op, acc, outer[0], h, hq,
-                                /*guarded=*/true);
-              });
+            nb, nl, ValueRange{zero, zero}, ValueRange{sizes.batch, sizes.hq},
+            ValueRange{one, block},
+            [&](OpBuilder &b1, Location l1, ValueRange outer) {
+              scf::ParallelOp::create(
+                  b1, l1, ValueRange{zero}, ValueRange{block}, ValueRange{one},
+                  [&](OpBuilder &b2, Location l2, ValueRange inner) {
+                    Value hq =
+                        arith::AddIOp::create(b2, l2, outer[1], inner[0]);
+                    Value inside = arith::CmpIOp::create(
+                        b2, l2, arith::CmpIPredicate::ult, hq, sizes.hq);
+                    emitIf(b2, l2, inside, [&](OpBuilder &b3, Location l3) {
+                      Value h = arith::DivUIOp::create(b3, l3, hq, sizes.group);
+                      auto acc = SoftmaxAccumulator::create(
+                          b3, l3, sizes.d, sizes.dv, scale, /*onStack=*/true);
+                      emitDecodeQuery(b3, l3, op, acc, outer[0], h, hq,
+                                      /*guarded=*/true);
+                    });
+                  });
             });
       });
 }
 
-LogicalResult mlir::sparsek::lowerDecodeAttentionToLoops(
-    RewriterBase &rewriter, DecodeAttentionOp op,
-    const LoopLoweringOptions &options) {
+LogicalResult
+mlir::sparsek::lowerDecodeAttentionToLoops(RewriterBase &rewriter,
+                                           DecodeAttentionOp op,
+                                           const LoopLoweringOptions &options) {
   Location loc = op.getLoc();
   DecodeSizes sizes(rewriter, loc, op);
   if (options.parallelLoops) {

@@ -343,19 +343,22 @@ static void emitParallelSelect(OpBuilder &b, Location loc,
                                int64_t queryBlock, int64_t chunk) {
   if (s.k == 0) {
     Value zero = emitIndex(b, loc, 0), one = emitIndex(b, loc, 1);
-    scf::ParallelOp::create(b, loc, ValueRange{zero, zero},
-                            ValueRange{batch, heads}, ValueRange{one, one},
-                            [&](OpBuilder &nb, Location nl, ValueRange row) {
-                              s.emitWindowOnlyRow(nb, nl, row, numKeys,
-                                                  numQueries);
-                            });
+    emitIfNonEmpty(b, loc, {batch, heads}, [&](OpBuilder &ib, Location il) {
+      scf::ParallelOp::create(ib, il, ValueRange{zero, zero},
+                              ValueRange{batch, heads}, ValueRange{one, one},
+                              [&](OpBuilder &nb, Location nl, ValueRange row) {
+                                s.emitWindowOnlyRow(nb, nl, row, numKeys,
+                                                    numQueries);
+                              });
+    });
     return;
   }
   ChunkedSelection sel(s.op, s.k, s.w, s.scores, numQueries,
                        /*inKernel=*/true, chunk);
-  FirstLists firsts{s.indices,
-                    [](OpBuilder &, Location, Value bi, Value h, Value,
-                       Value q0) { return SmallVector<Value>{bi, h, q0}; }};
+  FirstLists firsts{
+      s.indices, [](OpBuilder &, Location, Value bi, Value h, Value, Value q0) {
+        return SmallVector<Value>{bi, h, q0};
+      }};
   sel.emitThresholds(b, loc, firsts);
   Type indexType = cast<MemRefType>(s.indices.getType()).getElementType();
   emitParallelQueryBlocks(
@@ -365,34 +368,29 @@ static void emitParallelSelect(OpBuilder &b, Location loc,
         Value negInf = arith::ConstantFloatOp::create(
             nb, nl, nb.getF64Type(),
             llvm::APFloat(-std::numeric_limits<double>::infinity()));
-        Value rowTau =
-            arith::SelectOp::create(nb, nl, place.hasCandidates,
-                                    sel.emitTau(nb, nl, bi, h, t), negInf);
+        Value rowTau = arith::SelectOp::create(
+            nb, nl, place.hasCandidates, sel.emitTau(nb, nl, bi, h, t), negInf);
         // The first query's positions were written by the chunk walk.
         Value isFirst = arith::AndIOp::create(
             nb, nl, place.hasCandidates,
             cmpi(nb, nl, arith::CmpIPredicate::eq, t, place.firstQuery));
-        Value rewrite = arith::XOrIOp::create(nb, nl, isFirst,
-                                              emitBool(nb, nl, true));
+        Value rewrite =
+            arith::XOrIOp::create(nb, nl, isFirst, emitBool(nb, nl, true));
         auto at = [&](Value i) { return SmallVector<Value>{bi, h, t, i}; };
-        Value count =
-            sel.emitVisitSelected(
-                nb, nl, bi, h, t, place, ValueRange{emitIndex(nb, nl, 0)},
-                [&](OpBuilder &vb, Location vl, Value pos, Value z,
-                    ValueRange carried) -> SmallVector<Value> {
-                  Value i = carried[0];
-                  emitIf(vb, vl, rewrite, [&](OpBuilder &wb, Location wl) {
-                    memref::StoreOp::create(
-                        wb, wl,
-                        arith::IndexCastOp::create(wb, wl, indexType, pos),
-                        s.indices, at(i));
-                  });
-                  memref::StoreOp::create(vb, vl,
-                                          emitClipGate(vb, vl, z, rowTau),
-                                          s.gates, at(i));
-                  return {arith::AddIOp::create(vb, vl, i,
-                                                emitIndex(vb, vl, 1))};
-                })[0];
+        Value count = sel.emitVisitSelected(
+            nb, nl, bi, h, t, place, ValueRange{emitIndex(nb, nl, 0)},
+            [&](OpBuilder &vb, Location vl, Value pos, Value z,
+                ValueRange carried) -> SmallVector<Value> {
+              Value i = carried[0];
+              emitIf(vb, vl, rewrite, [&](OpBuilder &wb, Location wl) {
+                memref::StoreOp::create(
+                    wb, wl, arith::IndexCastOp::create(wb, wl, indexType, pos),
+                    s.indices, at(i));
+              });
+              memref::StoreOp::create(vb, vl, emitClipGate(vb, vl, z, rowTau),
+                                      s.gates, at(i));
+              return {arith::AddIOp::create(vb, vl, i, emitIndex(vb, vl, 1))};
+            })[0];
         emitFor(nb, nl, count, emitIndex(nb, nl, s.k),
                 [&](OpBuilder &fb, Location fl, Value i) {
                   emitIf(fb, fl, rewrite, [&](OpBuilder &wb, Location wl) {
@@ -401,8 +399,8 @@ static void emitParallelSelect(OpBuilder &b, Location loc,
                         arith::ConstantIntOp::create(wb, wl, indexType, -1),
                         s.indices, at(i));
                   });
-                  memref::StoreOp::create(fb, fl, emitF32(fb, fl, 0.0),
-                                          s.gates, at(i));
+                  memref::StoreOp::create(fb, fl, emitF32(fb, fl, 0.0), s.gates,
+                                          at(i));
                 });
         memref::StoreOp::create(
             nb, nl, arith::TruncFOp::create(nb, nl, nb.getF32Type(), rowTau),

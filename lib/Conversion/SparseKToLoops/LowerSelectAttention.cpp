@@ -38,28 +38,27 @@ static Value emitFusedChecks(OpBuilder &b, Location loc, SelectAttentionOp op,
         u = op.getScores(), out = op.getInit();
   Value groupOk;
   z.group = emitGroupSize(b, loc, z.hq, z.hkv, groupOk);
-  Value shapesOk = emitAnd(
-      b, loc,
-      {emitDimsAllEqual(b, loc,
-                        {{q, 0, key, 0},
-                         {q, 0, value, 0},
-                         {q, 0, u, 0},
-                         {q, 0, out, 0},
-                         {key, 1, value, 1},
-                         {key, 1, u, 1},
-                         {q, 1, out, 1},
-                         {q, 2, out, 2},
-                         {key, 2, value, 2},
-                         {key, 2, u, 2},
-                         {q, 3, key, 3},
-                         {value, 3, out, 3}}),
-       groupOk});
+  Value shapesOk = emitAnd(b, loc,
+                           {emitDimsAllEqual(b, loc,
+                                             {{q, 0, key, 0},
+                                              {q, 0, value, 0},
+                                              {q, 0, u, 0},
+                                              {q, 0, out, 0},
+                                              {key, 1, value, 1},
+                                              {key, 1, u, 1},
+                                              {q, 1, out, 1},
+                                              {q, 2, out, 2},
+                                              {key, 2, value, 2},
+                                              {key, 2, u, 2},
+                                              {q, 3, key, 3},
+                                              {value, 3, out, 3}}),
+                            groupOk});
   Value ok = emitCheck(b, loc, op, shapesOk, SPARSEK_ERROR_SHAPE_MISMATCH);
-  Value fits = getConstantIntValue(z.t) && getConstantIntValue(z.s)
-                   ? emitBool(b, loc, true)
-                   : arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
-                                           z.t, z.s)
-                         .getResult();
+  Value fits =
+      getConstantIntValue(z.t) && getConstantIntValue(z.s)
+          ? emitBool(b, loc, true)
+          : arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, z.t, z.s)
+                .getResult();
   fits = emitCheck(b, loc, op, fits, SPARSEK_ERROR_QUERIES_EXCEED_KEYS);
   return emitAnd(b, loc, {ok, fits});
 }
@@ -77,7 +76,8 @@ static void emitCheckWindowScores(OpBuilder &b, Location loc,
     emitFor(b1, l1, zero, z.hkv, [&](OpBuilder &b2, Location l2, Value h) {
       emitFor(b2, l2, from, z.s, [&](OpBuilder &b3, Location l3, Value j) {
         emitIsCandidateScore(
-            b3, l3, op, memref::LoadOp::create(b3, l3, u, ValueRange{bi, h, j}));
+            b3, l3, op,
+            memref::LoadOp::create(b3, l3, u, ValueRange{bi, h, j}));
       });
     });
   });
@@ -101,12 +101,11 @@ static void emitFused(OpBuilder &b, Location loc, SelectAttentionOp op,
                          ShapedType::kDynamic, k},
                         b.getIndexType()),
         ValueRange{z.batch, z.hkv, sel->numChunks()});
-    sel->emitThresholds(
-        b, loc,
-        FirstLists{lists, [](OpBuilder &, Location, Value bi, Value h,
-                             Value chunk, Value) {
-                     return SmallVector<Value>{bi, h, chunk};
-                   }});
+    sel->emitThresholds(b, loc,
+                        FirstLists{lists, [](OpBuilder &, Location, Value bi,
+                                             Value h, Value chunk, Value) {
+                                     return SmallVector<Value>{bi, h, chunk};
+                                   }});
   }
   Value scale = emitAttentionScale(b, loc, op.getScale(), z.d);
   Value firstPos = arith::SubIOp::create(b, loc, z.s, z.t);
@@ -143,9 +142,10 @@ static void emitFused(OpBuilder &b, Location loc, SelectAttentionOp op,
   }
 }
 
-LogicalResult mlir::sparsek::lowerSelectAttentionToLoops(
-    RewriterBase &rewriter, SelectAttentionOp op,
-    const LoopLoweringOptions &options) {
+LogicalResult
+mlir::sparsek::lowerSelectAttentionToLoops(RewriterBase &rewriter,
+                                           SelectAttentionOp op,
+                                           const LoopLoweringOptions &options) {
   Location loc = op.getLoc();
   if (cast<ShapedType>(op.getValue().getType()).isDynamicDim(3))
     return op.emitOpError()
@@ -160,9 +160,8 @@ LogicalResult mlir::sparsek::lowerSelectAttentionToLoops(
                emitDim(rewriter, loc, op.getValue(), 3),
                Value()};
   Value ok = emitFusedChecks(rewriter, loc, op, z);
-  emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location l) {
-    emitFused(b, l, op, z, options);
-  });
+  emitIf(rewriter, loc, ok,
+         [&](OpBuilder &b, Location l) { emitFused(b, l, op, z, options); });
   rewriter.eraseOp(op);
   return success();
 }
