@@ -8,18 +8,21 @@
     python3 bench/build_bench_artifacts.py OUT_DIR
 
 OUT_DIR receives libsparsek_runtime.so, one shared library per family below
-and manifest.json: for each family the library and function names, or the
-compiler's error when the GPU pipeline rejected it.
+and manifest.json: for each family the library, the function names, the GPU
+pipeline options it was compiled with (and the command), or the compiler's
+error when the GPU pipeline rejected it.
 """
 
 import hashlib
 import inspect
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
@@ -28,22 +31,42 @@ from sparsek import ir  # noqa: E402
 
 # Workloads (BENCHMARKS.md): P1/D1/S1 use k = 2048, w = 512, D = 128;
 # P3 uses k = 256, w = 256, D = 64.
+#
+# Each family: its functions and the options passed to the GPU pipeline
+# (`sparsek-compile --pipeline-options=...`; "" = the pipeline's defaults:
+# fuse-select-attention=true, select-chunk=0 = automatic). A function name is
+# unique over all families: gpu_bench.py loads every library in one process
+# and finds a function by its name.
 FAMILIES = {
-    "attention": [
+    "attention": {"functions": [
         ("attention_bf16_w512_d128", lambda n: ir.attention_function(n, 512, "bf16", head_dim=128)),
         ("attention_bf16_w256_d64", lambda n: ir.attention_function(n, 256, "bf16", head_dim=64)),
-    ],
-    "decode": [
+    ]},
+    "decode": {"functions": [
         ("decode_bf16_k2048_w512_d128", lambda n: ir.decode_function(n, 2048, 512, "bf16", head_dim=128)),
-    ],
-    "select": [
+    ]},
+    "select": {"functions": [
         ("select_k2048_w512", lambda n: ir.select_function(n, 2048, 512)),
         ("select_k256_w256", lambda n: ir.select_function(n, 256, 256)),
-    ],
-    "select_attention": [
-        ("select_attention_bf16_k2048_w512", lambda n: _select_attention(n, 2048, 512, 128)),
-        ("select_attention_bf16_k256_w256", lambda n: _select_attention(n, 256, 256, 64)),
-    ],
+    ]},
+    # The composite op as the GPU pipeline lowers it by default: fused (per-query
+    # thresholds, attention filtered by them; no per-query indices or gates).
+    "select_attention": {
+        "functions": [
+            ("select_attention_bf16_k2048_w512", lambda n: _select_attention(n, 2048, 512, 128)),
+            ("select_attention_bf16_k256_w256", lambda n: _select_attention(n, 256, 256, 64)),
+        ],
+        "pipeline_options": "",
+        "composite_lowering": "fused (pipeline default fuse-select-attention=true)"},
+    # The same op decomposed: sparsek.select (indices and gates materialized)
+    # then sparsek.attention.
+    "select_attention_decomposed": {
+        "functions": [
+            ("select_attention_bf16_k2048_w512_decomposed", lambda n: _select_attention(n, 2048, 512, 128)),
+            ("select_attention_bf16_k256_w256_decomposed", lambda n: _select_attention(n, 256, 256, 64)),
+        ],
+        "pipeline_options": "fuse-select-attention=false",
+        "composite_lowering": "decomposed: select (indices, gates materialized) then attention"},
 }
 
 
@@ -63,18 +86,23 @@ def compiler():
     return path
 
 
-def compile_family(funcs, out_so, runtime_dir):
-    """Returns None on success, else the compiler's error text."""
+def compile_family(funcs, out_so, runtime_dir, pipeline_options=""):
+    """Returns (command, None) on success, else (command, the compiler's error text)."""
     text = ir.module(*[make(name) for name, make in funcs])
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "module.mlir")
         with open(src, "w") as f:
             f.write(text)
         cmd = [compiler(), src, "-o", out_so, "--target=gpu", f"--runtime-dir={runtime_dir}"]
+        if pipeline_options:
+            cmd.append(f"--pipeline-options={pipeline_options}")
         proc = subprocess.run(cmd, capture_output=True, text=True)
+        # the command as recorded: paths relative to OUT_DIR
+        shown = shlex.join(["sparsek-compile", "module.mlir", "-o", os.path.basename(out_so), "--target=gpu",
+                            "--runtime-dir=."] + cmd[6:])
         if proc.returncode:
-            return (proc.stderr or proc.stdout).strip()[-2000:]
-    return None
+            return shown, (proc.stderr or proc.stdout).strip()[-2000:]
+    return shown, None
 
 
 def main():
@@ -95,16 +123,24 @@ def main():
     manifest = {"commit": commit, "worktree_dirty": bool(dirty),
                 "worktree_modified": dirty.splitlines(),
                 "worktree_diff_sha256": hashlib.sha256(diff).hexdigest(), "families": {}}
-    for family, funcs in FAMILIES.items():
+    names = [n for spec in FAMILIES.values() for n, _ in spec["functions"]]
+    assert len(names) == len(set(names)), "function names must be unique over the families"
+    for family, spec in FAMILIES.items():
+        funcs, options = spec["functions"], spec.get("pipeline_options", "")
         lib = f"libbench_{family}.so"
         path = os.path.join(out, lib)
         if os.path.exists(path):
             os.remove(path)
-        error = compile_family(funcs, path, out)
-        entry = {"functions": [n for n, _ in funcs]}
+        t0 = time.time()
+        command, error = compile_family(funcs, path, out, options)
+        entry = {"functions": [n for n, _ in funcs], "pipeline_options": options,
+                 "command": command, "compile_s": round(time.time() - t0, 1)}
+        if "composite_lowering" in spec:
+            entry["composite_lowering"] = spec["composite_lowering"]
         if error is None:
             entry["library"] = lib
-            print(f"{family}: built {lib}")
+            print(f"{family}: built {lib} (pipeline options: {options or 'defaults'}; "
+                  f"{entry['compile_s']} s)")
         else:
             entry["error"] = error
             print(f"{family}: not available ({error.splitlines()[-1] if error else 'failed'})")

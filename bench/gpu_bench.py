@@ -9,9 +9,14 @@
 Measures in one process, each after a correctness check (sampled query rows
 against sparsek.reference at large T):
   prefill (P1, P3): our compiled attention (explicit indices and gates from
-    the torch selection), the Triton SparseK kernel (bench/triton_sparsek.py),
-    dense causal SDPA (fastest of cuDNN / flash / efficient);
-  S1: our compiled selection if the artifacts have it, torch.topk selection;
+    the torch selection), our compiled select_attention from the scores in
+    both lowerings (fused: the GPU pipeline's default; decomposed:
+    fuse-select-attention=false), the Triton SparseK kernel
+    (bench/triton_sparsek.py), dense causal SDPA (fastest of cuDNN / flash /
+    efficient);
+  S1 (T = 32768 and 131072): our compiled selection if the artifacts have it,
+    torch.topk selection, each with the bytes it writes per second, and set
+    against P1's attention times at the same T from the same run;
   D1: our compiled decode over the runtime slot layout, SDPA over the compact
     k + w cache with the gates multiplied into V, dense SDPA decode over the
     full 32k context.
@@ -34,7 +39,11 @@ import time
 import traceback
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError:  # `--help` and a syntax check work without torch; running needs it
+    torch = None
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
@@ -60,12 +69,18 @@ else:
 
 from sparsek import reference  # noqa: E402
 
-if "--smoke" in sys.argv and not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
-import triton_sparsek  # noqa: E402
+triton_sparsek = None
+if torch is not None:
+    if "--smoke" in sys.argv and not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
+    try:
+        import triton_sparsek  # noqa: E402
+    except ImportError:  # no triton: main() says so
+        pass
 
 DEV = "cuda"
-DTYPE = torch.bfloat16  # --smoke on a CPU uses float16 (the Triton interpreter mishandles bf16)
+DTYPE = torch.bfloat16 if torch is not None else None  # --smoke on a CPU: float16 (the Triton
+# interpreter mishandles bf16)
 TOL = 2e-2  # SPEC 8: bf16 inputs against the float32 reference on the same rounded inputs
 
 # ----------------------------------------------------------------------------
@@ -260,6 +275,13 @@ class Ours:
     def call(self, fn, *args):
         self.where[fn].call(fn, *args)
 
+    def lowering(self, family):
+        """How the family was compiled (manifest.json): pipeline options and,
+        for the composite, fused or decomposed; None for older artifacts."""
+        entry = self.manifest["families"].get(family, {})
+        out = {k: entry[k] for k in ("pipeline_options", "composite_lowering") if k in entry}
+        return out or None
+
 
 class FakeOurs(Ours):
     """--smoke without a GPU: stands in for the compiled functions (through
@@ -269,7 +291,8 @@ class FakeOurs(Ours):
         super().__init__(folder)
         p1, p3, s1, d1 = smoke["P1"], smoke["P3"], smoke["S1"], smoke["D1"]
         self.fake = {f"attention_bf16_w{c['w']}_d{c['D']}": ("att", c) for c in (p1, p3)}
-        self.fake.update({f"select_attention_bf16_k{c['k']}_w{c['w']}": ("sa", c) for c in (p1, p3)})
+        for suffix in ("", "_decomposed"):  # the fused and the decomposed composite
+            self.fake.update({f"select_attention_bf16_k{c['k']}_w{c['w']}{suffix}": ("sa", c) for c in (p1, p3)})
         self.fake[f"select_k{s1['k']}_w{s1['w']}"] = ("sel", s1)
         self.fake[f"decode_bf16_k{d1['k']}_w{d1['w']}_d{d1['D']}"] = ("dec", d1)
 
@@ -290,6 +313,12 @@ class FakeOurs(Ours):
             n = [x.float().numpy() for x in a[:7]]
             o = reference.decode_attention(*n[:5], n[5].astype(np.int64), a[6].numpy(), c["k"], c["w"])
             a[7].copy_(torch.from_numpy(o))
+
+
+# The composite op in its two lowerings: (label, function-name suffix, family).
+COMPOSITES = [("ours_select_attention", "", "select_attention"),
+              ("ours_select_attention_decomposed", "_decomposed", "select_attention_decomposed")]
+OURS_PREFILL = ["ours_attention"] + [label for label, _, _ in COMPOSITES]
 
 
 def compact(d):
@@ -389,13 +418,17 @@ def bench_prefill(wid, B, Hq, Hkv, T, D, k, w, ours, budget, nrows, sweep, skip_
     impl = {}
 
     # Ours: compiled attention with explicit indices, and the composite
-    # select_attention (from u) when the artifacts have it.
+    # select_attention (from u) when the artifacts have it, in both lowerings
+    # (build_bench_artifacts.py): fused (the GPU pipeline's default) and
+    # decomposed (fuse-select-attention=false: select materializes indices
+    # and gates, then attention).
     Tp = min(T, 2048 if DEV == "cuda" else 64)
     pre = lambda x: x[:, :, :Tp].contiguous()  # noqa: E731  (the first Tp queries with S = Tp)
+    composite_probe = lambda: (pre(q), pre(key), pre(value), pre(u))  # noqa: E731
     runs = [("ours_attention", f"attention_bf16_w{w}_d{D}", "attention",
-             (q, key, value, idx, gates), lambda: (pre(q), pre(key), pre(value), pre(idx), pre(gates))),
-            ("ours_select_attention", f"select_attention_bf16_k{k}_w{w}", "select_attention",
-             (q, key, value, u), lambda: (pre(q), pre(key), pre(value), pre(u)))]
+             (q, key, value, idx, gates), lambda: (pre(q), pre(key), pre(value), pre(idx), pre(gates)))]
+    runs += [(label, f"select_attention_bf16_k{k}_w{w}{suffix}", family, (q, key, value, u), composite_probe)
+             for label, suffix, family in COMPOSITES]
     for label, fn_name, family, args, probe_args in runs:
         if skip_ours and skip_ours.get(label):
             impl[label] = {"skipped": skip_ours[label]}
@@ -409,6 +442,10 @@ def bench_prefill(wid, B, Hq, Hkv, T, D, k, w, ours, budget, nrows, sweep, skip_
                                                budget)
             except Exception as e:
                 impl[label] = {"function": fn_name, "error": f"{type(e).__name__}: {e}"[:500]}
+            _empty_cache()
+        lowering = ours.lowering(family)
+        if lowering:
+            impl[label]["lowering"] = lowering
         print(f"  {label}: {compact(impl[label])}", flush=True)
 
     # Triton SparseK kernel (config sweep, keep the fastest correct one).
@@ -468,7 +505,7 @@ def bench_prefill(wid, B, Hq, Hkv, T, D, k, w, ours, budget, nrows, sweep, skip_
             f = dense_flops if name.startswith("sdpa") else flops
             r["tflops"] = f / (ms * 1e-3) / 1e12
     ratios = {}
-    for ours_name in ("ours_attention", "ours_select_attention"):
+    for ours_name in OURS_PREFILL:
         mo = impl[ours_name].get("median_ms")
         if not mo:
             continue
@@ -477,6 +514,10 @@ def bench_prefill(wid, B, Hq, Hkv, T, D, k, w, ours, budget, nrows, sweep, skip_
             mb = impl.get(base, {}).get("median_ms")
             if mb:
                 ratios[f"{ours_name} / {base}"] = mo / mb
+    mf = impl["ours_select_attention"].get("median_ms")
+    mdec = impl["ours_select_attention_decomposed"].get("median_ms")
+    if mf and mdec:
+        ratios["ours_select_attention / ours_select_attention_decomposed"] = mf / mdec
     md = impl["sdpa_dense_causal"].get("median_ms")
     for base in ("triton_sparsek", "triton_sparsek_block", "triton_sparsek_block_with_prep"):
         mt = impl.get(base, {}).get("median_ms")
@@ -544,11 +585,41 @@ def triton_block_with_prep(q, key, value, idx, gates, w, cfg, budget):
 # ----------------------------------------------------------------------------
 
 
-def bench_select(wid, B, Hkv, T, k, w, ours, budget, nrows):
+def select_bytes_written(B, Hkv, T, k):
+    """What a materialized selection writes: indices (int32) and gates (f32)
+    [B, Hkv, T, k], tau (f32) [B, Hkv, T]. About 4.3 GB at S1's T = 32768."""
+    return B * Hkv * T * (k * (4 + 4) + 4)
+
+
+def too_slow(predicted_s, budget):
+    """S1's skip rule: three calls (the check, a warm-up, one timed) must fit
+    in min(the per-configuration cap, half the budget left). The reason, or None."""
+    limit = min(budget.cap_for(), budget.left() * 0.5)
+    if predicted_s * 3 <= limit:
+        return None
+    return (f"3 calls (check, warm-up, one timed) ~ {3 * predicted_s:.1f} s exceed {limit:.1f} s = "
+            f"min(the per-configuration cap {budget.cap:.0f} s (--cap), half the {budget.left():.0f} s of "
+            f"budget left (--budget))")
+
+
+def bench_select(wid, B, Hkv, T, k, w, ours, budget, nrows, copy_gbs=None, prior=None):
+    """prior: None for S1's first T; for a larger T, what S1 measured earlier in
+    this run ({"T", "torch_select_ms", "ours_select_ms"}, possibly empty), to
+    predict the torch baseline at this T (from a probe at T / 4 when empty)."""
     S = T
     rec = {"workload": wid, "shape": dict(B=B, Hkv=Hkv, T=T, S=S, k=k, w=w),
            "scores": "u ~ N(0, 4) float32, no masked keys",
            "outputs": "indices [B, Hkv, T, k] int32 sorted ascending (-1 padded), gates f32, tau f32"}
+    written = select_bytes_written(B, Hkv, T, k)
+    rec["bytes_written"] = written
+    rec["bytes_written_note"] = ("indices int32 + gates f32 [B, Hkv, T, k] + tau f32 [B, Hkv, T]: what a "
+                                 "materialized selection (ours_select, torch_select) must write; GBps = "
+                                 "these bytes / median time, a memory-bandwidth floor to set against the copy rate")
+    if copy_gbs:
+        rec["write_floor_ms_at_copy_rate"] = written / (copy_gbs * 1e9) * 1e3
+    print(f"[{wid}] T={T}: a materialized selection writes {written / 1e9:.3g} GB"
+          + (f" (>= {rec['write_floor_ms_at_copy_rate']:.3g} ms at the {copy_gbs:.0f} GB/s copy rate)"
+             if copy_gbs else ""), flush=True)
     g = torch.Generator(device=DEV).manual_seed(77)
     u = torch.randn(B, Hkv, S, device=DEV, dtype=torch.float32, generator=g) * 2
     un = u.double().cpu().numpy()
@@ -571,25 +642,55 @@ def bench_select(wid, B, Hkv, T, k, w, ours, budget, nrows):
 
     impl = {}
     # Baseline: torch.topk over masked score rows (the full output: indices, gates, tau).
+    # Every row masks and top-k's all S keys: time ~ T * S. Past the T of an
+    # earlier S1 in this run, predicted from it (else from a probe at T / 4)
+    # and skipped by the same rule as ours.
+    r = {"how": ("per chunk of query rows: u masked to each row's candidates, torch.topk of 4k "
+                 "(sorted), SPARSEK tau by float64 bisection + exact solve, gates, indices sorted")}
     try:
-        fn = lambda: triton_sparsek.select_torch(u, k, w, T)  # noqa: E731
-        idx, gates, tau, bad = fn()
-        _sync()
-        r = check(idx, gates, tau)
-        r["inexact_rows"] = bad
-        del idx, gates, tau
-        r.update(time_fn(fn, budget.cap_for(), warmup=3, repeats=10))
-        r["how"] = ("per chunk of query rows: u masked to each row's candidates, torch.topk of 4k "
-                    "(sorted), SPARSEK tau by float64 bisection + exact solve, gates, indices sorted")
+        why = None
+        if prior and prior.get("torch_select_ms") and T > prior["T"]:
+            pred = prior["torch_select_ms"] * 1e-3 * (T / prior["T"]) ** 2
+            r["prediction"] = {"from": f"torch_select at T = {prior['T']} in this run "
+                               f"({prior['torch_select_ms']:.0f} ms) x (T ratio)^2", "predicted_s": pred}
+            why = too_slow(pred, budget)
+        elif prior is not None:  # a larger-T S1 without an earlier torch_select time
+            Tq = T // 4
+            uq = u[:, :, :Tq].contiguous()
+            triton_sparsek.select_torch(uq, k, w, Tq)
+            _sync()
+            t0 = time.time()
+            triton_sparsek.select_torch(uq, k, w, Tq)
+            _sync()
+            probe = time.time() - t0
+            del uq
+            pred = probe * 16
+            r["prediction"] = {"from": f"a probe at T = {Tq} ({probe:.3f} s) x 16", "predicted_s": pred}
+            why = too_slow(pred, budget)
+        if why:
+            r["skipped"] = f"predicted {pred:.1f} s per call at T = {T}: " + why
+        else:
+            fn = lambda: triton_sparsek.select_torch(u, k, w, T)  # noqa: E731
+            t0 = time.time()
+            idx, gates, tau, bad = fn()
+            _sync()
+            wall_ms = (time.time() - t0) * 1e3
+            r.update(check(idx, gates, tau))
+            r["inexact_rows"] = bad
+            del idx, gates, tau
+            _empty_cache()
+            r.update(time_fn(fn, budget.cap_for(), warmup=3, repeats=10, est_ms=wall_ms))
         impl["torch_select"] = r
     except Exception as e:
         impl["torch_select"] = {"error": f"{type(e).__name__}: {e}"[:500]}
     _empty_cache()
-    print(f"[{wid}] torch_select: {compact(impl['torch_select'])}", flush=True)
+    print(f"[{wid}] T={T} torch_select: {compact(impl['torch_select'])}", flush=True)
     try:
         fn = lambda: triton_sparsek.topk_only(u, k, w, T)  # noqa: E731
+        t0 = time.time()
         fn()
-        r = time_fn(fn, budget.cap_for(), warmup=3, repeats=10)
+        _sync()
+        r = time_fn(fn, budget.cap_for(), warmup=3, repeats=10, est_ms=(time.time() - t0) * 1e3)
         r["how"] = "torch.topk(k, sorted=False) over masked rows only: no tau, no gates, no sort (lower bound)"
         impl["torch_topk_only"] = r
     except Exception as e:
@@ -606,8 +707,11 @@ def bench_select(wid, B, Hkv, T, k, w, ours, budget, nrows):
         gates = torch.empty(B, Hkv, T, k, dtype=torch.float32, device=DEV)
         tau = torch.empty(B, Hkv, T, dtype=torch.float32, device=DEV)
         try:
-            # Probe at a short T first: one thread per (b, h) row is sequential in T.
-            # T = 4096: past k + w, so the pool and tau work is representative.
+            # Probe at a short T first (T = 4096: past k + w, so the pool and
+            # tau work is representative), then predict linearly in T with a
+            # 1.5 margin. The GPU selection is parallel over query chunks (it
+            # was one thread per (b, h) row, sequential in T, until 5e7b28a): a
+            # short probe fills the GPU less, so the prediction errs high.
             Tp = min(T, 4096 if DEV == "cuda" else 64)
             up = u[:, :, :Tp].contiguous()
             ip, gp, tp = idx[:, :, :Tp].contiguous(), gates[:, :, :Tp].contiguous(), tau[:, :, :Tp].contiguous()
@@ -617,22 +721,37 @@ def bench_select(wid, B, Hkv, T, k, w, ours, budget, nrows):
             ours.call(name, up, ip, gp, tp)
             _sync()
             probe = time.time() - t0
+            del up, ip, gp, tp
             predicted = 1.5 * probe * T / Tp
             r = {"function": name, "probe": {"T": Tp, "wall_s": probe}, "predicted_s": predicted}
-            if predicted * 3 > min(budget.cap_for(), budget.left() * 0.5):
-                r["skipped"] = (f"predicted {predicted:.1f} s per call at T = {T} from T = {Tp} "
-                                f"({probe:.3f} s); over the per-configuration cap")
+            if prior and prior.get("ours_select_ms") and T > prior["T"]:
+                r["predicted_s_from_prior"] = prior["ours_select_ms"] * 1e-3 * T / prior["T"]
+            why = too_slow(predicted, budget)
+            if why:
+                r["skipped"] = (f"predicted {predicted:.1f} s per call at T = {T} from a probe at T = {Tp} "
+                                f"({probe:.3f} s) x 1.5 T / {Tp}: " + why)
             else:
                 fn = lambda: ours.call(name, u, idx, gates, tau)  # noqa: E731
+                t0 = time.time()
                 fn()
                 _sync()
+                wall_ms = (time.time() - t0) * 1e3
                 r.update(check(idx, gates, tau))
-                r.update(time_fn(fn, budget.cap_for(), warmup=3, repeats=10))
+                r.update(time_fn(fn, budget.cap_for(), warmup=3, repeats=10, est_ms=wall_ms))
             impl["ours_select"] = r
         except Exception as e:
             impl["ours_select"] = {"error": f"{type(e).__name__}: {e}"[:500]}
         del idx, gates, tau
     print(f"  ours_select: {compact(impl['ours_select'])}", flush=True)
+    for n in ("ours_select", "torch_select"):
+        r = impl[n]
+        if r.get("median_ms"):
+            r["bytes_written"] = written
+            r["GBps"] = written / (r["median_ms"] * 1e-3) / 1e9
+            if copy_gbs:
+                r["fraction_of_copy_rate"] = r["GBps"] / copy_gbs
+            print(f"  {n}: {r['GBps']:.4g} GB/s written"
+                  + (f" ({r['fraction_of_copy_rate']:.2%} of the copy rate)" if copy_gbs else ""), flush=True)
     ratios = {}
     mo = impl["ours_select"].get("median_ms")
     for base in ("torch_select", "torch_topk_only"):
@@ -641,9 +760,58 @@ def bench_select(wid, B, Hkv, T, k, w, ours, budget, nrows):
             ratios[f"ours_select / {base}"] = mo / mb
     rec["impl"] = impl
     rec["ratios_time"] = ratios
+    rec["select_vs_p1_attention"] = {"pending": "filled in by the parent process from P1 at the same T"}
     del u
     _empty_cache()
     return rec
+
+
+def link_select_to_p1(record):
+    """S1's selection time next to P1's attention times at the same T, both
+    measured in this run: S1 records get `select_vs_p1_attention` (and the
+    ours_select ratios in ratios_time)."""
+    p1 = {rec["shape"]["T"]: rec for rec in record["results"]
+          if rec.get("workload") == "P1" and "impl" in rec}
+    for rec in record["results"]:
+        if rec.get("workload") != "S1" or "impl" not in rec:
+            continue
+        sh = rec["shape"]
+        T = sh["T"]
+        out = {"T": T, "note": ("selection time / attention time at the same T (B, Hkv, k, w as P1; S1's scores "
+                                "are other random draws of the same distribution). ours_select_attention "
+                                "(fused) includes its selection; ours_attention and the Triton/SDPA "
+                                "baselines do not")}
+        sel = {n: rec["impl"].get(n, {}).get("median_ms") for n in ("ours_select", "torch_select")}
+        out["select_ms"] = {n: v for n, v in sel.items() if v}
+        if not sel["ours_select"]:
+            r = rec["impl"].get("ours_select", {})
+            out["ours_select_not_timed"] = r.get("skipped") or r.get("error") or "not timed"
+        pr = p1.get(T)
+        for key in [x for x in rec.get("ratios_time", {}) if " / P1 " in x]:
+            del rec["ratios_time"][key]
+        if pr is None:
+            out["unavailable"] = (f"no P1 record at T = {T} in this run (P1 measured at T = "
+                                  f"{sorted(p1) or 'none'})")
+        elif any(pr["shape"].get(x) != sh.get(x) for x in ("B", "Hkv", "k", "w")):
+            out["unavailable"] = f"P1 at T = {T} has another shape ({pr['shape']})"
+        else:
+            att, missing = {}, {}
+            for n in OURS_PREFILL + ["triton_sparsek", "triton_sparsek_block", "sdpa_dense_causal"]:
+                r = pr["impl"].get(n, {})
+                if r.get("median_ms"):
+                    att[n] = r["median_ms"]
+                else:
+                    missing[n] = r.get("skipped") or r.get("error") or "not timed"
+            out["p1_attention_ms"] = att
+            if missing:
+                out["p1_not_timed"] = missing
+            out["ratios"] = {f"{s} / P1 {a}": sm / am for s, sm in out["select_ms"].items()
+                             for a, am in att.items()}
+            for key, v in out["ratios"].items():
+                if key.startswith("ours_select / ") and key.split(" / P1 ")[1] in (
+                        "ours_attention", "ours_select_attention", "triton_sparsek_block", "sdpa_dense_causal"):
+                    rec.setdefault("ratios_time", {})[key] = v
+        rec["select_vs_p1_attention"] = out
 
 
 # ----------------------------------------------------------------------------
@@ -824,6 +992,7 @@ WORKLOADS = {
     "P1-32k": dict(B=1, Hq=32, Hkv=8, T=32768, D=128, k=2048, w=512),
     "P3": dict(B=8, Hq=12, Hkv=12, T=4096, D=64, k=256, w=256),
     "S1": dict(B=1, Hkv=8, T=32768, k=2048, w=512),
+    "S1-128k": dict(B=1, Hkv=8, T=131072, k=2048, w=512),
     "D1": dict(Hq=32, Hkv=8, D=128, k=2048, w=512, context=32768),
 }
 SMOKE = {
@@ -831,6 +1000,7 @@ SMOKE = {
     "P1-32k": dict(B=1, Hq=8, Hkv=2, T=300, D=64, k=16, w=16),
     "P3": dict(B=2, Hq=2, Hkv=2, T=100, D=64, k=8, w=8),
     "S1": dict(B=1, Hkv=2, T=300, k=16, w=16),
+    "S1-128k": dict(B=1, Hkv=2, T=600, k=16, w=16),
     "D1": dict(Hq=8, Hkv=2, D=64, k=16, w=8, context=256),
 }
 
@@ -858,7 +1028,7 @@ def summarize(record):
     return rows
 
 
-def run_workload(wl, a, wls, ours, budget, copy_gbs, p1_ours_ms, record, save):
+def run_workload(wl, a, wls, ours, budget, copy_gbs, p1_ours_ms, s1_prior, record, save):
     """One workload (in a child process): appends to record["results"] /
     record["skipped"], calling save() after each step."""
     if wl == "D1":
@@ -875,7 +1045,13 @@ def run_workload(wl, a, wls, ours, budget, copy_gbs, p1_ours_ms, record, save):
     elif wl == "P1":
         record["results"].append(bench_prefill("P1", *wls["P1"].values(), ours, budget, a.rows, sweep=True))
     elif wl == "S1":
-        record["results"].append(bench_select("S1", *wls["S1"].values(), ours, budget, a.rows))
+        record["results"].append(bench_select("S1", *wls["S1"].values(), ours, budget, a.rows, copy_gbs))
+    elif wl == "S1-128k":
+        # After P1-32k in the default order: a slow selection here cannot take
+        # P1's budget. Our selection and the torch baseline each skipped (with
+        # the reason) when predicted over the cap / budget.
+        record["results"].append(bench_select("S1", *wls["S1-128k"].values(), ours, budget, a.rows, copy_gbs,
+                                              prior=s1_prior))
     elif wl == "P1-32k":
         # Selection (~seconds), references and ~4x the work of T = 8192.
         skip = {}
@@ -901,7 +1077,9 @@ def main():
     p.add_argument("--name", default="gpu_bench.json")
     p.add_argument("--budget", type=float, default=320.0, help="total seconds for all workloads")
     p.add_argument("--cap", type=float, default=15.0, help="seconds at most per configuration's timing")
-    p.add_argument("--workloads", default="D1,P3,P1,S1,P1-32k")
+    p.add_argument("--workloads", default="D1,P3,P1,S1,P1-32k,S1-128k",
+                   help="comma-separated, run in this order: D1, P3, P1 (T = 8192), S1 (T = 32768), "
+                   "P1-32k, S1-128k (S1 at T = 131072) (default: %(default)s)")
     p.add_argument("--decode-batches", default="1,16,64,256")
     p.add_argument("--rows", type=int, default=10, help="sampled query rows checked per prefill")
     p.add_argument("--smoke", action="store_true", help="tiny shapes (a dry run of the code paths; "
@@ -911,7 +1089,12 @@ def main():
     p.add_argument("--part", help=argparse.SUPPRESS)
     p.add_argument("--copy-gbs", type=float, help=argparse.SUPPRESS)
     p.add_argument("--p1-ms", default="{}", help=argparse.SUPPRESS)
+    p.add_argument("--s1-prior", default="{}", help=argparse.SUPPRESS)
     a = p.parse_args()
+    if torch is None:
+        sys.exit("gpu_bench.py needs torch (and triton): run it on the GPU machine (bench/run_gpu_bench.sh)")
+    if triton_sparsek is None:
+        sys.exit("gpu_bench.py needs triton (bench/triton_sparsek.py could not be imported)")
 
     global _FLUSH, DEV, DTYPE
     if not torch.cuda.is_available():
@@ -930,7 +1113,8 @@ def main():
             with open(a.part, "w") as f:
                 json.dump(part, f, indent=1, default=float)
         try:
-            run_workload(a.child, a, wls, ours, budget, a.copy_gbs, json.loads(a.p1_ms), part, save_part)
+            run_workload(a.child, a, wls, ours, budget, a.copy_gbs, json.loads(a.p1_ms), json.loads(a.s1_prior),
+                         part, save_part)
         except Exception as e:
             traceback.print_exc()
             part["results"].append({"workload": a.child, "error": f"{type(e).__name__}: {e}"[:1000]})
@@ -961,11 +1145,12 @@ def main():
     print(f"device copy: {copy_gbs:.0f} GB/s", flush=True)
     save()
 
-    p1_ours_ms = {}
+    p1_ours_ms, s1_prior = {}, {}
     for wl in a.workloads.split(","):
         left = budget.left()
         if left < 15:
-            record["skipped"].append({"workload": wl, "why": f"total budget ({a.budget:.0f} s) spent"})
+            record["skipped"].append({"workload": wl, "why": f"total budget spent: {left:.0f} s of the "
+                                      f"{a.budget:.0f} s left (< 15 s); a larger --budget runs it"})
             continue
         part_path = os.path.join(a.out, f".part_{wl}.json")
         if os.path.exists(part_path):
@@ -973,7 +1158,8 @@ def main():
         cmd = [sys.executable, os.path.abspath(__file__), "--child", wl, "--part", part_path,
                "--artifacts", a.artifacts, "--budget", f"{left:.1f}", "--cap", str(a.cap),
                "--decode-batches", a.decode_batches, "--rows", str(a.rows),
-               "--copy-gbs", str(copy_gbs), "--p1-ms", json.dumps(p1_ours_ms)] + (["--smoke"] if a.smoke else [])
+               "--copy-gbs", str(copy_gbs), "--p1-ms", json.dumps(p1_ours_ms),
+               "--s1-prior", json.dumps(s1_prior)] + (["--smoke"] if a.smoke else [])
         t0 = time.time()
         try:
             rc = subprocess.run(cmd, timeout=left + 60).returncode
@@ -992,8 +1178,14 @@ def main():
         if wl == "P1":
             for rec in part["results"]:
                 if "impl" in rec:
-                    p1_ours_ms = {n: rec["impl"][n].get("median_ms")
-                                  for n in ("ours_attention", "ours_select_attention") if n in rec["impl"]}
+                    p1_ours_ms = {n: rec["impl"][n].get("median_ms") for n in OURS_PREFILL if n in rec["impl"]}
+        if wl == "S1":
+            for rec in part["results"]:
+                if "impl" in rec:
+                    s1_prior = {"T": rec["shape"]["T"]}
+                    s1_prior.update({f"{n}_ms": rec["impl"][n]["median_ms"] for n in ("torch_select", "ours_select")
+                                     if rec["impl"].get(n, {}).get("median_ms")})
+        link_select_to_p1(record)
         save()
     record["summary"] = summarize(record)
     save()
@@ -1002,6 +1194,12 @@ def main():
                                for k, v in row.items() if k not in ("error", "skipped", "reduced"))
               + (f", skipped: {row['skipped'][:160]}" if "skipped" in row else "")
               + (f", ERROR: {row['error'][:160]}" if "error" in row else ""), flush=True)
+    for rec in record["results"]:
+        sv = rec.get("select_vs_p1_attention")
+        if sv:
+            print(f"  S1 T={sv.get('T')}: selection {sv.get('select_ms')} ms vs P1 attention "
+                  + (sv["unavailable"] if "unavailable" in sv else
+                     ", ".join(f"{k} {v:.3g}" for k, v in sv.get("ratios", {}).items())), flush=True)
     print(f"wrote {path} ({record['elapsed_s']} s)", flush=True)
 
 

@@ -39,6 +39,15 @@ def main():
     print("| --- | --- | --- | --- |")
     for row in ratios:
         print(f"| {row['workload']} | {row['size']} | {row['ratio']} | {fmt(row['value'])} |")
+    sel = [x for x in r.get("results", []) if x.get("workload") == "S1" and "bytes_written" in x]
+    if sel:
+        print("\n| S1 T | GB written (indices + gates + tau) | floor at the copy rate, ms | selection / P1 attention, same T |")
+        print("| --- | --- | --- | --- |")
+        for x in sel:
+            sv = x.get("select_vs_p1_attention", {})
+            vs = sv.get("unavailable") or "; ".join(f"{k} {fmt(v)}" for k, v in sv.get("ratios", {}).items())
+            print(f"| {x['shape']['T']} | {fmt(x['bytes_written'] / 1e9)} | "
+                  f"{fmt(x.get('write_floor_ms_at_copy_rate'))} | {vs} |")
     for s in r.get("skipped", []):
         print(f"\nskipped: {s['workload']}: {s['why']}")
 
