@@ -3,7 +3,7 @@
 # decode benchmark for the default build (runtime/build-perf) and for variant
 # builds packed as runtime/build-perf/var/<name>/{libsparsek_runtime.so,
 # sparsek_runtime_decode_bench, sparsek_runtime_cache_gpu_test}. Results go
-# to $OUT (one JSON / test log per build) and a summary to stdout.
+# to $OUT (one JSON / test log per build and size) and a summary to stdout.
 set -u
 R=${OUT:-/tmp/sk-d1}
 mkdir -p "$R"
@@ -22,9 +22,14 @@ for v in ${VARIANTS:-}; do
   test_log "${v}_gpu_test" "$d" . ./sparsek_runtime_cache_gpu_test
   LD_LIBRARY_PATH=$d timeout 30 "$d/sparsek_runtime_decode_bench" \
     --seqs 256 >"$R/${v}_256.json" 2>&1
+  LD_LIBRARY_PATH=$d timeout 30 "$d/sparsek_runtime_decode_bench" \
+    --seqs 1 --verify-seqs 0 >"$R/${v}_1.json" 2>&1
 done
 LD_LIBRARY_PATH=$B timeout 30 $B/bench/sparsek_runtime_decode_bench \
   --seqs 1 --verify-seqs 0 >"$R/default_1.json" 2>&1
+# The default once more at the end: the spread of two runs of one build.
+LD_LIBRARY_PATH=$B timeout 30 $B/bench/sparsek_runtime_decode_bench \
+  --seqs 256 >"$R/default_256_again.json" 2>&1
 cat "$R/gpu.txt"
 for f in "$R"/*test.txt; do
   echo "$(basename "$f"): $(grep -E '^\[  PASSED|^\[  FAILED' "$f" | tr '\n' ' ') $(tail -n1 "$f")"
