@@ -36,7 +36,7 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
           // __truncsfbf2, which GCC 12's libgcc lacks.
           "arith-expand{{include-bf16=true},"
           "{0}"
-          "convert-math-to-llvm,convert-arith-to-llvm,"
+          "convert-vector-to-llvm,convert-math-to-llvm,convert-arith-to-llvm,"
           "finalize-memref-to-llvm,convert-func-to-llvm,convert-cf-to-llvm,"
           "reconcile-unrealized-casts",
           options.cWrappers ? "func.func(llvm-request-c-wrappers)," : "",

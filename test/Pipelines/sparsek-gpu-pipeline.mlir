@@ -9,6 +9,9 @@
 // CHECK: gpu.binary @attention_kernel
 // CHECK-SAME: #nvvm.target<O = 3, chip = "sm_90", features = "+ptx80">
 // CHECK-SAME: .target sm_90
+// 32 threads per block, one query each: the per-query loops must not be
+// merged into the block loop (one thread running the whole block).
+// CHECK-SAME: .maxntid 32, 1, 1
 // CHECK-NOT: sparsek.
 func.func @attention(%q: tensor<?x?x?x64xbf16>, %k: tensor<?x?x?x64xbf16>, %v: tensor<?x?x?x64xbf16>,
                      %i: tensor<?x?x?x8xi32>, %g: tensor<?x?x?x8xf32>, %o0: tensor<?x?x?x64xbf16>)

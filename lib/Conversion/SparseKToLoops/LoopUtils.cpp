@@ -3,6 +3,7 @@
 
 #include "sparsek/Conversion/SparseKToLoops/Status.h"
 
+#include "mlir/Dialect/Affine/IR/AffineOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -123,29 +124,49 @@ void sparsek::emitIfNonEmpty(OpBuilder &b, Location loc, ArrayRef<Value> sizes,
   emitIf(b, loc, emitAnd(b, loc, nonEmpty), body);
 }
 
+void sparsek::emitParallelBlocks(
+    OpBuilder &b, Location loc, ArrayRef<Value> dims, Value n, int64_t block,
+    function_ref<void(OpBuilder &, Location, ValueRange, Value)> body) {
+  SmallVector<Value> sizes(dims);
+  sizes.push_back(n);
+  emitIfNonEmpty(b, loc, sizes, [&](OpBuilder &nb, Location nl) {
+    Value zero = emitIndex(nb, nl, 0), one = emitIndex(nb, nl, 1);
+    SmallVector<Value> lbs(sizes.size(), zero), steps(sizes.size(), one);
+    steps.back() = emitIndex(nb, nl, block);
+    scf::ParallelOp::create(
+        nb, nl, lbs, sizes, steps,
+        [&](OpBuilder &b1, Location l1, ValueRange outer) {
+          // min(block, n - start) as an affine.min: the inner bound depends
+          // on the outer loop, so canonicalization does not merge the two
+          // loops into one (whose extra dimension gpu-map-parallel-loops
+          // would run sequentially in one thread), and
+          // convert-parallel-loops-to-gpu reads the constant `block` off it
+          // as the block size, guarding the last block itself.
+          AffineExpr d0 = getAffineDimExpr(0, b1.getContext());
+          AffineExpr s0 = getAffineSymbolExpr(0, b1.getContext());
+          AffineMap map = AffineMap::get(
+              1, 1, {getAffineConstantExpr(block, b1.getContext()), s0 - d0},
+              b1.getContext());
+          Value count = affine::AffineMinOp::create(
+              b1, l1, map, ValueRange{outer.back(), n});
+          scf::ParallelOp::create(
+              b1, l1, ValueRange{zero}, ValueRange{count}, ValueRange{one},
+              [&](OpBuilder &b2, Location l2, ValueRange inner) {
+                Value x = arith::AddIOp::create(b2, l2, outer.back(), inner[0]);
+                body(b2, l2, outer.drop_back(), x);
+              });
+        });
+  });
+}
+
 void sparsek::emitParallelQueryBlocks(
     OpBuilder &b, Location loc, Value d0, Value d1, Value numQueries,
     int64_t block,
     function_ref<void(OpBuilder &, Location, Value, Value, Value)> body) {
-  Value zero = emitIndex(b, loc, 0), one = emitIndex(b, loc, 1);
-  Value blockSize = emitIndex(b, loc, block);
-  emitIfNonEmpty(b, loc, {d0, d1, numQueries}, [&](OpBuilder &nb, Location nl) {
-    scf::ParallelOp::create(
-        nb, nl, ValueRange{zero, zero, zero}, ValueRange{d0, d1, numQueries},
-        ValueRange{one, one, blockSize},
-        [&](OpBuilder &b1, Location l1, ValueRange outer) {
-          scf::ParallelOp::create(
-              b1, l1, ValueRange{zero}, ValueRange{blockSize}, ValueRange{one},
-              [&](OpBuilder &b2, Location l2, ValueRange inner) {
-                Value t = arith::AddIOp::create(b2, l2, outer[2], inner[0]);
-                Value inside = arith::CmpIOp::create(
-                    b2, l2, arith::CmpIPredicate::ult, t, numQueries);
-                emitIf(b2, l2, inside, [&](OpBuilder &b3, Location l3) {
-                  body(b3, l3, outer[0], outer[1], t);
-                });
-              });
-        });
-  });
+  emitParallelBlocks(b, loc, {d0, d1}, numQueries, block,
+                     [&](OpBuilder &nb, Location nl, ValueRange ivs, Value t) {
+                       body(nb, nl, ivs[0], ivs[1], t);
+                     });
 }
 
 Value sparsek::emitGroupSize(OpBuilder &b, Location loc, Value hq, Value hkv,

@@ -69,11 +69,17 @@ SmallVector<Value> emitForCarrying(
 void emitIfNonEmpty(OpBuilder &b, Location loc, ArrayRef<Value> sizes,
                     function_ref<void(OpBuilder &, Location)> body);
 
-/// The parallel (GPU) form shared by the per-query lowerings: scf.parallel
-/// over (d0, d1, query block) around scf.parallel over the `block` queries
-/// of the block; `body` runs for every query t < numQueries with (i0, i1, t).
-/// gpu-map-parallel-loops maps the outer loop to blocks and the inner one to
-/// threads, so one query is one GPU thread.
+/// The parallel (GPU) form shared by the lowerings: scf.parallel over
+/// (dims..., blocks of `block` along n) around scf.parallel over the
+/// block's items; `body` runs for every item x < n with the outer ivs.
+/// gpu-map-parallel-loops maps the outer loop to GPU blocks and the inner
+/// one to threads, so one item is one GPU thread. Nothing runs (no launch)
+/// when a size is 0.
+void emitParallelBlocks(
+    OpBuilder &b, Location loc, ArrayRef<Value> dims, Value n, int64_t block,
+    function_ref<void(OpBuilder &, Location, ValueRange, Value)> body);
+
+/// emitParallelBlocks over (d0, d1, queries): `body` gets (i0, i1, t).
 void emitParallelQueryBlocks(
     OpBuilder &b, Location loc, Value d0, Value d1, Value numQueries,
     int64_t block,

@@ -96,7 +96,7 @@ static void emitQuery(OpBuilder &b, Location loc, AttentionOp op,
   int64_t w = op.getWAttr().getInt();
   Value key = op.getKey(), value = op.getValue();
   Row query{op.getQuery(), {bi, hq, t}};
-  SoftmaxAccumulator::State st = acc.begin(b, loc);
+  SoftmaxAccumulator::State st = acc.begin(b, loc, &query);
 
   st = emitWindowKeys(b, loc, acc, st, query, key, value, bi, h, pos, w);
 

@@ -167,7 +167,7 @@ static void emitDecodeQuery(OpBuilder &b, Location loc, DecodeAttentionOp op,
   Value key = op.getKeySlots(), value = op.getValueSlots();
   Row query{op.getQuery(), {bi, hq}};
   Value zero = emitIndex(b, loc, 0);
-  SoftmaxAccumulator::State st = acc.begin(b, loc);
+  SoftmaxAccumulator::State st = acc.begin(b, loc, &query);
 
   if (k > 0) {
     Value count = emitLoadIndex(b, loc, op.getPoolCount(), {bi, h});
@@ -251,30 +251,13 @@ static void emitParallelDecodeLoops(OpBuilder &b, Location loc,
                                     const DecodeSizes &sizes,
                                     int64_t headBlock) {
   Value scale = emitAttentionScale(b, loc, op.getScale(), sizes.d);
-  Value zero = emitIndex(b, loc, 0), one = emitIndex(b, loc, 1);
-  Value block = emitIndex(b, loc, headBlock);
-  emitIfNonEmpty(
-      b, loc, {sizes.batch, sizes.hq}, [&](OpBuilder &nb, Location nl) {
-        scf::ParallelOp::create(
-            nb, nl, ValueRange{zero, zero}, ValueRange{sizes.batch, sizes.hq},
-            ValueRange{one, block},
-            [&](OpBuilder &b1, Location l1, ValueRange outer) {
-              scf::ParallelOp::create(
-                  b1, l1, ValueRange{zero}, ValueRange{block}, ValueRange{one},
-                  [&](OpBuilder &b2, Location l2, ValueRange inner) {
-                    Value hq =
-                        arith::AddIOp::create(b2, l2, outer[1], inner[0]);
-                    Value inside = arith::CmpIOp::create(
-                        b2, l2, arith::CmpIPredicate::ult, hq, sizes.hq);
-                    emitIf(b2, l2, inside, [&](OpBuilder &b3, Location l3) {
-                      Value h = arith::DivUIOp::create(b3, l3, hq, sizes.group);
-                      auto acc = SoftmaxAccumulator::create(
-                          b3, l3, sizes.d, sizes.dv, scale, /*onStack=*/true);
-                      emitDecodeQuery(b3, l3, op, acc, outer[0], h, hq,
-                                      /*guarded=*/true);
-                    });
-                  });
-            });
+  emitParallelBlocks(
+      b, loc, {sizes.batch}, sizes.hq, headBlock,
+      [&](OpBuilder &nb, Location nl, ValueRange outer, Value hq) {
+        Value h = arith::DivUIOp::create(nb, nl, hq, sizes.group);
+        auto acc = SoftmaxAccumulator::create(nb, nl, sizes.d, sizes.dv, scale,
+                                              /*onStack=*/true);
+        emitDecodeQuery(nb, nl, op, acc, outer[0], h, hq, /*guarded=*/true);
       });
 }
 

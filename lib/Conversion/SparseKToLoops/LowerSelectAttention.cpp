@@ -118,7 +118,7 @@ static void emitFused(OpBuilder &b, Location loc, SelectAttentionOp op,
         Value pos = arith::AddIOp::create(nb, nl, firstPos, t);
         Value key = op.getKey(), value = op.getValue();
         Row query{op.getQuery(), {bi, hq, t}};
-        SoftmaxAccumulator::State st = acc.begin(nb, nl);
+        SoftmaxAccumulator::State st = acc.begin(nb, nl, &query);
         st = emitWindowKeys(nb, nl, acc, st, query, key, value, bi, h, pos, w);
         if (sel) {
           QueryPlace place = sel->emitPlace(nb, nl, t);

@@ -5,6 +5,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/Matchers.h"
 
 #include <cmath>
@@ -28,6 +29,8 @@ Value sparsek::emitAttentionScale(OpBuilder &b, Location loc,
 SoftmaxAccumulator SoftmaxAccumulator::create(OpBuilder &b, Location loc,
                                               Value d, Value dv, Value scale,
                                               bool onStack) {
+  if (onStack && getConstantIntValue(dv))
+    return SoftmaxAccumulator(Value(), d, dv, scale, onStack);
   auto type = MemRefType::get({ShapedType::kDynamic}, b.getF32Type());
   SmallVector<Value, 1> sizes{dv};
   if (auto cst = getConstantIntValue(dv)) {
@@ -39,21 +42,65 @@ SoftmaxAccumulator SoftmaxAccumulator::create(OpBuilder &b, Location loc,
   return SoftmaxAccumulator(acc, d, dv, scale, onStack);
 }
 
-SoftmaxAccumulator::State SoftmaxAccumulator::begin(OpBuilder &b,
-                                                    Location loc) const {
+/// vector<n x f32> of the row's first n elements, widened to f32.
+static Value loadRowVector(OpBuilder &b, Location loc, const Row &row,
+                           int64_t n) {
+  Type elem = cast<MemRefType>(row.buf.getType()).getElementType();
+  SmallVector<Value, 4> at(row.lead);
+  at.push_back(emitIndex(b, loc, 0));
+  Value v = vector::LoadOp::create(b, loc, VectorType::get({n}, elem),
+                                   row.buf, at);
+  if (elem.isF32())
+    return v;
+  return arith::ExtFOp::create(b, loc, VectorType::get({n}, b.getF32Type()),
+                               v);
+}
+
+static Value splat(OpBuilder &b, Location loc, Value scalar, Type type) {
+  return vector::BroadcastOp::create(b, loc, type, scalar);
+}
+
+SoftmaxAccumulator::State SoftmaxAccumulator::begin(OpBuilder &b, Location loc,
+                                                    const Row *query) const {
   Value zero = emitF32(b, loc, 0.0);
+  auto negInf = [&] {
+    return emitF32(b, loc, -std::numeric_limits<double>::infinity());
+  };
+  if (!acc) {
+    queryVec = Value();
+    if (auto dim = getConstantIntValue(d); dim && query)
+      queryVec = loadRowVector(b, loc, *query, *dim);
+    auto type = VectorType::get({*getConstantIntValue(dv)}, b.getF32Type());
+    return {negInf(), zero, splat(b, loc, zero, type)};
+  }
   emitFor(b, loc, emitIndex(b, loc, 0), dv,
           [&](OpBuilder &nb, Location nl, Value c) {
             memref::StoreOp::create(nb, nl, zero, acc, c);
           });
-  return {emitF32(b, loc, -std::numeric_limits<double>::infinity()), zero};
+  return {negInf(), zero, Value()};
+}
+
+Value SoftmaxAccumulator::emitScore(OpBuilder &b, Location loc,
+                                    const Row &query, const Row &key) const {
+  Value dot;
+  if (queryVec) {
+    int64_t n = cast<VectorType>(queryVec.getType()).getNumElements();
+    Value prod = arith::MulFOp::create(b, loc, queryVec,
+                                       loadRowVector(b, loc, key, n));
+    // Reassociation lets the sum be a tree instead of a chain of n adds.
+    dot = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
+                                      prod, /*acc=*/Value(),
+                                      arith::FastMathFlags::reassoc);
+  } else {
+    dot = emitDotF32(b, loc, query, key, d);
+  }
+  return arith::MulFOp::create(b, loc, scale, dot);
 }
 
 SoftmaxAccumulator::State
 SoftmaxAccumulator::add(OpBuilder &b, Location loc, State st, const Row &query,
                         const Row &key, const Row &value, Value gate) const {
-  Value s =
-      arith::MulFOp::create(b, loc, scale, emitDotF32(b, loc, query, key, d));
+  Value s = emitScore(b, loc, query, key);
   // The first key meets max = -inf: alpha = exp(-inf) = 0 scales away
   // nothing (the scratch and the sum are still 0).
   Value max = arith::MaximumFOp::create(b, loc, st.max, s);
@@ -66,6 +113,15 @@ SoftmaxAccumulator::add(OpBuilder &b, Location loc, State st, const Row &query,
   Value weight = p;
   if (!matchPattern(gate, m_OneFloat())) // window keys: skip the * 1
     weight = arith::MulFOp::create(b, loc, p, gate);
+  if (!acc) {
+    Type type = st.acc.getType();
+    int64_t n = cast<VectorType>(type).getNumElements();
+    Value scaled =
+        arith::MulFOp::create(b, loc, st.acc, splat(b, loc, alpha, type));
+    Value next = vector::FMAOp::create(b, loc, splat(b, loc, weight, type),
+                                       loadRowVector(b, loc, value, n), scaled);
+    return {max, sum, next};
+  }
   emitFor(b, loc, emitIndex(b, loc, 0), dv,
           [&](OpBuilder &nb, Location nl, Value c) {
             Value old = memref::LoadOp::create(nb, nl, acc, c);
@@ -75,7 +131,7 @@ SoftmaxAccumulator::add(OpBuilder &b, Location loc, State st, const Row &query,
                 nb, nl, scaled, arith::MulFOp::create(nb, nl, weight, v));
             memref::StoreOp::create(nb, nl, next, acc, c);
           });
-  return {max, sum};
+  return {max, sum, Value()};
 }
 
 SoftmaxAccumulator::State
@@ -104,6 +160,17 @@ void SoftmaxAccumulator::finish(OpBuilder &b, Location loc, State st,
   Value inv = arith::SelectOp::create(
       b, loc, empty, zero,
       arith::DivFOp::create(b, loc, emitF32(b, loc, 1.0), st.sum));
+  if (!acc) {
+    auto type = cast<VectorType>(st.acc.getType());
+    Value o = arith::MulFOp::create(b, loc, st.acc, splat(b, loc, inv, type));
+    Type elem = cast<MemRefType>(out.buf.getType()).getElementType();
+    if (!elem.isF32())
+      o = arith::TruncFOp::create(b, loc, type.clone(elem), o);
+    SmallVector<Value, 4> at(out.lead);
+    at.push_back(emitIndex(b, loc, 0));
+    vector::StoreOp::create(b, loc, o, out.buf, at);
+    return;
+  }
   emitFor(b, loc, emitIndex(b, loc, 0), dv,
           [&](OpBuilder &nb, Location nl, Value c) {
             Value a = memref::LoadOp::create(nb, nl, acc, c);
@@ -112,7 +179,7 @@ void SoftmaxAccumulator::finish(OpBuilder &b, Location loc, State st,
 }
 
 void SoftmaxAccumulator::release(OpBuilder &b, Location loc) const {
-  if (!onStack)
+  if (acc && !onStack)
     memref::DeallocOp::create(b, loc, acc);
 }
 

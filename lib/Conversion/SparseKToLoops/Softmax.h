@@ -31,24 +31,38 @@ Value emitAttentionScale(OpBuilder &b, Location loc,
 class SoftmaxAccumulator {
 public:
   /// The loop-carried part of one query's softmax: running maximum of the
-  /// scores and running sum of exp(score - max).
+  /// scores and running sum of exp(score - max); in the register form also
+  /// the weighted value sum, a vector<Dv x f32>.
   struct State {
     Value max;
     Value sum;
+    Value acc; // null unless the accumulator lives in registers
 
-    SmallVector<Value> values() const { return {max, sum}; }
-    static State from(ValueRange v) { return {v[0], v[1]}; }
+    SmallVector<Value> values() const {
+      if (acc)
+        return {max, sum, acc};
+      return {max, sum};
+    }
+    static State from(ValueRange v) {
+      return {v[0], v[1], v.size() > 2 ? v[2] : Value()};
+    }
   };
 
   /// Allocates the scratch of `dv` floats, once per op and reused by every
   /// query; `d` is the length of the q and key rows. Pair with release().
-  /// `onStack` puts it on the stack of the enclosing iteration instead (one
-  /// per parallel iteration: per GPU thread once the loops are mapped).
+  /// `onStack` makes it private to the enclosing iteration instead (one per
+  /// parallel iteration: per GPU thread once the loops are mapped): a
+  /// vector<Dv x f32> carried in registers when Dv is static (memory, even
+  /// a GPU thread's local memory, costs a load and a store per element and
+  /// key), else a stack buffer.
   static SoftmaxAccumulator create(OpBuilder &b, Location loc, Value d,
                                    Value dv, Value scale, bool onStack = false);
 
-  /// Starts a query: zeroes the scratch; max = -inf, sum = 0.
-  State begin(OpBuilder &b, Location loc) const;
+  /// Starts a query: zeroes the scratch; max = -inf, sum = 0. In the
+  /// register form with a static D, the `query` row is loaded once here
+  /// into a vector that every add() reuses; the accumulator then serves
+  /// that query only.
+  State begin(OpBuilder &b, Location loc, const Row *query = nullptr) const;
 
   /// Adds the key row `key` with value row `value` and f32 `gate`.
   State add(OpBuilder &b, Location loc, State st, const Row &query,
@@ -71,11 +85,19 @@ private:
   SoftmaxAccumulator(Value acc, Value d, Value dv, Value scale, bool onStack)
       : acc(acc), d(d), dv(dv), scale(scale), onStack(onStack) {}
 
-  Value acc;   // memref<Dv x f32>: sum_j exp(s_j - max) g_j v_j
+  /// f32 scale * <query, key>.
+  Value emitScore(OpBuilder &b, Location loc, const Row &query,
+                  const Row &key) const;
+
+  Value acc;   // memref<Dv x f32>: sum_j exp(s_j - max) g_j v_j (null in
+               // the register form)
   Value d;     // length of q and key rows
   Value dv;    // length of value and output rows
   Value scale; // f32 factor of the dot products
   bool onStack; // alloca'd: released with its scope, not freed
+  /// The register form: the query row as vector<D x f32>, set by begin()
+  /// when D is static.
+  mutable Value queryVec;
 };
 
 /// Adds the window keys max(0, pos - w + 1) .. pos of KV head h (rows

@@ -13,10 +13,19 @@
 // CHECK-LABEL: func.func @attention
 // CHECK: %[[C32:.*]] = arith.constant 32 : index
 // CHECK: scf.parallel (%[[B:.*]], %[[HQ:.*]], %[[T0:.*]]) = ({{.*}}) to ({{.*}}) step ({{.*}}, %[[C32]])
-// CHECK:   scf.parallel (%[[TI:.*]]) = (%{{.*}}) to (%[[C32]])
+// The inner bound depends on the block (affine.min): canonicalization must
+// not merge the loops, or one GPU thread would run the whole block.
+// CHECK:   %[[N:.*]] = affine.min #{{.*}}(%[[T0]])[%{{.*}}]
+// CHECK:   scf.parallel (%[[TI:.*]]) = (%{{.*}}) to (%[[N]])
 // CHECK:     %[[T:.*]] = arith.addi %[[T0]], %[[TI]]
-// CHECK:     scf.if
-// CHECK:       memref.alloca() : memref<16xf32>
+// The query row once into registers, then per key a vector dot product and
+// a vector update of the accumulator (loop-carried, no memory scratch).
+// CHECK-NOT:   memref.alloca
+// CHECK:       vector.load %{{.*}} : memref<1x4x?x16xf32>, vector<16xf32>
+// CHECK:       scf.for {{.*}} -> (f32, f32, vector<16xf32>)
+// CHECK:         vector.reduction <add>, %{{.*}} fastmath<reassoc> : vector<16xf32> into f32
+// CHECK:         vector.fma
+// CHECK:       vector.store %{{.*}} : memref<1x4x?x16xf32>, vector<16xf32>
 // CHECK-NOT: memref.alloc(
 // CHECK-NOT: memref.dealloc
 func.func @attention(%q: memref<1x4x?x16xf32>, %k: memref<1x2x?x16xf32>, %v: memref<1x2x?x16xf32>,
@@ -34,7 +43,7 @@ func.func @attention(%q: memref<1x4x?x16xf32>, %k: memref<1x2x?x16xf32>, %v: mem
 // CHECK-NOT: memref.load %{{.*}} : memref<?x2xi32>
 // CHECK: scf.parallel (%[[B:.*]], %[[H0:.*]]) = ({{.*}}) to ({{.*}}) step ({{.*}}, %{{.*}})
 // CHECK:   scf.parallel
-// CHECK:     memref.alloca() : memref<16xf32>
+// CHECK:     vector.load %{{.*}} : memref<?x4x16xf32>, vector<16xf32>
 // CHECK:     %[[N:.*]] = memref.load %{{.*}} : memref<?x2xi32>
 // CHECK:     arith.maxsi
 // CHECK:     arith.minsi
@@ -52,10 +61,10 @@ func.func @decode(%q: memref<?x4x16xf32>, %kc: memref<?x2x12x16xf32>, %vc: memre
 // Score: blocks of tokens of one (b, h), one token per iteration, the
 // reduction over C carried in f32.
 // CHECK-LABEL: func.func @score
-// CHECK: scf.parallel (%[[B:.*]], %[[H:.*]], %[[T0:.*]]) = ({{.*}}) to ({{.*}}) step ({{.*}}, %[[C32:.*]])
-// CHECK:   scf.parallel (%[[TI:.*]]) = (%{{.*}}) to (%[[C32]])
+// CHECK: scf.parallel (%[[B:.*]], %[[H:.*]], %[[T0:.*]]) = ({{.*}}) to ({{.*}}) step ({{.*}}, %{{.*}})
+// CHECK:   %[[N:.*]] = affine.min
+// CHECK:   scf.parallel (%[[TI:.*]]) = (%{{.*}}) to (%[[N]])
 // CHECK:     %[[T:.*]] = arith.addi %[[T0]], %[[TI]]
-// CHECK:     scf.if
 // CHECK:       scf.for {{.*}} iter_args(%{{.*}} = %{{.*}}) -> (f32)
 // CHECK:         arith.extf %{{.*}} : bf16 to f32
 // CHECK:       memref.store %{{.*}}, %{{.*}}[%[[B]], %[[H]], %[[T]]] : memref<?x2x?xf32>

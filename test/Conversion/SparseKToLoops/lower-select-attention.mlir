@@ -16,7 +16,7 @@
 // The attention: per query, the first list then the chunk's range.
 // CHECK: scf.parallel
 // CHECK:   scf.parallel
-// CHECK:     memref.alloca() : memref<16xf32>
+// CHECK:     vector.load %{{.*}} : memref<1x4x?x16xf32>, vector<16xf32>
 // CHECK:     memref.load %[[LISTS]]
 // CHECK: memref.dealloc %[[LISTS]]
 // PAR-LABEL: func.func @fused
