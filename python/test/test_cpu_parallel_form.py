@@ -177,3 +177,28 @@ def test_example_layer_parallel_form():
         lib.call("sparsek_layer", x, *weights, out)
         want = m.reference_layer(x, *weights)
         np.testing.assert_allclose(out, want, rtol=0, atol=1e-4 * max(1.0, np.abs(want).max()))
+
+
+# Decode in the GPU pipeline's split form: one partial softmax per
+# (sequence, query head, split of 64 slots), then a merge. k + w spans
+# several splits, pools are partly filled, windows partly full, and a
+# split can hold nothing valid (its partial has max -inf).
+@pytest.mark.parametrize("k,w", [(100, 40), (3, 2), (0, 70), (130, 0)])
+def test_decode_split_form(k, w):
+    g = rng(k + w)
+    Hq, Hkv, D = 4, 2, 16
+    caches = [reference.DecodeCache(Hkv, k, w) for _ in range(4)]
+    for n, c in zip((1, 9, 60, 400), caches):
+        for _ in range(n):
+            c.append(g.normal(size=(Hkv, D)), g.normal(size=(Hkv, D)), g.normal(size=Hkv))
+    sl = [c.slots() for c in caches]
+    args = [np.stack([getattr(s, f) for s in sl]).astype(dt) for f, dt in
+            [("kslots", np.float32), ("vslots", np.float32), ("slot_scores", np.float32),
+             ("tau", np.float32), ("pool_count", np.int32)]]
+    pos = np.array([s.pos for s in sl], np.int64)
+    q = g.normal(size=(4, Hq, D)).astype(np.float32)
+    lib = library(ir.decode_function("decode", k, w, head_dim=D), pipeline=PARALLEL)
+    o = np.full((4, Hq, D), 7, np.float32)
+    lib.call("decode", q, *args, pos, o)
+    want = reference.decode_attention(q, *args, pos, k, w)
+    np.testing.assert_allclose(o, want, rtol=1e-5, atol=1e-5)

@@ -21,8 +21,10 @@
 #include "sparsek/Conversion/SparseKToLoops/Status.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 #include <limits>
 
@@ -243,22 +245,194 @@ static void emitDecodeLoops(OpBuilder &b, Location loc, DecodeAttentionOp op,
   acc.release(b, loc);
 }
 
-/// The parallel (GPU) form: scf.parallel over (b, query-head block) around
-/// scf.parallel over the heads of the block, one (sequence, head) query per
-/// iteration with its own stack scratch, and the cache guarded in place.
+/// Slots per split of the parallel form: short enough that a batch of one
+/// still fills the GPU with (query head, split) threads, long enough that
+/// the partial results stay small next to the keys read.
+static constexpr int64_t kDecodeSplit = 64;
+
+/// Split `p` of query head hq of sequence bi: the online softmax over the
+/// slots of virtual index v in [p L, (p + 1) L) (v < k: pool slot v, valid
+/// below the pool count; v >= k: the (v - k)-th window position from the
+/// oldest, valid up to pos[b]), written unnormalized to the partials.
+static void emitDecodeSplit(OpBuilder &b, Location loc, DecodeAttentionOp op,
+                            const SoftmaxAccumulator &acc, Value bi, Value h,
+                            Value hq, Value p, Value partMax, Value partSum,
+                            Value partAcc) {
+  int64_t k = op.getKAttr().getInt(), w = op.getWAttr().getInt();
+  Value key = op.getKeySlots(), value = op.getValueSlots();
+  Row query{op.getQuery(), {bi, hq}};
+  Value zero = emitIndex(b, loc, 0), kIdx = emitIndex(b, loc, k);
+  SoftmaxAccumulator::State st = acc.begin(b, loc, &query);
+  // The cache state, made safe in place (see emitDecodeQuery's `guarded`).
+  Value count = zero;
+  Value tau = Value();
+  if (k > 0) {
+    count = arith::MinSIOp::create(
+        b, loc,
+        arith::MaxSIOp::create(
+            b, loc, emitLoadIndex(b, loc, op.getPoolCount(), {bi, h}), zero),
+        kIdx);
+    tau = arith::ExtFOp::create(
+        b, loc, b.getF64Type(),
+        memref::LoadOp::create(b, loc, op.getTau(), ValueRange{bi, h})
+            .getResult());
+  }
+  Value end, first;
+  if (w > 0) {
+    Value pos = arith::MaxSIOp::create(
+        b, loc, emitLoadIndex(b, loc, op.getPositions(), bi),
+        emitIndex(b, loc, -1));
+    end = arith::AddIOp::create(b, loc, pos, emitIndex(b, loc, 1));
+    first = arith::MaxSIOp::create(
+        b, loc, arith::SubIOp::create(b, loc, end, emitIndex(b, loc, w)), zero);
+  }
+  Value lo = arith::MulIOp::create(b, loc, p, emitIndex(b, loc, kDecodeSplit));
+  Value hi = arith::MinSIOp::create(
+      b, loc,
+      arith::AddIOp::create(b, loc, lo, emitIndex(b, loc, kDecodeSplit)),
+      emitIndex(b, loc, k + w));
+  // Pool part of the split, then window part (either may be empty).
+  if (k > 0) {
+    Value poolHi = arith::MinSIOp::create(b, loc, hi, count);
+    st = SoftmaxAccumulator::State::from(emitForCarrying(
+        b, loc, lo, poolHi, st.values(),
+        [&](OpBuilder &nb, Location nl, Value slot,
+            ValueRange carried) -> SmallVector<Value> {
+          Value score =
+              memref::LoadOp::create(nb, nl, op.getSlotScores(), {bi, h, slot});
+          return acc
+              .addIf(nb, nl, emitValidScore(nb, nl, score),
+                     SoftmaxAccumulator::State::from(carried), query,
+                     Row{key, {bi, h, slot}}, Row{value, {bi, h, slot}},
+                     emitClipGate(nb, nl, score, tau))
+              .values();
+        }));
+  }
+  if (w > 0) {
+    // Window index i = v - k over [max(lo, k), hi) - k, position first + i.
+    Value iLo = arith::SubIOp::create(
+        b, loc, arith::MaxSIOp::create(b, loc, lo, kIdx), kIdx);
+    Value iHi = arith::SubIOp::create(
+        b, loc, arith::MaxSIOp::create(b, loc, hi, kIdx), kIdx);
+    Value posLo = arith::AddIOp::create(b, loc, first, iLo);
+    Value posHi = arith::MinSIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, first, iHi), end);
+    Value gate = emitF32(b, loc, 1.0);
+    st = SoftmaxAccumulator::State::from(emitForCarrying(
+        b, loc, posLo, posHi, st.values(),
+        [&](OpBuilder &nb, Location nl, Value q,
+            ValueRange carried) -> SmallVector<Value> {
+          Value ring = arith::RemUIOp::create(nb, nl, q, emitIndex(nb, nl, w));
+          Value slot =
+              arith::AddIOp::create(nb, nl, emitIndex(nb, nl, k), ring);
+          return acc
+              .add(nb, nl, SoftmaxAccumulator::State::from(carried), query,
+                   Row{key, {bi, h, slot}}, Row{value, {bi, h, slot}}, gate)
+              .values();
+        }));
+  }
+  memref::StoreOp::create(b, loc, st.max, partMax, ValueRange{bi, hq, p});
+  memref::StoreOp::create(b, loc, st.sum, partSum, ValueRange{bi, hq, p});
+  vector::StoreOp::create(b, loc, st.acc, partAcc, ValueRange{bi, hq, p, zero});
+}
+
+/// Combines the splits of query head hq of sequence bi (the log-sum-exp
+/// merge of online softmaxes) and writes the output row.
+static void emitDecodeCombine(OpBuilder &b, Location loc, DecodeAttentionOp op,
+                              Value bi, Value hq, int64_t splits, int64_t dv,
+                              Value partMax, Value partSum, Value partAcc) {
+  Value zero = emitIndex(b, loc, 0), nSplits = emitIndex(b, loc, splits);
+  Value f0 = emitF32(b, loc, 0.0);
+  Value negInf = emitF32(b, loc, -std::numeric_limits<double>::infinity());
+  Value max =
+      emitForCarrying(b, loc, zero, nSplits, ValueRange{negInf},
+                      [&](OpBuilder &nb, Location nl, Value p,
+                          ValueRange m) -> SmallVector<Value> {
+                        Value pm = memref::LoadOp::create(
+                            nb, nl, partMax, ValueRange{bi, hq, p});
+                        return {arith::MaximumFOp::create(nb, nl, m[0], pm)};
+                      })[0];
+  // No key anywhere: max stays -inf and the output is 0 (not exp(nan)).
+  Value anyKey =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, max, negInf);
+  Value safeMax = arith::SelectOp::create(b, loc, anyKey, max, f0);
+  auto vecType = VectorType::get({dv}, b.getF32Type());
+  Value zeros = vector::BroadcastOp::create(b, loc, vecType, f0);
+  SmallVector<Value> tot = emitForCarrying(
+      b, loc, zero, nSplits, ValueRange{f0, zeros},
+      [&](OpBuilder &nb, Location nl, Value p,
+          ValueRange c) -> SmallVector<Value> {
+        Value pm =
+            memref::LoadOp::create(nb, nl, partMax, ValueRange{bi, hq, p});
+        Value ps =
+            memref::LoadOp::create(nb, nl, partSum, ValueRange{bi, hq, p});
+        Value pa =
+            vector::LoadOp::create(nb, nl, vecType, partAcc,
+                                   ValueRange{bi, hq, p, emitIndex(nb, nl, 0)});
+        // Empty splits have max -inf: a factor of exactly 0.
+        Value f = math::ExpOp::create(
+            nb, nl, arith::SubFOp::create(nb, nl, pm, safeMax));
+        Value sum = arith::AddFOp::create(nb, nl, c[0],
+                                          arith::MulFOp::create(nb, nl, ps, f));
+        Value acc = vector::FMAOp::create(
+            nb, nl, vector::BroadcastOp::create(nb, nl, vecType, f), pa, c[1]);
+        return {sum, acc};
+      });
+  Value empty =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, tot[0], f0);
+  Value inv = arith::SelectOp::create(
+      b, loc, empty, f0,
+      arith::DivFOp::create(b, loc, emitF32(b, loc, 1.0), tot[0]));
+  Value o = arith::MulFOp::create(
+      b, loc, tot[1], vector::BroadcastOp::create(b, loc, vecType, inv));
+  Type elem = cast<MemRefType>(op.getInit().getType()).getElementType();
+  if (!elem.isF32())
+    o = arith::TruncFOp::create(b, loc, vecType.clone(elem), o);
+  vector::StoreOp::create(b, loc, o, op.getInit(), ValueRange{bi, hq, zero});
+}
+
+/// The parallel (GPU) form, split over the slots (split-K, as FlashDecoding
+/// does): one thread per (sequence, query head, split of kDecodeSplit
+/// slots) writes an unnormalized partial softmax, then one thread per
+/// (sequence, query head) merges them. One thread per query head alone
+/// would leave a small batch with a few dozen threads walking k + w slots.
 static void emitParallelDecodeLoops(OpBuilder &b, Location loc,
                                     DecodeAttentionOp op,
                                     const DecodeSizes &sizes,
                                     int64_t headBlock) {
   Value scale = emitAttentionScale(b, loc, op.getScale(), sizes.d);
+  int64_t k = op.getKAttr().getInt(), w = op.getWAttr().getInt();
+  int64_t dv = *getConstantIntValue(sizes.dv);
+  int64_t splits =
+      std::max<int64_t>(1, (k + w + kDecodeSplit - 1) / kDecodeSplit);
+  Value nSplits = emitIndex(b, loc, splits);
+  auto partType = MemRefType::get(
+      {ShapedType::kDynamic, ShapedType::kDynamic, splits}, b.getF32Type());
+  SmallVector<Value> dims{sizes.batch, sizes.hq};
+  Value partMax = memref::AllocOp::create(b, loc, partType, dims);
+  Value partSum = memref::AllocOp::create(b, loc, partType, dims);
+  Value partAcc = memref::AllocOp::create(
+      b, loc,
+      MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic, splits, dv},
+                      b.getF32Type()),
+      dims);
+  emitParallelBlocks(
+      b, loc, {sizes.batch, sizes.hq}, nSplits, splits,
+      [&](OpBuilder &nb, Location nl, ValueRange outer, Value p) {
+        Value h = arith::DivUIOp::create(nb, nl, outer[1], sizes.group);
+        auto acc = SoftmaxAccumulator::create(nb, nl, sizes.d, sizes.dv, scale,
+                                              /*onStack=*/true);
+        emitDecodeSplit(nb, nl, op, acc, outer[0], h, outer[1], p, partMax,
+                        partSum, partAcc);
+      });
   emitParallelBlocks(
       b, loc, {sizes.batch}, sizes.hq, headBlock,
       [&](OpBuilder &nb, Location nl, ValueRange outer, Value hq) {
-        Value h = arith::DivUIOp::create(nb, nl, hq, sizes.group);
-        auto acc = SoftmaxAccumulator::create(nb, nl, sizes.d, sizes.dv, scale,
-                                              /*onStack=*/true);
-        emitDecodeQuery(nb, nl, op, acc, outer[0], h, hq, /*guarded=*/true);
+        emitDecodeCombine(nb, nl, op, outer[0], hq, splits, dv, partMax,
+                          partSum, partAcc);
       });
+  for (Value v : {partMax, partSum, partAcc})
+    memref::DeallocOp::create(b, loc, v);
 }
 
 LogicalResult

@@ -38,15 +38,26 @@ func.func @attention(%q: memref<1x4x?x16xf32>, %k: memref<1x2x?x16xf32>, %v: mem
 
 // -----
 
-// The decode kernel guards the cache itself: no host scan of pool counts.
+// Decode is split over the slots (split-K): one iteration per (sequence,
+// query head, split of 64 slots) writes a partial softmax (k + w = 12: one
+// split), then one per (sequence, query head) merges them. The kernel
+// guards the cache itself: no host scan of pool counts.
 // CHECK-LABEL: func.func @decode
 // CHECK-NOT: memref.load %{{.*}} : memref<?x2xi32>
-// CHECK: scf.parallel (%[[B:.*]], %[[H0:.*]]) = ({{.*}}) to ({{.*}}) step ({{.*}}, %{{.*}})
+// CHECK: %[[PMAX:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x1xf32>
+// CHECK: %[[PACC:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x1x16xf32>
+// CHECK: scf.parallel (%{{.*}}, %{{.*}}, %{{.*}}) =
 // CHECK:   scf.parallel
 // CHECK:     vector.load %{{.*}} : memref<?x4x16xf32>, vector<16xf32>
 // CHECK:     %[[N:.*]] = memref.load %{{.*}} : memref<?x2xi32>
 // CHECK:     arith.maxsi
 // CHECK:     arith.minsi
+// CHECK:     vector.store %{{.*}}, %[[PACC]]
+// CHECK: scf.parallel
+// CHECK:   scf.parallel
+// CHECK:     vector.load %[[PACC]]
+// CHECK:     vector.store %{{.*}} : memref<?x4x16xf32>, vector<16xf32>
+// CHECK: memref.dealloc %[[PMAX]]
 func.func @decode(%q: memref<?x4x16xf32>, %kc: memref<?x2x12x16xf32>, %vc: memref<?x2x12x16xf32>,
                   %sc: memref<?x2x12xf32>, %tau: memref<?x2xf32>, %cnt: memref<?x2xi32>,
                   %pos: memref<?xi64>, %o: memref<?x4x16xf32>) {
