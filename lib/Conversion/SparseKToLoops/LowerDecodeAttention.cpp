@@ -416,13 +416,15 @@ static void emitParallelDecodeLoops(OpBuilder &b, Location loc,
       MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic, splits, dv},
                       b.getF32Type()),
       dims);
+  // Threads of a block are the query heads of one (sequence, split): the
+  // G heads of a KV head read the same slot rows at the same time.
   emitParallelBlocks(
-      b, loc, {sizes.batch, sizes.hq}, nSplits, splits,
-      [&](OpBuilder &nb, Location nl, ValueRange outer, Value p) {
-        Value h = arith::DivUIOp::create(nb, nl, outer[1], sizes.group);
+      b, loc, {sizes.batch, nSplits}, sizes.hq, headBlock,
+      [&](OpBuilder &nb, Location nl, ValueRange outer, Value hq) {
+        Value h = arith::DivUIOp::create(nb, nl, hq, sizes.group);
         auto acc = SoftmaxAccumulator::create(nb, nl, sizes.d, sizes.dv, scale,
                                               /*onStack=*/true);
-        emitDecodeSplit(nb, nl, op, acc, outer[0], h, outer[1], p, partMax,
+        emitDecodeSplit(nb, nl, op, acc, outer[0], h, hq, outer[1], partMax,
                         partSum, partAcc);
       });
   emitParallelBlocks(

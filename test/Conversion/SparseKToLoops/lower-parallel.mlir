@@ -46,7 +46,7 @@ func.func @attention(%q: memref<1x4x?x16xf32>, %k: memref<1x2x?x16xf32>, %v: mem
 // CHECK-NOT: memref.load %{{.*}} : memref<?x2xi32>
 // CHECK: %[[PMAX:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x1xf32>
 // CHECK: %[[PACC:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x1x16xf32>
-// CHECK: scf.parallel (%{{.*}}, %{{.*}}, %{{.*}}) =
+// CHECK: scf.parallel (%{{.*}}, %{{.*}}, %{{.*}}) = ({{.*}}) to (%{{.*}}, %c1{{.*}}, %c4{{.*}})
 // CHECK:   scf.parallel
 // CHECK:     vector.load %{{.*}} : memref<?x4x16xf32>, vector<16xf32>
 // CHECK:     %[[N:.*]] = memref.load %{{.*}} : memref<?x2xi32>
