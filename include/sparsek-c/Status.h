@@ -29,6 +29,9 @@ enum sparsek_status_code {
   /* A CUDA call of the runtime failed (GPU entry points); the runtime's
    * sk_rt_get_last_error() has the message. */
   SPARSEK_ERROR_RUNTIME = 5,
+  /* A GPU entry point got an operand whose rows are not 16-byte aligned: its
+   * kernels read q, key and value rows as 16-byte vectors. */
+  SPARSEK_ERROR_MISALIGNED = 6,
 };
 
 /* A message for a status code, for logs and exceptions. */
@@ -46,6 +49,9 @@ static inline const char *sparsek_status_message(int32_t code) {
     return "invalid cache state: a position or pool count is out of range";
   case SPARSEK_ERROR_RUNTIME:
     return "runtime error: a CUDA call failed (see sk_rt_get_last_error)";
+  /* One literal per message: python/sparsek/status.py mirrors them. */
+  case SPARSEK_ERROR_MISALIGNED:
+    return "misaligned operand: the GPU kernels read rows as 16-byte vectors; pass tensors whose data starts 16-byte aligned (e.g. contiguous copies)";
   default:
     return "unknown SparseK status code";
   }

@@ -11,6 +11,7 @@ SHAPE_MISMATCH = 2
 QUERIES_EXCEED_KEYS = 3
 INVALID_CACHE_STATE = 4
 RUNTIME = 5
+MISALIGNED = 6
 
 MESSAGES = {
     OK: "ok",
@@ -19,6 +20,8 @@ MESSAGES = {
     QUERIES_EXCEED_KEYS: "more queries than keys: T must not exceed S",
     INVALID_CACHE_STATE: "invalid cache state: a position or pool count is out of range",
     RUNTIME: "runtime error: a CUDA call failed (see sk_rt_get_last_error)",
+    MISALIGNED: ("misaligned operand: the GPU kernels read rows as 16-byte vectors; pass "
+                 "tensors whose data starts 16-byte aligned (e.g. contiguous copies)"),
 }
 
 

@@ -59,14 +59,15 @@ static void collectUses(Value buffer, BufferUses &uses) {
       continue;
     }
     // A device-to-device copy (rewritten below) counts as device use; sizes,
-    // deallocation and passing the buffer on to generated functions read no
-    // element on the host.
+    // deallocation, passing the buffer on to generated functions and reading
+    // its descriptor (alignment checks) read no element on the host.
     if (isa<memref::CopyOp>(user)) {
       uses.byKernel = true;
       continue;
     }
-    if (isa<memref::DimOp, memref::DeallocOp, func::CallOp, func::ReturnOp>(
-            user))
+    if (isa<memref::DimOp, memref::DeallocOp, func::CallOp, func::ReturnOp,
+            memref::ExtractAlignedPointerAsIndexOp,
+            memref::ExtractStridedMetadataOp>(user))
       continue;
     if (!uses.hostAccess)
       uses.hostAccess = user;

@@ -220,3 +220,36 @@ Value sparsek::emitDotF32(OpBuilder &b, Location loc, const Row &x,
                            return {arith::AddFOp::create(nb, nl, sum[0], p)};
                          })[0];
 }
+
+bool sparsek::rowsKeepAlignment(Value buf) {
+  auto type = dyn_cast<MemRefType>(buf.getType());
+  if (!type || !type.getLayout().isIdentity() || type.getRank() == 0 ||
+      type.isDynamicDim(type.getRank() - 1))
+    return false;
+  unsigned bits = type.getElementTypeBitWidth();
+  int64_t rowBytes = type.getDimSize(type.getRank() - 1) * bits / 8;
+  return bits % 8 == 0 && rowBytes % kRowAlignment == 0;
+}
+
+Value sparsek::emitDataAligned(OpBuilder &b, Location loc, Value buf) {
+  // Identity layout: the offset is 0, the aligned pointer is where the data
+  // starts.
+  Value ptr = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, buf);
+  Value rem =
+      arith::RemUIOp::create(b, loc, ptr, emitIndex(b, loc, kRowAlignment));
+  return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, rem,
+                               emitIndex(b, loc, 0));
+}
+
+Value sparsek::emitRowAlignmentCheck(OpBuilder &b, Location loc,
+                                     Operation *anchor, ArrayRef<Value> rows,
+                                     bool &aligned) {
+  aligned = llvm::all_of(rows, rowsKeepAlignment);
+  if (!aligned)
+    return emitBool(b, loc, true);
+  SmallVector<Value> conds;
+  for (Value buf : rows)
+    conds.push_back(emitDataAligned(b, loc, buf));
+  return emitCheck(b, loc, anchor, emitAnd(b, loc, conds),
+                   SPARSEK_ERROR_MISALIGNED);
+}

@@ -85,6 +85,27 @@ void emitParallelQueryBlocks(
     int64_t block,
     function_ref<void(OpBuilder &, Location, Value, Value, Value)> body);
 
+/// The alignment, in bytes, of the row vectors the GPU kernels load.
+constexpr int64_t kRowAlignment = 16;
+
+/// Whether every row (last dimension) of `buf` starts kRowAlignment-aligned
+/// once its data does: identity layout and a static last dimension whose
+/// byte size is a multiple of kRowAlignment. The run-time half is
+/// emitDataAligned.
+bool rowsKeepAlignment(Value buf);
+
+/// i1: the data of `buf` (aligned pointer plus offset) starts
+/// kRowAlignment-aligned. Reads only the descriptor.
+Value emitDataAligned(OpBuilder &b, Location loc, Value buf);
+
+/// For the GPU kernels' aligned row vectors: when every buffer of `rows`
+/// keeps row alignment (rowsKeepAlignment), sets `aligned` and returns the
+/// i1 run-time check that their data is aligned, recording
+/// SPARSEK_ERROR_MISALIGNED for `anchor` when it is not; otherwise clears
+/// `aligned` (the kernels then load element by element) and returns true.
+Value emitRowAlignmentCheck(OpBuilder &b, Location loc, Operation *anchor,
+                            ArrayRef<Value> rows, bool &aligned);
+
 /// Grouped-query attention: the query heads `hq` split into `hkv` groups of
 /// G = hq / hkv. Sets `ok` to whether the split is exact (hq is a multiple
 /// of hkv, and hkv = 0 only with hq = 0) and returns G. Never divides by

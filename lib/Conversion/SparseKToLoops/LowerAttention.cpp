@@ -154,7 +154,7 @@ static void emitAttentionLoops(OpBuilder &b, Location loc, AttentionOp op,
 static void emitParallelAttentionLoops(OpBuilder &b, Location loc,
                                        AttentionOp op,
                                        const AttentionSizes &sizes,
-                                       int64_t queryBlock) {
+                                       int64_t queryBlock, bool alignedRows) {
   Value scale = emitAttentionScale(b, loc, op.getScale(), sizes.d);
   Value firstPos = arith::SubIOp::create(b, loc, sizes.s, sizes.t);
   emitParallelQueryBlocks(
@@ -162,7 +162,7 @@ static void emitParallelAttentionLoops(OpBuilder &b, Location loc,
       [&](OpBuilder &nb, Location nl, Value bi, Value hq, Value t) {
         Value h = arith::DivUIOp::create(nb, nl, hq, sizes.group);
         auto acc = SoftmaxAccumulator::create(nb, nl, sizes.d, sizes.dv, scale,
-                                              /*onStack=*/true);
+                                              /*onStack=*/true, alignedRows);
         Value pos = arith::AddIOp::create(nb, nl, firstPos, t);
         emitQuery(nb, nl, op, acc, bi, h, hq, t, pos, sizes.k);
       });
@@ -179,9 +179,17 @@ mlir::sparsek::lowerAttentionToLoops(RewriterBase &rewriter, AttentionOp op,
               "lowering: its per-query scratch lives on the stack";
   AttentionSizes sizes(rewriter, loc, op);
   Value ok = emitAttentionChecks(rewriter, loc, op, sizes);
+  bool alignedRows = false;
+  if (options.parallelLoops)
+    ok = emitAnd(rewriter, loc,
+                 {ok, emitRowAlignmentCheck(rewriter, loc, op,
+                                            {op.getQuery(), op.getKey(),
+                                             op.getValue(), op.getInit()},
+                                            alignedRows)});
   emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location loc) {
     if (options.parallelLoops)
-      emitParallelAttentionLoops(b, loc, op, sizes, options.queryBlock);
+      emitParallelAttentionLoops(b, loc, op, sizes, options.queryBlock,
+                                 alignedRows);
     else
       emitAttentionLoops(b, loc, op, sizes);
   });

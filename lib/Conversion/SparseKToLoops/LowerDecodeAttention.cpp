@@ -398,8 +398,8 @@ static void emitDecodeCombine(OpBuilder &b, Location loc, DecodeAttentionOp op,
 /// would leave a small batch with a few dozen threads walking k + w slots.
 static void emitParallelDecodeLoops(OpBuilder &b, Location loc,
                                     DecodeAttentionOp op,
-                                    const DecodeSizes &sizes,
-                                    int64_t headBlock) {
+                                    const DecodeSizes &sizes, int64_t headBlock,
+                                    bool alignedRows) {
   Value scale = emitAttentionScale(b, loc, op.getScale(), sizes.d);
   int64_t k = op.getKAttr().getInt(), w = op.getWAttr().getInt();
   int64_t dv = *getConstantIntValue(sizes.dv);
@@ -423,7 +423,7 @@ static void emitParallelDecodeLoops(OpBuilder &b, Location loc,
       [&](OpBuilder &nb, Location nl, ValueRange outer, Value hq) {
         Value h = arith::DivUIOp::create(nb, nl, hq, sizes.group);
         auto acc = SoftmaxAccumulator::create(nb, nl, sizes.d, sizes.dv, scale,
-                                              /*onStack=*/true);
+                                              /*onStack=*/true, alignedRows);
         emitDecodeSplit(nb, nl, op, acc, outer[0], h, hq, outer[1], partMax,
                         partSum, partAcc);
       });
@@ -452,8 +452,15 @@ mlir::sparsek::lowerDecodeAttentionToLoops(RewriterBase &rewriter,
     Value ok = emitCheck(rewriter, loc, op,
                          emitDecodeShapesOk(rewriter, loc, op, sizes),
                          SPARSEK_ERROR_SHAPE_MISMATCH);
+    bool alignedRows = false;
+    ok = emitAnd(rewriter, loc,
+                 {ok, emitRowAlignmentCheck(rewriter, loc, op,
+                                            {op.getQuery(), op.getKeySlots(),
+                                             op.getValueSlots(), op.getInit()},
+                                            alignedRows)});
     emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location loc) {
-      emitParallelDecodeLoops(b, loc, op, sizes, options.queryBlock);
+      emitParallelDecodeLoops(b, loc, op, sizes, options.queryBlock,
+                              alignedRows);
     });
     rewriter.eraseOp(op);
     return success();

@@ -84,7 +84,8 @@ static void emitCheckWindowScores(OpBuilder &b, Location loc,
 }
 
 static void emitFused(OpBuilder &b, Location loc, SelectAttentionOp op,
-                      const FusedSizes &z, const LoopLoweringOptions &options) {
+                      const FusedSizes &z, const LoopLoweringOptions &options,
+                      bool alignedRows) {
   int64_t k = op.getKAttr().getInt(), w = op.getWAttr().getInt();
   bool inKernel = options.parallelLoops;
   std::optional<ChunkedSelection> sel;
@@ -114,7 +115,7 @@ static void emitFused(OpBuilder &b, Location loc, SelectAttentionOp op,
       [&](OpBuilder &nb, Location nl, Value bi, Value hq, Value t) {
         Value h = arith::DivUIOp::create(nb, nl, hq, z.group);
         auto acc = SoftmaxAccumulator::create(nb, nl, z.d, z.dv, scale,
-                                              /*onStack=*/true);
+                                              /*onStack=*/true, alignedRows);
         Value pos = arith::AddIOp::create(nb, nl, firstPos, t);
         Value key = op.getKey(), value = op.getValue();
         Row query{op.getQuery(), {bi, hq, t}};
@@ -160,8 +161,16 @@ mlir::sparsek::lowerSelectAttentionToLoops(RewriterBase &rewriter,
                emitDim(rewriter, loc, op.getValue(), 3),
                Value()};
   Value ok = emitFusedChecks(rewriter, loc, op, z);
-  emitIf(rewriter, loc, ok,
-         [&](OpBuilder &b, Location l) { emitFused(b, l, op, z, options); });
+  bool alignedRows = false;
+  if (options.parallelLoops)
+    ok = emitAnd(rewriter, loc,
+                 {ok, emitRowAlignmentCheck(rewriter, loc, op,
+                                            {op.getQuery(), op.getKey(),
+                                             op.getValue(), op.getInit()},
+                                            alignedRows)});
+  emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location l) {
+    emitFused(b, l, op, z, options, alignedRows);
+  });
   rewriter.eraseOp(op);
   return success();
 }

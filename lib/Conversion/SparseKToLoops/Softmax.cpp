@@ -28,32 +28,35 @@ Value sparsek::emitAttentionScale(OpBuilder &b, Location loc,
 
 SoftmaxAccumulator SoftmaxAccumulator::create(OpBuilder &b, Location loc,
                                               Value d, Value dv, Value scale,
-                                              bool onStack) {
+                                              bool onStack, bool alignedRows) {
   if (onStack && getConstantIntValue(dv))
-    return SoftmaxAccumulator(Value(), d, dv, scale, onStack);
+    return SoftmaxAccumulator(Value(), d, dv, scale, onStack, alignedRows);
   auto type = MemRefType::get({ShapedType::kDynamic}, b.getF32Type());
   SmallVector<Value, 1> sizes{dv};
   if (auto cst = getConstantIntValue(dv)) {
     type = MemRefType::get({*cst}, b.getF32Type());
     sizes.clear();
   }
-  Value acc = onStack ? memref::AllocaOp::create(b, loc, type, sizes).getResult()
-                      : memref::AllocOp::create(b, loc, type, sizes).getResult();
-  return SoftmaxAccumulator(acc, d, dv, scale, onStack);
+  Value acc = onStack
+                  ? memref::AllocaOp::create(b, loc, type, sizes).getResult()
+                  : memref::AllocOp::create(b, loc, type, sizes).getResult();
+  return SoftmaxAccumulator(acc, d, dv, scale, onStack, /*alignedRows=*/false);
 }
 
 /// vector<n x f32> of the row's first n elements, widened to f32.
 static Value loadRowVector(OpBuilder &b, Location loc, const Row &row,
-                           int64_t n) {
+                           int64_t n, bool aligned) {
   Type elem = cast<MemRefType>(row.buf.getType()).getElementType();
   SmallVector<Value, 4> at(row.lead);
   at.push_back(emitIndex(b, loc, 0));
-  Value v = vector::LoadOp::create(b, loc, VectorType::get({n}, elem),
-                                   row.buf, at);
+  llvm::MaybeAlign align;
+  if (aligned)
+    align = llvm::Align(kRowAlignment);
+  Value v = vector::LoadOp::create(b, loc, VectorType::get({n}, elem), row.buf,
+                                   at, /*nontemporal=*/false, align);
   if (elem.isF32())
     return v;
-  return arith::ExtFOp::create(b, loc, VectorType::get({n}, b.getF32Type()),
-                               v);
+  return arith::ExtFOp::create(b, loc, VectorType::get({n}, b.getF32Type()), v);
 }
 
 static Value splat(OpBuilder &b, Location loc, Value scalar, Type type) {
@@ -69,7 +72,7 @@ SoftmaxAccumulator::State SoftmaxAccumulator::begin(OpBuilder &b, Location loc,
   if (!acc) {
     queryVec = Value();
     if (auto dim = getConstantIntValue(d); dim && query)
-      queryVec = loadRowVector(b, loc, *query, *dim);
+      queryVec = loadRowVector(b, loc, *query, *dim, alignedRows);
     auto type = VectorType::get({*getConstantIntValue(dv)}, b.getF32Type());
     return {negInf(), zero, splat(b, loc, zero, type)};
   }
@@ -85,11 +88,11 @@ Value SoftmaxAccumulator::emitScore(OpBuilder &b, Location loc,
   Value dot;
   if (queryVec) {
     int64_t n = cast<VectorType>(queryVec.getType()).getNumElements();
-    Value prod = arith::MulFOp::create(b, loc, queryVec,
-                                       loadRowVector(b, loc, key, n));
+    Value prod = arith::MulFOp::create(
+        b, loc, queryVec, loadRowVector(b, loc, key, n, alignedRows));
     // Reassociation lets the sum be a tree instead of a chain of n adds.
-    dot = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
-                                      prod, /*acc=*/Value(),
+    dot = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, prod,
+                                      /*acc=*/Value(),
                                       arith::FastMathFlags::reassoc);
   } else {
     dot = emitDotF32(b, loc, query, key, d);
@@ -118,8 +121,9 @@ SoftmaxAccumulator::add(OpBuilder &b, Location loc, State st, const Row &query,
     int64_t n = cast<VectorType>(type).getNumElements();
     Value scaled =
         arith::MulFOp::create(b, loc, st.acc, splat(b, loc, alpha, type));
-    Value next = vector::FMAOp::create(b, loc, splat(b, loc, weight, type),
-                                       loadRowVector(b, loc, value, n), scaled);
+    Value next = vector::FMAOp::create(
+        b, loc, splat(b, loc, weight, type),
+        loadRowVector(b, loc, value, n, alignedRows), scaled);
     return {max, sum, next};
   }
   emitFor(b, loc, emitIndex(b, loc, 0), dv,
@@ -168,7 +172,11 @@ void SoftmaxAccumulator::finish(OpBuilder &b, Location loc, State st,
       o = arith::TruncFOp::create(b, loc, type.clone(elem), o);
     SmallVector<Value, 4> at(out.lead);
     at.push_back(emitIndex(b, loc, 0));
-    vector::StoreOp::create(b, loc, o, out.buf, at);
+    llvm::MaybeAlign align;
+    if (alignedRows)
+      align = llvm::Align(kRowAlignment);
+    vector::StoreOp::create(b, loc, o, out.buf, at, /*nontemporal=*/false,
+                            align);
     return;
   }
   emitFor(b, loc, emitIndex(b, loc, 0), dv,
@@ -183,12 +191,10 @@ void SoftmaxAccumulator::release(OpBuilder &b, Location loc) const {
     memref::DeallocOp::create(b, loc, acc);
 }
 
-SoftmaxAccumulator::State
-sparsek::emitWindowKeys(OpBuilder &b, Location loc,
-                        const SoftmaxAccumulator &acc,
-                        SoftmaxAccumulator::State st, const Row &query,
-                        Value key, Value value, Value bi, Value h, Value pos,
-                        int64_t w) {
+SoftmaxAccumulator::State sparsek::emitWindowKeys(
+    OpBuilder &b, Location loc, const SoftmaxAccumulator &acc,
+    SoftmaxAccumulator::State st, const Row &query, Value key, Value value,
+    Value bi, Value h, Value pos, int64_t w) {
   if (w == 0)
     return st;
   Value end = arith::AddIOp::create(b, loc, pos, emitIndex(b, loc, 1));

@@ -55,8 +55,13 @@ public:
   /// vector<Dv x f32> carried in registers when Dv is static (memory, even
   /// a GPU thread's local memory, costs a load and a store per element and
   /// key), else a stack buffer.
+  /// `alignedRows` (register form): every query, key and value row and
+  /// output row starts kRowAlignment-aligned (the caller checked), so they
+  /// are read and written as aligned vectors: a few wide loads per row
+  /// instead of one per element.
   static SoftmaxAccumulator create(OpBuilder &b, Location loc, Value d,
-                                   Value dv, Value scale, bool onStack = false);
+                                   Value dv, Value scale, bool onStack = false,
+                                   bool alignedRows = false);
 
   /// Starts a query: zeroes the scratch; max = -inf, sum = 0. In the
   /// register form with a static D, the `query` row is loaded once here
@@ -82,19 +87,22 @@ public:
   void release(OpBuilder &b, Location loc) const;
 
 private:
-  SoftmaxAccumulator(Value acc, Value d, Value dv, Value scale, bool onStack)
-      : acc(acc), d(d), dv(dv), scale(scale), onStack(onStack) {}
+  SoftmaxAccumulator(Value acc, Value d, Value dv, Value scale, bool onStack,
+                     bool alignedRows)
+      : acc(acc), d(d), dv(dv), scale(scale), onStack(onStack),
+        alignedRows(alignedRows) {}
 
   /// f32 scale * <query, key>.
   Value emitScore(OpBuilder &b, Location loc, const Row &query,
                   const Row &key) const;
 
-  Value acc;   // memref<Dv x f32>: sum_j exp(s_j - max) g_j v_j (null in
-               // the register form)
-  Value d;     // length of q and key rows
-  Value dv;    // length of value and output rows
-  Value scale; // f32 factor of the dot products
+  Value acc;    // memref<Dv x f32>: sum_j exp(s_j - max) g_j v_j (null in
+                // the register form)
+  Value d;      // length of q and key rows
+  Value dv;     // length of value and output rows
+  Value scale;  // f32 factor of the dot products
   bool onStack; // alloca'd: released with its scope, not freed
+  bool alignedRows;
   /// The register form: the query row as vector<D x f32>, set by begin()
   /// when D is static.
   mutable Value queryVec;

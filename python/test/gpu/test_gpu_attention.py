@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sparsek import reference
-from sparsek.status import SparseKError, QUERIES_EXCEED_KEYS
+from sparsek.status import MISALIGNED, QUERIES_EXCEED_KEYS, SparseKError
 
 D = 64
 
@@ -83,3 +83,30 @@ def test_more_queries_than_keys_is_an_error(torch, gpu_lib, manifest):
     with pytest.raises(SparseKError) as e:
         gpu_lib.call(manifest["attention"][f"f32/3/{D}"], q, kv, kv, idx, gates, out)
     assert e.value.code == QUERIES_EXCEED_KEYS
+
+
+@pytest.mark.parametrize("operand", ["q", "value", "out"])
+def test_misaligned_rows_are_an_error(torch, gpu_lib, manifest, operand):
+    # The kernels read rows as 16-byte vectors: a contiguous view whose data
+    # starts 4 bytes into an allocation is rejected with a status, and
+    # nothing is written (the CUDA context stays usable).
+    def tensor(*shape, misaligned=False):
+        n = int(np.prod(shape))
+        base = torch.randn(n + 1, device="cuda")
+        return (base[1:] if misaligned else base[:n]).view(*shape)
+    q = tensor(1, 2, 8, D, misaligned=operand == "q")
+    key = tensor(1, 2, 8, D)
+    value = tensor(1, 2, 8, D, misaligned=operand == "value")
+    out = tensor(1, 2, 8, D, misaligned=operand == "out")
+    before = out.clone()
+    idx = torch.full((1, 2, 8, 2), -1, dtype=torch.int32, device="cuda")
+    gates = torch.zeros(1, 2, 8, 2, device="cuda")
+    with pytest.raises(SparseKError) as e:
+        gpu_lib.call(manifest["attention"][f"f32/3/{D}"], q, key, value, idx, gates, out)
+    assert e.value.code == MISALIGNED
+    torch.cuda.synchronize()
+    assert torch.equal(out, before)
+    # Aligned copies work afterwards.
+    out = torch.zeros(1, 2, 8, D, device="cuda")
+    gpu_lib.call(manifest["attention"][f"f32/3/{D}"], q.clone(), key, value.clone(), idx, gates, out)
+    torch.cuda.synchronize()

@@ -11,6 +11,10 @@
 // BADCHUNK: select-chunk must be 0 (automatic) or positive, got -1
 
 // CHECK-LABEL: func.func @attention
+// Rows of 16 f32 (64 bytes) are read as aligned vectors, so the host checks
+// that q, key, value and out start 16-byte aligned (status 6 otherwise).
+// CHECK: memref.extract_aligned_pointer_as_index %arg0
+// CHECK: memref.extract_aligned_pointer_as_index %arg5
 // CHECK: %[[C32:.*]] = arith.constant 32 : index
 // CHECK: scf.parallel (%[[B:.*]], %[[HQ:.*]], %[[T0:.*]]) = ({{.*}}) to ({{.*}}) step ({{.*}}, %[[C32]])
 // The inner bound depends on the block (affine.min): canonicalization must
@@ -21,7 +25,7 @@
 // The query row once into registers, then per key a vector dot product and
 // a vector update of the accumulator (loop-carried, no memory scratch).
 // CHECK-NOT:   memref.alloca
-// CHECK:       vector.load %{{.*}} : memref<1x4x?x16xf32>, vector<16xf32>
+// CHECK:       vector.load %{{.*}} {alignment = 16 : i64} : memref<1x4x?x16xf32>, vector<16xf32>
 // CHECK:       scf.for {{.*}} -> (f32, f32, vector<16xf32>)
 // CHECK:         vector.reduction <add>, %{{.*}} fastmath<reassoc> : vector<16xf32> into f32
 // CHECK:         vector.fma
