@@ -5,8 +5,12 @@
 
 namespace sparsek::rt {
 
+/// Whether a caller lent a stream on this thread (sk_rt_lend_stream, or a
+/// non-null sk_rt_set_current_stream); the lent stream may be null, the
+/// legacy default stream.
+bool hasCallerStream();
 /// The stream mgpuStreamCreate returns on this thread instead of a new one
-/// (null: create streams as usual).
+/// when hasCallerStream().
 void *callerStream();
 
 } // namespace sparsek::rt

@@ -38,8 +38,8 @@ void mgpuLaunchClusterKernel(void *, intptr_t, intptr_t, intptr_t, intptr_t,
   unsupported("mgpuLaunchClusterKernel");
 }
 void *mgpuStreamCreate(void) {
-  if (void *borrowed = sparsek::rt::callerStream())
-    return borrowed;
+  if (sparsek::rt::hasCallerStream())
+    return sparsek::rt::callerStream();
   unsupported("mgpuStreamCreate");
   return nullptr;
 }

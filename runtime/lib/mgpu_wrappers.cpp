@@ -306,8 +306,8 @@ void mgpuLaunchClusterKernel(void *function, intptr_t clusterX,
 }
 
 void *mgpuStreamCreate(void) {
-  if (void *borrowed = callerStream())
-    return borrowed;
+  if (hasCallerStream())
+    return callerStream();
   ScopedContext scope("mgpuStreamCreate");
   CUstream stream = nullptr;
   if (scope.api())

@@ -104,6 +104,19 @@ TEST(MgpuStreams, CallerStreamIsBorrowed) {
   EXPECT_EQ(sk_rt_get_current_stream(), nullptr);
 }
 
+TEST(MgpuStreams, LentDefaultStreamIsUsedNotReplaced) {
+  // torch's default stream is the legacy null stream: generated code must
+  // launch on it (a fresh non-blocking stream would not wait for the
+  // caller's earlier work on it), and must not destroy it.
+  sk_rt_lend_stream(nullptr);
+  sk_rt_clear_error();
+  EXPECT_EQ(mgpuStreamCreate(), nullptr);
+  mgpuStreamDestroy(nullptr);
+  EXPECT_EQ(sk_rt_get_status(), SK_OK);
+  sk_rt_set_current_stream(nullptr); // back to fresh streams
+  EXPECT_EQ(sk_rt_get_current_stream(), nullptr);
+}
+
 #ifdef SK_TEST_PTX
 std::vector<char> readFile(const char *path) {
   std::ifstream in(path, std::ios::binary);

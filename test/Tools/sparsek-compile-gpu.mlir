@@ -11,5 +11,6 @@
 // CHECK-SYMS-DAG: U mgpuLaunchKernel
 // CHECK-SYMS-DAG: U mgpuModuleLoad
 // CHECK-SYMS-DAG: U sk_rt_set_current_stream
+// CHECK-SYMS-DAG: U sk_rt_lend_stream
 // CHECK-LLVM-DAG: define {{.*}}i32 @_mlir_ciface_attention_entry(ptr %0,
 // CHECK-LLVM-DAG: @attention_kernel_binary = internal constant

@@ -73,19 +73,22 @@ struct SparseKEntryPointsPass
       b.setInsertionPointToStart(entry.addEntryBlock());
       ValueRange args = entry.getArguments();
       if (gpu) {
+        // sk_rt_lend_stream, not sk_rt_set_current_stream: a null stream is
+        // the legacy default stream (torch's default), which the kernels
+        // must run on rather than on a fresh stream.
+        declare(module, "sk_rt_lend_stream", b.getFunctionType({ptr}, {}));
         declare(module, "sk_rt_set_current_stream",
                 b.getFunctionType({ptr}, {}));
-        func::CallOp::create(b, loc, "sk_rt_set_current_stream", TypeRange{},
+        func::CallOp::create(b, loc, "sk_rt_lend_stream", TypeRange{},
                              args.front());
         args = args.drop_front();
       }
       func::CallOp::create(b, loc, "sparsek_clear_status", TypeRange{},
                            ValueRange{});
       func::CallOp::create(b, loc, f, args);
-      Value status =
-          func::CallOp::create(b, loc, "sparsek_status", TypeRange{i32},
-                               ValueRange{})
-              .getResult(0);
+      Value status = func::CallOp::create(b, loc, "sparsek_status",
+                                          TypeRange{i32}, ValueRange{})
+                         .getResult(0);
       if (gpu) {
         // Back to the runtime's own streams; a CUDA failure during the call
         // is reported unless the compiled checks already failed.
@@ -99,10 +102,10 @@ struct SparseKEntryPointsPass
         Value zero = arith::ConstantIntOp::create(b, loc, i32, 0);
         Value ok = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
                                          status, zero);
-        Value cudaFailed = arith::CmpIOp::create(
-            b, loc, arith::CmpIPredicate::ne, cuda, zero);
-        Value runtimeError = arith::ConstantIntOp::create(
-            b, loc, i32, SPARSEK_ERROR_RUNTIME);
+        Value cudaFailed =
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, cuda, zero);
+        Value runtimeError =
+            arith::ConstantIntOp::create(b, loc, i32, SPARSEK_ERROR_RUNTIME);
         Value useRuntime = arith::AndIOp::create(b, loc, ok, cudaFailed);
         status =
             arith::SelectOp::create(b, loc, useRuntime, runtimeError, status);

@@ -110,3 +110,25 @@ def test_misaligned_rows_are_an_error(torch, gpu_lib, manifest, operand):
     out = torch.zeros(1, 2, 8, D, device="cuda")
     gpu_lib.call(manifest["attention"][f"f32/3/{D}"], q.clone(), key, value.clone(), idx, gates, out)
     torch.cuda.synchronize()
+
+
+@pytest.mark.parametrize("side_stream", [False, True])
+def test_runs_after_the_callers_earlier_work(torch, gpu_lib, manifest, side_stream):
+    # The kernels run on the caller's stream, torch's legacy default stream
+    # included, so they see what was queued there before the call: here q is
+    # written ~20 ms late, behind a GPU sleep.
+    q, key, value, idx, gates, _ = make_inputs(7, 1, 4, 2, 64, 64, 8, 16)
+    stream = torch.cuda.Stream() if side_stream else torch.cuda.current_stream()
+    with torch.cuda.stream(stream):
+        src = torch.from_numpy(q).cuda()
+        kd, vd = torch.from_numpy(key).cuda(), torch.from_numpy(value).cuda()
+        ti, tg = torch.from_numpy(idx).cuda(), torch.from_numpy(gates).cuda()
+        torch.cuda.synchronize()
+        qd = torch.zeros_like(src)
+        out = torch.zeros_like(src)
+        torch.cuda._sleep(40_000_000)
+        qd.copy_(src)
+        gpu_lib.call(manifest["attention"][f"f32/16/{D}"], qd, kd, vd, ti, tg, out)
+    torch.cuda.synchronize()
+    want = reference.attention(q, key, value, idx, gates.astype(np.float64), 16)
+    np.testing.assert_allclose(out.cpu().numpy(), want, atol=1e-4, rtol=1e-4)

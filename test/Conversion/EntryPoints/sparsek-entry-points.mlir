@@ -22,7 +22,8 @@
 
 // GPU-LABEL: func.func @layer_entry(
 // GPU-SAME: %[[STREAM:.*]]: !llvm.ptr, %[[A:.*]]: memref<?xf32>) -> i32
-// GPU: call @sk_rt_set_current_stream(%[[STREAM]]) : (!llvm.ptr) -> ()
+// The caller's stream is lent even when null (the legacy default stream).
+// GPU: call @sk_rt_lend_stream(%[[STREAM]]) : (!llvm.ptr) -> ()
 // GPU: call @sparsek_clear_status()
 // GPU: call @layer(%[[A]])
 // GPU: %[[S:.*]] = call @sparsek_status() : () -> i32
@@ -34,6 +35,7 @@
 // GPU: %[[USE:.*]] = arith.andi %[[OK]], %[[FAILED]] : i1
 // GPU: %[[R:.*]] = arith.select %[[USE]], %{{.*}}, %[[S]] : i32
 // GPU: return %[[R]] : i32
+// GPU-DAG: func.func private @sk_rt_lend_stream(!llvm.ptr)
 // GPU-DAG: func.func private @sk_rt_set_current_stream(!llvm.ptr)
 // GPU-DAG: func.func private @sk_rt_get_status() -> i32
 func.func @layer(%a: memref<?xf32>) {

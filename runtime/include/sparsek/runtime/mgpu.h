@@ -97,6 +97,10 @@ SK_RT_API void *sk_rt_stream_from_ptr(uintptr_t handle);
 /// mgpuStreamDestroy ignore it), so that generated code runs on the caller's
 /// stream instead of one of its own. Pass null to go back to fresh streams.
 SK_RT_API void sk_rt_set_current_stream(void *stream);
+/// Like sk_rt_set_current_stream, but null lends the legacy default stream
+/// (torch's default stream) instead of going back to fresh streams; the
+/// entry points of generated code call this with their stream argument.
+SK_RT_API void sk_rt_lend_stream(void *stream);
 SK_RT_API void *sk_rt_get_current_stream(void);
 
 /// Events that can be timed (mgpuEventCreate's events cannot, like upstream).
