@@ -156,73 +156,115 @@ static Value emitDecodeChecks(OpBuilder &b, Location loc, DecodeAttentionOp op,
   return emitAnd(b, loc, {shapesOk, stateOk, scoresOk});
 }
 
-/// One query head hq of sequence b, attending through KV head h. With
-/// `guarded` (the GPU form, where the host cannot scan device memory first)
-/// the cache state is made safe in place instead of rejected: the pool count
-/// is clamped to [0, k], a negative position leaves the window empty, and a
-/// NaN or +inf pool score is skipped like a masked key (SPEC 3: kernels
-/// treat NaN as -inf).
-static void emitDecodeQuery(OpBuilder &b, Location loc, DecodeAttentionOp op,
-                            const SoftmaxAccumulator &acc, Value bi, Value h,
-                            Value hq, bool guarded = false) {
-  int64_t k = op.getKAttr().getInt(), w = op.getWAttr().getInt();
-  Value key = op.getKeySlots(), value = op.getValueSlots();
-  Row query{op.getQuery(), {bi, hq}};
-  Value zero = emitIndex(b, loc, 0);
-  SoftmaxAccumulator::State st = acc.begin(b, loc, &query);
+namespace {
+/// The slots one query head hq of sequence bi reads through KV head h, and
+/// the online-softmax steps over ranges of them. With `guarded` (the GPU
+/// form, where the host cannot scan device memory first) the cache state is
+/// made safe in place instead of rejected: the pool count is clamped to
+/// [0, k], a negative position leaves the window empty, and a NaN or +inf
+/// pool score is skipped like a masked key (SPEC 3: kernels treat NaN as
+/// -inf).
+struct DecodeSlots {
+  mutable DecodeAttentionOp op; // its getters are not const
+  const SoftmaxAccumulator &acc;
+  Value bi, h;
+  Row query;
+  bool guarded;
+  int64_t k, w;
 
-  if (k > 0) {
-    Value count = emitLoadIndex(b, loc, op.getPoolCount(), {bi, h});
-    if (guarded)
-      count = arith::MinSIOp::create(
-          b, loc, arith::MaxSIOp::create(b, loc, count, zero),
-          emitIndex(b, loc, k));
-    // The gate is the one sparsek.select computes (TauSolver.h): infinite
-    // tau and masked scores give 0 or 1, never NaN.
-    Value tau32 = memref::LoadOp::create(b, loc, op.getTau(), {bi, h});
-    Value tau = arith::ExtFOp::create(b, loc, b.getF64Type(), tau32);
-    st = SoftmaxAccumulator::State::from(emitForCarrying(
-        b, loc, zero, count, st.values(),
-        [&](OpBuilder &nb, Location nl, Value slot,
-            ValueRange carried) -> SmallVector<Value> {
-          Value score =
-              memref::LoadOp::create(nb, nl, op.getSlotScores(), {bi, h, slot});
-          auto st = SoftmaxAccumulator::State::from(carried);
-          Row keyRow{key, {bi, h, slot}}, valueRow{value, {bi, h, slot}};
-          Value gate = emitClipGate(nb, nl, score, tau);
-          if (guarded)
-            return acc
-                .addIf(nb, nl, emitValidScore(nb, nl, score), st, query, keyRow,
-                       valueRow, gate)
-                .values();
-          return acc.add(nb, nl, st, query, keyRow, valueRow, gate).values();
-        }));
+  DecodeSlots(DecodeAttentionOp op, const SoftmaxAccumulator &acc, Value bi,
+              Value h, Value hq, bool guarded)
+      : op(op), acc(acc), bi(bi), h(h), query{op.getQuery(), {bi, hq}},
+        guarded(guarded), k(op.getKAttr().getInt()), w(op.getWAttr().getInt()) {
   }
 
-  if (w > 0) {
+  /// Valid pool slots [0, count).
+  Value emitPoolCount(OpBuilder &b, Location loc) const {
+    Value count = emitLoadIndex(b, loc, op.getPoolCount(), {bi, h});
+    if (!guarded)
+      return count;
+    return arith::MinSIOp::create(
+        b, loc, arith::MaxSIOp::create(b, loc, count, emitIndex(b, loc, 0)),
+        emitIndex(b, loc, k));
+  }
+
+  /// Window positions [first, end): max(0, pos - w + 1) .. pos.
+  std::pair<Value, Value> emitWindow(OpBuilder &b, Location loc) const {
     Value pos = emitLoadIndex(b, loc, op.getPositions(), bi);
     if (guarded) // a negative position: no window (end <= first below)
       pos = arith::MaxSIOp::create(b, loc, pos, emitIndex(b, loc, -1));
     Value end = arith::AddIOp::create(b, loc, pos, emitIndex(b, loc, 1));
     Value first = arith::MaxSIOp::create(
-        b, loc, arith::SubIOp::create(b, loc, end, emitIndex(b, loc, w)), zero);
+        b, loc, arith::SubIOp::create(b, loc, end, emitIndex(b, loc, w)),
+        emitIndex(b, loc, 0));
+    return {first, end};
+  }
+
+  /// Adds pool slots [lo, hi) with gates clip(score - tau, 0, 1).
+  SoftmaxAccumulator::State emitPool(OpBuilder &b, Location loc,
+                                     SoftmaxAccumulator::State st, Value lo,
+                                     Value hi) const {
+    // The gate is the one sparsek.select computes (TauSolver.h): infinite
+    // tau and masked scores give 0 or 1, never NaN.
+    Value tau32 = memref::LoadOp::create(b, loc, op.getTau(), {bi, h});
+    Value tau = arith::ExtFOp::create(b, loc, b.getF64Type(), tau32);
+    return SoftmaxAccumulator::State::from(emitForCarrying(
+        b, loc, lo, hi, st.values(),
+        [&](OpBuilder &nb, Location nl, Value slot,
+            ValueRange carried) -> SmallVector<Value> {
+          Value score =
+              memref::LoadOp::create(nb, nl, op.getSlotScores(), {bi, h, slot});
+          auto cur = SoftmaxAccumulator::State::from(carried);
+          Row keyRow{op.getKeySlots(), {bi, h, slot}};
+          Row valueRow{op.getValueSlots(), {bi, h, slot}};
+          Value gate = emitClipGate(nb, nl, score, tau);
+          if (guarded)
+            return acc
+                .addIf(nb, nl, emitValidScore(nb, nl, score), cur, query,
+                       keyRow, valueRow, gate)
+                .values();
+          return acc.add(nb, nl, cur, query, keyRow, valueRow, gate).values();
+        }));
+  }
+
+  /// Adds the window slots k + (p mod w) of positions [lo, hi), gate 1.
+  SoftmaxAccumulator::State emitWindowSlots(OpBuilder &b, Location loc,
+                                            SoftmaxAccumulator::State st,
+                                            Value lo, Value hi) const {
     Value gate = emitF32(b, loc, 1.0);
-    st = SoftmaxAccumulator::State::from(emitForCarrying(
-        b, loc, first, end, st.values(),
+    return SoftmaxAccumulator::State::from(emitForCarrying(
+        b, loc, lo, hi, st.values(),
         [&](OpBuilder &nb, Location nl, Value p,
             ValueRange carried) -> SmallVector<Value> {
-          // Positions are >= 0 here (checked), so the unsigned remainder
-          // is the ring's p mod w.
+          // Positions are >= 0 here (checked or clamped), so the unsigned
+          // remainder is the ring's p mod w.
           Value ring = arith::RemUIOp::create(nb, nl, p, emitIndex(nb, nl, w));
           Value slot =
               arith::AddIOp::create(nb, nl, emitIndex(nb, nl, k), ring);
           return acc
               .add(nb, nl, SoftmaxAccumulator::State::from(carried), query,
-                   Row{key, {bi, h, slot}}, Row{value, {bi, h, slot}}, gate)
+                   Row{op.getKeySlots(), {bi, h, slot}},
+                   Row{op.getValueSlots(), {bi, h, slot}}, gate)
               .values();
         }));
   }
+};
+} // namespace
 
+/// One query head hq of sequence b over all its slots (the sequential form,
+/// after the host validated the cache).
+static void emitDecodeQuery(OpBuilder &b, Location loc, DecodeAttentionOp op,
+                            const SoftmaxAccumulator &acc, Value bi, Value h,
+                            Value hq) {
+  DecodeSlots slots(op, acc, bi, h, hq, /*guarded=*/false);
+  SoftmaxAccumulator::State st = acc.begin(b, loc, &slots.query);
+  if (slots.k > 0)
+    st = slots.emitPool(b, loc, st, emitIndex(b, loc, 0),
+                        slots.emitPoolCount(b, loc));
+  if (slots.w > 0) {
+    auto [first, end] = slots.emitWindow(b, loc);
+    st = slots.emitWindowSlots(b, loc, st, first, end);
+  }
   acc.finish(b, loc, st, Row{op.getInit(), {bi, hq}});
 }
 
@@ -258,58 +300,25 @@ static void emitDecodeSplit(OpBuilder &b, Location loc, DecodeAttentionOp op,
                             const SoftmaxAccumulator &acc, Value bi, Value h,
                             Value hq, Value p, Value partMax, Value partSum,
                             Value partAcc) {
-  int64_t k = op.getKAttr().getInt(), w = op.getWAttr().getInt();
-  Value key = op.getKeySlots(), value = op.getValueSlots();
-  Row query{op.getQuery(), {bi, hq}};
+  DecodeSlots slots(op, acc, bi, h, hq, /*guarded=*/true);
+  int64_t k = slots.k, w = slots.w;
   Value zero = emitIndex(b, loc, 0), kIdx = emitIndex(b, loc, k);
-  SoftmaxAccumulator::State st = acc.begin(b, loc, &query);
-  // The cache state, made safe in place (see emitDecodeQuery's `guarded`).
-  Value count = zero;
-  Value tau = Value();
-  if (k > 0) {
-    count = arith::MinSIOp::create(
-        b, loc,
-        arith::MaxSIOp::create(
-            b, loc, emitLoadIndex(b, loc, op.getPoolCount(), {bi, h}), zero),
-        kIdx);
-    tau = arith::ExtFOp::create(
-        b, loc, b.getF64Type(),
-        memref::LoadOp::create(b, loc, op.getTau(), ValueRange{bi, h})
-            .getResult());
-  }
-  Value end, first;
-  if (w > 0) {
-    Value pos = arith::MaxSIOp::create(
-        b, loc, emitLoadIndex(b, loc, op.getPositions(), bi),
-        emitIndex(b, loc, -1));
-    end = arith::AddIOp::create(b, loc, pos, emitIndex(b, loc, 1));
-    first = arith::MaxSIOp::create(
-        b, loc, arith::SubIOp::create(b, loc, end, emitIndex(b, loc, w)), zero);
-  }
+  SoftmaxAccumulator::State st = acc.begin(b, loc, &slots.query);
   Value lo = arith::MulIOp::create(b, loc, p, emitIndex(b, loc, kDecodeSplit));
   Value hi = arith::MinSIOp::create(
       b, loc,
       arith::AddIOp::create(b, loc, lo, emitIndex(b, loc, kDecodeSplit)),
       emitIndex(b, loc, k + w));
-  // Pool part of the split, then window part (either may be empty).
+  // The pool part of the split, then its window part (either may be empty).
   if (k > 0) {
-    Value poolHi = arith::MinSIOp::create(b, loc, hi, count);
-    st = SoftmaxAccumulator::State::from(emitForCarrying(
-        b, loc, lo, poolHi, st.values(),
-        [&](OpBuilder &nb, Location nl, Value slot,
-            ValueRange carried) -> SmallVector<Value> {
-          Value score =
-              memref::LoadOp::create(nb, nl, op.getSlotScores(), {bi, h, slot});
-          return acc
-              .addIf(nb, nl, emitValidScore(nb, nl, score),
-                     SoftmaxAccumulator::State::from(carried), query,
-                     Row{key, {bi, h, slot}}, Row{value, {bi, h, slot}},
-                     emitClipGate(nb, nl, score, tau))
-              .values();
-        }));
+    Value poolHi =
+        arith::MinSIOp::create(b, loc, hi, slots.emitPoolCount(b, loc));
+    st = slots.emitPool(b, loc, st, lo, poolHi);
   }
   if (w > 0) {
-    // Window index i = v - k over [max(lo, k), hi) - k, position first + i.
+    // Window index i = v - k over [max(lo, k), max(hi, k)) - k, position
+    // first + i, valid below end.
+    auto [first, end] = slots.emitWindow(b, loc);
     Value iLo = arith::SubIOp::create(
         b, loc, arith::MaxSIOp::create(b, loc, lo, kIdx), kIdx);
     Value iHi = arith::SubIOp::create(
@@ -317,19 +326,7 @@ static void emitDecodeSplit(OpBuilder &b, Location loc, DecodeAttentionOp op,
     Value posLo = arith::AddIOp::create(b, loc, first, iLo);
     Value posHi = arith::MinSIOp::create(
         b, loc, arith::AddIOp::create(b, loc, first, iHi), end);
-    Value gate = emitF32(b, loc, 1.0);
-    st = SoftmaxAccumulator::State::from(emitForCarrying(
-        b, loc, posLo, posHi, st.values(),
-        [&](OpBuilder &nb, Location nl, Value q,
-            ValueRange carried) -> SmallVector<Value> {
-          Value ring = arith::RemUIOp::create(nb, nl, q, emitIndex(nb, nl, w));
-          Value slot =
-              arith::AddIOp::create(nb, nl, emitIndex(nb, nl, k), ring);
-          return acc
-              .add(nb, nl, SoftmaxAccumulator::State::from(carried), query,
-                   Row{key, {bi, h, slot}}, Row{value, {bi, h, slot}}, gate)
-              .values();
-        }));
+    st = slots.emitWindowSlots(b, loc, st, posLo, posHi);
   }
   memref::StoreOp::create(b, loc, st.max, partMax, ValueRange{bi, hq, p});
   memref::StoreOp::create(b, loc, st.sum, partSum, ValueRange{bi, hq, p});
