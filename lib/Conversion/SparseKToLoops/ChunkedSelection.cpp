@@ -110,17 +110,6 @@ struct B {
 };
 } // namespace
 
-/// i1: (xs, xp) precedes (ys, yp) in SPEC 4's order: higher score, then
-/// smaller position.
-static Value emitStronger(OpBuilder &b, Location loc, Value xs, Value xp,
-                          Value ys, Value yp) {
-  B h{b, loc};
-  Value higher = h.cmpf(arith::CmpFPredicate::OGT, xs, ys);
-  Value equal = h.cmpf(arith::CmpFPredicate::OEQ, xs, ys);
-  Value earlier = h.cmp(arith::CmpIPredicate::ult, xp, yp);
-  return h.orI(higher, h.andI(equal, earlier));
-}
-
 static Value allocScratch(OpBuilder &b, Location loc, Type elementType,
                           ArrayRef<Value> sizes) {
   SmallVector<int64_t> shape(sizes.size(), ShapedType::kDynamic);
@@ -225,7 +214,7 @@ void ChunkedSelection::emitThresholds(OpBuilder &b, Location loc,
   emitChunkLists(b, loc);
   emitScan(b, loc);
   emitBoundaryTaus(b, loc);
-  emitChunkWalks(b, loc, firsts);
+  emitChunkWalks(b, loc);
 }
 
 void ChunkedSelection::emitDealloc(OpBuilder &b, Location loc) const {
@@ -533,8 +522,7 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
 // Step 4: per chunk with queries, seed the pool and the solver with the
 // state before the chunk, walk its candidates recording each query's tau and
 // theta, then write the first query's selected positions.
-void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc,
-                                      const FirstLists &firsts) {
+void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
   emitParallelQueryBlocks(
       b, loc, batch, heads, chunks, kChunkBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
@@ -543,25 +531,21 @@ void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc,
         Value end = x.min(x.add(start, chunkLen), candidates);
         Value firstLast = x.max(start, lag);
         emitIf(nb, nl, x.lt(firstLast, end), [&](OpBuilder &qb, Location ql) {
-          emitChunkWalk(qb, ql, bi, h, c, start, end, firstLast, firsts);
+          emitChunkWalk(qb, ql, bi, h, c, start, end, firstLast);
         });
       });
 }
 
 void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
                                      Value h, Value c, Value start, Value end,
-                                     Value firstLast,
-                                     const FirstLists &firsts) const {
+                                     Value firstLast) const {
+  const FirstLists &firsts = firstLists;
   B x{b, loc};
   Value r = emitRowIndex(b, loc, bi, h);
   Value rc = x.add(x.mul(r, chunks), c);
   Value one = x.idx(1), zero = x.idx(0), kIdx = x.idx(k);
-  ScratchHeap pool(
-      {emitRowSlice(b, loc, poolScores, rc), emitRowSlice(b, loc, poolPos, rc)},
-      [](OpBuilder &hb, Location hl, ValueRange p, ValueRange q) {
-        // The root is the weakest entry.
-        return emitStronger(hb, hl, q[0], q[1], p[0], p[1]);
-      });
+  ScratchHeap pool = makePoolHeap(emitRowSlice(b, loc, poolScores, rc),
+                                  emitRowSlice(b, loc, poolPos, rc));
   TauSolver solver(k, emitRowSlice(b, loc, upperHeap, rc),
                    emitRowSlice(b, loc, middleHeap, rc));
   // The list of chunks 0..c-1 (none for c = 0).
@@ -626,7 +610,7 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
             [&](OpBuilder &cb, Location cl) -> SmallVector<Value> {
               auto s = TauState::fromValues(carried.drop_back());
               SmallVector<Value> v = solver.emitAdd(cb, cl, s, z).values();
-              v.push_back(emitPoolOffer(cb, cl, pool, carried.back(), z, j));
+              v.push_back(emitPoolOffer(cb, cl, pool, k, carried.back(), z, j));
               return v;
             },
             [&](OpBuilder &, Location) -> SmallVector<Value> {
@@ -714,71 +698,44 @@ ChunkedSelection::emitBandSeed(OpBuilder &b, Location loc, Value bi, Value h,
         return emitIfElse(
             fb, fl, above,
             [&](OpBuilder &ub, Location ul) -> SmallVector<Value> {
+              // UPPER (p = 1 at lo) leaves at z - 1, MIDDLE at z; a score
+              // whose breakpoint is past the bound keeps its class.
               B u{ub, ul};
-              SmallVector<Value> v(counted);
               Value isUpper = u.cmpf(arith::CmpFPredicate::OGT, z, loPlusOne);
-              return emitIfElse(
-                  ub, ul, isUpper,
-                  [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-                    B t{tb, tl};
-                    Value fixed = t.cmpf(arith::CmpFPredicate::OGT,
-                                         t.sub(z, t.f64(1.0)), bound);
-                    SmallVector<Value> o(v);
-                    o[4] = t.add(v[4], t.count(fixed));
-                    o[1] = emitIfElse(
-                        tb, tl, fixed,
-                        [&](OpBuilder &, Location) -> SmallVector<Value> {
-                          return {v[1]};
-                        },
-                        [&](OpBuilder &pb, Location pl) -> SmallVector<Value> {
-                          return {solver.emitPushUpper(pb, pl, v[1], z32)};
-                        })[0];
-                    return o;
+              Value isMiddle = u.notI(isUpper);
+              Value breakpoint = u.sel(isUpper, u.sub(z, u.f64(1.0)), z);
+              Value fixed =
+                  u.cmpf(arith::CmpFPredicate::OGT, breakpoint, bound);
+              SmallVector<Value> o(counted);
+              o[3] = u.add(o[3], u.sel(isMiddle, z, u.f64(0.0)));
+              o[4] = u.add(o[4], u.count(u.andI(isUpper, fixed)));
+              o[5] = u.add(o[5], u.count(u.andI(isMiddle, fixed)));
+              SmallVector<Value> sizes = emitIfElse(
+                  ub, ul, fixed,
+                  [&](OpBuilder &, Location) -> SmallVector<Value> {
+                    return {o[1], o[2]};
                   },
-                  [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-                    B t{tb, tl};
-                    Value fixed = t.cmpf(arith::CmpFPredicate::OGT, z, bound);
-                    SmallVector<Value> o(v);
-                    o[3] = t.add(v[3], z);
-                    o[5] = t.add(v[5], t.count(fixed));
-                    o[2] = emitIfElse(
-                        tb, tl, fixed,
-                        [&](OpBuilder &, Location) -> SmallVector<Value> {
-                          return {v[2]};
+                  [&](OpBuilder &pb, Location pl) {
+                    return emitIfElse(
+                        pb, pl, isUpper,
+                        [&](OpBuilder &hb, Location hl) -> SmallVector<Value> {
+                          return {solver.emitPushUpper(hb, hl, o[1], z32),
+                                  o[2]};
                         },
-                        [&](OpBuilder &pb, Location pl) -> SmallVector<Value> {
-                          return {solver.emitPushMiddle(pb, pl, v[2], z32)};
-                        })[0];
-                    return o;
+                        [&](OpBuilder &hb, Location hl) -> SmallVector<Value> {
+                          return {o[1],
+                                  solver.emitPushMiddle(hb, hl, o[2], z32)};
+                        });
                   });
+              o[1] = sizes[0];
+              o[2] = sizes[1];
+              return o;
             },
             [&](OpBuilder &, Location) -> SmallVector<Value> {
               return counted;
             });
       });
   return {s[0], s[1], s[2], s[3], lo, s[4], s[5]};
-}
-
-Value ChunkedSelection::emitPoolOffer(OpBuilder &b, Location loc,
-                                      const ScratchHeap &pool, Value size,
-                                      Value z, Value j) const {
-  B x{b, loc};
-  Value notFull = x.cmp(arith::CmpIPredicate::ult, size, x.idx(k));
-  return emitIfElse(
-      b, loc, notFull,
-      [&](OpBuilder &nb, Location nl) -> SmallVector<Value> {
-        return {pool.emitPush(nb, nl, size, ValueRange{z, j})};
-      },
-      [&](OpBuilder &nb, Location nl) -> SmallVector<Value> {
-        // Candidates come in increasing position: a newcomer with the
-        // weakest entry's score loses the tie.
-        SmallVector<Value> weakest = pool.emitTop(nb, nl);
-        Value beats = B{nb, nl}.cmpf(arith::CmpFPredicate::OGT, z, weakest[0]);
-        emitIf(nb, nl, beats, [&](OpBuilder &tb, Location tl) {
-          pool.emitReplaceTop(tb, tl, size, ValueRange{z, j});
-        });
-        return {size};
-      })[0];
 }
 
 QueryPlace ChunkedSelection::emitPlace(OpBuilder &b, Location loc,

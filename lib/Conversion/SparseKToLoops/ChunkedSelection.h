@@ -110,22 +110,17 @@ private:
   void emitChunkLists(OpBuilder &b, Location loc);
   void emitScan(OpBuilder &b, Location loc);
   void emitBoundaryTaus(OpBuilder &b, Location loc);
-  void emitChunkWalks(OpBuilder &b, Location loc, const FirstLists &firsts);
+  void emitChunkWalks(OpBuilder &b, Location loc);
   /// One chunk's walk (chunk c of row (bi, h): candidates [start, end), the
   /// first query's last candidate `firstLast`).
   void emitChunkWalk(OpBuilder &b, Location loc, Value bi, Value h, Value c,
-                     Value start, Value end, Value firstLast,
-                     const FirstLists &firsts) const;
+                     Value start, Value end, Value firstLast) const;
   /// Seeds `solver` with the candidates before `start` when there are more
   /// than k: the TauState values at the chunk's lower boundary tau, then the
   /// unheaped UPPER and MIDDLE counts.
   SmallVector<Value> emitBandSeed(OpBuilder &b, Location loc, Value bi, Value h,
                                   Value r, Value c, Value start,
                                   const TauSolver &solver) const;
-  /// Offers candidate (z, j) to a pool heap of `size` (weakest at the root);
-  /// returns the new size.
-  Value emitPoolOffer(OpBuilder &b, Location loc, const ScratchHeap &pool,
-                      Value size, Value z, Value j) const;
   /// f64 exact tau of the candidates [0, e) given their k-th strongest
   /// score zk (the prefix holds more than k candidates).
   Value emitPrefixTau(OpBuilder &b, Location loc, Value bi, Value h, Value e,

@@ -129,18 +129,7 @@ TopKPool::TopKPool(OpBuilder &b, Location loc, int64_t k, Value capacity)
 
 TopKPool::TopKPool(int64_t k, Value scores, Value positions, Value sorted)
     : k(k), scores(scores), positions(positions), sorted(sorted),
-      heap({scores, positions}, [](OpBuilder &nb, Location nl, ValueRange x,
-                                   ValueRange y) {
-        // x is weaker than y: lower score, or the same score at a
-        // larger position.
-        Value lower = arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::OLT,
-                                            x[0], y[0]);
-        Value equal = arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::OEQ,
-                                            x[0], y[0]);
-        Value later = cmpi(nb, nl, arith::CmpIPredicate::ugt, x[1], y[1]);
-        Value tie = arith::AndIOp::create(nb, nl, equal, later);
-        return arith::OrIOp::create(nb, nl, lower, tie).getResult();
-      }) {}
+      heap(makePoolHeap(scores, positions)) {}
 
 void TopKPool::emitDealloc(OpBuilder &b, Location loc) const {
   for (Value v : {scores, positions, sorted})
@@ -153,29 +142,17 @@ Value TopKPool::emitSortedPosition(OpBuilder &b, Location loc, Value i) const {
 
 Value TopKPool::emitOffer(OpBuilder &b, Location loc, Value size, Value score,
                           Value pos) const {
-  Value one = emitIndex(b, loc, 1);
-  Value notFull =
-      cmpi(b, loc, arith::CmpIPredicate::ult, size, emitIndex(b, loc, k));
-  return emitIfElse(
-      b, loc, notFull,
-      [&](OpBuilder &nb, Location nl) {
-        memref::StoreOp::create(nb, nl, pos, sorted, size);
-        return SmallVector<Value>{
-            heap.emitPush(nb, nl, size, ValueRange{score, pos})};
+  return emitPoolOffer(
+      b, loc, heap, k, size, score, pos,
+      [&](OpBuilder &nb, Location nl, Value n) {
+        memref::StoreOp::create(nb, nl, pos, sorted, n);
       },
-      [&](OpBuilder &nb, Location nl) {
-        SmallVector<Value> weakest = heap.emitTop(nb, nl);
-        Value beats = arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::OGT,
-                                            score, weakest[0]);
-        emitIf(nb, nl, beats, [&](OpBuilder &tb, Location tl) {
-          // The evicted entry never returns (SPEC 6).
-          heap.emitReplaceTop(tb, tl, size, ValueRange{score, pos});
-          emitRemoveSorted(tb, tl, size, weakest[1]);
-          Value last = arith::SubIOp::create(tb, tl, size, one);
-          memref::StoreOp::create(tb, tl, pos, sorted, last);
-        });
-        return SmallVector<Value>{size};
-      })[0];
+      [&](OpBuilder &nb, Location nl, Value n, ValueRange weakest) {
+        // Positions only grow: the newcomer goes last.
+        emitRemoveSorted(nb, nl, n, weakest[1]);
+        Value last = arith::SubIOp::create(nb, nl, n, emitIndex(nb, nl, 1));
+        memref::StoreOp::create(nb, nl, pos, sorted, last);
+      });
 }
 
 void TopKPool::emitRemoveSorted(OpBuilder &b, Location loc, Value size,
@@ -342,15 +319,15 @@ static void emitParallelSelect(OpBuilder &b, Location loc,
                                Value heads, Value numKeys, Value numQueries,
                                int64_t queryBlock, int64_t chunk) {
   if (s.k == 0) {
-    Value zero = emitIndex(b, loc, 0), one = emitIndex(b, loc, 1);
-    emitIfNonEmpty(b, loc, {batch, heads}, [&](OpBuilder &ib, Location il) {
-      scf::ParallelOp::create(ib, il, ValueRange{zero, zero},
-                              ValueRange{batch, heads}, ValueRange{one, one},
-                              [&](OpBuilder &nb, Location nl, ValueRange row) {
-                                s.emitWindowOnlyRow(nb, nl, row, numKeys,
-                                                    numQueries);
-                              });
-    });
+    // Window only: tau = +inf for every query, one thread each (kernels do
+    // not report scores, so there is nothing else to do).
+    emitParallelQueryBlocks(
+        b, loc, batch, heads, numQueries, queryBlock,
+        [&](OpBuilder &nb, Location nl, Value bi, Value h, Value t) {
+          memref::StoreOp::create(
+              nb, nl, emitF32(nb, nl, std::numeric_limits<double>::infinity()),
+              s.tau, ValueRange{bi, h, t});
+        });
     return;
   }
   ChunkedSelection sel(s.op, s.k, s.w, s.scores, numQueries,

@@ -183,3 +183,51 @@ SmallVector<Value> ScratchHeap::emitPopWhile(OpBuilder &b, Location loc,
       });
   return SmallVector<Value>(loop.getResults());
 }
+
+Value sparsek::emitStronger(OpBuilder &b, Location loc, Value xs, Value xp,
+                            Value ys, Value yp) {
+  Value higher =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, xs, ys);
+  Value equal =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, xs, ys);
+  Value earlier =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, xp, yp);
+  return arith::OrIOp::create(b, loc, higher,
+                              arith::AndIOp::create(b, loc, equal, earlier));
+}
+
+ScratchHeap sparsek::makePoolHeap(Value scores, Value positions) {
+  return ScratchHeap({scores, positions}, [](OpBuilder &b, Location loc,
+                                             ValueRange x, ValueRange y) {
+    // x sits above y when it is the weaker one.
+    return emitStronger(b, loc, y[0], y[1], x[0], x[1]);
+  });
+}
+
+Value sparsek::emitPoolOffer(
+    OpBuilder &b, Location loc, const ScratchHeap &pool, int64_t k, Value size,
+    Value score, Value pos,
+    llvm::function_ref<void(OpBuilder &, Location, Value)> onPush,
+    llvm::function_ref<void(OpBuilder &, Location, Value, ValueRange)>
+        onEvict) {
+  Value notFull = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, size,
+                                        emitIndex(b, loc, k));
+  return emitIfElse(
+      b, loc, notFull,
+      [&](OpBuilder &nb, Location nl) -> SmallVector<Value> {
+        if (onPush)
+          onPush(nb, nl, size);
+        return {pool.emitPush(nb, nl, size, ValueRange{score, pos})};
+      },
+      [&](OpBuilder &nb, Location nl) -> SmallVector<Value> {
+        SmallVector<Value> weakest = pool.emitTop(nb, nl);
+        Value beats = arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::OGT,
+                                            score, weakest[0]);
+        emitIf(nb, nl, beats, [&](OpBuilder &tb, Location tl) {
+          pool.emitReplaceTop(tb, tl, size, ValueRange{score, pos});
+          if (onEvict)
+            onEvict(tb, tl, size, weakest);
+        });
+        return {size};
+      })[0];
+}

@@ -94,6 +94,28 @@ private:
   Order precedes;
 };
 
+/// i1: (xs, xp) precedes (ys, yp) in SPEC 4's selection order: higher
+/// score first, then the smaller position (f32 scores, index positions).
+Value emitStronger(OpBuilder &b, Location loc, Value xs, Value xp, Value ys,
+                   Value yp);
+
+/// The running top-k pool of SPEC 6 over 1-D (f32 score, index position)
+/// arrays: a heap whose root is the weakest entry.
+ScratchHeap makePoolHeap(Value scores, Value positions);
+
+/// Offers candidate (score, pos) to a pool heap of `size` entries holding
+/// at most k; returns the new size. Candidates come in increasing
+/// position, so a newcomer with the weakest entry's score loses the tie.
+/// `onPush(size)` runs before a push into a pool that is not full yet,
+/// `onEvict(size, weakest)` after the weakest entry was replaced (it never
+/// returns, SPEC 6): the callers' extra bookkeeping.
+Value emitPoolOffer(
+    OpBuilder &b, Location loc, const ScratchHeap &pool, int64_t k, Value size,
+    Value score, Value pos,
+    llvm::function_ref<void(OpBuilder &, Location, Value)> onPush = {},
+    llvm::function_ref<void(OpBuilder &, Location, Value, ValueRange)> onEvict =
+        {});
+
 } // namespace mlir::sparsek
 
 #endif // SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_TOPKHEAP_H
