@@ -18,7 +18,6 @@ import inspect
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
+from gpu_artifacts import compile_command, copy_runtime  # noqa: E402
 from sparsek import ir  # noqa: E402
 
 # Workloads (BENCHMARKS.md): P1/D1/S1 use k = 2048, w = 512, D = 128;
@@ -78,14 +79,6 @@ def _select_attention(name, k, w, d):
     return ir.select_attention_function(name, k, w, "bf16")
 
 
-def compiler():
-    build = os.environ.get("SPARSEK_BUILD_DIR", os.path.join(ROOT, "build"))
-    path = os.path.join(build, "bin", "sparsek-compile")
-    if not os.access(path, os.X_OK):
-        sys.exit(f"{path} not found: build the project first (bash scripts/build.sh)")
-    return path
-
-
 def compile_family(funcs, out_so, runtime_dir, pipeline_options=""):
     """Returns (command, None) on success, else (command, the compiler's error text)."""
     text = ir.module(*[make(name) for name, make in funcs])
@@ -93,9 +86,7 @@ def compile_family(funcs, out_so, runtime_dir, pipeline_options=""):
         src = os.path.join(tmp, "module.mlir")
         with open(src, "w") as f:
             f.write(text)
-        cmd = [compiler(), src, "-o", out_so, "--target=gpu", f"--runtime-dir={runtime_dir}"]
-        if pipeline_options:
-            cmd.append(f"--pipeline-options={pipeline_options}")
+        cmd = compile_command(src, out_so, runtime_dir, pipeline_options)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         # the command as recorded: paths relative to OUT_DIR
         shown = shlex.join(["sparsek-compile", "module.mlir", "-o", os.path.basename(out_so), "--target=gpu",
@@ -109,12 +100,7 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = os.path.abspath(sys.argv[1])
-    os.makedirs(out, exist_ok=True)
-    build = os.environ.get("SPARSEK_BUILD_DIR", os.path.join(ROOT, "build"))
-    runtime = os.path.join(build, "runtime", "libsparsek_runtime.so")
-    if not os.path.exists(runtime):
-        sys.exit(f"{runtime} is missing: build the project with the CUDA toolkit first")
-    shutil.copy2(runtime, out)
+    copy_runtime(out)
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],

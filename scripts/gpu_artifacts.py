@@ -139,28 +139,40 @@ def run(cmd, stdin=None):
     return proc.stdout
 
 
+def compile_command(src, out_so, runtime_dir, pipeline_options=""):
+    """The sparsek-compile --target=gpu command line (its first six items are
+    the tool, the source, -o OUT, the target and the runtime folder)."""
+    cmd = [tool("sparsek-compile"), src, "-o", out_so, "--target=gpu", f"--runtime-dir={runtime_dir}"]
+    if pipeline_options:
+        cmd.append(f"--pipeline-options={pipeline_options}")
+    return cmd
+
+
 def compile_gpu_library(mlir_text, out_so, runtime_dir, pipeline_options=""):
     """sparsek-compile --target=gpu: kernels embedded, linked to the runtime."""
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "module.mlir")
         with open(src, "w") as f:
             f.write(mlir_text)
-        cmd = [tool("sparsek-compile"), src, "-o", out_so, "--target=gpu", f"--runtime-dir={runtime_dir}"]
-        if pipeline_options:
-            cmd.append(f"--pipeline-options={pipeline_options}")
-        run(cmd)
+        run(compile_command(src, out_so, runtime_dir, pipeline_options))
 
 
-def main():
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    out = os.path.abspath(sys.argv[1])
+def copy_runtime(out):
+    """Copies the build's libsparsek_runtime.so into `out` (created), where
+    the libraries compiled next to it find it; exits when it is missing."""
     os.makedirs(out, exist_ok=True)
     build = os.environ.get("SPARSEK_BUILD_DIR", os.path.join(ROOT, "build"))
     runtime = os.path.join(build, "runtime", "libsparsek_runtime.so")
     if not os.path.exists(runtime):
         sys.exit(f"{runtime} is missing: build the project with the CUDA toolkit first")
     shutil.copy2(runtime, out)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    out = os.path.abspath(sys.argv[1])
+    copy_runtime(out)
     compile_gpu_library(attention_module(), os.path.join(out, "libsparsek_gpu_tests.so"), out,
                         TEST_OPTIONS)
     compile_gpu_library(composite_module(), os.path.join(out, "libsparsek_gpu_decomposed.so"),

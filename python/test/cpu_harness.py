@@ -59,3 +59,21 @@ def assert_output_close(got, want, value, gate_tol=1e-6):
     vmax = float(np.max(np.abs(value))) if value.size else 0.0
     atol = (1e-6 + gate_tol) * vmax
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=atol)
+
+
+def decode_batch(g, lengths, num_kv_heads, d, k, w):
+    """Reference caches of `lengths` random tokens each, as decode_attention's
+    operands: [key_slots, value_slots, slot_scores, tau, pool_count] and the
+    positions."""
+    from sparsek import reference
+
+    caches = [reference.DecodeCache(num_kv_heads, k, w) for _ in lengths]
+    for n, c in zip(lengths, caches):
+        for _ in range(n):
+            c.append(g.normal(size=(num_kv_heads, d)), g.normal(size=(num_kv_heads, d)),
+                     g.normal(size=num_kv_heads))
+    sl = [c.slots() for c in caches]
+    args = [np.stack([getattr(s, f) for s in sl]).astype(dt) for f, dt in
+            [("kslots", np.float32), ("vslots", np.float32), ("slot_scores", np.float32),
+             ("tau", np.float32), ("pool_count", np.int32)]]
+    return args, np.array([s.pos for s in sl], np.int64)

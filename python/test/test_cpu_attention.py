@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cpu_harness import assert_output_close, library, rng
+from cpu_harness import assert_output_close, decode_batch, library, rng
 from sparsek import ir, reference, status
 from sparsek.memref import from_bf16_bits, to_bf16_bits
 from sparsek.status import SparseKError
@@ -135,15 +135,7 @@ def test_decode_steps_match_full_recompute():
 def test_decode_batch_at_different_positions_and_bad_state():
     g = rng(22)
     Hq, Hkv, D, k, w = 2, 1, 4, 3, 2
-    caches = [reference.DecodeCache(Hkv, k, w) for _ in range(3)]
-    for n, c in zip((1, 7, 15), caches):
-        for _ in range(n):
-            c.append(g.normal(size=(Hkv, D)), g.normal(size=(Hkv, D)), g.normal(size=Hkv))
-    sl = [c.slots() for c in caches]
-    args = [np.stack([getattr(s, f) for s in sl]).astype(dt) for f, dt in
-            [("kslots", np.float32), ("vslots", np.float32), ("slot_scores", np.float32),
-             ("tau", np.float32), ("pool_count", np.int32)]]
-    pos = np.array([s.pos for s in sl], np.int64)
+    args, pos = decode_batch(g, (1, 7, 15), Hkv, D, k, w)
     q = g.normal(size=(3, Hq, D)).astype(np.float32)
     lib = library(ir.decode_function("decode_b", k, w))
     o = np.zeros((3, Hq, D), np.float32)

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from cpu_harness import library, require_compiler, rng
+from cpu_harness import decode_batch, library, require_compiler, rng
 from sparsek import ir, reference, toolchain
 from sparsek.cpu import CompiledLibrary
 
@@ -187,15 +187,7 @@ def test_example_layer_parallel_form():
 def test_decode_split_form(k, w):
     g = rng(k + w)
     Hq, Hkv, D = 4, 2, 16
-    caches = [reference.DecodeCache(Hkv, k, w) for _ in range(4)]
-    for n, c in zip((1, 9, 60, 400), caches):
-        for _ in range(n):
-            c.append(g.normal(size=(Hkv, D)), g.normal(size=(Hkv, D)), g.normal(size=Hkv))
-    sl = [c.slots() for c in caches]
-    args = [np.stack([getattr(s, f) for s in sl]).astype(dt) for f, dt in
-            [("kslots", np.float32), ("vslots", np.float32), ("slot_scores", np.float32),
-             ("tau", np.float32), ("pool_count", np.int32)]]
-    pos = np.array([s.pos for s in sl], np.int64)
+    args, pos = decode_batch(g, (1, 9, 60, 400), Hkv, D, k, w)
     q = g.normal(size=(4, Hq, D)).astype(np.float32)
     lib = library(ir.decode_function("decode", k, w, head_dim=D), pipeline=PARALLEL)
     o = np.full((4, Hq, D), 7, np.float32)

@@ -37,35 +37,34 @@ def manifest():
         return json.load(f)
 
 
-@pytest.fixture(scope="session")
-def gpu_lib(torch, manifest):
+def _library(manifest, key):
+    """The artifact library the manifest names under `key`."""
     from sparsek.gpu import GPULibrary
 
-    return GPULibrary(os.path.join(ARTIFACTS, manifest["library"]))
+    return GPULibrary(os.path.join(ARTIFACTS, manifest[key]))
+
+
+@pytest.fixture(scope="session")
+def gpu_lib(torch, manifest):
+    return _library(manifest, "library")
 
 
 @pytest.fixture(scope="session")
 def gpu_decomposed_lib(torch, manifest):
     """The composite op compiled with fuse-select-attention=false."""
-    from sparsek.gpu import GPULibrary
-
-    return GPULibrary(os.path.join(ARTIFACTS, manifest["decomposed_library"]))
+    return _library(manifest, "decomposed_library")
 
 
 @pytest.fixture(scope="session")
 def gpu_auto_lib(torch, manifest):
     """select and the composite op with every GPU pipeline default."""
-    from sparsek.gpu import GPULibrary
-
-    return GPULibrary(os.path.join(ARTIFACTS, manifest["auto_library"]))
+    return _library(manifest, "auto_library")
 
 
 @pytest.fixture(scope="session")
 def gpu_layer_lib(torch, manifest):
     """examples/sparsek_layer.mlir compiled for the GPU."""
-    from sparsek.gpu import GPULibrary
-
-    return GPULibrary(os.path.join(ARTIFACTS, manifest["layer_library"]))
+    return _library(manifest, "layer_library")
 
 
 @pytest.fixture(scope="session")

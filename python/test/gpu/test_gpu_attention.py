@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from gpu_checks import assert_matches_sdpa
 from sparsek import reference
 from sparsek.status import MISALIGNED, QUERIES_EXCEED_KEYS, SparseKError
 
@@ -62,16 +63,7 @@ def test_k_at_least_s_equals_sdpa(torch, gpu_lib, manifest, elem, B, Hq, Hkv, T,
     w = 16
     q, key, value, idx, gates, _ = make_inputs(S + T, B, Hq, Hkv, T, S, S, w)
     out, (rq, rk, rv) = run_attention(torch, gpu_lib, manifest, elem, w, q, key, value, idx, gates)
-    tq, tk, tv = (torch.from_numpy(a).cuda() for a in (rq, rk, rv))
-    if S == T:
-        ref = torch.nn.functional.scaled_dot_product_attention(
-            tq, tk, tv, is_causal=True, enable_gqa=Hq != Hkv)
-    else:  # lower-right causal: query t sees keys 0 .. S - T + t
-        mask = torch.ones(T, S, dtype=torch.bool, device="cuda").tril(diagonal=S - T)
-        ref = torch.nn.functional.scaled_dot_product_attention(
-            tq, tk, tv, attn_mask=mask, enable_gqa=Hq != Hkv)
-    tol = 1e-4 if elem == "f32" else 2e-2
-    np.testing.assert_allclose(out, ref.cpu().numpy(), atol=tol, rtol=tol)
+    assert_matches_sdpa(torch, out, rq, rk, rv, elem)
 
 
 def test_more_queries_than_keys_is_an_error(torch, gpu_lib, manifest):

@@ -7,6 +7,7 @@
 import numpy as np
 import pytest
 
+from gpu_checks import assert_matches_sdpa
 from sparsek import reference
 
 D = 64
@@ -28,7 +29,7 @@ PATHS = ("fused", "decomposed")
 
 
 @pytest.fixture
-def libs(request, gpu_lib, gpu_decomposed_lib):
+def libs(gpu_lib, gpu_decomposed_lib):
     return {"fused": gpu_lib, "decomposed": gpu_decomposed_lib}
 
 
@@ -76,16 +77,7 @@ def test_composite_k_at_least_s_equals_sdpa(torch, libs, manifest, path, elem, B
     assert k >= S
     q, key, value, u = make_inputs(S * 3 + T, B, Hq, Hkv, T, S)
     out, (rq, rk, rv) = run_composite(torch, libs[path], manifest, elem, k, w, q, key, value, u)
-    tq, tk, tv = (torch.from_numpy(a).cuda() for a in (rq, rk, rv))
-    if S == T:
-        ref = torch.nn.functional.scaled_dot_product_attention(
-            tq, tk, tv, is_causal=True, enable_gqa=Hq != Hkv)
-    else:  # lower-right causal: query t sees keys 0 .. S - T + t
-        mask = torch.ones(T, S, dtype=torch.bool, device="cuda").tril(diagonal=S - T)
-        ref = torch.nn.functional.scaled_dot_product_attention(
-            tq, tk, tv, attn_mask=mask, enable_gqa=Hq != Hkv)
-    tol = 1e-4 if elem == "f32" else 2e-2
-    np.testing.assert_allclose(out, ref.cpu().numpy(), atol=tol, rtol=tol)
+    assert_matches_sdpa(torch, out, rq, rk, rv, elem)
 
 
 @pytest.mark.parametrize("elem", ("f32", "bf16"))

@@ -1,0 +1,21 @@
+# Checks shared by the GPU suite.
+import numpy as np
+
+
+def assert_matches_sdpa(torch, out, q, key, value, elem):
+    """`out` against torch's scaled_dot_product_attention on the same
+    (rounded, float32 numpy) q, key, value: causal, aligned to the lower
+    right when S > T (query t sees keys 0 .. S - T + t), GQA when the head
+    counts differ (SPEC 5)."""
+    T, S = q.shape[2], key.shape[2]
+    gqa = q.shape[1] != key.shape[1]
+    tq, tk, tv = (torch.from_numpy(a).cuda() for a in (q, key, value))
+    if S == T:
+        ref = torch.nn.functional.scaled_dot_product_attention(
+            tq, tk, tv, is_causal=True, enable_gqa=gqa)
+    else:
+        mask = torch.ones(T, S, dtype=torch.bool, device="cuda").tril(diagonal=S - T)
+        ref = torch.nn.functional.scaled_dot_product_attention(
+            tq, tk, tv, attn_mask=mask, enable_gqa=gqa)
+    tol = 1e-4 if elem == "f32" else 2e-2
+    np.testing.assert_allclose(out, ref.cpu().numpy(), atol=tol, rtol=tol)
