@@ -253,3 +253,12 @@ Value sparsek::emitRowAlignmentCheck(OpBuilder &b, Location loc,
   return emitCheck(b, loc, anchor, emitAnd(b, loc, conds),
                    SPARSEK_ERROR_MISALIGNED);
 }
+
+Value sparsek::emitQueriesFitKeys(OpBuilder &b, Location loc, Operation *anchor,
+                                  Value numQueries, Value numKeys) {
+  if (getConstantIntValue(numQueries) && getConstantIntValue(numKeys))
+    return emitBool(b, loc, true);
+  Value fits = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
+                                     numQueries, numKeys);
+  return emitCheck(b, loc, anchor, fits, SPARSEK_ERROR_QUERIES_EXCEED_KEYS);
+}

@@ -106,6 +106,11 @@ Value emitDataAligned(OpBuilder &b, Location loc, Value buf);
 Value emitRowAlignmentCheck(OpBuilder &b, Location loc, Operation *anchor,
                             ArrayRef<Value> rows, bool &aligned);
 
+/// i1: T <= S, recording SPARSEK_ERROR_QUERIES_EXCEED_KEYS for `anchor`
+/// when not. Static sizes were compared by the verifier: no code then.
+Value emitQueriesFitKeys(OpBuilder &b, Location loc, Operation *anchor,
+                         Value numQueries, Value numKeys);
+
 /// Grouped-query attention: the query heads `hq` split into `hkv` groups of
 /// G = hq / hkv. Sets `ok` to whether the split is exact (hq is a multiple
 /// of hkv, and hkv = 0 only with hq = 0) and returns G. Never divides by

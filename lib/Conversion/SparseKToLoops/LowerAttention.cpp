@@ -78,15 +78,8 @@ static Value emitAttentionChecks(OpBuilder &b, Location loc, AttentionOp op,
                                               {idx, 3, gates, 3}}),
                             groupOk});
   Value ok = emitCheck(b, loc, op, shapesOk, SPARSEK_ERROR_SHAPE_MISMATCH);
-  // Static T and S were compared by the verifier.
-  std::optional<int64_t> t = getConstantIntValue(sizes.t),
-                         s = getConstantIntValue(sizes.s);
-  Value fits = t && s ? emitBool(b, loc, true)
-                      : arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
-                                              sizes.t, sizes.s)
-                            .getResult();
-  fits = emitCheck(b, loc, op, fits, SPARSEK_ERROR_QUERIES_EXCEED_KEYS);
-  return emitAnd(b, loc, {ok, fits});
+  return emitAnd(b, loc,
+                 {ok, emitQueriesFitKeys(b, loc, op, sizes.t, sizes.s)});
 }
 
 /// One query (b, hq, t) at position `pos`, attending through KV head h.

@@ -420,12 +420,7 @@ mlir::sparsek::lowerSelectToLoops(RewriterBase &rewriter, SelectOp op,
                 SPARSEK_ERROR_SHAPE_MISMATCH);
   Value numKeys = emitDim(rewriter, loc, s.scores, 2);
   Value numQueries = emitDim(rewriter, loc, s.tau, 2);
-  // Static T and S were compared by the verifier.
-  Value fits =
-      getConstantIntValue(numKeys) && getConstantIntValue(numQueries)
-          ? emitBool(rewriter, loc, true)
-          : cmpi(rewriter, loc, arith::CmpIPredicate::ule, numQueries, numKeys);
-  fits = emitCheck(rewriter, loc, op, fits, SPARSEK_ERROR_QUERIES_EXCEED_KEYS);
+  Value fits = emitQueriesFitKeys(rewriter, loc, op, numQueries, numKeys);
   emitIf(rewriter, loc, emitAnd(rewriter, loc, {shapesOk, fits}),
          [&](OpBuilder &b, Location l) {
            SmallVector<Value> lbs(2, emitIndex(b, l, 0));

@@ -54,13 +54,7 @@ static Value emitFusedChecks(OpBuilder &b, Location loc, SelectAttentionOp op,
                                               {value, 3, out, 3}}),
                             groupOk});
   Value ok = emitCheck(b, loc, op, shapesOk, SPARSEK_ERROR_SHAPE_MISMATCH);
-  Value fits =
-      getConstantIntValue(z.t) && getConstantIntValue(z.s)
-          ? emitBool(b, loc, true)
-          : arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, z.t, z.s)
-                .getResult();
-  fits = emitCheck(b, loc, op, fits, SPARSEK_ERROR_QUERIES_EXCEED_KEYS);
-  return emitAnd(b, loc, {ok, fits});
+  return emitAnd(b, loc, {ok, emitQueriesFitKeys(b, loc, op, z.t, z.s)});
 }
 
 /// Reports NaN and +inf scores of window-only positions [C, S) (never
