@@ -1,6 +1,7 @@
 // CPU backend of the KV cache: the executable model of SPEC 6 that the CUDA
 // backend is tested against. Plain loops, one sequence and head at a time.
 #include "cache_impl.h"
+#include "pool_rule.h"
 #include "support_state.h"
 
 #include <cmath>
@@ -19,11 +20,10 @@ constexpr float kInfF = std::numeric_limits<float>::infinity();
 int32_t weakestSlot(const float *scores, const int64_t *positions,
                     int32_t count) {
   int32_t weakest = 0;
-  for (int32_t s = 1; s < count; ++s) {
-    if (scores[s] < scores[weakest] ||
-        (scores[s] == scores[weakest] && positions[s] > positions[weakest]))
+  for (int32_t s = 1; s < count; ++s)
+    if (weakerEntry(scores[s], positions[s], scores[weakest],
+                    positions[weakest]))
       weakest = s;
-  }
   return weakest;
 }
 
@@ -148,20 +148,13 @@ void CpuCache::offerCandidate(Layer &layer, int32_t seq, int32_t head,
   int64_t *positions = &layer.slotPos[first];
   int32_t &count = layer.poolCount[row];
   int32_t &weak = layer.weakSlot[row];
-  if (count < l.k) {
-    // The newcomer has the largest position so far: on a tied score it is
-    // the weaker entry.
-    if (count == 0 || score <= scores[weak])
-      weak = count;
-    writeSlot(layer, first + count, position, score, key, value);
-    ++count;
+  float weakScore = scores[weak];
+  const PoolOffer offer = offerToPool(count, l.k, weak, weakScore, score);
+  if (offer.slot < 0)
     return;
-  }
-  // An equal newcomer has the larger position, so it does not enter.
-  if (!(score > scores[weak]))
-    return;
-  writeSlot(layer, first + weak, position, score, key, value);
-  weak = weakestSlot(scores, positions, count);
+  writeSlot(layer, first + offer.slot, position, score, key, value);
+  if (offer.displaces)
+    weak = weakestSlot(scores, positions, count);
 }
 
 void CpuCache::appendHead(Layer &layer, int32_t seq, int32_t head,

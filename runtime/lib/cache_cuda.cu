@@ -1,8 +1,10 @@
-// CUDA backend of the KV cache: all state in device memory, one launch per
-// append (one block per sequence and head), score errors reported through a
-// sticky device-side record that the host reads on demand.
+// CUDA backend of the KV cache: all state in device memory, a decode step in
+// two launches (a warp per sequence and head, then the rows with heavy
+// work), score errors reported through a sticky device-side record that the
+// host reads on demand.
 #include "cache_cuda_token.cuh"
 #include "cache_impl.h"
+#include "pool_rule.h"
 
 #include <cuda_runtime.h>
 
@@ -24,20 +26,6 @@ struct SeqBatch {
   int ids[kMaxBatch];
   __device__ int id(int i) const { return ids[i]; }
 };
-
-/// A batch of consecutive sequence ids (SK_SEQ_RANGE): a 4-byte kernel
-/// argument instead of 2 KiB.
-struct SeqRange {
-  int first;
-  __device__ int id(int i) const { return first + i; }
-};
-
-/// SK_SEQ_RANGE=1: the mode-2 decode kernel takes a SeqRange when the ids
-/// of a launch are consecutive (D1: 19.2 us against 19.5 us, not combined
-/// with SK_SCAN_UNROLL yet).
-#ifndef SK_SEQ_RANGE
-#define SK_SEQ_RANGE 0
-#endif
 
 __global__ void resetSeqsKernel(LayerArgs a, int firstSeq) {
   const CacheLayout &l = a.layout;
@@ -63,101 +51,15 @@ __global__ void resetSeqsKernel(LayerArgs a, int firstSeq) {
   }
 }
 
-/// Decode-step strategy (a compile-time knob so that variants can be
-/// measured; D1 medians on the H200, bench/results/
-/// runtime_decode_append_D1.json; the figures of modes 0, 1 and 3 are
-/// from before the heavy-path changes of SK_FLOAT_SCAN etc.):
-///  0: two launches, appendTokensKernel (a block of 32 threads per row,
-///     thread 0 deciding) queues the rows with heavy work, and
-///     finishPendingKernel (blocks of kThreads) does that work (27.2 us
-///     with SK_BLOCK_SCAN_VEC=4);
-///  1: one launch, decodeWarpKernel<true>: one warp per row doing the light
-///     part and, for the rows that need it, the heavy part itself (80.7 us:
-///     one warp is far too slow for the heavy scans);
-///  2 (default, 18.9 us; 21.8 us before the heavy-path changes): two
-///     launches, decodeWarpKernel<false> (the warp light part, queueing
-///     the heavy rows) and finishPendingKernel launched as a
-///     programmatic dependent launch, so that it is scheduled
-///     while the first one runs and only waits for its results
-///     (griddepcontrol; 25.5 us as two plain launches with
-///     SK_BLOCK_SCAN_VEC=4 against 24.0 us with PDL);
-///  3: one launch, decodeBlockKernel: SK_DECODE_BLOCK / 32 rows per block,
-///     a warp each for the light part, then the whole block for the heavy
-///     work of each of its rows in turn (29.2 us; a block with several
-///     heavy rows does them one after another).
-#ifndef SK_DECODE_MODE
-#define SK_DECODE_MODE 2
-#endif
-#ifndef SK_DECODE_BLOCK
-#define SK_DECODE_BLOCK 256
-#endif
-/// Rows (warps) per block of the mode-2 decode kernel (D1: 2, 4 and 8
-/// measured alike or slower than 1).
-#ifndef SK_LIGHT_ROWS
-#define SK_LIGHT_ROWS 1
-#endif
-/// Minimum blocks per SM of the mode-2 decode kernel for __launch_bounds__
-/// (fewer registers leave room for finishPendingKernel's blocks; D1 with
-/// 24: 19.0 us against 19.5 us for 1, not combined with SK_SCAN_UNROLL yet;
-/// 32 spills: 21.8 us).
-#ifndef SK_LIGHT_MIN_BLOCKS
-#define SK_LIGHT_MIN_BLOCKS 1
-#endif
-/// Mode 2 without the programmatic dependent launch (SK_DECODE_PDL=0): two
-/// plain launches, to measure what the overlap buys.
-#ifndef SK_DECODE_PDL
-#define SK_DECODE_PDL 1
-#endif
-
-/// Threads of a decode-step block in mode 0: enough to copy a K/V row.
-constexpr int kLightThreads = 32;
-
-__global__ void __launch_bounds__(kLightThreads)
-    appendTokensKernel(LayerArgs a, SeqBatch batch, const uint8_t *keys,
-                       const uint8_t *values, const float *scores, int parity) {
-  const CacheLayout &l = a.layout;
-  const int i = blockIdx.x / l.heads, head = blockIdx.x % l.heads;
-  const int seq = batch.ids[i];
-  const size_t row = l.row(seq, head);
-  __shared__ HeadState st;
-  __shared__ int bad;
-  if (threadIdx.x == 0) {
-    st = a.states[row];
-    // Every block checks all heads of its sequence, so a bad score leaves
-    // the whole sequence untouched (validate before mutating).
-    bad = 0;
-    for (int h = 0; h < l.heads; ++h) {
-      float z = scores[static_cast<size_t>(i) * l.heads + h];
-      if (cuda::invalidScore(z)) {
-        bad = 1;
-        cuda::reportScoreError(a.error, SK_ERR_INVALID_SCORE, seq, a.layer, h,
-                               st.lastPos + 1, z);
-      }
-    }
-  }
-  __syncthreads();
-  if (bad)
-    return;
-  const long long p = st.lastPos + 1;
-  const size_t input = static_cast<size_t>(i) * l.heads + head;
-  cuda::appendTokenLight(
-      a, st, seq, head, p, scores[input], keys + input * l.keyRowBytes(),
-      values + input * l.valueRowBytes(), true, cuda::TokenSource{});
-  if (threadIdx.x == 0) {
-    a.states[row] = st;
-    if (head == 0)
-      a.pos[seq] = p;
-    if (st.pending) {
-      if (SK_HEAVY_PREFETCH) {
-        const int slot = atomicAdd(&a.counters[parity], 1);
-        a.worklist[slot] = static_cast<int>(row);
-        a.pendingStates[slot] = st;
-      } else {
-        a.worklist[atomicAdd(&a.counters[0], 1)] = static_cast<int>(row);
-      }
-    }
-  }
-}
+/// A decode step (sk_cache_append_tokens) is two launches:
+/// decodeWarpKernel does the light part of every row, one warp per row, and
+/// queues the rows left with heavy work (pool rescan, tau walk, compaction)
+/// for finishPendingKernel, launched as a programmatic dependent launch so
+/// that it is scheduled while the first one runs and only waits for its
+/// results (griddepcontrol). The alternatives measured against this design
+/// (one launch with the heavy work done by the warp or by its block, several
+/// rows per block, plain launches) are recorded in
+/// bench/results/runtime_decode_alternatives.md.
 
 // --- The light part of a decode step, one warp per row ----------------------
 
@@ -216,9 +118,7 @@ __device__ inline void warpCopyRow(uint8_t *dst, const uint8_t *src,
 
 /// A decode warp's decisions, shared by its lanes.
 struct WarpScratch {
-  int target;      // pool slot the candidate takes, or -1
-  int evict;       // the candidate evicts the weakest (SK_WEAK_LIST)
-  float candScore; // the candidate's score
+  int target; // pool slot the candidate takes, or -1
 };
 
 /// Where a warp's row is, for the heavy part and the final write-back.
@@ -235,12 +135,9 @@ struct WarpRow {
 /// the leaving window token's score, position and rows together, so it
 /// waits for two memory round trips. Returns false when a score of the
 /// sequence is invalid (reported; nothing changed, st must not be stored).
-/// `st` and `scratch` are this warp's shared memory. With SK_WEAK_LIST it
-/// also loads the row's weak list in the first round and, after an
-/// eviction, pops its entry 0 and inserts the newcomer (see HeadState).
-template <typename Batch>
+/// `st` and `scratch` are this warp's shared memory.
 __device__ inline bool
-warpAppendLight(const LayerArgs &a, const Batch &batch, const uint8_t *keys,
+warpAppendLight(const LayerArgs &a, const SeqBatch &batch, const uint8_t *keys,
                 const uint8_t *values, const float *scores, int index,
                 HeadState &st, WarpScratch &scratch, WarpRow &out) {
   const CacheLayout &l = a.layout;
@@ -286,9 +183,6 @@ warpAppendLight(const LayerArgs &a, const Batch &batch, const uint8_t *keys,
   RowRegs incoming;
   if (fast)
     loadRows(incoming, newKey, newValue, kq, vq, lane);
-#if SK_WEAK_LIST
-  const uint2 weakEntry = a.weakList[row * cuda::kWeakList + lane];
-#endif
   __syncwarp();
   const long long p = st.lastPos + 1;
   out = WarpRow{seq, head, row, p};
@@ -312,7 +206,7 @@ warpAppendLight(const LayerArgs &a, const Batch &batch, const uint8_t *keys,
   if (lane == 0) {
     long long candPos;
     float candScore;
-    int t = -1, evict = 0;
+    int t = -1;
     st.pending = 0;
     if (l.w > 0) {
       // The token at p - w leaves the window and becomes a candidate.
@@ -325,21 +219,13 @@ warpAppendLight(const LayerArgs &a, const Batch &batch, const uint8_t *keys,
     if (candPos >= 0 && candScore == -INFINITY)
       candPos = -1; // masked keys are never candidates
     if (candPos >= 0 && l.k > 0) {
-      if (st.poolCount < l.k) {
-        // The newcomer has the largest position: on a tie it is weaker.
-        if (st.poolCount == 0 || candScore <= st.weakScore) {
-          st.weak = st.poolCount;
-          st.weakScore = candScore;
-        }
-        t = st.poolCount++;
+      const PoolOffer offer =
+          offerToPool(st.poolCount, l.k, st.weak, st.weakScore, candScore);
+      t = offer.slot;
+      if (offer.displaces)
+        st.pending |= cuda::kPendingRescan;
+      else if (offer.slot >= 0)
         a.poolCount[row] = st.poolCount;
-      } else if (candScore > st.weakScore) {
-        t = st.weak;
-        if (SK_WEAK_LIST)
-          evict = 1; // the weak list names the next weakest (below)
-        else
-          st.pending |= cuda::kPendingRescan;
-      }
     }
     if (candPos >= 0) {
       st.pending |= cuda::supportStart(st, a.support + row * l.supportStride(),
@@ -358,53 +244,9 @@ warpAppendLight(const LayerArgs &a, const Batch &batch, const uint8_t *keys,
     if (!(st.pending & (cuda::kPendingSolve | cuda::kPendingRoom)))
       a.tau[row] = static_cast<float>(st.tau);
     scratch.target = t;
-    scratch.evict = evict;
-    scratch.candScore = candScore;
   }
   __syncwarp();
   const int t = scratch.target;
-#if SK_WEAK_LIST
-  if (scratch.evict) { // uniform: shared, read after the syncwarp
-    // Entry 0 (slot t) leaves; the newcomer (slot t, the largest position:
-    // weaker than any entry of equal score) enters before the first entry
-    // it is weaker than, if the list has one; otherwise the list shrinks.
-    const int listed = st.weakListed;
-    const float newScore = scratch.candScore;
-    uint2 shifted;
-    shifted.x = __shfl_down_sync(0xffffffffu, weakEntry.x, 1);
-    shifted.y = __shfl_down_sync(0xffffffffu, weakEntry.y, 1);
-    const int rest = listed - 1; // entries left after the pop
-    const unsigned weaker = __ballot_sync(
-        0xffffffffu, lane < rest && __uint_as_float(shifted.x) < newScore);
-    const int before = __popc(weaker);
-    int newListed;
-    uint2 entry;
-    if (before < rest) {
-      newListed = listed;
-      entry = lane < before    ? shifted
-              : lane == before ? make_uint2(__float_as_uint(newScore),
-                                            static_cast<unsigned>(t))
-                               : weakEntry;
-    } else {
-      newListed = rest > 0 ? rest : 0;
-      entry = shifted;
-    }
-    if (lane < newListed)
-      a.weakList[row * cuda::kWeakList + lane] = entry;
-    const unsigned headScore = __shfl_sync(0xffffffffu, entry.x, 0);
-    const unsigned headSlot = __shfl_sync(0xffffffffu, entry.y, 0);
-    if (lane == 0) {
-      st.weakListed = newListed;
-      if (newListed > 0) {
-        st.weak = static_cast<int>(headSlot);
-        st.weakScore = __uint_as_float(headScore);
-      } else {
-        st.pending |= cuda::kPendingRescan; // refill the list
-      }
-    }
-    __syncwarp();
-  }
-#endif
   if (fast) {
     if (t >= 0 && l.w > 0)
       storeRows(leaving, a.keys + (first + t) * kb, a.values + (first + t) * vb,
@@ -446,169 +288,92 @@ __device__ inline void warpStoreState(const LayerArgs &a, const HeadState &st,
     a.pos[r.seq] = r.p;
 }
 
-/// Modes 1 and 2: one warp per row. kInlineHeavy (mode 1): the warp does
-/// its row's heavy work itself (16 blocks per SM so that the 2048 rows of
-/// D1 all fit at once); otherwise (mode 2) the row is queued for
-/// finishPendingKernel and the block lets it launch right away.
-/// kRows rows per block (SK_LIGHT_ROWS in mode 2), a warp each, with no
-/// block-wide synchronization: fewer, larger blocks to dispatch.
-template <bool kInlineHeavy, int kRows, typename Batch = SeqBatch>
-__global__ void __launch_bounds__(32 * kRows,
-                                  kInlineHeavy ? 16 : SK_LIGHT_MIN_BLOCKS)
-    decodeWarpKernel(LayerArgs a, Batch batch, const uint8_t *keys,
+/// The first kernel of a decode step: one warp per row (no block-wide
+/// synchronization), the light part, then the row is queued for
+/// finishPendingKernel if it has heavy work; the block lets that kernel
+/// launch right away. A queued row's state goes next to its worklist entry,
+/// so that each block of finishPendingKernel loads the worklist length, its
+/// first row and that row's state in one round trip.
+__global__ void __launch_bounds__(32, 1)
+    decodeWarpKernel(LayerArgs a, SeqBatch batch, const uint8_t *keys,
                      const uint8_t *values, const float *scores, int parity,
                      int total) {
-  static_assert(!kInlineHeavy || kRows == 1, "mode 1 runs a warp per block");
-  if (!kInlineHeavy)
-    asm volatile("griddepcontrol.launch_dependents;");
-  __shared__ HeadState states[kRows];
-  __shared__ WarpScratch scratches[kRows];
-  const int warp = threadIdx.x / 32;
-  const int index = blockIdx.x * kRows + warp;
+  asm volatile("griddepcontrol.launch_dependents;");
+  __shared__ HeadState st;
+  __shared__ WarpScratch scratch;
+  const int index = blockIdx.x;
   if (index >= total)
-    return; // the whole warp
-  HeadState &st = states[warp];
-  WarpRow r;
-  if (!warpAppendLight(a, batch, keys, values, scores, index, st,
-                       scratches[warp], r))
     return;
-  if constexpr (kInlineHeavy) {
-    if (st.pending) // uniform: st is shared and stable since the syncwarp
-      cuda::finishPending<32>(a, st, r.seq, r.head);
-    __syncwarp();
-  } else if (SK_HEAVY_PREFETCH) {
-    if (st.pending) { // uniform
-      // The row's state goes next to its worklist entry (see
-      // finishPendingKernel).
-      constexpr int kStateWords = sizeof(HeadState) / 8;
-      const int lane = threadIdx.x % 32;
-      int slot = 0;
-      if (lane == 0) {
-        slot = atomicAdd(&a.counters[parity], 1);
-        a.worklist[slot] = static_cast<int>(r.row);
-      }
-      slot = __shfl_sync(0xffffffffu, slot, 0);
-      if (lane < kStateWords)
-        reinterpret_cast<long long *>(a.pendingStates + slot)[lane] =
-            reinterpret_cast<const long long *>(&st)[lane];
+  WarpRow r;
+  if (!warpAppendLight(a, batch, keys, values, scores, index, st, scratch, r))
+    return;
+  if (st.pending) { // uniform: st is shared and stable since the syncwarp
+    constexpr int kStateWords = sizeof(HeadState) / 8;
+    const int lane = threadIdx.x % 32;
+    int slot = 0;
+    if (lane == 0) {
+      slot = atomicAdd(&a.counters[parity], 1);
+      a.worklist[slot] = static_cast<int>(r.row);
     }
-  } else {
-    if (threadIdx.x % 32 == 0 && st.pending)
-      a.worklist[atomicAdd(&a.counters[0], 1)] = static_cast<int>(r.row);
+    slot = __shfl_sync(0xffffffffu, slot, 0);
+    if (lane < kStateWords)
+      reinterpret_cast<long long *>(a.pendingStates + slot)[lane] =
+          reinterpret_cast<const long long *>(&st)[lane];
   }
   warpStoreState(a, st, r);
 }
 
-/// Mode 3: kRows = NT / 32 rows per block, a warp each for the light part,
-/// then the whole block for the heavy work of each of its rows in turn.
-template <int NT>
-__global__ void __launch_bounds__(NT, 512 / NT)
-    decodeBlockKernel(LayerArgs a, SeqBatch batch, const uint8_t *keys,
-                      const uint8_t *values, const float *scores, int total) {
-  constexpr int kRows = NT / 32;
-  __shared__ HeadState st[kRows];
-  __shared__ WarpScratch scratch[kRows];
-  __shared__ int heavy[kRows]; // pending work of a valid row, else 0
-  __shared__ WarpRow rows[kRows];
-  const int warp = threadIdx.x / 32;
-  const int index = blockIdx.x * kRows + warp;
-  if (index < total) {
-    WarpRow r;
-    bool ok = warpAppendLight(a, batch, keys, values, scores, index, st[warp],
-                              scratch[warp], r);
-    if (threadIdx.x % 32 == 0) {
-      heavy[warp] = ok ? st[warp].pending | 0x100 : 0; // 0x100: store state
-      rows[warp] = r;
-    }
-  } else if (threadIdx.x % 32 == 0) {
-    heavy[warp] = 0;
-  }
-  __syncthreads();
-  for (int w = 0; w < kRows; ++w)
-    if (heavy[w] & 0xff) // uniform: shared, read after a barrier
-      cuda::finishPending<NT>(a, st[w], rows[w].seq, rows[w].head);
-  if (heavy[warp])
-    warpStoreState(a, st[warp], rows[warp]);
-}
+/// Minimum blocks per SM of finishPendingKernel for __launch_bounds__:
+/// without a bound ptxas caps it at 64 registers and spills; 2 does not.
+constexpr int kHeavyMinBlocks = 2;
 
 /// Second kernel of a decode step: the rows whose append left heavy work
 /// (pool rescan, tau walk, compaction), a few blocks per SM looping over
-/// them. With SK_HEAVY_PREFETCH, block 0 resets the other parity's
-/// worklist length for the next step; otherwise the last block to finish
-/// resets the worklist.
-/// SK_HEAVY_MIN_BLOCKS: minimum blocks per SM of finishPendingKernel for
-/// __launch_bounds__ (0: none; then ptxas caps it at 64 registers and
-/// spills; 2: no spills. D1: 19.5 us against 19.9 us with 0).
-#ifndef SK_HEAVY_MIN_BLOCKS
-#define SK_HEAVY_MIN_BLOCKS 2
-#endif
-__global__ void __launch_bounds__(kThreads, SK_HEAVY_MIN_BLOCKS)
+/// them. Worklist lengths alternate between two counters by step parity,
+/// so that no block has to count finished blocks to reset them: block 0
+/// resets the other parity's length for the next step.
+__global__ void __launch_bounds__(kThreads, kHeavyMinBlocks)
     finishPendingKernel(LayerArgs a, int parity) {
   const CacheLayout &l = a.layout;
   __shared__ HeadState st;
   __shared__ int count;
-  __shared__ int last;
-  // Launched as a programmatic dependent launch (mode 2): wait until the
-  // decode kernel has finished and its writes are visible. A no-op when
-  // launched normally.
+  __shared__ int row;
+  // Launched as a programmatic dependent launch: wait until the decode
+  // kernel has finished and its writes are visible. A no-op when launched
+  // normally.
   asm volatile("griddepcontrol.wait;" ::: "memory");
-  if (SK_HEAVY_PREFETCH) {
-    // The worklist length, this block's first entry and its state in one
-    // round trip (the entry is stale, and unused, when the list is
-    // shorter). The other parity's length is reset for the next step: its
-    // last reader, the previous step's finishPendingKernel, has finished
-    // before this step's decode kernel started.
-    constexpr int kStateWords = sizeof(HeadState) / 8;
-    __shared__ int row;
-    if (threadIdx.x == 0) {
-      count = a.counters[parity];
-      row = a.worklist[blockIdx.x];
-      if (blockIdx.x == 0)
-        a.counters[parity ^ 1] = 0;
-    }
-    if (threadIdx.x < kStateWords)
-      reinterpret_cast<long long *>(&st)[threadIdx.x] =
-          reinterpret_cast<const long long *>(a.pendingStates +
-                                              blockIdx.x)[threadIdx.x];
-    __syncthreads();
-    for (int item = blockIdx.x; item < count; item += gridDim.x) {
-      if (item != static_cast<int>(blockIdx.x)) {
-        if (threadIdx.x == 0)
-          row = a.worklist[item];
-        if (threadIdx.x < kStateWords)
-          reinterpret_cast<long long *>(&st)[threadIdx.x] =
-              reinterpret_cast<const long long *>(a.pendingStates +
-                                                  item)[threadIdx.x];
-        __syncthreads();
-      }
-      const int r = row;
-      cuda::finishPending<kThreads>(a, st, r / l.heads, r % l.heads);
-      if (threadIdx.x == 0)
-        a.states[r] = st;
-      __syncthreads();
-    }
-    return;
+  // The worklist length, this block's first entry and its state in one
+  // round trip (the entry is stale, and unused, when the list is shorter).
+  // The other parity's length is reset for the next step: its last reader,
+  // the previous step's finishPendingKernel, has finished before this
+  // step's decode kernel started.
+  constexpr int kStateWords = sizeof(HeadState) / 8;
+  if (threadIdx.x == 0) {
+    count = a.counters[parity];
+    row = a.worklist[blockIdx.x];
+    if (blockIdx.x == 0)
+      a.counters[parity ^ 1] = 0;
   }
-  if (threadIdx.x == 0)
-    count = a.counters[0];
+  if (threadIdx.x < kStateWords)
+    reinterpret_cast<long long *>(&st)[threadIdx.x] =
+        reinterpret_cast<const long long *>(a.pendingStates +
+                                            blockIdx.x)[threadIdx.x];
   __syncthreads();
   for (int item = blockIdx.x; item < count; item += gridDim.x) {
-    const int row = a.worklist[item];
-    if (threadIdx.x == 0)
-      st = a.states[row];
-    __syncthreads();
-    cuda::finishPending<kThreads>(a, st, row / l.heads, row % l.heads);
-    if (threadIdx.x == 0)
-      a.states[row] = st;
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) {
-    __threadfence();
-    last = atomicAdd(&a.counters[1], 1) == static_cast<int>(gridDim.x) - 1;
-    if (last) {
-      a.counters[0] = 0;
-      a.counters[1] = 0;
+    if (item != static_cast<int>(blockIdx.x)) {
+      if (threadIdx.x == 0)
+        row = a.worklist[item];
+      if (threadIdx.x < kStateWords)
+        reinterpret_cast<long long *>(&st)[threadIdx.x] =
+            reinterpret_cast<const long long *>(a.pendingStates +
+                                                item)[threadIdx.x];
+      __syncthreads();
     }
+    const int r = row;
+    cuda::finishPending<kThreads>(a, st, r / l.heads, r % l.heads);
+    if (threadIdx.x == 0)
+      a.states[r] = st;
+    __syncthreads();
   }
 }
 
@@ -773,7 +538,6 @@ sk_status CudaCache::allocate() {
         (status = alloc(&a.support, l.rows() * l.supportStride())) ||
         (status = alloc(&a.worklist, l.rows())) ||
         (status = alloc(&a.pendingStates, l.rows())) ||
-        (status = alloc(&a.weakList, l.rows() * cuda::kWeakList)) ||
         (status = alloc(&a.counters, 2)))
       return status;
     cudaMemset(a.counters, 0, 2 * sizeof(int));
@@ -835,56 +599,32 @@ sk_status CudaCache::appendTokens(int32_t layer, int32_t numSeqs,
   for (int32_t done = 0; done < numSeqs; done += kMaxBatch) {
     int32_t n = std::min(numSeqs - done, kMaxBatch);
     SeqBatch batch;
-    bool consecutive = true;
-    for (int32_t i = 0; i < n; ++i) {
+    for (int32_t i = 0; i < n; ++i)
       batch.ids[i] = seqIds[done + i];
-      consecutive = consecutive && batch.ids[i] == batch.ids[0] + i;
-    }
     const uint8_t *k = static_cast<const uint8_t *>(keys) + done * heads * kb;
     const uint8_t *v = static_cast<const uint8_t *>(values) + done * heads * vb;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     const float *z = scores + done * heads;
     const int rows = n * layout_.heads;
-    if (SK_DECODE_MODE == 1) {
-      decodeWarpKernel<true, 1><<<rows, 32, 0, s>>>(a, batch, k, v, z, 0, rows);
-    } else if (SK_DECODE_MODE == 3) {
-      constexpr int kRows = SK_DECODE_BLOCK / 32;
-      decodeBlockKernel<SK_DECODE_BLOCK>
-          <<<(rows + kRows - 1) / kRows, SK_DECODE_BLOCK, 0, s>>>(a, batch, k,
-                                                                  v, z, rows);
-    } else {
-      const int parity = parity_[layer];
-      parity_[layer] = SK_HEAVY_PREFETCH ? parity ^ 1 : 0;
-      const int lightBlocks = (rows + SK_LIGHT_ROWS - 1) / SK_LIGHT_ROWS;
-      if (SK_DECODE_MODE == 2 && SK_SEQ_RANGE && consecutive)
-        decodeWarpKernel<false, SK_LIGHT_ROWS, SeqRange>
-            <<<lightBlocks, 32 * SK_LIGHT_ROWS, 0, s>>>(
-                a, SeqRange{batch.ids[0]}, k, v, z, parity, rows);
-      else if (SK_DECODE_MODE == 2)
-        decodeWarpKernel<false, SK_LIGHT_ROWS>
-            <<<lightBlocks, 32 * SK_LIGHT_ROWS, 0, s>>>(a, batch, k, v, z,
-                                                        parity, rows);
-      else
-        appendTokensKernel<<<rows, kLightThreads, 0, s>>>(a, batch, k, v, z,
-                                                          parity);
-      // At most one pending row per (sequence, head) of this launch.
-      cudaLaunchConfig_t launch = {};
-      launch.gridDim = dim3(std::min(finishBlocks_, rows));
-      launch.blockDim = dim3(kThreads);
-      launch.stream = s;
-      cudaLaunchAttribute attribute[1];
-      attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-      attribute[0].val.programmaticStreamSerializationAllowed = 1;
-      launch.attrs = attribute;
-      launch.numAttrs = SK_DECODE_MODE == 2 && SK_DECODE_PDL ? 1 : 0;
-      if (cudaLaunchKernelEx(&launch, finishPendingKernel, a, parity) !=
-              cudaSuccess &&
-          launch.numAttrs > 0) {
-        // No programmatic dependent launch here: a plain one is as correct.
-        cudaGetLastError();
-        launch.numAttrs = 0;
-        cudaLaunchKernelEx(&launch, finishPendingKernel, a, parity);
-      }
+    const int parity = parity_[layer];
+    parity_[layer] = parity ^ 1;
+    decodeWarpKernel<<<rows, 32, 0, s>>>(a, batch, k, v, z, parity, rows);
+    // At most one pending row per (sequence, head) of this launch.
+    cudaLaunchConfig_t launch = {};
+    launch.gridDim = dim3(std::min(finishBlocks_, rows));
+    launch.blockDim = dim3(kThreads);
+    launch.stream = s;
+    cudaLaunchAttribute attribute[1];
+    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute[0].val.programmaticStreamSerializationAllowed = 1;
+    launch.attrs = attribute;
+    launch.numAttrs = 1;
+    if (cudaLaunchKernelEx(&launch, finishPendingKernel, a, parity) !=
+        cudaSuccess) {
+      // No programmatic dependent launch here: a plain one is as correct.
+      cudaGetLastError();
+      launch.numAttrs = 0;
+      cudaLaunchKernelEx(&launch, finishPendingKernel, a, parity);
     }
   }
   return launched("sk_cache_append_tokens");

@@ -110,134 +110,59 @@ struct Ranked {
   int index;
 };
 
-/// float4 loads in flight per thread of a block of NT threads:
-/// SK_BLOCK_SCAN_VEC (2) for blocks of several warps, SK_WARP_SCAN_VEC (16)
-/// for a one-warp block (decode mode 1). 2 measured fastest on the H200
-/// (D1, bench/results/runtime_decode_append_D1.json: 18.9 us against 19.6
-/// us with 4, both with SK_SCAN_UNROLL; with the register shift 19.3 / 19.5
-/// / 20.7 us for 1 / 2 / 4): the heavy scans are bound by instructions per
-/// value more than by memory latency.
-#ifndef SK_WARP_SCAN_VEC
-#define SK_WARP_SCAN_VEC 16
-#endif
-#ifndef SK_BLOCK_SCAN_VEC
-#define SK_BLOCK_SCAN_VEC 2
-#endif
-/// SK_SCAN_UNROLL=1 (default): the aligned tiles of scanValues expand f
-/// once per loaded value (more code, but independent work for the
-/// scheduler) instead of shifting the register array; D1 18.9 us against
-/// 19.5 us with the shift, now that the scans' f are small (float
-/// compares).
-#ifndef SK_SCAN_UNROLL
-#define SK_SCAN_UNROLL 1
-#endif
-/// SK_SCAN_PREFETCH=1 (default): scanValues in blocks of several warps
-/// loads tile i + 1 before it consumes tile i (D1: 19.5 us against 20.3
-/// us without).
-#ifndef SK_SCAN_PREFETCH
-#define SK_SCAN_PREFETCH 1
-#endif
-template <int NT> __host__ __device__ constexpr int scanVec() {
-  return NT <= 32 ? SK_WARP_SCAN_VEC : SK_BLOCK_SCAN_VEC;
-}
+/// float4 loads in flight per thread of a heavy-work block: the heavy scans
+/// are bound by instructions per value more than by memory latency, and 2
+/// measured fastest on the H200 (bench/results/runtime_decode_append_D1.json).
+constexpr int kScanVec = 2;
 
-/// Calls f(value, index) for values[0, count) with a block of NT threads,
-/// each keeping 4 * scanVec<NT>() loads in flight (float4 when aligned):
-/// the scans of the cache are bound by memory latency, not bandwidth. The
+/// Calls f(value, index) for values[0, count) with a block of NT threads
+/// (several warps), each keeping 4 * kScanVec loads in flight (float4 when
+/// aligned): the scans of the cache are bound by memory latency, not
+/// bandwidth. The next tile is loaded before the current one is consumed,
+/// so that a scan of several tiles waits for memory once, and f is expanded
+/// once per loaded value (independent work for the scheduler). The
 /// visiting order is unspecified.
-///
-/// With SK_SCAN_UNROLL=0, f is expanded once, not once per loaded value
-/// (this took the heavy kernel from 136 KB of SASS to 49 KB when f compared
-/// in double): the loaded values are consumed from the front of a register
-/// array that shifts by one after each call (constant indices only, so it
-/// stays in registers). The shift costs 4 * kVec - 1 moves per value.
 template <int NT, typename F>
 __device__ inline void scanValues(const float *values, int count, F f) {
-  constexpr int kVec = scanVec<NT>();
-  constexpr int kLoads = 4 * kVec;
+  static_assert(NT > 32, "a one-warp block would spill the prefetched tile");
+  constexpr int kLoads = 4 * kScanVec;
   float r[kLoads];
   const bool quads = (reinterpret_cast<uintptr_t>(values) & 15) == 0;
   // Aligned: tiles of NT * kLoads floats, thread t reading float4 number
   // base + j * NT + t of the tile; otherwise single floats.
   const int n = quads ? count / 4 * 4 : 0;
-  if constexpr (SK_SCAN_PREFETCH && NT > 32) {
-    // The next tile is loaded before the current one is consumed, so that
-    // a scan of several tiles waits for memory once (blocks of several warps
-    // only: a one-warp block's 16 float4 in flight would spill).
-    float ahead[kLoads];
-    auto loadTile = [&](int base) {
+  float ahead[kLoads];
+  auto loadTile = [&](int base) {
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) {
-        int i = base + 4 * (j * NT + threadIdx.x);
-        float4 v = i < n ? *reinterpret_cast<const float4 *>(values + i)
-                         : make_float4(0, 0, 0, 0);
-        ahead[4 * j] = v.x;
-        ahead[4 * j + 1] = v.y;
-        ahead[4 * j + 2] = v.z;
-        ahead[4 * j + 3] = v.w;
-      }
-    };
-    if (n > 0)
-      loadTile(0);
-#pragma unroll 1
-    for (int base = 0; base < n; base += NT * kLoads) {
-#pragma unroll
-      for (int j = 0; j < kLoads; ++j)
-        r[j] = ahead[j];
-      if (base + NT * kLoads < n)
-        loadTile(base + NT * kLoads);
-      if constexpr (SK_SCAN_UNROLL) {
-#pragma unroll
-        for (int e = 0; e < kLoads; ++e) {
-          int i = base + 4 * ((e / 4) * NT + threadIdx.x) + e % 4;
-          if (i < n)
-            f(r[e], i);
-        }
-      } else {
-#pragma unroll 1
-        for (int e = 0; e < kLoads; ++e) {
-          int i = base + 4 * ((e / 4) * NT + threadIdx.x) + e % 4;
-          if (i < n)
-            f(r[0], i);
-#pragma unroll
-          for (int j = 0; j + 1 < kLoads; ++j)
-            r[j] = r[j + 1];
-        }
-      }
+    for (int j = 0; j < kScanVec; ++j) {
+      int i = base + 4 * (j * NT + threadIdx.x);
+      float4 v = i < n ? *reinterpret_cast<const float4 *>(values + i)
+                       : make_float4(0, 0, 0, 0);
+      ahead[4 * j] = v.x;
+      ahead[4 * j + 1] = v.y;
+      ahead[4 * j + 2] = v.z;
+      ahead[4 * j + 3] = v.w;
     }
-  } else {
+  };
+  if (n > 0)
+    loadTile(0);
 #pragma unroll 1
-    for (int base = 0; base < n; base += NT * kLoads) {
+  for (int base = 0; base < n; base += NT * kLoads) {
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) {
-        int i = base + 4 * (j * NT + threadIdx.x);
-        float4 v = i < n ? *reinterpret_cast<const float4 *>(values + i)
-                         : make_float4(0, 0, 0, 0);
-        r[4 * j] = v.x;
-        r[4 * j + 1] = v.y;
-        r[4 * j + 2] = v.z;
-        r[4 * j + 3] = v.w;
-      }
-      if constexpr (SK_SCAN_UNROLL) {
+    for (int j = 0; j < kLoads; ++j)
+      r[j] = ahead[j];
+    if (base + NT * kLoads < n)
+      loadTile(base + NT * kLoads);
 #pragma unroll
-        for (int e = 0; e < kLoads; ++e) {
-          int i = base + 4 * ((e / 4) * NT + threadIdx.x) + e % 4;
-          if (i < n)
-            f(r[e], i);
-        }
-      } else {
-#pragma unroll 1
-        for (int e = 0; e < kLoads; ++e) {
-          int i = base + 4 * ((e / 4) * NT + threadIdx.x) + e % 4;
-          if (i < n)
-            f(r[0], i);
-#pragma unroll
-          for (int j = 0; j + 1 < kLoads; ++j)
-            r[j] = r[j + 1];
-        }
-      }
+    for (int e = 0; e < kLoads; ++e) {
+      int i = base + 4 * ((e / 4) * NT + threadIdx.x) + e % 4;
+      if (i < n)
+        f(r[e], i);
     }
   }
+  // The unaligned rest: f is expanded once, consuming the loaded values from
+  // the front of a register array that shifts by one after each call
+  // (constant indices only, so it stays in registers).
 #pragma unroll 1
   for (int base = n; base < count; base += NT * kLoads) {
 #pragma unroll

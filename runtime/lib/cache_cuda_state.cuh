@@ -10,13 +10,10 @@
 
 namespace sparsek::rt::cuda {
 
-// Threads of a block doing the heavy work (passes over score arrays). 256
-// measured fastest on the H200 (bench/results/runtime_decode_append_D1.json);
-// a compile-time knob so that variants can be measured.
-#ifndef SK_CACHE_THREADS
-#define SK_CACHE_THREADS 256
-#endif
-constexpr int kThreads = SK_CACHE_THREADS;
+/// Threads of a block doing the heavy work (passes over score arrays): the
+/// fastest of the sizes measured on the H200
+/// (bench/results/runtime_decode_append_D1.json).
+constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 
 /// Incremental tau state of one (layer, sequence, head). The scores with
@@ -41,38 +38,8 @@ struct HeadState {
   float weakScore;      // score of slot `weak`: saves a dependent load
   int pending;          // heavy work left by appendTokenLight (kPending*)
   float pendingScore;   // the candidate score the pending work is about
-  int weakListed;       // entries of the weak list (SK_WEAK_LIST; 0: none)
-  float weakSpan;       // score width the last weak-list refill gathered
-  int pad;
+  int pad;              // whole 8-byte words: warps copy the state as such
 };
-
-/// Weak list (SK_WEAK_LIST=1, default): per row, the kWeakList weakest pool
-/// entries, weakest first (score bits, slot), of which the first
-/// st.weakListed are valid; entry 0 is (st.weakScore, st.weak). An eviction
-/// pops entry 0 and inserts the newcomer where it belongs when it is weaker
-/// than the list's strongest entry, so the next weakest is known without a
-/// pass over the pool; only an emptied list needs one (kPendingRescan,
-/// which refills the list). SK_WEAK_LIST=0 (default): every eviction
-/// rescans; measured faster on the H200 although the list removes ~97% of
-/// the rescans (D1: 19.5 us against 20.9 us with the list, and 19.8 us
-/// against 21.8 us in an earlier state; refills are slower than rescans,
-/// and the slowest heavy row sets the step;
-/// bench/results/runtime_decode_append_D1.json).
-#ifndef SK_WEAK_LIST
-#define SK_WEAK_LIST 0
-#endif
-constexpr int kWeakList = 32; // one entry per lane of the decode warp
-
-/// Heavy-kernel prefetch (SK_HEAVY_PREFETCH=1, default): the decode kernel
-/// stores a queued row's state next to its worklist entry, so that each
-/// block of finishPendingKernel loads the worklist length and its first
-/// row with its state in one round trip instead of three; worklist lengths
-/// alternate between two counters by step parity, so that no block has to
-/// count finished blocks to reset them (D1: 19.5 us against 20.1 us
-/// without).
-#ifndef SK_HEAVY_PREFETCH
-#define SK_HEAVY_PREFETCH 1
-#endif
 
 /// Work that needs a whole block and a pass over an array; the decode
 /// kernel defers it to a second kernel so that the common path stays light.
@@ -104,10 +71,8 @@ struct LayerArgs {
   float *support; // [S][H][capacity]
   DeviceError *error;
   int *worklist; // rows with pending heavy work, filled by the decode kernel
-  int *counters; // [0]: worklist length, [1]: finished heavy blocks; with
-                 // SK_HEAVY_PREFETCH: [parity] worklist length
+  int *counters; // [parity]: worklist length of the step of that parity
   HeadState *pendingStates; // [rows]: state of worklist entry i
-  uint2 *weakList;          // [rows][kWeakList]: (score bits, slot)
 };
 
 __device__ inline bool invalidScore(float z) {

@@ -61,12 +61,7 @@ __device__ inline void classifyInsert(HeadState &st, float z, int sign) {
 template <int NT>
 __device__ inline void supportPass(HeadState &st, float *values) {
   constexpr int kThreads = NT;
-  // Compaction is rare: fewer loads in flight than a scan keep a one-warp
-  // block (at most 128 registers) from spilling.
-#ifndef SK_WARP_PASS_VEC
-#define SK_WARP_PASS_VEC 4
-#endif
-  constexpr int kVec = NT <= 32 ? SK_WARP_PASS_VEC : SK_BLOCK_SCAN_VEC;
+  constexpr int kVec = kScanVec;
   const double x = st.x;
   const int count = st.count;
   const int quads = (count + 3) / 4;
@@ -126,11 +121,11 @@ __device__ inline void supportPass(HeadState &st, float *values) {
 }
 
 constexpr int kBandCapacity = 1024;
-/// Widest band of a tau pass (at most 1/4, see supportFinish; 1/16
-/// measured alike on D1).
-#ifndef SK_BAND_MAX_DELTA
-#define SK_BAND_MAX_DELTA 0.25
-#endif
+/// Widest band of a tau pass: at most 1/4, so that the two halves of the
+/// band stay apart (see supportFinish).
+constexpr double kBandMaxDelta = 0.25;
+
+enum BandResult { kBandOverflow = -1, kBandStopped = 0, kBandSolved = 1 };
 
 /// Crosses the breakpoint st.next (x := next) and keeps walking, exactly as
 /// the CPU model does, until tau is found or the walk reaches a breakpoint
@@ -142,142 +137,17 @@ constexpr int kBandCapacity = 1024;
 /// Returns kBandSolved, kBandStopped (the walk stopped at st.next, a
 /// breakpoint outside the band) or kBandOverflow (state unchanged: the band
 /// did not fit in shared memory).
-enum BandResult { kBandOverflow = -1, kBandStopped = 0, kBandSolved = 1 };
-
+///
+/// The scan compares floats with float thresholds, each the largest float
+/// <= the double bound (for a float z and a double d, z <= d iff z <= that
+/// float), takes minima in float (z - 1.0 is exact in double, so min(z) - 1
+/// = min(z - 1)), and converts to double only to sum the middle scores.
+/// Band scores are stored as their double breakpoints (middle ones from the
+/// front of the band, upper ones from the back), and the walk counts the
+/// scores it crosses in the same pass that finds the next breakpoint.
 template <int NT>
 __device__ inline int crossWithBand(HeadState &st, const float *values,
                                     int budget, double delta) {
-  __shared__ float band[kBandCapacity];
-  __shared__ int bandCount;
-  __shared__ int solved;
-  __shared__ int totals[2];
-  __shared__ double totalSum, totalFarNext;
-  const double x = st.next;
-  if (threadIdx.x == 0)
-    bandCount = 0;
-  __syncthreads();
-  int upper = 0, middle = 0;
-  double sum = 0.0, farNext = INFINITY;
-  scanValues<NT>(values, st.count, [&](float value, int) {
-    double z = value;
-    if (z <= x)
-      return; // p = 0 for good (dead until the next compaction)
-    bool inBand;
-    if (z > x + 1.0) {
-      ++upper;
-      inBand = z <= x + 1.0 + delta;
-      if (!inBand)
-        farNext = fmin(farNext, z - 1.0);
-    } else {
-      ++middle;
-      sum += z;
-      inBand = z <= x + delta;
-      if (!inBand)
-        farNext = fmin(farNext, z);
-    }
-    if (inBand) {
-      int slot = atomicAdd(&bandCount, 1);
-      if (slot < kBandCapacity)
-        band[slot] = value;
-    }
-  });
-  const Partition total =
-      blockReducePartition<NT>(Partition{upper, middle, sum, farNext});
-  if (threadIdx.x == 0) {
-    totals[0] = total.upper;
-    totals[1] = total.middle;
-    totalSum = total.sum;
-    totalFarNext = total.next;
-  }
-  __syncthreads();
-  const int n = bandCount;
-  if (n > kBandCapacity) {
-    __syncthreads(); // everyone has read bandCount before it is reused
-    return kBandOverflow;
-  }
-  if (threadIdx.x < 32) {
-    const int lane = threadIdx.x;
-    int u = totals[0], m = totals[1];
-    double s = totalSum, at = x;
-    const double far = totalFarNext;
-    bool done = false;
-    for (;;) {
-      // Next band breakpoint above `at`: z for a middle score, z - 1 for an
-      // upper one (it then joins the middle, whose scores the walk never
-      // reaches inside the band).
-      double local = INFINITY;
-#pragma unroll 1
-      for (int i = lane; i < n; i += 32) {
-        double z = band[i];
-        double bp = z > x + 1.0 ? z - 1.0 : z;
-        if (bp > at)
-          local = fmin(local, bp);
-      }
-      const double bandNext = warpMinAll(local);
-      const double next = fmin(bandNext, far);
-      if (m > 0) {
-        double t = (s + u - static_cast<double>(budget)) / m;
-        if (t < next) {
-          if (lane == 0)
-            st.tau = fmax(t, at);
-          done = true;
-        }
-      } else if (u <= budget) {
-        if (lane == 0)
-          st.tau = u == budget ? next : at; // hard top-k: largest tau
-        done = true;
-      }
-      if (done || !(bandNext < far)) {
-        if (lane == 0) {
-          st.x = at;
-          st.upper = u;
-          st.middle = m;
-          st.sum = s;
-          st.next = next;
-          solved = done;
-        }
-        break;
-      }
-      // Cross `next`: middle scores equal to it drop out, upper scores
-      // equal to next + 1 (exact in double) join the middle.
-      at = next;
-      int dropped = 0, moved = 0;
-#pragma unroll 1
-      for (int i = lane; i < n; i += 32) {
-        double z = band[i];
-        if (z > x + 1.0)
-          moved += z - 1.0 == at;
-        else
-          dropped += z == at;
-      }
-      dropped = warpSumAll(dropped);
-      moved = warpSumAll(moved);
-      s += moved * (at + 1.0) - dropped * at;
-      m += moved - dropped;
-      u -= moved;
-    }
-  }
-  __syncthreads();
-  return solved ? kBandSolved : kBandStopped;
-}
-
-/// crossWithBand with the same results and fewer instructions per score
-/// (SK_FLOAT_SCAN=1, default): the scan compares floats with float
-/// thresholds, each the largest float <= the double bound (for a float z
-/// and a double d, z <= d iff z <= that float), takes minima in float
-/// (z - 1.0 is exact in double, so min(z) - 1 = min(z - 1)), and converts
-/// to double only to sum the middle scores. Band scores are stored as
-/// their double breakpoints (middle ones from the front of the band, upper
-/// ones from the back), and the walk counts the scores it crosses in the
-/// same pass that finds the next breakpoint (D1: 19.5 us against 20.0 us
-/// with the double compares).
-#ifndef SK_FLOAT_SCAN
-#define SK_FLOAT_SCAN 1
-#endif
-
-template <int NT>
-__device__ inline int crossWithBandFloat(HeadState &st, const float *values,
-                                         int budget, double delta) {
   __shared__ double bandBp[kBandCapacity];
   __shared__ int bandCounts[2]; // middle (front), upper (back)
   __shared__ int solved;
@@ -498,14 +368,11 @@ __device__ inline void supportFinish(HeadState &st, float *values, float z,
       double estimate = st.next + 0.0625;
       if (st.middle > 0)
         estimate = (st.sum + st.upper - static_cast<double>(k)) / st.middle;
-      delta =
-          fmin(SK_BAND_MAX_DELTA, fmax(16.0 * (estimate - st.next), 1.0 / 64));
+      delta = fmin(kBandMaxDelta, fmax(16.0 * (estimate - st.next), 1.0 / 64));
     }
     __syncthreads();
     int result;
-    while ((result = SK_FLOAT_SCAN
-                         ? crossWithBandFloat<NT>(st, values, k, delta)
-                         : crossWithBand<NT>(st, values, k, delta)) ==
+    while ((result = crossWithBand<NT>(st, values, k, delta)) ==
            kBandOverflow) {
       if (threadIdx.x == 0)
         delta /= 16.0; // too many scores in the band: narrow it

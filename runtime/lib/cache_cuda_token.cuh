@@ -6,61 +6,18 @@
 #define SPARSEK_RUNTIME_LIB_CACHE_CUDA_TOKEN_CUH
 
 #include "cache_cuda_support.cuh"
+#include "pool_rule.h"
 
 namespace sparsek::rt::cuda {
 
-/// Index of the weakest of `count` pool entries (valid in thread 0): the
-/// minimum score first, then, among entries holding it, the largest
-/// position (a second, cache-hot scan, since ties are rare). A block of NT
-/// threads.
+/// The weakest of `count` pool entries and its score (valid in every
+/// thread), in one pass: every thread loads its scores and positions
+/// together and keeps its weakest (score, position), then one block
+/// reduction in the same order. A block of NT threads.
 template <int NT>
-__device__ inline int weakestPoolSlot(const float *scores,
-                                      const long long *positions, int count,
-                                      float *lowestScore = nullptr) {
-  __shared__ float lowest;
-  float m = INFINITY; // pool scores are finite or -inf: fminf is exact
-  scanValues<NT>(scores, count, [&](float v, int) { m = fminf(m, v); });
-  m = blockReduce<NT>(m, FloatMinOp(), INFINITY);
-  if (threadIdx.x == 0)
-    lowest = m;
-  __syncthreads();
-  const float target = lowest;
-  long long bestPos = -1;
-  int bestIndex = -1;
-  scanValues<NT>(scores, count, [&](float v, int i) {
-    if (v == target && positions[i] > bestPos) {
-      bestPos = positions[i];
-      bestIndex = i;
-    }
-  });
-  // Positions in a pool are distinct, so the largest one names one slot.
-  long long top = blockReduce<NT>(bestPos, MaxOp(), -1LL);
-  __shared__ long long topPos;
-  __shared__ int topIndex;
-  if (threadIdx.x == 0)
-    topPos = top;
-  __syncthreads();
-  if (bestPos == topPos && bestIndex >= 0)
-    topIndex = bestIndex;
-  __syncthreads();
-  if (lowestScore)
-    *lowestScore = target; // the slot's score (== compares alike)
-  return topIndex;
-}
-
-/// weakestPoolSlot in one pass (SK_RESCAN_ONEPASS=1, default): every
-/// thread loads its scores and positions together and keeps its weakest
-/// (score, position), then one block reduction in the same order: no
-/// second scan, no second reduction, no dependent loads of positions
-/// (D1: 19.5 us against 19.7-19.8 us with the two scans).
-#ifndef SK_RESCAN_ONEPASS
-#define SK_RESCAN_ONEPASS 1
-#endif
-
-template <int NT>
-__device__ inline int weakestPoolSlotOnePass(const float *scores,
-                                             const long long *positions,
-                                             int count, float *lowestScore) {
+__device__ inline int weakestSlot(const float *scores,
+                                  const long long *positions, int count,
+                                  float *lowestScore) {
   constexpr int kUnroll = 8;
   float bestScore = INFINITY;
   long long bestPos = -1;
@@ -78,8 +35,8 @@ __device__ inline int weakestPoolSlotOnePass(const float *scores,
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int i = base + u * NT + threadIdx.x;
-      if (i < count && (bestIndex < 0 || v[u] < bestScore ||
-                        (v[u] == bestScore && q[u] > bestPos))) {
+      if (i < count &&
+          (bestIndex < 0 || weakerEntry(v[u], q[u], bestScore, bestPos))) {
         bestScore = v[u];
         bestPos = q[u];
         bestIndex = i;
@@ -92,8 +49,7 @@ __device__ inline int weakestPoolSlotOnePass(const float *scores,
     const float s = __shfl_down_sync(0xffffffffu, bestScore, offset);
     const long long q = __shfl_down_sync(0xffffffffu, bestPos, offset);
     const int i = __shfl_down_sync(0xffffffffu, bestIndex, offset);
-    if (i >= 0 &&
-        (bestIndex < 0 || s < bestScore || (s == bestScore && q > bestPos))) {
+    if (i >= 0 && (bestIndex < 0 || weakerEntry(s, q, bestScore, bestPos))) {
       bestScore = s;
       bestPos = q;
       bestIndex = i;
@@ -118,8 +74,8 @@ __device__ inline int weakestPoolSlotOnePass(const float *scores,
         const float s = warpScore[w];
         const long long q = warpPos[w];
         const int i = warpIndex[w];
-        if (i >= 0 && (bestIndex < 0 || s < bestScore ||
-                       (s == bestScore && q > bestPos))) {
+        if (i >= 0 &&
+            (bestIndex < 0 || weakerEntry(s, q, bestScore, bestPos))) {
           bestScore = s;
           bestPos = q;
           bestIndex = i;
@@ -134,125 +90,6 @@ __device__ inline int weakestPoolSlotOnePass(const float *scores,
   __syncthreads();
   *lowestScore = topScore;
   return topIndex;
-}
-
-/// The weakest pool slot and its score (valid in every thread).
-template <int NT>
-__device__ inline int weakestSlot(const float *scores,
-                                  const long long *positions, int count,
-                                  float *lowestScore) {
-  if (SK_RESCAN_ONEPASS)
-    return weakestPoolSlotOnePass<NT>(scores, positions, count, lowestScore);
-  return weakestPoolSlot<NT>(scores, positions, count, lowestScore);
-}
-
-/// Refills the weak list of a full pool (SK_WEAK_LIST) after an eviction
-/// emptied it, and sets st.weak / st.weakScore. One pass gathers the pool
-/// entries scoring at most a cut into shared memory (those form a prefix of
-/// the weakness order); the cut starts at the evicted score (a lower bound
-/// of the pool) plus the width that gathered about 48 entries last time.
-/// The gathered entries are ranked (score, then larger position first) and
-/// the first kWeakList stored. When more than kWeakGather entries tie at
-/// the minimum, the plain arg-min is used and the list left empty. A block
-/// of NT threads.
-constexpr int kWeakGather = 256;
-
-template <int NT>
-__device__ inline void refillWeakList(HeadState &st, const float *scores,
-                                      const long long *positions, int count,
-                                      uint2 *list) {
-  __shared__ float gScore[kWeakGather];
-  __shared__ int gIndex[kWeakGather];
-  __shared__ long long gPos[kWeakGather];
-  __shared__ int gCount;
-  __shared__ float cut, span;
-  __shared__ int verdict; // 0: gather again, 1: gathered, 2: fall back
-  if (threadIdx.x == 0) {
-    span = st.weakSpan > 0.0f ? st.weakSpan
-                              : fmaxf(fabsf(st.weakScore), 1.0f) / 1024.0f;
-    cut = st.weakScore + span;
-  }
-#pragma unroll 1
-  for (int attempt = 0;; ++attempt) {
-    if (threadIdx.x == 0)
-      gCount = 0;
-    __syncthreads();
-    const float c = cut;
-    float m = INFINITY;
-    scanValues<NT>(scores, count, [&](float v, int i) {
-      m = fminf(m, v);
-      if (v <= c) {
-        int slot = atomicAdd(&gCount, 1);
-        if (slot < kWeakGather) {
-          gScore[slot] = v;
-          gIndex[slot] = i;
-        }
-      }
-    });
-    m = blockReduce<NT>(m, FloatMinOp(), INFINITY);
-    __syncthreads(); // gCount is final
-    if (threadIdx.x == 0) {
-      const int g = gCount;
-      if (g >= 1 && g <= kWeakGather) {
-        verdict = 1;
-        // Aim at about 48 entries next time.
-        const float width = c - m;
-        if (width > 0.0f)
-          span = width * fminf(8.0f, fmaxf(0.125f, 48.0f / g));
-      } else if (g == 0) {
-        cut = m + span;
-        verdict = 0;
-      } else if (c > m) {
-        const float narrower = m + (c - m) * 0.125f;
-        cut = narrower < c ? narrower : m;
-        span = cut - m;
-        verdict = 0;
-      } else {
-        verdict = 2; // too many ties at the minimum
-      }
-      if (verdict == 0 && attempt >= 8)
-        verdict = 2;
-    }
-    __syncthreads();
-    if (verdict)
-      break;
-  }
-  if (verdict == 2) {
-    float lowest;
-    const int weakest = weakestSlot<NT>(scores, positions, count, &lowest);
-    if (threadIdx.x == 0) {
-      st.weak = weakest;
-      st.weakScore = lowest;
-      st.weakListed = 0;
-    }
-    __syncthreads();
-    return;
-  }
-  const int g = gCount;
-  for (int j = threadIdx.x; j < g; j += NT)
-    gPos[j] = positions[gIndex[j]];
-  __syncthreads();
-  for (int j = threadIdx.x; j < g; j += NT) {
-    const float v = gScore[j];
-    const long long p = gPos[j];
-    int rank = 0;
-#pragma unroll 4
-    for (int o = 0; o < g; ++o) {
-      const float vo = gScore[o];
-      rank += vo < v || (vo == v && gPos[o] > p);
-    }
-    if (rank < kWeakList)
-      list[rank] = make_uint2(__float_as_uint(v), gIndex[j]);
-    if (rank == 0) {
-      st.weak = gIndex[j];
-      st.weakScore = v;
-    }
-  }
-  if (threadIdx.x == 0) {
-    st.weakListed = g < kWeakList ? g : kWeakList;
-    st.weakSpan = span;
-  }
-  __syncthreads();
 }
 
 // --- One token -------------------------------------------------------------
@@ -310,19 +147,13 @@ __device__ inline void appendTokenLight(const LayerArgs &a, HeadState &st,
     if (candPos >= 0 && candScore == -INFINITY)
       candPos = -1; // masked keys are never candidates
     if (candPos >= 0 && l.k > 0) {
-      if (st.poolCount < l.k) {
-        // The newcomer has the largest position: on a tie it is weaker.
-        if (st.poolCount == 0 || candScore <= st.weakScore) {
-          st.weak = st.poolCount;
-          st.weakScore = candScore;
-        }
-        target = st.poolCount++;
-        a.poolCount[l.row(seq, head)] = st.poolCount;
-      } else if (candScore > st.weakScore) {
-        target = st.weak;
+      const PoolOffer offer =
+          offerToPool(st.poolCount, l.k, st.weak, st.weakScore, candScore);
+      target = offer.slot;
+      if (offer.displaces)
         st.pending |= kPendingRescan;
-        st.weakListed = 0; // this path does not keep the weak list
-      }
+      else if (offer.slot >= 0)
+        a.poolCount[l.row(seq, head)] = st.poolCount;
     }
     if (candPos >= 0) {
       st.pending |=
@@ -368,17 +199,12 @@ __device__ inline void finishPending(const LayerArgs &a, HeadState &st, int seq,
   const int pending = st.pending;
   if (pending & kPendingRescan) {
     const size_t first = l.slot(seq, head, 0);
-    if (SK_WEAK_LIST) {
-      refillWeakList<NT>(st, a.slotScores + first, a.slotPos + first, l.k,
-                         a.weakList + l.row(seq, head) * kWeakList);
-    } else {
-      float lowest;
-      int weakest = weakestSlot<NT>(a.slotScores + first, a.slotPos + first,
-                                    l.k, &lowest);
-      if (threadIdx.x == 0) {
-        st.weak = weakest;
-        st.weakScore = lowest;
-      }
+    float lowest;
+    int weakest =
+        weakestSlot<NT>(a.slotScores + first, a.slotPos + first, l.k, &lowest);
+    if (threadIdx.x == 0) {
+      st.weak = weakest;
+      st.weakScore = lowest;
     }
   }
   if (pending & (kPendingSolve | kPendingRoom))
