@@ -294,16 +294,23 @@ __device__ inline void warpStoreState(const LayerArgs &a, const HeadState &st,
 /// launch right away. A queued row's state goes next to its worklist entry,
 /// so that each block of finishPendingKernel loads the worklist length, its
 /// first row and that row's state in one round trip.
+///
+/// The step's parity (which worklist counter it fills) lives on the device,
+/// flipped by finishPendingKernel, so that the launches of a step have the
+/// same arguments at every step and a captured CUDA graph can replay them.
 __global__ void __launch_bounds__(32, 1)
     decodeWarpKernel(LayerArgs a, SeqBatch batch, const uint8_t *keys,
-                     const uint8_t *values, const float *scores, int parity,
-                     int total) {
+                     const uint8_t *values, const float *scores, int total) {
   asm volatile("griddepcontrol.launch_dependents;");
   __shared__ HeadState st;
   __shared__ WarpScratch scratch;
   const int index = blockIdx.x;
   if (index >= total)
     return;
+  // Loaded now, used at the end: its latency hides behind the append.
+  const int parity = a.counters[cuda::kNextParity];
+  if (index == 0 && threadIdx.x == 0)
+    a.counters[cuda::kStepParity] = parity; // for finishPendingKernel
   WarpRow r;
   if (!warpAppendLight(a, batch, keys, values, scores, index, st, scratch, r))
     return;
@@ -331,9 +338,10 @@ constexpr int kHeavyMinBlocks = 2;
 /// (pool rescan, tau walk, compaction), a few blocks per SM looping over
 /// them. Worklist lengths alternate between two counters by step parity,
 /// so that no block has to count finished blocks to reset them: block 0
-/// resets the other parity's length for the next step.
+/// resets the other parity's length and flips the parity for the next step
+/// (that step's decode kernel starts after this kernel has finished).
 __global__ void __launch_bounds__(kThreads, kHeavyMinBlocks)
-    finishPendingKernel(LayerArgs a, int parity) {
+    finishPendingKernel(LayerArgs a) {
   const CacheLayout &l = a.layout;
   __shared__ HeadState st;
   __shared__ int count;
@@ -347,12 +355,18 @@ __global__ void __launch_bounds__(kThreads, kHeavyMinBlocks)
   // The other parity's length is reset for the next step: its last reader,
   // the previous step's finishPendingKernel, has finished before this
   // step's decode kernel started.
+  // Both lengths are loaded with the parity, so that picking one costs no
+  // second round trip.
   constexpr int kStateWords = sizeof(HeadState) / 8;
   if (threadIdx.x == 0) {
-    count = a.counters[parity];
+    const int parity = a.counters[cuda::kStepParity];
+    const int lengths[2] = {a.counters[0], a.counters[1]};
+    count = lengths[parity];
     row = a.worklist[blockIdx.x];
-    if (blockIdx.x == 0)
+    if (blockIdx.x == 0) {
       a.counters[parity ^ 1] = 0;
+      a.counters[cuda::kNextParity] = parity ^ 1;
+    }
   }
   if (threadIdx.x < kStateWords)
     reinterpret_cast<long long *>(&st)[threadIdx.x] =
@@ -466,7 +480,6 @@ private:
   std::vector<LayerArgs> layers_;
   std::vector<void *> allocations_;
   int finishBlocks_ = 1;
-  std::vector<int> parity_; // per layer: worklist counter of the next step
   DeviceError *error_ = nullptr;
 };
 
@@ -520,7 +533,6 @@ sk_status CudaCache::allocate() {
   cudaMemset(error_, 0, sizeof(DeviceError));
   const CacheLayout &l = layout_;
   layers_.resize(config_.num_layers);
-  parity_.assign(config_.num_layers, 0);
   for (int32_t i = 0; i < config_.num_layers; ++i) {
     LayerArgs &a = layers_[i];
     a.layout = l;
@@ -538,9 +550,9 @@ sk_status CudaCache::allocate() {
         (status = alloc(&a.support, l.rows() * l.supportStride())) ||
         (status = alloc(&a.worklist, l.rows())) ||
         (status = alloc(&a.pendingStates, l.rows())) ||
-        (status = alloc(&a.counters, 2)))
+        (status = alloc(&a.counters, cuda::kCounters)))
       return status;
-    cudaMemset(a.counters, 0, 2 * sizeof(int));
+    cudaMemset(a.counters, 0, cuda::kCounters * sizeof(int));
   }
   if (sk_status status = resetSeqs(0, config_.max_seqs))
     return status;
@@ -606,9 +618,7 @@ sk_status CudaCache::appendTokens(int32_t layer, int32_t numSeqs,
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     const float *z = scores + done * heads;
     const int rows = n * layout_.heads;
-    const int parity = parity_[layer];
-    parity_[layer] = parity ^ 1;
-    decodeWarpKernel<<<rows, 32, 0, s>>>(a, batch, k, v, z, parity, rows);
+    decodeWarpKernel<<<rows, 32, 0, s>>>(a, batch, k, v, z, rows);
     // At most one pending row per (sequence, head) of this launch.
     cudaLaunchConfig_t launch = {};
     launch.gridDim = dim3(std::min(finishBlocks_, rows));
@@ -619,12 +629,11 @@ sk_status CudaCache::appendTokens(int32_t layer, int32_t numSeqs,
     attribute[0].val.programmaticStreamSerializationAllowed = 1;
     launch.attrs = attribute;
     launch.numAttrs = 1;
-    if (cudaLaunchKernelEx(&launch, finishPendingKernel, a, parity) !=
-        cudaSuccess) {
+    if (cudaLaunchKernelEx(&launch, finishPendingKernel, a) != cudaSuccess) {
       // No programmatic dependent launch here: a plain one is as correct.
       cudaGetLastError();
       launch.numAttrs = 0;
-      cudaLaunchKernelEx(&launch, finishPendingKernel, a, parity);
+      cudaLaunchKernelEx(&launch, finishPendingKernel, a);
     }
   }
   return launched("sk_cache_append_tokens");

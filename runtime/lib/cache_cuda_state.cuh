@@ -49,6 +49,12 @@ enum : int {
   kPendingRoom = 4,   // score array full or mostly dead: compact first
 };
 
+/// The decode step's device-side counters: [0], [1] the worklist lengths of
+/// the steps of parity 0 and 1, then the parity of the next step (flipped by
+/// finishPendingKernel) and that of the step in flight (published by the
+/// decode kernel).
+enum : int { kNextParity = 2, kStepParity = 3, kCounters = 4 };
+
 /// First NaN/+inf score seen by a kernel (code 0: none).
 struct DeviceError {
   int code;
@@ -71,7 +77,7 @@ struct LayerArgs {
   float *support; // [S][H][capacity]
   DeviceError *error;
   int *worklist; // rows with pending heavy work, filled by the decode kernel
-  int *counters; // [parity]: worklist length of the step of that parity
+  int *counters; // [kCounters]: see kNextParity
   HeadState *pendingStates; // [rows]: state of worklist entry i
 };
 

@@ -38,6 +38,10 @@ namespace sparsek::rt {
   X(cuMemAlloc)                                                                \
   X(cuMemAllocManaged)                                                         \
   X(cuMemFree)                                                                 \
+  X(cuMemPoolCreate)                                                           \
+  X(cuMemPoolSetAttribute)                                                     \
+  X(cuMemAllocFromPoolAsync)                                                   \
+  X(cuMemFreeAsync)                                                            \
   X(cuMemcpy)                                                                  \
   X(cuMemcpyAsync)                                                             \
   X(cuMemsetD32Async)                                                          \

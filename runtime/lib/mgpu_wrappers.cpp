@@ -29,6 +29,10 @@ struct ContextTable {
   bool initDone = false;
   CUresult initResult = CUDA_SUCCESS;
   CUcontext contexts[kMaxDevices] = {};
+  // The memory pool of stream-ordered allocations (see mgpuMemAlloc), made
+  // on first use; `poolTried` keeps a failed creation from being retried.
+  CUmemoryPool pools[kMaxDevices] = {};
+  bool poolTried[kMaxDevices] = {};
 };
 ContextTable contextTable;
 
@@ -79,6 +83,46 @@ CUcontext primaryContext(int32_t device, sk_status *status,
   }
   contextTable.contexts[device] = ctx;
   return ctx;
+}
+
+/// The project's own memory pool on `device` for stream-ordered allocations,
+/// or null when the driver lacks them. A pool of our own, not the device's
+/// default one, so that its release threshold concerns nobody else: it keeps
+/// freed memory for reuse (the next call of the same entry point allocates
+/// the same temporaries) instead of returning it at every synchronization.
+CUmemoryPool streamOrderedPool(const DriverApi *driver, int32_t device) {
+  if (!driver->cuMemPoolCreate || !driver->cuMemPoolSetAttribute ||
+      !driver->cuMemAllocFromPoolAsync || !driver->cuMemFreeAsync ||
+      device < 0 || device >= kMaxDevices)
+    return nullptr;
+  std::lock_guard<std::mutex> lock(contextTable.mutex);
+  if (contextTable.poolTried[device])
+    return contextTable.pools[device];
+  contextTable.poolTried[device] = true;
+  CUmemPoolProps props = {};
+  props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+  props.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  props.location.id = device;
+  CUmemoryPool pool = nullptr;
+  if (driver->cuMemPoolCreate(&pool, &props) != CUDA_SUCCESS)
+    return nullptr;
+  cuuint64_t keep = ~cuuint64_t(0);
+  driver->cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &keep);
+  contextTable.pools[device] = pool;
+  return pool;
+}
+
+/// The stream a memory operation of generated code is ordered on: its own
+/// stream argument, else the stream the caller lent. Allocations on no
+/// stream at all (generated code called without a lent stream, through a
+/// synchronous gpu.alloc) stay synchronous.
+bool orderedStream(void *stream, CUstream *out) {
+  if (stream) {
+    *out = static_cast<CUstream>(stream);
+    return true;
+  }
+  *out = static_cast<CUstream>(callerStream());
+  return hasCallerStream();
 }
 
 /// Makes the default device's primary context current for one wrapper call
@@ -325,6 +369,15 @@ void mgpuStreamDestroy(void *stream) {
 }
 
 void mgpuStreamSynchronize(void *stream) {
+  // gpu-to-llvm synchronizes after every launch it does not make async. On
+  // the stream a caller lent (the entry points lend theirs) that is a host
+  // round trip per kernel that nothing needs: generated code never reads
+  // device memory on the host, its temporaries are freed in stream order
+  // (mgpuMemFree), and the caller orders its later work on its own stream.
+  // Skipping it also makes the entry points capturable in a CUDA graph, where
+  // a synchronization is an error.
+  if (hasCallerStream() && stream == callerStream())
+    return;
   ScopedContext scope("mgpuStreamSynchronize");
   if (scope.api())
     SK_CALL(scope, cuStreamSynchronize, static_cast<CUstream>(stream));
@@ -364,22 +417,68 @@ void mgpuEventRecord(void *event, void *stream) {
             static_cast<CUstream>(stream));
 }
 
-void *mgpuMemAlloc(uint64_t sizeBytes, void * /*stream*/, bool isHostShared) {
+// Device allocations of generated code are stream-ordered where a stream
+// orders them (cuMemAllocFromPoolAsync / cuMemFreeAsync): no device-wide
+// synchronization per temporary buffer, and legal inside a CUDA graph
+// capture. A pointer is freed the way it was allocated: the pool's
+// allocations are remembered (few live at a time: a function's temporaries).
+namespace {
+std::mutex orderedMutex;
+std::vector<void *> orderedAllocations;
+
+void rememberOrdered(void *ptr) {
+  std::lock_guard<std::mutex> lock(orderedMutex);
+  orderedAllocations.push_back(ptr);
+}
+
+bool forgetOrdered(void *ptr) {
+  std::lock_guard<std::mutex> lock(orderedMutex);
+  for (size_t i = 0; i < orderedAllocations.size(); ++i) {
+    if (orderedAllocations[i] == ptr) {
+      orderedAllocations[i] = orderedAllocations.back();
+      orderedAllocations.pop_back();
+      return true;
+    }
+  }
+  return false;
+}
+} // namespace
+
+void *mgpuMemAlloc(uint64_t sizeBytes, void *stream, bool isHostShared) {
   ScopedContext scope("mgpuMemAlloc");
   CUdeviceptr ptr = 0;
   if (!scope.api() || sizeBytes == 0)
     return nullptr;
-  if (isHostShared)
+  CUstream ordered = nullptr;
+  if (isHostShared) {
     SK_CALL(scope, cuMemAllocManaged, &ptr, sizeBytes, CU_MEM_ATTACH_GLOBAL);
-  else
+  } else if (CUmemoryPool pool =
+                 orderedStream(stream, &ordered)
+                     ? streamOrderedPool(scope.api(), defaultDevice)
+                     : nullptr) {
+    SK_CALL(scope, cuMemAllocFromPoolAsync, &ptr, sizeBytes, pool, ordered);
+    if (ptr)
+      rememberOrdered(reinterpret_cast<void *>(ptr));
+  } else {
     SK_CALL(scope, cuMemAlloc, &ptr, sizeBytes);
+  }
   return reinterpret_cast<void *>(ptr);
 }
 
-void mgpuMemFree(void *ptr, void * /*stream*/) {
+void mgpuMemFree(void *ptr, void *stream) {
   ScopedContext scope("mgpuMemFree");
-  if (scope.api() && ptr)
+  if (!scope.api() || !ptr)
+    return;
+  CUstream ordered = nullptr;
+  if (forgetOrdered(ptr)) {
+    // Freed in order on the stream that used it last (a stream-ordered
+    // allocation may be freed on any stream; the lent one is the one the
+    // kernels ran on).
+    orderedStream(stream, &ordered);
+    SK_CALL(scope, cuMemFreeAsync, devicePtr(ptr), ordered);
+  } else {
     SK_CALL(scope, cuMemFree, devicePtr(ptr));
+  }
 }
 
 void mgpuMemcpy(void *dst, void *src, size_t sizeBytes, void *stream) {

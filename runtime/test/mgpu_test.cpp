@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#ifdef SK_TEST_PTX
+#include <cuda_runtime.h>
+#endif
+
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -98,6 +102,10 @@ TEST(MgpuStreams, CallerStreamIsBorrowed) {
   // must resolve to the caller's stream without touching the driver.
   EXPECT_EQ(mgpuStreamCreate(), torchStream);
   sk_rt_clear_error();
+  // The synchronization gpu-to-llvm puts after each launch is not a host
+  // round trip on the caller's stream (no driver call, so no error here
+  // even without a GPU); the caller orders its later work on that stream.
+  mgpuStreamSynchronize(torchStream);
   mgpuStreamDestroy(torchStream);
   EXPECT_EQ(sk_rt_get_status(), SK_OK);
   sk_rt_set_current_stream(nullptr);
@@ -235,6 +243,75 @@ TEST_F(MgpuGpu, LoadLaunchMemsetMemcpyEvents) {
   mgpuStreamDestroy(stream);
   mgpuModuleUnload(jitModule);
   mgpuModuleUnload(binModule);
+}
+
+/// What an entry point's host code does on a lent stream: a temporary
+/// buffer, a memset, a kernel, the synchronization gpu-to-llvm inserts after
+/// a launch, a copy into the caller's output, the free.
+void generatedCodeOnLentStream(void *lent, void *addOne, void *out, int count) {
+  sk_rt_lend_stream(lent);
+  void *stream = mgpuStreamCreate();
+  void *tmp = mgpuMemAlloc(count * 4, stream, false);
+  float one = 1.0f;
+  uint32_t bits;
+  std::memcpy(&bits, &one, 4);
+  mgpuMemset32(tmp, bits, count, stream);
+  void *params[] = {&tmp, &count};
+  mgpuLaunchKernel(addOne, (count + 255) / 256, 1, 1, 256, 1, 1, 0, stream,
+                   params, nullptr, 2);
+  mgpuStreamSynchronize(stream);
+  mgpuMemcpy(out, tmp, count * 4, stream);
+  mgpuMemFree(tmp, stream);
+  mgpuStreamDestroy(stream);
+  sk_rt_set_current_stream(nullptr);
+}
+
+TEST_F(MgpuGpu, LentStreamWorkIsStreamOrderedAndCapturable) {
+  std::vector<char> cubin = readFile(SK_TEST_CUBIN);
+  void *module = mgpuModuleLoad(cubin.data(), cubin.size() - 1);
+  ASSERT_NE(module, nullptr) << lastError();
+  void *addOne = mgpuModuleGetFunction(module, "sk_test_add_one");
+  const int count = 4096;
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
+            cudaSuccess);
+  void *out = nullptr;
+  ASSERT_EQ(cudaMalloc(&out, count * 4), cudaSuccess);
+  std::vector<float> host(count);
+  auto expectTwos = [&](const char *when) {
+    ASSERT_EQ(cudaMemcpyAsync(host.data(), out, count * 4,
+                              cudaMemcpyDeviceToHost, stream),
+              cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    for (int i = 0; i < count; ++i)
+      ASSERT_EQ(host[i], 2.0f) << when << " element " << i;
+  };
+
+  // Eager: no host synchronization is needed for the result to be right
+  // once the caller's stream has run.
+  generatedCodeOnLentStream(stream, addOne, out, count);
+  ASSERT_EQ(sk_rt_get_status(), SK_OK) << lastError();
+  expectTwos("eager");
+
+  // Captured: the temporary becomes an allocation node, nothing syncs.
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
+            cudaSuccess);
+  generatedCodeOnLentStream(stream, addOne, out, count);
+  ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+  ASSERT_EQ(sk_rt_get_status(), SK_OK) << lastError();
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  for (int replay = 0; replay < 3; ++replay) {
+    ASSERT_EQ(cudaMemsetAsync(out, 0, count * 4, stream), cudaSuccess);
+    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+    expectTwos("replay");
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaFree(out);
+  cudaStreamDestroy(stream);
+  mgpuModuleUnload(module);
 }
 
 TEST_F(MgpuGpu, DriverErrorsNameTheCallAndTheCudaError) {

@@ -120,3 +120,36 @@ def test_prefill_into_a_busy_sequence_is_refused(torch, layer_cache):
         with pytest.raises(ValueError, match="already hold tokens"):
             gpu.prefill(x, cache, seq)
     cache.close()
+
+
+def test_decode_step_captured_in_a_cuda_graph_replays_like_eager(torch, layer_cache):
+    """One decode step captured once (projections, cache append with its exact tau update,
+    decode attention) and replayed step after step gives what eager decoding gives: nothing in
+    the step allocates outside the graph, synchronizes the host or keeps per-step host state."""
+    _, eager = pair(torch, "f32", seed=21)
+    _, graphed = pair(torch, "f32", seed=21)
+    C, T0, T = eager.cfg.C, 10, 40   # well past k + w: evictions, rescans, the window ring
+    x = torch.randn(2, T, C, device="cuda")
+    caches = [m.new_cache(max_seqs=2) for m in (eager, graphed)]
+    seqs = [[c.alloc_seq() for _ in range(2)] for c in caches]
+    assert seqs[0] == seqs[1] == [0, 1]   # consecutive: the step gathers slot rows as views
+    with torch.no_grad():
+        for m, c, s in zip((eager, graphed), caches, seqs):
+            m.prefill(x[:, :T0], c, s)
+            m.decode(x[:, T0], c, s)      # warm-up step, eager on both
+        static_x = x[:, T0 + 1].clone()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_y = graphed.decode(static_x, caches[1], seqs[1])
+        for t in range(T0 + 1, T):
+            want = eager.decode(x[:, t], caches[0], seqs[0])
+            static_x.copy_(x[:, t])
+            graph.replay()
+            torch.testing.assert_close(static_y, want, rtol=0, atol=0)
+            ref = reference_prefill(eager.cfg, x[:, :t + 1].cpu().numpy(), weights(eager))[0][:, -1]
+            close(static_y.cpu().numpy(), ref, 1e-4)
+    a, b = (c.torch_view(0) for c in caches)
+    assert torch.equal(a.pos, b.pos) and torch.equal(a.pool_count, b.pool_count)
+    assert torch.equal(a.slot_pos, b.slot_pos) and torch.equal(a.tau, b.tau)
+    for c in caches:
+        c.close()
