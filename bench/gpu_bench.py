@@ -947,6 +947,155 @@ def bench_decode(wid, B, Hq, Hkv, D, k, w, context, ours, budget, copy_gbs):
     return rec
 
 
+def bench_step(wid, Bs, Hq, Hkv, D, k, w, context, ours, budget):
+    """E1: one decode step of one layer, end to end, for each batch size in Bs:
+    append the new token of every sequence to the runtime's CUDA KV cache
+    (window, pool, exact tau), then decode attention over the cache's slots
+    (the D1 function); eager, and replayed from a CUDA graph captured once.
+    Also times the prompt fill (sk_cache_append_chunk of context - 1 tokens,
+    one sequence) that prepares the cache: issue 12 sets it against prefill."""
+    from sparsek.kv_cache import KVCache
+    name = f"decode_bf16_k{k}_w{w}_d{D}"
+    rec = {"workload": wid, "shape": dict(B=max(Bs), Hq=Hq, Hkv=Hkv, D=D, k=k, w=w, context=context),
+           "dtype": "bf16"}
+    if DEV != "cuda":
+        rec["skipped"] = "needs a GPU (the runtime's CUDA KV cache)"
+        return [rec]
+    if not ours.has(name):
+        rec["skipped"] = f"{name} not in the artifacts"
+        return [rec]
+    B_max = max(Bs)
+    g = torch.Generator(device=DEV).manual_seed(7)
+    cache = KVCache(1, Hkv, k, w, D, dtype="bf16", max_seqs=B_max, backend="cuda",
+                    device=torch.cuda.current_device())
+    seqs = [cache.alloc_seq() for _ in range(B_max)]
+    fill = {"tokens": context - 1, "per_sequence_ms": []}
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    filled = 0
+    for s in seqs:
+        if fill["per_sequence_ms"] and budget.left() < 60 + 2 * sum(fill["per_sequence_ms"]) * 1e-3:
+            break
+        kk = torch.randn(Hkv, context - 1, D, device=DEV, dtype=DTYPE, generator=g)
+        vv = torch.randn(Hkv, context - 1, D, device=DEV, dtype=DTYPE, generator=g)
+        uu = torch.randn(Hkv, context - 1, device=DEV, generator=g)
+        start.record()
+        cache.append_chunk(0, s, kk, vv, uu)
+        end.record()
+        end.synchronize()
+        fill["per_sequence_ms"].append(start.elapsed_time(end))
+        filled += 1
+    cache.check_device_error()
+    fill["median_ms"] = float(np.median(fill["per_sequence_ms"]))
+    fill["note"] = ("one sequence's prompt of context - 1 tokens into the CUDA cache "
+                    "(sk_cache_append_chunk); compare with P1's prefill attention at the same T")
+    view = cache.torch_view(0)
+    out_recs = []
+    for B in [b for b in Bs if b <= filled]:
+        r = {"workload": wid, "shape": dict(B=B, Hq=Hq, Hkv=Hkv, D=D, k=k, w=w, context=context),
+             "dtype": "bf16", "prompt_fill": fill}
+        ids = seqs[:B]
+        q = torch.randn(B, Hq, D, device=DEV, dtype=DTYPE, generator=g)
+        key = torch.randn(B, Hkv, D, device=DEV, dtype=DTYPE, generator=g)
+        value = torch.randn(B, Hkv, D, device=DEV, dtype=DTYPE, generator=g)
+        u = torch.randn(B, Hkv, device=DEV, generator=g)
+        out = torch.empty(B, Hq, D, dtype=DTYPE, device=DEV)
+        sl = [a[:B] for a in (view.k_slots, view.v_slots, view.slot_scores, view.tau,
+                              view.pool_count, view.pos)]
+
+        def step():
+            cache.append(0, ids, key, value, u)
+            ours.call(name, q, *sl, out)
+        impl = {}
+        try:
+            step()
+            _sync()
+            cache.check_device_error()
+            # The step's output against the reference over the cache state it read.
+            bs = sorted(set([0, B - 1]))
+            want = reference.decode_attention(
+                q[bs].float().cpu().numpy(), sl[0][bs].float().cpu().numpy(),
+                sl[1][bs].float().cpu().numpy(), sl[2][bs].cpu().numpy(), sl[3][bs].cpu().numpy(),
+                sl[4][bs].cpu().numpy().astype(np.int64), sl[5][bs].cpu().numpy(), k, w)
+            e = float(np.abs(out[bs].float().cpu().numpy() - want).max())
+            eager = {"check_max_abs_err": e, "check_passed": e <= TOL,
+                     "note": "device time per step (host launch work hidden behind a GPU sleep)"}
+            eager.update(time_fn(step, budget.cap_for()))
+            n = 50
+            _sync()
+            start.record()
+            for _ in range(n):
+                step()
+            end.record()
+            end.synchronize()
+            eager["back_to_back_us_per_step"] = start.elapsed_time(end) * 1e3 / n
+            impl["ours_step_eager"] = eager
+            graph = torch.cuda.CUDAGraph()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                step()                        # warm-up on the capture stream's side, as torch advises
+            torch.cuda.current_stream().wait_stream(side)
+            with torch.cuda.graph(graph):
+                step()
+            replay = {"note": "graph.replay() of one captured step"}
+            replay.update(time_fn(graph.replay, budget.cap_for()))
+            _sync()
+            start.record()
+            for _ in range(n):
+                graph.replay()
+            end.record()
+            end.synchronize()
+            replay["back_to_back_us_per_step"] = start.elapsed_time(end) * 1e3 / n
+            cache.check_device_error()
+            impl["ours_step_graph"] = replay
+            del graph
+        except Exception as ex:
+            impl.setdefault("ours_step_eager", {})["error"] = f"{type(ex).__name__}: {ex}"[:500]
+
+        # Baseline: a dense cache append (index copy into the k + w compact cache) and SDPA with
+        # the gates computed and multiplied into V, every step.
+        L = k + w
+        kc = torch.randn(B, Hkv, L, D, device=DEV, dtype=DTYPE, generator=g)
+        vc = torch.randn(B, Hkv, L, D, device=DEV, dtype=DTYPE, generator=g)
+        sc = torch.randn(B, Hkv, L, device=DEV, generator=g)
+        tau = torch.randn(B, Hkv, 1, device=DEV, generator=g)
+        is_pool = torch.arange(L, device=DEV) < k
+        slot = torch.tensor([k], device=DEV)
+        q4 = q[:, :, None]
+        try:
+            def base():
+                kc.index_copy_(2, slot, key[:, :, None])
+                vc.index_copy_(2, slot, value[:, :, None])
+                gate = torch.where(is_pool, (sc - tau).clamp(0.0, 1.0), 1.0)
+                v2 = vc * gate[..., None].to(vc.dtype)
+                return torch.nn.functional.scaled_dot_product_attention(q4, kc, v2, enable_gqa=True)
+            base()
+            b = {"note": "index_copy_ of the new K/V into a compact k + w cache, gates into V, SDPA "
+                         "(backend chosen by torch)"}
+            b.update(time_fn(base, budget.cap_for()))
+            impl["torch_step_compact_gated"] = b
+        except Exception as ex:
+            impl["torch_step_compact_gated"] = {"error": f"{type(ex).__name__}: {ex}"[:500]}
+        del kc, vc, sc
+        ratios = {}
+        mb = impl.get("torch_step_compact_gated", {}).get("median_ms")
+        for n_ in ("ours_step_eager", "ours_step_graph"):
+            mo = impl.get(n_, {}).get("median_ms")
+            if mo and mb:
+                ratios[f"{n_} / torch_step_compact_gated"] = mo / mb
+        r["impl"] = impl
+        r["ratios_time"] = ratios
+        print(f"[{wid}] B={B}: " + ", ".join(f"{n_} {x['median_ms']:.4f} ms" for n_, x in impl.items()
+                                              if x.get("median_ms")) + f"; ratios {ratios}", flush=True)
+        out_recs.append(r)
+    if filled < B_max:
+        out_recs.append({"workload": wid, "skipped": f"filled {filled} of {B_max} sequences within the budget; "
+                         f"batch sizes above {filled} not run"})
+    cache.close()
+    _empty_cache()
+    return out_recs
+
+
 def copy_rate():
     x = torch.empty((2 * 2**30) if DEV == "cuda" else 2**26, dtype=torch.uint8, device=DEV)
     y = torch.empty_like(x)
@@ -994,6 +1143,7 @@ WORKLOADS = {
     "S1": dict(B=1, Hkv=8, T=32768, k=2048, w=512),
     "S1-128k": dict(B=1, Hkv=8, T=131072, k=2048, w=512),
     "D1": dict(Hq=32, Hkv=8, D=128, k=2048, w=512, context=32768),
+    "E1": dict(Hq=32, Hkv=8, D=128, k=2048, w=512, context=32768),
 }
 SMOKE = {
     "P1": dict(B=1, Hq=8, Hkv=2, T=160, D=64, k=16, w=16),
@@ -1002,6 +1152,7 @@ SMOKE = {
     "S1": dict(B=1, Hkv=2, T=300, k=16, w=16),
     "S1-128k": dict(B=1, Hkv=2, T=600, k=16, w=16),
     "D1": dict(Hq=8, Hkv=2, D=64, k=16, w=8, context=256),
+    "E1": dict(Hq=8, Hkv=2, D=64, k=16, w=8, context=256),
 }
 
 
@@ -1013,7 +1164,7 @@ def summarize(record):
             rows.append({"workload": rec.get("workload"), "error": rec.get("error")})
             continue
         sh = rec["shape"]
-        size = f"B={sh['B']}" if rec["workload"] == "D1" else f"T={sh['T']}"
+        size = f"B={sh['B']}" if rec["workload"] in ("D1", "E1") else f"T={sh['T']}"
         for name, r in rec["impl"].items():
             row = {"workload": rec["workload"], "size": size, "impl": name}
             for key in ("median_ms", "tflops", "GBps", "fraction_of_copy_rate", "check_passed", "repeats",
@@ -1040,6 +1191,10 @@ def run_workload(wl, a, wls, ours, budget, copy_gbs, p1_ours_ms, s1_prior, recor
             record["results"].append(bench_decode("D1", B, c["Hq"], c["Hkv"], c["D"], c["k"], c["w"],
                                                   c["context"], ours, budget, copy_gbs))
             save()
+    elif wl == "E1":
+        c = wls["E1"]
+        record["results"] += bench_step("E1", [int(x) for x in a.decode_batches.split(",")], c["Hq"],
+                                        c["Hkv"], c["D"], c["k"], c["w"], c["context"], ours, budget)
     elif wl == "P3":
         record["results"].append(bench_prefill("P3", *wls["P3"].values(), ours, budget, a.rows, sweep=True))
     elif wl == "P1":
@@ -1077,8 +1232,9 @@ def main():
     p.add_argument("--name", default="gpu_bench.json")
     p.add_argument("--budget", type=float, default=320.0, help="total seconds for all workloads")
     p.add_argument("--cap", type=float, default=15.0, help="seconds at most per configuration's timing")
-    p.add_argument("--workloads", default="D1,P3,P1,S1,P1-32k,S1-128k",
-                   help="comma-separated, run in this order: D1, P3, P1 (T = 8192), S1 (T = 32768), "
+    p.add_argument("--workloads", default="D1,E1,P3,P1,S1,P1-32k,S1-128k",
+                   help="comma-separated, run in this order: D1, E1 (decode step: append + decode, "
+                   "eager and graph-replayed), P3, P1 (T = 8192), S1 (T = 32768), "
                    "P1-32k, S1-128k (S1 at T = 131072) (default: %(default)s)")
     p.add_argument("--decode-batches", default="1,16,64,256")
     p.add_argument("--rows", type=int, default=10, help="sampled query rows checked per prefill")

@@ -38,7 +38,10 @@ def attention_name(elem, w, d):
 
 
 # Decode over the runtime's slot layout: (k, w) pairs the suite uses.
-DECODE_CONFIGS = ((8, 4), (64, 16), (0, 8))
+# (k, w) of the decode kernels: the pool filling and full, k = 0, w = 0, and
+# k + w at, just past and well past the 64-slot splits of the GPU form.
+DECODE_CONFIGS = ((8, 4), (64, 16), (0, 8), (16, 0), (60, 4), (100, 29))
+DECODE_HEAD_DIMS = (64, 128)
 
 
 def decode_name(elem, k, w, d):
@@ -93,7 +96,7 @@ def attention_module():
                 funcs.append(ir.attention_function(attention_name(elem, w, d), w, elem, head_dim=d))
     for elem in ELEMENTS:
         for k, w in DECODE_CONFIGS:
-            for d in HEAD_DIMS:
+            for d in DECODE_HEAD_DIMS:
                 funcs.append(ir.decode_function(decode_name(elem, k, w, d), k, w, elem, head_dim=d))
     for k, w in SELECT_CONFIGS:
         funcs.append(ir.select_function(select_name(k, w), k, w))
@@ -186,7 +189,7 @@ def main():
                 "attention": {f"{e}/{w}/{d}": attention_name(e, w, d)
                               for e in ELEMENTS for w in WINDOWS for d in HEAD_DIMS},
                 "decode": {f"{e}/{k}/{w}/{d}": decode_name(e, k, w, d)
-                           for e in ELEMENTS for k, w in DECODE_CONFIGS for d in HEAD_DIMS},
+                           for e in ELEMENTS for k, w in DECODE_CONFIGS for d in DECODE_HEAD_DIMS},
                 "select": {f"{k}/{w}": select_name(k, w) for k, w in SELECT_CONFIGS},
                 "score": {f"{e}/{'full' if full else 'plain'}": score_name(e, full)
                           for e, full in SCORE_CONFIGS},

@@ -183,10 +183,12 @@ def test_example_layer_parallel_form():
 # (sequence, query head, split of 64 slots), then a merge. k + w spans
 # several splits, pools are partly filled, windows partly full, and a
 # split can hold nothing valid (its partial has max -inf).
-@pytest.mark.parametrize("k,w", [(100, 40), (3, 2), (0, 70), (130, 0)])
-def test_decode_split_form(k, w):
-    g = rng(k + w)
-    Hq, Hkv, D = 4, 2, 16
+@pytest.mark.parametrize("k,w", [(100, 40), (3, 2), (0, 70), (130, 0), (60, 4)])
+@pytest.mark.parametrize("G,D", [(2, 16), (1, 64), (4, 128), (8, 64)])
+def test_decode_split_form(k, w, G, D):
+    g = rng(k + w + G)
+    Hkv = 2
+    Hq = G * Hkv
     args, pos = decode_batch(g, (1, 9, 60, 400), Hkv, D, k, w)
     q = g.normal(size=(4, Hq, D)).astype(np.float32)
     lib = library(ir.decode_function("decode", k, w, head_dim=D), pipeline=PARALLEL)
