@@ -207,11 +207,35 @@ def _func(name, args, results, body):
             f"{body.text()}\n  return {ret} : {res_t}\n}}\n")
 
 
+def attention_body(body, cfg, x, x_t, weights, dyn, out, kv_dests=None):
+    """Emits the layer over `x` (of type x_t, [B, T, C]) into `out`; returns the
+    SSA names (out, key, value, u). `weights` maps the weight names of cfg to SSA
+    names; with kv_dests (key, value, u destinations) K, V and u are written there."""
+    E, Hq, Hkv = cfg.dtype, cfg.Hq, cfg.Hkv
+    q_t, kv_t = ir.tensor([None, Hq, None, cfg.D], E), ir.tensor([None, Hkv, None, cfg.D], E)
+    u_t = ir.tensor([None, Hkv, None], _F32)
+    key_dest, value_dest, u_dest = kv_dests or (None, None, None)
+    q = _project(body, cfg, x, x_t, weights["wq"], Hq, ["b", "t"], dyn)
+    key = _project(body, cfg, x, x_t, weights["wk"], Hkv, ["b", "t"], dyn, dest=key_dest)
+    value = _project(body, cfg, x, x_t, weights["wv"], Hkv, ["b", "t"], dyn, dest=value_dest)
+    u0 = u_dest or _empty(body, u_t, dyn)
+    extra = (f" bias({weights['bias']} : {ir.tensor([Hkv], _F32)})" if cfg.bias else "") + \
+            (f" slope({weights['slope']} : {ir.tensor([Hkv], _F32)})" if cfg.slope else "")
+    u = body.fresh("u")
+    body.emit(f"{u} = sparsek.score ins({x}, {weights['wsc']} : {x_t}, {ir.tensor([Hkv, cfg.C], E)}){extra} "
+              f"outs({u0} : {u_t}) -> {u_t}")
+    o0, o = _empty(body, q_t, dyn), body.fresh("o")
+    scale = "" if cfg.scale is None else f" scale = {float(cfg.scale)!r}"
+    body.emit(f"{o} = sparsek.select_attention ins({q}, {key}, {value}, {u} : {q_t}, {kv_t}, {kv_t}, {u_t}) "
+              f"k = {cfg.k} w = {cfg.w}{scale} outs({o0} : {q_t}) -> {q_t}")
+    return _output_projection(body, cfg, o, q_t, weights["wo"], out, decode=False), key, value, u
+
+
 def prefill_function(name, cfg, return_kv=False):
     """The whole layer over x [B, T, C] (positions 0..T-1) into out [B, T, C]."""
-    E, Hq, Hkv, D = cfg.dtype, cfg.Hq, cfg.Hkv, cfg.D
+    E, Hkv, D = cfg.dtype, cfg.Hkv, cfg.D
     x_t = ir.tensor([None, None, cfg.C], E)
-    q_t, kv_t = ir.tensor([None, Hq, None, D], E), ir.tensor([None, Hkv, None, D], E)
+    kv_t = ir.tensor([None, Hkv, None, D], E)
     u_t = ir.tensor([None, Hkv, None], _F32)
     args = [("x", x_t)] + _weight_args(cfg) + [("out", x_t)]
     if return_kv:
@@ -219,25 +243,12 @@ def prefill_function(name, cfg, return_kv=False):
     body = _Body()
     body.emit(f"%nb = tensor.dim %x, %c0 : {x_t}")
     body.emit(f"%nt = tensor.dim %x, %c1 : {x_t}")
-    dyn = ["%nb", "%nt"]
-    q = _project(body, cfg, "%x", x_t, "%wq", Hq, ["b", "t"], dyn)
-    key = _project(body, cfg, "%x", x_t, "%wk", Hkv, ["b", "t"], dyn,
-                   dest="%key_out" if return_kv else None)
-    value = _project(body, cfg, "%x", x_t, "%wv", Hkv, ["b", "t"], dyn,
-                     dest="%value_out" if return_kv else None)
-    u0 = "%u_out" if return_kv else _empty(body, u_t, dyn)
-    extra = (f" bias(%bias : {ir.tensor([Hkv], _F32)})" if cfg.bias else "") + \
-            (f" slope(%slope : {ir.tensor([Hkv], _F32)})" if cfg.slope else "")
-    body.emit(f"%u = sparsek.score ins(%x, %wsc : {x_t}, {ir.tensor([Hkv, cfg.C], E)}){extra} "
-              f"outs({u0} : {u_t}) -> {u_t}")
-    o0 = _empty(body, q_t, dyn)
-    scale = "" if cfg.scale is None else f" scale = {float(cfg.scale)!r}"
-    body.emit(f"%o = sparsek.select_attention ins({q}, {key}, {value}, %u : {q_t}, {kv_t}, {kv_t}, {u_t}) "
-              f"k = {cfg.k} w = {cfg.w}{scale} outs({o0} : {q_t}) -> {q_t}")
-    out = _output_projection(body, cfg, "%o", q_t, "%wo", "%out", decode=False)
+    out, key, value, u = attention_body(
+        body, cfg, "%x", x_t, {n: f"%{n}" for n in cfg.weight_names()}, ["%nb", "%nt"], "%out",
+        kv_dests=("%key_out", "%value_out", "%u_out") if return_kv else None)
     results = [(out, x_t)]
     if return_kv:
-        results += [(key, kv_t), (value, kv_t), ("%u", u_t)]
+        results += [(key, kv_t), (value, kv_t), (u, u_t)]
     return _func(name, args, results, body)
 
 
