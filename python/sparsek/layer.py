@@ -252,6 +252,50 @@ def prefill_function(name, cfg, return_kv=False):
     return _func(name, args, results, body)
 
 
+def kv_function(name, cfg):
+    """key, value [B, Hkv, T, D] and u [B, Hkv, T] of x [B, T, C] at positions offset + 0..T-1
+    (a slice of a longer sequence: context-parallel prefill)."""
+    E, Hkv, D = cfg.dtype, cfg.Hkv, cfg.D
+    x_t, kv_t, u_t = ir.tensor([None, None, cfg.C], E), ir.tensor([None, Hkv, None, D], E), \
+        ir.tensor([None, Hkv, None], _F32)
+    args = ([("x", x_t), ("offset", "index")] + [a for a in _weight_args(cfg) if a[0] not in ("wq", "wo")]
+            + [("key_out", kv_t), ("value_out", kv_t), ("u_out", u_t)])
+    body = _Body()
+    body.emit(f"%nb = tensor.dim %x, %c0 : {x_t}")
+    body.emit(f"%nt = tensor.dim %x, %c1 : {x_t}")
+    dyn = ["%nb", "%nt"]
+    key = _project(body, cfg, "%x", x_t, "%wk", Hkv, ["b", "t"], dyn, dest="%key_out")
+    value = _project(body, cfg, "%x", x_t, "%wv", Hkv, ["b", "t"], dyn, dest="%value_out")
+    extra = (f" bias(%bias : {ir.tensor([Hkv], _F32)})" if cfg.bias else "") + \
+            (f" slope(%slope : {ir.tensor([Hkv], _F32)})" if cfg.slope else "")
+    body.emit(f"%u = sparsek.score ins(%x, %wsc : {x_t}, {ir.tensor([Hkv, cfg.C], E)}){extra} offset(%offset) "
+              f"outs(%u_out : {u_t}) -> {u_t}")
+    return _func(name, args, [(key, kv_t), (value, kv_t), ("%u", u_t)], body)
+
+
+def attend_prefix_function(name, cfg):
+    """out [B, T, C] for the last T positions of a sequence whose key, value [B, Hkv, S, D] and
+    u [B, Hkv, S] (S >= T) are given: x [B, T, C] holds those T tokens (SPEC 5: queries aligned
+    to the lower right). Keys that the queries neither select nor see in their windows are
+    never read, so they may be left unset."""
+    E, Hq, Hkv, D = cfg.dtype, cfg.Hq, cfg.Hkv, cfg.D
+    x_t, q_t = ir.tensor([None, None, cfg.C], E), ir.tensor([None, Hq, None, D], E)
+    kv_t, u_t = ir.tensor([None, Hkv, None, D], E), ir.tensor([None, Hkv, None], _F32)
+    args = [("x", x_t), ("key", kv_t), ("value", kv_t), ("u", u_t), ("wq", ir.tensor([cfg.C, Hq * D], E)),
+            ("wo", ir.tensor([Hq * D, cfg.C], E)), ("out", x_t)]
+    body = _Body()
+    body.emit(f"%nb = tensor.dim %x, %c0 : {x_t}")
+    body.emit(f"%nt = tensor.dim %x, %c1 : {x_t}")
+    dyn = ["%nb", "%nt"]
+    q = _project(body, cfg, "%x", x_t, "%wq", Hq, ["b", "t"], dyn)
+    o0 = _empty(body, q_t, dyn)
+    scale = "" if cfg.scale is None else f" scale = {float(cfg.scale)!r}"
+    body.emit(f"%o = sparsek.select_attention ins({q}, %key, %value, %u : {q_t}, {kv_t}, {kv_t}, {u_t}) "
+              f"k = {cfg.k} w = {cfg.w}{scale} outs({o0} : {q_t}) -> {q_t}")
+    out = _output_projection(body, cfg, "%o", q_t, "%wo", "%out", decode=False)
+    return _func(name, args, [(out, x_t)], body)
+
+
 def decode_qkv_function(name, cfg):
     """q, key, value, u of one new token per sequence: x [B, C] at positions pos [B]."""
     E, Hq, Hkv, D = cfg.dtype, cfg.Hq, cfg.Hkv, cfg.D

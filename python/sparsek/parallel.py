@@ -1,5 +1,10 @@
-# Tensor-parallel SparseKAttention over torch.distributed: each rank holds a slice of the heads.
-"""Tensor parallelism for SparseK attention (Megatron style, on torch.distributed).
+# SparseK attention over torch.distributed: heads split over ranks (tensor parallel), or a long prompt (context parallel).
+"""Tensor and context parallelism for SparseK attention, on torch.distributed.
+
+Context parallelism: `context_parallel_prefill(cfg, x_slice, weights)` on every
+rank of a group, each with a contiguous slice of one long prompt, gives each
+rank its slice of the layer's output (see its docstring for what crosses
+ranks). Tensor parallelism (Megatron style):
 
     import torch.distributed as dist
     dist.init_process_group("nccl")                 # or "gloo" on CPUs
@@ -89,3 +94,108 @@ class TensorParallelSparseKAttention(torch.nn.Module):
     def new_cache(self, max_seqs=1, num_layers=1, score_capacity=None, device=None):
         """A KV cache for this rank's KV heads."""
         return self.local.new_cache(max_seqs, num_layers, score_capacity, device)
+
+
+# ----------------------------------------------------------------------------
+# Context parallelism: a long prompt split into contiguous slices, one per rank.
+# ----------------------------------------------------------------------------
+
+_CP_LIBS = {}
+
+
+def _cp_library(cfg):
+    """The CPU library of kv_function and attend_prefix_function for `cfg` (compiled once)."""
+    from . import compiler, ir
+    from .cpu import CompiledLibrary
+    from .layer import attend_prefix_function, kv_function
+
+    if cfg not in _CP_LIBS:
+        text = ir.module(kv_function("cp_kv", cfg), attend_prefix_function("cp_attend", cfg))
+        _CP_LIBS[cfg] = CompiledLibrary(compiler.compile(text))
+    return _CP_LIBS[cfg]
+
+
+def _all_gather_padded(t, length, group):
+    """all_gather of tensors whose dim 2 differs by rank (padded to the longest)."""
+    size = dist.get_world_size(group)
+    longest = max(1, max(length))   # gloo refuses empty tensors
+    pad = torch.zeros(t.shape[:2] + (longest,) + t.shape[3:], dtype=t.dtype)
+    pad[:, :, :t.shape[2]] = t
+    parts = [torch.empty_like(pad) for _ in range(size)]
+    dist.all_gather(parts, pad, group=group)
+    return [p[:, :, :n] for p, n in zip(parts, length)]
+
+
+def _strongest_candidates(u, last, k):
+    """Positions of the top k candidates j <= last of each row of u [B, H, S] in SPEC 4's order
+    (higher score first, then the smaller position; -inf scores are never candidates)."""
+    if last < 0 or k == 0:
+        return set()
+    cand = u[:, :, :last + 1]
+    order = torch.sort(-cand, dim=-1, stable=True).indices[..., :k]   # stable: ties by position
+    keep = torch.gather(cand, -1, order) > float("-inf")
+    return set(order[keep].tolist())
+
+
+def context_parallel_prefill(cfg, x, weights, group=None):
+    """Prefill of one prompt split over the ranks of `group` (SPEC 7 layer `cfg`, a
+    sparsek.layer.LayerConfig): rank r passes its contiguous slice x [B, T_r, C] (rank 0 the
+    first tokens, T_r may differ by rank) and gets its slice of the output, equal to the
+    single-process prefill of the whole prompt.
+
+    Selection needs every earlier score, so the scores u (4 bytes per token and KV head) are
+    all-gathered; K/V rows are not: a rank's queries read only the window's halo from the
+    ranks to its left and, of the earlier keys, the top k by score (SPEC 7: the selections of
+    a block of queries lie in its first query's selection plus the block's own candidates),
+    so only those rows cross ranks. Each rank then runs select_attention over the prefix of
+    the sequence that ends with its slice (queries aligned to the lower right). The CPU
+    library of the layer is used (numpy over CPU tensors).
+    """
+    from .nn import TORCH_DTYPES
+
+    rank, size = _rank_and_size(group)
+    if cfg.dtype != "f32":
+        raise NotImplementedError("context_parallel_prefill runs f32 layers for now")
+    lib = _cp_library(cfg)
+    x = x.detach().contiguous().to(torch.float32)
+    B, T_r, C = x.shape
+    lengths = [torch.zeros(1, dtype=torch.int64) for _ in range(size)]
+    dist.all_gather(lengths, torch.tensor([T_r]), group=group)
+    length = [int(n) for n in lengths]
+    starts = [sum(length[:i]) for i in range(size)]
+    start, end = starts[rank], starts[rank] + T_r
+    w_np = {n: weights[n].detach().float().contiguous().numpy() for n in cfg.weight_names()}
+    Hkv, D = cfg.Hkv, cfg.D
+
+    # Local keys, values and scores (scores at absolute positions: the slope term).
+    key = torch.zeros(B, Hkv, T_r, D)
+    value, u = torch.zeros(B, Hkv, T_r, D), torch.zeros(B, Hkv, T_r)
+    kv_args = [w_np[n] for n in cfg.weight_names() if n not in ("wq", "wo")]
+    lib.call("cp_kv", x.numpy(), start, *kv_args, key.numpy(), value.numpy(), u.numpy())
+    u_full = torch.cat(_all_gather_padded(u, length, group), dim=2)
+
+    # The rows each rank needs from its left: the top k candidates before its first query's
+    # window, and that window's part left of the slice. Every rank computes every request.
+    wanted = set()
+    for s in starts:
+        wanted |= _strongest_candidates(u_full, s - cfg.w, cfg.k)
+        wanted |= set(range(max(0, s - cfg.w + 1), s))
+    mine = sorted(j for j in wanted if start <= j < end)
+    rows = [len([j for j in wanted if s <= j < s + n]) for s, n in zip(starts, length)]
+    local_rows = torch.tensor(mine, dtype=torch.int64) - start
+    packed_k = _all_gather_padded(key[:, :, local_rows], rows, group)
+    packed_v = _all_gather_padded(value[:, :, local_rows], rows, group)
+
+    # The prefix [0, end): own rows, received rows; keys no query here reads stay zero.
+    key_prefix = torch.zeros(B, Hkv, end, D)
+    value_prefix = torch.zeros(B, Hkv, end, D)
+    key_prefix[:, :, start:] = key
+    value_prefix[:, :, start:] = value
+    for q, (s, n) in enumerate(zip(starts[:rank], length[:rank])):
+        pos = torch.tensor(sorted(j for j in wanted if s <= j < s + n), dtype=torch.int64)
+        key_prefix[:, :, pos] = packed_k[q]
+        value_prefix[:, :, pos] = packed_v[q]
+    out = torch.zeros(B, T_r, C)
+    lib.call("cp_attend", x.numpy(), key_prefix.numpy(), value_prefix.numpy(),
+             u_full[:, :, :end].contiguous().numpy(), w_np["wq"], w_np["wo"], out.numpy())
+    return out.to(TORCH_DTYPES[cfg.dtype])
