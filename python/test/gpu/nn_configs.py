@@ -9,6 +9,8 @@ CONFIGS = {
     "f32_window": dict(embed_dim=32, num_heads=4, num_kv_heads=1, head_dim=16, k=0, w=6,
                        score_bias=False),
     "bf16": dict(embed_dim=64, num_heads=4, num_kv_heads=2, k=8, w=4, dtype="bf16"),
+    # The slice of "f32" that each of 2 tensor-parallel ranks holds (test_gpu_parallel.py).
+    "f32_tp2": dict(embed_dim=64, num_heads=2, num_kv_heads=1, head_dim=16, k=8, w=4, score_slope=True),
 }
 
 

@@ -1,0 +1,64 @@
+# Tensor-parallel SparseKAttention over NCCL on 2 GPUs against the whole layer on one GPU.
+# Skips unless the machine has two GPUs.
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+from nn_configs import CONFIGS
+
+
+def _rank(rank, size, init_file, out_dir):
+    import torch
+    import torch.distributed as dist
+
+    from sparsek.nn import SparseKAttention
+    from sparsek.parallel import TensorParallelSparseKAttention
+
+    torch.cuda.set_device(rank)
+    dist.init_process_group("nccl", init_method=f"file://{init_file}", rank=rank, world_size=size)
+    try:
+        torch.manual_seed(0)
+        full = SparseKAttention(**CONFIGS["f32"])
+        with torch.no_grad():
+            full.score_bias.normal_()
+            full.score_slope.normal_(std=0.05)
+        tp = TensorParallelSparseKAttention.from_module(full.cuda())
+        x = torch.randn(2, 30, 64, generator=torch.Generator().manual_seed(1)).cuda()
+        with torch.no_grad():
+            cache = tp.new_cache(max_seqs=2)
+            seqs = [cache.alloc_seq() for _ in range(2)]
+            outs = [tp.prefill(x[:, :18], cache, seqs)]
+            outs += [tp.decode(x[:, t], cache, seqs)[:, None] for t in range(18, 30)]
+            np.save(os.path.join(out_dir, f"rank{rank}.npy"), torch.cat(outs, 1).cpu().numpy())
+        cache.close()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_tensor_parallel_over_nccl_equals_one_gpu(torch, layer_cache):
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 GPUs")
+    import torch.multiprocessing as mp
+
+    from sparsek.nn import SparseKAttention
+
+    torch.manual_seed(0)
+    full = SparseKAttention(**CONFIGS["f32"])
+    with torch.no_grad():
+        full.score_bias.normal_()
+        full.score_slope.normal_(std=0.05)
+    full = full.cuda()
+    x = torch.randn(2, 30, 64, generator=torch.Generator().manual_seed(1)).cuda()
+    with torch.no_grad():
+        cache = full.new_cache(max_seqs=2)
+        seqs = [cache.alloc_seq() for _ in range(2)]
+        want = [full.prefill(x[:, :18], cache, seqs)]
+        want += [full.decode(x[:, t], cache, seqs)[:, None] for t in range(18, 30)]
+        want = torch.cat(want, 1).cpu().numpy()
+        cache.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_rank, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2, join=True)
+        for r in range(2):   # every rank holds the all-reduced output
+            np.testing.assert_allclose(np.load(os.path.join(tmp, f"rank{r}.npy")), want, rtol=1e-4, atol=1e-4)
