@@ -209,8 +209,17 @@ def compile(mlir_text, pipeline="sparsek-cpu-pipeline", output=None, opt_level=2
         link_args = tuple(runtime_link_args())
     error = ctypes.c_void_p()
     args = (ctypes.c_char_p * max(1, len(link_args)))(*[os.fsencode(a) for a in link_args])
-    rc = lib.sparsek_compiler_compile_shared_library_ex(
-        mlir_text.encode(), pipeline.encode(), os.fsencode(output), int(opt_level), args,
-        len(link_args), ctypes.byref(error))
-    _check(lib, rc, error, f"compiling with {pipeline!r}")
+    # Written under a name of this process, then renamed: processes compiling the same module
+    # at once (the ranks of a distributed job, parallel test workers) never load a library
+    # another one is still writing, and a failed compile leaves nothing under the final name.
+    partial = f"{output}.{os.getpid()}.{threading.get_ident()}.partial"
+    try:
+        rc = lib.sparsek_compiler_compile_shared_library_ex(
+            mlir_text.encode(), pipeline.encode(), os.fsencode(partial), int(opt_level), args,
+            len(link_args), ctypes.byref(error))
+        _check(lib, rc, error, f"compiling with {pipeline!r}")
+        os.replace(partial, output)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
     return output
