@@ -26,6 +26,12 @@ llvm_config.add_tool_substitutions(
     [config.sparsek_tools_dir, config.llvm_tools_dir],
 )
 
+# MLIR's CPU runner libraries, for tests that execute through mlir-runner.
+config.substitutions.append(("%mlir_runner_utils", os.path.join(
+    config.llvm_tools_dir, "..", "lib", "libmlir_runner_utils.so")))
+config.substitutions.append(("%mlir_c_runner_utils", os.path.join(
+    config.llvm_tools_dir, "..", "lib", "libmlir_c_runner_utils.so")))
+
 # The CUDA toolkit's ptxas turns PTX into sm_90 binaries (no GPU needed).
 _cuda_bin = os.environ.get("CUDA_HOME", "/usr/local/cuda") + "/bin"
 if os.path.exists(os.path.join(_cuda_bin, "ptxas")):

@@ -5,8 +5,9 @@
 // fuse-select-attention=false) -> sparsek ops lowered to scf.parallel nests
 // (outer loop over (batch, head, query block), inner loop over the block's
 // queries; selection in kernels over query chunks), linalg ops (a layer's
-// projections) to scf.parallel over their parallel dimensions -> mapped to
-// GPU blocks and threads -> kernels outlined -> host buffers the kernels use
+// projections) to scf.parallel over their parallel dimensions, tiled into
+// 128-thread blocks along the innermost one (sparsek-gpu-thread-tiles) ->
+// mapped to GPU blocks and threads -> kernels outlined -> host buffers the kernels use
 // moved to the GPU (sparsek-gpu-host-allocs) -> upstream
 // gpu-lower-to-nvvm-pipeline: NVVM, sm_90 binary embedded in the module,
 // host code calling the runtime's mgpu* functions. Every public function
@@ -14,8 +15,8 @@
 // (sparsek-entry-points), the C entry point frameworks call.
 //
 // Correct first: one thread per query (per candidate, chunk or list entry
-// in the selection kernels, per output element for linalg ops, one thread
-// per block there), scalar loops inside.
+// in the selection kernels, per output element for linalg ops), scalar
+// loops inside.
 // Operand data is only read inside the kernels; the host checks sizes
 // (descriptors).
 //
@@ -45,7 +46,8 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
           "{1}"
           "sparsek-entry-points{{gpu=true},"
           "canonicalize,cse,"
-          "func.func(gpu-map-parallel-loops),convert-parallel-loops-to-gpu,"
+          "func.func(sparsek-gpu-thread-tiles,gpu-map-parallel-loops),"
+          "convert-parallel-loops-to-gpu,"
           "canonicalize,gpu-kernel-outlining,sparsek-gpu-host-allocs,"
           "expand-strided-metadata,lower-affine,"
           "gpu-lower-to-nvvm-pipeline{{cubin-chip={2} cubin-features={3} "

@@ -18,3 +18,11 @@
 // CHECK-SAME: chip = "sm_90"
 // CHECK: llvm.func @sparsek_layer_entry(
 // CHECK-NOT: sparsek.
+
+// The layer's plain tensor code (projections) runs 128 threads per block
+// (sparsek-gpu-thread-tiles), not one: no kernel of the layer has a single
+// thread.
+// RUN: sparsek-opt %sparsek_src_root/examples/sparsek_layer.mlir --sparsek-gpu-pipeline="format=isa" | FileCheck %s --check-prefix=THREADS
+// THREADS: gpu.binary @sparsek_layer_kernel
+// THREADS-SAME: .maxntid 128, 1, 1
+// THREADS-NOT: .maxntid 1, 1, 1

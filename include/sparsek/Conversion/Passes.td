@@ -137,4 +137,48 @@ def SparseKGPUHostAllocs : Pass<"sparsek-gpu-host-allocs", "ModuleOp"> {
   let dependentDialects = ["::mlir::gpu::GPUDialect"];
 }
 
+def SparseKGPUThreadTiles : Pass<"sparsek-gpu-thread-tiles", "func::FuncOp"> {
+  let summary = "Give single-level parallel loops a thread level for the GPU";
+  let description = [{
+    `gpu-map-parallel-loops` maps the outermost `scf.parallel` of a nest to
+    GPU blocks and a nested one to threads. The sparsek lowerings emit both
+    levels, but loops from plain tensor code (a layer's projections, norms,
+    MLPs: `convert-linalg-to-parallel-loops`) have one level, so each block
+    ran a single thread. This pass tiles every `scf.parallel` that neither
+    contains nor sits in another one (with unit innermost step and no
+    reductions, as linalg lowers): its innermost dimension is split into
+    tiles of `threads` iterations, a one-dimensional tile loop nested inside
+    (bound `affine.min(threads, extent - start)`), which becomes the
+    block's x threads. The innermost dimension is the contiguous one of row-major
+    results and of `x @ W` weights, so a warp's threads read and write
+    neighbouring elements. Loops that already have a thread level are left
+    alone.
+
+    Before:
+
+    ```mlir
+    scf.parallel (%b, %h, %d) = (%c0, %c0, %c0) to (%nb, %c4, %c128) step (%c1, %c1, %c1) {
+      ...
+    }
+    ```
+
+    After (`threads=64`):
+
+    ```mlir
+    scf.parallel (%b, %h, %d0) = (%c0, %c0, %c0) to (%nb, %c4, %c128) step (%c1, %c1, %c64) {
+      %n = affine.min affine_map<(d0, d1) -> (64, d0 - d1)>(%c128, %d0)
+      scf.parallel (%j) = (%c0) to (%n) step (%c1) {
+        %d = arith.addi %d0, %j : index
+        ...
+      }
+    }
+    ```
+  }];
+  let options = [
+    Option<"threads", "threads", "int64_t", /*default=*/"128",
+           "Iterations of the innermost dimension per tile (threads per block)">
+  ];
+  let dependentDialects = ["::mlir::affine::AffineDialect", "::mlir::scf::SCFDialect"];
+}
+
 #endif // SPARSEK_CONVERSION_PASSES_TD
