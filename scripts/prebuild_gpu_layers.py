@@ -34,12 +34,19 @@ def main():
     folder = os.path.abspath(sys.argv[1])
     os.makedirs(folder, exist_ok=True)
     os.environ["SPARSEK_CACHE_DIR"] = folder
-    from nn_configs import CONFIGS, layer_config
-    from sparsek.compiled_layer import CompiledLayer
+    from nn_configs import CONFIGS, CONTEXT_PARALLEL, layer_config
+    from sparsek import compiler
+    from sparsek.compiled_layer import GPU_PIPELINE, CompiledLayer
+    from sparsek.layer import LayerConfig, context_parallel_module, layer_module
 
     paths = _example().prebuild(folder)
     for name in CONFIGS:
         paths += CompiledLayer(layer_config(name)).prebuild()
+    # sparsek.parallel.context_parallel_prefill's libraries (test_gpu_parallel.py).
+    cp = LayerConfig(**CONTEXT_PARALLEL)
+    text = context_parallel_module(cp)
+    paths += [compiler.compile(text), compiler.compile(text, pipeline=GPU_PIPELINE),
+              compiler.compile(layer_module(cp, decode=False))]   # the single-process baseline
     size = sum(os.path.getsize(p) for p in set(paths))
     print(f"{len(set(paths))} layer libraries in {folder}: {size / 2**20:.1f} MiB")
 

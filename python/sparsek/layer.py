@@ -296,6 +296,12 @@ def attend_prefix_function(name, cfg):
     return _func(name, args, [(out, x_t)], body)
 
 
+def context_parallel_module(cfg):
+    """`cp_kv` (kv_function) and `cp_attend` (attend_prefix_function): what
+    sparsek.parallel.context_parallel_prefill runs on each rank."""
+    return ir.module(kv_function("cp_kv", cfg), attend_prefix_function("cp_attend", cfg))
+
+
 def decode_qkv_function(name, cfg):
     """q, key, value, u of one new token per sequence: x [B, C] at positions pos [B]."""
     E, Hq, Hkv, D = cfg.dtype, cfg.Hq, cfg.Hkv, cfg.D

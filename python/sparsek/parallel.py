@@ -103,23 +103,37 @@ class TensorParallelSparseKAttention(torch.nn.Module):
 _CP_LIBS = {}
 
 
-def _cp_library(cfg):
-    """The CPU library of kv_function and attend_prefix_function for `cfg` (compiled once)."""
-    from . import compiler, ir
-    from .cpu import CompiledLibrary
-    from .layer import attend_prefix_function, kv_function
+def _cp_library(cfg, cuda=False):
+    """The library of kv_function and attend_prefix_function for `cfg` (compiled once per
+    process): the CPU one, or with `cuda` the GPU one (sparsek.gpu.GPULibrary)."""
+    from . import compiler
+    from .layer import context_parallel_module as _cp_module
 
-    if cfg not in _CP_LIBS:
-        text = ir.module(kv_function("cp_kv", cfg), attend_prefix_function("cp_attend", cfg))
-        _CP_LIBS[cfg] = CompiledLibrary(compiler.compile(text))
-    return _CP_LIBS[cfg]
+    if (cfg, cuda) not in _CP_LIBS:
+        if cuda:
+            from .compiled_layer import GPU_PIPELINE
+            from .gpu import GPULibrary
+            lib = GPULibrary(compiler.compile(_cp_module(cfg), pipeline=GPU_PIPELINE))
+        else:
+            from .cpu import CompiledLibrary
+            lib = CompiledLibrary(compiler.compile(_cp_module(cfg)))
+        _CP_LIBS[cfg, cuda] = lib
+    return _CP_LIBS[cfg, cuda]
+
+
+def _call(lib, name, cuda, *args):
+    """CPU libraries take numpy views of CPU tensors, GPU libraries the CUDA tensors."""
+    if cuda:
+        lib.call(name, *args)
+    else:
+        lib.call(name, *[a.numpy() if isinstance(a, torch.Tensor) else a for a in args])
 
 
 def _all_gather_padded(t, length, group):
     """all_gather of tensors whose dim 2 differs by rank (padded to the longest)."""
     size = dist.get_world_size(group)
     longest = max(1, max(length))   # gloo refuses empty tensors
-    pad = torch.zeros(t.shape[:2] + (longest,) + t.shape[3:], dtype=t.dtype)
+    pad = torch.zeros(t.shape[:2] + (longest,) + t.shape[3:], dtype=t.dtype, device=t.device)
     pad[:, :, :t.shape[2]] = t
     parts = [torch.empty_like(pad) for _ in range(size)]
     dist.all_gather(parts, pad, group=group)
@@ -148,54 +162,58 @@ def context_parallel_prefill(cfg, x, weights, group=None):
     ranks to its left and, of the earlier keys, the top k by score (SPEC 7: the selections of
     a block of queries lie in its first query's selection plus the block's own candidates),
     so only those rows cross ranks. Each rank then runs select_attention over the prefix of
-    the sequence that ends with its slice (queries aligned to the lower right). The CPU
-    library of the layer is used (numpy over CPU tensors).
+    the sequence that ends with its slice (queries aligned to the lower right). CPU tensors
+    run the CPU library (gloo), CUDA tensors the GPU one on torch's current stream (NCCL).
     """
     from .nn import TORCH_DTYPES
 
     rank, size = _rank_and_size(group)
     if cfg.dtype != "f32":
         raise NotImplementedError("context_parallel_prefill runs f32 layers for now")
-    lib = _cp_library(cfg)
+    cuda = x.is_cuda
+    lib = _cp_library(cfg, cuda)
+    dev = x.device
     x = x.detach().contiguous().to(torch.float32)
     B, T_r, C = x.shape
-    lengths = [torch.zeros(1, dtype=torch.int64) for _ in range(size)]
-    dist.all_gather(lengths, torch.tensor([T_r]), group=group)
+    # Lengths go through the group's backend: CUDA tensors for NCCL.
+    lengths = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(size)]
+    dist.all_gather(lengths, torch.tensor([T_r], device=dev), group=group)
     length = [int(n) for n in lengths]
     starts = [sum(length[:i]) for i in range(size)]
     start, end = starts[rank], starts[rank] + T_r
-    w_np = {n: weights[n].detach().float().contiguous().numpy() for n in cfg.weight_names()}
+    w = {n: weights[n].detach().float().contiguous().to(dev) for n in cfg.weight_names()}
     Hkv, D = cfg.Hkv, cfg.D
 
     # Local keys, values and scores (scores at absolute positions: the slope term).
-    key = torch.zeros(B, Hkv, T_r, D)
-    value, u = torch.zeros(B, Hkv, T_r, D), torch.zeros(B, Hkv, T_r)
-    kv_args = [w_np[n] for n in cfg.weight_names() if n not in ("wq", "wo")]
-    lib.call("cp_kv", x.numpy(), start, *kv_args, key.numpy(), value.numpy(), u.numpy())
+    key = torch.zeros(B, Hkv, T_r, D, device=dev)
+    value, u = torch.zeros(B, Hkv, T_r, D, device=dev), torch.zeros(B, Hkv, T_r, device=dev)
+    kv_args = [w[n] for n in cfg.weight_names() if n not in ("wq", "wo")]
+    _call(lib, "cp_kv", cuda, x, start, *kv_args, key, value, u)
     u_full = torch.cat(_all_gather_padded(u, length, group), dim=2)
 
     # The rows each rank needs from its left: the top k candidates before its first query's
     # window, and that window's part left of the slice. Every rank computes every request.
     wanted = set()
+    u_host = u_full.cpu()
     for s in starts:
-        wanted |= _strongest_candidates(u_full, s - cfg.w, cfg.k)
+        wanted |= _strongest_candidates(u_host, s - cfg.w, cfg.k)
         wanted |= set(range(max(0, s - cfg.w + 1), s))
     mine = sorted(j for j in wanted if start <= j < end)
     rows = [len([j for j in wanted if s <= j < s + n]) for s, n in zip(starts, length)]
-    local_rows = torch.tensor(mine, dtype=torch.int64) - start
+    local_rows = torch.tensor(mine, dtype=torch.int64, device=dev) - start
     packed_k = _all_gather_padded(key[:, :, local_rows], rows, group)
     packed_v = _all_gather_padded(value[:, :, local_rows], rows, group)
 
     # The prefix [0, end): own rows, received rows; keys no query here reads stay zero.
-    key_prefix = torch.zeros(B, Hkv, end, D)
-    value_prefix = torch.zeros(B, Hkv, end, D)
+    key_prefix = torch.zeros(B, Hkv, end, D, device=dev)
+    value_prefix = torch.zeros(B, Hkv, end, D, device=dev)
     key_prefix[:, :, start:] = key
     value_prefix[:, :, start:] = value
     for q, (s, n) in enumerate(zip(starts[:rank], length[:rank])):
-        pos = torch.tensor(sorted(j for j in wanted if s <= j < s + n), dtype=torch.int64)
+        pos = torch.tensor(sorted(j for j in wanted if s <= j < s + n), dtype=torch.int64, device=dev)
         key_prefix[:, :, pos] = packed_k[q]
         value_prefix[:, :, pos] = packed_v[q]
-    out = torch.zeros(B, T_r, C)
-    lib.call("cp_attend", x.numpy(), key_prefix.numpy(), value_prefix.numpy(),
-             u_full[:, :, :end].contiguous().numpy(), w_np["wq"], w_np["wo"], out.numpy())
+    out = torch.zeros(B, T_r, C, device=dev)
+    _call(lib, "cp_attend", cuda, x, key_prefix, value_prefix, u_full[:, :, :end].contiguous(),
+          w["wq"], w["wo"], out)
     return out.to(TORCH_DTYPES[cfg.dtype])

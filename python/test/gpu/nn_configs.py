@@ -14,6 +14,10 @@ CONFIGS = {
 }
 
 
+# The LayerConfig fields of test_gpu_parallel.py's context-parallel prefill (2 GPUs).
+CONTEXT_PARALLEL = dict(C=32, Hq=4, Hkv=2, D=8, k=5, w=4, bias=True, slope=True)
+
+
 def layer_config(name):
     from sparsek.layer import attention_config
 
