@@ -152,7 +152,6 @@ def _f_at(a, prefix, t):
     n = a.size
     lo = np.searchsorted(a, t, side="right")  # a[lo:] > t
     hi = np.searchsorted(a, t + 1.0, side="left")  # a[hi:] >= t + 1
-    hi = np.maximum(hi, lo)  # guards t + 1 == t for huge |t|
     return (n - hi) + (prefix[hi] - prefix[lo]) - (hi - lo) * t
 
 
@@ -176,28 +175,46 @@ def sparsek_tau(z, k):
         return -math.inf
     a = np.sort(live)
     kth, next_ = a[n - k], a[n - k - 1]  # z(k) and z(k+1) of the descending order
-    if kth - next_ >= 1.0:
+    with np.errstate(over="ignore"):  # a gap beyond float64 range is still >= 1
+        gap = kth - next_
+    if gap >= 1.0:
         # Hard case: f = k on all of [z(k+1), z(k) - 1]. Decided from the
         # scores themselves, because f evaluated in float at z(k) - 1 can
         # round just below k and the bracket search below would then return
         # the left end of the flat piece instead of its largest point.
         return float(kth - 1.0)
-    # Shift invariance lets us anchor at the row maximum: the prefix sums
-    # then scale with the spread of the scores, not with their magnitude.
-    anchor = a[-1]
-    a = a - anchor
+    # Soft case: f(z(k)) <= k - 1 (only the k - 1 larger entries add) and
+    # f(z(k+1) - 1) >= k + 1, so tau lies in (z(k+1) - 1, z(k)), within 2 of
+    # z(k). Shift invariance lets us anchor there: a = z - z(k) is then exact
+    # or nearly so for every entry that can be in the support, whatever the
+    # magnitude of the scores (an anchor at the row maximum loses the unit
+    # breakpoints a - 1 once |z| passes 2^53). Entries at or above 1 add 1 and
+    # entries at or below -2 add 0 for every t in [-2, 0], so clipping a to
+    # [-2, 1] leaves f unchanged there and keeps a huge spread (even one that
+    # overflows to inf) out of the prefix sums.
+    anchor = kth
+    with np.errstate(over="ignore"):
+        a = np.clip(a - anchor, -2.0, 1.0)
     prefix = np.concatenate(([0.0], np.cumsum(a)))
     breakpoints = np.unique(np.concatenate((a, a - 1.0)))  # ascending
     f = _f_at(a, prefix, breakpoints)
-    # f is non-increasing: f(min z - 1) = n > k and f(max z) = 0 < k, so the
-    # last breakpoint with f >= k exists and is not the final one. Outside
-    # the hard case f has no flat piece at height k (flat pieces sit at
-    # integers U != k), so rounding in f moves tau by no more than it moves f.
+    # f is non-increasing: f(a(k+1) - 1) >= k + 1 > k and f(max a) = 0 < k,
+    # so the last breakpoint with f >= k exists and is not the final one: tau
+    # lies on the linear piece that follows it. Outside the hard case f has no
+    # flat piece at height k (flat pieces sit at integers U != k), so the
+    # piece has a support and rounding in f moves tau no more than it moves f.
     i = int(np.nonzero(f >= k)[0][-1])
-    if f[i] == k:
-        return float(breakpoints[i] + anchor)
-    lo, hi = breakpoints[i], breakpoints[i + 1]
-    return float(lo + (f[i] - k) * (hi - lo) / (f[i] - f[i + 1]) + anchor)
+    # On that piece U entries add 1 and the support (W - U entries between t
+    # and t + 1) adds a_j - t, so f(t) = k solves as (sum of the support's a_j
+    # + U - k) / (W - U). Summing the support alone (fsum, not prefix-sum
+    # differences) makes tau depend on the support only: a score added at or
+    # below tau leaves tau bit for bit unchanged, never lowered by rounding
+    # (SPEC 6: tau never decreases).
+    mid = 0.5 * (breakpoints[i] + breakpoints[i + 1])
+    ones = a >= mid + 1.0
+    support = a[(a > mid) & ~ones]
+    tau = (math.fsum(support) + int(ones.sum()) - k) / support.size
+    return float(tau + anchor)
 
 
 def _clip_gate(z, tau):

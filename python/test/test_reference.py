@@ -1,5 +1,6 @@
 # Checks sparsek.reference against brute-force definitions of SPEC 2-6 that share no code with it.
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -186,6 +187,54 @@ def test_tau_on_decimal_grid_and_near_hard_cases():
         z = rng.integers(-30, 30, size=n) / 10 + (1e3 if trial % 2 else 0.0)
         for k in range(1, n):
             assert_tau_close(R.sparsek_tau(z, k), tau_bisect(list(z), k), z)
+
+
+def tau_exact(z, k):
+    """tau as an exact rational: the largest t with f(t) = k (SPEC 3).
+
+    f is evaluated exactly at every breakpoint z_i, z_i - 1; on the piece
+    where it crosses k it is linear, so t is solved there exactly.
+    """
+    live = [Fraction(zi) for zi in z if zi != -INF]
+    if k == 0:
+        return INF
+    if k >= len(live):
+        return -INF
+
+    def f(t):
+        return sum(min(max(zi - t, 0), 1) for zi in live)
+
+    points = sorted(set(live) | {zi - 1 for zi in live})
+    values = [f(t) for t in points]
+    solutions = [t for t, v in zip(points, values) if v == k]
+    for (t0, v0), (t1, v1) in zip(zip(points, values), zip(points[1:], values[1:])):
+        if v0 > k > v1:
+            solutions.append(t0 + (v0 - k) * (t1 - t0) / (v0 - v1))
+    return max(solutions)
+
+
+@pytest.mark.parametrize("magnitude", [1.0, 1e20, 1e30, 1e36, 3e38, 1e300])
+def test_tau_is_exact_for_any_magnitude(magnitude):
+    # Scores up to float32's limit (and float64's, whose differences
+    # overflow) once lost the unit breakpoints z - 1: IndexError, or tau off
+    # by a factor of 2. The result must be the exact rational tau, rounded.
+    rng = np.random.default_rng(int(math.log10(magnitude)))
+    for trial in range(150):
+        n = int(rng.integers(2, 9))
+        # Few distinct values (ties), small offsets next to huge ones, -inf.
+        base = rng.integers(-3, 4, size=n) * magnitude * rng.choice([1.0, 0.25, 1 / 3])
+        z = base + rng.choice([0.0, 0.0, 0.5, -0.3, 1.0], size=n)
+        if magnitude <= 3e38:  # values a float32 score can hold
+            big = float(np.finfo(np.float32).max)
+            z = np.clip(z, -big, big).astype(np.float32).astype(np.float64)
+        z[rng.random(n) < 0.1] = -INF
+        for k in range(0, n + 1):
+            exact = tau_exact(list(z), k)
+            tau = R.sparsek_tau(z, k)
+            if math.isinf(exact):
+                assert tau == exact
+            else:
+                assert abs(Fraction(tau) - exact) <= 1e-12 * max(1, abs(exact)), (z, k, tau, float(exact))
 
 
 def test_hard_case_is_top_k_with_largest_tau():
