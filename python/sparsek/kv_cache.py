@@ -7,8 +7,9 @@ tokens and a pool of at most k selected tokens with their scores and tau.
 takes a slot; `append(layer, seq_ids, keys, values, scores)` adds one token
 per sequence, `append_chunk(layer, seq, ...)` a whole prompt; `view(layer)`
 gives numpy arrays over the slot storage (no copy), which is what the
-compiled decode step reads. Failures raise RuntimeCacheError with the
-runtime's own message.
+compiled decode step reads. Those arrays keep the storage alive: `close()`
+ends the cache, and the runtime frees it once no array over it remains.
+Failures raise RuntimeCacheError with the runtime's own message.
 
 The library is looked up at `$SPARSEK_RUNTIME_LIB`, then
 `$SPARSEK_BUILD_DIR/runtime/`, then `<repo>/build/runtime/`.
@@ -153,11 +154,31 @@ class CacheView(NamedTuple):
         return CacheView(*(a[ids] for a in self))
 
 
-def _as_numpy(address, ctype, shape, owner):
+class _Storage:
+    """Owns one runtime cache: sk_cache_destroy runs when the last reference goes.
+
+    The KVCache and every array viewing its slots hold a reference, so memory
+    that a view can still reach is never freed (and never reused by another
+    cache while a stale view writes into it).
+    """
+
+    def __init__(self, lib, handle):
+        self._lib, self.handle = lib, handle
+
+    def __del__(self):
+        if self.handle:
+            self._lib.sk_cache_destroy(self.handle)
+            self.handle = None
+
+
+def _as_numpy(address, dtype, shape, storage):
+    """A numpy array over `shape` elements of `dtype` at `address`, keeping `storage` alive."""
+    dtype = np.dtype(dtype)
     count = int(np.prod(shape))
-    buf = (ctype * count).from_address(address)
-    buf._owner = owner  # the views keep the cache (and its memory) alive
-    return np.ctypeslib.as_array(buf).reshape(shape)
+    # Raw bytes, then reinterpreted: ctypes has no type for float16.
+    buf = (ctypes.c_uint8 * (count * dtype.itemsize)).from_address(address)
+    buf._owner = storage
+    return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
 
 
 class KVCache:
@@ -180,22 +201,19 @@ class KVCache:
         self.num_layers, self.num_kv_heads, self.k, self.w = num_layers, num_kv_heads, k, w
         self.head_dim, self.value_dim, self.max_seqs = head_dim, value_dim, max_seqs
         self._shape = _Shape(num_kv_heads, head_dim, value_dim, _DTYPES[dtype])
-        self._handle = ctypes.c_void_p()
-        _check(self._lib, self._lib.sk_cache_create(ctypes.byref(self.config), ctypes.byref(self._handle)),
-               "sk_cache_create")
         self._views = {}
+        handle = ctypes.c_void_p()
+        _check(self._lib, self._lib.sk_cache_create(ctypes.byref(self.config), ctypes.byref(handle)),
+               "sk_cache_create")
+        self._storage = _Storage(self._lib, handle)
 
     # -- lifetime -------------------------------------------------------------
     def close(self):
-        """Frees the cache. Views taken earlier must not be used afterwards."""
-        if self._handle:
-            self._lib.sk_cache_destroy(self._handle)
-            self._handle = ctypes.c_void_p()
-            self._views.clear()
-
-    def __del__(self):
-        if getattr(self, "_handle", None):
-            self.close()
+        """Ends the cache: every later call raises. Its memory is freed now, or,
+        while arrays from view()/torch_view() remain, when the last of them
+        goes (they stay valid, detached from any other cache)."""
+        self._storage = None
+        self._views.clear()
 
     def __enter__(self):
         return self
@@ -204,9 +222,9 @@ class KVCache:
         self.close()
 
     def _h(self):
-        if not self._handle:
+        if self._storage is None:
             raise ValueError("the KV cache is closed")
-        return self._handle
+        return self._storage.handle
 
     # -- sequences ------------------------------------------------------------
     def alloc_seq(self):
@@ -302,7 +320,10 @@ class KVCache:
 
     # -- views ----------------------------------------------------------------
     def raw_view(self, layer):
-        """The runtime's sk_cache_view of `layer` (device pointers for CUDA)."""
+        """The runtime's sk_cache_view of `layer` (device pointers for CUDA).
+
+        Bare pointers: valid only until close(); view() and torch_view()
+        give arrays that keep the memory alive."""
         view = _View()
         _check(self._lib, self._lib.sk_cache_get_view(self._h(), int(layer), ctypes.byref(view)),
                f"view(layer {layer})")
@@ -315,15 +336,15 @@ class KVCache:
         if layer not in self._views:
             v = self.raw_view(layer)
             S, H, N, D, Dv = self.max_seqs, self.num_kv_heads, self.k + self.w, self.head_dim, self.value_dim
-            elem = np.ctypeslib.as_ctypes_type(NUMPY_DTYPES[self.dtype])
+            elem, storage = NUMPY_DTYPES[self.dtype], self._storage
             self._views[layer] = CacheView(
-                _as_numpy(v.k_slots, elem, (S, H, N, D), self),
-                _as_numpy(v.v_slots, elem, (S, H, N, Dv), self),
-                _as_numpy(v.slot_scores, ctypes.c_float, (S, H, N), self),
-                _as_numpy(v.slot_pos, ctypes.c_int64, (S, H, N), self),
-                _as_numpy(v.tau, ctypes.c_float, (S, H), self),
-                _as_numpy(v.pool_count, ctypes.c_int32, (S, H), self),
-                _as_numpy(v.pos, ctypes.c_int64, (S,), self))
+                _as_numpy(v.k_slots, elem, (S, H, N, D), storage),
+                _as_numpy(v.v_slots, elem, (S, H, N, Dv), storage),
+                _as_numpy(v.slot_scores, np.float32, (S, H, N), storage),
+                _as_numpy(v.slot_pos, np.int64, (S, H, N), storage),
+                _as_numpy(v.tau, np.float32, (S, H), storage),
+                _as_numpy(v.pool_count, np.int32, (S, H), storage),
+                _as_numpy(v.pos, np.int64, (S,), storage))
         return self._views[layer]
 
     def torch_view(self, layer):
@@ -347,7 +368,7 @@ class KVCache:
                   (v.slot_scores, (S, H, N), "<f4"), (v.slot_pos, (S, H, N), "<i8"),
                   (v.tau, (S, H), "<f4"), (v.pool_count, (S, H), "<i4"), (v.pos, (S,), "<i8")]
         device = torch.device("cuda", self.config.device)
-        out = [torch.as_tensor(_DeviceArray(ptr, shape, typestr, self), device=device)
+        out = [torch.as_tensor(_DeviceArray(ptr, shape, typestr, self._storage), device=device)
                for ptr, shape, typestr in fields]
         if bf16:
             out[0], out[1] = out[0].view(torch.bfloat16), out[1].view(torch.bfloat16)
@@ -355,7 +376,7 @@ class KVCache:
 
 
 class _DeviceArray:
-    """A device buffer described by __cuda_array_interface__; keeps the cache alive."""
+    """A device buffer described by __cuda_array_interface__; keeps the cache's storage alive."""
 
     def __init__(self, ptr, shape, typestr, owner):
         self._owner = owner

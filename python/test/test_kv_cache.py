@@ -109,6 +109,46 @@ def test_closed_cache_is_an_error():
         cache.alloc_seq()
 
 
+def test_views_keep_their_memory_after_close():
+    # A view used to outlive close(): the freed slots went to the next cache,
+    # and writing through the stale view changed that cache's state.
+    shape = (1, 2, 3, 2, 8)
+    old = KVCache(*shape, max_seqs=2)
+    seq = old.alloc_seq()
+    old.append(0, [seq], np.ones((1, 2, 8)), np.ones((1, 2, 8)), np.ones((1, 2)))
+    stale = old.view(0)
+    old.close()
+    with pytest.raises(ValueError, match="closed"):
+        old.view(0)
+    assert stale.pos[seq] == 0 and (stale.k_slots[seq, :, 3] == 1).all()  # still the old cache's data
+    with KVCache(*shape, max_seqs=2) as new:
+        fresh = new.view(0)
+        for a in stale:
+            a[...] = 7
+        assert (fresh.pos == -1).all() and (fresh.pool_count == 0).all()
+        assert not (fresh.k_slots == 7).any() and not (fresh.slot_pos == 7).any()
+        seq = new.alloc_seq()
+        new.append(0, [seq], np.zeros((1, 2, 8)), np.zeros((1, 2, 8)), np.zeros((1, 2)))
+        assert fresh.pos[seq] == 0
+    del stale
+    import gc
+    gc.collect()
+
+
+def test_f16_cache_view():
+    g = np.random.default_rng(6)
+    keys = g.normal(size=(1, 1, 4)).astype(np.float16)
+    values = g.normal(size=(1, 1, 4)).astype(np.float16)
+    with KVCache(1, 1, 2, 2, 4, dtype="f16") as cache:
+        seq = cache.alloc_seq()
+        cache.append(0, [seq], keys, values, np.zeros((1, 1), np.float32))
+        view = cache.view(0)
+        assert view.k_slots.dtype == np.float16 and view.k_slots.shape == (1, 1, 4, 4)
+        np.testing.assert_array_equal(view.k_slots[seq, 0, 2], keys[0, 0])
+        np.testing.assert_array_equal(view.v_slots[seq, 0, 2], values[0, 0])
+        assert view.pos[seq] == 0 and view.slot_pos[seq, 0, 2] == 0
+
+
 def test_cuda_backend_without_a_gpu_is_an_error():
     if cuda_available():
         pytest.skip("a GPU is present")
