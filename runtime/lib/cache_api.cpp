@@ -108,19 +108,24 @@ sk_status checkConfig(const sk_cache_config *c) {
                       caller);
   if (c->k > 0 && c->score_capacity <= c->k)
     return cacheError(SK_ERR_INVALID_ARGUMENT,
-                      "%s: score_capacity (%d) must be at least k + 1 (%d)",
-                      caller, c->score_capacity, c->k + 1);
+                      "%s: score_capacity (%d) must be at least k + 1 (%lld)",
+                      caller, c->score_capacity,
+                      static_cast<long long>(c->k) + 1);
   if (c->score_capacity < 0 || c->device < 0)
     return cacheError(SK_ERR_INVALID_ARGUMENT,
                       "%s: negative score_capacity or device", caller);
   // Beyond 2^48 bytes (more than any machine has) is surely a mistake, and
-  // the limit keeps every size_t product below overflow.
-  double slots = static_cast<double>(c->max_seqs) * c->num_kv_heads *
-                 (static_cast<double>(c->k) + c->w);
-  double bytes = slots * (c->head_dim + c->value_dim) * dtypeBytes(c->dtype) +
-                 static_cast<double>(c->max_seqs) * c->num_kv_heads *
-                     c->score_capacity * 4.0;
-  if (bytes * c->num_layers > 281474976710656.0)
+  // the limit keeps every size_t product below overflow. Every factor is
+  // widened to double before it meets another: a sum or product of two
+  // int32 fields can overflow int (head_dim + value_dim did, and wrapped
+  // past this guard).
+  auto d = [](int32_t v) { return static_cast<double>(v); };
+  double rows = d(c->max_seqs) * d(c->num_kv_heads);
+  double slots = rows * (d(c->k) + d(c->w));
+  double bytes =
+      slots * (d(c->head_dim) + d(c->value_dim)) * dtypeBytes(c->dtype) +
+      rows * d(c->score_capacity) * 4.0;
+  if (bytes * d(c->num_layers) > 281474976710656.0)
     return cacheError(SK_ERR_INVALID_ARGUMENT, "%s: cache too large", caller);
   return SK_OK;
 }

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+
 using namespace sparsek::test;
 
 namespace {
@@ -215,6 +217,30 @@ TEST_F(CacheErrors, InvalidConfigs) {
   bad.score_capacity = (1 << 20) + 1;
   EXPECT_EQ(sk_cache_create(&bad, &c), SK_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(sk_cache_create(nullptr, &c), SK_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(c, nullptr);
+}
+
+TEST_F(CacheErrors, SizeGuardSeesDimensionsNearInt32Max) {
+  // head_dim + value_dim was added in int: 2^30 + 2^30 wrapped negative
+  // (undefined; UBSan stops there), the byte count came out negative and
+  // passed the size guard, and a 4 PiB allocation was attempted.
+  sk_cache *c = nullptr;
+  for (int32_t dim : {int32_t(1) << 30, INT32_MAX}) {
+    sk_cache_config bad = cfg;
+    bad.max_seqs = 1 << 16;
+    bad.head_dim = dim;
+    bad.value_dim = dim;
+    EXPECT_EQ(sk_cache_create(&bad, &c), SK_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(message().find("too large"), std::string::npos) << message();
+    EXPECT_EQ(c, nullptr);
+  }
+  // Every factor at its int32 limit still gives a clean answer.
+  sk_cache_config huge = cfg;
+  huge.num_layers = huge.num_kv_heads = huge.max_seqs = INT32_MAX;
+  huge.head_dim = huge.value_dim = huge.score_capacity = INT32_MAX;
+  huge.k = 1 << 23;
+  huge.w = 1 << 23;
+  EXPECT_EQ(sk_cache_create(&huge, &c), SK_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(c, nullptr);
 }
 
