@@ -26,10 +26,23 @@ Value sparsek::emitAttentionScale(OpBuilder &b, Location loc,
   return arith::DivFOp::create(b, loc, emitF32(b, loc, 1.0), root);
 }
 
+/// The static length of a row that the register form holds as one vector,
+/// if it may: a vector op is unrolled per element down the pipeline, so
+/// compile time grows with the length (seconds at 2048, minutes beyond), and
+/// a thread's 255 registers spill long before this bound anyway. Longer
+/// rows take the memory form, whose loops do not depend on the length.
+static std::optional<int64_t> registerRowLength(Value length) {
+  constexpr int64_t kMaxRegisterRow = 1024;
+  std::optional<int64_t> n = getConstantIntValue(length);
+  if (n && *n > kMaxRegisterRow)
+    return std::nullopt;
+  return n;
+}
+
 SoftmaxAccumulator SoftmaxAccumulator::create(OpBuilder &b, Location loc,
                                               Value d, Value dv, Value scale,
                                               bool onStack, bool alignedRows) {
-  if (onStack && getConstantIntValue(dv))
+  if (onStack && registerRowLength(dv))
     return SoftmaxAccumulator(Value(), d, dv, scale, onStack, alignedRows);
   auto type = MemRefType::get({ShapedType::kDynamic}, b.getF32Type());
   SmallVector<Value, 1> sizes{dv};
@@ -71,7 +84,7 @@ SoftmaxAccumulator::State SoftmaxAccumulator::begin(OpBuilder &b, Location loc,
   };
   if (!acc) {
     queryVec = Value();
-    if (auto dim = getConstantIntValue(d); dim && query)
+    if (auto dim = registerRowLength(d); dim && query)
       queryVec = loadRowVector(b, loc, *query, *dim, alignedRows);
     auto type = VectorType::get({*getConstantIntValue(dv)}, b.getF32Type());
     return {negInf(), zero, splat(b, loc, zero, type)};

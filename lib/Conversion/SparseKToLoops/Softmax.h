@@ -52,9 +52,9 @@ public:
   /// query; `d` is the length of the q and key rows. Pair with release().
   /// `onStack` makes it private to the enclosing iteration instead (one per
   /// parallel iteration: per GPU thread once the loops are mapped): a
-  /// vector<Dv x f32> carried in registers when Dv is static (memory, even
-  /// a GPU thread's local memory, costs a load and a store per element and
-  /// key), else a stack buffer.
+  /// vector<Dv x f32> carried in registers when Dv is static and at most
+  /// 1024 (memory, even a GPU thread's local memory, costs a load and a
+  /// store per element and key), else a stack buffer.
   /// `alignedRows` (register form): every query, key and value row and
   /// output row starts kRowAlignment-aligned (the caller checked), so they
   /// are read and written as aligned vectors: a few wide loads per row

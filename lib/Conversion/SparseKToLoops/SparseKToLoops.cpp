@@ -20,6 +20,26 @@ using namespace mlir;
 using namespace mlir::sparsek;
 
 namespace {
+/// In the parallel form each query's weighted value sum is private to its
+/// iteration: a GPU thread's local memory, of which CUDA gives a thread at
+/// most 512 KiB (one f32 per value dimension). A longer static value row is
+/// refused here rather than failing at launch (or overflowing a CPU stack).
+LogicalResult checkPrivateAccumulator(Operation *op) {
+  if (!isa<AttentionOp, DecodeAttentionOp, SelectAttentionOp>(op))
+    return success();
+  constexpr int64_t kMaxPrivateFloats = (int64_t(512) << 10) / 4;
+  auto out = cast<ShapedType>(
+      cast<DestinationStyleOpInterface>(op).getDpsInits()[0].getType());
+  int64_t dv = out.getShape().back();
+  if (ShapedType::isDynamic(dv) || dv <= kMaxPrivateFloats)
+    return success();
+  return op->emitOpError()
+         << "value head dimension " << dv
+         << " is too large for the parallel (GPU) form: each query keeps "
+            "its f32 accumulator in the thread's local memory, at most "
+         << kMaxPrivateFloats << " (512 KiB)";
+}
+
 struct SparseKLowerToLoopsPass
     : mlir::sparsek::impl::SparseKLowerToLoopsBase<SparseKLowerToLoopsPass> {
   using Base::Base;
@@ -63,6 +83,8 @@ struct SparseKLowerToLoopsPass
                              "select, attention and decode_attention do";
         return signalPassFailure();
       }
+      if (options.parallelLoops && failed(checkPrivateAccumulator(op)))
+        return signalPassFailure();
       LogicalResult lowered =
           llvm::TypeSwitch<Operation *, LogicalResult>(op)
               .Case([&](ScoreOp o) {
