@@ -7,17 +7,22 @@
 #include "sparsek/Pipelines/Pipelines.h"
 
 #include "FrontStages.h"
+#include "Registration.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
-#include "llvm/Support/ErrorHandling.h"
 #include "llvm/Support/FormatVariadic.h"
 
 using namespace mlir;
 
 LogicalResult
 sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
-                                 const SparseKCPUPipelineOptions &options) {
+                                 const SparseKCPUPipelineOptions &options,
+                                 OptionErrorHandler report) {
+  if (failed(verifyPipelineOptions(
+          options,
+          report ? report : OptionErrorHandler(reportOptionErrorToStderr))))
+    return failure();
   // Spelled as a textual pipeline: every stage is an upstream pass whose
   // textual options are its stable interface.
   std::string pipeline =
@@ -48,13 +53,9 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
 
 void sparsek::registerSparseKPipelines() {
   registerSparseKGPUPipeline();
-  PassPipelineRegistration<SparseKCPUPipelineOptions>(
+  registerCheckedPipeline<SparseKCPUPipelineOptions>(
       "sparsek-cpu-pipeline",
       "Lower tensor-level sparsek IR to the LLVM dialect for the CPU "
       "(reference path)",
-      [](OpPassManager &pm, const SparseKCPUPipelineOptions &options) {
-        if (failed(buildSparseKCPUPipeline(pm, options)))
-          llvm::report_fatal_error("sparsek-cpu-pipeline: an upstream pass "
-                                   "of the pipeline is not registered");
-      });
+      buildSparseKCPUPipeline);
 }

@@ -24,17 +24,22 @@
 #include "sparsek/Pipelines/Pipelines.h"
 
 #include "FrontStages.h"
+#include "Registration.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
-#include "llvm/Support/ErrorHandling.h"
 #include "llvm/Support/FormatVariadic.h"
 
 using namespace mlir;
 
 LogicalResult
 sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
-                                 const SparseKGPUPipelineOptions &options) {
+                                 const SparseKGPUPipelineOptions &options,
+                                 OptionErrorHandler report) {
+  if (failed(verifyPipelineOptions(
+          options,
+          report ? report : OptionErrorHandler(reportOptionErrorToStderr))))
+    return failure();
   std::string pipeline =
       frontStages(options.indexBitwidth, !options.fuseSelectAttention) +
       llvm::formatv(
@@ -63,13 +68,9 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
 }
 
 void sparsek::registerSparseKGPUPipeline() {
-  PassPipelineRegistration<SparseKGPUPipelineOptions>(
+  registerCheckedPipeline<SparseKGPUPipelineOptions>(
       "sparsek-gpu-pipeline",
       "Lower tensor-level sparsek IR to GPU kernels (NVVM, embedded sm_90 "
       "binary) and host code calling the mgpu* runtime",
-      [](OpPassManager &pm, const SparseKGPUPipelineOptions &options) {
-        if (failed(buildSparseKGPUPipeline(pm, options)))
-          llvm::report_fatal_error("sparsek-gpu-pipeline: an upstream pass "
-                                   "of the pipeline is not registered");
-      });
+      buildSparseKGPUPipeline);
 }

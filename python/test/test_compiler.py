@@ -1,5 +1,6 @@
 # The compiler's C API through sparsek.compiler: pipelines, compiling, caching and error messages.
 import os
+import re
 
 import numpy as np
 import pytest
@@ -81,6 +82,25 @@ def test_gpu_pipeline_runs_through_the_api():
         ir.module(ir.attention_function("attn", 16, "bf16", k=8, head_dim=64)),
         "sparsek-gpu-pipeline{format=isa}")
     assert "gpu.binary @" in lowered and "llvm.func @_mlir_ciface_attn" in lowered
+
+
+@pytest.mark.parametrize("options,message", [
+    ("chip=", "option chip must be an NVPTX architecture such as sm_90 or sm_90a, got ''"),
+    ("format=garbage", "option format must be one of fatbin, bin, isa, got 'garbage'"),
+    ("query-block=4096", "option query-block must be in [1, 1024]"),
+    ("features=+ptx99", "option features must be a comma-separated list of NVPTX features"),
+    ("opt-level=7", "option opt-level must be in [0, 3], got 7"),
+])
+def test_invalid_gpu_pipeline_options_are_errors(tmp_path, options, message):
+    # An empty chip used to segfault the Python process; format=garbage and
+    # query-block=4096 went through.
+    text = ir.module(ir.attention_function("attn", 16, "bf16", k=8, head_dim=64))
+    pipeline = f"sparsek-gpu-pipeline{{{options}}}"
+    with pytest.raises(compiler.CompilerError, match=re.escape(message)):
+        compiler.run_pipeline(text, pipeline)
+    with pytest.raises(compiler.CompilerError, match=re.escape(message)):
+        compiler.compile(text, pipeline=pipeline, output=str(tmp_path / "x.so"), link_args=[])
+    assert not os.listdir(tmp_path)
 
 
 def test_gpu_libraries_link_the_runtime_and_cache_independently_of_its_folder(tmp_path, monkeypatch):

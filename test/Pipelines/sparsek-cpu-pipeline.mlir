@@ -18,7 +18,7 @@
 // CHECK-NOT: scf.
 // NOWRAP-NOT: @_mlir_ciface_layer(
 // NOWRAP: llvm.func @_mlir_ciface_layer_entry(
-// BAD: index-bitwidth must be 32 or 64, got 16
+// BAD: option index-bitwidth must be one of 32, 64, got 16
 func.func @layer(%q: tensor<1x4x?x8xbf16>, %k: tensor<1x2x?x8xbf16>,
                  %v: tensor<1x2x?x8xbf16>, %u: tensor<1x2x?xf32>,
                  %o0: tensor<1x4x?x8xbf16>) -> tensor<1x4x?x8xbf16> {

@@ -12,7 +12,7 @@
 // CHECK-CPU-DAG: T sparsek_status
 // CHECK-LLVM: define {{.*}}i32 @_mlir_ciface_attention_entry(
 // CHECK-TARGET: --target must be cpu or gpu, not 'tpu'
-// CHECK-OPTS: index-bitwidth must be 32 or 64, got 7
+// CHECK-OPTS: sparsek-cpu-pipeline: option index-bitwidth must be one of 32, 64, got 7
 func.func @attention(%q: tensor<?x?x?x32xf16>, %k: tensor<?x?x?x32xf16>, %v: tensor<?x?x?x32xf16>,
                      %i: tensor<?x?x?x?xi32>, %g: tensor<?x?x?x?xf32>, %o0: tensor<?x?x?x32xf16>)
     -> tensor<?x?x?x32xf16> {

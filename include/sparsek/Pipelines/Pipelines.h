@@ -9,6 +9,7 @@
 #define SPARSEK_PIPELINES_PIPELINES_H
 
 #include "mlir/Pass/PassOptions.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
 
 namespace mlir {
 class OpPassManager;
@@ -46,10 +47,21 @@ struct SparseKCPUPipelineOptions
       llvm::cl::init(false)};
 };
 
-/// Appends the CPU pipeline to `pm` (anchored on builtin.module). Fails only
-/// if an upstream pass it names is not registered.
+/// Receives one message per invalid pipeline option.
+using OptionErrorHandler = llvm::function_ref<void(const llvm::Twine &)>;
+
+/// Checks every option of the CPU pipeline (lib/Pipelines/PipelineOptions.cpp
+/// holds the rules of both pipelines, one line per option); reports each
+/// invalid one through `report`.
+LogicalResult verifyPipelineOptions(const SparseKCPUPipelineOptions &options,
+                                    OptionErrorHandler report = nullptr);
+
+/// Appends the CPU pipeline to `pm` (anchored on builtin.module). Fails when
+/// an option is invalid (each reported through `report`, else to
+/// llvm::errs()) or an upstream pass it names is not registered.
 LogicalResult buildSparseKCPUPipeline(OpPassManager &pm,
-                                      const SparseKCPUPipelineOptions &options);
+                                      const SparseKCPUPipelineOptions &options,
+                                      OptionErrorHandler report = nullptr);
 
 struct SparseKGPUPipelineOptions
     : public PassPipelineOptions<SparseKGPUPipelineOptions> {
@@ -92,9 +104,20 @@ struct SparseKGPUPipelineOptions
       llvm::cl::init(0)};
 };
 
-/// Appends the GPU pipeline to `pm` (anchored on builtin.module).
+/// A GPU block has at most this many threads (CUDA's limit); query-block
+/// gives one to each query.
+constexpr int64_t kMaxGPUBlockThreads = 1024;
+
+/// Checks every option of the GPU pipeline; reports each invalid one
+/// through `report`.
+LogicalResult verifyPipelineOptions(const SparseKGPUPipelineOptions &options,
+                                    OptionErrorHandler report = nullptr);
+
+/// Appends the GPU pipeline to `pm` (anchored on builtin.module). Fails as
+/// buildSparseKCPUPipeline does.
 LogicalResult buildSparseKGPUPipeline(OpPassManager &pm,
-                                      const SparseKGPUPipelineOptions &options);
+                                      const SparseKGPUPipelineOptions &options,
+                                      OptionErrorHandler report = nullptr);
 
 /// Registers sparsek-gpu-pipeline.
 void registerSparseKGPUPipeline();
