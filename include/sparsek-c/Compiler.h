@@ -12,6 +12,14 @@
  * caller and released with sparsek_compiler_free. Calls are thread-safe:
  * each builds its own MLIR context.
  *
+ * Each compiling call runs in a child process (fork) and returns its
+ * result: where upstream MLIR/LLVM crashes or exits on an input (a parser
+ * segfault, an `LLVM ERROR`), the call fails with a message saying how the
+ * child died, the diagnostics it printed first and its stderr, and the
+ * caller carries on. The child's stderr (warnings) is copied to the
+ * caller's on success. SPARSEK_COMPILER_IN_PROCESS=1 in the environment
+ * runs the work in the calling process instead (debuggers, profilers).
+ *
  * Like sparsek-opt, the first call sets CUDA_HOME=/usr/local/cuda when none
  * of CUDA_ROOT, CUDA_HOME, CUDA_PATH is set and that folder exists (the GPU
  * pipeline finds ptxas and libdevice through it).

@@ -2,10 +2,13 @@
 //
 // Implements include/sparsek-c/Compiler.h. Every failure becomes a message
 // (MLIR diagnostics, LLVM errors, the linker's output) returned to the
-// caller; nothing here may abort on bad input.
+// caller; nothing here may abort on bad input, and what upstream code does
+// abort on ends a child process, not the caller (Isolation.h).
 //
 //===----------------------------------------------------------------------===//
 #include "sparsek-c/Compiler.h"
+
+#include "Isolation.h"
 #include "sparsek/InitAllSparseK.h"
 
 #include "mlir/IR/Diagnostics.h"
@@ -19,7 +22,6 @@
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Target/LLVMIR/Export.h"
-
 
 #include "llvm/ADT/ScopeExit.h"
 #include "llvm/IR/LLVMContext.h"
@@ -39,6 +41,7 @@
 #include "llvm/Target/TargetOptions.h"
 #include "llvm/TargetParser/Host.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -46,6 +49,8 @@
 #include <string>
 
 using namespace mlir;
+using mlir::sparsek::capi::Outcome;
+using mlir::sparsek::capi::runIsolated;
 
 namespace {
 
@@ -54,6 +59,8 @@ namespace {
 /// location when none is set.
 /// Registers passes, pipelines and native codegen once per process: the
 /// registries are global, and a pipeline string can only name what they hold.
+/// Done here, before the first fork, so that every compiler process starts
+/// with them (registration holds no lock once it returns).
 /// The same registrations as tools/sparsek-opt (sparsek/InitAllSparseK.h).
 void initializeOnce() {
   static std::once_flag flag;
@@ -97,11 +104,14 @@ class Session {
 public:
   Session()
       : context(makeRegistry()), handler(&context, [this](Diagnostic &diag) {
-          llvm::raw_string_ostream os(diagnostics);
+          std::string text;
+          llvm::raw_string_ostream os(text);
           os << where(diag.getLocation()) << ": " << severity(diag) << ": "
              << diag << "\n";
           for (Diagnostic &note : diag.getNotes())
             os << where(note.getLocation()) << ": note: " << note << "\n";
+          diagnostics += text;
+          sparsek::capi::journalDiagnostic(text);
           return success();
         }) {}
 
@@ -286,6 +296,97 @@ bool linkSharedLibrary(llvm::StringRef object, llvm::StringRef output,
   return false;
 }
 
+/// The module printed as text.
+Outcome printed(Operation *op) {
+  Outcome outcome{true, "", ""};
+  llvm::raw_string_ostream os(outcome.text);
+  op->print(os);
+  return outcome;
+}
+
+Outcome errorOutcome(const llvm::Twine &message) {
+  return Outcome{false, "", message.str()};
+}
+
+Outcome runPipelineHere(const char *mlir, const char *pipeline) {
+  std::string message;
+  Session session;
+  OwningOpRef<ModuleOp> module = session.parseAndRun(mlir, pipeline, message);
+  if (!module)
+    return errorOutcome(message);
+  return printed(module->getOperation());
+}
+
+Outcome translateHere(const char *mlir, const char *pipeline) {
+  std::string message;
+  llvm::LLVMContext llvmContext;
+  std::unique_ptr<llvm::Module> module =
+      toLLVMIR(mlir, pipeline, llvmContext, message);
+  if (!module)
+    return errorOutcome(message);
+  Outcome outcome{true, "", ""};
+  llvm::raw_string_ostream os(outcome.text);
+  module->print(os, nullptr);
+  return outcome;
+}
+
+/// Compiles and links into `partial` (renamed to the output by the caller).
+Outcome compileHere(const char *mlir, const char *pipeline, int optLevel,
+                    llvm::ArrayRef<llvm::StringRef> extraArgs,
+                    const std::string &partial) {
+  std::string message;
+  std::unique_ptr<llvm::TargetMachine> machine =
+      makeHostMachine(optLevel, message);
+  if (!machine)
+    return errorOutcome("no target for the host: " + message);
+
+  llvm::LLVMContext llvmContext;
+  std::unique_ptr<llvm::Module> module =
+      toLLVMIR(mlir, pipeline, llvmContext, message);
+  if (!module)
+    return errorOutcome(message);
+  module->setTargetTriple(machine->getTargetTriple());
+  module->setDataLayout(machine->createDataLayout());
+  std::string verifyErrors;
+  llvm::raw_string_ostream verifyStream(verifyErrors);
+  if (llvm::verifyModule(*module, &verifyStream))
+    return errorOutcome("the translated LLVM IR is invalid:\n" + verifyErrors);
+  optimize(*module, *machine, optLevel);
+
+  TempFile object;
+  int fd;
+  if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
+          "sparsek-module", "o", fd, object.path))
+    return errorOutcome("cannot create a temporary object file: " +
+                        ec.message());
+  {
+    llvm::raw_fd_ostream os(fd, /*shouldClose=*/true);
+    llvm::legacy::PassManager codegen;
+    if (machine->addPassesToEmitFile(codegen, os, nullptr,
+                                     llvm::CodeGenFileType::ObjectFile))
+      return errorOutcome("the host target cannot emit object files");
+    codegen.run(*module);
+    os.flush();
+    if (os.has_error())
+      return errorOutcome("writing " + object.path +
+                          " failed: " + os.error().message());
+  }
+  if (!linkSharedLibrary(object.path, partial, extraArgs, message))
+    return errorOutcome(message);
+  return Outcome{true, "", ""};
+}
+
+/// Hands an Outcome to a C caller: `*out_text` (when asked for) on success,
+/// else `*error`.
+int deliver(const Outcome &outcome, char **out_text, char **error) {
+  if (!outcome.ok)
+    return fail(error, outcome.error);
+  if (!out_text)
+    return 0;
+  *out_text = copyString(outcome.text);
+  return *out_text ? 0 : fail(error, "out of memory");
+}
+
 } // namespace
 
 extern "C" {
@@ -296,40 +397,23 @@ const char *sparsek_compiler_version(void) {
 
 int sparsek_compiler_run_pipeline(const char *mlir, const char *pipeline,
                                   char **out_text, char **error) {
-  initializeOnce();
   if (!out_text)
     return fail(error, "out_text must not be null");
   *out_text = nullptr;
-  std::string message;
-  Session session;
-  OwningOpRef<ModuleOp> module = session.parseAndRun(mlir, pipeline, message);
-  if (!module)
-    return fail(error, message);
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  module->print(os);
-  *out_text = copyString(text);
-  return *out_text ? 0 : fail(error, "out of memory");
+  initializeOnce();
+  return deliver(runIsolated([&] { return runPipelineHere(mlir, pipeline); }),
+                 out_text, error);
 }
 
 int sparsek_compiler_translate_to_llvm_ir(const char *mlir,
                                           const char *pipeline, char **out_text,
                                           char **error) {
-  initializeOnce();
   if (!out_text)
     return fail(error, "out_text must not be null");
   *out_text = nullptr;
-  std::string message;
-  llvm::LLVMContext llvmContext;
-  std::unique_ptr<llvm::Module> module =
-      toLLVMIR(mlir, pipeline, llvmContext, message);
-  if (!module)
-    return fail(error, message);
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  module->print(os, nullptr);
-  *out_text = copyString(text);
-  return *out_text ? 0 : fail(error, "out of memory");
+  initializeOnce();
+  return deliver(runIsolated([&] { return translateHere(mlir, pipeline); }),
+                 out_text, error);
 }
 
 int sparsek_compiler_compile_shared_library(const char *mlir,
@@ -344,7 +428,6 @@ int sparsek_compiler_compile_shared_library_ex(
     const char *mlir, const char *pipeline, const char *output_path,
     int opt_level, const char *const *link_args, int num_link_args,
     char **error) {
-  initializeOnce();
   if (num_link_args < 0 || (num_link_args > 0 && !link_args))
     return fail(error, "link_args must hold num_link_args strings");
   llvm::SmallVector<llvm::StringRef> extraArgs;
@@ -357,51 +440,21 @@ int sparsek_compiler_compile_shared_library_ex(
     return fail(error, "no output path given");
   if (opt_level < 0 || opt_level > 3)
     return fail(error, "opt_level must be 0..3, got " + llvm::Twine(opt_level));
-  std::string message;
-  std::unique_ptr<llvm::TargetMachine> machine =
-      makeHostMachine(opt_level, message);
-  if (!machine)
-    return fail(error, "no target for the host: " + message);
-
-  llvm::LLVMContext llvmContext;
-  std::unique_ptr<llvm::Module> module =
-      toLLVMIR(mlir, pipeline, llvmContext, message);
-  if (!module)
-    return fail(error, message);
-  module->setTargetTriple(machine->getTargetTriple());
-  module->setDataLayout(machine->createDataLayout());
-  std::string verifyErrors;
-  llvm::raw_string_ostream verifyStream(verifyErrors);
-  if (llvm::verifyModule(*module, &verifyStream))
-    return fail(error, "the translated LLVM IR is invalid:\n" + verifyErrors);
-  optimize(*module, *machine, opt_level);
-
-  TempFile object;
-  int fd;
-  if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
-          "sparsek-module", "o", fd, object.path))
-    return fail(error,
-                "cannot create a temporary object file: " + ec.message());
-  {
-    llvm::raw_fd_ostream os(fd, /*shouldClose=*/true);
-    llvm::legacy::PassManager codegen;
-    if (machine->addPassesToEmitFile(codegen, os, nullptr,
-                                     llvm::CodeGenFileType::ObjectFile))
-      return fail(error, "the host target cannot emit object files");
-    codegen.run(*module);
-    os.flush();
-    if (os.has_error())
-      return fail(error, "writing " + object.path +
-                             " failed: " + os.error().message());
-  }
 
   // Link next to the destination, then rename: concurrent readers of
-  // `output_path` see the old file or the whole new one.
+  // `output_path` see the old file or the whole new one. The name is made
+  // here, so that the partial file of a child that died is removed too.
+  initializeOnce();
+  static std::atomic<unsigned> calls{0};
   std::string partial = std::string(output_path) + ".tmp" +
-                        std::to_string(llvm::sys::Process::getProcessId());
-  if (!linkSharedLibrary(object.path, partial, extraArgs, message)) {
+                        std::to_string(llvm::sys::Process::getProcessId()) +
+                        "." + std::to_string(calls++);
+  Outcome outcome = runIsolated([&] {
+    return compileHere(mlir, pipeline, opt_level, extraArgs, partial);
+  });
+  if (!outcome.ok) {
     llvm::sys::fs::remove(partial);
-    return fail(error, message);
+    return deliver(outcome, nullptr, error);
   }
   if (std::error_code ec = llvm::sys::fs::rename(partial, output_path)) {
     llvm::sys::fs::remove(partial);

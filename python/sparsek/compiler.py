@@ -16,6 +16,10 @@ it serves the newest cached library built from the same text, so a cache
 directory compiled on a development machine can be carried to a machine
 without LLVM (e.g. the GPU host) and used there.
 
+Every call compiles in a child process of the C API (see Compiler.h): an
+upstream crash or fatal error on some input raises CompilerError here
+instead of ending the interpreter.
+
 GPU libraries (`pipeline="sparsek-gpu-pipeline..."`) link against
 libsparsek_runtime.so (the `mgpu*` functions). Without explicit `link_args`
 the runtime found by `sparsek.kv_cache.library_path()` is linked, and the

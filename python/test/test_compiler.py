@@ -103,6 +103,55 @@ def test_invalid_gpu_pipeline_options_are_errors(tmp_path, options, message):
     assert not os.listdir(tmp_path)
 
 
+TRANSPOSE = """func.func @t(%a: tensor<2x3xf32>, %b: tensor<3x2xf32>) -> tensor<3x2xf32> {{
+  %r = linalg.transpose ins(%a : tensor<2x3xf32>) outs(%b : tensor<3x2xf32>) permutation = {perm}
+  return %r : tensor<3x2xf32>
+}}
+"""
+
+
+@pytest.mark.parametrize("perm,diagnostic", [("[1, 0.5]", "expected integer value"),
+                                             ("[1, 0", "expected ']'"), ("", "expected '['")])
+def test_upstream_crashes_are_errors_not_process_deaths(tmp_path, perm, diagnostic):
+    # MLIR's linalg.transpose parser segfaults after these parse errors. It
+    # used to take this process with it; the compiler process dies instead,
+    # and its diagnostics come back in the message.
+    text = TRANSPOSE.format(perm=perm)
+    for call in (lambda: compiler.run_pipeline(text, ""),
+                 lambda: compiler.translate_to_llvm_ir(text),
+                 lambda: compiler.compile(text, output=str(tmp_path / "t.so"))):
+        with pytest.raises(compiler.CompilerError) as e:
+            call()
+        assert "the compiler process was killed by signal" in str(e.value)
+        assert "input:2:" in str(e.value) and diagnostic in str(e.value)
+    assert not os.listdir(tmp_path)  # the dead child's partial library is removed
+    assert "sparsek.mask" in compiler.run_pipeline(MASK, "")  # and this process carries on
+
+
+def test_upstream_fatal_errors_are_errors():
+    # LLVM's NVPTX backend exits the process on a PTX version below the
+    # chip's minimum (reportFatalUsageError): now the compiler process's.
+    text = ir.module(ir.attention_function("attn", 16, "bf16", k=8, head_dim=64))
+    with pytest.raises(compiler.CompilerError, match=r"exited with status 1(.|\n)*PTX version 6.0 does "
+                                                     r"not support target 'sm_90'"):
+        compiler.run_pipeline(text, "sparsek-gpu-pipeline{format=isa features=+ptx60}")
+
+
+def test_concurrent_compiles_from_threads():
+    from concurrent.futures import ThreadPoolExecutor
+    texts = [ir.module(ir.mask_function("mask", k=k)) for k in range(1, 9)]
+    with ThreadPoolExecutor(4) as pool:
+        lowered = list(pool.map(compiler.run_pipeline, texts))
+    assert all("llvm.func @_mlir_ciface_mask" in t for t in lowered)
+
+
+def test_in_process_mode_for_debuggers(monkeypatch):
+    monkeypatch.setenv("SPARSEK_COMPILER_IN_PROCESS", "1")
+    assert "llvm.func @_mlir_ciface_mask" in compiler.run_pipeline(MASK)
+    with pytest.raises(compiler.CompilerError, match="'no-such-pass' does not refer"):
+        compiler.run_pipeline(MASK, "no-such-pass")
+
+
 def test_gpu_libraries_link_the_runtime_and_cache_independently_of_its_folder(tmp_path, monkeypatch):
     import shutil
 
