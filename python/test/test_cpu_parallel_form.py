@@ -196,3 +196,29 @@ def test_decode_split_form(k, w, G, D):
     lib.call("decode", q, *args, pos, o)
     want = reference.decode_attention(q, *args, pos, k, w)
     np.testing.assert_allclose(o, want, rtol=1e-5, atol=1e-5)
+
+
+# Rows longer than 1024 elements live in memory, not in vector registers
+# (vector code is unrolled per element: compile time grew with the head
+# dimension, minutes at 100000). Attention and the split decode (partials
+# stored and merged element by element) in that form, against the reference.
+def test_long_rows_parallel_form():
+    g = rng(12)
+    D, k, w = 1040, 3, 2
+    lib = library(ir.attention_function("attn", w, k=k, head_dim=D),
+                  ir.decode_function("decode", 70, 8, head_dim=D), pipeline=PARALLEL)
+    S, T = 12, 9
+    q = g.normal(size=(1, 4, T, D)).astype(np.float32)
+    key, value = (g.normal(size=(1, 2, S, D)).astype(np.float32) for _ in range(2))
+    indices, gates, _ = reference.select(g.normal(size=(1, 2, S)), k, w, T=T)
+    out = np.zeros_like(q)
+    lib.call("attn", q, key, value, indices.astype(np.int32), gates.astype(np.float32), out)
+    want = reference.attention(q, key, value, indices, gates.astype(np.float32), w)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+    args, pos = decode_batch(g, (1, 40, 120), 2, D, 70, 8)
+    q = g.normal(size=(3, 4, D)).astype(np.float32)
+    o = np.full((3, 4, D), 7, np.float32)
+    lib.call("decode", q, *args, pos, o)
+    np.testing.assert_allclose(o, reference.decode_attention(q, *args, pos, 70, 8),
+                               rtol=1e-5, atol=1e-5)

@@ -302,7 +302,7 @@ static void emitDecodeSplit(OpBuilder &b, Location loc, DecodeAttentionOp op,
                             Value partAcc) {
   DecodeSlots slots(op, acc, bi, h, hq, /*guarded=*/true);
   int64_t k = slots.k, w = slots.w;
-  Value zero = emitIndex(b, loc, 0), kIdx = emitIndex(b, loc, k);
+  Value kIdx = emitIndex(b, loc, k);
   SoftmaxAccumulator::State st = acc.begin(b, loc, &slots.query);
   Value lo = arith::MulIOp::create(b, loc, p, emitIndex(b, loc, kDecodeSplit));
   Value hi = arith::MinSIOp::create(
@@ -330,7 +330,7 @@ static void emitDecodeSplit(OpBuilder &b, Location loc, DecodeAttentionOp op,
   }
   memref::StoreOp::create(b, loc, st.max, partMax, ValueRange{bi, hq, p});
   memref::StoreOp::create(b, loc, st.sum, partSum, ValueRange{bi, hq, p});
-  vector::StoreOp::create(b, loc, st.acc, partAcc, ValueRange{bi, hq, p, zero});
+  acc.storePartial(b, loc, st, Row{partAcc, {bi, hq, p}});
 }
 
 /// Combines the splits of query head hq of sequence bi (the log-sum-exp
@@ -353,35 +353,61 @@ static void emitDecodeCombine(OpBuilder &b, Location loc, DecodeAttentionOp op,
   Value anyKey =
       arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, max, negInf);
   Value safeMax = arith::SelectOp::create(b, loc, anyKey, max, f0);
-  auto vecType = VectorType::get({dv}, b.getF32Type());
-  Value zeros = vector::BroadcastOp::create(b, loc, vecType, f0);
-  SmallVector<Value> tot = emitForCarrying(
-      b, loc, zero, nSplits, ValueRange{f0, zeros},
+  // Split p's weight; empty splits have max -inf: a factor of exactly 0.
+  auto factor = [&](OpBuilder &nb, Location nl, Value p) {
+    Value pm = memref::LoadOp::create(nb, nl, partMax, ValueRange{bi, hq, p});
+    return math::ExpOp::create(nb, nl,
+                               arith::SubFOp::create(nb, nl, pm, safeMax));
+  };
+  Value sum = emitForCarrying(
+      b, loc, zero, nSplits, ValueRange{f0},
       [&](OpBuilder &nb, Location nl, Value p,
           ValueRange c) -> SmallVector<Value> {
-        Value pm =
-            memref::LoadOp::create(nb, nl, partMax, ValueRange{bi, hq, p});
         Value ps =
             memref::LoadOp::create(nb, nl, partSum, ValueRange{bi, hq, p});
+        return {arith::AddFOp::create(
+            nb, nl, c[0],
+            arith::MulFOp::create(nb, nl, ps, factor(nb, nl, p)))};
+      })[0];
+  Value empty =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, sum, f0);
+  Value inv = arith::SelectOp::create(
+      b, loc, empty, f0,
+      arith::DivFOp::create(b, loc, emitF32(b, loc, 1.0), sum));
+  if (dv > kMaxRegisterRow) {
+    // Long rows element by element, as the splits kept them (in memory).
+    Row out{op.getInit(), {bi, hq}};
+    emitFor(b, loc, zero, emitIndex(b, loc, dv),
+            [&](OpBuilder &nb, Location nl, Value c) {
+              Value a = emitForCarrying(
+                  nb, nl, zero, nSplits, ValueRange{f0},
+                  [&](OpBuilder &ib, Location il, Value p,
+                      ValueRange acc) -> SmallVector<Value> {
+                    Value pa = memref::LoadOp::create(ib, il, partAcc,
+                                                      ValueRange{bi, hq, p, c});
+                    return {arith::AddFOp::create(
+                        ib, il, acc[0],
+                        arith::MulFOp::create(ib, il, factor(ib, il, p), pa))};
+                  })[0];
+              out.storeF32(nb, nl, arith::MulFOp::create(nb, nl, a, inv), c);
+            });
+    return;
+  }
+  auto vecType = VectorType::get({dv}, b.getF32Type());
+  Value zeros = vector::BroadcastOp::create(b, loc, vecType, f0);
+  Value acc = emitForCarrying(
+      b, loc, zero, nSplits, ValueRange{zeros},
+      [&](OpBuilder &nb, Location nl, Value p,
+          ValueRange c) -> SmallVector<Value> {
         Value pa =
             vector::LoadOp::create(nb, nl, vecType, partAcc,
                                    ValueRange{bi, hq, p, emitIndex(nb, nl, 0)});
-        // Empty splits have max -inf: a factor of exactly 0.
-        Value f = math::ExpOp::create(
-            nb, nl, arith::SubFOp::create(nb, nl, pm, safeMax));
-        Value sum = arith::AddFOp::create(nb, nl, c[0],
-                                          arith::MulFOp::create(nb, nl, ps, f));
-        Value acc = vector::FMAOp::create(
-            nb, nl, vector::BroadcastOp::create(nb, nl, vecType, f), pa, c[1]);
-        return {sum, acc};
-      });
-  Value empty =
-      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, tot[0], f0);
-  Value inv = arith::SelectOp::create(
-      b, loc, empty, f0,
-      arith::DivFOp::create(b, loc, emitF32(b, loc, 1.0), tot[0]));
+        Value f = factor(nb, nl, p);
+        return {vector::FMAOp::create(
+            nb, nl, vector::BroadcastOp::create(nb, nl, vecType, f), pa, c[0])};
+      })[0];
   Value o = arith::MulFOp::create(
-      b, loc, tot[1], vector::BroadcastOp::create(b, loc, vecType, inv));
+      b, loc, acc, vector::BroadcastOp::create(b, loc, vecType, inv));
   Type elem = cast<MemRefType>(op.getInit().getType()).getElementType();
   if (!elem.isF32())
     o = arith::TruncFOp::create(b, loc, vecType.clone(elem), o);

@@ -27,12 +27,8 @@ Value sparsek::emitAttentionScale(OpBuilder &b, Location loc,
 }
 
 /// The static length of a row that the register form holds as one vector,
-/// if it may: a vector op is unrolled per element down the pipeline, so
-/// compile time grows with the length (seconds at 2048, minutes beyond), and
-/// a thread's 255 registers spill long before this bound anyway. Longer
-/// rows take the memory form, whose loops do not depend on the length.
+/// if it may (kMaxRegisterRow).
 static std::optional<int64_t> registerRowLength(Value length) {
-  constexpr int64_t kMaxRegisterRow = 1024;
   std::optional<int64_t> n = getConstantIntValue(length);
   if (n && *n > kMaxRegisterRow)
     return std::nullopt;
@@ -196,6 +192,20 @@ void SoftmaxAccumulator::finish(OpBuilder &b, Location loc, State st,
           [&](OpBuilder &nb, Location nl, Value c) {
             Value a = memref::LoadOp::create(nb, nl, acc, c);
             out.storeF32(nb, nl, arith::MulFOp::create(nb, nl, a, inv), c);
+          });
+}
+
+void SoftmaxAccumulator::storePartial(OpBuilder &b, Location loc, State st,
+                                      const Row &out) const {
+  if (!acc) {
+    SmallVector<Value, 4> at(out.lead);
+    at.push_back(emitIndex(b, loc, 0));
+    vector::StoreOp::create(b, loc, st.acc, out.buf, at);
+    return;
+  }
+  emitFor(b, loc, emitIndex(b, loc, 0), dv,
+          [&](OpBuilder &nb, Location nl, Value c) {
+            out.storeF32(nb, nl, memref::LoadOp::create(nb, nl, acc, c), c);
           });
 }
 

@@ -28,6 +28,13 @@ namespace mlir::sparsek {
 Value emitAttentionScale(OpBuilder &b, Location loc,
                          std::optional<APFloat> scale, Value d);
 
+/// Rows of at most this many elements may be held in registers as one
+/// vector: vector ops are unrolled per element down the pipeline, so
+/// compile time grows with the length (seconds at 2048, minutes beyond), and
+/// a GPU thread's 255 registers spill long before this bound anyway. Longer
+/// rows take the memory form, whose loops do not depend on the length.
+constexpr int64_t kMaxRegisterRow = 1024;
+
 class SoftmaxAccumulator {
 public:
   /// The loop-carried part of one query's softmax: running maximum of the
@@ -82,6 +89,10 @@ public:
   /// Writes the normalized output row (0 when no key was added), narrowed
   /// to the element type of `out`.
   void finish(OpBuilder &b, Location loc, State st, const Row &out) const;
+
+  /// Writes the unnormalized weighted value sum (a split's partial result,
+  /// f32) to the row `out`.
+  void storePartial(OpBuilder &b, Location loc, State st, const Row &out) const;
 
   /// Frees the scratch.
   void release(OpBuilder &b, Location loc) const;

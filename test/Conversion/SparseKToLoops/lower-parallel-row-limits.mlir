@@ -54,6 +54,24 @@ func.func @huge_key_row(%q: memref<1x1x?x4294967296xf32>, %k: memref<1x1x?x42949
 
 // -----
 
+// Decode split over the slots: partials stored and merged element by
+// element when the value row is long.
+// CHECK-LABEL: func.func @long_decode_rows
+// CHECK-NOT: vector<2048xf32>
+// CHECK: return
+func.func @long_decode_rows(%q: memref<?x1x16xf32>, %ks: memref<?x1x8x16xf32>,
+                            %vs: memref<?x1x8x2048xf32>, %sc: memref<?x1x8xf32>,
+                            %tau: memref<?x1xf32>, %n: memref<?x1xi32>,
+                            %pos: memref<?xi64>, %o: memref<?x1x2048xf32>) {
+  sparsek.decode_attention ins(%q, %ks, %vs, %sc, %tau, %n, %pos : memref<?x1x16xf32>, memref<?x1x8x16xf32>,
+                               memref<?x1x8x2048xf32>, memref<?x1x8xf32>, memref<?x1xf32>,
+                               memref<?x1xi32>, memref<?xi64>)
+      k = 4 w = 4 outs(%o : memref<?x1x2048xf32>)
+  return
+}
+
+// -----
+
 func.func @value_row_beyond_local_memory(%q: memref<?x1x16xf32>, %ks: memref<?x1x8x16xf32>,
                                          %vs: memref<?x1x8x131073xf32>, %sc: memref<?x1x8xf32>,
                                          %tau: memref<?x1xf32>, %n: memref<?x1xi32>,
