@@ -112,3 +112,71 @@ def decode_function(name, k, w, elem="f32", scale=None, head_dim=None):
     args = [("q", q), ("kc", kv), ("vc", kv), ("sc", sc), ("tau", tau), ("cnt", cnt),
             ("pos", pos), ("o0", q)]
     return _func(name, args, [q], body)
+
+
+# ----------------------------------------------------------------------------
+# Gradients (SPEC 5 "Backward"): every gradient is f32.
+# ----------------------------------------------------------------------------
+
+
+def select_attention_grad_function(name, k, w, elem="f32", scale=None, head_dim=None):
+    """dq, dkey, dvalue, du = select_attention_grad(q, key, value, u, do; k, w)."""
+    _check_elem(elem)
+    q, u = tensor([None] * 3 + [head_dim], elem), tensor([None] * 3, "f32")
+    g = tensor([None] * 3 + [head_dim], "f32")
+    outs = f"{g}, {g}, {g}, {u}"
+    body = (f"  %dq, %dk, %dv, %du = sparsek.select_attention_grad "
+            f"ins(%q, %k, %v, %u, %do : {q}, {q}, {q}, {u}, {q}) k = {k} w = {w}{_scale(scale)} "
+            f"outs(%dq0, %dk0, %dv0, %du0 : {outs}) -> {outs}\n"
+            f"  return %dq, %dk, %dv, %du : {outs}")
+    args = [("q", q), ("k", q), ("v", q), ("u", u), ("do", q), ("dq0", g), ("dk0", g), ("dv0", g),
+            ("du0", u)]
+    return _func(name, args, [g, g, g, u], body)
+
+
+def attention_grad_function(name, w, elem="f32", index_type="i32", scale=None, k=None):
+    """dq, dkey, dvalue, dgates = attention_grad(q, key, value, indices, gates, do; w)."""
+    _check_elem(elem)
+    q, g = tensor([None] * 4, elem), tensor([None] * 4, "f32")
+    idx, gates = tensor([None] * 3 + [k], index_type), tensor([None] * 3 + [k], "f32")
+    outs = f"{g}, {g}, {g}, {gates}"
+    body = (f"  %dq, %dk, %dv, %dg = sparsek.attention_grad "
+            f"ins(%q, %k, %v, %i, %g, %do : {q}, {q}, {q}, {idx}, {gates}, {q}) w = {w}{_scale(scale)} "
+            f"outs(%dq0, %dk0, %dv0, %dg0 : {outs}) -> {outs}\n"
+            f"  return %dq, %dk, %dv, %dg : {outs}")
+    args = [("q", q), ("k", q), ("v", q), ("i", idx), ("g", gates), ("do", q), ("dq0", g), ("dk0", g),
+            ("dv0", g), ("dg0", gates)]
+    return _func(name, args, [g, g, g, gates], body)
+
+
+def select_grad_function(name, w, index_type="i32", k=None):
+    """du = select_grad(u, indices, tau, dgates; w)."""
+    u, t = tensor([None] * 3, "f32"), tensor([None] * 3, "f32")
+    idx, dg = tensor([None] * 3 + [k], index_type), tensor([None] * 3 + [k], "f32")
+    body = (f"  %du = sparsek.select_grad ins(%u, %i, %t, %dg : {u}, {idx}, {t}, {dg}) w = {w} "
+            f"outs(%du0 : {u}) -> {u}\n"
+            f"  return %du : {u}")
+    return _func(name, [("u", u), ("i", idx), ("t", t), ("dg", dg), ("du0", u)], [u], body)
+
+
+def score_grad_function(name, elem="f32", offset=False):
+    """dx, dwsc, dbias, dslope = score_grad(x [B, T, C], wsc [Hkv, C], du [B, Hkv, T] (, offset))."""
+    _check_elem(elem)
+    x, w, du = tensor([None] * 3, elem), tensor([None] * 2, elem), tensor([None] * 3, "f32")
+    dx, dw, vec = tensor([None] * 3, "f32"), tensor([None] * 2, "f32"), tensor([None], "f32")
+    outs = f"{dx}, {dw}, {vec}, {vec}"
+    args = [("x", x), ("wsc", w), ("du", du)] + ([("offset", "index")] if offset else [])
+    args += [("dx0", dx), ("dw0", dw), ("db0", vec), ("ds0", vec)]
+    extra = " offset(%offset)" if offset else ""
+    body = (f"  %dx, %dw, %db, %ds = sparsek.score_grad ins(%x, %wsc, %du : {x}, {w}, {du}){extra} "
+            f"outs(%dx0, %dw0, %db0, %ds0 : {outs}) -> {outs}\n"
+            f"  return %dx, %dw, %db, %ds : {outs}")
+    return _func(name, args, [dx, dw, vec, vec], body)
+
+
+def mask_grad_function(name, rank=2):
+    """dz = mask_grad(z [..., N], tau [...], dp [..., N]) on f32 rows."""
+    z, t = tensor([None] * rank, "f32"), tensor([None] * (rank - 1), "f32")
+    body = (f"  %dz = sparsek.mask_grad ins(%z, %t, %dp : {z}, {t}, {z}) outs(%dz0 : {z}) -> {z}\n"
+            f"  return %dz : {z}")
+    return _func(name, [("z", z), ("t", t), ("dp", z), ("dz0", z)], [z], body)

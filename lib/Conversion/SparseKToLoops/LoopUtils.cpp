@@ -208,6 +208,38 @@ void Row::storeF32(OpBuilder &b, Location loc, Value v, Value i) const {
   emitStoreF32(b, loc, v, buf, withLast(lead, i));
 }
 
+void sparsek::emitZeroFill(OpBuilder &b, Location loc, Value buf) {
+  auto type = cast<MemRefType>(buf.getType());
+  SmallVector<Value> lbs, ubs, steps;
+  for (int64_t d = 0; d < type.getRank(); ++d) {
+    lbs.push_back(emitIndex(b, loc, 0));
+    ubs.push_back(emitDim(b, loc, buf, d));
+    steps.push_back(emitIndex(b, loc, 1));
+  }
+  Value zero = emitF32(b, loc, 0.0);
+  scf::buildLoopNest(b, loc, lbs, ubs, steps,
+                     [&](OpBuilder &nb, Location nl, ValueRange ivs) {
+                       memref::StoreOp::create(nb, nl, zero, buf, ivs);
+                     });
+}
+
+void sparsek::emitAccumulate(OpBuilder &b, Location loc, Value buf,
+                             ValueRange indices, Value v) {
+  Value old = memref::LoadOp::create(b, loc, buf, indices);
+  memref::StoreOp::create(b, loc, arith::AddFOp::create(b, loc, old, v), buf,
+                          indices);
+}
+
+void sparsek::emitAxpy(OpBuilder &b, Location loc, Value factor, const Row &x,
+                       const Row &acc, Value n) {
+  emitFor(b, loc, emitIndex(b, loc, 0), n,
+          [&](OpBuilder &nb, Location nl, Value i) {
+            Value xi = x.loadF32(nb, nl, i);
+            emitAccumulate(nb, nl, acc.buf, withLast(acc.lead, i),
+                           arith::MulFOp::create(nb, nl, factor, xi));
+          });
+}
+
 Value sparsek::emitDotF32(OpBuilder &b, Location loc, const Row &x,
                           const Row &y, Value n) {
   Value zero = emitF32(b, loc, 0.0);

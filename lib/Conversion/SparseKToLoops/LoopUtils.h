@@ -127,6 +127,18 @@ struct Row {
   void storeF32(OpBuilder &b, Location loc, Value v, Value i) const;
 };
 
+/// Stores f32 zero into every element of the f32 memref `buf`: the
+/// gradient lowerings accumulate into their destinations.
+void emitZeroFill(OpBuilder &b, Location loc, Value buf);
+
+/// buf[indices] += v for an f32 memref `buf`.
+void emitAccumulate(OpBuilder &b, Location loc, Value buf, ValueRange indices,
+                    Value v);
+
+/// Row `acc` (f32) += factor * row `x` over [0, n).
+void emitAxpy(OpBuilder &b, Location loc, Value factor, const Row &x,
+              const Row &acc, Value n);
+
 /// f32 dot product of rows `x` and `y` over [0, n).
 Value emitDotF32(OpBuilder &b, Location loc, const Row &x, const Row &y,
                  Value n);

@@ -80,7 +80,9 @@ struct SparseKLowerToLoopsPass
           !isa<ScoreOp, SelectOp, AttentionOp, DecodeAttentionOp,
                SelectAttentionOp>(op)) {
         op->emitOpError() << "has no parallel (GPU) lowering yet; score, "
-                             "select, attention and decode_attention do";
+                             "select, attention, select_attention and "
+                             "decode_attention do (the gradient ops are "
+                             "lowered for the CPU only)";
         return signalPassFailure();
       }
       if (options.parallelLoops && failed(checkPrivateAccumulator(op)))
@@ -102,6 +104,21 @@ struct SparseKLowerToLoopsPass
               })
               .Case([&](SelectAttentionOp o) {
                 return lowerSelectAttentionToLoops(rewriter, o, options);
+              })
+              .Case([&](AttentionGradOp o) {
+                return lowerAttentionGradToLoops(rewriter, o);
+              })
+              .Case([&](SelectGradOp o) {
+                return lowerSelectGradToLoops(rewriter, o);
+              })
+              .Case([&](SelectAttentionGradOp o) {
+                return lowerSelectAttentionGradToLoops(rewriter, o, options);
+              })
+              .Case([&](ScoreGradOp o) {
+                return lowerScoreGradToLoops(rewriter, o);
+              })
+              .Case([&](MaskGradOp o) {
+                return lowerMaskGradToLoops(rewriter, o);
               })
               .Default([](Operation *o) {
                 return o->emitOpError() << "has no loop lowering";

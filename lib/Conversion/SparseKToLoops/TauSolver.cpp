@@ -289,3 +289,13 @@ Value sparsek::emitClipGate(OpBuilder &b, Location loc, Value score,
   Value p = arith::MinNumFOp::create(b, loc, atLeastZero, one);
   return arith::TruncFOp::create(b, loc, b.getF32Type(), p);
 }
+
+Value sparsek::emitInSupport(OpBuilder &b, Location loc, Value score,
+                             Value tau) {
+  Value p = emitClipGate(b, loc, score, tau);
+  Value aboveZero =
+      cmpf(b, loc, arith::CmpFPredicate::OGT, p, emitF32(b, loc, 0.0));
+  Value belowOne =
+      cmpf(b, loc, arith::CmpFPredicate::OLT, p, emitF32(b, loc, 1.0));
+  return arith::AndIOp::create(b, loc, aboveZero, belowOne);
+}

@@ -101,6 +101,11 @@ Value emitIsFiniteScore(OpBuilder &b, Location loc, Value score);
 /// (-inf) and invalid (NaN) scores, also when tau = -inf.
 Value emitClipGate(OpBuilder &b, Location loc, Value score, Value tau);
 
+/// i1: the f32 `score` is in the SPARSEK support of threshold `tau` (f64),
+/// 0 < clip(score - tau, 0, 1) < 1, with the gate computed as
+/// emitClipGate does. Only support entries carry a gradient (SPEC 3).
+Value emitInSupport(OpBuilder &b, Location loc, Value score, Value tau);
+
 } // namespace mlir::sparsek
 
 #endif // SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_TAUSOLVER_H

@@ -718,3 +718,275 @@ func.func @buffer_form_with_result(%z: memref<4xf32>, %p: memref<4xf32>, %t: mem
   %r:2 = sparsek.mask ins(%z : memref<4xf32>) k = 3 outs(%p, %t : memref<4xf32>, memref<f32>) -> tensor<4xf32>, tensor<f32>
   return
 }
+
+// -----
+
+func.func @attention_grad_dq_type(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %i: tensor<1x2x?x8xi32>, %g: tensor<1x2x?x8xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x16xbf16>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x8xf32>, %dg: tensor<1x2x?x8xf32>) {
+  // expected-error@+1 {{'grad_query_init' must have element type f32, got 'bf16'}}
+  %r:4 = sparsek.attention_grad ins(%q, %k, %v, %i, %g, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x4x?x8xf32>) w = 4 outs(%dq, %dk, %dv, %dg : tensor<1x4x?x16xbf16>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xf32>) -> tensor<1x4x?x16xbf16>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xf32>
+  return
+}
+
+// -----
+
+func.func @attention_grad_dkey_size(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %i: tensor<1x2x?x8xi32>, %g: tensor<1x2x?x8xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x10x16xf32>, %dv: tensor<1x2x12x8xf32>, %dg: tensor<1x2x?x8xf32>) {
+  // expected-error@+1 {{'grad_key_init' dimension 2 (S) is 10 but must equal 'key' dimension 2 (S) = 12}}
+  %r:4 = sparsek.attention_grad ins(%q, %k, %v, %i, %g, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x4x?x8xf32>) w = 4 outs(%dq, %dk, %dv, %dg : tensor<1x4x?x16xf32>, tensor<1x2x10x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xf32>) -> tensor<1x4x?x16xf32>, tensor<1x2x10x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xf32>
+  return
+}
+
+// -----
+
+func.func @attention_grad_dvalue_rank(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %i: tensor<1x2x?x8xi32>, %g: tensor<1x2x?x8xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<2x12x8xf32>, %dg: tensor<1x2x?x8xf32>) {
+  // expected-error@+1 {{'grad_value_init' must have rank 4 [B, Hkv, S, Dv], got 'tensor<2x12x8xf32>'}}
+  %r:4 = sparsek.attention_grad ins(%q, %k, %v, %i, %g, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x4x?x8xf32>) w = 4 outs(%dq, %dk, %dv, %dg : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<2x12x8xf32>, tensor<1x2x?x8xf32>) -> tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<2x12x8xf32>, tensor<1x2x?x8xf32>
+  return
+}
+
+// -----
+
+func.func @attention_grad_do_type(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %i: tensor<1x2x?x8xi32>, %g: tensor<1x2x?x8xf32>, %do: tensor<1x4x?x8xf16>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x8xf32>, %dg: tensor<1x2x?x8xf32>) {
+  // expected-error@+1 {{'grad_output' must have the element type of 'value' ('f32'), got 'f16'}}
+  %r:4 = sparsek.attention_grad ins(%q, %k, %v, %i, %g, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x4x?x8xf16>) w = 4 outs(%dq, %dk, %dv, %dg : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xf32>) -> tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xf32>
+  return
+}
+
+// -----
+
+func.func @attention_grad_do_heads(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %i: tensor<1x2x?x8xi32>, %g: tensor<1x2x?x8xf32>, %do: tensor<1x2x?x8xf32>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x8xf32>, %dg: tensor<1x2x?x8xf32>) {
+  // expected-error@+1 {{'grad_output' dimension 1 (Hq) is 2 but must equal 'query' dimension 1 (Hq) = 4}}
+  %r:4 = sparsek.attention_grad ins(%q, %k, %v, %i, %g, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x2x?x8xf32>) w = 4 outs(%dq, %dk, %dv, %dg : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xf32>) -> tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xf32>
+  return
+}
+
+// -----
+
+func.func @attention_grad_dgates_budget(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %i: tensor<1x2x?x8xi32>, %g: tensor<1x2x?x8xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x8xf32>, %dg: tensor<1x2x?x4xf32>) {
+  // expected-error@+1 {{'grad_gates_init' dimension 3 (K) is 4 but must equal 'indices' dimension 3 (K) = 8}}
+  %r:4 = sparsek.attention_grad ins(%q, %k, %v, %i, %g, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x4x?x8xf32>) w = 4 outs(%dq, %dk, %dv, %dg : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x4xf32>) -> tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x4xf32>
+  return
+}
+
+// -----
+
+func.func @attention_grad_dgates_type(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %i: tensor<1x2x?x8xi32>, %g: tensor<1x2x?x8xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x8xf32>, %dg: tensor<1x2x?x8xf16>) {
+  // expected-error@+1 {{'grad_gates_init' must have element type f32, got 'f16'}}
+  %r:4 = sparsek.attention_grad ins(%q, %k, %v, %i, %g, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x4x?x8xf32>) w = 4 outs(%dq, %dk, %dv, %dg : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xf16>) -> tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xf16>
+  return
+}
+
+// -----
+
+func.func @attention_grad_nothing(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %i: tensor<1x2x?x0xi32>, %g: tensor<1x2x?x0xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x8xf32>, %dg: tensor<1x2x?x0xf32>) {
+  // expected-error@+1 {{k = 0 with w = 0 leaves no key to attend to}}
+  %r:4 = sparsek.attention_grad ins(%q, %k, %v, %i, %g, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x0xi32>, tensor<1x2x?x0xf32>, tensor<1x4x?x8xf32>) w = 0 outs(%dq, %dk, %dv, %dg : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x0xf32>) -> tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x0xf32>
+  return
+}
+
+// -----
+
+func.func @attention_grad_scale(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %i: tensor<1x2x?x8xi32>, %g: tensor<1x2x?x8xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x8xf32>, %dg: tensor<1x2x?x8xf32>) {
+  // expected-error@+1 {{scale must be a finite positive number, got -1}}
+  %r:4 = sparsek.attention_grad ins(%q, %k, %v, %i, %g, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x4x?x8xf32>) w = 4 scale = -1.0 outs(%dq, %dk, %dv, %dg : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xf32>) -> tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xf32>
+  return
+}
+
+// -----
+
+func.func @attention_grad_queries(%q: tensor<1x4x13x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %i: tensor<1x2x?x8xi32>, %g: tensor<1x2x?x8xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x8xf32>, %dg: tensor<1x2x?x8xf32>) {
+  // expected-error@+1 {{the 13 queries of 'query' must be the last of the 12 positions of 'key' (T <= S)}}
+  %r:4 = sparsek.attention_grad ins(%q, %k, %v, %i, %g, %do : tensor<1x4x13x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xi32>, tensor<1x2x?x8xf32>, tensor<1x4x?x8xf32>) w = 4 outs(%dq, %dk, %dv, %dg : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xf32>) -> tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x?x8xf32>
+  return
+}
+
+// -----
+
+func.func @select_grad_tau_type(%u: tensor<1x2x12xf32>, %i: tensor<1x2x?x8xi32>, %t: tensor<1x2x?xf16>, %dg: tensor<1x2x?x8xf32>, %du: tensor<1x2x12xf32>) {
+  // expected-error@+1 {{'tau' must have element type f32, got 'f16'}}
+  %r = sparsek.select_grad ins(%u, %i, %t, %dg : tensor<1x2x12xf32>, tensor<1x2x?x8xi32>, tensor<1x2x?xf16>, tensor<1x2x?x8xf32>) w = 4 outs(%du : tensor<1x2x12xf32>) -> tensor<1x2x12xf32>
+  return
+}
+
+// -----
+
+func.func @select_grad_init_size(%u: tensor<1x2x12xf32>, %i: tensor<1x2x?x8xi32>, %t: tensor<1x2x?xf32>, %dg: tensor<1x2x?x8xf32>, %du: tensor<1x2x10xf32>) {
+  // expected-error@+1 {{'init' dimension 2 (S) is 10 but must equal 'scores' dimension 2 (S) = 12}}
+  %r = sparsek.select_grad ins(%u, %i, %t, %dg : tensor<1x2x12xf32>, tensor<1x2x?x8xi32>, tensor<1x2x?xf32>, tensor<1x2x?x8xf32>) w = 4 outs(%du : tensor<1x2x10xf32>) -> tensor<1x2x10xf32>
+  return
+}
+
+// -----
+
+func.func @select_grad_indices_type(%u: tensor<1x2x12xf32>, %i: tensor<1x2x?x8xf32>, %t: tensor<1x2x?xf32>, %dg: tensor<1x2x?x8xf32>, %du: tensor<1x2x12xf32>) {
+  // expected-error@+1 {{'indices' must have element type i32 or i64, got 'f32'}}
+  %r = sparsek.select_grad ins(%u, %i, %t, %dg : tensor<1x2x12xf32>, tensor<1x2x?x8xf32>, tensor<1x2x?xf32>, tensor<1x2x?x8xf32>) w = 4 outs(%du : tensor<1x2x12xf32>) -> tensor<1x2x12xf32>
+  return
+}
+
+// -----
+
+func.func @select_grad_dgates_size(%u: tensor<1x2x12xf32>, %i: tensor<1x2x?x8xi32>, %t: tensor<1x2x?xf32>, %dg: tensor<1x2x?x4xf32>, %du: tensor<1x2x12xf32>) {
+  // expected-error@+1 {{'grad_gates' dimension 3 (K) is 4 but must equal 'indices' dimension 3 (K) = 8}}
+  %r = sparsek.select_grad ins(%u, %i, %t, %dg : tensor<1x2x12xf32>, tensor<1x2x?x8xi32>, tensor<1x2x?xf32>, tensor<1x2x?x4xf32>) w = 4 outs(%du : tensor<1x2x12xf32>) -> tensor<1x2x12xf32>
+  return
+}
+
+// -----
+
+func.func @select_grad_window(%u: tensor<1x2x12xf32>, %i: tensor<1x2x?x8xi32>, %t: tensor<1x2x?xf32>, %dg: tensor<1x2x?x8xf32>, %du: tensor<1x2x12xf32>) {
+  // expected-error@+1 {{window w must be >= 0, got -1}}
+  %r = sparsek.select_grad ins(%u, %i, %t, %dg : tensor<1x2x12xf32>, tensor<1x2x?x8xi32>, tensor<1x2x?xf32>, tensor<1x2x?x8xf32>) w = -1 outs(%du : tensor<1x2x12xf32>) -> tensor<1x2x12xf32>
+  return
+}
+
+// -----
+
+func.func @select_grad_rank(%u: tensor<2x12xf32>, %i: tensor<1x2x?x8xi32>, %t: tensor<1x2x?xf32>, %dg: tensor<1x2x?x8xf32>, %du: tensor<1x2x12xf32>) {
+  // expected-error@+1 {{'scores' must have rank 3 [B, Hkv, S], got 'tensor<2x12xf32>'}}
+  %r = sparsek.select_grad ins(%u, %i, %t, %dg : tensor<2x12xf32>, tensor<1x2x?x8xi32>, tensor<1x2x?xf32>, tensor<1x2x?x8xf32>) w = 4 outs(%du : tensor<1x2x12xf32>) -> tensor<1x2x12xf32>
+  return
+}
+
+// -----
+
+func.func @select_grad_queries(%u: tensor<1x2x12xf32>, %i: tensor<1x2x?x8xi32>, %t: tensor<1x2x13xf32>, %dg: tensor<1x2x?x8xf32>, %du: tensor<1x2x12xf32>) {
+  // expected-error@+1 {{the 13 queries of 'tau' must be the last of the 12 positions of 'scores' (T <= S)}}
+  %r = sparsek.select_grad ins(%u, %i, %t, %dg : tensor<1x2x12xf32>, tensor<1x2x?x8xi32>, tensor<1x2x13xf32>, tensor<1x2x?x8xf32>) w = 4 outs(%du : tensor<1x2x12xf32>) -> tensor<1x2x12xf32>
+  return
+}
+
+// -----
+
+func.func @select_attention_grad_dscores_size(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %u: tensor<1x2x12xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x8xf32>, %du: tensor<1x2x10xf32>) {
+  // expected-error@+1 {{'grad_scores_init' dimension 2 (S) is 10 but must equal 'key' dimension 2 (S) = 12}}
+  %r:4 = sparsek.select_attention_grad ins(%q, %k, %v, %u, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>, tensor<1x4x?x8xf32>) k = 8 w = 4 outs(%dq, %dk, %dv, %du : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x10xf32>) -> tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x10xf32>
+  return
+}
+
+// -----
+
+func.func @select_attention_grad_dscores_type(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %u: tensor<1x2x12xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x8xf32>, %du: tensor<1x2x12xf16>) {
+  // expected-error@+1 {{'grad_scores_init' must have element type f32, got 'f16'}}
+  %r:4 = sparsek.select_attention_grad ins(%q, %k, %v, %u, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>, tensor<1x4x?x8xf32>) k = 8 w = 4 outs(%dq, %dk, %dv, %du : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf16>) -> tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf16>
+  return
+}
+
+// -----
+
+func.func @select_attention_grad_dvalue_size(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %u: tensor<1x2x12xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x4xf32>, %du: tensor<1x2x12xf32>) {
+  // expected-error@+1 {{'grad_value_init' dimension 3 (Dv) is 4 but must equal 'value' dimension 3 (Dv) = 8}}
+  %r:4 = sparsek.select_attention_grad ins(%q, %k, %v, %u, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>, tensor<1x4x?x8xf32>) k = 8 w = 4 outs(%dq, %dk, %dv, %du : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x4xf32>, tensor<1x2x12xf32>) -> tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x4xf32>, tensor<1x2x12xf32>
+  return
+}
+
+// -----
+
+func.func @select_attention_grad_dq_size(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %u: tensor<1x2x12xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x8xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x8xf32>, %du: tensor<1x2x12xf32>) {
+  // expected-error@+1 {{'grad_query_init' dimension 3 (D) is 8 but must equal 'query' dimension 3 (D) = 16}}
+  %r:4 = sparsek.select_attention_grad ins(%q, %k, %v, %u, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>, tensor<1x4x?x8xf32>) k = 8 w = 4 outs(%dq, %dk, %dv, %du : tensor<1x4x?x8xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>) -> tensor<1x4x?x8xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>
+  return
+}
+
+// -----
+
+func.func @select_attention_grad_budget(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %u: tensor<1x2x12xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x8xf32>, %du: tensor<1x2x12xf32>) {
+  // expected-error@+1 {{budget k must be >= 0, got -2}}
+  %r:4 = sparsek.select_attention_grad ins(%q, %k, %v, %u, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>, tensor<1x4x?x8xf32>) k = -2 w = 4 outs(%dq, %dk, %dv, %du : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>) -> tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>
+  return
+}
+
+// -----
+
+func.func @select_attention_grad_scale(%q: tensor<1x4x?x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %u: tensor<1x2x12xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x8xf32>, %du: tensor<1x2x12xf32>) {
+  // expected-error@+1 {{scale must be a finite positive number, got 0}}
+  %r:4 = sparsek.select_attention_grad ins(%q, %k, %v, %u, %do : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>, tensor<1x4x?x8xf32>) k = 8 w = 4 scale = 0.0 outs(%dq, %dk, %dv, %du : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>) -> tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>
+  return
+}
+
+// -----
+
+func.func @select_attention_grad_queries(%q: tensor<1x4x13x16xf32>, %k: tensor<1x2x12x16xf32>, %v: tensor<1x2x12x8xf32>, %u: tensor<1x2x12xf32>, %do: tensor<1x4x?x8xf32>, %dq: tensor<1x4x?x16xf32>, %dk: tensor<1x2x12x16xf32>, %dv: tensor<1x2x12x8xf32>, %du: tensor<1x2x12xf32>) {
+  // expected-error@+1 {{the 13 queries of 'query' must be the last of the 12 positions of 'key' (T <= S)}}
+  %r:4 = sparsek.select_attention_grad ins(%q, %k, %v, %u, %do : tensor<1x4x13x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>, tensor<1x4x?x8xf32>) k = 8 w = 4 outs(%dq, %dk, %dv, %du : tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>) -> tensor<1x4x?x16xf32>, tensor<1x2x12x16xf32>, tensor<1x2x12x8xf32>, tensor<1x2x12xf32>
+  return
+}
+
+// -----
+
+func.func @score_grad_dbias_size(%x: tensor<2x?x8xf32>, %w: tensor<4x8xf32>, %du: tensor<2x4x?xf32>, %dx: tensor<2x?x8xf32>, %dw: tensor<4x8xf32>, %db: tensor<2xf32>, %ds: tensor<4xf32>) {
+  // expected-error@+1 {{'grad_bias_init' dimension 0 (Hkv) is 2 but must equal 'weight' dimension 0 (Hkv) = 4}}
+  %r:4 = sparsek.score_grad ins(%x, %w, %du : tensor<2x?x8xf32>, tensor<4x8xf32>, tensor<2x4x?xf32>) outs(%dx, %dw, %db, %ds : tensor<2x?x8xf32>, tensor<4x8xf32>, tensor<2xf32>, tensor<4xf32>) -> tensor<2x?x8xf32>, tensor<4x8xf32>, tensor<2xf32>, tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @score_grad_dx_type(%x: tensor<2x?x8xf32>, %w: tensor<4x8xf32>, %du: tensor<2x4x?xf32>, %dx: tensor<2x?x8xf16>, %dw: tensor<4x8xf32>, %db: tensor<4xf32>, %ds: tensor<4xf32>) {
+  // expected-error@+1 {{'grad_input_init' must have element type f32, got 'f16'}}
+  %r:4 = sparsek.score_grad ins(%x, %w, %du : tensor<2x?x8xf32>, tensor<4x8xf32>, tensor<2x4x?xf32>) outs(%dx, %dw, %db, %ds : tensor<2x?x8xf16>, tensor<4x8xf32>, tensor<4xf32>, tensor<4xf32>) -> tensor<2x?x8xf16>, tensor<4x8xf32>, tensor<4xf32>, tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @score_grad_weight_type(%x: tensor<2x?x8xf32>, %w: tensor<4x8xf16>, %du: tensor<2x4x?xf32>, %dx: tensor<2x?x8xf32>, %dw: tensor<4x8xf32>, %db: tensor<4xf32>, %ds: tensor<4xf32>) {
+  // expected-error@+1 {{'weight' must have the element type of 'input' ('f32'), got 'f16'}}
+  %r:4 = sparsek.score_grad ins(%x, %w, %du : tensor<2x?x8xf32>, tensor<4x8xf16>, tensor<2x4x?xf32>) outs(%dx, %dw, %db, %ds : tensor<2x?x8xf32>, tensor<4x8xf32>, tensor<4xf32>, tensor<4xf32>) -> tensor<2x?x8xf32>, tensor<4x8xf32>, tensor<4xf32>, tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @score_grad_du_rank(%x: tensor<2x?x8xf32>, %w: tensor<4x8xf32>, %du: tensor<4x?xf32>, %dx: tensor<2x?x8xf32>, %dw: tensor<4x8xf32>, %db: tensor<4xf32>, %ds: tensor<4xf32>) {
+  // expected-error@+1 {{'grad_scores' must have rank 3 [B, Hkv, T], got 'tensor<4x?xf32>'}}
+  %r:4 = sparsek.score_grad ins(%x, %w, %du : tensor<2x?x8xf32>, tensor<4x8xf32>, tensor<4x?xf32>) outs(%dx, %dw, %db, %ds : tensor<2x?x8xf32>, tensor<4x8xf32>, tensor<4xf32>, tensor<4xf32>) -> tensor<2x?x8xf32>, tensor<4x8xf32>, tensor<4xf32>, tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @score_grad_dslope_rank(%x: tensor<2x?x8xf32>, %w: tensor<4x8xf32>, %du: tensor<2x4x?xf32>, %dx: tensor<2x?x8xf32>, %dw: tensor<4x8xf32>, %db: tensor<4xf32>, %ds: tensor<4x1xf32>) {
+  // expected-error@+1 {{'grad_slope_init' must have rank 1 [Hkv], got 'tensor<4x1xf32>'}}
+  %r:4 = sparsek.score_grad ins(%x, %w, %du : tensor<2x?x8xf32>, tensor<4x8xf32>, tensor<2x4x?xf32>) outs(%dx, %dw, %db, %ds : tensor<2x?x8xf32>, tensor<4x8xf32>, tensor<4xf32>, tensor<4x1xf32>) -> tensor<2x?x8xf32>, tensor<4x8xf32>, tensor<4xf32>, tensor<4x1xf32>
+  return
+}
+
+// -----
+
+func.func @score_grad_input_type(%x: tensor<2x?x8xi32>, %w: tensor<4x8xf32>, %du: tensor<2x4x?xf32>, %dx: tensor<2x?x8xf32>, %dw: tensor<4x8xf32>, %db: tensor<4xf32>, %ds: tensor<4xf32>) {
+  // expected-error@+1 {{'input' must have element type f16, bf16 or f32, got 'i32'}}
+  %r:4 = sparsek.score_grad ins(%x, %w, %du : tensor<2x?x8xi32>, tensor<4x8xf32>, tensor<2x4x?xf32>) outs(%dx, %dw, %db, %ds : tensor<2x?x8xf32>, tensor<4x8xf32>, tensor<4xf32>, tensor<4xf32>) -> tensor<2x?x8xf32>, tensor<4x8xf32>, tensor<4xf32>, tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @mask_grad_rank(%z: tensor<f32>, %t: tensor<f32>, %dp: tensor<f32>, %dz: tensor<f32>) {
+  // expected-error@+1 {{'input' must have rank >= 1 (rows on the last axis), got 'tensor<f32>'}}
+  %r = sparsek.mask_grad ins(%z, %t, %dp : tensor<f32>, tensor<f32>, tensor<f32>) outs(%dz : tensor<f32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @mask_grad_tau_rank(%z: tensor<4x?xf32>, %t: tensor<4x1xf32>, %dp: tensor<4x?xf32>, %dz: tensor<4x?xf32>) {
+  // expected-error@+1 {{'tau' must have rank 1 [...], got 'tensor<4x1xf32>'}}
+  %r = sparsek.mask_grad ins(%z, %t, %dp : tensor<4x?xf32>, tensor<4x1xf32>, tensor<4x?xf32>) outs(%dz : tensor<4x?xf32>) -> tensor<4x?xf32>
+  return
+}
+
+// -----
+
+func.func @mask_grad_size(%z: tensor<4x6xf32>, %t: tensor<4xf32>, %dp: tensor<4x5xf32>, %dz: tensor<4x6xf32>) {
+  // expected-error@+1 {{'grad_mask' dimension 1 (N) is 5 but must equal 'input' dimension 1 (N) = 6}}
+  %r = sparsek.mask_grad ins(%z, %t, %dp : tensor<4x6xf32>, tensor<4xf32>, tensor<4x5xf32>) outs(%dz : tensor<4x6xf32>) -> tensor<4x6xf32>
+  return
+}
+
+// -----
+
+func.func @mask_grad_type(%z: tensor<4x?xf32>, %t: tensor<4xf32>, %dp: tensor<4x?xf32>, %dz: tensor<4x?xbf16>) {
+  // expected-error@+1 {{'init' must have element type f32, got 'bf16'}}
+  %r = sparsek.mask_grad ins(%z, %t, %dp : tensor<4x?xf32>, tensor<4xf32>, tensor<4x?xf32>) outs(%dz : tensor<4x?xbf16>) -> tensor<4x?xbf16>
+  return
+}

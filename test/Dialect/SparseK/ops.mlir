@@ -160,3 +160,80 @@ func.func @buffer_form(%u: memref<1x2x?xf32>, %i: memref<1x2x?x8xi32>,
   sparsek.mask ins(%z : memref<?xf32>) k = 3 outs(%p, %tz : memref<?xf32>, memref<f32>)
   return
 }
+
+// Gradient ops (SPEC 5 "Backward"), tensor form: f32 gradients of bf16 data.
+// CHECK-LABEL: func.func @attention_grad
+func.func @attention_grad(%q: tensor<1x8x?x64xbf16>, %k: tensor<1x2x?x64xbf16>,
+                          %v: tensor<1x2x?x32xbf16>, %i: tensor<1x2x?x16xi32>,
+                          %g: tensor<1x2x?x16xf32>, %do: tensor<1x8x?x32xbf16>,
+                          %dq0: tensor<1x8x?x64xf32>, %dk0: tensor<1x2x?x64xf32>,
+                          %dv0: tensor<1x2x?x32xf32>, %dg0: tensor<1x2x?x16xf32>)
+    -> (tensor<1x8x?x64xf32>, tensor<1x2x?x64xf32>, tensor<1x2x?x32xf32>, tensor<1x2x?x16xf32>) {
+  // CHECK: %[[DQ:.*]], %[[DK:.*]], %[[DV:.*]], %[[DG:.*]] = sparsek.attention_grad ins({{.*}}) w = 4 scale = 5.000000e-01 outs({{.*}}) -> tensor<1x8x?x64xf32>, tensor<1x2x?x64xf32>, tensor<1x2x?x32xf32>, tensor<1x2x?x16xf32>
+  %dq, %dk, %dv, %dg = sparsek.attention_grad
+      ins(%q, %k, %v, %i, %g, %do : tensor<1x8x?x64xbf16>, tensor<1x2x?x64xbf16>,
+          tensor<1x2x?x32xbf16>, tensor<1x2x?x16xi32>, tensor<1x2x?x16xf32>,
+          tensor<1x8x?x32xbf16>)
+      w = 4 scale = 0.5
+      outs(%dq0, %dk0, %dv0, %dg0 : tensor<1x8x?x64xf32>, tensor<1x2x?x64xf32>,
+           tensor<1x2x?x32xf32>, tensor<1x2x?x16xf32>)
+      -> tensor<1x8x?x64xf32>, tensor<1x2x?x64xf32>, tensor<1x2x?x32xf32>, tensor<1x2x?x16xf32>
+  // CHECK: return %[[DQ]], %[[DK]], %[[DV]], %[[DG]]
+  return %dq, %dk, %dv, %dg : tensor<1x8x?x64xf32>, tensor<1x2x?x64xf32>, tensor<1x2x?x32xf32>, tensor<1x2x?x16xf32>
+}
+
+// CHECK-LABEL: func.func @select_grad
+func.func @select_grad(%u: tensor<2x2x?xf32>, %i: tensor<2x2x?x8xi64>, %t: tensor<2x2x?xf32>,
+                       %dg: tensor<2x2x?x8xf32>, %du0: tensor<2x2x?xf32>) -> tensor<2x2x?xf32> {
+  // CHECK: sparsek.select_grad ins({{.*}} : tensor<2x2x?xf32>, tensor<2x2x?x8xi64>, tensor<2x2x?xf32>, tensor<2x2x?x8xf32>) w = 0 outs(%{{.*}} : tensor<2x2x?xf32>) -> tensor<2x2x?xf32>
+  %du = sparsek.select_grad ins(%u, %i, %t, %dg : tensor<2x2x?xf32>, tensor<2x2x?x8xi64>,
+                                tensor<2x2x?xf32>, tensor<2x2x?x8xf32>)
+      w = 0 outs(%du0 : tensor<2x2x?xf32>) -> tensor<2x2x?xf32>
+  return %du : tensor<2x2x?xf32>
+}
+
+// CHECK-LABEL: func.func @select_attention_grad
+func.func @select_attention_grad(%q: tensor<?x4x?x16xf32>, %k: tensor<?x2x?x16xf32>,
+                                 %v: tensor<?x2x?x8xf32>, %u: tensor<?x2x?xf32>,
+                                 %do: tensor<?x4x?x8xf32>, %dq0: tensor<?x4x?x16xf32>,
+                                 %dk0: tensor<?x2x?x16xf32>, %dv0: tensor<?x2x?x8xf32>,
+                                 %du0: tensor<?x2x?xf32>)
+    -> (tensor<?x4x?x16xf32>, tensor<?x2x?x16xf32>, tensor<?x2x?x8xf32>, tensor<?x2x?xf32>) {
+  // CHECK: %[[DQ:.*]], %[[DK:.*]], %[[DV:.*]], %[[DU:.*]] = sparsek.select_attention_grad ins({{.*}}) k = 0 w = 4 outs({{.*}})
+  %dq, %dk, %dv, %du = sparsek.select_attention_grad
+      ins(%q, %k, %v, %u, %do : tensor<?x4x?x16xf32>, tensor<?x2x?x16xf32>,
+          tensor<?x2x?x8xf32>, tensor<?x2x?xf32>, tensor<?x4x?x8xf32>)
+      k = 0 w = 4
+      outs(%dq0, %dk0, %dv0, %du0 : tensor<?x4x?x16xf32>, tensor<?x2x?x16xf32>,
+           tensor<?x2x?x8xf32>, tensor<?x2x?xf32>)
+      -> tensor<?x4x?x16xf32>, tensor<?x2x?x16xf32>, tensor<?x2x?x8xf32>, tensor<?x2x?xf32>
+  return %dq, %dk, %dv, %du : tensor<?x4x?x16xf32>, tensor<?x2x?x16xf32>, tensor<?x2x?x8xf32>, tensor<?x2x?xf32>
+}
+
+// CHECK-LABEL: func.func @score_grad
+func.func @score_grad(%x: tensor<2x?x64xf16>, %w: tensor<4x64xf16>, %du: tensor<2x4x?xf32>,
+                      %off: index, %dx0: tensor<2x?x64xf32>, %dw0: tensor<4x64xf32>,
+                      %db0: tensor<4xf32>, %ds0: tensor<4xf32>)
+    -> (tensor<2x?x64xf32>, tensor<4x64xf32>, tensor<4xf32>, tensor<4xf32>) {
+  // CHECK: %[[DX:.*]], %[[DW:.*]], %[[DB:.*]], %[[DS:.*]] = sparsek.score_grad ins({{.*}} : tensor<2x?x64xf16>, tensor<4x64xf16>, tensor<2x4x?xf32>) offset(%{{.*}}) outs({{.*}})
+  %dx, %dw, %db, %ds = sparsek.score_grad ins(%x, %w, %du : tensor<2x?x64xf16>, tensor<4x64xf16>,
+                                              tensor<2x4x?xf32>) offset(%off)
+      outs(%dx0, %dw0, %db0, %ds0 : tensor<2x?x64xf32>, tensor<4x64xf32>, tensor<4xf32>, tensor<4xf32>)
+      -> tensor<2x?x64xf32>, tensor<4x64xf32>, tensor<4xf32>, tensor<4xf32>
+  return %dx, %dw, %db, %ds : tensor<2x?x64xf32>, tensor<4x64xf32>, tensor<4xf32>, tensor<4xf32>
+}
+
+// CHECK-LABEL: func.func @grad_buffer_form
+func.func @grad_buffer_form(%z: memref<3x?xf32>, %t: memref<3xf32>, %dp: memref<3x?xf32>,
+                            %dz: memref<3x?xf32>, %x: memref<1x?x8xf32>, %w: memref<2x8xf32>,
+                            %du: memref<1x2x?xf32>, %dx: memref<1x?x8xf32>,
+                            %dw: memref<2x8xf32>, %db: memref<2xf32>, %ds: memref<2xf32>) {
+  // CHECK: sparsek.mask_grad ins({{.*}} : memref<3x?xf32>, memref<3xf32>, memref<3x?xf32>) outs(%{{.*}} : memref<3x?xf32>)
+  // CHECK-NOT: ->
+  sparsek.mask_grad ins(%z, %t, %dp : memref<3x?xf32>, memref<3xf32>, memref<3x?xf32>)
+      outs(%dz : memref<3x?xf32>)
+  // CHECK: sparsek.score_grad ins({{.*}}) outs({{.*}} : memref<1x?x8xf32>, memref<2x8xf32>, memref<2xf32>, memref<2xf32>)
+  sparsek.score_grad ins(%x, %w, %du : memref<1x?x8xf32>, memref<2x8xf32>, memref<1x2x?xf32>)
+      outs(%dx, %dw, %db, %ds : memref<1x?x8xf32>, memref<2x8xf32>, memref<2xf32>, memref<2xf32>)
+  return
+}

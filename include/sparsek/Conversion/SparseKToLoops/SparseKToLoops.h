@@ -47,6 +47,19 @@ LogicalResult
 lowerDecodeAttentionToLoops(RewriterBase &rewriter, DecodeAttentionOp op,
                             const LoopLoweringOptions &options = {});
 
+/// The gradient ops (SPEC 5 "Backward"): CPU loop nests only, the numerical
+/// reference of the backward pass.
+LogicalResult lowerAttentionGradToLoops(RewriterBase &rewriter,
+                                        AttentionGradOp op);
+LogicalResult lowerSelectGradToLoops(RewriterBase &rewriter, SelectGradOp op);
+/// Recomputes the selection, then attention_grad and select_grad.
+LogicalResult
+lowerSelectAttentionGradToLoops(RewriterBase &rewriter,
+                                SelectAttentionGradOp op,
+                                const LoopLoweringOptions &options = {});
+LogicalResult lowerScoreGradToLoops(RewriterBase &rewriter, ScoreGradOp op);
+LogicalResult lowerMaskGradToLoops(RewriterBase &rewriter, MaskGradOp op);
+
 } // namespace mlir::sparsek
 
 #endif // SPARSEK_CONVERSION_SPARSEKTOLOOPS_SPARSEKTOLOOPS_H

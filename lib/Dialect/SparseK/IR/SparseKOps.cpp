@@ -256,6 +256,11 @@ SPARSEK_DPS_EFFECTS(SelectOp)
 SPARSEK_DPS_EFFECTS(AttentionOp)
 SPARSEK_DPS_EFFECTS(SelectAttentionOp)
 SPARSEK_DPS_EFFECTS(DecodeAttentionOp)
+SPARSEK_DPS_EFFECTS(AttentionGradOp)
+SPARSEK_DPS_EFFECTS(SelectGradOp)
+SPARSEK_DPS_EFFECTS(SelectAttentionGradOp)
+SPARSEK_DPS_EFFECTS(ScoreGradOp)
+SPARSEK_DPS_EFFECTS(MaskGradOp)
 #undef SPARSEK_DPS_EFFECTS
 
 /// Binds `dst` to the checked operand or returns failure from the caller.
@@ -516,6 +521,236 @@ LogicalResult DecodeAttentionOp::verify() {
                      {&key, 0, &cnt, 0, "B"},
                      {&key, 1, &cnt, 1, "Hkv"},
                      {&key, 0, &pos, 0, "B"}});
+}
+
+//===----------------------------------------------------------------------===//
+// Gradient ops
+//===----------------------------------------------------------------------===//
+
+/// Sets the names of the results of a gradient op in tensor form.
+static void setResultNames(Operation *op, OpAsmSetValueNameFn setNameFn,
+                           ArrayRef<StringRef> names) {
+  if (op->getNumResults() != names.size())
+    return;
+  for (auto [result, name] : llvm::zip(op->getResults(), names))
+    setNameFn(result, name);
+}
+
+/// The f32 gradients of q, key and value have the shapes of their primals.
+static LogicalResult verifyQKVGrads(OperandChecker &c, const NamedOperand &q,
+                                    const NamedOperand &key,
+                                    const NamedOperand &value,
+                                    const NamedOperand &dq,
+                                    const NamedOperand &dkey,
+                                    const NamedOperand &dvalue) {
+  if (failed(c.f32(dq)) || failed(c.f32(dkey)) || failed(c.f32(dvalue)))
+    return failure();
+  for (unsigned d = 0; d < 4; ++d) {
+    static const char *qNames[] = {"B", "Hq", "T", "D"};
+    static const char *kNames[] = {"B", "Hkv", "S", "D"};
+    static const char *vNames[] = {"B", "Hkv", "S", "Dv"};
+    if (failed(c.sameDims({{&q, d, &dq, d, qNames[d]},
+                           {&key, d, &dkey, d, kNames[d]},
+                           {&value, d, &dvalue, d, vNames[d]}})))
+      return failure();
+  }
+  return success();
+}
+
+MutableOperandRange AttentionGradOp::getDpsInitsMutable() {
+  return trailingInits(*this, 4);
+}
+
+void AttentionGradOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  setResultNames(*this, setNameFn, {"dq", "dkey", "dvalue", "dgates"});
+}
+
+LogicalResult AttentionGradOp::verify() {
+  if (failed(verifyOneForm(*this)))
+    return failure();
+  OperandChecker c(*this);
+  SPARSEK_GET(q, c.get(getQuery(), "query", "[B, Hq, T, D]", 4));
+  SPARSEK_GET(key, c.get(getKey(), "key", "[B, Hkv, S, D]", 4));
+  SPARSEK_GET(value, c.get(getValue(), "value", "[B, Hkv, S, Dv]", 4));
+  SPARSEK_GET(idx, c.get(getIndices(), "indices", "[B, Hkv, T, K]", 4));
+  SPARSEK_GET(g, c.get(getGates(), "gates", "[B, Hkv, T, K]", 4));
+  SPARSEK_GET(dout, c.get(getGradOutput(), "grad_output", "[B, Hq, T, Dv]", 4));
+  SPARSEK_GET(dq,
+              c.get(getGradQueryInit(), "grad_query_init", "[B, Hq, T, D]", 4));
+  SPARSEK_GET(dkey,
+              c.get(getGradKeyInit(), "grad_key_init", "[B, Hkv, S, D]", 4));
+  SPARSEK_GET(dvalue, c.get(getGradValueInit(), "grad_value_init",
+                            "[B, Hkv, S, Dv]", 4));
+  SPARSEK_GET(
+      dg, c.get(getGradGatesInit(), "grad_gates_init", "[B, Hkv, T, K]", 4));
+  int64_t k = idx.dim(3);
+  if (failed(c.budget(ShapedType::isDynamic(k) ? 1 : k, getWAttr().getInt(),
+                      !ShapedType::isDynamic(k))) ||
+      failed(c.scale(getScale())))
+    return failure();
+  if (failed(verifyQKV(c, q, key, value, dout, 2, 3)) ||
+      failed(verifyQKVGrads(c, q, key, value, dq, dkey, dvalue)))
+    return failure();
+  if (failed(c.integer(idx, 0)) || failed(c.f32(g)) || failed(c.f32(dg)))
+    return failure();
+  for (unsigned d = 0; d < 4; ++d) {
+    static const char *names[] = {"B", "Hkv", "T", "K"};
+    if (failed(c.sameDims(
+            {{&idx, d, &g, d, names[d]}, {&idx, d, &dg, d, names[d]}})))
+      return failure();
+  }
+  if (failed(c.sameDims({{&key, 0, &idx, 0, "B"},
+                         {&key, 1, &idx, 1, "Hkv"},
+                         {&q, 2, &idx, 2, "T"}})))
+    return failure();
+  return c.queriesFitKeys(q, 2, key, 2);
+}
+
+MutableOperandRange SelectGradOp::getDpsInitsMutable() {
+  return getInitMutable();
+}
+
+LogicalResult SelectGradOp::verify() {
+  if (failed(verifyOneForm(*this)))
+    return failure();
+  OperandChecker c(*this);
+  SPARSEK_GET(u, c.get(getScores(), "scores", "[B, Hkv, S]", 3));
+  SPARSEK_GET(idx, c.get(getIndices(), "indices", "[B, Hkv, T, K]", 4));
+  SPARSEK_GET(tau, c.get(getTau(), "tau", "[B, Hkv, T]", 3));
+  SPARSEK_GET(dg, c.get(getGradGates(), "grad_gates", "[B, Hkv, T, K]", 4));
+  SPARSEK_GET(du, c.get(getInit(), "init", "[B, Hkv, S]", 3));
+  int64_t k = idx.dim(3);
+  if (failed(c.budget(ShapedType::isDynamic(k) ? 1 : k, getWAttr().getInt(),
+                      !ShapedType::isDynamic(k))))
+    return failure();
+  if (failed(c.f32(u)) || failed(c.integer(idx, 0)) || failed(c.f32(tau)) ||
+      failed(c.f32(dg)) || failed(c.f32(du)))
+    return failure();
+  if (failed(c.sameDims({{&u, 0, &idx, 0, "B"},
+                         {&u, 1, &idx, 1, "Hkv"},
+                         {&idx, 0, &dg, 0, "B"},
+                         {&idx, 1, &dg, 1, "Hkv"},
+                         {&idx, 2, &dg, 2, "T"},
+                         {&idx, 3, &dg, 3, "K"},
+                         {&u, 0, &tau, 0, "B"},
+                         {&u, 1, &tau, 1, "Hkv"},
+                         {&idx, 2, &tau, 2, "T"},
+                         {&u, 0, &du, 0, "B"},
+                         {&u, 1, &du, 1, "Hkv"},
+                         {&u, 2, &du, 2, "S"}})))
+    return failure();
+  return c.queriesFitKeys(tau, 2, u, 2);
+}
+
+MutableOperandRange SelectAttentionGradOp::getDpsInitsMutable() {
+  return trailingInits(*this, 4);
+}
+
+void SelectAttentionGradOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  setResultNames(*this, setNameFn, {"dq", "dkey", "dvalue", "dscores"});
+}
+
+LogicalResult SelectAttentionGradOp::verify() {
+  if (failed(verifyOneForm(*this)))
+    return failure();
+  OperandChecker c(*this);
+  if (failed(c.budget(getKAttr().getInt(), getWAttr().getInt())) ||
+      failed(c.scale(getScale())))
+    return failure();
+  SPARSEK_GET(q, c.get(getQuery(), "query", "[B, Hq, T, D]", 4));
+  SPARSEK_GET(key, c.get(getKey(), "key", "[B, Hkv, S, D]", 4));
+  SPARSEK_GET(value, c.get(getValue(), "value", "[B, Hkv, S, Dv]", 4));
+  SPARSEK_GET(u, c.get(getScores(), "scores", "[B, Hkv, S]", 3));
+  SPARSEK_GET(dout, c.get(getGradOutput(), "grad_output", "[B, Hq, T, Dv]", 4));
+  SPARSEK_GET(dq,
+              c.get(getGradQueryInit(), "grad_query_init", "[B, Hq, T, D]", 4));
+  SPARSEK_GET(dkey,
+              c.get(getGradKeyInit(), "grad_key_init", "[B, Hkv, S, D]", 4));
+  SPARSEK_GET(dvalue, c.get(getGradValueInit(), "grad_value_init",
+                            "[B, Hkv, S, Dv]", 4));
+  SPARSEK_GET(du,
+              c.get(getGradScoresInit(), "grad_scores_init", "[B, Hkv, S]", 3));
+  if (failed(verifyQKV(c, q, key, value, dout, 2, 3)) ||
+      failed(verifyQKVGrads(c, q, key, value, dq, dkey, dvalue)) ||
+      failed(c.f32(u)) || failed(c.f32(du)))
+    return failure();
+  if (failed(c.sameDims({{&key, 0, &u, 0, "B"},
+                         {&key, 1, &u, 1, "Hkv"},
+                         {&key, 2, &u, 2, "S"},
+                         {&u, 0, &du, 0, "B"},
+                         {&u, 1, &du, 1, "Hkv"},
+                         {&u, 2, &du, 2, "S"}})))
+    return failure();
+  return c.queriesFitKeys(q, 2, key, 2);
+}
+
+MutableOperandRange ScoreGradOp::getDpsInitsMutable() {
+  return trailingInits(*this, 4);
+}
+
+void ScoreGradOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  setResultNames(*this, setNameFn, {"dinput", "dweight", "dbias", "dslope"});
+}
+
+LogicalResult ScoreGradOp::verify() {
+  if (failed(verifyOneForm(*this)))
+    return failure();
+  OperandChecker c(*this);
+  SPARSEK_GET(x, c.get(getInput(), "input", "[B, T, C]", 3));
+  SPARSEK_GET(wsc, c.get(getWeight(), "weight", "[Hkv, C]", 2));
+  SPARSEK_GET(du, c.get(getGradScores(), "grad_scores", "[B, Hkv, T]", 3));
+  SPARSEK_GET(dx, c.get(getGradInputInit(), "grad_input_init", "[B, T, C]", 3));
+  SPARSEK_GET(dw,
+              c.get(getGradWeightInit(), "grad_weight_init", "[Hkv, C]", 2));
+  SPARSEK_GET(db, c.get(getGradBiasInit(), "grad_bias_init", "[Hkv]", 1));
+  SPARSEK_GET(ds, c.get(getGradSlopeInit(), "grad_slope_init", "[Hkv]", 1));
+  if (failed(c.floatData(x)) || failed(c.sameElementType(x, wsc)) ||
+      failed(c.f32(du)) || failed(c.f32(dx)) || failed(c.f32(dw)) ||
+      failed(c.f32(db)) || failed(c.f32(ds)))
+    return failure();
+  return c.sameDims({{&x, 0, &du, 0, "B"},
+                     {&x, 1, &du, 2, "T"},
+                     {&x, 2, &wsc, 1, "C"},
+                     {&wsc, 0, &du, 1, "Hkv"},
+                     {&x, 0, &dx, 0, "B"},
+                     {&x, 1, &dx, 1, "T"},
+                     {&x, 2, &dx, 2, "C"},
+                     {&wsc, 0, &dw, 0, "Hkv"},
+                     {&wsc, 1, &dw, 1, "C"},
+                     {&wsc, 0, &db, 0, "Hkv"},
+                     {&wsc, 0, &ds, 0, "Hkv"}});
+}
+
+MutableOperandRange MaskGradOp::getDpsInitsMutable() {
+  return getInitMutable();
+}
+
+LogicalResult MaskGradOp::verify() {
+  if (failed(verifyOneForm(*this)))
+    return failure();
+  OperandChecker c(*this);
+  auto zType = cast<ShapedType>(getInput().getType());
+  if (zType.getRank() < 1)
+    return emitOpError() << "'input' must have rank >= 1 (rows on the last "
+                            "axis), got "
+                         << zType;
+  int64_t rank = zType.getRank();
+  SPARSEK_GET(z, c.get(getInput(), "input", "[..., N]", rank));
+  SPARSEK_GET(tau, c.get(getTau(), "tau", "[...]", rank - 1));
+  SPARSEK_GET(dp, c.get(getGradMask(), "grad_mask", "[..., N]", rank));
+  SPARSEK_GET(dz, c.get(getInit(), "init", "[..., N]", rank));
+  if (failed(c.f32(z)) || failed(c.f32(tau)) || failed(c.f32(dp)) ||
+      failed(c.f32(dz)))
+    return failure();
+  for (unsigned d = 0; d < rank; ++d) {
+    std::string sym = d + 1 == rank ? "N" : "batch " + std::to_string(d);
+    if (failed(c.sameDim(z, d, dp, d, sym)) ||
+        failed(c.sameDim(z, d, dz, d, sym)))
+      return failure();
+    if (d + 1 < rank && failed(c.sameDim(z, d, tau, d, sym)))
+      return failure();
+  }
+  return success();
 }
 
 #define GET_OP_CLASSES

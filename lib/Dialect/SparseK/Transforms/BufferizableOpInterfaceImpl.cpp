@@ -66,6 +66,7 @@ void mlir::sparsek::registerBufferizableOpInterfaceExternalModels(
     DialectRegistry &registry) {
   registry.addExtension(+[](MLIRContext *ctx, SparseKDialect *) {
     attachAll<ScoreOp, MaskOp, SelectOp, AttentionOp, SelectAttentionOp,
-              DecodeAttentionOp>(ctx);
+              DecodeAttentionOp, AttentionGradOp, SelectGradOp,
+              SelectAttentionGradOp, ScoreGradOp, MaskGradOp>(ctx);
   });
 }

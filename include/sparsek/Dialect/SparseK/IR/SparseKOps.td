@@ -288,4 +288,253 @@ def SparseK_DecodeAttentionOp : SparseK_DpsOp<"decode_attention"> {
   }];
 }
 
+//===----------------------------------------------------------------------===//
+// Gradients (SPEC 5 "Backward", SPEC 3, SPEC 2)
+//===----------------------------------------------------------------------===//
+
+def SparseK_AttentionGradOp : SparseK_DpsOp<"attention_grad", [
+    DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmResultNames"]>]> {
+  let summary = "Backward of sparsek.attention: gradients of q, key, value and gates";
+  let description = [{
+    Given `grad_output = dL/do` of `o = sparsek.attention(query, key, value,
+    indices, gates)` with the same window `w` and `scale`, computes (SPEC 5
+    "Backward", with `vt(t, j) = g(t, j) value[h, j]`):
+
+        dP(t, j) = <grad_output[hq, t], vt(t, j)>
+        ds(t, j) = a(t, j) (dP(t, j) - sum_l a(t, l) dP(t, l))
+        grad_query[hq, t] = scale * sum_j ds(t, j) key[h, j]
+        grad_key[h, j]    = scale * sum_{hq in group, t} ds(t, j) query[hq, t]
+        grad_value[h, j]  = sum_{hq in group, t} a(t, j) g(t, j) grad_output[hq, t]
+        grad_gates[h, t, i] = sum_{hq in group} a(t, j) <grad_output[hq, t], value[h, j]>
+                              for the selected entry j = indices[h, t, i]
+
+    over the same key sets `Win(t) U Sel(t)` as the forward op. The softmax
+    `a` is recomputed from `query` and `key` (nothing of the forward pass is
+    saved). Entries of `indices` that the forward op ignores (padding, window
+    or future positions) get a zero gate gradient. Every destination is
+    overwritten.
+
+    Shapes: `query [B, Hq, T, D]`, `key [B, Hkv, S, D]`,
+    `value [B, Hkv, S, Dv]` (f16, bf16 or f32, one type), `indices
+    [B, Hkv, T, K]` (i32 or i64), `gates [B, Hkv, T, K]` f32,
+    `grad_output [B, Hq, T, Dv]` of value's element type. The gradients are
+    f32 whatever the input type: `grad_key`, `grad_value` and `grad_gates`
+    sum over queries and query heads, and that sum is kept in f32.
+
+    Example:
+
+    ```mlir
+    %dq, %dk, %dv, %dg = sparsek.attention_grad
+        ins(%q, %k, %v, %idx, %g, %do : tensor<1x8x?x64xf32>,
+            tensor<1x2x?x64xf32>, tensor<1x2x?x64xf32>, tensor<1x2x?x16xi32>,
+            tensor<1x2x?x16xf32>, tensor<1x8x?x64xf32>)
+        w = 32
+        outs(%dq0, %dk0, %dv0, %dg0 : tensor<1x8x?x64xf32>, tensor<1x2x?x64xf32>,
+             tensor<1x2x?x64xf32>, tensor<1x2x?x16xf32>)
+        -> tensor<1x8x?x64xf32>, tensor<1x2x?x64xf32>, tensor<1x2x?x64xf32>,
+           tensor<1x2x?x16xf32>
+    ```
+  }];
+  let arguments = (ins SparseK_TensorOrMemRef:$query, SparseK_TensorOrMemRef:$key,
+                       SparseK_TensorOrMemRef:$value, SparseK_TensorOrMemRef:$indices,
+                       SparseK_TensorOrMemRef:$gates, SparseK_TensorOrMemRef:$grad_output,
+                       I64Attr:$w, OptionalAttr<F32Attr>:$scale,
+                       SparseK_TensorOrMemRef:$grad_query_init,
+                       SparseK_TensorOrMemRef:$grad_key_init,
+                       SparseK_TensorOrMemRef:$grad_value_init,
+                       SparseK_TensorOrMemRef:$grad_gates_init);
+  let assemblyFormat = [{
+    `ins` `(` $query `,` $key `,` $value `,` $indices `,` $gates `,` $grad_output `:`
+        type($query) `,` type($key) `,` type($value) `,` type($indices) `,`
+        type($gates) `,` type($grad_output) `)`
+    `w` `=` $w (`scale` `=` $scale^)?
+    `outs` `(` $grad_query_init `,` $grad_key_init `,` $grad_value_init `,`
+        $grad_gates_init `:` type($grad_query_init) `,` type($grad_key_init) `,`
+        type($grad_value_init) `,` type($grad_gates_init) `)`
+    attr-dict (`->` type($results)^)?
+  }];
+}
+
+def SparseK_SelectGradOp : SparseK_DpsOp<"select_grad"> {
+  let summary = "Backward of sparsek.select: score gradients from gate gradients";
+  let description = [{
+    Given the gate gradients `grad_gates = dL/dg` of a selection made by
+    `sparsek.select` (its `indices` and `tau`, with window `w`) from
+    `scores`, computes the score gradients by the SPARSEK vector-Jacobian
+    product of each query's candidate row (SPEC 3, SPEC 5):
+
+        grad_scores[h, j] = sum_t [j in Supp(t)] (dg(t, j) - mean_{l in Supp(t)} dg(t, l))
+
+    with `Supp(t) = {j in Cand(t) : 0 < clip(scores[h, j] - tau(t), 0, 1) < 1}`
+    and `dg(t, j)` the entry of `grad_gates[h, t, :]` whose index is `j`, or
+    0 for support entries truncated out of `Sel(t)`: they count in the mean
+    although no gate of theirs was used. Entries with a gate of 0 or 1,
+    window positions and masked (`-inf`) scores get no gradient. With
+    `k = 0` (`tau = +inf`) or `|Cand(t)| <= k` (`tau = -inf`) the support
+    is empty and the gradient 0.
+
+    The selection is taken from the forward state (`indices`, `tau`), not
+    recomputed: `sparsek.select_attention_grad` recomputes it once and
+    feeds it here and to `sparsek.attention_grad`.
+
+    Shapes: `scores [B, Hkv, S]` f32, `indices [B, Hkv, T, K]` (i32 or
+    i64), `tau [B, Hkv, T]` f32, `grad_gates [B, Hkv, T, K]` f32, result
+    `[B, Hkv, S]` f32. Queries are the last `T` of the `S` positions.
+
+    Example:
+
+    ```mlir
+    %du = sparsek.select_grad
+        ins(%u, %idx, %tau, %dg : tensor<1x2x?xf32>, tensor<1x2x?x16xi32>,
+            tensor<1x2x?xf32>, tensor<1x2x?x16xf32>)
+        w = 32 outs(%du0 : tensor<1x2x?xf32>) -> tensor<1x2x?xf32>
+    ```
+  }];
+  let arguments = (ins SparseK_TensorOrMemRef:$scores, SparseK_TensorOrMemRef:$indices,
+                       SparseK_TensorOrMemRef:$tau, SparseK_TensorOrMemRef:$grad_gates,
+                       I64Attr:$w, SparseK_TensorOrMemRef:$init);
+  let assemblyFormat = [{
+    `ins` `(` $scores `,` $indices `,` $tau `,` $grad_gates `:`
+        type($scores) `,` type($indices) `,` type($tau) `,` type($grad_gates) `)`
+    `w` `=` $w `outs` `(` $init `:` type($init) `)` attr-dict (`->` type($results)^)?
+  }];
+}
+
+def SparseK_SelectAttentionGradOp : SparseK_DpsOp<"select_attention_grad", [
+    DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmResultNames"]>]> {
+  let summary = "Backward of sparsek.select_attention: gradients of q, key, value and scores";
+  let description = [{
+    Given `grad_output = dL/do` of `o = sparsek.select_attention(query, key,
+    value, scores)` with the same `k`, `w` and `scale`, computes
+    `grad_query`, `grad_key`, `grad_value` (as `sparsek.attention_grad`)
+    and `grad_scores = dL/dscores` (as `sparsek.select_grad`), SPEC 5
+    "Backward". Scores reach the loss only through the gates, so
+    `grad_scores` is nonzero only on SPARSEK support entries
+    (`0 < gate < 1`) of some query.
+
+    The selection (`Sel(t)`, `tau(t)`) is recomputed from `scores`, not
+    taken from saved forward state. It is a deterministic function of the
+    scores, so the recomputed sets are those of the forward pass bit for
+    bit; it costs `O(T log k)` per head against the `O(T (k + w) D)` of the
+    attention gradient; and the forward composite stays free to never
+    materialize indices (SPEC 7), which saved state would forbid. Callers
+    that do hold a selection use `sparsek.attention_grad` and
+    `sparsek.select_grad` directly.
+
+    Shapes: `query [B, Hq, T, D]`, `key [B, Hkv, S, D]`,
+    `value [B, Hkv, S, Dv]` (f16, bf16 or f32), `scores [B, Hkv, S]` f32,
+    `grad_output [B, Hq, T, Dv]` of value's element type; the gradients are
+    f32 and shaped like their primal.
+
+    Example:
+
+    ```mlir
+    %dq, %dk, %dv, %du = sparsek.select_attention_grad
+        ins(%q, %k, %v, %u, %do : tensor<1x8x?x64xf32>, tensor<1x2x?x64xf32>,
+            tensor<1x2x?x64xf32>, tensor<1x2x?xf32>, tensor<1x8x?x64xf32>)
+        k = 16 w = 32
+        outs(%dq0, %dk0, %dv0, %du0 : tensor<1x8x?x64xf32>, tensor<1x2x?x64xf32>,
+             tensor<1x2x?x64xf32>, tensor<1x2x?xf32>)
+        -> tensor<1x8x?x64xf32>, tensor<1x2x?x64xf32>, tensor<1x2x?x64xf32>,
+           tensor<1x2x?xf32>
+    ```
+  }];
+  let arguments = (ins SparseK_TensorOrMemRef:$query, SparseK_TensorOrMemRef:$key,
+                       SparseK_TensorOrMemRef:$value, SparseK_TensorOrMemRef:$scores,
+                       SparseK_TensorOrMemRef:$grad_output,
+                       I64Attr:$k, I64Attr:$w, OptionalAttr<F32Attr>:$scale,
+                       SparseK_TensorOrMemRef:$grad_query_init,
+                       SparseK_TensorOrMemRef:$grad_key_init,
+                       SparseK_TensorOrMemRef:$grad_value_init,
+                       SparseK_TensorOrMemRef:$grad_scores_init);
+  let assemblyFormat = [{
+    `ins` `(` $query `,` $key `,` $value `,` $scores `,` $grad_output `:`
+        type($query) `,` type($key) `,` type($value) `,` type($scores) `,`
+        type($grad_output) `)`
+    `k` `=` $k `w` `=` $w (`scale` `=` $scale^)?
+    `outs` `(` $grad_query_init `,` $grad_key_init `,` $grad_value_init `,`
+        $grad_scores_init `:` type($grad_query_init) `,` type($grad_key_init) `,`
+        type($grad_value_init) `,` type($grad_scores_init) `)`
+    attr-dict (`->` type($results)^)?
+  }];
+}
+
+def SparseK_ScoreGradOp : SparseK_DpsOp<"score_grad", [
+    DeclareOpInterfaceMethods<OpAsmOpInterface, ["getAsmResultNames"]>]> {
+  let summary = "Backward of sparsek.score: gradients of input, weight, bias and slope";
+  let description = [{
+    Given `grad_scores = dL/du [B, Hkv, T]` of `u = sparsek.score(input,
+    weight, bias, slope, offset)`, the chain rule through SPEC 2:
+
+        grad_input[b, t, c] = sum_h grad_scores[b, h, t] * weight[h, c]
+        grad_weight[h, c]   = sum_{b, t} grad_scores[b, h, t] * input[b, t, c]
+        grad_bias[h]        = sum_{b, t} grad_scores[b, h, t]
+        grad_slope[h]       = sum_{b, t} grad_scores[b, h, t] * (offset + t)
+
+    `u` is linear in bias and slope, so their values are not needed; a
+    caller without them ignores their gradients. `input [B, T, C]` and
+    `weight [Hkv, C]` are f16, bf16 or f32 (one type); `grad_scores` and
+    every gradient are f32, accumulated in f32.
+
+    Example:
+
+    ```mlir
+    %dx, %dw, %db, %ds = sparsek.score_grad
+        ins(%x, %wsc, %du : tensor<2x?x64xf32>, tensor<4x64xf32>, tensor<2x4x?xf32>)
+        offset(%off)
+        outs(%dx0, %dw0, %db0, %ds0 : tensor<2x?x64xf32>, tensor<4x64xf32>,
+             tensor<4xf32>, tensor<4xf32>)
+        -> tensor<2x?x64xf32>, tensor<4x64xf32>, tensor<4xf32>, tensor<4xf32>
+    ```
+  }];
+  let arguments = (ins SparseK_TensorOrMemRef:$input, SparseK_TensorOrMemRef:$weight,
+                       SparseK_TensorOrMemRef:$grad_scores, Optional<Index>:$offset,
+                       SparseK_TensorOrMemRef:$grad_input_init,
+                       SparseK_TensorOrMemRef:$grad_weight_init,
+                       SparseK_TensorOrMemRef:$grad_bias_init,
+                       SparseK_TensorOrMemRef:$grad_slope_init);
+  let assemblyFormat = [{
+    `ins` `(` $input `,` $weight `,` $grad_scores `:` type($input) `,`
+        type($weight) `,` type($grad_scores) `)`
+    (`offset` `(` $offset^ `)`)?
+    `outs` `(` $grad_input_init `,` $grad_weight_init `,` $grad_bias_init `,`
+        $grad_slope_init `:` type($grad_input_init) `,` type($grad_weight_init) `,`
+        type($grad_bias_init) `,` type($grad_slope_init) `)`
+    attr-dict (`->` type($results)^)?
+  }];
+}
+
+def SparseK_MaskGradOp : SparseK_DpsOp<"mask_grad"> {
+  let summary = "SPARSEK vector-Jacobian product on the last axis";
+  let description = [{
+    Given `grad_mask = dL/dp` of `p, tau = sparsek.mask(input, k)`, computes
+    per row (SPEC 3), with `Supp = {i : 0 < clip(input_i - tau, 0, 1) < 1}`:
+
+        grad_input_i = [i in Supp] (grad_mask_i - mean_{j in Supp} grad_mask_j)
+
+    Entries with `p = 0` or `p = 1` (masked ones included) get zero
+    gradient, as does every entry of a row whose support is empty
+    (`tau = +inf` for `k = 0`, `-inf` for `k >= n`). `tau` is the forward
+    op's; `k` is not needed.
+
+    `input`, `grad_mask` and `grad_input` are f32 of one shape (rank >= 1),
+    `tau` is f32 with the shape of `input` without its last dimension.
+
+    Example:
+
+    ```mlir
+    %dz = sparsek.mask_grad ins(%z, %tau, %dp : tensor<8x?xf32>, tensor<8xf32>,
+                                tensor<8x?xf32>)
+            outs(%dz0 : tensor<8x?xf32>) -> tensor<8x?xf32>
+    ```
+  }];
+  let arguments = (ins SparseK_TensorOrMemRef:$input, SparseK_TensorOrMemRef:$tau,
+                       SparseK_TensorOrMemRef:$grad_mask, SparseK_TensorOrMemRef:$init);
+  let assemblyFormat = [{
+    `ins` `(` $input `,` $tau `,` $grad_mask `:` type($input) `,` type($tau) `,`
+        type($grad_mask) `)`
+    `outs` `(` $init `:` type($init) `)` attr-dict (`->` type($results)^)?
+  }];
+}
+
 #endif // SPARSEK_OPS_TD
