@@ -16,11 +16,16 @@ stream of their device, over a KV cache with the CUDA backend (its slots
 viewed as CUDA tensors); nothing is copied to the host. Libraries come from
 the compiler's disk cache, so a machine without LLVM runs the ones carried
 from a machine with it (`CompiledLayer.prebuild`, examples/tiny_transformer.py
---prebuild). The module is forward-only: backward raises a RuntimeError.
+--prebuild). On CPU tensors the module is differentiable: when autograd is
+on (or the module is float64, `.double()`), `prefill` without a cache runs
+`sparsek.autograd.sparsek_layer`, whose attention and scores have compiled
+backward ops (float64: the reference). The CUDA path is forward-only:
+backward raises a RuntimeError.
 """
 
 import torch
 
+from . import autograd
 from .compiled_layer import CompiledLayer
 from .cpu import _host_array
 from .kv_cache import KVCache
@@ -52,8 +57,9 @@ class _ForwardOnly(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        raise RuntimeError("SparseKAttention is forward-only: the compiled SparseK layer has no "
-                           "backward yet (use sparsek.reference's *_vjp functions for gradients)")
+        raise RuntimeError("SparseKAttention has no backward here: gradients exist on CPU tensors "
+                           "without a KV cache (the GPU lowering of the gradient ops does not exist "
+                           "yet; use sparsek.reference's *_vjp functions for CUDA)")
 
 
 def _check_device(x, params):
@@ -117,15 +123,18 @@ class SparseKAttention(torch.nn.Module):
     def _cuda_weights(self):
         return {n: t.detach() for n, t in self._named().items()}
 
-    def _run(self, fn, x, out_dtype, cuda_fn=None):
-        """fn() (numpy out) on CPU tensors, cuda_fn() (a CUDA tensor) on CUDA tensors."""
+    def _run(self, fn, x, out_dtype, cuda_fn=None, grad_fn=None):
+        """fn() (numpy out) on CPU tensors, cuda_fn() (a CUDA tensor) on CUDA tensors; grad_fn()
+        (differentiable) on CPU tensors when gradients are wanted or the module is float64."""
         _check_device(x, self._params())
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self._params()))
+        if grad_fn is not None and not x.is_cuda and (needs_grad or x.dtype == torch.float64):
+            return grad_fn()
         if x.is_cuda:
             call = cuda_fn
         else:
             def call():
                 return _from_numpy(fn(), out_dtype)
-        needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self._params()))
         return _ForwardOnly.apply(call, x, *self._params()) if needs_grad else call()
 
     def new_cache(self, max_seqs=1, num_layers=1, score_capacity=None, device=None):
@@ -168,7 +177,10 @@ class SparseKAttention(torch.nn.Module):
             out, key, value, u = self._layer.cuda_prefill(x, self._cuda_weights(), return_kv=True)
             self._layer.cuda_fill_cache(cache, layer, seq_ids, key, value, u)
             return out
-        return self._run(fn, x, self.dtype, cuda_fn)
+
+        def grad_fn():
+            return autograd.sparsek_layer(x, self.cfg, self._named())
+        return self._run(fn, x, self.dtype, cuda_fn, grad_fn if cache is None else None)
 
     def decode(self, x, cache, seq_ids, layer=0):
         """x [B, C], the next token of each sequence seq_ids[b] -> [B, C]; appends it to the cache."""

@@ -1,4 +1,4 @@
-# SparseKAttention (torch) on CPU tensors against the float64 reference; backward is a clear error (CUDA: test/gpu/test_gpu_nn.py).
+# SparseKAttention (torch) on CPU tensors against the float64 reference; backward through a KV-cache prefill is a clear error (gradients: test_autograd.py; CUDA: test/gpu/test_gpu_nn.py).
 import numpy as np
 import pytest
 
@@ -68,11 +68,13 @@ def test_bf16_module():
     np.testing.assert_allclose(y.float().numpy(), want, atol=5e-2)
 
 
-def test_backward_is_a_clear_error():
+def test_backward_through_a_cache_prefill_is_a_clear_error():
+    require_runtime()
     attn = module(3)
-    y = attn(torch.randn(1, 8, 32))
+    cache = attn.new_cache(max_seqs=1)
+    y = attn.prefill(torch.randn(1, 8, 32), cache, [cache.alloc_seq()])
     assert y.requires_grad
-    with pytest.raises(RuntimeError, match="forward-only"):
+    with pytest.raises(RuntimeError, match="no backward here"):
         y.sum().backward()
 
 
