@@ -45,3 +45,17 @@ func.func @destination_read_later(%z: tensor<8xf32>, %p0: tensor<8xf32>)
                outs(%p0, %t0 : tensor<8xf32>, tensor<f32>) -> tensor<8xf32>, tensor<f32>
   return %p, %p0 : tensor<8xf32>, tensor<8xf32>
 }
+
+// -----
+
+// The gradient ops bufferize the same way: four destinations, no copies.
+// CHECK-LABEL: func.func @select_attention_grad
+// CHECK-SAME: %{{[^:]*}}: memref<1x1x?xf32{{[^>]*}}>>, %{{[^:]*}}: memref<1x2x?x8xf32{{[^>]*}}>>, %[[DQ:[^:]*]]: memref<1x2x?x8xf32{{[^>]*}}>>, %[[DK:[^:]*]]: memref<1x1x?x8xf32{{[^>]*}}>>, %[[DV:[^:]*]]: memref<1x1x?x8xf32{{[^>]*}}>>, %[[DU:[^:]*]]: memref<1x1x?xf32
+// CHECK-NOT: memref.copy
+// CHECK: sparsek.select_attention_grad ins({{.*}}) k = 2 w = 2 outs(%[[DQ]], %[[DK]], %[[DV]], %[[DU]] :
+// CHECK-NOT: memref.copy
+// CHECK: return %[[DQ]], %[[DK]], %[[DV]], %[[DU]]
+func.func @select_attention_grad(%q: tensor<1x2x?x8xf32>, %k: tensor<1x1x?x8xf32>, %v: tensor<1x1x?x8xf32>, %u: tensor<1x1x?xf32>, %do: tensor<1x2x?x8xf32>, %dq0: tensor<1x2x?x8xf32>, %dk0: tensor<1x1x?x8xf32>, %dv0: tensor<1x1x?x8xf32>, %du0: tensor<1x1x?xf32>) -> (tensor<1x2x?x8xf32>, tensor<1x1x?x8xf32>, tensor<1x1x?x8xf32>, tensor<1x1x?xf32>) {
+  %dq, %dk, %dv, %du = sparsek.select_attention_grad ins(%q, %k, %v, %u, %do : tensor<1x2x?x8xf32>, tensor<1x1x?x8xf32>, tensor<1x1x?x8xf32>, tensor<1x1x?xf32>, tensor<1x2x?x8xf32>) k = 2 w = 2 outs(%dq0, %dk0, %dv0, %du0 : tensor<1x2x?x8xf32>, tensor<1x1x?x8xf32>, tensor<1x1x?x8xf32>, tensor<1x1x?xf32>) -> tensor<1x2x?x8xf32>, tensor<1x1x?x8xf32>, tensor<1x1x?x8xf32>, tensor<1x1x?xf32>
+  return %dq, %dk, %dv, %du : tensor<1x2x?x8xf32>, tensor<1x1x?x8xf32>, tensor<1x1x?x8xf32>, tensor<1x1x?xf32>
+}
