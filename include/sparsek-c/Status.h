@@ -20,7 +20,8 @@ enum sparsek_status_code {
   SPARSEK_OK = 0,
   /* A score is NaN or +inf (SPEC 3: invalid input). */
   SPARSEK_ERROR_INVALID_SCORE = 1,
-  /* Dynamic sizes of two operands that must agree do not. */
+  /* An operand's size differs from the function type's, or dynamic sizes of
+   * two operands that must agree do not. */
   SPARSEK_ERROR_SHAPE_MISMATCH = 2,
   /* More queries than keys (T > S). */
   SPARSEK_ERROR_QUERIES_EXCEED_KEYS = 3,
@@ -42,7 +43,7 @@ static inline const char *sparsek_status_message(int32_t code) {
   case SPARSEK_ERROR_INVALID_SCORE:
     return "invalid score: NaN or +inf in the scores (use -inf to mask a key)";
   case SPARSEK_ERROR_SHAPE_MISMATCH:
-    return "shape mismatch: dynamic sizes of the operands disagree";
+    return "shape mismatch: an operand's sizes disagree with the function type or with another operand";
   case SPARSEK_ERROR_QUERIES_EXCEED_KEYS:
     return "more queries than keys: T must not exceed S";
   case SPARSEK_ERROR_INVALID_CACHE_STATE:

@@ -16,7 +16,8 @@ MISALIGNED = 6
 MESSAGES = {
     OK: "ok",
     INVALID_SCORE: "invalid score: NaN or +inf in the scores (use -inf to mask a key)",
-    SHAPE_MISMATCH: "shape mismatch: dynamic sizes of the operands disagree",
+    SHAPE_MISMATCH: ("shape mismatch: an operand's sizes disagree with the function type or with "
+                     "another operand"),
     QUERIES_EXCEED_KEYS: "more queries than keys: T must not exceed S",
     INVALID_CACHE_STATE: "invalid cache state: a position or pool count is out of range",
     RUNTIME: "runtime error: a CUDA call failed (see sk_rt_get_last_error)",

@@ -58,14 +58,30 @@ def SparseKEntryPoints : Pass<"sparsek-entry-points", "ModuleOp"> {
   let summary = "Add a C entry point per public function that returns a status (and takes a stream)";
   let description = [{
     For every public function `@f` with a body (the status accessors
-    excluded), adds `@f_entry`, which clears the status word, calls `@f` and
-    returns the `i32` status of include/sparsek-c/Status.h. With `gpu`, the
-    entry point's first argument is the CUDA stream (`!llvm.ptr`, e.g.
-    torch's current stream) on which the generated launches run, through
-    the runtime's `sk_rt_set_current_stream`; a CUDA failure recorded by the
-    runtime during the call becomes SPARSEK_ERROR_RUNTIME (its message is
-    `sk_rt_get_last_error`). Buffers are passed as memref descriptors over
-    device pointers; their sizes are the shapes. Run after
+    excluded), adds `@f_entry`, which clears the status word, checks the
+    buffers, calls `@f` and returns the `i32` status of
+    include/sparsek-c/Status.h. The entry point takes every memref with all
+    sizes dynamic and compares each size the caller passes with `@f`'s type
+    (static sizes such as select's k or a head dimension included; a
+    dynamic size must not be negative): on a mismatch it returns
+    SPARSEK_ERROR_SHAPE_MISMATCH and runs nothing. The lowerings compare
+    dynamic sizes between operands.
+
+    The module also exports `const char *sparsek_manifest(void)`: a JSON
+    text (`version`, `stream`, `index_bits`, `functions`) giving each entry
+    point's arguments in order: `{"kind": "memref", "element": "f32",
+    "shape": [null, 4], "identity_layout": true, "written": false}` (sizes
+    null where dynamic; `written` unless every use of the buffer provably
+    only reads) or `{"kind": "scalar", "element": "index"}`. Callers that
+    bind entry points at run time (python/sparsek) check their arguments
+    against it.
+
+    With `gpu`, the entry point's first argument is the CUDA stream
+    (`!llvm.ptr`, e.g. torch's current stream) on which the generated
+    launches run, through the runtime's `sk_rt_lend_stream`; a CUDA failure
+    recorded by the runtime during the call becomes SPARSEK_ERROR_RUNTIME
+    (its message is `sk_rt_get_last_error`). Buffers are passed as memref
+    descriptors over device pointers; their sizes are the shapes. Run after
     bufferization (the functions take memrefs) and before the lowering to
     LLVM, with C wrappers requested, so that C sees
     `int32_t _mlir_ciface_f_entry(void *stream, Memref *...)`.
@@ -73,13 +89,20 @@ def SparseKEntryPoints : Pass<"sparsek-entry-points", "ModuleOp"> {
     After (`gpu=true`):
 
     ```mlir
-    func.func @attn_entry(%stream: !llvm.ptr, %q: memref<?x?x?x64xbf16>, ...) -> i32 {
-      call @sk_rt_set_current_stream(%stream) : (!llvm.ptr) -> ()
+    func.func @attn_entry(%stream: !llvm.ptr, %q: memref<?x?x?x?xbf16>, ...) -> i32 {
+      call @sk_rt_lend_stream(%stream) : (!llvm.ptr) -> ()
       call @sparsek_clear_status() : () -> ()
-      call @attn(%q, ...) : (...) -> ()
+      %d = memref.dim %q, %c3 : memref<?x?x?x?xbf16>
+      %ok = arith.cmpi eq, %d, %c64 : index
+      ...
+      scf.if %ok {
+        %q64 = memref.cast %q : memref<?x?x?x?xbf16> to memref<?x?x?x64xbf16>
+        call @attn(%q64, ...) : (...) -> ()
+      }
       ...
       return %status : i32
     }
+    func.func @sparsek_manifest() -> !llvm.ptr
     ```
   }];
   let options = [
@@ -88,7 +111,8 @@ def SparseKEntryPoints : Pass<"sparsek-entry-points", "ModuleOp"> {
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
-    "::mlir::LLVM::LLVMDialect", "::mlir::memref::MemRefDialect"
+    "::mlir::LLVM::LLVMDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect"
   ];
 }
 
