@@ -4,7 +4,9 @@
 Entry points come from the `sparsek-cpu-pipeline` (C wrappers on): every
 tensor argument is a memref descriptor, `index` arguments are int64, and
 results that alias `outs` arguments are written in place into the arrays
-passed for them. Only LLVM-free code runs here: loading and calling needs
+passed for them. Calls go through the checked `<name>_entry` functions and
+are checked first against the signatures the library exports
+(sparsek.signature). Only LLVM-free code runs here: loading and calling needs
 nothing but the shared library.
 """
 
@@ -13,6 +15,7 @@ import ctypes
 import numpy as np
 
 from .memref import to_descriptor
+from .signature import Manifest
 from .status import SparseKError
 
 
@@ -43,35 +46,41 @@ class CompiledLibrary:
         self._lib.sparsek_status.restype = ctypes.c_int32
         self._lib.sparsek_status.argtypes = []
         self._lib.sparsek_clear_status.restype = None
+        self.manifest = Manifest(self._lib, path)
+        if self.manifest.stream:
+            raise ValueError(f"{path} was compiled for the GPU (its entry points take a CUDA "
+                             "stream); load it with sparsek.gpu.GPULibrary")
 
     def status(self):
         return int(self._lib.sparsek_status())
 
+    def has(self, name):
+        return name in self.manifest
+
     def call(self, name, *args):
         """Calls `name` with numpy arrays or CPU torch tensors (memrefs) and ints (index values).
 
-        Raises SparseKError with the library's status when the compiled code
-        rejected the input; the library's status is cleared first.
+        Every argument is checked against the signature the library exports
+        (count, kind, dtype, rank, contiguity, writable outputs; TypeError or
+        ValueError) before the compiled entry point runs; that checks every
+        size against the function type. Raises SparseKError with the
+        entry point's status when the compiled code rejected the input.
         """
-        try:
-            fn = getattr(self._lib, f"_mlir_ciface_{name}")
-        except AttributeError:
-            raise AttributeError(f"{self.path} has no entry point {name!r}") from None
-        fn.restype = None
+        entry = self.manifest[name]
+        entry.check_count(args)
         keep = []
         c_args = []
-        for a in args:
+        for spec, a in zip(entry.args, args):
             a = _host_array(a)
-            if isinstance(a, np.ndarray):
+            if spec.kind == "memref":
+                entry.check_array(spec, a)
                 desc = to_descriptor(a)
                 keep.append(desc)
                 c_args.append(ctypes.byref(desc))
-            elif isinstance(a, (int, np.integer)):
-                c_args.append(ctypes.c_int64(int(a)))
             else:
-                raise TypeError(f"unsupported argument type {type(a).__name__}")
-        self._lib.sparsek_clear_status()
-        fn(*c_args)
-        code = self.status()
+                c_args.append(entry.scalar(spec, a))
+        fn = getattr(self._lib, entry.symbol)
+        fn.restype = ctypes.c_int32
+        code = int(fn(*c_args))
         if code:
             raise SparseKError(code, name)

@@ -8,8 +8,9 @@ one `sparsek.kv_cache` uses ($SPARSEK_RUNTIME_LIB, $SPARSEK_BUILD_DIR/runtime,
 the build tree), so libraries from the compiler's cache and the KV cache
 share one runtime. `compile(mlir_text)` builds one through the compiler's
 disk cache (which a machine without LLVM serves from a carried folder). Tensors are passed
-as memref descriptors over their device pointers (no host copies), and the
-generated code runs on torch's current stream. Errors (bad sizes found by
+as memref descriptors over their device pointers (no host copies), after
+checks against the signatures the library exports (sparsek.signature), and
+the generated code runs on torch's current stream. Errors (bad sizes found by
 the compiled checks, CUDA failures recorded by the runtime) raise.
 """
 
@@ -17,6 +18,7 @@ import ctypes
 import os
 
 from .memref import descriptor_from_pointer
+from .signature import Manifest
 from .status import RUNTIME, SparseKError
 
 _RUNTIME = None
@@ -74,6 +76,10 @@ class GPULibrary:
         self._lib = ctypes.CDLL(path)
         self._lib.sparsek_status.restype = ctypes.c_int32
         self._lib.sparsek_clear_status.restype = None
+        self.manifest = Manifest(self._lib, path)
+        if not self.manifest.stream:
+            raise ValueError(f"{path} was compiled for the CPU; load it with "
+                             "sparsek.cpu.CompiledLibrary")
 
     def _check_runtime(self, name):
         if self.runtime.sk_rt_get_status():
@@ -83,32 +89,34 @@ class GPULibrary:
             raise GPUError(f"{name}: {buf.value.decode(errors='replace')}")
 
     def has(self, name):
-        return hasattr(self._lib, f"_mlir_ciface_{name}_entry")
+        return name in self.manifest
 
     def call(self, name, *args, stream=None):
         """Calls `name` on torch CUDA tensors (and ints for index operands),
         on `stream` (default: torch's current stream), through the generated
-        `<name>_entry(stream, buffers...) -> status`. Returns when the
-        generated code has synchronized the stream."""
+        `<name>_entry(stream, buffers...) -> status`. Arguments are checked
+        against the signature the library exports (count, kind, dtype, rank,
+        device, contiguity; TypeError or ValueError) first; the entry point
+        checks every size. Returns when the generated code has synchronized
+        the stream."""
         import torch
 
-        fn = getattr(self._lib, f"_mlir_ciface_{name}_entry")
-        fn.restype = ctypes.c_int32
+        entry = self.manifest[name]
+        entry.check_count(args)
         keep, c_args = [], []
-        for a in args:
-            if isinstance(a, torch.Tensor):
-                if not a.is_cuda:
-                    raise ValueError(f"{name}: expected CUDA tensors, got one on {a.device}")
-                if not a.is_contiguous():
-                    raise ValueError(f"{name}: tensors must be contiguous (entry points take "
-                                     "identity layouts)")
+        for spec, a in zip(entry.args, args):
+            if spec.kind == "memref":
+                if not isinstance(a, torch.Tensor):
+                    raise TypeError(f"{name}: argument {spec.position} ({spec.describe()}): "
+                                    f"expected a CUDA tensor, got {type(a).__name__}")
+                entry.check_tensor(spec, a)
                 desc = descriptor_from_pointer(a.data_ptr(), tuple(a.shape), tuple(a.stride()))
                 keep.append(desc)
                 c_args.append(ctypes.byref(desc))
-            elif isinstance(a, int):
-                c_args.append(ctypes.c_int64(a))
             else:
-                raise TypeError(f"{name}: unsupported argument type {type(a).__name__}")
+                c_args.append(entry.scalar(spec, a))
+        fn = getattr(self._lib, entry.symbol)
+        fn.restype = ctypes.c_int32
         if stream is None:
             stream = torch.cuda.current_stream()
         handle = self.runtime.sk_rt_stream_from_ptr(stream.cuda_stream)
