@@ -72,7 +72,7 @@ def test_attention_rejects_a_wrong_static_k():
 
 @pytest.mark.parametrize("fuse", [True, False])
 def test_select_attention_rejects_a_wrong_static_head_dim(fuse):
-    pipeline = "sparsek-cpu-pipeline" + ("" if fuse else "{fuse-select-attention=false}")
+    pipeline = "sparsek-cpu-pipeline" + ("{fuse-select-attention=true}" if fuse else "")
     lib = library(ir.select_attention_function("sa", k=2, w=2, head_dim=8), pipeline=pipeline)
     g = rng(4)
     q = g.normal(size=(1, 1, 6, 4)).astype(np.float32)  # D = 4, not 8
@@ -101,6 +101,24 @@ def test_the_raw_entry_point_checks_sizes_without_python():
     descs[0].sizes[2] = -8
     descs[1].sizes[3] = descs[2].sizes[3] = 4
     assert fn(*[ctypes.byref(d) for d in descs]) == status.SHAPE_MISMATCH
+
+
+# --- the decomposed select_attention checks what the fused one checks ---
+
+@pytest.mark.parametrize("fuse", [False, True], ids=["decomposed", "fused"])
+@pytest.mark.parametrize("scores_s", [60, 4, 7])
+def test_scores_and_keys_of_different_lengths_are_a_shape_mismatch(fuse, scores_s):
+    """u with S = 60 (or 4, fewer than T = 5; or 7) against keys with S = 6."""
+    pipeline = "sparsek-cpu-pipeline" + ("{fuse-select-attention=true}" if fuse else "")
+    lib = library(ir.select_attention_function("sa", k=2, w=2, head_dim=4), pipeline=pipeline)
+    g = rng(6)
+    q = g.normal(size=(1, 1, 5, 4)).astype(np.float32)
+    kv = g.normal(size=(1, 1, 6, 4)).astype(np.float32)
+    u = g.normal(size=(1, 1, scores_s)).astype(np.float32)
+    with pytest.raises(SparseKError) as e:
+        lib.call("sa", q, kv, kv, u, np.zeros_like(q))
+    assert e.value.code == status.SHAPE_MISMATCH
+    lib.call("sa", q, kv, kv, g.normal(size=(1, 1, 6)).astype(np.float32), np.zeros_like(q))
 
 
 # --- the Python layer checks arguments against the signature the library exports ---

@@ -2,7 +2,7 @@
 //
 // Dispatches every buffer-form sparsek op to its loop lowering. The composite
 // select_attention is lowered fused (SPEC 7) unless it was decomposed
-// before.
+// before. A check_sizes becomes a status check in place (host code).
 //
 //===----------------------------------------------------------------------===//
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
@@ -68,6 +68,16 @@ struct SparseKLowerToLoopsPass
     ensureStatusSymbols(module);
     IRRewriter rewriter(&getContext());
     for (Operation *op : ops) {
+      rewriter.setInsertionPoint(op);
+      if (auto check = dyn_cast<CheckSizesOp>(op)) {
+        Value same = arith::CmpIOp::create(rewriter, check.getLoc(),
+                                           arith::CmpIPredicate::eq,
+                                           check.getLhs(), check.getRhs());
+        emitCheck(rewriter, check.getLoc(), check, same,
+                  SPARSEK_ERROR_SHAPE_MISMATCH);
+        rewriter.eraseOp(check);
+        continue;
+      }
       auto dps = cast<DestinationStyleOpInterface>(op);
       if (!dps.hasPureBufferSemantics()) {
         op->emitOpError() << "is in tensor form; sparsek-lower-to-loops "

@@ -35,3 +35,20 @@ func.func @composite_dynamic_dv(%q: memref<1x2x8x4xf32>, %k: memref<1x2x8x4xf32>
       k = 2 w = 2 outs(%o : memref<1x2x8x?xf32>)
   return
 }
+
+// -----
+
+// A size check becomes a status check in place: SPARSEK_ERROR_SHAPE_MISMATCH
+// (2) when the sizes differ, also with parallel-loops (host code).
+// CHECK-LABEL: func.func @check_sizes
+// CHECK-SAME: %[[A:[^:]*]]: index, %[[B:[^:]*]]: index
+// CHECK: %[[SAME:.*]] = arith.cmpi eq, %[[A]], %[[B]] : index
+// CHECK: %[[BAD:.*]] = arith.xori %[[SAME]], %{{.*}} : i1
+// CHECK: scf.if %[[BAD]] {
+// CHECK: %[[MISMATCH:.*]] = arith.constant 2 : i32
+// CHECK: arith.select %{{.*}}, %[[MISMATCH]], %{{.*}} : i32
+// CHECK-NOT: sparsek.check_sizes
+func.func @check_sizes(%a: index, %b: index) {
+  sparsek.check_sizes %a, %b
+  return
+}

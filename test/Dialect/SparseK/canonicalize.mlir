@@ -156,3 +156,23 @@ func.func @dead_select(%u: tensor<1x2x64xf32>, %i0: tensor<1x2x64x8xi32>,
       -> tensor<1x2x64x8xi32>, tensor<1x2x64x8xf32>, tensor<1x2x64xf32>
   return
 }
+
+// -----
+
+// A size check of a size against itself or of equal constants is dropped;
+// one that needs run-time sizes stays.
+// CHECK-LABEL: func.func @check_sizes
+// CHECK-SAME: %[[A:[^:]*]]: index, %[[B:[^:]*]]: index
+// CHECK-NEXT: %[[C4:.*]] = arith.constant 4 : index
+// CHECK-NEXT: sparsek.check_sizes %[[A]], %[[B]]
+// CHECK-NEXT: sparsek.check_sizes %[[A]], %[[C4]]
+// CHECK-NEXT: return
+func.func @check_sizes(%a: index, %b: index) {
+  %c4 = arith.constant 4 : index
+  %c4b = arith.constant 4 : index
+  sparsek.check_sizes %a, %b
+  sparsek.check_sizes %a, %a
+  sparsek.check_sizes %c4, %c4b
+  sparsek.check_sizes %a, %c4
+  return
+}

@@ -237,3 +237,12 @@ func.func @grad_buffer_form(%z: memref<3x?xf32>, %t: memref<3xf32>, %dp: memref<
       outs(%dx, %dw, %db, %ds : memref<1x?x8xf32>, memref<2x8xf32>, memref<2xf32>, memref<2xf32>)
   return
 }
+
+// A run-time size check left by a transformation.
+// CHECK-LABEL: func.func @check_sizes
+// CHECK-SAME: %[[A:[^:]*]]: index, %[[B:[^:]*]]: index
+// CHECK: sparsek.check_sizes %[[A]], %[[B]]
+func.func @check_sizes(%a: index, %b: index) {
+  sparsek.check_sizes %a, %b
+  return
+}

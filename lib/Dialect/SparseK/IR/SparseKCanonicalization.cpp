@@ -7,11 +7,13 @@
 //    that no longer depends on the scores;
 //  - when no row can have more than k candidates (static sizes), tau is -inf
 //    for every row and every selected gate is 1, so attention over such a
-//    selection needs no gates (padding entries are ignored by attention).
+//    selection needs no gates (padding entries are ignored by attention);
+//  - a size check of a size against itself or of equal constants is dropped.
 //
 //===----------------------------------------------------------------------===//
 #include "sparsek/Dialect/SparseK/IR/SparseKOps.h"
 
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/PatternMatch.h"
 
 #include <limits>
@@ -22,8 +24,8 @@ using namespace mlir::sparsek;
 /// `init` filled with the f32 constant `value`, in destination-passing style.
 static Value fillF32(PatternRewriter &rewriter, Location loc, Value init,
                      float value) {
-  Value cst = arith::ConstantOp::create(rewriter, loc,
-                                       rewriter.getF32FloatAttr(value));
+  Value cst =
+      arith::ConstantOp::create(rewriter, loc, rewriter.getF32FloatAttr(value));
   return linalg::FillOp::create(rewriter, loc, ValueRange{cst},
                                 ValueRange{init})
       .getResult(0);
@@ -88,7 +90,8 @@ struct SelectZeroBudget : OpRewritePattern<SelectOp> {
 /// position S - 1 sees candidates 0 .. S - 1 - w).
 static bool selectNeverExceedsBudget(SelectOp op) {
   int64_t s = cast<ShapedType>(op.getScores().getType()).getDimSize(2);
-  return op.hasPureTensorSemantics() && op.getKAttr().getInt() > 0 && !ShapedType::isDynamic(s) &&
+  return op.hasPureTensorSemantics() && op.getKAttr().getInt() > 0 &&
+         !ShapedType::isDynamic(s) &&
          neverExceedsBudget(s - op.getWAttr().getInt(), op.getKAttr().getInt());
 }
 
@@ -100,7 +103,8 @@ struct SelectWithinBudgetTau : OpRewritePattern<SelectOp> {
     if (!selectNeverExceedsBudget(op) || op->getResult(2).use_empty())
       return rewriter.notifyMatchFailure(op, "queries may exceed the budget");
     rewriter.replaceAllUsesWith(
-        op->getResult(2), fillF32(rewriter, op.getLoc(), op.getTauInit(), -kInf));
+        op->getResult(2),
+        fillF32(rewriter, op.getLoc(), op.getTauInit(), -kInf));
     return success();
   }
 };
@@ -114,7 +118,8 @@ struct AttentionUnitGates : OpRewritePattern<AttentionOp> {
     auto select = op.getGates().getDefiningOp<SelectOp>();
     if (!select || op.getGates() != select->getResult(1) ||
         op.getIndices() != select->getResult(0) ||
-        select.getWAttr().getInt() != op.getWAttr().getInt() || !selectNeverExceedsBudget(select))
+        select.getWAttr().getInt() != op.getWAttr().getInt() ||
+        !selectNeverExceedsBudget(select))
       return rewriter.notifyMatchFailure(op, "gates may be fractional");
     // A fresh destination: writing into the select's own gates_init would
     // force a copy once bufferized.
@@ -123,8 +128,7 @@ struct AttentionUnitGates : OpRewritePattern<AttentionOp> {
         rewriter, loc, tensor::getMixedSizes(rewriter, loc, op.getGates()),
         rewriter.getF32Type());
     Value ones = fillF32(rewriter, loc, empty, 1.0f);
-    rewriter.modifyOpInPlace(op,
-                             [&] { op.getGatesMutable().assign(ones); });
+    rewriter.modifyOpInPlace(op, [&] { op.getGatesMutable().assign(ones); });
     return success();
   }
 };
@@ -149,9 +153,8 @@ struct SelectAttentionZeroBudget : OpRewritePattern<SelectAttentionOp> {
     Value gates =
         tensor::EmptyOp::create(rewriter, loc, sizes, rewriter.getF32Type());
     rewriter.replaceOpWithNewOp<AttentionOp>(
-        op, op->getResultTypes(), op.getQuery(), op.getKey(),
-        op.getValue(), indices, gates, op.getWAttr(), op.getScaleAttr(),
-        op.getInit());
+        op, op->getResultTypes(), op.getQuery(), op.getKey(), op.getValue(),
+        indices, gates, op.getWAttr(), op.getScaleAttr(), op.getInit());
     return success();
   }
 };
@@ -175,4 +178,14 @@ void AttentionOp::getCanonicalizationPatterns(RewritePatternSet &results,
 void SelectAttentionOp::getCanonicalizationPatterns(RewritePatternSet &results,
                                                     MLIRContext *context) {
   results.add<SelectAttentionZeroBudget>(context);
+}
+
+LogicalResult CheckSizesOp::canonicalize(CheckSizesOp op,
+                                         PatternRewriter &rewriter) {
+  std::optional<int64_t> lhs = getConstantIntValue(op.getLhs());
+  std::optional<int64_t> rhs = getConstantIntValue(op.getRhs());
+  if (op.getLhs() != op.getRhs() && !(lhs && rhs && *lhs == *rhs))
+    return failure();
+  rewriter.eraseOp(op);
+  return success();
 }

@@ -1,12 +1,17 @@
 //===- DecomposeSelectAttention.cpp - select_attention -> select + attention =//
 //
 // The composite op means selection followed by attention (SPEC 7). Paths that
-// do not fuse the two lower this pair instead of the composite.
+// do not fuse the two lower this pair instead of the composite. The
+// composite's lowering checks that the scores and the keys have the same S;
+// after the split select sees only the scores and attention only the keys,
+// so that check stays behind as a sparsek.check_sizes, ahead of both.
 //
 //===----------------------------------------------------------------------===//
 #include "sparsek/Dialect/SparseK/IR/SparseKOps.h"
 #include "sparsek/Dialect/SparseK/Transforms/Passes.h"
 
+#include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
@@ -32,6 +37,15 @@ struct DecomposeSelectAttention : OpRewritePattern<SelectAttentionOp> {
     OpFoldResult h = tensor::getMixedSize(rewriter, loc, op.getScores(), 1);
     OpFoldResult t = tensor::getMixedSize(rewriter, loc, op.getQuery(), 2);
     OpFoldResult k = rewriter.getIndexAttr(op.getK());
+    // Static sizes were compared by the verifier.
+    OpFoldResult scoresS =
+        tensor::getMixedSize(rewriter, loc, op.getScores(), 2);
+    OpFoldResult keysS = tensor::getMixedSize(rewriter, loc, op.getKey(), 2);
+    if (!getConstantIntValue(scoresS) || !getConstantIntValue(keysS))
+      CheckSizesOp::create(
+          rewriter, loc,
+          getValueOrCreateConstantIndexOp(rewriter, loc, scoresS),
+          getValueOrCreateConstantIndexOp(rewriter, loc, keysS));
     Type f32 = rewriter.getF32Type();
     Value indices = tensor::EmptyOp::create(
         rewriter, loc, ArrayRef<OpFoldResult>{b, h, t, k},

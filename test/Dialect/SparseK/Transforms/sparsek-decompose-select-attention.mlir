@@ -1,6 +1,8 @@
 // select_attention becomes select (materialized indices, gates, tau) followed
 // by attention with the same window and scale; dynamic sizes go through
-// tensor.dim.
+// tensor.dim. The composite's check that scores and keys have the same S,
+// which neither half can make, stays behind as sparsek.check_sizes (only
+// where a size is dynamic: the verifier compared static ones).
 // RUN: sparsek-opt %s -sparsek-decompose-select-attention -split-input-file | FileCheck %s
 // RUN: sparsek-opt %s -sparsek-decompose-select-attention=index-bitwidth=64 -split-input-file | FileCheck %s --check-prefix=I64
 // RUN: not sparsek-opt %s -sparsek-decompose-select-attention=index-bitwidth=16 -split-input-file 2>&1 | FileCheck %s --check-prefix=BAD
@@ -13,6 +15,9 @@
 // CHECK-DAG: %[[C2:.*]] = arith.constant 2 : index
 // CHECK-DAG: %[[B:.*]] = tensor.dim %[[U]], %[[C0]]
 // CHECK-DAG: %[[T:.*]] = tensor.dim %[[Q]], %[[C2]]
+// CHECK-DAG: %[[SU:.*]] = tensor.dim %[[U]], %[[C2]]
+// CHECK-DAG: %[[SK:.*]] = tensor.dim %[[K]], %[[C2]]
+// CHECK: sparsek.check_sizes %[[SU]], %[[SK]]
 // CHECK-DAG: %[[I0:.*]] = tensor.empty(%[[B]], %[[T]]) : tensor<?x2x?x16xi32>
 // CHECK-DAG: %[[G0:.*]] = tensor.empty(%[[B]], %[[T]]) : tensor<?x2x?x16xf32>
 // CHECK-DAG: %[[T0:.*]] = tensor.empty(%[[B]], %[[T]]) : tensor<?x2x?xf32>
@@ -35,6 +40,7 @@ func.func @dynamic(%q: tensor<?x8x?x64xbf16>, %k: tensor<?x2x?x64xbf16>,
 // -----
 
 // CHECK-LABEL: func.func @static_prefix
+// CHECK-NOT: sparsek.check_sizes
 // CHECK: %[[I0:.*]] = tensor.empty() : tensor<2x4x8x32xi32>
 // CHECK: sparsek.select ins(%{{.*}} : tensor<2x4x40xf32>) k = 32 w = 0
 // CHECK: sparsek.attention {{.*}} w = 0 outs

@@ -537,4 +537,33 @@ def SparseK_MaskGradOp : SparseK_DpsOp<"mask_grad"> {
   }];
 }
 
+//===----------------------------------------------------------------------===//
+// check_sizes (run-time size check left by transformations)
+//===----------------------------------------------------------------------===//
+
+def SparseK_CheckSizesOp : SparseK_Op<"check_sizes", [
+    MemoryEffects<[MemRead, MemWrite]>]> {
+  let summary = "Report a shape mismatch at run time when two sizes differ";
+  let description = [{
+    Records SPARSEK_ERROR_SHAPE_MISMATCH (include/sparsek-c/Status.h) in the
+    status word when `lhs != rhs`, unless an earlier error is recorded. A
+    transformation that splits an op whose lowering compares sizes of its
+    operands emits it where no remaining op sees both sizes:
+    `sparsek-decompose-select-attention` checks that the scores and the keys
+    have the same S. It guards nothing: the ops after it stay memory-safe
+    on any sizes, and the caller sees the error. It is lowered by
+    `sparsek-lower-to-loops` (in host code on the GPU path) and folds away
+    when both sizes are the same value or equal constants.
+
+    Example:
+
+    ```mlir
+    sparsek.check_sizes %scores_s, %keys_s
+    ```
+  }];
+  let arguments = (ins Index:$lhs, Index:$rhs);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict";
+  let hasCanonicalizeMethod = 1;
+}
+
 #endif // SPARSEK_OPS_TD
