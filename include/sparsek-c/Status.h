@@ -33,6 +33,9 @@ enum sparsek_status_code {
   /* A GPU entry point got an operand whose rows are not 16-byte aligned: its
    * kernels read q, key and value rows as 16-byte vectors. */
   SPARSEK_ERROR_MISALIGNED = 6,
+  /* A buffer the compiled code needs could not be allocated, or its size
+   * overflows (sparsek-check-allocations); nothing after it ran. */
+  SPARSEK_ERROR_OUT_OF_MEMORY = 7,
 };
 
 /* A message for a status code, for logs and exceptions. */
@@ -53,6 +56,8 @@ static inline const char *sparsek_status_message(int32_t code) {
   /* One literal per message: python/sparsek/status.py mirrors them. */
   case SPARSEK_ERROR_MISALIGNED:
     return "misaligned operand: the GPU kernels read rows as 16-byte vectors; pass tensors whose data starts 16-byte aligned (e.g. contiguous copies)";
+  case SPARSEK_ERROR_OUT_OF_MEMORY:
+    return "out of memory: a buffer the compiled code needs could not be allocated";
   default:
     return "unknown SparseK status code";
   }

@@ -32,6 +32,9 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
           // here, so that its logic is tested where there is no GPU.
           "sparsek-lower-to-loops{{parallel-loops={1} select-chunk={2}},"
           "sparsek-entry-points,"
+          // Every dynamically sized buffer (scratch, bufferized
+          // intermediates) is checked before use.
+          "sparsek-check-allocations,"
           "func.func(convert-linalg-to-loops),"
           // Tiled ops (sparsek-tile) leave scf.forall, which runs sequentially.
           "func.func(scf-forall-to-for),"

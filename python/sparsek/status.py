@@ -12,6 +12,7 @@ QUERIES_EXCEED_KEYS = 3
 INVALID_CACHE_STATE = 4
 RUNTIME = 5
 MISALIGNED = 6
+OUT_OF_MEMORY = 7
 
 MESSAGES = {
     OK: "ok",
@@ -23,6 +24,7 @@ MESSAGES = {
     RUNTIME: "runtime error: a CUDA call failed (see sk_rt_get_last_error)",
     MISALIGNED: ("misaligned operand: the GPU kernels read rows as 16-byte vectors; pass "
                  "tensors whose data starts 16-byte aligned (e.g. contiguous copies)"),
+    OUT_OF_MEMORY: "out of memory: a buffer the compiled code needs could not be allocated",
 }
 
 

@@ -121,6 +121,91 @@ def test_scores_and_keys_of_different_lengths_are_a_shape_mismatch(fuse, scores_
     lib.call("sa", q, kv, kv, g.normal(size=(1, 1, 6)).astype(np.float32), np.zeros_like(q))
 
 
+# --- scratch is sized by the keys present, not by k ---
+
+@pytest.mark.parametrize("fuse", [False, True], ids=["decomposed", "fused"])
+@pytest.mark.parametrize("k", [1 << 28, 1 << 30, (1 << 62) + 5])
+def test_a_budget_far_beyond_the_keys_allocates_for_the_keys(fuse, k):
+    """select_attention with k >= 2^28 over 7 keys: same output as k = 7, and
+    no gigabytes reserved (it reserved ~14 GiB decomposed, and segfaulted
+    fused, when lists were sized by k)."""
+    import resource
+
+    pipeline = "sparsek-cpu-pipeline" + ("{fuse-select-attention=true}" if fuse else "")
+    g = rng(7)
+    q = g.normal(size=(1, 2, 7, 4)).astype(np.float32)
+    kv = g.normal(size=(1, 1, 7, 4)).astype(np.float32)
+    u = g.normal(size=(1, 1, 7)).astype(np.float32)
+    want = np.zeros_like(q)
+    library(ir.select_attention_function("sa", k=7, w=2, head_dim=4),
+            pipeline=pipeline).call("sa", q, kv, kv, u, want)
+    lib = library(ir.select_attention_function("sa", k=k, w=2, head_dim=4), pipeline=pipeline)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    got = np.zeros_like(q)
+    lib.call("sa", q, kv, kv, u, got)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert grown_kib < 256 * 1024
+
+
+def test_an_allocation_that_cannot_be_made_is_an_error_not_a_crash():
+    """T = S = k = 2^23 with head dim 0: the decomposition's index and gate lists
+    need 2^23 x 2^23 entries (256 TiB, more than any address space) while the
+    inputs hold only the 32 MiB of scores. malloc returns null: the call must
+    report OUT_OF_MEMORY and write nothing (it segfaulted)."""
+    s = 1 << 23
+    lib = library(ir.select_attention_function("sa", k=s, w=2))
+    q = np.zeros((1, 1, s, 0), np.float32)
+    u = np.zeros((1, 1, s), np.float32)
+    with pytest.raises(SparseKError) as e:
+        lib.call("sa", q, q, q, u, q.copy())
+    assert e.value.code == status.OUT_OF_MEMORY
+
+
+SELECT_DYNAMIC_K = """
+func.func @sel(%u: tensor<?x?x?xf32>, %i0: tensor<?x?x?x?xi32>, %g0: tensor<?x?x?x?xf32>,
+               %t0: tensor<?x?x?xf32>) -> (tensor<?x?x?x?xi32>, tensor<?x?x?x?xf32>, tensor<?x?x?xf32>) {
+  %i, %g, %t = sparsek.select ins(%u : tensor<?x?x?xf32>) k = 6 w = 1
+      outs(%i0, %g0, %t0 : tensor<?x?x?x?xi32>, tensor<?x?x?x?xf32>, tensor<?x?x?xf32>)
+      -> tensor<?x?x?x?xi32>, tensor<?x?x?x?xf32>, tensor<?x?x?xf32>
+  return %i, %g, %t : tensor<?x?x?x?xi32>, tensor<?x?x?x?xf32>, tensor<?x?x?xf32>
+}
+"""
+
+
+@pytest.mark.parametrize("pipeline", ["sparsek-cpu-pipeline",
+                                      "sparsek-cpu-pipeline{parallel-loops=true}"])
+def test_select_with_a_dynamic_list_length(pipeline):
+    """K may be anything from min(k, S) to k; outside that, a shape mismatch."""
+    from cpu_harness import require_compiler
+    from sparsek import toolchain
+    from sparsek.cpu import CompiledLibrary
+
+    require_compiler()
+    lib = CompiledLibrary(toolchain.compile_shared_library(ir.module(SELECT_DYNAMIC_K),
+                                                           pipeline=pipeline))
+    u = rng(8).normal(size=(1, 2, 4)).astype(np.float32)  # S = 4 < k = 6
+
+    def run(K):
+        idx = np.full((1, 2, 4, K), 99, np.int32)
+        gates = np.full((1, 2, 4, K), 9.0, np.float32)
+        tau = np.zeros((1, 2, 4), np.float32)
+        lib.call("sel", u, idx, gates, tau)
+        return idx, gates, tau
+
+    full = run(6)
+    for K in (4, 5):
+        idx, gates, tau = run(K)
+        np.testing.assert_array_equal(idx, full[0][..., :K])
+        np.testing.assert_array_equal(gates, full[1][..., :K])
+        np.testing.assert_array_equal(tau, full[2])
+    assert (full[0][..., 4:] == -1).all()
+    for K in (3, 7):
+        with pytest.raises(SparseKError) as e:
+            run(K)
+        assert e.value.code == status.SHAPE_MISMATCH
+
+
 # --- the Python layer checks arguments against the signature the library exports ---
 
 def select_args():

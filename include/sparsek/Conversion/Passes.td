@@ -116,6 +116,45 @@ def SparseKEntryPoints : Pass<"sparsek-entry-points", "ModuleOp"> {
   ];
 }
 
+def SparseKCheckAllocations : Pass<"sparsek-check-allocations", "ModuleOp"> {
+  let summary = "Guard every dynamically sized memref.alloc: overflow or a null buffer sets a status";
+  let description = [{
+    A `memref.alloc` becomes `malloc`, which returns null when memory runs
+    out, and its byte size is a product of run-time sizes that can
+    overflow: the code after it would write through a null or short
+    buffer. For every allocation with a dynamic size this pass checks that
+    the byte size fits in 63 bits before allocating, and that the buffer is
+    not null (unless empty) after; otherwise it records
+    SPARSEK_ERROR_OUT_OF_MEMORY (include/sparsek-c/Status.h) and skips the
+    rest of the allocation's block, which holds every use of the buffer. An
+    allocation whose block hands values to its terminator (a returned or
+    loop-carried buffer) is left as it is. Run on host code before the
+    lowering to LLVM (sparsek-cpu-pipeline runs it after the entry points).
+
+    After:
+
+    ```mlir
+    %fits = ... // n * 4 <= INT64_MAX, or n == 0
+    scf.if %fits {
+      %buf = memref.alloc(%n) : memref<?xf32>
+      %p = memref.extract_aligned_pointer_as_index %buf : memref<?xf32> -> index
+      %there = ... // %p != 0, or n == 0
+      scf.if %there {
+        ... // the rest of the block, which uses %buf
+      } else {
+        ... // status = SPARSEK_ERROR_OUT_OF_MEMORY
+      }
+    } else {
+      ... // status = SPARSEK_ERROR_OUT_OF_MEMORY
+    }
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect"
+  ];
+}
+
 def SparseKGPUHostAllocs : Pass<"sparsek-gpu-host-allocs", "ModuleOp"> {
   let summary = "Move host-side buffers that GPU kernels use to device memory (gpu.alloc)";
   let description = [{

@@ -170,6 +170,11 @@ Value ChunkedSelection::emitReaches(OpBuilder &b, Location loc, Value z,
   return x.orI(same, emitStronger(b, loc, z, j, thetaS, thetaP));
 }
 
+Value ChunkedSelection::firstListWidth(OpBuilder &b, Location loc) const {
+  auto type = cast<MemRefType>(firstLists.buf.getType());
+  return emitDim(b, loc, firstLists.buf, type.getRank() - 1);
+}
+
 void ChunkedSelection::emitSizes(OpBuilder &b, Location loc) {
   B x{b, loc};
   batch = emitDim(b, loc, scores, 0);
@@ -182,6 +187,7 @@ void ChunkedSelection::emitSizes(OpBuilder &b, Location loc) {
                              : x.max(x.idx(kMinChunk),
                                      x.ceilDiv(candidates, x.idx(kMaxChunks)));
   chunks = x.ceilDiv(candidates, chunkLen);
+  listCap = x.max(x.idx(1), x.min(x.idx(k), candidates));
 }
 
 void ChunkedSelection::emitThresholds(OpBuilder &b, Location loc,
@@ -192,7 +198,8 @@ void ChunkedSelection::emitThresholds(OpBuilder &b, Location loc,
   B x{b, loc};
   Value rows = x.mul(batch, heads);
   Value rowChunks = x.mul(rows, chunks);
-  Value entries = x.idx(k + 1);
+  // A list holds at most k + 1 distinct candidates.
+  Value entries = x.add(listCap, x.idx(1));
   Type f32 = b.getF32Type(), f64 = b.getF64Type(), index = b.getIndexType();
   for (int i = 0; i < 2; ++i) {
     listScores[i] = allocScratch(b, loc, f32, {rows, chunks, entries});
@@ -203,8 +210,8 @@ void ChunkedSelection::emitThresholds(OpBuilder &b, Location loc,
   queryTau = allocScratch(b, loc, f64, {rows, numQueries});
   thetaScore = allocScratch(b, loc, f32, {rows, numQueries});
   thetaPos = allocScratch(b, loc, index, {rows, numQueries});
-  poolScores = allocScratch(b, loc, f32, {rowChunks, x.idx(k)});
-  poolPos = allocScratch(b, loc, index, {rowChunks, x.idx(k)});
+  poolScores = allocScratch(b, loc, f32, {rowChunks, listCap});
+  poolPos = allocScratch(b, loc, index, {rowChunks, listCap});
   // A chunk's solver holds at most every candidate.
   Value capacity = x.max(candidates, x.idx(1));
   upperHeap = allocScratch(b, loc, f32, {rowChunks, capacity});
@@ -661,9 +668,10 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
               return {carried[0]};
             });
       })[0];
-  emitFor(b, loc, written, kIdx, [&](OpBuilder &fb, Location fl, Value i) {
-    storeIndexAs(fb, fl, B{fb, fl}.idx(-1), firsts.buf, at(lead, i));
-  });
+  emitFor(b, loc, written, firstListWidth(b, loc),
+          [&](OpBuilder &fb, Location fl, Value i) {
+            storeIndexAs(fb, fl, B{fb, fl}.idx(-1), firsts.buf, at(lead, i));
+          });
 }
 
 SmallVector<Value>
@@ -782,7 +790,7 @@ ChunkedSelection::emitVisitSelected(OpBuilder &b, Location loc, Value bi,
         };
         // The first query's list (padding is negative).
         SmallVector<Value> acc = emitForCarrying(
-            nb, nl, x.idx(0), x.idx(k), init,
+            nb, nl, x.idx(0), firstListWidth(nb, nl), init,
             [&](OpBuilder &fb, Location fl, Value i,
                 ValueRange carried) -> SmallVector<Value> {
               B y{fb, fl};

@@ -96,12 +96,19 @@ public:
 
   /// Host size after emitSizes: chunks per row (to size FirstLists).
   Value numChunks() const { return chunks; }
+  /// Host size after emitSizes: max(1, min(k, candidates)). No list or pool
+  /// holds more positions (they are distinct candidates), so scratch is
+  /// sized by it rather than by k (which may exceed S by far).
+  Value listCapacity() const { return listCap; }
   /// i1: score `z` is a candidate (finite), reporting NaN and +inf outside
   /// kernels.
   Value emitIsCandidate(OpBuilder &b, Location loc, Value z, bool report) const;
 
 private:
   Value emitRowIndex(OpBuilder &b, Location loc, Value bi, Value h) const;
+  /// Entries per first-query list (k, or listCapacity() for the fused
+  /// lowering's own lists).
+  Value firstListWidth(OpBuilder &b, Location loc) const;
   Value emitScore(OpBuilder &b, Location loc, Value bi, Value h, Value j) const;
   /// i1: (z, j) is at least as strong as theta (thetaScore, thetaPos).
   Value emitReaches(OpBuilder &b, Location loc, Value z, Value j,
@@ -132,7 +139,7 @@ private:
   bool inKernel;
   int64_t chunkOption;
   // Host sizes.
-  Value batch, heads, numKeys, candidates, lag, chunkLen, chunks;
+  Value batch, heads, numKeys, candidates, lag, chunkLen, chunks, listCap;
   // Scratch: chunk lists (two for the scan's ping-pong; `final*` after it),
   // boundary taus, per-query thresholds, per-chunk heaps.
   Value listScores[2], listPos[2], listLen[2];

@@ -225,7 +225,7 @@ void SelectLowering::emitQuery(OpBuilder &b, Location loc, ValueRange row,
                   indices, at(i));
               memref::StoreOp::create(nb, nl, gate, gates, at(i));
             });
-  emitFor(b, loc, size, emitIndex(b, loc, k),
+  emitFor(b, loc, size, emitDim(b, loc, indices, 3),
           [&](OpBuilder &nb, Location nl, Value i) {
             memref::StoreOp::create(
                 nb, nl, arith::ConstantIntOp::create(nb, nl, indexType, -1),
@@ -368,7 +368,7 @@ static void emitParallelSelect(OpBuilder &b, Location loc,
                                       s.gates, at(i));
               return {arith::AddIOp::create(vb, vl, i, emitIndex(vb, vl, 1))};
             })[0];
-        emitFor(nb, nl, count, emitIndex(nb, nl, s.k),
+        emitFor(nb, nl, count, emitDim(nb, nl, s.indices, 3),
                 [&](OpBuilder &fb, Location fl, Value i) {
                   emitIf(fb, fl, rewrite, [&](OpBuilder &wb, Location wl) {
                     memref::StoreOp::create(
@@ -387,20 +387,29 @@ static void emitParallelSelect(OpBuilder &b, Location loc,
 }
 
 /// i1: the sizes the verifier could not compare agree (B, Hkv and T across
-/// operands, k between indices and gates; the verifier pins indices' last
-/// dimension to k).
+/// operands, K between indices and gates) and a dynamic list length K
+/// holds every selection without exceeding k: min(k, S) <= K <= k (the
+/// verifier pins a static K to k).
 static Value emitSelectShapesAgree(OpBuilder &b, Location loc,
                                    const SelectLowering &s) {
-  return emitDimsAllEqual(b, loc,
-                          {{s.scores, 0, s.indices, 0},
-                           {s.scores, 1, s.indices, 1},
-                           {s.indices, 0, s.gates, 0},
-                           {s.indices, 1, s.gates, 1},
-                           {s.indices, 2, s.gates, 2},
-                           {s.indices, 3, s.gates, 3},
-                           {s.scores, 0, s.tau, 0},
-                           {s.scores, 1, s.tau, 1},
-                           {s.indices, 2, s.tau, 2}});
+  Value same = emitDimsAllEqual(b, loc,
+                                {{s.scores, 0, s.indices, 0},
+                                 {s.scores, 1, s.indices, 1},
+                                 {s.indices, 0, s.gates, 0},
+                                 {s.indices, 1, s.gates, 1},
+                                 {s.indices, 2, s.gates, 2},
+                                 {s.indices, 3, s.gates, 3},
+                                 {s.scores, 0, s.tau, 0},
+                                 {s.scores, 1, s.tau, 1},
+                                 {s.indices, 2, s.tau, 2}});
+  if (!cast<MemRefType>(s.indices.getType()).isDynamicDim(3))
+    return same;
+  Value len = emitDim(b, loc, s.indices, 3);
+  Value k = emitIndex(b, loc, s.k);
+  Value least = arith::MinUIOp::create(b, loc, k, emitDim(b, loc, s.scores, 2));
+  return emitAnd(b, loc,
+                 {same, cmpi(b, loc, arith::CmpIPredicate::ule, len, k),
+                  cmpi(b, loc, arith::CmpIPredicate::uge, len, least)});
 }
 
 LogicalResult

@@ -89,13 +89,12 @@ static void emitFused(OpBuilder &b, Location loc, SelectAttentionOp op,
   if (k > 0) {
     sel.emplace(op, k, w, op.getScores(), z.t, inKernel, options.selectChunk);
     sel->emitSizes(b, loc);
-    // Each chunk's first query's positions: O(k) per chunk.
+    // Each chunk's first query's positions: O(min(k, S)) per chunk.
     lists = memref::AllocOp::create(
         b, loc,
-        MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic,
-                         ShapedType::kDynamic, k},
+        MemRefType::get(SmallVector<int64_t>(4, ShapedType::kDynamic),
                         b.getIndexType()),
-        ValueRange{z.batch, z.hkv, sel->numChunks()});
+        ValueRange{z.batch, z.hkv, sel->numChunks(), sel->listCapacity()});
     sel->emitThresholds(b, loc,
                         FirstLists{lists, [](OpBuilder &, Location, Value bi,
                                              Value h, Value chunk, Value) {

@@ -2,7 +2,8 @@
 // then one online softmax per query that visits its window and its
 // selection, read from the chunk's first list filtered by theta(t) plus the
 // chunk's later candidates. No [B, Hkv, T, k] indices or gates exist: the
-// only list buffer is [B, Hkv, chunks, k].
+// only list buffer is [B, Hkv, chunks, min(k, candidates)] (at least 1): a
+// budget beyond the keys present allocates nothing for it.
 // RUN: sparsek-opt %s -split-input-file -sparsek-lower-to-loops | FileCheck %s
 // RUN: sparsek-opt %s -split-input-file "-sparsek-lower-to-loops=parallel-loops select-chunk=23" | FileCheck %s --check-prefix=PAR
 
@@ -10,7 +11,10 @@
 // CHECK-NOT: memref<?x2x?x8xi32>
 // Window-only scores are still checked for NaN and +inf on the CPU.
 // CHECK: memref.get_global @__sparsek_status
-// CHECK: %[[LISTS:.*]] = memref.alloc(%{{.*}}) : memref<?x?x?x8xindex>
+// CHECK: %[[CAND:.*]] = arith.maxsi %{{.*}}, %{{.*}} : index
+// CHECK: %[[FEW:.*]] = arith.minsi %{{.*}}, %[[CAND]] : index
+// CHECK: %[[CAP:.*]] = arith.maxsi %{{.*}}, %[[FEW]] : index
+// CHECK: %[[LISTS:.*]] = memref.alloc(%{{.*}}, %{{.*}}, %[[CAP]]) : memref<?x?x?x?xindex>
 // CHECK: scf.parallel
 // CHECK: scf.while
 // The attention: per query, the first list then the chunk's range.

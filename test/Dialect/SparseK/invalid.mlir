@@ -242,16 +242,8 @@ func.func @select_gates_type(%u: tensor<1x2x?xf32>, %i: tensor<1x2x?x8xi32>, %g:
 // -----
 
 func.func @select_budget_dim(%u: tensor<1x2x?xf32>, %i: tensor<1x2x?x4xi32>, %g: tensor<1x2x?x4xf32>, %t: tensor<1x2x?xf32>) {
-  // expected-error@+1 {{'indices_init' dimension 3 (k) must be static and equal the budget k = 8, got 4}}
+  // expected-error@+1 {{'indices_init' dimension 3 (K) must equal the budget k = 8 when static (a dynamic K is checked at run time), got 4}}
   %idx, %gates, %tau = sparsek.select ins(%u : tensor<1x2x?xf32>) k = 8 w = 4 outs(%i, %g, %t : tensor<1x2x?x4xi32>, tensor<1x2x?x4xf32>, tensor<1x2x?xf32>) -> tensor<1x2x?x4xi32>, tensor<1x2x?x4xf32>, tensor<1x2x?xf32>
-  return
-}
-
-// -----
-
-func.func @select_budget_dim_dynamic(%u: tensor<1x2x?xf32>, %i: tensor<1x2x?x?xi32>, %g: tensor<1x2x?x?xf32>, %t: tensor<1x2x?xf32>) {
-  // expected-error@+1 {{'indices_init' dimension 3 (k) must be static and equal the budget k = 8, got ?}}
-  %idx, %gates, %tau = sparsek.select ins(%u : tensor<1x2x?xf32>) k = 8 w = 4 outs(%i, %g, %t : tensor<1x2x?x?xi32>, tensor<1x2x?x?xf32>, tensor<1x2x?xf32>) -> tensor<1x2x?x?xi32>, tensor<1x2x?x?xf32>, tensor<1x2x?xf32>
   return
 }
 

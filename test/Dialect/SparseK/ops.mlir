@@ -246,3 +246,15 @@ func.func @check_sizes(%a: index, %b: index) {
   sparsek.check_sizes %a, %b
   return
 }
+
+// A dynamic list length K (checked at run time: min(k, S) <= K <= k).
+// CHECK-LABEL: func.func @select_dynamic_list_length
+// CHECK: sparsek.select ins(%{{.*}} : tensor<1x2x?xf32>) k = 8 w = 4 outs({{.*}} : tensor<1x2x?x?xi32>, tensor<1x2x?x?xf32>, tensor<1x2x?xf32>)
+func.func @select_dynamic_list_length(%u: tensor<1x2x?xf32>, %i: tensor<1x2x?x?xi32>,
+                                      %g: tensor<1x2x?x?xf32>, %t: tensor<1x2x?xf32>)
+    -> (tensor<1x2x?x?xi32>, tensor<1x2x?x?xf32>, tensor<1x2x?xf32>) {
+  %idx, %gates, %tau = sparsek.select ins(%u : tensor<1x2x?xf32>) k = 8 w = 4
+      outs(%i, %g, %t : tensor<1x2x?x?xi32>, tensor<1x2x?x?xf32>, tensor<1x2x?xf32>)
+      -> tensor<1x2x?x?xi32>, tensor<1x2x?x?xf32>, tensor<1x2x?xf32>
+  return %idx, %gates, %tau : tensor<1x2x?x?xi32>, tensor<1x2x?x?xf32>, tensor<1x2x?xf32>
+}

@@ -49,9 +49,9 @@ public:
   LogicalResult f32(const NamedOperand &o) {
     if (o.type.getElementType().isF32())
       return success();
-    return op->emitOpError() << "'" << o.name
-                             << "' must have element type f32, got "
-                             << o.type.getElementType();
+    return op->emitOpError()
+           << "'" << o.name << "' must have element type f32, got "
+           << o.type.getElementType();
   }
 
   /// The element type of `o` must be f16, bf16 or f32.
@@ -74,7 +74,8 @@ public:
                      : (it.getWidth() == 32 || it.getWidth() == 64));
     if (ok)
       return success();
-    auto diag = op->emitOpError() << "'" << o.name << "' must have element type ";
+    auto diag = op->emitOpError()
+                << "'" << o.name << "' must have element type ";
     if (width)
       diag << "i" << width;
     else
@@ -109,10 +110,10 @@ public:
                           int64_t expected, StringRef why) {
     if (o.dim(d) == expected)
       return success();
-    auto diag = op->emitOpError() << "'" << o.name << "' dimension " << d
-                                  << " (" << sym << ") must be static and "
-                                  << "equal " << why << " = " << expected
-                                  << ", got ";
+    auto diag = op->emitOpError()
+                << "'" << o.name << "' dimension " << d << " (" << sym
+                << ") must be static and "
+                << "equal " << why << " = " << expected << ", got ";
     if (ShapedType::isDynamic(o.dim(d)))
       diag << "?";
     else
@@ -162,10 +163,9 @@ public:
     int64_t t = q.dim(td), s = kv.dim(sd);
     if (ShapedType::isDynamic(t) || ShapedType::isDynamic(s) || t <= s)
       return success();
-    return op->emitOpError()
-           << "the " << t << " queries of '" << q.name
-           << "' must be the last of the " << s << " positions of '"
-           << kv.name << "' (T <= S)";
+    return op->emitOpError() << "the " << t << " queries of '" << q.name
+                             << "' must be the last of the " << s
+                             << " positions of '" << kv.name << "' (T <= S)";
   }
 
   LogicalResult scale(std::optional<APFloat> scale) {
@@ -227,10 +227,10 @@ static LogicalResult verifyOneForm(Operation *op) {
 
 /// Buffer form reads the inputs and overwrites the destinations completely
 /// (no destination is read); tensor form has no memory effects.
-static void
-getDpsEffects(Operation *op,
-              SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>
-                  &effects) {
+static void getDpsEffects(
+    Operation *op,
+    SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>
+        &effects) {
   auto dps = cast<DestinationStyleOpInterface>(op);
   for (OpOperand &operand : op->getOpOperands()) {
     if (!isa<MemRefType>(operand.get().getType()))
@@ -291,8 +291,8 @@ static LogicalResult verifyQKV(OperandChecker &c, const NamedOperand &q,
                          {&value, value.type.getRank() - 1, &out,
                           out.type.getRank() - 1, "Dv"}})))
     return failure();
-  if (tDim && failed(c.sameDims({{&key, 2, &value, 2, "S"},
-                                 {&q, tDim, &out, tDim, "T"}})))
+  if (tDim && failed(c.sameDims(
+                  {{&key, 2, &value, 2, "S"}, {&q, tDim, &out, tDim, "T"}})))
     return failure();
   return c.headRatio(q, key);
 }
@@ -349,7 +349,8 @@ LogicalResult MaskOp::verify() {
     return failure();
   OperandChecker c(*this);
   if (getKAttr().getInt() < 0)
-    return emitOpError() << "budget k must be >= 0, got " << getKAttr().getInt();
+    return emitOpError() << "budget k must be >= 0, got "
+                         << getKAttr().getInt();
   auto zType = cast<ShapedType>(getInput().getType());
   if (zType.getRank() < 1)
     return emitOpError() << "'input' must have rank >= 1 (rows on the last "
@@ -394,14 +395,21 @@ LogicalResult SelectOp::verify() {
   if (failed(c.budget(getKAttr().getInt(), getWAttr().getInt())))
     return failure();
   SPARSEK_GET(u, c.get(getScores(), "scores", "[B, Hkv, S]", 3));
-  SPARSEK_GET(idx, c.get(getIndicesInit(), "indices_init", "[B, Hkv, T, k]", 4));
+  SPARSEK_GET(idx,
+              c.get(getIndicesInit(), "indices_init", "[B, Hkv, T, k]", 4));
   SPARSEK_GET(g, c.get(getGatesInit(), "gates_init", "[B, Hkv, T, k]", 4));
   SPARSEK_GET(tau, c.get(getTauInit(), "tau_init", "[B, Hkv, T]", 3));
   if (failed(c.f32(u)) || failed(c.integer(idx, 0)) || failed(c.f32(g)) ||
       failed(c.f32(tau)))
     return failure();
-  if (failed(c.staticDim(idx, 3, "k", getKAttr().getInt(), "the budget k")))
-    return failure();
+  // A dynamic list length is checked at run time (min(k, S) <= K <= k).
+  if (!ShapedType::isDynamic(idx.dim(3)) && idx.dim(3) != getKAttr().getInt())
+    return emitOpError() << "'indices_init' dimension 3 (K) must equal the "
+                            "budget k = "
+                         << getKAttr().getInt()
+                         << " when static (a dynamic K is checked at run "
+                            "time), got "
+                         << idx.dim(3);
   if (failed(c.sameDims({{&u, 0, &idx, 0, "B"},
                          {&u, 1, &idx, 1, "Hkv"},
                          {&idx, 0, &g, 0, "B"},
@@ -465,7 +473,8 @@ LogicalResult SelectAttentionOp::verify() {
   if (failed(verifyOneForm(*this)))
     return failure();
   OperandChecker c(*this);
-  if (failed(c.budget(getKAttr().getInt(), getWAttr().getInt())) || failed(c.scale(getScale())))
+  if (failed(c.budget(getKAttr().getInt(), getWAttr().getInt())) ||
+      failed(c.scale(getScale())))
     return failure();
   SPARSEK_GET(q, c.get(getQuery(), "query", "[B, Hq, T, D]", 4));
   SPARSEK_GET(key, c.get(getKey(), "key", "[B, Hkv, S, D]", 4));
@@ -493,7 +502,8 @@ LogicalResult DecodeAttentionOp::verify() {
   if (failed(verifyOneForm(*this)))
     return failure();
   OperandChecker c(*this);
-  if (failed(c.budget(getKAttr().getInt(), getWAttr().getInt())) || failed(c.scale(getScale())))
+  if (failed(c.budget(getKAttr().getInt(), getWAttr().getInt())) ||
+      failed(c.scale(getScale())))
     return failure();
   SPARSEK_GET(q, c.get(getQuery(), "query", "[B, Hq, D]", 3));
   SPARSEK_GET(key, c.get(getKeySlots(), "key_slots", "[B, Hkv, k + w, D]", 4));
@@ -506,7 +516,8 @@ LogicalResult DecodeAttentionOp::verify() {
   SPARSEK_GET(out, c.get(getInit(), "init", "[B, Hq, Dv]", 3));
   if (failed(verifyQKV(c, q, key, value, out, /*tDim=*/0, /*qHeadDim=*/2)))
     return failure();
-  if (failed(c.staticDim(key, 2, "slots", getKAttr().getInt() + getWAttr().getInt(), "k + w")))
+  if (failed(c.staticDim(key, 2, "slots",
+                         getKAttr().getInt() + getWAttr().getInt(), "k + w")))
     return failure();
   if (failed(c.f32(sc)) || failed(c.f32(tau)) || failed(c.integer(cnt, 32)) ||
       failed(c.integer(pos, 64)))

@@ -36,7 +36,6 @@ struct DecomposeSelectAttention : OpRewritePattern<SelectAttentionOp> {
     OpFoldResult b = tensor::getMixedSize(rewriter, loc, op.getScores(), 0);
     OpFoldResult h = tensor::getMixedSize(rewriter, loc, op.getScores(), 1);
     OpFoldResult t = tensor::getMixedSize(rewriter, loc, op.getQuery(), 2);
-    OpFoldResult k = rewriter.getIndexAttr(op.getK());
     // Static sizes were compared by the verifier.
     OpFoldResult scoresS =
         tensor::getMixedSize(rewriter, loc, op.getScores(), 2);
@@ -46,6 +45,23 @@ struct DecomposeSelectAttention : OpRewritePattern<SelectAttentionOp> {
           rewriter, loc,
           getValueOrCreateConstantIndexOp(rewriter, loc, scoresS),
           getValueOrCreateConstantIndexOp(rewriter, loc, keysS));
+    // No query selects more than min(k, S) positions, and a budget of
+    // min(k, S) selects and gates exactly what k does (the SPARSEK budget
+    // only matters up to the number of candidates): the materialized lists
+    // are sized by it, not by k, which may exceed S by far.
+    IntegerAttr selectK = op.getKAttr();
+    OpFoldResult k;
+    if (std::optional<int64_t> s = getConstantIntValue(scoresS)) {
+      if (op.getK() > *s)
+        selectK = rewriter.getI64IntegerAttr(std::max<int64_t>(*s, 1));
+      k = rewriter.getIndexAttr(selectK.getInt());
+    } else {
+      k = arith::MinUIOp::create(
+              rewriter, loc,
+              arith::ConstantIndexOp::create(rewriter, loc, op.getK()),
+              getValueOrCreateConstantIndexOp(rewriter, loc, scoresS))
+              .getResult();
+    }
     Type f32 = rewriter.getF32Type();
     Value indices = tensor::EmptyOp::create(
         rewriter, loc, ArrayRef<OpFoldResult>{b, h, t, k},
@@ -57,7 +73,7 @@ struct DecomposeSelectAttention : OpRewritePattern<SelectAttentionOp> {
     auto select = SelectOp::create(
         rewriter, loc,
         TypeRange{indices.getType(), gates.getType(), tau.getType()},
-        op.getScores(), op.getKAttr(), op.getWAttr(), indices, gates, tau);
+        op.getScores(), selectK, op.getWAttr(), indices, gates, tau);
     rewriter.replaceOpWithNewOp<AttentionOp>(
         op, op->getResultTypes(), op.getQuery(), op.getKey(), op.getValue(),
         select->getResult(0), select->getResult(1), op.getWAttr(),

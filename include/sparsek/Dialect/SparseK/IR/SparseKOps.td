@@ -123,10 +123,15 @@ def SparseK_SelectOp : SparseK_DpsOp<"select", [
     (score, -position); the gate of a selected position is
     `clip(score - tau, 0, 1)`.
 
-    Results: `indices` `[B, Hkv, T, k]` (i32 or i64) lists the selected
-    positions ascending, padded with -1; `gates` `[B, Hkv, T, k]` f32 padded
+    Results: `indices` `[B, Hkv, T, K]` (i32 or i64) lists the selected
+    positions ascending, padded with -1; `gates` `[B, Hkv, T, K]` f32 padded
     with 0; `tau` `[B, Hkv, T]` f32. Window positions are implicit (gate 1)
-    and never appear in `indices`.
+    and never appear in `indices`. The list length `K` is `k` when static;
+    a dynamic `K` may be anything from `min(k, S)` to `k` (no query has
+    more than `min(k, S)` selected positions), which is checked at run
+    time: `sparsek-decompose-select-attention` sizes its lists by
+    `min(k, S)`, so that a budget far beyond the keys present allocates
+    nothing for it.
 
     Example:
 

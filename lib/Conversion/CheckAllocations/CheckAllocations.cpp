@@ -1,0 +1,146 @@
+//===- CheckAllocations.cpp - The sparsek-check-allocations pass ----------===//
+//
+// A memref.alloc becomes malloc, which returns null when memory runs out,
+// and its byte size is a product of run-time sizes that can overflow; the
+// code after it would then write through a null or short buffer. Each
+// allocation with a dynamic size is guarded: the byte size must fit in 63
+// bits and the buffer must not be null (unless it is empty); otherwise the
+// status word records SPARSEK_ERROR_OUT_OF_MEMORY and the rest of the
+// allocation's block, which holds every use of the buffer, is skipped.
+//
+//===----------------------------------------------------------------------===//
+#include "sparsek/Conversion/Passes.h"
+#include "sparsek/Conversion/SparseKToLoops/Status.h"
+
+#include "mlir/Interfaces/DataLayoutInterfaces.h"
+
+#include <limits>
+
+namespace mlir::sparsek {
+#define GEN_PASS_DEF_SPARSEKCHECKALLOCATIONS
+#include "sparsek/Conversion/Passes.h.inc"
+} // namespace mlir::sparsek
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+/// Whether the ops from `alloc` to the end of its block (terminator
+/// excluded) can move into a region: the terminator uses none of them.
+static bool restIsSelfContained(memref::AllocOp alloc) {
+  Operation *terminator = alloc->getBlock()->getTerminator();
+  for (Operation *op = alloc; op != terminator; op = op->getNextNode())
+    for (Value v : op->getResults())
+      for (Operation *user : v.getUsers())
+        if (terminator->isAncestor(user))
+          return false;
+  return true;
+}
+
+/// i1: the byte size of `alloc` (a product of its sizes) fits in int64;
+/// i1: it is empty.
+static std::pair<Value, Value> emitSizeFits(OpBuilder &b, Location loc,
+                                            memref::AllocOp alloc) {
+  MemRefType type = alloc.getType();
+  int64_t bytes = std::max<int64_t>(
+      1, DataLayout::closest(alloc).getTypeSize(type.getElementType()));
+  int64_t staticCount = 1;
+  for (int64_t d : type.getShape())
+    if (!ShapedType::isDynamic(d))
+      staticCount *= d;
+  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+  auto both = [&](Value x, Value y, bool any) -> Value {
+    if (!x)
+      return y;
+    return any ? arith::OrIOp::create(b, loc, x, y).getResult()
+               : arith::AndIOp::create(b, loc, x, y).getResult();
+  };
+  Value fits;
+  Value empty =
+      staticCount == 0
+          ? arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1).getResult()
+          : Value();
+  // Running product, in elements times element bytes; every step checks
+  // acc * size <= max before multiplying.
+  Value acc = arith::ConstantIndexOp::create(b, loc, bytes * staticCount);
+  Value max = arith::ConstantIndexOp::create(
+      b, loc, std::numeric_limits<int64_t>::max());
+  for (Value size : alloc.getDynamicSizes()) {
+    Value isZero =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, size, zero);
+    empty = both(empty, isZero, /*any=*/true);
+    Value one = arith::ConstantIndexOp::create(b, loc, 1);
+    Value divisor = arith::SelectOp::create(b, loc, isZero, one, size);
+    Value limit = arith::DivUIOp::create(b, loc, max, divisor);
+    Value ok =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, acc, limit);
+    fits = both(fits, ok, /*any=*/false);
+    acc = arith::MulIOp::create(b, loc, acc, divisor);
+  }
+  // An empty buffer may be null: malloc(0) is allowed to return it.
+  return {arith::OrIOp::create(b, loc, fits, empty), empty};
+}
+
+/// Moves `ops` (in order) to the start of `block`, before its terminator.
+static void moveInto(ArrayRef<Operation *> ops, Block *block) {
+  for (Operation *op : ops)
+    op->moveBefore(block->getTerminator());
+}
+
+static void guard(memref::AllocOp alloc) {
+  Location loc = alloc.getLoc();
+  OpBuilder b(alloc);
+  auto [fits, empty] = emitSizeFits(b, loc, alloc);
+  SmallVector<Operation *> rest;
+  Operation *terminator = alloc->getBlock()->getTerminator();
+  for (Operation *op = alloc; op != terminator; op = op->getNextNode())
+    rest.push_back(op);
+  auto failed = [&](OpBuilder &nb, Location nl) {
+    emitSetStatus(nb, nl, alloc, SPARSEK_ERROR_OUT_OF_MEMORY);
+    scf::YieldOp::create(nb, nl);
+  };
+  auto outer = scf::IfOp::create(
+      b, loc, fits,
+      [&](OpBuilder &nb, Location nl) { scf::YieldOp::create(nb, nl); },
+      failed);
+  moveInto(rest, outer.thenBlock());
+  // After the allocation: the buffer is there (or empty).
+  b.setInsertionPointAfter(alloc);
+  Value address =
+      memref::ExtractAlignedPointerAsIndexOp::create(b, loc, alloc.getResult());
+  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+  Value nonNull =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, address, zero);
+  Value there = arith::OrIOp::create(b, loc, nonNull, empty);
+  auto inner = scf::IfOp::create(
+      b, loc, there,
+      [&](OpBuilder &nb, Location nl) { scf::YieldOp::create(nb, nl); },
+      failed);
+  moveInto(ArrayRef<Operation *>(rest).drop_front(), inner.thenBlock());
+}
+
+namespace {
+struct SparseKCheckAllocationsPass
+    : mlir::sparsek::impl::SparseKCheckAllocationsBase<
+          SparseKCheckAllocationsPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SmallVector<memref::AllocOp> allocs;
+    module.walk([&](memref::AllocOp alloc) {
+      if (!alloc.getDynamicSizes().empty())
+        allocs.push_back(alloc);
+    });
+    if (allocs.empty())
+      return;
+    ensureStatusSymbols(module);
+    for (memref::AllocOp alloc : allocs) {
+      // A buffer handed to the block's terminator (returned, yielded) is
+      // left unguarded: skipping its definition would leave the terminator
+      // nothing to use.
+      if (restIsSelfContained(alloc))
+        guard(alloc);
+    }
+  }
+};
+} // namespace
