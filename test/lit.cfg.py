@@ -22,7 +22,8 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     [ToolSubst("sparsek-opt", unresolved="fatal"),
-     ToolSubst("sparsek-compile", unresolved="fatal")],
+     ToolSubst("sparsek-compile", unresolved="fatal"),
+     ToolSubst("mlir-opt", unresolved="fatal")],
     [config.sparsek_tools_dir, config.llvm_tools_dir],
 )
 
@@ -31,6 +32,18 @@ config.substitutions.append(("%mlir_runner_utils", os.path.join(
     config.llvm_tools_dir, "..", "lib", "libmlir_runner_utils.so")))
 config.substitutions.append(("%mlir_c_runner_utils", os.path.join(
     config.llvm_tools_dir, "..", "lib", "libmlir_c_runner_utils.so")))
+
+# Debian's stock mlir-opt with our dialect + pass plugin (lib/Plugin): tests
+# that run it show the dialect, passes and pipelines work in a tool we do not
+# build. Passes are named through -p/--pass-pipeline there: pass flags such as
+# --sparsek-cpu-pipeline exist only for passes registered before the tool
+# parses its command line, and plugins are loaded during that parse.
+_plugin = os.path.join(config.sparsek_lib_dir, "SparseKPlugin.so")
+config.substitutions.append(
+    ("%mlir-opt-sparsek",
+     f"{os.path.join(config.llvm_tools_dir, 'mlir-opt')} "
+     f"--load-dialect-plugin={_plugin} --load-pass-plugin={_plugin}"))
+config.substitutions.append(("%sparsek_plugin", _plugin))
 
 # The CUDA toolkit's ptxas turns PTX into sm_90 binaries (no GPU needed).
 _cuda_bin = os.environ.get("CUDA_HOME", "/usr/local/cuda") + "/bin"

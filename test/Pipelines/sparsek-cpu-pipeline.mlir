@@ -6,6 +6,7 @@
 // RUN: sparsek-opt %s --sparsek-cpu-pipeline | FileCheck %s
 // RUN: sparsek-opt %s --sparsek-cpu-pipeline=c-wrappers=false | FileCheck %s --check-prefix=NOWRAP
 // RUN: not sparsek-opt %s --sparsek-cpu-pipeline=index-bitwidth=16 2>&1 | FileCheck %s --check-prefix=BAD
+// RUN: %mlir-opt-sparsek %s -p 'builtin.module(sparsek-cpu-pipeline)' | FileCheck %s
 
 // CHECK: llvm.mlir.global private @__sparsek_status(0 : i32)
 // CHECK-DAG: llvm.func @sparsek_status() -> i32

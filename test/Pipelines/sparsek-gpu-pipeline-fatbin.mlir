@@ -2,6 +2,7 @@
 // sm_90 fatbin: ptxas accepted the generated PTX.
 // REQUIRES: ptxas
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline | FileCheck %s
+// RUN: %mlir-opt-sparsek %s -p 'builtin.module(sparsek-gpu-pipeline)' | FileCheck %s
 
 // CHECK: gpu.binary @attention_kernel
 // CHECK-SAME: #gpu.object<#nvvm.target<O = 3, chip = "sm_90", features = "+ptx80">

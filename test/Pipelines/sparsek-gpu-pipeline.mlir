@@ -2,6 +2,7 @@
 // thread, blocks over batch x query head x query block), NVVM, an embedded
 // binary, and host code that checks sizes and launches through mgpu*.
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa query-block=32" | FileCheck %s
+// RUN: %mlir-opt-sparsek %s -p 'builtin.module(sparsek-gpu-pipeline{format=isa query-block=32})' | FileCheck %s
 
 // CHECK: llvm.func @attention(
 // CHECK: gpu.launch_func {{ *}}@attention_kernel::@attention_kernel blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%[[C32:.*]], %{{.*}}, %{{.*}}) : i64

@@ -1,6 +1,7 @@
 // The pass lowers buffer-form ops only, and says what to run first
 // otherwise; every module it touches gets the status word and accessors.
 // RUN: sparsek-opt %s -sparsek-lower-to-loops -split-input-file -verify-diagnostics | FileCheck %s
+// RUN: %mlir-opt-sparsek %s -p 'builtin.module(sparsek-lower-to-loops)' -split-input-file -verify-diagnostics | FileCheck %s
 
 // CHECK: memref.global "private" @__sparsek_status : memref<i32> = dense<0>
 // CHECK-LABEL: func.func @sparsek_status() -> i32

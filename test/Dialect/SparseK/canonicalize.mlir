@@ -1,6 +1,7 @@
 // Canonical forms of sparsek ops: folds decided by a zero budget or by static
 // sizes that never exceed the budget.
 // RUN: sparsek-opt %s -canonicalize -split-input-file | FileCheck %s
+// RUN: %mlir-opt-sparsek %s -canonicalize -split-input-file | FileCheck %s
 
 // k = 0: the mask is zero and tau is +inf, whatever the input.
 // CHECK-LABEL: func.func @mask_zero_budget

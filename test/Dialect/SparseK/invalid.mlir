@@ -1,5 +1,6 @@
 // Every verifier diagnostic of every sparsek op, dynamic shapes included.
 // RUN: sparsek-opt %s -split-input-file -verify-diagnostics
+// RUN: %mlir-opt-sparsek %s -split-input-file -verify-diagnostics
 
 func.func @score_input_rank(%x: tensor<16x64xbf16>, %w: tensor<4x64xbf16>, %o: tensor<2x4x16xf32>) {
   // expected-error@+1 {{'input' must have rank 3 [B, T, C], got 'tensor<16x64xbf16>'}}

@@ -2,6 +2,7 @@
 // custom form and through the generic form.
 // RUN: sparsek-opt %s | sparsek-opt | FileCheck %s
 // RUN: sparsek-opt %s --mlir-print-op-generic | sparsek-opt | FileCheck %s
+// RUN: %mlir-opt-sparsek %s | %mlir-opt-sparsek | FileCheck %s
 
 // CHECK-LABEL: func.func @score_static
 func.func @score_static(%x: tensor<2x16x64xbf16>, %w: tensor<4x64xbf16>,

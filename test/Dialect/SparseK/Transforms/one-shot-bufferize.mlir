@@ -1,6 +1,7 @@
 // sparsek ops bufferize in place into their destinations: the tensor form
 // becomes the buffer form, and destinations are not copied (never read).
 // RUN: sparsek-opt %s -one-shot-bufferize="bufferize-function-boundaries" -split-input-file | FileCheck %s
+// RUN: %mlir-opt-sparsek %s -one-shot-bufferize="bufferize-function-boundaries" -split-input-file | FileCheck %s
 
 // CHECK-LABEL: func.func @select_then_attention
 // CHECK-SAME: %[[Q:[^:]*]]: memref<1x4x?x16xf32{{.*}}>, %[[K:[^:]*]]: memref<1x2x?x16xf32{{.*}}>, %[[V:[^:]*]]: memref<1x2x?x16xf32{{.*}}>, %[[U:[^:]*]]: memref<1x2x?xf32{{.*}}>, %[[O:[^:]*]]: memref<1x4x?x16xf32{{.*}}>

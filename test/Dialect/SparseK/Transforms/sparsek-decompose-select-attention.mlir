@@ -5,6 +5,7 @@
 // where a size is dynamic: the verifier compared static ones).
 // RUN: sparsek-opt %s -sparsek-decompose-select-attention -split-input-file | FileCheck %s
 // RUN: sparsek-opt %s -sparsek-decompose-select-attention=index-bitwidth=64 -split-input-file | FileCheck %s --check-prefix=I64
+// RUN: %mlir-opt-sparsek %s -p 'builtin.module(sparsek-decompose-select-attention{index-bitwidth=64})' -split-input-file | FileCheck %s --check-prefix=I64
 // RUN: not sparsek-opt %s -sparsek-decompose-select-attention=index-bitwidth=16 -split-input-file 2>&1 | FileCheck %s --check-prefix=BAD
 
 // BAD: index-bitwidth must be 32 or 64, got 16

@@ -1,6 +1,7 @@
 // Bufferized functions stop returning their argument buffers, public entry
 // points included; call sites use the argument instead.
 // RUN: sparsek-opt %s -sparsek-drop-returned-arguments | FileCheck %s
+// RUN: %mlir-opt-sparsek %s -p 'builtin.module(sparsek-drop-returned-arguments)' | FileCheck %s
 
 // CHECK-LABEL: func.func @entry
 // CHECK-SAME: (%[[A:.*]]: memref<4xf32>, %[[B:.*]]: memref<?xf32>) -> memref<2xf32>

@@ -4,6 +4,7 @@
 // RUN: sparsek-opt %s -split-input-file -verify-diagnostics "-sparsek-tile=attention-tile-sizes=1,4,32 score-tile-sizes=1,1,64 decode-tile-sizes=1,4 map-to-blocks" | FileCheck %s
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile=attention-tile-sizes=0,1,16" | FileCheck %s --check-prefix=ONE
 // RUN: not sparsek-opt %s -split-input-file "-sparsek-tile=attention-tile-sizes=1,4" 2>&1 | FileCheck %s --check-prefix=COUNT
+// RUN: %mlir-opt-sparsek %s -split-input-file -p 'builtin.module(sparsek-tile{attention-tile-sizes=0,1,16})' | FileCheck %s --check-prefix=ONE
 
 // COUNT: sparsek-tile: attention-tile-sizes needs 3 sizes, got 2
 
