@@ -9,12 +9,14 @@ below are imported on first attribute access:
   sparsek.compile_layer      a compiled layer callable on numpy arrays
   sparsek.KVCache            the runtime's KV cache (libsparsek_runtime.so)
   sparsek.nn                 SparseKAttention, a torch.nn.Module (needs torch; CPU or CUDA)
+  sparsek.torch_ops          the layer as torch.ops.sparsek.* operators (torch.compile)
   sparsek.gpu                GPU libraries called on torch CUDA tensors
 """
 
 import importlib
 
-_SUBMODULES = ("reference", "compiler", "layer", "ir", "cpu", "gpu", "kv_cache", "nn", "toolchain")
+_SUBMODULES = ("reference", "compiler", "layer", "ir", "cpu", "gpu", "kv_cache", "nn", "torch_ops",
+               "toolchain")
 _NAMES = {
     "compile_layer": "compiled_layer",
     "CompiledLayer": "compiled_layer",

@@ -16,8 +16,10 @@ The library is looked up at `$SPARSEK_RUNTIME_LIB`, then
 """
 
 import ctypes
+import itertools
 import os
 import threading
+import weakref
 from typing import NamedTuple
 
 import numpy as np
@@ -85,6 +87,10 @@ def library_path():
 
 _lock = threading.Lock()
 _loaded = {}
+# Open caches by KVCache.handle: an int names a cache where an object cannot
+# go (the arguments of torch operators, sparsek.torch_ops).
+_open_caches = weakref.WeakValueDictionary()
+_next_handle = itertools.count(1)
 
 
 def _lib():
@@ -206,6 +212,13 @@ class KVCache:
         _check(self._lib, self._lib.sk_cache_create(ctypes.byref(self.config), ctypes.byref(handle)),
                "sk_cache_create")
         self._storage = _Storage(self._lib, handle)
+        self.handle = next(_next_handle)  # see from_handle
+        _open_caches[self.handle] = self
+
+    @staticmethod
+    def from_handle(handle):
+        """The open cache whose `handle` this is, or None (closed or collected)."""
+        return _open_caches.get(int(handle))
 
     # -- lifetime -------------------------------------------------------------
     def close(self):
@@ -214,6 +227,7 @@ class KVCache:
         goes (they stay valid, detached from any other cache)."""
         self._storage = None
         self._views.clear()
+        _open_caches.pop(self.handle, None)
 
     def __enter__(self):
         return self

@@ -13,11 +13,14 @@ of contiguous tensors, no copies) over a CPU KV cache. CUDA tensors run the
 same layer compiled by sparsek-gpu-pipeline (`CompiledLayer.cuda_*`): the
 compiled entry points get the tensors' device pointers and torch's current
 stream of their device, over a KV cache with the CUDA backend (its slots
-viewed as CUDA tensors); nothing is copied to the host. Libraries come from
-the compiler's disk cache, so a machine without LLVM runs the ones carried
-from a machine with it (`CompiledLayer.prebuild`, examples/tiny_transformer.py
---prebuild). On CPU tensors the module is differentiable: when autograd is
-on (or the module is float64, `.double()`), `prefill` without a cache runs
+viewed as CUDA tensors); nothing is copied to the host. Both run through the
+operators torch.ops.sparsek.* (sparsek.torch_ops), so that
+torch.compile(model, fullgraph=True) traces the module without graph breaks
+(in inference: without autograd). Libraries come from the compiler's disk
+cache, so a machine without LLVM runs the ones carried from a machine with it
+(`CompiledLayer.prebuild`, examples/tiny_transformer.py --prebuild). On CPU
+tensors the module is differentiable: when autograd is on (or the module is
+float64, `.double()`), `prefill` without a cache runs
 `sparsek.autograd.sparsek_layer`, whose attention and scores have compiled
 backward ops (float64: the reference). The CUDA path is forward-only:
 backward raises a RuntimeError.
@@ -25,41 +28,12 @@ backward raises a RuntimeError.
 
 import torch
 
-from . import autograd
-from .compiled_layer import CompiledLayer
-from .cpu import _host_array
+from . import autograd, torch_ops
 from .kv_cache import KVCache
 from .layer import attention_config
 
 _DTYPES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 TORCH_DTYPES = {v: k for k, v in _DTYPES.items()}
-
-
-def _to_numpy(t, dtype):
-    """A numpy view of a CPU tensor (bf16 as uint16 bits); copies only if not contiguous."""
-    t = t.detach()
-    if t.dtype != dtype:
-        raise TypeError(f"expected a {dtype} tensor, got {t.dtype}")
-    return _host_array(t.contiguous())
-
-
-def _from_numpy(a, dtype):
-    t = torch.from_numpy(a)
-    return t.view(torch.bfloat16) if dtype == torch.bfloat16 else t
-
-
-class _ForwardOnly(torch.autograd.Function):
-    """Runs `fn` (numpy in, numpy out) and refuses to differentiate it."""
-
-    @staticmethod
-    def forward(ctx, fn, *tensors):
-        return fn()
-
-    @staticmethod
-    def backward(ctx, *grads):
-        raise RuntimeError("SparseKAttention has no backward here: gradients exist on CPU tensors "
-                           "without a KV cache (the GPU lowering of the gradient ops does not exist "
-                           "yet; use sparsek.reference's *_vjp functions for CUDA)")
 
 
 def _check_device(x, params):
@@ -95,7 +69,8 @@ class SparseKAttention(torch.nn.Module):
         self.score_bias = p(Hkv, dt=torch.float32) if score_bias else None
         self.score_slope = p(Hkv, dt=torch.float32) if score_slope else None
         self.reset_parameters()
-        self._layer = CompiledLayer(self.cfg)  # compiled on first use
+        self._layer = torch_ops.compiled_layer(self.cfg)  # compiled on first use
+        self._op_config = torch_ops.config_key(self.cfg)
 
     @torch.no_grad()
     def reset_parameters(self):
@@ -116,26 +91,21 @@ class SparseKAttention(torch.nn.Module):
                  "bias": self.score_bias, "slope": self.score_slope, "wo": self.wo}
         return {n: named[n] for n in self.cfg.weight_names()}
 
-    def _weights(self):
-        return {n: _to_numpy(t, torch.float32 if n in ("bias", "slope") else self.dtype)
-                for n, t in self._named().items()}
+    def _op_args(self):
+        """The weights and config that every torch.ops.sparsek layer op takes after x."""
+        return (self.wq, self.wk, self.wv, self.wsc, self.score_bias, self.score_slope, self.wo,
+                self._op_config)
 
-    def _cuda_weights(self):
-        return {n: t.detach() for n, t in self._named().items()}
-
-    def _run(self, fn, x, out_dtype, cuda_fn=None, grad_fn=None):
-        """fn() (numpy out) on CPU tensors, cuda_fn() (a CUDA tensor) on CUDA tensors; grad_fn()
-        (differentiable) on CPU tensors when gradients are wanted or the module is float64."""
+    def _run(self, call, x, grad_fn=None):
+        """call() (torch.ops.sparsek ops on x's device; their backward raises) after checks;
+        grad_fn() (differentiable) instead on CPU tensors when gradients are wanted or the
+        module is float64."""
         _check_device(x, self._params())
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self._params()))
         if grad_fn is not None and not x.is_cuda and (needs_grad or x.dtype == torch.float64):
             return grad_fn()
-        if x.is_cuda:
-            call = cuda_fn
-        else:
-            def call():
-                return _from_numpy(fn(), out_dtype)
-        return _ForwardOnly.apply(call, x, *self._params()) if needs_grad else call()
+        self._check_x(x)
+        return call()
 
     def new_cache(self, max_seqs=1, num_layers=1, score_capacity=None, device=None):
         """A KV cache shaped for this module (layer index 0..num_layers-1), on `device`
@@ -160,32 +130,19 @@ class SparseKAttention(torch.nn.Module):
         if cache is not None and (seq_ids is None or len(seq_ids) != x.shape[0]):
             raise ValueError("prefill with a cache needs one sequence id per batch row")
 
-        def fn():
-            xa = _to_numpy(x, self.dtype)
+        def call():
             if cache is None:
-                return self._layer(xa, self._weights())
-            out, key, value, u = self._layer(xa, self._weights(), return_kv=True)
-            self._layer.fill_cache(cache, layer, seq_ids, key, value, u)
-            return out
-
-        def cuda_fn():
-            self._check_x(x)
-            if cache is None:
-                return self._layer.cuda_prefill(x, self._cuda_weights())
-            # Check the cache before computing anything.
-            self._layer._cuda_check_cache(cache, x.device)
-            out, key, value, u = self._layer.cuda_prefill(x, self._cuda_weights(), return_kv=True)
-            self._layer.cuda_fill_cache(cache, layer, seq_ids, key, value, u)
+                return torch.ops.sparsek.prefill(x, *self._op_args())
+            out, key, value, u = torch.ops.sparsek.prefill_kv(x, *self._op_args())
+            torch.ops.sparsek.fill_cache(key, value, u, self._op_config, cache.handle, layer,
+                                         [int(s) for s in seq_ids])
             return out
 
         def grad_fn():
             return autograd.sparsek_layer(x, self.cfg, self._named())
-        return self._run(fn, x, self.dtype, cuda_fn, grad_fn if cache is None else None)
+        return self._run(call, x, grad_fn if cache is None else None)
 
     def decode(self, x, cache, seq_ids, layer=0):
         """x [B, C], the next token of each sequence seq_ids[b] -> [B, C]; appends it to the cache."""
-        def cuda_fn():
-            self._check_x(x)
-            return self._layer.cuda_decode(x, self._cuda_weights(), cache, layer, seq_ids)
-        return self._run(lambda: self._layer.decode(_to_numpy(x, self.dtype), self._weights(), cache,
-                                                    layer, seq_ids), x, self.dtype, cuda_fn)
+        return self._run(lambda: torch.ops.sparsek.decode(
+            x, *self._op_args(), cache.handle, layer, [int(s) for s in seq_ids]), x)

@@ -1,0 +1,245 @@
+# torch.library ops of the SparseK layer (torch.ops.sparsek.*) with fake implementations, so torch.compile traces SparseKAttention without graph breaks.
+"""The compiled SparseK layer as torch operators.
+
+    from sparsek import torch_ops                       # registers torch.ops.sparsek.*
+    cfg = torch_ops.config_key(layer_config)             # the layer's shapes and options, a str
+    y = torch.ops.sparsek.prefill(x, wq, wk, wv, wsc, bias, slope, wo, cfg)
+
+| op | returns | effect |
+| --- | --- | --- |
+| `prefill(x, wq, wk, wv, wsc, bias?, slope?, wo, config)` | out [B, T, C] | - |
+| `prefill_kv(...the same)` | out, key, value [B, Hkv, T, D], u [B, Hkv, T] f32 | - |
+| `fill_cache(key, value, u, config, cache, layer, seq_ids)` | - | appends a prompt to the cache |
+| `decode(x, wq, wk, wv, wsc, bias?, slope?, wo, config, cache, layer, seq_ids)` | out [B, C] | appends x's token to the cache |
+
+Each op runs the layer compiled from `sparsek.layer` (sparsek-cpu-pipeline
+for CPU tensors, sparsek-gpu-pipeline for CUDA tensors: device pointers on
+torch's current stream) and has a fake implementation that only computes
+output shapes, which is all torch.compile needs to trace it: the compiled
+call is one opaque node of the graph. `bias` and `slope` are float32 or
+None (the layer has none); the other tensors have the layer's dtype.
+
+prefill and prefill_kv are pure functions of their tensors and `config`.
+A backward attaches to them without changing them:
+
+    torch.library.register_autograd("sparsek::prefill", backward, setup_context=setup)
+
+with gradients positional to (x, wq, wk, wv, wsc, bias, slope, wo) and None
+for `config`; it replaces the placeholder registered here, which raises a
+RuntimeError when a gradient is computed. The placeholder is traceable, so a
+model compiled with gradients enabled (parameters require grad by default)
+still compiles and runs forward: torch.compile traces a backward graph up
+front, and a backward that raised while being traced would fail the compile.
+
+fill_cache and decode change the runtime KV cache, which torch cannot see:
+`cache` is its `KVCache.handle` and `seq_ids` the sequence slots. They are
+registered as ordered effects, so torch.compile neither drops, merges nor
+reorders them.
+"""
+
+import dataclasses
+import json
+from typing import List, Optional
+
+import torch
+
+from .compiled_layer import CompiledLayer
+from .cpu import _host_array
+from .kv_cache import KVCache
+from .layer import LayerConfig
+
+_LAYERS = {}
+
+
+def config_key(cfg):
+    """The `config` argument of the ops for a LayerConfig (a canonical JSON string)."""
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+
+
+def compiled_layer(cfg):
+    """The one CompiledLayer of `cfg` in this process (libraries are loaded once per config)."""
+    key = config_key(cfg)
+    if key not in _LAYERS:
+        _LAYERS[key] = CompiledLayer(cfg)
+    return _LAYERS[key]
+
+
+def _layer(config):
+    layer = _LAYERS.get(config)
+    return layer if layer is not None else compiled_layer(LayerConfig(**json.loads(config)))
+
+
+def _config(config):
+    return _layer(config).cfg
+
+
+def _weights(cfg, weights):
+    """name -> tensor for the layer's weight names; refuses a missing or an extra optional weight."""
+    named = dict(zip(("wq", "wk", "wv", "wsc", "bias", "slope", "wo"), weights))
+    for name, present in (("bias", cfg.bias), ("slope", cfg.slope)):
+        if (named[name] is not None) != present:
+            raise ValueError(f"the layer {'takes' if present else 'has no'} score {name}; got "
+                             f"{'none' if named[name] is None else 'a tensor'}")
+    return {n: named[n] for n in cfg.weight_names()}
+
+
+def _numpy(t):
+    return _host_array(t.contiguous())
+
+
+def _tensor(a, like_dtype):
+    t = torch.from_numpy(a)
+    return t.view(torch.bfloat16) if like_dtype == torch.bfloat16 else t
+
+
+def _check_x(cfg, x, rank):
+    want = "[B, T, C]" if rank == 3 else "[B, C]"
+    if x.dim() != rank or x.shape[-1] != cfg.C:
+        raise ValueError(f"x: expected {want} with C = {cfg.C}, got {tuple(x.shape)}")
+
+
+def _prefill(x, weights, config, return_kv):
+    layer = _layer(config)
+    named = _weights(layer.cfg, weights)
+    _check_x(layer.cfg, x, 3)
+    if x.is_cuda:
+        return layer.cuda_prefill(x, named, return_kv=return_kv)
+    result = layer(_numpy(x), {n: _numpy(t) for n, t in named.items()}, return_kv=return_kv)
+    if not return_kv:
+        return _tensor(result, x.dtype)
+    out, key, value, u = result
+    return _tensor(out, x.dtype), _tensor(key, x.dtype), _tensor(value, x.dtype), torch.from_numpy(u)
+
+
+@torch.library.custom_op("sparsek::prefill", mutates_args=())
+def prefill(x: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, wv: torch.Tensor,
+            wsc: torch.Tensor, bias: Optional[torch.Tensor], slope: Optional[torch.Tensor],
+            wo: torch.Tensor, config: str) -> torch.Tensor:
+    """The layer over x [B, T, C] at positions 0..T-1 -> out [B, T, C]."""
+    return _prefill(x, (wq, wk, wv, wsc, bias, slope, wo), config, return_kv=False)
+
+
+@prefill.register_fake
+def _(x, wq, wk, wv, wsc, bias, slope, wo, config):
+    _check_x(_config(config), x, 3)
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op("sparsek::prefill_kv", mutates_args=())
+def prefill_kv(x: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, wv: torch.Tensor,
+               wsc: torch.Tensor, bias: Optional[torch.Tensor], slope: Optional[torch.Tensor],
+               wo: torch.Tensor, config: str
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """prefill, plus the keys, values [B, Hkv, T, D] and scores [B, Hkv, T] a cache takes."""
+    return _prefill(x, (wq, wk, wv, wsc, bias, slope, wo), config, return_kv=True)
+
+
+@prefill_kv.register_fake
+def _(x, wq, wk, wv, wsc, bias, slope, wo, config):
+    cfg = _config(config)
+    _check_x(cfg, x, 3)
+    B, T = x.shape[0], x.shape[1]
+    kv = (B, cfg.Hkv, T, cfg.D)
+    return (x.new_empty(x.shape), x.new_empty(kv), x.new_empty(kv),
+            x.new_empty((B, cfg.Hkv, T), dtype=torch.float32))
+
+
+def _cache(handle):
+    cache = KVCache.from_handle(handle)
+    if cache is None:
+        raise ValueError(f"no open KV cache has handle {handle} (closed or garbage-collected)")
+    return cache
+
+
+@torch.library.custom_op("sparsek::fill_cache", mutates_args=())
+def fill_cache(key: torch.Tensor, value: torch.Tensor, u: torch.Tensor, config: str, cache: int,
+               layer: int, seq_ids: List[int]) -> None:
+    """Appends a prefill's key, value [B, Hkv, T, D] and u [B, Hkv, T] to empty sequences."""
+    compiled, kv = _layer(config), _cache(cache)
+    if key.is_cuda:
+        compiled.cuda_fill_cache(kv, layer, seq_ids, key, value, u)
+    else:
+        compiled.fill_cache(kv, layer, seq_ids, _numpy(key), _numpy(value), _numpy(u))
+
+
+@fill_cache.register_fake
+def _(key, value, u, config, cache, layer, seq_ids):
+    return None
+
+
+@torch.library.custom_op("sparsek::decode", mutates_args=())
+def decode(x: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, wv: torch.Tensor,
+           wsc: torch.Tensor, bias: Optional[torch.Tensor], slope: Optional[torch.Tensor],
+           wo: torch.Tensor, config: str, cache: int, layer: int, seq_ids: List[int]) -> torch.Tensor:
+    """One token per sequence: x [B, C] -> out [B, C]; appends the token to the cache."""
+    compiled, kv = _layer(config), _cache(cache)
+    named = _weights(compiled.cfg, (wq, wk, wv, wsc, bias, slope, wo))
+    _check_x(compiled.cfg, x, 2)
+    if x.is_cuda:
+        return compiled.cuda_decode(x, named, kv, layer, seq_ids)
+    out = compiled.decode(_numpy(x), {n: _numpy(t) for n, t in named.items()}, kv, layer, seq_ids)
+    return _tensor(out, x.dtype)
+
+
+@decode.register_fake
+def _(x, wq, wk, wv, wsc, bias, slope, wo, config, cache, layer, seq_ids):
+    _check_x(_config(config), x, 2)
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op("sparsek::no_backward", mutates_args=())
+def no_backward(grad: torch.Tensor, like: torch.Tensor, op: str) -> torch.Tensor:
+    """Stands for a gradient shaped like `like` of an op without a backward: raises when run.
+
+    It takes an incoming gradient `grad` so that it runs in the backward: a
+    node that depends on forward inputs alone may be moved into the forward
+    by torch.compile's partitioner.
+    """
+    raise RuntimeError(f"SparseKAttention has no backward here ({op}): gradients exist on CPU "
+                       "tensors without a KV cache (sparsek.autograd); the GPU lowering of the "
+                       "gradient ops does not exist yet (use sparsek.reference's *_vjp functions "
+                       "for CUDA)")
+
+
+@no_backward.register_fake
+def _(grad, like, op):
+    return torch.empty_like(like)
+
+
+def _register_no_backward(op, name):
+    """The placeholder backward of `op`: every gradient asked for is a no_backward node."""
+    def setup_context(ctx, inputs, output):
+        ctx.positions = [i for i, a in enumerate(inputs) if isinstance(a, torch.Tensor)]
+        ctx.num_inputs = len(inputs)
+        ctx.save_for_backward(*(inputs[i] for i in ctx.positions))
+
+    def backward(ctx, *grads):
+        grad = next(g for g in grads if g is not None)
+        result = [None] * ctx.num_inputs
+        for i, t in zip(ctx.positions, ctx.saved_tensors):
+            if ctx.needs_input_grad[i]:
+                result[i] = torch.ops.sparsek.no_backward(grad, t, name)
+        return tuple(result)
+
+    op.register_autograd(backward, setup_context=setup_context)
+
+
+for _op, _name in ((prefill, "sparsek::prefill"), (prefill_kv, "sparsek::prefill_kv"),
+                   (decode, "sparsek::decode")):
+    _register_no_backward(_op, _name)
+
+
+def _register_ordered_effect(op):
+    """The cache ops' effects are invisible to torch: order them."""
+    if hasattr(op, "register_effect"):  # torch >= 2.10
+        from torch._library.effects import EffectType
+
+        op.register_effect(EffectType.ORDERED)
+    else:
+        from torch._higher_order_ops.effects import _EffectType, _register_effectful_op
+
+        _register_effectful_op(op._opoverload, _EffectType.ORDERED)
+
+
+for _op in (fill_cache, decode):
+    _register_ordered_effect(_op)
