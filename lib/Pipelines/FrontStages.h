@@ -38,7 +38,10 @@ inline std::string frontStages(unsigned indexBitwidth, bool decompose = true) {
       "sparsek-drop-returned-arguments,"
       "func.func(ownership-based-buffer-deallocation),"
       "buffer-deallocation-simplification,bufferization-lower-deallocations,"
-      "canonicalize,",
+      // CSE first: bufferization writes a slice of a destination through
+      // two equal subviews, whose copy onto itself canonicalize then
+      // removes (it would otherwise become a memrefCopy runtime call).
+      "cse,canonicalize,",
       decomposition);
 }
 

@@ -10,13 +10,14 @@ below are imported on first attribute access:
   sparsek.KVCache            the runtime's KV cache (libsparsek_runtime.so)
   sparsek.nn                 SparseKAttention, a torch.nn.Module (needs torch; CPU or CUDA)
   sparsek.torch_ops          the layer as torch.ops.sparsek.* operators (torch.compile)
+  sparsek.varlen             select_attention over packed variable-length sequences
   sparsek.gpu                GPU libraries called on torch CUDA tensors
 """
 
 import importlib
 
 _SUBMODULES = ("reference", "compiler", "layer", "ir", "cpu", "gpu", "kv_cache", "nn", "torch_ops",
-               "toolchain")
+               "toolchain", "varlen")
 _NAMES = {
     "compile_layer": "compiled_layer",
     "CompiledLayer": "compiled_layer",

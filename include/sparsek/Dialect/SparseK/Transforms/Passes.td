@@ -49,7 +49,10 @@ def SparseKDropReturnedArguments
     included, and updates call sites, so that a C caller passes every buffer
     and nothing is returned (or cloned, or leaked). Upstream's
     `drop-equivalent-buffer-results` does the same for private functions
-    only; this pass applies it to the public entry points too.
+    only; this pass applies it to the public entry points too. A result that
+    is the argument handed through `scf.for` iteration arguments or `scf.if`
+    branches (a destination written in a loop) is folded to the argument
+    first, with those ops' canonicalization patterns.
 
     Before:
 
@@ -67,7 +70,8 @@ def SparseKDropReturnedArguments
     }
     ```
   }];
-  let dependentDialects = ["::mlir::memref::MemRefDialect"];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::memref::MemRefDialect"];
 }
 
 def SparseKTile : Pass<"sparsek-tile"> {
