@@ -13,9 +13,14 @@ from sparsek.nn import SparseKAttention  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _fresh_dynamo():
+    """Compiles from scratch: torch's on-disk graph caches key a graph by its ops and shapes,
+    not by the effects registered for the ops, so a graph cached under other registrations
+    (an older sparsek) would be served stale."""
     require_compiler()
     torch._dynamo.reset()
-    yield
+    with torch._inductor.config.patch(fx_graph_cache=False), \
+            torch._functorch.config.patch(enable_autograd_cache=False):
+        yield
     torch._dynamo.reset()
 
 

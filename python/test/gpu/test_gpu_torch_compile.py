@@ -6,8 +6,11 @@ from test_gpu_nn import make_module
 
 @pytest.fixture(autouse=True)
 def _fresh_dynamo(torch):
+    """Compiles from scratch (see test_torch_compile.py: stale on-disk graphs)."""
     torch._dynamo.reset()
-    yield
+    with torch._inductor.config.patch(fx_graph_cache=False), \
+            torch._functorch.config.patch(enable_autograd_cache=False):
+        yield
     torch._dynamo.reset()
 
 
