@@ -25,8 +25,17 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
     return failure();
   // Spelled as a textual pipeline: every stage is an upstream pass whose
   // textual options are its stable interface.
+  bool tiles = options.prefillKernel == PrefillKernel::Tiles;
+  std::string tilePass =
+      tiles ? llvm::formatv("sparsek-tile-select-attention{{form=scalar "
+                            "select-chunk={0}},",
+                            static_cast<int64_t>(options.selectChunk))
+                  .str()
+            : std::string();
   std::string pipeline =
-      frontStages(options.indexBitwidth, !options.fuseSelectAttention) +
+      frontStages(options.indexBitwidth,
+                  !options.fuseSelectAttention && !tiles) +
+      tilePass +
       llvm::formatv(
           // parallel-loops: the GPU pipeline's loop form, run sequentially
           // here, so that its logic is tested where there is no GPU.

@@ -40,8 +40,17 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
           options,
           report ? report : OptionErrorHandler(reportOptionErrorToStderr))))
     return failure();
+  // prefill-kernel=mma-sync: the tile-first kernel takes the fused
+  // select_attention ops it covers; the loops take the rest.
+  std::string tiles =
+      options.prefillKernel == PrefillKernel::MmaSync
+          ? llvm::formatv("sparsek-tile-select-attention{{form=mma-sync "
+                          "select-chunk={0}},",
+                          static_cast<int64_t>(options.selectChunk))
+                .str()
+          : std::string();
   std::string pipeline =
-      frontStages(options.indexBitwidth, !options.fuseSelectAttention) +
+      frontStages(options.indexBitwidth, !options.fuseSelectAttention) + tiles +
       llvm::formatv(
           "sparsek-lower-to-loops{{parallel-loops=true query-block={0} "
           "select-chunk={6}},"

@@ -54,6 +54,79 @@ def SparseKLowerToLoops : Pass<"sparsek-lower-to-loops", "ModuleOp"> {
   ];
 }
 
+def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp"> {
+  let summary = "Lower buffer-form select_attention tile first: per-block key sets, then mma.sync tiles (GPU) or the same tile walk as scalar loops (CPU)";
+  let description = [{
+    The tile-first form of the fused composite (SPEC 7, DESIGN.md "tile
+    first"). One tile holds M = 64 rows: BM = 64 / G consecutive queries
+    [t0, t1] of one (batch, KV head) times the G query heads of the group
+    (groups wider than 64 split over several tiles). Its key set is
+    Sel(t0) = TopK(candidates <= pos(t0) - w), ascending, followed by the
+    contiguous range [pos(t0) - w + 1, pos(t1)] (window span and the later
+    queries' new candidates), walked in key tiles of 64. Per element (t, j):
+    window if pos(t) - w + 1 <= j <= pos(t); candidate if j <= pos(t) - w
+    and (u_j, -j) >= theta(t) in SPEC 4's order, with gate
+    clip(u_j - tau(t), 0, 1); otherwise masked. The gate scales P after the
+    exponent and stays out of the row sum.
+
+    Host code first runs the chunked selection (as sparsek-lower-to-loops'
+    parallel form does) and turns it, in parallel loops, into the block
+    lists Sel(t0) and per-query f32 tau(t) and theta(t). Then:
+
+    - `form=mma-sync`: one `gpu.launch_func` of a `gpu.func` (in a new
+      `gpu.module`) per op, grid (query blocks, KV heads x head splits,
+      batch), 128 threads: K/V rows gathered into workgroup memory with
+      16-byte `nvgpu.device_async_copy` (zero fill for padding), `nvgpu.ldmatrix`,
+      Q K^T and (P * gates) V on `nvvm.mma.sync` m16n8k16 (bf16 packed as
+      i32), the online softmax in registers (`gpu.shuffle xor`,
+      `math.exp2`). Covers bf16 and f16 inputs with static D and Dv in
+      {64, 128}; other ops are left for sparsek-lower-to-loops.
+    - `form=scalar`: the same tiles, slots, membership test and per-tile
+      softmax updates as plain loops, so the CPU runs (and tests) the walk.
+
+    Run-time checks and their status codes are those of the fused loop
+    lowering; rows must be 16-byte aligned in the mma-sync form
+    (SPARSEK_ERROR_MISALIGNED). Kernels treat NaN and +inf scores as masked.
+
+    Before:
+
+    ```mlir
+    sparsek.select_attention ins(%q, %k, %v, %u : memref<?x?x?x64xbf16>, ...)
+        k = 64 w = 32 outs(%o : memref<?x?x?x64xbf16>)
+    ```
+
+    After (`form=mma-sync`, abridged):
+
+    ```mlir
+    gpu.module @sparsek_select_attention_tiles_0 {
+      gpu.func @tiles(...) workgroup(...) kernel {
+        nvgpu.device_async_copy ... ; nvgpu.ldmatrix ... ; nvvm.mma.sync ...
+      }
+    }
+    func.func @f(...) {
+      scf.parallel ...   // chunked selection, block lists, thresholds
+      gpu.launch_func @sparsek_select_attention_tiles_0::@tiles
+          blocks in (%nb, %hs, %b) threads in (%c128, %c1, %c1) args(...)
+    }
+    ```
+  }];
+  let options = [
+    Option<"form", "form", "std::string", /*default=*/"\"mma-sync\"",
+           "mma-sync (GPU kernel on tensor cores) or scalar (the same tile "
+           "walk as loops, for the CPU)">,
+    Option<"selectChunk", "select-chunk", "int64_t", /*default=*/"0",
+           "Candidates per chunk of the chunked selection; 0 picks "
+           "max(256, ceil(C / 64)) for C candidates per row">
+  ];
+  let dependentDialects = [
+    "::mlir::affine::AffineDialect", "::mlir::arith::ArithDialect",
+    "::mlir::gpu::GPUDialect", "::mlir::LLVM::LLVMDialect",
+    "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::NVVM::NVVMDialect", "::mlir::nvgpu::NVGPUDialect",
+    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect"
+  ];
+}
+
 def SparseKEntryPoints : Pass<"sparsek-entry-points", "ModuleOp"> {
   let summary = "Add a C entry point per public function that returns a status (and takes a stream)";
   let description = [{

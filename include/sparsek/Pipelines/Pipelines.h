@@ -15,6 +15,18 @@ namespace mlir {
 class OpPassManager;
 namespace sparsek {
 
+/// How the pipelines lower the fused select_attention.
+enum class PrefillKernel {
+  /// sparsek-lower-to-loops: one query per thread (GPU) or per iteration.
+  Loops,
+  /// sparsek-tile-select-attention{form=mma-sync}: tiles of 64 (query,
+  /// head) rows on tensor cores (GPU; bf16/f16, D and Dv in {64, 128}).
+  MmaSync,
+  /// sparsek-tile-select-attention{form=scalar}: the same tile walk as
+  /// loops (CPU), to test it where there is no GPU.
+  Tiles,
+};
+
 struct SparseKCPUPipelineOptions
     : public PassPipelineOptions<SparseKCPUPipelineOptions> {
   PassOptions::Option<unsigned> indexBitwidth{
@@ -45,6 +57,18 @@ struct SparseKCPUPipelineOptions
                      "the CPU. NaN and +inf scores are then masked, not "
                      "reported"),
       llvm::cl::init(false)};
+  PassOptions::Option<PrefillKernel> prefillKernel{
+      *this, "prefill-kernel",
+      llvm::cl::desc("How the fused select_attention is lowered (with "
+                     "fuse-select-attention or prefill-kernel=tiles)"),
+      llvm::cl::init(PrefillKernel::Loops),
+      llvm::cl::values(
+          clEnumValN(PrefillKernel::Loops, "loops",
+                     "one online softmax per query (sparsek-lower-to-loops)"),
+          clEnumValN(PrefillKernel::Tiles, "tiles",
+                     "the GPU tile walk as scalar loops "
+                     "(sparsek-tile-select-attention{form=scalar}); implies "
+                     "the fused form"))};
 };
 
 /// Receives one message per invalid pipeline option.
@@ -102,6 +126,19 @@ struct SparseKGPUPipelineOptions
       llvm::cl::desc("Candidates per chunk of the parallel selection; 0 "
                      "picks max(256, ceil(C / 64)) for C candidates per row"),
       llvm::cl::init(0)};
+  PassOptions::Option<PrefillKernel> prefillKernel{
+      *this, "prefill-kernel",
+      llvm::cl::desc("How the fused select_attention is lowered"),
+      llvm::cl::init(PrefillKernel::Loops),
+      llvm::cl::values(
+          clEnumValN(PrefillKernel::Loops, "loops",
+                     "one query per thread on CUDA cores "
+                     "(sparsek-lower-to-loops)"),
+          clEnumValN(PrefillKernel::MmaSync, "mma-sync",
+                     "tiles of 64 (query, head) rows on tensor cores "
+                     "(sparsek-tile-select-attention; bf16/f16 with D and Dv "
+                     "in {64, 128}, other ops keep the loops); not yet run "
+                     "on a GPU"))};
 };
 
 /// A GPU block has at most this many threads (CUDA's limit); query-block

@@ -762,6 +762,14 @@ Value ChunkedSelection::emitTau(OpBuilder &b, Location loc, Value bi, Value h,
   return B{b, loc}.load(queryTau, {emitRowIndex(b, loc, bi, h), t});
 }
 
+std::pair<Value, Value> ChunkedSelection::emitTheta(OpBuilder &b, Location loc,
+                                                    Value bi, Value h,
+                                                    Value t) const {
+  B x{b, loc};
+  Value r = emitRowIndex(b, loc, bi, h);
+  return {x.load(thetaScore, {r, t}), x.load(thetaPos, {r, t})};
+}
+
 SmallVector<Value>
 ChunkedSelection::emitVisitSelected(OpBuilder &b, Location loc, Value bi,
                                     Value h, Value t, const QueryPlace &place,

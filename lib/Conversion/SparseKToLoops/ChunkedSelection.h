@@ -82,6 +82,11 @@ public:
   QueryPlace emitPlace(OpBuilder &b, Location loc, Value t) const;
   /// f64 tau(t) (when the query has candidates).
   Value emitTau(OpBuilder &b, Location loc, Value bi, Value h, Value t) const;
+  /// theta(t) as (f32 score, index position) (when the query has
+  /// candidates): (-inf, 0) when it has at most k, so every candidate
+  /// reaches it.
+  std::pair<Value, Value> emitTheta(OpBuilder &b, Location loc, Value bi,
+                                    Value h, Value t) const;
 
   /// Called for every selected position (index) with its f32 score and the
   /// carried values; returns the next carried values.

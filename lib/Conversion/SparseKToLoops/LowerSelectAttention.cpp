@@ -13,6 +13,7 @@
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
 
 #include "ChunkedSelection.h"
+#include "FusedChecks.h"
 #include "LoopUtils.h"
 #include "Softmax.h"
 #include "TauSolver.h"
@@ -24,16 +25,15 @@
 using namespace mlir;
 using namespace mlir::sparsek;
 
-namespace {
-struct FusedSizes {
-  Value batch, hq, hkv, t, s, d, dv, group;
-};
-} // namespace
+FusedSizes FusedSizes::read(OpBuilder &b, Location loc, SelectAttentionOp op) {
+  return {emitDim(b, loc, op.getQuery(), 0), emitDim(b, loc, op.getQuery(), 1),
+          emitDim(b, loc, op.getKey(), 1),   emitDim(b, loc, op.getQuery(), 2),
+          emitDim(b, loc, op.getKey(), 2),   emitDim(b, loc, op.getQuery(), 3),
+          emitDim(b, loc, op.getValue(), 3), Value()};
+}
 
-/// Checks the sizes the verifier could not (dynamic ones) and records
-/// failures in the status word; returns the i1 that guards the computation.
-static Value emitFusedChecks(OpBuilder &b, Location loc, SelectAttentionOp op,
-                             FusedSizes &z) {
+Value mlir::sparsek::emitFusedChecks(OpBuilder &b, Location loc,
+                                     SelectAttentionOp op, FusedSizes &z) {
   Value q = op.getQuery(), key = op.getKey(), value = op.getValue(),
         u = op.getScores(), out = op.getInit();
   Value groupOk;
@@ -145,14 +145,7 @@ mlir::sparsek::lowerSelectAttentionToLoops(RewriterBase &rewriter,
     return op.emitOpError()
            << "needs a static value head dimension Dv for the fused "
               "lowering: its per-query scratch lives on the stack";
-  FusedSizes z{emitDim(rewriter, loc, op.getQuery(), 0),
-               emitDim(rewriter, loc, op.getQuery(), 1),
-               emitDim(rewriter, loc, op.getKey(), 1),
-               emitDim(rewriter, loc, op.getQuery(), 2),
-               emitDim(rewriter, loc, op.getKey(), 2),
-               emitDim(rewriter, loc, op.getQuery(), 3),
-               emitDim(rewriter, loc, op.getValue(), 3),
-               Value()};
+  FusedSizes z = FusedSizes::read(rewriter, loc, op);
   Value ok = emitFusedChecks(rewriter, loc, op, z);
   bool alignedRows = false;
   if (options.parallelLoops)

@@ -1,0 +1,241 @@
+//===- BlockKeySets.cpp - What the tiles of select_attention read ---------===//
+//
+// See BlockKeySets.h. The block lists reuse the chunked selection
+// (ChunkedSelection.h): Sel(t0) is the chunk's first list filtered by
+// theta(t0) plus the chunk's candidates up to t0's last, visited in
+// ascending order, so the lists come out sorted (monotone gathers).
+//
+//===----------------------------------------------------------------------===//
+#include "BlockKeySets.h"
+
+#include "../SparseKToLoops/ChunkedSelection.h"
+#include "../SparseKToLoops/LoopUtils.h"
+#include "../SparseKToLoops/TauSolver.h"
+#include "../SparseKToLoops/TopKHeap.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+/// Threads per block of the host-side parallel loops (once mapped).
+static constexpr int64_t kListBlock = 64;
+static constexpr int64_t kQueryBlock = 128;
+
+namespace {
+struct I {
+  OpBuilder &b;
+  Location loc;
+  Value c(int64_t v) { return emitIndex(b, loc, v); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value sub(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
+  Value div(Value x, Value y) { return arith::DivUIOp::create(b, loc, x, y); }
+  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, loc, x, y); }
+  Value min(Value x, Value y) { return arith::MinSIOp::create(b, loc, x, y); }
+  Value max(Value x, Value y) { return arith::MaxSIOp::create(b, loc, x, y); }
+  Value lt(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y);
+  }
+  Value le(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, x, y);
+  }
+  Value sel(Value c, Value x, Value y) {
+    return arith::SelectOp::create(b, loc, c, x, y);
+  }
+  Value andI(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
+  Value orI(Value x, Value y) { return arith::OrIOp::create(b, loc, x, y); }
+  Value ceilDiv(Value x, Value y) { return div(add(x, sub(y, c(1))), y); }
+  Value i32(Value x) {
+    return arith::IndexCastOp::create(b, loc, b.getI32Type(), x);
+  }
+};
+} // namespace
+
+TileGeometry TileGeometry::emit(OpBuilder &b, Location loc, Value group,
+                                Value numQueries) {
+  I x{b, loc};
+  // At least 1: Hq = 0 leaves nothing to compute but must not divide by 0.
+  Value gc = x.max(x.min(group, x.c(kTileRows)), x.c(1));
+  Value bm = x.div(x.c(kTileRows), gc);
+  return {group, gc, x.ceilDiv(group, gc), bm, x.ceilDiv(numQueries, bm)};
+}
+
+TileRow sparsek::emitTileRow(OpBuilder &b, Location loc, Value row, Value t0,
+                             Value split, Value headsPerTile, Value group,
+                             Value blockQueries, Value numQueries) {
+  I x{b, loc};
+  Value qi = x.div(row, headsPerTile);
+  Value t = x.add(t0, qi);
+  Value hq = x.add(x.mul(split, headsPerTile), x.rem(row, headsPerTile));
+  Value valid = x.andI(x.andI(x.lt(qi, blockQueries), x.lt(t, numQueries)),
+                       x.lt(hq, group));
+  return {t, hq, valid};
+}
+
+std::pair<Value, Value> sparsek::emitMembership(OpBuilder &b, Location loc,
+                                                const QueryThresholds &row,
+                                                Value j, Value u, int64_t w,
+                                                bool selects) {
+  I x{b, loc};
+  Value real = x.le(x.c(0), j);
+  Value firstWindow = x.sub(row.pos, x.c(w - 1));
+  Value window = x.andI(x.andI(real, x.le(firstWindow, j)), x.le(j, row.pos));
+  Value one = emitF32(b, loc, 1.0), zero = emitF32(b, loc, 0.0);
+  if (!selects)
+    return {x.andI(row.valid, window), one};
+  // (u, -j) >= theta: theta itself or stronger.
+  Value above = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, u,
+                                      row.thetaScore);
+  Value tied = x.andI(arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
+                                            u, row.thetaScore),
+                      x.le(j, row.thetaPos));
+  Value candidate = x.andI(x.andI(real, x.le(j, x.sub(row.pos, x.c(w)))),
+                           emitIsFiniteScore(b, loc, u));
+  Value selected = x.andI(candidate, x.orI(above, tied));
+  Value gate = arith::MaxNumFOp::create(
+      b, loc,
+      arith::MinNumFOp::create(b, loc,
+                               arith::SubFOp::create(b, loc, u, row.tau), one),
+      zero);
+  return {x.andI(row.valid, x.orI(window, selected)), x.sel(window, one, gate)};
+}
+
+BlockKeys BlockKeys::emit(OpBuilder &b, Location loc, Value count, Value t0,
+                          Value blockQueries, Value numQueries, Value numKeys,
+                          int64_t w) {
+  I x{b, loc};
+  Value firstPos = x.sub(numKeys, numQueries);
+  Value lo = x.max(x.c(0), x.add(firstPos, x.sub(t0, x.c(w - 1))));
+  Value t1 = x.sub(x.min(x.add(t0, blockQueries), numQueries), x.c(1));
+  Value hi = x.add(firstPos, t1);
+  Value range = x.max(x.c(0), x.add(x.sub(hi, lo), x.c(1)));
+  return {count, lo, x.add(count, range)};
+}
+
+Value BlockKeys::emitKeyAt(OpBuilder &b, Location loc, Value i, Value list,
+                           ValueRange lead, int64_t k) const {
+  I x{b, loc};
+  Value j = x.add(lo, x.sub(i, count));
+  if (list) {
+    // Clamped, so the load stays inside the row; the select drops it.
+    SmallVector<Value> at(lead);
+    at.push_back(x.min(i, x.c(k - 1)));
+    j = x.sel(x.lt(i, count), emitLoadIndex(b, loc, list, at), j);
+  }
+  return x.sel(x.lt(i, length), j, x.c(-1));
+}
+
+QueryThresholds ThresholdBuffers::emitLoad(OpBuilder &b, Location loc, Value r,
+                                           Value t, Value valid,
+                                           Value pos) const {
+  // Invalid rows (past T) read query 0's entries, which exist when T > 0.
+  I x{b, loc};
+  Value at = x.sel(valid, t, x.c(0));
+  auto load = [&](Value buf) {
+    return memref::LoadOp::create(b, loc, buf, ValueRange{r, at}).getResult();
+  };
+  return {valid, pos, load(tau), load(thetaScore),
+          emitLoadIndex(b, loc, thetaPos, ValueRange{r, at})};
+}
+
+static Value alloc(OpBuilder &b, Location loc, Type elem,
+                   ArrayRef<Value> sizes) {
+  SmallVector<int64_t> shape(sizes.size(), ShapedType::kDynamic);
+  return memref::AllocOp::create(b, loc, MemRefType::get(shape, elem), sizes);
+}
+
+void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
+  int64_t k = op.getKAttr().getInt(), w = op.getWAttr().getInt();
+  assert(k >= 1 && "k = 0 selects nothing");
+  I x{b, loc};
+  Value scores = op.getScores();
+  Value batch = emitDim(b, loc, scores, 0), heads = emitDim(b, loc, scores, 1);
+  Value numQueries = emitDim(b, loc, op.getQuery(), 2);
+  ChunkedSelection sel(op, k, w, scores, numQueries, /*inKernel=*/true,
+                       selectChunk);
+  sel.emitSizes(b, loc);
+  // Each chunk's first query's positions: O(k) per chunk.
+  Value firsts = memref::AllocOp::create(
+      b, loc,
+      MemRefType::get(
+          {ShapedType::kDynamic, ShapedType::kDynamic, ShapedType::kDynamic, k},
+          b.getIndexType()),
+      ValueRange{batch, heads, sel.numChunks()});
+  sel.emitThresholds(b, loc,
+                     FirstLists{firsts, [](OpBuilder &, Location, Value bi,
+                                           Value h, Value chunk, Value) {
+                                  return SmallVector<Value>{bi, h, chunk};
+                                }});
+  Value rows = x.mul(batch, heads);
+  Type f32 = b.getF32Type(), i32 = b.getI32Type();
+  lists = alloc(b, loc, i32, {rows, geo.numBlocks, x.c(k)});
+  counts = alloc(b, loc, i32, {rows, geo.numBlocks});
+  thresholds = {alloc(b, loc, f32, {rows, numQueries}),
+                alloc(b, loc, f32, {rows, numQueries}),
+                alloc(b, loc, i32, {rows, numQueries})};
+
+  // Per block: Sel(t0), ascending, then -1 padding.
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, geo.numBlocks, kListBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value blk) {
+        I y{nb, nl};
+        Value r = y.add(y.mul(bi, heads), h);
+        Value t0 = y.mul(blk, geo.blockQueries);
+        QueryPlace place = sel.emitPlace(nb, nl, t0);
+        Value n = sel.emitVisitSelected(
+            nb, nl, bi, h, t0, place, ValueRange{y.c(0)},
+            [&](OpBuilder &vb, Location vl, Value j, Value,
+                ValueRange carried) -> SmallVector<Value> {
+              I z{vb, vl};
+              memref::StoreOp::create(vb, vl, z.i32(j), lists,
+                                      ValueRange{r, blk, carried[0]});
+              return {z.add(carried[0], z.c(1))};
+            })[0];
+        memref::StoreOp::create(nb, nl, y.i32(n), counts, ValueRange{r, blk});
+        emitFor(nb, nl, n, y.c(k), [&](OpBuilder &fb, Location fl, Value i) {
+          memref::StoreOp::create(fb, fl, I{fb, fl}.i32(I{fb, fl}.c(-1)), lists,
+                                  ValueRange{r, blk, i});
+        });
+      });
+  // Per query: f32 tau and theta; queries without candidates never test
+  // one (no j <= pos - w), they get (+inf, +inf, -1).
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, numQueries, kQueryBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value t) {
+        I y{nb, nl};
+        Value r = y.add(y.mul(bi, heads), h);
+        QueryPlace place = sel.emitPlace(nb, nl, t);
+        SmallVector<Value> v = emitIfElse(
+            nb, nl, place.hasCandidates,
+            [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+              Value tau = arith::TruncFOp::create(
+                  tb, tl, tb.getF32Type(), sel.emitTau(tb, tl, bi, h, t));
+              auto [ts, tp] = sel.emitTheta(tb, tl, bi, h, t);
+              return {tau, ts, I{tb, tl}.i32(tp)};
+            },
+            [&](OpBuilder &eb, Location el) -> SmallVector<Value> {
+              return {emitF32(eb, el, inf), emitF32(eb, el, inf),
+                      I{eb, el}.i32(I{eb, el}.c(-1))};
+            });
+        memref::StoreOp::create(nb, nl, v[0], thresholds.tau, ValueRange{r, t});
+        memref::StoreOp::create(nb, nl, v[1], thresholds.thetaScore,
+                                ValueRange{r, t});
+        memref::StoreOp::create(nb, nl, v[2], thresholds.thetaPos,
+                                ValueRange{r, t});
+      });
+  // Launches on one stream run in order: the chunked selection's scratch
+  // can go now.
+  sel.emitDealloc(b, loc);
+  memref::DeallocOp::create(b, loc, firsts);
+}
+
+void BlockKeySets::emitDealloc(OpBuilder &b, Location loc) const {
+  for (Value v : {lists, counts, thresholds.tau, thresholds.thetaScore,
+                  thresholds.thetaPos})
+    memref::DeallocOp::create(b, loc, v);
+}

@@ -1,0 +1,127 @@
+//===- BlockKeySets.h - What the tiles of select_attention read -*- C++ -*-===//
+//
+// The tile-first select_attention lowerings give one tile (one CTA on the
+// GPU) M = 64 rows: BM queries [t0, t1] of one (batch, KV head) times the
+// query heads of its group. Its key set is (SPEC 4, 7; c0 = pos(t0) - w):
+//
+//   Sel(t0) = TopK(candidates <= c0), ascending     (a key in the top k of a
+//     set is in the top k of every subset holding it, so Sel(t) of every
+//     query of the block lies in it plus the range below)
+//   [max(0, c0 + 1), pos(t1)]                       (the window span and the
+//     candidates (c0, c1] of the later queries, contiguous)
+//
+// walked as one list of `count + length` slots in key tiles. Per element
+// (t, j): window if pos(t) - w + 1 <= j <= pos(t); candidate if
+// j <= pos(t) - w, u_j finite and (u_j, -j) >= theta(t) in SPEC 4's order,
+// gate clip(u_j - tau(t), 0, 1); otherwise masked.
+//
+// This file holds the host side (the chunked selection's thresholds turned
+// into per-block lists and per-query f32 thresholds, in parallel loops) and
+// the device-side pieces both the mma.sync kernel and the scalar CPU form
+// use, so the two walk the same keys with the same membership test.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SPARSEK_LIB_CONVERSION_SPARSEKTOGPU_BLOCKKEYSETS_H
+#define SPARSEK_LIB_CONVERSION_SPARSEKTOGPU_BLOCKKEYSETS_H
+
+#include "sparsek/Dialect/SparseK/IR/SparseKOps.h"
+
+#include "mlir/IR/Builders.h"
+
+namespace mlir::sparsek {
+
+/// Rows per tile (4 warps x 16 rows of mma.m16n8k16) and keys per key tile.
+constexpr int64_t kTileRows = 64;
+constexpr int64_t kKeyTile = 64;
+
+/// How a tile's 64 rows map to (query, query head); host values.
+struct TileGeometry {
+  Value group;        // G = Hq / Hkv
+  Value headsPerTile; // Gc = min(G, 64): query heads of one tile
+  Value headSplits;   // ceil(G / Gc): tiles per (query block, KV head)
+  Value blockQueries; // BM = 64 / Gc
+  Value numBlocks;    // ceil(T / BM)
+
+  static TileGeometry emit(OpBuilder &b, Location loc, Value group,
+                           Value numQueries);
+};
+
+/// Row `row` of a tile: query t0 + row / Gc, query head
+/// split * Gc + row % Gc (device values). Works for index or i32 `row`.
+struct TileRow {
+  Value query; // t (index)
+  Value qhead; // hq within the KV head's group (index)
+  Value valid; // i1: a real (query, head) pair
+};
+TileRow emitTileRow(OpBuilder &b, Location loc, Value row, Value t0,
+                    Value split, Value headsPerTile, Value group,
+                    Value blockQueries, Value numQueries);
+
+/// Per query: what the membership test reads (device values).
+struct QueryThresholds {
+  Value valid;      // i1: the row is a real query
+  Value pos;        // index pos(t)
+  Value tau;        // f32 tau(t)
+  Value thetaScore; // f32
+  Value thetaPos;   // index
+};
+
+/// Membership and gate of key j (index, -1 for padding) with score u (f32)
+/// for one row: (i1 valid, f32 gate).
+std::pair<Value, Value> emitMembership(OpBuilder &b, Location loc,
+                                       const QueryThresholds &row, Value j,
+                                       Value u, int64_t w, bool selects);
+
+/// A tile's key list (device values, index).
+struct BlockKeys {
+  Value count;  // |Sel(t0)| entries of the list buffer
+  Value lo;     // first position of the contiguous range
+  Value length; // count + range length: the slots to walk
+
+  /// `count` is the block's list length (0 without selection).
+  static BlockKeys emit(OpBuilder &b, Location loc, Value count, Value t0,
+                        Value blockQueries, Value numQueries, Value numKeys,
+                        int64_t w);
+  /// Position of slot i (index; -1 past the end). `list` is the block's
+  /// row of the list buffer as (buffer, leading indices), null without
+  /// selection.
+  Value emitKeyAt(OpBuilder &b, Location loc, Value i, Value list,
+                  ValueRange lead, int64_t k) const;
+};
+
+/// The per-query threshold buffers ([B * Hkv, T]: f32 tau, f32 theta
+/// score, i32 theta position), as host allocations or kernel arguments.
+struct ThresholdBuffers {
+  Value tau, thetaScore, thetaPos;
+
+  /// Device side: the thresholds of query t of row r = bi * Hkv + h.
+  QueryThresholds emitLoad(OpBuilder &b, Location loc, Value r, Value t,
+                           Value valid, Value pos) const;
+};
+
+/// Host side: selection thresholds and block lists (k >= 1).
+class BlockKeySets {
+public:
+  BlockKeySets(SelectAttentionOp op, int64_t selectChunk)
+      : op(op), selectChunk(selectChunk) {}
+
+  /// Emits the chunked selection and, in parallel loops, per (batch, KV
+  /// head, query block) Sel(t0) ascending and its length, and per query
+  /// f32 tau(t) and theta(t).
+  void emit(OpBuilder &b, Location loc, const TileGeometry &geo);
+  void emitDealloc(OpBuilder &b, Location loc) const;
+
+  /// [B * Hkv, NB, k] i32, ascending, -1 padded.
+  Value lists;
+  /// [B * Hkv, NB] i32.
+  Value counts;
+  ThresholdBuffers thresholds;
+
+private:
+  SelectAttentionOp op;
+  int64_t selectChunk;
+};
+
+} // namespace mlir::sparsek
+
+#endif // SPARSEK_LIB_CONVERSION_SPARSEKTOGPU_BLOCKKEYSETS_H

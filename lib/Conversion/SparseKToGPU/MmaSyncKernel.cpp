@@ -1,0 +1,521 @@
+//===- MmaSyncKernel.cpp - select_attention tiles on mma.sync -------------===//
+//
+// One CTA of 4 warps per tile (TileLowerings.h): warp w owns rows
+// 16w..16w+15 of the tile's 64 (query, head) rows. Per key tile of 64 slots:
+//   - 64 threads write the slots' positions j (-1 past the list) and scores
+//     u_j to workgroup memory;
+//   - K and V rows are gathered with 16-byte cp.async (src-size 0, i.e. zero
+//     fill, for padding) into XOR-swizzled [64][D] tiles (the 16-byte chunk
+//     index XOR row % 8: the 8 rows one ldmatrix reads hit 8 bank groups);
+//   - S = Q K^T on mma.sync m16n8k16 (Q fragments loaded once, K with
+//     ldmatrix without transpose: K rows are B in "col" layout);
+//   - each of the lane's 2 rows x 16 columns gets its membership and gate
+//     (BlockKeySets.h), the online softmax updates in registers (row max and
+//     sum over the 4 lanes of a quad with xor shuffles, exp2 with the scale
+//     folded in);
+//   - O += (P * gates) V: the S accumulator fragments are the A fragments of
+//     P V (no data movement), V through ldmatrix.trans.
+// bf16 goes through nvvm.mma.sync with bf16x2 packed as i32 (nvgpu.mma.sync
+// cannot lower bf16 in MLIR 22); f16 takes vector<2xf16> operands.
+// Port of ../shared/tensorcore/tools/gen_attn_tile.py (verified on an H100),
+// generalized to GQA rows, D in {64, 128}, gathered key lists and SPEC 4
+// membership.
+//
+//===----------------------------------------------------------------------===//
+#include "TileLowerings.h"
+
+#include "../SparseKToLoops/LoopUtils.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+#include <cmath>
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+static constexpr int64_t kWarps = kTileRows / 16;
+static constexpr int64_t kThreads = kWarps * 32;
+/// bf16/f16 elements in one 16-byte cp.async / ldmatrix row.
+static constexpr int64_t kChunk = 8;
+
+std::string sparsek::mmaSyncUnsupportedReason(SelectAttentionOp op) {
+  auto q = cast<MemRefType>(op.getQuery().getType());
+  Type elem = q.getElementType();
+  if (!elem.isBF16() && !elem.isF16())
+    return "q, key and value are not bf16 or f16";
+  for (Value v : {op.getQuery(), op.getKey(), op.getValue(), op.getInit(),
+                  op.getScores()}) {
+    auto type = cast<MemRefType>(v.getType());
+    if (!type.getLayout().isIdentity())
+      return "an operand has a non-identity layout";
+    if (v != op.getScores() && type.getElementType() != elem)
+      return "q, key, value and the output differ in element type";
+  }
+  for (Value v : {op.getQuery(), op.getValue()}) {
+    auto type = cast<MemRefType>(v.getType());
+    if (type.isDynamicDim(3) ||
+        (type.getDimSize(3) != 64 && type.getDimSize(3) != 128))
+      return "D and Dv must be static, 64 or 128";
+  }
+  return "";
+}
+
+namespace {
+/// Builders of the kernel body: index math, fragments, mma.
+struct KB {
+  OpBuilder &b;
+  Location loc;
+  Type elem; // bf16 or f16
+
+  Value c(int64_t v) { return emitIndex(b, loc, v); }
+  Value ci32(int64_t v) {
+    return arith::ConstantIntOp::create(b, loc, b.getI32Type(), v);
+  }
+  Value f(double v) { return emitF32(b, loc, v); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value sub(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
+  Value div(Value x, Value y) { return arith::DivUIOp::create(b, loc, x, y); }
+  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, loc, x, y); }
+  Value max(Value x, Value y) { return arith::MaxSIOp::create(b, loc, x, y); }
+  Value lt(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y);
+  }
+  Value sel(Value cnd, Value x, Value y) {
+    return arith::SelectOp::create(b, loc, cnd, x, y);
+  }
+  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
+  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); }
+  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
+  Value fmax(Value x, Value y) {
+    return arith::MaxNumFOp::create(b, loc, x, y);
+  }
+  Value exp2(Value x) { return math::Exp2Op::create(b, loc, x); }
+  Value isNegInf(Value x) {
+    return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, x,
+                                 f(-std::numeric_limits<double>::infinity()));
+  }
+
+  bool bf16() const { return elem.isBF16(); }
+
+  /// Column of (row, col) in a swizzled [rows][D] tile; col is a multiple
+  /// of kChunk.
+  Value swizzle(Value row, Value col) {
+    Value chunk = div(col, c(kChunk));
+    Value x = arith::XOrIOp::create(b, loc, chunk, rem(row, c(8)));
+    return mul(x, c(kChunk));
+  }
+
+  /// vector<2xelem> -> an mma operand register (i32 for bf16).
+  Value toReg(Value pair) {
+    if (!bf16())
+      return pair;
+    Value cast = vector::BitCastOp::create(
+        b, loc, VectorType::get({1}, b.getI32Type()), pair);
+    return vector::ExtractOp::create(b, loc, cast, ArrayRef<int64_t>{0});
+  }
+
+  /// ldmatrix x4 at (row, col) of `smem`: 4 registers.
+  SmallVector<Value> ldmatrix(Value smem, Value row, Value col, bool trans) {
+    Value frag =
+        nvgpu::LdMatrixOp::create(b, loc, VectorType::get({4, 2}, elem), smem,
+                                  ValueRange{row, col}, trans,
+                                  /*numTiles=*/4);
+    SmallVector<Value> regs;
+    for (int64_t i = 0; i < 4; ++i)
+      regs.push_back(
+          toReg(vector::ExtractOp::create(b, loc, frag, ArrayRef<int64_t>{i})));
+    return regs;
+  }
+
+  /// Two f32 -> one operand register holding elem x 2 (x in the low half).
+  Value pack(Value x, Value y) {
+    Value v = vector::FromElementsOp::create(
+        b, loc, VectorType::get({2}, b.getF32Type()), ValueRange{x, y});
+    return toReg(
+        arith::TruncFOp::create(b, loc, VectorType::get({2}, elem), v));
+  }
+
+  /// D = A B + C on mma.sync m16n8k16 with f32 accumulators.
+  SmallVector<Value> mma(ArrayRef<Value> a, ArrayRef<Value> bReg,
+                         ArrayRef<Value> acc) {
+    Type f32 = b.getF32Type();
+    auto structTy =
+        LLVM::LLVMStructType::getLiteral(b.getContext(), {f32, f32, f32, f32});
+    NVVM::MMATypes t = bf16() ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
+    Value d = NVVM::MmaOp::create(
+        b, loc, structTy, a, bReg, acc, ArrayRef<int64_t>{16, 8, 16},
+        std::nullopt, std::nullopt, std::array<NVVM::MMATypes, 2>{t, t},
+        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                       NVVM::MMALayout::col});
+    SmallVector<Value> out;
+    for (int64_t i = 0; i < 4; ++i)
+      out.push_back(
+          LLVM::ExtractValueOp::create(b, loc, d, ArrayRef<int64_t>{i}));
+    return out;
+  }
+
+  /// Reduction over the 4 lanes of a quad (the lanes holding one row).
+  Value quadReduce(Value x, bool isMax) {
+    for (int64_t off : {1, 2}) {
+      Value other = gpu::ShuffleOp::create(b, loc, x, ci32(off), ci32(32),
+                                           gpu::ShuffleMode::XOR)
+                        .getShuffleResult();
+      x = isMax ? fmax(x, other) : fadd(x, other);
+    }
+    return x;
+  }
+
+  /// 16-byte cp.async of src[srcAt] into dst[dstAt], zero fill unless
+  /// `valid`.
+  Value copy(Value dst, ValueRange dstAt, Value src, ValueRange srcAt,
+             Value valid) {
+    return nvgpu::DeviceAsyncCopyOp::create(
+        b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), dst, dstAt,
+        src, srcAt, b.getIndexAttr(kChunk), sel(valid, c(kChunk), c(0)),
+        b.getUnitAttr());
+  }
+
+  void waitCopies(ValueRange tokens) {
+    Value group = nvgpu::DeviceAsyncCreateGroupOp::create(
+        b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
+    nvgpu::DeviceAsyncWaitOp::create(b, loc, group, IntegerAttr());
+  }
+};
+
+/// The kernel's arguments, in launch order.
+struct KernelArgs {
+  Value q, key, value, scores, out;
+  Value lists, counts; // k >= 1
+  ThresholdBuffers thresholds;
+  Value scale;
+
+  SmallVector<Value> values() const {
+    SmallVector<Value> v{q, key, value, scores, out};
+    if (lists)
+      v.append({lists, counts, thresholds.tau, thresholds.thetaScore,
+                thresholds.thetaPos});
+    v.push_back(scale);
+    return v;
+  }
+  static KernelArgs from(ValueRange v, bool selects) {
+    KernelArgs a{v[0], v[1], v[2], v[3], v[4], {}, {}, {}, v.back()};
+    if (selects) {
+      a.lists = v[5];
+      a.counts = v[6];
+      a.thresholds = {v[7], v[8], v[9]};
+    }
+    return a;
+  }
+};
+
+/// One of the lane's two rows (g and g + 8 of its warp's 16).
+struct LaneRow {
+  Value hq, t;
+  QueryThresholds th;
+};
+} // namespace
+
+/// Builds the kernel body into `b` (the gpu.func's entry block).
+static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
+                        ValueRange smem, int64_t k, int64_t w, int64_t d,
+                        int64_t dv, Type elem) {
+  KB x{b, loc, elem};
+  Value sK = smem[0], sV = smem[1], sU = smem[2], sJ = smem[3];
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value lane = x.rem(tid, x.c(32)), warp = x.div(tid, x.c(32));
+  Value blk = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value hy = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  Value bi = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  Value numHeads = emitDim(b, loc, a.q, 1), kvHeads = emitDim(b, loc, a.key, 1);
+  Value numQueries = emitDim(b, loc, a.q, 2),
+        numKeys = emitDim(b, loc, a.key, 2);
+  TileGeometry geo =
+      TileGeometry::emit(b, loc, x.div(numHeads, kvHeads), numQueries);
+  Value h = x.div(hy, geo.headSplits), split = x.rem(hy, geo.headSplits);
+  Value r = x.add(x.mul(bi, kvHeads), h);
+  Value t0 = x.mul(blk, geo.blockQueries);
+  Value firstPos = x.sub(numKeys, numQueries);
+  Value count =
+      a.lists ? emitLoadIndex(b, loc, a.counts, ValueRange{r, blk}) : x.c(0);
+  BlockKeys keys = BlockKeys::emit(b, loc, count, t0, geo.blockQueries,
+                                   numQueries, numKeys, w);
+  Value numTiles = x.div(x.add(keys.length, x.c(kKeyTile - 1)), x.c(kKeyTile));
+  auto tileRow = [&](Value row) {
+    return emitTileRow(b, loc, row, t0, split, geo.headsPerTile, geo.group,
+                       geo.blockQueries, numQueries);
+  };
+
+  // Q rows -> sK (staging; zero for rows that are no (query, head)), then
+  // the loop-invariant A fragments of each warp's 16 rows.
+  {
+    SmallVector<Value> tokens;
+    int64_t chunks = d / kChunk;
+    for (int64_t i = 0; i < kTileRows * chunks / kThreads; ++i) {
+      Value linear = x.add(tid, x.c(kThreads * i));
+      Value row = x.div(linear, x.c(chunks));
+      Value col = x.mul(x.rem(linear, x.c(chunks)), x.c(kChunk));
+      TileRow tr = tileRow(row);
+      Value hq = x.sel(tr.valid, x.add(x.mul(h, geo.group), tr.qhead), x.c(0));
+      Value t = x.sel(tr.valid, tr.query, x.c(0));
+      tokens.push_back(x.copy(sK, {row, x.swizzle(row, col)}, a.q,
+                              {bi, hq, t, col}, tr.valid));
+    }
+    x.waitCopies(tokens);
+    gpu::BarrierOp::create(b, loc);
+  }
+  SmallVector<SmallVector<Value>> qa;
+  Value l16 = x.rem(lane, x.c(16)), l8 = x.rem(lane, x.c(8));
+  Value half8 = x.mul(x.div(lane, x.c(16)), x.c(8)); // (l / 16) * 8
+  Value odd8 = x.mul(x.rem(x.div(lane, x.c(8)), x.c(2)), x.c(8)); // ((l/8)%2)*8
+  {
+    Value row = x.add(x.mul(warp, x.c(16)), l16);
+    for (int64_t kc = 0; kc < d / 16; ++kc) {
+      Value col = x.add(half8, x.c(16 * kc));
+      qa.push_back(x.ldmatrix(sK, row, x.swizzle(row, col), false));
+    }
+  }
+  gpu::BarrierOp::create(b, loc);
+
+  // The lane's rows g and g + 8 and their thresholds.
+  Value g = x.div(lane, x.c(4)), quad = x.rem(lane, x.c(4));
+  LaneRow rows[2];
+  for (int i = 0; i < 2; ++i) {
+    Value row = x.add(x.add(x.mul(warp, x.c(16)), g), x.c(8 * i));
+    TileRow tr = tileRow(row);
+    Value pos = x.add(firstPos, tr.query);
+    QueryThresholds th{tr.valid, pos, Value(), Value(), Value()};
+    if (a.lists)
+      th = a.thresholds.emitLoad(b, loc, r, tr.query, tr.valid, pos);
+    rows[i] = {x.add(x.mul(h, geo.group), tr.qhead), tr.query, th};
+  }
+  Value scaleLog2 = x.fmul(a.scale, x.f(1.0 / std::log(2.0)));
+
+  // Carried: O (dv / 8 n-tiles x 4), then m and l of both rows.
+  int64_t oTiles = dv / 8;
+  Value negInf = x.f(-std::numeric_limits<double>::infinity());
+  SmallVector<Value> init(oTiles * 4, x.f(0.0));
+  init.append({negInf, negInf, x.f(0.0), x.f(0.0)});
+  auto loop = scf::ForOp::create(
+      b, loc, x.c(0), numTiles, x.c(1), init,
+      [&](OpBuilder &lb, Location ll, Value tile, ValueRange carried) {
+        KB y{lb, ll, elem};
+        Value base = y.mul(tile, y.c(kKeyTile));
+        // Slots: position and score of each of the tile's 64 keys.
+        emitIf(lb, ll, y.lt(tid, y.c(kKeyTile)),
+               [&](OpBuilder &sb, Location sl) {
+                 KB z{sb, sl, elem};
+                 Value j = keys.emitKeyAt(sb, sl, z.add(base, tid), a.lists,
+                                          ValueRange{r, blk}, k);
+                 Value u = memref::LoadOp::create(
+                     sb, sl, a.scores, ValueRange{bi, h, z.max(j, z.c(0))});
+                 memref::StoreOp::create(sb, sl, u, sU, tid);
+                 memref::StoreOp::create(
+                     sb, sl,
+                     arith::IndexCastOp::create(sb, sl, sb.getI32Type(), j), sJ,
+                     tid);
+               });
+        gpu::BarrierOp::create(lb, ll);
+        // Gather the K and V rows (zero rows for padding).
+        SmallVector<Value> tokens;
+        for (auto [dst, src, width] :
+             {std::tuple{sK, a.key, d}, std::tuple{sV, a.value, dv}}) {
+          int64_t chunks = width / kChunk;
+          for (int64_t i = 0; i < kKeyTile * chunks / kThreads; ++i) {
+            Value linear = y.add(tid, y.c(kThreads * i));
+            Value row = y.div(linear, y.c(chunks));
+            Value col = y.mul(y.rem(linear, y.c(chunks)), y.c(kChunk));
+            Value j = emitLoadIndex(lb, ll, sJ, ValueRange{row});
+            Value valid = y.lt(y.c(-1), j);
+            tokens.push_back(y.copy(dst, {row, y.swizzle(row, col)}, src,
+                                    {bi, h, y.max(j, y.c(0)), col}, valid));
+          }
+        }
+        y.waitCopies(tokens);
+        gpu::BarrierOp::create(lb, ll);
+
+        // S = Q K^T: 8 n-tiles of 8 keys x 4 f32 per lane.
+        SmallVector<SmallVector<Value>> s(8, SmallVector<Value>(4, y.f(0.0)));
+        for (int64_t p = 0; p < 4; ++p) {
+          Value krow = y.add(y.add(half8, l8), y.c(16 * p));
+          for (int64_t kc = 0; kc < d / 16; ++kc) {
+            Value kcol = y.add(odd8, y.c(16 * kc));
+            SmallVector<Value> kb =
+                y.ldmatrix(sK, krow, y.swizzle(krow, kcol), false);
+            s[2 * p] = y.mma(qa[kc], {kb[0], kb[1]}, s[2 * p]);
+            s[2 * p + 1] = y.mma(qa[kc], {kb[2], kb[3]}, s[2 * p + 1]);
+          }
+        }
+        // Membership and gates: register e of n-tile nt is row g (e < 2) or
+        // g + 8, key column 8 nt + 2 quad + e % 2.
+        SmallVector<SmallVector<Value>> gate(8, SmallVector<Value>(4));
+        for (int64_t nt = 0; nt < 8; ++nt) {
+          for (int64_t e = 0; e < 2; ++e) {
+            Value col = y.add(y.mul(quad, y.c(2)), y.c(8 * nt + e));
+            Value j = emitLoadIndex(lb, ll, sJ, ValueRange{col});
+            Value u = memref::LoadOp::create(lb, ll, sU, ValueRange{col});
+            for (int64_t ri = 0; ri < 2; ++ri) {
+              auto [valid, gt] =
+                  emitMembership(lb, ll, rows[ri].th, j, u, w, k > 0);
+              int64_t reg = 2 * ri + e;
+              s[nt][reg] = y.sel(valid, y.fmul(s[nt][reg], scaleLog2), negInf);
+              gate[nt][reg] = gt;
+            }
+          }
+        }
+        // Online softmax per row: new max, rescale, P * gate.
+        SmallVector<Value> next(carried.begin(), carried.end());
+        for (int64_t ri = 0; ri < 2; ++ri) {
+          Value m = carried[oTiles * 4 + ri], l = carried[oTiles * 4 + 2 + ri];
+          Value mx = negInf;
+          for (int64_t nt = 0; nt < 8; ++nt)
+            for (int64_t e = 0; e < 2; ++e)
+              mx = y.fmax(mx, s[nt][2 * ri + e]);
+          Value mNew = y.fmax(m, y.quadReduce(mx, /*isMax=*/true));
+          // No member yet: exponents against 0 give exp2(-inf) = 0.
+          Value mUse = y.sel(y.isNegInf(mNew), y.f(0.0), mNew);
+          Value alpha = y.exp2(y.fsub(m, mUse));
+          Value lNew = y.fmul(l, alpha);
+          for (int64_t nt = 0; nt < 8; ++nt)
+            for (int64_t e = 0; e < 2; ++e) {
+              int64_t reg = 2 * ri + e;
+              Value pe = y.exp2(y.fsub(s[nt][reg], mUse));
+              lNew = y.fadd(lNew, pe); // the sum leaves the gates out
+              s[nt][reg] = y.fmul(pe, gate[nt][reg]);
+            }
+          for (int64_t ot = 0; ot < oTiles; ++ot)
+            for (int64_t e = 0; e < 2; ++e)
+              next[4 * ot + 2 * ri + e] =
+                  y.fmul(carried[4 * ot + 2 * ri + e], alpha);
+          next[oTiles * 4 + ri] = mNew;
+          next[oTiles * 4 + 2 + ri] = lNew;
+        }
+        // O += P V, k-chunks of 16 keys.
+        for (int64_t kc = 0; kc < 4; ++kc) {
+          SmallVector<Value> pa{y.pack(s[2 * kc][0], s[2 * kc][1]),
+                                y.pack(s[2 * kc][2], s[2 * kc][3]),
+                                y.pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                                y.pack(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+          Value vrow = y.add(l16, y.c(16 * kc));
+          for (int64_t q = 0; q < dv / 16; ++q) {
+            Value vcol = y.add(half8, y.c(16 * q));
+            SmallVector<Value> vb =
+                y.ldmatrix(sV, vrow, y.swizzle(vrow, vcol), true);
+            for (int64_t hlf = 0; hlf < 2; ++hlf) {
+              int64_t ot = 2 * q + hlf;
+              SmallVector<Value> o(next.begin() + 4 * ot,
+                                   next.begin() + 4 * ot + 4);
+              o = y.mma(pa, {vb[2 * hlf], vb[2 * hlf + 1]}, o);
+              std::copy(o.begin(), o.end(), next.begin() + 4 * ot);
+            }
+          }
+        }
+        // The next tile overwrites the slots and K/V tiles.
+        gpu::BarrierOp::create(lb, ll);
+        scf::YieldOp::create(lb, ll, next);
+      });
+
+  // out = O / l (0 for rows without a member), in v's element type.
+  ValueRange res = loop.getResults();
+  for (int64_t ri = 0; ri < 2; ++ri) {
+    Value l = x.quadReduce(res[oTiles * 4 + 2 + ri], /*isMax=*/false);
+    Value any =
+        arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, l, x.f(0.0));
+    Value inv =
+        x.sel(any, arith::DivFOp::create(b, loc, x.f(1.0), l), x.f(0.0));
+    emitIf(b, loc, rows[ri].th.valid, [&](OpBuilder &sb, Location sl) {
+      KB z{sb, sl, elem};
+      for (int64_t ot = 0; ot < oTiles; ++ot) {
+        Value v = vector::FromElementsOp::create(
+            sb, sl, VectorType::get({2}, sb.getF32Type()),
+            ValueRange{z.fmul(res[4 * ot + 2 * ri], inv),
+                       z.fmul(res[4 * ot + 2 * ri + 1], inv)});
+        Value narrow =
+            arith::TruncFOp::create(sb, sl, VectorType::get({2}, elem), v);
+        Value col = z.add(z.mul(quad, z.c(2)), z.c(8 * ot));
+        vector::StoreOp::create(sb, sl, narrow, a.out,
+                                ValueRange{bi, rows[ri].hq, rows[ri].t, col});
+      }
+    });
+  }
+}
+
+void sparsek::emitMmaSyncTiles(OpBuilder &b, Location loc, const TileProblem &p,
+                               ModuleOp module) {
+  SelectAttentionOp op = p.op;
+  MLIRContext *ctx = b.getContext();
+  auto qType = cast<MemRefType>(op.getQuery().getType());
+  Type elem = qType.getElementType();
+  int64_t d = qType.getDimSize(3);
+  int64_t dv = cast<MemRefType>(op.getValue().getType()).getDimSize(3);
+  KernelArgs host{op.getQuery(),  op.getKey(),  op.getValue(),
+                  op.getScores(), op.getInit(), Value(),
+                  Value(),        {},           p.scale};
+  if (p.keys) {
+    host.lists = p.keys->lists;
+    host.counts = p.keys->counts;
+    host.thresholds = p.keys->thresholds;
+  }
+  SmallVector<Value> args = host.values();
+
+  // A gpu.module of its own per op (its argument types are the op's).
+  module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                  UnitAttr::get(ctx));
+  std::string name;
+  for (int i = 0;; ++i) {
+    name = "sparsek_select_attention_tiles_" + std::to_string(i);
+    if (!module.lookupSymbol(name))
+      break;
+  }
+  OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
+  auto gpuModule = gpu::GPUModuleOp::create(mb, loc, name);
+  mb.setInsertionPointToStart(gpuModule.getBody());
+  auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto tile = [&](int64_t width, Type t) {
+    return MemRefType::get({kKeyTile, width}, t, MemRefLayoutAttrInterface(),
+                           wg);
+  };
+  SmallVector<Type> smem{tile(d, elem), tile(dv, elem),
+                         MemRefType::get({kKeyTile}, mb.getF32Type(),
+                                         MemRefLayoutAttrInterface(), wg),
+                         MemRefType::get({kKeyTile}, mb.getI32Type(),
+                                         MemRefLayoutAttrInterface(), wg)};
+  auto fn = gpu::GPUFuncOp::create(
+      mb, loc, "tiles", FunctionType::get(ctx, ValueRange(args).getTypes(), {}),
+      smem, TypeRange{});
+  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), mb.getUnitAttr());
+  fn.setKnownBlockSizeAttr(DenseI32ArrayAttr::get(ctx, {kThreads, 1, 1}));
+  // ldmatrix and cp.async need 16-byte aligned shared memory; attributions
+  // default to 2.
+  for (unsigned i = 0; i < smem.size(); ++i)
+    fn.setWorkgroupAttributionAttr(i, "llvm.align", mb.getI64IntegerAttr(16));
+  {
+    OpBuilder kb = OpBuilder::atBlockBegin(&fn.getBody().front());
+    buildKernel(kb, loc,
+                KernelArgs::from(fn.getArguments().take_front(args.size()),
+                                 static_cast<bool>(p.keys)),
+                fn.getWorkgroupAttributions(), p.k, p.w, d, dv, elem);
+    gpu::ReturnOp::create(kb, loc);
+  }
+
+  const FusedSizes &z = p.sizes;
+  Value one = emitIndex(b, loc, 1);
+  Value heads = arith::MulIOp::create(b, loc, z.hkv, p.geo.headSplits);
+  emitIfNonEmpty(b, loc, {p.geo.numBlocks, heads, z.batch, z.hq},
+                 [&](OpBuilder &lb, Location ll) {
+                   gpu::LaunchFuncOp::create(
+                       lb, ll, fn,
+                       gpu::KernelDim3{p.geo.numBlocks, heads, z.batch},
+                       gpu::KernelDim3{emitIndex(lb, ll, kThreads), one, one},
+                       Value(), args);
+                 });
+}

@@ -1,0 +1,51 @@
+//===- TileLowerings.h - The two forms of the tile-first select_attention -*-
+//C++ -*-===//
+//
+// Both forms walk the same tiles (BlockKeySets.h): one tile per (batch, KV
+// head, split of its query heads, query block), its key list in tiles of
+// kKeyTile keys, an online softmax per row over those key tiles.
+// - mma.sync (MmaSyncKernel.cpp): a gpu.func of 4 warps per tile, K/V rows
+//   gathered into workgroup memory with cp.async, Q K^T and (P * gates) V on
+//   tensor cores, the softmax in registers.
+// - scalar (ScalarTiles.cpp): the same walk as plain loops, runnable on the
+//   CPU, so the key sets, membership, gates and per-tile softmax are tested
+//   against the reference where there is no GPU.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SPARSEK_LIB_CONVERSION_SPARSEKTOGPU_TILELOWERINGS_H
+#define SPARSEK_LIB_CONVERSION_SPARSEKTOGPU_TILELOWERINGS_H
+
+#include "BlockKeySets.h"
+
+#include "../SparseKToLoops/FusedChecks.h"
+
+#include <optional>
+
+namespace mlir::sparsek {
+
+/// What both forms start from (host values, inside the checks' scf.if).
+struct TileProblem {
+  SelectAttentionOp op;
+  FusedSizes sizes;
+  TileGeometry geo;
+  int64_t k, w;
+  Value scale; // f32
+  /// The block lists and thresholds (k >= 1 only).
+  std::optional<BlockKeySets> keys;
+};
+
+/// Plain loops over the tiles (CPU-executable).
+void emitScalarTiles(OpBuilder &b, Location loc, const TileProblem &p);
+
+/// One gpu.launch_func of a gpu.func built into a new gpu.module of
+/// `module`: grid (query blocks, Hkv x head splits, B), 128 threads.
+void emitMmaSyncTiles(OpBuilder &b, Location loc, const TileProblem &p,
+                      ModuleOp module);
+
+/// Why `op` cannot take the mma.sync form (empty when it can): bf16 or f16
+/// q/key/value, static D and Dv in {64, 128}, identity layouts.
+std::string mmaSyncUnsupportedReason(SelectAttentionOp op);
+
+} // namespace mlir::sparsek
+
+#endif // SPARSEK_LIB_CONVERSION_SPARSEKTOGPU_TILELOWERINGS_H

@@ -1,0 +1,109 @@
+//===- TileSelectAttention.cpp - The sparsek-tile-select-attention pass ---===//
+//
+// Lowers buffer-form select_attention tile first (TileLowerings.h): the
+// run-time checks of the fused lowering, the block key sets and thresholds
+// (BlockKeySets.h), then the tiles as an mma.sync GPU kernel or as scalar
+// loops. In the mma-sync form, ops the kernel does not cover (f32 inputs,
+// other head dims) are left for sparsek-lower-to-loops.
+//
+//===----------------------------------------------------------------------===//
+#include "sparsek/Conversion/Passes.h"
+#include "sparsek/Conversion/SparseKToLoops/Status.h"
+
+#include "TileLowerings.h"
+
+#include "../SparseKToLoops/LoopUtils.h"
+#include "../SparseKToLoops/Softmax.h"
+
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/IR/PatternMatch.h"
+
+namespace mlir::sparsek {
+#define GEN_PASS_DEF_SPARSEKTILESELECTATTENTION
+#include "sparsek/Conversion/Passes.h.inc"
+} // namespace mlir::sparsek
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+static void lowerToTiles(RewriterBase &rewriter, SelectAttentionOp op,
+                         bool mmaSync, int64_t selectChunk, ModuleOp module) {
+  Location loc = op.getLoc();
+  FusedSizes z = FusedSizes::read(rewriter, loc, op);
+  Value ok = emitFusedChecks(rewriter, loc, op, z);
+  if (mmaSync) {
+    // cp.async moves 16-byte row chunks: the rows must start aligned.
+    bool aligned = false;
+    ok = emitAnd(rewriter, loc,
+                 {ok, emitRowAlignmentCheck(rewriter, loc, op,
+                                            {op.getQuery(), op.getKey(),
+                                             op.getValue(), op.getInit()},
+                                            aligned)});
+    assert(aligned && "mmaSyncUnsupportedReason admits static 64/128 rows");
+  }
+  emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location l) {
+    TileProblem p{op,
+                  z,
+                  TileGeometry::emit(b, l, z.group, z.t),
+                  op.getKAttr().getInt(),
+                  op.getWAttr().getInt(),
+                  emitAttentionScale(b, l, op.getScale(), z.d),
+                  std::nullopt};
+    if (p.k > 0) {
+      p.keys.emplace(op, selectChunk);
+      p.keys->emit(b, l, p.geo);
+    }
+    if (mmaSync)
+      emitMmaSyncTiles(b, l, p, module);
+    else
+      emitScalarTiles(b, l, p);
+    if (p.keys)
+      p.keys->emitDealloc(b, l);
+  });
+  rewriter.eraseOp(op);
+}
+
+namespace {
+struct SparseKTileSelectAttentionPass
+    : mlir::sparsek::impl::SparseKTileSelectAttentionBase<
+          SparseKTileSelectAttentionPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    bool mmaSync = form == "mma-sync";
+    if (!mmaSync && form != "scalar") {
+      mlir::emitError(module.getLoc())
+          << "sparsek-tile-select-attention: form must be mma-sync or "
+             "scalar, got '"
+          << form << "'";
+      return signalPassFailure();
+    }
+    if (selectChunk < 0) {
+      mlir::emitError(module.getLoc())
+          << "sparsek-tile-select-attention: select-chunk must be 0 "
+             "(automatic) or positive, got "
+          << selectChunk;
+      return signalPassFailure();
+    }
+    SmallVector<SelectAttentionOp> ops;
+    module.walk([&](SelectAttentionOp op) { ops.push_back(op); });
+    if (ops.empty())
+      return;
+    ensureStatusSymbols(module);
+    IRRewriter rewriter(&getContext());
+    for (SelectAttentionOp op : ops) {
+      if (!op.hasPureBufferSemantics()) {
+        op.emitOpError() << "is in tensor form; sparsek-tile-select-attention "
+                            "lowers the buffer form: run one-shot-bufferize "
+                            "first";
+        return signalPassFailure();
+      }
+      if (mmaSync && !mmaSyncUnsupportedReason(op).empty())
+        continue;
+      rewriter.setInsertionPoint(op);
+      lowerToTiles(rewriter, op, mmaSync, selectChunk, module);
+    }
+  }
+};
+} // namespace

@@ -1,0 +1,33 @@
+//===- FusedChecks.h - Sizes and run-time checks of select_attention -*- C++
+//-*-===//
+//
+// Shared by the fused loop lowering (LowerSelectAttention.cpp) and the
+// tile-first lowerings (lib/Conversion/SparseKToGPU): the op's sizes, read
+// once, and the checks the verifier could not make on dynamic ones.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_FUSEDCHECKS_H
+#define SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_FUSEDCHECKS_H
+
+#include "sparsek/Dialect/SparseK/IR/SparseKOps.h"
+
+namespace mlir::sparsek {
+
+/// The sizes of a buffer-form select_attention (host values).
+struct FusedSizes {
+  Value batch, hq, hkv, t, s, d, dv;
+  /// G = Hq / Hkv, set by emitFusedChecks.
+  Value group;
+
+  static FusedSizes read(OpBuilder &b, Location loc, SelectAttentionOp op);
+};
+
+/// Checks the sizes the verifier could not (dynamic ones) and records
+/// failures in the status word; sets z.group and returns the i1 that guards
+/// the computation.
+Value emitFusedChecks(OpBuilder &b, Location loc, SelectAttentionOp op,
+                      FusedSizes &z);
+
+} // namespace mlir::sparsek
+
+#endif // SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_FUSEDCHECKS_H
