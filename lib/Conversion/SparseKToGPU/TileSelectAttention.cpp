@@ -83,7 +83,7 @@ struct SparseKTileSelectAttentionPass
       mlir::emitError(module.getLoc())
           << "sparsek-tile-select-attention: select-chunk must be 0 "
              "(automatic) or positive, got "
-          << selectChunk;
+          << static_cast<int64_t>(selectChunk);
       return signalPassFailure();
     }
     SmallVector<SelectAttentionOp> ops;

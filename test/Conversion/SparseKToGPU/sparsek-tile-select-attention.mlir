@@ -1,0 +1,103 @@
+// select_attention tile first: the chunked selection's thresholds become
+// per-block lists Sel(t0) and per-query f32 tau/theta (parallel loops), then
+// one mma.sync kernel per op (bf16/f16, D and Dv in {64, 128}) or, with
+// form=scalar, the same tile walk as loops.
+// RUN: sparsek-opt %s -split-input-file -sparsek-tile-select-attention | FileCheck %s
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=scalar select-chunk=7" | FileCheck %s --check-prefix=SCALAR
+
+// CHECK-LABEL: func.func @bf16_d64
+// The host side: sizes checked, the selection's scratch, then the block
+// lists [B * Hkv, blocks, k] and per-query thresholds [B * Hkv, T].
+// CHECK: memref.get_global @__sparsek_status
+// CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}) : memref<?x?x?xi32>
+// CHECK: %[[COUNTS:.*]] = memref.alloc({{.*}}) : memref<?x?xi32>
+// CHECK: %[[TAU:.*]] = memref.alloc({{.*}}) : memref<?x?xf32>
+// CHECK: scf.parallel
+// CHECK: scf.parallel
+// 128 threads per tile; grid (query blocks, KV heads x head splits, batch).
+// CHECK: gpu.launch_func @[[MOD:sparsek_select_attention_tiles_0]]::@tiles
+// CHECK-SAME: threads in (%c128
+// CHECK-SAME: args(%{{.*}}, %[[LISTS]] : memref<?x?x?xi32>, %[[COUNTS]] : memref<?x?xi32>, %[[TAU]] : memref<?x?xf32>
+// CHECK: memref.dealloc %[[LISTS]]
+// CHECK-NOT: sparsek.select_attention
+// CHECK: gpu.module @[[MOD]]
+// CHECK: gpu.func @tiles(
+// CHECK-SAME: workgroup(%[[SK:.*]] : memref<64x64xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SV:.*]] : memref<64x64xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}
+// CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// Q rows staged through the K tile: cp.async with a zero-fill size.
+// CHECK: nvgpu.device_async_copy %{{.*}}, %[[SK]][{{.*}}], 8, %{{.*}} {bypassL1}
+// CHECK: nvgpu.ldmatrix %[[SK]][{{.*}}] {numTiles = 4 : i32, transpose = false}
+// CHECK: scf.for
+// CHECK: nvgpu.device_async_copy
+// CHECK: nvgpu.device_async_wait
+// CHECK: gpu.barrier
+// CHECK: nvvm.mma.sync {{.*}}multiplicandAPtxType = #nvvm.mma_type<bf16>{{.*}} : (i32, i32, f32) -> !llvm.struct<(f32, f32, f32, f32)>
+// CHECK: gpu.shuffle xor
+// CHECK: math.exp2
+// CHECK: nvgpu.ldmatrix %[[SV]][{{.*}}] {numTiles = 4 : i32, transpose = true}
+// CHECK: nvvm.mma.sync
+// CHECK: scf.yield
+// CHECK: vector.store {{.*}} : memref<?x?x?x64xbf16>, vector<2xbf16>
+// SCALAR-LABEL: func.func @bf16_d64
+// SCALAR-NOT: gpu.
+// SCALAR: arith.constant 7 : index
+// SCALAR: scf.parallel
+// SCALAR: scf.for
+// SCALAR: math.exp
+// SCALAR-NOT: sparsek.select_attention
+func.func @bf16_d64(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x64xbf16>, %v: memref<?x?x?x64xbf16>,
+                    %u: memref<?x?x?xf32>, %o: memref<?x?x?x64xbf16>) {
+  sparsek.select_attention ins(%q, %k, %v, %u : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>,
+                               memref<?x?x?x64xbf16>, memref<?x?x?xf32>)
+      k = 8 w = 4 outs(%o : memref<?x?x?x64xbf16>)
+  return
+}
+
+// -----
+
+// f16 operands go to mma.sync as vector<2xf16>; D = 128 and Dv = 64 size
+// the two tiles apart. k = 0: the window alone, no selection buffers.
+// CHECK-LABEL: func.func @f16_window_only
+// CHECK-NOT: memref.alloc
+// CHECK: gpu.launch_func @sparsek_select_attention_tiles_0::@tiles
+// CHECK-SAME: args(%{{[^,]*}} : memref<2x8x?x128xf16>, %{{[^,]*}} : memref<2x2x?x128xf16>, %{{[^,]*}} : memref<2x2x?x64xf16>, %{{[^,]*}} : memref<2x2x?xf32>, %{{[^,]*}} : memref<2x8x?x64xf16>, %{{[^,]*}} : f32)
+// CHECK: gpu.func @tiles(
+// CHECK-SAME: workgroup(%{{.*}} : memref<64x128xf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %{{.*}} : memref<64x64xf16, #gpu.address_space<workgroup>>
+// CHECK: nvvm.mma.sync {{.*}} : (vector<2xf16>, vector<2xf16>, f32) -> !llvm.struct<(f32, f32, f32, f32)>
+// CHECK: vector.store {{.*}} : memref<2x8x?x64xf16>, vector<2xf16>
+func.func @f16_window_only(%q: memref<2x8x?x128xf16>, %k: memref<2x2x?x128xf16>, %v: memref<2x2x?x64xf16>,
+                           %u: memref<2x2x?xf32>, %o: memref<2x8x?x64xf16>) {
+  sparsek.select_attention ins(%q, %k, %v, %u : memref<2x8x?x128xf16>, memref<2x2x?x128xf16>,
+                               memref<2x2x?x64xf16>, memref<2x2x?xf32>)
+      k = 0 w = 16 outs(%o : memref<2x8x?x64xf16>)
+  return
+}
+
+// -----
+
+// f32 inputs and other head dims keep the loop lowering (left untouched);
+// the scalar form takes every op.
+// CHECK-LABEL: func.func @f32_left_alone
+// CHECK: sparsek.select_attention
+// CHECK-NOT: gpu.launch_func
+// SCALAR-LABEL: func.func @f32_left_alone
+// SCALAR-NOT: sparsek.select_attention
+func.func @f32_left_alone(%q: memref<1x4x?x64xf32>, %k: memref<1x2x?x64xf32>, %v: memref<1x2x?x64xf32>,
+                          %u: memref<1x2x?xf32>, %o: memref<1x4x?x64xf32>) {
+  sparsek.select_attention ins(%q, %k, %v, %u : memref<1x4x?x64xf32>, memref<1x2x?x64xf32>,
+                               memref<1x2x?x64xf32>, memref<1x2x?xf32>)
+      k = 8 w = 4 outs(%o : memref<1x4x?x64xf32>)
+  return
+}
+
+// -----
+
+// CHECK-LABEL: func.func @bf16_d32_left_alone
+// CHECK: sparsek.select_attention
+func.func @bf16_d32_left_alone(%q: memref<1x4x?x32xbf16>, %k: memref<1x2x?x32xbf16>, %v: memref<1x2x?x32xbf16>,
+                               %u: memref<1x2x?xf32>, %o: memref<1x4x?x32xbf16>) {
+  sparsek.select_attention ins(%q, %k, %v, %u : memref<1x4x?x32xbf16>, memref<1x2x?x32xbf16>,
+                               memref<1x2x?x32xbf16>, memref<1x2x?xf32>)
+      k = 8 w = 4 outs(%o : memref<1x4x?x32xbf16>)
+  return
+}
