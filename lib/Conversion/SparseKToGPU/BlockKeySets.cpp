@@ -76,32 +76,70 @@ TileRow sparsek::emitTileRow(OpBuilder &b, Location loc, Value row, Value t0,
   return {t, hq, valid};
 }
 
-std::pair<Value, Value> sparsek::emitMembership(OpBuilder &b, Location loc,
-                                                const QueryThresholds &row,
-                                                Value j, Value u, int64_t w,
-                                                bool selects) {
+/// An integer constant of `type` (index or a fixed width).
+static Value intConst(OpBuilder &b, Location loc, Type type, int64_t v) {
+  if (type.isIndex())
+    return emitIndex(b, loc, v);
+  return arith::ConstantIntOp::create(b, loc, type, v);
+}
+
+QueryThresholds QueryThresholds::castPositions(OpBuilder &b, Location loc,
+                                               Type type) const {
+  auto cast = [&](Value v) -> Value {
+    if (!v || v.getType() == type)
+      return v;
+    return arith::IndexCastOp::create(b, loc, type, v);
+  };
+  return {valid, cast(pos), tau, thetaScore, cast(thetaPos)};
+}
+
+/// i1: j is in the row's window [pos - w + 1, pos] (j >= 0).
+static Value emitInWindow(OpBuilder &b, Location loc,
+                          const QueryThresholds &row, Value j, int64_t w) {
   I x{b, loc};
-  Value real = x.le(x.c(0), j);
-  Value firstWindow = x.sub(row.pos, x.c(w - 1));
-  Value window = x.andI(x.andI(real, x.le(firstWindow, j)), x.le(j, row.pos));
-  Value one = emitF32(b, loc, 1.0), zero = emitF32(b, loc, 0.0);
+  Type type = j.getType();
+  Value firstWindow =
+      arith::SubIOp::create(b, loc, row.pos, intConst(b, loc, type, w - 1));
+  return x.andI(
+      x.andI(x.le(intConst(b, loc, type, 0), j), x.le(firstWindow, j)),
+      x.le(j, row.pos));
+}
+
+Value sparsek::emitIsMember(OpBuilder &b, Location loc,
+                            const QueryThresholds &row, Value j, Value u,
+                            int64_t w, bool selects) {
+  I x{b, loc};
+  Value window = emitInWindow(b, loc, row, j, w);
   if (!selects)
-    return {x.andI(row.valid, window), one};
+    return x.andI(row.valid, window);
+  Type type = j.getType();
   // (u, -j) >= theta: theta itself or stronger.
   Value above = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, u,
                                       row.thetaScore);
   Value tied = x.andI(arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
                                             u, row.thetaScore),
                       x.le(j, row.thetaPos));
-  Value candidate = x.andI(x.andI(real, x.le(j, x.sub(row.pos, x.c(w)))),
-                           emitIsFiniteScore(b, loc, u));
+  Value lastCandidate =
+      arith::SubIOp::create(b, loc, row.pos, intConst(b, loc, type, w));
+  Value candidate =
+      x.andI(x.andI(x.le(intConst(b, loc, type, 0), j), x.le(j, lastCandidate)),
+             emitIsFiniteScore(b, loc, u));
   Value selected = x.andI(candidate, x.orI(above, tied));
-  Value gate = arith::MaxNumFOp::create(
+  return x.andI(row.valid, x.orI(window, selected));
+}
+
+Value sparsek::emitGate(OpBuilder &b, Location loc, const QueryThresholds &row,
+                        Value j, Value u, int64_t w, bool selects) {
+  Value one = emitF32(b, loc, 1.0);
+  if (!selects)
+    return one;
+  Value clipped = arith::MaxNumFOp::create(
       b, loc,
       arith::MinNumFOp::create(b, loc,
                                arith::SubFOp::create(b, loc, u, row.tau), one),
-      zero);
-  return {x.andI(row.valid, x.orI(window, selected)), x.sel(window, one, gate)};
+      emitF32(b, loc, 0.0));
+  return arith::SelectOp::create(b, loc, emitInWindow(b, loc, row, j, w), one,
+                                 clipped);
 }
 
 BlockKeys BlockKeys::emit(OpBuilder &b, Location loc, Value count, Value t0,

@@ -57,20 +57,30 @@ TileRow emitTileRow(OpBuilder &b, Location loc, Value row, Value t0,
                     Value split, Value headsPerTile, Value group,
                     Value blockQueries, Value numQueries);
 
-/// Per query: what the membership test reads (device values).
+/// Per query: what the membership test reads (device values). `pos` and
+/// `thetaPos` have the integer type of the key positions they are compared
+/// with (index, or i32 in the kernel, where registers are scarce).
 struct QueryThresholds {
   Value valid;      // i1: the row is a real query
-  Value pos;        // index pos(t)
+  Value pos;        // pos(t)
   Value tau;        // f32 tau(t)
   Value thetaScore; // f32
-  Value thetaPos;   // index
+  Value thetaPos;
+
+  /// The same thresholds with positions of integer type `type`.
+  QueryThresholds castPositions(OpBuilder &b, Location loc, Type type) const;
 };
 
-/// Membership and gate of key j (index, -1 for padding) with score u (f32)
-/// for one row: (i1 valid, f32 gate).
-std::pair<Value, Value> emitMembership(OpBuilder &b, Location loc,
-                                       const QueryThresholds &row, Value j,
-                                       Value u, int64_t w, bool selects);
+/// i1: key j (-1 for padding; pos's type) with f32 score u is in the row's
+/// window or selection.
+Value emitIsMember(OpBuilder &b, Location loc, const QueryThresholds &row,
+                   Value j, Value u, int64_t w, bool selects);
+
+/// f32 gate of key j for the row: 1 in the window, else
+/// clip(u - tau(t), 0, 1). Finite for every input (NaN clips to a bound), so
+/// a masked entry's p = 0 times it stays 0.
+Value emitGate(OpBuilder &b, Location loc, const QueryThresholds &row, Value j,
+               Value u, int64_t w, bool selects);
 
 /// A tile's key list (device values, index).
 struct BlockKeys {

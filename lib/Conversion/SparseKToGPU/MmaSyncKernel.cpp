@@ -296,7 +296,8 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     QueryThresholds th{tr.valid, pos, Value(), Value(), Value()};
     if (a.lists)
       th = a.thresholds.emitLoad(b, loc, r, tr.query, tr.valid, pos);
-    rows[i] = {x.add(x.mul(h, geo.group), tr.qhead), tr.query, th};
+    rows[i] = {x.add(x.mul(h, geo.group), tr.qhead), tr.query,
+               th.castPositions(b, loc, b.getI32Type())};
   }
   Value scaleLog2 = x.fmul(a.scale, x.f(1.0 / std::log(2.0)));
 
@@ -355,24 +356,25 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
             s[2 * p + 1] = y.mma(qa[kc], {kb[2], kb[3]}, s[2 * p + 1]);
           }
         }
-        // Membership and gates: register e of n-tile nt is row g (e < 2) or
-        // g + 8, key column 8 nt + 2 quad + e % 2.
-        SmallVector<SmallVector<Value>> gate(8, SmallVector<Value>(4));
+        // Membership: register 2 ri + e of n-tile nt is row g + 8 ri, key
+        // column 8 nt + 2 quad + e. Non-members get s = -inf, so p = 0.
+        auto keyAt = [&](int64_t nt, int64_t e) -> std::pair<Value, Value> {
+          Value col = y.add(y.mul(quad, y.c(2)), y.c(8 * nt + e));
+          return {memref::LoadOp::create(lb, ll, sJ, ValueRange{col}),
+                  memref::LoadOp::create(lb, ll, sU, ValueRange{col})};
+        };
         for (int64_t nt = 0; nt < 8; ++nt) {
           for (int64_t e = 0; e < 2; ++e) {
-            Value col = y.add(y.mul(quad, y.c(2)), y.c(8 * nt + e));
-            Value j = emitLoadIndex(lb, ll, sJ, ValueRange{col});
-            Value u = memref::LoadOp::create(lb, ll, sU, ValueRange{col});
+            auto [j, u] = keyAt(nt, e);
             for (int64_t ri = 0; ri < 2; ++ri) {
-              auto [valid, gt] =
-                  emitMembership(lb, ll, rows[ri].th, j, u, w, k > 0);
+              Value valid = emitIsMember(lb, ll, rows[ri].th, j, u, w, k > 0);
               int64_t reg = 2 * ri + e;
               s[nt][reg] = y.sel(valid, y.fmul(s[nt][reg], scaleLog2), negInf);
-              gate[nt][reg] = gt;
             }
           }
         }
-        // Online softmax per row: new max, rescale, P * gate.
+        // Online softmax per row: new max, rescale, P * gate (the gates are
+        // recomputed here from the slots rather than kept in registers).
         SmallVector<Value> next(carried.begin(), carried.end());
         for (int64_t ri = 0; ri < 2; ++ri) {
           Value m = carried[oTiles * 4 + ri], l = carried[oTiles * 4 + 2 + ri];
@@ -390,7 +392,9 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
               int64_t reg = 2 * ri + e;
               Value pe = y.exp2(y.fsub(s[nt][reg], mUse));
               lNew = y.fadd(lNew, pe); // the sum leaves the gates out
-              s[nt][reg] = y.fmul(pe, gate[nt][reg]);
+              auto [j, u] = keyAt(nt, e);
+              s[nt][reg] =
+                  y.fmul(pe, emitGate(lb, ll, rows[ri].th, j, u, w, k > 0));
             }
           for (int64_t ot = 0; ot < oTiles; ++ot)
             for (int64_t e = 0; e < 2; ++e)

@@ -42,7 +42,8 @@ struct ScalarRow {
     Value jc = arith::MaxSIOp::create(b, loc, j, emitIndex(b, loc, 0));
     Value u =
         memref::LoadOp::create(b, loc, op.getScores(), ValueRange{bi, h, jc});
-    auto [valid, gate] = emitMembership(b, loc, th, j, u, p.w, p.k > 0);
+    Value valid = emitIsMember(b, loc, th, j, u, p.w, p.k > 0);
+    Value gate = emitGate(b, loc, th, j, u, p.w, p.k > 0);
     Value s = emitIfElseF32(b, loc, valid, [&](OpBuilder &tb, Location tl) {
       Value dot = emitDotF32(tb, tl, Row{op.getQuery(), {bi, hq, t}},
                              Row{op.getKey(), {bi, h, jc}}, p.sizes.d);

@@ -1,5 +1,5 @@
 //===- TileLowerings.h - The two forms of the tile-first select_attention -*-
-//C++ -*-===//
+// C++ -*-===//
 //
 // Both forms walk the same tiles (BlockKeySets.h): one tile per (batch, KV
 // head, split of its query heads, query block), its key list in tiles of
