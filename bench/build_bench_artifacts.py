@@ -68,6 +68,16 @@ FAMILIES = {
         ],
         "pipeline_options": "fuse-select-attention=false",
         "composite_lowering": "decomposed: select (indices, gates materialized) then attention"},
+    # The same op tile first (sparsek-tile-select-attention): block key sets
+    # from the chunked selection, then one mma.sync kernel (64 rows of
+    # (query, head) per CTA, cp.async gathers, tensor cores).
+    "select_attention_mma_sync": {
+        "functions": [
+            ("select_attention_bf16_k2048_w512_mma_sync", lambda n: _select_attention(n, 2048, 512, 128)),
+            ("select_attention_bf16_k256_w256_mma_sync", lambda n: _select_attention(n, 256, 256, 64)),
+        ],
+        "pipeline_options": "prefill-kernel=mma-sync",
+        "composite_lowering": "tile first: block key sets, then mma.sync tiles (prefill-kernel=mma-sync)"},
 }
 
 

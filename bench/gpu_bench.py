@@ -291,7 +291,7 @@ class FakeOurs(Ours):
         super().__init__(folder)
         p1, p3, s1, d1 = smoke["P1"], smoke["P3"], smoke["S1"], smoke["D1"]
         self.fake = {f"attention_bf16_w{c['w']}_d{c['D']}": ("att", c) for c in (p1, p3)}
-        for suffix in ("", "_decomposed"):  # the fused and the decomposed composite
+        for suffix in ("", "_decomposed", "_mma_sync"):  # the composite's lowerings
             self.fake.update({f"select_attention_bf16_k{c['k']}_w{c['w']}{suffix}": ("sa", c) for c in (p1, p3)})
         self.fake[f"select_k{s1['k']}_w{s1['w']}"] = ("sel", s1)
         self.fake[f"decode_bf16_k{d1['k']}_w{d1['w']}_d{d1['D']}"] = ("dec", d1)
@@ -315,9 +315,10 @@ class FakeOurs(Ours):
             a[7].copy_(torch.from_numpy(o))
 
 
-# The composite op in its two lowerings: (label, function-name suffix, family).
+# The composite op in its lowerings: (label, function-name suffix, family).
 COMPOSITES = [("ours_select_attention", "", "select_attention"),
-              ("ours_select_attention_decomposed", "_decomposed", "select_attention_decomposed")]
+              ("ours_select_attention_decomposed", "_decomposed", "select_attention_decomposed"),
+              ("ours_select_attention_mma_sync", "_mma_sync", "select_attention_mma_sync")]
 OURS_PREFILL = ["ours_attention"] + [label for label, _, _ in COMPOSITES]
 
 
@@ -518,6 +519,9 @@ def bench_prefill(wid, B, Hq, Hkv, T, D, k, w, ours, budget, nrows, sweep, skip_
     mdec = impl["ours_select_attention_decomposed"].get("median_ms")
     if mf and mdec:
         ratios["ours_select_attention / ours_select_attention_decomposed"] = mf / mdec
+    mmma = impl.get("ours_select_attention_mma_sync", {}).get("median_ms")
+    if mf and mmma:
+        ratios["ours_select_attention_mma_sync / ours_select_attention"] = mmma / mf
     md = impl["sdpa_dense_causal"].get("median_ms")
     for base in ("triton_sparsek", "triton_sparsek_block", "triton_sparsek_block_with_prep"):
         mt = impl.get(base, {}).get("median_ms")
@@ -809,7 +813,8 @@ def link_select_to_p1(record):
                              for a, am in att.items()}
             for key, v in out["ratios"].items():
                 if key.startswith("ours_select / ") and key.split(" / P1 ")[1] in (
-                        "ours_attention", "ours_select_attention", "triton_sparsek_block", "sdpa_dense_causal"):
+                        "ours_attention", "ours_select_attention", "ours_select_attention_mma_sync",
+                        "triton_sparsek_block", "sdpa_dense_causal"):
                     rec.setdefault("ratios_time", {})[key] = v
         rec["select_vs_p1_attention"] = out
 

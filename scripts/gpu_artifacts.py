@@ -11,7 +11,8 @@ OUT_DIR receives libsparsek_runtime.so, libsparsek_gpu_tests.so (every
 function the GPU suite calls, dynamic B, H, T, S; one per element type,
 window and head dim; the composite op fused), libsparsek_gpu_decomposed.so
 (the composite op decomposed), libsparsek_gpu_auto.so (default pipeline
-options, for larger rows), libsparsek_gpu_layer.so
+options, for larger rows), libsparsek_gpu_mma_sync.so (the composite op on
+the tile-first mma.sync kernel), libsparsek_gpu_layer.so
 (examples/sparsek_layer.mlir) and manifest.json describing them.
 """
 
@@ -73,6 +74,19 @@ def composite_name(elem, k, w, d):
     return f"select_attention_{elem}_k{k}_w{w}_d{d}"
 
 
+# The tile-first kernel (prefill-kernel=mma-sync) on what it covers: bf16 and
+# f16, D = Dv in {64, 128}; (k, w) with k >= S (5000 covers T = 4097), w >= T
+# for short rows, and k = 0 (canonicalized to sliding-window attention, which
+# keeps the loop kernel).
+MMA_ELEMENTS = ("bf16", "f16")
+MMA_HEAD_DIMS = (64, 128)
+MMA_CONFIGS = ((8, 4), (16, 16), (24, 100), (5000, 16), (0, 8))
+
+
+def mma_composite_name(elem, k, w, d):
+    return f"select_attention_mma_{elem}_k{k}_w{w}_d{d}"
+
+
 LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
 
 # Pipeline options per library. The suite's sizes are small, so its
@@ -83,6 +97,7 @@ LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
 # length) for larger rows.
 TEST_OPTIONS = "select-chunk=16"
 DECOMPOSED_OPTIONS = "fuse-select-attention=false select-chunk=16"
+MMA_OPTIONS = "prefill-kernel=mma-sync select-chunk=16"
 AUTO_SELECT_CONFIGS = ((64, 16),)
 AUTO_COMPOSITE = (("f32", 64, 16), ("bf16", 64, 16))
 
@@ -114,6 +129,11 @@ def composite_module():
     return ir.module(*[ir.select_attention_function(composite_name(elem, k, w, d), k, w, elem,
                                                     head_dim=d)
                        for elem in ELEMENTS for k, w in COMPOSITE_CONFIGS for d in HEAD_DIMS])
+
+
+def mma_module():
+    return ir.module(*[ir.select_attention_function(mma_composite_name(e, k, w, d), k, w, e, head_dim=d)
+                       for e in MMA_ELEMENTS for k, w in MMA_CONFIGS for d in MMA_HEAD_DIMS])
 
 
 def auto_module():
@@ -181,6 +201,8 @@ def main():
     compile_gpu_library(composite_module(), os.path.join(out, "libsparsek_gpu_decomposed.so"),
                         out, DECOMPOSED_OPTIONS)
     compile_gpu_library(auto_module(), os.path.join(out, "libsparsek_gpu_auto.so"), out)
+    compile_gpu_library(mma_module(), os.path.join(out, "libsparsek_gpu_mma_sync.so"), out,
+                        MMA_OPTIONS)
     # The example layer as written (linalg projections, score, composite op).
     with open(LAYER_SOURCE) as f:
         compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out)
@@ -201,8 +223,12 @@ def main():
                 "auto_select": {f"{k}/{w}": select_name(k, w) for k, w in AUTO_SELECT_CONFIGS},
                 "auto_select_attention": {f"{e}/{k}/{w}/{d}": composite_name(e, k, w, d)
                                           for e, k, w in AUTO_COMPOSITE for d in HEAD_DIMS},
+                "mma_sync_library": "libsparsek_gpu_mma_sync.so",
+                "mma_sync_select_attention": {f"{e}/{k}/{w}/{d}": mma_composite_name(e, k, w, d)
+                                              for e in MMA_ELEMENTS for k, w in MMA_CONFIGS
+                                              for d in MMA_HEAD_DIMS},
                 "options": {"library": TEST_OPTIONS, "decomposed_library": DECOMPOSED_OPTIONS,
-                            "auto_library": ""},
+                            "auto_library": "", "mma_sync_library": MMA_OPTIONS},
                 "layer_library": "libsparsek_gpu_layer.so",
                 "layer": "sparsek_layer"}
     with open(os.path.join(out, "manifest.json"), "w") as f:

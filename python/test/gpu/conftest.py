@@ -62,6 +62,14 @@ def gpu_auto_lib(torch, manifest):
 
 
 @pytest.fixture(scope="session")
+def gpu_mma_sync_lib(torch, manifest):
+    """The composite op with prefill-kernel=mma-sync (the tile-first kernel)."""
+    if "mma_sync_library" not in manifest:
+        _unavailable("the GPU artifacts predate the mma-sync library (rebuild them)")
+    return _library(manifest, "mma_sync_library")
+
+
+@pytest.fixture(scope="session")
 def gpu_layer_lib(torch, manifest):
     """examples/sparsek_layer.mlir compiled for the GPU."""
     return _library(manifest, "layer_library")
