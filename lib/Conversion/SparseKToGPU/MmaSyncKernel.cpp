@@ -115,6 +115,19 @@ struct KB {
     return mul(x, c(kChunk));
   }
 
+  /// The same column for an ldmatrix read whose row is (lane part) +
+  /// (multiple of 8) and whose column is laneBit * 8 + colConst (colConst a
+  /// multiple of 16): the chunk is (colConst / 8 + laneBit) ^ (lane % 8),
+  /// split into a lane-dependent value with a small constant XORed in (four
+  /// distinct values per operand) plus a constant, so that every read's
+  /// shared address is one of four per-lane bases plus an immediate.
+  Value swizzleLdmatrix(Value laneBit, Value lane8, int64_t colConst) {
+    int64_t chunk = colConst / kChunk;
+    Value low = arith::XOrIOp::create(
+        b, loc, arith::XOrIOp::create(b, loc, laneBit, lane8), c(chunk % 8));
+    return add(mul(low, c(kChunk)), c((chunk - chunk % 8) * kChunk));
+  }
+
   /// vector<2xelem> -> an mma operand register (i32 for bf16).
   Value toReg(Value pair) {
     if (!bf16())
@@ -275,14 +288,16 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
   }
   SmallVector<SmallVector<Value>> qa;
   Value l16 = x.rem(lane, x.c(16)), l8 = x.rem(lane, x.c(8));
-  Value half8 = x.mul(x.div(lane, x.c(16)), x.c(8)); // (l / 16) * 8
-  Value odd8 = x.mul(x.rem(x.div(lane, x.c(8)), x.c(2)), x.c(8)); // ((l/8)%2)*8
+  Value half = x.div(lane, x.c(16));              // l / 16
+  Value odd = x.rem(x.div(lane, x.c(8)), x.c(2)); // (l / 8) % 2
+  Value half8 = x.mul(half, x.c(8));
+  // Rows read by ldmatrix below are (lane part) + (multiple of 8): their
+  // row % 8 is l % 8.
   {
     Value row = x.add(x.mul(warp, x.c(16)), l16);
-    for (int64_t kc = 0; kc < d / 16; ++kc) {
-      Value col = x.add(half8, x.c(16 * kc));
-      qa.push_back(x.ldmatrix(sK, row, x.swizzle(row, col), false));
-    }
+    for (int64_t kc = 0; kc < d / 16; ++kc)
+      qa.push_back(
+          x.ldmatrix(sK, row, x.swizzleLdmatrix(half, l8, 16 * kc), false));
   }
   gpu::BarrierOp::create(b, loc);
 
@@ -349,9 +364,8 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
         for (int64_t p = 0; p < 4; ++p) {
           Value krow = y.add(y.add(half8, l8), y.c(16 * p));
           for (int64_t kc = 0; kc < d / 16; ++kc) {
-            Value kcol = y.add(odd8, y.c(16 * kc));
-            SmallVector<Value> kb =
-                y.ldmatrix(sK, krow, y.swizzle(krow, kcol), false);
+            SmallVector<Value> kb = y.ldmatrix(
+                sK, krow, y.swizzleLdmatrix(odd, l8, 16 * kc), false);
             s[2 * p] = y.mma(qa[kc], {kb[0], kb[1]}, s[2 * p]);
             s[2 * p + 1] = y.mma(qa[kc], {kb[2], kb[3]}, s[2 * p + 1]);
           }
@@ -411,9 +425,8 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
                                 y.pack(s[2 * kc + 1][2], s[2 * kc + 1][3])};
           Value vrow = y.add(l16, y.c(16 * kc));
           for (int64_t q = 0; q < dv / 16; ++q) {
-            Value vcol = y.add(half8, y.c(16 * q));
             SmallVector<Value> vb =
-                y.ldmatrix(sV, vrow, y.swizzle(vrow, vcol), true);
+                y.ldmatrix(sV, vrow, y.swizzleLdmatrix(half, l8, 16 * q), true);
             for (int64_t hlf = 0; hlf < 2; ++hlf) {
               int64_t ot = 2 * q + hlf;
               SmallVector<Value> o(next.begin() + 4 * ot,
