@@ -7,6 +7,10 @@
 // RUN: sparsek-opt %s --sparsek-cpu-pipeline=c-wrappers=false | FileCheck %s --check-prefix=NOWRAP
 // RUN: not sparsek-opt %s --sparsek-cpu-pipeline=index-bitwidth=16 2>&1 | FileCheck %s --check-prefix=BAD
 // RUN: %mlir-opt-sparsek %s -p 'builtin.module(sparsek-cpu-pipeline)' | FileCheck %s
+// The GPU's tile walk as loops (prefill-kernel=tiles) compiles just as far.
+// RUN: sparsek-opt %s --sparsek-cpu-pipeline=prefill-kernel=tiles | FileCheck %s
+// RUN: not sparsek-opt %s --sparsek-cpu-pipeline=prefill-kernel=mma-sync 2>&1 | FileCheck %s --check-prefix=BADKERNEL
+// BADKERNEL: Cannot find option named 'mma-sync'!
 
 // CHECK: llvm.mlir.global private @__sparsek_status(0 : i32)
 // CHECK-DAG: llvm.func @sparsek_status() -> i32
