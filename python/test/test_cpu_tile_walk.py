@@ -125,3 +125,10 @@ def test_bf16_head_dim_64():
     want = reference.sparsek_attention(from_bf16_bits(q), from_bf16_bits(key),
                                        from_bf16_bits(value), u, k, w)
     np.testing.assert_allclose(from_bf16_bits(o), want, atol=2e-2)
+
+
+# k above the list step's 256-entry segments: a block's Sel(t0) is counted
+# and written by several threads (segment offsets), ties across segments.
+@pytest.mark.parametrize("kind", ["normal", "ties"])
+def test_block_lists_over_several_segments(kind):
+    check(1, 4, 2, 1000, 700, 8, 300, 20, kind=kind)

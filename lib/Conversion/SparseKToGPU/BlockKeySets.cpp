@@ -24,6 +24,8 @@ using namespace mlir::sparsek;
 /// Threads per block of the host-side parallel loops (once mapped).
 static constexpr int64_t kListBlock = 64;
 static constexpr int64_t kQueryBlock = 128;
+/// Entries of a block's candidate walk per thread of the list step.
+static constexpr int64_t kListSegment = 256;
 
 namespace {
 struct I {
@@ -42,6 +44,9 @@ struct I {
   }
   Value le(Value x, Value y) {
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, x, y);
+  }
+  Value eq(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, x, y);
   }
   Value sel(Value c, Value x, Value y) {
     return arith::SelectOp::create(b, loc, c, x, y);
@@ -105,6 +110,19 @@ static Value emitInWindow(OpBuilder &b, Location loc,
       x.le(j, row.pos));
 }
 
+/// i1: (u, -j) >= (thetaScore, -thetaPos) in SPEC 4's order: theta itself
+/// or stronger (higher score, or the same score at a smaller position).
+static Value emitReachesTheta(OpBuilder &b, Location loc, Value u, Value j,
+                              Value thetaScore, Value thetaPos) {
+  I x{b, loc};
+  Value above =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, u, thetaScore);
+  Value tied = x.andI(
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, u, thetaScore),
+      x.le(j, thetaPos));
+  return x.orI(above, tied);
+}
+
 Value sparsek::emitIsMember(OpBuilder &b, Location loc,
                             const QueryThresholds &row, Value j, Value u,
                             int64_t w, bool selects) {
@@ -113,18 +131,13 @@ Value sparsek::emitIsMember(OpBuilder &b, Location loc,
   if (!selects)
     return x.andI(row.valid, window);
   Type type = j.getType();
-  // (u, -j) >= theta: theta itself or stronger.
-  Value above = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, u,
-                                      row.thetaScore);
-  Value tied = x.andI(arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
-                                            u, row.thetaScore),
-                      x.le(j, row.thetaPos));
   Value lastCandidate =
       arith::SubIOp::create(b, loc, row.pos, intConst(b, loc, type, w));
   Value candidate =
       x.andI(x.andI(x.le(intConst(b, loc, type, 0), j), x.le(j, lastCandidate)),
              emitIsFiniteScore(b, loc, u));
-  Value selected = x.andI(candidate, x.orI(above, tied));
+  Value selected = x.andI(
+      candidate, emitReachesTheta(b, loc, u, j, row.thetaScore, row.thetaPos));
   return x.andI(row.valid, x.orI(window, selected));
 }
 
@@ -216,28 +229,110 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
                 alloc(b, loc, f32, {rows, numQueries}),
                 alloc(b, loc, i32, {rows, numQueries})};
 
-  // Per block: Sel(t0), ascending, then -1 padding.
+  // Per block: Sel(t0), ascending. Its candidates, in order, are t0's
+  // chunk's first list (k entries, -1 padded) then the chunk's candidates
+  // after the first query's last one up to t0's last (fewer than Lc): one
+  // walk of k + Lc entries, split into segments of kListSegment, each
+  // counted (pass 1) and then written at the sum of the counts before it
+  // (pass 2), so no thread walks more than one segment.
+  Value entries = x.add(x.c(k), sel.chunkLength());
+  Value segments = x.ceilDiv(entries, x.c(kListSegment));
+  Value segmentCounts =
+      alloc(b, loc, b.getIndexType(), {rows, geo.numBlocks, segments});
+  auto walkSegment = [&](OpBuilder &nb, Location nl, Value bi, Value h,
+                         Value blk, Value seg, ValueRange init,
+                         function_ref<SmallVector<Value>(OpBuilder &, Location,
+                                                         Value, ValueRange)>
+                             onMember) {
+    I y{nb, nl};
+    Value t0 = y.mul(blk, geo.blockQueries);
+    QueryPlace place = sel.emitPlace(nb, nl, t0);
+    auto [ts, tp] =
+        sel.emitTheta(nb, nl, bi, h, y.sel(place.hasCandidates, t0, y.c(0)));
+    Value from = y.mul(seg, y.c(kListSegment));
+    Value to = y.min(y.add(from, y.c(kListSegment)), entries);
+    return emitForCarrying(
+        nb, nl, from, to, init,
+        [&](OpBuilder &fb, Location fl, Value i,
+            ValueRange carried) -> SmallVector<Value> {
+          I z{fb, fl};
+          Value inList = z.lt(i, z.c(k));
+          Value listed = emitLoadIndex(
+              fb, fl, firsts,
+              ValueRange{bi, h, place.chunk, z.min(i, z.c(k - 1))});
+          Value after = z.add(place.firstLast, z.add(z.sub(i, z.c(k)), z.c(1)));
+          Value j = z.sel(inList, listed, after);
+          Value exists =
+              z.sel(inList, z.le(z.c(0), listed), z.le(after, place.last));
+          Value jc = z.max(z.min(j, place.last), z.c(0));
+          Value u =
+              memref::LoadOp::create(fb, fl, scores, ValueRange{bi, h, jc});
+          // A candidate of t0 (j <= last(t0), finite) reaching theta(t0).
+          Value member = z.andI(z.andI(z.andI(place.hasCandidates, exists),
+                                       emitIsFiniteScore(fb, fl, u)),
+                                emitReachesTheta(fb, fl, u, j, ts, tp));
+          return emitIfElse(
+              fb, fl, member,
+              [&](OpBuilder &mb, Location ml) {
+                return onMember(mb, ml, j, carried);
+              },
+              [&](OpBuilder &, Location) {
+                return SmallVector<Value>(carried);
+              });
+        });
+  };
+  Value blockSegments = x.mul(geo.numBlocks, segments);
   emitParallelQueryBlocks(
-      b, loc, batch, heads, geo.numBlocks, kListBlock,
-      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value blk) {
+      b, loc, batch, heads, blockSegments, kListBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value bs) {
         I y{nb, nl};
         Value r = y.add(y.mul(bi, heads), h);
-        Value t0 = y.mul(blk, geo.blockQueries);
-        QueryPlace place = sel.emitPlace(nb, nl, t0);
-        Value n = sel.emitVisitSelected(
-            nb, nl, bi, h, t0, place, ValueRange{y.c(0)},
-            [&](OpBuilder &vb, Location vl, Value j, Value,
-                ValueRange carried) -> SmallVector<Value> {
-              I z{vb, vl};
-              memref::StoreOp::create(vb, vl, z.i32(j), lists,
-                                      ValueRange{r, blk, carried[0]});
-              return {z.add(carried[0], z.c(1))};
-            })[0];
-        memref::StoreOp::create(nb, nl, y.i32(n), counts, ValueRange{r, blk});
-        emitFor(nb, nl, n, y.c(k), [&](OpBuilder &fb, Location fl, Value i) {
-          memref::StoreOp::create(fb, fl, I{fb, fl}.i32(I{fb, fl}.c(-1)), lists,
-                                  ValueRange{r, blk, i});
-        });
+        Value blk = y.div(bs, segments), seg = y.rem(bs, segments);
+        Value n = walkSegment(nb, nl, bi, h, blk, seg, ValueRange{y.c(0)},
+                              [](OpBuilder &mb, Location ml, Value,
+                                 ValueRange c) -> SmallVector<Value> {
+                                return {I{mb, ml}.add(c[0], I{mb, ml}.c(1))};
+                              })[0];
+        memref::StoreOp::create(nb, nl, n, segmentCounts,
+                                ValueRange{r, blk, seg});
+      });
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, blockSegments, kListBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value bs) {
+        I y{nb, nl};
+        Value r = y.add(y.mul(bi, heads), h);
+        Value blk = y.div(bs, segments), seg = y.rem(bs, segments);
+        Value offset = emitForCarrying(nb, nl, y.c(0), seg, ValueRange{y.c(0)},
+                                       [&](OpBuilder &fb, Location fl, Value s2,
+                                           ValueRange c) -> SmallVector<Value> {
+                                         Value n = memref::LoadOp::create(
+                                             fb, fl, segmentCounts,
+                                             ValueRange{r, blk, s2});
+                                         return {I{fb, fl}.add(c[0], n)};
+                                       })[0];
+        Value end =
+            walkSegment(nb, nl, bi, h, blk, seg, ValueRange{offset},
+                        [&](OpBuilder &mb, Location ml, Value j,
+                            ValueRange c) -> SmallVector<Value> {
+                          I z{mb, ml};
+                          memref::StoreOp::create(mb, ml, z.i32(j), lists,
+                                                  ValueRange{r, blk, c[0]});
+                          return {z.add(c[0], z.c(1))};
+                        })[0];
+        // The last segment knows the total: the block's count, then the
+        // padding (read by no tile, written so no read is uninitialized).
+        emitIf(nb, nl, y.eq(seg, y.sub(segments, y.c(1))),
+               [&](OpBuilder &lb, Location ll) {
+                 I z{lb, ll};
+                 memref::StoreOp::create(lb, ll, z.i32(end), counts,
+                                         ValueRange{r, blk});
+                 emitFor(lb, ll, end, z.c(k),
+                         [&](OpBuilder &fb, Location fl, Value i) {
+                           memref::StoreOp::create(
+                               fb, fl, I{fb, fl}.i32(I{fb, fl}.c(-1)), lists,
+                               ValueRange{r, blk, i});
+                         });
+               });
       });
   // Per query: f32 tau and theta; queries without candidates never test
   // one (no j <= pos - w), they get (+inf, +inf, -1).
@@ -268,6 +363,7 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
       });
   // Launches on one stream run in order: the chunked selection's scratch
   // can go now.
+  memref::DeallocOp::create(b, loc, segmentCounts);
   sel.emitDealloc(b, loc);
   memref::DeallocOp::create(b, loc, firsts);
 }

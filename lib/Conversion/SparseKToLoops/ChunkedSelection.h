@@ -105,6 +105,8 @@ public:
   /// holds more positions (they are distinct candidates), so scratch is
   /// sized by it rather than by k (which may exceed S by far).
   Value listCapacity() const { return listCap; }
+  /// Host size after emitSizes: candidates per chunk.
+  Value chunkLength() const { return chunkLen; }
   /// i1: score `z` is a candidate (finite), reporting NaN and +inf outside
   /// kernels.
   Value emitIsCandidate(OpBuilder &b, Location loc, Value z, bool report) const;
