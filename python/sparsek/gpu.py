@@ -97,8 +97,10 @@ class GPULibrary:
         `<name>_entry(stream, buffers...) -> status`. Arguments are checked
         against the signature the library exports (count, kind, dtype, rank,
         device, contiguity; TypeError or ValueError) first; the entry point
-        checks every size. Returns when the generated code has synchronized
-        the stream."""
+        checks every size. Returns once the work is queued on the stream (no
+        host synchronization), so a call can be captured in a CUDA graph;
+        errors of the kernels themselves surface at the stream's next
+        synchronization."""
         import torch
 
         entry = self.manifest[name]
