@@ -222,3 +222,22 @@ def test_long_rows_parallel_form():
     lib.call("decode", q, *args, pos, o)
     np.testing.assert_allclose(o, reference.decode_attention(q, *args, pos, 70, 8),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_huge_k_over_few_keys_costs_what_the_keys_cost():
+    """The merge scan's threads are bounded by the lists' width, min(k, candidates) + 1, not
+    by k + 1: k = 2^31 - 1 over 7 keys took ~20 s (2^32 idle threads) before."""
+    import time
+
+    k, w, T = 2**31 - 1, 2, 7
+    g = rng(3)
+    q, key, value = (g.normal(size=(1, 2, T, 8)).astype(np.float32) for _ in range(3))
+    u = g.normal(size=(1, 2, T)).astype(np.float32)
+    lib = library(ir.select_attention_function("sa_huge_k", k, w, head_dim=8),
+                  pipeline="sparsek-cpu-pipeline{parallel-loops select-chunk=3}")
+    o = np.zeros_like(q)
+    start = time.perf_counter()
+    lib.call("sa_huge_k", q, key, value, u, o)
+    assert time.perf_counter() - start < 3.0
+    want = reference.sparsek_attention(q, key, value, u, T, w)   # any k >= S: every candidate
+    np.testing.assert_allclose(o, want, rtol=1e-5, atol=1e-5)

@@ -303,7 +303,11 @@ static Value emitCountStronger(OpBuilder &b, Location loc, Value scoresBuf,
 void ChunkedSelection::emitScan(OpBuilder &b, Location loc) {
   B x{b, loc};
   Type index = b.getIndexType();
-  Value perChunk = x.idx(2 * (k + 1));
+  // One thread per entry the two merged lists can hold: min(k, candidates)
+  // + 1 each (the lists' width), never k + 1 when k exceeds the candidates
+  // (k may be 2^31 over a handful of keys).
+  Value entries = x.add(listCap, x.idx(1));
+  Value perChunk = x.mul(entries, x.idx(2));
   Value work = x.mul(chunks, perChunk);
   auto pick = [&](OpBuilder &nb, Location nl, Value parity, Value *bufs,
                   bool other) {
@@ -353,9 +357,9 @@ void ChunkedSelection::emitScan(OpBuilder &b, Location loc) {
                 Value a = u.sub(c, d);
                 Value lenA = u.load(srcL, {r, a});
                 Value lenB = u.load(srcL, {r, c});
-                Value inA = u.lt(i, u.idx(k + 1));
+                Value inA = u.lt(i, entries);
                 Value own = u.sel(inA, a, c), other = u.sel(inA, c, a);
-                Value at = u.sel(inA, i, u.sub(i, u.idx(k + 1)));
+                Value at = u.sel(inA, i, u.sub(i, entries));
                 Value ownLen = u.sel(inA, lenA, lenB);
                 Value otherLen = u.sel(inA, lenB, lenA);
                 emitIf(
