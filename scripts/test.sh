@@ -10,6 +10,9 @@ root=$PWD
 build=${SPARSEK_BUILD_DIR:-$root/build}
 export SPARSEK_BUILD_DIR=$build
 jobs=$(nproc)
+# The Python tests and examples run in the test environment with torch
+# (scripts/setup-venv.sh), else in Debian's python3 where the torch tests skip.
+source scripts/python-env.sh
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -51,11 +54,17 @@ if command -v ptxas > /dev/null || [ -x /usr/local/cuda/bin/ptxas ]; then
   /usr/bin/python3 scripts/prebuild_gpu_layers.py "$build/gpu-artifacts/cache"
 fi
 
+step "python: $SPARSEK_PYTHON, torch $("$SPARSEK_PYTHON" -c 'import torch; print(torch.__version__)' 2> /dev/null || echo "not installed: the torch tests skip")"
+if [ -n "${SPARSEK_REQUIRE_TORCH:-}" ] && ! "$SPARSEK_PYTHON" -c "import torch" 2> /dev/null; then
+  echo "SPARSEK_REQUIRE_TORCH is set but $SPARSEK_PYTHON has no torch (run scripts/setup-venv.sh)" >&2
+  exit 1
+fi
+
 step "example: the SparseK layer on the CPU"
-/usr/bin/python3 examples/run_layer.py
+"$SPARSEK_PYTHON" examples/run_layer.py
 step "example: a tiny transformer generating tokens with SparseK attention"
-/usr/bin/python3 examples/tiny_transformer.py
+"$SPARSEK_PYTHON" examples/tiny_transformer.py
 
 step "python: pytest"
 cd python
-/usr/bin/python3 -m pytest -q -p no:cacheprovider test
+"$SPARSEK_PYTHON" -m pytest -q -p no:cacheprovider -rs test
