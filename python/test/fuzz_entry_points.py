@@ -631,21 +631,25 @@ def drive(seed, classes, seconds=None, cases=None, log=None):
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(next_seed),
                    "--classes", ",".join(classes), "--cases", str(total - len(results)),
                    "--deadline", str(deadline), "--progress", progress]
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for line in proc.stdout.splitlines():
-                if line.startswith("{"):
-                    res = json.loads(line)
-                    results.append(res)
-                    if log:
-                        log.write(line + "\n")
-                        log.flush()
-            if proc.returncode == 0:  # done: the count or the time is spent
+            with tempfile.TemporaryFile("w+") as err:
+                # Results stream in as the worker prints them (the log stays current).
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+                for line in proc.stdout:
+                    if line.startswith("{"):
+                        results.append(json.loads(line))
+                        if log:
+                            log.write(line)
+                            log.flush()
+                returncode = proc.wait()
+                err.seek(0)
+                stderr = err.read()
+            if returncode == 0:  # done: the count or the time is spent
                 break
             last = json.load(open(progress))
             with np.errstate(all="ignore"):
                 last = prepare_case(last["seed"], last["class"])[0]
             res = dict(last, outcome="FAIL-crash",
-                       detail=f"worker died (status {proc.returncode}): {proc.stderr[-400:]}")
+                       detail=f"worker died (status {returncode}): {stderr[-400:]}")
             results.append(res)
             if log:
                 log.write(json.dumps(res) + "\n")

@@ -2,9 +2,8 @@
 import numpy as np
 import pytest
 
-from runtime_harness import require_runtime
+from runtime_harness import assert_matches_reference, require_runtime
 from sparsek import reference
-from sparsek.kv_cache import CacheView
 from sparsek.kv_cache import (BAD_HANDLE, INVALID_ARGUMENT, INVALID_SCORE, NO_DEVICE, OUT_OF_SLOTS, UNSUPPORTED,
                               KVCache, RuntimeCacheError, cuda_available)
 
@@ -12,18 +11,6 @@ from sparsek.kv_cache import (BAD_HANDLE, INVALID_ARGUMENT, INVALID_SCORE, NO_DE
 @pytest.fixture(autouse=True)
 def _runtime():
     require_runtime()
-
-
-def assert_matches_reference(view, seq, ref):
-    sl = ref.slots()
-    assert view.pos[seq] == sl.pos
-    np.testing.assert_array_equal(view.pool_count[seq], sl.pool_count)
-    np.testing.assert_array_equal(view.slot_pos[seq], sl.slot_pos)
-    filled = sl.slot_pos >= 0
-    np.testing.assert_array_equal(view.slot_scores[seq][filled], sl.slot_scores[filled].astype(np.float32))
-    np.testing.assert_array_equal(view.k_slots[seq][filled], sl.kslots[filled].astype(np.float32))
-    np.testing.assert_array_equal(view.v_slots[seq][filled], sl.vslots[filled].astype(np.float32))
-    np.testing.assert_allclose(view.tau[seq], sl.tau, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("k,w", [(4, 3), (0, 5), (6, 0)])
@@ -168,36 +155,3 @@ def test_torch_view_shares_the_cpu_slots():
         assert torch.equal(tv.k_slots[seq, 0, 2], keys[0, 0].to(torch.bfloat16))
         cache.append(0, [seq], keys.numpy(), keys.numpy(), np.ones((1, 1), np.float32))
         assert tv.pos[seq] == 1  # a view, not a copy
-
-
-@pytest.mark.parametrize("dtype", ["f32", "bf16"])
-def test_cuda_backend_matches_reference(dtype):
-    torch = pytest.importorskip("torch")
-    if not (torch.cuda.is_available() and cuda_available()):
-        pytest.skip("needs a GPU and a runtime built with CUDA")
-    g = torch.Generator().manual_seed(5)
-    H, D, k, w, T = 2, 8, 4, 3, 30
-    tdt = torch.float32 if dtype == "f32" else torch.bfloat16
-    with KVCache(1, H, k, w, D, dtype=dtype, max_seqs=3, backend="cuda") as cache:
-        seqs = [cache.alloc_seq() for _ in range(2)]
-        refs = [reference.DecodeCache(H, k, w) for _ in seqs]
-        for t in range(T):
-            keys = torch.randn(2, H, D, generator=g).to(tdt)
-            values = torch.randn(2, H, D, generator=g).to(tdt)
-            scores = torch.randn(2, H, generator=g)
-            cache.append(0, seqs, keys.cuda(), values.cuda(), scores.cuda())
-            for b, ref in enumerate(refs):
-                ref.append(keys[b].double().numpy(), values[b].double().numpy(), scores[b].double().numpy())
-        cache.check_device_error()
-        tv = cache.torch_view(0)
-        assert tv.k_slots.is_cuda
-        host = CacheView(*(a.cpu().float().numpy() if a.is_floating_point() else a.cpu().numpy() for a in tv))
-        for seq, ref in zip(seqs, refs):
-            assert_matches_reference(host, seq, ref)
-        bad = torch.full((1, H), float("nan"), device="cuda")
-        cache.append(0, [seqs[0]], keys[:1].cuda(), values[:1].cuda(), bad)
-        with pytest.raises(RuntimeCacheError) as e:
-            cache.check_device_error()
-        assert e.value.status == INVALID_SCORE
-        with pytest.raises(TypeError, match="CUDA tensors"):
-            cache.append(0, [seqs[0]], keys[:1].float().numpy(), values[:1].float().numpy(), scores[:1].numpy())
