@@ -54,4 +54,5 @@ rm -rf "$fuzz/seeds"
 mkdir -p "$fuzz/corpus" "$fuzz/crashes"
 # A slow input counts as a hang after 60 s; inputs stay under 64 KiB.
 "$bin" -max_total_time="$seconds" -timeout=60 -rss_limit_mb=6144 -max_len=65536 \
-  -print_final_stats=1 -artifact_prefix="$fuzz/crashes/" "$@" "$fuzz/corpus" "$fuzz/seeds"
+  -dict=tools/sparsek-fuzz/sparsek.dict -print_final_stats=1 -artifact_prefix="$fuzz/crashes/" \
+  "$@" "$fuzz/corpus" "$fuzz/seeds"

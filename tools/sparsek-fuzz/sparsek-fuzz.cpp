@@ -28,7 +28,6 @@
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Target/LLVMIR/Export.h"
 
-#include "llvm/ADT/STLExtras.h"
 #include "llvm/IR/LLVMContext.h"
 #include "llvm/IR/Module.h"
 #include "llvm/Support/TargetSelect.h"
@@ -37,6 +36,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <memory>
 
 using namespace mlir;
@@ -117,7 +117,7 @@ extern "C" int LLVMFuzzerInitialize(int *, char ***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1)
     return 0;
-  const Action &action = kActions[data[0] % llvm::size(kActions)];
+  const Action &action = kActions[data[0] % std::size(kActions)];
   llvm::StringRef text(reinterpret_cast<const char *>(data + 1), size - 1);
 
   // A fresh context per input: no state carries over between inputs, and
