@@ -38,6 +38,7 @@
 #include <cstdlib>
 #include <iterator>
 #include <memory>
+#include <string>
 
 using namespace mlir;
 
@@ -118,7 +119,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1)
     return 0;
   const Action &action = kActions[data[0] % std::size(kActions)];
-  llvm::StringRef text(reinterpret_cast<const char *>(data + 1), size - 1);
+  // MLIR's lexer reads the byte after the text (a NUL marks the end), as
+  // file buffers and C strings have it; libFuzzer's buffer ends right there.
+  std::string text(reinterpret_cast<const char *>(data + 1), size - 1);
 
   // A fresh context per input: no state carries over between inputs, and
   // uniqued attributes and types do not pile up.
