@@ -25,8 +25,10 @@ def harness_actions():
 
 
 def pass_names(pipeline):
-    """The pass names of a pipeline string, without their options."""
-    return [p for p in re.sub(r"\{[^}]*\}", "", pipeline).split(",") if p]
+    """The pass names of a pipeline string, without their options and the
+    op anchors they nest in."""
+    names = re.split(r"[,()]", re.sub(r"\{[^}]*\}", "", pipeline))
+    return [p for p in names if p and p not in ("func.func", "builtin.module")]
 
 
 def actions_for(text, actions):

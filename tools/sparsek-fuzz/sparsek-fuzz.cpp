@@ -68,6 +68,8 @@ constexpr Action kActions[] = {
     {"sparsek-entry-points", false},
     {"sparsek-entry-points{gpu=true}", false},
     {"sparsek-gpu-host-allocs", false},
+    {"func.func(sparsek-gpu-thread-tiles)", false},
+    {"func.func(sparsek-gpu-thread-tiles{threads=3})", false},
     {"sparsek-cpu-pipeline", true},
     {"sparsek-cpu-pipeline{fuse-select-attention parallel-loops "
      "index-bitwidth=64 select-chunk=7}",
