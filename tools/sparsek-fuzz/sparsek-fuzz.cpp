@@ -30,6 +30,7 @@
 
 #include "llvm/IR/LLVMContext.h"
 #include "llvm/IR/Module.h"
+#include "llvm/Support/Regex.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -101,6 +102,19 @@ void checkRoundTrip(ModuleOp module) {
   }
 }
 
+/// Known crashes of Debian's libMLIR.so (not our code), steered around so
+/// that fuzzing goes on: linalg.transpose's parser crashes on a permutation
+/// that is not a list of integers (issue 13 item 5). Such inputs are skipped.
+bool hitsKnownUpstreamCrash(llvm::StringRef text) {
+  static const llvm::Regex wellFormed(
+      "^permutation[ \t\r\n]*=[ \t\r\n]*\\[[-0-9, \t\r\n]*\\]");
+  for (size_t at = text.find("permutation"); at != llvm::StringRef::npos;
+       at = text.find("permutation", at + 1))
+    if (!wellFormed.match(text.substr(at)))
+      return true;
+  return false;
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerInitialize(int *, char ***) {
@@ -124,6 +138,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   // MLIR's lexer reads the byte after the text (a NUL marks the end), as
   // file buffers and C strings have it; libFuzzer's buffer ends right there.
   std::string text(reinterpret_cast<const char *>(data + 1), size - 1);
+  if (hitsKnownUpstreamCrash(text))
+    return 0;
 
   // A fresh context per input: no state carries over between inputs, and
   // uniqued attributes and types do not pile up.
