@@ -41,6 +41,7 @@ cmake -G Ninja -S test/consumer -B "$build/consumer" \
   -DSparseK_DIR="$build/install/lib/cmake/SparseK" > /dev/null
 cmake --build "$build/consumer" > /dev/null
 "$build/consumer/sparsek-consumer" | tail -n 1
+"$build/consumer/sparsek-capi-consumer" | tail -n 1
 
 step "docs: docs/ matches ODS"
 cmake --build "$build" --target sparsek-doc > /dev/null
@@ -68,6 +69,14 @@ step "example: the SparseK layer on the CPU"
 "$SPARSEK_PYTHON" examples/run_layer.py
 step "example: a tiny transformer generating tokens with SparseK attention"
 "$SPARSEK_PYTHON" examples/tiny_transformer.py
+
+step "example: training the tiny transformer (SparseK vs dense vs window-only retrieval)"
+if "$SPARSEK_PYTHON" -c "import torch" 2> /dev/null; then
+  # Exits non-zero unless SparseK gets below the loss that window-only cannot reach.
+  "$SPARSEK_PYTHON" examples/train_tiny.py
+else
+  echo "skipped: $SPARSEK_PYTHON has no torch (scripts/setup-venv.sh)"
+fi
 
 step "fuzz: compiled CPU entry points against the reference (${SPARSEK_FUZZ_SECONDS:-60} s)"
 # A random seed each run (printed, with --repro for any failing case); the
