@@ -55,8 +55,6 @@ CLASSES = SEMANTIC_CLASSES + SIGNATURE_CLASSES
 # a class here once its fix lands (its pytest case is a strict xfail until
 # then, so it fails as soon as the class passes).
 KNOWN_FAILING = {
-    "huge_k": "unverified after 64ddbc6 (scratch sized by min(k, S)): here its cases did not "
-              "finish within 100 s (a hang or a slow compile with k up to 2^31 - 1); check",
     "parallel_form_invalid": "issue 13 item 10: the GPU loop form masks NaN/+inf scores "
                              "and clamps bad cache states instead of reporting them",
 }

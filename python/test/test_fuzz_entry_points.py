@@ -16,8 +16,6 @@ CASES = 8
 
 
 def _param(cls):
-    if cls == "huge_k":  # not run until checked (see KNOWN_FAILING): it may hang
-        return pytest.param(cls, marks=pytest.mark.xfail(run=False, reason=fuzz.KNOWN_FAILING[cls]))
     if cls in fuzz.KNOWN_FAILING:
         return pytest.param(cls, marks=pytest.mark.xfail(strict=True, reason=fuzz.KNOWN_FAILING[cls]))
     return cls
