@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # GPU benchmark of the compiled SparseK kernels against the baselines of
-# /work/shared/BENCHMARKS.md, all in one process: P1, P3 (prefill), S1
+# ../shared/BENCHMARKS.md, all in one process: P1, P3 (prefill), S1
 # (selection), D1 (decode). Writes one JSON record; honest numbers only.
 """SparseK GPU benchmark (issue 6 point 5): P1, P3, S1, D1 on the H200.
 

@@ -1,7 +1,7 @@
 # Independent float64 numpy implementation of SPEC.md sections 2-6: the ground truth for every other path.
 """Float64 reference semantics of SparseK attention.
 
-Everything here is written straight from /work/shared/SPEC.md, in float64,
+Everything here is written straight from ../shared/SPEC.md, in float64,
 favouring clarity over speed: loops over (batch, head, query) where a loop
 states the definition, numpy vectorization only where it stays obvious.
 Other implementations (CPU lowering, GPU kernels, KV-cache runtime) are
