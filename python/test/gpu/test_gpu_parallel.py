@@ -1,4 +1,4 @@
-# Tensor-parallel SparseKAttention over NCCL on 2 GPUs against the whole layer on one GPU.
+# Tensor- and context-parallel SparseK attention over NCCL on 2 GPUs against one process.
 # Skips unless the machine has two GPUs.
 import os
 import tempfile
@@ -9,30 +9,42 @@ import pytest
 from nn_configs import CONFIGS
 
 
+def _whole_layer(torch):
+    """The 'f32' test layer on the GPU, seeded, and its inputs [2, 30, 64]."""
+    from sparsek.nn import SparseKAttention
+
+    torch.manual_seed(0)
+    full = SparseKAttention(**CONFIGS["f32"])
+    with torch.no_grad():
+        full.score_bias.normal_()
+        full.score_slope.normal_(std=0.05)
+    return full.cuda(), torch.randn(2, 30, 64, generator=torch.Generator().manual_seed(1)).cuda()
+
+
+def _prefill_then_decode(torch, attn):
+    """Prefill of 18 tokens, then 12 decode steps, over a fresh cache of `attn`: [2, 30, 64]."""
+    _, x = _whole_layer(torch)
+    with torch.no_grad():
+        cache = attn.new_cache(max_seqs=2)
+        seqs = [cache.alloc_seq() for _ in range(2)]
+        outs = [attn.prefill(x[:, :18], cache, seqs)]
+        outs += [attn.decode(x[:, t], cache, seqs)[:, None] for t in range(18, 30)]
+        cache.close()
+    return torch.cat(outs, 1).cpu().numpy()
+
+
 def _rank(rank, size, init_file, out_dir):
     import torch
     import torch.distributed as dist
 
-    from sparsek.nn import SparseKAttention
     from sparsek.parallel import TensorParallelSparseKAttention
 
     torch.cuda.set_device(rank)
     dist.init_process_group("nccl", init_method=f"file://{init_file}", rank=rank, world_size=size)
     try:
-        torch.manual_seed(0)
-        full = SparseKAttention(**CONFIGS["f32"])
-        with torch.no_grad():
-            full.score_bias.normal_()
-            full.score_slope.normal_(std=0.05)
-        tp = TensorParallelSparseKAttention.from_module(full.cuda())
-        x = torch.randn(2, 30, 64, generator=torch.Generator().manual_seed(1)).cuda()
-        with torch.no_grad():
-            cache = tp.new_cache(max_seqs=2)
-            seqs = [cache.alloc_seq() for _ in range(2)]
-            outs = [tp.prefill(x[:, :18], cache, seqs)]
-            outs += [tp.decode(x[:, t], cache, seqs)[:, None] for t in range(18, 30)]
-            np.save(os.path.join(out_dir, f"rank{rank}.npy"), torch.cat(outs, 1).cpu().numpy())
-        cache.close()
+        full, _ = _whole_layer(torch)
+        tp = TensorParallelSparseKAttention.from_module(full)
+        np.save(os.path.join(out_dir, f"rank{rank}.npy"), _prefill_then_decode(torch, tp))
     finally:
         dist.destroy_process_group()
 
@@ -42,22 +54,7 @@ def test_tensor_parallel_over_nccl_equals_one_gpu(torch, layer_cache):
         pytest.skip("needs 2 GPUs")
     import torch.multiprocessing as mp
 
-    from sparsek.nn import SparseKAttention
-
-    torch.manual_seed(0)
-    full = SparseKAttention(**CONFIGS["f32"])
-    with torch.no_grad():
-        full.score_bias.normal_()
-        full.score_slope.normal_(std=0.05)
-    full = full.cuda()
-    x = torch.randn(2, 30, 64, generator=torch.Generator().manual_seed(1)).cuda()
-    with torch.no_grad():
-        cache = full.new_cache(max_seqs=2)
-        seqs = [cache.alloc_seq() for _ in range(2)]
-        want = [full.prefill(x[:, :18], cache, seqs)]
-        want += [full.decode(x[:, t], cache, seqs)[:, None] for t in range(18, 30)]
-        want = torch.cat(want, 1).cpu().numpy()
-        cache.close()
+    want = _prefill_then_decode(torch, _whole_layer(torch)[0])
     with tempfile.TemporaryDirectory() as tmp:
         mp.spawn(_rank, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2, join=True)
         for r in range(2):   # every rank holds the all-reduced output
