@@ -103,7 +103,7 @@ def _embed(body, cfg, tokens, tok_t, emb, h_t):
     def region(args):
         body.emit(f"  %tok = arith.index_cast {args[0]} : i32 to index")
         body.emit("  %lo = arith.maxsi %tok, %c0 : index")
-        body.emit(f"  %row = arith.minsi %lo, %vmax : index")
+        body.emit("  %row = arith.minsi %lo, %vmax : index")
         body.emit("  %col = linalg.index 2 : index")
         body.emit(f"  %e = tensor.extract {emb}[%row, %col] : {ir.tensor([cfg.vocab, cfg.C], _F32)}")
         return "%e"
@@ -120,7 +120,7 @@ def _rms_norm(body, cfg, h, h_t, g):
 
     def square_sum(args):
         body.emit(f"  %sq = arith.mulf {args[0]}, {args[0]} : f32")
-        body.emit(f"  %ss = arith.addf %acc, %sq : f32")
+        body.emit("  %ss = arith.addf %acc, %sq : f32")
         return "%ss"
     ss = _generic(body, [(h, h_t, ["d0", "d1", "d2"], _F32)], (zero, ["d0", "d1"]), bt_t, 3,
                   ["parallel", "parallel", "reduction"], square_sum)
