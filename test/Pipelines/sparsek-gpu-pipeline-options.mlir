@@ -3,37 +3,37 @@
 // sparsek-opt and sparsek-compile alike. Upstream passes took the values
 // verbatim: an empty chip segfaulted the NVVM target check, an unknown
 // format printed an error but exited 0, query-block=4096 was accepted.
-// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=format=garbage 2>&1 | FileCheck %s --check-prefix=FORMAT
-// RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=chip=" 2>&1 | FileCheck %s --check-prefix=CHIP
-// RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=chip=sm_9x" 2>&1 | FileCheck %s --check-prefix=CHIP9X
-// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=query-block=4096 2>&1 | FileCheck %s --check-prefix=BLOCK
-// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=query-block=0 2>&1 | FileCheck %s --check-prefix=BLOCK0
-// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=features=+ptx80,+ptx99 2>&1 | FileCheck %s --check-prefix=FEATURES
-// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=opt-level=4 2>&1 | FileCheck %s --check-prefix=OPT
-// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=select-chunk=-1 2>&1 | FileCheck %s --check-prefix=CHUNK
-// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=index-bitwidth=7 2>&1 | FileCheck %s --check-prefix=BITS
-// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=query-block=abc 2>&1 | FileCheck %s --check-prefix=PARSE
+// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=format=garbage 2>&1 | FileCheck %s --check-prefix=CHECK-FORMAT
+// RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=chip=" 2>&1 | FileCheck %s --check-prefix=CHECK-CHIP
+// RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=chip=sm_9x" 2>&1 | FileCheck %s --check-prefix=CHECK-CHIP9X
+// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=query-block=4096 2>&1 | FileCheck %s --check-prefix=CHECK-BLOCK
+// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=query-block=0 2>&1 | FileCheck %s --check-prefix=CHECK-BLOCK0
+// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=features=+ptx80,+ptx99 2>&1 | FileCheck %s --check-prefix=CHECK-FEATURES
+// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=opt-level=4 2>&1 | FileCheck %s --check-prefix=CHECK-OPT
+// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=select-chunk=-1 2>&1 | FileCheck %s --check-prefix=CHECK-CHUNK
+// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=index-bitwidth=7 2>&1 | FileCheck %s --check-prefix=CHECK-BITS
+// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=query-block=abc 2>&1 | FileCheck %s --check-prefix=CHECK-PARSE
 // Several bad options: each is reported.
-// RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=chip= format=elf" 2>&1 | FileCheck %s --check-prefixes=CHIP,ELF
-// RUN: not sparsek-compile %s -o %t.so --target=gpu --pipeline-options=format=garbage 2>&1 | FileCheck %s --check-prefix=FORMAT
-// RUN: not sparsek-compile %s -o %t.so --target=gpu --pipeline-options=query-block=4096 2>&1 | FileCheck %s --check-prefix=BLOCK
+// RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=chip= format=elf" 2>&1 | FileCheck %s --check-prefixes=CHECK-CHIP,CHECK-ELF
+// RUN: not sparsek-compile %s -o %t.so --target=gpu --pipeline-options=format=garbage 2>&1 | FileCheck %s --check-prefix=CHECK-FORMAT
+// RUN: not sparsek-compile %s -o %t.so --target=gpu --pipeline-options=query-block=4096 2>&1 | FileCheck %s --check-prefix=CHECK-BLOCK
 // The limits themselves are accepted.
-// RUN: sparsek-opt %s "--sparsek-gpu-pipeline=format=isa query-block=1024 chip=sm_90a features=+ptx80 opt-level=0" | FileCheck %s --check-prefix=OK
+// RUN: sparsek-opt %s "--sparsek-gpu-pipeline=format=isa query-block=1024 chip=sm_90a features=+ptx80 opt-level=0" | FileCheck %s --check-prefix=CHECK-OK
 
-// FORMAT: sparsek-gpu-pipeline: option format must be one of fatbin, bin, isa, got 'garbage'
-// CHIP: sparsek-gpu-pipeline: option chip must be an NVPTX architecture such as sm_90 or sm_90a, got ''
-// CHIP9X: option chip must be an NVPTX architecture such as sm_90 or sm_90a, got 'sm_9x'
-// BLOCK: option query-block must be in [1, 1024] (one thread per query, and a GPU block has at most 1024 threads), got 4096
-// BLOCK0: option query-block must be in [1, 1024] {{.*}}, got 0
-// FEATURES: option features must be a comma-separated list of NVPTX features such as +ptx80 (one item is unknown), got '+ptx99'
-// OPT: option opt-level must be in [0, 3], got 4
-// CHUNK: option select-chunk must be >= 0 (0 picks one), got -1
-// BITS: option index-bitwidth must be one of 32, 64, got 7
-// PARSE: sparsek-gpu-pipeline: cannot parse the options 'query-block=abc'
-// ELF: option format must be one of fatbin, bin, isa, got 'elf'
-// OK: gpu.binary @attention_kernel
-// OK-SAME: #nvvm.target<O = 0, chip = "sm_90a", features = "+ptx80">
-// OK-SAME: .maxntid 1024, 1, 1
+// CHECK-FORMAT: sparsek-gpu-pipeline: option format must be one of fatbin, bin, isa, got 'garbage'
+// CHECK-CHIP: sparsek-gpu-pipeline: option chip must be an NVPTX architecture such as sm_90 or sm_90a, got ''
+// CHECK-CHIP9X: option chip must be an NVPTX architecture such as sm_90 or sm_90a, got 'sm_9x'
+// CHECK-BLOCK: option query-block must be in [1, 1024] (one thread per query, and a GPU block has at most 1024 threads), got 4096
+// CHECK-BLOCK0: option query-block must be in [1, 1024] {{.*}}, got 0
+// CHECK-FEATURES: option features must be a comma-separated list of NVPTX features such as +ptx80 (one item is unknown), got '+ptx99'
+// CHECK-OPT: option opt-level must be in [0, 3], got 4
+// CHECK-CHUNK: option select-chunk must be >= 0 (0 picks one), got -1
+// CHECK-BITS: option index-bitwidth must be one of 32, 64, got 7
+// CHECK-PARSE: sparsek-gpu-pipeline: cannot parse the options 'query-block=abc'
+// CHECK-ELF: option format must be one of fatbin, bin, isa, got 'elf'
+// CHECK-OK: gpu.binary @attention_kernel
+// CHECK-OK-SAME: #nvvm.target<O = 0, chip = "sm_90a", features = "+ptx80">
+// CHECK-OK-SAME: .maxntid 1024, 1, 1
 func.func @attention(%q: tensor<?x?x?x16xf32>, %k: tensor<?x?x?x16xf32>, %v: tensor<?x?x?x16xf32>,
                      %i: tensor<?x?x?x4xi32>, %g: tensor<?x?x?x4xf32>, %o0: tensor<?x?x?x16xf32>)
     -> tensor<?x?x?x16xf32> {

@@ -10,26 +10,26 @@
 //
 // The dialect plugin alone also registers the passes; loading the plugin
 // several times registers everything once.
-// RUN: mlir-opt %s --load-dialect-plugin=%sparsek_plugin -p 'builtin.module(sparsek-cpu-pipeline)' | FileCheck %s --check-prefix=CPU
-// RUN: %mlir-opt-sparsek %s --load-dialect-plugin=%sparsek_plugin --load-pass-plugin=%sparsek_plugin -p 'builtin.module(sparsek-cpu-pipeline)' | FileCheck %s --check-prefix=CPU
-// CPU: llvm.func @_mlir_ciface_layer_entry(
-// CPU-NOT: sparsek.
+// RUN: mlir-opt %s --load-dialect-plugin=%sparsek_plugin -p 'builtin.module(sparsek-cpu-pipeline)' | FileCheck %s --check-prefix=CHECK-CPU
+// RUN: %mlir-opt-sparsek %s --load-dialect-plugin=%sparsek_plugin --load-pass-plugin=%sparsek_plugin -p 'builtin.module(sparsek-cpu-pipeline)' | FileCheck %s --check-prefix=CHECK-CPU
+// CHECK-CPU: llvm.func @_mlir_ciface_layer_entry(
+// CHECK-CPU-NOT: sparsek.
 //
 // A tool that links the dialect itself (sparsek-opt) keeps its own dialect
 // and passes when it loads the plugin: nothing is registered twice.
-// RUN: sparsek-opt %s --load-dialect-plugin=%sparsek_plugin --load-pass-plugin=%sparsek_plugin -p 'builtin.module(sparsek-cpu-pipeline)' | FileCheck %s --check-prefix=CPU
+// RUN: sparsek-opt %s --load-dialect-plugin=%sparsek_plugin --load-pass-plugin=%sparsek_plugin -p 'builtin.module(sparsek-cpu-pipeline)' | FileCheck %s --check-prefix=CHECK-CPU
 //
 // The pass plugin alone cannot parse sparsek ops: a plain diagnostic.
-// RUN: not mlir-opt %s --load-pass-plugin=%sparsek_plugin 2>&1 | FileCheck %s --check-prefix=NODIALECT
-// NODIALECT: error: Dialect `sparsek' not found for custom op 'sparsek.score'
+// RUN: not mlir-opt %s --load-pass-plugin=%sparsek_plugin 2>&1 | FileCheck %s --check-prefix=CHECK-NODIALECT
+// CHECK-NODIALECT: error: Dialect `sparsek' not found for custom op 'sparsek.score'
 //
 // A second copy of the plugin used as the dialect plugin after the first
 // registered the passes would pair passes and ops that do not know each
 // other: it is refused with a message instead.
 // RUN: cp %sparsek_plugin %t.copy.so
-// RUN: not mlir-opt %s --load-pass-plugin=%sparsek_plugin --load-dialect-plugin=%t.copy.so 2>&1 | FileCheck %s --check-prefix=COPY
-// COPY: SparseK plugin: the sparsek passes come from another library; load the dialect plugin from that same file
-// COPY: error: Dialect `sparsek' not found
+// RUN: not mlir-opt %s --load-pass-plugin=%sparsek_plugin --load-dialect-plugin=%t.copy.so 2>&1 | FileCheck %s --check-prefix=CHECK-COPY
+// CHECK-COPY: SparseK plugin: the sparsek passes come from another library; load the dialect plugin from that same file
+// CHECK-COPY: error: Dialect `sparsek' not found
 
 func.func @layer(%x: tensor<1x?x64xf32>, %wsc: tensor<2x64xf32>, %q: tensor<1x4x?x16xf32>,
                  %k: tensor<1x2x?x16xf32>, %v: tensor<1x2x?x16xf32>, %u0: tensor<1x2x?xf32>,

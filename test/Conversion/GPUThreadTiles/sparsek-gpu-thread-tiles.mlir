@@ -1,5 +1,5 @@
-// RUN: sparsek-opt %s --split-input-file --pass-pipeline="builtin.module(func.func(sparsek-gpu-thread-tiles{threads=64}))" | FileCheck %s
-// RUN: not sparsek-opt %s --split-input-file --pass-pipeline="builtin.module(func.func(sparsek-gpu-thread-tiles{threads=2000}))" -o /dev/null 2>&1 | FileCheck %s --check-prefix=LIMIT
+// RUN: sparsek-opt %s --split-input-file --sparsek-gpu-thread-tiles=threads=64 | FileCheck %s
+// RUN: not sparsek-opt %s --split-input-file --sparsek-gpu-thread-tiles=threads=2000 -o /dev/null 2>&1 | FileCheck %s --check-prefix=CHECK-LIMIT
 
 // A single-level loop (what linalg lowers to) gets a one-dimensional tile
 // loop over its innermost dimension, bounded where the extent (100) is not a
@@ -14,7 +14,7 @@
 // CHECK: scf.parallel (%[[J:.*]]) = (%{{.*}}) to (%[[EXT]]) step
 // CHECK: %[[D:.*]] = arith.addi %[[D0]], %[[J]] : index
 // CHECK: memref.store %{{.*}}, %[[A]][%[[B]], %[[H]], %[[D]]]
-// LIMIT: error: sparsek-gpu-thread-tiles: threads must be in [1, 1024] (a block's thread limit), got 2000
+// CHECK-LIMIT: error: sparsek-gpu-thread-tiles: threads must be in [1, 1024] (a block's thread limit), got 2000
 func.func @flat(%a: memref<?x4x100xf32>, %n: index) {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index

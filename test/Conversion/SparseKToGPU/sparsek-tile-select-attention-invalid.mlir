@@ -1,11 +1,11 @@
 // Bad uses of sparsek-tile-select-attention fail with a message.
-// RUN: not sparsek-opt %s "-sparsek-tile-select-attention=form=wgmma" 2>&1 | FileCheck %s --check-prefix=FORM
-// RUN: not sparsek-opt %s "-sparsek-tile-select-attention=select-chunk=-1" 2>&1 | FileCheck %s --check-prefix=CHUNK
-// RUN: not sparsek-opt %s -sparsek-tile-select-attention 2>&1 | FileCheck %s --check-prefix=TENSOR
+// RUN: not sparsek-opt %s "-sparsek-tile-select-attention=form=wgmma" 2>&1 | FileCheck %s --check-prefix=CHECK-FORM
+// RUN: not sparsek-opt %s "-sparsek-tile-select-attention=select-chunk=-1" 2>&1 | FileCheck %s --check-prefix=CHECK-CHUNK
+// RUN: not sparsek-opt %s -sparsek-tile-select-attention 2>&1 | FileCheck %s --check-prefix=CHECK-TENSOR
 
-// FORM: form must be mma-sync or scalar, got 'wgmma'
-// CHUNK: select-chunk must be 0 (automatic) or positive, got -1
-// TENSOR: error: 'sparsek.select_attention' op is in tensor form; sparsek-tile-select-attention lowers the buffer form
+// CHECK-FORM: form must be mma-sync or scalar, got 'wgmma'
+// CHECK-CHUNK: select-chunk must be 0 (automatic) or positive, got -1
+// CHECK-TENSOR: error: 'sparsek.select_attention' op is in tensor form; sparsek-tile-select-attention lowers the buffer form
 func.func @tensor_form(%q: tensor<1x4x8x64xbf16>, %k: tensor<1x2x8x64xbf16>, %v: tensor<1x2x8x64xbf16>,
                        %u: tensor<1x2x8xf32>, %o: tensor<1x4x8x64xbf16>) -> tensor<1x4x8x64xbf16> {
   %r = sparsek.select_attention ins(%q, %k, %v, %u : tensor<1x4x8x64xbf16>, tensor<1x2x8x64xbf16>,
