@@ -8,7 +8,7 @@ from cpu_harness import require_compiler  # noqa: E402
 from runtime_harness import require_runtime  # noqa: E402
 from sparsek import torch_ops  # noqa: E402
 from sparsek.layer import reference_prefill  # noqa: E402
-from sparsek.nn import SparseKAttention  # noqa: E402
+from test_nn import module as attention  # noqa: E402  (the same seeded test layer)
 
 
 @pytest.fixture(autouse=True)
@@ -22,18 +22,6 @@ def _fresh_dynamo():
             torch._functorch.config.patch(enable_autograd_cache=False):
         yield
     torch._dynamo.reset()
-
-
-def attention(seed=0, **kw):
-    torch.manual_seed(seed)
-    opts = dict(embed_dim=32, num_heads=4, num_kv_heads=2, k=5, w=3, score_slope=True)
-    opts.update(kw)
-    attn = SparseKAttention(**opts)
-    with torch.no_grad():
-        attn.score_bias.normal_()
-        if attn.score_slope is not None:
-            attn.score_slope.normal_(std=0.05)
-    return attn
 
 
 class Block(torch.nn.Module):
