@@ -247,39 +247,49 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
     I y{nb, nl};
     Value t0 = y.mul(blk, geo.blockQueries);
     QueryPlace place = sel.emitPlace(nb, nl, t0);
-    auto [ts, tp] =
-        sel.emitTheta(nb, nl, bi, h, y.sel(place.hasCandidates, t0, y.c(0)));
-    Value from = y.mul(seg, y.c(kListSegment));
-    Value to = y.min(y.add(from, y.c(kListSegment)), entries);
-    return emitForCarrying(
-        nb, nl, from, to, init,
-        [&](OpBuilder &fb, Location fl, Value i,
-            ValueRange carried) -> SmallVector<Value> {
-          I z{fb, fl};
-          Value inList = z.lt(i, z.c(k));
-          Value listed = emitLoadIndex(
-              fb, fl, firsts,
-              ValueRange{bi, h, place.chunk, z.min(i, z.c(k - 1))});
-          Value after = z.add(place.firstLast, z.add(z.sub(i, z.c(k)), z.c(1)));
-          Value j = z.sel(inList, listed, after);
-          Value exists =
-              z.sel(inList, z.le(z.c(0), listed), z.le(after, place.last));
-          Value jc = z.max(z.min(j, place.last), z.c(0));
-          Value u =
-              memref::LoadOp::create(fb, fl, scores, ValueRange{bi, h, jc});
-          // A candidate of t0 (j <= last(t0), finite) reaching theta(t0).
-          Value member = z.andI(z.andI(z.andI(place.hasCandidates, exists),
-                                       emitIsFiniteScore(fb, fl, u)),
-                                emitReachesTheta(fb, fl, u, j, ts, tp));
-          return emitIfElse(
-              fb, fl, member,
-              [&](OpBuilder &mb, Location ml) {
-                return onMember(mb, ml, j, carried);
-              },
-              [&](OpBuilder &, Location) {
-                return SmallVector<Value>(carried);
+    // Without candidates the block has no selected key, and its chunk, its
+    // theta and the first lists (empty when no query has a candidate) must
+    // not be read.
+    return emitIfElse(
+        nb, nl, place.hasCandidates,
+        [&](OpBuilder &cb, Location cl) -> SmallVector<Value> {
+          I c{cb, cl};
+          auto [ts, tp] = sel.emitTheta(cb, cl, bi, h, t0);
+          Value from = c.mul(seg, c.c(kListSegment));
+          Value to = c.min(c.add(from, c.c(kListSegment)), entries);
+          return emitForCarrying(
+              cb, cl, from, to, init,
+              [&](OpBuilder &fb, Location fl, Value i,
+                  ValueRange carried) -> SmallVector<Value> {
+                I z{fb, fl};
+                Value inList = z.lt(i, z.c(k));
+                Value listed = emitLoadIndex(
+                    fb, fl, firsts,
+                    ValueRange{bi, h, place.chunk, z.min(i, z.c(k - 1))});
+                Value after =
+                    z.add(place.firstLast, z.add(z.sub(i, z.c(k)), z.c(1)));
+                Value j = z.sel(inList, listed, after);
+                Value exists = z.sel(inList, z.le(z.c(0), listed),
+                                     z.le(after, place.last));
+                Value jc = z.max(z.min(j, place.last), z.c(0));
+                Value u = memref::LoadOp::create(fb, fl, scores,
+                                                 ValueRange{bi, h, jc});
+                // A candidate of t0 (j <= last(t0), finite) reaching
+                // theta(t0).
+                Value member =
+                    z.andI(z.andI(exists, emitIsFiniteScore(fb, fl, u)),
+                           emitReachesTheta(fb, fl, u, j, ts, tp));
+                return emitIfElse(
+                    fb, fl, member,
+                    [&](OpBuilder &mb, Location ml) {
+                      return onMember(mb, ml, j, carried);
+                    },
+                    [&](OpBuilder &, Location) {
+                      return SmallVector<Value>(carried);
+                    });
               });
-        });
+        },
+        [&](OpBuilder &, Location) { return SmallVector<Value>(init); });
   };
   Value blockSegments = x.mul(geo.numBlocks, segments);
   emitParallelQueryBlocks(
