@@ -6,6 +6,18 @@
  * `void sparsek_clear_status(void)`, both emitted into every compiled module.
  * The status word is per loaded library and not thread-safe: serialize calls
  * into one library, or check the status after each call.
+ *
+ * GPU libraries (sparsek-gpu-pipeline) check sizes on the host as above, but
+ * the data (scores, the decode cache state) only inside kernels, after the
+ * entry point has returned. Kernels record those errors, with the same codes,
+ * in the library's device status (first error wins; kept until cleared):
+ *   int32_t sparsek_device_status(void);  reads it without synchronizing:
+ *       errors of every kernel that has finished (synchronize the stream
+ *       first to cover a given call);
+ *   void sparsek_clear_device_status(void *stream);  synchronizes `stream`,
+ *       then zeroes it.
+ * So a C caller that wants what the CPU path returns synchronizes and reads
+ * sparsek_device_status() after the entry point's own status.
  */
 #ifndef SPARSEK_C_STATUS_H
 #define SPARSEK_C_STATUS_H

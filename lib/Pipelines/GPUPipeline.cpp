@@ -7,7 +7,8 @@
 // queries; selection in kernels over query chunks), linalg ops (a layer's
 // projections) to scf.parallel over their parallel dimensions, tiled into
 // 128-thread blocks along the innermost one (sparsek-gpu-thread-tiles) ->
-// mapped to GPU blocks and threads -> kernels outlined -> host buffers the kernels use
+// mapped to GPU blocks and threads -> kernels' device status made the
+// runtime's words (sparsek-gpu-device-status) -> kernels outlined -> host buffers the kernels use
 // moved to the GPU (sparsek-gpu-host-allocs) -> upstream
 // gpu-lower-to-nvvm-pipeline: NVVM, sm_90 binary embedded in the module,
 // host code calling the runtime's mgpu* functions. Every public function
@@ -62,7 +63,9 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
           "canonicalize,cse,"
           "func.func(sparsek-gpu-thread-tiles,gpu-map-parallel-loops),"
           "convert-parallel-loops-to-gpu,"
-          "canonicalize,gpu-kernel-outlining,sparsek-gpu-host-allocs,"
+          // Kernels' device status: the runtime's words, not host globals.
+          "canonicalize,sparsek-gpu-device-status,"
+          "gpu-kernel-outlining,sparsek-gpu-host-allocs,"
           "expand-strided-metadata,lower-affine,"
           "gpu-lower-to-nvvm-pipeline{{cubin-chip={2} cubin-features={3} "
           "cubin-format={4} opt-level={5}},"

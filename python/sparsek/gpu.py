@@ -12,6 +12,21 @@ as memref descriptors over their device pointers (no host copies), after
 checks against the signatures the library exports (sparsek.signature), and
 the generated code runs on torch's current stream. Errors (bad sizes found by
 the compiled checks, CUDA failures recorded by the runtime) raise.
+
+Invalid data (NaN or +inf scores, a bad decode cache state) is found by the
+kernels, after the call has returned: they record it in the library's device
+status (include/sparsek-c/Status.h codes, the ones the CPU path returns) and
+skip the work it spoils. Like CUDA's own asynchronous errors it surfaces at
+the next natural point, as the same SparseKError the CPU path raises:
+- `GPULibrary.check()` synchronizes the stream and raises it (then clears);
+- every call first reads the status (host-mapped memory, no synchronization)
+  and raises an error that earlier calls' finished kernels recorded;
+- `call(..., check=True)`, or SPARSEK_SYNC_CHECK=1 for every call, checks
+  right after the call (synchronizing: for tests and debugging, like
+  CUDA_LAUNCH_BLOCKING).
+Eager calls thus never synchronize the host unless asked, and a call can be
+captured in a CUDA graph (make one eager call first: the first call
+allocates the library's status words).
 """
 
 import ctypes
@@ -76,6 +91,14 @@ class GPULibrary:
         self._lib = ctypes.CDLL(path)
         self._lib.sparsek_status.restype = ctypes.c_int32
         self._lib.sparsek_clear_status.restype = None
+        # The device status (libraries compiled before it have none).
+        self._device_status = getattr(self._lib, "sparsek_device_status", None)
+        self._clear_device_status = getattr(self._lib, "sparsek_clear_device_status", None)
+        if self._device_status is not None:
+            self._device_status.restype = ctypes.c_int32
+            self._device_status.argtypes = []
+            self._clear_device_status.restype = None
+            self._clear_device_status.argtypes = [ctypes.c_void_p]
         self.manifest = Manifest(self._lib, path)
         if not self.manifest.stream:
             raise ValueError(f"{path} was compiled for the CPU; load it with "
@@ -91,7 +114,7 @@ class GPULibrary:
     def has(self, name):
         return name in self.manifest
 
-    def call(self, name, *args, stream=None):
+    def call(self, name, *args, stream=None, check=False):
         """Calls `name` on torch CUDA tensors (and ints for index operands),
         on `stream` (default: torch's current stream), through the generated
         `<name>_entry(stream, buffers...) -> status`. Arguments are checked
@@ -99,8 +122,9 @@ class GPULibrary:
         device, contiguity; TypeError or ValueError) first; the entry point
         checks every size. Returns once the work is queued on the stream (no
         host synchronization), so a call can be captured in a CUDA graph;
-        errors of the kernels themselves surface at the stream's next
-        synchronization."""
+        invalid data the kernels find surfaces later (see the module's
+        docstring): at the next call, at `check()`, or here with
+        `check=True` (which synchronizes)."""
         import torch
 
         entry = self.manifest[name]
@@ -123,8 +147,60 @@ class GPULibrary:
             stream = torch.cuda.current_stream()
         handle = self.runtime.sk_rt_stream_from_ptr(stream.cuda_stream)
         self._check_runtime(name)  # an error left over from earlier calls
+        self._raise_pending(stream)  # what earlier calls' kernels found
         code = fn(ctypes.c_void_p(handle), *c_args)
         if code == RUNTIME:
             self._check_runtime(name)
         if code:
             raise SparseKError(code, name)
+        if check or os.environ.get("SPARSEK_SYNC_CHECK", "") not in ("", "0"):
+            self.check(stream, function=name)
+
+    def device_status(self):
+        """The first error the library's kernels recorded since the last clear
+        (0 if none), read without synchronizing: it covers the kernels that
+        have finished, so synchronize first to cover a given call."""
+        return int(self._device_status()) if self._device_status is not None else 0
+
+    def clear_device_status(self, stream=None):
+        """Synchronizes `stream` (default: torch's current stream) and forgets
+        the recorded error, so that later calls run clean."""
+        if self._clear_device_status is None:
+            return
+        import torch
+
+        if stream is None:
+            stream = torch.cuda.current_stream()
+        self._clear_device_status(ctypes.c_void_p(self.runtime.sk_rt_stream_from_ptr(stream.cuda_stream)))
+        self._check_runtime("clear_device_status")
+
+    def check(self, stream=None, function=None):
+        """Synchronizes `stream` (default: torch's current stream) and raises
+        the SparseKError that the kernels of the calls before recorded (the
+        code and message the CPU path gives), clearing it; returns None when
+        there is none."""
+        import torch
+
+        if stream is None:
+            stream = torch.cuda.current_stream()
+        stream.synchronize()
+        code = self.device_status()
+        if code:
+            self.clear_device_status(stream)
+            raise SparseKError(code, function or os.path.basename(self.path))
+
+    # The name the KV cache uses for the same check (KVCache.check_device_error).
+    check_device_error = check
+
+    def _raise_pending(self, stream):
+        """Raises, without waiting for anything, an error that finished
+        kernels of earlier calls recorded (cleared first, unless the stream
+        is being captured, where synchronizing is not allowed)."""
+        code = self.device_status()
+        if not code:
+            return
+        import torch
+
+        if not torch.cuda.is_current_stream_capturing():
+            self.clear_device_status(stream)
+        raise SparseKError(code, f"{os.path.basename(self.path)} (kernels of an earlier call)")

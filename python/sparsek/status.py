@@ -2,7 +2,8 @@
 """Errors reported by compiled SparseK code.
 
 Compiled code never aborts: it records the first error in its library's
-status word. `SparseKError` carries the code and its message.
+status word (GPU kernels: in its device status, see sparsek.gpu).
+`SparseKError` carries the code and its message.
 """
 
 OK = 0

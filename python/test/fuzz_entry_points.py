@@ -54,10 +54,7 @@ CLASSES = SEMANTIC_CLASSES + SIGNATURE_CLASSES
 # Classes that fail today, with the item of issue 13 that fixes them. Remove
 # a class here once its fix lands (its pytest case is a strict xfail until
 # then, so it fails as soon as the class passes).
-KNOWN_FAILING = {
-    "parallel_form_invalid": "issue 13 item 10: the GPU loop form masks NaN/+inf scores "
-                             "and clamps bad cache states instead of reporting them",
-}
+KNOWN_FAILING = {}
 # Narrower known failures inside classes that otherwise pass: (predicate over
 # a case's description, reason). A matching failure is reported as "known-..."
 # and does not fail the run; remove the entry once its fix lands.
@@ -119,7 +116,7 @@ def make_config(r, fault):
         op = r.choice(["select", "select_attention", "mask"])
     if fault == "cache_state":
         op = "decode"
-    if fault == "parallel_form_invalid":  # nan_scores or cache_state in the GPU loop form
+    if fault == "parallel_form_invalid":  # nan_scores or cache_state in the GPU loop form (device status)
         op = r.choice(["select", "select_attention", "decode"])
     if fault == "huge_k":
         op = "select_attention"
@@ -137,8 +134,8 @@ def make_config(r, fault):
     if op == "select_attention":
         cfg["pipeline"] = str(r.choice(PIPELINES))
     if fault in ("nan_scores", "cache_state") or op == "mask":
-        # mask has no parallel-loop form; that form masks invalid scores and
-        # clamps cache states (as the GPU does): parallel_form_invalid covers it.
+        # mask has no parallel-loop form; that form's kernels report invalid
+        # scores and cache states (device status): parallel_form_invalid.
         cfg["pipeline"] = PIPELINES[0]
     elif fault == "parallel_form_invalid":
         cfg["pipeline"] = PIPELINES[1]
@@ -545,6 +542,21 @@ def prepare_case(case_seed, fault):
     return desc, cfg, args, ref, nargs
 
 
+def _expected_code(desc):
+    """The status code the CPU path gives for a case's injected invalid data
+    (NaN/+inf scores, a bad cache state), or None when the fault has none."""
+    from sparsek import status
+
+    what = str(desc.get("fault", ""))
+    if what.startswith("NaN/+inf"):
+        return status.INVALID_SCORE
+    if what.startswith(("pos[", "pool_count[")):
+        return status.INVALID_CACHE_STATE
+    if what.startswith("tau["):
+        return status.INVALID_SCORE
+    return None
+
+
 def run_case(case_seed, fault):
     """Runs one case; returns a dict with its outcome (FAIL-* for a failure,
     known-* for a failure that KNOWN_CASES lists)."""
@@ -576,6 +588,7 @@ def _run_case(case_seed, fault):
             if [tuple(a.value.shape) for a in outs] != [np.shape(x) for x in wants]:
                 ref_error = "outputs do not have the result's shape"
     expect_error = violated or ref_error
+    want_code = _expected_code(desc) if violated is None else None
     # A strided array may be refused (entry points take contiguous memrefs).
     may_reject = fault == "non_contiguous"
     try:
@@ -594,6 +607,11 @@ def _run_case(case_seed, fault):
     if expect_error:
         if error is None:
             return dict(desc, outcome="FAIL-accepted-invalid", detail=str(expect_error)[:300])
+        if want_code is not None and getattr(error, "code", None) != want_code:
+            # Every form reports what the CPU path reports (SPEC 3; the GPU
+            # loop form through its device status).
+            return dict(desc, outcome="FAIL-wrong-code",
+                        detail=f"expected status {want_code}, got {type(error).__name__}: {error}"[:300])
         return dict(desc, outcome="rejected", detail=f"{type(error).__name__}: {error}"[:200])
     if error is not None and may_reject:
         return dict(desc, outcome="rejected", detail=f"{type(error).__name__}: {error}"[:200])

@@ -1,7 +1,8 @@
 # The GPU pipeline's parallel loop form (sparsek-lower-to-loops{parallel-loops})
 # compiled for the CPU, where its scf.parallel loops run sequentially: checks
-# that form's logic (per-row slices of shared scratch, in-kernel masking of
-# NaN and +inf, block guards) against the reference where there is no GPU.
+# that form's logic (per-row slices of shared scratch, block guards) against
+# the reference where there is no GPU. Its reports of NaN and +inf scores and
+# bad cache states (the device status) are in test_cpu_device_status.py.
 import importlib.util
 import os
 
@@ -38,11 +39,8 @@ def test_select_parallel_form(B, H, S, T, k, w):
     g = rng(S + T + k)
     u = g.integers(0, 4, size=(B, H, S)).astype(np.float32)  # ties everywhere
     u[g.random(u.shape) < 0.2] = -np.inf
-    u[0, 0, 3] = np.nan  # kernels mask NaN and +inf (SPEC 3)
-    u[-1, -1, S - 1] = np.inf
     idx, gates, tau = run_select(u, k, w, T)
-    masked = np.where(np.isfinite(u), u, -np.inf).astype(np.float64)
-    r_idx, r_gates, r_tau = reference.select(masked, k, w, T)
+    r_idx, r_gates, r_tau = reference.select(u.astype(np.float64), k, w, T)
     np.testing.assert_array_equal(idx, r_idx)
     np.testing.assert_allclose(gates, r_gates, rtol=0, atol=1e-6 * 4)
     np.testing.assert_allclose(tau, r_tau, rtol=0, atol=1e-6 * 4)
@@ -80,8 +78,12 @@ def test_chunked_select(chunk, kind, B, H, S, T, k, w):
 
 
 def test_chunked_select_masked_rows():
-    # Whole chunks of -inf, NaN and +inf (masked in kernels), and a row with
-    # fewer candidates than k.
+    # Whole chunks of -inf, NaN and +inf, and a row with fewer candidates
+    # than k. NaN and +inf are reported (INVALID_SCORE, as the sequential
+    # form does) and the kernels skip them like -inf, so the outputs are
+    # still the masked selection's.
+    from sparsek.status import INVALID_SCORE, SparseKError
+
     g = rng(11)
     u = g.normal(size=(2, 2, 150)).astype(np.float32)
     u[0, 0, 20:90] = -np.inf
@@ -90,7 +92,13 @@ def test_chunked_select_masked_rows():
     u[1, 1, 10:] = -np.inf
     masked = np.where(np.isfinite(u), u, -np.inf)
     for chunk in (4, 16):
-        idx, gates, tau = run_select(u, 12, 5, 150, chunked(chunk))
+        lib = library(ir.select_function("select", 12, 5), pipeline=chunked(chunk))
+        idx = np.full((2, 2, 150, 12), 7, np.int32)
+        gates = np.full((2, 2, 150, 12), 7, np.float32)
+        tau = np.full((2, 2, 150), 7, np.float32)
+        with pytest.raises(SparseKError) as e:
+            lib.call("select", u, idx, gates, tau)
+        assert e.value.code == INVALID_SCORE
         r_idx, r_gates, r_tau = reference.select(masked.astype(np.float64), 12, 5, 150)
         np.testing.assert_array_equal(idx, r_idx)
         np.testing.assert_allclose(gates, r_gates, rtol=0, atol=1e-6 * 4)

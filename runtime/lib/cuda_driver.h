@@ -29,6 +29,7 @@ namespace sparsek::rt {
   X(cuStreamCreate)                                                            \
   X(cuStreamDestroy)                                                           \
   X(cuStreamSynchronize)                                                       \
+  X(cuStreamIsCapturing)                                                       \
   X(cuStreamWaitEvent)                                                         \
   X(cuEventCreate)                                                             \
   X(cuEventDestroy)                                                            \
@@ -46,6 +47,8 @@ namespace sparsek::rt {
   X(cuMemcpyAsync)                                                             \
   X(cuMemsetD32Async)                                                          \
   X(cuMemsetD16Async)                                                          \
+  X(cuMemHostAlloc)                                                            \
+  X(cuMemHostGetDevicePointer)                                                 \
   X(cuMemHostRegister)                                                         \
   X(cuMemHostUnregister)                                                       \
   X(cuTensorMapEncodeTiled)

@@ -53,6 +53,19 @@ void *mgpuEventCreate(void) {
 void mgpuEventDestroy(void *) {}
 void mgpuEventSynchronize(void *) { unsupported("mgpuEventSynchronize"); }
 void mgpuEventRecord(void *, void *) { unsupported("mgpuEventRecord"); }
+void _mlir_ciface_sk_rt_device_status_word(sk_rt_word_memref *out, intptr_t) {
+  unsupported("sk_rt_device_status_word");
+  if (out)
+    *out = sk_rt_word_memref{nullptr, nullptr, 0};
+}
+void _mlir_ciface_sk_rt_device_status_mirror(sk_rt_word_memref *out,
+                                             intptr_t) {
+  unsupported("sk_rt_device_status_mirror");
+  if (out)
+    *out = sk_rt_word_memref{nullptr, nullptr, 0};
+}
+int32_t sk_rt_device_status_read(intptr_t) { return 0; }
+void sk_rt_device_status_clear(intptr_t, void *) {}
 void *mgpuMemAlloc(uint64_t, void *, bool) {
   unsupported("mgpuMemAlloc");
   return nullptr;

@@ -7,6 +7,7 @@
 #include "sticky_error.h"
 
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <vector>
 
@@ -588,6 +589,103 @@ void *mgpuTensorMapEncodeTiledMemref(int64_t tensorRank, void *rankedDescriptor,
     return nullptr;
   }
   return reinterpret_cast<void *>(deviceMap);
+}
+
+// The device status words (mgpu.h): a small table, since a process loads few
+// libraries; entries live as long as the process (kernels of a library may
+// still run when it is unloaded).
+namespace {
+struct DeviceStatusWords {
+  intptr_t key;
+  int32_t device;
+  CUdeviceptr word;
+  volatile int32_t *mirror; // host address
+  CUdeviceptr mirrorOnDevice;
+};
+std::mutex statusMutex;
+// A deque: entries stay in place as it grows (callers keep pointers).
+std::deque<DeviceStatusWords> statusWords;
+
+/// The words of `key` on the default device, made on first use (null, with
+/// a sticky error, if that fails).
+const DeviceStatusWords *deviceStatusWords(intptr_t key) {
+  std::lock_guard<std::mutex> lock(statusMutex);
+  for (const DeviceStatusWords &w : statusWords)
+    if (w.key == key && w.device == defaultDevice)
+      return &w;
+  ScopedContext scope("sk_rt_device_status_word");
+  if (!scope.api())
+    return nullptr;
+  DeviceStatusWords w{key, defaultDevice, 0, nullptr, 0};
+  void *host = nullptr;
+  if (!SK_CALL(scope, cuMemHostAlloc, &host, sizeof(int32_t),
+               CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_PORTABLE))
+    return nullptr;
+  w.mirror = static_cast<int32_t *>(host);
+  *w.mirror = 0;
+  if (!SK_CALL(scope, cuMemHostGetDevicePointer, &w.mirrorOnDevice, host, 0) ||
+      !SK_CALL(scope, cuMemAlloc, &w.word, sizeof(int32_t)))
+    return nullptr; // the pinned word stays allocated: 4 bytes, once
+  // Zeroed in order on the stream the kernels will use; waited for unless
+  // that stream is being captured (then the memset is a node before them).
+  CUstream stream = nullptr;
+  orderedStream(nullptr, &stream);
+  CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
+  if (!SK_CALL(scope, cuMemsetD32Async, w.word, 0, 1, stream) ||
+      !SK_CALL(scope, cuStreamIsCapturing, stream, &capture) ||
+      (capture == CU_STREAM_CAPTURE_STATUS_NONE &&
+       !SK_CALL(scope, cuStreamSynchronize, stream))) {
+    scope.api()->cuMemFree(w.word);
+    return nullptr;
+  }
+  statusWords.push_back(w);
+  return &statusWords.back();
+}
+
+void setWordMemRef(sk_rt_word_memref *out, CUdeviceptr ptr) {
+  if (!out)
+    return;
+  out->allocated = out->aligned = reinterpret_cast<int32_t *>(ptr);
+  out->offset = 0;
+}
+} // namespace
+
+void _mlir_ciface_sk_rt_device_status_word(sk_rt_word_memref *out,
+                                           intptr_t key) {
+  const DeviceStatusWords *w = deviceStatusWords(key);
+  setWordMemRef(out, w ? w->word : 0);
+}
+
+void _mlir_ciface_sk_rt_device_status_mirror(sk_rt_word_memref *out,
+                                             intptr_t key) {
+  const DeviceStatusWords *w = deviceStatusWords(key);
+  setWordMemRef(out, w ? w->mirrorOnDevice : 0);
+}
+
+int32_t sk_rt_device_status_read(intptr_t key) {
+  std::lock_guard<std::mutex> lock(statusMutex);
+  for (const DeviceStatusWords &w : statusWords)
+    if (w.key == key && *w.mirror != 0)
+      return *w.mirror;
+  return 0;
+}
+
+void sk_rt_device_status_clear(intptr_t key, void *stream) {
+  ScopedContext scope("sk_rt_device_status_clear");
+  if (!scope.api())
+    return;
+  CUstream s = static_cast<CUstream>(stream);
+  std::lock_guard<std::mutex> lock(statusMutex);
+  for (DeviceStatusWords &w : statusWords) {
+    if (w.key != key || w.device != defaultDevice)
+      continue;
+    // Kernels queued before the clear finish first, so none of them writes
+    // the mirror after it is zeroed.
+    if (SK_CALL(scope, cuStreamSynchronize, s) &&
+        SK_CALL(scope, cuMemsetD32Async, w.word, 0, 1, s) &&
+        SK_CALL(scope, cuStreamSynchronize, s))
+      *w.mirror = 0;
+  }
 }
 
 sk_status sk_rt_init(void) {

@@ -13,6 +13,8 @@ required=(
   mgpuMemHostUnregister mgpuMemHostUnregisterMemRef
   mgpuSetDefaultDevice mgpuTensorMapEncodeTiledMemref
   sk_rt_get_last_error sk_rt_clear_error sk_cache_create sk_cache_append_tokens
+  _mlir_ciface_sk_rt_device_status_word _mlir_ciface_sk_rt_device_status_mirror
+  sk_rt_device_status_read sk_rt_device_status_clear
 )
 exported=$(nm -D --defined-only "$lib" | awk '$2 == "T" {print $3}')
 missing=0

@@ -273,6 +273,62 @@ def SparseKGPUHostAllocs : Pass<"sparsek-gpu-host-allocs", "ModuleOp"> {
   let dependentDialects = ["::mlir::gpu::GPUDialect"];
 }
 
+def SparseKGPUDeviceStatus : Pass<"sparsek-gpu-device-status", "ModuleOp"> {
+  let summary = "Give GPU kernels the runtime's device status words instead of the host status globals";
+  let description = [{
+    Kernels that find invalid input (NaN or +inf scores, a bad decode cache
+    state) record it in the device status: a compare-and-swap on a word
+    (the first error stays) and, by the thread that won, a store of the code
+    to a mirror. The lowerings spell both as the module's host globals
+    `__sparsek_status` and `__sparsek_status_mirror`, which is what the CPU
+    runs (`sparsek-cpu-pipeline{parallel-loops}`): there kernel errors land
+    in the host status word and the entry point returns them. A GPU kernel
+    cannot reach host globals, so in the GPU pipeline this pass, run once
+    the parallel loops are `gpu.launch` ops (before outlining), replaces
+    every kernel use of them (inside a `gpu.launch`, or as a
+    `gpu.launch_func` operand of a hand-built kernel) with the runtime's
+    words for this library: `sk_rt_device_status_word(key)` in device
+    memory and `sk_rt_device_status_mirror(key)` in pinned host-mapped
+    memory, fetched by host code just before the launch (`key` is the
+    address of the library's host status word). Host uses stay.
+
+    The module also gets the host functions
+    `int32_t sparsek_device_status(void)`, which reads the mirror without
+    synchronizing (every error of kernels that have finished), and
+    `void sparsek_clear_device_status(void *stream)`, which synchronizes
+    `stream` and zeroes both words. Nothing is added to the launches' path
+    but the two lookups, so a call stays capturable in a CUDA graph.
+
+    Before:
+
+    ```mlir
+    gpu.launch blocks(...) threads(...) {
+      %w = memref.get_global @__sparsek_status : memref<i32>
+      %old = memref.generic_atomic_rmw %w[] : memref<i32> { ... }
+      ...
+    }
+    ```
+
+    After:
+
+    ```mlir
+    %s = memref.get_global @__sparsek_status : memref<i32>
+    %key = memref.extract_aligned_pointer_as_index %s : memref<i32> -> index
+    %w = call @sk_rt_device_status_word(%key) : (index) -> memref<i32>
+    gpu.launch blocks(...) threads(...) {
+      %old = memref.generic_atomic_rmw %w[] : memref<i32> { ... }
+      ...
+    }
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::func::FuncDialect",
+    "::mlir::gpu::GPUDialect",
+    "::mlir::LLVM::LLVMDialect",
+    "::mlir::memref::MemRefDialect",
+  ];
+}
+
 def SparseKGPUThreadTiles : Pass<"sparsek-gpu-thread-tiles", "func::FuncOp"> {
   let summary = "Give single-level parallel loops a thread level for the GPU";
   let description = [{

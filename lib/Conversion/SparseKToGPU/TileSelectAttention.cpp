@@ -49,6 +49,9 @@ static void lowerToTiles(RewriterBase &rewriter, SelectAttentionOp op,
                   op.getWAttr().getInt(),
                   emitAttentionScale(b, l, op.getScale(), z.d),
                   std::nullopt};
+    // The selection's kernels report NaN and +inf candidates (device
+    // status); the window-only positions get a kernel of their own.
+    emitCheckWindowScores(b, l, op, z, p.w, /*inKernel=*/true);
     if (p.k > 0) {
       p.keys.emplace(op, selectChunk);
       p.keys->emit(b, l, p.geo);

@@ -146,8 +146,8 @@ ChunkedSelection::ChunkedSelection(Operation *anchor, int64_t k, int64_t w,
 
 Value ChunkedSelection::emitIsCandidate(OpBuilder &b, Location loc, Value z,
                                         bool report) const {
-  return inKernel || !report ? emitIsFiniteScore(b, loc, z)
-                             : emitIsCandidateScore(b, loc, anchor, z);
+  return report ? emitIsCandidateScore(b, loc, anchor, z, inKernel)
+                : emitIsFiniteScore(b, loc, z);
 }
 
 Value ChunkedSelection::emitRowIndex(OpBuilder &b, Location loc, Value bi,
@@ -833,5 +833,21 @@ ChunkedSelection::emitVisitSelected(OpBuilder &b, Location loc, Value bi,
       },
       [&](OpBuilder &, Location) -> SmallVector<Value> {
         return SmallVector<Value>(init);
+      });
+}
+
+void sparsek::emitParallelScoreCheck(OpBuilder &b, Location loc,
+                                     Operation *anchor, Value scores,
+                                     Value from) {
+  B x{b, loc};
+  Value numKeys = emitDim(b, loc, scores, 2);
+  Value count = x.max(x.idx(0), x.sub(numKeys, from));
+  emitParallelQueryBlocks(
+      b, loc, emitDim(b, loc, scores, 0), emitDim(b, loc, scores, 1), count,
+      kWideBlock, [&](OpBuilder &nb, Location nl, Value bi, Value h, Value i) {
+        B y{nb, nl};
+        Value z = memref::LoadOp::create(nb, nl, scores,
+                                         ValueRange{bi, h, y.add(from, i)});
+        emitIsCandidateScore(nb, nl, anchor, z, /*inKernel=*/true);
       });
 }

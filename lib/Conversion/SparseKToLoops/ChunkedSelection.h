@@ -64,8 +64,11 @@ struct QueryPlace {
 
 class ChunkedSelection {
 public:
-  /// `scores` is the [B, Hkv, S] f32 memref; `inKernel` masks NaN and +inf
-  /// instead of reporting them through `anchor`'s status word. `chunk` > 0
+  /// `scores` is the [B, Hkv, S] f32 memref; with `inKernel` (the parallel
+  /// form) the kernels report NaN and +inf candidates through `anchor`'s
+  /// device status (Status.h), otherwise through its host status word;
+  /// either way they are then skipped like -inf. Window-only positions
+  /// [C, S) are never read here: see emitParallelScoreCheck. `chunk` > 0
   /// fixes the chunk length (tests use small ones); 0 picks one.
   ChunkedSelection(Operation *anchor, int64_t k, int64_t w, Value scores,
                    Value numQueries, bool inKernel, int64_t chunk);
@@ -107,8 +110,9 @@ public:
   Value listCapacity() const { return listCap; }
   /// Host size after emitSizes: candidates per chunk.
   Value chunkLength() const { return chunkLen; }
-  /// i1: score `z` is a candidate (finite), reporting NaN and +inf outside
-  /// kernels.
+  /// i1: score `z` is a candidate (finite); with `report`, NaN and +inf
+  /// are reported (device status in kernels). Step 1 reports each
+  /// candidate's own score once; the other reads only mask.
   Value emitIsCandidate(OpBuilder &b, Location loc, Value z, bool report) const;
 
 private:
@@ -155,6 +159,14 @@ private:
   Value poolScores, poolPos, upperHeap, middleHeap;
   FirstLists firstLists;
 };
+
+/// Host code: one kernel (the parallel form) that reports, through the
+/// device status of `anchor`'s module, every NaN or +inf score at positions
+/// [from, S) of every row of the [B, Hkv, S] f32 `scores`: the window-only
+/// positions, which the selection never reads but the CPU path still checks
+/// (SPEC 3). Nothing runs when the range is empty.
+void emitParallelScoreCheck(OpBuilder &b, Location loc, Operation *anchor,
+                            Value scores, Value from);
 
 } // namespace mlir::sparsek
 

@@ -28,6 +28,12 @@ struct FusedSizes {
 Value emitFusedChecks(OpBuilder &b, Location loc, SelectAttentionOp op,
                       FusedSizes &z);
 
+/// Reports NaN and +inf scores at the window-only positions [S - min(S, w),
+/// S), which no selection reads: host loops, or with `inKernel` one kernel
+/// reporting through the device status (Status.h).
+void emitCheckWindowScores(OpBuilder &b, Location loc, SelectAttentionOp op,
+                           const FusedSizes &z, int64_t w, bool inKernel);
+
 } // namespace mlir::sparsek
 
 #endif // SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_FUSEDCHECKS_H

@@ -12,12 +12,19 @@
 // INVALID_CACHE_STATE, and NaN or +inf pool scores or a NaN tau are
 // INVALID_SCORE (SPEC 3); either skips the whole op.
 //
+// In the parallel (GPU) form the host cannot read the cache, so each split
+// thread checks what it reads and reports through the device status
+// (Status.h), with the same codes: a bad count or position skips its
+// (sequence, head) (an output of zeros there), an invalid pool score skips
+// that slot. No slot outside [0, k + w) is ever read.
+//
 //===----------------------------------------------------------------------===//
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
 
 #include "LoopUtils.h"
 #include "Softmax.h"
 #include "TauSolver.h"
+#include "TopKHeap.h"
 #include "sparsek/Conversion/SparseKToLoops/Status.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -158,41 +165,44 @@ static Value emitDecodeChecks(OpBuilder &b, Location loc, DecodeAttentionOp op,
 
 namespace {
 /// The slots one query head hq of sequence bi reads through KV head h, and
-/// the online-softmax steps over ranges of them. With `guarded` (the GPU
-/// form, where the host cannot scan device memory first) the cache state is
-/// made safe in place instead of rejected: the pool count is clamped to
-/// [0, k], a negative position leaves the window empty, and a NaN or +inf
-/// pool score is skipped like a masked key (SPEC 3: kernels treat NaN as
-/// -inf).
+/// the online-softmax steps over ranges of them. With `inKernel` (the
+/// parallel form, where the host cannot scan device memory first) the
+/// caller checks the cache state (emitStateOk) before using the ranges, and
+/// the pool step reports and skips invalid scores itself.
 struct DecodeSlots {
   mutable DecodeAttentionOp op; // its getters are not const
   const SoftmaxAccumulator &acc;
   Value bi, h;
   Row query;
-  bool guarded;
+  bool inKernel;
   int64_t k, w;
 
   DecodeSlots(DecodeAttentionOp op, const SoftmaxAccumulator &acc, Value bi,
-              Value h, Value hq, bool guarded)
+              Value h, Value hq, bool inKernel)
       : op(op), acc(acc), bi(bi), h(h), query{op.getQuery(), {bi, hq}},
-        guarded(guarded), k(op.getKAttr().getInt()), w(op.getWAttr().getInt()) {
-  }
+        inKernel(inKernel), k(op.getKAttr().getInt()),
+        w(op.getWAttr().getInt()) {}
 
   /// Valid pool slots [0, count).
   Value emitPoolCount(OpBuilder &b, Location loc) const {
-    Value count = emitLoadIndex(b, loc, op.getPoolCount(), {bi, h});
-    if (!guarded)
-      return count;
-    return arith::MinSIOp::create(
-        b, loc, arith::MaxSIOp::create(b, loc, count, emitIndex(b, loc, 0)),
-        emitIndex(b, loc, k));
+    return emitLoadIndex(b, loc, op.getPoolCount(), {bi, h});
+  }
+
+  /// i1: this (sequence, head)'s pool count is in [0, k] and its position
+  /// is not negative (what emitScanCache checks on the host).
+  Value emitStateOk(OpBuilder &b, Location loc) const {
+    Value zero = emitIndex(b, loc, 0);
+    Value countOk =
+        emitInRange(b, loc, emitPoolCount(b, loc), zero, emitIndex(b, loc, k));
+    Value pos = emitLoadIndex(b, loc, op.getPositions(), bi);
+    Value posOk =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, pos, zero);
+    return arith::AndIOp::create(b, loc, countOk, posOk);
   }
 
   /// Window positions [first, end): max(0, pos - w + 1) .. pos.
   std::pair<Value, Value> emitWindow(OpBuilder &b, Location loc) const {
     Value pos = emitLoadIndex(b, loc, op.getPositions(), bi);
-    if (guarded) // a negative position: no window (end <= first below)
-      pos = arith::MaxSIOp::create(b, loc, pos, emitIndex(b, loc, -1));
     Value end = arith::AddIOp::create(b, loc, pos, emitIndex(b, loc, 1));
     Value first = arith::MaxSIOp::create(
         b, loc, arith::SubIOp::create(b, loc, end, emitIndex(b, loc, w)),
@@ -218,11 +228,14 @@ struct DecodeSlots {
           Row keyRow{op.getKeySlots(), {bi, h, slot}};
           Row valueRow{op.getValueSlots(), {bi, h, slot}};
           Value gate = emitClipGate(nb, nl, score, tau);
-          if (guarded)
+          if (inKernel) {
+            // Reported, then skipped (SPEC 3: kernels treat NaN as -inf).
+            Value valid = emitDeviceCheck(nb, nl, op, emitValidScore(nb, nl, score),
+                                          SPARSEK_ERROR_INVALID_SCORE);
             return acc
-                .addIf(nb, nl, emitValidScore(nb, nl, score), cur, query,
-                       keyRow, valueRow, gate)
+                .addIf(nb, nl, valid, cur, query, keyRow, valueRow, gate)
                 .values();
+          }
           return acc.add(nb, nl, cur, query, keyRow, valueRow, gate).values();
         }));
   }
@@ -236,7 +249,7 @@ struct DecodeSlots {
         b, loc, lo, hi, st.values(),
         [&](OpBuilder &nb, Location nl, Value p,
             ValueRange carried) -> SmallVector<Value> {
-          // Positions are >= 0 here (checked or clamped), so the unsigned
+          // Positions are >= 0 here (checked first), so the unsigned
           // remainder is the ring's p mod w.
           Value ring = arith::RemUIOp::create(nb, nl, p, emitIndex(nb, nl, w));
           Value slot =
@@ -256,7 +269,7 @@ struct DecodeSlots {
 static void emitDecodeQuery(OpBuilder &b, Location loc, DecodeAttentionOp op,
                             const SoftmaxAccumulator &acc, Value bi, Value h,
                             Value hq) {
-  DecodeSlots slots(op, acc, bi, h, hq, /*guarded=*/false);
+  DecodeSlots slots(op, acc, bi, h, hq, /*inKernel=*/false);
   SoftmaxAccumulator::State st = acc.begin(b, loc, &slots.query);
   if (slots.k > 0)
     st = slots.emitPool(b, loc, st, emitIndex(b, loc, 0),
@@ -300,34 +313,52 @@ static void emitDecodeSplit(OpBuilder &b, Location loc, DecodeAttentionOp op,
                             const SoftmaxAccumulator &acc, Value bi, Value h,
                             Value hq, Value p, Value partMax, Value partSum,
                             Value partAcc) {
-  DecodeSlots slots(op, acc, bi, h, hq, /*guarded=*/true);
+  DecodeSlots slots(op, acc, bi, h, hq, /*inKernel=*/true);
   int64_t k = slots.k, w = slots.w;
   Value kIdx = emitIndex(b, loc, k);
-  SoftmaxAccumulator::State st = acc.begin(b, loc, &slots.query);
-  Value lo = arith::MulIOp::create(b, loc, p, emitIndex(b, loc, kDecodeSplit));
-  Value hi = arith::MinSIOp::create(
-      b, loc,
-      arith::AddIOp::create(b, loc, lo, emitIndex(b, loc, kDecodeSplit)),
-      emitIndex(b, loc, k + w));
-  // The pool part of the split, then its window part (either may be empty).
-  if (k > 0) {
-    Value poolHi =
-        arith::MinSIOp::create(b, loc, hi, slots.emitPoolCount(b, loc));
-    st = slots.emitPool(b, loc, st, lo, poolHi);
-  }
-  if (w > 0) {
-    // Window index i = v - k over [max(lo, k), max(hi, k)) - k, position
-    // first + i, valid below end.
-    auto [first, end] = slots.emitWindow(b, loc);
-    Value iLo = arith::SubIOp::create(
-        b, loc, arith::MaxSIOp::create(b, loc, lo, kIdx), kIdx);
-    Value iHi = arith::SubIOp::create(
-        b, loc, arith::MaxSIOp::create(b, loc, hi, kIdx), kIdx);
-    Value posLo = arith::AddIOp::create(b, loc, first, iLo);
-    Value posHi = arith::MinSIOp::create(
-        b, loc, arith::AddIOp::create(b, loc, first, iHi), end);
-    st = slots.emitWindowSlots(b, loc, st, posLo, posHi);
-  }
+  SoftmaxAccumulator::State empty = acc.begin(b, loc, &slots.query);
+  // The cache state first (a bad one skips the split: nothing read out of
+  // range), then tau, as the host scan of the sequential form does.
+  Value stateOk = emitDeviceCheck(b, loc, op, slots.emitStateOk(b, loc),
+                                  SPARSEK_ERROR_INVALID_CACHE_STATE);
+  SoftmaxAccumulator::State st = SoftmaxAccumulator::State::from(emitIfElse(
+      b, loc, stateOk,
+      [&](OpBuilder &nb, Location nl) -> SmallVector<Value> {
+        Value tau = memref::LoadOp::create(nb, nl, op.getTau(), {bi, h});
+        emitDeviceCheck(nb, nl, op,
+                        arith::CmpFOp::create(
+                            nb, nl, arith::CmpFPredicate::ORD, tau, tau),
+                        SPARSEK_ERROR_INVALID_SCORE);
+        SoftmaxAccumulator::State cur = empty;
+        Value lo = arith::MulIOp::create(nb, nl, p,
+                                         emitIndex(nb, nl, kDecodeSplit));
+        Value hi = arith::MinSIOp::create(
+            nb, nl,
+            arith::AddIOp::create(nb, nl, lo, emitIndex(nb, nl, kDecodeSplit)),
+            emitIndex(nb, nl, k + w));
+        // The pool part of the split, then its window part (either may be
+        // empty).
+        if (k > 0) {
+          Value poolHi =
+              arith::MinSIOp::create(nb, nl, hi, slots.emitPoolCount(nb, nl));
+          cur = slots.emitPool(nb, nl, cur, lo, poolHi);
+        }
+        if (w > 0) {
+          // Window index i = v - k over [max(lo, k), max(hi, k)) - k,
+          // position first + i, valid below end.
+          auto [first, end] = slots.emitWindow(nb, nl);
+          Value iLo = arith::SubIOp::create(
+              nb, nl, arith::MaxSIOp::create(nb, nl, lo, kIdx), kIdx);
+          Value iHi = arith::SubIOp::create(
+              nb, nl, arith::MaxSIOp::create(nb, nl, hi, kIdx), kIdx);
+          Value posLo = arith::AddIOp::create(nb, nl, first, iLo);
+          Value posHi = arith::MinSIOp::create(
+              nb, nl, arith::AddIOp::create(nb, nl, first, iHi), end);
+          cur = slots.emitWindowSlots(nb, nl, cur, posLo, posHi);
+        }
+        return cur.values();
+      },
+      [&](OpBuilder &, Location) { return empty.values(); }));
   memref::StoreOp::create(b, loc, st.max, partMax, ValueRange{bi, hq, p});
   memref::StoreOp::create(b, loc, st.sum, partSum, ValueRange{bi, hq, p});
   acc.storePartial(b, loc, st, Row{partAcc, {bi, hq, p}});
@@ -471,7 +502,8 @@ mlir::sparsek::lowerDecodeAttentionToLoops(RewriterBase &rewriter,
       return op.emitOpError()
              << "needs a static value head dimension Dv for the parallel "
                 "(GPU) lowering: its per-query scratch lives on the stack";
-    // Only sizes are checked on the host; the kernel guards the cache.
+    // Only sizes are checked on the host; the kernels check the cache state
+    // and scores they read (device status).
     Value ok = emitCheck(rewriter, loc, op,
                          emitDecodeShapesOk(rewriter, loc, op, sizes),
                          SPARSEK_ERROR_SHAPE_MISMATCH);

@@ -9,9 +9,10 @@
 // and reused by every row.
 //
 // The parallel (GPU) form is parallel over query chunks instead
-// (ChunkedSelection.h). Inside its kernels there is no status word: NaN and
-// +inf scores are masked like -inf (SPEC 3, "kernels treat NaN as -inf");
-// only the sizes are checked, on the host.
+// (ChunkedSelection.h). Sizes are checked on the host; NaN and +inf scores
+// are found by the kernels, which report them through the device status
+// (Status.h: the same code as here, asynchronously on the GPU) and skip
+// them like -inf, as this form does after reporting.
 //
 //===----------------------------------------------------------------------===//
 #include "ChunkedSelection.h"
@@ -78,7 +79,7 @@ struct SelectLowering {
   SelectOp op;
   int64_t k, w;
   Value scores, indices, gates, tau;
-  /// Emitting kernel code (parallel form): no status word to report in.
+  /// Emitting kernel code (parallel form): errors go to the device status.
   bool inKernel;
 
   /// Writes query t of row (bi, h): the pool's positions ascending, gates
@@ -318,9 +319,18 @@ static void emitParallelSelect(OpBuilder &b, Location loc,
                                const SelectLowering &s, Value batch,
                                Value heads, Value numKeys, Value numQueries,
                                int64_t queryBlock, int64_t chunk) {
+  // Window-only positions are never candidates, but bad scores there are
+  // still bad input: every position for k = 0, [C, S) otherwise.
+  Value zero = emitIndex(b, loc, 0);
+  emitParallelScoreCheck(
+      b, loc, s.op, s.scores,
+      s.k == 0 ? zero
+               : arith::MaxSIOp::create(
+                     b, loc, zero,
+                     arith::SubIOp::create(b, loc, numKeys,
+                                           emitIndex(b, loc, s.w))));
   if (s.k == 0) {
-    // Window only: tau = +inf for every query, one thread each (kernels do
-    // not report scores, so there is nothing else to do).
+    // Window only: tau = +inf for every query, one thread each.
     emitParallelQueryBlocks(
         b, loc, batch, heads, numQueries, queryBlock,
         [&](OpBuilder &nb, Location nl, Value bi, Value h, Value t) {

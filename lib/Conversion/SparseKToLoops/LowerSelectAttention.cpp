@@ -58,14 +58,18 @@ Value mlir::sparsek::emitFusedChecks(OpBuilder &b, Location loc,
 }
 
 /// Reports NaN and +inf scores of window-only positions [C, S) (never
-/// candidates, so the selection never reads them); nothing in kernels.
-static void emitCheckWindowScores(OpBuilder &b, Location loc,
-                                  SelectAttentionOp op, const FusedSizes &z,
-                                  int64_t w) {
+/// candidates, so the selection never reads them): on the host, or with a
+/// kernel in the parallel form (emitParallelScoreCheck).
+void mlir::sparsek::emitCheckWindowScores(OpBuilder &b, Location loc,
+                                          SelectAttentionOp op,
+                                          const FusedSizes &z, int64_t w,
+                                          bool inKernel) {
   Value u = op.getScores();
   Value zero = emitIndex(b, loc, 0);
   Value tail = arith::MinSIOp::create(b, loc, z.s, emitIndex(b, loc, w));
   Value from = arith::SubIOp::create(b, loc, z.s, tail);
+  if (inKernel)
+    return emitParallelScoreCheck(b, loc, op, u, from);
   emitFor(b, loc, zero, z.batch, [&](OpBuilder &b1, Location l1, Value bi) {
     emitFor(b1, l1, zero, z.hkv, [&](OpBuilder &b2, Location l2, Value h) {
       emitFor(b2, l2, from, z.s, [&](OpBuilder &b3, Location l3, Value j) {
@@ -84,8 +88,7 @@ static void emitFused(OpBuilder &b, Location loc, SelectAttentionOp op,
   bool inKernel = options.parallelLoops;
   std::optional<ChunkedSelection> sel;
   Value lists;
-  if (!inKernel)
-    emitCheckWindowScores(b, loc, op, z, w);
+  emitCheckWindowScores(b, loc, op, z, w, inKernel);
   if (k > 0) {
     sel.emplace(op, k, w, op.getScores(), z.t, inKernel, options.selectChunk);
     sel->emitSizes(b, loc);

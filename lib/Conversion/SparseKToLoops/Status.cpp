@@ -13,23 +13,33 @@ static MemRefType statusType(MLIRContext *ctx) {
   return MemRefType::get({}, IntegerType::get(ctx, 32));
 }
 
-static Value statusWord(OpBuilder &b, Location loc) {
-  return memref::GetGlobalOp::create(b, loc, statusType(b.getContext()),
-                                     sparsek::kStatusGlobal);
+static Value statusWord(OpBuilder &b, Location loc,
+                        StringRef name = sparsek::kStatusGlobal) {
+  return memref::GetGlobalOp::create(b, loc, statusType(b.getContext()), name);
+}
+
+/// A private, zero-initialized i32 global `name` at the start of `module`.
+static void ensureWordGlobal(ModuleOp module, StringRef name) {
+  if (SymbolTable::lookupSymbolIn(module, name))
+    return;
+  OpBuilder b = OpBuilder::atBlockBegin(module.getBody());
+  auto i32 = b.getI32Type();
+  auto zero = DenseElementsAttr::get(RankedTensorType::get({}, i32),
+                                     b.getI32IntegerAttr(0).getValue());
+  memref::GlobalOp::create(b, module.getLoc(), name,
+                           b.getStringAttr("private"),
+                           statusType(module.getContext()), zero,
+                           /*constant=*/false, /*alignment=*/nullptr);
 }
 
 void sparsek::ensureStatusSymbols(ModuleOp module) {
   if (SymbolTable::lookupSymbolIn(module, kStatusGlobal))
     return;
-  MLIRContext *ctx = module.getContext();
   Location loc = module.getLoc();
+  ensureWordGlobal(module, kStatusGlobal);
   OpBuilder b = OpBuilder::atBlockBegin(module.getBody());
-  auto i32 = IntegerType::get(ctx, 32);
-  auto zero = DenseElementsAttr::get(RankedTensorType::get({}, i32),
-                                     b.getI32IntegerAttr(0).getValue());
-  memref::GlobalOp::create(b, loc, kStatusGlobal, b.getStringAttr("private"),
-                           statusType(ctx), zero, /*constant=*/false,
-                           /*alignment=*/nullptr);
+  b.setInsertionPointAfter(&module.getBody()->front());
+  auto i32 = b.getI32Type();
 
   // int32_t sparsek_status(void) and void sparsek_clear_status(void).
   auto get = func::FuncOp::create(b, loc, "sparsek_status",
@@ -88,4 +98,68 @@ Value sparsek::emitDimsEqual(OpBuilder &b, Location loc, Value a, unsigned ad,
   Value x = memref::DimOp::create(b, loc, a, ad);
   Value y = memref::DimOp::create(b, loc, c, cd);
   return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, x, y);
+}
+
+sparsek::DeviceStatus sparsek::getDeviceStatus(OpBuilder &b, Location loc,
+                                               Operation *anchor) {
+  auto module = isa<ModuleOp>(anchor) ? cast<ModuleOp>(anchor)
+                                      : anchor->getParentOfType<ModuleOp>();
+  ensureStatusSymbols(module);
+  ensureWordGlobal(module, kStatusMirrorGlobal);
+  return {statusWord(b, loc), statusWord(b, loc, kStatusMirrorGlobal)};
+}
+
+/// i1: the buffer `m` has a non-null base pointer.
+static Value emitNonNull(OpBuilder &b, Location loc, Value m) {
+  Value ptr = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, m);
+  return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, ptr,
+                               arith::ConstantIndexOp::create(b, loc, 0));
+}
+
+void sparsek::emitDeviceStatus(OpBuilder &b, Location loc,
+                               const DeviceStatus &status, int32_t code) {
+  auto i32 = b.getI32Type();
+  Value zero = arith::ConstantIntOp::create(b, loc, i32, 0);
+  Value c = arith::ConstantIntOp::create(b, loc, i32, code);
+  scf::IfOp::create(
+      b, loc, emitNonNull(b, loc, status.word), [&](OpBuilder &nb, Location nl) {
+        // Compare-and-swap 0 -> code: many threads may find errors at once;
+        // the first one's code stays.
+        auto cas = memref::GenericAtomicRMWOp::create(nb, nl, status.word,
+                                                      ValueRange{});
+        {
+          OpBuilder::InsertionGuard g(nb);
+          nb.setInsertionPointToStart(cas.getBody());
+          Value old = cas.getCurrentValue();
+          Value first = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::eq,
+                                              old, zero);
+          memref::AtomicYieldOp::create(
+              nb, nl, arith::SelectOp::create(nb, nl, first, c, old));
+        }
+        // Only the winner writes the mirror: one writer, no atomic needed
+        // there (on the GPU it is host memory, read over PCIe).
+        Value won = arith::AndIOp::create(
+            nb, nl,
+            arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::eq,
+                                  cas.getResult(), zero),
+            emitNonNull(nb, nl, status.mirror));
+        scf::IfOp::create(nb, nl, won, [&](OpBuilder &ib, Location il) {
+          memref::StoreOp::create(ib, il, c, status.mirror, ValueRange{});
+          scf::YieldOp::create(ib, il);
+        });
+        scf::YieldOp::create(nb, nl);
+      });
+}
+
+Value sparsek::emitDeviceCheck(OpBuilder &b, Location loc, Operation *anchor,
+                               Value ok, int32_t code) {
+  if (auto cst = getConstantIntValue(ok); cst && *cst)
+    return ok;
+  Value bad = arith::XOrIOp::create(
+      b, loc, ok, arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1));
+  scf::IfOp::create(b, loc, bad, [&](OpBuilder &nb, Location nl) {
+    emitDeviceStatus(nb, nl, getDeviceStatus(nb, nl, anchor), code);
+    scf::YieldOp::create(nb, nl);
+  });
+  return ok;
 }

@@ -258,13 +258,17 @@ TauState TauSolver::emitSolve(OpBuilder &b, Location loc,
 }
 
 Value sparsek::emitIsCandidateScore(OpBuilder &b, Location loc,
-                                    Operation *anchor, Value score) {
+                                    Operation *anchor, Value score,
+                                    bool inKernel) {
   Value inf = emitF32(b, loc, kInf);
   Value negInf = emitF32(b, loc, -kInf);
   // Ordered compares are false for NaN.
   Value belowInf = cmpf(b, loc, arith::CmpFPredicate::OLT, score, inf);
   Value valid =
-      emitCheck(b, loc, anchor, belowInf, SPARSEK_ERROR_INVALID_SCORE);
+      inKernel
+          ? emitDeviceCheck(b, loc, anchor, belowInf,
+                            SPARSEK_ERROR_INVALID_SCORE)
+          : emitCheck(b, loc, anchor, belowInf, SPARSEK_ERROR_INVALID_SCORE);
   Value unmasked = cmpf(b, loc, arith::CmpFPredicate::OGT, score, negInf);
   return arith::AndIOp::create(b, loc, valid, unmasked);
 }

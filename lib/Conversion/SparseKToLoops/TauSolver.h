@@ -88,13 +88,14 @@ private:
 
 /// i1: the f32 `score` is a candidate (finite). NaN and +inf are invalid
 /// input: they record SPARSEK_ERROR_INVALID_SCORE and are not candidates;
-/// -inf is masked (not a candidate, no error).
+/// -inf is masked (not a candidate, no error). In kernel code (`inKernel`)
+/// the error goes to the device status (Status.h) instead of the host's.
 Value emitIsCandidateScore(OpBuilder &b, Location loc, Operation *anchor,
-                           Value score);
+                           Value score, bool inKernel = false);
 
-/// i1: the f32 `score` is finite. Kernels have no status word to report
-/// NaN or +inf in, so there they are masked like -inf (SPEC 3: "kernels
-/// treat NaN as -inf").
+/// i1: the f32 `score` is finite, reporting nothing: for kernel code that
+/// reads a score whose validity another thread reports (the invalid one is
+/// then skipped like -inf: SPEC 3, "kernels treat NaN as -inf").
 Value emitIsFiniteScore(OpBuilder &b, Location loc, Value score);
 
 /// f32 clip(score - tau, 0, 1) for an f32 score and f64 tau; 0 for masked

@@ -1,11 +1,12 @@
 # Compiled sparsek.select and sparsek.score on the GPU: selected indices
 # bit-identical to the reference on identical u, gates and tau within SPEC 8
-# (1e-4 for f32), NaN and +inf scores masked in the kernel (SPEC 3).
+# (1e-4 for f32); NaN and +inf scores reported through the device status and
+# skipped like -inf in the kernel (SPEC 3).
 import numpy as np
 import pytest
 
 from sparsek import reference
-from sparsek.status import SparseKError, QUERIES_EXCEED_KEYS
+from sparsek.status import INVALID_SCORE, QUERIES_EXCEED_KEYS, SparseKError
 
 
 def run_select(torch, gpu_lib, manifest, u, k, w, T, key_set="select"):
@@ -84,14 +85,26 @@ def test_select_k0_is_window_only(torch, gpu_lib, manifest):
     check_select(torch, gpu_lib, manifest, u, 0, 8, 30)
 
 
-def test_select_nan_and_inf_are_masked_in_the_kernel(torch, gpu_lib, manifest):
-    # SPEC 3: kernels treat NaN (and +inf) as -inf; no status, no error.
+def test_select_nan_and_inf_are_reported_and_skipped(torch, gpu_lib, manifest):
+    # SPEC 3: NaN and +inf are invalid input, reported as on the CPU path
+    # (device status, raised by check=True); the kernels skip them like -inf,
+    # so the outputs are the masked selection's.
     g = np.random.default_rng(9)
     u = g.normal(size=(1, 2, 80)).astype(np.float32)
     u[0, 0, [3, 17, 40]] = np.nan
     u[0, 1, [0, 5, 60, 79]] = np.inf
-    masked = np.where(np.isfinite(u), u, -np.inf).astype(np.float32)
-    check_select(torch, gpu_lib, manifest, u, 8, 4, 80, reference_u=masked)
+    masked = np.where(np.isfinite(u), u, -np.inf).astype(np.float64)
+    idx = torch.full((1, 2, 80, 8), 7, dtype=torch.int32, device="cuda")
+    gates = torch.full((1, 2, 80, 8), 7.0, device="cuda")
+    tau = torch.full((1, 2, 80), 7.0, device="cuda")
+    with pytest.raises(SparseKError) as e:
+        gpu_lib.call(manifest["select"]["8/4"], torch.from_numpy(u).cuda(), idx, gates, tau,
+                     check=True)
+    assert e.value.code == INVALID_SCORE
+    want_i, want_g, _ = reference.select(masked, 8, 4, 80)
+    np.testing.assert_array_equal(idx.cpu().numpy(), want_i)
+    np.testing.assert_allclose(gates.cpu().numpy(), want_g, rtol=0, atol=1e-4 * 4)
+    assert gpu_lib.device_status() == 0  # check() cleared it
 
 
 def test_select_more_queries_than_keys_is_an_error(torch, gpu_lib, manifest):

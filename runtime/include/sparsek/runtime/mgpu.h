@@ -71,6 +71,39 @@ mgpuTensorMapEncodeTiledMemref(int64_t tensorRank, void *rankedDescriptor,
                                int64_t oobFill, int64_t *inputBoxDims);
 
 // ---------------------------------------------------------------------------
+// The device status of generated kernels (include/sparsek-c/Status.h codes).
+// Per compiled library (`key`: the address of its host status word) and
+// device, made on first use: a word in device memory that kernels finding
+// invalid input set by compare-and-swap (the first error stays), and a
+// mirror in pinned, host-mapped memory that the thread whose swap won copies
+// the code into. The host reads the mirror without synchronizing: it holds
+// every error of kernels that have finished (synchronize the stream to be
+// sure a given call's kernels have). Nothing here synchronizes except the
+// clear, so a decode step stays capturable in a CUDA graph (make one eager
+// call before capturing: the first use allocates).
+// ---------------------------------------------------------------------------
+/// The descriptor generated code receives for a memref<i32>.
+typedef struct {
+  int32_t *allocated;
+  int32_t *aligned;
+  int64_t offset;
+} sk_rt_word_memref;
+/// Generated code: the device word of library `key` on the default device
+/// (a null descriptor, with a sticky error, when it cannot be allocated).
+SK_RT_API void _mlir_ciface_sk_rt_device_status_word(sk_rt_word_memref *out,
+                                                     intptr_t key);
+/// Generated code: the device address of library `key`'s host-mapped mirror.
+SK_RT_API void _mlir_ciface_sk_rt_device_status_mirror(sk_rt_word_memref *out,
+                                                       intptr_t key);
+/// The first error kernels of library `key` recorded on any device since the
+/// last clear (0 if none), read from the mirror without synchronizing.
+SK_RT_API int32_t sk_rt_device_status_read(intptr_t key);
+/// Synchronizes `stream` (null: the legacy default stream), then zeroes the
+/// device word and the mirror of library `key` on the default device, the
+/// word in order on `stream`. Failures are sticky errors.
+SK_RT_API void sk_rt_device_status_clear(intptr_t key, void *stream);
+
+// ---------------------------------------------------------------------------
 // Helpers for callers (frameworks, tests, benchmarks).
 // ---------------------------------------------------------------------------
 
