@@ -115,9 +115,9 @@ struct SparseKGPUDeviceStatusPass
     });
 
     // One runtime call per (launch, word), placed just before the launch.
-    DenseMap<std::pair<Operation *, bool>, Value> fetched;
+    DenseMap<std::pair<Operation *, unsigned>, Value> fetched;
     auto deviceValue = [&](Operation *launch, bool mirror) {
-      Value &v = fetched[{launch, mirror}];
+      Value &v = fetched[{launch, mirror ? 1u : 0u}];
       if (v)
         return v;
       OpBuilder b(launch);

@@ -9,6 +9,12 @@
 // The host side: sizes checked, the selection's scratch, then the block
 // lists [B * Hkv, blocks, k] and per-query thresholds [B * Hkv, T].
 // CHECK: memref.get_global @__sparsek_status
+// NaN and +inf scores: the window-only positions' kernel reports them
+// through the device status (the selection's per-candidate kernel does too).
+// CHECK: scf.parallel
+// CHECK:   scf.parallel
+// CHECK:     memref.get_global @__sparsek_status_mirror
+// CHECK:     memref.generic_atomic_rmw
 // CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}) : memref<?x?x?xi32>
 // CHECK: %[[COUNTS:.*]] = memref.alloc({{.*}}) : memref<?x?xi32>
 // CHECK: %[[TAU:.*]] = memref.alloc({{.*}}) : memref<?x?xf32>
@@ -40,8 +46,11 @@
 // CHECK: vector.store {{.*}} : memref<?x?x?x64xbf16>, vector<2xbf16>
 // SCALAR-LABEL: func.func @bf16_d64
 // SCALAR-NOT: gpu.
+// SCALAR: scf.parallel
+// SCALAR:   memref.generic_atomic_rmw
 // SCALAR: arith.constant 7 : index
 // SCALAR: scf.parallel
+// SCALAR:   memref.generic_atomic_rmw
 // SCALAR: scf.for
 // SCALAR: math.exp
 // SCALAR-NOT: sparsek.select_attention

@@ -45,7 +45,10 @@ func.func @attention(%q: memref<1x4x?x16xf32>, %k: memref<1x2x?x16xf32>, %v: mem
 // Decode is split over the slots (split-K): one iteration per (sequence,
 // query head, split of 64 slots) writes a partial softmax (k + w = 12: one
 // split), then one per (sequence, query head) merges them. The kernel
-// guards the cache itself: no host scan of pool counts.
+// checks the cache itself (no host scan of pool counts) and reports through
+// the device status: a pool count outside [0, k] or a negative position is
+// INVALID_CACHE_STATE (4) and skips the split, a NaN tau or an invalid pool
+// score INVALID_SCORE (1), the score skipped.
 // CHECK-LABEL: func.func @decode
 // CHECK-NOT: memref.load %{{.*}} : memref<?x2xi32>
 // CHECK: %[[PMAX:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x1xf32>
@@ -54,8 +57,19 @@ func.func @attention(%q: memref<1x4x?x16xf32>, %k: memref<1x2x?x16xf32>, %v: mem
 // CHECK:   scf.parallel
 // CHECK:     vector.load %{{.*}} : memref<?x4x16xf32>, vector<16xf32>
 // CHECK:     %[[N:.*]] = memref.load %{{.*}} : memref<?x2xi32>
-// CHECK:     arith.maxsi
-// CHECK:     arith.minsi
+// CHECK:     %[[P:.*]] = memref.load %{{.*}} : memref<?xi64>
+// CHECK:     scf.if
+// CHECK:       memref.get_global @__sparsek_status : memref<i32>
+// CHECK:       memref.generic_atomic_rmw
+// CHECK:         arith.select %{{.*}}, %c4_i32, %{{.*}} : i32
+// CHECK:     scf.if %{{.*}} -> (f32, f32, vector<16xf32>)
+// CHECK:       arith.cmpf ord
+// CHECK:       memref.generic_atomic_rmw
+// CHECK:         arith.select %{{.*}}, %c1_i32, %{{.*}} : i32
+// CHECK:       scf.for
+// CHECK:         memref.load %{{.*}} : memref<?x2x12xf32>
+// CHECK:         arith.cmpf olt
+// CHECK:         memref.generic_atomic_rmw
 // CHECK:     vector.store %{{.*}}, %[[PACC]]
 // CHECK: scf.parallel
 // CHECK:   scf.parallel
@@ -94,16 +108,26 @@ func.func @score(%x: memref<?x?x64xbf16>, %w: memref<2x64xbf16>, %u: memref<?x2x
 // (ChunkedSelection.h). Scratch is host allocations; then, in order:
 // per-candidate chunk ranks, the scan rounds (a host loop around a kernel,
 // ping-pong buffers picked on the host), the boundary taus, the chunk walks
-// and one iteration per query writing its row. No status word inside: NaN
-// and +inf scores are masked, not reported.
+// and one iteration per query writing its row. NaN and +inf scores are
+// reported through the device status (generic_atomic_rmw on the status
+// word): candidates by the per-candidate kernel, window-only positions by a
+// kernel of their own.
 // CHECK-LABEL: func.func @select
-// CHECK: %[[L0:.*]] = memref.alloc(%[[ROWS:.*]], %[[N:.*]], %{{.*}}) : memref<?x?x?xf32>
-// CHECK-NOT: memref.get_global
-// CHECK: memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?xf32>
-// Chunk lists: one iteration per candidate, ranked by a scan of its chunk.
+// The window-only positions' kernel: a load, a report if invalid.
 // CHECK: scf.parallel
 // CHECK:   scf.parallel
+// CHECK:     memref.load %{{.*}} : memref<?x2x?xf32>
+// CHECK:     memref.get_global @__sparsek_status
+// CHECK:     memref.generic_atomic_rmw
+// CHECK: %[[L0:.*]] = memref.alloc(%[[ROWS:.*]], %[[N:.*]], %{{.*}}) : memref<?x?x?xf32>
+// CHECK: memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?xf32>
+// Chunk lists: one iteration per candidate, which reports its own score if
+// invalid, ranked by a scan of its chunk (which only skips invalid ones).
+// CHECK: scf.parallel
+// CHECK:   scf.parallel
+// CHECK:     memref.generic_atomic_rmw
 // CHECK:     scf.for {{.*}} -> (index, index)
+// CHECK-NOT:   memref.generic_atomic_rmw
 // The scan: rounds while d < N.
 // CHECK: scf.while
 // CHECK:   arith.cmpi slt, %{{.*}}, %[[N]]
@@ -115,10 +139,10 @@ func.func @score(%x: memref<?x?x64xbf16>, %w: memref<2x64xbf16>, %u: memref<?x2x
 // Chunk walks over slices of the per-chunk heaps.
 // CHECK: scf.parallel
 // CHECK:   memref.subview
-// Per-query rows.
+// Per-query rows (nothing more to report).
 // CHECK: scf.parallel
 // CHECK:   scf.parallel
-// CHECK-NOT: memref.get_global
+// CHECK-NOT: memref.generic_atomic_rmw
 // CHECK: memref.dealloc %[[L0]]
 func.func @select(%u: memref<?x2x?xf32>, %i: memref<?x2x?x8xi32>, %g: memref<?x2x?x8xf32>,
                   %t: memref<?x2x?xf32>) {
@@ -129,9 +153,12 @@ func.func @select(%u: memref<?x2x?xf32>, %i: memref<?x2x?x8xi32>, %g: memref<?x2
 
 // -----
 
-// k = 0: no scratch, tau = +inf per query.
+// k = 0: no scratch; every score checked (all are window-only), then
+// tau = +inf per query.
 // CHECK-LABEL: func.func @select_window_only
 // CHECK-NOT: memref.alloc
+// CHECK: scf.parallel
+// CHECK:   memref.generic_atomic_rmw
 // CHECK: scf.parallel
 // CHECK: memref.store %{{.*}}, %{{.*}} : memref<?x2x?xf32>
 func.func @select_window_only(%u: memref<?x2x?xf32>, %i: memref<?x2x?x0xi32>,

@@ -23,9 +23,24 @@
 // CHECK:     vector.load %{{.*}} : memref<1x4x?x16xf32>, vector<16xf32>
 // CHECK:     memref.load %[[LISTS]]
 // CHECK: memref.dealloc %[[LISTS]]
+// In the parallel form the window-only scores get a kernel, which reports
+// through the device status (first error wins, the winner's code mirrored);
+// then the chunked selection, whose per-candidate kernel does the same.
 // PAR-LABEL: func.func @fused
+// PAR: scf.parallel
+// PAR:   scf.parallel
+// PAR:     memref.load %{{.*}} : memref<1x2x?xf32>
+// PAR:     scf.if
+// PAR:       %[[W:.*]] = memref.get_global @__sparsek_status : memref<i32>
+// PAR:       %[[M:.*]] = memref.get_global @__sparsek_status_mirror : memref<i32>
+// PAR:       %[[OLD:.*]] = memref.generic_atomic_rmw %[[W]][] : memref<i32>
+// PAR:         arith.cmpi eq, %{{.*}}, %c0_i32
+// PAR:       arith.cmpi eq, %[[OLD]], %c0_i32
+// PAR:       memref.store %c1_i32, %[[M]][] : memref<i32>
 // PAR: arith.constant 23 : index
-// PAR-NOT: sparsek_status
+// PAR: scf.parallel
+// PAR:   scf.parallel
+// PAR:     memref.generic_atomic_rmw
 // PAR: memref.dealloc
 func.func @fused(%q: memref<1x4x?x16xf32>, %k: memref<1x2x?x16xf32>, %v: memref<1x2x?x16xf32>,
                  %u: memref<1x2x?xf32>, %o: memref<1x4x?x16xf32>) {
