@@ -8,11 +8,11 @@
 // projections) to scf.parallel over their parallel dimensions, tiled into
 // 128-thread blocks along the innermost one (sparsek-gpu-thread-tiles) ->
 // mapped to GPU blocks and threads -> kernels' device status made the
-// runtime's words (sparsek-gpu-device-status) -> kernels outlined -> host buffers the kernels use
-// moved to the GPU (sparsek-gpu-host-allocs) -> upstream
-// gpu-lower-to-nvvm-pipeline: NVVM, sm_90 binary embedded in the module,
-// host code calling the runtime's mgpu* functions. Every public function
-// `f` also gets `f_entry(stream, buffers...) -> status`
+// runtime's words (sparsek-gpu-device-status) -> kernels outlined -> host
+// buffers the kernels use moved to the GPU (sparsek-gpu-host-allocs) ->
+// upstream gpu-lower-to-nvvm-pipeline: NVVM, sm_90 binary embedded in the
+// module, host code calling the runtime's mgpu* functions. Every public
+// function `f` also gets `f_entry(stream, buffers...) -> status`
 // (sparsek-entry-points), the C entry point frameworks call.
 //
 // Correct first: one thread per query (per candidate, chunk or list entry

@@ -58,8 +58,7 @@ void _mlir_ciface_sk_rt_device_status_word(sk_rt_word_memref *out, intptr_t) {
   if (out)
     *out = sk_rt_word_memref{nullptr, nullptr, 0};
 }
-void _mlir_ciface_sk_rt_device_status_mirror(sk_rt_word_memref *out,
-                                             intptr_t) {
+void _mlir_ciface_sk_rt_device_status_mirror(sk_rt_word_memref *out, intptr_t) {
   unsupported("sk_rt_device_status_mirror");
   if (out)
     *out = sk_rt_word_memref{nullptr, nullptr, 0};

@@ -87,9 +87,8 @@ static void emitAccessors(ModuleOp module) {
                                       b.getFunctionType({ptr}, {}));
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPointToStart(clear.addEntryBlock());
-    func::CallOp::create(
-        b, loc, "sk_rt_device_status_clear", TypeRange{},
-        ValueRange{emitKey(b, loc), clear.getArgument(0)});
+    func::CallOp::create(b, loc, "sk_rt_device_status_clear", TypeRange{},
+                         ValueRange{emitKey(b, loc), clear.getArgument(0)});
     func::ReturnOp::create(b, loc);
   }
 }

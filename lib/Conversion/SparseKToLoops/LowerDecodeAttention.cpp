@@ -230,10 +230,10 @@ struct DecodeSlots {
           Value gate = emitClipGate(nb, nl, score, tau);
           if (inKernel) {
             // Reported, then skipped (SPEC 3: kernels treat NaN as -inf).
-            Value valid = emitDeviceCheck(nb, nl, op, emitValidScore(nb, nl, score),
-                                          SPARSEK_ERROR_INVALID_SCORE);
-            return acc
-                .addIf(nb, nl, valid, cur, query, keyRow, valueRow, gate)
+            Value valid =
+                emitDeviceCheck(nb, nl, op, emitValidScore(nb, nl, score),
+                                SPARSEK_ERROR_INVALID_SCORE);
+            return acc.addIf(nb, nl, valid, cur, query, keyRow, valueRow, gate)
                 .values();
           }
           return acc.add(nb, nl, cur, query, keyRow, valueRow, gate).values();
@@ -325,13 +325,13 @@ static void emitDecodeSplit(OpBuilder &b, Location loc, DecodeAttentionOp op,
       b, loc, stateOk,
       [&](OpBuilder &nb, Location nl) -> SmallVector<Value> {
         Value tau = memref::LoadOp::create(nb, nl, op.getTau(), {bi, h});
-        emitDeviceCheck(nb, nl, op,
-                        arith::CmpFOp::create(
-                            nb, nl, arith::CmpFPredicate::ORD, tau, tau),
-                        SPARSEK_ERROR_INVALID_SCORE);
+        emitDeviceCheck(
+            nb, nl, op,
+            arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::ORD, tau, tau),
+            SPARSEK_ERROR_INVALID_SCORE);
         SoftmaxAccumulator::State cur = empty;
-        Value lo = arith::MulIOp::create(nb, nl, p,
-                                         emitIndex(nb, nl, kDecodeSplit));
+        Value lo =
+            arith::MulIOp::create(nb, nl, p, emitIndex(nb, nl, kDecodeSplit));
         Value hi = arith::MinSIOp::create(
             nb, nl,
             arith::AddIOp::create(nb, nl, lo, emitIndex(nb, nl, kDecodeSplit)),

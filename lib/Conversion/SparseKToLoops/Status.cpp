@@ -26,8 +26,7 @@ static void ensureWordGlobal(ModuleOp module, StringRef name) {
   auto i32 = b.getI32Type();
   auto zero = DenseElementsAttr::get(RankedTensorType::get({}, i32),
                                      b.getI32IntegerAttr(0).getValue());
-  memref::GlobalOp::create(b, module.getLoc(), name,
-                           b.getStringAttr("private"),
+  memref::GlobalOp::create(b, module.getLoc(), name, b.getStringAttr("private"),
                            statusType(module.getContext()), zero,
                            /*constant=*/false, /*alignment=*/nullptr);
 }
@@ -122,7 +121,8 @@ void sparsek::emitDeviceStatus(OpBuilder &b, Location loc,
   Value zero = arith::ConstantIntOp::create(b, loc, i32, 0);
   Value c = arith::ConstantIntOp::create(b, loc, i32, code);
   scf::IfOp::create(
-      b, loc, emitNonNull(b, loc, status.word), [&](OpBuilder &nb, Location nl) {
+      b, loc, emitNonNull(b, loc, status.word),
+      [&](OpBuilder &nb, Location nl) {
         // Compare-and-swap 0 -> code: many threads may find errors at once;
         // the first one's code stays.
         auto cas = memref::GenericAtomicRMWOp::create(nb, nl, status.word,

@@ -264,11 +264,10 @@ Value sparsek::emitIsCandidateScore(OpBuilder &b, Location loc,
   Value negInf = emitF32(b, loc, -kInf);
   // Ordered compares are false for NaN.
   Value belowInf = cmpf(b, loc, arith::CmpFPredicate::OLT, score, inf);
-  Value valid =
-      inKernel
-          ? emitDeviceCheck(b, loc, anchor, belowInf,
-                            SPARSEK_ERROR_INVALID_SCORE)
-          : emitCheck(b, loc, anchor, belowInf, SPARSEK_ERROR_INVALID_SCORE);
+  Value valid = inKernel ? emitDeviceCheck(b, loc, anchor, belowInf,
+                                           SPARSEK_ERROR_INVALID_SCORE)
+                         : emitCheck(b, loc, anchor, belowInf,
+                                     SPARSEK_ERROR_INVALID_SCORE);
   Value unmasked = cmpf(b, loc, arith::CmpFPredicate::OGT, score, negInf);
   return arith::AndIOp::create(b, loc, valid, unmasked);
 }
