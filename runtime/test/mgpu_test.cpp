@@ -93,6 +93,25 @@ TEST(MgpuNoDevice, EverythingFailsSoftly) {
   sk_rt_clear_error();
 }
 
+TEST(MgpuNoDevice, DeviceStatusWordsAreNullAndReadAsClean) {
+  if (sk_rt_has_device())
+    GTEST_SKIP() << "a GPU is present; this checks machines without one";
+  sk_rt_clear_error();
+  int key = 0;
+  sk_rt_word_memref word{reinterpret_cast<int32_t *>(&key), nullptr, 7};
+  _mlir_ciface_sk_rt_device_status_word(&word,
+                                        reinterpret_cast<intptr_t>(&key));
+  // Null: the kernels' guard skips the report instead of faulting.
+  EXPECT_EQ(word.allocated, nullptr);
+  EXPECT_EQ(word.aligned, nullptr);
+  EXPECT_EQ(word.offset, 0);
+  EXPECT_NE(sk_rt_get_status(), SK_OK);
+  sk_rt_clear_error();
+  EXPECT_EQ(sk_rt_device_status_read(reinterpret_cast<intptr_t>(&key)), 0);
+  sk_rt_device_status_clear(reinterpret_cast<intptr_t>(&key), nullptr);
+  sk_rt_clear_error();
+}
+
 TEST(MgpuStreams, CallerStreamIsBorrowed) {
   void *torchStream = sk_rt_stream_from_ptr(0x1234);
   EXPECT_EQ(torchStream, reinterpret_cast<void *>(0x1234));
@@ -312,6 +331,41 @@ TEST_F(MgpuGpu, LentStreamWorkIsStreamOrderedAndCapturable) {
   cudaFree(out);
   cudaStreamDestroy(stream);
   mgpuModuleUnload(module);
+}
+
+TEST_F(MgpuGpu, DeviceStatusWordsPerLibraryReadWithoutSyncAndClear) {
+  int keyA = 0, keyB = 0;
+  auto key = [](int &k) { return reinterpret_cast<intptr_t>(&k); };
+  sk_rt_word_memref wordA{}, mirrorA{}, wordA2{}, wordB{};
+  _mlir_ciface_sk_rt_device_status_word(&wordA, key(keyA));
+  _mlir_ciface_sk_rt_device_status_mirror(&mirrorA, key(keyA));
+  _mlir_ciface_sk_rt_device_status_word(&wordA2, key(keyA));
+  _mlir_ciface_sk_rt_device_status_word(&wordB, key(keyB));
+  ASSERT_EQ(sk_rt_get_status(), SK_OK) << lastError();
+  ASSERT_NE(wordA.aligned, nullptr);
+  ASSERT_NE(mirrorA.aligned, nullptr);
+  EXPECT_EQ(wordA.aligned, wordA2.aligned) << "one word per library";
+  EXPECT_NE(wordA.aligned, wordB.aligned);
+  EXPECT_NE(wordA.aligned, mirrorA.aligned);
+  // Fresh words are zero; what a kernel stores in the mirror (device
+  // address) is read on the host without synchronizing.
+  int32_t got = -1;
+  ASSERT_EQ(cudaMemcpy(&got, wordA.aligned, 4, cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  EXPECT_EQ(got, 0);
+  EXPECT_EQ(sk_rt_device_status_read(key(keyA)), 0);
+  const int32_t code = 4;
+  ASSERT_EQ(cudaMemcpy(wordA.aligned, &code, 4, cudaMemcpyHostToDevice),
+            cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(mirrorA.aligned, &code, 4, cudaMemcpyHostToDevice),
+            cudaSuccess);
+  EXPECT_EQ(sk_rt_device_status_read(key(keyA)), code);
+  EXPECT_EQ(sk_rt_device_status_read(key(keyB)), 0) << "per library";
+  sk_rt_device_status_clear(key(keyA), nullptr);
+  EXPECT_EQ(sk_rt_device_status_read(key(keyA)), 0);
+  ASSERT_EQ(cudaMemcpy(&got, wordA.aligned, 4, cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  EXPECT_EQ(got, 0) << "the device word is cleared too";
 }
 
 TEST_F(MgpuGpu, DriverErrorsNameTheCallAndTheCudaError) {
