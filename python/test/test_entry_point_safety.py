@@ -372,3 +372,56 @@ def test_gpu_arguments_are_checked_before_anything_runs(gpu_select_path):
     # Right types and ranks, but host tensors: refused before any CUDA call.
     with pytest.raises(ValueError, match="expected a CUDA tensor, got one on cpu"):
         lib.call("select", *good)
+
+
+def test_a_gpu_library_exports_its_device_status(gpu_select_path):
+    # Kernels report NaN/+inf scores and bad cache states through the
+    # library's device status (sparsek.gpu); every GPU library exports its
+    # accessors, and reading it needs no GPU work (nothing recorded here).
+    from sparsek.gpu import GPULibrary
+
+    raw = ctypes.CDLL(gpu_select_path)
+    assert hasattr(raw, "sparsek_device_status") and hasattr(raw, "sparsek_clear_device_status")
+    lib = GPULibrary(gpu_select_path)
+    assert lib.device_status() == 0
+
+
+def test_gpu_device_errors_raise_the_cpu_paths_error_once(gpu_select_path, monkeypatch):
+    # The Python side of the device status without a GPU: the library's
+    # accessors are replaced by a fake word. check() synchronizes the stream
+    # it is given, raises the code as the CPU path's SparseKError and clears
+    # it; a pending error found at the next call is raised the same way.
+    torch = pytest.importorskip("torch")
+    from sparsek.gpu import GPULibrary
+    from sparsek.status import INVALID_CACHE_STATE, SparseKError
+
+    lib = GPULibrary(gpu_select_path)
+    word = {"code": 0, "cleared": 0}
+    lib._device_status = lambda: word["code"]
+
+    def clear(stream):
+        word["code"] = 0
+        word["cleared"] += 1
+
+    monkeypatch.setattr(lib, "clear_device_status", clear)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+
+    class Stream:
+        synced = 0
+        cuda_stream = 0
+
+        def synchronize(self):
+            Stream.synced += 1
+
+    lib.check(Stream())  # nothing recorded: no error
+    word["code"] = INVALID_CACHE_STATE
+    with pytest.raises(SparseKError) as e:
+        lib.check(Stream(), function="decode")
+    assert e.value.code == INVALID_CACHE_STATE
+    assert str(e.value) == str(SparseKError(INVALID_CACHE_STATE, "decode"))
+    assert word == {"code": 0, "cleared": 1} and Stream.synced == 2
+    word["code"] = INVALID_CACHE_STATE
+    with pytest.raises(SparseKError, match="kernels of an earlier call"):
+        lib._raise_pending(Stream())
+    assert word["code"] == 0 and Stream.synced == 2  # no synchronization to find it
+    lib._raise_pending(Stream())
