@@ -27,7 +27,13 @@ def SparseKLowerToLoops : Pass<"sparsek-lower-to-loops", "ModuleOp"> {
     Bad input found at run time (NaN or +inf scores, dynamic sizes that
     disagree, more queries than keys) is recorded in the module's status word
     (`sparsek_status()`, codes in include/sparsek-c/Status.h) and the op's
-    computation is skipped; the process never aborts.
+    computation is skipped; the process never aborts. With `parallel-loops`
+    the data (scores, the decode cache state) is checked inside the
+    parallel iterations (the GPU's kernels), which record the same codes in
+    the device status (Status.h: a compare-and-swap on the status word, the
+    first error wins) and skip what the bad value spoils; on the CPU that
+    word is the module's status word, on the GPU sparsek-gpu-device-status
+    makes it the runtime's.
 
     Ops still in tensor form are an error: run one-shot-bufferize first (the
     `sparsek-cpu-pipeline` does).
@@ -37,7 +43,8 @@ def SparseKLowerToLoops : Pass<"sparsek-lower-to-loops", "ModuleOp"> {
            "Emit scf.parallel over independent (batch, head, query-block) "
            "iterations with per-query stack scratch (select: kernels over "
            "query chunks, scratch allocated outside), for mapping "
-           "to a GPU; no status inside, NaN and +inf scores are masked; "
+           "to a GPU; kernels report NaN/+inf scores and bad cache states "
+           "through the device status; "
            "ops without a parallel lowering (mask) are rejected">,
     Option<"queryBlock", "query-block", "int64_t", /*default=*/"64",
            "With parallel-loops: queries per outer parallel iteration">,
@@ -86,7 +93,9 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
 
     Run-time checks and their status codes are those of the fused loop
     lowering; rows must be 16-byte aligned in the mma-sync form
-    (SPARSEK_ERROR_MISALIGNED). Kernels treat NaN and +inf scores as masked.
+    (SPARSEK_ERROR_MISALIGNED). NaN and +inf scores are reported by the
+    selection's kernels and a kernel over the window-only positions through
+    the device status (sparsek-gpu-device-status), then skipped as masked.
 
     Before:
 
