@@ -14,6 +14,16 @@ from sparsek.status import INVALID_CACHE_STATE, INVALID_SCORE, SparseKError
 from test_gpu_decode import caches
 
 
+@pytest.fixture(autouse=True)
+def clear_libraries(request):
+    """A test that fails halfway leaves no error behind for the next test
+    that calls the same (session-wide) library."""
+    yield
+    for name in request.fixturenames:
+        if name.endswith("_lib"):
+            request.getfixturevalue(name).clear_device_status()
+
+
 def cuda(torch, a, dtype=None):
     t = torch.from_numpy(np.ascontiguousarray(a)).cuda()
     return t if dtype is None else t.to(dtype)
