@@ -17,7 +17,9 @@
  *   void sparsek_clear_device_status(void *stream);  synchronizes `stream`,
  *       then zeroes it.
  * So a C caller that wants what the CPU path returns synchronizes and reads
- * sparsek_device_status() after the entry point's own status.
+ * sparsek_device_status() after the entry point's own status. (Where one
+ * call holds several kinds of invalid data, kernels racing to record them
+ * may report any one of those codes; the CPU path reports in a fixed order.)
  */
 #ifndef SPARSEK_C_STATUS_H
 #define SPARSEK_C_STATUS_H
