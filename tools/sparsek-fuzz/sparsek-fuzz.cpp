@@ -69,6 +69,7 @@ constexpr Action kActions[] = {
     {"sparsek-entry-points", false},
     {"sparsek-entry-points{gpu=true}", false},
     {"sparsek-gpu-host-allocs", false},
+    {"sparsek-gpu-device-status", false},
     {"func.func(sparsek-gpu-thread-tiles)", false},
     {"func.func(sparsek-gpu-thread-tiles{threads=3})", false},
     {"sparsek-cpu-pipeline", true},

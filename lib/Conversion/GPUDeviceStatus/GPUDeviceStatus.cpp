@@ -129,7 +129,13 @@ struct SparseKGPUDeviceStatusPass
               .getResult(0);
       return v;
     };
+    auto word = MemRefType::get({}, IntegerType::get(&getContext(), 32));
     for (memref::GetGlobalOp get : reads) {
+      if (get.getType() != word) {
+        get.emitError("sparsek-gpu-device-status: a status word must be a ")
+            << word << ", got " << get.getType();
+        return signalPassFailure();
+      }
       bool mirror = get.getName() == kStatusMirrorGlobal;
       for (OpOperand &use : llvm::make_early_inc_range(get->getUses()))
         if (Operation *launch = launchOf(use.getOwner()))

@@ -105,3 +105,22 @@ module attributes {gpu.container_module} {
     }
   }
 }
+
+// -----
+
+// A status word of another type is refused, not rewritten.
+module attributes {gpu.container_module} {
+  memref.global "private" @__sparsek_status : memref<2xi32> = dense<0>
+  func.func @wrong_type() {
+    %c1 = arith.constant 1 : index
+    // expected-error @below {{a status word must be a 'memref<i32>', got 'memref<2xi32>'}}
+    %w = memref.get_global @__sparsek_status : memref<2xi32>
+    gpu.launch blocks(%bx, %by, %bz) in (%x = %c1, %y = %c1, %z = %c1)
+               threads(%tx, %ty, %tz) in (%u = %c1, %v = %c1, %t = %c1) {
+      %c0 = arith.constant 0 : index
+      %v0 = memref.load %w[%c0] : memref<2xi32>
+      gpu.terminator
+    }
+    return
+  }
+}
