@@ -46,6 +46,15 @@ FAMILIES = {
     "decode": {"functions": [
         ("decode_bf16_k2048_w512_d128", lambda n: ir.decode_function(n, 2048, 512, "bf16", head_dim=128)),
     ]},
+    # The same decode tile first (sparsek-tile-decode-attention): one block per
+    # (sequence, KV head, split), the G heads sharing 16-byte K/V loads, the
+    # splits merged in the same launch.
+    "decode_tiles": {
+        "functions": [
+            ("decode_bf16_k2048_w512_d128_tiles",
+             lambda n: ir.decode_function(n, 2048, 512, "bf16", head_dim=128)),
+        ],
+        "pipeline_options": "decode-kernel=tiles"},
     "select": {"functions": [
         ("select_k2048_w512", lambda n: ir.select_function(n, 2048, 512)),
         ("select_k256_w256", lambda n: ir.select_function(n, 256, 256)),

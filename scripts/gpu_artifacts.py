@@ -12,7 +12,8 @@ function the GPU suite calls, dynamic B, H, T, S; one per element type,
 window and head dim; the composite op fused), libsparsek_gpu_decomposed.so
 (the composite op decomposed), libsparsek_gpu_auto.so (default pipeline
 options, for larger rows), libsparsek_gpu_mma_sync.so (the composite op on
-the tile-first mma.sync kernel), libsparsek_gpu_layer.so
+the tile-first mma.sync kernel), libsparsek_gpu_decode_tiles.so
+(decode_attention on the tile-first split-K kernel), libsparsek_gpu_layer.so
 (examples/sparsek_layer.mlir) and manifest.json describing them.
 """
 
@@ -87,6 +88,25 @@ def mma_composite_name(elem, k, w, d):
     return f"select_attention_mma_{elem}_k{k}_w{w}_d{d}"
 
 
+# The tile-first decode (decode-kernel=tiles) on what it covers: bf16 and
+# f16, D = Dv in {64, 128}; the loop library's (k, w) pairs plus caches long
+# enough for several splits, and the issue's shape (D = 128 only).
+DECODE_TILES_ELEMENTS = ("bf16", "f16")
+DECODE_TILES_CONFIGS = DECODE_CONFIGS + ((300, 60),)
+DECODE_TILES_ISSUE = (2048, 512, 128)
+DECODE_TILES_OPTIONS = "decode-kernel=tiles"
+
+
+def decode_tiles_names():
+    """{"elem/k/w/d": function name} of the decode tiles library."""
+    names = {f"{e}/{k}/{w}/{d}": decode_name(e, k, w, d)
+             for e in DECODE_TILES_ELEMENTS for k, w in DECODE_TILES_CONFIGS
+             for d in DECODE_HEAD_DIMS}
+    k, w, d = DECODE_TILES_ISSUE
+    names.update({f"{e}/{k}/{w}/{d}": decode_name(e, k, w, d) for e in DECODE_TILES_ELEMENTS})
+    return names
+
+
 LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
 
 # Pipeline options per library. The suite's sizes are small, so its
@@ -134,6 +154,14 @@ def composite_module():
 def mma_module():
     return ir.module(*[ir.select_attention_function(mma_composite_name(e, k, w, d), k, w, e, head_dim=d)
                        for e in MMA_ELEMENTS for k, w in MMA_CONFIGS for d in MMA_HEAD_DIMS])
+
+
+def decode_tiles_module():
+    funcs = []
+    for key, name in decode_tiles_names().items():
+        elem, k, w, d = key.split("/")
+        funcs.append(ir.decode_function(name, int(k), int(w), elem, head_dim=int(d)))
+    return ir.module(*funcs)
 
 
 def auto_module():
@@ -203,6 +231,8 @@ def main():
     compile_gpu_library(auto_module(), os.path.join(out, "libsparsek_gpu_auto.so"), out)
     compile_gpu_library(mma_module(), os.path.join(out, "libsparsek_gpu_mma_sync.so"), out,
                         MMA_OPTIONS)
+    compile_gpu_library(decode_tiles_module(), os.path.join(out, "libsparsek_gpu_decode_tiles.so"),
+                        out, DECODE_TILES_OPTIONS)
     # The example layer as written (linalg projections, score, composite op).
     with open(LAYER_SOURCE) as f:
         compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out)
@@ -227,8 +257,11 @@ def main():
                 "mma_sync_select_attention": {f"{e}/{k}/{w}/{d}": mma_composite_name(e, k, w, d)
                                               for e in MMA_ELEMENTS for k, w in MMA_CONFIGS
                                               for d in MMA_HEAD_DIMS},
+                "decode_tiles_library": "libsparsek_gpu_decode_tiles.so",
+                "decode_tiles": decode_tiles_names(),
                 "options": {"library": TEST_OPTIONS, "decomposed_library": DECOMPOSED_OPTIONS,
-                            "auto_library": "", "mma_sync_library": MMA_OPTIONS},
+                            "auto_library": "", "mma_sync_library": MMA_OPTIONS,
+                            "decode_tiles_library": DECODE_TILES_OPTIONS},
                 "layer_library": "libsparsek_gpu_layer.so",
                 "layer": "sparsek_layer"}
     with open(os.path.join(out, "manifest.json"), "w") as f:

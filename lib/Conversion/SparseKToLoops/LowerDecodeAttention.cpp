@@ -15,6 +15,7 @@
 //===----------------------------------------------------------------------===//
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
 
+#include "DecodeChecks.h"
 #include "LoopUtils.h"
 #include "Softmax.h"
 #include "TauSolver.h"
@@ -32,19 +33,6 @@ using namespace mlir;
 using namespace mlir::sparsek;
 
 namespace {
-/// Run-time sizes of one sparsek.decode_attention.
-struct DecodeSizes {
-  Value batch, hq, hkv, d, dv;
-  Value group; // G = Hq / Hkv
-
-  DecodeSizes(OpBuilder &b, Location loc, DecodeAttentionOp op)
-      : batch(emitDim(b, loc, op.getQuery(), 0)),
-        hq(emitDim(b, loc, op.getQuery(), 1)),
-        hkv(emitDim(b, loc, op.getKeySlots(), 1)),
-        d(emitDim(b, loc, op.getQuery(), 2)),
-        dv(emitDim(b, loc, op.getValueSlots(), 3)) {}
-};
-
 /// What the cache-state scan found: i1 flags for the two error codes.
 struct CacheValidity {
   Value stateOk;  // 0 <= pool_count <= k and pos >= 0 everywhere
@@ -52,9 +40,15 @@ struct CacheValidity {
 };
 } // namespace
 
-/// The dynamic sizes that must agree; the verifier checked static ones.
-static Value emitDecodeShapesOk(OpBuilder &b, Location loc,
-                                DecodeAttentionOp op, DecodeSizes &sizes) {
+DecodeSizes::DecodeSizes(OpBuilder &b, Location loc, DecodeAttentionOp op)
+    : batch(emitDim(b, loc, op.getQuery(), 0)),
+      hq(emitDim(b, loc, op.getQuery(), 1)),
+      hkv(emitDim(b, loc, op.getKeySlots(), 1)),
+      d(emitDim(b, loc, op.getQuery(), 2)),
+      dv(emitDim(b, loc, op.getValueSlots(), 3)) {}
+
+Value sparsek::emitDecodeShapesOk(OpBuilder &b, Location loc,
+                                  DecodeAttentionOp op, DecodeSizes &sizes) {
   Value q = op.getQuery(), key = op.getKeySlots(), value = op.getValueSlots(),
         sc = op.getSlotScores(), tau = op.getTau(), cnt = op.getPoolCount(),
         pos = op.getPositions(), out = op.getInit();
@@ -84,8 +78,7 @@ static Value emitDecodeShapesOk(OpBuilder &b, Location loc,
   return emitAnd(b, loc, {dimsOk, groupOk});
 }
 
-/// i1: `x` is neither NaN nor +inf (a valid score; -inf masks).
-static Value emitValidScore(OpBuilder &b, Location loc, Value x) {
+Value sparsek::emitValidSlotScore(OpBuilder &b, Location loc, Value x) {
   Value inf = emitF32(b, loc, std::numeric_limits<double>::infinity());
   return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OLT, x, inf);
 }
@@ -125,7 +118,7 @@ static CacheValidity emitScanCache(OpBuilder &b, Location loc,
                     Value s = memref::LoadOp::create(b3, l3, op.getSlotScores(),
                                                      {bi, h, slot});
                     return {arith::AndIOp::create(b3, l3, acc3[0],
-                                                  emitValidScore(b3, l3, s))};
+                                                  emitValidSlotScore(b3, l3, s))};
                   })[0];
               return {arith::AndIOp::create(b2, l2, acc2[0], countOk),
                       arith::AndIOp::create(b2, l2, acc2[1], poolOk)};
@@ -220,7 +213,7 @@ struct DecodeSlots {
           Value gate = emitClipGate(nb, nl, score, tau);
           if (guarded)
             return acc
-                .addIf(nb, nl, emitValidScore(nb, nl, score), cur, query,
+                .addIf(nb, nl, emitValidSlotScore(nb, nl, score), cur, query,
                        keyRow, valueRow, gate)
                 .values();
           return acc.add(nb, nl, cur, query, keyRow, valueRow, gate).values();
