@@ -16,7 +16,7 @@ TILES = "sparsek-cpu-pipeline{decode-kernel=tiles}"
 # caches with few pairs several (partials merged by the last split).
 
 
-def run(lengths, Hkv, G, D, k, w, seed=0, calls=1, tweak=None):
+def run(lengths, Hkv, G, D, k, w, seed=0, tweak=None):
     g = rng(seed + 31 * k + w + 7 * G + D)
     args, pos = decode_batch(g, lengths, Hkv, D, k, w)
     if tweak:
@@ -25,10 +25,9 @@ def run(lengths, Hkv, G, D, k, w, seed=0, calls=1, tweak=None):
     q = g.normal(size=(B, Hq, D)).astype(np.float32)
     lib = library(ir.decode_function("decode_tiles", k, w, head_dim=D), pipeline=TILES)
     want = reference.decode_attention(q, *args, pos, k, w)
-    for _ in range(calls):
-        o = np.full((B, Hq, D), 7, np.float32)
-        lib.call("decode_tiles", q, *args, pos, o)
-        assert_output_close(o, want, args[1], gate_tol=1e-6)
+    o = np.full((B, Hq, D), 7, np.float32)
+    lib.call("decode_tiles", q, *args, pos, o)
+    assert_output_close(o, want, args[1], gate_tol=1e-6)
     return o
 
 
@@ -57,10 +56,19 @@ def test_split_boundaries(length):
     run((length,), 1, 4, 128, 256, 64)
 
 
-# The last split resets its counter: a second call (and every later one)
-# merges again, as a CUDA graph replay must.
+# The last split resets its counter: every later call (a CUDA graph replay
+# on the GPU) merges again, over its own partials. New queries per call, so
+# a merge that ran early over an earlier call's partials shows.
 def test_counters_reset_between_calls():
-    run((1, 50, 400), 2, 4, 64, 200, 40, calls=3)
+    k, w, D, Hkv, G, lengths = 200, 40, 64, 2, 4, (1, 50, 400)
+    g = rng(17)
+    args, pos = decode_batch(g, lengths, Hkv, D, k, w)
+    lib = library(ir.decode_function("decode_tiles", k, w, head_dim=D), pipeline=TILES)
+    for _ in range(4):
+        q = g.normal(size=(len(lengths), G * Hkv, D)).astype(np.float32)
+        o = np.full(q.shape, 7, np.float32)
+        lib.call("decode_tiles", q, *args, pos, o)
+        assert_output_close(o, reference.decode_attention(q, *args, pos, k, w), args[1])
 
 
 def test_empty_cache_state_gives_zero():
@@ -79,6 +87,7 @@ def test_bad_cache_state_is_clamped_like_the_gpu_loops():
     g = rng(5)
     args, pos = decode_batch(g, (200, 200, 200), Hkv, D, k, w)
     q = g.normal(size=(3, G * Hkv, D)).astype(np.float32)
+    scores = args[2].copy()
     args[2][0, 0, 3] = np.nan
     args[2][0, 1, 7] = np.inf
     lib = library(ir.decode_function("decode_tiles", k, w, head_dim=D), pipeline=TILES)
@@ -91,6 +100,7 @@ def test_bad_cache_state_is_clamped_like_the_gpu_loops():
     for b, h, s in ((0, 0, 3), (0, 1, 7)):
         want = _without_slot(q, args, pos, k, w, b, h, s)
         np.testing.assert_allclose(o[b, h * G:(h + 1) * G], want, rtol=1e-5, atol=1e-5)
+    args[2][:] = scores
     args[4][1, 0] = k + 5
     args[4][1, 1] = -3
     pos2 = pos.copy()
