@@ -89,22 +89,39 @@ def mma_composite_name(elem, k, w, d):
 
 
 # The tile-first decode (decode-kernel=tiles) on what it covers: bf16 and
-# f16, D = Dv in {64, 128}; the loop library's (k, w) pairs plus caches long
-# enough for several splits, and the issue's shape (D = 128 only).
+# f16, D = Dv in {64, 128}. Head counts static (one kernel per function, G
+# known at compile time): (k, w, Hq, Hkv) of the loop library's pairs, caches
+# long enough for several splits, and the issue's shape; one function with
+# run-time head counts takes the scf.index_switch over G (its default, G > 8,
+# keeps the loop kernels).
 DECODE_TILES_ELEMENTS = ("bf16", "f16")
-DECODE_TILES_CONFIGS = DECODE_CONFIGS + ((300, 60),)
-DECODE_TILES_ISSUE = (2048, 512, 128)
+DECODE_TILES_CONFIGS = ((8, 4, 4, 2), (64, 16, 8, 2), (0, 8, 2, 2), (16, 0, 8, 1), (60, 4, 3, 3),
+                        (100, 29, 16, 2), (300, 60, 12, 4), (300, 60, 32, 4), (300, 60, 4, 1),
+                        (300, 60, 8, 2))
+DECODE_TILES_ISSUE = (2048, 512, 32, 8, 128)
+DECODE_TILES_DYNAMIC = ("bf16", 64, 16, 64)
 DECODE_TILES_OPTIONS = "decode-kernel=tiles"
 
 
-def decode_tiles_names():
-    """{"elem/k/w/d": function name} of the decode tiles library."""
-    names = {f"{e}/{k}/{w}/{d}": decode_name(e, k, w, d)
-             for e in DECODE_TILES_ELEMENTS for k, w in DECODE_TILES_CONFIGS
-             for d in DECODE_HEAD_DIMS}
-    k, w, d = DECODE_TILES_ISSUE
-    names.update({f"{e}/{k}/{w}/{d}": decode_name(e, k, w, d) for e in DECODE_TILES_ELEMENTS})
-    return names
+def decode_tiles_key(elem, k, w, d, hq=None, hkv=None):
+    heads = "dyn" if hq is None else f"{hq}x{hkv}"
+    return f"{elem}/{k}/{w}/{d}/{heads}"
+
+
+def decode_tiles_functions():
+    """[(manifest key, function name, kwargs of ir.decode_function)]."""
+    entries = [(e, k, w, d, hq, hkv) for e in DECODE_TILES_ELEMENTS
+               for k, w, hq, hkv in DECODE_TILES_CONFIGS for d in DECODE_HEAD_DIMS]
+    k, w, hq, hkv, d = DECODE_TILES_ISSUE
+    entries += [(e, k, w, d, hq, hkv) for e in DECODE_TILES_ELEMENTS]
+    e, k, w, d = DECODE_TILES_DYNAMIC
+    entries.append((e, k, w, d, None, None))
+    out = []
+    for e, k, w, d, hq, hkv in entries:
+        key = decode_tiles_key(e, k, w, d, hq, hkv)
+        name = "decode_tiles_" + key.replace("/", "_")
+        out.append((key, name, dict(k=k, w=w, elem=e, head_dim=d, num_heads=hq, kv_heads=hkv)))
+    return out
 
 
 LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
@@ -157,11 +174,7 @@ def mma_module():
 
 
 def decode_tiles_module():
-    funcs = []
-    for key, name in decode_tiles_names().items():
-        elem, k, w, d = key.split("/")
-        funcs.append(ir.decode_function(name, int(k), int(w), elem, head_dim=int(d)))
-    return ir.module(*funcs)
+    return ir.module(*[ir.decode_function(name, **kw) for _, name, kw in decode_tiles_functions()])
 
 
 def auto_module():
@@ -258,7 +271,7 @@ def main():
                                               for e in MMA_ELEMENTS for k, w in MMA_CONFIGS
                                               for d in MMA_HEAD_DIMS},
                 "decode_tiles_library": "libsparsek_gpu_decode_tiles.so",
-                "decode_tiles": decode_tiles_names(),
+                "decode_tiles": {key: name for key, name, _ in decode_tiles_functions()},
                 "options": {"library": TEST_OPTIONS, "decomposed_library": DECOMPOSED_OPTIONS,
                             "auto_library": "", "mma_sync_library": MMA_OPTIONS,
                             "decode_tiles_library": DECODE_TILES_OPTIONS},

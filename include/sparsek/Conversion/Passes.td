@@ -150,7 +150,8 @@ def SparseKTileDecodeAttention : Pass<"sparsek-tile-decode-attention", "ModuleOp
       for pool slots and 1 for window slots. Lanes, then warps (workgroup
       memory) merge their (max, sum, output) states. With one split the
       block writes the output; otherwise it writes its partial state to a
-      scratch buffer [B * Hkv * splits, G, Dv + 2], and the last block of
+      scratch buffer [B * Hkv * splits, G, Dv + 32] (output, max, sum; rows
+      padded to whole cache lines), and the last block of
       (b, h) to arrive (an atomic counter in a device global, which that
       block resets to 0 for the next launch or graph replay) merges them.
       No host synchronization and no host read; the scratch is one

@@ -129,10 +129,15 @@ StringRef declareSplitCounters(OpBuilder &b, Location loc, Operation *symbols,
 Value emitArriveLast(OpBuilder &b, Location loc, Value counters, Value r,
                      Value splits);
 
-/// Layout of the split partials [pairs * splits, G, Dv + 2]: the
-/// unnormalized output, then max and sum.
+/// Layout of the split partials [pairs * splits, G, partialStride(Dv)]: the
+/// unnormalized output, then max and sum. Each (row, head) is padded to
+/// whole 128-byte lines: the merging block reads lines that other SMs wrote
+/// in the same launch, and L1 is not coherent, so no line may be shared
+/// with another pair's partials, which an earlier merge on the same SM may
+/// have cached.
 inline int64_t partialMaxIndex(int64_t dv) { return dv; }
 inline int64_t partialSumIndex(int64_t dv) { return dv + 1; }
+inline int64_t partialStride(int64_t dv) { return dv + 32; }
 
 /// What both forms start from (host values, inside the checks' scf.if).
 struct DecodeTileProblem {
@@ -142,7 +147,7 @@ struct DecodeTileProblem {
   Value batch, hkv;   // B, Hkv
   Value pairs;        // B * Hkv
   Value splits;       // emitDecodeSplits
-  /// [pairs * splits, G, D + 2] f32 (rows only when splits > 1).
+  /// [pairs * splits, G, partialStride(D)] f32 (rows only when splits > 1).
   Value partials;
 };
 

@@ -138,7 +138,8 @@ void Lowering::lower(RewriterBase &rewriter, DecodeAttentionOp op) {
     Value rows = x.sel(x.lt(x.c(1), splits), x.mul(pairs, splits), x.c(0));
     Value partials = memref::AllocOp::create(
         b, l,
-        MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic, d + 2},
+        MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic,
+                         partialStride(d)},
                         b.getF32Type()),
         ValueRange{rows, sizes.group});
     DecodeTileProblem p{op,        ops,   k,     w,    d, sizes.batch,

@@ -2,9 +2,10 @@
 # one block per (sequence, KV head, split of the slots), the G query heads
 # sharing 16-byte K/V loads, the splits merged in the same launch by the last
 # block to arrive) over the slot layout of the runtime: several sequences at
-# different positions, pools filling and full, k = 0, w = 0, G in {1, 4, 8}
-# (and 2, 3 through the run-time group switch), D in {64, 128}, bf16 and f16,
-# split boundaries, and the shape. SPEC 8: the float64 reference on
+# different positions, pools filling and full, k = 0, w = 0, G in {1, 2, 3,
+# 4, 8} with static head counts and G in 1..8 (and the loops beyond) through
+# the run-time switch over G, D in {64, 128}, bf16 and f16, split
+# boundaries, and the shape. SPEC 8: the float64 reference on
 # the same rounded inputs, 2e-2 absolute. Graph capture replays equal eager
 # calls: the launch allocates only stream-ordered scratch and its split
 # counters are reset by the kernel.
@@ -46,18 +47,22 @@ def expected(args, k, w):
                                       pos.astype(np.int64), k, w)
 
 
-def call(torch, lib, manifest, elem, k, w, args):
-    D = args[0].shape[-1]
+def function(manifest, elem, k, w, D, Hq, Hkv, dynamic=False):
+    heads = "dyn" if dynamic else f"{Hq}x{Hkv}"
+    return manifest["decode_tiles"][f"{elem}/{k}/{w}/{D}/{heads}"]
+
+
+def call(torch, lib, name, args):
     out = torch.full_like(args[0], 7.0)
-    lib.call(manifest["decode_tiles"][f"{elem}/{k}/{w}/{D}"], *args, out)
+    lib.call(name, *args, out)
     return out
 
 
-def check(torch, lib, manifest, elem, k, w, Hq, Hkv, lengths, D, seed=0):
+def check(torch, lib, manifest, elem, k, w, Hq, Hkv, lengths, D, seed=0, dynamic=False):
     slots = caches(seed + k + w + len(lengths) + D, lengths, Hkv, k, w, D)
     q = np.random.default_rng(seed + 1).normal(size=(len(lengths), Hq, D))
     args = device_args(torch, elem, q, slots)
-    out = call(torch, lib, manifest, elem, k, w, args)
+    out = call(torch, lib, function(manifest, elem, k, w, D, Hq, Hkv, dynamic), args)
     torch.cuda.synchronize()
     np.testing.assert_allclose(out.float().cpu().numpy(), expected(args, k, w), atol=2e-2)
     return args, out
@@ -87,9 +92,12 @@ def test_split_boundaries(torch, gpu_decode_tiles_lib, manifest, length):
     check(torch, gpu_decode_tiles_lib, manifest, "bf16", 300, 60, 4, 1, [length], 128)
 
 
-# G beyond 8 takes the loop kernel (the run-time switch's default).
-def test_group_beyond_eight_keeps_the_loops(torch, gpu_decode_tiles_lib, manifest):
-    check(torch, gpu_decode_tiles_lib, manifest, "bf16", 64, 16, 24, 2, [5, 90], 64)
+# Head counts known only at run time: the kernel for G picked by an
+# scf.index_switch; G beyond 8 takes the loop kernel (the switch's default).
+@pytest.mark.parametrize("Hq,Hkv", [(2, 2), (6, 2), (10, 2), (16, 2), (24, 2)])
+def test_run_time_group(torch, gpu_decode_tiles_lib, manifest, Hq, Hkv):
+    check(torch, gpu_decode_tiles_lib, manifest, "bf16", 64, 16, Hq, Hkv, [5, 90, 3], 64,
+          dynamic=True)
 
 
 # The shape (k = 2048, w = 512, D = 128, Hq = 32, Hkv = 8): B = 1
@@ -123,7 +131,7 @@ def test_graph_replay_equals_eager(torch, gpu_decode_tiles_lib, manifest, length
         steps.append(device_args(torch, elem, q, slots))
     static = [a.clone() for a in steps[0]]
     static_out = torch.zeros_like(static[0])
-    name = manifest["decode_tiles"][f"{elem}/{k}/{w}/{D}"]
+    name = function(manifest, elem, k, w, D, Hq, Hkv)
     lib.call(name, *static, static_out)  # warm-up outside the capture
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
@@ -133,7 +141,7 @@ def test_graph_replay_equals_eager(torch, gpu_decode_tiles_lib, manifest, length
         for dst, src in zip(static, args):
             dst.copy_(src)
         graph.replay()
-        eager = call(torch, lib, manifest, elem, k, w, args)
+        eager = call(torch, lib, name, args)
         torch.cuda.synchronize()
         torch.testing.assert_close(static_out, eager, rtol=0, atol=0)
         np.testing.assert_allclose(eager.float().cpu().numpy(), expected(args, k, w), atol=2e-2)

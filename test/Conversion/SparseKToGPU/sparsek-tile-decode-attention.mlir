@@ -19,10 +19,10 @@
 // CHECK: arith.constant 264 : index
 // CHECK: arith.constant 40 : index
 // CHECK: %[[SPLITS:.*]] = arith.maxsi
-// Partials [pairs * splits, G, Dv + 2] only when splits > 1.
-// CHECK: %[[PART:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x130xf32>
+// Partials [pairs * splits, G, Dv + 32] only when splits > 1.
+// CHECK: %[[PART:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x160xf32>
 // CHECK: gpu.launch_func @[[MOD:sparsek_decode_tiles_0]]::@decode_g4 blocks in (%[[SPLITS]], %{{.*}}, %[[B]]) threads in (%c128
-// CHECK-SAME: %[[PART]] : memref<?x?x130xf32>, %[[SPLITS]] : index)
+// CHECK-SAME: %[[PART]] : memref<?x?x160xf32>, %[[SPLITS]] : index)
 // CHECK: memref.dealloc %[[PART]]
 // CHECK-NOT: sparsek.decode_attention
 // CHECK: gpu.module @[[MOD]]
@@ -54,7 +54,7 @@
 // CHECK: vector.store %{{.*}}, %[[SO]]
 // CHECK: gpu.barrier
 // One split: the output directly; several: the partials.
-// CHECK: memref.store %{{.*}}, %{{.*}} : memref<?x?x130xf32>
+// CHECK: memref.store %{{.*}}, %{{.*}} : memref<?x?x160xf32>
 // CHECK: memref.store %{{.*}}, %{{.*}} : memref<?x32x128xbf16>
 // The last block of (b, h) to arrive merges the splits and resets the counter.
 // CHECK: nvvm.memory.barrier <gpu>
@@ -66,12 +66,12 @@
 // CHECK: gpu.barrier
 // CHECK: nvvm.memory.barrier <gpu>
 // CHECK: scf.for
-// CHECK: memref.load %{{.*}} : memref<?x?x130xf32>
+// CHECK: memref.load %{{.*}} : memref<?x?x160xf32>
 // CHECK: memref.store %{{.*}}, %{{.*}} : memref<?x32x128xbf16>
 // SCALAR-LABEL: memref.global "private" @sparsek_decode_split_counters : memref<100xi32> = dense<0>
 // SCALAR-LABEL: func.func @bf16_d128_g4
 // SCALAR-NOT: gpu.
-// SCALAR: memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x130xf32>
+// SCALAR: memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x160xf32>
 // SCALAR: scf.for
 // SCALAR: math.exp2
 // SCALAR: memref.atomic_rmw addi
