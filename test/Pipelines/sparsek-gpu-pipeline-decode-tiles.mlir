@@ -1,5 +1,6 @@
 // decode-kernel=tiles: decode_attention becomes the split-K tile kernel,
-// whose PTX holds 16-byte coalesced K/V loads (ld.global.v4), the dot
+// whose PTX holds L2 bulk prefetches of the rows ahead, 16-byte coalesced
+// K/V loads (ld.global.v4), the dot
 // products' butterfly shuffles, ex2 for the online softmax, and the split
 // merge (a device-global counter, membar.gl around atom.global.add); 128
 // threads. f32 keeps the loop kernels; the default (decode-kernel=loops)
@@ -19,6 +20,7 @@
 // CHECK-SAME: .global .align 4 .b8 split_counters[1056];
 // CHECK-SAME: .entry decode_g4(
 // CHECK-SAME: .maxntid 128, 1, 1
+// CHECK-SAME: cp.async.bulk.prefetch.L2.global
 // CHECK-SAME: ld.global.v4.b32
 // CHECK-SAME: shfl.sync.bfly.b32 {{[^,]*}}, {{[^,]*}}, 8, 31, -1;
 // CHECK-SAME: ex2.approx.f32

@@ -23,6 +23,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -49,11 +50,18 @@ struct DK : KernelMath {
         /*nontemporal=*/false, llvm::MaybeAlign(16));
     return arith::ExtFOp::create(b, loc, chunkF32(), v);
   }
+  /// A chain of fused multiply-adds: 8 FFMA per dot product, where a
+  /// multiply and a reduction tree cost 8 FMUL and 7 FADD (per lane, chunk
+  /// and head, the kernel's most frequent instructions).
   Value dot(Value x, Value y) {
-    // Reassociation lets the 8 products sum as a tree.
-    return vector::ReductionOp::create(
-        b, loc, vector::CombiningKind::ADD, arith::MulFOp::create(b, loc, x, y),
-        /*acc=*/Value(), arith::FastMathFlags::reassoc);
+    auto at = [&](Value v, int64_t i) {
+      return vector::ExtractOp::create(b, loc, v, ArrayRef<int64_t>{i})
+          .getResult();
+    };
+    Value acc = fmul(at(x, 0), at(y, 0));
+    for (int64_t i = 1; i < kDecodeChunk; ++i)
+      acc = math::FmaOp::create(b, loc, at(x, i), at(y, i), acc);
+    return acc;
   }
   Value vfma(Value a, Value x, Value y) {
     return vector::FMAOp::create(b, loc, a, x, y);
@@ -70,6 +78,9 @@ struct DK : KernelMath {
     NVVM::MembarOp::create(b, loc, NVVM::MemScopeKind::GPU);
   }
 };
+
+/// How many iterations ahead each warp prefetches its rows into L2.
+constexpr int64_t kPrefetchIters = 2;
 
 /// One query head's online softmax state (log2 units).
 struct HeadState {
@@ -134,6 +145,55 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     qs.push_back(x.vmul(x.loadChunk(a.ops.q, {bi, hq, col}), qScale));
   }
 
+  // L2 prefetch, kPrefetchIters iterations ahead of each warp's loads:
+  // lane 0 asks for the warp's future rows with one bulk prefetch per
+  // contiguous piece (pool and window parts), which holds no register, so
+  // enough bytes are in flight to hide DRAM latency whatever ptxas's
+  // register budget lets the loads themselves overlap.
+  int64_t rowBytes = d * elem.getIntOrFloatBitWidth() / 8;
+  auto basePointer = [&](Value buf) {
+    Value p = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, buf);
+    return arith::IndexCastOp::create(b, loc, b.getI64Type(), p).getResult();
+  };
+  Value keyBase = basePointer(a.ops.key), valueBase = basePointer(a.ops.value);
+  Value pairRow = x.mul(r, x.c(k + w)); // slot 0 of (b, h)
+  auto prefetchRows = [&](OpBuilder &pb, Location pl, Value first,
+                          Value count) {
+    KernelMath z{pb, pl};
+    emitIf(pb, pl, z.lt(z.c(0), count), [&](OpBuilder &ib, Location il) {
+      KernelMath u{ib, il};
+      Type i64 = ib.getI64Type();
+      Value offset = arith::IndexCastOp::create(
+          ib, il, i64, u.mul(u.add(pairRow, first), u.c(rowBytes)));
+      Value size = arith::IndexCastOp::create(ib, il, ib.getI32Type(),
+                                              u.mul(count, u.c(rowBytes)));
+      auto global = LLVM::LLVMPointerType::get(ib.getContext(), 1);
+      for (Value base : {keyBase, valueBase}) {
+        Value addr = arith::AddIOp::create(ib, il, base, offset);
+        Value ptr = LLVM::IntToPtrOp::create(ib, il, global, addr);
+        NVVM::CpAsyncBulkPrefetchOp::create(ib, il, ptr, size, Value());
+      }
+    });
+  };
+  auto prefetchIteration = [&](OpBuilder &pb, Location pl, Value it) {
+    KernelMath z{pb, pl};
+    emitIf(pb, pl, z.eq(lane, z.c(0)), [&](OpBuilder &ib, Location il) {
+      KernelMath u{ib, il};
+      Value from = u.min(emitWalkSlot(ib, il, geo, range.lo, it, warp, 0,
+                                      u.c(0)),
+                         range.hi);
+      Value to = u.min(u.add(from, u.c(geo.slotsPerIter())), range.hi);
+      Value pool = range.poolCount;
+      Value poolFrom = u.min(from, pool), poolTo = u.min(to, pool);
+      prefetchRows(ib, il, poolFrom, u.sub(poolTo, poolFrom));
+      Value winFrom = u.max(from, pool), winTo = u.max(to, pool);
+      prefetchRows(ib, il, u.add(u.c(k), u.sub(winFrom, pool)),
+                   u.sub(winTo, winFrom));
+    });
+  };
+  for (int64_t i = 0; i < kPrefetchIters; ++i)
+    prefetchIteration(b, loc, x.c(i));
+
   // Carried per head: m, l, o.
   SmallVector<Value> init;
   for (int64_t g = 0; g < group; ++g)
@@ -143,6 +203,7 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
       b, loc, x.c(0), iters, x.c(1), init,
       [&](OpBuilder &lb, Location ll, Value it, ValueRange carried) {
         DK y{lb, ll, elem};
+        prefetchIteration(lb, ll, y.add(it, y.c(kPrefetchIters)));
         // All loads first: 2 x chunks independent 16-byte loads per lane.
         SmallVector<Value> valid, gate, kc, vc;
         for (int64_t c = 0; c < chunks; ++c) {
@@ -180,10 +241,10 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
           for (int64_t c = 0; c < chunks; ++c) {
             Value p = y.exp2(y.fsub(s[c], mUse));
             l = y.fadd(l, p); // the sum leaves the gates out (SPEC 5)
-            // Slots that do not count contribute 0 even if their V is not
-            // finite.
-            Value vv = y.sel(valid[c], vc[c], y.splat(y.f(0.0)));
-            o = y.vfma(y.splat(y.fmul(p, gate[c])), vv, o);
+            // Slots that do not count have p = 0; their V rows are cache
+            // rows of this (b, h) below n (a re-read of slot lo past the
+            // end), so 0 * V stays 0.
+            o = y.vfma(y.splat(y.fmul(p, gate[c])), vc[c], o);
           }
           next.append({mNew, l, o});
         }

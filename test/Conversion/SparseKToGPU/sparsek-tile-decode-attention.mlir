@@ -32,7 +32,12 @@
 // CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // q of the 4 heads: one 16-byte chunk each per lane.
 // CHECK-COUNT-4: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x32x128xbf16>, vector<8xbf16>
+// Lane 0 of each warp prefetches its rows two iterations ahead into L2
+// (K and V, pool and window pieces), before the loop and in it.
+// CHECK: memref.extract_aligned_pointer_as_index %{{.*}} : memref<?x8x2560x128xbf16> -> index
+// CHECK: nvvm.cp.async.bulk.prefetch %{{.*}}, %{{.*}} : <1>
 // CHECK: scf.for
+// CHECK: nvvm.cp.async.bulk.prefetch
 // Per iteration 4 chunks of K and V rows in flight (16 lanes per row).
 // CHECK: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x8x2560x128xbf16>, vector<8xbf16>
 // CHECK: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x8x2560x128xbf16>, vector<8xbf16>
@@ -40,8 +45,10 @@
 // CHECK: memref.load %{{.*}} : memref<?x8x2560xf32>
 // CHECK: arith.subf %{{.*}} : f64
 // CHECK-COUNT-6: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x8x2560x128xbf16>, vector<8xbf16>
-// Dot products reduced over the 16 lanes of a row.
-// CHECK: vector.reduction <add>, %{{.*}} fastmath<reassoc> : vector<8xf32> into f32
+// Dot products: a chain of 8 fmas per lane, then reduced over the 16 lanes
+// of a row.
+// CHECK: arith.mulf %{{.*}} : f32
+// CHECK-COUNT-7: math.fma %{{.*}} : f32
 // CHECK: gpu.shuffle  xor %{{.*}}, %c1_i32
 // CHECK: gpu.shuffle  xor %{{.*}}, %c2_i32
 // CHECK: gpu.shuffle  xor %{{.*}}, %c4_i32
