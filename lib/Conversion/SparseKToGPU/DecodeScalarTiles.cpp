@@ -42,8 +42,8 @@ static void emitScale(OpBuilder &b, Location loc, Value acc, Value factor,
 }
 
 /// The state (m, l, acc) after merging (m2, l2, acc2) into it.
-static State emitMerge(OpBuilder &b, Location loc, State s, Value acc,
-                       State o, Value acc2, int64_t d) {
+static State emitMerge(OpBuilder &b, Location loc, State s, Value acc, State o,
+                       Value acc2, int64_t d) {
   KernelMath x{b, loc};
   MergeWeights mw = emitMergeWeights(b, loc, s.m, o.m);
   emitFor(b, loc, x.c(0), x.c(d), [&](OpBuilder &fb, Location fl, Value e) {
@@ -77,8 +77,8 @@ void sparsek::emitDecodeScalarTiles(OpBuilder &b, Location loc,
   Value classAcc = memref::AllocaOp::create(b, loc, accType);
   Value log2Scale = emitLog2Scale(b, loc, p.op, d);
   Value multi = x.lt(x.c(1), p.splits);
-  auto counterGlobal = cast<memref::GlobalOp>(SymbolTable::lookupSymbolIn(
-      p.op->getParentOfType<ModuleOp>(), counters));
+  auto counterGlobal = cast<memref::GlobalOp>(
+      SymbolTable::lookupSymbolIn(p.op->getParentOfType<ModuleOp>(), counters));
 
   auto walkBlock = [&](OpBuilder &b0, Location l0, Value bi, Value h,
                        Value split, int64_t chunks) {
@@ -110,8 +110,8 @@ void sparsek::emitDecodeScalarTiles(OpBuilder &b, Location loc,
                 SmallVector<Value> cur(carried);
                 for (int64_t c = 0; c < chunks; ++c) {
                   KernelMath u{b2, l2};
-                  Value v = emitWalkSlot(b2, l2, geo, range.lo, it,
-                                         u.c(warp), c, u.c(rc));
+                  Value v = emitWalkSlot(b2, l2, geo, range.lo, it, u.c(warp),
+                                         c, u.c(rc));
                   Value slot = range.emitSlot(b2, l2, v, k);
                   cur = emitIfElse(
                       b2, l2, u.lt(v, range.hi),
@@ -134,9 +134,8 @@ void sparsek::emitDecodeScalarTiles(OpBuilder &b, Location loc,
                               emitAxpy(b4, l4, t.fmul(mw.second, gate),
                                        Row{ops.value, {bi, h, slot}},
                                        Row{classAcc, {}}, t.c(d));
-                              return {mw.max,
-                                      t.fadd(t.fmul(cur[1], mw.first),
-                                             mw.second)};
+                              return {mw.max, t.fadd(t.fmul(cur[1], mw.first),
+                                                     mw.second)};
                             },
                             [&](OpBuilder &, Location) {
                               return SmallVector<Value>(cur);
@@ -161,18 +160,20 @@ void sparsek::emitDecodeScalarTiles(OpBuilder &b, Location loc,
                       fb, fl, memref::LoadOp::create(fb, fl, blockAcc, e),
                       p.partials, ValueRange{partRow, g, e});
                 });
-        memref::StoreOp::create(tb, l1, block.m, p.partials,
-                                ValueRange{partRow, g, t.c(partialMaxIndex(d))});
-        memref::StoreOp::create(tb, l1, block.l, p.partials,
-                                ValueRange{partRow, g, t.c(partialSumIndex(d))});
+        memref::StoreOp::create(
+            tb, l1, block.m, p.partials,
+            ValueRange{partRow, g, t.c(partialMaxIndex(d))});
+        memref::StoreOp::create(
+            tb, l1, block.l, p.partials,
+            ValueRange{partRow, g, t.c(partialSumIndex(d))});
       }
       {
         OpBuilder eb = ifOp.getElseBodyBuilder();
         KernelMath t{eb, l1};
-        Value inv = t.sel(t.fgt(block.l, t.f(0.0)),
-                          arith::DivFOp::create(eb, l1, t.f(1.0), block.l)
-                              .getResult(),
-                          t.f(0.0));
+        Value inv =
+            t.sel(t.fgt(block.l, t.f(0.0)),
+                  arith::DivFOp::create(eb, l1, t.f(1.0), block.l).getResult(),
+                  t.f(0.0));
         emitFor(eb, l1, t.c(0), t.c(d),
                 [&](OpBuilder &fb, Location fl, Value e) {
                   Value a = memref::LoadOp::create(fb, fl, blockAcc, e);
@@ -189,46 +190,48 @@ void sparsek::emitDecodeScalarTiles(OpBuilder &b, Location loc,
       emitIf(mb, ml, last, [&](OpBuilder &lb, Location ll) {
         KernelMath t{lb, ll};
         Value first = t.mul(r, p.splits), end = t.add(first, p.splits);
-        emitFor(lb, ll, t.c(0), group, [&](OpBuilder &gb, Location gl, Value g) {
-          KernelMath u{gb, gl};
-          Value hq = u.add(u.mul(h, group), g);
-          emitZero(gb, gl, blockAcc, d);
-          SmallVector<Value> ml2 = emitForCarrying(
-              gb, gl, first, end, ValueRange{u.negInf(), u.f(0.0)},
-              [&](OpBuilder &fb, Location fl, Value row,
-                  ValueRange acc) -> SmallVector<Value> {
-                KernelMath q{fb, fl};
-                Value pm = memref::LoadOp::create(
-                    fb, fl, p.partials,
-                    ValueRange{row, g, q.c(partialMaxIndex(d))});
-                Value pl = memref::LoadOp::create(
-                    fb, fl, p.partials,
-                    ValueRange{row, g, q.c(partialSumIndex(d))});
-                MergeWeights mw = emitMergeWeights(fb, fl, acc[0], pm);
-                emitScale(fb, fl, blockAcc, mw.first, d);
-                emitAxpy(fb, fl, mw.second, Row{p.partials, {row, g}},
-                         Row{blockAcc, {}}, q.c(d));
-                return {mw.max,
-                        q.fadd(q.fmul(acc[1], mw.first), q.fmul(pl, mw.second))};
-              });
-          Value inv = u.sel(u.fgt(ml2[1], u.f(0.0)),
-                            arith::DivFOp::create(gb, gl, u.f(1.0), ml2[1])
-                                .getResult(),
-                            u.f(0.0));
-          emitFor(gb, gl, u.c(0), u.c(d),
-                  [&](OpBuilder &fb, Location fl, Value e) {
-                    Value a = memref::LoadOp::create(fb, fl, blockAcc, e);
-                    emitStoreF32(fb, fl, arith::MulFOp::create(fb, fl, a, inv),
-                                 ops.out, ValueRange{bi, hq, e});
+        emitFor(
+            lb, ll, t.c(0), group, [&](OpBuilder &gb, Location gl, Value g) {
+              KernelMath u{gb, gl};
+              Value hq = u.add(u.mul(h, group), g);
+              emitZero(gb, gl, blockAcc, d);
+              SmallVector<Value> ml2 = emitForCarrying(
+                  gb, gl, first, end, ValueRange{u.negInf(), u.f(0.0)},
+                  [&](OpBuilder &fb, Location fl, Value row,
+                      ValueRange acc) -> SmallVector<Value> {
+                    KernelMath q{fb, fl};
+                    Value pm = memref::LoadOp::create(
+                        fb, fl, p.partials,
+                        ValueRange{row, g, q.c(partialMaxIndex(d))});
+                    Value pl = memref::LoadOp::create(
+                        fb, fl, p.partials,
+                        ValueRange{row, g, q.c(partialSumIndex(d))});
+                    MergeWeights mw = emitMergeWeights(fb, fl, acc[0], pm);
+                    emitScale(fb, fl, blockAcc, mw.first, d);
+                    emitAxpy(fb, fl, mw.second, Row{p.partials, {row, g}},
+                             Row{blockAcc, {}}, q.c(d));
+                    return {mw.max, q.fadd(q.fmul(acc[1], mw.first),
+                                           q.fmul(pl, mw.second))};
                   });
-        });
+              Value inv = u.sel(
+                  u.fgt(ml2[1], u.f(0.0)),
+                  arith::DivFOp::create(gb, gl, u.f(1.0), ml2[1]).getResult(),
+                  u.f(0.0));
+              emitFor(gb, gl, u.c(0), u.c(d),
+                      [&](OpBuilder &fb, Location fl, Value e) {
+                        Value a = memref::LoadOp::create(fb, fl, blockAcc, e);
+                        emitStoreF32(fb, fl,
+                                     arith::MulFOp::create(fb, fl, a, inv),
+                                     ops.out, ValueRange{bi, hq, e});
+                      });
+            });
       });
     });
   };
 
   // The kernel keeps 4 loads per lane up to G = 4, 2 beyond.
-  Value wide = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, group,
-                                     x.c(4));
+  Value wide =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, group, x.c(4));
   emitFor(b, loc, x.c(0), batch, [&](OpBuilder &b1, Location l1, Value bi) {
     emitFor(b1, l1, x.c(0), hkv, [&](OpBuilder &b2, Location l2, Value h) {
       emitFor(b2, l2, x.c(0), p.splits,
@@ -238,8 +241,9 @@ void sparsek::emitDecodeScalarTiles(OpBuilder &b, Location loc,
                 walkBlock(tb, l3, bi, h, split,
                           DecodeGeometry::get(d, 4).chunksPerLane);
                 OpBuilder eb = ifOp.getElseBodyBuilder();
-                walkBlock(eb, l3, bi, h, split,
-                          DecodeGeometry::get(d, kDecodeMaxGroup).chunksPerLane);
+                walkBlock(
+                    eb, l3, bi, h, split,
+                    DecodeGeometry::get(d, kDecodeMaxGroup).chunksPerLane);
               });
     });
   });

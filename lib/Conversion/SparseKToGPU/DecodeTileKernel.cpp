@@ -42,7 +42,9 @@ struct DK : KernelMath {
   VectorType chunkF32() {
     return VectorType::get({kDecodeChunk}, b.getF32Type());
   }
-  Value splat(Value x) { return vector::BroadcastOp::create(b, loc, chunkF32(), x); }
+  Value splat(Value x) {
+    return vector::BroadcastOp::create(b, loc, chunkF32(), x);
+  }
   /// 16-byte aligned load of 8 elements at `at`, widened to f32.
   Value loadChunk(Value buf, ValueRange at) {
     Value v = vector::LoadOp::create(
@@ -74,9 +76,7 @@ struct DK : KernelMath {
           vector::ExtractOp::create(b, loc, v, ArrayRef<int64_t>{i}), offset));
     return vector::FromElementsOp::create(b, loc, chunkF32(), e);
   }
-  void fence() {
-    NVVM::MembarOp::create(b, loc, NVVM::MemScopeKind::GPU);
-  }
+  void fence() { NVVM::MembarOp::create(b, loc, NVVM::MemScopeKind::GPU); }
 };
 
 /// How many iterations ahead each warp prefetches its rows into L2.
@@ -126,8 +126,8 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
   Value bi = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
   Value kvHeads = emitDim(b, loc, a.ops.key, 1);
   Value r = x.add(x.mul(bi, kvHeads), h);
-  DecodeSplitRange range = DecodeSplitRange::emit(b, loc, a.ops, k, w, bi, h,
-                                                  split, a.splits);
+  DecodeSplitRange range =
+      DecodeSplitRange::emit(b, loc, a.ops, k, w, bi, h, split, a.splits);
   Value col = x.mul(x.rem(lane, x.c(lanes)), x.c(kDecodeChunk));
   Value rowClass = x.div(lane, x.c(lanes));
   Value tau;
@@ -179,9 +179,8 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     KernelMath z{pb, pl};
     emitIf(pb, pl, z.eq(lane, z.c(0)), [&](OpBuilder &ib, Location il) {
       KernelMath u{ib, il};
-      Value from = u.min(emitWalkSlot(ib, il, geo, range.lo, it, warp, 0,
-                                      u.c(0)),
-                         range.hi);
+      Value from = u.min(
+          emitWalkSlot(ib, il, geo, range.lo, it, warp, 0, u.c(0)), range.hi);
       Value to = u.min(u.add(from, u.c(geo.slotsPerIter())), range.hi);
       Value pool = range.poolCount;
       Value poolFrom = u.min(from, pool), poolTo = u.min(to, pool);
@@ -214,8 +213,8 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
           Value slot = range.emitSlot(lb, ll, vc0, k);
           kc.push_back(y.loadChunk(a.ops.key, {bi, h, slot, col}));
           vc.push_back(y.loadChunk(a.ops.value, {bi, h, slot, col}));
-          auto [counts, g] = emitSlotGate(lb, ll, a.ops, k, range, vc0, bi, h,
-                                          slot, tau);
+          auto [counts, g] =
+              emitSlotGate(lb, ll, a.ops, k, range, vc0, bi, h, slot, tau);
           valid.push_back(y.andI(inside, counts));
           gate.push_back(g);
         }
@@ -279,21 +278,21 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
   Value multi = x.lt(one, a.splits);
   Value partRow = x.add(x.mul(r, a.splits), split);
   int64_t items = group * d;
-  auto forItems = [&](OpBuilder &fb, Location fl,
-                      function_ref<void(OpBuilder &, Location, Value, Value)>
-                          body) {
-    for (int64_t i = 0; i < (items + kDecodeThreads - 1) / kDecodeThreads;
-         ++i) {
-      KernelMath z{fb, fl};
-      Value item = z.add(tid, z.c(kDecodeThreads * i));
-      Value g = z.div(item, z.c(d)), e = z.rem(item, z.c(d));
-      if ((i + 1) * kDecodeThreads <= items)
-        body(fb, fl, g, e);
-      else
-        emitIf(fb, fl, z.lt(item, z.c(items)),
-               [&](OpBuilder &ib, Location il) { body(ib, il, g, e); });
-    }
-  };
+  auto forItems =
+      [&](OpBuilder &fb, Location fl,
+          function_ref<void(OpBuilder &, Location, Value, Value)> body) {
+        for (int64_t i = 0; i < (items + kDecodeThreads - 1) / kDecodeThreads;
+             ++i) {
+          KernelMath z{fb, fl};
+          Value item = z.add(tid, z.c(kDecodeThreads * i));
+          Value g = z.div(item, z.c(d)), e = z.rem(item, z.c(d));
+          if ((i + 1) * kDecodeThreads <= items)
+            body(fb, fl, g, e);
+          else
+            emitIf(fb, fl, z.lt(item, z.c(items)),
+                   [&](OpBuilder &ib, Location il) { body(ib, il, g, e); });
+        }
+      };
   auto storeOut = [&](OpBuilder &sb, Location sl, Value g, Value e, Value o,
                       Value l) {
     KernelMath z{sb, sl};
@@ -317,23 +316,23 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     for (int64_t wp = 0; wp < kDecodeWarps; ++wp) {
       Value wgt = z.exp2(z.fsub(ms[wp], mUse));
       l = z.fadd(l, z.fmul(wgt, ls[wp]));
-      Value ow =
-          memref::LoadOp::create(fb, fl, sO, ValueRange{z.c(wp), g, e});
+      Value ow = memref::LoadOp::create(fb, fl, sO, ValueRange{z.c(wp), g, e});
       o = z.fadd(o, z.fmul(wgt, ow));
     }
     auto ifOp = scf::IfOp::create(fb, fl, multi, /*withElse=*/true);
     {
       OpBuilder tb = ifOp.getThenBodyBuilder();
       memref::StoreOp::create(tb, fl, o, a.partials, ValueRange{partRow, g, e});
-      emitIf(tb, fl, KernelMath{tb, fl}.eq(e, KernelMath{tb, fl}.c(0)),
-             [&](OpBuilder &sb, Location sl) {
-               memref::StoreOp::create(
-                   sb, sl, m, a.partials,
-                   ValueRange{partRow, g, emitIndex(sb, sl, partialMaxIndex(d))});
-               memref::StoreOp::create(
-                   sb, sl, l, a.partials,
-                   ValueRange{partRow, g, emitIndex(sb, sl, partialSumIndex(d))});
-             });
+      emitIf(
+          tb, fl, KernelMath{tb, fl}.eq(e, KernelMath{tb, fl}.c(0)),
+          [&](OpBuilder &sb, Location sl) {
+            memref::StoreOp::create(
+                sb, sl, m, a.partials,
+                ValueRange{partRow, g, emitIndex(sb, sl, partialMaxIndex(d))});
+            memref::StoreOp::create(
+                sb, sl, l, a.partials,
+                ValueRange{partRow, g, emitIndex(sb, sl, partialSumIndex(d))});
+          });
     }
     {
       OpBuilder eb = ifOp.getElseBodyBuilder();
@@ -351,12 +350,11 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
           memref::GetGlobalOp::create(ab, al, counterType, counterName);
       Value last = emitArriveLast(ab, al, counters, r, a.splits);
       memref::StoreOp::create(
-          ab, al, arith::ExtUIOp::create(ab, al, ab.getI32Type(), last),
-          sFlag, ValueRange{emitIndex(ab, al, 0)});
+          ab, al, arith::ExtUIOp::create(ab, al, ab.getI32Type(), last), sFlag,
+          ValueRange{emitIndex(ab, al, 0)});
     });
     gpu::BarrierOp::create(mb, ml);
-    Value flag =
-        memref::LoadOp::create(mb, ml, sFlag, ValueRange{z.c(0)});
+    Value flag = memref::LoadOp::create(mb, ml, sFlag, ValueRange{z.c(0)});
     Value isLast = arith::CmpIOp::create(mb, ml, arith::CmpIPredicate::ne, flag,
                                          z.ci32(0));
     emitIf(mb, ml, isLast, [&](OpBuilder &lb, Location ll) {
@@ -367,14 +365,14 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
       forItems(lb, ll, [&](OpBuilder &fb, Location fl, Value g, Value e) {
         KernelMath z{fb, fl};
         Value mIdx = z.c(partialMaxIndex(d)), lIdx = z.c(partialSumIndex(d));
-        Value m = emitForCarrying(
-            fb, fl, first, last, ValueRange{z.negInf()},
-            [&](OpBuilder &ib, Location il, Value row,
-                ValueRange acc) -> SmallVector<Value> {
-              Value pm = memref::LoadOp::create(ib, il, a.partials,
-                                                ValueRange{row, g, mIdx});
-              return {KernelMath{ib, il}.fmax(acc[0], pm)};
-            })[0];
+        Value m =
+            emitForCarrying(fb, fl, first, last, ValueRange{z.negInf()},
+                            [&](OpBuilder &ib, Location il, Value row,
+                                ValueRange acc) -> SmallVector<Value> {
+                              Value pm = memref::LoadOp::create(
+                                  ib, il, a.partials, ValueRange{row, g, mIdx});
+                              return {KernelMath{ib, il}.fmax(acc[0], pm)};
+                            })[0];
         Value mUse = z.sel(z.isNegInf(m), z.f(0.0), m);
         SmallVector<Value> lo = emitForCarrying(
             fb, fl, first, last, ValueRange{z.f(0.0), z.f(0.0)},
@@ -405,8 +403,8 @@ void sparsek::emitDecodeTileLaunch(OpBuilder &b, Location loc,
   KernelArgs host{p.ops, p.partials, p.splits};
   SmallVector<Value> args = host.values();
   auto module = cast<gpu::GPUModuleOp>(gpuModule);
-  auto counterGlobal = cast<memref::GlobalOp>(
-      SymbolTable::lookupSymbolIn(module, counters));
+  auto counterGlobal =
+      cast<memref::GlobalOp>(SymbolTable::lookupSymbolIn(module, counters));
 
   OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
   auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
@@ -423,8 +421,7 @@ void sparsek::emitDecodeTileLaunch(OpBuilder &b, Location loc,
       FunctionType::get(ctx, ValueRange(args).getTypes(), {}), smem,
       TypeRange{});
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), mb.getUnitAttr());
-  fn.setKnownBlockSizeAttr(
-      DenseI32ArrayAttr::get(ctx, {kDecodeThreads, 1, 1}));
+  fn.setKnownBlockSizeAttr(DenseI32ArrayAttr::get(ctx, {kDecodeThreads, 1, 1}));
   // vector<8xf32> stores into the warp states.
   fn.setWorkgroupAttributionAttr(0, "llvm.align", mb.getI64IntegerAttr(16));
   {

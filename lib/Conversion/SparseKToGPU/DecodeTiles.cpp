@@ -19,7 +19,6 @@
 using namespace mlir;
 using namespace mlir::sparsek;
 
-
 DecodeGeometry DecodeGeometry::get(int64_t d, int64_t group) {
   int64_t lanes = d / kDecodeChunk;
   // Loads in flight per lane: 4 K and 4 V chunks; with 8 heads the q and
@@ -108,12 +107,10 @@ Value sparsek::emitWalkIterations(OpBuilder &b, Location loc,
   return x.ceilDiv(x.sub(hi, lo), x.c(geo.slotsPerBlockIter()));
 }
 
-std::pair<Value, Value> sparsek::emitSlotGate(OpBuilder &b, Location loc,
-                                              const DecodeOperands &ops,
-                                              int64_t k,
-                                              const DecodeSplitRange &range,
-                                              Value v, Value bi, Value h,
-                                              Value slot, Value tau) {
+std::pair<Value, Value>
+sparsek::emitSlotGate(OpBuilder &b, Location loc, const DecodeOperands &ops,
+                      int64_t k, const DecodeSplitRange &range, Value v,
+                      Value bi, Value h, Value slot, Value tau) {
   Value one = emitF32(b, loc, 1.0);
   if (k == 0)
     return {emitBool(b, loc, true), one};
@@ -121,8 +118,8 @@ std::pair<Value, Value> sparsek::emitSlotGate(OpBuilder &b, Location loc,
   Value inPool = x.lt(v, range.poolCount);
   Value score =
       memref::LoadOp::create(b, loc, ops.scores, ValueRange{bi, h, slot});
-  Value counts = x.sel(inPool, emitValidSlotScore(b, loc, score),
-                       emitBool(b, loc, true));
+  Value counts =
+      x.sel(inPool, emitValidSlotScore(b, loc, score), emitBool(b, loc, true));
   Value gate = x.sel(inPool, emitClipGate(b, loc, score, tau), one);
   return {counts, gate};
 }
@@ -173,11 +170,10 @@ Value sparsek::emitArriveLast(OpBuilder &b, Location loc, Value counters,
                               Value r, Value splits) {
   Type i32 = b.getI32Type();
   Value one = arith::ConstantIntOp::create(b, loc, i32, 1);
-  Value before = memref::AtomicRMWOp::create(
-      b, loc, arith::AtomicRMWKind::addi, one, counters, ValueRange{r});
+  Value before = memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi,
+                                             one, counters, ValueRange{r});
   Value lastBefore = arith::IndexCastOp::create(
-      b, loc, i32,
-      arith::SubIOp::create(b, loc, splits, emitIndex(b, loc, 1)));
+      b, loc, i32, arith::SubIOp::create(b, loc, splits, emitIndex(b, loc, 1)));
   Value last = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, before,
                                      lastBefore);
   emitIf(b, loc, last, [&](OpBuilder &nb, Location nl) {

@@ -60,9 +60,9 @@ private:
 };
 } // namespace
 
-void Lowering::forGroup(OpBuilder &b, Location loc, DecodeAttentionOp op,
-                        Value group,
-                        function_ref<void(OpBuilder &, Location, int64_t)> body) {
+void Lowering::forGroup(
+    OpBuilder &b, Location loc, DecodeAttentionOp op, Value group,
+    function_ref<void(OpBuilder &, Location, int64_t)> body) {
   if (std::optional<int64_t> g = staticGroup(op))
     return body(b, loc, *g);
   SmallVector<int64_t> cases;
@@ -84,23 +84,22 @@ void Lowering::forGroup(OpBuilder &b, Location loc, DecodeAttentionOp op,
 
 void Lowering::lower(RewriterBase &rewriter, DecodeAttentionOp op) {
   Location loc = op.getLoc();
-  DecodeOperands ops{op.getQuery(),     op.getKeySlots(), op.getValueSlots(),
+  DecodeOperands ops{op.getQuery(),      op.getKeySlots(), op.getValueSlots(),
                      op.getSlotScores(), op.getTau(),      op.getPoolCount(),
                      op.getPositions(),  op.getInit()};
   // The host checks of the parallel loop form (LowerDecodeAttention.cpp):
   // sizes, and for the kernel's 16-byte loads aligned rows. The cache state
   // is clamped in the walk (DecodeSplitRange), as that form does.
   DecodeSizes sizes(rewriter, loc, op);
-  Value ok = emitCheck(rewriter, loc, op,
-                       emitDecodeShapesOk(rewriter, loc, op, sizes),
-                       SPARSEK_ERROR_SHAPE_MISMATCH);
+  Value ok =
+      emitCheck(rewriter, loc, op, emitDecodeShapesOk(rewriter, loc, op, sizes),
+                SPARSEK_ERROR_SHAPE_MISMATCH);
   if (kernel) {
     bool aligned = false;
     ok = emitAnd(rewriter, loc,
-                 {ok, emitRowAlignmentCheck(rewriter, loc, op,
-                                            {ops.q, ops.key, ops.value,
-                                             ops.out},
-                                            aligned)});
+                 {ok, emitRowAlignmentCheck(
+                          rewriter, loc, op,
+                          {ops.q, ops.key, ops.value, ops.out}, aligned)});
     assert(aligned && "decodeTilesUnsupportedReason admits 64/128 rows");
   }
   int64_t k = op.getKAttr().getInt(), w = op.getWAttr().getInt();
@@ -125,10 +124,10 @@ void Lowering::lower(RewriterBase &rewriter, DecodeAttentionOp op) {
                    .str();
   } else {
     OpBuilder mb(rewriter.getContext());
-    counters = declareSplitCounters(mb, loc, module,
-                                    "sparsek_decode_split_counters",
-                                    targetBlocks, Attribute())
-                   .str();
+    counters =
+        declareSplitCounters(mb, loc, module, "sparsek_decode_split_counters",
+                             targetBlocks, Attribute())
+            .str();
   }
   emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location l) {
     KernelMath x{b, l};
@@ -138,12 +137,12 @@ void Lowering::lower(RewriterBase &rewriter, DecodeAttentionOp op) {
     Value rows = x.sel(x.lt(x.c(1), splits), x.mul(pairs, splits), x.c(0));
     Value partials = memref::AllocOp::create(
         b, l,
-        MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic,
-                         partialStride(d)},
-                        b.getF32Type()),
+        MemRefType::get(
+            {ShapedType::kDynamic, ShapedType::kDynamic, partialStride(d)},
+            b.getF32Type()),
         ValueRange{rows, sizes.group});
-    DecodeTileProblem p{op,        ops,   k,     w,    d, sizes.batch,
-                        sizes.hkv, pairs, splits, partials};
+    DecodeTileProblem p{op,          ops,       k,     w,      d,
+                        sizes.batch, sizes.hkv, pairs, splits, partials};
     if (kernel) {
       forGroup(b, l, op, sizes.group,
                [&](OpBuilder &gb, Location gl, int64_t g) {

@@ -117,8 +117,8 @@ static CacheValidity emitScanCache(OpBuilder &b, Location loc,
                       ValueRange acc3) -> SmallVector<Value> {
                     Value s = memref::LoadOp::create(b3, l3, op.getSlotScores(),
                                                      {bi, h, slot});
-                    return {arith::AndIOp::create(b3, l3, acc3[0],
-                                                  emitValidSlotScore(b3, l3, s))};
+                    Value valid = emitValidSlotScore(b3, l3, s);
+                    return {arith::AndIOp::create(b3, l3, acc3[0], valid)};
                   })[0];
               return {arith::AndIOp::create(b2, l2, acc2[0], countOk),
                       arith::AndIOp::create(b2, l2, acc2[1], poolOk)};
