@@ -204,7 +204,7 @@ def SparseKTileDecodeAttention : Pass<"sparsek-tile-decode-attention", "ModuleOp
            "kernel (GPU) or scalar (the same walk as loops, for the CPU)">,
     Option<"targetBlocks", "target-blocks", "int64_t", /*default=*/"264",
            "Thread blocks a launch aims for (about 2 per SM of an H100/H200): "
-           "(b, KV head) pairs are split until they reach it">
+           "(b, KV head) pairs are split until they reach it; at most 2^20">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::gpu::GPUDialect",

@@ -41,6 +41,9 @@ static std::optional<int64_t> staticGroup(DecodeAttentionOp op) {
   return q.getDimSize(1) / key.getDimSize(1);
 }
 
+/// A launch never needs more blocks than this (about 8000 per SM).
+static constexpr int64_t kMaxTargetBlocks = int64_t(1) << 20;
+
 static bool coveredGroup(int64_t g) { return g >= 1 && g <= kDecodeMaxGroup; }
 
 namespace {
@@ -181,10 +184,11 @@ struct SparseKTileDecodeAttentionPass
           << form << "'";
       return signalPassFailure();
     }
-    if (targetBlocks < 1) {
+    // The split counters are a device global of target-blocks words.
+    if (targetBlocks < 1 || targetBlocks > kMaxTargetBlocks) {
       mlir::emitError(module.getLoc())
-          << "sparsek-tile-decode-attention: target-blocks must be positive, "
-             "got "
+          << "sparsek-tile-decode-attention: target-blocks must be in [1, "
+          << kMaxTargetBlocks << "], got "
           << static_cast<int64_t>(targetBlocks);
       return signalPassFailure();
     }
