@@ -362,35 +362,75 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
       y.fence(); // the other blocks' partials, after their arrivals
       Value first = y.mul(r, a.splits);
       Value last = y.add(first, a.splits);
-      forItems(lb, ll, [&](OpBuilder &fb, Location fl, Value g, Value e) {
-        KernelMath z{fb, fl};
-        Value mIdx = z.c(partialMaxIndex(d)), lIdx = z.c(partialSumIndex(d));
-        Value m =
-            emitForCarrying(fb, fl, first, last, ValueRange{z.negInf()},
-                            [&](OpBuilder &ib, Location il, Value row,
-                                ValueRange acc) -> SmallVector<Value> {
-                              Value pm = memref::LoadOp::create(
-                                  ib, il, a.partials, ValueRange{row, g, mIdx});
-                              return {KernelMath{ib, il}.fmax(acc[0], pm)};
-                            })[0];
-        Value mUse = z.sel(z.isNegInf(m), z.f(0.0), m);
-        SmallVector<Value> lo = emitForCarrying(
-            fb, fl, first, last, ValueRange{z.f(0.0), z.f(0.0)},
-            [&](OpBuilder &ib, Location il, Value row,
-                ValueRange acc) -> SmallVector<Value> {
-              KernelMath u{ib, il};
-              Value pm = memref::LoadOp::create(ib, il, a.partials,
-                                                ValueRange{row, g, mIdx});
-              Value pl = memref::LoadOp::create(ib, il, a.partials,
-                                                ValueRange{row, g, lIdx});
-              Value po = memref::LoadOp::create(ib, il, a.partials,
-                                                ValueRange{row, g, e});
-              Value wgt = u.exp2(u.fsub(pm, mUse));
-              return {u.fadd(acc[0], u.fmul(wgt, pl)),
-                      u.fadd(acc[1], u.fmul(wgt, po))};
-            });
-        storeOut(fb, fl, g, e, lo[1], lo[0]);
-      });
+      // Thread tid merges 4 consecutive columns of one head: one 16-byte
+      // load of output and one 8-byte load of (max, sum) per split, in one
+      // online pass (the loads of consecutive splits are independent, so
+      // they overlap once the loop is unrolled).
+      int64_t quads = group * d / 4;
+      auto f32x = [&](int64_t n) {
+        return VectorType::get({n}, lb.getF32Type());
+      };
+      for (int64_t i = 0; i < (quads + kDecodeThreads - 1) / kDecodeThreads;
+           ++i) {
+        auto body = [&](OpBuilder &fb, Location fl) {
+          DK z{fb, fl, elem};
+          Value col = z.mul(z.add(tid, z.c(kDecodeThreads * i)), z.c(4));
+          Value g = z.div(col, z.c(d)), e = z.rem(col, z.c(d));
+          Value zeros = vector::BroadcastOp::create(fb, fl, f32x(4), z.f(0.0));
+          SmallVector<Value> st = emitForCarrying(
+              fb, fl, first, last, ValueRange{z.negInf(), z.f(0.0), zeros},
+              [&](OpBuilder &ib, Location il, Value row,
+                  ValueRange acc) -> SmallVector<Value> {
+                KernelMath u{ib, il};
+                Value ml = vector::LoadOp::create(
+                    ib, il, f32x(2), a.partials,
+                    ValueRange{row, g, u.c(partialMaxIndex(d))},
+                    /*nontemporal=*/false, llvm::MaybeAlign(8));
+                Value po = vector::LoadOp::create(
+                    ib, il, f32x(4), a.partials, ValueRange{row, g, e},
+                    /*nontemporal=*/false, llvm::MaybeAlign(16));
+                auto lane = [&](Value v, int64_t k) {
+                  return vector::ExtractOp::create(ib, il, v,
+                                                   ArrayRef<int64_t>{k})
+                      .getResult();
+                };
+                static_assert(partialSumIndex(0) == partialMaxIndex(0) + 1,
+                              "max and sum are adjacent");
+                MergeWeights mw =
+                    emitMergeWeights(ib, il, acc[0], lane(ml, 0));
+                Value l = u.fadd(u.fmul(acc[1], mw.first),
+                                 u.fmul(lane(ml, 1), mw.second));
+                auto splat4 = [&](Value x) {
+                  return vector::BroadcastOp::create(ib, il, f32x(4), x)
+                      .getResult();
+                };
+                Value o = vector::FMAOp::create(
+                    ib, il, splat4(mw.second), po,
+                    arith::MulFOp::create(ib, il, acc[2], splat4(mw.first)));
+                return {mw.max, l, o};
+              });
+          Value inv = z.sel(
+              z.fgt(st[1], z.f(0.0)),
+              arith::DivFOp::create(fb, fl, z.f(1.0), st[1]).getResult(),
+              z.f(0.0));
+          Value o = arith::MulFOp::create(
+              fb, fl, st[2],
+              vector::BroadcastOp::create(fb, fl, f32x(4), inv));
+          Value narrow = arith::TruncFOp::create(
+              fb, fl, VectorType::get({4}, elem), o);
+          Value hq = z.add(z.mul(h, z.c(group)), g);
+          vector::StoreOp::create(fb, fl, narrow, a.ops.out,
+                                  ValueRange{bi, hq, e},
+                                  /*nontemporal=*/false, llvm::MaybeAlign(8));
+        };
+        if ((i + 1) * kDecodeThreads <= quads) {
+          body(lb, ll);
+        } else {
+          KernelMath z{lb, ll};
+          emitIf(lb, ll, z.lt(z.add(tid, z.c(kDecodeThreads * i)), z.c(quads)),
+                 body);
+        }
+      }
     });
   });
 }

@@ -135,9 +135,9 @@ Value emitArriveLast(OpBuilder &b, Location loc, Value counters, Value r,
 /// in the same launch, and L1 is not coherent, so no line may be shared
 /// with another pair's partials, which an earlier merge on the same SM may
 /// have cached.
-inline int64_t partialMaxIndex(int64_t dv) { return dv; }
-inline int64_t partialSumIndex(int64_t dv) { return dv + 1; }
-inline int64_t partialStride(int64_t dv) { return dv + 32; }
+constexpr int64_t partialMaxIndex(int64_t dv) { return dv; }
+constexpr int64_t partialSumIndex(int64_t dv) { return dv + 1; }
+constexpr int64_t partialStride(int64_t dv) { return dv + 32; }
 
 /// What both forms start from (host values, inside the checks' scf.if).
 struct DecodeTileProblem {

@@ -72,9 +72,12 @@
 // CHECK: memref.store %{{.*}}, %[[SF]]
 // CHECK: gpu.barrier
 // CHECK: nvvm.memory.barrier <gpu>
+// One online pass over the splits: per thread 4 columns of one head.
 // CHECK: scf.for
-// CHECK: memref.load %{{.*}} : memref<?x?x160xf32>
-// CHECK: memref.store %{{.*}}, %{{.*}} : memref<?x32x128xbf16>
+// CHECK: vector.load %{{.*}} {alignment = 8 : i64} : memref<?x?x160xf32>, vector<2xf32>
+// CHECK: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x?x160xf32>, vector<4xf32>
+// CHECK: scf.yield
+// CHECK: vector.store %{{.*}} : memref<?x32x128xbf16>, vector<4xbf16>
 // SCALAR-LABEL: memref.global "private" @sparsek_decode_split_counters : memref<100xi32> = dense<0>
 // SCALAR-LABEL: func.func @bf16_d128_g4
 // SCALAR-NOT: gpu.
