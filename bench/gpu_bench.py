@@ -294,7 +294,8 @@ class FakeOurs(Ours):
         for suffix in ("", "_decomposed", "_mma_sync"):  # the composite's lowerings
             self.fake.update({f"select_attention_bf16_k{c['k']}_w{c['w']}{suffix}": ("sa", c) for c in (p1, p3)})
         self.fake[f"select_k{s1['k']}_w{s1['w']}"] = ("sel", s1)
-        for suffix in ("", "_tiles"):  # decode's lowerings
+        for label, suffix in DECODES:  # decode's lowerings
+            suffix = suffix.format(Hq=d1["Hq"], Hkv=d1["Hkv"])
             self.fake[f"decode_bf16_k{d1['k']}_w{d1['w']}_d{d1['D']}{suffix}"] = ("dec", d1)
 
     def has(self, fn):
@@ -825,8 +826,11 @@ def link_select_to_p1(record):
 # ----------------------------------------------------------------------------
 
 
-# Our decode in its lowerings: (label, function-name suffix).
-DECODES = [("ours_decode", ""), ("ours_decode_tiles", "_tiles")]
+# Our decode in its lowerings: (label, function-name suffix): the loop
+# kernels, the tile-first kernel with run-time head counts (same signature)
+# and with the workload's head counts compiled in.
+DECODES = [("ours_decode", ""), ("ours_decode_tiles", "_tiles"),
+           ("ours_decode_tiles_static_heads", "_tiles_h{Hq}x{Hkv}")]
 
 
 def bench_decode(wid, B, Hq, Hkv, D, k, w, context, ours, budget, copy_gbs):
@@ -862,7 +866,7 @@ def bench_decode(wid, B, Hq, Hkv, D, k, w, context, ours, budget, copy_gbs):
     # Our decode in its lowerings: the loops (one thread per (sequence, query
     # head, split) then a merge launch) and tile first (decode-kernel=tiles).
     for label, suffix in DECODES:
-        name = f"decode_bf16_k{k}_w{w}_d{D}{suffix}"
+        name = f"decode_bf16_k{k}_w{w}_d{D}{suffix.format(Hq=Hq, Hkv=Hkv)}"
         if not ours.has(name):
             impl[label] = {"skipped": f"{name} not in the artifacts"}
             continue
