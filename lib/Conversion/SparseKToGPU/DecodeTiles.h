@@ -76,7 +76,10 @@ struct DecodeOperands {
 Value emitDecodeSplits(OpBuilder &b, Location loc, Value pairs, int64_t slots,
                        int64_t targetBlocks);
 
-/// What split `split` of (bi, h) reads (index values).
+/// What split `split` of (bi, h) reads (index values). Check point of the
+/// cache state (as in the GPU loop form): a pool count outside [0, k] is
+/// clamped, a negative position leaves the window empty; a device status
+/// word would record them here.
 struct DecodeSplitRange {
   Value poolCount; // n_pool
   Value lo, hi;    // virtual slots [lo, hi)
@@ -97,7 +100,8 @@ Value emitWalkIterations(OpBuilder &b, Location loc, const DecodeGeometry &geo,
                          Value lo, Value hi);
 
 /// Slot `slot` (virtual `v`) of (bi, h): whether it counts (the window
-/// always; a pool slot unless its score is NaN or +inf) and its f32 gate
+/// always; a pool slot unless its score is NaN or +inf: the check point of
+/// invalid scores, skipped as in the GPU loop form) and its f32 gate
 /// (clip(score - tau, 0, 1) in the pool as sparsek.select computes it, 1 in
 /// the window). `tau` is f64.
 std::pair<Value, Value> emitSlotGate(OpBuilder &b, Location loc,
