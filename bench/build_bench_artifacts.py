@@ -46,6 +46,21 @@ FAMILIES = {
     "decode": {"functions": [
         ("decode_bf16_k2048_w512_d128", lambda n: ir.decode_function(n, 2048, 512, "bf16", head_dim=128)),
     ]},
+    # The same decode tile first (sparsek-tile-decode-attention): one block per
+    # (sequence, KV head, split), the G heads sharing 16-byte K/V loads, the
+    # splits merged in the same launch. Run-time head counts (the signature
+    # of the loop function: a kernel per G picked at run time) and static
+    # ones (Hq = 32, Hkv = 8, as a compiled model knows them: one kernel,
+    # fewer registers).
+    "decode_tiles": {
+        "functions": [
+            ("decode_bf16_k2048_w512_d128_tiles",
+             lambda n: ir.decode_function(n, 2048, 512, "bf16", head_dim=128)),
+            ("decode_bf16_k2048_w512_d128_tiles_h32x8",
+             lambda n: ir.decode_function(n, 2048, 512, "bf16", head_dim=128, num_heads=32,
+                                          kv_heads=8)),
+        ],
+        "pipeline_options": "decode-kernel=tiles"},
     "select": {"functions": [
         ("select_k2048_w512", lambda n: ir.select_function(n, 2048, 512)),
         ("select_k256_w256", lambda n: ir.select_function(n, 256, 256)),

@@ -294,7 +294,9 @@ class FakeOurs(Ours):
         for suffix in ("", "_decomposed", "_mma_sync"):  # the composite's lowerings
             self.fake.update({f"select_attention_bf16_k{c['k']}_w{c['w']}{suffix}": ("sa", c) for c in (p1, p3)})
         self.fake[f"select_k{s1['k']}_w{s1['w']}"] = ("sel", s1)
-        self.fake[f"decode_bf16_k{d1['k']}_w{d1['w']}_d{d1['D']}"] = ("dec", d1)
+        for label, suffix in DECODES:  # decode's lowerings
+            suffix = suffix.format(Hq=d1["Hq"], Hkv=d1["Hkv"])
+            self.fake[f"decode_bf16_k{d1['k']}_w{d1['w']}_d{d1['D']}{suffix}"] = ("dec", d1)
 
     def has(self, fn):
         return fn in self.fake
@@ -824,6 +826,13 @@ def link_select_to_p1(record):
 # ----------------------------------------------------------------------------
 
 
+# Our decode in its lowerings: (label, function-name suffix): the loop
+# kernels, the tile-first kernel with run-time head counts (same signature)
+# and with the workload's head counts compiled in.
+DECODES = [("ours_decode", ""), ("ours_decode_tiles", "_tiles"),
+           ("ours_decode_tiles_static_heads", "_tiles_h{Hq}x{Hkv}")]
+
+
 def bench_decode(wid, B, Hq, Hkv, D, k, w, context, ours, budget, copy_gbs):
     L = k + w
     rec = {"workload": wid, "shape": dict(B=B, Hq=Hq, Hkv=Hkv, D=D, k=k, w=w, context=context),
@@ -854,10 +863,13 @@ def bench_decode(wid, B, Hq, Hkv, D, k, w, context, ours, budget, copy_gbs):
     kv_bytes = 2 * B * Hkv * L * D * 2
     bytes_ours = kv_bytes + B * Hkv * L * 4 + B * Hkv * 8 + B * 8 + 2 * B * Hq * D * 2
     impl = {}
-    name = f"decode_bf16_k{k}_w{w}_d{D}"
-    if not ours.has(name):
-        impl["ours_decode"] = {"skipped": f"{name} not in the artifacts"}
-    else:
+    # Our decode in its lowerings: the loops (one thread per (sequence, query
+    # head, split) then a merge launch) and tile first (decode-kernel=tiles).
+    for label, suffix in DECODES:
+        name = f"decode_bf16_k{k}_w{w}_d{D}{suffix.format(Hq=Hq, Hkv=Hkv)}"
+        if not ours.has(name):
+            impl[label] = {"skipped": f"{name} not in the artifacts"}
+            continue
         out = torch.empty(B, Hq, D, dtype=DTYPE, device=DEV)
         fn = lambda: ours.call(name, q, kc, vc, sc, tau, cnt, pos, out)  # noqa: E731
         try:
@@ -866,9 +878,9 @@ def bench_decode(wid, B, Hq, Hkv, D, k, w, context, ours, budget, copy_gbs):
             e = err(out)
             r = {"function": name, "check_max_abs_err": e, "check_passed": e <= TOL, "bytes": bytes_ours}
             r.update(time_fn(fn, budget.cap_for()))
-            impl["ours_decode"] = r
+            impl[label] = r
         except Exception as ex:
-            impl["ours_decode"] = {"error": f"{type(ex).__name__}: {ex}"[:500]}
+            impl[label] = {"error": f"{type(ex).__name__}: {ex}"[:500]}
         del out
 
     # Baseline: SDPA over the compact cache, gates multiplied into V first.
@@ -938,11 +950,12 @@ def bench_decode(wid, B, Hq, Hkv, D, k, w, context, ours, budget, copy_gbs):
             if copy_gbs:
                 r["fraction_of_copy_rate"] = r["GBps"] / copy_gbs
     ratios = {}
-    mo = impl.get("ours_decode", {}).get("median_ms")
-    for base in ("sdpa_compact_pregated", "sdpa_compact_gating_included", "sdpa_dense_full_context"):
-        mb = impl.get(base, {}).get("median_ms")
-        if mo and mb:
-            ratios[f"ours_decode / {base}"] = mo / mb
+    for label, _ in DECODES:
+        mo = impl.get(label, {}).get("median_ms")
+        for base in ("sdpa_compact_pregated", "sdpa_compact_gating_included", "sdpa_dense_full_context"):
+            mb = impl.get(base, {}).get("median_ms")
+            if mo and mb:
+                ratios[f"{label} / {base}"] = mo / mb
     rec["impl"] = impl
     rec["ratios_time"] = ratios
     print(f"[{wid}] B={B}: " + ", ".join(f"{n} {r['median_ms']:.4f} ms" for n, r in impl.items()

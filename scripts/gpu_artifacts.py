@@ -12,7 +12,8 @@ function the GPU suite calls, dynamic B, H, T, S; one per element type,
 window and head dim; the composite op fused), libsparsek_gpu_decomposed.so
 (the composite op decomposed), libsparsek_gpu_auto.so (default pipeline
 options, for larger rows), libsparsek_gpu_mma_sync.so (the composite op on
-the tile-first mma.sync kernel), libsparsek_gpu_layer.so
+the tile-first mma.sync kernel), libsparsek_gpu_decode_tiles.so
+(decode_attention on the tile-first split-K kernel), libsparsek_gpu_layer.so
 (examples/sparsek_layer.mlir) and manifest.json describing them.
 """
 
@@ -87,6 +88,42 @@ def mma_composite_name(elem, k, w, d):
     return f"select_attention_mma_{elem}_k{k}_w{w}_d{d}"
 
 
+# The tile-first decode (decode-kernel=tiles) on what it covers: bf16 and
+# f16, D = Dv in {64, 128}. Head counts static (one kernel per function, G
+# known at compile time): (k, w, Hq, Hkv) of the loop library's pairs, caches
+# long enough for several splits, and the issue's shape; one function with
+# run-time head counts takes the scf.index_switch over G (its default, G > 8,
+# keeps the loop kernels).
+DECODE_TILES_ELEMENTS = ("bf16", "f16")
+DECODE_TILES_CONFIGS = ((8, 4, 4, 2), (64, 16, 8, 2), (0, 8, 2, 2), (16, 0, 8, 1), (60, 4, 3, 3),
+                        (100, 29, 16, 2), (300, 60, 12, 4), (300, 60, 32, 4), (300, 60, 4, 1),
+                        (300, 60, 8, 2))
+DECODE_TILES_ISSUE = (2048, 512, 32, 8, 128)
+DECODE_TILES_DYNAMIC = ("bf16", 64, 16, 64)
+DECODE_TILES_OPTIONS = "decode-kernel=tiles"
+
+
+def decode_tiles_key(elem, k, w, d, hq=None, hkv=None):
+    heads = "dyn" if hq is None else f"{hq}x{hkv}"
+    return f"{elem}/{k}/{w}/{d}/{heads}"
+
+
+def decode_tiles_functions():
+    """[(manifest key, function name, kwargs of ir.decode_function)]."""
+    entries = [(e, k, w, d, hq, hkv) for e in DECODE_TILES_ELEMENTS
+               for k, w, hq, hkv in DECODE_TILES_CONFIGS for d in DECODE_HEAD_DIMS]
+    k, w, hq, hkv, d = DECODE_TILES_ISSUE
+    entries += [(e, k, w, d, hq, hkv) for e in DECODE_TILES_ELEMENTS]
+    e, k, w, d = DECODE_TILES_DYNAMIC
+    entries.append((e, k, w, d, None, None))
+    out = []
+    for e, k, w, d, hq, hkv in entries:
+        key = decode_tiles_key(e, k, w, d, hq, hkv)
+        name = "decode_tiles_" + key.replace("/", "_")
+        out.append((key, name, dict(k=k, w=w, elem=e, head_dim=d, num_heads=hq, kv_heads=hkv)))
+    return out
+
+
 LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
 
 # Pipeline options per library. The suite's sizes are small, so its
@@ -134,6 +171,10 @@ def composite_module():
 def mma_module():
     return ir.module(*[ir.select_attention_function(mma_composite_name(e, k, w, d), k, w, e, head_dim=d)
                        for e in MMA_ELEMENTS for k, w in MMA_CONFIGS for d in MMA_HEAD_DIMS])
+
+
+def decode_tiles_module():
+    return ir.module(*[ir.decode_function(name, **kw) for _, name, kw in decode_tiles_functions()])
 
 
 def auto_module():
@@ -203,6 +244,8 @@ def main():
     compile_gpu_library(auto_module(), os.path.join(out, "libsparsek_gpu_auto.so"), out)
     compile_gpu_library(mma_module(), os.path.join(out, "libsparsek_gpu_mma_sync.so"), out,
                         MMA_OPTIONS)
+    compile_gpu_library(decode_tiles_module(), os.path.join(out, "libsparsek_gpu_decode_tiles.so"),
+                        out, DECODE_TILES_OPTIONS)
     # The example layer as written (linalg projections, score, composite op).
     with open(LAYER_SOURCE) as f:
         compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out)
@@ -227,8 +270,11 @@ def main():
                 "mma_sync_select_attention": {f"{e}/{k}/{w}/{d}": mma_composite_name(e, k, w, d)
                                               for e in MMA_ELEMENTS for k, w in MMA_CONFIGS
                                               for d in MMA_HEAD_DIMS},
+                "decode_tiles_library": "libsparsek_gpu_decode_tiles.so",
+                "decode_tiles": {key: name for key, name, _ in decode_tiles_functions()},
                 "options": {"library": TEST_OPTIONS, "decomposed_library": DECOMPOSED_OPTIONS,
-                            "auto_library": "", "mma_sync_library": MMA_OPTIONS},
+                            "auto_library": "", "mma_sync_library": MMA_OPTIONS,
+                            "decode_tiles_library": DECODE_TILES_OPTIONS},
                 "layer_library": "libsparsek_gpu_layer.so",
                 "layer": "sparsek_layer"}
     with open(os.path.join(out, "manifest.json"), "w") as f:

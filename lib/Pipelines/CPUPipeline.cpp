@@ -32,6 +32,8 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
                             static_cast<int64_t>(options.selectChunk))
                   .str()
             : std::string();
+  if (options.decodeKernel == DecodeKernel::Tiles)
+    tilePass += "sparsek-tile-decode-attention{form=scalar},";
   std::string pipeline =
       frontStages(options.indexBitwidth,
                   !options.fuseSelectAttention && !tiles) +

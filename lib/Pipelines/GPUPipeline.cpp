@@ -50,6 +50,9 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
                           static_cast<int64_t>(options.selectChunk))
                 .str()
           : std::string();
+  // decode-kernel=tiles: the split-K kernel takes the decode ops it covers.
+  if (options.decodeKernel == DecodeKernel::Tiles)
+    tiles += "sparsek-tile-decode-attention{form=kernel},";
   std::string pipeline =
       frontStages(options.indexBitwidth, !options.fuseSelectAttention) + tiles +
       llvm::formatv(

@@ -98,13 +98,17 @@ def select_attention_function(name, k, w, elem="f32", scale=None, head_dim=None)
     return _func(name, [("q", q), ("k", q), ("v", q), ("u", u), ("o0", q)], [q], body)
 
 
-def decode_function(name, k, w, elem="f32", scale=None, head_dim=None):
+def decode_function(name, k, w, elem="f32", scale=None, head_dim=None, num_heads=None,
+                    kv_heads=None):
     """o = decode_attention over the runtime's slot layout (k + w slots);
-    D = Dv static when `head_dim` is given (the GPU path needs it)."""
+    D = Dv static when `head_dim` is given (the GPU path needs it), Hq and
+    Hkv static when `num_heads` / `kv_heads` are (the tile kernel then
+    knows G = Hq / Hkv at compile time)."""
     _check_elem(elem)
-    q, kv = tensor([None, None, head_dim], elem), tensor([None, None, k + w, head_dim], elem)
-    sc, tau = tensor([None, None, k + w], "f32"), tensor([None, None], "f32")
-    cnt, pos = tensor([None, None], "i32"), tensor([None], "i64")
+    q = tensor([None, num_heads, head_dim], elem)
+    kv = tensor([None, kv_heads, k + w, head_dim], elem)
+    sc, tau = tensor([None, kv_heads, k + w], "f32"), tensor([None, kv_heads], "f32")
+    cnt, pos = tensor([None, kv_heads], "i32"), tensor([None], "i64")
     body = (f"  %o = sparsek.decode_attention ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : "
             f"{q}, {kv}, {kv}, {sc}, {tau}, {cnt}, {pos}) k = {k} w = {w}{_scale(scale)} "
             f"outs(%o0 : {q}) -> {q}\n"

@@ -72,14 +72,18 @@ constexpr Action kActions[] = {
     {"sparsek-gpu-device-status", false},
     {"func.func(sparsek-gpu-thread-tiles)", false},
     {"func.func(sparsek-gpu-thread-tiles{threads=3})", false},
+    {"sparsek-tile-decode-attention", false},
+    {"sparsek-tile-decode-attention{form=scalar target-blocks=5}", false},
     {"sparsek-cpu-pipeline", true},
     {"sparsek-cpu-pipeline{fuse-select-attention parallel-loops "
      "index-bitwidth=64 select-chunk=7}",
      true},
     {"sparsek-cpu-pipeline{c-wrappers=false}", true},
+    {"sparsek-cpu-pipeline{decode-kernel=tiles}", true},
     // PTX only: a cubin or fatbin would run ptxas once per input.
     {"sparsek-gpu-pipeline{format=isa query-block=32}", false},
     {"sparsek-gpu-pipeline{format=isa fuse-select-attention=false}", false},
+    {"sparsek-gpu-pipeline{format=isa decode-kernel=tiles}", false},
 };
 
 DialectRegistry *registry;

@@ -136,6 +136,93 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
   ];
 }
 
+def SparseKTileDecodeAttention : Pass<"sparsek-tile-decode-attention", "ModuleOp"> {
+  let summary = "Lower buffer-form decode_attention tile first: one thread block per (sequence, KV head, split of the slots), splits merged in the same launch (GPU), or the same walk as scalar loops (CPU)";
+  let description = [{
+    Decode is bound by the bandwidth of reading the k + w cached K/V rows
+    (DESIGN.md "tile first", point 5). Per sequence b and KV head h, the
+    valid slots are the pool slots [0, n_pool) with
+    n_pool = clamp(pool_count[b, h], 0, k) and the window ring slots
+    k + [0, n_win) with n_win = clamp(pos[b] + 1, 0, w) (ring slot r holds
+    a position of the window exactly when r <= pos[b]; the order of the
+    keys does not change the softmax). They are numbered 0 .. n_pool + n_win
+    and cut into `splits` equal ranges; splits = 1 once B * Hkv reaches
+    `target-blocks`, else enough to reach it (at most one per 64 slots).
+
+    - `form=kernel`: one `gpu.launch_func` per op, grid (splits, Hkv, B),
+      4 warps. Lanes read 16-byte chunks of slot rows (D / 8 lanes per row,
+      so a warp covers 32 * 8 / D slots per load and each lane has several
+      loads in flight); the G query heads of h keep their q chunk in
+      registers and share every K/V load. Dot products are reduced with xor
+      shuffles; each lane keeps an online softmax per head over its slots
+      (exp2, the scale folded into q), with gates clip(score - tau, 0, 1)
+      for pool slots and 1 for window slots. Lanes, then warps (workgroup
+      memory) merge their (max, sum, output) states. With one split the
+      block writes the output; otherwise it writes its partial state to a
+      scratch buffer [B * Hkv * splits, G, Dv + 32] (output, max, sum; rows
+      padded to whole cache lines), and the last block of
+      (b, h) to arrive (an atomic counter in a device global, which that
+      block resets to 0 for the next launch or graph replay) merges them.
+      No host synchronization and no host read; the scratch is one
+      stream-ordered allocation (none with one split). Covers bf16 and f16
+      with static D = Dv in {64, 128} and G = Hq / Hkv in 1..8: a static G
+      gets one kernel, a dynamic G one kernel per value, chosen at run time
+      (scf.index_switch); other G, types and head dims stay for
+      sparsek-lower-to-loops (a copy of the op in the switch's default
+      region when G is only known at run time).
+    - `form=scalar`: the same splits, slot numbering, per-lane slot classes,
+      gates and merges as sequential loops (CPU, any element type), the
+      split merge included (its counter a host global), to test the walk
+      where there is no GPU.
+
+    Checks are those of the parallel loop form: sizes (SHAPE_MISMATCH) and,
+    in the kernel form, 16-byte aligned rows (MISALIGNED) on the host; in
+    the walk pool counts are clamped to [0, k], a negative position leaves
+    the window empty, and NaN or +inf pool scores skip their slot.
+
+    Not safe for two launches of one compiled function running at the same
+    time on different streams with more than one split (they share the
+    counters).
+
+    Before:
+
+    ```mlir
+    sparsek.decode_attention ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : ...)
+        k = 2048 w = 512 outs(%o : memref<?x32x128xbf16>)
+    ```
+
+    After (`form=kernel`, abridged):
+
+    ```mlir
+    gpu.module @sparsek_decode_tiles_0 {
+      memref.global "private" @counters : memref<264xi32> = dense<0>
+      gpu.func @decode_g4(...) workgroup(...) kernel {
+        vector.load ... {alignment = 16} : memref<?x8x2560x128xbf16>, vector<8xbf16>
+        gpu.shuffle xor ... ; math.exp2 ... ; memref.atomic_rmw addi ...
+      }
+    }
+    func.func @f(...) {
+      %splits = ...
+      gpu.launch_func @sparsek_decode_tiles_0::@decode_g4
+          blocks in (%splits, %c8, %b) threads in (%c128, %c1, %c1) args(...)
+    }
+    ```
+  }];
+  let options = [
+    Option<"form", "form", "std::string", /*default=*/"\"kernel\"",
+           "kernel (GPU) or scalar (the same walk as loops, for the CPU)">,
+    Option<"targetBlocks", "target-blocks", "int64_t", /*default=*/"264",
+           "Thread blocks a launch aims for (about 2 per SM of an H100/H200): "
+           "(b, KV head) pairs are split until they reach it; at most 2^20">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::gpu::GPUDialect",
+    "::mlir::LLVM::LLVMDialect", "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect", "::mlir::NVVM::NVVMDialect",
+    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect"
+  ];
+}
+
 def SparseKEntryPoints : Pass<"sparsek-entry-points", "ModuleOp"> {
   let summary = "Add a C entry point per public function that returns a status (and takes a stream)";
   let description = [{

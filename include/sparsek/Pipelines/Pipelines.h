@@ -27,6 +27,17 @@ enum class PrefillKernel {
   Tiles,
 };
 
+/// How the pipelines lower decode_attention.
+enum class DecodeKernel {
+  /// sparsek-lower-to-loops: one thread per (sequence, query head, split of
+  /// 64 slots) on the GPU, a merge launch after.
+  Loops,
+  /// sparsek-tile-decode-attention: one thread block per (sequence, KV
+  /// head, split), the splits merged in the same launch (GPU: form=kernel;
+  /// CPU: form=scalar, the same walk as loops).
+  Tiles,
+};
+
 struct SparseKCPUPipelineOptions
     : public PassPipelineOptions<SparseKCPUPipelineOptions> {
   PassOptions::Option<unsigned> indexBitwidth{
@@ -69,6 +80,19 @@ struct SparseKCPUPipelineOptions
                      "the GPU tile walk as scalar loops "
                      "(sparsek-tile-select-attention{form=scalar}); implies "
                      "the fused form"))};
+  PassOptions::Option<DecodeKernel> decodeKernel{
+      *this, "decode-kernel",
+      llvm::cl::desc("How decode_attention is lowered"),
+      llvm::cl::init(DecodeKernel::Loops),
+      llvm::cl::values(
+          clEnumValN(DecodeKernel::Loops, "loops",
+                     "one online softmax per query head "
+                     "(sparsek-lower-to-loops)"),
+          clEnumValN(DecodeKernel::Tiles, "tiles",
+                     "the GPU kernel's split walk as sequential loops "
+                     "(sparsek-tile-decode-attention{form=scalar}; D = Dv in "
+                     "{64, 128}, G <= 8); the cache state is then clamped, "
+                     "not reported"))};
 };
 
 /// Receives one message per invalid pipeline option.
@@ -139,6 +163,20 @@ struct SparseKGPUPipelineOptions
                      "(sparsek-tile-select-attention; bf16/f16 with D and Dv "
                      "in {64, 128}, other ops keep the loops); not yet run "
                      "on a GPU"))};
+  PassOptions::Option<DecodeKernel> decodeKernel{
+      *this, "decode-kernel",
+      llvm::cl::desc("How decode_attention is lowered"),
+      llvm::cl::init(DecodeKernel::Loops),
+      llvm::cl::values(
+          clEnumValN(DecodeKernel::Loops, "loops",
+                     "one thread per (sequence, query head, split of 64 "
+                     "slots), then a merge launch (sparsek-lower-to-loops)"),
+          clEnumValN(DecodeKernel::Tiles, "tiles",
+                     "one block per (sequence, KV head, split), the G heads "
+                     "sharing 16-byte K/V loads, splits merged in the same "
+                     "launch (sparsek-tile-decode-attention; bf16/f16, D = "
+                     "Dv in {64, 128}, G <= 8, other ops keep the loops); "
+                     "not yet run on a GPU"))};
 };
 
 /// A GPU block has at most this many threads (CUDA's limit); query-block

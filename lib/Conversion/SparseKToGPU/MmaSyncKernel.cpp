@@ -22,6 +22,7 @@
 // membership.
 //
 //===----------------------------------------------------------------------===//
+#include "KernelMath.h"
 #include "TileLowerings.h"
 
 #include "../SparseKToLoops/LoopUtils.h"
@@ -70,40 +71,11 @@ std::string sparsek::mmaSyncUnsupportedReason(SelectAttentionOp op) {
 }
 
 namespace {
-/// Builders of the kernel body: index math, fragments, mma.
-struct KB {
-  OpBuilder &b;
-  Location loc;
+/// Builders of the kernel body: KernelMath plus fragments and mma.
+struct KB : KernelMath {
   Type elem; // bf16 or f16
 
-  Value c(int64_t v) { return emitIndex(b, loc, v); }
-  Value ci32(int64_t v) {
-    return arith::ConstantIntOp::create(b, loc, b.getI32Type(), v);
-  }
-  Value f(double v) { return emitF32(b, loc, v); }
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
-  Value sub(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }
-  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
-  Value div(Value x, Value y) { return arith::DivUIOp::create(b, loc, x, y); }
-  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, loc, x, y); }
-  Value max(Value x, Value y) { return arith::MaxSIOp::create(b, loc, x, y); }
-  Value lt(Value x, Value y) {
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y);
-  }
-  Value sel(Value cnd, Value x, Value y) {
-    return arith::SelectOp::create(b, loc, cnd, x, y);
-  }
-  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
-  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); }
-  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
-  Value fmax(Value x, Value y) {
-    return arith::MaxNumFOp::create(b, loc, x, y);
-  }
-  Value exp2(Value x) { return math::Exp2Op::create(b, loc, x); }
-  Value isNegInf(Value x) {
-    return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, x,
-                                 f(-std::numeric_limits<double>::infinity()));
-  }
+  KB(OpBuilder &b, Location loc, Type elem) : KernelMath{b, loc}, elem(elem) {}
 
   bool bf16() const { return elem.isBF16(); }
 
@@ -180,9 +152,7 @@ struct KB {
   /// Reduction over the 4 lanes of a quad (the lanes holding one row).
   Value quadReduce(Value x, bool isMax) {
     for (int64_t off : {1, 2}) {
-      Value other = gpu::ShuffleOp::create(b, loc, x, ci32(off), ci32(32),
-                                           gpu::ShuffleMode::XOR)
-                        .getShuffleResult();
+      Value other = shuffleXor(x, off);
       x = isMax ? fmax(x, other) : fadd(x, other);
     }
     return x;

@@ -21,6 +21,7 @@
 //===----------------------------------------------------------------------===//
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
 
+#include "DecodeChecks.h"
 #include "LoopUtils.h"
 #include "Softmax.h"
 #include "TauSolver.h"
@@ -39,19 +40,6 @@ using namespace mlir;
 using namespace mlir::sparsek;
 
 namespace {
-/// Run-time sizes of one sparsek.decode_attention.
-struct DecodeSizes {
-  Value batch, hq, hkv, d, dv;
-  Value group; // G = Hq / Hkv
-
-  DecodeSizes(OpBuilder &b, Location loc, DecodeAttentionOp op)
-      : batch(emitDim(b, loc, op.getQuery(), 0)),
-        hq(emitDim(b, loc, op.getQuery(), 1)),
-        hkv(emitDim(b, loc, op.getKeySlots(), 1)),
-        d(emitDim(b, loc, op.getQuery(), 2)),
-        dv(emitDim(b, loc, op.getValueSlots(), 3)) {}
-};
-
 /// What the cache-state scan found: i1 flags for the two error codes.
 struct CacheValidity {
   Value stateOk;  // 0 <= pool_count <= k and pos >= 0 everywhere
@@ -59,9 +47,15 @@ struct CacheValidity {
 };
 } // namespace
 
-/// The dynamic sizes that must agree; the verifier checked static ones.
-static Value emitDecodeShapesOk(OpBuilder &b, Location loc,
-                                DecodeAttentionOp op, DecodeSizes &sizes) {
+DecodeSizes::DecodeSizes(OpBuilder &b, Location loc, DecodeAttentionOp op)
+    : batch(emitDim(b, loc, op.getQuery(), 0)),
+      hq(emitDim(b, loc, op.getQuery(), 1)),
+      hkv(emitDim(b, loc, op.getKeySlots(), 1)),
+      d(emitDim(b, loc, op.getQuery(), 2)),
+      dv(emitDim(b, loc, op.getValueSlots(), 3)) {}
+
+Value sparsek::emitDecodeShapesOk(OpBuilder &b, Location loc,
+                                  DecodeAttentionOp op, DecodeSizes &sizes) {
   Value q = op.getQuery(), key = op.getKeySlots(), value = op.getValueSlots(),
         sc = op.getSlotScores(), tau = op.getTau(), cnt = op.getPoolCount(),
         pos = op.getPositions(), out = op.getInit();
@@ -91,8 +85,7 @@ static Value emitDecodeShapesOk(OpBuilder &b, Location loc,
   return emitAnd(b, loc, {dimsOk, groupOk});
 }
 
-/// i1: `x` is neither NaN nor +inf (a valid score; -inf masks).
-static Value emitValidScore(OpBuilder &b, Location loc, Value x) {
+Value sparsek::emitValidSlotScore(OpBuilder &b, Location loc, Value x) {
   Value inf = emitF32(b, loc, std::numeric_limits<double>::infinity());
   return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OLT, x, inf);
 }
@@ -131,8 +124,8 @@ static CacheValidity emitScanCache(OpBuilder &b, Location loc,
                       ValueRange acc3) -> SmallVector<Value> {
                     Value s = memref::LoadOp::create(b3, l3, op.getSlotScores(),
                                                      {bi, h, slot});
-                    return {arith::AndIOp::create(b3, l3, acc3[0],
-                                                  emitValidScore(b3, l3, s))};
+                    Value valid = emitValidSlotScore(b3, l3, s);
+                    return {arith::AndIOp::create(b3, l3, acc3[0], valid)};
                   })[0];
               return {arith::AndIOp::create(b2, l2, acc2[0], countOk),
                       arith::AndIOp::create(b2, l2, acc2[1], poolOk)};

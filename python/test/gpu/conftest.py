@@ -70,6 +70,14 @@ def gpu_mma_sync_lib(torch, manifest):
 
 
 @pytest.fixture(scope="session")
+def gpu_decode_tiles_lib(torch, manifest):
+    """decode_attention with decode-kernel=tiles (the split-K tile kernel)."""
+    if "decode_tiles_library" not in manifest:
+        _unavailable("the GPU artifacts predate the decode tiles library (rebuild them)")
+    return _library(manifest, "decode_tiles_library")
+
+
+@pytest.fixture(scope="session")
 def gpu_layer_lib(torch, manifest):
     """examples/sparsek_layer.mlir compiled for the GPU."""
     return _library(manifest, "layer_library")

@@ -1,0 +1,483 @@
+//===- DecodeTileKernel.cpp - decode_attention as one split-K launch ------===//
+//
+// The kernel form of the decode walk (DecodeTiles.h). One block of
+// kDecodeWarps warps per (split, KV head h, sequence b):
+//   - each lane holds the 8 elements [col, col + 8) of q for every query
+//     head of h's group (f32, scaled by scale * log2(e)), col = 8 (lane % C);
+//   - per iteration it issues chunksPerLane 16-byte loads of K rows and as
+//     many of V rows (C lanes cover one row, so a warp's load is R whole
+//     rows, coalesced), then per head: partial dot products, xor shuffles
+//     over the C lanes of the row, the online softmax update and the gated
+//     value accumulation (gates from the slot scores and tau);
+//   - the row classes of a warp merge with xor shuffles, the warps through
+//     workgroup memory;
+//   - one split: the block writes the output. Several: it writes its state
+//     to the partials, then a gpu-scope fence and an atomic arrival on the
+//     (b, h) counter; the last block to arrive merges all splits.
+//
+//===----------------------------------------------------------------------===//
+#include "DecodeTiles.h"
+#include "KernelMath.h"
+
+#include "../SparseKToLoops/LoopUtils.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+namespace {
+/// Kernel builders: KernelMath plus the vector pieces of one lane's chunk.
+struct DK : KernelMath {
+  Type elem; // bf16 or f16
+  DK(OpBuilder &b, Location loc, Type elem) : KernelMath{b, loc}, elem(elem) {}
+
+  VectorType chunkF32() {
+    return VectorType::get({kDecodeChunk}, b.getF32Type());
+  }
+  Value splat(Value x) {
+    return vector::BroadcastOp::create(b, loc, chunkF32(), x);
+  }
+  /// 16-byte aligned load of 8 elements at `at`, widened to f32.
+  Value loadChunk(Value buf, ValueRange at) {
+    Value v = vector::LoadOp::create(
+        b, loc, VectorType::get({kDecodeChunk}, elem), buf, at,
+        /*nontemporal=*/false, llvm::MaybeAlign(16));
+    return arith::ExtFOp::create(b, loc, chunkF32(), v);
+  }
+  /// A chain of fused multiply-adds: 8 FFMA per dot product, where a
+  /// multiply and a reduction tree cost 8 FMUL and 7 FADD (per lane, chunk
+  /// and head, the kernel's most frequent instructions).
+  Value dot(Value x, Value y) {
+    auto at = [&](Value v, int64_t i) {
+      return vector::ExtractOp::create(b, loc, v, ArrayRef<int64_t>{i})
+          .getResult();
+    };
+    Value acc = fmul(at(x, 0), at(y, 0));
+    for (int64_t i = 1; i < kDecodeChunk; ++i)
+      acc = math::FmaOp::create(b, loc, at(x, i), at(y, i), acc);
+    return acc;
+  }
+  Value vfma(Value a, Value x, Value y) {
+    return vector::FMAOp::create(b, loc, a, x, y);
+  }
+  Value vmul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
+  Value shuffleXorChunk(Value v, int64_t offset) {
+    SmallVector<Value> e;
+    for (int64_t i = 0; i < kDecodeChunk; ++i)
+      e.push_back(shuffleXor(
+          vector::ExtractOp::create(b, loc, v, ArrayRef<int64_t>{i}), offset));
+    return vector::FromElementsOp::create(b, loc, chunkF32(), e);
+  }
+  void fence() { NVVM::MembarOp::create(b, loc, NVVM::MemScopeKind::GPU); }
+};
+
+/// How many iterations ahead each warp prefetches its rows into L2.
+constexpr int64_t kPrefetchIters = 2;
+
+/// One query head's online softmax state (log2 units).
+struct HeadState {
+  Value m, l, o; // f32, f32, vector<8xf32>
+};
+
+/// The kernel's arguments, in launch order.
+struct KernelArgs {
+  DecodeOperands ops;
+  Value partials, splits;
+
+  SmallVector<Value> values() const {
+    return {ops.q,     ops.key,       ops.value, ops.scores, ops.tau,
+            ops.count, ops.positions, ops.out,   partials,   splits};
+  }
+  static KernelArgs from(ValueRange v) {
+    return {{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]}, v[8], v[9]};
+  }
+};
+} // namespace
+
+/// Merges state `o` into `s` (the weights of DecodeTiles.h).
+static HeadState merge(DK &x, const HeadState &s, const HeadState &o) {
+  MergeWeights mw = emitMergeWeights(x.b, x.loc, s.m, o.m);
+  Value l = x.fadd(x.fmul(s.l, mw.first), x.fmul(o.l, mw.second));
+  Value acc = x.vfma(x.splat(mw.second), o.o, x.vmul(s.o, x.splat(mw.first)));
+  return {mw.max, l, acc};
+}
+
+static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
+                        ValueRange smem, DecodeAttentionOp op,
+                        StringRef counterName, MemRefType counterType,
+                        int64_t k, int64_t w, int64_t d, int64_t group) {
+  Type elem = cast<MemRefType>(a.ops.q.getType()).getElementType();
+  DK x{b, loc, elem};
+  DecodeGeometry geo = DecodeGeometry::get(d, group);
+  int64_t lanes = geo.lanesPerRow, chunks = geo.chunksPerLane;
+  Value sO = smem[0], sM = smem[1], sL = smem[2], sFlag = smem[3];
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value lane = x.rem(tid, x.c(32)), warp = x.div(tid, x.c(32));
+  Value split = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value h = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  Value bi = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  Value kvHeads = emitDim(b, loc, a.ops.key, 1);
+  Value r = x.add(x.mul(bi, kvHeads), h);
+  DecodeSplitRange range =
+      DecodeSplitRange::emit(b, loc, a.ops, k, w, bi, h, split, a.splits);
+  Value col = x.mul(x.rem(lane, x.c(lanes)), x.c(kDecodeChunk));
+  Value rowClass = x.div(lane, x.c(lanes));
+  Value tau;
+  if (k > 0)
+    tau = arith::ExtFOp::create(
+        b, loc, b.getF64Type(),
+        memref::LoadOp::create(b, loc, a.ops.tau, ValueRange{bi, h})
+            .getResult());
+
+  // q of the group's heads, in log2 units.
+  Value qScale = x.splat(emitLog2Scale(b, loc, op, d));
+  SmallVector<Value> qs;
+  for (int64_t g = 0; g < group; ++g) {
+    Value hq = x.add(x.mul(h, x.c(group)), x.c(g));
+    qs.push_back(x.vmul(x.loadChunk(a.ops.q, {bi, hq, col}), qScale));
+  }
+
+  // L2 prefetch, kPrefetchIters iterations ahead of each warp's loads:
+  // lane 0 asks for the warp's future rows with one bulk prefetch per
+  // contiguous piece (pool and window parts), which holds no register, so
+  // enough bytes are in flight to hide DRAM latency whatever ptxas's
+  // register budget lets the loads themselves overlap.
+  int64_t rowBytes = d * elem.getIntOrFloatBitWidth() / 8;
+  auto basePointer = [&](Value buf) {
+    Value p = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, buf);
+    return arith::IndexCastOp::create(b, loc, b.getI64Type(), p).getResult();
+  };
+  Value keyBase = basePointer(a.ops.key), valueBase = basePointer(a.ops.value);
+  Value pairRow = x.mul(r, x.c(k + w)); // slot 0 of (b, h)
+  auto prefetchRows = [&](OpBuilder &pb, Location pl, Value first,
+                          Value count) {
+    KernelMath z{pb, pl};
+    emitIf(pb, pl, z.lt(z.c(0), count), [&](OpBuilder &ib, Location il) {
+      KernelMath u{ib, il};
+      Type i64 = ib.getI64Type();
+      Value offset = arith::IndexCastOp::create(
+          ib, il, i64, u.mul(u.add(pairRow, first), u.c(rowBytes)));
+      Value size = arith::IndexCastOp::create(ib, il, ib.getI32Type(),
+                                              u.mul(count, u.c(rowBytes)));
+      auto global = LLVM::LLVMPointerType::get(ib.getContext(), 1);
+      for (Value base : {keyBase, valueBase}) {
+        Value addr = arith::AddIOp::create(ib, il, base, offset);
+        Value ptr = LLVM::IntToPtrOp::create(ib, il, global, addr);
+        NVVM::CpAsyncBulkPrefetchOp::create(ib, il, ptr, size, Value());
+      }
+    });
+  };
+  auto prefetchIteration = [&](OpBuilder &pb, Location pl, Value it) {
+    KernelMath z{pb, pl};
+    emitIf(pb, pl, z.eq(lane, z.c(0)), [&](OpBuilder &ib, Location il) {
+      KernelMath u{ib, il};
+      Value from = u.min(
+          emitWalkSlot(ib, il, geo, range.lo, it, warp, 0, u.c(0)), range.hi);
+      Value to = u.min(u.add(from, u.c(geo.slotsPerIter())), range.hi);
+      Value pool = range.poolCount;
+      Value poolFrom = u.min(from, pool), poolTo = u.min(to, pool);
+      prefetchRows(ib, il, poolFrom, u.sub(poolTo, poolFrom));
+      Value winFrom = u.max(from, pool), winTo = u.max(to, pool);
+      prefetchRows(ib, il, u.add(u.c(k), u.sub(winFrom, pool)),
+                   u.sub(winTo, winFrom));
+    });
+  };
+  for (int64_t i = 0; i < kPrefetchIters; ++i)
+    prefetchIteration(b, loc, x.c(i));
+
+  // Carried per head: m, l, o.
+  SmallVector<Value> init;
+  for (int64_t g = 0; g < group; ++g)
+    init.append({x.negInf(), x.f(0.0), x.splat(x.f(0.0))});
+  Value iters = emitWalkIterations(b, loc, geo, range.lo, range.hi);
+  auto loop = scf::ForOp::create(
+      b, loc, x.c(0), iters, x.c(1), init,
+      [&](OpBuilder &lb, Location ll, Value it, ValueRange carried) {
+        DK y{lb, ll, elem};
+        prefetchIteration(lb, ll, y.add(it, y.c(kPrefetchIters)));
+        // All loads first: 2 x chunks independent 16-byte loads per lane.
+        SmallVector<Value> valid, gate, kc, vc;
+        for (int64_t c = 0; c < chunks; ++c) {
+          Value v = emitWalkSlot(lb, ll, geo, range.lo, it, warp, c, rowClass);
+          Value inside = y.lt(v, range.hi);
+          // Past the end: read slot lo (valid, cached), weighted 0 below.
+          Value vc0 = y.sel(inside, v, range.lo);
+          Value slot = range.emitSlot(lb, ll, vc0, k);
+          kc.push_back(y.loadChunk(a.ops.key, {bi, h, slot, col}));
+          vc.push_back(y.loadChunk(a.ops.value, {bi, h, slot, col}));
+          auto [counts, g] =
+              emitSlotGate(lb, ll, a.ops, k, range, vc0, bi, h, slot, tau);
+          valid.push_back(y.andI(inside, counts));
+          gate.push_back(g);
+        }
+        SmallVector<Value> next;
+        for (int64_t g = 0; g < group; ++g) {
+          SmallVector<Value> s;
+          for (int64_t c = 0; c < chunks; ++c) {
+            Value part = y.dot(qs[g], kc[c]);
+            for (int64_t off = 1; off < lanes; off *= 2)
+              part = y.fadd(part, y.shuffleXor(part, off));
+            s.push_back(y.sel(valid[c], part, y.negInf()));
+          }
+          Value m = carried[3 * g], l = carried[3 * g + 1],
+                o = carried[3 * g + 2];
+          Value mNew = m;
+          for (Value sc : s)
+            mNew = y.fmax(mNew, sc);
+          // No slot yet: exponents against 0 give exp2(-inf) = 0.
+          Value mUse = y.sel(y.isNegInf(mNew), y.f(0.0), mNew);
+          Value alpha = y.exp2(y.fsub(m, mUse));
+          l = y.fmul(l, alpha);
+          o = y.vmul(o, y.splat(alpha));
+          for (int64_t c = 0; c < chunks; ++c) {
+            Value p = y.exp2(y.fsub(s[c], mUse));
+            l = y.fadd(l, p); // the sum leaves the gates out (SPEC 5)
+            // Slots that do not count have p = 0; their V rows are cache
+            // rows of this (b, h) below n (a re-read of slot lo past the
+            // end), so 0 * V stays 0.
+            o = y.vfma(y.splat(y.fmul(p, gate[c])), vc[c], o);
+          }
+          next.append({mNew, l, o});
+        }
+        scf::YieldOp::create(lb, ll, next);
+      });
+
+  // Row classes of a warp: xor shuffles over lanes C, 2C, ...
+  SmallVector<HeadState> st;
+  for (int64_t g = 0; g < group; ++g)
+    st.push_back({loop.getResult(3 * g), loop.getResult(3 * g + 1),
+                  loop.getResult(3 * g + 2)});
+  for (int64_t off = lanes; off < 32; off *= 2)
+    for (HeadState &s : st)
+      s = merge(x, s,
+                {x.shuffleXor(s.m, off), x.shuffleXor(s.l, off),
+                 x.shuffleXorChunk(s.o, off)});
+  // Row class 0 holds the warp's state: to workgroup memory.
+  emitIf(b, loc, x.eq(rowClass, x.c(0)), [&](OpBuilder &sb, Location sl) {
+    for (int64_t g = 0; g < group; ++g) {
+      vector::StoreOp::create(sb, sl, st[g].o, sO,
+                              ValueRange{warp, emitIndex(sb, sl, g), col});
+      memref::StoreOp::create(sb, sl, st[g].m, sM,
+                              ValueRange{warp, emitIndex(sb, sl, g)});
+      memref::StoreOp::create(sb, sl, st[g].l, sL,
+                              ValueRange{warp, emitIndex(sb, sl, g)});
+    }
+  });
+  gpu::BarrierOp::create(b, loc);
+
+  // Warps merged per (head, column): thread tid takes items tid + 128 i.
+  Value one = x.c(1);
+  Value multi = x.lt(one, a.splits);
+  Value partRow = x.add(x.mul(r, a.splits), split);
+  int64_t items = group * d;
+  auto forItems =
+      [&](OpBuilder &fb, Location fl,
+          function_ref<void(OpBuilder &, Location, Value, Value)> body) {
+        for (int64_t i = 0; i < (items + kDecodeThreads - 1) / kDecodeThreads;
+             ++i) {
+          KernelMath z{fb, fl};
+          Value item = z.add(tid, z.c(kDecodeThreads * i));
+          Value g = z.div(item, z.c(d)), e = z.rem(item, z.c(d));
+          if ((i + 1) * kDecodeThreads <= items)
+            body(fb, fl, g, e);
+          else
+            emitIf(fb, fl, z.lt(item, z.c(items)),
+                   [&](OpBuilder &ib, Location il) { body(ib, il, g, e); });
+        }
+      };
+  auto storeOut = [&](OpBuilder &sb, Location sl, Value g, Value e, Value o,
+                      Value l) {
+    KernelMath z{sb, sl};
+    Value inv =
+        z.sel(z.fgt(l, z.f(0.0)),
+              arith::DivFOp::create(sb, sl, z.f(1.0), l).getResult(), z.f(0.0));
+    Value hq = z.add(z.mul(h, z.c(group)), g);
+    emitStoreF32(sb, sl, z.fmul(o, inv), a.ops.out, ValueRange{bi, hq, e});
+  };
+  forItems(b, loc, [&](OpBuilder &fb, Location fl, Value g, Value e) {
+    KernelMath z{fb, fl};
+    Value m = z.negInf();
+    SmallVector<Value> ms, ls;
+    for (int64_t wp = 0; wp < kDecodeWarps; ++wp) {
+      ms.push_back(memref::LoadOp::create(fb, fl, sM, ValueRange{z.c(wp), g}));
+      ls.push_back(memref::LoadOp::create(fb, fl, sL, ValueRange{z.c(wp), g}));
+      m = z.fmax(m, ms.back());
+    }
+    Value mUse = z.sel(z.isNegInf(m), z.f(0.0), m);
+    Value l = z.f(0.0), o = z.f(0.0);
+    for (int64_t wp = 0; wp < kDecodeWarps; ++wp) {
+      Value wgt = z.exp2(z.fsub(ms[wp], mUse));
+      l = z.fadd(l, z.fmul(wgt, ls[wp]));
+      Value ow = memref::LoadOp::create(fb, fl, sO, ValueRange{z.c(wp), g, e});
+      o = z.fadd(o, z.fmul(wgt, ow));
+    }
+    auto ifOp = scf::IfOp::create(fb, fl, multi, /*withElse=*/true);
+    {
+      OpBuilder tb = ifOp.getThenBodyBuilder();
+      memref::StoreOp::create(tb, fl, o, a.partials, ValueRange{partRow, g, e});
+      emitIf(
+          tb, fl, KernelMath{tb, fl}.eq(e, KernelMath{tb, fl}.c(0)),
+          [&](OpBuilder &sb, Location sl) {
+            memref::StoreOp::create(
+                sb, sl, m, a.partials,
+                ValueRange{partRow, g, emitIndex(sb, sl, partialMaxIndex(d))});
+            memref::StoreOp::create(
+                sb, sl, l, a.partials,
+                ValueRange{partRow, g, emitIndex(sb, sl, partialSumIndex(d))});
+          });
+    }
+    {
+      OpBuilder eb = ifOp.getElseBodyBuilder();
+      storeOut(eb, fl, g, e, o, l);
+    }
+  });
+
+  // Several splits: the last block of (b, h) to arrive merges them.
+  emitIf(b, loc, multi, [&](OpBuilder &mb, Location ml) {
+    DK z{mb, ml, elem};
+    z.fence(); // this block's partials are visible before its arrival
+    gpu::BarrierOp::create(mb, ml);
+    emitIf(mb, ml, z.eq(tid, z.c(0)), [&](OpBuilder &ab, Location al) {
+      Value counters =
+          memref::GetGlobalOp::create(ab, al, counterType, counterName);
+      Value last = emitArriveLast(ab, al, counters, r, a.splits);
+      memref::StoreOp::create(
+          ab, al, arith::ExtUIOp::create(ab, al, ab.getI32Type(), last), sFlag,
+          ValueRange{emitIndex(ab, al, 0)});
+    });
+    gpu::BarrierOp::create(mb, ml);
+    Value flag = memref::LoadOp::create(mb, ml, sFlag, ValueRange{z.c(0)});
+    Value isLast = arith::CmpIOp::create(mb, ml, arith::CmpIPredicate::ne, flag,
+                                         z.ci32(0));
+    emitIf(mb, ml, isLast, [&](OpBuilder &lb, Location ll) {
+      DK y{lb, ll, elem};
+      y.fence(); // the other blocks' partials, after their arrivals
+      Value first = y.mul(r, a.splits);
+      Value last = y.add(first, a.splits);
+      // Thread tid merges 4 consecutive columns of one head: one 16-byte
+      // load of output and one 8-byte load of (max, sum) per split, in one
+      // online pass (the loads of consecutive splits are independent, so
+      // they overlap once the loop is unrolled).
+      int64_t quads = group * d / 4;
+      auto f32x = [&](int64_t n) {
+        return VectorType::get({n}, lb.getF32Type());
+      };
+      for (int64_t i = 0; i < (quads + kDecodeThreads - 1) / kDecodeThreads;
+           ++i) {
+        auto body = [&](OpBuilder &fb, Location fl) {
+          DK z{fb, fl, elem};
+          Value col = z.mul(z.add(tid, z.c(kDecodeThreads * i)), z.c(4));
+          Value g = z.div(col, z.c(d)), e = z.rem(col, z.c(d));
+          Value zeros = vector::BroadcastOp::create(fb, fl, f32x(4), z.f(0.0));
+          SmallVector<Value> st = emitForCarrying(
+              fb, fl, first, last, ValueRange{z.negInf(), z.f(0.0), zeros},
+              [&](OpBuilder &ib, Location il, Value row,
+                  ValueRange acc) -> SmallVector<Value> {
+                KernelMath u{ib, il};
+                Value ml = vector::LoadOp::create(
+                    ib, il, f32x(2), a.partials,
+                    ValueRange{row, g, u.c(partialMaxIndex(d))},
+                    /*nontemporal=*/false, llvm::MaybeAlign(8));
+                Value po = vector::LoadOp::create(
+                    ib, il, f32x(4), a.partials, ValueRange{row, g, e},
+                    /*nontemporal=*/false, llvm::MaybeAlign(16));
+                auto lane = [&](Value v, int64_t k) {
+                  return vector::ExtractOp::create(ib, il, v,
+                                                   ArrayRef<int64_t>{k})
+                      .getResult();
+                };
+                static_assert(partialSumIndex(0) == partialMaxIndex(0) + 1,
+                              "max and sum are adjacent");
+                MergeWeights mw =
+                    emitMergeWeights(ib, il, acc[0], lane(ml, 0));
+                Value l = u.fadd(u.fmul(acc[1], mw.first),
+                                 u.fmul(lane(ml, 1), mw.second));
+                auto splat4 = [&](Value x) {
+                  return vector::BroadcastOp::create(ib, il, f32x(4), x)
+                      .getResult();
+                };
+                Value o = vector::FMAOp::create(
+                    ib, il, splat4(mw.second), po,
+                    arith::MulFOp::create(ib, il, acc[2], splat4(mw.first)));
+                return {mw.max, l, o};
+              });
+          Value inv = z.sel(
+              z.fgt(st[1], z.f(0.0)),
+              arith::DivFOp::create(fb, fl, z.f(1.0), st[1]).getResult(),
+              z.f(0.0));
+          Value o = arith::MulFOp::create(
+              fb, fl, st[2],
+              vector::BroadcastOp::create(fb, fl, f32x(4), inv));
+          Value narrow = arith::TruncFOp::create(
+              fb, fl, VectorType::get({4}, elem), o);
+          Value hq = z.add(z.mul(h, z.c(group)), g);
+          vector::StoreOp::create(fb, fl, narrow, a.ops.out,
+                                  ValueRange{bi, hq, e},
+                                  /*nontemporal=*/false, llvm::MaybeAlign(8));
+        };
+        if ((i + 1) * kDecodeThreads <= quads) {
+          body(lb, ll);
+        } else {
+          KernelMath z{lb, ll};
+          emitIf(lb, ll, z.lt(z.add(tid, z.c(kDecodeThreads * i)), z.c(quads)),
+                 body);
+        }
+      }
+    });
+  });
+}
+
+void sparsek::emitDecodeTileLaunch(OpBuilder &b, Location loc,
+                                   const DecodeTileProblem &p,
+                                   Operation *gpuModule, StringRef counters,
+                                   int64_t group) {
+  MLIRContext *ctx = b.getContext();
+  KernelArgs host{p.ops, p.partials, p.splits};
+  SmallVector<Value> args = host.values();
+  auto module = cast<gpu::GPUModuleOp>(gpuModule);
+  auto counterGlobal =
+      cast<memref::GlobalOp>(SymbolTable::lookupSymbolIn(module, counters));
+
+  OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
+  auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto shared = [&](ArrayRef<int64_t> shape, Type t) {
+    return MemRefType::get(shape, t, MemRefLayoutAttrInterface(), wg);
+  };
+  Type f32 = mb.getF32Type();
+  SmallVector<Type> smem{shared({kDecodeWarps, group, p.d}, f32),
+                         shared({kDecodeWarps, group}, f32),
+                         shared({kDecodeWarps, group}, f32),
+                         shared({1}, mb.getI32Type())};
+  auto fn = gpu::GPUFuncOp::create(
+      mb, loc, "decode_g" + std::to_string(group),
+      FunctionType::get(ctx, ValueRange(args).getTypes(), {}), smem,
+      TypeRange{});
+  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), mb.getUnitAttr());
+  fn.setKnownBlockSizeAttr(DenseI32ArrayAttr::get(ctx, {kDecodeThreads, 1, 1}));
+  // vector<8xf32> stores into the warp states.
+  fn.setWorkgroupAttributionAttr(0, "llvm.align", mb.getI64IntegerAttr(16));
+  {
+    OpBuilder kb = OpBuilder::atBlockBegin(&fn.getBody().front());
+    buildKernel(kb, loc,
+                KernelArgs::from(fn.getArguments().take_front(args.size())),
+                fn.getWorkgroupAttributions(), p.op, counters,
+                counterGlobal.getType(), p.k, p.w, p.d, group);
+    gpu::ReturnOp::create(kb, loc);
+  }
+
+  Value one = emitIndex(b, loc, 1);
+  emitIfNonEmpty(b, loc, {p.hkv, p.batch}, [&](OpBuilder &lb, Location ll) {
+    gpu::LaunchFuncOp::create(
+        lb, ll, fn, gpu::KernelDim3{p.splits, p.hkv, p.batch},
+        gpu::KernelDim3{emitIndex(lb, ll, kDecodeThreads), one, one}, Value(),
+        args);
+  });
+}

@@ -1,0 +1,174 @@
+//===- DecodeTiles.h - The split walk of the tile-first decode -*- C++ -*-===//
+//
+// sparsek-tile-decode-attention lowers decode_attention in two forms that
+// walk the cache the same way:
+// - kernel (DecodeTileKernel.cpp): one thread block of kDecodeWarps warps
+//   per (sequence b, KV head h, split of the slots), one launch;
+// - scalar (DecodeScalarTiles.cpp): the same walk as sequential loops, so a
+//   CPU run checks it against the reference.
+//
+// The walk. Per (b, h) the valid slots are numbered v = 0 .. n - 1 with
+// n = n_pool + n_win: v < n_pool is pool slot v, n_pool = clamp(pool_count,
+// 0, k); the rest are window ring slots k + (v - n_pool), n_win =
+// clamp(pos + 1, 0, w) (ring slot r holds a window position exactly when
+// r <= pos: positions 0..pos fill slots 0..pos until the ring is full).
+// Split s of `splits` takes [lo, hi) = [s L, (s + 1) L) clamped to n, with
+// L = ceil(n / splits). Inside it, lane `lane` of warp `warp` in iteration
+// `it` reads chunk `c` of slot
+//   lo + (it * kDecodeWarps + warp) * U + c * R + lane / C,
+// with C = D / 8 lanes per row (16 bytes of bf16/f16 each), R = 32 / C rows
+// per warp-wide load and U = chunksPerLane * R slots per warp and
+// iteration. The lanes of one row (lane / C, "row class") keep one online
+// softmax per query head over their slots; classes, then warps, then splits
+// are merged as (max, sum, unnormalized output) states in log2 units (the
+// scale and log2(e) folded into q, exp2 throughout).
+//
+//===----------------------------------------------------------------------===//
+#ifndef SPARSEK_LIB_CONVERSION_SPARSEKTOGPU_DECODETILES_H
+#define SPARSEK_LIB_CONVERSION_SPARSEKTOGPU_DECODETILES_H
+
+#include "sparsek/Dialect/SparseK/IR/SparseKOps.h"
+
+#include "mlir/IR/Builders.h"
+
+#include <string>
+
+namespace mlir {
+class ModuleOp;
+namespace sparsek {
+
+constexpr int64_t kDecodeWarps = 4;
+constexpr int64_t kDecodeThreads = kDecodeWarps * 32;
+/// bf16/f16 elements in one 16-byte load.
+constexpr int64_t kDecodeChunk = 8;
+/// A split holds at least this many slots (one iteration of every warp at
+/// D = 64): shorter ones would spend more on merging than on reading.
+constexpr int64_t kDecodeMinSplitSlots = 64;
+/// Query heads per KV head the kernel keeps in registers.
+constexpr int64_t kDecodeMaxGroup = 8;
+
+/// The lane layout of the walk for head dim d and group size g.
+struct DecodeGeometry {
+  int64_t lanesPerRow;   // C = D / 8
+  int64_t rowsPerLoad;   // R = 32 / C
+  int64_t chunksPerLane; // K (and V) loads per lane and iteration
+  int64_t slotsPerIter() const { return chunksPerLane * rowsPerLoad; }
+  int64_t slotsPerBlockIter() const { return kDecodeWarps * slotsPerIter(); }
+
+  static DecodeGeometry get(int64_t d, int64_t group);
+};
+
+/// Why `op` cannot take the tile forms (empty when it can). Both need
+/// identity layouts and static D = Dv in {64, 128}; the kernel also bf16 or
+/// f16 q, key, value and output. G is checked where it is known.
+std::string decodeTilesUnsupportedReason(DecodeAttentionOp op, bool kernel);
+
+/// The operands of a decode_attention as values of the current scope (the
+/// op's on the host, the kernel's arguments on the device).
+struct DecodeOperands {
+  Value q, key, value, scores, tau, count, positions, out;
+};
+
+/// Host: the split count (index) for B * Hkv (b, h) pairs over `slots`
+/// slots: 1 when the pairs alone reach `targetBlocks`, else
+/// ceil(targetBlocks / pairs), at most max(1, slots / kDecodeMinSplitSlots).
+/// More than one split therefore means fewer than targetBlocks pairs.
+Value emitDecodeSplits(OpBuilder &b, Location loc, Value pairs, int64_t slots,
+                       int64_t targetBlocks);
+
+/// What split `split` of (bi, h) reads (index values). Check point of the
+/// cache state (as in the GPU loop form): a pool count outside [0, k] is
+/// clamped, a negative position leaves the window empty; a device status
+/// word would record them here.
+struct DecodeSplitRange {
+  Value poolCount; // n_pool
+  Value lo, hi;    // virtual slots [lo, hi)
+
+  static DecodeSplitRange emit(OpBuilder &b, Location loc,
+                               const DecodeOperands &ops, int64_t k, int64_t w,
+                               Value bi, Value h, Value split, Value splits);
+  /// The slot (index into k + w) of virtual slot v in [0, n).
+  Value emitSlot(OpBuilder &b, Location loc, Value v, int64_t k) const;
+};
+
+/// Virtual slot of (iteration, warp, chunk c, row class).
+Value emitWalkSlot(OpBuilder &b, Location loc, const DecodeGeometry &geo,
+                   Value lo, Value it, Value warp, int64_t c, Value rowClass);
+
+/// Iterations of the block loop over [lo, hi).
+Value emitWalkIterations(OpBuilder &b, Location loc, const DecodeGeometry &geo,
+                         Value lo, Value hi);
+
+/// Slot `slot` (virtual `v`) of (bi, h): whether it counts (the window
+/// always; a pool slot unless its score is NaN or +inf: the check point of
+/// invalid scores, skipped as in the GPU loop form) and its f32 gate
+/// (clip(score - tau, 0, 1) in the pool as sparsek.select computes it, 1 in
+/// the window). `tau` is f64.
+std::pair<Value, Value> emitSlotGate(OpBuilder &b, Location loc,
+                                     const DecodeOperands &ops, int64_t k,
+                                     const DecodeSplitRange &range, Value v,
+                                     Value bi, Value h, Value slot, Value tau);
+
+/// The weights of merging two softmax states with maxima m1, m2 (log2
+/// units): (max, exp2(m1 - max), exp2(m2 - max)), with both weights 0 when
+/// both states are empty (-inf), never NaN.
+struct MergeWeights {
+  Value max, first, second;
+};
+MergeWeights emitMergeWeights(OpBuilder &b, Location loc, Value m1, Value m2);
+
+/// scale * log2(e) (f32): the factor folded into q.
+Value emitLog2Scale(OpBuilder &b, Location loc, DecodeAttentionOp op,
+                    int64_t d);
+
+/// Declares in `symbols` (a module or gpu.module) a zero-initialized global
+/// of `slots` i32 split counters, in `memorySpace`; returns its name.
+StringRef declareSplitCounters(OpBuilder &b, Location loc, Operation *symbols,
+                               StringRef base, int64_t slots,
+                               Attribute memorySpace);
+
+/// Arrival of one split of pair r: increments counters[r] and returns i1
+/// "this was the last of `splits`"; the last one resets the counter to 0, so
+/// the next launch (or graph replay) starts from zero.
+Value emitArriveLast(OpBuilder &b, Location loc, Value counters, Value r,
+                     Value splits);
+
+/// Layout of the split partials [pairs * splits, G, partialStride(Dv)]: the
+/// unnormalized output, then max and sum. Each (row, head) is padded to
+/// whole 128-byte lines: the merging block reads lines that other SMs wrote
+/// in the same launch, and L1 is not coherent, so no line may be shared
+/// with another pair's partials, which an earlier merge on the same SM may
+/// have cached.
+constexpr int64_t partialMaxIndex(int64_t dv) { return dv; }
+constexpr int64_t partialSumIndex(int64_t dv) { return dv + 1; }
+constexpr int64_t partialStride(int64_t dv) { return dv + 32; }
+
+/// What both forms start from (host values, inside the checks' scf.if).
+struct DecodeTileProblem {
+  DecodeAttentionOp op;
+  DecodeOperands ops; // the op's operands
+  int64_t k, w, d;    // D = Dv
+  Value batch, hkv;   // B, Hkv
+  Value pairs;        // B * Hkv
+  Value splits;       // emitDecodeSplits
+  /// [pairs * splits, G, partialStride(D)] f32 (rows only when splits > 1).
+  Value partials;
+};
+
+/// The kernel form: in `gpuModule` (which holds the split counters
+/// `counters`), a gpu.func for group size `group`, launched on a grid
+/// (splits, Hkv, B) of kDecodeThreads threads.
+void emitDecodeTileLaunch(OpBuilder &b, Location loc,
+                          const DecodeTileProblem &p, Operation *gpuModule,
+                          StringRef counters, int64_t group);
+
+/// The scalar form for group size `group` (a run-time value on the CPU);
+/// `counters` is a host global of the module.
+void emitDecodeScalarTiles(OpBuilder &b, Location loc,
+                           const DecodeTileProblem &p, Value group,
+                           StringRef counters);
+
+} // namespace sparsek
+} // namespace mlir
+
+#endif // SPARSEK_LIB_CONVERSION_SPARSEKTOGPU_DECODETILES_H

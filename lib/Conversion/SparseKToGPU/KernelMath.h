@@ -1,0 +1,74 @@
+//===- KernelMath.h - Scalar builders of the tile kernels -------*- C++ -*-===//
+//
+// The index and f32 arithmetic, selects and warp shuffles that every
+// tile-first kernel body (and its scalar CPU form) spells many times; one
+// short name each keeps the kernels readable.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SPARSEK_LIB_CONVERSION_SPARSEKTOGPU_KERNELMATH_H
+#define SPARSEK_LIB_CONVERSION_SPARSEKTOGPU_KERNELMATH_H
+
+#include "../SparseKToLoops/LoopUtils.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+
+#include <limits>
+
+namespace mlir::sparsek {
+
+struct KernelMath {
+  OpBuilder &b;
+  Location loc;
+
+  Value c(int64_t v) { return emitIndex(b, loc, v); }
+  Value ci32(int64_t v) {
+    return arith::ConstantIntOp::create(b, loc, b.getI32Type(), v);
+  }
+  Value f(double v) { return emitF32(b, loc, v); }
+  Value negInf() { return f(-std::numeric_limits<double>::infinity()); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value sub(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
+  Value div(Value x, Value y) { return arith::DivUIOp::create(b, loc, x, y); }
+  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, loc, x, y); }
+  Value min(Value x, Value y) { return arith::MinSIOp::create(b, loc, x, y); }
+  Value max(Value x, Value y) { return arith::MaxSIOp::create(b, loc, x, y); }
+  Value ceilDiv(Value x, Value y) { return div(add(x, sub(y, c(1))), y); }
+  Value lt(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y);
+  }
+  Value eq(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, x, y);
+  }
+  Value andI(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
+  Value sel(Value cnd, Value x, Value y) {
+    return arith::SelectOp::create(b, loc, cnd, x, y);
+  }
+  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
+  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); }
+  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
+  Value fmax(Value x, Value y) {
+    return arith::MaxNumFOp::create(b, loc, x, y);
+  }
+  Value exp2(Value x) { return math::Exp2Op::create(b, loc, x); }
+  Value isNegInf(Value x) {
+    return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, x,
+                                 negInf());
+  }
+  Value fgt(Value x, Value y) {
+    return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, x, y);
+  }
+
+  /// The value of `x` in lane (this lane xor `offset`) of the warp.
+  Value shuffleXor(Value x, int64_t offset) {
+    return gpu::ShuffleOp::create(b, loc, x, ci32(offset), ci32(32),
+                                  gpu::ShuffleMode::XOR)
+        .getShuffleResult();
+  }
+};
+
+} // namespace mlir::sparsek
+
+#endif // SPARSEK_LIB_CONVERSION_SPARSEKTOGPU_KERNELMATH_H

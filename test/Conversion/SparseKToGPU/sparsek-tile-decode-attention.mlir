@@ -1,0 +1,158 @@
+// decode_attention tile first: host checks (sizes, 16-byte rows), the split
+// count and the partials, then one launch of a block per (split, KV head,
+// sequence) whose lanes share 16-byte K/V loads across the group's query
+// heads, reduce dot products with xor shuffles, keep online softmaxes in
+// registers and merge splits behind an atomic counter; or, with
+// form=scalar, the same walk as loops. Ops the kernel does not cover stay.
+// RUN: sparsek-opt %s -split-input-file -sparsek-tile-decode-attention | FileCheck %s
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-decode-attention=form=scalar target-blocks=100" | FileCheck %s --check-prefix=SCALAR
+
+// CHECK-LABEL: func.func @bf16_d128_g4
+// CHECK-SAME: %[[Q:[^:]*]]: memref<?x32x128xbf16>, %[[KC:[^:]*]]: memref<?x8x2560x128xbf16>, %[[VC:[^:]*]]: memref<?x8x2560x128xbf16>
+// CHECK: %[[B:.*]] = memref.dim %[[Q]], %{{.*}} : memref<?x32x128xbf16>
+// Sizes (status 2), then 16-byte aligned rows (status 6).
+// CHECK: arith.constant 2 : i32
+// CHECK: memref.extract_aligned_pointer_as_index %[[KC]]
+// CHECK: arith.constant 6 : i32
+// Splits: ceil(264 / (B * 8)), at most (k + w) / 64 = 40, at least 1.
+// CHECK: %[[PAIRS:.*]] = arith.muli %[[B]], %{{.*}} : index
+// CHECK: arith.constant 264 : index
+// CHECK: arith.constant 40 : index
+// CHECK: %[[SPLITS:.*]] = arith.maxsi
+// Partials [pairs * splits, G, Dv + 32] only when splits > 1.
+// CHECK: %[[PART:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x160xf32>
+// CHECK: gpu.launch_func @[[MOD:sparsek_decode_tiles_0]]::@decode_g4 blocks in (%[[SPLITS]], %{{.*}}, %[[B]]) threads in (%c128
+// CHECK-SAME: %[[PART]] : memref<?x?x160xf32>, %[[SPLITS]] : index)
+// CHECK: memref.dealloc %[[PART]]
+// CHECK-NOT: sparsek.decode_attention
+// CHECK: gpu.module @[[MOD]]
+// CHECK: memref.global "private" @[[CTR:split_counters]] : memref<264xi32, #gpu.address_space<global>> = dense<0>
+// CHECK: gpu.func @decode_g4(
+// CHECK-SAME: workgroup(%[[SO:.*]] : memref<4x4x128xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SM:.*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %[[SL:.*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %[[SF:.*]] : memref<1xi32, #gpu.address_space<workgroup>>)
+// CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// q of the 4 heads: one 16-byte chunk each per lane.
+// CHECK-COUNT-4: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x32x128xbf16>, vector<8xbf16>
+// Lane 0 of each warp prefetches its rows two iterations ahead into L2
+// (K and V, pool and window pieces), before the loop and in it.
+// CHECK: memref.extract_aligned_pointer_as_index %{{.*}} : memref<?x8x2560x128xbf16> -> index
+// CHECK: nvvm.cp.async.bulk.prefetch %{{.*}}, %{{.*}} : <1>
+// CHECK: scf.for
+// CHECK: nvvm.cp.async.bulk.prefetch
+// Per iteration 4 chunks of K and V rows in flight (16 lanes per row).
+// CHECK: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x8x2560x128xbf16>, vector<8xbf16>
+// CHECK: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x8x2560x128xbf16>, vector<8xbf16>
+// The pool slot's score, its gate in f64 as sparsek.select computes it.
+// CHECK: memref.load %{{.*}} : memref<?x8x2560xf32>
+// CHECK: arith.subf %{{.*}} : f64
+// CHECK-COUNT-6: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x8x2560x128xbf16>, vector<8xbf16>
+// Dot products: a chain of 8 fmas per lane, then reduced over the 16 lanes
+// of a row.
+// CHECK: arith.mulf %{{.*}} : f32
+// CHECK-COUNT-7: math.fma %{{.*}} : f32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c1_i32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c2_i32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c4_i32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c8_i32
+// CHECK: math.exp2
+// CHECK: vector.fma
+// CHECK: scf.yield
+// The two row classes of a warp merged (lane xor 16), then the warps.
+// CHECK: gpu.shuffle  xor %{{.*}}, %c16_i32
+// CHECK: vector.store %{{.*}}, %[[SO]]
+// CHECK: gpu.barrier
+// One split: the output directly; several: the partials.
+// CHECK: memref.store %{{.*}}, %{{.*}} : memref<?x?x160xf32>
+// CHECK: memref.store %{{.*}}, %{{.*}} : memref<?x32x128xbf16>
+// The last block of (b, h) to arrive merges the splits and resets the counter.
+// CHECK: nvvm.memory.barrier <gpu>
+// CHECK: gpu.barrier
+// CHECK: %[[C:.*]] = memref.get_global @[[CTR]] : memref<264xi32, #gpu.address_space<global>>
+// CHECK: memref.atomic_rmw addi %{{.*}}, %[[C]][%{{.*}}] : (i32, memref<264xi32, #gpu.address_space<global>>) -> i32
+// CHECK: memref.store %{{.*}}, %[[C]][%{{.*}}] : memref<264xi32, #gpu.address_space<global>>
+// CHECK: memref.store %{{.*}}, %[[SF]]
+// CHECK: gpu.barrier
+// CHECK: nvvm.memory.barrier <gpu>
+// One online pass over the splits: per thread 4 columns of one head.
+// CHECK: scf.for
+// CHECK: vector.load %{{.*}} {alignment = 8 : i64} : memref<?x?x160xf32>, vector<2xf32>
+// CHECK: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x?x160xf32>, vector<4xf32>
+// CHECK: scf.yield
+// CHECK: vector.store %{{.*}} : memref<?x32x128xbf16>, vector<4xbf16>
+// SCALAR-LABEL: memref.global "private" @sparsek_decode_split_counters : memref<100xi32> = dense<0>
+// SCALAR-LABEL: func.func @bf16_d128_g4
+// SCALAR-NOT: gpu.
+// SCALAR: memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x160xf32>
+// SCALAR: scf.for
+// SCALAR: math.exp2
+// SCALAR: memref.atomic_rmw addi
+// SCALAR-NOT: sparsek.decode_attention
+func.func @bf16_d128_g4(%q: memref<?x32x128xbf16>, %kc: memref<?x8x2560x128xbf16>, %vc: memref<?x8x2560x128xbf16>,
+                        %sc: memref<?x8x2560xf32>, %tau: memref<?x8xf32>, %cnt: memref<?x8xi32>,
+                        %pos: memref<?xi64>, %o: memref<?x32x128xbf16>) {
+  sparsek.decode_attention ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : memref<?x32x128xbf16>,
+      memref<?x8x2560x128xbf16>, memref<?x8x2560x128xbf16>, memref<?x8x2560xf32>, memref<?x8xf32>,
+      memref<?x8xi32>, memref<?xi64>) k = 2048 w = 512 outs(%o : memref<?x32x128xbf16>)
+  return
+}
+
+// -----
+
+// Head counts known only at run time: a kernel per G in 1..8, picked by an
+// scf.index_switch whose default keeps the op for the loops. D = 64: 8
+// lanes per row, 4 rows per warp-wide load. k = 0: no scores, no tau.
+// CHECK-LABEL: func.func @f16_d64_dynamic_group
+// CHECK: gpu.launch_func @[[MOD:sparsek_decode_tiles_0]]::@decode_g1
+// CHECK: gpu.launch_func @[[MOD]]::@decode_g2
+// CHECK: gpu.launch_func @[[MOD]]::@decode_g8
+// CHECK: default {
+// CHECK-NEXT: sparsek.decode_attention
+// CHECK: gpu.module @[[MOD]]
+// CHECK: gpu.func @decode_g1(
+// CHECK: vector.load %{{.*}} : memref<?x?x40x64xf16>, vector<8xf16>
+// CHECK-NOT: memref<?x?x40xf32>
+// CHECK: gpu.shuffle  xor %{{.*}}, %c4_i32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c8_i32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c16_i32
+// CHECK: gpu.func @decode_g8(
+// SCALAR-LABEL: func.func @f16_d64_dynamic_group
+// SCALAR: math.exp2
+// SCALAR: sparsek.decode_attention
+// SCALAR-NEXT: }
+func.func @f16_d64_dynamic_group(%q: memref<?x?x64xf16>, %kc: memref<?x?x40x64xf16>, %vc: memref<?x?x40x64xf16>,
+                                 %sc: memref<?x?x40xf32>, %tau: memref<?x?xf32>, %cnt: memref<?x?xi32>,
+                                 %pos: memref<?xi64>, %o: memref<?x?x64xf16>) {
+  sparsek.decode_attention ins(%q, %kc, %vc, %sc, %tau, %cnt, %pos : memref<?x?x64xf16>,
+      memref<?x?x40x64xf16>, memref<?x?x40x64xf16>, memref<?x?x40xf32>, memref<?x?xf32>,
+      memref<?x?xi32>, memref<?xi64>) k = 0 w = 40 outs(%o : memref<?x?x64xf16>)
+  return
+}
+
+// -----
+
+// What the kernel does not cover stays for sparsek-lower-to-loops: f32
+// (the scalar form takes it), G = 16, D != Dv, other head dims.
+// CHECK-LABEL: func.func @not_covered
+// CHECK-NOT: gpu.launch_func
+// CHECK-COUNT-4: sparsek.decode_attention
+// SCALAR-LABEL: func.func @not_covered
+// SCALAR: math.exp2
+// SCALAR-COUNT-3: sparsek.decode_attention
+func.func @not_covered(%q: memref<?x4x64xf32>, %kc: memref<?x2x12x64xf32>, %sc: memref<?x2x12xf32>,
+                       %tau: memref<?x2xf32>, %cnt: memref<?x2xi32>, %pos: memref<?xi64>,
+                       %q16: memref<?x32x64xbf16>, %k16: memref<?x2x12x64xbf16>, %o16: memref<?x32x64xbf16>,
+                       %qd: memref<?x4x64xbf16>, %kd: memref<?x2x12x64xbf16>, %vd: memref<?x2x12x128xbf16>,
+                       %od: memref<?x4x128xbf16>, %q32: memref<?x4x32xbf16>, %k32: memref<?x2x12x32xbf16>) {
+  sparsek.decode_attention ins(%q, %kc, %kc, %sc, %tau, %cnt, %pos : memref<?x4x64xf32>,
+      memref<?x2x12x64xf32>, memref<?x2x12x64xf32>, memref<?x2x12xf32>, memref<?x2xf32>,
+      memref<?x2xi32>, memref<?xi64>) k = 8 w = 4 outs(%q : memref<?x4x64xf32>)
+  sparsek.decode_attention ins(%q16, %k16, %k16, %sc, %tau, %cnt, %pos : memref<?x32x64xbf16>,
+      memref<?x2x12x64xbf16>, memref<?x2x12x64xbf16>, memref<?x2x12xf32>, memref<?x2xf32>,
+      memref<?x2xi32>, memref<?xi64>) k = 8 w = 4 outs(%o16 : memref<?x32x64xbf16>)
+  sparsek.decode_attention ins(%qd, %kd, %vd, %sc, %tau, %cnt, %pos : memref<?x4x64xbf16>,
+      memref<?x2x12x64xbf16>, memref<?x2x12x128xbf16>, memref<?x2x12xf32>, memref<?x2xf32>,
+      memref<?x2xi32>, memref<?xi64>) k = 8 w = 4 outs(%od : memref<?x4x128xbf16>)
+  sparsek.decode_attention ins(%q32, %k32, %k32, %sc, %tau, %cnt, %pos : memref<?x4x32xbf16>,
+      memref<?x2x12x32xbf16>, memref<?x2x12x32xbf16>, memref<?x2x12xf32>, memref<?x2xf32>,
+      memref<?x2xi32>, memref<?xi64>) k = 8 w = 4 outs(%q32 : memref<?x4x32xbf16>)
+  return
+}
