@@ -12,7 +12,8 @@ function the GPU suite calls, dynamic B, H, T, S; one per element type,
 window and head dim; the composite op fused), libsparsek_gpu_decomposed.so
 (the composite op decomposed), libsparsek_gpu_auto.so (default pipeline
 options, for larger rows), libsparsek_gpu_mma_sync.so (the composite op on
-the tile-first mma.sync kernel), libsparsek_gpu_layer.so
+the tile-first mma.sync kernel), libsparsek_gpu_wgmma.so (the same functions
+on the tile-first wgmma kernel, sm_90a), libsparsek_gpu_layer.so
 (examples/sparsek_layer.mlir) and manifest.json describing them.
 """
 
@@ -87,6 +88,10 @@ def mma_composite_name(elem, k, w, d):
     return f"select_attention_mma_{elem}_k{k}_w{w}_d{d}"
 
 
+def wgmma_composite_name(elem, k, w, d):
+    return f"select_attention_wgmma_{elem}_k{k}_w{w}_d{d}"
+
+
 LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
 
 # Pipeline options per library. The suite's sizes are small, so its
@@ -98,6 +103,7 @@ LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
 TEST_OPTIONS = "select-chunk=16"
 DECOMPOSED_OPTIONS = "fuse-select-attention=false select-chunk=16"
 MMA_OPTIONS = "prefill-kernel=mma-sync select-chunk=16"
+WGMMA_OPTIONS = "prefill-kernel=wgmma chip=sm_90a select-chunk=16"
 AUTO_SELECT_CONFIGS = ((64, 16),)
 AUTO_COMPOSITE = (("f32", 64, 16), ("bf16", 64, 16))
 
@@ -133,6 +139,13 @@ def composite_module():
 
 def mma_module():
     return ir.module(*[ir.select_attention_function(mma_composite_name(e, k, w, d), k, w, e, head_dim=d)
+                       for e in MMA_ELEMENTS for k, w in MMA_CONFIGS for d in MMA_HEAD_DIMS])
+
+
+def wgmma_module():
+    """The mma-sync library's functions (same configurations) for the wgmma form."""
+    return ir.module(*[ir.select_attention_function(wgmma_composite_name(e, k, w, d), k, w, e,
+                                                    head_dim=d)
                        for e in MMA_ELEMENTS for k, w in MMA_CONFIGS for d in MMA_HEAD_DIMS])
 
 
@@ -203,6 +216,8 @@ def main():
     compile_gpu_library(auto_module(), os.path.join(out, "libsparsek_gpu_auto.so"), out)
     compile_gpu_library(mma_module(), os.path.join(out, "libsparsek_gpu_mma_sync.so"), out,
                         MMA_OPTIONS)
+    compile_gpu_library(wgmma_module(), os.path.join(out, "libsparsek_gpu_wgmma.so"), out,
+                        WGMMA_OPTIONS)
     # The example layer as written (linalg projections, score, composite op).
     with open(LAYER_SOURCE) as f:
         compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out)
@@ -227,8 +242,13 @@ def main():
                 "mma_sync_select_attention": {f"{e}/{k}/{w}/{d}": mma_composite_name(e, k, w, d)
                                               for e in MMA_ELEMENTS for k, w in MMA_CONFIGS
                                               for d in MMA_HEAD_DIMS},
+                "wgmma_library": "libsparsek_gpu_wgmma.so",
+                "wgmma_select_attention": {f"{e}/{k}/{w}/{d}": wgmma_composite_name(e, k, w, d)
+                                           for e in MMA_ELEMENTS for k, w in MMA_CONFIGS
+                                           for d in MMA_HEAD_DIMS},
                 "options": {"library": TEST_OPTIONS, "decomposed_library": DECOMPOSED_OPTIONS,
-                            "auto_library": "", "mma_sync_library": MMA_OPTIONS},
+                            "auto_library": "", "mma_sync_library": MMA_OPTIONS,
+                            "wgmma_library": WGMMA_OPTIONS},
                 "layer_library": "libsparsek_gpu_layer.so",
                 "layer": "sparsek_layer"}
     with open(os.path.join(out, "manifest.json"), "w") as f:
