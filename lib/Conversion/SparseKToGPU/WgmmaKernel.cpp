@@ -5,17 +5,22 @@
 // (4 warps, 128 threads) per tile of 64 (query, head) rows, the same tiles,
 // key lists and membership test as the mma.sync form (BlockKeySets.h).
 //
-// Workgroup memory (dynamic, base rounded up to 1024 bytes): Q, and two
-// buffers each of K, V and the key slots. Every [64][D] tile is stored as
+// Workgroup memory (dynamic, base rounded up to 1024 bytes): Q, two
+// buffers each of K and V, three of the key slots (position j and score
+// u_j of each of a key tile's 64 slots). Every [64][D] tile is stored as
 // D / 64 atoms of [64 rows][64 columns], 128 bytes a row, 16-byte chunks
 // XOR-swizzled with row % 8: TMA's SWIZZLE_128B, the layout the wgmma
 // descriptors below name (layout 1, base offset 0).
 //
 // Per key tile i (64 slots), with cp.async groups as the pipeline:
-//   - wait for the gather of tile i (issued one tile ahead), make it visible
-//     to the async proxy (fence.proxy.async) and to all warps (barrier);
-//   - issue the gather of tile i + 1 into the other buffers (16-byte
-//     cp.async, zero fill for padding slots), so it overlaps the math;
+//   - wait for the group issued one step earlier (tile i's K/V rows, the
+//     scores of tile i + 1's slots), make it visible to the async proxy
+//     (fence.proxy.async) and to all warps (barrier);
+//   - issue the next group, in flight during the math: the gather of tile
+//     i + 1 into the other K/V buffers (16-byte cp.async, zero fill for
+//     padding slots), and the slots of tile i + 2 (positions loaded by the
+//     previous step, scores by 4-byte cp.async); load the positions of
+//     tile i + 3;
 //   - S = Q K^T: wgmma m64n64k16, A (Q) and B (K rows, K-major) from shared
 //     memory descriptors (nvvm.wgmma.mma_async);
 //   - membership and gates per element from the slots (emitIsMember /
@@ -29,7 +34,7 @@
 //     memory. nvvm.wgmma.mma_async has no register-A form in MLIR 22, so
 //     this one is an llvm.inline_asm of the same PTX instruction, built as
 //     convert-nvvm-to-llvm builds the shared-memory form;
-//   - barrier, then the slots of tile i + 2 into the freed slot buffer.
+//   - barrier: the next step overwrites this tile's K/V buffers.
 // wgmma and its descriptors require sm_90a (sparsek-gpu-pipeline checks
 // chip=sm_90a for prefill-kernel=wgmma).
 //
@@ -63,6 +68,9 @@ static constexpr int64_t kAtomCols = 64;
 static constexpr int64_t kAtomBytes = kKeyTile * kAtomCols * 2;
 /// Rows per 8-row core-matrix group of a 128B-swizzled operand.
 static constexpr int64_t kGroupBytes = 8 * 128;
+/// Slot buffers: key tile t's slots live in buffer t % 3 from the step of
+/// tile t - 2 (written) to the step of tile t (read).
+static constexpr int64_t kSlotBuffers = 3;
 
 namespace {
 /// Builders of the kernel body.
@@ -315,7 +323,7 @@ struct KernelArgs {
 /// Byte offsets of the regions of workgroup memory (from the 1024-aligned
 /// base).
 struct SmemLayout {
-  /// Regions: Q, K[2], V[2], slot positions [2][64] and scores [2][64];
+  /// Regions: Q, K[2], V[2], slot positions and scores [3][64];
   /// kBytes and vBytes: one K and one V buffer.
   int64_t q, k, v, j, u, bytes, kBytes, vBytes;
 
@@ -326,8 +334,8 @@ struct SmemLayout {
     k = q + kBytes; // Q has D columns as K does
     v = k + 2 * kBytes;
     j = v + 2 * vBytes;
-    u = j + 2 * kKeyTile * 4;
-    bytes = u + 2 * kKeyTile * 4;
+    u = j + kSlotBuffers * kKeyTile * 4;
+    bytes = u + kSlotBuffers * kKeyTile * 4;
   }
   /// What the launch requests: the regions plus room to round the base up.
   int64_t dynamicBytes() const { return bytes + 1024; }
@@ -367,8 +375,8 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
   Value sQ = view(layout.q, {d / kAtomCols, kKeyTile, kAtomCols}, elem);
   Value sK = view(layout.k, {2, d / kAtomCols, kKeyTile, kAtomCols}, elem);
   Value sV = view(layout.v, {2, dv / kAtomCols, kKeyTile, kAtomCols}, elem);
-  Value sJ = view(layout.j, {2, kKeyTile}, b.getI32Type());
-  Value sU = view(layout.u, {2, kKeyTile}, b.getF32Type());
+  Value sJ = view(layout.j, {kSlotBuffers, kKeyTile}, b.getI32Type());
+  Value sU = view(layout.u, {kSlotBuffers, kKeyTile}, b.getF32Type());
 
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value lane = x.rem(tid, x.c(32)), warp = x.div(tid, x.c(32));
@@ -394,28 +402,36 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
                        geo.blockQueries, numQueries);
   };
 
-  // The slots of key tile `tile` (position j, -1 past the list, and score
-  // u_j) into slot buffer `buf`: one per thread of the first 64.
-  auto writeSlots = [&](OpBuilder &sb0, Location sl0, Value tile, Value buf) {
-    WB s0{sb0, sl0, elem};
-    emitIf(sb0, sl0, s0.lt(tid, s0.c(kKeyTile)),
-           [&](OpBuilder &sb, Location sl) {
-             WB z{sb, sl, elem};
-             Value slot = z.add(z.mul(tile, z.c(kKeyTile)), tid);
-             Value j =
-                 keys.emitKeyAt(sb, sl, slot, a.lists, ValueRange{r, blk}, k);
-             Value u = memref::LoadOp::create(
-                 sb, sl, a.scores, ValueRange{bi, h, z.max(j, z.c(0))});
-             memref::StoreOp::create(sb, sl, u, sU, ValueRange{buf, tid});
-             memref::StoreOp::create(
-                 sb, sl, arith::IndexCastOp::create(sb, sl, sb.getI32Type(), j),
-                 sJ, ValueRange{buf, tid});
-           });
+  // Slot tid % 64 of key tile `tile`: its position j (i32, -1 past the
+  // list), loaded by every thread (no branch, so that the load can be
+  // issued a step before its use).
+  Value slotLane = x.rem(tid, x.c(kKeyTile));
+  Value storesSlots = x.lt(tid, x.c(kKeyTile));
+  auto loadPosition = [&](OpBuilder &lb, Location ll, Value tile) -> Value {
+    WB z{lb, ll, elem};
+    Value slot = z.add(z.mul(tile, z.c(kKeyTile)), slotLane);
+    Value j = keys.emitKeyAt(lb, ll, slot, a.lists, ValueRange{r, blk}, k);
+    return arith::IndexCastOp::create(lb, ll, lb.getI32Type(), j);
   };
-  // The K and V rows of the slots in slot buffer `buf` into tile buffer
+  // The first 64 threads store position j into slot buffer `buf` and copy
+  // u_j next to it (cp.async, 4 bytes, zero past the list), in the group
+  // that the caller commits next.
+  auto storeSlot = [&](OpBuilder &lb, Location ll, Value j, Value buf) {
+    emitIf(lb, ll, storesSlots, [&](OpBuilder &sb, Location sl) {
+      WB z{sb, sl, elem};
+      memref::StoreOp::create(sb, sl, j, sJ, ValueRange{buf, tid});
+      Value jIdx = arith::IndexCastOp::create(sb, sl, sb.getIndexType(), j);
+      nvgpu::DeviceAsyncCopyOp::create(
+          sb, sl, nvgpu::DeviceAsyncTokenType::get(sb.getContext()), sU,
+          ValueRange{buf, tid}, a.scores,
+          ValueRange{bi, h, z.max(jIdx, z.c(0))}, sb.getIndexAttr(1),
+          z.sel(z.lt(jIdx, z.c(0)), z.c(0), z.c(1)), UnitAttr());
+    });
+  };
+  // The K and V rows of the slots in slot buffer `slots` into K/V buffer
   // `buf` (zero rows for padding); returns the copies' tokens. Lanes take
   // consecutive chunks of a row, so a warp reads whole rows.
-  auto gather = [&](OpBuilder &gb, Location gl, Value buf) {
+  auto gather = [&](OpBuilder &gb, Location gl, Value buf, Value slots) {
     WB y{gb, gl, elem};
     SmallVector<Value> tokens;
     for (auto [dst, src, width] :
@@ -425,7 +441,7 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
         Value linear = y.add(tid, y.c(kThreads * i));
         Value row = y.div(linear, y.c(chunks));
         Value col = y.mul(y.rem(linear, y.c(chunks)), y.c(kChunk));
-        Value j = emitLoadIndex(gb, gl, sJ, ValueRange{buf, row});
+        Value j = emitLoadIndex(gb, gl, sJ, ValueRange{slots, row});
         Value valid = y.lt(y.c(-1), j);
         SmallVector<Value> at{buf};
         llvm::append_range(at, y.swizzled(row, col));
@@ -436,9 +452,10 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     return tokens;
   };
 
-  // Prologue: Q rows (zero for rows that are no (query, head)) and the
-  // gather of key tile 0 as the first group; the slots of tile 1.
-  writeSlots(b, loc, x.c(0), x.c(0));
+  // Prologue: the slots of key tiles 0 and 1; Q rows (zero for rows that
+  // are no (query, head)) and the gather of key tile 0 as the first group.
+  storeSlot(b, loc, loadPosition(b, loc, x.c(0)), x.c(0));
+  storeSlot(b, loc, loadPosition(b, loc, x.c(1)), x.c(1));
   x.barrier();
   SmallVector<Value> first;
   {
@@ -454,9 +471,9 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
           x.copy(sQ, x.swizzled(row, col), a.q, {bi, hq, t, col}, tr.valid));
     }
   }
-  llvm::append_range(first, gather(b, loc, x.c(0)));
+  llvm::append_range(first, gather(b, loc, x.c(0), x.c(0)));
   x.commit(first);
-  writeSlots(b, loc, x.c(1), x.c(1));
+  Value firstAhead = loadPosition(b, loc, x.c(2));
 
   // The lane's rows g and g + 8 and their thresholds.
   Value g = x.div(lane, x.c(4)), quad = x.rem(lane, x.c(4));
@@ -479,19 +496,23 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
   Value descK0 = x.descriptor(x.add(base, x.c(layout.k)), kGroupBytes);
   Value descV0 = x.descriptor(x.add(base, x.c(layout.v)), vLbo);
 
-  // Carried: O (dv / 8 n-tiles x 4), then m and l of both rows.
+  // Carried: O (dv / 8 n-tiles x 4), m and l of both rows, then the
+  // position of the thread's slot in key tile + 2.
   int64_t oTiles = dv / 8;
   Value negInf = x.f(-std::numeric_limits<double>::infinity());
   SmallVector<Value> init(oTiles * 4, x.f(0.0));
-  init.append({negInf, negInf, x.f(0.0), x.f(0.0)});
+  init.append({negInf, negInf, x.f(0.0), x.f(0.0), firstAhead});
 
-  // Key tile `tile` from buffers `buf`: its gather was committed by the
-  // previous step (or the prologue), its slots are in slot buffer `buf`,
-  // the next tile's slots in the other one.
+  // Key tile `tile` from K/V buffers tile % 2 and slot buffer tile % 3: its
+  // gather and the scores of its slots were committed by the previous step
+  // (or the prologue), the slots of tile + 1 stored there too.
   auto step = [&](OpBuilder &lb, Location ll, Value tile,
                   ValueRange carried) -> SmallVector<Value> {
     WB y{lb, ll, elem};
     Value buf = y.rem(tile, y.c(2)), other = y.sub(y.c(1), buf);
+    Value slots = y.rem(tile, y.c(kSlotBuffers));
+    Value nextSlots = y.rem(y.add(tile, y.c(1)), y.c(kSlotBuffers));
+    Value aheadSlots = y.rem(y.add(tile, y.c(2)), y.c(kSlotBuffers));
     // The buffer's descriptors: buffer 0's plus buf buffers (in 16 bytes).
     Value buf64 = arith::IndexCastOp::create(lb, ll, lb.getI64Type(), buf);
     Value descK = y.add(descK0, y.mul(buf64, y.ci64(layout.kBytes >> 4)));
@@ -499,9 +520,15 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     // Tile `tile` landed (the only group in flight); its slots and the
     // next tile's are visible after the barrier.
     y.waitCopiesForWgmma({}, 0);
-    // Prefetch tile + 1 into the other buffers (all zero fill past the
-    // list: its slots are -1).
-    y.commit(gather(lb, ll, other));
+    // In flight during this tile's math, as one group: the gather of tile
+    // + 1 into the other K/V buffers (all zero fill past the list: its
+    // slots are -1), and the slots of tile + 2 (position loaded by the
+    // previous step, score copied) into the slot buffer that tile - 1
+    // freed. The position for tile + 3 is loaded for the next step.
+    SmallVector<Value> tokens = gather(lb, ll, other, nextSlots);
+    storeSlot(lb, ll, carried.back(), aheadSlots);
+    y.commit(tokens);
+    Value ahead = loadPosition(lb, ll, y.add(tile, y.c(3)));
 
     // S = Q K^T.
     Value acc = y.packStruct(y.pin(SmallVector<Value>(kKeyTile / 2, y.f(0.0))));
@@ -522,8 +549,8 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
 
     auto keyAt = [&](int64_t nt, int64_t e) -> std::pair<Value, Value> {
       Value col = y.add(y.mul(quad, y.c(2)), y.c(8 * nt + e));
-      return {memref::LoadOp::create(lb, ll, sJ, ValueRange{buf, col}),
-              memref::LoadOp::create(lb, ll, sU, ValueRange{buf, col})};
+      return {memref::LoadOp::create(lb, ll, sJ, ValueRange{slots, col}),
+              memref::LoadOp::create(lb, ll, sU, ValueRange{slots, col})};
     };
     // Membership: non-members get s = -inf, so p = 0.
     for (int64_t nt = 0; nt < 8; ++nt) {
@@ -538,6 +565,7 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     }
     // Online softmax per row: new max, rescale, P * gate.
     SmallVector<Value> next(carried.begin(), carried.end());
+    next.back() = ahead;
     for (int64_t ri = 0; ri < 2; ++ri) {
       Value m = carried[oTiles * 4 + ri], l = carried[oTiles * 4 + 2 + ri];
       Value mx = negInf;
@@ -584,11 +612,9 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     NVVM::WgmmaWaitGroupSyncOp::create(lb, ll, 0);
     o = y.pin(o);
     std::copy(o.begin(), o.end(), next.begin());
-    // Every warp is done with this buffer and its slots; the slots of tile
-    // + 2 take its slot buffer (gathered in the next step, after its
-    // barrier).
+    // Every warp is done with this tile's K/V buffers (the next step
+    // gathers into them) and its slot buffer.
     y.barrier();
-    writeSlots(lb, ll, y.add(tile, y.c(2)), buf);
     return next;
   };
 

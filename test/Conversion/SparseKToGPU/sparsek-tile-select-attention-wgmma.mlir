@@ -11,8 +11,8 @@
 // CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}) : memref<?x?x?xi32>
 // CHECK: gpu.launch_func @[[MOD:sparsek_select_attention_wgmma_0]]::@tiles
 // CHECK-SAME: threads in (%c128
-// Q 16 KiB, K and V 2 x 16 KiB each, slots 1 KiB, 1 KiB to align the base.
-// CHECK-SAME: dynamic_shared_memory_size %c83968_i32
+// Q 16 KiB, K and V 2 x 16 KiB each, slots 1.5 KiB, 1 KiB to align the base.
+// CHECK-SAME: dynamic_shared_memory_size %c84480_i32
 // CHECK-SAME: args(%{{.*}}, %[[LISTS]] : memref<?x?x?xi32>
 // CHECK-NOT: sparsek.select_attention
 // CHECK: gpu.module @[[MOD]]
@@ -23,7 +23,7 @@
 // CHECK: memref.view {{.*}} to memref<2x64x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<2x2x64x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<2x2x64x64xbf16, #gpu.address_space<workgroup>>
-// CHECK: memref.view {{.*}} to memref<2x64xi32, #gpu.address_space<workgroup>>
+// CHECK: memref.view {{.*}} to memref<3x64xi32, #gpu.address_space<workgroup>>
 // The prologue: Q and key tile 0 as one cp.async group.
 // CHECK: nvgpu.device_async_copy {{.*}} : memref<?x?x?x128xbf16> to memref<2x64x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: nvgpu.device_async_create_group
@@ -70,7 +70,7 @@ func.func @bf16_d128(%q: memref<?x?x?x128xbf16>, %k: memref<?x?x?x128xbf16>, %v:
 // CHECK-LABEL: func.func @f16_window_only
 // CHECK-NOT: memref.alloc
 // CHECK: gpu.launch_func @sparsek_select_attention_wgmma_0::@tiles
-// CHECK-SAME: dynamic_shared_memory_size %c59392_i32
+// CHECK-SAME: dynamic_shared_memory_size %c59904_i32
 // CHECK: gpu.func @tiles(
 // CHECK: memref.view {{.*}} to memref<1x64x64xf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<2x1x64x64xf16, #gpu.address_space<workgroup>>
