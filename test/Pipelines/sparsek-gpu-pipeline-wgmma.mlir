@@ -17,20 +17,17 @@
 // CHECK-SAME: .target sm_90a
 // CHECK-SAME: .maxntid 128, 1, 1
 // CHECK-SAME: .shared .align 16 .b8 __dynamic_shmem__0
-// CHECK-SAME: cp.async.ca.shared.global [%rd{{[0-9]+}}+{{[0-9]+}}], [%rd{{[0-9]+}}], 4, %r
-// CHECK-SAME: cp.async.cg.shared.global [%rd{{[0-9]+}}{{(\+[0-9]+)?}}], [%rd{{[0-9]+}}], 16, %r
-// CHECK-SAME: cp.async.commit_group
-// CHECK-SAME: wgmma.fence.sync.aligned
-// CHECK-SAME: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
-// CHECK-SAME: wgmma.commit_group.sync.aligned
-// CHECK-SAME: wgmma.wait_group.sync.aligned \090;
-// CHECK-SAME: shfl.sync.bfly.b32
-// CHECK-SAME: ex2.approx
-// CHECK-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, p, 1, 1, 1;
-// The loop's head (laid out after its body): the gather landed, then
-// fenced for the async proxy.
-// CHECK-SAME: cp.async.wait_group \090;
-// CHECK-SAME: fence.proxy.async.shared::cta
+// The instructions, in whatever order LLVM lays the blocks out:
+// CHECK-DAG: cp.async.ca.shared.global [%rd{{[0-9]+}}+{{[0-9]+}}], [%rd{{[0-9]+}}], 4, %r
+// CHECK-DAG: cp.async.cg.shared.global [%rd{{[0-9]+}}{{(\+[0-9]+)?}}], [%rd{{[0-9]+}}], 16, %r
+// CHECK-DAG: cp.async.commit_group
+// CHECK-DAG: cp.async.wait_group \090;\0A\09fence.proxy.async.shared::cta;\0A\09bar.sync \090;
+// CHECK-DAG: wgmma.fence.sync.aligned;\0A{{.*}}wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
+// CHECK-DAG: wgmma.commit_group.sync.aligned;\0A\09wgmma.wait_group.sync.aligned \090;
+// CHECK-DAG: shfl.sync.bfly.b32
+// CHECK-DAG: ex2.approx
+// CHECK-DAG: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, p, 1, 1, 1;
+
 func.func @bf16_attn(%q: tensor<?x?x?x128xbf16>, %k: tensor<?x?x?x128xbf16>, %v: tensor<?x?x?x128xbf16>,
                      %u: tensor<?x?x?xf32>, %o0: tensor<?x?x?x128xbf16>) -> tensor<?x?x?x128xbf16> {
   %o = sparsek.select_attention ins(%q, %k, %v, %u : tensor<?x?x?x128xbf16>, tensor<?x?x?x128xbf16>,

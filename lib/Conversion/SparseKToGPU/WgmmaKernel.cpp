@@ -96,6 +96,9 @@ struct WB {
   Value lt(Value x, Value y) {
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y);
   }
+  Value le(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, x, y);
+  }
   Value sel(Value cnd, Value x, Value y) {
     return arith::SelectOp::create(b, loc, cnd, x, y);
   }
@@ -547,22 +550,71 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     for (int64_t nt = 0; nt < 8; ++nt)
       s[nt].assign(sAll.begin() + 4 * nt, sAll.begin() + 4 * nt + 4);
 
-    auto keyAt = [&](int64_t nt, int64_t e) -> std::pair<Value, Value> {
-      Value col = y.add(y.mul(quad, y.c(2)), y.c(8 * nt + e));
-      return {memref::LoadOp::create(lb, ll, sJ, ValueRange{slots, col}),
-              memref::LoadOp::create(lb, ll, sU, ValueRange{slots, col})};
+    // The tile's class (the same for every thread): all of its keys in
+    // every row's window, all from the list Sel(t0), or mixed.
+    KeyTileClass cls =
+        KeyTileClass::emit(lb, ll, keys, y.mul(tile, y.c(kKeyTile)), w);
+    auto keyAt = [&](OpBuilder &kb, Location kl, int64_t nt,
+                     int64_t e) -> std::pair<Value, Value> {
+      WB z{kb, kl, elem};
+      Value col = z.add(z.mul(quad, z.c(2)), z.c(8 * nt + e));
+      return {memref::LoadOp::create(kb, kl, sJ, ValueRange{slots, col}),
+              memref::LoadOp::create(kb, kl, sU, ValueRange{slots, col})};
     };
-    // Membership: non-members get s = -inf, so p = 0.
-    for (int64_t nt = 0; nt < 8; ++nt) {
-      for (int64_t e = 0; e < 2; ++e) {
-        auto [j, u] = keyAt(nt, e);
-        for (int64_t ri = 0; ri < 2; ++ri) {
-          Value valid = emitIsMember(lb, ll, rows[ri].th, j, u, w, k > 0);
-          int64_t reg = 2 * ri + e;
-          s[nt][reg] = y.sel(valid, y.fmul(s[nt][reg], scaleLog2), negInf);
-        }
-      }
-    }
+    // Per element by class, in a branch every thread takes alike (around
+    // no wgmma): the membership (non-members get s = -inf, so p = 0), then
+    // after the exponents the gate. Window tiles need neither test, list
+    // tiles only the score tests.
+    enum class Class { Window, List, Mixed };
+    auto byClass = [&](SmallVector<Value> in,
+                       function_ref<Value(OpBuilder &, Location, Class, Value,
+                                          int64_t, int64_t, int64_t)>
+                           fn) {
+      auto emitClass = [&](OpBuilder &cb, Location cl, Class c) {
+        SmallVector<Value> out;
+        for (int64_t nt = 0; nt < 8; ++nt)
+          for (int64_t reg = 0; reg < 4; ++reg)
+            out.push_back(
+                fn(cb, cl, c, in[4 * nt + reg], nt, reg % 2, reg / 2));
+        scf::YieldOp::create(cb, cl, out);
+      };
+      auto outer = scf::IfOp::create(
+          lb, ll, cls.window,
+          [&](OpBuilder &cb, Location cl) { emitClass(cb, cl, Class::Window); },
+          [&](OpBuilder &cb, Location cl) {
+            if (k == 0)
+              return emitClass(cb, cl, Class::Mixed);
+            auto inner = scf::IfOp::create(
+                cb, cl, cls.list,
+                [&](OpBuilder &ib, Location il) {
+                  emitClass(ib, il, Class::List);
+                },
+                [&](OpBuilder &ib, Location il) {
+                  emitClass(ib, il, Class::Mixed);
+                });
+            scf::YieldOp::create(cb, cl, inner.getResults());
+          });
+      return SmallVector<Value>(outer.getResults());
+    };
+    SmallVector<Value> flat;
+    for (int64_t nt = 0; nt < 8; ++nt)
+      llvm::append_range(flat, s[nt]);
+    flat = byClass(flat,
+                   [&](OpBuilder &cb, Location cl, Class c, Value v, int64_t nt,
+                       int64_t e, int64_t ri) -> Value {
+                     WB z{cb, cl, elem};
+                     Value valid = rows[ri].th.valid;
+                     if (c != Class::Window) {
+                       auto [j, u] = keyAt(cb, cl, nt, e);
+                       valid = c == Class::List
+                                   ? emitIsListMember(cb, cl, rows[ri].th, j, u)
+                                   : emitIsMember(cb, cl, rows[ri].th, j, u, w,
+                                                  k > 0);
+                     }
+                     return z.sel(valid, z.fmul(v, scaleLog2), negInf);
+                   });
+    for (int64_t nt = 0; nt < 8; ++nt)
+      s[nt].assign(flat.begin() + 4 * nt, flat.begin() + 4 * nt + 4);
     // Online softmax per row: new max, rescale, P * gate.
     SmallVector<Value> next(carried.begin(), carried.end());
     next.back() = ahead;
@@ -582,9 +634,7 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
           int64_t reg = 2 * ri + e;
           Value pe = y.exp2(y.fsub(s[nt][reg], mUse));
           lNew = y.fadd(lNew, pe); // the sum leaves the gates out
-          auto [j, u] = keyAt(nt, e);
-          s[nt][reg] =
-              y.fmul(pe, emitGate(lb, ll, rows[ri].th, j, u, w, k > 0));
+          s[nt][reg] = pe;
         }
       for (int64_t ot = 0; ot < oTiles; ++ot)
         for (int64_t e = 0; e < 2; ++e)
@@ -592,6 +642,27 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
               y.fmul(carried[4 * ot + 2 * ri + e], alpha);
       next[oTiles * 4 + ri] = mNew;
       next[oTiles * 4 + 2 + ri] = lNew;
+    }
+    // P * gates (1 in the window).
+    if (k > 0) {
+      flat.clear();
+      for (int64_t nt = 0; nt < 8; ++nt)
+        llvm::append_range(flat, s[nt]);
+      flat =
+          byClass(flat,
+                  [&](OpBuilder &cb, Location cl, Class c, Value p, int64_t nt,
+                      int64_t e, int64_t ri) -> Value {
+                    if (c == Class::Window)
+                      return p;
+                    WB z{cb, cl, elem};
+                    auto [j, u] = keyAt(cb, cl, nt, e);
+                    return z.fmul(
+                        p, c == Class::List
+                               ? emitListGate(cb, cl, rows[ri].th, u)
+                               : emitGate(cb, cl, rows[ri].th, j, u, w, k > 0));
+                  });
+      for (int64_t nt = 0; nt < 8; ++nt)
+        s[nt].assign(flat.begin() + 4 * nt, flat.begin() + 4 * nt + 4);
     }
     // O += P V, k-chunks of 16 keys (16 rows of V, 2048 bytes apart).
     // P of k-chunk kc: registers 4 kc .. 4 kc + 3, all packed (and pinned

@@ -43,6 +43,15 @@
 // CHECK: nvvm.wgmma.commit.group.sync.aligned
 // CHECK-NEXT: nvvm.wgmma.wait.group.sync.aligned 0
 // CHECK: llvm.inline_asm has_side_effects asm_dialect = att "", "=f,
+// Membership by the tile's class, alike in every thread: all keys in every
+// row's window (no test), all from the list Sel(t0) (score tests only), or
+// mixed (the full test).
+// CHECK: scf.if
+// CHECK: } else {
+// CHECK: scf.if
+// CHECK: arith.cmpf oeq
+// CHECK: } else {
+// CHECK: arith.cmpf oeq
 // CHECK: gpu.shuffle xor
 // CHECK: math.exp2
 // O += (P * gates) V: 4 k-steps of m64n128k16, A from registers (64 f32 of
