@@ -77,11 +77,12 @@ def composite_name(elem, k, w, d):
 
 # The tile-first kernel (prefill-kernel=mma-sync) on what it covers: bf16 and
 # f16, D = Dv in {64, 128}; (k, w) with k >= S (5000 covers T = 4097), w >= T
-# for short rows, and k = 0 (canonicalized to sliding-window attention, which
-# keeps the loop kernel).
+# for short rows, k = 0 (canonicalized to sliding-window attention, which
+# keeps the loop kernel), and (128, 160): whole key tiles of Sel(t0) entries
+# and whole tiles inside every query's window (the wgmma kernel's shortcuts).
 MMA_ELEMENTS = ("bf16", "f16")
 MMA_HEAD_DIMS = (64, 128)
-MMA_CONFIGS = ((8, 4), (16, 16), (24, 100), (5000, 16), (0, 8))
+MMA_CONFIGS = ((8, 4), (16, 16), (24, 100), (5000, 16), (0, 8), (128, 160))
 
 
 def mma_composite_name(elem, k, w, d):

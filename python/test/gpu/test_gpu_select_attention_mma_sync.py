@@ -102,3 +102,13 @@ def test_k_at_least_s_equals_sdpa(torch, tiles, elem, d, G, T, S):
 @pytest.mark.parametrize("G,T,S", [(1, 65, 65), (8, 63, 90)])
 def test_k_zero_is_sliding_window(torch, tiles, d, G, T, S):
     check(torch, tiles, "bf16", d, 0, 8, 1, G, 1, T, S)
+
+
+# Key tiles of each class (KeyTileClass; the wgmma kernel branches on it):
+# whole tiles of Sel(t0) entries (k = 128), whole tiles inside every query's
+# window (w = 160), mixed tiles; G = 2 and 4.
+@pytest.mark.parametrize("kind", ("normal", "ties", "masked"))
+@pytest.mark.parametrize("d", HEAD_DIMS)
+@pytest.mark.parametrize("G,T,S", [(2, 600, 600), (4, 517, 700)])
+def test_key_tile_classes(torch, tiles, kind, d, G, T, S):
+    check(torch, tiles, "bf16", d, 128, 160, 1, 2 * G, 2, T, S, kind)
