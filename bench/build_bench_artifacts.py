@@ -93,6 +93,16 @@ FAMILIES = {
         ],
         "pipeline_options": "prefill-kernel=mma-sync",
         "composite_lowering": "tile first: block key sets, then mma.sync tiles (prefill-kernel=mma-sync)"},
+    # The same tiles on Hopper wgmma (sm_90a only): one warpgroup per 64 rows,
+    # double-buffered cp.async gathers into 128B-swizzled tiles, Q K^T and
+    # (P * gates) V on wgmma with P from registers.
+    "select_attention_wgmma": {
+        "functions": [
+            ("select_attention_bf16_k2048_w512_wgmma", lambda n: _select_attention(n, 2048, 512, 128)),
+            ("select_attention_bf16_k256_w256_wgmma", lambda n: _select_attention(n, 256, 256, 64)),
+        ],
+        "pipeline_options": "prefill-kernel=wgmma chip=sm_90a",
+        "composite_lowering": "tile first: block key sets, then wgmma tiles (prefill-kernel=wgmma, sm_90a)"},
 }
 
 

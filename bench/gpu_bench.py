@@ -291,7 +291,7 @@ class FakeOurs(Ours):
         super().__init__(folder)
         p1, p3, s1, d1 = smoke["P1"], smoke["P3"], smoke["S1"], smoke["D1"]
         self.fake = {f"attention_bf16_w{c['w']}_d{c['D']}": ("att", c) for c in (p1, p3)}
-        for suffix in ("", "_decomposed", "_mma_sync"):  # the composite's lowerings
+        for suffix in ("", "_decomposed", "_mma_sync", "_wgmma"):  # the composite's lowerings
             self.fake.update({f"select_attention_bf16_k{c['k']}_w{c['w']}{suffix}": ("sa", c) for c in (p1, p3)})
         self.fake[f"select_k{s1['k']}_w{s1['w']}"] = ("sel", s1)
         for label, suffix in DECODES:  # decode's lowerings
@@ -320,7 +320,8 @@ class FakeOurs(Ours):
 # The composite op in its lowerings: (label, function-name suffix, family).
 COMPOSITES = [("ours_select_attention", "", "select_attention"),
               ("ours_select_attention_decomposed", "_decomposed", "select_attention_decomposed"),
-              ("ours_select_attention_mma_sync", "_mma_sync", "select_attention_mma_sync")]
+              ("ours_select_attention_mma_sync", "_mma_sync", "select_attention_mma_sync"),
+              ("ours_select_attention_wgmma", "_wgmma", "select_attention_wgmma")]
 OURS_PREFILL = ["ours_attention"] + [label for label, _, _ in COMPOSITES]
 
 
@@ -524,6 +525,11 @@ def bench_prefill(wid, B, Hq, Hkv, T, D, k, w, ours, budget, nrows, sweep, skip_
     mmma = impl.get("ours_select_attention_mma_sync", {}).get("median_ms")
     if mf and mmma:
         ratios["ours_select_attention_mma_sync / ours_select_attention"] = mmma / mf
+    mwg = impl.get("ours_select_attention_wgmma", {}).get("median_ms")
+    if mf and mwg:
+        ratios["ours_select_attention_wgmma / ours_select_attention"] = mwg / mf
+    if mmma and mwg:
+        ratios["ours_select_attention_wgmma / ours_select_attention_mma_sync"] = mwg / mmma
     md = impl["sdpa_dense_causal"].get("median_ms")
     for base in ("triton_sparsek", "triton_sparsek_block", "triton_sparsek_block_with_prep"):
         mt = impl.get(base, {}).get("median_ms")
@@ -816,6 +822,7 @@ def link_select_to_p1(record):
             for key, v in out["ratios"].items():
                 if key.startswith("ours_select / ") and key.split(" / P1 ")[1] in (
                         "ours_attention", "ours_select_attention", "ours_select_attention_mma_sync",
+                        "ours_select_attention_wgmma",
                         "triton_sparsek_block", "sdpa_dense_causal"):
                     rec.setdefault("ratios_time", {})[key] = v
         rec["select_vs_p1_attention"] = out

@@ -12,7 +12,8 @@ function the GPU suite calls, dynamic B, H, T, S; one per element type,
 window and head dim; the composite op fused), libsparsek_gpu_decomposed.so
 (the composite op decomposed), libsparsek_gpu_auto.so (default pipeline
 options, for larger rows), libsparsek_gpu_mma_sync.so (the composite op on
-the tile-first mma.sync kernel), libsparsek_gpu_decode_tiles.so
+the tile-first mma.sync kernel), libsparsek_gpu_wgmma.so (the same functions
+on the tile-first wgmma kernel, sm_90a), libsparsek_gpu_decode_tiles.so
 (decode_attention on the tile-first split-K kernel), libsparsek_gpu_layer.so
 (examples/sparsek_layer.mlir) and manifest.json describing them.
 """
@@ -77,11 +78,12 @@ def composite_name(elem, k, w, d):
 
 # The tile-first kernel (prefill-kernel=mma-sync) on what it covers: bf16 and
 # f16, D = Dv in {64, 128}; (k, w) with k >= S (5000 covers T = 4097), w >= T
-# for short rows, and k = 0 (canonicalized to sliding-window attention, which
-# keeps the loop kernel).
+# for short rows, k = 0 (canonicalized to sliding-window attention, which
+# keeps the loop kernel), and (128, 160): whole key tiles of Sel(t0) entries
+# and whole tiles inside every query's window (the wgmma kernel's shortcuts).
 MMA_ELEMENTS = ("bf16", "f16")
 MMA_HEAD_DIMS = (64, 128)
-MMA_CONFIGS = ((8, 4), (16, 16), (24, 100), (5000, 16), (0, 8))
+MMA_CONFIGS = ((8, 4), (16, 16), (24, 100), (5000, 16), (0, 8), (128, 160))
 
 
 def mma_composite_name(elem, k, w, d):
@@ -124,6 +126,10 @@ def decode_tiles_functions():
     return out
 
 
+def wgmma_composite_name(elem, k, w, d):
+    return f"select_attention_wgmma_{elem}_k{k}_w{w}_d{d}"
+
+
 LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
 
 # Pipeline options per library. The suite's sizes are small, so its
@@ -135,6 +141,7 @@ LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
 TEST_OPTIONS = "select-chunk=16"
 DECOMPOSED_OPTIONS = "fuse-select-attention=false select-chunk=16"
 MMA_OPTIONS = "prefill-kernel=mma-sync select-chunk=16"
+WGMMA_OPTIONS = "prefill-kernel=wgmma chip=sm_90a select-chunk=16"
 AUTO_SELECT_CONFIGS = ((64, 16),)
 AUTO_COMPOSITE = (("f32", 64, 16), ("bf16", 64, 16))
 
@@ -175,6 +182,13 @@ def mma_module():
 
 def decode_tiles_module():
     return ir.module(*[ir.decode_function(name, **kw) for _, name, kw in decode_tiles_functions()])
+
+
+def wgmma_module():
+    """The mma-sync library's functions (same configurations) for the wgmma form."""
+    return ir.module(*[ir.select_attention_function(wgmma_composite_name(e, k, w, d), k, w, e,
+                                                    head_dim=d)
+                       for e in MMA_ELEMENTS for k, w in MMA_CONFIGS for d in MMA_HEAD_DIMS])
 
 
 def auto_module():
@@ -246,6 +260,8 @@ def main():
                         MMA_OPTIONS)
     compile_gpu_library(decode_tiles_module(), os.path.join(out, "libsparsek_gpu_decode_tiles.so"),
                         out, DECODE_TILES_OPTIONS)
+    compile_gpu_library(wgmma_module(), os.path.join(out, "libsparsek_gpu_wgmma.so"), out,
+                        WGMMA_OPTIONS)
     # The example layer as written (linalg projections, score, composite op).
     with open(LAYER_SOURCE) as f:
         compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out)
@@ -272,9 +288,14 @@ def main():
                                               for d in MMA_HEAD_DIMS},
                 "decode_tiles_library": "libsparsek_gpu_decode_tiles.so",
                 "decode_tiles": {key: name for key, name, _ in decode_tiles_functions()},
+                "wgmma_library": "libsparsek_gpu_wgmma.so",
+                "wgmma_select_attention": {f"{e}/{k}/{w}/{d}": wgmma_composite_name(e, k, w, d)
+                                           for e in MMA_ELEMENTS for k, w in MMA_CONFIGS
+                                           for d in MMA_HEAD_DIMS},
                 "options": {"library": TEST_OPTIONS, "decomposed_library": DECOMPOSED_OPTIONS,
                             "auto_library": "", "mma_sync_library": MMA_OPTIONS,
-                            "decode_tiles_library": DECODE_TILES_OPTIONS},
+                            "decode_tiles_library": DECODE_TILES_OPTIONS,
+                            "wgmma_library": WGMMA_OPTIONS},
                 "layer_library": "libsparsek_gpu_layer.so",
                 "layer": "sparsek_layer"}
     with open(os.path.join(out, "manifest.json"), "w") as f:

@@ -41,15 +41,17 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
           options,
           report ? report : OptionErrorHandler(reportOptionErrorToStderr))))
     return failure();
-  // prefill-kernel=mma-sync: the tile-first kernel takes the fused
+  // prefill-kernel=mma-sync or wgmma: the tile-first kernel takes the fused
   // select_attention ops it covers; the loops take the rest.
-  std::string tiles =
-      options.prefillKernel == PrefillKernel::MmaSync
-          ? llvm::formatv("sparsek-tile-select-attention{{form=mma-sync "
-                          "select-chunk={0}},",
-                          static_cast<int64_t>(options.selectChunk))
-                .str()
-          : std::string();
+  std::string tiles;
+  if (options.prefillKernel == PrefillKernel::MmaSync ||
+      options.prefillKernel == PrefillKernel::Wgmma)
+    tiles = llvm::formatv(
+                "sparsek-tile-select-attention{{form={0} select-chunk={1}},",
+                options.prefillKernel == PrefillKernel::Wgmma ? "wgmma"
+                                                              : "mma-sync",
+                static_cast<int64_t>(options.selectChunk))
+                .str();
   // decode-kernel=tiles: the split-K kernel takes the decode ops it covers.
   if (options.decodeKernel == DecodeKernel::Tiles)
     tiles += "sparsek-tile-decode-attention{form=kernel},";

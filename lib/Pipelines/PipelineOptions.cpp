@@ -161,6 +161,13 @@ sparsek::verifyPipelineOptions(const SparseKGPUPipelineOptions &options,
                 "threads");
   check.atLeast("select-chunk", options.selectChunk, 0, "0 picks one");
   checkChip(check, options.chip);
+  // wgmma exists on sm_90a alone (its PTX does not run elsewhere, and the
+  // NVVM ops verify the target).
+  if (options.prefillKernel == PrefillKernel::Wgmma)
+    check.require("chip", "'" + std::string(options.chip) + "'",
+                  options.chip == "sm_90a",
+                  "sm_90a with prefill-kernel=wgmma (Hopper wgmma "
+                  "instructions)");
   checkFeatures(check, options.features);
   check.oneOf("format", std::string(options.format), {"fatbin", "bin", "isa"});
   check.inRange("opt-level", options.optLevel, 0, 3);

@@ -132,3 +132,13 @@ def test_bf16_head_dim_64():
 @pytest.mark.parametrize("kind", ["normal", "ties"])
 def test_block_lists_over_several_segments(kind):
     check(1, 4, 2, 1000, 700, 8, 300, 20, kind=kind)
+
+
+# Key tiles of each class the wgmma kernel (and this walk) treats apart
+# (KeyTileClass): whole tiles of Sel(t0) entries (k = 128: two), whole tiles
+# inside every query's window (w = 160 spans more than 64 + BM keys common
+# to a block's queries), and mixed tiles between them; G = 2 (BM = 32).
+@pytest.mark.parametrize("kind", ["normal", "ties", "masked"])
+@pytest.mark.parametrize("S,T", [(600, 600), (700, 517)])
+def test_key_tile_classes(kind, S, T):
+    check(1, 4, 2, S, T, 8, 128, 160, kind=kind)

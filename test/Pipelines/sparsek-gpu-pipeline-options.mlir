@@ -13,6 +13,8 @@
 // RUN: not sparsek-opt %s --sparsek-gpu-pipeline=select-chunk=-1 2>&1 | FileCheck %s --check-prefix=CHECK-CHUNK
 // RUN: not sparsek-opt %s --sparsek-gpu-pipeline=index-bitwidth=7 2>&1 | FileCheck %s --check-prefix=CHECK-BITS
 // RUN: not sparsek-opt %s --sparsek-gpu-pipeline=query-block=abc 2>&1 | FileCheck %s --check-prefix=CHECK-PARSE
+// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=prefill-kernel=wgmma 2>&1 | FileCheck %s --check-prefix=CHECK-WGMMA
+// RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=prefill-kernel=wgmma chip=sm_100a" 2>&1 | FileCheck %s --check-prefix=CHECK-WGMMA100
 // Several bad options: each is reported.
 // RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=chip= format=elf" 2>&1 | FileCheck %s --check-prefixes=CHECK-CHIP,CHECK-ELF
 // RUN: not sparsek-compile %s -o %t.so --target=gpu --pipeline-options=format=garbage 2>&1 | FileCheck %s --check-prefix=CHECK-FORMAT
@@ -30,6 +32,8 @@
 // CHECK-CHUNK: option select-chunk must be >= 0 (0 picks one), got -1
 // CHECK-BITS: option index-bitwidth must be one of 32, 64, got 7
 // CHECK-PARSE: sparsek-gpu-pipeline: cannot parse the options 'query-block=abc'
+// CHECK-WGMMA: sparsek-gpu-pipeline: option chip must be sm_90a with prefill-kernel=wgmma (Hopper wgmma instructions), got 'sm_90'
+// CHECK-WGMMA100: option chip must be sm_90a with prefill-kernel=wgmma (Hopper wgmma instructions), got 'sm_100a'
 // CHECK-ELF: option format must be one of fatbin, bin, isa, got 'elf'
 // CHECK-OK: gpu.binary @attention_kernel
 // CHECK-OK-SAME: #nvvm.target<O = 0, chip = "sm_90a", features = "+ptx80">

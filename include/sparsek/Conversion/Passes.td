@@ -88,11 +88,20 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
       i32), the online softmax in registers (`gpu.shuffle xor`,
       `math.exp2`). Covers bf16 and f16 inputs with static D and Dv in
       {64, 128}; other ops are left for sparsek-lower-to-loops.
+    - `form=wgmma` (chip sm_90a only): the same tiles, grid and arguments
+      as one warpgroup (128 threads) per tile with dynamic workgroup
+      memory: Q and double-buffered K/V tiles gathered with cp.async into
+      128-byte-swizzled atoms (the next key tile's gather in flight while
+      the current one is computed), Q K^T on `nvvm.wgmma.mma_async`
+      (operands from shared-memory descriptors), (P * gates) V on wgmma
+      with P from registers (inline PTX: MLIR 22 has no register-A form),
+      `nvvm.fence.proxy` between the gathers and wgmma. Covers what
+      `form=mma-sync` covers and leaves the rest alike.
     - `form=scalar`: the same tiles, slots, membership test and per-tile
       softmax updates as plain loops, so the CPU runs (and tests) the walk.
 
     Run-time checks and their status codes are those of the fused loop
-    lowering; rows must be 16-byte aligned in the mma-sync form
+    lowering; rows must be 16-byte aligned in the GPU forms
     (SPARSEK_ERROR_MISALIGNED). NaN and +inf scores are reported by the
     selection's kernels and a kernel over the window-only positions through
     the device status (sparsek-gpu-device-status), then skipped as masked.
@@ -121,8 +130,9 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
   }];
   let options = [
     Option<"form", "form", "std::string", /*default=*/"\"mma-sync\"",
-           "mma-sync (GPU kernel on tensor cores) or scalar (the same tile "
-           "walk as loops, for the CPU)">,
+           "mma-sync (GPU kernel on tensor cores), wgmma (the same on "
+           "Hopper wgmma, sm_90a) or scalar (the same tile walk as loops, "
+           "for the CPU)">,
     Option<"selectChunk", "select-chunk", "int64_t", /*default=*/"0",
            "Candidates per chunk of the chunked selection; 0 picks "
            "max(256, ceil(C / 64)) for C candidates per row">

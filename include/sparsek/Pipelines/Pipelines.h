@@ -22,6 +22,9 @@ enum class PrefillKernel {
   /// sparsek-tile-select-attention{form=mma-sync}: tiles of 64 (query,
   /// head) rows on tensor cores (GPU; bf16/f16, D and Dv in {64, 128}).
   MmaSync,
+  /// sparsek-tile-select-attention{form=wgmma}: the same tiles on Hopper
+  /// wgmma (GPU, chip=sm_90a only).
+  Wgmma,
   /// sparsek-tile-select-attention{form=scalar}: the same tile walk as
   /// loops (CPU), to test it where there is no GPU.
   Tiles,
@@ -162,6 +165,10 @@ struct SparseKGPUPipelineOptions
                      "tiles of 64 (query, head) rows on tensor cores "
                      "(sparsek-tile-select-attention; bf16/f16 with D and Dv "
                      "in {64, 128}, other ops keep the loops); not yet run "
+                     "on a GPU"),
+          clEnumValN(PrefillKernel::Wgmma, "wgmma",
+                     "the same tiles on Hopper wgmma with double-buffered "
+                     "cp.async gathers (requires chip=sm_90a); not yet run "
                      "on a GPU"))};
   PassOptions::Option<DecodeKernel> decodeKernel{
       *this, "decode-kernel",

@@ -141,18 +141,30 @@ Value sparsek::emitIsMember(OpBuilder &b, Location loc,
   return x.andI(row.valid, x.orI(window, selected));
 }
 
+Value sparsek::emitIsListMember(OpBuilder &b, Location loc,
+                                const QueryThresholds &row, Value j, Value u) {
+  I x{b, loc};
+  return x.andI(x.andI(row.valid, emitIsFiniteScore(b, loc, u)),
+                emitReachesTheta(b, loc, u, j, row.thetaScore, row.thetaPos));
+}
+
+Value sparsek::emitListGate(OpBuilder &b, Location loc,
+                            const QueryThresholds &row, Value u) {
+  return arith::MaxNumFOp::create(
+      b, loc,
+      arith::MinNumFOp::create(b, loc,
+                               arith::SubFOp::create(b, loc, u, row.tau),
+                               emitF32(b, loc, 1.0)),
+      emitF32(b, loc, 0.0));
+}
+
 Value sparsek::emitGate(OpBuilder &b, Location loc, const QueryThresholds &row,
                         Value j, Value u, int64_t w, bool selects) {
   Value one = emitF32(b, loc, 1.0);
   if (!selects)
     return one;
-  Value clipped = arith::MaxNumFOp::create(
-      b, loc,
-      arith::MinNumFOp::create(b, loc,
-                               arith::SubFOp::create(b, loc, u, row.tau), one),
-      emitF32(b, loc, 0.0));
   return arith::SelectOp::create(b, loc, emitInWindow(b, loc, row, j, w), one,
-                                 clipped);
+                                 emitListGate(b, loc, row, u));
 }
 
 BlockKeys BlockKeys::emit(OpBuilder &b, Location loc, Value count, Value t0,
@@ -164,7 +176,41 @@ BlockKeys BlockKeys::emit(OpBuilder &b, Location loc, Value count, Value t0,
   Value t1 = x.sub(x.min(x.add(t0, blockQueries), numQueries), x.c(1));
   Value hi = x.add(firstPos, t1);
   Value range = x.max(x.c(0), x.add(x.sub(hi, lo), x.c(1)));
-  return {count, lo, x.add(count, range)};
+  return {count, lo, x.add(count, range), x.add(firstPos, t0), hi};
+}
+
+KeyTileClass KeyTileClass::emit(OpBuilder &b, Location loc,
+                                const BlockKeys &keys, Value first, int64_t w) {
+  I x{b, loc};
+  Value last = x.add(first, x.c(kKeyTile - 1));
+  // Range slots hold consecutive positions from lo on.
+  Value firstKey = x.add(keys.lo, x.sub(first, keys.count));
+  Value inRange = x.andI(x.le(keys.count, first), x.lt(last, keys.length));
+  Value inAllWindows =
+      x.andI(x.le(x.sub(keys.tail, x.c(w - 1)), firstKey),
+             x.le(x.add(firstKey, x.c(kKeyTile - 1)), keys.head));
+  return {x.andI(inRange, inAllWindows), x.lt(last, keys.count)};
+}
+
+Value KeyTileClass::emitIsMember(OpBuilder &b, Location loc,
+                                 const QueryThresholds &row, Value j, Value u,
+                                 int64_t w, bool selects) const {
+  I x{b, loc};
+  Value full = sparsek::emitIsMember(b, loc, row, j, u, w, selects);
+  if (selects)
+    full = x.sel(list, emitIsListMember(b, loc, row, j, u), full);
+  return x.sel(window, row.valid, full);
+}
+
+Value KeyTileClass::emitGate(OpBuilder &b, Location loc,
+                             const QueryThresholds &row, Value j, Value u,
+                             int64_t w, bool selects) const {
+  Value full = sparsek::emitGate(b, loc, row, j, u, w, selects);
+  if (!selects)
+    return full;
+  full =
+      arith::SelectOp::create(b, loc, list, emitListGate(b, loc, row, u), full);
+  return arith::SelectOp::create(b, loc, window, emitF32(b, loc, 1.0), full);
 }
 
 Value BlockKeys::emitKeyAt(OpBuilder &b, Location loc, Value i, Value list,

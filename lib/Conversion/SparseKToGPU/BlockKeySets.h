@@ -82,11 +82,24 @@ Value emitIsMember(OpBuilder &b, Location loc, const QueryThresholds &row,
 Value emitGate(OpBuilder &b, Location loc, const QueryThresholds &row, Value j,
                Value u, int64_t w, bool selects);
 
+/// emitIsMember for a key of the block's list Sel(t0): such a key has
+/// 0 <= j <= pos(t0) - w <= pos(t) - w for every row t of the tile, so only
+/// the score tests remain (finite, and (u, -j) >= theta(t)). `selects`
+/// must hold.
+Value emitIsListMember(OpBuilder &b, Location loc, const QueryThresholds &row,
+                       Value j, Value u);
+
+/// emitGate for such a key: clip(u - tau(t), 0, 1).
+Value emitListGate(OpBuilder &b, Location loc, const QueryThresholds &row,
+                   Value u);
+
 /// A tile's key list (device values, index).
 struct BlockKeys {
   Value count;  // |Sel(t0)| entries of the list buffer
   Value lo;     // first position of the contiguous range
   Value length; // count + range length: the slots to walk
+  Value head;   // pos(t0), the block's first query
+  Value tail;   // pos(t1), its last
 
   /// `count` is the block's list length (0 without selection).
   static BlockKeys emit(OpBuilder &b, Location loc, Value count, Value t0,
@@ -97,6 +110,23 @@ struct BlockKeys {
   /// selection.
   Value emitKeyAt(OpBuilder &b, Location loc, Value i, Value list,
                   ValueRange lead, int64_t k) const;
+};
+
+/// What every key of one key tile (slots [first, first + kKeyTile)) is for
+/// every query t0..t1 of the block (device values, i1, alike for all rows):
+/// `window`: a range position in [pos(t1) - w + 1, pos(t0)], so in every
+/// query's window; `list`: an entry of Sel(t0). Such keys need fewer tests
+/// (emitIsListMember, emitListGate); neither: the full test.
+struct KeyTileClass {
+  Value window, list;
+
+  static KeyTileClass emit(OpBuilder &b, Location loc, const BlockKeys &keys,
+                           Value first, int64_t w);
+  /// emitIsMember and emitGate with the class's shortcuts, as selects.
+  Value emitIsMember(OpBuilder &b, Location loc, const QueryThresholds &row,
+                     Value j, Value u, int64_t w, bool selects) const;
+  Value emitGate(OpBuilder &b, Location loc, const QueryThresholds &row,
+                 Value j, Value u, int64_t w, bool selects) const;
 };
 
 /// The per-query threshold buffers ([B * Hkv, T]: f32 tau, f32 theta

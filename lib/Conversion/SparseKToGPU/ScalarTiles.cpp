@@ -6,7 +6,9 @@
 // the tile's members, the rescale of the running sum and accumulator, then
 // the tile's exponentials, gated values added (SPEC 5: gates scale the
 // values, not the sum). Same slots, same membership test, same per-tile
-// softmax updates as the kernel's registers hold, so a CPU run checks them.
+// softmax updates as the kernel's registers hold, so a CPU run checks them;
+// membership and gates take the wgmma kernel's per-key-tile shortcuts
+// (KeyTileClass), so the CPU checks those too.
 //
 //===----------------------------------------------------------------------===//
 #include "TileLowerings.h"
@@ -33,17 +35,19 @@ struct ScalarRow {
   QueryThresholds th;
   const BlockKeys &keys;
 
-  /// (membership, gate, scaled score or -inf, clamped position) of slot i.
-  std::tuple<Value, Value, Value, Value> slot(OpBuilder &b, Location loc,
-                                              Value i) const {
+  /// (membership, gate, scaled score or -inf, clamped position) of slot i
+  /// of a key tile of class `cls` (the wgmma kernel's shortcuts, checked
+  /// here against the reference).
+  std::tuple<Value, Value, Value, Value>
+  slot(OpBuilder &b, Location loc, Value i, const KeyTileClass &cls) const {
     SelectAttentionOp op = p.op;
     Value list = p.keys ? p.keys->lists : Value();
     Value j = keys.emitKeyAt(b, loc, i, list, ValueRange{r, block}, p.k);
     Value jc = arith::MaxSIOp::create(b, loc, j, emitIndex(b, loc, 0));
     Value u =
         memref::LoadOp::create(b, loc, op.getScores(), ValueRange{bi, h, jc});
-    Value valid = emitIsMember(b, loc, th, j, u, p.w, p.k > 0);
-    Value gate = emitGate(b, loc, th, j, u, p.w, p.k > 0);
+    Value valid = cls.emitIsMember(b, loc, th, j, u, p.w, p.k > 0);
+    Value gate = cls.emitGate(b, loc, th, j, u, p.w, p.k > 0);
     Value s = emitIfElseF32(b, loc, valid, [&](OpBuilder &tb, Location tl) {
       Value dot = emitDotF32(tb, tl, Row{op.getQuery(), {bi, hq, t}},
                              Row{op.getKey(), {bi, h, jc}}, p.sizes.d);
@@ -119,9 +123,11 @@ void sparsek::emitScalarTiles(OpBuilder &b, Location loc,
                 [&](OpBuilder &b3, Location l3, Value tile,
                     ValueRange carried) -> SmallVector<Value> {
                   Value base = arith::MulIOp::create(b3, l3, tile, tileKeys);
+                  KeyTileClass cls =
+                      KeyTileClass::emit(b3, l3, keys, base, p.w);
                   auto slotAt = [&](OpBuilder &sb, Location sl, Value c) {
                     return sr.slot(sb, sl,
-                                   arith::AddIOp::create(sb, sl, base, c));
+                                   arith::AddIOp::create(sb, sl, base, c), cls);
                   };
                   // The tile's row maximum over its members.
                   Value tileMax = emitForCarrying(

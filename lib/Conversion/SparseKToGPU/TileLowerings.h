@@ -1,12 +1,15 @@
-//===- TileLowerings.h - The two forms of the tile-first select_attention -*-
+//===- TileLowerings.h - The forms of the tile-first select_attention -*-
 // C++ -*-===//
 //
-// Both forms walk the same tiles (BlockKeySets.h): one tile per (batch, KV
+// All forms walk the same tiles (BlockKeySets.h): one tile per (batch, KV
 // head, split of its query heads, query block), its key list in tiles of
 // kKeyTile keys, an online softmax per row over those key tiles.
 // - mma.sync (MmaSyncKernel.cpp): a gpu.func of 4 warps per tile, K/V rows
 //   gathered into workgroup memory with cp.async, Q K^T and (P * gates) V on
 //   tensor cores, the softmax in registers.
+// - wgmma (WgmmaKernel.cpp, sm_90a): one warpgroup per tile, K/V rows
+//   gathered with cp.async into 128B-swizzled double buffers, Q K^T and
+//   (P * gates) V on wgmma, the softmax in registers.
 // - scalar (ScalarTiles.cpp): the same walk as plain loops, runnable on the
 //   CPU, so the key sets, membership, gates and per-tile softmax are tested
 //   against the reference where there is no GPU.
@@ -42,8 +45,13 @@ void emitScalarTiles(OpBuilder &b, Location loc, const TileProblem &p);
 void emitMmaSyncTiles(OpBuilder &b, Location loc, const TileProblem &p,
                       ModuleOp module);
 
-/// Why `op` cannot take the mma.sync form (empty when it can): bf16 or f16
-/// q/key/value, static D and Dv in {64, 128}, identity layouts.
+/// The same tiles as one gpu.launch_func of a wgmma kernel (sm_90a only):
+/// the same grid, 128 threads, dynamic workgroup memory.
+void emitWgmmaTiles(OpBuilder &b, Location loc, const TileProblem &p,
+                    ModuleOp module);
+
+/// Why `op` cannot take the mma.sync or wgmma form (empty when it can): bf16 or
+/// f16 q/key/value, static D and Dv in {64, 128}, identity layouts.
 std::string mmaSyncUnsupportedReason(SelectAttentionOp op);
 
 } // namespace mlir::sparsek

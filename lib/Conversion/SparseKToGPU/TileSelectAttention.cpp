@@ -2,9 +2,9 @@
 //
 // Lowers buffer-form select_attention tile first (TileLowerings.h): the
 // run-time checks of the fused lowering, the block key sets and thresholds
-// (BlockKeySets.h), then the tiles as an mma.sync GPU kernel or as scalar
-// loops. In the mma-sync form, ops the kernel does not cover (f32 inputs,
-// other head dims) are left for sparsek-lower-to-loops.
+// (BlockKeySets.h), then the tiles as an mma.sync or a wgmma (sm_90a) GPU
+// kernel or as scalar loops. In the GPU forms, ops the kernels do not cover
+// (f32 inputs, other head dims) are left for sparsek-lower-to-loops.
 //
 //===----------------------------------------------------------------------===//
 #include "sparsek/Conversion/Passes.h"
@@ -17,6 +17,9 @@
 
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/IR/PatternMatch.h"
+#include "llvm/ADT/StringSwitch.h"
+
+#include <optional>
 
 namespace mlir::sparsek {
 #define GEN_PASS_DEF_SPARSEKTILESELECTATTENTION
@@ -26,12 +29,16 @@ namespace mlir::sparsek {
 using namespace mlir;
 using namespace mlir::sparsek;
 
+namespace {
+enum class TileForm { MmaSync, Wgmma, Scalar };
+} // namespace
+
 static void lowerToTiles(RewriterBase &rewriter, SelectAttentionOp op,
-                         bool mmaSync, int64_t selectChunk, ModuleOp module) {
+                         TileForm form, int64_t selectChunk, ModuleOp module) {
   Location loc = op.getLoc();
   FusedSizes z = FusedSizes::read(rewriter, loc, op);
   Value ok = emitFusedChecks(rewriter, loc, op, z);
-  if (mmaSync) {
+  if (form != TileForm::Scalar) {
     // cp.async moves 16-byte row chunks: the rows must start aligned.
     bool aligned = false;
     ok = emitAnd(rewriter, loc,
@@ -56,10 +63,17 @@ static void lowerToTiles(RewriterBase &rewriter, SelectAttentionOp op,
       p.keys.emplace(op, selectChunk);
       p.keys->emit(b, l, p.geo);
     }
-    if (mmaSync)
+    switch (form) {
+    case TileForm::MmaSync:
       emitMmaSyncTiles(b, l, p, module);
-    else
+      break;
+    case TileForm::Wgmma:
+      emitWgmmaTiles(b, l, p, module);
+      break;
+    case TileForm::Scalar:
       emitScalarTiles(b, l, p);
+      break;
+    }
     if (p.keys)
       p.keys->emitDealloc(b, l);
   });
@@ -74,11 +88,16 @@ struct SparseKTileSelectAttentionPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    bool mmaSync = form == "mma-sync";
-    if (!mmaSync && form != "scalar") {
+    std::optional<TileForm> tileForm =
+        llvm::StringSwitch<std::optional<TileForm>>(form)
+            .Case("mma-sync", TileForm::MmaSync)
+            .Case("wgmma", TileForm::Wgmma)
+            .Case("scalar", TileForm::Scalar)
+            .Default(std::nullopt);
+    if (!tileForm) {
       mlir::emitError(module.getLoc())
-          << "sparsek-tile-select-attention: form must be mma-sync or "
-             "scalar, got '"
+          << "sparsek-tile-select-attention: form must be mma-sync, wgmma "
+             "or scalar, got '"
           << form << "'";
       return signalPassFailure();
     }
@@ -102,10 +121,11 @@ struct SparseKTileSelectAttentionPass
                             "first";
         return signalPassFailure();
       }
-      if (mmaSync && !mmaSyncUnsupportedReason(op).empty())
+      if (*tileForm != TileForm::Scalar &&
+          !mmaSyncUnsupportedReason(op).empty())
         continue;
       rewriter.setInsertionPoint(op);
-      lowerToTiles(rewriter, op, mmaSync, selectChunk, module);
+      lowerToTiles(rewriter, op, *tileForm, selectChunk, module);
     }
   }
 };

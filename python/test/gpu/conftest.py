@@ -78,6 +78,18 @@ def gpu_decode_tiles_lib(torch, manifest):
 
 
 @pytest.fixture(scope="session")
+def gpu_wgmma_lib(torch, manifest):
+    """The composite op with prefill-kernel=wgmma (the same tiles on Hopper
+    wgmma; its kernels are sm_90a code, which runs on compute capability 9.0
+    alone)."""
+    if "wgmma_library" not in manifest:
+        _unavailable("the GPU artifacts predate the wgmma library (rebuild them)")
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma library is sm_90a code: it needs an H100 or H200")
+    return _library(manifest, "wgmma_library")
+
+
+@pytest.fixture(scope="session")
 def gpu_layer_lib(torch, manifest):
     """examples/sparsek_layer.mlir compiled for the GPU."""
     return _library(manifest, "layer_library")

@@ -1,7 +1,9 @@
-# The composite sparsek.select_attention on the tile-first tensor-core kernel
-# (sparsek-gpu-pipeline{prefill-kernel=mma-sync}: block key sets, then one
-# CTA of 4 warps per 64 (query, head) rows with cp.async gathers, ldmatrix
-# and mma.sync) over the tiles' edges: T around BM = 64 / G, S > T, every
+# The composite sparsek.select_attention on the tile-first tensor-core
+# kernels, each test once per form: sparsek-gpu-pipeline{prefill-kernel=
+# mma-sync} (block key sets, then one CTA of 4 warps per 64 (query, head)
+# rows with cp.async gathers, ldmatrix and mma.sync) and prefill-kernel=wgmma
+# (the same tiles on one warpgroup with double-buffered gathers and wgmma,
+# sm_90a), over the tiles' edges: T around BM = 64 / G, S > T, every
 # G, w >= T, k >= S (against SDPA), k = 0, ties and -inf scores. bf16 and
 # f16, D in {64, 128}; SPEC 8: float32 reference on the same rounded inputs,
 # 2e-2 absolute. The library's selection uses 16-candidate chunks.
@@ -31,20 +33,28 @@ def make_inputs(seed, B, Hq, Hkv, T, S, D, kind="normal"):
     return q, key, value, u
 
 
-def run(torch, lib, manifest, elem, k, w, d, q, key, value, u):
+@pytest.fixture(params=("mma_sync", "wgmma"))
+def tiles(request, torch, manifest):
+    """(library, function names) of one form of the tile-first kernel."""
+    lib = request.getfixturevalue(f"gpu_{request.param}_lib")
+    return lib, manifest[f"{request.param}_select_attention"]
+
+
+def run(torch, tiles, elem, k, w, d, q, key, value, u):
+    lib, names = tiles
     dtype = {"bf16": torch.bfloat16, "f16": torch.float16}[elem]
     dev = [torch.from_numpy(a).cuda().to(dtype) for a in (q, key, value)]
     out = torch.full((q.shape[0], q.shape[1], q.shape[2], value.shape[3]), 7.0, dtype=dtype,
                      device="cuda")
-    lib.call(manifest["mma_sync_select_attention"][f"{elem}/{k}/{w}/{d}"], *dev,
+    lib.call(names[f"{elem}/{k}/{w}/{d}"], *dev,
              torch.from_numpy(u).cuda(), out)
     torch.cuda.synchronize()
     return out.float().cpu().numpy(), [t.float().cpu().numpy() for t in dev]
 
 
-def check(torch, lib, manifest, elem, d, k, w, B, Hq, Hkv, T, S, kind="normal"):
+def check(torch, tiles, elem, d, k, w, B, Hq, Hkv, T, S, kind="normal"):
     q, key, value, u = make_inputs(B + Hq + T + S + k + w + d, B, Hq, Hkv, T, S, d, kind)
-    out, (rq, rk, rv) = run(torch, lib, manifest, elem, k, w, d, q, key, value, u)
+    out, (rq, rk, rv) = run(torch, tiles, elem, k, w, d, q, key, value, u)
     want = reference.sparsek_attention(rq, rk, rv, u.astype(np.float64), k, w)
     np.testing.assert_allclose(out, want, atol=2e-2)
 
@@ -53,42 +63,52 @@ def check(torch, lib, manifest, elem, d, k, w, B, Hq, Hkv, T, S, kind="normal"):
 @pytest.mark.parametrize("d", HEAD_DIMS)
 @pytest.mark.parametrize("G", (1, 2, 4, 8))
 @pytest.mark.parametrize("T,extra", [(1, 0), (63, 0), (65, 0), (65, 70), (130, 3)])
-def test_tile_edges(torch, gpu_mma_sync_lib, manifest, elem, d, G, T, extra):
-    check(torch, gpu_mma_sync_lib, manifest, elem, d, 16, 16, 2, 2 * G, 2, T, T + extra)
+def test_tile_edges(torch, tiles, elem, d, G, T, extra):
+    check(torch, tiles, elem, d, 16, 16, 2, 2 * G, 2, T, T + extra)
 
 
 @pytest.mark.parametrize("elem", ELEMENTS)
 @pytest.mark.parametrize("d", HEAD_DIMS)
 @pytest.mark.parametrize("G,S", [(1, 4097), (8, 4200)])
-def test_long_rows(torch, gpu_mma_sync_lib, manifest, elem, d, G, S):
-    check(torch, gpu_mma_sync_lib, manifest, elem, d, 8, 4, 1, G, 1, 4097, S)
+def test_long_rows(torch, tiles, elem, d, G, S):
+    check(torch, tiles, elem, d, 8, 4, 1, G, 1, 4097, S)
 
 
 @pytest.mark.parametrize("kind", ("ties", "masked"))
 @pytest.mark.parametrize("d", HEAD_DIMS)
 @pytest.mark.parametrize("G,T,S", [(1, 65, 65), (4, 63, 100), (8, 70, 200)])
-def test_ties_and_masked_scores(torch, gpu_mma_sync_lib, manifest, kind, d, G, T, S):
-    check(torch, gpu_mma_sync_lib, manifest, "bf16", d, 8, 4, 2, G, 1, T, S, kind)
+def test_ties_and_masked_scores(torch, tiles, kind, d, G, T, S):
+    check(torch, tiles, "bf16", d, 8, 4, 2, G, 1, T, S, kind)
 
 
 @pytest.mark.parametrize("d", HEAD_DIMS)
 @pytest.mark.parametrize("T,S", [(40, 40), (90, 90), (33, 120)])
-def test_window_covers_queries(torch, gpu_mma_sync_lib, manifest, d, T, S):
-    check(torch, gpu_mma_sync_lib, manifest, "bf16", d, 24, 100, 1, 4, 2, T, S)
+def test_window_covers_queries(torch, tiles, d, T, S):
+    check(torch, tiles, "bf16", d, 24, 100, 1, 4, 2, T, S)
 
 
 @pytest.mark.parametrize("elem", ELEMENTS)
 @pytest.mark.parametrize("d", HEAD_DIMS)
 @pytest.mark.parametrize("G,T,S", [(1, 65, 65), (2, 128, 200), (8, 4097, 4097)])
-def test_k_at_least_s_equals_sdpa(torch, gpu_mma_sync_lib, manifest, elem, d, G, T, S):
+def test_k_at_least_s_equals_sdpa(torch, tiles, elem, d, G, T, S):
     k = 5000
     assert k >= S
     q, key, value, u = make_inputs(T + S + G, 1, 2 * G, 2, T, S, d)
-    out, (rq, rk, rv) = run(torch, gpu_mma_sync_lib, manifest, elem, k, 16, d, q, key, value, u)
+    out, (rq, rk, rv) = run(torch, tiles, elem, k, 16, d, q, key, value, u)
     assert_matches_sdpa(torch, out, rq, rk, rv, elem)
 
 
 @pytest.mark.parametrize("d", HEAD_DIMS)
 @pytest.mark.parametrize("G,T,S", [(1, 65, 65), (8, 63, 90)])
-def test_k_zero_is_sliding_window(torch, gpu_mma_sync_lib, manifest, d, G, T, S):
-    check(torch, gpu_mma_sync_lib, manifest, "bf16", d, 0, 8, 1, G, 1, T, S)
+def test_k_zero_is_sliding_window(torch, tiles, d, G, T, S):
+    check(torch, tiles, "bf16", d, 0, 8, 1, G, 1, T, S)
+
+
+# Key tiles of each class (KeyTileClass; the wgmma kernel branches on it):
+# whole tiles of Sel(t0) entries (k = 128), whole tiles inside every query's
+# window (w = 160), mixed tiles; G = 2 and 4.
+@pytest.mark.parametrize("kind", ("normal", "ties", "masked"))
+@pytest.mark.parametrize("d", HEAD_DIMS)
+@pytest.mark.parametrize("G,T,S", [(2, 600, 600), (4, 517, 700)])
+def test_key_tile_classes(torch, tiles, kind, d, G, T, S):
+    check(torch, tiles, "bf16", d, 128, 160, 1, 2 * G, 2, T, S, kind)

@@ -1,9 +1,9 @@
 // Bad uses of sparsek-tile-select-attention fail with a message.
-// RUN: not sparsek-opt %s "-sparsek-tile-select-attention=form=wgmma" 2>&1 | FileCheck %s --check-prefix=CHECK-FORM
+// RUN: not sparsek-opt %s "-sparsek-tile-select-attention=form=wmma" 2>&1 | FileCheck %s --check-prefix=CHECK-FORM
 // RUN: not sparsek-opt %s "-sparsek-tile-select-attention=select-chunk=-1" 2>&1 | FileCheck %s --check-prefix=CHECK-CHUNK
 // RUN: not sparsek-opt %s -sparsek-tile-select-attention 2>&1 | FileCheck %s --check-prefix=CHECK-TENSOR
 
-// CHECK-FORM: form must be mma-sync or scalar, got 'wgmma'
+// CHECK-FORM: form must be mma-sync, wgmma or scalar, got 'wmma'
 // CHECK-CHUNK: select-chunk must be 0 (automatic) or positive, got -1
 // CHECK-TENSOR: error: 'sparsek.select_attention' op is in tensor form; sparsek-tile-select-attention lowers the buffer form
 func.func @tensor_form(%q: tensor<1x4x8x64xbf16>, %k: tensor<1x2x8x64xbf16>, %v: tensor<1x2x8x64xbf16>,

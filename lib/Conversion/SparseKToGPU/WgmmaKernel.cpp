@@ -1,0 +1,784 @@
+//===- WgmmaKernel.cpp - select_attention tiles on Hopper wgmma -----------===//
+//
+// The sm_90a form of the tile-first kernel (TileLowerings.h), in the shape
+// of FlashAttention-3 adapted to gathered keys. One CTA of one warpgroup
+// (4 warps, 128 threads) per tile of 64 (query, head) rows, the same tiles,
+// key lists and membership test as the mma.sync form (BlockKeySets.h).
+//
+// Workgroup memory (dynamic, base rounded up to 1024 bytes): Q, two
+// buffers each of K and V, three of the key slots (position j and score
+// u_j of each of a key tile's 64 slots). Every [64][D] tile is stored as
+// D / 64 atoms of [64 rows][64 columns], 128 bytes a row, 16-byte chunks
+// XOR-swizzled with row % 8: TMA's SWIZZLE_128B, the layout the wgmma
+// descriptors below name (layout 1, base offset 0).
+//
+// Per key tile i (64 slots), with cp.async groups as the pipeline:
+//   - wait for the group issued one step earlier (tile i's K/V rows, the
+//     scores of tile i + 1's slots), make it visible to the async proxy
+//     (fence.proxy.async) and to all warps (barrier);
+//   - issue the next group, in flight during the math: the gather of tile
+//     i + 1 into the other K/V buffers (16-byte cp.async, zero fill for
+//     padding slots), and the slots of tile i + 2 (positions loaded by the
+//     previous step, scores by 4-byte cp.async); load the positions of
+//     tile i + 3;
+//   - S = Q K^T: wgmma m64n64k16, A (Q) and B (K rows, K-major) from shared
+//     memory descriptors (nvvm.wgmma.mma_async);
+//   - membership and gates per element from the slots (emitIsMember /
+//     emitGate), online softmax in registers: the accumulator of warp w,
+//     lane l holds rows 16w + l/4 (+8), columns 8n + 2(l%4) (+1), the
+//     layout of mma.m16n8k16, so a row's max and sum are the lane's values
+//     plus two xor shuffles;
+//   - O += (P * gates) V: wgmma m64nDvk16 with P as the A operand from
+//     registers (the S accumulator n-tiles 2c, 2c+1 are exactly the A
+//     fragment of k-chunk c) and V (N-major, transposed B) from shared
+//     memory. nvvm.wgmma.mma_async has no register-A form in MLIR 22, so
+//     this one is an llvm.inline_asm of the same PTX instruction, built as
+//     convert-nvvm-to-llvm builds the shared-memory form;
+//   - barrier: the next step overwrites this tile's K/V buffers.
+// wgmma and its descriptors require sm_90a (sparsek-gpu-pipeline checks
+// chip=sm_90a for prefill-kernel=wgmma).
+//
+//===----------------------------------------------------------------------===//
+#include "TileLowerings.h"
+
+#include "../SparseKToLoops/LoopUtils.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+static constexpr int64_t kThreads = 128; // one warpgroup
+/// bf16/f16 elements in one 16-byte chunk (cp.async size, swizzle unit).
+static constexpr int64_t kChunk = 8;
+/// One swizzle atom: 64 rows of 64 elements (128 bytes).
+static constexpr int64_t kAtomCols = 64;
+static constexpr int64_t kAtomBytes = kKeyTile * kAtomCols * 2;
+/// Rows per 8-row core-matrix group of a 128B-swizzled operand.
+static constexpr int64_t kGroupBytes = 8 * 128;
+/// Slot buffers: key tile t's slots live in buffer t % 3 from the step of
+/// tile t - 2 (written) to the step of tile t (read).
+static constexpr int64_t kSlotBuffers = 3;
+
+namespace {
+/// Builders of the kernel body.
+struct WB {
+  OpBuilder &b;
+  Location loc;
+  Type elem; // bf16 or f16
+
+  Value c(int64_t v) { return emitIndex(b, loc, v); }
+  Value ci32(int64_t v) {
+    return arith::ConstantIntOp::create(b, loc, b.getI32Type(), v);
+  }
+  Value ci64(int64_t v) {
+    return arith::ConstantIntOp::create(b, loc, b.getI64Type(), v);
+  }
+  Value f(double v) { return emitF32(b, loc, v); }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
+  Value sub(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
+  Value div(Value x, Value y) { return arith::DivUIOp::create(b, loc, x, y); }
+  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, loc, x, y); }
+  Value max(Value x, Value y) { return arith::MaxSIOp::create(b, loc, x, y); }
+  Value lt(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y);
+  }
+  Value le(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, x, y);
+  }
+  Value sel(Value cnd, Value x, Value y) {
+    return arith::SelectOp::create(b, loc, cnd, x, y);
+  }
+  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
+  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); }
+  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
+  Value fmax(Value x, Value y) {
+    return arith::MaxNumFOp::create(b, loc, x, y);
+  }
+  Value exp2(Value x) { return math::Exp2Op::create(b, loc, x); }
+  Value isNegInf(Value x) {
+    return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, x,
+                                 f(-std::numeric_limits<double>::infinity()));
+  }
+  void barrier() { gpu::BarrierOp::create(b, loc); }
+
+  /// Where element (row, col) of a [64][width] tile lives in its atoms
+  /// [width / 64][64][64]: (atom, row, swizzled column); col is a multiple
+  /// of kChunk.
+  SmallVector<Value> swizzled(Value row, Value col) {
+    Value atom = div(col, c(kAtomCols));
+    Value chunk = div(rem(col, c(kAtomCols)), c(kChunk));
+    Value x = arith::XOrIOp::create(b, loc, chunk, rem(row, c(8)));
+    return {atom, row, mul(x, c(kChunk))};
+  }
+
+  /// Two f32 -> one 32-bit register holding elem x 2 (x in the low half).
+  Value pack(Value x, Value y) {
+    Value v = vector::FromElementsOp::create(
+        b, loc, VectorType::get({2}, b.getF32Type()), ValueRange{x, y});
+    Value narrow =
+        arith::TruncFOp::create(b, loc, VectorType::get({2}, elem), v);
+    Value cast = vector::BitCastOp::create(
+        b, loc, VectorType::get({1}, b.getI32Type()), narrow);
+    return vector::ExtractOp::create(b, loc, cast, ArrayRef<int64_t>{0});
+  }
+
+  /// Reduction over the 4 lanes of a quad (the lanes holding one row).
+  Value quadReduce(Value x, bool isMax) {
+    for (int64_t off : {1, 2}) {
+      Value other = gpu::ShuffleOp::create(b, loc, x, ci32(off), ci32(32),
+                                           gpu::ShuffleMode::XOR)
+                        .getShuffleResult();
+      x = isMax ? fmax(x, other) : fadd(x, other);
+    }
+    return x;
+  }
+
+  /// 16-byte cp.async of src[srcAt] into dst[dstAt], zero fill unless
+  /// `valid`.
+  Value copy(Value dst, ValueRange dstAt, Value src, ValueRange srcAt,
+             Value valid) {
+    return nvgpu::DeviceAsyncCopyOp::create(
+        b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), dst, dstAt,
+        src, srcAt, b.getIndexAttr(kChunk), sel(valid, c(kChunk), c(0)),
+        b.getUnitAttr());
+  }
+
+  /// Closes the copies issued so far into one cp.async group.
+  void commit(ValueRange tokens) {
+    nvgpu::DeviceAsyncCreateGroupOp::create(
+        b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
+  }
+
+  /// Waits until at most `pending` cp.async groups of this thread are in
+  /// flight, then makes the shared memory they wrote visible to wgmma (the
+  /// async proxy) and, through the barrier, to every warp.
+  void waitCopiesForWgmma(ValueRange tokens, int64_t pending) {
+    Value group = nvgpu::DeviceAsyncCreateGroupOp::create(
+        b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
+    nvgpu::DeviceAsyncWaitOp::create(b, loc, group,
+                                     b.getI32IntegerAttr(pending));
+    NVVM::FenceProxyOp::create(
+        b, loc, NVVM::ProxyKind::async_shared,
+        NVVM::SharedSpaceAttr::get(b.getContext(),
+                                   NVVM::SharedSpace::shared_cta));
+    barrier();
+  }
+
+  /// A wgmma shared-memory descriptor for the 128B-swizzled tile at shared
+  /// address `addr` (index, 1024-byte aligned or a k-step inside an atom):
+  /// start address >> 4 in bits 0-13, LBO >> 4 in 16-29, SBO >> 4 (one
+  /// 8-row group, 1024 bytes) in 32-45, layout 1 (128B swizzle) in 62-63.
+  Value descriptor(Value addr, int64_t lboBytes) {
+    Value a = arith::IndexCastOp::create(b, loc, b.getI64Type(), addr);
+    a = arith::AndIOp::create(
+        b, loc, arith::ShRUIOp::create(b, loc, a, ci64(4)), ci64(0x3fff));
+    int64_t hi = (int64_t(1) << 62) | ((kGroupBytes >> 4) << 32) |
+                 ((lboBytes >> 4) << 16);
+    return arith::OrIOp::create(b, loc, a, ci64(hi));
+  }
+
+  /// The descriptor `desc` moved by `bytes` (a multiple of 16, inside the
+  /// 14-bit address field).
+  Value advance(Value desc, int64_t bytes) {
+    if (bytes == 0)
+      return desc;
+    return arith::AddIOp::create(b, loc, desc, ci64(bytes >> 4));
+  }
+
+  NVVM::WGMMATypes wgmmaType() const {
+    return elem.isBF16() ? NVVM::WGMMATypes::bf16 : NVVM::WGMMATypes::f16;
+  }
+
+  /// acc + A B on wgmma m64nNk16, A and B from shared memory, both K-major.
+  Value wgmmaSS(Value acc, Value descA, Value descB, int64_t n) {
+    return NVVM::WgmmaMmaAsyncOp::create(
+        b, loc, acc.getType(), acc, descA, descB,
+        NVVM::MMAShapeAttr::get(b.getContext(), 64, n, 16), wgmmaType(),
+        wgmmaType(), NVVM::WGMMATypes::f32, NVVM::WGMMAScaleOut::one,
+        NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one, NVVM::MMALayout::row,
+        NVVM::MMALayout::col,
+        /*satfinite=*/nullptr);
+  }
+
+  /// acc + A B on wgmma m64nNk16 with A (4 x elem2 registers per thread, the
+  /// m16n8k16 A fragment of the thread's warp) from registers and B
+  /// N-major ("row", imm-trans-b = 1) from shared memory: the register-A
+  /// form nvvm.wgmma.mma_async lacks, as inline PTX.
+  SmallVector<Value> wgmmaRS(ArrayRef<Value> acc, ArrayRef<Value> a,
+                             Value descB) {
+    int64_t n = acc.size() * 2;
+    int64_t regs = acc.size();
+    std::string type = elem.isBF16() ? "bf16" : "f16";
+    std::string text =
+        "{\n.reg .pred p;\nsetp.ne.b32 p, $" + std::to_string(2 * regs + 5) +
+        ", 0;\nwgmma.mma_async.sync.aligned.m64n" + std::to_string(n) +
+        "k16.f32." + type + "." + type + " {";
+    std::string constraints;
+    for (int64_t i = 0; i < regs; ++i) {
+      text += (i ? ", $" : "$") + std::to_string(i);
+      constraints += "=f,";
+    }
+    text += "}, {";
+    for (int64_t i = 0; i < 4; ++i)
+      text += (i ? ", $" : "$") + std::to_string(2 * regs + i);
+    text += "}, $" + std::to_string(2 * regs + 4) + ", p, 1, 1, 1;\n}\n";
+    for (int64_t i = 0; i < regs; ++i)
+      constraints += std::to_string(i) + ",";
+    constraints += "r,r,r,r,l,n";
+    SmallVector<Value> operands(acc.begin(), acc.end());
+    operands.append(a.begin(), a.end());
+    operands.push_back(descB);
+    operands.push_back(ci32(1)); // scale-d: accumulate
+    auto structTy = LLVM::LLVMStructType::getLiteral(
+        b.getContext(), SmallVector<Type>(regs, b.getF32Type()));
+    auto asmOp = LLVM::InlineAsmOp::create(
+        b, loc, structTy, operands, text, constraints,
+        /*has_side_effects=*/true, /*is_align_stack=*/false,
+        LLVM::tailcallkind::TailCallKind::None,
+        LLVM::AsmDialectAttr::get(b.getContext(), LLVM::AsmDialect::AD_ATT),
+        /*operand_attrs=*/ArrayAttr());
+    return unpack(asmOp.getResult(0), regs);
+  }
+
+  /// The values `acc` (f32 or i32) as they are at this point: an empty asm
+  /// statement that reads and rewrites each (CUTLASS's
+  /// warpgroup_fence_operand). LLVM would otherwise move their arithmetic
+  /// across the wgmma fence or their reads before the wgmma wait, and ptxas
+  /// then serializes every wgmma with arrive/wait pairs of its own.
+  SmallVector<Value> pin(ArrayRef<Value> acc) {
+    std::string constraints;
+    SmallVector<Type> types;
+    for (Value v : acc) {
+      constraints += v.getType().isF32() ? "=f," : "=r,";
+      types.push_back(v.getType());
+    }
+    for (size_t i = 0; i < acc.size(); ++i)
+      constraints += std::to_string(i) + (i + 1 < acc.size() ? "," : "");
+    auto structTy = LLVM::LLVMStructType::getLiteral(b.getContext(), types);
+    auto asmOp = LLVM::InlineAsmOp::create(
+        b, loc, structTy, acc, "", constraints, /*has_side_effects=*/true,
+        /*is_align_stack=*/false, LLVM::tailcallkind::TailCallKind::None,
+        LLVM::AsmDialectAttr::get(b.getContext(), LLVM::AsmDialect::AD_ATT),
+        /*operand_attrs=*/ArrayAttr());
+    return unpack(asmOp.getResult(0), acc.size());
+  }
+
+  /// The struct of `values` (f32).
+  Value packStruct(ArrayRef<Value> values) {
+    auto structTy = LLVM::LLVMStructType::getLiteral(
+        b.getContext(), SmallVector<Type>(values.size(), b.getF32Type()));
+    Value v = LLVM::PoisonOp::create(b, loc, structTy);
+    for (auto [i, x] : llvm::enumerate(values))
+      v = LLVM::InsertValueOp::create(b, loc, v, x,
+                                      ArrayRef<int64_t>{int64_t(i)});
+    return v;
+  }
+
+  SmallVector<Value> unpack(Value structValue, int64_t count) {
+    SmallVector<Value> out;
+    for (int64_t i = 0; i < count; ++i)
+      out.push_back(LLVM::ExtractValueOp::create(b, loc, structValue,
+                                                 ArrayRef<int64_t>{i}));
+    return out;
+  }
+};
+
+/// The kernel's arguments, in launch order (as the mma.sync form's).
+struct KernelArgs {
+  Value q, key, value, scores, out;
+  Value lists, counts; // k >= 1
+  ThresholdBuffers thresholds;
+  Value scale;
+
+  SmallVector<Value> values() const {
+    SmallVector<Value> v{q, key, value, scores, out};
+    if (lists)
+      v.append({lists, counts, thresholds.tau, thresholds.thetaScore,
+                thresholds.thetaPos});
+    v.push_back(scale);
+    return v;
+  }
+  static KernelArgs from(ValueRange v, bool selects) {
+    KernelArgs a{v[0], v[1], v[2], v[3], v[4], {}, {}, {}, v.back()};
+    if (selects) {
+      a.lists = v[5];
+      a.counts = v[6];
+      a.thresholds = {v[7], v[8], v[9]};
+    }
+    return a;
+  }
+};
+
+/// Byte offsets of the regions of workgroup memory (from the 1024-aligned
+/// base).
+struct SmemLayout {
+  /// Regions: Q, K[2], V[2], slot positions and scores [3][64];
+  /// kBytes and vBytes: one K and one V buffer.
+  int64_t q, k, v, j, u, bytes, kBytes, vBytes;
+
+  SmemLayout(int64_t d, int64_t dv) {
+    kBytes = (d / kAtomCols) * kAtomBytes;
+    vBytes = (dv / kAtomCols) * kAtomBytes;
+    q = 0;
+    k = q + kBytes; // Q has D columns as K does
+    v = k + 2 * kBytes;
+    j = v + 2 * vBytes;
+    u = j + kSlotBuffers * kKeyTile * 4;
+    bytes = u + kSlotBuffers * kKeyTile * 4;
+  }
+  /// What the launch requests: the regions plus room to round the base up.
+  int64_t dynamicBytes() const { return bytes + 1024; }
+};
+
+/// One of the lane's two rows (g and g + 8 of its warp's 16).
+struct LaneRow {
+  Value hq, t;
+  QueryThresholds th;
+};
+} // namespace
+
+/// Builds the kernel body into `b` (the gpu.func's entry block).
+static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
+                        int64_t k, int64_t w, int64_t d, int64_t dv,
+                        Type elem) {
+  MLIRContext *ctx = b.getContext();
+  WB x{b, loc, elem};
+  SmemLayout layout(d, dv);
+  auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+
+  // Workgroup memory: the dynamic buffer, its base rounded up to 1024.
+  Value smem = gpu::DynamicSharedMemoryOp::create(
+      b, loc,
+      MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                      MemRefLayoutAttrInterface(), wg));
+  Value smemAddr = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, smem);
+  Value pad = x.sub(
+      x.mul(x.div(x.add(smemAddr, x.c(1023)), x.c(1024)), x.c(1024)), smemAddr);
+  Value base = x.add(smemAddr, pad); // shared address of region offset 0
+  auto view = [&](int64_t offset, ArrayRef<int64_t> shape, Type type) {
+    return memref::ViewOp::create(
+        b, loc, MemRefType::get(shape, type, MemRefLayoutAttrInterface(), wg),
+        smem, x.add(pad, x.c(offset)), ValueRange{});
+  };
+  // Tiles as [atoms][64][64], double buffers as [2][atoms][64][64].
+  Value sQ = view(layout.q, {d / kAtomCols, kKeyTile, kAtomCols}, elem);
+  Value sK = view(layout.k, {2, d / kAtomCols, kKeyTile, kAtomCols}, elem);
+  Value sV = view(layout.v, {2, dv / kAtomCols, kKeyTile, kAtomCols}, elem);
+  Value sJ = view(layout.j, {kSlotBuffers, kKeyTile}, b.getI32Type());
+  Value sU = view(layout.u, {kSlotBuffers, kKeyTile}, b.getF32Type());
+
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value lane = x.rem(tid, x.c(32)), warp = x.div(tid, x.c(32));
+  Value blk = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value hy = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  Value bi = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  Value numHeads = emitDim(b, loc, a.q, 1), kvHeads = emitDim(b, loc, a.key, 1);
+  Value numQueries = emitDim(b, loc, a.q, 2),
+        numKeys = emitDim(b, loc, a.key, 2);
+  TileGeometry geo =
+      TileGeometry::emit(b, loc, x.div(numHeads, kvHeads), numQueries);
+  Value h = x.div(hy, geo.headSplits), split = x.rem(hy, geo.headSplits);
+  Value r = x.add(x.mul(bi, kvHeads), h);
+  Value t0 = x.mul(blk, geo.blockQueries);
+  Value firstPos = x.sub(numKeys, numQueries);
+  Value count =
+      a.lists ? emitLoadIndex(b, loc, a.counts, ValueRange{r, blk}) : x.c(0);
+  BlockKeys keys = BlockKeys::emit(b, loc, count, t0, geo.blockQueries,
+                                   numQueries, numKeys, w);
+  Value numTiles = x.div(x.add(keys.length, x.c(kKeyTile - 1)), x.c(kKeyTile));
+  auto tileRow = [&](Value row) {
+    return emitTileRow(b, loc, row, t0, split, geo.headsPerTile, geo.group,
+                       geo.blockQueries, numQueries);
+  };
+
+  // Slot tid % 64 of key tile `tile`: its position j (i32, -1 past the
+  // list), loaded by every thread (no branch, so that the load can be
+  // issued a step before its use).
+  Value slotLane = x.rem(tid, x.c(kKeyTile));
+  Value storesSlots = x.lt(tid, x.c(kKeyTile));
+  auto loadPosition = [&](OpBuilder &lb, Location ll, Value tile) -> Value {
+    WB z{lb, ll, elem};
+    Value slot = z.add(z.mul(tile, z.c(kKeyTile)), slotLane);
+    Value j = keys.emitKeyAt(lb, ll, slot, a.lists, ValueRange{r, blk}, k);
+    return arith::IndexCastOp::create(lb, ll, lb.getI32Type(), j);
+  };
+  // The first 64 threads store position j into slot buffer `buf` and copy
+  // u_j next to it (cp.async, 4 bytes, zero past the list), in the group
+  // that the caller commits next.
+  auto storeSlot = [&](OpBuilder &lb, Location ll, Value j, Value buf) {
+    emitIf(lb, ll, storesSlots, [&](OpBuilder &sb, Location sl) {
+      WB z{sb, sl, elem};
+      memref::StoreOp::create(sb, sl, j, sJ, ValueRange{buf, tid});
+      Value jIdx = arith::IndexCastOp::create(sb, sl, sb.getIndexType(), j);
+      nvgpu::DeviceAsyncCopyOp::create(
+          sb, sl, nvgpu::DeviceAsyncTokenType::get(sb.getContext()), sU,
+          ValueRange{buf, tid}, a.scores,
+          ValueRange{bi, h, z.max(jIdx, z.c(0))}, sb.getIndexAttr(1),
+          z.sel(z.lt(jIdx, z.c(0)), z.c(0), z.c(1)), UnitAttr());
+    });
+  };
+  // The K and V rows of the slots in slot buffer `slots` into K/V buffer
+  // `buf` (zero rows for padding); returns the copies' tokens. Lanes take
+  // consecutive chunks of a row, so a warp reads whole rows.
+  auto gather = [&](OpBuilder &gb, Location gl, Value buf, Value slots) {
+    WB y{gb, gl, elem};
+    SmallVector<Value> tokens;
+    for (auto [dst, src, width] :
+         {std::tuple{sK, a.key, d}, std::tuple{sV, a.value, dv}}) {
+      int64_t chunks = width / kChunk;
+      for (int64_t i = 0; i < kKeyTile * chunks / kThreads; ++i) {
+        Value linear = y.add(tid, y.c(kThreads * i));
+        Value row = y.div(linear, y.c(chunks));
+        Value col = y.mul(y.rem(linear, y.c(chunks)), y.c(kChunk));
+        Value j = emitLoadIndex(gb, gl, sJ, ValueRange{slots, row});
+        Value valid = y.lt(y.c(-1), j);
+        SmallVector<Value> at{buf};
+        llvm::append_range(at, y.swizzled(row, col));
+        tokens.push_back(
+            y.copy(dst, at, src, {bi, h, y.max(j, y.c(0)), col}, valid));
+      }
+    }
+    return tokens;
+  };
+
+  // Prologue: the slots of key tiles 0 and 1; Q rows (zero for rows that
+  // are no (query, head)) and the gather of key tile 0 as the first group.
+  storeSlot(b, loc, loadPosition(b, loc, x.c(0)), x.c(0));
+  storeSlot(b, loc, loadPosition(b, loc, x.c(1)), x.c(1));
+  x.barrier();
+  SmallVector<Value> first;
+  {
+    int64_t chunks = d / kChunk;
+    for (int64_t i = 0; i < kKeyTile * chunks / kThreads; ++i) {
+      Value linear = x.add(tid, x.c(kThreads * i));
+      Value row = x.div(linear, x.c(chunks));
+      Value col = x.mul(x.rem(linear, x.c(chunks)), x.c(kChunk));
+      TileRow tr = tileRow(row);
+      Value hq = x.sel(tr.valid, x.add(x.mul(h, geo.group), tr.qhead), x.c(0));
+      Value t = x.sel(tr.valid, tr.query, x.c(0));
+      first.push_back(
+          x.copy(sQ, x.swizzled(row, col), a.q, {bi, hq, t, col}, tr.valid));
+    }
+  }
+  llvm::append_range(first, gather(b, loc, x.c(0), x.c(0)));
+  x.commit(first);
+  Value firstAhead = loadPosition(b, loc, x.c(2));
+
+  // The lane's rows g and g + 8 and their thresholds.
+  Value g = x.div(lane, x.c(4)), quad = x.rem(lane, x.c(4));
+  LaneRow rows[2];
+  for (int i = 0; i < 2; ++i) {
+    Value row = x.add(x.add(x.mul(warp, x.c(16)), g), x.c(8 * i));
+    TileRow tr = tileRow(row);
+    Value pos = x.add(firstPos, tr.query);
+    QueryThresholds th{tr.valid, pos, Value(), Value(), Value()};
+    if (a.lists)
+      th = a.thresholds.emitLoad(b, loc, r, tr.query, tr.valid, pos);
+    rows[i] = {x.add(x.mul(h, geo.group), tr.qhead), tr.query,
+               th.castPositions(b, loc, b.getI32Type())};
+  }
+  Value scaleLog2 = x.fmul(a.scale, x.f(1.0 / std::log(2.0)));
+
+  // Loop-invariant descriptors: Q (A of Q K^T), and buffers 0 of K and V.
+  int64_t vLbo = kAtomBytes; // V is N-major: the next 64 columns
+  Value descQ = x.descriptor(x.add(base, x.c(layout.q)), kGroupBytes);
+  Value descK0 = x.descriptor(x.add(base, x.c(layout.k)), kGroupBytes);
+  Value descV0 = x.descriptor(x.add(base, x.c(layout.v)), vLbo);
+
+  // Carried: O (dv / 8 n-tiles x 4), m and l of both rows, then the
+  // position of the thread's slot in key tile + 2.
+  int64_t oTiles = dv / 8;
+  Value negInf = x.f(-std::numeric_limits<double>::infinity());
+  SmallVector<Value> init(oTiles * 4, x.f(0.0));
+  init.append({negInf, negInf, x.f(0.0), x.f(0.0), firstAhead});
+
+  // Key tile `tile` from K/V buffers tile % 2 and slot buffer tile % 3: its
+  // gather and the scores of its slots were committed by the previous step
+  // (or the prologue), the slots of tile + 1 stored there too.
+  auto step = [&](OpBuilder &lb, Location ll, Value tile,
+                  ValueRange carried) -> SmallVector<Value> {
+    WB y{lb, ll, elem};
+    Value buf = y.rem(tile, y.c(2)), other = y.sub(y.c(1), buf);
+    Value slots = y.rem(tile, y.c(kSlotBuffers));
+    Value nextSlots = y.rem(y.add(tile, y.c(1)), y.c(kSlotBuffers));
+    Value aheadSlots = y.rem(y.add(tile, y.c(2)), y.c(kSlotBuffers));
+    // The buffer's descriptors: buffer 0's plus buf buffers (in 16 bytes).
+    Value buf64 = arith::IndexCastOp::create(lb, ll, lb.getI64Type(), buf);
+    Value descK = y.add(descK0, y.mul(buf64, y.ci64(layout.kBytes >> 4)));
+    Value descV = y.add(descV0, y.mul(buf64, y.ci64(layout.vBytes >> 4)));
+    // Tile `tile` landed (the only group in flight); its slots and the
+    // next tile's are visible after the barrier.
+    y.waitCopiesForWgmma({}, 0);
+    // In flight during this tile's math, as one group: the gather of tile
+    // + 1 into the other K/V buffers (all zero fill past the list: its
+    // slots are -1), and the slots of tile + 2 (position loaded by the
+    // previous step, score copied) into the slot buffer that tile - 1
+    // freed. The position for tile + 3 is loaded for the next step.
+    SmallVector<Value> tokens = gather(lb, ll, other, nextSlots);
+    storeSlot(lb, ll, carried.back(), aheadSlots);
+    y.commit(tokens);
+    Value ahead = loadPosition(lb, ll, y.add(tile, y.c(3)));
+
+    // S = Q K^T.
+    Value acc = y.packStruct(y.pin(SmallVector<Value>(kKeyTile / 2, y.f(0.0))));
+    NVVM::WgmmaFenceAlignedOp::create(lb, ll);
+    for (int64_t kk = 0; kk < d / 16; ++kk) {
+      int64_t offset = (kk / 4) * kAtomBytes + (kk % 4) * 32;
+      acc = y.wgmmaSS(acc, y.advance(descQ, offset), y.advance(descK, offset),
+                      kKeyTile);
+    }
+    NVVM::WgmmaGroupSyncAlignedOp::create(lb, ll);
+    NVVM::WgmmaWaitGroupSyncOp::create(lb, ll, 0);
+    SmallVector<Value> sAll = y.pin(y.unpack(acc, kKeyTile / 2));
+    // s[nt][reg]: register 2 ri + e of n-tile nt is row g + 8 ri, key
+    // column 8 nt + 2 quad + e.
+    SmallVector<SmallVector<Value>> s(8);
+    for (int64_t nt = 0; nt < 8; ++nt)
+      s[nt].assign(sAll.begin() + 4 * nt, sAll.begin() + 4 * nt + 4);
+
+    // The tile's class (the same for every thread): all of its keys in
+    // every row's window, all from the list Sel(t0), or mixed.
+    KeyTileClass cls =
+        KeyTileClass::emit(lb, ll, keys, y.mul(tile, y.c(kKeyTile)), w);
+    auto keyAt = [&](OpBuilder &kb, Location kl, int64_t nt,
+                     int64_t e) -> std::pair<Value, Value> {
+      WB z{kb, kl, elem};
+      Value col = z.add(z.mul(quad, z.c(2)), z.c(8 * nt + e));
+      return {memref::LoadOp::create(kb, kl, sJ, ValueRange{slots, col}),
+              memref::LoadOp::create(kb, kl, sU, ValueRange{slots, col})};
+    };
+    // Per element by class, in a branch every thread takes alike (around
+    // no wgmma): the membership (non-members get s = -inf, so p = 0), then
+    // after the exponents the gate. Window tiles need neither test, list
+    // tiles only the score tests.
+    enum class Class { Window, List, Mixed };
+    auto byClass = [&](SmallVector<Value> in,
+                       function_ref<Value(OpBuilder &, Location, Class, Value,
+                                          int64_t, int64_t, int64_t)>
+                           fn) {
+      auto emitClass = [&](OpBuilder &cb, Location cl, Class c) {
+        SmallVector<Value> out;
+        for (int64_t nt = 0; nt < 8; ++nt)
+          for (int64_t reg = 0; reg < 4; ++reg)
+            out.push_back(
+                fn(cb, cl, c, in[4 * nt + reg], nt, reg % 2, reg / 2));
+        scf::YieldOp::create(cb, cl, out);
+      };
+      auto outer = scf::IfOp::create(
+          lb, ll, cls.window,
+          [&](OpBuilder &cb, Location cl) { emitClass(cb, cl, Class::Window); },
+          [&](OpBuilder &cb, Location cl) {
+            if (k == 0)
+              return emitClass(cb, cl, Class::Mixed);
+            auto inner = scf::IfOp::create(
+                cb, cl, cls.list,
+                [&](OpBuilder &ib, Location il) {
+                  emitClass(ib, il, Class::List);
+                },
+                [&](OpBuilder &ib, Location il) {
+                  emitClass(ib, il, Class::Mixed);
+                });
+            scf::YieldOp::create(cb, cl, inner.getResults());
+          });
+      return SmallVector<Value>(outer.getResults());
+    };
+    SmallVector<Value> flat;
+    for (int64_t nt = 0; nt < 8; ++nt)
+      llvm::append_range(flat, s[nt]);
+    flat = byClass(flat,
+                   [&](OpBuilder &cb, Location cl, Class c, Value v, int64_t nt,
+                       int64_t e, int64_t ri) -> Value {
+                     WB z{cb, cl, elem};
+                     Value valid = rows[ri].th.valid;
+                     if (c != Class::Window) {
+                       auto [j, u] = keyAt(cb, cl, nt, e);
+                       valid = c == Class::List
+                                   ? emitIsListMember(cb, cl, rows[ri].th, j, u)
+                                   : emitIsMember(cb, cl, rows[ri].th, j, u, w,
+                                                  k > 0);
+                     }
+                     return z.sel(valid, z.fmul(v, scaleLog2), negInf);
+                   });
+    for (int64_t nt = 0; nt < 8; ++nt)
+      s[nt].assign(flat.begin() + 4 * nt, flat.begin() + 4 * nt + 4);
+    // Online softmax per row: new max, rescale, P * gate.
+    SmallVector<Value> next(carried.begin(), carried.end());
+    next.back() = ahead;
+    for (int64_t ri = 0; ri < 2; ++ri) {
+      Value m = carried[oTiles * 4 + ri], l = carried[oTiles * 4 + 2 + ri];
+      Value mx = negInf;
+      for (int64_t nt = 0; nt < 8; ++nt)
+        for (int64_t e = 0; e < 2; ++e)
+          mx = y.fmax(mx, s[nt][2 * ri + e]);
+      Value mNew = y.fmax(m, y.quadReduce(mx, /*isMax=*/true));
+      // No member yet: exponents against 0 give exp2(-inf) = 0.
+      Value mUse = y.sel(y.isNegInf(mNew), y.f(0.0), mNew);
+      Value alpha = y.exp2(y.fsub(m, mUse));
+      Value lNew = y.fmul(l, alpha);
+      for (int64_t nt = 0; nt < 8; ++nt)
+        for (int64_t e = 0; e < 2; ++e) {
+          int64_t reg = 2 * ri + e;
+          Value pe = y.exp2(y.fsub(s[nt][reg], mUse));
+          lNew = y.fadd(lNew, pe); // the sum leaves the gates out
+          s[nt][reg] = pe;
+        }
+      for (int64_t ot = 0; ot < oTiles; ++ot)
+        for (int64_t e = 0; e < 2; ++e)
+          next[4 * ot + 2 * ri + e] =
+              y.fmul(carried[4 * ot + 2 * ri + e], alpha);
+      next[oTiles * 4 + ri] = mNew;
+      next[oTiles * 4 + 2 + ri] = lNew;
+    }
+    // P * gates (1 in the window).
+    if (k > 0) {
+      flat.clear();
+      for (int64_t nt = 0; nt < 8; ++nt)
+        llvm::append_range(flat, s[nt]);
+      flat =
+          byClass(flat,
+                  [&](OpBuilder &cb, Location cl, Class c, Value p, int64_t nt,
+                      int64_t e, int64_t ri) -> Value {
+                    if (c == Class::Window)
+                      return p;
+                    WB z{cb, cl, elem};
+                    auto [j, u] = keyAt(cb, cl, nt, e);
+                    return z.fmul(
+                        p, c == Class::List
+                               ? emitListGate(cb, cl, rows[ri].th, u)
+                               : emitGate(cb, cl, rows[ri].th, j, u, w, k > 0));
+                  });
+      for (int64_t nt = 0; nt < 8; ++nt)
+        s[nt].assign(flat.begin() + 4 * nt, flat.begin() + 4 * nt + 4);
+    }
+    // O += P V, k-chunks of 16 keys (16 rows of V, 2048 bytes apart).
+    // P of k-chunk kc: registers 4 kc .. 4 kc + 3, all packed (and pinned
+    // with O) before the fence.
+    SmallVector<Value> operands(next.begin(), next.begin() + oTiles * 4);
+    for (int64_t kc = 0; kc < kKeyTile / 16; ++kc)
+      operands.append({y.pack(s[2 * kc][0], s[2 * kc][1]),
+                       y.pack(s[2 * kc][2], s[2 * kc][3]),
+                       y.pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                       y.pack(s[2 * kc + 1][2], s[2 * kc + 1][3])});
+    operands = y.pin(operands);
+    SmallVector<Value> o(operands.begin(), operands.begin() + oTiles * 4);
+    ArrayRef<Value> pa = ArrayRef<Value>(operands).drop_front(oTiles * 4);
+    NVVM::WgmmaFenceAlignedOp::create(lb, ll);
+    for (int64_t kc = 0; kc < kKeyTile / 16; ++kc)
+      o = y.wgmmaRS(o, pa.slice(4 * kc, 4), y.advance(descV, kc * 16 * 128));
+    NVVM::WgmmaGroupSyncAlignedOp::create(lb, ll);
+    NVVM::WgmmaWaitGroupSyncOp::create(lb, ll, 0);
+    o = y.pin(o);
+    std::copy(o.begin(), o.end(), next.begin());
+    // Every warp is done with this tile's K/V buffers (the next step
+    // gathers into them) and its slot buffer.
+    y.barrier();
+    return next;
+  };
+
+  // No branch around the wgmma ops: ptxas serializes wgmma on a path it
+  // sees as divergent.
+  auto loop = scf::ForOp::create(
+      b, loc, x.c(0), numTiles, x.c(1), init,
+      [&](OpBuilder &lb, Location ll, Value tile, ValueRange carried) {
+        scf::YieldOp::create(lb, ll, step(lb, ll, tile, carried));
+      });
+
+  // out = O / l (0 for rows without a member), in v's element type.
+  ValueRange res = loop.getResults();
+  for (int64_t ri = 0; ri < 2; ++ri) {
+    Value l = x.quadReduce(res[oTiles * 4 + 2 + ri], /*isMax=*/false);
+    Value any =
+        arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, l, x.f(0.0));
+    Value inv =
+        x.sel(any, arith::DivFOp::create(b, loc, x.f(1.0), l), x.f(0.0));
+    emitIf(b, loc, rows[ri].th.valid, [&](OpBuilder &sb, Location sl) {
+      WB z{sb, sl, elem};
+      for (int64_t ot = 0; ot < oTiles; ++ot) {
+        Value v = vector::FromElementsOp::create(
+            sb, sl, VectorType::get({2}, sb.getF32Type()),
+            ValueRange{z.fmul(res[4 * ot + 2 * ri], inv),
+                       z.fmul(res[4 * ot + 2 * ri + 1], inv)});
+        Value narrow =
+            arith::TruncFOp::create(sb, sl, VectorType::get({2}, elem), v);
+        Value col = z.add(z.mul(quad, z.c(2)), z.c(8 * ot));
+        vector::StoreOp::create(sb, sl, narrow, a.out,
+                                ValueRange{bi, rows[ri].hq, rows[ri].t, col});
+      }
+    });
+  }
+  // The last step left one (all zero fill) gather in flight.
+  x.waitCopiesForWgmma({}, 0);
+}
+
+void sparsek::emitWgmmaTiles(OpBuilder &b, Location loc, const TileProblem &p,
+                             ModuleOp module) {
+  SelectAttentionOp op = p.op;
+  MLIRContext *ctx = b.getContext();
+  auto qType = cast<MemRefType>(op.getQuery().getType());
+  Type elem = qType.getElementType();
+  int64_t d = qType.getDimSize(3);
+  int64_t dv = cast<MemRefType>(op.getValue().getType()).getDimSize(3);
+  KernelArgs host{op.getQuery(),  op.getKey(),  op.getValue(),
+                  op.getScores(), op.getInit(), Value(),
+                  Value(),        {},           p.scale};
+  if (p.keys) {
+    host.lists = p.keys->lists;
+    host.counts = p.keys->counts;
+    host.thresholds = p.keys->thresholds;
+  }
+  SmallVector<Value> args = host.values();
+
+  // A gpu.module of its own per op (its argument types are the op's).
+  module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                  UnitAttr::get(ctx));
+  std::string name;
+  for (int i = 0;; ++i) {
+    name = "sparsek_select_attention_wgmma_" + std::to_string(i);
+    if (!module.lookupSymbol(name))
+      break;
+  }
+  OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
+  auto gpuModule = gpu::GPUModuleOp::create(mb, loc, name);
+  mb.setInsertionPointToStart(gpuModule.getBody());
+  auto fn = gpu::GPUFuncOp::create(
+      mb, loc, "tiles", FunctionType::get(ctx, ValueRange(args).getTypes(), {}),
+      TypeRange{}, TypeRange{});
+  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), mb.getUnitAttr());
+  fn.setKnownBlockSizeAttr(DenseI32ArrayAttr::get(ctx, {kThreads, 1, 1}));
+  {
+    OpBuilder kb = OpBuilder::atBlockBegin(&fn.getBody().front());
+    buildKernel(kb, loc,
+                KernelArgs::from(fn.getArguments().take_front(args.size()),
+                                 static_cast<bool>(p.keys)),
+                p.k, p.w, d, dv, elem);
+    gpu::ReturnOp::create(kb, loc);
+  }
+
+  const FusedSizes &z = p.sizes;
+  Value one = emitIndex(b, loc, 1);
+  Value heads = arith::MulIOp::create(b, loc, z.hkv, p.geo.headSplits);
+  Value smemBytes = arith::ConstantIntOp::create(
+      b, loc, b.getI32Type(), SmemLayout(d, dv).dynamicBytes());
+  emitIfNonEmpty(b, loc, {p.geo.numBlocks, heads, z.batch, z.hq},
+                 [&](OpBuilder &lb, Location ll) {
+                   gpu::LaunchFuncOp::create(
+                       lb, ll, fn,
+                       gpu::KernelDim3{p.geo.numBlocks, heads, z.batch},
+                       gpu::KernelDim3{emitIndex(lb, ll, kThreads), one, one},
+                       smemBytes, args);
+                 });
+}
