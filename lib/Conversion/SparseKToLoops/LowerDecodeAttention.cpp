@@ -224,7 +224,7 @@ struct DecodeSlots {
           if (inKernel) {
             // Reported, then skipped (SPEC 3: kernels treat NaN as -inf).
             Value valid =
-                emitDeviceCheck(nb, nl, op, emitValidScore(nb, nl, score),
+                emitDeviceCheck(nb, nl, op, emitValidSlotScore(nb, nl, score),
                                 SPARSEK_ERROR_INVALID_SCORE);
             return acc.addIf(nb, nl, valid, cur, query, keyRow, valueRow, gate)
                 .values();
