@@ -72,8 +72,8 @@ FAMILIES = {
             ("select_attention_bf16_k2048_w512", lambda n: _select_attention(n, 2048, 512, 128)),
             ("select_attention_bf16_k256_w256", lambda n: _select_attention(n, 256, 256, 64)),
         ],
-        "pipeline_options": "",
-        "composite_lowering": "fused (pipeline default fuse-select-attention=true)"},
+        "pipeline_options": "prefill-kernel=loops",
+        "composite_lowering": "fused, one query per thread (prefill-kernel=loops)"},
     # The same op decomposed: sparsek.select (indices and gates materialized)
     # then sparsek.attention.
     "select_attention_decomposed": {
@@ -81,7 +81,7 @@ FAMILIES = {
             ("select_attention_bf16_k2048_w512_decomposed", lambda n: _select_attention(n, 2048, 512, 128)),
             ("select_attention_bf16_k256_w256_decomposed", lambda n: _select_attention(n, 256, 256, 64)),
         ],
-        "pipeline_options": "fuse-select-attention=false",
+        "pipeline_options": "prefill-kernel=loops fuse-select-attention=false",
         "composite_lowering": "decomposed: select (indices, gates materialized) then attention"},
     # The same op tile first (sparsek-tile-select-attention): block key sets
     # from the chunked selection, then one mma.sync kernel (64 rows of

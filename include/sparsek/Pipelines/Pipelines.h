@@ -156,7 +156,7 @@ struct SparseKGPUPipelineOptions
   PassOptions::Option<PrefillKernel> prefillKernel{
       *this, "prefill-kernel",
       llvm::cl::desc("How the fused select_attention is lowered"),
-      llvm::cl::init(PrefillKernel::Loops),
+      llvm::cl::init(PrefillKernel::MmaSync),
       llvm::cl::values(
           clEnumValN(PrefillKernel::Loops, "loops",
                      "one query per thread on CUDA cores "
@@ -164,12 +164,10 @@ struct SparseKGPUPipelineOptions
           clEnumValN(PrefillKernel::MmaSync, "mma-sync",
                      "tiles of 64 (query, head) rows on tensor cores "
                      "(sparsek-tile-select-attention; bf16/f16 with D and Dv "
-                     "in {64, 128}, other ops keep the loops); not yet run "
-                     "on a GPU"),
+                     "in {64, 128}, other ops keep the loops); the default"),
           clEnumValN(PrefillKernel::Wgmma, "wgmma",
                      "the same tiles on Hopper wgmma with double-buffered "
-                     "cp.async gathers (requires chip=sm_90a); not yet run "
-                     "on a GPU"))};
+                     "cp.async gathers (requires chip=sm_90a)"))};
   PassOptions::Option<DecodeKernel> decodeKernel{
       *this, "decode-kernel",
       llvm::cl::desc("How decode_attention is lowered"),
