@@ -15,9 +15,12 @@
 // function `f` also gets `f_entry(stream, buffers...) -> status`
 // (sparsek-entry-points), the C entry point frameworks call.
 //
-// Correct first: one thread per query (per candidate, chunk or list entry
-// in the selection kernels, per output element for linalg ops), scalar
-// loops inside.
+// Before the loops: the fused select_attention ops the tile kernels cover go
+// tile first (prefill-kernel=mma-sync, the default, or wgmma:
+// sparsek-tile-select-attention), and decode_attention with
+// decode-kernel=tiles (sparsek-tile-decode-attention). What is left keeps
+// one thread per query (per candidate, chunk or list entry in the selection
+// kernels, per output element for linalg ops), scalar loops inside.
 // Operand data is only read inside the kernels; the host checks sizes
 // (descriptors).
 //
