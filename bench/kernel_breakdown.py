@@ -1,0 +1,50 @@
+# Per-kernel GPU times of one call of a compiled composite (P1 shape by
+# default), in launch order, from torch.profiler: which of the selection
+# kernels, the block key sets and the attention tiles dominates. Runs on the
+# GPU machine against build/bench-artifacts (bench/build_bench_artifacts.sh).
+#   python3 bench/kernel_breakdown.py [--forms mma_sync,wgmma] [--T 32768,4096]
+import argparse
+import os
+import sys
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--artifacts", default=os.path.join(ROOT, "build", "bench-artifacts"))
+    p.add_argument("--forms", default="mma_sync,wgmma")
+    p.add_argument("--T", default="32768,4096")
+    a = p.parse_args()
+    sys.path.insert(0, os.path.join(a.artifacts, "python"))
+    from sparsek.gpu import GPULibrary
+
+    B, Hq, Hkv, D, k, w = 1, 32, 8, 128, 2048, 512
+    for T in (int(t) for t in a.T.split(",")):
+        g = torch.Generator(device="cuda").manual_seed(0)
+        q = torch.randn(B, Hq, T, D, device="cuda", generator=g).bfloat16()
+        key = torch.randn(B, Hkv, T, D, device="cuda", generator=g).bfloat16()
+        value = torch.randn(B, Hkv, T, D, device="cuda", generator=g).bfloat16()
+        u = torch.randn(B, Hkv, T, device="cuda", generator=g) * 2
+        out = torch.empty(B, Hq, T, D, device="cuda", dtype=torch.bfloat16)
+        for form in a.forms.split(","):
+            lib = GPULibrary(os.path.join(a.artifacts, f"libbench_select_attention_{form}.so"))
+            fn = f"select_attention_bf16_k{k}_w{w}_{form}"
+            for _ in range(2):  # module load, pools
+                lib.call(fn, q, key, value, u, out)
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                lib.call(fn, q, key, value, u, out)
+                torch.cuda.synchronize()
+            kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+            total = sum(e.time_range.elapsed_us() for e in kernels)
+            print(f"T={T} {form}: {len(kernels)} GPU events, {total / 1e3:.2f} ms")
+            for i, e in enumerate(kernels):
+                print(f"  {i:2d} {e.name[-40:]:40s} {e.time_range.elapsed_us() / 1e3:8.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
