@@ -2,13 +2,15 @@
 # the CPU: the GPU kernel's split count, slot numbering (pool slots below the
 # pool count, then the valid window ring slots), per-lane slot classes,
 # gates, merges and the last-split merge behind an atomic counter, run
-# sequentially and checked against the float64 reference.
+# sequentially and checked against the float64 reference; and its reports
+# of invalid cache states and scores.
 import numpy as np
 import pytest
 
 from cpu_harness import assert_output_close, decode_batch, library, rng
 from sparsek import ir, reference
 from sparsek.memref import from_bf16_bits, to_bf16_bits
+from sparsek.status import INVALID_CACHE_STATE, INVALID_SCORE, SparseKError
 
 TILES = "sparsek-cpu-pipeline{decode-kernel=tiles}"
 # The kernel aims at 264 blocks and splits a (b, h) pair at most once per 64
@@ -79,10 +81,12 @@ def test_empty_cache_state_gives_zero():
     assert np.all(o == 0)
 
 
-def test_bad_cache_state_is_clamped_like_the_gpu_loops():
-    # Pool counts past k are read as k, negative ones as 0, a negative
-    # position leaves the window empty, NaN / +inf pool scores drop their
-    # slot: what the GPU loop form does (no status from the walk).
+def test_bad_cache_state_is_reported_and_skipped_like_the_gpu_loops():
+    # NaN / +inf pool scores are reported (INVALID_SCORE) and drop their
+    # slot; pool counts outside [0, k] and negative positions are reported
+    # (INVALID_CACHE_STATE) and their heads output zeros, reading no slot:
+    # what the GPU loop form's kernels do (test_cpu_device_status.py
+    # compares the two forms case by case).
     k, w, D, Hkv, G = 150, 20, 64, 2, 2
     g = rng(5)
     args, pos = decode_batch(g, (200, 200, 200), Hkv, D, k, w)
@@ -91,31 +95,29 @@ def test_bad_cache_state_is_clamped_like_the_gpu_loops():
     args[2][0, 0, 3] = np.nan
     args[2][0, 1, 7] = np.inf
     lib = library(ir.decode_function("decode_tiles", k, w, head_dim=D), pipeline=TILES)
-    clean_sc = args[2].copy()
-    clean_sc[0, 0, 3] = -np.inf  # a masked slot contributes nothing ...
-    clean_sc[0, 1, 7] = -np.inf
     o = np.full((3, G * Hkv, D), 7, np.float32)
-    lib.call("decode_tiles", q, *args, pos, o)
-    # ... which the reference shows by leaving the slot out of the pool.
+    with pytest.raises(SparseKError) as e:
+        lib.call("decode_tiles", q, *args, pos, o)
+    assert e.value.code == INVALID_SCORE
+    # The reference shows a dropped slot by leaving it out of the pool.
     for b, h, s in ((0, 0, 3), (0, 1, 7)):
         want = _without_slot(q, args, pos, k, w, b, h, s)
         np.testing.assert_allclose(o[b, h * G:(h + 1) * G], want, rtol=1e-5, atol=1e-5)
+    want = reference.decode_attention(q, *[a.copy() for a in args[:2]], scores, *args[3:], pos,
+                                      k, w)
+    np.testing.assert_allclose(o[1:], want[1:], rtol=1e-5, atol=1e-5)
     args[2][:] = scores
     args[4][1, 0] = k + 5
     args[4][1, 1] = -3
     pos2 = pos.copy()
     pos2[2] = -4
-    lib.call("decode_tiles", q, *args, pos2, o)
-    fixed = [a.copy() for a in args]
-    fixed[4][1, 0] = k
-    fixed[4][1, 1] = 0
-    want = reference.decode_attention(q[:2], *[a[:2] for a in fixed], pos2[:2], k, w)
-    np.testing.assert_allclose(o[:2], want, rtol=1e-5, atol=1e-5)
-    # No window and the pool alone for the sequence at a negative position.
-    key, value, sc, tau, cnt = (a[2:] for a in fixed)
-    nowin = reference.decode_attention(q[2:], key[:, :, :k], value[:, :, :k], sc[:, :, :k], tau,
-                                       cnt, np.array([0]), k, 0)
-    np.testing.assert_allclose(o[2], nowin[0], rtol=1e-5, atol=1e-5)
+    o[:] = 7
+    with pytest.raises(SparseKError) as e:
+        lib.call("decode_tiles", q, *args, pos2, o)
+    assert e.value.code == INVALID_CACHE_STATE
+    assert np.all(o[1:] == 0)
+    np.testing.assert_allclose(o[0], reference.decode_attention(q, *args, pos, k, w)[0],
+                               rtol=1e-5, atol=1e-5)
 
 
 def _without_slot(q, args, pos, k, w, b, h, s):

@@ -19,6 +19,7 @@ SERIAL = "sparsek-cpu-pipeline"
 PARALLEL = "sparsek-cpu-pipeline{parallel-loops select-chunk=3}"
 FUSED_SERIAL = "sparsek-cpu-pipeline{fuse-select-attention}"
 TILES = "sparsek-cpu-pipeline{prefill-kernel=tiles select-chunk=3}"
+DECODE_TILES = "sparsek-cpu-pipeline{decode-kernel=tiles}"
 
 
 def _raises(lib, name, args):
@@ -161,3 +162,71 @@ def test_valid_calls_after_an_error_run_clean():
     lib.call("select", *sel)
     r_idx, _, _ = reference.select(u.astype(np.float64), 4, 3, 20)
     np.testing.assert_array_equal(sel[1], r_idx)
+
+
+# The tile-first decode (decode-kernel=tiles; its scalar form on the CPU,
+# the split-K kernel's walk) checks the cache state and scores at the same
+# points as the loop form's kernels: D = 64 (the tile forms' head dims), one
+# split (k + w = 12) and five splits of the (b, h) pairs (k + w = 360).
+TILE_CASES = [
+    ("pool_count", 9, (1, 0), INVALID_CACHE_STATE),     # more than k
+    ("pool_count", -1, (2, 1), INVALID_CACHE_STATE),
+    ("pool_count", 1 << 30, (2, 0), INVALID_CACHE_STATE),  # far past k + w
+    ("pos", -1, (0,), INVALID_CACHE_STATE),
+    ("pos", -(2**40), (2,), INVALID_CACHE_STATE),
+    ("slot_scores", np.nan, (2, 1, 0), INVALID_SCORE),  # a pool slot
+    ("slot_scores", np.inf, (2, 0, 7), INVALID_SCORE),
+    ("tau", np.nan, (1, 1), INVALID_SCORE),
+]
+
+
+def _tile_decode_args(k, w):
+    return _decode_args(k, w, D=64, lengths=(1, 9, 400) if k > 8 else (1, 9, 40))
+
+
+@pytest.mark.parametrize("k,w", [(8, 4), (300, 60)])
+@pytest.mark.parametrize("what,value,at,code", TILE_CASES)
+def test_tile_decode_reports_like_the_loop_form(k, w, what, value, at, code):
+    if what == "pool_count" and value == 9 and k > 8:
+        value = k + 1
+    args = _tile_decode_args(k, w)
+    assert args[5][2].min() == k  # the long sequence's pools are full
+    _same_error([SERIAL, PARALLEL, DECODE_TILES],
+                ir.decode_function("decode", k, w, head_dim=64), "decode",
+                lambda: _broken(args, what, value, at), code)
+
+
+@pytest.mark.parametrize("k,w", [(8, 4), (300, 60)])
+@pytest.mark.parametrize("what,value,at,code", TILE_CASES)
+def test_tile_decode_keeps_the_heads_the_loop_form_keeps(k, w, what, value, at, code):
+    # After the report the tile walk outputs what the loop form's kernels
+    # output: zeros for every query head of a (b, h) with a bad pool count
+    # (of every head of a sequence at a negative position), invalid pool
+    # slots left out, a NaN tau's gates; the other heads exact.
+    args = _tile_decode_args(k, w)
+    bad = _broken(args, what, value, at)
+    outs = {}
+    for pipeline in (PARALLEL, DECODE_TILES):
+        lib = library(ir.decode_function("decode", k, w, head_dim=64), pipeline=pipeline)
+        call = [a.copy() for a in bad]
+        call[-1][:] = 7
+        assert _raises(lib, "decode", call).code == code
+        outs[pipeline] = call[-1]
+        # A valid call afterwards runs clean (the error was reported once).
+        good = [a.copy() for a in args]
+        lib.call("decode", *good)
+        np.testing.assert_allclose(good[-1], reference.decode_attention(*args[:7], k, w),
+                                   rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outs[DECODE_TILES], outs[PARALLEL], rtol=1e-5, atol=1e-5)
+    out, want = outs[DECODE_TILES], reference.decode_attention(*args[:7], k, w)
+    G = 2
+    touched = np.zeros(out.shape[:2], bool)
+    if what == "pos":
+        touched[at[0]] = True
+        np.testing.assert_array_equal(out[at[0]], 0)
+    else:
+        b, h = at[:2]
+        touched[b, h * G:(h + 1) * G] = True
+        if what == "pool_count":
+            np.testing.assert_array_equal(out[b, h * G:(h + 1) * G], 0)
+    np.testing.assert_allclose(out[~touched], want[~touched], rtol=1e-5, atol=1e-5)

@@ -152,8 +152,8 @@ def SparseKTileDecodeAttention : Pass<"sparsek-tile-decode-attention", "ModuleOp
     Decode is bound by the bandwidth of reading the k + w cached K/V rows
     (DESIGN.md "tile first", point 5). Per sequence b and KV head h, the
     valid slots are the pool slots [0, n_pool) with
-    n_pool = clamp(pool_count[b, h], 0, k) and the window ring slots
-    k + [0, n_win) with n_win = clamp(pos[b] + 1, 0, w) (ring slot r holds
+    n_pool = pool_count[b, h] and the window ring slots
+    k + [0, n_win) with n_win = min(pos[b] + 1, w) (ring slot r holds
     a position of the window exactly when r <= pos[b]; the order of the
     keys does not change the softmax). They are numbered 0 .. n_pool + n_win
     and cut into `splits` equal ranges; splits = 1 once B * Hkv reaches
@@ -186,9 +186,18 @@ def SparseKTileDecodeAttention : Pass<"sparsek-tile-decode-attention", "ModuleOp
       where there is no GPU.
 
     Checks are those of the parallel loop form: sizes (SHAPE_MISMATCH) and,
-    in the kernel form, 16-byte aligned rows (MISALIGNED) on the host; in
-    the walk pool counts are clamped to [0, k], a negative position leaves
-    the window empty, and NaN or +inf pool scores skip their slot.
+    in the kernel form, 16-byte aligned rows (MISALIGNED) on the host. The
+    cache state and scores are checked in the walk, as that form's kernels
+    check them, and reported through the device status (the runtime's
+    status word after sparsek-gpu-device-status; on the CPU the host
+    status word) with its codes: a pool count outside [0, k] or a negative
+    position is INVALID_CACHE_STATE and leaves the walk of (b, h) empty
+    (its query heads output zeros, no slot is read); a NaN tau is
+    INVALID_SCORE (the walk goes on with the gates it gives); a NaN or +inf
+    score of a valid pool slot is INVALID_SCORE and skips that slot. The
+    kernel form adds two memref<i32> launch operands (status word and
+    mirror); thread 0 of a block reports the cache state and tau, and each
+    lane the invalid scores it skipped, once, after its loop.
 
     Not safe for two launches of one compiled function running at the same
     time on different streams with more than one split (they share the

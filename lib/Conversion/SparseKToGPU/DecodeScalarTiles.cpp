@@ -6,8 +6,10 @@
 // kernel, the classes merged into the block's state, then the block's
 // output or its partial state, and the split merge by the last split to
 // arrive at the (b, h) counter (a host global, reset by that split). Same
-// split count, slot numbering, gates, clamps and merge weights as the
-// kernel, so a CPU run checks them against the reference.
+// split count, slot numbering, gates, checks and merge weights as the
+// kernel, so a CPU run checks them against the reference; its reports go
+// through the device status (on the CPU, the host status word), at the
+// kernel's check points, with the loop form's codes.
 //
 //===----------------------------------------------------------------------===//
 #include "DecodeTiles.h"
@@ -15,6 +17,7 @@
 
 #include "../SparseKToLoops/LoopUtils.h"
 #include "../SparseKToLoops/TopKHeap.h"
+#include "sparsek/Conversion/SparseKToLoops/Status.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -87,12 +90,15 @@ void sparsek::emitDecodeScalarTiles(OpBuilder &b, Location loc,
     DecodeGeometry geo{d / kDecodeChunk, 32 / (d / kDecodeChunk), chunks};
     DecodeSplitRange range =
         DecodeSplitRange::emit(b0, l0, ops, k, w, bi, h, split, p.splits);
-    Value tau;
-    if (k > 0)
-      tau = arith::ExtFOp::create(
-          b0, l0, b0.getF64Type(),
-          memref::LoadOp::create(b0, l0, ops.tau, ValueRange{bi, h})
-              .getResult());
+    Value yes = emitBool(b0, l0, true);
+    auto okUnless = [&](OpBuilder &ob, Location ol, Value bad) {
+      return arith::XOrIOp::create(ob, ol, bad, yes).getResult();
+    };
+    emitDeviceCheck(b0, l0, p.op, okUnless(b0, l0, range.badState),
+                    SPARSEK_ERROR_INVALID_CACHE_STATE);
+    emitDeviceCheck(b0, l0, p.op, okUnless(b0, l0, range.badTau),
+                    SPARSEK_ERROR_INVALID_SCORE);
+    Value tau = range.tau;
     Value iters = emitWalkIterations(b0, l0, geo, range.lo, range.hi);
     Value partRow = y.add(y.mul(r, p.splits), split);
     emitFor(b0, l0, y.c(0), group, [&](OpBuilder &b1, Location l1, Value g) {
@@ -118,6 +124,9 @@ void sparsek::emitDecodeScalarTiles(OpBuilder &b, Location loc,
                       [&](OpBuilder &b3, Location l3) -> SmallVector<Value> {
                         auto [counts, gate] = emitSlotGate(
                             b3, l3, ops, k, range, v, bi, h, slot, tau);
+                        // A skipped pool slot: its score is invalid.
+                        emitDeviceCheck(b3, l3, p.op, counts,
+                                        SPARSEK_ERROR_INVALID_SCORE);
                         return emitIfElse(
                             b3, l3, counts,
                             [&](OpBuilder &b4,

@@ -14,12 +14,18 @@
 //   - one split: the block writes the output. Several: it writes its state
 //     to the partials, then a gpu-scope fence and an atomic arrival on the
 //     (b, h) counter; the last block to arrive merges all splits.
+// Invalid cache states and scores go to the device status (two extra
+// launch operands, Status.h) with the loop form's codes: thread 0 reports
+// the block's cache state and tau, and each lane whether it skipped an
+// invalid pool score (a predicate carried through the loop, reported after
+// it), so the valid path only adds predicate logic on values it holds.
 //
 //===----------------------------------------------------------------------===//
 #include "DecodeTiles.h"
 #include "KernelMath.h"
 
 #include "../SparseKToLoops/LoopUtils.h"
+#include "sparsek/Conversion/SparseKToLoops/Status.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -79,6 +85,9 @@ struct DK : KernelMath {
   void fence() { NVVM::MembarOp::create(b, loc, NVVM::MemScopeKind::GPU); }
 };
 
+/// sFlag[kBadScoreFlag]: some lane skipped an invalid pool score.
+constexpr int64_t kBadScoreFlag = 1;
+
 /// How many iterations ahead each warp prefetches its rows into L2.
 constexpr int64_t kPrefetchIters = 2;
 
@@ -91,13 +100,18 @@ struct HeadState {
 struct KernelArgs {
   DecodeOperands ops;
   Value partials, splits;
+  DeviceStatus status; // word and mirror (sparsek-gpu-device-status)
 
   SmallVector<Value> values() const {
-    return {ops.q,     ops.key,       ops.value, ops.scores, ops.tau,
-            ops.count, ops.positions, ops.out,   partials,   splits};
+    return {ops.q,    ops.key,   ops.value,     ops.scores,
+            ops.tau,  ops.count, ops.positions, ops.out,
+            partials, splits,    status.word,   status.mirror};
   }
   static KernelArgs from(ValueRange v) {
-    return {{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]}, v[8], v[9]};
+    return {{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]},
+            v[8],
+            v[9],
+            {v[10], v[11]}};
   }
 };
 } // namespace
@@ -128,14 +142,20 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
   Value r = x.add(x.mul(bi, kvHeads), h);
   DecodeSplitRange range =
       DecodeSplitRange::emit(b, loc, a.ops, k, w, bi, h, split, a.splits);
+  // What this thread reports, as (i1, code) pairs: its block's cache state
+  // and tau from thread 0 (every split of (b, h) reports, as every split
+  // thread of the loop form does; first error wins), and the invalid pool
+  // scores this lane skipped. Reported at the very end of the kernel: a
+  // divergent compare-and-swap loop before the shuffles and barriers would
+  // cost the valid path (ptxas then treats them as divergent).
+  // One i32 (0 when valid) holds the block's code across the walk.
+  Value leader = x.eq(tid, x.c(0));
+  Value blockCode = x.sel(
+      range.badState, x.ci32(SPARSEK_ERROR_INVALID_CACHE_STATE),
+      x.sel(range.badTau, x.ci32(SPARSEK_ERROR_INVALID_SCORE), x.ci32(0)));
   Value col = x.mul(x.rem(lane, x.c(lanes)), x.c(kDecodeChunk));
   Value rowClass = x.div(lane, x.c(lanes));
-  Value tau;
-  if (k > 0)
-    tau = arith::ExtFOp::create(
-        b, loc, b.getF64Type(),
-        memref::LoadOp::create(b, loc, a.ops.tau, ValueRange{bi, h})
-            .getResult());
+  Value tau = range.tau;
 
   // q of the group's heads, in log2 units.
   Value qScale = x.splat(emitLog2Scale(b, loc, op, d));
@@ -193,6 +213,18 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
   for (int64_t i = 0; i < kPrefetchIters; ++i)
     prefetchIteration(b, loc, x.c(i));
 
+  // An invalid pool score met by any lane sets sFlag[1] (a predicated
+  // workgroup store in the loop: a loop-carried flag would cost the valid
+  // path registers), which thread 0 reports at the end.
+  Value badFlag = x.c(kBadScoreFlag);
+  if (k > 0) {
+    emitIf(b, loc, leader, [&](OpBuilder &ib, Location il) {
+      memref::StoreOp::create(ib, il, KernelMath{ib, il}.ci32(0), sFlag,
+                              ValueRange{badFlag});
+    });
+    gpu::BarrierOp::create(b, loc);
+  }
+
   // Carried per head: m, l, o.
   SmallVector<Value> init;
   for (int64_t g = 0; g < group; ++g)
@@ -205,6 +237,7 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
         prefetchIteration(lb, ll, y.add(it, y.c(kPrefetchIters)));
         // All loads first: 2 x chunks independent 16-byte loads per lane.
         SmallVector<Value> valid, gate, kc, vc;
+        Value sawBad = emitBool(lb, ll, false);
         for (int64_t c = 0; c < chunks; ++c) {
           Value v = emitWalkSlot(lb, ll, geo, range.lo, it, warp, c, rowClass);
           Value inside = y.lt(v, range.hi);
@@ -217,6 +250,11 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
               emitSlotGate(lb, ll, a.ops, k, range, vc0, bi, h, slot, tau);
           valid.push_back(y.andI(inside, counts));
           gate.push_back(g);
+          // An invalid pool score among the slots this lane reads.
+          if (k > 0)
+            sawBad = arith::OrIOp::create(
+                lb, ll, sawBad,
+                arith::XOrIOp::create(lb, ll, inside, valid.back()));
         }
         SmallVector<Value> next;
         for (int64_t g = 0; g < group; ++g) {
@@ -247,6 +285,11 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
           }
           next.append({mNew, l, o});
         }
+        if (k > 0)
+          emitIf(lb, ll, sawBad, [&](OpBuilder &ib, Location il) {
+            memref::StoreOp::create(ib, il, KernelMath{ib, il}.ci32(1), sFlag,
+                                    ValueRange{badFlag});
+          });
         scf::YieldOp::create(lb, ll, next);
       });
 
@@ -396,8 +439,7 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
                 };
                 static_assert(partialSumIndex(0) == partialMaxIndex(0) + 1,
                               "max and sum are adjacent");
-                MergeWeights mw =
-                    emitMergeWeights(ib, il, acc[0], lane(ml, 0));
+                MergeWeights mw = emitMergeWeights(ib, il, acc[0], lane(ml, 0));
                 Value l = u.fadd(u.fmul(acc[1], mw.first),
                                  u.fmul(lane(ml, 1), mw.second));
                 auto splat4 = [&](Value x) {
@@ -409,15 +451,14 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
                     arith::MulFOp::create(ib, il, acc[2], splat4(mw.first)));
                 return {mw.max, l, o};
               });
-          Value inv = z.sel(
-              z.fgt(st[1], z.f(0.0)),
-              arith::DivFOp::create(fb, fl, z.f(1.0), st[1]).getResult(),
-              z.f(0.0));
+          Value inv =
+              z.sel(z.fgt(st[1], z.f(0.0)),
+                    arith::DivFOp::create(fb, fl, z.f(1.0), st[1]).getResult(),
+                    z.f(0.0));
           Value o = arith::MulFOp::create(
-              fb, fl, st[2],
-              vector::BroadcastOp::create(fb, fl, f32x(4), inv));
-          Value narrow = arith::TruncFOp::create(
-              fb, fl, VectorType::get({4}, elem), o);
+              fb, fl, st[2], vector::BroadcastOp::create(fb, fl, f32x(4), inv));
+          Value narrow =
+              arith::TruncFOp::create(fb, fl, VectorType::get({4}, elem), o);
           Value hq = z.add(z.mul(h, z.c(group)), g);
           vector::StoreOp::create(fb, fl, narrow, a.ops.out,
                                   ValueRange{bi, hq, e},
@@ -433,6 +474,33 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
       }
     });
   });
+
+  // Thread 0 reports the block's errors (all block-wide by now).
+  emitIf(b, loc, leader, [&](OpBuilder &rb, Location rl) {
+    KernelMath z{rb, rl};
+    auto report = [&](Value bad, int32_t code) {
+      emitIf(rb, rl, bad, [&](OpBuilder &ib, Location il) {
+        emitDeviceStatus(ib, il, a.status, code);
+      });
+    };
+    auto is = [&](int32_t code) {
+      return arith::CmpIOp::create(rb, rl, arith::CmpIPredicate::eq, blockCode,
+                                   z.ci32(code))
+          .getResult();
+    };
+    report(is(SPARSEK_ERROR_INVALID_CACHE_STATE),
+           SPARSEK_ERROR_INVALID_CACHE_STATE);
+    Value badScore = is(SPARSEK_ERROR_INVALID_SCORE);
+    if (k > 0) {
+      // Last written in the loop, before the barriers since.
+      Value f = memref::LoadOp::create(rb, rl, sFlag, ValueRange{badFlag});
+      badScore = arith::OrIOp::create(
+          rb, rl, badScore,
+          arith::CmpIOp::create(rb, rl, arith::CmpIPredicate::ne, f,
+                                z.ci32(0)));
+    }
+    report(badScore, SPARSEK_ERROR_INVALID_SCORE);
+  });
 }
 
 void sparsek::emitDecodeTileLaunch(OpBuilder &b, Location loc,
@@ -440,7 +508,7 @@ void sparsek::emitDecodeTileLaunch(OpBuilder &b, Location loc,
                                    Operation *gpuModule, StringRef counters,
                                    int64_t group) {
   MLIRContext *ctx = b.getContext();
-  KernelArgs host{p.ops, p.partials, p.splits};
+  KernelArgs host{p.ops, p.partials, p.splits, getDeviceStatus(b, loc, p.op)};
   SmallVector<Value> args = host.values();
   auto module = cast<gpu::GPUModuleOp>(gpuModule);
   auto counterGlobal =
@@ -455,7 +523,7 @@ void sparsek::emitDecodeTileLaunch(OpBuilder &b, Location loc,
   SmallVector<Type> smem{shared({kDecodeWarps, group, p.d}, f32),
                          shared({kDecodeWarps, group}, f32),
                          shared({kDecodeWarps, group}, f32),
-                         shared({1}, mb.getI32Type())};
+                         shared({2}, mb.getI32Type())};
   auto fn = gpu::GPUFuncOp::create(
       mb, loc, "decode_g" + std::to_string(group),
       FunctionType::get(ctx, ValueRange(args).getTypes(), {}), smem,

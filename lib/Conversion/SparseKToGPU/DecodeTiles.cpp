@@ -66,23 +66,35 @@ DecodeSplitRange DecodeSplitRange::emit(OpBuilder &b, Location loc,
                                         Value split, Value splits) {
   KernelMath x{b, loc};
   // The cache state comes from the runtime and cannot be checked on the
-  // host: clamped as the parallel loop form does (LowerDecodeAttention.cpp).
-  Value poolCount = x.c(0);
-  if (k > 0)
-    poolCount = x.min(
-        x.max(emitLoadIndex(b, loc, ops.count, ValueRange{bi, h}), x.c(0)),
-        x.c(k));
+  // host: checked here, per block, as the loop form's kernels check it
+  // (also where k = 0 or w = 0 leaves the count or the position unused, so
+  // both forms report the same inputs).
+  Value count = emitLoadIndex(b, loc, ops.count, ValueRange{bi, h});
+  Value pos = emitLoadIndex(b, loc, ops.positions, ValueRange{bi});
+  // One unsigned compare: a negative count (sign-extended) is above k.
+  Value countOk =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, count, x.c(k));
+  Value posOk =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, pos, x.c(0));
+  Value stateOk = x.andI(countOk, posOk);
+  Value yes = emitBool(b, loc, true);
+  Value badState = arith::XOrIOp::create(b, loc, stateOk, yes);
+  // A bad state walks nothing (n = 0): every head of (b, h) outputs 0.
+  Value poolCount = k > 0 ? x.sel(stateOk, count, x.c(0)) : x.c(0);
   Value windowCount = x.c(0);
-  if (w > 0) {
-    Value pos = emitLoadIndex(b, loc, ops.positions, ValueRange{bi});
-    // A negative position leaves the window empty.
-    windowCount = x.min(x.max(x.add(pos, x.c(1)), x.c(0)), x.c(w));
-  }
+  if (w > 0) // min(pos, w - 1) + 1 cannot overflow for pos >= 0
+    windowCount = x.sel(stateOk, x.add(x.min(pos, x.c(w - 1)), x.c(1)), x.c(0));
+  Value tau32 = memref::LoadOp::create(b, loc, ops.tau, ValueRange{bi, h});
+  Value tauNaN =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO, tau32, tau32);
+  Value tau;
+  if (k > 0)
+    tau = arith::ExtFOp::create(b, loc, b.getF64Type(), tau32);
   Value n = x.add(poolCount, windowCount);
   Value length = x.ceilDiv(n, splits);
   Value lo = x.min(x.mul(split, length), n);
   Value hi = x.min(x.add(lo, length), n);
-  return {poolCount, lo, hi};
+  return {poolCount, lo, hi, badState, x.andI(stateOk, tauNaN), tau};
 }
 
 Value DecodeSplitRange::emitSlot(OpBuilder &b, Location loc, Value v,

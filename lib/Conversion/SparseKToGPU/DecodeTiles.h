@@ -76,13 +76,20 @@ struct DecodeOperands {
 Value emitDecodeSplits(OpBuilder &b, Location loc, Value pairs, int64_t slots,
                        int64_t targetBlocks);
 
-/// What split `split` of (bi, h) reads (index values). Check point of the
-/// cache state (as in the GPU loop form): a pool count outside [0, k] is
-/// clamped, a negative position leaves the window empty; a device status
-/// word would record them here.
+/// What split `split` of (bi, h) reads (index values), and the check
+/// points of the cache state and tau: the checks of the GPU loop form's
+/// kernels (LowerDecodeAttention.cpp), on values the walk loads anyway. A
+/// pool count outside [0, k] or a negative position (badState) leaves the
+/// walk empty, so the (b, h) heads output zeros and no slot is read; a NaN
+/// tau (badTau, only where the state is good) is reported and the walk goes
+/// on with the gates it gives. The forms record both through the device
+/// status (Status.h) with the loop form's codes.
 struct DecodeSplitRange {
   Value poolCount; // n_pool
   Value lo, hi;    // virtual slots [lo, hi)
+  Value badState;  // i1: INVALID_CACHE_STATE
+  Value badTau;    // i1: INVALID_SCORE
+  Value tau;       // f64 tau of (bi, h) for the gates; null when k = 0
 
   static DecodeSplitRange emit(OpBuilder &b, Location loc,
                                const DecodeOperands &ops, int64_t k, int64_t w,
@@ -100,10 +107,11 @@ Value emitWalkIterations(OpBuilder &b, Location loc, const DecodeGeometry &geo,
                          Value lo, Value hi);
 
 /// Slot `slot` (virtual `v`) of (bi, h): whether it counts (the window
-/// always; a pool slot unless its score is NaN or +inf: the check point of
-/// invalid scores, skipped as in the GPU loop form) and its f32 gate
-/// (clip(score - tau, 0, 1) in the pool as sparsek.select computes it, 1 in
-/// the window). `tau` is f64.
+/// always; a pool slot unless its score is NaN or +inf, the check point of
+/// invalid scores: such a slot is skipped, as in the GPU loop form, and the
+/// forms report INVALID_SCORE exactly where it does not count) and its f32
+/// gate (clip(score - tau, 0, 1) in the pool as sparsek.select computes it,
+/// 1 in the window). `tau` is f64.
 std::pair<Value, Value> emitSlotGate(OpBuilder &b, Location loc,
                                      const DecodeOperands &ops, int64_t k,
                                      const DecodeSplitRange &range, Value v,

@@ -92,7 +92,8 @@ void Lowering::lower(RewriterBase &rewriter, DecodeAttentionOp op) {
                      op.getPositions(),  op.getInit()};
   // The host checks of the parallel loop form (LowerDecodeAttention.cpp):
   // sizes, and for the kernel's 16-byte loads aligned rows. The cache state
-  // is clamped in the walk (DecodeSplitRange), as that form does.
+  // and scores are checked in the walk (DecodeSplitRange, emitSlotGate) and
+  // reported through the device status, as that form's kernels do.
   DecodeSizes sizes(rewriter, loc, op);
   Value ok =
       emitCheck(rewriter, loc, op, emitDecodeShapesOk(rewriter, loc, op, sizes),

@@ -28,8 +28,9 @@ Value emitDecodeShapesOk(OpBuilder &b, Location loc, DecodeAttentionOp op,
 
 /// i1: the f32 pool slot score `x` is neither NaN nor +inf (SPEC 3: invalid
 /// input). The host scan of the CPU loops reports such a score; the GPU
-/// forms, where the host cannot read the cache, skip its slot like a masked
-/// key (SPEC 3: kernels treat NaN as -inf).
+/// forms, where the host cannot read the cache, report it through the
+/// device status and skip its slot like a masked key (SPEC 3: kernels treat
+/// NaN as -inf).
 Value emitValidSlotScore(OpBuilder &b, Location loc, Value x);
 
 } // namespace mlir::sparsek

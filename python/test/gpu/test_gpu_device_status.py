@@ -12,6 +12,7 @@ from sparsek import reference
 from sparsek.status import INVALID_CACHE_STATE, INVALID_SCORE, SparseKError
 
 from test_gpu_decode import caches
+import test_gpu_decode_tiles as tiles
 
 
 @pytest.fixture(autouse=True)
@@ -188,3 +189,62 @@ def test_decode_captured_in_a_cuda_graph_replays_and_reports(torch, gpu_lib, man
     graph.replay()
     gpu_lib.check()
     np.testing.assert_allclose(args[-1].cpu().numpy(), want, atol=1e-4, rtol=1e-4)
+
+
+# The tile-first decode kernel (decode-kernel=tiles) reports at the loop
+# form's check points with its codes: thread 0 of each block the cache state
+# and tau of its (b, h), each lane the invalid pool scores it skipped. One
+# split (k + w = 12), several (k + w = 360 over 3 x 2 pairs) and the issue's
+# shape (k = 2048, w = 512, D = 128, G = 4).
+TILE_FUNCTIONS = [(8, 4, 4, 2, 64, (1, 9, 40)), (300, 60, 8, 2, 64, (1, 9, 400)),
+                  (2048, 512, 32, 8, 128, (3, 100, 3000))]
+TILE_CASES = [
+    ("pool_count", 5, "k+1", (2, 1), INVALID_CACHE_STATE),
+    ("pool_count", 5, -3, (2, 1), INVALID_CACHE_STATE),
+    ("pool_count", 5, 1 << 30, (2, 0), INVALID_CACHE_STATE),  # far past k + w
+    ("pos", 6, -1, (2,), INVALID_CACHE_STATE),
+    ("pos", 6, -(2**40), (0,), INVALID_CACHE_STATE),
+    ("slot_scores", 3, float("nan"), (2, 1, 0), INVALID_SCORE),
+    ("slot_scores", 3, float("inf"), (2, 0, 7), INVALID_SCORE),
+    ("tau", 4, float("nan"), (2, 1), INVALID_SCORE),
+]
+
+
+def tile_decode_args(torch, k, w, Hq, Hkv, D, lengths):
+    slots = tiles.caches(5, lengths, Hkv, k, w, D)
+    q = np.random.default_rng(6).normal(size=(len(lengths), Hq, D))
+    return tiles.device_args(torch, "bf16", q, slots)
+
+
+@pytest.mark.parametrize("k,w,Hq,Hkv,D,lengths", TILE_FUNCTIONS)
+@pytest.mark.parametrize("what,index,value,at,code", TILE_CASES)
+def test_tile_decode_reports_like_the_loop_form(torch, gpu_decode_tiles_lib, manifest, k, w, Hq,
+                                                Hkv, D, lengths, what, index, value, at, code):
+    lib = gpu_decode_tiles_lib
+    name = tiles.function(manifest, "bf16", k, w, D, Hq, Hkv)
+    args = tile_decode_args(torch, k, w, Hq, Hkv, D, lengths)
+    assert int(args[5][2].min()) == k  # the long sequence's pools are full
+    want = tiles.expected(args, k, w)
+    bad = [a.clone() for a in args]
+    bad[index][at] = k + 1 if value == "k+1" else value
+    out = torch.full_like(args[0], 7.0)
+    expect(lib, name, bad + [out], code)
+    # What the loop form's kernels keep: the other heads; zeros for a bad
+    # (b, h) state (every head of a sequence at a negative position).
+    got, G = out.float().cpu().numpy(), Hq // Hkv
+    touched = np.zeros(got.shape[:2], bool)
+    if what == "pos":
+        touched[at[0]] = True
+        np.testing.assert_array_equal(got[at[0]], 0)
+    else:
+        b, h = at[:2]
+        touched[b, h * G:(h + 1) * G] = True
+        if what == "pool_count":
+            np.testing.assert_array_equal(got[b, h * G:(h + 1) * G], 0)
+        else:
+            assert np.all(np.isfinite(got[b, h * G:(h + 1) * G]))
+    np.testing.assert_allclose(got[~touched], want[~touched], atol=2e-2)
+    # Valid calls afterwards run clean.
+    good = tiles.call(torch, lib, name, args)
+    lib.check()
+    np.testing.assert_allclose(good.float().cpu().numpy(), want, atol=2e-2)
