@@ -3,7 +3,11 @@
 // sequence) whose lanes share 16-byte K/V loads across the group's query
 // heads, reduce dot products with xor shuffles, keep online softmaxes in
 // registers and merge splits behind an atomic counter; or, with
-// form=scalar, the same walk as loops. Ops the kernel does not cover stay.
+// form=scalar, the same walk as loops. Bad cache states and scores are
+// checked in the walk and reported through the device status (word and
+// mirror, two launch operands) with the loop form's codes: 4
+// (INVALID_CACHE_STATE), 1 (INVALID_SCORE). Ops the kernel does not cover
+// stay.
 // RUN: sparsek-opt %s -split-input-file -sparsek-tile-decode-attention | FileCheck %s
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-decode-attention=form=scalar target-blocks=100" | FileCheck %s --check-prefix=SCALAR
 
@@ -21,21 +25,33 @@
 // CHECK: %[[SPLITS:.*]] = arith.maxsi
 // Partials [pairs * splits, G, Dv + 32] only when splits > 1.
 // CHECK: %[[PART:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x160xf32>
+// The device status: the module's globals until sparsek-gpu-device-status.
+// CHECK: %[[WORD:.*]] = memref.get_global @__sparsek_status : memref<i32>
+// CHECK: %[[MIRROR:.*]] = memref.get_global @__sparsek_status_mirror : memref<i32>
 // CHECK: gpu.launch_func @[[MOD:sparsek_decode_tiles_0]]::@decode_g4 blocks in (%[[SPLITS]], %{{.*}}, %[[B]]) threads in (%c128
-// CHECK-SAME: %[[PART]] : memref<?x?x160xf32>, %[[SPLITS]] : index)
+// CHECK-SAME: %[[PART]] : memref<?x?x160xf32>, %[[SPLITS]] : index, %[[WORD]] : memref<i32>, %[[MIRROR]] : memref<i32>)
 // CHECK: memref.dealloc %[[PART]]
 // CHECK-NOT: sparsek.decode_attention
 // CHECK: gpu.module @[[MOD]]
 // CHECK: memref.global "private" @[[CTR:split_counters]] : memref<264xi32, #gpu.address_space<global>> = dense<0>
 // CHECK: gpu.func @decode_g4(
-// CHECK-SAME: workgroup(%[[SO:.*]] : memref<4x4x128xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SM:.*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %[[SL:.*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %[[SF:.*]] : memref<1xi32, #gpu.address_space<workgroup>>)
+// CHECK-SAME: %{{[^:]*}}: index, %[[KWORD:[^:]*]]: memref<i32>, %[[KMIRROR:[^:]*]]: memref<i32>)
+// CHECK-SAME: workgroup(%[[SO:.*]] : memref<4x4x128xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SM:.*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %[[SL:.*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %[[SF:.*]] : memref<2xi32, #gpu.address_space<workgroup>>)
 // CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// The block's cache state: 0 <= pool count <= k (one unsigned compare),
+// position >= 0; then tau not NaN. A bad state empties the walk.
+// CHECK: arith.cmpi ule, %{{.*}}, %c2048 : index
+// CHECK: arith.cmpi sge
+// CHECK: arith.cmpf uno
 // q of the 4 heads: one 16-byte chunk each per lane.
 // CHECK-COUNT-4: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x32x128xbf16>, vector<8xbf16>
 // Lane 0 of each warp prefetches its rows two iterations ahead into L2
 // (K and V, pool and window pieces), before the loop and in it.
 // CHECK: memref.extract_aligned_pointer_as_index %{{.*}} : memref<?x8x2560x128xbf16> -> index
 // CHECK: nvvm.cp.async.bulk.prefetch %{{.*}}, %{{.*}} : <1>
+// The flag of skipped invalid pool scores: cleared by thread 0 first.
+// CHECK: memref.store %c0_i32{{.*}}, %[[SF]][%[[FLAG:.*]]] : memref<2xi32
+// CHECK: gpu.barrier
 // CHECK: scf.for
 // CHECK: nvvm.cp.async.bulk.prefetch
 // Per iteration 4 chunks of K and V rows in flight (16 lanes per row).
@@ -55,6 +71,11 @@
 // CHECK: gpu.shuffle  xor %{{.*}}, %c8_i32
 // CHECK: math.exp2
 // CHECK: vector.fma
+// A lane that skips an invalid pool score sets the flag (no atomic, no
+// carried value).
+// CHECK: scf.if
+// CHECK-NEXT: arith.constant 1 : i32
+// CHECK-NEXT: memref.store %{{.*}}, %[[SF]][%[[FLAG]]]
 // CHECK: scf.yield
 // The two row classes of a warp merged (lane xor 16), then the warps.
 // CHECK: gpu.shuffle  xor %{{.*}}, %c16_i32
@@ -78,11 +99,36 @@
 // CHECK: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x?x160xf32>, vector<4xf32>
 // CHECK: scf.yield
 // CHECK: vector.store %{{.*}} : memref<?x32x128xbf16>, vector<4xbf16>
+// At the end thread 0 reports: the cache state (4), then tau or a flagged
+// score (1), each by compare-and-swap 0 -> code on the status word and,
+// if it won, the code in the mirror.
+// CHECK: arith.cmpi eq, %{{.*}}, %c4_i32
+// CHECK: memref.generic_atomic_rmw %[[KWORD]][] : memref<i32>
+// CHECK: arith.select %{{.*}}, %c4_i32{{.*}}, %{{.*}} : i32
+// CHECK: memref.store %c4_i32{{.*}}, %[[KMIRROR]][] : memref<i32>
+// CHECK: memref.load %[[SF]][%[[FLAG]]]
+// CHECK: memref.generic_atomic_rmw %[[KWORD]][] : memref<i32>
+// CHECK: arith.select %{{.*}}, %c1_i32{{.*}}, %{{.*}} : i32
+// CHECK: memref.store %c1_i32{{.*}}, %[[KMIRROR]][] : memref<i32>
+// CHECK: gpu.return
 // SCALAR-LABEL: memref.global "private" @sparsek_decode_split_counters : memref<100xi32> = dense<0>
 // SCALAR-LABEL: func.func @bf16_d128_g4
 // SCALAR-NOT: gpu.
 // SCALAR: memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x160xf32>
 // SCALAR: scf.for
+// Per block: the cache state (code 4), tau (code 1), through the device
+// status globals (on the CPU the word is the host status word).
+// SCALAR: arith.cmpi ule, %{{.*}}, %c2048 : index
+// SCALAR: arith.cmpf uno
+// SCALAR: memref.get_global @__sparsek_status_mirror
+// SCALAR: memref.generic_atomic_rmw
+// SCALAR: arith.select %{{.*}}, %c4_i32, %{{.*}} : i32
+// SCALAR: memref.generic_atomic_rmw
+// SCALAR: arith.select %{{.*}}, %c1_i32, %{{.*}} : i32
+// Per pool slot whose score is NaN or +inf: code 1, then the slot skipped.
+// SCALAR: memref.load %{{.*}} : memref<?x8x2560xf32>
+// SCALAR: memref.generic_atomic_rmw
+// SCALAR: arith.select %{{.*}}, %c1_i32, %{{.*}} : i32
 // SCALAR: math.exp2
 // SCALAR: memref.atomic_rmw addi
 // SCALAR-NOT: sparsek.decode_attention
@@ -99,7 +145,8 @@ func.func @bf16_d128_g4(%q: memref<?x32x128xbf16>, %kc: memref<?x8x2560x128xbf16
 
 // Head counts known only at run time: a kernel per G in 1..8, picked by an
 // scf.index_switch whose default keeps the op for the loops. D = 64: 8
-// lanes per row, 4 rows per warp-wide load. k = 0: no scores, no tau.
+// lanes per row, 4 rows per warp-wide load. k = 0: no scores (tau and the
+// pool count are still checked, as the loop form checks them).
 // CHECK-LABEL: func.func @f16_d64_dynamic_group
 // CHECK: gpu.launch_func @[[MOD:sparsek_decode_tiles_0]]::@decode_g1
 // CHECK: gpu.launch_func @[[MOD]]::@decode_g2
