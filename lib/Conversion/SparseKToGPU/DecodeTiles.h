@@ -8,10 +8,12 @@
 //   CPU run checks it against the reference.
 //
 // The walk. Per (b, h) the valid slots are numbered v = 0 .. n - 1 with
-// n = n_pool + n_win: v < n_pool is pool slot v, n_pool = clamp(pool_count,
-// 0, k); the rest are window ring slots k + (v - n_pool), n_win =
-// clamp(pos + 1, 0, w) (ring slot r holds a window position exactly when
-// r <= pos: positions 0..pos fill slots 0..pos until the ring is full).
+// n = n_pool + n_win: v < n_pool is pool slot v, n_pool = pool_count; the
+// rest are window ring slots k + (v - n_pool), n_win = min(pos + 1, w)
+// (ring slot r holds a window position exactly when r <= pos: positions
+// 0..pos fill slots 0..pos until the ring is full). A pool count outside
+// [0, k] or a negative position is reported and makes n = 0
+// (DecodeSplitRange).
 // Split s of `splits` takes [lo, hi) = [s L, (s + 1) L) clamped to n, with
 // L = ceil(n / splits). Inside it, lane `lane` of warp `warp` in iteration
 // `it` reads chunk `c` of slot
