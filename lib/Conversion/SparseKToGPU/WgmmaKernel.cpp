@@ -39,6 +39,7 @@
 // chip=sm_90a for prefill-kernel=wgmma).
 //
 //===----------------------------------------------------------------------===//
+#include "KernelMath.h"
 #include "TileLowerings.h"
 
 #include "../SparseKToLoops/LoopUtils.h"
@@ -73,45 +74,17 @@ static constexpr int64_t kGroupBytes = 8 * 128;
 static constexpr int64_t kSlotBuffers = 3;
 
 namespace {
-/// Builders of the kernel body.
-struct WB {
-  OpBuilder &b;
-  Location loc;
+/// Builders of the kernel body: KernelMath plus the wgmma layouts.
+struct WB : KernelMath {
   Type elem; // bf16 or f16
 
-  Value c(int64_t v) { return emitIndex(b, loc, v); }
-  Value ci32(int64_t v) {
-    return arith::ConstantIntOp::create(b, loc, b.getI32Type(), v);
-  }
+  WB(OpBuilder &b, Location loc, Type elem) : KernelMath{b, loc}, elem(elem) {}
+
   Value ci64(int64_t v) {
     return arith::ConstantIntOp::create(b, loc, b.getI64Type(), v);
   }
-  Value f(double v) { return emitF32(b, loc, v); }
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
-  Value sub(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }
-  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
-  Value div(Value x, Value y) { return arith::DivUIOp::create(b, loc, x, y); }
-  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, loc, x, y); }
-  Value max(Value x, Value y) { return arith::MaxSIOp::create(b, loc, x, y); }
-  Value lt(Value x, Value y) {
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y);
-  }
   Value le(Value x, Value y) {
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, x, y);
-  }
-  Value sel(Value cnd, Value x, Value y) {
-    return arith::SelectOp::create(b, loc, cnd, x, y);
-  }
-  Value fmul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
-  Value fsub(Value x, Value y) { return arith::SubFOp::create(b, loc, x, y); }
-  Value fadd(Value x, Value y) { return arith::AddFOp::create(b, loc, x, y); }
-  Value fmax(Value x, Value y) {
-    return arith::MaxNumFOp::create(b, loc, x, y);
-  }
-  Value exp2(Value x) { return math::Exp2Op::create(b, loc, x); }
-  Value isNegInf(Value x) {
-    return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, x,
-                                 f(-std::numeric_limits<double>::infinity()));
   }
   void barrier() { gpu::BarrierOp::create(b, loc); }
 
