@@ -44,7 +44,8 @@ using namespace mlir;
 using namespace mlir::sparsek;
 
 static constexpr int64_t kWarps = kTileRows / 16;
-static constexpr int64_t kThreads = kWarps * 32;
+static constexpr int64_t kThreads = kTileThreads;
+static_assert(kWarps * 32 == kThreads, "one warp per 16 rows");
 /// bf16/f16 elements in one 16-byte cp.async / ldmatrix row.
 static constexpr int64_t kChunk = 8;
 
@@ -176,31 +177,6 @@ struct KB : KernelMath {
 };
 
 /// The kernel's arguments, in launch order.
-struct KernelArgs {
-  Value q, key, value, scores, out;
-  Value lists, counts; // k >= 1
-  ThresholdBuffers thresholds;
-  Value scale;
-
-  SmallVector<Value> values() const {
-    SmallVector<Value> v{q, key, value, scores, out};
-    if (lists)
-      v.append({lists, counts, thresholds.tau, thresholds.thetaScore,
-                thresholds.thetaPos});
-    v.push_back(scale);
-    return v;
-  }
-  static KernelArgs from(ValueRange v, bool selects) {
-    KernelArgs a{v[0], v[1], v[2], v[3], v[4], {}, {}, {}, v.back()};
-    if (selects) {
-      a.lists = v[5];
-      a.counts = v[6];
-      a.thresholds = {v[7], v[8], v[9]};
-    }
-    return a;
-  }
-};
-
 /// One of the lane's two rows (g and g + 8 of its warp's 16).
 struct LaneRow {
   Value hq, t;
@@ -209,7 +185,7 @@ struct LaneRow {
 } // namespace
 
 /// Builds the kernel body into `b` (the gpu.func's entry block).
-static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
+static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                         ValueRange smem, int64_t k, int64_t w, int64_t d,
                         int64_t dv, Type elem) {
   KB x{b, loc, elem};
@@ -444,65 +420,18 @@ void sparsek::emitMmaSyncTiles(OpBuilder &b, Location loc, const TileProblem &p,
   Type elem = qType.getElementType();
   int64_t d = qType.getDimSize(3);
   int64_t dv = cast<MemRefType>(op.getValue().getType()).getDimSize(3);
-  KernelArgs host{op.getQuery(),  op.getKey(),  op.getValue(),
-                  op.getScores(), op.getInit(), Value(),
-                  Value(),        {},           p.scale};
-  if (p.keys) {
-    host.lists = p.keys->lists;
-    host.counts = p.keys->counts;
-    host.thresholds = p.keys->thresholds;
-  }
-  SmallVector<Value> args = host.values();
-
-  // A gpu.module of its own per op (its argument types are the op's).
-  module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
-                  UnitAttr::get(ctx));
-  std::string name;
-  for (int i = 0;; ++i) {
-    name = "sparsek_select_attention_tiles_" + std::to_string(i);
-    if (!module.lookupSymbol(name))
-      break;
-  }
-  OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
-  auto gpuModule = gpu::GPUModuleOp::create(mb, loc, name);
-  mb.setInsertionPointToStart(gpuModule.getBody());
   auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
-  auto tile = [&](int64_t width, Type t) {
-    return MemRefType::get({kKeyTile, width}, t, MemRefLayoutAttrInterface(),
-                           wg);
+  auto smem = [&](ArrayRef<int64_t> shape, Type t) {
+    return MemRefType::get(shape, t, MemRefLayoutAttrInterface(), wg);
   };
-  SmallVector<Type> smem{tile(d, elem), tile(dv, elem),
-                         MemRefType::get({kKeyTile}, mb.getF32Type(),
-                                         MemRefLayoutAttrInterface(), wg),
-                         MemRefType::get({kKeyTile}, mb.getI32Type(),
-                                         MemRefLayoutAttrInterface(), wg)};
-  auto fn = gpu::GPUFuncOp::create(
-      mb, loc, "tiles", FunctionType::get(ctx, ValueRange(args).getTypes(), {}),
-      smem, TypeRange{});
-  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), mb.getUnitAttr());
-  fn.setKnownBlockSizeAttr(DenseI32ArrayAttr::get(ctx, {kThreads, 1, 1}));
-  // ldmatrix and cp.async need 16-byte aligned shared memory; attributions
-  // default to 2.
-  for (unsigned i = 0; i < smem.size(); ++i)
-    fn.setWorkgroupAttributionAttr(i, "llvm.align", mb.getI64IntegerAttr(16));
-  {
-    OpBuilder kb = OpBuilder::atBlockBegin(&fn.getBody().front());
-    buildKernel(kb, loc,
-                KernelArgs::from(fn.getArguments().take_front(args.size()),
-                                 static_cast<bool>(p.keys)),
-                fn.getWorkgroupAttributions(), p.k, p.w, d, dv, elem);
-    gpu::ReturnOp::create(kb, loc);
-  }
-
-  const FusedSizes &z = p.sizes;
-  Value one = emitIndex(b, loc, 1);
-  Value heads = arith::MulIOp::create(b, loc, z.hkv, p.geo.headSplits);
-  emitIfNonEmpty(b, loc, {p.geo.numBlocks, heads, z.batch, z.hq},
-                 [&](OpBuilder &lb, Location ll) {
-                   gpu::LaunchFuncOp::create(
-                       lb, ll, fn,
-                       gpu::KernelDim3{p.geo.numBlocks, heads, z.batch},
-                       gpu::KernelDim3{emitIndex(lb, ll, kThreads), one, one},
-                       Value(), args);
-                 });
+  Type f32 = b.getF32Type(), i32 = b.getI32Type();
+  SmallVector<Type> workgroup{smem({kKeyTile, d}, elem),
+                              smem({kKeyTile, dv}, elem), smem({kKeyTile}, f32),
+                              smem({kKeyTile}, i32)};
+  emitTileKernelLaunch(b, loc, p, module, "sparsek_select_attention_tiles",
+                       workgroup, Value(),
+                       [&](OpBuilder &kb, Location kl, const TileKernelArgs &a,
+                           ValueRange wgBufs) {
+                         buildKernel(kb, kl, a, wgBufs, p.k, p.w, d, dv, elem);
+                       });
 }

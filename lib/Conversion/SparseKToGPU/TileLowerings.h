@@ -37,6 +37,37 @@ struct TileProblem {
   std::optional<BlockKeySets> keys;
 };
 
+/// Threads per tile of both tensor-core forms: 4 warps (mma.sync) or one
+/// warpgroup (wgmma).
+constexpr int64_t kTileThreads = 128;
+
+/// The kernel arguments of both tensor-core forms, in launch order.
+struct TileKernelArgs {
+  Value q, key, value, scores, out;
+  Value lists, counts; // k >= 1
+  ThresholdBuffers thresholds;
+  Value scale;
+
+  /// The host values the launch passes.
+  static TileKernelArgs fromProblem(const TileProblem &p);
+  /// The kernel's view of `values()` (its leading block arguments).
+  static TileKernelArgs fromKernel(ValueRange v, bool selects);
+  SmallVector<Value> values() const;
+};
+
+/// Builds a gpu.func `tiles` into a new gpu.module `<prefix>_<n>` of
+/// `module` (its argument types are the op's, so one module per op),
+/// with kTileThreads threads and `workgroup` attributions (16-byte aligned, as
+/// ldmatrix and cp.async need), fills its body with `body`, and launches it
+/// over (query blocks, Hkv x head splits, B) with `dynamicSmem` bytes (null
+/// for none), skipped when the grid is empty.
+void emitTileKernelLaunch(
+    OpBuilder &b, Location loc, const TileProblem &p, ModuleOp module,
+    StringRef prefix, TypeRange workgroup, Value dynamicSmem,
+    function_ref<void(OpBuilder &, Location, const TileKernelArgs &,
+                      ValueRange workgroup)>
+        body);
+
 /// Plain loops over the tiles (CPU-executable).
 void emitScalarTiles(OpBuilder &b, Location loc, const TileProblem &p);
 

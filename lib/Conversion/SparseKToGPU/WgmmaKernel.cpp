@@ -61,7 +61,7 @@
 using namespace mlir;
 using namespace mlir::sparsek;
 
-static constexpr int64_t kThreads = 128; // one warpgroup
+static constexpr int64_t kThreads = kTileThreads; // one warpgroup
 /// bf16/f16 elements in one 16-byte chunk (cp.async size, swizzle unit).
 static constexpr int64_t kChunk = 8;
 /// One swizzle atom: 64 rows of 64 elements (128 bytes).
@@ -271,31 +271,6 @@ struct WB : KernelMath {
 };
 
 /// The kernel's arguments, in launch order (as the mma.sync form's).
-struct KernelArgs {
-  Value q, key, value, scores, out;
-  Value lists, counts; // k >= 1
-  ThresholdBuffers thresholds;
-  Value scale;
-
-  SmallVector<Value> values() const {
-    SmallVector<Value> v{q, key, value, scores, out};
-    if (lists)
-      v.append({lists, counts, thresholds.tau, thresholds.thetaScore,
-                thresholds.thetaPos});
-    v.push_back(scale);
-    return v;
-  }
-  static KernelArgs from(ValueRange v, bool selects) {
-    KernelArgs a{v[0], v[1], v[2], v[3], v[4], {}, {}, {}, v.back()};
-    if (selects) {
-      a.lists = v[5];
-      a.counts = v[6];
-      a.thresholds = {v[7], v[8], v[9]};
-    }
-    return a;
-  }
-};
-
 /// Byte offsets of the regions of workgroup memory (from the 1024-aligned
 /// base).
 struct SmemLayout {
@@ -325,7 +300,7 @@ struct LaneRow {
 } // namespace
 
 /// Builds the kernel body into `b` (the gpu.func's entry block).
-static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
+static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                         int64_t k, int64_t w, int64_t d, int64_t dv,
                         Type elem) {
   MLIRContext *ctx = b.getContext();
@@ -700,58 +675,16 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
 void sparsek::emitWgmmaTiles(OpBuilder &b, Location loc, const TileProblem &p,
                              ModuleOp module) {
   SelectAttentionOp op = p.op;
-  MLIRContext *ctx = b.getContext();
   auto qType = cast<MemRefType>(op.getQuery().getType());
   Type elem = qType.getElementType();
   int64_t d = qType.getDimSize(3);
   int64_t dv = cast<MemRefType>(op.getValue().getType()).getDimSize(3);
-  KernelArgs host{op.getQuery(),  op.getKey(),  op.getValue(),
-                  op.getScores(), op.getInit(), Value(),
-                  Value(),        {},           p.scale};
-  if (p.keys) {
-    host.lists = p.keys->lists;
-    host.counts = p.keys->counts;
-    host.thresholds = p.keys->thresholds;
-  }
-  SmallVector<Value> args = host.values();
-
-  // A gpu.module of its own per op (its argument types are the op's).
-  module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
-                  UnitAttr::get(ctx));
-  std::string name;
-  for (int i = 0;; ++i) {
-    name = "sparsek_select_attention_wgmma_" + std::to_string(i);
-    if (!module.lookupSymbol(name))
-      break;
-  }
-  OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
-  auto gpuModule = gpu::GPUModuleOp::create(mb, loc, name);
-  mb.setInsertionPointToStart(gpuModule.getBody());
-  auto fn = gpu::GPUFuncOp::create(
-      mb, loc, "tiles", FunctionType::get(ctx, ValueRange(args).getTypes(), {}),
-      TypeRange{}, TypeRange{});
-  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), mb.getUnitAttr());
-  fn.setKnownBlockSizeAttr(DenseI32ArrayAttr::get(ctx, {kThreads, 1, 1}));
-  {
-    OpBuilder kb = OpBuilder::atBlockBegin(&fn.getBody().front());
-    buildKernel(kb, loc,
-                KernelArgs::from(fn.getArguments().take_front(args.size()),
-                                 static_cast<bool>(p.keys)),
-                p.k, p.w, d, dv, elem);
-    gpu::ReturnOp::create(kb, loc);
-  }
-
-  const FusedSizes &z = p.sizes;
-  Value one = emitIndex(b, loc, 1);
-  Value heads = arith::MulIOp::create(b, loc, z.hkv, p.geo.headSplits);
   Value smemBytes = arith::ConstantIntOp::create(
       b, loc, b.getI32Type(), SmemLayout(d, dv).dynamicBytes());
-  emitIfNonEmpty(b, loc, {p.geo.numBlocks, heads, z.batch, z.hq},
-                 [&](OpBuilder &lb, Location ll) {
-                   gpu::LaunchFuncOp::create(
-                       lb, ll, fn,
-                       gpu::KernelDim3{p.geo.numBlocks, heads, z.batch},
-                       gpu::KernelDim3{emitIndex(lb, ll, kThreads), one, one},
-                       smemBytes, args);
-                 });
+  emitTileKernelLaunch(
+      b, loc, p, module, "sparsek_select_attention_wgmma", TypeRange{},
+      smemBytes,
+      [&](OpBuilder &kb, Location kl, const TileKernelArgs &a, ValueRange) {
+        buildKernel(kb, kl, a, p.k, p.w, d, dv, elem);
+      });
 }

@@ -1,0 +1,100 @@
+//===- TileLaunch.cpp - The host side both tensor-core tile forms share ---===//
+//
+// The mma.sync and wgmma forms differ only inside the kernel; the argument
+// list, the per-op gpu.module and the guarded launch over the tile grid are
+// built here once.
+//
+//===----------------------------------------------------------------------===//
+#include "TileLowerings.h"
+
+#include "../SparseKToLoops/LoopUtils.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+
+#include <string>
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+TileKernelArgs TileKernelArgs::fromProblem(const TileProblem &p) {
+  SelectAttentionOp op = p.op;
+  TileKernelArgs a{op.getQuery(),  op.getKey(),  op.getValue(),
+                   op.getScores(), op.getInit(), Value(),
+                   Value(),        {},           p.scale};
+  if (p.keys) {
+    a.lists = p.keys->lists;
+    a.counts = p.keys->counts;
+    a.thresholds = p.keys->thresholds;
+  }
+  return a;
+}
+
+TileKernelArgs TileKernelArgs::fromKernel(ValueRange v, bool selects) {
+  TileKernelArgs a{v[0], v[1], v[2], v[3], v[4], {}, {}, {}, v.back()};
+  if (selects) {
+    a.lists = v[5];
+    a.counts = v[6];
+    a.thresholds = {v[7], v[8], v[9]};
+  }
+  return a;
+}
+
+SmallVector<Value> TileKernelArgs::values() const {
+  SmallVector<Value> v{q, key, value, scores, out};
+  if (lists)
+    v.append({lists, counts, thresholds.tau, thresholds.thetaScore,
+              thresholds.thetaPos});
+  v.push_back(scale);
+  return v;
+}
+
+void sparsek::emitTileKernelLaunch(
+    OpBuilder &b, Location loc, const TileProblem &p, ModuleOp module,
+    StringRef prefix, TypeRange workgroup, Value dynamicSmem,
+    function_ref<void(OpBuilder &, Location, const TileKernelArgs &,
+                      ValueRange)>
+        body) {
+  MLIRContext *ctx = b.getContext();
+  SmallVector<Value> args = TileKernelArgs::fromProblem(p).values();
+
+  module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                  UnitAttr::get(ctx));
+  std::string name;
+  for (int i = 0;; ++i) {
+    name = (prefix + "_" + std::to_string(i)).str();
+    if (!module.lookupSymbol(name))
+      break;
+  }
+  OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
+  auto gpuModule = gpu::GPUModuleOp::create(mb, loc, name);
+  mb.setInsertionPointToStart(gpuModule.getBody());
+  auto fn = gpu::GPUFuncOp::create(
+      mb, loc, "tiles", FunctionType::get(ctx, ValueRange(args).getTypes(), {}),
+      workgroup, TypeRange{});
+  fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), mb.getUnitAttr());
+  fn.setKnownBlockSizeAttr(DenseI32ArrayAttr::get(ctx, {kTileThreads, 1, 1}));
+  // Attributions default to 2-byte alignment.
+  for (unsigned i = 0; i < workgroup.size(); ++i)
+    fn.setWorkgroupAttributionAttr(i, "llvm.align", mb.getI64IntegerAttr(16));
+  {
+    OpBuilder kb = OpBuilder::atBlockBegin(&fn.getBody().front());
+    body(kb, loc,
+         TileKernelArgs::fromKernel(fn.getArguments().take_front(args.size()),
+                                    static_cast<bool>(p.keys)),
+         fn.getWorkgroupAttributions());
+    gpu::ReturnOp::create(kb, loc);
+  }
+
+  const FusedSizes &z = p.sizes;
+  Value one = emitIndex(b, loc, 1);
+  Value heads = arith::MulIOp::create(b, loc, z.hkv, p.geo.headSplits);
+  emitIfNonEmpty(
+      b, loc, {p.geo.numBlocks, heads, z.batch, z.hq},
+      [&](OpBuilder &lb, Location ll) {
+        gpu::LaunchFuncOp::create(
+            lb, ll, fn, gpu::KernelDim3{p.geo.numBlocks, heads, z.batch},
+            gpu::KernelDim3{emitIndex(lb, ll, kTileThreads), one, one},
+            dynamicSmem, args);
+      });
+}
