@@ -47,6 +47,11 @@ static constexpr int64_t kChunkBlock = 32;
 /// The boundary search stops after this many passes (bisection alone
 /// reaches f64 resolution well before), keeping its lower bracket.
 static constexpr int64_t kMaxSearchSteps = 100;
+/// The boundary search's split rounds (each one pass over the prefix split
+/// into segments of kSearchSegment candidates, then one step) before the
+/// unresolved boundaries finish alone.
+static constexpr int64_t kSplitSearchSteps = 8;
+static constexpr int64_t kSearchSegment = 1024;
 
 namespace {
 /// Small builders local to this file.
@@ -222,6 +227,7 @@ void ChunkedSelection::emitThresholds(OpBuilder &b, Location loc,
   emitScan(b, loc);
   emitBoundaryTaus(b, loc);
   emitChunkWalks(b, loc);
+  emitFirstLists(b, loc);
 }
 
 void ChunkedSelection::emitDealloc(OpBuilder &b, Location loc) const {
@@ -392,47 +398,120 @@ void ChunkedSelection::emitScan(OpBuilder &b, Location loc) {
   finalLen = pick(b, loc, parity, listLen, false);
 }
 
-Value ChunkedSelection::emitPrefixTau(OpBuilder &b, Location loc, Value bi,
-                                      Value h, Value e, Value zk) const {
+// The boundary search (step 3) in pieces, so that its passes can be split
+// over segments of the prefix: a pass evaluates the piece of f just right of
+// a point `at` (UPPER count, MIDDLE count and sum, next breakpoint), a step
+// moves the bracket.
+
+/// The pass's carried values for an empty range: UPPER count, MIDDLE count
+/// (index), MIDDLE sum, smallest breakpoint right of `at` (f64).
+static SmallVector<Value> emitPieceInit(OpBuilder &b, Location loc) {
   B x{b, loc};
-  Type f64 = b.getF64Type(), index = b.getIndexType(), i1 = b.getI1Type();
+  return {x.idx(0), x.idx(0), x.f64(0.0), x.f64(kInf)};
+}
+
+/// Two passes' values over disjoint ranges, combined.
+static SmallVector<Value> emitPieceJoin(OpBuilder &b, Location loc,
+                                        ValueRange p, ValueRange q) {
+  B x{b, loc};
+  return {x.add(p[0], q[0]), x.add(p[1], q[1]), x.add(p[2], q[2]),
+          arith::MinimumFOp::create(b, loc, p[3], q[3])};
+}
+
+SmallVector<Value> ChunkedSelection::emitPiece(OpBuilder &b, Location loc,
+                                               Value bi, Value h, Value from,
+                                               Value to, Value at) const {
+  B y{b, loc};
+  Value atPlusOne = y.add(at, y.f64(1.0));
+  return emitForCarrying(
+      b, loc, from, to, emitPieceInit(b, loc),
+      [&](OpBuilder &fb, Location fl, Value j,
+          ValueRange c) -> SmallVector<Value> {
+        B v{fb, fl};
+        Value z32 = emitScore(fb, fl, bi, h, j);
+        Value z = v.toF64(z32);
+        Value above = v.andI(emitIsCandidate(fb, fl, z32, false),
+                             v.cmpf(arith::CmpFPredicate::OGT, z, at));
+        Value up =
+            v.andI(above, v.cmpf(arith::CmpFPredicate::OGT, z, atPlusOne));
+        Value mid = v.andI(above, v.notI(up));
+        Value bp = v.sel(up, v.sub(z, v.f64(1.0)), v.sel(mid, z, v.f64(kInf)));
+        return {v.add(c[0], v.count(up)), v.add(c[1], v.count(mid)),
+                v.add(c[2], v.sel(mid, z, v.f64(0.0))),
+                arith::MinimumFOp::create(fb, fl, c[3], bp)};
+      });
+}
+
+/// The search's carried values: lo, f(lo), hi, f(hi), next x (f64), steps
+/// (index), found (i1), tau (f64), last failed (i1). It starts at
+/// [z(k) - 1, z(k)], where z(k) is the prefix's k-th strongest score.
+static SmallVector<Value> emitSearchInit(OpBuilder &b, Location loc, int64_t k,
+                                         Value zk) {
+  B x{b, loc};
   Value kF = x.f64(static_cast<double>(k));
-  // One pass: the piece of f just right of `at`.
-  auto piece = [&](OpBuilder &pb, Location pl, Value at) {
-    B y{pb, pl};
-    Value atPlusOne = y.add(at, y.f64(1.0));
-    return emitForCarrying(
-        pb, pl, y.idx(0), e,
-        ValueRange{y.idx(0), y.idx(0), y.f64(0.0), y.f64(kInf)},
-        [&](OpBuilder &fb, Location fl, Value j,
-            ValueRange c) -> SmallVector<Value> {
-          B v{fb, fl};
-          Value z32 = emitScore(fb, fl, bi, h, j);
-          Value z = v.toF64(z32);
-          Value above = v.andI(emitIsCandidate(fb, fl, z32, false),
-                               v.cmpf(arith::CmpFPredicate::OGT, z, at));
-          Value up =
-              v.andI(above, v.cmpf(arith::CmpFPredicate::OGT, z, atPlusOne));
-          Value mid = v.andI(above, v.notI(up));
-          Value bp =
-              v.sel(up, v.sub(z, v.f64(1.0)), v.sel(mid, z, v.f64(kInf)));
-          return {v.add(c[0], v.count(up)), v.add(c[1], v.count(mid)),
-                  v.add(c[2], v.sel(mid, z, v.f64(0.0))),
-                  arith::MinimumFOp::create(fb, fl, c[3], bp)};
-        });
-  };
   Value lo0 = x.sub(zk, x.f64(1.0));
-  // Carried: lo, f(lo), hi, f(hi), next x, steps, found, tau, last failed.
-  SmallVector<Type> types{f64, f64, f64, f64, f64, index, i1, f64, i1};
-  SmallVector<Value> init{lo0,
-                          kF,
-                          zk,
-                          x.sub(kF, x.f64(1.0)),
-                          lo0,
-                          x.idx(0),
-                          emitBool(b, loc, false),
-                          lo0,
-                          emitBool(b, loc, false)};
+  return {lo0,
+          kF,
+          zk,
+          x.sub(kF, x.f64(1.0)),
+          lo0,
+          x.idx(0),
+          emitBool(b, loc, false),
+          lo0,
+          emitBool(b, loc, false)};
+}
+
+/// One step of the search from the piece `pc` at its next x.
+static SmallVector<Value> emitSearchStep(OpBuilder &b, Location loc, int64_t k,
+                                         ValueRange a, ValueRange pc) {
+  B y{b, loc};
+  Type f64 = b.getF64Type();
+  Value kF = y.f64(static_cast<double>(k));
+  Value lo = a[0], flo = a[1], hi = a[2], fhi = a[3], at = a[4];
+  Value steps = a[5], failed = a[8];
+  auto toF64 = [&](Value i) {
+    return arith::UIToFPOp::create(
+        b, loc, f64, arith::IndexCastUIOp::create(b, loc, b.getI64Type(), i));
+  };
+  Value uF = toF64(pc[0]), mF = toF64(pc[1]);
+  Value fx = y.sub(y.add(uF, pc[2]), y.mul(mF, at));
+  // The first point, z(k) - 1, is a lower bracket by construction;
+  // rounding in fx must not say otherwise.
+  Value ok =
+      y.orI(y.eq(steps, y.idx(0)), y.cmpf(arith::CmpFPredicate::OGE, fx, kF));
+  Value hasMid = y.cmp(arith::CmpIPredicate::ugt, pc[1], y.idx(0));
+  Value root = arith::DivFOp::create(b, loc, y.sub(y.add(uF, pc[2]), kF), mF);
+  Value belowK = y.cmp(arith::CmpIPredicate::ult, pc[0], y.idx(k));
+  Value inPiece = y.cmpf(arith::CmpFPredicate::OLE, root, pc[3]);
+  Value exact = y.andI(y.andI(hasMid, belowK), inPiece);
+  Value flat = y.andI(y.notI(hasMid), y.eq(pc[0], y.idx(k)));
+  Value found = y.andI(ok, y.orI(exact, flat));
+  Value tau = y.sel(exact, arith::MaximumFOp::create(b, loc, root, at), pc[3]);
+  Value nlo = y.sel(ok, at, lo), nflo = y.sel(ok, fx, flo);
+  Value nhi = y.sel(ok, hi, at), nfhi = y.sel(ok, fhi, fx);
+  Value mid = y.mul(y.add(nlo, nhi), y.f64(0.5));
+  auto inside = [&](Value v) {
+    return y.andI(y.cmpf(arith::CmpFPredicate::OGT, v, nlo),
+                  y.cmpf(arith::CmpFPredicate::OLT, v, nhi));
+  };
+  // From a new lower point: its piece's root (Newton). After a miss: the
+  // secant, and bisection after two misses in a row.
+  Value secant = y.add(nlo, arith::DivFOp::create(
+                                b, loc, y.mul(y.sub(nhi, nlo), y.sub(nflo, kF)),
+                                y.sub(nflo, nfhi)));
+  Value newton = y.andI(hasMid, inside(root));
+  Value tryNewton = y.andI(ok, newton);
+  Value trySecant = y.andI(y.andI(y.notI(ok), y.notI(failed)), inside(secant));
+  Value next = y.sel(tryNewton, root, y.sel(trySecant, secant, mid));
+  return {nlo,   nflo, nhi,       nfhi, next, y.add(steps, y.idx(1)),
+          found, tau,  y.notI(ok)};
+}
+
+SmallVector<Value> ChunkedSelection::emitFinishSearch(OpBuilder &b,
+                                                      Location loc, Value bi,
+                                                      Value h, Value e,
+                                                      ValueRange init) const {
+  SmallVector<Type> types(ValueRange(init).getTypes());
   auto loop = scf::WhileOp::create(
       b, loc, types, init,
       [&](OpBuilder &nb, Location nl, ValueRange a) {
@@ -441,93 +520,170 @@ Value ChunkedSelection::emitPrefixTau(OpBuilder &b, Location loc, Value bi,
         scf::ConditionOp::create(nb, nl, more, a);
       },
       [&](OpBuilder &nb, Location nl, ValueRange a) {
-        B y{nb, nl};
-        Value lo = a[0], flo = a[1], hi = a[2], fhi = a[3], at = a[4];
-        Value steps = a[5], failed = a[8];
-        SmallVector<Value> pc = piece(nb, nl, at);
-        Value uF = arith::UIToFPOp::create(
-            nb, nl, f64,
-            arith::IndexCastUIOp::create(nb, nl, nb.getI64Type(), pc[0]));
-        Value mF = arith::UIToFPOp::create(
-            nb, nl, f64,
-            arith::IndexCastUIOp::create(nb, nl, nb.getI64Type(), pc[1]));
-        Value fx = y.sub(y.add(uF, pc[2]), y.mul(mF, at));
-        // The first point, z(k) - 1, is a lower bracket by construction;
-        // rounding in fx must not say otherwise.
-        Value ok = y.orI(y.eq(steps, y.idx(0)),
-                         y.cmpf(arith::CmpFPredicate::OGE, fx, kF));
-        Value hasMid = y.cmp(arith::CmpIPredicate::ugt, pc[1], y.idx(0));
-        Value root =
-            arith::DivFOp::create(nb, nl, y.sub(y.add(uF, pc[2]), kF), mF);
-        Value belowK = y.cmp(arith::CmpIPredicate::ult, pc[0], y.idx(k));
-        Value inPiece = y.cmpf(arith::CmpFPredicate::OLE, root, pc[3]);
-        Value exact = y.andI(y.andI(hasMid, belowK), inPiece);
-        Value flat = y.andI(y.notI(hasMid), y.eq(pc[0], y.idx(k)));
-        Value found = y.andI(ok, y.orI(exact, flat));
-        Value tau =
-            y.sel(exact, arith::MaximumFOp::create(nb, nl, root, at), pc[3]);
-        Value nlo = y.sel(ok, at, lo), nflo = y.sel(ok, fx, flo);
-        Value nhi = y.sel(ok, hi, at), nfhi = y.sel(ok, fhi, fx);
-        Value mid = y.mul(y.add(nlo, nhi), y.f64(0.5));
-        auto inside = [&](Value v) {
-          return y.andI(y.cmpf(arith::CmpFPredicate::OGT, v, nlo),
-                        y.cmpf(arith::CmpFPredicate::OLT, v, nhi));
-        };
-        // From a new lower point: its piece's root (Newton). After a miss:
-        // the secant, and bisection after two misses in a row.
-        Value secant =
-            y.add(nlo, arith::DivFOp::create(
-                           nb, nl, y.mul(y.sub(nhi, nlo), y.sub(nflo, kF)),
-                           y.sub(nflo, nfhi)));
-        Value newton = y.andI(hasMid, inside(root));
-        Value tryNewton = y.andI(ok, newton);
-        Value trySecant =
-            y.andI(y.andI(y.notI(ok), y.notI(failed)), inside(secant));
-        Value next = y.sel(tryNewton, root, y.sel(trySecant, secant, mid));
-        scf::YieldOp::create(nb, nl,
-                             ValueRange{nlo, nflo, nhi, nfhi, next,
-                                        y.add(steps, y.idx(1)), found, tau,
-                                        y.notI(ok)});
+        SmallVector<Value> pc =
+            emitPiece(nb, nl, bi, h, emitIndex(nb, nl, 0), e, a[4]);
+        scf::YieldOp::create(nb, nl, emitSearchStep(nb, nl, k, a, pc));
       });
-  return x.sel(loop.getResult(6), loop.getResult(7), loop.getResult(0));
+  return loop.getResults();
+}
+
+/// The search's result: its tau when found, else its lower bracket.
+static Value emitSearchResult(OpBuilder &b, Location loc, ValueRange a) {
+  return B{b, loc}.sel(a[6], a[7], a[0]);
 }
 
 // Step 3: the exact tau of the candidates before each chunk boundary
-// (boundary c is position min(c Lc, C); boundary N is the whole row).
+// (boundary c is position min(c Lc, C); boundary N is the whole row). Every
+// boundary searches at once: kSplitSearchSteps rounds of one kernel over
+// (boundary, segment of the prefix) for the passes and one over boundaries
+// for the steps, then one thread per boundary still unresolved finishes
+// alone (in practice none: the search lands within a few steps).
 void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
   B x{b, loc};
+  Type f64 = b.getF64Type(), index = b.getIndexType();
+  Value bounds = x.add(chunks, x.idx(1));
+  Value rows = x.mul(batch, heads);
+  Value segLen = x.idx(kSearchSegment);
+  Value segs = x.max(x.idx(1), x.ceilDiv(candidates, segLen));
+  // State: the 9 carried values as 6 f64 (lo, flo, hi, fhi, at, tau) and
+  // 3 index (steps, found, failed); partial pieces per segment.
+  Value stateF = allocScratch(b, loc, f64, {rows, bounds, x.idx(6)});
+  Value stateI = allocScratch(b, loc, index, {rows, bounds, x.idx(3)});
+  Value partI = allocScratch(b, loc, index, {rows, bounds, segs, x.idx(2)});
+  Value partF = allocScratch(b, loc, f64, {rows, bounds, segs, x.idx(2)});
+  auto storeState = [&](OpBuilder &sb, Location sl, Value r, Value c,
+                        ValueRange a) {
+    B y{sb, sl};
+    Value vals[6] = {a[0], a[1], a[2], a[3], a[4], a[7]};
+    for (int i = 0; i < 6; ++i)
+      y.store(vals[i], stateF, {r, c, y.idx(i)});
+    y.store(a[5], stateI, {r, c, y.idx(0)});
+    y.store(y.count(a[6]), stateI, {r, c, y.idx(1)});
+    y.store(y.count(a[8]), stateI, {r, c, y.idx(2)});
+  };
+  auto loadState = [&](OpBuilder &sb, Location sl, Value r,
+                       Value c) -> SmallVector<Value> {
+    B y{sb, sl};
+    auto f = [&](int i) { return y.load(stateF, {r, c, y.idx(i)}); };
+    auto flag = [&](int i) {
+      return y.cmp(arith::CmpIPredicate::ne, y.load(stateI, {r, c, y.idx(i)}),
+                   y.idx(0));
+    };
+    return {f(0),    f(1), f(2),   f(3), f(4), y.load(stateI, {r, c, y.idx(0)}),
+            flag(1), f(5), flag(2)};
+  };
+  // The prefix end of boundary c and whether it needs a search (more than
+  // k candidates before it); without one its tau is -inf (found).
+  auto prefixOf = [&](OpBuilder &sb, Location sl, Value r, Value c) {
+    B y{sb, sl};
+    Value e = y.min(y.mul(c, chunkLen), candidates);
+    Value hasPrefix = y.cmp(arith::CmpIPredicate::ugt, c, y.idx(0));
+    // Chunk c - 1's list exists only for c > 0.
+    Value search = emitIfElse(
+        sb, sl, hasPrefix,
+        [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+          B t{tb, tl};
+          Value len = t.load(finalLen, {r, t.sub(c, t.idx(1))});
+          return {t.cmp(arith::CmpIPredicate::ugt, len, t.idx(k))};
+        },
+        [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+          return {emitBool(tb, tl, false)};
+        })[0];
+    return std::make_pair(e, search);
+  };
+
   emitParallelQueryBlocks(
-      b, loc, batch, heads, x.add(chunks, x.idx(1)), kChunkBlock,
+      b, loc, batch, heads, bounds, kWideBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
         B y{nb, nl};
         Value r = emitRowIndex(nb, nl, bi, h);
-        Value e = y.min(y.mul(c, chunkLen), candidates);
-        Value hasPrefix = y.cmp(arith::CmpIPredicate::ugt, c, y.idx(0));
-        Value tau = emitIfElse(
-            nb, nl, hasPrefix,
+        auto [e, search] = prefixOf(nb, nl, r, c);
+        (void)e;
+        Value negInf = y.f64(-kInf);
+        // The list of chunks 0..c-1 holds k + 1 entries when searched.
+        Value zk = emitIfElse(
+            nb, nl, search,
             [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
               B t{tb, tl};
-              Value prev = t.sub(c, t.idx(1));
-              Value len = t.load(finalLen, {r, prev});
-              Value overBudget =
-                  t.cmp(arith::CmpIPredicate::ugt, len, t.idx(k));
-              return emitIfElse(
-                  tb, tl, overBudget,
-                  [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
-                    B o{ob, ol};
-                    Value zk =
-                        o.toF64(o.load(finalScores, {r, prev, o.idx(k - 1)}));
-                    return {emitPrefixTau(ob, ol, bi, h, e, zk)};
-                  },
-                  [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
-                    return {B{ob, ol}.f64(-kInf)};
-                  });
+              return {t.toF64(
+                  t.load(finalScores, {r, t.sub(c, t.idx(1)), t.idx(k - 1)}))};
             },
-            [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-              return {B{tb, tl}.f64(-kInf)};
+            [&](OpBuilder &, Location) -> SmallVector<Value> {
+              return {negInf};
             })[0];
-        y.store(tau, boundaryTau, {r, c});
+        SmallVector<Value> init = emitSearchInit(nb, nl, k, zk);
+        // A boundary without a search is found at -inf.
+        init[6] = y.notI(search);
+        init[7] = y.sel(search, init[7], negInf);
+        init[0] = y.sel(search, init[0], negInf);
+        storeState(nb, nl, r, c, init);
       });
+  emitFor(
+      b, loc, x.idx(0), x.idx(kSplitSearchSteps),
+      [&](OpBuilder &sb, Location sl, Value) {
+        emitParallelQueryBlocks(
+            sb, sl, batch, heads, x.mul(bounds, segs), kWideBlock,
+            [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
+              B y{nb, nl};
+              Value r = emitRowIndex(nb, nl, bi, h);
+              Value c = y.div(item, segs), seg = y.rem(item, segs);
+              auto [e, search] = prefixOf(nb, nl, r, c);
+              (void)search;
+              Value found = y.cmp(arith::CmpIPredicate::ne,
+                                  y.load(stateI, {r, c, y.idx(1)}), y.idx(0));
+              Value from = y.min(y.mul(seg, segLen), e);
+              Value to = y.min(y.add(from, segLen), e);
+              Value at = y.load(stateF, {r, c, y.idx(4)});
+              emitIf(nb, nl, y.notI(found), [&](OpBuilder &pb, Location pl) {
+                B z{pb, pl};
+                SmallVector<Value> pc = emitPiece(pb, pl, bi, h, from, to, at);
+                for (int i = 0; i < 2; ++i) {
+                  z.store(pc[i], partI, {r, c, seg, z.idx(i)});
+                  z.store(pc[2 + i], partF, {r, c, seg, z.idx(i)});
+                }
+              });
+            });
+        emitParallelQueryBlocks(
+            sb, sl, batch, heads, bounds, kWideBlock,
+            [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
+              B y{nb, nl};
+              Value r = emitRowIndex(nb, nl, bi, h);
+              SmallVector<Value> a = loadState(nb, nl, r, c);
+              emitIf(nb, nl, y.notI(a[6]), [&](OpBuilder &pb, Location pl) {
+                B z{pb, pl};
+                SmallVector<Value> pc = emitForCarrying(
+                    pb, pl, z.idx(0), segs, emitPieceInit(pb, pl),
+                    [&](OpBuilder &fb, Location fl, Value seg, ValueRange acc) {
+                      B v{fb, fl};
+                      SmallVector<Value> part{
+                          v.load(partI, {r, c, seg, v.idx(0)}),
+                          v.load(partI, {r, c, seg, v.idx(1)}),
+                          v.load(partF, {r, c, seg, v.idx(0)}),
+                          v.load(partF, {r, c, seg, v.idx(1)})};
+                      return emitPieceJoin(fb, fl, acc, part);
+                    });
+                storeState(pb, pl, r, c, emitSearchStep(pb, pl, k, a, pc));
+              });
+            });
+      });
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, bounds, kChunkBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
+        B y{nb, nl};
+        Value r = emitRowIndex(nb, nl, bi, h);
+        auto [e, search] = prefixOf(nb, nl, r, c);
+        (void)search;
+        SmallVector<Value> a = loadState(nb, nl, r, c);
+        SmallVector<Value> done = emitIfElse(
+            nb, nl, a[6],
+            [&](OpBuilder &, Location) { return SmallVector<Value>(a); },
+            [&](OpBuilder &fb, Location fl) {
+              return emitFinishSearch(fb, fl, bi, h, e, a);
+            });
+        y.store(emitSearchResult(nb, nl, done), boundaryTau, {r, c});
+      });
+  for (Value v : {stateF, stateI, partI, partF})
+    memref::DeallocOp::create(b, loc, v);
 }
 
 // Step 4: per chunk with queries, seed the pool and the solver with the
@@ -542,15 +698,14 @@ void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
         Value end = x.min(x.add(start, chunkLen), candidates);
         Value firstLast = x.max(start, lag);
         emitIf(nb, nl, x.lt(firstLast, end), [&](OpBuilder &qb, Location ql) {
-          emitChunkWalk(qb, ql, bi, h, c, start, end, firstLast);
+          emitChunkWalk(qb, ql, bi, h, c, start, end);
         });
       });
 }
 
 void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
-                                     Value h, Value c, Value start, Value end,
-                                     Value firstLast) const {
-  const FirstLists &firsts = firstLists;
+                                     Value h, Value c, Value start,
+                                     Value end) const {
   B x{b, loc};
   Value r = emitRowIndex(b, loc, bi, h);
   Value rc = x.add(x.mul(r, chunks), c);
@@ -589,17 +744,20 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
         return emitBandSeed(ob, ol, bi, h, r, c, start, solver);
       },
       [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
-        // At most k candidates so far: the list holds them all.
+        // At most k candidates so far: the list holds them all, all in
+        // UPPER with tau = -inf; weakest first is a valid heap.
         B y{ob, ol};
+        emitFor(ob, ol, zero, startLen,
+                [&](OpBuilder &fb, Location fl, Value i) {
+                  B f{fb, fl};
+                  Value from = f.sub(f.sub(startLen, f.idx(1)), i);
+                  solver.emitStoreUpper(fb, fl, i,
+                                        f.load(finalScores, {r, prev, from}));
+                });
         TauState s = solver.emitEmpty(ob, ol);
-        SmallVector<Value> v = emitForCarrying(
-            ob, ol, y.idx(0), startLen, s.values(),
-            [&](OpBuilder &fb, Location fl, Value i,
-                ValueRange carried) -> SmallVector<Value> {
-              Value z = B{fb, fl}.load(finalScores, {r, prev, i});
-              return solver.emitAdd(fb, fl, TauState::fromValues(carried), z)
-                  .values();
-            });
+        s.count = startLen;
+        s.upperSize = startLen;
+        SmallVector<Value> v = s.values();
         v.push_back(y.idx(0));
         v.push_back(y.idx(0));
         return v;
@@ -645,37 +803,113 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
         });
         return next;
       });
-  // The first query's selection, ascending: candidates up to its last one
-  // that reach its theta.
-  Value q0 = x.sub(firstLast, lag);
-  Value ts = x.load(thetaScore, {r, q0}), tp = x.load(thetaPos, {r, q0});
-  SmallVector<Value> lead = firsts.lead(b, loc, bi, h, c, q0);
-  auto at = [&](SmallVector<Value> l, Value i) {
-    l.push_back(i);
-    return l;
+}
+
+// Step 5: each chunk's first query's selection, ascending: its candidates
+// (up to its last one) that reach its theta. The prefix is cut into segments
+// of kSearchSegment candidates: one kernel counts each segment's members,
+// the next writes them at the sum of the counts before their segment, so no
+// thread walks more than one segment (nor the whole prefix).
+void ChunkedSelection::emitFirstLists(OpBuilder &b, Location loc) {
+  const FirstLists &firsts = firstLists;
+  B x{b, loc};
+  Value rows = x.mul(batch, heads);
+  Value segLen = x.idx(kSearchSegment);
+  Value segs = x.max(x.idx(1), x.ceilDiv(candidates, segLen));
+  Value counts = allocScratch(b, loc, b.getIndexType(), {rows, chunks, segs});
+  // Calls `body(from, to, ts, tp, q0)` for segment `seg` of chunk c's first
+  // query's prefix when the chunk has queries (`firstLast` < its end).
+  auto forSegment = [&](OpBuilder &nb, Location nl, Value bi, Value h,
+                        Value item,
+                        function_ref<void(
+                            OpBuilder &, Location, Value r, Value c, Value seg,
+                            Value from, Value to, Value ts, Value tp, Value q0)>
+                            body) {
+    B y{nb, nl};
+    Value r = emitRowIndex(nb, nl, bi, h);
+    Value c = y.div(item, segs), seg = y.rem(item, segs);
+    Value start = y.mul(c, chunkLen);
+    Value end = y.min(y.add(start, chunkLen), candidates);
+    Value firstLast = y.max(start, lag);
+    emitIf(nb, nl, y.lt(firstLast, end), [&](OpBuilder &qb, Location ql) {
+      B q{qb, ql};
+      Value q0 = q.sub(firstLast, lag);
+      Value ts = q.load(thetaScore, {r, q0}), tp = q.load(thetaPos, {r, q0});
+      Value last = q.add(firstLast, q.idx(1));
+      Value from = q.min(q.mul(seg, segLen), last);
+      Value to = q.min(q.add(from, segLen), last);
+      body(qb, ql, r, c, seg, from, to, ts, tp, q0);
+    });
   };
-  Value written = emitForCarrying(
-      b, loc, zero, x.add(firstLast, one), ValueRange{zero},
-      [&](OpBuilder &fb, Location fl, Value j,
-          ValueRange carried) -> SmallVector<Value> {
-        B y{fb, fl};
-        Value z = emitScore(fb, fl, bi, h, j);
-        Value take = y.andI(emitIsCandidate(fb, fl, z, false),
-                            emitReaches(fb, fl, z, j, ts, tp));
-        return emitIfElse(
-            fb, fl, take,
-            [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-              storeIndexAs(tb, tl, j, firsts.buf, at(lead, carried[0]));
-              return {B{tb, tl}.add(carried[0], B{tb, tl}.idx(1))};
-            },
-            [&](OpBuilder &, Location) -> SmallVector<Value> {
-              return {carried[0]};
-            });
-      })[0];
-  emitFor(b, loc, written, firstListWidth(b, loc),
-          [&](OpBuilder &fb, Location fl, Value i) {
-            storeIndexAs(fb, fl, B{fb, fl}.idx(-1), firsts.buf, at(lead, i));
+  // Visits the members of [from, to) in order, carrying a count.
+  auto walk = [&](OpBuilder &fb, Location fl, Value bi, Value h, Value from,
+                  Value to, Value ts, Value tp, Value init,
+                  function_ref<void(OpBuilder &, Location, Value j, Value n)>
+                      onMember) {
+    return emitForCarrying(
+        fb, fl, from, to, ValueRange{init},
+        [&](OpBuilder &lb, Location ll, Value j,
+            ValueRange carried) -> SmallVector<Value> {
+          B y{lb, ll};
+          Value z = emitScore(lb, ll, bi, h, j);
+          Value take = y.andI(emitIsCandidate(lb, ll, z, false),
+                              emitReaches(lb, ll, z, j, ts, tp));
+          emitIf(lb, ll, take, [&](OpBuilder &mb, Location ml) {
+            onMember(mb, ml, j, carried[0]);
           });
+          return {y.add(carried[0], y.count(take))};
+        })[0];
+  };
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, x.mul(chunks, segs), kWideBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
+        forSegment(nb, nl, bi, h, item,
+                   [&](OpBuilder &sb, Location sl, Value r, Value c, Value seg,
+                       Value from, Value to, Value ts, Value tp, Value) {
+                     Value n =
+                         walk(sb, sl, bi, h, from, to, ts, tp, B{sb, sl}.idx(0),
+                              [](OpBuilder &, Location, Value, Value) {});
+                     B{sb, sl}.store(n, counts, {r, c, seg});
+                   });
+      });
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, x.mul(chunks, segs), kWideBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
+        forSegment(nb, nl, bi, h, item,
+                   [&](OpBuilder &sb, Location sl, Value r, Value c, Value seg,
+                       Value from, Value to, Value ts, Value tp, Value q0) {
+                     B y{sb, sl};
+                     SmallVector<Value> lead =
+                         firsts.lead(sb, sl, bi, h, c, q0);
+                     auto at = [&](Value i) {
+                       SmallVector<Value> l(lead);
+                       l.push_back(i);
+                       return l;
+                     };
+                     Value before = emitForCarrying(
+                         sb, sl, y.idx(0), seg, ValueRange{y.idx(0)},
+                         [&](OpBuilder &fb, Location fl, Value i,
+                             ValueRange acc) -> SmallVector<Value> {
+                           B f{fb, fl};
+                           return {f.add(acc[0], f.load(counts, {r, c, i}))};
+                         })[0];
+                     Value end = walk(
+                         sb, sl, bi, h, from, to, ts, tp, before,
+                         [&](OpBuilder &mb, Location ml, Value j, Value n) {
+                           storeIndexAs(mb, ml, j, firsts.buf, at(n));
+                         });
+                     // The last segment pads the list with -1.
+                     emitIf(sb, sl, y.eq(seg, y.sub(segs, y.idx(1))),
+                            [&](OpBuilder &pb, Location pl) {
+                              emitFor(pb, pl, end, firstListWidth(pb, pl),
+                                      [&](OpBuilder &fb, Location fl, Value i) {
+                                        storeIndexAs(fb, fl, B{fb, fl}.idx(-1),
+                                                     firsts.buf, at(i));
+                                      });
+                            });
+                   });
+      });
+  memref::DeallocOp::create(b, loc, counts);
 }
 
 SmallVector<Value>

@@ -16,13 +16,16 @@
 //      chunks 0..c;
 //   3. per chunk boundary: the exact tau of the prefix before it (a
 //      bracketed search over the pieces of f from [z(k) - 1, z(k)], each
-//      step one streaming pass over the prefix);
+//      step one pass over the prefix; every boundary searches at once, each
+//      pass split over segments of the prefix);
 //   4. per chunk: the running top-k pool (seeded from the scanned list) and
 //      the incremental tau (TauSolver, seeded with the prefix scores whose
 //      breakpoints fall between the chunk's two boundary taus; the others
 //      only counted) walk the chunk's candidates and record, per query,
-//      tau(t) and theta(t), the weakest selected (score, position); the
-//      chunk's first query's selected positions are written out;
+//      tau(t) and theta(t), the weakest selected (score, position);
+//   5. per chunk: its first query's selected positions, written out in
+//      order by segments of the prefix (counted, then written at the sum of
+//      the counts before them).
 //
 // Then per query, in any kernel: Sel(t) = the first query's list filtered by
 // theta(t), plus the chunk's candidates up to e(t) - 1 that reach theta(t)
@@ -129,20 +132,25 @@ private:
   void emitScan(OpBuilder &b, Location loc);
   void emitBoundaryTaus(OpBuilder &b, Location loc);
   void emitChunkWalks(OpBuilder &b, Location loc);
-  /// One chunk's walk (chunk c of row (bi, h): candidates [start, end), the
-  /// first query's last candidate `firstLast`).
+  /// One chunk's walk (chunk c of row (bi, h): candidates [start, end)).
   void emitChunkWalk(OpBuilder &b, Location loc, Value bi, Value h, Value c,
-                     Value start, Value end, Value firstLast) const;
+                     Value start, Value end) const;
+  void emitFirstLists(OpBuilder &b, Location loc);
   /// Seeds `solver` with the candidates before `start` when there are more
   /// than k: the TauState values at the chunk's lower boundary tau, then the
   /// unheaped UPPER and MIDDLE counts.
   SmallVector<Value> emitBandSeed(OpBuilder &b, Location loc, Value bi, Value h,
                                   Value r, Value c, Value start,
                                   const TauSolver &solver) const;
-  /// f64 exact tau of the candidates [0, e) given their k-th strongest
-  /// score zk (the prefix holds more than k candidates).
-  Value emitPrefixTau(OpBuilder &b, Location loc, Value bi, Value h, Value e,
-                      Value zk) const;
+  /// The piece of f just right of `at` over the candidates [from, to):
+  /// UPPER count, MIDDLE count (index), MIDDLE sum, smallest breakpoint
+  /// right of `at` (f64).
+  SmallVector<Value> emitPiece(OpBuilder &b, Location loc, Value bi, Value h,
+                               Value from, Value to, Value at) const;
+  /// Runs the boundary search over the candidates [0, e) from its carried
+  /// values `init` until it is found or out of steps; returns them.
+  SmallVector<Value> emitFinishSearch(OpBuilder &b, Location loc, Value bi,
+                                      Value h, Value e, ValueRange init) const;
 
   Operation *anchor;
   int64_t k, w;

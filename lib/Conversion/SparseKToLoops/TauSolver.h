@@ -66,6 +66,15 @@ public:
     return middle.emitPush(b, loc, size, score);
   }
 
+  /// Stores the f32 `score` as slot `i` of UPPER without sifting: for
+  /// seeding n <= k scores (tau = -inf, every one in UPPER, TauState
+  /// {n, n, 0, 0, -inf}) from a list in ascending score order, which is
+  /// already a valid min-heap. O(1) per score, where pushing them one by one
+  /// from a list sorted strongest first would sift each to the root.
+  void emitStoreUpper(OpBuilder &b, Location loc, Value i, Value score) const {
+    upper.emitStore(b, loc, ValueRange{score}, i);
+  }
+
   /// Adds the finite f32 `score` and re-solves tau.
   TauState emitAdd(OpBuilder &b, Location loc, const TauState &state,
                    Value score) const;
