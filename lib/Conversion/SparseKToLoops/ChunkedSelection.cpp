@@ -52,6 +52,9 @@ static constexpr int64_t kMaxSearchSteps = 100;
 /// unresolved boundaries finish alone.
 static constexpr int64_t kSplitSearchSteps = 8;
 static constexpr int64_t kSearchSegment = 1024;
+/// Per segment of a chunk's prefix, the band seed counts candidates, heaped
+/// UPPER and MIDDLE scores, and unheaped UPPER and MIDDLE ones.
+static constexpr int64_t kBandCounts = 5;
 
 namespace {
 /// Small builders local to this file.
@@ -690,6 +693,112 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
 // state before the chunk, walk its candidates recording each query's tau and
 // theta, then write the first query's selected positions.
 void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
+  B x{b, loc};
+  Value rows = x.mul(batch, heads);
+  Value segLen = x.idx(kSearchSegment);
+  bandSegs = x.max(x.idx(1), x.ceilDiv(candidates, segLen));
+  bandCounts = allocScratch(b, loc, b.getIndexType(),
+                            {rows, chunks, bandSegs, x.idx(kBandCounts)});
+  bandSums = allocScratch(b, loc, b.getF64Type(), {rows, chunks, bandSegs});
+  // Calls `body` for segment `seg` of chunk c's prefix [0, start) when the
+  // chunk has queries and more than k candidates before it (the band seed's
+  // case), with the chunk's two boundary taus.
+  auto forBandSegment =
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item,
+          function_ref<void(OpBuilder &, Location, Value r, Value c, Value seg,
+                            Value from, Value to, const BandLimits &)>
+              body) {
+        B y{nb, nl};
+        Value r = emitRowIndex(nb, nl, bi, h);
+        Value c = y.div(item, bandSegs), seg = y.rem(item, bandSegs);
+        Value start = y.mul(c, chunkLen);
+        Value end = y.min(y.add(start, chunkLen), candidates);
+        Value walks = y.andI(y.lt(y.max(start, lag), end),
+                             y.cmp(arith::CmpIPredicate::ugt, c, y.idx(0)));
+        emitIf(nb, nl, walks, [&](OpBuilder &wb, Location wl) {
+          B w{wb, wl};
+          Value len = w.load(finalLen, {r, w.sub(c, w.idx(1))});
+          emitIf(wb, wl, w.cmp(arith::CmpIPredicate::ugt, len, w.idx(k)),
+                 [&](OpBuilder &sb, Location sl) {
+                   B z{sb, sl};
+                   Value from = z.min(z.mul(seg, segLen), start);
+                   Value to = z.min(z.add(from, segLen), start);
+                   body(sb, sl, r, c, seg, from, to,
+                        emitBandLimits(sb, sl, r, c));
+                 });
+        });
+      };
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, x.mul(chunks, bandSegs), kWideBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
+        forBandSegment(
+            nb, nl, bi, h, item,
+            [&](OpBuilder &sb, Location sl, Value r, Value c, Value seg,
+                Value from, Value to, const BandLimits &lim) {
+              B y{sb, sl};
+              SmallVector<Value> init(kBandCounts, y.idx(0));
+              init.push_back(y.f64(0.0));
+              SmallVector<Value> acc = emitForCarrying(
+                  sb, sl, from, to, init,
+                  [&](OpBuilder &fb, Location fl, Value j,
+                      ValueRange a) -> SmallVector<Value> {
+                    B v{fb, fl};
+                    BandClass cls = emitBandClass(fb, fl, bi, h, j, lim);
+                    Value heaped = v.andI(cls.above, v.notI(cls.fixed));
+                    Value fixed = v.andI(cls.above, cls.fixed);
+                    Value isMiddle = v.notI(cls.isUpper);
+                    return {v.add(a[0], v.count(cls.finite)),
+                            v.add(a[1], v.count(v.andI(heaped, cls.isUpper))),
+                            v.add(a[2], v.count(v.andI(heaped, isMiddle))),
+                            v.add(a[3], v.count(v.andI(fixed, cls.isUpper))),
+                            v.add(a[4], v.count(v.andI(fixed, isMiddle))),
+                            v.add(a[5], v.sel(v.andI(cls.above, isMiddle),
+                                              cls.z, v.f64(0.0)))};
+                  });
+              for (int i = 0; i < kBandCounts; ++i)
+                y.store(acc[i], bandCounts, {r, c, seg, y.idx(i)});
+              y.store(acc[kBandCounts], bandSums, {r, c, seg});
+            });
+      });
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, x.mul(chunks, bandSegs), kWideBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
+        forBandSegment(
+            nb, nl, bi, h, item,
+            [&](OpBuilder &sb, Location sl, Value r, Value c, Value seg,
+                Value from, Value to, const BandLimits &lim) {
+              B y{sb, sl};
+              // Heaped entries of the segments before this one go first.
+              SmallVector<Value> at = emitForCarrying(
+                  sb, sl, y.idx(0), seg, ValueRange{y.idx(0), y.idx(0)},
+                  [&](OpBuilder &fb, Location fl, Value i,
+                      ValueRange a) -> SmallVector<Value> {
+                    B v{fb, fl};
+                    return {
+                        v.add(a[0], v.load(bandCounts, {r, c, i, v.idx(1)})),
+                        v.add(a[1], v.load(bandCounts, {r, c, i, v.idx(2)}))};
+                  });
+              Value rc = y.add(y.mul(r, chunks), c);
+              emitForCarrying(
+                  sb, sl, from, to, at,
+                  [&](OpBuilder &fb, Location fl, Value j,
+                      ValueRange a) -> SmallVector<Value> {
+                    B v{fb, fl};
+                    BandClass cls = emitBandClass(fb, fl, bi, h, j, lim);
+                    Value heaped = v.andI(cls.above, v.notI(cls.fixed));
+                    Value toUpper = v.andI(heaped, cls.isUpper);
+                    Value toMiddle = v.andI(heaped, v.notI(cls.isUpper));
+                    emitIf(fb, fl, toUpper, [&](OpBuilder &ub, Location ul) {
+                      B{ub, ul}.store(cls.z32, upperHeap, {rc, a[0]});
+                    });
+                    emitIf(fb, fl, toMiddle, [&](OpBuilder &mb, Location ml) {
+                      B{mb, ml}.store(cls.z32, middleHeap, {rc, a[1]});
+                    });
+                    return {v.add(a[0], v.count(toUpper)),
+                            v.add(a[1], v.count(toMiddle))};
+                  });
+            });
+      });
   emitParallelQueryBlocks(
       b, loc, batch, heads, chunks, kChunkBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
@@ -701,6 +810,39 @@ void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
           emitChunkWalk(qb, ql, bi, h, c, start, end);
         });
       });
+  memref::DeallocOp::create(b, loc, bandCounts);
+  memref::DeallocOp::create(b, loc, bandSums);
+}
+
+ChunkedSelection::BandLimits ChunkedSelection::emitBandLimits(OpBuilder &b,
+                                                              Location loc,
+                                                              Value r,
+                                                              Value c) const {
+  B x{b, loc};
+  Value lo = x.load(boundaryTau, {r, c});
+  Value hi = x.load(boundaryTau, {r, x.add(c, x.idx(1))});
+  // Rounding between the boundary search and the solver must not let tau
+  // pass a breakpoint the solver does not hold.
+  Value margin = x.mul(
+      x.f64(1e-6), arith::MaximumFOp::create(b, loc, x.f64(1.0),
+                                             math::AbsFOp::create(b, loc, hi)));
+  return {lo, x.add(lo, x.f64(1.0)), x.add(hi, margin)};
+}
+
+ChunkedSelection::BandClass
+ChunkedSelection::emitBandClass(OpBuilder &b, Location loc, Value bi, Value h,
+                                Value j, const BandLimits &lim) const {
+  B y{b, loc};
+  Value z32 = emitScore(b, loc, bi, h, j);
+  Value fin = emitIsCandidate(b, loc, z32, false);
+  Value z = y.toF64(z32);
+  Value above = y.andI(fin, y.cmpf(arith::CmpFPredicate::OGT, z, lim.lo));
+  // UPPER (p = 1 at lo) leaves at z - 1, MIDDLE at z; a score whose
+  // breakpoint is past the bound keeps its class.
+  Value isUpper = y.cmpf(arith::CmpFPredicate::OGT, z, lim.loPlusOne);
+  Value breakpoint = y.sel(isUpper, y.sub(z, y.f64(1.0)), z);
+  Value fixed = y.cmpf(arith::CmpFPredicate::OGT, breakpoint, lim.bound);
+  return {z32, z, fin, above, isUpper, fixed};
 }
 
 void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
@@ -741,7 +883,7 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
   SmallVector<Value> seeded = emitIfElse(
       b, loc, overBudget,
       [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
-        return emitBandSeed(ob, ol, bi, h, r, c, start, solver);
+        return emitBandSeed(ob, ol, r, c, solver);
       },
       [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
         // At most k candidates so far: the list holds them all, all in
@@ -913,75 +1055,28 @@ void ChunkedSelection::emitFirstLists(OpBuilder &b, Location loc) {
 }
 
 SmallVector<Value>
-ChunkedSelection::emitBandSeed(OpBuilder &b, Location loc, Value bi, Value h,
-                               Value r, Value c, Value start,
+ChunkedSelection::emitBandSeed(OpBuilder &b, Location loc, Value r, Value c,
                                const TauSolver &solver) const {
   B x{b, loc};
-  Value lo = x.load(boundaryTau, {r, c});
-  Value hi = x.load(boundaryTau, {r, x.add(c, x.idx(1))});
-  // Rounding between the boundary search and the solver must not let tau
-  // pass a breakpoint the solver does not hold.
-  Value margin = x.mul(
-      x.f64(1e-6), arith::MaximumFOp::create(b, loc, x.f64(1.0),
-                                             math::AbsFOp::create(b, loc, hi)));
-  Value bound = x.add(hi, margin);
-  Value loPlusOne = x.add(lo, x.f64(1.0));
-  Value zero = x.idx(0);
-  // Carried: count, UPPER heap size, MIDDLE heap size, MIDDLE sum, unheaped
-  // UPPER, unheaped MIDDLE.
-  SmallVector<Value> init{zero, zero, zero, x.f64(0.0), zero, zero};
+  // The segments' counts (candidates, heaped UPPER and MIDDLE, unheaped
+  // UPPER and MIDDLE) and MIDDLE sums, in order.
+  SmallVector<Value> init(kBandCounts, x.idx(0));
+  init.push_back(x.f64(0.0));
   SmallVector<Value> s = emitForCarrying(
-      b, loc, zero, start, init,
-      [&](OpBuilder &fb, Location fl, Value j,
+      b, loc, x.idx(0), bandSegs, init,
+      [&](OpBuilder &fb, Location fl, Value seg,
           ValueRange a) -> SmallVector<Value> {
-        B y{fb, fl};
-        Value z32 = emitScore(fb, fl, bi, h, j);
-        Value fin = emitIsCandidate(fb, fl, z32, false);
-        SmallVector<Value> counted(a);
-        counted[0] = y.add(a[0], y.count(fin));
-        Value z = y.toF64(z32);
-        Value above = y.andI(fin, y.cmpf(arith::CmpFPredicate::OGT, z, lo));
-        return emitIfElse(
-            fb, fl, above,
-            [&](OpBuilder &ub, Location ul) -> SmallVector<Value> {
-              // UPPER (p = 1 at lo) leaves at z - 1, MIDDLE at z; a score
-              // whose breakpoint is past the bound keeps its class.
-              B u{ub, ul};
-              Value isUpper = u.cmpf(arith::CmpFPredicate::OGT, z, loPlusOne);
-              Value isMiddle = u.notI(isUpper);
-              Value breakpoint = u.sel(isUpper, u.sub(z, u.f64(1.0)), z);
-              Value fixed =
-                  u.cmpf(arith::CmpFPredicate::OGT, breakpoint, bound);
-              SmallVector<Value> o(counted);
-              o[3] = u.add(o[3], u.sel(isMiddle, z, u.f64(0.0)));
-              o[4] = u.add(o[4], u.count(u.andI(isUpper, fixed)));
-              o[5] = u.add(o[5], u.count(u.andI(isMiddle, fixed)));
-              SmallVector<Value> sizes = emitIfElse(
-                  ub, ul, fixed,
-                  [&](OpBuilder &, Location) -> SmallVector<Value> {
-                    return {o[1], o[2]};
-                  },
-                  [&](OpBuilder &pb, Location pl) {
-                    return emitIfElse(
-                        pb, pl, isUpper,
-                        [&](OpBuilder &hb, Location hl) -> SmallVector<Value> {
-                          return {solver.emitPushUpper(hb, hl, o[1], z32),
-                                  o[2]};
-                        },
-                        [&](OpBuilder &hb, Location hl) -> SmallVector<Value> {
-                          return {o[1],
-                                  solver.emitPushMiddle(hb, hl, o[2], z32)};
-                        });
-                  });
-              o[1] = sizes[0];
-              o[2] = sizes[1];
-              return o;
-            },
-            [&](OpBuilder &, Location) -> SmallVector<Value> {
-              return counted;
-            });
+        B v{fb, fl};
+        SmallVector<Value> next;
+        for (int i = 0; i < kBandCounts; ++i)
+          next.push_back(
+              v.add(a[i], v.load(bandCounts, {r, c, seg, v.idx(i)})));
+        next.push_back(v.add(a[kBandCounts], v.load(bandSums, {r, c, seg})));
+        return next;
       });
-  return {s[0], s[1], s[2], s[3], lo, s[4], s[5]};
+  solver.emitHeapify(b, loc, s[1], s[2]);
+  Value lo = x.load(boundaryTau, {r, c});
+  return {s[0], s[1], s[2], s[kBandCounts], lo, s[3], s[4]};
 }
 
 QueryPlace ChunkedSelection::emitPlace(OpBuilder &b, Location loc,

@@ -20,7 +20,8 @@
 //      pass split over segments of the prefix);
 //   4. per chunk: the running top-k pool (seeded from the scanned list) and
 //      the incremental tau (TauSolver, seeded with the prefix scores whose
-//      breakpoints fall between the chunk's two boundary taus; the others
+//      breakpoints fall between the chunk's two boundary taus, classified
+//      by segments of the prefix in parallel and then heapified; the others
 //      only counted) walk the chunk's candidates and record, per query,
 //      tau(t) and theta(t), the weakest selected (score, position);
 //   5. per chunk: its first query's selected positions, written out in
@@ -136,11 +137,25 @@ private:
   void emitChunkWalk(OpBuilder &b, Location loc, Value bi, Value h, Value c,
                      Value start, Value end) const;
   void emitFirstLists(OpBuilder &b, Location loc);
-  /// Seeds `solver` with the candidates before `start` when there are more
-  /// than k: the TauState values at the chunk's lower boundary tau, then the
-  /// unheaped UPPER and MIDDLE counts.
-  SmallVector<Value> emitBandSeed(OpBuilder &b, Location loc, Value bi, Value h,
-                                  Value r, Value c, Value start,
+  /// What classifies a prefix score for chunk c's solver: its lower
+  /// boundary tau `lo`, lo + 1, and `bound`, just past its upper boundary
+  /// tau, which the walk's tau never passes.
+  struct BandLimits {
+    Value lo, loPlusOne, bound;
+  };
+  BandLimits emitBandLimits(OpBuilder &b, Location loc, Value r, Value c) const;
+  /// One prefix score as the solver's seed sees it: above lo (kept), in
+  /// UPPER (else MIDDLE), and fixed (its breakpoint is past the bound, so it
+  /// is only counted, never heaped).
+  struct BandClass {
+    Value z32, z, finite, above, isUpper, fixed;
+  };
+  BandClass emitBandClass(OpBuilder &b, Location loc, Value bi, Value h,
+                          Value j, const BandLimits &lim) const;
+  /// Seeds `solver` of chunk c (more than k candidates before it) from the
+  /// band kernels' segments: the TauState values at the chunk's lower
+  /// boundary tau, then the unheaped UPPER and MIDDLE counts.
+  SmallVector<Value> emitBandSeed(OpBuilder &b, Location loc, Value r, Value c,
                                   const TauSolver &solver) const;
   /// The piece of f just right of `at` over the candidates [from, to):
   /// UPPER count, MIDDLE count (index), MIDDLE sum, smallest breakpoint
@@ -165,6 +180,9 @@ private:
   Value finalScores, finalPos, finalLen;
   Value boundaryTau, queryTau, thetaScore, thetaPos;
   Value poolScores, poolPos, upperHeap, middleHeap;
+  // The band seed's per-segment counts and MIDDLE sums, while the walks
+  // are emitted.
+  Value bandSegs, bandCounts, bandSums;
   FirstLists firstLists;
 };
 

@@ -75,6 +75,15 @@ public:
     upper.emitStore(b, loc, ValueRange{score}, i);
   }
 
+  /// Makes UPPER's first `upperSize` and MIDDLE's first `middleSize`
+  /// scores, stored in any order into the caller's buffers, heaps: for
+  /// seeding a state whose tau is known from scores classified in parallel.
+  void emitHeapify(OpBuilder &b, Location loc, Value upperSize,
+                   Value middleSize) const {
+    upper.emitHeapify(b, loc, upperSize);
+    middle.emitHeapify(b, loc, middleSize);
+  }
+
   /// Adds the finite f32 `score` and re-solves tau.
   TauState emitAdd(OpBuilder &b, Location loc, const TauState &state,
                    Value score) const;
