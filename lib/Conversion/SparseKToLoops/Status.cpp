@@ -74,17 +74,26 @@ void sparsek::emitSetStatus(OpBuilder &b, Location loc, Operation *anchor,
   memref::StoreOp::create(b, loc, next, word, ValueRange{});
 }
 
-Value sparsek::emitCheck(OpBuilder &b, Location loc, Operation *anchor,
-                         Value ok, int32_t code) {
+/// Runs `onFail` under "if not ok" (nothing when `ok` is constant true) and
+/// returns `ok`: the shape of every check, host or device.
+static Value emitIfFailed(OpBuilder &b, Location loc, Value ok,
+                          function_ref<void(OpBuilder &, Location)> onFail) {
   if (auto cst = getConstantIntValue(ok); cst && *cst)
     return ok;
   Value bad = arith::XOrIOp::create(
       b, loc, ok, arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1));
   scf::IfOp::create(b, loc, bad, [&](OpBuilder &nb, Location nl) {
-    emitSetStatus(nb, nl, anchor, code);
+    onFail(nb, nl);
     scf::YieldOp::create(nb, nl);
   });
   return ok;
+}
+
+Value sparsek::emitCheck(OpBuilder &b, Location loc, Operation *anchor,
+                         Value ok, int32_t code) {
+  return emitIfFailed(b, loc, ok, [&](OpBuilder &nb, Location nl) {
+    emitSetStatus(nb, nl, anchor, code);
+  });
 }
 
 Value sparsek::emitDimsEqual(OpBuilder &b, Location loc, Value a, unsigned ad,
@@ -153,13 +162,7 @@ void sparsek::emitDeviceStatus(OpBuilder &b, Location loc,
 
 Value sparsek::emitDeviceCheck(OpBuilder &b, Location loc, Operation *anchor,
                                Value ok, int32_t code) {
-  if (auto cst = getConstantIntValue(ok); cst && *cst)
-    return ok;
-  Value bad = arith::XOrIOp::create(
-      b, loc, ok, arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1));
-  scf::IfOp::create(b, loc, bad, [&](OpBuilder &nb, Location nl) {
+  return emitIfFailed(b, loc, ok, [&](OpBuilder &nb, Location nl) {
     emitDeviceStatus(nb, nl, getDeviceStatus(nb, nl, anchor), code);
-    scf::YieldOp::create(nb, nl);
   });
-  return ok;
 }
