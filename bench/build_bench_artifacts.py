@@ -45,7 +45,7 @@ FAMILIES = {
     ]},
     "decode": {"functions": [
         ("decode_bf16_k2048_w512_d128", lambda n: ir.decode_function(n, 2048, 512, "bf16", head_dim=128)),
-    ]},
+    ], "pipeline_options": "decode-kernel=loops"},
     # The same decode tile first (sparsek-tile-decode-attention): one block per
     # (sequence, KV head, split), the G heads sharing 16-byte K/V loads, the
     # splits merged in the same launch. Run-time head counts (the signature
@@ -61,6 +61,17 @@ FAMILIES = {
                                           kv_heads=8)),
         ],
         "pipeline_options": "decode-kernel=tiles"},
+    # The same launch on tensor cores (math=mma): mma.sync over 16-slot key
+    # tiles, P kept in registers.
+    "decode_tiles_mma": {
+        "functions": [
+            ("decode_bf16_k2048_w512_d128_tiles_mma",
+             lambda n: ir.decode_function(n, 2048, 512, "bf16", head_dim=128)),
+            ("decode_bf16_k2048_w512_d128_tiles_mma_h32x8",
+             lambda n: ir.decode_function(n, 2048, 512, "bf16", head_dim=128, num_heads=32,
+                                          kv_heads=8)),
+        ],
+        "pipeline_options": "decode-kernel=tiles-mma"},
     "select": {"functions": [
         ("select_k2048_w512", lambda n: ir.select_function(n, 2048, 512)),
         ("select_k256_w256", lambda n: ir.select_function(n, 256, 256)),

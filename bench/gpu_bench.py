@@ -835,9 +835,12 @@ def link_select_to_p1(record):
 
 # Our decode in its lowerings: (label, function-name suffix): the loop
 # kernels, the tile-first kernel with run-time head counts (same signature)
-# and with the workload's head counts compiled in.
+# and with the workload's head counts compiled in, on CUDA cores
+# (decode-kernel=tiles) and on tensor cores (decode-kernel=tiles-mma).
 DECODES = [("ours_decode", ""), ("ours_decode_tiles", "_tiles"),
-           ("ours_decode_tiles_static_heads", "_tiles_h{Hq}x{Hkv}")]
+           ("ours_decode_tiles_static_heads", "_tiles_h{Hq}x{Hkv}"),
+           ("ours_decode_tiles_mma", "_tiles_mma"),
+           ("ours_decode_tiles_mma_static_heads", "_tiles_mma_h{Hq}x{Hkv}")]
 
 
 def bench_decode(wid, B, Hq, Hkv, D, k, w, context, ours, budget, copy_gbs):

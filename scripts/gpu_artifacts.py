@@ -14,7 +14,8 @@ window and head dim; the composite op fused), libsparsek_gpu_decomposed.so
 options, for larger rows), libsparsek_gpu_mma_sync.so (the composite op on
 the tile-first mma.sync kernel), libsparsek_gpu_wgmma.so (the same functions
 on the tile-first wgmma kernel, sm_90a), libsparsek_gpu_decode_tiles.so
-(decode_attention on the tile-first split-K kernel), libsparsek_gpu_layer.so
+(decode_attention on the tile-first split-K kernel), libsparsek_gpu_decode_tiles_mma.so
+(the same functions on its tensor-core form), libsparsek_gpu_layer.so
 (examples/sparsek_layer.mlir) and manifest.json describing them.
 """
 
@@ -103,6 +104,8 @@ DECODE_TILES_CONFIGS = ((8, 4, 4, 2), (64, 16, 8, 2), (0, 8, 2, 2), (16, 0, 8, 1
 DECODE_TILES_ISSUE = (2048, 512, 32, 8, 128)
 DECODE_TILES_DYNAMIC = ("bf16", 64, 16, 64)
 DECODE_TILES_OPTIONS = "decode-kernel=tiles"
+# The same functions on the tensor-core kernel (math=mma).
+DECODE_TILES_MMA_OPTIONS = "decode-kernel=tiles-mma"
 
 
 def decode_tiles_key(elem, k, w, d, hq=None, hkv=None):
@@ -260,6 +263,9 @@ def main():
                         MMA_OPTIONS)
     compile_gpu_library(decode_tiles_module(), os.path.join(out, "libsparsek_gpu_decode_tiles.so"),
                         out, DECODE_TILES_OPTIONS)
+    compile_gpu_library(decode_tiles_module(),
+                        os.path.join(out, "libsparsek_gpu_decode_tiles_mma.so"), out,
+                        DECODE_TILES_MMA_OPTIONS)
     compile_gpu_library(wgmma_module(), os.path.join(out, "libsparsek_gpu_wgmma.so"), out,
                         WGMMA_OPTIONS)
     # The example layer as written (linalg projections, score, composite op).
@@ -287,6 +293,7 @@ def main():
                                               for e in MMA_ELEMENTS for k, w in MMA_CONFIGS
                                               for d in MMA_HEAD_DIMS},
                 "decode_tiles_library": "libsparsek_gpu_decode_tiles.so",
+                "decode_tiles_mma_library": "libsparsek_gpu_decode_tiles_mma.so",
                 "decode_tiles": {key: name for key, name, _ in decode_tiles_functions()},
                 "wgmma_library": "libsparsek_gpu_wgmma.so",
                 "wgmma_select_attention": {f"{e}/{k}/{w}/{d}": wgmma_composite_name(e, k, w, d)
@@ -295,6 +302,7 @@ def main():
                 "options": {"library": TEST_OPTIONS, "decomposed_library": DECOMPOSED_OPTIONS,
                             "auto_library": "", "mma_sync_library": MMA_OPTIONS,
                             "decode_tiles_library": DECODE_TILES_OPTIONS,
+                            "decode_tiles_mma_library": DECODE_TILES_MMA_OPTIONS,
                             "wgmma_library": WGMMA_OPTIONS},
                 "layer_library": "libsparsek_gpu_layer.so",
                 "layer": "sparsek_layer"}

@@ -32,8 +32,12 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
                             static_cast<int64_t>(options.selectChunk))
                   .str()
             : std::string();
-  if (options.decodeKernel == DecodeKernel::Tiles)
-    tilePass += "sparsek-tile-decode-attention{form=scalar},";
+  if (options.decodeKernel != DecodeKernel::Loops)
+    tilePass +=
+        llvm::formatv("sparsek-tile-decode-attention{{form=scalar math={0}},",
+                      options.decodeKernel == DecodeKernel::TilesMma ? "mma"
+                                                                     : "simt")
+            .str();
   std::string pipeline =
       frontStages(options.indexBitwidth,
                   !options.fuseSelectAttention && !tiles) +

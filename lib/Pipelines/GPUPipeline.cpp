@@ -56,8 +56,12 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
                 static_cast<int64_t>(options.selectChunk))
                 .str();
   // decode-kernel=tiles: the split-K kernel takes the decode ops it covers.
-  if (options.decodeKernel == DecodeKernel::Tiles)
-    tiles += "sparsek-tile-decode-attention{form=kernel},";
+  if (options.decodeKernel != DecodeKernel::Loops)
+    tiles +=
+        llvm::formatv("sparsek-tile-decode-attention{{form=kernel math={0}},",
+                      options.decodeKernel == DecodeKernel::TilesMma ? "mma"
+                                                                     : "simt")
+            .str();
   std::string pipeline =
       frontStages(options.indexBitwidth, !options.fuseSelectAttention) + tiles +
       llvm::formatv(

@@ -13,19 +13,22 @@ from sparsek.memref import from_bf16_bits, to_bf16_bits
 from sparsek.status import INVALID_CACHE_STATE, INVALID_SCORE, SparseKError
 
 TILES = "sparsek-cpu-pipeline{decode-kernel=tiles}"
+# The tensor-core kernel's walk (math=mma): 16 slots per warp and iteration,
+# one softmax state per (warp, head).
+TILES_MMA = "sparsek-cpu-pipeline{decode-kernel=tiles-mma}"
 # The kernel aims at 264 blocks and splits a (b, h) pair at most once per 64
 # slots: k + w < 128 gives one split (the block writes the output), longer
 # caches with few pairs several (partials merged by the last split).
 
 
-def run(lengths, Hkv, G, D, k, w, seed=0, tweak=None):
+def run(lengths, Hkv, G, D, k, w, seed=0, tweak=None, pipeline=TILES):
     g = rng(seed + 31 * k + w + 7 * G + D)
     args, pos = decode_batch(g, lengths, Hkv, D, k, w)
     if tweak:
         tweak(args, pos)
     B, Hq = len(lengths), G * Hkv
     q = g.normal(size=(B, Hq, D)).astype(np.float32)
-    lib = library(ir.decode_function("decode_tiles", k, w, head_dim=D), pipeline=TILES)
+    lib = library(ir.decode_function("decode_tiles", k, w, head_dim=D), pipeline=pipeline)
     want = reference.decode_attention(q, *args, pos, k, w)
     o = np.full((B, Hq, D), 7, np.float32)
     lib.call("decode_tiles", q, *args, pos, o)
@@ -56,6 +59,20 @@ def test_window_only_and_pool_only(k, w, G):
 @pytest.mark.parametrize("length", [1, 2, 63, 64, 65, 127, 128, 129, 255, 256, 257, 300])
 def test_split_boundaries(length):
     run((length,), 1, 4, 128, 256, 64)
+
+
+# The mma walk: positions, pools, splits (16-slot warp pieces, so splits end
+# inside a key tile), k = 0 and w = 0, every G of one kernel shape.
+@pytest.mark.parametrize("k,w", [(100, 40), (300, 50), (60, 4), (0, 200), (400, 0)])
+@pytest.mark.parametrize("G", [1, 3, 8])
+@pytest.mark.parametrize("D", [64, 128])
+def test_mma_walk(k, w, G, D):
+    run((1, 3, 45, 140, 700), 2, G, D, k, w, pipeline=TILES_MMA)
+
+
+@pytest.mark.parametrize("length", [1, 15, 16, 17, 63, 64, 65, 255, 257])
+def test_mma_walk_split_boundaries(length):
+    run((length,), 1, 4, 128, 256, 64, pipeline=TILES_MMA)
 
 
 # The last split resets its counter: every later call (a CUDA graph replay

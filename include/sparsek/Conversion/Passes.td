@@ -160,14 +160,23 @@ def SparseKTileDecodeAttention : Pass<"sparsek-tile-decode-attention", "ModuleOp
     `target-blocks`, else enough to reach it (at most one per 64 slots).
 
     - `form=kernel`: one `gpu.launch_func` per op, grid (splits, Hkv, B),
-      4 warps. Lanes read 16-byte chunks of slot rows (D / 8 lanes per row,
-      so a warp covers 32 * 8 / D slots per load and each lane has several
-      loads in flight); the G query heads of h keep their q chunk in
-      registers and share every K/V load. Dot products are reduced with xor
-      shuffles; each lane keeps an online softmax per head over its slots
-      (exp2, the scale folded into q), with gates clip(score - tau, 0, 1)
-      for pool slots and 1 for window slots. Lanes, then warps (workgroup
-      memory) merge their (max, sum, output) states. With one split the
+      4 warps. `math=simt` (CUDA cores): lanes copy 16-byte chunks of slot
+      rows (D / 8 lanes per row, so a warp covers 32 * 8 / D slots per copy)
+      and their scores with cp.async into a two-stage ring per warp, the
+      next iteration's rows in flight while this one's are computed (each
+      lane reads back only what it copied: no barrier), lane 0 bulk
+      prefetching rows further ahead into L2; the G query heads of h keep
+      their q chunk in registers and share every K/V chunk. Dot products
+      are reduced with xor shuffles; each lane keeps an online softmax per
+      head over its slots (exp2, the scale folded into q), with gates
+      clip(score - tau, 0, 1) for pool slots and 1 for window slots.
+      `math=mma` (tensor cores): each warp takes 16 slots per iteration,
+      S = Q K^T and O^T += V^T P^T on mma.sync m16n8k16 (Q rows: the G
+      heads), K and V loaded straight from global memory in 16-byte rows
+      into the operand registers (the dot products run over a permutation
+      of D), P kept in registers; one online softmax per (warp, head).
+      Lanes, then warps (workgroup memory) merge their (max, sum, output)
+      states. With one split the
       block writes the output; otherwise it writes its partial state to a
       scratch buffer [B * Hkv * splits, G, Dv + 32] (output, max, sum; rows
       padded to whole cache lines), and the last block of
@@ -230,6 +239,10 @@ def SparseKTileDecodeAttention : Pass<"sparsek-tile-decode-attention", "ModuleOp
   let options = [
     Option<"form", "form", "std::string", /*default=*/"\"kernel\"",
            "kernel (GPU) or scalar (the same walk as loops, for the CPU)">,
+    Option<"math", "math", "std::string", /*default=*/"\"simt\"",
+           "simt (CUDA cores: per-lane dot products, a cp.async ring per "
+           "warp) or mma (tensor cores: mma.sync over 16-slot key tiles, "
+           "P in registers); the scalar form walks as that kernel does">,
     Option<"targetBlocks", "target-blocks", "int64_t", /*default=*/"264",
            "Thread blocks a launch aims for (about 2 per SM of an H100/H200): "
            "(b, KV head) pairs are split until they reach it; at most 2^20">
@@ -238,7 +251,8 @@ def SparseKTileDecodeAttention : Pass<"sparsek-tile-decode-attention", "ModuleOp
     "::mlir::arith::ArithDialect", "::mlir::gpu::GPUDialect",
     "::mlir::LLVM::LLVMDialect", "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect", "::mlir::NVVM::NVVMDialect",
-    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect"
+    "::mlir::nvgpu::NVGPUDialect", "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
   ];
 }
 

@@ -37,8 +37,10 @@ enum class DecodeKernel {
   Loops,
   /// sparsek-tile-decode-attention: one thread block per (sequence, KV
   /// head, split), the splits merged in the same launch (GPU: form=kernel;
-  /// CPU: form=scalar, the same walk as loops).
+  /// CPU: form=scalar, the same walk as loops); CUDA cores (math=simt).
   Tiles,
+  /// The same on tensor cores (math=mma; on the CPU its walk).
+  TilesMma,
 };
 
 struct SparseKCPUPipelineOptions
@@ -95,7 +97,10 @@ struct SparseKCPUPipelineOptions
                      "the GPU kernel's split walk as sequential loops "
                      "(sparsek-tile-decode-attention{form=scalar}; D = Dv in "
                      "{64, 128}, G <= 8); the cache state is then clamped, "
-                     "not reported"))};
+                     "not reported"),
+          clEnumValN(DecodeKernel::TilesMma, "tiles-mma",
+                     "the same for the tensor-core kernel's walk "
+                     "(sparsek-tile-decode-attention{form=scalar math=mma})"))};
 };
 
 /// Receives one message per invalid pipeline option.
@@ -181,7 +186,11 @@ struct SparseKGPUPipelineOptions
                      "sharing 16-byte K/V loads, splits merged in the same "
                      "launch (sparsek-tile-decode-attention; bf16/f16, D = "
                      "Dv in {64, 128}, G <= 8, other ops keep the loops); "
-                     "not yet run on a GPU"))};
+                     "CUDA cores, K/V through a cp.async ring per warp"),
+          clEnumValN(DecodeKernel::TilesMma, "tiles-mma",
+                     "the same launch on tensor cores: mma.sync over 16-slot "
+                     "key tiles, P kept in registers "
+                     "(sparsek-tile-decode-attention{math=mma})"))};
 };
 
 /// A GPU block has at most this many threads (CUDA's limit); query-block

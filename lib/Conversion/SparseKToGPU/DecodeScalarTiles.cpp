@@ -68,7 +68,7 @@ static void emitZero(OpBuilder &b, Location loc, Value acc, int64_t d) {
 
 void sparsek::emitDecodeScalarTiles(OpBuilder &b, Location loc,
                                     const DecodeTileProblem &p, Value group,
-                                    StringRef counters) {
+                                    StringRef counters, bool mma) {
   const DecodeOperands &ops = p.ops;
   int64_t k = p.k, w = p.w, d = p.d;
   KernelMath x{b, loc};
@@ -87,7 +87,8 @@ void sparsek::emitDecodeScalarTiles(OpBuilder &b, Location loc,
                        Value split, int64_t chunks) {
     KernelMath y{b0, l0};
     Value r = y.add(y.mul(bi, hkv), h);
-    DecodeGeometry geo{d / kDecodeChunk, 32 / (d / kDecodeChunk), chunks};
+    DecodeGeometry geo = DecodeGeometry::get(d, 1, mma);
+    geo.chunksPerLane = chunks;
     DecodeSplitRange range =
         DecodeSplitRange::emit(b0, l0, ops, k, w, bi, h, split, p.splits);
     Value yes = emitBool(b0, l0, true);
@@ -238,21 +239,28 @@ void sparsek::emitDecodeScalarTiles(OpBuilder &b, Location loc,
     });
   };
 
-  // The kernel keeps 4 loads per lane up to G = 4, 2 beyond.
-  Value wide =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, group, x.c(4));
+  // The CUDA-core kernel keeps 4 loads per lane up to G = 4, 2 beyond; the
+  // mma walk is the same for every G.
+  Value wide;
+  if (!mma)
+    wide =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, group, x.c(4));
   emitFor(b, loc, x.c(0), batch, [&](OpBuilder &b1, Location l1, Value bi) {
     emitFor(b1, l1, x.c(0), hkv, [&](OpBuilder &b2, Location l2, Value h) {
       emitFor(b2, l2, x.c(0), p.splits,
               [&](OpBuilder &b3, Location l3, Value split) {
+                if (mma)
+                  return walkBlock(
+                      b3, l3, bi, h, split,
+                      DecodeGeometry::get(d, 1, mma).chunksPerLane);
                 auto ifOp = scf::IfOp::create(b3, l3, wide, /*withElse=*/true);
                 OpBuilder tb = ifOp.getThenBodyBuilder();
                 walkBlock(tb, l3, bi, h, split,
-                          DecodeGeometry::get(d, 4).chunksPerLane);
+                          DecodeGeometry::get(d, 4, mma).chunksPerLane);
                 OpBuilder eb = ifOp.getElseBodyBuilder();
                 walkBlock(
                     eb, l3, bi, h, split,
-                    DecodeGeometry::get(d, kDecodeMaxGroup).chunksPerLane);
+                    DecodeGeometry::get(d, kDecodeMaxGroup, mma).chunksPerLane);
               });
     });
   });

@@ -4,11 +4,15 @@
 // kDecodeWarps warps per (split, KV head h, sequence b):
 //   - each lane holds the 8 elements [col, col + 8) of q for every query
 //     head of h's group (f32, scaled by scale * log2(e)), col = 8 (lane % C);
-//   - per iteration it issues chunksPerLane 16-byte loads of K rows and as
-//     many of V rows (C lanes cover one row, so a warp's load is R whole
-//     rows, coalesced), then per head: partial dot products, xor shuffles
-//     over the C lanes of the row, the online softmax update and the gated
-//     value accumulation (gates from the slot scores and tau);
+//   - K and V stream through a per-warp cp.async ring in workgroup memory
+//     (kDecodeStages stages; C lanes cover one row, so a warp's copy is R
+//     whole rows, coalesced): per iteration each lane issues the
+//     chunksPerLane 16-byte K and V chunks (and 4-byte scores) of the next
+//     iteration, waits for this one's, and reads back only what it copied
+//     (so no barrier), while lane 0 bulk-prefetches rows further ahead into
+//     L2. Then per head: partial dot products, xor shuffles over the C lanes
+//     of the row, the online softmax update and the gated value
+//     accumulation (gates from the slot scores and tau);
 //   - the row classes of a warp merge with xor shuffles, the warps through
 //     workgroup memory;
 //   - one split: the block writes the output. Several: it writes its state
@@ -33,6 +37,7 @@
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
@@ -88,7 +93,13 @@ struct DK : KernelMath {
 /// sFlag[kBadScoreFlag]: some lane skipped an invalid pool score.
 constexpr int64_t kBadScoreFlag = 1;
 
-/// How many iterations ahead each warp prefetches its rows into L2.
+/// Stages of each warp's cp.async ring: the tile of the next iteration is
+/// in flight while this one is computed. Two keep the block's workgroup
+/// memory under 48 KiB (static, 4 blocks per SM at G <= 4, D = 128).
+constexpr int64_t kDecodeStages = 2;
+
+/// How many iterations beyond the ring each warp prefetches its rows into
+/// L2 (bulk prefetches, no registers, no workgroup memory).
 constexpr int64_t kPrefetchIters = 2;
 
 /// One query head's online softmax state (log2 units).
@@ -127,10 +138,11 @@ static HeadState merge(DK &x, const HeadState &s, const HeadState &o) {
 static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
                         ValueRange smem, DecodeAttentionOp op,
                         StringRef counterName, MemRefType counterType,
-                        int64_t k, int64_t w, int64_t d, int64_t group) {
+                        int64_t k, int64_t w, int64_t d, int64_t group,
+                        bool mma) {
   Type elem = cast<MemRefType>(a.ops.q.getType()).getElementType();
   DK x{b, loc, elem};
-  DecodeGeometry geo = DecodeGeometry::get(d, group);
+  DecodeGeometry geo = DecodeGeometry::get(d, group, mma);
   int64_t lanes = geo.lanesPerRow, chunks = geo.chunksPerLane;
   Value sO = smem[0], sM = smem[1], sL = smem[2], sFlag = smem[3];
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
@@ -153,17 +165,20 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
   Value blockCode = x.sel(
       range.badState, x.ci32(SPARSEK_ERROR_INVALID_CACHE_STATE),
       x.sel(range.badTau, x.ci32(SPARSEK_ERROR_INVALID_SCORE), x.ci32(0)));
-  Value col = x.mul(x.rem(lane, x.c(lanes)), x.c(kDecodeChunk));
-  Value rowClass = x.div(lane, x.c(lanes));
-  Value tau = range.tau;
 
-  // q of the group's heads, in log2 units.
-  Value qScale = x.splat(emitLog2Scale(b, loc, op, d));
-  SmallVector<Value> qs;
-  for (int64_t g = 0; g < group; ++g) {
-    Value hq = x.add(x.mul(h, x.c(group)), x.c(g));
-    qs.push_back(x.vmul(x.loadChunk(a.ops.q, {bi, hq, col}), qScale));
-  }
+  Value pairRow = x.mul(r, x.c(k + w)); // slot 0 of (b, h)
+  auto rows2d = [&](Value buf) {
+    return memref::CollapseShapeOp::create(
+               b, loc, buf, ArrayRef<ReassociationIndices>{{0, 1, 2}, {3}})
+        .getResult();
+  };
+  // Rows [B * Hkv * (k + w), D]: one invariant row base per block, so a
+  // dynamic head count adds no strides to the loop.
+  Value keyRows = rows2d(a.ops.key), valueRows = rows2d(a.ops.value);
+  Value scoreRows;
+  if (k > 0)
+    scoreRows = memref::CollapseShapeOp::create(
+        b, loc, a.ops.scores, ArrayRef<ReassociationIndices>{{0, 1, 2}});
 
   // L2 prefetch, kPrefetchIters iterations ahead of each warp's loads:
   // lane 0 asks for the warp's future rows with one bulk prefetch per
@@ -176,7 +191,6 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     return arith::IndexCastOp::create(b, loc, b.getI64Type(), p).getResult();
   };
   Value keyBase = basePointer(a.ops.key), valueBase = basePointer(a.ops.value);
-  Value pairRow = x.mul(r, x.c(k + w)); // slot 0 of (b, h)
   auto prefetchRows = [&](OpBuilder &pb, Location pl, Value first,
                           Value count) {
     KernelMath z{pb, pl};
@@ -210,9 +224,12 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
                    u.sub(winTo, winFrom));
     });
   };
-  for (int64_t i = 0; i < kPrefetchIters; ++i)
-    prefetchIteration(b, loc, x.c(i));
-
+  // Iteration `it` prefetches what the walk reads kPrefetchIters
+  // iterations after its own next ones (before the walk: 1..kPrefetchIters).
+  auto prefetchAhead = [&](OpBuilder &pb, Location pl, Value it) {
+    KernelMath z{pb, pl};
+    prefetchIteration(pb, pl, z.add(it, z.c(1 + kPrefetchIters)));
+  };
   // An invalid pool score met by any lane sets sFlag[1] (a predicated
   // workgroup store in the loop: a loop-carried flag would cost the valid
   // path registers), which thread 0 reports at the end.
@@ -225,95 +242,185 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     gpu::BarrierOp::create(b, loc);
   }
 
-  // Carried per head: m, l, o.
-  SmallVector<Value> init;
-  for (int64_t g = 0; g < group; ++g)
-    init.append({x.negInf(), x.f(0.0), x.splat(x.f(0.0))});
-  Value iters = emitWalkIterations(b, loc, geo, range.lo, range.hi);
-  auto loop = scf::ForOp::create(
-      b, loc, x.c(0), iters, x.c(1), init,
-      [&](OpBuilder &lb, Location ll, Value it, ValueRange carried) {
-        DK y{lb, ll, elem};
-        prefetchIteration(lb, ll, y.add(it, y.c(kPrefetchIters)));
-        // All loads first: 2 x chunks independent 16-byte loads per lane.
-        SmallVector<Value> valid, gate, kc, vc;
-        Value sawBad = emitBool(lb, ll, false);
-        for (int64_t c = 0; c < chunks; ++c) {
-          Value v = emitWalkSlot(lb, ll, geo, range.lo, it, warp, c, rowClass);
-          Value inside = y.lt(v, range.hi);
-          // Past the end: read slot lo (valid, cached), weighted 0 below.
-          Value vc0 = y.sel(inside, v, range.lo);
-          Value slot = range.emitSlot(lb, ll, vc0, k);
-          kc.push_back(y.loadChunk(a.ops.key, {bi, h, slot, col}));
-          vc.push_back(y.loadChunk(a.ops.value, {bi, h, slot, col}));
-          auto [counts, g] =
-              emitSlotGate(lb, ll, a.ops, k, range, vc0, bi, h, slot, tau);
-          valid.push_back(y.andI(inside, counts));
-          gate.push_back(g);
-          // An invalid pool score among the slots this lane reads.
-          if (k > 0)
-            sawBad = arith::OrIOp::create(
-                lb, ll, sawBad,
-                arith::XOrIOp::create(lb, ll, inside, valid.back()));
-        }
-        SmallVector<Value> next;
-        for (int64_t g = 0; g < group; ++g) {
-          SmallVector<Value> s;
-          for (int64_t c = 0; c < chunks; ++c) {
-            Value part = y.dot(qs[g], kc[c]);
-            for (int64_t off = 1; off < lanes; off *= 2)
-              part = y.fadd(part, y.shuffleXor(part, off));
-            s.push_back(y.sel(valid[c], part, y.negInf()));
-          }
-          Value m = carried[3 * g], l = carried[3 * g + 1],
-                o = carried[3 * g + 2];
-          Value mNew = m;
-          for (Value sc : s)
-            mNew = y.fmax(mNew, sc);
-          // No slot yet: exponents against 0 give exp2(-inf) = 0.
-          Value mUse = y.sel(y.isNegInf(mNew), y.f(0.0), mNew);
-          Value alpha = y.exp2(y.fsub(m, mUse));
-          l = y.fmul(l, alpha);
-          o = y.vmul(o, y.splat(alpha));
-          for (int64_t c = 0; c < chunks; ++c) {
-            Value p = y.exp2(y.fsub(s[c], mUse));
-            l = y.fadd(l, p); // the sum leaves the gates out (SPEC 5)
-            // Slots that do not count have p = 0; their V rows are cache
-            // rows of this (b, h) below n (a re-read of slot lo past the
-            // end), so 0 * V stays 0.
-            o = y.vfma(y.splat(y.fmul(p, gate[c])), vc[c], o);
-          }
-          next.append({mNew, l, o});
-        }
+  if (mma) {
+    DecodeWarpWalk walk{elem, k, d, group, a.ops, range, bi, h, lane, warp};
+    walk.pairRow = pairRow;
+    walk.log2Scale = emitLog2Scale(b, loc, op, d);
+    walk.keyRows = keyRows;
+    walk.valueRows = valueRows;
+    walk.scoreRows = scoreRows;
+    walk.sO = sO;
+    walk.sM = sM;
+    walk.sL = sL;
+    walk.sFlag = sFlag;
+    walk.badFlag = badFlag;
+    walk.prefetch = prefetchAhead;
+    for (int64_t i = 1; i <= kPrefetchIters; ++i)
+      prefetchIteration(b, loc, x.c(i));
+    emitDecodeMmaWalk(b, loc, walk);
+  } else {
+    Value col = x.mul(x.rem(lane, x.c(lanes)), x.c(kDecodeChunk));
+    Value rowClass = x.div(lane, x.c(lanes));
+    // Each warp's cp.async ring in workgroup memory: tile `it` (the
+    // rows of iteration `it`, chunksPerLane K and V chunks and their scores per
+    // lane) goes to stage it % kDecodeStages. A lane copies exactly the bytes
+    // it reads back, so cp.async.wait_group alone orders them (no barrier),
+    // and the stage it refills was last read by its own earlier loads. Slots
+    // past hi are zero-filled (nothing read); their weights are 0 below.
+    Value sK = smem[4], sV = smem[5], sS = smem[6];
+    auto asyncToken = [&]() {
+      return nvgpu::DeviceAsyncTokenType::get(b.getContext());
+    };
+    auto issueTile = [&](OpBuilder &ib, Location il, Value it) {
+      DK y{ib, il, elem};
+      Value stage = y.rem(it, y.c(kDecodeStages));
+      SmallVector<Value> tokens;
+      auto copy = [&](Value dst, ValueRange dstAt, Value src, ValueRange srcAt,
+                      int64_t n, Value inside) {
+        tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
+            ib, il, asyncToken(), dst, dstAt, src, srcAt, ib.getIndexAttr(n),
+            y.sel(inside, y.c(n), y.c(0)),
+            n == kDecodeChunk ? ib.getUnitAttr() : UnitAttr()));
+      };
+      for (int64_t c = 0; c < chunks; ++c) {
+        Value v = emitWalkSlot(ib, il, geo, range.lo, it, warp, c, rowClass);
+        Value inside = y.lt(v, range.hi);
+        // Past the end: the address of slot lo (a row of (b, h)), no bytes.
+        Value row = y.add(
+            pairRow, range.emitSlot(ib, il, y.sel(inside, v, range.lo), k));
+        Value at = y.c(0);
+        copy(sK, {stage, warp, y.c(c), lane, at}, keyRows, {row, col},
+             kDecodeChunk, inside);
+        copy(sV, {stage, warp, y.c(c), lane, at}, valueRows, {row, col},
+             kDecodeChunk, inside);
         if (k > 0)
-          emitIf(lb, ll, sawBad, [&](OpBuilder &ib, Location il) {
-            memref::StoreOp::create(ib, il, KernelMath{ib, il}.ci32(1), sFlag,
-                                    ValueRange{badFlag});
-          });
-        scf::YieldOp::create(lb, ll, next);
-      });
+          copy(sS, {stage, warp, y.c(c), lane}, scoreRows, {row}, 1, inside);
+      }
+      return nvgpu::DeviceAsyncCreateGroupOp::create(ib, il, asyncToken(),
+                                                     tokens)
+          .getResult();
+    };
 
-  // Row classes of a warp: xor shuffles over lanes C, 2C, ...
-  SmallVector<HeadState> st;
-  for (int64_t g = 0; g < group; ++g)
-    st.push_back({loop.getResult(3 * g), loop.getResult(3 * g + 1),
-                  loop.getResult(3 * g + 2)});
-  for (int64_t off = lanes; off < 32; off *= 2)
-    for (HeadState &s : st)
-      s = merge(x, s,
-                {x.shuffleXor(s.m, off), x.shuffleXor(s.l, off),
-                 x.shuffleXorChunk(s.o, off)});
-  // Row class 0 holds the warp's state: to workgroup memory.
-  emitIf(b, loc, x.eq(rowClass, x.c(0)), [&](OpBuilder &sb, Location sl) {
+    Value iters = emitWalkIterations(b, loc, geo, range.lo, range.hi);
+    // Tile 0 ahead of the loop (not where the walk is empty: n = 0 may mean
+    // a cache without rows, whose base address is not one to copy from).
+    emitIf(b, loc, x.lt(x.c(0), iters), [&](OpBuilder &ib, Location il) {
+      issueTile(ib, il, KernelMath{ib, il}.c(0));
+    });
+
+    for (int64_t i = 1; i <= kPrefetchIters; ++i)
+      prefetchIteration(b, loc, x.c(i));
+
+    // q of the group's heads, in log2 units.
+    Value qScale = x.splat(emitLog2Scale(b, loc, op, d));
+    SmallVector<Value> qs;
     for (int64_t g = 0; g < group; ++g) {
-      vector::StoreOp::create(sb, sl, st[g].o, sO,
-                              ValueRange{warp, emitIndex(sb, sl, g), col});
-      memref::StoreOp::create(sb, sl, st[g].m, sM,
-                              ValueRange{warp, emitIndex(sb, sl, g)});
-      memref::StoreOp::create(sb, sl, st[g].l, sL,
-                              ValueRange{warp, emitIndex(sb, sl, g)});
+      Value hq = x.add(x.mul(h, x.c(group)), x.c(g));
+      qs.push_back(x.vmul(x.loadChunk(a.ops.q, {bi, hq, col}), qScale));
     }
-  });
+
+    // Carried per head: m, l, o.
+    SmallVector<Value> init;
+    for (int64_t g = 0; g < group; ++g)
+      init.append({x.negInf(), x.f(0.0), x.splat(x.f(0.0))});
+    auto loop = scf::ForOp::create(
+        b, loc, x.c(0), iters, x.c(1), init,
+        [&](OpBuilder &lb, Location ll, Value it, ValueRange carried) {
+          DK y{lb, ll, elem};
+          Value next = y.add(it, y.c(1));
+          prefetchAhead(lb, ll, it);
+          // Tile it + 1 in flight (zero-filled past the walk), then tile it
+          // landed: at most the newest group pending.
+          Value copies = issueTile(lb, ll, next);
+          nvgpu::DeviceAsyncWaitOp::create(lb, ll, copies,
+                                           lb.getI32IntegerAttr(1));
+          Value stage = y.rem(it, y.c(kDecodeStages));
+          auto chunkAt = [&](Value ring, int64_t c) {
+            return y.loadChunk(ring, {stage, warp, y.c(c), lane, y.c(0)});
+          };
+          SmallVector<Value> valid, gate, kc;
+          Value sawBad = emitBool(lb, ll, false);
+          for (int64_t c = 0; c < chunks; ++c) {
+            Value v =
+                emitWalkSlot(lb, ll, geo, range.lo, it, warp, c, rowClass);
+            Value inside = y.lt(v, range.hi);
+            kc.push_back(chunkAt(sK, c));
+            Value score;
+            if (k > 0)
+              score = memref::LoadOp::create(
+                  lb, ll, sS, ValueRange{stage, warp, y.c(c), lane});
+            auto [counts, g] =
+                emitSlotGateOf(lb, ll, k, range, v, score, range.tau);
+            valid.push_back(y.andI(inside, counts));
+            gate.push_back(g);
+            // An invalid pool score among the slots this lane reads.
+            if (k > 0)
+              sawBad = arith::OrIOp::create(
+                  lb, ll, sawBad,
+                  arith::XOrIOp::create(lb, ll, inside, valid.back()));
+          }
+          SmallVector<Value> vc;
+          for (int64_t c = 0; c < chunks; ++c)
+            vc.push_back(chunkAt(sV, c));
+          SmallVector<Value> nextState;
+          for (int64_t g = 0; g < group; ++g) {
+            SmallVector<Value> s;
+            for (int64_t c = 0; c < chunks; ++c) {
+              // The dot product over the C lanes of the row.
+              Value part = y.xorReduce(y.dot(qs[g], kc[c]), 1, lanes);
+              s.push_back(y.sel(valid[c], part, y.negInf()));
+            }
+            Value m = carried[3 * g], l = carried[3 * g + 1],
+                  o = carried[3 * g + 2];
+            Value mNew = m;
+            for (Value sc : s)
+              mNew = y.fmax(mNew, sc);
+            // No slot yet: exponents against 0 give exp2(-inf) = 0.
+            Value mUse = y.sel(y.isNegInf(mNew), y.f(0.0), mNew);
+            Value alpha = y.exp2(y.fsub(m, mUse));
+            l = y.fmul(l, alpha);
+            o = y.vmul(o, y.splat(alpha));
+            for (int64_t c = 0; c < chunks; ++c) {
+              Value p = y.exp2(y.fsub(s[c], mUse));
+              l = y.fadd(l, p); // the sum leaves the gates out (SPEC 5)
+              // Slots that do not count have p = 0 and zero-filled (or
+              // finite cache) V rows, so 0 * V stays 0.
+              o = y.vfma(y.splat(y.fmul(p, gate[c])), vc[c], o);
+            }
+            nextState.append({mNew, l, o});
+          }
+          if (k > 0)
+            emitIf(lb, ll, sawBad, [&](OpBuilder &ib, Location il) {
+              memref::StoreOp::create(ib, il, KernelMath{ib, il}.ci32(1), sFlag,
+                                      ValueRange{badFlag});
+            });
+          scf::YieldOp::create(lb, ll, nextState);
+        });
+    // The zero-filled tile past the walk: no copy outlives the loop.
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+
+    // Row classes of a warp: xor shuffles over lanes C, 2C, ...
+    SmallVector<HeadState> st;
+    for (int64_t g = 0; g < group; ++g)
+      st.push_back({loop.getResult(3 * g), loop.getResult(3 * g + 1),
+                    loop.getResult(3 * g + 2)});
+    for (int64_t off = lanes; off < 32; off *= 2)
+      for (HeadState &s : st)
+        s = merge(x, s,
+                  {x.shuffleXor(s.m, off), x.shuffleXor(s.l, off),
+                   x.shuffleXorChunk(s.o, off)});
+    // Row class 0 holds the warp's state: to workgroup memory.
+    emitIf(b, loc, x.eq(rowClass, x.c(0)), [&](OpBuilder &sb, Location sl) {
+      for (int64_t g = 0; g < group; ++g) {
+        vector::StoreOp::create(sb, sl, st[g].o, sO,
+                                ValueRange{warp, emitIndex(sb, sl, g), col});
+        memref::StoreOp::create(sb, sl, st[g].m, sM,
+                                ValueRange{warp, emitIndex(sb, sl, g)});
+        memref::StoreOp::create(sb, sl, st[g].l, sL,
+                                ValueRange{warp, emitIndex(sb, sl, g)});
+      }
+    });
+  }
   gpu::BarrierOp::create(b, loc);
 
   // Warps merged per (head, column): thread tid takes items tid + 128 i.
@@ -506,7 +613,7 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
 void sparsek::emitDecodeTileLaunch(OpBuilder &b, Location loc,
                                    const DecodeTileProblem &p,
                                    Operation *gpuModule, StringRef counters,
-                                   int64_t group) {
+                                   int64_t group, bool mma) {
   MLIRContext *ctx = b.getContext();
   KernelArgs host{p.ops, p.partials, p.splits, getDeviceStatus(b, loc, p.op)};
   SmallVector<Value> args = host.values();
@@ -520,24 +627,38 @@ void sparsek::emitDecodeTileLaunch(OpBuilder &b, Location loc,
     return MemRefType::get(shape, t, MemRefLayoutAttrInterface(), wg);
   };
   Type f32 = mb.getF32Type();
+  Type elem = cast<MemRefType>(p.ops.q.getType()).getElementType();
+  // The warps' states and the flags; with CUDA cores then the cp.async
+  // rings of K, V and the scores (the loop of buildKernel).
   SmallVector<Type> smem{shared({kDecodeWarps, group, p.d}, f32),
                          shared({kDecodeWarps, group}, f32),
                          shared({kDecodeWarps, group}, f32),
                          shared({2}, mb.getI32Type())};
+  if (!mma) {
+    int64_t chunks = DecodeGeometry::get(p.d, group, mma).chunksPerLane;
+    SmallVector<int64_t> ring{kDecodeStages, kDecodeWarps, chunks, 32};
+    SmallVector<int64_t> ringChunks(ring);
+    ringChunks.push_back(kDecodeChunk);
+    smem.append({shared(ringChunks, elem), shared(ringChunks, elem),
+                 shared(ring, f32)});
+  }
   auto fn = gpu::GPUFuncOp::create(
-      mb, loc, "decode_g" + std::to_string(group),
+      mb, loc, (mma ? "decode_mma_g" : "decode_g") + std::to_string(group),
       FunctionType::get(ctx, ValueRange(args).getTypes(), {}), smem,
       TypeRange{});
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), mb.getUnitAttr());
   fn.setKnownBlockSizeAttr(DenseI32ArrayAttr::get(ctx, {kDecodeThreads, 1, 1}));
-  // vector<8xf32> stores into the warp states.
-  fn.setWorkgroupAttributionAttr(0, "llvm.align", mb.getI64IntegerAttr(16));
+  // vector<8xf32> stores into the warp states, 16-byte cp.async and loads
+  // of the K and V rings.
+  for (unsigned i = 0; i < smem.size(); ++i)
+    if (i == 0 || i == 4 || i == 5)
+      fn.setWorkgroupAttributionAttr(i, "llvm.align", mb.getI64IntegerAttr(16));
   {
     OpBuilder kb = OpBuilder::atBlockBegin(&fn.getBody().front());
     buildKernel(kb, loc,
                 KernelArgs::from(fn.getArguments().take_front(args.size())),
                 fn.getWorkgroupAttributions(), p.op, counters,
-                counterGlobal.getType(), p.k, p.w, p.d, group);
+                counterGlobal.getType(), p.k, p.w, p.d, group, mma);
     gpu::ReturnOp::create(kb, loc);
   }
 

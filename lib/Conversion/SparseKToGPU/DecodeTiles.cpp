@@ -19,8 +19,10 @@
 using namespace mlir;
 using namespace mlir::sparsek;
 
-DecodeGeometry DecodeGeometry::get(int64_t d, int64_t group) {
+DecodeGeometry DecodeGeometry::get(int64_t d, int64_t group, bool mma) {
   int64_t lanes = d / kDecodeChunk;
+  if (mma) // two key tiles of 8 per warp and iteration
+    return {lanes, 1, 16};
   // Loads in flight per lane: 4 K and 4 V chunks; with 8 heads the q and
   // output registers leave room for 2 of each.
   int64_t chunks = group <= 4 ? 4 : 2;
@@ -123,13 +125,22 @@ std::pair<Value, Value>
 sparsek::emitSlotGate(OpBuilder &b, Location loc, const DecodeOperands &ops,
                       int64_t k, const DecodeSplitRange &range, Value v,
                       Value bi, Value h, Value slot, Value tau) {
+  Value score;
+  if (k > 0)
+    score = memref::LoadOp::create(b, loc, ops.scores, ValueRange{bi, h, slot});
+  return emitSlotGateOf(b, loc, k, range, v, score, tau);
+}
+
+std::pair<Value, Value> sparsek::emitSlotGateOf(OpBuilder &b, Location loc,
+                                                int64_t k,
+                                                const DecodeSplitRange &range,
+                                                Value v, Value score,
+                                                Value tau) {
   Value one = emitF32(b, loc, 1.0);
   if (k == 0)
     return {emitBool(b, loc, true), one};
   KernelMath x{b, loc};
   Value inPool = x.lt(v, range.poolCount);
-  Value score =
-      memref::LoadOp::create(b, loc, ops.scores, ValueRange{bi, h, slot});
   Value counts =
       x.sel(inPool, emitValidSlotScore(b, loc, score), emitBool(b, loc, true));
   Value gate = x.sel(inPool, emitClipGate(b, loc, score, tau), one);

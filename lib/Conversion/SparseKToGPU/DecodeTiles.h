@@ -3,7 +3,8 @@
 // sparsek-tile-decode-attention lowers decode_attention in two forms that
 // walk the cache the same way:
 // - kernel (DecodeTileKernel.cpp): one thread block of kDecodeWarps warps
-//   per (sequence b, KV head h, split of the slots), one launch;
+//   per (sequence b, KV head h, split of the slots), one launch; CUDA cores
+//   (math=simt) or tensor cores (math=mma, DecodeMmaWalk.cpp);
 // - scalar (DecodeScalarTiles.cpp): the same walk as sequential loops, so a
 //   CPU run checks it against the reference.
 //
@@ -24,6 +25,9 @@
 // softmax per query head over their slots; classes, then warps, then splits
 // are merged as (max, sum, unnormalized output) states in log2 units (the
 // scale and log2(e) folded into q, exp2 throughout).
+// math=mma (DecodeMmaWalk.cpp) numbers the same slots with R = 1 and 16
+// "chunks": warp `warp` takes slots lo + (it * kDecodeWarps + warp) * 16 +
+// [0, 16) per iteration and keeps one softmax per head (one class).
 //
 //===----------------------------------------------------------------------===//
 #ifndef SPARSEK_LIB_CONVERSION_SPARSEKTOGPU_DECODETILES_H
@@ -50,14 +54,16 @@ constexpr int64_t kDecodeMinSplitSlots = 64;
 constexpr int64_t kDecodeMaxGroup = 8;
 
 /// The lane layout of the walk for head dim d and group size g.
+/// math=mma (DecodeMmaWalk.cpp) walks 16 slots per warp and iteration as
+/// one class: R = 1, chunksPerLane = 16 (slot c of the warp's piece).
 struct DecodeGeometry {
   int64_t lanesPerRow;   // C = D / 8
-  int64_t rowsPerLoad;   // R = 32 / C
+  int64_t rowsPerLoad;   // R = 32 / C (1 with mma)
   int64_t chunksPerLane; // K (and V) loads per lane and iteration
   int64_t slotsPerIter() const { return chunksPerLane * rowsPerLoad; }
   int64_t slotsPerBlockIter() const { return kDecodeWarps * slotsPerIter(); }
 
-  static DecodeGeometry get(int64_t d, int64_t group);
+  static DecodeGeometry get(int64_t d, int64_t group, bool mma);
 };
 
 /// Why `op` cannot take the tile forms (empty when it can). Both need
@@ -118,6 +124,11 @@ std::pair<Value, Value> emitSlotGate(OpBuilder &b, Location loc,
                                      const DecodeOperands &ops, int64_t k,
                                      const DecodeSplitRange &range, Value v,
                                      Value bi, Value h, Value slot, Value tau);
+/// The same from `score`, the slot's f32 score already loaded (the kernel
+/// copies it ahead with the slot's K/V rows; unused where k = 0).
+std::pair<Value, Value> emitSlotGateOf(OpBuilder &b, Location loc, int64_t k,
+                                       const DecodeSplitRange &range, Value v,
+                                       Value score, Value tau);
 
 /// The weights of merging two softmax states with maxima m1, m2 (log2
 /// units): (max, exp2(m1 - max), exp2(m2 - max)), with both weights 0 when
@@ -167,16 +178,41 @@ struct DecodeTileProblem {
 
 /// The kernel form: in `gpuModule` (which holds the split counters
 /// `counters`), a gpu.func for group size `group`, launched on a grid
-/// (splits, Hkv, B) of kDecodeThreads threads.
+/// (splits, Hkv, B) of kDecodeThreads threads; `mma`: tensor cores
+/// (DecodeMmaWalk.cpp), else CUDA cores.
 void emitDecodeTileLaunch(OpBuilder &b, Location loc,
                           const DecodeTileProblem &p, Operation *gpuModule,
-                          StringRef counters, int64_t group);
+                          StringRef counters, int64_t group, bool mma);
 
-/// The scalar form for group size `group` (a run-time value on the CPU);
-/// `counters` is a host global of the module.
+/// The scalar form for group size `group` (a run-time value on the CPU),
+/// walking as the kernel of that `mma` does; `counters` is a host global of
+/// the module.
 void emitDecodeScalarTiles(OpBuilder &b, Location loc,
                            const DecodeTileProblem &p, Value group,
-                           StringRef counters);
+                           StringRef counters, bool mma);
+
+/// What one warp's walk of the kernel works on (device values).
+struct DecodeWarpWalk {
+  Type elem; // bf16 or f16
+  int64_t k, d, group;
+  DecodeOperands ops; // the kernel's arguments
+  DecodeSplitRange range;
+  Value bi, h, lane, warp;
+  Value pairRow;   // row of slot 0 of (bi, h) in keyRows
+  Value log2Scale; // f32
+  /// key and value as [B * Hkv * (k + w), D], scores as [B * Hkv * (k + w)]
+  /// (null where k = 0).
+  Value keyRows, valueRows, scoreRows;
+  /// Workgroup memory: warp states [warps, G, D], [warps, G] (max, sum), and
+  /// the flags with the index of the invalid-score flag.
+  Value sO, sM, sL, sFlag, badFlag;
+  /// L2 prefetch issued by iteration `it` (rows further ahead).
+  function_ref<void(OpBuilder &, Location, Value)> prefetch;
+};
+
+/// math=mma: the tensor-core walk of each warp over its slots
+/// (DecodeMmaWalk.cpp); leaves the warp's per-head states in sO, sM, sL.
+void emitDecodeMmaWalk(OpBuilder &b, Location loc, const DecodeWarpWalk &w);
 
 } // namespace sparsek
 } // namespace mlir

@@ -67,6 +67,17 @@ struct KernelMath {
                                   gpu::ShuffleMode::XOR)
         .getShuffleResult();
   }
+
+  /// `x` summed (or maxed) over the lanes that differ from this one in the
+  /// lane-id bits [log2 from, log2 to): xor shuffles by from, 2 from, ..
+  /// below `to` (powers of two), every lane getting the result.
+  Value xorReduce(Value x, int64_t from, int64_t to, bool isMax = false) {
+    for (int64_t off = from; off < to; off *= 2) {
+      Value other = shuffleXor(x, off);
+      x = isMax ? fmax(x, other) : fadd(x, other);
+    }
+    return x;
+  }
 };
 
 } // namespace mlir::sparsek

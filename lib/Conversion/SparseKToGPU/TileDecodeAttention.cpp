@@ -51,6 +51,7 @@ namespace {
 struct Lowering {
   ModuleOp module;
   bool kernel;
+  bool mma; // math=mma
   int64_t targetBlocks;
 
   void lower(RewriterBase &rewriter, DecodeAttentionOp op);
@@ -150,17 +151,17 @@ void Lowering::lower(RewriterBase &rewriter, DecodeAttentionOp op) {
     if (kernel) {
       forGroup(b, l, op, sizes.group,
                [&](OpBuilder &gb, Location gl, int64_t g) {
-                 emitDecodeTileLaunch(gb, gl, p, gpuModule, counters, g);
+                 emitDecodeTileLaunch(gb, gl, p, gpuModule, counters, g, mma);
                });
     } else if (staticGroup(op)) {
-      emitDecodeScalarTiles(b, l, p, sizes.group, counters);
+      emitDecodeScalarTiles(b, l, p, sizes.group, counters, mma);
     } else {
       // One walk for every covered G; others keep the loops.
       Value covered = x.andI(x.lt(x.c(0), sizes.group),
                              x.lt(sizes.group, x.c(kDecodeMaxGroup + 1)));
       auto ifOp = scf::IfOp::create(b, l, covered, /*withElse=*/true);
       OpBuilder tb = ifOp.getThenBodyBuilder();
-      emitDecodeScalarTiles(tb, l, p, sizes.group, counters);
+      emitDecodeScalarTiles(tb, l, p, sizes.group, counters, mma);
       OpBuilder eb = ifOp.getElseBodyBuilder();
       eb.clone(*op.getOperation());
     }
@@ -185,6 +186,12 @@ struct SparseKTileDecodeAttentionPass
           << form << "'";
       return signalPassFailure();
     }
+    if (math != "simt" && math != "mma") {
+      mlir::emitError(module.getLoc())
+          << "sparsek-tile-decode-attention: math must be simt or mma, got '"
+          << math << "'";
+      return signalPassFailure();
+    }
     // The split counters are a device global of target-blocks words.
     if (targetBlocks < 1 || targetBlocks > kMaxTargetBlocks) {
       mlir::emitError(module.getLoc())
@@ -198,7 +205,7 @@ struct SparseKTileDecodeAttentionPass
     if (ops.empty())
       return;
     IRRewriter rewriter(&getContext());
-    Lowering lowering{module, kernel, targetBlocks};
+    Lowering lowering{module, kernel, math == "mma", targetBlocks};
     bool statusReady = false;
     for (DecodeAttentionOp op : ops) {
       if (!op.hasPureBufferSemantics()) {

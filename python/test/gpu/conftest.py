@@ -69,12 +69,15 @@ def gpu_mma_sync_lib(torch, manifest):
     return _library(manifest, "mma_sync_library")
 
 
-@pytest.fixture(scope="session")
-def gpu_decode_tiles_lib(torch, manifest):
-    """decode_attention with decode-kernel=tiles (the split-K tile kernel)."""
-    if "decode_tiles_library" not in manifest:
-        _unavailable("the GPU artifacts predate the decode tiles library (rebuild them)")
-    return _library(manifest, "decode_tiles_library")
+@pytest.fixture(scope="session", params=["simt", "mma"])
+def gpu_decode_tiles_lib(request, torch, manifest):
+    """decode_attention with decode-kernel=tiles (the split-K tile kernel on
+    CUDA cores) and decode-kernel=tiles-mma (the same on tensor cores): the
+    same functions, so every test of one runs on both."""
+    key = {"simt": "decode_tiles_library", "mma": "decode_tiles_mma_library"}[request.param]
+    if key not in manifest:
+        _unavailable(f"the GPU artifacts predate {key} (rebuild them)")
+    return _library(manifest, key)
 
 
 @pytest.fixture(scope="session")

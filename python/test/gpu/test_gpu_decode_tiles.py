@@ -1,7 +1,8 @@
 # decode_attention on the tile-first kernel (sparsek-gpu-pipeline{decode-kernel=tiles}:
 # one block per (sequence, KV head, split of the slots), the G query heads
 # sharing 16-byte K/V loads, the splits merged in the same launch by the last
-# block to arrive) over the slot layout of the runtime: several sequences at
+# block to arrive), on CUDA cores and on tensor cores (decode-kernel=tiles-mma;
+# the fixture runs every test on both) over the slot layout of the runtime: several sequences at
 # different positions, pools filling and full, k = 0, w = 0, G in {1, 2, 3,
 # 4, 8} with static head counts and G in 1..8 (and the loops beyond) through
 # the run-time switch over G, D in {64, 128}, bf16 and f16, split

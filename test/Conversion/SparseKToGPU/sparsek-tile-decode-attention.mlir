@@ -10,6 +10,8 @@
 // stay.
 // RUN: sparsek-opt %s -split-input-file -sparsek-tile-decode-attention | FileCheck %s
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-decode-attention=form=scalar target-blocks=100" | FileCheck %s --check-prefix=SCALAR
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-decode-attention=math=mma" | FileCheck %s --check-prefix=MMA
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-decode-attention=form=scalar math=mma" | FileCheck %s --check-prefix=SCALAR-MMA
 
 // CHECK-LABEL: func.func @bf16_d128_g4
 // CHECK-SAME: %[[Q:[^:]*]]: memref<?x32x128xbf16>, %[[KC:[^:]*]]: memref<?x8x2560x128xbf16>, %[[VC:[^:]*]]: memref<?x8x2560x128xbf16>
@@ -36,31 +38,46 @@
 // CHECK: memref.global "private" @[[CTR:split_counters]] : memref<264xi32, #gpu.address_space<global>> = dense<0>
 // CHECK: gpu.func @decode_g4(
 // CHECK-SAME: %{{[^:]*}}: index, %[[KWORD:[^:]*]]: memref<i32>, %[[KMIRROR:[^:]*]]: memref<i32>)
-// CHECK-SAME: workgroup(%[[SO:.*]] : memref<4x4x128xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SM:.*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %[[SL:.*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %[[SF:.*]] : memref<2xi32, #gpu.address_space<workgroup>>)
+// CHECK-SAME: workgroup(%[[SO:.*]] : memref<4x4x128xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SM:.*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %[[SL:.*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %[[SF:.*]] : memref<2xi32, #gpu.address_space<workgroup>>,
+// The cp.async rings: [stage, warp, chunk, lane, 8] K and V, [.., lane] scores.
+// CHECK-SAME: %[[RK:.*]] : memref<2x4x4x32x8xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[RV:.*]] : memref<2x4x4x32x8xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[RS:.*]] : memref<2x4x4x32xf32, #gpu.address_space<workgroup>>)
 // CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // The block's cache state: 0 <= pool count <= k (one unsigned compare),
 // position >= 0; then tau not NaN. A bad state empties the walk.
 // CHECK: arith.cmpi ule, %{{.*}}, %c2048 : index
 // CHECK: arith.cmpi sge
 // CHECK: arith.cmpf uno
-// q of the 4 heads: one 16-byte chunk each per lane.
-// CHECK-COUNT-4: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x32x128xbf16>, vector<8xbf16>
-// Lane 0 of each warp prefetches its rows two iterations ahead into L2
-// (K and V, pool and window pieces), before the loop and in it.
-// CHECK: memref.extract_aligned_pointer_as_index %{{.*}} : memref<?x8x2560x128xbf16> -> index
-// CHECK: nvvm.cp.async.bulk.prefetch %{{.*}}, %{{.*}} : <1>
+// K, V and scores as rows: one row base per block.
+// CHECK: memref.collapse_shape %{{.*}} {{\[}}[0, 1, 2], [3]] : memref<?x8x2560x128xbf16> into memref<?x128xbf16>
+// CHECK: memref.collapse_shape %{{.*}} {{\[}}[0, 1, 2]] : memref<?x8x2560xf32> into memref<?xf32>
 // The flag of skipped invalid pool scores: cleared by thread 0 first.
 // CHECK: memref.store %c0_i32{{.*}}, %[[SF]][%[[FLAG:.*]]] : memref<2xi32
 // CHECK: gpu.barrier
+// Tile 0 into stage 0 (where the walk is not empty): per chunk a 16-byte K
+// and V copy (zero-filled past the walk) and the slot's 4-byte score.
+// CHECK: scf.if
+// CHECK: nvgpu.device_async_copy %{{.*}}, %[[RK]][{{.*}}], 8, %{{.*}} {bypassL1} : memref<?x128xbf16> to memref<2x4x4x32x8xbf16
+// CHECK: nvgpu.device_async_copy %{{.*}}, %[[RV]][{{.*}}], 8, %{{.*}} {bypassL1}
+// CHECK: nvgpu.device_async_copy %{{.*}}, %[[RS]][{{.*}}], 1, %{{.*}} : memref<?xf32>
+// CHECK: nvgpu.device_async_create_group
+// Lane 0 of each warp prefetches its rows further ahead into L2 (K and V,
+// pool and window pieces), before the loop and in it.
+// CHECK: nvvm.cp.async.bulk.prefetch %{{.*}}, %{{.*}} : <1>
+// q of the 4 heads: one 16-byte chunk each per lane.
+// CHECK-COUNT-4: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x32x128xbf16>, vector<8xbf16>
 // CHECK: scf.for
 // CHECK: nvvm.cp.async.bulk.prefetch
-// Per iteration 4 chunks of K and V rows in flight (16 lanes per row).
-// CHECK: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x8x2560x128xbf16>, vector<8xbf16>
-// CHECK: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x8x2560x128xbf16>, vector<8xbf16>
+// Per iteration: the next tile's copies, then this tile's (one group left
+// pending), read back from the ring by the lane that copied them.
+// CHECK-COUNT-12: nvgpu.device_async_copy
+// CHECK: %[[GROUP:.*]] = nvgpu.device_async_create_group
+// CHECK: nvgpu.device_async_wait %[[GROUP]] {numGroups = 1 : i32}
+// CHECK: vector.load %[[RK]][{{.*}}] {alignment = 16 : i64} : memref<2x4x4x32x8xbf16, #gpu.address_space<workgroup>>, vector<8xbf16>
 // The pool slot's score, its gate in f64 as sparsek.select computes it.
-// CHECK: memref.load %{{.*}} : memref<?x8x2560xf32>
+// CHECK: memref.load %[[RS]]
 // CHECK: arith.subf %{{.*}} : f64
-// CHECK-COUNT-6: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x8x2560x128xbf16>, vector<8xbf16>
+// CHECK-COUNT-3: vector.load %[[RK]]
+// CHECK-COUNT-4: vector.load %[[RV]]
 // Dot products: a chain of 8 fmas per lane, then reduced over the 16 lanes
 // of a row.
 // CHECK: arith.mulf %{{.*}} : f32
@@ -77,6 +94,8 @@
 // CHECK-NEXT: arith.constant 1 : i32
 // CHECK-NEXT: memref.store %{{.*}}, %[[SF]][%[[FLAG]]]
 // CHECK: scf.yield
+// No copy outlives the walk (the last, zero-filled tile).
+// CHECK: nvvm.cp.async.wait.group 0
 // The two row classes of a warp merged (lane xor 16), then the warps.
 // CHECK: gpu.shuffle  xor %{{.*}}, %c16_i32
 // CHECK: vector.store %{{.*}}, %[[SO]]
@@ -111,6 +130,67 @@
 // CHECK: arith.select %{{.*}}, %c1_i32{{.*}}, %{{.*}} : i32
 // CHECK: memref.store %c1_i32{{.*}}, %[[KMIRROR]][] : memref<i32>
 // CHECK: gpu.return
+// math=mma: the same launch; per warp and iteration 16 slots on mma.sync.
+// MMA-LABEL: func.func @bf16_d128_g4
+// MMA: gpu.launch_func @[[MOD:sparsek_decode_tiles_0]]::@decode_mma_g4 blocks in
+// MMA: gpu.module @[[MOD]]
+// MMA: gpu.func @decode_mma_g4(
+// No rings: the warps' states and the flags only.
+// MMA-SAME: workgroup(%{{[^:]*}} : memref<4x4x128xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[MM:[^:]*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %[[ML:[^:]*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %{{[^:]*}} : memref<2xi32, #gpu.address_space<workgroup>>) kernel
+// A of QK: q of head lane / 4, 4 chunks of 8 columns, pairs of columns.
+// MMA-COUNT-4: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x32x128xbf16>, vector<8xbf16>
+// MMA: scf.for
+// K: 4 chunks of each of the two keys (one per key tile) of this lane;
+// V: 16 columns of its 4 keys; their scores.
+// MMA-COUNT-8: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x128xbf16>, vector<8xbf16>
+// MMA: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x128xbf16>, vector<16xbf16>
+// MMA-NEXT: memref.load %{{.*}} : memref<?xf32>
+// MMA: arith.subf %{{.*}} : f64
+// S = Q K^T: 8 k-steps per key tile (D = 128), f32 accumulators.
+// MMA: vector.shuffle %{{.*}} [0, 9] : vector<8xbf16>, vector<8xbf16>
+// MMA-COUNT-16: nvvm.mma.sync A[{{.*}}]  B[{{.*}}]  C[{{.*}}]  {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>}
+// The head's max over its quad, the rescale factors of this lane's O^T
+// heads from lanes 8 (lane % 4) and + 4.
+// MMA: gpu.shuffle  xor %{{.*}}, %c1_i32
+// MMA: gpu.shuffle  xor %{{.*}}, %c2_i32
+// MMA: math.exp2
+// MMA: gpu.shuffle  idx
+// MMA: gpu.shuffle  idx
+// O^T += V^T P^T: 8 row tiles, A paired from two keys' V columns.
+// MMA: vector.shuffle %{{.*}} [0, 16] : vector<16xbf16>, vector<16xbf16>
+// MMA-COUNT-8: nvvm.mma.sync
+// MMA: scf.yield
+// The sums over the quad, then (max, sum) from lane % 4 = 0, O^T columns.
+// MMA: gpu.shuffle  xor %{{.*}}, %c1_i32
+// MMA: gpu.shuffle  xor %{{.*}}, %c2_i32
+// MMA: memref.store %{{.*}}, %[[MM]]
+// MMA: memref.store %{{.*}}, %[[ML]]
+// MMA: gpu.barrier
+// MMA: memref.atomic_rmw addi
+// MMA-LABEL: func.func @f16_d64_dynamic_group
+// MMA: gpu.launch_func @[[MOD:sparsek_decode_tiles_0]]::@decode_mma_g1
+// MMA: gpu.launch_func @[[MOD]]::@decode_mma_g8
+// MMA: default {
+// MMA-NEXT: sparsek.decode_attention
+// MMA: gpu.func @decode_mma_g1(
+// D = 64: 4 k-steps per key tile, 4 row tiles.
+// MMA: vector.load %{{.*}} : memref<?x64xf16>, vector<8xf16>
+// MMA-NOT: memref<?xf32>
+// MMA-COUNT-8: nvvm.mma.sync
+// MMA-NOT: nvvm.mma.sync
+// MMA: gpu.shuffle  idx
+// MMA-COUNT-4: nvvm.mma.sync
+// MMA-NOT: nvvm.mma.sync
+// MMA: scf.yield
+// MMA-LABEL: func.func @not_covered
+// MMA-NOT: gpu.launch_func
+// MMA-COUNT-4: sparsek.decode_attention
+// The scalar form of the mma walk: one class of 16 slots per warp.
+// SCALAR-MMA-LABEL: func.func @bf16_d128_g4
+// SCALAR-MMA-NOT: gpu.
+// SCALAR-MMA: arith.constant 2048 : index
+// SCALAR-MMA: math.exp2
+// SCALAR-MMA: memref.atomic_rmw addi
 // SCALAR-LABEL: memref.global "private" @sparsek_decode_split_counters : memref<100xi32> = dense<0>
 // SCALAR-LABEL: func.func @bf16_d128_g4
 // SCALAR-NOT: gpu.
@@ -155,8 +235,8 @@ func.func @bf16_d128_g4(%q: memref<?x32x128xbf16>, %kc: memref<?x8x2560x128xbf16
 // CHECK-NEXT: sparsek.decode_attention
 // CHECK: gpu.module @[[MOD]]
 // CHECK: gpu.func @decode_g1(
-// CHECK: vector.load %{{.*}} : memref<?x?x40x64xf16>, vector<8xf16>
-// CHECK-NOT: memref<?x?x40xf32>
+// CHECK: nvgpu.device_async_copy %{{.*}} : memref<?x64xf16> to memref<2x4x4x32x8xf16
+// CHECK-NOT: memref<?xf32>
 // CHECK: gpu.shuffle  xor %{{.*}}, %c4_i32
 // CHECK: gpu.shuffle  xor %{{.*}}, %c8_i32
 // CHECK: gpu.shuffle  xor %{{.*}}, %c16_i32
