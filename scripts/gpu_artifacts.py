@@ -141,8 +141,11 @@ LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
 # composite op is fused in the main library (the GPU pipeline's default) and
 # decomposed in a second one; a third keeps every default (automatic chunk
 # length) for larger rows.
-TEST_OPTIONS = "prefill-kernel=loops select-chunk=16"
-DECOMPOSED_OPTIONS = "prefill-kernel=loops fuse-select-attention=false select-chunk=16"
+# The loop kernels of decode_attention (the tile kernels have their own
+# libraries below).
+TEST_OPTIONS = "prefill-kernel=loops decode-kernel=loops select-chunk=16"
+DECOMPOSED_OPTIONS = ("prefill-kernel=loops decode-kernel=loops fuse-select-attention=false "
+                      "select-chunk=16")
 MMA_OPTIONS = "prefill-kernel=mma-sync select-chunk=16"
 WGMMA_OPTIONS = "prefill-kernel=wgmma chip=sm_90a select-chunk=16"
 AUTO_SELECT_CONFIGS = ((64, 16),)

@@ -18,7 +18,8 @@
 // Before the loops: the fused select_attention ops the tile kernels cover go
 // tile first (prefill-kernel=mma-sync, the default, or wgmma:
 // sparsek-tile-select-attention), and decode_attention with
-// decode-kernel=tiles (sparsek-tile-decode-attention). What is left keeps
+// decode-kernel=tiles, the default, or tiles-mma
+// (sparsek-tile-decode-attention). What is left keeps
 // one thread per query (per candidate, chunk or list entry in the selection
 // kernels, per output element for linalg ops), scalar loops inside.
 // Operand data is only read inside the kernels; the host checks sizes
@@ -55,7 +56,8 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
                                                               : "mma-sync",
                 static_cast<int64_t>(options.selectChunk))
                 .str();
-  // decode-kernel=tiles: the split-K kernel takes the decode ops it covers.
+  // decode-kernel=tiles (the default) or tiles-mma: the split-K kernel takes
+  // the decode ops it covers.
   if (options.decodeKernel != DecodeKernel::Loops)
     tiles +=
         llvm::formatv("sparsek-tile-decode-attention{{form=kernel math={0}},",

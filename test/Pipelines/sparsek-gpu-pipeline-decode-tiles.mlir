@@ -6,14 +6,15 @@
 // merge (a device-global counter, membar.gl around atom.global.add); 128
 // threads. decode-kernel=tiles-mma: the same launch on mma.sync (24 per
 // iteration at D = 128: 16 for Q K^T, 8 for V^T P^T) with the rescale
-// factors from other lanes (shfl.idx). f32 keeps the loop kernels; the
-// default (decode-kernel=loops) emits no tile kernel. The CPU pipeline runs
-// the same walks as loops.
+// factors from other lanes (shfl.idx). f32 keeps the loop kernels.
+// decode-kernel=tiles is the default; decode-kernel=loops emits no tile
+// kernel. The CPU pipeline runs the same walks as loops.
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa decode-kernel=tiles" | FileCheck %s
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa decode-kernel=tiles-mma" | FileCheck %s --check-prefix=MMA
 // RUN: %if ptxas %{ sparsek-opt %s --sparsek-gpu-pipeline="decode-kernel=tiles-mma" -o /dev/null %}
 // RUN: sparsek-opt %s --sparsek-cpu-pipeline=decode-kernel=tiles-mma | FileCheck %s --check-prefix=CPU
-// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa" | FileCheck %s --check-prefix=LOOPS
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa" | FileCheck %s
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa decode-kernel=loops" | FileCheck %s --check-prefix=LOOPS
 // RUN: %if ptxas %{ sparsek-opt %s --sparsek-gpu-pipeline="decode-kernel=tiles" -o /dev/null %}
 // RUN: sparsek-opt %s --sparsek-cpu-pipeline=decode-kernel=tiles | FileCheck %s --check-prefix=CPU
 // RUN: not sparsek-opt %s --sparsek-gpu-pipeline=decode-kernel=mma-sync 2>&1 | FileCheck %s --check-prefix=BAD

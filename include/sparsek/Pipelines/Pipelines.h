@@ -176,7 +176,7 @@ struct SparseKGPUPipelineOptions
   PassOptions::Option<DecodeKernel> decodeKernel{
       *this, "decode-kernel",
       llvm::cl::desc("How decode_attention is lowered"),
-      llvm::cl::init(DecodeKernel::Loops),
+      llvm::cl::init(DecodeKernel::Tiles),
       llvm::cl::values(
           clEnumValN(DecodeKernel::Loops, "loops",
                      "one thread per (sequence, query head, split of 64 "
@@ -186,7 +186,8 @@ struct SparseKGPUPipelineOptions
                      "sharing 16-byte K/V loads, splits merged in the same "
                      "launch (sparsek-tile-decode-attention; bf16/f16, D = "
                      "Dv in {64, 128}, G <= 8, other ops keep the loops); "
-                     "CUDA cores, K/V through a cp.async ring per warp"),
+                     "CUDA cores, K/V through a cp.async ring per warp; the "
+                     "default"),
           clEnumValN(DecodeKernel::TilesMma, "tiles-mma",
                      "the same launch on tensor cores: mma.sync over 16-slot "
                      "key tiles, P kept in registers "
