@@ -30,6 +30,7 @@ from .kv_cache import NUMPY_DTYPES
 from .memref import to_bf16_bits
 
 _LIBS = {}
+_GPU_LIBS = {}
 
 
 def _heads(name, x, t, h, d, elem):
@@ -107,6 +108,228 @@ def varlen_function(name, k, w, elem="f32", scale=None):
     return _func(name, args, [q], body)
 
 
+# -- One launch for the batch (the GPU form) ----------------------------------
+#
+# The loop above runs the op once per sequence: on the GPU that is a launch
+# (and a selection) per sequence. `padded_function` instead lays the batch out
+# as one uniform select_attention over [B, H, T', D] and [B, H, S', D]
+# (gathered from the packed rows in one kernel per operand), runs the op once
+# (its kernels once: the tile-first mma-sync kernel for bf16/f16, D in {64,
+# 128}) and gathers each sequence's rows back. Exact because of where each
+# sequence goes (`alignment`):
+# - keys after a sequence's own (right padding) are never seen by its
+#   queries (causality);
+# - keys before them (left padding) get the score -inf, so they are never
+#   candidates (SPEC 4), and are outside every query's window once the
+#   sequence's first query has w - 1 keys before it (S_b - T_b >= w - 1).
+# A sequence whose keys end at row S' - 1 (right-aligned) puts its queries in
+# the last T_b of the T' rows; one with fewer cached keys starts at row 0
+# (left-aligned). T' is the fewest rows that hold every sequence's queries.
+
+def alignment(cu_seqlens_q, cu_seqlens_k, w):
+    """(T', S') of the padded batch for host offsets (0, 0 when no sequence has a query).
+    S' = max S_b; a sequence is right-aligned (its keys in rows [S' - S_b, S')) when
+    S_b = S' or S_b - T_b >= w - 1, else left-aligned (rows [0, S_b)); query j of
+    sequence b sits in row P_b + S_b - T_b + j - (S' - T')."""
+    lq, lk = np.diff(np.asarray(cu_seqlens_q, np.int64)), np.diff(np.asarray(cu_seqlens_k, np.int64))
+    busy = lq > 0
+    if not busy.any():
+        return 0, 0
+    sp = int(lk.max())
+    left = busy & (lk < sp) & (lk - lq < w - 1)
+    # Right-aligned queries need T' >= T_b; left-aligned ones S' - T' <= S_b - T_b.
+    tp = int(lq.max())
+    if left.any():
+        tp = max(tp, sp - int((lk - lq)[left].min()))
+    return tp, sp
+
+
+def _sequence(p, b):
+    """MLIR lines (names prefixed `p`) reading sequence %b's geometry in the padded batch:
+    %{p}q0, %{p}k0 (first packed rows), %{p}t, %{p}s (T_b, S_b), %{p}pk (first key row P_b),
+    %{p}i0 (first query row) and %{p}ok (i1: offsets in range and the sequence fits (T', S'))."""
+    cu = tensor([None], "i32")
+    lines = f"""    %{p}b1 = arith.addi %{b}, %c1 : index
+    %{p}q0i = tensor.extract %cuq[%{b}] : {cu}
+    %{p}q1i = tensor.extract %cuq[%{p}b1] : {cu}
+    %{p}k0i = tensor.extract %cuk[%{b}] : {cu}
+    %{p}k1i = tensor.extract %cuk[%{p}b1] : {cu}
+    %{p}q0 = arith.index_cast %{p}q0i : i32 to index
+    %{p}q1 = arith.index_cast %{p}q1i : i32 to index
+    %{p}k0 = arith.index_cast %{p}k0i : i32 to index
+    %{p}k1 = arith.index_cast %{p}k1i : i32 to index
+    %{p}t = arith.subi %{p}q1, %{p}q0 : index
+    %{p}s = arith.subi %{p}k1, %{p}k0 : index
+    %{p}cached = arith.subi %{p}s, %{p}t : index
+    %{p}full = arith.cmpi eq, %{p}s, %sp : index
+    %{p}far = arith.cmpi sge, %{p}cached, %wm1 : index
+    %{p}right = arith.ori %{p}full, %{p}far : i1
+    %{p}rp = arith.subi %sp, %{p}s : index
+    %{p}pk = arith.select %{p}right, %{p}rp, %c0 : index
+    %{p}pq = arith.addi %{p}pk, %{p}cached : index
+    %{p}i0 = arith.subi %{p}pq, %shift : index
+    %{p}iend = arith.addi %{p}i0, %{p}t : index
+"""
+    # 0 <= q0 <= q1 <= total_q, 0 <= k0 <= k1 <= total_k (the fewest rows of key, value
+    # and u), T_b <= S_b <= S', 0 <= i0, i0 + T_b <= T'.
+    tests = [("sge", "q0", "c0"), ("sle", "q0", "q1"), ("sle", "q1", "tq"), ("sge", "k0", "c0"),
+             ("sle", "k0", "k1"), ("sle", "k1", "tk"), ("sle", "t", "s"), ("sle", "s", "sp"),
+             ("sge", "i0", "c0"), ("sle", "iend", "tp")]
+    local = {"q0", "q1", "k0", "k1", "t", "s", "i0", "iend"}
+    for i, (pred, x, y) in enumerate(tests):
+        x, y = (f"%{p}{v}" if v in local else f"%{v}" for v in (x, y))
+        lines += f"    %{p}v{i} = arith.cmpi {pred}, {x}, {y} : index\n"
+    acc = f"%{p}v0"
+    for i in range(1, len(tests)):
+        out = f"%{p}ok" if i == len(tests) - 1 else f"%{p}a{i}"
+        lines += f"    {out} = arith.andi {acc}, %{p}v{i} : i1\n"
+        acc = out
+    return lines
+
+
+def _clamp(name, x, size):
+    """MLIR lines: %name = %x clamped to [0, %size - 1] (callers make sure %size >= 1)."""
+    return (f"    %{name}_m = arith.subi %{size}, %c1 : index\n"
+            f"    %{name}_lo = arith.maxsi %{x}, %c0 : index\n"
+            f"    %{name} = arith.minsi %{name}_lo, %{name}_m : index\n")
+
+
+def _select(name, cond, x, y, elem, indent):
+    """MLIR lines: %name = %cond ? %x : %y. 16-bit floats are selected as i16 bit patterns:
+    a bf16 select makes the x86 backend round through f32 with __truncsfbf2, which GCC
+    12's libgcc lacks (on the GPU the casts are free)."""
+    if elem == "f32":
+        return f"{indent}%{name} = arith.select %{cond}, %{x}, %{y} : {elem}\n"
+    return (f"{indent}%{name}_xi = arith.bitcast %{x} : {elem} to i16\n"
+            f"{indent}%{name}_yi = arith.bitcast %{y} : {elem} to i16\n"
+            f"{indent}%{name}_i = arith.select %{cond}, %{name}_xi, %{name}_yi : i16\n"
+            f"{indent}%{name} = arith.bitcast %{name}_i : i16 to {elem}\n")
+
+
+def _gather(name, src, src_t, dst_t, rows, first_row, pad, elem, width):
+    """%name [B, H, rows(, W)] (H, W: src's) = src's packed rows of each sequence placed from
+    row %{first_row} (a name of _sequence's lines), `pad` elsewhere: one kernel. Every
+    load is in bounds (clamped; the padded extents are 0 when src has no rows), and the
+    value is chosen by a select: no branch carries a 16-bit float, whose phi the x86
+    backend would lower through __truncsfbf2 (missing from GCC 12's libgcc)."""
+    rank = 4 if width else 3
+    dims = ", ".join(f"d{i}" for i in range(rank))
+    iters = ", ".join(['"parallel"'] * rank)
+    sizes = ["%nb", f"%{name}_hs", f"%{rows}"] + ([f"%{name}_ws"] if width == "?" else [])
+    col = ", %col" if width else ""
+    count, start = ("t", "q0") if first_row == "i0" else ("s", "k0")
+    src_rows = "tq" if first_row == "i0" else "tk"
+    return f"""  %{name}_hs = tensor.dim %{src}, %c1 : {src_t}
+{f"  %{name}_ws = tensor.dim %{src}, %c2 : {src_t}" + chr(10) if width == "?" else ""}  %{name}_e = tensor.empty({", ".join(sizes)}) : {dst_t}
+  %{name} = linalg.generic {{indexing_maps = [affine_map<({dims}) -> ({dims})>], iterator_types = [{iters}]}} outs(%{name}_e : {dst_t}) {{
+  ^bb0(%{name}_x: {elem}):
+    %{name}_b = linalg.index 0 : index
+    %{name}_h = linalg.index 1 : index
+    %{name}_i = linalg.index 2 : index
+{"    %col = linalg.index 3 : index" + chr(10) if width else ""}{_sequence(name + "_", name + "_b")}    %{name}_r = arith.subi %{name}_i, %{name}_{first_row} : index
+    %{name}_in0 = arith.cmpi sge, %{name}_r, %c0 : index
+    %{name}_in1 = arith.cmpi slt, %{name}_r, %{name}_{count} : index
+    %{name}_in2 = arith.andi %{name}_in0, %{name}_in1 : i1
+    %{name}_in = arith.andi %{name}_in2, %{name}_ok : i1
+    %{name}_row0 = arith.addi %{name}_{start}, %{name}_r : index
+{_clamp(name + "_row", name + "_row0", src_rows)}    %{name}_y0 = tensor.extract %{src}[%{name}_row, %{name}_h{col}] : {src_t}
+{_select(name + "_y", name + "_in", name + "_y0", pad, elem, "    ")}    linalg.yield %{name}_y : {elem}
+  }} -> {dst_t}
+"""
+
+
+def padded_function(name, k, w, elem="f32", scale=None, head_dim=None, value_dim=None):
+    """The contract of `varlen_function` plus two index operands, T' and S' of `alignment`
+    (the caller's host offsets give them): the batch as one select_attention over a padded
+    [B, H, T', D] layout (see above). A sequence whose offsets are out of range or that
+    does not fit (T', S') is skipped (its rows keep their contents); sizes that disagree
+    (heads, head dims, the output's) are reported by the op (SPARSEK_ERROR_SHAPE_MISMATCH).
+    Static head dims (`head_dim`, `value_dim`) let the GPU pipeline take its tile-first
+    kernels."""
+    _check_elem(elem)
+    q, kk = tensor([None, None, head_dim], elem), tensor([None, None, head_dim], elem)
+    v = tensor([None, None, value_dim], elem)
+    u, cu = tensor([None] * 2, "f32"), tensor([None], "i32")
+    q4, k4 = tensor([None, None, None, head_dim], elem), tensor([None, None, None, head_dim], elem)
+    v4, u3 = tensor([None, None, None, value_dim], elem), tensor([None] * 3, "f32")
+    dyn_d, dyn_dv = "?" if head_dim is None else "s", "?" if value_dim is None else "s"
+    body = f"""  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c3 = arith.constant 3 : index
+  %zero = arith.constant 0.0 : {elem}
+  %ninf = arith.constant 0xFF800000 : f32
+  %wm1 = arith.constant {w - 1} : index
+  %n = tensor.dim %cuq, %c0 : {cu}
+  %nk = tensor.dim %cuk, %c0 : {cu}
+  %nb1 = arith.minsi %n, %nk : index
+  %nb0 = arith.subi %nb1, %c1 : index
+  %nb = arith.maxsi %nb0, %c0 : index
+  %tq = tensor.dim %q, %c0 : {q}
+  %tk0 = tensor.dim %k, %c0 : {kk}
+  %tv = tensor.dim %v, %c0 : {v}
+  %tu = tensor.dim %u, %c0 : {u}
+  %tk1 = arith.minsi %tk0, %tv : index
+  %tk = arith.minsi %tk1, %tu : index
+  // No rows to read: no padded rows (T', S' taken as 0), so every load is in bounds.
+  // T' > S' would be refused by the op: T' is cut to S' (what does not fit is skipped).
+  %noq = arith.cmpi eq, %tq, %c0 : index
+  %nok = arith.cmpi eq, %tk, %c0 : index
+  %none = arith.ori %noq, %nok : i1
+  %tpfit = arith.minsi %tp0, %sp0 : index
+  %tp = arith.select %none, %c0, %tpfit : index
+  %sp = arith.select %nok, %c0, %sp0 : index
+  %shift = arith.subi %sp, %tp : index
+{_gather("qp", "q", q, q4, "tp", "i0", "zero", elem, dyn_d)}{_gather("kp", "k", kk, k4, "sp", "pk", "zero", elem, dyn_d)}{_gather("vp", "v", v, v4, "sp", "pk", "zero", elem, dyn_dv)}{_gather("up", "u", u, u3, "sp", "pk", "ninf", "f32", None)}  // The output's own sizes: the op reports any disagreement with q's and value's.
+  %hq = tensor.dim %o0, %c1 : {v}
+{"  %dv = tensor.dim %o0, %c2 : " + v + chr(10) if value_dim is None else ""}  %oe0 = tensor.empty(%nb, %hq, %tp{"" if value_dim is not None else ", %dv"}) : {v4}
+  // Zeros where the op writes nothing (a call it rejects), never uninitialized memory.
+  %oe = linalg.fill ins(%zero : {elem}) outs(%oe0 : {v4}) -> {v4}
+  %oh = sparsek.select_attention ins(%qp, %kp, %vp, %up : {q4}, {k4}, {v4}, {u3}) k = {k} w = {w}{_scale(scale)} outs(%oe : {v4}) -> {v4}
+  %hasb = arith.cmpi sgt, %nb, %c0 : index
+  %hast = arith.cmpi sgt, %tp, %c0 : index
+  %any = arith.andi %hasb, %hast : i1
+  %r = scf.if %any -> ({v}) {{
+    %g = linalg.generic {{indexing_maps = [affine_map<(d0, d1, d2) -> (d0, d1, d2)>], iterator_types = ["parallel", "parallel", "parallel"]}} outs(%o0 : {v}) {{
+    ^bb0(%old: {elem}):
+      %row = linalg.index 0 : index
+      %head = linalg.index 1 : index
+      %col = linalg.index 2 : index
+      // The sequence holding packed row %row: the last b < B with cuq[b] <= row.
+      %bs:2 = scf.while (%lo = %c0, %hi = %nb) : (index, index) -> (index, index) {{
+        %span = arith.subi %hi, %lo : index
+        %more = arith.cmpi sgt, %span, %c1 : index
+        scf.condition(%more) %lo, %hi : index, index
+      }} do {{
+      ^bb0(%lo: index, %hi: index):
+        %sum = arith.addi %lo, %hi : index
+        %mid = arith.divui %sum, %c2 : index
+        %atm = tensor.extract %cuq[%mid] : {cu}
+        %at = arith.index_cast %atm : i32 to index
+        %le = arith.cmpi sle, %at, %row : index
+        %lo2 = arith.select %le, %mid, %lo : index
+        %hi2 = arith.select %le, %hi, %mid : index
+        scf.yield %lo2, %hi2 : index, index
+      }}
+{_sequence("o_", "bs#0")}      %x0 = arith.cmpi sge, %row, %o_q0 : index
+      %x1 = arith.cmpi slt, %row, %o_q1 : index
+      %x2 = arith.andi %x0, %x1 : i1
+      %mine = arith.andi %x2, %o_ok : i1
+      %rel = arith.subi %row, %o_q0 : index
+      %i0 = arith.addi %o_i0, %rel : index
+{_clamp("i", "i0", "tp")}      %val = tensor.extract %oh[%bs#0, %head, %i, %col] : {v4}
+{_select("y", "mine", "val", "old", elem, "      ")}      linalg.yield %y : {elem}
+    }} -> {v}
+    scf.yield %g : {v}
+  }} else {{
+    scf.yield %o0 : {v}
+  }}
+  return %r : {v}"""
+    args = [("q", q), ("k", kk), ("v", v), ("u", u), ("cuq", cu), ("cuk", cu), ("tp0", "index"),
+            ("sp0", "index"), ("o0", v)]
+    return _func(name, args, [v], body)
+
+
 def _library(k, w, elem, scale):
     key = (k, w, elem, scale)
     if key not in _LIBS:
@@ -136,18 +359,27 @@ def _array(a, elem, name, ndim):
     return np.ascontiguousarray(a, dtype=NUMPY_DTYPES[elem])
 
 
-def select_attention(q, key, value, u, cu_seqlens_q, cu_seqlens_k, k, w, scale=None, elem="f32"):
-    """out [total_q, Hq, Dv] of packed sequences (module docstring); numpy arrays in, numpy out
-    (bf16 as uint16 bit patterns). Raises ValueError on inconsistent shapes or offsets."""
-    q, key, value = (_array(a, elem, n, 3) for a, n in ((q, "q"), (key, "key"), (value, "value")))
-    u = _array(u, "f32", "u", 2)
+GPU_PIPELINE = "sparsek-gpu-pipeline"
+_TORCH_ELEMS = {"torch.float32": "f32", "torch.float16": "f16", "torch.bfloat16": "bf16"}
+
+
+def padded_module(k, w, elem="f32", scale=None, head_dim=None, value_dim=None):
+    """The module of `padded_function` (entry point "varlen"), the text the GPU path compiles."""
+    return "module {\n" + padded_function("varlen", k, w, elem, scale, head_dim, value_dim) + "}\n"
+
+
+def _check_shapes(q, key, value, u):
     (tq, hq, d), (tk, hkv, dk), (tv, hv, dv) = q.shape, key.shape, value.shape
-    if dk != d or tv != tk or hv != hkv or u.shape != (tk, hkv):
-        raise ValueError(f"shapes disagree: q {q.shape}, key {key.shape}, value {value.shape}, "
-                         f"u {u.shape} (want key [total_k, Hkv, {d}], value [total_k, Hkv, Dv], "
-                         "u [total_k, Hkv])")
+    if dk != d or tv != tk or hv != hkv or tuple(u.shape) != (tk, hkv):
+        raise ValueError(f"shapes disagree: q {tuple(q.shape)}, key {tuple(key.shape)}, value "
+                         f"{tuple(value.shape)}, u {tuple(u.shape)} (want key [total_k, Hkv, {d}], "
+                         "value [total_k, Hkv, Dv], u [total_k, Hkv])")
     if hkv == 0 or hq % hkv:
         raise ValueError(f"Hq = {hq} must be a positive multiple of Hkv = {hkv}")
+    return tq, tk, hq, dv
+
+
+def _check_offsets(cu_seqlens_q, cu_seqlens_k, tq, tk):
     cuq = _offsets(cu_seqlens_q, tq, "cu_seqlens_q")
     cuk = _offsets(cu_seqlens_k, tk, "cu_seqlens_k")
     if cuq.size != cuk.size:
@@ -155,6 +387,59 @@ def select_attention(q, key, value, u, cu_seqlens_q, cu_seqlens_k, k, w, scale=N
     longer = np.nonzero(np.diff(cuq) > np.diff(cuk))[0]
     if longer.size:
         raise ValueError(f"sequences {longer.tolist()} have more queries than keys (T_b <= S_b)")
+    return cuq, cuk
+
+
+def _host_offsets(cu):
+    """Offsets as a host array (a CUDA tensor is copied, which waits for its stream)."""
+    if hasattr(cu, "detach") and hasattr(cu, "cpu"):
+        return cu.detach().cpu().numpy()
+    return cu
+
+
+def select_attention(q, key, value, u, cu_seqlens_q, cu_seqlens_k, k, w, scale=None, elem="f32"):
+    """out [total_q, Hq, Dv] of packed sequences (module docstring). numpy arrays in, numpy
+    out (bf16 as uint16 bit patterns; `elem` names the type), one compiled CPU call. torch
+    CUDA tensors in (bf16, f16 or f32; u f32), a CUDA tensor out: one GPU call of the padded
+    form (`padded_function`) on torch's current stream; the offsets are read on the host
+    (lists, numpy arrays or tensors; a CUDA tensor is copied to the host first). Raises
+    ValueError on inconsistent shapes or offsets."""
+    if getattr(q, "is_cuda", False):
+        return _select_attention_cuda(q, key, value, u, cu_seqlens_q, cu_seqlens_k, k, w, scale)
+    q, key, value = (_array(a, elem, n, 3) for a, n in ((q, "q"), (key, "key"), (value, "value")))
+    u = _array(u, "f32", "u", 2)
+    tq, tk, hq, dv = _check_shapes(q, key, value, u)
+    cuq, cuk = _check_offsets(cu_seqlens_q, cu_seqlens_k, tq, tk)
     out = np.zeros((tq, hq, dv), NUMPY_DTYPES[elem])
     _library(k, w, elem, scale).call("varlen", q, key, value, u, cuq, cuk, out)
+    return out
+
+
+def _select_attention_cuda(q, key, value, u, cu_seqlens_q, cu_seqlens_k, k, w, scale):
+    import torch
+
+    from .gpu import GPULibrary
+
+    elem = _TORCH_ELEMS.get(str(q.dtype))
+    if elem is None:
+        raise TypeError(f"q: expected float32, float16 or bfloat16, got {q.dtype}")
+    for a, n in ((key, "key"), (value, "value")):
+        if a.dtype != q.dtype or a.dim() != 3:
+            raise TypeError(f"{n}: expected a 3-D {q.dtype} tensor, got {a.dtype} {tuple(a.shape)}")
+    if q.dim() != 3 or u.dim() != 2 or u.dtype != torch.float32:
+        raise TypeError(f"expected q [total_q, Hq, D] and u [total_k, Hkv] float32, got "
+                        f"{tuple(q.shape)} and {u.dtype} {tuple(u.shape)}")
+    tq, tk, hq, dv = _check_shapes(q, key, value, u)
+    cuq, cuk = _check_offsets(_host_offsets(cu_seqlens_q), _host_offsets(cu_seqlens_k), tq, tk)
+    out = torch.zeros((tq, hq, dv), dtype=q.dtype, device=q.device)
+    tp, sp = alignment(cuq, cuk, w)
+    if tp == 0:
+        return out
+    key_of = (k, w, elem, scale, q.shape[2], dv)
+    if key_of not in _GPU_LIBS:
+        text = padded_module(k, w, elem, scale, q.shape[2], dv)
+        _GPU_LIBS[key_of] = GPULibrary(compiler.compile(text, pipeline=GPU_PIPELINE))
+    dev = [torch.from_numpy(c).to(q.device) for c in (cuq, cuk)]
+    args = [a.contiguous() for a in (q, key, value, u)]
+    _GPU_LIBS[key_of].call("varlen", *args, *dev, tp, sp, out)
     return out
