@@ -1,4 +1,4 @@
-# Variable-length batches: select_attention over packed sequences with cumulative offsets (FlashAttention's varlen layout), compiled as one entry point.
+# Variable-length batches: select_attention (and a whole layer) over packed sequences with cumulative offsets (FlashAttention's varlen layout), one compiled call on the CPU or the GPU.
 """select_attention over a batch of sequences of different lengths.
 
     out = varlen.select_attention(q, key, value, u, cu_seqlens_q, cu_seqlens_k, k=16, w=16)
@@ -19,6 +19,13 @@ layout and writing its output rows back, so the batch is one call of one
 compiled entry point. Offsets that are out of range or decreasing skip the
 sequence inside the compiled code (no out-of-bounds access); the Python entry
 point refuses them with a message before calling.
+
+On torch CUDA tensors the batch runs `padded_function` instead: the op once
+over a padded batch, so its kernels launch once for all sequences (see "One
+launch for the batch" below). `Layer` is a whole SparseK layer over packed
+prompts (projections, scores, this attention, output projection) in one
+entry point, whose packed key, value and u fill a KV cache in one call
+(KVCache.append_varlen); SparseKAttention.prefill(..., cu_seqlens=...) runs it.
 """
 
 import numpy as np
@@ -330,11 +337,15 @@ def padded_function(name, k, w, elem="f32", scale=None, head_dim=None, value_dim
     return _func(name, args, [v], body)
 
 
+def loop_module(k, w, elem="f32", scale=None):
+    """The module of `varlen_function` (entry point "varlen"), the text the CPU path compiles."""
+    return "module {\n" + varlen_function("varlen", k, w, elem, scale) + "}\n"
+
+
 def _library(k, w, elem, scale):
     key = (k, w, elem, scale)
     if key not in _LIBS:
-        text = "module {\n" + varlen_function("varlen", k, w, elem, scale) + "}\n"
-        _LIBS[key] = CompiledLibrary(compiler.compile(text))
+        _LIBS[key] = CompiledLibrary(compiler.compile(loop_module(k, w, elem, scale)))
     return _LIBS[key]
 
 
@@ -443,3 +454,133 @@ def _select_attention_cuda(q, key, value, u, cu_seqlens_q, cu_seqlens_k, k, w, s
     args = [a.contiguous() for a in (q, key, value, u)]
     _GPU_LIBS[key_of].call("varlen", *args, *dev, tp, sp, out)
     return out
+
+
+# -- A whole layer over a varlen batch of prompts -------------------------------
+
+def layer_module(cfg, name="varlen_layer"):
+    """One entry point `name`: SparseKAttention's layer (sparsek.layer.LayerConfig `cfg`) over
+    packed prompts x [N, C], each token at its position `pos` [N] (i64) within its sequence:
+    q, key, value and u of every token (the decode step's projections and scores,
+    sparsek.layer.decode_qkv_function), the padded select_attention (offsets
+    cu_seqlens_q = cu_seqlens_k, T', S'), the output projection; returns out [N, C] and the
+    packed key, value [N, Hkv, D] and u [N, Hkv] for the KV cache. One compiled call."""
+    from .layer import _Body, _output_projection, _weight_args, decode_qkv_function
+
+    E, Hq, Hkv, D, C = cfg.dtype, cfg.Hq, cfg.Hkv, cfg.D, cfg.C
+    x_t, pos_t, cu = tensor([None, C], E), tensor([None], "i64"), tensor([None], "i32")
+    q_t, kv_t, u_t = tensor([None, Hq, D], E), tensor([None, Hkv, D], E), tensor([None, Hkv], "f32")
+    dq_t, du_t = tensor([None, None, D], E), tensor([None, None], "f32")
+    weights = _weight_args(cfg)
+    qkv_w = [(n, t) for n, t in weights if n != "wo"]
+    args = ([("x", x_t), ("pos", pos_t), ("cu", cu), ("tp", "index"), ("sp", "index")] + weights
+            + [("out", x_t), ("key_out", kv_t), ("value_out", kv_t), ("u_out", u_t)])
+    wnames = ", ".join(f"%{n}" for n, _ in qkv_w)
+    wtypes = ", ".join(t for _, t in qkv_w)
+    body = f"""  %c0 = arith.constant 0 : index
+  %n = tensor.dim %x, %c0 : {x_t}
+  %q0 = tensor.empty(%n) : {q_t}
+  %q, %key, %value, %u = call @{name}_qkv(%x, %pos, {wnames}, %q0, %key_out, %value_out, %u_out) : ({x_t}, {pos_t}, {wtypes}, {q_t}, {kv_t}, {kv_t}, {u_t}) -> ({q_t}, {kv_t}, {kv_t}, {u_t})
+  %o0 = tensor.empty(%n) : {q_t}
+  // The attention takes any head counts: cast to its dynamic types and back.
+  %qd = tensor.cast %q : {q_t} to {dq_t}
+  %kd = tensor.cast %key : {kv_t} to {dq_t}
+  %vd = tensor.cast %value : {kv_t} to {dq_t}
+  %ud = tensor.cast %u : {u_t} to {du_t}
+  %od = tensor.cast %o0 : {q_t} to {dq_t}
+  %oa = call @{name}_attend(%qd, %kd, %vd, %ud, %cu, %cu, %tp, %sp, %od) : ({dq_t}, {dq_t}, {dq_t}, {du_t}, {cu}, {cu}, index, index, {dq_t}) -> {dq_t}
+  %o = tensor.cast %oa : {dq_t} to {q_t}
+  %r = call @{name}_proj(%o, %wo, %out) : ({q_t}, {tensor([Hq * D, C], E)}, {x_t}) -> {x_t}
+  return %r, %key, %value, %u : {x_t}, {kv_t}, {kv_t}, {u_t}"""
+    main = _func(name, args, [x_t, kv_t, kv_t, u_t], body)
+    # The parts, private (the pipelines inline them).
+    qkv = decode_qkv_function(f"{name}_qkv", cfg)
+    attend = padded_function(f"{name}_attend", cfg.k, cfg.w, E, cfg.scale, D, D)
+    pbody = _Body()
+    pbody.emit(f"%nb = tensor.dim %o, %c0 : {q_t}")
+    out = _output_projection(pbody, cfg, "%o", q_t, "%wo", "%out", decode=True)
+    proj = (f"func.func @{name}_proj(%o: {q_t}, %wo: {tensor([Hq * D, C], E)}, %out: {x_t}) -> ({x_t}) {{\n"
+            "  %c0 = arith.constant 0 : index\n  %c1 = arith.constant 1 : index\n"
+            f"  %f0 = arith.constant 0.0 : f32\n{pbody.text()}\n  return {out} : {x_t}\n}}\n")
+    private = lambda f: f.replace("func.func @", "func.func private @", 1)  # noqa: E731
+    return "module {\n" + "\n".join([main] + [private(f) for f in (qkv, attend, proj)]) + "}\n"
+
+
+class Layer:
+    """`layer_module(cfg)` compiled for the CPU (numpy arrays) or the GPU (torch CUDA
+    tensors), through the compiler's disk cache."""
+
+    def __init__(self, cfg, name="varlen_layer"):
+        self.cfg, self.name = cfg, name
+        self._cpu = self._gpu = None
+
+    def module_text(self):
+        return layer_module(self.cfg, self.name)
+
+    def prebuild(self, cpu=True, gpu=True):
+        """Compiles into the disk cache without loading; returns the paths."""
+        text = self.module_text()
+        return ([compiler.compile(text)] if cpu else []) + \
+            ([compiler.compile(text, pipeline=GPU_PIPELINE)] if gpu else [])
+
+    def library(self):
+        if self._cpu is None:
+            self._cpu = CompiledLibrary(compiler.compile(self.module_text()))
+        return self._cpu
+
+    def gpu_library(self):
+        if self._gpu is None:
+            from .gpu import GPULibrary
+
+            self._gpu = GPULibrary(compiler.compile(self.module_text(), pipeline=GPU_PIPELINE))
+        return self._gpu
+
+    def geometry(self, cu_seqlens, total):
+        """Host checks of the offsets: (cu int32, positions int64 [N], T', S')."""
+        cu = _offsets(_host_offsets(cu_seqlens), total, "cu_seqlens")
+        lengths = np.diff(cu)
+        pos = np.arange(total, dtype=np.int64) - np.repeat(cu[:-1].astype(np.int64), lengths)
+        tp, sp = alignment(cu, cu, self.cfg.w)
+        return cu, pos, tp, sp
+
+    def __call__(self, x, weights, cu_seqlens):
+        """numpy x [N, C] (packed prompts), `weights` name -> array (sparsek.CompiledLayer's),
+        offsets [B + 1]: out [N, C], key, value [N, Hkv, D], u [N, Hkv]."""
+        cfg = self.cfg
+        x = _array(x, cfg.dtype, "x", 2)
+        if x.shape[1] != cfg.C:
+            raise ValueError(f"x: expected [N, {cfg.C}], got {x.shape}")
+        n = x.shape[0]
+        cu, pos, tp, sp = self.geometry(cu_seqlens, n)
+        from .compiled_layer import CompiledLayer
+
+        w = CompiledLayer(cfg)._weights(weights)
+        e = NUMPY_DTYPES[cfg.dtype]
+        out = np.zeros((n, cfg.C), e)
+        key, value = (np.zeros((n, cfg.Hkv, cfg.D), e) for _ in range(2))
+        u = np.zeros((n, cfg.Hkv), np.float32)
+        self.library().call(self.name, x, pos, cu, tp, sp, *w, out, key, value, u)
+        return out, key, value, u
+
+    def cuda(self, x, weights, cu_seqlens):
+        """The same on torch CUDA tensors (x, weights), on torch's current stream."""
+        import torch
+
+        from .compiled_layer import CompiledLayer
+
+        cfg = self.cfg
+        if x.dim() != 2 or x.shape[1] != cfg.C:
+            raise ValueError(f"x: expected [N, {cfg.C}], got {tuple(x.shape)}")
+        layer = CompiledLayer(cfg)
+        x = layer._cuda_tensor(x, x.shape, "x")
+        n, dev, dt = x.shape[0], x.device, x.dtype
+        cu, pos, tp, sp = self.geometry(cu_seqlens, n)
+        w = layer._cuda_weights(weights, dev)
+        with torch.cuda.device(dev):
+            out = torch.zeros((n, cfg.C), dtype=dt, device=dev)
+            key, value = (torch.zeros((n, cfg.Hkv, cfg.D), dtype=dt, device=dev) for _ in range(2))
+            u = torch.zeros((n, cfg.Hkv), dtype=torch.float32, device=dev)
+            cu_d, pos_d = (torch.from_numpy(a).to(dev) for a in (cu, pos))
+            self.gpu_library().call(self.name, x, pos_d, cu_d, tp, sp, *w, out, key, value, u,
+                                    stream=torch.cuda.current_stream(dev))
+        return out, key, value, u
