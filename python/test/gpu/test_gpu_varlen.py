@@ -85,6 +85,34 @@ def test_more_keys_than_queries(cuda, elem, d):
                  seed=2 + d) == (70, 4096)
 
 
+def kernels_of_one_call(torch, lengths, elem="bf16", d=64):
+    """Names of the kernels one varlen.select_attention call launches (torch.profiler), or
+    None where the profiler sees no kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    dtype = getattr(torch, DTYPES[elem])
+    q, key, value, u, cuq, cuk = packed(9, lengths, lengths, 8, 2, d)
+    args = [torch.from_numpy(a).cuda().to(dtype) for a in (q, key, value)] + [torch.from_numpy(u).cuda()]
+    varlen.select_attention(*args, cuq, cuk, k=64, w=32)  # loads the library
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        varlen.select_attention(*args, cuq, cuk, k=64, w=32)
+        torch.cuda.synchronize()
+    names = [e.name for e in prof.events() if str(e.device_type).endswith("CUDA")]
+    return names or None
+
+
+def test_one_launch_for_the_batch(cuda):
+    """The tile-first kernel runs once per call, and a batch of 7 sequences launches exactly
+    the kernels a batch of 2 does."""
+    few = kernels_of_one_call(cuda, [300, 17])
+    many = kernels_of_one_call(cuda, [1, 17, 0, 300, 17, 0, 64])
+    if few is None or many is None:
+        pytest.skip("torch.profiler saw no CUDA kernels here (no CUPTI)")
+    assert many.count("tiles") == 1, many
+    assert sorted(few) == sorted(many), (few, many)
+
+
 def test_f32_loop_kernels(cuda):
     check(cuda, "f32", 64, 16, 8, [1, 17, 0, 130, 5], [1, 17, 3, 200, 300], seed=3)
 
