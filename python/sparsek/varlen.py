@@ -279,13 +279,16 @@ def padded_function(name, k, w, elem="f32", scale=None, head_dim=None, value_dim
   %tk1 = arith.minsi %tk0, %tv : index
   %tk = arith.minsi %tk1, %tu : index
   // No rows to read: no padded rows (T', S' taken as 0), so every load is in bounds.
-  // T' > S' would be refused by the op: T' is cut to S' (what does not fit is skipped).
+  // Negative sizes count as 0; T' > S' would be refused by the op: T' is cut to
+  // S' (what does not fit is skipped).
   %noq = arith.cmpi eq, %tq, %c0 : index
   %nok = arith.cmpi eq, %tk, %c0 : index
   %none = arith.ori %noq, %nok : i1
-  %tpfit = arith.minsi %tp0, %sp0 : index
+  %tpn = arith.maxsi %tp0, %c0 : index
+  %spn = arith.maxsi %sp0, %c0 : index
+  %tpfit = arith.minsi %tpn, %spn : index
   %tp = arith.select %none, %c0, %tpfit : index
-  %sp = arith.select %nok, %c0, %sp0 : index
+  %sp = arith.select %nok, %c0, %spn : index
   %shift = arith.subi %sp, %tp : index
 {_gather("qp", "q", q, q4, "tp", "i0", "zero", elem, dyn_d)}{_gather("kp", "k", kk, k4, "sp", "pk", "zero", elem, dyn_d)}{_gather("vp", "v", v, v4, "sp", "pk", "zero", elem, dyn_dv)}{_gather("up", "u", u, u3, "sp", "pk", "ninf", "f32", None)}  // The output's own sizes: the op reports any disagreement with q's and value's.
   %hq = tensor.dim %o0, %c1 : {v}

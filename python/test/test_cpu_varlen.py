@@ -225,11 +225,12 @@ def test_padded_skips_what_does_not_fit():
     for cuq, cuk, tp_sp in [([0, 4, 1000], [0, 4, 8], (4, 4)), ([0, 4, 2], [0, 4, 8], (4, 4)),
                             ([-5, 4, 8], [0, 4, 8], (4, 4)), ([0, 4, 8], [0, 4, 1 << 30], (4, 4)),
                             ([0, 4, 8], [0, 6, 3], (4, 4)), ([0, 4, 8], [0, 4, 8], (3, 4)),
-                            ([0, 4, 8], [0, 4, 8], (4, 3)), ([0, 4, 8], [0, 4, 8], (4, 5))]:
+                            ([0, 4, 8], [0, 4, 8], (4, 3)), ([0, 4, 8], [0, 4, 8], (4, 5)),
+                            ([0, 4, 8], [0, 4, 8], (-3, 4)), ([0, 4, 8], [0, 4, 8], (4, -1))]:
         out = np.full((8, 2, 4), 7.0, np.float32)
         run_padded("loops", q, key, value, u, cuq, cuk, 2, 2, tp_sp=tp_sp, out=out)
         untouched = np.ones(8, bool)
-        tp, sp = tp_sp
+        tp, sp = max(tp_sp[0], 0), max(tp_sp[1], 0)  # negative sizes count as 0
         tp = min(tp, sp)  # T' > S' is cut to S'
         for b in range(2):
             q0, q1, k0, k1 = cuq[b], cuq[b + 1], cuk[b], cuk[b + 1]
