@@ -47,6 +47,12 @@ def main():
     text = context_parallel_module(cp)
     paths += [compiler.compile(text), compiler.compile(text, pipeline=GPU_PIPELINE),
               compiler.compile(layer_module(cp, decode=False))]   # the single-process baseline
+    # sparsek.varlen's libraries (test_gpu_varlen.py): the padded GPU form, each sequence
+    # alone, the CPU reference.
+    from varlen_configs import module_libraries, modules as varlen_modules
+
+    paths += [compiler.compile(text, pipeline=pipeline) for text, pipeline in varlen_modules()]
+    paths += module_libraries()
     size = sum(os.path.getsize(p) for p in set(paths))
     print(f"{len(set(paths))} layer libraries in {folder}: {size / 2**20:.1f} MiB")
 

@@ -111,8 +111,11 @@ def _lib():
                 "sk_cache_seq_is_approximate": [vp, i32, p(i32)],
                 "sk_cache_check_device_error": [vp, vp],
                 "sk_cache_kv_bytes": [vp, p(ctypes.c_uint64)],
+                "sk_cache_append_varlen": [vp, i32, p(_Shape), i32, p(i32), p(i32), vp, vp, vp, vp],
             }
             for name, argtypes in sigs.items():
+                if name == "sk_cache_append_varlen" and not hasattr(lib, name):
+                    continue  # a runtime built before it: append_varlen says so
                 fn = getattr(lib, name)
                 fn.argtypes, fn.restype = argtypes, ctypes.c_int
             lib.sk_cache_last_error.argtypes, lib.sk_cache_last_error.restype = [], ctypes.c_char_p
@@ -326,6 +329,34 @@ class KVCache:
                                                  int(seq), T, *ptrs, self._stream(stream))
         del keep
         _check(self._lib, status, f"append_chunk(layer {layer}, seq {seq})")
+
+    def append_varlen(self, layer, seq_ids, cu_seqlens, keys, values, scores, stream=None):
+        """Prompts of different lengths in one call, packed as in FlashAttention's varlen
+        layout: sequence seq_ids[i] gets the tokens cu_seqlens[i] .. cu_seqlens[i + 1] - 1 of
+        keys [total, Hkv, D], values [total, Hkv, Dv], scores [total, Hkv] (token-major).
+        seq_ids and cu_seqlens (B + 1 offsets rising from 0; int32) are host values (a
+        tensor is copied to the host). Same result as append_chunk per sequence."""
+        if not hasattr(self._lib, "sk_cache_append_varlen"):
+            raise RuntimeNotFound("the runtime library predates sk_cache_append_varlen; rebuild it")
+        if hasattr(cu_seqlens, "cpu"):
+            cu_seqlens = cu_seqlens.detach().cpu().numpy()
+        ids = np.ascontiguousarray(np.asarray(seq_ids, dtype=np.int32).reshape(-1))
+        cu = np.asarray(cu_seqlens)
+        if cu.ndim != 1 or cu.size != ids.size + 1 or not np.issubdtype(cu.dtype, np.integer):
+            raise ValueError(f"cu_seqlens: expected {ids.size + 1} integer offsets, got "
+                             f"{cu.dtype} {cu.shape}")
+        if cu.size and cu.max(initial=0) > np.iinfo(np.int32).max:
+            raise ValueError("cu_seqlens: offsets must fit int32")
+        cu = np.ascontiguousarray(cu, dtype=np.int32)
+        total, H = int(cu[-1]), self.num_kv_heads
+        ptrs, keep = self._pointers(keys, values, scores,
+                                    [(total, H, self.head_dim), (total, H, self.value_dim), (total, H)])
+        i32p = ctypes.POINTER(ctypes.c_int32)
+        status = self._lib.sk_cache_append_varlen(
+            self._h(), int(layer), ctypes.byref(self._shape), ids.size, ids.ctypes.data_as(i32p),
+            cu.ctypes.data_as(i32p), *ptrs, self._stream(stream))
+        del keep
+        _check(self._lib, status, f"append_varlen(layer {layer})")
 
     def check_device_error(self, stream=None):
         """Raises the first error recorded by CUDA kernels since the last check."""

@@ -125,8 +125,16 @@ class SparseKAttention(torch.nn.Module):
         """x [B, T, C] at positions 0..T-1 -> [B, T, C], without a cache."""
         return self.prefill(x)
 
-    def prefill(self, x, cache=None, seq_ids=None, layer=0):
-        """Like forward; with a cache, also appends the T tokens to the sequences seq_ids."""
+    def prefill(self, x, cache=None, seq_ids=None, layer=0, cu_seqlens=None):
+        """Like forward; with a cache, also appends the T tokens to the sequences seq_ids.
+
+        With `cu_seqlens` ([B + 1] offsets rising from 0, host values or a tensor) x holds
+        prompts of different lengths packed as in FlashAttention's varlen layout: x [N, C],
+        sequence b owning rows cu_seqlens[b]:cu_seqlens[b + 1] at positions 0.. of its own;
+        returns [N, C] in one compiled call (sparsek.varlen.Layer), and with a cache fills
+        the B sequences seq_ids in one call (KVCache.append_varlen). Forward-only."""
+        if cu_seqlens is not None:
+            return self._prefill_varlen(x, cache, seq_ids, layer, cu_seqlens)
         if cache is not None and (seq_ids is None or len(seq_ids) != x.shape[0]):
             raise ValueError("prefill with a cache needs one sequence id per batch row")
 
@@ -141,6 +149,41 @@ class SparseKAttention(torch.nn.Module):
         def grad_fn():
             return autograd.sparsek_layer(x, self.cfg, self._named())
         return self._run(call, x, grad_fn if cache is None else None)
+
+    def _prefill_varlen(self, x, cache, seq_ids, layer, cu_seqlens):
+        from . import varlen
+        from .cpu import _host_array
+
+        _check_device(x, self._params())
+        self._check_x(x)
+        if x.dim() != 2:
+            raise ValueError(f"a varlen prefill takes packed rows x [N, C], got {tuple(x.shape)}")
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self._params())):
+            raise NotImplementedError("the varlen prefill is forward-only: run it under torch.no_grad()")
+        cu = varlen._host_offsets(cu_seqlens)
+        if cache is not None:
+            if seq_ids is None or len(seq_ids) != len(cu) - 1:
+                raise ValueError("a varlen prefill with a cache needs one sequence id per sequence")
+            ids = [int(s) for s in seq_ids]
+            busy = [s for s, p in zip(ids, cache.torch_view(layer).pos[ids].tolist()) if p != -1]
+            if busy:
+                raise ValueError(f"sequences {busy} already hold tokens in layer {layer}; a prefill "
+                                 "fills empty sequences (reset_seq, or continue with decode)")
+        if getattr(self, "_varlen", None) is None:
+            self._varlen = varlen.Layer(self.cfg)
+        named = {n: t.detach() for n, t in self._named().items()}
+        if x.is_cuda:
+            out, key, value, u = self._varlen.cuda(x, named, cu)
+            if cache is not None:
+                cache.append_varlen(layer, ids, cu, key, value, u,
+                                    stream=torch.cuda.current_stream(x.device).cuda_stream)
+            return out
+        out, key, value, u = self._varlen(_host_array(x), {n: _host_array(t) for n, t in named.items()}, cu)
+        if cache is not None:
+            cache.append_varlen(layer, ids, cu, key, value, u)
+        if self.dtype == torch.bfloat16:  # numpy holds bf16 as uint16 bit patterns
+            return torch.from_numpy(out.view("int16")).view(torch.bfloat16)
+        return torch.from_numpy(out)
 
     def decode(self, x, cache, seq_ids, layer=0):
         """x [B, C], the next token of each sequence seq_ids[b] -> [B, C]; appends it to the cache."""

@@ -121,3 +121,127 @@ def test_compiled_code_skips_out_of_range_offsets():
                 np.testing.assert_array_equal(out[q0:q1], want)
                 untouched[q0:q1] = False
         assert (out[untouched] == 7.0).all(), (cuq, cuk)
+
+
+# -- The padded form (varlen.padded_function): what the GPU runs, on the CPU --
+#
+# The same module through the CPU loops, the tile walk of the GPU's mma.sync
+# kernel (prefill-kernel=tiles, its scalar form) and the GPU's parallel loop
+# form: each against the loop form above (itself bitwise equal to each
+# sequence alone) and the float64 reference.
+PADDED_PIPELINES = {
+    "loops": "sparsek-cpu-pipeline",
+    "tiles": "sparsek-cpu-pipeline{prefill-kernel=tiles select-chunk=16}",
+    "parallel": "sparsek-cpu-pipeline{parallel-loops select-chunk=16}",
+}
+
+
+def run_padded(form, q, key, value, u, cuq, cuk, k, w, scale=None, elem="f32", tp_sp=None, out=None):
+    tp, sp = varlen.alignment(cuq, cuk, w) if tp_sp is None else tp_sp
+    # Static head dims, as the GPU path compiles it (the parallel form needs them).
+    lib = library(varlen.padded_function("varlen", k, w, elem, scale, q.shape[2], value.shape[2]),
+                  pipeline=PADDED_PIPELINES[form])
+    if out is None:
+        out = np.zeros((q.shape[0], q.shape[1], value.shape[2]), q.dtype)
+    lib.call("varlen", q, key, value, u, np.asarray(cuq, np.int32), np.asarray(cuk, np.int32), tp, sp, out)
+    return out
+
+
+def check_padded(form, lengths_q, lengths_k, hq, hkv, d, dv, k, w, seed, scale=None, reference_up_to=300):
+    g = rng(seed)
+    q, key, value, u, cuq, cuk = packed(g, lengths_q, lengths_k, hq, hkv, d, dv)
+    got = run_padded(form, q, key, value, u, cuq, cuk, k, w, scale)
+    loop = varlen.select_attention(q, key, value, u, cuq, cuk, k=k, w=w, scale=scale)
+    if form == "loops":
+        # Per query the same arithmetic: the padding only adds masked keys.
+        np.testing.assert_array_equal(got, loop)
+    else:
+        np.testing.assert_allclose(got, loop, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(value).max()))
+    for b in range(len(lengths_q)):
+        rq, rk = slice(cuq[b], cuq[b + 1]), slice(cuk[b], cuk[b + 1])
+        if 0 < lengths_q[b] <= reference_up_to:
+            want = reference.sparsek_attention(
+                q[rq].transpose(1, 0, 2)[None], key[rk].transpose(1, 0, 2)[None],
+                value[rk].transpose(1, 0, 2)[None], u[rk].T[None], k, w, scale)[0]
+            assert_output_close(got[rq].transpose(1, 0, 2), want, value[rk])
+    return varlen.alignment(cuq, cuk, w)
+
+
+def test_alignment():
+    # Prefill with w > 1: every shorter sequence starts at row 0, so T' = S'.
+    assert varlen.alignment([0, 1, 18, 18, 4114], [0, 1, 18, 18, 4114], 4) == (4096, 4096)
+    # w = 1: no window reaches back, every sequence ends at row S' - 1: T' = max T_b.
+    assert varlen.alignment([0, 1, 18, 4114], [0, 1, 18, 4114], 1) == (4096, 4096)
+    assert varlen.alignment([0, 1, 18], [0, 1, 18], 1) == (17, 17)
+    # Long cached prefixes (S_b - T_b >= w - 1): right-aligned, T' = max T_b.
+    assert varlen.alignment([0, 1, 4, 4, 6], [0, 9, 4009, 4014, 4078], 3) == (3, 4000)
+    # A short prefix among them: left-aligned, T' grows to S' - (S_b - T_b).
+    assert varlen.alignment([0, 2, 5], [0, 3, 100], 3) == (96, 97)
+    assert varlen.alignment([0, 0, 0], [0, 5, 9], 3) == (0, 0)
+
+
+@pytest.mark.parametrize("form", sorted(PADDED_PIPELINES))
+def test_padded_mixed_lengths(form):
+    """Lengths 1, 17, 4096 and 0 in one batch (S = T): one select_attention over [B, H, 4096, D]."""
+    lengths = [1, 17, 0, 4096, 17, 0]
+    assert check_padded(form, lengths, lengths, hq=4, hkv=2, d=8, dv=8, k=8, w=4, seed=11) == (4096, 4096)
+
+
+@pytest.mark.parametrize("form", sorted(PADDED_PIPELINES))
+def test_padded_more_keys_than_queries(form):
+    """S > T per sequence, short and long cached prefixes (left- and right-aligned)."""
+    check_padded(form, [1, 17, 0, 300, 5], [9, 17, 5, 4096, 64], hq=4, hkv=1, d=16, dv=8, k=6, w=3,
+                 seed=12, scale=0.3)
+    # Every prefix >= w - 1: all right-aligned behind masked left padding, T' = max T_b.
+    assert check_padded(form, [1, 3, 0, 2, 5], [9, 4000, 5, 64, 4096], hq=2, hkv=2, d=8, dv=8, k=5,
+                        w=3, seed=13) == (5, 4096)
+
+
+@pytest.mark.parametrize("form", sorted(PADDED_PIPELINES))
+def test_padded_window_edges(form):
+    # w = 1: prefill sequences right-aligned too; w = 0: selection only; k = 0: window only.
+    assert check_padded(form, [1, 17, 40], [1, 17, 40], hq=2, hkv=1, d=4, dv=4, k=4, w=1, seed=14) == (40, 40)
+    check_padded(form, [3, 17, 40], [3, 20, 40], hq=2, hkv=1, d=4, dv=4, k=4, w=0, seed=15)
+    check_padded(form, [3, 40], [7, 40], hq=2, hkv=2, d=4, dv=4, k=0, w=5, seed=16)
+    check_padded(form, [3, 40], [7, 40], hq=2, hkv=2, d=4, dv=4, k=64, w=64, seed=17)
+
+
+def test_padded_bf16():
+    g = rng(18)
+    lq, lk = [5, 0, 33, 1], [5, 4, 40, 70]
+    q, key, value, u, cuq, cuk = packed(g, lq, lk, 4, 2, 8, 8)
+    bits = [to_bf16_bits(a) for a in (q, key, value)]
+    for form in PADDED_PIPELINES:
+        got = run_padded(form, *bits, u, cuq, cuk, 4, 4, elem="bf16")
+        want = varlen.select_attention(*bits, u, cuq, cuk, k=4, w=4, elem="bf16")
+        np.testing.assert_allclose(from_bf16_bits(got), from_bf16_bits(want), atol=2e-2)
+
+
+def test_padded_skips_what_does_not_fit():
+    """Offsets out of range, decreasing, or a sequence that does not fit the (T', S') passed:
+    that sequence's rows keep their contents; the others are computed as usual."""
+    g = rng(19)
+    q, key, value, u, _, _ = packed(g, [4, 4], [4, 4], 2, 1, 4, 4)
+    for cuq, cuk, tp_sp in [([0, 4, 1000], [0, 4, 8], (4, 4)), ([0, 4, 2], [0, 4, 8], (4, 4)),
+                            ([-5, 4, 8], [0, 4, 8], (4, 4)), ([0, 4, 8], [0, 4, 1 << 30], (4, 4)),
+                            ([0, 4, 8], [0, 6, 3], (4, 4)), ([0, 4, 8], [0, 4, 8], (3, 4)),
+                            ([0, 4, 8], [0, 4, 8], (4, 3)), ([0, 4, 8], [0, 4, 8], (4, 5)),
+                            ([0, 4, 8], [0, 4, 8], (-3, 4)), ([0, 4, 8], [0, 4, 8], (4, -1))]:
+        out = np.full((8, 2, 4), 7.0, np.float32)
+        run_padded("loops", q, key, value, u, cuq, cuk, 2, 2, tp_sp=tp_sp, out=out)
+        untouched = np.ones(8, bool)
+        tp, sp = max(tp_sp[0], 0), max(tp_sp[1], 0)  # negative sizes count as 0
+        tp = min(tp, sp)  # T' > S' is cut to S'
+        for b in range(2):
+            q0, q1, k0, k1 = cuq[b], cuq[b + 1], cuk[b], cuk[b + 1]
+            t, s = q1 - q0, k1 - k0
+            if not (0 <= q0 < q1 <= 8 and 0 <= k0 <= k1 <= 8 and t <= s <= sp):
+                continue
+            pk = sp - s if (s == sp or s - t >= 1) else 0
+            i0 = pk + s - t - (sp - tp)
+            if i0 < 0 or i0 + t > tp:
+                continue
+            want = one_sequence(q[q0:q1], key[k0:k1], value[k0:k1], u[k0:k1], 2, 2)
+            np.testing.assert_array_equal(out[q0:q1], want)
+            untouched[q0:q1] = False
+        assert (out[untouched] == 7.0).all(), (cuq, cuk, tp_sp)

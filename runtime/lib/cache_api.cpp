@@ -271,6 +271,53 @@ sk_status sk_cache_append_chunk(sk_cache *cache, int32_t layer,
                                      scores, stream);
 }
 
+sk_status sk_cache_append_varlen(sk_cache *cache, int32_t layer,
+                                 const sk_kv_shape *shape, int32_t numSeqs,
+                                 const int32_t *seqIds,
+                                 const int32_t *cuSeqlens, const void *keys,
+                                 const void *values, const float *scores,
+                                 void *stream) {
+  const char *caller = "sk_cache_append_varlen";
+  if (sk_status status = checkCache(cache, caller))
+    return status;
+  if (sk_status status = checkLayer(cache, layer, caller))
+    return status;
+  if (sk_status status = checkShape(cache, shape, caller))
+    return status;
+  if (numSeqs < 0 || numSeqs > cache->backend->config().max_seqs)
+    return cacheError(SK_ERR_INVALID_ARGUMENT,
+                      "%s: num_seqs %d out of range [0, %d]", caller, numSeqs,
+                      cache->backend->config().max_seqs);
+  if (numSeqs == 0)
+    return SK_OK;
+  if (!seqIds || !cuSeqlens)
+    return cacheError(SK_ERR_INVALID_ARGUMENT, "%s: null input", caller);
+  if (cuSeqlens[0] != 0)
+    return cacheError(SK_ERR_INVALID_ARGUMENT,
+                      "%s: cu_seqlens[0] is %d; offsets start at 0", caller,
+                      cuSeqlens[0]);
+  std::vector<uint8_t> seen(cache->allocated.size(), 0);
+  for (int32_t i = 0; i < numSeqs; ++i) {
+    if (cuSeqlens[i + 1] < cuSeqlens[i])
+      return cacheError(SK_ERR_INVALID_ARGUMENT,
+                        "%s: cu_seqlens decreases at %d (%d after %d)", caller,
+                        i + 1, cuSeqlens[i + 1], cuSeqlens[i]);
+    if (sk_status status = checkSeq(cache, seqIds[i], caller))
+      return status;
+    // Each sequence's tokens must be consecutive: one range per sequence.
+    if (seen[seqIds[i]]++)
+      return cacheError(SK_ERR_INVALID_ARGUMENT,
+                        "%s: sequence %d appears twice in one batch", caller,
+                        seqIds[i]);
+  }
+  if (cuSeqlens[numSeqs] == 0)
+    return SK_OK;
+  if (!keys || !values || !scores)
+    return cacheError(SK_ERR_INVALID_ARGUMENT, "%s: null input", caller);
+  return cache->backend->appendVarlen(layer, numSeqs, seqIds, cuSeqlens, keys,
+                                      values, scores, stream);
+}
+
 sk_status sk_cache_get_view(const sk_cache *cache, int32_t layer,
                             sk_cache_view *out) {
   const char *caller = "sk_cache_get_view";

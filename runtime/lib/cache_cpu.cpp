@@ -40,6 +40,10 @@ public:
   sk_status appendChunk(int32_t layer, int32_t seq, int64_t numTokens,
                         const void *keys, const void *values,
                         const float *scores, void *stream) override;
+  sk_status appendVarlen(int32_t layer, int32_t numSeqs, const int32_t *seqIds,
+                         const int32_t *cuSeqlens, const void *keys,
+                         const void *values, const float *scores,
+                         void *stream) override;
   void view(int32_t layer, sk_cache_view *out) const override;
   sk_status isApproximate(int32_t seq, int32_t *approx) override;
   sk_status checkDeviceError(void *) override { return SK_OK; }
@@ -226,6 +230,40 @@ sk_status CpuCache::appendChunk(int32_t layerIndex, int32_t seq,
     }
   }
   layer.pos[seq] = start + numTokens - 1;
+  return SK_OK;
+}
+
+sk_status CpuCache::appendVarlen(int32_t layerIndex, int32_t numSeqs,
+                                 const int32_t *seqIds,
+                                 const int32_t *cuSeqlens, const void *keys,
+                                 const void *values, const float *scores,
+                                 void *) {
+  const CacheLayout &l = layout_;
+  // Every score first: a rejected call changes nothing.
+  if (sk_status status = checkScores(
+          scores, static_cast<int64_t>(cuSeqlens[numSeqs]) * l.heads,
+          "sk_cache_append_varlen"))
+    return status;
+  Layer &layer = layers_[layerIndex];
+  auto *keyBytes = static_cast<const uint8_t *>(keys);
+  auto *valueBytes = static_cast<const uint8_t *>(values);
+  for (int32_t i = 0; i < numSeqs; ++i) {
+    int32_t seq = seqIds[i];
+    int64_t first = cuSeqlens[i], numTokens = cuSeqlens[i + 1] - first;
+    if (numTokens == 0)
+      continue;
+    int64_t start = layer.pos[seq] + 1;
+    // Token by token, as append_chunk does; rows are token-major here.
+    for (int64_t t = 0; t < numTokens; ++t) {
+      for (int32_t head = 0; head < l.heads; ++head) {
+        size_t row = static_cast<size_t>(first + t) * l.heads + head;
+        appendHead(layer, seq, head, start + t, scores[row],
+                   keyBytes + row * l.keyRowBytes(),
+                   valueBytes + row * l.valueRowBytes());
+      }
+    }
+    layer.pos[seq] = start + numTokens - 1;
+  }
   return SK_OK;
 }
 

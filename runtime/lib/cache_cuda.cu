@@ -391,10 +391,14 @@ __global__ void __launch_bounds__(kThreads, kHeavyMinBlocks)
   }
 }
 
-__global__ void __launch_bounds__(kThreads)
-    appendChunkKernel(LayerArgs a, int seq, long long count,
-                      const uint8_t *keys, const uint8_t *values,
-                      const float *scores) {
+/// Appends `count` tokens to (seq, blockIdx.x's head): token t of head h has
+/// its rows at h * headStride + t * tokenStride of keys/values/scores ([H][T]
+/// for a chunk, [T][H] packed). The whole chunk (every head) is checked
+/// before anything changes. One block per head.
+__device__ void appendChunkHead(const LayerArgs &a, int seq, long long count,
+                                const uint8_t *keys, const uint8_t *values,
+                                const float *scores, long long headStride,
+                                long long tokenStride) {
   const CacheLayout &l = a.layout;
   const int head = blockIdx.x;
   const size_t row = l.row(seq, head);
@@ -402,15 +406,14 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0)
     st = a.states[row];
   __syncthreads();
-  // The whole chunk (every head) is checked before anything changes.
   int bad = 0;
   for (long long i = threadIdx.x; i < count * l.heads; i += blockDim.x) {
-    float z = scores[i];
+    const long long h = i / count, t = i % count;
+    float z = scores[h * headStride + t * tokenStride];
     if (cuda::invalidScore(z)) {
       bad = 1;
       cuda::reportScoreError(a.error, SK_ERR_INVALID_SCORE, seq, a.layer,
-                             static_cast<int>(i / count),
-                             st.lastPos + 1 + i % count, z);
+                             static_cast<int>(h), st.lastPos + 1 + t, z);
     }
   }
   if (__syncthreads_or(bad))
@@ -418,15 +421,18 @@ __global__ void __launch_bounds__(kThreads)
   const long long start = st.lastPos + 1;
   const size_t kb = l.keyRowBytes(), vb = l.valueRowBytes();
   cuda::TokenSource source;
-  source.keys = keys + head * count * kb;
-  source.values = values + head * count * vb;
+  source.keys = keys + head * headStride * kb;
+  source.values = values + head * headStride * vb;
   source.firstPos = start;
+  source.stride = tokenStride;
+  const float *z = scores + head * headStride;
   for (long long t = 0; t < count; ++t) {
     // Rows are written to the window only for the tokens still there at the
     // end; earlier ones are read from the input if they reach the pool.
-    cuda::appendTokenLight(a, st, seq, head, start + t,
-                           scores[head * count + t], source.keys + t * kb,
-                           source.values + t * vb, t >= count - l.w, source);
+    cuda::appendTokenLight(a, st, seq, head, start + t, z[t * tokenStride],
+                           source.keys + t * tokenStride * kb,
+                           source.values + t * tokenStride * vb,
+                           t >= count - l.w, source);
     if (st.pending)
       cuda::finishPending<kThreads>(a, st, seq, head);
   }
@@ -435,6 +441,37 @@ __global__ void __launch_bounds__(kThreads)
     if (head == 0)
       a.pos[seq] = start + count - 1;
   }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    appendChunkKernel(LayerArgs a, int seq, long long count,
+                      const uint8_t *keys, const uint8_t *values,
+                      const float *scores) {
+  appendChunkHead(a, seq, count, keys, values, scores, count, 1);
+}
+
+/// Sequences of one sk_cache_append_varlen launch and their token offsets
+/// (a kernel argument, as SeqBatch).
+constexpr int kMaxVarlenBatch = 256;
+struct VarlenBatch {
+  int ids[kMaxVarlenBatch];
+  int offsets[kMaxVarlenBatch + 1];
+};
+
+/// Block (head, i): sequence ids[i] gets the packed rows offsets[i] ..
+/// offsets[i + 1] - 1 ([total][H] layout).
+__global__ void __launch_bounds__(kThreads)
+    appendVarlenKernel(LayerArgs a, VarlenBatch batch, const uint8_t *keys,
+                       const uint8_t *values, const float *scores) {
+  const CacheLayout &l = a.layout;
+  const long long first = batch.offsets[blockIdx.y];
+  const long long count = batch.offsets[blockIdx.y + 1] - first;
+  if (count == 0)
+    return;
+  const size_t rows = static_cast<size_t>(first) * l.heads;
+  appendChunkHead(a, batch.ids[blockIdx.y], count,
+                  keys + rows * l.keyRowBytes(),
+                  values + rows * l.valueRowBytes(), scores + rows, 1, l.heads);
 }
 
 /// Makes the cache's device current for one call, restoring the caller's.
@@ -468,6 +505,10 @@ public:
   sk_status appendChunk(int32_t layer, int32_t seq, int64_t numTokens,
                         const void *keys, const void *values,
                         const float *scores, void *stream) override;
+  sk_status appendVarlen(int32_t layer, int32_t numSeqs, const int32_t *seqIds,
+                         const int32_t *cuSeqlens, const void *keys,
+                         const void *values, const float *scores,
+                         void *stream) override;
   void view(int32_t layer, sk_cache_view *out) const override;
   sk_status isApproximate(int32_t seq, int32_t *approx) override;
   sk_status checkDeviceError(void *stream) override;
@@ -648,6 +689,29 @@ sk_status CudaCache::appendChunk(int32_t layer, int32_t seq, int64_t numTokens,
       layers_[layer], seq, numTokens, static_cast<const uint8_t *>(keys),
       static_cast<const uint8_t *>(values), scores);
   return launched("sk_cache_append_chunk");
+}
+
+sk_status CudaCache::appendVarlen(int32_t layer, int32_t numSeqs,
+                                  const int32_t *seqIds,
+                                  const int32_t *cuSeqlens, const void *keys,
+                                  const void *values, const float *scores,
+                                  void *stream) {
+  DeviceGuard guard(config_.device);
+  // Launches of up to kMaxVarlenBatch sequences (one block per (head,
+  // sequence)); offsets stay absolute, so every launch reads the same arrays.
+  for (int32_t done = 0; done < numSeqs; done += kMaxVarlenBatch) {
+    int32_t n = std::min(numSeqs - done, kMaxVarlenBatch);
+    VarlenBatch batch;
+    for (int32_t i = 0; i < n; ++i)
+      batch.ids[i] = seqIds[done + i];
+    for (int32_t i = 0; i <= n; ++i)
+      batch.offsets[i] = cuSeqlens[done + i];
+    appendVarlenKernel<<<dim3(layout_.heads, n), kThreads, 0,
+                         static_cast<cudaStream_t>(stream)>>>(
+        layers_[layer], batch, static_cast<const uint8_t *>(keys),
+        static_cast<const uint8_t *>(values), scores);
+  }
+  return launched("sk_cache_append_varlen");
 }
 
 void CudaCache::view(int32_t layer, sk_cache_view *out) const {

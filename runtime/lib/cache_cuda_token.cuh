@@ -98,8 +98,9 @@ __device__ inline int weakestSlot(const float *scores,
 /// window slot, or (chunk appends) the input, for tokens of the same chunk
 /// whose rows were never written to the window.
 struct TokenSource {
-  const uint8_t *keys = nullptr, *values = nullptr; // input rows [T][row]
+  const uint8_t *keys = nullptr, *values = nullptr; // the head's first row
   long long firstPos = 0x7fffffffffffffffLL;        // first chunk position
+  long long stride = 1; // rows between consecutive tokens (H when packed)
 };
 
 /// Appends position p with score z to (seq, head) of one layer: window,
@@ -132,8 +133,9 @@ __device__ inline void appendTokenLight(const LayerArgs &a, HeadState &st,
       candPos = positions[windowSlot];
       candScore = scores[windowSlot];
       if (candPos >= chunk.firstPos) {
-        candKey = chunk.keys + (candPos - chunk.firstPos) * kb;
-        candValue = chunk.values + (candPos - chunk.firstPos) * vb;
+        candKey = chunk.keys + (candPos - chunk.firstPos) * chunk.stride * kb;
+        candValue =
+            chunk.values + (candPos - chunk.firstPos) * chunk.stride * vb;
       } else {
         candKey = a.keys + (first + windowSlot) * kb;
         candValue = a.values + (first + windowSlot) * vb;

@@ -35,6 +35,13 @@ public:
   virtual sk_status appendChunk(int32_t layer, int32_t seq, int64_t numTokens,
                                 const void *keys, const void *values,
                                 const float *scores, void *stream) = 0;
+  /// Packed prompts (sk_cache_append_varlen): sequence seqIds[i] gets the
+  /// token-major rows cuSeqlens[i] .. cuSeqlens[i + 1] - 1.
+  virtual sk_status appendVarlen(int32_t layer, int32_t numSeqs,
+                                 const int32_t *seqIds,
+                                 const int32_t *cuSeqlens, const void *keys,
+                                 const void *values, const float *scores,
+                                 void *stream) = 0;
   virtual void view(int32_t layer, sk_cache_view *out) const = 0;
   virtual sk_status isApproximate(int32_t seq, int32_t *approx) = 0;
   virtual sk_status checkDeviceError(void *stream) = 0;

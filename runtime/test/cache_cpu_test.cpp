@@ -127,6 +127,63 @@ TEST_P(CpuCacheReference, ChunkEqualsTokensBitForBit) {
   sk_cache_destroy(chunks);
 }
 
+// A varlen batch of prompts (lengths 0, 1, 17 and half the stream), then a
+// second batch continuing them (a cached prefix), equals append_chunk per
+// sequence bit for bit.
+TEST_P(CpuCacheReference, VarlenEqualsChunksBitForBit) {
+  const Case &tc = GetParam();
+  const int32_t heads = 2, seqs = 4;
+  sk_cache_config cfg = makeConfig(SK_BACKEND_CPU, heads, tc.k, tc.w, 8,
+                                   tc.dtype, seqs, tc.k * 64 + 64);
+  sk_kv_shape shape = shapeOf(cfg);
+  auto streams = makeStreams(tc, seqs, heads);
+  sk_cache *chunks = nullptr, *varlen = nullptr;
+  ASSERT_EQ(sk_cache_create(&cfg, &chunks), SK_OK);
+  ASSERT_EQ(sk_cache_create(&cfg, &varlen), SK_OK);
+  std::vector<int32_t> ids(seqs), same(seqs);
+  for (int32_t i = 0; i < seqs; ++i) {
+    ASSERT_EQ(sk_cache_alloc_seq(chunks, &ids[i]), SK_OK);
+    ASSERT_EQ(sk_cache_alloc_seq(varlen, &same[i]), SK_OK);
+    ASSERT_EQ(ids[i], same[i]);
+  }
+  // Listed out of slot order, so that the offsets, not the ids, place rows.
+  std::vector<int32_t> order = {ids[2], ids[0], ids[3], ids[1]};
+  std::vector<int64_t> first = {17, 0, tc.tokens / 2, 1};
+  std::vector<int64_t> zero(seqs, 0), rest(seqs);
+  for (int32_t i = 0; i < seqs; ++i)
+    rest[i] = std::min<int64_t>(tc.tokens - first[i], 5 + 11 * i);
+  for (int round = 0; round < 2; ++round) {
+    const std::vector<int64_t> &starts = round ? first : zero;
+    const std::vector<int64_t> &counts = round ? rest : first;
+    VarlenBatch v = makeVarlen(cfg, order, streams, starts, counts);
+    ASSERT_EQ(sk_cache_append_varlen(varlen, 0, &shape, seqs, order.data(),
+                                     v.offsets.data(), v.keys.data(),
+                                     v.values.data(), v.scores.data(), nullptr),
+              SK_OK)
+        << sk_cache_last_error();
+    for (int32_t i = 0; i < seqs; ++i) {
+      if (counts[i] == 0)
+        continue;
+      TokenBatch c = makeChunk(cfg, order[i], streams, starts[i], counts[i]);
+      ASSERT_EQ(sk_cache_append_chunk(chunks, 0, &shape, order[i], counts[i],
+                                      c.keys.data(), c.values.data(),
+                                      c.scores.data(), nullptr),
+                SK_OK);
+    }
+    Snapshot x = snapshot(chunks, 0), y = snapshot(varlen, 0);
+    EXPECT_EQ(x.keys, y.keys);
+    EXPECT_EQ(x.values, y.values);
+    EXPECT_EQ(x.slotPos, y.slotPos);
+    EXPECT_EQ(
+        0, std::memcmp(x.scores.data(), y.scores.data(), x.scores.size() * 4));
+    EXPECT_EQ(0, std::memcmp(x.tau.data(), y.tau.data(), x.tau.size() * 4));
+    EXPECT_EQ(x.poolCount, y.poolCount);
+    EXPECT_EQ(x.pos, y.pos);
+  }
+  sk_cache_destroy(chunks);
+  sk_cache_destroy(varlen);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Streams, CpuCacheReference,
     ::testing::Values(

@@ -170,6 +170,45 @@ TEST_P(GpuCache, ChunksMatchCpuTokens) {
   expectSame(snapshot(caches.cpu, 0), snapshot(caches.gpu, 0), "chunks");
 }
 
+// Packed prompts of different lengths (0, 1, 17, half the stream, ...) in
+// one sk_cache_append_varlen call each, then the rest in a second one,
+// against token appends on the CPU.
+TEST_P(GpuCache, VarlenMatchesCpuTokens) {
+  const GpuCase &tc = GetParam();
+  sk_cache_config cfg = makeConfig(SK_BACKEND_CUDA, tc.heads, tc.k, tc.w,
+                                   tc.dim, tc.dtype, tc.seqs, tc.capacity);
+  sk_kv_shape shape = shapeOf(cfg);
+  CachePair caches(cfg);
+  auto streams = makeStreams(tc);
+  for (int64_t p = 0; p < tc.tokens; ++p) {
+    TokenBatch b = makeTokenBatch(cfg, caches.ids, streams, p);
+    ASSERT_EQ(sk_cache_append_tokens(caches.cpu, 0, &shape, tc.seqs,
+                                     caches.ids.data(), b.keys.data(),
+                                     b.values.data(), b.scores.data(), nullptr),
+              SK_OK);
+  }
+  const int64_t lengths[] = {0, 1, 17, tc.tokens / 2, 3 * tc.w + 1};
+  std::vector<int64_t> zero(tc.seqs, 0), first(tc.seqs), rest(tc.seqs);
+  for (int32_t i = 0; i < tc.seqs; ++i) {
+    first[i] = std::min<int64_t>(lengths[i % 5], tc.tokens);
+    rest[i] = tc.tokens - first[i];
+  }
+  for (int round = 0; round < 2; ++round) {
+    VarlenBatch v = makeVarlen(cfg, caches.ids, streams, round ? first : zero,
+                               round ? rest : first);
+    DeviceBatch d(v);
+    ASSERT_EQ(sk_cache_append_varlen(
+                  caches.gpu, 0, &shape, tc.seqs, caches.ids.data(),
+                  v.offsets.data(), d.keys.ptr, d.values.ptr,
+                  static_cast<float *>(d.scores.ptr), nullptr),
+              SK_OK)
+        << sk_cache_last_error();
+  }
+  ASSERT_EQ(sk_cache_check_device_error(caches.gpu, nullptr), SK_OK)
+      << sk_cache_last_error();
+  expectSame(snapshot(caches.cpu, 0), snapshot(caches.gpu, 0), "varlen");
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, GpuCache,
     ::testing::Values(

@@ -13,6 +13,7 @@ required=(
   mgpuMemHostUnregister mgpuMemHostUnregisterMemRef
   mgpuSetDefaultDevice mgpuTensorMapEncodeTiledMemref
   sk_rt_get_last_error sk_rt_clear_error sk_cache_create sk_cache_append_tokens
+  sk_cache_append_chunk sk_cache_append_varlen
   _mlir_ciface_sk_rt_device_status_word _mlir_ciface_sk_rt_device_status_mirror
   sk_rt_device_status_read sk_rt_device_status_clear
 )

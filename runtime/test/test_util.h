@@ -244,6 +244,39 @@ inline TokenBatch makeChunk(const sk_cache_config &c, int32_t seq,
   return b;
 }
 
+/// A packed batch for sk_cache_append_varlen: sequence seqs[i] gets the
+/// tokens starts[i] .. starts[i] + counts[i] - 1 of its streams, token-major
+/// ([total][H] rows), with the cumulative offsets in `offsets`.
+struct VarlenBatch : TokenBatch {
+  std::vector<int32_t> offsets;
+};
+
+inline VarlenBatch makeVarlen(const sk_cache_config &c,
+                              const std::vector<int32_t> &seqs,
+                              const std::vector<std::vector<float>> &streams,
+                              const std::vector<int64_t> &starts,
+                              const std::vector<int64_t> &counts) {
+  size_t kb = c.head_dim * elementBytes(c.dtype);
+  size_t vb = c.value_dim * elementBytes(c.dtype);
+  VarlenBatch b;
+  b.offsets.push_back(0);
+  for (int64_t n : counts)
+    b.offsets.push_back(b.offsets.back() + static_cast<int32_t>(n));
+  size_t rows = static_cast<size_t>(b.offsets.back()) * c.num_kv_heads;
+  b.keys.resize(rows * kb);
+  b.values.resize(rows * vb);
+  b.scores.resize(rows);
+  for (size_t i = 0; i < seqs.size(); ++i)
+    for (int64_t t = 0; t < counts[i]; ++t)
+      for (int32_t h = 0; h < c.num_kv_heads; ++h) {
+        size_t row = (b.offsets[i] + t) * c.num_kv_heads + h;
+        fillRow(&b.keys[row * kb], kb, seqs[i], h, starts[i] + t, 0);
+        fillRow(&b.values[row * vb], vb, seqs[i], h, starts[i] + t, 1);
+        b.scores[row] = streams[seqs[i] * c.num_kv_heads + h][starts[i] + t];
+      }
+  return b;
+}
+
 } // namespace sparsek::test
 
 #endif // SPARSEK_RUNTIME_TEST_TEST_UTIL_H

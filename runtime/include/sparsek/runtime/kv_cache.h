@@ -108,6 +108,21 @@ SK_RT_API sk_status sk_cache_append_chunk(sk_cache *cache, int32_t layer,
                                           const void *values,
                                           const float *scores, void *stream);
 
+/// Appends a batch of prompts of different lengths in one call, packed as in
+/// FlashAttention's varlen layout: sequence seq_ids[i] gets the tokens
+/// cu_seqlens[i] .. cu_seqlens[i + 1] - 1 of keys [total][H][D], values
+/// [total][H][Dv] (cache dtype) and scores [total][H] (f32), token-major
+/// (total = cu_seqlens[num_seqs]). seq_ids and cu_seqlens (int32, num_seqs + 1
+/// offsets rising from 0) are host arrays; the sequences are distinct and
+/// allocated; a sequence may get 0 tokens. Same result as append_chunk per
+/// sequence. Bad scores: the CPU backend rejects the whole call before
+/// changing anything; the CUDA one reports them through
+/// sk_cache_check_device_error and leaves that sequence unchanged.
+SK_RT_API sk_status sk_cache_append_varlen(
+    sk_cache *cache, int32_t layer, const sk_kv_shape *shape, int32_t num_seqs,
+    const int32_t *seq_ids, const int32_t *cu_seqlens, const void *keys,
+    const void *values, const float *scores, void *stream);
+
 SK_RT_API sk_status sk_cache_get_view(const sk_cache *cache, int32_t layer,
                                       sk_cache_view *out);
 
