@@ -37,7 +37,7 @@ def main():
     from nn_configs import CONFIGS, CONTEXT_PARALLEL, layer_config
     from sparsek import compiler
     from sparsek.compiled_layer import GPU_PIPELINE, CompiledLayer
-    from sparsek.layer import LayerConfig, context_parallel_module, layer_module
+    from sparsek.layer import LayerConfig, attention_config, context_parallel_module, layer_module
 
     paths = _example().prebuild(folder)
     for name in CONFIGS:
@@ -47,6 +47,14 @@ def main():
     text = context_parallel_module(cp)
     paths += [compiler.compile(text), compiler.compile(text, pipeline=GPU_PIPELINE),
               compiler.compile(layer_module(cp, decode=False))]   # the single-process baseline
+    # sparsek.autograd's GPU gradient libraries (test_gpu_grad.py).
+    from grad_configs import MODULES, prebuild_settings
+    from sparsek import grad_libraries
+
+    for k, w, d, elem, bias, slope in prebuild_settings():
+        paths += grad_libraries.prebuild_cuda(k, w, d, elem, bias=bias, slope=slope)
+    for opts in MODULES.values():   # their forward (the layer) on the GPU
+        paths += CompiledLayer(attention_config(**opts)).prebuild()
     size = sum(os.path.getsize(p) for p in set(paths))
     print(f"{len(set(paths))} layer libraries in {folder}: {size / 2**20:.1f} MiB")
 
