@@ -55,6 +55,11 @@ def main():
         paths += grad_libraries.prebuild_cuda(k, w, d, elem, bias=bias, slope=slope)
     for opts in MODULES.values():   # their forward (the layer) on the GPU
         paths += CompiledLayer(attention_config(**opts)).prebuild()
+    # examples/train_tiny.py --device cuda (its default settings).
+    spec = importlib.util.spec_from_file_location("train_tiny", os.path.join(ROOT, "examples", "train_tiny.py"))
+    train_tiny = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_tiny)
+    paths += train_tiny.prebuild_cuda(folder, train_tiny.parse_args([]))
     size = sum(os.path.getsize(p) for p in set(paths))
     print(f"{len(set(paths))} layer libraries in {folder}: {size / 2**20:.1f} MiB")
 

@@ -20,10 +20,12 @@ torch.compile(model, fullgraph=True) traces the module without graph breaks
 cache, so a machine without LLVM runs the ones carried from a machine with it
 (`CompiledLayer.prebuild`, examples/tiny_transformer.py --prebuild). The
 module is differentiable on CPU and CUDA tensors: `prefill` without a cache
-runs torch.ops.sparsek.prefill, whose registered backward runs the compiled
-gradient ops (CUDA tensors: their GPU lowering), so torch.compile traces
-training steps whole; a float64 module runs `sparsek.autograd.sparsek_layer`
-on the float64 reference. A prefill into a KV cache and decode are
+with gradients wanted runs `sparsek.autograd.sparsek_layer` in eager mode
+(scores and attention as separate autograd nodes over the compiled forward
+and gradient ops; CUDA tensors: their GPU lowering; a float64 module: the
+reference), and under torch.compile torch.ops.sparsek.prefill, whose
+registered backward runs the same gradient ops, so that a training step
+compiles without a graph break. A prefill into a KV cache and decode are
 forward-only: their backward raises.
 """
 
@@ -99,10 +101,15 @@ class SparseKAttention(torch.nn.Module):
 
     def _run(self, call, x, grad_fn=None):
         """call() (torch.ops.sparsek ops on x's device; prefill's backward is
-        torch.ops.sparsek.prefill_backward, the others' raises) after checks; grad_fn() (the
-        float64 reference, differentiable) instead for a float64 module."""
+        torch.ops.sparsek.prefill_backward, the others' raises) after checks; grad_fn()
+        (sparsek.autograd.sparsek_layer) instead for a float64 module, and in eager mode when
+        gradients are wanted: there its parts (scores, attention) are separate autograd nodes,
+        which a caller can inspect or detach. Under torch.compile the op, one opaque node with
+        its registered backward, keeps the graph whole."""
         _check_device(x, self._params())
-        if grad_fn is not None and x.dtype == torch.float64:
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self._params()))
+        eager_grad = needs_grad and not torch.compiler.is_compiling()
+        if grad_fn is not None and (x.dtype == torch.float64 or eager_grad):
             return grad_fn()
         self._check_x(x)
         return call()

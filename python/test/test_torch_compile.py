@@ -134,20 +134,22 @@ def test_compiled_training_step_has_no_graph_break_and_equals_eager(seed, T):
     torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-4, atol=1e-6)
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.grad, eager[n], rtol=1e-4, atol=1e-6, msg=n)
-    assert model.attn.wsc.grad.abs().max() > 0  # the scores learn through the gates
+    if T > model.attn.cfg.k + model.attn.cfg.w + 1:  # some gate in (0, 1): scores learn
+        assert model.attn.wsc.grad.abs().max() > 0
 
 
 def test_prefill_op_gradients_match_float64_module():
-    """The prefill op's backward (compiled gradient ops) against the float64 reference module."""
-    import copy
-
-    attn = attention(7)
-    attn64 = copy.deepcopy(attn).double()
+    """torch.ops.sparsek.prefill's registered backward (sparsek_layer_vjp: the compiled gradient
+    ops, called directly here; eager modules take sparsek.autograd.sparsek_layer) against the
+    float64 reference module."""
+    attn, attn64 = attention(7), attention(7).double()  # the same seeded weights
     x64 = torch.randn(2, 19, 32, dtype=torch.float64, requires_grad=True)
     x = x64.detach().float().requires_grad_()
     r = torch.randn(2, 19, 32, dtype=torch.float64)
     (attn64(x64) * r).sum().backward()
-    (attn(x) * r.float()).sum().backward()
+    out = torch.ops.sparsek.prefill(x, *attn._op_args())
+    assert out.grad_fn is not None and "prefill" in type(out.grad_fn).__name__.lower()
+    (out * r.float()).sum().backward()
     pairs = [("x", x.grad, x64.grad)] + [
         (n, p.grad, p64.grad) for (n, p), p64 in zip(attn.named_parameters(), attn64.parameters())]
     for name, got, want in pairs:

@@ -101,7 +101,8 @@ static void emitParallelScoreGrad(OpBuilder &b, Location loc, ScoreGradOp op,
   emitParallelBlocks(
       b, loc, {batch, chunks}, width, block,
       [&](OpBuilder &nb, Location nl, ValueRange ivs, Value c) {
-        auto [lo, hi] = chunkTokens(nb, nl, ivs[1]);
+        auto range = chunkTokens(nb, nl, ivs[1]);
+        Value lo = range.first, hi = range.second;
         emitFor(nb, nl, zero, heads, [&](OpBuilder &hb, Location hl, Value h) {
           Value sum = emitForCarrying(
               hb, hl, lo, hi, emitF32(hb, hl, 0.0),
@@ -119,7 +120,8 @@ static void emitParallelScoreGrad(OpBuilder &b, Location loc, ScoreGradOp op,
   emitParallelBlocks(
       b, loc, {batch, heads}, chunks, block,
       [&](OpBuilder &nb, Location nl, ValueRange ivs, Value ci) {
-        auto [lo, hi] = chunkTokens(nb, nl, ci);
+        auto range = chunkTokens(nb, nl, ci);
+        Value lo = range.first, hi = range.second;
         Value f0 = emitF32(nb, nl, 0.0);
         SmallVector<Value> sums = emitForCarrying(
             nb, nl, lo, hi, {f0, f0},
