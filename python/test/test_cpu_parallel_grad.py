@@ -1,7 +1,9 @@
 # The parallel (GPU) loop form of the gradient ops (sparsek-lower-to-loops{parallel-loops}: one
 # thread per query or key, atomics, scans over queries) compiled for the CPU, where its
 # scf.parallel loops run sequentially: its logic against the float64 reference where there is no
-# GPU. The serial form's own tests are in test_cpu_grad.py.
+# GPU. With a static head dim (head_dim, D = Dv) the composite takes dkey and dvalue from the
+# key pass (ParallelKeyGrad.cpp), with dynamic ones from per-query atomics: both are run. The
+# serial form's own tests are in test_cpu_grad.py.
 import numpy as np
 import pytest
 
@@ -17,19 +19,23 @@ def chunked(chunk):
     return f"sparsek-cpu-pipeline{{parallel-loops=true select-chunk={chunk}}}"
 
 
-def run_sag(q, key, value, u, do, k, w, pipeline=PARALLEL, scale=None):
-    lib = library(ir.select_attention_grad_function("sag", k, w, scale=scale), pipeline=pipeline)
+def run_sag(q, key, value, u, do, k, w, pipeline=PARALLEL, scale=None, static=False):
+    """static: D = Dv compiled in (the key pass); else dynamic head dims (per-query atomics)."""
+    head_dim = q.shape[3] if static else None
+    lib = library(ir.select_attention_grad_function("sag", k, w, scale=scale, head_dim=head_dim),
+                  pipeline=pipeline)
     out = [np.full(a.shape, 7, np.float32) for a in (q, key, value, u)]  # kernels must overwrite
     lib.call("sag", q, key, value, u, do, *out)
     return out
 
 
+@pytest.mark.parametrize("static", [False, True])
 @pytest.mark.parametrize("B,Hq,Hkv,S,T,k,w,kind", MATRIX)
-def test_parallel_select_attention_grad_matches_reference(B, Hq, Hkv, S, T, k, w, kind):
+def test_parallel_select_attention_grad_matches_reference(B, Hq, Hkv, S, T, k, w, kind, static):
     g = rng(S * 31 + T * 7 + k + w)
-    q, key, value, do = qkv(g, B, Hq, Hkv, T, S, 8, 6)
+    q, key, value, do = qkv(g, B, Hq, Hkv, T, S, 8, 8 if static else 6)
     u = scores(g, (B, Hkv, S), kind)
-    got = run_sag(q, key, value, u, do, k, w)
+    got = run_sag(q, key, value, u, do, k, w, static=static)
     want = reference.sparsek_attention_vjp(q, key, value, u, k, w, do)
     for name, a, b in zip(("dq", "dkey", "dvalue", "du"), got, want):
         assert_grad_close(a, b, name)
@@ -37,14 +43,16 @@ def test_parallel_select_attention_grad_matches_reference(B, Hq, Hkv, S, T, k, w
 
 # Longer rows than the scan chunk (256 queries) and several selection chunks: the two-level
 # scans, the per-key support ranges found by binary search, chunk boundaries of the selection.
+@pytest.mark.parametrize("static", [False, True])
 @pytest.mark.parametrize("chunk", [0, 7, 64])
 @pytest.mark.parametrize("S,T,k,w,kind", [(700, 600, 24, 16, "narrow"), (600, 600, 8, 4, "spread"),
                                           (530, 530, 16, 0, "masked"), (520, 520, 12, 5, "ties")])
-def test_parallel_grad_long_rows(chunk, S, T, k, w, kind):
+def test_parallel_grad_long_rows(chunk, S, T, k, w, kind, static):
     g = rng(S + T + k + chunk)
     q, key, value, do = qkv(g, 1, 4, 2, T, S, 8, 8)
     u = scores(g, (1, 2, S), kind)
-    got = run_sag(q, key, value, u, do, k, w, pipeline=chunked(chunk) if chunk else PARALLEL)
+    got = run_sag(q, key, value, u, do, k, w, pipeline=chunked(chunk) if chunk else PARALLEL,
+                  static=static)
     want = reference.sparsek_attention_vjp(q, key, value, u, k, w, do)
     for name, a, b in zip(("dq", "dkey", "dvalue", "du"), got, want):
         assert_grad_close(a, b, name)
@@ -57,10 +65,12 @@ def test_parallel_equals_serial_form():
     g = rng(77)
     q, key, value, do = qkv(g, 2, 4, 2, 90, 120, 16, 16)
     u = scores(g, (2, 2, 120), "narrow")
-    par = run_sag(q, key, value, u, do, 10, 8)
     ser = run_sag(q, key, value, u, do, 10, 8, pipeline="sparsek-cpu-pipeline")
-    for name, a, b in zip(("dq", "dkey", "dvalue", "du"), par, ser):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(b).max()), err_msg=name)
+    for static in (False, True):
+        par = run_sag(q, key, value, u, do, 10, 8, static=static)
+        for name, a, b in zip(("dq", "dkey", "dvalue", "du"), par, ser):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(b).max()),
+                                       err_msg=f"{name} static={static}")
 
 
 def test_parallel_attention_grad_matches_reference():

@@ -28,6 +28,7 @@
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
 
 #include "LoopUtils.h"
+#include "ParallelKeyGrad.h"
 #include "Softmax.h"
 #include "TopKHeap.h"
 #include "sparsek/Conversion/SparseKToLoops/Status.h"
@@ -222,10 +223,13 @@ static void emitGradLoops(OpBuilder &b, Location loc, AttentionGradOp op,
 
 /// The parallel form of emitQueryGrad (file comment): one query's backward
 /// in its own thread.
+/// With `lse` and `delta` (the key pass, ParallelKeyGrad.h), the query's
+/// log-sum-exp and Delta are stored there and dkey and dvalue left to the
+/// key pass.
 static void emitParallelQueryGrad(OpBuilder &b, Location loc,
                                   AttentionGradOp op, const GradSizes &z,
                                   Value scale, Value bi, Value h, Value hq,
-                                  Value t, Value pos) {
+                                  Value t, Value pos, Value lse, Value delta) {
   Value key = op.getKey(), value = op.getValue();
   Row query{op.getQuery(), {bi, hq, t}};
   Row dout{op.getGradOutput(), {bi, hq, t}};
@@ -261,7 +265,12 @@ static void emitParallelQueryGrad(OpBuilder &b, Location loc,
       });
   Value max = stats[0], sum = stats[1];
   // With no key attended nothing below reads delta.
-  Value delta = arith::DivFOp::create(b, loc, stats[2], sum);
+  Value deltaT = arith::DivFOp::create(b, loc, stats[2], sum);
+  if (lse) {
+    Value l = arith::AddFOp::create(b, loc, max, math::LogOp::create(b, loc, sum));
+    memref::StoreOp::create(b, loc, l, lse, ValueRange{bi, hq, t});
+    memref::StoreOp::create(b, loc, deltaT, delta, ValueRange{bi, hq, t});
+  }
 
   // Pass 2: dq (this thread's row); dkey, dvalue, dgates atomically.
   emitFor(b, loc, emitIndex(b, loc, 0), z.d,
@@ -278,13 +287,16 @@ static void emitParallelQueryGrad(OpBuilder &b, Location loc,
         Value dPv = emitDotF32(nb, nl, dout, valueRow(at.j), z.dv);
         Value dP = arith::MulFOp::create(nb, nl, at.gate, dPv);
         Value ds = arith::MulFOp::create(
-            nb, nl, a, arith::SubFOp::create(nb, nl, dP, delta));
+            nb, nl, a, arith::SubFOp::create(nb, nl, dP, deltaT));
         Value scaledDs = arith::MulFOp::create(nb, nl, scale, ds);
         emitAxpy(nb, nl, scaledDs, keyRow(at.j), dq, z.d);
-        emitAtomicAxpy(nb, nl, scaledDs, query,
-                       Row{op.getGradKeyInit(), {bi, h, at.j}}, z.d);
-        emitAtomicAxpy(nb, nl, arith::MulFOp::create(nb, nl, a, at.gate), dout,
-                       Row{op.getGradValueInit(), {bi, h, at.j}}, z.dv);
+        if (!lse) {
+          emitAtomicAxpy(nb, nl, scaledDs, query,
+                         Row{op.getGradKeyInit(), {bi, h, at.j}}, z.d);
+          emitAtomicAxpy(nb, nl, arith::MulFOp::create(nb, nl, a, at.gate),
+                         dout, Row{op.getGradValueInit(), {bi, h, at.j}},
+                         z.dv);
+        }
         if (at.slot)
           emitAtomicAdd(nb, nl, op.getGradGatesInit(), {bi, h, t, at.slot},
                         arith::MulFOp::create(nb, nl, a, dPv));
@@ -292,27 +304,65 @@ static void emitParallelQueryGrad(OpBuilder &b, Location loc,
       });
 }
 
+/// `keyPass`: dkey and dvalue by the key pass (ParallelKeyGrad.h), which
+/// needs indices made by sparsek.select; else atomically per query.
 static void emitParallelGradLoops(OpBuilder &b, Location loc,
                                   AttentionGradOp op, const GradSizes &z,
-                                  int64_t queryBlock) {
+                                  int64_t queryBlock, bool keyPass) {
   for (Value dest :
        {op.getGradKeyInit(), op.getGradValueInit(), op.getGradGatesInit()})
     emitParallelZeroFill(b, loc, dest, queryBlock);
   Value scale = emitAttentionScale(b, loc, op.getScale(), z.d);
   Value firstPos = arith::SubIOp::create(b, loc, z.s, z.t);
+  Value lse, delta;
+  if (keyPass) {
+    auto type = MemRefType::get(
+        {ShapedType::kDynamic, ShapedType::kDynamic, ShapedType::kDynamic},
+        b.getF32Type());
+    lse = memref::AllocOp::create(b, loc, type, ValueRange{z.batch, z.hq, z.t});
+    delta =
+        memref::AllocOp::create(b, loc, type, ValueRange{z.batch, z.hq, z.t});
+  }
   emitParallelQueryBlocks(
       b, loc, z.batch, z.hq, z.t, queryBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value hq, Value t) {
         Value h = arith::DivUIOp::create(nb, nl, hq, z.group);
         Value pos = arith::AddIOp::create(nb, nl, firstPos, t);
-        emitParallelQueryGrad(nb, nl, op, z, scale, bi, h, hq, t, pos);
+        emitParallelQueryGrad(nb, nl, op, z, scale, bi, h, hq, t, pos, lse,
+                              delta);
       });
+  if (!keyPass)
+    return;
+  emitParallelKeyGrad(b, loc, op,
+                      KeyGradShape{z.batch, z.hkv, z.t, z.s, z.k, z.group},
+                      scale, lse, delta, queryBlock);
+  memref::DeallocOp::create(b, loc, lse);
+  memref::DeallocOp::create(b, loc, delta);
+}
+
+static LogicalResult lowerAttentionGrad(RewriterBase &rewriter,
+                                        AttentionGradOp op,
+                                        const LoopLoweringOptions &options,
+                                        bool indicesFromSelect);
+
+LogicalResult mlir::sparsek::lowerSelectedAttentionGradToLoops(
+    RewriterBase &rewriter, AttentionGradOp op,
+    const LoopLoweringOptions &options) {
+  return lowerAttentionGrad(rewriter, op, options, /*indicesFromSelect=*/true);
 }
 
 LogicalResult
 mlir::sparsek::lowerAttentionGradToLoops(RewriterBase &rewriter,
                                          AttentionGradOp op,
                                          const LoopLoweringOptions &options) {
+  return lowerAttentionGrad(rewriter, op, options,
+                            /*indicesFromSelect=*/false);
+}
+
+static LogicalResult lowerAttentionGrad(RewriterBase &rewriter,
+                                        AttentionGradOp op,
+                                        const LoopLoweringOptions &options,
+                                        bool indicesFromSelect) {
   Location loc = op.getLoc();
   GradSizes z{emitDim(rewriter, loc, op.getQuery(), 0),
               emitDim(rewriter, loc, op.getQuery(), 1),
@@ -326,7 +376,8 @@ mlir::sparsek::lowerAttentionGradToLoops(RewriterBase &rewriter,
   Value ok = emitGradChecks(rewriter, loc, op, z);
   emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location l) {
     if (options.parallelLoops)
-      emitParallelGradLoops(b, l, op, z, options.queryBlock);
+      emitParallelGradLoops(b, l, op, z, options.queryBlock,
+                            indicesFromSelect && keyPassApplies(op));
     else
       emitGradLoops(b, l, op, z);
   });

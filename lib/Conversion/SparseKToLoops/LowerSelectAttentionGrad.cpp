@@ -11,6 +11,7 @@
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
 
 #include "LoopUtils.h"
+#include "ParallelKeyGrad.h"
 #include "sparsek/Conversion/SparseKToLoops/Status.h"
 
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -70,7 +71,7 @@ LogicalResult mlir::sparsek::lowerSelectAttentionGradToLoops(
   if (failed(lowerSelectToLoops(rewriter, select, options)))
     return failure();
   rewriter.setInsertionPoint(attention);
-  if (failed(lowerAttentionGradToLoops(rewriter, attention, options)))
+  if (failed(lowerSelectedAttentionGradToLoops(rewriter, attention, options)))
     return failure();
   rewriter.setInsertionPoint(selectGrad);
   if (failed(lowerSelectGradToLoops(rewriter, selectGrad, options)))

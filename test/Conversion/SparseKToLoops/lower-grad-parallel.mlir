@@ -54,11 +54,24 @@ func.func @select_grad(%u: memref<?x2x?xf32>, %i: memref<?x2x?x4xi64>, %t: memre
 // -----
 
 // The composite: the chunked (parallel) selection into scratch, then the
-// two parts above.
+// two parts above; with static D = Dv, dkey and dvalue by the key pass:
+// each query's log-sum-exp saved, per key the end of its selection range
+// (binary searches), then per (key, chunk of queries) sums in vector
+// registers added once per element.
 // CHECK-LABEL: func.func @select_attention_grad
+// CHECK-SAME: %[[DK:[^:]*]]: memref<?x1x?x8xf32>, %[[DV:[^:]*]]: memref<?x1x?x8xf32>, %{{[^:]*}}: memref<?x1x?xf32>)
 // CHECK-DAG: %[[IDX:.*]] = memref.alloc(%{{.*}}) : memref<?x?x?x4xi64>
 // CHECK: scf.parallel
-// CHECK: memref.atomic_rmw
+// CHECK: math.log
+// CHECK: %[[END:.*]] = memref.alloc(%{{.*}}) : memref<?x?x?xi64>
+// CHECK: scf.while
+// CHECK: memref.store %{{.*}}, %[[END]]
+// CHECK: scf.parallel
+// CHECK: memref.load %[[END]]
+// CHECK: vector.reduction <add>
+// CHECK: memref.atomic_rmw addf %{{.*}}, %[[DK]]
+// CHECK: memref.atomic_rmw addf %{{.*}}, %[[DV]]
+// CHECK: memref.dealloc %[[END]]
 // CHECK: scf.while
 // CHECK: memref.dealloc %[[IDX]]
 func.func @select_attention_grad(%q: memref<?x2x?x8xf32>, %k: memref<?x1x?x8xf32>, %v: memref<?x1x?x8xf32>, %u: memref<?x1x?xf32>, %do: memref<?x2x?x8xf32>, %dq: memref<?x2x?x8xf32>, %dk: memref<?x1x?x8xf32>, %dv: memref<?x1x?x8xf32>, %du: memref<?x1x?xf32>) {
