@@ -246,23 +246,23 @@ void sparsek::emitParallelZeroFill(OpBuilder &b, Location loc, Value buf,
     dims.push_back(emitDim(b, loc, buf, d));
   Value zero = arith::ConstantOp::create(
       b, loc, b.getFloatAttr(type.getElementType(), 0.0));
-  emitParallelBlocks(
-      b, loc, dims, emitDim(b, loc, buf, lead), block,
-      [&](OpBuilder &nb, Location nl, ValueRange ivs, Value x) {
-        SmallVector<Value> lbs, ubs, steps;
-        for (int64_t d = lead + 1; d < rank; ++d) {
-          lbs.push_back(emitIndex(nb, nl, 0));
-          ubs.push_back(emitDim(nb, nl, buf, d));
-          steps.push_back(emitIndex(nb, nl, 1));
-        }
-        scf::buildLoopNest(nb, nl, lbs, ubs, steps,
+  emitParallelBlocks(b, loc, dims, emitDim(b, loc, buf, lead), block,
+                     [&](OpBuilder &nb, Location nl, ValueRange ivs, Value x) {
+                       SmallVector<Value> lbs, ubs, steps;
+                       for (int64_t d = lead + 1; d < rank; ++d) {
+                         lbs.push_back(emitIndex(nb, nl, 0));
+                         ubs.push_back(emitDim(nb, nl, buf, d));
+                         steps.push_back(emitIndex(nb, nl, 1));
+                       }
+                       scf::buildLoopNest(
+                           nb, nl, lbs, ubs, steps,
                            [&](OpBuilder &ib, Location il, ValueRange rest) {
                              SmallVector<Value> at(ivs);
                              at.push_back(x);
                              llvm::append_range(at, rest);
                              memref::StoreOp::create(ib, il, zero, buf, at);
                            });
-      });
+                     });
 }
 
 void sparsek::emitAtomicAxpy(OpBuilder &b, Location loc, Value factor,

@@ -143,8 +143,7 @@ void emitAtomicAdd(OpBuilder &b, Location loc, Value buf, ValueRange indices,
 /// The parallel form of emitZeroFill: scf.parallel over the first (at most
 /// two) dimensions and blocks of `block` along the next one, one thread per
 /// element of that dimension looping over the rest. f32 or f64 `buf`.
-void emitParallelZeroFill(OpBuilder &b, Location loc, Value buf,
-                          int64_t block);
+void emitParallelZeroFill(OpBuilder &b, Location loc, Value buf, int64_t block);
 
 /// Row `acc` (f32) += factor * row `x` over [0, n), each element added
 /// atomically (emitAtomicAdd).

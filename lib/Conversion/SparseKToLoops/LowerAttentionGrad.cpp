@@ -251,8 +251,8 @@ static void emitParallelQueryGrad(OpBuilder &b, Location loc,
         Value s = score(nb, nl, at.j);
         Value dPv = emitDotF32(nb, nl, dout, valueRow(at.j), z.dv);
         Value m = arith::MaximumFOp::create(nb, nl, c[0], s);
-        Value rescale = math::ExpOp::create(
-            nb, nl, arith::SubFOp::create(nb, nl, c[0], m));
+        Value rescale =
+            math::ExpOp::create(nb, nl, arith::SubFOp::create(nb, nl, c[0], m));
         Value e =
             math::ExpOp::create(nb, nl, arith::SubFOp::create(nb, nl, s, m));
         Value l = arith::AddFOp::create(
@@ -267,7 +267,8 @@ static void emitParallelQueryGrad(OpBuilder &b, Location loc,
   // With no key attended nothing below reads delta.
   Value deltaT = arith::DivFOp::create(b, loc, stats[2], sum);
   if (lse) {
-    Value l = arith::AddFOp::create(b, loc, max, math::LogOp::create(b, loc, sum));
+    Value l =
+        arith::AddFOp::create(b, loc, max, math::LogOp::create(b, loc, sum));
     memref::StoreOp::create(b, loc, l, lse, ValueRange{bi, hq, t});
     memref::StoreOp::create(b, loc, deltaT, delta, ValueRange{bi, hq, t});
   }
@@ -294,8 +295,7 @@ static void emitParallelQueryGrad(OpBuilder &b, Location loc,
           emitAtomicAxpy(nb, nl, scaledDs, query,
                          Row{op.getGradKeyInit(), {bi, h, at.j}}, z.d);
           emitAtomicAxpy(nb, nl, arith::MulFOp::create(nb, nl, a, at.gate),
-                         dout, Row{op.getGradValueInit(), {bi, h, at.j}},
-                         z.dv);
+                         dout, Row{op.getGradValueInit(), {bi, h, at.j}}, z.dv);
         }
         if (at.slot)
           emitAtomicAdd(nb, nl, op.getGradGatesInit(), {bi, h, t, at.slot},

@@ -69,23 +69,21 @@ static void emitParallelScoreGrad(OpBuilder &b, Location loc, ScoreGradOp op,
   Value batch = emitDim(b, loc, x, 0), tokens = emitDim(b, loc, x, 1),
         width = emitDim(b, loc, x, 2), heads = emitDim(b, loc, wsc, 0);
   auto grad = [&](OpBuilder &nb, Location nl, Value bi, Value h, Value t) {
-    return memref::LoadOp::create(nb, nl, du, ValueRange{bi, h, t})
-        .getResult();
+    return memref::LoadOp::create(nb, nl, du, ValueRange{bi, h, t}).getResult();
   };
   emitParallelBlocks(
       b, loc, {batch, tokens}, width, block,
       [&](OpBuilder &nb, Location nl, ValueRange ivs, Value c) {
-        Value sum = emitForCarrying(
-            nb, nl, zero, heads, emitF32(nb, nl, 0.0),
-            [&](OpBuilder &hb, Location hl, Value h,
-                ValueRange acc) -> SmallVector<Value> {
-              Value w = emitLoadF32(hb, hl, wsc, {h, c});
-              Value p = arith::MulFOp::create(
-                  hb, hl, grad(hb, hl, ivs[0], h, ivs[1]), w);
-              return {arith::AddFOp::create(hb, hl, acc[0], p)};
-            })[0];
-        memref::StoreOp::create(nb, nl, sum, dx,
-                                ValueRange{ivs[0], ivs[1], c});
+        Value sum =
+            emitForCarrying(nb, nl, zero, heads, emitF32(nb, nl, 0.0),
+                            [&](OpBuilder &hb, Location hl, Value h,
+                                ValueRange acc) -> SmallVector<Value> {
+                              Value w = emitLoadF32(hb, hl, wsc, {h, c});
+                              Value p = arith::MulFOp::create(
+                                  hb, hl, grad(hb, hl, ivs[0], h, ivs[1]), w);
+                              return {arith::AddFOp::create(hb, hl, acc[0], p)};
+                            })[0];
+        memref::StoreOp::create(nb, nl, sum, dx, ValueRange{ivs[0], ivs[1], c});
       });
   for (Value dest : {dw, db, ds})
     emitParallelZeroFill(b, loc, dest, block);
@@ -109,33 +107,32 @@ static void emitParallelScoreGrad(OpBuilder &b, Location loc, ScoreGradOp op,
               [&](OpBuilder &tb, Location tl, Value t,
                   ValueRange acc) -> SmallVector<Value> {
                 Value xv = emitLoadF32(tb, tl, x, {ivs[0], t, c});
-                Value p = arith::MulFOp::create(
-                    tb, tl, grad(tb, tl, ivs[0], h, t), xv);
+                Value p = arith::MulFOp::create(tb, tl,
+                                                grad(tb, tl, ivs[0], h, t), xv);
                 return {arith::AddFOp::create(tb, tl, acc[0], p)};
               })[0];
           emitAtomicAdd(hb, hl, dw, {h, c}, sum);
         });
       });
   // dbias, dslope: per (b, h, chunk).
-  emitParallelBlocks(
-      b, loc, {batch, heads}, chunks, block,
-      [&](OpBuilder &nb, Location nl, ValueRange ivs, Value ci) {
-        auto range = chunkTokens(nb, nl, ci);
-        Value lo = range.first, hi = range.second;
-        Value f0 = emitF32(nb, nl, 0.0);
-        SmallVector<Value> sums = emitForCarrying(
-            nb, nl, lo, hi, {f0, f0},
-            [&](OpBuilder &tb, Location tl, Value t,
-                ValueRange acc) -> SmallVector<Value> {
-              Value g = grad(tb, tl, ivs[0], ivs[1], t);
-              Value gp = arith::MulFOp::create(
-                  tb, tl, g, emitPositionF32(tb, tl, op, t));
-              return {arith::AddFOp::create(tb, tl, acc[0], g),
-                      arith::AddFOp::create(tb, tl, acc[1], gp)};
-            });
-        emitAtomicAdd(nb, nl, db, {ivs[1]}, sums[0]);
-        emitAtomicAdd(nb, nl, ds, {ivs[1]}, sums[1]);
-      });
+  emitParallelBlocks(b, loc, {batch, heads}, chunks, block,
+                     [&](OpBuilder &nb, Location nl, ValueRange ivs, Value ci) {
+                       auto range = chunkTokens(nb, nl, ci);
+                       Value lo = range.first, hi = range.second;
+                       Value f0 = emitF32(nb, nl, 0.0);
+                       SmallVector<Value> sums = emitForCarrying(
+                           nb, nl, lo, hi, {f0, f0},
+                           [&](OpBuilder &tb, Location tl, Value t,
+                               ValueRange acc) -> SmallVector<Value> {
+                             Value g = grad(tb, tl, ivs[0], ivs[1], t);
+                             Value gp = arith::MulFOp::create(
+                                 tb, tl, g, emitPositionF32(tb, tl, op, t));
+                             return {arith::AddFOp::create(tb, tl, acc[0], g),
+                                     arith::AddFOp::create(tb, tl, acc[1], gp)};
+                           });
+                       emitAtomicAdd(nb, nl, db, {ivs[1]}, sums[0]);
+                       emitAtomicAdd(nb, nl, ds, {ivs[1]}, sums[1]);
+                     });
 }
 
 LogicalResult

@@ -44,8 +44,8 @@ static Value loadRow(OpBuilder &b, Location loc, const Row &row, int64_t n) {
   Type elem = cast<MemRefType>(row.buf.getType()).getElementType();
   SmallVector<Value, 4> at(row.lead);
   at.push_back(emitIndex(b, loc, 0));
-  Value v = vector::LoadOp::create(b, loc, VectorType::get({n}, elem), row.buf,
-                                   at);
+  Value v =
+      vector::LoadOp::create(b, loc, VectorType::get({n}, elem), row.buf, at);
   if (elem.isF32())
     return v;
   return arith::ExtFOp::create(b, loc, VectorType::get({n}, b.getF32Type()), v);
@@ -58,10 +58,9 @@ static Value splat(OpBuilder &b, Location loc, Value scalar, int64_t n) {
 
 /// f32 sum of the elementwise product of two vectors (a tree: reassociated).
 static Value dot(OpBuilder &b, Location loc, Value x, Value y) {
-  return vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
-                                     arith::MulFOp::create(b, loc, x, y),
-                                     /*acc=*/Value(),
-                                     arith::FastMathFlags::reassoc);
+  return vector::ReductionOp::create(
+      b, loc, vector::CombiningKind::ADD, arith::MulFOp::create(b, loc, x, y),
+      /*acc=*/Value(), arith::FastMathFlags::reassoc);
 }
 
 /// The first x in [lo, hi) where `pred` holds, or hi; `pred` must be false
@@ -97,8 +96,8 @@ static Value emitFindSlot(OpBuilder &b, Location loc, Value indices, Value bi,
                           Value h, Value t, Value j, Value k) {
   Value zero = emitIndex(b, loc, 0);
   // Entries below j come first; padding (-1) sorts as "above" here.
-  Value slot = emitFirstTrue(
-      b, loc, zero, k, [&](OpBuilder &nb, Location nl, Value i) {
+  Value slot =
+      emitFirstTrue(b, loc, zero, k, [&](OpBuilder &nb, Location nl, Value i) {
         Value e = emitLoadIndex(nb, nl, indices, {bi, h, t, i});
         Value pad =
             arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::slt, e, zero);
@@ -122,8 +121,8 @@ static Value emitFindSlot(OpBuilder &b, Location loc, Value indices, Value bi,
 bool mlir::sparsek::keyPassApplies(AttentionGradOp op) {
   auto d = cast<ShapedType>(op.getQuery().getType()).getShape().back();
   auto dv = cast<ShapedType>(op.getValue().getType()).getShape().back();
-  return !ShapedType::isDynamic(d) && !ShapedType::isDynamic(dv) &&
-         d <= 1024 && dv <= 1024;
+  return !ShapedType::isDynamic(d) && !ShapedType::isDynamic(dv) && d <= 1024 &&
+         dv <= 1024;
 }
 
 void mlir::sparsek::emitParallelKeyGrad(OpBuilder &b, Location loc,
@@ -156,10 +155,10 @@ void mlir::sparsek::emitParallelKeyGrad(OpBuilder &b, Location loc,
       b, loc, {z.batch, z.hkv}, z.s, block,
       [&](OpBuilder &nb, Location nl, ValueRange ivs, Value j) {
         Value bi = ivs[0], h = ivs[1];
-        Value first = clampT(
-            nb, nl,
-            arith::SubIOp::create(
-                nb, nl, arith::AddIOp::create(nb, nl, j, wIdx), offset));
+        Value first =
+            clampT(nb, nl,
+                   arith::SubIOp::create(
+                       nb, nl, arith::AddIOp::create(nb, nl, j, wIdx), offset));
         Value end = first;
         if (std::optional<int64_t> kc = getConstantIntValue(z.k);
             !kc || *kc > 0)
@@ -188,18 +187,18 @@ void mlir::sparsek::emitParallelKeyGrad(OpBuilder &b, Location loc,
             nb, nl, arith::AddIOp::create(nb, nl, lo, chunk), z.t);
         // Window queries: positions j .. j + w - 1; then the selections.
         Value winLo = clampT(nb, nl, arith::SubIOp::create(nb, nl, j, offset));
-        Value winHi = clampT(
-            nb, nl,
-            arith::SubIOp::create(
-                nb, nl, arith::AddIOp::create(nb, nl, j, wIdx), offset));
+        Value winHi =
+            clampT(nb, nl,
+                   arith::SubIOp::create(
+                       nb, nl, arith::AddIOp::create(nb, nl, j, wIdx), offset));
         Value selHi = arith::IndexCastOp::create(
             nb, nl, nb.getIndexType(),
             memref::LoadOp::create(nb, nl, selEnd, ValueRange{bi, h, j}));
         auto within = [&](Value a, Value c) {
           Value from = arith::MaxUIOp::create(nb, nl, a, lo);
           Value to = arith::MinUIOp::create(nb, nl, c, hi);
-          return std::make_pair(from, arith::MaxUIOp::create(nb, nl, to, from)
-                                          .getResult());
+          return std::make_pair(
+              from, arith::MaxUIOp::create(nb, nl, to, from).getResult());
         };
         auto win = within(winLo, winHi);
         auto sel = within(winHi, selHi);
@@ -242,8 +241,8 @@ void mlir::sparsek::emitParallelKeyGrad(OpBuilder &b, Location loc,
                           del));
                   Value fk = splat(gb, gl,
                                    arith::MulFOp::create(gb, gl, scale, ds), d);
-                  Value fv = splat(gb, gl,
-                                   arith::MulFOp::create(gb, gl, a, gate), dv);
+                  Value fv =
+                      splat(gb, gl, arith::MulFOp::create(gb, gl, a, gate), dv);
                   return {arith::AddFOp::create(
                               gb, gl, c[0],
                               arith::MulFOp::create(gb, gl, fk, qVec)),
@@ -253,11 +252,11 @@ void mlir::sparsek::emitParallelKeyGrad(OpBuilder &b, Location loc,
                 });
           };
           Value gateOne = emitF32(ib, il, 1.0);
-          acc = emitForCarrying(ib, il, win.first, win.second, acc,
-                                [&](OpBuilder &wb, Location wl, Value t,
-                                    ValueRange c) {
-                                  return pair(wb, wl, t, gateOne, c);
-                                });
+          acc = emitForCarrying(
+              ib, il, win.first, win.second, acc,
+              [&](OpBuilder &wb, Location wl, Value t, ValueRange c) {
+                return pair(wb, wl, t, gateOne, c);
+              });
           acc = emitForCarrying(
               ib, il, sel.first, sel.second, acc,
               [&](OpBuilder &sb, Location sl, Value t, ValueRange c) {
@@ -266,9 +265,8 @@ void mlir::sparsek::emitParallelKeyGrad(OpBuilder &b, Location loc,
                                                     ValueRange{bi, h, t, slot});
                 return pair(sb, sl, t, gate, c);
               });
-          for (auto [sums, dest, n] :
-               {std::make_tuple(acc[0], dkey, d),
-                std::make_tuple(acc[1], dvalue, dv)})
+          for (auto [sums, dest, n] : {std::make_tuple(acc[0], dkey, d),
+                                       std::make_tuple(acc[1], dvalue, dv)})
             for (int64_t c = 0; c < n; ++c)
               emitAtomicAdd(ib, il, dest, {bi, h, j, emitIndex(ib, il, c)},
                             vector::ExtractOp::create(ib, il, sums, c));

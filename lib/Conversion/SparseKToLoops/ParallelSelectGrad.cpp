@@ -3,7 +3,8 @@
 // The SPARSEK VJP of LowerSelectGrad.cpp without a walk over a row per
 // query. Per (b, h), with c(t) = sum_{i in Sel(t) & Supp(t)} dg(t, i) /
 // |Supp(t)|:
-//   du[j] = sum_{t : j in Sel(t) & Supp(t)} dg(t, j) - sum_{t : j in Supp(t)} c(t)
+//   du[j] = sum_{t : j in Sel(t) & Supp(t)} dg(t, j) - sum_{t : j in Supp(t)}
+//   c(t)
 // The first sum is scattered from one thread per query (k entries each,
 // added atomically). The second rests on tau(t) never decreasing in t
 // (SPEC 3: the candidate set only grows): p_j(t) = clip(u_j - tau(t), 0, 1)
@@ -50,13 +51,13 @@ static Value f64Zero(OpBuilder &b, Location loc) {
 
 static Value sumRange(OpBuilder &b, Location loc, Value buf, Value bi, Value h,
                       Value lo, Value hi) {
-  return emitForCarrying(b, loc, lo, hi, f64Zero(b, loc),
-                         [&](OpBuilder &nb, Location nl, Value x,
-                             ValueRange acc) -> SmallVector<Value> {
-                           Value v = memref::LoadOp::create(
-                               nb, nl, buf, ValueRange{bi, h, x});
-                           return {arith::AddFOp::create(nb, nl, acc[0], v)};
-                         })[0];
+  return emitForCarrying(
+      b, loc, lo, hi, f64Zero(b, loc),
+      [&](OpBuilder &nb, Location nl, Value x,
+          ValueRange acc) -> SmallVector<Value> {
+        Value v = memref::LoadOp::create(nb, nl, buf, ValueRange{bi, h, x});
+        return {arith::AddFOp::create(nb, nl, acc[0], v)};
+      })[0];
 }
 
 /// out[b, h, x] = sum_{x' <= x} in[b, h, x'] for f64 [B, H, n] buffers, in
@@ -70,16 +71,15 @@ static void emitParallelScan(OpBuilder &b, Location loc, Value in, Value out,
   Value totals = memref::AllocOp::create(
       b, loc, MemRefType::get({dyn, dyn, dyn}, b.getF64Type()),
       ValueRange{batch, heads, chunks});
-  emitParallelBlocks(
-      b, loc, {batch, heads}, chunks, block,
-      [&](OpBuilder &nb, Location nl, ValueRange ivs, Value c) {
-        Value lo = arith::MulIOp::create(nb, nl, c, chunk);
-        Value hi = arith::MinUIOp::create(
-            nb, nl, arith::AddIOp::create(nb, nl, lo, chunk), n);
-        memref::StoreOp::create(nb, nl,
-                                sumRange(nb, nl, in, ivs[0], ivs[1], lo, hi),
-                                totals, ValueRange{ivs[0], ivs[1], c});
-      });
+  emitParallelBlocks(b, loc, {batch, heads}, chunks, block,
+                     [&](OpBuilder &nb, Location nl, ValueRange ivs, Value c) {
+                       Value lo = arith::MulIOp::create(nb, nl, c, chunk);
+                       Value hi = arith::MinUIOp::create(
+                           nb, nl, arith::AddIOp::create(nb, nl, lo, chunk), n);
+                       memref::StoreOp::create(
+                           nb, nl, sumRange(nb, nl, in, ivs[0], ivs[1], lo, hi),
+                           totals, ValueRange{ivs[0], ivs[1], c});
+                     });
   emitParallelBlocks(
       b, loc, {batch, heads}, n, block,
       [&](OpBuilder &nb, Location nl, ValueRange ivs, Value x) {
@@ -131,7 +131,8 @@ void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
   int64_t w = op.getWAttr().getInt();
   int64_t dyn = ShapedType::kDynamic;
   auto scratch = [&](Type elem, Value n) {
-    return memref::AllocOp::create(b, loc, MemRefType::get({dyn, dyn, dyn}, elem),
+    return memref::AllocOp::create(b, loc,
+                                   MemRefType::get({dyn, dyn, dyn}, elem),
                                    ValueRange{z.batch, z.hkv, n})
         .getResult();
   };
@@ -154,8 +155,7 @@ void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
     return arith::IndexCastOp::create(nb, nl, nb.getI64Type(), v).getResult();
   };
   auto toIndex = [](OpBuilder &nb, Location nl, Value v) {
-    return arith::IndexCastOp::create(nb, nl, nb.getIndexType(), v)
-        .getResult();
+    return arith::IndexCastOp::create(nb, nl, nb.getIndexType(), v).getResult();
   };
 
   // Per key: its support range of queries [lo, hi), counted into diff.
@@ -191,19 +191,19 @@ void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
                                 ValueRange{bi, h, j});
         memref::StoreOp::create(nb, nl, toI64(nb, nl, hi), rangeHi,
                                 ValueRange{bi, h, j});
-        Value nonEmpty = arith::CmpIOp::create(
-            nb, nl, arith::CmpIPredicate::ult, lo, hi);
+        Value nonEmpty =
+            arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::ult, lo, hi);
         emitIf(nb, nl, nonEmpty, [&](OpBuilder &ib, Location il) {
           auto one = [&](double v) {
             return arith::ConstantOp::create(ib, il, ib.getF64FloatAttr(v));
           };
           emitAtomicAdd(ib, il, diff, {bi, h, lo}, one(1.0));
-          Value inside = arith::CmpIOp::create(
-              ib, il, arith::CmpIPredicate::ult, hi, z.t);
+          Value inside =
+              arith::CmpIOp::create(ib, il, arith::CmpIPredicate::ult, hi, z.t);
           emitIf(ib, il, inside, [&](OpBuilder &eb, Location el) {
-            emitAtomicAdd(eb, el, diff, {bi, h, hi},
-                          arith::ConstantOp::create(eb, el,
-                                                    eb.getF64FloatAttr(-1.0)));
+            emitAtomicAdd(
+                eb, el, diff, {bi, h, hi},
+                arith::ConstantOp::create(eb, el, eb.getF64FloatAttr(-1.0)));
           });
         });
       });
@@ -223,8 +223,7 @@ void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
         Value sum = emitForCarrying(
             nb, nl, zero, z.k, emitF32(nb, nl, 0.0),
             [&](OpBuilder &lb, Location ll, Value i, ValueRange carried) {
-              Value j =
-                  emitLoadIndex(lb, ll, op.getIndices(), {bi, h, t, i});
+              Value j = emitLoadIndex(lb, ll, op.getIndices(), {bi, h, t, i});
               Value listed = emitInRange(lb, ll, j, zero, lastCandidate);
               return emitIfElse(
                   lb, ll, listed,
@@ -234,9 +233,9 @@ void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
                     return emitIfElse(
                         tb, tl, emitInSupport(tb, tl, score, tau),
                         [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
-                          Value g = memref::LoadOp::create(
-                              sb, sl, op.getGradGates(),
-                              ValueRange{bi, h, t, i});
+                          Value g =
+                              memref::LoadOp::create(sb, sl, op.getGradGates(),
+                                                     ValueRange{bi, h, t, i});
                           emitAtomicAdd(sb, sl, du, {bi, h, j}, g);
                           return {arith::AddFOp::create(sb, sl, carried[0], g)};
                         },
@@ -251,15 +250,14 @@ void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
         // As the serial form: c = sum / |Supp(t)| in f32, 0 when sum is 0
         // (then the support may be empty).
         Value n = memref::LoadOp::create(nb, nl, count, ValueRange{bi, h, t});
-        Value nonZero = arith::CmpFOp::create(
-            nb, nl, arith::CmpFPredicate::UNE, sum, emitF32(nb, nl, 0.0));
+        Value nonZero = arith::CmpFOp::create(nb, nl, arith::CmpFPredicate::UNE,
+                                              sum, emitF32(nb, nl, 0.0));
         Value n32 = arith::TruncFOp::create(nb, nl, nb.getF32Type(), n);
         Value mean = arith::DivFOp::create(nb, nl, sum, n32);
         Value c = arith::SelectOp::create(nb, nl, nonZero, mean,
                                           emitF32(nb, nl, 0.0));
-        memref::StoreOp::create(nb, nl,
-                                arith::ExtFOp::create(nb, nl, f64, c), share,
-                                ValueRange{bi, h, t});
+        memref::StoreOp::create(nb, nl, arith::ExtFOp::create(nb, nl, f64, c),
+                                share, ValueRange{bi, h, t});
       });
   emitParallelScan(b, loc, share, shares, z.batch, z.hkv, z.t, block);
 
@@ -268,12 +266,12 @@ void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
       b, loc, {z.batch, z.hkv}, z.s, block,
       [&](OpBuilder &nb, Location nl, ValueRange ivs, Value j) {
         Value bi = ivs[0], h = ivs[1];
-        Value lo = toIndex(nb, nl,
-                           memref::LoadOp::create(nb, nl, rangeLo,
-                                                  ValueRange{bi, h, j}));
-        Value hi = toIndex(nb, nl,
-                           memref::LoadOp::create(nb, nl, rangeHi,
-                                                  ValueRange{bi, h, j}));
+        Value lo = toIndex(
+            nb, nl,
+            memref::LoadOp::create(nb, nl, rangeLo, ValueRange{bi, h, j}));
+        Value hi = toIndex(
+            nb, nl,
+            memref::LoadOp::create(nb, nl, rangeHi, ValueRange{bi, h, j}));
         Value nonEmpty =
             arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::ult, lo, hi);
         emitIf(nb, nl, nonEmpty, [&](OpBuilder &ib, Location il) {
