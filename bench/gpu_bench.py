@@ -418,6 +418,27 @@ def sdpa_backward(q, key, value, do, budget):
         except Exception as e:
             results[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
         _empty_cache()
+    if best:  # the fastest backend's gradients on a slice against float64 SDPA on the host
+        try:
+            Tc = min(q.shape[2], 1024)
+            sl = lambda x, n: x[:1, :n, :Tc].contiguous()  # noqa: E731
+            qs, ks, vs, dos = sl(q, G), sl(key, 1), sl(value, 1), sl(do, G)
+            leaves = [t.detach().requires_grad_() for t in (qs, ks, vs)]
+            with sdpa_kernel([dict(sdpa_backends())[best]]):
+                out = torch.nn.functional.scaled_dot_product_attention(*leaves, is_causal=True,
+                                                                       enable_gqa=G > 1)
+            got = torch.autograd.grad(out, leaves, dos)
+            ref_leaves = [t.detach().double().cpu().requires_grad_() for t in (qs, ks, vs)]
+            ref_out = torch.nn.functional.scaled_dot_product_attention(*ref_leaves, is_causal=True,
+                                                                       enable_gqa=G > 1)
+            want = torch.autograd.grad(ref_out, ref_leaves, dos.double().cpu())
+            err = max(float((a.double().cpu() - b).abs().max() / max(float(b.abs().max()), 1e-6))
+                      for a, b in zip(got, want))
+            results[best].update({"check_max_rel_err": err, "check_passed": err <= TOL,
+                                  "check": f"dq, dk, dv of a {Tc}-query slice (1 KV head) against "
+                                           "float64 SDPA on the host"})
+        except Exception as e:
+            results[best]["check_error"] = f"{type(e).__name__}: {e}"[:300]
     print("  sdpa backward: " + ", ".join(f"{k} {v['median_ms']:.3f} ms" for k, v in results.items()
                                           if "median_ms" in v) + f" -> best {best}", flush=True)
     return results, best
