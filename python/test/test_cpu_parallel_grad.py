@@ -114,3 +114,26 @@ def test_parallel_nan_scores_and_mismatched_sizes_are_reported():
         run_sag(q, key, value, u, do, 2, 2)
     with pytest.raises(SparseKError, match="shape"):
         run_sag(q, key, value, u[:, :, :7].copy(), do, 2, 2)
+
+
+@pytest.mark.parametrize("offset", [False, True])
+@pytest.mark.parametrize("B,T", [(2, 7), (3, 600)])  # 600 tokens: several 256-token partial sums
+def test_parallel_score_grad_matches_reference(offset, B, T):
+    g = rng(T + offset)
+    x = g.normal(size=(B, T, 12)).astype(np.float32)
+    wsc = g.normal(size=(3, 12)).astype(np.float32)
+    du = g.normal(size=(B, 3, T)).astype(np.float32)
+    lib = library(ir.score_grad_function("scg", offset=offset), pipeline=PARALLEL)
+    out = [np.full(s, 7, np.float32) for s in (x.shape, wsc.shape, (3,), (3,))]
+    lib.call("scg", x, wsc, du, *([40] if offset else []), *out)
+    want = reference.score_vjp(x, wsc, du, offset=40 if offset else 0)
+    for name, a, b in zip(("dx", "dwsc", "dbias", "dslope"), out, want):
+        assert_grad_close(a, b, name)
+
+
+def test_parallel_mask_grad_is_rejected():
+    """mask_grad has no parallel form: a clear compile error, not a wrong kernel."""
+    from sparsek.compiler import CompilerError
+
+    with pytest.raises(CompilerError, match="mask_grad' op has no parallel"):
+        library(ir.mask_grad_function("mg"), pipeline=PARALLEL)
