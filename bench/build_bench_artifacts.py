@@ -114,6 +114,18 @@ FAMILIES = {
         ],
         "pipeline_options": "prefill-kernel=wgmma chip=sm_90a",
         "composite_lowering": "tile first: block key sets, then wgmma tiles (prefill-kernel=wgmma, sm_90a)"},
+    # The composite's backward (G1): select_attention_grad in its parallel
+    # loop form (the selection recomputed by the chunked kernels; one thread
+    # per query for dq, dkey/dvalue/dgates added atomically; the SPARSEK VJP
+    # per key over support ranges of queries). No tensor-core tiles yet.
+    "select_attention_grad": {
+        "functions": [
+            ("select_attention_grad_bf16_k2048_w512",
+             lambda n: ir.select_attention_grad_function(n, 2048, 512, "bf16", head_dim=128)),
+            ("select_attention_grad_bf16_k256_w256",
+             lambda n: ir.select_attention_grad_function(n, 256, 256, "bf16", head_dim=64)),
+        ],
+        "composite_lowering": "backward, parallel loop form (atomics for dkey/dvalue)"},
 }
 
 

@@ -294,6 +294,8 @@ class FakeOurs(Ours):
         for suffix in ("", "_decomposed", "_mma_sync", "_wgmma"):  # the composite's lowerings
             self.fake.update({f"select_attention_bf16_k{c['k']}_w{c['w']}{suffix}": ("sa", c) for c in (p1, p3)})
         self.fake[f"select_k{s1['k']}_w{s1['w']}"] = ("sel", s1)
+        for c in (smoke["G1"], smoke["G1-32k"]):
+            self.fake[f"select_attention_grad_bf16_k{c['k']}_w{c['w']}"] = ("grad", c)
         for label, suffix in DECODES:  # decode's lowerings
             suffix = suffix.format(Hq=d1["Hq"], Hkv=d1["Hkv"])
             self.fake[f"decode_bf16_k{d1['k']}_w{d1['w']}_d{d1['D']}{suffix}"] = ("dec", d1)
@@ -308,6 +310,10 @@ class FakeOurs(Ours):
         elif kind == "sa":
             i, g, _, _ = triton_sparsek.select_torch(a[3], c["k"], c["w"], a[0].shape[2])
             a[4].copy_(triton_sparsek.attention(*a[:3], i, g, c["w"]))
+        elif kind == "grad":
+            n = [x.double().numpy() for x in a[:5]]
+            for out, g in zip(a[5:], reference.sparsek_attention_vjp(*n[:4], c["k"], c["w"], n[4])):
+                out.copy_(torch.from_numpy(g))
         elif kind == "sel":
             i, g, t, _ = triton_sparsek.select_torch(a[0], c["k"], c["w"], a[1].shape[2])
             a[1].copy_(i), a[2].copy_(g), a[3].copy_(t)
@@ -363,6 +369,161 @@ def run_ours_prefill(ours, fn_name, args, probe_args, Tp, T, S, k, w, want, rows
     # the checked call is the first warm-up (its wall time the estimate)
     r.update(time_fn(fn, budget.cap_for(), est_ms=wall_ms))
     return r
+
+
+# ----------------------------------------------------------------------------
+# Backward: G1
+# ----------------------------------------------------------------------------
+
+
+def _grad_check(ours, fn_name, q, key, value, u, do, k, w, Tc):
+    """All four gradients of our backward on a slice (the first Tc positions, one KV head and its
+    query heads) against sparsek.reference.sparsek_attention_vjp (float64 on the bf16-rounded
+    inputs): 2e-2 of each gradient's scale. Returns (max relative error, passed)."""
+    G = q.shape[1] // key.shape[1]
+    sl = lambda x, heads: x[:1, :heads, :Tc].contiguous()  # noqa: E731
+    qs, ks, vs, us, dos = sl(q, G), sl(key, 1), sl(value, 1), sl(u, 1), sl(do, G)
+    outs = [torch.empty(t.shape, dtype=torch.float32, device=DEV) for t in (qs, ks, vs, us)]
+    ours.call(fn_name, qs, ks, vs, us, dos, *outs)
+    _sync()
+    n = lambda t: t.double().cpu().numpy()  # noqa: E731
+    want = reference.sparsek_attention_vjp(n(qs), n(ks), n(vs), n(us), k, w, n(dos))
+    worst = 0.0
+    for got, ref in zip(outs, want):
+        scale = max(float(np.abs(ref).max()), 1e-6)
+        worst = max(worst, float(np.abs(n(got) - ref).max()) / scale)
+    return worst, worst <= TOL
+
+
+def sdpa_backward(q, key, value, do, budget):
+    """Dense causal SDPA backward alone (the forward graph built once per backend, outside the
+    timing), each backend that runs; returns (results, fastest)."""
+    from torch.nn.attention import sdpa_kernel
+    results, best = {}, None
+    G = q.shape[1] // key.shape[1]
+    for name, backend in sdpa_backends():
+        try:
+            leaves = [t.detach().requires_grad_() for t in (q, key, value)]
+            with sdpa_kernel([backend]):
+                out = torch.nn.functional.scaled_dot_product_attention(*leaves, is_causal=True,
+                                                                       enable_gqa=G > 1)
+            fn = lambda: torch.autograd.grad(out, leaves, do, retain_graph=True)  # noqa: E731
+            fn()
+            _sync()
+            r = time_fn(fn, budget.cap_for())
+            results[name] = r
+            if best is None or r["median_ms"] < results[best]["median_ms"]:
+                best = name
+            del out, leaves
+        except Exception as e:
+            results[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+        _empty_cache()
+    if best:  # the fastest backend's gradients on a slice against float64 SDPA on the host
+        try:
+            Tc = min(q.shape[2], 1024)
+            sl = lambda x, n: x[:1, :n, :Tc].contiguous()  # noqa: E731
+            qs, ks, vs, dos = sl(q, G), sl(key, 1), sl(value, 1), sl(do, G)
+            leaves = [t.detach().requires_grad_() for t in (qs, ks, vs)]
+            with sdpa_kernel([dict(sdpa_backends())[best]]):
+                out = torch.nn.functional.scaled_dot_product_attention(*leaves, is_causal=True,
+                                                                       enable_gqa=G > 1)
+            got = torch.autograd.grad(out, leaves, dos)
+            ref_leaves = [t.detach().double().cpu().requires_grad_() for t in (qs, ks, vs)]
+            ref_out = torch.nn.functional.scaled_dot_product_attention(*ref_leaves, is_causal=True,
+                                                                       enable_gqa=G > 1)
+            want = torch.autograd.grad(ref_out, ref_leaves, dos.double().cpu())
+            err = max(float((a.double().cpu() - b).abs().max() / max(float(b.abs().max()), 1e-6))
+                      for a, b in zip(got, want))
+            results[best].update({"check_max_rel_err": err, "check_passed": err <= TOL,
+                                  "check": f"dq, dk, dv of a {Tc}-query slice (1 KV head) against "
+                                           "float64 SDPA on the host"})
+        except Exception as e:
+            results[best]["check_error"] = f"{type(e).__name__}: {e}"[:300]
+    print("  sdpa backward: " + ", ".join(f"{k} {v['median_ms']:.3f} ms" for k, v in results.items()
+                                          if "median_ms" in v) + f" -> best {best}", flush=True)
+    return results, best
+
+
+def bench_backward(wid, B, Hq, Hkv, T, D, k, w, ours, budget):
+    """G1: the composite's backward (dq, dkey, dvalue, du from q, key, value, u, do) against the
+    dense causal SDPA backward. Useful TFLOP/s = 2.5 x the forward's (BENCHMARKS.md)."""
+    S = T
+    rec = {"workload": wid, "shape": dict(B=B, Hq=Hq, Hkv=Hkv, T=T, S=S, D=D, k=k, w=w),
+           "dtype": "bf16 inputs, f32 gradients",
+           "scores": "u ~ N(0, 4) float32, no masked keys"}
+    g = torch.Generator(device=DEV).manual_seed(3000 + T + D)
+    q = torch.randn(B, Hq, T, D, device=DEV, dtype=DTYPE, generator=g)
+    key = torch.randn(B, Hkv, S, D, device=DEV, dtype=DTYPE, generator=g)
+    value = torch.randn(B, Hkv, S, D, device=DEV, dtype=DTYPE, generator=g)
+    u = torch.randn(B, Hkv, S, device=DEV, dtype=torch.float32, generator=g) * 2
+    do = torch.randn(B, Hq, T, D, device=DEV, dtype=DTYPE, generator=g)
+    flops = 2.5 * 4.0 * B * Hq * D * union_sizes(T, S, k, w)
+    dense_flops = 2.5 * 4.0 * B * Hq * D * dense_sizes(T, S)
+    rec["backward_flops"], rec["dense_causal_backward_flops"] = flops, dense_flops
+    impl = {}
+    fn_name = f"select_attention_grad_bf16_k{k}_w{w}"
+    label = "ours_select_attention_grad"
+    if not ours.has(fn_name):
+        why = ours.missing.get("select_attention_grad")
+        impl[label] = {"skipped": f"{fn_name} not in the artifacts" + (f" ({why[:300]})" if why else "")}
+    else:
+        r = {"function": fn_name, "lowering": ours.lowering("select_attention_grad")}
+        try:
+            # Correctness first, on a slice long enough for the selection to act (T > k + w).
+            Tc = min(T, k + w + 512 if DEV == "cuda" else T)
+            t0 = time.time()
+            err, ok = _grad_check(ours, fn_name, q, key, value, u, do, k, w, Tc)
+            r["check"] = {"T": Tc, "heads": f"1 KV head, {Hq // Hkv} query heads",
+                          "max_rel_err": err, "check_passed": ok, "seconds": round(time.time() - t0, 1)}
+            # A probe at Tc (all heads) predicts the full call; skipped when over the cap.
+            outs = [torch.empty(t.shape, dtype=torch.float32, device=DEV) for t in (q, key, value, u)]
+            pre = lambda x: x[:, :, :Tc].contiguous()  # noqa: E731
+            pa = [pre(t) for t in (q, key, value, u, do)]
+            po = [torch.empty(t.shape, dtype=torch.float32, device=DEV) for t in pa[:4]]
+            _sync()
+            t0 = time.time()
+            ours.call(fn_name, *pa, *po)
+            _sync()
+            probe = time.time() - t0
+            predicted = probe * union_sizes(T, S, k, w) / union_sizes(Tc, Tc, k, w)
+            limit = min(budget.cap_for(), budget.left() * 0.3)
+            r["probe"] = {"T": Tc, "wall_s": probe, "predicted_s_at_T": predicted}
+            del pa, po
+            if predicted > limit:
+                r["skipped"] = (f"predicted {predicted:.1f} s per call at T = {T} from a probe at "
+                                f"T = {Tc} ({probe * 1e3:.0f} ms); over the {limit:.0f} s cap")
+            else:
+                fn = lambda: ours.call(fn_name, q, key, value, u, do, *outs)  # noqa: E731
+                t0 = time.time()
+                fn()
+                _sync()
+                r.update(time_fn(fn, budget.cap_for(), est_ms=(time.time() - t0) * 1e3))
+            del outs
+        except Exception as e:
+            r["error"] = f"{type(e).__name__}: {e}"[:500]
+        impl[label] = r
+        _empty_cache()
+    print(f"  {label}: {compact(impl[label])}", flush=True)
+    try:
+        res, best = sdpa_backward(q, key, value, do, budget)
+        impl["sdpa_dense_causal_backward"] = {"backends": res, "best": best}
+        if best:
+            impl["sdpa_dense_causal_backward"]["median_ms"] = res[best]["median_ms"]
+    except Exception as e:
+        impl["sdpa_dense_causal_backward"] = {"error": f"{type(e).__name__}: {e}"[:500]}
+    for name, r in impl.items():
+        if r.get("median_ms"):
+            f = dense_flops if name.startswith("sdpa") else flops
+            r["tflops"] = f / (r["median_ms"] * 1e-3) / 1e12
+    ratios = {}
+    mo, md = impl[label].get("median_ms"), impl["sdpa_dense_causal_backward"].get("median_ms")
+    if mo and md:
+        ratios[f"{label} / sdpa_dense_causal_backward"] = mo / md
+    rec["impl"], rec["ratios_time"] = impl, ratios
+    rec["ratios_note"] = "time ratios, ours / baseline: > 1 means ours is slower"
+    del q, key, value, u, do
+    _empty_cache()
+    return rec
 
 
 # ----------------------------------------------------------------------------
@@ -1172,6 +1333,8 @@ WORKLOADS = {
     "S1-128k": dict(B=1, Hkv=8, T=131072, k=2048, w=512),
     "D1": dict(Hq=32, Hkv=8, D=128, k=2048, w=512, context=32768),
     "E1": dict(Hq=32, Hkv=8, D=128, k=2048, w=512, context=32768),
+    "G1": dict(B=1, Hq=32, Hkv=8, T=8192, D=128, k=2048, w=512),
+    "G1-32k": dict(B=1, Hq=32, Hkv=8, T=32768, D=128, k=2048, w=512),
 }
 SMOKE = {
     "P1": dict(B=1, Hq=8, Hkv=2, T=160, D=64, k=16, w=16),
@@ -1181,6 +1344,8 @@ SMOKE = {
     "S1-128k": dict(B=1, Hkv=2, T=600, k=16, w=16),
     "D1": dict(Hq=8, Hkv=2, D=64, k=16, w=8, context=256),
     "E1": dict(Hq=8, Hkv=2, D=64, k=16, w=8, context=256),
+    "G1": dict(B=1, Hq=4, Hkv=2, T=120, D=64, k=16, w=16),
+    "G1-32k": dict(B=1, Hq=4, Hkv=2, T=200, D=64, k=16, w=16),
 }
 
 
@@ -1227,6 +1392,8 @@ def run_workload(wl, a, wls, ours, budget, copy_gbs, p1_ours_ms, s1_prior, recor
         record["results"].append(bench_prefill("P3", *wls["P3"].values(), ours, budget, a.rows, sweep=True))
     elif wl == "P1":
         record["results"].append(bench_prefill("P1", *wls["P1"].values(), ours, budget, a.rows, sweep=True))
+    elif wl in ("G1", "G1-32k"):
+        record["results"].append(bench_backward("G1", *wls[wl].values(), ours, budget))
     elif wl == "S1":
         record["results"].append(bench_select("S1", *wls["S1"].values(), ours, budget, a.rows, copy_gbs))
     elif wl == "S1-128k":
@@ -1263,7 +1430,9 @@ def main():
     p.add_argument("--workloads", default="D1,E1,P3,P1,S1,P1-32k,S1-128k",
                    help="comma-separated, run in this order: D1, E1 (decode step: append + decode, "
                    "eager and graph-replayed), P3, P1 (T = 8192), S1 (T = 32768), "
-                   "P1-32k, S1-128k (S1 at T = 131072) (default: %(default)s)")
+                   "P1-32k, S1-128k (S1 at T = 131072), G1 and G1-32k (the composite's backward at "
+                   "T = 8192 and 32768 against the dense SDPA backward; not in the default list) "
+                   "(default: %(default)s)")
     p.add_argument("--decode-batches", default="1,16,64,256")
     p.add_argument("--rows", type=int, default=10, help="sampled query rows checked per prefill")
     p.add_argument("--smoke", action="store_true", help="tiny shapes (a dry run of the code paths; "

@@ -3,6 +3,7 @@
 """Train the tiny SparseK transformer on a task that needs long-range retrieval.
 
     python3 examples/train_tiny.py [--steps N] [--seed S] [--device cpu|cuda] [--plot FILE]
+    python3 examples/train_tiny.py --prebuild DIR    # the GPU libraries of --device cuda, ahead
 
 The task (data made here): a sequence of T noise tokens holds one needle, a
 token of a separate range of V values, at a random position at least
@@ -29,10 +30,11 @@ and k = T. The three loss curves are printed (and plotted with --plot when
 matplotlib is present); the run fails unless SparseK and dense attention
 end below --threshold and window-only attention ends above it.
 
-On the CPU the attention and scoring ops run compiled (forward and backward,
-sparsek.autograd). With --device cuda the model runs on the GPU; the
-gradient ops have no GPU lowering yet, so that run stops with a clear error
-at the first backward.
+The attention and scoring ops run compiled (forward and backward,
+sparsek.autograd): on the CPU, or with --device cuda on the GPU (the
+gradient ops' GPU lowering; the libraries come from the compiler's disk
+cache, so a GPU machine without LLVM needs them prebuilt:
+--prebuild DIR compiles them there, no GPU needed).
 """
 
 import argparse
@@ -46,8 +48,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 
-import sparsek.autograd  # noqa: E402
-from tiny_transformer import TinyConfig, init_weights, torch_model  # noqa: E402
+from tiny_transformer import TinyConfig, init_weights, torch_model, use_carried_artifacts  # noqa: E402
 
 NOISE = 32  # noise tokens 0..NOISE-1
 VALUES = 16  # needle tokens NOISE..NOISE+VALUES-1
@@ -75,6 +76,8 @@ def scores_detached(enabled):
     if not enabled:
         yield
         return
+    import sparsek.autograd
+
     score = sparsek.autograd.score
     sparsek.autograd.score = lambda *a, **kw: score(*a, **kw).detach()
     try:
@@ -109,13 +112,28 @@ def train(torch, cfg, weights, k, args, detach_scores=False):
     return curve
 
 
+def prebuild_cuda(folder, args):
+    """Compiles the GPU forward and gradient libraries of the three (or four) models into the disk
+    cache `folder`; returns their paths."""
+    from sparsek import grad_libraries
+
+    folder = os.path.abspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    os.environ["SPARSEK_CACHE_DIR"] = folder
+    cfg = TinyConfig()
+    paths = []
+    for k in (args.k, args.length, 0):
+        paths += grad_libraries.prebuild_cuda(k, cfg.w, cfg.D, "f32", bias=True, slope=True)
+    return paths
+
+
 def smooth(curve, n=20):
     """Mean of the last n values at every step: the curves are noisy batch losses."""
     return [sum(curve[max(0, i - n + 1): i + 1]) / len(curve[max(0, i - n + 1): i + 1])
             for i in range(len(curve))]
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=32)
@@ -128,10 +146,22 @@ def main():
                              "and window-only must not (ln %d = %.2f is guessing)" % (VALUES, math.log(VALUES)))
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--plot", metavar="FILE", help="also plot the curves into FILE (needs matplotlib)")
+    parser.add_argument("--prebuild", metavar="DIR",
+                        help="only compile the GPU libraries that --device cuda loads into the disk "
+                             "cache DIR (no GPU, no torch needed); on the GPU machine set "
+                             "SPARSEK_CACHE_DIR=DIR (and SPARSEK_RUNTIME_LIB) to serve them")
     parser.add_argument("--ablate-score-grad", action="store_true",
                         help="also train SparseK with its scores detached (no du; not asserted): "
                              "what the score gradients contribute")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main():
+    args = parse_args()
+    if args.prebuild:
+        paths = prebuild_cuda(args.prebuild, args)
+        print(f"{len(paths)} GPU libraries in {os.path.abspath(args.prebuild)}")
+        return 0
     try:
         import torch
     except ImportError:
@@ -140,6 +170,8 @@ def main():
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: torch sees no CUDA device")
         return 2
+    if args.device == "cuda":  # a GPU machine without LLVM: the carried libraries
+        use_carried_artifacts(os.path.join(ROOT, "build", "gpu-artifacts"))
     torch.manual_seed(args.seed)
     # Tiny matrices: one thread avoids synchronization that costs more than it saves,
     # above all on a shared CI machine.

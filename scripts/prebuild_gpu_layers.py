@@ -37,7 +37,7 @@ def main():
     from nn_configs import CONFIGS, CONTEXT_PARALLEL, layer_config
     from sparsek import compiler
     from sparsek.compiled_layer import GPU_PIPELINE, CompiledLayer
-    from sparsek.layer import LayerConfig, context_parallel_module, layer_module
+    from sparsek.layer import LayerConfig, attention_config, context_parallel_module, layer_module
 
     paths = _example().prebuild(folder)
     for name in CONFIGS:
@@ -53,6 +53,19 @@ def main():
 
     paths += [compiler.compile(text, pipeline=pipeline) for text, pipeline in varlen_modules()]
     paths += module_libraries()
+    # sparsek.autograd's GPU gradient libraries (test_gpu_grad.py).
+    from grad_configs import MODULES, prebuild_settings
+    from sparsek import grad_libraries
+
+    for k, w, d, elem, bias, slope in prebuild_settings():
+        paths += grad_libraries.prebuild_cuda(k, w, d, elem, bias=bias, slope=slope)
+    for opts in MODULES.values():   # their forward (the layer) on the GPU
+        paths += CompiledLayer(attention_config(**opts)).prebuild()
+    # examples/train_tiny.py --device cuda (its default settings).
+    spec = importlib.util.spec_from_file_location("train_tiny", os.path.join(ROOT, "examples", "train_tiny.py"))
+    train_tiny = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_tiny)
+    paths += train_tiny.prebuild_cuda(folder, train_tiny.parse_args([]))
     size = sum(os.path.getsize(p) for p in set(paths))
     print(f"{len(set(paths))} layer libraries in {folder}: {size / 2**20:.1f} MiB")
 

@@ -1,5 +1,5 @@
-# Differentiable SparseK on CPU tensors: torch.autograd Functions over the compiled forward and gradient ops (float64: the reference).
-"""PyTorch autograd for SparseK attention on the CPU.
+# Differentiable SparseK on CPU and CUDA tensors: torch.autograd Functions over the compiled forward and gradient ops (float64: the reference).
+"""PyTorch autograd for SparseK attention on CPU and CUDA tensors.
 
     from sparsek import autograd
     o = autograd.sparsek_attention(q, key, value, u, k=16, w=16)   # q [B, Hq, T, D], u [B, Hkv, S]
@@ -19,6 +19,15 @@ Two paths, chosen by the tensors' dtype:
   1e-3 relative); gradcheck itself cannot check f32 code honestly (its
   finite differences need float64).
 
+CUDA tensors (float32, float16, bfloat16) run the same ops compiled by
+sparsek-gpu-pipeline on torch's current stream (device pointers, no host
+copies): the forward as in inference, the backward through the gradient
+ops' parallel GPU lowering (one thread per query, key or element; sums over
+queries added atomically). The GPU libraries need D = Dv (they are compiled
+with static head dimensions) and come from the compiler's disk cache, so a
+machine without LLVM runs ones prebuilt elsewhere (`prebuild_cuda`).
+float64 CUDA tensors run the reference on the host and return to the device.
+
 The selection is recomputed from u in the backward (see
 `sparsek.select_attention_grad`): nothing but the inputs is saved. Scores
 reach the loss only through the gates, so du is zero outside the SPARSEK
@@ -29,33 +38,53 @@ a clip kink do not match any gradient (SPEC 3).
 import numpy as np
 import torch
 
-from . import ir, reference
+from . import grad_libraries, reference
 from .layer import LayerConfig
 
 _ELEM = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 _LIBS = {}
 
 
-def _library(key, *funcs):
-    """The CPU library of `funcs`, compiled once per process (and cached on disk)."""
+def _library(key, text):
+    """The CPU library of the module `text`, compiled once per process (and cached on disk)."""
     if key not in _LIBS:
         from . import toolchain
         from .cpu import CompiledLibrary
 
-        _LIBS[key] = CompiledLibrary(toolchain.compile_shared_library(ir.module(*funcs)))
+        _LIBS[key] = CompiledLibrary(toolchain.compile_shared_library(text))
     return _LIBS[key]
 
 
-def _attention_library(k, w, scale, elem):
-    return _library(("attention", k, w, scale, elem),
-                    ir.select_attention_function("forward", k, w, elem=elem, scale=scale),
-                    ir.select_attention_grad_function("backward", k, w, elem=elem, scale=scale))
+def _gpu_library(key, text):
+    """The GPU library of the module `text` (sparsek-gpu-pipeline, through the compiler's disk
+    cache)."""
+    key = ("cuda",) + key
+    if key not in _LIBS:
+        from . import gpu
+
+        _LIBS[key] = gpu.GPULibrary(gpu.compile(text))
+    return _LIBS[key]
 
 
-def _score_library(bias, slope, elem):
-    return _library(("score", bias, slope, elem),
-                    ir.score_function("forward", elem=elem, bias=bias, slope=slope, offset=True),
-                    ir.score_grad_function("backward", elem=elem, offset=True))
+def _attention_library(k, w, scale, elem, head_dim=None):
+    """CPU library when head_dim is None, else the GPU one with D = Dv = head_dim static."""
+    if head_dim is None:
+        return _library(("attention", k, w, scale, elem),
+                        grad_libraries.attention_module(k, w, scale, elem))
+    return _gpu_library(("attention", k, w, scale, elem, head_dim),
+                        grad_libraries.attention_module(k, w, scale, elem, head_dim))
+
+
+def _score_library(bias, slope, elem, cuda=False):
+    text = grad_libraries.score_module(bias, slope, elem)
+    key = ("score", bias, slope, elem)
+    return _gpu_library(key, text) if cuda else _library(key, text)
+
+
+def prebuild_cuda(k, w, head_dim, dtype=torch.float32, scale=None, bias=True, slope=False):
+    """grad_libraries.prebuild_cuda for a torch dtype: the GPU libraries that CUDA tensors of
+    these settings load, compiled into the disk cache (no GPU needed); returns their paths."""
+    return grad_libraries.prebuild_cuda(k, w, head_dim, _ELEM[dtype], scale, bias, slope)
 
 
 def _np64(t):
@@ -66,12 +95,21 @@ def _c(t):
     return t.detach().contiguous()
 
 
-def _check_cpu(*tensors):
-    for t in tensors:
-        if t is not None and t.device.type != "cpu":
-            raise NotImplementedError(
-                "sparsek.autograd differentiates CPU tensors only: the GPU lowering of the "
-                f"gradient ops does not exist yet (got a tensor on {t.device})")
+def _check_device(*tensors):
+    """All tensors on one CPU or CUDA device; returns it."""
+    present = [t for t in tensors if t is not None]
+    device = present[0].device
+    if device.type not in ("cpu", "cuda"):
+        raise NotImplementedError(f"sparsek.autograd runs on CPU and CUDA tensors, got {device}")
+    for t in present:
+        if t.device != device:
+            raise ValueError(f"sparsek.autograd: tensors on {device} and {t.device}; "
+                             "move them to one device")
+    return device
+
+
+def _from64(a, device):
+    return torch.from_numpy(a).to(device)
 
 
 def _check_dtypes(data, f32_tensors):
@@ -90,21 +128,31 @@ def _check_dtypes(data, f32_tensors):
     return dtype
 
 
+def _gpu_head_dim(q, value):
+    """None on the CPU; on CUDA the static head dimension the GPU library is compiled for."""
+    if not q.is_cuda:
+        return None
+    if q.shape[3] != value.shape[3]:
+        raise ValueError("sparsek.autograd on CUDA needs the same head dimension for q/key and "
+                         f"value (D = Dv), got {q.shape[3]} and {value.shape[3]}")
+    return int(q.shape[3])
+
+
 class SelectAttention(torch.autograd.Function):
     """o = select_attention(q, key, value, u; k, w, scale) with its SPEC 5 backward."""
 
     @staticmethod
     def forward(ctx, q, key, value, u, k, w, scale):
-        _check_cpu(q, key, value, u)
+        device = _check_device(q, key, value, u)
         dtype = _check_dtypes([q, key, value], [u])
         ctx.save_for_backward(q, key, value, u)
         ctx.k, ctx.w, ctx.scale = k, w, scale
         if dtype == torch.float64:
             o = reference.sparsek_attention(_np64(q), _np64(key), _np64(value), _np64(u), k, w, scale)
-            return torch.from_numpy(o)
+            return _from64(o, device)
         B, Hq, T, _ = q.shape
-        out = torch.empty((B, Hq, T, value.shape[3]), dtype=dtype)
-        _attention_library(k, w, scale, _ELEM[dtype]).call(
+        out = torch.empty((B, Hq, T, value.shape[3]), dtype=dtype, device=device)
+        _attention_library(k, w, scale, _ELEM[dtype], _gpu_head_dim(q, value)).call(
             "forward", _c(q), _c(key), _c(value), _c(u), out)
         return out
 
@@ -115,10 +163,12 @@ class SelectAttention(torch.autograd.Function):
         if q.dtype == torch.float64:
             grads = reference.sparsek_attention_vjp(_np64(q), _np64(key), _np64(value), _np64(u),
                                                     k, w, _np64(do), scale)
-            grads = [torch.from_numpy(g) for g in grads]
+            grads = [_from64(g, q.device) for g in grads]
         else:
-            grads = [torch.zeros(t.shape, dtype=torch.float32) for t in (q, key, value, u)]
-            _attention_library(k, w, scale, _ELEM[q.dtype]).call(
+            # The kernels write every element (dq per query, the sums zeroed first).
+            grads = [torch.empty(t.shape, dtype=torch.float32, device=q.device)
+                     for t in (q, key, value, u)]
+            _attention_library(k, w, scale, _ELEM[q.dtype], _gpu_head_dim(q, value)).call(
                 "backward", _c(q), _c(key), _c(value), _c(u), _c(do.to(q.dtype)), *grads)
             grads = [g.to(t.dtype) for g, t in zip(grads, (q, key, value, u))]
         return (*grads, None, None, None)
@@ -129,18 +179,18 @@ class Score(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, wsc, bias, slope, offset):
-        _check_cpu(x, wsc, bias, slope)
+        device = _check_device(x, wsc, bias, slope)
         dtype = _check_dtypes([x, wsc], [bias, slope])
         ctx.save_for_backward(x, wsc)
         ctx.offset, ctx.has = offset, (bias is not None, slope is not None)
         if dtype == torch.float64:
             u = reference.score(_np64(x), _np64(wsc), None if bias is None else _np64(bias),
                                 None if slope is None else _np64(slope), offset)
-            return torch.from_numpy(u)
+            return _from64(u, device)
         B, T, _ = x.shape
-        u = torch.empty((B, wsc.shape[0], T), dtype=torch.float32)
+        u = torch.empty((B, wsc.shape[0], T), dtype=torch.float32, device=device)
         extra = [_c(t) for t in (bias, slope) if t is not None]
-        _score_library(bias is not None, slope is not None, _ELEM[dtype]).call(
+        _score_library(bias is not None, slope is not None, _ELEM[dtype], x.is_cuda).call(
             "forward", _c(x), _c(wsc), *extra, int(offset), u)
         return u
 
@@ -148,12 +198,13 @@ class Score(torch.autograd.Function):
     def backward(ctx, du):
         x, wsc = ctx.saved_tensors
         if x.dtype == torch.float64:
-            grads = [torch.from_numpy(g) for g in reference.score_vjp(_np64(x), _np64(wsc), _np64(du),
-                                                                       ctx.offset)]
+            grads = [_from64(g, x.device)
+                     for g in reference.score_vjp(_np64(x), _np64(wsc), _np64(du), ctx.offset)]
         else:
             Hkv = wsc.shape[0]
-            grads = [torch.zeros(s, dtype=torch.float32) for s in (x.shape, wsc.shape, (Hkv,), (Hkv,))]
-            _score_library(*ctx.has, _ELEM[x.dtype]).call(
+            grads = [torch.empty(s, dtype=torch.float32, device=x.device)
+                     for s in (x.shape, wsc.shape, (Hkv,), (Hkv,))]
+            _score_library(*ctx.has, _ELEM[x.dtype], x.is_cuda).call(
                 "backward", _c(x), _c(wsc), _c(du.to(torch.float32)), int(ctx.offset), *grads)
             grads[0], grads[1] = grads[0].to(x.dtype), grads[1].to(wsc.dtype)
         dbias = grads[2] if ctx.has[0] else None
@@ -162,12 +213,12 @@ class Score(torch.autograd.Function):
 
 
 def sparsek_attention(q, key, value, u, k, w, scale=None):
-    """SPEC 7's composite, differentiable in q, key, value and u (CPU tensors)."""
+    """SPEC 7's composite, differentiable in q, key, value and u (CPU or CUDA tensors)."""
     return SelectAttention.apply(q, key, value, u, int(k), int(w), scale)
 
 
 def score(x, wsc, bias=None, slope=None, offset=0):
-    """SPEC 2's scores [B, Hkv, T], differentiable in x, wsc, bias and slope (CPU tensors)."""
+    """SPEC 2's scores [B, Hkv, T], differentiable in x, wsc, bias and slope (CPU or CUDA)."""
     return Score.apply(x, wsc, bias, slope, int(offset))
 
 
@@ -177,7 +228,7 @@ def sparsek_layer(x, cfg: LayerConfig, weights):
     `weights` maps the names of cfg.weight_names() to tensors."""
     B, T, C = x.shape
     Hq, Hkv, D = cfg.Hq, cfg.Hkv, cfg.D
-    _check_cpu(x, *weights.values())
+    _check_device(x, *weights.values())
     _check_dtypes([x] + [weights[n] for n in ("wq", "wk", "wv", "wsc", "wo")],
                   [weights.get("bias") if cfg.bias else None, weights.get("slope") if cfg.slope else None])
 
@@ -189,3 +240,55 @@ def sparsek_layer(x, cfg: LayerConfig, weights):
               weights.get("slope") if cfg.slope else None)
     o = sparsek_attention(q, key, value, u, cfg.k, cfg.w, cfg.scale)
     return o.transpose(1, 2).reshape(B, T, Hq * D) @ weights["wo"]
+
+
+def sparsek_layer_vjp(x, cfg: LayerConfig, weights, grad):
+    """The gradients of sparsek_layer(x, cfg, weights) for the incoming gradient `grad`
+    [B, T, C], without autograd: {"x": dx, name: dweight} for x and every weight of cfg, each in
+    its tensor's dtype. The attention output is recomputed (nothing is saved); the attention and
+    score gradients are the compiled ops (CPU or CUDA, as the tensors are), the projections'
+    plain matrix products in float32. torch.ops.sparsek.prefill's backward is this function:
+    it runs inside an operator, where no autograd graph is recorded."""
+    B, T, C = x.shape
+    Hq, Hkv, D = cfg.Hq, cfg.Hkv, cfg.D
+    _check_device(x, *weights.values())
+    if x.dtype == torch.float64:
+        raise TypeError("sparsek_layer_vjp runs the compiled ops: float32, float16 or bfloat16")
+    dtype = x.dtype
+    f32 = lambda t: t.detach().to(torch.float32)  # noqa: E731
+
+    def heads(wt, n):
+        return (x.detach() @ wt.detach()).view(B, T, n, D).transpose(1, 2)
+
+    q, key, value = heads(weights["wq"], Hq), heads(weights["wk"], Hkv), heads(weights["wv"], Hkv)
+    bias = weights.get("bias") if cfg.bias else None
+    slope = weights.get("slope") if cfg.slope else None
+    u = Score.apply(x.detach(), weights["wsc"].detach(), None if bias is None else bias.detach(),
+                    None if slope is None else slope.detach(), 0)
+    o = SelectAttention.apply(q, key, value, u, int(cfg.k), int(cfg.w), cfg.scale)
+    flat_o = o.transpose(1, 2).reshape(B * T, Hq * D)
+    g = f32(grad).reshape(B * T, C)
+    grads = {"wo": f32(flat_o).t() @ g}
+    do = (g @ f32(weights["wo"]).t()).view(B, T, Hq, D).transpose(1, 2)
+    lib = _attention_library(cfg.k, cfg.w, cfg.scale, _ELEM[dtype], _gpu_head_dim(q, value))
+    dq, dk, dv, du = [torch.empty(t.shape, dtype=torch.float32, device=x.device)
+                      for t in (q, key, value, u)]
+    lib.call("backward", _c(q), _c(key), _c(value), _c(u), _c(do.to(dtype)), dq, dk, dv, du)
+    sg = [torch.empty(s, dtype=torch.float32, device=x.device)
+          for s in (x.shape, weights["wsc"].shape, (Hkv,), (Hkv,))]
+    _score_library(bias is not None, slope is not None, _ELEM[dtype], x.is_cuda).call(
+        "backward", _c(x), _c(weights["wsc"]), du, 0, *sg)
+    xf = f32(x).reshape(B * T, C)
+    dx = sg[0].reshape(B * T, C)
+    for name, d, n in (("wq", dq, Hq), ("wk", dk, Hkv), ("wv", dv, Hkv)):
+        flat = d.transpose(1, 2).reshape(B * T, n * D)
+        grads[name] = xf.t() @ flat
+        dx = dx + flat @ f32(weights[name]).t()
+    grads["x"] = dx.view(B, T, C)
+    grads["wsc"] = sg[1]
+    if bias is not None:
+        grads["bias"] = sg[2]
+    if slope is not None:
+        grads["slope"] = sg[3]
+    like = dict(weights, x=x)
+    return {n: t.to(like[n].dtype) for n, t in grads.items()}

@@ -1,4 +1,4 @@
-# SparseKAttention: a forward-only torch.nn.Module over the compiled layer (CPU tensors: the CPU library; CUDA tensors: the GPU library).
+# SparseKAttention: a torch.nn.Module over the compiled layer (CPU tensors: the CPU library; CUDA tensors: the GPU library), differentiable through sparsek.autograd.
 """PyTorch integration: `SparseKAttention`.
 
     attn = SparseKAttention(embed_dim=64, num_heads=4, num_kv_heads=2, k=16, w=16)
@@ -16,14 +16,17 @@ stream of their device, over a KV cache with the CUDA backend (its slots
 viewed as CUDA tensors); nothing is copied to the host. Both run through the
 operators torch.ops.sparsek.* (sparsek.torch_ops), so that
 torch.compile(model, fullgraph=True) traces the module without graph breaks
-(in inference: without autograd). Libraries come from the compiler's disk
+(training included). Libraries come from the compiler's disk
 cache, so a machine without LLVM runs the ones carried from a machine with it
-(`CompiledLayer.prebuild`, examples/tiny_transformer.py --prebuild). On CPU
-tensors the module is differentiable: when autograd is on (or the module is
-float64, `.double()`), `prefill` without a cache runs
-`sparsek.autograd.sparsek_layer`, whose attention and scores have compiled
-backward ops (float64: the reference). The CUDA path is forward-only:
-backward raises a RuntimeError.
+(`CompiledLayer.prebuild`, examples/tiny_transformer.py --prebuild). The
+module is differentiable on CPU and CUDA tensors: `prefill` without a cache
+with gradients wanted runs `sparsek.autograd.sparsek_layer` in eager mode
+(scores and attention as separate autograd nodes over the compiled forward
+and gradient ops; CUDA tensors: their GPU lowering; a float64 module: the
+reference), and under torch.compile torch.ops.sparsek.prefill, whose
+registered backward runs the same gradient ops, so that a training step
+compiles without a graph break. A prefill into a KV cache and decode are
+forward-only: their backward raises.
 """
 
 import torch
@@ -97,12 +100,16 @@ class SparseKAttention(torch.nn.Module):
                 self._op_config)
 
     def _run(self, call, x, grad_fn=None):
-        """call() (torch.ops.sparsek ops on x's device; their backward raises) after checks;
-        grad_fn() (differentiable) instead on CPU tensors when gradients are wanted or the
-        module is float64."""
+        """call() (torch.ops.sparsek ops on x's device; prefill's backward is
+        torch.ops.sparsek.prefill_backward, the others' raises) after checks; grad_fn()
+        (sparsek.autograd.sparsek_layer) instead for a float64 module, and in eager mode when
+        gradients are wanted: there its parts (scores, attention) are separate autograd nodes,
+        which a caller can inspect or detach. Under torch.compile the op, one opaque node with
+        its registered backward, keeps the graph whole."""
         _check_device(x, self._params())
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self._params()))
-        if grad_fn is not None and not x.is_cuda and (needs_grad or x.dtype == torch.float64):
+        eager_grad = needs_grad and not torch.compiler.is_compiling()
+        if grad_fn is not None and (x.dtype == torch.float64 or eager_grad):
             return grad_fn()
         self._check_x(x)
         return call()

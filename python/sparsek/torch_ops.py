@@ -20,16 +20,20 @@ call is one opaque node of the graph. `bias` and `slope` are float32 or
 None (the layer has none); the other tensors have the layer's dtype.
 
 prefill and prefill_kv are pure functions of their tensors and `config`.
-A backward attaches to them without changing them:
+prefill is differentiable (float32, float16, bfloat16; CPU and CUDA): its
+backward is one more op,
 
-    torch.library.register_autograd("sparsek::prefill", backward, setup_context=setup)
+| `prefill_backward(grad, x, wq, wk, wv, wsc, bias?, slope?, wo, config)` | [dx, dwq, dwk, dwv, dwsc, dbias, dslope, dwo] | - |
 
-with gradients positional to (x, wq, wk, wv, wsc, bias, slope, wo) and None
-for `config`; it replaces the placeholder registered here, which raises a
-RuntimeError when a gradient is computed. The placeholder is traceable, so a
-model compiled with gradients enabled (parameters require grad by default)
-still compiles and runs forward: torch.compile traces a backward graph up
-front, and a backward that raised while being traced would fail the compile.
+(sparsek.autograd.sparsek_layer_vjp: the attention recomputed, the compiled
+select_attention_grad and score_grad; an absent bias or slope gets an empty
+tensor), registered with torch.library.register_autograd, so torch.compile
+traces forward and backward without a graph break. prefill_kv and decode
+keep a placeholder backward, which raises a RuntimeError when a gradient is
+computed. The placeholder is traceable, so a model compiled with gradients
+enabled (parameters require grad by default) still compiles and runs
+forward: torch.compile traces a backward graph up front, and a backward that
+raised while being traced would fail the compile.
 
 fill_cache and decode change the runtime KV cache, which torch cannot see:
 `cache` is its `KVCache.handle` and `seq_ids` the sequence slots. They are
@@ -125,6 +129,51 @@ def _(x, wq, wk, wv, wsc, bias, slope, wo, config):
     return x.new_empty(x.shape)
 
 
+_WEIGHT_NAMES = ("wq", "wk", "wv", "wsc", "bias", "slope", "wo")
+
+
+@torch.library.custom_op("sparsek::prefill_backward", mutates_args=())
+def prefill_backward(grad: torch.Tensor, x: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor,
+                     wv: torch.Tensor, wsc: torch.Tensor, bias: Optional[torch.Tensor],
+                     slope: Optional[torch.Tensor], wo: torch.Tensor,
+                     config: str) -> List[torch.Tensor]:
+    """The gradients of prefill for `grad` [B, T, C]: [dx, dwq, dwk, dwv, dwsc, dbias, dslope,
+    dwo], each like its input (an empty tensor for an absent bias or slope)."""
+    from .autograd import sparsek_layer_vjp
+
+    weights = (wq, wk, wv, wsc, bias, slope, wo)
+    layer = _layer(config)
+    named = _weights(layer.cfg, weights)
+    _check_x(layer.cfg, x, 3)
+    grads = sparsek_layer_vjp(x, layer.cfg, named, grad)
+    out = [grads["x"]]
+    for name, t in zip(_WEIGHT_NAMES, weights):
+        out.append(grads[name] if t is not None else x.new_empty((0,)))
+    return out
+
+
+@prefill_backward.register_fake
+def _(grad, x, wq, wk, wv, wsc, bias, slope, wo, config):
+    _check_x(_config(config), x, 3)
+    return [torch.empty_like(t) if t is not None else x.new_empty((0,))
+            for t in (x, wq, wk, wv, wsc, bias, slope, wo)]
+
+
+def _prefill_setup(ctx, inputs, output):
+    ctx.config = inputs[-1]
+    ctx.save_for_backward(*inputs[:-1])
+
+
+def _prefill_grad(ctx, grad):
+    tensors = ctx.saved_tensors
+    grads = torch.ops.sparsek.prefill_backward(grad, *tensors, ctx.config)
+    return tuple(g if t is not None and ctx.needs_input_grad[i] else None
+                 for i, (g, t) in enumerate(zip(grads, tensors))) + (None,)
+
+
+prefill.register_autograd(_prefill_grad, setup_context=_prefill_setup)
+
+
 @torch.library.custom_op("sparsek::prefill_kv", mutates_args=())
 def prefill_kv(x: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor, wv: torch.Tensor,
                wsc: torch.Tensor, bias: Optional[torch.Tensor], slope: Optional[torch.Tensor],
@@ -195,10 +244,9 @@ def no_backward(grad: torch.Tensor, like: torch.Tensor, op: str) -> torch.Tensor
     node that depends on forward inputs alone may be moved into the forward
     by torch.compile's partitioner.
     """
-    raise RuntimeError(f"SparseKAttention has no backward here ({op}): gradients exist on CPU "
-                       "tensors without a KV cache (sparsek.autograd); the GPU lowering of the "
-                       "gradient ops does not exist yet (use sparsek.reference's *_vjp functions "
-                       "for CUDA)")
+    raise RuntimeError(f"SparseKAttention has no backward here ({op}): a prefill into a KV "
+                       "cache and decode are forward-only; prefill without a cache "
+                       "(torch.ops.sparsek.prefill, sparsek.autograd) is differentiable")
 
 
 @no_backward.register_fake
@@ -224,8 +272,7 @@ def _register_no_backward(op, name):
     op.register_autograd(backward, setup_context=setup_context)
 
 
-for _op, _name in ((prefill, "sparsek::prefill"), (prefill_kv, "sparsek::prefill_kv"),
-                   (decode, "sparsek::decode")):
+for _op, _name in ((prefill_kv, "sparsek::prefill_kv"), (decode, "sparsek::decode")):
     _register_no_backward(_op, _name)
 
 

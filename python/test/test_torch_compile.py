@@ -96,9 +96,72 @@ def test_compiled_bf16_module_equals_eager():
         assert torch.equal(torch.compile(attn, fullgraph=True)(x), attn(x))
 
 
+def test_prefill_backward_passes_torch_operator_checks():
+    """prefill's registered autograd (opcheck's test_autograd_registration) and the backward op
+    itself (schema, fake implementation, dynamic shapes)."""
+    attn = attention(6)
+    args = tuple(t.detach().requires_grad_() if isinstance(t, torch.Tensor) else t
+                 for t in attn._op_args())
+    x = torch.randn(2, 11, 32, requires_grad=True)
+    torch.library.opcheck(torch.ops.sparsek.prefill.default, (x,) + args)
+    plain = tuple(t.detach() if isinstance(t, torch.Tensor) else t for t in args)
+    torch.library.opcheck(torch.ops.sparsek.prefill_backward.default,
+                          (torch.randn(2, 11, 32), x.detach()) + plain)
+
+
+def _training_step(model):
+    def step(x):
+        return model(x).square().mean()
+    return step
+
+
+@pytest.mark.parametrize("seed,T", [(0, 29), (1, 7)])
+def test_compiled_training_step_has_no_graph_break_and_equals_eager(seed, T):
+    """torch.compile(fullgraph=True) of forward and backward through SparseKAttention (the
+    prefill op and its registered backward): one graph, no break, and eager's gradients."""
+    model = Block(seed)
+    x = torch.randn(2, T, 32)
+    explanation = torch._dynamo.explain(_training_step(model))(x.clone().requires_grad_())
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    xe = x.clone().requires_grad_()
+    _training_step(model)(xe).backward()
+    eager = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    xc = x.clone().requires_grad_()
+    loss = torch.compile(_training_step(model), fullgraph=True)(xc)
+    loss.backward()
+    # Inductor fuses the norms and the MLP differently from eager: float32 rounding.
+    torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-4, atol=1e-6)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, eager[n], rtol=1e-4, atol=1e-6, msg=n)
+    if T > model.attn.cfg.k + model.attn.cfg.w + 1:  # some gate in (0, 1): scores learn
+        assert model.attn.wsc.grad.abs().max() > 0
+
+
+def test_prefill_op_gradients_match_float64_module():
+    """torch.ops.sparsek.prefill's registered backward (sparsek_layer_vjp: the compiled gradient
+    ops, called directly here; eager modules take sparsek.autograd.sparsek_layer) against the
+    float64 reference module."""
+    attn, attn64 = attention(7), attention(7).double()  # the same seeded weights
+    x64 = torch.randn(2, 19, 32, dtype=torch.float64, requires_grad=True)
+    x = x64.detach().float().requires_grad_()
+    r = torch.randn(2, 19, 32, dtype=torch.float64)
+    (attn64(x64) * r).sum().backward()
+    out = torch.ops.sparsek.prefill(x, *attn._op_args())
+    assert out.grad_fn is not None and "prefill" in type(out.grad_fn).__name__.lower()
+    (out * r.float()).sum().backward()
+    pairs = [("x", x.grad, x64.grad)] + [
+        (n, p.grad, p64.grad) for (n, p), p64 in zip(attn.named_parameters(), attn64.parameters())]
+    for name, got, want in pairs:
+        if name == "score_bias":  # 0 in float64: SPARSEK is shift-invariant
+            continue
+        scale = float(want.abs().max())
+        assert float((got.double() - want).abs().max()) <= 1e-3 * scale, name
+
+
 def test_compiled_forward_only_path_with_gradients_enabled_refuses_backward():
-    """Parameters require grad by default. A prefill into a KV cache is forward-only (the
-    differentiable CPU path, sparsek.autograd, serves prefill without a cache): compiled with
+    """Parameters require grad by default. A prefill into a KV cache is forward-only (prefill
+    without a cache is differentiable): compiled with
     gradients enabled it still has no graph break and runs; the placeholder backward raises
     only when a gradient is computed."""
     require_runtime()

@@ -22,7 +22,13 @@ def SparseKLowerToLoops : Pass<"sparsek-lower-to-loops", "ModuleOp"> {
     With `parallel-loops`, selection is parallel over query chunks of
     `select-chunk` candidates: per-chunk sorted top-(k+1) lists, a
     logarithmic scan that merges them, exact boundary thresholds, and one
-    walk per chunk; no step is sequential over a whole row.
+    walk per chunk; no step is sequential over a whole row. The gradient
+    ops (but mask_grad) get parallel forms too: attention_grad one
+    iteration per query (softmax statistics recomputed, dkey, dvalue and
+    the gate gradients added atomically), select_grad per key a support
+    range of queries found by binary search over tau (which never
+    decreases along the queries) plus two-level scans over queries,
+    score_grad per element and per chunk of tokens (atomic partial sums).
 
     Bad input found at run time (NaN or +inf scores, dynamic sizes that
     disagree, more queries than keys) is recorded in the module's status word
@@ -45,7 +51,7 @@ def SparseKLowerToLoops : Pass<"sparsek-lower-to-loops", "ModuleOp"> {
            "query chunks, scratch allocated outside), for mapping "
            "to a GPU; kernels report NaN/+inf scores and bad cache states "
            "through the device status; "
-           "ops without a parallel lowering (mask) are rejected">,
+           "ops without a parallel lowering (mask, mask_grad) are rejected">,
     Option<"queryBlock", "query-block", "int64_t", /*default=*/"64",
            "With parallel-loops: queries per outer parallel iteration">,
     Option<"selectChunk", "select-chunk", "int64_t", /*default=*/"0",

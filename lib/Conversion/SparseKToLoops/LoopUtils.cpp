@@ -230,6 +230,51 @@ void sparsek::emitAccumulate(OpBuilder &b, Location loc, Value buf,
                           indices);
 }
 
+void sparsek::emitAtomicAdd(OpBuilder &b, Location loc, Value buf,
+                            ValueRange indices, Value v) {
+  memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addf, v, buf,
+                              indices);
+}
+
+void sparsek::emitParallelZeroFill(OpBuilder &b, Location loc, Value buf,
+                                   int64_t block) {
+  auto type = cast<MemRefType>(buf.getType());
+  int64_t rank = type.getRank();
+  int64_t lead = std::min<int64_t>(rank - 1, 2);
+  SmallVector<Value> dims;
+  for (int64_t d = 0; d < lead; ++d)
+    dims.push_back(emitDim(b, loc, buf, d));
+  Value zero = arith::ConstantOp::create(
+      b, loc, b.getFloatAttr(type.getElementType(), 0.0));
+  emitParallelBlocks(b, loc, dims, emitDim(b, loc, buf, lead), block,
+                     [&](OpBuilder &nb, Location nl, ValueRange ivs, Value x) {
+                       SmallVector<Value> lbs, ubs, steps;
+                       for (int64_t d = lead + 1; d < rank; ++d) {
+                         lbs.push_back(emitIndex(nb, nl, 0));
+                         ubs.push_back(emitDim(nb, nl, buf, d));
+                         steps.push_back(emitIndex(nb, nl, 1));
+                       }
+                       scf::buildLoopNest(
+                           nb, nl, lbs, ubs, steps,
+                           [&](OpBuilder &ib, Location il, ValueRange rest) {
+                             SmallVector<Value> at(ivs);
+                             at.push_back(x);
+                             llvm::append_range(at, rest);
+                             memref::StoreOp::create(ib, il, zero, buf, at);
+                           });
+                     });
+}
+
+void sparsek::emitAtomicAxpy(OpBuilder &b, Location loc, Value factor,
+                             const Row &x, const Row &acc, Value n) {
+  emitFor(b, loc, emitIndex(b, loc, 0), n,
+          [&](OpBuilder &nb, Location nl, Value i) {
+            Value xi = x.loadF32(nb, nl, i);
+            emitAtomicAdd(nb, nl, acc.buf, withLast(acc.lead, i),
+                          arith::MulFOp::create(nb, nl, factor, xi));
+          });
+}
+
 void sparsek::emitAxpy(OpBuilder &b, Location loc, Value factor, const Row &x,
                        const Row &acc, Value n) {
   emitFor(b, loc, emitIndex(b, loc, 0), n,

@@ -135,6 +135,21 @@ void emitZeroFill(OpBuilder &b, Location loc, Value buf);
 void emitAccumulate(OpBuilder &b, Location loc, Value buf, ValueRange indices,
                     Value v);
 
+/// Atomically buf[indices] += v (f32 or f64 `buf`): the parallel gradient
+/// lowerings sum over queries whose threads run concurrently.
+void emitAtomicAdd(OpBuilder &b, Location loc, Value buf, ValueRange indices,
+                   Value v);
+
+/// The parallel form of emitZeroFill: scf.parallel over the first (at most
+/// two) dimensions and blocks of `block` along the next one, one thread per
+/// element of that dimension looping over the rest. f32 or f64 `buf`.
+void emitParallelZeroFill(OpBuilder &b, Location loc, Value buf, int64_t block);
+
+/// Row `acc` (f32) += factor * row `x` over [0, n), each element added
+/// atomically (emitAtomicAdd).
+void emitAtomicAxpy(OpBuilder &b, Location loc, Value factor, const Row &x,
+                    const Row &acc, Value n);
+
 /// Row `acc` (f32) += factor * row `x` over [0, n).
 void emitAxpy(OpBuilder &b, Location loc, Value factor, const Row &x,
               const Row &acc, Value n);

@@ -13,10 +13,22 @@
 // sum over queries and query heads, so they are zeroed first and
 // accumulated in place (f32 destinations).
 //
+// The parallel (GPU) form runs one thread per query (b, hq, t), in blocks of
+// queries as the forward does. Pass 1 carries only scalars: the online
+// maximum and normalizer and, rescaled with them, sum_j e_j g_j dPv_j, so
+// Delta needs no Dv-float row per thread. dq is the thread's own row;
+// dkey, dvalue and dgates are sums over queries (and, for dgates, over the
+// G heads of a group) and are added atomically. Atomics rather than a
+// second pass over keys: a key with a high score is selected by up to T
+// queries, so a per-key pass would walk a whole column on one thread (and
+// leave most key threads idle), while here every thread's work is bounded
+// by its k + w keys.
+//
 //===----------------------------------------------------------------------===//
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
 
 #include "LoopUtils.h"
+#include "ParallelKeyGrad.h"
 #include "Softmax.h"
 #include "TopKHeap.h"
 #include "sparsek/Conversion/SparseKToLoops/Status.h"
@@ -25,6 +37,8 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <limits>
 
 using namespace mlir;
 using namespace mlir::sparsek;
@@ -207,8 +221,148 @@ static void emitGradLoops(OpBuilder &b, Location loc, AttentionGradOp op,
   acc.release(b, loc);
 }
 
-LogicalResult mlir::sparsek::lowerAttentionGradToLoops(RewriterBase &rewriter,
-                                                       AttentionGradOp op) {
+/// The parallel form of emitQueryGrad (file comment): one query's backward
+/// in its own thread.
+/// With `lse` and `delta` (the key pass, ParallelKeyGrad.h), the query's
+/// log-sum-exp and Delta are stored there and dkey and dvalue left to the
+/// key pass.
+static void emitParallelQueryGrad(OpBuilder &b, Location loc,
+                                  AttentionGradOp op, const GradSizes &z,
+                                  Value scale, Value bi, Value h, Value hq,
+                                  Value t, Value pos, Value lse, Value delta) {
+  Value key = op.getKey(), value = op.getValue();
+  Row query{op.getQuery(), {bi, hq, t}};
+  Row dout{op.getGradOutput(), {bi, hq, t}};
+  Row dq{op.getGradQueryInit(), {bi, hq, t}};
+  auto keyRow = [&](Value j) { return Row{key, {bi, h, j}}; };
+  auto valueRow = [&](Value j) { return Row{value, {bi, h, j}}; };
+  auto score = [&](OpBuilder &nb, Location nl, Value j) {
+    return arith::MulFOp::create(nb, nl, scale,
+                                 emitDotF32(nb, nl, query, keyRow(j), z.d));
+  };
+
+  // Pass 1: m, l and D = sum_j exp(s_j - m) g_j dPv_j, online.
+  Value negInf = emitF32(b, loc, -std::numeric_limits<double>::infinity());
+  Value zeroF = emitF32(b, loc, 0.0);
+  SmallVector<Value> stats = emitVisitAttended(
+      b, loc, op, bi, h, t, pos, z.k, {negInf, zeroF, zeroF},
+      [&](OpBuilder &nb, Location nl, const AttendedKey &at,
+          ValueRange c) -> SmallVector<Value> {
+        Value s = score(nb, nl, at.j);
+        Value dPv = emitDotF32(nb, nl, dout, valueRow(at.j), z.dv);
+        Value m = arith::MaximumFOp::create(nb, nl, c[0], s);
+        Value rescale =
+            math::ExpOp::create(nb, nl, arith::SubFOp::create(nb, nl, c[0], m));
+        Value e =
+            math::ExpOp::create(nb, nl, arith::SubFOp::create(nb, nl, s, m));
+        Value l = arith::AddFOp::create(
+            nb, nl, arith::MulFOp::create(nb, nl, c[1], rescale), e);
+        Value term = arith::MulFOp::create(
+            nb, nl, e, arith::MulFOp::create(nb, nl, at.gate, dPv));
+        Value d = arith::AddFOp::create(
+            nb, nl, arith::MulFOp::create(nb, nl, c[2], rescale), term);
+        return {m, l, d};
+      });
+  Value max = stats[0], sum = stats[1];
+  // With no key attended nothing below reads delta.
+  Value deltaT = arith::DivFOp::create(b, loc, stats[2], sum);
+  if (lse) {
+    Value l =
+        arith::AddFOp::create(b, loc, max, math::LogOp::create(b, loc, sum));
+    memref::StoreOp::create(b, loc, l, lse, ValueRange{bi, hq, t});
+    memref::StoreOp::create(b, loc, deltaT, delta, ValueRange{bi, hq, t});
+  }
+
+  // Pass 2: dq (this thread's row); dkey, dvalue, dgates atomically.
+  emitFor(b, loc, emitIndex(b, loc, 0), z.d,
+          [&](OpBuilder &nb, Location nl, Value c) {
+            dq.storeF32(nb, nl, emitF32(nb, nl, 0.0), c);
+          });
+  emitVisitAttended(
+      b, loc, op, bi, h, t, pos, z.k, {},
+      [&](OpBuilder &nb, Location nl, const AttendedKey &at,
+          ValueRange) -> SmallVector<Value> {
+        Value e = math::ExpOp::create(
+            nb, nl, arith::SubFOp::create(nb, nl, score(nb, nl, at.j), max));
+        Value a = arith::DivFOp::create(nb, nl, e, sum);
+        Value dPv = emitDotF32(nb, nl, dout, valueRow(at.j), z.dv);
+        Value dP = arith::MulFOp::create(nb, nl, at.gate, dPv);
+        Value ds = arith::MulFOp::create(
+            nb, nl, a, arith::SubFOp::create(nb, nl, dP, deltaT));
+        Value scaledDs = arith::MulFOp::create(nb, nl, scale, ds);
+        emitAxpy(nb, nl, scaledDs, keyRow(at.j), dq, z.d);
+        if (!lse) {
+          emitAtomicAxpy(nb, nl, scaledDs, query,
+                         Row{op.getGradKeyInit(), {bi, h, at.j}}, z.d);
+          emitAtomicAxpy(nb, nl, arith::MulFOp::create(nb, nl, a, at.gate),
+                         dout, Row{op.getGradValueInit(), {bi, h, at.j}}, z.dv);
+        }
+        if (at.slot)
+          emitAtomicAdd(nb, nl, op.getGradGatesInit(), {bi, h, t, at.slot},
+                        arith::MulFOp::create(nb, nl, a, dPv));
+        return {};
+      });
+}
+
+/// `keyPass`: dkey and dvalue by the key pass (ParallelKeyGrad.h), which
+/// needs indices made by sparsek.select; else atomically per query.
+static void emitParallelGradLoops(OpBuilder &b, Location loc,
+                                  AttentionGradOp op, const GradSizes &z,
+                                  int64_t queryBlock, bool keyPass) {
+  for (Value dest :
+       {op.getGradKeyInit(), op.getGradValueInit(), op.getGradGatesInit()})
+    emitParallelZeroFill(b, loc, dest, queryBlock);
+  Value scale = emitAttentionScale(b, loc, op.getScale(), z.d);
+  Value firstPos = arith::SubIOp::create(b, loc, z.s, z.t);
+  Value lse, delta;
+  if (keyPass) {
+    auto type = MemRefType::get(
+        {ShapedType::kDynamic, ShapedType::kDynamic, ShapedType::kDynamic},
+        b.getF32Type());
+    lse = memref::AllocOp::create(b, loc, type, ValueRange{z.batch, z.hq, z.t});
+    delta =
+        memref::AllocOp::create(b, loc, type, ValueRange{z.batch, z.hq, z.t});
+  }
+  emitParallelQueryBlocks(
+      b, loc, z.batch, z.hq, z.t, queryBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value hq, Value t) {
+        Value h = arith::DivUIOp::create(nb, nl, hq, z.group);
+        Value pos = arith::AddIOp::create(nb, nl, firstPos, t);
+        emitParallelQueryGrad(nb, nl, op, z, scale, bi, h, hq, t, pos, lse,
+                              delta);
+      });
+  if (!keyPass)
+    return;
+  emitParallelKeyGrad(b, loc, op,
+                      KeyGradShape{z.batch, z.hkv, z.t, z.s, z.k, z.group},
+                      scale, lse, delta, queryBlock);
+  memref::DeallocOp::create(b, loc, lse);
+  memref::DeallocOp::create(b, loc, delta);
+}
+
+static LogicalResult lowerAttentionGrad(RewriterBase &rewriter,
+                                        AttentionGradOp op,
+                                        const LoopLoweringOptions &options,
+                                        bool indicesFromSelect);
+
+LogicalResult mlir::sparsek::lowerSelectedAttentionGradToLoops(
+    RewriterBase &rewriter, AttentionGradOp op,
+    const LoopLoweringOptions &options) {
+  return lowerAttentionGrad(rewriter, op, options, /*indicesFromSelect=*/true);
+}
+
+LogicalResult
+mlir::sparsek::lowerAttentionGradToLoops(RewriterBase &rewriter,
+                                         AttentionGradOp op,
+                                         const LoopLoweringOptions &options) {
+  return lowerAttentionGrad(rewriter, op, options,
+                            /*indicesFromSelect=*/false);
+}
+
+static LogicalResult lowerAttentionGrad(RewriterBase &rewriter,
+                                        AttentionGradOp op,
+                                        const LoopLoweringOptions &options,
+                                        bool indicesFromSelect) {
   Location loc = op.getLoc();
   GradSizes z{emitDim(rewriter, loc, op.getQuery(), 0),
               emitDim(rewriter, loc, op.getQuery(), 1),
@@ -220,8 +374,13 @@ LogicalResult mlir::sparsek::lowerAttentionGradToLoops(RewriterBase &rewriter,
               emitDim(rewriter, loc, op.getIndices(), 3),
               Value()};
   Value ok = emitGradChecks(rewriter, loc, op, z);
-  emitIf(rewriter, loc, ok,
-         [&](OpBuilder &b, Location l) { emitGradLoops(b, l, op, z); });
+  emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location l) {
+    if (options.parallelLoops)
+      emitParallelGradLoops(b, l, op, z, options.queryBlock,
+                            indicesFromSelect && keyPassApplies(op));
+    else
+      emitGradLoops(b, l, op, z);
+  });
   rewriter.eraseOp(op);
   return success();
 }

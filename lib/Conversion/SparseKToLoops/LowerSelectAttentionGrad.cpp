@@ -11,6 +11,7 @@
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
 
 #include "LoopUtils.h"
+#include "ParallelKeyGrad.h"
 #include "sparsek/Conversion/SparseKToLoops/Status.h"
 
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -63,18 +64,17 @@ LogicalResult mlir::sparsek::lowerSelectAttentionGradToLoops(
   auto selectGrad =
       SelectGradOp::create(rewriter, loc, TypeRange{}, u, indices, tau,
                            gradGates, op.getWAttr(), op.getGradScoresInit());
-  // The serial selection: the parallel one is for kernels, and this
-  // lowering is the CPU reference.
-  LoopLoweringOptions serial = options;
-  serial.parallelLoops = false;
+  // Each part in the form asked for: serial loops (the CPU reference), or
+  // the parallel kernels (the chunked selection, whose sets and thresholds
+  // are the serial ones).
   rewriter.setInsertionPoint(select);
-  if (failed(lowerSelectToLoops(rewriter, select, serial)))
+  if (failed(lowerSelectToLoops(rewriter, select, options)))
     return failure();
   rewriter.setInsertionPoint(attention);
-  if (failed(lowerAttentionGradToLoops(rewriter, attention)))
+  if (failed(lowerSelectedAttentionGradToLoops(rewriter, attention, options)))
     return failure();
   rewriter.setInsertionPoint(selectGrad);
-  if (failed(lowerSelectGradToLoops(rewriter, selectGrad)))
+  if (failed(lowerSelectGradToLoops(rewriter, selectGrad, options)))
     return failure();
   rewriter.setInsertionPoint(guard.thenBlock()->getTerminator());
   for (Value buf : {indices, gates, tau, gradGates})

@@ -11,11 +11,13 @@
 // term reaches support entries that the selection never listed, which is
 // what makes the gradient of the truncated top-k exact; this is the CPU
 // reference, and the truncated entries are what the test matrix checks.
+// The parallel (GPU) form is in ParallelSelectGrad.cpp.
 //
 //===----------------------------------------------------------------------===//
 #include "sparsek/Conversion/SparseKToLoops/SparseKToLoops.h"
 
 #include "LoopUtils.h"
+#include "ParallelSelectGrad.h"
 #include "TauSolver.h"
 #include "TopKHeap.h"
 #include "sparsek/Conversion/SparseKToLoops/Status.h"
@@ -27,11 +29,7 @@
 using namespace mlir;
 using namespace mlir::sparsek;
 
-namespace {
-struct SelectGradSizes {
-  Value batch, hkv, s, t, k;
-};
-} // namespace
+using SelectGradSizes = SelectGradShape;
 
 static Value emitSelectGradChecks(OpBuilder &b, Location loc, SelectGradOp op,
                                   const SelectGradSizes &z) {
@@ -123,8 +121,9 @@ static void emitQueryVJP(OpBuilder &b, Location loc, SelectGradOp op,
   });
 }
 
-LogicalResult mlir::sparsek::lowerSelectGradToLoops(RewriterBase &rewriter,
-                                                    SelectGradOp op) {
+LogicalResult
+mlir::sparsek::lowerSelectGradToLoops(RewriterBase &rewriter, SelectGradOp op,
+                                      const LoopLoweringOptions &options) {
   Location loc = op.getLoc();
   Value u = op.getScores();
   SelectGradSizes z{emitDim(rewriter, loc, u, 0), emitDim(rewriter, loc, u, 1),
@@ -133,6 +132,8 @@ LogicalResult mlir::sparsek::lowerSelectGradToLoops(RewriterBase &rewriter,
                     emitDim(rewriter, loc, op.getIndices(), 3)};
   Value ok = emitSelectGradChecks(rewriter, loc, op, z);
   emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location l) {
+    if (options.parallelLoops)
+      return emitParallelSelectGrad(b, l, op, z, options.queryBlock);
     emitZeroFill(b, l, op.getInit());
     Value zero = emitIndex(b, l, 0);
     Value firstPos = arith::SubIOp::create(b, l, z.s, z.t);

@@ -88,11 +88,12 @@ struct SparseKLowerToLoopsPass
       rewriter.setInsertionPoint(op);
       if (options.parallelLoops &&
           !isa<ScoreOp, SelectOp, AttentionOp, DecodeAttentionOp,
-               SelectAttentionOp>(op)) {
+               SelectAttentionOp, AttentionGradOp, SelectGradOp,
+               SelectAttentionGradOp, ScoreGradOp>(op)) {
         op->emitOpError() << "has no parallel (GPU) lowering yet; score, "
-                             "select, attention, select_attention and "
-                             "decode_attention do (the gradient ops are "
-                             "lowered for the CPU only)";
+                             "select, attention, select_attention, "
+                             "decode_attention and the gradient ops but "
+                             "mask_grad do";
         return signalPassFailure();
       }
       if (options.parallelLoops && failed(checkPrivateAccumulator(op)))
@@ -116,16 +117,16 @@ struct SparseKLowerToLoopsPass
                 return lowerSelectAttentionToLoops(rewriter, o, options);
               })
               .Case([&](AttentionGradOp o) {
-                return lowerAttentionGradToLoops(rewriter, o);
+                return lowerAttentionGradToLoops(rewriter, o, options);
               })
               .Case([&](SelectGradOp o) {
-                return lowerSelectGradToLoops(rewriter, o);
+                return lowerSelectGradToLoops(rewriter, o, options);
               })
               .Case([&](SelectAttentionGradOp o) {
                 return lowerSelectAttentionGradToLoops(rewriter, o, options);
               })
               .Case([&](ScoreGradOp o) {
-                return lowerScoreGradToLoops(rewriter, o);
+                return lowerScoreGradToLoops(rewriter, o, options);
               })
               .Case([&](MaskGradOp o) {
                 return lowerMaskGradToLoops(rewriter, o);

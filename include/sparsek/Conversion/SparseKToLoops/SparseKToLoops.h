@@ -47,17 +47,23 @@ LogicalResult
 lowerDecodeAttentionToLoops(RewriterBase &rewriter, DecodeAttentionOp op,
                             const LoopLoweringOptions &options = {});
 
-/// The gradient ops (SPEC 5 "Backward"): CPU loop nests only, the numerical
-/// reference of the backward pass.
-LogicalResult lowerAttentionGradToLoops(RewriterBase &rewriter,
-                                        AttentionGradOp op);
-LogicalResult lowerSelectGradToLoops(RewriterBase &rewriter, SelectGradOp op);
+/// The gradient ops (SPEC 5 "Backward"). The serial nests are the numerical
+/// reference of the backward pass; with options.parallelLoops,
+/// attention_grad, select_grad, select_attention_grad and score_grad get
+/// parallel forms (one thread per query, key or element, sums over queries
+/// or tokens added atomically). mask_grad has only the serial form.
+LogicalResult
+lowerAttentionGradToLoops(RewriterBase &rewriter, AttentionGradOp op,
+                          const LoopLoweringOptions &options = {});
+LogicalResult lowerSelectGradToLoops(RewriterBase &rewriter, SelectGradOp op,
+                                     const LoopLoweringOptions &options = {});
 /// Recomputes the selection, then attention_grad and select_grad.
 LogicalResult
 lowerSelectAttentionGradToLoops(RewriterBase &rewriter,
                                 SelectAttentionGradOp op,
                                 const LoopLoweringOptions &options = {});
-LogicalResult lowerScoreGradToLoops(RewriterBase &rewriter, ScoreGradOp op);
+LogicalResult lowerScoreGradToLoops(RewriterBase &rewriter, ScoreGradOp op,
+                                    const LoopLoweringOptions &options = {});
 LogicalResult lowerMaskGradToLoops(RewriterBase &rewriter, MaskGradOp op);
 
 } // namespace mlir::sparsek
