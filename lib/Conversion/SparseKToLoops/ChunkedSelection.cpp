@@ -41,9 +41,12 @@ static constexpr int64_t kMaxChunks = 64;
 /// Shortest picked chunk: below it a chunk's walk costs less than its setup.
 static constexpr int64_t kMinChunk = 256;
 /// Threads per block of the per-candidate and per-entry kernels, and of the
-/// per-chunk ones (few threads, each long-running).
+/// per-chunk ones (few threads, each long-running). A chunk walk steps
+/// through heaps with data-dependent branches: walks sharing a warp diverge
+/// and serialize, and 32 per block would leave most SMs idle, so each walk
+/// gets a block of its own.
 static constexpr int64_t kWideBlock = 128;
-static constexpr int64_t kChunkBlock = 32;
+static constexpr int64_t kChunkBlock = 1;
 /// The boundary search stops after this many passes (bisection alone
 /// reaches f64 resolution well before), keeping its lower bracket.
 static constexpr int64_t kMaxSearchSteps = 100;
