@@ -339,3 +339,28 @@ Value sparsek::emitQueriesFitKeys(OpBuilder &b, Location loc, Operation *anchor,
                                      numQueries, numKeys);
   return emitCheck(b, loc, anchor, fits, SPARSEK_ERROR_QUERIES_EXCEED_KEYS);
 }
+
+Value sparsek::emitFirstTrue(
+    OpBuilder &b, Location loc, Value lo, Value hi,
+    function_ref<Value(OpBuilder &, Location, Value)> pred) {
+  Type index = b.getIndexType();
+  auto loop = scf::WhileOp::create(
+      b, loc, TypeRange{index, index}, ValueRange{lo, hi},
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        Value more = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::ult,
+                                           args[0], args[1]);
+        scf::ConditionOp::create(nb, nl, more, args);
+      },
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        Value mid = arith::DivUIOp::create(
+            nb, nl, arith::AddIOp::create(nb, nl, args[0], args[1]),
+            emitIndex(nb, nl, 2));
+        Value holds = pred(nb, nl, mid);
+        Value nextLo = arith::SelectOp::create(
+            nb, nl, holds, args[0],
+            arith::AddIOp::create(nb, nl, mid, emitIndex(nb, nl, 1)));
+        Value nextHi = arith::SelectOp::create(nb, nl, holds, mid, args[1]);
+        scf::YieldOp::create(nb, nl, ValueRange{nextLo, nextHi});
+      });
+  return loop.getResult(0);
+}

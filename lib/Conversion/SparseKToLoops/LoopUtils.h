@@ -158,6 +158,11 @@ void emitAxpy(OpBuilder &b, Location loc, Value factor, const Row &x,
 Value emitDotF32(OpBuilder &b, Location loc, const Row &x, const Row &y,
                  Value n);
 
+/// Binary search: the first x in [lo, hi) where `pred` holds, or hi;
+/// `pred` must be false then true along [lo, hi).
+Value emitFirstTrue(OpBuilder &b, Location loc, Value lo, Value hi,
+                    function_ref<Value(OpBuilder &, Location, Value)> pred);
+
 } // namespace mlir::sparsek
 
 #endif // SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_LOOPUTILS_H

@@ -63,33 +63,6 @@ static Value dot(OpBuilder &b, Location loc, Value x, Value y) {
       /*acc=*/Value(), arith::FastMathFlags::reassoc);
 }
 
-/// The first x in [lo, hi) where `pred` holds, or hi; `pred` must be false
-/// then true along [lo, hi).
-static Value
-emitFirstTrue(OpBuilder &b, Location loc, Value lo, Value hi,
-              function_ref<Value(OpBuilder &, Location, Value)> pred) {
-  Type index = b.getIndexType();
-  auto loop = scf::WhileOp::create(
-      b, loc, TypeRange{index, index}, ValueRange{lo, hi},
-      [&](OpBuilder &nb, Location nl, ValueRange args) {
-        Value more = arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::ult,
-                                           args[0], args[1]);
-        scf::ConditionOp::create(nb, nl, more, args);
-      },
-      [&](OpBuilder &nb, Location nl, ValueRange args) {
-        Value mid = arith::DivUIOp::create(
-            nb, nl, arith::AddIOp::create(nb, nl, args[0], args[1]),
-            emitIndex(nb, nl, 2));
-        Value holds = pred(nb, nl, mid);
-        Value nextLo = arith::SelectOp::create(
-            nb, nl, holds, args[0],
-            arith::AddIOp::create(nb, nl, mid, emitIndex(nb, nl, 1)));
-        Value nextHi = arith::SelectOp::create(nb, nl, holds, mid, args[1]);
-        scf::YieldOp::create(nb, nl, ValueRange{nextLo, nextHi});
-      });
-  return loop.getResult(0);
-}
-
 /// The slot of position j in the ascending row indices[bi, h, t, 0..k) (its
 /// -1 padding at the end), or k when j is not listed.
 static Value emitFindSlot(OpBuilder &b, Location loc, Value indices, Value bi,
