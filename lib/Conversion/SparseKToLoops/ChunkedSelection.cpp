@@ -51,9 +51,12 @@ static constexpr int64_t kChunkBlock = 1;
 /// reaches f64 resolution well before), keeping its lower bracket.
 static constexpr int64_t kMaxSearchSteps = 100;
 /// The boundary search's split rounds (each one pass over the prefix split
-/// into segments of kSearchSegment candidates, then one step) before the
-/// unresolved boundaries finish alone.
-static constexpr int64_t kSplitSearchSteps = 8;
+/// by chunks, then one step) before the unresolved boundaries finish alone.
+/// A round costs two short kernels; the search lands within 3 to 9 steps on
+/// random scores, so the finish rarely has work.
+static constexpr int64_t kSplitSearchSteps = 16;
+/// Segment length of the passes over a chunk's prefix (band seed, first
+/// lists): one thread per segment.
 static constexpr int64_t kSearchSegment = 1024;
 /// Per segment of a chunk's prefix, the band seed counts candidates, heaped
 /// UPPER and MIDDLE scores, and unheaped UPPER and MIDDLE ones.
@@ -217,6 +220,8 @@ void ChunkedSelection::emitThresholds(OpBuilder &b, Location loc,
     listPos[i] = allocScratch(b, loc, index, {rows, chunks, entries});
     this->listLen[i] = allocScratch(b, loc, index, {rows, chunks});
   }
+  sortedScores = allocScratch(b, loc, f32, {rows, chunks, chunkLen});
+  sortedLen = allocScratch(b, loc, index, {rows, chunks});
   boundaryTau = allocScratch(b, loc, f64, {rows, x.add(chunks, x.idx(1))});
   queryTau = allocScratch(b, loc, f64, {rows, numQueries});
   thetaScore = allocScratch(b, loc, f32, {rows, numQueries});
@@ -240,13 +245,14 @@ void ChunkedSelection::emitDealloc(OpBuilder &b, Location loc) const {
   for (int i = 0; i < 2; ++i)
     for (Value v : {listScores[i], listPos[i], listLen[i]})
       memref::DeallocOp::create(b, loc, v);
-  for (Value v : {boundaryTau, queryTau, thetaScore, thetaPos, poolScores,
-                  poolPos, upperHeap, middleHeap})
+  for (Value v : {sortedScores, sortedLen, boundaryTau, queryTau, thetaScore,
+                  thetaPos, poolScores, poolPos, upperHeap, middleHeap})
     memref::DeallocOp::create(b, loc, v);
 }
 
 // Step 1: one thread per candidate j ranks it inside its chunk; the k + 1
-// strongest finite ones are the chunk's sorted list.
+// strongest finite ones are the chunk's sorted list, and every finite one
+// goes to the chunk's sorted scores.
 void ChunkedSelection::emitChunkLists(OpBuilder &b, Location loc) {
   emitParallelQueryBlocks(
       b, loc, batch, heads, candidates, kWideBlock,
@@ -269,6 +275,9 @@ void ChunkedSelection::emitChunkLists(OpBuilder &b, Location loc) {
               return {y.add(carried[0], y.count(fin)),
                       y.add(carried[1], y.count(beats))};
             });
+        emitIf(nb, nl, own, [&](OpBuilder &ib, Location il) {
+          B{ib, il}.store(z, sortedScores, {r, c, cr[1]});
+        });
         Value keep = x.andI(own, x.le(cr[1], x.idx(k)));
         emitIf(nb, nl, keep, [&](OpBuilder &ib, Location il) {
           B y{ib, il};
@@ -278,6 +287,7 @@ void ChunkedSelection::emitChunkLists(OpBuilder &b, Location loc) {
         emitIf(nb, nl, x.eq(j, start), [&](OpBuilder &ib, Location il) {
           B y{ib, il};
           y.store(y.min(cr[0], y.idx(k + 1)), listLen[0], {r, c});
+          y.store(cr[0], sortedLen, {r, c});
         });
       });
 }
@@ -424,28 +434,61 @@ static SmallVector<Value> emitPieceJoin(OpBuilder &b, Location loc,
           arith::MinimumFOp::create(b, loc, p[3], q[3])};
 }
 
-SmallVector<Value> ChunkedSelection::emitPiece(OpBuilder &b, Location loc,
-                                               Value bi, Value h, Value from,
-                                               Value to, Value at) const {
-  B y{b, loc};
-  Value atPlusOne = y.add(at, y.f64(1.0));
-  return emitForCarrying(
-      b, loc, from, to, emitPieceInit(b, loc),
-      [&](OpBuilder &fb, Location fl, Value j,
-          ValueRange c) -> SmallVector<Value> {
-        B v{fb, fl};
-        Value z32 = emitScore(fb, fl, bi, h, j);
-        Value z = v.toF64(z32);
-        Value above = v.andI(emitIsCandidate(fb, fl, z32, false),
-                             v.cmpf(arith::CmpFPredicate::OGT, z, at));
-        Value up =
-            v.andI(above, v.cmpf(arith::CmpFPredicate::OGT, z, atPlusOne));
-        Value mid = v.andI(above, v.notI(up));
-        Value bp = v.sel(up, v.sub(z, v.f64(1.0)), v.sel(mid, z, v.f64(kInf)));
-        return {v.add(c[0], v.count(up)), v.add(c[1], v.count(mid)),
-                v.add(c[2], v.sel(mid, z, v.f64(0.0))),
-                arith::MinimumFOp::create(fb, fl, c[3], bp)};
+/// Entries of row (r, c) of the descending `sorted` among its first `n`
+/// whose f64 value exceeds `x`: a binary search.
+static Value emitCountAbove(OpBuilder &b, Location loc, Value sorted, Value r,
+                            Value c, Value n, Value x) {
+  Type index = b.getIndexType();
+  auto loop = scf::WhileOp::create(
+      b, loc, TypeRange{index, index}, ValueRange{emitIndex(b, loc, 0), n},
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        B y{nb, nl};
+        scf::ConditionOp::create(nb, nl, y.lt(args[0], args[1]), args);
+      },
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        B y{nb, nl};
+        Value mid = y.div(y.add(args[0], args[1]), y.idx(2));
+        Value above = y.cmpf(arith::CmpFPredicate::OGT,
+                             y.toF64(y.load(sorted, {r, c, mid})), x);
+        scf::YieldOp::create(
+            nb, nl,
+            ValueRange{y.sel(above, y.add(mid, y.idx(1)), args[0]),
+                       y.sel(above, args[1], mid)});
       });
+  return loop.getResult(0);
+}
+
+SmallVector<Value> ChunkedSelection::emitSortedPiece(OpBuilder &b, Location loc,
+                                                     Value r, Value c,
+                                                     Value at) const {
+  // Strongest first, so UPPER (z > at + 1) is a prefix [0, u) and MIDDLE
+  // (at < z <= at + 1) the run [u, m) after it; the smallest breakpoints
+  // right of `at` are the weakest of each: z[m - 1] and z[u - 1] - 1.
+  B y{b, loc};
+  Value one = y.f64(1.0), inf = y.f64(kInf);
+  Value n = y.load(sortedLen, {r, c});
+  Value u = emitCountAbove(b, loc, sortedScores, r, c, n, y.add(at, one));
+  Value m = emitCountAbove(b, loc, sortedScores, r, c, n, at);
+  Value sum = emitForCarrying(
+      b, loc, u, m, ValueRange{y.f64(0.0)},
+      [&](OpBuilder &fb, Location fl, Value i,
+          ValueRange acc) -> SmallVector<Value> {
+        B v{fb, fl};
+        return {v.add(acc[0], v.toF64(v.load(sortedScores, {r, c, i})))};
+      })[0];
+  auto weakest = [&](Value end, Value hasAny, double shift) {
+    return emitIfElse(
+        b, loc, hasAny,
+        [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+          B t{tb, tl};
+          Value z = t.toF64(t.load(sortedScores, {r, c, t.sub(end, t.idx(1))}));
+          return {shift == 0.0 ? z : t.sub(z, t.f64(shift))};
+        },
+        [&](OpBuilder &, Location) -> SmallVector<Value> { return {inf}; })[0];
+  };
+  Value bpMid = weakest(m, y.lt(u, m), 0.0);
+  Value bpUp = weakest(u, y.lt(y.idx(0), u), 1.0);
+  return {u, y.sub(m, u), sum, arith::MinimumFOp::create(b, loc, bpMid, bpUp)};
 }
 
 /// The search's carried values: lo, f(lo), hi, f(hi), next x (f64), steps
@@ -514,8 +557,8 @@ static SmallVector<Value> emitSearchStep(OpBuilder &b, Location loc, int64_t k,
 }
 
 SmallVector<Value> ChunkedSelection::emitFinishSearch(OpBuilder &b,
-                                                      Location loc, Value bi,
-                                                      Value h, Value e,
+                                                      Location loc, Value r,
+                                                      Value c,
                                                       ValueRange init) const {
   SmallVector<Type> types(ValueRange(init).getTypes());
   auto loop = scf::WhileOp::create(
@@ -526,8 +569,12 @@ SmallVector<Value> ChunkedSelection::emitFinishSearch(OpBuilder &b,
         scf::ConditionOp::create(nb, nl, more, a);
       },
       [&](OpBuilder &nb, Location nl, ValueRange a) {
-        SmallVector<Value> pc =
-            emitPiece(nb, nl, bi, h, emitIndex(nb, nl, 0), e, a[4]);
+        SmallVector<Value> pc = emitForCarrying(
+            nb, nl, emitIndex(nb, nl, 0), c, emitPieceInit(nb, nl),
+            [&](OpBuilder &fb, Location fl, Value seg, ValueRange acc) {
+              return emitPieceJoin(fb, fl, acc,
+                                   emitSortedPiece(fb, fl, r, seg, a[4]));
+            });
         scf::YieldOp::create(nb, nl, emitSearchStep(nb, nl, k, a, pc));
       });
   return loop.getResults();
@@ -541,16 +588,17 @@ static Value emitSearchResult(OpBuilder &b, Location loc, ValueRange a) {
 // Step 3: the exact tau of the candidates before each chunk boundary
 // (boundary c is position min(c Lc, C); boundary N is the whole row). Every
 // boundary searches at once: kSplitSearchSteps rounds of one kernel over
-// (boundary, segment of the prefix) for the passes and one over boundaries
-// for the steps, then one thread per boundary still unresolved finishes
-// alone (in practice none: the search lands within a few steps).
+// (boundary, chunk of its prefix) for the passes (a binary search in the
+// chunk's sorted scores each, not a pass over its candidates) and one over
+// boundaries for the steps, then one thread per boundary still unresolved
+// finishes alone (rarely any: the search lands within a few steps).
 void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
   B x{b, loc};
   Type f64 = b.getF64Type(), index = b.getIndexType();
   Value bounds = x.add(chunks, x.idx(1));
   Value rows = x.mul(batch, heads);
-  Value segLen = x.idx(kSearchSegment);
-  Value segs = x.max(x.idx(1), x.ceilDiv(candidates, segLen));
+  // Boundary c's prefix is chunks [0, c): one segment per chunk.
+  Value segs = x.max(x.idx(1), chunks);
   // State: the 9 carried values as 6 f64 (lo, flo, hi, fhi, at, tau) and
   // 3 index (steps, found, failed); partial pieces per segment.
   Value stateF = allocScratch(b, loc, f64, {rows, bounds, x.idx(6)});
@@ -578,11 +626,10 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
     return {f(0),    f(1), f(2),   f(3), f(4), y.load(stateI, {r, c, y.idx(0)}),
             flag(1), f(5), flag(2)};
   };
-  // The prefix end of boundary c and whether it needs a search (more than
-  // k candidates before it); without one its tau is -inf (found).
-  auto prefixOf = [&](OpBuilder &sb, Location sl, Value r, Value c) {
+  // Whether boundary c needs a search (more than k candidates before it);
+  // without one its tau is -inf (found).
+  auto needsSearch = [&](OpBuilder &sb, Location sl, Value r, Value c) {
     B y{sb, sl};
-    Value e = y.min(y.mul(c, chunkLen), candidates);
     Value hasPrefix = y.cmp(arith::CmpIPredicate::ugt, c, y.idx(0));
     // Chunk c - 1's list exists only for c > 0.
     Value search = emitIfElse(
@@ -595,7 +642,7 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
         [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
           return {emitBool(tb, tl, false)};
         })[0];
-    return std::make_pair(e, search);
+    return search;
   };
 
   emitParallelQueryBlocks(
@@ -603,8 +650,7 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
         B y{nb, nl};
         Value r = emitRowIndex(nb, nl, bi, h);
-        auto [e, search] = prefixOf(nb, nl, r, c);
-        (void)e;
+        Value search = needsSearch(nb, nl, r, c);
         Value negInf = y.f64(-kInf);
         // The list of chunks 0..c-1 holds k + 1 entries when searched.
         Value zk = emitIfElse(
@@ -633,16 +679,13 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
               B y{nb, nl};
               Value r = emitRowIndex(nb, nl, bi, h);
               Value c = y.div(item, segs), seg = y.rem(item, segs);
-              auto [e, search] = prefixOf(nb, nl, r, c);
-              (void)search;
               Value found = y.cmp(arith::CmpIPredicate::ne,
                                   y.load(stateI, {r, c, y.idx(1)}), y.idx(0));
-              Value from = y.min(y.mul(seg, segLen), e);
-              Value to = y.min(y.add(from, segLen), e);
-              Value at = y.load(stateF, {r, c, y.idx(4)});
-              emitIf(nb, nl, y.notI(found), [&](OpBuilder &pb, Location pl) {
+              Value pass = y.andI(y.lt(seg, c), y.notI(found));
+              emitIf(nb, nl, pass, [&](OpBuilder &pb, Location pl) {
                 B z{pb, pl};
-                SmallVector<Value> pc = emitPiece(pb, pl, bi, h, from, to, at);
+                Value at = z.load(stateF, {r, c, z.idx(4)});
+                SmallVector<Value> pc = emitSortedPiece(pb, pl, r, seg, at);
                 for (int i = 0; i < 2; ++i) {
                   z.store(pc[i], partI, {r, c, seg, z.idx(i)});
                   z.store(pc[2 + i], partF, {r, c, seg, z.idx(i)});
@@ -658,7 +701,7 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
               emitIf(nb, nl, y.notI(a[6]), [&](OpBuilder &pb, Location pl) {
                 B z{pb, pl};
                 SmallVector<Value> pc = emitForCarrying(
-                    pb, pl, z.idx(0), segs, emitPieceInit(pb, pl),
+                    pb, pl, z.idx(0), c, emitPieceInit(pb, pl),
                     [&](OpBuilder &fb, Location fl, Value seg, ValueRange acc) {
                       B v{fb, fl};
                       SmallVector<Value> part{
@@ -677,14 +720,12 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
         B y{nb, nl};
         Value r = emitRowIndex(nb, nl, bi, h);
-        auto [e, search] = prefixOf(nb, nl, r, c);
-        (void)search;
         SmallVector<Value> a = loadState(nb, nl, r, c);
         SmallVector<Value> done = emitIfElse(
             nb, nl, a[6],
             [&](OpBuilder &, Location) { return SmallVector<Value>(a); },
             [&](OpBuilder &fb, Location fl) {
-              return emitFinishSearch(fb, fl, bi, h, e, a);
+              return emitFinishSearch(fb, fl, r, c, a);
             });
         y.store(emitSearchResult(nb, nl, done), boundaryTau, {r, c});
       });

@@ -9,15 +9,16 @@
 //
 //   1. per candidate: its rank inside its chunk; the strongest k + 1 of each
 //      chunk land, sorted, in that chunk's list (SPEC 4 order: higher score,
-//      then smaller position);
+//      then smaller position), and all of them in the chunk's sorted scores;
 //   2. ceil(log2 N) rounds of an inclusive scan over the chunk lists, each
 //      output entry placed by a binary search in the other list (top-k of a
 //      union = merge of top-k lists): list c becomes the top k + 1 of
 //      chunks 0..c;
 //   3. per chunk boundary: the exact tau of the prefix before it (a
-//      bracketed search over the pieces of f from [z(k) - 1, z(k)], each
-//      step one pass over the prefix; every boundary searches at once, each
-//      pass split over segments of the prefix);
+//      bracketed search over the pieces of f from [z(k) - 1, z(k)]; every
+//      boundary searches at once, each step's pass split over the prefix's
+//      chunks, each chunk's share found by binary search in its sorted
+//      scores);
 //   4. per chunk: the running top-k pool (seeded from the scanned list) and
 //      the incremental tau (TauSolver, seeded with the prefix scores whose
 //      breakpoints fall between the chunk's two boundary taus, classified
@@ -157,15 +158,17 @@ private:
   /// boundary tau, then the unheaped UPPER and MIDDLE counts.
   SmallVector<Value> emitBandSeed(OpBuilder &b, Location loc, Value r, Value c,
                                   const TauSolver &solver) const;
-  /// The piece of f just right of `at` over the candidates [from, to):
+  /// The piece of f just right of `at` over chunk c of row r, from its
+  /// sorted scores (two binary searches and a sum over the MIDDLE run):
   /// UPPER count, MIDDLE count (index), MIDDLE sum, smallest breakpoint
   /// right of `at` (f64).
-  SmallVector<Value> emitPiece(OpBuilder &b, Location loc, Value bi, Value h,
-                               Value from, Value to, Value at) const;
-  /// Runs the boundary search over the candidates [0, e) from its carried
-  /// values `init` until it is found or out of steps; returns them.
-  SmallVector<Value> emitFinishSearch(OpBuilder &b, Location loc, Value bi,
-                                      Value h, Value e, ValueRange init) const;
+  SmallVector<Value> emitSortedPiece(OpBuilder &b, Location loc, Value r,
+                                     Value c, Value at) const;
+  /// Runs the boundary search over the candidates of chunks [0, c) of row
+  /// r from its carried values `init` until it is found or out of steps;
+  /// returns them.
+  SmallVector<Value> emitFinishSearch(OpBuilder &b, Location loc, Value r,
+                                      Value c, ValueRange init) const;
 
   Operation *anchor;
   int64_t k, w;
@@ -178,6 +181,9 @@ private:
   // boundary taus, per-query thresholds, per-chunk heaps.
   Value listScores[2], listPos[2], listLen[2];
   Value finalScores, finalPos, finalLen;
+  // Every finite candidate of each chunk, strongest first, and their count:
+  // what the boundary search's passes read.
+  Value sortedScores, sortedLen;
   Value boundaryTau, queryTau, thetaScore, thetaPos;
   Value poolScores, poolPos, upperHeap, middleHeap;
   // The band seed's per-segment counts and MIDDLE sums, while the walks
