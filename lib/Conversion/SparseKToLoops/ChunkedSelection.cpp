@@ -843,6 +843,44 @@ void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
                   });
             });
       });
+  // The copies of the scanned lists into each walk's pool (and, with at
+  // most k candidates before the chunk, its solver's UPPER heap): one
+  // thread per entry, so the walks start from their seeds.
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, x.mul(chunks, listCap), kWideBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
+        B y{nb, nl};
+        Value r = emitRowIndex(nb, nl, bi, h);
+        Value c = y.div(item, listCap), i = y.rem(item, listCap);
+        Value start = y.mul(c, chunkLen);
+        Value end = y.min(y.add(start, chunkLen), candidates);
+        Value walks = y.andI(y.lt(y.max(start, lag), end),
+                             y.cmp(arith::CmpIPredicate::ugt, c, y.idx(0)));
+        emitIf(nb, nl, walks, [&](OpBuilder &wb, Location wl) {
+          B w{wb, wl};
+          Value prev = w.sub(c, w.idx(1));
+          Value len = w.load(finalLen, {r, prev});
+          Value poolSize = w.min(len, w.idx(k));
+          emitIf(wb, wl, w.lt(i, poolSize), [&](OpBuilder &sb, Location sl) {
+            // Weakest first: ascending strength is a valid heap.
+            B z{sb, sl};
+            Value from = z.sub(z.sub(poolSize, z.idx(1)), i);
+            Value score = z.load(finalScores, {r, prev, from});
+            Value rc = z.add(z.mul(r, chunks), c);
+            makePoolHeap(emitRowSlice(sb, sl, poolScores, rc),
+                         emitRowSlice(sb, sl, poolPos, rc))
+                .emitStore(sb, sl,
+                           ValueRange{score, z.load(finalPos, {r, prev, from})},
+                           i);
+            emitIf(sb, sl, z.le(len, z.idx(k)),
+                   [&](OpBuilder &ub, Location ul) {
+                     TauSolver(k, emitRowSlice(ub, ul, upperHeap, rc),
+                               emitRowSlice(ub, ul, middleHeap, rc))
+                         .emitStoreUpper(ub, ul, i, score);
+                   });
+          });
+        });
+      });
   emitParallelQueryBlocks(
       b, loc, batch, heads, chunks, kChunkBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
@@ -911,17 +949,9 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
       [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
         return {B{tb, tl}.idx(0)};
       })[0];
-  // Pool: the strongest min(len, k) entries, weakest first (ascending
-  // strength is a valid heap with the weakest at the root).
+  // Pool: the strongest min(len, k) entries, weakest first, stored by the
+  // seed kernel.
   Value poolSize = x.min(startLen, kIdx);
-  emitFor(b, loc, zero, poolSize, [&](OpBuilder &fb, Location fl, Value i) {
-    B y{fb, fl};
-    Value from = y.sub(y.sub(poolSize, y.idx(1)), i);
-    pool.emitStore(fb, fl,
-                   ValueRange{y.load(finalScores, {r, prev, from}),
-                              y.load(finalPos, {r, prev, from})},
-                   i);
-  });
   // Solver state before the chunk, plus its unheaped counts.
   Value overBudget = x.cmp(arith::CmpIPredicate::ugt, startLen, kIdx);
   SmallVector<Value> seeded = emitIfElse(
@@ -931,15 +961,9 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
       },
       [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
         // At most k candidates so far: the list holds them all, all in
-        // UPPER with tau = -inf; weakest first is a valid heap.
+        // UPPER with tau = -inf (stored by the seed kernel, weakest first:
+        // a valid heap).
         B y{ob, ol};
-        emitFor(ob, ol, zero, startLen,
-                [&](OpBuilder &fb, Location fl, Value i) {
-                  B f{fb, fl};
-                  Value from = f.sub(f.sub(startLen, f.idx(1)), i);
-                  solver.emitStoreUpper(fb, fl, i,
-                                        f.load(finalScores, {r, prev, from}));
-                });
         TauState s = solver.emitEmpty(ob, ol);
         s.count = startLen;
         s.upperSize = startLen;
