@@ -435,9 +435,9 @@ static SmallVector<Value> emitPieceJoin(OpBuilder &b, Location loc,
 }
 
 /// Entries of row (r, c) of the descending `sorted` among its first `n`
-/// whose f64 value exceeds `x`: a binary search.
+/// whose f64 value (minus `shift`, when not 0) exceeds `x`: a binary search.
 static Value emitCountAbove(OpBuilder &b, Location loc, Value sorted, Value r,
-                            Value c, Value n, Value x) {
+                            Value c, Value n, Value x, double shift = 0.0) {
   Type index = b.getIndexType();
   auto loop = scf::WhileOp::create(
       b, loc, TypeRange{index, index}, ValueRange{emitIndex(b, loc, 0), n},
@@ -448,8 +448,10 @@ static Value emitCountAbove(OpBuilder &b, Location loc, Value sorted, Value r,
       [&](OpBuilder &nb, Location nl, ValueRange args) {
         B y{nb, nl};
         Value mid = y.div(y.add(args[0], args[1]), y.idx(2));
-        Value above = y.cmpf(arith::CmpFPredicate::OGT,
-                             y.toF64(y.load(sorted, {r, c, mid})), x);
+        Value z = y.toF64(y.load(sorted, {r, c, mid}));
+        if (shift != 0.0)
+          z = y.sub(z, y.f64(shift));
+        Value above = y.cmpf(arith::CmpFPredicate::OGT, z, x);
         scf::YieldOp::create(
             nb, nl,
             ValueRange{y.sel(above, y.add(mid, y.idx(1)), args[0]),
@@ -739,37 +741,34 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
 void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
   B x{b, loc};
   Value rows = x.mul(batch, heads);
-  Value segLen = x.idx(kSearchSegment);
-  bandSegs = x.max(x.idx(1), x.ceilDiv(candidates, segLen));
+  // The band seed of chunk c reads its prefix chunk by chunk (segment p is
+  // chunk p < c), from the sorted scores.
+  bandSegs = x.max(x.idx(1), chunks);
   bandCounts = allocScratch(b, loc, b.getIndexType(),
                             {rows, chunks, bandSegs, x.idx(kBandCounts)});
   bandSums = allocScratch(b, loc, b.getF64Type(), {rows, chunks, bandSegs});
-  // Calls `body` for segment `seg` of chunk c's prefix [0, start) when the
-  // chunk has queries and more than k candidates before it (the band seed's
-  // case), with the chunk's two boundary taus.
+  // Calls `body` for prefix chunk p of chunk c when the chunk has queries
+  // and more than k candidates before it (the band seed's case).
   auto forBandSegment =
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item,
-          function_ref<void(OpBuilder &, Location, Value r, Value c, Value seg,
-                            Value from, Value to, const BandLimits &)>
+          function_ref<void(OpBuilder &, Location, Value r, Value c, Value p,
+                            const BandRuns &)>
               body) {
         B y{nb, nl};
         Value r = emitRowIndex(nb, nl, bi, h);
-        Value c = y.div(item, bandSegs), seg = y.rem(item, bandSegs);
+        Value c = y.div(item, bandSegs), p = y.rem(item, bandSegs);
         Value start = y.mul(c, chunkLen);
         Value end = y.min(y.add(start, chunkLen), candidates);
-        Value walks = y.andI(y.lt(y.max(start, lag), end),
-                             y.cmp(arith::CmpIPredicate::ugt, c, y.idx(0)));
+        Value walks = y.andI(y.lt(y.max(start, lag), end), y.lt(p, c));
         emitIf(nb, nl, walks, [&](OpBuilder &wb, Location wl) {
           B w{wb, wl};
           Value len = w.load(finalLen, {r, w.sub(c, w.idx(1))});
-          emitIf(wb, wl, w.cmp(arith::CmpIPredicate::ugt, len, w.idx(k)),
-                 [&](OpBuilder &sb, Location sl) {
-                   B z{sb, sl};
-                   Value from = z.min(z.mul(seg, segLen), start);
-                   Value to = z.min(z.add(from, segLen), start);
-                   body(sb, sl, r, c, seg, from, to,
-                        emitBandLimits(sb, sl, r, c));
-                 });
+          emitIf(
+              wb, wl, w.cmp(arith::CmpIPredicate::ugt, len, w.idx(k)),
+              [&](OpBuilder &sb, Location sl) {
+                body(sb, sl, r, c, p,
+                     emitBandRuns(sb, sl, r, p, emitBandLimits(sb, sl, r, c)));
+              });
         });
       };
   emitParallelQueryBlocks(
@@ -777,31 +776,24 @@ void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
         forBandSegment(
             nb, nl, bi, h, item,
-            [&](OpBuilder &sb, Location sl, Value r, Value c, Value seg,
-                Value from, Value to, const BandLimits &lim) {
+            [&](OpBuilder &sb, Location sl, Value r, Value c, Value p,
+                const BandRuns &run) {
               B y{sb, sl};
-              SmallVector<Value> init(kBandCounts, y.idx(0));
-              init.push_back(y.f64(0.0));
-              SmallVector<Value> acc = emitForCarrying(
-                  sb, sl, from, to, init,
-                  [&](OpBuilder &fb, Location fl, Value j,
+              Value counts[kBandCounts] = {
+                  run.n, y.sub(run.upperEnd, run.upperFixedEnd),
+                  y.sub(run.aboveEnd, run.middleHeapStart), run.upperFixedEnd,
+                  y.sub(run.middleHeapStart, run.upperEnd)};
+              for (int i = 0; i < kBandCounts; ++i)
+                y.store(counts[i], bandCounts, {r, c, p, y.idx(i)});
+              Value sum = emitForCarrying(
+                  sb, sl, run.upperEnd, run.aboveEnd, ValueRange{y.f64(0.0)},
+                  [&](OpBuilder &fb, Location fl, Value i,
                       ValueRange a) -> SmallVector<Value> {
                     B v{fb, fl};
-                    BandClass cls = emitBandClass(fb, fl, bi, h, j, lim);
-                    Value heaped = v.andI(cls.above, v.notI(cls.fixed));
-                    Value fixed = v.andI(cls.above, cls.fixed);
-                    Value isMiddle = v.notI(cls.isUpper);
-                    return {v.add(a[0], v.count(cls.finite)),
-                            v.add(a[1], v.count(v.andI(heaped, cls.isUpper))),
-                            v.add(a[2], v.count(v.andI(heaped, isMiddle))),
-                            v.add(a[3], v.count(v.andI(fixed, cls.isUpper))),
-                            v.add(a[4], v.count(v.andI(fixed, isMiddle))),
-                            v.add(a[5], v.sel(v.andI(cls.above, isMiddle),
-                                              cls.z, v.f64(0.0)))};
-                  });
-              for (int i = 0; i < kBandCounts; ++i)
-                y.store(acc[i], bandCounts, {r, c, seg, y.idx(i)});
-              y.store(acc[kBandCounts], bandSums, {r, c, seg});
+                    return {
+                        v.add(a[0], v.toF64(v.load(sortedScores, {r, p, i})))};
+                  })[0];
+              y.store(sum, bandSums, {r, c, p});
             });
       });
   emitParallelQueryBlocks(
@@ -809,12 +801,12 @@ void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
         forBandSegment(
             nb, nl, bi, h, item,
-            [&](OpBuilder &sb, Location sl, Value r, Value c, Value seg,
-                Value from, Value to, const BandLimits &lim) {
+            [&](OpBuilder &sb, Location sl, Value r, Value c, Value p,
+                const BandRuns &run) {
               B y{sb, sl};
-              // Heaped entries of the segments before this one go first.
+              // Heaped entries of the chunks before this one go first.
               SmallVector<Value> at = emitForCarrying(
-                  sb, sl, y.idx(0), seg, ValueRange{y.idx(0), y.idx(0)},
+                  sb, sl, y.idx(0), p, ValueRange{y.idx(0), y.idx(0)},
                   [&](OpBuilder &fb, Location fl, Value i,
                       ValueRange a) -> SmallVector<Value> {
                     B v{fb, fl};
@@ -823,24 +815,16 @@ void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
                         v.add(a[1], v.load(bandCounts, {r, c, i, v.idx(2)}))};
                   });
               Value rc = y.add(y.mul(r, chunks), c);
-              emitForCarrying(
-                  sb, sl, from, to, at,
-                  [&](OpBuilder &fb, Location fl, Value j,
-                      ValueRange a) -> SmallVector<Value> {
-                    B v{fb, fl};
-                    BandClass cls = emitBandClass(fb, fl, bi, h, j, lim);
-                    Value heaped = v.andI(cls.above, v.notI(cls.fixed));
-                    Value toUpper = v.andI(heaped, cls.isUpper);
-                    Value toMiddle = v.andI(heaped, v.notI(cls.isUpper));
-                    emitIf(fb, fl, toUpper, [&](OpBuilder &ub, Location ul) {
-                      B{ub, ul}.store(cls.z32, upperHeap, {rc, a[0]});
-                    });
-                    emitIf(fb, fl, toMiddle, [&](OpBuilder &mb, Location ml) {
-                      B{mb, ml}.store(cls.z32, middleHeap, {rc, a[1]});
-                    });
-                    return {v.add(a[0], v.count(toUpper)),
-                            v.add(a[1], v.count(toMiddle))};
-                  });
+              auto copy = [&](Value from, Value to, Value heap, Value base) {
+                emitFor(sb, sl, from, to,
+                        [&](OpBuilder &fb, Location fl, Value i) {
+                          B v{fb, fl};
+                          v.store(v.load(sortedScores, {r, p, i}), heap,
+                                  {rc, v.add(base, v.sub(i, from))});
+                        });
+              };
+              copy(run.upperFixedEnd, run.upperEnd, upperHeap, at[0]);
+              copy(run.middleHeapStart, run.aboveEnd, middleHeap, at[1]);
             });
       });
   // The copies of the scanned lists into each walk's pool (and, with at
@@ -911,20 +895,23 @@ ChunkedSelection::BandLimits ChunkedSelection::emitBandLimits(OpBuilder &b,
   return {lo, x.add(lo, x.f64(1.0)), x.add(hi, margin)};
 }
 
-ChunkedSelection::BandClass
-ChunkedSelection::emitBandClass(OpBuilder &b, Location loc, Value bi, Value h,
-                                Value j, const BandLimits &lim) const {
+ChunkedSelection::BandRuns
+ChunkedSelection::emitBandRuns(OpBuilder &b, Location loc, Value r, Value p,
+                               const BandLimits &lim) const {
+  // Strongest first, every class is a run: above lo is [0, A), UPPER (above
+  // lo + 1) [0, U); an UPPER score's breakpoint z - 1 and a MIDDLE one's z
+  // pass the bound (the score keeps its class: only counted) on a prefix.
   B y{b, loc};
-  Value z32 = emitScore(b, loc, bi, h, j);
-  Value fin = emitIsCandidate(b, loc, z32, false);
-  Value z = y.toF64(z32);
-  Value above = y.andI(fin, y.cmpf(arith::CmpFPredicate::OGT, z, lim.lo));
-  // UPPER (p = 1 at lo) leaves at z - 1, MIDDLE at z; a score whose
-  // breakpoint is past the bound keeps its class.
-  Value isUpper = y.cmpf(arith::CmpFPredicate::OGT, z, lim.loPlusOne);
-  Value breakpoint = y.sel(isUpper, y.sub(z, y.f64(1.0)), z);
-  Value fixed = y.cmpf(arith::CmpFPredicate::OGT, breakpoint, lim.bound);
-  return {z32, z, fin, above, isUpper, fixed};
+  Value n = y.load(sortedLen, {r, p});
+  auto count = [&](Value x, double shift) {
+    return emitCountAbove(b, loc, sortedScores, r, p, n, x, shift);
+  };
+  Value aboveEnd = count(lim.lo, 0.0);
+  Value upperEnd = count(lim.loPlusOne, 0.0);
+  Value upperFixedEnd = y.min(upperEnd, count(lim.bound, 1.0));
+  Value middleHeapStart =
+      y.max(upperEnd, y.min(aboveEnd, count(lim.bound, 0.0)));
+  return {n, aboveEnd, upperEnd, upperFixedEnd, middleHeapStart};
 }
 
 void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
@@ -1131,7 +1118,7 @@ ChunkedSelection::emitBandSeed(OpBuilder &b, Location loc, Value r, Value c,
   SmallVector<Value> init(kBandCounts, x.idx(0));
   init.push_back(x.f64(0.0));
   SmallVector<Value> s = emitForCarrying(
-      b, loc, x.idx(0), bandSegs, init,
+      b, loc, x.idx(0), c, init,
       [&](OpBuilder &fb, Location fl, Value seg,
           ValueRange a) -> SmallVector<Value> {
         B v{fb, fl};

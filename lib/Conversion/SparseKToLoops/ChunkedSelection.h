@@ -21,10 +21,11 @@
 //      scores);
 //   4. per chunk: the running top-k pool (seeded from the scanned list) and
 //      the incremental tau (TauSolver, seeded with the prefix scores whose
-//      breakpoints fall between the chunk's two boundary taus, classified
-//      by segments of the prefix in parallel and then heapified; the others
-//      only counted) walk the chunk's candidates and record, per query,
-//      tau(t) and theta(t), the weakest selected (score, position);
+//      breakpoints fall between the chunk's two boundary taus, found as
+//      runs of each prefix chunk's sorted scores in parallel and then
+//      heapified; the others only counted) walk the chunk's candidates and
+//      record, per query, tau(t) and theta(t), the weakest selected (score,
+//      position);
 //   5. per chunk: its first query's selected positions, written out in
 //      order by segments of the prefix (counted, then written at the sum of
 //      the counts before them).
@@ -145,17 +146,20 @@ private:
     Value lo, loPlusOne, bound;
   };
   BandLimits emitBandLimits(OpBuilder &b, Location loc, Value r, Value c) const;
-  /// One prefix score as the solver's seed sees it: above lo (kept), in
-  /// UPPER (else MIDDLE), and fixed (its breakpoint is past the bound, so it
-  /// is only counted, never heaped).
-  struct BandClass {
-    Value z32, z, finite, above, isUpper, fixed;
+  /// Prefix chunk p's sorted scores as chunk c's solver seed sees them
+  /// (limits `lim`), as runs of entries: the finite count n; above lo is
+  /// [0, aboveEnd), UPPER [0, upperEnd), of which [0, upperFixedEnd) is
+  /// fixed (its breakpoint is past the bound: only counted, never heaped);
+  /// MIDDLE is [upperEnd, aboveEnd), of which [middleHeapStart, aboveEnd)
+  /// is heaped.
+  struct BandRuns {
+    Value n, aboveEnd, upperEnd, upperFixedEnd, middleHeapStart;
   };
-  BandClass emitBandClass(OpBuilder &b, Location loc, Value bi, Value h,
-                          Value j, const BandLimits &lim) const;
+  BandRuns emitBandRuns(OpBuilder &b, Location loc, Value r, Value p,
+                        const BandLimits &lim) const;
   /// Seeds `solver` of chunk c (more than k candidates before it) from the
-  /// band kernels' segments: the TauState values at the chunk's lower
-  /// boundary tau, then the unheaped UPPER and MIDDLE counts.
+  /// band kernels' counts per prefix chunk: the TauState values at the chunk's
+  /// lower boundary tau, then the unheaped UPPER and MIDDLE counts.
   SmallVector<Value> emitBandSeed(OpBuilder &b, Location loc, Value r, Value c,
                                   const TauSolver &solver) const;
   /// The piece of f just right of `at` over chunk c of row r, from its
