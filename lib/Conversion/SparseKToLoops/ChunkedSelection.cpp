@@ -55,9 +55,9 @@ static constexpr int64_t kMaxSearchSteps = 100;
 /// A round costs two short kernels; the search lands within 3 to 9 steps on
 /// random scores, so the finish rarely has work.
 static constexpr int64_t kSplitSearchSteps = 16;
-/// Segment length of the passes over a chunk's prefix (band seed, first
-/// lists): one thread per segment.
-static constexpr int64_t kSearchSegment = 1024;
+/// Segment length of the first lists' passes over a chunk's prefix: one
+/// thread per segment, short enough that the threads fill the GPU.
+static constexpr int64_t kListSegment = 256;
 /// Per segment of a chunk's prefix, the band seed counts candidates, heaped
 /// UPPER and MIDDLE scores, and unheaped UPPER and MIDDLE ones.
 static constexpr int64_t kBandCounts = 5;
@@ -1004,14 +1004,14 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
 
 // Step 5: each chunk's first query's selection, ascending: its candidates
 // (up to its last one) that reach its theta. The prefix is cut into segments
-// of kSearchSegment candidates: one kernel counts each segment's members,
+// of kListSegment candidates: one kernel counts each segment's members,
 // the next writes them at the sum of the counts before their segment, so no
 // thread walks more than one segment (nor the whole prefix).
 void ChunkedSelection::emitFirstLists(OpBuilder &b, Location loc) {
   const FirstLists &firsts = firstLists;
   B x{b, loc};
   Value rows = x.mul(batch, heads);
-  Value segLen = x.idx(kSearchSegment);
+  Value segLen = x.idx(kListSegment);
   Value segs = x.max(x.idx(1), x.ceilDiv(candidates, segLen));
   Value counts = allocScratch(b, loc, b.getIndexType(), {rows, chunks, segs});
   // Calls `body(from, to, ts, tp, q0)` for segment `seg` of chunk c's first
