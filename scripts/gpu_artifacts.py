@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # Builds the GPU test/bench artifacts on a machine with LLVM/MLIR and the CUDA
 # toolkit (no GPU needed) with sparsek-compile --target=gpu: a shared library
-# with embedded sm_90 kernels, linked against libsparsek_runtime.so, which is
-# copied next to it.
+# with embedded sm_90 or sm_90a kernels, linked against libsparsek_runtime.so,
+# which is copied next to it.
 """Build GPU artifacts into a folder small enough to carry to the GPU machine.
 
     python3 scripts/gpu_artifacts.py OUT_DIR
@@ -11,12 +11,14 @@ OUT_DIR receives libsparsek_runtime.so, libsparsek_gpu_tests.so (every
 function the GPU suite calls, dynamic B, H, T, S; one per element type,
 window and head dim; the composite op fused), libsparsek_gpu_decomposed.so
 (the composite op decomposed), libsparsek_gpu_auto.so (default pipeline
-options, for larger rows), libsparsek_gpu_mma_sync.so (the composite op on
-the tile-first mma.sync kernel), libsparsek_gpu_wgmma.so (the same functions
-on the tile-first wgmma kernel, sm_90a), libsparsek_gpu_decode_tiles.so
+options on sm_90a, as the Python layer compiles on H100/H200: the composite
+op on the wgmma tiles; for larger rows), libsparsek_gpu_mma_sync.so (the
+composite op on the tile-first mma.sync kernel), libsparsek_gpu_wgmma.so (the
+same functions on the tile-first wgmma kernel, sm_90a), libsparsek_gpu_decode_tiles.so
 (decode_attention on the tile-first split-K kernel), libsparsek_gpu_decode_tiles_mma.so
 (the same functions on its tensor-core form), libsparsek_gpu_layer.so
-(examples/sparsek_layer.mlir) and manifest.json describing them.
+(examples/sparsek_layer.mlir, default options on sm_90a) and manifest.json
+describing them.
 """
 
 import json
@@ -140,7 +142,8 @@ LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
 # chunk lists, the scan and the boundary thresholds all take part. The
 # composite op is fused in the main library (the GPU pipeline's default) and
 # decomposed in a second one; a third keeps every default (automatic chunk
-# length) for larger rows.
+# length, prefill-kernel=auto) for larger rows, on the chip the Python layer
+# targets on H100/H200 (sparsek.gpu.default_chip), where auto takes wgmma.
 # The loop kernels of decode_attention (the tile kernels have their own
 # libraries below).
 TEST_OPTIONS = "prefill-kernel=loops decode-kernel=loops select-chunk=16"
@@ -148,6 +151,7 @@ DECOMPOSED_OPTIONS = ("prefill-kernel=loops decode-kernel=loops fuse-select-atte
                       "select-chunk=16")
 MMA_OPTIONS = "prefill-kernel=mma-sync select-chunk=16"
 WGMMA_OPTIONS = "prefill-kernel=wgmma chip=sm_90a select-chunk=16"
+DEFAULT_OPTIONS = "chip=sm_90a"
 AUTO_SELECT_CONFIGS = ((64, 16),)
 AUTO_COMPOSITE = (("f32", 64, 16), ("bf16", 64, 16))
 
@@ -261,7 +265,8 @@ def main():
                         TEST_OPTIONS)
     compile_gpu_library(composite_module(), os.path.join(out, "libsparsek_gpu_decomposed.so"),
                         out, DECOMPOSED_OPTIONS)
-    compile_gpu_library(auto_module(), os.path.join(out, "libsparsek_gpu_auto.so"), out)
+    compile_gpu_library(auto_module(), os.path.join(out, "libsparsek_gpu_auto.so"), out,
+                        DEFAULT_OPTIONS)
     compile_gpu_library(mma_module(), os.path.join(out, "libsparsek_gpu_mma_sync.so"), out,
                         MMA_OPTIONS)
     compile_gpu_library(decode_tiles_module(), os.path.join(out, "libsparsek_gpu_decode_tiles.so"),
@@ -273,7 +278,8 @@ def main():
                         WGMMA_OPTIONS)
     # The example layer as written (linalg projections, score, composite op).
     with open(LAYER_SOURCE) as f:
-        compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out)
+        compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out,
+                            DEFAULT_OPTIONS)
     manifest = {"library": "libsparsek_gpu_tests.so", "elements": ELEMENTS, "windows": WINDOWS,
                 "head_dims": HEAD_DIMS,
                 "attention": {f"{e}/{w}/{d}": attention_name(e, w, d)
@@ -303,10 +309,11 @@ def main():
                                            for e in MMA_ELEMENTS for k, w in MMA_CONFIGS
                                            for d in MMA_HEAD_DIMS},
                 "options": {"library": TEST_OPTIONS, "decomposed_library": DECOMPOSED_OPTIONS,
-                            "auto_library": "", "mma_sync_library": MMA_OPTIONS,
+                            "auto_library": DEFAULT_OPTIONS, "mma_sync_library": MMA_OPTIONS,
                             "decode_tiles_library": DECODE_TILES_OPTIONS,
                             "decode_tiles_mma_library": DECODE_TILES_MMA_OPTIONS,
-                            "wgmma_library": WGMMA_OPTIONS},
+                            "wgmma_library": WGMMA_OPTIONS,
+                            "layer_library": DEFAULT_OPTIONS},
                 "layer_library": "libsparsek_gpu_layer.so",
                 "layer": "sparsek_layer"}
     with open(os.path.join(out, "manifest.json"), "w") as f:

@@ -9,6 +9,11 @@ On the GPU machine, SPARSEK_CACHE_DIR=CACHE_DIR and SPARSEK_RUNTIME_LIB=<the
 runtime of the same build> make `sparsek.compiler.compile` serve these
 libraries (python/test/gpu/conftest.py sets both from the artifact folder).
 Needs the compiler and libsparsek_runtime.so built with CUDA; no GPU.
+
+The GPU libraries target sm_90a (SPARSEK_GPU_CHIP, unless set otherwise), the
+chip sparsek.gpu.default_pipeline() picks on the GPU machine's H100 or H200,
+so their kernels are the defaults users get there (wgmma prefill) and the
+cache keys match.
 """
 
 import importlib.util
@@ -34,9 +39,10 @@ def main():
     folder = os.path.abspath(sys.argv[1])
     os.makedirs(folder, exist_ok=True)
     os.environ["SPARSEK_CACHE_DIR"] = folder
+    os.environ.setdefault("SPARSEK_GPU_CHIP", "sm_90a")
     from nn_configs import CONFIGS, CONTEXT_PARALLEL, layer_config
-    from sparsek import compiler
-    from sparsek.compiled_layer import GPU_PIPELINE, CompiledLayer
+    from sparsek import compiler, gpu
+    from sparsek.compiled_layer import CompiledLayer
     from sparsek.layer import LayerConfig, attention_config, context_parallel_module, layer_module
 
     paths = _example().prebuild(folder)
@@ -45,7 +51,7 @@ def main():
     # sparsek.parallel.context_parallel_prefill's libraries (test_gpu_parallel.py).
     cp = LayerConfig(**CONTEXT_PARALLEL)
     text = context_parallel_module(cp)
-    paths += [compiler.compile(text), compiler.compile(text, pipeline=GPU_PIPELINE),
+    paths += [compiler.compile(text), gpu.compile(text),
               compiler.compile(layer_module(cp, decode=False))]   # the single-process baseline
     # sparsek.varlen's libraries (test_gpu_varlen.py): the padded GPU form, each sequence
     # alone, the CPU reference.

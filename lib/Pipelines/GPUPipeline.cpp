@@ -10,18 +10,19 @@
 // mapped to GPU blocks and threads -> kernels' device status made the
 // runtime's words (sparsek-gpu-device-status) -> kernels outlined -> host
 // buffers the kernels use moved to the GPU (sparsek-gpu-host-allocs) ->
-// upstream gpu-lower-to-nvvm-pipeline: NVVM, sm_90 binary embedded in the
-// module, host code calling the runtime's mgpu* functions. Every public
-// function `f` also gets `f_entry(stream, buffers...) -> status`
-// (sparsek-entry-points), the C entry point frameworks call.
+// upstream gpu-lower-to-nvvm-pipeline: NVVM, a binary for `chip` (sm_90 by
+// default) embedded in the module, host code calling the runtime's mgpu*
+// functions. Every public function `f` also gets
+// `f_entry(stream, buffers...) -> status` (sparsek-entry-points), the C entry
+// point frameworks call.
 //
 // Before the loops: the fused select_attention ops the tile kernels cover go
-// tile first (prefill-kernel=mma-sync, the default, or wgmma:
-// sparsek-tile-select-attention), and decode_attention with
-// decode-kernel=tiles, the default, or tiles-mma
-// (sparsek-tile-decode-attention). What is left keeps
-// one thread per query (per candidate, chunk or list entry in the selection
-// kernels, per output element for linalg ops), scalar loops inside.
+// tile first (sparsek-tile-select-attention: prefill-kernel=auto, the
+// default, takes wgmma on chip=sm_90a and mma-sync elsewhere), and
+// decode_attention with decode-kernel=tiles, the default, or tiles-mma
+// (sparsek-tile-decode-attention). What is left keeps one thread per query
+// (per candidate, chunk or list entry in the selection kernels, per output
+// element for linalg ops), scalar loops inside.
 // Operand data is only read inside the kernels; the host checks sizes
 // (descriptors).
 //
@@ -45,15 +46,15 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
           options,
           report ? report : OptionErrorHandler(reportOptionErrorToStderr))))
     return failure();
-  // prefill-kernel=mma-sync or wgmma: the tile-first kernel takes the fused
-  // select_attention ops it covers; the loops take the rest.
+  // prefill-kernel=mma-sync or wgmma (auto: whichever the chip runs best):
+  // the tile-first kernel takes the fused select_attention ops it covers;
+  // the loops take the rest.
   std::string tiles;
-  if (options.prefillKernel == PrefillKernel::MmaSync ||
-      options.prefillKernel == PrefillKernel::Wgmma)
+  PrefillKernel prefill = resolvedPrefillKernel(options);
+  if (prefill == PrefillKernel::MmaSync || prefill == PrefillKernel::Wgmma)
     tiles = llvm::formatv(
                 "sparsek-tile-select-attention{{form={0} select-chunk={1}},",
-                options.prefillKernel == PrefillKernel::Wgmma ? "wgmma"
-                                                              : "mma-sync",
+                prefill == PrefillKernel::Wgmma ? "wgmma" : "mma-sync",
                 static_cast<int64_t>(options.selectChunk))
                 .str();
   // decode-kernel=tiles (the default) or tiles-mma: the split-K kernel takes
@@ -96,7 +97,7 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
 void sparsek::registerSparseKGPUPipeline() {
   registerCheckedPipeline<SparseKGPUPipelineOptions>(
       "sparsek-gpu-pipeline",
-      "Lower tensor-level sparsek IR to GPU kernels (NVVM, embedded sm_90 "
-      "binary) and host code calling the mgpu* runtime",
+      "Lower tensor-level sparsek IR to GPU kernels (NVVM, embedded binary "
+      "for `chip`) and host code calling the mgpu* runtime",
       buildSparseKGPUPipeline);
 }

@@ -151,6 +151,17 @@ sparsek::verifyPipelineOptions(const SparseKCPUPipelineOptions &options,
   return check.result();
 }
 
+sparsek::PrefillKernel
+sparsek::resolvedPrefillKernel(const SparseKGPUPipelineOptions &options) {
+  if (options.prefillKernel != PrefillKernel::Auto)
+    return options.prefillKernel;
+  // wgmma's tiles beat mma.sync's where they run (H100, P1 at 32k: 6.3 vs
+  // 10.6 ms) and cover the same ops; sm_90a code runs on sm_90 devices alone,
+  // so a plain sm_90 binary (whose PTX later GPUs compile) keeps mma.sync.
+  return std::string(options.chip) == "sm_90a" ? PrefillKernel::Wgmma
+                                               : PrefillKernel::MmaSync;
+}
+
 LogicalResult
 sparsek::verifyPipelineOptions(const SparseKGPUPipelineOptions &options,
                                OptionErrorHandler report) {

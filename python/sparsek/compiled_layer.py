@@ -28,8 +28,7 @@ import numpy as np
 
 from . import compiler
 from .cpu import CompiledLibrary
-
-GPU_PIPELINE = "sparsek-gpu-pipeline"
+from .gpu import GPULibrary, compile as compile_gpu
 from .kv_cache import NUMPY_DTYPES, CacheView
 from .layer import LayerConfig, layer_module
 from .memref import to_bf16_bits
@@ -61,24 +60,22 @@ class CompiledLayer:
         return self._lib[return_kv]
 
     def gpu_library(self, return_kv=False):
-        """The layer compiled by sparsek-gpu-pipeline (sparsek.gpu.GPULibrary)."""
+        """The layer compiled for the GPU (sparsek.gpu.default_pipeline()), a GPULibrary."""
         if self._gpu_lib[return_kv] is None:
-            from .gpu import GPULibrary
-
-            path = compiler.compile(self.module_text(return_kv), pipeline=GPU_PIPELINE)
-            self._gpu_lib[return_kv] = GPULibrary(path)
+            self._gpu_lib[return_kv] = GPULibrary(compile_gpu(self.module_text(return_kv)))
         return self._gpu_lib[return_kv]
 
     def prebuild(self, cpu=True, gpu=True):
         """Compiles the libraries into the disk cache ($SPARSEK_CACHE_DIR) without loading
-        them; returns their paths. GPU libraries need the runtime built with CUDA."""
+        them; returns their paths. GPU libraries (sparsek.gpu.default_pipeline()) need the
+        runtime built with CUDA."""
         paths = []
         for return_kv in (False, True):
             text = self.module_text(return_kv)
             if cpu:
                 paths.append(compiler.compile(text))
             if gpu:
-                paths.append(compiler.compile(text, pipeline=GPU_PIPELINE))
+                paths.append(compile_gpu(text))
         return paths
 
     # -- argument checks --------------------------------------------------------

@@ -1,8 +1,9 @@
 # Loads GPU artifacts built by sparsek-gpu-pipeline and calls them on torch CUDA tensors.
 """Run compiled SparseK GPU functions on torch CUDA tensors.
 
-A GPU artifact is a shared library holding host code and an embedded sm_90
-binary; its host code calls the `mgpu*` functions of libsparsek_runtime.so,
+A GPU artifact is a shared library holding host code and an embedded GPU
+binary (`default_pipeline()` picks its chip: sm_90a, with the wgmma prefill kernel, on
+H100 and H200); its host code calls the `mgpu*` functions of libsparsek_runtime.so,
 which is loaded first (RTLD_GLOBAL): the one next to the artifact, else the
 one `sparsek.kv_cache` uses ($SPARSEK_RUNTIME_LIB, $SPARSEK_BUILD_DIR/runtime,
 the build tree), so libraries from the compiler's cache and the KV cache
@@ -72,13 +73,66 @@ def load_runtime(folder=None):
     return _RUNTIME
 
 
-def compile(mlir_text, pipeline="sparsek-gpu-pipeline", opt_level=2):
+class UnsupportedGPU(RuntimeError):
+    """The visible GPU cannot run SparseK's kernels (compute capability below 9.0)."""
+
+
+# sm_90a code (wgmma) runs on compute capability 9.0 alone; sm_90 code carries
+# PTX that the driver compiles for later GPUs.
+_HOPPER = (9, 0)
+
+
+def _device_capability():
+    """(major, minor) of torch's current CUDA device; None without torch or a GPU."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return tuple(torch.cuda.get_device_capability(torch.cuda.current_device()))
+
+
+def default_chip():
+    """The chip `default_pipeline()` compiles for: $SPARSEK_GPU_CHIP when set; else, from torch's
+    current device, sm_90a on compute capability 9.0 (H100, H200: the prefill runs on
+    wgmma) and sm_90 on later GPUs (mma.sync; the driver compiles its PTX); sm_90a
+    where no GPU is visible (compiling ahead, e.g. on a machine without one, for
+    Hopper). Raises UnsupportedGPU on a GPU older than compute capability 9.0."""
+    chip = os.environ.get("SPARSEK_GPU_CHIP")
+    if chip:
+        return chip
+    capability = _device_capability()
+    if capability is None or capability == _HOPPER:
+        return "sm_90a"
+    if capability < _HOPPER:
+        raise UnsupportedGPU(
+            f"SparseK's GPU kernels need compute capability 9.0 or later (sm_90); this GPU "
+            f"has {capability[0]}.{capability[1]}. Set SPARSEK_GPU_CHIP to compile for "
+            "another chip anyway")
+    return "sm_90"
+
+
+def default_pipeline(options=""):
+    """The GPU pipeline users get: sparsek-gpu-pipeline with `options` (e.g.
+    "prefill-kernel=mma-sync") and, unless they name one, chip=default_chip(). Its
+    prefill-kernel=auto default then takes wgmma on sm_90a and mma.sync elsewhere."""
+    items = options.split()
+    if not any(item.startswith("chip=") for item in items):
+        items.insert(0, f"chip={default_chip()}")
+    return f"sparsek-gpu-pipeline{{{' '.join(items)}}}"
+
+
+def compile(mlir_text, pipeline=None, opt_level=2):
     """Path of `mlir_text` compiled for the GPU (linked to the runtime), through the
-    compiler's disk cache; no GPU needed. Where no compiler is available a
-    cached library built from the same text is served (CompilerNotFound
-    otherwise)."""
+    compiler's disk cache; no GPU needed. `pipeline` defaults to `default_pipeline()` (the
+    chip of the visible GPU, sm_90a without one). Where no compiler is available a
+    cached library built from the same text and pipeline is served
+    (CompilerNotFound otherwise)."""
     from . import compiler
 
+    if pipeline is None:
+        pipeline = default_pipeline()
     return compiler.compile(mlir_text, pipeline=pipeline, opt_level=opt_level)
 
 

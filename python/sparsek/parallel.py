@@ -111,9 +111,8 @@ def _cp_library(cfg, cuda=False):
 
     if (cfg, cuda) not in _CP_LIBS:
         if cuda:
-            from .compiled_layer import GPU_PIPELINE
-            from .gpu import GPULibrary
-            lib = GPULibrary(compiler.compile(_cp_module(cfg), pipeline=GPU_PIPELINE))
+            from .gpu import GPULibrary, compile as compile_gpu
+            lib = GPULibrary(compile_gpu(_cp_module(cfg)))
         else:
             from .cpu import CompiledLibrary
             lib = CompiledLibrary(compiler.compile(_cp_module(cfg)))

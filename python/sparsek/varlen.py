@@ -32,6 +32,7 @@ import numpy as np
 
 from . import compiler
 from .cpu import CompiledLibrary
+from .gpu import GPULibrary, compile as compile_gpu
 from .ir import _check_elem, _func, _scale, tensor
 from .kv_cache import NUMPY_DTYPES
 from .memref import to_bf16_bits
@@ -373,7 +374,6 @@ def _array(a, elem, name, ndim):
     return np.ascontiguousarray(a, dtype=NUMPY_DTYPES[elem])
 
 
-GPU_PIPELINE = "sparsek-gpu-pipeline"
 _TORCH_ELEMS = {"torch.float32": "f32", "torch.float16": "f16", "torch.bfloat16": "bf16"}
 
 
@@ -432,8 +432,6 @@ def select_attention(q, key, value, u, cu_seqlens_q, cu_seqlens_k, k, w, scale=N
 def _select_attention_cuda(q, key, value, u, cu_seqlens_q, cu_seqlens_k, k, w, scale):
     import torch
 
-    from .gpu import GPULibrary
-
     elem = _TORCH_ELEMS.get(str(q.dtype))
     if elem is None:
         raise TypeError(f"q: expected float32, float16 or bfloat16, got {q.dtype}")
@@ -452,7 +450,7 @@ def _select_attention_cuda(q, key, value, u, cu_seqlens_q, cu_seqlens_k, k, w, s
     key_of = (k, w, elem, scale, q.shape[2], dv)
     if key_of not in _GPU_LIBS:
         text = padded_module(k, w, elem, scale, q.shape[2], dv)
-        _GPU_LIBS[key_of] = GPULibrary(compiler.compile(text, pipeline=GPU_PIPELINE))
+        _GPU_LIBS[key_of] = GPULibrary(compile_gpu(text))
     dev = [torch.from_numpy(c).to(q.device) for c in (cuq, cuk)]
     args = [a.contiguous() for a in (q, key, value, u)]
     _GPU_LIBS[key_of].call("varlen", *args, *dev, tp, sp, out)
@@ -524,7 +522,7 @@ class Layer:
         """Compiles into the disk cache without loading; returns the paths."""
         text = self.module_text()
         return ([compiler.compile(text)] if cpu else []) + \
-            ([compiler.compile(text, pipeline=GPU_PIPELINE)] if gpu else [])
+            ([compile_gpu(text)] if gpu else [])
 
     def library(self):
         if self._cpu is None:
@@ -533,9 +531,7 @@ class Layer:
 
     def gpu_library(self):
         if self._gpu is None:
-            from .gpu import GPULibrary
-
-            self._gpu = GPULibrary(compiler.compile(self.module_text(), pipeline=GPU_PIPELINE))
+            self._gpu = GPULibrary(compile_gpu(self.module_text()))
         return self._gpu
 
     def geometry(self, cu_seqlens, total):

@@ -9,8 +9,11 @@
 // RUN: %mlir-opt-sparsek %s -p 'builtin.module(sparsek-cpu-pipeline)' | FileCheck %s
 // The GPU's tile walk as loops (prefill-kernel=tiles) compiles just as far.
 // RUN: sparsek-opt %s --sparsek-cpu-pipeline=prefill-kernel=tiles | FileCheck %s
+// The GPU's kernels (mma-sync, auto) are no CPU values.
 // RUN: not sparsek-opt %s --sparsek-cpu-pipeline=prefill-kernel=mma-sync 2>&1 | FileCheck %s --check-prefix=BADKERNEL
+// RUN: not sparsek-opt %s --sparsek-cpu-pipeline=prefill-kernel=auto 2>&1 | FileCheck %s --check-prefix=BADAUTO
 // BADKERNEL: Cannot find option named 'mma-sync'!
+// BADAUTO: Cannot find option named 'auto'!
 
 // CHECK: llvm.mlir.global private @__sparsek_status(0 : i32)
 // CHECK-DAG: llvm.func @sparsek_status() -> i32

@@ -3,9 +3,13 @@
 // ldmatrix (plain for Q and K, .trans for V), bf16 mma.sync m16n8k16 with
 // f32 accumulators, quad shuffles and ex2 for the online softmax, 16-byte
 // aligned workgroup tiles, 128 threads. f32 inputs keep the loop kernels.
-// It is the default; prefill-kernel=loops emits no tensor-core instruction.
+// prefill-kernel=auto, the default, takes it on chip=sm_90 (the default
+// chip), and an explicit mma-sync keeps it on sm_90a too (auto's choice
+// there: sparsek-gpu-pipeline-auto.mlir); prefill-kernel=loops emits no
+// tensor-core instruction.
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa prefill-kernel=mma-sync" | FileCheck %s
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa" | FileCheck %s
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa prefill-kernel=mma-sync chip=sm_90a" | FileCheck %s
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa prefill-kernel=loops" | FileCheck %s --check-prefix=LOOPS
 // RUN: %if ptxas %{ sparsek-opt %s --sparsek-gpu-pipeline="prefill-kernel=mma-sync" -o /dev/null %}
 

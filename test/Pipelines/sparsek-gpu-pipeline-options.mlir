@@ -15,6 +15,8 @@
 // RUN: not sparsek-opt %s --sparsek-gpu-pipeline=query-block=abc 2>&1 | FileCheck %s --check-prefix=CHECK-PARSE
 // RUN: not sparsek-opt %s --sparsek-gpu-pipeline=prefill-kernel=wgmma 2>&1 | FileCheck %s --check-prefix=CHECK-WGMMA
 // RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=prefill-kernel=wgmma chip=sm_100a" 2>&1 | FileCheck %s --check-prefix=CHECK-WGMMA100
+// RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=prefill-kernel=tiles chip=sm_90a" 2>&1 | FileCheck %s --check-prefix=CHECK-KERNEL
+// RUN: not sparsek-compile %s -o %t.so --target=gpu "--pipeline-options=prefill-kernel=wgmma" 2>&1 | FileCheck %s --check-prefix=CHECK-WGMMA
 // Several bad options: each is reported.
 // RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=chip= format=elf" 2>&1 | FileCheck %s --check-prefixes=CHECK-CHIP,CHECK-ELF
 // RUN: not sparsek-compile %s -o %t.so --target=gpu --pipeline-options=format=garbage 2>&1 | FileCheck %s --check-prefix=CHECK-FORMAT
@@ -34,6 +36,8 @@
 // CHECK-PARSE: sparsek-gpu-pipeline: cannot parse the options 'query-block=abc'
 // CHECK-WGMMA: sparsek-gpu-pipeline: option chip must be sm_90a with prefill-kernel=wgmma (Hopper wgmma instructions), got 'sm_90'
 // CHECK-WGMMA100: option chip must be sm_90a with prefill-kernel=wgmma (Hopper wgmma instructions), got 'sm_100a'
+// CHECK-KERNEL: Cannot find option named 'tiles'!
+// CHECK-KERNEL: sparsek-gpu-pipeline: cannot parse the options 'prefill-kernel=tiles chip=sm_90a'
 // CHECK-ELF: option format must be one of fatbin, bin, isa, got 'elf'
 // CHECK-OK: gpu.binary @attention_kernel
 // CHECK-OK-SAME: #nvvm.target<O = 0, chip = "sm_90a", features = "+ptx80">

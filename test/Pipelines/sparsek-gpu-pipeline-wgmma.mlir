@@ -4,8 +4,10 @@
 // Q K^T on wgmma m64n64k16 (shared-memory descriptors), quad shuffles and
 // ex2 for the online softmax, (P * gates) V on wgmma m64n128k16 with P in
 // registers and V transposed, 128 threads. f32 inputs keep the loop kernels.
-// The fatbin run compiles the PTX with ptxas for sm_90a.
+// prefill-kernel=auto, the default, takes it on chip=sm_90a. The fatbin run
+// compiles the PTX with ptxas for sm_90a.
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa prefill-kernel=wgmma chip=sm_90a" | FileCheck %s
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa chip=sm_90a" | FileCheck %s
 // RUN: %if ptxas %{ sparsek-opt %s --sparsek-gpu-pipeline="prefill-kernel=wgmma chip=sm_90a" -o /dev/null %}
 
 // CHECK: llvm.func @bf16_attn(

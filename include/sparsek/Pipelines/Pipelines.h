@@ -25,6 +25,10 @@ enum class PrefillKernel {
   /// sparsek-tile-select-attention{form=wgmma}: the same tiles on Hopper
   /// wgmma (GPU, chip=sm_90a only).
   Wgmma,
+  /// Wgmma where the chip has it (sm_90a), else MmaSync (GPU): both forms
+  /// cover the same ops, so the choice never changes what is lowered tile
+  /// first, only how.
+  Auto,
   /// sparsek-tile-select-attention{form=scalar}: the same tile walk as
   /// loops (CPU), to test it where there is no GPU.
   Tiles,
@@ -161,15 +165,17 @@ struct SparseKGPUPipelineOptions
   PassOptions::Option<PrefillKernel> prefillKernel{
       *this, "prefill-kernel",
       llvm::cl::desc("How the fused select_attention is lowered"),
-      llvm::cl::init(PrefillKernel::MmaSync),
+      llvm::cl::init(PrefillKernel::Auto),
       llvm::cl::values(
+          clEnumValN(PrefillKernel::Auto, "auto",
+                     "wgmma when chip=sm_90a, else mma-sync; the default"),
           clEnumValN(PrefillKernel::Loops, "loops",
                      "one query per thread on CUDA cores "
                      "(sparsek-lower-to-loops)"),
           clEnumValN(PrefillKernel::MmaSync, "mma-sync",
                      "tiles of 64 (query, head) rows on tensor cores "
                      "(sparsek-tile-select-attention; bf16/f16 with D and Dv "
-                     "in {64, 128}, other ops keep the loops); the default"),
+                     "in {64, 128}, other ops keep the loops)"),
           clEnumValN(PrefillKernel::Wgmma, "wgmma",
                      "the same tiles on Hopper wgmma with double-buffered "
                      "cp.async gathers (requires chip=sm_90a)"))};
@@ -197,6 +203,11 @@ struct SparseKGPUPipelineOptions
 /// A GPU block has at most this many threads (CUDA's limit); query-block
 /// gives one to each query.
 constexpr int64_t kMaxGPUBlockThreads = 1024;
+
+/// The kernel the GPU pipeline lowers the fused select_attention to:
+/// prefill-kernel, with auto resolved for the chip (Wgmma on sm_90a, else
+/// MmaSync).
+PrefillKernel resolvedPrefillKernel(const SparseKGPUPipelineOptions &options);
 
 /// Checks every option of the GPU pipeline; reports each invalid one
 /// through `report`.

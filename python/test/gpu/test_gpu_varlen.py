@@ -8,7 +8,7 @@ import pytest
 
 from sparsek import compiler, varlen
 from sparsek.cpu import CompiledLibrary
-from varlen_configs import CONFIGS, GPU_PIPELINE, per_sequence_module
+from varlen_configs import CONFIGS, per_sequence_module
 
 DTYPES = {"bf16": "bfloat16", "f16": "float16", "f32": "float32"}
 
@@ -32,11 +32,11 @@ def packed(seed, lengths_q, lengths_k, hq, hkv, d):
 
 def alone_on_gpu(torch, k, w, elem, d, q, key, value, u):
     """One sequence [T, H, D] through the ordinary select_attention library: [T, Hq, Dv]."""
-    from sparsek.gpu import GPULibrary
+    from sparsek.gpu import GPULibrary, compile as compile_gpu
 
     if q.shape[0] == 0:
         return torch.zeros((0, q.shape[1], value.shape[2]), dtype=q.dtype, device="cuda")
-    lib = GPULibrary(compiler.compile(per_sequence_module(k, w, elem, d), pipeline=GPU_PIPELINE))
+    lib = GPULibrary(compile_gpu(per_sequence_module(k, w, elem, d)))
     heads = [a.transpose(0, 1).unsqueeze(0).contiguous() for a in (q, key, value)]
     out = torch.full((1, q.shape[1], q.shape[0], value.shape[2]), 7.0, dtype=q.dtype, device="cuda")
     lib.call("sa", *heads, u.t().unsqueeze(0).contiguous(), out)

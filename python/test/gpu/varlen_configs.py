@@ -1,20 +1,19 @@
 # What the GPU varlen tests compile (test_gpu_varlen.py), shared with scripts/prebuild_gpu_layers.py,
 # which builds these libraries into the carried cache (the GPU machine has no compiler).
-from sparsek import ir, varlen
+from sparsek import gpu, ir, varlen
 
-GPU_PIPELINE = varlen.GPU_PIPELINE
-# (k, w, element type, D = Dv): bf16/f16 with D in {64, 128} take the tile-first mma.sync
-# kernel; f32 keeps the loop kernels.
+# (k, w, element type, D = Dv): bf16/f16 with D in {64, 128} take the tile-first kernel
+# (wgmma on sm_90a, the default pipeline's chip on Hopper); f32 keeps the loop kernels.
 CONFIGS = [(64, 32, elem, d) for elem in ("bf16", "f16") for d in (64, 128)] + [(16, 8, "f32", 64)]
 
 
 def modules():
     """(text, pipeline) of every library the tests load."""
-    out = []
+    out, pipeline = [], gpu.default_pipeline()
     for k, w, elem, d in CONFIGS:
-        out.append((varlen.padded_module(k, w, elem, None, d, d), GPU_PIPELINE))
+        out.append((varlen.padded_module(k, w, elem, None, d, d), pipeline))
         # Each sequence alone through the ordinary (non-varlen) op on the GPU.
-        out.append((per_sequence_module(k, w, elem, d), GPU_PIPELINE))
+        out.append((per_sequence_module(k, w, elem, d), pipeline))
         # The float32 CPU loop form on the same rounded inputs: the reference.
         out.append((varlen.loop_module(k, w, "f32"), "sparsek-cpu-pipeline"))
     return out
