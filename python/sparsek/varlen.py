@@ -122,8 +122,8 @@ def varlen_function(name, k, w, elem="f32", scale=None):
 # (and a selection) per sequence. `padded_function` instead lays the batch out
 # as one uniform select_attention over [B, H, T', D] and [B, H, S', D]
 # (gathered from the packed rows in one kernel per operand), runs the op once
-# (its kernels once: the tile-first mma-sync kernel for bf16/f16, D in {64,
-# 128}) and gathers each sequence's rows back. Exact because of where each
+# (its kernels once: the tile-first wgmma or mma.sync kernel for bf16/f16, D
+# in {64, 128}) and gathers each sequence's rows back. Exact because of where each
 # sequence goes (`alignment`):
 # - keys after a sequence's own (right padding) are never seen by its
 #   queries (causality);
