@@ -8,4 +8,5 @@ bash scripts/build.sh
 /usr/bin/python3 scripts/gpu_artifacts.py "${1:-build/gpu-artifacts}"
 # SparseKAttention's and examples/tiny_transformer.py's layers (CPU and GPU) into the
 # compiler's cache inside the same folder; python/test/gpu/conftest.py points there.
-/usr/bin/python3 scripts/prebuild_gpu_layers.py "${1:-build/gpu-artifacts}/cache"
+# --prune: only this build's libraries travel (not those of earlier builds or chips).
+/usr/bin/python3 scripts/prebuild_gpu_layers.py --prune "${1:-build/gpu-artifacts}/cache"

@@ -3,7 +3,10 @@
 # run (CPU and GPU libraries) into a compiler cache folder, carried to the GPU machine, which has no LLVM.
 """Prebuild the layer libraries of the GPU suite into a cache folder.
 
-    python3 scripts/prebuild_gpu_layers.py CACHE_DIR     # e.g. build/gpu-artifacts/cache
+    python3 scripts/prebuild_gpu_layers.py [--prune] CACHE_DIR   # e.g. build/gpu-artifacts/cache
+
+--prune then deletes the folder's other libraries (sparsek_*.so: those of
+earlier compiler builds or chips), so that the carried folder stays small.
 
 On the GPU machine, SPARSEK_CACHE_DIR=CACHE_DIR and SPARSEK_RUNTIME_LIB=<the
 runtime of the same build> make `sparsek.compiler.compile` serve these
@@ -16,6 +19,7 @@ so their kernels are the defaults users get there (wgmma prefill) and the
 cache keys match.
 """
 
+import glob
 import importlib.util
 import os
 import sys
@@ -34,9 +38,12 @@ def _example():
 
 
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    prune = "--prune" in args
+    args = [a for a in args if a != "--prune"]
+    if len(args) != 1:
         sys.exit(__doc__)
-    folder = os.path.abspath(sys.argv[1])
+    folder = os.path.abspath(args[0])
     os.makedirs(folder, exist_ok=True)
     os.environ["SPARSEK_CACHE_DIR"] = folder
     os.environ.setdefault("SPARSEK_GPU_CHIP", "sm_90a")
@@ -74,6 +81,12 @@ def main():
     paths += train_tiny.prebuild_cuda(folder, train_tiny.parse_args([]))
     size = sum(os.path.getsize(p) for p in set(paths))
     print(f"{len(set(paths))} layer libraries in {folder}: {size / 2**20:.1f} MiB")
+    if prune:
+        keep = {os.path.abspath(p) for p in paths}
+        stale = [p for p in glob.glob(os.path.join(folder, "sparsek_*.so")) if p not in keep]
+        for path in stale:
+            os.remove(path)
+        print(f"pruned {len(stale)} other libraries from {folder}")
 
 
 if __name__ == "__main__":

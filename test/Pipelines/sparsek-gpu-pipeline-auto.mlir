@@ -8,7 +8,7 @@
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa prefill-kernel=auto chip=sm_90a" | FileCheck %s --check-prefixes=CHECK,WGMMA
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa" | FileCheck %s --check-prefixes=CHECK,MMA
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa prefill-kernel=auto chip=sm_90" | FileCheck %s --check-prefixes=CHECK,MMA
-// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa chip=sm_100a" | FileCheck %s --check-prefixes=CHECK,MMA
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa chip=sm_100a features=+ptx86" | FileCheck %s --check-prefixes=CHECK,MMA
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa prefill-kernel=mma-sync chip=sm_90a" | FileCheck %s --check-prefixes=CHECK,MMA
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa prefill-kernel=loops chip=sm_90a" | FileCheck %s --check-prefixes=CHECK,LOOPS
 // The sm_90a binary through ptxas, as the Python layer builds it on Hopper.
