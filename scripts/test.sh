@@ -56,9 +56,9 @@ done
 echo "docs up to date"
 
 if command -v ptxas > /dev/null || [ -x /usr/local/cuda/bin/ptxas ]; then
-  step "GPU artifacts: attention kernels to sm_90 fatbins (ptxas; run on the GPU machine)"
+  step "GPU artifacts: attention kernels to sm_90 and sm_90a fatbins (ptxas; run on the GPU machine)"
   /usr/bin/python3 scripts/gpu_artifacts.py "$build/gpu-artifacts"
-  /usr/bin/python3 scripts/prebuild_gpu_layers.py "$build/gpu-artifacts/cache"
+  /usr/bin/python3 scripts/prebuild_gpu_layers.py --prune "$build/gpu-artifacts/cache"
 fi
 
 step "python: $SPARSEK_PYTHON, torch $("$SPARSEK_PYTHON" -c 'import torch; print(torch.__version__)' 2> /dev/null || echo "not installed: the torch tests skip")"
