@@ -14,8 +14,8 @@ window and head dim; the composite op fused), libsparsek_gpu_decomposed.so
 options on sm_90a, as the Python layer compiles on H100/H200: the composite
 op on the wgmma tiles; for larger rows), libsparsek_gpu_mma_sync.so (the
 composite op on the tile-first mma.sync kernel), libsparsek_gpu_wgmma.so (the
-same functions on the tile-first wgmma kernel, sm_90a), libsparsek_gpu_decode_tiles.so
-(decode_attention on the tile-first split-K kernel), libsparsek_gpu_decode_tiles_mma.so
+same functions on the tile-first wgmma kernel, sm_90a),
+libsparsek_gpu_decode_tiles.so (decode_attention on the tile-first split-K kernel), libsparsek_gpu_decode_tiles_mma.so
 (the same functions on its tensor-core form), libsparsek_gpu_layer.so
 (examples/sparsek_layer.mlir, default options on sm_90a) and manifest.json
 describing them.

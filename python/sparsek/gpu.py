@@ -2,9 +2,9 @@
 """Run compiled SparseK GPU functions on torch CUDA tensors.
 
 A GPU artifact is a shared library holding host code and an embedded GPU
-binary (`default_pipeline()` picks its chip: sm_90a, with the wgmma prefill kernel, on
-H100 and H200); its host code calls the `mgpu*` functions of libsparsek_runtime.so,
-which is loaded first (RTLD_GLOBAL): the one next to the artifact, else the
+binary (`default_pipeline()` picks its chip: sm_90a, with the wgmma prefill
+kernel, on H100 and H200); its host code calls the `mgpu*` functions of
+libsparsek_runtime.so, which is loaded first (RTLD_GLOBAL): the one next to the artifact, else the
 one `sparsek.kv_cache` uses ($SPARSEK_RUNTIME_LIB, $SPARSEK_BUILD_DIR/runtime,
 the build tree), so libraries from the compiler's cache and the KV cache
 share one runtime. `compile(mlir_text)` builds one through the compiler's
@@ -94,11 +94,11 @@ def _device_capability():
 
 
 def default_chip():
-    """The chip `default_pipeline()` compiles for: $SPARSEK_GPU_CHIP when set; else, from torch's
-    current device, sm_90a on compute capability 9.0 (H100, H200: the prefill runs on
-    wgmma) and sm_90 on later GPUs (mma.sync; the driver compiles its PTX); sm_90a
-    where no GPU is visible (compiling ahead, e.g. on a machine without one, for
-    Hopper). Raises UnsupportedGPU on a GPU older than compute capability 9.0."""
+    """The chip `default_pipeline()` compiles for: $SPARSEK_GPU_CHIP when set; else, from
+    torch's current device, sm_90a on compute capability 9.0 (H100, H200: the prefill
+    runs on wgmma) and sm_90 on later GPUs (mma.sync; the driver compiles its PTX);
+    sm_90a where no GPU is visible (compiling ahead for Hopper, e.g. on a machine
+    without one). Raises UnsupportedGPU on a GPU older than compute capability 9.0."""
     chip = os.environ.get("SPARSEK_GPU_CHIP")
     if chip:
         return chip
@@ -125,9 +125,9 @@ def default_pipeline(options=""):
 
 def compile(mlir_text, pipeline=None, opt_level=2):
     """Path of `mlir_text` compiled for the GPU (linked to the runtime), through the
-    compiler's disk cache; no GPU needed. `pipeline` defaults to `default_pipeline()` (the
-    chip of the visible GPU, sm_90a without one). Where no compiler is available a
-    cached library built from the same text and pipeline is served
+    compiler's disk cache; no GPU needed. `pipeline` defaults to `default_pipeline()`
+    (the chip of the visible GPU, sm_90a without one). Where no compiler is available
+    a cached library built from the same text and pipeline is served
     (CompilerNotFound otherwise)."""
     from . import compiler
 
