@@ -36,8 +36,6 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
-#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
-#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
@@ -46,22 +44,10 @@ using namespace mlir;
 using namespace mlir::sparsek;
 
 namespace {
-/// KernelMath plus the mma.sync operand plumbing.
-struct MK : KernelMath {
-  Type elem; // bf16 or f16
-  MK(OpBuilder &b, Location loc, Type elem) : KernelMath{b, loc}, elem(elem) {}
+/// MmaMath plus the decode walk's operand loads and lane exchanges.
+struct MK : MmaMath {
+  using MmaMath::MmaMath;
 
-  bool bf16() const { return elem.isBF16(); }
-  VectorType pairType() { return VectorType::get({2}, elem); }
-  /// A pair of elements as an mma operand register: bf16x2 as i32 (the
-  /// form nvvm.mma.sync takes for bf16), f16 as vector<2xf16>.
-  Value toReg(Value pair) {
-    if (!bf16())
-      return pair;
-    Value cast = vector::BitCastOp::create(
-        b, loc, VectorType::get({1}, b.getI32Type()), pair);
-    return vector::ExtractOp::create(b, loc, cast, ArrayRef<int64_t>{0});
-  }
   Value zeroReg() {
     return toReg(arith::ConstantOp::create(
         b, loc, DenseElementsAttr::get(pairType(), b.getZeroAttr(elem))));
@@ -72,34 +58,10 @@ struct MK : KernelMath {
     return toReg(
         vector::ShuffleOp::create(b, loc, x, y, ArrayRef<int64_t>{i, n + j}));
   }
-  /// Two f32 as one register (x in the low half, the lower k index).
-  Value pack(Value x, Value y) {
-    Value v = vector::FromElementsOp::create(
-        b, loc, VectorType::get({2}, b.getF32Type()), ValueRange{x, y});
-    return toReg(arith::TruncFOp::create(b, loc, pairType(), v));
-  }
   /// `n` elements at `at` (16-byte aligned rows, 8 elements per load).
   Value load(Value buf, ValueRange at, int64_t n) {
     return vector::LoadOp::create(b, loc, VectorType::get({n}, elem), buf, at,
                                   /*nontemporal=*/false, llvm::MaybeAlign(16));
-  }
-  /// D = A B + C on mma.sync m16n8k16, f32 accumulators.
-  SmallVector<Value> mma(ArrayRef<Value> a, ArrayRef<Value> bReg,
-                         ArrayRef<Value> acc) {
-    Type f32 = b.getF32Type();
-    auto structTy =
-        LLVM::LLVMStructType::getLiteral(b.getContext(), {f32, f32, f32, f32});
-    NVVM::MMATypes t = bf16() ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
-    Value d = NVVM::MmaOp::create(
-        b, loc, structTy, a, bReg, acc, ArrayRef<int64_t>{16, 8, 16},
-        std::nullopt, std::nullopt, std::array<NVVM::MMATypes, 2>{t, t},
-        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
-                                       NVVM::MMALayout::col});
-    SmallVector<Value> out;
-    for (int64_t i = 0; i < 4; ++i)
-      out.push_back(
-          LLVM::ExtractValueOp::create(b, loc, d, ArrayRef<int64_t>{i}));
-    return out;
   }
   /// `x` of lane `src` (i32 lane index).
   Value shuffleIdx(Value x, Value src) {

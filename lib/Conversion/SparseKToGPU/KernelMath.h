@@ -2,7 +2,8 @@
 //
 // The index and f32 arithmetic, selects and warp shuffles that every
 // tile-first kernel body (and its scalar CPU form) spells many times; one
-// short name each keeps the kernels readable.
+// short name each keeps the kernels readable. MmaMath adds the mma.sync
+// operand plumbing that the prefill and decode tensor-core kernels share.
 //
 //===----------------------------------------------------------------------===//
 #ifndef SPARSEK_LIB_CONVERSION_SPARSEKTOGPU_KERNELMATH_H
@@ -78,6 +79,27 @@ struct KernelMath {
     }
     return x;
   }
+};
+
+/// KernelMath plus the operands of mma.sync m16n8k16 on bf16 or f16 with f32
+/// accumulators (nvvm.mma.sync: nvgpu.mma.sync cannot lower bf16 in MLIR
+/// 22). Defined in KernelMath.cpp.
+struct MmaMath : KernelMath {
+  Type elem; // bf16 or f16
+
+  MmaMath(OpBuilder &b, Location loc, Type elem)
+      : KernelMath{b, loc}, elem(elem) {}
+
+  bool bf16() const { return elem.isBF16(); }
+  VectorType pairType() const { return VectorType::get({2}, elem); }
+  /// A pair of elements as an mma operand register: bf16x2 as i32 (the form
+  /// nvvm.mma.sync takes for bf16), f16 as vector<2xf16>.
+  Value toReg(Value pair);
+  /// Two f32 as one register (x in the low half, the lower k index).
+  Value pack(Value x, Value y);
+  /// D = A B + C: the four f32 of the lane's D fragment.
+  SmallVector<Value> mma(ArrayRef<Value> a, ArrayRef<Value> bReg,
+                         ArrayRef<Value> acc);
 };
 
 } // namespace mlir::sparsek

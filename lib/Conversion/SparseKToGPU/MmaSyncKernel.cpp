@@ -29,8 +29,6 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
-#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
-#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
@@ -72,13 +70,10 @@ std::string sparsek::mmaSyncUnsupportedReason(SelectAttentionOp op) {
 }
 
 namespace {
-/// Builders of the kernel body: KernelMath plus fragments and mma.
-struct KB : KernelMath {
-  Type elem; // bf16 or f16
-
-  KB(OpBuilder &b, Location loc, Type elem) : KernelMath{b, loc}, elem(elem) {}
-
-  bool bf16() const { return elem.isBF16(); }
+/// Builders of the kernel body: MmaMath plus swizzles, ldmatrix and
+/// cp.async.
+struct KB : MmaMath {
+  using MmaMath::MmaMath;
 
   /// Column of (row, col) in a swizzled [rows][D] tile; col is a multiple
   /// of kChunk.
@@ -101,15 +96,6 @@ struct KB : KernelMath {
     return add(mul(low, c(kChunk)), c((chunk - chunk % 8) * kChunk));
   }
 
-  /// vector<2xelem> -> an mma operand register (i32 for bf16).
-  Value toReg(Value pair) {
-    if (!bf16())
-      return pair;
-    Value cast = vector::BitCastOp::create(
-        b, loc, VectorType::get({1}, b.getI32Type()), pair);
-    return vector::ExtractOp::create(b, loc, cast, ArrayRef<int64_t>{0});
-  }
-
   /// ldmatrix x4 at (row, col) of `smem`: 4 registers.
   SmallVector<Value> ldmatrix(Value smem, Value row, Value col, bool trans) {
     Value frag =
@@ -121,33 +107,6 @@ struct KB : KernelMath {
       regs.push_back(
           toReg(vector::ExtractOp::create(b, loc, frag, ArrayRef<int64_t>{i})));
     return regs;
-  }
-
-  /// Two f32 -> one operand register holding elem x 2 (x in the low half).
-  Value pack(Value x, Value y) {
-    Value v = vector::FromElementsOp::create(
-        b, loc, VectorType::get({2}, b.getF32Type()), ValueRange{x, y});
-    return toReg(
-        arith::TruncFOp::create(b, loc, VectorType::get({2}, elem), v));
-  }
-
-  /// D = A B + C on mma.sync m16n8k16 with f32 accumulators.
-  SmallVector<Value> mma(ArrayRef<Value> a, ArrayRef<Value> bReg,
-                         ArrayRef<Value> acc) {
-    Type f32 = b.getF32Type();
-    auto structTy =
-        LLVM::LLVMStructType::getLiteral(b.getContext(), {f32, f32, f32, f32});
-    NVVM::MMATypes t = bf16() ? NVVM::MMATypes::bf16 : NVVM::MMATypes::f16;
-    Value d = NVVM::MmaOp::create(
-        b, loc, structTy, a, bReg, acc, ArrayRef<int64_t>{16, 8, 16},
-        std::nullopt, std::nullopt, std::array<NVVM::MMATypes, 2>{t, t},
-        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
-                                       NVVM::MMALayout::col});
-    SmallVector<Value> out;
-    for (int64_t i = 0; i < 4; ++i)
-      out.push_back(
-          LLVM::ExtractValueOp::create(b, loc, d, ArrayRef<int64_t>{i}));
-    return out;
   }
 
   /// Reduction over the 4 lanes of a quad (the lanes holding one row).
