@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "BlockKeySets.h"
+#include "KernelMath.h"
 
 #include "../SparseKToLoops/ChunkedSelection.h"
 #include "../SparseKToLoops/LoopUtils.h"
@@ -27,42 +28,9 @@ static constexpr int64_t kQueryBlock = 128;
 /// Entries of a block's candidate walk per thread of the list step.
 static constexpr int64_t kListSegment = 256;
 
-namespace {
-struct I {
-  OpBuilder &b;
-  Location loc;
-  Value c(int64_t v) { return emitIndex(b, loc, v); }
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
-  Value sub(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }
-  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
-  Value div(Value x, Value y) { return arith::DivUIOp::create(b, loc, x, y); }
-  Value rem(Value x, Value y) { return arith::RemUIOp::create(b, loc, x, y); }
-  Value min(Value x, Value y) { return arith::MinSIOp::create(b, loc, x, y); }
-  Value max(Value x, Value y) { return arith::MaxSIOp::create(b, loc, x, y); }
-  Value lt(Value x, Value y) {
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y);
-  }
-  Value le(Value x, Value y) {
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, x, y);
-  }
-  Value eq(Value x, Value y) {
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, x, y);
-  }
-  Value sel(Value c, Value x, Value y) {
-    return arith::SelectOp::create(b, loc, c, x, y);
-  }
-  Value andI(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
-  Value orI(Value x, Value y) { return arith::OrIOp::create(b, loc, x, y); }
-  Value ceilDiv(Value x, Value y) { return div(add(x, sub(y, c(1))), y); }
-  Value i32(Value x) {
-    return arith::IndexCastOp::create(b, loc, b.getI32Type(), x);
-  }
-};
-} // namespace
-
 TileGeometry TileGeometry::emit(OpBuilder &b, Location loc, Value group,
                                 Value numQueries) {
-  I x{b, loc};
+  KernelMath x{b, loc};
   // At least 1: Hq = 0 leaves nothing to compute but must not divide by 0.
   Value gc = x.max(x.min(group, x.c(kTileRows)), x.c(1));
   Value bm = x.div(x.c(kTileRows), gc);
@@ -72,7 +40,7 @@ TileGeometry TileGeometry::emit(OpBuilder &b, Location loc, Value group,
 TileRow sparsek::emitTileRow(OpBuilder &b, Location loc, Value row, Value t0,
                              Value split, Value headsPerTile, Value group,
                              Value blockQueries, Value numQueries) {
-  I x{b, loc};
+  KernelMath x{b, loc};
   Value qi = x.div(row, headsPerTile);
   Value t = x.add(t0, qi);
   Value hq = x.add(x.mul(split, headsPerTile), x.rem(row, headsPerTile));
@@ -101,7 +69,7 @@ QueryThresholds QueryThresholds::castPositions(OpBuilder &b, Location loc,
 /// i1: j is in the row's window [pos - w + 1, pos] (j >= 0).
 static Value emitInWindow(OpBuilder &b, Location loc,
                           const QueryThresholds &row, Value j, int64_t w) {
-  I x{b, loc};
+  KernelMath x{b, loc};
   Type type = j.getType();
   Value firstWindow =
       arith::SubIOp::create(b, loc, row.pos, intConst(b, loc, type, w - 1));
@@ -114,7 +82,7 @@ static Value emitInWindow(OpBuilder &b, Location loc,
 /// or stronger (higher score, or the same score at a smaller position).
 static Value emitReachesTheta(OpBuilder &b, Location loc, Value u, Value j,
                               Value thetaScore, Value thetaPos) {
-  I x{b, loc};
+  KernelMath x{b, loc};
   Value above =
       arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, u, thetaScore);
   Value tied = x.andI(
@@ -126,7 +94,7 @@ static Value emitReachesTheta(OpBuilder &b, Location loc, Value u, Value j,
 Value sparsek::emitIsMember(OpBuilder &b, Location loc,
                             const QueryThresholds &row, Value j, Value u,
                             int64_t w, bool selects) {
-  I x{b, loc};
+  KernelMath x{b, loc};
   Value window = emitInWindow(b, loc, row, j, w);
   if (!selects)
     return x.andI(row.valid, window);
@@ -143,7 +111,7 @@ Value sparsek::emitIsMember(OpBuilder &b, Location loc,
 
 Value sparsek::emitIsListMember(OpBuilder &b, Location loc,
                                 const QueryThresholds &row, Value j, Value u) {
-  I x{b, loc};
+  KernelMath x{b, loc};
   return x.andI(x.andI(row.valid, emitIsFiniteScore(b, loc, u)),
                 emitReachesTheta(b, loc, u, j, row.thetaScore, row.thetaPos));
 }
@@ -170,7 +138,7 @@ Value sparsek::emitGate(OpBuilder &b, Location loc, const QueryThresholds &row,
 BlockKeys BlockKeys::emit(OpBuilder &b, Location loc, Value count, Value t0,
                           Value blockQueries, Value numQueries, Value numKeys,
                           int64_t w) {
-  I x{b, loc};
+  KernelMath x{b, loc};
   Value firstPos = x.sub(numKeys, numQueries);
   Value lo = x.max(x.c(0), x.add(firstPos, x.sub(t0, x.c(w - 1))));
   Value t1 = x.sub(x.min(x.add(t0, blockQueries), numQueries), x.c(1));
@@ -181,7 +149,7 @@ BlockKeys BlockKeys::emit(OpBuilder &b, Location loc, Value count, Value t0,
 
 KeyTileClass KeyTileClass::emit(OpBuilder &b, Location loc,
                                 const BlockKeys &keys, Value first, int64_t w) {
-  I x{b, loc};
+  KernelMath x{b, loc};
   Value last = x.add(first, x.c(kKeyTile - 1));
   // Range slots hold consecutive positions from lo on.
   Value firstKey = x.add(keys.lo, x.sub(first, keys.count));
@@ -195,7 +163,7 @@ KeyTileClass KeyTileClass::emit(OpBuilder &b, Location loc,
 Value KeyTileClass::emitIsMember(OpBuilder &b, Location loc,
                                  const QueryThresholds &row, Value j, Value u,
                                  int64_t w, bool selects) const {
-  I x{b, loc};
+  KernelMath x{b, loc};
   Value full = sparsek::emitIsMember(b, loc, row, j, u, w, selects);
   if (selects)
     full = x.sel(list, emitIsListMember(b, loc, row, j, u), full);
@@ -215,7 +183,7 @@ Value KeyTileClass::emitGate(OpBuilder &b, Location loc,
 
 Value BlockKeys::emitKeyAt(OpBuilder &b, Location loc, Value i, Value list,
                            ValueRange lead, int64_t k) const {
-  I x{b, loc};
+  KernelMath x{b, loc};
   Value j = x.add(lo, x.sub(i, count));
   if (list) {
     // Clamped, so the load stays inside the row; the select drops it.
@@ -230,7 +198,7 @@ QueryThresholds ThresholdBuffers::emitLoad(OpBuilder &b, Location loc, Value r,
                                            Value t, Value valid,
                                            Value pos) const {
   // Invalid rows (past T) read query 0's entries, which exist when T > 0.
-  I x{b, loc};
+  KernelMath x{b, loc};
   Value at = x.sel(valid, t, x.c(0));
   auto load = [&](Value buf) {
     return memref::LoadOp::create(b, loc, buf, ValueRange{r, at}).getResult();
@@ -248,7 +216,7 @@ static Value alloc(OpBuilder &b, Location loc, Type elem,
 void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
   int64_t k = op.getKAttr().getInt(), w = op.getWAttr().getInt();
   assert(k >= 1 && "k = 0 selects nothing");
-  I x{b, loc};
+  KernelMath x{b, loc};
   Value scores = op.getScores();
   Value batch = emitDim(b, loc, scores, 0), heads = emitDim(b, loc, scores, 1);
   Value numQueries = emitDim(b, loc, op.getQuery(), 2);
@@ -290,7 +258,7 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
                          function_ref<SmallVector<Value>(OpBuilder &, Location,
                                                          Value, ValueRange)>
                              onMember) {
-    I y{nb, nl};
+    KernelMath y{nb, nl};
     Value t0 = y.mul(blk, geo.blockQueries);
     QueryPlace place = sel.emitPlace(nb, nl, t0);
     // Without candidates the block has no selected key, and its chunk, its
@@ -299,7 +267,7 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
     return emitIfElse(
         nb, nl, place.hasCandidates,
         [&](OpBuilder &cb, Location cl) -> SmallVector<Value> {
-          I c{cb, cl};
+          KernelMath c{cb, cl};
           auto [ts, tp] = sel.emitTheta(cb, cl, bi, h, t0);
           Value from = c.mul(seg, c.c(kListSegment));
           Value to = c.min(c.add(from, c.c(kListSegment)), entries);
@@ -307,7 +275,7 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
               cb, cl, from, to, init,
               [&](OpBuilder &fb, Location fl, Value i,
                   ValueRange carried) -> SmallVector<Value> {
-                I z{fb, fl};
+                KernelMath z{fb, fl};
                 Value inList = z.lt(i, z.c(k));
                 Value listed = emitLoadIndex(
                     fb, fl, firsts,
@@ -341,36 +309,37 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
   emitParallelQueryBlocks(
       b, loc, batch, heads, blockSegments, kListBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value bs) {
-        I y{nb, nl};
+        KernelMath y{nb, nl};
         Value r = y.add(y.mul(bi, heads), h);
         Value blk = y.div(bs, segments), seg = y.rem(bs, segments);
-        Value n = walkSegment(nb, nl, bi, h, blk, seg, ValueRange{y.c(0)},
-                              [](OpBuilder &mb, Location ml, Value,
-                                 ValueRange c) -> SmallVector<Value> {
-                                return {I{mb, ml}.add(c[0], I{mb, ml}.c(1))};
-                              })[0];
+        Value n = walkSegment(
+            nb, nl, bi, h, blk, seg, ValueRange{y.c(0)},
+            [](OpBuilder &mb, Location ml, Value,
+               ValueRange c) -> SmallVector<Value> {
+              return {KernelMath{mb, ml}.add(c[0], KernelMath{mb, ml}.c(1))};
+            })[0];
         memref::StoreOp::create(nb, nl, n, segmentCounts,
                                 ValueRange{r, blk, seg});
       });
   emitParallelQueryBlocks(
       b, loc, batch, heads, blockSegments, kListBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value bs) {
-        I y{nb, nl};
+        KernelMath y{nb, nl};
         Value r = y.add(y.mul(bi, heads), h);
         Value blk = y.div(bs, segments), seg = y.rem(bs, segments);
-        Value offset = emitForCarrying(nb, nl, y.c(0), seg, ValueRange{y.c(0)},
-                                       [&](OpBuilder &fb, Location fl, Value s2,
-                                           ValueRange c) -> SmallVector<Value> {
-                                         Value n = memref::LoadOp::create(
-                                             fb, fl, segmentCounts,
-                                             ValueRange{r, blk, s2});
-                                         return {I{fb, fl}.add(c[0], n)};
-                                       })[0];
+        Value offset = emitForCarrying(
+            nb, nl, y.c(0), seg, ValueRange{y.c(0)},
+            [&](OpBuilder &fb, Location fl, Value s2,
+                ValueRange c) -> SmallVector<Value> {
+              Value n = memref::LoadOp::create(fb, fl, segmentCounts,
+                                               ValueRange{r, blk, s2});
+              return {KernelMath{fb, fl}.add(c[0], n)};
+            })[0];
         Value end =
             walkSegment(nb, nl, bi, h, blk, seg, ValueRange{offset},
                         [&](OpBuilder &mb, Location ml, Value j,
                             ValueRange c) -> SmallVector<Value> {
-                          I z{mb, ml};
+                          KernelMath z{mb, ml};
                           memref::StoreOp::create(mb, ml, z.i32(j), lists,
                                                   ValueRange{r, blk, c[0]});
                           return {z.add(c[0], z.c(1))};
@@ -379,14 +348,15 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
         // padding (read by no tile, written so no read is uninitialized).
         emitIf(nb, nl, y.eq(seg, y.sub(segments, y.c(1))),
                [&](OpBuilder &lb, Location ll) {
-                 I z{lb, ll};
+                 KernelMath z{lb, ll};
                  memref::StoreOp::create(lb, ll, z.i32(end), counts,
                                          ValueRange{r, blk});
                  emitFor(lb, ll, end, z.c(k),
                          [&](OpBuilder &fb, Location fl, Value i) {
                            memref::StoreOp::create(
-                               fb, fl, I{fb, fl}.i32(I{fb, fl}.c(-1)), lists,
-                               ValueRange{r, blk, i});
+                               fb, fl,
+                               KernelMath{fb, fl}.i32(KernelMath{fb, fl}.c(-1)),
+                               lists, ValueRange{r, blk, i});
                          });
                });
       });
@@ -396,7 +366,7 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
   emitParallelQueryBlocks(
       b, loc, batch, heads, numQueries, kQueryBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value t) {
-        I y{nb, nl};
+        KernelMath y{nb, nl};
         Value r = y.add(y.mul(bi, heads), h);
         QueryPlace place = sel.emitPlace(nb, nl, t);
         SmallVector<Value> v = emitIfElse(
@@ -405,11 +375,11 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
               Value tau = arith::TruncFOp::create(
                   tb, tl, tb.getF32Type(), sel.emitTau(tb, tl, bi, h, t));
               auto [ts, tp] = sel.emitTheta(tb, tl, bi, h, t);
-              return {tau, ts, I{tb, tl}.i32(tp)};
+              return {tau, ts, KernelMath{tb, tl}.i32(tp)};
             },
             [&](OpBuilder &eb, Location el) -> SmallVector<Value> {
               return {emitF32(eb, el, inf), emitF32(eb, el, inf),
-                      I{eb, el}.i32(I{eb, el}.c(-1))};
+                      KernelMath{eb, el}.i32(KernelMath{eb, el}.c(-1))};
             });
         memref::StoreOp::create(nb, nl, v[0], thresholds.tau, ValueRange{r, t});
         memref::StoreOp::create(nb, nl, v[1], thresholds.thetaScore,

@@ -40,10 +40,18 @@ struct KernelMath {
   Value lt(Value x, Value y) {
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, x, y);
   }
+  Value le(Value x, Value y) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, x, y);
+  }
   Value eq(Value x, Value y) {
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, x, y);
   }
   Value andI(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
+  Value orI(Value x, Value y) { return arith::OrIOp::create(b, loc, x, y); }
+  /// An index as i32.
+  Value i32(Value x) {
+    return arith::IndexCastOp::create(b, loc, b.getI32Type(), x);
+  }
   Value sel(Value cnd, Value x, Value y) {
     return arith::SelectOp::create(b, loc, cnd, x, y);
   }
