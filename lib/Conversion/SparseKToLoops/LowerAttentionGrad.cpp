@@ -133,6 +133,54 @@ static Value emitGradChecks(OpBuilder &b, Location loc, AttentionGradOp op,
   return emitAnd(b, loc, {ok, emitQueriesFitKeys(b, loc, op, z.t, z.s)});
 }
 
+namespace {
+/// What a key j contributes to the backward of one query besides dq: its
+/// attention weight a_j, dPv_j = <do, v_j> and scale ds_j.
+struct KeyGrad {
+  Value a, dPv, scaledDs;
+};
+
+using KeyGradSink = function_ref<void(OpBuilder &, Location,
+                                      const AttendedKey &, const KeyGrad &)>;
+} // namespace
+
+/// Pass 2 of the backward of query (bi, hq, t) at position `pos`, KV head h,
+/// from its softmax maximum `max`, normalizer `sum` and Delta: dq (the
+/// query's own row) from zero, and each attended key's KeyGrad handed to
+/// `sink` for dkey, dvalue and dgates.
+static void emitKeyGrads(OpBuilder &b, Location loc, AttentionGradOp op,
+                         const GradSizes &z, Value scale, Value bi, Value h,
+                         Value hq, Value t, Value pos, Value max, Value sum,
+                         Value delta, KeyGradSink sink) {
+  Row query{op.getQuery(), {bi, hq, t}};
+  Row dout{op.getGradOutput(), {bi, hq, t}};
+  Row dq{op.getGradQueryInit(), {bi, hq, t}};
+  emitFor(b, loc, emitIndex(b, loc, 0), z.d,
+          [&](OpBuilder &nb, Location nl, Value c) {
+            dq.storeF32(nb, nl, emitF32(nb, nl, 0.0), c);
+          });
+  emitVisitAttended(
+      b, loc, op, bi, h, t, pos, z.k, {},
+      [&](OpBuilder &nb, Location nl, const AttendedKey &at,
+          ValueRange) -> SmallVector<Value> {
+        Row keyRow{op.getKey(), {bi, h, at.j}};
+        Value s = arith::MulFOp::create(nb, nl, scale,
+                                        emitDotF32(nb, nl, query, keyRow, z.d));
+        Value e =
+            math::ExpOp::create(nb, nl, arith::SubFOp::create(nb, nl, s, max));
+        Value a = arith::DivFOp::create(nb, nl, e, sum);
+        Value dPv =
+            emitDotF32(nb, nl, dout, Row{op.getValue(), {bi, h, at.j}}, z.dv);
+        Value dP = arith::MulFOp::create(nb, nl, at.gate, dPv);
+        Value ds = arith::MulFOp::create(
+            nb, nl, a, arith::SubFOp::create(nb, nl, dP, delta));
+        Value scaledDs = arith::MulFOp::create(nb, nl, scale, ds);
+        emitAxpy(nb, nl, scaledDs, keyRow, dq, z.d);
+        sink(nb, nl, at, KeyGrad{a, dPv, scaledDs});
+        return {};
+      });
+}
+
 /// The backward of one query (bi, hq, t) at position `pos`, KV head h.
 static void emitQueryGrad(OpBuilder &b, Location loc, AttentionGradOp op,
                           const GradSizes &z, const SoftmaxAccumulator &acc,
@@ -141,7 +189,6 @@ static void emitQueryGrad(OpBuilder &b, Location loc, AttentionGradOp op,
   Value key = op.getKey(), value = op.getValue();
   Row query{op.getQuery(), {bi, hq, t}};
   Row dout{op.getGradOutput(), {bi, hq, t}};
-  Row dq{op.getGradQueryInit(), {bi, hq, t}};
   auto keyRow = [&](Value j) { return Row{key, {bi, h, j}}; };
   auto valueRow = [&](Value j) { return Row{value, {bi, h, j}}; };
 
@@ -160,33 +207,16 @@ static void emitQueryGrad(OpBuilder &b, Location loc, AttentionGradOp op,
   Value delta = emitDotF32(b, loc, dout, Row{outRow, {}}, z.dv);
 
   // Pass 2: dq (this query's row), dkey, dvalue, dgates.
-  emitFor(b, loc, emitIndex(b, loc, 0), z.d,
-          [&](OpBuilder &nb, Location nl, Value c) {
-            dq.storeF32(nb, nl, emitF32(nb, nl, 0.0), c);
-          });
-  emitVisitAttended(
-      b, loc, op, bi, h, t, pos, z.k, {},
-      [&](OpBuilder &nb, Location nl, const AttendedKey &at,
-          ValueRange) -> SmallVector<Value> {
-        Value s = arith::MulFOp::create(
-            nb, nl, scale, emitDotF32(nb, nl, query, keyRow(at.j), z.d));
-        Value e = math::ExpOp::create(nb, nl,
-                                      arith::SubFOp::create(nb, nl, s, st.max));
-        Value a = arith::DivFOp::create(nb, nl, e, st.sum);
-        Value dPv = emitDotF32(nb, nl, dout, valueRow(at.j), z.dv);
-        Value dP = arith::MulFOp::create(nb, nl, at.gate, dPv);
-        Value ds = arith::MulFOp::create(
-            nb, nl, a, arith::SubFOp::create(nb, nl, dP, delta));
-        Value scaledDs = arith::MulFOp::create(nb, nl, scale, ds);
-        emitAxpy(nb, nl, scaledDs, keyRow(at.j), dq, z.d);
-        emitAxpy(nb, nl, scaledDs, query,
+  emitKeyGrads(
+      b, loc, op, z, scale, bi, h, hq, t, pos, st.max, st.sum, delta,
+      [&](OpBuilder &nb, Location nl, const AttendedKey &at, const KeyGrad &g) {
+        emitAxpy(nb, nl, g.scaledDs, query,
                  Row{op.getGradKeyInit(), {bi, h, at.j}}, z.d);
-        emitAxpy(nb, nl, arith::MulFOp::create(nb, nl, a, at.gate), dout,
+        emitAxpy(nb, nl, arith::MulFOp::create(nb, nl, g.a, at.gate), dout,
                  Row{op.getGradValueInit(), {bi, h, at.j}}, z.dv);
         if (at.slot)
           emitAccumulate(nb, nl, op.getGradGatesInit(), {bi, h, t, at.slot},
-                         arith::MulFOp::create(nb, nl, a, dPv));
-        return {};
+                         arith::MulFOp::create(nb, nl, g.a, g.dPv));
       });
 }
 
@@ -233,7 +263,6 @@ static void emitParallelQueryGrad(OpBuilder &b, Location loc,
   Value key = op.getKey(), value = op.getValue();
   Row query{op.getQuery(), {bi, hq, t}};
   Row dout{op.getGradOutput(), {bi, hq, t}};
-  Row dq{op.getGradQueryInit(), {bi, hq, t}};
   auto keyRow = [&](Value j) { return Row{key, {bi, h, j}}; };
   auto valueRow = [&](Value j) { return Row{value, {bi, h, j}}; };
   auto score = [&](OpBuilder &nb, Location nl, Value j) {
@@ -274,33 +303,18 @@ static void emitParallelQueryGrad(OpBuilder &b, Location loc,
   }
 
   // Pass 2: dq (this thread's row); dkey, dvalue, dgates atomically.
-  emitFor(b, loc, emitIndex(b, loc, 0), z.d,
-          [&](OpBuilder &nb, Location nl, Value c) {
-            dq.storeF32(nb, nl, emitF32(nb, nl, 0.0), c);
-          });
-  emitVisitAttended(
-      b, loc, op, bi, h, t, pos, z.k, {},
-      [&](OpBuilder &nb, Location nl, const AttendedKey &at,
-          ValueRange) -> SmallVector<Value> {
-        Value e = math::ExpOp::create(
-            nb, nl, arith::SubFOp::create(nb, nl, score(nb, nl, at.j), max));
-        Value a = arith::DivFOp::create(nb, nl, e, sum);
-        Value dPv = emitDotF32(nb, nl, dout, valueRow(at.j), z.dv);
-        Value dP = arith::MulFOp::create(nb, nl, at.gate, dPv);
-        Value ds = arith::MulFOp::create(
-            nb, nl, a, arith::SubFOp::create(nb, nl, dP, deltaT));
-        Value scaledDs = arith::MulFOp::create(nb, nl, scale, ds);
-        emitAxpy(nb, nl, scaledDs, keyRow(at.j), dq, z.d);
+  emitKeyGrads(
+      b, loc, op, z, scale, bi, h, hq, t, pos, max, sum, deltaT,
+      [&](OpBuilder &nb, Location nl, const AttendedKey &at, const KeyGrad &g) {
         if (!lse) {
-          emitAtomicAxpy(nb, nl, scaledDs, query,
+          emitAtomicAxpy(nb, nl, g.scaledDs, query,
                          Row{op.getGradKeyInit(), {bi, h, at.j}}, z.d);
-          emitAtomicAxpy(nb, nl, arith::MulFOp::create(nb, nl, a, at.gate),
+          emitAtomicAxpy(nb, nl, arith::MulFOp::create(nb, nl, g.a, at.gate),
                          dout, Row{op.getGradValueInit(), {bi, h, at.j}}, z.dv);
         }
         if (at.slot)
           emitAtomicAdd(nb, nl, op.getGradGatesInit(), {bi, h, t, at.slot},
-                        arith::MulFOp::create(nb, nl, a, dPv));
-        return {};
+                        arith::MulFOp::create(nb, nl, g.a, g.dPv));
       });
 }
 
