@@ -83,6 +83,44 @@ sk_status checkShape(const sk_cache *cache, const sk_kv_shape *shape,
   return SK_OK;
 }
 
+/// The checks every append starts with: a live cache, a layer in range and
+/// an input of the cache's shape.
+sk_status checkAppendTarget(const sk_cache *cache, int32_t layer,
+                            const sk_kv_shape *shape, const char *caller) {
+  if (sk_status status = checkCache(cache, caller))
+    return status;
+  if (sk_status status = checkLayer(cache, layer, caller))
+    return status;
+  return checkShape(cache, shape, caller);
+}
+
+/// The checks a batch append starts with: those of every append, then its
+/// sequence count in [0, max_seqs].
+sk_status checkBatchAppend(const sk_cache *cache, int32_t layer,
+                           const sk_kv_shape *shape, int32_t numSeqs,
+                           const char *caller) {
+  if (sk_status status = checkAppendTarget(cache, layer, shape, caller))
+    return status;
+  if (numSeqs < 0 || numSeqs > cache->backend->config().max_seqs)
+    return cacheError(SK_ERR_INVALID_ARGUMENT,
+                      "%s: num_seqs %d out of range [0, %d]", caller, numSeqs,
+                      cache->backend->config().max_seqs);
+  return SK_OK;
+}
+
+/// One sequence of a batch: allocated and not yet in the batch (`seen`,
+/// indexed by sequence, marks those checked so far).
+sk_status checkBatchSeq(const sk_cache *cache, int32_t seq,
+                        std::vector<uint8_t> &seen, const char *caller) {
+  if (sk_status status = checkSeq(cache, seq, caller))
+    return status;
+  if (seen[seq]++)
+    return cacheError(SK_ERR_INVALID_ARGUMENT,
+                      "%s: sequence %d appears twice in one batch", caller,
+                      seq);
+  return SK_OK;
+}
+
 sk_status checkConfig(const sk_cache_config *c) {
   const char *caller = "sk_cache_create";
   if (!c)
@@ -218,30 +256,17 @@ sk_status sk_cache_append_tokens(sk_cache *cache, int32_t layer,
                                  const void *values, const float *scores,
                                  void *stream) {
   const char *caller = "sk_cache_append_tokens";
-  if (sk_status status = checkCache(cache, caller))
+  if (sk_status status = checkBatchAppend(cache, layer, shape, numSeqs, caller))
     return status;
-  if (sk_status status = checkLayer(cache, layer, caller))
-    return status;
-  if (sk_status status = checkShape(cache, shape, caller))
-    return status;
-  if (numSeqs < 0 || numSeqs > cache->backend->config().max_seqs)
-    return cacheError(SK_ERR_INVALID_ARGUMENT,
-                      "%s: num_seqs %d out of range [0, %d]", caller, numSeqs,
-                      cache->backend->config().max_seqs);
   if (numSeqs == 0)
     return SK_OK;
   if (!seqIds || !keys || !values || !scores)
     return cacheError(SK_ERR_INVALID_ARGUMENT, "%s: null input", caller);
   // One token per sequence per call: a repeated id would append twice.
   std::vector<uint8_t> seen(cache->allocated.size(), 0);
-  for (int32_t i = 0; i < numSeqs; ++i) {
-    if (sk_status status = checkSeq(cache, seqIds[i], caller))
+  for (int32_t i = 0; i < numSeqs; ++i)
+    if (sk_status status = checkBatchSeq(cache, seqIds[i], seen, caller))
       return status;
-    if (seen[seqIds[i]]++)
-      return cacheError(SK_ERR_INVALID_ARGUMENT,
-                        "%s: sequence %d appears twice in one batch", caller,
-                        seqIds[i]);
-  }
   return cache->backend->appendTokens(layer, numSeqs, seqIds, keys, values,
                                       scores, stream);
 }
@@ -252,11 +277,7 @@ sk_status sk_cache_append_chunk(sk_cache *cache, int32_t layer,
                                 const void *values, const float *scores,
                                 void *stream) {
   const char *caller = "sk_cache_append_chunk";
-  if (sk_status status = checkCache(cache, caller))
-    return status;
-  if (sk_status status = checkLayer(cache, layer, caller))
-    return status;
-  if (sk_status status = checkShape(cache, shape, caller))
+  if (sk_status status = checkAppendTarget(cache, layer, shape, caller))
     return status;
   if (sk_status status = checkSeq(cache, seq, caller))
     return status;
@@ -278,16 +299,8 @@ sk_status sk_cache_append_varlen(sk_cache *cache, int32_t layer,
                                  const void *values, const float *scores,
                                  void *stream) {
   const char *caller = "sk_cache_append_varlen";
-  if (sk_status status = checkCache(cache, caller))
+  if (sk_status status = checkBatchAppend(cache, layer, shape, numSeqs, caller))
     return status;
-  if (sk_status status = checkLayer(cache, layer, caller))
-    return status;
-  if (sk_status status = checkShape(cache, shape, caller))
-    return status;
-  if (numSeqs < 0 || numSeqs > cache->backend->config().max_seqs)
-    return cacheError(SK_ERR_INVALID_ARGUMENT,
-                      "%s: num_seqs %d out of range [0, %d]", caller, numSeqs,
-                      cache->backend->config().max_seqs);
   if (numSeqs == 0)
     return SK_OK;
   if (!seqIds || !cuSeqlens)
@@ -302,13 +315,9 @@ sk_status sk_cache_append_varlen(sk_cache *cache, int32_t layer,
       return cacheError(SK_ERR_INVALID_ARGUMENT,
                         "%s: cu_seqlens decreases at %d (%d after %d)", caller,
                         i + 1, cuSeqlens[i + 1], cuSeqlens[i]);
-    if (sk_status status = checkSeq(cache, seqIds[i], caller))
-      return status;
     // Each sequence's tokens must be consecutive: one range per sequence.
-    if (seen[seqIds[i]]++)
-      return cacheError(SK_ERR_INVALID_ARGUMENT,
-                        "%s: sequence %d appears twice in one batch", caller,
-                        seqIds[i]);
+    if (sk_status status = checkBatchSeq(cache, seqIds[i], seen, caller))
+      return status;
   }
   if (cuSeqlens[numSeqs] == 0)
     return SK_OK;
