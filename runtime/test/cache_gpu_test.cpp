@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
+
 using namespace sparsek::test;
 
 namespace {
@@ -40,14 +42,6 @@ struct GpuCase {
 
 // Short names in test listings instead of gtest's byte dump.
 void PrintTo(const GpuCase &c, std::ostream *os) { *os << c.name; }
-
-class GpuCache : public ::testing::TestWithParam<GpuCase> {
-protected:
-  void SetUp() override {
-    if (!sk_rt_has_device())
-      GTEST_SKIP() << "no GPU or driver";
-  }
-};
 
 std::vector<std::vector<float>> makeStreams(const GpuCase &c) {
   std::vector<std::vector<float>> streams;
@@ -99,75 +93,94 @@ struct CachePair {
   }
 };
 
+/// A CPU and a CUDA cache of the case's shape, with every sequence
+/// allocated in both, and the case's score streams.
+class GpuCache : public ::testing::TestWithParam<GpuCase> {
+protected:
+  void SetUp() override {
+    if (!sk_rt_has_device())
+      GTEST_SKIP() << "no GPU or driver";
+    const GpuCase &tc = GetParam();
+    cfg = makeConfig(SK_BACKEND_CUDA, tc.heads, tc.k, tc.w, tc.dim, tc.dtype,
+                     tc.seqs, tc.capacity);
+    shape = shapeOf(cfg);
+    caches = std::make_unique<CachePair>(cfg);
+    streams = makeStreams(tc);
+  }
+
+  /// The whole stream appended to the CPU cache token by token: what the
+  /// bulk appends on the GPU must reproduce.
+  void appendTokensOnCpu() {
+    const GpuCase &tc = GetParam();
+    for (int64_t p = 0; p < tc.tokens; ++p) {
+      TokenBatch b = makeTokenBatch(cfg, caches->ids, streams, p);
+      ASSERT_EQ(sk_cache_append_tokens(
+                    caches->cpu, 0, &shape, tc.seqs, caches->ids.data(),
+                    b.keys.data(), b.values.data(), b.scores.data(), nullptr),
+                SK_OK);
+    }
+  }
+
+  sk_cache_config cfg;
+  sk_kv_shape shape;
+  std::unique_ptr<CachePair> caches;
+  std::vector<std::vector<float>> streams;
+};
+
 TEST_P(GpuCache, TokenBatchesMatchCpu) {
   const GpuCase &tc = GetParam();
-  sk_cache_config cfg = makeConfig(SK_BACKEND_CUDA, tc.heads, tc.k, tc.w,
-                                   tc.dim, tc.dtype, tc.seqs, tc.capacity);
-  sk_kv_shape shape = shapeOf(cfg);
-  CachePair caches(cfg);
-  auto streams = makeStreams(tc);
   for (int64_t p = 0; p < tc.tokens; ++p) {
-    TokenBatch b = makeTokenBatch(cfg, caches.ids, streams, p);
+    TokenBatch b = makeTokenBatch(cfg, caches->ids, streams, p);
     DeviceBatch d(b);
-    ASSERT_EQ(sk_cache_append_tokens(caches.cpu, 0, &shape, tc.seqs,
-                                     caches.ids.data(), b.keys.data(),
+    ASSERT_EQ(sk_cache_append_tokens(caches->cpu, 0, &shape, tc.seqs,
+                                     caches->ids.data(), b.keys.data(),
                                      b.values.data(), b.scores.data(), nullptr),
               SK_OK);
-    ASSERT_EQ(sk_cache_append_tokens(
-                  caches.gpu, 0, &shape, tc.seqs, caches.ids.data(), d.keys.ptr,
-                  d.values.ptr, static_cast<float *>(d.scores.ptr), nullptr),
-              SK_OK)
+    ASSERT_EQ(
+        sk_cache_append_tokens(caches->gpu, 0, &shape, tc.seqs,
+                               caches->ids.data(), d.keys.ptr, d.values.ptr,
+                               static_cast<float *>(d.scores.ptr), nullptr),
+        SK_OK)
         << sk_cache_last_error();
     if (p % 97 == 0 || p + 1 == tc.tokens) {
-      ASSERT_EQ(sk_cache_check_device_error(caches.gpu, nullptr), SK_OK)
+      ASSERT_EQ(sk_cache_check_device_error(caches->gpu, nullptr), SK_OK)
           << sk_cache_last_error();
       std::string when = "after position " + std::to_string(p);
-      expectSame(snapshot(caches.cpu, 0), snapshot(caches.gpu, 0),
+      expectSame(snapshot(caches->cpu, 0), snapshot(caches->gpu, 0),
                  when.c_str());
     }
   }
-  for (int32_t seq : caches.ids) {
+  for (int32_t seq : caches->ids) {
     int32_t a = -1, b = -1;
-    ASSERT_EQ(sk_cache_seq_is_approximate(caches.cpu, seq, &a), SK_OK);
-    ASSERT_EQ(sk_cache_seq_is_approximate(caches.gpu, seq, &b), SK_OK);
+    ASSERT_EQ(sk_cache_seq_is_approximate(caches->cpu, seq, &a), SK_OK);
+    ASSERT_EQ(sk_cache_seq_is_approximate(caches->gpu, seq, &b), SK_OK);
     EXPECT_EQ(a, b) << "seq " << seq;
   }
 }
 
 TEST_P(GpuCache, ChunksMatchCpuTokens) {
   const GpuCase &tc = GetParam();
-  sk_cache_config cfg = makeConfig(SK_BACKEND_CUDA, tc.heads, tc.k, tc.w,
-                                   tc.dim, tc.dtype, tc.seqs, tc.capacity);
-  sk_kv_shape shape = shapeOf(cfg);
-  CachePair caches(cfg);
-  auto streams = makeStreams(tc);
-  for (int64_t p = 0; p < tc.tokens; ++p) {
-    TokenBatch b = makeTokenBatch(cfg, caches.ids, streams, p);
-    ASSERT_EQ(sk_cache_append_tokens(caches.cpu, 0, &shape, tc.seqs,
-                                     caches.ids.data(), b.keys.data(),
-                                     b.values.data(), b.scores.data(), nullptr),
-              SK_OK);
-  }
+  ASSERT_NO_FATAL_FAILURE(appendTokensOnCpu());
   // Each sequence gets its stream in chunks of its own sizes: shorter and
   // longer than the window, the first one a whole "prompt".
-  for (int32_t seq : caches.ids) {
+  for (int32_t seq : caches->ids) {
     int64_t start = 0, size = tc.tokens / 2 + seq;
     while (start < tc.tokens) {
       int64_t count = std::min(size, tc.tokens - start);
       TokenBatch c = makeChunk(cfg, seq, streams, start, count);
       DeviceBatch d(c);
       ASSERT_EQ(sk_cache_append_chunk(
-                    caches.gpu, 0, &shape, seq, count, d.keys.ptr, d.values.ptr,
-                    static_cast<float *>(d.scores.ptr), nullptr),
+                    caches->gpu, 0, &shape, seq, count, d.keys.ptr,
+                    d.values.ptr, static_cast<float *>(d.scores.ptr), nullptr),
                 SK_OK)
           << sk_cache_last_error();
       start += count;
       size = 1 + (size * 7 + seq) % (2 * tc.w + 5);
     }
   }
-  ASSERT_EQ(sk_cache_check_device_error(caches.gpu, nullptr), SK_OK)
+  ASSERT_EQ(sk_cache_check_device_error(caches->gpu, nullptr), SK_OK)
       << sk_cache_last_error();
-  expectSame(snapshot(caches.cpu, 0), snapshot(caches.gpu, 0), "chunks");
+  expectSame(snapshot(caches->cpu, 0), snapshot(caches->gpu, 0), "chunks");
 }
 
 // Packed prompts of different lengths (0, 1, 17, half the stream, ...) in
@@ -175,18 +188,7 @@ TEST_P(GpuCache, ChunksMatchCpuTokens) {
 // against token appends on the CPU.
 TEST_P(GpuCache, VarlenMatchesCpuTokens) {
   const GpuCase &tc = GetParam();
-  sk_cache_config cfg = makeConfig(SK_BACKEND_CUDA, tc.heads, tc.k, tc.w,
-                                   tc.dim, tc.dtype, tc.seqs, tc.capacity);
-  sk_kv_shape shape = shapeOf(cfg);
-  CachePair caches(cfg);
-  auto streams = makeStreams(tc);
-  for (int64_t p = 0; p < tc.tokens; ++p) {
-    TokenBatch b = makeTokenBatch(cfg, caches.ids, streams, p);
-    ASSERT_EQ(sk_cache_append_tokens(caches.cpu, 0, &shape, tc.seqs,
-                                     caches.ids.data(), b.keys.data(),
-                                     b.values.data(), b.scores.data(), nullptr),
-              SK_OK);
-  }
+  ASSERT_NO_FATAL_FAILURE(appendTokensOnCpu());
   const int64_t lengths[] = {0, 1, 17, tc.tokens / 2, 3 * tc.w + 1};
   std::vector<int64_t> zero(tc.seqs, 0), first(tc.seqs), rest(tc.seqs);
   for (int32_t i = 0; i < tc.seqs; ++i) {
@@ -194,19 +196,19 @@ TEST_P(GpuCache, VarlenMatchesCpuTokens) {
     rest[i] = tc.tokens - first[i];
   }
   for (int round = 0; round < 2; ++round) {
-    VarlenBatch v = makeVarlen(cfg, caches.ids, streams, round ? first : zero,
+    VarlenBatch v = makeVarlen(cfg, caches->ids, streams, round ? first : zero,
                                round ? rest : first);
     DeviceBatch d(v);
     ASSERT_EQ(sk_cache_append_varlen(
-                  caches.gpu, 0, &shape, tc.seqs, caches.ids.data(),
+                  caches->gpu, 0, &shape, tc.seqs, caches->ids.data(),
                   v.offsets.data(), d.keys.ptr, d.values.ptr,
                   static_cast<float *>(d.scores.ptr), nullptr),
               SK_OK)
         << sk_cache_last_error();
   }
-  ASSERT_EQ(sk_cache_check_device_error(caches.gpu, nullptr), SK_OK)
+  ASSERT_EQ(sk_cache_check_device_error(caches->gpu, nullptr), SK_OK)
       << sk_cache_last_error();
-  expectSame(snapshot(caches.cpu, 0), snapshot(caches.gpu, 0), "varlen");
+  expectSame(snapshot(caches->cpu, 0), snapshot(caches->gpu, 0), "varlen");
 }
 
 INSTANTIATE_TEST_SUITE_P(
