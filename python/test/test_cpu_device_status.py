@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cpu_harness import decode_batch, library, rng
+from device_status_cases import ARG_INDEX, TILE_CASES, assert_other_heads_kept, case_value
 from sparsek import ir, reference
 from sparsek.status import INVALID_CACHE_STATE, INVALID_SCORE, SparseKError
 
@@ -100,8 +101,7 @@ def _decode_args(k, w, D=16, Hq=4, Hkv=2, lengths=(1, 9, 40)):
 
 def _broken(args, what, value, at):
     args = [a.copy() for a in args]
-    index = {"slot_scores": 3, "tau": 4, "pool_count": 5, "pos": 6}[what]
-    args[index][at] = value
+    args[ARG_INDEX[what]][at] = value
     return args
 
 
@@ -167,32 +167,16 @@ def test_valid_calls_after_an_error_run_clean():
 # The tile-first decode (decode-kernel=tiles; its scalar form on the CPU,
 # the split-K kernel's walk) checks the cache state and scores at the same
 # points as the loop form's kernels: D = 64 (the tile forms' head dims), one
-# split (k + w = 12) and five splits of the (b, h) pairs (k + w = 360).
-TILE_CASES = [
-    ("pool_count", 9, (1, 0), INVALID_CACHE_STATE),     # more than k
-    ("pool_count", -1, (2, 1), INVALID_CACHE_STATE),
-    ("pool_count", 1 << 30, (2, 0), INVALID_CACHE_STATE),  # far past k + w
-    ("pos", -1, (0,), INVALID_CACHE_STATE),
-    ("pos", -(2**40), (2,), INVALID_CACHE_STATE),
-    ("slot_scores", np.nan, (2, 1, 0), INVALID_SCORE),  # a pool slot
-    ("slot_scores", np.inf, (2, 0, 7), INVALID_SCORE),
-    ("tau", np.nan, (1, 1), INVALID_SCORE),
-]
-
-
+# split (k + w = 12) and five splits of the (b, h) pairs (k + w = 360), with
+# the cases of device_status_cases.py.
 def _tile_decode_args(k, w):
     return _decode_args(k, w, D=64, lengths=(1, 9, 400) if k > 8 else (1, 9, 40))
-
-
-def _tile_case_value(what, value, k):
-    """The case's bad value for this k (a count of 9 is only bad for k = 8)."""
-    return k + 1 if what == "pool_count" and value == 9 else value
 
 
 @pytest.mark.parametrize("k,w", [(8, 4), (300, 60)])
 @pytest.mark.parametrize("what,value,at,code", TILE_CASES)
 def test_tile_decode_reports_like_the_loop_form(k, w, what, value, at, code):
-    value = _tile_case_value(what, value, k)
+    value = case_value(value, k)
     args = _tile_decode_args(k, w)
     assert args[5][2].min() == k  # the long sequence's pools are full
     _same_error([SERIAL, PARALLEL, DECODE_TILES],
@@ -208,7 +192,7 @@ def test_tile_decode_keeps_the_heads_the_loop_form_keeps(k, w, what, value, at, 
     # (of every head of a sequence at a negative position), invalid pool
     # slots left out, a NaN tau's gates; the other heads exact.
     args = _tile_decode_args(k, w)
-    bad = _broken(args, what, _tile_case_value(what, value, k), at)
+    bad = _broken(args, what, case_value(value, k), at)
     outs = {}
     for pipeline in (PARALLEL, DECODE_TILES):
         lib = library(ir.decode_function("decode", k, w, head_dim=64), pipeline=pipeline)
@@ -223,14 +207,4 @@ def test_tile_decode_keeps_the_heads_the_loop_form_keeps(k, w, what, value, at, 
                                    rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(outs[DECODE_TILES], outs[PARALLEL], rtol=1e-5, atol=1e-5)
     out, want = outs[DECODE_TILES], reference.decode_attention(*args[:7], k, w)
-    G = 2
-    touched = np.zeros(out.shape[:2], bool)
-    if what == "pos":
-        touched[at[0]] = True
-        np.testing.assert_array_equal(out[at[0]], 0)
-    else:
-        b, h = at[:2]
-        touched[b, h * G:(h + 1) * G] = True
-        if what == "pool_count":
-            np.testing.assert_array_equal(out[b, h * G:(h + 1) * G], 0)
-    np.testing.assert_allclose(out[~touched], want[~touched], rtol=1e-5, atol=1e-5)
+    assert_other_heads_kept(out, want, what, at, G=2, rtol=1e-5, atol=1e-5)

@@ -8,6 +8,7 @@ on the CPU form in python/test/test_cpu_device_status.py."""
 import numpy as np
 import pytest
 
+from device_status_cases import ARG_INDEX, TILE_CASES, assert_other_heads_kept, case_value
 from sparsek import reference
 from sparsek.status import INVALID_CACHE_STATE, INVALID_SCORE, SparseKError
 
@@ -195,19 +196,10 @@ def test_decode_captured_in_a_cuda_graph_replays_and_reports(torch, gpu_lib, man
 # form's check points with its codes: thread 0 of each block the cache state
 # and tau of its (b, h), each lane the invalid pool scores it skipped. One
 # split (k + w = 12), several (k + w = 360 over 3 x 2 pairs) and the issue's
-# shape (k = 2048, w = 512, D = 128, G = 4).
+# shape (k = 2048, w = 512, D = 128, G = 4); the cases of
+# device_status_cases.py, as on the CPU form.
 TILE_FUNCTIONS = [(8, 4, 4, 2, 64, (1, 9, 40)), (300, 60, 8, 2, 64, (1, 9, 400)),
                   (2048, 512, 32, 8, 128, (3, 100, 3000))]
-TILE_CASES = [
-    ("pool_count", 5, "k+1", (2, 1), INVALID_CACHE_STATE),
-    ("pool_count", 5, -3, (2, 1), INVALID_CACHE_STATE),
-    ("pool_count", 5, 1 << 30, (2, 0), INVALID_CACHE_STATE),  # far past k + w
-    ("pos", 6, -1, (2,), INVALID_CACHE_STATE),
-    ("pos", 6, -(2**40), (0,), INVALID_CACHE_STATE),
-    ("slot_scores", 3, float("nan"), (2, 1, 0), INVALID_SCORE),
-    ("slot_scores", 3, float("inf"), (2, 0, 7), INVALID_SCORE),
-    ("tau", 4, float("nan"), (2, 1), INVALID_SCORE),
-]
 
 
 def tile_decode_args(torch, k, w, Hq, Hkv, D, lengths):
@@ -217,33 +209,19 @@ def tile_decode_args(torch, k, w, Hq, Hkv, D, lengths):
 
 
 @pytest.mark.parametrize("k,w,Hq,Hkv,D,lengths", TILE_FUNCTIONS)
-@pytest.mark.parametrize("what,index,value,at,code", TILE_CASES)
+@pytest.mark.parametrize("what,value,at,code", TILE_CASES)
 def test_tile_decode_reports_like_the_loop_form(torch, gpu_decode_tiles_lib, manifest, k, w, Hq,
-                                                Hkv, D, lengths, what, index, value, at, code):
+                                                Hkv, D, lengths, what, value, at, code):
     lib = gpu_decode_tiles_lib
     name = tiles.function(manifest, "bf16", k, w, D, Hq, Hkv)
     args = tile_decode_args(torch, k, w, Hq, Hkv, D, lengths)
     assert int(args[5][2].min()) == k  # the long sequence's pools are full
     want = tiles.expected(args, k, w)
     bad = [a.clone() for a in args]
-    bad[index][at] = k + 1 if value == "k+1" else value
+    bad[ARG_INDEX[what]][at] = case_value(value, k)
     out = torch.full_like(args[0], 7.0)
     expect(lib, name, bad + [out], code)
-    # What the loop form's kernels keep: the other heads; zeros for a bad
-    # (b, h) state (every head of a sequence at a negative position).
-    got, G = out.float().cpu().numpy(), Hq // Hkv
-    touched = np.zeros(got.shape[:2], bool)
-    if what == "pos":
-        touched[at[0]] = True
-        np.testing.assert_array_equal(got[at[0]], 0)
-    else:
-        b, h = at[:2]
-        touched[b, h * G:(h + 1) * G] = True
-        if what == "pool_count":
-            np.testing.assert_array_equal(got[b, h * G:(h + 1) * G], 0)
-        else:
-            assert np.all(np.isfinite(got[b, h * G:(h + 1) * G]))
-    np.testing.assert_allclose(got[~touched], want[~touched], atol=2e-2)
+    assert_other_heads_kept(out.float().cpu().numpy(), want, what, at, Hq // Hkv, atol=2e-2)
     # Valid calls afterwards run clean.
     good = tiles.call(torch, lib, name, args)
     lib.check()
