@@ -3,38 +3,10 @@ import numpy as np
 import pytest
 
 from cpu_harness import library, rng
+from grad_cases import (MATRIX, assert_grad_close, check_attention_grad,
+                        check_bad_scores_and_sizes_reported, check_score_grad,
+                        check_select_attention_grad, qkv, scores)
 from sparsek import ir, reference
-from sparsek.status import SparseKError
-
-
-def assert_grad_close(got, want, what=""):
-    """SPEC 8 gradients (f32): 1e-3 relative, to the gradient's own scale."""
-    want = np.asarray(want, np.float64)
-    scale = float(np.max(np.abs(want))) if want.size else 0.0
-    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * max(scale, 1e-6), err_msg=what)
-
-
-def qkv(g, B, Hq, Hkv, T, S, D, Dv):
-    return (g.normal(size=(B, Hq, T, D)).astype(np.float32),
-            g.normal(size=(B, Hkv, S, D)).astype(np.float32),
-            g.normal(size=(B, Hkv, S, Dv)).astype(np.float32),
-            g.normal(size=(B, Hq, T, Dv)).astype(np.float32))
-
-
-def scores(g, shape, kind):
-    """f32 scores of one kind of the test matrix."""
-    if kind == "spread":  # gates mostly 0 or 1, a few in between
-        u = g.normal(size=shape) * 3
-    elif kind == "narrow":  # range < 1: a support much larger than k, truncated to the top k
-        u = g.uniform(0.0, 0.6, size=shape)
-    elif kind == "ties":  # few distinct values: ties decided by position
-        u = np.round(g.uniform(0, 2, size=shape) * 4) / 4
-    elif kind == "masked":  # -inf scores among narrow ones
-        u = g.uniform(0.0, 0.8, size=shape)
-        u[g.random(shape) < 0.25] = -np.inf
-    else:
-        raise ValueError(kind)
-    return u.astype(np.float32)
 
 
 def run_select_attention_grad(q, key, value, u, do, k, w, scale=None):
@@ -44,29 +16,10 @@ def run_select_attention_grad(q, key, value, u, do, k, w, scale=None):
     return out
 
 
-MATRIX = [
-    # B, Hq, Hkv, S, T, k, w, kind
-    (1, 2, 2, 24, 24, 4, 3, "spread"),
-    (1, 2, 2, 24, 24, 4, 3, "narrow"),    # support entries truncated out of Sel(t)
-    (2, 4, 2, 20, 20, 3, 2, "ties"),      # GQA, ties
-    (1, 4, 1, 30, 30, 6, 4, "masked"),    # -inf scores, GQA G = 4
-    (1, 2, 1, 28, 12, 5, 4, "narrow"),    # S > T (cached prefix)
-    (1, 2, 2, 16, 16, 0, 4, "spread"),    # k = 0: window only, du = 0
-    (1, 2, 1, 16, 16, 20, 3, "narrow"),   # k >= S: every gate 1, du = 0
-    (1, 2, 2, 12, 12, 3, 20, "narrow"),   # w >= T: no candidates
-    (1, 2, 2, 20, 20, 4, 0, "narrow"),    # w = 0
-]
-
-
 @pytest.mark.parametrize("B,Hq,Hkv,S,T,k,w,kind", MATRIX)
 def test_select_attention_grad_matches_reference(B, Hq, Hkv, S, T, k, w, kind):
-    g = rng(S * 31 + T * 7 + k + w)
-    q, key, value, do = qkv(g, B, Hq, Hkv, T, S, 8, 6)
-    u = scores(g, (B, Hkv, S), kind)
-    got = run_select_attention_grad(q, key, value, u, do, k, w)
-    want = reference.sparsek_attention_vjp(q, key, value, u, k, w, do)
-    for name, a, b in zip(("dq", "dkey", "dvalue", "du"), got, want):
-        assert_grad_close(a, b, name)
+    got = check_select_attention_grad(run_select_attention_grad, rng(S * 31 + T * 7 + k + w),
+                                      B, Hq, Hkv, S, T, k, w, kind)
     if k == 0 or k >= S or w >= T:
         assert not got[3].any(), "no support, no score gradient"
     if kind == "narrow" and 0 < k < S and w < T:
@@ -142,18 +95,7 @@ def test_select_attention_grad_matches_finite_differences(B, Hq, Hkv, S, T, k, w
 
 @pytest.mark.parametrize("G,S,T,K,w", [(1, 20, 20, 5, 3), (2, 24, 10, 4, 2)])
 def test_attention_grad_matches_reference(G, S, T, K, w):
-    g = rng(S + K)
-    q, key, value, do = qkv(g, 1, 2 * G, 2, T, S, 8, 4)
-    u = g.normal(size=(1, 2, S)).astype(np.float32)
-    indices, gates, _ = reference.select(u, K, w, T=T)
-    indices = indices.astype(np.int32)
-    gates = (g.uniform(0.1, 1.0, size=gates.shape) * (indices >= 0)).astype(np.float32)
-    lib = library(ir.attention_grad_function("ag", w, k=K, scale=0.7))
-    out = [np.zeros(a.shape, np.float32) for a in (q, key, value, gates)]
-    lib.call("ag", q, key, value, indices, gates, do, *out)
-    want = reference.attention_vjp(q, key, value, indices, gates, w, do, 0.7)
-    for name, a, b in zip(("dq", "dkey", "dvalue", "dgates"), out, want):
-        assert_grad_close(a, b, name)
+    check_attention_grad(rng(S + K), 1, 2 * G, S, T, K, w)
 
 
 def test_select_grad_matches_mask_vjp_rows():
@@ -183,16 +125,7 @@ def test_select_grad_matches_mask_vjp_rows():
 
 @pytest.mark.parametrize("offset", [False, True])
 def test_score_grad_matches_reference(offset):
-    g = rng(3)
-    x = g.normal(size=(2, 7, 12)).astype(np.float32)
-    wsc = g.normal(size=(3, 12)).astype(np.float32)
-    du = g.normal(size=(2, 3, 7)).astype(np.float32)
-    lib = library(ir.score_grad_function("scg", offset=offset))
-    out = [np.zeros(s, np.float32) for s in (x.shape, wsc.shape, (3,), (3,))]
-    lib.call("scg", x, wsc, du, *([40] if offset else []), *out)
-    want = reference.score_vjp(x, wsc, du, offset=40 if offset else 0)
-    for name, a, b in zip(("dx", "dwsc", "dbias", "dslope"), out, want):
-        assert_grad_close(a, b, name)
+    check_score_grad(rng(3), 2, 7, offset)
 
 
 @pytest.mark.parametrize("k", [0, 3, 9])
@@ -208,11 +141,4 @@ def test_mask_grad_matches_reference(k):
 
 
 def test_nan_scores_and_mismatched_sizes_are_reported():
-    g = rng(1)
-    q, key, value, do = qkv(g, 1, 2, 2, 8, 8, 4, 4)
-    u = g.normal(size=(1, 2, 8)).astype(np.float32)
-    u[0, 1, 2] = np.nan
-    with pytest.raises(SparseKError, match="invalid score"):
-        run_select_attention_grad(q, key, value, u, do, 2, 2)
-    with pytest.raises(SparseKError, match="shape"):
-        run_select_attention_grad(q, key, value, u[:, :, :7].copy(), do, 2, 2)
+    check_bad_scores_and_sizes_reported(run_select_attention_grad)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from cpu_harness import library, rng
+from grad_cases import (MATRIX, check_attention_grad, check_bad_scores_and_sizes_reported,
+                        check_score_grad, check_select_attention_grad, qkv, scores)
 from sparsek import ir, reference
-from sparsek.status import SparseKError
-from test_cpu_grad import MATRIX, assert_grad_close, qkv, scores
 
 PARALLEL = "sparsek-cpu-pipeline{parallel-loops=true}"
 
@@ -32,13 +32,9 @@ def run_sag(q, key, value, u, do, k, w, pipeline=PARALLEL, scale=None, static=Fa
 @pytest.mark.parametrize("static", [False, True])
 @pytest.mark.parametrize("B,Hq,Hkv,S,T,k,w,kind", MATRIX)
 def test_parallel_select_attention_grad_matches_reference(B, Hq, Hkv, S, T, k, w, kind, static):
-    g = rng(S * 31 + T * 7 + k + w)
-    q, key, value, do = qkv(g, B, Hq, Hkv, T, S, 8, 8 if static else 6)
-    u = scores(g, (B, Hkv, S), kind)
-    got = run_sag(q, key, value, u, do, k, w, static=static)
-    want = reference.sparsek_attention_vjp(q, key, value, u, k, w, do)
-    for name, a, b in zip(("dq", "dkey", "dvalue", "du"), got, want):
-        assert_grad_close(a, b, name)
+    check_select_attention_grad(lambda *a: run_sag(*a, static=static),
+                                rng(S * 31 + T * 7 + k + w), B, Hq, Hkv, S, T, k, w, kind,
+                                Dv=8 if static else 6)
 
 
 # Longer rows than the scan chunk (256 queries) and several selection chunks: the two-level
@@ -48,14 +44,10 @@ def test_parallel_select_attention_grad_matches_reference(B, Hq, Hkv, S, T, k, w
 @pytest.mark.parametrize("S,T,k,w,kind", [(700, 600, 24, 16, "narrow"), (600, 600, 8, 4, "spread"),
                                           (530, 530, 16, 0, "masked"), (520, 520, 12, 5, "ties")])
 def test_parallel_grad_long_rows(chunk, S, T, k, w, kind, static):
-    g = rng(S + T + k + chunk)
-    q, key, value, do = qkv(g, 1, 4, 2, T, S, 8, 8)
-    u = scores(g, (1, 2, S), kind)
-    got = run_sag(q, key, value, u, do, k, w, pipeline=chunked(chunk) if chunk else PARALLEL,
-                  static=static)
-    want = reference.sparsek_attention_vjp(q, key, value, u, k, w, do)
-    for name, a, b in zip(("dq", "dkey", "dvalue", "du"), got, want):
-        assert_grad_close(a, b, name)
+    pipeline = chunked(chunk) if chunk else PARALLEL
+    got = check_select_attention_grad(
+        lambda *a: run_sag(*a, pipeline=pipeline, static=static), rng(S + T + k + chunk),
+        1, 4, 2, S, T, k, w, kind, Dv=8)
     if kind == "narrow":
         assert np.abs(got[3]).max() > 0
 
@@ -74,19 +66,7 @@ def test_parallel_equals_serial_form():
 
 
 def test_parallel_attention_grad_matches_reference():
-    g = rng(12)
-    S, T, K, w = 40, 30, 5, 3
-    q, key, value, do = qkv(g, 2, 4, 2, T, S, 8, 4)
-    u = g.normal(size=(2, 2, S)).astype(np.float32)
-    indices, gates, _ = reference.select(u, K, w, T=T)
-    indices = indices.astype(np.int32)
-    gates = (g.uniform(0.1, 1.0, size=gates.shape) * (indices >= 0)).astype(np.float32)
-    lib = library(ir.attention_grad_function("ag", w, k=K, scale=0.7), pipeline=PARALLEL)
-    out = [np.full(a.shape, 7, np.float32) for a in (q, key, value, gates)]
-    lib.call("ag", q, key, value, indices, gates, do, *out)
-    want = reference.attention_vjp(q, key, value, indices, gates, w, do, 0.7)
-    for name, a, b in zip(("dq", "dkey", "dvalue", "dgates"), out, want):
-        assert_grad_close(a, b, name)
+    check_attention_grad(rng(12), 2, 4, 40, 30, 5, 3, pipeline=PARALLEL, fill=7)
 
 
 def test_parallel_select_grad_matches_serial():
@@ -106,29 +86,13 @@ def test_parallel_select_grad_matches_serial():
 
 
 def test_parallel_nan_scores_and_mismatched_sizes_are_reported():
-    g = rng(1)
-    q, key, value, do = qkv(g, 1, 2, 2, 8, 8, 4, 4)
-    u = g.normal(size=(1, 2, 8)).astype(np.float32)
-    u[0, 1, 2] = np.nan
-    with pytest.raises(SparseKError, match="invalid score"):
-        run_sag(q, key, value, u, do, 2, 2)
-    with pytest.raises(SparseKError, match="shape"):
-        run_sag(q, key, value, u[:, :, :7].copy(), do, 2, 2)
+    check_bad_scores_and_sizes_reported(run_sag)
 
 
 @pytest.mark.parametrize("offset", [False, True])
 @pytest.mark.parametrize("B,T", [(2, 7), (3, 600)])  # 600 tokens: several 256-token partial sums
 def test_parallel_score_grad_matches_reference(offset, B, T):
-    g = rng(T + offset)
-    x = g.normal(size=(B, T, 12)).astype(np.float32)
-    wsc = g.normal(size=(3, 12)).astype(np.float32)
-    du = g.normal(size=(B, 3, T)).astype(np.float32)
-    lib = library(ir.score_grad_function("scg", offset=offset), pipeline=PARALLEL)
-    out = [np.full(s, 7, np.float32) for s in (x.shape, wsc.shape, (3,), (3,))]
-    lib.call("scg", x, wsc, du, *([40] if offset else []), *out)
-    want = reference.score_vjp(x, wsc, du, offset=40 if offset else 0)
-    for name, a, b in zip(("dx", "dwsc", "dbias", "dslope"), out, want):
-        assert_grad_close(a, b, name)
+    check_score_grad(rng(T + offset), B, T, offset, pipeline=PARALLEL, fill=7)
 
 
 def test_parallel_mask_grad_is_rejected():
