@@ -34,7 +34,25 @@ TileGeometry TileGeometry::emit(OpBuilder &b, Location loc, Value group,
   // At least 1: Hq = 0 leaves nothing to compute but must not divide by 0.
   Value gc = x.max(x.min(group, x.c(kTileRows)), x.c(1));
   Value bm = x.div(x.c(kTileRows), gc);
-  return {group, gc, x.ceilDiv(group, gc), bm, x.ceilDiv(numQueries, bm)};
+  Value numBlocks = x.ceilDiv(numQueries, bm);
+  Value listBlocks = x.max(x.div(x.c(kTileRows), bm), x.c(1));
+  return {group,
+          gc,
+          x.ceilDiv(group, gc),
+          bm,
+          numBlocks,
+          listBlocks,
+          x.ceilDiv(numBlocks, listBlocks)};
+}
+
+Value TileGeometry::emitListOf(OpBuilder &b, Location loc, Value blk) const {
+  return KernelMath{b, loc}.div(blk, listBlocks);
+}
+
+Value TileGeometry::emitListQuery(OpBuilder &b, Location loc,
+                                  Value list) const {
+  KernelMath x{b, loc};
+  return x.mul(x.mul(list, listBlocks), blockQueries);
 }
 
 TileRow sparsek::emitTileRow(OpBuilder &b, Location loc, Value row, Value t0,
@@ -136,11 +154,13 @@ Value sparsek::emitGate(OpBuilder &b, Location loc, const QueryThresholds &row,
 }
 
 BlockKeys BlockKeys::emit(OpBuilder &b, Location loc, Value count, Value t0,
-                          Value blockQueries, Value numQueries, Value numKeys,
-                          int64_t w) {
+                          Value ta, Value blockQueries, Value numQueries,
+                          Value numKeys, int64_t w) {
   KernelMath x{b, loc};
   Value firstPos = x.sub(numKeys, numQueries);
-  Value lo = x.max(x.c(0), x.add(firstPos, x.sub(t0, x.c(w - 1))));
+  // From ta's window on: ta's candidates are in the list, so the range and
+  // the list never share a key.
+  Value lo = x.max(x.c(0), x.add(firstPos, x.sub(ta, x.c(w - 1))));
   Value t1 = x.sub(x.min(x.add(t0, blockQueries), numQueries), x.c(1));
   Value hi = x.add(firstPos, t1);
   Value range = x.max(x.c(0), x.add(x.sub(hi, lo), x.c(1)));
@@ -237,13 +257,14 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
                                 }});
   Value rows = x.mul(batch, heads);
   Type f32 = b.getF32Type(), i32 = b.getI32Type();
-  lists = alloc(b, loc, i32, {rows, geo.numBlocks, x.c(k)});
-  counts = alloc(b, loc, i32, {rows, geo.numBlocks});
+  lists = alloc(b, loc, i32, {rows, geo.numLists, x.c(k)});
+  counts = alloc(b, loc, i32, {rows, geo.numLists});
   thresholds = {alloc(b, loc, f32, {rows, numQueries}),
                 alloc(b, loc, f32, {rows, numQueries}),
                 alloc(b, loc, i32, {rows, numQueries})};
 
-  // Per block: Sel(t0), ascending. Its candidates, in order, are t0's
+  // Per list (L blocks, first query t0): Sel(t0), ascending. Its
+  // candidates, in order, are t0's
   // chunk's first list (k entries, -1 padded) then the chunk's candidates
   // after the first query's last one up to t0's last (fewer than Lc): one
   // walk of k + Lc entries, split into segments of kListSegment, each
@@ -252,14 +273,14 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
   Value entries = x.add(x.c(k), sel.chunkLength());
   Value segments = x.ceilDiv(entries, x.c(kListSegment));
   Value segmentCounts =
-      alloc(b, loc, b.getIndexType(), {rows, geo.numBlocks, segments});
+      alloc(b, loc, b.getIndexType(), {rows, geo.numLists, segments});
   auto walkSegment = [&](OpBuilder &nb, Location nl, Value bi, Value h,
-                         Value blk, Value seg, ValueRange init,
+                         Value list, Value seg, ValueRange init,
                          function_ref<SmallVector<Value>(OpBuilder &, Location,
                                                          Value, ValueRange)>
                              onMember) {
     KernelMath y{nb, nl};
-    Value t0 = y.mul(blk, geo.blockQueries);
+    Value t0 = geo.emitListQuery(nb, nl, list);
     QueryPlace place = sel.emitPlace(nb, nl, t0);
     // Without candidates the block has no selected key, and its chunk, its
     // theta and the first lists (empty when no query has a candidate) must
@@ -305,43 +326,43 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
         },
         [&](OpBuilder &, Location) { return SmallVector<Value>(init); });
   };
-  Value blockSegments = x.mul(geo.numBlocks, segments);
+  Value blockSegments = x.mul(geo.numLists, segments);
   emitParallelQueryBlocks(
       b, loc, batch, heads, blockSegments, kListBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value bs) {
         KernelMath y{nb, nl};
         Value r = y.add(y.mul(bi, heads), h);
-        Value blk = y.div(bs, segments), seg = y.rem(bs, segments);
+        Value list = y.div(bs, segments), seg = y.rem(bs, segments);
         Value n = walkSegment(
-            nb, nl, bi, h, blk, seg, ValueRange{y.c(0)},
+            nb, nl, bi, h, list, seg, ValueRange{y.c(0)},
             [](OpBuilder &mb, Location ml, Value,
                ValueRange c) -> SmallVector<Value> {
               return {KernelMath{mb, ml}.add(c[0], KernelMath{mb, ml}.c(1))};
             })[0];
         memref::StoreOp::create(nb, nl, n, segmentCounts,
-                                ValueRange{r, blk, seg});
+                                ValueRange{r, list, seg});
       });
   emitParallelQueryBlocks(
       b, loc, batch, heads, blockSegments, kListBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value bs) {
         KernelMath y{nb, nl};
         Value r = y.add(y.mul(bi, heads), h);
-        Value blk = y.div(bs, segments), seg = y.rem(bs, segments);
+        Value list = y.div(bs, segments), seg = y.rem(bs, segments);
         Value offset = emitForCarrying(
             nb, nl, y.c(0), seg, ValueRange{y.c(0)},
             [&](OpBuilder &fb, Location fl, Value s2,
                 ValueRange c) -> SmallVector<Value> {
               Value n = memref::LoadOp::create(fb, fl, segmentCounts,
-                                               ValueRange{r, blk, s2});
+                                               ValueRange{r, list, s2});
               return {KernelMath{fb, fl}.add(c[0], n)};
             })[0];
         Value end =
-            walkSegment(nb, nl, bi, h, blk, seg, ValueRange{offset},
+            walkSegment(nb, nl, bi, h, list, seg, ValueRange{offset},
                         [&](OpBuilder &mb, Location ml, Value j,
                             ValueRange c) -> SmallVector<Value> {
                           KernelMath z{mb, ml};
                           memref::StoreOp::create(mb, ml, z.i32(j), lists,
-                                                  ValueRange{r, blk, c[0]});
+                                                  ValueRange{r, list, c[0]});
                           return {z.add(c[0], z.c(1))};
                         })[0];
         // The last segment knows the total: the block's count, then the
@@ -350,13 +371,13 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
                [&](OpBuilder &lb, Location ll) {
                  KernelMath z{lb, ll};
                  memref::StoreOp::create(lb, ll, z.i32(end), counts,
-                                         ValueRange{r, blk});
+                                         ValueRange{r, list});
                  emitFor(lb, ll, end, z.c(k),
                          [&](OpBuilder &fb, Location fl, Value i) {
                            memref::StoreOp::create(
                                fb, fl,
                                KernelMath{fb, fl}.i32(KernelMath{fb, fl}.c(-1)),
-                               lists, ValueRange{r, blk, i});
+                               lists, ValueRange{r, list, i});
                          });
                });
       });

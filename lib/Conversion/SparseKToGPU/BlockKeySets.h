@@ -4,11 +4,15 @@
 // GPU) M = 64 rows: BM queries [t0, t1] of one (batch, KV head) times the
 // query heads of its group. Its key set is (SPEC 4, 7; c0 = pos(t0) - w):
 //
-//   Sel(t0) = TopK(candidates <= c0), ascending     (a key in the top k of a
+//   Sel(ta) = TopK(candidates <= ca), ascending     (a key in the top k of a
 //     set is in the top k of every subset holding it, so Sel(t) of every
-//     query of the block lies in it plus the range below)
-//   [max(0, c0 + 1), pos(t1)]                       (the window span and the
-//     candidates (c0, c1] of the later queries, contiguous)
+//     query t >= ta lies in it plus the range below)
+//   [max(0, ca + 1), pos(t1)]                       (the window span and the
+//     candidates (ca, c1] of the later queries, contiguous)
+//
+// where ta <= t0 is the first query of the block's list: L consecutive
+// blocks (64 queries) share one list, so the lists cost a quarter (G = 4)
+// of one per block, for at most 63 more range keys per tile.
 //
 // walked as one list of `count + length` slots in key tiles. Per element
 // (t, j): window if pos(t) - w + 1 <= j <= pos(t); candidate if
@@ -41,9 +45,15 @@ struct TileGeometry {
   Value headSplits;   // ceil(G / Gc): tiles per (query block, KV head)
   Value blockQueries; // BM = 64 / Gc
   Value numBlocks;    // ceil(T / BM)
+  Value listBlocks;   // L = max(1, 64 / BM): consecutive blocks sharing a list
+  Value numLists;     // ceil(numBlocks / L)
 
   static TileGeometry emit(OpBuilder &b, Location loc, Value group,
                            Value numQueries);
+  /// The list (of the list buffer) that block `blk` reads: blk / L.
+  Value emitListOf(OpBuilder &b, Location loc, Value blk) const;
+  /// The first query of list `list`, whose Sel it holds: list * L * BM.
+  Value emitListQuery(OpBuilder &b, Location loc, Value list) const;
 };
 
 /// Row `row` of a tile: query t0 + row / Gc, query head
@@ -95,16 +105,17 @@ Value emitListGate(OpBuilder &b, Location loc, const QueryThresholds &row,
 
 /// A tile's key list (device values, index).
 struct BlockKeys {
-  Value count;  // |Sel(t0)| entries of the list buffer
+  Value count;  // |Sel(ta)| entries of the list buffer
   Value lo;     // first position of the contiguous range
   Value length; // count + range length: the slots to walk
   Value head;   // pos(t0), the block's first query
   Value tail;   // pos(t1), its last
 
-  /// `count` is the block's list length (0 without selection).
+  /// `count` is the length of the block's list (0 without selection),
+  /// which holds Sel(ta) of the list's first query `ta` (<= t0).
   static BlockKeys emit(OpBuilder &b, Location loc, Value count, Value t0,
-                        Value blockQueries, Value numQueries, Value numKeys,
-                        int64_t w);
+                        Value ta, Value blockQueries, Value numQueries,
+                        Value numKeys, int64_t w);
   /// Position of slot i (index; -1 past the end). `list` is the block's
   /// row of the list buffer as (buffer, leading indices), null without
   /// selection.

@@ -163,9 +163,13 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
   Value r = x.add(x.mul(bi, kvHeads), h);
   Value t0 = x.mul(blk, geo.blockQueries);
   Value firstPos = x.sub(numKeys, numQueries);
+  // Without selection there is no list, and the range starts at t0's
+  // window.
+  Value list = geo.emitListOf(b, loc, blk);
   Value count =
-      a.lists ? emitLoadIndex(b, loc, a.counts, ValueRange{r, blk}) : x.c(0);
-  BlockKeys keys = BlockKeys::emit(b, loc, count, t0, geo.blockQueries,
+      a.lists ? emitLoadIndex(b, loc, a.counts, ValueRange{r, list}) : x.c(0);
+  Value ta = a.lists ? geo.emitListQuery(b, loc, list) : t0;
+  BlockKeys keys = BlockKeys::emit(b, loc, count, t0, ta, geo.blockQueries,
                                    numQueries, numKeys, w);
   Value numTiles = x.div(x.add(keys.length, x.c(kKeyTile - 1)), x.c(kKeyTile));
   auto tileRow = [&](Value row) {
@@ -236,7 +240,7 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                [&](OpBuilder &sb, Location sl) {
                  KB z{sb, sl, elem};
                  Value j = keys.emitKeyAt(sb, sl, z.add(base, tid), a.lists,
-                                          ValueRange{r, blk}, k);
+                                          ValueRange{r, list}, k);
                  Value u = memref::LoadOp::create(
                      sb, sl, a.scores, ValueRange{bi, h, z.max(j, z.c(0))});
                  memref::StoreOp::create(sb, sl, u, sU, tid);

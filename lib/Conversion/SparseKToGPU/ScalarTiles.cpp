@@ -31,7 +31,7 @@ namespace {
 /// One row's walk: q, key, value and output rows, its thresholds.
 struct ScalarRow {
   const TileProblem &p;
-  Value bi, h, hq, t, r, block;
+  Value bi, h, hq, t, r, listRow; // listRow: the block's list
   QueryThresholds th;
   const BlockKeys &keys;
 
@@ -42,7 +42,7 @@ struct ScalarRow {
   slot(OpBuilder &b, Location loc, Value i, const KeyTileClass &cls) const {
     SelectAttentionOp op = p.op;
     Value list = p.keys ? p.keys->lists : Value();
-    Value j = keys.emitKeyAt(b, loc, i, list, ValueRange{r, block}, p.k);
+    Value j = keys.emitKeyAt(b, loc, i, list, ValueRange{r, listRow}, p.k);
     Value jc = arith::MaxSIOp::create(b, loc, j, emitIndex(b, loc, 0));
     Value u =
         memref::LoadOp::create(b, loc, op.getScores(), ValueRange{bi, h, jc});
@@ -89,11 +89,15 @@ void sparsek::emitScalarTiles(OpBuilder &b, Location loc,
     Value r = arith::AddIOp::create(
         b0, l0, arith::MulIOp::create(b0, l0, bi, z.hkv), h);
     Value t0 = arith::MulIOp::create(b0, l0, blk, geo.blockQueries);
+    // Without selection there is no list, and the range starts at t0's
+    // window.
+    Value list = geo.emitListOf(b0, l0, blk);
     Value count =
-        p.keys ? emitLoadIndex(b0, l0, p.keys->counts, ValueRange{r, blk})
+        p.keys ? emitLoadIndex(b0, l0, p.keys->counts, ValueRange{r, list})
                : zero;
+    Value ta = p.keys ? geo.emitListQuery(b0, l0, list) : t0;
     BlockKeys keys =
-        BlockKeys::emit(b0, l0, count, t0, geo.blockQueries, z.t, z.s, p.w);
+        BlockKeys::emit(b0, l0, count, t0, ta, geo.blockQueries, z.t, z.s, p.w);
     Value numTiles = arith::DivUIOp::create(
         b0, l0,
         arith::AddIOp::create(b0, l0, keys.length,
@@ -112,7 +116,7 @@ void sparsek::emitScalarTiles(OpBuilder &b, Location loc,
             if (p.keys)
               th = p.keys->thresholds.emitLoad(b2, l2, r, tr.query, tr.valid,
                                                pos);
-            ScalarRow sr{p, bi, h, hq, tr.query, r, blk, th, keys};
+            ScalarRow sr{p, bi, h, hq, tr.query, r, list, th, keys};
             emitFor(
                 b2, l2, zero, z.dv, [&](OpBuilder &fb, Location fl, Value d) {
                   memref::StoreOp::create(fb, fl, emitF32(fb, fl, 0.0), acc, d);

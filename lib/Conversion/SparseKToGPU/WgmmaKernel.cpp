@@ -343,9 +343,13 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
   Value r = x.add(x.mul(bi, kvHeads), h);
   Value t0 = x.mul(blk, geo.blockQueries);
   Value firstPos = x.sub(numKeys, numQueries);
+  // Without selection there is no list, and the range starts at t0's
+  // window.
+  Value list = geo.emitListOf(b, loc, blk);
   Value count =
-      a.lists ? emitLoadIndex(b, loc, a.counts, ValueRange{r, blk}) : x.c(0);
-  BlockKeys keys = BlockKeys::emit(b, loc, count, t0, geo.blockQueries,
+      a.lists ? emitLoadIndex(b, loc, a.counts, ValueRange{r, list}) : x.c(0);
+  Value ta = a.lists ? geo.emitListQuery(b, loc, list) : t0;
+  BlockKeys keys = BlockKeys::emit(b, loc, count, t0, ta, geo.blockQueries,
                                    numQueries, numKeys, w);
   Value numTiles = x.div(x.add(keys.length, x.c(kKeyTile - 1)), x.c(kKeyTile));
   auto tileRow = [&](Value row) {
@@ -361,7 +365,7 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
   auto loadPosition = [&](OpBuilder &lb, Location ll, Value tile) -> Value {
     WB z{lb, ll, elem};
     Value slot = z.add(z.mul(tile, z.c(kKeyTile)), slotLane);
-    Value j = keys.emitKeyAt(lb, ll, slot, a.lists, ValueRange{r, blk}, k);
+    Value j = keys.emitKeyAt(lb, ll, slot, a.lists, ValueRange{r, list}, k);
     return arith::IndexCastOp::create(lb, ll, lb.getI32Type(), j);
   };
   // The first 64 threads store position j into slot buffer `buf` and copy
