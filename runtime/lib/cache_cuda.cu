@@ -2,6 +2,7 @@
 // two launches (a warp per sequence and head, then the rows with heavy
 // work), score errors reported through a sticky device-side record that the
 // host reads on demand.
+#include "cache_cuda_chunk.cuh"
 #include "cache_cuda_token.cuh"
 #include "cache_impl.h"
 #include "pool_rule.h"
@@ -443,35 +444,195 @@ __device__ void appendChunkHead(const LayerArgs &a, int seq, long long count,
   }
 }
 
-__global__ void __launch_bounds__(kThreads)
-    appendChunkKernel(LayerArgs a, int seq, long long count,
-                      const uint8_t *keys, const uint8_t *values,
-                      const float *scores) {
-  appendChunkHead(a, seq, count, keys, values, scores, count, 1);
-}
+using cuda::ChunkBatch;
 
-/// Sequences of one sk_cache_append_varlen launch and their token offsets
-/// (a kernel argument, as SeqBatch).
-constexpr int kMaxVarlenBatch = 256;
-struct VarlenBatch {
-  int ids[kMaxVarlenBatch];
-  int offsets[kMaxVarlenBatch + 1];
-};
-
-/// Block (head, i): sequence ids[i] gets the packed rows offsets[i] ..
-/// offsets[i + 1] - 1 ([total][H] layout).
+/// The token walk for a batch of chunks: block (head, i) appends
+/// batch.count[i] tokens to sequence batch.ids[i], one at a time (short
+/// chunks; see kLongChunk).
 __global__ void __launch_bounds__(kThreads)
-    appendVarlenKernel(LayerArgs a, VarlenBatch batch, const uint8_t *keys,
-                       const uint8_t *values, const float *scores) {
+    appendChunkTokensKernel(LayerArgs a, ChunkBatch batch, const uint8_t *keys,
+                            const uint8_t *values, const float *scores) {
   const CacheLayout &l = a.layout;
-  const long long first = batch.offsets[blockIdx.y];
-  const long long count = batch.offsets[blockIdx.y + 1] - first;
+  const int i = blockIdx.y;
+  const long long count = batch.count[i];
   if (count == 0)
     return;
-  const size_t rows = static_cast<size_t>(first) * l.heads;
-  appendChunkHead(a, batch.ids[blockIdx.y], count,
-                  keys + rows * l.keyRowBytes(),
-                  values + rows * l.valueRowBytes(), scores + rows, 1, l.heads);
+  const size_t rows = static_cast<size_t>(batch.inputRow(i, 0, 0));
+  appendChunkHead(a, batch.ids[i], count, keys + rows * l.keyRowBytes(),
+                  values + rows * l.valueRowBytes(), scores + rows,
+                  batch.headStride, batch.tokenStride);
+}
+
+// --- Long chunks: four launches, each using the whole GPU where it can -----
+//
+// chunkValidateKernel checks every score first and flags sequences with an
+// invalid one (left unchanged by the rest); chunkSelectKernel computes the
+// pool (scores, positions) and tau of each (sequence, head) from the batch
+// of candidates (cache_cuda_chunk.cuh), one block for the pool and one for
+// tau; chunkPoolRowsKernel copies the K/V rows of the pool's new entries
+// (from the input or from the window ring, which still holds the rows of
+// the tokens that left it), and only then chunkWindowKernel writes the
+// window ring.
+
+/// Chunks of at least this many tokens take the parallel path: below it the
+/// token walk does less work than the four launches and a sort per head.
+constexpr long long kLongChunk = 64;
+
+__global__ void __launch_bounds__(kThreads)
+    chunkValidateKernel(LayerArgs a, ChunkBatch batch, const float *scores) {
+  const CacheLayout &l = a.layout;
+  const int i = blockIdx.y;
+  const long long n = static_cast<long long>(batch.count[i]) * l.heads;
+  for (long long e =
+           static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+       e < n; e += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const long long t = e / l.heads;
+    const int h = static_cast<int>(e % l.heads);
+    const float z = scores[batch.inputRow(i, h, t)];
+    if (cuda::invalidScore(z)) {
+      atomicOr(&a.chunkBad[i], 1);
+      const int seq = batch.ids[i];
+      cuda::reportScoreError(a.error, SK_ERR_INVALID_SCORE, seq, a.layer, h,
+                             a.pos[seq] + 1 + t, z);
+    }
+  }
+}
+
+/// Block (head, i, part): part 0 merges the chunk's candidates into the pool
+/// of (batch.ids[i], head), part 1 updates its tau. Each writes its own
+/// fields of the head's state.
+__global__ void __launch_bounds__(cuda::kChunkThreads)
+    chunkSelectKernel(LayerArgs a, ChunkBatch batch, const float *scores) {
+  constexpr int NT = cuda::kChunkThreads;
+  constexpr int N = cuda::kChunkSortCapacity;
+  extern __shared__ __align__(16) unsigned char chunkShared[];
+  const CacheLayout &l = a.layout;
+  const int head = blockIdx.x, i = blockIdx.y;
+  if (a.chunkBad[i] || batch.count[i] == 0)
+    return;
+  const int seq = batch.ids[i];
+  const size_t row = l.row(seq, head);
+  const size_t first = l.slot(seq, head, 0);
+  __shared__ HeadState st;
+  if (threadIdx.x == 0)
+    st = a.states[row];
+  __syncthreads();
+  cuda::ChunkHead c;
+  c.init(l, batch, i, head, st.lastPos, scores, a.slotScores + first);
+  HeadState &out = a.states[row];
+  if (blockIdx.z == 0) {
+    if (l.k > 0) {
+      cuda::ChunkEntries e;
+      e.pos = reinterpret_cast<long long *>(chunkShared);
+      e.score = reinterpret_cast<float *>(e.pos + N);
+      e.id = reinterpret_cast<int *>(e.score + N);
+      e.link = e.id + N;
+      cuda::chunkPool<NT>(l, st, c, a.slotScores + first, a.slotPos + first, e);
+    }
+    if (threadIdx.x == 0) {
+      out.poolCount = st.poolCount;
+      out.weak = st.weak;
+      out.weakScore = st.weakScore;
+      out.lastPos = c.start + c.tokens - 1;
+      out.pending = 0;
+      a.poolCount[row] = st.poolCount;
+      if (head == 0) {
+        a.chunkStart[i] = c.start;
+        a.pos[seq] = c.start + c.tokens - 1;
+      }
+    }
+  } else {
+    cuda::chunkTau<NT>(l, st, c, a.support + row * l.supportStride());
+    if (threadIdx.x == 0) {
+      out.x = st.x;
+      out.sum = st.sum;
+      out.next = st.next;
+      out.tau = st.tau;
+      out.candidates = st.candidates;
+      out.upper = st.upper;
+      out.middle = st.middle;
+      out.count = st.count;
+      out.approx = st.approx;
+      a.tau[row] = static_cast<float>(st.tau);
+    }
+  }
+}
+
+/// Copies one row with the lanes of a warp, 16 bytes at a time when aligned.
+__device__ inline void warpCopyRowWide(uint8_t *dst, const uint8_t *src,
+                                       size_t bytes, int lane) {
+  uintptr_t align = reinterpret_cast<uintptr_t>(dst) |
+                    reinterpret_cast<uintptr_t>(src) | bytes;
+  if ((align & 15) == 0) {
+#pragma unroll 1
+    for (size_t j = lane; j < bytes / 16; j += 32)
+      reinterpret_cast<uint4 *>(dst)[j] =
+          reinterpret_cast<const uint4 *>(src)[j];
+  } else {
+    warpCopyRow(dst, src, bytes, lane);
+  }
+}
+
+/// Rows (warps) per block of the row-copy kernels.
+constexpr int kRowsPerBlock = kThreads / 32;
+
+/// Block (x, head, i): the pool slots x * kRowsPerBlock.. of (ids[i], head),
+/// a warp each; slots whose entry came from this chunk get its K/V rows.
+__global__ void __launch_bounds__(kThreads)
+    chunkPoolRowsKernel(LayerArgs a, ChunkBatch batch, const uint8_t *keys,
+                        const uint8_t *values) {
+  const CacheLayout &l = a.layout;
+  const int i = blockIdx.z, head = blockIdx.y;
+  const int slot = blockIdx.x * kRowsPerBlock + threadIdx.x / 32;
+  if (a.chunkBad[i] || batch.count[i] == 0 || slot >= l.k)
+    return;
+  const size_t first = l.slot(batch.ids[i], head, 0);
+  const long long q = a.slotPos[first + slot];
+  const long long start = a.chunkStart[i];
+  if (q < 0 || q < start - l.w)
+    return; // empty, or an entry from before the chunk: its rows are there
+  const size_t kb = l.keyRowBytes(), vb = l.valueRowBytes();
+  const uint8_t *k, *v;
+  if (q < start) { // left the window during the chunk: still in the ring
+    const size_t from = first + l.k + q % l.w;
+    k = a.keys + from * kb;
+    v = a.values + from * vb;
+  } else {
+    const size_t from = batch.inputRow(i, head, q - start);
+    k = keys + from * kb;
+    v = values + from * vb;
+  }
+  const int lane = threadIdx.x % 32;
+  warpCopyRowWide(a.keys + (first + slot) * kb, k, kb, lane);
+  warpCopyRowWide(a.values + (first + slot) * vb, v, vb, lane);
+}
+
+/// Block (x, head, i): the chunk's last min(T, w) tokens go to the window
+/// ring of (ids[i], head), a warp per token (after chunkPoolRowsKernel has
+/// read the rows they overwrite).
+__global__ void __launch_bounds__(kThreads)
+    chunkWindowKernel(LayerArgs a, ChunkBatch batch, const uint8_t *keys,
+                      const uint8_t *values, const float *scores) {
+  const CacheLayout &l = a.layout;
+  const int i = blockIdx.z, head = blockIdx.y;
+  const long long count = batch.count[i];
+  const long long t = (count > l.w ? count - l.w : 0) +
+                      static_cast<long long>(blockIdx.x) * kRowsPerBlock +
+                      threadIdx.x / 32;
+  if (a.chunkBad[i] || t >= count)
+    return;
+  const size_t first = l.slot(batch.ids[i], head, 0);
+  const long long p = a.chunkStart[i] + t;
+  const size_t slot = first + l.k + p % l.w;
+  const size_t from = batch.inputRow(i, head, t);
+  const size_t kb = l.keyRowBytes(), vb = l.valueRowBytes();
+  const int lane = threadIdx.x % 32;
+  warpCopyRowWide(a.keys + slot * kb, keys + from * kb, kb, lane);
+  warpCopyRowWide(a.values + slot * vb, values + from * vb, vb, lane);
+  if (lane == 0) {
+    a.slotScores[slot] = scores[from];
+    a.slotPos[slot] = p;
+  }
 }
 
 /// Makes the cache's device current for one call, restoring the caller's.
@@ -517,10 +678,20 @@ private:
   template <typename T> sk_status alloc(T **ptr, size_t count);
   sk_status launched(const char *caller);
   sk_status resetSeqs(int32_t first, int32_t count);
+  /// Launches the appends of a batch of chunks: the token walk for short
+  /// ones, the parallel path for long ones (when the pool fits its sort).
+  void launchChunks(const LayerArgs &a, const ChunkBatch &batch, int n,
+                    bool parallel, const void *keys, const void *values,
+                    const float *scores, cudaStream_t stream);
+  bool longChunk(long long tokens) const {
+    return parallelChunks_ && tokens >= kLongChunk;
+  }
 
   std::vector<LayerArgs> layers_;
   std::vector<void *> allocations_;
   int finishBlocks_ = 1;
+  int sms_ = 1;
+  bool parallelChunks_ = false; // the pool fits the sort, and its memory
   DeviceError *error_ = nullptr;
 };
 
@@ -569,6 +740,15 @@ sk_status CudaCache::allocate() {
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, config_.device);
   finishBlocks_ = std::max(1, 4 * sms * 128 / kThreads);
+  sms_ = std::max(1, sms);
+  // Long chunks take the parallel path when the pool plus a batch of
+  // candidates fits the selection kernel's sort in shared memory.
+  parallelChunks_ =
+      config_.k <= cuda::kChunkSortCapacity - cuda::kChunkMinBatch &&
+      cudaFuncSetAttribute(
+          chunkSelectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+          static_cast<int>(cuda::kChunkSharedBytes)) == cudaSuccess;
+  cudaGetLastError(); // a GPU with less shared memory: the token walk only
   if (sk_status status = alloc(&error_, 1))
     return status;
   cudaMemset(error_, 0, sizeof(DeviceError));
@@ -591,7 +771,9 @@ sk_status CudaCache::allocate() {
         (status = alloc(&a.support, l.rows() * l.supportStride())) ||
         (status = alloc(&a.worklist, l.rows())) ||
         (status = alloc(&a.pendingStates, l.rows())) ||
-        (status = alloc(&a.counters, cuda::kCounters)))
+        (status = alloc(&a.counters, cuda::kCounters)) ||
+        (status = alloc(&a.chunkBad, cuda::kMaxChunkBatch)) ||
+        (status = alloc(&a.chunkStart, cuda::kMaxChunkBatch)))
       return status;
     cudaMemset(a.counters, 0, cuda::kCounters * sizeof(int));
   }
@@ -680,14 +862,56 @@ sk_status CudaCache::appendTokens(int32_t layer, int32_t numSeqs,
   return launched("sk_cache_append_tokens");
 }
 
+void CudaCache::launchChunks(const LayerArgs &a, const ChunkBatch &batch, int n,
+                             bool parallel, const void *keys,
+                             const void *values, const float *scores,
+                             cudaStream_t stream) {
+  auto *k = static_cast<const uint8_t *>(keys);
+  auto *v = static_cast<const uint8_t *>(values);
+  if (!parallel) {
+    appendChunkTokensKernel<<<dim3(layout_.heads, n), kThreads, 0, stream>>>(
+        a, batch, k, v, scores);
+    return;
+  }
+  const CacheLayout &l = layout_;
+  long long longest = 0;
+  for (int i = 0; i < n; ++i)
+    longest = std::max(longest, batch.count[i]);
+  cudaMemsetAsync(a.chunkBad, 0, n * sizeof(int), stream);
+  // A few blocks per SM over all scores of the batch.
+  const long long scoreBlocks =
+      (longest * l.heads + kThreads * 8 - 1) / (kThreads * 8);
+  const int validateBlocks = static_cast<int>(
+      std::max(1LL, std::min<long long>(scoreBlocks, 4LL * sms_ / n + 1)));
+  chunkValidateKernel<<<dim3(validateBlocks, n), kThreads, 0, stream>>>(
+      a, batch, scores);
+  chunkSelectKernel<<<dim3(l.heads, n, 2), cuda::kChunkThreads,
+                      cuda::kChunkSharedBytes, stream>>>(a, batch, scores);
+  if (l.k > 0)
+    chunkPoolRowsKernel<<<dim3((l.k + kRowsPerBlock - 1) / kRowsPerBlock,
+                               l.heads, n),
+                          kThreads, 0, stream>>>(a, batch, k, v);
+  if (l.w > 0) {
+    const long long rows = std::min<long long>(longest, l.w);
+    chunkWindowKernel<<<dim3(static_cast<unsigned>((rows + kRowsPerBlock - 1) /
+                                                   kRowsPerBlock),
+                             l.heads, n),
+                        kThreads, 0, stream>>>(a, batch, k, v, scores);
+  }
+}
+
 sk_status CudaCache::appendChunk(int32_t layer, int32_t seq, int64_t numTokens,
                                  const void *keys, const void *values,
                                  const float *scores, void *stream) {
   DeviceGuard guard(config_.device);
-  appendChunkKernel<<<layout_.heads, kThreads, 0,
-                      static_cast<cudaStream_t>(stream)>>>(
-      layers_[layer], seq, numTokens, static_cast<const uint8_t *>(keys),
-      static_cast<const uint8_t *>(values), scores);
+  ChunkBatch batch;
+  batch.ids[0] = seq;
+  batch.first[0] = 0;
+  batch.count[0] = numTokens;
+  batch.headStride = numTokens; // [H][T]
+  batch.tokenStride = 1;
+  launchChunks(layers_[layer], batch, 1, longChunk(numTokens), keys, values,
+               scores, static_cast<cudaStream_t>(stream));
   return launched("sk_cache_append_chunk");
 }
 
@@ -697,19 +921,30 @@ sk_status CudaCache::appendVarlen(int32_t layer, int32_t numSeqs,
                                   const void *values, const float *scores,
                                   void *stream) {
   DeviceGuard guard(config_.device);
-  // Launches of up to kMaxVarlenBatch sequences (one block per (head,
-  // sequence)); offsets stay absolute, so every launch reads the same arrays.
-  for (int32_t done = 0; done < numSeqs; done += kMaxVarlenBatch) {
-    int32_t n = std::min(numSeqs - done, kMaxVarlenBatch);
-    VarlenBatch batch;
-    for (int32_t i = 0; i < n; ++i)
-      batch.ids[i] = seqIds[done + i];
-    for (int32_t i = 0; i <= n; ++i)
-      batch.offsets[i] = cuSeqlens[done + i];
-    appendVarlenKernel<<<dim3(layout_.heads, n), kThreads, 0,
-                         static_cast<cudaStream_t>(stream)>>>(
-        layers_[layer], batch, static_cast<const uint8_t *>(keys),
-        static_cast<const uint8_t *>(values), scores);
+  // Short and long prompts go to separate launches of up to kMaxChunkBatch
+  // sequences each; rows stay absolute ([total][H]), so every launch reads
+  // the same arrays.
+  for (bool parallel : {false, true}) {
+    ChunkBatch batch;
+    batch.headStride = 1;
+    batch.tokenStride = layout_.heads;
+    int n = 0;
+    for (int32_t i = 0; i < numSeqs; ++i) {
+      const long long count = cuSeqlens[i + 1] - cuSeqlens[i];
+      if (count == 0 || longChunk(count) != parallel)
+        continue;
+      batch.ids[n] = seqIds[i];
+      batch.first[n] = cuSeqlens[i];
+      batch.count[n] = count;
+      if (++n == cuda::kMaxChunkBatch) {
+        launchChunks(layers_[layer], batch, n, parallel, keys, values, scores,
+                     static_cast<cudaStream_t>(stream));
+        n = 0;
+      }
+    }
+    if (n > 0)
+      launchChunks(layers_[layer], batch, n, parallel, keys, values, scores,
+                   static_cast<cudaStream_t>(stream));
   }
   return launched("sk_cache_append_varlen");
 }

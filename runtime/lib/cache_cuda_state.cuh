@@ -79,6 +79,9 @@ struct LayerArgs {
   int *worklist; // rows with pending heavy work, filled by the decode kernel
   int *counters; // [kCounters]: see kNextParity
   HeadState *pendingStates; // [rows]: state of worklist entry i
+  // A long-chunk launch (cache_cuda_chunk.cuh), per sequence i of its batch:
+  int *chunkBad;         // an invalid score was seen: leave it unchanged
+  long long *chunkStart; // first position of its chunk
 };
 
 __device__ inline bool invalidScore(float z) {
