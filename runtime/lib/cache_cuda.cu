@@ -504,7 +504,6 @@ __global__ void __launch_bounds__(kThreads)
 __global__ void __launch_bounds__(cuda::kChunkThreads)
     chunkSelectKernel(LayerArgs a, ChunkBatch batch, const float *scores) {
   constexpr int NT = cuda::kChunkThreads;
-  constexpr int N = cuda::kChunkSortCapacity;
   extern __shared__ __align__(16) unsigned char chunkShared[];
   const CacheLayout &l = a.layout;
   const int head = blockIdx.x, i = blockIdx.y;
@@ -522,12 +521,10 @@ __global__ void __launch_bounds__(cuda::kChunkThreads)
   HeadState &out = a.states[row];
   if (blockIdx.z == 0) {
     if (l.k > 0) {
-      cuda::ChunkEntries e;
-      e.pos = reinterpret_cast<long long *>(chunkShared);
-      e.score = reinterpret_cast<float *>(e.pos + N);
-      e.id = reinterpret_cast<int *>(e.score + N);
-      e.link = e.id + N;
-      cuda::chunkPool<NT>(l, st, c, a.slotScores + first, a.slotPos + first, e);
+      cuda::ChunkShared shared;
+      shared.carve(chunkShared);
+      cuda::chunkPool<NT>(l, st, c, a.slotScores + first, a.slotPos + first,
+                          shared);
     }
     if (threadIdx.x == 0) {
       out.poolCount = st.poolCount;

@@ -2,18 +2,20 @@
 // after the chunk equals that of token-by-token appends (SPEC 6), computed
 // from the batch of candidates instead of one token at a time.
 //
-// Pool. While the pool is full, every candidate offered to it makes exactly
-// one entry drop out for good (the weakest of pool + candidate, possibly the
-// candidate itself), and after candidate t the pool is the top k of old pool
-// + candidates 1..t. So the entry dropped at step t is the (k+1)-th strongest
-// of that prefix, which only grows stronger: sorted from the weakest, the
-// entries that drop out over a batch are the drops of its steps in time
-// order. A candidate that enters takes the slot of the entry dropped at its
-// step, which is an old pool entry (its slot is known) or an earlier
-// candidate (whose slot is found the same way): pointer jumping over these
-// links gives every slot at once. Candidates weaker than the pool's weakest
-// entry at the start of a batch drop out at their own step and change
-// nothing, so they are filtered out before the sort.
+// Pool. After each candidate the pool is the top k (SPEC 4 order) of the
+// old pool and the candidates so far, so a candidate enters iff fewer than
+// k earlier entries are stronger. Once the pool is full, each entrant
+// evicts the pool's weakest entry, which only grows stronger: the entries
+// that drop out over a batch (old entries and entrants that are not in the
+// final top k), sorted weakest first, are the evictions of the entrants in
+// time order. An entrant takes the slot of the entry it evicts, an old
+// entry (its slot is known) or an earlier entrant (whose slot is found the
+// same way): pointer jumping over these links gives every slot at once.
+// One merge sort of pool + batch yields the final order and, for each
+// candidate, the number of stronger entries before it. Candidates weaker
+// than the weakest entry of a full pool at the start of a batch never enter
+// and are filtered out first. runtime/test/chunk_merge_test.cpp checks this
+// algorithm on the host against offering candidates one at a time.
 //
 // tau. tau after the chunk is the SPARSEK threshold of all candidates, which
 // depends on the set only: the kept scores and the batch's candidates go into
@@ -38,14 +40,10 @@ namespace sparsek::rt::cuda {
 /// sequence and head).
 constexpr int kChunkThreads = 512;
 /// Pool entries plus batch candidates sorted at once, in shared memory.
-constexpr int kChunkSortCapacity = 8192;
+constexpr int kChunkSortCapacity = 4096;
 /// Candidates a batch must have room for: the parallel path needs k <=
 /// kChunkSortCapacity - kChunkMinBatch (other pools take the token path).
 constexpr int kChunkMinBatch = 1024;
-/// Dynamic shared memory of the selection kernel.
-constexpr size_t kChunkSharedBytes =
-    kChunkSortCapacity *
-    (sizeof(float) + sizeof(int) + sizeof(long long) + sizeof(int));
 /// tau takes the token path when the score array has room for fewer new
 /// scores than this (a bisection costs about as much as that many steps).
 constexpr int kTauMinBatch = 256;
@@ -95,188 +93,275 @@ struct ChunkHead {
   }
 };
 
-/// A pool entry or candidate in the sort: `id` is the pool slot (old
-/// entries) or k + its index among the batch's candidates.
-struct ChunkEntries {
-  float *score;
-  long long *pos;
-  int *id;
-  int *link; // per batch candidate: its slot as -(slot + 1), or a candidate
+/// Shared memory of the pool block (kChunkSortCapacity entries each): the
+/// pool by slot, the batch's candidates in time order, two buffers of the
+/// merge sort, and per-candidate and per-admission scratch.
+struct ChunkShared {
+  long long *poolPos, *candPos;
+  float *poolScore;
+  float *key0, *key1; // the merge sort's two buffers
+  int *id0, *id1;     // slot (pool entries) or k + candidate index
+  int *rank;          // per candidate: stronger entries before it, then its
+                      // admission index (or -1)
+  int *link;          // per admission: its slot as -(slot + 1), or an admission
+  int *dropped;       // ids of the entries that drop out, strongest first
+
+  // Buffers are picked by select, not by index: indexing would put the
+  // pointers in local memory and lose their address space.
+  __device__ float *key(int b) const { return b ? key1 : key0; }
+  __device__ int *id(int b) const { return b ? id1 : id0; }
+
+  __device__ void carve(unsigned char *base) {
+    constexpr int N = kChunkSortCapacity;
+    poolPos = reinterpret_cast<long long *>(base);
+    candPos = poolPos + N;
+    poolScore = reinterpret_cast<float *>(candPos + N);
+    key0 = poolScore + N;
+    key1 = key0 + N;
+    id0 = reinterpret_cast<int *>(key1 + N);
+    id1 = id0 + N;
+    rank = id1 + N;
+    link = rank + N;
+    dropped = link + N;
+  }
 };
 
-__device__ inline bool strongerEntry(float s, long long p, float os,
-                                     long long op) {
-  return weakerEntry(os, op, s, p);
+/// Bytes of ChunkShared.
+constexpr size_t kChunkSharedBytes =
+    kChunkSortCapacity *
+    (2 * sizeof(long long) + 3 * sizeof(float) + 5 * sizeof(int));
+
+/// True if entry (za, a) is stronger than (zb, b) in the order of SPEC 4;
+/// ids below k are pool slots (compared by position), the others
+/// candidates in time order, after every pool entry.
+__device__ inline bool strongerId(float za, int a, float zb, int b, int k,
+                                  const long long *poolPos) {
+  if (za != zb)
+    return za > zb;
+  if (a < k && b < k)
+    return poolPos[a] < poolPos[b];
+  return a < b;
 }
 
-/// Sorts entries [0, n) strongest first (SPEC 4 order), with padding up to
-/// a power of two that sorts last. A block of NT threads.
+/// Sorts entries [0, n) of key/id[*buf] strongest first, bottom-up: each
+/// entry finds its place in the merged run by a binary search in the other
+/// run, which also counts, for a candidate in the later run, the stronger
+/// entries of the earlier one; summed over the levels, rank[i] becomes the
+/// number of stronger entries before candidate i (pool entries come first).
+/// *buf names the buffer holding the result. A block of NT threads.
 template <int NT>
-__device__ inline void sortStrongestFirst(ChunkEntries e, int n) {
-  int size = 1;
-  while (size < n)
-    size *= 2;
-  for (int i = n + threadIdx.x; i < size; i += NT) {
-    e.score[i] = -INFINITY;
-    e.pos[i] = LLONG_MAX;
-    e.id[i] = -1;
-  }
-  __syncthreads();
-  for (int span = 2; span <= size; span *= 2) {
-    for (int stride = span / 2; stride > 0; stride /= 2) {
-      for (int j = threadIdx.x; j < size / 2; j += NT) {
-        const int lo = 2 * j - (j & (stride - 1)), hi = lo + stride;
-        const float sa = e.score[lo], sb = e.score[hi];
-        const long long pa = e.pos[lo], pb = e.pos[hi];
-        // Blocks with bit `span` clear sort strongest first, the others
-        // weakest first; the last merge (span = size) sorts all strongest
-        // first.
-        const bool strongFirst = (lo & span) == 0;
-        if (strongFirst ? strongerEntry(sb, pb, sa, pa)
-                        : strongerEntry(sa, pa, sb, pb)) {
-          e.score[lo] = sb;
-          e.score[hi] = sa;
-          e.pos[lo] = pb;
-          e.pos[hi] = pa;
-          const int ia = e.id[lo];
-          e.id[lo] = e.id[hi];
-          e.id[hi] = ia;
-        }
+__device__ inline void sortCountingStronger(ChunkShared &s, int n, int k,
+                                            int *buf) {
+  int from = *buf;
+  for (int width = 1; width < n; width *= 2) {
+    const float *key = s.key(from);
+    const int *id = s.id(from);
+    float *outKey = s.key(from ^ 1);
+    int *outId = s.id(from ^ 1);
+    for (int p = threadIdx.x; p < n; p += NT) {
+      const int run = p / width, runStart = run * width;
+      const int other = (run ^ 1) * width;
+      const int otherLen = max(0, min(width, n - other));
+      const float z = key[p];
+      const int x = id[p];
+      int lo = 0, hi = otherLen;
+      while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (strongerId(key[other + mid], id[other + mid], z, x, k, s.poolPos))
+          lo = mid + 1;
+        else
+          hi = mid;
       }
-      __syncthreads();
+      const int out = min(runStart, other) + (p - runStart) + lo;
+      outKey[out] = z;
+      outId[out] = x;
+      if ((run & 1) && x >= k)
+        s.rank[x - k] += lo;
     }
+    __syncthreads();
+    from ^= 1;
   }
+  *buf = from;
 }
 
-/// Merges `added` batch candidates (entries [count, count + added), ids
-/// k + 0 .. k + added - 1 in time order) into the pool (entries [0, count),
-/// ids = their slots) exactly as offering them one by one would. Afterwards
-/// entries [0, count) are the new pool, strongest first, with ids = slots,
-/// and count is updated. A block of NT threads; count is block-uniform.
+/// Merges `added` batch candidates (their scores at key[buf][count ..] with
+/// ids k + i, positions candPos[i], rank[i] = 0, in time order) into the
+/// pool (count entries, compact in slots [0, count) of poolScore/poolPos)
+/// exactly as offering them one at a time would:
+/// - a candidate enters iff fewer than k earlier entries are stronger (the
+///   pool is always the top k of what came before);
+/// - the first k - count that enter take the free slots in order; each later
+///   one evicts the pool's weakest entry, which only grows stronger, so the
+///   entries that drop out (pool entries and entrants past the top k),
+///   weakest first, are those evicted by the later entrants in time order;
+/// - an entrant takes the slot of the entry it evicts: a pool slot or the
+///   slot of an earlier entrant, resolved by pointer jumping.
+/// Updates count and the weakest entry (weakSlot, weakScore in every
+/// thread). A block of NT threads.
 template <int NT>
-__device__ inline void mergeBatch(ChunkEntries e, int k, int &count,
-                                  int added) {
+__device__ inline void mergeBatch(ChunkShared &s, int k, int &count, int added,
+                                  int &weakSlot, float &weakScore) {
   constexpr int kItems = kChunkSortCapacity / NT;
-  const int total = count + added;
-  sortStrongestFirst<NT>(e, total);
-  // The first `fill` candidates take free slots in order; each later one
-  // takes the slot of the entry dropped at its step: the (i - fill)-th
-  // weakest of all, which may be itself (it stays out).
-  const int fill = min(added, k - count);
-  for (int i = threadIdx.x; i < added; i += NT) {
+  __shared__ int weakest;
+  const int n = count + added;
+  int buf = 0;
+  sortCountingStronger<NT>(s, n, k, &buf);
+  const float *key = s.key(buf);
+  const int *id = s.id(buf);
+  // Admissions in time order.
+  int base = 0;
+  for (int i0 = 0; i0 < added; i0 += NT) {
+    const int i = i0 + threadIdx.x;
+    const int enters = i < added && s.rank[i] < k;
+    int total = 0;
+    const int at = base + blockExclusiveScan<NT>(enters, &total);
+    if (i < added)
+      s.rank[i] = enters ? at : -1;
+    base += total;
+  }
+  __syncthreads(); // the admission indices are read below
+  const int admitted = base;
+  const int kept = min(count + admitted, k);
+  const int fill = min(admitted, k - count);
+  // Entries that drop out, strongest first.
+  base = 0;
+  for (int j0 = kept; j0 < n; j0 += NT) {
+    const int j = j0 + threadIdx.x;
+    int x = -1;
+    if (j < n)
+      x = id[j];
+    const int drops = x >= 0 && (x < k || s.rank[x - k] >= 0);
+    int total = 0;
+    const int at = base + blockExclusiveScan<NT>(drops, &total);
+    if (drops)
+      s.dropped[at] = x;
+    base += total;
+  }
+  const int numDropped = base;
+  __syncthreads();
+  for (int j = threadIdx.x; j < admitted; j += NT) {
     int link;
-    if (i < fill) {
-      link = -(count + i) - 1;
+    if (j < fill) {
+      link = -(count + j) - 1;
     } else {
-      const int dropped = e.id[total - 1 - (i - fill)];
-      if (dropped == k + i)
-        link = INT_MIN; // never entered
-      else
-        link = dropped < k ? -dropped - 1 : dropped - k;
+      const int x = s.dropped[numDropped - 1 - (j - fill)];
+      link = x < k ? -x - 1 : s.rank[x - k];
     }
-    e.link[i] = link;
+    s.link[j] = link;
   }
   __syncthreads();
-  // Pointer jumping: a link to an earlier candidate becomes that one's link
-  // until every link is a slot (chains go back in time, so they end).
+  // Pointer jumping: links to earlier entrants become their links until
+  // every link is a slot (links go back in time, so chains end).
   for (;;) {
     int next[kItems];
     int open = 0;
 #pragma unroll
-    for (int j = 0; j < kItems; ++j) {
-      const int i = threadIdx.x + j * NT;
-      next[j] = 0;
-      if (i < added) {
-        next[j] = e.link[i];
-        if (next[j] >= 0) {
-          next[j] = e.link[next[j]];
-          open |= next[j] >= 0;
+    for (int u = 0; u < kItems; ++u) {
+      const int j = threadIdx.x + u * NT;
+      next[u] = 0;
+      if (j < admitted) {
+        next[u] = s.link[j];
+        if (next[u] >= 0) {
+          next[u] = s.link[next[u]];
+          open |= next[u] >= 0;
         }
       }
     }
     __syncthreads();
 #pragma unroll
-    for (int j = 0; j < kItems; ++j) {
-      const int i = threadIdx.x + j * NT;
-      if (i < added)
-        e.link[i] = next[j];
+    for (int u = 0; u < kItems; ++u) {
+      const int j = threadIdx.x + u * NT;
+      if (j < admitted)
+        s.link[j] = next[u];
     }
     if (!__syncthreads_or(open))
       break;
   }
-  const int kept = min(total, k);
+  // The new pool: the top `kept`, each in its slot. A slot written here
+  // belonged to an entry that dropped out, so no entry read here is
+  // overwritten.
   for (int j = threadIdx.x; j < kept; j += NT) {
-    const int id = e.id[j];
-    if (id >= k)
-      e.id[j] = -e.link[id - k] - 1;
+    const int x = id[j];
+    const int slot = x < k ? x : -s.link[s.rank[x - k]] - 1;
+    const long long pos = x < k ? s.poolPos[x] : s.candPos[x - k];
+    s.poolScore[slot] = key[j];
+    s.poolPos[slot] = pos;
+    if (j == kept - 1)
+      weakest = slot;
   }
   __syncthreads();
   count = kept;
+  weakSlot = weakest;
+  weakScore = s.poolScore[weakSlot];
+  __syncthreads(); // s is refilled by the caller
 }
 
 /// The pool part of a chunk for one (sequence, head): every candidate in
-/// time order, in batches that fit the sort. Writes the pool's scores and
-/// positions (not the K/V rows: chunkPoolRowsKernel copies those) and the
-/// pool fields of st (count, weakest). A block of NT threads; `e` points to
-/// kChunkSortCapacity entries of shared memory.
+/// time order, in batches that fit the shared memory. Writes the pool's
+/// scores and positions (not the K/V rows: chunkPoolRowsKernel copies those)
+/// and the pool fields of st (count, weakest). A block of NT threads.
 template <int NT>
 __device__ inline void chunkPool(const CacheLayout &l, HeadState &st,
                                  const ChunkHead &c, float *slotScores,
-                                 long long *slotPos, ChunkEntries e) {
+                                 long long *slotPos, ChunkShared &s) {
   const int k = l.k;
   int count = st.poolCount;
   for (int j = threadIdx.x; j < count; j += NT) {
-    e.score[j] = slotScores[j];
-    e.pos[j] = slotPos[j];
-    e.id[j] = j;
+    s.poolScore[j] = slotScores[j];
+    s.poolPos[j] = slotPos[j];
   }
   // Candidates weaker than the weakest entry of a full pool stay out and
   // change nothing; they need not be sorted.
-  bool full = count == k;
-  float weakest = st.weakScore;
+  int weakSlot = st.weak;
+  float weakScore = st.weakScore;
   bool merged = false;
   int added = 0;
   long long q0 = c.qBegin;
-  while (q0 < c.qEnd) {
-    const long long q = q0 + threadIdx.x;
+  for (;;) {
+    const bool done = q0 >= c.qEnd;
+    int tileTotal = 0, offset = 0, offered = 0;
     float z = -INFINITY;
-    if (q < c.qEnd)
-      z = c.score(l, q);
-    const int offered = z != -INFINITY && (!full || z > weakest);
-    int tileTotal = 0;
-    const int offset = blockExclusiveScan<NT>(offered, &tileTotal);
-    if (count + added + tileTotal > kChunkSortCapacity) {
-      mergeBatch<NT>(e, k, count, added);
+    const long long q = q0 + threadIdx.x;
+    if (!done) {
+      if (q < c.qEnd)
+        z = c.score(l, q);
+      offered = z != -INFINITY && (count < k || z > weakScore);
+      offset = blockExclusiveScan<NT>(offered, &tileTotal);
+    }
+    if (added > 0 && (done || count + added + tileTotal > kChunkSortCapacity)) {
+      // The batch: the pool entries, then the candidates.
+      for (int j = threadIdx.x; j < count; j += NT) {
+        s.key0[j] = s.poolScore[j];
+        s.id0[j] = j;
+      }
+      __syncthreads();
+      mergeBatch<NT>(s, k, count, added, weakSlot, weakScore);
       merged = true;
       added = 0;
-      full = count == k;
-      weakest = e.score[count - 1];
       continue; // the same tile again, filtered by the new weakest
     }
+    if (done)
+      break;
     if (offered) {
-      const int at = count + added + offset;
-      e.score[at] = z;
-      e.pos[at] = q;
-      e.id[at] = k + added + offset;
+      const int i = added + offset;
+      s.key0[count + i] = z;
+      s.id0[count + i] = k + i;
+      s.candPos[i] = q;
+      s.rank[i] = 0;
     }
     added += tileTotal;
     q0 += NT;
   }
-  __syncthreads();
-  if (added > 0) {
-    mergeBatch<NT>(e, k, count, added);
-    merged = true;
-  }
   if (!merged)
-    return; // nothing entered: scores, positions and st are unchanged
+    return; // nothing was offered: the pool and st are unchanged
   for (int j = threadIdx.x; j < count; j += NT) {
-    slotScores[e.id[j]] = e.score[j];
-    slotPos[e.id[j]] = e.pos[j];
+    slotScores[j] = s.poolScore[j];
+    slotPos[j] = s.poolPos[j];
   }
   if (threadIdx.x == 0) {
     st.poolCount = count;
-    st.weak = e.id[count - 1];
-    st.weakScore = e.score[count - 1];
+    st.weak = weakSlot;
+    st.weakScore = weakScore;
   }
   __syncthreads();
 }
