@@ -1,5 +1,6 @@
 // CUDA cache == CPU cache: pool, window and K/V bit for bit, tau within
-// 1e-6 relative, for token batches and chunks; device-side score errors.
+// 1e-6 relative, for token batches, chunks and long prompts (the parallel
+// chunk path); device-side score errors.
 // Skips where there is no GPU.
 #include "test_util.h"
 
@@ -222,6 +223,237 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<GpuCase> &info) {
       return std::string(info.param.name);
     });
+
+// --- Long chunks (the parallel path: at least 64 tokens) -------------------
+
+struct PromptCase {
+  const char *name;
+  int32_t heads, k, w, dim;
+  sk_dtype dtype;
+  int64_t tokens;
+  int32_t capacity;
+};
+
+void PrintTo(const PromptCase &c, std::ostream *os) { *os << c.name; }
+
+class GpuPrompt : public ::testing::TestWithParam<PromptCase> {
+protected:
+  void SetUp() override {
+    if (!sk_rt_has_device())
+      GTEST_SKIP() << "no GPU or driver";
+  }
+};
+
+/// Six sequences, each head with its own kind of stream: ties, -inf,
+/// narrow, rising and falling scores.
+constexpr int32_t kPromptSeqs = 6;
+
+std::vector<std::vector<float>> makePromptStreams(const PromptCase &c,
+                                                  int64_t tokens) {
+  const Scores kinds[] = {Scores::Normal, Scores::Quantized, Scores::Masked,
+                          Scores::Narrow, Scores::Rising,    Scores::Falling};
+  std::vector<std::vector<float>> streams;
+  for (int32_t i = 0; i < kPromptSeqs * c.heads; ++i)
+    streams.push_back(
+        makeScores(kinds[(i / c.heads + i) % 6], tokens, 900 + i));
+  return streams;
+}
+
+/// Appends positions [from, to) of every sequence to the CPU cache, one
+/// token per call.
+void cpuTokens(CachePair &caches, const sk_cache_config &cfg,
+               const std::vector<std::vector<float>> &streams, int64_t from,
+               int64_t to) {
+  sk_kv_shape shape = shapeOf(cfg);
+  for (int64_t p = from; p < to; ++p) {
+    TokenBatch b = makeTokenBatch(cfg, caches.ids, streams, p);
+    ASSERT_EQ(sk_cache_append_tokens(caches.cpu, 0, &shape, kPromptSeqs,
+                                     caches.ids.data(), b.keys.data(),
+                                     b.values.data(), b.scores.data(), nullptr),
+              SK_OK);
+  }
+}
+
+/// Decode steps on both caches after the prompts: the state a chunk leaves
+/// (weakest pool entry, tau walk) must carry on exactly.
+void decodeBoth(CachePair &caches, const sk_cache_config &cfg,
+                const std::vector<std::vector<float>> &streams, int64_t from,
+                int64_t to) {
+  sk_kv_shape shape = shapeOf(cfg);
+  for (int64_t p = from; p < to; ++p) {
+    TokenBatch b = makeTokenBatch(cfg, caches.ids, streams, p);
+    DeviceBatch d(b);
+    ASSERT_EQ(sk_cache_append_tokens(caches.cpu, 0, &shape, kPromptSeqs,
+                                     caches.ids.data(), b.keys.data(),
+                                     b.values.data(), b.scores.data(), nullptr),
+              SK_OK);
+    ASSERT_EQ(
+        sk_cache_append_tokens(caches.gpu, 0, &shape, kPromptSeqs,
+                               caches.ids.data(), d.keys.ptr, d.values.ptr,
+                               static_cast<float *>(d.scores.ptr), nullptr),
+        SK_OK)
+        << sk_cache_last_error();
+  }
+}
+
+void expectSameApprox(CachePair &caches) {
+  for (int32_t seq : caches.ids) {
+    int32_t a = -1, b = -1;
+    ASSERT_EQ(sk_cache_seq_is_approximate(caches.cpu, seq, &a), SK_OK);
+    ASSERT_EQ(sk_cache_seq_is_approximate(caches.gpu, seq, &b), SK_OK);
+    EXPECT_EQ(a, b) << "seq " << seq;
+  }
+}
+
+// Prompts in chunks: one whole prompt; a long chunk after a partly filled
+// sequence; short (token walk) and long chunks mixed; chunks longer than
+// k + w and shorter than w. Then decode steps on both caches.
+TEST_P(GpuPrompt, LongChunksMatchCpuTokens) {
+  const PromptCase &tc = GetParam();
+  sk_cache_config cfg = makeConfig(SK_BACKEND_CUDA, tc.heads, tc.k, tc.w,
+                                   tc.dim, tc.dtype, kPromptSeqs, tc.capacity);
+  sk_kv_shape shape = shapeOf(cfg);
+  CachePair caches(cfg);
+  const int64_t decode = 300, total = tc.tokens + decode;
+  auto streams = makePromptStreams(tc, total);
+  cpuTokens(caches, cfg, streams, 0, tc.tokens);
+  const int64_t T = tc.tokens;
+  const std::vector<std::vector<int64_t>> schedules = {
+      {T},
+      {3000, 5000, T - 8000},
+      {100, 70, T - 170},
+      {T / 3, 64, 63, T - T / 3 - 127},
+      {tc.k + tc.w + 1, T - tc.k - tc.w - 1},
+      {5000, T - 5000}};
+  for (int32_t i = 0; i < kPromptSeqs; ++i) {
+    int64_t start = 0;
+    for (int64_t count : schedules[i]) {
+      ASSERT_GT(count, 0);
+      TokenBatch c = makeChunk(cfg, caches.ids[i], streams, start, count);
+      DeviceBatch d(c);
+      ASSERT_EQ(sk_cache_append_chunk(
+                    caches.gpu, 0, &shape, caches.ids[i], count, d.keys.ptr,
+                    d.values.ptr, static_cast<float *>(d.scores.ptr), nullptr),
+                SK_OK)
+          << sk_cache_last_error();
+      start += count;
+    }
+    ASSERT_EQ(start, T);
+  }
+  ASSERT_EQ(sk_cache_check_device_error(caches.gpu, nullptr), SK_OK)
+      << sk_cache_last_error();
+  expectSame(snapshot(caches.cpu, 0), snapshot(caches.gpu, 0), "prompts");
+  expectSameApprox(caches);
+  decodeBoth(caches, cfg, streams, T, total);
+  ASSERT_EQ(sk_cache_check_device_error(caches.gpu, nullptr), SK_OK)
+      << sk_cache_last_error();
+  expectSame(snapshot(caches.cpu, 0), snapshot(caches.gpu, 0), "decode");
+  expectSameApprox(caches);
+}
+
+// Packed prompts of different lengths in one call (short and long ones go
+// to different launches), then the rest in a second call.
+TEST_P(GpuPrompt, LongVarlenMatchesCpuTokens) {
+  const PromptCase &tc = GetParam();
+  sk_cache_config cfg = makeConfig(SK_BACKEND_CUDA, tc.heads, tc.k, tc.w,
+                                   tc.dim, tc.dtype, kPromptSeqs, tc.capacity);
+  sk_kv_shape shape = shapeOf(cfg);
+  CachePair caches(cfg);
+  auto streams = makePromptStreams(tc, tc.tokens);
+  cpuTokens(caches, cfg, streams, 0, tc.tokens);
+  const int64_t T = tc.tokens;
+  const int64_t lengths[kPromptSeqs] = {T, 5000, 63, 64, 0, T / 2};
+  std::vector<int64_t> zero(kPromptSeqs, 0), first(kPromptSeqs),
+      rest(kPromptSeqs);
+  for (int32_t i = 0; i < kPromptSeqs; ++i) {
+    first[i] = std::min(lengths[i], T);
+    rest[i] = T - first[i];
+  }
+  for (int round = 0; round < 2; ++round) {
+    VarlenBatch v = makeVarlen(cfg, caches.ids, streams, round ? first : zero,
+                               round ? rest : first);
+    DeviceBatch d(v);
+    ASSERT_EQ(sk_cache_append_varlen(
+                  caches.gpu, 0, &shape, kPromptSeqs, caches.ids.data(),
+                  v.offsets.data(), d.keys.ptr, d.values.ptr,
+                  static_cast<float *>(d.scores.ptr), nullptr),
+              SK_OK)
+        << sk_cache_last_error();
+  }
+  ASSERT_EQ(sk_cache_check_device_error(caches.gpu, nullptr), SK_OK)
+      << sk_cache_last_error();
+  expectSame(snapshot(caches.cpu, 0), snapshot(caches.gpu, 0), "varlen");
+  expectSameApprox(caches);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Prompts, GpuPrompt,
+    ::testing::Values(
+        // The benchmark's shape (fewer heads), 40000-token prompts.
+        PromptCase{"k2048_w512", 2, 2048, 512, 128, SK_DTYPE_BF16, 40000,
+                   4 * 2048 + 64},
+        PromptCase{"k0", 2, 0, 64, 32, SK_DTYPE_F32, 9000, 0},
+        PromptCase{"w0", 2, 64, 0, 32, SK_DTYPE_F16, 9000, 1024},
+        PromptCase{"k1", 1, 1, 3, 16, SK_DTYPE_BF16, 9000, 2},
+        // Tight score capacity: tau overflows (approximate) for some heads.
+        PromptCase{"small_capacity", 2, 32, 16, 16, SK_DTYPE_BF16, 9000, 48},
+        // The largest pool of the parallel path, and one past it.
+        PromptCase{"k3072", 1, 3072, 100, 16, SK_DTYPE_F32, 12000, 16384},
+        PromptCase{"k3073", 1, 3073, 100, 16, SK_DTYPE_F32, 12000, 16384}),
+    [](const ::testing::TestParamInfo<PromptCase> &info) {
+      return std::string(info.param.name);
+    });
+
+// An invalid score in a long chunk: that sequence is left unchanged, the
+// others of the same varlen call proceed.
+TEST(GpuCacheErrors, LongChunkScoreErrorsLeaveTheSequenceUnchanged) {
+  if (!sk_rt_has_device())
+    GTEST_SKIP() << "no GPU or driver";
+  sk_cache_config cfg =
+      makeConfig(SK_BACKEND_CUDA, 2, 16, 8, 16, SK_DTYPE_BF16, 3, 256);
+  sk_kv_shape shape = shapeOf(cfg);
+  CachePair caches(cfg);
+  std::vector<std::vector<float>> streams;
+  for (int i = 0; i < 6; ++i)
+    streams.push_back(makeScores(Scores::Normal, 1000, 80 + i));
+  VarlenBatch v =
+      makeVarlen(cfg, caches.ids, streams, {0, 0, 0}, {300, 300, 300});
+  v.scores[(300 + 200) * 2 + 1] = NAN; // sequence 1, token 200, head 1
+  DeviceBatch d(v);
+  Snapshot before = snapshot(caches.gpu, 0);
+  ASSERT_EQ(sk_cache_append_varlen(caches.gpu, 0, &shape, 3, caches.ids.data(),
+                                   v.offsets.data(), d.keys.ptr, d.values.ptr,
+                                   static_cast<float *>(d.scores.ptr), nullptr),
+            SK_OK);
+  EXPECT_EQ(sk_cache_check_device_error(caches.gpu, nullptr),
+            SK_ERR_INVALID_SCORE);
+  std::string message = sk_cache_last_error();
+  EXPECT_NE(message.find("sequence 1"), std::string::npos) << message;
+  Snapshot after = snapshot(caches.gpu, 0);
+  EXPECT_EQ(after.pos[0], 299);
+  EXPECT_EQ(after.pos[1], -1);
+  EXPECT_EQ(after.pos[2], 299);
+  const size_t perSeq = 2 * (16 + 8);
+  for (size_t i = perSeq; i < 2 * perSeq; ++i)
+    EXPECT_EQ(after.slotPos[i], before.slotPos[i]);
+  // The same tokens once more without the NaN: sequence 1 then matches the
+  // CPU cache, as if the failed call had not happened.
+  TokenBatch c = makeChunk(cfg, caches.ids[1], streams, 0, 300);
+  DeviceBatch dc(c);
+  ASSERT_EQ(sk_cache_append_chunk(caches.gpu, 0, &shape, caches.ids[1], 300,
+                                  dc.keys.ptr, dc.values.ptr,
+                                  static_cast<float *>(dc.scores.ptr), nullptr),
+            SK_OK);
+  for (int64_t p = 0; p < 300; ++p) {
+    TokenBatch b = makeTokenBatch(cfg, caches.ids, streams, p);
+    ASSERT_EQ(sk_cache_append_tokens(caches.cpu, 0, &shape, 3,
+                                     caches.ids.data(), b.keys.data(),
+                                     b.values.data(), b.scores.data(), nullptr),
+              SK_OK);
+  }
+  ASSERT_EQ(sk_cache_check_device_error(caches.gpu, nullptr), SK_OK);
+  expectSame(snapshot(caches.cpu, 0), snapshot(caches.gpu, 0), "after retry");
+}
 
 // A NaN reaches the device: the call itself succeeds (no host sync), the
 // next error check reports it, its sequence is unchanged, the others moved.

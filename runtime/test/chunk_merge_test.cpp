@@ -81,7 +81,41 @@ void mergeBatch(Pool &p, int k, const std::vector<Entry> &cand) {
       admittedCand.push_back(i);
     }
   }
-  std::sort(all.begin(), all.end(), stronger);
+  // The device's merge sort (sortCountingStronger), level by level: it
+  // must give the same order and, summed over levels, the same ranks.
+  {
+    std::vector<Entry> cur(all), out(all.size());
+    std::vector<int> counted(added, 0);
+    const int n = count + added;
+    for (int width = 1; width < n; width *= 2) {
+      for (int q = 0; q < n; ++q) {
+        const int run = q / width, runStart = run * width;
+        const int other = (run ^ 1) * width;
+        const int otherLen = std::max(0, std::min(width, n - other));
+        int lo = 0, hi = otherLen;
+        while (lo < hi) {
+          const int mid = (lo + hi) / 2;
+          if (stronger(cur[other + mid], cur[q]))
+            lo = mid + 1;
+          else
+            hi = mid;
+        }
+        out[std::min(runStart, other) + (q - runStart) + lo] = cur[q];
+        if ((run & 1) && cur[q].id >= k)
+          counted[cur[q].id - k] += lo;
+      }
+      cur = out;
+    }
+    for (int i = 0; i < added; ++i) {
+      int rank = 0;
+      for (int j = 0; j < count + i; ++j)
+        rank += stronger(all[j], all[count + i]);
+      ASSERT_EQ(counted[i], rank) << "candidate " << i;
+    }
+    std::sort(all.begin(), all.end(), stronger);
+    for (int j = 0; j < n; ++j)
+      ASSERT_EQ(cur[j].id, all[j].id) << "sorted entry " << j;
+  }
   const int m = static_cast<int>(admittedCand.size());
   const int kept = std::min(count + m, k), fill = std::min(m, k - count);
   // Entries that drop out: pool entries and admitted candidates past the

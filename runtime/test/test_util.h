@@ -18,10 +18,12 @@
 
 namespace sparsek::test {
 
-enum class Scores { Normal, Quantized, Masked, Narrow };
+enum class Scores { Normal, Quantized, Masked, Narrow, Rising, Falling };
 
 /// A stream of `count` scores; Quantized makes many exact ties, Masked puts
-/// -inf on about 15% of the positions, Narrow spans less than 1.
+/// -inf on about 15% of the positions, Narrow spans less than 1; Rising
+/// (a positive score slope) lets almost every candidate into the pool,
+/// Falling almost none.
 inline std::vector<float> makeScores(Scores kind, int64_t count,
                                      uint32_t seed) {
   std::mt19937 rng(seed);
@@ -41,6 +43,12 @@ inline std::vector<float> makeScores(Scores kind, int64_t count,
       break;
     case Scores::Narrow:
       v = 0.5f * uniform(rng);
+      break;
+    case Scores::Rising:
+      v = 1e-3f * static_cast<float>(&v - u.data()) + 0.01f * normal(rng);
+      break;
+    case Scores::Falling:
+      v = -1e-3f * static_cast<float>(&v - u.data()) + 0.01f * normal(rng);
       break;
     }
   }
