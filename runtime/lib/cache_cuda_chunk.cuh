@@ -368,24 +368,47 @@ __device__ inline void chunkPool(const CacheLayout &l, HeadState &st,
 
 // --- tau ---------------------------------------------------------------------
 
-/// f(x) = sum clip(z - x, 0, 1) over the kept scores, in double (valid in
-/// every thread). A block of NT threads.
+/// Points at which f is evaluated per pass of a tau bisection: each pass
+/// narrows the bracket 13-fold, so 9 passes cover the 2^32 floats (more
+/// probes no longer fit the registers of a 512-thread block).
+constexpr int kProbes = 12;
+
+/// f(x) = sum clip(z - x, 0, 1) over the kept scores, in double, at
+/// x = probe[0 .. kProbes) in one pass; the results land in f[] (shared,
+/// valid in every thread on return). A block of NT threads.
 template <int NT>
-__device__ inline double supportF(const float *values, int count, double x) {
-  __shared__ double result;
-  double sum = 0.0;
-  scanValues<NT>(values, count, [&](float z, int) {
-    const double d = static_cast<double>(z) - x;
-    if (d > 0.0)
-      sum += d < 1.0 ? d : 1.0;
+__device__ inline void supportFProbes(const float *values, int count,
+                                      const double *probe, double *f) {
+  constexpr int kWarps = NT / 32;
+  __shared__ double partial[kProbes][kWarps];
+  double x[kProbes], sum[kProbes];
+#pragma unroll
+  for (int j = 0; j < kProbes; ++j) {
+    x[j] = probe[j];
+    sum[j] = 0.0;
+  }
+  scanValues<NT>(values, count, [&](float zf, int) {
+    const double z = zf;
+#pragma unroll
+    for (int j = 0; j < kProbes; ++j)
+      sum[j] += fmin(fmax(z - x[j], 0.0), 1.0);
   });
-  sum = blockReduce<NT>(sum, SumOp{}, 0.0);
-  if (threadIdx.x == 0)
-    result = sum;
+#pragma unroll
+  for (int j = 0; j < kProbes; ++j)
+    for (int offset = 16; offset > 0; offset /= 2)
+      sum[j] += __shfl_xor_sync(0xffffffffu, sum[j], offset);
+  if (threadIdx.x % 32 == 0)
+#pragma unroll
+    for (int j = 0; j < kProbes; ++j)
+      partial[j][threadIdx.x / 32] = sum[j];
   __syncthreads();
-  const double f = result;
-  __syncthreads(); // `result` is reused by the next call
-  return f;
+  if (threadIdx.x < kProbes) {
+    double total = 0.0;
+    for (int w = 0; w < kWarps; ++w)
+      total += partial[threadIdx.x][w];
+    f[threadIdx.x] = total;
+  }
+  __syncthreads();
 }
 
 /// Orders floats as unsigned integers (and back), for a bisection over the
@@ -423,14 +446,30 @@ __device__ inline void supportSolveBatch(HeadState &st, float *values, int k,
   }
   __syncthreads();
   unsigned lo = orderedBits(lowHigh[0]), hi = orderedBits(lowHigh[1]);
-  __syncthreads();
+  // Invariant: f(lo) >= k > f(hi). Each pass evaluates kProbes floats
+  // spread over (lo, hi) and keeps the bracket between two neighbours.
+  __shared__ double probe[kProbes], f[kProbes];
   while (hi - lo > 1) {
-    const unsigned mid = lo + (hi - lo) / 2;
-    if (supportF<NT>(values, st.count, fromOrderedBits(mid)) >=
-        static_cast<double>(k))
-      lo = mid;
-    else
-      hi = mid;
+    const unsigned long long span = hi - lo;
+    if (threadIdx.x < kProbes) {
+      const unsigned at =
+          lo + static_cast<unsigned>(span * (threadIdx.x + 1) / (kProbes + 1));
+      probe[threadIdx.x] = fromOrderedBits(at);
+    }
+    __syncthreads();
+    supportFProbes<NT>(values, st.count, probe, f);
+    unsigned newLo = lo, newHi = hi;
+    for (int j = 0; j < kProbes; ++j) {
+      const unsigned at =
+          lo + static_cast<unsigned>(span * (j + 1) / (kProbes + 1));
+      if (f[j] >= static_cast<double>(k))
+        newLo = max(newLo, at);
+      else
+        newHi = min(newHi, at);
+    }
+    lo = newLo;
+    hi = newHi;
+    __syncthreads(); // probe and f are rewritten by the next pass
   }
   if (threadIdx.x == 0)
     st.x = fmax(st.x, static_cast<double>(fromOrderedBits(lo)));
