@@ -467,8 +467,10 @@ __device__ inline void supportSolveBatch(HeadState &st, float *values, int k,
       else
         newHi = min(newHi, at);
     }
+    // f is monotone; should rounding make two probes disagree, the bracket
+    // collapses rather than inverting.
     lo = newLo;
-    hi = newHi;
+    hi = max(newHi, newLo + 1);
     __syncthreads(); // probe and f are rewritten by the next pass
   }
   if (threadIdx.x == 0)
