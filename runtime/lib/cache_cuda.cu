@@ -483,6 +483,10 @@ __global__ void __launch_bounds__(kThreads)
   const CacheLayout &l = a.layout;
   const int i = blockIdx.y;
   const long long n = static_cast<long long>(batch.count[i]) * l.heads;
+  // The chunk's first position, for the next kernels: the select kernel
+  // moves the sequence's position on.
+  if (blockIdx.x == 0 && threadIdx.x == 0)
+    a.chunkStart[i] = a.pos[batch.ids[i]] + 1;
   for (long long e =
            static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
        e < n; e += static_cast<long long>(gridDim.x) * blockDim.x) {
@@ -517,7 +521,9 @@ __global__ void __launch_bounds__(cuda::kChunkThreads)
     st = a.states[row];
   __syncthreads();
   cuda::ChunkHead c;
-  c.init(l, batch, i, head, st.lastPos, scores, a.slotScores + first);
+  // The start comes from chunkValidateKernel: st.lastPos may already have
+  // been moved on by this row's other block.
+  c.init(l, batch, i, head, a.chunkStart[i], scores, a.slotScores + first);
   HeadState &out = a.states[row];
   if (blockIdx.z == 0) {
     if (l.k > 0) {
@@ -533,10 +539,8 @@ __global__ void __launch_bounds__(cuda::kChunkThreads)
       out.lastPos = c.start + c.tokens - 1;
       out.pending = 0;
       a.poolCount[row] = st.poolCount;
-      if (head == 0) {
-        a.chunkStart[i] = c.start;
+      if (head == 0)
         a.pos[seq] = c.start + c.tokens - 1;
-      }
     }
   } else {
     cuda::chunkTau<NT>(l, st, c, a.support + row * l.supportStride());

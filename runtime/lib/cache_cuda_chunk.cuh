@@ -76,9 +76,9 @@ struct ChunkHead {
   const float *windowScores; // slot scores from slot k on
 
   __device__ void init(const CacheLayout &l, const ChunkBatch &b, int i,
-                       int head, long long lastPos, const float *scores,
+                       int head, long long first, const float *scores,
                        const float *slotScores) {
-    start = lastPos + 1;
+    start = first;
     tokens = b.count[i];
     qBegin = start - l.w > 0 ? start - l.w : 0;
     qEnd = start + tokens - l.w;
