@@ -493,15 +493,15 @@ template <int NT>
 __device__ inline void chunkTau(const CacheLayout &l, HeadState &st,
                                 const ChunkHead &c, float *values) {
   const int k = l.k, capacity = l.scoreCapacity;
-  __shared__ int mode; // 0: done, 1: a batch, 2: one token
+  __shared__ int mode; // 1: a batch, 2: one token, 3: compact first
   __shared__ long long batchEnd;
   long long q0 = c.qBegin;
   if (k == 0) {
     // tau stays +inf: only the candidates are counted.
-    int n = 0;
+    long long n = 0;
     for (long long q = q0 + threadIdx.x; q < c.qEnd; q += NT)
       n += c.score(l, q) != -INFINITY;
-    n = blockReduce<NT>(n, SumOp{}, 0);
+    n = blockReduce<NT>(n, SumOp{}, 0LL);
     if (threadIdx.x == 0)
       st.candidates += n;
     __syncthreads();
