@@ -16,17 +16,17 @@ stream of their device, over a KV cache with the CUDA backend (its slots
 viewed as CUDA tensors); nothing is copied to the host. Both run through the
 operators torch.ops.sparsek.* (sparsek.torch_ops), so that
 torch.compile(model, fullgraph=True) traces the module without graph breaks
-(training included). Libraries come from the compiler's disk
-cache, so a machine without LLVM runs the ones carried from a machine with it
-(`CompiledLayer.prebuild`, examples/tiny_transformer.py --prebuild). The
-module is differentiable on CPU and CUDA tensors: `prefill` without a cache
+(training and varlen batches, `prefill(..., cu_seqlens=...)`, included).
+Libraries come from the compiler's disk cache, so a machine without LLVM
+runs the ones carried from a machine with it (`CompiledLayer.prebuild`,
+examples/tiny_transformer.py --prebuild). The module is differentiable on CPU and CUDA tensors: `prefill` without a cache
 with gradients wanted runs `sparsek.autograd.sparsek_layer` in eager mode
 (scores and attention as separate autograd nodes over the compiled forward
 and gradient ops; CUDA tensors: their GPU lowering; a float64 module: the
 reference), and under torch.compile torch.ops.sparsek.prefill, whose
 registered backward runs the same gradient ops, so that a training step
-compiles without a graph break. A prefill into a KV cache and decode are
-forward-only: their backward raises.
+compiles without a graph break. A prefill into a KV cache, a varlen prefill
+and decode are forward-only: their backward raises.
 """
 
 import torch
@@ -139,7 +139,9 @@ class SparseKAttention(torch.nn.Module):
         prompts of different lengths packed as in FlashAttention's varlen layout: x [N, C],
         sequence b owning rows cu_seqlens[b]:cu_seqlens[b + 1] at positions 0.. of its own;
         returns [N, C] in one compiled call (sparsek.varlen.Layer), and with a cache fills
-        the B sequences seq_ids in one call (KVCache.append_varlen). Forward-only."""
+        the B sequences seq_ids in one call (KVCache.append_varlen); both through
+        torch.ops.sparsek ops (prefill_varlen(_kv), fill_cache_varlen), so torch.compile
+        traces it without a graph break. Forward-only: a gradient through it raises."""
         if cu_seqlens is not None:
             return self._prefill_varlen(x, cache, seq_ids, layer, cu_seqlens)
         if cache is not None and (seq_ids is None or len(seq_ids) != x.shape[0]):
@@ -158,39 +160,19 @@ class SparseKAttention(torch.nn.Module):
         return self._run(call, x, grad_fn if cache is None else None)
 
     def _prefill_varlen(self, x, cache, seq_ids, layer, cu_seqlens):
-        from . import varlen
-        from .cpu import _host_array
-
         _check_device(x, self._params())
         self._check_x(x)
         if x.dim() != 2:
             raise ValueError(f"a varlen prefill takes packed rows x [N, C], got {tuple(x.shape)}")
-        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self._params())):
-            raise NotImplementedError("the varlen prefill is forward-only: run it under torch.no_grad()")
-        cu = varlen._host_offsets(cu_seqlens)
-        if cache is not None:
-            if seq_ids is None or len(seq_ids) != len(cu) - 1:
-                raise ValueError("a varlen prefill with a cache needs one sequence id per sequence")
-            ids = [int(s) for s in seq_ids]
-            busy = [s for s, p in zip(ids, cache.torch_view(layer).pos[ids].tolist()) if p != -1]
-            if busy:
-                raise ValueError(f"sequences {busy} already hold tokens in layer {layer}; a prefill "
-                                 "fills empty sequences (reset_seq, or continue with decode)")
-        if getattr(self, "_varlen", None) is None:
-            self._varlen = varlen.Layer(self.cfg)
-        named = {n: t.detach() for n, t in self._named().items()}
-        if x.is_cuda:
-            out, key, value, u = self._varlen.cuda(x, named, cu)
-            if cache is not None:
-                cache.append_varlen(layer, ids, cu, key, value, u,
-                                    stream=torch.cuda.current_stream(x.device).cuda_stream)
-            return out
-        out, key, value, u = self._varlen(_host_array(x), {n: _host_array(t) for n, t in named.items()}, cu)
-        if cache is not None:
-            cache.append_varlen(layer, ids, cu, key, value, u)
-        if self.dtype == torch.bfloat16:  # numpy holds bf16 as uint16 bit patterns
-            return torch.from_numpy(out.view("int16")).view(torch.bfloat16)
-        return torch.from_numpy(out)
+        cu = cu_seqlens if isinstance(cu_seqlens, torch.Tensor) else torch.as_tensor(cu_seqlens)
+        if cache is None:
+            return torch.ops.sparsek.prefill_varlen(x, cu, *self._op_args())
+        if seq_ids is None or len(seq_ids) != cu.shape[0] - 1:
+            raise ValueError("a varlen prefill with a cache needs one sequence id per sequence")
+        out, key, value, u = torch.ops.sparsek.prefill_varlen_kv(x, cu, *self._op_args())
+        torch.ops.sparsek.fill_cache_varlen(key, value, u, cu, cache.handle, layer,
+                                            [int(s) for s in seq_ids])
+        return out
 
     def decode(self, x, cache, seq_ids, layer=0):
         """x [B, C], the next token of each sequence seq_ids[b] -> [B, C]; appends it to the cache."""

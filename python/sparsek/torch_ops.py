@@ -11,6 +11,9 @@
 | `prefill_kv(...the same)` | out, key, value [B, Hkv, T, D], u [B, Hkv, T] f32 | - |
 | `fill_cache(key, value, u, config, cache, layer, seq_ids)` | - | appends a prompt to the cache |
 | `decode(x, wq, wk, wv, wsc, bias?, slope?, wo, config, cache, layer, seq_ids)` | out [B, C] | appends x's token to the cache |
+| `prefill_varlen(x, cu_seqlens, wq, ..., wo, config)` | out [N, C] | - |
+| `prefill_varlen_kv(...the same)` | out, key, value [N, Hkv, D], u [N, Hkv] f32 | - |
+| `fill_cache_varlen(key, value, u, cu_seqlens, cache, layer, seq_ids)` | - | appends the prompts to empty sequences |
 
 Each op runs the layer compiled from `sparsek.layer` (sparsek-cpu-pipeline
 for CPU tensors, sparsek-gpu-pipeline for CUDA tensors: device pointers on
@@ -29,7 +32,7 @@ backward is one more op,
 select_attention_grad and score_grad; an absent bias or slope gets an empty
 tensor), registered with torch.library.register_autograd, so torch.compile
 traces forward and backward without a graph break. prefill_kv and decode
-keep a placeholder backward, which raises a RuntimeError when a gradient is
+(and the varlen ops, below) keep a placeholder backward, which raises a RuntimeError when a gradient is
 computed. The placeholder is traceable, so a model compiled with gradients
 enabled (parameters require grad by default) still compiles and runs
 forward: torch.compile traces a backward graph up front, and a backward that
@@ -39,6 +42,21 @@ fill_cache and decode change the runtime KV cache, which torch cannot see:
 `cache` is its `KVCache.handle` and `seq_ids` the sequence slots. They are
 registered as ordered effects, so torch.compile neither drops, merges nor
 reorders them.
+
+The varlen ops run a batch of prompts of different lengths packed as in
+FlashAttention's varlen interface (sparsek.varlen.Layer, one compiled call):
+x [N, C] holds the prompts' tokens concatenated, sequence b the rows
+cu_seqlens[b]:cu_seqlens[b + 1] (an integer tensor [B + 1] rising from 0 to
+N, on any device) at positions 0.. of its own. Every output shape follows
+from x's shape alone, so the fake implementations need no offsets' values and
+no `max_seqlen` (FlashAttention's argument that sizes its kernels without
+reading the offsets): the padded extents of the GPU form depend on more than
+the longest length (sparsek.varlen.alignment) and are computed from the
+offsets inside the op, which reads them on the host (a CUDA tensor is copied,
+which waits for its stream). The varlen prefill has no backward (there is no
+varlen gradient): its placeholder raises, as prefill_kv's does.
+fill_cache_varlen refuses sequences that already hold tokens in `layer` (the
+prompts are at positions 0..) and is an ordered effect like fill_cache.
 """
 
 import dataclasses
@@ -236,6 +254,119 @@ def _(x, wq, wk, wv, wsc, bias, slope, wo, config, cache, layer, seq_ids):
     return x.new_empty(x.shape)
 
 
+_VARLEN_LAYERS = {}
+_TORCH_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _varlen_layer(config):
+    """The one sparsek.varlen.Layer of `config` in this process."""
+    if config not in _VARLEN_LAYERS:
+        from .varlen import Layer
+
+        _VARLEN_LAYERS[config] = Layer(_config(config))
+    return _VARLEN_LAYERS[config]
+
+
+def _check_varlen(cfg, x, cu_seqlens):
+    """What the shapes and dtypes of a varlen call must be (the offsets' values are checked
+    when the op runs: sparsek.varlen.Layer.geometry)."""
+    if x.dim() != 2 or x.shape[1] != cfg.C:
+        raise ValueError(f"x: expected packed rows [N, C] with C = {cfg.C}, got {tuple(x.shape)}")
+    if x.dtype != _TORCH_DTYPES[cfg.dtype]:
+        raise TypeError(f"x: expected {_TORCH_DTYPES[cfg.dtype]} (the layer's dtype), got {x.dtype}")
+    _check_offsets(cu_seqlens)
+
+
+def _check_offsets(cu_seqlens):
+    if cu_seqlens.dim() != 1 or cu_seqlens.shape[0] < 1 or cu_seqlens.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"cu_seqlens: expected a 1-D int32 or int64 tensor [B + 1], got "
+                         f"{cu_seqlens.dtype} {tuple(cu_seqlens.shape)}")
+
+
+def _host_offsets(cu_seqlens):
+    """The offsets as a host array (a CUDA tensor is copied: a wait for its stream)."""
+    return cu_seqlens.detach().cpu().numpy()
+
+
+def _prefill_varlen(x, cu_seqlens, weights, config):
+    cfg = _config(config)
+    named = _weights(cfg, weights)
+    _check_varlen(cfg, x, cu_seqlens)
+    layer, cu = _varlen_layer(config), _host_offsets(cu_seqlens)
+    if x.is_cuda:
+        return layer.cuda(x, named, cu)
+    out, key, value, u = layer(_numpy(x), {n: _numpy(t) for n, t in named.items()}, cu)
+    return _tensor(out, x.dtype), _tensor(key, x.dtype), _tensor(value, x.dtype), torch.from_numpy(u)
+
+
+def _fake_prefill_varlen(x, cu_seqlens, config):
+    cfg = _config(config)
+    _check_varlen(cfg, x, cu_seqlens)
+    n = x.shape[0]
+    return (x.new_empty(x.shape), x.new_empty((n, cfg.Hkv, cfg.D)), x.new_empty((n, cfg.Hkv, cfg.D)),
+            x.new_empty((n, cfg.Hkv), dtype=torch.float32))
+
+
+@torch.library.custom_op("sparsek::prefill_varlen", mutates_args=())
+def prefill_varlen(x: torch.Tensor, cu_seqlens: torch.Tensor, wq: torch.Tensor, wk: torch.Tensor,
+                   wv: torch.Tensor, wsc: torch.Tensor, bias: Optional[torch.Tensor],
+                   slope: Optional[torch.Tensor], wo: torch.Tensor, config: str) -> torch.Tensor:
+    """The layer over packed prompts x [N, C] (offsets cu_seqlens [B + 1]) -> out [N, C]."""
+    return _prefill_varlen(x, cu_seqlens, (wq, wk, wv, wsc, bias, slope, wo), config)[0]
+
+
+@prefill_varlen.register_fake
+def _(x, cu_seqlens, wq, wk, wv, wsc, bias, slope, wo, config):
+    return _fake_prefill_varlen(x, cu_seqlens, config)[0]
+
+
+@torch.library.custom_op("sparsek::prefill_varlen_kv", mutates_args=())
+def prefill_varlen_kv(x: torch.Tensor, cu_seqlens: torch.Tensor, wq: torch.Tensor,
+                      wk: torch.Tensor, wv: torch.Tensor, wsc: torch.Tensor,
+                      bias: Optional[torch.Tensor], slope: Optional[torch.Tensor], wo: torch.Tensor,
+                      config: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """prefill_varlen, plus the packed keys, values [N, Hkv, D] and scores [N, Hkv] a cache
+    takes (fill_cache_varlen)."""
+    return _prefill_varlen(x, cu_seqlens, (wq, wk, wv, wsc, bias, slope, wo), config)
+
+
+@prefill_varlen_kv.register_fake
+def _(x, cu_seqlens, wq, wk, wv, wsc, bias, slope, wo, config):
+    return _fake_prefill_varlen(x, cu_seqlens, config)
+
+
+@torch.library.custom_op("sparsek::fill_cache_varlen", mutates_args=())
+def fill_cache_varlen(key: torch.Tensor, value: torch.Tensor, u: torch.Tensor,
+                      cu_seqlens: torch.Tensor, cache: int, layer: int, seq_ids: List[int]) -> None:
+    """Appends prefill_varlen_kv's packed key, value [N, Hkv, D] and u [N, Hkv] to the empty
+    sequences seq_ids (sequence seq_ids[b] takes the rows cu_seqlens[b]:cu_seqlens[b + 1])."""
+    _check_offsets(cu_seqlens)
+    kv, cu = _cache(cache), _host_offsets(cu_seqlens)
+    if len(seq_ids) != cu.size - 1:
+        raise ValueError(f"a varlen prefill with a cache needs one sequence id per sequence: "
+                         f"{cu.size - 1} sequences, {len(seq_ids)} ids")
+    if not 0 <= layer < kv.num_layers:
+        raise ValueError(f"layer {layer} is out of range: the cache has {kv.num_layers} layers")
+    if not all(0 <= s < kv.max_seqs for s in seq_ids):
+        raise ValueError(f"sequence ids {seq_ids}: the cache has slots 0..{kv.max_seqs - 1}")
+    pos = kv.torch_view(layer).pos[list(seq_ids)].tolist()
+    busy = [s for s, p in zip(seq_ids, pos) if p != -1]
+    if busy:
+        raise ValueError(f"sequences {busy} already hold tokens in layer {layer}; a prefill "
+                         "fills empty sequences (reset_seq, or continue with decode)")
+    if key.is_cuda:
+        kv.append_varlen(layer, seq_ids, cu, key.contiguous(), value.contiguous(), u.contiguous(),
+                         stream=torch.cuda.current_stream(key.device).cuda_stream)
+    else:
+        kv.append_varlen(layer, seq_ids, cu, _numpy(key), _numpy(value), _numpy(u))
+
+
+@fill_cache_varlen.register_fake
+def _(key, value, u, cu_seqlens, cache, layer, seq_ids):
+    _check_offsets(cu_seqlens)
+    return None
+
+
 @torch.library.custom_op("sparsek::no_backward", mutates_args=())
 def no_backward(grad: torch.Tensor, like: torch.Tensor, op: str) -> torch.Tensor:
     """Stands for a gradient shaped like `like` of an op without a backward: raises when run.
@@ -245,7 +376,8 @@ def no_backward(grad: torch.Tensor, like: torch.Tensor, op: str) -> torch.Tensor
     by torch.compile's partitioner.
     """
     raise RuntimeError(f"SparseKAttention has no backward here ({op}): a prefill into a KV "
-                       "cache and decode are forward-only; prefill without a cache "
+                       "cache, a varlen prefill (cu_seqlens) and decode are forward-only; "
+                       "prefill of a [B, T, C] batch without a cache "
                        "(torch.ops.sparsek.prefill, sparsek.autograd) is differentiable")
 
 
@@ -272,7 +404,9 @@ def _register_no_backward(op, name):
     op.register_autograd(backward, setup_context=setup_context)
 
 
-for _op, _name in ((prefill_kv, "sparsek::prefill_kv"), (decode, "sparsek::decode")):
+for _op, _name in ((prefill_kv, "sparsek::prefill_kv"), (decode, "sparsek::decode"),
+                   (prefill_varlen, "sparsek::prefill_varlen"),
+                   (prefill_varlen_kv, "sparsek::prefill_varlen_kv")):
     _register_no_backward(_op, _name)
 
 
@@ -288,5 +422,5 @@ def _register_ordered_effect(op):
         _register_effectful_op(op._opoverload, _EffectType.ORDERED)
 
 
-for _op in (fill_cache, decode):
+for _op in (fill_cache, decode, fill_cache_varlen):
     _register_ordered_effect(_op)

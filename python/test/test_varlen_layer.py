@@ -149,5 +149,8 @@ def test_module_prefill_varlen_then_decode():
                                    rtol=1e-5, atol=1e-5)
         with pytest.raises(ValueError, match="already hold tokens"):
             attn.prefill(x, packed, sp, cu_seqlens=cu)
-    with pytest.raises(NotImplementedError, match="forward-only"):
-        attn.prefill(x.requires_grad_(), cu_seqlens=cu)
+    # Forward-only: with gradients wanted it runs, and a gradient through it raises.
+    y = attn.prefill(x.requires_grad_(), cu_seqlens=cu)
+    torch.testing.assert_close(y.detach(), got, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match=r"no backward here \(sparsek::prefill_varlen\)"):
+        y.sum().backward()
