@@ -25,7 +25,8 @@ over a padded batch, so its kernels launch once for all sequences (see "One
 launch for the batch" below). `Layer` is a whole SparseK layer over packed
 prompts (projections, scores, this attention, output projection) in one
 entry point, whose packed key, value and u fill a KV cache in one call
-(KVCache.append_varlen); SparseKAttention.prefill(..., cu_seqlens=...) runs it.
+(KVCache.append_varlen); SparseKAttention.prefill(..., cu_seqlens=...) runs it
+(through torch.ops.sparsek.prefill_varlen, so that torch.compile traces it).
 """
 
 import numpy as np

@@ -1,4 +1,5 @@
-# torch.compile over SparseKAttention on CUDA tensors: no graph break, results equal eager (the GPU layer of the torch.ops.sparsek ops), and the CUDA KV cache's ops stay in order.
+# torch.compile over SparseKAttention on CUDA tensors: no graph break, results equal eager (the GPU layer of the torch.ops.sparsek ops, varlen batches included), and the CUDA KV cache's ops stay in order.
+import numpy as np
 import pytest
 
 from test_gpu_nn import make_module
@@ -60,3 +61,74 @@ def test_compiled_with_gradients_enabled_refuses_backward(torch, layer_cache):
     assert torch.equal(got.detach(), attn(x).detach())
     with pytest.raises(RuntimeError, match="no backward here"):
         got.sum().backward()
+
+
+# -- Varlen batches: SparseKAttention.prefill(x, ..., cu_seqlens=...) ----------------------
+
+VARLEN_LENGTHS = [0, 1, 17, 300, 5]
+
+
+def varlen_batch(torch, attn, lengths, seed):
+    """Packed prompts x [N, C] on the GPU and their offsets (an int32 CUDA tensor)."""
+    g = torch.Generator().manual_seed(seed)
+    cu = torch.tensor([0] + np.cumsum(lengths).tolist(), dtype=torch.int32)
+    x = torch.randn(int(cu[-1]), attn.cfg.C, generator=g).to(attn.dtype)
+    return x.cuda(), cu.cuda()
+
+
+@pytest.mark.parametrize("name", ["f32", "bf16", "bf16_d64"])
+def test_compiled_varlen_prefill_has_no_graph_break_and_equals_eager(torch, layer_cache, name):
+    """The varlen ops (sparsek::prefill_varlen) on CUDA tensors: no graph break, the compiled
+    call equals eager bit for bit, and both equal the CPU module (same weights; SPEC 8).
+    dynamic=True: a second batch of another N and B runs through the same graph."""
+    from test_gpu_varlen import modules
+
+    cpu, attn = modules(torch, name, seed=3)
+    fn = lambda x, cu: attn.prefill(x, cu_seqlens=cu)  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True, dynamic=True)
+    tol = 1e-4 if attn.dtype == torch.float32 else 2e-2
+    with torch.no_grad():
+        for seed, lengths in enumerate((VARLEN_LENGTHS, [40, 0, 2])):
+            x, cu = varlen_batch(torch, attn, lengths, seed)
+            if seed == 0:
+                assert torch._dynamo.explain(fn)(x, cu).graph_break_count == 0
+            got, want = compiled(x, cu), fn(x, cu)
+            assert got.shape == x.shape and got.dtype == attn.dtype
+            assert torch.equal(got, want), lengths
+            ref = cpu.prefill(x.cpu(), cu_seqlens=cu.cpu()).float().numpy()
+            np.testing.assert_allclose(got.float().cpu().numpy(), ref, rtol=0,
+                                       atol=tol * max(1.0, float(np.abs(ref).max())))
+
+
+def test_compiled_varlen_prefill_into_cache_and_decode_equal_eager(torch, layer_cache):
+    """The CUDA cache filled by sparsek::fill_cache_varlen (an ordered effect), then two
+    decode steps of the same token: compiled == eager, outputs and cache positions."""
+    from test_gpu_varlen import modules
+
+    _, attn = modules(torch, "f32", seed=4)
+    x, cu = varlen_batch(torch, attn, VARLEN_LENGTHS, 9)
+    busy = [b for b, n in enumerate(VARLEN_LENGTHS) if n]
+    tok = torch.randn(len(busy), attn.cfg.C, device="cuda")
+
+    def run(compiled):
+        cache = attn.new_cache(max_seqs=len(VARLEN_LENGTHS))
+        seqs = [cache.alloc_seq() for _ in VARLEN_LENGTHS]
+
+        def generate(x, cu, t):
+            return [attn.prefill(x, cache, seqs, cu_seqlens=cu),
+                    attn.decode(t, cache, [seqs[b] for b in busy]),
+                    attn.decode(t, cache, [seqs[b] for b in busy])]
+        fn = torch.compile(generate, fullgraph=True) if compiled else generate
+        with torch.no_grad():
+            out = fn(x, cu, tok)
+        torch.cuda.synchronize()
+        cache.check_device_error()
+        pos = cache.torch_view(0).pos.cpu().tolist()
+        cache.close()
+        return out, pos
+
+    (want, want_pos), (got, got_pos) = run(False), run(True)
+    assert not torch.equal(want[1], want[2])
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+    assert got_pos == want_pos == [n + 1 if n else -1 for n in VARLEN_LENGTHS]
