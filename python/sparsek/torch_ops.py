@@ -340,8 +340,11 @@ def fill_cache_varlen(key: torch.Tensor, value: torch.Tensor, u: torch.Tensor,
                       cu_seqlens: torch.Tensor, cache: int, layer: int, seq_ids: List[int]) -> None:
     """Appends prefill_varlen_kv's packed key, value [N, Hkv, D] and u [N, Hkv] to the empty
     sequences seq_ids (sequence seq_ids[b] takes the rows cu_seqlens[b]:cu_seqlens[b + 1])."""
+    from .varlen import _offsets
+
     _check_offsets(cu_seqlens)
-    kv, cu = _cache(cache), _host_offsets(cu_seqlens)
+    kv = _cache(cache)
+    cu = _offsets(_host_offsets(cu_seqlens), key.shape[0], "cu_seqlens")
     if len(seq_ids) != cu.size - 1:
         raise ValueError(f"a varlen prefill with a cache needs one sequence id per sequence: "
                          f"{cu.size - 1} sequences, {len(seq_ids)} ids")

@@ -121,9 +121,11 @@ def test_compiled_varlen_prefill_is_bitwise_eager_and_matches_reference():
             got = compiled(x, cu)
             assert torch.equal(got, attn.prefill(x, cu_seqlens=cu)), lengths
             check_reference(attn, x, cu, got)
-        listed = torch.compile(lambda x: attn.prefill(x, cu_seqlens=[0, 3, 3, 11]), fullgraph=True)
+        # Host offsets (a list, a numpy array) become a tensor inside the graph.
         x, cu = packed([3, 0, 8], 13)
-        assert torch.equal(listed(x), attn.prefill(x, cu_seqlens=cu))
+        for host in ([0, 3, 3, 11], np.array([0, 3, 3, 11])):
+            listed = torch.compile(lambda x: attn.prefill(x, cu_seqlens=host), fullgraph=True)
+            assert torch.equal(listed(x), attn.prefill(x, cu_seqlens=cu))
 
 
 def test_compiled_bf16_varlen_prefill_equals_eager():
@@ -190,3 +192,30 @@ def test_compiled_prefill_into_cache_and_decode_equal_eager():
         np.testing.assert_array_equal(a, b)
     assert cache.view(0).pos[seqs].tolist() == [n + 1 if n else -1 for n in LENGTHS]
     cache.close(), eager_cache.close()
+
+
+def test_fill_cache_varlen_refuses_bad_input():
+    """A clear error and an unchanged cache, never an out-of-range slot read or write."""
+    require_runtime()
+    attn = attention(9)
+    x, cu = packed([3, 4], 9)
+    cache = attn.new_cache(max_seqs=3)
+    seqs = [cache.alloc_seq() for _ in range(2)]
+    with torch.no_grad():
+        _, key, value, u = torch.ops.sparsek.prefill_varlen_kv(x, cu, *detached_args(attn))
+    fill = torch.ops.sparsek.fill_cache_varlen
+    with pytest.raises(ValueError, match="one sequence id per sequence: 2 sequences, 1 ids"):
+        fill(key, value, u, cu, cache.handle, 0, seqs[:1])
+    with pytest.raises(ValueError, match="the cache has slots 0..2"):
+        fill(key, value, u, cu, cache.handle, 0, [seqs[0], -1])
+    with pytest.raises(ValueError, match="layer 1 is out of range"):
+        fill(key, value, u, cu, cache.handle, 1, seqs)
+    with pytest.raises(ValueError, match="offsets must rise"):
+        fill(key, value, u, torch.tensor([0, 5, 3], dtype=torch.int32), cache.handle, 0, seqs)
+    assert (cache.view(0).pos == -1).all()
+    fill(key, value, u, cu, cache.handle, 0, seqs)
+    assert cache.view(0).pos[seqs].tolist() == [2, 3]
+    handle = cache.handle
+    cache.close()
+    with pytest.raises(ValueError, match=f"no open KV cache has handle {handle}"):
+        fill(key, value, u, cu, handle, 0, seqs)
