@@ -19,14 +19,15 @@ torch.compile(model, fullgraph=True) traces the module without graph breaks
 (training and varlen batches, `prefill(..., cu_seqlens=...)`, included).
 Libraries come from the compiler's disk cache, so a machine without LLVM
 runs the ones carried from a machine with it (`CompiledLayer.prebuild`,
-examples/tiny_transformer.py --prebuild). The module is differentiable on CPU and CUDA tensors: `prefill` without a cache
-with gradients wanted runs `sparsek.autograd.sparsek_layer` in eager mode
-(scores and attention as separate autograd nodes over the compiled forward
-and gradient ops; CUDA tensors: their GPU lowering; a float64 module: the
-reference), and under torch.compile torch.ops.sparsek.prefill, whose
-registered backward runs the same gradient ops, so that a training step
-compiles without a graph break. A prefill into a KV cache, a varlen prefill
-and decode are forward-only: their backward raises.
+examples/tiny_transformer.py --prebuild). The module is differentiable on
+CPU and CUDA tensors: `prefill` without a cache with gradients wanted runs
+`sparsek.autograd.sparsek_layer` in eager mode (scores and attention as
+separate autograd nodes over the compiled forward and gradient ops; CUDA
+tensors: their GPU lowering; a float64 module: the reference), and under
+torch.compile torch.ops.sparsek.prefill, whose registered backward runs the
+same gradient ops, so that a training step compiles without a graph break. A
+prefill into a KV cache, a varlen prefill and decode are forward-only: their
+backward raises.
 """
 
 import torch

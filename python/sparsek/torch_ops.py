@@ -31,9 +31,9 @@ backward is one more op,
 (sparsek.autograd.sparsek_layer_vjp: the attention recomputed, the compiled
 select_attention_grad and score_grad; an absent bias or slope gets an empty
 tensor), registered with torch.library.register_autograd, so torch.compile
-traces forward and backward without a graph break. prefill_kv and decode
-(and the varlen ops, below) keep a placeholder backward, which raises a RuntimeError when a gradient is
-computed. The placeholder is traceable, so a model compiled with gradients
+traces forward and backward without a graph break. prefill_kv, decode and
+the varlen ops (below) keep a placeholder backward, which raises a
+RuntimeError when a gradient is computed. The placeholder is traceable, so a model compiled with gradients
 enabled (parameters require grad by default) still compiles and runs
 forward: torch.compile traces a backward graph up front, and a backward that
 raised while being traced would fail the compile.
