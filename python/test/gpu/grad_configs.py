@@ -33,7 +33,11 @@ def prebuild_settings():
     from sparsek.layer import attention_config
 
     out = {(k, w, d, e, True, False) for (_, _, _, _, _, k, w, d, _) in COMPOSITE for e in ELEMENTS}
-    for opts in MODULES.values():
+    # test_gpu_torch_compile.py also runs nn_configs' "f32" module eagerly with
+    # gradients enabled, which loads its gradient library.
+    from nn_configs import CONFIGS
+
+    for opts in [*MODULES.values(), CONFIGS["f32"]]:
         cfg = attention_config(**opts)
         out.add((cfg.k, cfg.w, cfg.D, cfg.dtype, cfg.bias, cfg.slope))
     return sorted(out)
