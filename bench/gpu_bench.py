@@ -1144,7 +1144,8 @@ def bench_step(wid, Bs, Hq, Hkv, D, k, w, context, ours, budget):
     Also times the prompt fill (sk_cache_append_chunk of context - 1 tokens,
     one sequence) that prepares the cache: issue 12 sets it against prefill."""
     from sparsek.kv_cache import KVCache
-    name = f"decode_bf16_k{k}_w{w}_d{D}"
+    # The GPU pipeline's default decode kernel (decode-kernel=tiles).
+    name = f"decode_bf16_k{k}_w{w}_d{D}_tiles"
     rec = {"workload": wid, "shape": dict(B=max(Bs), Hq=Hq, Hkv=Hkv, D=D, k=k, w=w, context=context),
            "dtype": "bf16"}
     if DEV != "cuda":

@@ -58,7 +58,13 @@ def test_compiled_with_gradients_enabled_refuses_backward(torch, layer_cache):
     attn = make_module(torch, "f32", seed=2).cuda()
     x = torch.randn(1, 12, attn.cfg.C, device="cuda")
     got = torch.compile(attn, fullgraph=True)(x)
-    assert torch.equal(got.detach(), attn(x).detach())
+    # Eager with gradients enabled runs the autograd path (torch projections,
+    # the gradient library's forward), the compiled graph the forward-only
+    # layer: two implementations, equal within SPEC 8 (f32 on the GPU), not
+    # bitwise.
+    want = attn(x).detach()
+    tol = 1e-4 * max(1.0, float(want.abs().max()))
+    torch.testing.assert_close(got.detach(), want, rtol=0, atol=tol)
     with pytest.raises(RuntimeError, match="no backward here"):
         got.sum().backward()
 
