@@ -354,6 +354,7 @@ __device__ inline void supportFinish(HeadState &st, float *values, float z,
     __syncthreads();
     if (!go)
       return;
+    __syncthreads(); // everyone has read go before thread 0 rewrites it
     if (threadIdx.x == 0)
       go = !solveOnPiece(st, k);
     __syncthreads();

@@ -279,7 +279,6 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
                          function_ref<SmallVector<Value>(OpBuilder &, Location,
                                                          Value, ValueRange)>
                              onMember) {
-    KernelMath y{nb, nl};
     Value t0 = geo.emitListQuery(nb, nl, list);
     QueryPlace place = sel.emitPlace(nb, nl, t0);
     // Without candidates the block has no selected key, and its chunk, its
