@@ -299,25 +299,14 @@ void ChunkedSelection::emitChunkLists(OpBuilder &b, Location loc) {
 static Value emitCountStronger(OpBuilder &b, Location loc, Value scoresBuf,
                                Value posBuf, Value r, Value c, Value len,
                                Value s, Value p) {
-  Type index = b.getIndexType();
-  auto loop = scf::WhileOp::create(
-      b, loc, TypeRange{index, index}, ValueRange{emitIndex(b, loc, 0), len},
-      [&](OpBuilder &nb, Location nl, ValueRange args) {
+  return emitFirstTrue(
+      b, loc, emitIndex(b, loc, 0), len,
+      [&](OpBuilder &nb, Location nl, Value mid) {
         B x{nb, nl};
-        scf::ConditionOp::create(nb, nl, x.lt(args[0], args[1]), args);
-      },
-      [&](OpBuilder &nb, Location nl, ValueRange args) {
-        B x{nb, nl};
-        Value mid = x.div(x.add(args[0], args[1]), x.idx(2));
         Value ms = x.load(scoresBuf, {r, c, mid});
         Value mp = x.load(posBuf, {r, c, mid});
-        Value beats = emitStronger(nb, nl, ms, mp, s, p);
-        scf::YieldOp::create(
-            nb, nl,
-            ValueRange{x.sel(beats, x.add(mid, x.idx(1)), args[0]),
-                       x.sel(beats, args[1], mid)});
+        return x.notI(emitStronger(nb, nl, ms, mp, s, p));
       });
-  return loop.getResult(0);
 }
 
 // Step 2: Hillis-Steele inclusive scan over the chunk lists, in rounds of
@@ -440,26 +429,15 @@ static SmallVector<Value> emitPieceJoin(OpBuilder &b, Location loc,
 /// whose f64 value (minus `shift`, when not 0) exceeds `x`: a binary search.
 static Value emitCountAbove(OpBuilder &b, Location loc, Value sorted, Value r,
                             Value c, Value n, Value x, double shift = 0.0) {
-  Type index = b.getIndexType();
-  auto loop = scf::WhileOp::create(
-      b, loc, TypeRange{index, index}, ValueRange{emitIndex(b, loc, 0), n},
-      [&](OpBuilder &nb, Location nl, ValueRange args) {
+  return emitFirstTrue(
+      b, loc, emitIndex(b, loc, 0), n,
+      [&](OpBuilder &nb, Location nl, Value mid) {
         B y{nb, nl};
-        scf::ConditionOp::create(nb, nl, y.lt(args[0], args[1]), args);
-      },
-      [&](OpBuilder &nb, Location nl, ValueRange args) {
-        B y{nb, nl};
-        Value mid = y.div(y.add(args[0], args[1]), y.idx(2));
         Value z = y.toF64(y.load(sorted, {r, c, mid}));
         if (shift != 0.0)
           z = y.sub(z, y.f64(shift));
-        Value above = y.cmpf(arith::CmpFPredicate::OGT, z, x);
-        scf::YieldOp::create(
-            nb, nl,
-            ValueRange{y.sel(above, y.add(mid, y.idx(1)), args[0]),
-                       y.sel(above, args[1], mid)});
+        return y.notI(y.cmpf(arith::CmpFPredicate::OGT, z, x));
       });
-  return loop.getResult(0);
 }
 
 SmallVector<Value> ChunkedSelection::emitSortedPiece(OpBuilder &b, Location loc,
