@@ -1,8 +1,8 @@
 # Per-kernel GPU times of one call of a compiled composite (P1 shape by
-# default), in launch order, from torch.profiler: which of the selection
+# default, or P3's), in launch order, from torch.profiler: which of the selection
 # kernels, the block key sets and the attention tiles dominates. Runs on the
 # GPU machine against build/bench-artifacts (bench/build_bench_artifacts.sh).
-#   python3 bench/kernel_breakdown.py [--forms mma_sync,wgmma] [--T 32768,4096]
+#   python3 bench/kernel_breakdown.py [--forms mma_sync,wgmma] [--T 32768,4096] [--shape P1|P3]
 import argparse
 import os
 import sys
@@ -18,11 +18,13 @@ def main():
     p.add_argument("--artifacts", default=os.path.join(ROOT, "build", "bench-artifacts"))
     p.add_argument("--forms", default="mma_sync,wgmma")
     p.add_argument("--T", default="32768,4096")
+    p.add_argument("--shape", default="P1", choices=("P1", "P3"))
     a = p.parse_args()
     sys.path.insert(0, os.path.join(a.artifacts, "python"))
     from sparsek.gpu import GPULibrary
 
-    B, Hq, Hkv, D, k, w = 1, 32, 8, 128, 2048, 512
+    # BENCHMARKS.md's shapes (T from --T).
+    B, Hq, Hkv, D, k, w = (1, 32, 8, 128, 2048, 512) if a.shape == "P1" else (8, 12, 12, 64, 256, 256)
     for T in (int(t) for t in a.T.split(",")):
         g = torch.Generator(device="cuda").manual_seed(0)
         q = torch.randn(B, Hq, T, D, device="cuda", generator=g).bfloat16()
