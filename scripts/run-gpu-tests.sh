@@ -3,7 +3,7 @@
 # GPU suite against the artifacts of scripts/build-gpu-artifacts.sh. A skipped
 # test is a failure here: every GPU test must run on this machine.
 # SPARSEK_TEST_LAUNCHER prefixes the python command (e.g. compute-sanitizer
-# and its flags, as scripts/run-gpu-sanitizers.sh does).
+# and its flags; scripts/run-gpu-sanitizers.sh runs the suite per file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SPARSEK_GPU_ARTIFACTS=$(cd "${1:-build/gpu-artifacts}" && pwd)

@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <vector>
 
 namespace sparsek::rt {
@@ -169,9 +170,11 @@ warpAppendLight(const LayerArgs &a, const SeqBatch &batch, const uint8_t *keys,
   static_assert(sizeof(HeadState) % 8 == 0, "HeadState is copied as words");
   constexpr int kStateWords = sizeof(HeadState) / 8;
   static_assert(kStateWords <= 32, "HeadState fits one warp load");
-  if (lane < kStateWords)
-    reinterpret_cast<long long *>(&st)[lane] =
-        reinterpret_cast<const long long *>(a.states + row)[lane];
+  long long word = 0;
+  if (lane < kStateWords) {
+    word = reinterpret_cast<const long long *>(a.states + row)[lane];
+    reinterpret_cast<long long *>(&st)[lane] = word;
+  }
   const float z = scores[input];
   const float *seqScores = scores + static_cast<size_t>(i) * l.heads;
   unsigned badHeads = 0;
@@ -185,7 +188,11 @@ warpAppendLight(const LayerArgs &a, const SeqBatch &batch, const uint8_t *keys,
   if (fast)
     loadRows(incoming, newKey, newValue, kq, vq, lane);
   __syncwarp();
-  const long long p = st.lastPos + 1;
+  // The lanes take lastPos from the lane that loaded it, not from st: lane 0
+  // rewrites st.lastPos below, with no sync after the other lanes' reads.
+  constexpr int kLastPosWord = offsetof(HeadState, lastPos) / 8;
+  static_assert(offsetof(HeadState, lastPos) % 8 == 0, "a whole word");
+  const long long p = __shfl_sync(0xffffffffu, word, kLastPosWord) + 1;
   out = WarpRow{seq, head, row, p};
   if (badHeads) {
     // Validate before mutating: a bad score leaves the sequence untouched.

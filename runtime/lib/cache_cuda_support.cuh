@@ -56,10 +56,12 @@ __device__ inline void classifyInsert(HeadState &st, float z, int sign) {
 /// Compacts the kept scores in place, dropping those <= st.x (p = 0 for
 /// good), and recomputes the partition right of x and the next breakpoint.
 /// `values` is 16-byte aligned with room up to a multiple of 4 (see
-/// CacheLayout::supportStride), so it is read as float4. A block of NT
-/// threads.
+/// CacheLayout::supportStride), so it is read as float4. Returns the new
+/// count in every thread: a caller that branches on it must not read
+/// st.count, which thread 0 may rewrite before every thread has read it.
+/// A block of NT threads.
 template <int NT>
-__device__ inline void supportPass(HeadState &st, float *values) {
+__device__ inline int supportPass(HeadState &st, float *values) {
   constexpr int kThreads = NT;
   constexpr int kVec = kScanVec;
   const double x = st.x;
@@ -118,6 +120,7 @@ __device__ inline void supportPass(HeadState &st, float *values) {
     st.count = written;
   }
   __syncthreads();
+  return written;
 }
 
 constexpr int kBandCapacity = 1024;
@@ -332,10 +335,13 @@ __device__ inline void supportFinish(HeadState &st, float *values, float z,
   __shared__ int go;
   __shared__ double delta;
   if (work & kPendingRoom) {
-    supportPass<NT>(st, values); // compaction; the partition is unchanged
-    if (st.count >= capacity) {
+    // Compaction; the partition is unchanged. The branch below contains
+    // barriers, so it tests the count every thread got from the pass, not
+    // st.count, which thread 0 increments in the other branch.
+    const int count = supportPass<NT>(st, values);
+    if (count >= capacity) {
       // Keep the highest scores; tau becomes a lower bound (SPEC 6).
-      int lowest = lowestSupportIndex<NT>(values, st.count);
+      int lowest = lowestSupportIndex<NT>(values, count);
       if (threadIdx.x == 0) {
         st.approx = 1;
         float low = values[lowest];

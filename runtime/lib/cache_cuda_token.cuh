@@ -124,10 +124,13 @@ __device__ inline void appendTokenLight(const LayerArgs &a, HeadState &st,
   __shared__ const uint8_t *candValue;
   __shared__ int target;
   const int windowSlot = l.w > 0 ? l.k + static_cast<int>(p % l.w) : -1;
+  // Thread 0 publishes st.pending only after the first barrier below: the
+  // other threads may still be reading the previous token's value (the
+  // caller's test for finishPending).
+  int pending = 0;
   if (threadIdx.x == 0) {
     candPos = -1;
     target = -1;
-    st.pending = 0;
     if (l.w > 0) {
       // The token at p - w leaves the window and becomes a candidate.
       candPos = positions[windowSlot];
@@ -153,12 +156,12 @@ __device__ inline void appendTokenLight(const LayerArgs &a, HeadState &st,
           offerToPool(st.poolCount, l.k, st.weak, st.weakScore, candScore);
       target = offer.slot;
       if (offer.displaces)
-        st.pending |= kPendingRescan;
+        pending |= kPendingRescan;
       else if (offer.slot >= 0)
         a.poolCount[l.row(seq, head)] = st.poolCount;
     }
     if (candPos >= 0) {
-      st.pending |=
+      pending |=
           supportStart(st, a.support + l.row(seq, head) * l.supportStride(),
                        candScore, l.k, l.scoreCapacity);
       st.pendingScore = candScore;
@@ -186,8 +189,9 @@ __device__ inline void appendTokenLight(const LayerArgs &a, HeadState &st,
     }
   }
   if (threadIdx.x == 0) {
+    st.pending = pending;
     st.lastPos = p;
-    if (!(st.pending & (kPendingSolve | kPendingRoom)))
+    if (!(pending & (kPendingSolve | kPendingRoom)))
       a.tau[l.row(seq, head)] = static_cast<float>(st.tau);
   }
   __syncthreads();
