@@ -36,16 +36,15 @@ using namespace mlir::sparsek;
 
 static constexpr double kInf = std::numeric_limits<double>::infinity();
 /// Chunks per row when the length is picked: enough parallel work per row,
-/// few enough that per-chunk scratch stays bounded (the bands take
-/// chunks^2 / 2 chunk lengths, about chunks / 2 rows' worth).
+/// few enough that per-chunk scratch (O(C) each) stays bounded.
 static constexpr int64_t kMaxChunks = 64;
-/// Shortest picked chunk. The walks (and each query's pass over its own
-/// candidates) grow with the chunk length, while the scan, the boundary
-/// search and the band merge grow with the chunk count.
+/// Shortest picked chunk. The walks are sequential, so their time grows
+/// with the chunk length, while the scan and the search grow with the chunk
+/// count; at T = 4096 (k 2048) 128 beats 256 by a fifth end to end (H100).
 static constexpr int64_t kMinChunk = 128;
 /// Threads per block of the per-candidate and per-entry kernels, and of the
 /// per-chunk ones (few threads, each long-running). A chunk walk steps
-/// through its pool heap with data-dependent branches: walks sharing a warp diverge
+/// through heaps with data-dependent branches: walks sharing a warp diverge
 /// and serialize, and 32 per block would leave most SMs idle, so each walk
 /// gets a block of its own.
 static constexpr int64_t kWideBlock = 128;
@@ -61,6 +60,9 @@ static constexpr int64_t kSplitSearchSteps = 16;
 /// Segment length of the first lists' passes over a chunk's prefix: one
 /// thread per segment, short enough that the threads fill the GPU.
 static constexpr int64_t kListSegment = 256;
+/// Per segment of a chunk's prefix, the band seed counts candidates, heaped
+/// UPPER and MIDDLE scores, and unheaped UPPER and MIDDLE ones.
+static constexpr int64_t kBandCounts = 5;
 
 namespace {
 /// Small builders local to this file.
@@ -228,14 +230,16 @@ void ChunkedSelection::emitThresholds(OpBuilder &b, Location loc,
   thetaPos = allocScratch(b, loc, index, {rows, numQueries});
   poolScores = allocScratch(b, loc, f32, {rowChunks, listCap});
   poolPos = allocScratch(b, loc, index, {rowChunks, listCap});
+  // A chunk's solver holds at most every candidate.
+  Value capacity = x.max(candidates, x.idx(1));
+  upperHeap = allocScratch(b, loc, f32, {rowChunks, capacity});
+  middleHeap = allocScratch(b, loc, f32, {rowChunks, capacity});
   firstLists = firsts;
 
   emitChunkLists(b, loc);
   emitScan(b, loc);
   emitBoundaryTaus(b, loc);
   emitChunkWalks(b, loc);
-  emitBands(b, loc);
-  emitQueryTaus(b, loc);
   emitFirstLists(b, loc);
 }
 
@@ -244,7 +248,7 @@ void ChunkedSelection::emitDealloc(OpBuilder &b, Location loc) const {
     for (Value v : {listScores[i], listPos[i], listLen[i]})
       memref::DeallocOp::create(b, loc, v);
   for (Value v : {sortedScores, sortedLen, boundaryTau, queryTau, thetaScore,
-                  thetaPos, poolScores, poolPos})
+                  thetaPos, poolScores, poolPos, upperHeap, middleHeap})
     memref::DeallocOp::create(b, loc, v);
 }
 
@@ -711,15 +715,101 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
     memref::DeallocOp::create(b, loc, v);
 }
 
-// Step 4: per chunk with queries, seed the pool with the top k of the
-// prefix, walk the chunk's candidates and record each query's theta. The
-// query's tau waits for step 5; the walk leaves in its place z(k), the
-// k-th strongest score (theta's), where the query has more than k
-// candidates, else -inf (its tau).
+// Step 4: per chunk with queries, seed the pool and the solver with the
+// state before the chunk, walk its candidates recording each query's tau and
+// theta, then write the first query's selected positions.
 void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
   B x{b, loc};
-  // The copies of the scanned lists into each walk's pool: one thread per
-  // entry, so the walks start from their seeds.
+  Value rows = x.mul(batch, heads);
+  // The band seed of chunk c reads its prefix chunk by chunk (segment p is
+  // chunk p < c), from the sorted scores.
+  bandSegs = x.max(x.idx(1), chunks);
+  bandCounts = allocScratch(b, loc, b.getIndexType(),
+                            {rows, chunks, bandSegs, x.idx(kBandCounts)});
+  bandSums = allocScratch(b, loc, b.getF64Type(), {rows, chunks, bandSegs});
+  // Calls `body` for prefix chunk p of chunk c when the chunk has queries
+  // and more than k candidates before it (the band seed's case).
+  auto forBandSegment =
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item,
+          function_ref<void(OpBuilder &, Location, Value r, Value c, Value p,
+                            const BandRuns &)>
+              body) {
+        B y{nb, nl};
+        Value r = emitRowIndex(nb, nl, bi, h);
+        Value c = y.div(item, bandSegs), p = y.rem(item, bandSegs);
+        Value start = y.mul(c, chunkLen);
+        Value end = y.min(y.add(start, chunkLen), candidates);
+        Value walks = y.andI(y.lt(y.max(start, lag), end), y.lt(p, c));
+        emitIf(nb, nl, walks, [&](OpBuilder &wb, Location wl) {
+          B w{wb, wl};
+          Value len = w.load(finalLen, {r, w.sub(c, w.idx(1))});
+          emitIf(
+              wb, wl, w.cmp(arith::CmpIPredicate::ugt, len, w.idx(k)),
+              [&](OpBuilder &sb, Location sl) {
+                body(sb, sl, r, c, p,
+                     emitBandRuns(sb, sl, r, p, emitBandLimits(sb, sl, r, c)));
+              });
+        });
+      };
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, x.mul(chunks, bandSegs), kWideBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
+        forBandSegment(
+            nb, nl, bi, h, item,
+            [&](OpBuilder &sb, Location sl, Value r, Value c, Value p,
+                const BandRuns &run) {
+              B y{sb, sl};
+              Value counts[kBandCounts] = {
+                  run.n, y.sub(run.upperEnd, run.upperFixedEnd),
+                  y.sub(run.aboveEnd, run.middleHeapStart), run.upperFixedEnd,
+                  y.sub(run.middleHeapStart, run.upperEnd)};
+              for (int i = 0; i < kBandCounts; ++i)
+                y.store(counts[i], bandCounts, {r, c, p, y.idx(i)});
+              Value sum = emitForCarrying(
+                  sb, sl, run.upperEnd, run.aboveEnd, ValueRange{y.f64(0.0)},
+                  [&](OpBuilder &fb, Location fl, Value i,
+                      ValueRange a) -> SmallVector<Value> {
+                    B v{fb, fl};
+                    return {
+                        v.add(a[0], v.toF64(v.load(sortedScores, {r, p, i})))};
+                  })[0];
+              y.store(sum, bandSums, {r, c, p});
+            });
+      });
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, x.mul(chunks, bandSegs), kWideBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
+        forBandSegment(
+            nb, nl, bi, h, item,
+            [&](OpBuilder &sb, Location sl, Value r, Value c, Value p,
+                const BandRuns &run) {
+              B y{sb, sl};
+              // Heaped entries of the chunks before this one go first.
+              SmallVector<Value> at = emitForCarrying(
+                  sb, sl, y.idx(0), p, ValueRange{y.idx(0), y.idx(0)},
+                  [&](OpBuilder &fb, Location fl, Value i,
+                      ValueRange a) -> SmallVector<Value> {
+                    B v{fb, fl};
+                    return {
+                        v.add(a[0], v.load(bandCounts, {r, c, i, v.idx(1)})),
+                        v.add(a[1], v.load(bandCounts, {r, c, i, v.idx(2)}))};
+                  });
+              Value rc = y.add(y.mul(r, chunks), c);
+              auto copy = [&](Value from, Value to, Value heap, Value base) {
+                emitFor(sb, sl, from, to,
+                        [&](OpBuilder &fb, Location fl, Value i) {
+                          B v{fb, fl};
+                          v.store(v.load(sortedScores, {r, p, i}), heap,
+                                  {rc, v.add(base, v.sub(i, from))});
+                        });
+              };
+              copy(run.upperFixedEnd, run.upperEnd, upperHeap, at[0]);
+              copy(run.middleHeapStart, run.aboveEnd, middleHeap, at[1]);
+            });
+      });
+  // The copies of the scanned lists into each walk's pool (and, with at
+  // most k candidates before the chunk, its solver's UPPER heap): one
+  // thread per entry, so the walks start from their seeds.
   emitParallelQueryBlocks(
       b, loc, batch, heads, x.mul(chunks, listCap), kWideBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
@@ -733,32 +823,41 @@ void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
         emitIf(nb, nl, walks, [&](OpBuilder &wb, Location wl) {
           B w{wb, wl};
           Value prev = w.sub(c, w.idx(1));
-          Value poolSize = w.min(w.load(finalLen, {r, prev}), w.idx(k));
+          Value len = w.load(finalLen, {r, prev});
+          Value poolSize = w.min(len, w.idx(k));
           emitIf(wb, wl, w.lt(i, poolSize), [&](OpBuilder &sb, Location sl) {
             // Weakest first: ascending strength is a valid heap.
             B z{sb, sl};
             Value from = z.sub(z.sub(poolSize, z.idx(1)), i);
+            Value score = z.load(finalScores, {r, prev, from});
             Value rc = z.add(z.mul(r, chunks), c);
             makePoolHeap(emitRowSlice(sb, sl, poolScores, rc),
                          emitRowSlice(sb, sl, poolPos, rc))
                 .emitStore(sb, sl,
-                           ValueRange{z.load(finalScores, {r, prev, from}),
-                                      z.load(finalPos, {r, prev, from})},
+                           ValueRange{score, z.load(finalPos, {r, prev, from})},
                            i);
+            emitIf(sb, sl, z.le(len, z.idx(k)),
+                   [&](OpBuilder &ub, Location ul) {
+                     TauSolver(k, emitRowSlice(ub, ul, upperHeap, rc),
+                               emitRowSlice(ub, ul, middleHeap, rc))
+                         .emitStoreUpper(ub, ul, i, score);
+                   });
           });
         });
       });
   emitParallelQueryBlocks(
       b, loc, batch, heads, chunks, kChunkBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
-        B y{nb, nl};
-        Value start = y.mul(c, chunkLen);
-        Value end = y.min(y.add(start, chunkLen), candidates);
-        Value firstLast = y.max(start, lag);
-        emitIf(nb, nl, y.lt(firstLast, end), [&](OpBuilder &qb, Location ql) {
+        B x{nb, nl};
+        Value start = x.mul(c, chunkLen);
+        Value end = x.min(x.add(start, chunkLen), candidates);
+        Value firstLast = x.max(start, lag);
+        emitIf(nb, nl, x.lt(firstLast, end), [&](OpBuilder &qb, Location ql) {
           emitChunkWalk(qb, ql, bi, h, c, start, end);
         });
       });
+  memref::DeallocOp::create(b, loc, bandCounts);
+  memref::DeallocOp::create(b, loc, bandSums);
 }
 
 ChunkedSelection::BandLimits ChunkedSelection::emitBandLimits(OpBuilder &b,
@@ -768,12 +867,31 @@ ChunkedSelection::BandLimits ChunkedSelection::emitBandLimits(OpBuilder &b,
   B x{b, loc};
   Value lo = x.load(boundaryTau, {r, c});
   Value hi = x.load(boundaryTau, {r, x.add(c, x.idx(1))});
-  // Rounding between the boundary search and the query searches must not
-  // let a query's tau pass a breakpoint the band does not hold.
+  // Rounding between the boundary search and the solver must not let tau
+  // pass a breakpoint the solver does not hold.
   Value margin = x.mul(
       x.f64(1e-6), arith::MaximumFOp::create(b, loc, x.f64(1.0),
                                              math::AbsFOp::create(b, loc, hi)));
   return {lo, x.add(lo, x.f64(1.0)), x.add(hi, margin)};
+}
+
+ChunkedSelection::BandRuns
+ChunkedSelection::emitBandRuns(OpBuilder &b, Location loc, Value r, Value p,
+                               const BandLimits &lim) const {
+  // Strongest first, every class is a run: above lo is [0, A), UPPER (above
+  // lo + 1) [0, U); an UPPER score's breakpoint z - 1 and a MIDDLE one's z
+  // pass the bound (the score keeps its class: only counted) on a prefix.
+  B y{b, loc};
+  Value n = y.load(sortedLen, {r, p});
+  auto count = [&](Value x, double shift) {
+    return emitCountAbove(b, loc, sortedScores, r, p, n, x, shift);
+  };
+  Value aboveEnd = count(lim.lo, 0.0);
+  Value upperEnd = count(lim.loPlusOne, 0.0);
+  Value upperFixedEnd = y.min(upperEnd, count(lim.bound, 1.0));
+  Value middleHeapStart =
+      y.max(upperEnd, y.min(aboveEnd, count(lim.bound, 0.0)));
+  return {n, aboveEnd, upperEnd, upperFixedEnd, middleHeapStart};
 }
 
 void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
@@ -785,8 +903,9 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
   Value one = x.idx(1), zero = x.idx(0), kIdx = x.idx(k);
   ScratchHeap pool = makePoolHeap(emitRowSlice(b, loc, poolScores, rc),
                                   emitRowSlice(b, loc, poolPos, rc));
-  // The list of chunks 0..c-1 (none for c = 0): its length, capped at
-  // k + 1, counts the prefix's candidates as far as "more than k" goes.
+  TauSolver solver(k, emitRowSlice(b, loc, upperHeap, rc),
+                   emitRowSlice(b, loc, middleHeap, rc));
+  // The list of chunks 0..c-1 (none for c = 0).
   Value hasPrefix = x.cmp(arith::CmpIPredicate::ugt, c, zero);
   Value prev = x.sub(x.max(c, one), one);
   Value startLen = emitIfElse(
@@ -797,10 +916,35 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
       [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
         return {B{tb, tl}.idx(0)};
       })[0];
-  // Carried: candidates so far (capped at k + 1), pool size.
-  SmallVector<Value> init{startLen, x.min(startLen, kIdx)};
+  // Pool: the strongest min(len, k) entries, weakest first, stored by the
+  // seed kernel.
+  Value poolSize = x.min(startLen, kIdx);
+  // Solver state before the chunk, plus its unheaped counts.
+  Value overBudget = x.cmp(arith::CmpIPredicate::ugt, startLen, kIdx);
+  SmallVector<Value> seeded = emitIfElse(
+      b, loc, overBudget,
+      [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
+        return emitBandSeed(ob, ol, r, c, solver);
+      },
+      [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
+        // At most k candidates so far: the list holds them all, all in
+        // UPPER with tau = -inf (stored by the seed kernel, weakest first:
+        // a valid heap).
+        B y{ob, ol};
+        TauState s = solver.emitEmpty(ob, ol);
+        s.count = startLen;
+        s.upperSize = startLen;
+        SmallVector<Value> v = s.values();
+        v.push_back(y.idx(0));
+        v.push_back(y.idx(0));
+        return v;
+      });
+  solver.setUnheapedCounts(seeded[TauState::kNumValues],
+                           seeded[TauState::kNumValues + 1]);
+  SmallVector<Value> init(
+      ArrayRef<Value>(seeded).take_front(TauState::kNumValues));
+  init.push_back(poolSize);
   Value negInf = emitF32(b, loc, -kInf);
-  Value negInf64 = x.f64(-kInf);
   emitForCarrying(
       b, loc, start, end, init,
       [&](OpBuilder &fb, Location fl, Value j,
@@ -810,9 +954,10 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
         SmallVector<Value> next = emitIfElse(
             fb, fl, emitIsCandidate(fb, fl, z, false),
             [&](OpBuilder &cb, Location cl) -> SmallVector<Value> {
-              B v{cb, cl};
-              return {v.min(v.add(carried[0], v.idx(1)), v.idx(k + 1)),
-                      emitPoolOffer(cb, cl, pool, k, carried[1], z, j)};
+              auto s = TauState::fromValues(carried.drop_back());
+              SmallVector<Value> v = solver.emitAdd(cb, cl, s, z).values();
+              v.push_back(emitPoolOffer(cb, cl, pool, k, carried.back(), z, j));
+              return v;
             },
             [&](OpBuilder &, Location) -> SmallVector<Value> {
               return SmallVector<Value>(carried);
@@ -820,7 +965,9 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
         emitIf(fb, fl, y.le(lag, j), [&](OpBuilder &qb, Location ql) {
           B q{qb, ql};
           Value t = q.sub(j, lag);
-          Value full = q.eq(next[1], q.idx(k));
+          q.store(TauState::fromValues(ArrayRef<Value>(next).drop_back()).tau,
+                  queryTau, {r, t});
+          Value full = q.eq(next.back(), q.idx(k));
           SmallVector<Value> theta = emitIfElse(
               qb, ql, full,
               [&](OpBuilder &tb, Location tl) { return pool.emitTop(tb, tl); },
@@ -830,314 +977,12 @@ void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
               });
           q.store(theta[0], thetaScore, {r, t});
           q.store(theta[1], thetaPos, {r, t});
-          Value over = q.cmp(arith::CmpIPredicate::ugt, next[0], kIdx);
-          q.store(q.sel(over, q.toF64(theta[0]), negInf64), queryTau, {r, t});
         });
         return next;
       });
 }
 
-Value ChunkedSelection::emitBandOffset(OpBuilder &b, Location loc,
-                                       Value c) const {
-  B x{b, loc};
-  Value pairs = x.div(x.mul(c, x.sub(x.max(c, x.idx(1)), x.idx(1))), x.idx(2));
-  return x.mul(chunkLen, pairs);
-}
-
-/// Entries among the first `n` of the descending 1-D run of `sorted` at
-/// row r from `off` whose value compares `pred` to `x` (f64, after
-/// subtracting `shift`): a binary search, `pred` being > or >=.
-static Value emitRunCount(OpBuilder &b, Location loc, Value sorted, Value r,
-                          Value off, Value n, Value x,
-                          arith::CmpFPredicate pred, double shift = 0.0) {
-  return emitFirstTrue(
-      b, loc, emitIndex(b, loc, 0), n,
-      [&](OpBuilder &nb, Location nl, Value mid) {
-        B y{nb, nl};
-        Value z = y.toF64(y.load(sorted, {r, y.add(off, mid)}));
-        if (shift != 0.0)
-          z = y.sub(z, y.f64(shift));
-        return y.notI(y.cmpf(pred, z, x));
-      });
-}
-
-// Step 5a: chunk c's band. Each prefix chunk p holds its band entries as one
-// run of its sorted scores, [fixed_p, above_p): those above lo, less those
-// whose UPPER breakpoint z - 1 lies past the bound (UPPER throughout, only
-// counted). One kernel finds the runs, one lays them out, one merges them
-// (an entry's place: its index in its run plus, per other run, the entries
-// stronger than it, ties going to the lower chunk), one sums them.
-void ChunkedSelection::emitBands(OpBuilder &b, Location loc) {
-  B x{b, loc};
-  Value rows = x.mul(batch, heads);
-  Type index = b.getIndexType();
-  Value room = x.max(x.idx(1), emitBandOffset(b, loc, chunks));
-  bandScores = allocScratch(b, loc, b.getF32Type(), {rows, room});
-  bandSums = allocScratch(b, loc, b.getF64Type(), {rows, room});
-  bandInfo = allocScratch(b, loc, index, {rows, chunks, x.idx(2)});
-  // Per (chunk, prefix chunk): fixed_p, run length, run start.
-  Value runs = allocScratch(b, loc, index, {rows, chunks, chunks, x.idx(3)});
-  // Whether chunk c needs a band: it has queries, and more than k
-  // candidates before its end (else every query's tau is -inf).
-  auto needsBand = [&](OpBuilder &nb, Location nl, Value r, Value c) {
-    B y{nb, nl};
-    Value start = y.mul(c, chunkLen);
-    Value end = y.min(y.add(start, chunkLen), candidates);
-    Value hi = y.load(boundaryTau, {r, y.add(c, y.idx(1))});
-    return y.andI(y.lt(y.max(start, lag), end),
-                  y.cmpf(arith::CmpFPredicate::OGT, hi, y.f64(-kInf)));
-  };
-  auto sortedRow = [&](OpBuilder &nb, Location nl, Value r, Value p) {
-    return B{nb, nl}.mul(p, chunkLen);
-  };
-  // sortedScores as [rows][chunks * Lc], so runs read like the band.
-  Value sortedFlat = memref::CollapseShapeOp::create(
-      b, loc, sortedScores, ArrayRef<ReassociationIndices>{{0}, {1, 2}});
-  emitParallelQueryBlocks(
-      b, loc, batch, heads, x.mul(chunks, chunks), kWideBlock,
-      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
-        B y{nb, nl};
-        Value r = emitRowIndex(nb, nl, bi, h);
-        Value c = y.div(item, chunks), p = y.rem(item, chunks);
-        emitIf(nb, nl, y.andI(y.lt(p, c), needsBand(nb, nl, r, c)),
-               [&](OpBuilder &sb, Location sl) {
-                 B z{sb, sl};
-                 BandLimits lim = emitBandLimits(sb, sl, r, c);
-                 Value n = z.load(sortedLen, {r, p});
-                 Value off = sortedRow(sb, sl, r, p);
-                 Value fixed =
-                     emitRunCount(sb, sl, sortedFlat, r, off, n, lim.bound,
-                                  arith::CmpFPredicate::OGT, 1.0);
-                 Value above = emitRunCount(sb, sl, sortedFlat, r, off, n,
-                                            lim.lo, arith::CmpFPredicate::OGT);
-                 z.store(fixed, runs, {r, c, p, z.idx(0)});
-                 z.store(z.max(z.sub(above, fixed), z.idx(0)), runs,
-                         {r, c, p, z.idx(1)});
-               });
-      });
-  emitParallelQueryBlocks(
-      b, loc, batch, heads, chunks, kWideBlock,
-      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
-        Value r = emitRowIndex(nb, nl, bi, h);
-        emitIf(nb, nl, needsBand(nb, nl, r, c),
-               [&](OpBuilder &sb, Location sl) {
-                 B z{sb, sl};
-                 SmallVector<Value> tot = emitForCarrying(
-                     sb, sl, z.idx(0), c, ValueRange{z.idx(0), z.idx(0)},
-                     [&](OpBuilder &fb, Location fl, Value p,
-                         ValueRange a) -> SmallVector<Value> {
-                       B v{fb, fl};
-                       v.store(a[0], runs, {r, c, p, v.idx(2)});
-                       return {v.add(a[0], v.load(runs, {r, c, p, v.idx(1)})),
-                               v.add(a[1], v.load(runs, {r, c, p, v.idx(0)}))};
-                     });
-                 z.store(tot[0], bandInfo, {r, c, z.idx(0)});
-                 z.store(tot[1], bandInfo, {r, c, z.idx(1)});
-               });
-      });
-  // One thread per (chunk, band slot); a chunk's band has at most its
-  // prefix, c * Lc entries.
-  Value span = x.mul(chunks, chunkLen);
-  emitParallelQueryBlocks(
-      b, loc, batch, heads, x.mul(chunks, span), kWideBlock,
-      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
-        B y{nb, nl};
-        Value r = emitRowIndex(nb, nl, bi, h);
-        Value c = y.div(item, span), s = y.rem(item, span);
-        emitIf(
-            nb, nl, needsBand(nb, nl, r, c), [&](OpBuilder &sb, Location sl) {
-              B z{sb, sl};
-              Value len = z.load(bandInfo, {r, c, z.idx(0)});
-              emitIf(sb, sl, z.lt(s, len), [&](OpBuilder &eb, Location el) {
-                B e{eb, el};
-                // The run holding slot s: the first whose end passes it.
-                Value p = emitFirstTrue(
-                    eb, el, e.idx(0), c,
-                    [&](OpBuilder &fb, Location fl, Value q) {
-                      B v{fb, fl};
-                      Value qEnd = v.add(v.load(runs, {r, c, q, v.idx(2)}),
-                                         v.load(runs, {r, c, q, v.idx(1)}));
-                      return v.lt(s, qEnd);
-                    });
-                Value i = e.sub(s, e.load(runs, {r, c, p, e.idx(2)}));
-                Value at = e.add(e.load(runs, {r, c, p, e.idx(0)}), i);
-                Value score = e.load(sortedScores, {r, p, at});
-                Value z64 = e.toF64(score);
-                Value rank = emitForCarrying(
-                    eb, el, e.idx(0), c, ValueRange{i},
-                    [&](OpBuilder &fb, Location fl, Value q,
-                        ValueRange a) -> SmallVector<Value> {
-                      B v{fb, fl};
-                      Value n = v.load(sortedLen, {r, q});
-                      Value off = sortedRow(fb, fl, r, q);
-                      Value stronger = emitIfElse(
-                          fb, fl, v.lt(q, p),
-                          [&](OpBuilder &tb,
-                              Location tl) -> SmallVector<Value> {
-                            return {emitRunCount(tb, tl, sortedFlat, r, off, n,
-                                                 z64,
-                                                 arith::CmpFPredicate::OGE)};
-                          },
-                          [&](OpBuilder &tb,
-                              Location tl) -> SmallVector<Value> {
-                            return {emitRunCount(tb, tl, sortedFlat, r, off, n,
-                                                 z64,
-                                                 arith::CmpFPredicate::OGT)};
-                          })[0];
-                      // Scores above the band are all stronger; p's own run
-                      // counts by index.
-                      Value mine =
-                          v.sub(stronger, v.load(runs, {r, c, q, v.idx(0)}));
-                      return {v.add(a[0], v.sel(v.eq(q, p), v.idx(0), mine))};
-                    })[0];
-                e.store(score, bandScores,
-                        {r, e.add(emitBandOffset(eb, el, c), rank)});
-              });
-            });
-      });
-  emitParallelQueryBlocks(
-      b, loc, batch, heads, chunks, kWideBlock,
-      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
-        Value r = emitRowIndex(nb, nl, bi, h);
-        emitIf(nb, nl, needsBand(nb, nl, r, c),
-               [&](OpBuilder &sb, Location sl) {
-                 B z{sb, sl};
-                 Value off = emitBandOffset(sb, sl, c);
-                 emitForCarrying(
-                     sb, sl, z.idx(0), z.load(bandInfo, {r, c, z.idx(0)}),
-                     ValueRange{z.f64(0.0)},
-                     [&](OpBuilder &fb, Location fl, Value i,
-                         ValueRange a) -> SmallVector<Value> {
-                       B v{fb, fl};
-                       Value at = v.add(off, i);
-                       Value sum =
-                           v.add(a[0], v.toF64(v.load(bandScores, {r, at})));
-                       v.store(sum, bandSums, {r, at});
-                       return {sum};
-                     });
-               });
-      });
-  memref::DeallocOp::create(b, loc, runs);
-}
-
-SmallVector<Value> ChunkedSelection::emitBandPiece(OpBuilder &b, Location loc,
-                                                   Value r, Value c,
-                                                   Value at) const {
-  // As emitSortedPiece, over the band, its MIDDLE sum from the prefix sums.
-  B y{b, loc};
-  Value one = y.f64(1.0), inf = y.f64(kInf);
-  Value off = emitBandOffset(b, loc, c);
-  Value n = y.load(bandInfo, {r, c, y.idx(0)});
-  Value u = emitRunCount(b, loc, bandScores, r, off, n, y.add(at, one),
-                         arith::CmpFPredicate::OGT);
-  Value m = emitRunCount(b, loc, bandScores, r, off, n, at,
-                         arith::CmpFPredicate::OGT);
-  auto sumTo = [&](Value end) {
-    return emitIfElse(
-        b, loc, y.lt(y.idx(0), end),
-        [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-          B t{tb, tl};
-          return {t.load(bandSums, {r, t.sub(t.add(off, end), t.idx(1))})};
-        },
-        [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-          return {B{tb, tl}.f64(0.0)};
-        })[0];
-  };
-  auto weakest = [&](Value end, Value hasAny, double shift) {
-    return emitIfElse(
-        b, loc, hasAny,
-        [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-          B t{tb, tl};
-          Value z = t.toF64(
-              t.load(bandScores, {r, t.sub(t.add(off, end), t.idx(1))}));
-          return {shift == 0.0 ? z : t.sub(z, t.f64(shift))};
-        },
-        [&](OpBuilder &, Location) -> SmallVector<Value> { return {inf}; })[0];
-  };
-  Value sum = y.sub(sumTo(m), sumTo(u));
-  Value bpMid = weakest(m, y.lt(u, m), 0.0);
-  Value bpUp = weakest(u, y.lt(y.idx(0), u), 1.0);
-  Value fixed = y.load(bandInfo, {r, c, y.idx(1)});
-  return {y.add(fixed, u), y.sub(m, u), sum,
-          arith::MinimumFOp::create(b, loc, bpMid, bpUp)};
-}
-
-// Step 5b: per query with more than k candidates, its exact tau: the
-// boundary search's steps, bracketed by [z(k) - 1, z(k)] (as a boundary's)
-// and by its chunk's boundary taus (the query's candidates hold the lower
-// boundary's and lie within the upper one's), each pass the piece over the
-// chunk's band joined with the query's own candidates in the chunk.
-void ChunkedSelection::emitQueryTaus(OpBuilder &b, Location loc) {
-  emitParallelQueryBlocks(
-      b, loc, batch, heads, numQueries, kWideBlock,
-      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value t) {
-        B y{nb, nl};
-        Value r = emitRowIndex(nb, nl, bi, h);
-        QueryPlace place = emitPlace(nb, nl, t);
-        Value zk = y.load(queryTau, {r, t});
-        Value solve =
-            y.andI(place.hasCandidates,
-                   y.cmpf(arith::CmpFPredicate::OGT, zk, y.f64(-kInf)));
-        emitIf(nb, nl, solve, [&](OpBuilder &sb, Location sl) {
-          B z{sb, sl};
-          Value c = place.chunk;
-          Value lo = z.load(boundaryTau, {r, c});
-          Value hi = z.load(boundaryTau, {r, z.add(c, z.idx(1))});
-          Value left =
-              arith::MaximumFOp::create(sb, sl, z.sub(zk, z.f64(1.0)), lo);
-          Value right = arith::MaximumFOp::create(
-              sb, sl, left, arith::MinimumFOp::create(sb, sl, zk, hi));
-          SmallVector<Value> init = emitSearchInit(sb, sl, k, zk);
-          init[0] = left;
-          init[2] = right;
-          init[4] = left;
-          init[7] = left;
-          Value start = z.mul(c, chunkLen);
-          Value ownEnd = z.add(place.last, z.idx(1));
-          SmallVector<Type> types(ValueRange(init).getTypes());
-          auto loop = scf::WhileOp::create(
-              sb, sl, types, init,
-              [&](OpBuilder &wb, Location wl, ValueRange a) {
-                B v{wb, wl};
-                Value more =
-                    v.andI(v.notI(a[6]), v.lt(a[5], v.idx(kMaxSearchSteps)));
-                scf::ConditionOp::create(wb, wl, more, a);
-              },
-              [&](OpBuilder &wb, Location wl, ValueRange a) {
-                Value x = a[4];
-                SmallVector<Value> own = emitForCarrying(
-                    wb, wl, start, ownEnd, emitPieceInit(wb, wl),
-                    [&](OpBuilder &fb, Location fl, Value j,
-                        ValueRange acc) -> SmallVector<Value> {
-                      B v{fb, fl};
-                      Value s = emitScore(fb, fl, bi, h, j);
-                      Value fin = emitIsCandidate(fb, fl, s, false);
-                      Value s64 = v.toF64(s);
-                      Value up = v.andI(fin, v.cmpf(arith::CmpFPredicate::OGT,
-                                                    v.sub(s64, v.f64(1.0)), x));
-                      Value mid =
-                          v.andI(v.andI(fin, v.notI(up)),
-                                 v.cmpf(arith::CmpFPredicate::OGT, s64, x));
-                      Value bp = v.sel(up, v.sub(s64, v.f64(1.0)),
-                                       v.sel(mid, s64, v.f64(kInf)));
-                      return {v.add(acc[0], v.count(up)),
-                              v.add(acc[1], v.count(mid)),
-                              v.add(acc[2], v.sel(mid, s64, v.f64(0.0))),
-                              arith::MinimumFOp::create(fb, fl, acc[3], bp)};
-                    });
-                SmallVector<Value> pc =
-                    emitPieceJoin(wb, wl, emitBandPiece(wb, wl, r, c, x), own);
-                scf::YieldOp::create(wb, wl, emitSearchStep(wb, wl, k, a, pc));
-              });
-          z.store(emitSearchResult(sb, sl, loop.getResults()), queryTau,
-                  {r, t});
-        });
-      });
-  for (Value v : {bandScores, bandSums, bandInfo})
-    memref::DeallocOp::create(b, loc, v);
-}
-
-// Step 6: each chunk's first query's selection, ascending: its candidates
+// Step 5: each chunk's first query's selection, ascending: its candidates
 // (up to its last one) that reach its theta. The prefix is cut into segments
 // of kListSegment candidates: one kernel counts each segment's members,
 // the next writes them at the sum of the counts before their segment, so no
@@ -1242,6 +1087,31 @@ void ChunkedSelection::emitFirstLists(OpBuilder &b, Location loc) {
                    });
       });
   memref::DeallocOp::create(b, loc, counts);
+}
+
+SmallVector<Value>
+ChunkedSelection::emitBandSeed(OpBuilder &b, Location loc, Value r, Value c,
+                               const TauSolver &solver) const {
+  B x{b, loc};
+  // The segments' counts (candidates, heaped UPPER and MIDDLE, unheaped
+  // UPPER and MIDDLE) and MIDDLE sums, in order.
+  SmallVector<Value> init(kBandCounts, x.idx(0));
+  init.push_back(x.f64(0.0));
+  SmallVector<Value> s = emitForCarrying(
+      b, loc, x.idx(0), c, init,
+      [&](OpBuilder &fb, Location fl, Value seg,
+          ValueRange a) -> SmallVector<Value> {
+        B v{fb, fl};
+        SmallVector<Value> next;
+        for (int i = 0; i < kBandCounts; ++i)
+          next.push_back(
+              v.add(a[i], v.load(bandCounts, {r, c, seg, v.idx(i)})));
+        next.push_back(v.add(a[kBandCounts], v.load(bandSums, {r, c, seg})));
+        return next;
+      });
+  solver.emitHeapify(b, loc, s[1], s[2]);
+  Value lo = x.load(boundaryTau, {r, c});
+  return {s[0], s[1], s[2], s[kBandCounts], lo, s[3], s[4]};
 }
 
 QueryPlace ChunkedSelection::emitPlace(OpBuilder &b, Location loc,

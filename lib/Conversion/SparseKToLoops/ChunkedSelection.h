@@ -19,17 +19,14 @@
 //      boundary searches at once, each step's pass split over the prefix's
 //      chunks, each chunk's share found by binary search in its sorted
 //      scores);
-//   4. per chunk: the running top-k pool (seeded from the scanned list)
-//      walks the chunk's candidates and records, per query, theta(t), the
-//      weakest selected (score, position);
-//   5. per chunk: its band, the prefix scores whose breakpoints fall
-//      between its two boundary taus, merged from runs of each prefix
-//      chunk's sorted scores (each entry placed by binary searches in the
-//      other runs) with f64 prefix sums; then per query, in parallel, the
-//      exact tau(t) by the boundary search's steps from [theta(t) - 1,
-//      theta(t)] within the chunk's boundary taus, each pass over the band
-//      (two binary searches) and the query's own candidates in its chunk;
-//   6. per chunk: its first query's selected positions, written out in
+//   4. per chunk: the running top-k pool (seeded from the scanned list) and
+//      the incremental tau (TauSolver, seeded with the prefix scores whose
+//      breakpoints fall between the chunk's two boundary taus, found as
+//      runs of each prefix chunk's sorted scores in parallel and then
+//      heapified; the others only counted) walk the chunk's candidates and
+//      record, per query, tau(t) and theta(t), the weakest selected (score,
+//      position);
+//   5. per chunk: its first query's selected positions, written out in
 //      order by segments of the prefix (counted, then written at the sum of
 //      the counts before them).
 //
@@ -50,6 +47,7 @@
 namespace mlir::sparsek {
 
 class ScratchHeap;
+class TauSolver;
 
 /// Where the selected positions of each chunk's first query go, ascending
 /// and padded with -1: rows of `buf` (last dimension k, i32 or i64 or
@@ -141,26 +139,29 @@ private:
   void emitChunkWalk(OpBuilder &b, Location loc, Value bi, Value h, Value c,
                      Value start, Value end) const;
   void emitFirstLists(OpBuilder &b, Location loc);
-  /// What bounds chunk c's band: its lower boundary tau `lo`, lo + 1,
-  /// and `bound`, just past its upper boundary tau, which no query's tau
-  /// in the chunk passes.
+  /// What classifies a prefix score for chunk c's solver: its lower
+  /// boundary tau `lo`, lo + 1, and `bound`, just past its upper boundary
+  /// tau, which the walk's tau never passes.
   struct BandLimits {
     Value lo, loPlusOne, bound;
   };
   BandLimits emitBandLimits(OpBuilder &b, Location loc, Value r, Value c) const;
-  /// Step 5: the bands, then every query's tau.
-  void emitBands(OpBuilder &b, Location loc);
-  void emitQueryTaus(OpBuilder &b, Location loc);
-  /// Where chunk c's band starts in its row of the band buffers: chunk c
-  /// has c * Lc candidates before it, so the chunks' regions form a
-  /// triangle, chunkLen * c * (c - 1) / 2.
-  Value emitBandOffset(OpBuilder &b, Location loc, Value c) const;
-  /// The piece of f just right of `at` (within chunk c's boundary taus)
-  /// over the prefix of chunk c, from its band: UPPER count (the fixed ones
-  /// included), MIDDLE count (index), MIDDLE sum, smallest breakpoint right
-  /// of `at` (f64).
-  SmallVector<Value> emitBandPiece(OpBuilder &b, Location loc, Value r, Value c,
-                                   Value at) const;
+  /// Prefix chunk p's sorted scores as chunk c's solver seed sees them
+  /// (limits `lim`), as runs of entries: the finite count n; above lo is
+  /// [0, aboveEnd), UPPER [0, upperEnd), of which [0, upperFixedEnd) is
+  /// fixed (its breakpoint is past the bound: only counted, never heaped);
+  /// MIDDLE is [upperEnd, aboveEnd), of which [middleHeapStart, aboveEnd)
+  /// is heaped.
+  struct BandRuns {
+    Value n, aboveEnd, upperEnd, upperFixedEnd, middleHeapStart;
+  };
+  BandRuns emitBandRuns(OpBuilder &b, Location loc, Value r, Value p,
+                        const BandLimits &lim) const;
+  /// Seeds `solver` of chunk c (more than k candidates before it) from the
+  /// band kernels' counts per prefix chunk: the TauState values at the chunk's
+  /// lower boundary tau, then the unheaped UPPER and MIDDLE counts.
+  SmallVector<Value> emitBandSeed(OpBuilder &b, Location loc, Value r, Value c,
+                                  const TauSolver &solver) const;
   /// The piece of f just right of `at` over chunk c of row r, from its
   /// sorted scores (two binary searches and a sum over the MIDDLE run):
   /// UPPER count, MIDDLE count (index), MIDDLE sum, smallest breakpoint
@@ -188,11 +189,10 @@ private:
   // what the boundary search's passes read.
   Value sortedScores, sortedLen;
   Value boundaryTau, queryTau, thetaScore, thetaPos;
-  Value poolScores, poolPos;
-  // Per chunk: its band (strongest first) and the f64 sums of its first
-  // i + 1 entries, in the triangle of emitBandOffset; its length and the
-  // count of prefix scores above it (UPPER for every query of the chunk).
-  Value bandScores, bandSums, bandInfo;
+  Value poolScores, poolPos, upperHeap, middleHeap;
+  // The band seed's per-segment counts and MIDDLE sums, while the walks
+  // are emitted.
+  Value bandSegs, bandCounts, bandSums;
   FirstLists firstLists;
 };
 
