@@ -230,9 +230,11 @@ void ChunkedSelection::emitThresholds(OpBuilder &b, Location loc,
   thetaPos = allocScratch(b, loc, index, {rows, numQueries});
   poolScores = allocScratch(b, loc, f32, {rowChunks, listCap});
   poolPos = allocScratch(b, loc, index, {rowChunks, listCap});
-  // A chunk's solver holds at most every candidate.
+  // MIDDLE may hold every candidate; UPPER at most k + 1 (f = k after each
+  // solve, so at most k scores sit at p = 1; one more between an add and
+  // its solve), so it is sized like the lists.
   Value capacity = x.max(candidates, x.idx(1));
-  upperHeap = allocScratch(b, loc, f32, {rowChunks, capacity});
+  upperHeap = allocScratch(b, loc, f32, {rowChunks, entries});
   middleHeap = allocScratch(b, loc, f32, {rowChunks, capacity});
   firstLists = firsts;
 
