@@ -336,6 +336,24 @@ def compact(d):
     return {k: v for k, v in d.items() if k != "times_ms"}
 
 
+def _probe_or_skip(call, Tp, T, scale, budget):
+    """Times one warm `call` at T = Tp and predicts the full call as `scale`
+    times it; returns (the probe's record, why to skip the full call or None
+    when it fits the per-configuration cap and the budget)."""
+    _sync()
+    t0 = time.time()
+    call()
+    _sync()
+    probe = time.time() - t0
+    predicted = probe * scale
+    limit = min(budget.cap_for(), budget.left() * 0.3)
+    skip = None
+    if predicted > limit:
+        skip = (f"predicted {predicted:.1f} s per call at T = {T} from a probe at T = {Tp} "
+                f"({probe * 1e3:.0f} ms); over the {limit:.0f} s cap")
+    return {"T": Tp, "wall_s": probe, "predicted_s_at_T": predicted}, skip
+
+
 def run_ours_prefill(ours, fn_name, args, probe_args, Tp, T, S, k, w, want, rows, budget):
     """Probe at T = Tp first (our kernels are naive: one call at full size
     may take seconds), skip when the prediction exceeds the cap, else check
@@ -345,18 +363,12 @@ def run_ours_prefill(ours, fn_name, args, probe_args, Tp, T, S, k, w, want, rows
         pa = probe_args()
         po = torch.empty_like(pa[0])
         ours.call(fn_name, *pa, po)  # loads the module
-        _sync()
-        t0 = time.time()
-        ours.call(fn_name, *pa, po)
-        _sync()
-        probe = time.time() - t0
-        predicted = probe * max(T / Tp, union_sizes(T, S, k, w) / union_sizes(Tp, Tp, k, w))
-        limit = min(budget.cap_for(), budget.left() * 0.3)
-        r["probe"] = {"T": Tp, "wall_s": probe, "predicted_s_at_T": predicted}
+        r["probe"], skip = _probe_or_skip(
+            lambda: ours.call(fn_name, *pa, po), Tp, T,
+            max(T / Tp, union_sizes(T, S, k, w) / union_sizes(Tp, Tp, k, w)), budget)
         del pa, po
-        if predicted > limit:
-            r["skipped"] = (f"predicted {predicted:.1f} s per call at T = {T} from a probe at T = {Tp} "
-                            f"({probe * 1e3:.0f} ms); over the {limit:.0f} s cap")
+        if skip:
+            r["skipped"] = skip
             return r
     out = torch.empty_like(args[0])
     fn = lambda: ours.call(fn_name, *args, out)  # noqa: E731
@@ -480,18 +492,12 @@ def bench_backward(wid, B, Hq, Hkv, T, D, k, w, ours, budget):
             pre = lambda x: x[:, :, :Tc].contiguous()  # noqa: E731
             pa = [pre(t) for t in (q, key, value, u, do)]
             po = [torch.empty(t.shape, dtype=torch.float32, device=DEV) for t in pa[:4]]
-            _sync()
-            t0 = time.time()
-            ours.call(fn_name, *pa, *po)
-            _sync()
-            probe = time.time() - t0
-            predicted = probe * union_sizes(T, S, k, w) / union_sizes(Tc, Tc, k, w)
-            limit = min(budget.cap_for(), budget.left() * 0.3)
-            r["probe"] = {"T": Tc, "wall_s": probe, "predicted_s_at_T": predicted}
+            r["probe"], skip = _probe_or_skip(
+                lambda: ours.call(fn_name, *pa, *po), Tc, T,
+                union_sizes(T, S, k, w) / union_sizes(Tc, Tc, k, w), budget)
             del pa, po
-            if predicted > limit:
-                r["skipped"] = (f"predicted {predicted:.1f} s per call at T = {T} from a probe at "
-                                f"T = {Tc} ({probe * 1e3:.0f} ms); over the {limit:.0f} s cap")
+            if skip:
+                r["skipped"] = skip
             else:
                 fn = lambda: ours.call(fn_name, q, key, value, u, do, *outs)  # noqa: E731
                 t0 = time.time()
