@@ -28,21 +28,22 @@ def test_compiled_module_has_no_graph_break_and_equals_eager(torch, layer_cache,
             assert torch.equal(got, attn(x)), T
 
 
-def test_compiled_prefill_and_decode_equal_eager(torch, layer_cache):
-    attn = make_module(torch, "f32", seed=1).cuda()
-    prompt = torch.randn(2, 10, attn.cfg.C, device="cuda")
-    tok = torch.randn(2, attn.cfg.C, device="cuda")
-
+def generation_equal_eager(torch, attn, max_seqs, steps, args):
+    """Runs steps(cache, seqs, *args) (prefill then two decodes of the same
+    token) on a fresh CUDA cache of max_seqs sequences, eager and compiled
+    with fullgraph; asserts equal outputs (the two decodes differ) and cache
+    positions, and returns the positions."""
     def run(compiled):
-        cache = attn.new_cache(max_seqs=2)
-        seqs = [cache.alloc_seq() for _ in range(2)]
+        cache = attn.new_cache(max_seqs=max_seqs)
+        seqs = [cache.alloc_seq() for _ in range(max_seqs)]
 
-        def generate(p, t):
-            return [attn.prefill(p, cache, seqs), attn.decode(t, cache, seqs), attn.decode(t, cache, seqs)]
+        def generate(*a):
+            return steps(cache, seqs, *a)
         fn = torch.compile(generate, fullgraph=True) if compiled else generate
         with torch.no_grad():
-            out = fn(prompt, tok)
+            out = fn(*args)
         torch.cuda.synchronize()
+        cache.check_device_error()
         pos = cache.torch_view(0).pos.cpu().tolist()
         cache.close()
         return out, pos
@@ -51,7 +52,19 @@ def test_compiled_prefill_and_decode_equal_eager(torch, layer_cache):
     assert not torch.equal(want[1], want[2])
     for g, w in zip(got, want):
         assert torch.equal(g, w)
-    assert got_pos[:2] == want_pos[:2] == [11, 11]
+    assert got_pos == want_pos
+    return want_pos
+
+
+def test_compiled_prefill_and_decode_equal_eager(torch, layer_cache):
+    attn = make_module(torch, "f32", seed=1).cuda()
+    prompt = torch.randn(2, 10, attn.cfg.C, device="cuda")
+    tok = torch.randn(2, attn.cfg.C, device="cuda")
+
+    def steps(cache, seqs, p, t):
+        return [attn.prefill(p, cache, seqs), attn.decode(t, cache, seqs), attn.decode(t, cache, seqs)]
+    pos = generation_equal_eager(torch, attn, 2, steps, (prompt, tok))
+    assert pos[:2] == [11, 11]
 
 
 def test_compiled_with_gradients_enabled_matches_eager(torch, layer_cache):
@@ -118,25 +131,9 @@ def test_compiled_varlen_prefill_into_cache_and_decode_equal_eager(torch, layer_
     busy = [b for b, n in enumerate(VARLEN_LENGTHS) if n]
     tok = torch.randn(len(busy), attn.cfg.C, device="cuda")
 
-    def run(compiled):
-        cache = attn.new_cache(max_seqs=len(VARLEN_LENGTHS))
-        seqs = [cache.alloc_seq() for _ in VARLEN_LENGTHS]
-
-        def generate(x, cu, t):
-            return [attn.prefill(x, cache, seqs, cu_seqlens=cu),
-                    attn.decode(t, cache, [seqs[b] for b in busy]),
-                    attn.decode(t, cache, [seqs[b] for b in busy])]
-        fn = torch.compile(generate, fullgraph=True) if compiled else generate
-        with torch.no_grad():
-            out = fn(x, cu, tok)
-        torch.cuda.synchronize()
-        cache.check_device_error()
-        pos = cache.torch_view(0).pos.cpu().tolist()
-        cache.close()
-        return out, pos
-
-    (want, want_pos), (got, got_pos) = run(False), run(True)
-    assert not torch.equal(want[1], want[2])
-    for g, w in zip(got, want):
-        assert torch.equal(g, w)
-    assert got_pos == want_pos == [n + 1 if n else -1 for n in VARLEN_LENGTHS]
+    def steps(cache, seqs, x, cu, t):
+        return [attn.prefill(x, cache, seqs, cu_seqlens=cu),
+                attn.decode(t, cache, [seqs[b] for b in busy]),
+                attn.decode(t, cache, [seqs[b] for b in busy])]
+    pos = generation_equal_eager(torch, attn, len(VARLEN_LENGTHS), steps, (x, cu, tok))
+    assert pos == [n + 1 if n else -1 for n in VARLEN_LENGTHS]
