@@ -187,39 +187,13 @@ void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
       b, loc, {z.batch, z.hkv}, z.t, block,
       [&](OpBuilder &nb, Location nl, ValueRange ivs, Value t) {
         Value bi = ivs[0], h = ivs[1];
-        Value zero = emitIndex(nb, nl, 0);
         Value pos = arith::AddIOp::create(
             nb, nl, arith::SubIOp::create(nb, nl, z.s, z.t), t);
         Value lastCandidate =
             arith::SubIOp::create(nb, nl, pos, emitIndex(nb, nl, w));
         Value tau = tauAt(nb, nl, bi, h, t);
-        Value sum = emitForCarrying(
-            nb, nl, zero, z.k, emitF32(nb, nl, 0.0),
-            [&](OpBuilder &lb, Location ll, Value i, ValueRange carried) {
-              Value j = emitLoadIndex(lb, ll, op.getIndices(), {bi, h, t, i});
-              Value listed = emitInRange(lb, ll, j, zero, lastCandidate);
-              return emitIfElse(
-                  lb, ll, listed,
-                  [&](OpBuilder &tb, Location tl) {
-                    Value score =
-                        memref::LoadOp::create(tb, tl, u, ValueRange{bi, h, j});
-                    return emitIfElse(
-                        tb, tl, emitInSupport(tb, tl, score, tau),
-                        [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
-                          Value g =
-                              memref::LoadOp::create(sb, sl, op.getGradGates(),
-                                                     ValueRange{bi, h, t, i});
-                          emitAtomicAdd(sb, sl, du, {bi, h, j}, g);
-                          return {arith::AddFOp::create(sb, sl, carried[0], g)};
-                        },
-                        [&](OpBuilder &, Location) {
-                          return SmallVector<Value>(carried);
-                        });
-                  },
-                  [&](OpBuilder &, Location) {
-                    return SmallVector<Value>(carried);
-                  });
-            })[0];
+        Value sum = emitSupportGateGradSum(nb, nl, op, z.k, bi, h, t,
+                                           lastCandidate, tau, emitAtomicAdd);
         // As the serial form: c = sum / |Supp(t)| in f32, 0 when sum is 0
         // (then the support may be empty).
         Value n = memref::LoadOp::create(nb, nl, count, ValueRange{bi, h, t});

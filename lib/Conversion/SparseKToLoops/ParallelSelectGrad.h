@@ -18,6 +18,16 @@ struct SelectGradShape {
   Value batch, hkv, s, t, k;
 };
 
+/// Shared by the serial and the parallel form: over the k listed entries i of
+/// query t of row (bi, h), those whose position j is a candidate
+/// (j <= lastCandidate) in the support of `tau` (f64): their gate gradients
+/// summed (f32, returned), each also added into du[bi, h, j] by `add`
+/// (plain or atomic).
+Value emitSupportGateGradSum(
+    OpBuilder &b, Location loc, SelectGradOp op, Value k, Value bi, Value h,
+    Value t, Value lastCandidate, Value tau,
+    function_ref<void(OpBuilder &, Location, Value, ValueRange, Value)> add);
+
 /// Emits the kernels of the parallel select_grad (ParallelSelectGrad.cpp)
 /// at the builder's point, once the operands' sizes were checked; `block`
 /// items per outer parallel iteration (GPU threads per block).
