@@ -24,8 +24,10 @@ Knobs (unset = the code's value; see VARIANTS):
   WARPS           kDecodeWarps (warps per block)
   CHUNKS          chunksPerLane (16-byte K and V chunks per lane and iteration)
   PREFETCH        kPrefetchIters (L2 bulk prefetch distance, iterations)
-  EX2FTZ          1: the walk's exp2 as ex2.approx.ftz.f32 (no denormal
-                  range fix-up around each MUFU.EX2), else math.exp2
+  EX2FTZ          0: the walk's exp2 as math.exp2 (libdevice: MUFU.EX2 with a
+                  denormal range fix-up; the kernel of the H100 run
+                  bench/results/gpu_bench_h100_6083817.json), else
+                  ex2.approx.ftz.f32 (the code's)
   MINCTAS         nvvm.minctasm on the kernel (0: none): ptxas keeps
                   registers low enough for this many blocks per SM
 """
@@ -83,9 +85,10 @@ VARIANTS = {
     "w8_ch2": {"WARPS": 8, "CHUNKS": 2},
     "w2": {"WARPS": 2},
     "w2_tb1056": {"WARPS": 2, "TARGET_BLOCKS": 1056},
-    # exp2 without the non-ftz fix-up (3 instructions per MUFU.EX2).
-    "ex2ftz": {"EX2FTZ": 1},
-    "ex2ftz_minctas4": {"EX2FTZ": 1, "MINCTAS": 4},
+    # exp2 as before (math.exp2: 3 more instructions per MUFU.EX2): the
+    # kernel of the last H100 measurements.
+    "ex2_libdevice": {"EX2FTZ": 0},
+    "ex2_libdevice_minctas4": {"EX2FTZ": 0, "MINCTAS": 4},
     # L2 prefetch distance.
     "pf0": {"PREFETCH": 0},
     "pf4": {"PREFETCH": 4},
@@ -137,15 +140,9 @@ def patch_sources(src):
           r'static const int64_t kDecodeStages = xpKnob("SPARSEK_XP_STAGES", \1);'),
          (r"constexpr int64_t kPrefetchIters = (\d+);",
           r'static const int64_t kPrefetchIters = xpKnob("SPARSEK_XP_PREFETCH", \1);'),
-         (r"(\n  DK\(OpBuilder &b, Location loc, Type elem\) : KernelMath\{b, loc\}, elem\(elem\) \{\}\n)",
-          lambda m: m.group(1) + "  Value exp2(Value v) {\n"
-          '    if (!xpKnob("SPARSEK_XP_EX2FTZ", 0))\n'
-          "      return KernelMath::exp2(v);\n"
-          "    return LLVM::CallIntrinsicOp::create(\n"
-          '               b, loc, b.getF32Type(), b.getStringAttr("llvm.nvvm.ex2.approx.ftz.f32"),\n'
-          "               ValueRange{v})\n"
-          "        .getResult(0);\n"
-          "  }\n"),
+         (r"(\n  Value exp2\(Value x\) \{\n)(    return LLVM::CallIntrinsicOp)",
+          lambda m: m.group(1) + '    if (!xpKnob("SPARSEK_XP_EX2FTZ", 1))\n'
+          "      return KernelMath::exp2(x);\n" + m.group(2)),
          (r"(\n  fn\.setKnownBlockSizeAttr\([^;]*;\n)",
           lambda m: m.group(1) + '  if (int64_t m = xpKnob("SPARSEK_XP_MINCTAS", 0))\n'
           '    fn->setAttr("nvvm.minctasm", mb.getI32IntegerAttr(m));\n'))
