@@ -71,14 +71,17 @@ VARIANTS = {
     "tb2112_min128": {"TARGET_BLOCKS": 2112, "MIN_SPLIT_SLOTS": 128},
     # Occupancy: 161 registers allow 3 blocks per SM; ask ptxas for 4.
     "minctas4": {"MINCTAS": 4},
+    "minctas4_tb528": {"MINCTAS": 4, "TARGET_BLOCKS": 528},
     "minctas4_tb1056": {"MINCTAS": 4, "TARGET_BLOCKS": 1056},
     # Ring depth and granularity (bytes in flight per warp).
     "st4_ch2": {"STAGES": 4, "CHUNKS": 2},
     "st3_ch2": {"STAGES": 3, "CHUNKS": 2},
     "st8_ch1": {"STAGES": 8, "CHUNKS": 1},
     "st4_ch2_tb1056": {"STAGES": 4, "CHUNKS": 2, "TARGET_BLOCKS": 1056},
+    "st8_ch1_tb1056": {"STAGES": 8, "CHUNKS": 1, "TARGET_BLOCKS": 1056},
     # Warps per block.
     "w8_ch1": {"WARPS": 8, "CHUNKS": 1},
+    "w8_ch1_tb1056": {"WARPS": 8, "CHUNKS": 1, "TARGET_BLOCKS": 1056},
     "w8_ch1_st3_tb1056": {"WARPS": 8, "CHUNKS": 1, "STAGES": 3, "TARGET_BLOCKS": 1056},
     # 53 KB of static workgroup memory (ptxas accepts it; whether the launch
     # does is part of the experiment).

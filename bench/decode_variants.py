@@ -20,8 +20,10 @@ ratio to SDPA pre-gated.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -162,9 +164,9 @@ def table(record):
     lines = [f"D1 decode variants on {record['gpu']}: bf16 Hq {c['Hq']} Hkv {c['Hkv']} D {c['D']} "
              f"k {c['k']} w {c['w']}; copy rate {copy:.0f} GB/s; cell = us (fraction of copy rate, "
              f"ours / SDPA pre-gated)"]
-    head = f"{'variant':<18} {'regs':>4} {'blk/SM':>6} {'splits':>10} " + " ".join(f"{'B=' + B:>22}" for B in Bs)
+    head = f"{'variant':<24} {'regs':>4} {'blk/SM':>6} {'splits':>10} " + " ".join(f"{'B=' + B:>22}" for B in Bs)
     lines.append(head)
-    row = f"{'sdpa pre-gated':<18} {'':>4} {'':>6} {'':>10} "
+    row = f"{'sdpa pre-gated':<24} {'':>4} {'':>6} {'':>10} "
     row += " ".join(f"{(sd[B]['median_ms'] or 0) * 1e3:>10.1f} us{'':>9}" if sd.get(B, {}).get("median_ms")
                     else f"{'-':>22}" for B in Bs)
     lines.append(row)
@@ -173,7 +175,7 @@ def table(record):
         occ = min(info.get("blocks_per_sm_by_registers") or 99, info.get("blocks_per_sm_by_smem") or 99)
         sp = record["manifest_variants"][name].get("splits", {})
         sp = "/".join(str(sp.get(B, "?")) for B in Bs)
-        row = f"{name:<18} {info.get('registers') or '-':>4} {occ if occ != 99 else '-':>6} {sp:>10} "
+        row = f"{name:<24} {info.get('registers') or '-':>4} {occ if occ != 99 else '-':>6} {sp:>10} "
         cells = []
         for B in Bs:
             r = res.get(B, {})
@@ -227,8 +229,7 @@ def main():
         return
 
     os.makedirs(a.out, exist_ok=True)
-    scratch = os.path.join(a.out, ".decode_variants_tmp")
-    os.makedirs(scratch, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="decode_variants_")  # reference outputs between the children
     names = a.only.split(",") if a.only else list(manifest["variants"])
     if "default" in names:  # first: the others compare with its output
         names.remove("default")
@@ -239,6 +240,7 @@ def main():
     part = os.path.join(scratch, "part.json")
     rc = subprocess.run(common + ["--child", "baselines", "--part", part]).returncode
     if rc:
+        shutil.rmtree(scratch, ignore_errors=True)
         sys.exit(f"baselines child failed ({rc})")
     with open(part) as f:
         baselines = json.load(f)
@@ -288,6 +290,7 @@ def main():
               "sleep, CUDA events, 5 warm-ups, median of 20",
               "baselines": baselines, "variants": variants, "crashed": crashed,
               "manifest_variants": manifest["variants"], "elapsed_s": round(time.time() - t0, 1)}
+    shutil.rmtree(scratch, ignore_errors=True)
     record["table"] = table(record)
     path = os.path.join(a.out, a.name)
     with open(path, "w") as f:
