@@ -2,9 +2,9 @@
 // whose PTX holds L2 bulk prefetches of the rows ahead, 16-byte coalesced
 // K/V copies into the cp.async ring (cp.async.cg, 4-byte scores by
 // cp.async.ca, commit / wait_group) read back with ld.shared.v4, the dot
-// products' butterfly shuffles, ex2 for the online softmax, and the split
-// merge (a device-global counter, membar.gl around atom.global.add); 128
-// threads. decode-kernel=tiles-mma: the same launch on mma.sync (24 per
+// products' butterfly shuffles, ex2 (ftz) for the online softmax, and the
+// split merge (a device-global counter, membar.gl around atom.global.add);
+// 128 threads. decode-kernel=tiles-mma: the same launch on mma.sync (24 per
 // iteration at D = 128: 16 for Q K^T, 8 for V^T P^T) with the rescale
 // factors from other lanes (shfl.idx). f32 keeps the loop kernels.
 // decode-kernel=tiles is the default; decode-kernel=loops emits no tile
@@ -34,7 +34,7 @@
 // CHECK-SAME: cp.async.wait_group {{[^;]*}}1;
 // CHECK-SAME: ld.shared.v4.b32
 // CHECK-SAME: shfl.sync.bfly.b32 {{[^,]*}}, {{[^,]*}}, 8, 31, -1;
-// CHECK-SAME: ex2.approx.f32
+// CHECK-SAME: ex2.approx.ftz.f32
 // CHECK-SAME: bar.sync
 // CHECK-SAME: membar.gl;
 // CHECK-SAME: atom.global.add.u32

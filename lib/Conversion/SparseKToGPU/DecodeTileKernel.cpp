@@ -50,6 +50,18 @@ struct DK : KernelMath {
   Type elem; // bf16 or f16
   DK(OpBuilder &b, Location loc, Type elem) : KernelMath{b, loc}, elem(elem) {}
 
+  /// exp2 of the walk's online softmax as ex2.approx.ftz.f32. math.exp2
+  /// lowers to the non-ftz instruction wrapped in a range fix-up for
+  /// results below 2^-126 (a compare and two predicated multiplies around
+  /// each MUFU.EX2, 20 of which run per lane and iteration at G = 4); such
+  /// weights are zero next to the running maximum's 1 anyway.
+  Value exp2(Value x) {
+    return LLVM::CallIntrinsicOp::create(
+               b, loc, b.getF32Type(),
+               b.getStringAttr("llvm.nvvm.ex2.approx.ftz.f32"), ValueRange{x})
+        .getResult(0);
+  }
+
   VectorType chunkF32() {
     return VectorType::get({kDecodeChunk}, b.getF32Type());
   }
