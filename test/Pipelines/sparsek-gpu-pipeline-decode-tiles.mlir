@@ -25,7 +25,7 @@
 // CHECK: llvm.func @f32_decode(
 // CHECK-NOT: @sparsek_decode_tiles_
 // CHECK: gpu.binary @sparsek_decode_tiles_0
-// CHECK-SAME: .global .align 4 .b8 split_counters[1056];
+// CHECK-SAME: .global .align 4 .b8 split_counters[8448];
 // CHECK-SAME: .entry decode_g4(
 // CHECK-SAME: .maxntid 128, 1, 1
 // CHECK-SAME: cp.async.cg.shared.global
@@ -48,7 +48,7 @@
 // MMA-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // MMA-SAME: atom.global.add.u32
 // LOOPS-NOT: sparsek_decode_tiles
-// CPU: llvm.mlir.global private @sparsek_decode_split_counters(dense<0> : tensor<264xi32>)
+// CPU: llvm.mlir.global private @sparsek_decode_split_counters(dense<0> : tensor<2112xi32>)
 // CPU: llvm.func @bf16_decode(
 // CPU: llvm.atomicrmw add
 // CPU-NOT: gpu.

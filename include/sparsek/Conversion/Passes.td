@@ -163,7 +163,7 @@ def SparseKTileDecodeAttention : Pass<"sparsek-tile-decode-attention", "ModuleOp
     a position of the window exactly when r <= pos[b]; the order of the
     keys does not change the softmax). They are numbered 0 .. n_pool + n_win
     and cut into `splits` equal ranges; splits = 1 once B * Hkv reaches
-    `target-blocks`, else enough to reach it (at most one per 64 slots).
+    `target-blocks`, else enough to reach it (at most one per 128 slots).
 
     - `form=kernel`: one `gpu.launch_func` per op, grid (splits, Hkv, B),
       4 warps. `math=simt` (CUDA cores): lanes copy 16-byte chunks of slot
@@ -229,7 +229,7 @@ def SparseKTileDecodeAttention : Pass<"sparsek-tile-decode-attention", "ModuleOp
 
     ```mlir
     gpu.module @sparsek_decode_tiles_0 {
-      memref.global "private" @counters : memref<264xi32> = dense<0>
+      memref.global "private" @counters : memref<2112xi32> = dense<0>
       gpu.func @decode_g4(...) workgroup(...) kernel {
         vector.load ... {alignment = 16} : memref<?x8x2560x128xbf16>, vector<8xbf16>
         gpu.shuffle xor ... ; math.exp2 ... ; memref.atomic_rmw addi ...
@@ -249,9 +249,11 @@ def SparseKTileDecodeAttention : Pass<"sparsek-tile-decode-attention", "ModuleOp
            "simt (CUDA cores: per-lane dot products, a cp.async ring per "
            "warp) or mma (tensor cores: mma.sync over 16-slot key tiles, "
            "P in registers); the scalar form walks as that kernel does">,
-    Option<"targetBlocks", "target-blocks", "int64_t", /*default=*/"264",
-           "Thread blocks a launch aims for (about 2 per SM of an H100/H200): "
-           "(b, KV head) pairs are split until they reach it; at most 2^20">
+    Option<"targetBlocks", "target-blocks", "int64_t", /*default=*/"2112",
+           "Thread blocks a launch aims for (16 per SM of an H100/H200, "
+           "about 5 waves at 3 resident blocks per SM, so the last wave's "
+           "tail is short): (b, KV head) pairs are split until they reach "
+           "it; at most 2^20">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::gpu::GPUDialect",

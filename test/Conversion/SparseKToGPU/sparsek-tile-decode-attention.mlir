@@ -20,10 +20,10 @@
 // CHECK: arith.constant 2 : i32
 // CHECK: memref.extract_aligned_pointer_as_index %[[KC]]
 // CHECK: arith.constant 6 : i32
-// Splits: ceil(264 / (B * 8)), at most (k + w) / 64 = 40, at least 1.
+// Splits: ceil(2112 / (B * 8)), at most (k + w) / 128 = 20, at least 1.
 // CHECK: %[[PAIRS:.*]] = arith.muli %[[B]], %{{.*}} : index
-// CHECK: arith.constant 264 : index
-// CHECK: arith.constant 40 : index
+// CHECK: arith.constant 2112 : index
+// CHECK: arith.constant 20 : index
 // CHECK: %[[SPLITS:.*]] = arith.maxsi
 // Partials [pairs * splits, G, Dv + 32] only when splits > 1.
 // CHECK: %[[PART:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x160xf32>
@@ -35,7 +35,7 @@
 // CHECK: memref.dealloc %[[PART]]
 // CHECK-NOT: sparsek.decode_attention
 // CHECK: gpu.module @[[MOD]]
-// CHECK: memref.global "private" @[[CTR:split_counters]] : memref<264xi32, #gpu.address_space<global>> = dense<0>
+// CHECK: memref.global "private" @[[CTR:split_counters]] : memref<2112xi32, #gpu.address_space<global>> = dense<0>
 // CHECK: gpu.func @decode_g4(
 // CHECK-SAME: %{{[^:]*}}: index, %[[KWORD:[^:]*]]: memref<i32>, %[[KMIRROR:[^:]*]]: memref<i32>)
 // CHECK-SAME: workgroup(%[[SO:.*]] : memref<4x4x128xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SM:.*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %[[SL:.*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %[[SF:.*]] : memref<2xi32, #gpu.address_space<workgroup>>,
@@ -108,9 +108,9 @@
 // The last block of (b, h) to arrive merges the splits and resets the counter.
 // CHECK: nvvm.memory.barrier <gpu>
 // CHECK: gpu.barrier
-// CHECK: %[[C:.*]] = memref.get_global @[[CTR]] : memref<264xi32, #gpu.address_space<global>>
-// CHECK: memref.atomic_rmw addi %{{.*}}, %[[C]][%{{.*}}] : (i32, memref<264xi32, #gpu.address_space<global>>) -> i32
-// CHECK: memref.store %{{.*}}, %[[C]][%{{.*}}] : memref<264xi32, #gpu.address_space<global>>
+// CHECK: %[[C:.*]] = memref.get_global @[[CTR]] : memref<2112xi32, #gpu.address_space<global>>
+// CHECK: memref.atomic_rmw addi %{{.*}}, %[[C]][%{{.*}}] : (i32, memref<2112xi32, #gpu.address_space<global>>) -> i32
+// CHECK: memref.store %{{.*}}, %[[C]][%{{.*}}] : memref<2112xi32, #gpu.address_space<global>>
 // CHECK: memref.store %{{.*}}, %[[SF]]
 // CHECK: gpu.barrier
 // CHECK: nvvm.memory.barrier <gpu>
