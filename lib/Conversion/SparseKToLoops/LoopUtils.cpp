@@ -1,5 +1,6 @@
 //===- LoopUtils.cpp - IR-building helpers shared by the loop lowerings ---===//
 #include "LoopUtils.h"
+#include "TopKHeap.h"
 
 #include "sparsek/Conversion/SparseKToLoops/Status.h"
 
@@ -192,6 +193,26 @@ Value sparsek::emitInRange(OpBuilder &b, Location loc, Value x, Value lo,
   Value belowHi =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, x, hi);
   return arith::AndIOp::create(b, loc, aboveLo, belowHi);
+}
+
+SmallVector<Value> sparsek::emitForListedCandidates(
+    OpBuilder &b, Location loc, Value indices, Value bi, Value h, Value t,
+    Value k, Value lastCandidate, ValueRange init,
+    function_ref<SmallVector<Value>(OpBuilder &, Location, Value, Value,
+                                    ValueRange)>
+        body) {
+  Value zero = emitIndex(b, loc, 0);
+  return emitForCarrying(
+      b, loc, zero, k, init,
+      [&](OpBuilder &nb, Location nl, Value i, ValueRange carried) {
+        Value j = emitLoadIndex(nb, nl, indices, {bi, h, t, i});
+        return emitIfElse(
+            nb, nl, emitInRange(nb, nl, j, zero, lastCandidate),
+            [&](OpBuilder &tb, Location tl) {
+              return body(tb, tl, j, i, carried);
+            },
+            [&](OpBuilder &, Location) { return SmallVector<Value>(carried); });
+      });
 }
 
 static SmallVector<Value, 4> withLast(ArrayRef<Value> lead, Value i) {

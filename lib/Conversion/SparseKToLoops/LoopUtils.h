@@ -48,6 +48,17 @@ Value emitLoadIndex(OpBuilder &b, Location loc, Value buf, ValueRange indices);
 /// i1: lo <= x <= hi, as signed indices.
 Value emitInRange(OpBuilder &b, Location loc, Value x, Value lo, Value hi);
 
+/// Over the `k` listed entries i of query t of row (bi, h) of `indices`
+/// ([B, Hkv, T, k]): `body(j, i, carried)` for each whose position j is a
+/// candidate, 0 <= j <= lastCandidate (the rest is padding or would double
+/// the window), carrying its results; returns the final carried values.
+SmallVector<Value> emitForListedCandidates(
+    OpBuilder &b, Location loc, Value indices, Value bi, Value h, Value t,
+    Value k, Value lastCandidate, ValueRange init,
+    function_ref<SmallVector<Value>(OpBuilder &, Location, Value j, Value i,
+                                    ValueRange carried)>
+        body);
+
 /// scf.if without results.
 void emitIf(OpBuilder &b, Location loc, Value cond,
             function_ref<void(OpBuilder &, Location)> thenBody);

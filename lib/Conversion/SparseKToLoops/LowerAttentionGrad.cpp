@@ -87,19 +87,12 @@ static SmallVector<Value> emitVisitAttended(OpBuilder &b, Location loc,
     return carried;
   Value lastCandidate =
       arith::SubIOp::create(b, loc, pos, emitIndex(b, loc, w));
-  return emitForCarrying(
-      b, loc, zero, kCount, carried,
-      [&](OpBuilder &nb, Location nl, Value i, ValueRange c) {
-        Value j = emitLoadIndex(nb, nl, op.getIndices(), {bi, h, t, i});
-        Value valid = emitInRange(nb, nl, j, zero, lastCandidate);
-        return emitIfElse(
-            nb, nl, valid,
-            [&](OpBuilder &tb, Location tl) {
-              Value gate = memref::LoadOp::create(tb, tl, op.getGates(),
-                                                  ValueRange{bi, h, t, i});
-              return visit(tb, tl, AttendedKey{j, gate, i}, c);
-            },
-            [&](OpBuilder &, Location) { return SmallVector<Value>(c); });
+  return emitForListedCandidates(
+      b, loc, op.getIndices(), bi, h, t, kCount, lastCandidate, carried,
+      [&](OpBuilder &nb, Location nl, Value j, Value i, ValueRange c) {
+        Value gate = memref::LoadOp::create(nb, nl, op.getGates(),
+                                            ValueRange{bi, h, t, i});
+        return visit(nb, nl, AttendedKey{j, gate, i}, c);
       });
 }
 

@@ -105,33 +105,21 @@ Value mlir::sparsek::emitSupportGateGradSum(
     OpBuilder &b, Location loc, SelectGradOp op, Value k, Value bi, Value h,
     Value t, Value lastCandidate, Value tau,
     function_ref<void(OpBuilder &, Location, Value, ValueRange, Value)> add) {
-  Value zero = emitIndex(b, loc, 0);
-  auto keep = [&](OpBuilder &, Location, ValueRange carried) {
-    return SmallVector<Value>(carried);
-  };
-  return emitForCarrying(
-      b, loc, zero, k, emitF32(b, loc, 0.0),
-      [&](OpBuilder &nb, Location nl, Value i, ValueRange carried) {
-        Value j = emitLoadIndex(nb, nl, op.getIndices(), {bi, h, t, i});
-        Value listed = emitInRange(nb, nl, j, zero, lastCandidate);
+  return emitForListedCandidates(
+      b, loc, op.getIndices(), bi, h, t, k, lastCandidate,
+      ValueRange{emitF32(b, loc, 0.0)},
+      [&](OpBuilder &nb, Location nl, Value j, Value i, ValueRange carried) {
+        Value score = memref::LoadOp::create(nb, nl, op.getScores(),
+                                             ValueRange{bi, h, j});
         return emitIfElse(
-            nb, nl, listed,
-            [&](OpBuilder &tb, Location tl) {
-              Value score = memref::LoadOp::create(tb, tl, op.getScores(),
-                                                   ValueRange{bi, h, j});
-              return emitIfElse(
-                  tb, tl, emitInSupport(tb, tl, score, tau),
-                  [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
-                    Value g = memref::LoadOp::create(sb, sl, op.getGradGates(),
-                                                     ValueRange{bi, h, t, i});
-                    add(sb, sl, op.getInit(), {bi, h, j}, g);
-                    return {arith::AddFOp::create(sb, sl, carried[0], g)};
-                  },
-                  [&](OpBuilder &eb, Location el) {
-                    return keep(eb, el, carried);
-                  });
+            nb, nl, emitInSupport(nb, nl, score, tau),
+            [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
+              Value g = memref::LoadOp::create(sb, sl, op.getGradGates(),
+                                               ValueRange{bi, h, t, i});
+              add(sb, sl, op.getInit(), {bi, h, j}, g);
+              return {arith::AddFOp::create(sb, sl, carried[0], g)};
             },
-            [&](OpBuilder &eb, Location el) { return keep(eb, el, carried); });
+            [&](OpBuilder &, Location) { return SmallVector<Value>(carried); });
       })[0];
 }
 
