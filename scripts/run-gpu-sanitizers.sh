@@ -25,6 +25,8 @@
 # UNIT (default: rt py):
 #   py              one unit per python/test/gpu/test_*.py
 #   py:NODE         a pytest node of python/test/gpu (test_x.py[::test_y])
+#   py:FILE%I/N     shard I (1..N) of FILE's collected tests: every N-th test
+#                   from the I-th, so that a long file runs in N parallel runs
 #   rt              one unit per test of the runtime's GPU test binaries
 #   rt:BIN          one unit per test of build/runtime/test/sparsek_runtime_BIN
 #   rt:BIN:FILTER   one run of that binary with --gtest_filter=FILTER
@@ -161,6 +163,23 @@ run_one() {
   local t0 rc=0
   t0=$(date +%s)
   case $unit in
+  py:*%*/*)
+    # Collected without the tool (collection launches nothing), then run.
+    local spec=${unit#py:}
+    local file=${spec%\%*} shard=${spec##*%}
+    local nodes=()
+    mapfile -t nodes < <(cd "$RGS_ROOT/python" && "$RGS_PYTHON" -m pytest -q \
+      -p no:cacheprovider --collect-only "test/gpu/$file" 2> /dev/null |
+      grep '::' | awk -v i="${shard%/*}" -v n="${shard#*/}" '(NR - i) % n == 0')
+    if [ ${#nodes[@]} -eq 0 ]; then
+      echo "no test collected for $unit" > "$base.out"
+      rc=2
+    else
+      (cd "$RGS_ROOT/python" && exec timeout -k 20 "$limit" "$RGS_SANITIZER" "${flags[@]}" \
+        --target-processes all "$RGS_PYTHON" -m pytest -q -p no:cacheprovider -rs \
+        "${nodes[@]}") > "$base.out" 2>&1 || rc=$?
+    fi
+    ;;
   py:*)
     (cd "$RGS_ROOT/python" && exec timeout -k 20 "$limit" "$RGS_SANITIZER" "${flags[@]}" \
       --target-processes all "$RGS_PYTHON" -m pytest -q -p no:cacheprovider -rs \
