@@ -37,7 +37,6 @@
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
-#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
@@ -203,16 +202,31 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     return arith::IndexCastOp::create(b, loc, b.getI64Type(), p).getResult();
   };
   Value keyBase = basePointer(a.ops.key), valueBase = basePointer(a.ops.value);
+  // The walk's slot arithmetic in i32 (k + w < 2^30,
+  // decodeTilesUnsupportedReason): index math costs 64-bit compares,
+  // selects and adds per slot in a loop that is instruction-issue bound at
+  // B = 64.
+  Type i64 = b.getI64Type();
+  auto wide = [&](OpBuilder &ob, Location ol, Value v) {
+    return arith::IndexCastOp::create(ob, ol, i64, v).getResult();
+  };
+  Value hi32 = x.i32(range.hi), pool32 = x.i32(range.poolCount);
+  // Virtual slot v >= n_pool is window slot k + (v - n_pool).
+  Value windowShift = arith::SubIOp::create(b, loc, x.ci32(k), pool32);
+  Value pairBytes = wide(b, loc, x.mul(pairRow, x.c(rowBytes)));
+  Value warpSlot0 = x.i32(
+      emitWalkSlot(b, loc, geo, range.lo, x.c(0), warp, 0, x.c(0)));
   auto prefetchRows = [&](OpBuilder &pb, Location pl, Value first,
                           Value count) {
     KernelMath z{pb, pl};
-    emitIf(pb, pl, z.lt(z.c(0), count), [&](OpBuilder &ib, Location il) {
+    emitIf(pb, pl, z.lt(z.ci32(0), count), [&](OpBuilder &ib, Location il) {
       KernelMath u{ib, il};
-      Type i64 = ib.getI64Type();
-      Value offset = arith::IndexCastOp::create(
-          ib, il, i64, u.mul(u.add(pairRow, first), u.c(rowBytes)));
-      Value size = arith::IndexCastOp::create(ib, il, ib.getI32Type(),
-                                              u.mul(count, u.c(rowBytes)));
+      Value offset = arith::AddIOp::create(
+          ib, il, pairBytes,
+          arith::MulIOp::create(
+              ib, il, arith::ExtSIOp::create(ib, il, i64, first),
+              arith::ConstantIntOp::create(ib, il, i64, rowBytes)));
+      Value size = u.mul(count, u.ci32(rowBytes));
       auto global = LLVM::LLVMPointerType::get(ib.getContext(), 1);
       for (Value base : {keyBase, valueBase}) {
         Value addr = arith::AddIOp::create(ib, il, base, offset);
@@ -226,14 +240,13 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     emitIf(pb, pl, z.eq(lane, z.c(0)), [&](OpBuilder &ib, Location il) {
       KernelMath u{ib, il};
       Value from = u.min(
-          emitWalkSlot(ib, il, geo, range.lo, it, warp, 0, u.c(0)), range.hi);
-      Value to = u.min(u.add(from, u.c(geo.slotsPerIter())), range.hi);
-      Value pool = range.poolCount;
-      Value poolFrom = u.min(from, pool), poolTo = u.min(to, pool);
+          u.add(warpSlot0, u.mul(u.i32(it), u.ci32(geo.slotsPerBlockIter()))),
+          hi32);
+      Value to = u.min(u.add(from, u.ci32(geo.slotsPerIter())), hi32);
+      Value poolFrom = u.min(from, pool32), poolTo = u.min(to, pool32);
       prefetchRows(ib, il, poolFrom, u.sub(poolTo, poolFrom));
-      Value winFrom = u.max(from, pool), winTo = u.max(to, pool);
-      prefetchRows(ib, il, u.add(u.c(k), u.sub(winFrom, pool)),
-                   u.sub(winTo, winFrom));
+      Value winFrom = u.max(from, pool32), winTo = u.max(to, pool32);
+      prefetchRows(ib, il, u.add(winFrom, windowShift), u.sub(winTo, winFrom));
     });
   };
   // Iteration `it` prefetches what the walk reads kPrefetchIters
@@ -280,37 +293,93 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     // and the stage it refills was last read by its own earlier loads. Slots
     // past hi are zero-filled (nothing read); their weights are 0 below.
     Value sK = smem[4], sV = smem[5], sS = smem[6];
-    auto asyncToken = [&]() {
-      return nvgpu::DeviceAsyncTokenType::get(b.getContext());
+    // The copies as cp.async on raw addresses: one wide multiply-add per
+    // copy from invariant bases (memref addressing would redo the 64-bit
+    // row arithmetic per chunk).
+    DecodeSplitRange range32 = range;
+    range32.poolCount = pool32;
+    // Slot of (iteration 0, chunk 0) for this lane; iteration it adds
+    // it * slotsPerBlockIter, chunk c adds c * R (emitWalkSlot).
+    Value laneSlot0 = x.add(warpSlot0, x.i32(rowClass));
+    Value slotLo = x.i32(range.emitSlot(b, loc, range.lo, k));
+    int64_t elemBytes = elem.getIntOrFloatBitWidth() / 8;
+    Value colBytes = x.mul(col, x.c(elemBytes));
+    Value pairKey = arith::AddIOp::create(b, loc, pairBytes,
+                                          wide(b, loc, colBytes));
+    Value laneKey = arith::AddIOp::create(b, loc, keyBase, pairKey);
+    Value laneValue = arith::AddIOp::create(b, loc, valueBase, pairKey);
+    Value laneScore;
+    if (k > 0)
+      laneScore = arith::AddIOp::create(
+          b, loc, basePointer(scoreRows),
+          wide(b, loc, x.mul(pairRow, x.c(4))));
+    // This lane's ring entries of stage 0 and chunk 0 (shared addresses).
+    auto sharedBase = [&](Value ring, int64_t entryBytes) {
+      Value p = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, ring);
+      Value entry = x.add(x.mul(warp, x.c(chunks * 32)), lane);
+      return wide(b, loc, x.add(p, x.mul(entry, x.c(entryBytes))));
     };
+    int64_t chunkBytes = kDecodeChunk * elemBytes;
+    Value sKLane = sharedBase(sK, chunkBytes), sVLane = sharedBase(sV, chunkBytes);
+    Value sSLane = k > 0 ? sharedBase(sS, 4) : Value();
     auto issueTile = [&](OpBuilder &ib, Location il, Value it) {
-      DK y{ib, il, elem};
-      Value stage = y.rem(it, y.c(kDecodeStages));
-      SmallVector<Value> tokens;
-      auto copy = [&](Value dst, ValueRange dstAt, Value src, ValueRange srcAt,
-                      int64_t n, Value inside) {
-        tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
-            ib, il, asyncToken(), dst, dstAt, src, srcAt, ib.getIndexAttr(n),
-            y.sel(inside, y.c(n), y.c(0)),
-            n == kDecodeChunk ? ib.getUnitAttr() : UnitAttr()));
+      KernelMath y{ib, il};
+      auto add64 = [&](Value p, Value q) {
+        return arith::AddIOp::create(ib, il, p, q).getResult();
+      };
+      auto mul32 = [&](Value v, int64_t f) {
+        return arith::MulIOp::create(ib, il, v, y.ci32(f)).getResult();
+      };
+      Value it32 = y.i32(it);
+      Value stage = wide(ib, il, y.rem(it, y.c(kDecodeStages)));
+      Value itSlot = arith::AddIOp::create(
+          ib, il, laneSlot0, mul32(it32, geo.slotsPerBlockIter()));
+      auto shared = LLVM::LLVMPointerType::get(ib.getContext(), 3);
+      auto global = LLVM::LLVMPointerType::get(ib.getContext(), 1);
+      auto copy = [&](Value sBase, int64_t entryBytes, int64_t c, Value gBase,
+                      Value slot, int64_t gStride, Value inside) {
+        // Stage-major ring [stages][warps][chunks][32 lanes].
+        int64_t stageBytes = kDecodeWarps * chunks * 32 * entryBytes;
+        Value dst = add64(
+            sBase, arith::AddIOp::create(
+                       ib, il,
+                       arith::MulIOp::create(
+                           ib, il, stage,
+                           arith::ConstantIntOp::create(ib, il, i64,
+                                                        stageBytes)),
+                       arith::ConstantIntOp::create(ib, il, i64,
+                                                    c * 32 * entryBytes)));
+        // A 32 x 32 -> 64-bit multiply (the slot is below 2^30).
+        Value src = add64(
+            gBase, arith::MulIOp::create(
+                       ib, il, arith::ExtSIOp::create(ib, il, i64, slot),
+                       arith::ConstantIntOp::create(ib, il, i64, gStride)));
+        int64_t n = entryBytes;
+        NVVM::CpAsyncOp::create(
+            ib, il, LLVM::IntToPtrOp::create(ib, il, shared, dst),
+            LLVM::IntToPtrOp::create(ib, il, global, src),
+            ib.getI32IntegerAttr(n),
+            NVVM::LoadCacheModifierKindAttr::get(
+                ib.getContext(), n == 16 ? NVVM::LoadCacheModifierKind::CG
+                                         : NVVM::LoadCacheModifierKind::CA),
+            y.sel(inside, y.ci32(n), y.ci32(0)));
       };
       for (int64_t c = 0; c < chunks; ++c) {
-        Value v = emitWalkSlot(ib, il, geo, range.lo, it, warp, c, rowClass);
-        Value inside = y.lt(v, range.hi);
+        Value v = arith::AddIOp::create(ib, il, itSlot,
+                                        y.ci32(c * geo.rowsPerLoad));
+        Value inside = y.lt(v, hi32);
         // Past the end: the address of slot lo (a row of (b, h)), no bytes.
-        Value row = y.add(
-            pairRow, range.emitSlot(ib, il, y.sel(inside, v, range.lo), k));
-        Value at = y.c(0);
-        copy(sK, {stage, warp, y.c(c), lane, at}, keyRows, {row, col},
-             kDecodeChunk, inside);
-        copy(sV, {stage, warp, y.c(c), lane, at}, valueRows, {row, col},
-             kDecodeChunk, inside);
+        Value slot =
+            y.sel(inside,
+                  y.sel(y.lt(v, pool32), v,
+                        arith::AddIOp::create(ib, il, v, windowShift)),
+                  slotLo);
+        copy(sKLane, chunkBytes, c, laneKey, slot, rowBytes, inside);
+        copy(sVLane, chunkBytes, c, laneValue, slot, rowBytes, inside);
         if (k > 0)
-          copy(sS, {stage, warp, y.c(c), lane}, scoreRows, {row}, 1, inside);
+          copy(sSLane, 4, c, laneScore, slot, 4, inside);
       }
-      return nvgpu::DeviceAsyncCreateGroupOp::create(ib, il, asyncToken(),
-                                                     tokens)
-          .getResult();
+      NVVM::CpAsyncCommitGroupOp::create(ib, il);
     };
 
     Value iters = emitWalkIterations(b, loc, geo, range.lo, range.hi);
@@ -343,26 +412,29 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
           prefetchAhead(lb, ll, it);
           // Tile it + 1 in flight (zero-filled past the walk), then tile it
           // landed: at most the newest group pending.
-          Value copies = issueTile(lb, ll, next);
-          nvgpu::DeviceAsyncWaitOp::create(lb, ll, copies,
-                                           lb.getI32IntegerAttr(1));
+          issueTile(lb, ll, next);
+          NVVM::CpAsyncWaitGroupOp::create(lb, ll, 1);
           Value stage = y.rem(it, y.c(kDecodeStages));
           auto chunkAt = [&](Value ring, int64_t c) {
             return y.loadChunk(ring, {stage, warp, y.c(c), lane, y.c(0)});
           };
           SmallVector<Value> valid, gate, kc;
           Value sawBad = emitBool(lb, ll, false);
+          Value itSlot = arith::AddIOp::create(
+              lb, ll, laneSlot0,
+              arith::MulIOp::create(lb, ll, y.i32(it),
+                                    y.ci32(geo.slotsPerBlockIter())));
           for (int64_t c = 0; c < chunks; ++c) {
-            Value v =
-                emitWalkSlot(lb, ll, geo, range.lo, it, warp, c, rowClass);
-            Value inside = y.lt(v, range.hi);
+            Value v = arith::AddIOp::create(lb, ll, itSlot,
+                                            y.ci32(c * geo.rowsPerLoad));
+            Value inside = y.lt(v, hi32);
             kc.push_back(chunkAt(sK, c));
             Value score;
             if (k > 0)
               score = memref::LoadOp::create(
                   lb, ll, sS, ValueRange{stage, warp, y.c(c), lane});
             auto [counts, g] =
-                emitSlotGateOf(lb, ll, k, range, v, score, range.tau);
+                emitSlotGateOf(lb, ll, k, range32, v, score, range.tau);
             valid.push_back(y.andI(inside, counts));
             gate.push_back(g);
             // An invalid pool score among the slots this lane reads.

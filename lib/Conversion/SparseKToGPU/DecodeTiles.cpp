@@ -50,6 +50,9 @@ std::string sparsek::decodeTilesUnsupportedReason(DecodeAttentionOp op,
   int64_t d = key.getDimSize(3), dv = value.getDimSize(3);
   if (d != dv || (d != 64 && d != 128))
     return "D and Dv must be equal, 64 or 128";
+  // The kernel walks slots in i32 (DecodeTileKernel.cpp).
+  if (op.getKAttr().getInt() + op.getWAttr().getInt() >= (int64_t(1) << 30))
+    return "k + w must be below 2^30";
   return "";
 }
 
@@ -89,9 +92,7 @@ DecodeSplitRange DecodeSplitRange::emit(OpBuilder &b, Location loc,
   Value tau32 = memref::LoadOp::create(b, loc, ops.tau, ValueRange{bi, h});
   Value tauNaN =
       arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO, tau32, tau32);
-  Value tau;
-  if (k > 0)
-    tau = arith::ExtFOp::create(b, loc, b.getF64Type(), tau32);
+  Value tau = k > 0 ? tau32 : Value();
   Value n = x.add(poolCount, windowCount);
   Value length = x.ceilDiv(n, splits);
   Value lo = x.min(x.mul(split, length), n);

@@ -98,7 +98,7 @@ struct DecodeSplitRange {
   Value lo, hi;    // virtual slots [lo, hi)
   Value badState;  // i1: INVALID_CACHE_STATE
   Value badTau;    // i1: INVALID_SCORE
-  Value tau;       // f64 tau of (bi, h) for the gates; null when k = 0
+  Value tau;       // f32 tau of (bi, h) for the gates; null when k = 0
 
   static DecodeSplitRange emit(OpBuilder &b, Location loc,
                                const DecodeOperands &ops, int64_t k, int64_t w,
@@ -120,7 +120,8 @@ Value emitWalkIterations(OpBuilder &b, Location loc, const DecodeGeometry &geo,
 /// invalid scores: such a slot is skipped, as in the GPU loop form, and the
 /// forms report INVALID_SCORE exactly where it does not count) and its f32
 /// gate (clip(score - tau, 0, 1) in the pool as sparsek.select computes it,
-/// 1 in the window). `tau` is f64.
+/// 1 in the window). `tau` is f32 (emitClipGate: the gate of an f64 tau
+/// equal to it).
 std::pair<Value, Value> emitSlotGate(OpBuilder &b, Location loc,
                                      const DecodeOperands &ops, int64_t k,
                                      const DecodeSplitRange &range, Value v,

@@ -284,6 +284,17 @@ Value sparsek::emitIsFiniteScore(OpBuilder &b, Location loc, Value score) {
 Value sparsek::emitClipGate(OpBuilder &b, Location loc, Value score,
                             Value tau) {
   // maxnumf ignores the NaN of -inf - (-inf) and of NaN scores: they get 0.
+  if (tau.getType().isF32()) {
+    // An f32 tau: the f32 difference is the f64 path's result exactly. Both
+    // round the exact difference once (the f64 difference is exact when the
+    // exponents differ by at most 29; beyond that the smaller operand is
+    // under 2^-29 of the larger, too small to move the f32 rounding), and
+    // the clips are exact.
+    Value d = arith::SubFOp::create(b, loc, score, tau);
+    Value atLeastZero =
+        arith::MaxNumFOp::create(b, loc, d, emitF32(b, loc, 0.0));
+    return arith::MinNumFOp::create(b, loc, atLeastZero, emitF32(b, loc, 1.0));
+  }
   Value z = toF64(b, loc, score);
   Value d = arith::SubFOp::create(b, loc, z, tau);
   Value zero = f64Const(b, loc, 0.0);

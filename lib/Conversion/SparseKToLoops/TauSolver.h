@@ -116,8 +116,9 @@ Value emitIsCandidateScore(OpBuilder &b, Location loc, Operation *anchor,
 /// then skipped like -inf: SPEC 3, "kernels treat NaN as -inf").
 Value emitIsFiniteScore(OpBuilder &b, Location loc, Value score);
 
-/// f32 clip(score - tau, 0, 1) for an f32 score and f64 tau; 0 for masked
-/// (-inf) and invalid (NaN) scores, also when tau = -inf.
+/// f32 clip(score - tau, 0, 1) for an f32 score and an f64 tau (or an f32
+/// one, computed in f32 with the same result); 0 for masked (-inf) and
+/// invalid (NaN) scores, also when tau = -inf.
 Value emitClipGate(OpBuilder &b, Location loc, Value score, Value tau);
 
 /// i1: the f32 `score` is in the SPARSEK support of threshold `tau` (f64),

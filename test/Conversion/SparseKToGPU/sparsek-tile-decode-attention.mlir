@@ -53,13 +53,20 @@
 // The flag of skipped invalid pool scores: cleared by thread 0 first.
 // CHECK: memref.store %c0_i32{{.*}}, %[[SF]][%[[FLAG:.*]]] : memref<2xi32
 // CHECK: gpu.barrier
+// The copies' shared addresses: this lane's entries of the K, V and score
+// rings.
+// CHECK: memref.extract_aligned_pointer_as_index %[[RK]]
+// CHECK: memref.extract_aligned_pointer_as_index %[[RV]]
+// CHECK: memref.extract_aligned_pointer_as_index %[[RS]]
 // Tile 0 into stage 0 (where the walk is not empty): per chunk a 16-byte K
-// and V copy (zero-filled past the walk) and the slot's 4-byte score.
+// and V copy (zero-filled past the walk: the byte count is a select) and
+// the slot's 4-byte score, from the slot's i32 number.
 // CHECK: scf.if
-// CHECK: nvgpu.device_async_copy %{{.*}}, %[[RK]][{{.*}}], 8, %{{.*}} {bypassL1} : memref<?x128xbf16> to memref<2x4x4x32x8xbf16
-// CHECK: nvgpu.device_async_copy %{{.*}}, %[[RV]][{{.*}}], 8, %{{.*}} {bypassL1}
-// CHECK: nvgpu.device_async_copy %{{.*}}, %[[RS]][{{.*}}], 1, %{{.*}} : memref<?xf32>
-// CHECK: nvgpu.device_async_create_group
+// CHECK: arith.cmpi slt, %{{.*}}, %{{.*}} : i32
+// CHECK: nvvm.cp.async.shared.global %{{.*}}, %{{.*}}, 16, cache =  cg, %{{.*}} : !llvm.ptr<3>, !llvm.ptr<1>, i32
+// CHECK: nvvm.cp.async.shared.global %{{.*}}, %{{.*}}, 16, cache =  cg
+// CHECK: nvvm.cp.async.shared.global %{{.*}}, %{{.*}}, 4, cache =  ca
+// CHECK: nvvm.cp.async.commit.group
 // Lane 0 of each warp prefetches its rows further ahead into L2 (K and V,
 // pool and window pieces), before the loop and in it.
 // CHECK: nvvm.cp.async.bulk.prefetch %{{.*}}, %{{.*}} : <1>
@@ -69,13 +76,16 @@
 // CHECK: nvvm.cp.async.bulk.prefetch
 // Per iteration: the next tile's copies, then this tile's (one group left
 // pending), read back from the ring by the lane that copied them.
-// CHECK-COUNT-12: nvgpu.device_async_copy
-// CHECK: %[[GROUP:.*]] = nvgpu.device_async_create_group
-// CHECK: nvgpu.device_async_wait %[[GROUP]] {numGroups = 1 : i32}
+// CHECK-COUNT-12: nvvm.cp.async.shared.global
+// CHECK: nvvm.cp.async.commit.group
+// CHECK: nvvm.cp.async.wait.group 1
 // CHECK: vector.load %[[RK]][{{.*}}] {alignment = 16 : i64} : memref<2x4x4x32x8xbf16, #gpu.address_space<workgroup>>, vector<8xbf16>
-// The pool slot's score, its gate in f64 as sparsek.select computes it.
+// The pool slot's score, its gate in f32 (equal to sparsek.select's f64
+// gate of the f32 tau: emitClipGate).
 // CHECK: memref.load %[[RS]]
-// CHECK: arith.subf %{{.*}} : f64
+// CHECK: arith.subf %{{.*}} : f32
+// CHECK: arith.maxnumf
+// CHECK: arith.minnumf
 // CHECK-COUNT-3: vector.load %[[RK]]
 // CHECK-COUNT-4: vector.load %[[RV]]
 // Dot products: a chain of 8 fmas per lane, then reduced over the 16 lanes
@@ -147,7 +157,7 @@
 // MMA-COUNT-8: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x128xbf16>, vector<8xbf16>
 // MMA: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x128xbf16>, vector<16xbf16>
 // MMA-NEXT: memref.load %{{.*}} : memref<?xf32>
-// MMA: arith.subf %{{.*}} : f64
+// MMA: arith.subf %{{.*}} : f32
 // S = Q K^T: 8 k-steps per key tile (D = 128), f32 accumulators.
 // MMA: vector.shuffle %{{.*}} [0, 9] : vector<8xbf16>, vector<8xbf16>
 // MMA-COUNT-16: nvvm.mma.sync A[{{.*}}]  B[{{.*}}]  C[{{.*}}]  {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>}
@@ -237,8 +247,10 @@ func.func @bf16_d128_g4(%q: memref<?x32x128xbf16>, %kc: memref<?x8x2560x128xbf16
 // CHECK-NEXT: sparsek.decode_attention
 // CHECK: gpu.module @[[MOD]]
 // CHECK: gpu.func @decode_g1(
-// CHECK: nvgpu.device_async_copy %{{.*}} : memref<?x64xf16> to memref<2x4x4x32x8xf16
-// CHECK-NOT: memref<?xf32>
+// CHECK: memref.extract_aligned_pointer_as_index %{{.*}} : memref<2x4x4x32x8xf16, #gpu.address_space<workgroup>>
+// CHECK-NOT: memref<2x4x4x32xf32
+// CHECK: nvvm.cp.async.shared.global %{{.*}}, %{{.*}}, 16, cache =  cg
+// CHECK-NOT: cache =  ca
 // CHECK: gpu.shuffle  xor %{{.*}}, %c4_i32
 // CHECK: gpu.shuffle  xor %{{.*}}, %c8_i32
 // CHECK: gpu.shuffle  xor %{{.*}}, %c16_i32
