@@ -99,6 +99,57 @@ struct DK : KernelMath {
     return vector::FromElementsOp::create(b, loc, chunkF32(), e);
   }
   void fence() { NVVM::MembarOp::create(b, loc, NVVM::MemScopeKind::GPU); }
+
+  /// Each of `vals` summed over the `lanes` lanes of this lane's row (the
+  /// lane-id bits [0, log2 lanes)), every sum in every lane. A transposing
+  /// butterfly: each xor step halves the values a lane holds (it keeps one
+  /// half and sends the other), so n values cost n - 1 shuffles and adds
+  /// (plus two selects each) instead of n log2(lanes); then each sum is
+  /// read from a lane that holds it (n indexed shuffles within the row).
+  SmallVector<Value> rowSums(ArrayRef<Value> vals, Value lane, int64_t lanes) {
+    int64_t n = llvm::PowerOf2Ceil(vals.size());
+    SmallVector<Value> cur(vals);
+    cur.resize(n, f(0.0)); // padding to a power of two
+    Value lane32 = i32(lane);
+    int64_t logLanes = llvm::Log2_64(lanes), logN = llvm::Log2_64(n);
+    int64_t steps = std::min(logLanes, logN);
+    for (int64_t st = 0; st < logLanes; ++st) {
+      int64_t off = lanes >> (st + 1);
+      if (st >= steps) { // one value left: a plain xor sum
+        cur[0] = fadd(cur[0], shuffleXor(cur[0], off));
+        continue;
+      }
+      // Lanes with this bit set keep the upper half.
+      Value upper = arith::CmpIOp::create(
+          b, loc, arith::CmpIPredicate::ne,
+          arith::AndIOp::create(b, loc, lane32, ci32(off)), ci32(0));
+      int64_t half = cur.size() / 2;
+      SmallVector<Value> next;
+      for (int64_t j = 0; j < half; ++j) {
+        Value lo = cur[j], hi = cur[j + half];
+        Value keep = sel(upper, hi, lo), send = sel(upper, lo, hi);
+        next.push_back(fadd(keep, shuffleXor(send, off)));
+      }
+      cur = next;
+    }
+    // Value i sits in slot i % m of the row lane whose top `steps` bits are
+    // i's top `steps` bits (the lanes below them hold the same sums).
+    int64_t m = cur.size();
+    // shfl.idx within segments of `lanes` lanes: the source lane keeps this
+    // lane's bits above the row (c = segment mask << 8 | clamp).
+    Value allLanes = ci32(-1);
+    Value segment = ci32(((32 - lanes) << 8) | (lanes - 1));
+    SmallVector<Value> sums;
+    for (int64_t i = 0; i < static_cast<int64_t>(vals.size()); ++i) {
+      int64_t owner = (i >> (logN - steps)) << (logLanes - steps);
+      sums.push_back(NVVM::ShflOp::create(b, loc, b.getF32Type(), allLanes,
+                                          cur[i % m], ci32(owner), segment,
+                                          NVVM::ShflKind::idx,
+                                          /*return_value_and_is_valid=*/nullptr)
+                         .getResult());
+    }
+    return sums;
+  }
 };
 
 /// sFlag[kBadScoreFlag]: some lane skipped an invalid pool score.
@@ -446,14 +497,18 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
           SmallVector<Value> vc;
           for (int64_t c = 0; c < chunks; ++c)
             vc.push_back(chunkAt(sV, c));
+          // The dot products of every (head, chunk), each summed over the
+          // C lanes of its row.
+          SmallVector<Value> parts;
+          for (int64_t g = 0; g < group; ++g)
+            for (int64_t c = 0; c < chunks; ++c)
+              parts.push_back(y.dot(qs[g], kc[c]));
+          SmallVector<Value> dots = y.rowSums(parts, lane, lanes);
           SmallVector<Value> nextState;
           for (int64_t g = 0; g < group; ++g) {
             SmallVector<Value> s;
-            for (int64_t c = 0; c < chunks; ++c) {
-              // The dot product over the C lanes of the row.
-              Value part = y.xorReduce(y.dot(qs[g], kc[c]), 1, lanes);
-              s.push_back(y.sel(valid[c], part, y.negInf()));
-            }
+            for (int64_t c = 0; c < chunks; ++c)
+              s.push_back(y.sel(valid[c], dots[g * chunks + c], y.negInf()));
             Value m = carried[3 * g], l = carried[3 * g + 1],
                   o = carried[3 * g + 2];
             Value mNew = m;

@@ -88,14 +88,19 @@
 // CHECK: arith.minnumf
 // CHECK-COUNT-3: vector.load %[[RK]]
 // CHECK-COUNT-4: vector.load %[[RV]]
-// Dot products: a chain of 8 fmas per lane, then reduced over the 16 lanes
-// of a row.
+// Dot products: a chain of 8 fmas per lane for each of the 16 (head,
+// chunk) pairs, then summed over the 16 lanes of a row by a transposing
+// butterfly (8 + 4 + 2 + 1 xor shuffles by 8, 4, 2, 1) and read back from
+// the lanes that hold the sums (16 indexed shuffles within 16-lane rows:
+// c = 16 << 8 | 15 = 4111).
 // CHECK: arith.mulf %{{.*}} : f32
 // CHECK-COUNT-7: math.fma %{{.*}} : f32
+// CHECK-COUNT-8: gpu.shuffle  xor %{{.*}}, %c8_i32
+// CHECK-COUNT-4: gpu.shuffle  xor %{{.*}}, %c4_i32
+// CHECK-COUNT-2: gpu.shuffle  xor %{{.*}}, %c2_i32
 // CHECK: gpu.shuffle  xor %{{.*}}, %c1_i32
-// CHECK: gpu.shuffle  xor %{{.*}}, %c2_i32
-// CHECK: gpu.shuffle  xor %{{.*}}, %c4_i32
-// CHECK: gpu.shuffle  xor %{{.*}}, %c8_i32
+// CHECK-NOT: gpu.shuffle
+// CHECK-COUNT-16: nvvm.shfl.sync  idx %{{.*}}, %{{.*}}, %{{.*}}, %c4111_i32 : f32 -> f32
 // The online softmax's exp2 as ex2.approx.ftz (no denormal fix-up).
 // CHECK-NOT: math.exp2
 // CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f32"(%{{.*}}) : (f32) -> f32
