@@ -164,6 +164,9 @@ constexpr int64_t kDecodeStages = 2;
 /// L2 (bulk prefetches, no registers, no workgroup memory).
 constexpr int64_t kPrefetchIters = 2;
 
+/// Splits whose partials the merging block loads at once.
+constexpr int64_t kMergeBatch = 8;
+
 /// One query head's online softmax state (log2 units).
 struct HeadState {
   Value m, l, o; // f32, f32, vector<8xf32>
@@ -652,9 +655,12 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
       Value first = y.mul(r, a.splits);
       Value last = y.add(first, a.splits);
       // Thread tid merges 4 consecutive columns of one head: one 16-byte
-      // load of output and one 8-byte load of (max, sum) per split, in one
-      // online pass (the loads of consecutive splits are independent, so
-      // they overlap once the loop is unrolled).
+      // load of output and one 8-byte load of (max, sum) per split. The
+      // splits go in batches of kMergeBatch whose loads are all issued
+      // before their merge math (a batch costs one L2 round trip; a loop
+      // that merges as it loads costs about one per 4 splits), the loads
+      // past the last split clamped to it and their max taken as -inf
+      // (weight 0).
       int64_t quads = group * d / 4;
       auto f32x = [&](int64_t n) {
         return VectorType::get({n}, lb.getF32Type());
@@ -666,18 +672,11 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
           Value col = z.mul(z.add(tid, z.c(kDecodeThreads * i)), z.c(4));
           Value g = z.div(col, z.c(d)), e = z.rem(col, z.c(d));
           Value zeros = vector::BroadcastOp::create(fb, fl, f32x(4), z.f(0.0));
-          SmallVector<Value> st = emitForCarrying(
-              fb, fl, first, last, ValueRange{z.negInf(), z.f(0.0), zeros},
-              [&](OpBuilder &ib, Location il, Value row,
-                  ValueRange acc) -> SmallVector<Value> {
+          auto batches = scf::ForOp::create(
+              fb, fl, first, last, z.c(kMergeBatch),
+              ValueRange{z.negInf(), z.f(0.0), zeros},
+              [&](OpBuilder &ib, Location il, Value row0, ValueRange acc) {
                 KernelMath u{ib, il};
-                Value ml = vector::LoadOp::create(
-                    ib, il, f32x(2), a.partials,
-                    ValueRange{row, g, u.c(partialMaxIndex(d))},
-                    /*nontemporal=*/false, llvm::MaybeAlign(8));
-                Value po = vector::LoadOp::create(
-                    ib, il, f32x(4), a.partials, ValueRange{row, g, e},
-                    /*nontemporal=*/false, llvm::MaybeAlign(16));
                 auto lane = [&](Value v, int64_t k) {
                   return vector::ExtractOp::create(ib, il, v,
                                                    ArrayRef<int64_t>{k})
@@ -685,18 +684,38 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
                 };
                 static_assert(partialSumIndex(0) == partialMaxIndex(0) + 1,
                               "max and sum are adjacent");
-                MergeWeights mw = emitMergeWeights(ib, il, acc[0], lane(ml, 0));
-                Value l = u.fadd(u.fmul(acc[1], mw.first),
-                                 u.fmul(lane(ml, 1), mw.second));
+                SmallVector<Value> mls, pos, present;
+                for (int64_t j = 0; j < kMergeBatch; ++j) {
+                  Value row = u.add(row0, u.c(j));
+                  Value in = u.lt(row, last);
+                  Value at = u.sel(in, row, u.sub(last, u.c(1)));
+                  mls.push_back(vector::LoadOp::create(
+                      ib, il, f32x(2), a.partials,
+                      ValueRange{at, g, u.c(partialMaxIndex(d))},
+                      /*nontemporal=*/false, llvm::MaybeAlign(8)));
+                  pos.push_back(vector::LoadOp::create(
+                      ib, il, f32x(4), a.partials, ValueRange{at, g, e},
+                      /*nontemporal=*/false, llvm::MaybeAlign(16)));
+                  present.push_back(in);
+                }
                 auto splat4 = [&](Value x) {
                   return vector::BroadcastOp::create(ib, il, f32x(4), x)
                       .getResult();
                 };
-                Value o = vector::FMAOp::create(
-                    ib, il, splat4(mw.second), po,
-                    arith::MulFOp::create(ib, il, acc[2], splat4(mw.first)));
-                return {mw.max, l, o};
+                Value m = acc[0], l = acc[1], o = acc[2];
+                for (int64_t j = 0; j < kMergeBatch; ++j) {
+                  Value mj = u.sel(present[j], lane(mls[j], 0), u.negInf());
+                  MergeWeights mw = emitMergeWeights(ib, il, m, mj);
+                  l = u.fadd(u.fmul(l, mw.first),
+                             u.fmul(lane(mls[j], 1), mw.second));
+                  o = vector::FMAOp::create(
+                      ib, il, splat4(mw.second), pos[j],
+                      arith::MulFOp::create(ib, il, o, splat4(mw.first)));
+                  m = mw.max;
+                }
+                scf::YieldOp::create(ib, il, ValueRange{m, l, o});
               });
+          SmallVector<Value> st(batches.getResults());
           Value inv =
               z.sel(z.fgt(st[1], z.f(0.0)),
                     arith::DivFOp::create(fb, fl, z.f(1.0), st[1]).getResult(),
