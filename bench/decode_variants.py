@@ -51,27 +51,14 @@ else:
 BATCHES = (1, 16, 64, 256)
 
 
-def make_inputs(torch, gb, B, c):
-    """D1's inputs, as bench/gpu_bench.py's bench_decode makes them."""
-    k, w, D, Hq, Hkv = c["k"], c["w"], c["D"], c["Hq"], c["Hkv"]
-    L = k + w
-    g = torch.Generator(device="cuda").manual_seed(B)
-    q = torch.randn(B, Hq, D, device="cuda", dtype=torch.bfloat16, generator=g)
-    kc = torch.randn(B, Hkv, L, D, device="cuda", dtype=torch.bfloat16, generator=g)
-    vc = torch.randn(B, Hkv, L, D, device="cuda", dtype=torch.bfloat16, generator=g)
-    tau = torch.randn(B, Hkv, device="cuda", dtype=torch.float32, generator=g)
-    sc = tau[..., None] + torch.randn(B, Hkv, L, device="cuda", generator=g).abs()
-    sc[..., k:] = torch.randn(B, Hkv, w, device="cuda", generator=g)
-    cnt = torch.full((B, Hkv), k, dtype=torch.int32, device="cuda")
-    pos = torch.full((B,), 32768 - 1, dtype=torch.int64, device="cuda")
-    return q, kc, vc, sc, tau, cnt, pos
+def make_inputs(gb, B, c):
+    """D1's inputs, from bench/gpu_bench.py (context 32768)."""
+    return gb.decode_inputs(B, c["Hq"], c["Hkv"], c["D"], c["k"], c["w"], 32768)
 
 
-def bytes_read(B, c):
-    """gpu_bench.py's bytes of our decode: K, V, scores, tau, count, positions, q, out."""
-    L = c["k"] + c["w"]
-    return 2 * B * c["Hkv"] * L * c["D"] * 2 + B * c["Hkv"] * L * 4 + B * c["Hkv"] * 8 + B * 8 \
-        + 2 * B * c["Hq"] * c["D"] * 2
+def bytes_read(gb, B, c):
+    """gpu_bench.py's bytes of our decode."""
+    return gb.decode_bytes(B, c["Hq"], c["Hkv"], c["D"], c["k"], c["w"])
 
 
 def child_baselines(a, gb, torch, manifest):
@@ -83,7 +70,7 @@ def child_baselines(a, gb, torch, manifest):
     print(f"copy rate {out['copy_rate']['GBps']:.0f} GB/s", flush=True)
     budget = gb.Budget(120, 5)
     for B in a.batches:
-        q, kc, vc, sc, tau, cnt, pos = make_inputs(torch, gb, B, c)
+        q, kc, vc, sc, tau, cnt, pos = make_inputs(gb, B, c)
         bs = sorted({0, B // 2, B - 1})
         want = reference.decode_attention(q[bs].float().cpu().numpy(), kc[bs].float().cpu().numpy(),
                                           vc[bs].float().cpu().numpy(), sc[bs].cpu().numpy(),
@@ -123,7 +110,7 @@ def child_variants(a, gb, torch, manifest, names, progress, save):
                 r[str(B)] = {"error": "not built: " + entry.get("error", "")[-300:]}
                 continue
             if B not in inputs:
-                inputs[B] = make_inputs(torch, gb, B, c)
+                inputs[B] = make_inputs(gb, B, c)
             q, kc, vc, sc, tau, cnt, pos = inputs[B]
             bs = sorted({0, B // 2, B - 1})
             want = np.load(os.path.join(a.scratch, f"want_B{B}.npy"))
@@ -274,10 +261,11 @@ def main():
         todo = [n for n in todo if n not in variants]
     copy = baselines["copy_rate"]["GBps"]
     c = manifest["shape"]
+    import gpu_bench as gb  # torch not needed for the byte count
     for name, res in variants.items():
         for B, r in res.items():
             if isinstance(r, dict) and r.get("median_ms"):
-                r["GBps"] = bytes_read(int(B), c) / (r["median_ms"] * 1e-3) / 1e9
+                r["GBps"] = bytes_read(gb, int(B), c) / (r["median_ms"] * 1e-3) / 1e9
                 r["fraction_of_copy_rate"] = r["GBps"] / copy
                 sd = baselines["sdpa_compact_pregated"].get(B, {}).get("median_ms")
                 if sd:

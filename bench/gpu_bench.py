@@ -1010,13 +1010,10 @@ DECODES = [("ours_decode", ""), ("ours_decode_tiles", "_tiles"),
            ("ours_decode_tiles_mma_static_heads", "_tiles_mma_h{Hq}x{Hkv}")]
 
 
-def bench_decode(wid, B, Hq, Hkv, D, k, w, context, ours, budget, copy_gbs):
+def decode_inputs(B, Hq, Hkv, D, k, w, context):
+    """D1's inputs (q, key, value, scores, tau, pool counts, positions): every
+    sequence at position context - 1 with a full pool and window ring."""
     L = k + w
-    rec = {"workload": wid, "shape": dict(B=B, Hq=Hq, Hkv=Hkv, D=D, k=k, w=w, context=context),
-           "dtype": "bf16",
-           "cache_state": (f"every sequence at position {context - 1} (context {context}), pool full "
-                           f"(pool_count = k), window ring full; pool scores tau + |N(0,1)| (gates in "
-                           f"(0, 1]), K/V N(0, 1)")}
     g = torch.Generator(device=DEV).manual_seed(B)
     q = torch.randn(B, Hq, D, device=DEV, dtype=DTYPE, generator=g)
     kc = torch.randn(B, Hkv, L, D, device=DEV, dtype=DTYPE, generator=g)
@@ -1026,6 +1023,24 @@ def bench_decode(wid, B, Hq, Hkv, D, k, w, context, ours, budget, copy_gbs):
     sc[..., k:] = torch.randn(B, Hkv, w, device=DEV, generator=g)  # window slots: scores unused
     cnt = torch.full((B, Hkv), k, dtype=torch.int32, device=DEV)
     pos = torch.full((B,), context - 1, dtype=torch.int64, device=DEV)
+    return q, kc, vc, sc, tau, cnt, pos
+
+
+def decode_bytes(B, Hq, Hkv, D, k, w):
+    """Bytes our decode reads and writes: K, V, scores, tau, count,
+    positions, q and the output."""
+    L = k + w
+    return 2 * B * Hkv * L * D * 2 + B * Hkv * L * 4 + B * Hkv * 8 + B * 8 + 2 * B * Hq * D * 2
+
+
+def bench_decode(wid, B, Hq, Hkv, D, k, w, context, ours, budget, copy_gbs):
+    L = k + w
+    rec = {"workload": wid, "shape": dict(B=B, Hq=Hq, Hkv=Hkv, D=D, k=k, w=w, context=context),
+           "dtype": "bf16",
+           "cache_state": (f"every sequence at position {context - 1} (context {context}), pool full "
+                           f"(pool_count = k), window ring full; pool scores tau + |N(0,1)| (gates in "
+                           f"(0, 1]), K/V N(0, 1)")}
+    q, kc, vc, sc, tau, cnt, pos = decode_inputs(B, Hq, Hkv, D, k, w, context)
 
     # Reference on sampled sequences.
     bs = sorted(set([0, B - 1, B // 2]))
@@ -1038,7 +1053,7 @@ def bench_decode(wid, B, Hq, Hkv, D, k, w, context, ours, budget, copy_gbs):
         return float(np.abs(out.reshape(B, Hq, D)[bs].float().cpu().numpy() - want).max())
 
     kv_bytes = 2 * B * Hkv * L * D * 2
-    bytes_ours = kv_bytes + B * Hkv * L * 4 + B * Hkv * 8 + B * 8 + 2 * B * Hq * D * 2
+    bytes_ours = decode_bytes(B, Hq, Hkv, D, k, w)
     impl = {}
     # Our decode in its lowerings: the loops (one thread per (sequence, query
     # head, split) then a merge launch) and tile first (decode-kernel=tiles).
