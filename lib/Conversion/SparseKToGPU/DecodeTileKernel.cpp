@@ -49,18 +49,6 @@ struct DK : KernelMath {
   Type elem; // bf16 or f16
   DK(OpBuilder &b, Location loc, Type elem) : KernelMath{b, loc}, elem(elem) {}
 
-  /// exp2 of the walk's online softmax as ex2.approx.ftz.f32. math.exp2
-  /// lowers to the non-ftz instruction wrapped in a range fix-up for
-  /// results below 2^-126 (a compare and two predicated multiplies around
-  /// each MUFU.EX2, 20 of which run per lane and iteration at G = 4); such
-  /// weights are zero next to the running maximum's 1 anyway.
-  Value exp2(Value x) {
-    return LLVM::CallIntrinsicOp::create(
-               b, loc, b.getF32Type(),
-               b.getStringAttr("llvm.nvvm.ex2.approx.ftz.f32"), ValueRange{x})
-        .getResult(0);
-  }
-
   VectorType chunkF32() {
     return VectorType::get({kDecodeChunk}, b.getF32Type());
   }
@@ -519,11 +507,11 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
               mNew = y.fmax(mNew, sc);
             // No slot yet: exponents against 0 give exp2(-inf) = 0.
             Value mUse = y.sel(y.isNegInf(mNew), y.f(0.0), mNew);
-            Value alpha = y.exp2(y.fsub(m, mUse));
+            Value alpha = y.exp2Ftz(y.fsub(m, mUse));
             l = y.fmul(l, alpha);
             o = y.vmul(o, y.splat(alpha));
             for (int64_t c = 0; c < chunks; ++c) {
-              Value p = y.exp2(y.fsub(s[c], mUse));
+              Value p = y.exp2Ftz(y.fsub(s[c], mUse));
               l = y.fadd(l, p); // the sum leaves the gates out (SPEC 5)
               // Slots that do not count have p = 0 and zero-filled (or
               // finite cache) V rows, so 0 * V stays 0.
@@ -606,7 +594,7 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     Value mUse = z.sel(z.isNegInf(m), z.f(0.0), m);
     Value l = z.f(0.0), o = z.f(0.0);
     for (int64_t wp = 0; wp < kDecodeWarps; ++wp) {
-      Value wgt = z.exp2(z.fsub(ms[wp], mUse));
+      Value wgt = z.exp2Ftz(z.fsub(ms[wp], mUse));
       l = z.fadd(l, z.fmul(wgt, ls[wp]));
       Value ow = memref::LoadOp::create(fb, fl, sO, ValueRange{z.c(wp), g, e});
       o = z.fadd(o, z.fmul(wgt, ow));

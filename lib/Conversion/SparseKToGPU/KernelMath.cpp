@@ -1,4 +1,4 @@
-//===- KernelMath.cpp - The mma.sync builders of the tile kernels ---------===//
+//===- KernelMath.cpp - Out-of-line builders of the tile kernels ----------===//
 //
 // See KernelMath.h.
 //
@@ -11,6 +11,13 @@
 
 using namespace mlir;
 using namespace mlir::sparsek;
+
+Value KernelMath::exp2Ftz(Value x) {
+  return LLVM::CallIntrinsicOp::create(
+             b, loc, b.getF32Type(),
+             b.getStringAttr("llvm.nvvm.ex2.approx.ftz.f32"), ValueRange{x})
+      .getResult(0);
+}
 
 Value MmaMath::toReg(Value pair) {
   if (!bf16())

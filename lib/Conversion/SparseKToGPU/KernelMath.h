@@ -62,6 +62,13 @@ struct KernelMath {
     return arith::MaxNumFOp::create(b, loc, x, y);
   }
   Value exp2(Value x) { return math::Exp2Op::create(b, loc, x); }
+  /// exp2 for the GPU kernels' online softmaxes, as ex2.approx.ftz.f32
+  /// (defined in KernelMath.cpp). math.exp2 lowers to the non-ftz
+  /// instruction wrapped in a range fix-up for results below 2^-126 (a
+  /// compare and two predicated multiplies around each MUFU.EX2); such
+  /// weights are zero next to the running maximum's 1 anyway. exp2(-inf)
+  /// is still 0.
+  Value exp2Ftz(Value x);
   Value isNegInf(Value x) {
     return arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, x,
                                  negInf());

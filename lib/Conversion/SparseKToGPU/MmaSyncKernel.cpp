@@ -308,12 +308,12 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
           Value mNew = y.fmax(m, y.quadReduce(mx, /*isMax=*/true));
           // No member yet: exponents against 0 give exp2(-inf) = 0.
           Value mUse = y.sel(y.isNegInf(mNew), y.f(0.0), mNew);
-          Value alpha = y.exp2(y.fsub(m, mUse));
+          Value alpha = y.exp2Ftz(y.fsub(m, mUse));
           Value lNew = y.fmul(l, alpha);
           for (int64_t nt = 0; nt < 8; ++nt)
             for (int64_t e = 0; e < 2; ++e) {
               int64_t reg = 2 * ri + e;
-              Value pe = y.exp2(y.fsub(s[nt][reg], mUse));
+              Value pe = y.exp2Ftz(y.fsub(s[nt][reg], mUse));
               lNew = y.fadd(lNew, pe); // the sum leaves the gates out
               auto [j, u] = keyAt(nt, e);
               s[nt][reg] =

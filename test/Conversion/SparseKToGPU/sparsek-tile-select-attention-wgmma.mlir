@@ -53,7 +53,7 @@
 // CHECK: } else {
 // CHECK: arith.cmpf oeq
 // CHECK: gpu.shuffle xor
-// CHECK: math.exp2
+// CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f32"
 // O += (P * gates) V: 4 k-steps of m64n128k16, A from registers (64 f32 of
 // O and 16 registers of P pinned first).
 // CHECK: llvm.inline_asm has_side_effects asm_dialect = att "", "{{(=f,)+(=r,)+}}0,
