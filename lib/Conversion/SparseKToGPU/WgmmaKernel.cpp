@@ -12,29 +12,36 @@
 // XOR-swizzled with row % 8: TMA's SWIZZLE_128B, the layout the wgmma
 // descriptors below name (layout 1, base offset 0).
 //
-// Per key tile i (64 slots), with cp.async groups as the pipeline:
-//   - wait for the group issued one step earlier (tile i's K/V rows, the
-//     scores of tile i + 1's slots), make it visible to the async proxy
-//     (fence.proxy.async) and to all warps (barrier);
-//   - issue the next group, in flight during the math: the gather of tile
-//     i + 1 into the other K/V buffers (16-byte cp.async, zero fill for
-//     padding slots), and the slots of tile i + 2 (positions loaded by the
-//     previous step, scores by 4-byte cp.async); load the positions of
-//     tile i + 3;
+// Step i (key tile i, 64 slots), with cp.async groups and wgmma groups as
+// the pipeline (FlashAttention-3's intra-warpgroup overlap: the P V of key
+// tile i - 1 runs on the tensor cores during the softmax of tile i):
+//   - wait for the group issued one step earlier (tile i's K rows, tile
+//     i - 1's V rows, the scores of tile i + 1's slots), make it visible to
+//     the async proxy (fence.proxy.async) and to all warps (barrier; every
+//     warp is then also past step i - 1's wgmma waits);
+//   - issue the next group, in flight during the math: the K rows of tile
+//     i + 1 and the V rows of tile i into the buffers that tiles i - 1 and
+//     i - 2 freed (16-byte cp.async, zero fill for padding slots), and the
+//     slots of tile i + 2 (positions loaded by the previous step, scores by
+//     4-byte cp.async); load the positions of tile i + 3;
 //   - S = Q K^T: wgmma m64n64k16, A (Q) and B (K rows, K-major) from shared
-//     memory descriptors (nvvm.wgmma.mma_async);
-//   - membership and gates per element from the slots (emitIsMember /
-//     emitGate), online softmax in registers: the accumulator of warp w,
-//     lane l holds rows 16w + l/4 (+8), columns 8n + 2(l%4) (+1), the
-//     layout of mma.m16n8k16, so a row's max and sum are the lane's values
-//     plus two xor shuffles;
-//   - O += (P * gates) V: wgmma m64nDvk16 with P as the A operand from
-//     registers (the S accumulator n-tiles 2c, 2c+1 are exactly the A
-//     fragment of k-chunk c) and V (N-major, transposed B) from shared
-//     memory. nvvm.wgmma.mma_async has no register-A form in MLIR 22, so
-//     this one is an llvm.inline_asm of the same PTX instruction, built as
-//     convert-nvvm-to-llvm builds the shared-memory form;
-//   - barrier: the next step overwrites this tile's K/V buffers.
+//     memory descriptors (nvvm.wgmma.mma_async), one wgmma group;
+//   - O += (P * gates) V of tile i - 1, the second group: wgmma m64nDvk16
+//     with P as the A operand from registers (the S accumulator n-tiles 2c,
+//     2c+1 are exactly the A fragment of k-chunk c) and V (N-major,
+//     transposed B) from shared memory. nvvm.wgmma.mma_async has no
+//     register-A form in MLIR 22, so this one is an llvm.inline_asm of the
+//     same PTX instruction, built as convert-nvvm-to-llvm builds the
+//     shared-memory form;
+//   - wait for S only (wgmma.wait_group 1); membership and gates per
+//     element from the slots (emitIsMember / emitGate), online softmax in
+//     registers: the accumulator of warp w, lane l holds rows 16w + l/4
+//     (+8), columns 8n + 2(l%4) (+1), the layout of mma.m16n8k16, so a
+//     row's max and sum are the lane's values plus two xor shuffles;
+//   - wait for P V (wait_group 0), rescale O to the new maximum, pack P for
+//     the next step.
+// The prologue fills V buffer 1 with zeros (the V of "tile -1", whose P is
+// zero); after the loop the last tile's P V runs alone.
 // wgmma and its descriptors require sm_90a (sparsek-gpu-pipeline checks
 // chip=sm_90a for prefill-kernel=wgmma).
 //
@@ -383,32 +390,35 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
           z.sel(z.lt(jIdx, z.c(0)), z.c(0), z.c(1)), UnitAttr());
     });
   };
-  // The K and V rows of the slots in slot buffer `slots` into K/V buffer
-  // `buf` (zero rows for padding); returns the copies' tokens. Lanes take
-  // consecutive chunks of a row, so a warp reads whole rows.
-  auto gather = [&](OpBuilder &gb, Location gl, Value buf, Value slots) {
+  // The rows of `src` (key or value, `width` columns) of the slots in slot
+  // buffer `slots` into buffer `buf` of `dst` (sK or sV; zero rows for
+  // padding, and for every row when `slots` is null); returns the copies'
+  // tokens. Lanes take consecutive chunks of a row, so a warp reads whole
+  // rows.
+  auto gather = [&](OpBuilder &gb, Location gl, Value dst, Value src,
+                    int64_t width, Value buf, Value slots) {
     WB y{gb, gl, elem};
     SmallVector<Value> tokens;
-    for (auto [dst, src, width] :
-         {std::tuple{sK, a.key, d}, std::tuple{sV, a.value, dv}}) {
-      int64_t chunks = width / kChunk;
-      for (int64_t i = 0; i < kKeyTile * chunks / kThreads; ++i) {
-        Value linear = y.add(tid, y.c(kThreads * i));
-        Value row = y.div(linear, y.c(chunks));
-        Value col = y.mul(y.rem(linear, y.c(chunks)), y.c(kChunk));
-        Value j = emitLoadIndex(gb, gl, sJ, ValueRange{slots, row});
-        Value valid = y.lt(y.c(-1), j);
-        SmallVector<Value> at{buf};
-        llvm::append_range(at, y.swizzled(row, col));
-        tokens.push_back(
-            y.copy(dst, at, src, {bi, h, y.max(j, y.c(0)), col}, valid));
-      }
+    int64_t chunks = width / kChunk;
+    for (int64_t i = 0; i < kKeyTile * chunks / kThreads; ++i) {
+      Value linear = y.add(tid, y.c(kThreads * i));
+      Value row = y.div(linear, y.c(chunks));
+      Value col = y.mul(y.rem(linear, y.c(chunks)), y.c(kChunk));
+      Value j =
+          slots ? emitLoadIndex(gb, gl, sJ, ValueRange{slots, row}) : y.c(-1);
+      Value valid = y.lt(y.c(-1), j);
+      SmallVector<Value> at{buf};
+      llvm::append_range(at, y.swizzled(row, col));
+      tokens.push_back(
+          y.copy(dst, at, src, {bi, h, y.max(j, y.c(0)), col}, valid));
     }
     return tokens;
   };
 
   // Prologue: the slots of key tiles 0 and 1; Q rows (zero for rows that
-  // are no (query, head)) and the gather of key tile 0 as the first group.
+  // are no (query, head)), the K rows of key tile 0 and zeros into V buffer
+  // 1 (the V of "key tile -1", which the first step multiplies by P = 0) as
+  // the first group.
   storeSlot(b, loc, loadPosition(b, loc, x.c(0)), x.c(0));
   storeSlot(b, loc, loadPosition(b, loc, x.c(1)), x.c(1));
   x.barrier();
@@ -426,7 +436,9 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
           x.copy(sQ, x.swizzled(row, col), a.q, {bi, hq, t, col}, tr.valid));
     }
   }
-  llvm::append_range(first, gather(b, loc, x.c(0), x.c(0)));
+  llvm::append_range(first, gather(b, loc, sK, a.key, d, x.c(0), x.c(0)));
+  llvm::append_range(first,
+                     gather(b, loc, sV, a.value, dv, x.c(1), /*slots=*/{}));
   x.commit(first);
   Value firstAhead = loadPosition(b, loc, x.c(2));
 
@@ -451,16 +463,41 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
   Value descK0 = x.descriptor(x.add(base, x.c(layout.k)), kGroupBytes);
   Value descV0 = x.descriptor(x.add(base, x.c(layout.v)), vLbo);
 
-  // Carried: O (dv / 8 n-tiles x 4), m and l of both rows, then the
-  // position of the thread's slot in key tile + 2.
+  // Carried: O (dv / 8 n-tiles x 4), m and l of both rows, P * gates of
+  // the previous key tile (the A fragments of its P V, packed: 4 registers
+  // per 16 keys; zero before the first), then the position of the thread's
+  // slot in key tile + 2.
   int64_t oTiles = dv / 8;
+  int64_t oRegs = oTiles * 4, pRegs = kKeyTile / 16 * 4;
+  int64_t pAt = oRegs + 4;
   Value negInf = x.f(-std::numeric_limits<double>::infinity());
-  SmallVector<Value> init(oTiles * 4, x.f(0.0));
-  init.append({negInf, negInf, x.f(0.0), x.f(0.0), firstAhead});
+  SmallVector<Value> init(oRegs, x.f(0.0));
+  init.append({negInf, negInf, x.f(0.0), x.f(0.0)});
+  init.append(pRegs, x.ci32(0));
+  init.push_back(firstAhead);
 
-  // Key tile `tile` from K/V buffers tile % 2 and slot buffer tile % 3: its
-  // gather and the scores of its slots were committed by the previous step
-  // (or the prologue), the slots of tile + 1 stored there too.
+  // O += P V for the P of one key tile (packed) and the V buffer that
+  // `descV` names: 4 k-steps of m64nDvk16, 16 keys (rows of V, 2048 bytes)
+  // each, as one wgmma group (committed, not waited for).
+  auto issuePV = [&](WB &y, ArrayRef<Value> o, ArrayRef<Value> p, Value descV) {
+    SmallVector<Value> acc(o);
+    for (int64_t kc = 0; kc < kKeyTile / 16; ++kc)
+      acc = y.wgmmaRS(acc, p.slice(4 * kc, 4), y.advance(descV, kc * 16 * 128));
+    NVVM::WgmmaGroupSyncAlignedOp::create(y.b, y.loc);
+    return acc;
+  };
+  // The descriptor of V buffer `vbuf` (index).
+  auto vDescriptor = [&](WB &y, Value vbuf) {
+    Value v64 = arith::IndexCastOp::create(y.b, y.loc, y.b.getI64Type(), vbuf);
+    return y.add(descV0, y.mul(v64, y.ci64(layout.vBytes >> 4)));
+  };
+
+  // Step `tile`: S of key tile `tile` and P V of key tile - 1 on the tensor
+  // cores while this tile's softmax runs (FlashAttention-3's intra-warpgroup
+  // pipelining). K of tile `tile` is in K buffer tile % 2, V of tile - 1 in
+  // V buffer (tile + 1) % 2 (committed by the previous step or the
+  // prologue), the slots of tile `tile` in slot buffer tile % 3, those of
+  // tile + 1 stored there too.
   auto step = [&](OpBuilder &lb, Location ll, Value tile,
                   ValueRange carried) -> SmallVector<Value> {
     WB y{lb, ll, elem};
@@ -468,33 +505,46 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     Value slots = y.rem(tile, y.c(kSlotBuffers));
     Value nextSlots = y.rem(y.add(tile, y.c(1)), y.c(kSlotBuffers));
     Value aheadSlots = y.rem(y.add(tile, y.c(2)), y.c(kSlotBuffers));
-    // The buffer's descriptors: buffer 0's plus buf buffers (in 16 bytes).
+    // The buffers' descriptors: buffer 0's plus buf buffers (in 16 bytes).
     Value buf64 = arith::IndexCastOp::create(lb, ll, lb.getI64Type(), buf);
     Value descK = y.add(descK0, y.mul(buf64, y.ci64(layout.kBytes >> 4)));
-    Value descV = y.add(descV0, y.mul(buf64, y.ci64(layout.vBytes >> 4)));
-    // Tile `tile` landed (the only group in flight); its slots and the
-    // next tile's are visible after the barrier.
+    Value descV = vDescriptor(y, other);
+    // K of this tile and V of the previous one landed (the only group in
+    // flight); the slots of this tile and the next are visible, and every
+    // warp is past the previous step's wgmma waits, so the K buffer of
+    // tile - 1 and the V buffer of tile - 2 are free.
     y.waitCopiesForWgmma({}, 0);
-    // In flight during this tile's math, as one group: the gather of tile
-    // + 1 into the other K/V buffers (all zero fill past the list: its
-    // slots are -1), and the slots of tile + 2 (position loaded by the
-    // previous step, score copied) into the slot buffer that tile - 1
-    // freed. The position for tile + 3 is loaded for the next step.
-    SmallVector<Value> tokens = gather(lb, ll, other, nextSlots);
+    // In flight during this step's math, as one group: the K rows of tile
+    // + 1 and the V rows of this tile into those free buffers (all zero
+    // fill past the list: its slots are -1), and the slots of tile + 2
+    // (position loaded by the previous step, score copied) into the slot
+    // buffer that tile - 1 freed. The position for tile + 3 is loaded for
+    // the next step.
+    SmallVector<Value> tokens = gather(lb, ll, sK, a.key, d, other, nextSlots);
+    llvm::append_range(tokens, gather(lb, ll, sV, a.value, dv, buf, slots));
     storeSlot(lb, ll, carried.back(), aheadSlots);
     y.commit(tokens);
     Value ahead = loadPosition(lb, ll, y.add(tile, y.c(3)));
 
-    // S = Q K^T.
-    Value acc = y.packStruct(y.pin(SmallVector<Value>(kKeyTile / 2, y.f(0.0))));
+    // O, the previous P and S's zero accumulators, pinned before the fence.
+    SmallVector<Value> operands(carried.begin(), carried.begin() + oRegs);
+    operands.append(carried.begin() + pAt, carried.begin() + pAt + pRegs);
+    operands.append(kKeyTile / 2, y.f(0.0));
+    operands = y.pin(operands);
+    ArrayRef<Value> pinned(operands);
     NVVM::WgmmaFenceAlignedOp::create(lb, ll);
+    // S = Q K^T, then O += P V of the previous tile: two groups.
+    Value acc = y.packStruct(pinned.drop_front(oRegs + pRegs));
     for (int64_t kk = 0; kk < d / 16; ++kk) {
       int64_t offset = (kk / 4) * kAtomBytes + (kk % 4) * 32;
       acc = y.wgmmaSS(acc, y.advance(descQ, offset), y.advance(descK, offset),
                       kKeyTile);
     }
     NVVM::WgmmaGroupSyncAlignedOp::create(lb, ll);
-    NVVM::WgmmaWaitGroupSyncOp::create(lb, ll, 0);
+    SmallVector<Value> o =
+        issuePV(y, pinned.take_front(oRegs), pinned.slice(oRegs, pRegs), descV);
+    // S is done; P V of the previous tile runs on during the softmax.
+    NVVM::WgmmaWaitGroupSyncOp::create(lb, ll, 1);
     SmallVector<Value> sAll = y.pin(y.unpack(acc, kKeyTile / 2));
     // s[nt][reg]: register 2 ri + e of n-tile nt is row g + 8 ri, key
     // column 8 nt + 2 quad + e.
@@ -567,9 +617,11 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                    });
     for (int64_t nt = 0; nt < 8; ++nt)
       s[nt].assign(flat.begin() + 4 * nt, flat.begin() + 4 * nt + 4);
-    // Online softmax per row: new max, rescale, P * gate.
+    // Online softmax per row: new max, P * gate; O is rescaled once the
+    // previous P V is done.
     SmallVector<Value> next(carried.begin(), carried.end());
     next.back() = ahead;
+    Value alpha[2];
     for (int64_t ri = 0; ri < 2; ++ri) {
       Value m = carried[oTiles * 4 + ri], l = carried[oTiles * 4 + 2 + ri];
       Value mx = negInf;
@@ -579,8 +631,8 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
       Value mNew = y.fmax(m, y.quadReduce(mx, /*isMax=*/true));
       // No member yet: exponents against 0 give exp2(-inf) = 0.
       Value mUse = y.sel(y.isNegInf(mNew), y.f(0.0), mNew);
-      Value alpha = y.exp2Ftz(y.fsub(m, mUse));
-      Value lNew = y.fmul(l, alpha);
+      alpha[ri] = y.exp2Ftz(y.fsub(m, mUse));
+      Value lNew = y.fmul(l, alpha[ri]);
       for (int64_t nt = 0; nt < 8; ++nt)
         for (int64_t e = 0; e < 2; ++e) {
           int64_t reg = 2 * ri + e;
@@ -588,10 +640,6 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
           lNew = y.fadd(lNew, pe); // the sum leaves the gates out
           s[nt][reg] = pe;
         }
-      for (int64_t ot = 0; ot < oTiles; ++ot)
-        for (int64_t e = 0; e < 2; ++e)
-          next[4 * ot + 2 * ri + e] =
-              y.fmul(carried[4 * ot + 2 * ri + e], alpha);
       next[oTiles * 4 + ri] = mNew;
       next[oTiles * 4 + 2 + ri] = lNew;
     }
@@ -616,28 +664,33 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
       for (int64_t nt = 0; nt < 8; ++nt)
         s[nt].assign(flat.begin() + 4 * nt, flat.begin() + 4 * nt + 4);
     }
-    // O += P V, k-chunks of 16 keys (16 rows of V, 2048 bytes apart).
-    // P of k-chunk kc: registers 4 kc .. 4 kc + 3, all packed (and pinned
-    // with O) before the fence.
-    SmallVector<Value> operands(next.begin(), next.begin() + oTiles * 4);
-    for (int64_t kc = 0; kc < kKeyTile / 16; ++kc)
-      operands.append({y.pack(s[2 * kc][0], s[2 * kc][1]),
-                       y.pack(s[2 * kc][2], s[2 * kc][3]),
-                       y.pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
-                       y.pack(s[2 * kc + 1][2], s[2 * kc + 1][3])});
-    operands = y.pin(operands);
-    SmallVector<Value> o(operands.begin(), operands.begin() + oTiles * 4);
-    ArrayRef<Value> pa = ArrayRef<Value>(operands).drop_front(oTiles * 4);
-    NVVM::WgmmaFenceAlignedOp::create(lb, ll);
-    for (int64_t kc = 0; kc < kKeyTile / 16; ++kc)
-      o = y.wgmmaRS(o, pa.slice(4 * kc, 4), y.advance(descV, kc * 16 * 128));
-    NVVM::WgmmaGroupSyncAlignedOp::create(lb, ll);
+    // The previous P V is done: O to this tile's maximum, and P packed into
+    // the registers that the next P V reads. O and P (as f32) are pinned
+    // after the wait, so that nothing writes the registers the loop carries
+    // them in while this P V still reads them (ptxas would serialize every
+    // wgmma otherwise).
+    SmallVector<Value> after(o);
+    for (int64_t nt = 0; nt < 8; ++nt)
+      llvm::append_range(after, s[nt]);
     NVVM::WgmmaWaitGroupSyncOp::create(lb, ll, 0);
-    o = y.pin(o);
-    std::copy(o.begin(), o.end(), next.begin());
-    // Every warp is done with this tile's K/V buffers (the next step
-    // gathers into them) and its slot buffer.
-    y.barrier();
+    after = y.pin(after);
+    for (int64_t nt = 0; nt < 8; ++nt)
+      s[nt].assign(after.begin() + oRegs + 4 * nt,
+                   after.begin() + oRegs + 4 * nt + 4);
+    // P of k-chunk kc (16 keys): registers 4 kc .. 4 kc + 3, the A fragment
+    // of the next step's P V.
+    for (int64_t kc = 0; kc < kKeyTile / 16; ++kc) {
+      Value packed[4] = {y.pack(s[2 * kc][0], s[2 * kc][1]),
+                         y.pack(s[2 * kc][2], s[2 * kc][3]),
+                         y.pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                         y.pack(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+      std::copy(packed, packed + 4, next.begin() + pAt + 4 * kc);
+    }
+    for (int64_t ot = 0; ot < oTiles; ++ot)
+      for (int64_t ri = 0; ri < 2; ++ri)
+        for (int64_t e = 0; e < 2; ++e)
+          next[4 * ot + 2 * ri + e] =
+              y.fmul(after[4 * ot + 2 * ri + e], alpha[ri]);
     return next;
   };
 
@@ -649,8 +702,25 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
         scf::YieldOp::create(lb, ll, step(lb, ll, tile, carried));
       });
 
+  // The last tile's P V: its V rows are the last group in flight (with the
+  // zero K rows of the tile after it); V buffer (numTiles + 1) % 2 (buffer
+  // 1, zero, when there was no tile).
+  SmallVector<Value> res(loop.getResults());
+  {
+    x.waitCopiesForWgmma({}, 0);
+    Value descV = vDescriptor(x, x.rem(x.add(numTiles, x.c(1)), x.c(2)));
+    SmallVector<Value> operands(res.begin(), res.begin() + oRegs);
+    operands.append(res.begin() + pAt, res.begin() + pAt + pRegs);
+    operands = x.pin(operands);
+    ArrayRef<Value> pinned(operands);
+    NVVM::WgmmaFenceAlignedOp::create(b, loc);
+    SmallVector<Value> o =
+        issuePV(x, pinned.take_front(oRegs), pinned.slice(oRegs, pRegs), descV);
+    NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+    o = x.pin(o);
+    std::copy(o.begin(), o.end(), res.begin());
+  }
   // out = O / l (0 for rows without a member), in v's element type.
-  ValueRange res = loop.getResults();
   for (int64_t ri = 0; ri < 2; ++ri) {
     Value l = x.quadReduce(res[oTiles * 4 + 2 + ri], /*isMax=*/false);
     Value any =
@@ -672,8 +742,6 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
       }
     });
   }
-  // The last step left one (all zero fill) gather in flight.
-  x.waitCopiesForWgmma({}, 0);
 }
 
 void sparsek::emitWgmmaTiles(OpBuilder &b, Location loc, const TileProblem &p,

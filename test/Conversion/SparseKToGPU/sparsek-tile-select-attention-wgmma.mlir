@@ -4,7 +4,8 @@
 // gathered with cp.async (zero fill for padding) into 128B-swizzled atoms,
 // fence.proxy.async before wgmma reads them, Q K^T on nvvm.wgmma.mma_async
 // (both operands K-major in shared memory), (P * gates) V on wgmma with P
-// from registers (inline PTX) and V transposed from shared memory.
+// from registers (inline PTX) and V transposed from shared memory, one key
+// tile behind Q K^T so that it runs during the softmax.
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=wgmma" | FileCheck %s
 
 // CHECK-LABEL: func.func @bf16_d128
@@ -24,24 +25,35 @@
 // CHECK: memref.view {{.*}} to memref<2x2x64x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<2x2x64x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<3x64xi32, #gpu.address_space<workgroup>>
-// The prologue: Q and key tile 0 as one cp.async group.
+// The prologue: Q, the K rows of key tile 0 and zeros into V buffer 1 as
+// one cp.async group.
 // CHECK: nvgpu.device_async_copy {{.*}} : memref<?x?x?x128xbf16> to memref<2x64x64xbf16, #gpu.address_space<workgroup>>
+// CHECK: nvgpu.device_async_copy %arg1[{{.*}}], %{{.*}}[%c0{{.*}} : memref<?x?x?x128xbf16> to memref<2x2x64x64xbf16
+// CHECK: nvgpu.device_async_copy %arg2[{{.*}}], %{{.*}}[%c1{{.*}} : memref<?x?x?x128xbf16> to memref<2x2x64x64xbf16
 // CHECK: nvgpu.device_async_create_group
 // CHECK: scf.for
-// Tile i landed and is visible to the async proxy; tile i + 1 in flight.
+// K of tile i and V of tile i - 1 landed and are visible to the async
+// proxy; K of tile i + 1 and V of tile i in flight.
 // CHECK: nvgpu.device_async_wait %{{.*}} {numGroups = 0 : i32}
 // CHECK-NEXT: nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}
 // CHECK-NEXT: gpu.barrier
-// CHECK: nvgpu.device_async_copy
+// CHECK: nvgpu.device_async_copy %arg1
+// CHECK: nvgpu.device_async_copy %arg2
 // CHECK: nvgpu.device_async_create_group
-// S = Q K^T: 8 k-steps of m64n64k16; the accumulators pinned (an empty asm
-// statement) on both sides so LLVM keeps their arithmetic out of the batch.
-// CHECK: llvm.inline_asm has_side_effects asm_dialect = att "", "=f,
-// CHECK-NEXT: llvm.extractvalue
+// O (64 f32), the previous tile's P (16 registers) and S's zero
+// accumulators pinned (an empty asm statement) before the fence, so LLVM
+// keeps their arithmetic out of the batch.
+// CHECK: llvm.inline_asm has_side_effects asm_dialect = att "", "{{(=f,)+(=r,)+(=f,)+}}0,
 // CHECK: nvvm.wgmma.fence.aligned
+// S = Q K^T: 8 k-steps of m64n64k16, one group.
 // CHECK-COUNT-8: nvvm.wgmma.mma_async {{.*}}, <m = 64, n = 64, k = 16>, D[<f32>, <one>], A[<bf16>, <one>, <row>], B[<bf16>, <one>, <col>]
+// CHECK-NEXT: nvvm.wgmma.commit.group.sync.aligned
+// O += (P * gates) V of the previous tile: 4 k-steps of m64n128k16, A from
+// registers, the second group, left running through this tile's softmax.
+// CHECK: llvm.inline_asm has_side_effects asm_dialect = att "{{.*}}wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {$0, {{.*}}, $63}, {$128, $129, $130, $131}, $132, p, 1, 1, 1;
+// CHECK-SAME: "=f,{{.*}},0,1,{{.*}},63,r,r,r,r,l,n"
 // CHECK: nvvm.wgmma.commit.group.sync.aligned
-// CHECK-NEXT: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK-NEXT: nvvm.wgmma.wait.group.sync.aligned 1
 // CHECK: llvm.inline_asm has_side_effects asm_dialect = att "", "=f,
 // Membership by the tile's class, alike in every thread: all keys in every
 // row's window (no test), all from the list Sel(t0) (score tests only), or
@@ -54,15 +66,19 @@
 // CHECK: arith.cmpf oeq
 // CHECK: gpu.shuffle xor
 // CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f32"
-// O += (P * gates) V: 4 k-steps of m64n128k16, A from registers (64 f32 of
-// O and 16 registers of P pinned first).
-// CHECK: llvm.inline_asm has_side_effects asm_dialect = att "", "{{(=f,)+(=r,)+}}0,
-// CHECK: nvvm.wgmma.fence.aligned
-// CHECK: llvm.inline_asm has_side_effects asm_dialect = att "{{.*}}wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {$0, {{.*}}, $63}, {$128, $129, $130, $131}, $132, p, 1, 1, 1;
-// CHECK-SAME: "=f,{{.*}},0,1,{{.*}},63,r,r,r,r,l,n"
-// CHECK: nvvm.wgmma.commit.group.sync.aligned
-// CHECK: gpu.barrier
+// The previous P V done: O and P (f32) pinned after the wait, then O
+// rescaled and P packed for the next step.
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK-NEXT: llvm.inline_asm has_side_effects asm_dialect = att "", "{{(=f,)+}}0,
 // CHECK: scf.yield
+// The last tile's P V after the loop.
+// CHECK: nvgpu.device_async_wait %{{.*}} {numGroups = 0 : i32}
+// CHECK-NEXT: nvvm.fence.proxy
+// CHECK-NEXT: gpu.barrier
+// CHECK: nvvm.wgmma.fence.aligned
+// CHECK-COUNT-4: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+// CHECK: nvvm.wgmma.commit.group.sync.aligned
+// CHECK-NEXT: nvvm.wgmma.wait.group.sync.aligned 0
 // CHECK: vector.store {{.*}} : memref<?x?x?x128xbf16>, vector<2xbf16>
 func.func @bf16_d128(%q: memref<?x?x?x128xbf16>, %k: memref<?x?x?x128xbf16>, %v: memref<?x?x?x128xbf16>,
                      %u: memref<?x?x?xf32>, %o: memref<?x?x?x128xbf16>) {
