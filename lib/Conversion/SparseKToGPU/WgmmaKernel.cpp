@@ -61,6 +61,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
+#include <cassert>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -399,16 +400,21 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                     int64_t width, Value buf, Value slots) {
     WB y{gb, gl, elem};
     SmallVector<Value> tokens;
-    int64_t chunks = width / kChunk;
-    for (int64_t i = 0; i < kKeyTile * chunks / kThreads; ++i) {
-      Value linear = y.add(tid, y.c(kThreads * i));
-      Value row = y.div(linear, y.c(chunks));
-      Value col = y.mul(y.rem(linear, y.c(chunks)), y.c(kChunk));
+    // Copy i of the thread: row row0 + i * rowStep, columns col..col + 7.
+    // rowStep is a multiple of 8, so the row's swizzle (row % 8) and chunk
+    // are the same for every i, and the slot and destination addresses are
+    // one base plus constant offsets.
+    int64_t chunks = width / kChunk, rowStep = kThreads / chunks;
+    assert(rowStep % 8 == 0 && "the swizzle repeats every 8 rows");
+    Value row0 = y.div(tid, y.c(chunks));
+    Value col = y.mul(y.rem(tid, y.c(chunks)), y.c(kChunk));
+    SmallVector<Value> at0 = y.swizzled(row0, col);
+    for (int64_t i = 0; i < kKeyTile / rowStep; ++i) {
+      Value row = y.add(row0, y.c(rowStep * i));
       Value j =
           slots ? emitLoadIndex(gb, gl, sJ, ValueRange{slots, row}) : y.c(-1);
       Value valid = y.lt(y.c(-1), j);
-      SmallVector<Value> at{buf};
-      llvm::append_range(at, y.swizzled(row, col));
+      SmallVector<Value> at{buf, at0[0], row, at0[2]};
       tokens.push_back(
           y.copy(dst, at, src, {bi, h, y.max(j, y.c(0)), col}, valid));
     }
@@ -465,8 +471,8 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
 
   // Carried: O (dv / 8 n-tiles x 4), m and l of both rows, P * gates of
   // the previous key tile (the A fragments of its P V, packed: 4 registers
-  // per 16 keys; zero before the first), then the position of the thread's
-  // slot in key tile + 2.
+  // per 16 keys; zero before the first), the position of the thread's slot
+  // in key tile + 2, then the slot buffers (below).
   int64_t oTiles = dv / 8;
   int64_t oRegs = oTiles * 4, pRegs = kKeyTile / 16 * 4;
   int64_t pAt = oRegs + 4;
@@ -475,6 +481,11 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
   init.append({negInf, negInf, x.f(0.0), x.f(0.0)});
   init.append(pRegs, x.ci32(0));
   init.push_back(firstAhead);
+  // Then the slot buffers of key tiles tile, tile + 1 and tile + 2 (tile % 3
+  // and so on), rotated by each step rather than computed, so that LLVM
+  // does not rewrite the remainders into per-row induction variables.
+  int64_t slotsAt = init.size();
+  init.append({x.c(0), x.c(1), x.c(2)});
 
   // O += P V for the P of one key tile (packed) and the V buffer that
   // `descV` names: 4 k-steps of m64nDvk16, 16 keys (rows of V, 2048 bytes)
@@ -502,9 +513,8 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                   ValueRange carried) -> SmallVector<Value> {
     WB y{lb, ll, elem};
     Value buf = y.rem(tile, y.c(2)), other = y.sub(y.c(1), buf);
-    Value slots = y.rem(tile, y.c(kSlotBuffers));
-    Value nextSlots = y.rem(y.add(tile, y.c(1)), y.c(kSlotBuffers));
-    Value aheadSlots = y.rem(y.add(tile, y.c(2)), y.c(kSlotBuffers));
+    Value slots = carried[slotsAt], nextSlots = carried[slotsAt + 1],
+          aheadSlots = carried[slotsAt + 2];
     // The buffers' descriptors: buffer 0's plus buf buffers (in 16 bytes).
     Value buf64 = arith::IndexCastOp::create(lb, ll, lb.getI64Type(), buf);
     Value descK = y.add(descK0, y.mul(buf64, y.ci64(layout.kBytes >> 4)));
@@ -522,7 +532,7 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     // the next step.
     SmallVector<Value> tokens = gather(lb, ll, sK, a.key, d, other, nextSlots);
     llvm::append_range(tokens, gather(lb, ll, sV, a.value, dv, buf, slots));
-    storeSlot(lb, ll, carried.back(), aheadSlots);
+    storeSlot(lb, ll, carried[slotsAt - 1], aheadSlots);
     y.commit(tokens);
     Value ahead = loadPosition(lb, ll, y.add(tile, y.c(3)));
 
@@ -620,7 +630,10 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     // Online softmax per row: new max, P * gate; O is rescaled once the
     // previous P V is done.
     SmallVector<Value> next(carried.begin(), carried.end());
-    next.back() = ahead;
+    next[slotsAt - 1] = ahead;
+    next[slotsAt] = nextSlots;
+    next[slotsAt + 1] = aheadSlots;
+    next[slotsAt + 2] = slots;
     Value alpha[2];
     for (int64_t ri = 0; ri < 2; ++ri) {
       Value m = carried[oTiles * 4 + ri], l = carried[oTiles * 4 + 2 + ri];
