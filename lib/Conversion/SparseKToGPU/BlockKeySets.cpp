@@ -127,11 +127,66 @@ Value sparsek::emitIsMember(OpBuilder &b, Location loc,
   return x.andI(row.valid, x.orI(window, selected));
 }
 
+/// The i32 order key of an f32: its bits as sign and magnitude turned into
+/// two's complement (-0 and +0 both 0), so that integer order is float order
+/// on non-NaN values; sets `finite` (i1: finite) or `ordered` (i1: not
+/// NaN) where asked.
+static Value emitOrderKey(OpBuilder &b, Location loc, Value x, Value *finite,
+                          Value *ordered) {
+  KernelMath k{b, loc};
+  Type i32 = b.getI32Type();
+  Value bits = arith::BitcastOp::create(b, loc, i32, x);
+  Value mag = k.andI(bits, k.ci32(0x7fffffff));
+  Value inf = k.ci32(0x7f800000);
+  if (finite)
+    *finite = k.lt(mag, inf);
+  if (ordered)
+    *ordered = k.le(mag, inf);
+  return k.sel(k.lt(bits, k.ci32(0)), k.sub(k.ci32(0), mag), bits);
+}
+
+/// (order key << 32) | (0x7fffffff - j as u32): j decreasing, as unsigned,
+/// over all of i32, so equal order keys compare by -j.
+static Value emitRank(OpBuilder &b, Location loc, Value key, Value j) {
+  KernelMath k{b, loc};
+  Type i64 = b.getI64Type();
+  if (!j.getType().isInteger(32))
+    j = j.getType().isIndex()
+            ? arith::IndexCastOp::create(b, loc, b.getI32Type(), j).getResult()
+            : arith::TruncIOp::create(b, loc, b.getI32Type(), j).getResult();
+  Value low = arith::ExtUIOp::create(b, loc, i64, k.sub(k.ci32(0x7fffffff), j));
+  Value high =
+      arith::ShLIOp::create(b, loc, arith::ExtSIOp::create(b, loc, i64, key),
+                            arith::ConstantIntOp::create(b, loc, i64, 32));
+  return arith::OrIOp::create(b, loc, high, low);
+}
+
+Value sparsek::emitListRank(OpBuilder &b, Location loc, Value u, Value j) {
+  KernelMath k{b, loc};
+  Value finite;
+  Value key = emitOrderKey(b, loc, u, &finite, nullptr);
+  // Below the key of every threshold, -inf included.
+  key = k.sel(finite, key, k.ci32(std::numeric_limits<int32_t>::min()));
+  return emitRank(b, loc, key, j);
+}
+
+Value sparsek::emitListRowRank(OpBuilder &b, Location loc,
+                               const QueryThresholds &row) {
+  KernelMath k{b, loc};
+  Value ordered;
+  Value key = emitOrderKey(b, loc, row.thetaScore, nullptr, &ordered);
+  Value rank = emitRank(b, loc, key, row.thetaPos);
+  Value none = arith::ConstantIntOp::create(
+      b, loc, b.getI64Type(), std::numeric_limits<int64_t>::max());
+  Value usable = k.andI(row.valid, ordered);
+  return k.sel(usable, rank, none);
+}
+
 Value sparsek::emitIsListMember(OpBuilder &b, Location loc,
                                 const QueryThresholds &row, Value j, Value u) {
-  KernelMath x{b, loc};
-  return x.andI(x.andI(row.valid, emitIsFiniteScore(b, loc, u)),
-                emitReachesTheta(b, loc, u, j, row.thetaScore, row.thetaPos));
+  return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
+                               emitListRank(b, loc, u, j),
+                               emitListRowRank(b, loc, row));
 }
 
 Value sparsek::emitListGate(OpBuilder &b, Location loc,

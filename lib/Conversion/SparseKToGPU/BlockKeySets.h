@@ -95,9 +95,22 @@ Value emitGate(OpBuilder &b, Location loc, const QueryThresholds &row, Value j,
 /// emitIsMember for a key of the block's list Sel(t0): such a key has
 /// 0 <= j <= pos(t0) - w <= pos(t) - w for every row t of the tile, so only
 /// the score tests remain (finite, and (u, -j) >= theta(t)). `selects`
-/// must hold.
+/// must hold. Emitted as one signed i64 comparison,
+/// emitListRank(u, j) >= emitListRowRank(row); the kernels compute the
+/// row's side once.
 Value emitIsListMember(OpBuilder &b, Location loc, const QueryThresholds &row,
                        Value j, Value u);
+
+/// The rank of key (j, u) for that comparison: the score's order key (its
+/// bits as a two's-complement integer, -0 as +0, so integer order is float
+/// order) above 0x7fffffff - j (as u32, decreasing in j), so that ranks
+/// order keys as (u, -j) in SPEC 4's order; non-finite scores get the
+/// lowest order key, below every threshold's. Positions are taken as i32
+/// (the list buffers' type).
+Value emitListRank(OpBuilder &b, Location loc, Value u, Value j);
+/// The row's side: the rank of (thetaScore, thetaPos), or the largest i64
+/// (which no key reaches) for an invalid row or a NaN thetaScore.
+Value emitListRowRank(OpBuilder &b, Location loc, const QueryThresholds &row);
 
 /// emitGate for such a key: clip(u - tau(t), 0, 1).
 Value emitListGate(OpBuilder &b, Location loc, const QueryThresholds &row,

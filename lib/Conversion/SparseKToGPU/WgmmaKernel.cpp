@@ -304,6 +304,7 @@ struct SmemLayout {
 struct LaneRow {
   Value hq, t;
   QueryThresholds th;
+  Value rank; // emitListRowRank (with selection)
 };
 } // namespace
 
@@ -459,7 +460,9 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     if (a.lists)
       th = a.thresholds.emitLoad(b, loc, r, tr.query, tr.valid, pos);
     rows[i] = {x.add(x.mul(h, geo.group), tr.qhead), tr.query,
-               th.castPositions(b, loc, b.getI32Type())};
+               th.castPositions(b, loc, b.getI32Type()), Value()};
+    if (a.lists)
+      rows[i].rank = emitListRowRank(b, loc, rows[i].th);
   }
   Value scaleLog2 = x.fmul(a.scale, x.f(1.0 / std::log(2.0)));
 
@@ -611,20 +614,23 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     SmallVector<Value> flat;
     for (int64_t nt = 0; nt < 8; ++nt)
       llvm::append_range(flat, s[nt]);
-    flat = byClass(flat,
-                   [&](OpBuilder &cb, Location cl, Class c, Value v, int64_t nt,
-                       int64_t e, int64_t ri) -> Value {
-                     WB z{cb, cl, elem};
-                     Value valid = rows[ri].th.valid;
-                     if (c != Class::Window) {
-                       auto [j, u] = keyAt(cb, cl, nt, e);
-                       valid = c == Class::List
-                                   ? emitIsListMember(cb, cl, rows[ri].th, j, u)
-                                   : emitIsMember(cb, cl, rows[ri].th, j, u, w,
-                                                  k > 0);
-                     }
-                     return z.sel(valid, z.fmul(v, scaleLog2), negInf);
-                   });
+    flat =
+        byClass(flat,
+                [&](OpBuilder &cb, Location cl, Class c, Value v, int64_t nt,
+                    int64_t e, int64_t ri) -> Value {
+                  WB z{cb, cl, elem};
+                  Value valid = rows[ri].th.valid;
+                  if (c != Class::Window) {
+                    auto [j, u] = keyAt(cb, cl, nt, e);
+                    valid =
+                        c == Class::List
+                            ? arith::CmpIOp::create(
+                                  cb, cl, arith::CmpIPredicate::sge,
+                                  emitListRank(cb, cl, u, j), rows[ri].rank)
+                            : emitIsMember(cb, cl, rows[ri].th, j, u, w, k > 0);
+                  }
+                  return z.sel(valid, z.fmul(v, scaleLog2), negInf);
+                });
     for (int64_t nt = 0; nt < 8; ++nt)
       s[nt].assign(flat.begin() + 4 * nt, flat.begin() + 4 * nt + 4);
     // Online softmax per row: new max, P * gate; O is rescaled once the

@@ -56,12 +56,13 @@
 // CHECK-NEXT: nvvm.wgmma.wait.group.sync.aligned 1
 // CHECK: llvm.inline_asm has_side_effects asm_dialect = att "", "=f,
 // Membership by the tile's class, alike in every thread: all keys in every
-// row's window (no test), all from the list Sel(t0) (score tests only), or
-// mixed (the full test).
+// row's window (no test), all from the list Sel(t0) (score tests only, as
+// one i64 comparison of ranks), or mixed (the full test).
 // CHECK: scf.if
 // CHECK: } else {
 // CHECK: scf.if
-// CHECK: arith.cmpf oeq
+// CHECK-NOT: arith.cmpf oeq
+// CHECK: arith.cmpi sge, %{{.*}}, %{{.*}} : i64
 // CHECK: } else {
 // CHECK: arith.cmpf oeq
 // CHECK: gpu.shuffle xor
