@@ -410,14 +410,21 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     Value row0 = y.div(tid, y.c(chunks));
     Value col = y.mul(y.rem(tid, y.c(chunks)), y.c(kChunk));
     SmallVector<Value> at0 = y.swizzled(row0, col);
-    for (int64_t i = 0; i < kKeyTile / rowStep; ++i) {
-      Value row = y.add(row0, y.c(rowStep * i));
-      Value j =
-          slots ? emitLoadIndex(gb, gl, sJ, ValueRange{slots, row}) : y.c(-1);
-      Value valid = y.lt(y.c(-1), j);
-      SmallVector<Value> at{buf, at0[0], row, at0[2]};
-      tokens.push_back(
-          y.copy(dst, at, src, {bi, h, y.max(j, y.c(0)), col}, valid));
+    // The positions first, then the copies: ptxas pads each cp.async that
+    // follows a shared-memory load with no-op issue slots.
+    int64_t copies = kKeyTile / rowStep;
+    SmallVector<Value> rows, positions;
+    for (int64_t i = 0; i < copies; ++i) {
+      rows.push_back(y.add(row0, y.c(rowStep * i)));
+      positions.push_back(
+          slots ? emitLoadIndex(gb, gl, sJ, ValueRange{slots, rows.back()})
+                : y.c(-1));
+    }
+    for (int64_t i = 0; i < copies; ++i) {
+      Value j = positions[i];
+      SmallVector<Value> at{buf, at0[0], rows[i], at0[2]};
+      tokens.push_back(y.copy(dst, at, src, {bi, h, y.max(j, y.c(0)), col},
+                              y.lt(y.c(-1), j)));
     }
     return tokens;
   };
