@@ -472,6 +472,7 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
       rows[i].rank = emitListRowRank(b, loc, rows[i].th);
   }
   Value scaleLog2 = x.fmul(a.scale, x.f(1.0 / std::log(2.0)));
+  Value negScaleLog2 = x.fmul(a.scale, x.f(-1.0 / std::log(2.0)));
 
   // Loop-invariant descriptors: Q (A of Q K^T), and buffers 0 of K and V.
   int64_t vLbo = kAtomBytes; // V is N-major: the next 64 columns
@@ -636,7 +637,7 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                                   emitListRank(cb, cl, u, j), rows[ri].rank)
                             : emitIsMember(cb, cl, rows[ri].th, j, u, w, k > 0);
                   }
-                  return z.sel(valid, z.fmul(v, scaleLog2), negInf);
+                  return z.sel(valid, v, negInf);
                 });
     for (int64_t nt = 0; nt < 8; ++nt)
       s[nt].assign(flat.begin() + 4 * nt, flat.begin() + 4 * nt + 4);
@@ -657,12 +658,19 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
       Value mNew = y.fmax(m, y.quadReduce(mx, /*isMax=*/true));
       // No member yet: exponents against 0 give exp2(-inf) = 0.
       Value mUse = y.sel(y.isNegInf(mNew), y.f(0.0), mNew);
-      alpha[ri] = y.exp2Ftz(y.fsub(m, mUse));
+      // Scores and maxima are unscaled; the exponent of x in base 2 is
+      // x c - mUse c as one fma, c = scale log2(e) (the verifier keeps the
+      // scale positive, so the maximum of x c is mUse c).
+      Value negMc = y.fmul(mUse, negScaleLog2);
+      auto exponent = [&](Value v) -> Value {
+        return math::FmaOp::create(lb, ll, v, scaleLog2, negMc);
+      };
+      alpha[ri] = y.exp2Ftz(exponent(m));
       Value lNew = y.fmul(l, alpha[ri]);
       for (int64_t nt = 0; nt < 8; ++nt)
         for (int64_t e = 0; e < 2; ++e) {
           int64_t reg = 2 * ri + e;
-          Value pe = y.exp2Ftz(y.fsub(s[nt][reg], mUse));
+          Value pe = y.exp2Ftz(exponent(s[nt][reg]));
           lNew = y.fadd(lNew, pe); // the sum leaves the gates out
           s[nt][reg] = pe;
         }

@@ -66,6 +66,9 @@
 // CHECK: } else {
 // CHECK: arith.cmpf oeq
 // CHECK: gpu.shuffle xor
+// Maxima of unscaled scores, the (verified positive) scale folded into each
+// exponent: s c - m c as one fma.
+// CHECK: math.fma
 // CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f32"
 // The previous P V done: O and P (f32) pinned after the wait, then O
 // rescaled and P packed for the next step.
