@@ -159,25 +159,34 @@ struct WB : KernelMath {
     barrier();
   }
 
-  /// A wgmma shared-memory descriptor for the 128B-swizzled tile at shared
-  /// address `addr` (index, 1024-byte aligned or a k-step inside an atom):
-  /// start address >> 4 in bits 0-13, LBO >> 4 in 16-29, SBO >> 4 (one
-  /// 8-row group, 1024 bytes) in 32-45, layout 1 (128B swizzle) in 62-63.
+  /// The low word (i32) of a wgmma shared-memory descriptor for the
+  /// 128B-swizzled tile at shared address `addr` (index, 1024-byte aligned
+  /// or a k-step inside an atom): start address >> 4 in bits 0-13, LBO >> 4
+  /// in 16-29. The high word is the same for every operand here (kDescHigh).
+  /// Descriptors are moved and chosen as i32, so that neither LLVM nor ptxas
+  /// carries 64-bit additions into the wgmma issue.
   Value descriptor(Value addr, int64_t lboBytes) {
-    Value a = arith::IndexCastOp::create(b, loc, b.getI64Type(), addr);
+    Value a = arith::IndexCastOp::create(b, loc, b.getI32Type(), addr);
     a = arith::AndIOp::create(
-        b, loc, arith::ShRUIOp::create(b, loc, a, ci64(4)), ci64(0x3fff));
-    int64_t hi = (int64_t(1) << 62) | ((kGroupBytes >> 4) << 32) |
-                 ((lboBytes >> 4) << 16);
-    return arith::OrIOp::create(b, loc, a, ci64(hi));
+        b, loc, arith::ShRUIOp::create(b, loc, a, ci32(4)), ci32(0x3fff));
+    return arith::OrIOp::create(b, loc, a, ci32((lboBytes >> 4) << 16));
   }
 
-  /// The descriptor `desc` moved by `bytes` (a multiple of 16, inside the
-  /// 14-bit address field).
+  /// The descriptor (low word) `desc` moved by `bytes` (a multiple of 16,
+  /// inside the 14-bit address field).
   Value advance(Value desc, int64_t bytes) {
     if (bytes == 0)
       return desc;
-    return arith::AddIOp::create(b, loc, desc, ci64(bytes >> 4));
+    return arith::AddIOp::create(b, loc, desc, ci32(bytes >> 4));
+  }
+
+  /// The whole descriptor of low word `desc`: SBO >> 4 (one 8-row group,
+  /// 1024 bytes) in bits 32-45, layout 1 (128B swizzle) in 62-63.
+  Value fullDescriptor(Value desc) {
+    int64_t high = (int64_t(1) << 62) | ((kGroupBytes >> 4) << 32);
+    return arith::OrIOp::create(
+        b, loc, arith::ExtUIOp::create(b, loc, b.getI64Type(), desc),
+        ci64(high));
   }
 
   NVVM::WGMMATypes wgmmaType() const {
@@ -187,7 +196,8 @@ struct WB : KernelMath {
   /// acc + A B on wgmma m64nNk16, A and B from shared memory, both K-major.
   Value wgmmaSS(Value acc, Value descA, Value descB, int64_t n) {
     return NVVM::WgmmaMmaAsyncOp::create(
-        b, loc, acc.getType(), acc, descA, descB,
+        b, loc, acc.getType(), acc, fullDescriptor(descA),
+        fullDescriptor(descB),
         NVVM::MMAShapeAttr::get(b.getContext(), 64, n, 16), wgmmaType(),
         wgmmaType(), NVVM::WGMMATypes::f32, NVVM::WGMMAScaleOut::one,
         NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one, NVVM::MMALayout::row,
@@ -222,7 +232,7 @@ struct WB : KernelMath {
     constraints += "r,r,r,r,l,n";
     SmallVector<Value> operands(acc.begin(), acc.end());
     operands.append(a.begin(), a.end());
-    operands.push_back(descB);
+    operands.push_back(fullDescriptor(descB));
     operands.push_back(ci32(1)); // scale-d: accumulate
     auto structTy = LLVM::LLVMStructType::getLiteral(
         b.getContext(), SmallVector<Type>(regs, b.getF32Type()));
@@ -510,8 +520,7 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
   };
   // The descriptor of V buffer `vbuf` (index).
   auto vDescriptor = [&](WB &y, Value vbuf) {
-    Value v64 = arith::IndexCastOp::create(y.b, y.loc, y.b.getI64Type(), vbuf);
-    return y.add(descV0, y.mul(v64, y.ci64(layout.vBytes >> 4)));
+    return y.add(descV0, y.mul(y.i32(vbuf), y.ci32(layout.vBytes >> 4)));
   };
 
   // Step `tile`: S of key tile `tile` and P V of key tile - 1 on the tensor
@@ -527,8 +536,7 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     Value slots = carried[slotsAt], nextSlots = carried[slotsAt + 1],
           aheadSlots = carried[slotsAt + 2];
     // The buffers' descriptors: buffer 0's plus buf buffers (in 16 bytes).
-    Value buf64 = arith::IndexCastOp::create(lb, ll, lb.getI64Type(), buf);
-    Value descK = y.add(descK0, y.mul(buf64, y.ci64(layout.kBytes >> 4)));
+    Value descK = y.add(descK0, y.mul(y.i32(buf), y.ci32(layout.kBytes >> 4)));
     Value descV = vDescriptor(y, other);
     // K of this tile and V of the previous one landed (the only group in
     // flight); the slots of this tile and the next are visible, and every
