@@ -139,8 +139,8 @@ struct WB : KernelMath {
   }
 
   /// Closes the copies issued so far into one cp.async group.
-  void commit(ValueRange tokens) {
-    nvgpu::DeviceAsyncCreateGroupOp::create(
+  Value commit(ValueRange tokens) {
+    return nvgpu::DeviceAsyncCreateGroupOp::create(
         b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
   }
 
@@ -292,9 +292,9 @@ struct WB : KernelMath {
 /// Byte offsets of the regions of workgroup memory (from the 1024-aligned
 /// base).
 struct SmemLayout {
-  /// Regions: Q, K[2], V[2], slot positions and scores [3][64];
-  /// kBytes and vBytes: one K and one V buffer.
-  int64_t q, k, v, j, u, bytes, kBytes, vBytes;
+  /// Regions: Q, K[2], V[2], slot positions, scores and list ranks
+  /// [3][64]; kBytes and vBytes: one K and one V buffer.
+  int64_t q, k, v, j, u, rank, bytes, kBytes, vBytes;
 
   SmemLayout(int64_t d, int64_t dv) {
     kBytes = (d / kAtomCols) * kAtomBytes;
@@ -304,7 +304,8 @@ struct SmemLayout {
     v = k + 2 * kBytes;
     j = v + 2 * vBytes;
     u = j + kSlotBuffers * kKeyTile * 4;
-    bytes = u + kSlotBuffers * kKeyTile * 4;
+    rank = u + kSlotBuffers * kKeyTile * 4; // 8-byte aligned
+    bytes = rank + kSlotBuffers * kKeyTile * 8;
   }
   /// What the launch requests: the regions plus room to round the base up.
   int64_t dynamicBytes() const { return bytes + 1024; }
@@ -347,6 +348,7 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
   Value sV = view(layout.v, {2, dv / kAtomCols, kKeyTile, kAtomCols}, elem);
   Value sJ = view(layout.j, {kSlotBuffers, kKeyTile}, b.getI32Type());
   Value sU = view(layout.u, {kSlotBuffers, kKeyTile}, b.getF32Type());
+  Value sR = view(layout.rank, {kSlotBuffers, kKeyTile}, b.getI64Type());
 
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value lane = x.rem(tid, x.c(32)), warp = x.div(tid, x.c(32));
@@ -445,6 +447,7 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
   // the first group.
   storeSlot(b, loc, loadPosition(b, loc, x.c(0)), x.c(0));
   storeSlot(b, loc, loadPosition(b, loc, x.c(1)), x.c(1));
+  Value scoresGroup = x.commit({}); // the slots' scores, waited for below
   x.barrier();
   SmallVector<Value> first;
   {
@@ -465,6 +468,25 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                      gather(b, loc, sV, a.value, dv, x.c(1), /*slots=*/{}));
   x.commit(first);
   Value firstAhead = loadPosition(b, loc, x.c(2));
+  // The list ranks (emitListRank) of slot buffer `buf`'s slots, stored next
+  // to them by the threads that stored the slots, once their scores landed
+  // (a thread's own copies, so no barrier: the next one publishes them).
+  // A list tile's membership is then one load and one i64 comparison per
+  // element.
+  auto storeRanks = [&](OpBuilder &lb, Location ll, Value buf) {
+    emitIf(lb, ll, storesSlots, [&](OpBuilder &sb, Location sl) {
+      Value j = memref::LoadOp::create(sb, sl, sJ, ValueRange{buf, tid});
+      Value u = memref::LoadOp::create(sb, sl, sU, ValueRange{buf, tid});
+      memref::StoreOp::create(sb, sl, emitListRank(sb, sl, u, j), sR,
+                              ValueRange{buf, tid});
+    });
+  };
+  if (a.lists) {
+    // At most the group of Q and tile 0 still in flight.
+    nvgpu::DeviceAsyncWaitOp::create(b, loc, scoresGroup,
+                                     b.getI32IntegerAttr(1));
+    storeRanks(b, loc, x.c(0));
+  }
 
   // The lane's rows g and g + 8 and their thresholds.
   Value g = x.div(lane, x.c(4)), quad = x.rem(lane, x.c(4));
@@ -554,6 +576,10 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     storeSlot(lb, ll, carried[slotsAt - 1], aheadSlots);
     y.commit(tokens);
     Value ahead = loadPosition(lb, ll, y.add(tile, y.c(3)));
+    // The scores of tile + 1 landed with the wait above: its ranks, read by
+    // the next step.
+    if (a.lists)
+      storeRanks(lb, ll, nextSlots);
 
     // O, the previous P and S's zero accumulators, pinned before the fence.
     SmallVector<Value> operands(carried.begin(), carried.begin() + oRegs);
@@ -636,14 +662,15 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                     int64_t e, int64_t ri) -> Value {
                   WB z{cb, cl, elem};
                   Value valid = rows[ri].th.valid;
-                  if (c != Class::Window) {
+                  if (c == Class::List) {
+                    Value col = z.add(z.mul(quad, z.c(2)), z.c(8 * nt + e));
+                    Value rank = memref::LoadOp::create(cb, cl, sR,
+                                                        ValueRange{slots, col});
+                    valid = arith::CmpIOp::create(
+                        cb, cl, arith::CmpIPredicate::sge, rank, rows[ri].rank);
+                  } else if (c == Class::Mixed) {
                     auto [j, u] = keyAt(cb, cl, nt, e);
-                    valid =
-                        c == Class::List
-                            ? arith::CmpIOp::create(
-                                  cb, cl, arith::CmpIPredicate::sge,
-                                  emitListRank(cb, cl, u, j), rows[ri].rank)
-                            : emitIsMember(cb, cl, rows[ri].th, j, u, w, k > 0);
+                    valid = emitIsMember(cb, cl, rows[ri].th, j, u, w, k > 0);
                   }
                   return z.sel(valid, v, negInf);
                 });

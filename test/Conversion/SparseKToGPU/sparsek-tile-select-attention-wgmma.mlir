@@ -12,8 +12,9 @@
 // CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}) : memref<?x?x?xi32>
 // CHECK: gpu.launch_func @[[MOD:sparsek_select_attention_wgmma_0]]::@tiles
 // CHECK-SAME: threads in (%c128
-// Q 16 KiB, K and V 2 x 16 KiB each, slots 1.5 KiB, 1 KiB to align the base.
-// CHECK-SAME: dynamic_shared_memory_size %c84480_i32
+// Q 16 KiB, K and V 2 x 16 KiB each, slots 3 KiB (positions, scores, list
+// ranks), 1 KiB to align the base.
+// CHECK-SAME: dynamic_shared_memory_size %c86016_i32
 // CHECK-SAME: args(%{{.*}}, %[[LISTS]] : memref<?x?x?xi32>
 // CHECK-NOT: sparsek.select_attention
 // CHECK: gpu.module @[[MOD]]
@@ -25,6 +26,7 @@
 // CHECK: memref.view {{.*}} to memref<2x2x64x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<2x2x64x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<3x64xi32, #gpu.address_space<workgroup>>
+// CHECK: memref.view {{.*}} to memref<3x64xi64, #gpu.address_space<workgroup>>
 // The prologue: Q, the K rows of key tile 0 and zeros into V buffer 1 as
 // one cp.async group.
 // CHECK: nvgpu.device_async_copy {{.*}} : memref<?x?x?x128xbf16> to memref<2x64x64xbf16, #gpu.address_space<workgroup>>
@@ -56,13 +58,15 @@
 // CHECK-NEXT: nvvm.wgmma.wait.group.sync.aligned 1
 // CHECK: llvm.inline_asm has_side_effects asm_dialect = att "", "=f,
 // Membership by the tile's class, alike in every thread: all keys in every
-// row's window (no test), all from the list Sel(t0) (score tests only, as
-// one i64 comparison of ranks), or mixed (the full test).
+// row's window (no test), all from the list Sel(t0) (score tests only: the
+// slot's list rank, stored by the previous step, against the row's), or
+// mixed (the full test).
 // CHECK: scf.if
 // CHECK: } else {
 // CHECK: scf.if
 // CHECK-NOT: arith.cmpf oeq
-// CHECK: arith.cmpi sge, %{{.*}}, %{{.*}} : i64
+// CHECK: memref.load %{{.*}} : memref<3x64xi64, #gpu.address_space<workgroup>>
+// CHECK-NEXT: arith.cmpi sge, %{{.*}}, %{{.*}} : i64
 // CHECK: } else {
 // CHECK: arith.cmpf oeq
 // CHECK: gpu.shuffle xor
@@ -99,7 +103,7 @@ func.func @bf16_d128(%q: memref<?x?x?x128xbf16>, %k: memref<?x?x?x128xbf16>, %v:
 // CHECK-LABEL: func.func @f16_window_only
 // CHECK-NOT: memref.alloc
 // CHECK: gpu.launch_func @sparsek_select_attention_wgmma_0::@tiles
-// CHECK-SAME: dynamic_shared_memory_size %c59904_i32
+// CHECK-SAME: dynamic_shared_memory_size %c61440_i32
 // CHECK: gpu.func @tiles(
 // CHECK: memref.view {{.*}} to memref<1x64x64xf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<2x1x64x64xf16, #gpu.address_space<workgroup>>
