@@ -6,8 +6,8 @@
 // key lists and membership test as the mma.sync form (BlockKeySets.h).
 //
 // Workgroup memory (dynamic, base rounded up to 1024 bytes): Q, two
-// buffers each of K and V, three of the key slots (position j and score
-// u_j of each of a key tile's 64 slots). Every [64][D] tile is stored as
+// buffers each of K and V, three of the key slots (position j, score u_j
+// and list rank (emitListRank) of each of a key tile's 64 slots). Every [64][D] tile is stored as
 // D / 64 atoms of [64 rows][64 columns], 128 bytes a row, 16-byte chunks
 // XOR-swizzled with row % 8: TMA's SWIZZLE_128B, the layout the wgmma
 // descriptors below name (layout 1, base offset 0).
@@ -23,7 +23,8 @@
 //     i + 1 and the V rows of tile i into the buffers that tiles i - 1 and
 //     i - 2 freed (16-byte cp.async, zero fill for padding slots), and the
 //     slots of tile i + 2 (positions loaded by the previous step, scores by
-//     4-byte cp.async); load the positions of tile i + 3;
+//     4-byte cp.async); load the positions of tile i + 3; store the list
+//     ranks of tile i + 1 (its scores landed with the wait);
 //   - S = Q K^T: wgmma m64n64k16, A (Q) and B (K rows, K-major) from shared
 //     memory descriptors (nvvm.wgmma.mma_async), one wgmma group;
 //   - O += (P * gates) V of tile i - 1, the second group: wgmma m64nDvk16
