@@ -10,14 +10,18 @@
 //     chunksPerLane 16-byte K and V chunks (and 4-byte scores) of the next
 //     iteration, waits for this one's, and reads back only what it copied
 //     (so no barrier), while lane 0 bulk-prefetches rows further ahead into
-//     L2. Then per head: partial dot products, xor shuffles over the C lanes
-//     of the row, the online softmax update and the gated value
-//     accumulation (gates from the slot scores and tau);
+//     L2. The copies take raw addresses and the slot arithmetic is i32
+//     (the loop is instruction-issue bound at large B). Then the partial
+//     dot products of every (head, chunk), summed over the C lanes of the
+//     row by one transposing butterfly (DK::rowSums), and per head the
+//     online softmax update and the gated value accumulation (gates from
+//     the slot scores and tau, in f32);
 //   - the row classes of a warp merge with xor shuffles, the warps through
 //     workgroup memory;
 //   - one split: the block writes the output. Several: it writes its state
 //     to the partials, then a gpu-scope fence and an atomic arrival on the
-//     (b, h) counter; the last block to arrive merges all splits.
+//     (b, h) counter; the last block to arrive merges all splits, loading
+//     them in batches of kMergeBatch.
 // Invalid cache states and scores go to the device status (two extra
 // launch operands, Status.h) with the loop form's codes: thread 0 reports
 // the block's cache state and tau, and each lane whether it skipped an
