@@ -260,8 +260,8 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
   // Virtual slot v >= n_pool is window slot k + (v - n_pool).
   Value windowShift = arith::SubIOp::create(b, loc, x.ci32(k), pool32);
   Value pairBytes = wide(b, loc, x.mul(pairRow, x.c(rowBytes)));
-  Value warpSlot0 = x.i32(
-      emitWalkSlot(b, loc, geo, range.lo, x.c(0), warp, 0, x.c(0)));
+  Value warpSlot0 =
+      x.i32(emitWalkSlot(b, loc, geo, range.lo, x.c(0), warp, 0, x.c(0)));
   auto prefetchRows = [&](OpBuilder &pb, Location pl, Value first,
                           Value count) {
     KernelMath z{pb, pl};
@@ -350,15 +350,14 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     Value slotLo = x.i32(range.emitSlot(b, loc, range.lo, k));
     int64_t elemBytes = elem.getIntOrFloatBitWidth() / 8;
     Value colBytes = x.mul(col, x.c(elemBytes));
-    Value pairKey = arith::AddIOp::create(b, loc, pairBytes,
-                                          wide(b, loc, colBytes));
+    Value pairKey =
+        arith::AddIOp::create(b, loc, pairBytes, wide(b, loc, colBytes));
     Value laneKey = arith::AddIOp::create(b, loc, keyBase, pairKey);
     Value laneValue = arith::AddIOp::create(b, loc, valueBase, pairKey);
     Value laneScore;
     if (k > 0)
-      laneScore = arith::AddIOp::create(
-          b, loc, basePointer(scoreRows),
-          wide(b, loc, x.mul(pairRow, x.c(4))));
+      laneScore = arith::AddIOp::create(b, loc, basePointer(scoreRows),
+                                        wide(b, loc, x.mul(pairRow, x.c(4))));
     // This lane's ring entries of stage 0 and chunk 0 (shared addresses).
     auto sharedBase = [&](Value ring, int64_t entryBytes) {
       Value p = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, ring);
@@ -366,7 +365,8 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
       return wide(b, loc, x.add(p, x.mul(entry, x.c(entryBytes))));
     };
     int64_t chunkBytes = kDecodeChunk * elemBytes;
-    Value sKLane = sharedBase(sK, chunkBytes), sVLane = sharedBase(sV, chunkBytes);
+    Value sKLane = sharedBase(sK, chunkBytes),
+          sVLane = sharedBase(sV, chunkBytes);
     Value sSLane = k > 0 ? sharedBase(sS, 4) : Value();
     auto issueTile = [&](OpBuilder &ib, Location il, Value it) {
       KernelMath y{ib, il};
@@ -389,10 +389,9 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
         Value dst = add64(
             sBase, arith::AddIOp::create(
                        ib, il,
-                       arith::MulIOp::create(
-                           ib, il, stage,
-                           arith::ConstantIntOp::create(ib, il, i64,
-                                                        stageBytes)),
+                       arith::MulIOp::create(ib, il, stage,
+                                             arith::ConstantIntOp::create(
+                                                 ib, il, i64, stageBytes)),
                        arith::ConstantIntOp::create(ib, il, i64,
                                                     c * 32 * entryBytes)));
         // A 32 x 32 -> 64-bit multiply (the slot is below 2^30).
@@ -411,15 +410,14 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
             y.sel(inside, y.ci32(n), y.ci32(0)));
       };
       for (int64_t c = 0; c < chunks; ++c) {
-        Value v = arith::AddIOp::create(ib, il, itSlot,
-                                        y.ci32(c * geo.rowsPerLoad));
+        Value v =
+            arith::AddIOp::create(ib, il, itSlot, y.ci32(c * geo.rowsPerLoad));
         Value inside = y.lt(v, hi32);
         // Past the end: the address of slot lo (a row of (b, h)), no bytes.
-        Value slot =
-            y.sel(inside,
-                  y.sel(y.lt(v, pool32), v,
-                        arith::AddIOp::create(ib, il, v, windowShift)),
-                  slotLo);
+        Value slot = y.sel(inside,
+                           y.sel(y.lt(v, pool32), v,
+                                 arith::AddIOp::create(ib, il, v, windowShift)),
+                           slotLo);
         copy(sKLane, chunkBytes, c, laneKey, slot, rowBytes, inside);
         copy(sVLane, chunkBytes, c, laneValue, slot, rowBytes, inside);
         if (k > 0)

@@ -7,10 +7,10 @@
 //
 // Workgroup memory (dynamic, base rounded up to 1024 bytes): Q, two
 // buffers each of K and V, three of the key slots (position j, score u_j
-// and list rank (emitListRank) of each of a key tile's 64 slots). Every [64][D] tile is stored as
-// D / 64 atoms of [64 rows][64 columns], 128 bytes a row, 16-byte chunks
-// XOR-swizzled with row % 8: TMA's SWIZZLE_128B, the layout the wgmma
-// descriptors below name (layout 1, base offset 0).
+// and list rank (emitListRank) of each of a key tile's 64 slots). Every [64][D]
+// tile is stored as D / 64 atoms of [64 rows][64 columns], 128 bytes a row,
+// 16-byte chunks XOR-swizzled with row % 8: TMA's SWIZZLE_128B, the layout the
+// wgmma descriptors below name (layout 1, base offset 0).
 //
 // Step i (key tile i, 64 slots), with cp.async groups and wgmma groups as
 // the pipeline (FlashAttention-3's intra-warpgroup overlap: the P V of key
