@@ -14,8 +14,9 @@
 // - A chunk's queries have tau in [tau_lo, tau_hi], the boundary taus
 //   before and after it. Prefix scores whose breakpoints (z and z - 1) lie
 //   above tau_hi (plus a margin for rounding) keep their class for the whole
-//   chunk, so the solver only counts them; the rest (a narrow band, as tau
-//   moves little over one chunk) go into its heaps.
+//   chunk, so a query's search only counts them; the rest (a narrow band, as
+//   tau moves little over one chunk) it classifies at each point, with the
+//   chunk's candidates up to its own.
 //
 //===----------------------------------------------------------------------===//
 #include "ChunkedSelection.h"
@@ -44,11 +45,10 @@ static constexpr int64_t kMaxChunks = 128;
 /// with the chunk length, while the scan and the search grow with the chunk
 /// count; at T = 4096 (k 2048) 128 beats 256 by a fifth end to end (H100).
 static constexpr int64_t kMinChunk = 128;
-/// Threads per block of the per-candidate and per-entry kernels, and of the
-/// per-chunk ones (few threads, each long-running). A chunk walk steps
-/// through heaps with data-dependent branches: walks sharing a warp diverge
-/// and serialize, and 32 per block would leave most SMs idle, so each walk
-/// gets a block of its own.
+/// Threads per block of the per-candidate, per-entry and per-query kernels,
+/// and of the boundary search's finish (few threads, each running its own
+/// number of passes over its prefix: sharing a warp would serialize them,
+/// and 32 per block would leave most SMs idle, so each gets a block).
 static constexpr int64_t kWideBlock = 128;
 static constexpr int64_t kChunkBlock = 1;
 /// The boundary search stops after this many passes (bisection alone
@@ -135,18 +135,6 @@ static Value allocScratch(OpBuilder &b, Location loc, Type elementType,
                                  sizes);
 }
 
-/// Row `r` of the 2-D `buf` as a 1-D memref (one thread's heap).
-static Value emitRowSlice(OpBuilder &b, Location loc, Value buf, Value r) {
-  auto type = cast<MemRefType>(buf.getType());
-  SmallVector<OpFoldResult> offsets{r, b.getIndexAttr(0)};
-  SmallVector<OpFoldResult> sizes{b.getIndexAttr(1), emitDim(b, loc, buf, 1)};
-  SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-  auto sliceType = memref::SubViewOp::inferRankReducedResultType(
-      {ShapedType::kDynamic}, type, offsets, sizes, strides);
-  return memref::SubViewOp::create(b, loc, sliceType, buf, offsets, sizes,
-                                   strides);
-}
-
 /// Stores an index value into an integer (or index) memref.
 static void storeIndexAs(OpBuilder &b, Location loc, Value v, Value buf,
                          ValueRange at) {
@@ -225,25 +213,26 @@ void ChunkedSelection::emitThresholds(OpBuilder &b, Location loc,
     this->listLen[i] = allocScratch(b, loc, index, {rows, chunks});
   }
   sortedScores = allocScratch(b, loc, f32, {rows, chunks, chunkLen});
+  sortedPos = allocScratch(b, loc, index, {rows, chunks, chunkLen});
+  sortedAbove = allocScratch(b, loc, index, {rows, chunks, chunkLen});
   sortedLen = allocScratch(b, loc, index, {rows, chunks});
   boundaryTau = allocScratch(b, loc, f64, {rows, x.add(chunks, x.idx(1))});
   queryTau = allocScratch(b, loc, f64, {rows, numQueries});
   thetaScore = allocScratch(b, loc, f32, {rows, numQueries});
   thetaPos = allocScratch(b, loc, index, {rows, numQueries});
-  poolScores = allocScratch(b, loc, f32, {rowChunks, listCap});
-  poolPos = allocScratch(b, loc, index, {rowChunks, listCap});
-  // MIDDLE may hold every candidate; UPPER at most k + 1 (f = k after each
-  // solve, so at most k scores sit at p = 1; one more between an add and
-  // its solve), so it is sized like the lists.
+  // A band's MIDDLE may hold every candidate; its UPPER at most k (f = k
+  // at the chunk's lower boundary tau), so it is sized like the lists.
   Value capacity = x.max(candidates, x.idx(1));
-  upperHeap = allocScratch(b, loc, f32, {rowChunks, entries});
-  middleHeap = allocScratch(b, loc, f32, {rowChunks, capacity});
+  bandUpper = allocScratch(b, loc, f32, {rowChunks, entries});
+  bandMiddle = allocScratch(b, loc, f32, {rowChunks, capacity});
+  seedCounts = allocScratch(b, loc, index, {rows, chunks, x.idx(kBandCounts)});
+  seedSums = allocScratch(b, loc, f64, {rows, chunks});
   firstLists = firsts;
 
   emitChunkLists(b, loc);
   emitScan(b, loc);
   emitBoundaryTaus(b, loc);
-  emitChunkWalks(b, loc);
+  emitQueryThresholds(b, loc);
   emitFirstLists(b, loc);
 }
 
@@ -251,8 +240,9 @@ void ChunkedSelection::emitDealloc(OpBuilder &b, Location loc) const {
   for (int i = 0; i < 2; ++i)
     for (Value v : {listScores[i], listPos[i], listLen[i]})
       memref::DeallocOp::create(b, loc, v);
-  for (Value v : {sortedScores, sortedLen, boundaryTau, queryTau, thetaScore,
-                  thetaPos, poolScores, poolPos, upperHeap, middleHeap})
+  for (Value v :
+       {sortedScores, sortedPos, sortedAbove, sortedLen, boundaryTau, queryTau,
+        thetaScore, thetaPos, bandUpper, bandMiddle, seedCounts, seedSums})
     memref::DeallocOp::create(b, loc, v);
 }
 
@@ -282,7 +272,9 @@ void ChunkedSelection::emitChunkLists(OpBuilder &b, Location loc) {
                       y.add(carried[1], y.count(beats))};
             });
         emitIf(nb, nl, own, [&](OpBuilder &ib, Location il) {
-          B{ib, il}.store(z, sortedScores, {r, c, cr[1]});
+          B y{ib, il};
+          y.store(z, sortedScores, {r, c, cr[1]});
+          y.store(j, sortedPos, {r, c, cr[1]});
         });
         Value keep = x.andI(own, x.le(cr[1], x.idx(k)));
         emitIf(nb, nl, keep, [&](OpBuilder &ib, Location il) {
@@ -719,20 +711,28 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
     memref::DeallocOp::create(b, loc, v);
 }
 
-// Step 4: per chunk with queries, seed the pool and the solver with the
-// state before the chunk, walk its candidates recording each query's tau and
-// theta, then write the first query's selected positions.
-void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
+// Step 4: per query, tau(t) and theta(t) from what steps 1-3 left, with no
+// sequential walk (a walk keeps heaps whose every step is a chain of
+// dependent memory reads: at P1 32k, 2 of 7 ms on an H100). Per chunk, the
+// prefix scores whose class may change between the chunk's two boundary
+// taus (the band) are gathered and the others only counted; per chunk
+// entry, the number of prefix-list entries stronger than it. Then each query
+// ranks its chunk's candidates up to its own (theta) and searches tau in its
+// bracket over the band and those candidates (the step-3 search, whose
+// piece formula is the incremental solver's: both agree to rounding).
+void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
   B x{b, loc};
   Value rows = x.mul(batch, heads);
-  // The band seed of chunk c reads its prefix chunk by chunk (segment p is
+  Type index = b.getIndexType(), f64 = b.getF64Type();
+  // The band of chunk c reads its prefix chunk by chunk (segment p is
   // chunk p < c), from the sorted scores.
   bandSegs = x.max(x.idx(1), chunks);
-  bandCounts = allocScratch(b, loc, b.getIndexType(),
-                            {rows, chunks, bandSegs, x.idx(kBandCounts)});
-  bandSums = allocScratch(b, loc, b.getF64Type(), {rows, chunks, bandSegs});
+  bandCounts =
+      allocScratch(b, loc, index, {rows, chunks, bandSegs, x.idx(kBandCounts)});
+  bandSums = allocScratch(b, loc, f64, {rows, chunks, bandSegs});
   // Calls `body` for prefix chunk p of chunk c when the chunk has queries
-  // and more than k candidates before it (the band seed's case).
+  // and more than k candidates before it (a band; with at most k, the
+  // prefix list holds them all).
   auto forBandSegment =
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item,
           function_ref<void(OpBuilder &, Location, Value r, Value c, Value p,
@@ -741,10 +741,8 @@ void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
         B y{nb, nl};
         Value r = emitRowIndex(nb, nl, bi, h);
         Value c = y.div(item, bandSegs), p = y.rem(item, bandSegs);
-        Value start = y.mul(c, chunkLen);
-        Value end = y.min(y.add(start, chunkLen), candidates);
-        Value walks = y.andI(y.lt(y.max(start, lag), end), y.lt(p, c));
-        emitIf(nb, nl, walks, [&](OpBuilder &wb, Location wl) {
+        Value live = y.andI(emitHasQueries(nb, nl, c), y.lt(p, c));
+        emitIf(nb, nl, live, [&](OpBuilder &wb, Location wl) {
           B w{wb, wl};
           Value len = w.load(finalLen, {r, w.sub(c, w.idx(1))});
           emitIf(
@@ -765,12 +763,15 @@ void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
               B y{sb, sl};
               Value counts[kBandCounts] = {
                   run.n, y.sub(run.upperEnd, run.upperFixedEnd),
-                  y.sub(run.aboveEnd, run.middleHeapStart), run.upperFixedEnd,
-                  y.sub(run.middleHeapStart, run.upperEnd)};
+                  y.sub(run.aboveEnd, run.middleBandStart), run.upperFixedEnd,
+                  y.sub(run.middleBandStart, run.upperEnd)};
               for (int i = 0; i < kBandCounts; ++i)
                 y.store(counts[i], bandCounts, {r, c, p, y.idx(i)});
+              // Only the unheaped MIDDLE scores are summed: the band's are
+              // summed with the piece they fall in.
               Value sum = emitForCarrying(
-                  sb, sl, run.upperEnd, run.aboveEnd, ValueRange{y.f64(0.0)},
+                  sb, sl, run.upperEnd, run.middleBandStart,
+                  ValueRange{y.f64(0.0)},
                   [&](OpBuilder &fb, Location fl, Value i,
                       ValueRange a) -> SmallVector<Value> {
                     B v{fb, fl};
@@ -788,7 +789,7 @@ void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
             [&](OpBuilder &sb, Location sl, Value r, Value c, Value p,
                 const BandRuns &run) {
               B y{sb, sl};
-              // Heaped entries of the chunks before this one go first.
+              // Band entries of the chunks before this one go first.
               SmallVector<Value> at = emitForCarrying(
                   sb, sl, y.idx(0), p, ValueRange{y.idx(0), y.idx(0)},
                   [&](OpBuilder &fb, Location fl, Value i,
@@ -799,69 +800,265 @@ void ChunkedSelection::emitChunkWalks(OpBuilder &b, Location loc) {
                         v.add(a[1], v.load(bandCounts, {r, c, i, v.idx(2)}))};
                   });
               Value rc = y.add(y.mul(r, chunks), c);
-              auto copy = [&](Value from, Value to, Value heap, Value base) {
+              auto copy = [&](Value from, Value to, Value band, Value base) {
                 emitFor(sb, sl, from, to,
                         [&](OpBuilder &fb, Location fl, Value i) {
                           B v{fb, fl};
-                          v.store(v.load(sortedScores, {r, p, i}), heap,
+                          v.store(v.load(sortedScores, {r, p, i}), band,
                                   {rc, v.add(base, v.sub(i, from))});
                         });
               };
-              copy(run.upperFixedEnd, run.upperEnd, upperHeap, at[0]);
-              copy(run.middleHeapStart, run.aboveEnd, middleHeap, at[1]);
+              copy(run.upperFixedEnd, run.upperEnd, bandUpper, at[0]);
+              copy(run.middleBandStart, run.aboveEnd, bandMiddle, at[1]);
             });
       });
-  // The copies of the scanned lists into each walk's pool (and, with at
-  // most k candidates before the chunk, its solver's UPPER heap): one
-  // thread per entry, so the walks start from their seeds.
+  // With at most k candidates before a chunk, its prefix list holds them
+  // all: they are its band (UPPER below any tau). One thread per entry.
   emitParallelQueryBlocks(
       b, loc, batch, heads, x.mul(chunks, listCap), kWideBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
         B y{nb, nl};
         Value r = emitRowIndex(nb, nl, bi, h);
         Value c = y.div(item, listCap), i = y.rem(item, listCap);
-        Value start = y.mul(c, chunkLen);
-        Value end = y.min(y.add(start, chunkLen), candidates);
-        Value walks = y.andI(y.lt(y.max(start, lag), end),
-                             y.cmp(arith::CmpIPredicate::ugt, c, y.idx(0)));
-        emitIf(nb, nl, walks, [&](OpBuilder &wb, Location wl) {
+        Value live = y.andI(emitHasQueries(nb, nl, c),
+                            y.cmp(arith::CmpIPredicate::ugt, c, y.idx(0)));
+        emitIf(nb, nl, live, [&](OpBuilder &wb, Location wl) {
           B w{wb, wl};
           Value prev = w.sub(c, w.idx(1));
           Value len = w.load(finalLen, {r, prev});
-          Value poolSize = w.min(len, w.idx(k));
-          emitIf(wb, wl, w.lt(i, poolSize), [&](OpBuilder &sb, Location sl) {
-            // Weakest first: ascending strength is a valid heap.
-            B z{sb, sl};
-            Value from = z.sub(z.sub(poolSize, z.idx(1)), i);
-            Value score = z.load(finalScores, {r, prev, from});
-            Value rc = z.add(z.mul(r, chunks), c);
-            makePoolHeap(emitRowSlice(sb, sl, poolScores, rc),
-                         emitRowSlice(sb, sl, poolPos, rc))
-                .emitStore(sb, sl,
-                           ValueRange{score, z.load(finalPos, {r, prev, from})},
-                           i);
-            emitIf(sb, sl, z.le(len, z.idx(k)),
-                   [&](OpBuilder &ub, Location ul) {
-                     TauSolver(k, emitRowSlice(ub, ul, upperHeap, rc),
-                               emitRowSlice(ub, ul, middleHeap, rc))
-                         .emitStoreUpper(ub, ul, i, score);
-                   });
-          });
+          emitIf(wb, wl, w.andI(w.le(len, w.idx(k)), w.lt(i, len)),
+                 [&](OpBuilder &sb, Location sl) {
+                   B z{sb, sl};
+                   z.store(z.load(finalScores, {r, prev, i}), bandUpper,
+                           {z.add(z.mul(r, chunks), c), i});
+                 });
         });
       });
+  // Per chunk: the candidates before it, its band's sizes, its unheaped
+  // counts and MIDDLE sum (kSeed* order).
   emitParallelQueryBlocks(
-      b, loc, batch, heads, chunks, kChunkBlock,
+      b, loc, batch, heads, chunks, kWideBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
-        B x{nb, nl};
-        Value start = x.mul(c, chunkLen);
-        Value end = x.min(x.add(start, chunkLen), candidates);
-        Value firstLast = x.max(start, lag);
-        emitIf(nb, nl, x.lt(firstLast, end), [&](OpBuilder &qb, Location ql) {
-          emitChunkWalk(qb, ql, bi, h, c, start, end);
+        Value r = emitRowIndex(nb, nl, bi, h);
+        emitIf(
+            nb, nl, emitHasQueries(nb, nl, c), [&](OpBuilder &wb, Location wl) {
+              B w{wb, wl};
+              Value len = emitIfElse(
+                  wb, wl, w.cmp(arith::CmpIPredicate::ugt, c, w.idx(0)),
+                  [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+                    B t{tb, tl};
+                    return {t.load(finalLen, {r, t.sub(c, t.idx(1))})};
+                  },
+                  [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+                    return {B{tb, tl}.idx(0)};
+                  })[0];
+              SmallVector<Value> seed = emitIfElse(
+                  wb, wl, w.cmp(arith::CmpIPredicate::ugt, len, w.idx(k)),
+                  [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
+                    B v{sb, sl};
+                    SmallVector<Value> init(kBandCounts, v.idx(0));
+                    init.push_back(v.f64(0.0));
+                    return emitForCarrying(
+                        sb, sl, v.idx(0), c, init,
+                        [&](OpBuilder &fb, Location fl, Value p,
+                            ValueRange a) -> SmallVector<Value> {
+                          B u{fb, fl};
+                          SmallVector<Value> next;
+                          for (int i = 0; i < kBandCounts; ++i)
+                            next.push_back(u.add(
+                                a[i], u.load(bandCounts, {r, c, p, u.idx(i)})));
+                          next.push_back(u.add(a[kBandCounts],
+                                               u.load(bandSums, {r, c, p})));
+                          return next;
+                        });
+                  },
+                  [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
+                    B v{sb, sl};
+                    return {len, len, v.idx(0), v.idx(0), v.idx(0), v.f64(0.0)};
+                  });
+              for (int i = 0; i < kBandCounts; ++i)
+                w.store(seed[i], seedCounts, {r, c, w.idx(i)});
+              w.store(seed[kBandCounts], seedSums, {r, c});
+            });
+      });
+  // Per chunk entry (sorted order): the prefix list's entries stronger than
+  // it, at most k of them (a binary search).
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, x.mul(chunks, chunkLen), kWideBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
+        B y{nb, nl};
+        Value r = emitRowIndex(nb, nl, bi, h);
+        Value c = y.div(item, chunkLen), i = y.rem(item, chunkLen);
+        Value live = y.andI(emitHasQueries(nb, nl, c),
+                            y.lt(i, y.load(sortedLen, {r, c})));
+        emitIf(nb, nl, live, [&](OpBuilder &wb, Location wl) {
+          B w{wb, wl};
+          Value above = emitIfElse(
+              wb, wl, w.cmp(arith::CmpIPredicate::ugt, c, w.idx(0)),
+              [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+                B t{tb, tl};
+                Value prev = t.sub(c, t.idx(1));
+                Value len = t.min(t.load(finalLen, {r, prev}), t.idx(k));
+                return {emitCountStronger(tb, tl, finalScores, finalPos, r,
+                                          prev, len,
+                                          t.load(sortedScores, {r, c, i}),
+                                          t.load(sortedPos, {r, c, i}))};
+              },
+              [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+                return {B{tb, tl}.idx(0)};
+              })[0];
+          w.store(above, sortedAbove, {r, c, i});
         });
+      });
+  // Per query: its last candidate j in [max(lag, 0), C).
+  Value firstJ = x.max(lag, x.idx(0));
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, x.max(x.idx(0), x.sub(candidates, firstJ)),
+      kWideBlock, [&](OpBuilder &nb, Location nl, Value bi, Value h, Value i) {
+        emitQueryThreshold(nb, nl, bi, h, B{nb, nl}.add(i, firstJ));
       });
   memref::DeallocOp::create(b, loc, bandCounts);
   memref::DeallocOp::create(b, loc, bandSums);
+}
+
+Value ChunkedSelection::emitHasQueries(OpBuilder &b, Location loc,
+                                       Value c) const {
+  B x{b, loc};
+  Value start = x.mul(c, chunkLen);
+  Value end = x.min(x.add(start, chunkLen), candidates);
+  return x.lt(x.max(start, lag), end);
+}
+
+void ChunkedSelection::emitQueryThreshold(OpBuilder &b, Location loc, Value bi,
+                                          Value h, Value j) const {
+  B x{b, loc};
+  Value r = emitRowIndex(b, loc, bi, h);
+  Value c = x.div(j, chunkLen);
+  Value start = x.mul(c, chunkLen);
+  Value t = x.sub(j, lag);
+  Value zero = x.idx(0), one = x.idx(1), kIdx = x.idx(k);
+  Value before = x.load(seedCounts, {r, c, x.idx(0)});
+  // theta: the k-th strongest of the prefix list's top min(before, k) and
+  // the chunk's candidates up to j. A chunk candidate's rank in that union
+  // is its rank among the chunk's ones up to j (met in strength order) plus
+  // its stored count of stronger list entries. Either one of them has rank
+  // k - 1, or theta is the list entry that `stronger` of them precede.
+  Value n = x.load(sortedLen, {r, c});
+  Value negInf = emitF32(b, loc, -kInf);
+  SmallVector<Value> rank = emitForCarrying(
+      b, loc, zero, n,
+      ValueRange{zero, zero, negInf, zero, emitBool(b, loc, false)},
+      [&](OpBuilder &fb, Location fl, Value i,
+          ValueRange a) -> SmallVector<Value> {
+        B y{fb, fl};
+        Value p = y.load(sortedPos, {r, c, i});
+        Value in = y.le(p, j);
+        Value at = y.add(a[0], y.load(sortedAbove, {r, c, i}));
+        Value hit = y.andI(in, y.eq(at, y.idx(k - 1)));
+        Value stronger = y.andI(in, y.lt(at, y.idx(k - 1)));
+        return {y.add(a[0], y.count(in)), y.add(a[1], y.count(stronger)),
+                y.sel(hit, y.load(sortedScores, {r, c, i}), a[2]),
+                y.sel(hit, p, a[3]), y.orI(a[4], hit)};
+      });
+  Value seen = rank[0];
+  Value full = x.le(kIdx, x.add(x.min(before, kIdx), seen));
+  SmallVector<Value> theta = emitIfElse(
+      b, loc, x.andI(full, x.notI(rank[4])),
+      [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+        B y{tb, tl};
+        Value prev = y.sub(y.max(c, one), one);
+        Value at = y.sub(y.idx(k - 1), rank[1]);
+        return {y.load(finalScores, {r, prev, at}),
+                y.load(finalPos, {r, prev, at})};
+      },
+      [&](OpBuilder &, Location) -> SmallVector<Value> {
+        // A chunk candidate, or (-inf, 0) with fewer than k candidates:
+        // all are selected.
+        return {rank[2], rank[3]};
+      });
+  x.store(theta[0], thetaScore, {r, t});
+  x.store(theta[1], thetaPos, {r, t});
+  // tau: -inf with at most k candidates; otherwise the search from
+  // [z(k) - 1, z(k)], narrowed to the chunk's boundary taus (tau only grows
+  // with the prefix), over which the band and the counts describe f.
+  Value searched = x.cmp(arith::CmpIPredicate::ugt, x.add(before, seen), kIdx);
+  Value tau = emitIfElse(
+      b, loc, searched,
+      [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
+        B y{sb, sl};
+        BandLimits lim = emitBandLimits(sb, sl, r, c);
+        Value zk = y.toF64(theta[0]);
+        SmallVector<Value> init = emitSearchInit(sb, sl, k, zk);
+        Value from = arith::MaximumFOp::create(sb, sl, init[0], lim.lo);
+        init[0] = init[4] = init[7] = from;
+        init[2] = arith::MinimumFOp::create(sb, sl, zk, lim.bound);
+        SmallVector<Value> seed;
+        for (int i = 0; i < kBandCounts; ++i)
+          seed.push_back(y.load(seedCounts, {r, c, y.idx(i)}));
+        seed.push_back(y.load(seedSums, {r, c}));
+        SmallVector<Type> types(ValueRange(init).getTypes());
+        auto loop = scf::WhileOp::create(
+            sb, sl, types, init,
+            [&](OpBuilder &wb, Location wl, ValueRange a) {
+              B v{wb, wl};
+              Value more =
+                  v.andI(v.notI(a[6]), v.lt(a[5], v.idx(kMaxSearchSteps)));
+              scf::ConditionOp::create(wb, wl, more, a);
+            },
+            [&](OpBuilder &wb, Location wl, ValueRange a) {
+              SmallVector<Value> pc =
+                  emitQueryPiece(wb, wl, bi, h, r, c, start, j, seed, a[4]);
+              scf::YieldOp::create(wb, wl, emitSearchStep(wb, wl, k, a, pc));
+            });
+        return {emitSearchResult(sb, sl, loop.getResults())};
+      },
+      [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
+        return {B{sb, sl}.f64(-kInf)};
+      })[0];
+  x.store(tau, queryTau, {r, t});
+}
+
+SmallVector<Value> ChunkedSelection::emitQueryPiece(OpBuilder &b, Location loc,
+                                                    Value bi, Value h, Value r,
+                                                    Value c, Value start,
+                                                    Value j, ValueRange seed,
+                                                    Value at) const {
+  // The unheaped counts and MIDDLE sum hold for every point of the chunk's
+  // bracket; the band's and the chunk's scores are classified at `at`.
+  B x{b, loc};
+  Value atPlusOne = x.add(at, x.f64(1.0));
+  auto classify = [&](OpBuilder &fb, Location fl, Value z,
+                      ValueRange a) -> SmallVector<Value> {
+    B y{fb, fl};
+    Value zf = y.toF64(z);
+    Value upper = y.cmpf(arith::CmpFPredicate::OGT, zf, atPlusOne);
+    Value above = y.cmpf(arith::CmpFPredicate::OGT, zf, at);
+    Value middle = y.andI(above, y.notI(upper));
+    Value bp =
+        y.sel(upper, y.sub(zf, y.f64(1.0)), y.sel(middle, zf, y.f64(kInf)));
+    return {y.add(a[0], y.count(upper)), y.add(a[1], y.count(middle)),
+            y.add(a[2], y.sel(middle, zf, y.f64(0.0))),
+            arith::MinimumFOp::create(fb, fl, a[3], bp)};
+  };
+  Value rc = x.add(x.mul(r, chunks), c);
+  SmallVector<Value> acc{seed[3], seed[4], seed[kBandCounts], x.f64(kInf)};
+  for (auto [band, size] :
+       {std::pair(bandUpper, seed[1]), std::pair(bandMiddle, seed[2])})
+    acc = emitForCarrying(
+        b, loc, x.idx(0), size, acc,
+        [&, band = band](OpBuilder &fb, Location fl, Value i, ValueRange a) {
+          return classify(fb, fl, B{fb, fl}.load(band, {rc, i}), a);
+        });
+  return emitForCarrying(
+      b, loc, start, x.add(j, x.idx(1)), acc,
+      [&](OpBuilder &fb, Location fl, Value i, ValueRange a) {
+        Value z = emitScore(fb, fl, bi, h, i);
+        // +inf is invalid input (reported in step 1, then skipped).
+        return emitIfElse(
+            fb, fl, emitIsCandidate(fb, fl, z, false),
+            [&](OpBuilder &cb, Location cl) { return classify(cb, cl, z, a); },
+            [&](OpBuilder &, Location) { return SmallVector<Value>(a); });
+      });
 }
 
 ChunkedSelection::BandLimits ChunkedSelection::emitBandLimits(OpBuilder &b,
@@ -893,97 +1090,9 @@ ChunkedSelection::emitBandRuns(OpBuilder &b, Location loc, Value r, Value p,
   Value aboveEnd = count(lim.lo, 0.0);
   Value upperEnd = count(lim.loPlusOne, 0.0);
   Value upperFixedEnd = y.min(upperEnd, count(lim.bound, 1.0));
-  Value middleHeapStart =
+  Value middleBandStart =
       y.max(upperEnd, y.min(aboveEnd, count(lim.bound, 0.0)));
-  return {n, aboveEnd, upperEnd, upperFixedEnd, middleHeapStart};
-}
-
-void ChunkedSelection::emitChunkWalk(OpBuilder &b, Location loc, Value bi,
-                                     Value h, Value c, Value start,
-                                     Value end) const {
-  B x{b, loc};
-  Value r = emitRowIndex(b, loc, bi, h);
-  Value rc = x.add(x.mul(r, chunks), c);
-  Value one = x.idx(1), zero = x.idx(0), kIdx = x.idx(k);
-  ScratchHeap pool = makePoolHeap(emitRowSlice(b, loc, poolScores, rc),
-                                  emitRowSlice(b, loc, poolPos, rc));
-  TauSolver solver(k, emitRowSlice(b, loc, upperHeap, rc),
-                   emitRowSlice(b, loc, middleHeap, rc));
-  // The list of chunks 0..c-1 (none for c = 0).
-  Value hasPrefix = x.cmp(arith::CmpIPredicate::ugt, c, zero);
-  Value prev = x.sub(x.max(c, one), one);
-  Value startLen = emitIfElse(
-      b, loc, hasPrefix,
-      [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-        return {B{tb, tl}.load(finalLen, {r, prev})};
-      },
-      [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-        return {B{tb, tl}.idx(0)};
-      })[0];
-  // Pool: the strongest min(len, k) entries, weakest first, stored by the
-  // seed kernel.
-  Value poolSize = x.min(startLen, kIdx);
-  // Solver state before the chunk, plus its unheaped counts.
-  Value overBudget = x.cmp(arith::CmpIPredicate::ugt, startLen, kIdx);
-  SmallVector<Value> seeded = emitIfElse(
-      b, loc, overBudget,
-      [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
-        return emitBandSeed(ob, ol, r, c, solver);
-      },
-      [&](OpBuilder &ob, Location ol) -> SmallVector<Value> {
-        // At most k candidates so far: the list holds them all, all in
-        // UPPER with tau = -inf (stored by the seed kernel, weakest first:
-        // a valid heap).
-        B y{ob, ol};
-        TauState s = solver.emitEmpty(ob, ol);
-        s.count = startLen;
-        s.upperSize = startLen;
-        SmallVector<Value> v = s.values();
-        v.push_back(y.idx(0));
-        v.push_back(y.idx(0));
-        return v;
-      });
-  solver.setUnheapedCounts(seeded[TauState::kNumValues],
-                           seeded[TauState::kNumValues + 1]);
-  SmallVector<Value> init(
-      ArrayRef<Value>(seeded).take_front(TauState::kNumValues));
-  init.push_back(poolSize);
-  Value negInf = emitF32(b, loc, -kInf);
-  emitForCarrying(
-      b, loc, start, end, init,
-      [&](OpBuilder &fb, Location fl, Value j,
-          ValueRange carried) -> SmallVector<Value> {
-        B y{fb, fl};
-        Value z = emitScore(fb, fl, bi, h, j);
-        SmallVector<Value> next = emitIfElse(
-            fb, fl, emitIsCandidate(fb, fl, z, false),
-            [&](OpBuilder &cb, Location cl) -> SmallVector<Value> {
-              auto s = TauState::fromValues(carried.drop_back());
-              SmallVector<Value> v = solver.emitAdd(cb, cl, s, z).values();
-              v.push_back(emitPoolOffer(cb, cl, pool, k, carried.back(), z, j));
-              return v;
-            },
-            [&](OpBuilder &, Location) -> SmallVector<Value> {
-              return SmallVector<Value>(carried);
-            });
-        emitIf(fb, fl, y.le(lag, j), [&](OpBuilder &qb, Location ql) {
-          B q{qb, ql};
-          Value t = q.sub(j, lag);
-          q.store(TauState::fromValues(ArrayRef<Value>(next).drop_back()).tau,
-                  queryTau, {r, t});
-          Value full = q.eq(next.back(), q.idx(k));
-          SmallVector<Value> theta = emitIfElse(
-              qb, ql, full,
-              [&](OpBuilder &tb, Location tl) { return pool.emitTop(tb, tl); },
-              [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-                // Fewer than k candidates: all are selected.
-                return {negInf, B{tb, tl}.idx(0)};
-              });
-          q.store(theta[0], thetaScore, {r, t});
-          q.store(theta[1], thetaPos, {r, t});
-        });
-        return next;
-      });
+  return {n, aboveEnd, upperEnd, upperFixedEnd, middleBandStart};
 }
 
 // Step 5: each chunk's first query's selection, ascending: its candidates
@@ -1091,31 +1200,6 @@ void ChunkedSelection::emitFirstLists(OpBuilder &b, Location loc) {
                    });
       });
   memref::DeallocOp::create(b, loc, counts);
-}
-
-SmallVector<Value>
-ChunkedSelection::emitBandSeed(OpBuilder &b, Location loc, Value r, Value c,
-                               const TauSolver &solver) const {
-  B x{b, loc};
-  // The segments' counts (candidates, heaped UPPER and MIDDLE, unheaped
-  // UPPER and MIDDLE) and MIDDLE sums, in order.
-  SmallVector<Value> init(kBandCounts, x.idx(0));
-  init.push_back(x.f64(0.0));
-  SmallVector<Value> s = emitForCarrying(
-      b, loc, x.idx(0), c, init,
-      [&](OpBuilder &fb, Location fl, Value seg,
-          ValueRange a) -> SmallVector<Value> {
-        B v{fb, fl};
-        SmallVector<Value> next;
-        for (int i = 0; i < kBandCounts; ++i)
-          next.push_back(
-              v.add(a[i], v.load(bandCounts, {r, c, seg, v.idx(i)})));
-        next.push_back(v.add(a[kBandCounts], v.load(bandSums, {r, c, seg})));
-        return next;
-      });
-  solver.emitHeapify(b, loc, s[1], s[2]);
-  Value lo = x.load(boundaryTau, {r, c});
-  return {s[0], s[1], s[2], s[kBandCounts], lo, s[3], s[4]};
 }
 
 QueryPlace ChunkedSelection::emitPlace(OpBuilder &b, Location loc,

@@ -19,13 +19,13 @@
 //      boundary searches at once, each step's pass split over the prefix's
 //      chunks, each chunk's share found by binary search in its sorted
 //      scores);
-//   4. per chunk: the running top-k pool (seeded from the scanned list) and
-//      the incremental tau (TauSolver, seeded with the prefix scores whose
-//      breakpoints fall between the chunk's two boundary taus, found as
-//      runs of each prefix chunk's sorted scores in parallel and then
-//      heapified; the others only counted) walk the chunk's candidates and
-//      record, per query, tau(t) and theta(t), the weakest selected (score,
-//      position);
+//   4. per query, tau(t) and theta(t), each computed alone: theta ranks the
+//      chunk's candidates up to the query's last (each carrying the count
+//      of prefix-list entries stronger than it) against the prefix list;
+//      tau is the step-3 search inside the chunk's two boundary taus, over
+//      the prefix scores whose breakpoints fall between them (the band,
+//      found as runs of each prefix chunk's sorted scores in parallel; the
+//      others only counted) and the chunk's candidates up to the query's;
 //   5. per chunk: its first query's selected positions, written out in
 //      order by segments of the prefix (counted, then written at the sum of
 //      the counts before them).
@@ -45,9 +45,6 @@
 #include <functional>
 
 namespace mlir::sparsek {
-
-class ScratchHeap;
-class TauSolver;
 
 /// Where the selected positions of each chunk's first query go, ascending
 /// and padded with -1: rows of `buf` (last dimension k, i32 or i64 or
@@ -134,34 +131,39 @@ private:
   void emitChunkLists(OpBuilder &b, Location loc);
   void emitScan(OpBuilder &b, Location loc);
   void emitBoundaryTaus(OpBuilder &b, Location loc);
-  void emitChunkWalks(OpBuilder &b, Location loc);
-  /// One chunk's walk (chunk c of row (bi, h): candidates [start, end)).
-  void emitChunkWalk(OpBuilder &b, Location loc, Value bi, Value h, Value c,
-                     Value start, Value end) const;
+  void emitQueryThresholds(OpBuilder &b, Location loc);
+  /// i1: chunk c holds the last candidate of some query.
+  Value emitHasQueries(OpBuilder &b, Location loc, Value c) const;
+  /// tau and theta of the query whose last candidate is j (row (bi, h)).
+  void emitQueryThreshold(OpBuilder &b, Location loc, Value bi, Value h,
+                          Value j) const;
+  /// The piece of f just right of `at` over the prefix of the query whose
+  /// last candidate is j (chunk c from `start`, row index r), for `at`
+  /// inside the chunk's boundary taus: the chunk's counts and sum `seed`
+  /// (kBandCounts counts, then the unheaped MIDDLE sum), its band, and the
+  /// chunk's candidates [start, j]. As emitSortedPiece returns it.
+  SmallVector<Value> emitQueryPiece(OpBuilder &b, Location loc, Value bi,
+                                    Value h, Value r, Value c, Value start,
+                                    Value j, ValueRange seed, Value at) const;
   void emitFirstLists(OpBuilder &b, Location loc);
-  /// What classifies a prefix score for chunk c's solver: its lower
+  /// What classifies a prefix score for chunk c's band: its lower
   /// boundary tau `lo`, lo + 1, and `bound`, just past its upper boundary
-  /// tau, which the walk's tau never passes.
+  /// tau, which no query's tau of the chunk passes.
   struct BandLimits {
     Value lo, loPlusOne, bound;
   };
   BandLimits emitBandLimits(OpBuilder &b, Location loc, Value r, Value c) const;
-  /// Prefix chunk p's sorted scores as chunk c's solver seed sees them
+  /// Prefix chunk p's sorted scores as chunk c's band sees them
   /// (limits `lim`), as runs of entries: the finite count n; above lo is
   /// [0, aboveEnd), UPPER [0, upperEnd), of which [0, upperFixedEnd) is
-  /// fixed (its breakpoint is past the bound: only counted, never heaped);
-  /// MIDDLE is [upperEnd, aboveEnd), of which [middleHeapStart, aboveEnd)
-  /// is heaped.
+  /// fixed (its breakpoint is past the bound: only counted, never in the band);
+  /// MIDDLE is [upperEnd, aboveEnd), of which [middleBandStart, aboveEnd)
+  /// is in the band.
   struct BandRuns {
-    Value n, aboveEnd, upperEnd, upperFixedEnd, middleHeapStart;
+    Value n, aboveEnd, upperEnd, upperFixedEnd, middleBandStart;
   };
   BandRuns emitBandRuns(OpBuilder &b, Location loc, Value r, Value p,
                         const BandLimits &lim) const;
-  /// Seeds `solver` of chunk c (more than k candidates before it) from the
-  /// band kernels' counts per prefix chunk: the TauState values at the chunk's
-  /// lower boundary tau, then the unheaped UPPER and MIDDLE counts.
-  SmallVector<Value> emitBandSeed(OpBuilder &b, Location loc, Value r, Value c,
-                                  const TauSolver &solver) const;
   /// The piece of f just right of `at` over chunk c of row r, from its
   /// sorted scores (two binary searches and a sum over the MIDDLE run):
   /// UPPER count, MIDDLE count (index), MIDDLE sum, smallest breakpoint
@@ -185,13 +187,16 @@ private:
   // boundary taus, per-query thresholds, per-chunk heaps.
   Value listScores[2], listPos[2], listLen[2];
   Value finalScores, finalPos, finalLen;
-  // Every finite candidate of each chunk, strongest first, and their count:
-  // what the boundary search's passes read.
-  Value sortedScores, sortedLen;
+  // Every finite candidate of each chunk, strongest first, with its
+  // position and its count of stronger prefix-list entries, and their
+  // number: what the boundary search's passes and theta's ranks read.
+  Value sortedScores, sortedPos, sortedAbove, sortedLen;
   Value boundaryTau, queryTau, thetaScore, thetaPos;
-  Value poolScores, poolPos, upperHeap, middleHeap;
-  // The band seed's per-segment counts and MIDDLE sums, while the walks
-  // are emitted.
+  // Per chunk: its band's UPPER and MIDDLE scores (at its lower boundary
+  // tau), and its counts (kBandCounts) and unheaped MIDDLE sum.
+  Value bandUpper, bandMiddle, seedCounts, seedSums;
+  // The band's per-segment counts and MIDDLE sums, while step 4 is
+  // emitted.
   Value bandSegs, bandCounts, bandSums;
   FirstLists firstLists;
 };

@@ -136,9 +136,11 @@ func.func @score(%x: memref<?x?x64xbf16>, %w: memref<2x64xbf16>, %u: memref<?x2x
 // Boundary taus: a bracketed search, a pass over the prefix per step.
 // CHECK: scf.parallel
 // CHECK:   scf.while
-// Chunk walks over slices of the per-chunk heaps.
+// Per-query thresholds: theta's ranks over the chunk, then tau's search.
 // CHECK: scf.parallel
-// CHECK:   memref.subview
+// CHECK:   scf.parallel
+// CHECK:     scf.for {{.*}} -> (index, index, f32, index, i1)
+// CHECK:     scf.while
 // Per-query rows (nothing more to report).
 // CHECK: scf.parallel
 // CHECK:   scf.parallel
