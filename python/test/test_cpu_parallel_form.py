@@ -77,6 +77,17 @@ def test_chunked_select(chunk, kind, B, H, S, T, k, w):
     check_select(u, k, w, T, chunked(chunk))
 
 
+# Rows long enough that most chunks start with more than k candidates before
+# them: each query's tau is searched over its chunk's band (the prefix scores
+# whose breakpoints fall between the chunk's boundary taus) and the unheaped
+# counts, and its theta ranked against the prefix list.
+@pytest.mark.parametrize("S,T,k,w,chunk,scale", [(3000, 2000, 300, 16, 37, 2.0),
+                                                  (2500, 2500, 128, 8, 60, 0.05)])
+def test_chunked_select_long_rows(S, T, k, w, chunk, scale):
+    u = (rng(S + k).normal(size=(1, 2, S)) * scale).astype(np.float32)
+    check_select(u, k, w, T, chunked(chunk))
+
+
 def test_chunked_select_masked_rows():
     # Whole chunks of -inf, NaN and +inf, and a row with fewer candidates
     # than k. NaN and +inf are reported (INVALID_SCORE, as the sequential
