@@ -227,6 +227,7 @@ void ChunkedSelection::emitThresholds(OpBuilder &b, Location loc,
   bandMiddle = allocScratch(b, loc, f32, {rowChunks, capacity});
   seedCounts = allocScratch(b, loc, index, {rows, chunks, x.idx(kBandCounts)});
   seedSums = allocScratch(b, loc, f64, {rows, chunks});
+  chunkLo = allocScratch(b, loc, f64, {rows, chunks});
   firstLists = firsts;
 
   emitChunkLists(b, loc);
@@ -731,8 +732,7 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
       allocScratch(b, loc, index, {rows, chunks, bandSegs, x.idx(kBandCounts)});
   bandSums = allocScratch(b, loc, f64, {rows, chunks, bandSegs});
   // Calls `body` for prefix chunk p of chunk c when the chunk has queries
-  // and more than k candidates before it (a band; with at most k, the
-  // prefix list holds them all).
+  // whose tau is searched (a finite lower bound).
   auto forBandSegment =
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item,
           function_ref<void(OpBuilder &, Location, Value r, Value c, Value p,
@@ -742,17 +742,98 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
         Value r = emitRowIndex(nb, nl, bi, h);
         Value c = y.div(item, bandSegs), p = y.rem(item, bandSegs);
         Value live = y.andI(emitHasQueries(nb, nl, c), y.lt(p, c));
+        emitIf(nb, nl, y.andI(live, emitHasBand(nb, nl, r, c)),
+               [&](OpBuilder &sb, Location sl) {
+                 body(sb, sl, r, c, p,
+                      emitBandRuns(sb, sl, r, p, emitBandLimits(sb, sl, r, c)));
+               });
+      };
+  // Per chunk entry (sorted order): the prefix list's entries stronger than
+  // it, at most k of them (a binary search).
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, x.mul(chunks, chunkLen), kWideBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
+        B y{nb, nl};
+        Value r = emitRowIndex(nb, nl, bi, h);
+        Value c = y.div(item, chunkLen), i = y.rem(item, chunkLen);
+        Value live = y.andI(emitHasQueries(nb, nl, c),
+                            y.lt(i, y.load(sortedLen, {r, c})));
         emitIf(nb, nl, live, [&](OpBuilder &wb, Location wl) {
           B w{wb, wl};
-          Value len = w.load(finalLen, {r, w.sub(c, w.idx(1))});
-          emitIf(
-              wb, wl, w.cmp(arith::CmpIPredicate::ugt, len, w.idx(k)),
-              [&](OpBuilder &sb, Location sl) {
-                body(sb, sl, r, c, p,
-                     emitBandRuns(sb, sl, r, p, emitBandLimits(sb, sl, r, c)));
-              });
+          Value above = emitIfElse(
+              wb, wl, w.cmp(arith::CmpIPredicate::ugt, c, w.idx(0)),
+              [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+                B t{tb, tl};
+                Value prev = t.sub(c, t.idx(1));
+                Value len = t.min(t.load(finalLen, {r, prev}), t.idx(k));
+                return {emitCountStronger(tb, tl, finalScores, finalPos, r,
+                                          prev, len,
+                                          t.load(sortedScores, {r, c, i}),
+                                          t.load(sortedPos, {r, c, i}))};
+              },
+              [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+                return {B{tb, tl}.idx(0)};
+              })[0];
+          w.store(above, sortedAbove, {r, c, i});
         });
-      };
+      });
+  // Per chunk: the lower bound of its searched queries' taus. Past k
+  // candidates before it, its boundary tau; where the count passes k inside
+  // it, z(k) - 1 at the first prefix of k + 1 candidates (z(k) only grows
+  // with the prefix, and tau >= z(k) - 1), so that chunk's band is narrow
+  // too; -inf where no query of it has more than k.
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, chunks, kWideBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
+        emitIf(
+            nb, nl, emitHasQueries(nb, nl, c), [&](OpBuilder &wb, Location wl) {
+              B w{wb, wl};
+              Value r = emitRowIndex(wb, wl, bi, h);
+              Value len = emitIfElse(
+                  wb, wl, w.cmp(arith::CmpIPredicate::ugt, c, w.idx(0)),
+                  [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+                    B t{tb, tl};
+                    return {t.load(finalLen, {r, t.sub(c, t.idx(1))})};
+                  },
+                  [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+                    return {B{tb, tl}.idx(0)};
+                  })[0];
+              Value lo = emitIfElse(
+                  wb, wl, w.cmp(arith::CmpIPredicate::ugt, len, w.idx(k)),
+                  [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+                    return {B{tb, tl}.load(boundaryTau, {r, c})};
+                  },
+                  [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+                    B t{tb, tl};
+                    Value start = t.mul(c, chunkLen);
+                    Value end = t.min(t.add(start, chunkLen), candidates);
+                    Value need = t.sub(t.idx(k + 1), len);
+                    // The position of the chunk's need-th candidate.
+                    Value first = emitForCarrying(
+                        tb, tl, start, end, ValueRange{t.idx(0), end},
+                        [&](OpBuilder &fb, Location fl, Value i,
+                            ValueRange a) -> SmallVector<Value> {
+                          B v{fb, fl};
+                          Value fin = emitIsCandidate(
+                              fb, fl, emitScore(fb, fl, bi, h, i), false);
+                          Value n = v.add(a[0], v.count(fin));
+                          return {n,
+                                  v.sel(v.andI(fin, v.eq(n, need)), i, a[1])};
+                        })[1];
+                    return emitIfElse(
+                        tb, tl, t.lt(first, end),
+                        [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
+                          B v{sb, sl};
+                          Value z = emitChunkTheta(sb, sl, r, c, first, len)[0];
+                          return {v.sub(v.toF64(z), v.f64(1.0))};
+                        },
+                        [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
+                          return {B{sb, sl}.f64(-kInf)};
+                        });
+                  })[0];
+              w.store(lo, chunkLo, {r, c});
+            });
+      });
   emitParallelQueryBlocks(
       b, loc, batch, heads, x.mul(chunks, bandSegs), kWideBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
@@ -812,28 +893,6 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
               copy(run.middleBandStart, run.aboveEnd, bandMiddle, at[1]);
             });
       });
-  // With at most k candidates before a chunk, its prefix list holds them
-  // all: they are its band (UPPER below any tau). One thread per entry.
-  emitParallelQueryBlocks(
-      b, loc, batch, heads, x.mul(chunks, listCap), kWideBlock,
-      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
-        B y{nb, nl};
-        Value r = emitRowIndex(nb, nl, bi, h);
-        Value c = y.div(item, listCap), i = y.rem(item, listCap);
-        Value live = y.andI(emitHasQueries(nb, nl, c),
-                            y.cmp(arith::CmpIPredicate::ugt, c, y.idx(0)));
-        emitIf(nb, nl, live, [&](OpBuilder &wb, Location wl) {
-          B w{wb, wl};
-          Value prev = w.sub(c, w.idx(1));
-          Value len = w.load(finalLen, {r, prev});
-          emitIf(wb, wl, w.andI(w.le(len, w.idx(k)), w.lt(i, len)),
-                 [&](OpBuilder &sb, Location sl) {
-                   B z{sb, sl};
-                   z.store(z.load(finalScores, {r, prev, i}), bandUpper,
-                           {z.add(z.mul(r, chunks), c), i});
-                 });
-        });
-      });
   // Per chunk: the candidates before it, its band's sizes, its unheaped
   // counts and MIDDLE sum (kSeed* order).
   emitParallelQueryBlocks(
@@ -853,7 +912,7 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
                     return {B{tb, tl}.idx(0)};
                   })[0];
               SmallVector<Value> seed = emitIfElse(
-                  wb, wl, w.cmp(arith::CmpIPredicate::ugt, len, w.idx(k)),
+                  wb, wl, emitHasBand(wb, wl, r, c),
                   [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
                     B v{sb, sl};
                     SmallVector<Value> init(kBandCounts, v.idx(0));
@@ -874,41 +933,14 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
                   },
                   [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
                     B v{sb, sl};
-                    return {len, len, v.idx(0), v.idx(0), v.idx(0), v.f64(0.0)};
+                    // No query of the chunk has more than k candidates.
+                    return {len,      v.idx(0), v.idx(0),
+                            v.idx(0), v.idx(0), v.f64(0.0)};
                   });
               for (int i = 0; i < kBandCounts; ++i)
                 w.store(seed[i], seedCounts, {r, c, w.idx(i)});
               w.store(seed[kBandCounts], seedSums, {r, c});
             });
-      });
-  // Per chunk entry (sorted order): the prefix list's entries stronger than
-  // it, at most k of them (a binary search).
-  emitParallelQueryBlocks(
-      b, loc, batch, heads, x.mul(chunks, chunkLen), kWideBlock,
-      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
-        B y{nb, nl};
-        Value r = emitRowIndex(nb, nl, bi, h);
-        Value c = y.div(item, chunkLen), i = y.rem(item, chunkLen);
-        Value live = y.andI(emitHasQueries(nb, nl, c),
-                            y.lt(i, y.load(sortedLen, {r, c})));
-        emitIf(nb, nl, live, [&](OpBuilder &wb, Location wl) {
-          B w{wb, wl};
-          Value above = emitIfElse(
-              wb, wl, w.cmp(arith::CmpIPredicate::ugt, c, w.idx(0)),
-              [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-                B t{tb, tl};
-                Value prev = t.sub(c, t.idx(1));
-                Value len = t.min(t.load(finalLen, {r, prev}), t.idx(k));
-                return {emitCountStronger(tb, tl, finalScores, finalPos, r,
-                                          prev, len,
-                                          t.load(sortedScores, {r, c, i}),
-                                          t.load(sortedPos, {r, c, i}))};
-              },
-              [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-                return {B{tb, tl}.idx(0)};
-              })[0];
-          w.store(above, sortedAbove, {r, c, i});
-        });
       });
   // Per query: its last candidate j in [max(lag, 0), C).
   Value firstJ = x.max(lag, x.idx(0));
@@ -929,20 +961,16 @@ Value ChunkedSelection::emitHasQueries(OpBuilder &b, Location loc,
   return x.lt(x.max(start, lag), end);
 }
 
-void ChunkedSelection::emitQueryThreshold(OpBuilder &b, Location loc, Value bi,
-                                          Value h, Value j) const {
-  B x{b, loc};
-  Value r = emitRowIndex(b, loc, bi, h);
-  Value c = x.div(j, chunkLen);
-  Value start = x.mul(c, chunkLen);
-  Value t = x.sub(j, lag);
-  Value zero = x.idx(0), one = x.idx(1), kIdx = x.idx(k);
-  Value before = x.load(seedCounts, {r, c, x.idx(0)});
+SmallVector<Value> ChunkedSelection::emitChunkTheta(OpBuilder &b, Location loc,
+                                                    Value r, Value c, Value j,
+                                                    Value before) const {
   // theta: the k-th strongest of the prefix list's top min(before, k) and
   // the chunk's candidates up to j. A chunk candidate's rank in that union
   // is its rank among the chunk's ones up to j (met in strength order) plus
   // its stored count of stronger list entries. Either one of them has rank
   // k - 1, or theta is the list entry that `stronger` of them precede.
+  B x{b, loc};
+  Value zero = x.idx(0), one = x.idx(1), kIdx = x.idx(k);
   Value n = x.load(sortedLen, {r, c});
   Value negInf = emitF32(b, loc, -kInf);
   SmallVector<Value> rank = emitForCarrying(
@@ -960,8 +988,7 @@ void ChunkedSelection::emitQueryThreshold(OpBuilder &b, Location loc, Value bi,
                 y.sel(hit, y.load(sortedScores, {r, c, i}), a[2]),
                 y.sel(hit, p, a[3]), y.orI(a[4], hit)};
       });
-  Value seen = rank[0];
-  Value full = x.le(kIdx, x.add(x.min(before, kIdx), seen));
+  Value full = x.le(kIdx, x.add(x.min(before, kIdx), rank[0]));
   SmallVector<Value> theta = emitIfElse(
       b, loc, x.andI(full, x.notI(rank[4])),
       [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
@@ -976,6 +1003,28 @@ void ChunkedSelection::emitQueryThreshold(OpBuilder &b, Location loc, Value bi,
         // all are selected.
         return {rank[2], rank[3]};
       });
+  theta.push_back(rank[0]);
+  return theta;
+}
+
+Value ChunkedSelection::emitHasBand(OpBuilder &b, Location loc, Value r,
+                                    Value c) const {
+  B x{b, loc};
+  return x.cmpf(arith::CmpFPredicate::OGT, x.load(chunkLo, {r, c}),
+                x.f64(-kInf));
+}
+
+void ChunkedSelection::emitQueryThreshold(OpBuilder &b, Location loc, Value bi,
+                                          Value h, Value j) const {
+  B x{b, loc};
+  Value r = emitRowIndex(b, loc, bi, h);
+  Value c = x.div(j, chunkLen);
+  Value start = x.mul(c, chunkLen);
+  Value t = x.sub(j, lag);
+  Value kIdx = x.idx(k);
+  Value before = x.load(seedCounts, {r, c, x.idx(0)});
+  SmallVector<Value> theta = emitChunkTheta(b, loc, r, c, j, before);
+  Value seen = theta[2];
   x.store(theta[0], thetaScore, {r, t});
   x.store(theta[1], thetaPos, {r, t});
   // tau: -inf with at most k candidates; otherwise the search from
@@ -1066,10 +1115,10 @@ ChunkedSelection::BandLimits ChunkedSelection::emitBandLimits(OpBuilder &b,
                                                               Value r,
                                                               Value c) const {
   B x{b, loc};
-  Value lo = x.load(boundaryTau, {r, c});
+  Value lo = x.load(chunkLo, {r, c});
   Value hi = x.load(boundaryTau, {r, x.add(c, x.idx(1))});
-  // Rounding between the boundary search and the solver must not let tau
-  // pass a breakpoint the solver does not hold.
+  // Rounding between the boundary search and a query's search must not let
+  // tau pass a breakpoint the band does not hold.
   Value margin = x.mul(
       x.f64(1e-6), arith::MaximumFOp::create(b, loc, x.f64(1.0),
                                              math::AbsFOp::create(b, loc, hi)));

@@ -134,6 +134,13 @@ private:
   void emitQueryThresholds(OpBuilder &b, Location loc);
   /// i1: chunk c holds the last candidate of some query.
   Value emitHasQueries(OpBuilder &b, Location loc, Value c) const;
+  /// theta (f32 score, index position) of the prefix ending at candidate j
+  /// of chunk c (row index r), `before` candidates preceding the chunk,
+  /// then how many of the chunk's candidates are at most j.
+  SmallVector<Value> emitChunkTheta(OpBuilder &b, Location loc, Value r,
+                                    Value c, Value j, Value before) const;
+  /// i1: chunk c has a band (a finite lower bound of its queries' taus).
+  Value emitHasBand(OpBuilder &b, Location loc, Value r, Value c) const;
   /// tau and theta of the query whose last candidate is j (row (bi, h)).
   void emitQueryThreshold(OpBuilder &b, Location loc, Value bi, Value h,
                           Value j) const;
@@ -195,6 +202,9 @@ private:
   // Per chunk: its band's UPPER and MIDDLE scores (at its lower boundary
   // tau), and its counts (kBandCounts) and unheaped MIDDLE sum.
   Value bandUpper, bandMiddle, seedCounts, seedSums;
+  // Per chunk: the lower bound of its searched queries' taus (its lower
+  // boundary tau, or z(k) - 1 of its first prefix past k candidates).
+  Value chunkLo;
   // The band's per-segment counts and MIDDLE sums, while step 4 is
   // emitted.
   Value bandSegs, bandCounts, bandSums;
