@@ -11,12 +11,14 @@
 //   is the same piece formula as the incremental solver's, so both agree to
 //   rounding. Otherwise it tries the piece's root, then the secant, then
 //   bisects.
-// - A chunk's queries have tau in [tau_lo, tau_hi], the boundary taus
-//   before and after it. Prefix scores whose breakpoints (z and z - 1) lie
-//   above tau_hi (plus a margin for rounding) keep their class for the whole
-//   chunk, so a query's search only counts them; the rest (a narrow band, as
-//   tau moves little over one chunk) it classifies at each point, with the
-//   chunk's candidates up to its own.
+// - A chunk's searched queries have tau in [tau_lo, tau_hi]: tau_hi is the
+//   boundary tau after it; tau_lo the one before it, or z(k) - 1 of the
+//   first prefix past k candidates in the chunk where the count passes k.
+//   Prefix scores whose breakpoints (z and z - 1) lie outside (below tau_lo,
+//   or above tau_hi plus a margin for rounding) keep their class for the
+//   whole chunk, so a query's search only counts them; the rest (a narrow
+//   band, as tau moves little over one chunk) it classifies at each point,
+//   with the chunk's candidates up to its own.
 //
 //===----------------------------------------------------------------------===//
 #include "ChunkedSelection.h"

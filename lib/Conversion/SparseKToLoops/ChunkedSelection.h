@@ -22,8 +22,9 @@
 //   4. per query, tau(t) and theta(t), each computed alone: theta ranks the
 //      chunk's candidates up to the query's last (each carrying the count
 //      of prefix-list entries stronger than it) against the prefix list;
-//      tau is the step-3 search inside the chunk's two boundary taus, over
-//      the prefix scores whose breakpoints fall between them (the band,
+//      tau is the step-3 search between a lower bound of the chunk's taus
+//      and its upper boundary tau, over the prefix scores whose breakpoints
+//      fall between them (the band,
 //      found as runs of each prefix chunk's sorted scores in parallel; the
 //      others only counted) and the chunk's candidates up to the query's;
 //   5. per chunk: its first query's selected positions, written out in
@@ -153,9 +154,10 @@ private:
                                     Value h, Value r, Value c, Value start,
                                     Value j, ValueRange seed, Value at) const;
   void emitFirstLists(OpBuilder &b, Location loc);
-  /// What classifies a prefix score for chunk c's band: its lower
-  /// boundary tau `lo`, lo + 1, and `bound`, just past its upper boundary
-  /// tau, which no query's tau of the chunk passes.
+  /// What classifies a prefix score for chunk c's band: `lo`, below the
+  /// tau of every query of the chunk that has more than k candidates (see
+  /// chunkLo), lo + 1, and `bound`, just past its upper boundary tau, which
+  /// no query's tau of the chunk passes.
   struct BandLimits {
     Value lo, loPlusOne, bound;
   };
