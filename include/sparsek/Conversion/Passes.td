@@ -21,8 +21,10 @@ def SparseKLowerToLoops : Pass<"sparsek-lower-to-loops", "ModuleOp"> {
 
     With `parallel-loops`, selection is parallel over query chunks of
     `select-chunk` candidates: per-chunk sorted top-(k+1) lists, a
-    logarithmic scan that merges them, exact boundary thresholds, and one
-    walk per chunk; no step is sequential over a whole row. The gradient
+    logarithmic scan that merges them, exact boundary thresholds, then
+    each query's tau and theta found alone (a bracketed search over its
+    chunk's band and its own candidates, a rank among the chunk's); no step
+    is sequential over a whole row. The gradient
     ops (but mask_grad) get parallel forms too: attention_grad one
     iteration per query (softmax statistics recomputed, dkey, dvalue and
     the gate gradients added atomically), select_grad per key a support
