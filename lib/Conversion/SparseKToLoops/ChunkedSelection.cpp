@@ -38,14 +38,15 @@ using namespace mlir;
 using namespace mlir::sparsek;
 
 static constexpr double kInf = std::numeric_limits<double>::infinity();
-/// Chunks per row when the length is picked: enough parallel work per row
-/// (the walks are sequential: at P1 32k, 128 chunks took 9.12 ms against
-/// 9.92 ms for 64 on an H100), few enough that per-chunk scratch stays
-/// bounded (each chunk's MIDDLE heap holds up to C scores: 132 MB at P1 32k).
+/// Chunks per row when the length is picked. A query's search passes over
+/// its chunk's candidates up to its own, so shorter chunks make it cheaper,
+/// but the scan and the boundary search grow with the chunk count (with the
+/// per-query thresholds of fbe539e on an H100, 128 chunks at P1 32k took
+/// 8.88 ms against 9.68 ms for 252 and 12.6 ms for 504), and each chunk's
+/// band scratch holds up to C scores (132 MB at P1 32k).
 static constexpr int64_t kMaxChunks = 128;
-/// Shortest picked chunk. The walks are sequential, so their time grows
-/// with the chunk length, while the scan and the search grow with the chunk
-/// count; at T = 4096 (k 2048) 128 beats 256 by a fifth end to end (H100).
+/// Shortest picked chunk: at P1 8k and P3 (fbe539e, H100) 64 and 128 were
+/// within 5% of each other end to end, 64 slower at P3.
 static constexpr int64_t kMinChunk = 128;
 /// Threads per block of the per-candidate, per-entry and per-query kernels,
 /// and of the boundary search's finish (few threads, each running its own
