@@ -207,16 +207,7 @@ TauState TauSolver::emitSolve(OpBuilder &b, Location loc,
         Value upperLeaves =
             arith::SubFOp::create(nb, nl, upperTop, f64Const(nb, nl, 1.0));
         Value next = arith::MinimumFOp::create(nb, nl, middleTop, upperLeaves);
-        // The pieces count the unheaped scores too.
-        Value uAll = upperBase ? arith::AddIOp::create(nb, nl, u, upperBase)
-                                     .getResult()
-                               : u;
-        Value mAll = middleBase
-                         ? arith::AddIOp::create(nb, nl, m, middleBase)
-                               .getResult()
-                         : m;
-        auto [done, tau] =
-            emitPieceRoot(nb, nl, k, uAll, mAll, sum, floor, next);
+        auto [done, tau] = emitPieceRoot(nb, nl, k, u, m, sum, floor, next);
         scf::ConditionOp::create(nb, nl, emitNot(nb, nl, done),
                                  ValueRange{u, m, sum, next, tau});
       },

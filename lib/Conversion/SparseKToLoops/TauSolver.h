@@ -43,47 +43,6 @@ public:
 
   /// No scores: tau = -inf (n = 0 <= k).
   TauState emitEmpty(OpBuilder &b, Location loc) const;
-  /// Scores that sit in UPPER (`upper`) or MIDDLE (`middle`, their sum
-  /// included in TauState::middleSum) without being in the heaps, because
-  /// tau is known never to reach their breakpoints while this solver runs
-  /// (a selection chunk whose tau stays below a known bound; see
-  /// ChunkedSelection.cpp). They count in the pieces of f but are never
-  /// popped. Index values; zero unless set.
-  void setUnheapedCounts(Value upper, Value middle) {
-    upperBase = upper;
-    middleBase = middle;
-  }
-
-  /// Puts the f32 `score` straight into UPPER or MIDDLE (heaps of `size`
-  /// entries) and returns the new size: for seeding a state whose tau is
-  /// known, where the caller keeps TauState's sizes and MIDDLE sum.
-  Value emitPushUpper(OpBuilder &b, Location loc, Value size,
-                      Value score) const {
-    return upper.emitPush(b, loc, size, score);
-  }
-  Value emitPushMiddle(OpBuilder &b, Location loc, Value size,
-                       Value score) const {
-    return middle.emitPush(b, loc, size, score);
-  }
-
-  /// Stores the f32 `score` as slot `i` of UPPER without sifting: for
-  /// seeding n <= k scores (tau = -inf, every one in UPPER, TauState
-  /// {n, n, 0, 0, -inf}) from a list in ascending score order, which is
-  /// already a valid min-heap. O(1) per score, where pushing them one by one
-  /// from a list sorted strongest first would sift each to the root.
-  void emitStoreUpper(OpBuilder &b, Location loc, Value i, Value score) const {
-    upper.emitStore(b, loc, ValueRange{score}, i);
-  }
-
-  /// Makes UPPER's first `upperSize` and MIDDLE's first `middleSize`
-  /// scores, stored in any order into the caller's buffers, heaps: for
-  /// seeding a state whose tau is known from scores classified in parallel.
-  void emitHeapify(OpBuilder &b, Location loc, Value upperSize,
-                   Value middleSize) const {
-    upper.emitHeapify(b, loc, upperSize);
-    middle.emitHeapify(b, loc, middleSize);
-  }
-
   /// Adds the finite f32 `score` and re-solves tau.
   TauState emitAdd(OpBuilder &b, Location loc, const TauState &state,
                    Value score) const;
@@ -101,7 +60,6 @@ private:
   int64_t k;
   Value upperScores, middleScores;
   ScratchHeap upper, middle;
-  Value upperBase, middleBase;
 };
 
 /// i1: the f32 `score` is a candidate (finite). NaN and +inf are invalid

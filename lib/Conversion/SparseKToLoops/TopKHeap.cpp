@@ -114,18 +114,6 @@ void ScratchHeap::emitReplaceTop(OpBuilder &b, Location loc, Value size,
   emitSiftDown(b, loc, size, emitIndex(b, loc, 0), entry);
 }
 
-void ScratchHeap::emitHeapify(OpBuilder &b, Location loc, Value size) const {
-  // Every slot from the last parent (size / 2 - 1) down to the root.
-  Value one = emitIndex(b, loc, 1);
-  Value parents = arith::DivUIOp::create(b, loc, size, emitIndex(b, loc, 2));
-  emitFor(b, loc, emitIndex(b, loc, 0), parents,
-          [&](OpBuilder &fb, Location fl, Value i) {
-            Value slot = arith::SubIOp::create(
-                fb, fl, arith::SubIOp::create(fb, fl, parents, one), i);
-            emitSiftDown(fb, fl, size, slot, emitLoad(fb, fl, slot));
-          });
-}
-
 void ScratchHeap::emitSiftDown(OpBuilder &b, Location loc, Value size,
                                Value slot, ValueRange entry) const {
   // The hole starts at `slot` and sinks while the child that precedes its

@@ -56,9 +56,6 @@ public:
   /// the subtree at `slot` is a heap.
   void emitSiftDown(OpBuilder &b, Location loc, Value size, Value slot,
                     ValueRange entry) const;
-  /// Makes the `size` entries stored in any order a heap (bottom-up, O(n)
-  /// moves, where n pushes would take O(n log n)).
-  void emitHeapify(OpBuilder &b, Location loc, Value size) const;
   /// Removes the root of a non-empty heap and returns the new size.
   Value emitPop(OpBuilder &b, Location loc, Value size) const;
 
