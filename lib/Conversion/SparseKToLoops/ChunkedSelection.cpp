@@ -792,15 +792,7 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
             nb, nl, emitHasQueries(nb, nl, c), [&](OpBuilder &wb, Location wl) {
               B w{wb, wl};
               Value r = emitRowIndex(wb, wl, bi, h);
-              Value len = emitIfElse(
-                  wb, wl, w.cmp(arith::CmpIPredicate::ugt, c, w.idx(0)),
-                  [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-                    B t{tb, tl};
-                    return {t.load(finalLen, {r, t.sub(c, t.idx(1))})};
-                  },
-                  [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-                    return {B{tb, tl}.idx(0)};
-                  })[0];
+              Value len = emitPrefixListLen(wb, wl, r, c);
               Value lo = emitIfElse(
                   wb, wl, w.cmp(arith::CmpIPredicate::ugt, len, w.idx(k)),
                   [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
@@ -905,15 +897,7 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
         emitIf(
             nb, nl, emitHasQueries(nb, nl, c), [&](OpBuilder &wb, Location wl) {
               B w{wb, wl};
-              Value len = emitIfElse(
-                  wb, wl, w.cmp(arith::CmpIPredicate::ugt, c, w.idx(0)),
-                  [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-                    B t{tb, tl};
-                    return {t.load(finalLen, {r, t.sub(c, t.idx(1))})};
-                  },
-                  [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
-                    return {B{tb, tl}.idx(0)};
-                  })[0];
+              Value len = emitPrefixListLen(wb, wl, r, c);
               SmallVector<Value> seed = emitIfElse(
                   wb, wl, emitHasBand(wb, wl, r, c),
                   [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
@@ -954,6 +938,20 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
       });
   memref::DeallocOp::create(b, loc, bandCounts);
   memref::DeallocOp::create(b, loc, bandSums);
+}
+
+Value ChunkedSelection::emitPrefixListLen(OpBuilder &b, Location loc, Value r,
+                                          Value c) const {
+  B x{b, loc};
+  return emitIfElse(
+      b, loc, x.cmp(arith::CmpIPredicate::ugt, c, x.idx(0)),
+      [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+        B t{tb, tl};
+        return {t.load(finalLen, {r, t.sub(c, t.idx(1))})};
+      },
+      [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
+        return {B{tb, tl}.idx(0)};
+      })[0];
 }
 
 Value ChunkedSelection::emitHasQueries(OpBuilder &b, Location loc,
@@ -1044,8 +1042,8 @@ void ChunkedSelection::emitQueryThreshold(OpBuilder &b, Location loc, Value bi,
         Value from = arith::MaximumFOp::create(sb, sl, init[0], lim.lo);
         init[0] = init[4] = init[7] = from;
         init[2] = arith::MinimumFOp::create(sb, sl, zk, lim.bound);
-        SmallVector<Value> seed;
-        for (int i = 0; i < kBandCounts; ++i)
+        SmallVector<Value> seed{before};
+        for (int i = 1; i < kBandCounts; ++i)
           seed.push_back(y.load(seedCounts, {r, c, y.idx(i)}));
         seed.push_back(y.load(seedSums, {r, c}));
         SmallVector<Type> types(ValueRange(init).getTypes());

@@ -133,6 +133,9 @@ private:
   void emitScan(OpBuilder &b, Location loc);
   void emitBoundaryTaus(OpBuilder &b, Location loc);
   void emitQueryThresholds(OpBuilder &b, Location loc);
+  /// Length of the scanned list of chunks [0, c) of row r (at most k + 1;
+  /// 0 for c = 0).
+  Value emitPrefixListLen(OpBuilder &b, Location loc, Value r, Value c) const;
   /// i1: chunk c holds the last candidate of some query.
   Value emitHasQueries(OpBuilder &b, Location loc, Value c) const;
   /// theta (f32 score, index position) of the prefix ending at candidate j
