@@ -68,6 +68,13 @@ static constexpr int64_t kListSegment = 256;
 /// Per segment of a chunk's prefix, the band seed counts candidates, heaped
 /// UPPER and MIDDLE scores, and unheaped UPPER and MIDDLE ones.
 static constexpr int64_t kBandCounts = 5;
+/// A query's own candidates are classified once per chunk, in segments of
+/// this many (one thread each): a query then sums the counts of the
+/// segments before its own instead of passing over all its candidates.
+static constexpr int64_t kOwnSegment = 32;
+/// Per chunk candidate, ownCounts holds finite candidates, those that stay
+/// UPPER, those that stay MIDDLE, and those in the band.
+static constexpr int64_t kOwnCounts = 4;
 
 namespace {
 /// Small builders local to this file.
@@ -819,7 +826,9 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
                         tb, tl, t.lt(first, end),
                         [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
                           B v{sb, sl};
-                          Value z = emitChunkTheta(sb, sl, r, c, first, len)[0];
+                          // `first` is the chunk's need-th candidate.
+                          Value z =
+                              emitChunkTheta(sb, sl, r, c, first, len, need)[0];
                           return {v.sub(v.toF64(z), v.f64(1.0))};
                         },
                         [&](OpBuilder &sb, Location sl) -> SmallVector<Value> {
@@ -929,6 +938,7 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
               w.store(seed[kBandCounts], seedSums, {r, c});
             });
       });
+  emitOwnCandidates(b, loc);
   // Per query: its last candidate j in [max(lag, 0), C).
   Value firstJ = x.max(lag, x.idx(0));
   emitParallelQueryBlocks(
@@ -936,8 +946,113 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
       kWideBlock, [&](OpBuilder &nb, Location nl, Value bi, Value h, Value i) {
         emitQueryThreshold(nb, nl, bi, h, B{nb, nl}.add(i, firstJ));
       });
-  memref::DeallocOp::create(b, loc, bandCounts);
-  memref::DeallocOp::create(b, loc, bandSums);
+  for (Value v : {bandCounts, bandSums, ownCounts, ownSums, ownBand})
+    memref::DeallocOp::create(b, loc, v);
+}
+
+// Per chunk with queries, its candidates in segments of kOwnSegment (one
+// thread each, in position order), classified as the band classifies the
+// prefix scores: finite, staying UPPER or MIDDLE over the chunk's band
+// limits (counted, MIDDLE summed), or in the band (packed for the queries'
+// searches to classify at each point). Counts run from the segment's start,
+// so a query adds up at most Lc / kOwnSegment of them.
+void ChunkedSelection::emitOwnCandidates(OpBuilder &b, Location loc) {
+  B x{b, loc};
+  Value rows = x.mul(batch, heads);
+  Type index = b.getIndexType(), f64 = b.getF64Type();
+  Value len = x.max(chunkLen, x.idx(1));
+  ownCounts =
+      allocScratch(b, loc, index, {rows, chunks, len, x.idx(kOwnCounts)});
+  ownSums = allocScratch(b, loc, f64, {rows, chunks, len});
+  ownBand = allocScratch(b, loc, b.getF32Type(), {rows, chunks, len});
+  Value segs = x.ceilDiv(len, x.idx(kOwnSegment));
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, x.mul(chunks, segs), kWideBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
+        B y{nb, nl};
+        Value c = y.div(item, segs), seg = y.rem(item, segs);
+        emitIf(
+            nb, nl, emitHasQueries(nb, nl, c), [&](OpBuilder &wb, Location wl) {
+              B w{wb, wl};
+              Value r = emitRowIndex(wb, wl, bi, h);
+              Value start = w.mul(c, chunkLen);
+              Value end = w.min(w.add(start, chunkLen), candidates);
+              Value from = w.add(start, w.mul(seg, w.idx(kOwnSegment)));
+              Value to = w.min(w.add(from, w.idx(kOwnSegment)), end);
+              // Without a band no query of the chunk is searched: only the
+              // finite count is read.
+              Value hasBand = emitHasBand(wb, wl, r, c);
+              BandLimits lim = emitBandLimits(wb, wl, r, c);
+              SmallVector<Value> init(kOwnCounts, w.idx(0));
+              init.push_back(w.f64(0.0));
+              emitForCarrying(
+                  wb, wl, from, to, init,
+                  [&](OpBuilder &fb, Location fl, Value i,
+                      ValueRange a) -> SmallVector<Value> {
+                    B v{fb, fl};
+                    Value z = emitScore(fb, fl, bi, h, i);
+                    Value fin = emitIsCandidate(fb, fl, z, /*report=*/false);
+                    Value zf = v.toF64(z);
+                    auto gt = [&](Value p, Value q) {
+                      return v.cmpf(arith::CmpFPredicate::OGT, p, q);
+                    };
+                    Value classed = v.andI(fin, hasBand);
+                    Value above = v.andI(classed, gt(zf, lim.lo));
+                    Value upperAtLo = v.andI(classed, gt(zf, lim.loPlusOne));
+                    Value fixedUpper =
+                        v.andI(upperAtLo, gt(v.sub(zf, v.f64(1.0)), lim.bound));
+                    Value fixedMiddle = v.andI(v.andI(above, v.notI(upperAtLo)),
+                                               gt(zf, lim.bound));
+                    Value inBand =
+                        v.andI(above, v.notI(v.orI(fixedUpper, fixedMiddle)));
+                    Value at = v.sub(i, start);
+                    emitIf(fb, fl, inBand, [&](OpBuilder &sb, Location sl) {
+                      B u{sb, sl};
+                      u.store(z, ownBand,
+                              {r, c, u.add(u.sub(from, start), a[3])});
+                    });
+                    SmallVector<Value> next{
+                        v.add(a[0], v.count(fin)),
+                        v.add(a[1], v.count(fixedUpper)),
+                        v.add(a[2], v.count(fixedMiddle)),
+                        v.add(a[3], v.count(inBand)),
+                        v.add(a[4], v.sel(fixedMiddle, zf, v.f64(0.0)))};
+                    for (int n = 0; n < kOwnCounts; ++n)
+                      v.store(next[n], ownCounts, {r, c, at, v.idx(n)});
+                    v.store(next[kOwnCounts], ownSums, {r, c, at});
+                    return next;
+                  });
+            });
+      });
+}
+
+SmallVector<Value> ChunkedSelection::emitOwnTotals(OpBuilder &b, Location loc,
+                                                   Value r, Value c,
+                                                   Value start, Value j) const {
+  B x{b, loc};
+  Value at = x.sub(j, start);
+  Value segSize = x.idx(kOwnSegment);
+  auto countsAt = [&](OpBuilder &lb, Location ll, Value i) {
+    B y{lb, ll};
+    SmallVector<Value> v;
+    for (int n = 0; n < kOwnCounts; ++n)
+      v.push_back(y.load(ownCounts, {r, c, i, y.idx(n)}));
+    v.push_back(y.load(ownSums, {r, c, i}));
+    return v;
+  };
+  SmallVector<Value> init = countsAt(b, loc, at);
+  // The segments before j's: each one's counts at its last candidate.
+  return emitForCarrying(b, loc, x.idx(0), x.div(at, segSize), init,
+                         [&](OpBuilder &fb, Location fl, Value seg,
+                             ValueRange a) -> SmallVector<Value> {
+                           B y{fb, fl};
+                           Value last = y.sub(
+                               y.mul(y.add(seg, y.idx(1)), segSize), y.idx(1));
+                           SmallVector<Value> v = countsAt(fb, fl, last);
+                           for (auto [n, acc] : llvm::enumerate(a))
+                             v[n] = y.add(acc, v[n]);
+                           return v;
+                         });
 }
 
 Value ChunkedSelection::emitPrefixListLen(OpBuilder &b, Location loc, Value r,
@@ -964,48 +1079,63 @@ Value ChunkedSelection::emitHasQueries(OpBuilder &b, Location loc,
 
 SmallVector<Value> ChunkedSelection::emitChunkTheta(OpBuilder &b, Location loc,
                                                     Value r, Value c, Value j,
-                                                    Value before) const {
+                                                    Value before,
+                                                    Value seen) const {
   // theta: the k-th strongest of the prefix list's top min(before, k) and
   // the chunk's candidates up to j. A chunk candidate's rank in that union
   // is its rank among the chunk's ones up to j (met in strength order) plus
   // its stored count of stronger list entries. Either one of them has rank
   // k - 1, or theta is the list entry that `stronger` of them precede.
+  // Ranks only grow in strength order, so the pass stops at the first
+  // entry ranked k or more: past the prefix list's k-th entry, usually
+  // after a few of the chunk's strongest.
   B x{b, loc};
   Value zero = x.idx(0), one = x.idx(1), kIdx = x.idx(k);
   Value n = x.load(sortedLen, {r, c});
   Value negInf = emitF32(b, loc, -kInf);
-  SmallVector<Value> rank = emitForCarrying(
-      b, loc, zero, n,
-      ValueRange{zero, zero, negInf, zero, emitBool(b, loc, false)},
-      [&](OpBuilder &fb, Location fl, Value i,
-          ValueRange a) -> SmallVector<Value> {
-        B y{fb, fl};
+  Value no = emitBool(b, loc, false);
+  SmallVector<Value> init{zero, zero, zero, negInf, zero, no, no};
+  SmallVector<Type> types(ValueRange(init).getTypes());
+  auto loop = scf::WhileOp::create(
+      b, loc, types, init,
+      [&](OpBuilder &wb, Location wl, ValueRange a) {
+        B y{wb, wl};
+        scf::ConditionOp::create(wb, wl, y.andI(y.lt(a[0], n), y.notI(a[6])),
+                                 a);
+      },
+      [&](OpBuilder &wb, Location wl, ValueRange a) {
+        B y{wb, wl};
+        Value i = a[0];
         Value p = y.load(sortedPos, {r, c, i});
         Value in = y.le(p, j);
-        Value at = y.add(a[0], y.load(sortedAbove, {r, c, i}));
+        Value at = y.add(a[1], y.load(sortedAbove, {r, c, i}));
         Value hit = y.andI(in, y.eq(at, y.idx(k - 1)));
         Value stronger = y.andI(in, y.lt(at, y.idx(k - 1)));
-        return {y.add(a[0], y.count(in)), y.add(a[1], y.count(stronger)),
-                y.sel(hit, y.load(sortedScores, {r, c, i}), a[2]),
-                y.sel(hit, p, a[3]), y.orI(a[4], hit)};
+        scf::YieldOp::create(
+            wb, wl,
+            ValueRange{y.add(i, y.idx(1)), y.add(a[1], y.count(in)),
+                       y.add(a[2], y.count(stronger)),
+                       y.sel(hit, y.load(sortedScores, {r, c, i}), a[3]),
+                       y.sel(hit, p, a[4]), y.orI(a[5], hit),
+                       y.cmp(arith::CmpIPredicate::uge, at, kIdx)});
       });
-  Value full = x.le(kIdx, x.add(x.min(before, kIdx), rank[0]));
-  SmallVector<Value> theta = emitIfElse(
-      b, loc, x.andI(full, x.notI(rank[4])),
+  // rank: stronger count, hit score and position, hit.
+  SmallVector<Value> rank(loop.getResults().drop_front(2).take_front(4));
+  Value full = x.le(kIdx, x.add(x.min(before, kIdx), seen));
+  return emitIfElse(
+      b, loc, x.andI(full, x.notI(rank[3])),
       [&](OpBuilder &tb, Location tl) -> SmallVector<Value> {
         B y{tb, tl};
         Value prev = y.sub(y.max(c, one), one);
-        Value at = y.sub(y.idx(k - 1), rank[1]);
+        Value at = y.sub(y.idx(k - 1), rank[0]);
         return {y.load(finalScores, {r, prev, at}),
                 y.load(finalPos, {r, prev, at})};
       },
       [&](OpBuilder &, Location) -> SmallVector<Value> {
         // A chunk candidate, or (-inf, 0) with fewer than k candidates:
         // all are selected.
-        return {rank[2], rank[3]};
+        return {rank[1], rank[2]};
       });
-  theta.push_back(rank[0]);
-  return theta;
 }
 
 Value ChunkedSelection::emitHasBand(OpBuilder &b, Location loc, Value r,
@@ -1024,8 +1154,9 @@ void ChunkedSelection::emitQueryThreshold(OpBuilder &b, Location loc, Value bi,
   Value t = x.sub(j, lag);
   Value kIdx = x.idx(k);
   Value before = x.load(seedCounts, {r, c, x.idx(0)});
-  SmallVector<Value> theta = emitChunkTheta(b, loc, r, c, j, before);
-  Value seen = theta[2];
+  SmallVector<Value> own = emitOwnTotals(b, loc, r, c, start, j);
+  Value seen = own[0];
+  SmallVector<Value> theta = emitChunkTheta(b, loc, r, c, j, before, seen);
   x.store(theta[0], thetaScore, {r, t});
   x.store(theta[1], thetaPos, {r, t});
   // tau: -inf with at most k candidates; otherwise the search from
@@ -1042,10 +1173,15 @@ void ChunkedSelection::emitQueryThreshold(OpBuilder &b, Location loc, Value bi,
         Value from = arith::MaximumFOp::create(sb, sl, init[0], lim.lo);
         init[0] = init[4] = init[7] = from;
         init[2] = arith::MinimumFOp::create(sb, sl, zk, lim.bound);
-        SmallVector<Value> seed{before};
-        for (int i = 1; i < kBandCounts; ++i)
-          seed.push_back(y.load(seedCounts, {r, c, y.idx(i)}));
-        seed.push_back(y.load(seedSums, {r, c}));
+        // The band's sizes, then what keeps its class over the chunk's
+        // bracket, prefix scores and own candidates alike.
+        auto seedCount = [&](int i) {
+          return y.load(seedCounts, {r, c, y.idx(i)});
+        };
+        SmallVector<Value> seed{seedCount(1), seedCount(2),
+                                y.add(seedCount(3), own[1]),
+                                y.add(seedCount(4), own[2]),
+                                y.add(y.load(seedSums, {r, c}), own[4])};
         SmallVector<Type> types(ValueRange(init).getTypes());
         auto loop = scf::WhileOp::create(
             sb, sl, types, init,
@@ -1057,7 +1193,7 @@ void ChunkedSelection::emitQueryThreshold(OpBuilder &b, Location loc, Value bi,
             },
             [&](OpBuilder &wb, Location wl, ValueRange a) {
               SmallVector<Value> pc =
-                  emitQueryPiece(wb, wl, bi, h, r, c, start, j, seed, a[4]);
+                  emitQueryPiece(wb, wl, r, c, start, j, seed, a[4]);
               scf::YieldOp::create(wb, wl, emitSearchStep(wb, wl, k, a, pc));
             });
         return {emitSearchResult(sb, sl, loop.getResults())};
@@ -1069,12 +1205,13 @@ void ChunkedSelection::emitQueryThreshold(OpBuilder &b, Location loc, Value bi,
 }
 
 SmallVector<Value> ChunkedSelection::emitQueryPiece(OpBuilder &b, Location loc,
-                                                    Value bi, Value h, Value r,
-                                                    Value c, Value start,
-                                                    Value j, ValueRange seed,
+                                                    Value r, Value c,
+                                                    Value start, Value j,
+                                                    ValueRange seed,
                                                     Value at) const {
-  // The unheaped counts and MIDDLE sum hold for every point of the chunk's
-  // bracket; the band's and the chunk's scores are classified at `at`.
+  // The fixed counts and MIDDLE sum hold for every point of the chunk's
+  // bracket; the band's scores and the own candidates in it are classified
+  // at `at`.
   B x{b, loc};
   Value atPlusOne = x.add(at, x.f64(1.0));
   auto classify = [&](OpBuilder &fb, Location fl, Value z,
@@ -1091,23 +1228,33 @@ SmallVector<Value> ChunkedSelection::emitQueryPiece(OpBuilder &b, Location loc,
             arith::MinimumFOp::create(fb, fl, a[3], bp)};
   };
   Value rc = x.add(x.mul(r, chunks), c);
-  SmallVector<Value> acc{seed[3], seed[4], seed[kBandCounts], x.f64(kInf)};
+  SmallVector<Value> acc{seed[2], seed[3], seed[4], x.f64(kInf)};
   for (auto [band, size] :
-       {std::pair(bandUpper, seed[1]), std::pair(bandMiddle, seed[2])})
+       {std::pair(bandUpper, seed[0]), std::pair(bandMiddle, seed[1])})
     acc = emitForCarrying(
         b, loc, x.idx(0), size, acc,
         [&, band = band](OpBuilder &fb, Location fl, Value i, ValueRange a) {
           return classify(fb, fl, B{fb, fl}.load(band, {rc, i}), a);
         });
+  // The own candidates in the band, segment by segment: all of those of
+  // the segments before j's, and those up to j of its own.
+  Value off = x.sub(j, start);
+  Value segSize = x.idx(kOwnSegment);
+  Value lastSeg = x.div(off, segSize);
   return emitForCarrying(
-      b, loc, start, x.add(j, x.idx(1)), acc,
-      [&](OpBuilder &fb, Location fl, Value i, ValueRange a) {
-        Value z = emitScore(fb, fl, bi, h, i);
-        // +inf is invalid input (reported in step 1, then skipped).
-        return emitIfElse(
-            fb, fl, emitIsCandidate(fb, fl, z, false),
-            [&](OpBuilder &cb, Location cl) { return classify(cb, cl, z, a); },
-            [&](OpBuilder &, Location) { return SmallVector<Value>(a); });
+      b, loc, x.idx(0), x.add(lastSeg, x.idx(1)), acc,
+      [&](OpBuilder &sb, Location sl, Value seg,
+          ValueRange a) -> SmallVector<Value> {
+        B y{sb, sl};
+        Value base = y.mul(seg, segSize);
+        Value last =
+            y.sel(y.lt(seg, lastSeg), y.add(base, y.idx(kOwnSegment - 1)), off);
+        Value n = y.load(ownCounts, {r, c, last, y.idx(kOwnCounts - 1)});
+        return emitForCarrying(
+            sb, sl, base, y.add(base, n), a,
+            [&](OpBuilder &fb, Location fl, Value i, ValueRange a2) {
+              return classify(fb, fl, B{fb, fl}.load(ownBand, {r, c, i}), a2);
+            });
       });
 }
 

@@ -139,10 +139,18 @@ private:
   /// i1: chunk c holds the last candidate of some query.
   Value emitHasQueries(OpBuilder &b, Location loc, Value c) const;
   /// theta (f32 score, index position) of the prefix ending at candidate j
-  /// of chunk c (row index r), `before` candidates preceding the chunk,
-  /// then how many of the chunk's candidates are at most j.
+  /// of chunk c (row index r): `before` candidates precede the chunk and
+  /// `seen` of its candidates are at most j.
   SmallVector<Value> emitChunkTheta(OpBuilder &b, Location loc, Value r,
-                                    Value c, Value j, Value before) const;
+                                    Value c, Value j, Value before,
+                                    Value seen) const;
+  /// Per chunk of searched queries, its candidates classified against the
+  /// chunk's band limits, in segments of kOwnSegment (see ownCounts).
+  void emitOwnCandidates(OpBuilder &b, Location loc);
+  /// For the query whose last candidate is j (chunk c from `start`, row
+  /// index r): the ownCounts of [start, j], summed over its segments.
+  SmallVector<Value> emitOwnTotals(OpBuilder &b, Location loc, Value r, Value c,
+                                   Value start, Value j) const;
   /// i1: chunk c has a band (a finite lower bound of its queries' taus).
   Value emitHasBand(OpBuilder &b, Location loc, Value r, Value c) const;
   /// tau and theta of the query whose last candidate is j (row (bi, h)).
@@ -150,12 +158,13 @@ private:
                           Value j) const;
   /// The piece of f just right of `at` over the prefix of the query whose
   /// last candidate is j (chunk c from `start`, row index r), for `at`
-  /// inside the chunk's boundary taus: the chunk's counts and sum `seed`
-  /// (kBandCounts counts, then the unheaped MIDDLE sum), its band, and the
-  /// chunk's candidates [start, j]. As emitSortedPiece returns it.
-  SmallVector<Value> emitQueryPiece(OpBuilder &b, Location loc, Value bi,
-                                    Value h, Value r, Value c, Value start,
-                                    Value j, ValueRange seed, Value at) const;
+  /// inside the chunk's band limits: the counts and sum `seed` (UPPER and
+  /// MIDDLE counts and the MIDDLE sum of the prefix scores and the query's
+  /// own candidates that keep their class), the chunk's band, and the own
+  /// candidates in it. As emitSortedPiece returns it.
+  SmallVector<Value> emitQueryPiece(OpBuilder &b, Location loc, Value r,
+                                    Value c, Value start, Value j,
+                                    ValueRange seed, Value at) const;
   void emitFirstLists(OpBuilder &b, Location loc);
   /// What classifies a prefix score for chunk c's band: `lo`, below the
   /// tau of every query of the chunk that has more than k candidates (see
@@ -213,6 +222,13 @@ private:
   // The band's per-segment counts and MIDDLE sums, while step 4 is
   // emitted.
   Value bandSegs, bandCounts, bandSums;
+  // Per chunk candidate (offset i from the chunk's start), counted from the
+  // start of its segment of kOwnSegment through i: finite candidates,
+  // those that stay UPPER and stay MIDDLE over the chunk's band limits,
+  // and those in the band (kOwnCounts); the MIDDLE ones' sum; and the band
+  // ones' scores, packed from their segment's start. While step 4 is
+  // emitted.
+  Value ownCounts, ownSums, ownBand;
   FirstLists firstLists;
 };
 
