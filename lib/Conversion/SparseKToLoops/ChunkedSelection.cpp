@@ -75,8 +75,6 @@ static constexpr int64_t kOwnSegment = 32;
 /// Per chunk candidate, ownCounts holds finite candidates, those that stay
 /// UPPER, those that stay MIDDLE, and those in the band.
 static constexpr int64_t kOwnCounts = 4;
-/// Entries of a merged list each thread of a scan round writes.
-static constexpr int64_t kMergeRun = 16;
 
 namespace {
 /// Small builders local to this file.
@@ -320,19 +318,17 @@ static Value emitCountStronger(OpBuilder &b, Location loc, Value scoresBuf,
 
 // Step 2: Hillis-Steele inclusive scan over the chunk lists, in rounds of
 // distance d = 1, 2, 4, ...: list c merges list c - d into itself. Each
-// thread writes kMergeRun consecutive entries of the merged list: it finds
-// where they start in the two lists (a binary search along the merge path)
-// and merges from there, so a round costs about two loads per entry rather
-// than a binary search per entry.
+// output entry is placed by its own thread: its rank in the merged order is
+// its index plus the number of stronger entries in the other list.
 void ChunkedSelection::emitScan(OpBuilder &b, Location loc) {
   B x{b, loc};
   Type index = b.getIndexType();
-  // The merged list holds at most min(k, candidates) + 1 entries (the
-  // lists' width), never k + 1 when k exceeds the candidates (k may be
-  // 2^31 over a handful of keys).
+  // One thread per entry the two merged lists can hold: min(k, candidates)
+  // + 1 each (the lists' width), never k + 1 when k exceeds the candidates
+  // (k may be 2^31 over a handful of keys).
   Value entries = x.add(listCap, x.idx(1));
-  Value runs = x.ceilDiv(entries, x.idx(kMergeRun));
-  Value work = x.mul(chunks, runs);
+  Value perChunk = x.mul(entries, x.idx(2));
+  Value work = x.mul(chunks, perChunk);
   auto pick = [&](OpBuilder &nb, Location nl, Value parity, Value *bufs,
                   bool other) {
     B y{nb, nl};
@@ -360,61 +356,51 @@ void ChunkedSelection::emitScan(OpBuilder &b, Location loc) {
             [&](OpBuilder &pb, Location pl, Value bi, Value h, Value item) {
               B z{pb, pl};
               Value r = emitRowIndex(pb, pl, bi, h);
-              Value c = z.div(item, runs);
-              Value from = z.mul(z.rem(item, runs), z.idx(kMergeRun));
-              // Chunks before d have nothing to merge: list c - d is
-              // taken as empty.
-              Value merges = z.le(d, c);
-              Value a = z.sel(merges, z.sub(c, d), c);
-              Value lenA = z.sel(merges, z.load(srcL, {r, a}), z.idx(0));
-              Value lenB = z.load(srcL, {r, c});
-              Value total = z.min(z.add(lenA, lenB), z.idx(k + 1));
-              emitIf(pb, pl, z.eq(from, z.idx(0)),
-                     [&](OpBuilder &sb, Location sl) {
-                       B{sb, sl}.store(total, dstL, {r, c});
-                     });
-              Value to = z.min(z.add(from, z.idx(kMergeRun)), total);
-              emitIf(pb, pl, z.lt(from, to), [&](OpBuilder &mb, Location ml) {
+              Value c = z.div(item, perChunk);
+              Value i = z.rem(item, perChunk);
+              Value isFirst = z.eq(i, z.idx(0));
+              Value copies = z.lt(c, d);
+              emitIf(pb, pl, copies, [&](OpBuilder &cb, Location cl) {
+                B u{cb, cl};
+                Value len = u.load(srcL, {r, c});
+                emitIf(cb, cl, u.lt(i, len), [&](OpBuilder &sb, Location sl) {
+                  B v{sb, sl};
+                  v.store(v.load(srcS, {r, c, i}), dstS, {r, c, i});
+                  v.store(v.load(srcP, {r, c, i}), dstP, {r, c, i});
+                });
+                emitIf(cb, cl, isFirst, [&](OpBuilder &sb, Location sl) {
+                  B{sb, sl}.store(len, dstL, {r, c});
+                });
+              });
+              emitIf(pb, pl, z.notI(copies), [&](OpBuilder &mb, Location ml) {
                 B u{mb, ml};
-                // How many of the first `from` merged entries come from
-                // list a: the first split whose next A entry loses to the
-                // B entry before it.
-                Value lo = u.sub(from, u.min(from, lenB));
-                Value hi = u.min(from, lenA);
-                Value takenA = emitFirstTrue(
-                    mb, ml, lo, hi, [&](OpBuilder &fb, Location fl, Value i) {
-                      B v{fb, fl};
-                      Value jb = v.sub(v.sub(from, i), v.idx(1));
-                      return emitStronger(fb, fl, v.load(srcS, {r, c, jb}),
-                                          v.load(srcP, {r, c, jb}),
-                                          v.load(srcS, {r, a, i}),
-                                          v.load(srcP, {r, a, i}));
+                Value a = u.sub(c, d);
+                Value lenA = u.load(srcL, {r, a});
+                Value lenB = u.load(srcL, {r, c});
+                Value inA = u.lt(i, entries);
+                Value own = u.sel(inA, a, c), other = u.sel(inA, c, a);
+                Value at = u.sel(inA, i, u.sub(i, entries));
+                Value ownLen = u.sel(inA, lenA, lenB);
+                Value otherLen = u.sel(inA, lenB, lenA);
+                emitIf(
+                    mb, ml, u.lt(at, ownLen), [&](OpBuilder &sb, Location sl) {
+                      B v{sb, sl};
+                      Value s = v.load(srcS, {r, own, at});
+                      Value p = v.load(srcP, {r, own, at});
+                      Value rank =
+                          v.add(at, emitCountStronger(sb, sl, srcS, srcP, r,
+                                                      other, otherLen, s, p));
+                      emitIf(sb, sl, v.le(rank, v.idx(k)),
+                             [&](OpBuilder &tb, Location tl) {
+                               B t{tb, tl};
+                               t.store(s, dstS, {r, c, rank});
+                               t.store(p, dstP, {r, c, rank});
+                             });
                     });
-                emitForCarrying(
-                    mb, ml, from, to, ValueRange{takenA, u.sub(from, takenA)},
-                    [&](OpBuilder &fb, Location fl, Value o,
-                        ValueRange ab) -> SmallVector<Value> {
-                      B v{fb, fl};
-                      Value ia = ab[0], ib = ab[1];
-                      Value hasA = v.lt(ia, lenA), hasB = v.lt(ib, lenB);
-                      // Clamped reads: an exhausted list's entry is never
-                      // taken.
-                      Value ca =
-                          v.min(ia, v.sub(v.max(lenA, v.idx(1)), v.idx(1)));
-                      Value cb =
-                          v.min(ib, v.sub(v.max(lenB, v.idx(1)), v.idx(1)));
-                      Value sa = v.load(srcS, {r, a, ca});
-                      Value pa = v.load(srcP, {r, a, ca});
-                      Value sb2 = v.load(srcS, {r, c, cb});
-                      Value pb2 = v.load(srcP, {r, c, cb});
-                      Value takeA = v.andI(
-                          hasA, v.orI(v.notI(hasB),
-                                      emitStronger(fb, fl, sa, pa, sb2, pb2)));
-                      v.store(v.sel(takeA, sa, sb2), dstS, {r, c, o});
-                      v.store(v.sel(takeA, pa, pb2), dstP, {r, c, o});
-                      return {v.add(ia, v.count(takeA)),
-                              v.add(ib, v.count(v.notI(takeA)))};
-                    });
+                emitIf(mb, ml, isFirst, [&](OpBuilder &sb, Location sl) {
+                  B v{sb, sl};
+                  v.store(v.min(v.add(lenA, lenB), v.idx(k + 1)), dstL, {r, c});
+                });
               });
             });
         scf::YieldOp::create(
@@ -741,12 +727,10 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
 // dependent memory reads: at P1 32k, 2 of 7 ms on an H100). Per chunk, the
 // prefix scores whose class may change between the chunk's two boundary
 // taus (the band) are gathered and the others only counted; per chunk
-// entry, the number of prefix-list entries stronger than it; per chunk
-// candidate, its class over the chunk's bracket (emitOwnCandidates). Then
-// each query ranks its chunk's candidates up to its own (theta) and searches
-// tau in its bracket over the band and its own band candidates (the step-3
-// search, whose piece formula is the incremental solver's: both agree to
-// rounding).
+// entry, the number of prefix-list entries stronger than it. Then each query
+// ranks its chunk's candidates up to its own (theta) and searches tau in its
+// bracket over the band and those candidates (the step-3 search, whose
+// piece formula is the incremental solver's: both agree to rounding).
 void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
   B x{b, loc};
   Value rows = x.mul(batch, heads);

@@ -10,10 +10,10 @@
 //   1. per candidate: its rank inside its chunk; the strongest k + 1 of each
 //      chunk land, sorted, in that chunk's list (SPEC 4 order: higher score,
 //      then smaller position), and all of them in the chunk's sorted scores;
-//   2. ceil(log2 N) rounds of an inclusive scan over the chunk lists (top-k
-//      of a union = merge of top-k lists), each thread merging a run of
-//      output entries from where a binary search along the merge path puts
-//      its start: list c becomes the top k + 1 of chunks 0..c;
+//   2. ceil(log2 N) rounds of an inclusive scan over the chunk lists, each
+//      output entry placed by a binary search in the other list (top-k of a
+//      union = merge of top-k lists): list c becomes the top k + 1 of
+//      chunks 0..c;
 //   3. per chunk boundary: the exact tau of the prefix before it (a
 //      bracketed search over the pieces of f from [z(k) - 1, z(k)]; every
 //      boundary searches at once, each step's pass split over the prefix's
@@ -26,9 +26,7 @@
 //      and its upper boundary tau, over the prefix scores whose breakpoints
 //      fall between them (the band,
 //      found as runs of each prefix chunk's sorted scores in parallel; the
-//      others only counted) and the chunk's candidates up to the query's
-//      (classified the same way once per chunk, in segments: a query sums
-//      its segments' counts and visits only its band candidates);
+//      others only counted) and the chunk's candidates up to the query's;
 //   5. per chunk: its first query's selected positions, written out in
 //      order by segments of the prefix (counted, then written at the sum of
 //      the counts before them).
