@@ -727,10 +727,12 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
 // dependent memory reads: at P1 32k, 2 of 7 ms on an H100). Per chunk, the
 // prefix scores whose class may change between the chunk's two boundary
 // taus (the band) are gathered and the others only counted; per chunk
-// entry, the number of prefix-list entries stronger than it. Then each query
-// ranks its chunk's candidates up to its own (theta) and searches tau in its
-// bracket over the band and those candidates (the step-3 search, whose
-// piece formula is the incremental solver's: both agree to rounding).
+// entry, the number of prefix-list entries stronger than it; per chunk
+// candidate, its class over the chunk's bracket (emitOwnCandidates). Then
+// each query ranks its chunk's candidates up to its own (theta) and searches
+// tau in its bracket over the band and its own band candidates (the step-3
+// search, whose piece formula is the incremental solver's: both agree to
+// rounding).
 void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
   B x{b, loc};
   Value rows = x.mul(batch, heads);

@@ -26,7 +26,9 @@
 //      and its upper boundary tau, over the prefix scores whose breakpoints
 //      fall between them (the band,
 //      found as runs of each prefix chunk's sorted scores in parallel; the
-//      others only counted) and the chunk's candidates up to the query's;
+//      others only counted) and the chunk's candidates up to the query's
+//      (classified the same way once per chunk, in segments: a query sums
+//      its segments' counts and visits only its band candidates);
 //   5. per chunk: its first query's selected positions, written out in
 //      order by segments of the prefix (counted, then written at the sum of
 //      the counts before them).
