@@ -107,11 +107,11 @@ func.func @score(%x: memref<?x?x64xbf16>, %w: memref<2x64xbf16>, %u: memref<?x2x
 // Select: parallel over chunks of candidates, never one thread per row
 // (ChunkedSelection.h). Scratch is host allocations; then, in order:
 // per-candidate chunk ranks, the scan rounds (a host loop around a kernel,
-// ping-pong buffers picked on the host), the boundary taus, the chunk walks
-// and one iteration per query writing its row. NaN and +inf scores are
-// reported through the device status (generic_atomic_rmw on the status
-// word): candidates by the per-candidate kernel, window-only positions by a
-// kernel of their own.
+// ping-pong buffers picked on the host), the boundary taus, the per-query
+// thresholds and one iteration per query writing its row. NaN and +inf
+// scores are reported through the device status (generic_atomic_rmw on the
+// status word): candidates by the per-candidate kernel, window-only
+// positions by a kernel of their own.
 // CHECK-LABEL: func.func @select
 // The window-only positions' kernel: a load, a report if invalid.
 // CHECK: scf.parallel
@@ -136,11 +136,21 @@ func.func @score(%x: memref<?x?x64xbf16>, %w: memref<2x64xbf16>, %u: memref<?x2x
 // Boundary taus: a bracketed search, a pass over the prefix per step.
 // CHECK: scf.parallel
 // CHECK:   scf.while
-// Per-query thresholds: theta's ranks over the chunk, then tau's search.
+// The chunk's own candidates, one thread per segment: finite, staying
+// UPPER, staying MIDDLE and band counts, the MIDDLE sum.
 // CHECK: scf.parallel
 // CHECK:   scf.parallel
-// CHECK:     scf.for {{.*}} -> (index, index, f32, index, i1)
+// CHECK:     scf.for {{.*}} -> (index, index, index, index, f64)
+// Per-query thresholds: the own counts summed over the segments before the
+// query's, theta's ranks over the chunk (stopping at rank k), then tau's
+// search, which visits the own band candidates segment by segment.
+// CHECK: scf.parallel
+// CHECK:   scf.parallel
+// CHECK:     scf.for {{.*}} -> (index, index, index, index, f64)
+// CHECK:     scf.while {{.*}} : (index, index, index, f32, index, i1, i1)
 // CHECK:     scf.while
+// CHECK:       scf.for {{.*}} -> (index, index, f64, f64)
+// CHECK:         scf.for {{.*}} -> (index, index, f64, f64)
 // Per-query rows (nothing more to report).
 // CHECK: scf.parallel
 // CHECK:   scf.parallel
