@@ -251,9 +251,9 @@ void ChunkedSelection::emitDealloc(OpBuilder &b, Location loc) const {
   for (int i = 0; i < 2; ++i)
     for (Value v : {listScores[i], listPos[i], listLen[i]})
       memref::DeallocOp::create(b, loc, v);
-  for (Value v :
-       {sortedScores, sortedPos, sortedAbove, sortedLen, boundaryTau, queryTau,
-        thetaScore, thetaPos, bandUpper, bandMiddle, seedCounts, seedSums})
+  for (Value v : {sortedScores, sortedPos, sortedAbove, sortedLen, boundaryTau,
+                  queryTau, thetaScore, thetaPos, bandUpper, bandMiddle,
+                  seedCounts, seedSums, chunkLo})
     memref::DeallocOp::create(b, loc, v);
 }
 
