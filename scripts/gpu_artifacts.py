@@ -135,6 +135,10 @@ def wgmma_composite_name(elem, k, w, d):
     return f"select_attention_wgmma_{elem}_k{k}_w{w}_d{d}"
 
 
+def wgmma64_composite_name(elem, k, w, d):
+    return f"select_attention_wgmma64_{elem}_k{k}_w{w}_d{d}"
+
+
 LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
 
 # Pipeline options per library. The suite's sizes are small, so its
@@ -151,6 +155,8 @@ DECOMPOSED_OPTIONS = ("prefill-kernel=loops decode-kernel=loops fuse-select-atte
                       "select-chunk=16")
 MMA_OPTIONS = "prefill-kernel=mma-sync select-chunk=16"
 WGMMA_OPTIONS = "prefill-kernel=wgmma chip=sm_90a select-chunk=16"
+# The wgmma kernel with one warpgroup per tile (64 rows; the default is two).
+WGMMA64_OPTIONS = WGMMA_OPTIONS + " tile-rows=64"
 DEFAULT_OPTIONS = "chip=sm_90a"
 AUTO_SELECT_CONFIGS = ((64, 16),)
 AUTO_COMPOSITE = (("f32", 64, 16), ("bf16", 64, 16))
@@ -194,10 +200,9 @@ def decode_tiles_module():
     return ir.module(*[ir.decode_function(name, **kw) for _, name, kw in decode_tiles_functions()])
 
 
-def wgmma_module():
+def wgmma_module(name=wgmma_composite_name):
     """The mma-sync library's functions (same configurations) for the wgmma form."""
-    return ir.module(*[ir.select_attention_function(wgmma_composite_name(e, k, w, d), k, w, e,
-                                                    head_dim=d)
+    return ir.module(*[ir.select_attention_function(name(e, k, w, d), k, w, e, head_dim=d)
                        for e in MMA_ELEMENTS for k, w in MMA_CONFIGS for d in MMA_HEAD_DIMS])
 
 
@@ -276,6 +281,8 @@ def main():
                         DECODE_TILES_MMA_OPTIONS)
     compile_gpu_library(wgmma_module(), os.path.join(out, "libsparsek_gpu_wgmma.so"), out,
                         WGMMA_OPTIONS)
+    compile_gpu_library(wgmma_module(wgmma64_composite_name),
+                        os.path.join(out, "libsparsek_gpu_wgmma64.so"), out, WGMMA64_OPTIONS)
     # The example layer as written (linalg projections, score, composite op).
     with open(LAYER_SOURCE) as f:
         compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out,
@@ -308,11 +315,16 @@ def main():
                 "wgmma_select_attention": {f"{e}/{k}/{w}/{d}": wgmma_composite_name(e, k, w, d)
                                            for e in MMA_ELEMENTS for k, w in MMA_CONFIGS
                                            for d in MMA_HEAD_DIMS},
+                "wgmma64_library": "libsparsek_gpu_wgmma64.so",
+                "wgmma64_select_attention": {
+                    f"{e}/{k}/{w}/{d}": wgmma64_composite_name(e, k, w, d)
+                    for e in MMA_ELEMENTS for k, w in MMA_CONFIGS for d in MMA_HEAD_DIMS},
                 "options": {"library": TEST_OPTIONS, "decomposed_library": DECOMPOSED_OPTIONS,
                             "auto_library": DEFAULT_OPTIONS, "mma_sync_library": MMA_OPTIONS,
                             "decode_tiles_library": DECODE_TILES_OPTIONS,
                             "decode_tiles_mma_library": DECODE_TILES_MMA_OPTIONS,
                             "wgmma_library": WGMMA_OPTIONS,
+                            "wgmma64_library": WGMMA64_OPTIONS,
                             "layer_library": DEFAULT_OPTIONS},
                 "layer_library": "libsparsek_gpu_layer.so",
                 "layer": "sparsek_layer"}

@@ -28,8 +28,9 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
   bool tiles = options.prefillKernel == PrefillKernel::Tiles;
   std::string tilePass =
       tiles ? llvm::formatv("sparsek-tile-select-attention{{form=scalar "
-                            "select-chunk={0}},",
-                            static_cast<int64_t>(options.selectChunk))
+                            "select-chunk={0} tile-rows={1}},",
+                            static_cast<int64_t>(options.selectChunk),
+                            static_cast<int64_t>(options.tileRows))
                   .str()
             : std::string();
   if (options.decodeKernel != DecodeKernel::Loops)

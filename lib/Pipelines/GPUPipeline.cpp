@@ -52,11 +52,13 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
   std::string tiles;
   PrefillKernel prefill = resolvedPrefillKernel(options);
   if (prefill == PrefillKernel::MmaSync || prefill == PrefillKernel::Wgmma)
-    tiles = llvm::formatv(
-                "sparsek-tile-select-attention{{form={0} select-chunk={1}},",
-                prefill == PrefillKernel::Wgmma ? "wgmma" : "mma-sync",
-                static_cast<int64_t>(options.selectChunk))
-                .str();
+    tiles =
+        llvm::formatv("sparsek-tile-select-attention{{form={0} "
+                      "select-chunk={1} tile-rows={2}},",
+                      prefill == PrefillKernel::Wgmma ? "wgmma" : "mma-sync",
+                      static_cast<int64_t>(options.selectChunk),
+                      static_cast<int64_t>(options.tileRows))
+            .str();
   // decode-kernel=tiles (the default) or tiles-mma: the split-K kernel takes
   // the decode ops it covers.
   if (options.decodeKernel != DecodeKernel::Loops)

@@ -148,6 +148,7 @@ sparsek::verifyPipelineOptions(const SparseKCPUPipelineOptions &options,
   OptionChecker check("sparsek-cpu-pipeline", report);
   check.oneOf("index-bitwidth", options.indexBitwidth, {32, 64});
   check.atLeast("select-chunk", options.selectChunk, 0, "0 picks one");
+  check.oneOf("tile-rows", options.tileRows, {0, 64, 128});
   return check.result();
 }
 
@@ -179,6 +180,13 @@ sparsek::verifyPipelineOptions(const SparseKGPUPipelineOptions &options,
                   options.chip == "sm_90a",
                   "sm_90a with prefill-kernel=wgmma (Hopper wgmma "
                   "instructions)");
+  check.oneOf("tile-rows", options.tileRows, {0, 64, 128});
+  // Only wgmma's tiles come in two warpgroups.
+  if (resolvedPrefillKernel(options) != PrefillKernel::Wgmma)
+    check.require("tile-rows", static_cast<int64_t>(options.tileRows),
+                  options.tileRows != 128,
+                  "0 or 64 unless prefill-kernel is wgmma (or auto on "
+                  "sm_90a): only wgmma tiles come in two warpgroups");
   checkFeatures(check, options.features);
   check.oneOf("format", std::string(options.format), {"fatbin", "bin", "isa"});
   check.inRange("opt-level", options.optLevel, 0, 3);

@@ -1,6 +1,7 @@
 # The tile-first select_attention (sparsek-tile-select-attention) in its
-# scalar form on the CPU: the same tiles as the GPU's mma.sync kernel (64
-# rows = BM queries x G heads, key tiles of 64 slots: Sel(t0) then the
+# scalar form on the CPU: the same tiles as the GPU's kernels (64 rows, or
+# the 128 of the wgmma kernel's two warpgroups = BM queries x G heads, key
+# tiles of 64 slots: Sel(t0) then the
 # contiguous range), the same block lists and per-query thresholds, the same
 # membership test and per-tile online softmax, checked against the float64
 # reference over the tiles' edges.
@@ -12,8 +13,9 @@ from sparsek import ir, reference
 from sparsek.memref import from_bf16_bits, to_bf16_bits
 
 
-def tiles(chunk=0):
-    return f"sparsek-cpu-pipeline{{prefill-kernel=tiles select-chunk={chunk}}}"
+def tiles(chunk=0, rows=0):
+    return (f"sparsek-cpu-pipeline{{prefill-kernel=tiles select-chunk={chunk} "
+            f"tile-rows={rows}}}")
 
 
 def scores(g, kind, shape):
@@ -30,20 +32,20 @@ def scores(g, kind, shape):
     raise ValueError(kind)
 
 
-def run(B, Hq, Hkv, S, T, D, k, w, kind="normal", chunk=0, seed=0):
+def run(B, Hq, Hkv, S, T, D, k, w, kind="normal", chunk=0, seed=0, rows=0):
     g = rng(seed + S + 7 * T + 13 * k + w)
     q = g.normal(size=(B, Hq, T, D)).astype(np.float32)
     key = g.normal(size=(B, Hkv, S, D)).astype(np.float32)
     value = g.normal(size=(B, Hkv, S, D)).astype(np.float32)
     u = scores(g, kind, (B, Hkv, S))
-    lib = library(ir.select_attention_function("sa_tiles", k, w), pipeline=tiles(chunk))
+    lib = library(ir.select_attention_function("sa_tiles", k, w), pipeline=tiles(chunk, rows))
     o = np.full((B, Hq, T, D), 7, np.float32)
     lib.call("sa_tiles", q, key, value, u, o)
     return q, key, value, u, o
 
 
-def check(B, Hq, Hkv, S, T, D, k, w, kind="normal", chunk=0):
-    q, key, value, u, o = run(B, Hq, Hkv, S, T, D, k, w, kind, chunk)
+def check(B, Hq, Hkv, S, T, D, k, w, kind="normal", chunk=0, rows=0):
+    q, key, value, u, o = run(B, Hq, Hkv, S, T, D, k, w, kind, chunk, rows=rows)
     want = reference.sparsek_attention(q, key, value, u, k, w)
     umax = float(np.max(np.abs(np.where(np.isfinite(u), u, 0)), initial=0))
     assert_output_close(o, want, value, gate_tol=1e-6 * max(1.0, umax))
@@ -57,6 +59,15 @@ def check(B, Hq, Hkv, S, T, D, k, w, kind="normal", chunk=0):
 @pytest.mark.parametrize("extra", [0, 37])
 def test_tile_edges(G, T, extra):
     check(1, 2 * G, 2, T + extra, T, 8, 24, 9, kind="normal")
+
+
+# Tiles of 128 rows (the wgmma kernel's default): BM = 128 / G queries, one
+# list per block for G <= 2 and per 64 queries (several blocks) above.
+@pytest.mark.parametrize("G", [1, 2, 4, 8])
+@pytest.mark.parametrize("T", [1, 127, 129, 260])
+@pytest.mark.parametrize("extra", [0, 37])
+def test_wide_tile_edges(G, T, extra):
+    check(1, 2 * G, 2, T + extra, T, 8, 24, 9, kind="normal", rows=128)
 
 
 @pytest.mark.parametrize("kind", ["ties", "masked"])
@@ -140,5 +151,6 @@ def test_block_lists_over_several_segments(kind):
 # to a block's queries), and mixed tiles between them; G = 2 (BM = 32).
 @pytest.mark.parametrize("kind", ["normal", "ties", "masked"])
 @pytest.mark.parametrize("S,T", [(600, 600), (700, 517)])
-def test_key_tile_classes(kind, S, T):
-    check(1, 4, 2, S, T, 8, 128, 160, kind=kind)
+@pytest.mark.parametrize("rows", [64, 128])
+def test_key_tile_classes(kind, S, T, rows):
+    check(1, 4, 2, S, T, 8, 128, 160, kind=kind, rows=rows)

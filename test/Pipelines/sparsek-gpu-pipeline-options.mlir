@@ -17,6 +17,9 @@
 // RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=prefill-kernel=wgmma chip=sm_100a" 2>&1 | FileCheck %s --check-prefix=CHECK-WGMMA100
 // RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=prefill-kernel=tiles chip=sm_90a" 2>&1 | FileCheck %s --check-prefix=CHECK-KERNEL
 // RUN: not sparsek-compile %s -o %t.so --target=gpu "--pipeline-options=prefill-kernel=wgmma" 2>&1 | FileCheck %s --check-prefix=CHECK-WGMMA
+// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=tile-rows=96 2>&1 | FileCheck %s --check-prefix=CHECK-ROWS
+// RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=prefill-kernel=mma-sync chip=sm_90a tile-rows=128" 2>&1 | FileCheck %s --check-prefix=CHECK-ROWS128
+// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=tile-rows=128 2>&1 | FileCheck %s --check-prefix=CHECK-ROWS128
 // Several bad options: each is reported.
 // RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=chip= format=elf" 2>&1 | FileCheck %s --check-prefixes=CHECK-CHIP,CHECK-ELF
 // RUN: not sparsek-compile %s -o %t.so --target=gpu --pipeline-options=format=garbage 2>&1 | FileCheck %s --check-prefix=CHECK-FORMAT
@@ -36,6 +39,8 @@
 // CHECK-PARSE: sparsek-gpu-pipeline: cannot parse the options 'query-block=abc'
 // CHECK-WGMMA: sparsek-gpu-pipeline: option chip must be sm_90a with prefill-kernel=wgmma (Hopper wgmma instructions), got 'sm_90'
 // CHECK-WGMMA100: option chip must be sm_90a with prefill-kernel=wgmma (Hopper wgmma instructions), got 'sm_100a'
+// CHECK-ROWS: option tile-rows must be one of 0, 64, 128, got 96
+// CHECK-ROWS128: option tile-rows must be 0 or 64 unless prefill-kernel is wgmma (or auto on sm_90a): only wgmma tiles come in two warpgroups, got 128
 // CHECK-KERNEL: Cannot find option named 'tiles'!
 // CHECK-KERNEL: sparsek-gpu-pipeline: cannot parse the options 'prefill-kernel=tiles chip=sm_90a'
 // CHECK-ELF: option format must be one of fatbin, bin, isa, got 'elf'

@@ -73,9 +73,9 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
   let summary = "Lower buffer-form select_attention tile first: per-block key sets, then mma.sync tiles (GPU) or the same tile walk as scalar loops (CPU)";
   let description = [{
     The tile-first form of the fused composite (SPEC 7, DESIGN.md "tile
-    first"). One tile holds M = 64 rows: BM = 64 / G consecutive queries
-    [t0, t1] of one (batch, KV head) times the G query heads of the group
-    (groups wider than 64 split over several tiles). Its key set is
+    first"). One tile holds M = 64 or 128 rows (`tile-rows`): BM = M / G
+    consecutive queries [t0, t1] of one (batch, KV head) times the G query
+    heads of the group (groups wider than M split over several tiles). Its key set is
     Sel(t0) = TopK(candidates <= pos(t0) - w), ascending, followed by the
     contiguous range [pos(t0) - w + 1, pos(t1)] (window span and the later
     queries' new candidates), walked in key tiles of 64. Per element (t, j):
@@ -97,7 +97,8 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
       `math.exp2`). Covers bf16 and f16 inputs with static D and Dv in
       {64, 128}; other ops are left for sparsek-lower-to-loops.
     - `form=wgmma` (chip sm_90a only): the same tiles, grid and arguments
-      as one warpgroup (128 threads) per tile with dynamic workgroup
+      as one warpgroup (128 threads) per 64 rows of a tile (two for
+      M = 128, sharing every gathered K/V tile) with dynamic workgroup
       memory: Q and double-buffered K/V tiles gathered with cp.async into
       128-byte-swizzled atoms (the next key tile's gather in flight while
       the current one is computed), Q K^T on `nvvm.wgmma.mma_async`
@@ -143,7 +144,11 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
            "for the CPU)">,
     Option<"selectChunk", "select-chunk", "int64_t", /*default=*/"0",
            "Candidates per chunk of the chunked selection; 0 picks "
-           "max(256, ceil(C / 64)) for C candidates per row">
+           "max(256, ceil(C / 64)) for C candidates per row">,
+    Option<"tileRows", "tile-rows", "int64_t", /*default=*/"0",
+           "(query, head) rows per tile: 64, or 128 (wgmma: two warpgroups "
+           "sharing each gathered K/V tile; scalar: the same key sets); 0 "
+           "picks 128 for wgmma, 64 otherwise">
   ];
   let dependentDialects = [
     "::mlir::affine::AffineDialect", "::mlir::arith::ArithDialect",

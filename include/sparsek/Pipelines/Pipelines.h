@@ -70,6 +70,12 @@ struct SparseKCPUPipelineOptions
                      "select_attention; select with parallel-loops); 0 "
                      "picks one"),
       llvm::cl::init(0)};
+  PassOptions::Option<int64_t> tileRows{
+      *this, "tile-rows",
+      llvm::cl::desc("(query, head) rows per tile of prefill-kernel=tiles: "
+                     "64 or 128 (the key sets of the GPU's wgmma tiles); 0 "
+                     "picks 64"),
+      llvm::cl::init(0)};
   PassOptions::Option<bool> parallelLoops{
       *this, "parallel-loops",
       llvm::cl::desc("Lower sparsek ops in the GPU pipeline's parallel loop "
@@ -161,6 +167,13 @@ struct SparseKGPUPipelineOptions
       *this, "select-chunk",
       llvm::cl::desc("Candidates per chunk of the parallel selection; 0 "
                      "picks max(256, ceil(C / 64)) for C candidates per row"),
+      llvm::cl::init(0)};
+  PassOptions::Option<int64_t> tileRows{
+      *this, "tile-rows",
+      llvm::cl::desc("(query, head) rows per tile of the tensor-core "
+                     "prefill: 64, or 128 with prefill-kernel=wgmma (two "
+                     "warpgroups share each gathered K/V tile); 0 picks 128 "
+                     "for wgmma, 64 for mma-sync"),
       llvm::cl::init(0)};
   PassOptions::Option<PrefillKernel> prefillKernel{
       *this, "prefill-kernel",

@@ -17,6 +17,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 
+#include <cassert>
 #include <limits>
 
 using namespace mlir;
@@ -31,20 +32,16 @@ static constexpr int64_t kQueryBlock = 128;
 static constexpr int64_t kListSegment = 64;
 
 TileGeometry TileGeometry::emit(OpBuilder &b, Location loc, Value group,
-                                Value numQueries) {
+                                Value numQueries, int64_t rows) {
+  assert((rows == kTileRows || rows == kWideTileRows) && "a tile's rows");
   KernelMath x{b, loc};
   // At least 1: Hq = 0 leaves nothing to compute but must not divide by 0.
-  Value gc = x.max(x.min(group, x.c(kTileRows)), x.c(1));
-  Value bm = x.div(x.c(kTileRows), gc);
+  Value gc = x.max(x.min(group, x.c(rows)), x.c(1));
+  Value bm = x.div(x.c(rows), gc);
   Value numBlocks = x.ceilDiv(numQueries, bm);
-  Value listBlocks = x.max(x.div(x.c(kTileRows), bm), x.c(1));
-  return {group,
-          gc,
-          x.ceilDiv(group, gc),
-          bm,
-          numBlocks,
-          listBlocks,
-          x.ceilDiv(numBlocks, listBlocks)};
+  Value listBlocks = x.max(x.div(x.c(kListQueries), bm), x.c(1));
+  return {rows, group,     gc,         x.ceilDiv(group, gc),
+          bm,   numBlocks, listBlocks, x.ceilDiv(numBlocks, listBlocks)};
 }
 
 Value TileGeometry::emitListOf(OpBuilder &b, Location loc, Value blk) const {

@@ -1,8 +1,8 @@
 //===- BlockKeySets.h - What the tiles of select_attention read -*- C++ -*-===//
 //
 // The tile-first select_attention lowerings give one tile (one CTA on the
-// GPU) M = 64 rows: BM queries [t0, t1] of one (batch, KV head) times the
-// query heads of its group. Its key set is (SPEC 4, 7; c0 = pos(t0) - w):
+// GPU) M = 64 or 128 rows: BM queries [t0, t1] of one (batch, KV head) times
+// the query heads of its group. Its key set is (SPEC 4, 7; c0 = pos(t0) - w):
 //
 //   Sel(ta) = TopK(candidates <= ca), ascending     (a key in the top k of a
 //     set is in the top k of every subset holding it, so Sel(t) of every
@@ -11,8 +11,8 @@
 //     candidates (ca, c1] of the later queries, contiguous)
 //
 // where ta <= t0 is the first query of the block's list: L consecutive
-// blocks (64 queries) share one list, so the lists cost a quarter (G = 4)
-// of one per block, for at most 63 more range keys per tile.
+// blocks (64 queries) share one list, so the lists cost a quarter (G = 4,
+// M = 64) of one per block, for at most 63 more range keys per tile.
 //
 // walked as one list of `count + length` slots in key tiles. Per element
 // (t, j): window if pos(t) - w + 1 <= j <= pos(t); candidate if
@@ -34,22 +34,27 @@
 
 namespace mlir::sparsek {
 
-/// Rows per tile (4 warps x 16 rows of mma.m16n8k16) and keys per key tile.
+/// Rows per tile by default (4 warps x 16 rows of mma.m16n8k16), rows per
+/// tile of two wgmma warpgroups, and keys per key tile.
 constexpr int64_t kTileRows = 64;
+constexpr int64_t kWideTileRows = 128;
 constexpr int64_t kKeyTile = 64;
+/// Queries one block list serves at least (consecutive blocks share it).
+constexpr int64_t kListQueries = 64;
 
-/// How a tile's 64 rows map to (query, query head); host values.
+/// How a tile's M rows map to (query, query head); host values but `rows`.
 struct TileGeometry {
+  int64_t rows;       // M: kTileRows or kWideTileRows
   Value group;        // G = Hq / Hkv
-  Value headsPerTile; // Gc = min(G, 64): query heads of one tile
+  Value headsPerTile; // Gc = min(G, M): query heads of one tile
   Value headSplits;   // ceil(G / Gc): tiles per (query block, KV head)
-  Value blockQueries; // BM = 64 / Gc
+  Value blockQueries; // BM = M / Gc
   Value numBlocks;    // ceil(T / BM)
   Value listBlocks;   // L = max(1, 64 / BM): consecutive blocks sharing a list
   Value numLists;     // ceil(numBlocks / L)
 
   static TileGeometry emit(OpBuilder &b, Location loc, Value group,
-                           Value numQueries);
+                           Value numQueries, int64_t rows);
   /// The list (of the list buffer) that block `blk` reads: blk / L.
   Value emitListOf(OpBuilder &b, Location loc, Value blk) const;
   /// The first query of list `list`, whose Sel it holds: list * L * BM.

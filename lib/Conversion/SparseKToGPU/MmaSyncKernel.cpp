@@ -35,6 +35,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
+#include <cassert>
 #include <cmath>
 #include <limits>
 
@@ -157,8 +158,8 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
   Value numHeads = emitDim(b, loc, a.q, 1), kvHeads = emitDim(b, loc, a.key, 1);
   Value numQueries = emitDim(b, loc, a.q, 2),
         numKeys = emitDim(b, loc, a.key, 2);
-  TileGeometry geo =
-      TileGeometry::emit(b, loc, x.div(numHeads, kvHeads), numQueries);
+  TileGeometry geo = TileGeometry::emit(b, loc, x.div(numHeads, kvHeads),
+                                        numQueries, kTileRows);
   Value h = x.div(hy, geo.headSplits), split = x.rem(hy, geo.headSplits);
   Value r = x.add(x.mul(bi, kvHeads), h);
   Value t0 = x.mul(blk, geo.blockQueries);
@@ -391,8 +392,9 @@ void sparsek::emitMmaSyncTiles(OpBuilder &b, Location loc, const TileProblem &p,
   SmallVector<Type> workgroup{smem({kKeyTile, d}, elem),
                               smem({kKeyTile, dv}, elem), smem({kKeyTile}, f32),
                               smem({kKeyTile}, i32)};
+  assert(p.geo.rows == kTileRows && "mma.sync tiles have 64 rows");
   emitTileKernelLaunch(b, loc, p, module, "sparsek_select_attention_tiles",
-                       workgroup, Value(),
+                       kThreads, workgroup, Value(),
                        [&](OpBuilder &kb, Location kl, const TileKernelArgs &a,
                            ValueRange wgBufs) {
                          buildKernel(kb, kl, a, wgBufs, p.k, p.w, d, dv, elem);

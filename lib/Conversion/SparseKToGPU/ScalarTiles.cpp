@@ -104,7 +104,7 @@ void sparsek::emitScalarTiles(OpBuilder &b, Location loc,
                               emitIndex(b0, l0, kKeyTile - 1)),
         tileKeys);
     emitFor(
-        b0, l0, zero, emitIndex(b0, l0, kTileRows),
+        b0, l0, zero, emitIndex(b0, l0, geo.rows),
         [&](OpBuilder &b1, Location l1, Value row) {
           TileRow tr = emitTileRow(b1, l1, row, t0, split, geo.headsPerTile,
                                    geo.group, geo.blockQueries, z.t);

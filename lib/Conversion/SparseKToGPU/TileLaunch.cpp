@@ -51,7 +51,7 @@ SmallVector<Value> TileKernelArgs::values() const {
 
 void sparsek::emitTileKernelLaunch(
     OpBuilder &b, Location loc, const TileProblem &p, ModuleOp module,
-    StringRef prefix, TypeRange workgroup, Value dynamicSmem,
+    StringRef prefix, int64_t threads, TypeRange workgroup, Value dynamicSmem,
     function_ref<void(OpBuilder &, Location, const TileKernelArgs &,
                       ValueRange)>
         body) {
@@ -73,7 +73,8 @@ void sparsek::emitTileKernelLaunch(
       mb, loc, "tiles", FunctionType::get(ctx, ValueRange(args).getTypes(), {}),
       workgroup, TypeRange{});
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), mb.getUnitAttr());
-  fn.setKnownBlockSizeAttr(DenseI32ArrayAttr::get(ctx, {kTileThreads, 1, 1}));
+  fn.setKnownBlockSizeAttr(
+      DenseI32ArrayAttr::get(ctx, {int32_t(threads), 1, 1}));
   // Attributions default to 2-byte alignment.
   for (unsigned i = 0; i < workgroup.size(); ++i)
     fn.setWorkgroupAttributionAttr(i, "llvm.align", mb.getI64IntegerAttr(16));
@@ -89,12 +90,12 @@ void sparsek::emitTileKernelLaunch(
   const FusedSizes &z = p.sizes;
   Value one = emitIndex(b, loc, 1);
   Value heads = arith::MulIOp::create(b, loc, z.hkv, p.geo.headSplits);
-  emitIfNonEmpty(
-      b, loc, {p.geo.numBlocks, heads, z.batch, z.hq},
-      [&](OpBuilder &lb, Location ll) {
-        gpu::LaunchFuncOp::create(
-            lb, ll, fn, gpu::KernelDim3{p.geo.numBlocks, heads, z.batch},
-            gpu::KernelDim3{emitIndex(lb, ll, kTileThreads), one, one},
-            dynamicSmem, args);
-      });
+  emitIfNonEmpty(b, loc, {p.geo.numBlocks, heads, z.batch, z.hq},
+                 [&](OpBuilder &lb, Location ll) {
+                   gpu::LaunchFuncOp::create(
+                       lb, ll, fn,
+                       gpu::KernelDim3{p.geo.numBlocks, heads, z.batch},
+                       gpu::KernelDim3{emitIndex(lb, ll, threads), one, one},
+                       dynamicSmem, args);
+                 });
 }

@@ -7,9 +7,10 @@
 // - mma.sync (MmaSyncKernel.cpp): a gpu.func of 4 warps per tile, K/V rows
 //   gathered into workgroup memory with cp.async, Q K^T and (P * gates) V on
 //   tensor cores, the softmax in registers.
-// - wgmma (WgmmaKernel.cpp, sm_90a): one warpgroup per tile, K/V rows
-//   gathered with cp.async into 128B-swizzled double buffers, Q K^T and
-//   (P * gates) V on wgmma, the softmax in registers.
+// - wgmma (WgmmaKernel.cpp, sm_90a): one warpgroup per 64 rows of a tile
+//   (M = 64 or 128), K/V rows gathered with cp.async into 128B-swizzled
+//   double buffers that the warpgroups share, Q K^T and (P * gates) V on
+//   wgmma, the softmax in registers.
 // - scalar (ScalarTiles.cpp): the same walk as plain loops, runnable on the
 //   CPU, so the key sets, membership, gates and per-tile softmax are tested
 //   against the reference where there is no GPU.
@@ -37,8 +38,8 @@ struct TileProblem {
   std::optional<BlockKeySets> keys;
 };
 
-/// Threads per tile of both tensor-core forms: 4 warps (mma.sync) or one
-/// warpgroup (wgmma).
+/// Threads per 64 rows of a tile in both tensor-core forms: 4 warps
+/// (mma.sync) or one warpgroup (wgmma).
 constexpr int64_t kTileThreads = 128;
 
 /// The kernel arguments of both tensor-core forms, in launch order.
@@ -57,13 +58,13 @@ struct TileKernelArgs {
 
 /// Builds a gpu.func `tiles` into a new gpu.module `<prefix>_<n>` of
 /// `module` (its argument types are the op's, so one module per op),
-/// with kTileThreads threads and `workgroup` attributions (16-byte aligned, as
+/// with `threads` threads and `workgroup` attributions (16-byte aligned, as
 /// ldmatrix and cp.async need), fills its body with `body`, and launches it
 /// over (query blocks, Hkv x head splits, B) with `dynamicSmem` bytes (null
 /// for none), skipped when the grid is empty.
 void emitTileKernelLaunch(
     OpBuilder &b, Location loc, const TileProblem &p, ModuleOp module,
-    StringRef prefix, TypeRange workgroup, Value dynamicSmem,
+    StringRef prefix, int64_t threads, TypeRange workgroup, Value dynamicSmem,
     function_ref<void(OpBuilder &, Location, const TileKernelArgs &,
                       ValueRange workgroup)>
         body);
@@ -77,7 +78,8 @@ void emitMmaSyncTiles(OpBuilder &b, Location loc, const TileProblem &p,
                       ModuleOp module);
 
 /// The same tiles as one gpu.launch_func of a wgmma kernel (sm_90a only):
-/// the same grid, 128 threads, dynamic workgroup memory.
+/// the same grid, one warpgroup per 64 rows of p.geo, dynamic workgroup
+/// memory.
 void emitWgmmaTiles(OpBuilder &b, Location loc, const TileProblem &p,
                     ModuleOp module);
 

@@ -34,7 +34,8 @@ enum class TileForm { MmaSync, Wgmma, Scalar };
 } // namespace
 
 static void lowerToTiles(RewriterBase &rewriter, SelectAttentionOp op,
-                         TileForm form, int64_t selectChunk, ModuleOp module) {
+                         TileForm form, int64_t selectChunk, int64_t tileRows,
+                         ModuleOp module) {
   Location loc = op.getLoc();
   FusedSizes z = FusedSizes::read(rewriter, loc, op);
   Value ok = emitFusedChecks(rewriter, loc, op, z);
@@ -51,7 +52,7 @@ static void lowerToTiles(RewriterBase &rewriter, SelectAttentionOp op,
   emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location l) {
     TileProblem p{op,
                   z,
-                  TileGeometry::emit(b, l, z.group, z.t),
+                  TileGeometry::emit(b, l, z.group, z.t, tileRows),
                   op.getKAttr().getInt(),
                   op.getWAttr().getInt(),
                   emitAttentionScale(b, l, op.getScale(), z.d),
@@ -108,6 +109,19 @@ struct SparseKTileSelectAttentionPass
           << static_cast<int64_t>(selectChunk);
       return signalPassFailure();
     }
+    // Two warpgroups share each gathered K/V tile, halving the gathers
+    // per row: the L2 traffic that bounds 64-row tiles at long contexts.
+    int64_t rows = tileRows ? static_cast<int64_t>(tileRows)
+                   : *tileForm == TileForm::Wgmma ? kWideTileRows
+                                                  : kTileRows;
+    if (rows != kTileRows &&
+        (rows != kWideTileRows || *tileForm == TileForm::MmaSync)) {
+      mlir::emitError(module.getLoc())
+          << "sparsek-tile-select-attention: tile-rows must be 0 (automatic), "
+             "64, or 128 (wgmma and scalar forms), got "
+          << static_cast<int64_t>(tileRows) << " with form=" << form;
+      return signalPassFailure();
+    }
     SmallVector<SelectAttentionOp> ops;
     module.walk([&](SelectAttentionOp op) { ops.push_back(op); });
     if (ops.empty())
@@ -125,7 +139,7 @@ struct SparseKTileSelectAttentionPass
           !mmaSyncUnsupportedReason(op).empty())
         continue;
       rewriter.setInsertionPoint(op);
-      lowerToTiles(rewriter, op, *tileForm, selectChunk, module);
+      lowerToTiles(rewriter, op, *tileForm, selectChunk, rows, module);
     }
   }
 };

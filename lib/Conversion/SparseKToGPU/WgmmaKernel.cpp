@@ -1,20 +1,24 @@
 //===- WgmmaKernel.cpp - select_attention tiles on Hopper wgmma -----------===//
 //
 // The sm_90a form of the tile-first kernel (TileLowerings.h), in the shape
-// of FlashAttention-3 adapted to gathered keys. One CTA of one warpgroup
-// (4 warps, 128 threads) per tile of 64 (query, head) rows, the same tiles,
-// key lists and membership test as the mma.sync form (BlockKeySets.h).
+// of FlashAttention-3 adapted to gathered keys. One CTA per tile of M (query,
+// head) rows, one warpgroup (4 warps, 128 threads) per 64 of them: the
+// tiles, key lists and membership test of the mma.sync form (BlockKeySets.h)
+// for M = 64. With M = 128 the two warpgroups share every gathered K/V tile,
+// which halves the gathers per row: at P1 32k the 64-row tiles read about
+// 5 TB/s of gathered rows from L2.
 //
-// Workgroup memory (dynamic, base rounded up to 1024 bytes): Q, two
+// Workgroup memory (dynamic, base rounded up to 1024 bytes): Q (M rows), two
 // buffers each of K and V, three of the key slots (position j, score u_j
 // and list rank (emitListRank) of each of a key tile's 64 slots). Every [64][D]
 // tile is stored as D / 64 atoms of [64 rows][64 columns], 128 bytes a row,
 // 16-byte chunks XOR-swizzled with row % 8: TMA's SWIZZLE_128B, the layout the
 // wgmma descriptors below name (layout 1, base offset 0).
 //
-// Step i (key tile i, 64 slots), with cp.async groups and wgmma groups as
-// the pipeline (FlashAttention-3's intra-warpgroup overlap: the P V of key
-// tile i - 1 runs on the tensor cores during the softmax of tile i):
+// Step i (key tile i, 64 slots; every warpgroup alike, on its own Q rows),
+// with cp.async groups and wgmma groups as the pipeline (FlashAttention-3's
+// intra-warpgroup overlap: the P V of key tile i - 1 runs on the tensor cores
+// during the softmax of tile i):
 //   - wait for the group issued one step earlier (tile i's K rows, tile
 //     i - 1's V rows, the scores of tile i + 1's slots), make it visible to
 //     the async proxy (fence.proxy.async) and to all warps (barrier; every
@@ -70,7 +74,6 @@
 using namespace mlir;
 using namespace mlir::sparsek;
 
-static constexpr int64_t kThreads = kTileThreads; // one warpgroup
 /// bf16/f16 elements in one 16-byte chunk (cp.async size, swizzle unit).
 static constexpr int64_t kChunk = 8;
 /// One swizzle atom: 64 rows of 64 elements (128 bytes).
@@ -293,15 +296,16 @@ struct WB : KernelMath {
 /// Byte offsets of the regions of workgroup memory (from the 1024-aligned
 /// base).
 struct SmemLayout {
-  /// Regions: Q, K[2], V[2], slot positions, scores and list ranks
-  /// [3][64]; kBytes and vBytes: one K and one V buffer.
+  /// Regions: Q[warpgroups], K[2], V[2], slot positions, scores and list
+  /// ranks [3][64]; kBytes and vBytes: one K and one V buffer (and one
+  /// warpgroup's 64 Q rows: Q has D columns as K does).
   int64_t q, k, v, j, u, rank, bytes, kBytes, vBytes;
 
-  SmemLayout(int64_t d, int64_t dv) {
+  SmemLayout(int64_t d, int64_t dv, int64_t warpgroups) {
     kBytes = (d / kAtomCols) * kAtomBytes;
     vBytes = (dv / kAtomCols) * kAtomBytes;
     q = 0;
-    k = q + kBytes; // Q has D columns as K does
+    k = q + warpgroups * kBytes;
     v = k + 2 * kBytes;
     j = v + 2 * vBytes;
     u = j + kSlotBuffers * kKeyTile * 4;
@@ -323,10 +327,12 @@ struct LaneRow {
 /// Builds the kernel body into `b` (the gpu.func's entry block).
 static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                         int64_t k, int64_t w, int64_t d, int64_t dv,
-                        Type elem) {
+                        int64_t tileRows, Type elem) {
   MLIRContext *ctx = b.getContext();
   WB x{b, loc, elem};
-  SmemLayout layout(d, dv);
+  int64_t warpgroups = tileRows / kKeyTile;
+  int64_t threads = kTileThreads * warpgroups;
+  SmemLayout layout(d, dv, warpgroups);
   auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
 
   // Workgroup memory: the dynamic buffer, its base rounded up to 1024.
@@ -343,8 +349,10 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
         b, loc, MemRefType::get(shape, type, MemRefLayoutAttrInterface(), wg),
         smem, x.add(pad, x.c(offset)), ValueRange{});
   };
-  // Tiles as [atoms][64][64], double buffers as [2][atoms][64][64].
-  Value sQ = view(layout.q, {d / kAtomCols, kKeyTile, kAtomCols}, elem);
+  // Tiles as [atoms][64][64], Q as [warpgroups][atoms][64][64], double
+  // buffers as [2][atoms][64][64].
+  Value sQ =
+      view(layout.q, {warpgroups, d / kAtomCols, kKeyTile, kAtomCols}, elem);
   Value sK = view(layout.k, {2, d / kAtomCols, kKeyTile, kAtomCols}, elem);
   Value sV = view(layout.v, {2, dv / kAtomCols, kKeyTile, kAtomCols}, elem);
   Value sJ = view(layout.j, {kSlotBuffers, kKeyTile}, b.getI32Type());
@@ -359,8 +367,8 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
   Value numHeads = emitDim(b, loc, a.q, 1), kvHeads = emitDim(b, loc, a.key, 1);
   Value numQueries = emitDim(b, loc, a.q, 2),
         numKeys = emitDim(b, loc, a.key, 2);
-  TileGeometry geo =
-      TileGeometry::emit(b, loc, x.div(numHeads, kvHeads), numQueries);
+  TileGeometry geo = TileGeometry::emit(b, loc, x.div(numHeads, kvHeads),
+                                        numQueries, tileRows);
   Value h = x.div(hy, geo.headSplits), split = x.rem(hy, geo.headSplits);
   Value r = x.add(x.mul(bi, kvHeads), h);
   Value t0 = x.mul(blk, geo.blockQueries);
@@ -418,7 +426,7 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     // rowStep is a multiple of 8, so the row's swizzle (row % 8) and chunk
     // are the same for every i, and the slot and destination addresses are
     // one base plus constant offsets.
-    int64_t chunks = width / kChunk, rowStep = kThreads / chunks;
+    int64_t chunks = width / kChunk, rowStep = threads / chunks;
     assert(rowStep % 8 == 0 && "the swizzle repeats every 8 rows");
     Value row0 = y.div(tid, y.c(chunks));
     Value col = y.mul(y.rem(tid, y.c(chunks)), y.c(kChunk));
@@ -453,15 +461,16 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
   SmallVector<Value> first;
   {
     int64_t chunks = d / kChunk;
-    for (int64_t i = 0; i < kKeyTile * chunks / kThreads; ++i) {
-      Value linear = x.add(tid, x.c(kThreads * i));
+    for (int64_t i = 0; i < tileRows * chunks / threads; ++i) {
+      Value linear = x.add(tid, x.c(threads * i));
       Value row = x.div(linear, x.c(chunks));
       Value col = x.mul(x.rem(linear, x.c(chunks)), x.c(kChunk));
       TileRow tr = tileRow(row);
       Value hq = x.sel(tr.valid, x.add(x.mul(h, geo.group), tr.qhead), x.c(0));
       Value t = x.sel(tr.valid, tr.query, x.c(0));
-      first.push_back(
-          x.copy(sQ, x.swizzled(row, col), a.q, {bi, hq, t, col}, tr.valid));
+      SmallVector<Value> at = x.swizzled(x.rem(row, x.c(kKeyTile)), col);
+      at.insert(at.begin(), x.div(row, x.c(kKeyTile)));
+      first.push_back(x.copy(sQ, at, a.q, {bi, hq, t, col}, tr.valid));
     }
   }
   llvm::append_range(first, gather(b, loc, sK, a.key, d, x.c(0), x.c(0)));
@@ -507,9 +516,13 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
   Value scaleLog2 = x.fmul(a.scale, x.f(1.0 / std::log(2.0)));
   Value negScaleLog2 = x.fmul(a.scale, x.f(-1.0 / std::log(2.0)));
 
-  // Loop-invariant descriptors: Q (A of Q K^T), and buffers 0 of K and V.
+  // Loop-invariant descriptors: Q (A of Q K^T: the warpgroup's rows), and
+  // buffers 0 of K and V.
   int64_t vLbo = kAtomBytes; // V is N-major: the next 64 columns
-  Value descQ = x.descriptor(x.add(base, x.c(layout.q)), kGroupBytes);
+  Value qRows = x.add(base, x.c(layout.q));
+  if (warpgroups > 1)
+    qRows = x.add(qRows, x.mul(x.div(warp, x.c(4)), x.c(layout.kBytes)));
+  Value descQ = x.descriptor(qRows, kGroupBytes);
   Value descK0 = x.descriptor(x.add(base, x.c(layout.k)), kGroupBytes);
   Value descV0 = x.descriptor(x.add(base, x.c(layout.v)), vLbo);
 
@@ -821,12 +834,13 @@ void sparsek::emitWgmmaTiles(OpBuilder &b, Location loc, const TileProblem &p,
   Type elem = qType.getElementType();
   int64_t d = qType.getDimSize(3);
   int64_t dv = cast<MemRefType>(op.getValue().getType()).getDimSize(3);
+  int64_t rows = p.geo.rows, warpgroups = rows / kKeyTile;
   Value smemBytes = arith::ConstantIntOp::create(
-      b, loc, b.getI32Type(), SmemLayout(d, dv).dynamicBytes());
+      b, loc, b.getI32Type(), SmemLayout(d, dv, warpgroups).dynamicBytes());
   emitTileKernelLaunch(
-      b, loc, p, module, "sparsek_select_attention_wgmma", TypeRange{},
-      smemBytes,
+      b, loc, p, module, "sparsek_select_attention_wgmma",
+      kTileThreads * warpgroups, TypeRange{}, smemBytes,
       [&](OpBuilder &kb, Location kl, const TileKernelArgs &a, ValueRange) {
-        buildKernel(kb, kl, a, p.k, p.w, d, dv, elem);
+        buildKernel(kb, kl, a, p.k, p.w, d, dv, rows, elem);
       });
 }

@@ -103,6 +103,16 @@ def gpu_wgmma_lib(torch, manifest):
 
 
 @pytest.fixture(scope="session")
+def gpu_wgmma64_lib(torch, manifest):
+    """The same wgmma kernel with one warpgroup per tile (tile-rows=64; the
+    default tiles have 128 rows on two warpgroups)."""
+    if "wgmma64_library" not in manifest:
+        _unavailable("the GPU artifacts predate the 64-row wgmma library (rebuild them)")
+    _require_sm90a(torch, manifest, "wgmma64_library")
+    return _library(manifest, "wgmma64_library")
+
+
+@pytest.fixture(scope="session")
 def gpu_layer_lib(torch, manifest):
     """examples/sparsek_layer.mlir compiled for the GPU (default options, sm_90a)."""
     _require_sm90a(torch, manifest, "layer_library")

@@ -2,8 +2,9 @@
 # kernels, each test once per form: sparsek-gpu-pipeline{prefill-kernel=
 # mma-sync} (block key sets, then one CTA of 4 warps per 64 (query, head)
 # rows with cp.async gathers, ldmatrix and mma.sync) and prefill-kernel=wgmma
-# (the same tiles on one warpgroup with double-buffered gathers and wgmma,
-# sm_90a), over the tiles' edges: T around BM = 64 / G, S > T, every
+# (double-buffered gathers and wgmma, sm_90a; tiles of 128 rows on two
+# warpgroups, and of 64 on one with tile-rows=64), over the tiles' edges: T
+# around BM = M / G, S > T, every
 # G, w >= T, k >= S (against SDPA), k = 0, ties and -inf scores. bf16 and
 # f16, D in {64, 128}; SPEC 8: float32 reference on the same rounded inputs,
 # 2e-2 absolute. The library's selection uses 16-candidate chunks.
@@ -33,7 +34,7 @@ def make_inputs(seed, B, Hq, Hkv, T, S, D, kind="normal"):
     return q, key, value, u
 
 
-@pytest.fixture(params=("mma_sync", "wgmma"))
+@pytest.fixture(params=("mma_sync", "wgmma", "wgmma64"))
 def tiles(request, torch, manifest):
     """(library, function names) of one form of the tile-first kernel."""
     lib = request.getfixturevalue(f"gpu_{request.param}_lib")
@@ -62,7 +63,8 @@ def check(torch, tiles, elem, d, k, w, B, Hq, Hkv, T, S, kind="normal"):
 @pytest.mark.parametrize("elem", ELEMENTS)
 @pytest.mark.parametrize("d", HEAD_DIMS)
 @pytest.mark.parametrize("G", (1, 2, 4, 8))
-@pytest.mark.parametrize("T,extra", [(1, 0), (63, 0), (65, 0), (65, 70), (130, 3)])
+@pytest.mark.parametrize("T,extra", [(1, 0), (63, 0), (65, 0), (65, 70), (127, 0), (129, 0),
+                                     (130, 3), (260, 5)])
 def test_tile_edges(torch, tiles, elem, d, G, T, extra):
     check(torch, tiles, elem, d, 16, 16, 2, 2 * G, 2, T, T + extra)
 

@@ -1,12 +1,32 @@
 // sparsek-tile-select-attention{form=wgmma}: the same host side and grid as
-// the mma-sync form, then one warpgroup per tile on Hopper wgmma: dynamic
+// the mma-sync form, then one warpgroup per 64 rows of a tile on Hopper
+// wgmma (tiles of 128 rows by default, 64 with tile-rows=64): dynamic
 // workgroup memory rounded up to 1024 bytes, Q and double-buffered K/V tiles
 // gathered with cp.async (zero fill for padding) into 128B-swizzled atoms,
 // fence.proxy.async before wgmma reads them, Q K^T on nvvm.wgmma.mma_async
 // (both operands K-major in shared memory), (P * gates) V on wgmma with P
 // from registers (inline PTX) and V transposed from shared memory, one key
 // tile behind Q K^T so that it runs during the softmax.
-// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=wgmma" | FileCheck %s
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=wgmma tile-rows=64" | FileCheck %s
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=wgmma" | FileCheck %s --check-prefix=WIDE
+
+// Tiles of 128 rows: two warpgroups (256 threads), each with its own 64 Q
+// rows, sharing the K/V buffers; the same wgmma steps per warpgroup.
+// WIDE-LABEL: func.func @bf16_d128
+// WIDE: gpu.launch_func @sparsek_select_attention_wgmma_0::@tiles
+// WIDE-SAME: threads in (%c256
+// Q 2 x 16 KiB, K and V 2 x 16 KiB each, slots 3 KiB, 1 KiB to align.
+// WIDE-SAME: dynamic_shared_memory_size %c102400_i32
+// WIDE: gpu.func @tiles(
+// WIDE-SAME: known_block_size = array<i32: 256, 1, 1>
+// WIDE: memref.view {{.*}} to memref<2x2x64x64xbf16, #gpu.address_space<workgroup>>
+// WIDE: nvgpu.device_async_copy {{.*}} : memref<?x?x?x128xbf16> to memref<2x2x64x64xbf16, #gpu.address_space<workgroup>>
+// WIDE: scf.for
+// WIDE-COUNT-8: nvvm.wgmma.mma_async {{.*}}, <m = 64, n = 64, k = 16>
+// WIDE: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+// WIDE-LABEL: func.func @f16_window_only
+// WIDE: dynamic_shared_memory_size %c69632_i32
+// WIDE-LABEL: func.func @f32_left_alone
 
 // CHECK-LABEL: func.func @bf16_d128
 // CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}) : memref<?x?x?xi32>
@@ -22,14 +42,14 @@
 // CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // CHECK: gpu.dynamic_shared_memory
 // CHECK: memref.extract_aligned_pointer_as_index
-// CHECK: memref.view {{.*}} to memref<2x64x64xbf16, #gpu.address_space<workgroup>>
+// CHECK: memref.view {{.*}} to memref<1x2x64x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<2x2x64x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<2x2x64x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<3x64xi32, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<3x64xi64, #gpu.address_space<workgroup>>
 // The prologue: Q, the K rows of key tile 0 and zeros into V buffer 1 as
 // one cp.async group.
-// CHECK: nvgpu.device_async_copy {{.*}} : memref<?x?x?x128xbf16> to memref<2x64x64xbf16, #gpu.address_space<workgroup>>
+// CHECK: nvgpu.device_async_copy {{.*}} : memref<?x?x?x128xbf16> to memref<1x2x64x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: nvgpu.device_async_copy %arg1[{{.*}}], %{{.*}}[%c0{{.*}} : memref<?x?x?x128xbf16> to memref<2x2x64x64xbf16
 // CHECK: nvgpu.device_async_copy %arg2[{{.*}}], %{{.*}}[%c1{{.*}} : memref<?x?x?x128xbf16> to memref<2x2x64x64xbf16
 // CHECK: nvgpu.device_async_create_group
@@ -105,7 +125,7 @@ func.func @bf16_d128(%q: memref<?x?x?x128xbf16>, %k: memref<?x?x?x128xbf16>, %v:
 // CHECK: gpu.launch_func @sparsek_select_attention_wgmma_0::@tiles
 // CHECK-SAME: dynamic_shared_memory_size %c61440_i32
 // CHECK: gpu.func @tiles(
-// CHECK: memref.view {{.*}} to memref<1x64x64xf16, #gpu.address_space<workgroup>>
+// CHECK: memref.view {{.*}} to memref<1x1x64x64xf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<2x1x64x64xf16, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.*}} to memref<2x2x64x64xf16, #gpu.address_space<workgroup>>
 // CHECK-COUNT-4: nvvm.wgmma.mma_async {{.*}}, <m = 64, n = 64, k = 16>, D[<f32>, <one>], A[<f16>, <one>, <row>], B[<f16>, <one>, <col>]
