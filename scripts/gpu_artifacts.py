@@ -135,8 +135,8 @@ def wgmma_composite_name(elem, k, w, d):
     return f"select_attention_wgmma_{elem}_k{k}_w{w}_d{d}"
 
 
-def wgmma64_composite_name(elem, k, w, d):
-    return f"select_attention_wgmma64_{elem}_k{k}_w{w}_d{d}"
+def wgmma128_composite_name(elem, k, w, d):
+    return f"select_attention_wgmma128_{elem}_k{k}_w{w}_d{d}"
 
 
 LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
@@ -155,8 +155,8 @@ DECOMPOSED_OPTIONS = ("prefill-kernel=loops decode-kernel=loops fuse-select-atte
                       "select-chunk=16")
 MMA_OPTIONS = "prefill-kernel=mma-sync select-chunk=16"
 WGMMA_OPTIONS = "prefill-kernel=wgmma chip=sm_90a select-chunk=16"
-# The wgmma kernel with one warpgroup per tile (64 rows; the default is two).
-WGMMA64_OPTIONS = WGMMA_OPTIONS + " tile-rows=64"
+# The wgmma kernel with two warpgroups per tile (128 rows; the default is one).
+WGMMA128_OPTIONS = WGMMA_OPTIONS + " tile-rows=128"
 DEFAULT_OPTIONS = "chip=sm_90a"
 AUTO_SELECT_CONFIGS = ((64, 16),)
 AUTO_COMPOSITE = (("f32", 64, 16), ("bf16", 64, 16))
@@ -281,8 +281,8 @@ def main():
                         DECODE_TILES_MMA_OPTIONS)
     compile_gpu_library(wgmma_module(), os.path.join(out, "libsparsek_gpu_wgmma.so"), out,
                         WGMMA_OPTIONS)
-    compile_gpu_library(wgmma_module(wgmma64_composite_name),
-                        os.path.join(out, "libsparsek_gpu_wgmma64.so"), out, WGMMA64_OPTIONS)
+    compile_gpu_library(wgmma_module(wgmma128_composite_name),
+                        os.path.join(out, "libsparsek_gpu_wgmma128.so"), out, WGMMA128_OPTIONS)
     # The example layer as written (linalg projections, score, composite op).
     with open(LAYER_SOURCE) as f:
         compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out,
@@ -315,16 +315,16 @@ def main():
                 "wgmma_select_attention": {f"{e}/{k}/{w}/{d}": wgmma_composite_name(e, k, w, d)
                                            for e in MMA_ELEMENTS for k, w in MMA_CONFIGS
                                            for d in MMA_HEAD_DIMS},
-                "wgmma64_library": "libsparsek_gpu_wgmma64.so",
-                "wgmma64_select_attention": {
-                    f"{e}/{k}/{w}/{d}": wgmma64_composite_name(e, k, w, d)
+                "wgmma128_library": "libsparsek_gpu_wgmma128.so",
+                "wgmma128_select_attention": {
+                    f"{e}/{k}/{w}/{d}": wgmma128_composite_name(e, k, w, d)
                     for e in MMA_ELEMENTS for k, w in MMA_CONFIGS for d in MMA_HEAD_DIMS},
                 "options": {"library": TEST_OPTIONS, "decomposed_library": DECOMPOSED_OPTIONS,
                             "auto_library": DEFAULT_OPTIONS, "mma_sync_library": MMA_OPTIONS,
                             "decode_tiles_library": DECODE_TILES_OPTIONS,
                             "decode_tiles_mma_library": DECODE_TILES_MMA_OPTIONS,
                             "wgmma_library": WGMMA_OPTIONS,
-                            "wgmma64_library": WGMMA64_OPTIONS,
+                            "wgmma128_library": WGMMA128_OPTIONS,
                             "layer_library": DEFAULT_OPTIONS},
                 "layer_library": "libsparsek_gpu_layer.so",
                 "layer": "sparsek_layer"}

@@ -3,13 +3,14 @@
 // into dynamic shared memory, fence.proxy.async before wgmma reads them,
 // Q K^T on wgmma m64n64k16 (shared-memory descriptors), quad shuffles and
 // ex2 for the online softmax, (P * gates) V on wgmma m64n128k16 with P in
-// registers and V transposed, two warpgroups (256 threads) per tile of 128
-// rows, one (128 threads) with tile-rows=64. f32 inputs keep the loop kernels.
+// registers and V transposed, one warpgroup (128 threads) per tile of 64
+// rows, two (256 threads) with tile-rows=128. f32 inputs keep the loop
+// kernels.
 // prefill-kernel=auto, the default, takes it on chip=sm_90a. The fatbin run
 // compiles the PTX with ptxas for sm_90a.
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa prefill-kernel=wgmma chip=sm_90a" | FileCheck %s
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa chip=sm_90a" | FileCheck %s
-// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa chip=sm_90a tile-rows=64" | FileCheck %s --check-prefix=R64
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa chip=sm_90a tile-rows=128" | FileCheck %s --check-prefix=R128
 // RUN: %if ptxas %{ sparsek-opt %s --sparsek-gpu-pipeline="prefill-kernel=wgmma chip=sm_90a" -o /dev/null %}
 
 // CHECK: llvm.func @bf16_attn(
@@ -19,7 +20,7 @@
 // CHECK: gpu.binary @sparsek_select_attention_wgmma_0
 // CHECK-SAME: chip = "sm_90a"
 // CHECK-SAME: .target sm_90a
-// CHECK-SAME: .maxntid 256, 1, 1
+// CHECK-SAME: .maxntid 128, 1, 1
 // CHECK-SAME: .shared .align 16 .b8 __dynamic_shmem__0
 // The instructions, in whatever order LLVM lays the blocks out:
 // CHECK-DAG: cp.async.ca.shared.global [%rd{{[0-9]+}}+{{[0-9]+}}], [%rd{{[0-9]+}}], 4, %r
@@ -32,9 +33,9 @@
 // CHECK-DAG: ex2.approx
 // CHECK-DAG: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, p, 1, 1, 1;
 
-// R64: gpu.binary @sparsek_select_attention_wgmma_0
-// R64-SAME: .maxntid 128, 1, 1
-// R64-SAME: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
+// R128: gpu.binary @sparsek_select_attention_wgmma_0
+// R128-SAME: .maxntid 256, 1, 1
+// R128-SAME: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
 
 func.func @bf16_attn(%q: tensor<?x?x?x128xbf16>, %k: tensor<?x?x?x128xbf16>, %v: tensor<?x?x?x128xbf16>,
                      %u: tensor<?x?x?xf32>, %o0: tensor<?x?x?x128xbf16>) -> tensor<?x?x?x128xbf16> {

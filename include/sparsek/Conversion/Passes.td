@@ -148,7 +148,7 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
     Option<"tileRows", "tile-rows", "int64_t", /*default=*/"0",
            "(query, head) rows per tile: 64, or 128 (wgmma: two warpgroups "
            "sharing each gathered K/V tile; scalar: the same key sets); 0 "
-           "picks 128 for wgmma, 64 otherwise">
+           "picks 64">
   ];
   let dependentDialects = [
     "::mlir::affine::AffineDialect", "::mlir::arith::ArithDialect",

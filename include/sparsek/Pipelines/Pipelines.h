@@ -172,8 +172,7 @@ struct SparseKGPUPipelineOptions
       *this, "tile-rows",
       llvm::cl::desc("(query, head) rows per tile of the tensor-core "
                      "prefill: 64, or 128 with prefill-kernel=wgmma (two "
-                     "warpgroups share each gathered K/V tile); 0 picks 128 "
-                     "for wgmma, 64 for mma-sync"),
+                     "warpgroups share each gathered K/V tile); 0 picks 64"),
       llvm::cl::init(0)};
   PassOptions::Option<PrefillKernel> prefillKernel{
       *this, "prefill-kernel",

@@ -109,11 +109,10 @@ struct SparseKTileSelectAttentionPass
           << static_cast<int64_t>(selectChunk);
       return signalPassFailure();
     }
-    // Two warpgroups share each gathered K/V tile, halving the gathers
-    // per row: the L2 traffic that bounds 64-row tiles at long contexts.
-    int64_t rows = tileRows ? static_cast<int64_t>(tileRows)
-                   : *tileForm == TileForm::Wgmma ? kWideTileRows
-                                                  : kTileRows;
+    // 64 rows unless asked: with two warpgroups in step (128 rows), the
+    // wgmma tiles took 12% longer at P1 32k on an H200 than two CTAs of
+    // one warpgroup each per SM (bench/results/session11_h200_3a30aab.md).
+    int64_t rows = tileRows ? static_cast<int64_t>(tileRows) : kTileRows;
     if (rows != kTileRows &&
         (rows != kWideTileRows || *tileForm == TileForm::MmaSync)) {
       mlir::emitError(module.getLoc())

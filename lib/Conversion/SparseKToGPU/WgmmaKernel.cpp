@@ -84,6 +84,10 @@ static constexpr int64_t kGroupBytes = 8 * 128;
 /// Slot buffers: key tile t's slots live in buffer t % 3 from the step of
 /// tile t - 2 (written) to the step of tile t (read).
 static constexpr int64_t kSlotBuffers = 3;
+/// A row's reference maximum moves only when P would otherwise exceed
+/// 2^kRescaleLog2 (bf16 and f16 hold that P and its products exactly as
+/// they hold P <= 1).
+static constexpr double kRescaleLog2 = 8.0;
 
 namespace {
 /// Builders of the kernel body: KernelMath plus the wgmma layouts.
@@ -691,22 +695,41 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     for (int64_t nt = 0; nt < 8; ++nt)
       s[nt].assign(flat.begin() + 4 * nt, flat.begin() + 4 * nt + 4);
     // Online softmax per row: new max, P * gate; O is rescaled once the
-    // previous P V is done.
+    // previous P V is done. The reference maximum m of a row may stay
+    // below its true maximum by up to 2^kRescaleLog2 in P (FlashAttention-4's
+    // conditional rescaling; O / l is the same for any reference): a warp
+    // moves its rows' references, and rescales O and l, only when one of
+    // them would grow past that. After the first key tiles a row's maximum
+    // rarely grows so much, which saves the rescale of O (Dv / 2 products
+    // per thread) at most steps.
     SmallVector<Value> next(carried.begin(), carried.end());
     next[slotsAt - 1] = ahead;
     next[slotsAt] = nextSlots;
     next[slotsAt + 1] = aheadSlots;
     next[slotsAt + 2] = slots;
-    Value alpha[2];
+    Value mNew[2], grows = emitBool(lb, ll, false);
     for (int64_t ri = 0; ri < 2; ++ri) {
-      Value m = carried[oTiles * 4 + ri], l = carried[oTiles * 4 + 2 + ri];
+      Value m = carried[oTiles * 4 + ri];
       Value mx = negInf;
       for (int64_t nt = 0; nt < 8; ++nt)
         for (int64_t e = 0; e < 2; ++e)
           mx = y.fmax(mx, s[nt][2 * ri + e]);
-      Value mNew = y.fmax(m, y.quadReduce(mx, /*isMax=*/true));
+      mNew[ri] = y.fmax(m, y.quadReduce(mx, /*isMax=*/true));
+      // From -inf to a score: +inf, grows; -inf to -inf: NaN, does not.
+      Value growth = y.fmul(y.fsub(mNew[ri], m), scaleLog2);
+      grows = arith::OrIOp::create(
+          lb, ll, grows,
+          arith::CmpFOp::create(lb, ll, arith::CmpFPredicate::OGT, growth,
+                                y.f(kRescaleLog2)));
+    }
+    Value rescale = NVVM::VoteSyncOp::create(lb, ll, lb.getI1Type(), y.ci32(-1),
+                                             grows, NVVM::VoteSyncKind::any);
+    Value alpha[2];
+    for (int64_t ri = 0; ri < 2; ++ri) {
+      Value m = carried[oTiles * 4 + ri], l = carried[oTiles * 4 + 2 + ri];
+      Value mRef = y.sel(rescale, mNew[ri], m);
       // No member yet: exponents against 0 give exp2(-inf) = 0.
-      Value mUse = y.sel(y.isNegInf(mNew), y.f(0.0), mNew);
+      Value mUse = y.sel(y.isNegInf(mRef), y.f(0.0), mRef);
       // Scores and maxima are unscaled; the exponent of x in base 2 is
       // x c - mUse c as one fma, c = scale log2(e) (the verifier keeps the
       // scale positive, so the maximum of x c is mUse c).
@@ -715,7 +738,7 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
         return math::FmaOp::create(lb, ll, v, scaleLog2, negMc);
       };
       alpha[ri] = y.exp2Ftz(exponent(m));
-      Value lNew = y.fmul(l, alpha[ri]);
+      Value lNew = y.sel(rescale, y.fmul(l, alpha[ri]), l);
       for (int64_t nt = 0; nt < 8; ++nt)
         for (int64_t e = 0; e < 2; ++e) {
           int64_t reg = 2 * ri + e;
@@ -723,7 +746,7 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
           lNew = y.fadd(lNew, pe); // the sum leaves the gates out
           s[nt][reg] = pe;
         }
-      next[oTiles * 4 + ri] = mNew;
+      next[oTiles * 4 + ri] = mRef;
       next[oTiles * 4 + 2 + ri] = lNew;
     }
     // P * gates (1 in the window).
@@ -769,11 +792,23 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                          y.pack(s[2 * kc + 1][2], s[2 * kc + 1][3])};
       std::copy(packed, packed + 4, next.begin() + pAt + 4 * kc);
     }
-    for (int64_t ot = 0; ot < oTiles; ++ot)
-      for (int64_t ri = 0; ri < 2; ++ri)
-        for (int64_t e = 0; e < 2; ++e)
-          next[4 * ot + 2 * ri + e] =
-              y.fmul(after[4 * ot + 2 * ri + e], alpha[ri]);
+    // O to the new references, in a branch alike for the whole warp.
+    auto rescaled = scf::IfOp::create(
+        lb, ll, rescale,
+        [&](OpBuilder &rb, Location rl) {
+          WB z{rb, rl, elem};
+          SmallVector<Value> o;
+          for (int64_t ot = 0; ot < oTiles; ++ot)
+            for (int64_t ri = 0; ri < 2; ++ri)
+              for (int64_t e = 0; e < 2; ++e)
+                o.push_back(z.fmul(after[4 * ot + 2 * ri + e], alpha[ri]));
+          scf::YieldOp::create(rb, rl, o);
+        },
+        [&](OpBuilder &rb, Location rl) {
+          scf::YieldOp::create(rb, rl, ArrayRef(after).take_front(oRegs));
+        });
+    std::copy(rescaled.getResults().begin(), rescaled.getResults().end(),
+              next.begin());
     return next;
   };
 

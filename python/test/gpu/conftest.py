@@ -103,13 +103,13 @@ def gpu_wgmma_lib(torch, manifest):
 
 
 @pytest.fixture(scope="session")
-def gpu_wgmma64_lib(torch, manifest):
-    """The same wgmma kernel with one warpgroup per tile (tile-rows=64; the
-    default tiles have 128 rows on two warpgroups)."""
-    if "wgmma64_library" not in manifest:
-        _unavailable("the GPU artifacts predate the 64-row wgmma library (rebuild them)")
-    _require_sm90a(torch, manifest, "wgmma64_library")
-    return _library(manifest, "wgmma64_library")
+def gpu_wgmma128_lib(torch, manifest):
+    """The same wgmma kernel with two warpgroups per tile (tile-rows=128; the
+    default tiles have 64 rows on one warpgroup)."""
+    if "wgmma128_library" not in manifest:
+        _unavailable("the GPU artifacts predate the 128-row wgmma library (rebuild them)")
+    _require_sm90a(torch, manifest, "wgmma128_library")
+    return _library(manifest, "wgmma128_library")
 
 
 @pytest.fixture(scope="session")

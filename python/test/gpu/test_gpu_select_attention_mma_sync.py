@@ -2,8 +2,8 @@
 # kernels, each test once per form: sparsek-gpu-pipeline{prefill-kernel=
 # mma-sync} (block key sets, then one CTA of 4 warps per 64 (query, head)
 # rows with cp.async gathers, ldmatrix and mma.sync) and prefill-kernel=wgmma
-# (double-buffered gathers and wgmma, sm_90a; tiles of 128 rows on two
-# warpgroups, and of 64 on one with tile-rows=64), over the tiles' edges: T
+# (double-buffered gathers and wgmma, sm_90a; tiles of 64 rows on one
+# warpgroup, and of 128 on two with tile-rows=128), over the tiles' edges: T
 # around BM = M / G, S > T, every
 # G, w >= T, k >= S (against SDPA), k = 0, ties and -inf scores. bf16 and
 # f16, D in {64, 128}; SPEC 8: float32 reference on the same rounded inputs,
@@ -34,7 +34,7 @@ def make_inputs(seed, B, Hq, Hkv, T, S, D, kind="normal"):
     return q, key, value, u
 
 
-@pytest.fixture(params=("mma_sync", "wgmma", "wgmma64"))
+@pytest.fixture(params=("mma_sync", "wgmma", "wgmma128"))
 def tiles(request, torch, manifest):
     """(library, function names) of one form of the tile-first kernel."""
     lib = request.getfixturevalue(f"gpu_{request.param}_lib")

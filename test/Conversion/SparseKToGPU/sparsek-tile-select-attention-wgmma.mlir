@@ -1,14 +1,14 @@
 // sparsek-tile-select-attention{form=wgmma}: the same host side and grid as
 // the mma-sync form, then one warpgroup per 64 rows of a tile on Hopper
-// wgmma (tiles of 128 rows by default, 64 with tile-rows=64): dynamic
+// wgmma (tiles of 64 rows by default, 128 with tile-rows=128): dynamic
 // workgroup memory rounded up to 1024 bytes, Q and double-buffered K/V tiles
 // gathered with cp.async (zero fill for padding) into 128B-swizzled atoms,
 // fence.proxy.async before wgmma reads them, Q K^T on nvvm.wgmma.mma_async
 // (both operands K-major in shared memory), (P * gates) V on wgmma with P
 // from registers (inline PTX) and V transposed from shared memory, one key
 // tile behind Q K^T so that it runs during the softmax.
-// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=wgmma tile-rows=64" | FileCheck %s
-// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=wgmma" | FileCheck %s --check-prefix=WIDE
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=wgmma" | FileCheck %s
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=wgmma tile-rows=128" | FileCheck %s --check-prefix=WIDE
 
 // Tiles of 128 rows: two warpgroups (256 threads), each with its own 64 Q
 // rows, sharing the K/V buffers; the same wgmma steps per warpgroup.
@@ -90,14 +90,21 @@
 // CHECK: } else {
 // CHECK: arith.cmpf oeq
 // CHECK: gpu.shuffle xor
+// Conditional rescaling: the warp votes whether a row's maximum grew by more
+// than 2^8 in P over its reference, and only then moves the references.
+// CHECK: arith.cmpf ogt, %{{.*}}, %cst{{.*}} : f32
+// CHECK: nvvm.vote.sync any %{{.*}}, %{{.*}} -> i1
 // Maxima of unscaled scores, the (verified positive) scale folded into each
 // exponent: s c - m c as one fma.
 // CHECK: math.fma
 // CHECK: llvm.call_intrinsic "llvm.nvvm.ex2.approx.ftz.f32"
 // The previous P V done: O and P (f32) pinned after the wait, then O
-// rescaled and P packed for the next step.
+// rescaled (when the warp voted so) and P packed for the next step.
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 0
 // CHECK-NEXT: llvm.inline_asm has_side_effects asm_dialect = att "", "{{(=f,)+}}0,
+// CHECK: scf.if %{{.*}} -> (f32,
+// CHECK-COUNT-64: arith.mulf
+// CHECK: } else {
 // CHECK: scf.yield
 // The last tile's P V after the loop.
 // CHECK: nvgpu.device_async_wait %{{.*}} {numGroups = 0 : i32}
