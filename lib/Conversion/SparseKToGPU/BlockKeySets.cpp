@@ -234,22 +234,61 @@ KeyTileClass KeyTileClass::emit(OpBuilder &b, Location loc,
   return {x.andI(inRange, inAllWindows), x.lt(last, keys.count)};
 }
 
+RowBounds RowBounds::emit(OpBuilder &b, Location loc,
+                          const QueryThresholds &row, int64_t w) {
+  KernelMath x{b, loc};
+  Type type = row.pos.getType();
+  Value lo = arith::MaxSIOp::create(
+      b, loc,
+      arith::SubIOp::create(b, loc, row.pos, intConst(b, loc, type, w - 1)),
+      intConst(b, loc, type, 0));
+  return {lo, x.sel(row.valid, row.pos, intConst(b, loc, type, -1))};
+}
+
+Value RowBounds::emitInWindow(OpBuilder &b, Location loc, Value j) const {
+  KernelMath x{b, loc};
+  return x.andI(x.le(lo, j), x.le(j, hi));
+}
+
+Value RowBounds::emitIsMember(OpBuilder &b, Location loc, Value j, Value rank,
+                              Value rowRank) const {
+  KernelMath x{b, loc};
+  // Unsigned, padding (-1) is above every lo.
+  Value candidate =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, j, lo);
+  Value reaches =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, rank, rowRank);
+  return x.orI(x.andI(candidate, reaches), emitInWindow(b, loc, j));
+}
+
+Value RowBounds::emitGate(OpBuilder &b, Location loc,
+                          const QueryThresholds &row, Value j, Value u) const {
+  return arith::SelectOp::create(b, loc, emitInWindow(b, loc, j),
+                                 emitF32(b, loc, 1.0),
+                                 emitListGate(b, loc, row, u));
+}
+
 Value KeyTileClass::emitIsMember(OpBuilder &b, Location loc,
                                  const QueryThresholds &row, Value j, Value u,
                                  int64_t w, bool selects) const {
   KernelMath x{b, loc};
-  Value full = sparsek::emitIsMember(b, loc, row, j, u, w, selects);
-  if (selects)
-    full = x.sel(list, emitIsListMember(b, loc, row, j, u), full);
+  if (!selects)
+    return x.sel(window, row.valid,
+                 sparsek::emitIsMember(b, loc, row, j, u, w, false));
+  Value rank = emitListRank(b, loc, u, j);
+  Value rowRank = emitListRowRank(b, loc, row);
+  Value full =
+      RowBounds::emit(b, loc, row, w).emitIsMember(b, loc, j, rank, rowRank);
+  full = x.sel(list, emitIsListMember(b, loc, row, j, u), full);
   return x.sel(window, row.valid, full);
 }
 
 Value KeyTileClass::emitGate(OpBuilder &b, Location loc,
                              const QueryThresholds &row, Value j, Value u,
                              int64_t w, bool selects) const {
-  Value full = sparsek::emitGate(b, loc, row, j, u, w, selects);
   if (!selects)
-    return full;
+    return sparsek::emitGate(b, loc, row, j, u, w, false);
+  Value full = RowBounds::emit(b, loc, row, w).emitGate(b, loc, row, j, u);
   full =
       arith::SelectOp::create(b, loc, list, emitListGate(b, loc, row, u), full);
   return arith::SelectOp::create(b, loc, window, emitF32(b, loc, 1.0), full);

@@ -121,6 +121,28 @@ Value emitListRowRank(OpBuilder &b, Location loc, const QueryThresholds &row);
 Value emitListGate(OpBuilder &b, Location loc, const QueryThresholds &row,
                    Value u);
 
+/// A row's positions for the test of any key by its list rank: the window
+/// [lo, hi] with lo = max(pos - w + 1, 0) and hi = pos, or -1 for an
+/// invalid row (no key in it); the candidate positions are then exactly
+/// [0, lo). Of pos's type.
+struct RowBounds {
+  Value lo, hi;
+
+  static RowBounds emit(OpBuilder &b, Location loc, const QueryThresholds &row,
+                        int64_t w);
+  /// i1: j in the window.
+  Value emitInWindow(OpBuilder &b, Location loc, Value j) const;
+  /// emitIsMember (selects) of key j (-1 for padding) of list rank `rank`
+  /// (emitListRank) for the row of rank `rowRank` (emitListRowRank): in the
+  /// window, or a candidate position that reaches theta. A few integer
+  /// comparisons, where emitIsMember tests scores, ties and finiteness.
+  Value emitIsMember(OpBuilder &b, Location loc, Value j, Value rank,
+                     Value rowRank) const;
+  /// emitGate (selects) for that key.
+  Value emitGate(OpBuilder &b, Location loc, const QueryThresholds &row,
+                 Value j, Value u) const;
+};
+
 /// A tile's key list (device values, index).
 struct BlockKeys {
   Value count;  // |Sel(ta)| entries of the list buffer
@@ -151,7 +173,8 @@ struct KeyTileClass {
 
   static KeyTileClass emit(OpBuilder &b, Location loc, const BlockKeys &keys,
                            Value first, int64_t w);
-  /// emitIsMember and emitGate with the class's shortcuts, as selects.
+  /// emitIsMember and emitGate with the class's shortcuts, as selects
+  /// (keys of neither class through RowBounds when `selects`).
   Value emitIsMember(OpBuilder &b, Location loc, const QueryThresholds &row,
                      Value j, Value u, int64_t w, bool selects) const;
   Value emitGate(OpBuilder &b, Location loc, const QueryThresholds &row,

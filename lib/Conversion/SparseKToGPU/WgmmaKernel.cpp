@@ -324,7 +324,8 @@ struct SmemLayout {
 struct LaneRow {
   Value hq, t;
   QueryThresholds th;
-  Value rank; // emitListRowRank (with selection)
+  Value rank;       // emitListRowRank (with selection)
+  RowBounds bounds; // (with selection)
 };
 } // namespace
 
@@ -514,8 +515,10 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
       th = a.thresholds.emitLoad(b, loc, r, tr.query, tr.valid, pos);
     rows[i] = {x.add(x.mul(h, geo.group), tr.qhead), tr.query,
                th.castPositions(b, loc, b.getI32Type()), Value()};
-    if (a.lists)
+    if (a.lists) {
       rows[i].rank = emitListRowRank(b, loc, rows[i].th);
+      rows[i].bounds = RowBounds::emit(b, loc, rows[i].th, w);
+    }
   }
   Value scaleLog2 = x.fmul(a.scale, x.f(1.0 / std::log(2.0)));
   Value negScaleLog2 = x.fmul(a.scale, x.f(-1.0 / std::log(2.0)));
@@ -686,9 +689,18 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                                                         ValueRange{slots, col});
                     valid = arith::CmpIOp::create(
                         cb, cl, arith::CmpIPredicate::sge, rank, rows[ri].rank);
+                  } else if (c == Class::Mixed && k > 0) {
+                    // By list rank as well: a few integer comparisons.
+                    Value col = z.add(z.mul(quad, z.c(2)), z.c(8 * nt + e));
+                    Value j = memref::LoadOp::create(cb, cl, sJ,
+                                                     ValueRange{slots, col});
+                    Value rank = memref::LoadOp::create(cb, cl, sR,
+                                                        ValueRange{slots, col});
+                    valid = rows[ri].bounds.emitIsMember(cb, cl, j, rank,
+                                                         rows[ri].rank);
                   } else if (c == Class::Mixed) {
                     auto [j, u] = keyAt(cb, cl, nt, e);
-                    valid = emitIsMember(cb, cl, rows[ri].th, j, u, w, k > 0);
+                    valid = emitIsMember(cb, cl, rows[ri].th, j, u, w, false);
                   }
                   return z.sel(valid, v, negInf);
                 });
@@ -762,10 +774,10 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                       return p;
                     WB z{cb, cl, elem};
                     auto [j, u] = keyAt(cb, cl, nt, e);
-                    return z.fmul(
-                        p, c == Class::List
-                               ? emitListGate(cb, cl, rows[ri].th, u)
-                               : emitGate(cb, cl, rows[ri].th, j, u, w, k > 0));
+                    return z.fmul(p, c == Class::List
+                                         ? emitListGate(cb, cl, rows[ri].th, u)
+                                         : rows[ri].bounds.emitGate(
+                                               cb, cl, rows[ri].th, j, u));
                   });
       for (int64_t nt = 0; nt < 8; ++nt)
         s[nt].assign(flat.begin() + 4 * nt, flat.begin() + 4 * nt + 4);

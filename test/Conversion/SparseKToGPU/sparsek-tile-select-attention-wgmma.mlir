@@ -80,7 +80,8 @@
 // Membership by the tile's class, alike in every thread: all keys in every
 // row's window (no test), all from the list Sel(t0) (score tests only: the
 // slot's list rank, stored by the previous step, against the row's), or
-// mixed (the full test).
+// mixed (positions against the row's bounds, then the same rank test; no
+// score comparison either).
 // CHECK: scf.if
 // CHECK: } else {
 // CHECK: scf.if
@@ -88,7 +89,11 @@
 // CHECK: memref.load %{{.*}} : memref<3x64xi64, #gpu.address_space<workgroup>>
 // CHECK-NEXT: arith.cmpi sge, %{{.*}}, %{{.*}} : i64
 // CHECK: } else {
-// CHECK: arith.cmpf oeq
+// CHECK-NOT: arith.cmpf oeq
+// CHECK: memref.load %{{.*}} : memref<3x64xi32, #gpu.address_space<workgroup>>
+// CHECK-NEXT: memref.load %{{.*}} : memref<3x64xi64, #gpu.address_space<workgroup>>
+// CHECK-NEXT: arith.cmpi ult, %{{.*}}, %{{.*}} : i32
+// CHECK-NEXT: arith.cmpi sge, %{{.*}}, %{{.*}} : i64
 // CHECK: gpu.shuffle xor
 // Conditional rescaling: the warp votes whether a row's maximum grew by more
 // than 2^8 in P over its reference, and only then moves the references.
