@@ -5,7 +5,10 @@
 # breaking the whole build.
 """Build bench artifacts (no GPU needed):
 
-    python3 bench/build_bench_artifacts.py OUT_DIR
+    python3 bench/build_bench_artifacts.py OUT_DIR [--families A,B] [--options "..."]
+
+--families builds only those families; --options appends GPU pipeline options
+to every family's (an A/B variant, e.g. "tile-rows=128").
 
 OUT_DIR receives libsparsek_runtime.so, one shared library per family below
 and manifest.json: for each family the library, the function names, the GPU
@@ -13,6 +16,7 @@ pipeline options it was compiled with (and the command), or the compiler's
 error when the GPU pipeline rejected it.
 """
 
+import argparse
 import hashlib
 import inspect
 import json
@@ -163,9 +167,13 @@ def compile_family(funcs, out_so, runtime_dir, pipeline_options=""):
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    out = os.path.abspath(sys.argv[1])
+    p = argparse.ArgumentParser(usage=__doc__)
+    p.add_argument("out")
+    p.add_argument("--families", help="comma-separated families (default: all)")
+    p.add_argument("--options", default="", help="pipeline options added to every family's")
+    a = p.parse_args()
+    families = {f: FAMILIES[f] for f in a.families.split(",")} if a.families else FAMILIES
+    out = os.path.abspath(a.out)
     copy_runtime(out)
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
@@ -177,9 +185,10 @@ def main():
                 "worktree_diff_sha256": hashlib.sha256(diff).hexdigest(), "families": {}}
     names = [n for spec in FAMILIES.values() for n, _ in spec["functions"]]
     assert len(names) == len(set(names)), "function names must be unique over the families"
-    for family, spec in FAMILIES.items():
+    for family, spec in families.items():
         funcs = spec["functions"]
-        options = " ".join(o for o in (BENCH_CHIP_OPTIONS, spec.get("pipeline_options", "")) if o)
+        options = " ".join(o for o in (BENCH_CHIP_OPTIONS, spec.get("pipeline_options", ""), a.options)
+                           if o)
         lib = f"libbench_{family}.so"
         path = os.path.join(out, lib)
         if os.path.exists(path):
