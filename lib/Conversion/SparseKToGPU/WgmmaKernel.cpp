@@ -125,6 +125,19 @@ struct WB : KernelMath {
     return vector::ExtractOp::create(b, loc, cast, ArrayRef<int64_t>{0});
   }
 
+  /// Max or sum of `v` as a balanced tree: a dependency chain of
+  /// log2(size) operations instead of size (with two warps per scheduler,
+  /// the kernel's pace is set by such chains).
+  Value treeReduce(ArrayRef<Value> v, bool isMax) {
+    assert(!v.empty() && "nothing to reduce");
+    if (v.size() == 1)
+      return v.front();
+    size_t half = v.size() / 2;
+    Value x = treeReduce(v.take_front(half), isMax);
+    Value y = treeReduce(v.drop_front(half), isMax);
+    return isMax ? fmax(x, y) : fadd(x, y);
+  }
+
   /// Reduction over the 4 lanes of a quad (the lanes holding one row).
   Value quadReduce(Value x, bool isMax) {
     for (int64_t off : {1, 2}) {
@@ -682,7 +695,13 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                 [&](OpBuilder &cb, Location cl, Class c, Value v, int64_t nt,
                     int64_t e, int64_t ri) -> Value {
                   WB z{cb, cl, elem};
-                  Value valid = rows[ri].th.valid;
+                  // A window tile's keys are members of every real row.
+                  // The other rows (past T, or heads past G) have zero Q
+                  // rows, so finite scores, and their output is not
+                  // stored: they need no mask either.
+                  if (c == Class::Window)
+                    return v;
+                  Value valid;
                   if (c == Class::List) {
                     Value col = z.add(z.mul(quad, z.c(2)), z.c(8 * nt + e));
                     Value rank = memref::LoadOp::create(cb, cl, sR,
@@ -722,10 +741,11 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     Value mNew[2], grows = emitBool(lb, ll, false);
     for (int64_t ri = 0; ri < 2; ++ri) {
       Value m = carried[oTiles * 4 + ri];
-      Value mx = negInf;
+      SmallVector<Value> row;
       for (int64_t nt = 0; nt < 8; ++nt)
         for (int64_t e = 0; e < 2; ++e)
-          mx = y.fmax(mx, s[nt][2 * ri + e]);
+          row.push_back(s[nt][2 * ri + e]);
+      Value mx = y.treeReduce(row, /*isMax=*/true);
       mNew[ri] = y.fmax(m, y.quadReduce(mx, /*isMax=*/true));
       // From -inf to a score: +inf, grows; -inf to -inf: NaN, does not.
       Value growth = y.fmul(y.fsub(mNew[ri], m), scaleLog2);
@@ -750,14 +770,16 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
         return math::FmaOp::create(lb, ll, v, scaleLog2, negMc);
       };
       alpha[ri] = y.exp2Ftz(exponent(m));
-      Value lNew = y.sel(rescale, y.fmul(l, alpha[ri]), l);
+      SmallVector<Value> ps;
       for (int64_t nt = 0; nt < 8; ++nt)
         for (int64_t e = 0; e < 2; ++e) {
           int64_t reg = 2 * ri + e;
-          Value pe = y.exp2Ftz(exponent(s[nt][reg]));
-          lNew = y.fadd(lNew, pe); // the sum leaves the gates out
-          s[nt][reg] = pe;
+          s[nt][reg] = y.exp2Ftz(exponent(s[nt][reg]));
+          ps.push_back(s[nt][reg]);
         }
+      // The sum leaves the gates out.
+      Value lNew = y.fadd(y.sel(rescale, y.fmul(l, alpha[ri]), l),
+                          y.treeReduce(ps, /*isMax=*/false));
       next[oTiles * 4 + ri] = mRef;
       next[oTiles * 4 + 2 + ri] = lNew;
     }
