@@ -25,6 +25,17 @@ SHAPES = {"P1-32k": (1, 32, 8, 128, 2048, 512, 32768),
           "P3": (8, 12, 12, 64, 256, 256, 4096)}
 
 
+def make_inputs(B, Hq, Hkv, D, T):
+    """bf16 q, key, value and f32 scores (spread 2) on the GPU, seeded: the
+    same inputs in every script that takes them."""
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q = torch.randn(B, Hq, T, D, device="cuda", generator=g).bfloat16()
+    key = torch.randn(B, Hkv, T, D, device="cuda", generator=g).bfloat16()
+    value = torch.randn(B, Hkv, T, D, device="cuda", generator=g).bfloat16()
+    u = torch.randn(B, Hkv, T, device="cuda", generator=g) * 2
+    return q, key, value, u
+
+
 def timed_calls(call, warmup=3, repeats=10):
     for _ in range(warmup):
         call()
@@ -50,11 +61,7 @@ def main():
 
     libs = [GPULibrary(os.path.join(f, f"libbench_select_attention_{FORM}.so")) for f in folders]
     for name, (B, Hq, Hkv, D, k, w, T) in SHAPES.items():
-        g = torch.Generator(device="cuda").manual_seed(0)
-        q = torch.randn(B, Hq, T, D, device="cuda", generator=g).bfloat16()
-        key = torch.randn(B, Hkv, T, D, device="cuda", generator=g).bfloat16()
-        value = torch.randn(B, Hkv, T, D, device="cuda", generator=g).bfloat16()
-        u = torch.randn(B, Hkv, T, device="cuda", generator=g) * 2
+        q, key, value, u = make_inputs(B, Hq, Hkv, D, T)
         fn = f"select_attention_bf16_k{k}_w{w}_{FORM}"
         first = None
         for folder, lib in zip(folders, libs):

@@ -10,6 +10,8 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from ab_select_attention import make_inputs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -26,11 +28,7 @@ def main():
     # BENCHMARKS.md's shapes (T from --T).
     B, Hq, Hkv, D, k, w = (1, 32, 8, 128, 2048, 512) if a.shape == "P1" else (8, 12, 12, 64, 256, 256)
     for T in (int(t) for t in a.T.split(",")):
-        g = torch.Generator(device="cuda").manual_seed(0)
-        q = torch.randn(B, Hq, T, D, device="cuda", generator=g).bfloat16()
-        key = torch.randn(B, Hkv, T, D, device="cuda", generator=g).bfloat16()
-        value = torch.randn(B, Hkv, T, D, device="cuda", generator=g).bfloat16()
-        u = torch.randn(B, Hkv, T, device="cuda", generator=g) * 2
+        q, key, value, u = make_inputs(B, Hq, Hkv, D, T)
         out = torch.empty(B, Hq, T, D, device="cuda", dtype=torch.bfloat16)
         for form in a.forms.split(","):
             lib = GPULibrary(os.path.join(a.artifacts, f"libbench_select_attention_{form}.so"))

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from ab_select_attention import FORM, SHAPES
+from ab_select_attention import FORM, SHAPES, make_inputs
 
 
 def main():
@@ -19,11 +19,7 @@ def main():
     from sparsek.gpu import GPULibrary
 
     B, Hq, Hkv, D, k, w, T = SHAPES[shape]
-    g = torch.Generator(device="cuda").manual_seed(0)
-    q = torch.randn(B, Hq, T, D, device="cuda", generator=g).bfloat16()
-    key = torch.randn(B, Hkv, T, D, device="cuda", generator=g).bfloat16()
-    value = torch.randn(B, Hkv, T, D, device="cuda", generator=g).bfloat16()
-    u = torch.randn(B, Hkv, T, device="cuda", generator=g) * 2
+    q, key, value, u = make_inputs(B, Hq, Hkv, D, T)
     out = torch.empty(B, Hq, T, D, device="cuda", dtype=torch.bfloat16)
     lib = GPULibrary(os.path.join(artifacts, f"libbench_select_attention_{FORM}.so"))
     for _ in range(3):
