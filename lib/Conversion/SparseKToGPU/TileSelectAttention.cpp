@@ -111,7 +111,7 @@ struct SparseKTileSelectAttentionPass
     }
     // 64 rows unless asked: with two warpgroups in step (128 rows), the
     // wgmma tiles took 12% longer at P1 32k on an H200 than two CTAs of
-    // one warpgroup each per SM (bench/results/session11_h200_3a30aab.md).
+    // one warpgroup each per SM (bench/results/session11_3a30aab_6152438.md).
     int64_t rows = tileRows ? static_cast<int64_t>(tileRows) : kTileRows;
     if (rows != kTileRows &&
         (rows != kWideTileRows || *tileForm == TileForm::MmaSync)) {

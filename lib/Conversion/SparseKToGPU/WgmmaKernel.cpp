@@ -4,9 +4,12 @@
 // of FlashAttention-3 adapted to gathered keys. One CTA per tile of M (query,
 // head) rows, one warpgroup (4 warps, 128 threads) per 64 of them: the
 // tiles, key lists and membership test of the mma.sync form (BlockKeySets.h)
-// for M = 64. With M = 128 the two warpgroups share every gathered K/V tile,
-// which halves the gathers per row: at P1 32k the 64-row tiles read about
-// 5 TB/s of gathered rows from L2.
+// for M = 64. With M = 128 the two warpgroups share every gathered K/V tile
+// (half the gathers per row) but meet at the CTA barrier every key tile:
+// 12% slower at P1 32k on an H200 than two 64-row CTAs per SM, whose
+// softmax and tensor-core work interleave freely (the 64-row kernel is
+// bound by its per-step dependency chains at two warps per scheduler, not
+// by L2: bench/results/session11_3a30aab_6152438.md).
 //
 // Workgroup memory (dynamic, base rounded up to 1024 bytes): Q (M rows), two
 // buffers each of K and V, three of the key slots (position j, score u_j
@@ -85,8 +88,8 @@ static constexpr int64_t kGroupBytes = 8 * 128;
 /// tile t - 2 (written) to the step of tile t (read).
 static constexpr int64_t kSlotBuffers = 3;
 /// A row's reference maximum moves only when P would otherwise exceed
-/// 2^kRescaleLog2 (bf16 and f16 hold that P and its products exactly as
-/// they hold P <= 1).
+/// 2^kRescaleLog2 (bf16 and f16 hold such P with the relative precision
+/// of P <= 1, far from their largest values; sums stay in f32).
 static constexpr double kRescaleLog2 = 8.0;
 
 namespace {
