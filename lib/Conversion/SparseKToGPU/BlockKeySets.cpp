@@ -181,13 +181,6 @@ Value sparsek::emitListRowRank(OpBuilder &b, Location loc,
   return k.sel(usable, rank, none);
 }
 
-Value sparsek::emitIsListMember(OpBuilder &b, Location loc,
-                                const QueryThresholds &row, Value j, Value u) {
-  return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
-                               emitListRank(b, loc, u, j),
-                               emitListRowRank(b, loc, row));
-}
-
 Value sparsek::emitListGate(OpBuilder &b, Location loc,
                             const QueryThresholds &row, Value u) {
   return arith::MaxNumFOp::create(
@@ -279,7 +272,9 @@ Value KeyTileClass::emitIsMember(OpBuilder &b, Location loc,
   Value rowRank = emitListRowRank(b, loc, row);
   Value full =
       RowBounds::emit(b, loc, row, w).emitIsMember(b, loc, j, rank, rowRank);
-  full = x.sel(list, emitIsListMember(b, loc, row, j, u), full);
+  Value reaches =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, rank, rowRank);
+  full = x.sel(list, reaches, full);
   return x.sel(window, row.valid, full);
 }
 

@@ -99,13 +99,10 @@ Value emitGate(OpBuilder &b, Location loc, const QueryThresholds &row, Value j,
 
 /// emitIsMember for a key of the block's list Sel(t0): such a key has
 /// 0 <= j <= pos(t0) - w <= pos(t) - w for every row t of the tile, so only
-/// the score tests remain (finite, and (u, -j) >= theta(t)). `selects`
-/// must hold. Emitted as one signed i64 comparison,
-/// emitListRank(u, j) >= emitListRowRank(row); the kernels compute the
-/// row's side once.
-Value emitIsListMember(OpBuilder &b, Location loc, const QueryThresholds &row,
-                       Value j, Value u);
-
+/// the score tests remain (finite, and (u, -j) >= theta(t)), as one signed
+/// i64 comparison: emitListRank(u, j) >= emitListRowRank(row) (the kernels
+/// compute the row's side once).
+///
 /// The rank of key (j, u) for that comparison: the score's order key (its
 /// bits as a two's-complement integer, -0 as +0, so integer order is float
 /// order) above 0x7fffffff - j (as u32, decreasing in j), so that ranks
@@ -167,7 +164,7 @@ struct BlockKeys {
 /// every query t0..t1 of the block (device values, i1, alike for all rows):
 /// `window`: a range position in [pos(t1) - w + 1, pos(t0)], so in every
 /// query's window; `list`: an entry of Sel(t0). Such keys need fewer tests
-/// (emitIsListMember, emitListGate); neither: the full test.
+/// (the rank comparison, emitListGate); neither: the full test.
 struct KeyTileClass {
   Value window, list;
 

@@ -648,12 +648,22 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     // every row's window, all from the list Sel(t0), or mixed.
     KeyTileClass cls =
         KeyTileClass::emit(lb, ll, keys, y.mul(tile, y.c(kKeyTile)), w);
-    auto keyAt = [&](OpBuilder &kb, Location kl, int64_t nt,
-                     int64_t e) -> std::pair<Value, Value> {
+    // The slot (key column) of the thread's element (n-tile nt, e), and
+    // its entries in slot buffers `bufs`.
+    auto slotAt = [&](OpBuilder &kb, Location kl, ArrayRef<Value> bufs,
+                      int64_t nt, int64_t e) {
       WB z{kb, kl, elem};
       Value col = z.add(z.mul(quad, z.c(2)), z.c(8 * nt + e));
-      return {memref::LoadOp::create(kb, kl, sJ, ValueRange{slots, col}),
-              memref::LoadOp::create(kb, kl, sU, ValueRange{slots, col})};
+      SmallVector<Value> out;
+      for (Value buf : bufs)
+        out.push_back(
+            memref::LoadOp::create(kb, kl, buf, ValueRange{slots, col}));
+      return out;
+    };
+    auto keyAt = [&](OpBuilder &kb, Location kl, int64_t nt,
+                     int64_t e) -> std::pair<Value, Value> {
+      SmallVector<Value> ju = slotAt(kb, kl, {sJ, sU}, nt, e);
+      return {ju[0], ju[1]};
     };
     // Per element by class, in a branch every thread takes alike (around
     // no wgmma): the membership (non-members get s = -inf, so p = 0), then
@@ -706,19 +716,13 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                     return v;
                   Value valid;
                   if (c == Class::List) {
-                    Value col = z.add(z.mul(quad, z.c(2)), z.c(8 * nt + e));
-                    Value rank = memref::LoadOp::create(cb, cl, sR,
-                                                        ValueRange{slots, col});
+                    Value rank = slotAt(cb, cl, {sR}, nt, e)[0];
                     valid = arith::CmpIOp::create(
                         cb, cl, arith::CmpIPredicate::sge, rank, rows[ri].rank);
                   } else if (c == Class::Mixed && k > 0) {
                     // By list rank as well: a few integer comparisons.
-                    Value col = z.add(z.mul(quad, z.c(2)), z.c(8 * nt + e));
-                    Value j = memref::LoadOp::create(cb, cl, sJ,
-                                                     ValueRange{slots, col});
-                    Value rank = memref::LoadOp::create(cb, cl, sR,
-                                                        ValueRange{slots, col});
-                    valid = rows[ri].bounds.emitIsMember(cb, cl, j, rank,
+                    SmallVector<Value> jr = slotAt(cb, cl, {sJ, sR}, nt, e);
+                    valid = rows[ri].bounds.emitIsMember(cb, cl, jr[0], jr[1],
                                                          rows[ri].rank);
                   } else if (c == Class::Mixed) {
                     auto [j, u] = keyAt(cb, cl, nt, e);
