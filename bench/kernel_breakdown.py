@@ -40,10 +40,19 @@ def main():
                 lib.call(fn, q, key, value, u, out)
                 torch.cuda.synchronize()
             kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+            kernels.sort(key=lambda e: e.time_range.start)
             total = sum(e.time_range.elapsed_us() for e in kernels)
-            print(f"T={T} {form}: {len(kernels)} GPU events, {total / 1e3:.2f} ms")
+            span = kernels[-1].time_range.end - kernels[0].time_range.start
+            print(f"T={T} {form}: {len(kernels)} GPU events, {total / 1e3:.2f} ms busy, "
+                  f"{span / 1e3:.2f} ms from first start to last end")
+            # The gap column is the idle time before each event: launch
+            # latency and host work between launches.
+            prev = kernels[0].time_range.start
             for i, e in enumerate(kernels):
-                print(f"  {i:2d} {e.name[-40:]:40s} {e.time_range.elapsed_us() / 1e3:8.3f} ms")
+                gap = e.time_range.start - prev
+                prev = e.time_range.end
+                print(f"  {i:2d} {e.name[-40:]:40s} {e.time_range.elapsed_us() / 1e3:8.3f} ms"
+                      f"  gap {gap / 1e3:6.3f}")
 
 
 if __name__ == "__main__":

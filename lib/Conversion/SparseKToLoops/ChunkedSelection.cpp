@@ -75,6 +75,11 @@ static constexpr int64_t kOwnSegment = 32;
 /// Per chunk candidate, ownCounts holds finite candidates, those that stay
 /// UPPER, those that stay MIDDLE, and those in the band.
 static constexpr int64_t kOwnCounts = 4;
+/// Unroll factors of the loops that read a run of entries and only
+/// accumulate (emitForCarryingUnrolled): 8 for small bodies (a load or a
+/// few, counted or summed), 4 where each entry is classified in f64.
+static constexpr int64_t kUnrollScan = 8;
+static constexpr int64_t kUnrollWide = 4;
 
 namespace {
 /// Small builders local to this file.
@@ -271,8 +276,8 @@ void ChunkedSelection::emitChunkLists(OpBuilder &b, Location loc) {
         Value end = x.min(x.add(start, chunkLen), candidates);
         Value z = emitScore(nb, nl, bi, h, j);
         Value own = emitIsCandidate(nb, nl, z, /*report=*/true);
-        SmallVector<Value> cr = emitForCarrying(
-            nb, nl, start, end, ValueRange{x.idx(0), x.idx(0)},
+        SmallVector<Value> cr = emitForCarryingUnrolled(
+            nb, nl, kUnrollScan, start, end, ValueRange{x.idx(0), x.idx(0)},
             [&](OpBuilder &fb, Location fl, Value i,
                 ValueRange carried) -> SmallVector<Value> {
               B y{fb, fl};
@@ -458,8 +463,8 @@ SmallVector<Value> ChunkedSelection::emitSortedPiece(OpBuilder &b, Location loc,
   Value n = y.load(sortedLen, {r, c});
   Value u = emitCountAbove(b, loc, sortedScores, r, c, n, y.add(at, one));
   Value m = emitCountAbove(b, loc, sortedScores, r, c, n, at);
-  Value sum = emitForCarrying(
-      b, loc, u, m, ValueRange{y.f64(0.0)},
+  Value sum = emitForCarryingUnrolled(
+      b, loc, kUnrollScan, u, m, ValueRange{y.f64(0.0)},
       [&](OpBuilder &fb, Location fl, Value i,
           ValueRange acc) -> SmallVector<Value> {
         B v{fb, fl};
@@ -689,8 +694,8 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
               SmallVector<Value> a = loadState(nb, nl, r, c);
               emitIf(nb, nl, y.notI(a[6]), [&](OpBuilder &pb, Location pl) {
                 B z{pb, pl};
-                SmallVector<Value> pc = emitForCarrying(
-                    pb, pl, z.idx(0), c, emitPieceInit(pb, pl),
+                SmallVector<Value> pc = emitForCarryingUnrolled(
+                    pb, pl, kUnrollScan, z.idx(0), c, emitPieceInit(pb, pl),
                     [&](OpBuilder &fb, Location fl, Value seg, ValueRange acc) {
                       B v{fb, fl};
                       SmallVector<Value> part{
@@ -813,8 +818,9 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
                     Value end = t.min(t.add(start, chunkLen), candidates);
                     Value need = t.sub(t.idx(k + 1), len);
                     // The position of the chunk's need-th candidate.
-                    Value first = emitForCarrying(
-                        tb, tl, start, end, ValueRange{t.idx(0), end},
+                    Value first = emitForCarryingUnrolled(
+                        tb, tl, kUnrollScan, start, end,
+                        ValueRange{t.idx(0), end},
                         [&](OpBuilder &fb, Location fl, Value i,
                             ValueRange a) -> SmallVector<Value> {
                           B v{fb, fl};
@@ -856,8 +862,8 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
                 y.store(counts[i], bandCounts, {r, c, p, y.idx(i)});
               // Only the unheaped MIDDLE scores are summed: the band's are
               // summed with the piece they fall in.
-              Value sum = emitForCarrying(
-                  sb, sl, run.upperEnd, run.middleBandStart,
+              Value sum = emitForCarryingUnrolled(
+                  sb, sl, kUnrollScan, run.upperEnd, run.middleBandStart,
                   ValueRange{y.f64(0.0)},
                   [&](OpBuilder &fb, Location fl, Value i,
                       ValueRange a) -> SmallVector<Value> {
@@ -877,8 +883,9 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
                 const BandRuns &run) {
               B y{sb, sl};
               // Band entries of the chunks before this one go first.
-              SmallVector<Value> at = emitForCarrying(
-                  sb, sl, y.idx(0), p, ValueRange{y.idx(0), y.idx(0)},
+              SmallVector<Value> at = emitForCarryingUnrolled(
+                  sb, sl, kUnrollScan, y.idx(0), p,
+                  ValueRange{y.idx(0), y.idx(0)},
                   [&](OpBuilder &fb, Location fl, Value i,
                       ValueRange a) -> SmallVector<Value> {
                     B v{fb, fl};
@@ -915,8 +922,8 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
                     B v{sb, sl};
                     SmallVector<Value> init(kBandCounts, v.idx(0));
                     init.push_back(v.f64(0.0));
-                    return emitForCarrying(
-                        sb, sl, v.idx(0), c, init,
+                    return emitForCarryingUnrolled(
+                        sb, sl, kUnrollWide, v.idx(0), c, init,
                         [&](OpBuilder &fb, Location fl, Value p,
                             ValueRange a) -> SmallVector<Value> {
                           B u{fb, fl};
@@ -987,8 +994,8 @@ void ChunkedSelection::emitOwnCandidates(OpBuilder &b, Location loc) {
               BandLimits lim = emitBandLimits(wb, wl, r, c);
               SmallVector<Value> init(kOwnCounts, w.idx(0));
               init.push_back(w.f64(0.0));
-              emitForCarrying(
-                  wb, wl, from, to, init,
+              emitForCarryingUnrolled(
+                  wb, wl, kUnrollWide, from, to, init,
                   [&](OpBuilder &fb, Location fl, Value i,
                       ValueRange a) -> SmallVector<Value> {
                     B v{fb, fl};
@@ -1233,8 +1240,8 @@ SmallVector<Value> ChunkedSelection::emitQueryPiece(OpBuilder &b, Location loc,
   SmallVector<Value> acc{seed[2], seed[3], seed[4], x.f64(kInf)};
   for (auto [band, size] :
        {std::pair(bandUpper, seed[0]), std::pair(bandMiddle, seed[1])})
-    acc = emitForCarrying(
-        b, loc, x.idx(0), size, acc,
+    acc = emitForCarryingUnrolled(
+        b, loc, kUnrollWide, x.idx(0), size, acc,
         [&, band = band](OpBuilder &fb, Location fl, Value i, ValueRange a) {
           return classify(fb, fl, B{fb, fl}.load(band, {rc, i}), a);
         });
@@ -1252,8 +1259,8 @@ SmallVector<Value> ChunkedSelection::emitQueryPiece(OpBuilder &b, Location loc,
         Value last =
             y.sel(y.lt(seg, lastSeg), y.add(base, y.idx(kOwnSegment - 1)), off);
         Value n = y.load(ownCounts, {r, c, last, y.idx(kOwnCounts - 1)});
-        return emitForCarrying(
-            sb, sl, base, y.add(base, n), a,
+        return emitForCarryingUnrolled(
+            sb, sl, kUnrollWide, base, y.add(base, n), a,
             [&](OpBuilder &fb, Location fl, Value i, ValueRange a2) {
               return classify(fb, fl, B{fb, fl}.load(ownBand, {r, c, i}), a2);
             });
@@ -1335,8 +1342,8 @@ void ChunkedSelection::emitFirstLists(OpBuilder &b, Location loc) {
                   Value to, Value ts, Value tp, Value init,
                   function_ref<void(OpBuilder &, Location, Value j, Value n)>
                       onMember) {
-    return emitForCarrying(
-        fb, fl, from, to, ValueRange{init},
+    return emitForCarryingUnrolled(
+        fb, fl, kUnrollWide, from, to, ValueRange{init},
         [&](OpBuilder &lb, Location ll, Value j,
             ValueRange carried) -> SmallVector<Value> {
           B y{lb, ll};
@@ -1375,8 +1382,9 @@ void ChunkedSelection::emitFirstLists(OpBuilder &b, Location loc) {
                        l.push_back(i);
                        return l;
                      };
-                     Value before = emitForCarrying(
-                         sb, sl, y.idx(0), seg, ValueRange{y.idx(0)},
+                     Value before = emitForCarryingUnrolled(
+                         sb, sl, kUnrollScan, y.idx(0), seg,
+                         ValueRange{y.idx(0)},
                          [&](OpBuilder &fb, Location fl, Value i,
                              ValueRange acc) -> SmallVector<Value> {
                            B f{fb, fl};

@@ -109,6 +109,37 @@ SmallVector<Value> sparsek::emitForCarrying(
   return SmallVector<Value>(loop.getResults());
 }
 
+SmallVector<Value> sparsek::emitForCarryingUnrolled(
+    OpBuilder &b, Location loc, int64_t factor, Value lb, Value ub,
+    ValueRange init,
+    function_ref<SmallVector<Value>(OpBuilder &, Location, Value, ValueRange)>
+        body) {
+  if (factor <= 1)
+    return emitForCarrying(b, loc, lb, ub, init, body);
+  // mainEnd = lb + floor((ub - lb) / factor) * factor, for ub >= lb; an
+  // empty range (ub <= lb) gives lb, so both loops run no iteration.
+  Value f = emitIndex(b, loc, factor);
+  Value span = arith::MaxSIOp::create(
+      b, loc, arith::SubIOp::create(b, loc, ub, lb), emitIndex(b, loc, 0));
+  Value whole =
+      arith::MulIOp::create(b, loc, arith::DivUIOp::create(b, loc, span, f), f);
+  Value mainEnd = arith::AddIOp::create(b, loc, lb, whole);
+  auto main = scf::ForOp::create(
+      b, loc, lb, mainEnd, f, init,
+      [&](OpBuilder &nb, Location nl, Value iv, ValueRange args) {
+        SmallVector<Value> carried(args);
+        for (int64_t i = 0; i < factor; ++i) {
+          Value at =
+              i == 0 ? iv
+                     : arith::AddIOp::create(nb, nl, iv, emitIndex(nb, nl, i))
+                           .getResult();
+          carried = body(nb, nl, at, carried);
+        }
+        scf::YieldOp::create(nb, nl, carried);
+      });
+  return emitForCarrying(b, loc, mainEnd, ub, main.getResults(), body);
+}
+
 void sparsek::emitIfNonEmpty(OpBuilder &b, Location loc, ArrayRef<Value> sizes,
                              function_ref<void(OpBuilder &, Location)> body) {
   SmallVector<Value> nonEmpty;

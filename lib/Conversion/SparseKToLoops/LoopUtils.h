@@ -74,6 +74,19 @@ SmallVector<Value> emitForCarrying(
     function_ref<SmallVector<Value>(OpBuilder &, Location, Value, ValueRange)>
         body);
 
+/// emitForCarrying with `body` unrolled `factor` times: a loop of step
+/// `factor` whose iterations hold `factor` copies of the body, then a unit
+/// loop over the rest. Same results (the body runs for each index in order).
+/// On a GPU a loop whose body loads (and whose carried values only
+/// accumulate) then has `factor` loads in flight instead of one: neither
+/// LLVM nor ptxas unrolls a loop of unknown trip count there, so each
+/// iteration would otherwise wait a whole memory latency.
+SmallVector<Value> emitForCarryingUnrolled(
+    OpBuilder &b, Location loc, int64_t factor, Value lb, Value ub,
+    ValueRange init,
+    function_ref<SmallVector<Value>(OpBuilder &, Location, Value, ValueRange)>
+        body);
+
 /// Runs `body` only when every size is non-zero: a GPU launch with an empty
 /// grid is an error for CUDA (S <= w leaves no candidates; T or B may be 0).
 /// Static sizes decide at compile time.
