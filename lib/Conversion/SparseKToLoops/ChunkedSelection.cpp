@@ -437,18 +437,20 @@ static SmallVector<Value> emitPieceJoin(OpBuilder &b, Location loc,
           arith::MinimumFOp::create(b, loc, p[3], q[3])};
 }
 
-/// Entries of row (r, c) of the descending `sorted` among its first `n`
-/// whose f64 value (minus `shift`, when not 0) exceeds `x`: a binary search.
-static Value emitCountAbove(OpBuilder &b, Location loc, Value sorted, Value r,
-                            Value c, Value n, Value x, double shift = 0.0) {
-  return emitFirstTrue(
-      b, loc, emitIndex(b, loc, 0), n,
-      [&](OpBuilder &nb, Location nl, Value mid) {
+/// For each (x, shift): the entries of row (r, c) of the descending
+/// `sorted` among its first `n` whose f64 value (minus `shift`, when not 0)
+/// exceeds `x`. Binary searches, all in one loop (emitFirstTrueMany).
+static SmallVector<Value>
+emitCountsAbove(OpBuilder &b, Location loc, Value sorted, Value r, Value c,
+                Value n, ArrayRef<std::pair<Value, double>> xs) {
+  return emitFirstTrueMany(
+      b, loc, emitIndex(b, loc, 0), n, xs.size(),
+      [&](OpBuilder &nb, Location nl, unsigned i, Value mid) {
         B y{nb, nl};
         Value z = y.toF64(y.load(sorted, {r, c, mid}));
-        if (shift != 0.0)
-          z = y.sub(z, y.f64(shift));
-        return y.notI(y.cmpf(arith::CmpFPredicate::OGT, z, x));
+        if (xs[i].second != 0.0)
+          z = y.sub(z, y.f64(xs[i].second));
+        return y.notI(y.cmpf(arith::CmpFPredicate::OGT, z, xs[i].first));
       });
 }
 
@@ -461,8 +463,9 @@ SmallVector<Value> ChunkedSelection::emitSortedPiece(OpBuilder &b, Location loc,
   B y{b, loc};
   Value one = y.f64(1.0), inf = y.f64(kInf);
   Value n = y.load(sortedLen, {r, c});
-  Value u = emitCountAbove(b, loc, sortedScores, r, c, n, y.add(at, one));
-  Value m = emitCountAbove(b, loc, sortedScores, r, c, n, at);
+  SmallVector<Value> um = emitCountsAbove(b, loc, sortedScores, r, c, n,
+                                          {{y.add(at, one), 0.0}, {at, 0.0}});
+  Value u = um[0], m = um[1];
   Value sum = emitForCarryingUnrolled(
       b, loc, kUnrollScan, u, m, ValueRange{y.f64(0.0)},
       [&](OpBuilder &fb, Location fl, Value i,
@@ -1290,14 +1293,14 @@ ChunkedSelection::emitBandRuns(OpBuilder &b, Location loc, Value r, Value p,
   // pass the bound (the score keeps its class: only counted) on a prefix.
   B y{b, loc};
   Value n = y.load(sortedLen, {r, p});
-  auto count = [&](Value x, double shift) {
-    return emitCountAbove(b, loc, sortedScores, r, p, n, x, shift);
-  };
-  Value aboveEnd = count(lim.lo, 0.0);
-  Value upperEnd = count(lim.loPlusOne, 0.0);
-  Value upperFixedEnd = y.min(upperEnd, count(lim.bound, 1.0));
-  Value middleBandStart =
-      y.max(upperEnd, y.min(aboveEnd, count(lim.bound, 0.0)));
+  SmallVector<Value> counts = emitCountsAbove(b, loc, sortedScores, r, p, n,
+                                              {{lim.lo, 0.0},
+                                               {lim.loPlusOne, 0.0},
+                                               {lim.bound, 1.0},
+                                               {lim.bound, 0.0}});
+  Value aboveEnd = counts[0], upperEnd = counts[1];
+  Value upperFixedEnd = y.min(upperEnd, counts[2]);
+  Value middleBandStart = y.max(upperEnd, y.min(aboveEnd, counts[3]));
   return {n, aboveEnd, upperEnd, upperFixedEnd, middleBandStart};
 }
 

@@ -416,3 +416,64 @@ Value sparsek::emitFirstTrue(
       });
   return loop.getResult(0);
 }
+
+SmallVector<Value> sparsek::emitFirstTrueMany(
+    OpBuilder &b, Location loc, Value lo, Value hi, unsigned count,
+    function_ref<Value(OpBuilder &, Location, unsigned, Value)> pred) {
+  if (count == 0)
+    return {};
+  Type index = b.getIndexType();
+  // Carried: lo and hi of each search.
+  SmallVector<Value> init;
+  for (unsigned i = 0; i < count; ++i)
+    init.append({lo, hi});
+  auto loop = scf::WhileOp::create(
+      b, loc, SmallVector<Type>(2 * count, index), init,
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        Value more = emitBool(nb, nl, false);
+        for (unsigned i = 0; i < count; ++i)
+          more = arith::OrIOp::create(
+              nb, nl, more,
+              arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::ult,
+                                    args[2 * i], args[2 * i + 1]));
+        scf::ConditionOp::create(nb, nl, more, args);
+      },
+      [&](OpBuilder &nb, Location nl, ValueRange args) {
+        // anyMid: some active search's midpoint (the loop runs only while
+        // one is).
+        SmallVector<Value> active, mids;
+        Value anyMid;
+        for (unsigned i = 0; i < count; ++i) {
+          Value l = args[2 * i], h = args[2 * i + 1];
+          active.push_back(
+              arith::CmpIOp::create(nb, nl, arith::CmpIPredicate::ult, l, h));
+          mids.push_back(arith::DivUIOp::create(
+              nb, nl, arith::AddIOp::create(nb, nl, l, h),
+              emitIndex(nb, nl, 2)));
+          anyMid = anyMid ? arith::SelectOp::create(nb, nl, active.back(),
+                                                    mids.back(), anyMid)
+                                .getResult()
+                          : mids.back();
+        }
+        SmallVector<Value> next;
+        for (unsigned i = 0; i < count; ++i) {
+          Value at =
+              arith::SelectOp::create(nb, nl, active[i], mids[i], anyMid);
+          Value holds = pred(nb, nl, i, at);
+          Value l = args[2 * i], h = args[2 * i + 1];
+          Value up = arith::AndIOp::create(
+              nb, nl, active[i],
+              arith::XOrIOp::create(nb, nl, holds, emitBool(nb, nl, true)));
+          Value down = arith::AndIOp::create(nb, nl, active[i], holds);
+          next.push_back(arith::SelectOp::create(
+              nb, nl, up,
+              arith::AddIOp::create(nb, nl, mids[i], emitIndex(nb, nl, 1)), l));
+          next.push_back(arith::SelectOp::create(nb, nl, down, mids[i], h));
+        }
+        scf::YieldOp::create(nb, nl, next);
+      });
+  SmallVector<Value> firsts;
+  for (unsigned i = 0; i < count; ++i)
+    firsts.push_back(loop.getResult(2 * i));
+  return firsts;
+}

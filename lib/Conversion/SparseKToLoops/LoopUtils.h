@@ -187,6 +187,16 @@ Value emitDotF32(OpBuilder &b, Location loc, const Row &x, const Row &y,
 Value emitFirstTrue(OpBuilder &b, Location loc, Value lo, Value hi,
                     function_ref<Value(OpBuilder &, Location, Value)> pred);
 
+/// `count` binary searches over the same [lo, hi) in one loop: result i is
+/// the first x where pred(i, x) holds, or hi (each pred false then true).
+/// The searches' loads overlap (one memory latency per round for all of
+/// them, where separate loops pay one per round each). A finished search
+/// evaluates its predicate at another one's midpoint, which lies in
+/// [lo, hi), and ignores it: every predicate must be safe anywhere there.
+SmallVector<Value> emitFirstTrueMany(
+    OpBuilder &b, Location loc, Value lo, Value hi, unsigned count,
+    function_ref<Value(OpBuilder &, Location, unsigned, Value)> pred);
+
 } // namespace mlir::sparsek
 
 #endif // SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_LOOPUTILS_H
