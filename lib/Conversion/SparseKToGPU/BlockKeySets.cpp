@@ -30,6 +30,12 @@ static constexpr int64_t kQueryBlock = 128;
 /// chains of loads, and enough threads to fill the GPU at P1 32k (256 was 3%
 /// slower end to end at P1 8k on an H100).
 static constexpr int64_t kListSegment = 64;
+/// Copies of the walk's body per loop iteration (emitForCarryingUnrolled):
+/// each entry's two dependent loads (list entry, then its score) overlap
+/// with the next entries'.
+static constexpr int64_t kWalkUnroll = 4;
+/// Copies per iteration of the loops that only sum counts or store padding.
+static constexpr int64_t kScanUnroll = 8;
 
 TileGeometry TileGeometry::emit(OpBuilder &b, Location loc, Value group,
                                 Value numQueries, int64_t rows) {
@@ -379,8 +385,8 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
           auto [ts, tp] = sel.emitTheta(cb, cl, bi, h, t0);
           Value from = c.mul(seg, c.c(kListSegment));
           Value to = c.min(c.add(from, c.c(kListSegment)), entries);
-          return emitForCarrying(
-              cb, cl, from, to, init,
+          return emitForCarryingUnrolled(
+              cb, cl, kWalkUnroll, from, to, init,
               [&](OpBuilder &fb, Location fl, Value i,
                   ValueRange carried) -> SmallVector<Value> {
                 KernelMath z{fb, fl};
@@ -435,8 +441,8 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
         KernelMath y{nb, nl};
         Value r = y.add(y.mul(bi, heads), h);
         Value list = y.div(bs, segments), seg = y.rem(bs, segments);
-        Value offset = emitForCarrying(
-            nb, nl, y.c(0), seg, ValueRange{y.c(0)},
+        Value offset = emitForCarryingUnrolled(
+            nb, nl, kScanUnroll, y.c(0), seg, ValueRange{y.c(0)},
             [&](OpBuilder &fb, Location fl, Value s2,
                 ValueRange c) -> SmallVector<Value> {
               Value n = memref::LoadOp::create(fb, fl, segmentCounts,
@@ -459,13 +465,14 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
                  KernelMath z{lb, ll};
                  memref::StoreOp::create(lb, ll, z.i32(end), counts,
                                          ValueRange{r, list});
-                 emitFor(lb, ll, end, z.c(k),
-                         [&](OpBuilder &fb, Location fl, Value i) {
-                           memref::StoreOp::create(
-                               fb, fl,
-                               KernelMath{fb, fl}.i32(KernelMath{fb, fl}.c(-1)),
-                               lists, ValueRange{r, list, i});
-                         });
+                 Value pad = z.i32(z.c(-1));
+                 emitForCarryingUnrolled(
+                     lb, ll, kScanUnroll, end, z.c(k), ValueRange{},
+                     [&](OpBuilder &fb, Location fl, Value i, ValueRange) {
+                       memref::StoreOp::create(fb, fl, pad, lists,
+                                               ValueRange{r, list, i});
+                       return SmallVector<Value>{};
+                     });
                });
       });
   // Per query: f32 tau and theta; queries without candidates never test

@@ -76,8 +76,9 @@ static constexpr int64_t kOwnSegment = 32;
 /// UPPER, those that stay MIDDLE, and those in the band.
 static constexpr int64_t kOwnCounts = 4;
 /// Unroll factors of the loops that read a run of entries and only
-/// accumulate (emitForCarryingUnrolled): 8 for small bodies (a load or a
-/// few, counted or summed), 4 where each entry is classified in f64.
+/// accumulate, or store padding (emitForCarryingUnrolled): 8 for small
+/// bodies (a load or a few, counted or summed), 4 where each entry is
+/// classified in f64.
 static constexpr int64_t kUnrollScan = 8;
 static constexpr int64_t kUnrollWide = 4;
 
@@ -1401,11 +1402,16 @@ void ChunkedSelection::emitFirstLists(OpBuilder &b, Location loc) {
                      // The last segment pads the list with -1.
                      emitIf(sb, sl, y.eq(seg, y.sub(segs, y.idx(1))),
                             [&](OpBuilder &pb, Location pl) {
-                              emitFor(pb, pl, end, firstListWidth(pb, pl),
-                                      [&](OpBuilder &fb, Location fl, Value i) {
-                                        storeIndexAs(fb, fl, B{fb, fl}.idx(-1),
-                                                     firsts.buf, at(i));
-                                      });
+                              Value pad = B{pb, pl}.idx(-1);
+                              emitForCarryingUnrolled(
+                                  pb, pl, kUnrollScan, end,
+                                  firstListWidth(pb, pl), ValueRange{},
+                                  [&](OpBuilder &fb, Location fl, Value i,
+                                      ValueRange) {
+                                    storeIndexAs(fb, fl, pad, firsts.buf,
+                                                 at(i));
+                                    return SmallVector<Value>{};
+                                  });
                             });
                    });
       });
