@@ -388,17 +388,39 @@ void ChunkedSelection::emitScan(OpBuilder &b, Location loc) {
                 Value at = u.sel(inA, i, u.sub(i, entries));
                 Value ownLen = u.sel(inA, lenA, lenB);
                 Value otherLen = u.sel(inA, lenB, lenA);
+                // The entry stays (rank <= k) iff at most room = k - at
+                // entries of the other list are stronger, i.e. unless that
+                // list's entry `room` is: one load decides, so the half of
+                // the entries that full lists drop skip the search, and
+                // the rest search only [0, room).
                 emitIf(
                     mb, ml, u.lt(at, ownLen), [&](OpBuilder &sb, Location sl) {
                       B v{sb, sl};
                       Value s = v.load(srcS, {r, own, at});
                       Value p = v.load(srcP, {r, own, at});
-                      Value rank =
-                          v.add(at, emitCountStronger(sb, sl, srcS, srcP, r,
-                                                      other, otherLen, s, p));
-                      emitIf(sb, sl, v.le(rank, v.idx(k)),
+                      Value room = v.sub(v.idx(k), at);
+                      Value roomIn = v.lt(room, otherLen);
+                      Value probe = v.min(room, v.sub(otherLen, v.idx(1)));
+                      Value dropped = emitIfElse(
+                          sb, sl, roomIn,
+                          [&](OpBuilder &tb,
+                              Location tl) -> SmallVector<Value> {
+                            B t{tb, tl};
+                            return {emitStronger(
+                                tb, tl, t.load(srcS, {r, other, probe}),
+                                t.load(srcP, {r, other, probe}), s, p)};
+                          },
+                          [&](OpBuilder &tb,
+                              Location tl) -> SmallVector<Value> {
+                            return {emitBool(tb, tl, false)};
+                          })[0];
+                      emitIf(sb, sl, v.notI(dropped),
                              [&](OpBuilder &tb, Location tl) {
                                B t{tb, tl};
+                               Value rank =
+                                   t.add(at, emitCountStronger(
+                                                 tb, tl, srcS, srcP, r, other,
+                                                 t.min(otherLen, room), s, p));
                                t.store(s, dstS, {r, c, rank});
                                t.store(p, dstP, {r, c, rank});
                              });
