@@ -363,12 +363,13 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
   // padded) then the chunk's candidates after the first query's last one up
   // to t0's last (fewer than Lc): a walk of k + Lc entries in segments of
   // kListSegment. Pass 1, one thread per segment, tests each entry once and
-  // keeps the segment's members as a bit mask and a count. Pass 2, one
-  // thread per entry, writes a member at the counts of the segments before
-  // it plus the members before it in its mask: consecutive threads write
-  // consecutive slots (where a thread per segment wrote runs 64 slots
-  // apart, a warp's stores touching 32 sectors each: at P1 32k on an H100
-  // that pass took 0.23 ms against 0.08 for the count).
+  // keeps the segment's members as a bit mask and a count; a pass per list
+  // turns the counts into offsets. Pass 3, one thread per entry, writes a
+  // member at its segment's offset plus the members before it in its mask
+  // (a population count): consecutive threads write consecutive slots,
+  // where a thread per segment wrote runs 64 slots apart and a warp's
+  // stores touched 32 sectors each (at P1 32k on an H100 that write pass
+  // took 0.23 ms against 0.08 for the count).
   static_assert(kListSegment == 64, "a segment's members are one i64 mask");
   Value entries = x.add(x.c(k), sel.chunkLength());
   Value segments = x.ceilDiv(entries, x.c(kListSegment));
@@ -440,6 +441,28 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
         memref::StoreOp::create(nb, nl, found[1], segmentMasks,
                                 ValueRange{r, list, seg});
       });
+  // Per list: each segment's first slot (the members before it, in place
+  // of its count) and the list's count; a short loop per list, so that the
+  // write pass's threads read one offset each.
+  emitParallelQueryBlocks(
+      b, loc, batch, heads, geo.numLists, kListBlock,
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value list) {
+        KernelMath y{nb, nl};
+        Value r = y.add(y.mul(bi, heads), h);
+        Value total = emitForCarryingUnrolled(
+            nb, nl, kScanUnroll, y.c(0), segments, ValueRange{y.c(0)},
+            [&](OpBuilder &fb, Location fl, Value s2,
+                ValueRange c) -> SmallVector<Value> {
+              KernelMath z{fb, fl};
+              Value n = memref::LoadOp::create(fb, fl, segmentCounts,
+                                               ValueRange{r, list, s2});
+              memref::StoreOp::create(fb, fl, c[0], segmentCounts,
+                                      ValueRange{r, list, s2});
+              return {z.add(c[0], n)};
+            })[0];
+        memref::StoreOp::create(nb, nl, y.i32(total), counts,
+                                ValueRange{r, list});
+      });
   emitParallelQueryBlocks(
       b, loc, batch, heads, x.mul(blockSegments, x.c(kListSegment)), kListBlock,
       [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
@@ -450,19 +473,11 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
         Value seg = y.div(i, y.c(kListSegment));
         Value bitAt = arith::IndexCastOp::create(nb, nl, i64,
                                                  y.rem(i, y.c(kListSegment)));
-        // The members of the segments before i's, and of all (the same
-        // loads for a warp's threads, which share a list).
-        SmallVector<Value> sums = emitForCarryingUnrolled(
-            nb, nl, kScanUnroll, y.c(0), segments, ValueRange{y.c(0), y.c(0)},
-            [&](OpBuilder &fb, Location fl, Value s2,
-                ValueRange c) -> SmallVector<Value> {
-              KernelMath z{fb, fl};
-              Value n = memref::LoadOp::create(fb, fl, segmentCounts,
-                                               ValueRange{r, list, s2});
-              return {z.add(c[0], z.sel(z.lt(s2, seg), n, z.c(0))),
-                      z.add(c[1], n)};
-            });
-        Value offset = sums[0], total = sums[1];
+        Value offset = memref::LoadOp::create(nb, nl, segmentCounts,
+                                              ValueRange{r, list, seg});
+        Value total = arith::IndexCastOp::create(
+            nb, nl, nb.getIndexType(),
+            memref::LoadOp::create(nb, nl, counts, ValueRange{r, list}));
         Value mask = memref::LoadOp::create(nb, nl, segmentMasks,
                                             ValueRange{r, list, seg});
         Value one64 = arith::ConstantIntOp::create(nb, nl, i64, 1);
@@ -483,18 +498,13 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
                                   ValueRange{r, list, slot});
         });
         // Slots past the members: -1 (read by no tile, written so no read
-        // is uninitialized); and the list's count.
+        // is uninitialized).
         emitIf(nb, nl, y.andI(y.le(total, i), y.lt(i, y.c(k))),
                [&](OpBuilder &pb, Location pl) {
                  KernelMath z{pb, pl};
                  memref::StoreOp::create(pb, pl, z.i32(z.c(-1)), lists,
                                          ValueRange{r, list, i});
                });
-        emitIf(nb, nl, y.eq(i, y.c(0)), [&](OpBuilder &cb, Location cl) {
-          KernelMath z{cb, cl};
-          memref::StoreOp::create(cb, cl, z.i32(total), counts,
-                                  ValueRange{r, list});
-        });
       });
   // Per query: f32 tau and theta; queries without candidates never test
   // one (no j <= pos - w), they get (+inf, +inf, -1).
