@@ -118,6 +118,13 @@ struct B {
   Value cmpf(arith::CmpFPredicate p, Value x, Value y) {
     return arith::CmpFOp::create(b, loc, p, x, y);
   }
+  /// The smaller of two f64 that are never NaN (the breakpoints): a compare
+  /// and a select, where arith.minimumf's NaN and signed-zero rules cost
+  /// about 15 SASS instructions on the search's innermost loops (a zero's
+  /// sign makes no difference to a breakpoint or to tau).
+  Value minF(Value x, Value y) {
+    return sel(cmpf(arith::CmpFPredicate::OLT, y, x), y, x);
+  }
   Value lt(Value x, Value y) { return cmp(arith::CmpIPredicate::slt, x, y); }
   Value le(Value x, Value y) { return cmp(arith::CmpIPredicate::sle, x, y); }
   Value eq(Value x, Value y) { return cmp(arith::CmpIPredicate::eq, x, y); }
@@ -457,7 +464,7 @@ static SmallVector<Value> emitPieceJoin(OpBuilder &b, Location loc,
                                         ValueRange p, ValueRange q) {
   B x{b, loc};
   return {x.add(p[0], q[0]), x.add(p[1], q[1]), x.add(p[2], q[2]),
-          arith::MinimumFOp::create(b, loc, p[3], q[3])};
+          x.minF(p[3], q[3])};
 }
 
 /// For each (x, shift): the entries of row (r, c) of the descending
@@ -508,7 +515,7 @@ SmallVector<Value> ChunkedSelection::emitSortedPiece(OpBuilder &b, Location loc,
   };
   Value bpMid = weakest(m, y.lt(u, m), 0.0);
   Value bpUp = weakest(u, y.lt(y.idx(0), u), 1.0);
-  return {u, y.sub(m, u), sum, arith::MinimumFOp::create(b, loc, bpMid, bpUp)};
+  return {u, y.sub(m, u), sum, y.minF(bpMid, bpUp)};
 }
 
 /// The search's carried values: lo, f(lo), hi, f(hi), next x (f64), steps
@@ -1258,12 +1265,19 @@ SmallVector<Value> ChunkedSelection::emitQueryPiece(OpBuilder &b, Location loc,
     Value middle = y.andI(above, y.notI(upper));
     Value bp =
         y.sel(upper, y.sub(zf, y.f64(1.0)), y.sel(middle, zf, y.f64(kInf)));
-    return {y.add(a[0], y.count(upper)), y.add(a[1], y.count(middle)),
-            y.add(a[2], y.sel(middle, zf, y.f64(0.0))),
-            arith::MinimumFOp::create(fb, fl, a[3], bp)};
+    auto inc = [&](Value n, Value cond) {
+      return arith::AddIOp::create(
+          fb, fl, n, arith::ExtUIOp::create(fb, fl, fb.getI32Type(), cond));
+    };
+    return {inc(a[0], upper), inc(a[1], middle),
+            y.add(a[2], y.sel(middle, zf, y.f64(0.0))), y.minF(a[3], bp)};
   };
+  // The loops count in i32 from 0 (half the instructions of index counts
+  // on a GPU; the band and the own candidates are far fewer than 2^31),
+  // added to the seed's counts after them.
   Value rc = x.add(x.mul(r, chunks), c);
-  SmallVector<Value> acc{seed[2], seed[3], seed[4], x.f64(kInf)};
+  Value zero32 = arith::ConstantIntOp::create(b, loc, b.getI32Type(), 0);
+  SmallVector<Value> acc{zero32, zero32, seed[4], x.f64(kInf)};
   for (auto [band, size] :
        {std::pair(bandUpper, seed[0]), std::pair(bandMiddle, seed[1])})
     acc = emitForCarryingUnrolled(
@@ -1276,7 +1290,7 @@ SmallVector<Value> ChunkedSelection::emitQueryPiece(OpBuilder &b, Location loc,
   Value off = x.sub(j, start);
   Value segSize = x.idx(kOwnSegment);
   Value lastSeg = x.div(off, segSize);
-  return emitForCarrying(
+  acc = emitForCarrying(
       b, loc, x.idx(0), x.add(lastSeg, x.idx(1)), acc,
       [&](OpBuilder &sb, Location sl, Value seg,
           ValueRange a) -> SmallVector<Value> {
@@ -1291,6 +1305,11 @@ SmallVector<Value> ChunkedSelection::emitQueryPiece(OpBuilder &b, Location loc,
               return classify(fb, fl, B{fb, fl}.load(ownBand, {r, c, i}), a2);
             });
       });
+  auto widen = [&](Value n) {
+    return arith::IndexCastUIOp::create(b, loc, b.getIndexType(), n);
+  };
+  return {x.add(seed[2], widen(acc[0])), x.add(seed[3], widen(acc[1])), acc[2],
+          acc[3]};
 }
 
 ChunkedSelection::BandLimits ChunkedSelection::emitBandLimits(OpBuilder &b,

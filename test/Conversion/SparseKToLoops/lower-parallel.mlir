@@ -143,14 +143,21 @@ func.func @score(%x: memref<?x?x64xbf16>, %w: memref<2x64xbf16>, %u: memref<?x2x
 // CHECK:     scf.for {{.*}} -> (index, index, index, index, f64)
 // Per-query thresholds: the own counts summed over the segments before the
 // query's, theta's ranks over the chunk (stopping at rank k), then tau's
-// search, which visits the own band candidates segment by segment.
+// search, which visits the band (its UPPER and MIDDLE scores), then the own
+// band candidates segment by segment, counting in i32, each run in loops
+// unrolled by 4 (then the rest one by one).
 // CHECK: scf.parallel
 // CHECK:   scf.parallel
 // CHECK:     scf.for {{.*}} -> (index, index, index, index, f64)
 // CHECK:     scf.while {{.*}} : (index, index, index, f32, index, i1, i1)
 // CHECK:     scf.while
-// CHECK:       scf.for {{.*}} -> (index, index, f64, f64)
-// CHECK:         scf.for {{.*}} -> (index, index, f64, f64)
+// CHECK:       scf.for {{.*}} step %c4{{.*}} -> (i32, i32, f64, f64)
+// CHECK:       scf.for {{.*}} -> (i32, i32, f64, f64)
+// CHECK:       scf.for {{.*}} step %c4{{.*}} -> (i32, i32, f64, f64)
+// CHECK:       scf.for {{.*}} -> (i32, i32, f64, f64)
+// CHECK:       scf.for {{.*}} -> (i32, i32, f64, f64)
+// CHECK:         scf.for {{.*}} step %c4{{.*}} -> (i32, i32, f64, f64)
+// CHECK:         scf.for {{.*}} -> (i32, i32, f64, f64)
 // Per-query rows (nothing more to report).
 // CHECK: scf.parallel
 // CHECK:   scf.parallel
