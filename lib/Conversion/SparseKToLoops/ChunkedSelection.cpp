@@ -138,6 +138,19 @@ struct B {
   }
   /// 1 or 0 as an index.
   Value count(Value cond) { return sel(cond, idx(1), idx(0)); }
+  /// Loops that count at most a chunk's entries count in i32 (on a GPU an
+  /// index count costs two selects and a 64-bit add per entry): `n` plus
+  /// 1 where `cond`, and the count widened to an index after the loop.
+  Value zero32() {
+    return arith::ConstantIntOp::create(b, loc, b.getI32Type(), 0);
+  }
+  Value inc32(Value n, Value cond) {
+    return arith::AddIOp::create(
+        b, loc, n, arith::ExtUIOp::create(b, loc, b.getI32Type(), cond));
+  }
+  Value widen(Value n32) {
+    return arith::IndexCastUIOp::create(b, loc, b.getIndexType(), n32);
+  }
   Value toF64(Value f32) {
     return arith::ExtFOp::create(b, loc, b.getF64Type(), f32);
   }
@@ -285,16 +298,16 @@ void ChunkedSelection::emitChunkLists(OpBuilder &b, Location loc) {
         Value z = emitScore(nb, nl, bi, h, j);
         Value own = emitIsCandidate(nb, nl, z, /*report=*/true);
         SmallVector<Value> cr = emitForCarryingUnrolled(
-            nb, nl, kUnrollScan, start, end, ValueRange{x.idx(0), x.idx(0)},
+            nb, nl, kUnrollScan, start, end, ValueRange{x.zero32(), x.zero32()},
             [&](OpBuilder &fb, Location fl, Value i,
                 ValueRange carried) -> SmallVector<Value> {
               B y{fb, fl};
               Value zi = emitScore(fb, fl, bi, h, i);
               Value fin = emitIsCandidate(fb, fl, zi, /*report=*/false);
               Value beats = y.andI(fin, emitStronger(fb, fl, zi, i, z, j));
-              return {y.add(carried[0], y.count(fin)),
-                      y.add(carried[1], y.count(beats))};
+              return {y.inc32(carried[0], fin), y.inc32(carried[1], beats)};
             });
+        cr = {x.widen(cr[0]), x.widen(cr[1])};
         emitIf(nb, nl, own, [&](OpBuilder &ib, Location il) {
           B y{ib, il};
           y.store(z, sortedScores, {r, c, cr[1]});
@@ -1265,19 +1278,13 @@ SmallVector<Value> ChunkedSelection::emitQueryPiece(OpBuilder &b, Location loc,
     Value middle = y.andI(above, y.notI(upper));
     Value bp =
         y.sel(upper, y.sub(zf, y.f64(1.0)), y.sel(middle, zf, y.f64(kInf)));
-    auto inc = [&](Value n, Value cond) {
-      return arith::AddIOp::create(
-          fb, fl, n, arith::ExtUIOp::create(fb, fl, fb.getI32Type(), cond));
-    };
-    return {inc(a[0], upper), inc(a[1], middle),
+    return {y.inc32(a[0], upper), y.inc32(a[1], middle),
             y.add(a[2], y.sel(middle, zf, y.f64(0.0))), y.minF(a[3], bp)};
   };
-  // The loops count in i32 from 0 (half the instructions of index counts
-  // on a GPU; the band and the own candidates are far fewer than 2^31),
-  // added to the seed's counts after them.
+  // The loops count in i32 from 0 (B::inc32), added to the seed's counts
+  // after them.
   Value rc = x.add(x.mul(r, chunks), c);
-  Value zero32 = arith::ConstantIntOp::create(b, loc, b.getI32Type(), 0);
-  SmallVector<Value> acc{zero32, zero32, seed[4], x.f64(kInf)};
+  SmallVector<Value> acc{x.zero32(), x.zero32(), seed[4], x.f64(kInf)};
   for (auto [band, size] :
        {std::pair(bandUpper, seed[0]), std::pair(bandMiddle, seed[1])})
     acc = emitForCarryingUnrolled(
@@ -1305,11 +1312,8 @@ SmallVector<Value> ChunkedSelection::emitQueryPiece(OpBuilder &b, Location loc,
               return classify(fb, fl, B{fb, fl}.load(ownBand, {r, c, i}), a2);
             });
       });
-  auto widen = [&](Value n) {
-    return arith::IndexCastUIOp::create(b, loc, b.getIndexType(), n);
-  };
-  return {x.add(seed[2], widen(acc[0])), x.add(seed[3], widen(acc[1])), acc[2],
-          acc[3]};
+  return {x.add(seed[2], x.widen(acc[0])), x.add(seed[3], x.widen(acc[1])),
+          acc[2], acc[3]};
 }
 
 ChunkedSelection::BandLimits ChunkedSelection::emitBandLimits(OpBuilder &b,

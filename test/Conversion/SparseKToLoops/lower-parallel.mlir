@@ -122,11 +122,14 @@ func.func @score(%x: memref<?x?x64xbf16>, %w: memref<2x64xbf16>, %u: memref<?x2x
 // CHECK: %[[L0:.*]] = memref.alloc(%[[ROWS:.*]], %[[N:.*]], %{{.*}}) : memref<?x?x?xf32>
 // CHECK: memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?xf32>
 // Chunk lists: one iteration per candidate, which reports its own score if
-// invalid, ranked by a scan of its chunk (which only skips invalid ones).
+// invalid, ranked by a scan of its chunk (which only skips invalid ones),
+// counting in i32, unrolled by 8 (then the rest one by one).
 // CHECK: scf.parallel
 // CHECK:   scf.parallel
 // CHECK:     memref.generic_atomic_rmw
-// CHECK:     scf.for {{.*}} -> (index, index)
+// CHECK:     scf.for {{.*}} step %c8{{.*}} -> (i32, i32)
+// CHECK-NOT:   memref.generic_atomic_rmw
+// CHECK:     scf.for {{.*}} -> (i32, i32)
 // CHECK-NOT:   memref.generic_atomic_rmw
 // The scan: rounds while d < N.
 // CHECK: scf.while
