@@ -1014,10 +1014,11 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
 void ChunkedSelection::emitOwnCandidates(OpBuilder &b, Location loc) {
   B x{b, loc};
   Value rows = x.mul(batch, heads);
-  Type index = b.getIndexType(), f64 = b.getF64Type();
+  Type f64 = b.getF64Type();
   Value len = x.max(chunkLen, x.idx(1));
-  ownCounts =
-      allocScratch(b, loc, index, {rows, chunks, len, x.idx(kOwnCounts)});
+  // i32 counts: each is at most kOwnSegment.
+  ownCounts = allocScratch(b, loc, b.getI32Type(),
+                           {rows, chunks, len, x.idx(kOwnCounts)});
   ownSums = allocScratch(b, loc, f64, {rows, chunks, len});
   ownBand = allocScratch(b, loc, b.getF32Type(), {rows, chunks, len});
   Value segs = x.ceilDiv(len, x.idx(kOwnSegment));
@@ -1038,7 +1039,7 @@ void ChunkedSelection::emitOwnCandidates(OpBuilder &b, Location loc) {
               // finite count is read.
               Value hasBand = emitHasBand(wb, wl, r, c);
               BandLimits lim = emitBandLimits(wb, wl, r, c);
-              SmallVector<Value> init(kOwnCounts, w.idx(0));
+              SmallVector<Value> init(kOwnCounts, w.zero32());
               init.push_back(w.f64(0.0));
               emitForCarryingUnrolled(
                   wb, wl, kUnrollWide, from, to, init,
@@ -1064,13 +1065,11 @@ void ChunkedSelection::emitOwnCandidates(OpBuilder &b, Location loc) {
                     emitIf(fb, fl, inBand, [&](OpBuilder &sb, Location sl) {
                       B u{sb, sl};
                       u.store(z, ownBand,
-                              {r, c, u.add(u.sub(from, start), a[3])});
+                              {r, c, u.add(u.sub(from, start), u.widen(a[3]))});
                     });
                     SmallVector<Value> next{
-                        v.add(a[0], v.count(fin)),
-                        v.add(a[1], v.count(fixedUpper)),
-                        v.add(a[2], v.count(fixedMiddle)),
-                        v.add(a[3], v.count(inBand)),
+                        v.inc32(a[0], fin), v.inc32(a[1], fixedUpper),
+                        v.inc32(a[2], fixedMiddle), v.inc32(a[3], inBand),
                         v.add(a[4], v.sel(fixedMiddle, zf, v.f64(0.0)))};
                     for (int n = 0; n < kOwnCounts; ++n)
                       v.store(next[n], ownCounts, {r, c, at, v.idx(n)});
@@ -1091,7 +1090,7 @@ SmallVector<Value> ChunkedSelection::emitOwnTotals(OpBuilder &b, Location loc,
     B y{lb, ll};
     SmallVector<Value> v;
     for (int n = 0; n < kOwnCounts; ++n)
-      v.push_back(y.load(ownCounts, {r, c, i, y.idx(n)}));
+      v.push_back(y.widen(y.load(ownCounts, {r, c, i, y.idx(n)})));
     v.push_back(y.load(ownSums, {r, c, i}));
     return v;
   };
@@ -1305,7 +1304,8 @@ SmallVector<Value> ChunkedSelection::emitQueryPiece(OpBuilder &b, Location loc,
         Value base = y.mul(seg, segSize);
         Value last =
             y.sel(y.lt(seg, lastSeg), y.add(base, y.idx(kOwnSegment - 1)), off);
-        Value n = y.load(ownCounts, {r, c, last, y.idx(kOwnCounts - 1)});
+        Value n =
+            y.widen(y.load(ownCounts, {r, c, last, y.idx(kOwnCounts - 1)}));
         return emitForCarryingUnrolled(
             sb, sl, kUnrollWide, base, y.add(base, n), a,
             [&](OpBuilder &fb, Location fl, Value i, ValueRange a2) {

@@ -140,10 +140,10 @@ func.func @score(%x: memref<?x?x64xbf16>, %w: memref<2x64xbf16>, %u: memref<?x2x
 // CHECK: scf.parallel
 // CHECK:   scf.while
 // The chunk's own candidates, one thread per segment: finite, staying
-// UPPER, staying MIDDLE and band counts, the MIDDLE sum.
+// UPPER, staying MIDDLE and band counts (i32), the MIDDLE sum.
 // CHECK: scf.parallel
 // CHECK:   scf.parallel
-// CHECK:     scf.for {{.*}} -> (index, index, index, index, f64)
+// CHECK:     scf.for {{.*}} -> (i32, i32, i32, i32, f64)
 // Per-query thresholds: the own counts summed over the segments before the
 // query's, theta's ranks over the chunk (stopping at rank k), then tau's
 // search, which visits the band (its UPPER and MIDDLE scores), then the own
