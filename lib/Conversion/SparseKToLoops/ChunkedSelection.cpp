@@ -1391,8 +1391,10 @@ void ChunkedSelection::emitFirstLists(OpBuilder &b, Location loc) {
                   Value to, Value ts, Value tp, Value init,
                   function_ref<void(OpBuilder &, Location, Value j, Value n)>
                       onMember) {
-    return emitForCarryingUnrolled(
-        fb, fl, kUnrollWide, from, to, ValueRange{init},
+    // The segment's members are counted in i32 (at most kListSegment).
+    B x{fb, fl};
+    Value found = emitForCarryingUnrolled(
+        fb, fl, kUnrollWide, from, to, ValueRange{x.zero32()},
         [&](OpBuilder &lb, Location ll, Value j,
             ValueRange carried) -> SmallVector<Value> {
           B y{lb, ll};
@@ -1400,10 +1402,12 @@ void ChunkedSelection::emitFirstLists(OpBuilder &b, Location loc) {
           Value take = y.andI(emitIsCandidate(lb, ll, z, false),
                               emitReaches(lb, ll, z, j, ts, tp));
           emitIf(lb, ll, take, [&](OpBuilder &mb, Location ml) {
-            onMember(mb, ml, j, carried[0]);
+            B m{mb, ml};
+            onMember(mb, ml, j, m.add(init, m.widen(carried[0])));
           });
-          return {y.add(carried[0], y.count(take))};
+          return {y.inc32(carried[0], take)};
         })[0];
+    return x.add(init, x.widen(found));
   };
   emitParallelQueryBlocks(
       b, loc, batch, heads, x.mul(chunks, segs), kWideBlock,
