@@ -252,8 +252,6 @@ void ChunkedSelection::emitThresholds(OpBuilder &b, Location loc,
   sortedPos = allocScratch(b, loc, index, {rows, chunks, chunkLen});
   sortedAbove = allocScratch(b, loc, index, {rows, chunks, chunkLen});
   sortedLen = allocScratch(b, loc, index, {rows, chunks});
-  sortedPrefix =
-      allocScratch(b, loc, f64, {rows, chunks, x.add(chunkLen, x.idx(1))});
   boundaryTau = allocScratch(b, loc, f64, {rows, x.add(chunks, x.idx(1))});
   queryTau = allocScratch(b, loc, f64, {rows, numQueries});
   thetaScore = allocScratch(b, loc, f32, {rows, numQueries});
@@ -279,9 +277,9 @@ void ChunkedSelection::emitDealloc(OpBuilder &b, Location loc) const {
   for (int i = 0; i < 2; ++i)
     for (Value v : {listScores[i], listPos[i], listLen[i]})
       memref::DeallocOp::create(b, loc, v);
-  for (Value v : {sortedScores, sortedPos, sortedAbove, sortedLen, sortedPrefix,
-                  boundaryTau, queryTau, thetaScore, thetaPos, bandUpper,
-                  bandMiddle, seedCounts, seedSums, chunkLo})
+  for (Value v : {sortedScores, sortedPos, sortedAbove, sortedLen, boundaryTau,
+                  queryTau, thetaScore, thetaPos, bandUpper, bandMiddle,
+                  seedCounts, seedSums, chunkLo})
     memref::DeallocOp::create(b, loc, v);
 }
 
@@ -299,28 +297,21 @@ void ChunkedSelection::emitChunkLists(OpBuilder &b, Location loc) {
         Value end = x.min(x.add(start, chunkLen), candidates);
         Value z = emitScore(nb, nl, bi, h, j);
         Value own = emitIsCandidate(nb, nl, z, /*report=*/true);
-        // Counts, and the sum of the candidates stronger than j (its
-        // sorted prefix).
         SmallVector<Value> cr = emitForCarryingUnrolled(
-            nb, nl, kUnrollScan, start, end,
-            ValueRange{x.zero32(), x.zero32(), x.f64(0.0)},
+            nb, nl, kUnrollScan, start, end, ValueRange{x.zero32(), x.zero32()},
             [&](OpBuilder &fb, Location fl, Value i,
                 ValueRange carried) -> SmallVector<Value> {
               B y{fb, fl};
               Value zi = emitScore(fb, fl, bi, h, i);
               Value fin = emitIsCandidate(fb, fl, zi, /*report=*/false);
               Value beats = y.andI(fin, emitStronger(fb, fl, zi, i, z, j));
-              return {y.inc32(carried[0], fin), y.inc32(carried[1], beats),
-                      y.add(carried[2], y.sel(beats, y.toF64(zi), y.f64(0.0)))};
+              return {y.inc32(carried[0], fin), y.inc32(carried[1], beats)};
             });
-        Value stronger = cr[2];
         cr = {x.widen(cr[0]), x.widen(cr[1])};
         emitIf(nb, nl, own, [&](OpBuilder &ib, Location il) {
           B y{ib, il};
           y.store(z, sortedScores, {r, c, cr[1]});
           y.store(j, sortedPos, {r, c, cr[1]});
-          y.store(y.add(stronger, y.toF64(z)), sortedPrefix,
-                  {r, c, y.add(cr[1], y.idx(1))});
         });
         Value keep = x.andI(own, x.le(cr[1], x.idx(k)));
         emitIf(nb, nl, keep, [&](OpBuilder &ib, Location il) {
@@ -332,7 +323,6 @@ void ChunkedSelection::emitChunkLists(OpBuilder &b, Location loc) {
           B y{ib, il};
           y.store(y.min(cr[0], y.idx(k + 1)), listLen[0], {r, c});
           y.store(cr[0], sortedLen, {r, c});
-          y.store(y.f64(0.0), sortedPrefix, {r, c, y.idx(0)});
         });
       });
 }
@@ -519,8 +509,13 @@ SmallVector<Value> ChunkedSelection::emitSortedPiece(OpBuilder &b, Location loc,
   SmallVector<Value> um = emitCountsAbove(b, loc, sortedScores, r, c, n,
                                           {{y.add(at, one), 0.0}, {at, 0.0}});
   Value u = um[0], m = um[1];
-  Value sum =
-      y.sub(y.load(sortedPrefix, {r, c, m}), y.load(sortedPrefix, {r, c, u}));
+  Value sum = emitForCarryingUnrolled(
+      b, loc, kUnrollScan, u, m, ValueRange{y.f64(0.0)},
+      [&](OpBuilder &fb, Location fl, Value i,
+          ValueRange acc) -> SmallVector<Value> {
+        B v{fb, fl};
+        return {v.add(acc[0], v.toF64(v.load(sortedScores, {r, c, i})))};
+      })[0];
   auto weakest = [&](Value end, Value hasAny, double shift) {
     return emitIfElse(
         b, loc, hasAny,
@@ -913,9 +908,15 @@ void ChunkedSelection::emitQueryThresholds(OpBuilder &b, Location loc) {
                 y.store(counts[i], bandCounts, {r, c, p, y.idx(i)});
               // Only the unheaped MIDDLE scores are summed: the band's are
               // summed with the piece they fall in.
-              Value sum =
-                  y.sub(y.load(sortedPrefix, {r, p, run.middleBandStart}),
-                        y.load(sortedPrefix, {r, p, run.upperEnd}));
+              Value sum = emitForCarryingUnrolled(
+                  sb, sl, kUnrollScan, run.upperEnd, run.middleBandStart,
+                  ValueRange{y.f64(0.0)},
+                  [&](OpBuilder &fb, Location fl, Value i,
+                      ValueRange a) -> SmallVector<Value> {
+                    B v{fb, fl};
+                    return {
+                        v.add(a[0], v.toF64(v.load(sortedScores, {r, p, i})))};
+                  })[0];
               y.store(sum, bandSums, {r, c, p});
             });
       });

@@ -213,9 +213,7 @@ private:
   // Every finite candidate of each chunk, strongest first, with its
   // position and its count of stronger prefix-list entries, and their
   // number: what the boundary search's passes and theta's ranks read.
-  // sortedPrefix[i]: the f64 sum of the strongest i, so that a pass sums a
-  // run of them with two loads.
-  Value sortedScores, sortedPos, sortedAbove, sortedLen, sortedPrefix;
+  Value sortedScores, sortedPos, sortedAbove, sortedLen;
   Value boundaryTau, queryTau, thetaScore, thetaPos;
   // Per chunk: its band's UPPER and MIDDLE scores (at its lower boundary
   // tau), and its counts (kBandCounts) and unheaped MIDDLE sum.

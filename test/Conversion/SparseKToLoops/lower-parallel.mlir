@@ -123,14 +123,13 @@ func.func @score(%x: memref<?x?x64xbf16>, %w: memref<2x64xbf16>, %u: memref<?x2x
 // CHECK: memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?xf32>
 // Chunk lists: one iteration per candidate, which reports its own score if
 // invalid, ranked by a scan of its chunk (which only skips invalid ones),
-// counting in i32 and summing the stronger ones (its sorted prefix sum),
-// unrolled by 8 (then the rest one by one).
+// counting in i32, unrolled by 8 (then the rest one by one).
 // CHECK: scf.parallel
 // CHECK:   scf.parallel
 // CHECK:     memref.generic_atomic_rmw
-// CHECK:     scf.for {{.*}} step %c8{{.*}} -> (i32, i32, f64)
+// CHECK:     scf.for {{.*}} step %c8{{.*}} -> (i32, i32)
 // CHECK-NOT:   memref.generic_atomic_rmw
-// CHECK:     scf.for {{.*}} -> (i32, i32, f64)
+// CHECK:     scf.for {{.*}} -> (i32, i32)
 // CHECK-NOT:   memref.generic_atomic_rmw
 // The scan: rounds while d < N.
 // CHECK: scf.while
