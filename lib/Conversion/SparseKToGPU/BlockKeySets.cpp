@@ -363,8 +363,9 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
   // padded) then the chunk's candidates after the first query's last one up
   // to t0's last (fewer than Lc): a walk of k + Lc entries in segments of
   // kListSegment. Pass 1, one thread per segment, tests each entry once and
-  // keeps the segment's members as a bit mask and a count; a pass per list
-  // turns the counts into offsets. Pass 3, one thread per entry, writes a
+  // keeps the segment's members as a bit mask (their count is its
+  // population count). Pass 2, one thread per list, turns the counts into
+  // offsets. Pass 3, one thread per entry, writes a
   // member at its segment's offset plus the members before it in its mask
   // (a population count): consecutive threads write consecutive slots,
   // where a thread per segment wrote runs 64 slots apart and a warp's
@@ -412,7 +413,7 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
               Value from = c.mul(seg, c.c(kListSegment));
               Value to = c.min(c.add(from, c.c(kListSegment)), entries);
               return emitForCarryingUnrolled(
-                  cb, cl, kWalkUnroll, from, to, ValueRange{c.c(0), zero64},
+                  cb, cl, kWalkUnroll, from, to, ValueRange{zero64},
                   [&](OpBuilder &fb, Location fl, Value i,
                       ValueRange carried) -> SmallVector<Value> {
                     KernelMath z{fb, fl};
@@ -429,16 +430,17 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
                         fb, fl, arith::ExtUIOp::create(fb, fl, i64, member),
                         arith::IndexCastOp::create(fb, fl, i64,
                                                    z.sub(i, from)));
-                    return {z.add(carried[0], z.sel(member, z.c(1), z.c(0))),
-                            arith::OrIOp::create(fb, fl, carried[1], bit)};
+                    return {arith::OrIOp::create(fb, fl, carried[0], bit)};
                   });
             },
             [&](OpBuilder &cb, Location cl) -> SmallVector<Value> {
-              return {KernelMath{cb, cl}.c(0), zero64};
+              return {zero64};
             });
-        memref::StoreOp::create(nb, nl, found[0], segmentCounts,
+        Value count = arith::IndexCastUIOp::create(
+            nb, nl, nb.getIndexType(), math::CtPopOp::create(nb, nl, found[0]));
+        memref::StoreOp::create(nb, nl, count, segmentCounts,
                                 ValueRange{r, list, seg});
-        memref::StoreOp::create(nb, nl, found[1], segmentMasks,
+        memref::StoreOp::create(nb, nl, found[0], segmentMasks,
                                 ValueRange{r, list, seg});
       });
   // Per list: each segment's first slot (the members before it, in place

@@ -420,15 +420,14 @@ void ChunkedSelection::emitScan(OpBuilder &b, Location loc) {
                       Value p = v.load(srcP, {r, own, at});
                       Value room = v.sub(v.idx(k), at);
                       Value roomIn = v.lt(room, otherLen);
-                      Value probe = v.min(room, v.sub(otherLen, v.idx(1)));
                       Value dropped = emitIfElse(
                           sb, sl, roomIn,
                           [&](OpBuilder &tb,
                               Location tl) -> SmallVector<Value> {
                             B t{tb, tl};
                             return {emitStronger(
-                                tb, tl, t.load(srcS, {r, other, probe}),
-                                t.load(srcP, {r, other, probe}), s, p)};
+                                tb, tl, t.load(srcS, {r, other, room}),
+                                t.load(srcP, {r, other, room}), s, p)};
                           },
                           [&](OpBuilder &tb,
                               Location tl) -> SmallVector<Value> {
