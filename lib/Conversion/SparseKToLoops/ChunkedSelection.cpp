@@ -62,6 +62,16 @@ static constexpr int64_t kMaxSearchSteps = 100;
 /// A round costs two short kernels; the search lands within 3 to 9 steps on
 /// random scores, so the finish rarely has work.
 static constexpr int64_t kSplitSearchSteps = 16;
+/// A step joins one partial piece per chunk of its boundary's prefix, in
+/// one thread: at P1 32k (131 boundaries, up to 130 partials each) that
+/// serial join took 0.036-0.040 ms of an H100 per step, on 16 SMs. With
+/// more than kGroupedChunks chunks, a kernel over (boundary, group of
+/// kJoinGroup chunks) joins each group first and the step joins the groups
+/// (0.010 + 0.006 ms in the first rounds there). With fewer, the extra
+/// launch costs more than the join: at P1 8k (60 chunks) the kernels took
+/// as long either way and the host, launching 16 more of them, fell behind.
+static constexpr int64_t kJoinGroup = 16;
+static constexpr int64_t kGroupedChunks = 64;
 /// Segment length of the first lists' passes over a chunk's prefix: one
 /// thread per segment, short enough that the threads fill the GPU.
 static constexpr int64_t kListSegment = 256;
@@ -346,6 +356,10 @@ static Value emitCountStronger(OpBuilder &b, Location loc, Value scoresBuf,
 // distance d = 1, 2, 4, ...: list c merges list c - d into itself. Each
 // output entry is placed by its own thread: its rank in the merged order is
 // its index plus the number of stronger entries in the other list.
+// Lists c < d are final at round d and pass to the other buffer unchanged.
+// That buffer already holds those below d / 2 (final when it was read, one
+// round before), so a round copies only [d / 2, d) and starts its threads
+// there.
 void ChunkedSelection::emitScan(OpBuilder &b, Location loc) {
   B x{b, loc};
   Type index = b.getIndexType();
@@ -354,7 +368,6 @@ void ChunkedSelection::emitScan(OpBuilder &b, Location loc) {
   // (k may be 2^31 over a handful of keys).
   Value entries = x.add(listCap, x.idx(1));
   Value perChunk = x.mul(entries, x.idx(2));
-  Value work = x.mul(chunks, perChunk);
   auto pick = [&](OpBuilder &nb, Location nl, Value parity, Value *bufs,
                   bool other) {
     B y{nb, nl};
@@ -377,12 +390,14 @@ void ChunkedSelection::emitScan(OpBuilder &b, Location loc) {
         Value dstS = pick(nb, nl, parity, listScores, true);
         Value dstP = pick(nb, nl, parity, listPos, true);
         Value dstL = pick(nb, nl, parity, listLen, true);
+        Value first = y.div(d, y.idx(2));
+        Value work = y.mul(y.sub(chunks, first), perChunk);
         emitParallelQueryBlocks(
             nb, nl, batch, heads, work, kWideBlock,
             [&](OpBuilder &pb, Location pl, Value bi, Value h, Value item) {
               B z{pb, pl};
               Value r = emitRowIndex(pb, pl, bi, h);
-              Value c = z.div(item, perChunk);
+              Value c = z.add(first, z.div(item, perChunk));
               Value i = z.rem(item, perChunk);
               Value isFirst = z.eq(i, z.idx(0));
               Value copies = z.lt(c, d);
@@ -644,6 +659,22 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
   Value stateI = allocScratch(b, loc, index, {rows, bounds, x.idx(3)});
   Value partI = allocScratch(b, loc, index, {rows, bounds, segs, x.idx(2)});
   Value partF = allocScratch(b, loc, f64, {rows, bounds, segs, x.idx(2)});
+  // The group joins (when grouped), laid out as the partials: a step reads
+  // `joined` entries of its boundary from (joinI, joinF), one per group or
+  // one per segment.
+  Value grouped = x.cmp(arith::CmpIPredicate::ugt, segs, x.idx(kGroupedChunks));
+  Value groups = x.ceilDiv(segs, x.idx(kJoinGroup));
+  Value groupI = allocScratch(b, loc, index, {rows, bounds, groups, x.idx(2)});
+  Value groupF = allocScratch(b, loc, f64, {rows, bounds, groups, x.idx(2)});
+  Value joinI = x.sel(grouped, groupI, partI);
+  Value joinF = x.sel(grouped, groupF, partF);
+  auto loadPart = [](OpBuilder &lb, Location ll, Value bufI, Value bufF,
+                     Value r, Value c, Value i) -> SmallVector<Value> {
+    B v{lb, ll};
+    return {
+        v.load(bufI, {r, c, i, v.idx(0)}), v.load(bufI, {r, c, i, v.idx(1)}),
+        v.load(bufF, {r, c, i, v.idx(0)}), v.load(bufF, {r, c, i, v.idx(1)})};
+  };
   auto storeState = [&](OpBuilder &sb, Location sl, Value r, Value c,
                         ValueRange a) {
     B y{sb, sl};
@@ -731,6 +762,35 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
                 }
               });
             });
+        emitIf(sb, sl, grouped, [&](OpBuilder &gb, Location gl) {
+          emitParallelQueryBlocks(
+              gb, gl, batch, heads, x.mul(bounds, groups), kWideBlock,
+              [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
+                B y{nb, nl};
+                Value r = emitRowIndex(nb, nl, bi, h);
+                Value c = y.div(item, groups), g = y.rem(item, groups);
+                Value found = y.cmp(arith::CmpIPredicate::ne,
+                                    y.load(stateI, {r, c, y.idx(1)}), y.idx(0));
+                Value lo = y.mul(g, y.idx(kJoinGroup));
+                Value join = y.andI(y.lt(lo, c), y.notI(found));
+                emitIf(nb, nl, join, [&](OpBuilder &pb, Location pl) {
+                  B z{pb, pl};
+                  Value hi = z.min(c, z.add(lo, z.idx(kJoinGroup)));
+                  SmallVector<Value> pc = emitForCarryingUnrolled(
+                      pb, pl, kUnrollScan, lo, hi, emitPieceInit(pb, pl),
+                      [&](OpBuilder &fb, Location fl, Value seg,
+                          ValueRange acc) {
+                        return emitPieceJoin(
+                            fb, fl, acc,
+                            loadPart(fb, fl, partI, partF, r, c, seg));
+                      });
+                  for (int i = 0; i < 2; ++i) {
+                    z.store(pc[i], groupI, {r, c, g, z.idx(i)});
+                    z.store(pc[2 + i], groupF, {r, c, g, z.idx(i)});
+                  }
+                });
+              });
+        });
         emitParallelQueryBlocks(
             sb, sl, batch, heads, bounds, kWideBlock,
             [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
@@ -739,16 +799,14 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
               SmallVector<Value> a = loadState(nb, nl, r, c);
               emitIf(nb, nl, y.notI(a[6]), [&](OpBuilder &pb, Location pl) {
                 B z{pb, pl};
+                Value joined =
+                    z.sel(grouped, z.ceilDiv(c, z.idx(kJoinGroup)), c);
                 SmallVector<Value> pc = emitForCarryingUnrolled(
-                    pb, pl, kUnrollScan, z.idx(0), c, emitPieceInit(pb, pl),
-                    [&](OpBuilder &fb, Location fl, Value seg, ValueRange acc) {
-                      B v{fb, fl};
-                      SmallVector<Value> part{
-                          v.load(partI, {r, c, seg, v.idx(0)}),
-                          v.load(partI, {r, c, seg, v.idx(1)}),
-                          v.load(partF, {r, c, seg, v.idx(0)}),
-                          v.load(partF, {r, c, seg, v.idx(1)})};
-                      return emitPieceJoin(fb, fl, acc, part);
+                    pb, pl, kUnrollScan, z.idx(0), joined,
+                    emitPieceInit(pb, pl),
+                    [&](OpBuilder &fb, Location fl, Value i, ValueRange acc) {
+                      return emitPieceJoin(
+                          fb, fl, acc, loadPart(fb, fl, joinI, joinF, r, c, i));
                     });
                 storeState(pb, pl, r, c, emitSearchStep(pb, pl, k, a, pc));
               });
@@ -768,7 +826,7 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
             });
         y.store(emitSearchResult(nb, nl, done), boundaryTau, {r, c});
       });
-  for (Value v : {stateF, stateI, partI, partF})
+  for (Value v : {stateF, stateI, partI, partF, groupI, groupF})
     memref::DeallocOp::create(b, loc, v);
 }
 
