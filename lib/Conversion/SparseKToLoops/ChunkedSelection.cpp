@@ -740,40 +740,55 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
         init[0] = y.sel(search, init[0], negInf);
         storeState(nb, nl, r, c, init);
       });
-  emitFor(
-      b, loc, x.idx(0), x.idx(kSplitSearchSteps),
-      [&](OpBuilder &sb, Location sl, Value) {
+  // A kernel over (boundary c, sub-item): `body(r, c, sub)` for the
+  // boundaries still searching.
+  auto forSearching =
+      [&](OpBuilder &sb, Location sl, Value per,
+          function_ref<void(OpBuilder &, Location, Value r, Value c, Value sub)>
+              body) {
         emitParallelQueryBlocks(
-            sb, sl, batch, heads, x.mul(bounds, segs), kWideBlock,
+            sb, sl, batch, heads, B{sb, sl}.mul(bounds, per), kWideBlock,
             [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
               B y{nb, nl};
               Value r = emitRowIndex(nb, nl, bi, h);
-              Value c = y.div(item, segs), seg = y.rem(item, segs);
+              Value c = y.div(item, per), sub = y.rem(item, per);
               Value found = y.cmp(arith::CmpIPredicate::ne,
                                   y.load(stateI, {r, c, y.idx(1)}), y.idx(0));
-              Value pass = y.andI(y.lt(seg, c), y.notI(found));
-              emitIf(nb, nl, pass, [&](OpBuilder &pb, Location pl) {
-                B z{pb, pl};
-                Value at = z.load(stateF, {r, c, z.idx(4)});
-                SmallVector<Value> pc = emitSortedPiece(pb, pl, r, seg, at);
-                for (int i = 0; i < 2; ++i) {
-                  z.store(pc[i], partI, {r, c, seg, z.idx(i)});
-                  z.store(pc[2 + i], partF, {r, c, seg, z.idx(i)});
-                }
+              emitIf(nb, nl, y.notI(found), [&](OpBuilder &pb, Location pl) {
+                body(pb, pl, r, c, sub);
               });
             });
+      };
+  auto storePart = [](OpBuilder &sb, Location sl, Value bufI, Value bufF,
+                      Value r, Value c, Value i, ValueRange pc) {
+    B z{sb, sl};
+    for (int f = 0; f < 2; ++f) {
+      z.store(pc[f], bufI, {r, c, i, z.idx(f)});
+      z.store(pc[2 + f], bufF, {r, c, i, z.idx(f)});
+    }
+  };
+  emitFor(
+      b, loc, x.idx(0), x.idx(kSplitSearchSteps),
+      [&](OpBuilder &sb, Location sl, Value) {
+        // The pass: segment `seg` (chunk seg < c) of boundary c's prefix.
+        forSearching(
+            sb, sl, segs,
+            [&](OpBuilder &nb, Location nl, Value r, Value c, Value seg) {
+              B y{nb, nl};
+              emitIf(nb, nl, y.lt(seg, c), [&](OpBuilder &pb, Location pl) {
+                Value at = B{pb, pl}.load(stateF, {r, c, y.idx(4)});
+                storePart(pb, pl, partI, partF, r, c, seg,
+                          emitSortedPiece(pb, pl, r, seg, at));
+              });
+            });
+        // The group joins: chunks [lo, lo + kJoinGroup) of boundary c's.
         emitIf(sb, sl, grouped, [&](OpBuilder &gb, Location gl) {
-          emitParallelQueryBlocks(
-              gb, gl, batch, heads, x.mul(bounds, groups), kWideBlock,
-              [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
+          forSearching(
+              gb, gl, groups,
+              [&](OpBuilder &nb, Location nl, Value r, Value c, Value g) {
                 B y{nb, nl};
-                Value r = emitRowIndex(nb, nl, bi, h);
-                Value c = y.div(item, groups), g = y.rem(item, groups);
-                Value found = y.cmp(arith::CmpIPredicate::ne,
-                                    y.load(stateI, {r, c, y.idx(1)}), y.idx(0));
                 Value lo = y.mul(g, y.idx(kJoinGroup));
-                Value join = y.andI(y.lt(lo, c), y.notI(found));
-                emitIf(nb, nl, join, [&](OpBuilder &pb, Location pl) {
+                emitIf(nb, nl, y.lt(lo, c), [&](OpBuilder &pb, Location pl) {
                   B z{pb, pl};
                   Value hi = z.min(c, z.add(lo, z.idx(kJoinGroup)));
                   SmallVector<Value> pc = emitForCarryingUnrolled(
@@ -784,10 +799,7 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
                             fb, fl, acc,
                             loadPart(fb, fl, partI, partF, r, c, seg));
                       });
-                  for (int i = 0; i < 2; ++i) {
-                    z.store(pc[i], groupI, {r, c, g, z.idx(i)});
-                    z.store(pc[2 + i], groupF, {r, c, g, z.idx(i)});
-                  }
+                  storePart(pb, pl, groupI, groupF, r, c, g, pc);
                 });
               });
         });
