@@ -59,8 +59,9 @@ static constexpr int64_t kChunkBlock = 1;
 static constexpr int64_t kMaxSearchSteps = 100;
 /// The boundary search's split rounds (each one pass over the prefix split
 /// by chunks, then one step) before the unresolved boundaries finish alone.
-/// A round costs two short kernels; the search lands within 3 to 9 steps on
-/// random scores, so the finish rarely has work.
+/// A round costs two or three short kernels (kGroupedChunks); the search
+/// lands within 3 to 10 steps on random scores, so the finish rarely has
+/// work.
 static constexpr int64_t kSplitSearchSteps = 16;
 /// A step joins one partial piece per chunk of its boundary's prefix, in
 /// one thread: at P1 32k (131 boundaries, up to 130 partials each) that
@@ -643,9 +644,11 @@ static Value emitSearchResult(OpBuilder &b, Location loc, ValueRange a) {
 // (boundary c is position min(c Lc, C); boundary N is the whole row). Every
 // boundary searches at once: kSplitSearchSteps rounds of one kernel over
 // (boundary, chunk of its prefix) for the passes (a binary search in the
-// chunk's sorted scores each, not a pass over its candidates) and one over
-// boundaries for the steps, then one thread per boundary still unresolved
-// finishes alone (rarely any: the search lands within a few steps).
+// chunk's sorted scores each, not a pass over its candidates), with many
+// chunks one over (boundary, group of chunks) joining each group's pieces,
+// and one over boundaries for the steps; then one thread per boundary still
+// unresolved finishes alone (rarely any: the search lands within a few
+// steps).
 void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
   B x{b, loc};
   Type f64 = b.getF64Type(), index = b.getIndexType();
