@@ -9,7 +9,9 @@
 // 128-thread blocks along the innermost one (sparsek-gpu-thread-tiles) ->
 // mapped to GPU blocks and threads -> kernels' device status made the
 // runtime's words (sparsek-gpu-device-status) -> kernels outlined -> host
-// buffers the kernels use moved to the GPU (sparsek-gpu-host-allocs) ->
+// buffers the kernels use moved to the GPU (sparsek-gpu-host-allocs), a
+// block's device buffers carved out of one checked allocation
+// (sparsek-gpu-scratch-arena) ->
 // upstream gpu-lower-to-nvvm-pipeline: NVVM, a binary for `chip` (sm_90 by
 // default) embedded in the module, host code calling the runtime's mgpu*
 // functions. Every public function `f` also gets
@@ -82,7 +84,8 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
           "convert-parallel-loops-to-gpu,"
           // Kernels' device status: the runtime's words, not host globals.
           "canonicalize,sparsek-gpu-device-status,"
-          "gpu-kernel-outlining,sparsek-gpu-host-allocs,"
+          "gpu-kernel-outlining,sparsek-gpu-host-allocs,sparsek-gpu-scratch-"
+          "arena,"
           "expand-strided-metadata,lower-affine,"
           "gpu-lower-to-nvvm-pipeline{{cubin-chip={2} cubin-features={3} "
           "cubin-format={4} opt-level={5}},"

@@ -417,6 +417,76 @@ def SparseKGPUHostAllocs : Pass<"sparsek-gpu-host-allocs", "ModuleOp"> {
   let dependentDialects = ["::mlir::gpu::GPUDialect"];
 }
 
+def SparseKGPUScratchArena : Pass<"sparsek-gpu-scratch-arena", "ModuleOp"> {
+  let summary = "Carve a block's device buffers out of one checked allocation";
+  let description = [{
+    The fused select_attention allocates some forty scratch buffers per
+    call. Each `gpu.alloc` and `gpu.dealloc` is a driver call on the host
+    (a stream-ordered pool allocation), and the GPU idles while the host
+    makes the ones between two launches. This pass, run after
+    `sparsek-gpu-host-allocs`, gives the device buffers of one block a
+    single allocation instead:
+    - the buffers are the block's `gpu.alloc`s (not host-shared, identity
+      layout) with one `gpu.dealloc` in the same block, and sizes the
+      first of them can compute (pure ops that compute a later size move
+      up to it);
+    - at the first one, their byte sizes (rounded up to 256 bytes) are
+      summed, each product and sum checked against int64, and one
+      `gpu.alloc` of bytes is made; each buffer becomes a `memref.view` of
+      it at its offset;
+    - their deallocations become one, at the last of them;
+    - the rest of the block runs only if the sum fits and the allocation
+      is not null (or empty); otherwise the status word records
+      SPARSEK_ERROR_OUT_OF_MEMORY, as sparsek-check-allocations does on
+      the CPU. A kernel never gets a null scratch pointer.
+    Every buffer then lives from the first allocation to the last
+    deallocation: the peak is the sum of the buffers, not the largest set
+    alive at once.
+
+    Before:
+
+    ```mlir
+    %0 = gpu.wait async
+    %a, %1 = gpu.alloc async [%0] (%n) : memref<?xf32>
+    gpu.wait [%1]
+    %2 = gpu.wait async
+    %b, %3 = gpu.alloc async [%2] (%n) : memref<?xi64>
+    gpu.wait [%3]
+    ... // launches using %a and %b
+    %4 = gpu.wait async
+    %5 = gpu.dealloc async [%4] %a : memref<?xf32>
+    gpu.wait [%5]
+    %6 = gpu.wait async
+    %7 = gpu.dealloc async [%6] %b : memref<?xi64>
+    gpu.wait [%7]
+    ```
+
+    After:
+
+    ```mlir
+    %bytes = ... // 256-aligned sizes summed, %fits: no overflow
+    scf.if %fits {
+      %0 = gpu.wait async
+      %arena, %1 = gpu.alloc async [%0] (%bytes) : memref<?xi8>
+      gpu.wait [%1]
+      %there = ... // %arena is not null, or %bytes is 0
+      scf.if %there {
+        %a = memref.view %arena[%c0][%n] : memref<?xi8> to memref<?xf32>
+        %b = memref.view %arena[%offset][%n] : memref<?xi8> to memref<?xi64>
+        ... // launches using %a and %b
+        %2 = gpu.wait async
+        %3 = gpu.dealloc async [%2] %arena : memref<?xi8>
+        gpu.wait [%3]
+      } else { ... } // status = SPARSEK_ERROR_OUT_OF_MEMORY
+    } else { ... }
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::gpu::GPUDialect",
+    "::mlir::memref::MemRefDialect", "::mlir::scf::SCFDialect"
+  ];
+}
+
 def SparseKGPUDeviceStatus : Pass<"sparsek-gpu-device-status", "ModuleOp"> {
   let summary = "Give GPU kernels the runtime's device status words instead of the host status globals";
   let description = [{

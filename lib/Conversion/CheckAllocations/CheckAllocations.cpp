@@ -9,6 +9,7 @@
 // allocation's block, which holds every use of the buffer, is skipped.
 //
 //===----------------------------------------------------------------------===//
+#include "sparsek/Conversion/CheckAllocations/CheckAllocations.h"
 #include "sparsek/Conversion/Passes.h"
 #include "sparsek/Conversion/SparseKToLoops/Status.h"
 
@@ -24,9 +25,7 @@ namespace mlir::sparsek {
 using namespace mlir;
 using namespace mlir::sparsek;
 
-/// Whether the ops from `alloc` to the end of its block (terminator
-/// excluded) can move into a region: the terminator uses none of them.
-static bool restIsSelfContained(memref::AllocOp alloc) {
+bool sparsek::restIsSelfContained(Operation *alloc) {
   Operation *terminator = alloc->getBlock()->getTerminator();
   for (Operation *op = alloc; op != terminator; op = op->getNextNode())
     for (Value v : op->getResults())
@@ -36,13 +35,9 @@ static bool restIsSelfContained(memref::AllocOp alloc) {
   return true;
 }
 
-/// i1: the byte size of `alloc` (a product of its sizes) fits in int64;
-/// i1: it is empty.
-static std::pair<Value, Value> emitSizeFits(OpBuilder &b, Location loc,
-                                            memref::AllocOp alloc) {
-  MemRefType type = alloc.getType();
-  int64_t bytes = std::max<int64_t>(
-      1, DataLayout::closest(alloc).getTypeSize(type.getElementType()));
+CheckedBytes sparsek::emitCheckedBytes(OpBuilder &b, Location loc,
+                                       MemRefType type, ValueRange dynamicSizes,
+                                       int64_t elementBytes) {
   int64_t staticCount = 1;
   for (int64_t d : type.getShape())
     if (!ShapedType::isDynamic(d))
@@ -54,17 +49,16 @@ static std::pair<Value, Value> emitSizeFits(OpBuilder &b, Location loc,
     return any ? arith::OrIOp::create(b, loc, x, y).getResult()
                : arith::AndIOp::create(b, loc, x, y).getResult();
   };
+  Value yes = arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1);
   Value fits;
-  Value empty =
-      staticCount == 0
-          ? arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1).getResult()
-          : Value();
+  Value empty = staticCount == 0 ? yes : Value();
   // Running product, in elements times element bytes; every step checks
   // acc * size <= max before multiplying.
-  Value acc = arith::ConstantIndexOp::create(b, loc, bytes * staticCount);
+  Value acc = arith::ConstantIndexOp::create(
+      b, loc, std::max<int64_t>(1, elementBytes) * staticCount);
   Value max = arith::ConstantIndexOp::create(
       b, loc, std::numeric_limits<int64_t>::max());
-  for (Value size : alloc.getDynamicSizes()) {
+  for (Value size : dynamicSizes) {
     Value isZero =
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, size, zero);
     empty = both(empty, isZero, /*any=*/true);
@@ -76,8 +70,13 @@ static std::pair<Value, Value> emitSizeFits(OpBuilder &b, Location loc,
     fits = both(fits, ok, /*any=*/false);
     acc = arith::MulIOp::create(b, loc, acc, divisor);
   }
-  // An empty buffer may be null: malloc(0) is allowed to return it.
-  return {arith::OrIOp::create(b, loc, fits, empty), empty};
+  if (!fits)
+    fits = yes;
+  if (!empty)
+    empty = arith::ConstantIntOp::create(b, loc, b.getI1Type(), 0);
+  // An empty buffer's size is 0 (acc multiplied a zero size as one).
+  acc = arith::SelectOp::create(b, loc, empty, zero, acc);
+  return {acc, fits, empty};
 }
 
 /// Moves `ops` (in order) to the start of `block`, before its terminator.
@@ -86,10 +85,12 @@ static void moveInto(ArrayRef<Operation *> ops, Block *block) {
     op->moveBefore(block->getTerminator());
 }
 
-static void guard(memref::AllocOp alloc) {
-  Location loc = alloc.getLoc();
+void sparsek::guardAllocation(Operation *alloc, Value buffer, Value fits,
+                              Value empty, Operation *ready) {
+  if (!ready)
+    ready = alloc;
+  Location loc = alloc->getLoc();
   OpBuilder b(alloc);
-  auto [fits, empty] = emitSizeFits(b, loc, alloc);
   SmallVector<Operation *> rest;
   Operation *terminator = alloc->getBlock()->getTerminator();
   for (Operation *op = alloc; op != terminator; op = op->getNextNode())
@@ -103,10 +104,10 @@ static void guard(memref::AllocOp alloc) {
       [&](OpBuilder &nb, Location nl) { scf::YieldOp::create(nb, nl); },
       failed);
   moveInto(rest, outer.thenBlock());
-  // After the allocation: the buffer is there (or empty).
-  b.setInsertionPointAfter(alloc);
+  // Once the allocation is made: the buffer is there (or empty).
+  b.setInsertionPointAfter(ready);
   Value address =
-      memref::ExtractAlignedPointerAsIndexOp::create(b, loc, alloc.getResult());
+      memref::ExtractAlignedPointerAsIndexOp::create(b, loc, buffer);
   Value zero = arith::ConstantIndexOp::create(b, loc, 0);
   Value nonNull =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, address, zero);
@@ -115,7 +116,19 @@ static void guard(memref::AllocOp alloc) {
       b, loc, there,
       [&](OpBuilder &nb, Location nl) { scf::YieldOp::create(nb, nl); },
       failed);
-  moveInto(ArrayRef<Operation *>(rest).drop_front(), inner.thenBlock());
+  auto after = llvm::find(rest, ready) + 1;
+  moveInto(ArrayRef<Operation *>(after, rest.end()), inner.thenBlock());
+}
+
+static void guard(memref::AllocOp alloc) {
+  OpBuilder b(alloc);
+  MemRefType type = alloc.getType();
+  int64_t bytes = DataLayout::closest(alloc).getTypeSize(type.getElementType());
+  CheckedBytes size =
+      emitCheckedBytes(b, alloc.getLoc(), type, alloc.getDynamicSizes(), bytes);
+  // An empty buffer may be null: malloc(0) is allowed to return it.
+  Value fits = arith::OrIOp::create(b, alloc.getLoc(), size.fits, size.empty);
+  guardAllocation(alloc, alloc.getResult(), fits, size.empty);
 }
 
 namespace {
