@@ -196,7 +196,7 @@ void sparsek::emitDecodeScalarTiles(OpBuilder &b, Location loc,
     emitIf(b0, l0, multi, [&](OpBuilder &mb, Location ml) {
       Value ctr = memref::GetGlobalOp::create(mb, ml, counterGlobal.getType(),
                                               counterGlobal.getSymName());
-      Value last = emitArriveLast(mb, ml, ctr, r, p.splits);
+      Value last = emitArriveLast(mb, ml, ctr, ValueRange{r}, p.splits);
       emitIf(mb, ml, last, [&](OpBuilder &lb, Location ll) {
         KernelMath t{lb, ll};
         Value first = t.mul(r, p.splits), end = t.add(first, p.splits);

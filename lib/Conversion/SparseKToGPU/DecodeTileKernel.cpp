@@ -630,7 +630,7 @@ static void buildKernel(OpBuilder &b, Location loc, const KernelArgs &a,
     emitIf(mb, ml, z.eq(tid, z.c(0)), [&](OpBuilder &ab, Location al) {
       Value counters =
           memref::GetGlobalOp::create(ab, al, counterType, counterName);
-      Value last = emitArriveLast(ab, al, counters, r, a.splits);
+      Value last = emitArriveLast(ab, al, counters, ValueRange{r}, a.splits);
       memref::StoreOp::create(
           ab, al, arith::ExtUIOp::create(ab, al, ab.getI32Type(), last), sFlag,
           ValueRange{emitIndex(ab, al, 0)});

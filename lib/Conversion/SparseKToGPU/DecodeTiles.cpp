@@ -189,21 +189,3 @@ StringRef sparsek::declareSplitCounters(OpBuilder &b, Location loc,
       /*constant=*/false, /*alignment=*/nullptr);
   return global.getSymName();
 }
-
-Value sparsek::emitArriveLast(OpBuilder &b, Location loc, Value counters,
-                              Value r, Value splits) {
-  Type i32 = b.getI32Type();
-  Value one = arith::ConstantIntOp::create(b, loc, i32, 1);
-  Value before = memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi,
-                                             one, counters, ValueRange{r});
-  Value lastBefore = arith::IndexCastOp::create(
-      b, loc, i32, arith::SubIOp::create(b, loc, splits, emitIndex(b, loc, 1)));
-  Value last = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, before,
-                                     lastBefore);
-  emitIf(b, loc, last, [&](OpBuilder &nb, Location nl) {
-    memref::StoreOp::create(
-        nb, nl, arith::ConstantIntOp::create(nb, nl, nb.getI32Type(), 0),
-        counters, ValueRange{r});
-  });
-  return last;
-}

@@ -150,12 +150,6 @@ StringRef declareSplitCounters(OpBuilder &b, Location loc, Operation *symbols,
                                StringRef base, int64_t slots,
                                Attribute memorySpace);
 
-/// Arrival of one split of pair r: increments counters[r] and returns i1
-/// "this was the last of `splits`"; the last one resets the counter to 0, so
-/// the next launch (or graph replay) starts from zero.
-Value emitArriveLast(OpBuilder &b, Location loc, Value counters, Value r,
-                     Value splits);
-
 /// Layout of the split partials [pairs * splits, G, partialStride(Dv)]: the
 /// unnormalized output, then max and sum. Each (row, head) is padded to
 /// whole 128-byte lines: the merging block reads lines that other SMs wrote

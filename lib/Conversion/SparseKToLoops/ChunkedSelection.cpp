@@ -57,22 +57,18 @@ static constexpr int64_t kChunkBlock = 1;
 /// The boundary search stops after this many passes (bisection alone
 /// reaches f64 resolution well before), keeping its lower bracket.
 static constexpr int64_t kMaxSearchSteps = 100;
-/// The boundary search's split rounds (each one pass over the prefix split
-/// by chunks, then one step) before the unresolved boundaries finish alone.
-/// A round costs two or three short kernels (kGroupedChunks); the search
-/// lands within 3 to 10 steps on random scores, so the finish rarely has
-/// work.
+/// The boundary search's split rounds before the unresolved boundaries
+/// finish alone. A round is one kernel: the search lands within 3 to 10
+/// steps on random scores, so the finish rarely has work, and the rounds
+/// after every boundary is found launch kernels that exit at once.
 static constexpr int64_t kSplitSearchSteps = 16;
-/// A step joins one partial piece per chunk of its boundary's prefix, in
-/// one thread: at P1 32k (131 boundaries, up to 130 partials each) that
-/// serial join took 0.036-0.040 ms of an H100 per step, on 16 SMs. With
-/// more than kGroupedChunks chunks, a kernel over (boundary, group of
-/// kJoinGroup chunks) joins each group first and the step joins the groups
-/// (0.010 + 0.006 ms in the first rounds there). With fewer, the extra
-/// launch costs more than the join: at P1 8k (60 chunks) the kernels took
-/// as long either way and the host, launching 16 more of them, fell behind.
+/// A round's threads each take one chunk of a boundary's prefix; the last
+/// of a group of kJoinGroup chunks to finish joins the group's partial
+/// pieces, and the last group of the boundary joins the groups and steps.
+/// One thread joining every chunk (up to 130 at P1 32k, as a separate step
+/// kernel did) took 0.036-0.040 ms of an H100 per round on 16 SMs; two
+/// levels keep each serial join at most 16 long.
 static constexpr int64_t kJoinGroup = 16;
-static constexpr int64_t kGroupedChunks = 64;
 /// Segment length of the first lists' passes over a chunk's prefix: one
 /// thread per segment, short enough that the threads fill the GPU.
 static constexpr int64_t kListSegment = 256;
@@ -662,15 +658,15 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
   Value stateI = allocScratch(b, loc, index, {rows, bounds, x.idx(3)});
   Value partI = allocScratch(b, loc, index, {rows, bounds, segs, x.idx(2)});
   Value partF = allocScratch(b, loc, f64, {rows, bounds, segs, x.idx(2)});
-  // The group joins (when grouped), laid out as the partials: a step reads
-  // `joined` entries of its boundary from (joinI, joinF), one per group or
-  // one per segment.
-  Value grouped = x.cmp(arith::CmpIPredicate::ugt, segs, x.idx(kGroupedChunks));
+  // The group joins, laid out as the partials, and the arrival counters of
+  // each group and boundary (zeroed by the init kernel, reset by each
+  // group's and boundary's last arrival).
   Value groups = x.ceilDiv(segs, x.idx(kJoinGroup));
   Value groupI = allocScratch(b, loc, index, {rows, bounds, groups, x.idx(2)});
   Value groupF = allocScratch(b, loc, f64, {rows, bounds, groups, x.idx(2)});
-  Value joinI = x.sel(grouped, groupI, partI);
-  Value joinF = x.sel(grouped, groupF, partF);
+  Type i32 = b.getI32Type();
+  Value groupArrivals = allocScratch(b, loc, i32, {rows, bounds, groups});
+  Value boundArrivals = allocScratch(b, loc, i32, {rows, bounds});
   auto loadPart = [](OpBuilder &lb, Location ll, Value bufI, Value bufF,
                      Value r, Value c, Value i) -> SmallVector<Value> {
     B v{lb, ll};
@@ -742,26 +738,13 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
         init[7] = y.sel(search, init[7], negInf);
         init[0] = y.sel(search, init[0], negInf);
         storeState(nb, nl, r, c, init);
+        Value zero = arith::ConstantIntOp::create(nb, nl, i32, 0);
+        y.store(zero, boundArrivals, {r, c});
+        emitFor(nb, nl, y.idx(0), groups,
+                [&](OpBuilder &fb, Location fl, Value g) {
+                  B{fb, fl}.store(zero, groupArrivals, {r, c, g});
+                });
       });
-  // A kernel over (boundary c, sub-item): `body(r, c, sub)` for the
-  // boundaries still searching.
-  auto forSearching =
-      [&](OpBuilder &sb, Location sl, Value per,
-          function_ref<void(OpBuilder &, Location, Value r, Value c, Value sub)>
-              body) {
-        emitParallelQueryBlocks(
-            sb, sl, batch, heads, B{sb, sl}.mul(bounds, per), kWideBlock,
-            [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
-              B y{nb, nl};
-              Value r = emitRowIndex(nb, nl, bi, h);
-              Value c = y.div(item, per), sub = y.rem(item, per);
-              Value found = y.cmp(arith::CmpIPredicate::ne,
-                                  y.load(stateI, {r, c, y.idx(1)}), y.idx(0));
-              emitIf(nb, nl, y.notI(found), [&](OpBuilder &pb, Location pl) {
-                body(pb, pl, r, c, sub);
-              });
-            });
-      };
   auto storePart = [](OpBuilder &sb, Location sl, Value bufI, Value bufF,
                       Value r, Value c, Value i, ValueRange pc) {
     B z{sb, sl};
@@ -770,60 +753,66 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
       z.store(pc[2 + f], bufF, {r, c, i, z.idx(f)});
     }
   };
+  // The join of entries [lo, hi) of boundary c's pieces in (bufI, bufF).
+  auto joinParts = [&](OpBuilder &jb, Location jl, Value bufI, Value bufF,
+                       Value r, Value c, Value lo, Value hi) {
+    return emitForCarryingUnrolled(
+        jb, jl, kUnrollScan, lo, hi, emitPieceInit(jb, jl),
+        [&](OpBuilder &fb, Location fl, Value i, ValueRange acc) {
+          return emitPieceJoin(fb, fl, acc,
+                               loadPart(fb, fl, bufI, bufF, r, c, i));
+        });
+  };
+  // A round, one kernel over (boundary c, chunk seg < c) of the boundaries
+  // still searching: the chunk's piece at the boundary's next point; the
+  // last of its group to finish joins the group, and the boundary's last
+  // group joins the groups and steps. Every thread of a boundary reads its
+  // state before arriving, and the step writes it after the last arrival.
+  // Fences publish the pieces through the counters (emitDeviceFence).
   emitFor(
       b, loc, x.idx(0), x.idx(kSplitSearchSteps),
       [&](OpBuilder &sb, Location sl, Value) {
-        // The pass: segment `seg` (chunk seg < c) of boundary c's prefix.
-        forSearching(
-            sb, sl, segs,
-            [&](OpBuilder &nb, Location nl, Value r, Value c, Value seg) {
-              B y{nb, nl};
-              emitIf(nb, nl, y.lt(seg, c), [&](OpBuilder &pb, Location pl) {
-                Value at = B{pb, pl}.load(stateF, {r, c, y.idx(4)});
-                storePart(pb, pl, partI, partF, r, c, seg,
-                          emitSortedPiece(pb, pl, r, seg, at));
-              });
-            });
-        // The group joins: chunks [lo, lo + kJoinGroup) of boundary c's.
-        emitIf(sb, sl, grouped, [&](OpBuilder &gb, Location gl) {
-          forSearching(
-              gb, gl, groups,
-              [&](OpBuilder &nb, Location nl, Value r, Value c, Value g) {
-                B y{nb, nl};
-                Value lo = y.mul(g, y.idx(kJoinGroup));
-                emitIf(nb, nl, y.lt(lo, c), [&](OpBuilder &pb, Location pl) {
-                  B z{pb, pl};
-                  Value hi = z.min(c, z.add(lo, z.idx(kJoinGroup)));
-                  SmallVector<Value> pc = emitForCarryingUnrolled(
-                      pb, pl, kUnrollScan, lo, hi, emitPieceInit(pb, pl),
-                      [&](OpBuilder &fb, Location fl, Value seg,
-                          ValueRange acc) {
-                        return emitPieceJoin(
-                            fb, fl, acc,
-                            loadPart(fb, fl, partI, partF, r, c, seg));
-                      });
-                  storePart(pb, pl, groupI, groupF, r, c, g, pc);
-                });
-              });
-        });
         emitParallelQueryBlocks(
-            sb, sl, batch, heads, bounds, kWideBlock,
-            [&](OpBuilder &nb, Location nl, Value bi, Value h, Value c) {
+            sb, sl, batch, heads, B{sb, sl}.mul(bounds, segs), kWideBlock,
+            [&](OpBuilder &nb, Location nl, Value bi, Value h, Value item) {
               B y{nb, nl};
               Value r = emitRowIndex(nb, nl, bi, h);
-              SmallVector<Value> a = loadState(nb, nl, r, c);
-              emitIf(nb, nl, y.notI(a[6]), [&](OpBuilder &pb, Location pl) {
+              Value c = y.div(item, segs), seg = y.rem(item, segs);
+              emitIf(nb, nl, y.lt(seg, c), [&](OpBuilder &pb, Location pl) {
                 B z{pb, pl};
-                Value joined =
-                    z.sel(grouped, z.ceilDiv(c, z.idx(kJoinGroup)), c);
-                SmallVector<Value> pc = emitForCarryingUnrolled(
-                    pb, pl, kUnrollScan, z.idx(0), joined,
-                    emitPieceInit(pb, pl),
-                    [&](OpBuilder &fb, Location fl, Value i, ValueRange acc) {
-                      return emitPieceJoin(
-                          fb, fl, acc, loadPart(fb, fl, joinI, joinF, r, c, i));
+                Value searching =
+                    z.eq(z.load(stateI, {r, c, z.idx(1)}), z.idx(0));
+                emitIf(pb, pl, searching, [&](OpBuilder &qb, Location ql) {
+                  B q{qb, ql};
+                  Value at = q.load(stateF, {r, c, q.idx(4)});
+                  storePart(qb, ql, partI, partF, r, c, seg,
+                            emitSortedPiece(qb, ql, r, seg, at));
+                  Value g = q.div(seg, q.idx(kJoinGroup));
+                  Value lo = q.mul(g, q.idx(kJoinGroup));
+                  Value hi = q.min(c, q.add(lo, q.idx(kJoinGroup)));
+                  emitDeviceFence(qb, ql, LLVM::AtomicOrdering::release);
+                  Value lastOfGroup = emitArriveLast(qb, ql, groupArrivals,
+                                                     {r, c, g}, q.sub(hi, lo));
+                  emitIf(qb, ql, lastOfGroup, [&](OpBuilder &gb, Location gl) {
+                    B v{gb, gl};
+                    emitDeviceFence(gb, gl, LLVM::AtomicOrdering::acquire);
+                    storePart(gb, gl, groupI, groupF, r, c, g,
+                              joinParts(gb, gl, partI, partF, r, c, lo, hi));
+                    emitDeviceFence(gb, gl, LLVM::AtomicOrdering::release);
+                    Value joined = v.ceilDiv(c, v.idx(kJoinGroup));
+                    Value last =
+                        emitArriveLast(gb, gl, boundArrivals, {r, c}, joined);
+                    emitIf(gb, gl, last, [&](OpBuilder &tb, Location tl) {
+                      emitDeviceFence(tb, tl, LLVM::AtomicOrdering::acquire);
+                      SmallVector<Value> a = loadState(tb, tl, r, c);
+                      SmallVector<Value> pc =
+                          joinParts(tb, tl, groupI, groupF, r, c,
+                                    B{tb, tl}.idx(0), joined);
+                      storeState(tb, tl, r, c,
+                                 emitSearchStep(tb, tl, k, a, pc));
                     });
-                storeState(pb, pl, r, c, emitSearchStep(pb, pl, k, a, pc));
+                  });
+                });
               });
             });
       });
@@ -841,7 +830,8 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
             });
         y.store(emitSearchResult(nb, nl, done), boundaryTau, {r, c});
       });
-  for (Value v : {stateF, stateI, partI, partF, groupI, groupF})
+  for (Value v : {stateF, stateI, partI, partF, groupI, groupF, groupArrivals,
+                  boundArrivals})
     memref::DeallocOp::create(b, loc, v);
 }
 

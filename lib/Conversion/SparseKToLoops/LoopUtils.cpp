@@ -288,6 +288,30 @@ void sparsek::emitAtomicAdd(OpBuilder &b, Location loc, Value buf,
                               indices);
 }
 
+Value sparsek::emitArriveLast(OpBuilder &b, Location loc, Value counters,
+                              ValueRange indices, Value participants) {
+  Type i32 = b.getI32Type();
+  Value one = arith::ConstantIntOp::create(b, loc, i32, 1);
+  Value before = memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi,
+                                             one, counters, indices);
+  Value lastBefore = arith::IndexCastOp::create(
+      b, loc, i32,
+      arith::SubIOp::create(b, loc, participants, emitIndex(b, loc, 1)));
+  Value last = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, before,
+                                     lastBefore);
+  emitIf(b, loc, last, [&](OpBuilder &nb, Location nl) {
+    memref::StoreOp::create(
+        nb, nl, arith::ConstantIntOp::create(nb, nl, nb.getI32Type(), 0),
+        counters, indices);
+  });
+  return last;
+}
+
+void sparsek::emitDeviceFence(OpBuilder &b, Location loc,
+                              LLVM::AtomicOrdering ordering) {
+  LLVM::FenceOp::create(b, loc, ordering, "device");
+}
+
 void sparsek::emitParallelZeroFill(OpBuilder &b, Location loc, Value buf,
                                    int64_t block) {
   auto type = cast<MemRefType>(buf.getType());

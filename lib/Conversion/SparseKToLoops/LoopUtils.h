@@ -9,6 +9,7 @@
 #ifndef SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_LOOPUTILS_H
 #define SPARSEK_LIB_CONVERSION_SPARSEKTOLOOPS_LOOPUTILS_H
 
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/SmallVector.h"
 
@@ -163,6 +164,22 @@ void emitAccumulate(OpBuilder &b, Location loc, Value buf, ValueRange indices,
 /// lowerings sum over queries whose threads run concurrently.
 void emitAtomicAdd(OpBuilder &b, Location loc, Value buf, ValueRange indices,
                    Value v);
+
+/// Arrival of one of `participants` (index) work items at the i32 counter
+/// counters[indices]: an atomic increment; returns i1 "this was the last
+/// one". The last one resets the counter to 0, so the next launch (or graph
+/// replay) starts from zero. Ordering the items' other writes around it is
+/// the caller's (emitDeviceFence, or a kernel's own fences).
+Value emitArriveLast(OpBuilder &b, Location loc, Value counters,
+                     ValueRange indices, Value participants);
+
+/// A fence of `ordering` among the threads of one device (llvm.fence,
+/// syncscope "device": fence.acq_rel.gpu on NVPTX, a compiler barrier for
+/// release or acquire on the host). Atomic read-modify-writes lower to
+/// relaxed `atom` on NVPTX, so writes published through a counter
+/// (emitArriveLast) need a release fence before the arrival and an acquire
+/// fence after the last one.
+void emitDeviceFence(OpBuilder &b, Location loc, LLVM::AtomicOrdering ordering);
 
 /// The parallel form of emitZeroFill: scf.parallel over the first (at most
 /// two) dimensions and blocks of `block` along the next one, one thread per

@@ -29,7 +29,7 @@
 // WIDE-LABEL: func.func @f32_left_alone
 
 // CHECK-LABEL: func.func @bf16_d128
-// CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}) : memref<?x?x?xi32>
+// CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}, %c8{{.*}}) : memref<?x?x?xi32>
 // CHECK: gpu.launch_func @[[MOD:sparsek_select_attention_wgmma_0]]::@tiles
 // CHECK-SAME: threads in (%c128
 // Q 16 KiB, K and V 2 x 16 KiB each, slots 3 KiB (positions, scores, list

@@ -15,9 +15,9 @@
 // CHECK:   scf.parallel
 // CHECK:     memref.get_global @__sparsek_status_mirror
 // CHECK:     memref.generic_atomic_rmw
-// CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}) : memref<?x?x?xi32>
-// CHECK: %[[COUNTS:.*]] = memref.alloc({{.*}}) : memref<?x?xi32>
-// CHECK: %[[TAU:.*]] = memref.alloc({{.*}}) : memref<?x?xf32>
+// CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}, %c8{{.*}}) : memref<?x?x?xi32>
+// CHECK-NEXT: %[[COUNTS:.*]] = memref.alloc({{.*}}) : memref<?x?xi32>
+// CHECK-NEXT: %[[TAU:.*]] = memref.alloc({{.*}}) : memref<?x?xf32>
 // CHECK: scf.parallel
 // CHECK: scf.parallel
 // 128 threads per tile; grid (query blocks, KV heads x head splits, batch).
