@@ -16,9 +16,9 @@
 //      chunks 0..c;
 //   3. per chunk boundary: the exact tau of the prefix before it (a
 //      bracketed search over the pieces of f from [z(k) - 1, z(k)]; every
-//      boundary searches at once, each round evaluating four points with
-//      its pass split over the prefix's chunks, each chunk's share found by
-//      binary search in its sorted scores);
+//      boundary searches at once, each step's pass split over the prefix's
+//      chunks, each chunk's share found by binary search in its sorted
+//      scores);
 //   4. per query, tau(t) and theta(t), each computed alone: theta ranks the
 //      chunk's candidates up to the query's last (each carrying the count
 //      of prefix-list entries stronger than it) against the prefix list;
