@@ -69,9 +69,6 @@ static constexpr int64_t kSplitSearchSteps = 16;
 /// kernel did) took 0.036-0.040 ms of an H100 per round on 16 SMs; two
 /// levels keep each serial join at most 16 long.
 static constexpr int64_t kJoinGroup = 16;
-/// Points a split round evaluates (emitSearchPoints): the next x and the
-/// bracket's quarter points, so that rounds shrink it at least four times.
-static constexpr int64_t kSearchPoints = 4;
 /// Segment length of the first lists' passes over a chunk's prefix: one
 /// thread per segment, short enough that the threads fill the GPU.
 static constexpr int64_t kListSegment = 256;
@@ -514,49 +511,22 @@ emitCountsAbove(OpBuilder &b, Location loc, Value sorted, Value r, Value c,
 SmallVector<Value> ChunkedSelection::emitSortedPiece(OpBuilder &b, Location loc,
                                                      Value r, Value c,
                                                      Value at) const {
-  return emitSortedPieces(b, loc, r, c, {at});
-}
-
-SmallVector<Value>
-ChunkedSelection::emitSortedPieces(OpBuilder &b, Location loc, Value r, Value c,
-                                   ArrayRef<Value> ats) const {
   // Strongest first, so UPPER (z > at + 1) is a prefix [0, u) and MIDDLE
   // (at < z <= at + 1) the run [u, m) after it; the smallest breakpoints
   // right of `at` are the weakest of each: z[m - 1] and z[u - 1] - 1.
   B y{b, loc};
   Value one = y.f64(1.0), inf = y.f64(kInf);
   Value n = y.load(sortedLen, {r, c});
-  SmallVector<std::pair<Value, double>> xs;
-  for (Value at : ats)
-    llvm::append_range(xs, SmallVector<std::pair<Value, double>>{
-                               {y.add(at, one), 0.0}, {at, 0.0}});
-  SmallVector<Value> um = emitCountsAbove(b, loc, sortedScores, r, c, n, xs);
-  // Each point's MIDDLE sum, in index order, from one pass over the union
-  // of the runs (a single point's run is the whole pass).
-  size_t points = ats.size();
-  Value from = um[0], to = um[1];
-  for (size_t i = 1; i < points; ++i) {
-    from = y.min(from, um[2 * i]);
-    to = y.max(to, um[2 * i + 1]);
-  }
-  SmallVector<Value> sums = emitForCarryingUnrolled(
-      b, loc, kUnrollScan, from, y.max(from, to),
-      SmallVector<Value>(points, y.f64(0.0)),
+  SmallVector<Value> um = emitCountsAbove(b, loc, sortedScores, r, c, n,
+                                          {{y.add(at, one), 0.0}, {at, 0.0}});
+  Value u = um[0], m = um[1];
+  Value sum = emitForCarryingUnrolled(
+      b, loc, kUnrollScan, u, m, ValueRange{y.f64(0.0)},
       [&](OpBuilder &fb, Location fl, Value i,
           ValueRange acc) -> SmallVector<Value> {
         B v{fb, fl};
-        Value z = v.toF64(v.load(sortedScores, {r, c, i}));
-        SmallVector<Value> out;
-        for (size_t p = 0; p < points; ++p) {
-          if (points == 1) {
-            out.push_back(v.add(acc[p], z));
-            continue;
-          }
-          Value in = v.andI(v.le(um[2 * p], i), v.lt(i, um[2 * p + 1]));
-          out.push_back(v.sel(in, v.add(acc[p], z), acc[p]));
-        }
-        return out;
-      });
+        return {v.add(acc[0], v.toF64(v.load(sortedScores, {r, c, i})))};
+      })[0];
   auto weakest = [&](Value end, Value hasAny, double shift) {
     return emitIfElse(
         b, loc, hasAny,
@@ -567,14 +537,9 @@ ChunkedSelection::emitSortedPieces(OpBuilder &b, Location loc, Value r, Value c,
         },
         [&](OpBuilder &, Location) -> SmallVector<Value> { return {inf}; })[0];
   };
-  SmallVector<Value> out;
-  for (size_t p = 0; p < points; ++p) {
-    Value u = um[2 * p], m = um[2 * p + 1];
-    Value bpMid = weakest(m, y.lt(u, m), 0.0);
-    Value bpUp = weakest(u, y.lt(y.idx(0), u), 1.0);
-    out.append({u, y.sub(m, u), sums[p], y.minF(bpMid, bpUp)});
-  }
-  return out;
+  Value bpMid = weakest(m, y.lt(u, m), 0.0);
+  Value bpUp = weakest(u, y.lt(y.idx(0), u), 1.0);
+  return {u, y.sub(m, u), sum, y.minF(bpMid, bpUp)};
 }
 
 /// The search's carried values: lo, f(lo), hi, f(hi), next x (f64), steps
@@ -596,30 +561,24 @@ static SmallVector<Value> emitSearchInit(OpBuilder &b, Location loc, int64_t k,
           emitBool(b, loc, false)};
 }
 
-/// What the piece `pc` at point x tells the search: f(x), whether x is a
-/// lower bracket (f(x) >= k, or forced: the first point z(k) - 1 is one by
-/// construction, and rounding in f(x) must not say otherwise), the root of
-/// the piece's line, whether the piece has MIDDLE scores, and whether the
-/// root of f is in the piece (found) with its tau.
-namespace {
-struct PointEval {
-  Value fx, ok, root, hasMid, found, tau;
-};
-} // namespace
-static PointEval emitPointEval(OpBuilder &b, Location loc, int64_t k, Value x,
-                               ValueRange pc, Value forcedLower) {
+/// One step of the search from the piece `pc` at its next x.
+static SmallVector<Value> emitSearchStep(OpBuilder &b, Location loc, int64_t k,
+                                         ValueRange a, ValueRange pc) {
   B y{b, loc};
   Type f64 = b.getF64Type();
   Value kF = y.f64(static_cast<double>(k));
+  Value lo = a[0], flo = a[1], hi = a[2], fhi = a[3], at = a[4];
+  Value steps = a[5], failed = a[8];
   auto toF64 = [&](Value i) {
     return arith::UIToFPOp::create(
         b, loc, f64, arith::IndexCastUIOp::create(b, loc, b.getI64Type(), i));
   };
   Value uF = toF64(pc[0]), mF = toF64(pc[1]);
-  Value fx = y.sub(y.add(uF, pc[2]), y.mul(mF, x));
-  Value ok = y.cmpf(arith::CmpFPredicate::OGE, fx, kF);
-  if (forcedLower)
-    ok = y.orI(forcedLower, ok);
+  Value fx = y.sub(y.add(uF, pc[2]), y.mul(mF, at));
+  // The first point, z(k) - 1, is a lower bracket by construction;
+  // rounding in fx must not say otherwise.
+  Value ok =
+      y.orI(y.eq(steps, y.idx(0)), y.cmpf(arith::CmpFPredicate::OGE, fx, kF));
   Value hasMid = y.cmp(arith::CmpIPredicate::ugt, pc[1], y.idx(0));
   Value root = arith::DivFOp::create(b, loc, y.sub(y.add(uF, pc[2]), kF), mF);
   Value belowK = y.cmp(arith::CmpIPredicate::ult, pc[0], y.idx(k));
@@ -627,20 +586,7 @@ static PointEval emitPointEval(OpBuilder &b, Location loc, int64_t k, Value x,
   Value exact = y.andI(y.andI(hasMid, belowK), inPiece);
   Value flat = y.andI(y.notI(hasMid), y.eq(pc[0], y.idx(k)));
   Value found = y.andI(ok, y.orI(exact, flat));
-  Value tau = y.sel(exact, arith::MaximumFOp::create(b, loc, root, x), pc[3]);
-  return {fx, ok, root, hasMid, found, tau};
-}
-
-/// One step of the search from the piece `pc` at its next x.
-static SmallVector<Value> emitSearchStep(OpBuilder &b, Location loc, int64_t k,
-                                         ValueRange a, ValueRange pc) {
-  B y{b, loc};
-  Value kF = y.f64(static_cast<double>(k));
-  Value lo = a[0], flo = a[1], hi = a[2], fhi = a[3], at = a[4];
-  Value steps = a[5], failed = a[8];
-  PointEval e = emitPointEval(b, loc, k, at, pc, y.eq(steps, y.idx(0)));
-  Value fx = e.fx, ok = e.ok, root = e.root, hasMid = e.hasMid;
-  Value found = e.found, tau = e.tau;
+  Value tau = y.sel(exact, arith::MaximumFOp::create(b, loc, root, at), pc[3]);
   Value nlo = y.sel(ok, at, lo), nflo = y.sel(ok, fx, flo);
   Value nhi = y.sel(ok, hi, at), nfhi = y.sel(ok, fhi, fx);
   Value mid = y.mul(y.add(nlo, nhi), y.f64(0.5));
@@ -659,69 +605,6 @@ static SmallVector<Value> emitSearchStep(OpBuilder &b, Location loc, int64_t k,
   Value next = y.sel(tryNewton, root, y.sel(trySecant, secant, mid));
   return {nlo,   nflo, nhi,       nfhi, next, y.add(steps, y.idx(1)),
           found, tau,  y.notI(ok)};
-}
-
-/// The points a round evaluates from the search's carried values `a`: its
-/// next x, then the quarter points of its bracket (so that a round shrinks
-/// the bracket at least four times even where Newton and the secant miss).
-/// The pass and the step compute them alike, bit for bit.
-static SmallVector<Value> emitSearchPoints(OpBuilder &b, Location loc,
-                                           ValueRange a) {
-  B y{b, loc};
-  Value lo = a[0], width = y.sub(a[2], a[0]);
-  SmallVector<Value> xs{a[4]};
-  for (int64_t i = 1; i < kSearchPoints; ++i)
-    xs.push_back(
-        y.add(lo, y.mul(width, y.f64(static_cast<double>(i) / kSearchPoints))));
-  return xs;
-}
-
-/// One round of the search from the pieces `pcs` (four values per point)
-/// at the points `xs` (emitSearchPoints): every point that is a lower
-/// bracket raises lo, every other one lowers hi, and the first whose piece
-/// holds the root (as emitSearchStep tells it) gives tau. The next x is the
-/// root of the new lower point's piece (Newton) when it falls inside the
-/// bracket, else the secant, else the midpoint.
-static SmallVector<Value> emitSearchRound(OpBuilder &b, Location loc, int64_t k,
-                                          ValueRange a, ArrayRef<Value> xs,
-                                          ArrayRef<Value> pcs) {
-  B y{b, loc};
-  Value kF = y.f64(static_cast<double>(k));
-  Value lo = a[0], flo = a[1], hi = a[2], fhi = a[3];
-  Value found = a[6], tau = a[7];
-  Value firstRound = y.eq(a[5], y.idx(0));
-  Value moved = emitBool(b, loc, false), newton = y.f64(0.0);
-  Value newtonOk = emitBool(b, loc, false);
-  for (auto [i, x] : llvm::enumerate(xs)) {
-    PointEval e = emitPointEval(b, loc, k, x, pcs.slice(4 * i, 4),
-                                i == 0 ? firstRound : Value());
-    Value fx = e.fx, ok = e.ok, root = e.root, hasMid = e.hasMid;
-    Value hit = y.andI(y.notI(found), e.found);
-    tau = y.sel(hit, e.tau, tau);
-    found = y.orI(found, hit);
-    // Brackets only shrink: a point outside [lo, hi] moves nothing.
-    Value raises = y.andI(ok, y.cmpf(arith::CmpFPredicate::OGE, x, lo));
-    Value lowers = y.andI(y.notI(ok), y.cmpf(arith::CmpFPredicate::OLE, x, hi));
-    lo = y.sel(raises, x, lo);
-    flo = y.sel(raises, fx, flo);
-    hi = y.sel(lowers, x, hi);
-    fhi = y.sel(lowers, fx, fhi);
-    moved = y.orI(moved, raises);
-    newton = y.sel(raises, root, newton);
-    newtonOk = y.sel(raises, hasMid, newtonOk);
-  }
-  auto inside = [&](Value v) {
-    return y.andI(y.cmpf(arith::CmpFPredicate::OGT, v, lo),
-                  y.cmpf(arith::CmpFPredicate::OLT, v, hi));
-  };
-  Value mid = y.mul(y.add(lo, hi), y.f64(0.5));
-  Value secant = y.add(
-      lo, arith::DivFOp::create(b, loc, y.mul(y.sub(hi, lo), y.sub(flo, kF)),
-                                y.sub(flo, fhi)));
-  Value useNewton = y.andI(newtonOk, inside(newton));
-  Value next = y.sel(useNewton, newton, y.sel(inside(secant), secant, mid));
-  return {lo,    flo, hi,           fhi, next, y.add(a[5], y.idx(1)),
-          found, tau, y.notI(moved)};
 }
 
 SmallVector<Value> ChunkedSelection::emitFinishSearch(OpBuilder &b,
@@ -773,30 +656,23 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
   // 3 index (steps, found, failed); partial pieces per segment.
   Value stateF = allocScratch(b, loc, f64, {rows, bounds, x.idx(6)});
   Value stateI = allocScratch(b, loc, index, {rows, bounds, x.idx(3)});
-  // A piece is two index and two f64 values, one per point of a round.
-  Value pieceWords = x.idx(2 * kSearchPoints);
-  Value partI = allocScratch(b, loc, index, {rows, bounds, segs, pieceWords});
-  Value partF = allocScratch(b, loc, f64, {rows, bounds, segs, pieceWords});
+  Value partI = allocScratch(b, loc, index, {rows, bounds, segs, x.idx(2)});
+  Value partF = allocScratch(b, loc, f64, {rows, bounds, segs, x.idx(2)});
   // The group joins, laid out as the partials, and the arrival counters of
   // each group and boundary (zeroed by the init kernel, reset by each
   // group's and boundary's last arrival).
   Value groups = x.ceilDiv(segs, x.idx(kJoinGroup));
-  Value groupI =
-      allocScratch(b, loc, index, {rows, bounds, groups, pieceWords});
-  Value groupF = allocScratch(b, loc, f64, {rows, bounds, groups, pieceWords});
+  Value groupI = allocScratch(b, loc, index, {rows, bounds, groups, x.idx(2)});
+  Value groupF = allocScratch(b, loc, f64, {rows, bounds, groups, x.idx(2)});
   Type i32 = b.getI32Type();
   Value groupArrivals = allocScratch(b, loc, i32, {rows, bounds, groups});
   Value boundArrivals = allocScratch(b, loc, i32, {rows, bounds});
   auto loadPart = [](OpBuilder &lb, Location ll, Value bufI, Value bufF,
                      Value r, Value c, Value i) -> SmallVector<Value> {
     B v{lb, ll};
-    SmallVector<Value> out;
-    for (int64_t p = 0; p < kSearchPoints; ++p)
-      out.append({v.load(bufI, {r, c, i, v.idx(2 * p)}),
-                  v.load(bufI, {r, c, i, v.idx(2 * p + 1)}),
-                  v.load(bufF, {r, c, i, v.idx(2 * p)}),
-                  v.load(bufF, {r, c, i, v.idx(2 * p + 1)})});
-    return out;
+    return {
+        v.load(bufI, {r, c, i, v.idx(0)}), v.load(bufI, {r, c, i, v.idx(1)}),
+        v.load(bufF, {r, c, i, v.idx(0)}), v.load(bufF, {r, c, i, v.idx(1)})};
   };
   auto storeState = [&](OpBuilder &sb, Location sl, Value r, Value c,
                         ValueRange a) {
@@ -872,29 +748,19 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
   auto storePart = [](OpBuilder &sb, Location sl, Value bufI, Value bufF,
                       Value r, Value c, Value i, ValueRange pc) {
     B z{sb, sl};
-    for (int64_t p = 0; p < kSearchPoints; ++p)
-      for (int64_t f = 0; f < 2; ++f) {
-        z.store(pc[4 * p + f], bufI, {r, c, i, z.idx(2 * p + f)});
-        z.store(pc[4 * p + 2 + f], bufF, {r, c, i, z.idx(2 * p + f)});
-      }
+    for (int f = 0; f < 2; ++f) {
+      z.store(pc[f], bufI, {r, c, i, z.idx(f)});
+      z.store(pc[2 + f], bufF, {r, c, i, z.idx(f)});
+    }
   };
-  // The join of entries [lo, hi) of boundary c's pieces in (bufI, bufF),
-  // point by point.
+  // The join of entries [lo, hi) of boundary c's pieces in (bufI, bufF).
   auto joinParts = [&](OpBuilder &jb, Location jl, Value bufI, Value bufF,
                        Value r, Value c, Value lo, Value hi) {
-    SmallVector<Value> init;
-    for (int64_t p = 0; p < kSearchPoints; ++p)
-      llvm::append_range(init, emitPieceInit(jb, jl));
     return emitForCarryingUnrolled(
-        jb, jl, kUnrollScan, lo, hi, init,
+        jb, jl, kUnrollScan, lo, hi, emitPieceInit(jb, jl),
         [&](OpBuilder &fb, Location fl, Value i, ValueRange acc) {
-          SmallVector<Value> part = loadPart(fb, fl, bufI, bufF, r, c, i);
-          SmallVector<Value> out;
-          for (int64_t p = 0; p < kSearchPoints; ++p)
-            llvm::append_range(
-                out, emitPieceJoin(fb, fl, acc.slice(4 * p, 4),
-                                   ArrayRef<Value>(part).slice(4 * p, 4)));
-          return out;
+          return emitPieceJoin(fb, fl, acc,
+                               loadPart(fb, fl, bufI, bufF, r, c, i));
         });
   };
   // A round, one kernel over (boundary c, chunk seg < c) of the boundaries
@@ -918,10 +784,9 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
                     z.eq(z.load(stateI, {r, c, z.idx(1)}), z.idx(0));
                 emitIf(pb, pl, searching, [&](OpBuilder &qb, Location ql) {
                   B q{qb, ql};
-                  SmallVector<Value> a = loadState(qb, ql, r, c);
+                  Value at = q.load(stateF, {r, c, q.idx(4)});
                   storePart(qb, ql, partI, partF, r, c, seg,
-                            emitSortedPieces(qb, ql, r, seg,
-                                             emitSearchPoints(qb, ql, a)));
+                            emitSortedPiece(qb, ql, r, seg, at));
                   Value g = q.div(seg, q.idx(kJoinGroup));
                   Value lo = q.mul(g, q.idx(kJoinGroup));
                   Value hi = q.min(c, q.add(lo, q.idx(kJoinGroup)));
@@ -944,9 +809,7 @@ void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
                           joinParts(tb, tl, groupI, groupF, r, c,
                                     B{tb, tl}.idx(0), joined);
                       storeState(tb, tl, r, c,
-                                 emitSearchRound(tb, tl, k, a,
-                                                 emitSearchPoints(tb, tl, a),
-                                                 pc));
+                                 emitSearchStep(tb, tl, k, a, pc));
                     });
                   });
                 });

@@ -193,12 +193,6 @@ private:
   /// right of `at` (f64).
   SmallVector<Value> emitSortedPiece(OpBuilder &b, Location loc, Value r,
                                      Value c, Value at) const;
-  /// The pieces of f right of each of `ats` over chunk c of row r, four
-  /// values each as emitSortedPiece gives them (and bit for bit the same):
-  /// the binary searches in one loop, the MIDDLE sums in one pass over the
-  /// union of the runs.
-  SmallVector<Value> emitSortedPieces(OpBuilder &b, Location loc, Value r,
-                                      Value c, ArrayRef<Value> ats) const;
   /// Runs the boundary search over the candidates of chunks [0, c) of row
   /// r from its carried values `init` until it is found or out of steps;
   /// returns them.

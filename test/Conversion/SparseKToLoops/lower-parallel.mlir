@@ -137,25 +137,24 @@ func.func @score(%x: memref<?x?x64xbf16>, %w: memref<2x64xbf16>, %u: memref<?x2x
 // CHECK:   arith.select %{{.*}}, %[[L0]], %{{.*}} : memref<?x?x?xf32>
 // CHECK:   scf.parallel
 // Boundary taus: 16 rounds on the host, each one kernel over (boundary,
-// chunk of its prefix): the chunk's pieces at the round's four points (the
-// MIDDLE sums in one pass), a release fence and an atomic arrival at its
-// group's counter; the last of each group of 16 chunks joins the group's
-// pieces (unrolled by 8), arrives at the boundary's counter, and the last
-// group joins the groups and steps. Then the boundaries still searching
-// finish alone: a bracketed search, a pass over the prefix per step.
+// chunk of its prefix): the chunk's piece, a release fence and an atomic
+// arrival at its group's counter; the last of each group of 16 chunks joins
+// the group's pieces (unrolled by 8), arrives at the boundary's counter,
+// and the last group joins the groups and steps. Then the boundaries still
+// searching finish alone: a bracketed search, a pass over the prefix per
+// step.
 // CHECK: scf.for %{{.*}} = %{{.*}} to %c16
 // CHECK:   scf.parallel
-// CHECK:     scf.for {{.*}} step %c8{{.*}} -> (f64, f64, f64, f64)
 // CHECK:     llvm.fence syncscope("device") release
 // CHECK:     memref.atomic_rmw addi %{{.*}} : (i32, memref<?x?x?xi32>) -> i32
 // CHECK:     scf.if
 // CHECK:       llvm.fence syncscope("device") acquire
-// CHECK:       scf.for {{.*}} step %c8{{.*}} -> (index, index, f64, f64, index, index, f64, f64, index, index, f64, f64, index, index, f64, f64)
+// CHECK:       scf.for {{.*}} step %c8{{.*}} -> (index, index, f64, f64)
 // CHECK:       llvm.fence syncscope("device") release
 // CHECK:       memref.atomic_rmw addi %{{.*}} : (i32, memref<?x?xi32>) -> i32
 // CHECK:       scf.if
 // CHECK:         llvm.fence syncscope("device") acquire
-// CHECK:         scf.for {{.*}} step %c8{{.*}} -> (index, index, f64, f64, index, index, f64, f64, index, index, f64, f64, index, index, f64, f64)
+// CHECK:         scf.for {{.*}} step %c8{{.*}} -> (index, index, f64, f64)
 // CHECK: scf.parallel
 // CHECK:   scf.while
 // The chunk's own candidates, one thread per segment: finite, staying
