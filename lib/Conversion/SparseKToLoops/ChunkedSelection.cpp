@@ -639,10 +639,10 @@ static Value emitSearchResult(OpBuilder &b, Location loc, ValueRange a) {
 // Step 3: the exact tau of the candidates before each chunk boundary
 // (boundary c is position min(c Lc, C); boundary N is the whole row). Every
 // boundary searches at once: kSplitSearchSteps rounds of one kernel over
-// (boundary, chunk of its prefix) for the passes (a binary search in the
-// chunk's sorted scores each, not a pass over its candidates), with many
-// chunks one over (boundary, group of chunks) joining each group's pieces,
-// and one over boundaries for the steps; then one thread per boundary still
+// (boundary, chunk of its prefix), each thread evaluating its chunk's piece
+// at the boundary's next point (a binary search in the chunk's sorted
+// scores, not a pass over its candidates), the last arrivals joining the
+// pieces by groups and stepping; then one thread per boundary still
 // unresolved finishes alone (rarely any: the search lands within a few
 // steps).
 void ChunkedSelection::emitBoundaryTaus(OpBuilder &b, Location loc) {
