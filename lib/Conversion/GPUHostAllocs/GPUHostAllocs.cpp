@@ -7,6 +7,7 @@
 // keep the data in host memory, read by kernels over PCIe.
 //
 //===----------------------------------------------------------------------===//
+#include "sparsek/Conversion/GPUHostAllocs/GPUHostAllocs.h"
 #include "sparsek/Conversion/Passes.h"
 
 #include "mlir/Interfaces/ViewLikeInterface.h"
@@ -72,19 +73,6 @@ static void collectUses(Value buffer, BufferUses &uses) {
     if (!uses.hostAccess)
       uses.hostAccess = user;
   }
-}
-
-/// `gpu.wait async` -> `build(token)` -> `gpu.wait [its token]`: one op on
-/// the current stream, finished before host code goes on (the launches
-/// around it synchronize too). Returns the op `build` created.
-template <typename Build>
-static Operation *emitOnStreamAndWait(OpBuilder &b, Location loc, Build build) {
-  Type token = b.getType<gpu::AsyncTokenType>();
-  Value start =
-      gpu::WaitOp::create(b, loc, token, ValueRange{}).getAsyncToken();
-  Operation *op = build(token, start);
-  gpu::WaitOp::create(b, loc, Type(), ValueRange{op->getResults().back()});
-  return op;
 }
 
 namespace {

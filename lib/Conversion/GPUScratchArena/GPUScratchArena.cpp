@@ -10,6 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "sparsek/Conversion/CheckAllocations/CheckAllocations.h"
+#include "sparsek/Conversion/GPUHostAllocs/GPUHostAllocs.h"
 #include "sparsek/Conversion/Passes.h"
 #include "sparsek/Conversion/SparseKToLoops/Status.h"
 
@@ -107,18 +108,6 @@ static void eraseStreamOp(Operation *op) {
   if (auto wait = start.getDefiningOp<gpu::WaitOp>();
       wait && wait.getAsyncDependencies().empty())
     wait.erase();
-}
-
-/// `gpu.wait async` -> `build(token, start)` -> `gpu.wait [its token]`, as
-/// sparsek-gpu-host-allocs emits stream ops; returns the built op.
-template <typename Build>
-static Operation *emitOnStreamAndWait(OpBuilder &b, Location loc, Build build) {
-  Type token = b.getType<gpu::AsyncTokenType>();
-  Value start =
-      gpu::WaitOp::create(b, loc, token, ValueRange{}).getAsyncToken();
-  Operation *op = build(token, start);
-  gpu::WaitOp::create(b, loc, Type(), ValueRange{op->getResults().back()});
-  return op;
 }
 
 /// Gives `buffers` (in block order, at least one) one arena allocated where
