@@ -27,6 +27,8 @@ namespace sparsek::rt {
   X(cuLaunchKernelEx)                                                          \
   X(cuFuncSetAttribute)                                                        \
   X(cuStreamCreate)                                                            \
+  X(cuStreamCreateWithPriority)                                                \
+  X(cuCtxGetStreamPriorityRange)                                               \
   X(cuStreamDestroy)                                                           \
   X(cuStreamSynchronize)                                                       \
   X(cuStreamIsCapturing)                                                       \

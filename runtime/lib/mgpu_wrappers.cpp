@@ -384,6 +384,91 @@ void mgpuStreamSynchronize(void *stream) {
     SK_CALL(scope, cuStreamSynchronize, static_cast<CUstream>(stream));
 }
 
+} // extern "C"
+
+namespace {
+/// This thread's side stream and events (sk_rt_fork_stream), made on first
+/// use for the default device and kept: a fork per call of generated code
+/// costs two event records and two waits, no creation. `main` is the lent
+/// stream while forked.
+struct SideStream {
+  int32_t device = -1;
+  CUstream side = nullptr;
+  CUevent forked = nullptr, done = nullptr;
+  void *main = nullptr;
+  bool active = false, joinPending = false;
+};
+thread_local SideStream sideStream;
+
+/// The side stream and its events on the default device; false (recorded)
+/// when they cannot be made.
+bool readySideStream(const ScopedContext &scope) {
+  SideStream &s = sideStream;
+  if (s.device == defaultDevice && s.side)
+    return true;
+  // Made for another device (not destroyed: that context is not current).
+  if (s.side)
+    s = SideStream{};
+  // The side stream carries the critical path (the selection) while the
+  // lent stream runs the work that overlaps it, so it gets the highest
+  // priority: its blocks go first wherever both wait for a multiprocessor.
+  int least = 0, greatest = 0;
+  if (!SK_CALL(scope, cuCtxGetStreamPriorityRange, &least, &greatest) ||
+      !SK_CALL(scope, cuStreamCreateWithPriority, &s.side,
+               CU_STREAM_NON_BLOCKING, greatest))
+    return false;
+  if (!SK_CALL(scope, cuEventCreate, &s.forked, CU_EVENT_DISABLE_TIMING) ||
+      !SK_CALL(scope, cuEventCreate, &s.done, CU_EVENT_DISABLE_TIMING)) {
+    s = SideStream{};
+    return false;
+  }
+  s.device = defaultDevice;
+  return true;
+}
+} // namespace
+
+extern "C" {
+
+void sk_rt_fork_stream(void) {
+  SideStream &s = sideStream;
+  if (!hasCallerStream() || s.active)
+    return;
+  ScopedContext scope("sk_rt_fork_stream");
+  if (!scope.api() || !readySideStream(scope))
+    return;
+  CUstream main = static_cast<CUstream>(callerStream());
+  if (!SK_CALL(scope, cuEventRecord, s.forked, main) ||
+      !SK_CALL(scope, cuStreamWaitEvent, s.side, s.forked, 0))
+    return;
+  s.main = callerStream();
+  s.active = true;
+  sk_rt_lend_stream(s.side);
+}
+
+void sk_rt_return_stream(void) {
+  SideStream &s = sideStream;
+  if (!s.active)
+    return;
+  s.active = false;
+  sk_rt_lend_stream(s.main);
+  // If the record fails the lent stream cannot wait for the side's work:
+  // the sticky error then fails the call (the entry points report it).
+  ScopedContext scope("sk_rt_return_stream");
+  if (scope.api() && SK_CALL(scope, cuEventRecord, s.done, s.side))
+    s.joinPending = true;
+}
+
+void sk_rt_join_stream(void) {
+  SideStream &s = sideStream;
+  if (!s.joinPending)
+    return;
+  s.joinPending = false;
+  ScopedContext scope("sk_rt_join_stream");
+  if (scope.api())
+    SK_CALL(scope, cuStreamWaitEvent, static_cast<CUstream>(callerStream()),
+            s.done, 0);
+}
+
 void mgpuStreamWaitEvent(void *stream, void *event) {
   ScopedContext scope("mgpuStreamWaitEvent");
   if (scope.api())
