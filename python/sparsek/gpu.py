@@ -35,7 +35,7 @@ import os
 
 from .memref import descriptor_from_pointer
 from .signature import Manifest
-from .status import RUNTIME, SparseKError
+from .status import OUT_OF_MEMORY, RUNTIME, SparseKError
 
 _RUNTIME = None
 
@@ -206,6 +206,10 @@ class GPULibrary:
         if code == RUNTIME:
             self._check_runtime(name)
         if code:
+            if code == OUT_OF_MEMORY:
+                # The runtime recorded the failed allocation this code
+                # reports; left there, the next call would raise it again.
+                self.runtime.sk_rt_clear_error()
             raise SparseKError(code, name)
         if check or os.environ.get("SPARSEK_SYNC_CHECK", "") not in ("", "0"):
             self.check(stream, function=name)
