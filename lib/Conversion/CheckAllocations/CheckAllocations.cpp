@@ -52,30 +52,42 @@ CheckedBytes sparsek::emitCheckedBytes(OpBuilder &b, Location loc,
   Value yes = arith::ConstantIntOp::create(b, loc, b.getI1Type(), 1);
   Value fits;
   Value empty = staticCount == 0 ? yes : Value();
-  // Running product, in elements times element bytes; every step checks
-  // acc * size <= max before multiplying.
-  Value acc = arith::ConstantIndexOp::create(
-      b, loc, std::max<int64_t>(1, elementBytes) * staticCount);
-  Value max = arith::ConstantIndexOp::create(
-      b, loc, std::numeric_limits<int64_t>::max());
+  // Running product, in elements times element bytes, as unsigned 64-bit
+  // products with their high halves: a step fits when the high half is 0
+  // and the product stays <= INT64_MAX (no division on the host's path).
+  Type i64 = b.getI64Type();
+  auto toI64 = [&](Value v) {
+    return arith::IndexCastUIOp::create(b, loc, i64, v).getResult();
+  };
+  Value acc = arith::ConstantIntOp::create(
+      b, loc, i64, std::max<int64_t>(1, elementBytes) * staticCount);
+  Value zero64 = arith::ConstantIntOp::create(b, loc, i64, 0);
+  Value max = arith::ConstantIntOp::create(b, loc, i64,
+                                           std::numeric_limits<int64_t>::max());
   for (Value size : dynamicSizes) {
     Value isZero =
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, size, zero);
     empty = both(empty, isZero, /*any=*/true);
-    Value one = arith::ConstantIndexOp::create(b, loc, 1);
-    Value divisor = arith::SelectOp::create(b, loc, isZero, one, size);
-    Value limit = arith::DivUIOp::create(b, loc, max, divisor);
-    Value ok =
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, acc, limit);
+    Value one = arith::ConstantIntOp::create(b, loc, i64, 1);
+    Value factor = arith::SelectOp::create(b, loc, isZero, one, toI64(size));
+    auto product = arith::MulUIExtendedOp::create(b, loc, acc, factor);
+    Value ok = arith::AndIOp::create(
+        b, loc,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                              product.getHigh(), zero64),
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule,
+                              product.getLow(), max));
     fits = both(fits, ok, /*any=*/false);
-    acc = arith::MulIOp::create(b, loc, acc, divisor);
+    acc = product.getLow();
   }
   if (!fits)
     fits = yes;
   if (!empty)
     empty = arith::ConstantIntOp::create(b, loc, b.getI1Type(), 0);
   // An empty buffer's size is 0 (acc multiplied a zero size as one).
-  acc = arith::SelectOp::create(b, loc, empty, zero, acc);
+  acc = arith::SelectOp::create(
+      b, loc, empty, zero,
+      arith::IndexCastUIOp::create(b, loc, b.getIndexType(), acc));
   return {acc, fits, empty};
 }
 

@@ -6,12 +6,17 @@
 
 // CHECK-LABEL: func.func @scratch(
 // CHECK-SAME: %[[N:.*]]: index, %[[OUT:.*]]: memref<?xf32>)
-// CHECK-DAG: %[[MAX:.*]] = arith.constant 9223372036854775807 : index
+// The byte count as an unsigned 64-bit product with its high half (no
+// division): it fits when the high half is 0 and the low one <= INT64_MAX.
 // CHECK-DAG: %[[ZERO:.*]] = arith.constant 0 : index
+// CHECK-DAG: %[[HI0:.*]] = arith.constant 0 : i64
+// CHECK-DAG: %[[MAX:.*]] = arith.constant 9223372036854775807 : i64
 // CHECK: %[[EMPTY:.*]] = arith.cmpi eq, %[[N]], %[[ZERO]] : index
-// CHECK: %[[DIV:.*]] = arith.select %[[EMPTY]], %{{.*}}, %[[N]] : index
-// CHECK: %[[LIMIT:.*]] = arith.divui %[[MAX]], %[[DIV]] : index
-// CHECK: arith.cmpi ule, %{{.*}}, %[[LIMIT]] : index
+// CHECK: %[[N64:.*]] = arith.index_castui %[[N]] : index to i64
+// CHECK: %[[F:.*]] = arith.select %[[EMPTY]], %{{.*}}, %[[N64]] : i64
+// CHECK: %[[LOW:.*]], %[[HIGH:.*]] = arith.mului_extended %{{.*}}, %[[F]] : i64
+// CHECK-DAG: arith.cmpi ule, %[[LOW]], %[[MAX]] : i64
+// CHECK-DAG: arith.cmpi eq, %[[HIGH]], %[[HI0]] : i64
 // CHECK: scf.if %[[FITS:.*]] {
 // CHECK-NEXT: %[[BUF:.*]] = memref.alloc(%[[N]]) : memref<?xf32>
 // CHECK-NEXT: %[[P:.*]] = memref.extract_aligned_pointer_as_index %[[BUF]]
@@ -59,10 +64,10 @@ func.func @unchanged(%n: index) -> memref<?xf32> {
 // Two sizes: the running byte count is checked at each factor (8-byte
 // elements: 8 * m, then 8 * m * n).
 // CHECK-LABEL: func.func @nested(
-// CHECK: arith.constant 8 : index
-// CHECK: arith.divui
-// CHECK: arith.muli
-// CHECK: arith.divui
+// CHECK: arith.constant 8 : i64
+// CHECK: arith.mului_extended
+// CHECK: arith.mului_extended
+// CHECK-NOT: arith.divui
 // CHECK: scf.if
 // CHECK: memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?xi64>
 func.func @nested(%m: index, %n: index) {

@@ -68,17 +68,15 @@ module attributes {gpu.container_module} {
 // The sizes: 4 x 4 bytes per row of the first buffer, 8 per element of
 // the second, each checked against int64 and rounded up to 256.
 // CHECK-LABEL: func.func @offsets
-// CHECK: %[[C16:.*]] = arith.constant 16 : index
-// CHECK: arith.divui
-// CHECK: arith.muli %[[C16]]
+// CHECK: %[[C16:.*]] = arith.constant 16 : i64
+// CHECK: arith.mului_extended %[[C16]]
 // CHECK: %[[C255:.*]] = arith.constant 255 : index
 // CHECK: arith.addi %{{.*}}, %[[C255]]
 // CHECK: %[[MASK:.*]] = arith.constant -256 : index
 // CHECK: %[[A0:.*]] = arith.andi %{{.*}}, %[[MASK]]
 // CHECK: %[[O1:.*]] = arith.addi %{{.*}}, %[[A0]]
-// CHECK: %[[C8:.*]] = arith.constant 8 : index
-// CHECK: arith.divui
-// CHECK: arith.muli %[[C8]]
+// CHECK: %[[C8:.*]] = arith.constant 8 : i64
+// CHECK: arith.mului_extended %[[C8]]
 // CHECK: %[[A1:.*]] = arith.andi %{{.*}}, %{{.*}} : index
 // CHECK: %[[TOTAL:.*]] = arith.addi %[[O1]], %[[A1]]
 // CHECK: gpu.alloc async [%{{.*}}] (%[[TOTAL]]) : memref<?xi8>
