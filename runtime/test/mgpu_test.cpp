@@ -333,6 +333,89 @@ TEST_F(MgpuGpu, LentStreamWorkIsStreamOrderedAndCapturable) {
   mgpuModuleUnload(module);
 }
 
+// Generated code that forks (sk_rt_fork_stream): tmp = 1 on the lent
+// stream, + 1 on the side stream, + 1 on the lent stream after the join.
+// Only the fork's and the join's events order the three.
+void generatedCodeForked(void *lent, void *addOne, void *out, int count) {
+  sk_rt_lend_stream(lent);
+  void *stream = mgpuStreamCreate();
+  void *tmp = mgpuMemAlloc(count * 4, stream, false);
+  float one = 1.0f;
+  uint32_t bits;
+  std::memcpy(&bits, &one, 4);
+  mgpuMemset32(tmp, bits, count, stream);
+  void *params[] = {&tmp, &count};
+  int blocks = (count + 255) / 256;
+  sk_rt_fork_stream();
+  sk_rt_enter_side_stream();
+  void *side = mgpuStreamCreate();
+  EXPECT_NE(side, lent);
+  mgpuLaunchKernel(addOne, blocks, 1, 1, 256, 1, 1, 0, side, params, nullptr,
+                   2);
+  sk_rt_leave_side_stream();
+  EXPECT_EQ(mgpuStreamCreate(), lent);
+  sk_rt_join_stream();
+  mgpuLaunchKernel(addOne, blocks, 1, 1, 256, 1, 1, 0, stream, params, nullptr,
+                   2);
+  mgpuMemcpy(out, tmp, count * 4, stream);
+  mgpuMemFree(tmp, stream);
+  sk_rt_set_current_stream(nullptr);
+}
+
+TEST_F(MgpuGpu, SideStreamWorkIsOrderedAndCapturable) {
+  std::vector<char> cubin = readFile(SK_TEST_CUBIN);
+  void *module = mgpuModuleLoad(cubin.data(), cubin.size() - 1);
+  ASSERT_NE(module, nullptr) << lastError();
+  void *addOne = mgpuModuleGetFunction(module, "sk_test_add_one");
+  // Large enough that an unordered side launch would visibly race.
+  const int count = 1 << 22;
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
+            cudaSuccess);
+  void *out = nullptr;
+  ASSERT_EQ(cudaMalloc(&out, count * 4), cudaSuccess);
+  std::vector<float> host(count);
+  auto expectThrees = [&](const char *when) {
+    ASSERT_EQ(cudaMemcpyAsync(host.data(), out, count * 4,
+                              cudaMemcpyDeviceToHost, stream),
+              cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    for (int i = 0; i < count; ++i)
+      ASSERT_EQ(host[i], 3.0f) << when << " element " << i;
+  };
+
+  generatedCodeForked(stream, addOne, out, count);
+  ASSERT_EQ(sk_rt_get_status(), SK_OK) << lastError();
+  expectThrees("eager");
+
+  // Captured: the side stream joins the capture at the fork and leaves it
+  // at the join, so the capture ends cleanly.
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
+            cudaSuccess);
+  generatedCodeForked(stream, addOne, out, count);
+  ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+  ASSERT_EQ(sk_rt_get_status(), SK_OK) << lastError();
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  for (int replay = 0; replay < 2; ++replay) {
+    ASSERT_EQ(cudaMemsetAsync(out, 0, count * 4, stream), cudaSuccess);
+    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+    expectThrees("replay");
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+
+  // Without a lent stream every launch is synchronous: nothing to fork.
+  sk_rt_fork_stream();
+  sk_rt_enter_side_stream();
+  EXPECT_EQ(sk_rt_get_current_stream(), nullptr);
+  sk_rt_join_stream();
+  cudaFree(out);
+  cudaStreamDestroy(stream);
+  mgpuModuleUnload(module);
+}
+
 TEST_F(MgpuGpu, DeviceStatusWordsPerLibraryReadWithoutSyncAndClear) {
   int keyA = 0, keyB = 0;
   auto key = [](int &k) { return reinterpret_cast<intptr_t>(&k); };
