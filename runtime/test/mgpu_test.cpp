@@ -267,22 +267,14 @@ TEST_F(MgpuGpu, LoadLaunchMemsetMemcpyEvents) {
 /// What an entry point's host code does on a lent stream: a temporary
 /// buffer, a memset, a kernel, the synchronization gpu-to-llvm inserts after
 /// a launch, a copy into the caller's output, the free.
-/// Their opening: `lent` lent, its stream as generated code gets it, and a
-/// temporary of `count` ones made on it.
-void *onesOnLentStream(void *lent, int count, void **stream) {
+void generatedCodeOnLentStream(void *lent, void *addOne, void *out, int count) {
   sk_rt_lend_stream(lent);
-  *stream = mgpuStreamCreate();
-  void *tmp = mgpuMemAlloc(count * 4, *stream, false);
+  void *stream = mgpuStreamCreate();
+  void *tmp = mgpuMemAlloc(count * 4, stream, false);
   float one = 1.0f;
   uint32_t bits;
   std::memcpy(&bits, &one, 4);
-  mgpuMemset32(tmp, bits, count, *stream);
-  return tmp;
-}
-
-void generatedCodeOnLentStream(void *lent, void *addOne, void *out, int count) {
-  void *stream = nullptr;
-  void *tmp = onesOnLentStream(lent, count, &stream);
+  mgpuMemset32(tmp, bits, count, stream);
   void *params[] = {&tmp, &count};
   mgpuLaunchKernel(addOne, (count + 255) / 256, 1, 1, 256, 1, 1, 0, stream,
                    params, nullptr, 2);
@@ -293,12 +285,65 @@ void generatedCodeOnLentStream(void *lent, void *addOne, void *out, int count) {
   sk_rt_set_current_stream(nullptr);
 }
 
+TEST_F(MgpuGpu, LentStreamWorkIsStreamOrderedAndCapturable) {
+  std::vector<char> cubin = readFile(SK_TEST_CUBIN);
+  void *module = mgpuModuleLoad(cubin.data(), cubin.size() - 1);
+  ASSERT_NE(module, nullptr) << lastError();
+  void *addOne = mgpuModuleGetFunction(module, "sk_test_add_one");
+  const int count = 4096;
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
+            cudaSuccess);
+  void *out = nullptr;
+  ASSERT_EQ(cudaMalloc(&out, count * 4), cudaSuccess);
+  std::vector<float> host(count);
+  auto expectTwos = [&](const char *when) {
+    ASSERT_EQ(cudaMemcpyAsync(host.data(), out, count * 4,
+                              cudaMemcpyDeviceToHost, stream),
+              cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    for (int i = 0; i < count; ++i)
+      ASSERT_EQ(host[i], 2.0f) << when << " element " << i;
+  };
+
+  // Eager: no host synchronization is needed for the result to be right
+  // once the caller's stream has run.
+  generatedCodeOnLentStream(stream, addOne, out, count);
+  ASSERT_EQ(sk_rt_get_status(), SK_OK) << lastError();
+  expectTwos("eager");
+
+  // Captured: the temporary becomes an allocation node, nothing syncs.
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
+            cudaSuccess);
+  generatedCodeOnLentStream(stream, addOne, out, count);
+  ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+  ASSERT_EQ(sk_rt_get_status(), SK_OK) << lastError();
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  for (int replay = 0; replay < 3; ++replay) {
+    ASSERT_EQ(cudaMemsetAsync(out, 0, count * 4, stream), cudaSuccess);
+    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+    expectTwos("replay");
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaFree(out);
+  cudaStreamDestroy(stream);
+  mgpuModuleUnload(module);
+}
+
 // Generated code that forks (sk_rt_fork_stream): tmp = 1 on the lent
 // stream, + 1 on the side stream, + 1 on the lent stream after the join.
 // Only the fork's and the join's events order the three.
 void generatedCodeForked(void *lent, void *addOne, void *out, int count) {
-  void *stream = nullptr;
-  void *tmp = onesOnLentStream(lent, count, &stream);
+  sk_rt_lend_stream(lent);
+  void *stream = mgpuStreamCreate();
+  void *tmp = mgpuMemAlloc(count * 4, stream, false);
+  float one = 1.0f;
+  uint32_t bits;
+  std::memcpy(&bits, &one, 4);
+  mgpuMemset32(tmp, bits, count, stream);
   void *params[] = {&tmp, &count};
   int blocks = (count + 255) / 256;
   sk_rt_fork_stream();
@@ -317,43 +362,38 @@ void generatedCodeForked(void *lent, void *addOne, void *out, int count) {
   sk_rt_set_current_stream(nullptr);
 }
 
-using GeneratedCode = void (*)(void *lent, void *addOne, void *out, int count);
-
-/// Runs `code` on a fresh non-blocking stream lent to it, eagerly and as a
-/// captured CUDA graph replayed twice; each time the output must hold
-/// `expected` everywhere once the stream has run (no host synchronization
-/// inside `code`).
-void expectStreamOrderedAndCapturable(GeneratedCode code, int count,
-                                      float expected) {
+TEST_F(MgpuGpu, SideStreamWorkIsOrderedAndCapturable) {
   std::vector<char> cubin = readFile(SK_TEST_CUBIN);
   void *module = mgpuModuleLoad(cubin.data(), cubin.size() - 1);
   ASSERT_NE(module, nullptr) << lastError();
   void *addOne = mgpuModuleGetFunction(module, "sk_test_add_one");
+  // Large enough that an unordered side launch would visibly race.
+  const int count = 1 << 22;
   cudaStream_t stream = nullptr;
   ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
             cudaSuccess);
   void *out = nullptr;
   ASSERT_EQ(cudaMalloc(&out, count * 4), cudaSuccess);
   std::vector<float> host(count);
-  auto expectOutput = [&](const char *when) {
+  auto expectThrees = [&](const char *when) {
     ASSERT_EQ(cudaMemcpyAsync(host.data(), out, count * 4,
                               cudaMemcpyDeviceToHost, stream),
               cudaSuccess);
     ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
     for (int i = 0; i < count; ++i)
-      ASSERT_EQ(host[i], expected) << when << " element " << i;
+      ASSERT_EQ(host[i], 3.0f) << when << " element " << i;
   };
 
-  code(stream, addOne, out, count);
+  generatedCodeForked(stream, addOne, out, count);
   ASSERT_EQ(sk_rt_get_status(), SK_OK) << lastError();
-  expectOutput("eager");
+  expectThrees("eager");
 
-  // Captured: temporaries become allocation nodes, nothing syncs, and a
-  // forked side stream joins the capture and leaves it again.
+  // Captured: the side stream joins the capture at the fork and leaves it
+  // at the join, so the capture ends cleanly.
   cudaGraph_t graph = nullptr;
   ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
             cudaSuccess);
-  code(stream, addOne, out, count);
+  generatedCodeForked(stream, addOne, out, count);
   ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
   ASSERT_EQ(sk_rt_get_status(), SK_OK) << lastError();
   cudaGraphExec_t exec = nullptr;
@@ -361,27 +401,19 @@ void expectStreamOrderedAndCapturable(GeneratedCode code, int count,
   for (int replay = 0; replay < 2; ++replay) {
     ASSERT_EQ(cudaMemsetAsync(out, 0, count * 4, stream), cudaSuccess);
     ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
-    expectOutput("replay");
+    expectThrees("replay");
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
-  cudaFree(out);
-  cudaStreamDestroy(stream);
-  mgpuModuleUnload(module);
-}
 
-TEST_F(MgpuGpu, LentStreamWorkIsStreamOrderedAndCapturable) {
-  expectStreamOrderedAndCapturable(generatedCodeOnLentStream, 4096, 2.0f);
-}
-
-TEST_F(MgpuGpu, SideStreamWorkIsOrderedAndCapturable) {
-  // Large enough that an unordered side launch would visibly race.
-  expectStreamOrderedAndCapturable(generatedCodeForked, 1 << 22, 3.0f);
   // Without a lent stream every launch is synchronous: nothing to fork.
   sk_rt_fork_stream();
   sk_rt_enter_side_stream();
   EXPECT_EQ(sk_rt_get_current_stream(), nullptr);
   sk_rt_join_stream();
+  cudaFree(out);
+  cudaStreamDestroy(stream);
+  mgpuModuleUnload(module);
 }
 
 TEST_F(MgpuGpu, DeviceStatusWordsPerLibraryReadWithoutSyncAndClear) {
