@@ -106,19 +106,9 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
       (operands from shared-memory descriptors), (P * gates) V on wgmma
       with P from registers (inline PTX: MLIR 22 has no register-A form),
       `nvvm.fence.proxy` between the gathers and wgmma. Covers what
-      `form=mma-sync` covers and leaves the rest alike. With selection
-      (k >= 1) the tiles run in two passes so that attention overlaps the
-      selection: after `sk_rt_fork_stream` the window pass (the window span
-      [pos(t0) - w + 1, pos(t1)] alone, needing no selection) is launched on
-      the caller's stream, the selection runs on the runtime's side stream
-      (`sk_rt_enter_side_stream` / `sk_rt_leave_side_stream`), and after
-      `sk_rt_join_stream` the selected pass walks Sel(ta) and the
-      candidates (c_a, pos(t1) - w], going on from each row's softmax state
-      that the window pass stored (O in f32, m, l). With Dv <= 64 the kernel
-      asks for three blocks per multiprocessor (`nvvm.minctasm`).
+      `form=mma-sync` covers and leaves the rest alike.
     - `form=scalar`: the same tiles, slots, membership test and per-tile
-      softmax updates as plain loops (in the wgmma form's two passes), so
-      the CPU runs (and tests) the walk.
+      softmax updates as plain loops, so the CPU runs (and tests) the walk.
 
     Run-time checks and their status codes are those of the fused loop
     lowering; rows must be 16-byte aligned in the GPU forms
