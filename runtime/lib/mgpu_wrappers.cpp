@@ -394,9 +394,9 @@ namespace {
 struct SideStream {
   int32_t device = -1;
   CUstream side = nullptr;
-  CUevent forkEvent = nullptr, joinEvent = nullptr;
+  CUevent forked = nullptr, done = nullptr;
   void *main = nullptr;
-  bool forked = false;
+  bool active = false, joinPending = false;
 };
 thread_local SideStream sideStream;
 
@@ -417,8 +417,8 @@ bool readySideStream(const ScopedContext &scope) {
       !SK_CALL(scope, cuStreamCreateWithPriority, &s.side,
                CU_STREAM_NON_BLOCKING, greatest))
     return false;
-  if (!SK_CALL(scope, cuEventCreate, &s.forkEvent, CU_EVENT_DISABLE_TIMING) ||
-      !SK_CALL(scope, cuEventCreate, &s.joinEvent, CU_EVENT_DISABLE_TIMING)) {
+  if (!SK_CALL(scope, cuEventCreate, &s.forked, CU_EVENT_DISABLE_TIMING) ||
+      !SK_CALL(scope, cuEventCreate, &s.done, CU_EVENT_DISABLE_TIMING)) {
     s = SideStream{};
     return false;
   }
@@ -431,41 +431,42 @@ extern "C" {
 
 void sk_rt_fork_stream(void) {
   SideStream &s = sideStream;
-  if (!hasCallerStream() || s.forked)
+  if (!hasCallerStream() || s.active)
     return;
   ScopedContext scope("sk_rt_fork_stream");
   if (!scope.api() || !readySideStream(scope))
     return;
   CUstream main = static_cast<CUstream>(callerStream());
-  if (!SK_CALL(scope, cuEventRecord, s.forkEvent, main) ||
-      !SK_CALL(scope, cuStreamWaitEvent, s.side, s.forkEvent, 0))
+  if (!SK_CALL(scope, cuEventRecord, s.forked, main) ||
+      !SK_CALL(scope, cuStreamWaitEvent, s.side, s.forked, 0))
     return;
   s.main = callerStream();
-  s.forked = true;
+  s.active = true;
+  sk_rt_lend_stream(s.side);
 }
 
-void sk_rt_enter_side_stream(void) {
-  if (sideStream.forked)
-    sk_rt_lend_stream(sideStream.side);
-}
-
-void sk_rt_leave_side_stream(void) {
-  if (sideStream.forked)
-    sk_rt_lend_stream(sideStream.main);
+void sk_rt_return_stream(void) {
+  SideStream &s = sideStream;
+  if (!s.active)
+    return;
+  s.active = false;
+  sk_rt_lend_stream(s.main);
+  // If the record fails the lent stream cannot wait for the side's work:
+  // the sticky error then fails the call (the entry points report it).
+  ScopedContext scope("sk_rt_return_stream");
+  if (scope.api() && SK_CALL(scope, cuEventRecord, s.done, s.side))
+    s.joinPending = true;
 }
 
 void sk_rt_join_stream(void) {
   SideStream &s = sideStream;
-  if (!s.forked)
+  if (!s.joinPending)
     return;
-  s.forked = false;
-  sk_rt_lend_stream(s.main);
-  // If this fails the lent stream cannot wait for the side's work: the
-  // sticky error then fails the call (the entry points report it).
+  s.joinPending = false;
   ScopedContext scope("sk_rt_join_stream");
-  if (scope.api() && SK_CALL(scope, cuEventRecord, s.joinEvent, s.side))
-    SK_CALL(scope, cuStreamWaitEvent, static_cast<CUstream>(s.main),
-            s.joinEvent, 0);
+  if (scope.api())
+    SK_CALL(scope, cuStreamWaitEvent, static_cast<CUstream>(callerStream()),
+            s.done, 0);
 }
 
 void mgpuStreamWaitEvent(void *stream, void *event) {

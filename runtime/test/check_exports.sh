@@ -16,8 +16,7 @@ required=(
   sk_cache_append_chunk sk_cache_append_varlen
   _mlir_ciface_sk_rt_device_status_word _mlir_ciface_sk_rt_device_status_mirror
   sk_rt_device_status_read sk_rt_device_status_clear
-  sk_rt_fork_stream sk_rt_enter_side_stream sk_rt_leave_side_stream
-  sk_rt_join_stream
+  sk_rt_fork_stream sk_rt_return_stream sk_rt_join_stream
 )
 exported=$(nm -D --defined-only "$lib" | awk '$2 == "T" {print $3}')
 missing=0

@@ -18,9 +18,8 @@
 // The wgmma form's window pass overlaps the selection, which runs on the
 // runtime's side stream (TileSelectAttention.cpp).
 // WGMMA: llvm.call @sk_rt_fork_stream()
+// WGMMA: llvm.call @sk_rt_return_stream()
 // WGMMA: gpu.launch_func {{ *}}@sparsek_select_attention_window_0::@tiles
-// WGMMA: llvm.call @sk_rt_enter_side_stream()
-// WGMMA: llvm.call @sk_rt_leave_side_stream()
 // WGMMA: llvm.call @sk_rt_join_stream()
 // WGMMA: gpu.launch_func {{ *}}@sparsek_select_attention_wgmma_0::@tiles
 // MMA: gpu.launch_func {{ *}}@sparsek_select_attention_tiles_0::@tiles

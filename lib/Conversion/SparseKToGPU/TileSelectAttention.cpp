@@ -48,26 +48,23 @@ static void emitRuntimeCall(OpBuilder &b, Location loc, ModuleOp module,
 }
 
 /// The wgmma tiles of a selecting op in two passes, so that the attention
-/// over the window overlaps the selection: the window pass runs on the
-/// caller's stream while the selection's kernels run on the runtime's side
-/// stream (sk_rt_fork_stream), and the selected pass waits for both. The
-/// window is w + BM - 1 of the k + w + BM - 1 keys a tile walks, and the
-/// selection's launches leave most multiprocessors idle. The cost is each
-/// row's state written and read once (O in f32). The window pass is queued
-/// first, so that it starts at once even when the host queues slower than
-/// the selection runs.
+/// over the window overlaps the selection: the selection's kernels go to a
+/// side stream (sk_rt_fork_stream), the window pass runs meanwhile on the
+/// caller's stream, and the selected pass waits for both. The window is
+/// w + BM - 1 of the k + w + BM - 1 keys a tile walks, and the selection's
+/// launches leave most multiprocessors idle. The cost is each row's state
+/// written and read once (O in f32).
 static void emitSplitWgmmaTiles(OpBuilder &b, Location loc, TileProblem &p,
                                 int64_t selectChunk, ModuleOp module) {
   // Allocated before the fork: the scratch arena places its one allocation
   // at the first buffer, which both streams then use.
   p.partials = emitWindowPartials(b, loc, p);
   emitRuntimeCall(b, loc, module, "sk_rt_fork_stream");
-  p.pass = TilePass::Window;
-  emitWgmmaTiles(b, loc, p, module);
-  emitRuntimeCall(b, loc, module, "sk_rt_enter_side_stream");
   p.keys.emplace(p.op, selectChunk);
   p.keys->emit(b, loc, p.geo);
-  emitRuntimeCall(b, loc, module, "sk_rt_leave_side_stream");
+  emitRuntimeCall(b, loc, module, "sk_rt_return_stream");
+  p.pass = TilePass::Window;
+  emitWgmmaTiles(b, loc, p, module);
   emitRuntimeCall(b, loc, module, "sk_rt_join_stream");
   p.pass = TilePass::Selected;
   emitWgmmaTiles(b, loc, p, module);

@@ -35,11 +35,10 @@
 // CHECK: %[[PO:.*]] = memref.alloc({{.*}}) : memref<?x?x?x128xf32>
 // CHECK: %[[PML:.*]] = memref.alloc({{.*}}) : memref<?x?x?x2xf32>
 // CHECK: call @sk_rt_fork_stream()
+// CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}, %c8{{.*}}) : memref<?x?x?xi32>
+// CHECK: call @sk_rt_return_stream()
 // CHECK: gpu.launch_func @[[WIN:sparsek_select_attention_window_0]]::@tiles
 // CHECK-SAME: args(%{{[^,]*}} : memref<?x?x?x128xbf16>, %{{[^,]*}} : memref<?x?x?x128xbf16>, %{{[^,]*}} : memref<?x?x?x128xbf16>, %{{[^,]*}} : memref<?x?x?xf32>, %{{[^,]*}} : memref<?x?x?x128xbf16>, %[[PO]] : memref<?x?x?x128xf32>, %[[PML]] : memref<?x?x?x2xf32>, %{{[^,]*}} : f32)
-// CHECK: call @sk_rt_enter_side_stream()
-// CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}, %c8{{.*}}) : memref<?x?x?xi32>
-// CHECK: call @sk_rt_leave_side_stream()
 // CHECK: call @sk_rt_join_stream()
 // CHECK: gpu.launch_func @[[MOD:sparsek_select_attention_wgmma_0]]::@tiles
 // CHECK-SAME: threads in (%c128
