@@ -235,17 +235,6 @@ KeyTileClass KeyTileClass::emit(OpBuilder &b, Location loc,
   return {x.andI(inRange, inAllWindows), x.lt(last, keys.count)};
 }
 
-/// The row's bounds for a key tile of `cls`: an empty window (hi = -1)
-/// when the window is another pass's.
-static RowBounds classBounds(OpBuilder &b, Location loc,
-                             const KeyTileClass &cls,
-                             const QueryThresholds &row, int64_t w) {
-  RowBounds bounds = RowBounds::emit(b, loc, row, w);
-  if (cls.windowElsewhere)
-    bounds.hi = intConst(b, loc, row.pos.getType(), -1);
-  return bounds;
-}
-
 RowBounds RowBounds::emit(OpBuilder &b, Location loc,
                           const QueryThresholds &row, int64_t w) {
   KernelMath x{b, loc};
@@ -290,7 +279,7 @@ Value KeyTileClass::emitIsMember(OpBuilder &b, Location loc,
   Value rank = emitListRank(b, loc, u, j);
   Value rowRank = emitListRowRank(b, loc, row);
   Value full =
-      classBounds(b, loc, *this, row, w).emitIsMember(b, loc, j, rank, rowRank);
+      RowBounds::emit(b, loc, row, w).emitIsMember(b, loc, j, rank, rowRank);
   Value reaches =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, rank, rowRank);
   full = x.sel(list, reaches, full);
@@ -302,7 +291,7 @@ Value KeyTileClass::emitGate(OpBuilder &b, Location loc,
                              int64_t w, bool selects) const {
   if (!selects)
     return sparsek::emitGate(b, loc, row, j, u, w, false);
-  Value full = classBounds(b, loc, *this, row, w).emitGate(b, loc, row, j, u);
+  Value full = RowBounds::emit(b, loc, row, w).emitGate(b, loc, row, j, u);
   full =
       arith::SelectOp::create(b, loc, list, emitListGate(b, loc, row, u), full);
   return arith::SelectOp::create(b, loc, window, emitF32(b, loc, 1.0), full);

@@ -169,9 +169,6 @@ struct BlockKeys {
 /// (the rank comparison, emitListGate); neither: the full test.
 struct KeyTileClass {
   Value window, list;
-  /// The keys of TilePass::Selected: no key is a member for being in a
-  /// row's window (the window pass took those).
-  bool windowElsewhere = false;
 
   static KeyTileClass emit(OpBuilder &b, Location loc, const BlockKeys &keys,
                            Value first, int64_t w);

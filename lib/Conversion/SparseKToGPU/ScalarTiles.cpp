@@ -8,9 +8,7 @@
 // values, not the sum). Same slots, same membership test, same per-tile
 // softmax updates as the kernel's registers hold, so a CPU run checks them;
 // membership and gates take the wgmma kernel's per-key-tile shortcuts
-// (KeyTileClass), so the CPU checks those too. With selection a row walks
-// the wgmma form's two passes (TilePass): the window span first, then the
-// list and the candidates after it, going on from the same softmax state.
+// (KeyTileClass), so the CPU checks those too.
 //
 //===----------------------------------------------------------------------===//
 #include "TileLowerings.h"
@@ -30,34 +28,26 @@ using namespace mlir::sparsek;
 static constexpr double kInf = std::numeric_limits<double>::infinity();
 
 namespace {
-/// One pass's keys of a tile: the block keys and whether they come with
-/// the selection (the list, thresholds and gates).
-struct PassKeys {
-  BlockKeys keys;
-  bool selects;
-  Value numTiles;
-};
-
 /// One row's walk: q, key, value and output rows, its thresholds.
 struct ScalarRow {
   const TileProblem &p;
   Value bi, h, hq, t, r, listRow; // listRow: the block's list
   QueryThresholds th;
+  const BlockKeys &keys;
 
   /// (membership, gate, scaled score or -inf, clamped position) of slot i
-  /// of a key tile of class `cls` in `pass` (the wgmma kernel's shortcuts,
-  /// checked here against the reference).
-  std::tuple<Value, Value, Value, Value> slot(OpBuilder &b, Location loc,
-                                              Value i, const KeyTileClass &cls,
-                                              const PassKeys &pass) const {
+  /// of a key tile of class `cls` (the wgmma kernel's shortcuts, checked
+  /// here against the reference).
+  std::tuple<Value, Value, Value, Value>
+  slot(OpBuilder &b, Location loc, Value i, const KeyTileClass &cls) const {
     SelectAttentionOp op = p.op;
-    Value list = pass.selects ? p.keys->lists : Value();
-    Value j = pass.keys.emitKeyAt(b, loc, i, list, ValueRange{r, listRow}, p.k);
+    Value list = p.keys ? p.keys->lists : Value();
+    Value j = keys.emitKeyAt(b, loc, i, list, ValueRange{r, listRow}, p.k);
     Value jc = arith::MaxSIOp::create(b, loc, j, emitIndex(b, loc, 0));
     Value u =
         memref::LoadOp::create(b, loc, op.getScores(), ValueRange{bi, h, jc});
-    Value valid = cls.emitIsMember(b, loc, th, j, u, p.w, pass.selects);
-    Value gate = cls.emitGate(b, loc, th, j, u, p.w, pass.selects);
+    Value valid = cls.emitIsMember(b, loc, th, j, u, p.w, p.k > 0);
+    Value gate = cls.emitGate(b, loc, th, j, u, p.w, p.k > 0);
     Value s = emitIfElseF32(b, loc, valid, [&](OpBuilder &tb, Location tl) {
       Value dot = emitDotF32(tb, tl, Row{op.getQuery(), {bi, hq, t}},
                              Row{op.getKey(), {bi, h, jc}}, p.sizes.d);
@@ -106,22 +96,13 @@ void sparsek::emitScalarTiles(OpBuilder &b, Location loc,
         p.keys ? emitLoadIndex(b0, l0, p.keys->counts, ValueRange{r, list})
                : zero;
     Value ta = p.keys ? geo.emitListQuery(b0, l0, list) : t0;
-    auto passKeys = [&](Value count, Value ta, bool selects,
-                        bool candidatesOnly) {
-      BlockKeys keys = BlockKeys::emit(b0, l0, count, t0, ta, geo.blockQueries,
-                                       z.t, z.s, p.w, candidatesOnly);
-      Value numTiles = arith::DivUIOp::create(
-          b0, l0,
-          arith::AddIOp::create(b0, l0, keys.length,
-                                emitIndex(b0, l0, kKeyTile - 1)),
-          tileKeys);
-      return PassKeys{keys, selects, numTiles};
-    };
-    // With selection, the window span (no list), then the list and the
-    // candidates after it; otherwise the window span alone.
-    SmallVector<PassKeys> passes{passKeys(zero, t0, false, false)};
-    if (p.keys)
-      passes.push_back(passKeys(count, ta, true, true));
+    BlockKeys keys =
+        BlockKeys::emit(b0, l0, count, t0, ta, geo.blockQueries, z.t, z.s, p.w);
+    Value numTiles = arith::DivUIOp::create(
+        b0, l0,
+        arith::AddIOp::create(b0, l0, keys.length,
+                              emitIndex(b0, l0, kKeyTile - 1)),
+        tileKeys);
     emitFor(
         b0, l0, zero, emitIndex(b0, l0, geo.rows),
         [&](OpBuilder &b1, Location l1, Value row) {
@@ -135,83 +116,76 @@ void sparsek::emitScalarTiles(OpBuilder &b, Location loc,
             if (p.keys)
               th = p.keys->thresholds.emitLoad(b2, l2, r, tr.query, tr.valid,
                                                pos);
-            ScalarRow sr{p, bi, h, hq, tr.query, r, list, th};
+            ScalarRow sr{p, bi, h, hq, tr.query, r, list, th, keys};
             emitFor(
                 b2, l2, zero, z.dv, [&](OpBuilder &fb, Location fl, Value d) {
                   memref::StoreOp::create(fb, fl, emitF32(fb, fl, 0.0), acc, d);
                 });
-            SmallVector<Value> ml{emitF32(b2, l2, -kInf), emitF32(b2, l2, 0.0)};
-            for (const PassKeys &pass : passes)
-              ml = emitForCarrying(
-                  b2, l2, zero, pass.numTiles, ml,
-                  [&](OpBuilder &b3, Location l3, Value tile,
-                      ValueRange carried) -> SmallVector<Value> {
-                    Value base = arith::MulIOp::create(b3, l3, tile, tileKeys);
-                    KeyTileClass cls =
-                        KeyTileClass::emit(b3, l3, pass.keys, base, p.w);
-                    cls.windowElsewhere = pass.selects;
-                    auto slotAt = [&](OpBuilder &sb, Location sl, Value c) {
-                      return sr.slot(sb, sl,
-                                     arith::AddIOp::create(sb, sl, base, c),
-                                     cls, pass);
-                    };
-                    // The tile's row maximum over its members.
-                    Value tileMax = emitForCarrying(
-                        b3, l3, zero, tileKeys,
-                        ValueRange{emitF32(b3, l3, -kInf)},
-                        [&](OpBuilder &fb, Location fl, Value c,
-                            ValueRange m) -> SmallVector<Value> {
-                          Value s = std::get<2>(slotAt(fb, fl, c));
-                          return {arith::MaxNumFOp::create(fb, fl, m[0], s)};
-                        })[0];
-                    Value mNew =
-                        arith::MaxNumFOp::create(b3, l3, carried[0], tileMax);
-                    // No member yet: exponents against 0 give exp(-inf) = 0.
-                    Value none =
-                        arith::CmpFOp::create(b3, l3, arith::CmpFPredicate::OEQ,
-                                              mNew, emitF32(b3, l3, -kInf));
-                    Value mUse = arith::SelectOp::create(
-                        b3, l3, none, emitF32(b3, l3, 0.0), mNew);
-                    Value alpha = math::ExpOp::create(
-                        b3, l3,
-                        arith::SubFOp::create(b3, l3, carried[0], mUse));
-                    emitFor(b3, l3, zero, z.dv,
-                            [&](OpBuilder &fb, Location fl, Value d) {
-                              Value a = memref::LoadOp::create(fb, fl, acc, d);
-                              memref::StoreOp::create(
-                                  fb, fl,
-                                  arith::MulFOp::create(fb, fl, a, alpha), acc,
-                                  d);
-                            });
-                    Value l0 = arith::MulFOp::create(b3, l3, carried[1], alpha);
-                    Value lNew = emitForCarrying(
-                        b3, l3, zero, tileKeys, ValueRange{l0},
-                        [&](OpBuilder &fb, Location fl, Value c,
-                            ValueRange l) -> SmallVector<Value> {
-                          auto [valid, gate, s, jc] = slotAt(fb, fl, c);
-                          Value pe = math::ExpOp::create(
-                              fb, fl, arith::SubFOp::create(fb, fl, s, mUse));
-                          Value pg = arith::MulFOp::create(fb, fl, pe, gate);
-                          emitIf(
-                              fb, fl, valid, [&](OpBuilder &vb, Location vl) {
-                                Row v{op.getValue(), {bi, h, jc}};
-                                emitFor(
-                                    vb, vl, zero, z.dv,
-                                    [&](OpBuilder &db, Location dl, Value d) {
-                                      Value a = memref::LoadOp::create(db, dl,
-                                                                       acc, d);
-                                      Value x = arith::MulFOp::create(
-                                          db, dl, pg, v.loadF32(db, dl, d));
-                                      memref::StoreOp::create(
-                                          db, dl,
-                                          arith::AddFOp::create(db, dl, a, x),
-                                          acc, d);
-                                    });
-                              });
-                          return {arith::AddFOp::create(fb, fl, l[0], pe)};
-                        })[0];
-                    return {mNew, lNew};
-                  });
+            SmallVector<Value> ml = emitForCarrying(
+                b2, l2, zero, numTiles,
+                ValueRange{emitF32(b2, l2, -kInf), emitF32(b2, l2, 0.0)},
+                [&](OpBuilder &b3, Location l3, Value tile,
+                    ValueRange carried) -> SmallVector<Value> {
+                  Value base = arith::MulIOp::create(b3, l3, tile, tileKeys);
+                  KeyTileClass cls =
+                      KeyTileClass::emit(b3, l3, keys, base, p.w);
+                  auto slotAt = [&](OpBuilder &sb, Location sl, Value c) {
+                    return sr.slot(sb, sl,
+                                   arith::AddIOp::create(sb, sl, base, c), cls);
+                  };
+                  // The tile's row maximum over its members.
+                  Value tileMax = emitForCarrying(
+                      b3, l3, zero, tileKeys,
+                      ValueRange{emitF32(b3, l3, -kInf)},
+                      [&](OpBuilder &fb, Location fl, Value c,
+                          ValueRange m) -> SmallVector<Value> {
+                        Value s = std::get<2>(slotAt(fb, fl, c));
+                        return {arith::MaxNumFOp::create(fb, fl, m[0], s)};
+                      })[0];
+                  Value mNew =
+                      arith::MaxNumFOp::create(b3, l3, carried[0], tileMax);
+                  // No member yet: exponents against 0 give exp(-inf) = 0.
+                  Value none =
+                      arith::CmpFOp::create(b3, l3, arith::CmpFPredicate::OEQ,
+                                            mNew, emitF32(b3, l3, -kInf));
+                  Value mUse = arith::SelectOp::create(
+                      b3, l3, none, emitF32(b3, l3, 0.0), mNew);
+                  Value alpha = math::ExpOp::create(
+                      b3, l3, arith::SubFOp::create(b3, l3, carried[0], mUse));
+                  emitFor(b3, l3, zero, z.dv,
+                          [&](OpBuilder &fb, Location fl, Value d) {
+                            Value a = memref::LoadOp::create(fb, fl, acc, d);
+                            memref::StoreOp::create(
+                                fb, fl, arith::MulFOp::create(fb, fl, a, alpha),
+                                acc, d);
+                          });
+                  Value l0 = arith::MulFOp::create(b3, l3, carried[1], alpha);
+                  Value lNew = emitForCarrying(
+                      b3, l3, zero, tileKeys, ValueRange{l0},
+                      [&](OpBuilder &fb, Location fl, Value c,
+                          ValueRange l) -> SmallVector<Value> {
+                        auto [valid, gate, s, jc] = slotAt(fb, fl, c);
+                        Value pe = math::ExpOp::create(
+                            fb, fl, arith::SubFOp::create(fb, fl, s, mUse));
+                        Value pg = arith::MulFOp::create(fb, fl, pe, gate);
+                        emitIf(fb, fl, valid, [&](OpBuilder &vb, Location vl) {
+                          Row v{op.getValue(), {bi, h, jc}};
+                          emitFor(vb, vl, zero, z.dv,
+                                  [&](OpBuilder &db, Location dl, Value d) {
+                                    Value a =
+                                        memref::LoadOp::create(db, dl, acc, d);
+                                    Value x = arith::MulFOp::create(
+                                        db, dl, pg, v.loadF32(db, dl, d));
+                                    memref::StoreOp::create(
+                                        db, dl,
+                                        arith::AddFOp::create(db, dl, a, x),
+                                        acc, d);
+                                  });
+                        });
+                        return {arith::AddFOp::create(fb, fl, l[0], pe)};
+                      })[0];
+                  return {mNew, lNew};
+                });
             // out = acc / l, 0 where the row had no member (SPEC 5).
             Value lSum = ml[1];
             Value any = arith::CmpFOp::create(b2, l2, arith::CmpFPredicate::OGT,
