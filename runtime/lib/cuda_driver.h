@@ -27,8 +27,6 @@ namespace sparsek::rt {
   X(cuLaunchKernelEx)                                                          \
   X(cuFuncSetAttribute)                                                        \
   X(cuStreamCreate)                                                            \
-  X(cuStreamCreateWithPriority)                                                \
-  X(cuCtxGetStreamPriorityRange)                                               \
   X(cuStreamDestroy)                                                           \
   X(cuStreamSynchronize)                                                       \
   X(cuStreamIsCapturing)                                                       \

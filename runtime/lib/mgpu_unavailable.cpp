@@ -91,10 +91,6 @@ void *mgpuTensorMapEncodeTiledMemref(int64_t, void *, int64_t, int64_t, int64_t,
   unsupported("mgpuTensorMapEncodeTiledMemref");
   return nullptr;
 }
-// Nothing runs on a device here, so there is nothing to overlap.
-void sk_rt_fork_stream(void) {}
-void sk_rt_return_stream(void) {}
-void sk_rt_join_stream(void) {}
 sk_status sk_rt_init(void) { return SK_ERR_UNSUPPORTED; }
 int sk_rt_has_device(void) { return 0; }
 void *sk_rt_event_create_timed(void) {

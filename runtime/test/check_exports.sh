@@ -16,7 +16,6 @@ required=(
   sk_cache_append_chunk sk_cache_append_varlen
   _mlir_ciface_sk_rt_device_status_word _mlir_ciface_sk_rt_device_status_mirror
   sk_rt_device_status_read sk_rt_device_status_clear
-  sk_rt_fork_stream sk_rt_return_stream sk_rt_join_stream
 )
 exported=$(nm -D --defined-only "$lib" | awk '$2 == "T" {print $3}')
 missing=0

@@ -15,12 +15,6 @@
 // RUN: %if ptxas %{ sparsek-opt %s --sparsek-gpu-pipeline="chip=sm_90a" -o /dev/null %}
 
 // CHECK-LABEL: llvm.func @bf16_attn(
-// The wgmma form's window pass overlaps the selection, which runs on the
-// runtime's side stream (TileSelectAttention.cpp).
-// WGMMA: llvm.call @sk_rt_fork_stream()
-// WGMMA: llvm.call @sk_rt_return_stream()
-// WGMMA: gpu.launch_func {{ *}}@sparsek_select_attention_window_0::@tiles
-// WGMMA: llvm.call @sk_rt_join_stream()
 // WGMMA: gpu.launch_func {{ *}}@sparsek_select_attention_wgmma_0::@tiles
 // MMA: gpu.launch_func {{ *}}@sparsek_select_attention_tiles_0::@tiles
 // LOOPS-NOT: @sparsek_select_attention_{{tiles|wgmma}}_

@@ -209,7 +209,7 @@ Value sparsek::emitGate(OpBuilder &b, Location loc, const QueryThresholds &row,
 
 BlockKeys BlockKeys::emit(OpBuilder &b, Location loc, Value count, Value t0,
                           Value ta, Value blockQueries, Value numQueries,
-                          Value numKeys, int64_t w, bool candidatesOnly) {
+                          Value numKeys, int64_t w) {
   KernelMath x{b, loc};
   Value firstPos = x.sub(numKeys, numQueries);
   // From ta's window on: ta's candidates are in the list, so the range and
@@ -217,8 +217,7 @@ BlockKeys BlockKeys::emit(OpBuilder &b, Location loc, Value count, Value t0,
   Value lo = x.max(x.c(0), x.add(firstPos, x.sub(ta, x.c(w - 1))));
   Value t1 = x.sub(x.min(x.add(t0, blockQueries), numQueries), x.c(1));
   Value hi = x.add(firstPos, t1);
-  Value top = candidatesOnly ? x.sub(hi, x.c(w)) : hi;
-  Value range = x.max(x.c(0), x.add(x.sub(top, lo), x.c(1)));
+  Value range = x.max(x.c(0), x.add(x.sub(hi, lo), x.c(1)));
   return {count, lo, x.add(count, range), x.add(firstPos, t0), hi};
 }
 

@@ -149,12 +149,10 @@ struct BlockKeys {
   Value tail;   // pos(t1), its last
 
   /// `count` is the length of the block's list (0 without selection),
-  /// which holds Sel(ta) of the list's first query `ta` (<= t0). With
-  /// `candidatesOnly` the range ends at the last candidate, pos(t1) - w
-  /// (the keys of TilePass::Selected: the window span is another pass's).
+  /// which holds Sel(ta) of the list's first query `ta` (<= t0).
   static BlockKeys emit(OpBuilder &b, Location loc, Value count, Value t0,
                         Value ta, Value blockQueries, Value numQueries,
-                        Value numKeys, int64_t w, bool candidatesOnly = false);
+                        Value numKeys, int64_t w);
   /// Position of slot i (index; -1 past the end). `list` is the block's
   /// row of the list buffer as (buffer, leading indices), null without
   /// selection.

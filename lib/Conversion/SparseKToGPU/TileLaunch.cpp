@@ -11,7 +11,6 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
-#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 
 #include <string>
 
@@ -22,30 +21,22 @@ TileKernelArgs TileKernelArgs::fromProblem(const TileProblem &p) {
   SelectAttentionOp op = p.op;
   TileKernelArgs a{op.getQuery(),  op.getKey(),  op.getValue(),
                    op.getScores(), op.getInit(), Value(),
-                   Value(),        {},           {},
-                   p.scale};
-  if (p.keys && p.pass != TilePass::Window) {
+                   Value(),        {},           p.scale};
+  if (p.keys) {
     a.lists = p.keys->lists;
     a.counts = p.keys->counts;
     a.thresholds = p.keys->thresholds;
   }
-  if (p.pass != TilePass::Whole)
-    a.partials = p.partials;
   return a;
 }
 
-TileKernelArgs TileKernelArgs::fromKernel(ValueRange v, bool selects,
-                                          bool partials) {
-  TileKernelArgs a{v[0], v[1], v[2], v[3], v[4], {}, {}, {}, {}, v.back()};
-  int64_t next = 5;
+TileKernelArgs TileKernelArgs::fromKernel(ValueRange v, bool selects) {
+  TileKernelArgs a{v[0], v[1], v[2], v[3], v[4], {}, {}, {}, v.back()};
   if (selects) {
     a.lists = v[5];
     a.counts = v[6];
     a.thresholds = {v[7], v[8], v[9]};
-    next = 10;
   }
-  if (partials)
-    a.partials = {v[next], v[next + 1]};
   return a;
 }
 
@@ -54,8 +45,6 @@ SmallVector<Value> TileKernelArgs::values() const {
   if (lists)
     v.append({lists, counts, thresholds.tau, thresholds.thetaScore,
               thresholds.thetaPos});
-  if (partials.o)
-    v.append({partials.o, partials.ml});
   v.push_back(scale);
   return v;
 }
@@ -65,8 +54,7 @@ void sparsek::emitTileKernelLaunch(
     StringRef prefix, int64_t threads, TypeRange workgroup, Value dynamicSmem,
     function_ref<void(OpBuilder &, Location, const TileKernelArgs &,
                       ValueRange)>
-        body,
-    int64_t minBlocksPerSM) {
+        body) {
   MLIRContext *ctx = b.getContext();
   SmallVector<Value> args = TileKernelArgs::fromProblem(p).values();
 
@@ -87,9 +75,6 @@ void sparsek::emitTileKernelLaunch(
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), mb.getUnitAttr());
   fn.setKnownBlockSizeAttr(
       DenseI32ArrayAttr::get(ctx, {int32_t(threads), 1, 1}));
-  if (minBlocksPerSM > 0)
-    fn->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
-                mb.getI32IntegerAttr(minBlocksPerSM));
   // Attributions default to 2-byte alignment.
   for (unsigned i = 0; i < workgroup.size(); ++i)
     fn.setWorkgroupAttributionAttr(i, "llvm.align", mb.getI64IntegerAttr(16));
@@ -97,8 +82,7 @@ void sparsek::emitTileKernelLaunch(
     OpBuilder kb = OpBuilder::atBlockBegin(&fn.getBody().front());
     body(kb, loc,
          TileKernelArgs::fromKernel(fn.getArguments().take_front(args.size()),
-                                    p.keys && p.pass != TilePass::Window,
-                                    p.pass != TilePass::Whole),
+                                    static_cast<bool>(p.keys)),
          fn.getWorkgroupAttributions());
     gpu::ReturnOp::create(kb, loc);
   }

@@ -27,23 +27,6 @@
 
 namespace mlir::sparsek {
 
-/// Which keys a launch of the tiles walks. The wgmma form splits a
-/// selecting op in two (TileSelectAttention.cpp): the window pass needs no
-/// selection, so it runs while the selection does, on another stream.
-enum class TilePass {
-  Whole,    // every key of the tile's set; writes the output
-  Window,   // the window span only; writes each row's softmax state
-  Selected, // the list and the candidates after it, continuing each row
-            // from the window pass's state; writes the output
-};
-
-/// A row's online-softmax state after the window pass (device buffers):
-/// O unnormalized [B, Hq, T, Dv] f32, and (reference maximum m, sum l)
-/// [B, Hq, T, 2] f32.
-struct WindowPartials {
-  Value o, ml;
-};
-
 /// What both forms start from (host values, inside the checks' scf.if).
 struct TileProblem {
   SelectAttentionOp op;
@@ -53,8 +36,6 @@ struct TileProblem {
   Value scale; // f32
   /// The block lists and thresholds (k >= 1 only).
   std::optional<BlockKeySets> keys;
-  TilePass pass = TilePass::Whole;
-  WindowPartials partials; // Window and Selected passes
 };
 
 /// Threads per 64 rows of a tile in both tensor-core forms: 4 warps
@@ -64,15 +45,14 @@ constexpr int64_t kTileThreads = 128;
 /// The kernel arguments of both tensor-core forms, in launch order.
 struct TileKernelArgs {
   Value q, key, value, scores, out;
-  Value lists, counts; // k >= 1, but not in the window pass
+  Value lists, counts; // k >= 1
   ThresholdBuffers thresholds;
-  WindowPartials partials; // the window and selected passes
   Value scale;
 
   /// The host values the launch passes.
   static TileKernelArgs fromProblem(const TileProblem &p);
   /// The kernel's view of `values()` (its leading block arguments).
-  static TileKernelArgs fromKernel(ValueRange v, bool selects, bool partials);
+  static TileKernelArgs fromKernel(ValueRange v, bool selects);
   SmallVector<Value> values() const;
 };
 
@@ -81,16 +61,13 @@ struct TileKernelArgs {
 /// with `threads` threads and `workgroup` attributions (16-byte aligned, as
 /// ldmatrix and cp.async need), fills its body with `body`, and launches it
 /// over (query blocks, Hkv x head splits, B) with `dynamicSmem` bytes (null
-/// for none), skipped when the grid is empty. `minBlocksPerSM` > 0 asks
-/// ptxas to fit that many blocks on a multiprocessor (nvvm.minctasm: it
-/// caps the registers per thread accordingly).
+/// for none), skipped when the grid is empty.
 void emitTileKernelLaunch(
     OpBuilder &b, Location loc, const TileProblem &p, ModuleOp module,
     StringRef prefix, int64_t threads, TypeRange workgroup, Value dynamicSmem,
     function_ref<void(OpBuilder &, Location, const TileKernelArgs &,
                       ValueRange workgroup)>
-        body,
-    int64_t minBlocksPerSM = 0);
+        body);
 
 /// Plain loops over the tiles (CPU-executable).
 void emitScalarTiles(OpBuilder &b, Location loc, const TileProblem &p);
@@ -102,13 +79,9 @@ void emitMmaSyncTiles(OpBuilder &b, Location loc, const TileProblem &p,
 
 /// The same tiles as one gpu.launch_func of a wgmma kernel (sm_90a only):
 /// the same grid, one warpgroup per 64 rows of p.geo, dynamic workgroup
-/// memory; the keys of p.pass.
+/// memory.
 void emitWgmmaTiles(OpBuilder &b, Location loc, const TileProblem &p,
                     ModuleOp module);
-
-/// Host buffers for the window pass's states (freed by the caller).
-WindowPartials emitWindowPartials(OpBuilder &b, Location loc,
-                                  const TileProblem &p);
 
 /// Why `op` cannot take the mma.sync or wgmma form (empty when it can): bf16 or
 /// f16 q/key/value, static D and Dv in {64, 128}, identity layouts.

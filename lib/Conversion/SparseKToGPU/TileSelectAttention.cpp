@@ -15,8 +15,6 @@
 #include "../SparseKToLoops/LoopUtils.h"
 #include "../SparseKToLoops/Softmax.h"
 
-#include "mlir/Dialect/Func/IR/FuncOps.h"
-#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/IR/PatternMatch.h"
 #include "llvm/ADT/StringSwitch.h"
@@ -34,44 +32,6 @@ using namespace mlir::sparsek;
 namespace {
 enum class TileForm { MmaSync, Wgmma, Scalar };
 } // namespace
-
-/// A call of runtime function `name` (void, no arguments: sparsek/runtime/
-/// mgpu.h), declared in `module` on first use.
-static void emitRuntimeCall(OpBuilder &b, Location loc, ModuleOp module,
-                            StringRef name) {
-  if (!module.lookupSymbol(name)) {
-    OpBuilder mb = OpBuilder::atBlockBegin(module.getBody());
-    func::FuncOp::create(mb, loc, name, mb.getFunctionType({}, {}))
-        .setPrivate();
-  }
-  func::CallOp::create(b, loc, name, TypeRange{}, ValueRange{});
-}
-
-/// The wgmma tiles of a selecting op in two passes, so that the attention
-/// over the window overlaps the selection: the selection's kernels go to a
-/// side stream (sk_rt_fork_stream), the window pass runs meanwhile on the
-/// caller's stream, and the selected pass waits for both. The window is
-/// w + BM - 1 of the k + w + BM - 1 keys a tile walks, and the selection's
-/// launches leave most multiprocessors idle. The cost is each row's state
-/// written and read once (O in f32).
-static void emitSplitWgmmaTiles(OpBuilder &b, Location loc, TileProblem &p,
-                                int64_t selectChunk, ModuleOp module) {
-  // Allocated before the fork: the scratch arena places its one allocation
-  // at the first buffer, which both streams then use.
-  p.partials = emitWindowPartials(b, loc, p);
-  emitRuntimeCall(b, loc, module, "sk_rt_fork_stream");
-  p.keys.emplace(p.op, selectChunk);
-  p.keys->emit(b, loc, p.geo);
-  emitRuntimeCall(b, loc, module, "sk_rt_return_stream");
-  p.pass = TilePass::Window;
-  emitWgmmaTiles(b, loc, p, module);
-  emitRuntimeCall(b, loc, module, "sk_rt_join_stream");
-  p.pass = TilePass::Selected;
-  emitWgmmaTiles(b, loc, p, module);
-  p.keys->emitDealloc(b, loc);
-  memref::DeallocOp::create(b, loc, p.partials.o);
-  memref::DeallocOp::create(b, loc, p.partials.ml);
-}
 
 static void lowerToTiles(RewriterBase &rewriter, SelectAttentionOp op,
                          TileForm form, int64_t selectChunk, int64_t tileRows,
@@ -100,10 +60,6 @@ static void lowerToTiles(RewriterBase &rewriter, SelectAttentionOp op,
     // The selection's kernels report NaN and +inf candidates (device
     // status); the window-only positions get a kernel of their own.
     emitCheckWindowScores(b, l, op, z, p.w, /*inKernel=*/true);
-    if (p.k > 0 && form == TileForm::Wgmma) {
-      emitSplitWgmmaTiles(b, l, p, selectChunk, module);
-      return;
-    }
     if (p.k > 0) {
       p.keys.emplace(op, selectChunk);
       p.keys->emit(b, l, p.geo);

@@ -91,10 +91,6 @@ static constexpr int64_t kSlotBuffers = 3;
 /// 2^kRescaleLog2 (bf16 and f16 hold such P with the relative precision
 /// of P <= 1, far from their largest values; sums stay in f32).
 static constexpr double kRescaleLog2 = 8.0;
-/// Shared memory of an sm_90 multiprocessor, and what the driver reserves
-/// per resident block.
-static constexpr int64_t kSmemPerMultiprocessor = 228 * 1024;
-static constexpr int64_t kSmemPerBlockReserved = 1024;
 
 namespace {
 /// Builders of the kernel body: KernelMath plus the wgmma layouts.
@@ -352,7 +348,7 @@ struct LaneRow {
 /// Builds the kernel body into `b` (the gpu.func's entry block).
 static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
                         int64_t k, int64_t w, int64_t d, int64_t dv,
-                        int64_t tileRows, Type elem, TilePass pass) {
+                        int64_t tileRows, Type elem) {
   MLIRContext *ctx = b.getContext();
   WB x{b, loc, elem};
   int64_t warpgroups = tileRows / kKeyTile;
@@ -404,9 +400,8 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
   Value count =
       a.lists ? emitLoadIndex(b, loc, a.counts, ValueRange{r, list}) : x.c(0);
   Value ta = a.lists ? geo.emitListQuery(b, loc, list) : t0;
-  BlockKeys keys =
-      BlockKeys::emit(b, loc, count, t0, ta, geo.blockQueries, numQueries,
-                      numKeys, w, pass == TilePass::Selected);
+  BlockKeys keys = BlockKeys::emit(b, loc, count, t0, ta, geo.blockQueries,
+                                   numQueries, numKeys, w);
   Value numTiles = x.div(x.add(keys.length, x.c(kKeyTile - 1)), x.c(kKeyTile));
   auto tileRow = [&](Value row) {
     return emitTileRow(b, loc, row, t0, split, geo.headsPerTile, geo.group,
@@ -539,11 +534,6 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     if (a.lists) {
       rows[i].rank = emitListRowRank(b, loc, rows[i].th);
       rows[i].bounds = RowBounds::emit(b, loc, rows[i].th, w);
-      // The window pass took the window: an empty one here, so that a
-      // range key in a row's window (a candidate of a later row) is no
-      // member of it.
-      if (pass == TilePass::Selected)
-        rows[i].bounds.hi = x.ci32(-1);
     }
   }
   Value scaleLog2 = x.fmul(a.scale, x.f(1.0 / std::log(2.0)));
@@ -569,35 +559,6 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
   Value negInf = x.f(-std::numeric_limits<double>::infinity());
   SmallVector<Value> init(oRegs, x.f(0.0));
   init.append({negInf, negInf, x.f(0.0), x.f(0.0)});
-  if (pass == TilePass::Selected) {
-    // Each row goes on from the window pass's state: O, the reference
-    // maximum m, and the sum l in the quad's first lane (the lanes' partial
-    // sums are added at the end). Rows that are no (query, head) read row
-    // 0 and keep the empty state.
-    Value first = x.eq(quad, x.c(0));
-    for (int64_t ri = 0; ri < 2; ++ri) {
-      Value valid = rows[ri].th.valid;
-      Value hq = x.sel(valid, rows[ri].hq, x.c(0));
-      Value t = x.sel(valid, rows[ri].t, x.c(0));
-      for (int64_t ot = 0; ot < oTiles; ++ot) {
-        Value col = x.add(x.mul(quad, x.c(2)), x.c(8 * ot));
-        Value pair =
-            vector::LoadOp::create(b, loc, VectorType::get({2}, b.getF32Type()),
-                                   a.partials.o, ValueRange{bi, hq, t, col});
-        for (int64_t e = 0; e < 2; ++e)
-          init[4 * ot + 2 * ri + e] = x.sel(
-              valid,
-              vector::ExtractOp::create(b, loc, pair, ArrayRef<int64_t>{e}),
-              x.f(0.0));
-      }
-      Value m = memref::LoadOp::create(b, loc, a.partials.ml,
-                                       ValueRange{bi, hq, t, x.c(0)});
-      Value l = memref::LoadOp::create(b, loc, a.partials.ml,
-                                       ValueRange{bi, hq, t, x.c(1)});
-      init[oRegs + ri] = x.sel(valid, m, negInf);
-      init[oRegs + 2 + ri] = x.sel(x.andI(valid, first), l, x.f(0.0));
-    }
-  }
   init.append(pRegs, x.ci32(0));
   init.push_back(firstAhead);
   // Then the slot buffers of key tiles tile, tile + 1 and tile + 2 (tile % 3
@@ -918,34 +879,6 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     o = x.pin(o);
     std::copy(o.begin(), o.end(), res.begin());
   }
-  // The window pass leaves each row's state for the selected pass: O as
-  // it is, m, and l summed over the quad (stored by its first lane).
-  if (pass == TilePass::Window) {
-    for (int64_t ri = 0; ri < 2; ++ri) {
-      Value l = x.quadReduce(res[oTiles * 4 + 2 + ri], /*isMax=*/false);
-      Value m = res[oTiles * 4 + ri];
-      emitIf(b, loc, rows[ri].th.valid, [&](OpBuilder &sb, Location sl) {
-        WB z{sb, sl, elem};
-        SmallVector<Value> at{bi, rows[ri].hq, rows[ri].t};
-        for (int64_t ot = 0; ot < oTiles; ++ot) {
-          Value v = vector::FromElementsOp::create(
-              sb, sl, VectorType::get({2}, sb.getF32Type()),
-              ValueRange{res[4 * ot + 2 * ri], res[4 * ot + 2 * ri + 1]});
-          Value col = z.add(z.mul(quad, z.c(2)), z.c(8 * ot));
-          vector::StoreOp::create(sb, sl, v, a.partials.o,
-                                  ValueRange{at[0], at[1], at[2], col});
-        }
-        emitIf(sb, sl, z.eq(quad, z.c(0)), [&](OpBuilder &qb, Location ql) {
-          WB y{qb, ql, elem};
-          Value ml = vector::FromElementsOp::create(
-              qb, ql, VectorType::get({2}, qb.getF32Type()), ValueRange{m, l});
-          vector::StoreOp::create(qb, ql, ml, a.partials.ml,
-                                  ValueRange{at[0], at[1], at[2], y.c(0)});
-        });
-      });
-    }
-    return;
-  }
   // out = O / l (0 for rows without a member), in v's element type.
   for (int64_t ri = 0; ri < 2; ++ri) {
     Value l = x.quadReduce(res[oTiles * 4 + 2 + ri], /*isMax=*/false);
@@ -978,43 +911,12 @@ void sparsek::emitWgmmaTiles(OpBuilder &b, Location loc, const TileProblem &p,
   int64_t d = qType.getDimSize(3);
   int64_t dv = cast<MemRefType>(op.getValue().getType()).getDimSize(3);
   int64_t rows = p.geo.rows, warpgroups = rows / kKeyTile;
-  int64_t smem = SmemLayout(d, dv, warpgroups).dynamicBytes();
-  Value smemBytes = arith::ConstantIntOp::create(b, loc, b.getI32Type(), smem);
-  // With Dv <= 64 a 64-row block's accumulators (O: Dv / 2 registers, S:
-  // 32, P: 16) leave room for three blocks per multiprocessor at 168
-  // registers, where ptxas alone takes ~200 (two blocks). The third block's
-  // warps hide the latency of the per-step dependency chains that bound the
-  // kernel (bench/results/session11_3a30aab_6152438.md); ptxas spills a few
-  // loop-invariant values, which reload from L1.
-  int64_t blocksPerSM = 0;
-  if (warpgroups == 1 && dv <= 64 &&
-      3 * (smem + kSmemPerBlockReserved) <= kSmemPerMultiprocessor)
-    blocksPerSM = 3;
+  Value smemBytes = arith::ConstantIntOp::create(
+      b, loc, b.getI32Type(), SmemLayout(d, dv, warpgroups).dynamicBytes());
   emitTileKernelLaunch(
-      b, loc, p, module,
-      p.pass == TilePass::Window ? "sparsek_select_attention_window"
-                                 : "sparsek_select_attention_wgmma",
+      b, loc, p, module, "sparsek_select_attention_wgmma",
       kTileThreads * warpgroups, TypeRange{}, smemBytes,
       [&](OpBuilder &kb, Location kl, const TileKernelArgs &a, ValueRange) {
-        // The window pass is the window-only kernel (k = 0: no list, no
-        // gates) storing its states.
-        buildKernel(kb, kl, a, p.pass == TilePass::Window ? 0 : p.k, p.w, d, dv,
-                    rows, elem, p.pass);
-      },
-      blocksPerSM);
-}
-
-WindowPartials sparsek::emitWindowPartials(OpBuilder &b, Location loc,
-                                           const TileProblem &p) {
-  const FusedSizes &z = p.sizes;
-  Type f32 = b.getF32Type();
-  auto alloc = [&](ArrayRef<int64_t> shape, ValueRange dynamic) {
-    return memref::AllocOp::create(b, loc, MemRefType::get(shape, f32), dynamic)
-        .getResult();
-  };
-  SelectAttentionOp op = p.op;
-  int64_t dv = cast<MemRefType>(op.getValue().getType()).getDimSize(3);
-  int64_t dyn = ShapedType::kDynamic;
-  return {alloc({dyn, dyn, dyn, dv}, {z.batch, z.hq, z.t}),
-          alloc({dyn, dyn, dyn, 2}, {z.batch, z.hq, z.t})};
+        buildKernel(kb, kl, a, p.k, p.w, d, dv, rows, elem);
+      });
 }

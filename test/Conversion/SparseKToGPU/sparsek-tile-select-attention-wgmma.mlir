@@ -26,40 +26,17 @@
 // WIDE: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
 // WIDE-LABEL: func.func @f16_window_only
 // WIDE: dynamic_shared_memory_size %c69632_i32
+// WIDE-LABEL: func.func @f32_left_alone
 
-// With selection the tiles run in two passes: the window pass (the window
-// span only) while the selection runs on the runtime's side stream, then
-// the selected pass (the list and the candidates after it), which goes on
-// from each row's softmax state after the window (O in f32, m and l).
 // CHECK-LABEL: func.func @bf16_d128
-// CHECK: %[[PO:.*]] = memref.alloc({{.*}}) : memref<?x?x?x128xf32>
-// CHECK: %[[PML:.*]] = memref.alloc({{.*}}) : memref<?x?x?x2xf32>
-// CHECK: call @sk_rt_fork_stream()
 // CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}, %c8{{.*}}) : memref<?x?x?xi32>
-// CHECK: call @sk_rt_return_stream()
-// CHECK: gpu.launch_func @[[WIN:sparsek_select_attention_window_0]]::@tiles
-// CHECK-SAME: args(%{{[^,]*}} : memref<?x?x?x128xbf16>, %{{[^,]*}} : memref<?x?x?x128xbf16>, %{{[^,]*}} : memref<?x?x?x128xbf16>, %{{[^,]*}} : memref<?x?x?xf32>, %{{[^,]*}} : memref<?x?x?x128xbf16>, %[[PO]] : memref<?x?x?x128xf32>, %[[PML]] : memref<?x?x?x2xf32>, %{{[^,]*}} : f32)
-// CHECK: call @sk_rt_join_stream()
 // CHECK: gpu.launch_func @[[MOD:sparsek_select_attention_wgmma_0]]::@tiles
 // CHECK-SAME: threads in (%c128
 // Q 16 KiB, K and V 2 x 16 KiB each, slots 3 KiB (positions, scores, list
 // ranks), 1 KiB to align the base.
 // CHECK-SAME: dynamic_shared_memory_size %c86016_i32
 // CHECK-SAME: args(%{{.*}}, %[[LISTS]] : memref<?x?x?xi32>
-// CHECK-SAME: %[[PO]] : memref<?x?x?x128xf32>, %[[PML]] : memref<?x?x?x2xf32>
-// CHECK: memref.dealloc %[[PO]]
-// CHECK: memref.dealloc %[[PML]]
 // CHECK-NOT: sparsek.select_attention
-// The window pass: no list, no gates; each row's O, and (m, l) from the
-// quad's first lane, stored as they are.
-// CHECK: gpu.module @[[WIN]]
-// CHECK: scf.for
-// CHECK-NOT: memref.load {{.*}} : memref<3x64xi64
-// CHECK-NOT: gpu.module
-// CHECK-COUNT-16: vector.store {{.*}} : memref<?x?x?x128xf32>, vector<2xf32>
-// CHECK: vector.store {{.*}} : memref<?x?x?x2xf32>, vector<2xf32>
-// CHECK-NOT: memref<?x?x?x128xbf16>, vector<2xbf16>
-// The selected pass starts from those states.
 // CHECK: gpu.module @[[MOD]]
 // CHECK: gpu.func @tiles(
 // CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
@@ -76,8 +53,6 @@
 // CHECK: nvgpu.device_async_copy %arg1[{{.*}}], %{{.*}}[%c0{{.*}} : memref<?x?x?x128xbf16> to memref<2x2x64x64xbf16
 // CHECK: nvgpu.device_async_copy %arg2[{{.*}}], %{{.*}}[%c1{{.*}} : memref<?x?x?x128xbf16> to memref<2x2x64x64xbf16
 // CHECK: nvgpu.device_async_create_group
-// CHECK-COUNT-16: vector.load {{.*}} : memref<?x?x?x128xf32>, vector<2xf32>
-// CHECK: memref.load {{.*}} : memref<?x?x?x2xf32>
 // CHECK: scf.for
 // K of tile i and V of tile i - 1 landed and are visible to the async
 // proxy; K of tile i + 1 and V of tile i in flight.
@@ -174,29 +149,6 @@ func.func @f16_window_only(%q: memref<2x8x?x64xf16>, %k: memref<2x2x?x64xf16>, %
   sparsek.select_attention ins(%q, %k, %v, %u : memref<2x8x?x64xf16>, memref<2x2x?x64xf16>,
                                memref<2x2x?x128xf16>, memref<2x2x?xf32>)
       k = 0 w = 16 outs(%o : memref<2x8x?x128xf16>)
-  return
-}
-
-// -----
-
-// bf16, D = Dv = 64 (P3's shape): the accumulators leave room for three
-// blocks per multiprocessor, which the kernel asks ptxas for (168 registers
-// at most); 64-row tiles only, and not with Dv = 128 (above).
-// CHECK-LABEL: func.func @bf16_d64
-// CHECK: gpu.launch_func @sparsek_select_attention_wgmma_0::@tiles
-// Q 8 KiB, K and V 2 x 8 KiB each, slots 3 KiB, 1 KiB to align.
-// CHECK-SAME: dynamic_shared_memory_size %c45056_i32
-// CHECK: gpu.func @tiles(
-// CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 3 : i32}
-// WIDE-LABEL: func.func @bf16_d64
-// WIDE: gpu.func @tiles(
-// WIDE-SAME: kernel attributes {known_block_size = array<i32: 256, 1, 1>}
-// WIDE-LABEL: func.func @f32_left_alone
-func.func @bf16_d64(%q: memref<?x?x?x64xbf16>, %k: memref<?x?x?x64xbf16>, %v: memref<?x?x?x64xbf16>,
-                    %u: memref<?x?x?xf32>, %o: memref<?x?x?x64xbf16>) {
-  sparsek.select_attention ins(%q, %k, %v, %u : memref<?x?x?x64xbf16>, memref<?x?x?x64xbf16>,
-                               memref<?x?x?x64xbf16>, memref<?x?x?xf32>)
-      k = 256 w = 256 outs(%o : memref<?x?x?x64xbf16>)
   return
 }
 

@@ -136,19 +136,6 @@ SK_RT_API void sk_rt_set_current_stream(void *stream);
 SK_RT_API void sk_rt_lend_stream(void *stream);
 SK_RT_API void *sk_rt_get_current_stream(void);
 
-/// Two streams inside one call of generated code, so that independent
-/// kernels overlap (the fused select_attention runs its selection while the
-/// window attention runs). sk_rt_fork_stream: from now on the lent stream is
-/// a side stream of this thread (highest priority) that first waits for the
-/// work queued so far on the lent one. sk_rt_return_stream: back to the lent
-/// stream; the side's work so far is recorded. sk_rt_join_stream: the lent
-/// stream waits for that work. Legal inside CUDA graph capture (events only).
-/// Without a lent stream (every launch then synchronous) all three do
-/// nothing; a failure is the sticky error, and the work stays on one stream.
-SK_RT_API void sk_rt_fork_stream(void);
-SK_RT_API void sk_rt_return_stream(void);
-SK_RT_API void sk_rt_join_stream(void);
-
 /// Events that can be timed (mgpuEventCreate's events cannot, like upstream).
 SK_RT_API void *sk_rt_event_create_timed(void);
 /// Milliseconds between two recorded, completed events; negative on failure.
