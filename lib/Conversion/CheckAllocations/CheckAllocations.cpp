@@ -56,20 +56,18 @@ CheckedBytes sparsek::emitCheckedBytes(OpBuilder &b, Location loc,
   // products with their high halves: a step fits when the high half is 0
   // and the product stays <= INT64_MAX (no division on the host's path).
   Type i64 = b.getI64Type();
-  auto toI64 = [&](Value v) {
-    return arith::IndexCastUIOp::create(b, loc, i64, v).getResult();
-  };
   Value acc = arith::ConstantIntOp::create(
       b, loc, i64, std::max<int64_t>(1, elementBytes) * staticCount);
   Value zero64 = arith::ConstantIntOp::create(b, loc, i64, 0);
   Value max = arith::ConstantIntOp::create(b, loc, i64,
                                            std::numeric_limits<int64_t>::max());
+  Value one = arith::ConstantIntOp::create(b, loc, i64, 1);
   for (Value size : dynamicSizes) {
     Value isZero =
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, size, zero);
     empty = both(empty, isZero, /*any=*/true);
-    Value one = arith::ConstantIntOp::create(b, loc, i64, 1);
-    Value factor = arith::SelectOp::create(b, loc, isZero, one, toI64(size));
+    Value factor = arith::SelectOp::create(
+        b, loc, isZero, one, arith::IndexCastUIOp::create(b, loc, i64, size));
     auto product = arith::MulUIExtendedOp::create(b, loc, acc, factor);
     Value ok = arith::AndIOp::create(
         b, loc,
