@@ -45,14 +45,16 @@ def main():
             span = kernels[-1].time_range.end - kernels[0].time_range.start
             print(f"T={T} {form}: {len(kernels)} GPU events, {total / 1e3:.2f} ms busy, "
                   f"{span / 1e3:.2f} ms from first start to last end")
-            # The gap column is the idle time before each event: launch
-            # latency and host work between launches.
-            prev = kernels[0].time_range.start
+            # The gap column is the time since the previous event ended (in
+            # start order): launch latency and host work between launches,
+            # negative where kernels of two streams overlap. `at`: the start
+            # since the first event's.
+            first = prev = kernels[0].time_range.start
             for i, e in enumerate(kernels):
                 gap = e.time_range.start - prev
                 prev = e.time_range.end
                 print(f"  {i:2d} {e.name[-40:]:40s} {e.time_range.elapsed_us() / 1e3:8.3f} ms"
-                      f"  gap {gap / 1e3:6.3f}")
+                      f"  gap {gap / 1e3:6.3f}  at {(e.time_range.start - first) / 1e3:6.3f}")
 
 
 if __name__ == "__main__":
