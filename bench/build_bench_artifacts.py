@@ -131,6 +131,20 @@ FAMILIES = {
              lambda n: ir.select_attention_grad_function(n, 256, 256, "bf16", head_dim=64)),
         ],
         "composite_lowering": "backward, parallel loop form (atomics for dkey/dvalue)"},
+    # The same backward on the forward's tiles (backward-kernel=tiles): block
+    # key sets, then one mma.sync kernel of two passes over each tile's key
+    # list (row statistics, then dq in registers and dkey/dvalue added
+    # atomically), the SPARSEK VJP's mean term over support ranges after.
+    "select_attention_grad_tiles": {
+        "functions": [
+            ("select_attention_grad_bf16_k2048_w512_tiles",
+             lambda n: ir.select_attention_grad_function(n, 2048, 512, "bf16", head_dim=128)),
+            ("select_attention_grad_bf16_k256_w256_tiles",
+             lambda n: ir.select_attention_grad_function(n, 256, 256, "bf16", head_dim=64)),
+        ],
+        "pipeline_options": "backward-kernel=tiles",
+        "composite_lowering": "backward tile first: block key sets, then mma.sync tiles "
+                              "(backward-kernel=tiles)"},
 }
 
 

@@ -295,7 +295,8 @@ class FakeOurs(Ours):
             self.fake.update({f"select_attention_bf16_k{c['k']}_w{c['w']}{suffix}": ("sa", c) for c in (p1, p3)})
         self.fake[f"select_k{s1['k']}_w{s1['w']}"] = ("sel", s1)
         for c in (smoke["G1"], smoke["G1-32k"]):
-            self.fake[f"select_attention_grad_bf16_k{c['k']}_w{c['w']}"] = ("grad", c)
+            for suffix in ("", "_tiles"):  # the backward's lowerings
+                self.fake[f"select_attention_grad_bf16_k{c['k']}_w{c['w']}{suffix}"] = ("grad", c)
         for label, suffix in DECODES:  # decode's lowerings
             suffix = suffix.format(Hq=d1["Hq"], Hkv=d1["Hkv"])
             self.fake[f"decode_bf16_k{d1['k']}_w{d1['w']}_d{d1['D']}{suffix}"] = ("dec", d1)
@@ -456,6 +457,44 @@ def sdpa_backward(q, key, value, do, budget):
     return results, best
 
 
+def _bench_our_backward(ours, family, fn_name, q, key, value, u, do, k, w, T, S, budget):
+    """One lowering of our backward on G1: checked on a slice, then timed unless a probe
+    predicts a call over the cap."""
+    if not ours.has(fn_name):
+        why = ours.missing.get(family)
+        return {"skipped": f"{fn_name} not in the artifacts" + (f" ({why[:300]})" if why else "")}
+    r = {"function": fn_name, "lowering": ours.lowering(family)}
+    try:
+        # Correctness first, on a slice long enough for the selection to act (T > k + w).
+        Tc = min(T, k + w + 512 if DEV == "cuda" else T)
+        t0 = time.time()
+        err, ok = _grad_check(ours, fn_name, q, key, value, u, do, k, w, Tc)
+        r["check"] = {"T": Tc, "heads": f"1 KV head, {q.shape[1] // key.shape[1]} query heads",
+                      "max_rel_err": err, "check_passed": ok, "seconds": round(time.time() - t0, 1)}
+        # A probe at Tc (all heads) predicts the full call; skipped when over the cap.
+        outs = [torch.empty(t.shape, dtype=torch.float32, device=DEV) for t in (q, key, value, u)]
+        pre = lambda x: x[:, :, :Tc].contiguous()  # noqa: E731
+        pa = [pre(t) for t in (q, key, value, u, do)]
+        po = [torch.empty(t.shape, dtype=torch.float32, device=DEV) for t in pa[:4]]
+        r["probe"], skip = _probe_or_skip(
+            lambda: ours.call(fn_name, *pa, *po), Tc, T,
+            union_sizes(T, S, k, w) / union_sizes(Tc, Tc, k, w), budget)
+        del pa, po
+        if skip:
+            r["skipped"] = skip
+        else:
+            fn = lambda: ours.call(fn_name, q, key, value, u, do, *outs)  # noqa: E731
+            t0 = time.time()
+            fn()
+            _sync()
+            r.update(time_fn(fn, budget.cap_for(), est_ms=(time.time() - t0) * 1e3))
+        del outs
+    except Exception as e:
+        r["error"] = f"{type(e).__name__}: {e}"[:500]
+    _empty_cache()
+    return r
+
+
 def bench_backward(wid, B, Hq, Hkv, T, D, k, w, ours, budget):
     """G1: the composite's backward (dq, dkey, dvalue, du from q, key, value, u, do) against the
     dense causal SDPA backward. Useful TFLOP/s = 2.5 x the forward's (BENCHMARKS.md)."""
@@ -473,43 +512,13 @@ def bench_backward(wid, B, Hq, Hkv, T, D, k, w, ours, budget):
     dense_flops = 2.5 * 4.0 * B * Hq * D * dense_sizes(T, S)
     rec["backward_flops"], rec["dense_causal_backward_flops"] = flops, dense_flops
     impl = {}
-    fn_name = f"select_attention_grad_bf16_k{k}_w{w}"
-    label = "ours_select_attention_grad"
-    if not ours.has(fn_name):
-        why = ours.missing.get("select_attention_grad")
-        impl[label] = {"skipped": f"{fn_name} not in the artifacts" + (f" ({why[:300]})" if why else "")}
-    else:
-        r = {"function": fn_name, "lowering": ours.lowering("select_attention_grad")}
-        try:
-            # Correctness first, on a slice long enough for the selection to act (T > k + w).
-            Tc = min(T, k + w + 512 if DEV == "cuda" else T)
-            t0 = time.time()
-            err, ok = _grad_check(ours, fn_name, q, key, value, u, do, k, w, Tc)
-            r["check"] = {"T": Tc, "heads": f"1 KV head, {Hq // Hkv} query heads",
-                          "max_rel_err": err, "check_passed": ok, "seconds": round(time.time() - t0, 1)}
-            # A probe at Tc (all heads) predicts the full call; skipped when over the cap.
-            outs = [torch.empty(t.shape, dtype=torch.float32, device=DEV) for t in (q, key, value, u)]
-            pre = lambda x: x[:, :, :Tc].contiguous()  # noqa: E731
-            pa = [pre(t) for t in (q, key, value, u, do)]
-            po = [torch.empty(t.shape, dtype=torch.float32, device=DEV) for t in pa[:4]]
-            r["probe"], skip = _probe_or_skip(
-                lambda: ours.call(fn_name, *pa, *po), Tc, T,
-                union_sizes(T, S, k, w) / union_sizes(Tc, Tc, k, w), budget)
-            del pa, po
-            if skip:
-                r["skipped"] = skip
-            else:
-                fn = lambda: ours.call(fn_name, q, key, value, u, do, *outs)  # noqa: E731
-                t0 = time.time()
-                fn()
-                _sync()
-                r.update(time_fn(fn, budget.cap_for(), est_ms=(time.time() - t0) * 1e3))
-            del outs
-        except Exception as e:
-            r["error"] = f"{type(e).__name__}: {e}"[:500]
-        impl[label] = r
-        _empty_cache()
-    print(f"  {label}: {compact(impl[label])}", flush=True)
+    # Both lowerings of our backward: the parallel loops and the tiles.
+    for family, suffix in (("select_attention_grad", ""), ("select_attention_grad_tiles", "_tiles")):
+        fn_name = f"select_attention_grad_bf16_k{k}_w{w}{suffix}"
+        label = f"ours_select_attention_grad{suffix}"
+        impl[label] = _bench_our_backward(ours, family, fn_name, q, key, value, u, do, k, w, T, S,
+                                          budget)
+        print(f"  {label}: {compact(impl[label])}", flush=True)
     try:
         res, best = sdpa_backward(q, key, value, do, budget)
         impl["sdpa_dense_causal_backward"] = {"backends": res, "best": best}

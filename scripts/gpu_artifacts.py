@@ -16,7 +16,8 @@ op on the wgmma tiles; for larger rows), libsparsek_gpu_mma_sync.so (the
 composite op on the tile-first mma.sync kernel), libsparsek_gpu_wgmma.so (the
 same functions on the tile-first wgmma kernel, sm_90a),
 libsparsek_gpu_decode_tiles.so (decode_attention on the tile-first split-K kernel), libsparsek_gpu_decode_tiles_mma.so
-(the same functions on its tensor-core form), libsparsek_gpu_layer.so
+(the same functions on its tensor-core form), libsparsek_gpu_grad_tiles.so
+(select_attention_grad on the tile-first mma.sync backward), libsparsek_gpu_layer.so
 (examples/sparsek_layer.mlir, default options on sm_90a) and manifest.json
 describing them.
 """
@@ -93,6 +94,16 @@ def mma_composite_name(elem, k, w, d):
     return f"select_attention_mma_{elem}_k{k}_w{w}_d{d}"
 
 
+# The composite's backward on the tile-first mma.sync kernel
+# (backward-kernel=tiles), on what it covers: (k, w) pairs with k = 0, w = 0,
+# lists of several key tiles and k >= S at the tests' sizes.
+GRAD_TILES_CONFIGS = ((8, 4), (16, 16), (0, 8), (4, 0), (100, 60), (5000, 16))
+
+
+def grad_tiles_name(elem, k, w, d):
+    return f"select_attention_grad_tiles_{elem}_k{k}_w{w}_d{d}"
+
+
 # The tile-first decode (decode-kernel=tiles) on what it covers: bf16 and
 # f16, D = Dv in {64, 128}. Head counts static (one kernel per function, G
 # known at compile time): (k, w, Hq, Hkv) of the loop library's pairs, caches
@@ -158,6 +169,7 @@ WGMMA_OPTIONS = "prefill-kernel=wgmma chip=sm_90a select-chunk=16"
 # The wgmma kernel with two warpgroups per tile (128 rows; the default is one).
 WGMMA128_OPTIONS = WGMMA_OPTIONS + " tile-rows=128"
 DEFAULT_OPTIONS = "chip=sm_90a"
+GRAD_TILES_OPTIONS = "backward-kernel=tiles select-chunk=16"
 AUTO_SELECT_CONFIGS = ((64, 16),)
 AUTO_COMPOSITE = (("f32", 64, 16), ("bf16", 64, 16))
 
@@ -211,6 +223,13 @@ def auto_module():
     funcs += [ir.select_attention_function(composite_name(e, k, w, d), k, w, e, head_dim=d)
               for e, k, w in AUTO_COMPOSITE for d in HEAD_DIMS]
     return ir.module(*funcs)
+
+
+def grad_tiles_module():
+    return ir.module(*[ir.select_attention_grad_function(grad_tiles_name(e, k, w, d), k, w, e,
+                                                         head_dim=d)
+                       for e in MMA_ELEMENTS for k, w in GRAD_TILES_CONFIGS
+                       for d in MMA_HEAD_DIMS])
 
 
 def tool(name):
@@ -283,6 +302,8 @@ def main():
                         WGMMA_OPTIONS)
     compile_gpu_library(wgmma_module(wgmma128_composite_name),
                         os.path.join(out, "libsparsek_gpu_wgmma128.so"), out, WGMMA128_OPTIONS)
+    compile_gpu_library(grad_tiles_module(), os.path.join(out, "libsparsek_gpu_grad_tiles.so"),
+                        out, GRAD_TILES_OPTIONS)
     # The example layer as written (linalg projections, score, composite op).
     with open(LAYER_SOURCE) as f:
         compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out,
@@ -325,7 +346,12 @@ def main():
                             "decode_tiles_mma_library": DECODE_TILES_MMA_OPTIONS,
                             "wgmma_library": WGMMA_OPTIONS,
                             "wgmma128_library": WGMMA128_OPTIONS,
-                            "layer_library": DEFAULT_OPTIONS},
+                            "layer_library": DEFAULT_OPTIONS,
+                            "grad_tiles_library": GRAD_TILES_OPTIONS},
+                "grad_tiles_library": "libsparsek_gpu_grad_tiles.so",
+                "grad_tiles": {f"{e}/{k}/{w}/{d}": grad_tiles_name(e, k, w, d)
+                               for e in MMA_ELEMENTS for k, w in GRAD_TILES_CONFIGS
+                               for d in MMA_HEAD_DIMS},
                 "layer_library": "libsparsek_gpu_layer.so",
                 "layer": "sparsek_layer"}
     with open(os.path.join(out, "manifest.json"), "w") as f:

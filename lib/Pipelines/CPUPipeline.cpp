@@ -26,13 +26,18 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
   // Spelled as a textual pipeline: every stage is an upstream pass whose
   // textual options are its stable interface.
   bool tiles = options.prefillKernel == PrefillKernel::Tiles;
+  bool gradTiles = options.backwardKernel == BackwardKernel::Tiles;
   std::string tilePass =
-      tiles ? llvm::formatv("sparsek-tile-select-attention{{form=scalar "
-                            "select-chunk={0} tile-rows={1}},",
-                            static_cast<int64_t>(options.selectChunk),
-                            static_cast<int64_t>(options.tileRows))
-                  .str()
-            : std::string();
+      tiles || gradTiles
+          ? llvm::formatv("sparsek-tile-select-attention{{form=scalar "
+                          "select-chunk={0} tile-rows={1} forward={2} "
+                          "grads={3}},",
+                          static_cast<int64_t>(options.selectChunk),
+                          static_cast<int64_t>(options.tileRows),
+                          tiles ? "true" : "false",
+                          gradTiles ? "true" : "false")
+                .str()
+          : std::string();
   if (options.decodeKernel != DecodeKernel::Loops)
     tilePass +=
         llvm::formatv("sparsek-tile-decode-attention{{form=scalar math={0}},",

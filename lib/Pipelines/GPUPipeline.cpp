@@ -51,16 +51,21 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
   // prefill-kernel=mma-sync or wgmma (auto: whichever the chip runs best):
   // the tile-first kernel takes the fused select_attention ops it covers;
   // the loops take the rest.
+  // backward-kernel=tiles: the same pass takes select_attention_grad.
   std::string tiles;
   PrefillKernel prefill = resolvedPrefillKernel(options);
-  if (prefill == PrefillKernel::MmaSync || prefill == PrefillKernel::Wgmma)
-    tiles =
-        llvm::formatv("sparsek-tile-select-attention{{form={0} "
-                      "select-chunk={1} tile-rows={2}},",
-                      prefill == PrefillKernel::Wgmma ? "wgmma" : "mma-sync",
-                      static_cast<int64_t>(options.selectChunk),
-                      static_cast<int64_t>(options.tileRows))
-            .str();
+  bool forwardTiles =
+      prefill == PrefillKernel::MmaSync || prefill == PrefillKernel::Wgmma;
+  bool gradTiles = options.backwardKernel == BackwardKernel::Tiles;
+  if (forwardTiles || gradTiles)
+    tiles = llvm::formatv(
+                "sparsek-tile-select-attention{{form={0} "
+                "select-chunk={1} tile-rows={2} forward={3} grads={4}},",
+                prefill == PrefillKernel::Wgmma ? "wgmma" : "mma-sync",
+                static_cast<int64_t>(options.selectChunk),
+                static_cast<int64_t>(options.tileRows),
+                forwardTiles ? "true" : "false", gradTiles ? "true" : "false")
+                .str();
   // decode-kernel=tiles (the default) or tiles-mma: the split-K kernel takes
   // the decode ops it covers.
   if (options.decodeKernel != DecodeKernel::Loops)

@@ -149,7 +149,13 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
     Option<"tileRows", "tile-rows", "int64_t", /*default=*/"0",
            "(query, head) rows per tile: 64, or 128 (wgmma: two warpgroups "
            "sharing each gathered K/V tile; scalar: the same key sets); 0 "
-           "picks 64">
+           "picks 64">,
+    Option<"forward", "forward", "bool", /*default=*/"true",
+           "Lower select_attention (false: leave it to "
+           "sparsek-lower-to-loops)">,
+    Option<"grads", "grads", "bool", /*default=*/"false",
+           "Also lower select_attention_grad on the same tiles (64 rows): "
+           "an mma.sync kernel in both GPU forms, loops with form=scalar">
   ];
   let dependentDialects = [
     "::mlir::affine::AffineDialect", "::mlir::arith::ArithDialect",

@@ -47,6 +47,17 @@ enum class DecodeKernel {
   TilesMma,
 };
 
+/// How the pipelines lower select_attention_grad.
+enum class BackwardKernel {
+  /// sparsek-lower-to-loops: the selection, then one thread per query (GPU)
+  /// or per iteration, with a pass over keys for dkey and dvalue.
+  Loops,
+  /// sparsek-tile-select-attention{grads=true}: the forward's tiles of 64
+  /// (query, head) rows, mma.sync on the GPU (bf16/f16, D and Dv in {64,
+  /// 128}), the same walk as loops on the CPU.
+  Tiles,
+};
+
 struct SparseKCPUPipelineOptions
     : public PassPipelineOptions<SparseKCPUPipelineOptions> {
   PassOptions::Option<unsigned> indexBitwidth{
@@ -111,6 +122,18 @@ struct SparseKCPUPipelineOptions
           clEnumValN(DecodeKernel::TilesMma, "tiles-mma",
                      "the same for the tensor-core kernel's walk "
                      "(sparsek-tile-decode-attention{form=scalar math=mma})"))};
+  PassOptions::Option<BackwardKernel> backwardKernel{
+      *this, "backward-kernel",
+      llvm::cl::desc("How select_attention_grad is lowered"),
+      llvm::cl::init(BackwardKernel::Loops),
+      llvm::cl::values(
+          clEnumValN(BackwardKernel::Loops, "loops",
+                     "selection, attention_grad and select_grad as loops "
+                     "(sparsek-lower-to-loops)"),
+          clEnumValN(BackwardKernel::Tiles, "tiles",
+                     "the GPU backward tile walk as scalar loops "
+                     "(sparsek-tile-select-attention{form=scalar "
+                     "grads=true})"))};
 };
 
 /// Receives one message per invalid pipeline option.
@@ -210,6 +233,20 @@ struct SparseKGPUPipelineOptions
                      "the same launch on tensor cores: mma.sync over 16-slot "
                      "key tiles, P kept in registers "
                      "(sparsek-tile-decode-attention{math=mma})"))};
+  PassOptions::Option<BackwardKernel> backwardKernel{
+      *this, "backward-kernel",
+      llvm::cl::desc("How select_attention_grad is lowered"),
+      llvm::cl::init(BackwardKernel::Loops),
+      llvm::cl::values(
+          clEnumValN(BackwardKernel::Loops, "loops",
+                     "the selection, then one thread per query with a pass "
+                     "over keys (sparsek-lower-to-loops); the default"),
+          clEnumValN(BackwardKernel::Tiles, "tiles",
+                     "the forward's tiles: an mma.sync kernel of two passes "
+                     "over each tile's key list, dkey and dvalue added "
+                     "atomically (sparsek-tile-select-attention{grads=true}; "
+                     "bf16/f16, D and Dv in {64, 128}, other ops keep the "
+                     "loops)"))};
 };
 
 /// A GPU block has at most this many threads (CUDA's limit); query-block

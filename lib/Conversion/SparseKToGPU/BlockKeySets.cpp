@@ -329,12 +329,10 @@ static Value alloc(OpBuilder &b, Location loc, Type elem,
 }
 
 void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
-  int64_t k = op.getKAttr().getInt(), w = op.getWAttr().getInt();
   assert(k >= 1 && "k = 0 selects nothing");
   KernelMath x{b, loc};
-  Value scores = op.getScores();
   Value batch = emitDim(b, loc, scores, 0), heads = emitDim(b, loc, scores, 1);
-  Value numQueries = emitDim(b, loc, op.getQuery(), 2);
+  Value numQueries = emitDim(b, loc, query, 2);
   ChunkedSelection sel(op, k, w, scores, numQueries, /*inKernel=*/true,
                        selectChunk);
   sel.emitSizes(b, loc);

@@ -191,8 +191,15 @@ struct ThresholdBuffers {
 /// Host side: selection thresholds and block lists (k >= 1).
 class BlockKeySets {
 public:
-  BlockKeySets(SelectAttentionOp op, int64_t selectChunk)
-      : op(op), selectChunk(selectChunk) {}
+  /// Of a select_attention or select_attention_grad `op` (the anchor of
+  /// its run-time errors) with those operands and attributes.
+  BlockKeySets(Operation *op, Value query, Value scores, int64_t k, int64_t w,
+               int64_t selectChunk)
+      : op(op), query(query), scores(scores), k(k), w(w),
+        selectChunk(selectChunk) {}
+  explicit BlockKeySets(SelectAttentionOp op, int64_t selectChunk)
+      : BlockKeySets(op, op.getQuery(), op.getScores(), op.getKAttr().getInt(),
+                     op.getWAttr().getInt(), selectChunk) {}
 
   /// Emits the chunked selection and, in parallel loops, per (batch, KV
   /// head, query block) Sel(t0) ascending and its length, and per query
@@ -207,7 +214,9 @@ public:
   ThresholdBuffers thresholds;
 
 private:
-  SelectAttentionOp op;
+  Operation *op;
+  Value query, scores;
+  int64_t k, w;
   int64_t selectChunk;
 };
 

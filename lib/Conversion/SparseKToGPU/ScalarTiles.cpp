@@ -27,51 +27,28 @@ using namespace mlir::sparsek;
 
 static constexpr double kInf = std::numeric_limits<double>::infinity();
 
-namespace {
-/// One row's walk: q, key, value and output rows, its thresholds.
-struct ScalarRow {
-  const TileProblem &p;
-  Value bi, h, hq, t, r, listRow; // listRow: the block's list
-  QueryThresholds th;
-  const BlockKeys &keys;
-
-  /// (membership, gate, scaled score or -inf, clamped position) of slot i
-  /// of a key tile of class `cls` (the wgmma kernel's shortcuts, checked
-  /// here against the reference).
-  std::tuple<Value, Value, Value, Value>
-  slot(OpBuilder &b, Location loc, Value i, const KeyTileClass &cls) const {
-    SelectAttentionOp op = p.op;
-    Value list = p.keys ? p.keys->lists : Value();
-    Value j = keys.emitKeyAt(b, loc, i, list, ValueRange{r, listRow}, p.k);
-    Value jc = arith::MaxSIOp::create(b, loc, j, emitIndex(b, loc, 0));
-    Value u =
-        memref::LoadOp::create(b, loc, op.getScores(), ValueRange{bi, h, jc});
-    Value valid = cls.emitIsMember(b, loc, th, j, u, p.w, p.k > 0);
-    Value gate = cls.emitGate(b, loc, th, j, u, p.w, p.k > 0);
-    Value s = emitIfElseF32(b, loc, valid, [&](OpBuilder &tb, Location tl) {
-      Value dot = emitDotF32(tb, tl, Row{op.getQuery(), {bi, hq, t}},
-                             Row{op.getKey(), {bi, h, jc}}, p.sizes.d);
-      return arith::MulFOp::create(tb, tl, dot, p.scale).getResult();
-    });
-    return {valid, gate, s, jc};
-  }
-
-  /// s where valid, else -inf (no dot product for masked slots).
-  static Value
-  emitIfElseF32(OpBuilder &b, Location loc, Value cond,
-                function_ref<Value(OpBuilder &, Location)> thenValue) {
-    auto ifOp = scf::IfOp::create(
-        b, loc, cond,
-        [&](OpBuilder &tb, Location tl) {
-          scf::YieldOp::create(tb, tl, thenValue(tb, tl));
-        },
-        [&](OpBuilder &eb, Location el) {
-          scf::YieldOp::create(eb, el, emitF32(eb, el, -kInf));
-        });
-    return ifOp.getResult(0);
-  }
-};
-} // namespace
+std::tuple<Value, Value, Value, Value>
+ScalarRowSlots::slot(OpBuilder &b, Location loc, Value i,
+                     const KeyTileClass &cls) const {
+  Value j = keys.emitKeyAt(b, loc, i, lists, ValueRange{r, listRow}, k);
+  Value jc = arith::MaxSIOp::create(b, loc, j, emitIndex(b, loc, 0));
+  Value u = memref::LoadOp::create(b, loc, scores, ValueRange{bi, h, jc});
+  Value valid = cls.emitIsMember(b, loc, th, j, u, w, k > 0);
+  Value gate = cls.emitGate(b, loc, th, j, u, w, k > 0);
+  // s where valid, else -inf (no dot product for masked slots).
+  auto ifOp = scf::IfOp::create(
+      b, loc, valid,
+      [&](OpBuilder &tb, Location tl) {
+        Value dot =
+            emitDotF32(tb, tl, Row{q, {bi, hq, t}}, Row{key, {bi, h, jc}}, d);
+        scf::YieldOp::create(
+            tb, tl, arith::MulFOp::create(tb, tl, dot, scale).getResult());
+      },
+      [&](OpBuilder &eb, Location el) {
+        scf::YieldOp::create(eb, el, emitF32(eb, el, -kInf));
+      });
+  return {valid, gate, ifOp.getResult(0), jc};
+}
 
 void sparsek::emitScalarTiles(OpBuilder &b, Location loc,
                               const TileProblem &p) {
@@ -116,7 +93,22 @@ void sparsek::emitScalarTiles(OpBuilder &b, Location loc,
             if (p.keys)
               th = p.keys->thresholds.emitLoad(b2, l2, r, tr.query, tr.valid,
                                                pos);
-            ScalarRow sr{p, bi, h, hq, tr.query, r, list, th, keys};
+            ScalarRowSlots sr{op.getQuery(),
+                              op.getKey(),
+                              op.getScores(),
+                              p.keys ? p.keys->lists : Value(),
+                              p.k,
+                              p.w,
+                              z.d,
+                              p.scale,
+                              bi,
+                              h,
+                              hq,
+                              tr.query,
+                              r,
+                              list,
+                              th,
+                              keys};
             emitFor(
                 b2, l2, zero, z.dv, [&](OpBuilder &fb, Location fl, Value d) {
                   memref::StoreOp::create(fb, fl, emitF32(fb, fl, 0.0), acc, d);

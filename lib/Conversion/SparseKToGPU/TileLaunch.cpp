@@ -49,15 +49,12 @@ SmallVector<Value> TileKernelArgs::values() const {
   return v;
 }
 
-void sparsek::emitTileKernelLaunch(
-    OpBuilder &b, Location loc, const TileProblem &p, ModuleOp module,
-    StringRef prefix, int64_t threads, TypeRange workgroup, Value dynamicSmem,
-    function_ref<void(OpBuilder &, Location, const TileKernelArgs &,
-                      ValueRange)>
-        body) {
+void sparsek::emitKernelLaunch(
+    OpBuilder &b, Location loc, ModuleOp module, StringRef prefix,
+    ValueRange args, int64_t threads, TypeRange workgroup, Value dynamicSmem,
+    gpu::KernelDim3 grid, ArrayRef<Value> sizes,
+    function_ref<void(OpBuilder &, Location, ValueRange, ValueRange)> body) {
   MLIRContext *ctx = b.getContext();
-  SmallVector<Value> args = TileKernelArgs::fromProblem(p).values();
-
   module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
                   UnitAttr::get(ctx));
   std::string name;
@@ -69,9 +66,9 @@ void sparsek::emitTileKernelLaunch(
   OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
   auto gpuModule = gpu::GPUModuleOp::create(mb, loc, name);
   mb.setInsertionPointToStart(gpuModule.getBody());
-  auto fn = gpu::GPUFuncOp::create(
-      mb, loc, "tiles", FunctionType::get(ctx, ValueRange(args).getTypes(), {}),
-      workgroup, TypeRange{});
+  auto fn = gpu::GPUFuncOp::create(mb, loc, "tiles",
+                                   FunctionType::get(ctx, args.getTypes(), {}),
+                                   workgroup, TypeRange{});
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), mb.getUnitAttr());
   fn.setKnownBlockSizeAttr(
       DenseI32ArrayAttr::get(ctx, {int32_t(threads), 1, 1}));
@@ -80,22 +77,35 @@ void sparsek::emitTileKernelLaunch(
     fn.setWorkgroupAttributionAttr(i, "llvm.align", mb.getI64IntegerAttr(16));
   {
     OpBuilder kb = OpBuilder::atBlockBegin(&fn.getBody().front());
-    body(kb, loc,
-         TileKernelArgs::fromKernel(fn.getArguments().take_front(args.size()),
-                                    static_cast<bool>(p.keys)),
+    body(kb, loc, fn.getArguments().take_front(args.size()),
          fn.getWorkgroupAttributions());
     gpu::ReturnOp::create(kb, loc);
   }
-
-  const FusedSizes &z = p.sizes;
   Value one = emitIndex(b, loc, 1);
+  emitIfNonEmpty(b, loc, sizes, [&](OpBuilder &lb, Location ll) {
+    gpu::LaunchFuncOp::create(
+        lb, ll, fn, grid, gpu::KernelDim3{emitIndex(lb, ll, threads), one, one},
+        dynamicSmem, args);
+  });
+}
+
+void sparsek::emitTileKernelLaunch(
+    OpBuilder &b, Location loc, const TileProblem &p, ModuleOp module,
+    StringRef prefix, int64_t threads, TypeRange workgroup, Value dynamicSmem,
+    function_ref<void(OpBuilder &, Location, const TileKernelArgs &,
+                      ValueRange)>
+        body) {
+  SmallVector<Value> args = TileKernelArgs::fromProblem(p).values();
+  const FusedSizes &z = p.sizes;
   Value heads = arith::MulIOp::create(b, loc, z.hkv, p.geo.headSplits);
-  emitIfNonEmpty(b, loc, {p.geo.numBlocks, heads, z.batch, z.hq},
-                 [&](OpBuilder &lb, Location ll) {
-                   gpu::LaunchFuncOp::create(
-                       lb, ll, fn,
-                       gpu::KernelDim3{p.geo.numBlocks, heads, z.batch},
-                       gpu::KernelDim3{emitIndex(lb, ll, threads), one, one},
-                       dynamicSmem, args);
-                 });
+  emitKernelLaunch(
+      b, loc, module, prefix, args, threads, workgroup, dynamicSmem,
+      gpu::KernelDim3{p.geo.numBlocks, heads, z.batch},
+      {p.geo.numBlocks, heads, z.batch, z.hq},
+      [&](OpBuilder &kb, Location kl, ValueRange kernelArgs,
+          ValueRange wgBufs) {
+        body(kb, kl,
+             TileKernelArgs::fromKernel(kernelArgs, static_cast<bool>(p.keys)),
+             wgBufs);
+      });
 }

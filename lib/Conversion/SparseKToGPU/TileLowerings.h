@@ -21,6 +21,9 @@
 
 #include "BlockKeySets.h"
 
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/IR/PatternMatch.h"
+
 #include "../SparseKToLoops/FusedChecks.h"
 
 #include <optional>
@@ -56,18 +59,49 @@ struct TileKernelArgs {
   SmallVector<Value> values() const;
 };
 
-/// Builds a gpu.func `tiles` into a new gpu.module `<prefix>_<n>` of
-/// `module` (its argument types are the op's, so one module per op),
-/// with `threads` threads and `workgroup` attributions (16-byte aligned, as
-/// ldmatrix and cp.async need), fills its body with `body`, and launches it
-/// over (query blocks, Hkv x head splits, B) with `dynamicSmem` bytes (null
-/// for none), skipped when the grid is empty.
+/// Builds a kernel gpu.func `tiles` taking `args` into a new gpu.module
+/// `<prefix>_<n>` of `module`, with `threads` threads and `workgroup`
+/// attributions (16-byte aligned, as ldmatrix and cp.async need), fills its
+/// body with `body` (given its arguments and attributions), and launches it
+/// over `grid` with `dynamicSmem` bytes (null for none), skipped when one of
+/// `sizes` is 0.
+void emitKernelLaunch(OpBuilder &b, Location loc, ModuleOp module,
+                      StringRef prefix, ValueRange args, int64_t threads,
+                      TypeRange workgroup, Value dynamicSmem,
+                      gpu::KernelDim3 grid, ArrayRef<Value> sizes,
+                      function_ref<void(OpBuilder &, Location, ValueRange args,
+                                        ValueRange workgroup)>
+                          body);
+
+/// emitKernelLaunch of select_attention's tiles: builds a gpu.func `tiles` into
+/// a new gpu.module `<prefix>_<n>` of `module` (its argument types are the
+/// op's, so one module per op), with `threads` threads and `workgroup`
+/// attributions (16-byte aligned, as ldmatrix and cp.async need), fills its
+/// body with `body`, and launches it over (query blocks, Hkv x head splits, B)
+/// with `dynamicSmem` bytes (null for none), skipped when the grid is empty.
 void emitTileKernelLaunch(
     OpBuilder &b, Location loc, const TileProblem &p, ModuleOp module,
     StringRef prefix, int64_t threads, TypeRange workgroup, Value dynamicSmem,
     function_ref<void(OpBuilder &, Location, const TileKernelArgs &,
                       ValueRange workgroup)>
         body);
+
+/// One (query, head) row of a tile in the scalar forms: its key list's
+/// slots, read as the kernels read them.
+struct ScalarRowSlots {
+  Value q, key, scores, lists; // lists: null without selection
+  int64_t k, w;
+  Value d, scale; // index, f32
+  Value bi, h, hq, t, r, listRow;
+  QueryThresholds th;
+  const BlockKeys &keys;
+
+  /// (membership, gate, scaled score or -inf, clamped position) of slot i
+  /// of a key tile of class `cls` (the wgmma kernel's shortcuts, checked
+  /// against the reference through the scalar forms).
+  std::tuple<Value, Value, Value, Value>
+  slot(OpBuilder &b, Location loc, Value i, const KeyTileClass &cls) const;
+};
 
 /// Plain loops over the tiles (CPU-executable).
 void emitScalarTiles(OpBuilder &b, Location loc, const TileProblem &p);
@@ -82,6 +116,39 @@ void emitMmaSyncTiles(OpBuilder &b, Location loc, const TileProblem &p,
 /// memory.
 void emitWgmmaTiles(OpBuilder &b, Location loc, const TileProblem &p,
                     ModuleOp module);
+
+/// What both forms of the tile-first select_attention_grad start from:
+/// the forward's tiles, key lists and thresholds (TileSelectAttentionGrad.cpp
+/// says what each form adds where).
+struct GradTileProblem {
+  SelectAttentionGradOp op;
+  FusedSizes sizes;
+  TileGeometry geo;
+  int64_t k, w;
+  Value scale; // f32
+  std::optional<BlockKeySets> keys;
+  /// [B, Hkv, T] f32, zeroed (k >= 1): per query, dg summed over its
+  /// selected support and its query heads, added by the tiles.
+  Value supportSums;
+};
+
+/// The backward tiles as one gpu.launch_func of an mma.sync kernel (grid as
+/// emitMmaSyncTiles, dynamic workgroup memory): dq written, dkey, dvalue,
+/// the score gradients' own terms and supportSums added atomically.
+void emitMmaSyncGradTiles(OpBuilder &b, Location loc, const GradTileProblem &p,
+                          ModuleOp module);
+
+/// The same walk as plain loops (CPU-executable).
+void emitScalarGradTiles(OpBuilder &b, Location loc, const GradTileProblem &p);
+
+/// Lowers buffer-form `op` tile first (TileSelectAttentionGrad.cpp): the
+/// mma.sync kernel, or with `scalar` its walk as loops, in `module`.
+void lowerSelectAttentionGradToTiles(RewriterBase &rewriter,
+                                     SelectAttentionGradOp op, bool scalar,
+                                     int64_t selectChunk, ModuleOp module);
+
+/// Why `op` cannot take the mma.sync form: as mmaSyncUnsupportedReason.
+std::string mmaSyncGradUnsupportedReason(SelectAttentionGradOp op);
 
 /// Why `op` cannot take the mma.sync or wgmma form (empty when it can): bf16 or
 /// f16 q/key/value, static D and Dv in {64, 128}, identity layouts.

@@ -122,8 +122,12 @@ struct SparseKTileSelectAttentionPass
       return signalPassFailure();
     }
     SmallVector<SelectAttentionOp> ops;
-    module.walk([&](SelectAttentionOp op) { ops.push_back(op); });
-    if (ops.empty())
+    if (forward)
+      module.walk([&](SelectAttentionOp op) { ops.push_back(op); });
+    SmallVector<SelectAttentionGradOp> gradOps;
+    if (grads)
+      module.walk([&](SelectAttentionGradOp op) { gradOps.push_back(op); });
+    if (ops.empty() && gradOps.empty())
       return;
     ensureStatusSymbols(module);
     IRRewriter rewriter(&getContext());
@@ -139,6 +143,21 @@ struct SparseKTileSelectAttentionPass
         continue;
       rewriter.setInsertionPoint(op);
       lowerToTiles(rewriter, op, *tileForm, selectChunk, rows, module);
+    }
+    // The backward takes mma.sync tiles in both GPU forms.
+    bool scalar = *tileForm == TileForm::Scalar;
+    for (SelectAttentionGradOp op : gradOps) {
+      if (!op.hasPureBufferSemantics()) {
+        op.emitOpError() << "is in tensor form; sparsek-tile-select-attention "
+                            "lowers the buffer form: run one-shot-bufferize "
+                            "first";
+        return signalPassFailure();
+      }
+      if (!scalar && !mmaSyncGradUnsupportedReason(op).empty())
+        continue;
+      rewriter.setInsertionPoint(op);
+      lowerSelectAttentionGradToTiles(rewriter, op, scalar, selectChunk,
+                                      module);
     }
   }
 };

@@ -20,6 +20,8 @@ struct FusedSizes {
   Value group;
 
   static FusedSizes read(OpBuilder &b, Location loc, SelectAttentionOp op);
+  static FusedSizes read(OpBuilder &b, Location loc, Value q, Value key,
+                         Value value);
 };
 
 /// Checks the sizes the verifier could not (dynamic ones) and records
@@ -27,11 +29,19 @@ struct FusedSizes {
 /// the computation.
 Value emitFusedChecks(OpBuilder &b, Location loc, SelectAttentionOp op,
                       FusedSizes &z);
+/// The same checks of any op `op` with those operands (`out`: [B, Hq, T,
+/// Dv], as the output).
+Value emitFusedChecks(OpBuilder &b, Location loc, Operation *op, Value q,
+                      Value key, Value value, Value u, Value out,
+                      FusedSizes &z);
 
 /// Reports NaN and +inf scores at the window-only positions [S - min(S, w),
 /// S), which no selection reads: host loops, or with `inKernel` one kernel
 /// reporting through the device status (Status.h).
 void emitCheckWindowScores(OpBuilder &b, Location loc, SelectAttentionOp op,
+                           const FusedSizes &z, int64_t w, bool inKernel);
+/// The same for scores `u` of any op `op`.
+void emitCheckWindowScores(OpBuilder &b, Location loc, Operation *op, Value u,
                            const FusedSizes &z, int64_t w, bool inKernel);
 
 } // namespace mlir::sparsek

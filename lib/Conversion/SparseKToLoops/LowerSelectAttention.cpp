@@ -26,16 +26,26 @@ using namespace mlir;
 using namespace mlir::sparsek;
 
 FusedSizes FusedSizes::read(OpBuilder &b, Location loc, SelectAttentionOp op) {
-  return {emitDim(b, loc, op.getQuery(), 0), emitDim(b, loc, op.getQuery(), 1),
-          emitDim(b, loc, op.getKey(), 1),   emitDim(b, loc, op.getQuery(), 2),
-          emitDim(b, loc, op.getKey(), 2),   emitDim(b, loc, op.getQuery(), 3),
-          emitDim(b, loc, op.getValue(), 3), Value()};
+  return read(b, loc, op.getQuery(), op.getKey(), op.getValue());
+}
+
+FusedSizes FusedSizes::read(OpBuilder &b, Location loc, Value q, Value key,
+                            Value value) {
+  return {emitDim(b, loc, q, 0),     emitDim(b, loc, q, 1),
+          emitDim(b, loc, key, 1),   emitDim(b, loc, q, 2),
+          emitDim(b, loc, key, 2),   emitDim(b, loc, q, 3),
+          emitDim(b, loc, value, 3), Value()};
 }
 
 Value mlir::sparsek::emitFusedChecks(OpBuilder &b, Location loc,
                                      SelectAttentionOp op, FusedSizes &z) {
-  Value q = op.getQuery(), key = op.getKey(), value = op.getValue(),
-        u = op.getScores(), out = op.getInit();
+  return emitFusedChecks(b, loc, op, op.getQuery(), op.getKey(), op.getValue(),
+                         op.getScores(), op.getInit(), z);
+}
+
+Value mlir::sparsek::emitFusedChecks(OpBuilder &b, Location loc, Operation *op,
+                                     Value q, Value key, Value value, Value u,
+                                     Value out, FusedSizes &z) {
   Value groupOk;
   z.group = emitGroupSize(b, loc, z.hq, z.hkv, groupOk);
   Value shapesOk = emitAnd(b, loc,
@@ -64,7 +74,13 @@ void mlir::sparsek::emitCheckWindowScores(OpBuilder &b, Location loc,
                                           SelectAttentionOp op,
                                           const FusedSizes &z, int64_t w,
                                           bool inKernel) {
-  Value u = op.getScores();
+  emitCheckWindowScores(b, loc, op, op.getScores(), z, w, inKernel);
+}
+
+void mlir::sparsek::emitCheckWindowScores(OpBuilder &b, Location loc,
+                                          Operation *op, Value u,
+                                          const FusedSizes &z, int64_t w,
+                                          bool inKernel) {
   Value zero = emitIndex(b, loc, 0);
   Value tail = arith::MinSIOp::create(b, loc, z.s, emitIndex(b, loc, w));
   Value from = arith::SubIOp::create(b, loc, z.s, tail);

@@ -96,12 +96,12 @@ static void emitParallelScan(OpBuilder &b, Location loc, Value in, Value out,
   memref::DeallocOp::create(b, loc, totals);
 }
 
-void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
-                                           SelectGradOp op,
-                                           const SelectGradShape &z,
-                                           int64_t block) {
-  Value u = op.getScores(), du = op.getInit(), tauBuf = op.getTau();
-  int64_t w = op.getWAttr().getInt();
+void mlir::sparsek::emitParallelSupportGrad(
+    OpBuilder &b, Location loc, const SupportGradProblem &p,
+    function_ref<void(OpBuilder &, Location)> own, SupportSumFn sumAt) {
+  Value u = p.scores, du = p.du;
+  int64_t w = p.w, block = p.block;
+  const SelectGradShape &z = p.z;
   int64_t dyn = ShapedType::kDynamic;
   auto scratch = [&](Type elem, Value n) {
     return memref::AllocOp::create(b, loc,
@@ -121,8 +121,9 @@ void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
   Value shift = arith::SubIOp::create(b, loc, emitIndex(b, loc, w),
                                       arith::SubIOp::create(b, loc, z.s, z.t));
   auto tauAt = [&](OpBuilder &nb, Location nl, Value bi, Value h, Value t) {
-    Value tau32 = memref::LoadOp::create(nb, nl, tauBuf, ValueRange{bi, h, t});
-    return arith::ExtFOp::create(nb, nl, nb.getF64Type(), tau32).getResult();
+    return arith::ExtFOp::create(nb, nl, nb.getF64Type(),
+                                 p.tauAt(nb, nl, bi, h, t))
+        .getResult();
   };
   auto toI64 = [](OpBuilder &nb, Location nl, Value v) {
     return arith::IndexCastOp::create(nb, nl, nb.getI64Type(), v).getResult();
@@ -137,7 +138,7 @@ void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
       [&](OpBuilder &nb, Location nl, ValueRange ivs, Value j) {
         Value bi = ivs[0], h = ivs[1];
         Value score = memref::LoadOp::create(nb, nl, u, ValueRange{bi, h, j});
-        emitIsCandidateScore(nb, nl, op, score, /*inKernel=*/true);
+        emitIsCandidateScore(nb, nl, p.anchor, score, /*inKernel=*/true);
         Value first = arith::MaxSIOp::create(
             nb, nl, arith::AddIOp::create(nb, nl, j, shift),
             emitIndex(nb, nl, 0));
@@ -181,8 +182,9 @@ void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
         });
       });
   emitParallelScan(b, loc, diff, count, z.batch, z.hkv, z.t, block);
+  own(b, loc);
 
-  // Per query: the selected support's own gradients, and c(t).
+  // Per query: the selected support's gradient sum, and c(t).
   emitParallelBlocks(
       b, loc, {z.batch, z.hkv}, z.t, block,
       [&](OpBuilder &nb, Location nl, ValueRange ivs, Value t) {
@@ -192,8 +194,7 @@ void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
         Value lastCandidate =
             arith::SubIOp::create(nb, nl, pos, emitIndex(nb, nl, w));
         Value tau = tauAt(nb, nl, bi, h, t);
-        Value sum = emitSupportGateGradSum(nb, nl, op, z.k, bi, h, t,
-                                           lastCandidate, tau, emitAtomicAdd);
+        Value sum = sumAt(nb, nl, bi, h, t, lastCandidate, tau);
         // As the serial form: c = sum / |Supp(t)| in f32, 0 when sum is 0
         // (then the support may be empty).
         Value n = memref::LoadOp::create(nb, nl, count, ValueRange{bi, h, t});
@@ -249,4 +250,25 @@ void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
       });
   for (Value buf : {diff, count, share, shares, rangeLo, rangeHi})
     memref::DeallocOp::create(b, loc, buf);
+}
+
+void mlir::sparsek::emitParallelSelectGrad(OpBuilder &b, Location loc,
+                                           SelectGradOp op,
+                                           const SelectGradShape &z,
+                                           int64_t block) {
+  Value tauBuf = op.getTau();
+  auto tauAt = [&](OpBuilder &nb, Location nl, Value bi, Value h, Value t) {
+    return memref::LoadOp::create(nb, nl, tauBuf, ValueRange{bi, h, t})
+        .getResult();
+  };
+  SupportGradProblem p{op, op.getScores(), op.getInit(), op.getWAttr().getInt(),
+                       z,  block,          tauAt};
+  // The selected support's own gradients are added per query, with its sum.
+  emitParallelSupportGrad(
+      b, loc, p, [](OpBuilder &, Location) {},
+      [&](OpBuilder &nb, Location nl, Value bi, Value h, Value t,
+          Value lastCandidate, Value tau) {
+        return emitSupportGateGradSum(nb, nl, op, z.k, bi, h, t, lastCandidate,
+                                      tau, emitAtomicAdd);
+      });
 }

@@ -28,6 +28,35 @@ Value emitSupportGateGradSum(
     Value t, Value lastCandidate, Value tau,
     function_ref<void(OpBuilder &, Location, Value, ValueRange, Value)> add);
 
+/// What the parallel SPARSEK VJP reads besides the gate gradients.
+struct SupportGradProblem {
+  Operation *anchor; // reports NaN and +inf scores
+  Value scores, du;  // [B, Hkv, S] f32; du is overwritten
+  int64_t w;
+  SelectGradShape z;
+  int64_t block; // items per outer parallel iteration
+  /// f32 tau(t) of (bi, h).
+  function_ref<Value(OpBuilder &, Location, Value bi, Value h, Value t)> tauAt;
+};
+
+/// Per query t of (bi, h): the f32 sum of dg(t, j) over its selected
+/// support (j in Sel(t), j <= lastCandidate, 0 < gate < 1 under the f64
+/// `tau`).
+using SupportSumFn =
+    function_ref<Value(OpBuilder &, Location, Value bi, Value h, Value t,
+                       Value lastCandidate, Value tau)>;
+
+/// The parallel SPARSEK VJP (ParallelSelectGrad.cpp) at the builder's
+/// point: du zeroed, the support ranges and counts, then `own` (host code
+/// whose kernels add each selected support entry's own gradient into du),
+/// then c(t) from `sumAt` and the mean term. select_grad's parallel form,
+/// and the tile-first composite backward (whose tiles add the own
+/// gradients), share it.
+void emitParallelSupportGrad(OpBuilder &b, Location loc,
+                             const SupportGradProblem &p,
+                             function_ref<void(OpBuilder &, Location)> own,
+                             SupportSumFn sumAt);
+
 /// Emits the kernels of the parallel select_grad (ParallelSelectGrad.cpp)
 /// at the builder's point, once the operands' sizes were checked; `block`
 /// items per outer parallel iteration (GPU threads per block).

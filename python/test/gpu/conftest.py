@@ -113,6 +113,14 @@ def gpu_wgmma128_lib(torch, manifest):
 
 
 @pytest.fixture(scope="session")
+def gpu_grad_tiles_lib(torch, manifest):
+    """select_attention_grad with backward-kernel=tiles (the tile-first mma.sync backward)."""
+    if "grad_tiles_library" not in manifest:
+        _unavailable("the GPU artifacts predate the backward tiles library (rebuild them)")
+    return _library(manifest, "grad_tiles_library")
+
+
+@pytest.fixture(scope="session")
 def gpu_layer_lib(torch, manifest):
     """examples/sparsek_layer.mlir compiled for the GPU (default options, sm_90a)."""
     _require_sm90a(torch, manifest, "layer_library")

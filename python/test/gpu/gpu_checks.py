@@ -19,3 +19,12 @@ def assert_matches_sdpa(torch, out, q, key, value, elem):
             tq, tk, tv, attn_mask=mask, enable_gqa=gqa)
     tol = 1e-4 if elem == "f32" else 2e-2
     np.testing.assert_allclose(out, ref.cpu().numpy(), atol=tol, rtol=tol)
+
+
+def grad_close(got, want, rel, what):
+    """SPEC 8 on gradients: `rel` of the gradient's own scale (1e-3 for f32 against float64;
+    2e-2 for bf16 inputs against the reference on the same rounded inputs)."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    scale = max(float(np.abs(want).max()), 1e-6) if want.size else 1.0
+    err = float(np.abs(got - want).max()) if want.size else 0.0
+    assert err <= rel * scale, f"{what}: max error {err:.3g} vs scale {scale:.3g}"

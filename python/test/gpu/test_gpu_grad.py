@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from gpu_checks import grad_close
 from grad_configs import COMPOSITE, MODULES
 
 
@@ -17,15 +18,6 @@ def scores(g, shape, kind):
         u = g.uniform(0.0, 0.8, size=shape)
         u[g.random(shape) < 0.25] = -np.inf
     return u.astype(np.float32)
-
-
-def grad_close(got, want, rel, what):
-    """SPEC 8 on gradients: `rel` of the gradient's own scale (1e-3 for f32 against float64;
-    2e-2 for bf16 inputs against the reference on the same rounded inputs)."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    scale = max(float(np.abs(want).max()), 1e-6) if want.size else 1.0
-    err = float(np.abs(got - want).max()) if want.size else 0.0
-    assert err <= rel * scale, f"{what}: max error {err:.3g} vs scale {scale:.3g}"
 
 
 def composite_inputs(torch, case, elem, seed):

@@ -1,0 +1,605 @@
+//===- MmaSyncGradKernel.cpp - select_attention_grad tiles on mma.sync ----===//
+//
+// The backward of the forward's tiles (MmaSyncKernel.cpp), FlashAttention-2
+// style over the same tiles, key lists and membership test (BlockKeySets.h):
+// one CTA of 4 warps per tile, warp w owns rows 16w..16w+15 of the tile's 64
+// (query, head) rows, lane l holds rows l/4 and l/4 + 8 of them and key
+// columns 8n + 2(l%4) (+1) of each 8-key n-tile (mma.m16n8k16's layout).
+// Nothing of the forward is saved, so each tile walks its key list twice,
+// gathering K and V rows per key tile of 64 slots (cp.async, zero fill for
+// padding) as the forward does:
+//
+//   pass 1, the row statistics: S = Q K^T and dPv = dO V^T on mma.sync; per
+//     row the online maximum m and sum l of the softmax, and
+//     Delta = sum_j a(t, j) g(t, j) dPv(t, j) = <do, o> (rescaled with l);
+//   pass 2, the gradients, with P = exp(S - lse) exact per element:
+//     dS = P (g dPv - Delta)          (SPEC 5; dP = g dPv: gates scale values)
+//     dq += dS K                      (registers, A = dS from the S layout)
+//     dvalue[j] += (P g)^T dO         (P g through workgroup memory, read
+//     dkey[j] += scale dS^T Q          transposed by ldmatrix.trans; each
+//                                      warp the 16 keys 16w.., all 64 rows)
+//     dg = P dPv on the selected support (0 < g < 1), summed per key column
+//     into du and per row into the query's support sum.
+// dkey and dvalue are f32 atomic adds (a key is in the lists of many tiles);
+// dq is written once per row. The score gradient's mean term needs every
+// query's support sum, so it is left to the host's kernels that follow
+// (emitParallelSupportGrad).
+//
+// Workgroup memory (dynamic: more than the 48 KB of static attributions at
+// D = 128): Q and dO of the tile's rows, the K and V tiles, P g and dS as
+// [64 rows][64 keys], and the slots' positions and scores. Every [rows][cols]
+// tile is XOR-swizzled by 16-byte chunks with row % 8, as the forward's.
+//
+//===----------------------------------------------------------------------===//
+#include "MmaSyncOps.h"
+#include "TileLowerings.h"
+
+#include "../SparseKToLoops/LoopUtils.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::sparsek;
+
+static constexpr int64_t kThreads = kTileThreads;
+/// The dynamic buffer's base is rounded up to this (ldmatrix and cp.async
+/// need 16).
+static constexpr int64_t kSmemAlign = 128;
+
+std::string sparsek::mmaSyncGradUnsupportedReason(SelectAttentionGradOp op) {
+  auto q = cast<MemRefType>(op.getQuery().getType());
+  Type elem = q.getElementType();
+  if (!elem.isBF16() && !elem.isF16())
+    return "q, key and value are not bf16 or f16";
+  for (Value v :
+       {op.getQuery(), op.getKey(), op.getValue(), op.getScores(),
+        op.getGradOutput(), op.getGradQueryInit(), op.getGradKeyInit(),
+        op.getGradValueInit(), op.getGradScoresInit()}) {
+    auto type = cast<MemRefType>(v.getType());
+    if (!type.getLayout().isIdentity())
+      return "an operand has a non-identity layout";
+  }
+  for (Value v : {op.getQuery(), op.getValue()}) {
+    auto type = cast<MemRefType>(v.getType());
+    if (type.isDynamicDim(3) ||
+        (type.getDimSize(3) != 64 && type.getDimSize(3) != 128))
+      return "D and Dv must be static, 64 or 128";
+  }
+  return "";
+}
+
+namespace {
+using KB = MmaSyncOps;
+
+/// The kernel's arguments, in launch order.
+struct GradKernelArgs {
+  Value q, key, value, scores, gradOut;
+  Value dq, dkey, dvalue, du, sums; // du and sums: k >= 1
+  Value lists, counts;              // k >= 1
+  ThresholdBuffers thresholds;
+  Value scale;
+
+  static GradKernelArgs fromProblem(const GradTileProblem &p) {
+    SelectAttentionGradOp op = p.op;
+    GradKernelArgs a{op.getQuery(),
+                     op.getKey(),
+                     op.getValue(),
+                     op.getScores(),
+                     op.getGradOutput(),
+                     op.getGradQueryInit(),
+                     op.getGradKeyInit(),
+                     op.getGradValueInit(),
+                     Value(),
+                     Value(),
+                     Value(),
+                     Value(),
+                     {},
+                     p.scale};
+    if (p.keys) {
+      a.du = op.getGradScoresInit();
+      a.sums = p.supportSums;
+      a.lists = p.keys->lists;
+      a.counts = p.keys->counts;
+      a.thresholds = p.keys->thresholds;
+    }
+    return a;
+  }
+
+  static GradKernelArgs fromKernel(ValueRange v, bool selects) {
+    GradKernelArgs a{v[0], v[1], v[2], v[3], v[4], v[5], v[6],
+                     v[7], {},   {},   {},   {},   {},   v.back()};
+    if (selects) {
+      a.du = v[8];
+      a.sums = v[9];
+      a.lists = v[10];
+      a.counts = v[11];
+      a.thresholds = {v[12], v[13], v[14]};
+    }
+    return a;
+  }
+
+  SmallVector<Value> values() const {
+    SmallVector<Value> v{q, key, value, scores, gradOut, dq, dkey, dvalue};
+    if (lists)
+      v.append({du, sums, lists, counts, thresholds.tau, thresholds.thetaScore,
+                thresholds.thetaPos});
+    v.push_back(scale);
+    return v;
+  }
+};
+
+/// Byte offsets of the workgroup buffers.
+struct GradSmem {
+  int64_t q, gradOut, k, v, pg, ds, j, u, bytes;
+
+  GradSmem(int64_t d, int64_t dv, int64_t elemBytes) {
+    int64_t at = 0;
+    auto take = [&](int64_t n) {
+      int64_t off = at;
+      at += n;
+      return off;
+    };
+    q = take(kTileRows * d * elemBytes);
+    gradOut = take(kTileRows * dv * elemBytes);
+    k = take(kKeyTile * d * elemBytes);
+    v = take(kKeyTile * dv * elemBytes);
+    pg = take(kTileRows * kKeyTile * elemBytes);
+    ds = take(kTileRows * kKeyTile * elemBytes);
+    j = take(kKeyTile * 4);
+    u = take(kKeyTile * 4);
+    bytes = at + kSmemAlign;
+  }
+};
+
+/// One of the lane's two rows (g and g + 8 of its warp's 16).
+struct LaneRow {
+  Value hq, t;
+  QueryThresholds th;
+};
+
+/// The kernel body's builder: the tile's values shared by both passes.
+struct GradKernel {
+  OpBuilder &b;
+  Location loc;
+  const GradKernelArgs &a;
+  int64_t k, w, d, dv;
+  Type elem;
+  Value sQ, sO, sK, sV, sPg, sDs, sJ, sU;
+  Value tid, lane, warp, bi, h, r, list;
+  Value l16, l8, half, odd, half8, g, quad;
+  BlockKeys keys;
+  LaneRow rows[2];
+
+  bool selects() const { return static_cast<bool>(a.lists); }
+
+  /// The slots of key tile `tile` (positions and scores), then its K and V
+  /// rows, visible to every warp when this returns.
+  void gather(OpBuilder &lb, Location ll, Value tile) {
+    KB y{lb, ll, elem};
+    Value base = y.mul(tile, y.c(kKeyTile));
+    emitIf(lb, ll, y.lt(tid, y.c(kKeyTile)), [&](OpBuilder &sb, Location sl) {
+      KB z{sb, sl, elem};
+      Value j = keys.emitKeyAt(sb, sl, z.add(base, tid), a.lists,
+                               ValueRange{r, list}, k);
+      Value u = memref::LoadOp::create(sb, sl, a.scores,
+                                       ValueRange{bi, h, z.max(j, z.c(0))});
+      memref::StoreOp::create(sb, sl, u, sU, tid);
+      memref::StoreOp::create(sb, sl, z.i32(j), sJ, tid);
+    });
+    gpu::BarrierOp::create(lb, ll);
+    SmallVector<Value> tokens;
+    for (auto [dst, src, width] :
+         {std::tuple{sK, a.key, d}, std::tuple{sV, a.value, dv}}) {
+      int64_t chunks = width / kChunk;
+      for (int64_t i = 0; i < kKeyTile * chunks / kThreads; ++i) {
+        Value linear = y.add(tid, y.c(kThreads * i));
+        Value row = y.div(linear, y.c(chunks));
+        Value col = y.mul(y.rem(linear, y.c(chunks)), y.c(kChunk));
+        Value j = emitLoadIndex(lb, ll, sJ, ValueRange{row});
+        tokens.push_back(y.copy(dst, {row, y.swizzle(row, col)}, src,
+                                {bi, h, y.max(j, y.c(0)), col},
+                                y.lt(y.c(-1), j)));
+      }
+    }
+    y.waitCopies(tokens);
+    gpu::BarrierOp::create(lb, ll);
+  }
+
+  /// C = A B^T over the warp's 16 rows and the tile's 64 keys: A the rows of
+  /// `sA` (Q or dO, `width` columns), B the key rows of `sB` (K or V). 8
+  /// n-tiles of 4 f32 per lane.
+  SmallVector<SmallVector<Value>> rowsTimesKeys(KB &y, Value sA, Value sB,
+                                                int64_t width) {
+    SmallVector<SmallVector<Value>> acc(8, SmallVector<Value>(4, y.f(0.0)));
+    Value arow = y.add(y.mul(warp, y.c(16)), l16);
+    for (int64_t kc = 0; kc < width / 16; ++kc) {
+      SmallVector<Value> af =
+          y.ldmatrix(sA, arow, y.swizzleLdmatrix(half, l8, 16 * kc), false);
+      for (int64_t p = 0; p < 4; ++p) {
+        Value krow = y.add(y.add(half8, l8), y.c(16 * p));
+        SmallVector<Value> kb =
+            y.ldmatrix(sB, krow, y.swizzleLdmatrix(odd, l8, 16 * kc), false);
+        acc[2 * p] = y.mma(af, {kb[0], kb[1]}, acc[2 * p]);
+        acc[2 * p + 1] = y.mma(af, {kb[2], kb[3]}, acc[2 * p + 1]);
+      }
+    }
+    return acc;
+  }
+
+  /// (j, u) of key column 8 nt + 2 quad + e (j as i32).
+  std::pair<Value, Value> keyAt(KB &y, int64_t nt, int64_t e) {
+    Value col = y.add(y.mul(quad, y.c(2)), y.c(8 * nt + e));
+    return {memref::LoadOp::create(y.b, y.loc, sJ, ValueRange{col}),
+            memref::LoadOp::create(y.b, y.loc, sU, ValueRange{col})};
+  }
+
+  /// S with non-members at -inf, in log2 units (scaled by scaleLog2).
+  void maskScores(KB &y, SmallVector<SmallVector<Value>> &s, Value scaleLog2) {
+    for (int64_t nt = 0; nt < 8; ++nt)
+      for (int64_t e = 0; e < 2; ++e) {
+        auto [j, u] = keyAt(y, nt, e);
+        for (int64_t ri = 0; ri < 2; ++ri) {
+          Value valid = emitIsMember(y.b, y.loc, rows[ri].th, j, u, w, k > 0);
+          int64_t reg = 2 * ri + e;
+          s[nt][reg] = y.sel(valid, y.fmul(s[nt][reg], scaleLog2), y.negInf());
+        }
+      }
+  }
+
+  /// The f32 fragment values of the warp's rows as `elem` into the
+  /// [64 rows][64 keys] tile `dst`.
+  void storeRowsKeys(KB &y, Value dst,
+                     const SmallVector<SmallVector<Value>> &frag) {
+    for (int64_t ri = 0; ri < 2; ++ri) {
+      Value row = y.add(y.add(y.mul(warp, y.c(16)), g), y.c(8 * ri));
+      for (int64_t nt = 0; nt < 8; ++nt) {
+        Value v = vector::FromElementsOp::create(
+            y.b, y.loc, VectorType::get({2}, y.b.getF32Type()),
+            ValueRange{frag[nt][2 * ri], frag[nt][2 * ri + 1]});
+        Value narrow =
+            arith::TruncFOp::create(y.b, y.loc, VectorType::get({2}, elem), v);
+        Value col = y.add(y.swizzle(row, y.c(8 * nt)), y.mul(quad, y.c(2)));
+        vector::StoreOp::create(y.b, y.loc, narrow, dst, ValueRange{row, col});
+      }
+    }
+  }
+
+  /// acc += X^T Y for the warp's 16 keys (columns 16w.. of the [64 rows][64
+  /// keys] tile `sX`) over the 64 rows, Y the rows of `sY` (`width`
+  /// columns), then acc * factor added atomically into `dst`[bi, h, j] of
+  /// each valid key.
+  void keysTimesRows(KB &y, Value sX, Value sY, int64_t width, Value factor,
+                     Value dst) {
+    int64_t nTiles = width / 8;
+    SmallVector<SmallVector<Value>> acc(nTiles,
+                                        SmallVector<Value>(4, y.f(0.0)));
+    Value keyCol = y.add(y.mul(warp, y.c(16)), y.mul(odd, y.c(8)));
+    for (int64_t kc = 0; kc < kTileRows / 16; ++kc) {
+      // A = X^T: the 8x8 blocks of X at (rows 16kc + 8 half, keys 16w +
+      // 8 odd), transposed by ldmatrix.trans.
+      Value xrow = y.add(y.add(l8, half8), y.c(16 * kc));
+      SmallVector<Value> af = y.ldmatrix(sX, xrow, y.swizzle(xrow, keyCol),
+                                         /*trans=*/true);
+      Value yrow = y.add(l16, y.c(16 * kc));
+      for (int64_t q = 0; q < width / 16; ++q) {
+        SmallVector<Value> yb =
+            y.ldmatrix(sY, yrow, y.swizzleLdmatrix(half, l8, 16 * q), true);
+        for (int64_t hlf = 0; hlf < 2; ++hlf)
+          acc[2 * q + hlf] =
+              y.mma(af, {yb[2 * hlf], yb[2 * hlf + 1]}, acc[2 * q + hlf]);
+      }
+    }
+    for (int64_t ri = 0; ri < 2; ++ri) {
+      Value slot = y.add(y.add(y.mul(warp, y.c(16)), g), y.c(8 * ri));
+      Value j = emitLoadIndex(y.b, y.loc, sJ, ValueRange{slot});
+      emitIf(y.b, y.loc, y.le(y.c(0), j), [&](OpBuilder &ab, Location al) {
+        KB z{ab, al, elem};
+        for (int64_t nt = 0; nt < nTiles; ++nt)
+          for (int64_t e = 0; e < 2; ++e) {
+            Value col = z.add(z.mul(quad, z.c(2)), z.c(8 * nt + e));
+            emitAtomicAdd(ab, al, dst, ValueRange{bi, h, j, col},
+                          z.fmul(acc[nt][2 * ri + e], factor));
+          }
+      });
+    }
+  }
+};
+} // namespace
+
+static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
+                        int64_t k, int64_t w, int64_t d, int64_t dv,
+                        Type elem) {
+  MLIRContext *ctx = b.getContext();
+  KB x{b, loc, elem};
+  auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  int64_t elemBytes = elem.getIntOrFloatBitWidth() / 8;
+  GradSmem layout(d, dv, elemBytes);
+  Value smem = gpu::DynamicSharedMemoryOp::create(
+      b, loc,
+      MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                      MemRefLayoutAttrInterface(), wg));
+  Value smemAddr = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, smem);
+  Value pad =
+      x.sub(x.mul(x.div(x.add(smemAddr, x.c(kSmemAlign - 1)), x.c(kSmemAlign)),
+                  x.c(kSmemAlign)),
+            smemAddr);
+  auto view = [&](int64_t offset, ArrayRef<int64_t> shape, Type type) {
+    return memref::ViewOp::create(
+        b, loc, MemRefType::get(shape, type, MemRefLayoutAttrInterface(), wg),
+        smem, x.add(pad, x.c(offset)), ValueRange{});
+  };
+  GradKernel kb{b,
+                loc,
+                a,
+                k,
+                w,
+                d,
+                dv,
+                elem,
+                view(layout.q, {kTileRows, d}, elem),
+                view(layout.gradOut, {kTileRows, dv}, elem),
+                view(layout.k, {kKeyTile, d}, elem),
+                view(layout.v, {kKeyTile, dv}, elem),
+                view(layout.pg, {kTileRows, kKeyTile}, elem),
+                view(layout.ds, {kTileRows, kKeyTile}, elem),
+                view(layout.j, {kKeyTile}, b.getI32Type()),
+                view(layout.u, {kKeyTile}, b.getF32Type())};
+  kb.tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  kb.lane = x.rem(kb.tid, x.c(32));
+  kb.warp = x.div(kb.tid, x.c(32));
+  Value blk = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value hy = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  kb.bi = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  Value numHeads = emitDim(b, loc, a.q, 1), kvHeads = emitDim(b, loc, a.key, 1);
+  Value numQueries = emitDim(b, loc, a.q, 2),
+        numKeys = emitDim(b, loc, a.key, 2);
+  TileGeometry geo = TileGeometry::emit(b, loc, x.div(numHeads, kvHeads),
+                                        numQueries, kTileRows);
+  kb.h = x.div(hy, geo.headSplits);
+  Value split = x.rem(hy, geo.headSplits);
+  kb.r = x.add(x.mul(kb.bi, kvHeads), kb.h);
+  Value t0 = x.mul(blk, geo.blockQueries);
+  Value firstPos = x.sub(numKeys, numQueries);
+  kb.list = geo.emitListOf(b, loc, blk);
+  Value count = a.lists
+                    ? emitLoadIndex(b, loc, a.counts, ValueRange{kb.r, kb.list})
+                    : x.c(0);
+  Value ta = a.lists ? geo.emitListQuery(b, loc, kb.list) : t0;
+  kb.keys = BlockKeys::emit(b, loc, count, t0, ta, geo.blockQueries, numQueries,
+                            numKeys, w);
+  Value numTiles =
+      x.div(x.add(kb.keys.length, x.c(kKeyTile - 1)), x.c(kKeyTile));
+  auto tileRow = [&](Value row) {
+    return emitTileRow(b, loc, row, t0, split, geo.headsPerTile, geo.group,
+                       geo.blockQueries, numQueries);
+  };
+  Value bi = kb.bi, h = kb.h, tid = kb.tid;
+
+  // Q and dO rows (zero for rows that are no (query, head)).
+  {
+    SmallVector<Value> tokens;
+    for (auto [dst, src, width] :
+         {std::tuple{kb.sQ, a.q, d}, std::tuple{kb.sO, a.gradOut, dv}}) {
+      int64_t chunks = width / kChunk;
+      for (int64_t i = 0; i < kTileRows * chunks / kThreads; ++i) {
+        Value linear = x.add(tid, x.c(kThreads * i));
+        Value row = x.div(linear, x.c(chunks));
+        Value col = x.mul(x.rem(linear, x.c(chunks)), x.c(kChunk));
+        TileRow tr = tileRow(row);
+        Value hq =
+            x.sel(tr.valid, x.add(x.mul(h, geo.group), tr.qhead), x.c(0));
+        Value t = x.sel(tr.valid, tr.query, x.c(0));
+        tokens.push_back(x.copy(dst, {row, x.swizzle(row, col)}, src,
+                                {bi, hq, t, col}, tr.valid));
+      }
+    }
+    x.waitCopies(tokens);
+  }
+  Value lane = kb.lane;
+  kb.l16 = x.rem(lane, x.c(16));
+  kb.l8 = x.rem(lane, x.c(8));
+  kb.half = x.div(lane, x.c(16));
+  kb.odd = x.rem(x.div(lane, x.c(8)), x.c(2));
+  kb.half8 = x.mul(kb.half, x.c(8));
+  kb.g = x.div(lane, x.c(4));
+  kb.quad = x.rem(lane, x.c(4));
+  for (int i = 0; i < 2; ++i) {
+    Value row = x.add(x.add(x.mul(kb.warp, x.c(16)), kb.g), x.c(8 * i));
+    TileRow tr = tileRow(row);
+    Value pos = x.add(firstPos, tr.query);
+    QueryThresholds th{tr.valid, pos, Value(), Value(), Value()};
+    if (a.lists)
+      th = a.thresholds.emitLoad(b, loc, kb.r, tr.query, tr.valid, pos);
+    kb.rows[i] = {x.add(x.mul(h, geo.group), tr.qhead), tr.query,
+                  th.castPositions(b, loc, b.getI32Type())};
+  }
+  Value scaleLog2 = x.fmul(a.scale, x.f(1.0 / std::log(2.0)));
+  Value negInf = x.negInf();
+
+  // Pass 1: per row (m, l, Delta l), m quad-uniform, l and Delta l the
+  // lane's partial sums.
+  SmallVector<Value> init1{negInf,   negInf,   x.f(0.0),
+                           x.f(0.0), x.f(0.0), x.f(0.0)};
+  auto stats = scf::ForOp::create(
+      b, loc, x.c(0), numTiles, x.c(1), init1,
+      [&](OpBuilder &lb, Location ll, Value tile, ValueRange carried) {
+        KB y{lb, ll, elem};
+        kb.gather(lb, ll, tile);
+        auto s = kb.rowsTimesKeys(y, kb.sQ, kb.sK, d);
+        kb.maskScores(y, s, scaleLog2);
+        auto dpv = kb.rowsTimesKeys(y, kb.sO, kb.sV, dv);
+        SmallVector<Value> next(carried.begin(), carried.end());
+        for (int64_t ri = 0; ri < 2; ++ri) {
+          Value mx = negInf;
+          for (int64_t nt = 0; nt < 8; ++nt)
+            for (int64_t e = 0; e < 2; ++e)
+              mx = y.fmax(mx, s[nt][2 * ri + e]);
+          Value mNew = y.fmax(carried[ri], y.quadReduce(mx, /*isMax=*/true));
+          Value mUse = y.sel(y.isNegInf(mNew), y.f(0.0), mNew);
+          Value alpha = y.exp2Ftz(y.fsub(carried[ri], mUse));
+          Value l = y.fmul(carried[2 + ri], alpha);
+          Value dl = y.fmul(carried[4 + ri], alpha);
+          for (int64_t nt = 0; nt < 8; ++nt)
+            for (int64_t e = 0; e < 2; ++e) {
+              int64_t reg = 2 * ri + e;
+              Value pe = y.exp2Ftz(y.fsub(s[nt][reg], mUse));
+              auto [j, u] = kb.keyAt(y, nt, e);
+              Value gate = emitGate(lb, ll, kb.rows[ri].th, j, u, w, k > 0);
+              l = y.fadd(l, pe);
+              dl = y.fadd(dl, y.fmul(y.fmul(pe, gate), dpv[nt][reg]));
+            }
+          next[ri] = mNew;
+          next[2 + ri] = l;
+          next[4 + ri] = dl;
+        }
+        gpu::BarrierOp::create(lb, ll);
+        scf::YieldOp::create(lb, ll, next);
+      });
+  // lse in log2 units and Delta per row; a row without members has l = 0,
+  // every P = exp2(-inf) = 0 and Delta = 0.
+  Value lse[2], delta[2];
+  for (int64_t ri = 0; ri < 2; ++ri) {
+    Value m = stats.getResult(ri);
+    Value l = x.quadReduce(stats.getResult(2 + ri), /*isMax=*/false);
+    Value dl = x.quadReduce(stats.getResult(4 + ri), /*isMax=*/false);
+    Value any = x.fgt(l, x.f(0.0));
+    Value safeL = x.sel(any, l, x.f(1.0));
+    lse[ri] =
+        x.sel(any, x.fadd(m, math::Log2Op::create(b, loc, safeL)), x.f(0.0));
+    delta[ri] = x.sel(any, arith::DivFOp::create(b, loc, dl, safeL), x.f(0.0));
+  }
+
+  // Pass 2: carried dq (d / 8 n-tiles x 4) and each row's support sum.
+  int64_t qTiles = d / 8;
+  SmallVector<Value> init2(qTiles * 4 + 2, x.f(0.0));
+  auto grads = scf::ForOp::create(
+      b, loc, x.c(0), numTiles, x.c(1), init2,
+      [&](OpBuilder &lb, Location ll, Value tile, ValueRange carried) {
+        KB y{lb, ll, elem};
+        kb.gather(lb, ll, tile);
+        auto s = kb.rowsTimesKeys(y, kb.sQ, kb.sK, d);
+        kb.maskScores(y, s, scaleLog2);
+        auto dpv = kb.rowsTimesKeys(y, kb.sO, kb.sV, dv);
+        SmallVector<Value> next(carried.begin(), carried.end());
+        // In place: s becomes dS and dpv becomes P g. dg = P dPv on the
+        // selected support (0 < g < 1: window gates are 1) goes at once into
+        // the rows' support sums and, summed over the warp's 16 rows (xor
+        // over the lanes' row bits), into du by the lanes of row 0 where
+        // nonzero.
+        for (int64_t nt = 0; nt < 8; ++nt)
+          for (int64_t e = 0; e < 2; ++e) {
+            auto [j, u] = kb.keyAt(y, nt, e);
+            Value colSum = y.f(0.0);
+            for (int64_t ri = 0; ri < 2; ++ri) {
+              int64_t reg = 2 * ri + e;
+              Value p = y.exp2Ftz(y.fsub(s[nt][reg], lse[ri]));
+              Value gate = emitGate(lb, ll, kb.rows[ri].th, j, u, w, k > 0);
+              if (kb.selects()) {
+                Value inSupport =
+                    y.andI(y.fgt(gate, y.f(0.0)), y.fgt(y.f(1.0), gate));
+                Value dg = y.sel(inSupport, y.fmul(p, dpv[nt][reg]), y.f(0.0));
+                next[qTiles * 4 + ri] = y.fadd(next[qTiles * 4 + ri], dg);
+                colSum = y.fadd(colSum, dg);
+              }
+              Value dP = y.fmul(gate, dpv[nt][reg]);
+              s[nt][reg] = y.fmul(p, y.fsub(dP, delta[ri]));
+              dpv[nt][reg] = y.fmul(p, gate);
+            }
+            if (!kb.selects())
+              continue;
+            colSum = y.xorReduce(colSum, 4, 32);
+            Value add =
+                y.andI(y.eq(kb.g, y.c(0)),
+                       arith::CmpFOp::create(lb, ll, arith::CmpFPredicate::UNE,
+                                             colSum, y.f(0.0)));
+            emitIf(lb, ll, add, [&](OpBuilder &ab, Location al) {
+              Value jx =
+                  arith::IndexCastOp::create(ab, al, ab.getIndexType(), j);
+              emitAtomicAdd(ab, al, a.du, ValueRange{bi, h, jx}, colSum);
+            });
+          }
+        kb.storeRowsKeys(y, kb.sPg, dpv);
+        kb.storeRowsKeys(y, kb.sDs, s);
+        // dq += dS K: dS is the A operand as P is in the forward's P V.
+        for (int64_t kc = 0; kc < 4; ++kc) {
+          SmallVector<Value> pa{y.pack(s[2 * kc][0], s[2 * kc][1]),
+                                y.pack(s[2 * kc][2], s[2 * kc][3]),
+                                y.pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                                y.pack(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+          Value krow = y.add(kb.l16, y.c(16 * kc));
+          for (int64_t q = 0; q < d / 16; ++q) {
+            SmallVector<Value> kf = y.ldmatrix(
+                kb.sK, krow, y.swizzleLdmatrix(kb.half, kb.l8, 16 * q), true);
+            for (int64_t hlf = 0; hlf < 2; ++hlf) {
+              int64_t ot = 2 * q + hlf;
+              SmallVector<Value> o(next.begin() + 4 * ot,
+                                   next.begin() + 4 * ot + 4);
+              o = y.mma(pa, {kf[2 * hlf], kf[2 * hlf + 1]}, o);
+              std::copy(o.begin(), o.end(), next.begin() + 4 * ot);
+            }
+          }
+        }
+        gpu::BarrierOp::create(lb, ll);
+        kb.keysTimesRows(y, kb.sPg, kb.sO, dv, y.f(1.0), a.dvalue);
+        kb.keysTimesRows(y, kb.sDs, kb.sQ, d, a.scale, a.dkey);
+        // The next tile overwrites the slots and every tile.
+        gpu::BarrierOp::create(lb, ll);
+        scf::YieldOp::create(lb, ll, next);
+      });
+
+  // dq = scale * (dS K) per valid row; the rows' support sums.
+  ValueRange res = grads.getResults();
+  for (int64_t ri = 0; ri < 2; ++ri) {
+    const LaneRow &row = kb.rows[ri];
+    Value sum = kb.selects()
+                    ? x.quadReduce(res[qTiles * 4 + ri], /*isMax=*/false)
+                    : Value();
+    emitIf(b, loc, row.th.valid, [&](OpBuilder &sb, Location sl) {
+      KB z{sb, sl, elem};
+      for (int64_t ot = 0; ot < qTiles; ++ot) {
+        Value v = vector::FromElementsOp::create(
+            sb, sl, VectorType::get({2}, sb.getF32Type()),
+            ValueRange{z.fmul(res[4 * ot + 2 * ri], a.scale),
+                       z.fmul(res[4 * ot + 2 * ri + 1], a.scale)});
+        Value col = z.add(z.mul(kb.quad, z.c(2)), z.c(8 * ot));
+        vector::StoreOp::create(sb, sl, v, a.dq,
+                                ValueRange{bi, row.hq, row.t, col});
+      }
+      if (sum)
+        emitIf(sb, sl, z.eq(kb.quad, z.c(0)), [&](OpBuilder &ab, Location al) {
+          emitAtomicAdd(ab, al, a.sums, ValueRange{bi, h, row.t}, sum);
+        });
+    });
+  }
+}
+
+void sparsek::emitMmaSyncGradTiles(OpBuilder &b, Location loc,
+                                   const GradTileProblem &p, ModuleOp module) {
+  SelectAttentionGradOp op = p.op;
+  auto qType = cast<MemRefType>(op.getQuery().getType());
+  Type elem = qType.getElementType();
+  int64_t d = qType.getDimSize(3);
+  int64_t dv = cast<MemRefType>(op.getValue().getType()).getDimSize(3);
+  assert(p.geo.rows == kTileRows && "the backward tiles have 64 rows");
+  GradSmem layout(d, dv, elem.getIntOrFloatBitWidth() / 8);
+  Value smemBytes =
+      arith::ConstantIntOp::create(b, loc, b.getI32Type(), layout.bytes);
+  const FusedSizes &z = p.sizes;
+  Value heads = arith::MulIOp::create(b, loc, z.hkv, p.geo.headSplits);
+  emitKernelLaunch(
+      b, loc, module, "sparsek_select_attention_grad_tiles",
+      GradKernelArgs::fromProblem(p).values(), kThreads, TypeRange{}, smemBytes,
+      gpu::KernelDim3{p.geo.numBlocks, heads, z.batch},
+      {p.geo.numBlocks, heads, z.batch, z.hq},
+      [&](OpBuilder &kb, Location kl, ValueRange args, ValueRange) {
+        buildKernel(kb, kl,
+                    GradKernelArgs::fromKernel(args, static_cast<bool>(p.keys)),
+                    p.k, p.w, d, dv, elem);
+      });
+}
