@@ -53,25 +53,10 @@ static constexpr int64_t kThreads = kTileThreads;
 static constexpr int64_t kSmemAlign = 128;
 
 std::string sparsek::mmaSyncGradUnsupportedReason(SelectAttentionGradOp op) {
-  auto q = cast<MemRefType>(op.getQuery().getType());
-  Type elem = q.getElementType();
-  if (!elem.isBF16() && !elem.isF16())
-    return "q, key and value are not bf16 or f16";
-  for (Value v :
-       {op.getQuery(), op.getKey(), op.getValue(), op.getScores(),
-        op.getGradOutput(), op.getGradQueryInit(), op.getGradKeyInit(),
-        op.getGradValueInit(), op.getGradScoresInit()}) {
-    auto type = cast<MemRefType>(v.getType());
-    if (!type.getLayout().isIdentity())
-      return "an operand has a non-identity layout";
-  }
-  for (Value v : {op.getQuery(), op.getValue()}) {
-    auto type = cast<MemRefType>(v.getType());
-    if (type.isDynamicDim(3) ||
-        (type.getDimSize(3) != 64 && type.getDimSize(3) != 128))
-      return "D and Dv must be static, 64 or 128";
-  }
-  return "";
+  return tileOperandsUnsupportedReason(
+      {op.getQuery(), op.getKey(), op.getValue(), op.getGradOutput()},
+      {op.getScores(), op.getGradQueryInit(), op.getGradKeyInit(),
+       op.getGradValueInit(), op.getGradScoresInit()});
 }
 
 namespace {
@@ -252,6 +237,16 @@ struct GradKernel {
       }
   }
 
+  /// Key tile `tile` gathered, then S (non-members at -inf, log2 units) and
+  /// dPv = dO V^T of the warp's rows.
+  std::pair<SmallVector<SmallVector<Value>>, SmallVector<SmallVector<Value>>>
+  scoresAndDpv(KB &y, Value tile, Value scaleLog2) {
+    gather(y.b, y.loc, tile);
+    auto s = rowsTimesKeys(y, sQ, sK, d);
+    maskScores(y, s, scaleLog2);
+    return {s, rowsTimesKeys(y, sO, sV, dv)};
+  }
+
   /// The f32 fragment values of the warp's rows as `elem` into the
   /// [64 rows][64 keys] tile `dst`.
   void storeRowsKeys(KB &y, Value dst,
@@ -430,10 +425,7 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
       b, loc, x.c(0), numTiles, x.c(1), init1,
       [&](OpBuilder &lb, Location ll, Value tile, ValueRange carried) {
         KB y{lb, ll, elem};
-        kb.gather(lb, ll, tile);
-        auto s = kb.rowsTimesKeys(y, kb.sQ, kb.sK, d);
-        kb.maskScores(y, s, scaleLog2);
-        auto dpv = kb.rowsTimesKeys(y, kb.sO, kb.sV, dv);
+        auto [s, dpv] = kb.scoresAndDpv(y, tile, scaleLog2);
         SmallVector<Value> next(carried.begin(), carried.end());
         for (int64_t ri = 0; ri < 2; ++ri) {
           Value mx = negInf;
@@ -482,10 +474,7 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
       b, loc, x.c(0), numTiles, x.c(1), init2,
       [&](OpBuilder &lb, Location ll, Value tile, ValueRange carried) {
         KB y{lb, ll, elem};
-        kb.gather(lb, ll, tile);
-        auto s = kb.rowsTimesKeys(y, kb.sQ, kb.sK, d);
-        kb.maskScores(y, s, scaleLog2);
-        auto dpv = kb.rowsTimesKeys(y, kb.sO, kb.sV, dv);
+        auto [s, dpv] = kb.scoresAndDpv(y, tile, scaleLog2);
         SmallVector<Value> next(carried.begin(), carried.end());
         // In place: s becomes dS and dpv becomes P g. dg = P dPv on the
         // selected support (0 < g < 1: window gates are 1) goes at once into

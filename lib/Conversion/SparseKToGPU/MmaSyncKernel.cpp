@@ -46,26 +46,31 @@ static constexpr int64_t kWarps = kTileRows / 16;
 static constexpr int64_t kThreads = kTileThreads;
 static_assert(kWarps * 32 == kThreads, "one warp per 16 rows");
 
-std::string sparsek::mmaSyncUnsupportedReason(SelectAttentionOp op) {
-  auto q = cast<MemRefType>(op.getQuery().getType());
-  Type elem = q.getElementType();
+std::string sparsek::tileOperandsUnsupportedReason(ArrayRef<Value> typed,
+                                                   ArrayRef<Value> others) {
+  Type elem = cast<MemRefType>(typed[0].getType()).getElementType();
   if (!elem.isBF16() && !elem.isF16())
     return "q, key and value are not bf16 or f16";
-  for (Value v : {op.getQuery(), op.getKey(), op.getValue(), op.getInit(),
-                  op.getScores()}) {
-    auto type = cast<MemRefType>(v.getType());
-    if (!type.getLayout().isIdentity())
-      return "an operand has a non-identity layout";
-    if (v != op.getScores() && type.getElementType() != elem)
+  for (ArrayRef<Value> vals : {typed, others})
+    for (Value v : vals)
+      if (!cast<MemRefType>(v.getType()).getLayout().isIdentity())
+        return "an operand has a non-identity layout";
+  for (Value v : typed)
+    if (cast<MemRefType>(v.getType()).getElementType() != elem)
       return "q, key, value and the output differ in element type";
-  }
-  for (Value v : {op.getQuery(), op.getValue()}) {
+  for (Value v : {typed[0], typed[2]}) {
     auto type = cast<MemRefType>(v.getType());
     if (type.isDynamicDim(3) ||
         (type.getDimSize(3) != 64 && type.getDimSize(3) != 128))
       return "D and Dv must be static, 64 or 128";
   }
   return "";
+}
+
+std::string sparsek::mmaSyncUnsupportedReason(SelectAttentionOp op) {
+  return tileOperandsUnsupportedReason(
+      {op.getQuery(), op.getKey(), op.getValue(), op.getInit()},
+      {op.getScores()});
 }
 
 namespace {

@@ -74,72 +74,32 @@ void sparsek::emitScalarGradTiles(OpBuilder &b, Location loc,
                                   const GradTileProblem &p) {
   SelectAttentionGradOp op = p.op;
   const FusedSizes &z = p.sizes;
-  const TileGeometry &geo = p.geo;
   bool selects = static_cast<bool>(p.keys);
   Value zero = emitIndex(b, loc, 0);
   Value dqAcc = memref::AllocOp::create(
       b, loc, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
       ValueRange{z.d});
-  Value firstPos = arith::SubIOp::create(b, loc, z.s, z.t);
   auto f = [](OpBuilder &nb, Location nl, double v) {
     return emitF32(nb, nl, v);
   };
-  auto tileLoops = [&](OpBuilder &b0, Location l0, Value bi, Value h,
-                       Value split, Value blk) {
-    Value r = arith::AddIOp::create(
-        b0, l0, arith::MulIOp::create(b0, l0, bi, z.hkv), h);
-    Value t0 = arith::MulIOp::create(b0, l0, blk, geo.blockQueries);
-    Value list = geo.emitListOf(b0, l0, blk);
-    Value count =
-        selects ? emitLoadIndex(b0, l0, p.keys->counts, ValueRange{r, list})
-                : zero;
-    Value ta = selects ? geo.emitListQuery(b0, l0, list) : t0;
-    BlockKeys keys =
-        BlockKeys::emit(b0, l0, count, t0, ta, geo.blockQueries, z.t, z.s, p.w);
-    Value numTiles = arith::DivUIOp::create(
-        b0, l0,
-        arith::AddIOp::create(b0, l0, keys.length,
-                              emitIndex(b0, l0, kKeyTile - 1)),
-        emitIndex(b0, l0, kKeyTile));
-    emitFor(
-        b0, l0, zero, emitIndex(b0, l0, geo.rows),
-        [&](OpBuilder &b1, Location l1, Value row) {
-          TileRow tr = emitTileRow(b1, l1, row, t0, split, geo.headsPerTile,
-                                   geo.group, geo.blockQueries, z.t);
-          emitIf(b1, l1, tr.valid, [&](OpBuilder &b2, Location l2) {
-            Value hq = arith::AddIOp::create(
-                b2, l2, arith::MulIOp::create(b2, l2, h, geo.group), tr.qhead);
-            Value pos = arith::AddIOp::create(b2, l2, firstPos, tr.query);
-            QueryThresholds th{tr.valid, pos, Value(), Value(), Value()};
-            if (selects)
-              th = p.keys->thresholds.emitLoad(b2, l2, r, tr.query, tr.valid,
-                                               pos);
-            ScalarRowSlots sr{op.getQuery(),
-                              op.getKey(),
-                              op.getScores(),
-                              selects ? p.keys->lists : Value(),
-                              p.k,
-                              p.w,
-                              z.d,
-                              p.scale,
-                              bi,
-                              h,
-                              hq,
-                              tr.query,
-                              r,
-                              list,
-                              th,
-                              keys};
-            GradRow walk{sr, numTiles};
-            Row gradOut{op.getGradOutput(), {bi, hq, tr.query}};
-            auto dpvOf = [&](OpBuilder &nb, Location nl, Value jc) {
+  emitScalarTileRows(
+      b, loc, z, p.geo, p.keys, op.getQuery(), op.getKey(), op.getScores(), p.k,
+      p.w, p.scale,
+      [&](OpBuilder &b2, Location l2, const ScalarRowSlots &sr,
+          Value numTiles) {
+        Value bi = sr.bi, h = sr.h, hq = sr.hq;
+        GradRow walk{sr, numTiles};
+        Row gradOut{op.getGradOutput(), {bi, hq, sr.t}};
+        auto dpvOf =
+            [&](OpBuilder &nb, Location nl, Value jc) {
               return emitDotF32(nb, nl, gradOut,
                                 Row{op.getValue(), {bi, h, jc}}, z.dv);
             };
 
-            // Pass 1: (m, l, Delta l) online, each key tile rescaling to its
-            // new maximum before its terms are added.
-            SmallVector<Value> stats = walk.walk(
+        // Pass 1: (m, l, Delta l) online, each key tile rescaling to its
+        // new maximum before its terms are added.
+        SmallVector<Value> stats =
+            walk.walk(
                 b2, l2,
                 ValueRange{f(b2, l2, -kInf), f(b2, l2, 0.0), f(b2, l2, 0.0)},
                 [&](OpBuilder &tb, Location tl, auto slotAt,
@@ -186,26 +146,26 @@ void sparsek::emitScalarGradTiles(OpBuilder &b, Location loc,
                       })[0];
                   return {c[0], l, dl};
                 });
-            Value any = arith::CmpFOp::create(b2, l2, arith::CmpFPredicate::OGT,
-                                              stats[1], f(b2, l2, 0.0));
-            Value safeL =
-                arith::SelectOp::create(b2, l2, any, stats[1], f(b2, l2, 1.0));
-            Value lse = arith::SelectOp::create(
-                b2, l2, any,
-                arith::AddFOp::create(b2, l2, stats[0],
-                                      math::LogOp::create(b2, l2, safeL)),
-                f(b2, l2, 0.0));
-            Value delta = arith::SelectOp::create(
-                b2, l2, any, arith::DivFOp::create(b2, l2, stats[2], safeL),
-                f(b2, l2, 0.0));
+        Value any = arith::CmpFOp::create(b2, l2, arith::CmpFPredicate::OGT,
+                                          stats[1], f(b2, l2, 0.0));
+        Value safeL =
+            arith::SelectOp::create(b2, l2, any, stats[1], f(b2, l2, 1.0));
+        Value lse = arith::SelectOp::create(
+            b2, l2, any,
+            arith::AddFOp::create(b2, l2, stats[0],
+                                  math::LogOp::create(b2, l2, safeL)),
+            f(b2, l2, 0.0));
+        Value delta = arith::SelectOp::create(
+            b2, l2, any, arith::DivFOp::create(b2, l2, stats[2], safeL),
+            f(b2, l2, 0.0));
 
-            // Pass 2: each member's gradients; the row's support sum carried.
-            emitFor(b2, l2, zero, z.d,
-                    [&](OpBuilder &fb, Location fl, Value i) {
-                      memref::StoreOp::create(fb, fl, f(fb, fl, 0.0), dqAcc, i);
-                    });
-            Row qRow{op.getQuery(), {bi, hq, tr.query}}, acc{dqAcc, {}};
-            Value supportSum = walk.walk(
+        // Pass 2: each member's gradients; the row's support sum carried.
+        emitFor(b2, l2, zero, z.d, [&](OpBuilder &fb, Location fl, Value i) {
+          memref::StoreOp::create(fb, fl, f(fb, fl, 0.0), dqAcc, i);
+        });
+        Row qRow{op.getQuery(), {bi, hq, sr.t}}, acc{dqAcc, {}};
+        Value supportSum =
+            walk.walk(
                 b2, l2, ValueRange{f(b2, l2, 0.0)},
                 [](OpBuilder &, Location, auto, ValueRange c) {
                   return SmallVector<Value>(c.begin(), c.end());
@@ -255,29 +215,14 @@ void sparsek::emitScalarGradTiles(OpBuilder &b, Location loc,
                         return {c[0]};
                       });
                 })[0];
-            Row dq{op.getGradQueryInit(), {bi, hq, tr.query}};
-            emitFor(b2, l2, zero, z.d,
-                    [&](OpBuilder &fb, Location fl, Value i) {
-                      Value v = memref::LoadOp::create(fb, fl, dqAcc, i);
-                      dq.storeF32(fb, fl,
-                                  arith::MulFOp::create(fb, fl, v, p.scale), i);
-                    });
-            if (selects)
-              emitAccumulate(b2, l2, p.supportSums, ValueRange{bi, h, tr.query},
-                             supportSum);
-          });
+        Row dq{op.getGradQueryInit(), {bi, hq, sr.t}};
+        emitFor(b2, l2, zero, z.d, [&](OpBuilder &fb, Location fl, Value i) {
+          Value v = memref::LoadOp::create(fb, fl, dqAcc, i);
+          dq.storeF32(fb, fl, arith::MulFOp::create(fb, fl, v, p.scale), i);
         });
-  };
-  emitFor(b, loc, zero, z.batch, [&](OpBuilder &b1, Location l1, Value bi) {
-    emitFor(b1, l1, zero, z.hkv, [&](OpBuilder &b2, Location l2, Value h) {
-      emitFor(b2, l2, zero, geo.headSplits,
-              [&](OpBuilder &b3, Location l3, Value split) {
-                emitFor(b3, l3, zero, geo.numBlocks,
-                        [&](OpBuilder &b4, Location l4, Value blk) {
-                          tileLoops(b4, l4, bi, h, split, blk);
-                        });
-              });
-    });
-  });
+        if (selects)
+          emitAccumulate(b2, l2, p.supportSums, ValueRange{bi, h, sr.t},
+                         supportSum);
+      });
   memref::DeallocOp::create(b, loc, dqAcc);
 }

@@ -50,16 +50,13 @@ ScalarRowSlots::slot(OpBuilder &b, Location loc, Value i,
   return {valid, gate, ifOp.getResult(0), jc};
 }
 
-void sparsek::emitScalarTiles(OpBuilder &b, Location loc,
-                              const TileProblem &p) {
-  SelectAttentionOp op = p.op;
-  const FusedSizes &z = p.sizes;
-  const TileGeometry &geo = p.geo;
+void sparsek::emitScalarTileRows(
+    OpBuilder &b, Location loc, const FusedSizes &z, const TileGeometry &geo,
+    const std::optional<BlockKeySets> &sets, Value q, Value key, Value scores,
+    int64_t k, int64_t w, Value scale,
+    function_ref<void(OpBuilder &, Location, const ScalarRowSlots &, Value)>
+        body) {
   Value zero = emitIndex(b, loc, 0);
-  Value tileKeys = emitIndex(b, loc, kKeyTile);
-  Value acc = memref::AllocOp::create(
-      b, loc, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
-      ValueRange{z.dv});
   Value firstPos = arith::SubIOp::create(b, loc, z.s, z.t);
   auto loops = [&](OpBuilder &b0, Location l0, Value bi, Value h, Value split,
                    Value blk) {
@@ -70,16 +67,15 @@ void sparsek::emitScalarTiles(OpBuilder &b, Location loc,
     // window.
     Value list = geo.emitListOf(b0, l0, blk);
     Value count =
-        p.keys ? emitLoadIndex(b0, l0, p.keys->counts, ValueRange{r, list})
-               : zero;
-    Value ta = p.keys ? geo.emitListQuery(b0, l0, list) : t0;
+        sets ? emitLoadIndex(b0, l0, sets->counts, ValueRange{r, list}) : zero;
+    Value ta = sets ? geo.emitListQuery(b0, l0, list) : t0;
     BlockKeys keys =
-        BlockKeys::emit(b0, l0, count, t0, ta, geo.blockQueries, z.t, z.s, p.w);
+        BlockKeys::emit(b0, l0, count, t0, ta, geo.blockQueries, z.t, z.s, w);
     Value numTiles = arith::DivUIOp::create(
         b0, l0,
         arith::AddIOp::create(b0, l0, keys.length,
                               emitIndex(b0, l0, kKeyTile - 1)),
-        tileKeys);
+        emitIndex(b0, l0, kKeyTile));
     emitFor(
         b0, l0, zero, emitIndex(b0, l0, geo.rows),
         [&](OpBuilder &b1, Location l1, Value row) {
@@ -90,37 +86,57 @@ void sparsek::emitScalarTiles(OpBuilder &b, Location loc,
                 b2, l2, arith::MulIOp::create(b2, l2, h, geo.group), tr.qhead);
             Value pos = arith::AddIOp::create(b2, l2, firstPos, tr.query);
             QueryThresholds th{tr.valid, pos, Value(), Value(), Value()};
-            if (p.keys)
-              th = p.keys->thresholds.emitLoad(b2, l2, r, tr.query, tr.valid,
-                                               pos);
-            ScalarRowSlots sr{op.getQuery(),
-                              op.getKey(),
-                              op.getScores(),
-                              p.keys ? p.keys->lists : Value(),
-                              p.k,
-                              p.w,
-                              z.d,
-                              p.scale,
-                              bi,
-                              h,
-                              hq,
-                              tr.query,
-                              r,
-                              list,
-                              th,
-                              keys};
-            emitFor(
-                b2, l2, zero, z.dv, [&](OpBuilder &fb, Location fl, Value d) {
-                  memref::StoreOp::create(fb, fl, emitF32(fb, fl, 0.0), acc, d);
-                });
-            SmallVector<Value> ml = emitForCarrying(
+            if (sets)
+              th =
+                  sets->thresholds.emitLoad(b2, l2, r, tr.query, tr.valid, pos);
+            ScalarRowSlots sr{q,  key,  scores, sets ? sets->lists : Value(),
+                              k,  w,    z.d,    scale,
+                              bi, h,    hq,     tr.query,
+                              r,  list, th,     keys};
+            body(b2, l2, sr, numTiles);
+          });
+        });
+  };
+  emitFor(b, loc, zero, z.batch, [&](OpBuilder &b1, Location l1, Value bi) {
+    emitFor(b1, l1, zero, z.hkv, [&](OpBuilder &b2, Location l2, Value h) {
+      emitFor(b2, l2, zero, geo.headSplits,
+              [&](OpBuilder &b3, Location l3, Value split) {
+                emitFor(b3, l3, zero, geo.numBlocks,
+                        [&](OpBuilder &b4, Location l4, Value blk) {
+                          loops(b4, l4, bi, h, split, blk);
+                        });
+              });
+    });
+  });
+}
+
+void sparsek::emitScalarTiles(OpBuilder &b, Location loc,
+                              const TileProblem &p) {
+  SelectAttentionOp op = p.op;
+  const FusedSizes &z = p.sizes;
+  Value zero = emitIndex(b, loc, 0);
+  Value tileKeys = emitIndex(b, loc, kKeyTile);
+  Value acc = memref::AllocOp::create(
+      b, loc, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
+      ValueRange{z.dv});
+  emitScalarTileRows(
+      b, loc, z, p.geo, p.keys, op.getQuery(), op.getKey(), op.getScores(), p.k,
+      p.w, p.scale,
+      [&](OpBuilder &b2, Location l2, const ScalarRowSlots &sr,
+          Value numTiles) {
+        Value bi = sr.bi, h = sr.h, hq = sr.hq;
+        emitFor(b2, l2, zero, z.dv, [&](OpBuilder &fb, Location fl, Value d) {
+          memref::StoreOp::create(fb, fl, emitF32(fb, fl, 0.0), acc, d);
+        });
+        SmallVector<Value> ml =
+            emitForCarrying(
                 b2, l2, zero, numTiles,
                 ValueRange{emitF32(b2, l2, -kInf), emitF32(b2, l2, 0.0)},
                 [&](OpBuilder &b3, Location l3, Value tile,
                     ValueRange carried) -> SmallVector<Value> {
                   Value base = arith::MulIOp::create(b3, l3, tile, tileKeys);
                   KeyTileClass cls =
-                      KeyTileClass::emit(b3, l3, keys, base, p.w);
+                      KeyTileClass::emit(b3, l3, sr.keys, base, p.w);
                   auto slotAt = [&](OpBuilder &sb, Location sl, Value c) {
                     return sr.slot(sb, sl,
                                    arith::AddIOp::create(sb, sl, base, c), cls);
@@ -178,34 +194,19 @@ void sparsek::emitScalarTiles(OpBuilder &b, Location loc,
                       })[0];
                   return {mNew, lNew};
                 });
-            // out = acc / l, 0 where the row had no member (SPEC 5).
-            Value lSum = ml[1];
-            Value any = arith::CmpFOp::create(b2, l2, arith::CmpFPredicate::OGT,
-                                              lSum, emitF32(b2, l2, 0.0));
-            Value inv = arith::SelectOp::create(
-                b2, l2, any,
-                arith::DivFOp::create(b2, l2, emitF32(b2, l2, 1.0), lSum),
-                emitF32(b2, l2, 0.0));
-            Row out{op.getInit(), {bi, hq, tr.query}};
-            emitFor(b2, l2, zero, z.dv,
-                    [&](OpBuilder &fb, Location fl, Value d) {
-                      Value a = memref::LoadOp::create(fb, fl, acc, d);
-                      out.storeF32(fb, fl,
-                                   arith::MulFOp::create(fb, fl, a, inv), d);
-                    });
-          });
+        // out = acc / l, 0 where the row had no member (SPEC 5).
+        Value lSum = ml[1];
+        Value any = arith::CmpFOp::create(b2, l2, arith::CmpFPredicate::OGT,
+                                          lSum, emitF32(b2, l2, 0.0));
+        Value inv = arith::SelectOp::create(
+            b2, l2, any,
+            arith::DivFOp::create(b2, l2, emitF32(b2, l2, 1.0), lSum),
+            emitF32(b2, l2, 0.0));
+        Row out{op.getInit(), {bi, hq, sr.t}};
+        emitFor(b2, l2, zero, z.dv, [&](OpBuilder &fb, Location fl, Value d) {
+          Value a = memref::LoadOp::create(fb, fl, acc, d);
+          out.storeF32(fb, fl, arith::MulFOp::create(fb, fl, a, inv), d);
         });
-  };
-  emitFor(b, loc, zero, z.batch, [&](OpBuilder &b1, Location l1, Value bi) {
-    emitFor(b1, l1, zero, z.hkv, [&](OpBuilder &b2, Location l2, Value h) {
-      emitFor(b2, l2, zero, geo.headSplits,
-              [&](OpBuilder &b3, Location l3, Value split) {
-                emitFor(b3, l3, zero, geo.numBlocks,
-                        [&](OpBuilder &b4, Location l4, Value blk) {
-                          loops(b4, l4, bi, h, split, blk);
-                        });
-              });
-    });
-  });
+      });
   memref::DeallocOp::create(b, loc, acc);
 }

@@ -103,6 +103,16 @@ struct ScalarRowSlots {
   slot(OpBuilder &b, Location loc, Value i, const KeyTileClass &cls) const;
 };
 
+/// The scalar forms' loops: over (batch, KV head, head split, query block)
+/// the tile's key list, then `body(b, loc, row, numKeyTiles)` for each of
+/// its valid rows. `sets`: the block lists and thresholds (k >= 1).
+void emitScalarTileRows(
+    OpBuilder &b, Location loc, const FusedSizes &z, const TileGeometry &geo,
+    const std::optional<BlockKeySets> &sets, Value q, Value key, Value scores,
+    int64_t k, int64_t w, Value scale,
+    function_ref<void(OpBuilder &, Location, const ScalarRowSlots &, Value)>
+        body);
+
 /// Plain loops over the tiles (CPU-executable).
 void emitScalarTiles(OpBuilder &b, Location loc, const TileProblem &p);
 
@@ -146,6 +156,12 @@ void emitScalarGradTiles(OpBuilder &b, Location loc, const GradTileProblem &p);
 void lowerSelectAttentionGradToTiles(RewriterBase &rewriter,
                                      SelectAttentionGradOp op, bool scalar,
                                      int64_t selectChunk, ModuleOp module);
+
+/// Why tile kernels cannot take operands `typed` (q, key, value, then those
+/// of the same element type) and `others` (any element type): empty when
+/// they can (bf16 or f16, identity layouts, static D and Dv in {64, 128}).
+std::string tileOperandsUnsupportedReason(ArrayRef<Value> typed,
+                                          ArrayRef<Value> others);
 
 /// Why `op` cannot take the mma.sync form: as mmaSyncUnsupportedReason.
 std::string mmaSyncGradUnsupportedReason(SelectAttentionGradOp op);
