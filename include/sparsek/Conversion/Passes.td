@@ -110,6 +110,22 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
     - `form=scalar`: the same tiles, slots, membership test and per-tile
       softmax updates as plain loops, so the CPU runs (and tests) the walk.
 
+    With `grads=true` the pass also lowers `select_attention_grad` on the
+    same 64-row tiles, key lists and thresholds (recomputed from the
+    scores, as the op says). dkey and dvalue are zeroed, then the SPARSEK
+    VJP's kernels find each key's support range of queries and the support
+    sizes (as select_grad's parallel form), then one kernel per op walks
+    each tile's key list twice: pass 1 gives each row's softmax maximum,
+    sum and Delta = <do, o>; pass 2 recomputes P = exp(S - lse) and forms
+    dS = P (g dPv - Delta). dq is kept per row; dvalue += (P g)^T dO and
+    dkey += scale dS^T Q are added atomically per key; the selected
+    support's dg = P dPv goes into du (column sums) and into each query's
+    support sum, from which the mean term follows. In both GPU forms the
+    kernel is mma.sync (4 warps, dynamic workgroup memory holding Q, dO,
+    the K/V tile and P g, dS, read transposed by `ldmatrix.trans`); with
+    `form=scalar` it is the same walk as loops. `forward=false` leaves
+    `select_attention` to sparsek-lower-to-loops.
+
     Run-time checks and their status codes are those of the fused loop
     lowering; rows must be 16-byte aligned in the GPU forms
     (SPARSEK_ERROR_MISALIGNED). NaN and +inf scores are reported by the
