@@ -145,6 +145,18 @@ FAMILIES = {
         "pipeline_options": "backward-kernel=tiles",
         "composite_lowering": "backward tile first: block key sets, then mma.sync tiles "
                               "(backward-kernel=tiles)"},
+    # The same on 128-row tiles (8 warps sharing each K/V gather, half the
+    # atomic adds per row; tile-rows=128 goes with the wgmma forward).
+    "select_attention_grad_tiles128": {
+        "functions": [
+            ("select_attention_grad_bf16_k2048_w512_tiles128",
+             lambda n: ir.select_attention_grad_function(n, 2048, 512, "bf16", head_dim=128)),
+            ("select_attention_grad_bf16_k256_w256_tiles128",
+             lambda n: ir.select_attention_grad_function(n, 256, 256, "bf16", head_dim=64)),
+        ],
+        "pipeline_options": "backward-kernel=tiles prefill-kernel=wgmma tile-rows=128",
+        "composite_lowering": "backward tile first on 128-row tiles (backward-kernel=tiles "
+                              "tile-rows=128)"},
 }
 
 

@@ -295,7 +295,7 @@ class FakeOurs(Ours):
             self.fake.update({f"select_attention_bf16_k{c['k']}_w{c['w']}{suffix}": ("sa", c) for c in (p1, p3)})
         self.fake[f"select_k{s1['k']}_w{s1['w']}"] = ("sel", s1)
         for c in (smoke["G1"], smoke["G1-32k"]):
-            for suffix in ("", "_tiles"):  # the backward's lowerings
+            for suffix in ("", "_tiles", "_tiles128"):  # the backward's lowerings
                 self.fake[f"select_attention_grad_bf16_k{c['k']}_w{c['w']}{suffix}"] = ("grad", c)
         for label, suffix in DECODES:  # decode's lowerings
             suffix = suffix.format(Hq=d1["Hq"], Hkv=d1["Hkv"])
@@ -512,8 +512,9 @@ def bench_backward(wid, B, Hq, Hkv, T, D, k, w, ours, budget):
     dense_flops = 2.5 * 4.0 * B * Hq * D * dense_sizes(T, S)
     rec["backward_flops"], rec["dense_causal_backward_flops"] = flops, dense_flops
     impl = {}
-    # Both lowerings of our backward: the parallel loops and the tiles.
-    for family, suffix in (("select_attention_grad", ""), ("select_attention_grad_tiles", "_tiles")):
+    # Our backward's lowerings: the parallel loops and the tiles (64 and 128 rows).
+    for family, suffix in (("select_attention_grad", ""), ("select_attention_grad_tiles", "_tiles"),
+                           ("select_attention_grad_tiles128", "_tiles128")):
         fn_name = f"select_attention_grad_bf16_k{k}_w{w}{suffix}"
         label = f"ours_select_attention_grad{suffix}"
         impl[label] = _bench_our_backward(ours, family, fn_name, q, key, value, u, do, k, w, T, S,

@@ -17,7 +17,8 @@ composite op on the tile-first mma.sync kernel), libsparsek_gpu_wgmma.so (the
 same functions on the tile-first wgmma kernel, sm_90a),
 libsparsek_gpu_decode_tiles.so (decode_attention on the tile-first split-K kernel), libsparsek_gpu_decode_tiles_mma.so
 (the same functions on its tensor-core form), libsparsek_gpu_grad_tiles.so
-(select_attention_grad on the tile-first mma.sync backward), libsparsek_gpu_layer.so
+(select_attention_grad on the tile-first mma.sync backward),
+libsparsek_gpu_grad_tiles128.so (the same on 128-row tiles), libsparsek_gpu_layer.so
 (examples/sparsek_layer.mlir, default options on sm_90a) and manifest.json
 describing them.
 """
@@ -170,6 +171,10 @@ WGMMA_OPTIONS = "prefill-kernel=wgmma chip=sm_90a select-chunk=16"
 WGMMA128_OPTIONS = WGMMA_OPTIONS + " tile-rows=128"
 DEFAULT_OPTIONS = "chip=sm_90a"
 GRAD_TILES_OPTIONS = "backward-kernel=tiles select-chunk=16"
+# The same backward on 128-row tiles (8 warps; tile-rows=128 goes with the
+# wgmma forward).
+GRAD_TILES128_OPTIONS = "backward-kernel=tiles prefill-kernel=wgmma chip=sm_90a tile-rows=128 " \
+                        "select-chunk=16"
 AUTO_SELECT_CONFIGS = ((64, 16),)
 AUTO_COMPOSITE = (("f32", 64, 16), ("bf16", 64, 16))
 
@@ -304,6 +309,9 @@ def main():
                         os.path.join(out, "libsparsek_gpu_wgmma128.so"), out, WGMMA128_OPTIONS)
     compile_gpu_library(grad_tiles_module(), os.path.join(out, "libsparsek_gpu_grad_tiles.so"),
                         out, GRAD_TILES_OPTIONS)
+    compile_gpu_library(grad_tiles_module(),
+                        os.path.join(out, "libsparsek_gpu_grad_tiles128.so"), out,
+                        GRAD_TILES128_OPTIONS)
     # The example layer as written (linalg projections, score, composite op).
     with open(LAYER_SOURCE) as f:
         compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out,
@@ -347,8 +355,10 @@ def main():
                             "wgmma_library": WGMMA_OPTIONS,
                             "wgmma128_library": WGMMA128_OPTIONS,
                             "layer_library": DEFAULT_OPTIONS,
-                            "grad_tiles_library": GRAD_TILES_OPTIONS},
+                            "grad_tiles_library": GRAD_TILES_OPTIONS,
+                            "grad_tiles128_library": GRAD_TILES128_OPTIONS},
                 "grad_tiles_library": "libsparsek_gpu_grad_tiles.so",
+                "grad_tiles128_library": "libsparsek_gpu_grad_tiles128.so",
                 "grad_tiles": {f"{e}/{k}/{w}/{d}": grad_tiles_name(e, k, w, d)
                                for e in MMA_ELEMENTS for k, w in GRAD_TILES_CONFIGS
                                for d in MMA_HEAD_DIMS},

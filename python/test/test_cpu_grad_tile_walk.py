@@ -12,8 +12,9 @@ from grad_cases import MATRIX, check_bad_scores_and_sizes_reported, check_select
 from sparsek import ir
 
 
-def tiles(chunk=0):
-    return f"sparsek-cpu-pipeline{{backward-kernel=tiles select-chunk={chunk}}}"
+def tiles(chunk=0, rows=0):
+    return (f"sparsek-cpu-pipeline{{backward-kernel=tiles select-chunk={chunk} "
+            f"tile-rows={rows}}}")
 
 
 def run_sag(q, key, value, u, do, k, w, pipeline=None):
@@ -43,6 +44,17 @@ def test_grad_tile_walk_many_tiles(chunk, B, Hq, Hkv, S, T, k, w, kind):
                                       rng(S + T + k + chunk), B, Hq, Hkv, S, T, k, w, kind)
     if kind == "narrow":
         assert np.abs(got[3]).max() > 0
+
+
+# 128-row tiles (the kernel's 8 warps): 32 queries x G = 4 per tile, two blocks per list at G = 4.
+@pytest.mark.parametrize("B,Hq,Hkv,S,T,k,w,kind", [
+    (1, 4, 1, 300, 300, 40, 24, "narrow"),
+    (1, 16, 2, 200, 170, 30, 9, "ties"),
+    (1, 2, 2, 150, 150, 20, 0, "masked"),
+])
+def test_grad_tile_walk_wide_tiles(B, Hq, Hkv, S, T, k, w, kind):
+    check_select_attention_grad(lambda *a: run_sag(*a, pipeline=tiles(rows=128)),
+                                rng(S + T + k + 128), B, Hq, Hkv, S, T, k, w, kind)
 
 
 def test_grad_tile_walk_reports_bad_input():

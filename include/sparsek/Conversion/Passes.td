@@ -111,7 +111,7 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
       softmax updates as plain loops, so the CPU runs (and tests) the walk.
 
     With `grads=true` the pass also lowers `select_attention_grad` on the
-    same 64-row tiles, key lists and thresholds (recomputed from the
+    same tiles (`tile-rows`), key lists and thresholds (recomputed from the
     scores, as the op says). dkey and dvalue are zeroed, then the SPARSEK
     VJP's kernels find each key's support range of queries and the support
     sizes (as select_grad's parallel form), then one kernel per op walks
@@ -121,8 +121,10 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
     dkey += scale dS^T Q are added atomically per key; the selected
     support's dg = P dPv goes into du (column sums) and into each query's
     support sum, from which the mean term follows. In both GPU forms the
-    kernel is mma.sync (4 warps, dynamic workgroup memory holding Q, dO,
-    the K/V tile and P g, dS, read transposed by `ldmatrix.trans`); with
+    kernel is mma.sync (4 or 8 warps, dynamic workgroup memory holding Q,
+    dO, the K/V tile and P g, dS, read transposed by `ldmatrix.trans`; 128
+    rows share each gathered K/V tile and add dkey and dvalue half as
+    often per row); with
     `form=scalar` it is the same walk as loops. `forward=false` leaves
     `select_attention` to sparsek-lower-to-loops.
 
@@ -170,8 +172,8 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
            "Lower select_attention (false: leave it to "
            "sparsek-lower-to-loops)">,
     Option<"grads", "grads", "bool", /*default=*/"false",
-           "Also lower select_attention_grad on the same tiles (64 rows): "
-           "an mma.sync kernel in both GPU forms, loops with form=scalar">
+           "Also lower select_attention_grad on the same tiles: an "
+           "mma.sync kernel in both GPU forms, loops with form=scalar">
   ];
   let dependentDialects = [
     "::mlir::affine::AffineDialect", "::mlir::arith::ArithDialect",

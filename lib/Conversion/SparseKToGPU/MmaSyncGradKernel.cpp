@@ -2,8 +2,8 @@
 //
 // The backward of the forward's tiles (MmaSyncKernel.cpp), FlashAttention-2
 // style over the same tiles, key lists and membership test (BlockKeySets.h):
-// one CTA of 4 warps per tile, warp w owns rows 16w..16w+15 of the tile's 64
-// (query, head) rows, lane l holds rows l/4 and l/4 + 8 of them and key
+// one CTA per tile of 64 or 128 (query, head) rows, 4 or 8 warps, warp w
+// owning rows 16w..16w+15, lane l rows l/4 and l/4 + 8 of them and key
 // columns 8n + 2(l%4) (+1) of each 8-key n-tile (mma.m16n8k16's layout).
 // Nothing of the forward is saved, so each tile walks its key list twice,
 // gathering K and V rows per key tile of 64 slots (cp.async, zero fill for
@@ -17,10 +17,12 @@
 //     dq += dS K                      (registers, A = dS from the S layout)
 //     dvalue[j] += (P g)^T dO         (P g through workgroup memory, read
 //     dkey[j] += scale dS^T Q          transposed by ldmatrix.trans; each
-//                                      warp the 16 keys 16w.., all 64 rows)
+//                                      warp 16 keys over all the rows, with
+//                                      8 warps half the columns)
 //     dg = P dPv on the selected support (0 < g < 1), summed per key column
 //     into du and per row into the query's support sum.
-// dkey and dvalue are f32 atomic adds (a key is in the lists of many tiles);
+// dkey and dvalue are f32 atomic adds (a key is in the lists of many tiles;
+// 128-row tiles add half as often per row);
 // dq is written once per row. The score gradient's mean term needs every
 // query's support sum, so it is left to the host's kernels that follow
 // (emitParallelSupportGrad).
@@ -47,7 +49,6 @@
 using namespace mlir;
 using namespace mlir::sparsek;
 
-static constexpr int64_t kThreads = kTileThreads;
 /// The dynamic buffer's base is rounded up to this (ldmatrix and cp.async
 /// need 16).
 static constexpr int64_t kSmemAlign = 128;
@@ -123,19 +124,19 @@ struct GradKernelArgs {
 struct GradSmem {
   int64_t q, gradOut, k, v, pg, ds, j, u, bytes;
 
-  GradSmem(int64_t d, int64_t dv, int64_t elemBytes) {
+  GradSmem(int64_t rows, int64_t d, int64_t dv, int64_t elemBytes) {
     int64_t at = 0;
     auto take = [&](int64_t n) {
       int64_t off = at;
       at += n;
       return off;
     };
-    q = take(kTileRows * d * elemBytes);
-    gradOut = take(kTileRows * dv * elemBytes);
+    q = take(rows * d * elemBytes);
+    gradOut = take(rows * dv * elemBytes);
     k = take(kKeyTile * d * elemBytes);
     v = take(kKeyTile * dv * elemBytes);
-    pg = take(kTileRows * kKeyTile * elemBytes);
-    ds = take(kTileRows * kKeyTile * elemBytes);
+    pg = take(rows * kKeyTile * elemBytes);
+    ds = take(rows * kKeyTile * elemBytes);
     j = take(kKeyTile * 4);
     u = take(kKeyTile * 4);
     bytes = at + kSmemAlign;
@@ -154,6 +155,7 @@ struct GradKernel {
   Location loc;
   const GradKernelArgs &a;
   int64_t k, w, d, dv;
+  int64_t tileRows; // 64 or 128: 4 or 8 warps of 16
   Type elem;
   Value sQ, sO, sK, sV, sPg, sDs, sJ, sU;
   Value tid, lane, warp, bi, h, r, list;
@@ -162,6 +164,7 @@ struct GradKernel {
   LaneRow rows[2];
 
   bool selects() const { return static_cast<bool>(a.lists); }
+  int64_t threads() const { return tileRows * 2; } // 32 per 16 rows
 
   /// The slots of key tile `tile` (positions and scores), then its K and V
   /// rows, visible to every warp when this returns.
@@ -182,8 +185,8 @@ struct GradKernel {
     for (auto [dst, src, width] :
          {std::tuple{sK, a.key, d}, std::tuple{sV, a.value, dv}}) {
       int64_t chunks = width / kChunk;
-      for (int64_t i = 0; i < kKeyTile * chunks / kThreads; ++i) {
-        Value linear = y.add(tid, y.c(kThreads * i));
+      for (int64_t i = 0; i < kKeyTile * chunks / threads(); ++i) {
+        Value linear = y.add(tid, y.c(threads() * i));
         Value row = y.div(linear, y.c(chunks));
         Value col = y.mul(y.rem(linear, y.c(chunks)), y.c(kChunk));
         Value j = emitLoadIndex(lb, ll, sJ, ValueRange{row});
@@ -265,39 +268,50 @@ struct GradKernel {
     }
   }
 
-  /// acc += X^T Y for the warp's 16 keys (columns 16w.. of the [64 rows][64
-  /// keys] tile `sX`) over the 64 rows, Y the rows of `sY` (`width`
-  /// columns), then acc * factor added atomically into `dst`[bi, h, j] of
-  /// each valid key.
+  /// acc += X^T Y for the warp's 16 keys (columns 16 (w % 4).. of the
+  /// [rows][64 keys] tile `sX`) over the tile's rows, Y the rows of `sY`
+  /// (`width` columns; with 8 warps, each of the two warps of a key block
+  /// takes half of them), then acc * factor added atomically into
+  /// `dst`[bi, h, j] of each valid key.
   void keysTimesRows(KB &y, Value sX, Value sY, int64_t width, Value factor,
                      Value dst) {
-    int64_t nTiles = width / 8;
+    int64_t splits = tileRows / kKeyTile, cols = width / splits;
+    int64_t nTiles = cols / 8;
     SmallVector<SmallVector<Value>> acc(nTiles,
                                         SmallVector<Value>(4, y.f(0.0)));
-    Value keyCol = y.add(y.mul(warp, y.c(16)), y.mul(odd, y.c(8)));
-    for (int64_t kc = 0; kc < kTileRows / 16; ++kc) {
-      // A = X^T: the 8x8 blocks of X at (rows 16kc + 8 half, keys 16w +
-      // 8 odd), transposed by ldmatrix.trans.
+    Value keyBlock = y.rem(warp, y.c(4));
+    Value colBase = y.mul(y.div(warp, y.c(4)), y.c(cols));
+    Value keyCol = y.add(y.mul(keyBlock, y.c(16)), y.mul(odd, y.c(8)));
+    for (int64_t kc = 0; kc < tileRows / 16; ++kc) {
+      // A = X^T: the 8x8 blocks of X at (rows 16kc + 8 half, keys 16 (w %
+      // 4) + 8 odd), transposed by ldmatrix.trans.
       Value xrow = y.add(y.add(l8, half8), y.c(16 * kc));
       SmallVector<Value> af = y.ldmatrix(sX, xrow, y.swizzle(xrow, keyCol),
                                          /*trans=*/true);
       Value yrow = y.add(l16, y.c(16 * kc));
-      for (int64_t q = 0; q < width / 16; ++q) {
-        SmallVector<Value> yb =
-            y.ldmatrix(sY, yrow, y.swizzleLdmatrix(half, l8, 16 * q), true);
+      for (int64_t q = 0; q < cols / 16; ++q) {
+        // One warp per key block: a constant column (one of four per-lane
+        // bases plus an immediate); two: the half's base is a run-time value.
+        Value ycol =
+            splits == 1
+                ? y.swizzleLdmatrix(half, l8, 16 * q)
+                : y.swizzle(yrow, y.add(colBase, y.add(y.c(16 * q),
+                                                       y.mul(half, y.c(8)))));
+        SmallVector<Value> yb = y.ldmatrix(sY, yrow, ycol, true);
         for (int64_t hlf = 0; hlf < 2; ++hlf)
           acc[2 * q + hlf] =
               y.mma(af, {yb[2 * hlf], yb[2 * hlf + 1]}, acc[2 * q + hlf]);
       }
     }
     for (int64_t ri = 0; ri < 2; ++ri) {
-      Value slot = y.add(y.add(y.mul(warp, y.c(16)), g), y.c(8 * ri));
+      Value slot = y.add(y.add(y.mul(keyBlock, y.c(16)), g), y.c(8 * ri));
       Value j = emitLoadIndex(y.b, y.loc, sJ, ValueRange{slot});
       emitIf(y.b, y.loc, y.le(y.c(0), j), [&](OpBuilder &ab, Location al) {
         KB z{ab, al, elem};
         for (int64_t nt = 0; nt < nTiles; ++nt)
           for (int64_t e = 0; e < 2; ++e) {
-            Value col = z.add(z.mul(quad, z.c(2)), z.c(8 * nt + e));
+            Value col =
+                z.add(z.add(colBase, z.mul(quad, z.c(2))), z.c(8 * nt + e));
             emitAtomicAdd(ab, al, dst, ValueRange{bi, h, j, col},
                           z.fmul(acc[nt][2 * ri + e], factor));
           }
@@ -309,12 +323,12 @@ struct GradKernel {
 
 static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
                         int64_t k, int64_t w, int64_t d, int64_t dv,
-                        Type elem) {
+                        int64_t rows, Type elem) {
   MLIRContext *ctx = b.getContext();
   KB x{b, loc, elem};
   auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
   int64_t elemBytes = elem.getIntOrFloatBitWidth() / 8;
-  GradSmem layout(d, dv, elemBytes);
+  GradSmem layout(rows, d, dv, elemBytes);
   Value smem = gpu::DynamicSharedMemoryOp::create(
       b, loc,
       MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
@@ -336,13 +350,14 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
                 w,
                 d,
                 dv,
+                rows,
                 elem,
-                view(layout.q, {kTileRows, d}, elem),
-                view(layout.gradOut, {kTileRows, dv}, elem),
+                view(layout.q, {rows, d}, elem),
+                view(layout.gradOut, {rows, dv}, elem),
                 view(layout.k, {kKeyTile, d}, elem),
                 view(layout.v, {kKeyTile, dv}, elem),
-                view(layout.pg, {kTileRows, kKeyTile}, elem),
-                view(layout.ds, {kTileRows, kKeyTile}, elem),
+                view(layout.pg, {rows, kKeyTile}, elem),
+                view(layout.ds, {rows, kKeyTile}, elem),
                 view(layout.j, {kKeyTile}, b.getI32Type()),
                 view(layout.u, {kKeyTile}, b.getF32Type())};
   kb.tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
@@ -354,8 +369,8 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
   Value numHeads = emitDim(b, loc, a.q, 1), kvHeads = emitDim(b, loc, a.key, 1);
   Value numQueries = emitDim(b, loc, a.q, 2),
         numKeys = emitDim(b, loc, a.key, 2);
-  TileGeometry geo = TileGeometry::emit(b, loc, x.div(numHeads, kvHeads),
-                                        numQueries, kTileRows);
+  TileGeometry geo =
+      TileGeometry::emit(b, loc, x.div(numHeads, kvHeads), numQueries, rows);
   kb.h = x.div(hy, geo.headSplits);
   Value split = x.rem(hy, geo.headSplits);
   kb.r = x.add(x.mul(kb.bi, kvHeads), kb.h);
@@ -382,8 +397,8 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
     for (auto [dst, src, width] :
          {std::tuple{kb.sQ, a.q, d}, std::tuple{kb.sO, a.gradOut, dv}}) {
       int64_t chunks = width / kChunk;
-      for (int64_t i = 0; i < kTileRows * chunks / kThreads; ++i) {
-        Value linear = x.add(tid, x.c(kThreads * i));
+      for (int64_t i = 0; i < rows * chunks / kb.threads(); ++i) {
+        Value linear = x.add(tid, x.c(kb.threads() * i));
         Value row = x.div(linear, x.c(chunks));
         Value col = x.mul(x.rem(linear, x.c(chunks)), x.c(kChunk));
         TileRow tr = tileRow(row);
@@ -575,20 +590,20 @@ void sparsek::emitMmaSyncGradTiles(OpBuilder &b, Location loc,
   Type elem = qType.getElementType();
   int64_t d = qType.getDimSize(3);
   int64_t dv = cast<MemRefType>(op.getValue().getType()).getDimSize(3);
-  assert(p.geo.rows == kTileRows && "the backward tiles have 64 rows");
-  GradSmem layout(d, dv, elem.getIntOrFloatBitWidth() / 8);
+  int64_t rows = p.geo.rows;
+  GradSmem layout(rows, d, dv, elem.getIntOrFloatBitWidth() / 8);
   Value smemBytes =
       arith::ConstantIntOp::create(b, loc, b.getI32Type(), layout.bytes);
   const FusedSizes &z = p.sizes;
   Value heads = arith::MulIOp::create(b, loc, z.hkv, p.geo.headSplits);
   emitKernelLaunch(
       b, loc, module, "sparsek_select_attention_grad_tiles",
-      GradKernelArgs::fromProblem(p).values(), kThreads, TypeRange{}, smemBytes,
+      GradKernelArgs::fromProblem(p).values(), rows * 2, TypeRange{}, smemBytes,
       gpu::KernelDim3{p.geo.numBlocks, heads, z.batch},
       {p.geo.numBlocks, heads, z.batch, z.hq},
       [&](OpBuilder &kb, Location kl, ValueRange args, ValueRange) {
         buildKernel(kb, kl,
                     GradKernelArgs::fromKernel(args, static_cast<bool>(p.keys)),
-                    p.k, p.w, d, dv, elem);
+                    p.k, p.w, d, dv, rows, elem);
       });
 }

@@ -143,7 +143,8 @@ struct GradTileProblem {
 };
 
 /// The backward tiles as one gpu.launch_func of an mma.sync kernel (grid as
-/// emitMmaSyncTiles, dynamic workgroup memory): dq written, dkey, dvalue,
+/// emitMmaSyncTiles, 32 threads per 16 rows, dynamic workgroup memory): dq
+/// written, dkey, dvalue,
 /// the score gradients' own terms and supportSums added atomically.
 void emitMmaSyncGradTiles(OpBuilder &b, Location loc, const GradTileProblem &p,
                           ModuleOp module);
@@ -151,11 +152,13 @@ void emitMmaSyncGradTiles(OpBuilder &b, Location loc, const GradTileProblem &p,
 /// The same walk as plain loops (CPU-executable).
 void emitScalarGradTiles(OpBuilder &b, Location loc, const GradTileProblem &p);
 
-/// Lowers buffer-form `op` tile first (TileSelectAttentionGrad.cpp): the
-/// mma.sync kernel, or with `scalar` its walk as loops, in `module`.
+/// Lowers buffer-form `op` tile first (TileSelectAttentionGrad.cpp) on
+/// tiles of `rows` (64 or 128) rows: the mma.sync kernel, or with `scalar`
+/// its walk as loops, in `module`.
 void lowerSelectAttentionGradToTiles(RewriterBase &rewriter,
                                      SelectAttentionGradOp op, bool scalar,
-                                     int64_t selectChunk, ModuleOp module);
+                                     int64_t selectChunk, int64_t rows,
+                                     ModuleOp module);
 
 /// Why tile kernels cannot take operands `typed` (q, key, value, then those
 /// of the same element type) and `others` (any element type): empty when

@@ -156,7 +156,7 @@ struct SparseKTileSelectAttentionPass
       if (!scalar && !mmaSyncGradUnsupportedReason(op).empty())
         continue;
       rewriter.setInsertionPoint(op);
-      lowerSelectAttentionGradToTiles(rewriter, op, scalar, selectChunk,
+      lowerSelectAttentionGradToTiles(rewriter, op, scalar, selectChunk, rows,
                                       module);
     }
   }

@@ -34,7 +34,7 @@ static constexpr int64_t kBlock = 256;
 void sparsek::lowerSelectAttentionGradToTiles(RewriterBase &rewriter,
                                               SelectAttentionGradOp op,
                                               bool scalar, int64_t selectChunk,
-                                              ModuleOp module) {
+                                              int64_t rows, ModuleOp module) {
   Location loc = op.getLoc();
   Value q = op.getQuery(), key = op.getKey(), value = op.getValue(),
         u = op.getScores(), gradOut = op.getGradOutput();
@@ -75,7 +75,7 @@ void sparsek::lowerSelectAttentionGradToTiles(RewriterBase &rewriter,
   emitIf(rewriter, loc, ok, [&](OpBuilder &b, Location l) {
     GradTileProblem p{op,
                       z,
-                      TileGeometry::emit(b, l, z.group, z.t, kTileRows),
+                      TileGeometry::emit(b, l, z.group, z.t, rows),
                       k,
                       w,
                       emitAttentionScale(b, l, op.getScale(), z.d),

@@ -112,12 +112,16 @@ def gpu_wgmma128_lib(torch, manifest):
     return _library(manifest, "wgmma128_library")
 
 
-@pytest.fixture(scope="session")
-def gpu_grad_tiles_lib(torch, manifest):
-    """select_attention_grad with backward-kernel=tiles (the tile-first mma.sync backward)."""
-    if "grad_tiles_library" not in manifest:
-        _unavailable("the GPU artifacts predate the backward tiles library (rebuild them)")
-    return _library(manifest, "grad_tiles_library")
+@pytest.fixture(scope="session", params=["grad_tiles_library", "grad_tiles128_library"])
+def gpu_grad_tiles_lib(request, torch, manifest):
+    """select_attention_grad with backward-kernel=tiles (the tile-first mma.sync backward), on
+    64-row tiles (4 warps) and 128-row ones (8 warps, sm_90a with the wgmma forward): the same
+    functions, so every test of one runs on both."""
+    key = request.param
+    if key not in manifest:
+        _unavailable(f"the GPU artifacts predate {key} (rebuild them)")
+    _require_sm90a(torch, manifest, key)
+    return _library(manifest, key)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@
 // forward=false leaves select_attention alone.
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=grads=true" | FileCheck %s
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=scalar grads=true" | FileCheck %s --check-prefix=SCALAR
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=wgmma tile-rows=128 grads=true" | FileCheck %s --check-prefix=WIDE
 // RUN: sparsek-opt %s -split-input-file -sparsek-tile-select-attention | FileCheck %s --check-prefix=OFF
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=forward=false grads=true" | FileCheck %s --check-prefix=NOFWD
 
@@ -52,6 +53,13 @@
 // dq stored per row pair after the loop, then each row's support sum.
 // CHECK: vector.store {{.*}} : memref<?x?x?x128xf32>, vector<2xf32>
 // CHECK: memref.atomic_rmw addf {{.*}} : (f32, memref<?x?x?xf32>) -> f32
+
+// 128-row tiles: 8 warps, Q, dO, P g and dS of 128 rows (131712 bytes).
+// WIDE-LABEL: func.func @grad_bf16_d128
+// WIDE: gpu.launch_func @sparsek_select_attention_grad_tiles_0::@tiles
+// WIDE-SAME: threads in (%c256
+// WIDE-SAME: dynamic_shared_memory_size %c131712_i32
+// WIDE: known_block_size = array<i32: 256, 1, 1>
 
 // SCALAR-LABEL: func.func @grad_bf16_d128
 // SCALAR-NOT: gpu.launch_func
