@@ -96,9 +96,10 @@ def mma_composite_name(elem, k, w, d):
 
 
 # The composite's backward on the tile-first mma.sync kernel
-# (backward-kernel=tiles), on what it covers: (k, w) pairs with k = 0, w = 0,
-# lists of several key tiles and k >= S at the tests' sizes.
-GRAD_TILES_CONFIGS = ((8, 4), (16, 16), (0, 8), (4, 0), (100, 60), (5000, 16))
+# (backward-kernel=tiles), on what it covers: (element, k, w) of the tests,
+# with k = 0, w = 0, lists of several key tiles and k >= S at their sizes.
+GRAD_TILES_CONFIGS = (("bf16", 16, 16), ("f16", 16, 16), ("bf16", 100, 60), ("f16", 8, 4),
+                      ("f16", 0, 8), ("f16", 4, 0), ("f16", 5000, 16))
 
 
 def grad_tiles_name(elem, k, w, d):
@@ -233,8 +234,7 @@ def auto_module():
 def grad_tiles_module():
     return ir.module(*[ir.select_attention_grad_function(grad_tiles_name(e, k, w, d), k, w, e,
                                                          head_dim=d)
-                       for e in MMA_ELEMENTS for k, w in GRAD_TILES_CONFIGS
-                       for d in MMA_HEAD_DIMS])
+                       for e, k, w in GRAD_TILES_CONFIGS for d in MMA_HEAD_DIMS])
 
 
 def tool(name):
@@ -360,8 +360,7 @@ def main():
                 "grad_tiles_library": "libsparsek_gpu_grad_tiles.so",
                 "grad_tiles128_library": "libsparsek_gpu_grad_tiles128.so",
                 "grad_tiles": {f"{e}/{k}/{w}/{d}": grad_tiles_name(e, k, w, d)
-                               for e in MMA_ELEMENTS for k, w in GRAD_TILES_CONFIGS
-                               for d in MMA_HEAD_DIMS},
+                               for e, k, w in GRAD_TILES_CONFIGS for d in MMA_HEAD_DIMS},
                 "layer_library": "libsparsek_gpu_layer.so",
                 "layer": "sparsek_layer"}
     with open(os.path.join(out, "manifest.json"), "w") as f:
