@@ -59,13 +59,7 @@ struct MmaSyncOps : MmaMath {
   }
 
   /// Reduction over the 4 lanes of a quad (the lanes holding one row).
-  Value quadReduce(Value x, bool isMax) {
-    for (int64_t off : {1, 2}) {
-      Value other = shuffleXor(x, off);
-      x = isMax ? fmax(x, other) : fadd(x, other);
-    }
-    return x;
-  }
+  Value quadReduce(Value x, bool isMax) { return xorReduce(x, 1, 4, isMax); }
 
   /// 16-byte cp.async of src[srcAt] into dst[dstAt], zero fill unless
   /// `valid`.
