@@ -120,9 +120,9 @@ FAMILIES = {
         "composite_lowering": "tile first: block key sets, then wgmma tiles (prefill-kernel=wgmma, sm_90a; "
                               "what prefill-kernel=auto, the default, takes on sm_90a)"},
     # The composite's backward (G1): select_attention_grad in its parallel
-    # loop form (the selection recomputed by the chunked kernels; one thread
-    # per query for dq, dkey/dvalue/dgates added atomically; the SPARSEK VJP
-    # per key over support ranges of queries). No tensor-core tiles yet.
+    # loop form (backward-kernel=loops: the selection recomputed by the
+    # chunked kernels; one thread per query for dq, dkey/dvalue/dgates added
+    # atomically; the SPARSEK VJP per key over support ranges of queries).
     "select_attention_grad": {
         "functions": [
             ("select_attention_grad_bf16_k2048_w512",
@@ -130,7 +130,9 @@ FAMILIES = {
             ("select_attention_grad_bf16_k256_w256",
              lambda n: ir.select_attention_grad_function(n, 256, 256, "bf16", head_dim=64)),
         ],
-        "composite_lowering": "backward, parallel loop form (atomics for dkey/dvalue)"},
+        "pipeline_options": "backward-kernel=loops",
+        "composite_lowering": "backward, parallel loop form (backward-kernel=loops; atomics for "
+                              "dkey/dvalue)"},
     # The same backward on the forward's tiles (backward-kernel=tiles): block
     # key sets, then one mma.sync kernel of two passes over each tile's key
     # list (row statistics, then dq in registers and dkey/dvalue added
@@ -142,11 +144,11 @@ FAMILIES = {
             ("select_attention_grad_bf16_k256_w256_tiles",
              lambda n: ir.select_attention_grad_function(n, 256, 256, "bf16", head_dim=64)),
         ],
-        "pipeline_options": "backward-kernel=tiles",
-        "composite_lowering": "backward tile first: block key sets, then mma.sync tiles "
-                              "(backward-kernel=tiles)"},
+        "pipeline_options": "backward-kernel=tiles grad-tile-rows=64",
+        "composite_lowering": "backward tile first: block key sets, then mma.sync tiles of 64 "
+                              "rows (backward-kernel=tiles grad-tile-rows=64)"},
     # The same on 128-row tiles (8 warps sharing each K/V gather, half the
-    # atomic adds per row; tile-rows=128 goes with the wgmma forward).
+    # atomic adds per row): the GPU pipeline's default backward.
     "select_attention_grad_tiles128": {
         "functions": [
             ("select_attention_grad_bf16_k2048_w512_tiles128",
@@ -154,9 +156,9 @@ FAMILIES = {
             ("select_attention_grad_bf16_k256_w256_tiles128",
              lambda n: ir.select_attention_grad_function(n, 256, 256, "bf16", head_dim=64)),
         ],
-        "pipeline_options": "backward-kernel=tiles prefill-kernel=wgmma tile-rows=128",
-        "composite_lowering": "backward tile first on 128-row tiles (backward-kernel=tiles "
-                              "tile-rows=128)"},
+        "pipeline_options": "backward-kernel=tiles",
+        "composite_lowering": "backward tile first on 128-row tiles (backward-kernel=tiles, "
+                              "the default)"},
 }
 
 

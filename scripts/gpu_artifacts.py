@@ -171,11 +171,9 @@ WGMMA_OPTIONS = "prefill-kernel=wgmma chip=sm_90a select-chunk=16"
 # The wgmma kernel with two warpgroups per tile (128 rows; the default is one).
 WGMMA128_OPTIONS = WGMMA_OPTIONS + " tile-rows=128"
 DEFAULT_OPTIONS = "chip=sm_90a"
-GRAD_TILES_OPTIONS = "backward-kernel=tiles select-chunk=16"
-# The same backward on 128-row tiles (8 warps; tile-rows=128 goes with the
-# wgmma forward).
-GRAD_TILES128_OPTIONS = "backward-kernel=tiles prefill-kernel=wgmma chip=sm_90a tile-rows=128 " \
-                        "select-chunk=16"
+# The backward tiles of 64 rows (4 warps), and of 128 (8 warps, the default).
+GRAD_TILES_OPTIONS = "backward-kernel=tiles grad-tile-rows=64 select-chunk=16"
+GRAD_TILES128_OPTIONS = "backward-kernel=tiles select-chunk=16"
 AUTO_SELECT_CONFIGS = ((64, 16),)
 AUTO_COMPOSITE = (("f32", 64, 16), ("bf16", 64, 16))
 

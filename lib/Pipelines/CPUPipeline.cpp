@@ -31,11 +31,12 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
       tiles || gradTiles
           ? llvm::formatv("sparsek-tile-select-attention{{form=scalar "
                           "select-chunk={0} tile-rows={1} forward={2} "
-                          "grads={3}},",
+                          "grads={3} grad-tile-rows={4}},",
                           static_cast<int64_t>(options.selectChunk),
                           static_cast<int64_t>(options.tileRows),
                           tiles ? "true" : "false",
-                          gradTiles ? "true" : "false")
+                          gradTiles ? "true" : "false",
+                          static_cast<int64_t>(options.gradTileRows))
                 .str()
           : std::string();
   if (options.decodeKernel != DecodeKernel::Loops)

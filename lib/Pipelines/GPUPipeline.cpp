@@ -22,7 +22,9 @@
 // tile first (sparsek-tile-select-attention: prefill-kernel=auto, the
 // default, takes wgmma on chip=sm_90a and mma-sync elsewhere), and
 // decode_attention with decode-kernel=tiles, the default, or tiles-mma
-// (sparsek-tile-decode-attention). What is left keeps one thread per query
+// (sparsek-tile-decode-attention), and select_attention_grad with
+// backward-kernel=tiles, the default (mma.sync tiles of 128 rows unless
+// grad-tile-rows says otherwise). What is left keeps one thread per query
 // (per candidate, chunk or list entry in the selection kernels, per output
 // element for linalg ops), scalar loops inside.
 // Operand data is only read inside the kernels; the host checks sizes
@@ -60,11 +62,13 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
   if (forwardTiles || gradTiles)
     tiles = llvm::formatv(
                 "sparsek-tile-select-attention{{form={0} "
-                "select-chunk={1} tile-rows={2} forward={3} grads={4}},",
+                "select-chunk={1} tile-rows={2} forward={3} grads={4} "
+                "grad-tile-rows={5}},",
                 prefill == PrefillKernel::Wgmma ? "wgmma" : "mma-sync",
                 static_cast<int64_t>(options.selectChunk),
                 static_cast<int64_t>(options.tileRows),
-                forwardTiles ? "true" : "false", gradTiles ? "true" : "false")
+                forwardTiles ? "true" : "false", gradTiles ? "true" : "false",
+                static_cast<int64_t>(options.gradTileRows))
                 .str();
   // decode-kernel=tiles (the default) or tiles-mma: the split-K kernel takes
   // the decode ops it covers.

@@ -149,6 +149,7 @@ sparsek::verifyPipelineOptions(const SparseKCPUPipelineOptions &options,
   check.oneOf("index-bitwidth", options.indexBitwidth, {32, 64});
   check.atLeast("select-chunk", options.selectChunk, 0, "0 picks one");
   check.oneOf("tile-rows", options.tileRows, {0, 64, 128});
+  check.oneOf("grad-tile-rows", options.gradTileRows, {0, 64, 128});
   return check.result();
 }
 
@@ -181,6 +182,7 @@ sparsek::verifyPipelineOptions(const SparseKGPUPipelineOptions &options,
                   "sm_90a with prefill-kernel=wgmma (Hopper wgmma "
                   "instructions)");
   check.oneOf("tile-rows", options.tileRows, {0, 64, 128});
+  check.oneOf("grad-tile-rows", options.gradTileRows, {0, 64, 128});
   // Only wgmma's tiles come in two warpgroups.
   if (resolvedPrefillKernel(options) != PrefillKernel::Wgmma)
     check.require("tile-rows", static_cast<int64_t>(options.tileRows),

@@ -13,8 +13,9 @@ from sparsek import ir
 
 
 def tiles(chunk=0, rows=0):
+    """The CPU pipeline on the backward tile walk; rows = 0 takes its default tiles (128 rows)."""
     return (f"sparsek-cpu-pipeline{{backward-kernel=tiles select-chunk={chunk} "
-            f"tile-rows={rows}}}")
+            f"grad-tile-rows={rows}}}")
 
 
 def run_sag(q, key, value, u, do, k, w, pipeline=None):
@@ -40,13 +41,13 @@ def test_grad_tile_walk_matches_reference(B, Hq, Hkv, S, T, k, w, kind):
     (1, 4, 4, 230, 230, 90, 0, "masked"),
 ])
 def test_grad_tile_walk_many_tiles(chunk, B, Hq, Hkv, S, T, k, w, kind):
-    got = check_select_attention_grad(lambda *a: run_sag(*a, pipeline=tiles(chunk)),
+    got = check_select_attention_grad(lambda *a: run_sag(*a, pipeline=tiles(chunk, rows=64)),
                                       rng(S + T + k + chunk), B, Hq, Hkv, S, T, k, w, kind)
     if kind == "narrow":
         assert np.abs(got[3]).max() > 0
 
 
-# 128-row tiles (the kernel's 8 warps): 32 queries x G = 4 per tile, two blocks per list at G = 4.
+# 128-row tiles (the kernel's 8 warps, the default): 32 queries x G = 4 per tile, two blocks per list at G = 4.
 @pytest.mark.parametrize("B,Hq,Hkv,S,T,k,w,kind", [
     (1, 4, 1, 300, 300, 40, 24, "narrow"),
     (1, 16, 2, 200, 170, 30, 9, "ties"),

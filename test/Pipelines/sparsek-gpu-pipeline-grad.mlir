@@ -1,8 +1,21 @@
-// The GPU pipeline lowers the gradient ops to kernels: select_attention_grad
-// (the chunked selection's kernels, then the per-query backward with atomic
-// dkey/dvalue/dgates, then the SPARSEK VJP's per-key ranges and scans) and
-// score_grad; the sums over queries and tokens become global atomic adds.
-// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa" | FileCheck %s
+// The GPU pipeline lowers the gradient ops to kernels. select_attention_grad
+// goes tile first by default (backward-kernel=tiles: the SPARSEK VJP's
+// support kernels, then one mma.sync kernel of 256 threads per 128-row tile,
+// ldmatrix.trans for the transposed products). With backward-kernel=loops:
+// the chunked selection's kernels, then the per-query backward with atomic
+// dkey/dvalue/dgates, then the SPARSEK VJP's per-key ranges and scans.
+// score_grad's sums over queries and tokens become global atomic adds.
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa backward-kernel=loops" | FileCheck %s
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa" | FileCheck %s --check-prefix=TILES
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa grad-tile-rows=64" | FileCheck %s --check-prefix=TILES64
+
+// TILES: llvm.func @select_attention_grad(
+// TILES: gpu.binary @select_attention_grad_kernel{{.*}}atom.global.add.f64
+// TILES: gpu.binary @sparsek_select_attention_grad_tiles_0 {{.*}}.maxntid 256, 1, 1
+// TILES-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
+// TILES-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// TILES-SAME: atom.global.add.f32
+// TILES64: gpu.binary @sparsek_select_attention_grad_tiles_0 {{.*}}.maxntid 128, 1, 1
 
 // CHECK: llvm.func @select_attention_grad(
 // CHECK: gpu.launch_func

@@ -20,6 +20,7 @@
 // RUN: not sparsek-opt %s --sparsek-gpu-pipeline=tile-rows=96 2>&1 | FileCheck %s --check-prefix=CHECK-ROWS
 // RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=prefill-kernel=mma-sync chip=sm_90a tile-rows=128" 2>&1 | FileCheck %s --check-prefix=CHECK-ROWS128
 // RUN: not sparsek-opt %s --sparsek-gpu-pipeline=tile-rows=128 2>&1 | FileCheck %s --check-prefix=CHECK-ROWS128
+// RUN: not sparsek-opt %s --sparsek-gpu-pipeline=grad-tile-rows=96 2>&1 | FileCheck %s --check-prefix=CHECK-GRAD-ROWS
 // Several bad options: each is reported.
 // RUN: not sparsek-opt %s "--sparsek-gpu-pipeline=chip= format=elf" 2>&1 | FileCheck %s --check-prefixes=CHECK-CHIP,CHECK-ELF
 // RUN: not sparsek-compile %s -o %t.so --target=gpu --pipeline-options=format=garbage 2>&1 | FileCheck %s --check-prefix=CHECK-FORMAT
@@ -36,6 +37,7 @@
 // CHECK-OPT: option opt-level must be in [0, 3], got 4
 // CHECK-CHUNK: option select-chunk must be >= 0 (0 picks one), got -1
 // CHECK-BITS: option index-bitwidth must be one of 32, 64, got 7
+// CHECK-GRAD-ROWS: sparsek-gpu-pipeline: option grad-tile-rows must be one of 0, 64, 128, got 96
 // CHECK-PARSE: sparsek-gpu-pipeline: cannot parse the options 'query-block=abc'
 // CHECK-WGMMA: sparsek-gpu-pipeline: option chip must be sm_90a with prefill-kernel=wgmma (Hopper wgmma instructions), got 'sm_90'
 // CHECK-WGMMA100: option chip must be sm_90a with prefill-kernel=wgmma (Hopper wgmma instructions), got 'sm_100a'

@@ -111,7 +111,7 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
       softmax updates as plain loops, so the CPU runs (and tests) the walk.
 
     With `grads=true` the pass also lowers `select_attention_grad` on the
-    same tiles (`tile-rows`), key lists and thresholds (recomputed from the
+    same tiles (of `grad-tile-rows` rows), key lists and thresholds (recomputed from the
     scores, as the op says). dkey and dvalue are zeroed, then the SPARSEK
     VJP's kernels find each key's support range of queries and the support
     sizes (as select_grad's parallel form), then one kernel per op walks
@@ -173,7 +173,11 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
            "sparsek-lower-to-loops)">,
     Option<"grads", "grads", "bool", /*default=*/"false",
            "Also lower select_attention_grad on the same tiles: an "
-           "mma.sync kernel in both GPU forms, loops with form=scalar">
+           "mma.sync kernel in both GPU forms, loops with form=scalar">,
+    Option<"gradTileRows", "grad-tile-rows", "int64_t", /*default=*/"0",
+           "(query, head) rows per tile of the backward, in every form: 64 "
+           "(4 warps) or 128 (8 warps sharing each gathered K/V tile); 0 "
+           "picks 128">
   ];
   let dependentDialects = [
     "::mlir::affine::AffineDialect", "::mlir::arith::ArithDialect",

@@ -87,6 +87,11 @@ struct SparseKCPUPipelineOptions
                      "64 or 128 (the key sets of the GPU's wgmma tiles); 0 "
                      "picks 64"),
       llvm::cl::init(0)};
+  PassOptions::Option<int64_t> gradTileRows{
+      *this, "grad-tile-rows",
+      llvm::cl::desc("(query, head) rows per tile of backward-kernel=tiles: "
+                     "64 or 128 (the GPU backward's tiles); 0 picks 128"),
+      llvm::cl::init(0)};
   PassOptions::Option<bool> parallelLoops{
       *this, "parallel-loops",
       llvm::cl::desc("Lower sparsek ops in the GPU pipeline's parallel loop "
@@ -197,6 +202,12 @@ struct SparseKGPUPipelineOptions
                      "prefill: 64, or 128 with prefill-kernel=wgmma (two "
                      "warpgroups share each gathered K/V tile); 0 picks 64"),
       llvm::cl::init(0)};
+  PassOptions::Option<int64_t> gradTileRows{
+      *this, "grad-tile-rows",
+      llvm::cl::desc("(query, head) rows per tile of backward-kernel=tiles, "
+                     "whatever the prefill: 64 (4 warps) or 128 (8 warps "
+                     "sharing each gathered K/V tile); 0 picks 128"),
+      llvm::cl::init(0)};
   PassOptions::Option<PrefillKernel> prefillKernel{
       *this, "prefill-kernel",
       llvm::cl::desc("How the fused select_attention is lowered"),
@@ -236,17 +247,17 @@ struct SparseKGPUPipelineOptions
   PassOptions::Option<BackwardKernel> backwardKernel{
       *this, "backward-kernel",
       llvm::cl::desc("How select_attention_grad is lowered"),
-      llvm::cl::init(BackwardKernel::Loops),
+      llvm::cl::init(BackwardKernel::Tiles),
       llvm::cl::values(
           clEnumValN(BackwardKernel::Loops, "loops",
                      "the selection, then one thread per query with a pass "
-                     "over keys (sparsek-lower-to-loops); the default"),
+                     "over keys (sparsek-lower-to-loops)"),
           clEnumValN(BackwardKernel::Tiles, "tiles",
                      "the forward's tiles: an mma.sync kernel of two passes "
                      "over each tile's key list, dkey and dvalue added "
                      "atomically (sparsek-tile-select-attention{grads=true}; "
                      "bf16/f16, D and Dv in {64, 128}, other ops keep the "
-                     "loops)"))};
+                     "loops); the default"))};
 };
 
 /// A GPU block has at most this many threads (CUDA's limit); query-block

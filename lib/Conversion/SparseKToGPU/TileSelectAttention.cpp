@@ -121,6 +121,19 @@ struct SparseKTileSelectAttentionPass
           << static_cast<int64_t>(tileRows) << " with form=" << form;
       return signalPassFailure();
     }
+    // The backward's tiles are 128 rows unless asked: eight warps share each
+    // gathered K/V tile and add dkey/dvalue half as often per row (G1 32k on
+    // an H100: 42.4 ms against 54.3 ms on 64 rows,
+    // bench/results/gpu_grad_tiles_h100_c5fa1b2.md).
+    int64_t gradRows =
+        gradTileRows ? static_cast<int64_t>(gradTileRows) : kWideTileRows;
+    if (gradRows != kTileRows && gradRows != kWideTileRows) {
+      mlir::emitError(module.getLoc())
+          << "sparsek-tile-select-attention: grad-tile-rows must be 0 "
+             "(automatic), 64 or 128, got "
+          << static_cast<int64_t>(gradTileRows);
+      return signalPassFailure();
+    }
     SmallVector<SelectAttentionOp> ops;
     if (forward)
       module.walk([&](SelectAttentionOp op) { ops.push_back(op); });
@@ -156,8 +169,8 @@ struct SparseKTileSelectAttentionPass
       if (!scalar && !mmaSyncGradUnsupportedReason(op).empty())
         continue;
       rewriter.setInsertionPoint(op);
-      lowerSelectAttentionGradToTiles(rewriter, op, scalar, selectChunk, rows,
-                                      module);
+      lowerSelectAttentionGradToTiles(rewriter, op, scalar, selectChunk,
+                                      gradRows, module);
     }
   }
 };

@@ -2,12 +2,15 @@
 // the forward's block key sets and thresholds, dkey and dvalue zeroed, the
 // SPARSEK VJP's support ranges, then one mma.sync kernel of two passes per
 // tile (dynamic workgroup memory, atomics into dkey/dvalue/du and the
-// support sums), then the mean term; with form=scalar the same walk as
+// support sums), then the mean term. Tiles have 128 rows unless
+// grad-tile-rows=64, whatever the forward's tile-rows (which the mma-sync
+// forward keeps at 64); with form=scalar the same walk as
 // loops. Without grads=true the op is left to sparsek-lower-to-loops, and
 // forward=false leaves select_attention alone.
-// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=grads=true" | FileCheck %s
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=grads=true grad-tile-rows=64" | FileCheck %s
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=scalar grads=true" | FileCheck %s --check-prefix=SCALAR
-// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=wgmma tile-rows=128 grads=true" | FileCheck %s --check-prefix=WIDE
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=grads=true" | FileCheck %s --check-prefix=WIDE
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=wgmma grads=true grad-tile-rows=128" | FileCheck %s --check-prefix=WIDE
 // RUN: sparsek-opt %s -split-input-file -sparsek-tile-select-attention | FileCheck %s --check-prefix=OFF
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=forward=false grads=true" | FileCheck %s --check-prefix=NOFWD
 
@@ -54,7 +57,8 @@
 // CHECK: vector.store {{.*}} : memref<?x?x?x128xf32>, vector<2xf32>
 // CHECK: memref.atomic_rmw addf {{.*}} : (f32, memref<?x?x?xf32>) -> f32
 
-// 128-row tiles: 8 warps, Q, dO, P g and dS of 128 rows (131712 bytes).
+// 128-row tiles (the default): 8 warps, Q, dO, P g and dS of 128 rows
+// (131712 bytes).
 // WIDE-LABEL: func.func @grad_bf16_d128
 // WIDE: gpu.launch_func @sparsek_select_attention_grad_tiles_0::@tiles
 // WIDE-SAME: threads in (%c256
