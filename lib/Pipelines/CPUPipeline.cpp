@@ -27,24 +27,15 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
   // textual options are its stable interface.
   bool tiles = options.prefillKernel == PrefillKernel::Tiles;
   bool gradTiles = options.backwardKernel == BackwardKernel::Tiles;
-  std::string tilePass =
-      tiles || gradTiles
-          ? llvm::formatv("sparsek-tile-select-attention{{form=scalar "
-                          "select-chunk={0} tile-rows={1} forward={2} "
-                          "grads={3} grad-tile-rows={4}},",
-                          static_cast<int64_t>(options.selectChunk),
-                          static_cast<int64_t>(options.tileRows),
-                          tiles ? "true" : "false",
-                          gradTiles ? "true" : "false",
-                          static_cast<int64_t>(options.gradTileRows))
-                .str()
-          : std::string();
-  if (options.decodeKernel != DecodeKernel::Loops)
-    tilePass +=
-        llvm::formatv("sparsek-tile-decode-attention{{form=scalar math={0}},",
-                      options.decodeKernel == DecodeKernel::TilesMma ? "mma"
-                                                                     : "simt")
-            .str();
+  std::string tilePass = TileStages{"scalar",
+                                    static_cast<int64_t>(options.selectChunk),
+                                    static_cast<int64_t>(options.tileRows),
+                                    static_cast<int64_t>(options.gradTileRows),
+                                    tiles,
+                                    gradTiles,
+                                    "scalar",
+                                    decodeMath(options.decodeKernel)}
+                             .str();
   std::string pipeline =
       frontStages(options.indexBitwidth,
                   !options.fuseSelectAttention && !tiles) +

@@ -1,15 +1,18 @@
 //===- FrontStages.h - The stages both SparseK pipelines start with -------===//
 //
 // Tensor-level sparsek IR -> private functions inlined, composite ops
-// decomposed (unless they are to be lowered fused) -> one-shot bufferization (in place into destinations; results
-// that are `outs` arguments dropped, so entry points take every buffer from
-// the caller; a result that is a fresh buffer is returned, owned by the
-// caller) -> explicit deallocation. The CPU and GPU pipelines differ only
-// after this point.
+// decomposed (unless they are to be lowered fused) -> one-shot bufferization
+// (in place into destinations; results that are `outs` arguments dropped, so
+// entry points take every buffer from the caller; a result that is a fresh
+// buffer is returned, owned by the caller) -> explicit deallocation. The CPU
+// and GPU pipelines differ only after this point; both then run the same
+// tile-first stages (TileStages).
 //
 //===----------------------------------------------------------------------===//
 #ifndef SPARSEK_LIB_PIPELINES_FRONTSTAGES_H
 #define SPARSEK_LIB_PIPELINES_FRONTSTAGES_H
+
+#include "sparsek/Pipelines/Pipelines.h"
 
 #include "llvm/Support/FormatVariadic.h"
 
@@ -44,6 +47,48 @@ inline std::string frontStages(unsigned indexBitwidth, bool decompose = true) {
       "cse,canonicalize,",
       decomposition);
 }
+
+/// sparsek-tile-decode-attention's math for `kernel`; empty for the loops.
+inline llvm::StringRef decodeMath(DecodeKernel kernel) {
+  switch (kernel) {
+  case DecodeKernel::Tiles:
+    return "simt";
+  case DecodeKernel::TilesMma:
+    return "mma";
+  case DecodeKernel::Loops:
+    break;
+  }
+  return "";
+}
+
+/// The tile-first stages both pipelines run after frontStages, each ending in
+/// a comma: sparsek-tile-select-attention in `form` where the forward or the
+/// backward goes tile first, then sparsek-tile-decode-attention in
+/// `decodeForm` with `decodeMath` ("simt" or "mma"; empty: decode keeps the
+/// loops).
+struct TileStages {
+  llvm::StringRef form;
+  int64_t selectChunk, tileRows, gradTileRows;
+  bool forward, grads;
+  llvm::StringRef decodeForm, decodeMath;
+
+  std::string str() const {
+    std::string stages;
+    if (forward || grads)
+      stages = llvm::formatv("sparsek-tile-select-attention{{form={0} "
+                             "select-chunk={1} tile-rows={2} forward={3} "
+                             "grads={4} grad-tile-rows={5}},",
+                             form, selectChunk, tileRows, forward, grads,
+                             gradTileRows)
+                   .str();
+    if (!decodeMath.empty())
+      stages +=
+          llvm::formatv("sparsek-tile-decode-attention{{form={0} math={1}},",
+                        decodeForm, decodeMath)
+              .str();
+    return stages;
+  }
+};
 
 } // namespace mlir::sparsek
 

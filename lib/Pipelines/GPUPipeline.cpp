@@ -54,30 +54,21 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
   // the tile-first kernel takes the fused select_attention ops it covers;
   // the loops take the rest.
   // backward-kernel=tiles: the same pass takes select_attention_grad.
-  std::string tiles;
   PrefillKernel prefill = resolvedPrefillKernel(options);
   bool forwardTiles =
       prefill == PrefillKernel::MmaSync || prefill == PrefillKernel::Wgmma;
-  bool gradTiles = options.backwardKernel == BackwardKernel::Tiles;
-  if (forwardTiles || gradTiles)
-    tiles = llvm::formatv(
-                "sparsek-tile-select-attention{{form={0} "
-                "select-chunk={1} tile-rows={2} forward={3} grads={4} "
-                "grad-tile-rows={5}},",
-                prefill == PrefillKernel::Wgmma ? "wgmma" : "mma-sync",
-                static_cast<int64_t>(options.selectChunk),
-                static_cast<int64_t>(options.tileRows),
-                forwardTiles ? "true" : "false", gradTiles ? "true" : "false",
-                static_cast<int64_t>(options.gradTileRows))
-                .str();
   // decode-kernel=tiles (the default) or tiles-mma: the split-K kernel takes
   // the decode ops it covers.
-  if (options.decodeKernel != DecodeKernel::Loops)
-    tiles +=
-        llvm::formatv("sparsek-tile-decode-attention{{form=kernel math={0}},",
-                      options.decodeKernel == DecodeKernel::TilesMma ? "mma"
-                                                                     : "simt")
-            .str();
+  std::string tiles =
+      TileStages{prefill == PrefillKernel::Wgmma ? "wgmma" : "mma-sync",
+                 static_cast<int64_t>(options.selectChunk),
+                 static_cast<int64_t>(options.tileRows),
+                 static_cast<int64_t>(options.gradTileRows),
+                 forwardTiles,
+                 options.backwardKernel == BackwardKernel::Tiles,
+                 "kernel",
+                 decodeMath(options.decodeKernel)}
+          .str();
   std::string pipeline =
       frontStages(options.indexBitwidth, !options.fuseSelectAttention) + tiles +
       llvm::formatv(

@@ -109,31 +109,33 @@ struct SparseKTileSelectAttentionPass
           << static_cast<int64_t>(selectChunk);
       return signalPassFailure();
     }
+    // A row-count option's rows (`automatic` for 0), or an error when they
+    // are neither 64 nor, where `wideOk`, 128.
+    auto rowsOf = [&](StringRef name, int64_t value, int64_t automatic,
+                      bool wideOk, StringRef wideForms) -> FailureOr<int64_t> {
+      int64_t rows = value ? value : automatic;
+      if (rows == kTileRows || (rows == kWideTileRows && wideOk))
+        return rows;
+      mlir::emitError(module.getLoc())
+          << "sparsek-tile-select-attention: " << name
+          << " must be 0 (automatic), 64, or 128" << wideForms << ", got "
+          << value << " with form=" << form;
+      return failure();
+    };
     // 64 rows unless asked: with two warpgroups in step (128 rows), the
     // wgmma tiles took 12% longer at P1 32k on an H200 than two CTAs of
     // one warpgroup each per SM (bench/results/session11_3a30aab_6152438.md).
-    int64_t rows = tileRows ? static_cast<int64_t>(tileRows) : kTileRows;
-    if (rows != kTileRows &&
-        (rows != kWideTileRows || *tileForm == TileForm::MmaSync)) {
-      mlir::emitError(module.getLoc())
-          << "sparsek-tile-select-attention: tile-rows must be 0 (automatic), "
-             "64, or 128 (wgmma and scalar forms), got "
-          << static_cast<int64_t>(tileRows) << " with form=" << form;
-      return signalPassFailure();
-    }
+    FailureOr<int64_t> rows =
+        rowsOf("tile-rows", tileRows, kTileRows, *tileForm != TileForm::MmaSync,
+               " (wgmma and scalar forms)");
     // The backward's tiles are 128 rows unless asked: eight warps share each
     // gathered K/V tile and add dkey/dvalue half as often per row (G1 32k on
     // an H100: 42.4 ms against 54.3 ms on 64 rows,
     // bench/results/gpu_grad_tiles_h100_c5fa1b2.md).
-    int64_t gradRows =
-        gradTileRows ? static_cast<int64_t>(gradTileRows) : kWideTileRows;
-    if (gradRows != kTileRows && gradRows != kWideTileRows) {
-      mlir::emitError(module.getLoc())
-          << "sparsek-tile-select-attention: grad-tile-rows must be 0 "
-             "(automatic), 64 or 128, got "
-          << static_cast<int64_t>(gradTileRows);
+    FailureOr<int64_t> gradRows = rowsOf("grad-tile-rows", gradTileRows,
+                                         kWideTileRows, /*wideOk=*/true, "");
+    if (failed(rows) || failed(gradRows))
       return signalPassFailure();
-    }
     SmallVector<SelectAttentionOp> ops;
     if (forward)
       module.walk([&](SelectAttentionOp op) { ops.push_back(op); });
@@ -144,33 +146,32 @@ struct SparseKTileSelectAttentionPass
       return;
     ensureStatusSymbols(module);
     IRRewriter rewriter(&getContext());
+    auto requireBuffers = [](auto op) -> LogicalResult {
+      if (op.hasPureBufferSemantics())
+        return success();
+      return op.emitOpError()
+             << "is in tensor form; sparsek-tile-select-attention lowers the "
+                "buffer form: run one-shot-bufferize first";
+    };
     for (SelectAttentionOp op : ops) {
-      if (!op.hasPureBufferSemantics()) {
-        op.emitOpError() << "is in tensor form; sparsek-tile-select-attention "
-                            "lowers the buffer form: run one-shot-bufferize "
-                            "first";
+      if (failed(requireBuffers(op)))
         return signalPassFailure();
-      }
       if (*tileForm != TileForm::Scalar &&
           !mmaSyncUnsupportedReason(op).empty())
         continue;
       rewriter.setInsertionPoint(op);
-      lowerToTiles(rewriter, op, *tileForm, selectChunk, rows, module);
+      lowerToTiles(rewriter, op, *tileForm, selectChunk, *rows, module);
     }
     // The backward takes mma.sync tiles in both GPU forms.
     bool scalar = *tileForm == TileForm::Scalar;
     for (SelectAttentionGradOp op : gradOps) {
-      if (!op.hasPureBufferSemantics()) {
-        op.emitOpError() << "is in tensor form; sparsek-tile-select-attention "
-                            "lowers the buffer form: run one-shot-bufferize "
-                            "first";
+      if (failed(requireBuffers(op)))
         return signalPassFailure();
-      }
       if (!scalar && !mmaSyncGradUnsupportedReason(op).empty())
         continue;
       rewriter.setInsertionPoint(op);
       lowerSelectAttentionGradToTiles(rewriter, op, scalar, selectChunk,
-                                      gradRows, module);
+                                      *gradRows, module);
     }
   }
 };

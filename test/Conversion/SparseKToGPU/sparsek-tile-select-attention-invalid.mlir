@@ -10,7 +10,7 @@
 // CHECK-CHUNK: select-chunk must be 0 (automatic) or positive, got -1
 // CHECK-ROWS: tile-rows must be 0 (automatic), 64, or 128 (wgmma and scalar forms), got 128 with form=mma-sync
 // CHECK-ROWS96: tile-rows must be 0 (automatic), 64, or 128 (wgmma and scalar forms), got 96 with form=scalar
-// CHECK-GRAD-ROWS: grad-tile-rows must be 0 (automatic), 64 or 128, got 32
+// CHECK-GRAD-ROWS: grad-tile-rows must be 0 (automatic), 64, or 128, got 32 with form=
 // CHECK-TENSOR: error: 'sparsek.select_attention' op is in tensor form; sparsek-tile-select-attention lowers the buffer form
 func.func @tensor_form(%q: tensor<1x4x8x64xbf16>, %k: tensor<1x2x8x64xbf16>, %v: tensor<1x2x8x64xbf16>,
                        %u: tensor<1x2x8xf32>, %o: tensor<1x4x8x64xbf16>) -> tensor<1x4x8x64xbf16> {
