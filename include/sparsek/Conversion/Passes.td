@@ -111,8 +111,8 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
       softmax updates as plain loops, so the CPU runs (and tests) the walk.
 
     With `grads=true` the pass also lowers `select_attention_grad` on the
-    same tiles (of `grad-tile-rows` rows), key lists and thresholds (recomputed from the
-    scores, as the op says). dkey and dvalue are zeroed, then the SPARSEK
+    same tiles (of `grad-tile-rows` rows), key lists and thresholds
+    (recomputed from the scores, as the op says). dkey and dvalue are zeroed, then the SPARSEK
     VJP's kernels find each key's support range of queries and the support
     sizes (as select_grad's parallel form), then one kernel per op walks
     each tile's key list twice: pass 1 gives each row's softmax maximum,
@@ -122,10 +122,11 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
     support's dg = P dPv goes into du (column sums) and into each query's
     support sum, from which the mean term follows. In both GPU forms the
     kernel is mma.sync (4 or 8 warps, dynamic workgroup memory holding Q,
-    dO, the K/V tile and P g, dS, read transposed by `ldmatrix.trans`; 128
-    rows share each gathered K/V tile and add dkey and dvalue half as
-    often per row); with
-    `form=scalar` it is the same walk as loops. `forward=false` leaves
+    dO, two K/V tiles, three slot buffers and P g, dS, read transposed by
+    `ldmatrix.trans`; the next key tile's gather is in flight while one is
+    computed; 128 rows share each gathered K/V tile and add dkey and
+    dvalue half as often per row); with `form=scalar` it is the same walk
+    as loops. `forward=false` leaves
     `select_attention` to sparsek-lower-to-loops.
 
     Run-time checks and their status codes are those of the fused loop

@@ -7,7 +7,11 @@
 // columns 8n + 2(l%4) (+1) of each 8-key n-tile (mma.m16n8k16's layout).
 // Nothing of the forward is saved, so each tile walks its key list twice,
 // gathering K and V rows per key tile of 64 slots (cp.async, zero fill for
-// padding) as the forward does:
+// padding) as the forward does. Each walk is pipelined: key tile i + 1's K
+// and V rows are in flight while tile i is computed (two buffers), and tile
+// i + 2's slots (positions and scores) are loaded before tile i's products
+// and stored after them (three buffers). At 128 rows one CTA fills a
+// multiprocessor's workgroup memory, so no other CTA hides the gathers.
 //
 //   pass 1, the row statistics: S = Q K^T and dPv = dO V^T on mma.sync; per
 //     row the online maximum m and sum l of the softmax, and
@@ -28,9 +32,10 @@
 // (emitParallelSupportGrad).
 //
 // Workgroup memory (dynamic: more than the 48 KB of static attributions at
-// D = 128): Q and dO of the tile's rows, the K and V tiles, P g and dS as
-// [64 rows][64 keys], and the slots' positions and scores. Every [rows][cols]
-// tile is XOR-swizzled by 16-byte chunks with row % 8, as the forward's.
+// D = 128): Q and dO of the tile's rows, the K and V buffers, P g and dS as
+// [rows][64 keys], and the slot buffers' positions and scores. Every
+// [rows][cols] tile is XOR-swizzled by 16-byte chunks with row % 8, as the
+// forward's.
 //
 //===----------------------------------------------------------------------===//
 #include "MmaSyncOps.h"
@@ -52,6 +57,10 @@ using namespace mlir::sparsek;
 /// The dynamic buffer's base is rounded up to this (ldmatrix and cp.async
 /// need 16).
 static constexpr int64_t kSmemAlign = 128;
+
+/// K/V buffers (the next key tile's rows land while one is read) and slot
+/// buffers (key tile i + 2's slots are stored while i and i + 1's are read).
+static constexpr int64_t kKvBuffers = 2, kSlotBuffers = 3;
 
 std::string sparsek::mmaSyncGradUnsupportedReason(SelectAttentionGradOp op) {
   return tileOperandsUnsupportedReason(
@@ -133,14 +142,20 @@ struct GradSmem {
     };
     q = take(rows * d * elemBytes);
     gradOut = take(rows * dv * elemBytes);
-    k = take(kKeyTile * d * elemBytes);
-    v = take(kKeyTile * dv * elemBytes);
+    k = take(kKvBuffers * kKeyTile * d * elemBytes);
+    v = take(kKvBuffers * kKeyTile * dv * elemBytes);
     pg = take(rows * kKeyTile * elemBytes);
     ds = take(rows * kKeyTile * elemBytes);
-    j = take(kKeyTile * 4);
-    u = take(kKeyTile * 4);
+    j = take(kSlotBuffers * kKeyTile * 4);
+    u = take(kSlotBuffers * kKeyTile * 4);
     bytes = at + kSmemAlign;
   }
+};
+
+/// Where a key tile's operands are: the first of its rows in the K and V
+/// buffers (sK, sV) and of its slots in the slot buffers (sJ, sU).
+struct KeyTileBufs {
+  Value kv, slots;
 };
 
 /// One of the lane's two rows (g and g + 8 of its warp's 16).
@@ -166,21 +181,42 @@ struct GradKernel {
   bool selects() const { return static_cast<bool>(a.lists); }
   int64_t threads() const { return tileRows * 2; } // 32 per 16 rows
 
-  /// The slots of key tile `tile` (positions and scores), then its K and V
-  /// rows, visible to every warp when this returns.
-  void gather(OpBuilder &lb, Location ll, Value tile) {
-    KB y{lb, ll, elem};
-    Value base = y.mul(tile, y.c(kKeyTile));
-    emitIf(lb, ll, y.lt(tid, y.c(kKeyTile)), [&](OpBuilder &sb, Location sl) {
-      KB z{sb, sl, elem};
-      Value j = keys.emitKeyAt(sb, sl, z.add(base, tid), a.lists,
-                               ValueRange{r, list}, k);
-      Value u = memref::LoadOp::create(sb, sl, a.scores,
-                                       ValueRange{bi, h, z.max(j, z.c(0))});
-      memref::StoreOp::create(sb, sl, u, sU, tid);
-      memref::StoreOp::create(sb, sl, z.i32(j), sJ, tid);
-    });
-    gpu::BarrierOp::create(lb, ll);
+  /// (position as i32, score) of the thread's slot of key tile `tile`
+  /// (threads < kKeyTile; (-1, 0) for the others).
+  std::pair<Value, Value> loadSlot(KB &y, Value tile) {
+    auto ifOp = scf::IfOp::create(
+        y.b, y.loc, y.lt(tid, y.c(kKeyTile)),
+        [&](OpBuilder &sb, Location sl) {
+          KB z{sb, sl, elem};
+          Value j =
+              keys.emitKeyAt(sb, sl, z.add(z.mul(tile, z.c(kKeyTile)), tid),
+                             a.lists, ValueRange{r, list}, k);
+          Value u = memref::LoadOp::create(sb, sl, a.scores,
+                                           ValueRange{bi, h, z.max(j, z.c(0))});
+          scf::YieldOp::create(sb, sl, ValueRange{z.i32(j), u});
+        },
+        [&](OpBuilder &sb, Location sl) {
+          KB z{sb, sl, elem};
+          scf::YieldOp::create(sb, sl, ValueRange{z.ci32(-1), z.f(0.0)});
+        });
+    return {ifOp.getResult(0), ifOp.getResult(1)};
+  }
+
+  /// Stores a loadSlot result at slot row `slots` + tid.
+  void storeSlot(KB &y, Value slots, std::pair<Value, Value> slot) {
+    emitIf(y.b, y.loc, y.lt(tid, y.c(kKeyTile)),
+           [&](OpBuilder &sb, Location sl) {
+             KB z{sb, sl, elem};
+             Value at = z.add(slots, tid);
+             memref::StoreOp::create(sb, sl, slot.first, sJ, at);
+             memref::StoreOp::create(sb, sl, slot.second, sU, at);
+           });
+  }
+
+  /// cp.async of the K and V rows of the slots at `bufs.slots` (visible to
+  /// every thread) into the buffers at `bufs.kv`, zero fill for padding
+  /// slots, committed as one group.
+  void gatherKV(KB &y, KeyTileBufs bufs) {
     SmallVector<Value> tokens;
     for (auto [dst, src, width] :
          {std::tuple{sK, a.key, d}, std::tuple{sV, a.value, dv}}) {
@@ -189,28 +225,85 @@ struct GradKernel {
         Value linear = y.add(tid, y.c(threads() * i));
         Value row = y.div(linear, y.c(chunks));
         Value col = y.mul(y.rem(linear, y.c(chunks)), y.c(kChunk));
-        Value j = emitLoadIndex(lb, ll, sJ, ValueRange{row});
-        tokens.push_back(y.copy(dst, {row, y.swizzle(row, col)}, src,
-                                {bi, h, y.max(j, y.c(0)), col},
+        Value j =
+            emitLoadIndex(y.b, y.loc, sJ, ValueRange{y.add(bufs.slots, row)});
+        tokens.push_back(y.copy(dst, {y.add(bufs.kv, row), y.swizzle(row, col)},
+                                src, {bi, h, y.max(j, y.c(0)), col},
                                 y.lt(y.c(-1), j)));
       }
     }
-    y.waitCopies(tokens);
-    gpu::BarrierOp::create(lb, ll);
+    nvgpu::DeviceAsyncCreateGroupOp::create(
+        y.b, y.loc, nvgpu::DeviceAsyncTokenType::get(y.b.getContext()), tokens);
+  }
+
+  /// Waits until at most `pending` of the thread's cp.async groups are in
+  /// flight.
+  void waitGroups(KB &y, int64_t pending) {
+    Value none = nvgpu::DeviceAsyncCreateGroupOp::create(
+        y.b, y.loc, nvgpu::DeviceAsyncTokenType::get(y.b.getContext()),
+        ValueRange{});
+    nvgpu::DeviceAsyncWaitOp::create(y.b, y.loc, none,
+                                     y.b.getI32IntegerAttr(pending));
+  }
+
+  /// The walk over the tile's key tiles: `body(y, bufs, carried)` for each,
+  /// its K/V rows and slots visible to every warp, returning the next
+  /// carried values. Tile i + 1's K and V rows are copied into the other
+  /// K/V buffer during body, and tile i + 2's slots are loaded before it
+  /// and stored after it into the slot buffer that tile i - 1 freed. The
+  /// buffers' first rows are carried and rotated, not computed from i. No
+  /// copy is in flight when the walk returns, so a later walk may reuse the
+  /// buffers.
+  SmallVector<Value>
+  walk(OpBuilder &b, Location loc, Value numTiles, ValueRange init,
+       function_ref<SmallVector<Value>(KB &, KeyTileBufs, ValueRange)> body) {
+    KB x{b, loc, elem};
+    storeSlot(x, x.c(0), loadSlot(x, x.c(0)));
+    storeSlot(x, x.c(kKeyTile), loadSlot(x, x.c(1)));
+    gpu::BarrierOp::create(b, loc);
+    gatherKV(x, {x.c(0), x.c(0)});
+    SmallVector<Value> carried(init);
+    int64_t at = carried.size();
+    // The K/V buffer of tile i, then the slot buffers of tiles i, i + 1
+    // and i + 2.
+    carried.append({x.c(0), x.c(0), x.c(kKeyTile), x.c(2 * kKeyTile)});
+    auto loop = scf::ForOp::create(
+        b, loc, x.c(0), numTiles, x.c(1), carried,
+        [&](OpBuilder &lb, Location ll, Value tile, ValueRange c) {
+          KB y{lb, ll, elem};
+          Value kv = c[at], slots = c[at + 1], next = c[at + 2],
+                ahead = c[at + 3];
+          Value otherKv = y.sub(y.c(kKeyTile), kv);
+          // Past the list the slots are -1: the last tile's copies are zero
+          // fill, waited for after the loop.
+          gatherKV(y, {otherKv, next});
+          std::pair<Value, Value> slot = loadSlot(y, y.add(tile, y.c(2)));
+          waitGroups(y, 1);
+          gpu::BarrierOp::create(lb, ll);
+          SmallVector<Value> out = body(y, {kv, slots}, c.take_front(at));
+          // Every warp is past this tile's reads of its K/V buffer and slot
+          // buffer before the next step copies into them.
+          storeSlot(y, ahead, slot);
+          gpu::BarrierOp::create(lb, ll);
+          out.append({otherKv, next, ahead, slots});
+          scf::YieldOp::create(lb, ll, out);
+        });
+    waitGroups(x, 0);
+    return SmallVector<Value>(loop.getResults().take_front(at));
   }
 
   /// C = A B^T over the warp's 16 rows and the tile's 64 keys: A the rows of
-  /// `sA` (Q or dO, `width` columns), B the key rows of `sB` (K or V). 8
-  /// n-tiles of 4 f32 per lane.
+  /// `sA` (Q or dO, `width` columns), B the key rows of `sB` (K or V) from
+  /// row `keyRow`. 8 n-tiles of 4 f32 per lane.
   SmallVector<SmallVector<Value>> rowsTimesKeys(KB &y, Value sA, Value sB,
-                                                int64_t width) {
+                                                Value keyRow, int64_t width) {
     SmallVector<SmallVector<Value>> acc(8, SmallVector<Value>(4, y.f(0.0)));
     Value arow = y.add(y.mul(warp, y.c(16)), l16);
     for (int64_t kc = 0; kc < width / 16; ++kc) {
       SmallVector<Value> af =
           y.ldmatrix(sA, arow, y.swizzleLdmatrix(half, l8, 16 * kc), false);
       for (int64_t p = 0; p < 4; ++p) {
-        Value krow = y.add(y.add(half8, l8), y.c(16 * p));
+        Value krow = y.add(y.add(y.add(half8, l8), y.c(16 * p)), keyRow);
         SmallVector<Value> kb =
             y.ldmatrix(sB, krow, y.swizzleLdmatrix(odd, l8, 16 * kc), false);
         acc[2 * p] = y.mma(af, {kb[0], kb[1]}, acc[2 * p]);
@@ -220,18 +313,20 @@ struct GradKernel {
     return acc;
   }
 
-  /// (j, u) of key column 8 nt + 2 quad + e (j as i32).
-  std::pair<Value, Value> keyAt(KB &y, int64_t nt, int64_t e) {
-    Value col = y.add(y.mul(quad, y.c(2)), y.c(8 * nt + e));
+  /// (j, u) of key column 8 nt + 2 quad + e (j as i32) of the slots at
+  /// `slots`.
+  std::pair<Value, Value> keyAt(KB &y, Value slots, int64_t nt, int64_t e) {
+    Value col = y.add(y.add(y.mul(quad, y.c(2)), y.c(8 * nt + e)), slots);
     return {memref::LoadOp::create(y.b, y.loc, sJ, ValueRange{col}),
             memref::LoadOp::create(y.b, y.loc, sU, ValueRange{col})};
   }
 
   /// S with non-members at -inf, in log2 units (scaled by scaleLog2).
-  void maskScores(KB &y, SmallVector<SmallVector<Value>> &s, Value scaleLog2) {
+  void maskScores(KB &y, SmallVector<SmallVector<Value>> &s, Value slots,
+                  Value scaleLog2) {
     for (int64_t nt = 0; nt < 8; ++nt)
       for (int64_t e = 0; e < 2; ++e) {
-        auto [j, u] = keyAt(y, nt, e);
+        auto [j, u] = keyAt(y, slots, nt, e);
         for (int64_t ri = 0; ri < 2; ++ri) {
           Value valid = emitIsMember(y.b, y.loc, rows[ri].th, j, u, w, k > 0);
           int64_t reg = 2 * ri + e;
@@ -240,14 +335,13 @@ struct GradKernel {
       }
   }
 
-  /// Key tile `tile` gathered, then S (non-members at -inf, log2 units) and
-  /// dPv = dO V^T of the warp's rows.
+  /// S (non-members at -inf, log2 units) and dPv = dO V^T of the warp's
+  /// rows over the key tile at `bufs`.
   std::pair<SmallVector<SmallVector<Value>>, SmallVector<SmallVector<Value>>>
-  scoresAndDpv(KB &y, Value tile, Value scaleLog2) {
-    gather(y.b, y.loc, tile);
-    auto s = rowsTimesKeys(y, sQ, sK, d);
-    maskScores(y, s, scaleLog2);
-    return {s, rowsTimesKeys(y, sO, sV, dv)};
+  scoresAndDpv(KB &y, KeyTileBufs bufs, Value scaleLog2) {
+    auto s = rowsTimesKeys(y, sQ, sK, bufs.kv, d);
+    maskScores(y, s, bufs.slots, scaleLog2);
+    return {s, rowsTimesKeys(y, sO, sV, bufs.kv, dv)};
   }
 
   /// The f32 fragment values of the warp's rows as `elem` into the
@@ -272,9 +366,9 @@ struct GradKernel {
   /// [rows][64 keys] tile `sX`) over the tile's rows, Y the rows of `sY`
   /// (`width` columns; with 8 warps, each of the two warps of a key block
   /// takes half of them), then acc * factor added atomically into
-  /// `dst`[bi, h, j] of each valid key.
+  /// `dst`[bi, h, j] of each valid key (j from the slots at `slots`).
   void keysTimesRows(KB &y, Value sX, Value sY, int64_t width, Value factor,
-                     Value dst) {
+                     Value dst, Value slots) {
     int64_t splits = tileRows / kKeyTile, cols = width / splits;
     int64_t nTiles = cols / 8;
     SmallVector<SmallVector<Value>> acc(nTiles,
@@ -305,7 +399,7 @@ struct GradKernel {
     }
     for (int64_t ri = 0; ri < 2; ++ri) {
       Value slot = y.add(y.add(y.mul(keyBlock, y.c(16)), g), y.c(8 * ri));
-      Value j = emitLoadIndex(y.b, y.loc, sJ, ValueRange{slot});
+      Value j = emitLoadIndex(y.b, y.loc, sJ, ValueRange{y.add(slots, slot)});
       emitIf(y.b, y.loc, y.le(y.c(0), j), [&](OpBuilder &ab, Location al) {
         KB z{ab, al, elem};
         for (int64_t nt = 0; nt < nTiles; ++nt)
@@ -354,12 +448,12 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
                 elem,
                 view(layout.q, {rows, d}, elem),
                 view(layout.gradOut, {rows, dv}, elem),
-                view(layout.k, {kKeyTile, d}, elem),
-                view(layout.v, {kKeyTile, dv}, elem),
+                view(layout.k, {kKvBuffers * kKeyTile, d}, elem),
+                view(layout.v, {kKvBuffers * kKeyTile, dv}, elem),
                 view(layout.pg, {rows, kKeyTile}, elem),
                 view(layout.ds, {rows, kKeyTile}, elem),
-                view(layout.j, {kKeyTile}, b.getI32Type()),
-                view(layout.u, {kKeyTile}, b.getF32Type())};
+                view(layout.j, {kSlotBuffers * kKeyTile}, b.getI32Type()),
+                view(layout.u, {kSlotBuffers * kKeyTile}, b.getF32Type())};
   kb.tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   kb.lane = x.rem(kb.tid, x.c(32));
   kb.warp = x.div(kb.tid, x.c(32));
@@ -436,11 +530,12 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
   // lane's partial sums.
   SmallVector<Value> init1{negInf,   negInf,   x.f(0.0),
                            x.f(0.0), x.f(0.0), x.f(0.0)};
-  auto stats = scf::ForOp::create(
-      b, loc, x.c(0), numTiles, x.c(1), init1,
-      [&](OpBuilder &lb, Location ll, Value tile, ValueRange carried) {
-        KB y{lb, ll, elem};
-        auto [s, dpv] = kb.scoresAndDpv(y, tile, scaleLog2);
+  SmallVector<Value> stats = kb.walk(
+      b, loc, numTiles, init1,
+      [&](KB &y, KeyTileBufs bufs, ValueRange carried) {
+        OpBuilder &lb = y.b;
+        Location ll = y.loc;
+        auto [s, dpv] = kb.scoresAndDpv(y, bufs, scaleLog2);
         SmallVector<Value> next(carried.begin(), carried.end());
         for (int64_t ri = 0; ri < 2; ++ri) {
           Value mx = negInf;
@@ -456,7 +551,7 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
             for (int64_t e = 0; e < 2; ++e) {
               int64_t reg = 2 * ri + e;
               Value pe = y.exp2Ftz(y.fsub(s[nt][reg], mUse));
-              auto [j, u] = kb.keyAt(y, nt, e);
+              auto [j, u] = kb.keyAt(y, bufs.slots, nt, e);
               Value gate = emitGate(lb, ll, kb.rows[ri].th, j, u, w, k > 0);
               l = y.fadd(l, pe);
               dl = y.fadd(dl, y.fmul(y.fmul(pe, gate), dpv[nt][reg]));
@@ -465,16 +560,15 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
           next[2 + ri] = l;
           next[4 + ri] = dl;
         }
-        gpu::BarrierOp::create(lb, ll);
-        scf::YieldOp::create(lb, ll, next);
+        return next;
       });
   // lse in log2 units and Delta per row; a row without members has l = 0,
   // every P = exp2(-inf) = 0 and Delta = 0.
   Value lse[2], delta[2];
   for (int64_t ri = 0; ri < 2; ++ri) {
-    Value m = stats.getResult(ri);
-    Value l = x.quadReduce(stats.getResult(2 + ri), /*isMax=*/false);
-    Value dl = x.quadReduce(stats.getResult(4 + ri), /*isMax=*/false);
+    Value m = stats[ri];
+    Value l = x.quadReduce(stats[2 + ri], /*isMax=*/false);
+    Value dl = x.quadReduce(stats[4 + ri], /*isMax=*/false);
     Value any = x.fgt(l, x.f(0.0));
     Value safeL = x.sel(any, l, x.f(1.0));
     lse[ri] =
@@ -485,11 +579,12 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
   // Pass 2: carried dq (d / 8 n-tiles x 4) and each row's support sum.
   int64_t qTiles = d / 8;
   SmallVector<Value> init2(qTiles * 4 + 2, x.f(0.0));
-  auto grads = scf::ForOp::create(
-      b, loc, x.c(0), numTiles, x.c(1), init2,
-      [&](OpBuilder &lb, Location ll, Value tile, ValueRange carried) {
-        KB y{lb, ll, elem};
-        auto [s, dpv] = kb.scoresAndDpv(y, tile, scaleLog2);
+  SmallVector<Value> res = kb.walk(
+      b, loc, numTiles, init2,
+      [&](KB &y, KeyTileBufs bufs, ValueRange carried) {
+        OpBuilder &lb = y.b;
+        Location ll = y.loc;
+        auto [s, dpv] = kb.scoresAndDpv(y, bufs, scaleLog2);
         SmallVector<Value> next(carried.begin(), carried.end());
         // In place: s becomes dS and dpv becomes P g. dg = P dPv on the
         // selected support (0 < g < 1: window gates are 1) goes at once into
@@ -498,7 +593,7 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
         // nonzero.
         for (int64_t nt = 0; nt < 8; ++nt)
           for (int64_t e = 0; e < 2; ++e) {
-            auto [j, u] = kb.keyAt(y, nt, e);
+            auto [j, u] = kb.keyAt(y, bufs.slots, nt, e);
             Value colSum = y.f(0.0);
             for (int64_t ri = 0; ri < 2; ++ri) {
               int64_t reg = 2 * ri + e;
@@ -536,7 +631,7 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
                                 y.pack(s[2 * kc][2], s[2 * kc][3]),
                                 y.pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
                                 y.pack(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-          Value krow = y.add(kb.l16, y.c(16 * kc));
+          Value krow = y.add(y.add(kb.l16, y.c(16 * kc)), bufs.kv);
           for (int64_t q = 0; q < d / 16; ++q) {
             SmallVector<Value> kf = y.ldmatrix(
                 kb.sK, krow, y.swizzleLdmatrix(kb.half, kb.l8, 16 * q), true);
@@ -550,15 +645,12 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
           }
         }
         gpu::BarrierOp::create(lb, ll);
-        kb.keysTimesRows(y, kb.sPg, kb.sO, dv, y.f(1.0), a.dvalue);
-        kb.keysTimesRows(y, kb.sDs, kb.sQ, d, a.scale, a.dkey);
-        // The next tile overwrites the slots and every tile.
-        gpu::BarrierOp::create(lb, ll);
-        scf::YieldOp::create(lb, ll, next);
+        kb.keysTimesRows(y, kb.sPg, kb.sO, dv, y.f(1.0), a.dvalue, bufs.slots);
+        kb.keysTimesRows(y, kb.sDs, kb.sQ, d, a.scale, a.dkey, bufs.slots);
+        return next;
       });
 
   // dq = scale * (dS K) per valid row; the rows' support sums.
-  ValueRange res = grads.getResults();
   for (int64_t ri = 0; ri < 2; ++ri) {
     const LaneRow &row = kb.rows[ri];
     Value sum = kb.selects()

@@ -25,10 +25,11 @@
 // queries (f64 counts) before the tiles.
 // CHECK: %[[SUMS:.*]] = memref.alloc({{.*}}) : memref<?x?x?xf32>
 // CHECK: memref.atomic_rmw addf {{.*}} : (f64, memref<?x?x?xf64>) -> f64
-// 128 threads, 82560 bytes of dynamic workgroup memory at D = Dv = 128.
+// 128 threads, 116352 bytes of dynamic workgroup memory at D = Dv = 128
+// (two K/V buffers and three slot buffers: the walks are pipelined).
 // CHECK: gpu.launch_func @[[MOD:sparsek_select_attention_grad_tiles_0]]::@tiles
 // CHECK-SAME: threads in (%c128
-// CHECK-SAME: dynamic_shared_memory_size %c82560_i32
+// CHECK-SAME: dynamic_shared_memory_size %c116352_i32
 // CHECK-SAME: %[[SUMS]] : memref<?x?x?xf32>, %[[LISTS]] : memref<?x?x?xi32>, %[[COUNTS]] : memref<?x?xi32>, %[[TAU]] : memref<?x?xf32>
 // The mean term reads the sums after the tiles.
 // CHECK: memref.load %[[SUMS]]
@@ -39,8 +40,11 @@
 // CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // CHECK: gpu.dynamic_shared_memory
 // Pass 1 (row statistics): S = Q K^T and dPv = dO V^T, then lse per row.
+// Each step copies the next key tile's rows, then waits for its own (one
+// group left in flight).
 // CHECK: scf.for
 // CHECK: nvgpu.device_async_copy
+// CHECK: nvgpu.device_async_wait %{{.*}} {numGroups = 1 : i32}
 // CHECK: nvvm.mma.sync
 // CHECK: math.log2
 // Pass 2: the selected support's column sums into du, dS K for dq (K
@@ -58,11 +62,11 @@
 // CHECK: memref.atomic_rmw addf {{.*}} : (f32, memref<?x?x?xf32>) -> f32
 
 // 128-row tiles (the default): 8 warps, Q, dO, P g and dS of 128 rows
-// (131712 bytes).
+// (165504 bytes).
 // WIDE-LABEL: func.func @grad_bf16_d128
 // WIDE: gpu.launch_func @sparsek_select_attention_grad_tiles_0::@tiles
 // WIDE-SAME: threads in (%c256
-// WIDE-SAME: dynamic_shared_memory_size %c131712_i32
+// WIDE-SAME: dynamic_shared_memory_size %c165504_i32
 // WIDE: known_block_size = array<i32: 256, 1, 1>
 
 // SCALAR-LABEL: func.func @grad_bf16_d128
@@ -87,11 +91,11 @@ func.func @grad_bf16_d128(%q: memref<?x?x?x128xbf16>, %k: memref<?x?x?x128xbf16>
 // -----
 
 // k = 0: no selection, no score gradient: du zeroed, no lists, and the
-// kernel takes no du, sums or thresholds. 49792 bytes at D = Dv = 64 (f16).
+// kernel takes no du, sums or thresholds. 67200 bytes at D = Dv = 64 (f16).
 // CHECK-LABEL: func.func @grad_window_only
 // CHECK-NOT: memref<?x?x?xi32>
 // CHECK: gpu.launch_func @{{.*}}::@tiles
-// CHECK-SAME: dynamic_shared_memory_size %c49792_i32
+// CHECK-SAME: dynamic_shared_memory_size %c67200_i32
 // CHECK-SAME: args(%{{.*}} : memref<2x8x?x64xf16>, {{.*}} : memref<2x2x?x64xf32>, %{{.*}} : f32)
 func.func @grad_window_only(%q: memref<2x8x?x64xf16>, %k: memref<2x2x?x64xf16>, %v: memref<2x2x?x64xf16>,
                             %u: memref<2x2x?xf32>, %do: memref<2x8x?x64xf16>, %dq: memref<2x8x?x64xf32>,
