@@ -33,6 +33,7 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
                                     static_cast<int64_t>(options.gradTileRows),
                                     tiles,
                                     gradTiles,
+                                    /*vectorAtomics=*/false,
                                     "scalar",
                                     decodeMath(options.decodeKernel)}
                              .str();

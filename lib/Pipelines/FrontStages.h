@@ -63,13 +63,14 @@ inline llvm::StringRef decodeMath(DecodeKernel kernel) {
 
 /// The tile-first stages both pipelines run after frontStages, each ending in
 /// a comma: sparsek-tile-select-attention in `form` where the forward or the
-/// backward goes tile first, then sparsek-tile-decode-attention in
+/// backward goes tile first (the backward with `vectorAtomics`: dkey and
+/// dvalue added in column pairs), then sparsek-tile-decode-attention in
 /// `decodeForm` with `decodeMath` ("simt" or "mma"; empty: decode keeps the
 /// loops).
 struct TileStages {
   llvm::StringRef form;
   int64_t selectChunk, tileRows, gradTileRows;
-  bool forward, grads;
+  bool forward, grads, vectorAtomics;
   llvm::StringRef decodeForm, decodeMath;
 
   std::string str() const {
@@ -77,9 +78,10 @@ struct TileStages {
     if (forward || grads)
       stages = llvm::formatv("sparsek-tile-select-attention{{form={0} "
                              "select-chunk={1} tile-rows={2} forward={3} "
-                             "grads={4} grad-tile-rows={5}},",
+                             "grads={4} grad-tile-rows={5} "
+                             "vector-atomics={6}},",
                              form, selectChunk, tileRows, forward, grads,
-                             gradTileRows)
+                             gradTileRows, vectorAtomics)
                    .str();
     if (!decodeMath.empty())
       stages +=

@@ -42,6 +42,27 @@
 
 using namespace mlir;
 
+/// The number after `prefix` at the start of `s` (0 when there is none).
+static unsigned leadingNumber(llvm::StringRef s, llvm::StringRef prefix) {
+  unsigned n = 0;
+  if (!s.consume_front(prefix))
+    return 0;
+  s.consumeInteger(10, n);
+  return n;
+}
+
+/// Whether the target has red.global.add.v2.f32: chip sm_90 or later and
+/// PTX 8.1 or later among the features.
+static bool
+hasVectorAtomics(const sparsek::SparseKGPUPipelineOptions &options) {
+  unsigned ptx = 0;
+  llvm::SmallVector<llvm::StringRef> items;
+  llvm::StringRef(options.features).split(items, ',');
+  for (llvm::StringRef item : items)
+    ptx = std::max(ptx, leadingNumber(item.trim(), "+ptx"));
+  return leadingNumber(options.chip, "sm_") >= 90 && ptx >= 81;
+}
+
 LogicalResult
 sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
                                  const SparseKGPUPipelineOptions &options,
@@ -66,6 +87,7 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
                  static_cast<int64_t>(options.gradTileRows),
                  forwardTiles,
                  options.backwardKernel == BackwardKernel::Tiles,
+                 hasVectorAtomics(options),
                  "kernel",
                  decodeMath(options.decodeKernel)}
           .str();

@@ -5,7 +5,7 @@
 // RUN: %mlir-opt-sparsek %s -p 'builtin.module(sparsek-gpu-pipeline)' | FileCheck %s
 
 // CHECK: gpu.binary @attention_kernel
-// CHECK-SAME: #gpu.object<#nvvm.target<O = 3, chip = "sm_90", features = "+ptx80">
+// CHECK-SAME: #gpu.object<#nvvm.target<O = 3, chip = "sm_90", features = "+ptx81">
 // CHECK-NOT: .target sm_90
 func.func @attention(%q: tensor<?x?x?x128xf16>, %k: tensor<?x?x?x128xf16>, %v: tensor<?x?x?x128xf16>,
                      %i: tensor<?x?x?x?xi64>, %g: tensor<?x?x?x?xf32>, %o0: tensor<?x?x?x128xf16>)

@@ -8,6 +8,11 @@
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa backward-kernel=loops" | FileCheck %s
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa" | FileCheck %s --check-prefix=TILES
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa grad-tile-rows=64" | FileCheck %s --check-prefix=TILES64
+// With PTX 8.1 (the default) on sm_90 or later the tiles add dkey and dvalue
+// in column pairs; with PTX 8.0 or before sm_90, one column per atomic.
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa chip=sm_90a" | FileCheck %s --check-prefix=PAIRS
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa features=+ptx80" | FileCheck %s --check-prefix=NOPAIRS
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa chip=sm_80" | FileCheck %s --check-prefix=NOPAIRS
 
 // TILES: llvm.func @select_attention_grad(
 // TILES: gpu.binary @select_attention_grad_kernel{{.*}}atom.global.add.f64
@@ -15,6 +20,8 @@
 // TILES-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
 // TILES-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // TILES-SAME: atom.global.add.f32
+// PAIRS: gpu.binary @sparsek_select_attention_grad_tiles_0 {{.*}}red.global.add.v2.f32
+// NOPAIRS-NOT: red.global.add.v2.f32
 // TILES64: gpu.binary @sparsek_select_attention_grad_tiles_0 {{.*}}.maxntid 128, 1, 1
 
 // CHECK: llvm.func @select_attention_grad(

@@ -8,7 +8,7 @@
 // CHECK: gpu.launch_func {{ *}}@attention_kernel::@attention_kernel blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%[[C32:.*]], %{{.*}}, %{{.*}}) : i64
 // CHECK: llvm.func @_mlir_ciface_attention(
 // CHECK: gpu.binary @attention_kernel
-// CHECK-SAME: #nvvm.target<O = 3, chip = "sm_90", features = "+ptx80">
+// CHECK-SAME: #nvvm.target<O = 3, chip = "sm_90", features = "+ptx81">
 // CHECK-SAME: .target sm_90
 // 32 threads per block, one query each: the per-query loops must not be
 // merged into the block loop (one thread running the whole block).

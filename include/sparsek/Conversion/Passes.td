@@ -178,7 +178,10 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
     Option<"gradTileRows", "grad-tile-rows", "int64_t", /*default=*/"0",
            "(query, head) rows per tile of the backward, in every form: 64 "
            "(4 warps) or 128 (8 warps sharing each gathered K/V tile); 0 "
-           "picks 128">
+           "picks 128">,
+    Option<"vectorAtomics", "vector-atomics", "bool", /*default=*/"false",
+           "The backward kernel adds dkey and dvalue two columns per "
+           "atomic (red.global.add.v2.f32: sm_90 or later, PTX 8.1)">
   ];
   let dependentDialects = [
     "::mlir::affine::AffineDialect", "::mlir::arith::ArithDialect",

@@ -170,9 +170,13 @@ struct SparseKGPUPipelineOptions
   PassOptions::Option<std::string> chip{
       *this, "chip", llvm::cl::desc("GPU architecture"),
       llvm::cl::init("sm_90")};
+  // PTX 8.1 for red.global.add.v2.f32 (the backward tiles' paired dkey and
+  // dvalue atomics on sm_90+); the other kernels' PTX is the same as 8.0's.
   PassOptions::Option<std::string> features{
-      *this, "features", llvm::cl::desc("PTX features"),
-      llvm::cl::init("+ptx80")};
+      *this, "features",
+      llvm::cl::desc("PTX features (+ptx81 or later on sm_90+: the backward "
+                     "tiles add dkey and dvalue in column pairs)"),
+      llvm::cl::init("+ptx81")};
   PassOptions::Option<std::string> format{
       *this, "format",
       llvm::cl::desc("Embedded GPU binary: fatbin, bin (cubin) or isa (PTX)"),

@@ -45,6 +45,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -171,6 +172,7 @@ struct GradKernel {
   const GradKernelArgs &a;
   int64_t k, w, d, dv;
   int64_t tileRows; // 64 or 128: 4 or 8 warps of 16
+  bool vectorAtomics;
   Type elem;
   Value sQ, sO, sK, sV, sPg, sDs, sJ, sU;
   Value tid, lane, warp, bi, h, r, list;
@@ -362,6 +364,31 @@ struct GradKernel {
     }
   }
 
+  /// The global address (i64) of f32 `dst`[at] (identity layout).
+  Value address(KB &y, Value dst, ArrayRef<Value> at) {
+    Value linear = at[0];
+    for (size_t i = 1; i < at.size(); ++i)
+      linear = y.add(y.mul(linear, emitDim(y.b, y.loc, dst, i)), at[i]);
+    Value base =
+        memref::ExtractAlignedPointerAsIndexOp::create(y.b, y.loc, dst);
+    return arith::IndexCastOp::create(y.b, y.loc, y.b.getI64Type(),
+                                      y.add(base, y.mul(linear, y.c(4))));
+  }
+
+  /// The two f32 at `addr` + `offset` bytes (8-byte aligned) += (v0, v1) as
+  /// one red.global.add.v2.f32: half the atomic operations of two scalar
+  /// adds. The offset is an immediate of the instruction, so that one
+  /// address register serves a row's pairs.
+  void addPair(KB &y, Value addr, int64_t offset, Value v0, Value v1) {
+    LLVM::InlineAsmOp::create(
+        y.b, y.loc, TypeRange{}, ValueRange{addr, v0, v1},
+        "red.global.add.v2.f32 [$0+" + std::to_string(offset) + "], {$1, $2};",
+        "l,f,f", /*has_side_effects=*/true, /*is_align_stack=*/false,
+        LLVM::tailcallkind::TailCallKind::None,
+        LLVM::AsmDialectAttr::get(y.b.getContext(), LLVM::AsmDialect::AD_ATT),
+        /*operand_attrs=*/ArrayAttr());
+  }
+
   /// acc += X^T Y for the warp's 16 keys (columns 16 (w % 4).. of the
   /// [rows][64 keys] tile `sX`) over the tile's rows, Y the rows of `sY`
   /// (`width` columns; with 8 warps, each of the two warps of a key block
@@ -402,13 +429,21 @@ struct GradKernel {
       Value j = emitLoadIndex(y.b, y.loc, sJ, ValueRange{y.add(slots, slot)});
       emitIf(y.b, y.loc, y.le(y.c(0), j), [&](OpBuilder &ab, Location al) {
         KB z{ab, al, elem};
-        for (int64_t nt = 0; nt < nTiles; ++nt)
-          for (int64_t e = 0; e < 2; ++e) {
-            Value col =
-                z.add(z.add(colBase, z.mul(quad, z.c(2))), z.c(8 * nt + e));
-            emitAtomicAdd(ab, al, dst, ValueRange{bi, h, j, col},
-                          z.fmul(acc[nt][2 * ri + e], factor));
+        Value col0 = z.add(colBase, z.mul(quad, z.c(2)));
+        Value addr =
+            vectorAtomics ? address(z, dst, {bi, h, j, col0}) : Value();
+        for (int64_t nt = 0; nt < nTiles; ++nt) {
+          Value v0 = z.fmul(acc[nt][2 * ri], factor),
+                v1 = z.fmul(acc[nt][2 * ri + 1], factor);
+          if (vectorAtomics) {
+            addPair(z, addr, 8 * nt * 4, v0, v1);
+            continue;
           }
+          Value col = z.add(col0, z.c(8 * nt));
+          emitAtomicAdd(ab, al, dst, ValueRange{bi, h, j, col}, v0);
+          emitAtomicAdd(ab, al, dst, ValueRange{bi, h, j, z.add(col, z.c(1))},
+                        v1);
+        }
       });
     }
   }
@@ -417,7 +452,7 @@ struct GradKernel {
 
 static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
                         int64_t k, int64_t w, int64_t d, int64_t dv,
-                        int64_t rows, Type elem) {
+                        int64_t rows, bool vectorAtomics, Type elem) {
   MLIRContext *ctx = b.getContext();
   KB x{b, loc, elem};
   auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
@@ -445,6 +480,7 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
                 d,
                 dv,
                 rows,
+                vectorAtomics,
                 elem,
                 view(layout.q, {rows, d}, elem),
                 view(layout.gradOut, {rows, dv}, elem),
@@ -696,6 +732,6 @@ void sparsek::emitMmaSyncGradTiles(OpBuilder &b, Location loc,
       [&](OpBuilder &kb, Location kl, ValueRange args, ValueRange) {
         buildKernel(kb, kl,
                     GradKernelArgs::fromKernel(args, static_cast<bool>(p.keys)),
-                    p.k, p.w, d, dv, rows, elem);
+                    p.k, p.w, d, dv, rows, p.vectorAtomics, elem);
       });
 }

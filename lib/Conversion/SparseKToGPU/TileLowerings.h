@@ -140,6 +140,8 @@ struct GradTileProblem {
   /// [B, Hkv, T] f32, zeroed (k >= 1): per query, dg summed over its
   /// selected support and its query heads, added by the tiles.
   Value supportSums;
+  /// dkey and dvalue added two columns per atomic (red.global.add.v2.f32).
+  bool vectorAtomics = false;
 };
 
 /// The backward tiles as one gpu.launch_func of an mma.sync kernel (grid as
@@ -153,12 +155,13 @@ void emitMmaSyncGradTiles(OpBuilder &b, Location loc, const GradTileProblem &p,
 void emitScalarGradTiles(OpBuilder &b, Location loc, const GradTileProblem &p);
 
 /// Lowers buffer-form `op` tile first (TileSelectAttentionGrad.cpp) on
-/// tiles of `rows` (64 or 128) rows: the mma.sync kernel, or with `scalar`
-/// its walk as loops, in `module`.
+/// tiles of `rows` (64 or 128) rows: the mma.sync kernel (with
+/// `vectorAtomics`, dkey and dvalue added two columns per atomic), or with
+/// `scalar` its walk as loops, in `module`.
 void lowerSelectAttentionGradToTiles(RewriterBase &rewriter,
                                      SelectAttentionGradOp op, bool scalar,
                                      int64_t selectChunk, int64_t rows,
-                                     ModuleOp module);
+                                     bool vectorAtomics, ModuleOp module);
 
 /// Why tile kernels cannot take operands `typed` (q, key, value, then those
 /// of the same element type) and `others` (any element type): empty when

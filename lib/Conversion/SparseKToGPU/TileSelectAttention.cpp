@@ -171,7 +171,7 @@ struct SparseKTileSelectAttentionPass
         continue;
       rewriter.setInsertionPoint(op);
       lowerSelectAttentionGradToTiles(rewriter, op, scalar, selectChunk,
-                                      *gradRows, module);
+                                      *gradRows, vectorAtomics, module);
     }
   }
 };

@@ -34,7 +34,8 @@ static constexpr int64_t kBlock = 256;
 void sparsek::lowerSelectAttentionGradToTiles(RewriterBase &rewriter,
                                               SelectAttentionGradOp op,
                                               bool scalar, int64_t selectChunk,
-                                              int64_t rows, ModuleOp module) {
+                                              int64_t rows, bool vectorAtomics,
+                                              ModuleOp module) {
   Location loc = op.getLoc();
   Value q = op.getQuery(), key = op.getKey(), value = op.getValue(),
         u = op.getScores(), gradOut = op.getGradOutput();
@@ -62,13 +63,16 @@ void sparsek::lowerSelectAttentionGradToTiles(RewriterBase &rewriter,
                {ok, emitCheck(rewriter, loc, op, gradsOk,
                               SPARSEK_ERROR_SHAPE_MISMATCH)});
   if (!scalar) {
-    // cp.async moves 16-byte row chunks and dq rows are stored in 8-byte
-    // pairs: the rows must start aligned.
+    // cp.async moves 16-byte row chunks, dq rows are stored in 8-byte
+    // pairs, and vector atomics add 8-byte pairs of dkey and dvalue: the
+    // rows must start aligned.
     bool aligned = false;
+    SmallVector<Value> rowsAligned{q, key, value, gradOut, dq};
+    if (vectorAtomics)
+      rowsAligned.append({dkey, dvalue});
     ok = emitAnd(
         rewriter, loc,
-        {ok, emitRowAlignmentCheck(rewriter, loc, op,
-                                   {q, key, value, gradOut, dq}, aligned)});
+        {ok, emitRowAlignmentCheck(rewriter, loc, op, rowsAligned, aligned)});
     assert(aligned && "mmaSyncGradUnsupportedReason admits static 64/128 rows");
   }
   int64_t k = op.getKAttr().getInt(), w = op.getWAttr().getInt();
@@ -80,7 +84,8 @@ void sparsek::lowerSelectAttentionGradToTiles(RewriterBase &rewriter,
                       w,
                       emitAttentionScale(b, l, op.getScale(), z.d),
                       std::nullopt,
-                      Value()};
+                      Value(),
+                      vectorAtomics};
     emitCheckWindowScores(b, l, op, u, z, w, /*inKernel=*/true);
     emitParallelZeroFill(b, l, dkey, kBlock);
     emitParallelZeroFill(b, l, dvalue, kBlock);

@@ -13,6 +13,7 @@
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=wgmma grads=true grad-tile-rows=128" | FileCheck %s --check-prefix=WIDE
 // RUN: sparsek-opt %s -split-input-file -sparsek-tile-select-attention | FileCheck %s --check-prefix=OFF
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=forward=false grads=true" | FileCheck %s --check-prefix=NOFWD
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=grads=true vector-atomics=true" | FileCheck %s --check-prefix=VEC
 
 // CHECK-LABEL: func.func @grad_bf16_d128
 // Sizes (the gradients' too) checked into the status word.
@@ -68,6 +69,15 @@
 // WIDE-SAME: threads in (%c256
 // WIDE-SAME: dynamic_shared_memory_size %c165504_i32
 // WIDE: known_block_size = array<i32: 256, 1, 1>
+
+// vector-atomics=true: dkey and dvalue take one red.global.add.v2.f32 per
+// column pair, at immediate offsets from one address per key row; their
+// rows are checked 16-byte aligned too.
+// VEC-LABEL: func.func @grad_bf16_d128
+// VEC: gpu.module
+// VEC: llvm.inline_asm has_side_effects {{.*}}"red.global.add.v2.f32 [$0+0], {$1, $2};", "l,f,f"
+// VEC: llvm.inline_asm has_side_effects {{.*}}"red.global.add.v2.f32 [$0+32], {$1, $2};", "l,f,f"
+// VEC-NOT: memref.atomic_rmw addf {{.*}} : (f32, memref<?x?x?x128xf32>)
 
 // SCALAR-LABEL: func.func @grad_bf16_d128
 // SCALAR-NOT: gpu.launch_func
