@@ -54,7 +54,7 @@
 // chip=sm_90a for prefill-kernel=wgmma).
 //
 //===----------------------------------------------------------------------===//
-#include "KernelMath.h"
+#include "MmaSyncOps.h"
 #include "TileLowerings.h"
 
 #include "../SparseKToLoops/LoopUtils.h"
@@ -77,8 +77,6 @@
 using namespace mlir;
 using namespace mlir::sparsek;
 
-/// bf16/f16 elements in one 16-byte chunk (cp.async size, swizzle unit).
-static constexpr int64_t kChunk = 8;
 /// One swizzle atom: 64 rows of 64 elements (128 bytes).
 static constexpr int64_t kAtomCols = 64;
 static constexpr int64_t kAtomBytes = kKeyTile * kAtomCols * 2;
@@ -93,17 +91,13 @@ static constexpr int64_t kSlotBuffers = 3;
 static constexpr double kRescaleLog2 = 8.0;
 
 namespace {
-/// Builders of the kernel body: KernelMath plus the wgmma layouts.
-struct WB : KernelMath {
-  Type elem; // bf16 or f16
-
-  WB(OpBuilder &b, Location loc, Type elem) : KernelMath{b, loc}, elem(elem) {}
+/// Builders of the kernel body: the mma.sync kernels' operand movement
+/// (16-byte cp.async chunks, quad reductions) plus the wgmma layouts.
+struct WB : MmaSyncOps {
+  using MmaSyncOps::MmaSyncOps;
 
   Value ci64(int64_t v) {
     return arith::ConstantIntOp::create(b, loc, b.getI64Type(), v);
-  }
-  Value le(Value x, Value y) {
-    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, x, y);
   }
   void barrier() { gpu::BarrierOp::create(b, loc); }
 
@@ -117,8 +111,10 @@ struct WB : KernelMath {
     return {atom, row, mul(x, c(kChunk))};
   }
 
-  /// Two f32 -> one 32-bit register holding elem x 2 (x in the low half).
-  Value pack(Value x, Value y) {
+  /// Two f32 -> one 32-bit register holding elem x 2 (x in the low half):
+  /// wgmma's A operand from registers takes i32 for f16 too, where mma.sync
+  /// takes vector<2xf16> (MmaMath::pack).
+  Value packWord(Value x, Value y) {
     Value v = vector::FromElementsOp::create(
         b, loc, VectorType::get({2}, b.getF32Type()), ValueRange{x, y});
     Value narrow =
@@ -139,27 +135,6 @@ struct WB : KernelMath {
     Value x = treeReduce(v.take_front(half), isMax);
     Value y = treeReduce(v.drop_front(half), isMax);
     return isMax ? fmax(x, y) : fadd(x, y);
-  }
-
-  /// Reduction over the 4 lanes of a quad (the lanes holding one row).
-  Value quadReduce(Value x, bool isMax) {
-    for (int64_t off : {1, 2}) {
-      Value other = gpu::ShuffleOp::create(b, loc, x, ci32(off), ci32(32),
-                                           gpu::ShuffleMode::XOR)
-                        .getShuffleResult();
-      x = isMax ? fmax(x, other) : fadd(x, other);
-    }
-    return x;
-  }
-
-  /// 16-byte cp.async of src[srcAt] into dst[dstAt], zero fill unless
-  /// `valid`.
-  Value copy(Value dst, ValueRange dstAt, Value src, ValueRange srcAt,
-             Value valid) {
-    return nvgpu::DeviceAsyncCopyOp::create(
-        b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), dst, dstAt,
-        src, srcAt, b.getIndexAttr(kChunk), sel(valid, c(kChunk), c(0)),
-        b.getUnitAttr());
   }
 
   /// Closes the copies issued so far into one cp.async group.
@@ -827,10 +802,10 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
     // P of k-chunk kc (16 keys): registers 4 kc .. 4 kc + 3, the A fragment
     // of the next step's P V.
     for (int64_t kc = 0; kc < kKeyTile / 16; ++kc) {
-      Value packed[4] = {y.pack(s[2 * kc][0], s[2 * kc][1]),
-                         y.pack(s[2 * kc][2], s[2 * kc][3]),
-                         y.pack(s[2 * kc + 1][0], s[2 * kc + 1][1]),
-                         y.pack(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+      Value packed[4] = {y.packWord(s[2 * kc][0], s[2 * kc][1]),
+                         y.packWord(s[2 * kc][2], s[2 * kc][3]),
+                         y.packWord(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                         y.packWord(s[2 * kc + 1][2], s[2 * kc + 1][3])};
       std::copy(packed, packed + 4, next.begin() + pAt + 4 * kc);
     }
     // O to the new references, in a branch alike for the whole warp.
