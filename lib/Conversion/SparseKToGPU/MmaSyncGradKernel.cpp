@@ -153,6 +153,9 @@ struct GradSmem {
   }
 };
 
+/// A warp's mma fragments: per 8-column n-tile, the lane's 4 f32.
+using Frags = SmallVector<SmallVector<Value>>;
+
 /// Where a key tile's operands are: the first of its rows in the K and V
 /// buffers (sK, sV) and of its slots in the slot buffers (sJ, sU).
 struct KeyTileBufs {
@@ -337,13 +340,25 @@ struct GradKernel {
       }
   }
 
-  /// S (non-members at -inf, log2 units) and dPv = dO V^T of the warp's
-  /// rows over the key tile at `bufs`.
-  std::pair<SmallVector<SmallVector<Value>>, SmallVector<SmallVector<Value>>>
-  scoresAndDpv(KB &y, KeyTileBufs bufs, Value scaleLog2) {
-    auto s = rowsTimesKeys(y, sQ, sK, bufs.kv, d);
-    maskScores(y, s, bufs.slots, scaleLog2);
-    return {s, rowsTimesKeys(y, sO, sV, bufs.kv, dv)};
+  /// The walk of both passes: per key tile, S (non-members at -inf, log2
+  /// units) and dPv = dO V^T of the warp's rows, then `body(y, bufs, s,
+  /// dpv, carried, next)`, which may rewrite s and dpv and sets `next`
+  /// (carried's copy) to the values carried on.
+  SmallVector<Value>
+  walkScores(OpBuilder &b, Location loc, Value numTiles, ValueRange init,
+             Value scaleLog2,
+             function_ref<void(KB &, KeyTileBufs, Frags &, Frags &, ValueRange,
+                               SmallVector<Value> &)>
+                 body) {
+    return walk(b, loc, numTiles, init,
+                [&](KB &y, KeyTileBufs bufs, ValueRange carried) {
+                  Frags s = rowsTimesKeys(y, sQ, sK, bufs.kv, d);
+                  maskScores(y, s, bufs.slots, scaleLog2);
+                  Frags dpv = rowsTimesKeys(y, sO, sV, bufs.kv, dv);
+                  SmallVector<Value> next(carried.begin(), carried.end());
+                  body(y, bufs, s, dpv, carried, next);
+                  return next;
+                });
   }
 
   /// The f32 fragment values of the warp's rows as `elem` into the
@@ -566,13 +581,12 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
   // lane's partial sums.
   SmallVector<Value> init1{negInf,   negInf,   x.f(0.0),
                            x.f(0.0), x.f(0.0), x.f(0.0)};
-  SmallVector<Value> stats = kb.walk(
-      b, loc, numTiles, init1,
-      [&](KB &y, KeyTileBufs bufs, ValueRange carried) {
+  SmallVector<Value> stats = kb.walkScores(
+      b, loc, numTiles, init1, scaleLog2,
+      [&](KB &y, KeyTileBufs bufs, Frags &s, Frags &dpv, ValueRange carried,
+          SmallVector<Value> &next) {
         OpBuilder &lb = y.b;
         Location ll = y.loc;
-        auto [s, dpv] = kb.scoresAndDpv(y, bufs, scaleLog2);
-        SmallVector<Value> next(carried.begin(), carried.end());
         for (int64_t ri = 0; ri < 2; ++ri) {
           Value mx = negInf;
           for (int64_t nt = 0; nt < 8; ++nt)
@@ -596,7 +610,6 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
           next[2 + ri] = l;
           next[4 + ri] = dl;
         }
-        return next;
       });
   // lse in log2 units and Delta per row; a row without members has l = 0,
   // every P = exp2(-inf) = 0 and Delta = 0.
@@ -615,13 +628,12 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
   // Pass 2: carried dq (d / 8 n-tiles x 4) and each row's support sum.
   int64_t qTiles = d / 8;
   SmallVector<Value> init2(qTiles * 4 + 2, x.f(0.0));
-  SmallVector<Value> res = kb.walk(
-      b, loc, numTiles, init2,
-      [&](KB &y, KeyTileBufs bufs, ValueRange carried) {
+  SmallVector<Value> res = kb.walkScores(
+      b, loc, numTiles, init2, scaleLog2,
+      [&](KB &y, KeyTileBufs bufs, Frags &s, Frags &dpv, ValueRange carried,
+          SmallVector<Value> &next) {
         OpBuilder &lb = y.b;
         Location ll = y.loc;
-        auto [s, dpv] = kb.scoresAndDpv(y, bufs, scaleLog2);
-        SmallVector<Value> next(carried.begin(), carried.end());
         // In place: s becomes dS and dpv becomes P g. dg = P dPv on the
         // selected support (0 < g < 1: window gates are 1) goes at once into
         // the rows' support sums and, summed over the warp's 16 rows (xor
@@ -683,7 +695,6 @@ static void buildKernel(OpBuilder &b, Location loc, const GradKernelArgs &a,
         gpu::BarrierOp::create(lb, ll);
         kb.keysTimesRows(y, kb.sPg, kb.sO, dv, y.f(1.0), a.dvalue, bufs.slots);
         kb.keysTimesRows(y, kb.sDs, kb.sQ, d, a.scale, a.dkey, bufs.slots);
-        return next;
       });
 
   // dq = scale * (dS K) per valid row; the rows' support sums.
