@@ -28,7 +28,8 @@
 // dkey and dvalue are f32 atomic adds (a key is in the lists of many tiles;
 // 128-row tiles add half as often per row), in column pairs with
 // vectorAtomics (red.global.add.v2.f32: the atomics, not the products, set
-// the pace: G1 32k 41.1 -> 35.7 ms on an H100); dq is written once per row. The score gradient's mean term needs every
+// the pace: G1 32k 41.1 -> 35.7 ms on an H100,
+// bench/results/gpu_grad_pairs_h100_06e38b2.md); dq is written once per row. The score gradient's mean term needs every
 // query's support sum, so it is left to the host's kernels that follow
 // (emitParallelSupportGrad).
 //
