@@ -112,8 +112,9 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
 
     With `grads=true` the pass also lowers `select_attention_grad` on the
     same tiles (of `grad-tile-rows` rows), key lists and thresholds
-    (recomputed from the scores, as the op says). dkey and dvalue are zeroed, then the SPARSEK
-    VJP's kernels find each key's support range of queries and the support
+    (recomputed from the scores, as the op says). dkey and dvalue are
+    zeroed, then the SPARSEK VJP's kernels find each key's support range of
+    queries and the support
     sizes (as select_grad's parallel form), then one kernel per op walks
     each tile's key list twice: pass 1 gives each row's softmax maximum,
     sum and Delta = <do, o>; pass 2 recomputes P = exp(S - lse) and forms

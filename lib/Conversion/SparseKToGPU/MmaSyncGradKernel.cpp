@@ -29,9 +29,9 @@
 // 128-row tiles add half as often per row), in column pairs with
 // vectorAtomics (red.global.add.v2.f32: the atomics, not the products, set
 // the pace: G1 32k 41.1 -> 35.7 ms on an H100,
-// bench/results/gpu_grad_pairs_h100_06e38b2.md); dq is written once per row. The score gradient's mean term needs every
-// query's support sum, so it is left to the host's kernels that follow
-// (emitParallelSupportGrad).
+// bench/results/gpu_grad_pairs_h100_06e38b2.md); dq is written once per row.
+// The score gradient's mean term needs every query's support sum, so it is
+// left to the host's kernels that follow (emitParallelSupportGrad).
 //
 // Workgroup memory (dynamic: more than the 48 KB of static attributions at
 // D = 128): Q and dO of the tile's rows, the K and V buffers, P g and dS as
@@ -239,18 +239,7 @@ struct GradKernel {
                                 y.lt(y.c(-1), j)));
       }
     }
-    nvgpu::DeviceAsyncCreateGroupOp::create(
-        y.b, y.loc, nvgpu::DeviceAsyncTokenType::get(y.b.getContext()), tokens);
-  }
-
-  /// Waits until at most `pending` of the thread's cp.async groups are in
-  /// flight.
-  void waitGroups(KB &y, int64_t pending) {
-    Value none = nvgpu::DeviceAsyncCreateGroupOp::create(
-        y.b, y.loc, nvgpu::DeviceAsyncTokenType::get(y.b.getContext()),
-        ValueRange{});
-    nvgpu::DeviceAsyncWaitOp::create(y.b, y.loc, none,
-                                     y.b.getI32IntegerAttr(pending));
+    y.commit(tokens);
   }
 
   /// The walk over the tile's key tiles: `body(y, bufs, carried)` for each,
@@ -285,7 +274,7 @@ struct GradKernel {
           // fill, waited for after the loop.
           gatherKV(y, {otherKv, next});
           std::pair<Value, Value> slot = loadSlot(y, y.add(tile, y.c(2)));
-          waitGroups(y, 1);
+          y.waitCopies({}, 1);
           gpu::BarrierOp::create(lb, ll);
           SmallVector<Value> out = body(y, {kv, slots}, c.take_front(at));
           // Every warp is past this tile's reads of its K/V buffer and slot
@@ -295,16 +284,15 @@ struct GradKernel {
           out.append({otherKv, next, ahead, slots});
           scf::YieldOp::create(lb, ll, out);
         });
-    waitGroups(x, 0);
+    x.waitCopies({}, 0);
     return SmallVector<Value>(loop.getResults().take_front(at));
   }
 
   /// C = A B^T over the warp's 16 rows and the tile's 64 keys: A the rows of
   /// `sA` (Q or dO, `width` columns), B the key rows of `sB` (K or V) from
   /// row `keyRow`. 8 n-tiles of 4 f32 per lane.
-  SmallVector<SmallVector<Value>> rowsTimesKeys(KB &y, Value sA, Value sB,
-                                                Value keyRow, int64_t width) {
-    SmallVector<SmallVector<Value>> acc(8, SmallVector<Value>(4, y.f(0.0)));
+  Frags rowsTimesKeys(KB &y, Value sA, Value sB, Value keyRow, int64_t width) {
+    Frags acc(8, SmallVector<Value>(4, y.f(0.0)));
     Value arow = y.add(y.mul(warp, y.c(16)), l16);
     for (int64_t kc = 0; kc < width / 16; ++kc) {
       SmallVector<Value> af =
@@ -329,8 +317,7 @@ struct GradKernel {
   }
 
   /// S with non-members at -inf, in log2 units (scaled by scaleLog2).
-  void maskScores(KB &y, SmallVector<SmallVector<Value>> &s, Value slots,
-                  Value scaleLog2) {
+  void maskScores(KB &y, Frags &s, Value slots, Value scaleLog2) {
     for (int64_t nt = 0; nt < 8; ++nt)
       for (int64_t e = 0; e < 2; ++e) {
         auto [j, u] = keyAt(y, slots, nt, e);
@@ -365,8 +352,7 @@ struct GradKernel {
 
   /// The f32 fragment values of the warp's rows as `elem` into the
   /// [64 rows][64 keys] tile `dst`.
-  void storeRowsKeys(KB &y, Value dst,
-                     const SmallVector<SmallVector<Value>> &frag) {
+  void storeRowsKeys(KB &y, Value dst, const Frags &frag) {
     for (int64_t ri = 0; ri < 2; ++ri) {
       Value row = y.add(y.add(y.mul(warp, y.c(16)), g), y.c(8 * ri));
       for (int64_t nt = 0; nt < 8; ++nt) {
@@ -417,8 +403,7 @@ struct GradKernel {
                      Value dst, Value slots) {
     int64_t splits = tileRows / kKeyTile, cols = width / splits;
     int64_t nTiles = cols / 8;
-    SmallVector<SmallVector<Value>> acc(nTiles,
-                                        SmallVector<Value>(4, y.f(0.0)));
+    Frags acc(nTiles, SmallVector<Value>(4, y.f(0.0)));
     Value keyBlock = y.rem(warp, y.c(4));
     Value colBase = y.mul(y.div(warp, y.c(4)), y.c(cols));
     Value keyCol = y.add(y.mul(keyBlock, y.c(16)), y.mul(odd, y.c(8)));

@@ -14,6 +14,8 @@
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
+#include <optional>
+
 namespace mlir::sparsek {
 
 /// bf16/f16 elements in one 16-byte cp.async / ldmatrix row.
@@ -71,10 +73,19 @@ struct MmaSyncOps : MmaMath {
         b.getUnitAttr());
   }
 
-  void waitCopies(ValueRange tokens) {
-    Value group = nvgpu::DeviceAsyncCreateGroupOp::create(
+  /// Closes the copies issued so far into one cp.async group.
+  Value commit(ValueRange tokens) {
+    return nvgpu::DeviceAsyncCreateGroupOp::create(
         b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
-    nvgpu::DeviceAsyncWaitOp::create(b, loc, group, IntegerAttr());
+  }
+
+  /// Commits `tokens`, then waits until at most `pending` of this thread's
+  /// cp.async groups are in flight (without `pending`, all of them).
+  void waitCopies(ValueRange tokens,
+                  std::optional<int64_t> pending = std::nullopt) {
+    nvgpu::DeviceAsyncWaitOp::create(b, loc, commit(tokens),
+                                     pending ? b.getI32IntegerAttr(*pending)
+                                             : IntegerAttr());
   }
 };
 

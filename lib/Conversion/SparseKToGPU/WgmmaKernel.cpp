@@ -137,20 +137,11 @@ struct WB : MmaSyncOps {
     return isMax ? fmax(x, y) : fadd(x, y);
   }
 
-  /// Closes the copies issued so far into one cp.async group.
-  Value commit(ValueRange tokens) {
-    return nvgpu::DeviceAsyncCreateGroupOp::create(
-        b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
-  }
-
   /// Waits until at most `pending` cp.async groups of this thread are in
   /// flight, then makes the shared memory they wrote visible to wgmma (the
   /// async proxy) and, through the barrier, to every warp.
   void waitCopiesForWgmma(ValueRange tokens, int64_t pending) {
-    Value group = nvgpu::DeviceAsyncCreateGroupOp::create(
-        b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
-    nvgpu::DeviceAsyncWaitOp::create(b, loc, group,
-                                     b.getI32IntegerAttr(pending));
+    waitCopies(tokens, pending);
     NVVM::FenceProxyOp::create(
         b, loc, NVVM::ProxyKind::async_shared,
         NVVM::SharedSpaceAttr::get(b.getContext(),
