@@ -30,11 +30,12 @@ captured in a CUDA graph (make one eager call first: the first call
 allocates the library's status words).
 """
 
+import array
 import ctypes
 import os
 
-from .memref import descriptor_from_pointer
-from .signature import Manifest
+from .memref import descriptor_words
+from .signature import TORCH_DTYPES, Manifest
 from .status import OUT_OF_MEMORY, RUNTIME, SparseKError
 
 _RUNTIME = None
@@ -136,6 +137,76 @@ def compile(mlir_text, pipeline=None, opt_level=2):
     return compiler.compile(mlir_text, pipeline=pipeline, opt_level=opt_level)
 
 
+def _current_raw_stream():
+    """torch's current CUDA stream on the current device, as its handle. The
+    private accessor Triton's launcher uses: torch.cuda.current_stream()
+    builds a Stream object, several times the cost of a small launch."""
+    import torch
+
+    getter = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if getter is None:
+        return torch.cuda.current_stream().cuda_stream
+    return getter(torch._C._cuda_getDevice())
+
+
+class _CallPlan:
+    """How GPULibrary.call passes arguments to one entry point, worked out
+    once: the C function with its argument types, and per argument its
+    signature and expected torch dtype. A call then packs every memref
+    descriptor into one int64 array (`{allocated, aligned, offset, sizes,
+    strides}` each, as memref.descriptor_type lays them out) and passes
+    pointers into it, a few microseconds where a ctypes Structure per
+    argument cost tens."""
+
+    def __init__(self, entry, lib):
+        import torch
+
+        self.entry = entry
+        self.memrefs = []  # (position, argument, torch dtype, element bytes)
+        argtypes = [ctypes.c_void_p]  # the stream
+        for spec in entry.args:
+            if spec.kind == "memref":
+                entry.check_passable(spec)
+                dtype = getattr(torch, TORCH_DTYPES[spec.element])
+                self.memrefs.append((spec.position, spec, dtype,
+                                     torch.empty((), dtype=dtype).element_size()))
+                argtypes.append(ctypes.c_void_p)
+            else:
+                argtypes.append(entry.scalar_type(spec))
+        self.fn = lib[entry.symbol]  # a function object of our own
+        self.fn.argtypes = argtypes
+        self.fn.restype = ctypes.c_int32
+
+    def pack(self, args):
+        """(the descriptor array, to keep alive through the call; the C
+        arguments after the stream). Raises what Manifest's checks raise."""
+        import torch
+
+        entry = self.entry
+        entry.check_count(args)
+        passed = list(args)
+        for spec in entry.args:
+            if spec.kind != "memref":
+                passed[spec.position] = entry.scalar(spec, args[spec.position])
+        words, starts = [], []
+        for position, spec, dtype, size in self.memrefs:
+            a = args[position]
+            if not (isinstance(a, torch.Tensor) and a.dtype is dtype and a.dim() == spec.rank
+                    and a.is_cuda and a.is_contiguous() and a.data_ptr() % size == 0):
+                if not isinstance(a, torch.Tensor):
+                    raise TypeError(f"{entry.name}: argument {spec.position} "
+                                    f"({spec.describe()}): expected a CUDA tensor, got "
+                                    f"{type(a).__name__}")
+                entry.check_tensor(spec, a)  # raises the precise error
+            starts.append(len(words))
+            words += descriptor_words(a.data_ptr(), a.shape, a.stride())
+        descriptors = array.array("q", words)
+        base = descriptors.buffer_info()[0]
+        for (position, *_), start in zip(self.memrefs, starts):
+            passed[position] = base + 8 * start
+        return descriptors, passed
+
+
 class GPULibrary:
     """A GPU artifact next to libsparsek_runtime.so."""
 
@@ -154,6 +225,7 @@ class GPULibrary:
             self._clear_device_status.restype = None
             self._clear_device_status.argtypes = [ctypes.c_void_p]
         self.manifest = Manifest(self._lib, path)
+        self._plans = {}  # entry point name -> _CallPlan
         if not self.manifest.stream:
             raise ValueError(f"{path} was compiled for the CPU; load it with "
                              "sparsek.cpu.CompiledLibrary")
@@ -179,30 +251,13 @@ class GPULibrary:
         invalid data the kernels find surfaces later (see the module's
         docstring): at the next call, at `check()`, or here with
         `check=True` (which synchronizes)."""
-        import torch
-
-        entry = self.manifest[name]
-        entry.check_count(args)
-        keep, c_args = [], []
-        for spec, a in zip(entry.args, args):
-            if spec.kind == "memref":
-                if not isinstance(a, torch.Tensor):
-                    raise TypeError(f"{name}: argument {spec.position} ({spec.describe()}): "
-                                    f"expected a CUDA tensor, got {type(a).__name__}")
-                entry.check_tensor(spec, a)
-                desc = descriptor_from_pointer(a.data_ptr(), tuple(a.shape), tuple(a.stride()))
-                keep.append(desc)
-                c_args.append(ctypes.byref(desc))
-            else:
-                c_args.append(entry.scalar(spec, a))
-        fn = getattr(self._lib, entry.symbol)
-        fn.restype = ctypes.c_int32
-        if stream is None:
-            stream = torch.cuda.current_stream()
-        handle = self.runtime.sk_rt_stream_from_ptr(stream.cuda_stream)
+        plan = self._plans.get(name) or self._plan(name)
+        descriptors, passed = plan.pack(args)
+        raw = _current_raw_stream() if stream is None else stream.cuda_stream
         self._check_runtime(name)  # an error left over from earlier calls
         self._raise_pending(stream)  # what earlier calls' kernels found
-        code = fn(ctypes.c_void_p(handle), *c_args)
+        code = plan.fn(raw, *passed)
+        del descriptors  # read by the entry point, which has returned
         if code == RUNTIME:
             self._check_runtime(name)
         if code:
@@ -213,6 +268,11 @@ class GPULibrary:
             raise SparseKError(code, name)
         if check or os.environ.get("SPARSEK_SYNC_CHECK", "") not in ("", "0"):
             self.check(stream, function=name)
+
+    def _plan(self, name):
+        plan = _CallPlan(self.manifest[name], self._lib)
+        self._plans[name] = plan
+        return plan
 
     def device_status(self):
         """The first error the library's kernels recorded since the last clear

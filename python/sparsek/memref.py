@@ -49,6 +49,13 @@ def descriptor_from_pointer(ptr, shape, strides):
     return desc
 
 
+def descriptor_words(ptr, shape, strides):
+    """The int64 words of a descriptor over raw memory, as
+    descriptor_from_pointer lays them out: several of them packed into one
+    array are passed as pointers into it (sparsek.gpu's calls)."""
+    return (ptr, ptr, 0, *shape, *strides)
+
+
 def to_descriptor(array):
     """A descriptor viewing `array` (which must outlive the call).
 

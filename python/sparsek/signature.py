@@ -22,7 +22,7 @@ _NUMPY = {
     "f64": np.float64, "f32": np.float32, "f16": np.float16, "bf16": np.uint16,
     "i64": np.int64, "i32": np.int32, "i16": np.int16, "i8": np.int8, "i1": np.bool_,
 }
-_TORCH = {
+TORCH_DTYPES = {  # torch dtype names of memref element types
     "f64": "float64", "f32": "float32", "f16": "float16", "bf16": "bfloat16",
     "i64": "int64", "i32": "int32", "i16": "int16", "i8": "int8", "i1": "bool",
 }
@@ -93,14 +93,23 @@ class EntryPoint:
             return _FLOAT_SCALARS[arg.element](float(value))
         raise TypeError(f"{self._where(arg)} cannot be passed from Python")
 
-    def _passable(self, arg):
+    def scalar_type(self, arg):
+        """The ctypes type of a scalar argument."""
+        if arg.kind == "scalar" and arg.element in _INT_SCALARS:
+            return _INT_SCALARS[arg.element][1]
+        if arg.kind == "scalar" and arg.element in _FLOAT_SCALARS:
+            return _FLOAT_SCALARS[arg.element]
+        raise TypeError(f"{self._where(arg)} cannot be passed from Python")
+
+    def check_passable(self, arg):
+        """Raises TypeError unless `arg` is a memref Python can pass."""
         if arg.kind != "memref" or arg.element not in _NUMPY or not arg.identity_layout:
             raise TypeError(f"{self._where(arg)} cannot be passed from Python")
 
     def check_array(self, arg, array):
         """Checks a numpy array against a memref argument (sizes are checked by
         the compiled entry point)."""
-        self._passable(arg)
+        self.check_passable(arg)
         if not isinstance(array, np.ndarray):
             raise TypeError(f"{self._where(arg)}: expected a numpy array, got "
                             f"{type(array).__name__}")
@@ -125,8 +134,8 @@ class EntryPoint:
         """Checks a torch CUDA tensor against a memref argument (GPU entry points)."""
         import torch
 
-        self._passable(arg)
-        want = getattr(torch, _TORCH[arg.element])
+        self.check_passable(arg)
+        want = getattr(torch, TORCH_DTYPES[arg.element])
         if tensor.dtype != want:
             raise TypeError(f"{self._where(arg)}: expected dtype {want}, got {tensor.dtype}")
         if tensor.dim() != arg.rank:

@@ -374,6 +374,29 @@ def test_gpu_arguments_are_checked_before_anything_runs(gpu_select_path):
         lib.call("select", *good)
 
 
+def test_packed_descriptors_match_the_ctypes_layout():
+    # GPU calls pass every memref as a pointer into one int64 array of
+    # descriptor words; each must read as memref.descriptor_type's struct.
+    import array
+
+    from sparsek.memref import descriptor_from_pointer, descriptor_words
+
+    for shape, strides in [((), ()), ((5,), (1,)), ((1, 8, 2560, 128), (2621440, 327680, 128, 1))]:
+        words = array.array("q", descriptor_words(0x7f0012345600, shape, strides))
+        assert words.tobytes() == bytes(descriptor_from_pointer(0x7f0012345600, shape, strides))
+
+
+def test_gpu_scalar_arguments_are_typed_once(gpu_select_path):
+    # The call plan gives ctypes every argument's C type (pointers for
+    # memrefs), so a scalar of the wrong kind is refused, not reinterpreted.
+    from sparsek.gpu import GPULibrary
+
+    lib = GPULibrary(gpu_select_path)
+    plan = lib._plan("select")
+    assert plan.fn.argtypes == [ctypes.c_void_p] * 5
+    assert plan.fn.restype is ctypes.c_int32
+
+
 def test_a_gpu_library_exports_its_device_status(gpu_select_path):
     # Kernels report NaN/+inf scores and bad cache states through the
     # library's device status (sparsek.gpu); every GPU library exports its
