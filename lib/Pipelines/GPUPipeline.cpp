@@ -11,7 +11,9 @@
 // runtime's words (sparsek-gpu-device-status) -> kernels outlined -> host
 // buffers the kernels use moved to the GPU (sparsek-gpu-host-allocs), a
 // block's device buffers carved out of one checked allocation
-// (sparsek-gpu-scratch-arena) ->
+// (sparsek-gpu-scratch-arena) -> on sm_90 and later, kernels that first wait
+// for the grid before them, which the runtime launches while it drains
+// (sparsek-gpu-launch-dependents) ->
 // upstream gpu-lower-to-nvvm-pipeline: NVVM, a binary for `chip` (sm_90 by
 // default) embedded in the module, host code calling the runtime's mgpu*
 // functions. Every public function `f` also gets
@@ -63,6 +65,13 @@ hasVectorAtomics(const sparsek::SparseKGPUPipelineOptions &options) {
   return leadingNumber(options.chip, "sm_") >= 90 && ptx >= 81;
 }
 
+/// Whether kernels wait for the grid before them and launch while it
+/// drains: launch-dependents on a chip with griddepcontrol (sm_90 or later).
+static bool
+launchesDependents(const sparsek::SparseKGPUPipelineOptions &options) {
+  return options.launchDependents && leadingNumber(options.chip, "sm_") >= 90;
+}
+
 LogicalResult
 sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
                                  const SparseKGPUPipelineOptions &options,
@@ -107,7 +116,7 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
           // Kernels' device status: the runtime's words, not host globals.
           "canonicalize,sparsek-gpu-device-status,"
           "gpu-kernel-outlining,sparsek-gpu-host-allocs,sparsek-gpu-scratch-"
-          "arena,"
+          "arena,{7}"
           "expand-strided-metadata,lower-affine,"
           "gpu-lower-to-nvvm-pipeline{{cubin-chip={2} cubin-features={3} "
           "cubin-format={4} opt-level={5}},"
@@ -116,7 +125,8 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
           options.cWrappers ? "func.func(llvm-request-c-wrappers)," : "",
           std::string(options.chip), std::string(options.features),
           std::string(options.format), static_cast<int>(options.optLevel),
-          static_cast<int64_t>(options.selectChunk))
+          static_cast<int64_t>(options.selectChunk),
+          launchesDependents(options) ? "sparsek-gpu-launch-dependents," : "")
           .str();
   return parsePassPipeline(pipeline, pm);
 }

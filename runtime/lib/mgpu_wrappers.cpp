@@ -6,6 +6,7 @@
 
 #include "sticky_error.h"
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -204,6 +205,49 @@ bool allowDynamicSharedMemory(const ScopedContext &scope, CUfunction function,
                  CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem);
 }
 
+/// Modules whose kernels all start by waiting for the grids before them
+/// (sparsek-gpu-launch-dependents marks them with this global): only their
+/// kernels may be launched to overlap the end of the previous grid.
+constexpr const char *kWaitsOnGridMarker = "__sparsek_waits_on_grid";
+
+struct WaitingModules {
+  std::mutex mutex;
+  std::vector<CUmodule> modules;
+};
+WaitingModules waitingModules;
+
+void noteIfWaitsOnGrid(const ScopedContext &scope, CUmodule module) {
+  CUdeviceptr marker = 0;
+  size_t bytes = 0;
+  if (!scope.api()->cuModuleGetGlobal ||
+      scope.api()->cuModuleGetGlobal(&marker, &bytes, module,
+                                     kWaitsOnGridMarker) != CUDA_SUCCESS)
+    return;
+  std::lock_guard<std::mutex> lock(waitingModules.mutex);
+  waitingModules.modules.push_back(module);
+}
+
+bool waitsOnGrid(CUmodule module) {
+  std::lock_guard<std::mutex> lock(waitingModules.mutex);
+  for (CUmodule m : waitingModules.modules)
+    if (m == module)
+      return true;
+  return false;
+}
+
+void forgetModule(CUmodule module) {
+  std::lock_guard<std::mutex> lock(waitingModules.mutex);
+  auto &modules = waitingModules.modules;
+  modules.erase(std::remove(modules.begin(), modules.end(), module),
+                modules.end());
+}
+
+// Generated code looks a kernel up (mgpuModuleGetFunction) right before
+// launching it on the same thread; the lookup leaves here whether the
+// kernel's module waits on the grid before it.
+thread_local CUfunction lastFunction = nullptr;
+thread_local bool lastFunctionWaits = false;
+
 /// Layout of a ranked memref descriptor as generated code passes it.
 struct MemRefHeader {
   char *allocated;
@@ -246,6 +290,7 @@ void *mgpuModuleLoad(void *data, size_t /*gpuBlobSize*/) {
   CUmodule module = nullptr;
   if (!scope.api() || !SK_CALL(scope, cuModuleLoadData, &module, data))
     return nullptr;
+  noteIfWaitsOnGrid(scope, module);
   return module;
 }
 
@@ -268,13 +313,16 @@ void *mgpuModuleLoadJIT(void *data, int optLevel) {
                 driverErrorName(result), log);
     return nullptr;
   }
+  noteIfWaitsOnGrid(scope, module);
   return module;
 }
 
 void mgpuModuleUnload(void *module) {
   ScopedContext scope("mgpuModuleUnload");
-  if (scope.api() && module)
-    SK_CALL(scope, cuModuleUnload, static_cast<CUmodule>(module));
+  if (!scope.api() || !module)
+    return;
+  forgetModule(static_cast<CUmodule>(module));
+  SK_CALL(scope, cuModuleUnload, static_cast<CUmodule>(module));
 }
 
 void *mgpuModuleGetFunction(void *module, const char *name) {
@@ -290,6 +338,8 @@ void *mgpuModuleGetFunction(void *module, const char *name) {
   }
   SK_CALL(scope, cuModuleGetFunction, &function, static_cast<CUmodule>(module),
           name);
+  lastFunction = function;
+  lastFunctionWaits = function && waitsOnGrid(static_cast<CUmodule>(module));
   return function;
 }
 
@@ -307,6 +357,30 @@ void mgpuLaunchKernel(void *function, intptr_t gridX, intptr_t gridY,
   auto fn = static_cast<CUfunction>(function);
   if (!allowDynamicSharedMemory(scope, fn, smem))
     return;
+  if (fn == lastFunction && lastFunctionWaits &&
+      scope.api()->cuLaunchKernelEx) {
+    // The kernel waits for the grids before it (griddepcontrol.wait) before
+    // touching memory, so it may launch while they drain: programmatic
+    // stream serialization. Where the driver refuses the attribute, the
+    // ordinary launch below gives the same result.
+    CUlaunchAttribute attribute = {};
+    attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attribute.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig config = {};
+    config.gridDimX = static_cast<unsigned>(gridX);
+    config.gridDimY = static_cast<unsigned>(gridY);
+    config.gridDimZ = static_cast<unsigned>(gridZ);
+    config.blockDimX = static_cast<unsigned>(blockX);
+    config.blockDimY = static_cast<unsigned>(blockY);
+    config.blockDimZ = static_cast<unsigned>(blockZ);
+    config.sharedMemBytes = static_cast<unsigned>(smem);
+    config.hStream = static_cast<CUstream>(stream);
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+    if (scope.api()->cuLaunchKernelEx(&config, fn, params, extra) ==
+        CUDA_SUCCESS)
+      return;
+  }
   SK_CALL(scope, cuLaunchKernel, fn, gridX, gridY, gridZ, blockX, blockY,
           blockZ, smem, static_cast<CUstream>(stream), params, extra);
 }

@@ -451,6 +451,36 @@ def SparseKGPUHostAllocs : Pass<"sparsek-gpu-host-allocs", "ModuleOp"> {
   let dependentDialects = ["::mlir::gpu::GPUDialect"];
 }
 
+def SparseKGPULaunchDependents
+    : Pass<"sparsek-gpu-launch-dependents", "ModuleOp"> {
+  let summary = "Let each kernel launch while the one before it drains "
+                "(programmatic dependent launch, sm_90)";
+  let description = [{
+    A fused select_attention is some forty launches on one stream, most of
+    them short selection kernels; between two of them the GPU drains one
+    grid, flushes its writes and only then starts launching the next. On
+    sm_90 a launch may instead overlap the end of the grid before it
+    (programmatic dependent launch) provided the kernel waits for that grid
+    before touching memory. This pass, run on outlined kernels, makes every
+    kernel of every `gpu.module`:
+    start with `nvvm.griddepcontrol wait`, which returns once the grids
+    before it on the stream have completed and their writes are visible (at
+    once when the launch was an ordinary one), so nothing the kernel does
+    can see an unfinished predecessor. Kernels do not trigger their
+    dependents early (`launch_dependents`): blocks of the next kernel then
+    sat on SMs that the current one still needed, and every shape measured
+    slower. Each module also gets the external global `__sparsek_waits_on_grid`
+    (i32 1): the runtime's `mgpuLaunchKernel` launches the kernels of
+    modules that have it with the programmatic-serialization attribute and
+    every other kernel as before, so code compiled without this pass never
+    overlaps.
+  }];
+  let dependentDialects = [
+    "::mlir::gpu::GPUDialect", "::mlir::LLVM::LLVMDialect",
+    "::mlir::NVVM::NVVMDialect"
+  ];
+}
+
 def SparseKGPUScratchArena : Pass<"sparsek-gpu-scratch-arena", "ModuleOp"> {
   let summary = "Carve a block's device buffers out of one checked allocation";
   let description = [{

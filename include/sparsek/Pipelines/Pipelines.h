@@ -262,6 +262,13 @@ struct SparseKGPUPipelineOptions
                      "atomically (sparsek-tile-select-attention{grads=true}; "
                      "bf16/f16, D and Dv in {64, 128}, other ops keep the "
                      "loops); the default"))};
+  PassOptions::Option<bool> launchDependents{
+      *this, "launch-dependents",
+      llvm::cl::desc(
+          "Launch each kernel while the one before it drains: it first "
+          "waits for that grid (sparsek-gpu-launch-dependents, programmatic "
+          "dependent launch; sm_90 and later, ignored for older chips)"),
+      llvm::cl::init(true)};
 };
 
 /// A GPU block has at most this many threads (CUDA's limit); query-block
