@@ -1360,6 +1360,7 @@ def environment(artifacts):
 WORKLOADS = {
     "P1": dict(B=1, Hq=32, Hkv=8, T=8192, D=128, k=2048, w=512),
     "P1-32k": dict(B=1, Hq=32, Hkv=8, T=32768, D=128, k=2048, w=512),
+    "P1-128k": dict(B=1, Hq=32, Hkv=8, T=131072, D=128, k=2048, w=512),
     "P3": dict(B=8, Hq=12, Hkv=12, T=4096, D=64, k=256, w=256),
     "S1": dict(B=1, Hkv=8, T=32768, k=2048, w=512),
     "S1-128k": dict(B=1, Hkv=8, T=131072, k=2048, w=512),
@@ -1371,6 +1372,7 @@ WORKLOADS = {
 SMOKE = {
     "P1": dict(B=1, Hq=8, Hkv=2, T=160, D=64, k=16, w=16),
     "P1-32k": dict(B=1, Hq=8, Hkv=2, T=300, D=64, k=16, w=16),
+    "P1-128k": dict(B=1, Hq=8, Hkv=2, T=600, D=64, k=16, w=16),
     "P3": dict(B=2, Hq=2, Hkv=2, T=100, D=64, k=8, w=8),
     "S1": dict(B=1, Hkv=2, T=300, k=16, w=16),
     "S1-128k": dict(B=1, Hkv=2, T=600, k=16, w=16),
@@ -1447,6 +1449,10 @@ def run_workload(wl, a, wls, ours, budget, copy_gbs, p1_ours_ms, s1_prior, recor
             return
         record["results"].append(bench_prefill("P1", *wls["P1-32k"].values(), ours, budget,
                                                max(4, a.rows // 2), sweep=False, skip_ours=skip))
+    elif wl == "P1-128k":
+        # Not in the default list: dense SDPA alone takes ~0.2 s a call here.
+        record["results"].append(bench_prefill("P1", *wls["P1-128k"].values(), ours, budget,
+                                               max(4, a.rows // 2), sweep=False))
     else:
         record["skipped"].append({"workload": wl, "why": "unknown workload name"})
     save()
@@ -1462,7 +1468,7 @@ def main():
     p.add_argument("--workloads", default="D1,E1,P3,P1,S1,P1-32k,S1-128k",
                    help="comma-separated, run in this order: D1, E1 (decode step: append + decode, "
                    "eager and graph-replayed), P3, P1 (T = 8192), S1 (T = 32768), "
-                   "P1-32k, S1-128k (S1 at T = 131072), G1 and G1-32k (the composite's backward at "
+                   "P1-32k, S1-128k (S1 at T = 131072), P1-128k (not in the default list), G1 and G1-32k (the composite's backward at "
                    "T = 8192 and 32768 against the dense SDPA backward; not in the default list) "
                    "(default: %(default)s)")
     p.add_argument("--decode-batches", default="1,16,64,256")
