@@ -205,6 +205,25 @@ bool allowDynamicSharedMemory(const ScopedContext &scope, CUfunction function,
                  CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem);
 }
 
+/// cuLaunchKernelEx's configuration of a launch with `count` attributes.
+CUlaunchConfig launchConfig(intptr_t gridX, intptr_t gridY, intptr_t gridZ,
+                            intptr_t blockX, intptr_t blockY, intptr_t blockZ,
+                            int32_t smem, void *stream,
+                            CUlaunchAttribute *attributes, unsigned count) {
+  CUlaunchConfig config = {};
+  config.gridDimX = static_cast<unsigned>(gridX);
+  config.gridDimY = static_cast<unsigned>(gridY);
+  config.gridDimZ = static_cast<unsigned>(gridZ);
+  config.blockDimX = static_cast<unsigned>(blockX);
+  config.blockDimY = static_cast<unsigned>(blockY);
+  config.blockDimZ = static_cast<unsigned>(blockZ);
+  config.sharedMemBytes = static_cast<unsigned>(smem);
+  config.hStream = static_cast<CUstream>(stream);
+  config.attrs = attributes;
+  config.numAttrs = count;
+  return config;
+}
+
 /// Modules whose kernels all start by waiting for the grids before them
 /// (sparsek-gpu-launch-dependents marks them with this global): only their
 /// kernels may be launched to overlap the end of the previous grid.
@@ -366,17 +385,8 @@ void mgpuLaunchKernel(void *function, intptr_t gridX, intptr_t gridY,
     CUlaunchAttribute attribute = {};
     attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
     attribute.value.programmaticStreamSerializationAllowed = 1;
-    CUlaunchConfig config = {};
-    config.gridDimX = static_cast<unsigned>(gridX);
-    config.gridDimY = static_cast<unsigned>(gridY);
-    config.gridDimZ = static_cast<unsigned>(gridZ);
-    config.blockDimX = static_cast<unsigned>(blockX);
-    config.blockDimY = static_cast<unsigned>(blockY);
-    config.blockDimZ = static_cast<unsigned>(blockZ);
-    config.sharedMemBytes = static_cast<unsigned>(smem);
-    config.hStream = static_cast<CUstream>(stream);
-    config.attrs = &attribute;
-    config.numAttrs = 1;
+    CUlaunchConfig config = launchConfig(gridX, gridY, gridZ, blockX, blockY,
+                                         blockZ, smem, stream, &attribute, 1);
     if (scope.api()->cuLaunchKernelEx(&config, fn, params, extra) ==
         CUDA_SUCCESS)
       return;
@@ -410,17 +420,8 @@ void mgpuLaunchClusterKernel(void *function, intptr_t clusterX,
   attributes[1].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE;
   attributes[1].value.clusterSchedulingPolicyPreference =
       CU_CLUSTER_SCHEDULING_POLICY_SPREAD;
-  CUlaunchConfig config = {};
-  config.gridDimX = static_cast<unsigned>(gridX);
-  config.gridDimY = static_cast<unsigned>(gridY);
-  config.gridDimZ = static_cast<unsigned>(gridZ);
-  config.blockDimX = static_cast<unsigned>(blockX);
-  config.blockDimY = static_cast<unsigned>(blockY);
-  config.blockDimZ = static_cast<unsigned>(blockZ);
-  config.sharedMemBytes = static_cast<unsigned>(smem);
-  config.hStream = static_cast<CUstream>(stream);
-  config.attrs = attributes;
-  config.numAttrs = 2;
+  CUlaunchConfig config = launchConfig(gridX, gridY, gridZ, blockX, blockY,
+                                       blockZ, smem, stream, attributes, 2);
   SK_CALL(scope, cuLaunchKernelEx, &config, fn, params, extra);
 }
 
