@@ -163,46 +163,35 @@ void sparsek::emitParallelBlocks(
   sizes.push_back(n);
   emitIfNonEmpty(b, loc, sizes, [&](OpBuilder &nb, Location nl) {
     Value zero = emitIndex(nb, nl, 0), one = emitIndex(nb, nl, 1);
-    // One linear outer loop over (dims..., blocks of n), the blocks
-    // fastest: gpu-map-parallel-loops gives it the grid's x, whose limit is
-    // 2^31 - 1 blocks. Mapped to (x, y, z) instead, a size past 65535 (a
-    // long sequence's blocks, tokens or chunks) made the launch fail.
-    Value blocks =
-        arith::CeilDivUIOp::create(nb, nl, n, emitIndex(nb, nl, block));
-    Value total = blocks;
-    for (Value d : dims)
-      total = arith::MulIOp::create(nb, nl, total, d);
+    // The blocks of n first: gpu-map-parallel-loops gives them the grid's
+    // x, whose limit is 2^31 - 1 blocks, and the dims y and z (65535 each).
+    // With the blocks in z, a long sequence's selection launches failed.
+    SmallVector<Value> lbs(sizes.size(), zero), ubs{n},
+        steps(sizes.size(), one);
+    ubs.append(dims.begin(), dims.end());
+    steps.front() = emitIndex(nb, nl, block);
     scf::ParallelOp::create(
-        nb, nl, ValueRange{zero}, ValueRange{total}, ValueRange{one},
-        [&](OpBuilder &b1, Location l1, ValueRange linear) {
-          Value rest = arith::DivUIOp::create(b1, l1, linear[0], blocks);
-          Value start = arith::MulIOp::create(
-              b1, l1, arith::RemUIOp::create(b1, l1, linear[0], blocks),
-              emitIndex(b1, l1, block));
-          SmallVector<Value> outer(dims.size());
-          for (size_t i = dims.size(); i-- > 1;) {
-            outer[i] = arith::RemUIOp::create(b1, l1, rest, dims[i]);
-            rest = arith::DivUIOp::create(b1, l1, rest, dims[i]);
-          }
-          if (!dims.empty())
-            outer[0] = rest;
-          // min(block, n - start) as an affine.min: convert-parallel-loops-
-          // to-gpu reads the constant `block` off it as the block size,
-          // guarding the last block itself, and canonicalization cannot
-          // merge the two loops into one (whose extra dimension
-          // gpu-map-parallel-loops would run sequentially in one thread).
+        nb, nl, lbs, ubs, steps,
+        [&](OpBuilder &b1, Location l1, ValueRange outer) {
+          // min(block, n - start) as an affine.min: the inner bound depends
+          // on the outer loop, so canonicalization does not merge the two
+          // loops into one (whose extra dimension gpu-map-parallel-loops
+          // would run sequentially in one thread), and
+          // convert-parallel-loops-to-gpu reads the constant `block` off it
+          // as the block size, guarding the last block itself.
           AffineExpr d0 = getAffineDimExpr(0, b1.getContext());
           AffineExpr s0 = getAffineSymbolExpr(0, b1.getContext());
           AffineMap map = AffineMap::get(
               1, 1, {getAffineConstantExpr(block, b1.getContext()), s0 - d0},
               b1.getContext());
-          Value count =
-              affine::AffineMinOp::create(b1, l1, map, ValueRange{start, n});
+          Value count = affine::AffineMinOp::create(
+              b1, l1, map, ValueRange{outer.front(), n});
           scf::ParallelOp::create(
               b1, l1, ValueRange{zero}, ValueRange{count}, ValueRange{one},
               [&](OpBuilder &b2, Location l2, ValueRange inner) {
-                Value item = arith::AddIOp::create(b2, l2, start, inner[0]);
-                body(b2, l2, outer, item);
+                Value x =
+                    arith::AddIOp::create(b2, l2, outer.front(), inner[0]);
+                body(b2, l2, outer.drop_front(), x);
               });
         });
   });

@@ -16,13 +16,9 @@
 // CHECK: memref.extract_aligned_pointer_as_index %arg0
 // CHECK: memref.extract_aligned_pointer_as_index %arg5
 // CHECK: %[[C32:.*]] = arith.constant 32 : index
-// CHECK: %[[NB:.*]] = arith.ceildivui %{{.*}}, %[[C32]] : index
-// One linear outer loop over (batch, head, query block), the blocks
-// fastest: the grid's x, whose limit (2^31 - 1) long sequences need; y and z
-// stop at 65535.
-// CHECK: scf.parallel (%[[L:.*]]) = ({{.*}}) to ({{.*}}) step ({{.*}})
-// CHECK:   %[[R:.*]] = arith.remui %[[L]], %[[NB]] : index
-// CHECK:   %[[T0:.*]] = arith.muli %[[R]], %{{.*}} : index
+// The query blocks first (the grid's x, whose limit of 2^31 - 1 blocks long
+// sequences need; y and z stop at 65535), then batch and head.
+// CHECK: scf.parallel (%[[T0:.*]], %[[B:.*]], %[[HQ:.*]]) = ({{.*}}) to ({{.*}}) step (%[[C32]], {{.*}})
 // The inner bound depends on the block (affine.min): canonicalization must
 // not merge the loops, or one GPU thread would run the whole block.
 // CHECK:   %[[N:.*]] = affine.min #{{.*}}(%[[T0]])[%{{.*}}]
@@ -59,7 +55,7 @@ func.func @attention(%q: memref<1x4x?x16xf32>, %k: memref<1x2x?x16xf32>, %v: mem
 // CHECK-NOT: memref.load %{{.*}} : memref<?x2xi32>
 // CHECK: %[[PMAX:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x1xf32>
 // CHECK: %[[PACC:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x1x16xf32>
-// CHECK: scf.parallel (%{{.*}}) = ({{.*}}) to (%{{.*}})
+// CHECK: scf.parallel (%{{.*}}, %{{.*}}, %{{.*}}) = ({{.*}}) to (%{{.*}}, %{{.*}}, %c1{{.*}})
 // CHECK:   scf.parallel
 // CHECK:     vector.load %{{.*}} : memref<?x4x16xf32>, vector<16xf32>
 // CHECK:     %[[N:.*]] = memref.load %{{.*}} : memref<?x2xi32>
@@ -96,13 +92,7 @@ func.func @decode(%q: memref<?x4x16xf32>, %kc: memref<?x2x12x16xf32>, %vc: memre
 // Score: blocks of tokens of one (b, h), one token per iteration, the
 // reduction over C carried in f32.
 // CHECK-LABEL: func.func @score
-// CHECK: %[[NB:.*]] = arith.ceildivui
-// CHECK: scf.parallel (%[[L:.*]]) = ({{.*}}) to ({{.*}}) step ({{.*}})
-// CHECK:   %[[REST:.*]] = arith.divui %[[L]], %[[NB]] : index
-// CHECK:   %[[R:.*]] = arith.remui %[[L]], %[[NB]] : index
-// CHECK:   %[[T0:.*]] = arith.muli %[[R]], %{{.*}} : index
-// CHECK:   %[[H:.*]] = arith.remui %[[REST]], %{{.*}} : index
-// CHECK:   %[[B:.*]] = arith.divui %[[REST]], %{{.*}} : index
+// CHECK: scf.parallel (%[[T0:.*]], %[[B:.*]], %[[H:.*]]) = ({{.*}}) to ({{.*}}) step (%{{.*}}, {{.*}})
 // CHECK:   %[[N:.*]] = affine.min
 // CHECK:   scf.parallel (%[[TI:.*]]) = (%{{.*}}) to (%[[N]])
 // CHECK:     %[[T:.*]] = arith.addi %[[T0]], %[[TI]]
