@@ -40,6 +40,25 @@ TileKernelArgs TileKernelArgs::fromKernel(ValueRange v, bool selects) {
   return a;
 }
 
+std::pair<Value, Value> sparsek::emitHeavyFirstTile(OpBuilder &b,
+                                                    Location loc) {
+  auto id = [&](gpu::Dimension d) {
+    return gpu::BlockIdOp::create(b, loc, d).getResult();
+  };
+  auto dim = [&](gpu::Dimension d) {
+    return gpu::GridDimOp::create(b, loc, d).getResult();
+  };
+  Value blocks = dim(gpu::Dimension::x), rows = dim(gpu::Dimension::y);
+  Value order = arith::AddIOp::create(
+      b, loc, id(gpu::Dimension::x),
+      arith::MulIOp::create(b, loc, id(gpu::Dimension::y), blocks));
+  Value fromLast = arith::DivUIOp::create(b, loc, order, rows);
+  Value blk = arith::SubIOp::create(
+      b, loc, arith::SubIOp::create(b, loc, blocks, emitIndex(b, loc, 1)),
+      fromLast);
+  return {blk, arith::RemUIOp::create(b, loc, order, rows)};
+}
+
 SmallVector<Value> TileKernelArgs::values() const {
   SmallVector<Value> v{q, key, value, scores, out};
   if (lists)

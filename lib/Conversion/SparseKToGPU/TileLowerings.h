@@ -59,6 +59,14 @@ struct TileKernelArgs {
   SmallVector<Value> values() const;
 };
 
+/// Device code: this block's (query block, head row) of a tile grid whose x
+/// counts query blocks and y head rows (z: the batch), handed out heaviest
+/// first. Blocks start in launch order (x fastest); the first y-size of them
+/// take the last query block, whose causal key set is the longest, and so
+/// on down, so the grid's last wave is made of the short early blocks
+/// instead of full ones.
+std::pair<Value, Value> emitHeavyFirstTile(OpBuilder &b, Location loc);
+
 /// Builds a kernel gpu.func `tiles` taking `args` into a new gpu.module
 /// `<prefix>_<n>` of `module`, with `threads` threads and `workgroup`
 /// attributions (16-byte aligned, as ldmatrix and cp.async need), fills its

@@ -348,8 +348,7 @@ static void buildKernel(OpBuilder &b, Location loc, const TileKernelArgs &a,
 
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value lane = x.rem(tid, x.c(32)), warp = x.div(tid, x.c(32));
-  Value blk = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value hy = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  auto [blk, hy] = emitHeavyFirstTile(b, loc);
   Value bi = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
   Value numHeads = emitDim(b, loc, a.q, 1), kvHeads = emitDim(b, loc, a.key, 1);
   Value numQueries = emitDim(b, loc, a.q, 2),
