@@ -95,11 +95,12 @@ void emitIfNonEmpty(OpBuilder &b, Location loc, ArrayRef<Value> sizes,
                     function_ref<void(OpBuilder &, Location)> body);
 
 /// The parallel (GPU) form shared by the lowerings: scf.parallel over
-/// (dims..., blocks of `block` along n) around scf.parallel over the
-/// block's items; `body` runs for every item x < n with the outer ivs.
-/// gpu-map-parallel-loops maps the outer loop to GPU blocks and the inner
-/// one to threads, so one item is one GPU thread. Nothing runs (no launch)
-/// when a size is 0.
+/// (blocks of `block` along n, dims...) around scf.parallel over the
+/// block's items; `body` runs for every item x < n with the dims' ivs.
+/// gpu-map-parallel-loops maps the outer loop to GPU blocks (n's blocks on
+/// the grid's x, up to 2^31 - 1; the first two dims on y and z, up to 65535
+/// each) and the inner one to threads, so one item is one GPU thread.
+/// Nothing runs (no launch) when a size is 0.
 void emitParallelBlocks(
     OpBuilder &b, Location loc, ArrayRef<Value> dims, Value n, int64_t block,
     function_ref<void(OpBuilder &, Location, ValueRange, Value)> body);
