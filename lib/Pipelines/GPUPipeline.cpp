@@ -62,14 +62,14 @@ hasVectorAtomics(const sparsek::SparseKGPUPipelineOptions &options) {
   llvm::StringRef(options.features).split(items, ',');
   for (llvm::StringRef item : items)
     ptx = std::max(ptx, leadingNumber(item.trim(), "+ptx"));
-  return leadingNumber(options.chip, "sm_") >= 90 && ptx >= 81;
+  return sparsek::chipAtLeast(options, 90) && ptx >= 81;
 }
 
 /// Whether kernels wait for the grid before them and launch while it
 /// drains: launch-dependents on a chip with griddepcontrol (sm_90 or later).
 static bool
 launchesDependents(const sparsek::SparseKGPUPipelineOptions &options) {
-  return options.launchDependents && leadingNumber(options.chip, "sm_") >= 90;
+  return options.launchDependents && sparsek::chipAtLeast(options, 90);
 }
 
 LogicalResult

@@ -164,6 +164,14 @@ sparsek::resolvedPrefillKernel(const SparseKGPUPipelineOptions &options) {
                                                : PrefillKernel::MmaSync;
 }
 
+bool sparsek::chipAtLeast(const SparseKGPUPipelineOptions &options,
+                          unsigned version) {
+  llvm::StringRef chip = options.chip;
+  unsigned number = 0;
+  return chip.consume_front("sm_") && !chip.consumeInteger(10, number) &&
+         number >= version;
+}
+
 LogicalResult
 sparsek::verifyPipelineOptions(const SparseKGPUPipelineOptions &options,
                                OptionErrorHandler report) {

@@ -163,6 +163,7 @@ class _CallPlan:
 
         self.entry = entry
         self.memrefs = []  # (position, argument, torch dtype, element bytes)
+        self.scalars = []  # the scalar arguments
         argtypes = [ctypes.c_void_p]  # the stream
         for spec in entry.args:
             if spec.kind == "memref":
@@ -172,6 +173,7 @@ class _CallPlan:
                                      torch.empty((), dtype=dtype).element_size()))
                 argtypes.append(ctypes.c_void_p)
             else:
+                self.scalars.append(spec)
                 argtypes.append(entry.scalar_type(spec))
         self.fn = lib[entry.symbol]  # a function object of our own
         self.fn.argtypes = argtypes
@@ -185,18 +187,13 @@ class _CallPlan:
         entry = self.entry
         entry.check_count(args)
         passed = list(args)
-        for spec in entry.args:
-            if spec.kind != "memref":
-                passed[spec.position] = entry.scalar(spec, args[spec.position])
+        for spec in self.scalars:
+            passed[spec.position] = entry.scalar(spec, args[spec.position])
         words, starts = [], []
         for position, spec, dtype, size in self.memrefs:
             a = args[position]
             if not (isinstance(a, torch.Tensor) and a.dtype is dtype and a.dim() == spec.rank
                     and a.is_cuda and a.is_contiguous() and a.data_ptr() % size == 0):
-                if not isinstance(a, torch.Tensor):
-                    raise TypeError(f"{entry.name}: argument {spec.position} "
-                                    f"({spec.describe()}): expected a CUDA tensor, got "
-                                    f"{type(a).__name__}")
                 entry.check_tensor(spec, a)  # raises the precise error
             starts.append(len(words))
             words += descriptor_words(a.data_ptr(), a.shape, a.stride())

@@ -8,6 +8,7 @@ Strides are in elements. numpy has no bfloat16, so bf16 tensors travel as
 uint16 arrays holding the bf16 bit patterns (`to_bf16_bits`).
 """
 
+import array
 import ctypes
 
 import numpy as np
@@ -39,19 +40,14 @@ def descriptor_from_pointer(ptr, shape, strides):
         raise ValueError("shape and strides must have the same rank")
     if any(s < 0 for s in strides):
         raise ValueError("memref strides must be non-negative")
-    desc = descriptor_type(len(shape))()
-    desc.allocated = ptr
-    desc.aligned = ptr
-    desc.offset = 0
-    for i, (n, s) in enumerate(zip(shape, strides)):
-        desc.sizes[i] = n
-        desc.strides[i] = s
-    return desc
+    # Every field is one 64-bit word, so the words are the struct's bytes.
+    words = array.array("q", descriptor_words(ptr, shape, strides))
+    return descriptor_type(len(shape)).from_buffer_copy(words)
 
 
 def descriptor_words(ptr, shape, strides):
-    """The int64 words of a descriptor over raw memory, as
-    descriptor_from_pointer lays them out: several of them packed into one
+    """The int64 words of a descriptor over raw memory, in the order of
+    descriptor_type's fields: several of them packed into one
     array are passed as pointers into it (sparsek.gpu's calls)."""
     return (ptr, ptr, 0, *shape, *strides)
 

@@ -131,10 +131,14 @@ class EntryPoint:
                              "array is read-only")
 
     def check_tensor(self, arg, tensor):
-        """Checks a torch CUDA tensor against a memref argument (GPU entry points)."""
+        """Checks a value passed for a memref argument of a GPU entry point:
+        a torch CUDA tensor of the argument's dtype, rank and layout."""
         import torch
 
         self.check_passable(arg)
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{self._where(arg)}: expected a CUDA tensor, got "
+                            f"{type(tensor).__name__}")
         want = getattr(torch, TORCH_DTYPES[arg.element])
         if tensor.dtype != want:
             raise TypeError(f"{self._where(arg)}: expected dtype {want}, got {tensor.dtype}")

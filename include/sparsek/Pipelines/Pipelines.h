@@ -280,6 +280,10 @@ constexpr int64_t kMaxGPUBlockThreads = 1024;
 /// MmaSync).
 PrefillKernel resolvedPrefillKernel(const SparseKGPUPipelineOptions &options);
 
+/// Whether the pipeline's chip is sm_`version` or later (sm_90a counts as
+/// 90): the features a kernel may use.
+bool chipAtLeast(const SparseKGPUPipelineOptions &options, unsigned version);
+
 /// Checks every option of the GPU pipeline; reports each invalid one
 /// through `report`.
 LogicalResult verifyPipelineOptions(const SparseKGPUPipelineOptions &options,
