@@ -1126,6 +1126,7 @@ def bench_decode(wid, B, Hq, Hkv, D, k, w, context, ours, budget, copy_gbs):
         impl["sdpa_dense_full_context"] = {"skipped": f"needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} free"}
     else:
         try:
+            g = torch.Generator(device=DEV).manual_seed(B + 1)
             kd = torch.randn(B, Hkv, context, D, device=DEV, dtype=DTYPE, generator=g)
             vd = torch.randn(B, Hkv, context, D, device=DEV, dtype=DTYPE, generator=g)
             # check: the first sequence against float32 torch math
