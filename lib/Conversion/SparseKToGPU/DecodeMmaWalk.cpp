@@ -27,6 +27,11 @@
 // and 8 r + 4. P is rounded to the element type for the PV product, as in
 // the mma.sync prefill (SPEC 8: 2e-2 on bf16/f16 outputs); the sums are
 // f32. Gates multiply P, not the sum (SPEC 5).
+// The loads are software-pipelined in registers: iteration `it` issues the
+// K, V and score loads of iteration it + 1 before its own math and carries
+// them to the next, so each warp always has a tile in flight (the loads go
+// straight to registers: there is no ring in workgroup memory to hide
+// their latency behind).
 //
 //===----------------------------------------------------------------------===//
 #include "DecodeTiles.h"
@@ -102,13 +107,83 @@ void sparsek::emitDecodeMmaWalk(OpBuilder &b, Location loc,
   }
   Value log2Scale = w.log2Scale;
 
+  // The rows of iteration `it`: key (tile t, n) is virtual slot lo +
+  // 16 (it W + warp) + 8 t + n; past hi it reads slot lo (a row of (b, h)),
+  // masked. `inside` and `v` say which.
+  auto rowOf = [&](OpBuilder &ob, Location ol, Value it, Value key,
+                   Value &inside, Value &v) {
+    KernelMath y{ob, ol};
+    v = emitWalkSlot(ob, ol, geo, range.lo, it, w.warp, 0, key);
+    inside = y.lt(v, range.hi);
+    Value slot = range.emitSlot(ob, ol, y.sel(inside, v, range.lo), k);
+    return y.add(w.pairRow, slot);
+  };
+  // This lane's keys of P and V: 2r, 2r + 1, 2r + 8, 2r + 9.
+  auto pvKey = [&](KernelMath &y, int64_t i) {
+    return y.add(y.mul(r, y.c(2)), y.c(8 * (i / 2) + i % 2));
+  };
+  // What a lane loads per iteration, in order: K (B of QK), key `quad` of
+  // each tile, chunks 4 j + r; the V columns of its 4 P keys; their scores.
+  int64_t kLoads = 2 * (d / 32);
+  SmallVector<Type> loadTypes(kLoads,
+                              VectorType::get({kDecodeChunk}, w.elem));
+  loadTypes.append(4, VectorType::get({vCols}, w.elem));
+  if (k > 0)
+    loadTypes.append(4, b.getF32Type());
+  auto loadIteration = [&](OpBuilder &ob, Location ol, Value it) {
+    MK y{ob, ol, w.elem};
+    SmallVector<Value> out;
+    for (int64_t t = 0; t < 2; ++t) {
+      Value inside, v;
+      Value row = rowOf(ob, ol, it, y.add(quad, y.c(8 * t)), inside, v);
+      for (int64_t j = 0; j < d / 32; ++j)
+        out.push_back(
+            y.load(w.keyRows,
+                   {row, y.mul(y.add(y.c(4 * j), r), y.c(kDecodeChunk))},
+                   kDecodeChunk));
+    }
+    SmallVector<Value> rows;
+    for (int64_t i = 0; i < 4; ++i) {
+      Value inside, v;
+      rows.push_back(rowOf(ob, ol, it, pvKey(y, i), inside, v));
+      out.push_back(
+          y.load(w.valueRows, {rows.back(), y.mul(quad, y.c(vCols))}, vCols));
+    }
+    if (k > 0)
+      for (Value row : rows)
+        out.push_back(
+            memref::LoadOp::create(ob, ol, w.scoreRows, ValueRange{row}));
+    return out;
+  };
+  // Iteration `it`'s loads where `cond` holds (else zeros, never read): an
+  // empty walk reads nothing, and its range may not name a valid row.
+  auto loadIf = [&](OpBuilder &ob, Location ol, Value cond, Value it) {
+    auto ifOp = scf::IfOp::create(
+        ob, ol, cond,
+        [&](OpBuilder &nb, Location nl) {
+          scf::YieldOp::create(nb, nl, loadIteration(nb, nl, it));
+        },
+        [&](OpBuilder &nb, Location nl) {
+          SmallVector<Value> zeros;
+          for (Type t : loadTypes)
+            zeros.push_back(arith::ConstantOp::create(
+                nb, nl, t, nb.getZeroAttr(t)));
+          scf::YieldOp::create(nb, nl, zeros);
+        });
+    return SmallVector<Value>(ifOp.getResults());
+  };
+
   // Carried: the head's max (same in the quad), this lane's partial sum,
   // then O^T: per row tile u, (column 2 M quad + u, heads 2r, 2r + 1) and
-  // (column 2 M quad + M + u, the same heads).
+  // (column 2 M quad + M + u, the same heads); then the loads of the
+  // iteration, issued one iteration ahead so that their latency overlaps
+  // the previous iteration's math (a warp has no other loads in flight).
   SmallVector<Value> init{x.negInf(), x.f(0.0)};
   for (int64_t i = 0; i < 4 * rowTiles; ++i)
     init.push_back(x.f(0.0));
+  int64_t firstLoad = init.size();
   Value iters = emitWalkIterations(b, loc, geo, range.lo, range.hi);
+  init.append(loadIf(b, loc, x.lt(x.c(0), iters), x.c(0)));
   Value headLane0 =
       arith::IndexCastOp::create(b, loc, b.getI32Type(), x.mul(r, x.c(8)));
   Value headLane1 = arith::AddIOp::create(b, loc, headLane0, x.ci32(4));
@@ -117,44 +192,25 @@ void sparsek::emitDecodeMmaWalk(OpBuilder &b, Location loc,
       [&](OpBuilder &lb, Location ll, Value it, ValueRange carried) {
         MK y{lb, ll, w.elem};
         w.prefetch(lb, ll, it);
-        // Slot of key (tile t, n): virtual slot lo + 16 (it W + warp) +
-        // 8 t + n; past hi it reads slot lo (a row of (b, h)), masked.
-        auto rowOf = [&](Value key, Value &inside, Value &v) {
-          v = emitWalkSlot(lb, ll, geo, range.lo, it, w.warp, 0, key);
-          inside = y.lt(v, range.hi);
-          Value slot = range.emitSlot(lb, ll, y.sel(inside, v, range.lo), k);
-          return y.add(w.pairRow, slot);
-        };
-        // K: key `quad` of each tile, chunks 4 j + r.
+        Value nextIt = y.add(it, y.c(1));
+        SmallVector<Value> ahead =
+            loadIf(lb, ll, y.lt(nextIt, iters), nextIt);
+        ValueRange loaded = carried.drop_front(firstLoad);
         SmallVector<SmallVector<Value>> kc(2);
-        for (int64_t t = 0; t < 2; ++t) {
-          Value inside, v;
-          Value row = rowOf(y.add(quad, y.c(8 * t)), inside, v);
-          for (int64_t j = 0; j < d / 32; ++j)
-            kc[t].push_back(
-                y.load(w.keyRows,
-                       {row, y.mul(y.add(y.c(4 * j), r), y.c(kDecodeChunk))},
-                       kDecodeChunk));
-        }
-        // This lane's keys of P and V: 2r, 2r + 1, 2r + 8, 2r + 9. Their V
-        // columns, whether they count, their gates.
-        SmallVector<Value> vc, scores, insides, vs;
         for (int64_t t = 0; t < 2; ++t)
-          for (int64_t e = 0; e < 2; ++e) {
-            Value inside, v;
-            Value key = y.add(y.mul(r, y.c(2)), y.c(8 * t + e));
-            Value row = rowOf(key, inside, v);
-            vc.push_back(
-                y.load(w.valueRows, {row, y.mul(quad, y.c(vCols))}, vCols));
-            if (k > 0)
-              scores.push_back(
-                  memref::LoadOp::create(lb, ll, w.scoreRows, ValueRange{row}));
-            insides.push_back(inside);
-            vs.push_back(v);
-          }
-        // All loads of the iteration come before the math in the IR; ptxas
-        // still issues the V rows after the QK products (to save registers),
-        // the L2 prefetch ahead keeps that second wait short.
+          for (int64_t j = 0; j < d / 32; ++j)
+            kc[t].push_back(loaded[t * (d / 32) + j]);
+        SmallVector<Value> vc(loaded.begin() + kLoads,
+                              loaded.begin() + kLoads + 4);
+        SmallVector<Value> scores, insides, vs;
+        if (k > 0)
+          scores.assign(loaded.begin() + kLoads + 4, loaded.end());
+        for (int64_t i = 0; i < 4; ++i) {
+          Value inside, v;
+          rowOf(lb, ll, it, pvKey(y, i), inside, v);
+          insides.push_back(inside);
+          vs.push_back(v);
+        }
         SmallVector<Value> valid, gate;
         Value sawBad = emitBool(lb, ll, false);
         for (int64_t i = 0; i < 4; ++i) {
@@ -221,6 +277,7 @@ void sparsek::emitDecodeMmaWalk(OpBuilder &b, Location loc,
           for (Value v : y.mma(va, {pb0, pb1}, acc))
             next.push_back(v);
         }
+        next.append(ahead);
         if (k > 0)
           emitIf(lb, ll, sawBad, [&](OpBuilder &ib, Location il) {
             memref::StoreOp::create(ib, il, KernelMath{ib, il}.ci32(1), w.sFlag,

@@ -156,12 +156,20 @@
 // MMA-SAME: workgroup(%{{[^:]*}} : memref<4x4x128xf32, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[MM:[^:]*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %[[ML:[^:]*]] : memref<4x4xf32, #gpu.address_space<workgroup>>, %{{[^:]*}} : memref<2xi32, #gpu.address_space<workgroup>>) kernel
 // A of QK: q of head lane / 4, 4 chunks of 8 columns, pairs of columns.
 // MMA-COUNT-4: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x32x128xbf16>, vector<8xbf16>
-// MMA: scf.for
-// K: 4 chunks of each of the two keys (one per key tile) of this lane;
-// V: 16 columns of its 4 keys; their scores.
+// An iteration's loads, the first one's before the loop (none where the
+// walk is empty). K: 4 chunks of each of the two keys (one per key tile) of
+// this lane; V: 16 columns of its 4 keys; their scores.
+// MMA: scf.if
 // MMA-COUNT-8: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x128xbf16>, vector<8xbf16>
-// MMA: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x128xbf16>, vector<16xbf16>
-// MMA-NEXT: memref.load %{{.*}} : memref<?xf32>
+// MMA-COUNT-4: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x128xbf16>, vector<16xbf16>
+// MMA-COUNT-4: memref.load %{{.*}} : memref<?xf32>
+// MMA: scf.for
+// Each iteration first loads the next one's (their latency overlaps this
+// iteration's math).
+// MMA: scf.if
+// MMA-COUNT-8: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x128xbf16>, vector<8xbf16>
+// MMA-COUNT-4: vector.load %{{.*}} {alignment = 16 : i64} : memref<?x128xbf16>, vector<16xbf16>
+// MMA-COUNT-4: memref.load %{{.*}} : memref<?xf32>
 // MMA: arith.subf %{{.*}} : f32
 // S = Q K^T: 8 k-steps per key tile (D = 128), f32 accumulators.
 // MMA: vector.shuffle %{{.*}} [0, 9] : vector<8xbf16>, vector<8xbf16>
