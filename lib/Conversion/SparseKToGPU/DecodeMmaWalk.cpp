@@ -125,8 +125,7 @@ void sparsek::emitDecodeMmaWalk(OpBuilder &b, Location loc,
   // What a lane loads per iteration, in order: K (B of QK), key `quad` of
   // each tile, chunks 4 j + r; the V columns of its 4 P keys; their scores.
   int64_t kLoads = 2 * (d / 32);
-  SmallVector<Type> loadTypes(kLoads,
-                              VectorType::get({kDecodeChunk}, w.elem));
+  SmallVector<Type> loadTypes(kLoads, VectorType::get({kDecodeChunk}, w.elem));
   loadTypes.append(4, VectorType::get({vCols}, w.elem));
   if (k > 0)
     loadTypes.append(4, b.getF32Type());
@@ -137,10 +136,9 @@ void sparsek::emitDecodeMmaWalk(OpBuilder &b, Location loc,
       Value inside, v;
       Value row = rowOf(ob, ol, it, y.add(quad, y.c(8 * t)), inside, v);
       for (int64_t j = 0; j < d / 32; ++j)
-        out.push_back(
-            y.load(w.keyRows,
-                   {row, y.mul(y.add(y.c(4 * j), r), y.c(kDecodeChunk))},
-                   kDecodeChunk));
+        out.push_back(y.load(
+            w.keyRows, {row, y.mul(y.add(y.c(4 * j), r), y.c(kDecodeChunk))},
+            kDecodeChunk));
     }
     SmallVector<Value> rows;
     for (int64_t i = 0; i < 4; ++i) {
@@ -166,8 +164,8 @@ void sparsek::emitDecodeMmaWalk(OpBuilder &b, Location loc,
         [&](OpBuilder &nb, Location nl) {
           SmallVector<Value> zeros;
           for (Type t : loadTypes)
-            zeros.push_back(arith::ConstantOp::create(
-                nb, nl, t, nb.getZeroAttr(t)));
+            zeros.push_back(
+                arith::ConstantOp::create(nb, nl, t, nb.getZeroAttr(t)));
           scf::YieldOp::create(nb, nl, zeros);
         });
     return SmallVector<Value>(ifOp.getResults());
@@ -193,8 +191,7 @@ void sparsek::emitDecodeMmaWalk(OpBuilder &b, Location loc,
         MK y{lb, ll, w.elem};
         w.prefetch(lb, ll, it);
         Value nextIt = y.add(it, y.c(1));
-        SmallVector<Value> ahead =
-            loadIf(lb, ll, y.lt(nextIt, iters), nextIt);
+        SmallVector<Value> ahead = loadIf(lb, ll, y.lt(nextIt, iters), nextIt);
         ValueRange loaded = carried.drop_front(firstLoad);
         SmallVector<SmallVector<Value>> kc(2);
         for (int64_t t = 0; t < 2; ++t)
