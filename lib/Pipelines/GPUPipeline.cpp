@@ -44,25 +44,12 @@
 
 using namespace mlir;
 
-/// The number after `prefix` at the start of `s` (0 when there is none).
-static unsigned leadingNumber(llvm::StringRef s, llvm::StringRef prefix) {
-  unsigned n = 0;
-  if (!s.consume_front(prefix))
-    return 0;
-  s.consumeInteger(10, n);
-  return n;
-}
-
 /// Whether the target has red.global.add.v2.f32: chip sm_90 or later and
 /// PTX 8.1 or later among the features.
 static bool
 hasVectorAtomics(const sparsek::SparseKGPUPipelineOptions &options) {
-  unsigned ptx = 0;
-  llvm::SmallVector<llvm::StringRef> items;
-  llvm::StringRef(options.features).split(items, ',');
-  for (llvm::StringRef item : items)
-    ptx = std::max(ptx, leadingNumber(item.trim(), "+ptx"));
-  return sparsek::chipAtLeast(options, 90) && ptx >= 81;
+  return sparsek::chipAtLeast(options, 90) &&
+         sparsek::featuresPtxVersion(options) >= 81;
 }
 
 /// Whether kernels wait for the grid before them and launch while it

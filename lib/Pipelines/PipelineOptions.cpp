@@ -14,11 +14,13 @@
 
 #include "mlir/Target/LLVM/NVVM/Utils.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/TargetParser/Triple.h"
 
+#include <algorithm>
 #include <memory>
 
 using namespace mlir;
@@ -164,12 +166,26 @@ sparsek::resolvedPrefillKernel(const SparseKGPUPipelineOptions &options) {
                                                : PrefillKernel::MmaSync;
 }
 
+/// The number after `prefix` at the start of `s` (0 when there is none).
+static unsigned leadingNumber(llvm::StringRef s, llvm::StringRef prefix) {
+  unsigned n = 0;
+  if (!s.consume_front(prefix) || s.consumeInteger(10, n))
+    return 0;
+  return n;
+}
+
 bool sparsek::chipAtLeast(const SparseKGPUPipelineOptions &options,
                           unsigned version) {
-  llvm::StringRef chip = options.chip;
-  unsigned number = 0;
-  return chip.consume_front("sm_") && !chip.consumeInteger(10, number) &&
-         number >= version;
+  return leadingNumber(options.chip, "sm_") >= version;
+}
+
+unsigned sparsek::featuresPtxVersion(const SparseKGPUPipelineOptions &options) {
+  unsigned ptx = 0;
+  llvm::SmallVector<llvm::StringRef> items;
+  llvm::StringRef(options.features).split(items, ',');
+  for (llvm::StringRef item : items)
+    ptx = std::max(ptx, leadingNumber(item.trim(), "+ptx"));
+  return ptx;
 }
 
 LogicalResult

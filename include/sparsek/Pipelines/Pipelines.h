@@ -284,6 +284,10 @@ PrefillKernel resolvedPrefillKernel(const SparseKGPUPipelineOptions &options);
 /// 90): the features a kernel may use.
 bool chipAtLeast(const SparseKGPUPipelineOptions &options, unsigned version);
 
+/// The highest PTX ISA version among the `features` (+ptx81 -> 81; 0 when
+/// none is named).
+unsigned featuresPtxVersion(const SparseKGPUPipelineOptions &options);
+
 /// Checks every option of the GPU pipeline; reports each invalid one
 /// through `report`.
 LogicalResult verifyPipelineOptions(const SparseKGPUPipelineOptions &options,
