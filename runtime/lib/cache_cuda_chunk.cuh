@@ -22,9 +22,10 @@
 // the score array together, a bisection over floats finds a walk position x
 // just below the root (f(x) >= k), and the exact walk of the token path
 // (supportFinish) finishes from there. Batches never hold more candidates
-// than the array has room for, so the token path could not have overflowed
-// its capacity within them (it keeps fewer scores than the array plus the
-// batch); close to the capacity, and once a sequence's tau is approximate,
+// than the array has room for (a batch runs over as many tokens as it takes
+// to fill it: only scores above x join), so the token path could not have
+// overflowed its capacity within them (it keeps fewer scores than the array
+// plus the batch, since its x only rises); close to the capacity, and once a sequence's tau is approximate,
 // candidates take the token path one at a time, exactly as single appends.
 #ifndef SPARSEK_RUNTIME_LIB_CACHE_CUDA_CHUNK_CUH
 #define SPARSEK_RUNTIME_LIB_CACHE_CUDA_CHUNK_CUH
@@ -494,7 +495,6 @@ __device__ inline void chunkTau(const CacheLayout &l, HeadState &st,
                                 const ChunkHead &c, float *values) {
   const int k = l.k, capacity = l.scoreCapacity;
   __shared__ int mode; // 1: a batch, 2: one token, 3: compact first
-  __shared__ long long batchEnd;
   long long q0 = c.qBegin;
   if (k == 0) {
     // tau stays +inf: only the candidates are counted.
@@ -518,7 +518,6 @@ __device__ inline void chunkTau(const CacheLayout &l, HeadState &st,
                  capacity - st.count >= c.qEnd - q0)
           mode = 1;
       }
-      batchEnd = min(c.qEnd, q0 + (capacity - st.count));
     }
     __syncthreads();
     if (mode == 3) {
@@ -537,12 +536,19 @@ __device__ inline void chunkTau(const CacheLayout &l, HeadState &st,
       continue;
     }
     // A batch: every unmasked score above x joins the array (all of them
-    // while tau is -inf, where x is -inf too).
-    const long long end = batchEnd;
+    // while tau is -inf, where x is -inf too). It runs over tiles of tokens
+    // while the array has room for a whole tile, so once x is above most
+    // scores a batch (and its solve) covers many times its room in tokens;
+    // a first tile larger than the room is cut to it.
     const double x = st.x;
     const int base = st.count;
     int unmasked = 0, appended = 0;
-    for (long long q = q0; q < end; q += NT) {
+    long long q = q0;
+    while (q < c.qEnd) {
+      const int room = capacity - base - appended;
+      if (room < NT && q != q0)
+        break; // the next tile might not fit: solve first
+      const long long end = min(c.qEnd, q + min(NT, room));
       float z = -INFINITY;
       if (q + threadIdx.x < end)
         z = c.score(l, q + threadIdx.x);
@@ -553,7 +559,9 @@ __device__ inline void chunkTau(const CacheLayout &l, HeadState &st,
       if (keep)
         values[base + appended + offset] = z;
       appended += tileTotal;
+      q = end;
     }
+    const long long end = q;
     unmasked = blockReduce<NT>(unmasked, SumOp{}, 0);
     if (threadIdx.x == 0) {
       st.candidates += unmasked;

@@ -194,12 +194,13 @@ CUdeviceptr devicePtr(const void *ptr) {
   return reinterpret_cast<CUdeviceptr>(ptr);
 }
 
-/// Kernels asking for more than the 48 KiB default of dynamic shared memory
+/// Kernels whose static plus dynamic shared memory passes the 48 KiB default
 /// must opt in per function before launch.
 bool allowDynamicSharedMemory(const ScopedContext &scope, CUfunction function,
                               int32_t smem) {
-  constexpr int32_t kDefaultLimit = 48 * 1024;
-  if (smem <= kDefaultLimit)
+  // The default limit (48 KiB) counts the kernel's static shared memory
+  // too, so any dynamic amount may need the opt-in.
+  if (smem <= 0)
     return true;
   return SK_CALL(scope, cuFuncSetAttribute, function,
                  CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem);
