@@ -25,8 +25,9 @@
 // than the array has room for (a batch runs over as many tokens as it takes
 // to fill it: only scores above x join), so the token path could not have
 // overflowed its capacity within them (it keeps fewer scores than the array
-// plus the batch, since its x only rises); close to the capacity, and once a sequence's tau is approximate,
-// candidates take the token path one at a time, exactly as single appends.
+// plus the batch, since its x only rises); close to the capacity, and once a
+// sequence's tau is approximate, candidates take the token path one at a
+// time, exactly as single appends.
 #ifndef SPARSEK_RUNTIME_LIB_CACHE_CUDA_CHUNK_CUH
 #define SPARSEK_RUNTIME_LIB_CACHE_CUDA_CHUNK_CUH
 
@@ -561,14 +562,13 @@ __device__ inline void chunkTau(const CacheLayout &l, HeadState &st,
       appended += tileTotal;
       q = end;
     }
-    const long long end = q;
     unmasked = blockReduce<NT>(unmasked, SumOp{}, 0);
     if (threadIdx.x == 0) {
       st.candidates += unmasked;
       st.count = base + appended;
     }
     __syncthreads();
-    q0 = end;
+    q0 = q;
     if (st.candidates <= k) {
       // At most k candidates: all have p = 1, tau = -inf (x is -inf).
       supportPass<NT>(st, values);

@@ -107,14 +107,18 @@ void sparsek::emitDecodeMmaWalk(OpBuilder &b, Location loc,
   }
   Value log2Scale = w.log2Scale;
 
-  // The rows of iteration `it`: key (tile t, n) is virtual slot lo +
-  // 16 (it W + warp) + 8 t + n; past hi it reads slot lo (a row of (b, h)),
-  // masked. `inside` and `v` say which.
-  auto rowOf = [&](OpBuilder &ob, Location ol, Value it, Value key,
-                   Value &inside, Value &v) {
-    KernelMath y{ob, ol};
+  // Key (tile t, n) of iteration `it` is virtual slot v = lo +
+  // 16 (it W + warp) + 8 t + n, inside the walk where v < hi.
+  auto slotOf = [&](OpBuilder &ob, Location ol, Value it, Value key,
+                    Value &inside, Value &v) {
     v = emitWalkSlot(ob, ol, geo, range.lo, it, w.warp, 0, key);
-    inside = y.lt(v, range.hi);
+    inside = KernelMath{ob, ol}.lt(v, range.hi);
+  };
+  // Its row; past hi it reads slot lo (a row of (b, h)), masked.
+  auto rowOf = [&](OpBuilder &ob, Location ol, Value it, Value key) {
+    KernelMath y{ob, ol};
+    Value inside, v;
+    slotOf(ob, ol, it, key, inside, v);
     Value slot = range.emitSlot(ob, ol, y.sel(inside, v, range.lo), k);
     return y.add(w.pairRow, slot);
   };
@@ -133,8 +137,7 @@ void sparsek::emitDecodeMmaWalk(OpBuilder &b, Location loc,
     MK y{ob, ol, w.elem};
     SmallVector<Value> out;
     for (int64_t t = 0; t < 2; ++t) {
-      Value inside, v;
-      Value row = rowOf(ob, ol, it, y.add(quad, y.c(8 * t)), inside, v);
+      Value row = rowOf(ob, ol, it, y.add(quad, y.c(8 * t)));
       for (int64_t j = 0; j < d / 32; ++j)
         out.push_back(y.load(
             w.keyRows, {row, y.mul(y.add(y.c(4 * j), r), y.c(kDecodeChunk))},
@@ -142,8 +145,7 @@ void sparsek::emitDecodeMmaWalk(OpBuilder &b, Location loc,
     }
     SmallVector<Value> rows;
     for (int64_t i = 0; i < 4; ++i) {
-      Value inside, v;
-      rows.push_back(rowOf(ob, ol, it, pvKey(y, i), inside, v));
+      rows.push_back(rowOf(ob, ol, it, pvKey(y, i)));
       out.push_back(
           y.load(w.valueRows, {rows.back(), y.mul(quad, y.c(vCols))}, vCols));
     }
@@ -204,7 +206,7 @@ void sparsek::emitDecodeMmaWalk(OpBuilder &b, Location loc,
           scores.assign(loaded.begin() + kLoads + 4, loaded.end());
         for (int64_t i = 0; i < 4; ++i) {
           Value inside, v;
-          rowOf(lb, ll, it, pvKey(y, i), inside, v);
+          slotOf(lb, ll, it, pvKey(y, i), inside, v);
           insides.push_back(inside);
           vs.push_back(v);
         }
