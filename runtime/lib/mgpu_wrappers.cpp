@@ -194,18 +194,6 @@ CUdeviceptr devicePtr(const void *ptr) {
   return reinterpret_cast<CUdeviceptr>(ptr);
 }
 
-/// Kernels whose static plus dynamic shared memory passes the 48 KiB default
-/// must opt in per function before launch.
-bool allowDynamicSharedMemory(const ScopedContext &scope, CUfunction function,
-                              int32_t smem) {
-  // The default limit (48 KiB) counts the kernel's static shared memory
-  // too, so any dynamic amount may need the opt-in.
-  if (smem <= 0)
-    return true;
-  return SK_CALL(scope, cuFuncSetAttribute, function,
-                 CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem);
-}
-
 /// cuLaunchKernelEx's configuration of a launch with `count` attributes.
 CUlaunchConfig launchConfig(intptr_t gridX, intptr_t gridY, intptr_t gridZ,
                             intptr_t blockX, intptr_t blockY, intptr_t blockZ,
@@ -267,6 +255,66 @@ void forgetModule(CUmodule module) {
 // kernel's module waits on the grid before it.
 thread_local CUfunction lastFunction = nullptr;
 thread_local bool lastFunctionWaits = false;
+thread_local CUmodule lastFunctionModule = nullptr;
+
+/// The dynamic shared memory each looked-up function has been opted in to,
+/// so that repeated launches skip the driver call. An entry leaves with its
+/// module: a later module may get the same function handle.
+struct SharedMemoryOptIn {
+  CUmodule module;
+  CUfunction function;
+  int32_t bytes;
+};
+struct SharedMemoryOptIns {
+  std::mutex mutex;
+  std::vector<SharedMemoryOptIn> entries;
+};
+SharedMemoryOptIns sharedMemoryOptIns;
+
+bool optedIn(CUfunction function, int32_t smem) {
+  std::lock_guard<std::mutex> lock(sharedMemoryOptIns.mutex);
+  for (const SharedMemoryOptIn &entry : sharedMemoryOptIns.entries)
+    if (entry.function == function)
+      return entry.bytes >= smem;
+  return false;
+}
+
+void noteOptIn(CUmodule module, CUfunction function, int32_t smem) {
+  std::lock_guard<std::mutex> lock(sharedMemoryOptIns.mutex);
+  for (SharedMemoryOptIn &entry : sharedMemoryOptIns.entries)
+    if (entry.function == function) {
+      entry.bytes = std::max(entry.bytes, smem);
+      return;
+    }
+  sharedMemoryOptIns.entries.push_back({module, function, smem});
+}
+
+void forgetOptIns(CUmodule module) {
+  std::lock_guard<std::mutex> lock(sharedMemoryOptIns.mutex);
+  auto &entries = sharedMemoryOptIns.entries;
+  entries.erase(std::remove_if(entries.begin(), entries.end(),
+                               [&](const SharedMemoryOptIn &entry) {
+                                 return entry.module == module;
+                               }),
+                entries.end());
+}
+
+/// Opts `function` in to `smem` bytes of dynamic shared memory. The 48 KiB
+/// default counts the kernel's static shared memory too, so any dynamic
+/// amount may need the opt-in.
+bool allowDynamicSharedMemory(const ScopedContext &scope, CUfunction function,
+                              int32_t smem) {
+  if (smem <= 0 || optedIn(function, smem))
+    return true;
+  if (!SK_CALL(scope, cuFuncSetAttribute, function,
+               CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem))
+    return false;
+  // Only a function whose module is known (the lookup just before the
+  // launch) is remembered; any other asks the driver every time.
+  if (function == lastFunction && lastFunctionModule)
+    noteOptIn(lastFunctionModule, function, smem);
+  return true;
+}
 
 /// Layout of a ranked memref descriptor as generated code passes it.
 struct MemRefHeader {
@@ -342,6 +390,7 @@ void mgpuModuleUnload(void *module) {
   if (!scope.api() || !module)
     return;
   forgetModule(static_cast<CUmodule>(module));
+  forgetOptIns(static_cast<CUmodule>(module));
   SK_CALL(scope, cuModuleUnload, static_cast<CUmodule>(module));
 }
 
@@ -359,6 +408,7 @@ void *mgpuModuleGetFunction(void *module, const char *name) {
   SK_CALL(scope, cuModuleGetFunction, &function, static_cast<CUmodule>(module),
           name);
   lastFunction = function;
+  lastFunctionModule = function ? static_cast<CUmodule>(module) : nullptr;
   lastFunctionWaits = function && waitsOnGrid(static_cast<CUmodule>(module));
   return function;
 }
