@@ -34,6 +34,7 @@ skipped, with a message, where torch is missing.
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass
@@ -63,6 +64,12 @@ class TinyConfig:
     def attention(self):
         return LayerConfig(C=self.C, Hq=self.Hq, Hkv=self.Hkv, D=self.D, k=self.k, w=self.w, bias=True,
                            slope=True)
+
+    def model(self):
+        """The same model as one MLIR function (sparsek.model.ModelConfig)."""
+        from sparsek.model import ModelConfig
+
+        return ModelConfig(**dataclasses.asdict(self))
 
 
 def init_weights(cfg, seed=0):

@@ -6,6 +6,7 @@
 """Build GPU artifacts into a folder small enough to carry to the GPU machine.
 
     python3 scripts/gpu_artifacts.py OUT_DIR
+    python3 scripts/gpu_artifacts.py --model-only OUT_DIR   # the runtime and the model alone
 
 OUT_DIR receives libsparsek_runtime.so, libsparsek_gpu_tests.so (every
 function the GPU suite calls, dynamic B, H, T, S; one per element type,
@@ -19,10 +20,16 @@ libsparsek_gpu_decode_tiles.so (decode_attention on the tile-first split-K kerne
 (the same functions on its tensor-core form), libsparsek_gpu_grad_tiles.so
 (select_attention_grad on the tile-first mma.sync backward),
 libsparsek_gpu_grad_tiles128.so (the same on 128-row tiles), libsparsek_gpu_layer.so
-(examples/sparsek_layer.mlir, default options on sm_90a) and manifest.json
-describing them.
+(examples/sparsek_layer.mlir, default options on sm_90a), libsparsek_gpu_model.so
+(the whole tiny transformer of examples/tiny_transformer.py as one function,
+sparsek.model, default options on sm_90a) and manifest.json describing them.
+--model-only builds the runtime and the model library alone (a small folder
+to carry for python/test/gpu/test_gpu_model.py), adding their keys to
+OUT_DIR/manifest.json if there is one.
 """
 
+import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -153,6 +160,7 @@ def wgmma128_composite_name(elem, k, w, d):
 
 
 LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
+MODEL_FUNCTION = "sparsek_model"
 
 # Pipeline options per library. The suite's sizes are small, so its
 # selection runs in chunks of 16 candidates: a row spans many chunks and the
@@ -235,6 +243,15 @@ def grad_tiles_module():
                        for e, k, w in GRAD_TILES_CONFIGS for d in MMA_HEAD_DIMS])
 
 
+def model_config():
+    """examples/tiny_transformer.py's model as a sparsek.model.ModelConfig."""
+    spec = importlib.util.spec_from_file_location(
+        "tiny_transformer", os.path.join(ROOT, "examples", "tiny_transformer.py"))
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    return example.TinyConfig().model()
+
+
 def tool(name):
     """sparsek-opt from the build, LLVM's tools from LLVM 22."""
     build = os.environ.get("SPARSEK_BUILD_DIR", os.path.join(ROOT, "build"))
@@ -283,11 +300,43 @@ def copy_runtime(out):
     shutil.copy2(runtime, out)
 
 
+def build_model(out):
+    """Compiles the tiny transformer (sparsek.model) into `out`; returns its manifest keys."""
+    from sparsek.model import model_module
+
+    cfg = model_config()
+    compile_gpu_library(model_module(cfg, MODEL_FUNCTION), os.path.join(out, "libsparsek_gpu_model.so"),
+                        out, DEFAULT_OPTIONS)
+    return {"model_library": "libsparsek_gpu_model.so",
+            "model": {"function": MODEL_FUNCTION, "config": dataclasses.asdict(cfg)}}
+
+
+def write_manifest(out, manifest):
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    size = sum(os.path.getsize(os.path.join(out, n)) for n in os.listdir(out)
+               if os.path.isfile(os.path.join(out, n)))
+    print(f"GPU artifacts in {out}: {size / 2**20:.1f} MiB (libraries and manifest, cache/ aside)")
+
+
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    model_only = "--model-only" in args
+    args = [a for a in args if a != "--model-only"]
+    if len(args) != 1:
         sys.exit(__doc__)
-    out = os.path.abspath(sys.argv[1])
+    out = os.path.abspath(args[0])
     copy_runtime(out)
+    if model_only:
+        path = os.path.join(out, "manifest.json")
+        manifest = {}
+        if os.path.exists(path):
+            with open(path) as f:
+                manifest = json.load(f)
+        manifest.update(build_model(out))
+        manifest.setdefault("options", {})["model_library"] = DEFAULT_OPTIONS
+        write_manifest(out, manifest)
+        return
     compile_gpu_library(attention_module(), os.path.join(out, "libsparsek_gpu_tests.so"), out,
                         TEST_OPTIONS)
     compile_gpu_library(composite_module(), os.path.join(out, "libsparsek_gpu_decomposed.so"),
@@ -361,10 +410,9 @@ def main():
                                for e, k, w in GRAD_TILES_CONFIGS for d in MMA_HEAD_DIMS},
                 "layer_library": "libsparsek_gpu_layer.so",
                 "layer": "sparsek_layer"}
-    with open(os.path.join(out, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=1)
-    size = sum(os.path.getsize(os.path.join(out, n)) for n in os.listdir(out))
-    print(f"GPU artifacts in {out}: {size / 2**20:.1f} MiB")
+    manifest.update(build_model(out))
+    manifest["options"]["model_library"] = DEFAULT_OPTIONS
+    write_manifest(out, manifest)
 
 
 if __name__ == "__main__":

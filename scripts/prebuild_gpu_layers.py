@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-# Compiles the SparseK layers that SparseKAttention's GPU tests and examples/tiny_transformer.py
-# run (CPU and GPU libraries) into a compiler cache folder, carried to the GPU machine, which has no LLVM.
+# Compiles the SparseK layers that SparseKAttention's GPU tests, examples/tiny_transformer.py and
+# bench/generation.py run (CPU and GPU libraries) into a compiler cache folder, carried to the GPU machine, which has no LLVM.
 """Prebuild the layer libraries of the GPU suite into a cache folder.
 
     python3 scripts/prebuild_gpu_layers.py [--prune] CACHE_DIR   # e.g. build/gpu-artifacts/cache
@@ -79,6 +79,11 @@ def main():
     train_tiny = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_tiny)
     paths += train_tiny.prebuild_cuda(folder, train_tiny.parse_args([]))
+    # bench/generation.py's SparseK layer (its default model; GPU only).
+    spec = importlib.util.spec_from_file_location("generation", os.path.join(ROOT, "bench", "generation.py"))
+    generation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generation)
+    paths += CompiledLayer(generation.layer_config(generation.parse_args([]))).prebuild(cpu=False)
     size = sum(os.path.getsize(p) for p in set(paths))
     print(f"{len(set(paths))} layer libraries in {folder}: {size / 2**20:.1f} MiB")
     if prune:

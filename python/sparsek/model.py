@@ -5,6 +5,8 @@
     text = model_module(cfg)                       # MLIR: func @sparsek_model
     model = CompiledModel(cfg)                     # compiled for the CPU (sparsek-cpu-pipeline)
     logits = model(tokens, weights)                # tokens [B, T] int32 -> [B, T, vocab] f32
+    gpu = CompiledModel(cfg, device="cuda")        # sparsek.gpu.default_pipeline(); torch CUDA tensors
+    logits = gpu(tokens, gpu.weights(weights))     # [B, T, vocab] f32 CUDA tensor
 
 Each block is pre-norm: h += attention(rms_norm(h, norm1)), then
 h += relu(rms_norm(h, norm2) @ w1) @ w2; logits = rms_norm(h, norm) @ head.
@@ -16,6 +18,14 @@ order: emb [vocab, C], per block norm1 [C], the attention weights
 norm [C], head [C, vocab]. `weights` dicts have the layout of
 examples/tiny_transformer.py: {"emb", "layers": [{"norm1", "attn": {...},
 "norm2", "w1", "w2"}], "norm", "head"}. B and T are dynamic. f32 throughout.
+
+On the GPU the whole function is one compiled library (sparsek-gpu-pipeline:
+the linalg ops as parallel-loop kernels, the attention on the composite
+op's kernels, intermediates in device memory); `CompiledModel(cfg,
+device="cuda")` calls it through sparsek.gpu.GPULibrary on torch's current
+stream, or loads a prebuilt library (`library=PATH`, e.g. the
+`model_library` of scripts/gpu_artifacts.py) on a machine without the
+compiler.
 """
 
 from dataclasses import dataclass
@@ -62,8 +72,8 @@ class ModelConfig:
                      (f"l{i}_w2", (self.hidden, self.C))]
         return args + [("norm", (self.C,)), ("head", (self.C, self.vocab))]
 
-    def flatten(self, weights):
-        """The arguments of weight_args() from a tiny_transformer-style weights dict (f32)."""
+    def ordered(self, weights):
+        """The values of a tiny_transformer-style weights dict in weight_args() order, as given."""
         out = [weights["emb"]]
         for lw in weights["layers"]:
             out += [lw["norm1"]] + [lw["attn"][n] for n in self.attention().weight_names()]
@@ -71,8 +81,12 @@ class ModelConfig:
         out += [weights["norm"], weights["head"]]
         if len(out) != len(self.weight_args()):
             raise ValueError(f"weights hold {len(weights['layers'])} layers, the config {self.layers}")
+        return out
+
+    def flatten(self, weights):
+        """The arguments of weight_args() from a tiny_transformer-style weights dict (f32)."""
         arrays = []
-        for (name, shape), a in zip(self.weight_args(), out):
+        for (name, shape), a in zip(self.weight_args(), self.ordered(weights)):
             a = np.ascontiguousarray(a, dtype=np.float32)
             if a.shape != tuple(shape):
                 raise ValueError(f"weight {name}: expected shape {tuple(shape)}, got {a.shape}")
@@ -199,17 +213,54 @@ def model_module(cfg, name="sparsek_model"):
 
 
 class CompiledModel:
-    """The model compiled for the CPU (sparsek-cpu-pipeline), called with numpy arrays."""
+    """The model compiled for the CPU (sparsek-cpu-pipeline, numpy arrays) or, with
+    device="cuda", for the GPU (`pipeline` defaults to sparsek.gpu.default_pipeline(); torch
+    CUDA tensors). `library` loads an already compiled library of model_module(cfg, name)
+    instead of compiling one."""
 
-    def __init__(self, cfg, name="sparsek_model", pipeline="sparsek-cpu-pipeline"):
+    def __init__(self, cfg, name="sparsek_model", pipeline=None, device="cpu", library=None):
         from . import compiler
-        from .cpu import CompiledLibrary
 
-        self.cfg, self.name = cfg, name
-        self.library = CompiledLibrary(compiler.compile(model_module(cfg, name), pipeline=pipeline))
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        self.cfg, self.name, self.device = cfg, name, device
+        if device == "cuda":
+            from . import gpu
+
+            if library is None:
+                library = gpu.compile(model_module(cfg, name), pipeline=pipeline)
+            self.library = gpu.GPULibrary(library)
+        else:
+            from .cpu import CompiledLibrary
+
+            if library is None:
+                library = compiler.compile(model_module(cfg, name),
+                                           pipeline=pipeline or "sparsek-cpu-pipeline")
+            self.library = CompiledLibrary(library)
+        if name not in self.library.manifest:
+            raise ValueError(f"{library} has no function {name!r}")
+
+    def weights(self, weights, device=None):
+        """The weight arguments (weight_args() order) for the GPU: f32 contiguous CUDA tensors
+        on `device` (default: torch's current one), from a tiny_transformer-style dict of
+        arrays or tensors. Pass the list to calls to skip converting every time."""
+        import torch
+
+        device = torch.device("cuda" if device is None else device)
+        out = []
+        for (name, shape), a in zip(self.cfg.weight_args(), self.cfg.ordered(weights)):
+            t = torch.as_tensor(a, dtype=torch.float32, device=device).contiguous()
+            if tuple(t.shape) != tuple(shape):
+                raise ValueError(f"weight {name}: expected shape {tuple(shape)}, got {tuple(t.shape)}")
+            out.append(t)
+        return out
 
     def __call__(self, tokens, weights):
-        """tokens [B, T] (ints in [0, vocab)) -> logits [B, T, vocab] float32."""
+        """tokens [B, T] (ints in [0, vocab)) -> logits [B, T, vocab] float32: numpy arrays on
+        the CPU; on the GPU a CUDA tensor on the tokens' device (host tokens go to the current
+        one), `weights` a dict or the list of `weights()`, called on torch's current stream."""
+        if self.device == "cuda":
+            return self._call_cuda(tokens, weights)
         tokens = np.asarray(tokens)
         if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
             raise ValueError(f"tokens: expected a [B, T] integer array, got {tokens.dtype} of shape "
@@ -219,4 +270,31 @@ class CompiledModel:
         tokens = np.ascontiguousarray(tokens, dtype=np.int32)
         logits = np.zeros(tokens.shape + (self.cfg.vocab,), np.float32)
         self.library.call(self.name, tokens, *self.cfg.flatten(weights), logits)
+        return logits
+
+    def _call_cuda(self, tokens, weights):
+        import torch
+
+        if not isinstance(tokens, torch.Tensor):
+            tokens = torch.as_tensor(np.asarray(tokens))
+        if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8,
+                                                      torch.uint8):
+            raise ValueError(f"tokens: expected a [B, T] integer tensor, got {tokens.dtype} of shape "
+                             f"{tuple(tokens.shape)}")
+        device = tokens.device if tokens.is_cuda else torch.device("cuda", torch.cuda.current_device())
+        if tokens.numel():
+            # The one read-back (two integers): the compiled code clamps, but a token out of
+            # range is the caller's error, as on the CPU.
+            lo, hi = torch.aminmax(tokens)
+            lo, hi = int(lo), int(hi)
+            if lo < 0 or hi >= self.cfg.vocab:
+                raise ValueError(f"tokens must lie in [0, {self.cfg.vocab}), got [{lo}, {hi}]")
+        tokens = tokens.to(device=device, dtype=torch.int32).contiguous()
+        if isinstance(weights, dict):
+            weights = self.weights(weights, device)
+        with torch.cuda.device(device):
+            logits = torch.empty(tuple(tokens.shape) + (self.cfg.vocab,), dtype=torch.float32,
+                                 device=device)
+            self.library.call(self.name, tokens, *weights, logits,
+                              stream=torch.cuda.current_stream(device))
         return logits

@@ -111,3 +111,16 @@ def test_sparsek_compile_builds_the_model(tmp_path, compiled):
     logits = np.zeros((3, 11, t.TinyConfig().vocab), np.float32)
     CompiledLibrary(str(lib)).call("sparsek_model", tokens, *model.cfg.flatten(weights), logits)
     np.testing.assert_array_equal(logits, model(tokens, weights))
+    # The same library through CompiledModel (as the GPU artifacts are loaded).
+    from sparsek.model import CompiledModel
+
+    np.testing.assert_array_equal(CompiledModel(model.cfg, library=str(lib))(tokens, weights), logits)
+    with pytest.raises(ValueError, match="no function 'other'"):
+        CompiledModel(model.cfg, name="other", library=str(lib))
+
+
+def test_unknown_devices_are_refused():
+    from sparsek.model import CompiledModel
+
+    with pytest.raises(ValueError, match="device must be"):
+        CompiledModel(model_config(tiny()), device="tpu")

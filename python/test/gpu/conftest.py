@@ -132,6 +132,20 @@ def gpu_layer_lib(torch, manifest):
 
 
 @pytest.fixture(scope="session")
+def gpu_model(torch, manifest):
+    """The tiny transformer compiled whole for the GPU (sparsek.model, default options on
+    sm_90a), a CompiledModel on CUDA tensors over the artifact library."""
+    if "model_library" not in manifest:
+        _unavailable("the GPU artifacts predate the model library (rebuild them)")
+    _require_sm90a(torch, manifest, "model_library")
+    from sparsek.model import CompiledModel, ModelConfig
+
+    model = manifest["model"]
+    return CompiledModel(ModelConfig(**model["config"]), name=model["function"], device="cuda",
+                         library=os.path.join(ARTIFACTS, manifest["model_library"]))
+
+
+@pytest.fixture(scope="session")
 def layer_cache(torch):
     """Compiled layers for SparseKAttention on the GPU and on the CPU, from the compiler's
     disk cache: the artifact folder's cache/ (scripts/prebuild_gpu_layers.py) and its
