@@ -264,6 +264,43 @@ TEST_F(MgpuGpu, LoadLaunchMemsetMemcpyEvents) {
   mgpuModuleUnload(binModule);
 }
 
+/// The runtime remembers how much dynamic shared memory each function was
+/// opted in to: a launch that asks for more opts in again, and a reloaded
+/// module's functions (which may reuse the old handles) start afresh.
+TEST_F(MgpuGpu, DynamicSharedMemoryOptInsGrowAndLeaveWithTheirModule) {
+  std::vector<char> cubin = readFile(SK_TEST_CUBIN);
+  ASSERT_GT(cubin.size(), 1u) << "missing " << SK_TEST_CUBIN;
+  void *stream = mgpuStreamCreate();
+  const int maxFloats = 16384; // 64 KiB: past the 48 KiB default
+  void *out = mgpuMemAlloc(maxFloats * 4, stream, false);
+  ASSERT_NE(out, nullptr) << lastError();
+  std::vector<float> host(maxFloats);
+  for (int round = 0; round < 2; ++round) {
+    void *module = mgpuModuleLoad(cubin.data(), cubin.size() - 1);
+    ASSERT_NE(module, nullptr) << lastError();
+    for (int floats : {8192, maxFloats, 8192, maxFloats}) {
+      void *fn = mgpuModuleGetFunction(module, "sk_test_big_smem");
+      // Every other launch follows another function's lookup, as when a
+      // caller keeps the handle: that launch must still be allowed.
+      if (floats == 8192)
+        mgpuModuleGetFunction(module, "sk_test_add_one");
+      int m = floats;
+      void *params[] = {&out, &m};
+      mgpuLaunchKernel(fn, 1, 1, 1, 256, 1, 1, floats * 4, stream, params,
+                       nullptr, 2);
+      mgpuMemcpy(host.data(), out, floats * 4, stream);
+      mgpuStreamSynchronize(stream);
+      ASSERT_EQ(sk_rt_get_status(), SK_OK)
+          << "round " << round << ", " << floats << " floats: " << lastError();
+      EXPECT_EQ(host[0], floats - 1.0f);
+      EXPECT_EQ(host[floats - 1], 0.0f);
+    }
+    mgpuModuleUnload(module);
+  }
+  mgpuMemFree(out, stream);
+  mgpuStreamDestroy(stream);
+}
+
 /// What an entry point's host code does on a lent stream: a temporary
 /// buffer, a memset, a kernel, the synchronization gpu-to-llvm inserts after
 /// a launch, a copy into the caller's output, the free.
