@@ -253,10 +253,11 @@ class Mark:
         return (later.t - self.t) * 1e3
 
 
-def generate(model, prompt, steps, torch, events=None):
+def generate(model, prompt, steps, torch, events=None, force=None):
     """Greedy generation: the prompt [B, T] prefilled, then `steps` tokens. Returns (tokens
     [B, steps + 1], logits [steps + 1, B, vocab] when events is None, else None). `events`:
-    (start, prefilled, end) Marks recorded around the prefill and the decode loop."""
+    (start, prefilled, end) Marks recorded around the prefill and the decode loop. `force`
+    ([B, steps + 1] tokens): fed instead of the greedy ones (teacher forcing)."""
     B, T = prompt.shape
     layer0 = model.blocks[0]["attn"]
     state = layer0.new_cache(B, T + steps + 1)
@@ -271,8 +272,8 @@ def generate(model, prompt, steps, torch, events=None):
         tokens, kept = [logits.argmax(-1)], [logits] if keep else None
         if events:
             events[1].record()
-        for _ in range(steps):
-            h = model.emb[tokens[-1]]
+        for i in range(steps):
+            h = model.emb[tokens[-1] if force is None else force[:, i]]
             for i, blk in enumerate(model.blocks):
                 h = model.block(h, blk, state, i, lambda at: at.decode)
             logits = model.logits(h)
@@ -294,13 +295,16 @@ def check_models(models, a, torch):
     steps = min(8, max(1, a.w - T - 1))
     g = torch.Generator(device=a.device).manual_seed(1)
     prompt = torch.randint(0, a.vocab, (a.batch, T), device=a.device, generator=g)
-    out = {name: generate(m, prompt, steps, torch)[:2] for name, m in models.items()}
-    (t0, l0), (t1, l1) = out["sparsek"], out["dense"]
+    # Both models see the dense model's greedy tokens (teacher forcing): free-running, one
+    # near-tie that bf16 rounding breaks differently would make every later step differ.
+    t1, l1, _ = generate(models["dense"], prompt, steps, torch)
+    t0, l0, _ = generate(models["sparsek"], prompt, steps, torch, force=t1)
     err = float((l0.float() - l1.float()).abs().max()) / max(1.0, float(l1.float().abs().max()))
-    # The first token follows the prompt's logits; later ones could follow an earlier difference.
     same = float((t0 == t1).float().mean())
-    return {"prompt": T, "steps": steps, "logits_max_rel_err": err, "tokens_agree": same,
-            "passed": err <= 5e-2, "note": "prompt + steps within the window w: SparseK == dense"}
+    return {"prompt": T, "steps": steps, "logits_max_rel_err": err, "argmax_agree": same,
+            "passed": err <= 5e-2,
+            "note": "prompt + steps within the window w: SparseK == dense; both fed the dense "
+                    "model's greedy tokens"}
 
 
 def bench(model, name, T, a, torch):
