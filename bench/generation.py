@@ -49,8 +49,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, os.path.join(ROOT, "examples"))
 
 from sparsek.layer import attention_config  # noqa: E402
+from tiny_transformer import use_carried_artifacts  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -99,18 +101,6 @@ def prebuild(folder, a):
     os.environ.setdefault("SPARSEK_GPU_CHIP", "sm_90a")
     shutil.copy2(library_path(), folder)
     return CompiledLayer(layer_config(a)).prebuild(cpu=False)
-
-
-def use_carried_artifacts(folder):
-    """Without the compiler, serve libraries from folder/cache and load folder's runtime."""
-    from sparsek import compiler
-
-    if compiler.available() or not os.path.isdir(os.path.join(folder, "cache")):
-        return
-    os.environ.setdefault("SPARSEK_CACHE_DIR", os.path.abspath(os.path.join(folder, "cache")))
-    runtime = os.path.join(folder, "libsparsek_runtime.so")
-    if os.path.isfile(runtime):
-        os.environ.setdefault("SPARSEK_RUNTIME_LIB", os.path.abspath(runtime))
 
 
 class Model:

@@ -1,5 +1,18 @@
 # Checks shared by the GPU suite.
+import importlib.util
+import os
+
 import numpy as np
+
+_EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "tiny_transformer.py")
+
+
+def load_example():
+    """examples/tiny_transformer.py as a module (its model, weights and reference)."""
+    spec = importlib.util.spec_from_file_location("tiny_transformer", _EXAMPLE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def assert_matches_sdpa(torch, out, q, key, value, elem):

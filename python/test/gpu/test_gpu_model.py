@@ -1,19 +1,9 @@
 # The whole tiny transformer compiled as one GPU library (sparsek.model) against the float64
 # model of examples/tiny_transformer.py and the same model in torch eager on CUDA.
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
-_EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "tiny_transformer.py")
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("tiny_transformer", _EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from gpu_checks import load_example
 
 
 def example_for(model):

@@ -1,18 +1,8 @@
 # examples/tiny_transformer.py on the GPU (SparseKAttention over compiled GPU kernels and a CUDA
 # KV cache) against its CPU path on the same tokens and the float64 reference.
-import importlib.util
-import os
-
 import numpy as np
 
-_EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "tiny_transformer.py")
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("tiny_transformer", _EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from gpu_checks import load_example
 
 
 def test_gpu_generation_matches_cpu_and_reference(torch, layer_cache):
