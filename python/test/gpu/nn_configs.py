@@ -9,6 +9,10 @@ CONFIGS = {
     "f32_window": dict(embed_dim=32, num_heads=4, num_kv_heads=1, head_dim=16, k=0, w=6,
                        score_bias=False),
     "bf16": dict(embed_dim=64, num_heads=4, num_kv_heads=2, k=8, w=4, dtype="bf16"),
+    # A production head: D = 128, G = 4 (on sm_90a the wgmma prefill tiles and the D = 128
+    # decode tiles), bf16, with bias and slope; k + w = 96 so that a 100-token prompt evicts.
+    "bf16_d128": dict(embed_dim=512, num_heads=4, num_kv_heads=1, head_dim=128, k=64, w=32,
+                      score_slope=True, dtype="bf16"),
     # The slice of "f32" that each of 2 tensor-parallel ranks holds (test_gpu_parallel.py).
     "f32_tp2": dict(embed_dim=64, num_heads=2, num_kv_heads=1, head_dim=16, k=8, w=4, score_slope=True),
 }

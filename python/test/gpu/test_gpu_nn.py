@@ -68,6 +68,28 @@ def test_bf16_prefill_matches_cpu(torch, layer_cache):
     close(y.float().cpu().numpy(), want, 3e-2)
 
 
+def test_bf16_d128_prefill_then_decode_matches_cpu(torch, layer_cache):
+    """A production head shape in bf16: prompt past k + w, then decode steps, GPU against
+    the CPU path (bf16 tolerance) with the cache states equal."""
+    cpu, gpu = pair(torch, "bf16_d128", seed=13)
+    C, T0, T = cpu.cfg.C, 100, 106
+    x = torch.randn(2, T, C).to(torch.bfloat16)
+    gcache, ccache = gpu.new_cache(max_seqs=2), cpu.new_cache(max_seqs=2)
+    gseqs = [gcache.alloc_seq() for _ in range(2)]
+    cseqs = [ccache.alloc_seq() for _ in range(2)]
+    with torch.no_grad():
+        y = gpu.prefill(x[:, :T0].cuda(), gcache, gseqs)
+        assert y.dtype == torch.bfloat16
+        close(y.float().cpu().numpy(), cpu.prefill(x[:, :T0], ccache, cseqs).float().numpy(), 3e-2)
+        for t in range(T0, T):
+            y_t = gpu.decode(x[:, t].cuda(), gcache, gseqs)
+            close(y_t.float().cpu().numpy(), cpu.decode(x[:, t], ccache, cseqs).float().numpy(), 3e-2)
+    gcache.check_device_error()
+    gv, cv = gcache.torch_view(0), ccache.torch_view(0)
+    assert gv.pos.cpu().tolist() == cv.pos.tolist()
+    gcache.close(), ccache.close()
+
+
 @pytest.mark.parametrize("name", ["f32", "f32_window"])
 def test_prefill_then_decode_matches_cpu_and_reference(torch, layer_cache, name):
     cpu, gpu = pair(torch, name, seed=11)
