@@ -300,15 +300,16 @@ def copy_runtime(out):
     shutil.copy2(runtime, out)
 
 
-def build_model(out):
-    """Compiles the tiny transformer (sparsek.model) into `out`; returns its manifest keys."""
+def build_model(out, manifest):
+    """Compiles the tiny transformer (sparsek.model) into `out` and adds its keys to `manifest`."""
     from sparsek.model import model_module
 
     cfg = model_config()
     compile_gpu_library(model_module(cfg, MODEL_FUNCTION), os.path.join(out, "libsparsek_gpu_model.so"),
                         out, DEFAULT_OPTIONS)
-    return {"model_library": "libsparsek_gpu_model.so",
-            "model": {"function": MODEL_FUNCTION, "config": dataclasses.asdict(cfg)}}
+    manifest.update({"model_library": "libsparsek_gpu_model.so",
+                     "model": {"function": MODEL_FUNCTION, "config": dataclasses.asdict(cfg)}})
+    manifest.setdefault("options", {})["model_library"] = DEFAULT_OPTIONS
 
 
 def write_manifest(out, manifest):
@@ -333,8 +334,7 @@ def main():
         if os.path.exists(path):
             with open(path) as f:
                 manifest = json.load(f)
-        manifest.update(build_model(out))
-        manifest.setdefault("options", {})["model_library"] = DEFAULT_OPTIONS
+        build_model(out, manifest)
         write_manifest(out, manifest)
         return
     compile_gpu_library(attention_module(), os.path.join(out, "libsparsek_gpu_tests.so"), out,
@@ -410,8 +410,7 @@ def main():
                                for e, k, w in GRAD_TILES_CONFIGS for d in MMA_HEAD_DIMS},
                 "layer_library": "libsparsek_gpu_layer.so",
                 "layer": "sparsek_layer"}
-    manifest.update(build_model(out))
-    manifest["options"]["model_library"] = DEFAULT_OPTIONS
+    build_model(out, manifest)
     write_manifest(out, manifest)
 
 

@@ -29,9 +29,10 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 sys.path.insert(0, os.path.join(ROOT, "python", "test", "gpu"))
 
 
-def _example():
-    spec = importlib.util.spec_from_file_location(
-        "tiny_transformer", os.path.join(ROOT, "examples", "tiny_transformer.py"))
+def _script(path):
+    """The Python file at `path` (relative to the repository) as a module."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -52,7 +53,7 @@ def main():
     from sparsek.compiled_layer import CompiledLayer
     from sparsek.layer import LayerConfig, attention_config, context_parallel_module, layer_module
 
-    paths = _example().prebuild(folder)
+    paths = _script("examples/tiny_transformer.py").prebuild(folder)
     for name in CONFIGS:
         paths += CompiledLayer(layer_config(name)).prebuild()
     # sparsek.parallel.context_parallel_prefill's libraries (test_gpu_parallel.py).
@@ -75,14 +76,10 @@ def main():
     for opts in MODULES.values():   # their forward (the layer) on the GPU
         paths += CompiledLayer(attention_config(**opts)).prebuild()
     # examples/train_tiny.py --device cuda (its default settings).
-    spec = importlib.util.spec_from_file_location("train_tiny", os.path.join(ROOT, "examples", "train_tiny.py"))
-    train_tiny = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_tiny)
+    train_tiny = _script("examples/train_tiny.py")
     paths += train_tiny.prebuild_cuda(folder, train_tiny.parse_args([]))
     # bench/generation.py's SparseK layer (its default model; GPU only).
-    spec = importlib.util.spec_from_file_location("generation", os.path.join(ROOT, "bench", "generation.py"))
-    generation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generation)
+    generation = _script("bench/generation.py")
     paths += CompiledLayer(generation.layer_config(generation.parse_args([]))).prebuild(cpu=False)
     size = sum(os.path.getsize(p) for p in set(paths))
     print(f"{len(set(paths))} layer libraries in {folder}: {size / 2**20:.1f} MiB")
