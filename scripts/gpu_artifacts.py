@@ -159,6 +159,30 @@ def wgmma128_composite_name(elem, k, w, d):
     return f"select_attention_wgmma128_{elem}_k{k}_w{w}_d{d}"
 
 
+# linalg.matmul on tensor cores (sparsek-gpu-matmul-tiles): (element, K, N), None
+# dynamic; K and N off the 64 / 128 tile grid, K = 12 left to the loops, the
+# generation bench's projection shapes.
+MATMUL_CONFIGS = (("bf16", 64, 128), ("bf16", 200, 136), ("f16", 512, 384), ("bf16", 12, 64),
+                  ("bf16", None, None), ("f16", None, None), ("bf16", 2048, 2048),
+                  ("bf16", 2048, 512), ("bf16", 2048, 8192))
+
+
+def matmul_name(elem, k, n):
+    return f"matmul_{elem}_{k or 'dyn'}x{n or 'dyn'}"
+
+
+def matmul_module():
+    """C [M, N] f32 += A [M, K] @ B [K, N] per MATMUL_CONFIGS (C written in place)."""
+    funcs = []
+    for e, k, n in MATMUL_CONFIGS:
+        a, b, c = (f"tensor<?x{k or '?'}x{e}>", f"tensor<{k or '?'}x{n or '?'}x{e}>",
+                   f"tensor<?x{n or '?'}xf32>")
+        funcs.append(f"func.func @{matmul_name(e, k, n)}(%a: {a}, %b: {b}, %c: {c}) -> {c} {{\n"
+                     f"  %r = linalg.matmul ins(%a, %b : {a}, {b}) outs(%c : {c}) -> {c}\n"
+                     f"  return %r : {c}\n}}\n")
+    return ir.module(*funcs)
+
+
 LAYER_SOURCE = os.path.join(ROOT, "examples", "sparsek_layer.mlir")
 MODEL_FUNCTION = "sparsek_model"
 
@@ -359,6 +383,8 @@ def main():
     compile_gpu_library(grad_tiles_module(),
                         os.path.join(out, "libsparsek_gpu_grad_tiles128.so"), out,
                         GRAD_TILES128_OPTIONS)
+    compile_gpu_library(matmul_module(), os.path.join(out, "libsparsek_gpu_matmul.so"), out,
+                        DEFAULT_OPTIONS)
     # The example layer as written (linalg projections, score, composite op).
     with open(LAYER_SOURCE) as f:
         compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out,
@@ -402,6 +428,7 @@ def main():
                             "wgmma_library": WGMMA_OPTIONS,
                             "wgmma128_library": WGMMA128_OPTIONS,
                             "layer_library": DEFAULT_OPTIONS,
+                            "matmul_library": DEFAULT_OPTIONS,
                             "grad_tiles_library": GRAD_TILES_OPTIONS,
                             "grad_tiles128_library": GRAD_TILES128_OPTIONS},
                 "grad_tiles_library": "libsparsek_gpu_grad_tiles.so",
@@ -409,7 +436,9 @@ def main():
                 "grad_tiles": {f"{e}/{k}/{w}/{d}": grad_tiles_name(e, k, w, d)
                                for e, k, w in GRAD_TILES_CONFIGS for d in MMA_HEAD_DIMS},
                 "layer_library": "libsparsek_gpu_layer.so",
-                "layer": "sparsek_layer"}
+                "layer": "sparsek_layer",
+                "matmul_library": "libsparsek_gpu_matmul.so",
+                "matmul": {f"{e}/{k}/{n}": matmul_name(e, k, n) for e, k, n in MATMUL_CONFIGS}}
     build_model(out, manifest)
     write_manifest(out, manifest)
 

@@ -4,8 +4,9 @@
 // (as on the CPU; select_attention kept whole for its fused lowering unless
 // fuse-select-attention=false) -> sparsek ops lowered to scf.parallel nests
 // (outer loop over (batch, head, query block), inner loop over the block's
-// queries; selection in kernels over query chunks), linalg ops (a layer's
-// projections) to scf.parallel over their parallel dimensions, tiled into
+// queries; selection in kernels over query chunks), bf16/f16 matmuls (a
+// layer's projections) to mma.sync tiles (sparsek-gpu-matmul-tiles), other
+// linalg ops to scf.parallel over their parallel dimensions, tiled into
 // 128-thread blocks along the innermost one (sparsek-gpu-thread-tiles) ->
 // mapped to GPU blocks and threads -> kernels' device status made the
 // runtime's words (sparsek-gpu-device-status) -> kernels outlined -> host
@@ -90,6 +91,9 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
   std::string pipeline =
       frontStages(options.indexBitwidth, !options.fuseSelectAttention) + tiles +
       llvm::formatv(
+          // bf16/f16 matmuls (a layer's projections) on tensor cores; the
+          // other linalg ops become loops.
+          "sparsek-gpu-matmul-tiles,"
           "sparsek-lower-to-loops{{parallel-loops=true query-block={0} "
           "select-chunk={6}},"
           "func.func(convert-linalg-to-parallel-loops),"

@@ -135,28 +135,42 @@ def _contract(body, lhs, rhs, out_t, out_map, reduced, elem, dyn, init=None):
     return acc
 
 
-def _truncate(body, acc, acc_t, dest, dest_t, elem, rank):
-    """Writes f32 `acc` into `dest` (of the narrower `elem`)."""
-    out = body.fresh("cast")
-    ident = _map(rank, [f"d{i}" for i in range(rank)])
+def _store_rows(body, acc, acc_t, dest, dest_t, elem, rank, t_dim, col):
+    """Writes the f32 rows of `acc` [B*T, N] (or [B, N]: t_dim None) into `dest`
+    [.., rank dims] of `elem`: at loop point (d0 = b, .., d{t_dim} = t, ..) the
+    element acc[b * T + t, c] with c = d{col[0]} * col[1] + d{col[2]} (col[0] None:
+    c = d{col[2]}); T is %nt. A gather rather than an expand_shape of acc and a
+    copy: expand_shape back to [B, T, ..] has two dynamic sizes in one group, which
+    MLIR 22's expand-strided-metadata crashes on, and an identity copy of f32 folds
+    away (the result would no longer be written into `dest`)."""
+    out = body.fresh("rows")
     iters = ", ".join(['"parallel"'] * rank)
-    body.emit(f"{out} = linalg.generic {{indexing_maps = [{ident}, {ident}], iterator_types = [{iters}]}} "
-              f"ins({acc} : {acc_t}) outs({dest} : {dest_t}) {{")
-    body.emit(f"^bb0(%a: f32, %dst: {elem}):")
-    body.emit(f"  %t = arith.truncf %a : f32 to {elem}")
-    body.emit(f"  linalg.yield %t : {elem}")
+    body.emit(f"{out} = linalg.generic {{indexing_maps = [{_map(rank, [f'd{i}' for i in range(rank)])}], "
+              f"iterator_types = [{iters}]}} outs({dest} : {dest_t}) {{")
+    body.emit(f"^bb0(%dst: {elem}):")
+    body.emit("  %ib = linalg.index 0 : index")
+    row = "%ib"
+    if t_dim is not None:
+        body.emit(f"  %it = linalg.index {t_dim} : index")
+        body.emit("  %bt = arith.muli %ib, %nt : index")
+        body.emit("  %row = arith.addi %bt, %it : index")
+        row = "%row"
+    body.emit(f"  %ic = linalg.index {col[2]} : index")
+    column = "%ic"
+    if col[0] is not None:
+        body.emit(f"  %ih = linalg.index {col[0]} : index")
+        body.emit(f"  %width = arith.constant {col[1]} : index")
+        body.emit("  %hD = arith.muli %ih, %width : index")
+        body.emit("  %col = arith.addi %hD, %ic : index")
+        column = "%col"
+    body.emit(f"  %v = tensor.extract {acc}[{row}, {column}] : {acc_t}")
+    if elem == _F32:
+        body.emit("  linalg.yield %v : f32")
+    else:
+        body.emit(f"  %t = arith.truncf %v : f32 to {elem}")
+        body.emit(f"  linalg.yield %t : {elem}")
     body.emit(f"}} -> {dest_t}")
     return out
-
-
-def _contract_into(body, lhs, rhs, out_shape, out_map, reduced, elem, dyn, dest=None):
-    """A contraction whose result has type `elem`: accumulated in place for f32,
-    in an f32 temporary then truncated for f16/bf16. Writes `dest` when given."""
-    acc_t, out_t = ir.tensor(out_shape, _F32), ir.tensor(out_shape, elem)
-    if elem == _F32:
-        return _contract(body, lhs, rhs, acc_t, out_map, reduced, elem, dyn, init=dest)
-    acc = _contract(body, lhs, rhs, acc_t, out_map, reduced, elem, dyn)
-    return _truncate(body, acc, acc_t, dest or _empty(body, out_t, dyn), out_t, elem, len(out_shape))
 
 
 def _empty(body, shape_t, dyn):
@@ -165,32 +179,87 @@ def _empty(body, shape_t, dyn):
     return name
 
 
+def _rows(body, dyn):
+    """The SSA name of the product of the dynamic sizes `dyn` (the rows of a
+    matrix whose leading dims are collapsed)."""
+    if len(dyn) == 1:
+        return dyn[0]
+    rows = body.fresh("rows")
+    body.emit(f"{rows} = arith.muli {dyn[0]}, {dyn[1]} : index")
+    return rows
+
+
+def _matmul(body, a, a_t, w, w_t, rows, n):
+    """f32 [rows, n] = a [rows, K] @ w [K, n] as one linalg.matmul (operands of
+    one element type, f32 accumulation): the form sparsek-gpu-pipeline puts on
+    tensor cores for bf16/f16. Returns (value, type)."""
+    acc_t = ir.tensor([None, n], _F32)
+    zero, acc = body.fresh("zero"), body.fresh("mm")
+    body.emit(f"{zero} = linalg.fill ins(%f0 : f32) outs({_empty(body, acc_t, [rows])} : {acc_t}) "
+              f"-> {acc_t}")
+    body.emit(f"{acc} = linalg.matmul ins({a}, {w} : {a_t}, {w_t}) outs({zero} : {acc_t}) -> {acc_t}")
+    return acc, acc_t
+
+
+def _collapse(body, value, value_t, groups, out_t):
+    name = body.fresh("flat")
+    body.emit(f"{name} = tensor.collapse_shape {value} {groups} : {value_t} into {out_t}")
+    return name
+
+
 def _project(body, cfg, x, x_t, w, heads, lead, dyn, dest=None):
     """x [lead..., C] @ w [C, heads*D] -> [lead[0], heads, lead[1:]..., D] in cfg.dtype.
 
-    lead has 2 dims (b, t) for prefill, 1 (b) for decode.
+    lead has 2 dims (b, t) for prefill, 1 (b) for decode. One matmul over the
+    collapsed (b[, t]) rows, then a transposing store.
     """
-    D, E = cfg.D, cfg.dtype
+    C, D, E = cfg.C, cfg.D, cfg.dtype
     n = len(lead)
-    # Loop dims: (b, h, [t,] d, c).
-    b, h, d, c = "d0", "d1", f"d{n + 1}", f"d{n + 2}"
-    t = ["d2"] if n == 2 else []
-    out_shape = [None, heads] + [None] * (n - 1) + [D]
-    lhs = (x, x_t, [b] + t + [c])
-    rhs = (w, ir.tensor([cfg.C, heads * D], E), [c, f"{h} * {D} + {d}"])
-    return _contract_into(body, lhs, rhs, out_shape, [b, h] + t + [d], {n + 2}, E, dyn, dest=dest)
+    rows = _rows(body, dyn)
+    a, a_t = x, x_t
+    if n == 2:
+        a_t = ir.tensor([None, C], E)
+        a = _collapse(body, x, x_t, "[[0, 1], [2]]", a_t)
+    acc, acc_t = _matmul(body, a, a_t, w, ir.tensor([C, heads * D], E), rows, heads * D)
+    out_t = ir.tensor([None, heads] + [None] * (n - 1) + [D], E)
+    dest = dest or _empty(body, out_t, dyn)
+    # Loops (b, h, [t,] d): row b [* T + t], column h * D + d.
+    if n == 2:
+        return _store_rows(body, acc, acc_t, dest, out_t, E, 4, 2, (1, D, 3))
+    return _store_rows(body, acc, acc_t, dest, out_t, E, 3, None, (1, D, 2))
 
 
 def _output_projection(body, cfg, o, o_t, wo, out, decode):
-    """out [b, (t,) c] = sum_{h, d} o [b, h, (t,) d] * wo [h*D + d, c]."""
-    D, E = cfg.D, cfg.dtype
-    wo_t = ir.tensor([cfg.Hq * D, cfg.C], E)
-    if decode:  # loops (b, c, h, d)
-        return _contract_into(body, (o, o_t, ["d0", "d2", "d3"]), (wo, wo_t, [f"d2 * {D} + d3", "d1"]),
-                              [None, cfg.C], ["d0", "d1"], {2, 3}, E, ["%nb"], dest=out)
-    # loops (b, t, c, h, d)
-    return _contract_into(body, (o, o_t, ["d0", "d3", "d1", "d4"]), (wo, wo_t, [f"d3 * {D} + d4", "d2"]),
-                          [None, None, cfg.C], ["d0", "d1", "d2"], {3, 4}, E, ["%nb", "%nt"], dest=out)
+    """out [b, (t,) c] = sum_{h, d} o [b, h, (t,) d] * wo [h*D + d, c]: o's heads
+    gathered into rows of Hq*D (a transposing copy for prefill), one matmul."""
+    C, D, E, Hq = cfg.C, cfg.D, cfg.dtype, cfg.Hq
+    dyn = ["%nb"] if decode else ["%nb", "%nt"]
+    rows_t = ir.tensor([None, Hq * D], E)
+    if decode:
+        a = _collapse(body, o, o_t, "[[0], [1, 2]]", rows_t)
+    else:
+        bthd_t = ir.tensor([None, None, Hq, D], E)
+        bthd = _copy(body, o, o_t, ["d0", "d2", "d1", "d3"], _empty(body, bthd_t, dyn), bthd_t, E, 4)
+        a = _collapse(body, bthd, bthd_t, "[[0, 1], [2, 3]]", rows_t)
+    acc, acc_t = _matmul(body, a, rows_t, wo, ir.tensor([Hq * D, C], E), _rows(body, dyn), C)
+    out_t = ir.tensor([None] * len(dyn) + [C], E)
+    if decode:
+        return _store_rows(body, acc, acc_t, out, out_t, E, 2, None, (None, 1, 1))
+    return _store_rows(body, acc, acc_t, out, out_t, E, 3, 1, (None, 1, 2))
+
+
+def _copy(body, src, src_t, src_exprs, dest, dest_t, elem, rank):
+    """dest (identity over the loops d0..d{rank-1}) = src at `src_exprs`, both `elem`."""
+    out = body.fresh("copy")
+    ident = [f"d{i}" for i in range(rank)]
+    maps = f"{_map(rank, src_exprs)}, {_map(rank, ident)}"
+    iters = ", ".join(['"parallel"'] * rank)
+    body.emit(f"{out} = linalg.generic {{indexing_maps = [{maps}], iterator_types = [{iters}]}} "
+              f"ins({src} : {src_t}) outs({dest} : {dest_t}) {{")
+    body.emit(f"^bb0(%a: {elem}, %dst: {elem}):")
+    body.emit(f"  linalg.yield %a : {elem}")
+    body.emit(f"}} -> {dest_t}")
+    return out
 
 
 def _weight_args(cfg):

@@ -607,6 +607,57 @@ def SparseKGPUDeviceStatus : Pass<"sparsek-gpu-device-status", "ModuleOp"> {
   ];
 }
 
+def SparseKGPUMatmulTiles : Pass<"sparsek-gpu-matmul-tiles", "ModuleOp"> {
+  let summary = "Lower bf16/f16 linalg.matmul with f32 accumulators to mma.sync tensor-core tiles";
+  let description = [{
+    A layer's projections (`x @ W`, as `sparsek.layer` emits them) are
+    `linalg.matmul` ops on bf16 or f16 operands that accumulate into f32.
+    Left to `convert-linalg-to-parallel-loops`, each output element is one
+    thread walking K on CUDA cores. This pass replaces each such op in
+    buffer form (default indexing maps, identity layouts) by a
+    `gpu.launch_func` of a tensor-core kernel: one CTA of 4 warps per
+    64 x 128 tile of C, K in steps of 64 through a two-stage workgroup ring
+    of 16-byte cp.async copies (zero fill past M, N and K), XOR-swizzled
+    tiles read with ldmatrix, mma.sync m16n8k16 with f32 accumulators added
+    to C in the epilogue (each element by one thread: deterministic).
+
+    The launch sits in an `scf.if` on what cp.async needs: A and B starting
+    on 16 bytes, C on 8, K and N multiples of 8 (folded where static). The
+    else branch keeps a copy of the op for the loops. Ops whose static K or
+    N is not a multiple of 8, other element types, user-defined maps and
+    non-identity layouts are left alone.
+
+    Before:
+
+    ```mlir
+    linalg.matmul ins(%x, %w : memref<?x256xbf16>, memref<256x512xbf16>)
+                  outs(%acc : memref<?x512xf32>)
+    ```
+
+    After (abridged):
+
+    ```mlir
+    scf.if %fits {
+      gpu.launch_func @sparsek_matmul_tiles_0::@tiles
+          blocks in (%mtiles, %c4, %c1) threads in (%c128, %c1, %c1)
+          args(%x : memref<?x256xbf16>, %w : memref<256x512xbf16>,
+               %acc : memref<?x512xf32>)
+    } else {
+      linalg.matmul ins(%x, %w : ...) outs(%acc : ...)
+    }
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::gpu::GPUDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::nvgpu::NVGPUDialect",
+    "::mlir::NVVM::NVVMDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect",
+  ];
+}
+
 def SparseKGPUThreadTiles : Pass<"sparsek-gpu-thread-tiles", "func::FuncOp"> {
   let summary = "Give single-level parallel loops a thread level for the GPU";
   let description = [{

@@ -49,10 +49,15 @@ struct MmaSyncOps : MmaMath {
 
   /// ldmatrix x4 at (row, col) of `smem`: 4 registers.
   SmallVector<Value> ldmatrix(Value smem, Value row, Value col, bool trans) {
-    Value frag =
-        nvgpu::LdMatrixOp::create(b, loc, VectorType::get({4, 2}, elem), smem,
-                                  ValueRange{row, col}, trans,
-                                  /*numTiles=*/4);
+    return ldmatrixAt(smem, ValueRange{row, col}, trans);
+  }
+
+  /// The same at indices `at` (leading ones pick a tile of a stacked
+  /// buffer).
+  SmallVector<Value> ldmatrixAt(Value smem, ValueRange at, bool trans) {
+    Value frag = nvgpu::LdMatrixOp::create(
+        b, loc, VectorType::get({4, 2}, elem), smem, at, trans,
+        /*numTiles=*/4);
     SmallVector<Value> regs;
     for (int64_t i = 0; i < 4; ++i)
       regs.push_back(

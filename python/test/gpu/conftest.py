@@ -125,6 +125,15 @@ def gpu_grad_tiles_lib(request, torch, manifest):
 
 
 @pytest.fixture(scope="session")
+def gpu_matmul_lib(torch, manifest):
+    """bf16/f16 linalg.matmul through the default pipeline (sparsek-gpu-matmul-tiles)."""
+    if "matmul_library" not in manifest:
+        _unavailable("the GPU artifacts predate the matmul library (rebuild them)")
+    _require_sm90a(torch, manifest, "matmul_library")
+    return _library(manifest, "matmul_library")
+
+
+@pytest.fixture(scope="session")
 def gpu_layer_lib(torch, manifest):
     """examples/sparsek_layer.mlir compiled for the GPU (default options, sm_90a)."""
     _require_sm90a(torch, manifest, "layer_library")
