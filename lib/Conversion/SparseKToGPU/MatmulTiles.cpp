@@ -24,12 +24,14 @@
 #include "sparsek/Conversion/Passes.h"
 #include "sparsek/Conversion/SparseKToLoops/Status.h"
 
+#include "DecodeTiles.h"
 #include "MmaSyncOps.h"
 #include "TileLowerings.h"
 
 #include "../SparseKToLoops/LoopUtils.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
@@ -49,6 +51,9 @@ constexpr int64_t kRows = 64, kCols = 128, kDepth = 64;
 constexpr int64_t kThreads = 128;
 constexpr int64_t kWarpRows = 32, kWarpCols = 64;
 constexpr int64_t kStages = 2;
+/// Split K when the tiles alone are fewer CTAs than this (two per SM of an
+/// H100 / H200): at most kMaxSplits splits of at least kMinSteps steps.
+constexpr int64_t kTargetBlocks = 264, kMaxSplits = 16, kMinSteps = 2;
 using KB = MmaSyncOps;
 /// Marks the op kept for the loops in the guard's else branch (a second run
 /// of the pass leaves it there).
@@ -85,8 +90,10 @@ static std::string unsupportedReason(linalg::MatmulOp op) {
 /// The kernel body: C[m0.., n0..] += A[m0.., :] B[:, n0..] for this CTA's
 /// tile.
 static void buildKernel(OpBuilder &b, Location loc, ValueRange args,
-                        ValueRange smem, Type elem) {
-  Value a = args[0], bm = args[1], cm = args[2];
+                        ValueRange smem, Type elem, StringRef counterName,
+                        MemRefType counterType) {
+  Value a = args[0], bm = args[1], cm = args[2], partials = args[3],
+        splits = args[4];
   Value sA = smem[0], sB = smem[1];
   KB x{b, loc, elem};
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
@@ -98,13 +105,18 @@ static void buildKernel(OpBuilder &b, Location loc, ValueRange args,
       x.mul(gpu::BlockIdOp::create(b, loc, gpu::Dimension::y), x.c(kCols));
   Value numRows = emitDim(b, loc, a, 0), depth = emitDim(b, loc, a, 1),
         numCols = emitDim(b, loc, bm, 1);
+  // This CTA's steps [s0, s1): split blockIdx.z of `splits`.
   Value steps = x.ceilDiv(depth, x.c(kDepth));
+  Value split = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  Value per = x.ceilDiv(steps, splits);
+  Value s0 = x.min(steps, x.mul(split, per));
+  Value s1 = x.min(steps, x.add(s0, per));
 
   // Copies of step `s` into stage `stage`; rows or chunks past M, N, K (or
   // a step past the last) are zero-filled from element 0.
   auto issue = [&](KB &y, Value stage, Value s) {
     Value k0 = y.mul(s, y.c(kDepth));
-    Value live = y.lt(s, steps);
+    Value live = y.lt(s, s1);
     SmallVector<Value> tokens;
     auto tile = [&](Value dst, Value src, int64_t rows, int64_t cols,
                     Value rowBase, Value rowLimit, Value colBase,
@@ -127,19 +139,19 @@ static void buildKernel(OpBuilder &b, Location loc, ValueRange args,
     return tokens;
   };
 
-  x.commit(issue(x, x.c(0), x.c(0)));
+  x.commit(issue(x, x.c(0), s0));
   Value l16 = x.rem(lane, x.c(16)), l8 = x.rem(lane, x.c(8));
   Value half = x.div(lane, x.c(16));
   constexpr int64_t mTiles = kWarpRows / 16, nTiles = kWarpCols / 8;
   SmallVector<Value> init(mTiles * nTiles * 4, x.f(0.0));
   auto loop = scf::ForOp::create(
-      b, loc, x.c(0), steps, x.c(1), init,
+      b, loc, s0, s1, x.c(1), init,
       [&](OpBuilder &lb, Location ll, Value s, ValueRange carried) {
         KB y{lb, ll, elem};
-        Value stage = y.rem(s, y.c(kStages));
+        Value stage = y.rem(y.sub(s, s0), y.c(kStages));
         Value next = y.add(s, y.c(1));
         // Step s + 1 goes in flight; wait for step s's group only.
-        y.waitCopies(issue(y, y.rem(next, y.c(kStages)), next), 1);
+        y.waitCopies(issue(y, y.rem(y.sub(next, s0), y.c(kStages)), next), 1);
         gpu::BarrierOp::create(lb, ll);
         SmallVector<Value> acc(carried.begin(), carried.end());
         for (int64_t kk = 0; kk < kDepth / 16; ++kk) {
@@ -175,31 +187,110 @@ static void buildKernel(OpBuilder &b, Location loc, ValueRange args,
   nvgpu::DeviceAsyncWaitOp::create(b, loc, x.commit({}),
                                    b.getI32IntegerAttr(0));
 
-  // C += acc: register 2 ri + e of (mi, nt) is row g + 8 ri, column
-  // 2 quad + e of that m16n8 tile.
+  // Register 2 ri + e of (mi, nt) is row g + 8 ri, column 2 quad + e of
+  // that m16n8 tile. `visit(b, row, col, at)` for the lane's pairs in range
+  // (`at`: the pair's first accumulator).
   Value g = x.div(lane, x.c(4)), quad = x.rem(lane, x.c(4));
   auto pair = VectorType::get({2}, b.getF32Type());
   ValueRange res = loop.getResults();
-  for (int64_t mi = 0; mi < mTiles; ++mi)
-    for (int64_t ri = 0; ri < 2; ++ri) {
-      Value row = x.add(x.add(m0, x.mul(wm, x.c(kWarpRows))),
-                        x.add(g, x.c(16 * mi + 8 * ri)));
-      for (int64_t nt = 0; nt < nTiles; ++nt) {
-        Value col = x.add(x.add(n0, x.mul(wn, x.c(kWarpCols))),
-                          x.add(x.mul(quad, x.c(2)), x.c(8 * nt)));
-        int64_t at = 4 * (mi * nTiles + nt) + 2 * ri;
-        emitIf(b, loc, x.andI(x.lt(row, numRows), x.lt(col, numCols)),
-               [&](OpBuilder &sb, Location sl) {
-                 Value old = vector::LoadOp::create(sb, sl, pair, cm,
-                                                    ValueRange{row, col});
-                 Value add = vector::FromElementsOp::create(
-                     sb, sl, pair, ValueRange{res[at], res[at + 1]});
-                 vector::StoreOp::create(
-                     sb, sl, arith::AddFOp::create(sb, sl, old, add), cm,
-                     ValueRange{row, col});
-               });
-      }
-    }
+  auto forPairs =
+      [&](OpBuilder &ob, Location ol,
+          function_ref<void(OpBuilder &, Location, Value, Value, int64_t)>
+              visit) {
+        KernelMath y{ob, ol};
+        for (int64_t mi = 0; mi < mTiles; ++mi)
+          for (int64_t ri = 0; ri < 2; ++ri) {
+            Value row = y.add(y.add(m0, y.mul(wm, y.c(kWarpRows))),
+                              y.add(g, y.c(16 * mi + 8 * ri)));
+            for (int64_t nt = 0; nt < nTiles; ++nt) {
+              Value col = y.add(y.add(n0, y.mul(wn, y.c(kWarpCols))),
+                                y.add(y.mul(quad, y.c(2)), y.c(8 * nt)));
+              int64_t at = 4 * (mi * nTiles + nt) + 2 * ri;
+              emitIf(ob, ol, y.andI(y.lt(row, numRows), y.lt(col, numCols)),
+                     [&](OpBuilder &sb, Location sl) {
+                       visit(sb, sl, row, col, at);
+                     });
+            }
+          }
+      };
+  auto accPair = [&](OpBuilder &sb, Location sl, int64_t at) {
+    return vector::FromElementsOp::create(sb, sl, pair,
+                                          ValueRange{res[at], res[at + 1]})
+        .getResult();
+  };
+  // C[row, col..col+1] += v.
+  auto addToC = [&](OpBuilder &sb, Location sl, Value row, Value col, Value v) {
+    Value old = vector::LoadOp::create(sb, sl, pair, cm, ValueRange{row, col});
+    vector::StoreOp::create(sb, sl, arith::AddFOp::create(sb, sl, old, v), cm,
+                            ValueRange{row, col});
+  };
+  auto single = scf::IfOp::create(b, loc, x.eq(splits, x.c(1)),
+                                  /*withElseRegion=*/true);
+  {
+    // One split: C += acc, one writer per element.
+    OpBuilder sb = single.getThenBodyBuilder();
+    forPairs(sb, loc,
+             [&](OpBuilder &pb, Location pl, Value row, Value col, int64_t at) {
+               addToC(pb, pl, row, col, accPair(pb, pl, at));
+             });
+  }
+  // Several: each split stores its partial tile (rows split * M + row);
+  // the last CTA of the tile to arrive adds them to C in split order, so
+  // the result does not depend on which one that is.
+  OpBuilder mb = single.getElseBodyBuilder();
+  KB z{mb, loc, elem};
+  Value partRow0 = z.mul(split, numRows);
+  forPairs(mb, loc,
+           [&](OpBuilder &pb, Location pl, Value row, Value col, int64_t at) {
+             vector::StoreOp::create(
+                 pb, pl, accPair(pb, pl, at), partials,
+                 ValueRange{KernelMath{pb, pl}.add(partRow0, row), col});
+           });
+  // This CTA's partials are visible before its arrival.
+  NVVM::MembarOp::create(mb, loc, NVVM::MemScopeKind::GPU);
+  gpu::BarrierOp::create(mb, loc);
+  // The flag goes through sB (its copies are drained and read): the static
+  // workgroup memory is at its 48 KiB limit.
+  Value zero = z.c(0);
+  SmallVector<Value> flagAt{zero, zero, zero};
+  Value tile = z.add(gpu::BlockIdOp::create(mb, loc, gpu::Dimension::x),
+                     z.mul(gpu::BlockIdOp::create(mb, loc, gpu::Dimension::y),
+                           gpu::GridDimOp::create(mb, loc, gpu::Dimension::x)));
+  emitIf(mb, loc, z.eq(tid, zero), [&](OpBuilder &ab, Location al) {
+    Value counters =
+        memref::GetGlobalOp::create(ab, al, counterType, counterName);
+    Value last = emitArriveLast(ab, al, counters, ValueRange{tile}, splits);
+    Value one = arith::ConstantOp::create(ab, al, ab.getFloatAttr(elem, 1.0));
+    Value none = arith::ConstantOp::create(ab, al, ab.getFloatAttr(elem, 0.0));
+    memref::StoreOp::create(
+        ab, al, arith::SelectOp::create(ab, al, last, one, none), sB, flagAt);
+  });
+  gpu::BarrierOp::create(mb, loc);
+  Value flag = memref::LoadOp::create(mb, loc, sB, flagAt);
+  Value isLast = arith::CmpFOp::create(
+      mb, loc, arith::CmpFPredicate::ONE, flag,
+      arith::ConstantOp::create(mb, loc, mb.getFloatAttr(elem, 0.0)));
+  emitIf(mb, loc, isLast, [&](OpBuilder &lb, Location ll) {
+    // The other CTAs' partials, after their arrivals.
+    NVVM::MembarOp::create(lb, ll, NVVM::MemScopeKind::GPU);
+    forPairs(
+        lb, ll, [&](OpBuilder &pb, Location pl, Value row, Value col, int64_t) {
+          KernelMath y{pb, pl};
+          Value zeros = vector::BroadcastOp::create(pb, pl, pair, y.f(0.0));
+          auto sum = scf::ForOp::create(
+              pb, pl, y.c(0), splits, y.c(1), ValueRange{zeros},
+              [&](OpBuilder &fb, Location fl, Value sp, ValueRange acc) {
+                KernelMath u{fb, fl};
+                Value part = vector::LoadOp::create(
+                    fb, fl, pair, partials,
+                    ValueRange{u.add(u.mul(sp, numRows), row), col});
+                scf::YieldOp::create(
+                    fb, fl,
+                    ValueRange{arith::AddFOp::create(fb, fl, acc[0], part)});
+              });
+          addToC(pb, pl, row, col, sum.getResult(0));
+        });
+  });
 }
 
 /// i1: `v`'s first element sits on a multiple of `bytes`.
@@ -248,15 +339,43 @@ static void lower(RewriterBase &rewriter, linalg::MatmulOp op,
     SmallVector<Type> workgroup{smem({kStages, kRows, kDepth}),
                                 smem({kStages, kDepth, kCols})};
     KernelMath y{tb, loc};
+    Value mTiles = y.ceilDiv(numRows, y.c(kRows)),
+          nTiles = y.ceilDiv(numCols, y.c(kCols));
+    // Splits of K where the tiles leave SMs idle (then tiles < kTarget-
+    // Blocks: a counter each), with partials [splits * M, N].
+    Value tiles = y.max(y.mul(mTiles, nTiles), y.c(1));
+    Value steps = y.ceilDiv(depth, y.c(kDepth));
+    Value cap = y.min(y.c(kMaxSplits), y.div(steps, y.c(kMinSteps)));
+    Value wanted =
+        y.max(y.c(1), y.min(y.ceilDiv(y.c(kTargetBlocks), tiles), cap));
+    // As many as needed for ceil(steps / wanted) steps each: none is empty.
+    Value splits = y.max(
+        y.c(1), y.ceilDiv(steps, y.max(y.c(1), y.ceilDiv(steps, wanted))));
+    Value partRows =
+        y.sel(y.lt(y.c(1), splits), y.mul(splits, numRows), y.c(0));
+    Value partials = memref::AllocOp::create(
+        tb, loc,
+        MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic},
+                        tb.getF32Type()),
+        ValueRange{partRows, numCols});
     emitKernelLaunch(
-        tb, loc, module, "sparsek_matmul_tiles", ValueRange{a, bm, cm},
-        kThreads, workgroup, Value(),
-        gpu::KernelDim3{y.ceilDiv(numRows, y.c(kRows)),
-                        y.ceilDiv(numCols, y.c(kCols)), y.c(1)},
-        {numRows, numCols},
+        tb, loc, module, "sparsek_matmul_tiles",
+        ValueRange{a, bm, cm, partials, splits}, kThreads, workgroup, Value(),
+        gpu::KernelDim3{mTiles, nTiles, splits}, {numRows, numCols},
         [&](OpBuilder &kb, Location kl, ValueRange args, ValueRange wgBufs) {
-          buildKernel(kb, kl, args, wgBufs, elem);
+          auto gpuModule = kb.getInsertionBlock()
+                               ->getParentOp()
+                               ->getParentOfType<gpu::GPUModuleOp>();
+          auto mb = OpBuilder::atBlockBegin(gpuModule.getBody());
+          auto global =
+              gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Global);
+          StringRef counters = declareSplitCounters(
+              mb, kl, gpuModule, "split_counters", kTargetBlocks, global);
+          buildKernel(kb, kl, args, wgBufs, elem, counters,
+                      MemRefType::get({kTargetBlocks}, kb.getI32Type(),
+                                      MemRefLayoutAttrInterface(), global));
         });
+    memref::DeallocOp::create(tb, loc, partials);
   }
   OpBuilder eb = ifOp.getElseBodyBuilder();
   eb.clone(*op)->setAttr(kFallback, b.getUnitAttr());

@@ -3,7 +3,8 @@
 // by what cp.async needs (16-byte aligned A and B, 8-byte aligned C, K and N
 // multiples of 8), a copy of the op runs otherwise; the kernel stages A and
 // B through a two-stage swizzled workgroup ring with cp.async, reads them
-// with ldmatrix (B transposed) and multiplies on mma.sync m16n8k16. Other
+// with ldmatrix (B transposed) and multiplies on mma.sync m16n8k16; with
+// few tiles K is split and the last CTA of a tile adds the partials. Other
 // element types, transposed maps, non-identity layouts and static K or N
 // off the 16-byte grid stay for the loops.
 // RUN: sparsek-opt %s -split-input-file -sparsek-gpu-matmul-tiles | FileCheck %s
@@ -20,12 +21,19 @@
 // CHECK: memref.extract_aligned_pointer_as_index %[[B]]
 // CHECK: memref.extract_aligned_pointer_as_index %[[C]]
 // CHECK: scf.if
-// 64-row tiles of M on x, 128-column tiles of N on y, 128 threads.
+// 64-row tiles of M on x, 128-column tiles of N on y, splits of K on z
+// (enough to reach 264 CTAs, at most 16, each at least 2 steps of 64),
+// partials [splits * M, N] where there are several.
 // CHECK: arith.divui %{{.*}}, %c64
-// CHECK: gpu.launch_func @sparsek_matmul_tiles_0::@tiles blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%c128{{.*}}) args(%[[A]] : memref<?x256xbf16>, %[[B]] : memref<256x512xbf16>, %[[C]] : memref<?x512xf32>)
+// CHECK: arith.constant 16 : index
+// CHECK: arith.constant 264 : index
+// CHECK: %[[PART:.*]] = memref.alloc(%{{.*}}, %c512{{.*}}) : memref<?x?xf32>
+// CHECK: gpu.launch_func @sparsek_matmul_tiles_0::@tiles blocks in (%{{.*}}, %{{.*}}, %[[SPLITS:[^)]*]]) threads in (%c128{{.*}}) args(%[[A]] : memref<?x256xbf16>, %[[B]] : memref<256x512xbf16>, %[[C]] : memref<?x512xf32>, %[[PART]] : memref<?x?xf32>, %[[SPLITS]] : index)
+// CHECK: memref.dealloc %[[PART]]
 // CHECK: } else {
 // CHECK-NEXT: linalg.matmul {sparsek.matmul_fallback} ins(%[[A]], %[[B]] : memref<?x256xbf16>, memref<256x512xbf16>) outs(%[[C]] : memref<?x512xf32>)
 // CHECK: gpu.module @sparsek_matmul_tiles_0
+// CHECK: memref.global "private" @split_counters : memref<264xi32, #gpu.address_space<global>>
 // CHECK: gpu.func @tiles
 // CHECK-SAME: workgroup(%[[SA:.*]] : memref<2x64x64xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SB:.*]] : memref<2x64x128xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64})
 // CHECK-SAME: known_block_size = array<i32: 128, 1, 1>
@@ -43,12 +51,27 @@
 // CHECK-SAME: bf16
 // CHECK: gpu.barrier
 // CHECK: scf.yield
-// C += the accumulators, pairs of columns, rows and columns in range only.
+// One split: C += the accumulators, pairs of columns, rows and columns in
+// range only.
 // CHECK: nvgpu.device_async_wait %{{.*}} {numGroups = 0 : i32}
+// CHECK: scf.if
 // CHECK: scf.if
 // CHECK: vector.load %{{.*}} : memref<?x512xf32>, vector<2xf32>
 // CHECK: arith.addf %{{.*}} : vector<2xf32>
 // CHECK: vector.store
+// Several: partials stored, a fence, the arrival; the last CTA sums the
+// partials in split order into C.
+// CHECK: } else {
+// CHECK: vector.store %{{.*}} : memref<?x?xf32>, vector<2xf32>
+// CHECK: nvvm.memory.barrier
+// CHECK: gpu.barrier
+// CHECK: memref.get_global @split_counters
+// CHECK: memref.atomic_rmw addi
+// CHECK: gpu.barrier
+// CHECK: nvvm.memory.barrier
+// CHECK: scf.for
+// CHECK: vector.load %{{.*}} : memref<?x?xf32>, vector<2xf32>
+// CHECK: vector.store %{{.*}} : memref<?x512xf32>, vector<2xf32>
 // The pass leaves the copy in the else branch alone when it runs again.
 // TWICE-LABEL: func.func @bf16
 // TWICE: gpu.launch_func @sparsek_matmul_tiles_0::@tiles
