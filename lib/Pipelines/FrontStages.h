@@ -4,9 +4,10 @@
 // decomposed (unless they are to be lowered fused) -> one-shot bufferization
 // (in place into destinations; results that are `outs` arguments dropped, so
 // entry points take every buffer from the caller; a result that is a fresh
-// buffer is returned, owned by the caller) -> explicit deallocation. The CPU
-// and GPU pipelines differ only after this point; both then run the same
-// tile-first stages (TileStages).
+// buffer is returned, owned by the caller) -> explicit deallocation ->
+// linalg ops guarded by run-time checks of the dynamic sizes their operands
+// share (sparsek-check-linalg-sizes). The CPU and GPU pipelines differ only
+// after this point; both then run the same tile-first stages (TileStages).
 //
 //===----------------------------------------------------------------------===//
 #ifndef SPARSEK_LIB_PIPELINES_FRONTSTAGES_H
@@ -44,7 +45,9 @@ inline std::string frontStages(unsigned indexBitwidth, bool decompose = true) {
       // CSE first: bufferization writes a slice of a destination through
       // two equal subviews, whose copy onto itself canonicalize then
       // removes (it would otherwise become a memrefCopy runtime call).
-      "cse,canonicalize,",
+      "cse,canonicalize,"
+      // Dynamic sizes that linalg operands share are compared before use.
+      "sparsek-check-linalg-sizes,",
       decomposition);
 }
 

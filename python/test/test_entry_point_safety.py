@@ -448,3 +448,20 @@ def test_gpu_device_errors_raise_the_cpu_paths_error_once(gpu_select_path, monke
         lib._raise_pending(Stream())
     assert word["code"] == 0 and Stream.synced == 2  # no synchronization to find it
     lib._raise_pending(Stream())
+
+
+def test_linalg_operands_that_disagree_on_a_dynamic_size_are_a_shape_mismatch():
+    """A's columns against B's rows, both dynamic: neither the verifier nor the
+    per-argument entry checks see it; sparsek-check-linalg-sizes does."""
+    t = "tensor<?x?xf32>"
+    lib = library(f"""func.func @mm(%a: {t}, %b: {t}, %c: {t}) -> {t} {{
+  %r = linalg.matmul ins(%a, %b : {t}, {t}) outs(%c : {t}) -> {t}
+  return %r : {t}
+}}""")
+    a = rng(2).normal(size=(3, 8)).astype(np.float32)
+    b = rng(3).normal(size=(4, 5)).astype(np.float32)
+    c, c_buf = guarded((3, 5), np.float32, 7.0)
+    assert_rejected_untouched(lambda: lib.call("mm", a, b, c), c_buf)
+    b = rng(3).normal(size=(8, 5)).astype(np.float32)
+    lib.call("mm", a, b, c)
+    np.testing.assert_allclose(c, 7.0 + a @ b, rtol=1e-5)

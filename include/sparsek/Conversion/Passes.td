@@ -406,6 +406,44 @@ def SparseKCheckAllocations : Pass<"sparsek-check-allocations", "ModuleOp"> {
   ];
 }
 
+def SparseKCheckLinalgSizes : Pass<"sparsek-check-linalg-sizes", "ModuleOp"> {
+  let summary = "Guard buffer-form linalg ops whose operands share a dynamic size: a mismatch sets a status and skips the op";
+  let description = [{
+    A linalg op's operands must agree on the size of each loop dimension
+    they share (in `linalg.matmul ins(A, B) outs(C)`: A's columns are B's
+    rows, A's rows C's rows, B's columns C's columns). Where a size is
+    dynamic, neither the verifier nor the entry points (which check each
+    argument against its own type) compare them, and the lowered loops
+    would read or write past the smaller buffer. For every buffer-form
+    linalg op, the operand dimensions that index one loop dimension through
+    a plain dimension of their indexing maps (`d1`, not `d1 * 16 + d2`) are
+    compared at run time where one of a pair is dynamic; on a mismatch the
+    status word records SPARSEK_ERROR_SHAPE_MISMATCH (2) and the op is
+    skipped. Ops whose shared sizes are all static are left as they are.
+    Both pipelines run it right after bufferization.
+
+    ```mlir
+    linalg.matmul ins(%a, %b : memref<?x?xf32>, memref<?x8xf32>)
+                  outs(%c : memref<?x8xf32>)
+    ```
+
+    becomes
+
+    ```mlir
+    %ok = ... (dim %a, 0) == (dim %c, 0) and (dim %a, 1) == (dim %b, 0)
+    scf.if %ok {   // otherwise: status 2
+      linalg.matmul ins(%a, %b : ...) outs(%c : ...)
+    }
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect",
+  ];
+}
+
 def SparseKGPUHostAllocs : Pass<"sparsek-gpu-host-allocs", "ModuleOp"> {
   let summary = "Move host-side buffers that GPU kernels use to device memory (gpu.alloc)";
   let description = [{

@@ -14,15 +14,14 @@
 // epilogue adds the accumulators to C (linalg.matmul accumulates), each
 // element written by one thread: results do not depend on the run.
 //
-// Sizes that disagree set SPARSEK_ERROR_SHAPE_MISMATCH and skip the op.
-// cp.async needs 16-byte aligned rows: the host launches the kernel only
-// when A and B start on 16 bytes and K and N are multiples of 8 (checked at
-// run time where they are dynamic); otherwise a copy of the op runs in the
-// loops' form.
+// The pipelines check first that the operands agree on their sizes
+// (sparsek-check-linalg-sizes). cp.async needs 16-byte aligned rows: the host
+// launches the kernel only when A and B start on 16 bytes and K and N are
+// multiples of 8 (checked at run time where they are dynamic); otherwise a copy
+// of the op runs in the loops' form.
 //
 //===----------------------------------------------------------------------===//
 #include "sparsek/Conversion/Passes.h"
-#include "sparsek/Conversion/SparseKToLoops/Status.h"
 
 #include "DecodeTiles.h"
 #include "MmaSyncOps.h"
@@ -311,15 +310,6 @@ static void lower(RewriterBase &rewriter, linalg::MatmulOp op,
   KernelMath x{b, loc};
   Value numRows = emitDim(b, loc, a, 0), depth = emitDim(b, loc, a, 1),
         numCols = emitDim(b, loc, bm, 1);
-  // Disagreeing sizes (possible where they are dynamic) set the status and
-  // skip the op: the kernel would read past B or write past C.
-  Value same = x.eq(emitDim(b, loc, cm, 0), numRows);
-  same = x.andI(same, x.eq(emitDim(b, loc, bm, 0), depth));
-  same = x.andI(same, x.eq(emitDim(b, loc, cm, 1), numCols));
-  auto checked = scf::IfOp::create(
-      b, loc, emitCheck(b, loc, op, same, SPARSEK_ERROR_SHAPE_MISMATCH),
-      /*withElseRegion=*/false);
-  b.setInsertionPointToStart(checked.thenBlock());
   // Conditions in a fixed order (one statement each): A, B on 16 bytes; C
   // on 8 (its pairs are 8-byte vectors); K and N multiples of 8.
   Value fits = emitAligned(b, loc, a, 16);
@@ -379,7 +369,6 @@ static void lower(RewriterBase &rewriter, linalg::MatmulOp op,
   }
   OpBuilder eb = ifOp.getElseBodyBuilder();
   eb.clone(*op)->setAttr(kFallback, b.getUnitAttr());
-  rewriter.setInsertionPoint(op);
   rewriter.eraseOp(op);
 }
 
@@ -398,9 +387,6 @@ struct SparseKGPUMatmulTilesPass
           unsupportedReason(op).empty())
         ops.push_back(op);
     });
-    if (ops.empty())
-      return;
-    ensureStatusSymbols(module);
     IRRewriter rewriter(&getContext());
     for (linalg::MatmulOp op : ops) {
       rewriter.setInsertionPoint(op);
