@@ -91,9 +91,9 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
   std::string pipeline =
       frontStages(options.indexBitwidth, !options.fuseSelectAttention) + tiles +
       llvm::formatv(
-          // bf16/f16 matmuls (a layer's projections) on tensor cores; the
-          // other linalg ops become loops.
-          "sparsek-gpu-matmul-tiles,"
+          // bf16/f16 matmuls (a layer's projections) on tensor cores
+          // (matmul-tiles); the other linalg ops become loops.
+          "{8}"
           "sparsek-lower-to-loops{{parallel-loops=true query-block={0} "
           "select-chunk={6}},"
           "func.func(convert-linalg-to-parallel-loops),"
@@ -117,7 +117,8 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
           std::string(options.chip), std::string(options.features),
           std::string(options.format), static_cast<int>(options.optLevel),
           static_cast<int64_t>(options.selectChunk),
-          launchesDependents(options) ? "sparsek-gpu-launch-dependents," : "")
+          launchesDependents(options) ? "sparsek-gpu-launch-dependents," : "",
+          options.matmulTiles ? "sparsek-gpu-matmul-tiles," : "")
           .str();
   return parsePassPipeline(pipeline, pm);
 }

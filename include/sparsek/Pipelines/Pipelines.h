@@ -262,6 +262,13 @@ struct SparseKGPUPipelineOptions
                      "atomically (sparsek-tile-select-attention{grads=true}; "
                      "bf16/f16, D and Dv in {64, 128}, other ops keep the "
                      "loops); the default"))};
+  PassOptions::Option<bool> matmulTiles{
+      *this, "matmul-tiles",
+      llvm::cl::desc(
+          "bf16/f16 linalg.matmul into f32 (a layer's projections) on "
+          "mma.sync tensor-core tiles (sparsek-gpu-matmul-tiles); false keeps "
+          "one thread per output element"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> launchDependents{
       *this, "launch-dependents",
       llvm::cl::desc(
