@@ -1,5 +1,5 @@
 # bf16 linalg.matmul on tensor cores (sparsek-gpu-matmul-tiles, the GPU pipeline's
-# matmul-tiles=true) against cuBLAS (torch.matmul) at the generation bench's projection
+# default) against cuBLAS (torch.matmul) at the generation bench's projection
 # shapes, in one process on one GPU.
 """Matmul tiles against cuBLAS (GPU machine):
 

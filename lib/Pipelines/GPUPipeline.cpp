@@ -4,9 +4,9 @@
 // (as on the CPU; select_attention kept whole for its fused lowering unless
 // fuse-select-attention=false) -> sparsek ops lowered to scf.parallel nests
 // (outer loop over (batch, head, query block), inner loop over the block's
-// queries; selection in kernels over query chunks), with matmul-tiles
-// bf16/f16 matmuls (a layer's projections) to mma.sync tiles
-// (sparsek-gpu-matmul-tiles), other linalg ops to scf.parallel over their parallel dimensions, tiled into
+// queries; selection in kernels over query chunks), bf16/f16 matmuls (a
+// layer's projections) to mma.sync tiles (sparsek-gpu-matmul-tiles, unless
+// matmul-tiles=false), other linalg ops to scf.parallel over their parallel dimensions, tiled into
 // 128-thread blocks along the innermost one (sparsek-gpu-thread-tiles) ->
 // mapped to GPU blocks and threads -> kernels' device status made the
 // runtime's words (sparsek-gpu-device-status) -> kernels outlined -> host

@@ -1,9 +1,9 @@
 // A bf16 matmul into f32 (a layer's projection) through the GPU pipeline:
 // tensor-core PTX (cp.async into workgroup memory, ldmatrix, B transposed,
-// mma.sync m16n8k16 on bf16 with f32 accumulators) with matmul-tiles=true,
-// scalar code without (the default until the kernel has run on a GPU).
-// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa matmul-tiles=true" | FileCheck %s
-// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa" | FileCheck %s --check-prefix=LOOPS
+// mma.sync m16n8k16 on bf16 with f32 accumulators) by default, scalar code
+// with matmul-tiles=false.
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa" | FileCheck %s
+// RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa matmul-tiles=false" | FileCheck %s --check-prefix=LOOPS
 
 // CHECK: llvm.func @proj_entry(
 // CHECK: gpu.binary @sparsek_matmul_tiles_0

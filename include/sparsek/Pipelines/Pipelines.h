@@ -266,10 +266,9 @@ struct SparseKGPUPipelineOptions
       *this, "matmul-tiles",
       llvm::cl::desc(
           "bf16/f16 linalg.matmul into f32 (a layer's projections) on "
-          "mma.sync tensor-core tiles (sparsek-gpu-matmul-tiles); false, the "
-          "default until the kernel has run on a GPU, keeps one thread per "
-          "output element"),
-      llvm::cl::init(false)};
+          "mma.sync tensor-core tiles (sparsek-gpu-matmul-tiles); false keeps "
+          "one thread per output element"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> launchDependents{
       *this, "launch-dependents",
       llvm::cl::desc(

@@ -126,8 +126,7 @@ def gpu_grad_tiles_lib(request, torch, manifest):
 
 @pytest.fixture(scope="session")
 def gpu_matmul_lib(torch, manifest):
-    """bf16/f16 linalg.matmul through the GPU pipeline with matmul-tiles=true
-    (sparsek-gpu-matmul-tiles)."""
+    """bf16/f16 linalg.matmul through the default GPU pipeline (sparsek-gpu-matmul-tiles)."""
     if "matmul_library" not in manifest:
         _unavailable("the GPU artifacts predate the matmul library (rebuild them)")
     _require_sm90a(torch, manifest, "matmul_library")

@@ -1,5 +1,5 @@
 # linalg.matmul with bf16/f16 operands into f32 on tensor cores
-# (sparsek-gpu-matmul-tiles, the GPU pipeline's matmul-tiles=true): 64 x 128 tiles
+# (sparsek-gpu-matmul-tiles, the GPU pipeline's default): 64 x 128 tiles
 # of C, K in steps of 64. Rows, columns and depth off the tile grid; static and
 # dynamic K and N; the run-time guard's fallback to the loops (K or N not a
 # multiple of 8, A not on 16 bytes); C accumulated, not overwritten; M = 0;
