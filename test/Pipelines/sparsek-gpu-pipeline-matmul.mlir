@@ -1,6 +1,7 @@
 // A bf16 matmul into f32 (a layer's projection) through the GPU pipeline:
 // tensor-core PTX (cp.async into workgroup memory, ldmatrix, B transposed,
-// mma.sync m16n8k16 on bf16 with f32 accumulators) by default, scalar code
+// mma.sync m16n8k16 on bf16 with f32 accumulators; split K's last CTA told
+// through an OR-reducing barrier) by default, scalar code
 // with matmul-tiles=false.
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa" | FileCheck %s
 // RUN: sparsek-opt %s --sparsek-gpu-pipeline="format=isa matmul-tiles=false" | FileCheck %s --check-prefix=LOOPS
@@ -11,6 +12,7 @@
 // CHECK-SAME: ldmatrix.sync.aligned.m8n8.x4.shared.b16
 // CHECK-SAME: ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16
 // CHECK-SAME: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// CHECK-SAME: bar.red.or.pred
 // LOOPS-NOT: mma.sync
 // LOOPS-NOT: sparsek_matmul_tiles
 // LOOPS: llvm.func @proj_entry(

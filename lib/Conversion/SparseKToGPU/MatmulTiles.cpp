@@ -248,27 +248,32 @@ static void buildKernel(OpBuilder &b, Location loc, ValueRange args,
   // This CTA's partials are visible before its arrival.
   NVVM::MembarOp::create(mb, loc, NVVM::MemScopeKind::GPU);
   gpu::BarrierOp::create(mb, loc);
-  // The flag goes through sB (its copies are drained and read): the static
-  // workgroup memory is at its 48 KiB limit.
+  // Thread 0 arrives; a barrier that ORs its answer tells every thread.
   Value zero = z.c(0);
-  SmallVector<Value> flagAt{zero, zero, zero};
   Value tile = z.add(gpu::BlockIdOp::create(mb, loc, gpu::Dimension::x),
                      z.mul(gpu::BlockIdOp::create(mb, loc, gpu::Dimension::y),
                            gpu::GridDimOp::create(mb, loc, gpu::Dimension::x)));
-  emitIf(mb, loc, z.eq(tid, zero), [&](OpBuilder &ab, Location al) {
+  auto arrive = scf::IfOp::create(mb, loc, mb.getI1Type(), z.eq(tid, zero),
+                                  /*withElseRegion=*/true);
+  {
+    OpBuilder ab = arrive.getThenBodyBuilder();
     Value counters =
-        memref::GetGlobalOp::create(ab, al, counterType, counterName);
-    Value last = emitArriveLast(ab, al, counters, ValueRange{tile}, splits);
-    Value one = arith::ConstantOp::create(ab, al, ab.getFloatAttr(elem, 1.0));
-    Value none = arith::ConstantOp::create(ab, al, ab.getFloatAttr(elem, 0.0));
-    memref::StoreOp::create(
-        ab, al, arith::SelectOp::create(ab, al, last, one, none), sB, flagAt);
-  });
-  gpu::BarrierOp::create(mb, loc);
-  Value flag = memref::LoadOp::create(mb, loc, sB, flagAt);
-  Value isLast = arith::CmpFOp::create(
-      mb, loc, arith::CmpFPredicate::ONE, flag,
-      arith::ConstantOp::create(mb, loc, mb.getFloatAttr(elem, 0.0)));
+        memref::GetGlobalOp::create(ab, loc, counterType, counterName);
+    scf::YieldOp::create(
+        ab, loc, emitArriveLast(ab, loc, counters, ValueRange{tile}, splits));
+    OpBuilder nb = arrive.getElseBodyBuilder();
+    scf::YieldOp::create(nb, loc, emitBool(nb, loc, false));
+  }
+  Value lastHere =
+      arith::ExtUIOp::create(mb, loc, mb.getI32Type(), arrive.getResult(0));
+  Value anyLast = NVVM::BarrierOp::create(
+                      mb, loc, TypeRange{mb.getI32Type()}, Value(), Value(),
+                      NVVM::BarrierReductionAttr::get(
+                          mb.getContext(), NVVM::BarrierReduction::OR),
+                      lastHere)
+                      .getResult(0);
+  Value isLast = arith::CmpIOp::create(mb, loc, arith::CmpIPredicate::ne,
+                                       anyLast, z.ci32(0));
   emitIf(mb, loc, isLast, [&](OpBuilder &lb, Location ll) {
     // The other CTAs' partials, after their arrivals.
     NVVM::MembarOp::create(lb, ll, NVVM::MemScopeKind::GPU);
@@ -292,13 +297,6 @@ static void buildKernel(OpBuilder &b, Location loc, ValueRange args,
   });
 }
 
-/// i1: `v`'s first element sits on a multiple of `bytes`.
-static Value emitAligned(OpBuilder &b, Location loc, Value v, int64_t bytes) {
-  KernelMath x{b, loc};
-  Value ptr = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, v);
-  return x.eq(x.rem(ptr, x.c(bytes)), x.c(0));
-}
-
 /// Replaces `op` by the guarded launch, with a copy of `op` for the rest.
 static void lower(RewriterBase &rewriter, linalg::MatmulOp op,
                   ModuleOp module) {
@@ -312,9 +310,9 @@ static void lower(RewriterBase &rewriter, linalg::MatmulOp op,
         numCols = emitDim(b, loc, bm, 1);
   // Conditions in a fixed order (one statement each): A, B on 16 bytes; C
   // on 8 (its pairs are 8-byte vectors); K and N multiples of 8.
-  Value fits = emitAligned(b, loc, a, 16);
-  fits = x.andI(fits, emitAligned(b, loc, bm, 16));
-  fits = x.andI(fits, emitAligned(b, loc, cm, 8));
+  Value fits = emitDataAligned(b, loc, a, 16);
+  fits = x.andI(fits, emitDataAligned(b, loc, bm, 16));
+  fits = x.andI(fits, emitDataAligned(b, loc, cm, 8));
   for (Value size : {depth, numCols})
     fits = x.andI(fits, x.eq(x.rem(size, x.c(kChunk)), x.c(0)));
   auto ifOp = scf::IfOp::create(b, loc, fits, /*withElseRegion=*/true);

@@ -390,12 +390,12 @@ bool sparsek::rowsKeepAlignment(Value buf) {
   return bits % 8 == 0 && rowBytes % kRowAlignment == 0;
 }
 
-Value sparsek::emitDataAligned(OpBuilder &b, Location loc, Value buf) {
+Value sparsek::emitDataAligned(OpBuilder &b, Location loc, Value buf,
+                               int64_t bytes) {
   // Identity layout: the offset is 0, the aligned pointer is where the data
   // starts.
   Value ptr = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, buf);
-  Value rem =
-      arith::RemUIOp::create(b, loc, ptr, emitIndex(b, loc, kRowAlignment));
+  Value rem = arith::RemUIOp::create(b, loc, ptr, emitIndex(b, loc, bytes));
   return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, rem,
                                emitIndex(b, loc, 0));
 }

@@ -120,9 +120,10 @@ constexpr int64_t kRowAlignment = 16;
 /// emitDataAligned.
 bool rowsKeepAlignment(Value buf);
 
-/// i1: the data of `buf` (aligned pointer plus offset) starts
-/// kRowAlignment-aligned. Reads only the descriptor.
-Value emitDataAligned(OpBuilder &b, Location loc, Value buf);
+/// i1: the data of `buf` (identity layout: the aligned pointer) starts on a
+/// multiple of `bytes`. Reads only the descriptor.
+Value emitDataAligned(OpBuilder &b, Location loc, Value buf,
+                      int64_t bytes = kRowAlignment);
 
 /// For the GPU kernels' aligned row vectors: when every buffer of `rows`
 /// keeps row alignment (rowsKeepAlignment), sets `aligned` and returns the

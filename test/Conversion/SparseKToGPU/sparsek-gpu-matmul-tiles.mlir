@@ -54,15 +54,16 @@
 // CHECK: vector.load %{{.*}} : memref<?x512xf32>, vector<2xf32>
 // CHECK: arith.addf %{{.*}} : vector<2xf32>
 // CHECK: vector.store
-// Several: partials stored, a fence, the arrival; the last CTA sums the
-// partials in split order into C.
+// Several: partials stored, a fence, thread 0's arrival, whose answer an
+// OR-reducing barrier hands to every thread; the last CTA sums the partials
+// in split order into C.
 // CHECK: } else {
 // CHECK: vector.store %{{.*}} : memref<?x?xf32>, vector<2xf32>
 // CHECK: nvvm.memory.barrier
 // CHECK: gpu.barrier
 // CHECK: memref.get_global @split_counters
 // CHECK: memref.atomic_rmw addi
-// CHECK: gpu.barrier
+// CHECK: nvvm.barrier #nvvm.reduction<or> %{{.*}} -> i32
 // CHECK: nvvm.memory.barrier
 // CHECK: scf.for
 // CHECK: vector.load %{{.*}} : memref<?x?xf32>, vector<2xf32>
