@@ -6,7 +6,7 @@
 """Build GPU artifacts into a folder small enough to carry to the GPU machine.
 
     python3 scripts/gpu_artifacts.py OUT_DIR
-    python3 scripts/gpu_artifacts.py --model-only OUT_DIR   # the runtime and the model alone
+    python3 scripts/gpu_artifacts.py --only model,matmul OUT_DIR   # those libraries alone
 
 OUT_DIR receives libsparsek_runtime.so, libsparsek_gpu_tests.so (every
 function the GPU suite calls, dynamic B, H, T, S; one per element type,
@@ -23,9 +23,11 @@ libsparsek_gpu_grad_tiles128.so (the same on 128-row tiles), libsparsek_gpu_laye
 (examples/sparsek_layer.mlir, default options on sm_90a), libsparsek_gpu_model.so
 (the whole tiny transformer of examples/tiny_transformer.py as one function,
 sparsek.model, default options on sm_90a) and manifest.json describing them.
---model-only builds the runtime and the model library alone (a small folder
-to carry for python/test/gpu/test_gpu_model.py), adding their keys to
-OUT_DIR/manifest.json if there is one.
+--only NAME,... builds the runtime and those libraries alone (a small folder
+to carry for the tests that load them), adding their keys to
+OUT_DIR/manifest.json if there is one; NAME is one of tests, decomposed,
+auto, mma_sync, decode_tiles, decode_tiles_mma, wgmma, wgmma128, grad_tiles,
+grad_tiles128, matmul, layer, model (--model-only: --only model).
 """
 
 import dataclasses
@@ -348,102 +350,96 @@ def write_manifest(out, manifest):
     print(f"GPU artifacts in {out}: {size / 2**20:.1f} MiB (libraries and manifest, cache/ aside)")
 
 
+def _library_table():
+    """name -> (file, module builder, pipeline options, its manifest keys): every library of the
+    folder but the model (build_model)."""
+    mma = {f"{e}/{k}/{w}/{d}": (e, k, w, d) for e in MMA_ELEMENTS for k, w in MMA_CONFIGS
+           for d in MMA_HEAD_DIMS}
+    return {
+        "tests": ("libsparsek_gpu_tests.so", attention_module, TEST_OPTIONS, {
+            "elements": ELEMENTS, "windows": WINDOWS, "head_dims": HEAD_DIMS,
+            "attention": {f"{e}/{w}/{d}": attention_name(e, w, d)
+                          for e in ELEMENTS for w in WINDOWS for d in HEAD_DIMS},
+            "decode": {f"{e}/{k}/{w}/{d}": decode_name(e, k, w, d)
+                       for e in ELEMENTS for k, w in DECODE_CONFIGS for d in DECODE_HEAD_DIMS},
+            "select": {f"{k}/{w}": select_name(k, w) for k, w in SELECT_CONFIGS},
+            "score": {f"{e}/{'full' if full else 'plain'}": score_name(e, full)
+                      for e, full in SCORE_CONFIGS},
+            "select_attention": {f"{e}/{k}/{w}/{d}": composite_name(e, k, w, d)
+                                 for e in ELEMENTS for k, w in COMPOSITE_CONFIGS
+                                 for d in HEAD_DIMS}}),
+        "decomposed": ("libsparsek_gpu_decomposed.so", composite_module, DECOMPOSED_OPTIONS, {}),
+        "auto": ("libsparsek_gpu_auto.so", auto_module, DEFAULT_OPTIONS, {
+            "auto_select": {f"{k}/{w}": select_name(k, w) for k, w in AUTO_SELECT_CONFIGS},
+            "auto_select_attention": {f"{e}/{k}/{w}/{d}": composite_name(e, k, w, d)
+                                      for e, k, w in AUTO_COMPOSITE for d in HEAD_DIMS}}),
+        "mma_sync": ("libsparsek_gpu_mma_sync.so", mma_module, MMA_OPTIONS, {
+            "mma_sync_select_attention": {key: mma_composite_name(*c) for key, c in mma.items()}}),
+        "decode_tiles": ("libsparsek_gpu_decode_tiles.so", decode_tiles_module,
+                         DECODE_TILES_OPTIONS, {
+                             "decode_tiles": {key: name for key, name, _ in decode_tiles_functions()}}),
+        "decode_tiles_mma": ("libsparsek_gpu_decode_tiles_mma.so", decode_tiles_module,
+                             DECODE_TILES_MMA_OPTIONS, {}),
+        "wgmma": ("libsparsek_gpu_wgmma.so", wgmma_module, WGMMA_OPTIONS, {
+            "wgmma_select_attention": {key: wgmma_composite_name(*c) for key, c in mma.items()}}),
+        "wgmma128": ("libsparsek_gpu_wgmma128.so", lambda: wgmma_module(wgmma128_composite_name),
+                     WGMMA128_OPTIONS, {
+                         "wgmma128_select_attention": {key: wgmma128_composite_name(*c)
+                                                       for key, c in mma.items()}}),
+        "grad_tiles": ("libsparsek_gpu_grad_tiles.so", grad_tiles_module, GRAD_TILES_OPTIONS, {
+            "grad_tiles": {f"{e}/{k}/{w}/{d}": grad_tiles_name(e, k, w, d)
+                           for e, k, w in GRAD_TILES_CONFIGS for d in MMA_HEAD_DIMS}}),
+        "grad_tiles128": ("libsparsek_gpu_grad_tiles128.so", grad_tiles_module,
+                          GRAD_TILES128_OPTIONS, {}),
+        "matmul": ("libsparsek_gpu_matmul.so", matmul_module, MATMUL_OPTIONS, {
+            "matmul": {f"{e}/{k}/{n}": matmul_name(e, k, n) for e, k, n in MATMUL_CONFIGS}}),
+        # The example layer as written (linalg projections, score, composite op).
+        "layer": ("libsparsek_gpu_layer.so", lambda: open(LAYER_SOURCE).read(), DEFAULT_OPTIONS,
+                  {"layer": "sparsek_layer"}),
+    }
+
+
+def _manifest_key(name):
+    """The manifest key naming library `name`'s file ("library" for the main one)."""
+    return "library" if name == "tests" else f"{name}_library"
+
+
+LIBRARIES = tuple(_library_table()) + ("model",)
+
+
 def main():
     args = sys.argv[1:]
-    model_only = "--model-only" in args
-    args = [a for a in args if a != "--model-only"]
+    only = None
+    if "--model-only" in args:
+        args.remove("--model-only")
+        only = ["model"]
+    if "--only" in args:
+        i = args.index("--only")
+        if i + 1 >= len(args):
+            sys.exit(__doc__)
+        only = args[i + 1].split(",")
+        del args[i:i + 2]
+        unknown = sorted(set(only) - set(LIBRARIES))
+        if unknown:
+            sys.exit(f"unknown libraries {', '.join(unknown)}; choose from {', '.join(LIBRARIES)}")
     if len(args) != 1:
         sys.exit(__doc__)
     out = os.path.abspath(args[0])
     copy_runtime(out)
-    if model_only:
-        path = os.path.join(out, "manifest.json")
-        manifest = {}
-        if os.path.exists(path):
-            with open(path) as f:
-                manifest = json.load(f)
+    manifest = {}
+    path = os.path.join(out, "manifest.json")
+    if only is not None and os.path.exists(path):   # a part of the folder: keep the rest's keys
+        with open(path) as f:
+            manifest = json.load(f)
+    for name, (file, module, options, keys) in _library_table().items():
+        if only is not None and name not in only:
+            continue
+        compile_gpu_library(module(), os.path.join(out, file), out, options)
+        manifest[_manifest_key(name)] = file
+        manifest.setdefault("options", {})[_manifest_key(name)] = options
+        manifest.update(keys)
+    if only is None or "model" in only:
         build_model(out, manifest)
-        write_manifest(out, manifest)
-        return
-    compile_gpu_library(attention_module(), os.path.join(out, "libsparsek_gpu_tests.so"), out,
-                        TEST_OPTIONS)
-    compile_gpu_library(composite_module(), os.path.join(out, "libsparsek_gpu_decomposed.so"),
-                        out, DECOMPOSED_OPTIONS)
-    compile_gpu_library(auto_module(), os.path.join(out, "libsparsek_gpu_auto.so"), out,
-                        DEFAULT_OPTIONS)
-    compile_gpu_library(mma_module(), os.path.join(out, "libsparsek_gpu_mma_sync.so"), out,
-                        MMA_OPTIONS)
-    compile_gpu_library(decode_tiles_module(), os.path.join(out, "libsparsek_gpu_decode_tiles.so"),
-                        out, DECODE_TILES_OPTIONS)
-    compile_gpu_library(decode_tiles_module(),
-                        os.path.join(out, "libsparsek_gpu_decode_tiles_mma.so"), out,
-                        DECODE_TILES_MMA_OPTIONS)
-    compile_gpu_library(wgmma_module(), os.path.join(out, "libsparsek_gpu_wgmma.so"), out,
-                        WGMMA_OPTIONS)
-    compile_gpu_library(wgmma_module(wgmma128_composite_name),
-                        os.path.join(out, "libsparsek_gpu_wgmma128.so"), out, WGMMA128_OPTIONS)
-    compile_gpu_library(grad_tiles_module(), os.path.join(out, "libsparsek_gpu_grad_tiles.so"),
-                        out, GRAD_TILES_OPTIONS)
-    compile_gpu_library(grad_tiles_module(),
-                        os.path.join(out, "libsparsek_gpu_grad_tiles128.so"), out,
-                        GRAD_TILES128_OPTIONS)
-    compile_gpu_library(matmul_module(), os.path.join(out, "libsparsek_gpu_matmul.so"), out,
-                        MATMUL_OPTIONS)
-    # The example layer as written (linalg projections, score, composite op).
-    with open(LAYER_SOURCE) as f:
-        compile_gpu_library(f.read(), os.path.join(out, "libsparsek_gpu_layer.so"), out,
-                            DEFAULT_OPTIONS)
-    manifest = {"library": "libsparsek_gpu_tests.so", "elements": ELEMENTS, "windows": WINDOWS,
-                "head_dims": HEAD_DIMS,
-                "attention": {f"{e}/{w}/{d}": attention_name(e, w, d)
-                              for e in ELEMENTS for w in WINDOWS for d in HEAD_DIMS},
-                "decode": {f"{e}/{k}/{w}/{d}": decode_name(e, k, w, d)
-                           for e in ELEMENTS for k, w in DECODE_CONFIGS for d in DECODE_HEAD_DIMS},
-                "select": {f"{k}/{w}": select_name(k, w) for k, w in SELECT_CONFIGS},
-                "score": {f"{e}/{'full' if full else 'plain'}": score_name(e, full)
-                          for e, full in SCORE_CONFIGS},
-                "select_attention": {f"{e}/{k}/{w}/{d}": composite_name(e, k, w, d)
-                                     for e in ELEMENTS for k, w in COMPOSITE_CONFIGS
-                                     for d in HEAD_DIMS},
-                "decomposed_library": "libsparsek_gpu_decomposed.so",
-                "auto_library": "libsparsek_gpu_auto.so",
-                "auto_select": {f"{k}/{w}": select_name(k, w) for k, w in AUTO_SELECT_CONFIGS},
-                "auto_select_attention": {f"{e}/{k}/{w}/{d}": composite_name(e, k, w, d)
-                                          for e, k, w in AUTO_COMPOSITE for d in HEAD_DIMS},
-                "mma_sync_library": "libsparsek_gpu_mma_sync.so",
-                "mma_sync_select_attention": {f"{e}/{k}/{w}/{d}": mma_composite_name(e, k, w, d)
-                                              for e in MMA_ELEMENTS for k, w in MMA_CONFIGS
-                                              for d in MMA_HEAD_DIMS},
-                "decode_tiles_library": "libsparsek_gpu_decode_tiles.so",
-                "decode_tiles_mma_library": "libsparsek_gpu_decode_tiles_mma.so",
-                "decode_tiles": {key: name for key, name, _ in decode_tiles_functions()},
-                "wgmma_library": "libsparsek_gpu_wgmma.so",
-                "wgmma_select_attention": {f"{e}/{k}/{w}/{d}": wgmma_composite_name(e, k, w, d)
-                                           for e in MMA_ELEMENTS for k, w in MMA_CONFIGS
-                                           for d in MMA_HEAD_DIMS},
-                "wgmma128_library": "libsparsek_gpu_wgmma128.so",
-                "wgmma128_select_attention": {
-                    f"{e}/{k}/{w}/{d}": wgmma128_composite_name(e, k, w, d)
-                    for e in MMA_ELEMENTS for k, w in MMA_CONFIGS for d in MMA_HEAD_DIMS},
-                "options": {"library": TEST_OPTIONS, "decomposed_library": DECOMPOSED_OPTIONS,
-                            "auto_library": DEFAULT_OPTIONS, "mma_sync_library": MMA_OPTIONS,
-                            "decode_tiles_library": DECODE_TILES_OPTIONS,
-                            "decode_tiles_mma_library": DECODE_TILES_MMA_OPTIONS,
-                            "wgmma_library": WGMMA_OPTIONS,
-                            "wgmma128_library": WGMMA128_OPTIONS,
-                            "layer_library": DEFAULT_OPTIONS,
-                            "matmul_library": MATMUL_OPTIONS,
-                            "grad_tiles_library": GRAD_TILES_OPTIONS,
-                            "grad_tiles128_library": GRAD_TILES128_OPTIONS},
-                "grad_tiles_library": "libsparsek_gpu_grad_tiles.so",
-                "grad_tiles128_library": "libsparsek_gpu_grad_tiles128.so",
-                "grad_tiles": {f"{e}/{k}/{w}/{d}": grad_tiles_name(e, k, w, d)
-                               for e, k, w in GRAD_TILES_CONFIGS for d in MMA_HEAD_DIMS},
-                "layer_library": "libsparsek_gpu_layer.so",
-                "layer": "sparsek_layer",
-                "matmul_library": "libsparsek_gpu_matmul.so",
-                "matmul": {f"{e}/{k}/{n}": matmul_name(e, k, n) for e, k, n in MATMUL_CONFIGS}}
-    build_model(out, manifest)
     write_manifest(out, manifest)
 
 

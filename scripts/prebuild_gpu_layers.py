@@ -3,10 +3,14 @@
 # bench/generation.py run (CPU and GPU libraries) into a compiler cache folder, carried to the GPU machine, which has no LLVM.
 """Prebuild the layer libraries of the GPU suite into a cache folder.
 
-    python3 scripts/prebuild_gpu_layers.py [--prune] CACHE_DIR   # e.g. build/gpu-artifacts/cache
+    python3 scripts/prebuild_gpu_layers.py [--prune] [--parts A,B] CACHE_DIR   # e.g. build/gpu-artifacts/cache
 
 --prune then deletes the folder's other libraries (sparsek_*.so: those of
-earlier compiler builds or chips), so that the carried folder stays small.
+earlier compiler builds or chips, or of the parts left out), so that the
+carried folder stays small. --parts builds only those parts (default: all):
+tiny (examples/tiny_transformer.py), nn (SparseKAttention's test
+configurations), parallel, varlen, grad, train (examples/train_tiny.py) and
+generation (bench/generation.py's layer).
 
 On the GPU machine, SPARSEK_CACHE_DIR=CACHE_DIR and SPARSEK_RUNTIME_LIB=<the
 runtime of the same build> make `sparsek.compiler.compile` serve these
@@ -38,49 +42,91 @@ def _script(path):
     return module
 
 
+def _tiny(folder):   # examples/tiny_transformer.py (test_gpu_tiny_transformer.py, test_gpu_model.py)
+    return _script("examples/tiny_transformer.py").prebuild(folder)
+
+
+def _nn(folder):   # SparseKAttention's configurations (test_gpu_nn.py, test_gpu_torch_compile.py, ...)
+    from nn_configs import CONFIGS, layer_config
+    from sparsek.compiled_layer import CompiledLayer
+
+    return [p for name in CONFIGS for p in CompiledLayer(layer_config(name)).prebuild()]
+
+
+def _parallel(folder):   # sparsek.parallel.context_parallel_prefill (test_gpu_parallel.py)
+    from nn_configs import CONTEXT_PARALLEL
+    from sparsek import compiler, gpu
+    from sparsek.layer import LayerConfig, context_parallel_module, layer_module
+
+    cp = LayerConfig(**CONTEXT_PARALLEL)
+    text = context_parallel_module(cp)
+    return [compiler.compile(text), gpu.compile(text),
+            compiler.compile(layer_module(cp, decode=False))]   # the single-process baseline
+
+
+def _varlen(folder):
+    """sparsek.varlen's libraries (test_gpu_varlen.py): the padded GPU form, each sequence
+    alone, the CPU reference, and the module tests' layers."""
+    from sparsek import compiler
+    from varlen_configs import module_libraries, modules
+
+    return [compiler.compile(text, pipeline=pipeline) for text, pipeline in modules()] + \
+        module_libraries()
+
+
+def _grad(folder):   # sparsek.autograd's GPU gradients and their forward layers (test_gpu_grad.py)
+    from grad_configs import MODULES, prebuild_settings
+    from sparsek import grad_libraries
+    from sparsek.compiled_layer import CompiledLayer
+    from sparsek.layer import attention_config
+
+    paths = []
+    for k, w, d, elem, bias, slope in prebuild_settings():
+        paths += grad_libraries.prebuild_cuda(k, w, d, elem, bias=bias, slope=slope)
+    for opts in MODULES.values():
+        paths += CompiledLayer(attention_config(**opts)).prebuild()
+    return paths
+
+
+def _train(folder):   # examples/train_tiny.py --device cuda (its default settings)
+    train_tiny = _script("examples/train_tiny.py")
+    return train_tiny.prebuild_cuda(folder, train_tiny.parse_args([]))
+
+
+def _generation(folder):   # bench/generation.py's SparseK layer (its default model; GPU only)
+    from sparsek.compiled_layer import CompiledLayer
+
+    generation = _script("bench/generation.py")
+    return CompiledLayer(generation.layer_config(generation.parse_args([]))).prebuild(cpu=False)
+
+
+PARTS = {"tiny": _tiny, "nn": _nn, "parallel": _parallel, "varlen": _varlen, "grad": _grad,
+         "train": _train, "generation": _generation}
+
+
 def main():
     args = sys.argv[1:]
     prune = "--prune" in args
     args = [a for a in args if a != "--prune"]
+    parts = list(PARTS)
+    if "--parts" in args:
+        i = args.index("--parts")
+        if i + 1 >= len(args):
+            sys.exit(__doc__)
+        parts = args[i + 1].split(",")
+        del args[i:i + 2]
+        unknown = sorted(set(parts) - set(PARTS))
+        if unknown:
+            sys.exit(f"unknown parts {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     if len(args) != 1:
         sys.exit(__doc__)
     folder = os.path.abspath(args[0])
     os.makedirs(folder, exist_ok=True)
     os.environ["SPARSEK_CACHE_DIR"] = folder
     os.environ.setdefault("SPARSEK_GPU_CHIP", "sm_90a")
-    from nn_configs import CONFIGS, CONTEXT_PARALLEL, layer_config
-    from sparsek import compiler, gpu
-    from sparsek.compiled_layer import CompiledLayer
-    from sparsek.layer import LayerConfig, attention_config, context_parallel_module, layer_module
-
-    paths = _script("examples/tiny_transformer.py").prebuild(folder)
-    for name in CONFIGS:
-        paths += CompiledLayer(layer_config(name)).prebuild()
-    # sparsek.parallel.context_parallel_prefill's libraries (test_gpu_parallel.py).
-    cp = LayerConfig(**CONTEXT_PARALLEL)
-    text = context_parallel_module(cp)
-    paths += [compiler.compile(text), gpu.compile(text),
-              compiler.compile(layer_module(cp, decode=False))]   # the single-process baseline
-    # sparsek.varlen's libraries (test_gpu_varlen.py): the padded GPU form, each sequence
-    # alone, the CPU reference.
-    from varlen_configs import module_libraries, modules as varlen_modules
-
-    paths += [compiler.compile(text, pipeline=pipeline) for text, pipeline in varlen_modules()]
-    paths += module_libraries()
-    # sparsek.autograd's GPU gradient libraries (test_gpu_grad.py).
-    from grad_configs import MODULES, prebuild_settings
-    from sparsek import grad_libraries
-
-    for k, w, d, elem, bias, slope in prebuild_settings():
-        paths += grad_libraries.prebuild_cuda(k, w, d, elem, bias=bias, slope=slope)
-    for opts in MODULES.values():   # their forward (the layer) on the GPU
-        paths += CompiledLayer(attention_config(**opts)).prebuild()
-    # examples/train_tiny.py --device cuda (its default settings).
-    train_tiny = _script("examples/train_tiny.py")
-    paths += train_tiny.prebuild_cuda(folder, train_tiny.parse_args([]))
-    # bench/generation.py's SparseK layer (its default model; GPU only).
-    generation = _script("bench/generation.py")
-    paths += CompiledLayer(generation.layer_config(generation.parse_args([]))).prebuild(cpu=False)
+    paths = []
+    for part in parts:
+        paths += PARTS[part](folder)
     size = sum(os.path.getsize(p) for p in set(paths))
     print(f"{len(set(paths))} layer libraries in {folder}: {size / 2**20:.1f} MiB")
     if prune:
