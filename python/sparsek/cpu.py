@@ -10,12 +10,13 @@ are checked first against the signatures the library exports
 nothing but the shared library.
 """
 
+import array
 import ctypes
 
 import numpy as np
 
-from .memref import to_descriptor
-from .signature import Manifest
+from .memref import descriptor_words
+from .signature import Manifest, numpy_dtype
 from .status import SparseKError
 
 
@@ -37,6 +38,59 @@ def _host_array(a):
     return t.numpy()
 
 
+class _CallPlan:
+    """How CompiledLibrary.call passes arguments to one entry point, worked out
+    once (as sparsek.gpu's plan): the C function with its argument types, and
+    per memref argument its signature and numpy dtype. A call packs every
+    descriptor into one int64 array and passes pointers into it, where a
+    ctypes Structure per argument cost about ten microseconds each."""
+
+    def __init__(self, entry, lib):
+        self.entry = entry
+        self.memrefs = []  # (position, argument, numpy dtype)
+        self.scalars = []  # the scalar arguments
+        argtypes = []
+        for spec in entry.args:
+            if spec.kind == "memref":
+                entry.check_passable(spec)
+                self.memrefs.append((spec.position, spec, numpy_dtype(spec.element)))
+                argtypes.append(ctypes.c_void_p)
+            else:
+                self.scalars.append(spec)
+                argtypes.append(entry.scalar_type(spec))
+        self.fn = getattr(lib, entry.symbol)
+        self.fn.argtypes = argtypes
+        self.fn.restype = ctypes.c_int32
+
+    def pack(self, args):
+        """(the descriptor array and the arrays it points into, to keep alive
+        through the call; the C arguments). Raises what Manifest's checks raise."""
+        entry = self.entry
+        entry.check_count(args)
+        passed = list(args)
+        for spec in self.scalars:
+            passed[spec.position] = entry.scalar(spec, args[spec.position])
+        words, starts, arrays = [], [], []
+        for position, spec, dtype in self.memrefs:
+            a = args[position]
+            if type(a) is not np.ndarray:
+                a = _host_array(a)
+            if not (type(a) is np.ndarray and a.dtype == dtype and a.ndim == spec.rank):
+                entry.check_array(spec, a)  # raises the precise error
+            flags = a.flags
+            if not (flags.c_contiguous and flags.aligned and (flags.writeable or not spec.written)):
+                entry.check_array(spec, a)
+            arrays.append(a)
+            starts.append(len(words))
+            item = a.itemsize
+            words += descriptor_words(a.ctypes.data, a.shape, [st // item for st in a.strides])
+        descriptors = array.array("q", words)
+        base = descriptors.buffer_info()[0]
+        for (position, *_), start in zip(self.memrefs, starts):
+            passed[position] = base + 8 * start
+        return (descriptors, arrays), passed
+
+
 class CompiledLibrary:
     """A shared library built by `sparsek.toolchain.compile_shared_library`."""
 
@@ -47,6 +101,7 @@ class CompiledLibrary:
         self._lib.sparsek_status.argtypes = []
         self._lib.sparsek_clear_status.restype = None
         self.manifest = Manifest(self._lib, path)
+        self._plans = {}  # entry point name -> _CallPlan
         if self.manifest.stream:
             raise ValueError(f"{path} was compiled for the GPU (its entry points take a CUDA "
                              "stream); load it with sparsek.gpu.GPULibrary")
@@ -57,6 +112,11 @@ class CompiledLibrary:
     def has(self, name):
         return name in self.manifest
 
+    def _plan(self, name):
+        plan = _CallPlan(self.manifest[name], self._lib)
+        self._plans[name] = plan
+        return plan
+
     def call(self, name, *args):
         """Calls `name` with numpy arrays or CPU torch tensors (memrefs) and ints (index values).
 
@@ -66,21 +126,9 @@ class CompiledLibrary:
         size against the function type. Raises SparseKError with the
         entry point's status when the compiled code rejected the input.
         """
-        entry = self.manifest[name]
-        entry.check_count(args)
-        keep = []
-        c_args = []
-        for spec, a in zip(entry.args, args):
-            a = _host_array(a)
-            if spec.kind == "memref":
-                entry.check_array(spec, a)
-                desc = to_descriptor(a)
-                keep.append(desc)
-                c_args.append(ctypes.byref(desc))
-            else:
-                c_args.append(entry.scalar(spec, a))
-        fn = getattr(self._lib, entry.symbol)
-        fn.restype = ctypes.c_int32
-        code = int(fn(*c_args))
+        plan = self._plans.get(name) or self._plan(name)
+        keep, passed = plan.pack(args)
+        code = plan.fn(*passed)
+        del keep  # read by the entry point, which has returned
         if code:
             raise SparseKError(code, name)

@@ -22,6 +22,13 @@ _NUMPY = {
     "f64": np.float64, "f32": np.float32, "f16": np.float16, "bf16": np.uint16,
     "i64": np.int64, "i32": np.int32, "i16": np.int16, "i8": np.int8, "i1": np.bool_,
 }
+
+
+def numpy_dtype(element):
+    """The numpy dtype of memref element type `element` (bf16: its uint16 bit patterns)."""
+    return np.dtype(_NUMPY[element])
+
+
 TORCH_DTYPES = {  # torch dtype names of memref element types
     "f64": "float64", "f32": "float32", "f16": "float16", "bf16": "bfloat16",
     "i64": "int64", "i32": "int32", "i16": "int16", "i8": "int8", "i1": "bool",
@@ -113,7 +120,7 @@ class EntryPoint:
         if not isinstance(array, np.ndarray):
             raise TypeError(f"{self._where(arg)}: expected a numpy array, got "
                             f"{type(array).__name__}")
-        want = np.dtype(_NUMPY[arg.element])
+        want = numpy_dtype(arg.element)
         if array.dtype != want:
             hint = " (bf16 travels as uint16 bit patterns: sparsek.memref.to_bf16_bits)" \
                 if arg.element == "bf16" else ""
