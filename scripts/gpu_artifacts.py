@@ -30,6 +30,7 @@ auto, mma_sync, decode_tiles, decode_tiles_mma, wgmma, wgmma128, grad_tiles,
 grad_tiles128, matmul, layer, model (--model-only: --only model).
 """
 
+import argparse
 import dataclasses
 import importlib.util
 import json
@@ -408,23 +409,16 @@ LIBRARIES = tuple(_library_table()) + ("model",)
 
 
 def main():
-    args = sys.argv[1:]
-    only = None
-    if "--model-only" in args:
-        args.remove("--model-only")
-        only = ["model"]
-    if "--only" in args:
-        i = args.index("--only")
-        if i + 1 >= len(args):
-            sys.exit(__doc__)
-        only = args[i + 1].split(",")
-        del args[i:i + 2]
-        unknown = sorted(set(only) - set(LIBRARIES))
-        if unknown:
-            sys.exit(f"unknown libraries {', '.join(unknown)}; choose from {', '.join(LIBRARIES)}")
-    if len(args) != 1:
-        sys.exit(__doc__)
-    out = os.path.abspath(args[0])
+    p = argparse.ArgumentParser(usage=__doc__)
+    p.add_argument("out")
+    p.add_argument("--only", type=lambda v: v.split(","), help="comma-separated libraries")
+    p.add_argument("--model-only", action="store_true", help="--only model")
+    args = p.parse_args()
+    only = ["model"] if args.model_only else args.only
+    unknown = sorted(set(only or ()) - set(LIBRARIES))
+    if unknown:
+        p.error(f"unknown libraries {', '.join(unknown)}; choose from {', '.join(LIBRARIES)}")
+    out = os.path.abspath(args.out)
     copy_runtime(out)
     manifest = {}
     path = os.path.join(out, "manifest.json")

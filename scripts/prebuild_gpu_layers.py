@@ -23,6 +23,7 @@ so their kernels are the defaults users get there (wgmma prefill) and the
 cache keys match.
 """
 
+import argparse
 import glob
 import importlib.util
 import os
@@ -105,31 +106,24 @@ PARTS = {"tiny": _tiny, "nn": _nn, "parallel": _parallel, "varlen": _varlen, "gr
 
 
 def main():
-    args = sys.argv[1:]
-    prune = "--prune" in args
-    args = [a for a in args if a != "--prune"]
-    parts = list(PARTS)
-    if "--parts" in args:
-        i = args.index("--parts")
-        if i + 1 >= len(args):
-            sys.exit(__doc__)
-        parts = args[i + 1].split(",")
-        del args[i:i + 2]
-        unknown = sorted(set(parts) - set(PARTS))
-        if unknown:
-            sys.exit(f"unknown parts {', '.join(unknown)}; choose from {', '.join(PARTS)}")
-    if len(args) != 1:
-        sys.exit(__doc__)
-    folder = os.path.abspath(args[0])
+    p = argparse.ArgumentParser(usage=__doc__)
+    p.add_argument("folder")
+    p.add_argument("--prune", action="store_true")
+    p.add_argument("--parts", type=lambda v: v.split(","), default=list(PARTS))
+    args = p.parse_args()
+    unknown = sorted(set(args.parts) - set(PARTS))
+    if unknown:
+        p.error(f"unknown parts {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    folder = os.path.abspath(args.folder)
     os.makedirs(folder, exist_ok=True)
     os.environ["SPARSEK_CACHE_DIR"] = folder
     os.environ.setdefault("SPARSEK_GPU_CHIP", "sm_90a")
     paths = []
-    for part in parts:
+    for part in args.parts:
         paths += PARTS[part](folder)
     size = sum(os.path.getsize(p) for p in set(paths))
     print(f"{len(set(paths))} layer libraries in {folder}: {size / 2**20:.1f} MiB")
-    if prune:
+    if args.prune:
         keep = {os.path.abspath(p) for p in paths}
         stale = [p for p in glob.glob(os.path.join(folder, "sparsek_*.so")) if p not in keep]
         for path in stale:
