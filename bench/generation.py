@@ -30,6 +30,10 @@ run. Before timing, a short prompt within the window (every key in every
 query's window, where SparseK attention is dense attention) checks that the
 two models give the same logits (bf16 tolerance) and tokens.
 
+--profile STEPS adds, per prompt and model, STEPS decode steps under
+torch.profiler: per op and kernel, the host and device milliseconds of one
+step (where a step's time goes when the GPU waits on the host).
+
 Libraries come from the compiler's disk cache; on the GPU machine, without
 LLVM, from the folder `--prebuild DIR` wrote here (DIR/cache and
 DIR/libsparsek_runtime.so, used when --artifacts DIR names it). The layer
@@ -69,6 +73,9 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="timed runs per prompt (default %(default)s)")
     p.add_argument("--batch", type=int, default=1, help="sequences generated together (default %(default)s)")
     p.add_argument("--models", default="sparsek,dense", help="which models (default %(default)s)")
+    p.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                   help="also run STEPS decode steps per prompt and model under torch.profiler and "
+                        "record where one step's host and device time go, per op and kernel")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                    help="cpu: a smoke run of the harness (SparseKAttention's CPU path, host clock; "
                         "use small sizes; the times mean nothing)")
@@ -243,11 +250,12 @@ class Mark:
         return (later.t - self.t) * 1e3
 
 
-def generate(model, prompt, steps, torch, events=None, force=None):
+def generate(model, prompt, steps, torch, events=None, force=None, profiler=None):
     """Greedy generation: the prompt [B, T] prefilled, then `steps` tokens. Returns (tokens
     [B, steps + 1], logits [steps + 1, B, vocab] when events is None, else None). `events`:
     (start, prefilled, end) Marks recorded around the prefill and the decode loop. `force`
-    ([B, steps + 1] tokens): fed instead of the greedy ones (teacher forcing)."""
+    ([B, steps + 1] tokens): fed instead of the greedy ones (teacher forcing). `profiler`
+    (a torch.profiler.profile) runs around the decode loop alone."""
     B, T = prompt.shape
     layer0 = model.blocks[0]["attn"]
     state = layer0.new_cache(B, T + steps + 1)
@@ -262,6 +270,10 @@ def generate(model, prompt, steps, torch, events=None, force=None):
         tokens, kept = [logits.argmax(-1)], [logits] if keep else None
         if events:
             events[1].record()
+        if profiler is not None:
+            if prompt.is_cuda:
+                torch.cuda.synchronize()
+            profiler.start()
         for i in range(steps):
             h = model.emb[tokens[-1] if force is None else force[:, i]]
             for i, blk in enumerate(model.blocks):
@@ -274,6 +286,8 @@ def generate(model, prompt, steps, torch, events=None, force=None):
             events[2].record()
     if prompt.is_cuda:
         torch.cuda.synchronize()
+    if profiler is not None:
+        profiler.stop()
     info = layer0.close(state)
     return torch.stack(tokens, 1), (torch.stack(kept) if keep else None), info
 
@@ -322,6 +336,39 @@ def bench(model, name, T, a, torch):
     return rec
 
 
+def profile_decode(model, name, T, a, torch):
+    """`a.profile` decode steps after a prefill of T tokens under torch.profiler: per op (and
+    kernel), host and device milliseconds per step, the largest first. Host time counts the
+    Python and launch work a step spends in the op (inclusive), device time its kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if a.device == "cuda" else [])
+    g = torch.Generator(device=a.device).manual_seed(T)
+    prompt = torch.randint(0, a.vocab, (a.batch, T), device=a.device, generator=g)
+    prof = profile(activities=acts)
+    t0 = time.perf_counter()
+    generate(model, prompt, a.profile, torch, events=[Mark(torch, a.device) for _ in range(3)],
+             profiler=prof)
+    rows = []
+    for e in prof.key_averages():
+        device = getattr(e, "self_device_time_total", None)
+        if device is None:
+            device = getattr(e, "self_cuda_time_total", 0)
+        rows.append({"op": e.key, "calls_per_step": e.count / a.profile,
+                     "host_ms": e.cpu_time_total / 1e3 / a.profile,
+                     "host_self_ms": e.self_cpu_time_total / 1e3 / a.profile,
+                     "device_ms": device / 1e3 / a.profile})
+    rows.sort(key=lambda r: -max(r["host_self_ms"], r["device_ms"]))
+    rows = rows[:30]
+    print(f"[{name}] T={T}: one decode step under the profiler (of {a.profile}; "
+          f"{(time.perf_counter() - t0) * 1e3:.0f} ms with the prefill), per op: "
+          "calls, host ms (self), device ms")
+    for r in rows:
+        print(f"  {r['op'][:60]:60s} {r['calls_per_step']:6.1f} {r['host_ms']:8.3f} "
+              f"({r['host_self_ms']:.3f}) {r['device_ms']:8.3f}")
+    return {"model": name, "prompt": T, "steps": a.profile, "ops": rows}
+
+
 def environment(torch, dev):
     def git(*args):
         try:
@@ -368,6 +415,8 @@ def main():
     for T in (int(x) for x in a.prompts.split(",")):
         for name, m in models.items():
             record["results"].append(bench(m, name, T, a, torch))
+            if a.profile:
+                record.setdefault("profiles", []).append(profile_decode(m, name, T, a, torch))
         by = {r["model"]: r for r in record["results"] if r["prompt"] == T}
         if len(by) == 2:
             ratios = {f"{key} sparsek / dense": by["sparsek"][key] / by["dense"][key]
