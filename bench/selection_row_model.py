@@ -6,19 +6,23 @@
 
     python3 bench/selection_row_model.py [--T 4096] [--S 4096] [--k 256] [--w 256]
                                          [--rows 2] [--warps 32] [--scores KIND]
+                                         [--init-rounds R]
 
 Today's chunked selection (lib/Conversion/SparseKToLoops/ChunkedSelection.h)
 takes about 38 launches at P3. The kernel modelled here takes one:
 
 1. The CTA loads the row's candidate scores into workgroup memory and sorts
    them once, descending in SPEC 4's order (u, -j). -inf/NaN go last.
-2. Warp i takes queries [i T / W, (i + 1) T / W). Query t sees candidate
-   positions below e(t) = t + S - T - w + 1.
+2. Query t sees candidate positions below e(t) = t + S - T - w + 1. The
+   queries with e(t) > k are cut into W equal segments of consecutive
+   queries, one per warp; the others select every candidate.
 3. At its first query with more than k candidates, the warp initializes:
    - theta is the k-th visible entry, found by ballots from the top;
    - it counts U (entries >= theta's score) and sums the band
      (z(k) - 1, z(k)) relative to the anchor z(k);
-   - it then walks tau up from z(k) - 1 (step 4's loop).
+   - it then walks tau up from z(k) - 1 (step 4's loop), or with
+     --init-rounds R from the left end of R bisections of [z(k) - 1, z(k))
+     by f evaluations (each a ballot pass over the band).
 4. Each later query makes one entry visible (position e(t) - 1):
    - the entry goes into its class: UPPER (z >= tau + 1), MIDDLE or below;
    - theta moves to the next visible entry above it when the new entry
@@ -52,8 +56,8 @@ class Warp:
     """One warp's sweep over the sorted row `z` (descending, SPEC 4 order) whose
     positions are `pos`; `rank[j]` is position j's index in that order."""
 
-    def __init__(self, z, pos, rank, k):
-        self.z, self.pos, self.rank, self.k = z, pos, rank, k
+    def __init__(self, z, pos, rank, k, rounds=0):
+        self.z, self.pos, self.rank, self.k, self.rounds = z, pos, rank, k, rounds
         self.serial = self.ballots = 0
         self.started = False
 
@@ -83,19 +87,43 @@ class Warp:
         self.theta = i
         self.anchor = float(z[i])
         n = len(z)
-        # UPPER: every entry >= z(k) (ties of theta's score included); MIDDLE: (z(k) - 1, z(k)).
-        self.pa = i + 1
-        while self.pa < n and z[self.pa] >= z[i]:
+        lo = -1.0   # anchored tau: z(k) - 1, where f >= k
+        if self.rounds and self._hard() is None:
+            # Bisection of [z(k) - 1, z(k)) by f evaluations, each a ballot pass over the
+            # band (-1 < a < 1): entries above it add 1, their count known from the theta
+            # search (which passes them).
+            top = 0
+            while top < n and z[top] - self.anchor >= 1.0:
+                top += 1
+            end = top
+            while end < n and z[end] - self.anchor > -1.0:
+                end += 1
+            vis = np.array([self.visible(j) for j in range(end)], bool)
+            a = z[:end] - self.anchor
+            hi = 0.0
+            for _ in range(self.rounds):
+                mid = 0.5 * (lo + hi)
+                f = math.fsum(np.clip(a[vis] - mid, 0.0, 1.0))
+                self.serial += 1
+                self.ballots += -(-(end - top) // 32)
+                if f >= self.k:
+                    lo = mid
+                else:
+                    hi = mid
+        # The classes at tau = lo: UPPER a >= lo + 1 (at lo = -1 every entry >= z(k), ties of
+        # theta's score included), MIDDLE lo < a < lo + 1.
+        self.pa = 0
+        while self.pa < n and z[self.pa] - self.anchor >= lo + 1.0:
             self.pa += 1
         self.pm = self.pa
-        while self.pm < n and z[self.pm] - self.anchor > -1.0:
+        while self.pm < n and z[self.pm] - self.anchor > lo:
             self.pm += 1
         vis = [j for j in range(self.pm) if self.visible(j)]
         self.ballots += -(-self.pm // 32)
         self.upper = sum(1 for j in vis if j < self.pa)
         band = [z[j] - self.anchor for j in vis if j >= self.pa]
         self.mid, self.sum = len(band), math.fsum(band)
-        self.tau = -1.0
+        self.tau = lo
         self.started = True
         self._walk()
 
@@ -171,7 +199,7 @@ class Warp:
         return self.tau + self.anchor, self.theta
 
 
-def model_row(u, T, S, k, w, warps):
+def model_row(u, T, S, k, w, warps, rounds=0):
     C = max(S - w, 0)
     cand = u[:C]
     order = np.lexsort((np.arange(C), -np.where(np.isnan(cand), -np.inf, cand)))
@@ -180,11 +208,14 @@ def model_row(u, T, S, k, w, warps):
     rank = np.empty(C, np.int64)
     rank[order] = np.arange(C)
     lag = S - T - w
-    per = -(-T // warps)
+    # Queries with at most k candidates (e(t) <= k) select all of them: no warp spends time
+    # there, the others share the rest.
+    first = min(max(k - lag, 0), T)
+    per = -(-(T - first) // warps)
     worst_tau, theta_ok, steps, ballots = 0.0, True, [], []
     for wi in range(warps):
-        wp = Warp(z, order, rank, k)
-        for t in range(wi * per, min(T, (wi + 1) * per)):
+        wp = Warp(z, order, rank, k, rounds)
+        for t in range(first + wi * per, min(T, first + (wi + 1) * per)):
             e = min(max(t + lag + 1, 0), C)
             live = int(np.count_nonzero(cand[:e] > -np.inf))
             if live <= k:
@@ -208,6 +239,9 @@ def main():
     p.add_argument("--w", type=int, default=256)
     p.add_argument("--rows", type=int, default=2)
     p.add_argument("--warps", type=int, default=32)
+    p.add_argument("--init-rounds", type=int, default=0,
+                   help="bisection rounds (f evaluations) before a warp's first walk; 0: walk "
+                        "from z(k) - 1")
     p.add_argument("--scores", choices=("normal", "ties", "masked", "spread", "huge"),
                    default="normal", help="N(0, 4); rounded to halves; 20%% -inf; distinct "
                    "multiples of 1.25 (SPEC 3's hard case everywhere); N(0, 4) * 1e30")
@@ -223,7 +257,7 @@ def main():
             u = (rng.permutation(a.S) * 1.25).astype(np.float32)
         elif a.scores == "huge":
             u = u * np.float32(1e30)
-        err, ok, steps, ballots = model_row(u, a.T, a.S, a.k, a.w, a.warps)
+        err, ok, steps, ballots = model_row(u, a.T, a.S, a.k, a.w, a.warps, a.init_rounds)
         print(f"row {row} ({a.scores}): max |tau - reference| / max(1, |u|) = {err:.2e}, "
               f"theta exact: {ok}; per warp serial steps max {max(steps)} mean "
               f"{np.mean(steps):.0f}, ballots max {max(ballots)} mean {np.mean(ballots):.0f}")
