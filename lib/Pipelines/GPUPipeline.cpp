@@ -6,15 +6,15 @@
 // (outer loop over (batch, head, query block), inner loop over the block's
 // queries; selection in kernels over query chunks), bf16/f16 matmuls (a
 // layer's projections) to mma.sync tiles (sparsek-gpu-matmul-tiles, unless
-// matmul-tiles=false), other linalg ops to scf.parallel over their parallel dimensions, tiled into
-// 128-thread blocks along the innermost one (sparsek-gpu-thread-tiles) ->
-// mapped to GPU blocks and threads -> kernels' device status made the
-// runtime's words (sparsek-gpu-device-status) -> kernels outlined -> host
-// buffers the kernels use moved to the GPU (sparsek-gpu-host-allocs), a
-// block's device buffers carved out of one checked allocation
-// (sparsek-gpu-scratch-arena) -> on sm_90 and later, kernels that first wait
-// for the grid before them, which the runtime launches while it drains
-// (sparsek-gpu-launch-dependents) ->
+// matmul-tiles=false), other linalg ops to scf.parallel over their parallel
+// dimensions, tiled into 128-thread blocks along the innermost one
+// (sparsek-gpu-thread-tiles) -> mapped to GPU blocks and threads -> kernels'
+// device status made the runtime's words (sparsek-gpu-device-status) -> kernels
+// outlined (and named apart: sparsek-gpu-name-kernels) -> host buffers the
+// kernels use moved to the GPU (sparsek-gpu-host-allocs), a block's device
+// buffers carved out of one checked allocation (sparsek-gpu-scratch-arena) ->
+// on sm_90 and later, kernels that first wait for the grid before them, which
+// the runtime launches while it drains (sparsek-gpu-launch-dependents) ->
 // upstream gpu-lower-to-nvvm-pipeline: NVVM, a binary for `chip` (sm_90 by
 // default) embedded in the module, host code calling the runtime's mgpu*
 // functions. Every public function `f` also gets
@@ -106,7 +106,9 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
           "convert-parallel-loops-to-gpu,"
           // Kernels' device status: the runtime's words, not host globals.
           "canonicalize,sparsek-gpu-device-status,"
-          "gpu-kernel-outlining,sparsek-gpu-host-allocs,sparsek-gpu-scratch-"
+          // Each outlined kernel a name of its own (profilers show names only).
+          "gpu-kernel-outlining,sparsek-gpu-name-kernels,"
+          "sparsek-gpu-host-allocs,sparsek-gpu-scratch-"
           "arena,{7}"
           "expand-strided-metadata,lower-affine,"
           "gpu-lower-to-nvvm-pipeline{{cubin-chip={2} cubin-features={3} "

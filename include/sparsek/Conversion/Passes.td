@@ -519,6 +519,28 @@ def SparseKGPULaunchDependents
   ];
 }
 
+def SparseKGPUNameKernels : Pass<"sparsek-gpu-name-kernels", "ModuleOp"> {
+  let summary = "Give every outlined kernel a name of its own";
+  let description = [{
+    `gpu-kernel-outlining` puts each launch of a function `f` in its own
+    module (`f_kernel`, `f_kernel_0`, ...) but names the kernel in every one
+    of them `f_kernel`. A profiler (nsys, ncu, torch.profiler) shows kernels
+    by that name alone, so the forty-odd kernels of a fused select_attention
+    all read the same and a breakdown cannot tell them apart. This pass
+    renames each such kernel (one whose module's name extends its own, as
+    outlining names them) that another `gpu.module` also names so to its
+    module's symbol name, unique in the module, and updates the
+    `gpu.launch_func` ops that launch it. Kernels the compiler named itself
+    (`tiles`, `decode_g4`, ...) keep their names.
+
+    ```mlir
+    gpu.launch_func @f_kernel_0::@f_kernel ...   // before
+    gpu.launch_func @f_kernel_0::@f_kernel_0 ... // after
+    ```
+  }];
+  let dependentDialects = ["::mlir::gpu::GPUDialect"];
+}
+
 def SparseKGPUScratchArena : Pass<"sparsek-gpu-scratch-arena", "ModuleOp"> {
   let summary = "Carve a block's device buffers out of one checked allocation";
   let description = [{
