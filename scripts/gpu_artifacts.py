@@ -16,18 +16,21 @@ options on sm_90a, as the Python layer compiles on H100/H200: the composite
 op on the wgmma tiles; for larger rows), libsparsek_gpu_mma_sync.so (the
 composite op on the tile-first mma.sync kernel), libsparsek_gpu_wgmma.so (the
 same functions on the tile-first wgmma kernel, sm_90a),
+libsparsek_gpu_wgmma_rows.so (the same with the automatic chunk length, so
+rows of at most 4096 candidates take the one-launch row selection),
 libsparsek_gpu_decode_tiles.so (decode_attention on the tile-first split-K kernel), libsparsek_gpu_decode_tiles_mma.so
 (the same functions on its tensor-core form), libsparsek_gpu_grad_tiles.so
 (select_attention_grad on the tile-first mma.sync backward),
-libsparsek_gpu_grad_tiles128.so (the same on 128-row tiles), libsparsek_gpu_layer.so
+libsparsek_gpu_grad_tiles128.so (the same on 128-row tiles),
+libsparsek_gpu_grad_tiles_rows.so (the same with the row selection), libsparsek_gpu_layer.so
 (examples/sparsek_layer.mlir, default options on sm_90a), libsparsek_gpu_model.so
 (the whole tiny transformer of examples/tiny_transformer.py as one function,
 sparsek.model, default options on sm_90a) and manifest.json describing them.
 --only NAME,... builds the runtime and those libraries alone (a small folder
 to carry for the tests that load them), adding their keys to
 OUT_DIR/manifest.json if there is one; NAME is one of tests, decomposed,
-auto, mma_sync, decode_tiles, decode_tiles_mma, wgmma, wgmma128, grad_tiles,
-grad_tiles128, matmul, layer, model (--model-only: --only model).
+auto, mma_sync, decode_tiles, decode_tiles_mma, wgmma, wgmma128, wgmma_rows,
+grad_tiles, grad_tiles128, grad_tiles_rows, matmul, layer, model (--model-only: --only model).
 """
 
 import argparse
@@ -209,10 +212,14 @@ MMA_OPTIONS = "prefill-kernel=mma-sync select-chunk=16"
 WGMMA_OPTIONS = "prefill-kernel=wgmma chip=sm_90a select-chunk=16"
 # The wgmma kernel with two warpgroups per tile (128 rows; the default is one).
 WGMMA128_OPTIONS = WGMMA_OPTIONS + " tile-rows=128"
+# The automatic chunk length: rows of at most 4096 candidates take the
+# one-launch row selection (any fixed length keeps the chunked one).
+WGMMA_ROWS_OPTIONS = "prefill-kernel=wgmma chip=sm_90a"
 DEFAULT_OPTIONS = "chip=sm_90a"
 # The backward tiles of 64 rows (4 warps), and of 128 (8 warps, the default).
 GRAD_TILES_OPTIONS = "backward-kernel=tiles grad-tile-rows=64 select-chunk=16"
 GRAD_TILES128_OPTIONS = "backward-kernel=tiles select-chunk=16"
+GRAD_TILES_ROWS_OPTIONS = "backward-kernel=tiles"
 AUTO_SELECT_CONFIGS = ((64, 16),)
 AUTO_COMPOSITE = (("f32", 64, 16), ("bf16", 64, 16))
 
@@ -387,11 +394,19 @@ def _library_table():
                      WGMMA128_OPTIONS, {
                          "wgmma128_select_attention": {key: wgmma128_composite_name(*c)
                                                        for key, c in mma.items()}}),
+        "wgmma_rows": ("libsparsek_gpu_wgmma_rows.so", wgmma_module, WGMMA_ROWS_OPTIONS, {
+            "wgmma_rows_select_attention": {key: wgmma_composite_name(*c)
+                                            for key, c in mma.items()}}),
         "grad_tiles": ("libsparsek_gpu_grad_tiles.so", grad_tiles_module, GRAD_TILES_OPTIONS, {
             "grad_tiles": {f"{e}/{k}/{w}/{d}": grad_tiles_name(e, k, w, d)
                            for e, k, w in GRAD_TILES_CONFIGS for d in MMA_HEAD_DIMS}}),
         "grad_tiles128": ("libsparsek_gpu_grad_tiles128.so", grad_tiles_module,
                           GRAD_TILES128_OPTIONS, {}),
+        "grad_tiles_rows": ("libsparsek_gpu_grad_tiles_rows.so", grad_tiles_module,
+                            GRAD_TILES_ROWS_OPTIONS, {
+                                "grad_tiles": {f"{e}/{k}/{w}/{d}": grad_tiles_name(e, k, w, d)
+                                               for e, k, w in GRAD_TILES_CONFIGS
+                                               for d in MMA_HEAD_DIMS}}),
         "matmul": ("libsparsek_gpu_matmul.so", matmul_module, MATMUL_OPTIONS, {
             "matmul": {f"{e}/{k}/{n}": matmul_name(e, k, n) for e, k, n in MATMUL_CONFIGS}}),
         # The example layer as written (linalg projections, score, composite op).

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #include "BlockKeySets.h"
 #include "KernelMath.h"
+#include "RowSelection.h"
 
 #include "../SparseKToLoops/ChunkedSelection.h"
 #include "../SparseKToLoops/LoopUtils.h"
@@ -17,6 +18,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 
 #include <cassert>
 #include <limits>
@@ -333,6 +335,34 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
   KernelMath x{b, loc};
   Value batch = emitDim(b, loc, scores, 0), heads = emitDim(b, loc, scores, 1);
   Value numQueries = emitDim(b, loc, query, 2);
+  Value rows = x.mul(batch, heads);
+  Type f32 = b.getF32Type(), i32 = b.getI32Type();
+  lists = alloc(b, loc, i32, {rows, geo.numLists, x.c(k)});
+  counts = alloc(b, loc, i32, {rows, geo.numLists});
+  thresholds = {alloc(b, loc, f32, {rows, numQueries}),
+                alloc(b, loc, f32, {rows, numQueries}),
+                alloc(b, loc, i32, {rows, numQueries})};
+  if (!rowModule || selectChunk != 0)
+    return emitChunked(b, loc, geo);
+  // Rows that fit the row kernel's workgroup memory take one launch; longer
+  // ones (and rows without candidates) the chunked selection.
+  Value candidates = x.sub(emitDim(b, loc, scores, 2), x.c(w));
+  Value fits = x.andI(x.le(x.c(1), candidates),
+                      x.le(candidates, x.c(kRowSelectCandidates)));
+  Value listQueries = x.mul(geo.listBlocks, geo.blockQueries);
+  auto ifOp = scf::IfOp::create(b, loc, fits, /*withElseRegion=*/true);
+  OpBuilder tb = ifOp.getThenBodyBuilder();
+  emitRowSelection(tb, loc, rowModule, op, scores, k, w, thresholds, lists,
+                   counts, listQueries);
+  OpBuilder eb = ifOp.getElseBodyBuilder();
+  emitChunked(eb, loc, geo);
+}
+
+void BlockKeySets::emitChunked(OpBuilder &b, Location loc,
+                               const TileGeometry &geo) {
+  KernelMath x{b, loc};
+  Value batch = emitDim(b, loc, scores, 0), heads = emitDim(b, loc, scores, 1);
+  Value numQueries = emitDim(b, loc, query, 2);
   ChunkedSelection sel(op, k, w, scores, numQueries, /*inKernel=*/true,
                        selectChunk);
   sel.emitSizes(b, loc);
@@ -349,12 +379,6 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
                                   return SmallVector<Value>{bi, h, chunk};
                                 }});
   Value rows = x.mul(batch, heads);
-  Type f32 = b.getF32Type(), i32 = b.getI32Type();
-  lists = alloc(b, loc, i32, {rows, geo.numLists, x.c(k)});
-  counts = alloc(b, loc, i32, {rows, geo.numLists});
-  thresholds = {alloc(b, loc, f32, {rows, numQueries}),
-                alloc(b, loc, f32, {rows, numQueries}),
-                alloc(b, loc, i32, {rows, numQueries})};
 
   // Per list (L blocks, first query t0): Sel(t0), ascending. Its
   // candidates, in order, are t0's chunk's first list (k entries, -1

@@ -31,6 +31,7 @@
 #include "sparsek/Dialect/SparseK/IR/SparseKOps.h"
 
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
 
 namespace mlir::sparsek {
 
@@ -201,9 +202,14 @@ public:
       : BlockKeySets(op, op.getQuery(), op.getScores(), op.getKAttr().getInt(),
                      op.getWAttr().getInt(), selectChunk) {}
 
-  /// Emits the chunked selection and, in parallel loops, per (batch, KV
-  /// head, query block) Sel(t0) ascending and its length, and per query
-  /// f32 tau(t) and theta(t).
+  /// GPU forms: rows of at most kRowSelectCandidates candidates take the
+  /// one-launch row kernel (RowSelection.h), built into `module`, when the
+  /// chunk length is automatic (a fixed one asks for the chunked path).
+  void useRowKernel(ModuleOp module) { rowModule = module; }
+
+  /// Emits the selection and, per (batch, KV head, query block) Sel(t0)
+  /// ascending and its length, and per query f32 tau(t) and theta(t): the
+  /// chunked selection and parallel loops, or the row kernel.
   void emit(OpBuilder &b, Location loc, const TileGeometry &geo);
   void emitDealloc(OpBuilder &b, Location loc) const;
 
@@ -214,10 +220,14 @@ public:
   ThresholdBuffers thresholds;
 
 private:
+  /// emit's chunked path, into the buffers emit allocated.
+  void emitChunked(OpBuilder &b, Location loc, const TileGeometry &geo);
+
   Operation *op;
   Value query, scores;
   int64_t k, w;
   int64_t selectChunk;
+  ModuleOp rowModule;
 };
 
 } // namespace mlir::sparsek

@@ -72,7 +72,8 @@ void sparsek::emitKernelLaunch(
     OpBuilder &b, Location loc, ModuleOp module, StringRef prefix,
     ValueRange args, int64_t threads, TypeRange workgroup, Value dynamicSmem,
     gpu::KernelDim3 grid, ArrayRef<Value> sizes,
-    function_ref<void(OpBuilder &, Location, ValueRange, ValueRange)> body) {
+    function_ref<void(OpBuilder &, Location, ValueRange, ValueRange)> body,
+    StringRef kernelName) {
   MLIRContext *ctx = b.getContext();
   module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
                   UnitAttr::get(ctx));
@@ -85,7 +86,7 @@ void sparsek::emitKernelLaunch(
   OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
   auto gpuModule = gpu::GPUModuleOp::create(mb, loc, name);
   mb.setInsertionPointToStart(gpuModule.getBody());
-  auto fn = gpu::GPUFuncOp::create(mb, loc, "tiles",
+  auto fn = gpu::GPUFuncOp::create(mb, loc, kernelName,
                                    FunctionType::get(ctx, args.getTypes(), {}),
                                    workgroup, TypeRange{});
   fn->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), mb.getUnitAttr());

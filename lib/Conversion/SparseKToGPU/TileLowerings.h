@@ -67,7 +67,7 @@ struct TileKernelArgs {
 /// instead of full ones.
 std::pair<Value, Value> emitHeavyFirstTile(OpBuilder &b, Location loc);
 
-/// Builds a kernel gpu.func `tiles` taking `args` into a new gpu.module
+/// Builds a kernel gpu.func `kernelName` taking `args` into a new gpu.module
 /// `<prefix>_<n>` of `module`, with `threads` threads and `workgroup`
 /// attributions (16-byte aligned, as ldmatrix and cp.async need), fills its
 /// body with `body` (given its arguments and attributions), and launches it
@@ -79,7 +79,8 @@ void emitKernelLaunch(OpBuilder &b, Location loc, ModuleOp module,
                       gpu::KernelDim3 grid, ArrayRef<Value> sizes,
                       function_ref<void(OpBuilder &, Location, ValueRange args,
                                         ValueRange workgroup)>
-                          body);
+                          body,
+                      StringRef kernelName = "tiles");
 
 /// emitKernelLaunch of select_attention's tiles: builds a gpu.func `tiles` into
 /// a new gpu.module `<prefix>_<n>` of `module` (its argument types are the

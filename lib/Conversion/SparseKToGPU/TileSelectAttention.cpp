@@ -62,6 +62,8 @@ static void lowerToTiles(RewriterBase &rewriter, SelectAttentionOp op,
     emitCheckWindowScores(b, l, op, z, p.w, /*inKernel=*/true);
     if (p.k > 0) {
       p.keys.emplace(op, selectChunk);
+      if (form != TileForm::Scalar)
+        p.keys->useRowKernel(module);
       p.keys->emit(b, l, p.geo);
     }
     switch (form) {

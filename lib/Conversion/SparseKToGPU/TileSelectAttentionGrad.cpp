@@ -101,6 +101,8 @@ void sparsek::lowerSelectAttentionGradToTiles(RewriterBase &rewriter,
       return;
     }
     p.keys.emplace(op, q, u, k, w, selectChunk);
+    if (!scalar)
+      p.keys->useRowKernel(module);
     p.keys->emit(b, l, p.geo);
     p.supportSums = memref::AllocOp::create(
         b, l,

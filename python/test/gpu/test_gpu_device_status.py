@@ -73,19 +73,19 @@ def composite_args(torch, u, dtype, T=None, Hq=4, D=64):
 
 # The fused composite (its selection and window-score kernels), the
 # decomposed one (select kernels, then attention) and the tile-first
-# prefill (mma-sync: the block key sets run the chunked selection).
-@pytest.mark.parametrize("which", ["fused", "decomposed", "mma_sync"])
+# prefill (mma-sync: the block key sets run the chunked selection;
+# wgmma_rows: the row selection).
+@pytest.mark.parametrize("which", ["fused", "decomposed", "mma_sync", "wgmma_rows"])
 @pytest.mark.parametrize("pos", [2, 60, 95])
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_select_attention_reports_nan_and_inf(torch, manifest, gpu_lib, gpu_decomposed_lib,
-                                              gpu_mma_sync_lib, which, pos, bad):
+def test_select_attention_reports_nan_and_inf(torch, manifest, request, which, pos, bad):
     u = np.random.default_rng(pos).normal(size=(1, 2, 96)).astype(np.float32)
     u[0, 1, pos] = bad
-    if which == "mma_sync":
-        lib, name = gpu_mma_sync_lib, manifest["mma_sync_select_attention"]["bf16/8/4/64"]
-        dtype = torch.bfloat16
+    if which in ("mma_sync", "wgmma_rows"):   # the chunked selection; the row selection
+        lib = request.getfixturevalue(f"gpu_{which}_lib")
+        name, dtype = manifest[f"{which}_select_attention"]["bf16/8/4/64"], torch.bfloat16
     else:
-        lib = gpu_lib if which == "fused" else gpu_decomposed_lib
+        lib = request.getfixturevalue("gpu_lib" if which == "fused" else "gpu_decomposed_lib")
         name, dtype = manifest["select_attention"]["f32/8/4/64"], torch.float32
     expect(lib, name, composite_args(torch, u, dtype), INVALID_SCORE)
 

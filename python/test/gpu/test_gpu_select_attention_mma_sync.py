@@ -7,7 +7,10 @@
 # around BM = M / G, S > T, every
 # G, w >= T, k >= S (against SDPA), k = 0, ties and -inf scores. bf16 and
 # f16, D in {64, 128}; SPEC 8: float32 reference on the same rounded inputs,
-# 2e-2 absolute. The library's selection uses 16-candidate chunks.
+# 2e-2 absolute. The libraries' selection uses 16-candidate chunks, but
+# wgmma_rows's: its rows of at most 4096 candidates take the one-launch row
+# selection (RowSelection.h), which test_row_selection_scores also checks
+# on SPEC 3's hard case, huge and tied scores.
 import numpy as np
 import pytest
 
@@ -29,12 +32,19 @@ def make_inputs(seed, B, Hq, Hkv, T, S, D, kind="normal"):
     elif kind == "masked":
         u = (g.normal(size=(B, Hkv, S)) * 2).astype(np.float32)
         u[g.random(u.shape) < 0.6] = -np.inf
+    elif kind == "spread":  # distinct scores 1.25 apart: SPEC 3's hard case everywhere
+        u = np.stack([np.stack([g.permutation(S) * 1.25 for _ in range(Hkv)])
+                      for _ in range(B)]).astype(np.float32)
+    elif kind == "huge":  # tau's sums far from 1: relative error decides
+        u = (g.normal(size=(B, Hkv, S)) * 2e30).astype(np.float32)
+    elif kind == "halves":  # many ties inside the band around z(k)
+        u = (np.round(g.normal(size=(B, Hkv, S)) * 4) / 2).astype(np.float32)
     else:
         u = (g.normal(size=(B, Hkv, S)) * 2).astype(np.float32)
     return q, key, value, u
 
 
-@pytest.fixture(params=("mma_sync", "wgmma", "wgmma128"))
+@pytest.fixture(params=("mma_sync", "wgmma", "wgmma128", "wgmma_rows"))
 def tiles(request, torch, manifest):
     """(library, function names) of one form of the tile-first kernel."""
     lib = request.getfixturevalue(f"gpu_{request.param}_lib")
@@ -114,3 +124,14 @@ def test_k_zero_is_sliding_window(torch, tiles, d, G, T, S):
 @pytest.mark.parametrize("G,T,S", [(2, 600, 600), (4, 517, 700)])
 def test_key_tile_classes(torch, tiles, kind, d, G, T, S):
     check(torch, tiles, "bf16", d, 128, 160, 1, 2 * G, 2, T, S, kind)
+
+
+# The row selection's cases (wgmma_rows; the chunked forms run them too):
+# scores that make the sweep walk far, take SPEC 3's hard case, carry huge
+# sums, tie inside the band; S > T; rows near the kernel's 4096-candidate
+# limit on either side (S - w = 4096 takes it, 4097 the chunked selection).
+@pytest.mark.parametrize("kind", ("normal", "spread", "huge", "halves", "masked"))
+@pytest.mark.parametrize("k,w,T,S", [(128, 160, 600, 600), (24, 100, 300, 1000),
+                                     (16, 16, 4096, 4112), (16, 16, 4000, 4113)])
+def test_row_selection_scores(torch, tiles, kind, k, w, T, S):
+    check(torch, tiles, "bf16", 64, k, w, 1, 4, 2, T, S, kind)

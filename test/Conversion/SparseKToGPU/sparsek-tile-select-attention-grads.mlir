@@ -22,6 +22,12 @@
 // CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}, %c64{{.*}}) : memref<?x?x?xi32>
 // CHECK-NEXT: %[[COUNTS:.*]] = memref.alloc({{.*}}) : memref<?x?xi32>
 // CHECK-NEXT: %[[TAU:.*]] = memref.alloc({{.*}}) : memref<?x?xf32>
+// Rows of at most 4096 candidates: the row selection, one launch; longer
+// ones: the chunked selection, whose first lists go last.
+// CHECK: gpu.launch_func @sparsek_row_selection_0::@row_selection
+// CHECK: } else {
+// CHECK: memref.dealloc %{{.*}} : memref<?x?x?x64xindex>
+// CHECK-NEXT: }
 // The support sums [B, Hkv, T], zeroed; each key's support range of
 // queries (f64 counts) before the tiles.
 // CHECK: %[[SUMS:.*]] = memref.alloc({{.*}}) : memref<?x?x?xf32>
