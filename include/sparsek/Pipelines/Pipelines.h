@@ -198,7 +198,9 @@ struct SparseKGPUPipelineOptions
   PassOptions::Option<int64_t> selectChunk{
       *this, "select-chunk",
       llvm::cl::desc("Candidates per chunk of the parallel selection; 0 "
-                     "picks max(256, ceil(C / 64)) for C candidates per row"),
+                     "picks max(256, ceil(C / 64)) for C candidates per row "
+                     "and gives the tile kernels' rows of 1 to 4096 "
+                     "candidates the one-launch row selection instead"),
       llvm::cl::init(0)};
   PassOptions::Option<int64_t> tileRows{
       *this, "tile-rows",
