@@ -39,8 +39,8 @@ struct GPUNameKernelsPass
     MLIRContext *ctx = &getContext();
     for (gpu::GPUModuleOp module : modules) {
       SymbolTable table(module);
-      for (auto func :
-           llvm::make_early_inc_range(module.getOps<gpu::GPUFuncOp>())) {
+      // Renaming changes attributes only: a plain walk of the functions.
+      for (auto func : module.getOps<gpu::GPUFuncOp>()) {
         // Outlining's modules: `f_kernel_N` holding `f_kernel`. Kernels the
         // compiler named itself (`tiles`, ...) keep their names, which tests
         // and profiling scripts look for.
