@@ -10,12 +10,11 @@ are checked first against the signatures the library exports
 nothing but the shared library.
 """
 
-import array
 import ctypes
 
 import numpy as np
 
-from .memref import descriptor_words
+from .memref import CallPlan
 from .signature import Manifest, numpy_dtype
 from .status import SparseKError
 
@@ -38,57 +37,22 @@ def _host_array(a):
     return t.numpy()
 
 
-class _CallPlan:
-    """How CompiledLibrary.call passes arguments to one entry point, worked out
-    once (as sparsek.gpu's plan): the C function with its argument types, and
-    per memref argument its signature and numpy dtype. A call packs every
-    descriptor into one int64 array and passes pointers into it, where a
-    ctypes Structure per argument cost about ten microseconds each."""
+class _CallPlan(CallPlan):
+    """CallPlan over numpy arrays (or CPU torch tensors, viewed as arrays)."""
 
-    def __init__(self, entry, lib):
-        self.entry = entry
-        self.memrefs = []  # (position, argument, numpy dtype)
-        self.scalars = []  # the scalar arguments
-        argtypes = []
-        for spec in entry.args:
-            if spec.kind == "memref":
-                entry.check_passable(spec)
-                self.memrefs.append((spec.position, spec, numpy_dtype(spec.element)))
-                argtypes.append(ctypes.c_void_p)
-            else:
-                self.scalars.append(spec)
-                argtypes.append(entry.scalar_type(spec))
-        self.fn = getattr(lib, entry.symbol)
-        self.fn.argtypes = argtypes
-        self.fn.restype = ctypes.c_int32
+    def expect(self, spec):
+        return numpy_dtype(spec.element)
 
-    def pack(self, args):
-        """(the descriptor array and the arrays it points into, to keep alive
-        through the call; the C arguments). Raises what Manifest's checks raise."""
-        entry = self.entry
-        entry.check_count(args)
-        passed = list(args)
-        for spec in self.scalars:
-            passed[spec.position] = entry.scalar(spec, args[spec.position])
-        words, starts, arrays = [], [], []
-        for position, spec, dtype in self.memrefs:
-            a = args[position]
-            if type(a) is not np.ndarray:
-                a = _host_array(a)
-            if not (type(a) is np.ndarray and a.dtype == dtype and a.ndim == spec.rank):
-                entry.check_array(spec, a)  # raises the precise error
-            flags = a.flags
-            if not (flags.c_contiguous and flags.aligned and (flags.writeable or not spec.written)):
-                entry.check_array(spec, a)
-            arrays.append(a)
-            starts.append(len(words))
-            item = a.itemsize
-            words += descriptor_words(a.ctypes.data, a.shape, [st // item for st in a.strides])
-        descriptors = array.array("q", words)
-        base = descriptors.buffer_info()[0]
-        for (position, *_), start in zip(self.memrefs, starts):
-            passed[position] = base + 8 * start
-        return (descriptors, arrays), passed
+    def view(self, spec, dtype, a):
+        if type(a) is not np.ndarray:
+            a = _host_array(a)
+        if not (type(a) is np.ndarray and a.dtype == dtype and a.ndim == spec.rank):
+            self.entry.check_array(spec, a)  # raises the precise error
+        flags = a.flags
+        if not (flags.c_contiguous and flags.aligned and (flags.writeable or not spec.written)):
+            self.entry.check_array(spec, a)
+        item = a.itemsize
+        return a, a.ctypes.data, a.shape, [st // item for st in a.strides]
 
 
 class CompiledLibrary:
@@ -113,7 +77,7 @@ class CompiledLibrary:
         return name in self.manifest
 
     def _plan(self, name):
-        plan = _CallPlan(self.manifest[name], self._lib)
+        plan = _CallPlan(self.manifest[name], getattr(self._lib, self.manifest[name].symbol))
         self._plans[name] = plan
         return plan
 

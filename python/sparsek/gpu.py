@@ -30,11 +30,10 @@ captured in a CUDA graph (make one eager call first: the first call
 allocates the library's status words).
 """
 
-import array
 import ctypes
 import os
 
-from .memref import descriptor_words
+from .memref import CallPlan
 from .signature import TORCH_DTYPES, Manifest
 from .status import OUT_OF_MEMORY, RUNTIME, SparseKError
 
@@ -149,59 +148,25 @@ def _current_raw_stream():
     return getter(torch._C._cuda_getDevice())
 
 
-class _CallPlan:
-    """How GPULibrary.call passes arguments to one entry point, worked out
-    once: the C function with its argument types, and per argument its
-    signature and expected torch dtype. A call then packs every memref
-    descriptor into one int64 array (`{allocated, aligned, offset, sizes,
-    strides}` each, as memref.descriptor_type lays them out) and passes
-    pointers into it, a few microseconds where a ctypes Structure per
-    argument cost tens."""
+class _CallPlan(CallPlan):
+    """CallPlan over torch CUDA tensors; the C function takes the stream first."""
 
-    def __init__(self, entry, lib):
+    leading = (ctypes.c_void_p,)
+
+    def expect(self, spec):
         import torch
 
-        self.entry = entry
-        self.memrefs = []  # (position, argument, torch dtype, element bytes)
-        self.scalars = []  # the scalar arguments
-        argtypes = [ctypes.c_void_p]  # the stream
-        for spec in entry.args:
-            if spec.kind == "memref":
-                entry.check_passable(spec)
-                dtype = getattr(torch, TORCH_DTYPES[spec.element])
-                self.memrefs.append((spec.position, spec, dtype,
-                                     torch.empty((), dtype=dtype).element_size()))
-                argtypes.append(ctypes.c_void_p)
-            else:
-                self.scalars.append(spec)
-                argtypes.append(entry.scalar_type(spec))
-        self.fn = lib[entry.symbol]  # a function object of our own
-        self.fn.argtypes = argtypes
-        self.fn.restype = ctypes.c_int32
+        dtype = getattr(torch, TORCH_DTYPES[spec.element])
+        return dtype, torch.empty((), dtype=dtype).element_size()
 
-    def pack(self, args):
-        """(the descriptor array, to keep alive through the call; the C
-        arguments after the stream). Raises what Manifest's checks raise."""
+    def view(self, spec, expected, a):
         import torch
 
-        entry = self.entry
-        entry.check_count(args)
-        passed = list(args)
-        for spec in self.scalars:
-            passed[spec.position] = entry.scalar(spec, args[spec.position])
-        words, starts = [], []
-        for position, spec, dtype, size in self.memrefs:
-            a = args[position]
-            if not (isinstance(a, torch.Tensor) and a.dtype is dtype and a.dim() == spec.rank
-                    and a.is_cuda and a.is_contiguous() and a.data_ptr() % size == 0):
-                entry.check_tensor(spec, a)  # raises the precise error
-            starts.append(len(words))
-            words += descriptor_words(a.data_ptr(), a.shape, a.stride())
-        descriptors = array.array("q", words)
-        base = descriptors.buffer_info()[0]
-        for (position, *_), start in zip(self.memrefs, starts):
-            passed[position] = base + 8 * start
-        return descriptors, passed
+        dtype, size = expected
+        if not (isinstance(a, torch.Tensor) and a.dtype is dtype and a.dim() == spec.rank
+                and a.is_cuda and a.is_contiguous() and a.data_ptr() % size == 0):
+            self.entry.check_tensor(spec, a)  # raises the precise error
+        return None, a.data_ptr(), a.shape, a.stride()
 
 
 class GPULibrary:
@@ -249,12 +214,12 @@ class GPULibrary:
         docstring): at the next call, at `check()`, or here with
         `check=True` (which synchronizes)."""
         plan = self._plans.get(name) or self._plan(name)
-        descriptors, passed = plan.pack(args)
+        keep, passed = plan.pack(args)
         raw = _current_raw_stream() if stream is None else stream.cuda_stream
         self._check_runtime(name)  # an error left over from earlier calls
         self._raise_pending(stream)  # what earlier calls' kernels found
         code = plan.fn(raw, *passed)
-        del descriptors  # read by the entry point, which has returned
+        del keep  # read by the entry point, which has returned
         if code == RUNTIME:
             self._check_runtime(name)
         if code:
@@ -267,7 +232,8 @@ class GPULibrary:
             self.check(stream, function=name)
 
     def _plan(self, name):
-        plan = _CallPlan(self.manifest[name], self._lib)
+        # A function object of our own: its argtypes are this plan's.
+        plan = _CallPlan(self.manifest[name], self._lib[self.manifest[name].symbol])
         self._plans[name] = plan
         return plan
 

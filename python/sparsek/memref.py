@@ -52,6 +52,65 @@ def descriptor_words(ptr, shape, strides):
     return (ptr, ptr, 0, *shape, *strides)
 
 
+class CallPlan:
+    """How a library passes arguments to one entry point, worked out once: the
+    C function with its argument types (`leading` ones first, as the GPU's
+    stream) and per memref argument its signature and what `view` checks. A
+    call packs every memref descriptor into one int64 array (`{allocated,
+    aligned, offset, sizes, strides}` each, as descriptor_type lays them out)
+    and passes pointers into it, a few microseconds where a ctypes Structure
+    per argument cost tens. Subclasses say how an argument is viewed."""
+
+    leading = ()
+
+    def __init__(self, entry, fn):
+        self.entry = entry
+        self.memrefs = []  # (position, argument, what view checks)
+        self.scalars = []  # the scalar arguments
+        argtypes = list(self.leading)
+        for spec in entry.args:
+            if spec.kind == "memref":
+                entry.check_passable(spec)
+                self.memrefs.append((spec.position, spec, self.expect(spec)))
+                argtypes.append(ctypes.c_void_p)
+            else:
+                self.scalars.append(spec)
+                argtypes.append(entry.scalar_type(spec))
+        self.fn = fn
+        self.fn.argtypes = argtypes
+        self.fn.restype = ctypes.c_int32
+
+    def expect(self, spec):
+        """What view needs to check an argument of signature `spec` quickly."""
+        raise NotImplementedError
+
+    def view(self, spec, expected, a):
+        """(the object to keep alive through the call, data pointer, sizes,
+        strides in elements) of argument `a`, or the precise error of the
+        signature's checks."""
+        raise NotImplementedError
+
+    def pack(self, args):
+        """(what to keep alive through the call; the C arguments after the
+        leading ones). Raises what the signature's checks raise."""
+        entry = self.entry
+        entry.check_count(args)
+        passed = list(args)
+        for spec in self.scalars:
+            passed[spec.position] = entry.scalar(spec, args[spec.position])
+        words, starts, keep = [], [], []
+        for position, spec, expected in self.memrefs:
+            held, ptr, shape, strides = self.view(spec, expected, args[position])
+            keep.append(held)
+            starts.append(len(words))
+            words += descriptor_words(ptr, shape, strides)
+        descriptors = array.array("q", words)
+        base = descriptors.buffer_info()[0]
+        for (position, *_), start in zip(self.memrefs, starts):
+            passed[position] = base + 8 * start
+        return (descriptors, keep), passed
+
+
 def to_descriptor(array):
     """A descriptor viewing `array` (which must outlive the call).
 
