@@ -16,8 +16,8 @@ options on sm_90a, as the Python layer compiles on H100/H200: the composite
 op on the wgmma tiles; for larger rows), libsparsek_gpu_mma_sync.so (the
 composite op on the tile-first mma.sync kernel), libsparsek_gpu_wgmma.so (the
 same functions on the tile-first wgmma kernel, sm_90a),
-libsparsek_gpu_wgmma_rows.so (the same with the automatic chunk length, so
-rows of at most 4096 candidates take the one-launch row selection),
+libsparsek_gpu_wgmma_rows.so (the same with row-selection=true: rows of at
+most 4096 candidates take the one-launch row selection),
 libsparsek_gpu_decode_tiles.so (decode_attention on the tile-first split-K kernel), libsparsek_gpu_decode_tiles_mma.so
 (the same functions on its tensor-core form), libsparsek_gpu_grad_tiles.so
 (select_attention_grad on the tile-first mma.sync backward),
@@ -212,14 +212,14 @@ MMA_OPTIONS = "prefill-kernel=mma-sync select-chunk=16"
 WGMMA_OPTIONS = "prefill-kernel=wgmma chip=sm_90a select-chunk=16"
 # The wgmma kernel with two warpgroups per tile (128 rows; the default is one).
 WGMMA128_OPTIONS = WGMMA_OPTIONS + " tile-rows=128"
-# The automatic chunk length: rows of at most 4096 candidates take the
-# one-launch row selection (any fixed length keeps the chunked one).
-WGMMA_ROWS_OPTIONS = "prefill-kernel=wgmma chip=sm_90a"
+# Rows of at most 4096 candidates on the one-launch row selection (with the
+# automatic chunk length; a fixed one keeps the chunked selection).
+WGMMA_ROWS_OPTIONS = "prefill-kernel=wgmma chip=sm_90a row-selection=true"
 DEFAULT_OPTIONS = "chip=sm_90a"
 # The backward tiles of 64 rows (4 warps), and of 128 (8 warps, the default).
 GRAD_TILES_OPTIONS = "backward-kernel=tiles grad-tile-rows=64 select-chunk=16"
 GRAD_TILES128_OPTIONS = "backward-kernel=tiles select-chunk=16"
-GRAD_TILES_ROWS_OPTIONS = "backward-kernel=tiles"
+GRAD_TILES_ROWS_OPTIONS = "backward-kernel=tiles row-selection=true"
 AUTO_SELECT_CONFIGS = ((64, 16),)
 AUTO_COMPOSITE = (("f32", 64, 16), ("bf16", 64, 16))
 

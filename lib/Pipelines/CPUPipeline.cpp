@@ -34,6 +34,7 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
                                     tiles,
                                     gradTiles,
                                     /*vectorAtomics=*/false,
+                                    /*rowSelection=*/false,
                                     "scalar",
                                     decodeMath(options.decodeKernel)}
                              .str();

@@ -73,7 +73,7 @@ inline llvm::StringRef decodeMath(DecodeKernel kernel) {
 struct TileStages {
   llvm::StringRef form;
   int64_t selectChunk, tileRows, gradTileRows;
-  bool forward, grads, vectorAtomics;
+  bool forward, grads, vectorAtomics, rowSelection;
   llvm::StringRef decodeForm, decodeMath;
 
   std::string str() const {
@@ -82,9 +82,9 @@ struct TileStages {
       stages = llvm::formatv("sparsek-tile-select-attention{{form={0} "
                              "select-chunk={1} tile-rows={2} forward={3} "
                              "grads={4} grad-tile-rows={5} "
-                             "vector-atomics={6}},",
+                             "vector-atomics={6} row-selection={7}},",
                              form, selectChunk, tileRows, forward, grads,
-                             gradTileRows, vectorAtomics)
+                             gradTileRows, vectorAtomics, rowSelection)
                    .str();
     if (!decodeMath.empty())
       stages +=

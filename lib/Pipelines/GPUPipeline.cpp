@@ -85,6 +85,7 @@ sparsek::buildSparseKGPUPipeline(OpPassManager &pm,
                  forwardTiles,
                  options.backwardKernel == BackwardKernel::Tiles,
                  hasVectorAtomics(options),
+                 options.rowSelection,
                  "kernel",
                  decodeMath(options.decodeKernel)}
           .str();

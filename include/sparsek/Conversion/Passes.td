@@ -87,9 +87,9 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
 
     Host code first runs the chunked selection (as sparsek-lower-to-loops'
     parallel form does) and turns it, in parallel loops, into the block
-    lists Sel(t0) and per-query f32 tau(t) and theta(t). In the GPU forms
-    with the automatic chunk length, rows of 1 to 4096 candidates (S - w)
-    get them from the row selection instead, one `gpu.launch_func` of
+    lists Sel(t0) and per-query f32 tau(t) and theta(t). With
+    `row-selection=true` (GPU forms, automatic chunk length), rows of 1 to
+    4096 candidates (S - w) get them from the row selection instead, one `gpu.launch_func` of
     1024 threads per (batch, KV head) row: the row's scores sorted in
     workgroup memory, then each warp sweeping a run of consecutive queries
     (tau's piece of f and theta carried from one query to the next,
@@ -172,9 +172,11 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
            "for the CPU)">,
     Option<"selectChunk", "select-chunk", "int64_t", /*default=*/"0",
            "Candidates per chunk of the chunked selection; 0 picks "
-           "max(256, ceil(C / 64)) for C candidates per row and, in the GPU "
-           "forms, gives rows of 1 to 4096 candidates the row selection "
-           "instead">,
+           "max(256, ceil(C / 64)) for C candidates per row">,
+    Option<"rowSelection", "row-selection", "bool", /*default=*/"false",
+           "GPU forms with the automatic chunk length: rows of 1 to 4096 "
+           "candidates take the one-launch row selection instead of the "
+           "chunked one">,
     Option<"tileRows", "tile-rows", "int64_t", /*default=*/"0",
            "(query, head) rows per tile: 64, or 128 (wgmma: two warpgroups "
            "sharing each gathered K/V tile; scalar: the same key sets); 0 "

@@ -198,10 +198,15 @@ struct SparseKGPUPipelineOptions
   PassOptions::Option<int64_t> selectChunk{
       *this, "select-chunk",
       llvm::cl::desc("Candidates per chunk of the parallel selection; 0 "
-                     "picks max(256, ceil(C / 64)) for C candidates per row "
-                     "and gives the tile kernels' rows of 1 to 4096 "
-                     "candidates the one-launch row selection instead"),
+                     "picks max(256, ceil(C / 64)) for C candidates per row"),
       llvm::cl::init(0)};
+  PassOptions::Option<bool> rowSelection{
+      *this, "row-selection",
+      llvm::cl::desc("With the automatic chunk length, the tile kernels' "
+                     "rows of 1 to 4096 candidates take the one-launch row "
+                     "selection instead of the chunked one (not yet measured "
+                     "on a GPU, so off by default)"),
+      llvm::cl::init(false)};
   PassOptions::Option<int64_t> tileRows{
       *this, "tile-rows",
       llvm::cl::desc("(query, head) rows per tile of the tensor-core "

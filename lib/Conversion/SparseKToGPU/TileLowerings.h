@@ -169,7 +169,8 @@ void emitScalarGradTiles(OpBuilder &b, Location loc, const GradTileProblem &p);
 /// `scalar` its walk as loops, in `module`.
 void lowerSelectAttentionGradToTiles(RewriterBase &rewriter,
                                      SelectAttentionGradOp op, bool scalar,
-                                     int64_t selectChunk, int64_t rows,
+                                     int64_t selectChunk, bool rowSelection,
+                                     int64_t rows,
                                      bool vectorAtomics, ModuleOp module);
 
 /// Why tile kernels cannot take operands `typed` (q, key, value, then those

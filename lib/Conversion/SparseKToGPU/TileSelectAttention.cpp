@@ -34,7 +34,8 @@ enum class TileForm { MmaSync, Wgmma, Scalar };
 } // namespace
 
 static void lowerToTiles(RewriterBase &rewriter, SelectAttentionOp op,
-                         TileForm form, int64_t selectChunk, int64_t tileRows,
+                         TileForm form, int64_t selectChunk,
+                         bool rowSelection, int64_t tileRows,
                          ModuleOp module) {
   Location loc = op.getLoc();
   FusedSizes z = FusedSizes::read(rewriter, loc, op);
@@ -62,7 +63,7 @@ static void lowerToTiles(RewriterBase &rewriter, SelectAttentionOp op,
     emitCheckWindowScores(b, l, op, z, p.w, /*inKernel=*/true);
     if (p.k > 0) {
       p.keys.emplace(op, selectChunk);
-      if (form != TileForm::Scalar)
+      if (form != TileForm::Scalar && rowSelection)
         p.keys->useRowKernel(module);
       p.keys->emit(b, l, p.geo);
     }
@@ -162,7 +163,8 @@ struct SparseKTileSelectAttentionPass
           !mmaSyncUnsupportedReason(op).empty())
         continue;
       rewriter.setInsertionPoint(op);
-      lowerToTiles(rewriter, op, *tileForm, selectChunk, *rows, module);
+      lowerToTiles(rewriter, op, *tileForm, selectChunk, rowSelection, *rows,
+                   module);
     }
     // The backward takes mma.sync tiles in both GPU forms.
     bool scalar = *tileForm == TileForm::Scalar;
@@ -173,7 +175,8 @@ struct SparseKTileSelectAttentionPass
         continue;
       rewriter.setInsertionPoint(op);
       lowerSelectAttentionGradToTiles(rewriter, op, scalar, selectChunk,
-                                      *gradRows, vectorAtomics, module);
+                                      rowSelection, *gradRows, vectorAtomics,
+                                      module);
     }
   }
 };

@@ -34,7 +34,8 @@ static constexpr int64_t kBlock = 256;
 void sparsek::lowerSelectAttentionGradToTiles(RewriterBase &rewriter,
                                               SelectAttentionGradOp op,
                                               bool scalar, int64_t selectChunk,
-                                              int64_t rows, bool vectorAtomics,
+                                              bool rowSelection, int64_t rows,
+                                              bool vectorAtomics,
                                               ModuleOp module) {
   Location loc = op.getLoc();
   Value q = op.getQuery(), key = op.getKey(), value = op.getValue(),
@@ -101,7 +102,7 @@ void sparsek::lowerSelectAttentionGradToTiles(RewriterBase &rewriter,
       return;
     }
     p.keys.emplace(op, q, u, k, w, selectChunk);
-    if (!scalar)
+    if (!scalar && rowSelection)
       p.keys->useRowKernel(module);
     p.keys->emit(b, l, p.geo);
     p.supportSums = memref::AllocOp::create(

@@ -114,8 +114,8 @@ def gpu_wgmma128_lib(torch, manifest):
 
 @pytest.fixture(scope="session")
 def gpu_wgmma_rows_lib(torch, manifest):
-    """The wgmma library's functions with the automatic chunk length: rows of at most 4096
-    candidates take the one-launch row selection (RowSelection.h) instead of the chunked one."""
+    """The wgmma library's functions with row-selection=true: rows of at most 4096 candidates
+    take the one-launch row selection (RowSelection.h) instead of the chunked one."""
     if "wgmma_rows_library" not in manifest:
         _unavailable("the GPU artifacts predate the wgmma_rows library (rebuild them)")
     _require_sm90a(torch, manifest, "wgmma_rows_library")
@@ -127,8 +127,8 @@ def gpu_wgmma_rows_lib(torch, manifest):
 def gpu_grad_tiles_lib(request, torch, manifest):
     """select_attention_grad with backward-kernel=tiles (the tile-first mma.sync backward), on
     64-row tiles (4 warps) and 128-row ones (8 warps, sm_90a with the wgmma forward), both on
-    16-candidate chunks of the chunked selection, and on 128-row tiles with the automatic chunk
-    length (rows of at most 4096 candidates take the one-launch row selection): the same
+    16-candidate chunks of the chunked selection, and on 128-row tiles with row-selection=true
+    (rows of at most 4096 candidates take the one-launch row selection): the same
     functions, so every test of one runs on each."""
     key = request.param
     if key not in manifest:

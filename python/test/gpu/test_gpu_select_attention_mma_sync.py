@@ -8,9 +8,10 @@
 # G, w >= T, k >= S (against SDPA), k = 0, ties and -inf scores. bf16 and
 # f16, D in {64, 128}; SPEC 8: float32 reference on the same rounded inputs,
 # 2e-2 absolute. The libraries' selection uses 16-candidate chunks, but
-# wgmma_rows's: its rows of at most 4096 candidates take the one-launch row
-# selection (RowSelection.h), which test_row_selection_scores also checks
-# on SPEC 3's hard case, huge and tied scores.
+# wgmma_rows's (row-selection=true): its rows of at most 4096 candidates take
+# the one-launch row selection (RowSelection.h), which
+# test_row_selection_scores also checks on SPEC 3's hard case, huge and
+# tied scores.
 import numpy as np
 import pytest
 

@@ -14,7 +14,15 @@
 // RUN: sparsek-opt %s -split-input-file -sparsek-tile-select-attention | FileCheck %s --check-prefix=OFF
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=forward=false grads=true" | FileCheck %s --check-prefix=NOFWD
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=grads=true vector-atomics=true" | FileCheck %s --check-prefix=VEC
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=grads=true row-selection=true" | FileCheck %s --check-prefix=ROWS
 
+// With row-selection=true the backward's thresholds and lists come from the
+// row selection (rows of 1 to 4096 candidates), as the forward's do.
+// ROWS-LABEL: func.func @grad_bf16_d128
+// ROWS: gpu.launch_func @sparsek_row_selection_0::@row_selection
+// ROWS: } else {
+// ROWS: gpu.launch_func @sparsek_select_attention_grad_tiles_0::@tiles
+// ROWS: gpu.func @row_selection(
 // CHECK-LABEL: func.func @grad_bf16_d128
 // Sizes (the gradients' too) checked into the status word.
 // CHECK: memref.get_global @__sparsek_status
@@ -22,12 +30,8 @@
 // CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}, %c64{{.*}}) : memref<?x?x?xi32>
 // CHECK-NEXT: %[[COUNTS:.*]] = memref.alloc({{.*}}) : memref<?x?xi32>
 // CHECK-NEXT: %[[TAU:.*]] = memref.alloc({{.*}}) : memref<?x?xf32>
-// Rows of at most 4096 candidates: the row selection, one launch; longer
-// ones: the chunked selection, whose first lists go last.
-// CHECK: gpu.launch_func @sparsek_row_selection_0::@row_selection
-// CHECK: } else {
+// The chunked selection fills them; its first lists go last.
 // CHECK: memref.dealloc %{{.*}} : memref<?x?x?x64xindex>
-// CHECK-NEXT: }
 // The support sums [B, Hkv, T], zeroed; each key's support range of
 // queries (f64 counts) before the tiles.
 // CHECK: %[[SUMS:.*]] = memref.alloc({{.*}}) : memref<?x?x?xf32>

@@ -1,12 +1,13 @@
-// select_attention tile first: the row selection's (one kernel) or the
-// chunked selection's thresholds become per-block lists Sel(t0) and
-// per-query f32 tau/theta (parallel loops in the chunked case), then
+// select_attention tile first: the chunked selection's thresholds (or, with
+// row-selection=true, the row selection's: one kernel) become per-block
+// lists Sel(t0) and per-query f32 tau/theta (parallel loops), then
 // one mma.sync kernel per op (bf16/f16, D and Dv in {64, 128}) or, with
 // form=scalar, the same tile walk as loops.
 // RUN: sparsek-opt %s -split-input-file -sparsek-tile-select-attention | FileCheck %s
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=scalar select-chunk=7" | FileCheck %s --check-prefix=SCALAR
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=row-selection=true" | FileCheck %s --check-prefix=ROWS
 // A fixed chunk length asks for the chunked selection on every row.
-// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=select-chunk=16" | FileCheck %s --check-prefix=CHUNKED
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=row-selection=true select-chunk=16" | FileCheck %s --check-prefix=CHUNKED
 
 // CHECK-LABEL: func.func @bf16_d64
 // The host side: sizes checked, the selection's scratch, then the block
@@ -21,14 +22,6 @@
 // CHECK: %[[LISTS:.*]] = memref.alloc({{.*}}, %c8{{.*}}) : memref<?x?x?xi32>
 // CHECK-NEXT: %[[COUNTS:.*]] = memref.alloc({{.*}}) : memref<?x?xi32>
 // CHECK-NEXT: %[[TAU:.*]] = memref.alloc({{.*}}) : memref<?x?xf32>
-// Rows of 1 to 4096 candidates (S - w): the row selection, one launch of a
-// CTA of 32 warps per (batch, KV head) row; other rows: the chunked one.
-// CHECK: arith.constant 4096 : index
-// CHECK: scf.if
-// CHECK: gpu.launch_func @[[ROWS:sparsek_row_selection_0]]::@row_selection
-// CHECK-SAME: threads in (%c1024
-// CHECK-SAME: args(%arg3 : memref<?x?x?xf32>, %[[TAU]] : memref<?x?xf32>, %{{.*}} : memref<?x?xf32>, %{{.*}} : memref<?x?xi32>, %[[LISTS]] : memref<?x?x?xi32>, %[[COUNTS]] : memref<?x?xi32>
-// CHECK: } else {
 // CHECK: scf.parallel
 // CHECK: scf.parallel
 // 128 threads per tile; grid (query blocks, KV heads x head splits, batch).
@@ -37,14 +30,6 @@
 // CHECK-SAME: args(%{{.*}}, %[[LISTS]] : memref<?x?x?xi32>, %[[COUNTS]] : memref<?x?xi32>, %[[TAU]] : memref<?x?xf32>
 // CHECK: memref.dealloc %[[LISTS]]
 // CHECK-NOT: sparsek.select_attention
-// The row selection: the row's rank keys (i64) sorted in workgroup memory,
-// ranks by position (i16); warps vote on 32 sorted entries at once.
-// CHECK: gpu.module @[[ROWS]]
-// CHECK: gpu.func @row_selection(
-// CHECK-SAME: workgroup(%{{.*}} : memref<4096xi64, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %{{.*}} : memref<4096xi16, #gpu.address_space<workgroup>>
-// CHECK-SAME: known_block_size = array<i32: 1024, 1, 1>
-// CHECK: gpu.barrier
-// CHECK: nvvm.vote.sync  ballot
 // CHECK: gpu.module @[[MOD]]
 // CHECK: gpu.func @tiles(
 // CHECK-SAME: workgroup(%[[SK:.*]] : memref<64x64xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %[[SV:.*]] : memref<64x64xbf16, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}
@@ -63,6 +48,30 @@
 // CHECK: nvvm.mma.sync
 // CHECK: scf.yield
 // CHECK: vector.store {{.*}} : memref<?x?x?x64xbf16>, vector<2xbf16>
+// CHECK-NOT: row_selection
+// Rows of 1 to 4096 candidates (S - w): the row selection, one launch of a
+// CTA of 32 warps per (batch, KV head) row; other rows: the chunked one.
+// ROWS-LABEL: func.func @bf16_d64
+// ROWS: %[[LISTS:.*]] = memref.alloc({{.*}}, %c8{{.*}}) : memref<?x?x?xi32>
+// ROWS-NEXT: %[[COUNTS:.*]] = memref.alloc({{.*}}) : memref<?x?xi32>
+// ROWS-NEXT: %[[TAU:.*]] = memref.alloc({{.*}}) : memref<?x?xf32>
+// ROWS: arith.constant 4096 : index
+// ROWS: scf.if
+// ROWS: gpu.launch_func @[[ROWMOD:sparsek_row_selection_0]]::@row_selection
+// ROWS-SAME: threads in (%c1024
+// ROWS-SAME: args(%arg3 : memref<?x?x?xf32>, %[[TAU]] : memref<?x?xf32>, %{{.*}} : memref<?x?xf32>, %{{.*}} : memref<?x?xi32>, %[[LISTS]] : memref<?x?x?xi32>, %[[COUNTS]] : memref<?x?xi32>
+// ROWS: } else {
+// ROWS: scf.parallel
+// ROWS: gpu.launch_func @[[TILES:sparsek_select_attention_tiles_0]]::@tiles
+// The row's rank keys (i64) sorted in workgroup memory, ranks by position
+// (i16); warps vote on 32 sorted entries at once.
+// ROWS: gpu.module @[[ROWMOD]]
+// ROWS: gpu.func @row_selection(
+// ROWS-SAME: workgroup(%{{.*}} : memref<4096xi64, #gpu.address_space<workgroup>> {llvm.align = 16 : i64}, %{{.*}} : memref<4096xi16, #gpu.address_space<workgroup>>
+// ROWS-SAME: known_block_size = array<i32: 1024, 1, 1>
+// ROWS: gpu.barrier
+// ROWS: nvvm.vote.sync  ballot
+// ROWS: gpu.module @[[TILES]]
 // CHUNKED-LABEL: func.func @bf16_d64
 // CHUNKED-NOT: row_selection
 // CHUNKED: gpu.launch_func @sparsek_select_attention_tiles_0::@tiles
