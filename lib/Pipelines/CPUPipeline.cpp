@@ -34,7 +34,7 @@ sparsek::buildSparseKCPUPipeline(OpPassManager &pm,
                                     tiles,
                                     gradTiles,
                                     /*vectorAtomics=*/false,
-                                    /*rowSelection=*/false,
+                                    options.rowSelection,
                                     "scalar",
                                     decodeMath(options.decodeKernel)}
                              .str();

@@ -88,8 +88,9 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
     Host code first runs the chunked selection (as sparsek-lower-to-loops'
     parallel form does) and turns it, in parallel loops, into the block
     lists Sel(t0) and per-query f32 tau(t) and theta(t). With
-    `row-selection=true` (GPU forms, automatic chunk length), rows of 1 to
-    4096 candidates (S - w) get them from the row selection instead, one `gpu.launch_func` of
+    `row-selection=true` (and the automatic chunk length), rows of 1 to
+    4096 candidates (S - w) get them from the row selection instead
+    (`form=scalar`: the same steps for warps of one lane, as loops), one `gpu.launch_func` of
     1024 threads per (batch, KV head) row: the row's scores sorted in
     workgroup memory, then each warp sweeping a run of consecutive queries
     (tau's piece of f and theta carried from one query to the next,
@@ -174,9 +175,9 @@ def SparseKTileSelectAttention : Pass<"sparsek-tile-select-attention", "ModuleOp
            "Candidates per chunk of the chunked selection; 0 picks "
            "max(256, ceil(C / 64)) for C candidates per row">,
     Option<"rowSelection", "row-selection", "bool", /*default=*/"false",
-           "GPU forms with the automatic chunk length: rows of 1 to 4096 "
-           "candidates take the one-launch row selection instead of the "
-           "chunked one">,
+           "With the automatic chunk length: rows of 1 to 4096 candidates "
+           "take the one-launch row selection instead of the chunked one "
+           "(form=scalar: the same steps as loops)">,
     Option<"tileRows", "tile-rows", "int64_t", /*default=*/"0",
            "(query, head) rows per tile: 64, or 128 (wgmma: two warpgroups "
            "sharing each gathered K/V tile; scalar: the same key sets); 0 "

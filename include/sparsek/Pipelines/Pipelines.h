@@ -81,6 +81,12 @@ struct SparseKCPUPipelineOptions
                      "select_attention; select with parallel-loops); 0 "
                      "picks one"),
       llvm::cl::init(0)};
+  PassOptions::Option<bool> rowSelection{
+      *this, "row-selection",
+      llvm::cl::desc("prefill-kernel=tiles with the automatic chunk length: "
+                     "rows of 1 to 4096 candidates take the CPU form of the "
+                     "GPU's row selection instead of the chunked one"),
+      llvm::cl::init(false)};
   PassOptions::Option<int64_t> tileRows{
       *this, "tile-rows",
       llvm::cl::desc("(query, head) rows per tile of prefill-kernel=tiles: "

@@ -342,7 +342,7 @@ void BlockKeySets::emit(OpBuilder &b, Location loc, const TileGeometry &geo) {
   thresholds = {alloc(b, loc, f32, {rows, numQueries}),
                 alloc(b, loc, f32, {rows, numQueries}),
                 alloc(b, loc, i32, {rows, numQueries})};
-  if (!rowModule || selectChunk != 0)
+  if (!rowSelection || selectChunk != 0)
     return emitChunked(b, loc, geo);
   // Rows that fit the row kernel's workgroup memory take one launch; longer
   // ones (and rows without candidates) the chunked selection.

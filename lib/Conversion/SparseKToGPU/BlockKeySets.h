@@ -202,10 +202,14 @@ public:
       : BlockKeySets(op, op.getQuery(), op.getScores(), op.getKAttr().getInt(),
                      op.getWAttr().getInt(), selectChunk) {}
 
-  /// GPU forms: rows of at most kRowSelectCandidates candidates take the
-  /// one-launch row kernel (RowSelection.h), built into `module`, when the
-  /// chunk length is automatic (a fixed one asks for the chunked path).
-  void useRowKernel(ModuleOp module) { rowModule = module; }
+  /// Rows of 1 to kRowSelectCandidates candidates take the row selection
+  /// (RowSelection.h) when the chunk length is automatic (a fixed one asks
+  /// for the chunked selection): a kernel built into `gpuModule`, or with a
+  /// null one its CPU form.
+  void useRowSelection(ModuleOp gpuModule) {
+    rowSelection = true;
+    rowModule = gpuModule;
+  }
 
   /// Emits the selection and, per (batch, KV head, query block) Sel(t0)
   /// ascending and its length, and per query f32 tau(t) and theta(t): the
@@ -227,6 +231,7 @@ private:
   Value query, scores;
   int64_t k, w;
   int64_t selectChunk;
+  bool rowSelection = false;
   ModuleOp rowModule;
 };
 

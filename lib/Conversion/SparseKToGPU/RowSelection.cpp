@@ -66,12 +66,16 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 /// The kernel's shared values (defined at its top, so every region sees
 /// them).
 struct RowCtx {
-  Value keys;       // memref<kCapacity x i64, workgroup>: sorted rank keys
-  Value ranks;      // memref<kCapacity x i16, workgroup>: position -> index
+  Value keys;       // memref<kCapacity x i64>: sorted rank keys
+  Value ranks;      // memref<kCapacity x i16>: position -> index
   Value lane;       // index
   Value laneI32;    // i32
   Value candidates; // C (index)
   int64_t k;
+  /// The GPU kernel (warps of 32 lanes that vote), or its CPU form: the
+  /// same steps for one lane, so that a vote is the lane's own predicate.
+  bool gpu;
+  int64_t lanes;
 };
 
 /// KernelMath plus the row's reads and the warp's votes.
@@ -157,6 +161,8 @@ struct RowMath : KernelMath {
   }
 
   Value ballot(Value pred) {
+    if (!r.gpu)
+      return arith::ExtUIOp::create(b, loc, b.getI32Type(), pred);
     return NVVM::VoteSyncOp::create(b, loc, b.getI32Type(), ci32(-1), pred,
                                     NVVM::VoteSyncKind::ballot);
   }
@@ -176,7 +182,7 @@ struct RowMath : KernelMath {
   /// An f64 summed over the warp (two 32-bit shuffles per step).
   Value warpSum(Value x) {
     Type i64 = b.getI64Type(), i32 = b.getI32Type();
-    for (int64_t off = 1; off < kLanes; off *= 2) {
+    for (int64_t off = 1; off < r.lanes; off *= 2) {
       Value bits = arith::BitcastOp::create(b, loc, i64, x);
       Value lo = arith::TruncIOp::create(b, loc, i32, bits);
       Value hi = arith::TruncIOp::create(
@@ -259,7 +265,7 @@ public:
           Value i = y.add(a[0], r.lane);
           Value mask = y.ballot(y.andI(y.lt(i, r.candidates), pred(y, i)));
           Value hit = y.ne(mask);
-          return {y.add(a[0], y.c(kLanes)),
+          return {y.add(a[0], y.c(r.lanes)),
                   y.sel(hit, y.add(a[0], y.lowestLane(mask)), y.c(-1))};
         });
     return x.sel(x.lt(res[1], x.c(0)), r.candidates, res[1]);
@@ -281,7 +287,7 @@ public:
           Value j = y.sub(last, r.lane);
           Value mask = y.ballot(y.andI(y.le(stop, j), y.visible(j, e)));
           Value hit = y.ne(mask);
-          return {y.sub(a[0], y.c(kLanes)),
+          return {y.sub(a[0], y.c(r.lanes)),
                   y.sel(hit, y.sub(last, y.lowestLane(mask)), y.c(-1))};
         })[1];
   }
@@ -304,7 +310,7 @@ public:
           Value need = y.sub(y.c(r.k - 1), a[1]);
           Value mine = y.andI(p, y.eq(y.popc(y.lanesBelow(mask)), need));
           Value at = y.ballot(mine);
-          return {y.add(a[0], y.c(kLanes)), y.add(a[1], y.popc(mask)),
+          return {y.add(a[0], y.c(r.lanes)), y.add(a[1], y.popc(mask)),
                   y.sel(y.ne(at), y.add(a[0], y.lowestLane(at)), y.c(-1))};
         })[2];
   }
@@ -315,7 +321,7 @@ public:
                                    Value to, Value e, Value anchor) const {
     RowMath x{b, loc, r};
     SmallVector<Value> res = emitStepFor(
-        b, loc, from, x.max(from, to), kLanes, ValueRange{x.c(0), x.d(0.0)},
+        b, loc, from, x.max(from, to), r.lanes, ValueRange{x.c(0), x.d(0.0)},
         [&](OpBuilder &fb, Location fl, Value base,
             ValueRange a) -> SmallVector<Value> {
           RowMath y{fb, fl, r};
@@ -331,7 +337,7 @@ public:
   /// Positions below e that hold candidates.
   Value countLive(OpBuilder &b, Location loc, Value e) const {
     RowMath x{b, loc, r};
-    return emitStepFor(b, loc, x.c(0), e, kLanes, ValueRange{x.c(0)},
+    return emitStepFor(b, loc, x.c(0), e, r.lanes, ValueRange{x.c(0)},
                        [&](OpBuilder &fb, Location fl, Value base,
                            ValueRange a) -> SmallVector<Value> {
                          RowMath y{fb, fl, r};
@@ -491,26 +497,31 @@ Value emitVisibleEnd(KernelMath &x, Value t, Value lag, Value candidates) {
   return x.min(x.max(x.add(x.add(t, lag), x.c(1)), x.c(0)), candidates);
 }
 
-void buildKernel(OpBuilder &b, Location loc, const RowArgs &a,
-                 ValueRange workgroup, int64_t k, int64_t w) {
+/// One row's selection: the kernel's body for thread `tid` of the CTA of
+/// row `row`, or (null `tid`) its CPU form, the same steps run by one thread
+/// for every warp in turn. `keys` and `ranks` are the row's scratch.
+void emitRowBody(OpBuilder &b, Location loc, const RowArgs &a, Value keys,
+                 Value ranks, Value row, Value tid, int64_t k, int64_t w) {
   KernelMath x{b, loc};
-  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  Value row = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  bool gpu = static_cast<bool>(tid);
+  int64_t lanes = gpu ? kLanes : 1, threads = gpu ? kThreads : 1;
+  Value start = gpu ? tid : x.c(0);
   Value heads = emitDim(b, loc, a.scores, 1);
   Value bi = x.div(row, heads), h = x.rem(row, heads);
   Value numKeys = emitDim(b, loc, a.scores, 2);
   Value numQueries = emitDim(b, loc, a.tau, 1);
   Value candidates = x.max(x.sub(numKeys, x.c(w)), x.c(0));
   Value lag = x.sub(x.sub(numKeys, numQueries), x.c(w));
-  Value lane = x.rem(tid, x.c(kLanes)), warp = x.div(tid, x.c(kLanes));
-  RowCtx ctx{workgroup[0], workgroup[1], lane, x.i32(lane), candidates, k};
+  Value lane = gpu ? x.rem(tid, x.c(kLanes)) : x.c(0);
+  RowCtx ctx{keys, ranks, lane, x.i32(lane), candidates, k, gpu, lanes};
   Type i64 = b.getI64Type(), i16 = b.getI16Type();
   auto barrier = [&](OpBuilder &bb, Location bl) {
-    gpu::BarrierOp::create(bb, bl);
+    if (gpu)
+      gpu::BarrierOp::create(bb, bl);
   };
   auto threadLoop = [&](Value ub,
                         function_ref<void(OpBuilder &, Location, Value)> body) {
-    scf::ForOp::create(b, loc, tid, ub, x.c(kThreads), ValueRange{},
+    scf::ForOp::create(b, loc, start, ub, x.c(threads), ValueRange{},
                        [&](OpBuilder &fb, Location fl, Value i, ValueRange) {
                          body(fb, fl, i);
                          scf::YieldOp::create(fb, fl);
@@ -569,7 +580,8 @@ void buildKernel(OpBuilder &b, Location loc, const RowArgs &a,
               KernelMath z{tb, tl};
               Value stride = st[0];
               scf::ForOp::create(
-                  tb, tl, tid, z.div(size, z.c(2)), z.c(kThreads), ValueRange{},
+                  tb, tl, start, z.div(size, z.c(2)), z.c(threads),
+                  ValueRange{},
                   [&](OpBuilder &fb, Location fl, Value p, ValueRange) {
                     KernelMath v{fb, fl};
                     Value lo = v.sub(v.mul(p, v.c(2)), v.rem(p, stride));
@@ -591,7 +603,7 @@ void buildKernel(OpBuilder &b, Location loc, const RowArgs &a,
                                             ctx.keys, ValueRange{hi});
                     scf::YieldOp::create(fb, fl);
                   });
-              gpu::BarrierOp::create(tb, tl);
+              barrier(tb, tl);
               return {z.div(stride, z.c(2))};
             });
         return {y.mul(span, y.c(2))};
@@ -630,74 +642,84 @@ void buildKernel(OpBuilder &b, Location loc, const RowArgs &a,
   });
   RowWarp sweep(ctx);
   Value per = x.ceilDiv(x.sub(numQueries, first), x.c(kWarps));
-  Value from = x.min(x.add(first, x.mul(warp, per)), numQueries);
-  Value to = x.min(x.add(from, per), numQueries);
-  emitIf(b, loc, x.lt(from, to), [&](OpBuilder &wb, Location wl) {
-    RowMath y{wb, wl, ctx};
-    Value e0 = emitVisibleEnd(y, from, lag, candidates);
-    Value live0 = sweep.countLive(wb, wl, e0);
-    SmallVector<Value> idle(kSlots, y.c(0));
-    idle[kLive] = live0;
-    idle[kSum] = idle[kTau] = idle[kAnchor] = y.d(0.0);
-    SmallVector<Value> state0 = emitIfElse(
-        wb, wl, y.lt(y.c(k), live0),
-        [&](OpBuilder &ib, Location il) {
-          return sweep.init(ib, il, live0, e0);
-        },
-        [&](OpBuilder &, Location) { return idle; });
-    SmallVector<Value> carried{e0};
-    carried.append(state0);
-    emitStepFor(
-        wb, wl, from, to, 1, carried,
-        [&](OpBuilder &fb, Location fl, Value t,
-            ValueRange c) -> SmallVector<Value> {
-          RowMath z{fb, fl, ctx};
-          Value e = emitVisibleEnd(z, t, lag, candidates);
-          Value grown = z.lt(c[0], e);
-          Value rank = z.rankOf(z.sub(e, z.c(1)));
-          Value fresh = z.andI(grown, z.lt(rank, z.c(kNoRank)));
-          SmallVector<Value> s(c.drop_front());
-          s[kLive] = z.sel(fresh, z.add(s[kLive], z.c(1)), s[kLive]);
-          Value crossed = z.andI(fresh, z.eq(s[kLive], z.c(k + 1)));
-          Value added = z.andI(fresh, z.lt(z.c(k + 1), s[kLive]));
-          s = emitIfElse(
-              fb, fl, crossed,
-              [&](OpBuilder &ib, Location il) {
-                return sweep.init(ib, il, s[kLive], e);
-              },
-              [&](OpBuilder &ib, Location il) {
-                return emitIfElse(
-                    ib, il, added,
-                    [&](OpBuilder &ab, Location al) {
-                      return sweep.add(ab, al, s, rank, e);
-                    },
-                    [&](OpBuilder &, Location) { return s; });
-              });
-          Value searched = z.lt(z.c(k), s[kLive]);
-          emitIf(fb, fl, z.andI(z.eq(lane, z.c(0)), searched),
-                 [&](OpBuilder &tb, Location tl) {
-                   RowMath q{tb, tl, ctx};
-                   Type f32 = tb.getF32Type();
-                   Value kk = q.key(s[kTheta]);
-                   Value tau = arith::TruncFOp::create(
-                       tb, tl, f32, q.fadd(s[kTau], s[kAnchor]));
-                   Value ts = arith::TruncFOp::create(tb, tl, f32, q.score(kk));
-                   store(tb, tl, t, tau, ts, q.i32(q.pos(kk)));
-                 });
-          emitIf(fb, fl, z.andI(z.eq(lane, z.c(0)), z.notI(searched)),
-                 [&](OpBuilder &tb, Location tl) { storeAll(tb, tl, t, e); });
-          SmallVector<Value> next{e};
-          next.append(s);
-          return next;
-        });
-  });
+  // Warp `warp`'s run of queries.
+  auto sweepRun = [&](OpBuilder &rb, Location rl, Value warp) {
+    KernelMath x{rb, rl};
+    Value from = x.min(x.add(first, x.mul(warp, per)), numQueries);
+    Value to = x.min(x.add(from, per), numQueries);
+    emitIf(rb, rl, x.lt(from, to), [&](OpBuilder &wb, Location wl) {
+      RowMath y{wb, wl, ctx};
+      Value e0 = emitVisibleEnd(y, from, lag, candidates);
+      Value live0 = sweep.countLive(wb, wl, e0);
+      SmallVector<Value> idle(kSlots, y.c(0));
+      idle[kLive] = live0;
+      idle[kSum] = idle[kTau] = idle[kAnchor] = y.d(0.0);
+      SmallVector<Value> state0 = emitIfElse(
+          wb, wl, y.lt(y.c(k), live0),
+          [&](OpBuilder &ib, Location il) {
+            return sweep.init(ib, il, live0, e0);
+          },
+          [&](OpBuilder &, Location) { return idle; });
+      SmallVector<Value> carried{e0};
+      carried.append(state0);
+      emitStepFor(
+          wb, wl, from, to, 1, carried,
+          [&](OpBuilder &fb, Location fl, Value t,
+              ValueRange c) -> SmallVector<Value> {
+            RowMath z{fb, fl, ctx};
+            Value e = emitVisibleEnd(z, t, lag, candidates);
+            Value grown = z.lt(c[0], e);
+            Value rank = z.rankOf(z.sub(e, z.c(1)));
+            Value fresh = z.andI(grown, z.lt(rank, z.c(kNoRank)));
+            SmallVector<Value> s(c.drop_front());
+            s[kLive] = z.sel(fresh, z.add(s[kLive], z.c(1)), s[kLive]);
+            Value crossed = z.andI(fresh, z.eq(s[kLive], z.c(k + 1)));
+            Value added = z.andI(fresh, z.lt(z.c(k + 1), s[kLive]));
+            s = emitIfElse(
+                fb, fl, crossed,
+                [&](OpBuilder &ib, Location il) {
+                  return sweep.init(ib, il, s[kLive], e);
+                },
+                [&](OpBuilder &ib, Location il) {
+                  return emitIfElse(
+                      ib, il, added,
+                      [&](OpBuilder &ab, Location al) {
+                        return sweep.add(ab, al, s, rank, e);
+                      },
+                      [&](OpBuilder &, Location) { return s; });
+                });
+            Value searched = z.lt(z.c(k), s[kLive]);
+            emitIf(fb, fl, z.andI(z.eq(lane, z.c(0)), searched),
+                   [&](OpBuilder &tb, Location tl) {
+                     RowMath q{tb, tl, ctx};
+                     Type f32 = tb.getF32Type();
+                     Value kk = q.key(s[kTheta]);
+                     Value tau = arith::TruncFOp::create(
+                         tb, tl, f32, q.fadd(s[kTau], s[kAnchor]));
+                     Value ts =
+                         arith::TruncFOp::create(tb, tl, f32, q.score(kk));
+                     store(tb, tl, t, tau, ts, q.i32(q.pos(kk)));
+                   });
+            emitIf(fb, fl, z.andI(z.eq(lane, z.c(0)), z.notI(searched)),
+                   [&](OpBuilder &tb, Location tl) { storeAll(tb, tl, t, e); });
+            SmallVector<Value> next{e};
+            next.append(s);
+            return next;
+          });
+    });
+  };
+  Value warp = gpu ? x.div(tid, x.c(kLanes)) : Value();
+  if (gpu)
+    sweepRun(b, loc, warp);
+  else
+    emitFor(b, loc, x.c(0), x.c(kWarps), sweepRun);
   barrier(b, loc);
 
   // 3. Block lists: list l holds Sel(l * listQueries), one warp per list.
   Value numLists = emitDim(b, loc, a.counts, 1);
   scf::ForOp::create(
-      b, loc, warp, numLists, x.c(kWarps), ValueRange{},
-      [&](OpBuilder &lb, Location ll, Value l, ValueRange) {
+      b, loc, gpu ? warp : x.c(0), numLists, x.c(gpu ? kWarps : 1),
+      ValueRange{}, [&](OpBuilder &lb, Location ll, Value l, ValueRange) {
         RowMath y{lb, ll, ctx};
         Value t0 = y.mul(l, a.listQueries);
         Value e0 = emitVisibleEnd(y, t0, lag, candidates);
@@ -709,7 +731,7 @@ void buildKernel(OpBuilder &b, Location loc, const RowArgs &a,
         Value limit =
             y.sel(all, y.c(kNoRank - 1), y.rankOf(y.max(thetaPos0, y.c(0))));
         Value count = emitStepFor(
-            lb, ll, y.c(0), e0, kLanes, ValueRange{y.c(0)},
+            lb, ll, y.c(0), e0, lanes, ValueRange{y.c(0)},
             [&](OpBuilder &fb, Location fl, Value base,
                 ValueRange c) -> SmallVector<Value> {
               RowMath z{fb, fl, ctx};
@@ -727,7 +749,7 @@ void buildKernel(OpBuilder &b, Location loc, const RowArgs &a,
         // Slots past the members: -1 (read by no tile, written so that no
         // read is uninitialized).
         emitStepFor(
-            lb, ll, count, y.max(count, y.c(k)), kLanes, ValueRange{},
+            lb, ll, count, y.max(count, y.c(k)), lanes, ValueRange{},
             [&](OpBuilder &fb, Location fl, Value base,
                 ValueRange) -> SmallVector<Value> {
               KernelMath z{fb, fl};
@@ -748,7 +770,7 @@ void buildKernel(OpBuilder &b, Location loc, const RowArgs &a,
 }
 } // namespace
 
-void sparsek::emitRowSelection(OpBuilder &b, Location loc, ModuleOp module,
+void sparsek::emitRowSelection(OpBuilder &b, Location loc, ModuleOp gpuModule,
                                Operation *anchor, Value scores, int64_t k,
                                int64_t w, const ThresholdBuffers &thresholds,
                                Value lists, Value counts, Value listQueries) {
@@ -762,20 +784,36 @@ void sparsek::emitRowSelection(OpBuilder &b, Location loc, ModuleOp module,
                counts,
                getDeviceStatus(b, loc, anchor),
                listQueries};
-  auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
-  SmallVector<Type> workgroup{MemRefType::get({kCapacity}, b.getI64Type(),
-                                              MemRefLayoutAttrInterface(), wg),
-                              MemRefType::get({kCapacity}, b.getI16Type(),
-                                              MemRefLayoutAttrInterface(), wg)};
   Value rows = x.mul(emitDim(b, loc, scores, 0), emitDim(b, loc, scores, 1));
+  Type i64 = b.getI64Type(), i16 = b.getI16Type();
+  if (!gpuModule) {
+    // The CPU form: one row after the other through the same scratch.
+    Value keys =
+        memref::AllocOp::create(b, loc, MemRefType::get({kCapacity}, i64));
+    Value ranks =
+        memref::AllocOp::create(b, loc, MemRefType::get({kCapacity}, i16));
+    emitFor(b, loc, x.c(0), rows, [&](OpBuilder &fb, Location fl, Value row) {
+      emitRowBody(fb, fl, args, keys, ranks, row, Value(), k, w);
+    });
+    memref::DeallocOp::create(b, loc, keys);
+    memref::DeallocOp::create(b, loc, ranks);
+    return;
+  }
+  auto wg = gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  SmallVector<Type> workgroup{
+      MemRefType::get({kCapacity}, i64, MemRefLayoutAttrInterface(), wg),
+      MemRefType::get({kCapacity}, i16, MemRefLayoutAttrInterface(), wg)};
   Value one = x.c(1);
   emitKernelLaunch(
-      b, loc, module, "sparsek_row_selection", args.values(), kThreads,
+      b, loc, gpuModule, "sparsek_row_selection", args.values(), kThreads,
       workgroup, Value(), gpu::KernelDim3{rows, one, one},
       {rows, emitDim(b, loc, thresholds.tau, 1)},
       [&](OpBuilder &kb, Location kl, ValueRange kernelArgs,
           ValueRange wgBufs) {
-        buildKernel(kb, kl, RowArgs::from(kernelArgs), wgBufs, k, w);
+        Value tid = gpu::ThreadIdOp::create(kb, kl, gpu::Dimension::x);
+        Value row = gpu::BlockIdOp::create(kb, kl, gpu::Dimension::x);
+        emitRowBody(kb, kl, RowArgs::from(kernelArgs), wgBufs[0], wgBufs[1],
+                    row, tid, k, w);
       },
       "row_selection");
 }

@@ -22,15 +22,17 @@ namespace mlir::sparsek {
 /// and ranks (i16) fill 40 KiB of static workgroup memory.
 constexpr int64_t kRowSelectCandidates = 4096;
 
-/// Host code: launches the row kernel over the B x Hkv rows of the
-/// [B, Hkv, S] f32 `scores`, which must have 1 <= S - w <=
-/// kRowSelectCandidates. It writes what BlockKeySets::emit writes: per
-/// query tau(t) and theta(t) into `thresholds` ([B * Hkv, T]), and per list
-/// l (first query l * listQueries) Sel of that query, ascending and -1
-/// padded, into `lists` ([B * Hkv, NL, k] i32) with its length in `counts`
+/// Host code: launches the row kernel (built into `gpuModule`) over the
+/// B x Hkv rows of the [B, Hkv, S] f32 `scores`, which must have
+/// 1 <= S - w <= kRowSelectCandidates; with a null `gpuModule`, its CPU form
+/// (the same steps for warps of one lane, one row after the other). It writes
+/// what BlockKeySets::emit writes: per query tau(t) and theta(t) into
+/// `thresholds` ([B * Hkv, T]), and per list l (first query l * listQueries)
+/// Sel of that query, ascending and -1 padded, into `lists` ([B * Hkv, NL, k]
+/// i32) with its length in `counts`
 /// ([B * Hkv, NL] i32). NaN and +inf candidate scores are reported through
 /// the device status of `anchor`'s module and then skipped as masked.
-void emitRowSelection(OpBuilder &b, Location loc, ModuleOp module,
+void emitRowSelection(OpBuilder &b, Location loc, ModuleOp gpuModule,
                       Operation *anchor, Value scores, int64_t k, int64_t w,
                       const ThresholdBuffers &thresholds, Value lists,
                       Value counts, Value listQueries);

@@ -63,8 +63,8 @@ static void lowerToTiles(RewriterBase &rewriter, SelectAttentionOp op,
     emitCheckWindowScores(b, l, op, z, p.w, /*inKernel=*/true);
     if (p.k > 0) {
       p.keys.emplace(op, selectChunk);
-      if (form != TileForm::Scalar && rowSelection)
-        p.keys->useRowKernel(module);
+      if (rowSelection)
+        p.keys->useRowSelection(form == TileForm::Scalar ? ModuleOp() : module);
       p.keys->emit(b, l, p.geo);
     }
     switch (form) {

@@ -102,8 +102,8 @@ void sparsek::lowerSelectAttentionGradToTiles(RewriterBase &rewriter,
       return;
     }
     p.keys.emplace(op, q, u, k, w, selectChunk);
-    if (!scalar && rowSelection)
-      p.keys->useRowKernel(module);
+    if (rowSelection)
+      p.keys->useRowSelection(scalar ? ModuleOp() : module);
     p.keys->emit(b, l, p.geo);
     p.supportSums = memref::AllocOp::create(
         b, l,

@@ -8,6 +8,7 @@
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=row-selection=true" | FileCheck %s --check-prefix=ROWS
 // A fixed chunk length asks for the chunked selection on every row.
 // RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=row-selection=true select-chunk=16" | FileCheck %s --check-prefix=CHUNKED
+// RUN: sparsek-opt %s -split-input-file "-sparsek-tile-select-attention=form=scalar row-selection=true" | FileCheck %s --check-prefix=SCALAR-ROWS
 
 // CHECK-LABEL: func.func @bf16_d64
 // The host side: sizes checked, the selection's scratch, then the block
@@ -72,6 +73,14 @@
 // ROWS: gpu.barrier
 // ROWS: nvvm.vote.sync  ballot
 // ROWS: gpu.module @[[TILES]]
+// The CPU form: the same steps as loops, the scratch in host memory.
+// SCALAR-ROWS-LABEL: func.func @bf16_d64
+// SCALAR-ROWS-NOT: gpu.
+// SCALAR-ROWS: arith.constant 4096 : index
+// SCALAR-ROWS: scf.if
+// SCALAR-ROWS: memref.alloc() : memref<4096xi64>
+// SCALAR-ROWS-NEXT: memref.alloc() : memref<4096xi16>
+// SCALAR-ROWS: } else {
 // CHUNKED-LABEL: func.func @bf16_d64
 // CHUNKED-NOT: row_selection
 // CHUNKED: gpu.launch_func @sparsek_select_attention_tiles_0::@tiles
