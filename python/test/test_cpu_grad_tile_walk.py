@@ -12,10 +12,11 @@ from grad_cases import MATRIX, check_bad_scores_and_sizes_reported, check_select
 from sparsek import ir
 
 
-def tiles(chunk=0, rows=0):
-    """The CPU pipeline on the backward tile walk; rows = 0 takes its default tiles (128 rows)."""
+def tiles(chunk=0, rows=0, row_selection=False):
+    """The CPU pipeline on the backward tile walk; rows = 0 takes its default tiles (128 rows);
+    with `row_selection` the key lists and thresholds come from the row selection's CPU form."""
     return (f"sparsek-cpu-pipeline{{backward-kernel=tiles select-chunk={chunk} "
-            f"grad-tile-rows={rows}}}")
+            f"grad-tile-rows={rows} row-selection={str(row_selection).lower()}}}")
 
 
 def run_sag(q, key, value, u, do, k, w, pipeline=None):
@@ -56,6 +57,14 @@ def test_grad_tile_walk_many_tiles(chunk, B, Hq, Hkv, S, T, k, w, kind):
 def test_grad_tile_walk_wide_tiles(B, Hq, Hkv, S, T, k, w, kind):
     check_select_attention_grad(lambda *a: run_sag(*a, pipeline=tiles(rows=128)),
                                 rng(S + T + k + 128), B, Hq, Hkv, S, T, k, w, kind)
+
+
+# The thresholds and lists of the row selection (row-selection=true), as the GPU takes them with
+# that option.
+@pytest.mark.parametrize("B,Hq,Hkv,S,T,k,w,kind", MATRIX)
+def test_grad_tile_walk_on_the_row_selection(B, Hq, Hkv, S, T, k, w, kind):
+    check_select_attention_grad(lambda *a: run_sag(*a, pipeline=tiles(row_selection=True)),
+                                rng(S * 17 + T * 5 + k + w), B, Hq, Hkv, S, T, k, w, kind)
 
 
 def test_grad_tile_walk_reports_bad_input():
