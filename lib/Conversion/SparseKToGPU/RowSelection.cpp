@@ -69,13 +69,12 @@ struct RowCtx {
   Value keys;       // memref<kCapacity x i64>: sorted rank keys
   Value ranks;      // memref<kCapacity x i16>: position -> index
   Value lane;       // index
-  Value laneI32;    // i32
   Value candidates; // C (index)
   int64_t k;
-  /// The GPU kernel (warps of 32 lanes that vote), or its CPU form: the
-  /// same steps for one lane, so that a vote is the lane's own predicate.
+  /// The GPU kernel (lane `lane` of a warp of 32 that vote), or its CPU
+  /// form: one thread that runs the warp's 32 lanes in turn wherever they
+  /// differ (a vote evaluates every lane's predicate; `lane` is unused).
   bool gpu;
-  int64_t lanes;
 };
 
 /// KernelMath plus the row's reads and the warp's votes.
@@ -160,11 +159,47 @@ struct RowMath : KernelMath {
     return fromI32(arith::ExtSIOp::create(b, loc, b.getI32Type(), v));
   }
 
-  Value ballot(Value pred) {
-    if (!r.gpu)
-      return arith::ExtUIOp::create(b, loc, b.getI32Type(), pred);
-    return NVVM::VoteSyncOp::create(b, loc, b.getI32Type(), ci32(-1), pred,
-                                    NVVM::VoteSyncKind::ballot);
+  using LaneFn = function_ref<Value(RowMath &, Value lane)>;
+
+  /// The warp's vote on `pred(lane)`: bit l for lane l.
+  Value ballot(LaneFn pred) {
+    if (r.gpu)
+      return NVVM::VoteSyncOp::create(b, loc, b.getI32Type(), ci32(-1),
+                                      pred(*this, r.lane),
+                                      NVVM::VoteSyncKind::ballot);
+    return emitForCarrying(
+        b, loc, c(0), c(kLanes), ValueRange{ci32(0)},
+        [&](OpBuilder &lb, Location ll, Value lane,
+            ValueRange m) -> SmallVector<Value> {
+          RowMath y{lb, ll, r};
+          Value bit =
+              arith::ExtUIOp::create(lb, ll, lb.getI32Type(), pred(y, lane));
+          Value shifted = arith::ShLIOp::create(lb, ll, bit, y.i32(lane));
+          return {arith::OrIOp::create(lb, ll, m[0], shifted)};
+        })[0];
+  }
+  /// This lane's share of an f64 that warpSum totals: on the GPU `f` of
+  /// the lane, in the CPU form the sum over the lanes (warpSum is then the
+  /// identity).
+  Value laneShare(LaneFn f) {
+    if (r.gpu)
+      return f(*this, r.lane);
+    return emitForCarrying(b, loc, c(0), c(kLanes), ValueRange{d(0.0)},
+                           [&](OpBuilder &lb, Location ll, Value lane,
+                               ValueRange a) -> SmallVector<Value> {
+                             RowMath y{lb, ll, r};
+                             return {y.fadd(a[0], f(y, lane))};
+                           })[0];
+  }
+  /// `body` for this lane (GPU), or for every lane in order (CPU form).
+  void eachLane(function_ref<void(RowMath &, Value lane)> body) {
+    if (r.gpu)
+      return body(*this, r.lane);
+    emitFor(b, loc, c(0), c(kLanes),
+            [&](OpBuilder &lb, Location ll, Value lane) {
+              RowMath y{lb, ll, r};
+              body(y, lane);
+            });
   }
   Value popc(Value mask) {
     return fromI32(math::CtPopOp::create(b, loc, mask));
@@ -173,16 +208,16 @@ struct RowMath : KernelMath {
   Value lowestLane(Value mask) {
     return fromI32(math::CountTrailingZerosOp::create(b, loc, mask));
   }
-  /// Bits of the lanes below this one.
-  Value lanesBelow(Value mask) {
+  /// Bits of the lanes below `lane`.
+  Value lanesBelow(Value mask, Value lane) {
     Value below = arith::SubIOp::create(
-        b, loc, arith::ShLIOp::create(b, loc, ci32(1), r.laneI32), ci32(1));
+        b, loc, arith::ShLIOp::create(b, loc, ci32(1), i32(lane)), ci32(1));
     return arith::AndIOp::create(b, loc, mask, below);
   }
   /// An f64 summed over the warp (two 32-bit shuffles per step).
   Value warpSum(Value x) {
     Type i64 = b.getI64Type(), i32 = b.getI32Type();
-    for (int64_t off = 1; off < r.lanes; off *= 2) {
+    for (int64_t off = 1; r.gpu && off < kLanes; off *= 2) {
       Value bits = arith::BitcastOp::create(b, loc, i64, x);
       Value lo = arith::TruncIOp::create(b, loc, i32, bits);
       Value hi = arith::TruncIOp::create(
@@ -262,10 +297,12 @@ public:
         },
         [&](OpBuilder &wb, Location wl, ValueRange a) -> SmallVector<Value> {
           RowMath y{wb, wl, r};
-          Value i = y.add(a[0], r.lane);
-          Value mask = y.ballot(y.andI(y.lt(i, r.candidates), pred(y, i)));
+          Value mask = y.ballot([&](RowMath &z, Value lane) {
+            Value i = z.add(a[0], lane);
+            return z.andI(z.lt(i, r.candidates), pred(z, i));
+          });
           Value hit = y.ne(mask);
-          return {y.add(a[0], y.c(r.lanes)),
+          return {y.add(a[0], y.c(kLanes)),
                   y.sel(hit, y.add(a[0], y.lowestLane(mask)), y.c(-1))};
         });
     return x.sel(x.lt(res[1], x.c(0)), r.candidates, res[1]);
@@ -284,10 +321,12 @@ public:
         [&](OpBuilder &wb, Location wl, ValueRange a) -> SmallVector<Value> {
           RowMath y{wb, wl, r};
           Value last = y.sub(a[0], y.c(1));
-          Value j = y.sub(last, r.lane);
-          Value mask = y.ballot(y.andI(y.le(stop, j), y.visible(j, e)));
+          Value mask = y.ballot([&](RowMath &z, Value lane) {
+            Value j = z.sub(last, lane);
+            return z.andI(z.le(stop, j), z.visible(j, e));
+          });
           Value hit = y.ne(mask);
-          return {y.sub(a[0], y.c(r.lanes)),
+          return {y.sub(a[0], y.c(kLanes)),
                   y.sel(hit, y.sub(last, y.lowestLane(mask)), y.c(-1))};
         })[1];
   }
@@ -304,13 +343,17 @@ public:
         },
         [&](OpBuilder &wb, Location wl, ValueRange a) -> SmallVector<Value> {
           RowMath y{wb, wl, r};
-          Value i = y.add(a[0], r.lane);
-          Value p = y.visible(i, e);
+          auto p = [&](RowMath &z, Value lane) {
+            return z.visible(z.add(a[0], lane), e);
+          };
           Value mask = y.ballot(p);
           Value need = y.sub(y.c(r.k - 1), a[1]);
-          Value mine = y.andI(p, y.eq(y.popc(y.lanesBelow(mask)), need));
-          Value at = y.ballot(mine);
-          return {y.add(a[0], y.c(r.lanes)), y.add(a[1], y.popc(mask)),
+          // The lane of the visible entry with `need` visible ones before it.
+          Value at = y.ballot([&](RowMath &z, Value lane) {
+            return z.andI(p(z, lane),
+                          z.eq(z.popc(z.lanesBelow(mask, lane)), need));
+          });
+          return {y.add(a[0], y.c(kLanes)), y.add(a[1], y.popc(mask)),
                   y.sel(y.ne(at), y.add(a[0], y.lowestLane(at)), y.c(-1))};
         })[2];
   }
@@ -321,15 +364,19 @@ public:
                                    Value to, Value e, Value anchor) const {
     RowMath x{b, loc, r};
     SmallVector<Value> res = emitStepFor(
-        b, loc, from, x.max(from, to), r.lanes, ValueRange{x.c(0), x.d(0.0)},
+        b, loc, from, x.max(from, to), kLanes, ValueRange{x.c(0), x.d(0.0)},
         [&](OpBuilder &fb, Location fl, Value base,
             ValueRange a) -> SmallVector<Value> {
           RowMath y{fb, fl, r};
-          Value i = y.add(base, r.lane);
-          Value p = y.andI(y.lt(i, to), y.visible(i, e));
-          Value z = y.fsub(y.scoreAt(i), anchor);
-          return {y.add(a[0], y.popc(y.ballot(p))),
-                  y.fadd(a[1], y.sel(p, z, y.d(0.0)))};
+          auto p = [&](RowMath &z, Value lane) {
+            Value i = z.add(base, lane);
+            return z.andI(z.lt(i, to), z.visible(i, e));
+          };
+          Value share = y.laneShare([&](RowMath &z, Value lane) {
+            Value a = z.fsub(z.scoreAt(z.add(base, lane)), anchor);
+            return z.sel(p(z, lane), a, z.d(0.0));
+          });
+          return {y.add(a[0], y.popc(y.ballot(p))), y.fadd(a[1], share)};
         });
     return {res[0], x.warpSum(res[1])};
   }
@@ -337,14 +384,16 @@ public:
   /// Positions below e that hold candidates.
   Value countLive(OpBuilder &b, Location loc, Value e) const {
     RowMath x{b, loc, r};
-    return emitStepFor(b, loc, x.c(0), e, r.lanes, ValueRange{x.c(0)},
+    return emitStepFor(b, loc, x.c(0), e, kLanes, ValueRange{x.c(0)},
                        [&](OpBuilder &fb, Location fl, Value base,
                            ValueRange a) -> SmallVector<Value> {
                          RowMath y{fb, fl, r};
-                         Value j = y.add(base, r.lane);
-                         Value p = y.andI(y.lt(j, e),
-                                          y.lt(y.rankOf(j), y.c(kNoRank)));
-                         return {y.add(a[0], y.popc(y.ballot(p)))};
+                         Value mask = y.ballot([&](RowMath &z, Value lane) {
+                           Value j = z.add(base, lane);
+                           return z.andI(z.lt(j, e),
+                                         z.lt(z.rankOf(j), z.c(kNoRank)));
+                         });
+                         return {y.add(a[0], y.popc(mask))};
                        })[0];
   }
 
@@ -504,7 +553,7 @@ void emitRowBody(OpBuilder &b, Location loc, const RowArgs &a, Value keys,
                  Value ranks, Value row, Value tid, int64_t k, int64_t w) {
   KernelMath x{b, loc};
   bool gpu = static_cast<bool>(tid);
-  int64_t lanes = gpu ? kLanes : 1, threads = gpu ? kThreads : 1;
+  int64_t threads = gpu ? kThreads : 1;
   Value start = gpu ? tid : x.c(0);
   Value heads = emitDim(b, loc, a.scores, 1);
   Value bi = x.div(row, heads), h = x.rem(row, heads);
@@ -513,7 +562,7 @@ void emitRowBody(OpBuilder &b, Location loc, const RowArgs &a, Value keys,
   Value candidates = x.max(x.sub(numKeys, x.c(w)), x.c(0));
   Value lag = x.sub(x.sub(numKeys, numQueries), x.c(w));
   Value lane = gpu ? x.rem(tid, x.c(kLanes)) : x.c(0);
-  RowCtx ctx{keys, ranks, lane, x.i32(lane), candidates, k, gpu, lanes};
+  RowCtx ctx{keys, ranks, lane, candidates, k, gpu};
   Type i64 = b.getI64Type(), i16 = b.getI16Type();
   auto barrier = [&](OpBuilder &bb, Location bl) {
     if (gpu)
@@ -731,36 +780,47 @@ void emitRowBody(OpBuilder &b, Location loc, const RowArgs &a, Value keys,
         Value limit =
             y.sel(all, y.c(kNoRank - 1), y.rankOf(y.max(thetaPos0, y.c(0))));
         Value count = emitStepFor(
-            lb, ll, y.c(0), e0, lanes, ValueRange{y.c(0)},
+            lb, ll, y.c(0), e0, kLanes, ValueRange{y.c(0)},
             [&](OpBuilder &fb, Location fl, Value base,
                 ValueRange c) -> SmallVector<Value> {
               RowMath z{fb, fl, ctx};
-              Value j = z.add(base, lane);
-              Value member = z.andI(z.lt(j, e0), z.le(z.rankOf(j), limit));
+              auto member = [&](RowMath &v, Value lane) {
+                Value j = v.add(base, lane);
+                return v.andI(v.lt(j, e0), v.le(v.rankOf(j), limit));
+              };
               Value mask = z.ballot(member);
-              emitIf(fb, fl, member, [&](OpBuilder &mb, Location ml) {
-                RowMath v{mb, ml, ctx};
-                Value slot = v.add(c[0], v.popc(v.lanesBelow(mask)));
-                memref::StoreOp::create(mb, ml, v.i32(j), a.lists,
-                                        ValueRange{row, l, slot});
+              // A member goes after the members of the lanes below it.
+              z.eachLane([&](RowMath &v, Value lane) {
+                emitIf(v.b, v.loc, member(v, lane),
+                       [&](OpBuilder &mb, Location ml) {
+                         RowMath u{mb, ml, ctx};
+                         Value slot =
+                             u.add(c[0], u.popc(u.lanesBelow(mask, lane)));
+                         memref::StoreOp::create(
+                             mb, ml, u.i32(u.add(base, lane)), a.lists,
+                             ValueRange{row, l, slot});
+                       });
               });
               return {z.add(c[0], z.popc(mask))};
             })[0];
         // Slots past the members: -1 (read by no tile, written so that no
         // read is uninitialized).
-        emitStepFor(
-            lb, ll, count, y.max(count, y.c(k)), lanes, ValueRange{},
-            [&](OpBuilder &fb, Location fl, Value base,
-                ValueRange) -> SmallVector<Value> {
-              KernelMath z{fb, fl};
-              Value s = z.add(base, lane);
-              emitIf(fb, fl, z.lt(s, z.c(k)), [&](OpBuilder &pb, Location pl) {
-                KernelMath v{pb, pl};
-                memref::StoreOp::create(pb, pl, v.ci32(-1), a.lists,
-                                        ValueRange{row, l, s});
-              });
-              return {};
-            });
+        emitStepFor(lb, ll, count, y.max(count, y.c(k)), kLanes, ValueRange{},
+                    [&](OpBuilder &fb, Location fl, Value base,
+                        ValueRange) -> SmallVector<Value> {
+                      RowMath z{fb, fl, ctx};
+                      z.eachLane([&](RowMath &v, Value lane) {
+                        Value s = v.add(base, lane);
+                        emitIf(v.b, v.loc, v.lt(s, v.c(k)),
+                               [&](OpBuilder &pb, Location pl) {
+                                 KernelMath u{pb, pl};
+                                 memref::StoreOp::create(pb, pl, u.ci32(-1),
+                                                         a.lists,
+                                                         ValueRange{row, l, s});
+                               });
+                      });
+                      return {};
+                    });
         emitIf(lb, ll, y.eq(lane, y.c(0)), [&](OpBuilder &cb, Location cl) {
           memref::StoreOp::create(cb, cl, KernelMath{cb, cl}.i32(count),
                                   a.counts, ValueRange{row, l});
